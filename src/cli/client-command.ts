@@ -1,0 +1,5 @@
+import { LadderError } from '../errors.js';
+
+export async function run(_argv: string[]): Promise<number> {
+  throw new LadderError('ERR_USAGE', "'ladder client' is not built yet");
+}

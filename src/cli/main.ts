@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/**
+ * The `ladder` command: the composition root. Each subcommand lives in its own file and is loaded
+ * on demand so that `ladder keys new` does not pay for the server's imports.
+ * @module
+ */
+import { LadderError } from '../errors.js';
+
+const USAGE = `ladder <command> [options]
+
+commands:
+  server   run a server: ladder server --listen <host:port> --key <ss-uri> [--key ...]
+  client   run a client: ladder client --server <ss-uri> --socks <host:port> --http <host:port>
+  keys     make and inspect access keys: ladder keys new --method <method>
+  demo     start a server and a client on loopback with a fresh key (what npm start runs)
+  lab      the adversary lab: ladder lab up | down | run | exec <ns> -- <cmd>
+
+Run 'ladder <command> --help' for a command's options.`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  server: async () => (await import('./server-command.js')).run,
+  client: async () => (await import('./client-command.js')).run,
+  keys: async () => (await import('./keys-command.js')).run,
+  demo: async () => (await import('./demo-command.js')).run,
+  lab: async () => (await import('./lab-command.js')).run,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') {
+    console.log('ladder 0.1.0');
+    return 0;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    console.error(`ladder: unknown command '${name}'. Commands: ${Object.keys(COMMANDS).join(', ')}.`);
+    return 2;
+  }
+  return (await load())(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof LadderError) {
+      console.error(`ladder: ${err.message}`);
+      process.exitCode = err.code === 'ERR_USAGE' ? 2 : 1;
+    } else {
+      console.error('ladder: unexpected error:', err);
+      process.exitCode = 70;
+    }
+  },
+);
