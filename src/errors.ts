@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'ERR_REPLAY_CLIENT'
   | 'ERR_REPLAY_SERVER'
   | 'ERR_PROBE_TIMEOUT'
+  | 'ERR_PROBE_SHORT'
   // dialing and relaying
   | 'ERR_DIAL_REFUSED'
   | 'ERR_DIAL_UNREACHABLE'

@@ -1,5 +1,71 @@
+/**
+ * `ladder client --server <ss-uri> --socks <host:port> --http <host:port>`
+ * @module
+ */
 import { LadderError } from '../errors.js';
+import { makeCipherKey } from '../crypto/ss-key.js';
+import { parseSsUri } from '../codec/access-key-uri.js';
+import { SsPacketDialer, SsStreamDialer } from '../transport/ss-dialer.js';
+import { Socks5Server } from '../proxy/socks5-server.js';
+import { HttpProxyServer } from '../proxy/http-proxy.js';
+import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new LadderError('ERR_USAGE', "'ladder client' is not built yet");
+const HELP = `ladder client --server <ss-uri> [--socks <host:port>] [--http <host:port>] [options]
+
+Runs local proxies that carry every connection through the Ladder (or any Shadowsocks) server named
+by the key URI.
+
+options:
+  --server <ss-uri>      the access key of the server to use
+  --socks <host:port>    SOCKS5 proxy (CONNECT and UDP ASSOCIATE) (default 127.0.0.1:1080)
+  --http <host:port>     HTTP proxy (CONNECT and plain requests) (default 127.0.0.1:8080)
+  --no-socks, --no-http  do not start that proxy
+  --user <name:password> require this username and password on both proxies`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags('client', argv, {
+    server: { type: 'string' },
+    socks: { type: 'string' },
+    http: { type: 'string' },
+    'no-socks': { type: 'boolean' },
+    'no-http': { type: 'boolean' },
+    user: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (!values.server) throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
+  const k = parseSsUri(values.server);
+  const key = makeCipherKey(k.method, k.password);
+  const server = { host: k.host, port: k.port };
+  let users: Map<string, string> | undefined;
+  if (values.user !== undefined) {
+    const i = values.user.indexOf(':');
+    if (i <= 0) throw new LadderError('ERR_USAGE', "--user takes name:password, e.g. --user alice:secret");
+    users = new Map([[values.user.slice(0, i), values.user.slice(i + 1)]]);
+  }
+  const dialer = new SsStreamDialer(server, key);
+  const packetDialer = new SsPacketDialer(server, key);
+  const closers: (() => Promise<void>)[] = [];
+  if (!values['no-socks']) {
+    const at = parseHostPort(values.socks ?? '127.0.0.1:1080', '--socks');
+    const socks = new Socks5Server({ dialer, packetDialer, ...(users ? { users } : {}) });
+    const a = await socks.listen(at.host, at.port);
+    closers.push(() => socks.close());
+    console.log(`ladder client: SOCKS5 listening on ${formatHostPort(a.address, a.port)}`);
+  }
+  if (!values['no-http']) {
+    const at = parseHostPort(values.http ?? '127.0.0.1:8080', '--http');
+    const http = new HttpProxyServer({ dialer, ...(users ? { users } : {}) });
+    const a = await http.listen(at.host, at.port);
+    closers.push(() => http.close());
+    console.log(`ladder client: HTTP proxy listening on ${formatHostPort(a.address, a.port)}`);
+  }
+  if (closers.length === 0) throw new LadderError('ERR_USAGE', 'client: with both --no-socks and --no-http there is nothing to run');
+  console.log(`ladder client: carrying traffic through ${formatHostPort(server.host, server.port)} with ${k.method}`);
+  await untilSignal();
+  await Promise.all(closers.map((c) => c()));
+  return 0;
 }

@@ -1,0 +1,218 @@
+/**
+ * The Shadowsocks AEAD chunk stream, shared by both editions: after the salt (and, in 2022, the
+ * header chunks) a stream is a sequence of
+ *
+ * ```
+ * +------------------+-----------+----------------------+-----------+
+ * | encrypted length | length tag| encrypted payload    | payload tag|
+ * +------------------+-----------+----------------------+-----------+
+ * |        2B        |    16B    |  length bytes        |    16B    |
+ * +------------------+-----------+----------------------+-----------+
+ * ```
+ * with a big-endian u16 length: at most 0x3FFF in AEAD-2017 (shadowsocks.org AEAD spec: "the higher
+ * two bits are reserved and must be zero"), at most 0xFFFF in 2022 (SIP022 §3.1.2). Every chunk uses
+ * the next counter nonce of the direction's {@link CounterAead}.
+ *
+ * The reader keeps a list of received chunks and hands out views; it copies only a frame that spans
+ * two network reads, and decrypts in place (with the native addon), so it takes ownership of the
+ * buffers pushed into it. It holds at most one frame plus what the caller pushed, so its memory is bounded
+ * by the caller's backpressure.
+ * @module
+ */
+import { AuthError, CodecError } from '../errors.js';
+import { TAG_SIZE } from '../crypto/methods.js';
+import type { CounterAead } from '../crypto/aead.js';
+
+/** AEAD-2017 payload cap. */
+export const MAX_PAYLOAD_2017 = 0x3fff;
+/** SIP022 payload cap. */
+export const MAX_PAYLOAD_2022 = 0xffff;
+/** Sealed length chunk: u16be + tag. */
+export const LENGTH_CHUNK_SIZE = 2 + TAG_SIZE;
+
+/** Bytes that `payloadLength` bytes of payload take on the wire when cut into chunks of `maxPayload`. */
+export function sealedLength(payloadLength: number, maxPayload: number): number {
+  const chunks = Math.ceil(payloadLength / maxPayload);
+  return payloadLength + chunks * (LENGTH_CHUNK_SIZE + TAG_SIZE);
+}
+
+/** Encrypts payload into length+payload chunks. */
+export class ChunkWriter {
+  readonly #aead: CounterAead;
+  readonly #max: number;
+  readonly #len = new Uint8Array(2);
+
+  constructor(aead: CounterAead, maxPayload: number) {
+    this.#aead = aead;
+    this.#max = maxPayload;
+  }
+
+  /** Bytes {@link encodeInto} writes for `n` payload bytes. */
+  encodedLength(n: number): number {
+    return sealedLength(n, this.#max);
+  }
+
+  /** Seals `payload` (may be empty: then nothing is written) into `out` at `offset`; returns bytes written. */
+  encodeInto(payload: Uint8Array, out: Uint8Array, offset: number): number {
+    let p = offset;
+    for (let i = 0; i < payload.length; i += this.#max) {
+      const piece = payload.subarray(i, Math.min(i + this.#max, payload.length));
+      this.#len[0] = piece.length >>> 8;
+      this.#len[1] = piece.length & 0xff;
+      p += this.#aead.seal(this.#len, out, p);
+      p += this.#aead.seal(piece, out, p);
+    }
+    return p - offset;
+  }
+
+  /** Seals `payload` into a new buffer. */
+  encode(payload: Uint8Array): Buffer {
+    const out = Buffer.allocUnsafe(this.encodedLength(payload.length)); // fully written below
+    this.encodeInto(payload, out, 0);
+    return out;
+  }
+}
+
+/** A FIFO of received buffers, handing out views and copying only across buffer boundaries. */
+export class ByteQueue {
+  #chunks: Buffer[] = [];
+  #head = 0; // index of the first live chunk in #chunks
+  #length = 0;
+
+  get length(): number {
+    return this.#length;
+  }
+
+  get chunkCount(): number {
+    return this.#chunks.length - this.#head;
+  }
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.#chunks.push(chunk);
+    this.#length += chunk.length;
+  }
+
+  /** Removes and returns the first `n` bytes (n ≤ length): a view when they lie in one chunk. */
+  take(n: number): Buffer {
+    const first = this.#chunks[this.#head]!;
+    let out: Buffer;
+    if (first.length > n) {
+      out = first.subarray(0, n);
+      this.#chunks[this.#head] = first.subarray(n);
+    } else if (first.length === n) {
+      out = first;
+      this.#shift();
+    } else {
+      out = Buffer.allocUnsafe(n); // every byte is copied in below
+      let filled = 0;
+      while (filled < n) {
+        const c = this.#chunks[this.#head]!;
+        const want = n - filled;
+        if (c.length <= want) {
+          c.copy(out, filled);
+          filled += c.length;
+          this.#shift();
+        } else {
+          c.copy(out, filled, 0, want);
+          this.#chunks[this.#head] = c.subarray(want);
+          filled += want;
+        }
+      }
+    }
+    this.#length -= n;
+    return out;
+  }
+
+  /** Returns the first `n` bytes without removing them (copies if they span chunks). */
+  peek(n: number): Buffer {
+    const first = this.#chunks[this.#head]!;
+    if (first.length >= n) return first.subarray(0, n);
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    for (let i = this.#head; filled < n; i++) {
+      const c = this.#chunks[i]!;
+      filled += c.copy(out, filled, 0, Math.min(c.length, n - filled));
+    }
+    return out;
+  }
+
+  /** Removes everything and returns it as one buffer. */
+  takeAll(): Buffer {
+    return this.#length === 0 ? Buffer.alloc(0) : this.take(this.#length);
+  }
+
+  #shift(): void {
+    this.#head++;
+    if (this.#head > 64 && this.#head * 2 > this.#chunks.length) {
+      this.#chunks = this.#chunks.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+}
+
+const STATE_LENGTH = 0;
+const STATE_PAYLOAD = 1;
+
+/** Decrypts length+payload chunks from a byte stream. */
+export class ChunkReader {
+  readonly #aead: CounterAead;
+  readonly #max: number;
+  readonly #queue: ByteQueue;
+  #state = STATE_LENGTH;
+  #payloadLength = 0;
+
+  /** `queue` may already hold bytes that follow the header (the server's acceptor hands them over). */
+  constructor(aead: CounterAead, maxPayload: number, queue = new ByteQueue()) {
+    this.#aead = aead;
+    this.#max = maxPayload;
+    this.#queue = queue;
+  }
+
+  /** The next chunk is a payload of `n` bytes with no length chunk before it (SIP022 response header). */
+  expectPayload(n: number): void {
+    this.#payloadLength = n;
+    this.#state = STATE_PAYLOAD;
+  }
+
+  /** Bytes received but not yet decrypted. */
+  get buffered(): number {
+    return this.#queue.length;
+  }
+
+  /**
+   * Adds received bytes and returns every payload that is now complete (possibly none). Takes
+   * ownership of `chunk`: payloads are decrypted in place, so its bytes are overwritten.
+   * Throws AuthError('ERR_SS_BAD_TAG') on a wrong tag and CodecError on an over-long length.
+   */
+  push(chunk: Buffer): Buffer[] {
+    this.#queue.push(chunk);
+    const out: Buffer[] = [];
+    this.drainInto(out);
+    return out;
+  }
+
+  /** Decrypts whatever complete chunks the queue holds into `out`. */
+  drainInto(out: Buffer[]): void {
+    const q = this.#queue;
+    for (;;) {
+      if (this.#state === STATE_LENGTH) {
+        if (q.length < LENGTH_CHUNK_SIZE) return;
+        const len = this.#aead.openInPlace(q.take(LENGTH_CHUNK_SIZE));
+        if (len === null) throw new AuthError('ERR_SS_BAD_TAG', 'length chunk failed authentication');
+        const n = (len[0]! << 8) | len[1]!;
+        if (n > this.#max) {
+          throw new CodecError('ERR_SS_CHUNK_LENGTH', `chunk length ${n} is over the limit ${this.#max}`);
+        }
+        this.#payloadLength = n;
+        this.#state = STATE_PAYLOAD;
+      }
+      const sealed = this.#payloadLength + TAG_SIZE;
+      if (q.length < sealed) return;
+      const pt = this.#aead.openInPlace(q.take(sealed));
+      if (pt === null) throw new AuthError('ERR_SS_BAD_TAG', 'payload chunk failed authentication');
+      this.#state = STATE_LENGTH;
+      if (pt.length > 0) out.push(pt);
+    }
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Key derivation for both Shadowsocks editions.
+ *
+ * - AEAD-2017 (shadowsocks.org "AEAD ciphers"): master key = EVP_BytesToKey(password) with MD5 and no
+ *   salt; per-stream subkey = HKDF-SHA1(master, salt, info "ss-subkey").
+ * - 2022 (SIP022 §2.2, SIP023): subkeys = BLAKE3 derive_key with a context string over PSK || salt.
+ * @module
+ */
+import { createHash, hkdfSync } from 'node:crypto';
+import { blake3 } from '@noble/hashes/blake3.js';
+
+const SS_SUBKEY_INFO = Buffer.from('ss-subkey');
+const SESSION_SUBKEY_CONTEXT = new TextEncoder().encode('shadowsocks 2022 session subkey');
+const IDENTITY_SUBKEY_CONTEXT = new TextEncoder().encode('shadowsocks 2022 identity subkey');
+
+/**
+ * OpenSSL's EVP_BytesToKey with MD5, one iteration and no salt, as shadowsocks-libev uses it to turn a
+ * password into a master key: D_i = MD5(D_{i-1} || password), key = D_1 || D_2 || ... truncated.
+ */
+export function evpBytesToKey(password: string, keySize: number): Buffer {
+  const pw = Buffer.from(password, 'utf8');
+  const out = Buffer.alloc(keySize);
+  let prev: Buffer = Buffer.alloc(0);
+  for (let written = 0; written < keySize; ) {
+    prev = createHash('md5').update(prev).update(pw).digest();
+    written += prev.copy(out, written);
+  }
+  return out;
+}
+
+/** AEAD-2017 per-stream subkey: HKDF-SHA1(key, salt, "ss-subkey"), as long as the key. */
+export function ssSubkey(masterKey: Uint8Array, salt: Uint8Array): Buffer {
+  return Buffer.from(hkdfSync('sha1', masterKey, salt, SS_SUBKEY_INFO, masterKey.length));
+}
+
+function deriveKey(context: Uint8Array, psk: Uint8Array, salt: Uint8Array): Buffer {
+  const material = new Uint8Array(psk.length + salt.length);
+  material.set(psk, 0);
+  material.set(salt, psk.length);
+  return Buffer.from(blake3(material, { context, dkLen: psk.length }));
+}
+
+/** SIP022 §2.2: session_subkey = blake3::derive_key("shadowsocks 2022 session subkey", psk || salt). */
+export function ss2022SessionSubkey(psk: Uint8Array, salt: Uint8Array): Buffer {
+  return deriveKey(SESSION_SUBKEY_CONTEXT, psk, salt);
+}
+
+/** SIP023 TCP: identity_subkey = blake3::derive_key("shadowsocks 2022 identity subkey", iPSK || salt). */
+export function ss2022IdentitySubkey(ipsk: Uint8Array, salt: Uint8Array): Buffer {
+  return deriveKey(IDENTITY_SUBKEY_CONTEXT, ipsk, salt);
+}
+
+/** SIP023: the first 16 bytes of blake3(psk), which names a user (or the next layer) in an identity header. */
+export function pskHash16(psk: Uint8Array): Buffer {
+  return Buffer.from(blake3(psk).subarray(0, 16));
+}

@@ -1,0 +1,37 @@
+/**
+ * Loads the optional native AEAD addon (native/aead), which keeps one OpenSSL context per stream
+ * direction instead of building a cipher object per chunk. When it is missing (not built, or
+ * LADDER_NO_NATIVE=1), callers fall back to node:crypto; both paths are tested against each other.
+ * @module
+ */
+import { createRequire } from 'node:module';
+import type { AeadCipherName } from './methods.js';
+
+export interface NativeAead {
+  create(cipher: number, key: Uint8Array, encrypt: boolean): object;
+  seal(ctx: object, plaintext: Uint8Array, out: Uint8Array, offset: number): number;
+  open(ctx: object, sealed: Uint8Array, out: Uint8Array, offset: number): number;
+}
+
+export const NATIVE_CIPHER_ID: Record<AeadCipherName, number> = {
+  'aes-128-gcm': 0,
+  'aes-256-gcm': 1,
+  'chacha20-poly1305': 2,
+};
+
+function load(): NativeAead | null {
+  if (process.env.LADDER_NO_NATIVE === '1') return null;
+  const require = createRequire(import.meta.url);
+  // dist/src/crypto/ → repo root → native/aead/build/Release
+  for (const rel of ['../../../native/aead/build/Release/ladder_aead.node', '../../native/aead/build/Release/ladder_aead.node']) {
+    try {
+      return require(rel) as NativeAead;
+    } catch {
+      // try the next place; absent means the fallback
+    }
+  }
+  return null;
+}
+
+/** The addon, or null when it is not available. */
+export const nativeAead: NativeAead | null = load();

@@ -1,0 +1,400 @@
+/**
+ * The Shadowsocks server: one TCP port and the same UDP port, any number of access keys of any
+ * supported method at once.
+ *
+ * Probe resistance (docs/probe-resistance.md): every failure before authentication — no key opens
+ * the request, a replayed salt, a bad timestamp, bad padding, short or random data — gets one
+ * behaviour: the server never writes a byte, keeps reading and discarding, and closes only when the
+ * fixed `authTimeoutMs` since the connection opened has passed or when the peer closes. A request
+ * that is valid but slow gets exactly the same treatment until it completes.
+ *
+ * Privacy: nothing here logs a destination or a client address. Client addresses live only in
+ * memory, for the "key that last matched" hint and UDP return paths, and are never written out.
+ * @module
+ */
+import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
+import { createSocket, type Socket as UdpSocket, type RemoteInfo } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { debuglog } from 'node:util';
+import { LadderError, type ErrorCode } from '../errors.js';
+import { SaltFilter, SaltPool, SlidingWindow } from '../crypto/replay.js';
+import { SsKeyTable, SsTcpAcceptor, maxAcceptBytes, type AcceptedTcp, type Random, type ReplayGuard, type SsServerKey } from '../codec/ss-tcp.js';
+import { encodeUdp2017, encodeUdp2022, openUdpRequest } from '../codec/ss-udp.js';
+import { CodecDuplex } from '../stream/codec-duplex.js';
+import { relay } from '../transport/relay.js';
+import { systemClock, type Clock, type PacketDialer, type PacketSession, type StreamDialer, type Target } from '../transport/types.js';
+
+const debug = debuglog('ladder:server');
+
+/** What the server reports; the operator layer turns these into metrics. Never addresses. */
+export interface ServerEvents {
+  /** A connection or datagram failed before authentication, with the reason's code. */
+  probe?(code: ErrorCode, transport: 'tcp' | 'udp'): void;
+  /** A TCP connection authenticated with `keyId` after `handshakeMs`. */
+  accepted?(keyId: string, handshakeMs: number): void;
+  /** A TCP connection of `keyId` ended, having carried `up` bytes client→target and `down` back. */
+  closed?(keyId: string, up: number, down: number, code?: ErrorCode): void;
+  /** UDP payload bytes for `keyId`. */
+  udpBytes?(keyId: string, up: number, down: number): void;
+}
+
+export interface SsServerOptions {
+  keys: readonly SsServerKey[];
+  /** Opens connections to targets (usually a DirectDialer). */
+  dialer: StreamDialer;
+  /** Sends datagrams to targets; without it the UDP relay is off. */
+  packetDialer?: PacketDialer;
+  clock?: Clock;
+  random?: Random;
+  /** A connection that has not authenticated after this long is closed, whatever it sent (default 60 s). */
+  authTimeoutMs?: number;
+  /** An authenticated connection with no bytes either way for this long is closed (default 5 min). */
+  idleTimeoutMs?: number;
+  /** Connections at once; more are refused at accept (default 8192). */
+  maxConnections?: number;
+  /** A UDP session with no packets for this long is forgotten (default 2 min; SIP022 needs ≥ 60 s). */
+  udpTimeoutMs?: number;
+  /** UDP sessions at once (default 4096). */
+  maxUdpSessions?: number;
+  events?: ServerEvents;
+}
+
+interface UdpSession {
+  readonly key: SsServerKey;
+  readonly out: PacketSession;
+  client: RemoteInfo;
+  lastSeen: number;
+  // 2022 only
+  readonly window?: SlidingWindow;
+  readonly clientSessionId?: Buffer;
+  readonly serverSessionId?: Buffer;
+  serverPacketId: bigint;
+}
+
+/** A bounded map that forgets its oldest entries: the per-client "last key that matched" hint. */
+class HintMap<V> {
+  readonly #map = new Map<string, V>();
+  readonly #cap: number;
+  constructor(cap: number) {
+    this.#cap = cap;
+  }
+  get(k: string): V | undefined {
+    return this.#map.get(k);
+  }
+  set(k: string, v: V): void {
+    this.#map.delete(k);
+    this.#map.set(k, v);
+    if (this.#map.size > this.#cap) this.#map.delete(this.#map.keys().next().value!);
+  }
+  clear(): void {
+    this.#map.clear();
+  }
+}
+
+export class SsServer {
+  #table: SsKeyTable;
+  readonly #o: Required<Omit<SsServerOptions, 'packetDialer' | 'events' | 'keys'>> & Pick<SsServerOptions, 'packetDialer'>;
+  readonly #events: ServerEvents;
+  readonly #replay2017 = new SaltFilter();
+  readonly #replay2022 = new SaltPool();
+  readonly #guard: ReplayGuard;
+  readonly #tcpHint = new HintMap<SsServerKey>(10_000);
+  readonly #udpHint = new HintMap<SsServerKey>(10_000);
+  readonly #sockets = new Set<Socket>();
+  readonly #udpSessions = new Map<string, UdpSession>();
+  #tcp: Server | null = null;
+  #udp: UdpSocket | null = null;
+  #sweep: NodeJS.Timeout | null = null;
+  #closing = false;
+
+  constructor(options: SsServerOptions) {
+    this.#table = new SsKeyTable(options.keys);
+    this.#o = {
+      dialer: options.dialer,
+      packetDialer: options.packetDialer,
+      clock: options.clock ?? systemClock,
+      random: options.random ?? randomBytes,
+      authTimeoutMs: options.authTimeoutMs ?? 60_000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+      maxConnections: options.maxConnections ?? 8192,
+      udpTimeoutMs: Math.max(options.udpTimeoutMs ?? 120_000, 1_000),
+      maxUdpSessions: options.maxUdpSessions ?? 4096,
+    };
+    this.#events = options.events ?? {};
+    this.#guard = {
+      addSalt2017: (s) => this.#replay2017.add(s),
+      addSalt2022: (s, now) => this.#replay2022.add(s, now),
+    };
+  }
+
+  /** Replaces the set of keys; connections already open keep theirs. */
+  setKeys(keys: readonly SsServerKey[]): void {
+    this.#table = new SsKeyTable(keys);
+    this.#tcpHint.clear();
+    this.#udpHint.clear();
+  }
+
+  /** Connections open now. */
+  get connections(): number {
+    return this.#sockets.size;
+  }
+
+  /** Binds TCP, then UDP on the same port (when a packet dialer is set). Rejects with ERR_LISTEN naming the address. */
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    const tcp = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => this.#onConnection(s));
+    tcp.maxConnections = this.#o.maxConnections;
+    const shown = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, shown, 'TCP')));
+      tcp.listen({ host, port, exclusive: true }, () => resolve());
+    });
+    this.#tcp = tcp;
+    tcp.on('error', (err) => debug('tcp listener error %s', err.message));
+    const addr = tcp.address() as AddressInfo;
+    if (this.#o.packetDialer) {
+      const udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          udp.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, shown.replace(/:\d+$/, `:${addr.port}`), 'UDP')));
+          udp.bind({ address: host, port: addr.port, exclusive: true }, () => resolve());
+        });
+      } catch (err) {
+        tcp.close();
+        this.#tcp = null;
+        throw err;
+      }
+      udp.on('error', (err) => debug('udp error %s', err.message));
+      udp.on('message', (msg, rinfo) => this.#onDatagram(udp, msg, rinfo));
+      this.#udp = udp;
+      this.#sweep = setInterval(() => this.#sweepUdp(), Math.min(10_000, this.#o.udpTimeoutMs / 2));
+      this.#sweep.unref();
+    }
+    return addr;
+  }
+
+  /**
+   * Stops accepting, lets open connections finish for up to `graceMs`, then closes the rest.
+   */
+  async close(graceMs = 5_000): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    const tcp = this.#tcp;
+    const closed = tcp ? new Promise<void>((r) => tcp.close(() => r())) : Promise.resolve();
+    if (this.#sweep) clearInterval(this.#sweep);
+    this.#udp?.close();
+    this.#udp = null;
+    for (const s of this.#udpSessions.values()) s.out.close();
+    this.#udpSessions.clear();
+    const deadline = Date.now() + graceMs;
+    while (this.#sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const s of this.#sockets) s.destroy();
+    await closed;
+  }
+
+  // ------------------------------------------------------------------------------- TCP
+
+  #onConnection(socket: Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    const started = this.#o.clock.now();
+    this.#sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.on('close', () => this.#sockets.delete(socket));
+    socket.on('error', (err) => debug('client socket error %s', (err as NodeJS.ErrnoException).code ?? err.message));
+    const client = socket.remoteAddress ?? '';
+    const acceptor = new SsTcpAcceptor(this.#table, this.#guard, this.#o.random, this.#tcpHint.get(client));
+    const limit = maxAcceptBytes();
+    // The one timer a pre-auth connection has: it closes at this fixed time whatever happens.
+    const authTimer = setTimeout(() => {
+      if (!failed) this.#events.probe?.('ERR_PROBE_TIMEOUT', 'tcp');
+      socket.destroy();
+    }, this.#o.authTimeoutMs);
+    authTimer.unref();
+    let failed = false;
+    const onData = (chunk: Buffer): void => {
+      let accepted: AcceptedTcp | null;
+      try {
+        accepted = acceptor.push(chunk, this.#o.clock.now());
+        if (accepted === null && acceptor.buffered > limit) throw new LadderError('ERR_CIPHER', 'request too long');
+      } catch (err) {
+        failed = true;
+        socket.off('data', onData);
+        socket.on('data', discard);
+        const code = err instanceof LadderError ? err.code : 'ERR_CODEC';
+        this.#events.probe?.(code, 'tcp');
+        debug('pre-auth failure %s', code);
+        return;
+      }
+      if (accepted === null) return;
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.pause();
+      clearTimeout(authTimer);
+      this.#tcpHint.set(client, accepted.key);
+      this.#events.accepted?.(accepted.key.id, this.#o.clock.now() - started);
+      void this.#serve(socket, accepted);
+    };
+    // A peer that closes before authenticating gets its close back, and nothing else.
+    const onEnd = (): void => {
+      clearTimeout(authTimer);
+      socket.destroy();
+      if (!failed) this.#events.probe?.('ERR_PROBE_SHORT', 'tcp');
+    };
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+  }
+
+  async #serve(socket: Socket, a: AcceptedTcp): Promise<void> {
+    const keyId = a.key.id;
+    const clock = this.#o.clock;
+    let up: import('node:stream').Duplex;
+    try {
+      up = await this.#o.dialer.dial(a.target);
+    } catch (err) {
+      const code = err instanceof LadderError ? err.code : 'ERR_DIAL';
+      debug('dial failed %s', code);
+      socket.destroy();
+      this.#events.closed?.(keyId, 0, 0, code);
+      return;
+    }
+    let recordedSalt = a.key.key.edition !== 2017;
+    const duplex = new CodecDuplex(socket, {
+      encode: (payload) => {
+        const out = a.stream.encode(payload, clock.now());
+        if (!recordedSalt) {
+          // Record our own salt so that our response, replayed to us as a request, is refused
+          // (the reflection attack on AEAD-2017; 2022 headers carry a direction type instead).
+          recordedSalt = true;
+          if (a.stream.responseSalt) this.#replay2017.add(a.stream.responseSalt);
+        }
+        return out;
+      },
+      decode: (chunk) => a.stream.decode(chunk),
+    });
+    if (a.initialPayload.length > 0) up.write(a.initialPayload);
+    socket.resume();
+    let upBytes = a.initialPayload.length;
+    let downBytes = 0;
+    const result = await relay(duplex, up, {
+      idleTimeoutMs: this.#o.idleTimeoutMs,
+      onAToB: (n: number) => {
+        upBytes += n;
+      },
+      onBToA: (n: number) => {
+        downBytes += n;
+      },
+    });
+    this.#events.closed?.(keyId, upBytes, downBytes, result.error?.code);
+  }
+
+  // ------------------------------------------------------------------------------- UDP
+
+  #onDatagram(udp: UdpSocket, msg: Buffer, rinfo: RemoteInfo): void {
+    const now = this.#o.clock.now();
+    let opened;
+    try {
+      opened = openUdpRequest(this.#table, msg, now, this.#udpHint.get(rinfo.address));
+    } catch (err) {
+      this.#events.probe?.(err instanceof LadderError ? err.code : 'ERR_CODEC', 'udp');
+      return;
+    }
+    if (opened === null) {
+      this.#events.probe?.('ERR_CIPHER', 'udp');
+      return;
+    }
+    const { key, header, datagram } = opened;
+    this.#udpHint.set(rinfo.address, key);
+    const id = header ? `${key.id}\u0000${header.sessionId.toString('latin1')}` : `${key.id}\u0000${rinfo.address}\u0000${rinfo.port}`;
+    let s = this.#udpSessions.get(id);
+    if (header && s?.window && !s.window.check(header.packetId)) {
+      this.#events.probe?.('ERR_REPLAY_CLIENT', 'udp');
+      return;
+    }
+    if (!s) {
+      if (this.#udpSessions.size >= this.#o.maxUdpSessions) this.#evictOldestUdp();
+      const session: UdpSession = {
+        key,
+        client: rinfo,
+        lastSeen: now,
+        serverPacketId: 0n,
+        out: this.#o.packetDialer!.open((payload, from) => this.#reply(udp, session, payload, from)),
+        ...(header
+          ? { window: new SlidingWindow(), clientSessionId: Buffer.from(header.sessionId), serverSessionId: this.#o.random(8) }
+          : {}),
+      };
+      s = session;
+      this.#udpSessions.set(id, s);
+    }
+    if (header) s.window!.accept(header.packetId);
+    // SIP022 §3.2.4: replies go to the last address the session was seen at.
+    s.client = rinfo;
+    s.lastSeen = now;
+    this.#events.udpBytes?.(key.id, datagram.payload.length, 0);
+    s.out.send(datagram.payload, datagram.target);
+  }
+
+  #reply(udp: UdpSocket, s: UdpSession, payload: Buffer, from: Target): void {
+    if (this.#closing) return;
+    const key = s.key.key;
+    const now = this.#o.clock.now();
+    s.lastSeen = now;
+    let packet: Buffer;
+    try {
+      packet =
+        key.edition === 2017
+          ? encodeUdp2017(key, this.#o.random(key.keySize), { target: from, payload })
+          : encodeUdp2022(
+              key,
+              { sessionId: s.serverSessionId!, packetId: s.serverPacketId++, clientSessionId: s.clientSessionId! },
+              { target: from, payload },
+              new Uint8Array(0),
+              now,
+              this.#o.random,
+            );
+    } catch (err) {
+      debug('udp reply encode failed %s', (err as Error).message);
+      return;
+    }
+    this.#events.udpBytes?.(s.key.id, 0, payload.length);
+    udp.send(packet, s.client.port, s.client.address);
+  }
+
+  #sweepUdp(): void {
+    const cutoff = this.#o.clock.now() - this.#o.udpTimeoutMs;
+    for (const [id, s] of this.#udpSessions) {
+      if (s.lastSeen < cutoff) {
+        s.out.close();
+        this.#udpSessions.delete(id);
+      }
+    }
+  }
+
+  #evictOldestUdp(): void {
+    let oldest: [string, UdpSession] | null = null;
+    for (const e of this.#udpSessions) if (!oldest || e[1].lastSeen < oldest[1].lastSeen) oldest = e;
+    if (oldest) {
+      oldest[1].out.close();
+      this.#udpSessions.delete(oldest[0]);
+    }
+  }
+}
+
+function discard(): void {
+  /* probe mode: read and drop */
+}
+
+function listenError(err: NodeJS.ErrnoException, where: string, proto: string): LadderError {
+  if (err.code === 'EADDRINUSE') {
+    return new LadderError('ERR_LISTEN', `${proto} ${where} is already in use; stop what is using it or choose another port with --listen`, { cause: err });
+  }
+  if (err.code === 'EACCES') {
+    return new LadderError('ERR_LISTEN', `${proto} ${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`, { cause: err });
+  }
+  if (err.code === 'EADDRNOTAVAIL') {
+    return new LadderError('ERR_LISTEN', `${proto} ${where}: no such address on this machine`, { cause: err });
+  }
+  return new LadderError('ERR_LISTEN', `${proto} ${where}: ${err.message}`, { cause: err });
+}

@@ -1,0 +1,134 @@
+/**
+ * A Duplex that runs an encrypting codec over a socket: what is written to it is encoded and written
+ * to the socket; what the socket receives is decoded and can be read from it.
+ *
+ * Backpressure both ways: a write callback waits for the socket's 'drain' only when the socket's
+ * buffer is full, so many writes stay in flight; `push()` returning false pauses the socket and
+ * `_read()` resumes it. Several queued writes are encoded and leave in one corked batch (`_writev`).
+ * Half-close: ending the Duplex ends the socket's write side; the socket's end ends the readable.
+ * A decode error (bad tag, bad length) destroys both with that error.
+ * @module
+ */
+import { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+
+/** The codec a {@link CodecDuplex} runs. */
+export interface StreamCodec {
+  /** Encodes payload for the wire (non-empty input). */
+  encode(payload: Buffer): Buffer;
+  /** Decodes bytes from the wire into zero or more payloads; throws on invalid input. */
+  decode(chunk: Buffer): Buffer[];
+}
+
+export class CodecDuplex extends Duplex {
+  readonly socket: Socket;
+  readonly #codec: StreamCodec;
+  #pendingWriteCb: ((err?: Error | null) => void) | null = null;
+  #readPaused = false;
+
+  constructor(socket: Socket, codec: StreamCodec, options?: { highWaterMark?: number }) {
+    super({ allowHalfOpen: true, highWaterMark: options?.highWaterMark ?? 64 * 1024 });
+    this.socket = socket;
+    this.#codec = codec;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('drain', this.#onDrain);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onClose);
+  }
+
+  /** Feeds bytes that were read from the socket before this Duplex took it over. */
+  feed(chunk: Buffer): void {
+    if (chunk.length > 0) this.#onData(chunk);
+  }
+
+  #onData = (chunk: Buffer): void => {
+    let pieces: Buffer[];
+    try {
+      pieces = this.#codec.decode(chunk);
+    } catch (err) {
+      this.destroy(err as Error);
+      return;
+    }
+    for (const p of pieces) {
+      if (!this.push(p) && !this.#readPaused) {
+        this.#readPaused = true;
+        this.socket.pause();
+      }
+    }
+  };
+
+  #onEnd = (): void => {
+    this.push(null);
+  };
+
+  #onDrain = (): void => {
+    const cb = this.#pendingWriteCb;
+    this.#pendingWriteCb = null;
+    cb?.();
+  };
+
+  #onError = (err: Error): void => {
+    this.destroy(err);
+  };
+
+  #onClose = (): void => {
+    if (!this.destroyed) {
+      // The socket went away without an error: end what can still end, then tear down.
+      this.push(null);
+      this.destroy();
+    }
+  };
+
+  override _read(): void {
+    if (this.#readPaused) {
+      this.#readPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    let wire: Buffer;
+    try {
+      wire = this.#codec.encode(chunk);
+    } catch (err) {
+      cb(err as Error);
+      return;
+    }
+    if (this.socket.write(wire)) cb();
+    else this.#pendingWriteCb = cb;
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    let ok = true;
+    this.socket.cork();
+    try {
+      for (const { chunk } of chunks) ok = this.socket.write(this.#codec.encode(chunk));
+    } catch (err) {
+      this.socket.uncork();
+      cb(err as Error);
+      return;
+    }
+    this.socket.uncork();
+    if (ok) cb();
+    else this.#pendingWriteCb = cb;
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.socket.end(cb);
+  }
+
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    this.socket.off('data', this.#onData);
+    this.socket.off('end', this.#onEnd);
+    this.socket.off('drain', this.#onDrain);
+    this.socket.off('error', this.#onError);
+    this.socket.off('close', this.#onClose);
+    this.socket.on('error', () => {}); // late errors after teardown are expected
+    this.socket.destroy();
+    const pending = this.#pendingWriteCb;
+    this.#pendingWriteCb = null;
+    pending?.(err ?? new Error('stream destroyed'));
+    cb(err);
+  }
+}
