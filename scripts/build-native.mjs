@@ -12,8 +12,19 @@ const nativeDir = join(root, 'native');
 if (!existsSync(nativeDir)) process.exit(0);
 
 function nodeGyp() {
-  if (process.env.npm_config_node_gyp && existsSync(process.env.npm_config_node_gyp)) return [process.execPath, process.env.npm_config_node_gyp];
-  const bundled = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  if (process.env.npm_config_node_gyp && existsSync(process.env.npm_config_node_gyp))
+    return [process.execPath, process.env.npm_config_node_gyp];
+  const bundled = join(
+    dirname(process.execPath),
+    '..',
+    'lib',
+    'node_modules',
+    'npm',
+    'node_modules',
+    'node-gyp',
+    'bin',
+    'node-gyp.js',
+  );
   if (existsSync(bundled)) return [process.execPath, bundled];
   return ['node-gyp'];
 }
@@ -21,19 +32,34 @@ function nodeGyp() {
 const args = ['rebuild'];
 // Build against the headers of the Node that runs us, if they are installed beside it (Debian/NodeSource layout).
 const headers = join(dirname(process.execPath), '..', 'include', 'node', 'node_api.h');
-if (!process.env.npm_config_nodedir && existsSync(headers)) args.push(`--nodedir=${join(dirname(process.execPath), '..')}`);
+if (!process.env.npm_config_nodedir && existsSync(headers))
+  args.push(`--nodedir=${join(dirname(process.execPath), '..')}`);
 
 let failed = 0;
 for (const name of readdirSync(nativeDir)) {
   const dir = join(nativeDir, name);
   if (!existsSync(join(dir, 'binding.gyp'))) continue;
   const [cmd, ...pre] = nodeGyp();
-  const r = spawnSync(cmd, [...pre, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  const r = spawnSync(cmd, [...pre, ...args], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+  });
   if (r.status === 0) {
     console.log(`native: built ${name}`);
   } else {
     failed++;
-    console.warn(`native: could not build ${name} (the fallback will be used):\n${(r.stderr || r.error?.message || '').split('\n').filter((l) => /error|ERR/i.test(l)).slice(0, 8).join('\n')}`);
+    console.warn(
+      `native: could not build ${name} (the fallback will be used):\n${(
+        r.stderr ||
+        r.error?.message ||
+        ''
+      )
+        .split('\n')
+        .filter((l) => /error|ERR/i.test(l))
+        .slice(0, 8)
+        .join('\n')}`,
+    );
   }
 }
 process.exit(0 * failed);

@@ -99,6 +99,10 @@ export function dialErrorFromSystem(err: unknown, what: string): DialError {
     case 'ABORT_ERR':
       return new DialError('ERR_ABORTED', `${what}: aborted`, { cause: err });
     default:
-      return new DialError('ERR_DIAL', `${what}: ${(err as Error | undefined)?.message ?? String(err)}`, { cause: err });
+      return new DialError(
+        'ERR_DIAL',
+        `${what}: ${(err as Error | undefined)?.message ?? String(err)}`,
+        { cause: err },
+      );
   }
 }

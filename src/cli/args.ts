@@ -11,12 +11,20 @@ import type { Target } from '../transport/types.js';
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** node:util parseArgs in strict mode, its errors turned into ERR_USAGE messages for people. */
-export function parseFlags<O extends Options>(command: string, argv: string[], options: O, allowPositionals = false) {
+export function parseFlags<O extends Options>(
+  command: string,
+  argv: string[],
+  options: O,
+  allowPositionals = false,
+) {
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals });
   } catch (err) {
     const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '');
-    throw new LadderError('ERR_USAGE', `${command}: ${msg}. Run 'ladder ${command} --help' for the options.`);
+    throw new LadderError(
+      'ERR_USAGE',
+      `${command}: ${msg}. Run 'ladder ${command} --help' for the options.`,
+    );
   }
 }
 
@@ -28,17 +36,32 @@ export function parseHostPort(text: string, flag: string, defaultHost = '127.0.0
   if (m) {
     host = m[1]!;
     portText = m[2]!;
-    if (!isIPv6(host)) throw new LadderError('ERR_USAGE', `${flag} '${text}': '${host}' in brackets is not an IPv6 address`);
+    if (!isIPv6(host))
+      throw new LadderError(
+        'ERR_USAGE',
+        `${flag} '${text}': '${host}' in brackets is not an IPv6 address`,
+      );
   } else {
     const i = text.lastIndexOf(':');
-    if (i < 0) throw new LadderError('ERR_USAGE', `${flag} '${text}' needs a port: write host:port, e.g. 127.0.0.1:1080`);
+    if (i < 0)
+      throw new LadderError(
+        'ERR_USAGE',
+        `${flag} '${text}' needs a port: write host:port, e.g. 127.0.0.1:1080`,
+      );
     host = text.slice(0, i) || defaultHost;
     portText = text.slice(i + 1);
-    if (host.includes(':')) throw new LadderError('ERR_USAGE', `${flag} '${text}': put an IPv6 address in brackets, e.g. [::1]:1080`);
+    if (host.includes(':'))
+      throw new LadderError(
+        'ERR_USAGE',
+        `${flag} '${text}': put an IPv6 address in brackets, e.g. [::1]:1080`,
+      );
   }
   const port = Number(portText);
   if (portText === '' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new LadderError('ERR_USAGE', `${flag} '${text}': the port '${portText}' is not a number from 0 to 65535`);
+    throw new LadderError(
+      'ERR_USAGE',
+      `${flag} '${text}': the port '${portText}' is not a number from 0 to 65535`,
+    );
   }
   return { host, port };
 }
@@ -52,7 +75,8 @@ export function formatHostPort(host: string, port: number): string {
 export function parseSeconds(text: string | undefined, flag: string, fallbackMs: number): number {
   if (text === undefined) return fallbackMs;
   const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) throw new LadderError('ERR_USAGE', `${flag} '${text}' is not a positive number of seconds`);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new LadderError('ERR_USAGE', `${flag} '${text}' is not a positive number of seconds`);
   return Math.round(n * 1000);
 }
 
@@ -60,7 +84,8 @@ export function parseSeconds(text: string | undefined, flag: string, fallbackMs:
 export function parseCount(text: string | undefined, flag: string, fallback: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new LadderError('ERR_USAGE', `${flag} '${text}' is not a positive whole number`);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new LadderError('ERR_USAGE', `${flag} '${text}' is not a positive whole number`);
   return n;
 }
 

@@ -36,14 +36,16 @@ export async function run(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (!values.server) throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
+  if (!values.server)
+    throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
   const k = parseSsUri(values.server);
   const key = makeCipherKey(k.method, k.password);
   const server = { host: k.host, port: k.port };
   let users: Map<string, string> | undefined;
   if (values.user !== undefined) {
     const i = values.user.indexOf(':');
-    if (i <= 0) throw new LadderError('ERR_USAGE', "--user takes name:password, e.g. --user alice:secret");
+    if (i <= 0)
+      throw new LadderError('ERR_USAGE', '--user takes name:password, e.g. --user alice:secret');
     users = new Map([[values.user.slice(0, i), values.user.slice(i + 1)]]);
   }
   const dialer = new SsStreamDialer(server, key);
@@ -63,8 +65,14 @@ export async function run(argv: string[]): Promise<number> {
     closers.push(() => http.close());
     console.log(`ladder client: HTTP proxy listening on ${formatHostPort(a.address, a.port)}`);
   }
-  if (closers.length === 0) throw new LadderError('ERR_USAGE', 'client: with both --no-socks and --no-http there is nothing to run');
-  console.log(`ladder client: carrying traffic through ${formatHostPort(server.host, server.port)} with ${k.method}`);
+  if (closers.length === 0)
+    throw new LadderError(
+      'ERR_USAGE',
+      'client: with both --no-socks and --no-http there is nothing to run',
+    );
+  console.log(
+    `ladder client: carrying traffic through ${formatHostPort(server.host, server.port)} with ${k.method}`,
+  );
   await untilSignal();
   await Promise.all(closers.map((c) => c()));
   return 0;

@@ -27,11 +27,16 @@ export async function run(argv: string[]): Promise<number> {
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
-    console.log('ladder demo [--exit-after-check]\n\nStarts a server and a client on loopback with a fresh key and proves the path.');
+    console.log(
+      'ladder demo [--exit-after-check]\n\nStarts a server and a client on loopback with a fresh key and proves the path.',
+    );
     return 0;
   }
   const web = createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(PAGE) });
+    res.writeHead(200, {
+      'content-type': 'text/html; charset=utf-8',
+      'content-length': Buffer.byteLength(PAGE),
+    });
     res.end(PAGE);
   });
   await listen(web);
@@ -39,9 +44,19 @@ export async function run(argv: string[]): Promise<number> {
 
   const psk = randomBytes(32).toString('base64');
   const key = makeCipherKey(METHOD, psk);
-  const server = new SsServer({ keys: [{ id: 'demo', key }], dialer: new DirectDialer(), packetDialer: new DirectPacketDialer() });
+  const server = new SsServer({
+    keys: [{ id: 'demo', key }],
+    dialer: new DirectDialer(),
+    packetDialer: new DirectPacketDialer(),
+  });
   const sAddr = await server.listen('127.0.0.1', 0);
-  const uri = formatSsUri({ method: METHOD, password: psk, host: '127.0.0.1', port: sAddr.port, tag: 'Ladder demo' });
+  const uri = formatSsUri({
+    method: METHOD,
+    password: psk,
+    host: '127.0.0.1',
+    port: sAddr.port,
+    tag: 'Ladder demo',
+  });
 
   const target = { host: '127.0.0.1', port: sAddr.port };
   const dialer = new SsStreamDialer(target, key);
@@ -50,19 +65,29 @@ export async function run(argv: string[]): Promise<number> {
   const socksAddr = await socks.listen('127.0.0.1', 0);
   const httpAddr = await http.listen('127.0.0.1', 0);
 
-  console.log(`ladder demo: server listening on ${formatHostPort('127.0.0.1', sAddr.port)} (tcp+udp)`);
+  console.log(
+    `ladder demo: server listening on ${formatHostPort('127.0.0.1', sAddr.port)} (tcp+udp)`,
+  );
   console.log(`ladder demo: access key (${METHOD}):\n\n  ${uri}\n`);
   await printQr(uri);
-  console.log(`ladder demo: SOCKS5 listening on ${formatHostPort(socksAddr.address, socksAddr.port)}`);
-  console.log(`ladder demo: HTTP proxy listening on ${formatHostPort(httpAddr.address, httpAddr.port)}`);
+  console.log(
+    `ladder demo: SOCKS5 listening on ${formatHostPort(socksAddr.address, socksAddr.port)}`,
+  );
+  console.log(
+    `ladder demo: HTTP proxy listening on ${formatHostPort(httpAddr.address, httpAddr.port)}`,
+  );
 
   const url = `http://127.0.0.1:${webPort}/`;
-  let ok = true;
+  let ok: boolean;
   try {
     const viaSocks = await fetchViaSocks(socksAddr.port, webPort);
     const viaHttp = await fetchViaHttpProxy(httpAddr.port, url);
-    ok = viaSocks.includes('Hello through the Ladder tunnel') && viaHttp.includes('Hello through the Ladder tunnel');
-    console.log(`ladder demo: fetched ${url} through the tunnel: SOCKS5 ${viaSocks.length} bytes, HTTP proxy ${viaHttp.length} bytes: ${ok ? 'OK' : 'WRONG CONTENT'}`);
+    ok =
+      viaSocks.includes('Hello through the Ladder tunnel') &&
+      viaHttp.includes('Hello through the Ladder tunnel');
+    console.log(
+      `ladder demo: fetched ${url} through the tunnel: SOCKS5 ${viaSocks.length} bytes, HTTP proxy ${viaHttp.length} bytes: ${ok ? 'OK' : 'WRONG CONTENT'}`,
+    );
   } catch (err) {
     ok = false;
     console.error(`ladder demo: fetching through the tunnel failed: ${(err as Error).message}`);
@@ -73,7 +98,12 @@ export async function run(argv: string[]): Promise<number> {
     console.log('Press Ctrl-C to stop.');
     await untilSignal();
   }
-  await Promise.all([socks.close(), http.close(), server.close(1000), new Promise((r) => web.close(r))]);
+  await Promise.all([
+    socks.close(),
+    http.close(),
+    server.close(1000),
+    new Promise((r) => web.close(r)),
+  ]);
   web.closeAllConnections();
   return ok ? 0 : 1;
 }
@@ -121,11 +151,20 @@ function fetchViaSocks(socksPort: number, webPort: number): Promise<string> {
 
 function fetchViaHttpProxy(proxyPort: number, url: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: proxyPort, path: url, headers: { host: new URL(url).host }, timeout: 10_000 }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
-    });
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: proxyPort,
+        path: url,
+        headers: { host: new URL(url).host },
+        timeout: 10_000,
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        res.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timed out after 10 s')));
     req.on('error', reject);
     req.end();

@@ -11,7 +11,14 @@ import { SsServer } from '../server/ss-server.js';
 import { DirectDialer, DirectPacketDialer } from '../transport/direct.js';
 import { PublicOnlyDialer, PublicOnlyPacketDialer } from '../transport/guarded-dialer.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
-import { formatHostPort, parseCount, parseFlags, parseHostPort, parseSeconds, untilSignal } from './args.js';
+import {
+  formatHostPort,
+  parseCount,
+  parseFlags,
+  parseHostPort,
+  parseSeconds,
+  untilSignal,
+} from './args.js';
 
 const HELP = `ladder server --listen <host:port> --key <ss-uri> [--key <ss-uri> ...] [options]
 
@@ -46,26 +53,39 @@ export async function run(argv: string[]): Promise<number> {
   const listen = parseHostPort(values.listen ?? '0.0.0.0:8388', '--listen', '0.0.0.0');
   const uris = values.key ?? [];
   if (uris.length === 0) {
-    throw new LadderError('ERR_USAGE', "server: give at least one --key <ss-uri> (make one with 'ladder keys new --method 2022-blake3-aes-256-gcm')");
+    throw new LadderError(
+      'ERR_USAGE',
+      "server: give at least one --key <ss-uri> (make one with 'ladder keys new --method 2022-blake3-aes-256-gcm')",
+    );
   }
   const keys: SsServerKey[] = uris.map((uri, i) => {
     try {
       const k = parseSsUri(uri);
-      return { id: k.tag && k.tag.length > 0 ? k.tag : `key-${i + 1}`, key: makeCipherKey(k.method, k.password) };
+      return {
+        id: k.tag && k.tag.length > 0 ? k.tag : `key-${i + 1}`,
+        key: makeCipherKey(k.method, k.password),
+      };
     } catch (err) {
-      if (err instanceof LadderError) throw new LadderError(err.code, `--key #${i + 1}: ${err.message}`, { cause: err });
+      if (err instanceof LadderError)
+        throw new LadderError(err.code, `--key #${i + 1}: ${err.message}`, { cause: err });
       throw err;
     }
   });
   const ids = new Set<string>();
   for (const k of keys) {
-    if (ids.has(k.id)) throw new LadderError('ERR_USAGE', `two keys share the name '${k.id}'; give each key URI its own #tag`);
+    if (ids.has(k.id))
+      throw new LadderError(
+        'ERR_USAGE',
+        `two keys share the name '${k.id}'; give each key URI its own #tag`,
+      );
     ids.add(k.id);
   }
   const loopback = isLoopback(listen.host);
   const allowPrivate = values['allow-private-targets'] ?? loopback;
   let dialer: StreamDialer = new DirectDialer();
-  let packetDialer: PacketDialer | undefined = values['no-udp'] ? undefined : new DirectPacketDialer();
+  let packetDialer: PacketDialer | undefined = values['no-udp']
+    ? undefined
+    : new DirectPacketDialer();
   if (!allowPrivate) {
     dialer = new PublicOnlyDialer(dialer);
     if (packetDialer) packetDialer = new PublicOnlyPacketDialer(packetDialer);

@@ -199,10 +199,14 @@ export class ChunkReader {
       if (this.#state === STATE_LENGTH) {
         if (q.length < LENGTH_CHUNK_SIZE) return;
         const len = this.#aead.openInPlace(q.take(LENGTH_CHUNK_SIZE));
-        if (len === null) throw new AuthError('ERR_SS_BAD_TAG', 'length chunk failed authentication');
+        if (len === null)
+          throw new AuthError('ERR_SS_BAD_TAG', 'length chunk failed authentication');
         const n = (len[0]! << 8) | len[1]!;
         if (n > this.#max) {
-          throw new CodecError('ERR_SS_CHUNK_LENGTH', `chunk length ${n} is over the limit ${this.#max}`);
+          throw new CodecError(
+            'ERR_SS_CHUNK_LENGTH',
+            `chunk length ${n} is over the limit ${this.#max}`,
+          );
         }
         this.#payloadLength = n;
         this.#state = STATE_PAYLOAD;

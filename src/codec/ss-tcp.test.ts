@@ -9,7 +9,9 @@ import { hasCode } from '../errors.js';
 
 function passwordFor(method: (typeof SS_METHOD_NAMES)[number]): string {
   const spec = SS_METHODS[method];
-  return spec.edition === 2017 ? randomBytes(9).toString('hex') : randomBytes(spec.keySize).toString('base64');
+  return spec.edition === 2017
+    ? randomBytes(9).toString('hex')
+    : randomBytes(spec.keySize).toString('base64');
 }
 
 function guard(): ReplayGuard {
@@ -47,21 +49,35 @@ for (const method of SS_METHOD_NAMES) {
     const acc = new SsTcpAcceptor(table, guard(), randomBytes);
     const got = acc.push(Buffer.from(req), now)!;
     const body = randomBytes(100_000);
-    const resp = Buffer.concat([got.stream.encode(body.subarray(0, 10), now), got.stream.encode(body.subarray(10), now)]);
+    const resp = Buffer.concat([
+      got.stream.encode(body.subarray(0, 10), now),
+      got.stream.encode(body.subarray(10), now),
+    ]);
     const pieces: Buffer[] = [];
-    for (let i = 0; i < resp.length; i += 997) pieces.push(...client.decode(Buffer.from(resp.subarray(i, i + 997)), now));
+    for (let i = 0; i < resp.length; i += 997)
+      pieces.push(...client.decode(Buffer.from(resp.subarray(i, i + 997)), now));
     assert.deepEqual(Buffer.concat(pieces), body);
   });
 
   test(`${method}: replayed request and wrong key are refused`, () => {
     const key = makeCipherKey(method, passwordFor(method));
     const table = new SsKeyTable([{ id: 'k', key: makeCipherKey(method, passwordFor(method)) }]);
-    const req = new SsTcpClientSession(key, randomBytes).encodeRequest({ host: '127.0.0.1', port: 80 }, Buffer.from('GET'), Date.now());
-    assert.throws(() => new SsTcpAcceptor(table, guard(), randomBytes).push(req, Date.now()), (e) => hasCode(e, 'ERR_CIPHER'));
+    const req = new SsTcpClientSession(key, randomBytes).encodeRequest(
+      { host: '127.0.0.1', port: 80 },
+      Buffer.from('GET'),
+      Date.now(),
+    );
+    assert.throws(
+      () => new SsTcpAcceptor(table, guard(), randomBytes).push(req, Date.now()),
+      (e) => hasCode(e, 'ERR_CIPHER'),
+    );
     const good = new SsKeyTable([{ id: 'k', key }]);
     const g = guard();
     assert.ok(new SsTcpAcceptor(good, g, randomBytes).push(Buffer.from(req), Date.now()));
-    assert.throws(() => new SsTcpAcceptor(good, g, randomBytes).push(req, Date.now()), (e) => hasCode(e, 'ERR_REPLAY_CLIENT'));
+    assert.throws(
+      () => new SsTcpAcceptor(good, g, randomBytes).push(req, Date.now()),
+      (e) => hasCode(e, 'ERR_REPLAY_CLIENT'),
+    );
   });
 }
 
@@ -69,18 +85,32 @@ test('2022: a timestamp 31 s off is refused, 29 s is accepted', () => {
   const key = makeCipherKey('2022-blake3-aes-128-gcm', randomBytes(16).toString('base64'));
   const table = new SsKeyTable([{ id: 'k', key }]);
   const now = 1_700_000_000_000;
-  const mk = (t: number) => new SsTcpClientSession(key, randomBytes).encodeRequest({ host: 'a.test', port: 1 }, Buffer.from('x'), t);
-  assert.throws(() => new SsTcpAcceptor(table, guard(), randomBytes).push(mk(now - 31_000), now), (e) => hasCode(e, 'ERR_SS2022_BAD_TIMESTAMP'));
+  const mk = (t: number) =>
+    new SsTcpClientSession(key, randomBytes).encodeRequest(
+      { host: 'a.test', port: 1 },
+      Buffer.from('x'),
+      t,
+    );
+  assert.throws(
+    () => new SsTcpAcceptor(table, guard(), randomBytes).push(mk(now - 31_000), now),
+    (e) => hasCode(e, 'ERR_SS2022_BAD_TIMESTAMP'),
+  );
   assert.ok(new SsTcpAcceptor(table, guard(), randomBytes).push(mk(now - 29_000), now));
 });
 
 test('SIP023: identity headers select the user among many on one iPSK', () => {
   const ipsk = randomBytes(32).toString('base64');
-  const users = Array.from({ length: 5 }, () => makeCipherKey('2022-blake3-aes-256-gcm', `${ipsk}:${randomBytes(32).toString('base64')}`));
+  const users = Array.from({ length: 5 }, () =>
+    makeCipherKey('2022-blake3-aes-256-gcm', `${ipsk}:${randomBytes(32).toString('base64')}`),
+  );
   const table = new SsKeyTable(users.map((key, i) => ({ id: `u${i}`, key })));
   const now = Date.now();
   for (let i = 0; i < users.length; i++) {
-    const req = new SsTcpClientSession(users[i]!, randomBytes).encodeRequest({ host: '198.18.0.1', port: 80 }, Buffer.alloc(0), now);
+    const req = new SsTcpClientSession(users[i]!, randomBytes).encodeRequest(
+      { host: '198.18.0.1', port: 80 },
+      Buffer.alloc(0),
+      now,
+    );
     const got = new SsTcpAcceptor(table, guard(), randomBytes).push(req, now);
     assert.equal(got?.key.id, `u${i}`);
     assert.equal(got?.initialPayload.length, 0);

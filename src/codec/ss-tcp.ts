@@ -21,7 +21,13 @@ import { pskHash16, ss2022IdentitySubkey, ss2022SessionSubkey, ssSubkey } from '
 import { TAG_SIZE } from '../crypto/methods.js';
 import type { SsCipherKey } from '../crypto/ss-key.js';
 import { decodeSocksAddr, encodeSocksAddr, socksAddrLength } from './socks-addr.js';
-import { ByteQueue, ChunkReader, ChunkWriter, MAX_PAYLOAD_2017, MAX_PAYLOAD_2022 } from './ss-stream.js';
+import {
+  ByteQueue,
+  ChunkReader,
+  ChunkWriter,
+  MAX_PAYLOAD_2017,
+  MAX_PAYLOAD_2022,
+} from './ss-stream.js';
 import type { Target } from '../transport/types.js';
 
 export type Random = (n: number) => Buffer;
@@ -48,16 +54,15 @@ function checkTimestamp(buf: Buffer, offset: number, nowMs: number): void {
   const ts = Number(buf.readBigUInt64BE(offset));
   // SIP022 §3.1.3: over 30 s of difference is a replay.
   if (Math.abs(nowMs / 1000 - ts) > MAX_TIME_DIFF_S) {
-    throw new AuthError('ERR_SS2022_BAD_TIMESTAMP', `timestamp is ${Math.round(ts - nowMs / 1000)} s off`);
+    throw new AuthError(
+      'ERR_SS2022_BAD_TIMESTAMP',
+      `timestamp is ${Math.round(ts - nowMs / 1000)} s off`,
+    );
   }
 }
 
 function nowSeconds(nowMs: number): bigint {
   return BigInt(Math.floor(nowMs / 1000));
-}
-
-function maxPayload(key: SsCipherKey): number {
-  return key.edition === 2022 ? MAX_PAYLOAD_2022 : MAX_PAYLOAD_2017;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -100,7 +105,8 @@ export class SsTcpClientSession {
     }
     const aead = new CounterAead(key.cipher, ss2022SessionSubkey(key.key, salt));
     this.#writer = new ChunkWriter(aead, MAX_PAYLOAD_2022);
-    const padLen = payload.length === 0 ? 1 + (this.#random(2).readUInt16BE(0) % MAX_PADDING_LENGTH) : 0;
+    const padLen =
+      payload.length === 0 ? 1 + (this.#random(2).readUInt16BE(0) % MAX_PADDING_LENGTH) : 0;
     // The variable header must fit one chunk; payload beyond that goes into ordinary chunks.
     const room = MAX_PAYLOAD_2022 - addrLen - 2 - padLen;
     const inHeader = payload.subarray(0, Math.min(room, payload.length));
@@ -108,7 +114,13 @@ export class SsTcpClientSession {
     const varLen = addrLen + 2 + padLen + inHeader.length;
     const ids = key.identityKeys.length * IDENTITY_HEADER_LENGTH;
     const total =
-      salt.length + ids + REQUEST_FIXED_HEADER_LENGTH + TAG_SIZE + varLen + TAG_SIZE + this.#writer.encodedLength(rest.length);
+      salt.length +
+      ids +
+      REQUEST_FIXED_HEADER_LENGTH +
+      TAG_SIZE +
+      varLen +
+      TAG_SIZE +
+      this.#writer.encodedLength(rest.length);
     const out = Buffer.alloc(total);
     let p = salt.copy(out, 0);
     // SIP023: one identity header per iPSK, each naming the next PSK.
@@ -155,7 +167,8 @@ export class SsTcpClientSession {
       const salt = q.take(key.keySize);
       const aead = new CounterAead(key.cipher, ss2022SessionSubkey(key.key, salt));
       const fixed = aead.open(q.take(fixedLen + TAG_SIZE));
-      if (fixed === null) throw new AuthError('ERR_SS_BAD_TAG', 'response header failed authentication');
+      if (fixed === null)
+        throw new AuthError('ERR_SS_BAD_TAG', 'response header failed authentication');
       if (fixed[0] !== HEADER_TYPE.SERVER_STREAM) {
         throw new AuthError('ERR_SS2022_BAD_HEADER', `response header type ${fixed[0]} is not 1`);
       }
@@ -209,7 +222,10 @@ export class SsKeyTable {
         continue;
       }
       if (k.key.identityKeys.length > 1) {
-        throw new CodecError('ERR_CODEC', `key ${k.id}: a server takes one identity PSK, not a relay chain`);
+        throw new CodecError(
+          'ERR_CODEC',
+          `key ${k.id}: a server takes one identity PSK, not a relay chain`,
+        );
       }
       const ipsk = k.key.identityKeys[0]!;
       const gk = `${k.key.method}:${ipsk.toString('hex')}`;
@@ -270,7 +286,6 @@ interface Found extends Opened {
  * bytes cannot be a valid request (the caller then applies the uniform pre-auth behaviour).
  */
 export class SsTcpAcceptor {
-  readonly #table: SsKeyTable;
   readonly #replay: ReplayGuard;
   readonly #random: Random;
   readonly #q = new ByteQueue();
@@ -282,10 +297,12 @@ export class SsTcpAcceptor {
 
   /** `preferred` is tried first (the key that last matched for this client, as outline-ss-server does). */
   constructor(table: SsKeyTable, replay: ReplayGuard, random: Random, preferred?: SsServerKey) {
-    this.#table = table;
     this.#replay = replay;
     this.#random = random;
-    const trial = preferred && table.trial.includes(preferred) ? [preferred, ...table.trial.filter((k) => k !== preferred)] : table.trial;
+    const trial =
+      preferred && table.trial.includes(preferred)
+        ? [preferred, ...table.trial.filter((k) => k !== preferred)]
+        : table.trial;
     this.#candidates = [
       ...trial.map((k) => trialCandidate(k)),
       ...table.groups.map((g) => identityCandidate(g)),
@@ -338,7 +355,8 @@ export class SsTcpAcceptor {
 
   #finish2017(found: Found): AcceptedTcp | null {
     if (this.#reader === null) {
-      if (!this.#replay.addSalt2017(found.salt)) throw new AuthError('ERR_REPLAY_CLIENT', 'replayed salt');
+      if (!this.#replay.addSalt2017(found.salt))
+        throw new AuthError('ERR_REPLAY_CLIENT', 'replayed salt');
       this.#reader = new ChunkReader(found.aead, MAX_PAYLOAD_2017, this.#q);
     }
     this.#reader.drainInto(this.#plain);
@@ -346,12 +364,18 @@ export class SsTcpAcceptor {
     const plain = this.#plain.length === 1 ? this.#plain[0]! : Buffer.concat(this.#plain); // header only, at most a few chunks
     const addr = decodeSocksAddr(plain, 0);
     if (addr === null) {
-      if (plain.length >= MAX_SOCKS_ADDR_LENGTH) throw new CodecError('ERR_SOCKS_ADDR', 'bad target address');
+      if (plain.length >= MAX_SOCKS_ADDR_LENGTH)
+        throw new CodecError('ERR_SOCKS_ADDR', 'bad target address');
       this.#plain = [plain];
       return null;
     }
     const stream = new SsTcpServerStream(found.key.key, this.#reader, null, this.#random);
-    return { key: found.key, target: addr.value, initialPayload: plain.subarray(addr.bytesRead), stream };
+    return {
+      key: found.key,
+      target: addr.value,
+      initialPayload: plain.subarray(addr.bytesRead),
+      stream,
+    };
   }
 
   #finish2022(found: Found, nowMs: number): AcceptedTcp | null {
@@ -363,7 +387,8 @@ export class SsTcpAcceptor {
     const varLen = fixed.readUInt16BE(9);
     if (this.#q.length < varLen + TAG_SIZE) return null;
     const variable = found.aead.open(this.#q.take(varLen + TAG_SIZE));
-    if (variable === null) throw new AuthError('ERR_SS_BAD_TAG', 'variable header failed authentication');
+    if (variable === null)
+      throw new AuthError('ERR_SS_BAD_TAG', 'variable header failed authentication');
     const addr = decodeSocksAddr(variable, 0);
     // SIP022: "Servers MUST enforce that the request header (including padding) does not extend beyond the header chunks."
     if (addr === null || addr.bytesRead + 2 > variable.length) {
@@ -378,7 +403,8 @@ export class SsTcpAcceptor {
     if (payloadStart === variable.length && padLen === 0) {
       throw new CodecError('ERR_SS2022_PADDING', 'request has neither payload nor padding');
     }
-    if (!this.#replay.addSalt2022(found.salt, nowMs)) throw new AuthError('ERR_REPLAY_CLIENT', 'replayed salt');
+    if (!this.#replay.addSalt2022(found.salt, nowMs))
+      throw new AuthError('ERR_REPLAY_CLIENT', 'replayed salt');
     const reader = new ChunkReader(found.aead, MAX_PAYLOAD_2022, this.#q);
     const stream = new SsTcpServerStream(found.key.key, reader, found.salt, this.#random);
     const initial = variable.subarray(payloadStart);
@@ -400,8 +426,14 @@ function trialCandidate(k: SsServerKey): Candidate {
         const head = q.peek(key.keySize + 2 + TAG_SIZE);
         const subkey = ssSubkey(key.key, head.subarray(0, key.keySize));
         // Trial-open the first length chunk; the reader then reads it again with a fresh counter.
-        if (new CounterAead(key.cipher, subkey).open(head.subarray(key.keySize)) === null) return null;
-        return { key: k, aead: new CounterAead(key.cipher, subkey), fixed: null, consume: key.keySize };
+        if (new CounterAead(key.cipher, subkey).open(head.subarray(key.keySize)) === null)
+          return null;
+        return {
+          key: k,
+          aead: new CounterAead(key.cipher, subkey),
+          fixed: null,
+          consume: key.keySize,
+        };
       },
     };
   }
@@ -427,7 +459,10 @@ function identityCandidate(g: IdentityGroup): Candidate {
     tryOpen(q) {
       const head = q.peek(need);
       const salt = head.subarray(0, g.keySize);
-      const hash = aesDecryptBlock(ss2022IdentitySubkey(g.ipsk, salt), head.subarray(g.keySize, g.keySize + 16));
+      const hash = aesDecryptBlock(
+        ss2022IdentitySubkey(g.ipsk, salt),
+        head.subarray(g.keySize, g.keySize + 16),
+      );
       const user = g.users.get(hash.toString('latin1'));
       if (!user) return null;
       const aead = new CounterAead(user.key.cipher, ss2022SessionSubkey(user.key.key, salt));
@@ -471,7 +506,10 @@ export class SsTcpServerStream {
     const salt = this.#random(key.keySize);
     this.#salt = salt;
     if (key.edition === 2017) {
-      this.#writer = new ChunkWriter(new CounterAead(key.cipher, ssSubkey(key.key, salt)), MAX_PAYLOAD_2017);
+      this.#writer = new ChunkWriter(
+        new CounterAead(key.cipher, ssSubkey(key.key, salt)),
+        MAX_PAYLOAD_2017,
+      );
       const out = Buffer.allocUnsafe(salt.length + this.#writer.encodedLength(payload.length));
       salt.copy(out, 0);
       this.#writer.encodeInto(payload, out, salt.length);
@@ -483,7 +521,12 @@ export class SsTcpServerStream {
     const rest = payload.subarray(first.length);
     const fixedLen = responseFixedHeaderLength(key.keySize);
     const out = Buffer.allocUnsafe(
-      salt.length + fixedLen + TAG_SIZE + first.length + TAG_SIZE + this.#writer.encodedLength(rest.length),
+      salt.length +
+        fixedLen +
+        TAG_SIZE +
+        first.length +
+        TAG_SIZE +
+        this.#writer.encodedLength(rest.length),
     );
     let p = salt.copy(out, 0);
     const fixed = Buffer.alloc(fixedLen);
@@ -505,5 +548,14 @@ export class SsTcpServerStream {
 
 /** Max bytes an acceptor may hold before it must have decided (a probe cannot make it buffer more). */
 export function maxAcceptBytes(): number {
-  return 64 + IDENTITY_HEADER_LENGTH + REQUEST_FIXED_HEADER_LENGTH + TAG_SIZE + MAX_PAYLOAD_2022 + TAG_SIZE + MAX_SOCKS_ADDR_LENGTH + 2 * (MAX_PAYLOAD_2017 + 2 * TAG_SIZE + 2);
+  return (
+    64 +
+    IDENTITY_HEADER_LENGTH +
+    REQUEST_FIXED_HEADER_LENGTH +
+    TAG_SIZE +
+    MAX_PAYLOAD_2022 +
+    TAG_SIZE +
+    MAX_SOCKS_ADDR_LENGTH +
+    2 * (MAX_PAYLOAD_2017 + 2 * TAG_SIZE + 2)
+  );
 }

@@ -15,7 +15,14 @@
  * @module
  */
 import { AuthError, CodecError } from '../errors.js';
-import { aesDecryptBlock, aesEncryptBlock, openOnce, sealOnce, xchachaOpen, xchachaSeal } from '../crypto/aead.js';
+import {
+  aesDecryptBlock,
+  aesEncryptBlock,
+  openOnce,
+  sealOnce,
+  xchachaOpen,
+  xchachaSeal,
+} from '../crypto/aead.js';
 import { pskHash16, ss2022SessionSubkey, ssSubkey } from '../crypto/kdf.js';
 import { NONCE_SIZE, TAG_SIZE } from '../crypto/methods.js';
 import type { SsCipherKey } from '../crypto/ss-key.js';
@@ -52,7 +59,12 @@ export function encodeUdp2017(key: SsCipherKey, salt: Uint8Array, d: UdpDatagram
 export function decodeUdp2017(key: SsCipherKey, packet: Buffer): UdpDatagram | null {
   if (packet.length < key.keySize + TAG_SIZE) return null;
   const salt = packet.subarray(0, key.keySize);
-  const plain = openOnce(key.cipher, ssSubkey(key.key, salt), ZERO_NONCE, packet.subarray(key.keySize));
+  const plain = openOnce(
+    key.cipher,
+    ssSubkey(key.key, salt),
+    ZERO_NONCE,
+    packet.subarray(key.keySize),
+  );
   if (plain === null) return null;
   const addr = decodeSocksAddr(plain, 0);
   if (addr === null) throw new CodecError('ERR_SOCKS_ADDR', 'UDP packet has a truncated address');
@@ -72,9 +84,17 @@ export interface Udp2022Header {
 
 export interface Udp2022Packet extends Udp2022Header, UdpDatagram {}
 
-function encodeBody(type: number, nowMs: number, clientSessionId: Buffer | undefined, padding: Uint8Array, d: UdpDatagram, prefix: number): Buffer {
+function encodeBody(
+  type: number,
+  nowMs: number,
+  clientSessionId: Buffer | undefined,
+  padding: Uint8Array,
+  d: UdpDatagram,
+  prefix: number,
+): Buffer {
   const addrLen = socksAddrLength(d.target);
-  const len = prefix + 1 + 8 + (clientSessionId ? 8 : 0) + 2 + padding.length + addrLen + d.payload.length;
+  const len =
+    prefix + 1 + 8 + (clientSessionId ? 8 : 0) + 2 + padding.length + addrLen + d.payload.length;
   const body = Buffer.alloc(len);
   let p = prefix;
   body[p++] = type;
@@ -90,26 +110,38 @@ function encodeBody(type: number, nowMs: number, clientSessionId: Buffer | undef
   return body;
 }
 
-function decodeBody(body: Buffer, offset: number, expectType: number, nowMs: number): { ts: number; clientSessionId?: Buffer; d: UdpDatagram } {
+function decodeBody(
+  body: Buffer,
+  offset: number,
+  expectType: number,
+  nowMs: number,
+): { ts: number; clientSessionId?: Buffer; d: UdpDatagram } {
   let p = offset;
-  if (body.length < p + 1 + 8 + 2) throw new CodecError('ERR_SS2022_BAD_HEADER', 'UDP header is truncated');
+  if (body.length < p + 1 + 8 + 2)
+    throw new CodecError('ERR_SS2022_BAD_HEADER', 'UDP header is truncated');
   const type = body[p++];
-  if (type !== expectType) throw new AuthError('ERR_SS2022_BAD_HEADER', `UDP packet type ${type} is not ${expectType}`);
+  if (type !== expectType)
+    throw new AuthError('ERR_SS2022_BAD_HEADER', `UDP packet type ${type} is not ${expectType}`);
   const ts = Number(body.readBigUInt64BE(p));
   p += 8;
   // SIP022 §3.2.3: over 30 s of difference is a replay.
   if (Math.abs(nowMs / 1000 - ts) > MAX_TIME_DIFF_S) {
-    throw new AuthError('ERR_SS2022_BAD_TIMESTAMP', `UDP timestamp is ${Math.round(ts - nowMs / 1000)} s off`);
+    throw new AuthError(
+      'ERR_SS2022_BAD_TIMESTAMP',
+      `UDP timestamp is ${Math.round(ts - nowMs / 1000)} s off`,
+    );
   }
   let clientSessionId: Buffer | undefined;
   if (expectType === PACKET_TYPE.SERVER) {
-    if (body.length < p + 8 + 2) throw new CodecError('ERR_SS2022_BAD_HEADER', 'UDP header is truncated');
+    if (body.length < p + 8 + 2)
+      throw new CodecError('ERR_SS2022_BAD_HEADER', 'UDP header is truncated');
     clientSessionId = Buffer.from(body.subarray(p, p + 8));
     p += 8;
   }
   const padLen = body.readUInt16BE(p);
   p += 2 + padLen;
-  if (p > body.length) throw new CodecError('ERR_SS2022_PADDING', 'UDP padding runs past the packet');
+  if (p > body.length)
+    throw new CodecError('ERR_SS2022_PADDING', 'UDP padding runs past the packet');
   const addr = decodeSocksAddr(body, p);
   if (addr === null) throw new CodecError('ERR_SOCKS_ADDR', 'UDP packet has a truncated address');
   const d = { target: addr.value, payload: body.subarray(p + addr.bytesRead) };
@@ -127,7 +159,14 @@ function separateHeader(sessionId: Buffer, packetId: bigint): Buffer {
  * Encodes a 2022 packet. Client→server when `h.clientSessionId` is absent, else server→client.
  * `padding` is the padding bytes to include (SIP022 leaves the policy to the implementation).
  */
-export function encodeUdp2022(key: SsCipherKey, h: Omit<Udp2022Header, 'timestamp'>, d: UdpDatagram, padding: Uint8Array, nowMs: number, random: (n: number) => Buffer): Buffer {
+export function encodeUdp2022(
+  key: SsCipherKey,
+  h: Omit<Udp2022Header, 'timestamp'>,
+  d: UdpDatagram,
+  padding: Uint8Array,
+  nowMs: number,
+  random: (n: number) => Buffer,
+): Buffer {
   const toServer = h.clientSessionId === undefined;
   const type = toServer ? PACKET_TYPE.CLIENT : PACKET_TYPE.SERVER;
   const sep = separateHeader(h.sessionId, h.packetId);
@@ -155,23 +194,47 @@ export function encodeUdp2022(key: SsCipherKey, h: Omit<Udp2022Header, 'timestam
 }
 
 /** Client side: opens a server→client packet with the client's key. Null if the key does not open it. */
-export function decodeUdp2022Response(key: SsCipherKey, packet: Buffer, nowMs: number): Udp2022Packet | null {
+export function decodeUdp2022Response(
+  key: SsCipherKey,
+  packet: Buffer,
+  nowMs: number,
+): Udp2022Packet | null {
   if (key.cipher === 'chacha20-poly1305') {
     if (packet.length < XNONCE_LENGTH + SEPARATE_HEADER_LENGTH + TAG_SIZE) return null;
-    const body = xchachaOpen(key.key, packet.subarray(0, XNONCE_LENGTH), packet.subarray(XNONCE_LENGTH));
+    const body = xchachaOpen(
+      key.key,
+      packet.subarray(0, XNONCE_LENGTH),
+      packet.subarray(XNONCE_LENGTH),
+    );
     if (body === null) return null;
     const sessionId = Buffer.from(body.subarray(0, 8));
     const packetId = body.readBigUInt64BE(8);
-    const { ts, clientSessionId, d } = decodeBody(body, SEPARATE_HEADER_LENGTH, PACKET_TYPE.SERVER, nowMs);
+    const { ts, clientSessionId, d } = decodeBody(
+      body,
+      SEPARATE_HEADER_LENGTH,
+      PACKET_TYPE.SERVER,
+      nowMs,
+    );
     return { sessionId, packetId, clientSessionId: clientSessionId!, timestamp: ts, ...d };
   }
   if (packet.length < SEPARATE_HEADER_LENGTH + TAG_SIZE) return null;
   const sep = aesDecryptBlock(key.key, packet.subarray(0, 16));
   const sessionId = Buffer.from(sep.subarray(0, 8));
-  const body = openOnce(key.cipher, ss2022SessionSubkey(key.key, sessionId), sep.subarray(4, 16), packet.subarray(16));
+  const body = openOnce(
+    key.cipher,
+    ss2022SessionSubkey(key.key, sessionId),
+    sep.subarray(4, 16),
+    packet.subarray(16),
+  );
   if (body === null) return null;
   const { ts, clientSessionId, d } = decodeBody(body, 0, PACKET_TYPE.SERVER, nowMs);
-  return { sessionId, packetId: sep.readBigUInt64BE(8), clientSessionId: clientSessionId!, timestamp: ts, ...d };
+  return {
+    sessionId,
+    packetId: sep.readBigUInt64BE(8),
+    clientSessionId: clientSessionId!,
+    timestamp: ts,
+    ...d,
+  };
 }
 
 /** A client→server packet that a server key opened. */
@@ -187,7 +250,12 @@ export interface OpenedUdpRequest {
  * decryption with `preferred` first). Returns null when no key opens it; throws AuthError/CodecError
  * when a key opens it but the contents are invalid (bad type, timestamp, address).
  */
-export function openUdpRequest(table: SsKeyTable, packet: Buffer, nowMs: number, preferred?: SsServerKey): OpenedUdpRequest | null {
+export function openUdpRequest(
+  table: SsKeyTable,
+  packet: Buffer,
+  nowMs: number,
+  preferred?: SsServerKey,
+): OpenedUdpRequest | null {
   for (const g of table.groups) {
     if (packet.length < 32 + TAG_SIZE) break;
     const sep = aesDecryptBlock(g.ipsk, packet.subarray(0, 16));
@@ -196,12 +264,24 @@ export function openUdpRequest(table: SsKeyTable, packet: Buffer, nowMs: number,
     const user = g.users.get(hash.toString('latin1'));
     if (!user) continue;
     const sessionId = Buffer.from(sep.subarray(0, 8));
-    const body = openOnce(user.key.cipher, ss2022SessionSubkey(user.key.key, sessionId), sep.subarray(4, 16), packet.subarray(32));
+    const body = openOnce(
+      user.key.cipher,
+      ss2022SessionSubkey(user.key.key, sessionId),
+      sep.subarray(4, 16),
+      packet.subarray(32),
+    );
     if (body === null) continue;
     const { ts, d } = decodeBody(body, 0, PACKET_TYPE.CLIENT, nowMs);
-    return { key: user, header: { sessionId, packetId: sep.readBigUInt64BE(8), timestamp: ts }, datagram: d };
+    return {
+      key: user,
+      header: { sessionId, packetId: sep.readBigUInt64BE(8), timestamp: ts },
+      datagram: d,
+    };
   }
-  const order = preferred && table.trial.includes(preferred) ? [preferred, ...table.trial.filter((k) => k !== preferred)] : table.trial;
+  const order =
+    preferred && table.trial.includes(preferred)
+      ? [preferred, ...table.trial.filter((k) => k !== preferred)]
+      : table.trial;
   for (const k of order) {
     const key = k.key;
     if (key.edition === 2017) {
@@ -211,18 +291,39 @@ export function openUdpRequest(table: SsKeyTable, packet: Buffer, nowMs: number,
     }
     if (key.cipher === 'chacha20-poly1305') {
       if (packet.length < XNONCE_LENGTH + SEPARATE_HEADER_LENGTH + TAG_SIZE) continue;
-      const body = xchachaOpen(key.key, packet.subarray(0, XNONCE_LENGTH), packet.subarray(XNONCE_LENGTH));
+      const body = xchachaOpen(
+        key.key,
+        packet.subarray(0, XNONCE_LENGTH),
+        packet.subarray(XNONCE_LENGTH),
+      );
       if (body === null) continue;
       const { ts, d } = decodeBody(body, SEPARATE_HEADER_LENGTH, PACKET_TYPE.CLIENT, nowMs);
-      return { key: k, header: { sessionId: Buffer.from(body.subarray(0, 8)), packetId: body.readBigUInt64BE(8), timestamp: ts }, datagram: d };
+      return {
+        key: k,
+        header: {
+          sessionId: Buffer.from(body.subarray(0, 8)),
+          packetId: body.readBigUInt64BE(8),
+          timestamp: ts,
+        },
+        datagram: d,
+      };
     }
     if (packet.length < SEPARATE_HEADER_LENGTH + TAG_SIZE) continue;
     const sep = aesDecryptBlock(key.key, packet.subarray(0, 16));
     const sessionId = Buffer.from(sep.subarray(0, 8));
-    const body = openOnce(key.cipher, ss2022SessionSubkey(key.key, sessionId), sep.subarray(4, 16), packet.subarray(16));
+    const body = openOnce(
+      key.cipher,
+      ss2022SessionSubkey(key.key, sessionId),
+      sep.subarray(4, 16),
+      packet.subarray(16),
+    );
     if (body === null) continue;
     const { ts, d } = decodeBody(body, 0, PACKET_TYPE.CLIENT, nowMs);
-    return { key: k, header: { sessionId, packetId: sep.readBigUInt64BE(8), timestamp: ts }, datagram: d };
+    return {
+      key: k,
+      header: { sessionId, packetId: sep.readBigUInt64BE(8), timestamp: ts },
+      datagram: d,
+    };
   }
   return null;
 }

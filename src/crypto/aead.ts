@@ -22,7 +22,9 @@ function sealInto(
   out: Uint8Array,
   offset: number,
 ): number {
-  const c = createCipheriv(cipher as NodeAeadName as 'aes-256-gcm', key, nonce, { authTagLength: TAG_SIZE });
+  const c = createCipheriv(cipher as NodeAeadName as 'aes-256-gcm', key, nonce, {
+    authTagLength: TAG_SIZE,
+  });
   const ct = c.update(plaintext);
   c.final();
   out.set(ct, offset);
@@ -38,7 +40,9 @@ function openBuffer(
 ): Buffer | null {
   if (sealed.length < TAG_SIZE) return null;
   const end = sealed.length - TAG_SIZE;
-  const d = createDecipheriv(cipher as NodeAeadName as 'aes-256-gcm', key, nonce, { authTagLength: TAG_SIZE });
+  const d = createDecipheriv(cipher as NodeAeadName as 'aes-256-gcm', key, nonce, {
+    authTagLength: TAG_SIZE,
+  });
   d.setAuthTag(sealed.subarray(end));
   const pt = d.update(sealed.subarray(0, end));
   try {
@@ -113,14 +117,24 @@ export class CounterAead {
 }
 
 /** One-shot seal with an explicit nonce (UDP packets). Returns a new buffer: ciphertext || tag. */
-export function sealOnce(cipher: AeadCipherName, key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array): Buffer {
+export function sealOnce(
+  cipher: AeadCipherName,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  plaintext: Uint8Array,
+): Buffer {
   const out = Buffer.allocUnsafe(plaintext.length + TAG_SIZE); // every byte is written by sealInto
   sealInto(cipher, key, nonce, plaintext, out, 0);
   return out;
 }
 
 /** One-shot open with an explicit nonce; null on a wrong tag. */
-export function openOnce(cipher: AeadCipherName, key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Buffer | null {
+export function openOnce(
+  cipher: AeadCipherName,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  sealed: Uint8Array,
+): Buffer | null {
   return openBuffer(cipher, key, nonce, sealed);
 }
 
@@ -162,14 +176,24 @@ export function hchacha20(key: Uint8Array, nonce16: Uint8Array): Buffer {
   for (let i = 0; i < 8; i++) s[4 + i] = kv.getUint32(i * 4, true);
   for (let i = 0; i < 4; i++) s[12 + i] = nv.getUint32(i * 4, true);
   const qr = (a: number, b: number, c: number, d: number): void => {
-    s[a] = (s[a]! + s[b]!) | 0; s[d] = rotl(s[d]! ^ s[a]!, 16);
-    s[c] = (s[c]! + s[d]!) | 0; s[b] = rotl(s[b]! ^ s[c]!, 12);
-    s[a] = (s[a]! + s[b]!) | 0; s[d] = rotl(s[d]! ^ s[a]!, 8);
-    s[c] = (s[c]! + s[d]!) | 0; s[b] = rotl(s[b]! ^ s[c]!, 7);
+    s[a] = (s[a]! + s[b]!) | 0;
+    s[d] = rotl(s[d]! ^ s[a]!, 16);
+    s[c] = (s[c]! + s[d]!) | 0;
+    s[b] = rotl(s[b]! ^ s[c]!, 12);
+    s[a] = (s[a]! + s[b]!) | 0;
+    s[d] = rotl(s[d]! ^ s[a]!, 8);
+    s[c] = (s[c]! + s[d]!) | 0;
+    s[b] = rotl(s[b]! ^ s[c]!, 7);
   };
   for (let i = 0; i < 10; i++) {
-    qr(0, 4, 8, 12); qr(1, 5, 9, 13); qr(2, 6, 10, 14); qr(3, 7, 11, 15);
-    qr(0, 5, 10, 15); qr(1, 6, 11, 12); qr(2, 7, 8, 13); qr(3, 4, 9, 14);
+    qr(0, 4, 8, 12);
+    qr(1, 5, 9, 13);
+    qr(2, 6, 10, 14);
+    qr(3, 7, 11, 15);
+    qr(0, 5, 10, 15);
+    qr(1, 6, 11, 12);
+    qr(2, 7, 8, 13);
+    qr(3, 4, 9, 14);
   }
   const out = Buffer.alloc(32);
   for (let i = 0; i < 4; i++) out.writeUInt32LE(s[i]! >>> 0, i * 4);
@@ -191,7 +215,11 @@ export function xchachaSeal(key: Uint8Array, nonce24: Uint8Array, plaintext: Uin
 }
 
 /** XChaCha20-Poly1305 open; null on a wrong tag. */
-export function xchachaOpen(key: Uint8Array, nonce24: Uint8Array, sealed: Uint8Array): Buffer | null {
+export function xchachaOpen(
+  key: Uint8Array,
+  nonce24: Uint8Array,
+  sealed: Uint8Array,
+): Buffer | null {
   const [subkey, nonce] = xchachaParts(key, nonce24);
   return openOnce('chacha20-poly1305', subkey, nonce, sealed);
 }

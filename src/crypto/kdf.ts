@@ -21,7 +21,7 @@ export function evpBytesToKey(password: string, keySize: number): Buffer {
   const pw = Buffer.from(password, 'utf8');
   const out = Buffer.alloc(keySize);
   let prev: Buffer = Buffer.alloc(0);
-  for (let written = 0; written < keySize; ) {
+  for (let written = 0; written < keySize;) {
     prev = createHash('md5').update(prev).update(pw).digest();
     written += prev.copy(out, written);
   }

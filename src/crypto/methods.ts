@@ -8,7 +8,12 @@
 export const SS_METHODS = {
   'aes-128-gcm': { edition: 2017, cipher: 'aes-128-gcm', keySize: 16, saltSize: 16 },
   'aes-256-gcm': { edition: 2017, cipher: 'aes-256-gcm', keySize: 32, saltSize: 32 },
-  'chacha20-ietf-poly1305': { edition: 2017, cipher: 'chacha20-poly1305', keySize: 32, saltSize: 32 },
+  'chacha20-ietf-poly1305': {
+    edition: 2017,
+    cipher: 'chacha20-poly1305',
+    keySize: 32,
+    saltSize: 32,
+  },
   '2022-blake3-aes-128-gcm': { edition: 2022, cipher: 'aes-128-gcm', keySize: 16, saltSize: 16 },
   '2022-blake3-aes-256-gcm': { edition: 2022, cipher: 'aes-256-gcm', keySize: 32, saltSize: 32 },
   '2022-blake3-chacha20-poly1305': {

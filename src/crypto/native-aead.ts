@@ -23,7 +23,10 @@ function load(): NativeAead | null {
   if (process.env.LADDER_NO_NATIVE === '1') return null;
   const require = createRequire(import.meta.url);
   // dist/src/crypto/ → repo root → native/aead/build/Release
-  for (const rel of ['../../../native/aead/build/Release/ladder_aead.node', '../../native/aead/build/Release/ladder_aead.node']) {
+  for (const rel of [
+    '../../../native/aead/build/Release/ladder_aead.node',
+    '../../native/aead/build/Release/ladder_aead.node',
+  ]) {
     try {
       return require(rel) as NativeAead;
     } catch {

@@ -111,10 +111,11 @@ export class SlidingWindow {
     if (id > this.#top) {
       const advance = id - this.#top;
       if (advance >= W) this.#bits.fill(0);
-      else for (let i = this.#top + 1n; i <= id; i++) {
-        const b = Number(i % W);
-        this.#bits[b >>> 5]! &= ~(1 << (b & 31));
-      }
+      else
+        for (let i = this.#top + 1n; i <= id; i++) {
+          const b = Number(i % W);
+          this.#bits[b >>> 5]! &= ~(1 << (b & 31));
+        }
       this.#top = id;
     }
     const bit = Number(id % W);

@@ -4,7 +4,13 @@
  */
 import { ConfigError } from '../errors.js';
 import { evpBytesToKey } from './kdf.js';
-import { SS_METHODS, SS_METHOD_NAMES, isSsMethod, type AeadCipherName, type SsMethod } from './methods.js';
+import {
+  SS_METHODS,
+  SS_METHOD_NAMES,
+  isSsMethod,
+  type AeadCipherName,
+  type SsMethod,
+} from './methods.js';
 
 export interface SsCipherKey {
   readonly method: SsMethod;
@@ -21,7 +27,10 @@ export interface SsCipherKey {
 
 function decodePsk(part: string, method: SsMethod, size: number): Buffer {
   if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(part)) {
-    throw new ConfigError('ERR_KEY_URI', `the ${method} key must be base64; got characters outside base64`);
+    throw new ConfigError(
+      'ERR_KEY_URI',
+      `the ${method} key must be base64; got characters outside base64`,
+    );
   }
   const bytes = Buffer.from(part.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
   if (bytes.length !== size) {

@@ -19,11 +19,26 @@ import { randomBytes } from 'node:crypto';
 import { debuglog } from 'node:util';
 import { LadderError, type ErrorCode } from '../errors.js';
 import { SaltFilter, SaltPool, SlidingWindow } from '../crypto/replay.js';
-import { SsKeyTable, SsTcpAcceptor, maxAcceptBytes, type AcceptedTcp, type Random, type ReplayGuard, type SsServerKey } from '../codec/ss-tcp.js';
+import {
+  SsKeyTable,
+  SsTcpAcceptor,
+  maxAcceptBytes,
+  type AcceptedTcp,
+  type Random,
+  type ReplayGuard,
+  type SsServerKey,
+} from '../codec/ss-tcp.js';
 import { encodeUdp2017, encodeUdp2022, openUdpRequest } from '../codec/ss-udp.js';
 import { CodecDuplex } from '../stream/codec-duplex.js';
 import { relay } from '../transport/relay.js';
-import { systemClock, type Clock, type PacketDialer, type PacketSession, type StreamDialer, type Target } from '../transport/types.js';
+import {
+  systemClock,
+  type Clock,
+  type PacketDialer,
+  type PacketSession,
+  type StreamDialer,
+  type Target,
+} from '../transport/types.js';
 
 const debug = debuglog('ladder:server');
 
@@ -94,7 +109,8 @@ class HintMap<V> {
 
 export class SsServer {
   #table: SsKeyTable;
-  readonly #o: Required<Omit<SsServerOptions, 'packetDialer' | 'events' | 'keys'>> & Pick<SsServerOptions, 'packetDialer'>;
+  readonly #o: Required<Omit<SsServerOptions, 'packetDialer' | 'events' | 'keys'>> &
+    Pick<SsServerOptions, 'packetDialer'>;
   readonly #events: ServerEvents;
   readonly #replay2017 = new SaltFilter();
   readonly #replay2022 = new SaltPool();
@@ -142,7 +158,9 @@ export class SsServer {
 
   /** Binds TCP, then UDP on the same port (when a packet dialer is set). Rejects with ERR_LISTEN naming the address. */
   async listen(host: string, port: number): Promise<AddressInfo> {
-    const tcp = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => this.#onConnection(s));
+    const tcp = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) =>
+      this.#onConnection(s),
+    );
     tcp.maxConnections = this.#o.maxConnections;
     const shown = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
     await new Promise<void>((resolve, reject) => {
@@ -156,7 +174,9 @@ export class SsServer {
       const udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
       try {
         await new Promise<void>((resolve, reject) => {
-          udp.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, shown.replace(/:\d+$/, `:${addr.port}`), 'UDP')));
+          udp.once('error', (err: NodeJS.ErrnoException) =>
+            reject(listenError(err, shown.replace(/:\d+$/, `:${addr.port}`), 'UDP')),
+          );
           udp.bind({ address: host, port: addr.port, exclusive: true }, () => resolve());
         });
       } catch (err) {
@@ -187,7 +207,8 @@ export class SsServer {
     for (const s of this.#udpSessions.values()) s.out.close();
     this.#udpSessions.clear();
     const deadline = Date.now() + graceMs;
-    while (this.#sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (this.#sockets.size > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
     for (const s of this.#sockets) s.destroy();
     await closed;
   }
@@ -203,9 +224,16 @@ export class SsServer {
     this.#sockets.add(socket);
     socket.setNoDelay(true);
     socket.on('close', () => this.#sockets.delete(socket));
-    socket.on('error', (err) => debug('client socket error %s', (err as NodeJS.ErrnoException).code ?? err.message));
+    socket.on('error', (err) =>
+      debug('client socket error %s', (err as NodeJS.ErrnoException).code ?? err.message),
+    );
     const client = socket.remoteAddress ?? '';
-    const acceptor = new SsTcpAcceptor(this.#table, this.#guard, this.#o.random, this.#tcpHint.get(client));
+    const acceptor = new SsTcpAcceptor(
+      this.#table,
+      this.#guard,
+      this.#o.random,
+      this.#tcpHint.get(client),
+    );
     const limit = maxAcceptBytes();
     // The one timer a pre-auth connection has: it closes at this fixed time whatever happens.
     const authTimer = setTimeout(() => {
@@ -218,7 +246,8 @@ export class SsServer {
       let accepted: AcceptedTcp | null;
       try {
         accepted = acceptor.push(chunk, this.#o.clock.now());
-        if (accepted === null && acceptor.buffered > limit) throw new LadderError('ERR_CIPHER', 'request too long');
+        if (accepted === null && acceptor.buffered > limit)
+          throw new LadderError('ERR_CIPHER', 'request too long');
       } catch (err) {
         failed = true;
         socket.off('data', onData);
@@ -307,7 +336,9 @@ export class SsServer {
     }
     const { key, header, datagram } = opened;
     this.#udpHint.set(rinfo.address, key);
-    const id = header ? `${key.id}\u0000${header.sessionId.toString('latin1')}` : `${key.id}\u0000${rinfo.address}\u0000${rinfo.port}`;
+    const id = header
+      ? `${key.id}\u0000${header.sessionId.toString('latin1')}`
+      : `${key.id}\u0000${rinfo.address}\u0000${rinfo.port}`;
     let s = this.#udpSessions.get(id);
     if (header && s?.window && !s.window.check(header.packetId)) {
       this.#events.probe?.('ERR_REPLAY_CLIENT', 'udp');
@@ -320,9 +351,15 @@ export class SsServer {
         client: rinfo,
         lastSeen: now,
         serverPacketId: 0n,
-        out: this.#o.packetDialer!.open((payload, from) => this.#reply(udp, session, payload, from)),
+        out: this.#o.packetDialer!.open((payload, from) =>
+          this.#reply(udp, session, payload, from),
+        ),
         ...(header
-          ? { window: new SlidingWindow(), clientSessionId: Buffer.from(header.sessionId), serverSessionId: this.#o.random(8) }
+          ? {
+              window: new SlidingWindow(),
+              clientSessionId: Buffer.from(header.sessionId),
+              serverSessionId: this.#o.random(8),
+            }
           : {}),
       };
       s = session;
@@ -348,7 +385,11 @@ export class SsServer {
           ? encodeUdp2017(key, this.#o.random(key.keySize), { target: from, payload })
           : encodeUdp2022(
               key,
-              { sessionId: s.serverSessionId!, packetId: s.serverPacketId++, clientSessionId: s.clientSessionId! },
+              {
+                sessionId: s.serverSessionId!,
+                packetId: s.serverPacketId++,
+                clientSessionId: s.clientSessionId!,
+              },
               { target: from, payload },
               new Uint8Array(0),
               now,
@@ -374,7 +415,8 @@ export class SsServer {
 
   #evictOldestUdp(): void {
     let oldest: [string, UdpSession] | null = null;
-    for (const e of this.#udpSessions) if (!oldest || e[1].lastSeen < oldest[1].lastSeen) oldest = e;
+    for (const e of this.#udpSessions)
+      if (!oldest || e[1].lastSeen < oldest[1].lastSeen) oldest = e;
     if (oldest) {
       oldest[1].out.close();
       this.#udpSessions.delete(oldest[0]);
@@ -388,13 +430,23 @@ function discard(): void {
 
 function listenError(err: NodeJS.ErrnoException, where: string, proto: string): LadderError {
   if (err.code === 'EADDRINUSE') {
-    return new LadderError('ERR_LISTEN', `${proto} ${where} is already in use; stop what is using it or choose another port with --listen`, { cause: err });
+    return new LadderError(
+      'ERR_LISTEN',
+      `${proto} ${where} is already in use; stop what is using it or choose another port with --listen`,
+      { cause: err },
+    );
   }
   if (err.code === 'EACCES') {
-    return new LadderError('ERR_LISTEN', `${proto} ${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`, { cause: err });
+    return new LadderError(
+      'ERR_LISTEN',
+      `${proto} ${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`,
+      { cause: err },
+    );
   }
   if (err.code === 'EADDRNOTAVAIL') {
-    return new LadderError('ERR_LISTEN', `${proto} ${where}: no such address on this machine`, { cause: err });
+    return new LadderError('ERR_LISTEN', `${proto} ${where}: no such address on this machine`, {
+      cause: err,
+    });
   }
   return new LadderError('ERR_LISTEN', `${proto} ${where}: ${err.message}`, { cause: err });
 }

@@ -15,9 +15,21 @@ import { DialError, dialErrorFromSystem } from '../errors.js';
 import type { SsCipherKey } from '../crypto/ss-key.js';
 import { SlidingWindow } from '../crypto/replay.js';
 import { SsTcpClientSession, type Random } from '../codec/ss-tcp.js';
-import { decodeUdp2017, decodeUdp2022Response, encodeUdp2017, encodeUdp2022 } from '../codec/ss-udp.js';
+import {
+  decodeUdp2017,
+  decodeUdp2022Response,
+  encodeUdp2017,
+  encodeUdp2022,
+} from '../codec/ss-udp.js';
 import { CodecDuplex, type StreamCodec } from '../stream/codec-duplex.js';
-import { systemClock, type Clock, type PacketDialer, type PacketSession, type StreamDialer, type Target } from './types.js';
+import {
+  systemClock,
+  type Clock,
+  type PacketDialer,
+  type PacketSession,
+  type StreamDialer,
+  type Target,
+} from './types.js';
 
 export interface SsDialerOptions {
   clock?: Clock;
@@ -75,7 +87,11 @@ export class SsStreamDialer implements StreamDialer {
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     const socket = await connectTo(this.#server, this.#connectTimeoutMs, signal);
-    const codec = new ClientCodec(new SsTcpClientSession(this.#key, this.#random), target, this.#clock);
+    const codec = new ClientCodec(
+      new SsTcpClientSession(this.#key, this.#random),
+      target,
+      this.#clock,
+    );
     const duplex = new CodecDuplex(socket, codec);
     const timer = setTimeout(() => {
       if (!codec.started && !duplex.destroyed) socket.write(codec.requestAlone());
@@ -87,7 +103,11 @@ export class SsStreamDialer implements StreamDialer {
 }
 
 /** Connects to a proxy server; failures become DialError ERR_SERVER_UNREACHABLE naming the server. */
-export function connectTo(server: Target, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
+export function connectTo(
+  server: Target,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const what = `proxy server ${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}`;
     if (signal?.aborted) {
@@ -95,7 +115,11 @@ export function connectTo(server: Target, timeoutMs: number, signal?: AbortSigna
       return;
     }
     const socket = connect({ host: server.host, port: server.port, noDelay: true });
-    const timer = setTimeout(() => fail(new DialError('ERR_SERVER_UNREACHABLE', `${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () =>
+        fail(new DialError('ERR_SERVER_UNREACHABLE', `${what}: no answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     const onAbort = (): void => fail(new DialError('ERR_ABORTED', `${what}: aborted`));
     signal?.addEventListener('abort', onAbort, { once: true });
     const done = (): void => {
@@ -110,7 +134,13 @@ export function connectTo(server: Target, timeoutMs: number, signal?: AbortSigna
     };
     const onError = (err: Error): void => {
       const d = dialErrorFromSystem(err, what);
-      fail(new DialError('ERR_SERVER_UNREACHABLE', `${d.message} (is the Ladder server running there?)`, { cause: err }));
+      fail(
+        new DialError(
+          'ERR_SERVER_UNREACHABLE',
+          `${d.message} (is the Ladder server running there?)`,
+          { cause: err },
+        ),
+      );
     };
     socket.once('error', onError);
     socket.once('connect', () => {
@@ -172,11 +202,21 @@ export class SsPacketDialer implements PacketDialer {
     return {
       send(payload, target) {
         if (closed) return;
-        const d = { target, payload: Buffer.from(payload.buffer, payload.byteOffset, payload.length) };
+        const d = {
+          target,
+          payload: Buffer.from(payload.buffer, payload.byteOffset, payload.length),
+        };
         const packet =
           key.edition === 2017
             ? encodeUdp2017(key, random(key.keySize), d)
-            : encodeUdp2022(key, { sessionId, packetId: packetId++ }, d, new Uint8Array(0), clock.now(), random);
+            : encodeUdp2022(
+                key,
+                { sessionId, packetId: packetId++ },
+                d,
+                new Uint8Array(0),
+                clock.now(),
+                random,
+              );
         sock.send(packet, server.port, server.host);
       },
       close() {

@@ -5,8 +5,6 @@
 import { Duplex } from 'node:stream';
 
 export function duplexPair(): [Duplex, Duplex] {
-  let a!: Duplex;
-  let b!: Duplex;
   const make = (other: () => Duplex): Duplex =>
     new Duplex({
       read() {
@@ -21,7 +19,10 @@ export function duplexPair(): [Duplex, Duplex] {
         cb();
       },
     });
-  a = make(() => b);
-  b = make(() => a);
-  return [a, b];
+  const pair: Duplex[] = [];
+  pair.push(
+    make(() => pair[1]!),
+    make(() => pair[0]!),
+  );
+  return [pair[0]!, pair[1]!];
 }
