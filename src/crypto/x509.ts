@@ -1,0 +1,165 @@
+/**
+ * Minimal X.509 v3 certificate issuing (RFC 5280) with ECDSA P-256 and SHA-256: enough for a
+ * server's self-signed certificate on first start and for the lab's own CA. Only DER encoding is
+ * done here; keys and signatures come from node:crypto, and Node's X509Certificate parses the
+ * result in the tests.
+ *
+ * ```
+ * Certificate  ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }
+ * TBSCertificate ::= SEQUENCE { [0] version(2), serialNumber, signature, issuer, validity,
+ *                               subject, subjectPublicKeyInfo, [3] extensions }
+ * ```
+ * @module
+ */
+import { generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
+import { ipv6ToBytes } from '../codec/socks-addr.js';
+
+function len(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v >>= 8) bytes.unshift(v & 0xff);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+function tlv(tag: number, ...content: Buffer[]): Buffer {
+  const body = Buffer.concat(content);
+  return Buffer.concat([Buffer.from([tag]), len(body.length), body]);
+}
+const seq = (...c: Buffer[]): Buffer => tlv(0x30, ...c);
+const set = (...c: Buffer[]): Buffer => tlv(0x31, ...c);
+function oid(dotted: string): Buffer {
+  const parts = dotted.split('.').map(Number);
+  const out: number[] = [40 * parts[0]! + parts[1]!];
+  for (const p of parts.slice(2)) {
+    const stack: number[] = [p & 0x7f];
+    for (let v = p >>> 7; v > 0; v >>>= 7) stack.unshift(0x80 | (v & 0x7f));
+    out.push(...stack);
+  }
+  return tlv(0x06, Buffer.from(out));
+}
+function integer(bytes: Buffer): Buffer {
+  let b = bytes;
+  while (b.length > 1 && b[0] === 0 && (b[1]! & 0x80) === 0) b = b.subarray(1);
+  if (b[0]! & 0x80) b = Buffer.concat([Buffer.from([0]), b]);
+  return tlv(0x02, b);
+}
+function time(d: Date): Buffer {
+  const iso = d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z'; // YYYYMMDDHHMMSSZ
+  const y = d.getUTCFullYear();
+  // RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
+  return y < 2050
+    ? tlv(0x17, Buffer.from(iso.slice(2), 'ascii'))
+    : tlv(0x18, Buffer.from(iso, 'ascii'));
+}
+const explicit = (n: number, c: Buffer): Buffer => tlv(0xa0 + n, c);
+const ECDSA_SHA256 = seq(oid('1.2.840.10045.4.3.2'));
+const bool = (v: boolean): Buffer => tlv(0x01, Buffer.from([v ? 0xff : 0]));
+const octets = (c: Buffer): Buffer => tlv(0x04, c);
+const bits = (c: Buffer): Buffer => tlv(0x03, Buffer.from([0]), c);
+
+function name(commonName: string): Buffer {
+  return seq(set(seq(oid('2.5.4.3'), tlv(0x0c, Buffer.from(commonName, 'utf8')))));
+}
+
+function san(names: readonly string[]): Buffer {
+  const general = names.map((n) => {
+    if (isIPv4(n)) return tlv(0x87, Buffer.from(n.split('.').map(Number)));
+    if (isIPv6(n)) return tlv(0x87, Buffer.from(ipv6ToBytes(n)));
+    return tlv(0x82, Buffer.from(n, 'ascii'));
+  });
+  return seq(oid('2.5.29.17'), octets(seq(...general)));
+}
+
+export interface IssuedCertificate {
+  /** PEM certificate. */
+  readonly cert: string;
+  /** PEM PKCS#8 private key. */
+  readonly key: string;
+  readonly keyObject: KeyObject;
+  /** SHA-256 fingerprint of the DER certificate, colon-separated upper-case hex (as Node prints it). */
+  readonly fingerprint256: string;
+}
+
+export interface IssueOptions {
+  /** Subject common name. */
+  commonName: string;
+  /** DNS names and IP addresses for subjectAltName (leaf certificates). */
+  altNames?: readonly string[];
+  /** Make a CA certificate (basicConstraints CA:TRUE, keyCertSign). */
+  isCA?: boolean;
+  /** Sign with this issuer instead of self-signing. */
+  issuer?: { cert: string; key: KeyObject };
+  /** Validity start and length (default: now − 1 h, 825 days). */
+  notBefore?: Date;
+  days?: number;
+  /** 16 random bytes for the serial number (a parameter so tests can be deterministic). */
+  serial: Buffer;
+}
+
+/** Issues an ECDSA P-256 certificate. */
+export function issueCertificate(o: IssueOptions): IssuedCertificate {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  const notBefore = o.notBefore ?? new Date(Date.now() - 3600_000);
+  const notAfter = new Date(notBefore.getTime() + (o.days ?? 825) * 86_400_000);
+  const issuerName = o.issuer ? Buffer.from(new X509Certificate(o.issuer.cert).raw) : null;
+  const extensions: Buffer[] = [];
+  if (o.isCA) {
+    extensions.push(seq(oid('2.5.29.19'), bool(true), octets(seq(bool(true)))));
+    extensions.push(seq(oid('2.5.29.15'), bool(true), octets(tlv(0x03, Buffer.from([1, 0x06]))))); // keyCertSign | cRLSign
+  } else {
+    extensions.push(seq(oid('2.5.29.19'), octets(seq())));
+    extensions.push(seq(oid('2.5.29.15'), bool(true), octets(tlv(0x03, Buffer.from([7, 0x80]))))); // digitalSignature
+    extensions.push(seq(oid('2.5.29.37'), octets(seq(oid('1.3.6.1.5.5.7.3.1'))))); // serverAuth
+    if (o.altNames && o.altNames.length > 0) extensions.push(san(o.altNames));
+  }
+  const tbs = seq(
+    explicit(0, integer(Buffer.from([2]))),
+    integer(Buffer.concat([Buffer.from([0x01]), o.serial.subarray(0, 15)])),
+    ECDSA_SHA256,
+    issuerName ? subjectOf(issuerName) : name(o.commonName),
+    seq(time(notBefore), time(notAfter)),
+    name(o.commonName),
+    spki,
+    explicit(3, seq(...extensions)),
+  );
+  const signer = o.issuer?.key ?? privateKey;
+  const signature = sign('sha256', tbs, { key: signer, dsaEncoding: 'der' });
+  const der = seq(tbs, ECDSA_SHA256, bits(signature));
+  const cert = `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
+  const key = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  return {
+    cert,
+    key,
+    keyObject: privateKey,
+    fingerprint256: new X509Certificate(cert).fingerprint256,
+  };
+}
+
+/** Pulls the subject Name out of a DER certificate (to use as the issuer of the next one). */
+function subjectOf(der: Buffer): Buffer {
+  // Certificate → tbsCertificate → [version, serial, sigAlg, issuer, validity, subject, ...]
+  const readHeader = (b: Buffer, p: number): { tag: number; start: number; end: number } => {
+    const tag = b[p]!;
+    let l = b[p + 1]!;
+    let q = p + 2;
+    if (l & 0x80) {
+      const n = l & 0x7f;
+      l = 0;
+      for (let i = 0; i < n; i++) l = (l << 8) | b[q + i]!;
+      q += n;
+    }
+    return { tag, start: q, end: q + l };
+  };
+  const cert = readHeader(der, 0);
+  const tbs = readHeader(der, cert.start);
+  let p = tbs.start;
+  const fields: { start: number; end: number; hdr: number }[] = [];
+  while (p < tbs.end && fields.length < 6) {
+    const h = readHeader(der, p);
+    fields.push({ hdr: p, start: h.start, end: h.end });
+    p = h.end;
+  }
+  const subject = fields[5]!;
+  return der.subarray(subject.hdr, subject.end);
+}
