@@ -13,7 +13,7 @@
  */
 import { generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
-import { ipv6ToBytes } from '../codec/socks-addr.js';
+import { ipv6ToBytes } from './socks-addr.js';
 
 function len(n: number): Buffer {
   if (n < 0x80) return Buffer.from([n]);
