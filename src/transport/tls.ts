@@ -1,0 +1,141 @@
+/**
+ * TLS for the transports that hide in web traffic (Trojan, WebSocket over TLS).
+ *
+ * Client: the ClientHello is shaped as close to Chrome's as Node's OpenSSL allows — the same cipher
+ * suites in the same order, the same groups and signature algorithms, ALPN `h2, http/1.1`, and the
+ * SNI the key names. What still differs from Chrome (see docs/tls-fingerprint.md): no GREASE values,
+ * OpenSSL's extension order (Chrome permutes its extensions), no ALPS, no certificate compression,
+ * and OpenSSL's own key shares. The server is verified by the system CAs (or a given CA), or by a
+ * SHA-256 certificate pin that an access key carries for self-signed servers.
+ * @module
+ */
+import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
+import type { Target } from './types.js';
+
+/** Chrome's cipher suites, in Chrome's order (TLS 1.3 first), in OpenSSL's names. */
+export const BROWSER_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-AES128-SHA',
+  'ECDHE-RSA-AES256-SHA',
+  'AES128-GCM-SHA256',
+  'AES256-GCM-SHA384',
+  'AES128-SHA',
+  'AES256-SHA',
+].join(':');
+
+/** Chrome's signature algorithms, in order. */
+export const BROWSER_SIGALGS = [
+  'ecdsa_secp256r1_sha256',
+  'rsa_pss_rsae_sha256',
+  'rsa_pkcs1_sha256',
+  'ecdsa_secp384r1_sha384',
+  'rsa_pss_rsae_sha384',
+  'rsa_pkcs1_sha384',
+  'rsa_pss_rsae_sha512',
+  'rsa_pkcs1_sha512',
+].join(':');
+
+/** Chrome's groups (without its post-quantum hybrid, which Node 20's OpenSSL lacks). */
+export const BROWSER_GROUPS = 'X25519:P-256:P-384';
+
+export interface TlsClientOptions {
+  /** Server Name Indication; also the name verified in the certificate (unless pinned). */
+  sni: string;
+  /** PEM CA to trust instead of the system store (the lab CA, tests). */
+  ca?: string;
+  /** SHA-256 fingerprint of the server certificate (hex, any case, colons optional): verify by pin. */
+  pinSha256?: string;
+  /** ALPN offer (default h2, http/1.1, as a browser). */
+  alpn?: string[];
+  timeoutMs?: number;
+}
+
+export function normalizeFingerprint(fp: string): string {
+  const hex = fp.replace(/[:\s]/g, '').toUpperCase();
+  if (!/^[0-9A-F]{64}$/.test(hex))
+    throw new ConfigError('ERR_CONFIG', 'a certificate pin must be 64 hex digits of SHA-256');
+  return hex.match(/../g)!.join(':');
+}
+
+/** Opens TLS to `server`; resolves after the handshake, with the certificate checked. */
+export function tlsConnect(
+  server: Target,
+  o: TlsClientOptions,
+  signal?: AbortSignal,
+): Promise<TLSSocket> {
+  const pin = o.pinSha256 ? normalizeFingerprint(o.pinSha256) : null;
+  const what = `TLS server ${server.host}:${server.port}`;
+  const options: ConnectionOptions = {
+    host: server.host,
+    port: server.port,
+    servername: o.sni,
+    ALPNProtocols: o.alpn ?? ['h2', 'http/1.1'],
+    ciphers: BROWSER_CIPHERS,
+    sigalgs: BROWSER_SIGALGS,
+    ecdhCurve: BROWSER_GROUPS,
+    minVersion: 'TLSv1.2',
+    ...(o.ca ? { ca: o.ca } : {}),
+    ...(pin
+      ? {
+          // A pinned certificate is trusted by its fingerprint alone (self-signed servers).
+          rejectUnauthorized: false,
+        }
+      : {}),
+  };
+  return new Promise((resolve, reject) => {
+    const socket = connect(options);
+    socket.setNoDelay(true);
+    const timer = setTimeout(
+      () =>
+        fail(
+          new DialError(
+            'ERR_SERVER_UNREACHABLE',
+            `${what}: no handshake within ${o.timeoutMs ?? 10_000} ms`,
+          ),
+        ),
+      o.timeoutMs ?? 10_000,
+    );
+    const onAbort = (): void => fail(new DialError('ERR_ABORTED', `${what}: aborted`));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    function fail(err: DialError): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      socket.destroy();
+      reject(err);
+    }
+    socket.once('error', (err) => {
+      const d = dialErrorFromSystem(err, what);
+      const tlsProblem = /certificate|self.signed|CERT_|handshake|alert/i.test(err.message);
+      fail(
+        new DialError(
+          tlsProblem ? 'ERR_DIAL' : 'ERR_SERVER_UNREACHABLE',
+          tlsProblem ? `${what}: TLS failed: ${err.message}` : d.message,
+          { cause: err },
+        ),
+      );
+    });
+    socket.once('secureConnect', () => {
+      if (pin) {
+        const peer = socket.getPeerX509Certificate();
+        if (!peer || new X509Certificate(peer.raw).fingerprint256 !== pin) {
+          fail(new DialError('ERR_DIAL', `${what}: the certificate does not match the key's pin`));
+          return;
+        }
+      }
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+  });
+}
