@@ -35,6 +35,9 @@ export class CodecDuplex extends Duplex {
     socket.on('drain', this.#onDrain);
     socket.on('error', this.#onError);
     socket.on('close', this.#onClose);
+    // The socket may have ended before we took it over (its FIN arrived while a handshake was being
+    // finished elsewhere); 'end' will not fire again, so end our readable ourselves.
+    if (socket.readableEnded) queueMicrotask(this.#onEnd);
   }
 
   /** Feeds bytes that were read from the socket before this Duplex took it over. */

@@ -1,0 +1,118 @@
+/**
+ * Direct dialers: TCP and UDP to the target itself, with no tunnel. The server uses them to reach
+ * destinations; tests use them as the reference implementation of the dialer suite.
+ * @module
+ */
+import { connect, isIP, type Socket } from 'node:net';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import type { Duplex } from 'node:stream';
+import { DialError, dialErrorFromSystem } from '../errors.js';
+import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
+
+export interface DirectDialerOptions {
+  /** Give up connecting after this long (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Refuse some destinations (ERR_DIAL_FORBIDDEN). Sees the target as given (a name is not resolved). */
+  allow?: (host: string, port: number) => boolean;
+}
+
+export class DirectDialer implements StreamDialer {
+  readonly #timeoutMs: number;
+  readonly #allow: DirectDialerOptions['allow'];
+
+  constructor(options: DirectDialerOptions = {}) {
+    this.#timeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.#allow = options.allow;
+  }
+
+  dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
+    if (this.#allow && !this.#allow(target.host, target.port)) {
+      return Promise.reject(new DialError('ERR_DIAL_FORBIDDEN', 'target not allowed'));
+    }
+    return new Promise((resolve, reject) => {
+      // Never name the target in messages that may be logged: the reason is enough.
+      const what = 'target';
+      if (signal?.aborted) {
+        reject(new DialError('ERR_ABORTED', `${what}: aborted`));
+        return;
+      }
+      const socket: Socket = connect({
+        host: target.host,
+        port: target.port,
+        allowHalfOpen: true,
+        noDelay: true,
+      });
+      const timer = setTimeout(
+        () =>
+          fail(
+            new DialError('ERR_DIAL_TIMEOUT', `${what}: no answer within ${this.#timeoutMs} ms`),
+          ),
+        this.#timeoutMs,
+      );
+      const onAbort = (): void => fail(new DialError('ERR_ABORTED', `${what}: aborted`));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const onError = (err: Error): void => fail(dialErrorFromSystem(err, what));
+      function cleanup(): void {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        socket.off('error', onError);
+      }
+      function fail(err: DialError): void {
+        cleanup();
+        socket.destroy();
+        reject(err);
+      }
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        cleanup();
+        resolve(socket);
+      });
+    });
+  }
+}
+
+/** UDP straight to targets: one socket per session (per address family, made when first needed). */
+export class DirectPacketDialer implements PacketDialer {
+  open(onPacket: (payload: Buffer, from: Target) => void): PacketSession {
+    const sockets: { udp4?: UdpSocket; udp6?: UdpSocket } = {};
+    let closed = false;
+    const socketFor = (family: 'udp4' | 'udp6'): UdpSocket => {
+      let s = sockets[family];
+      if (!s) {
+        s = createSocket(family);
+        s.on('message', (msg, rinfo) => onPacket(msg, { host: rinfo.address, port: rinfo.port }));
+        s.on('error', () => {
+          /* a send error (unreachable) drops the datagram, as the network would */
+        });
+        sockets[family] = s;
+      }
+      return s;
+    };
+    const sendTo = (payload: Uint8Array, host: string, port: number): void => {
+      if (closed) return;
+      socketFor(isIP(host) === 6 ? 'udp6' : 'udp4').send(payload, port, host);
+    };
+    return {
+      send(payload, target) {
+        if (closed || target.port === 0) return;
+        if (isIP(target.host) !== 0) {
+          sendTo(payload, target.host, target.port);
+          return;
+        }
+        lookup(target.host).then(
+          (r) => sendTo(payload, r.address, target.port),
+          () => {
+            /* unresolvable: dropped */
+          },
+        );
+      },
+      close() {
+        if (closed) return;
+        closed = true;
+        sockets.udp4?.close();
+        sockets.udp6?.close();
+      },
+    };
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Bidirectional relay between two streams, on the hot path of every proxied connection.
+ *
+ * - Backpressure both ways: `write()` returning false pauses the source; 'drain' resumes it. No
+ *   copies, no per-chunk allocation, no per-chunk timers.
+ * - Half-close on purpose: when one side ends, the other side's writable is ended and the opposite
+ *   direction keeps flowing until it ends too (TCP half-close, e.g. `curl` after its request).
+ * - An error or abort on either side destroys both. An idle timeout (no byte either way for
+ *   `idleTimeoutMs`) destroys both with ERR_IDLE_TIMEOUT; it is one coarse timer that checks an
+ *   activity counter, not a timer reset per chunk.
+ * - Resolves exactly once, never rejects, and removes every listener it added.
+ * @module
+ */
+import type { Duplex } from 'node:stream';
+import { LadderError } from '../errors.js';
+
+export interface RelayOptions {
+  idleTimeoutMs?: number;
+  onAToB?: (n: number) => void;
+  onBToA?: (n: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface RelayResult {
+  aToB: number;
+  bToA: number;
+  error?: LadderError;
+}
+
+export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise<RelayResult> {
+  return new Promise((resolve) => {
+    let aToB = 0;
+    let bToA = 0;
+    let activity = 0;
+    let lastSeenActivity = -1;
+    let aEnded = false;
+    let bEnded = false;
+    let settled = false;
+    let closedA = false;
+    let closedB = false;
+    let error: LadderError | undefined;
+    const { onAToB, onBToA } = options;
+
+    const onDataA = (chunk: Buffer): void => {
+      aToB += chunk.length;
+      activity++;
+      onAToB?.(chunk.length);
+      if (!b.write(chunk)) a.pause();
+    };
+    const onDataB = (chunk: Buffer): void => {
+      bToA += chunk.length;
+      activity++;
+      onBToA?.(chunk.length);
+      if (!a.write(chunk)) b.pause();
+    };
+    const onDrainB = (): void => {
+      a.resume();
+    };
+    const onDrainA = (): void => {
+      b.resume();
+    };
+    const onEndA = (): void => {
+      aEnded = true;
+      b.end();
+      maybeDone();
+    };
+    const onEndB = (): void => {
+      bEnded = true;
+      a.end();
+      maybeDone();
+    };
+    const onErrorA = (err: Error): void => fail(err);
+    const onErrorB = (err: Error): void => fail(err);
+    const onCloseA = (): void => {
+      closedA = true;
+      // A side that closed without ending cleanly takes the other with it.
+      if (!aEnded) fail(null);
+      else maybeDone();
+    };
+    const onCloseB = (): void => {
+      closedB = true;
+      if (!bEnded) fail(null);
+      else maybeDone();
+    };
+    const onAbort = (): void => fail(new LadderError('ERR_ABORTED', 'relay aborted'));
+
+    function maybeDone(): void {
+      // Done when both directions have ended and both sides have closed (or been destroyed).
+      if (aEnded && bEnded) {
+        if (
+          (closedA || a.destroyed || a.writableFinished) &&
+          (closedB || b.destroyed || b.writableFinished)
+        )
+          finish();
+      }
+    }
+    const onFinish = (): void => maybeDone();
+
+    function fail(err: Error | null): void {
+      if (settled) return;
+      if (err && !error) {
+        error =
+          err instanceof LadderError
+            ? err
+            : new LadderError('ERR_DIAL', err.message, { cause: err });
+      }
+      a.destroy();
+      b.destroy();
+      finish();
+    }
+
+    let timer: NodeJS.Timeout | undefined;
+    if (options.idleTimeoutMs && options.idleTimeoutMs > 0) {
+      const period = Math.max(100, Math.floor(options.idleTimeoutMs / 4));
+      let idleSince = Date.now();
+      timer = setInterval(() => {
+        if (activity !== lastSeenActivity) {
+          lastSeenActivity = activity;
+          idleSince = Date.now();
+          return;
+        }
+        if (Date.now() - idleSince >= options.idleTimeoutMs!) {
+          fail(new LadderError('ERR_IDLE_TIMEOUT', `no data for ${options.idleTimeoutMs} ms`));
+        }
+      }, period);
+      timer.unref();
+    }
+
+    function finish(): void {
+      if (settled) return;
+      settled = true;
+      if (timer) clearInterval(timer);
+      a.off('data', onDataA);
+      b.off('data', onDataB);
+      a.off('drain', onDrainA);
+      b.off('drain', onDrainB);
+      a.off('end', onEndA);
+      b.off('end', onEndB);
+      a.off('error', onErrorA);
+      b.off('error', onErrorB);
+      a.off('close', onCloseA);
+      b.off('close', onCloseB);
+      a.off('finish', onFinish);
+      b.off('finish', onFinish);
+      options.signal?.removeEventListener('abort', onAbort);
+      // Errors that arrive after the relay is over are expected (late resets) and not ours to report.
+      a.on('error', noop);
+      b.on('error', noop);
+      if (!a.destroyed && aEnded && bEnded) a.destroy();
+      if (!b.destroyed && aEnded && bEnded) b.destroy();
+      resolve(error ? { aToB, bToA, error } : { aToB, bToA });
+    }
+
+    if (options.signal?.aborted) {
+      fail(new LadderError('ERR_ABORTED', 'relay aborted'));
+      return;
+    }
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    a.on('data', onDataA);
+    b.on('data', onDataB);
+    a.on('drain', onDrainA);
+    b.on('drain', onDrainB);
+    a.on('end', onEndA);
+    b.on('end', onEndB);
+    a.on('error', onErrorA);
+    b.on('error', onErrorB);
+    a.on('close', onCloseA);
+    b.on('close', onCloseB);
+    a.on('finish', onFinish);
+    b.on('finish', onFinish);
+    if (a.readableEnded) onEndA();
+    if (b.readableEnded) onEndB();
+  });
+}
+
+function noop(): void {}
