@@ -39,7 +39,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const load = COMMANDS[name];
   if (!load) {
-    console.error(`ladder: unknown command '${name}'. Commands: ${Object.keys(COMMANDS).join(', ')}.`);
+    console.error(
+      `ladder: unknown command '${name}'. Commands: ${Object.keys(COMMANDS).join(', ')}.`,
+    );
     return 2;
   }
   return (await load())(rest);

@@ -35,9 +35,36 @@ export class CodecDuplex extends Duplex {
     socket.on('drain', this.#onDrain);
     socket.on('error', this.#onError);
     socket.on('close', this.#onClose);
+    socket.on('timeout', this.#onTimeout);
     // The socket may have ended before we took it over (its FIN arrived while a handshake was being
     // finished elsewhere); 'end' will not fire again, so end our readable ourselves.
     if (socket.readableEnded) queueMicrotask(this.#onEnd);
+  }
+
+  // net.Socket-like methods, forwarded, so that node:http's Agent can pool tunnelled connections.
+  setKeepAlive(enable?: boolean, delayMs?: number): this {
+    this.socket.setKeepAlive(enable, delayMs);
+    return this;
+  }
+  setNoDelay(noDelay?: boolean): this {
+    this.socket.setNoDelay(noDelay);
+    return this;
+  }
+  setTimeout(ms: number, cb?: () => void): this {
+    this.socket.setTimeout(ms);
+    if (cb) this.once('timeout', cb);
+    return this;
+  }
+  get timeout(): number | undefined {
+    return this.socket.timeout;
+  }
+  ref(): this {
+    this.socket.ref();
+    return this;
+  }
+  unref(): this {
+    this.socket.unref();
+    return this;
   }
 
   /** Feeds bytes that were read from the socket before this Duplex took it over. */
@@ -59,6 +86,10 @@ export class CodecDuplex extends Duplex {
         this.socket.pause();
       }
     }
+  };
+
+  #onTimeout = (): void => {
+    this.emit('timeout');
   };
 
   #onEnd = (): void => {
@@ -127,6 +158,7 @@ export class CodecDuplex extends Duplex {
     this.socket.off('drain', this.#onDrain);
     this.socket.off('error', this.#onError);
     this.socket.off('close', this.#onClose);
+    this.socket.off('timeout', this.#onTimeout);
     this.socket.on('error', () => {}); // late errors after teardown are expected
     this.socket.destroy();
     const pending = this.#pendingWriteCb;
