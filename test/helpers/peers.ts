@@ -1,0 +1,163 @@
+/**
+ * Start real processes for tests and benchmarks — Ladder's own CLI and Debian's peers — wait until
+ * they are ready, and stop exactly them (by PID) afterwards, even when a test fails.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The built CLI, found relative to this compiled file (dist/test/helpers → dist/src/cli). */
+export const LADDER_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of running) if (p.exitCode === null) p.kill('SIGKILL');
+});
+
+export interface Peer {
+  readonly pid: number;
+  readonly output: () => string;
+  stop(): Promise<void>;
+}
+
+/** Spawns argv[0] with the rest (never through a shell); resolves when `ready` matches its output. */
+export function startProcess(
+  argv: string[],
+  ready: RegExp,
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<Peer & { match: RegExpMatchArray }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: options.env ?? process.env,
+    });
+    running.add(child);
+    let out = '';
+    let done = false;
+    const stop = async (): Promise<void> => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        running.delete(child);
+        return;
+      }
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(t);
+      running.delete(child);
+    };
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      void stop();
+      reject(
+        new Error(
+          `${argv[0]} did not print ${ready} within ${options.timeoutMs ?? 10_000} ms; output:\n${out}`,
+        ),
+      );
+    }, options.timeoutMs ?? 10_000);
+    const onOut = (d: Buffer): void => {
+      out += d.toString();
+      if (out.length > 200_000) out = out.slice(-100_000);
+      const m = ready.exec(out);
+      if (m && !done) {
+        done = true;
+        clearTimeout(timer);
+        resolve({ pid: child.pid!, output: () => out, stop, match: m });
+      }
+    };
+    child.stdout!.on('data', onOut);
+    child.stderr!.on('data', onOut);
+    child.on('error', (err) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('exit', (code) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      reject(new Error(`${argv[0]} exited with ${code} before it was ready; output:\n${out}`));
+    });
+  });
+}
+
+/** A free TCP port on 127.0.0.1 (bound, read, released). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:port. */
+export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        r(true);
+      });
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline)
+      throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export function hasCommand(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** The ladder CLI as a process. */
+export function startLadder(
+  args: string[],
+  ready = /listening/,
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+) {
+  return startProcess([process.execPath, LADDER_CLI, ...args], ready, options);
+}
+
+/** shadowsocks-libev `ss-server` or `ss-local` from a JSON config written to a temp dir. */
+export async function startLibev(
+  binary: 'ss-server' | 'ss-local',
+  config: Record<string, unknown>,
+  extraArgs: string[] = [],
+): Promise<Peer> {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-libev-'));
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
+  const port = Number(binary === 'ss-server' ? config.server_port : config.local_port);
+  const child = spawn(binary, ['-c', file, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d));
+  child.stderr!.on('data', (d: Buffer) => (out += d));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(t);
+    }
+    running.delete(child);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitForPort(port);
+  } catch (err) {
+    await stop();
+    throw new Error(`${binary} did not start: ${(err as Error).message}\n${out}`);
+  }
+  return { pid: child.pid!, output: () => out, stop };
+}
