@@ -157,7 +157,7 @@ export async function startLibev(
     await waitForPort(port);
   } catch (err) {
     await stop();
-    throw new Error(`${binary} did not start: ${(err as Error).message}\n${out}`);
+    throw new Error(`${binary} did not start: ${(err as Error).message}\n${out}`, { cause: err });
   }
   return { pid: child.pid!, output: () => out, stop };
 }
