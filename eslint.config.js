@@ -8,6 +8,12 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
+    files: ['**/*.mjs', '**/*.js'],
+    languageOptions: {
+      globals: { process: 'readonly', console: 'readonly', URL: 'readonly', Buffer: 'readonly' },
+    },
+  },
+  {
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-unused-vars': [
@@ -16,7 +22,15 @@ export default tseslint.config(
       ],
       'no-restricted-imports': [
         'error',
-        { patterns: [{ regex: '^(fs|net|dgram|tls|http|https|crypto|stream|os|child_process|dns|util|events)$', message: 'Use the node: prefix.' }] },
+        {
+          patterns: [
+            {
+              regex:
+                '^(fs|net|dgram|tls|http|https|crypto|stream|os|child_process|dns|util|events)$',
+              message: 'Use the node: prefix.',
+            },
+          ],
+        },
       ],
     },
   },
@@ -27,8 +41,30 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         {
-          paths: ['node:net', 'node:dgram', 'node:tls', 'node:fs', 'node:http', 'node:child_process', 'node:timers'].map((name) => ({ name, message: 'codec/ and crypto/ are pure: no I/O.' })),
-          patterns: [{ group: ['**/stream/**', '**/transport/**', '**/proxy/**', '**/server/**', '**/cli/**', '**/lab/**', '**/probe/**', '**/admin/**'], message: 'codec/ and crypto/ import only each other and errors.ts.' }],
+          paths: [
+            'node:net',
+            'node:dgram',
+            'node:tls',
+            'node:fs',
+            'node:http',
+            'node:child_process',
+            'node:timers',
+          ].map((name) => ({ name, message: 'codec/ and crypto/ are pure: no I/O.' })),
+          patterns: [
+            {
+              group: [
+                '**/stream/**',
+                '**/transport/**',
+                '**/proxy/**',
+                '**/server/**',
+                '**/cli/**',
+                '**/lab/**',
+                '**/probe/**',
+                '**/admin/**',
+              ],
+              message: 'codec/ and crypto/ import only each other and errors.ts.',
+            },
+          ],
         },
       ],
     },
@@ -39,7 +75,11 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['**/cli/**'], message: 'Nothing imports cli/: it is the composition root.' }] },
+        {
+          patterns: [
+            { group: ['**/cli/**'], message: 'Nothing imports cli/: it is the composition root.' },
+          ],
+        },
       ],
     },
   },

@@ -46,7 +46,10 @@ export function encodeSocksAddr(target: Target, out: Uint8Array, offset: number)
   } else {
     const name = Buffer.from(host, 'utf8');
     if (name.length === 0 || name.length > 255) {
-      throw new CodecError('ERR_SOCKS_ADDR', `domain name must be 1..255 bytes, got ${name.length}`);
+      throw new CodecError(
+        'ERR_SOCKS_ADDR',
+        `domain name must be 1..255 bytes, got ${name.length}`,
+      );
     }
     out[p++] = ATYP.DOMAIN;
     out[p++] = name.length;
@@ -85,7 +88,10 @@ export function decodeSocksAddr(buf: Uint8Array, offset: number): Decoded<Target
       break;
     }
     default:
-      throw new CodecError('ERR_SOCKS_ADDR', `unknown SOCKS address type 0x${(atyp ?? 0).toString(16)}`);
+      throw new CodecError(
+        'ERR_SOCKS_ADDR',
+        `unknown SOCKS address type 0x${(atyp ?? 0).toString(16)}`,
+      );
   }
   const port = (buf[p]! << 8) | buf[p + 1]!;
   return { value: { host, port }, bytesRead: p + 2 - offset };
@@ -112,7 +118,11 @@ export function ipv6ToBytes(host: string): Uint8Array {
   if (rest === undefined) groups = hs.map((g) => parseInt(g, 16));
   else {
     const fill = 8 - hs.length - rs.length;
-    groups = [...hs.map((g) => parseInt(g, 16)), ...Array(fill).fill(0), ...rs.map((g) => parseInt(g, 16))];
+    groups = [
+      ...hs.map((g) => parseInt(g, 16)),
+      ...Array(fill).fill(0),
+      ...rs.map((g) => parseInt(g, 16)),
+    ];
   }
   if (tail.length) groups.splice(6, 2, ...tail);
   for (let i = 0; i < 8; i++) {
@@ -128,7 +138,7 @@ export function bytesToIPv6(b: Uint8Array): string {
   for (let i = 0; i < 16; i += 2) g.push((b[i]! << 8) | b[i + 1]!);
   let bestStart = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;
