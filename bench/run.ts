@@ -1,0 +1,398 @@
+/**
+ * `npm run bench [-- --quick] [-- --only ladder,libev,direct]`: Ladder against shadowsocks-libev with the
+ * same cipher, and against no proxy, in one run on loopback. Never run as a test.
+ *
+ *   bulk:        a 1 GiB download through SOCKS5 with curl (MB/s), with the CPU% of each process
+ *   latency:     200 sequential fresh requests of a small page (mean and p99 ms)
+ *   concurrency: 200 connections at once, 1 MiB each (aggregate MB/s), with the peak RSS of server and client
+ *
+ * Prints a table with Ladder / ss-libev ratios and writes bench/results.json. Every load is bounded in
+ * count and time, and every process started is stopped by its PID.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { formatSsUri } from '../src/codec/access-key-uri.js';
+import { SS_METHODS, type SsMethod } from '../src/crypto/methods.js';
+import {
+  freePort,
+  hasCommand,
+  startLadder,
+  startLibev,
+  startProcess,
+  type Peer,
+} from '../test/helpers/peers.js';
+import { fetchOnce } from './socks-load.js';
+
+const quick = process.argv.includes('--quick');
+const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
+const only = onlyArg ? new Set(onlyArg.split(',')) : null;
+const BULK_BYTES = quick ? 128 * 1024 * 1024 : 1024 * 1024 * 1024;
+const REPS = quick ? 1 : 3;
+const SEQ = quick ? 50 : 200;
+const CONC = quick ? 50 : 200;
+const CONC_BYTES = 1024 * 1024;
+const MB = 1e6;
+
+interface Setup {
+  name: string;
+  kind: 'direct' | 'ladder' | 'libev';
+  method?: SsMethod;
+  socksPort: number | null;
+  server?: Peer;
+  client?: Peer;
+  stop(): Promise<void>;
+}
+
+function procStat(pid: number): { cpuTicks: number; rssHwmKb: number } | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const cpuTicks = Number(fields[11]) + Number(fields[12]); // utime + stime
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const hwm = /VmHWM:\s+(\d+)/.exec(status);
+    return { cpuTicks, rssHwmKb: hwm ? Number(hwm[1]) : 0 };
+  } catch {
+    return null;
+  }
+}
+
+const TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** Samples CPU ticks of a set of pids while `work` runs; returns CPU% per name. */
+async function withCpu<T>(
+  pids: Record<string, number>,
+  work: () => Promise<T>,
+): Promise<[T, Record<string, number>]> {
+  const first: Record<string, number> = {};
+  const last: Record<string, number> = {};
+  const sample = (): void => {
+    for (const [n, pid] of Object.entries(pids)) {
+      const s = procStat(pid);
+      if (!s) continue;
+      first[n] ??= s.cpuTicks;
+      last[n] = s.cpuTicks;
+    }
+  };
+  sample();
+  const t0 = performance.now();
+  const timer = setInterval(sample, 100);
+  try {
+    const r = await work();
+    sample();
+    const secs = (performance.now() - t0) / 1000;
+    const out: Record<string, number> = {};
+    for (const n of Object.keys(pids))
+      out[n] =
+        first[n] === undefined ? NaN : Math.round(((last[n]! - first[n]!) / TICKS / secs) * 100);
+    return [r, out];
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** curl through SOCKS5 (or direct), its own pid sampled too. */
+function curlDownload(
+  socksPort: number | null,
+  originPort: number,
+  bytes: number,
+  pids: Record<string, number>,
+): Promise<{ mbps: number; cpu: Record<string, number> }> {
+  const args = [
+    '-sS',
+    '-o',
+    '/dev/null',
+    '--max-time',
+    '120',
+    '-w',
+    '%{speed_download} %{size_download}',
+  ];
+  if (socksPort !== null) args.push('--socks5-hostname', `127.0.0.1:${socksPort}`);
+  args.push(`http://127.0.0.1:${originPort}/bytes/${bytes}`);
+  return new Promise((resolve, reject) => {
+    const c = spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (err += d));
+    void withCpu(
+      { ...pids, curl: c.pid! },
+      () => new Promise<number | null>((r) => c.on('close', r)),
+    ).then(([code, cpu]) => {
+      const [speed, size] = out.trim().split(' ').map(Number);
+      if (code !== 0 || size !== bytes) reject(new Error(`curl failed (${code}): ${err} ${out}`));
+      else resolve({ mbps: speed! / MB, cpu });
+    });
+  });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+async function setupLadder(method: SsMethod): Promise<Setup> {
+  const sp = await freePort();
+  const socks = await freePort();
+  const http = await freePort();
+  const spec = SS_METHODS[method];
+  const password =
+    spec.edition === 2022
+      ? randomBytes(spec.keySize).toString('base64')
+      : 'ladder-bench-password-1';
+  const key = formatSsUri({ method, password, host: '127.0.0.1', port: sp });
+  const server = await startLadder([
+    'server',
+    '--listen',
+    `127.0.0.1:${sp}`,
+    '--key',
+    key,
+    '--no-udp',
+  ]);
+  const client = await startLadder(
+    ['client', '--server', key, '--socks', `127.0.0.1:${socks}`, '--http', `127.0.0.1:${http}`],
+    /HTTP proxy listening/,
+  );
+  return {
+    name: `ladder ${method}`,
+    kind: 'ladder',
+    method,
+    socksPort: socks,
+    server,
+    client,
+    stop: async () => void (await Promise.all([client.stop(), server.stop()])),
+  };
+}
+
+async function setupLibev(method: SsMethod): Promise<Setup> {
+  const sp = await freePort();
+  const lp = await freePort();
+  const base = {
+    server: '127.0.0.1',
+    server_port: sp,
+    password: 'ladder-bench-password-1',
+    method,
+    timeout: 60,
+    mode: 'tcp_only',
+    no_delay: true,
+  };
+  const server = await startLibev('ss-server', base);
+  const client = await startLibev('ss-local', {
+    ...base,
+    local_address: '127.0.0.1',
+    local_port: lp,
+  });
+  return {
+    name: `ss-libev ${method}`,
+    kind: 'libev',
+    method,
+    socksPort: lp,
+    server,
+    client,
+    stop: async () => void (await Promise.all([client.stop(), server.stop()])),
+  };
+}
+
+interface Result {
+  name: string;
+  kind: string;
+  method?: string;
+  bulkMBps: number;
+  bulkRuns: number[];
+  cpu: Record<string, number>;
+  latencyMeanMs: number;
+  latencyP99Ms: number;
+  concurrentMBps: number;
+  serverRssPeakMiB?: number;
+  clientRssPeakMiB?: number;
+}
+
+async function measure(s: Setup, originPort: number, originPid: number): Promise<Result> {
+  const pids: Record<string, number> = { origin: originPid };
+  if (s.server) pids.server = s.server.pid;
+  if (s.client) pids.client = s.client.pid;
+  // warm-up
+  await fetchOnce(s.socksPort, originPort, '/hello');
+  const runs: number[] = [];
+  let cpu: Record<string, number> = {};
+  for (let i = 0; i < REPS; i++) {
+    const r = await curlDownload(s.socksPort, originPort, BULK_BYTES, pids);
+    runs.push(r.mbps);
+    if (r.mbps === median([...runs])) cpu = r.cpu;
+  }
+  const lat: number[] = [];
+  const deadline = Date.now() + 60_000;
+  for (let i = 0; i < SEQ && Date.now() < deadline; i++)
+    lat.push((await fetchOnce(s.socksPort, originPort, '/hello'))[0]);
+  const t0 = performance.now();
+  const sizes = await Promise.all(
+    Array.from({ length: CONC }, () =>
+      fetchOnce(s.socksPort, originPort, `/bytes/${CONC_BYTES}`, 120_000).then((r) => r[1]),
+    ),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (sizes.some((n) => n < CONC_BYTES))
+    throw new Error(`${s.name}: a concurrent transfer came back short`);
+  const mem = (pid: number | undefined): number | undefined =>
+    pid === undefined ? undefined : Math.round((procStat(pid)?.rssHwmKb ?? 0) / 1024);
+  return {
+    name: s.name,
+    kind: s.kind,
+    ...(s.method ? { method: s.method } : {}),
+    bulkMBps: median(runs),
+    bulkRuns: runs.map((r) => Math.round(r)),
+    cpu,
+    latencyMeanMs: lat.reduce((a, b) => a + b, 0) / lat.length,
+    latencyP99Ms: percentile(lat, 99),
+    concurrentMBps: total / MB / secs,
+    ...(s.server ? { serverRssPeakMiB: mem(s.server.pid)! } : {}),
+    ...(s.client ? { clientRssPeakMiB: mem(s.client.pid)! } : {}),
+  };
+}
+
+async function main(): Promise<void> {
+  for (const c of ['curl', 'ss-server', 'ss-local']) {
+    if (!hasCommand(c)) {
+      console.error(`bench: '${c}' is missing: apt-get install -y shadowsocks-libev curl`);
+      process.exit(2);
+    }
+  }
+  const originScript = fileURLToPath(new URL('./origin-process.js', import.meta.url));
+  const origin = await startProcess([process.execPath, originScript], /origin listening on (\d+)/);
+  const originPort = Number(origin.match[1]);
+  const plan: (() => Promise<Setup>)[] = [];
+  const want = (k: string): boolean => !only || only.has(k);
+  if (want('direct'))
+    plan.push(async () => ({
+      name: 'direct (no proxy)',
+      kind: 'direct',
+      socksPort: null,
+      stop: async () => {},
+    }));
+  for (const m of ['aes-256-gcm', 'chacha20-ietf-poly1305'] as const) {
+    if (want('libev')) plan.push(() => setupLibev(m));
+    if (want('ladder')) plan.push(() => setupLadder(m));
+  }
+  if (want('ladder')) plan.push(() => setupLadder('2022-blake3-aes-256-gcm'));
+  const results: Result[] = [];
+  try {
+    for (const make of plan) {
+      const s = await make();
+      try {
+        process.stderr.write(`bench: ${s.name} ...\n`);
+        results.push(await measure(s, originPort, origin.pid));
+      } finally {
+        await s.stop();
+      }
+    }
+  } finally {
+    await origin.stop();
+  }
+  print(results);
+  const libevVersion =
+    spawnSync('ss-server', ['-h'], { encoding: 'utf8' }).stdout.match(
+      /shadowsocks-libev ([\d.]+)/,
+    )?.[1] ?? 'unknown';
+  const file = fileURLToPath(new URL('../../bench/results.json', import.meta.url));
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        quick,
+        node: process.version,
+        libev: libevVersion,
+        machine: {
+          cpus: cpus().length,
+          model: cpus()[0]?.model,
+          memGiB: Math.round(totalmem() / 2 ** 30),
+        },
+        parameters: {
+          bulkBytes: BULK_BYTES,
+          reps: REPS,
+          sequential: SEQ,
+          concurrent: CONC,
+          concurrentBytes: CONC_BYTES,
+        },
+        results,
+        ratios: ratios(results),
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  console.log(`\nwrote ${file}`);
+}
+
+function ratios(results: Result[]): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const l of results.filter((r) => r.kind === 'ladder')) {
+    const base =
+      results.find((r) => r.kind === 'libev' && r.method === l.method) ??
+      (l.method?.startsWith('2022')
+        ? results.find((r) => r.kind === 'libev' && r.method === 'aes-256-gcm')
+        : undefined);
+    if (!base) continue;
+    out[l.name] = {
+      vs: base.name as unknown as number,
+      bulk: round2(l.bulkMBps / base.bulkMBps),
+      latencyMean: round2(l.latencyMeanMs / base.latencyMeanMs),
+      concurrent: round2(l.concurrentMBps / base.concurrentMBps),
+    } as never;
+  }
+  return out;
+}
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+function print(results: Result[]): void {
+  const pad = (s: string, n: number): string => s.padEnd(n);
+  const num = (x: number | undefined, d = 0): string =>
+    x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d);
+  console.log(
+    `\nLadder benchmark (${quick ? 'quick' : 'full'}): bulk ${BULK_BYTES / 2 ** 20} MiB x${REPS} (median), ${SEQ} sequential requests, ${CONC} x 1 MiB concurrent\n`,
+  );
+  console.log(
+    [
+      pad('setup', 34),
+      pad('bulk MB/s', 10),
+      pad('cpu% srv/cli/curl/origin', 26),
+      pad('lat mean', 9),
+      pad('lat p99', 8),
+      pad('conc MB/s', 10),
+      pad('RSS srv/cli MiB', 16),
+    ].join(' '),
+  );
+  for (const r of results) {
+    const c = r.cpu;
+    console.log(
+      [
+        pad(r.name, 34),
+        pad(num(r.bulkMBps), 10),
+        pad(`${num(c.server)}/${num(c.client)}/${num(c.curl)}/${num(c.origin)}`, 26),
+        pad(num(r.latencyMeanMs, 2), 9),
+        pad(num(r.latencyP99Ms, 2), 8),
+        pad(num(r.concurrentMBps), 10),
+        pad(`${num(r.serverRssPeakMiB)}/${num(r.clientRssPeakMiB)}`, 16),
+      ].join(' '),
+    );
+  }
+  const rs = ratios(results);
+  if (Object.keys(rs).length > 0) {
+    console.log(
+      '\nLadder / ss-libev (same cipher; 2022 against aes-256-gcm): bulk (≥1.0 is better), latency (≤1.1 is the target), concurrency (≥1.0)',
+    );
+    for (const [name, r] of Object.entries(rs))
+      console.log(
+        `  ${pad(name, 32)} bulk ${r.bulk}x   latency ${r.latencyMean}x   concurrency ${r.concurrent}x   (vs ${r.vs})`,
+      );
+  }
+}
+
+await main();
