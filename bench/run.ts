@@ -217,8 +217,9 @@ async function measure(s: Setup, originPort: number, originPid: number): Promise
   const pids: Record<string, number> = { origin: originPid };
   if (s.server) pids.server = s.server.pid;
   if (s.client) pids.client = s.client.pid;
-  // warm-up
-  await fetchOnce(s.socksPort, originPort, '/hello');
+  // Warm-up, the same for every setup: JIT and connection paths settle before anything is timed.
+  for (let i = 0; i < 20; i++) await fetchOnce(s.socksPort, originPort, '/hello');
+  await curlDownload(s.socksPort, originPort, 64 * 1024 * 1024, pids);
   const runs: number[] = [];
   let cpu: Record<string, number> = {};
   for (let i = 0; i < REPS; i++) {

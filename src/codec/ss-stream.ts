@@ -195,6 +195,9 @@ export class ChunkReader {
   /** Decrypts whatever complete chunks the queue holds into `out`. */
   drainInto(out: Buffer[]): void {
     const q = this.#queue;
+    // Where the last payload of this call ended before any move, to prove adjacency (see below).
+    let lastEnd = -1;
+    let lastBuffer: ArrayBufferLike | null = null;
     for (;;) {
       if (this.#state === STATE_LENGTH) {
         if (q.length < LENGTH_CHUNK_SIZE) return;
@@ -216,7 +219,26 @@ export class ChunkReader {
       const pt = this.#aead.openInPlace(q.take(sealed));
       if (pt === null) throw new AuthError('ERR_SS_BAD_TAG', 'payload chunk failed authentication');
       this.#state = STATE_LENGTH;
-      if (pt.length > 0) out.push(pt);
+      if (pt.length === 0) continue;
+      // Chunks decrypted in place in one received buffer lie apart by exactly the previous tag and
+      // this chunk's length chunk, bytes of this stream already consumed. Slide the payload down over
+      // them so a read of several chunks yields one contiguous payload (one write downstream, not
+      // one per chunk). The exact-gap test rules out buffers that merely share Node's pool.
+      const prev = out[out.length - 1];
+      if (
+        prev !== undefined &&
+        pt.buffer === lastBuffer &&
+        pt.byteOffset === lastEnd + TAG_SIZE + LENGTH_CHUNK_SIZE
+      ) {
+        const base = prev.byteOffset;
+        new Uint8Array(pt.buffer, base, pt.byteOffset + pt.length - base).copyWithin(
+          prev.length,
+          pt.byteOffset - base,
+        );
+        out[out.length - 1] = Buffer.from(prev.buffer, base, prev.length + pt.length);
+      } else out.push(pt);
+      lastBuffer = pt.buffer;
+      lastEnd = pt.byteOffset + pt.length;
     }
   }
 }
