@@ -1,0 +1,163 @@
+/**
+ * Every parser, fed random, truncated, bit-flipped and oversized input: the only allowed outcomes
+ * are a value, null ("need more"), or a LadderError (CodecError, AuthError, ConfigError). Any other
+ * exception (RangeError from a buffer read, TypeError) is a bug. Bounded runs, a few seconds in all.
+ */
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { randomBytes } from 'node:crypto';
+import { LadderError } from '../../src/errors.js';
+import { decodeSocksAddr } from '../../src/codec/socks-addr.js';
+import {
+  decodeGreeting,
+  decodeReply,
+  decodeRequest,
+  decodeUdpDatagram,
+  decodeUserPass,
+} from '../../src/codec/socks5.js';
+import {
+  forwardableHeaders,
+  parseAbsoluteForm,
+  parseAuthority,
+  parseBasicAuth,
+} from '../../src/codec/http-proxy.js';
+import { parseSsUri } from '../../src/codec/access-key-uri.js';
+import { decodeTrojanRequest, decodeTrojanUdpPacket } from '../../src/codec/trojan.js';
+import { decodeWsHeader } from '../../src/codec/websocket.js';
+import {
+  SsKeyTable,
+  SsTcpAcceptor,
+  SsTcpClientSession,
+  type ReplayGuard,
+} from '../../src/codec/ss-tcp.js';
+import { decodeUdp2017, decodeUdp2022Response, openUdpRequest } from '../../src/codec/ss-udp.js';
+import { makeCipherKey } from '../../src/crypto/ss-key.js';
+import { SS_METHOD_NAMES, SS_METHODS } from '../../src/crypto/methods.js';
+import { SaltFilter, SaltPool } from '../../src/crypto/replay.js';
+
+function allowed(f: () => unknown): void {
+  try {
+    f();
+  } catch (e) {
+    if (!(e instanceof LadderError)) throw e;
+  }
+}
+
+const bytes = fc.uint8Array({ maxLength: 600 });
+const RUNS = { numRuns: 400 };
+
+test('fuzz: SOCKS5 and SOCKS address decoders', () => {
+  fc.assert(
+    fc.property(bytes, (b) => {
+      allowed(() => decodeSocksAddr(b, 0));
+      allowed(() => decodeGreeting(b, 0));
+      allowed(() => decodeUserPass(b, 0));
+      allowed(() => decodeRequest(b, 0));
+      allowed(() => decodeReply(b, 0));
+      allowed(() => decodeUdpDatagram(b));
+    }),
+    RUNS,
+  );
+});
+
+test('fuzz: HTTP proxy target and header parsing', () => {
+  fc.assert(
+    fc.property(
+      fc.string({ maxLength: 300 }),
+      fc.array(fc.string({ maxLength: 40 }), { maxLength: 20 }),
+      (s, raw) => {
+        allowed(() => parseAuthority(s));
+        allowed(() => parseAbsoluteForm(s));
+        allowed(() => parseAbsoluteForm(`http://${s}`));
+        allowed(() => parseBasicAuth(s));
+        allowed(() => forwardableHeaders(raw));
+      },
+    ),
+    RUNS,
+  );
+});
+
+test('fuzz: ss:// key URIs', () => {
+  fc.assert(
+    fc.property(
+      fc.string({ maxLength: 200 }),
+      fc.constantFrom('', 'ss://', 'ss://YWVzLTI1Ni1nY206cHc@', 'ss://2022-blake3-aes-128-gcm:'),
+      (s, pre) => {
+        allowed(() => parseSsUri(pre + s));
+      },
+    ),
+    { numRuns: 1000 },
+  );
+});
+
+test('fuzz: Trojan and WebSocket decoders', () => {
+  fc.assert(
+    fc.property(bytes, (b) => {
+      allowed(() => decodeTrojanRequest(b, 0));
+      allowed(() => decodeTrojanUdpPacket(b, 0));
+      allowed(() => decodeWsHeader(b, 0));
+    }),
+    RUNS,
+  );
+});
+
+function guard(): ReplayGuard {
+  const f = new SaltFilter();
+  const p = new SaltPool();
+  return { addSalt2017: (s) => f.add(s), addSalt2022: (s, n) => p.add(s, n) };
+}
+
+for (const method of SS_METHOD_NAMES) {
+  const spec = SS_METHODS[method];
+  const key = makeCipherKey(
+    method,
+    spec.edition === 2017 ? 'fuzz-password' : randomBytes(spec.keySize).toString('base64'),
+  );
+  const table = new SsKeyTable([{ id: 'k', key }]);
+  const now = Date.now();
+  const valid = new SsTcpClientSession(key, randomBytes).encodeRequest(
+    { host: 'a.test', port: 80 },
+    Buffer.from('payload'),
+    now,
+  );
+
+  test(`fuzz ${method}: acceptor, client decoder and UDP decoders`, () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          bytes,
+          fc.nat(valid.length - 1).map((n) => Uint8Array.from(valid.subarray(0, n))),
+          fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 1, max: 255 })).map(([i, x]) => {
+            const b = Uint8Array.from(valid);
+            b[i]! ^= x;
+            return b;
+          }),
+        ),
+        fc.nat(40),
+        (b, cut) => {
+          const buf = Buffer.from(b);
+          const acc = new SsTcpAcceptor(table, guard(), randomBytes);
+          allowed(() => {
+            acc.push(Buffer.from(buf.subarray(0, cut)), now);
+            acc.push(Buffer.from(buf.subarray(cut)), now);
+          });
+          const client = new SsTcpClientSession(key, randomBytes);
+          client.encodeRequest({ host: 'a.test', port: 80 }, Buffer.alloc(0), now);
+          allowed(() => client.decode(Buffer.from(buf), now));
+          allowed(() => openUdpRequest(table, Buffer.from(buf), now));
+          allowed(() => decodeUdp2017(key, Buffer.from(buf)));
+          allowed(() => decodeUdp2022Response(key, Buffer.from(buf), now));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+}
+
+test('oversized: a 1 MiB random request is refused without buffering it all', () => {
+  const key = makeCipherKey('aes-256-gcm', 'x');
+  const acc = new SsTcpAcceptor(new SsKeyTable([{ id: 'k', key }]), guard(), randomBytes);
+  allowed(() => {
+    for (let i = 0; i < 16; i++) acc.push(randomBytes(65536), Date.now());
+  });
+});
