@@ -15,14 +15,12 @@ export type ErrorCode =
   | 'ERR_SOCKS_AUTH'
   | 'ERR_SOCKS_COMMAND'
   | 'ERR_HTTP_PARSE'
-  | 'ERR_HTTP_TOO_LARGE'
   | 'ERR_SS_BAD_TAG'
   | 'ERR_SS_CHUNK_LENGTH'
   | 'ERR_SS2022_BAD_TIMESTAMP'
   | 'ERR_SS2022_BAD_HEADER'
   | 'ERR_SS2022_BAD_REQUEST_SALT'
   | 'ERR_SS2022_PADDING'
-  | 'ERR_SS2022_USER_NOT_FOUND'
   | 'ERR_TROJAN'
   // server: authentication and replay
   | 'ERR_CIPHER'
@@ -39,7 +37,6 @@ export type ErrorCode =
   | 'ERR_DIAL'
   | 'ERR_SERVER_UNREACHABLE'
   | 'ERR_IDLE_TIMEOUT'
-  | 'ERR_TOO_MANY_CONNECTIONS'
   | 'ERR_ABORTED'
   // configuration and CLI
   | 'ERR_CONFIG'

@@ -246,6 +246,8 @@ export class SsKeyTable {
 export interface ReplayGuard {
   /** AEAD-2017: true if the salt is new (and records it); false for a replay. */
   addSalt2017(salt: Uint8Array): boolean;
+  /** AEAD-2017: true if this is a salt the server itself sent (a reflected response). */
+  isOwnSalt2017?(salt: Uint8Array): boolean;
   /** 2022: true if the salt is new within 60 s (and records it). */
   addSalt2022(salt: Uint8Array, nowMs: number): boolean;
 }
@@ -355,8 +357,12 @@ export class SsTcpAcceptor {
 
   #finish2017(found: Found): AcceptedTcp | null {
     if (this.#reader === null) {
-      if (!this.#replay.addSalt2017(found.salt))
+      if (this.#replay.isOwnSalt2017?.(found.salt)) {
+        throw new AuthError('ERR_REPLAY_SERVER', 'our own response reflected back');
+      }
+      if (!this.#replay.addSalt2017(found.salt)) {
         throw new AuthError('ERR_REPLAY_CLIENT', 'replayed salt');
+      }
       this.#reader = new ChunkReader(found.aead, MAX_PAYLOAD_2017, this.#q);
     }
     this.#reader.drainInto(this.#plain);

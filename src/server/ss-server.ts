@@ -113,6 +113,8 @@ export class SsServer {
     Pick<SsServerOptions, 'packetDialer'>;
   readonly #events: ServerEvents;
   readonly #replay2017 = new SaltFilter();
+  /** Our own AEAD-2017 response salts, so that a response reflected back at us is recognised. */
+  readonly #ownSalts2017 = new SaltFilter();
   readonly #replay2022 = new SaltPool();
   readonly #guard: ReplayGuard;
   readonly #tcpHint = new HintMap<SsServerKey>(10_000);
@@ -140,6 +142,7 @@ export class SsServer {
     this.#events = options.events ?? {};
     this.#guard = {
       addSalt2017: (s) => this.#replay2017.add(s),
+      isOwnSalt2017: (s) => this.#ownSalts2017.has(s),
       addSalt2022: (s, now) => this.#replay2022.add(s, now),
     };
   }
@@ -297,7 +300,7 @@ export class SsServer {
           // Record our own salt so that our response, replayed to us as a request, is refused
           // (the reflection attack on AEAD-2017; 2022 headers carry a direction type instead).
           recordedSalt = true;
-          if (a.stream.responseSalt) this.#replay2017.add(a.stream.responseSalt);
+          if (a.stream.responseSalt) this.#ownSalts2017.add(a.stream.responseSalt);
         }
         return out;
       },

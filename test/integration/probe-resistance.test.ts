@@ -185,6 +185,28 @@ test('R1: an identical replay of a request that worked is treated like a probe',
   );
 });
 
+test("reflection: the server's own response sent back to it is treated like a probe", async () => {
+  // Record the raw (encrypted) response to a valid AEAD-2017 request...
+  const response = await new Promise<Buffer>((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    const parts: Buffer[] = [];
+    s.on('connect', () => s.write(validRequest2017()));
+    s.on('data', (d: Buffer) => {
+      parts.push(d);
+      s.destroy();
+      resolve(Buffer.concat(parts));
+    });
+  });
+  assert.ok(response.length > 32);
+  // ...and replay it to the server as if it were a request.
+  const before = probes.length;
+  assertUniform(await send([response]), 'reflected response');
+  assert.ok(
+    probes.slice(before).includes('ERR_REPLAY_SERVER'),
+    `counted as ERR_REPLAY_SERVER (got ${probes.slice(before).join(', ')})`,
+  );
+});
+
 test('a prober that closes first gets a FIN back, and nothing else', async () => {
   // A server whose own timeout is far away: the FIN we get can only be the answer to ours.
   const patient = new SsServer({
