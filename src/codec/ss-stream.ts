@@ -41,10 +41,15 @@ export class ChunkWriter {
   readonly #aead: CounterAead;
   readonly #max: number;
   readonly #len = new Uint8Array(2);
+  readonly #scratchSize: number;
+  #scratch: Buffer | null = null;
+  #scratchFree = false;
 
   constructor(aead: CounterAead, maxPayload: number) {
     this.#aead = aead;
     this.#max = maxPayload;
+    // room for one 64 KiB network read
+    this.#scratchSize = sealedLength(64 * 1024, maxPayload);
   }
 
   /** Bytes {@link encodeInto} writes for `n` payload bytes. */
@@ -65,11 +70,27 @@ export class ChunkWriter {
     return p - offset;
   }
 
-  /** Seals `payload` into a new buffer. */
+  /**
+   * Seals `payload` and returns the wire bytes. They may live in the writer's scratch buffer, which
+   * is reused only after {@link release}: call it once nothing references the returned bytes any
+   * more (the socket took them whole). Without release every call gets fresh memory.
+   */
   encode(payload: Uint8Array): Buffer {
-    const out = Buffer.allocUnsafe(this.encodedLength(payload.length)); // fully written below
+    const n = this.encodedLength(payload.length);
+    let out = this.#scratch;
+    if (out === null || !this.#scratchFree || out.length < n) {
+      // Unpooled memory: a slice of Node's shared pool must never be reused by us.
+      out = Buffer.allocUnsafeSlow(Math.max(n, this.#scratchSize)); // fully written below, up to n
+      this.#scratch = out;
+    }
+    this.#scratchFree = false;
     this.encodeInto(payload, out, 0);
-    return out;
+    return out.subarray(0, n);
+  }
+
+  /** The bytes the last {@link encode} returned are no longer referenced; the scratch may be reused. */
+  release(): void {
+    this.#scratchFree = true;
   }
 }
 

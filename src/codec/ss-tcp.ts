@@ -151,6 +151,11 @@ export class SsTcpClientSession {
     return this.#writer.encode(payload);
   }
 
+  /** See {@link ChunkWriter.release}. */
+  release(): void {
+    this.#writer?.release();
+  }
+
   /** Bytes from the server (ownership passes: they are decrypted in place); returns the payloads now complete. Throws AuthError/CodecError. */
   decode(chunk: Buffer, nowMs: number): Buffer[] {
     if (this.#reader !== null) return this.#reader.push(chunk);
@@ -544,6 +549,11 @@ export class SsTcpServerStream {
     p += aead.seal(first, out, p);
     this.#writer.encodeInto(rest, out, p);
     return out;
+  }
+
+  /** See {@link ChunkWriter.release}. */
+  release(): void {
+    this.#writer?.release();
   }
 
   /** Payload bytes still buffered undecrypted (for memory accounting). */

@@ -305,6 +305,7 @@ export class SsServer {
         return out;
       },
       decode: (chunk) => a.stream.decode(chunk),
+      release: () => a.stream.release(),
     });
     if (a.initialPayload.length > 0) up.write(a.initialPayload);
     socket.resume();

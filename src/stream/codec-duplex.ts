@@ -18,6 +18,8 @@ export interface StreamCodec {
   encode(payload: Buffer): Buffer;
   /** Decodes bytes from the wire into zero or more payloads; throws on invalid input. */
   decode(chunk: Buffer): Buffer[];
+  /** Optional: the last encoded bytes are no longer referenced, so their memory may be reused. */
+  release?(): void;
 }
 
 export class CodecDuplex extends Duplex {
@@ -27,7 +29,7 @@ export class CodecDuplex extends Duplex {
   #readPaused = false;
 
   constructor(socket: Socket, codec: StreamCodec, options?: { highWaterMark?: number }) {
-    super({ allowHalfOpen: true, highWaterMark: options?.highWaterMark ?? 64 * 1024 });
+    super({ allowHalfOpen: true, highWaterMark: options?.highWaterMark ?? 16 * 1024 });
     this.socket = socket;
     this.#codec = codec;
     socket.on('data', this.#onData);
@@ -129,7 +131,10 @@ export class CodecDuplex extends Duplex {
       cb(err as Error);
       return;
     }
-    if (this.socket.write(wire)) cb();
+    const ok = this.socket.write(wire);
+    // Taken whole by the kernel: nothing references `wire` any more.
+    if (this.socket.writableLength === 0) this.#codec.release?.();
+    if (ok) cb();
     else this.#pendingWriteCb = cb;
   }
 
@@ -137,6 +142,7 @@ export class CodecDuplex extends Duplex {
     let ok = true;
     this.socket.cork();
     try {
+      // Corked: every write stays referenced until uncork, so no release here (fresh memory each).
       for (const { chunk } of chunks) ok = this.socket.write(this.#codec.encode(chunk));
     } catch (err) {
       this.socket.uncork();
@@ -144,6 +150,7 @@ export class CodecDuplex extends Duplex {
       return;
     }
     this.socket.uncork();
+    if (this.socket.writableLength === 0) this.#codec.release?.();
     if (ok) cb();
     else this.#pendingWriteCb = cb;
   }

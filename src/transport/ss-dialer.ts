@@ -66,6 +66,10 @@ class ClientCodec implements StreamCodec {
   decode(chunk: Buffer): Buffer[] {
     return this.#session.decode(chunk, this.#clock.now());
   }
+
+  release(): void {
+    this.#session.release();
+  }
 }
 
 export class SsStreamDialer implements StreamDialer {
