@@ -75,7 +75,9 @@ export function tlsConnect(
 ): Promise<TLSSocket> {
   const pin = o.pinSha256 ? normalizeFingerprint(o.pinSha256) : null;
   const what = `TLS server ${server.host}:${server.port}`;
-  const options: ConnectionOptions = {
+  // allowHalfOpen (documented for tls.connect, missing from @types/node): the reply can still flow after we end.
+  const options: ConnectionOptions & { allowHalfOpen: boolean } = {
+    allowHalfOpen: true,
     host: server.host,
     port: server.port,
     servername: o.sni,

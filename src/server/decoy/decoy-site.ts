@@ -1,0 +1,134 @@
+/**
+ * What a TLS port shows to anyone without a key: a web site. The bytes a client already sent (which
+ * failed to be a Trojan request) are given back to the site intact, so the site answers exactly what
+ * it would have answered had it received the connection directly (trojan-gfw's fallback design).
+ *
+ * Two kinds: the built-in site (or a directory of the operator's files), served by node:http over
+ * the connection; or a forward to another address (a real web server), byte for byte.
+ * @module
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { extname, join, normalize, sep } from 'node:path';
+import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import { DECOY_PAGES, NOT_FOUND_PAGE } from './pages.js';
+import { relay } from '../../transport/relay.js';
+import type { StreamDialer, Target } from '../../transport/types.js';
+
+/** Takes over a connection whose first bytes (`head`) were already read. */
+export interface Fallback {
+  handle(conn: Duplex, head: Buffer): void;
+  close(): void;
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.txt': 'text/plain; charset=utf-8',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.svg': 'image/svg+xml',
+  '.ico': 'image/x-icon',
+};
+
+/** The built-in decoy pages, or the files under `dir` when given. */
+export class DecoySite implements Fallback {
+  readonly #server: Server;
+  readonly #dir: string | undefined;
+
+  constructor(options: { dir?: string } = {}) {
+    this.#dir = options.dir;
+    this.#server = createServer(
+      { keepAliveTimeout: 5000, headersTimeout: 20_000, requestTimeout: 30_000 },
+      (req, res) => {
+        void this.#serve(req, res);
+      },
+    );
+    // Look like an ordinary server: no X-Powered-By, a plain Server header.
+  }
+
+  handle(conn: Duplex, head: Buffer): void {
+    if (head.length > 0) conn.unshift(head);
+    this.#server.emit('connection', conn as Socket);
+  }
+
+  close(): void {
+    this.#server.closeAllConnections();
+    this.#server.close();
+  }
+
+  async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.setHeader('server', 'nginx');
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/html; charset=utf-8' });
+      res.end(req.method === 'HEAD' ? undefined : NOT_FOUND_PAGE);
+      return;
+    }
+    let path = (req.url ?? '/').split('?')[0]!;
+    try {
+      path = decodeURIComponent(path);
+    } catch {
+      path = '/';
+    }
+    if (path.endsWith('/')) path += 'index.html';
+    const found = await this.#lookup(path);
+    if (!found) {
+      res.writeHead(404, {
+        'content-type': 'text/html; charset=utf-8',
+        'content-length': Buffer.byteLength(NOT_FOUND_PAGE),
+      });
+      res.end(req.method === 'HEAD' ? undefined : NOT_FOUND_PAGE);
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': found.type,
+      'content-length': found.body.length,
+      'cache-control': 'max-age=3600',
+    });
+    res.end(req.method === 'HEAD' ? undefined : found.body);
+  }
+
+  async #lookup(path: string): Promise<{ type: string; body: Buffer } | null> {
+    if (this.#dir === undefined) {
+      const p = DECOY_PAGES.get(path);
+      return p ? { type: p.type, body: Buffer.from(p.body) } : null;
+    }
+    const full = normalize(join(this.#dir, path));
+    if (!full.startsWith(normalize(this.#dir) + sep)) return null; // no way out of the directory
+    try {
+      return {
+        type: TYPES[extname(full)] ?? 'application/octet-stream',
+        body: await readFile(full),
+      };
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** Forwards the connection, first bytes included, to another web server. */
+export class ForwardFallback implements Fallback {
+  readonly #target: Target;
+  readonly #dialer: StreamDialer;
+
+  constructor(target: Target, dialer: StreamDialer) {
+    this.#target = target;
+    this.#dialer = dialer;
+  }
+
+  handle(conn: Duplex, head: Buffer): void {
+    conn.pause();
+    this.#dialer.dial(this.#target).then(
+      (up) => {
+        if (head.length > 0) up.write(head);
+        conn.resume();
+        void relay(conn, up, { idleTimeoutMs: 120_000 });
+      },
+      () => conn.destroy(),
+    );
+  }
+
+  close(): void {}
+}

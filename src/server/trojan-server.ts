@@ -1,0 +1,204 @@
+/**
+ * The Trojan server side, for connections whose TLS (or WebSocket) layer is already unwrapped.
+ *
+ * A connection that is not a Trojan request with a known password — an ordinary HTTPS request, a
+ * probe, a wrong password, silence — is handed with every byte it sent to the fallback web site, so
+ * that anyone without a key sees only a web server (docs/probe-resistance.md, "TLS transports").
+ * Password hashes are compared in constant time against every user.
+ * @module
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { debuglog } from 'node:util';
+import { CodecError, LadderError, type ErrorCode } from '../errors.js';
+import {
+  TROJAN_CMD,
+  TROJAN_HASH_LENGTH,
+  decodeTrojanRequest,
+  decodeTrojanUdpPacket,
+  encodeTrojanUdpPacket,
+  trojanUdpPacketLength,
+  type TrojanRequest,
+} from '../codec/trojan.js';
+import { ByteQueue } from '../codec/ss-stream.js';
+import { relay } from '../transport/relay.js';
+import type { PacketDialer, StreamDialer } from '../transport/types.js';
+import type { Fallback } from './decoy/decoy-site.js';
+
+const debug = debuglog('ladder:trojan');
+/** hash + CRLF + cmd + longest address + CRLF */
+const MAX_REQUEST_LENGTH = TROJAN_HASH_LENGTH + 2 + 1 + (1 + 1 + 255 + 2) + 2;
+
+export interface TrojanUser {
+  readonly id: string;
+  /** hex(SHA224(password)) as 56 ASCII bytes. */
+  readonly hash: Buffer;
+}
+
+export interface TrojanEvents {
+  /** A connection went to the fallback site; `code` says why. */
+  fallback?(code: ErrorCode): void;
+  accepted?(userId: string): void;
+  closed?(userId: string, up: number, down: number): void;
+}
+
+export interface TrojanHandlerOptions {
+  users: readonly TrojanUser[];
+  dialer: StreamDialer;
+  packetDialer?: PacketDialer;
+  fallback: Fallback;
+  /** Hand a connection that has not completed a request within this long to the fallback (default 30 s). */
+  handshakeTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  events?: TrojanEvents;
+}
+
+export class TrojanHandler {
+  #users: readonly TrojanUser[];
+  readonly #o: TrojanHandlerOptions;
+
+  constructor(options: TrojanHandlerOptions) {
+    this.#users = options.users;
+    this.#o = options;
+  }
+
+  setUsers(users: readonly TrojanUser[]): void {
+    this.#users = users;
+  }
+
+  /** Finds the user whose hash matches, comparing against every user in constant time each. */
+  #findUser(hash: Buffer): TrojanUser | undefined {
+    let found: TrojanUser | undefined;
+    for (const u of this.#users) if (timingSafeEqual(u.hash, hash) && !found) found = u;
+    return found;
+  }
+
+  handle(conn: Duplex): void {
+    const q = new ByteQueue();
+    let done = false;
+    const toFallback = (code: ErrorCode): void => {
+      if (done) return;
+      done = true;
+      cleanup();
+      this.#o.events?.fallback?.(code);
+      debug('fallback %s', code);
+      this.#o.fallback.handle(conn, q.takeAll());
+    };
+    const timer = setTimeout(
+      () => toFallback('ERR_PROBE_TIMEOUT'),
+      this.#o.handshakeTimeoutMs ?? 30_000,
+    );
+    timer.unref();
+    const onData = (chunk: Buffer): void => {
+      q.push(chunk);
+      const head = q.peek(Math.min(q.length, MAX_REQUEST_LENGTH + 64));
+      let decoded;
+      try {
+        decoded = decodeTrojanRequest(head, 0);
+      } catch (err) {
+        toFallback(err instanceof LadderError ? err.code : 'ERR_TROJAN');
+        return;
+      }
+      if (decoded === null) {
+        if (q.length > MAX_REQUEST_LENGTH) toFallback('ERR_TROJAN');
+        return;
+      }
+      const user = this.#findUser(decoded.value.hash);
+      if (!user) {
+        toFallback('ERR_CIPHER');
+        return;
+      }
+      done = true;
+      cleanup();
+      conn.pause();
+      q.take(decoded.bytesRead);
+      this.#o.events?.accepted?.(user.id);
+      void this.#serve(conn, user, decoded.value, q.takeAll());
+    };
+    const onEnd = (): void => toFallback('ERR_PROBE_SHORT');
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      conn.off('data', onData);
+      conn.off('end', onEnd);
+    };
+    conn.on('data', onData);
+    conn.on('end', onEnd);
+    conn.on('error', () => conn.destroy());
+  }
+
+  async #serve(conn: Duplex, user: TrojanUser, req: TrojanRequest, rest: Buffer): Promise<void> {
+    if (req.command === TROJAN_CMD.UDP_ASSOCIATE) {
+      this.#serveUdp(conn, user, rest);
+      return;
+    }
+    let up: Duplex;
+    try {
+      up = await this.#o.dialer.dial(req.target);
+    } catch (err) {
+      debug('dial failed %s', err instanceof LadderError ? err.code : 'ERR_DIAL');
+      conn.destroy();
+      this.#o.events?.closed?.(user.id, 0, 0);
+      return;
+    }
+    if (rest.length > 0) up.write(rest);
+    conn.resume();
+    let upBytes = rest.length;
+    let downBytes = 0;
+    await relay(conn, up, {
+      ...(this.#o.idleTimeoutMs ? { idleTimeoutMs: this.#o.idleTimeoutMs } : {}),
+      onAToB: (n: number) => {
+        upBytes += n;
+      },
+      onBToA: (n: number) => {
+        downBytes += n;
+      },
+    });
+    this.#o.events?.closed?.(user.id, upBytes, downBytes);
+  }
+
+  #serveUdp(conn: Duplex, user: TrojanUser, rest: Buffer): void {
+    if (!this.#o.packetDialer) {
+      conn.destroy();
+      return;
+    }
+    const q = new ByteQueue();
+    let up = 0;
+    let down = 0;
+    const session = this.#o.packetDialer.open((payload, from) => {
+      const frame = Buffer.allocUnsafe(trojanUdpPacketLength({ target: from, payload }));
+      encodeTrojanUdpPacket({ target: from, payload }, frame, 0);
+      down += payload.length;
+      conn.write(frame);
+    });
+    const onData = (chunk: Buffer): void => {
+      q.push(chunk);
+      for (;;) {
+        if (q.length === 0) return;
+        const head = q.peek(q.length);
+        let d;
+        try {
+          d = decodeTrojanUdpPacket(head, 0);
+        } catch (err) {
+          debug('bad UDP frame %s', err instanceof CodecError ? err.code : 'ERR_TROJAN');
+          conn.destroy();
+          return;
+        }
+        if (d === null) {
+          if (q.length > 0xffff + 300) conn.destroy();
+          return;
+        }
+        q.take(d.bytesRead);
+        up += d.value.payload.length;
+        session.send(d.value.payload, d.value.target);
+      }
+    };
+    conn.on('data', onData);
+    conn.on('end', () => conn.end());
+    conn.on('close', () => {
+      session.close();
+      this.#o.events?.closed?.(user.id, up, down);
+    });
+    if (rest.length > 0) onData(rest);
+    conn.resume();
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * A StreamDialer (and PacketDialer) through a Trojan server over TLS. The request header and the
+ * first payload leave in one TLS record: the socket is corked after the header and uncorked on the
+ * caller's first write, or after `firstPayloadWaitMs` for protocols where the server speaks first.
+ * @module
+ */
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import {
+  TROJAN_CMD,
+  decodeTrojanUdpPacket,
+  encodeTrojanRequest,
+  encodeTrojanUdpPacket,
+  trojanPasswordHash,
+  trojanRequestLength,
+  trojanUdpPacketLength,
+} from '../codec/trojan.js';
+import { ByteQueue } from '../codec/ss-stream.js';
+import { tlsConnect, type TlsClientOptions } from './tls.js';
+import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
+
+export interface TrojanDialerOptions extends TlsClientOptions {
+  password: string;
+  firstPayloadWaitMs?: number;
+}
+
+function header(hash: Buffer, command: 1 | 3, target: Target): Buffer {
+  const out = Buffer.allocUnsafe(trojanRequestLength(target));
+  encodeTrojanRequest({ hash, command, target }, out, 0);
+  return out;
+}
+
+export class TrojanDialer implements StreamDialer, PacketDialer {
+  readonly #server: Target;
+  readonly #o: TrojanDialerOptions;
+  readonly #hash: Buffer;
+
+  constructor(server: Target, options: TrojanDialerOptions) {
+    this.#server = server;
+    this.#o = options;
+    this.#hash = trojanPasswordHash(options.password);
+  }
+
+  async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
+    const socket = await tlsConnect(this.#server, this.#o, signal);
+    socket.cork();
+    socket.write(header(this.#hash, TROJAN_CMD.CONNECT, target));
+    uncorkOnFirstWrite(socket, this.#o.firstPayloadWaitMs ?? 50);
+    return socket;
+  }
+
+  open(onPacket: (payload: Buffer, from: Target) => void): PacketSession {
+    let socket: TLSSocket | null = null;
+    let closed = false;
+    const pending: Buffer[] = [];
+    const frame = (payload: Uint8Array, target: Target): Buffer => {
+      const out = Buffer.allocUnsafe(trojanUdpPacketLength({ target, payload }));
+      encodeTrojanUdpPacket({ target, payload }, out, 0);
+      return out;
+    };
+    tlsConnect(this.#server, this.#o).then(
+      (s) => {
+        if (closed) {
+          s.destroy();
+          return;
+        }
+        socket = s;
+        s.cork();
+        s.write(header(this.#hash, TROJAN_CMD.UDP_ASSOCIATE, { host: '0.0.0.0', port: 0 }));
+        for (const p of pending.splice(0)) s.write(p);
+        s.uncork();
+        const q = new ByteQueue();
+        s.on('data', (chunk: Buffer) => {
+          q.push(chunk);
+          for (;;) {
+            if (q.length === 0) return;
+            const head = q.peek(q.length);
+            let d;
+            try {
+              d = decodeTrojanUdpPacket(head, 0);
+            } catch {
+              s.destroy();
+              return;
+            }
+            if (d === null) return;
+            q.take(d.bytesRead);
+            onPacket(Buffer.from(d.value.payload), d.value.target);
+          }
+        });
+        s.on('error', () => s.destroy());
+      },
+      () => {
+        closed = true;
+      },
+    );
+    return {
+      send(payload, target) {
+        if (closed) return;
+        const f = frame(payload, target);
+        if (socket) socket.write(f);
+        else if (pending.length < 64) pending.push(f);
+      },
+      close() {
+        closed = true;
+        socket?.end();
+      },
+    };
+  }
+}
+
+/** Uncorks `socket` right after its next write() (one TLS record for header + payload), or after `waitMs`. */
+export function uncorkOnFirstWrite(socket: TLSSocket, waitMs: number): void {
+  const write = socket.write;
+  let done = false;
+  const release = (): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    socket.write = write;
+    socket.uncork();
+  };
+  const timer = setTimeout(release, waitMs);
+  timer.unref();
+  socket.write = function (this: TLSSocket, ...args: Parameters<TLSSocket['write']>): boolean {
+    const r = write.apply(this, args);
+    release();
+    return r;
+  } as TLSSocket['write'];
+  socket.once('close', release);
+}
