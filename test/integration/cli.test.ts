@@ -1,0 +1,128 @@
+/**
+ * The `ladder` command as scripts use it: the first line of `keys new` is the key, the listening
+ * lines, exit codes, and messages that name the problem and the fix.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import { parseSsUri } from '../../src/codec/access-key-uri.js';
+import { LADDER_CLI, startLadder, freePort } from '../helpers/peers.js';
+
+function ladder(
+  args: string[],
+  timeoutMs = 20_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [LADDER_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr += d));
+    const t = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+    c.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+test('keys new: the first stdout line is a SIP002 key; no QR code into a pipe', async () => {
+  for (const method of ['aes-256-gcm', '2022-blake3-aes-256-gcm'] as const) {
+    const r = await ladder([
+      'keys',
+      'new',
+      '--method',
+      method,
+      '--host',
+      '198.18.0.10',
+      '--port',
+      '8443',
+      '--name',
+      'Home server',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 1, 'only the URI when stdout is not a terminal');
+    const k = parseSsUri(lines[0]!);
+    assert.deepEqual(
+      [k.method, k.host, k.port, k.tag],
+      [method, '198.18.0.10', 8443, 'Home server'],
+    );
+    if (method.startsWith('2022'))
+      assert.match(
+        lines[0]!,
+        /^ss:\/\/2022-blake3-aes-256-gcm:[^@]+@/,
+        'percent-encoded user info for 2022',
+      );
+    else assert.match(lines[0]!, /^ss:\/\/[A-Za-z0-9_-]+@/, 'base64url user info for AEAD-2017');
+  }
+});
+
+test('keys new with an unknown method: exit 2 and the supported list', async () => {
+  const r = await ladder(['keys', 'new', '--method', 'aes-512-gcm']);
+  assert.equal(r.code, 2);
+  assert.match(
+    r.stderr,
+    /unknown method 'aes-512-gcm'; supported: aes-128-gcm, .*2022-blake3-chacha20-poly1305/,
+  );
+});
+
+test('an unknown flag and an unknown command: exit 2, naming them', async () => {
+  const a = await ladder(['server', '--lisen', '127.0.0.1:1']);
+  assert.equal(a.code, 2);
+  assert.match(a.stderr, /--lisen/);
+  const b = await ladder(['serve']);
+  assert.equal(b.code, 2);
+  assert.match(b.stderr, /unknown command 'serve'/);
+});
+
+test('server: no key, a bad key, a port in use — each says what is wrong', async () => {
+  const none = await ladder(['server', '--listen', '127.0.0.1:0']);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /at least one --key/);
+  const bad = await ladder([
+    'server',
+    '--listen',
+    '127.0.0.1:0',
+    '--key',
+    'ss://YWVzLTI1Ni1nY206cHc@127.0.0.1:99999',
+  ]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--key #1: .*port '99999'/);
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+  const port = (busy.address() as AddressInfo).port;
+  const inUse = await ladder([
+    'server',
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--key',
+    'ss://YWVzLTI1Ni1nY206cHc@127.0.0.1:1',
+  ]);
+  busy.close();
+  assert.equal(inUse.code, 1);
+  assert.match(inUse.stderr, new RegExp(`127\\.0\\.0\\.1:${port} is already in use`));
+});
+
+test('server and client print their listening lines, and stop cleanly on SIGTERM', async () => {
+  const sp = await freePort();
+  const key = `ss://2022-blake3-aes-128-gcm:${encodeURIComponent(Buffer.alloc(16, 7).toString('base64'))}@127.0.0.1:${sp}`;
+  const server = await startLadder(['server', '--listen', `127.0.0.1:${sp}`, '--key', key]);
+  assert.match(server.output(), new RegExp(`listening on 127\\.0\\.0\\.1:${sp} \\(tcp\\+udp\\)`));
+  const client = await startLadder(
+    ['client', '--server', key, '--socks', '127.0.0.1:0', '--http', '127.0.0.1:0'],
+    /HTTP proxy listening/,
+  );
+  assert.match(client.output(), /SOCKS5 listening on 127\.0\.0\.1:\d+/);
+  await client.stop();
+  await server.stop();
+  assert.match(server.output(), /SIGTERM, closing/);
+});
+
+test('npm start (ladder demo) proves the tunnel on an embedded default', async () => {
+  const r = await ladder(['demo', '--exit-after-check'], 30_000);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /access key \(2022-blake3-aes-256-gcm\)/);
+  assert.match(r.stdout, /through the tunnel: SOCKS5 \d+ bytes, HTTP proxy \d+ bytes: OK/);
+});
