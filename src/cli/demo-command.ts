@@ -46,7 +46,7 @@ export async function run(argv: string[]): Promise<number> {
   const key = makeCipherKey(METHOD, psk);
   const server = new SsServer({
     keys: [{ id: 'demo', key }],
-    dialer: new DirectDialer(),
+    dialer: new DirectDialer({ recycleReads: true }),
     packetDialer: new DirectPacketDialer(),
   });
   const sAddr = await server.listen('127.0.0.1', 0);

@@ -82,7 +82,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   const loopback = isLoopback(listen.host);
   const allowPrivate = values['allow-private-targets'] ?? loopback;
-  let dialer: StreamDialer = new DirectDialer();
+  // The relay honours borrowed chunks, so the server's upstream reads can use recycled memory.
+  let dialer: StreamDialer = new DirectDialer({ recycleReads: true });
   let packetDialer: PacketDialer | undefined = values['no-udp']
     ? undefined
     : new DirectPacketDialer();

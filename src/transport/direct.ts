@@ -9,21 +9,29 @@ import { lookup } from 'node:dns/promises';
 import type { Duplex } from 'node:stream';
 import { DialError, dialErrorFromSystem } from '../errors.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
+import { connectRecycling } from '../stream/recycled-reads.js';
 
 export interface DirectDialerOptions {
   /** Give up connecting after this long (default 10 s). */
   connectTimeoutMs?: number;
   /** Refuse some destinations (ERR_DIAL_FORBIDDEN). Sees the target as given (a name is not resolved). */
   allow?: (host: string, port: number) => boolean;
+  /**
+   * Read into recycled memory (stream/recycled-reads.ts). Only for consumers that honour
+   * `holdChunks`, such as `relay()`: the chunks a socket emits are then borrowed.
+   */
+  recycleReads?: boolean;
 }
 
 export class DirectDialer implements StreamDialer {
   readonly #timeoutMs: number;
   readonly #allow: DirectDialerOptions['allow'];
+  readonly #recycle: boolean;
 
   constructor(options: DirectDialerOptions = {}) {
     this.#timeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#allow = options.allow;
+    this.#recycle = options.recycleReads ?? false;
   }
 
   dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
@@ -37,12 +45,8 @@ export class DirectDialer implements StreamDialer {
         reject(new DialError('ERR_ABORTED', `${what}: aborted`));
         return;
       }
-      const socket: Socket = connect({
-        host: target.host,
-        port: target.port,
-        allowHalfOpen: true,
-        noDelay: true,
-      });
+      const options = { host: target.host, port: target.port, allowHalfOpen: true, noDelay: true };
+      const socket: Socket = this.#recycle ? connectRecycling(options) : connect(options);
       const timer = setTimeout(
         () =>
           fail(

@@ -13,6 +13,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { LadderError } from '../errors.js';
+import { holdChunks } from '../stream/recycled-reads.js';
 
 export interface RelayOptions {
   idleTimeoutMs?: number;
@@ -41,17 +42,23 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
     let error: LadderError | undefined;
     const { onAToB, onBToA } = options;
 
+    // Chunks may be borrowed (stream/recycled-reads.ts): when the destination keeps one queued,
+    // the source is told to leave that memory alone.
     const onDataA = (chunk: Buffer): void => {
       aToB += chunk.length;
       activity++;
       onAToB?.(chunk.length);
-      if (!b.write(chunk)) a.pause();
+      const ok = b.write(chunk);
+      if (b.writableLength > 0) holdChunks(a);
+      if (!ok) a.pause();
     };
     const onDataB = (chunk: Buffer): void => {
       bToA += chunk.length;
       activity++;
       onBToA?.(chunk.length);
-      if (!a.write(chunk)) b.pause();
+      const ok = a.write(chunk);
+      if (a.writableLength > 0) holdChunks(b);
+      if (!ok) b.pause();
     };
     const onDrainB = (): void => {
       a.resume();

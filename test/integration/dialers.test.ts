@@ -37,7 +37,7 @@ for (const method of SS_METHOD_NAMES) {
           { id: 'decoy', key: decoy },
           { id: 'k', key },
         ],
-        dialer: new DirectDialer(),
+        dialer: new DirectDialer({ recycleReads: true }),
         packetDialer: new DirectPacketDialer(),
       });
       const addr = await server.listen('127.0.0.1', 0);

@@ -1,0 +1,78 @@
+/**
+ * Sockets that read into recycled memory. By default Node gives every socket read a fresh 64 KiB
+ * ArrayBuffer, which V8 frees only when a GC happens to run: at hundreds of MB/s a busy proxy carries
+ * a hundred MiB of dead read buffers. A socket made here reads into one buffer again and again
+ * (`onread`), and emits each read as an ordinary 'data' event whose chunk is *borrowed*: valid during
+ * the 'data' handler only. A consumer that keeps a chunk past its handler (queued in a writable,
+ * buffered in a readable) must call {@link holdChunks} on the source before returning; the socket then
+ * reads into a new buffer and leaves the held one to its holder.
+ * @module
+ */
+import { connect, type NetConnectOpts, type Socket } from 'node:net';
+
+/** The symbol under which a borrowing source exposes its hold function. */
+export const HOLD = Symbol.for('ladder.holdChunks');
+
+/** Tells a source that emits borrowed chunks that the chunk just received is still referenced. */
+export function holdChunks(source: unknown): void {
+  const f = (source as { [HOLD]?: () => void } | null)?.[HOLD];
+  if (f) f();
+}
+
+/** One reusable buffer, replaced when its holder keeps it. */
+export class BufferRecycler {
+  readonly #size: number;
+  #buf: Buffer | null = null;
+  #held = false;
+
+  constructor(size = 64 * 1024) {
+    this.#size = size;
+  }
+
+  /** The buffer for the next read: the last one again unless it was held. */
+  next = (): Buffer => {
+    if (this.#buf === null || this.#held) {
+      this.#buf = Buffer.allocUnsafeSlow(this.#size); // never a slice of Node's shared pool
+      this.#held = false;
+    }
+    return this.#buf;
+  };
+
+  hold = (): void => {
+    this.#held = true;
+  };
+}
+
+/**
+ * net.connect with recycled reads. Until a 'data' listener is attached, reads are copied aside and
+ * the socket pauses, so nothing is lost between connect and the consumer taking over.
+ */
+export function connectRecycling(options: NetConnectOpts): Socket {
+  const recycler = new BufferRecycler();
+  const early: Buffer[] = [];
+  const socket: Socket = connect({
+    ...options,
+    onread: {
+      buffer: recycler.next,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+        if (socket.listenerCount('data') === 0) {
+          early.push(Buffer.from(chunk)); // a copy: the buffer is about to be reused
+          return false; // pause until someone listens
+        }
+        socket.emit('data', chunk);
+        return true;
+      },
+    },
+  } as NetConnectOpts);
+  (socket as unknown as { [HOLD]: () => void })[HOLD] = recycler.hold;
+  socket.on('newListener', (event: string | symbol) => {
+    if (event !== 'data' || early.length === 0) return;
+    process.nextTick(() => {
+      // early chunks are owned copies: no hold is needed for them
+      for (const c of early.splice(0)) socket.emit('data', c);
+      socket.resume();
+    });
+  });
+  return socket;
+}
