@@ -6,6 +6,9 @@ import { LadderError } from '../errors.js';
 import { makeCipherKey } from '../crypto/ss-key.js';
 import { parseSsUri } from '../codec/access-key-uri.js';
 import { SsPacketDialer, SsStreamDialer } from '../transport/ss-dialer.js';
+import { TrojanDialer } from '../transport/trojan-dialer.js';
+import { parseTrojanUri } from '../codec/trojan-uri.js';
+import type { PacketDialer, StreamDialer, Target } from '../transport/types.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
@@ -38,9 +41,29 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values.server)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
-  const k = parseSsUri(values.server);
-  const key = makeCipherKey(k.method, k.password);
-  const server = { host: k.host, port: k.port };
+  let dialer: StreamDialer;
+  let packetDialer: PacketDialer;
+  let server: Target;
+  let what: string;
+  if (/^trojan:/i.test(values.server.trim())) {
+    const t = parseTrojanUri(values.server);
+    server = { host: t.host, port: t.port };
+    const d = new TrojanDialer(server, {
+      password: t.password,
+      sni: t.sni ?? t.host,
+      ...(t.pinSha256 ? { pinSha256: t.pinSha256 } : {}),
+    });
+    dialer = d;
+    packetDialer = d;
+    what = `trojan over TLS${t.pinSha256 ? ' (pinned certificate)' : ''}`;
+  } else {
+    const k = parseSsUri(values.server);
+    const key = makeCipherKey(k.method, k.password);
+    server = { host: k.host, port: k.port };
+    dialer = new SsStreamDialer(server, key);
+    packetDialer = new SsPacketDialer(server, key);
+    what = k.method;
+  }
   let users: Map<string, string> | undefined;
   if (values.user !== undefined) {
     const i = values.user.indexOf(':');
@@ -48,8 +71,6 @@ export async function run(argv: string[]): Promise<number> {
       throw new LadderError('ERR_USAGE', '--user takes name:password, e.g. --user alice:secret');
     users = new Map([[values.user.slice(0, i), values.user.slice(i + 1)]]);
   }
-  const dialer = new SsStreamDialer(server, key);
-  const packetDialer = new SsPacketDialer(server, key);
   const closers: (() => Promise<void>)[] = [];
   if (!values['no-socks']) {
     const at = parseHostPort(values.socks ?? '127.0.0.1:1080', '--socks');
@@ -71,7 +92,7 @@ export async function run(argv: string[]): Promise<number> {
       'client: with both --no-socks and --no-http there is nothing to run',
     );
   console.log(
-    `ladder client: carrying traffic through ${formatHostPort(server.host, server.port)} with ${k.method}`,
+    `ladder client: carrying traffic through ${formatHostPort(server.host, server.port)} with ${what}`,
   );
   await untilSignal();
   await Promise.all(closers.map((c) => c()));

@@ -174,26 +174,39 @@ export class SsServer {
     tcp.on('error', (err) => debug('tcp listener error %s', err.message));
     const addr = tcp.address() as AddressInfo;
     if (this.#o.packetDialer) {
-      const udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
       try {
-        await new Promise<void>((resolve, reject) => {
-          udp.once('error', (err: NodeJS.ErrnoException) =>
-            reject(listenError(err, shown.replace(/:\d+$/, `:${addr.port}`), 'UDP')),
-          );
-          udp.bind({ address: host, port: addr.port, exclusive: true }, () => resolve());
-        });
+        await this.listenUdp(host, addr.port);
       } catch (err) {
         tcp.close();
         this.#tcp = null;
         throw err;
       }
-      udp.on('error', (err) => debug('udp error %s', err.message));
-      udp.on('message', (msg, rinfo) => this.#onDatagram(udp, msg, rinfo));
-      this.#udp = udp;
-      this.#sweep = setInterval(() => this.#sweepUdp(), Math.min(10_000, this.#o.udpTimeoutMs / 2));
-      this.#sweep.unref();
     }
     return addr;
+  }
+
+  /** Binds the UDP relay alone (when another listener owns the TCP port, e.g. the port mux). */
+  async listenUdp(host: string, port: number): Promise<void> {
+    if (!this.#o.packetDialer) return;
+    const udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
+    const shown = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, shown, 'UDP')));
+      udp.bind({ address: host, port, exclusive: true }, () => resolve());
+    });
+    udp.on('error', (err) => debug('udp error %s', err.message));
+    udp.on('message', (msg, rinfo) => this.#onDatagram(udp, msg, rinfo));
+    this.#udp = udp;
+    this.#sweep = setInterval(() => this.#sweepUdp(), Math.min(10_000, this.#o.udpTimeoutMs / 2));
+    this.#sweep.unref();
+  }
+
+  /**
+   * Serves a connection accepted elsewhere (the port mux), whose first bytes `head` were already
+   * read; `startedAt` is when it was accepted, so the authentication timeout stays the same.
+   */
+  handleConnection(socket: Socket, head?: Buffer, startedAt?: number): void {
+    this.#onConnection(socket, head, startedAt);
   }
 
   /**
@@ -218,12 +231,12 @@ export class SsServer {
 
   // ------------------------------------------------------------------------------- TCP
 
-  #onConnection(socket: Socket): void {
+  #onConnection(socket: Socket, head?: Buffer, startedAt?: number): void {
     if (this.#closing) {
       socket.destroy();
       return;
     }
-    const started = this.#o.clock.now();
+    const started = startedAt ?? this.#o.clock.now();
     this.#sockets.add(socket);
     socket.setNoDelay(true);
     socket.on('close', () => this.#sockets.delete(socket));
@@ -239,10 +252,13 @@ export class SsServer {
     );
     const limit = maxAcceptBytes();
     // The one timer a pre-auth connection has: it closes at this fixed time whatever happens.
-    const authTimer = setTimeout(() => {
-      if (!failed) this.#events.probe?.('ERR_PROBE_TIMEOUT', 'tcp');
-      socket.destroy();
-    }, this.#o.authTimeoutMs);
+    const authTimer = setTimeout(
+      () => {
+        if (!failed) this.#events.probe?.('ERR_PROBE_TIMEOUT', 'tcp');
+        socket.destroy();
+      },
+      Math.max(0, this.#o.authTimeoutMs - (this.#o.clock.now() - started)),
+    );
     authTimer.unref();
     let failed = false;
     const onData = (chunk: Buffer): void => {
@@ -277,6 +293,8 @@ export class SsServer {
     };
     socket.on('data', onData);
     socket.on('end', onEnd);
+    if (head && head.length > 0) onData(head);
+    if (socket.isPaused()) socket.resume();
   }
 
   async #serve(socket: Socket, a: AcceptedTcp): Promise<void> {
