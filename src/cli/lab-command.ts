@@ -1,5 +1,262 @@
+/**
+ * `ladder lab`: the adversary lab (src/lab, docs/lab.md).
+ *
+ *   up [--prefix P] [--profile NAME | --policy FILE] [--time-factor F]
+ *   down [--prefix P]
+ *   status [--prefix P]
+ *   exec <client|wall|abroad|domestic> [--prefix P] -- <cmd...>
+ *   run [--prefix P] [--profile NAME] [--json FILE] [--quick] [--n N]
+ * Internal (run inside the namespaces by the lab itself): serve, censor, connect.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { LadderError } from '../errors.js';
+import { parseFlags, parseHostPort } from './args.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new LadderError('ERR_USAGE', "'ladder lab' is not built yet");
+const USAGE = `ladder lab <subcommand>
+
+  up      build the lab (root): namespaces <prefix>client|wall|abroad|domestic, services, censor
+          --prefix P (default ldr-)  --profile gfw-2022|gfw-2025|sensitive-period|none  --policy FILE
+          --time-factor F (multiplies published durations; default 1)  --mtu M (default 9000)
+  down    remove everything the lab created (idempotent, also after a crash)
+  status  show what is up
+  exec    run a command in a namespace: ladder lab exec client -- curl http://allowed.lab/
+  run     the report card: --profile P (one profile column only) --quick --n N --json FILE
+          --time-factor F (default 0.01 so residuals last seconds) --seed S`;
+
+const ROLE_NAMES = ['client', 'wall', 'abroad', 'domestic'] as const;
+
+export async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h') {
+    console.log(USAGE);
+    return sub === undefined ? 2 : 0;
+  }
+  switch (sub) {
+    case 'up':
+      return up(rest);
+    case 'down':
+      return down(rest);
+    case 'status':
+      return status(rest);
+    case 'exec':
+      return exec(rest);
+    case 'run':
+      return report(rest);
+    case 'serve':
+      return serve(rest);
+    case 'censor':
+      return censor(rest);
+    case 'connect':
+      return connectCmd(rest);
+    default:
+      throw new LadderError(
+        'ERR_USAGE',
+        `lab: unknown subcommand '${sub}'. Run 'ladder lab --help'.`,
+      );
+  }
+}
+
+async function needLab(): Promise<
+  typeof import('../lab/lab.js') & typeof import('../lab/topology.js')
+> {
+  const topo = await import('../lab/topology.js');
+  const why = topo.labUnavailable();
+  if (why) throw new LadderError('ERR_LAB_NEEDS_ROOT', `lab: ${why}`);
+  return { ...(await import('../lab/lab.js')), ...topo };
+}
+
+async function policyFrom(
+  plan: import('../lab/topology.js').LabPlan,
+  profile: string | undefined,
+  file: string | undefined,
+  timeFactor: string | undefined,
+): Promise<import('../lab/policy.js').Policy> {
+  const pol = await import('../lab/policy.js');
+  const p = file ? pol.loadPolicy(file) : pol.profilePolicy(profile ?? 'none', plan);
+  if (timeFactor !== undefined) p.timeFactor = Number(timeFactor);
+  return pol.checkPolicy(p);
+}
+
+async function up(argv: string[]): Promise<number> {
+  const { values } = parseFlags('lab up', argv, {
+    prefix: { type: 'string' },
+    profile: { type: 'string' },
+    policy: { type: 'string' },
+    'time-factor': { type: 'string' },
+    mtu: { type: 'string' },
+  });
+  const lab = await needLab();
+  const plan = lab.planLab(
+    values.prefix,
+    undefined,
+    values.mtu !== undefined ? Number(values.mtu) : undefined,
+  );
+  const policy = await policyFrom(plan, values.profile, values.policy, values['time-factor']);
+  await lab.labUp(plan, { policy });
+  console.log(`lab '${plan.prefix}' is up: ${Object.values(plan.ns).join(', ')}`);
+  console.log(
+    `  try: ladder lab exec client${values.prefix ? ` --prefix ${plan.prefix}` : ''} -- curl http://${plan.names.allowed}/`,
+  );
+  console.log(`  lab CA for HTTPS: ${lab.caPath(plan)}`);
+  return 0;
+}
+
+async function down(argv: string[]): Promise<number> {
+  const { values } = parseFlags('lab down', argv, { prefix: { type: 'string' } });
+  const lab = await needLab();
+  const removed = lab.destroyLab(lab.planLab(values.prefix));
+  console.log(removed.length ? `removed: ${removed.join(', ')}` : 'nothing to remove');
+  return 0;
+}
+
+async function status(argv: string[]): Promise<number> {
+  const { values } = parseFlags('lab status', argv, { prefix: { type: 'string' } });
+  const lab = await needLab();
+  for (const l of lab.labStatus(lab.planLab(values.prefix))) console.log(l);
+  return 0;
+}
+
+async function exec(argv: string[]): Promise<number> {
+  const dash = argv.indexOf('--');
+  if (dash < 0 || dash === argv.length - 1)
+    throw new LadderError(
+      'ERR_USAGE',
+      'lab exec: write the command after --, e.g. ladder lab exec client -- curl http://allowed.lab/',
+    );
+  const { values, positionals } = parseFlags(
+    'lab exec',
+    argv.slice(0, dash),
+    { prefix: { type: 'string' } },
+    true,
+  );
+  const role = positionals[0];
+  if (!role || !(ROLE_NAMES as readonly string[]).includes(role))
+    throw new LadderError('ERR_USAGE', `lab exec: name a namespace: ${ROLE_NAMES.join(', ')}`);
+  const lab = await needLab();
+  return lab.labExec(
+    lab.planLab(values.prefix),
+    role as (typeof ROLE_NAMES)[number],
+    argv.slice(dash + 1),
+  );
+}
+
+async function report(argv: string[]): Promise<number> {
+  const { values } = parseFlags('lab run', argv, {
+    prefix: { type: 'string' },
+    profile: { type: 'string' },
+    json: { type: 'string' },
+    quick: { type: 'boolean' },
+    n: { type: 'string' },
+    'time-factor': { type: 'string' },
+    seed: { type: 'string' },
+    only: { type: 'string' },
+  });
+  const lab = await needLab();
+  const card = await import('../lab/report.js');
+  const plan = lab.planLab(values.prefix);
+  const wasUp = lab.labNamespaces(plan.prefix).length > 0;
+  if (!wasUp) await lab.labUp(plan);
+  const seed = values.seed !== undefined ? Number(values.seed) : randomBytes(4).readUInt32BE(0);
+  const n = values.n !== undefined ? Number(values.n) : values.quick ? 5 : 50;
+  console.log(`report card: N=${n} per cell, seed ${seed}`);
+  try {
+    const cells = await card.runReportCard(plan, {
+      n,
+      timeoutS: values.quick ? 2 : 4,
+      timeFactor: values['time-factor'] !== undefined ? Number(values['time-factor']) : 0.01,
+      seed,
+      only: values.only?.split(','),
+      columns: values.profile ? [values.profile] : undefined,
+      onProgress: (l) => console.log(l),
+    });
+    console.log('\n' + card.formatCard(cells));
+    if (values.json) writeFileSync(values.json, JSON.stringify({ seed, n, cells }, null, 2));
+  } finally {
+    if (!wasUp) lab.destroyLab(plan);
+  }
+  return 0;
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const { values } = parseFlags('lab serve', argv, {
+    prefix: { type: 'string' },
+    role: { type: 'string' },
+  });
+  const { planLab } = await import('../lab/topology.js');
+  const { startServices } = await import('../lab/services.js');
+  const role = values.role === 'domestic' ? 'domestic' : 'abroad';
+  const stop = await startServices(planLab(values.prefix), role);
+  console.log(`lab services (${role}) listening`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  stop();
+  return 0;
+}
+
+async function censor(argv: string[]): Promise<number> {
+  const { values } = parseFlags('lab censor', argv, {
+    prefix: { type: 'string' },
+    policy: { type: 'string' },
+    events: { type: 'string' },
+  });
+  const { planLab } = await import('../lab/topology.js');
+  const { loadPolicy } = await import('../lab/policy.js');
+  const { runCensor } = await import('../lab/censor/run.js');
+  const plan = planLab(values.prefix);
+  const policy = values.policy ? loadPolicy(values.policy) : { modules: {} };
+  const events = values.events;
+  const c = runCensor(plan.tun, policy, plan.inside, (e) => {
+    if (events) appendFileSync(events, JSON.stringify({ t: Date.now(), ...e }) + '\n');
+  });
+  console.log(
+    `censor listening on ${plan.tun}: ${c.modules.map((m) => m.name).join(', ') || 'forwarding only'}`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  c.close();
+  const s = c.engine.stats;
+  console.log(
+    `censor stopped: ${s.packets} packets, ${s.forwarded} forwarded, ${s.dropped} dropped, ${s.injected} injected, ${s.flows} flows`,
+  );
+  return 0;
+}
+
+/** One TCP connection with a chosen first payload; exit 0 if the server echoes it back in time. */
+async function connectCmd(argv: string[]): Promise<number> {
+  const { values } = parseFlags('lab connect', argv, {
+    to: { type: 'string' },
+    mode: { type: 'string' },
+    bytes: { type: 'string' },
+    timeout: { type: 'string' },
+  });
+  const target = parseHostPort(values.to ?? '', '--to');
+  const n = Number(values.bytes ?? 256);
+  const payload = randomBytes(n);
+  if (values.mode === 'printable-prefix') payload.write('GETXYZ', 0, 'latin1');
+  const timeoutMs = Number(values.timeout ?? 4) * 1000;
+  return new Promise((resolve) => {
+    const s = connect({ host: target.host, port: target.port });
+    let got = 0;
+    const done = (code: number, why: string) => {
+      clearTimeout(timer);
+      s.destroy();
+      if (code !== 0) console.log(why);
+      resolve(code);
+    };
+    const timer = setTimeout(() => done(1, `timeout after ${got} of ${n} bytes`), timeoutMs);
+    s.on('connect', () => s.write(payload));
+    s.on('data', (d: Buffer) => {
+      got += d.length;
+      if (got >= n) done(0, 'ok');
+    });
+    s.on('error', (err: NodeJS.ErrnoException) => done(1, err.code ?? err.message));
+    s.on('end', () => done(1, `closed after ${got} bytes`));
+  });
 }

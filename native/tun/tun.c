@@ -1,0 +1,223 @@
+/*
+ * ladder_tun: attach to a Linux TUN device and read its packets in batches.
+ *
+ * Node cannot issue the TUNSETIFF ioctl, and a TUN descriptor is a character device that libuv
+ * treats as a file, so reading it through fs.read would cost one thread-pool round trip per packet.
+ * Here one reader thread polls the descriptor and drains every queued packet into a batch buffer,
+ * then hands the batch to JavaScript through a thread-safe function. Writes stay in JavaScript
+ * (fs.writeSync on the descriptor): a write to a TUN device enters the network stack at once and
+ * never blocks.
+ *
+ * JS API:
+ *   open(name: string) -> fd            attach (IFF_TUN | IFF_NO_PI) to `name`, non-blocking
+ *   start(fd, onBatch(batch: Buffer)) -> handle
+ *       batch = repeated { u16 big-endian length, packet bytes }
+ *   stop(handle)                        the reader thread exits within POLL_MS, then closes fd
+ */
+#include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH_BYTES (512 * 1024)
+#define MAX_PACKET 65535
+#define MAX_PER_BATCH 512
+#define POLL_MS 100
+
+typedef struct {
+  int fd;
+  atomic_int stop;
+  napi_threadsafe_function tsfn;
+  pthread_t thread;
+} Reader;
+
+typedef struct {
+  unsigned char *data;
+  size_t len;
+} Batch;
+
+static napi_value throw_errno(napi_env env, const char *what) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(errno));
+  napi_throw_error(env, "ERR_LAB_TUN", msg);
+  return NULL;
+}
+
+static void free_batch(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static void call_js(napi_env env, napi_value cb, void *context, void *data) {
+  (void)context;
+  Batch *b = (Batch *)data;
+  if (env == NULL) {
+    free(b->data);
+    free(b);
+    return;
+  }
+  napi_value buf, undef;
+  if (napi_create_external_buffer(env, b->len, b->data, free_batch, NULL, &buf) != napi_ok) {
+    free(b->data);
+    free(b);
+    return;
+  }
+  free(b);
+  napi_get_undefined(env, &undef);
+  napi_call_function(env, undef, cb, 1, &buf, NULL);
+}
+
+static void *reader_main(void *arg) {
+  Reader *r = (Reader *)arg;
+  unsigned char *buf = NULL;
+  while (!atomic_load(&r->stop)) {
+    struct pollfd p = {.fd = r->fd, .events = POLLIN};
+    int pr = poll(&p, 1, POLL_MS);
+    if (pr <= 0) continue;
+    if (buf == NULL) buf = malloc(BATCH_BYTES);
+    if (buf == NULL) break;
+    size_t off = 0;
+    int count = 0;
+    while (count < MAX_PER_BATCH && BATCH_BYTES - off >= MAX_PACKET + 2) {
+      ssize_t n = read(r->fd, buf + off + 2, MAX_PACKET);
+      if (n <= 0) break; /* EAGAIN: drained */
+      buf[off] = (unsigned char)(n >> 8);
+      buf[off + 1] = (unsigned char)(n & 0xff);
+      off += 2 + (size_t)n;
+      count++;
+    }
+    if (off == 0) continue;
+    Batch *b = malloc(sizeof *b);
+    if (b == NULL) break;
+    b->data = buf;
+    b->len = off;
+    buf = NULL;
+    /* Non-blocking so that stop() never waits on a full queue; a full queue means JavaScript is
+       behind, so back off briefly and let the kernel's TUN queue absorb (or drop) the burst. */
+    for (;;) {
+      napi_status s = napi_call_threadsafe_function(r->tsfn, b, napi_tsfn_nonblocking);
+      if (s == napi_ok) break;
+      if (s != napi_queue_full || atomic_load(&r->stop)) {
+        free(b->data);
+        free(b);
+        break;
+      }
+      struct timespec ts = {0, 200 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  free(buf);
+  close(r->fd);
+  napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
+  return NULL;
+}
+
+static void finalize_reader(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  Reader *r = (Reader *)data;
+  atomic_store(&r->stop, 1);
+  pthread_join(r->thread, NULL);
+  free(r);
+}
+
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char name[IFNAMSIZ];
+  size_t len = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) {
+    napi_throw_type_error(env, "ERR_LAB_TUN", "open(name): name must be a string");
+    return NULL;
+  }
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "open /dev/net/tun");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  memcpy(ifr.ifr_name, name, len < IFNAMSIZ - 1 ? len : IFNAMSIZ - 1);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return throw_errno(env, "TUNSETIFF");
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return throw_errno(env, "O_NONBLOCK");
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+static napi_value js_start(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, "ERR_LAB_TUN", "start(fd, onBatch)");
+    return NULL;
+  }
+  Reader *r = calloc(1, sizeof *r);
+  if (r == NULL) return throw_errno(env, "calloc");
+  r->fd = fd;
+  atomic_init(&r->stop, 0);
+  napi_value name;
+  napi_create_string_utf8(env, "ladder_tun_reader", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[1], NULL, name, 16, 1, NULL, NULL, NULL, call_js,
+                                      &r->tsfn) != napi_ok) {
+    free(r);
+    napi_throw_error(env, "ERR_LAB_TUN", "could not create the thread-safe function");
+    return NULL;
+  }
+  if (pthread_create(&r->thread, NULL, reader_main, r) != 0) {
+    napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
+    free(r);
+    return throw_errno(env, "pthread_create");
+  }
+  napi_value handle;
+  napi_create_external(env, r, finalize_reader, NULL, &handle);
+  return handle;
+}
+
+static napi_value js_stop(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *data = NULL;
+  if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, "ERR_LAB_TUN", "stop(handle)");
+    return NULL;
+  }
+  atomic_store(&((Reader *)data)->stop, 1);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
+      {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
+      {"stop", NULL, js_stop, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, 3, props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

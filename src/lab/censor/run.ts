@@ -1,0 +1,56 @@
+/**
+ * The censor process: runs in the wall namespace (`ladder lab censor`), attaches to the wall's TUN,
+ * and runs the engine with the modules a policy switches on. Events go to `onEvent` (the CLI prints
+ * them as JSON lines for `ladder lab run`); they name the module, the action and the server port,
+ * never an address.
+ * @module
+ */
+import { CensorEngine } from './engine.js';
+import type { CensorEvent, CensorModule } from './types.js';
+import { buildModules, type Policy } from '../policy.js';
+import { TunDevice } from '../tun.js';
+
+export interface RunningCensor {
+  readonly engine: CensorEngine;
+  readonly modules: readonly CensorModule[];
+  close(): void;
+}
+
+/** A small seedable generator (mulberry32) so that sampled outcomes can be reproduced. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function runCensor(
+  tunName: string,
+  policy: Policy,
+  inside: readonly string[],
+  onEvent: (e: CensorEvent) => void,
+): RunningCensor {
+  const tun = TunDevice.open(tunName);
+  const modules = buildModules(policy);
+  const engine = new CensorEngine({
+    modules,
+    send: (p) => tun.write(p),
+    inside: policy.inside ?? inside,
+    timeFactor: policy.timeFactor ?? 1,
+    random: policy.seed !== undefined ? seededRandom(policy.seed) : Math.random,
+    onEvent,
+  });
+  tun.start((p) => engine.handle(p));
+  return {
+    engine,
+    modules,
+    close: () => {
+      tun.close();
+      for (const m of modules) (m as { close?: () => void }).close?.();
+    },
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * Reads a TLS ClientHello (RFC 8446 §4.1.2) from the start of a TCP stream, the way the GFW's SNI
+ * filter does: from the FIRST TLS record only, with no reassembly across records (reference §0 and
+ * §6, sp25 "Parsing logic", checked 2024-04-04). A ClientHello split over several records is read
+ * as far as the first record goes; a server_name beyond that point is not seen.
+ *
+ * ```text
+ * record:    | 16 | 03 xx | length (16) | fragment ...
+ * handshake: | 01 | length (24) | version (16) | random (32) | sid_len | sid | cs_len (16) | suites
+ *            | comp_len | comp | ext_len (16) | { type (16) | len (16) | data }*
+ * SNI ext 0: | list_len (16) | name_type 0 | name_len (16) | host_name
+ * ```
+ * @module
+ */
+
+export const TLS_RECORD_HEADER_LENGTH = 5;
+
+export interface ClientHelloInfo {
+  /** The first host_name in server_name, lower-cased; undefined if none was seen. */
+  readonly sni: string | undefined;
+  readonly cipherSuites: readonly number[];
+  /** Extension types in the order they appear (as far as the first record goes). */
+  readonly extensions: readonly number[];
+  /** True if the ClientHello ran past the end of the first record. */
+  readonly truncated: boolean;
+}
+
+/** True if `d` starts like a TLS record of type handshake. */
+export function looksLikeTlsHandshake(d: Uint8Array): boolean {
+  return d.length >= 3 && d[0] === 0x16 && d[1] === 0x03;
+}
+
+/**
+ * Parses the ClientHello in the first TLS record of `d`. Returns null if `d` does not yet hold the
+ * whole first record (need more stream bytes), and `undefined` if it is not a handshake record
+ * holding a ClientHello. Never throws: malformed fields end parsing with what was read so far.
+ */
+export function parseClientHello(d: Uint8Array): ClientHelloInfo | null | undefined {
+  if (d.length < TLS_RECORD_HEADER_LENGTH)
+    return d.length === 0 || d[0] === 0x16 ? null : undefined;
+  if (!looksLikeTlsHandshake(d)) return undefined;
+  const recordLen = (d[3]! << 8) | d[4]!;
+  if (d.length < TLS_RECORD_HEADER_LENGTH + recordLen) return null;
+  const end = TLS_RECORD_HEADER_LENGTH + recordLen;
+  let o = TLS_RECORD_HEADER_LENGTH;
+  if (o + 4 > end || d[o] !== 0x01) return undefined;
+  const hsLen = (d[o + 1]! << 16) | (d[o + 2]! << 8) | d[o + 3]!;
+  const truncated = o + 4 + hsLen > end;
+  o += 4;
+  const suites: number[] = [];
+  const extensions: number[] = [];
+  let sni: string | undefined;
+  const done = () => ({ sni, cipherSuites: suites, extensions, truncated });
+  o += 2 + 32; // legacy_version, random
+  if (o + 1 > end) return done();
+  o += 1 + d[o]!; // legacy_session_id
+  if (o + 2 > end) return done();
+  const csLen = (d[o]! << 8) | d[o + 1]!;
+  o += 2;
+  for (let i = 0; i + 1 < csLen && o + i + 1 < end; i += 2)
+    suites.push((d[o + i]! << 8) | d[o + i + 1]!);
+  o += csLen;
+  if (o + 1 > end) return done();
+  o += 1 + d[o]!; // legacy_compression_methods
+  if (o + 2 > end) return done();
+  const extEnd = Math.min(end, o + 2 + ((d[o]! << 8) | d[o + 1]!));
+  o += 2;
+  while (o + 4 <= extEnd) {
+    const type = (d[o]! << 8) | d[o + 1]!;
+    const len = (d[o + 2]! << 8) | d[o + 3]!;
+    extensions.push(type);
+    const body = o + 4;
+    if (type === 0 && sni === undefined && body + len <= extEnd)
+      sni = readServerName(d, body, body + len);
+    o = body + len;
+  }
+  return done();
+}
+
+function readServerName(d: Uint8Array, o: number, end: number): string | undefined {
+  if (o + 2 > end) return undefined;
+  o += 2; // server_name_list length
+  while (o + 3 <= end) {
+    const type = d[o]!;
+    const len = (d[o + 1]! << 8) | d[o + 2]!;
+    if (o + 3 + len > end) return undefined;
+    if (type === 0) return String.fromCharCode(...d.subarray(o + 3, o + 3 + len)).toLowerCase();
+    o += 3 + len;
+  }
+  return undefined;
+}

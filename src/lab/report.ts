@@ -1,0 +1,374 @@
+/**
+ * `ladder lab run`: the report card. For every transport in {@link TRANSPORTS} and every column
+ * (no censor, each module alone, each profile), it restarts the censor with that policy, makes N
+ * fresh connections from the client namespace, and records the success rate and which modules
+ * acted (from the censor's events). Transports are a pluggable table: add an entry with
+ * {@link registerTransport}.
+ * @module
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { caPath, CLI_PATH, eventsPath, spawnInNamespace, startCensor, waitForLog } from './lab.js';
+import { modulePolicy, profilePolicy, PROFILES, type ModuleName, type Policy } from './policy.js';
+import { SINK_PORT } from './services.js';
+import type { LabPlan } from './topology.js';
+
+export interface AttemptResult {
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+export interface TransportEntry {
+  readonly name: string;
+  readonly description: string;
+  /** Set when the entry exists but cannot be verified yet; the card shows it instead of numbers. */
+  readonly unverified?: string;
+  /** Why it cannot run on this machine, or undefined. */
+  unavailable?(): string | undefined;
+  /** Starts what the transport needs (servers, local clients); returns how to stop it. */
+  setup?(plan: LabPlan): Promise<void>;
+  /** One fresh connection from the client namespace. */
+  attempt(plan: LabPlan, timeoutS: number): Promise<AttemptResult>;
+}
+
+/** Runs argv in a namespace with a hard timeout; resolves with status and output. */
+export function runIn(
+  plan: LabPlan,
+  ns: string,
+  argv: string[],
+  timeoutMs: number,
+): Promise<{ status: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('ip', ['netns', 'exec', ns, ...argv], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, out });
+    });
+    child.on('error', () => resolve({ status: null, out }));
+  });
+}
+
+function curlEntry(
+  name: string,
+  url: (p: LabPlan) => string,
+  expect: (p: LabPlan) => string,
+  extra: (p: LabPlan) => string[] = () => [],
+): TransportEntry {
+  return {
+    name,
+    description: `curl ${name.replace('-', ' to ')}`,
+    unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
+    async attempt(plan, timeoutS) {
+      const r = await runIn(
+        plan,
+        plan.ns.client,
+        [
+          'curl',
+          '-sS',
+          '--max-time',
+          String(timeoutS),
+          '--connect-timeout',
+          String(timeoutS),
+          ...extra(plan),
+          url(plan),
+        ],
+        (timeoutS + 2) * 1000,
+      );
+      const ok = r.status === 0 && r.out.includes(expect(plan));
+      return { ok, detail: ok ? 'ok' : (r.out.trim().split('\n').pop() ?? `exit ${r.status}`) };
+    },
+  };
+}
+
+function rawEntry(name: string, mode: string, description: string): TransportEntry {
+  return {
+    name,
+    description,
+    async attempt(plan, timeoutS) {
+      const r = await runIn(
+        plan,
+        plan.ns.client,
+        [
+          process.execPath,
+          CLI_PATH,
+          'lab',
+          'connect',
+          '--to',
+          `${plan.addr.sinkIp}:${SINK_PORT}`,
+          '--mode',
+          mode,
+          '--timeout',
+          String(timeoutS),
+        ],
+        (timeoutS + 3) * 1000,
+      );
+      return { ok: r.status === 0, detail: r.out.trim() || `exit ${r.status}` };
+    },
+  };
+}
+
+const SS_PASSWORD = 'ladder-lab-password';
+const SS_PORT = 8388;
+const SS_LOCAL_PORT = 1080;
+
+export const TRANSPORTS: TransportEntry[] = [
+  curlEntry(
+    'http-allowed',
+    (p) => `http://${p.names.allowed}/`,
+    (p) => `site ${p.names.allowed}`,
+  ),
+  curlEntry(
+    'http-blocked',
+    (p) => `http://${p.names.blocked}/`,
+    (p) => `site ${p.names.blocked}`,
+  ),
+  curlEntry(
+    'https-allowed',
+    (p) => `https://${p.names.allowed}/`,
+    (p) => `site ${p.names.allowed}`,
+    (p) => ['--cacert', caPath(p)],
+  ),
+  curlEntry(
+    'https-blocked',
+    (p) => `https://${p.names.blocked}/`,
+    (p) => `site ${p.names.blocked}`,
+    (p) => ['--cacert', caPath(p)],
+  ),
+  curlEntry(
+    'http-domestic',
+    (p) => `http://${p.names.domestic}/`,
+    (p) => `site ${p.names.domestic}`,
+  ),
+  rawEntry(
+    'random',
+    'random',
+    'TCP, 256 uniformly random bytes first (a fully encrypted first packet)',
+  ),
+  rawEntry(
+    'random-printable',
+    'printable-prefix',
+    'TCP, the same with a 6-byte printable prefix (FET exemption Ex2)',
+  ),
+  {
+    name: 'shadowsocks-libev',
+    description: "Debian's ss-local → ss-server (chacha20-ietf-poly1305), curl through SOCKS5",
+    unavailable: () =>
+      hasCommand('ss-server') && hasCommand('ss-local')
+        ? undefined
+        : 'shadowsocks-libev is not installed',
+    async setup(plan) {
+      const server = spawnInNamespace(plan, 'abroad', 'ss-server', [
+        'ss-server',
+        '-s',
+        plan.addr.ssIp,
+        '-p',
+        String(SS_PORT),
+        '-k',
+        SS_PASSWORD,
+        '-m',
+        'chacha20-ietf-poly1305',
+        '-v',
+      ]);
+      const local = spawnInNamespace(plan, 'client', 'ss-local', [
+        'ss-local',
+        '-s',
+        plan.addr.ssIp,
+        '-p',
+        String(SS_PORT),
+        '-l',
+        String(SS_LOCAL_PORT),
+        '-b',
+        '127.0.0.1',
+        '-k',
+        SS_PASSWORD,
+        '-m',
+        'chacha20-ietf-poly1305',
+        '-v',
+      ]);
+      await waitForLog(plan, 'ss-server', server, /listening|running/i);
+      await waitForLog(plan, 'ss-local', local, /listening|running/i);
+    },
+    async attempt(plan, timeoutS) {
+      const r = await runIn(
+        plan,
+        plan.ns.client,
+        [
+          'curl',
+          '-sS',
+          '--max-time',
+          String(timeoutS),
+          '--socks5-hostname',
+          `127.0.0.1:${SS_LOCAL_PORT}`,
+          `http://${plan.names.allowed}/`,
+        ],
+        (timeoutS + 2) * 1000,
+      );
+      const ok = r.status === 0 && r.out.includes(`site ${plan.names.allowed}`);
+      return { ok, detail: ok ? 'ok' : (r.out.trim().split('\n').pop() ?? `exit ${r.status}`) };
+    },
+  },
+  {
+    name: 'ladder-ss',
+    description: 'ladder client → ladder server (SOCKS5)',
+    unverified:
+      "UNVERIFIED: 'ladder server --listen <host:port> --key <ss-uri>' and 'ladder client --server <ss-uri> --socks <host:port> --http <host:port>' are being built; wire this entry up once they print 'listening'",
+    attempt: async () => ({ ok: false, detail: 'not wired' }),
+  },
+];
+
+/** Adds a transport to the report card (e.g. a new Ladder transport). */
+export function registerTransport(t: TransportEntry): void {
+  TRANSPORTS.push(t);
+}
+
+function hasCommand(name: string): boolean {
+  return ['/usr/bin', '/usr/sbin', '/bin', '/usr/local/bin'].some((d) =>
+    existsSync(`${d}/${name}`),
+  );
+}
+
+export interface Column {
+  readonly name: string;
+  readonly policy: (plan: LabPlan) => Policy;
+}
+
+/** Report-card columns: no censor, one module at a time, then the profiles. */
+export function columns(): Column[] {
+  const mod = (name: ModuleName, label: string = name, overrides: object = {}): Column => ({
+    name: label,
+    policy: (p) => modulePolicy(name, p, overrides),
+  });
+  return [
+    { name: 'none', policy: () => ({ modules: {} }) },
+    mod('dns'),
+    mod('ipblock'),
+    mod('http'),
+    mod('sni'),
+    mod('fet', 'fet p=0.263'),
+    mod('fet', 'fet p=1', { p: 1 }),
+    mod('allowlist'),
+    ...PROFILES.map((name) => ({ name, policy: (p: LabPlan) => profilePolicy(name, p) })),
+  ];
+}
+
+export interface Cell {
+  readonly transport: string;
+  readonly column: string;
+  readonly ok: number;
+  readonly n: number;
+  /** Modules that acted on this cell's connections, with counts. */
+  readonly modules: Record<string, number>;
+}
+
+export interface CardOptions {
+  readonly n: number;
+  readonly timeoutS: number;
+  /** Multiplies published durations (residuals, prober delays). */
+  readonly timeFactor: number;
+  readonly seed: number;
+  readonly only?: readonly string[];
+  /** Column names to run (default: all). */
+  readonly columns?: readonly string[];
+  readonly onProgress?: (line: string) => void;
+}
+
+/** Runs the matrix. The lab must be up (services running); the censor is restarted per column. */
+export async function runReportCard(plan: LabPlan, o: CardOptions): Promise<Cell[]> {
+  const cells: Cell[] = [];
+  const transports = TRANSPORTS.filter((t) => !o.only || o.only.includes(t.name));
+  const usable: TransportEntry[] = [];
+  for (const t of transports) {
+    const why = t.unverified ?? t.unavailable?.();
+    if (why) {
+      o.onProgress?.(`${t.name}: skipped — ${why}`);
+      continue;
+    }
+    await t.setup?.(plan);
+    usable.push(t);
+  }
+  for (const col of columns().filter(
+    (c) => !o.columns || c.name === 'none' || o.columns.includes(c.name),
+  )) {
+    const policy = { ...col.policy(plan), timeFactor: o.timeFactor, seed: o.seed };
+    for (const t of usable) {
+      await startCensor(plan, policy); // fresh state: no residuals from the previous cell
+      let ok = 0;
+      const from = eventsSize(plan);
+      for (let i = 0; i < o.n; i++) {
+        const r = await t.attempt(plan, o.timeoutS);
+        if (r.ok) ok++;
+        // Independent trials: after a failure, wait out any residual (180 s × timeFactor).
+        if (!r.ok) await new Promise((res) => setTimeout(res, 180_000 * o.timeFactor + 100));
+      }
+      const modules = countEvents(plan, from);
+      cells.push({ transport: t.name, column: col.name, ok, n: o.n, modules });
+      o.onProgress?.(
+        `${t.name} × ${col.name}: ${ok}/${o.n}${
+          Object.keys(modules).length
+            ? ` (${Object.entries(modules)
+                .map(([k, v]) => `${k}:${v}`)
+                .join(' ')})`
+            : ''
+        }`,
+      );
+    }
+  }
+  return cells;
+}
+
+function eventsSize(plan: LabPlan): number {
+  const f = eventsPath(plan);
+  return existsSync(f) ? readFileSync(f).length : 0;
+}
+
+function countEvents(plan: LabPlan, from: number): Record<string, number> {
+  const f = eventsPath(plan);
+  if (!existsSync(f)) return {};
+  const out: Record<string, number> = {};
+  for (const line of readFileSync(f).subarray(from).toString().split('\n')) {
+    if (!line) continue;
+    try {
+      const e = JSON.parse(line) as { module: string; action: string };
+      if (e.action === 'spared' || e.action === 'schedule' || e.action === 'probe') continue;
+      const k = `${e.module}/${e.action}`;
+      out[k] = (out[k] ?? 0) + 1;
+    } catch {
+      // partial line
+    }
+  }
+  return out;
+}
+
+/** The matrix as text: one row per transport, one column per policy, "ok/n" in each cell. */
+export function formatCard(cells: readonly Cell[]): string {
+  const cols = [...new Set(cells.map((c) => c.column))];
+  const rows = [...new Set(cells.map((c) => c.transport))];
+  const w0 = Math.max(9, ...rows.map((r) => r.length));
+  const widths = cols.map((c) => Math.max(c.length, 7));
+  const lines = [
+    ['transport'.padEnd(w0), ...cols.map((c, i) => c.padStart(widths[i]!))].join('  '),
+  ];
+  for (const r of rows) {
+    const parts = [r.padEnd(w0)];
+    cols.forEach((c, i) => {
+      const cell = cells.find((x) => x.transport === r && x.column === c);
+      parts.push((cell ? `${Math.round((100 * cell.ok) / cell.n)}%` : '-').padStart(widths[i]!));
+    });
+    lines.push(parts.join('  '));
+  }
+  lines.push('', 'which module acted (events per cell):');
+  for (const c of cells)
+    if (Object.keys(c.modules).length > 0)
+      lines.push(
+        `  ${c.transport} × ${c.column}: ${Object.entries(c.modules)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}`,
+      );
+  return lines.join('\n');
+}

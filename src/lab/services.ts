@@ -1,0 +1,148 @@
+/**
+ * What lives in the lab's namespaces besides the censor: the abroad side's DNS resolver for the
+ * lab's names, the "blocked" and the innocuous web sites over HTTP and HTTPS (certificates from the
+ * lab CA that the client trusts), and an echo sink; the domestic side's allowed site. Run by
+ * `ladder lab serve --role abroad|domestic` inside the namespace; prints `listening` when ready.
+ *
+ * Sites answer `GET /` with a short page naming the site, and `GET /bytes/<n>` with n bytes (at most
+ * 4 GiB) for throughput measurements.
+ * @module
+ */
+import { createSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createTcpServer } from 'node:net';
+import { join } from 'node:path';
+import { buildAnswer, decodeDnsQuestion, DNS_TYPE, isQuery, type DnsRecord } from './packet/dns.js';
+import { ipv4Bytes, ipv6Bytes } from './packet/ip.js';
+import type { LabPlan } from './topology.js';
+
+export const SINK_PORT = 9000;
+const MAX_BYTES = 4 * 1024 ** 3;
+const CHUNK = Buffer.alloc(256 * 1024, 0x61);
+
+/** The lab's zone: name → [IPv4, IPv6?]. */
+export function labZone(plan: LabPlan): Map<string, { a: string; aaaa?: string }> {
+  return new Map([
+    [plan.names.blocked, { a: plan.addr.blockedIp }],
+    [plan.names.allowed, { a: plan.addr.allowedIp }],
+    [plan.names.domestic, { a: plan.addr.domestic }],
+    ['sink.lab', { a: plan.addr.sinkIp }],
+    ['ss.lab', { a: plan.addr.ssIp }],
+    ['ladder.lab', { a: plan.addr.ladderIp }],
+  ]);
+}
+
+/** Answers one query for the zone (pure; exported for tests). */
+export function answerQuery(zone: ReturnType<typeof labZone>, msg: Buffer): Buffer | undefined {
+  let q;
+  try {
+    q = decodeDnsQuestion(msg, 0);
+  } catch {
+    return undefined;
+  }
+  if (!q || !isQuery(q.value.flags)) return undefined;
+  const entry = zone.get(q.value.name);
+  if (!entry) return buildAnswer(msg, q.value, null);
+  const records: DnsRecord[] = [];
+  if (q.value.qtype === DNS_TYPE.A)
+    records.push({ type: DNS_TYPE.A, ttl: 300, rdata: ipv4Bytes(entry.a) });
+  if (q.value.qtype === DNS_TYPE.AAAA && entry.aaaa)
+    records.push({ type: DNS_TYPE.AAAA, ttl: 300, rdata: ipv6Bytes(entry.aaaa) });
+  return buildAnswer(msg, q.value, records);
+}
+
+function site(name: string) {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const m = /^\/bytes\/(\d+)$/.exec(req.url ?? '');
+    if (m) {
+      let left = Math.min(Number(m[1]), MAX_BYTES);
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(left),
+      });
+      const pump = () => {
+        while (left > 0) {
+          const n = Math.min(left, CHUNK.length);
+          left -= n;
+          if (!res.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      pump();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`ladder lab site ${name}\n`);
+  };
+}
+
+function listen(
+  server: {
+    listen(port: number, host: string, cb: () => void): unknown;
+    once(e: 'error', cb: (err: Error) => void): unknown;
+  },
+  host: string,
+  port: number,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+}
+
+/** Starts the abroad or domestic services; resolves once every socket listens. */
+export async function startServices(
+  plan: LabPlan,
+  role: 'abroad' | 'domestic',
+): Promise<() => void> {
+  const closers: (() => void)[] = [];
+  if (role === 'domestic') {
+    const s = createHttpServer(site(plan.names.domestic));
+    await listen(s, plan.addr.domestic, 80);
+    closers.push(() => s.close());
+    return () => closers.forEach((c) => c());
+  }
+  const zone = labZone(plan);
+  const dns = createSocket('udp4');
+  dns.on('message', (msg, rinfo) => {
+    const out = answerQuery(zone, msg);
+    if (out) dns.send(out, rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((resolve, reject) => {
+    dns.once('error', reject);
+    dns.bind(53, plan.addr.dnsIp, () => resolve());
+  });
+  closers.push(() => dns.close());
+  const key = readFileSync(join(plan.stateDir, 'site-key.pem'));
+  const cert = readFileSync(join(plan.stateDir, 'site-cert.pem'));
+  for (const [ip, name] of [
+    [plan.addr.blockedIp, plan.names.blocked],
+    [plan.addr.allowedIp, plan.names.allowed],
+  ] as const) {
+    const h = createHttpServer(site(name));
+    await listen(h, ip, 80);
+    const hs = createHttpsServer({ key, cert }, site(name));
+    await listen(hs, ip, 443);
+    closers.push(
+      () => h.close(),
+      () => hs.close(),
+    );
+  }
+  // echo sink: reflects whatever arrives (FET controls send random first packets to it)
+  const sink = createTcpServer((s) => {
+    s.on('error', () => s.destroy());
+    s.pipe(s);
+  });
+  await listen(sink, plan.addr.sinkIp, SINK_PORT);
+  closers.push(() => sink.close());
+  return () => closers.forEach((c) => c());
+}
