@@ -22,11 +22,20 @@ export interface Decoded<T> {
   bytesRead: number;
 }
 
+/**
+ * The bytes of a domain name on the wire. Decoding reads names as latin1 (one character per byte),
+ * so a name that came off the wire goes back out with exactly the same bytes; a name typed with
+ * characters above U+00FF is sent as UTF-8.
+ */
+function nameBytes(host: string): Buffer {
+  return /^[\x00-\xff]*$/.test(host) ? Buffer.from(host, 'latin1') : Buffer.from(host, 'utf8');
+}
+
 /** Bytes that `target` takes in SOCKS address format. */
 export function socksAddrLength(target: Target): number {
   if (isIPv4(target.host)) return 1 + 4 + 2; // atyp + ipv4 + port
   if (isIPv6(target.host)) return 1 + 16 + 2; // atyp + ipv6 + port
-  return 1 + 1 + Buffer.byteLength(target.host) + 2; // atyp + len + name + port
+  return 1 + 1 + nameBytes(target.host).length + 2; // atyp + len + name + port
 }
 
 /** Writes `target` at `offset`; returns bytes written. Throws CodecError for a name over 255 bytes or a bad port. */
@@ -44,7 +53,7 @@ export function encodeSocksAddr(target: Target, out: Uint8Array, offset: number)
     out.set(ipv6ToBytes(host), p);
     p += 16;
   } else {
-    const name = Buffer.from(host, 'utf8');
+    const name = nameBytes(host);
     if (name.length === 0 || name.length > 255) {
       throw new CodecError(
         'ERR_SOCKS_ADDR',

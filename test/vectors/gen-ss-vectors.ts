@@ -5,7 +5,8 @@
  * test/ss-vectors.test.ts checks that Ladder reproduces every case and that the oracle, built from the
  * specs on @noble/ciphers and @noble/hashes, produces the same bytes.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeCipherKey } from '../../src/crypto/ss-key.js';
 import { SS_METHODS, type SsMethod } from '../../src/crypto/methods.js';
@@ -15,6 +16,19 @@ import { seeded, scripted } from '../helpers/seeded-random.js';
 import * as oracle from '../helpers/ss-oracle.js';
 
 export const TIMESTAMP_S = 1_700_000_000;
+
+/**
+ * The repository's test/vectors/ folder, wherever the compiled file lives (dist/, or a private
+ * --outDir elsewhere): the first ancestor holding test/vectors/ss2022.json, else the working directory.
+ */
+export function vectorsDir(): string {
+  for (let d = dirname(fileURLToPath(import.meta.url)); ; d = dirname(d)) {
+    if (existsSync(join(d, 'package.json')) && existsSync(join(d, 'test/vectors/ss2022.json')))
+      return join(d, 'test/vectors/');
+    if (dirname(d) === d) break;
+  }
+  return join(process.cwd(), 'test/vectors/');
+}
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 export interface VectorCase {
@@ -42,8 +56,13 @@ export interface NegativeCase {
   name: string;
   method: SsMethod;
   password: string;
-  /** what is fed to the server's acceptor (tcp) or UDP opener (udp), at TIMESTAMP_S */
-  kind: 'tcp-request' | 'udp-request' | 'tcp-response';
+  /**
+   * What is fed, at TIMESTAMP_S: tcp-request to the server's SsTcpAcceptor, tcp-response to a client
+   * session's decode, udp-request to openUdpRequest, udp-response to decodeUdp2022Response.
+   */
+  kind: 'tcp-request' | 'tcp-response' | 'udp-request' | 'udp-response';
+  /** the key the receiving side holds, when it differs from `password` (SIP023: an unknown user) */
+  serverPassword?: string;
   inputHex: string;
   /** for tcp-response: the request salt the client sent */
   requestSaltHex?: string;
@@ -173,6 +192,24 @@ export function generate(): { v2017: VectorCase[]; v2022: VectorCase[]; negative
           saltHex: hex(udpSalt),
           expectedHex: hex(out),
         });
+        // the reply has the same format, addressed with its source (here an IPv6 one)
+        const replySalt = seeded(`${method}/udp-reply-salt`, spec.keySize);
+        const reply = encodeUdp2017(key, replySalt, {
+          target: { host: '2001:2::53', port: 53 },
+          payload: dns,
+        });
+        list.push({
+          name: `${tag}: UDP response`,
+          kind: 'udp-response',
+          method,
+          password,
+          host: '2001:2::53',
+          port: 53,
+          payloadHex: hex(dns),
+          randomHex: [],
+          saltHex: hex(replySalt),
+          expectedHex: hex(reply),
+        });
       } else {
         const sessionId = seeded(`${method}/${who}/session`, 8);
         const nonce = seeded(`${method}/${who}/xnonce`, 24);
@@ -230,161 +267,269 @@ export function generate(): { v2017: VectorCase[]; v2022: VectorCase[]; negative
           });
         }
       }
-      if (who !== 'single') continue;
-      // Negative vectors, made with the oracle.
-      const om = method as oracle.OracleMethod;
-      const good = oracle.tcpRequest({
-        method: om,
-        password,
-        salt,
-        host: 'example.com',
-        port: 443,
-        payload: req,
-        timestamp: BigInt(TIMESTAMP_S),
-      });
-      const flipped = Uint8Array.from(good);
-      flipped[spec.keySize + 3]! ^= 0x01; // inside the first sealed chunk
-      negative.push({
-        name: `${method}: a bit flipped in the first chunk`,
-        method,
-        password,
-        kind: 'tcp-request',
-        inputHex: hex(flipped),
-        expectedCode: 'ERR_CIPHER',
-      });
-      if (spec.edition === 2017) {
-        // a length chunk declaring 0x4000, sealed properly (the spec caps payloads at 0x3FFF)
-        const sub = oracle.subkey2017(oracle.evpBytesToKey(password, spec.keySize), salt);
-        const over =
-          spec.cipher === 'chacha20-poly1305'
-            ? sealChacha(sub, 0, Buffer.from([0x40, 0x00]))
-            : sealGcm(sub, 0, Buffer.from([0x40, 0x00]));
-        negative.push({
-          name: `${method}: chunk length 0x4000`,
-          method,
-          password,
-          kind: 'tcp-request',
-          inputHex: hex(Buffer.concat([salt, over])),
-          expectedCode: 'ERR_SS_CHUNK_LENGTH',
-        });
-      } else {
-        const base = { method: om, password, salt, host: 'example.com', port: 443, payload: req };
-        negative.push({
-          name: `${method}: timestamp 31 s in the future`,
-          method,
-          password,
-          kind: 'tcp-request',
-          inputHex: hex(oracle.tcpRequest({ ...base, timestamp: BigInt(TIMESTAMP_S + 31) })),
-          expectedCode: 'ERR_SS2022_BAD_TIMESTAMP',
-        });
-        negative.push({
-          name: `${method}: no payload and no padding`,
-          method,
-          password,
-          kind: 'tcp-request',
-          inputHex: hex(
-            oracle.tcpRequest({
-              ...base,
-              payload: new Uint8Array(0),
-              timestamp: BigInt(TIMESTAMP_S),
-            }),
-          ),
-          expectedCode: 'ERR_SS2022_PADDING',
-        });
-        negative.push({
-          name: `${method}: padding length 901`,
-          method,
-          password,
-          kind: 'tcp-request',
-          inputHex: hex(
-            oracle.tcpRequest({
-              ...base,
-              padding: new Uint8Array(901),
-              timestamp: BigInt(TIMESTAMP_S),
-            }),
-          ),
-          expectedCode: 'ERR_SS2022_PADDING',
-        });
-        negative.push({
-          name: `${method}: padding declared past the header`,
-          method,
-          password,
-          kind: 'tcp-request',
-          inputHex: hex(
-            oracle.tcpRequest({
-              ...base,
-              padding: new Uint8Array(4),
-              declaredPadding: 800,
-              timestamp: BigInt(TIMESTAMP_S),
-            }),
-          ),
-          expectedCode: 'ERR_SS2022_PADDING',
-        });
-        negative.push({
-          name: `${method}: header type 1 (a response replayed as a request)`,
-          method,
-          password,
-          kind: 'tcp-request',
-          inputHex: hex(oracle.tcpRequest({ ...base, type: 1, timestamp: BigInt(TIMESTAMP_S) })),
-          expectedCode: 'ERR_SS2022_BAD_HEADER',
-        });
-        const serverSalt = seeded(`${method}/neg/server-salt`, spec.keySize);
-        negative.push({
-          name: `${method}: response bound to another request`,
-          method,
-          password,
-          kind: 'tcp-response',
-          inputHex: hex(
-            oracle.tcpResponse({
-              method: om,
-              password,
-              salt: serverSalt,
-              requestSalt: seeded('another request', spec.keySize),
-              payload: resp,
-              timestamp: BigInt(TIMESTAMP_S),
-            }),
-          ),
-          requestSaltHex: hex(salt),
-          expectedCode: 'ERR_SS2022_BAD_REQUEST_SALT',
-        });
-        negative.push({
-          name: `${method}: UDP timestamp 40 s old`,
-          method,
-          password,
-          kind: 'udp-request',
-          inputHex: hex(
-            oracle.udpPacket({
-              method: om,
-              password,
-              host: '198.18.0.53',
-              port: 53,
-              payload: dns,
-              sessionId: seeded('s', 8),
-              packetId: 1n,
-              timestamp: BigInt(TIMESTAMP_S - 40),
-              nonce: seeded('n', 24),
-            }),
-          ),
-          expectedCode: 'ERR_SS2022_BAD_TIMESTAMP',
-        });
-      }
+      negative.push(...negativeCases(method, who, password, salt, req, resp, dns));
     }
   }
   return { v2017, v2022, negative };
 }
 
-import { gcm } from '@noble/ciphers/aes.js';
-import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
-function nonce(n: number): Uint8Array {
-  const b = new Uint8Array(12);
-  b[0] = n;
-  return b;
-}
-function sealGcm(key: Uint8Array, n: number, pt: Uint8Array): Uint8Array {
-  return gcm(key, nonce(n)).encrypt(pt);
-}
-function sealChacha(key: Uint8Array, n: number, pt: Uint8Array): Uint8Array {
-  return chacha20poly1305(key, nonce(n)).encrypt(pt);
+/**
+ * Inputs each receiver must refuse, with the exact code, built with the independent oracle so that
+ * only the one thing named is wrong: every other byte is a valid encoding under the right key.
+ */
+function negativeCases(
+  method: SsMethod,
+  who: string,
+  password: string,
+  salt: Buffer,
+  req: Buffer,
+  resp: Buffer,
+  dns: Buffer,
+): NegativeCase[] {
+  const spec = SS_METHODS[method];
+  const om = method as oracle.OracleMethod;
+  const ts = BigInt(TIMESTAMP_S);
+  const out: NegativeCase[] = [];
+  const add = (
+    name: string,
+    kind: NegativeCase['kind'],
+    input: Uint8Array,
+    expectedCode: string,
+    extra: Partial<NegativeCase> = {},
+  ): void => {
+    out.push({
+      name: `${method}: ${name}`,
+      method,
+      password,
+      kind,
+      inputHex: hex(input),
+      ...extra,
+      expectedCode,
+    });
+  };
+  const flip = (b: Uint8Array, at: number): Uint8Array => {
+    const c = Uint8Array.from(b);
+    c[at < 0 ? c.length + at : at]! ^= 0x01;
+    return c;
+  };
+  const base = {
+    method: om,
+    password,
+    salt,
+    host: 'example.com',
+    port: 443,
+    payload: req,
+    timestamp: ts,
+  };
+  const serverSalt = seeded(`${method}/neg/server-salt`, spec.keySize);
+  const response = {
+    method: om,
+    password,
+    salt: serverSalt,
+    requestSalt: salt,
+    payload: resp,
+    timestamp: ts,
+  };
+  const udp = {
+    method: om,
+    password,
+    host: '198.18.0.53',
+    port: 53,
+    payload: dns,
+    sessionId: seeded('s', 8),
+    packetId: 1n,
+    timestamp: ts,
+    nonce: seeded('n', 24),
+    salt: seeded(`${method}/neg/udp-salt`, spec.keySize),
+  };
+
+  if (who !== 'single') {
+    // SIP023: the identity header names a user PSK the server does not hold.
+    const stranger = `${password.split(':')[0]}:${seeded(`${method}/stranger`, spec.keySize).toString('base64')}`;
+    add(
+      'identity header names an unknown user',
+      'tcp-request',
+      oracle.tcpRequest({ ...base, password: stranger }),
+      'ERR_CIPHER',
+      { password: stranger, serverPassword: password },
+    );
+    return out;
+  }
+
+  const good = oracle.tcpRequest(base);
+  add(
+    'a bit flipped in the first chunk',
+    'tcp-request',
+    flip(good, spec.keySize + 3),
+    'ERR_CIPHER',
+  );
+  // After the first chunk authenticated, a bad tag is no longer a probe but a broken stream.
+  const withMore = oracle.tcpRequest({ ...base, more: Buffer.from('more data') });
+  add(
+    'a bit flipped after the first authenticated chunk',
+    'tcp-request',
+    flip(withMore, -1),
+    'ERR_SS_BAD_TAG',
+  );
+  add(
+    'a bit flipped in the response',
+    'tcp-response',
+    flip(oracle.tcpResponse(response), -1),
+    'ERR_SS_BAD_TAG',
+    {
+      requestSaltHex: hex(salt),
+    },
+  );
+  if (spec.edition === 2017) {
+    const sub = oracle.tcpSubkey(om, password, salt);
+    // a length chunk declaring 0x4000, sealed properly (the spec caps payloads at 0x3FFF)
+    add(
+      'chunk length 0x4000',
+      'tcp-request',
+      Buffer.concat([salt, oracle.sealAt(om, sub, 0, Buffer.from([0x40, 0x00]))]),
+      'ERR_SS_CHUNK_LENGTH',
+    );
+    const rsub = oracle.tcpSubkey(om, password, serverSalt);
+    add(
+      'response chunk length 0xFFFF',
+      'tcp-response',
+      Buffer.concat([serverSalt, oracle.sealAt(om, rsub, 0, Buffer.from([0xff, 0xff]))]),
+      'ERR_SS_CHUNK_LENGTH',
+      { requestSaltHex: hex(salt) },
+    );
+    add(
+      'address type 0x05',
+      'tcp-request',
+      Buffer.concat([
+        salt,
+        oracle.sealChunks(om, sub, 0, Buffer.from('05c612000101bb', 'hex'), 0x3fff),
+      ]),
+      'ERR_SOCKS_ADDR',
+    );
+    return out;
+  }
+  add(
+    'timestamp 31 s in the future',
+    'tcp-request',
+    oracle.tcpRequest({ ...base, timestamp: ts + 31n }),
+    'ERR_SS2022_BAD_TIMESTAMP',
+  );
+  add(
+    'timestamp 31 s old',
+    'tcp-request',
+    oracle.tcpRequest({ ...base, timestamp: ts - 31n }),
+    'ERR_SS2022_BAD_TIMESTAMP',
+  );
+  add(
+    'no payload and no padding',
+    'tcp-request',
+    oracle.tcpRequest({ ...base, payload: new Uint8Array(0) }),
+    'ERR_SS2022_PADDING',
+  );
+  add(
+    'padding length 901',
+    'tcp-request',
+    oracle.tcpRequest({ ...base, padding: new Uint8Array(901) }),
+    'ERR_SS2022_PADDING',
+  );
+  add(
+    'padding declared past the header',
+    'tcp-request',
+    oracle.tcpRequest({ ...base, padding: new Uint8Array(4), declaredPadding: 800 }),
+    'ERR_SS2022_PADDING',
+  );
+  add(
+    'header type 1 (a response replayed as a request)',
+    'tcp-request',
+    oracle.tcpRequest({ ...base, type: 1 }),
+    'ERR_SS2022_BAD_HEADER',
+  );
+  const sub = oracle.tcpSubkey(om, password, salt);
+  // fixed header: type 0, TIMESTAMP_S (0x6553F100), length 3; then 3 bytes of a name that needs 14
+  add(
+    'variable header that ends inside the address',
+    'tcp-request',
+    Buffer.concat([
+      salt,
+      oracle.sealAt(om, sub, 0, Buffer.from([0, ...Buffer.from('000000006553f100', 'hex'), 0, 3])),
+      oracle.sealAt(om, sub, 1, Buffer.from([3, 11, 0x65])),
+    ]),
+    'ERR_SS2022_BAD_HEADER',
+  );
+  add(
+    'a bit flipped in the variable header',
+    'tcp-request',
+    flip(good, spec.keySize + 11 + 16 + 2),
+    'ERR_SS_BAD_TAG',
+  );
+  add(
+    'response bound to another request',
+    'tcp-response',
+    oracle.tcpResponse({ ...response, requestSalt: seeded('another request', spec.keySize) }),
+    'ERR_SS2022_BAD_REQUEST_SALT',
+    { requestSaltHex: hex(salt) },
+  );
+  add(
+    'response header type 0 (a request reflected back)',
+    'tcp-response',
+    oracle.tcpResponse({ ...response, type: 0 }),
+    'ERR_SS2022_BAD_HEADER',
+    { requestSaltHex: hex(salt) },
+  );
+  add(
+    'response timestamp 31 s old',
+    'tcp-response',
+    oracle.tcpResponse({ ...response, timestamp: ts - 31n }),
+    'ERR_SS2022_BAD_TIMESTAMP',
+    { requestSaltHex: hex(salt) },
+  );
+  add(
+    'UDP timestamp 40 s old',
+    'udp-request',
+    oracle.udpPacket({ ...udp, timestamp: ts - 40n }),
+    'ERR_SS2022_BAD_TIMESTAMP',
+  );
+  add(
+    'UDP request of type 1',
+    'udp-request',
+    oracle.udpPacket({ ...udp, type: 1 }),
+    'ERR_SS2022_BAD_HEADER',
+  );
+  add(
+    'UDP padding past the packet',
+    'udp-request',
+    oracle.udpPacket({ ...udp, padding: new Uint8Array(3), declaredPadding: 1000 }),
+    'ERR_SS2022_PADDING',
+  );
+  // type 0, timestamp, no padding, and then nothing: the address is missing
+  const bare = Buffer.from([0, ...Buffer.from('000000006553f100', 'hex'), 0, 0]);
+  add(
+    'UDP request without an address',
+    'udp-request',
+    oracle.udp2022Raw(
+      om,
+      password,
+      Buffer.concat([udp.sessionId, Buffer.alloc(8)]),
+      bare,
+      true,
+      udp.nonce,
+    ),
+    'ERR_SOCKS_ADDR',
+  );
+  const reply = { ...udp, clientSessionId: seeded('c', 8) };
+  add(
+    'UDP response timestamp 31 s in the future',
+    'udp-response',
+    oracle.udpPacket({ ...reply, timestamp: ts + 31n }),
+    'ERR_SS2022_BAD_TIMESTAMP',
+  );
+  add(
+    'UDP response of type 0',
+    'udp-response',
+    oracle.udpPacket({ ...reply, type: 0 }),
+    'ERR_SS2022_BAD_HEADER',
+  );
+  return out;
 }
 
 const SOURCE =
@@ -392,7 +537,7 @@ const SOURCE =
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const { v2017, v2022, negative } = generate();
-  const dir = fileURLToPath(new URL('../../../test/vectors/', import.meta.url));
+  const dir = vectorsDir();
   const write = (name: string, spec: string, cases: unknown[], neg: unknown[]): void =>
     writeFileSync(
       `${dir}${name}`,
