@@ -1,21 +1,25 @@
 /**
- * `npm run bench [-- --quick] [-- --only ladder,libev,direct]`: Ladder against shadowsocks-libev with the
+ * `npm run bench [-- --quick] [--only=ladder,libev,direct]`: Ladder against shadowsocks-libev with the
  * same cipher, and against no proxy, in one run on loopback. Never run as a test.
  *
  *   bulk:        a 1 GiB download through SOCKS5 with curl (MB/s), with the CPU% of each process
  *   latency:     200 sequential fresh requests of a small page (mean and p99 ms)
  *   concurrency: 200 connections at once, 1 MiB each (aggregate MB/s), with the peak RSS of server and client
+ * Each phase runs 3 times per setup, in rounds across all setups, and the median is reported (once
+ * with --quick, which also shrinks the sizes and counts). docs/benchmarks.md says what every figure means.
  *
  * Prints a table with Ladder / ss-libev ratios and writes bench/results.json. Every load is bounded in
  * count and time, and every process started is stopped by its PID.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { formatSsUri } from '../src/codec/access-key-uri.js';
 import { SS_METHODS, type SsMethod } from '../src/crypto/methods.js';
+import { nativeAead } from '../src/crypto/native-aead.js';
 import {
   freePort,
   hasCommand,
@@ -61,32 +65,40 @@ function procStat(pid: number): { cpuTicks: number; rssHwmKb: number } | null {
 
 const TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
-/** Samples CPU ticks of a set of pids while `work` runs; returns CPU% per name. */
+/**
+ * Samples the CPU ticks of a set of pids every 50 ms while `work` runs; returns CPU% per name (100 =
+ * one core). Each rate is taken over that process's own sampled window, because a short-lived
+ * process (curl) is reaped before a final sample can read it; a process never sampled twice is NaN.
+ */
 async function withCpu<T>(
   pids: Record<string, number>,
   work: () => Promise<T>,
 ): Promise<[T, Record<string, number>]> {
-  const first: Record<string, number> = {};
-  const last: Record<string, number> = {};
+  const first: Record<string, { ticks: number; at: number }> = {};
+  const last: Record<string, { ticks: number; at: number }> = {};
   const sample = (): void => {
+    const at = performance.now();
     for (const [n, pid] of Object.entries(pids)) {
       const s = procStat(pid);
       if (!s) continue;
-      first[n] ??= s.cpuTicks;
-      last[n] = s.cpuTicks;
+      first[n] ??= { ticks: s.cpuTicks, at };
+      last[n] = { ticks: s.cpuTicks, at };
     }
   };
   sample();
-  const t0 = performance.now();
-  const timer = setInterval(sample, 100);
+  const timer = setInterval(sample, 50);
   try {
     const r = await work();
     sample();
-    const secs = (performance.now() - t0) / 1000;
     const out: Record<string, number> = {};
-    for (const n of Object.keys(pids))
+    for (const n of Object.keys(pids)) {
+      const a = first[n];
+      const b = last[n];
       out[n] =
-        first[n] === undefined ? NaN : Math.round(((last[n]! - first[n]!) / TICKS / secs) * 100);
+        a && b && b.at > a.at
+          ? Math.round(((b.ticks - a.ticks) / TICKS / ((b.at - a.at) / 1000)) * 100)
+          : NaN;
+    }
     return [r, out];
   } finally {
     clearInterval(timer);
@@ -155,10 +167,16 @@ async function setupLadder(method: SsMethod): Promise<Setup> {
     key,
     '--no-udp',
   ]);
-  const client = await startLadder(
-    ['client', '--server', key, '--socks', `127.0.0.1:${socks}`, '--http', `127.0.0.1:${http}`],
-    /HTTP proxy listening/,
-  );
+  let client: Peer;
+  try {
+    client = await startLadder(
+      ['client', '--server', key, '--socks', `127.0.0.1:${socks}`, '--http', `127.0.0.1:${http}`],
+      /HTTP proxy listening/,
+    );
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
   return {
     name: `ladder ${method}`,
     kind: 'ladder',
@@ -183,11 +201,13 @@ async function setupLibev(method: SsMethod): Promise<Setup> {
     no_delay: true,
   };
   const server = await startLibev('ss-server', base);
-  const client = await startLibev('ss-local', {
-    ...base,
-    local_address: '127.0.0.1',
-    local_port: lp,
-  });
+  let client: Peer;
+  try {
+    client = await startLibev('ss-local', { ...base, local_address: '127.0.0.1', local_port: lp });
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
   return {
     name: `ss-libev ${method}`,
     kind: 'libev',
@@ -207,30 +227,61 @@ interface Result {
   bulkRuns: number[];
   cpu: Record<string, number>;
   latencyMeanMs: number;
+  latencyMeanRuns: number[];
   latencyP99Ms: number;
   concurrentMBps: number;
+  concurrentRuns: number[];
   serverRssPeakMiB?: number;
   clientRssPeakMiB?: number;
+  rssPeakScope?: 'concurrency phase' | 'whole run';
 }
 
-async function measure(s: Setup, originPort: number, originPid: number): Promise<Result> {
+/** What one round measures for one setup. */
+interface Round {
+  bulkMBps: number;
+  cpu: Record<string, number>;
+  latency: number[];
+  concurrentMBps: number;
+  serverRssKb?: number;
+  clientRssKb?: number;
+  rssReset: boolean;
+}
+
+function pidsOf(s: Setup, originPid: number): Record<string, number> {
   const pids: Record<string, number> = { origin: originPid };
   if (s.server) pids.server = s.server.pid;
   if (s.client) pids.client = s.client.pid;
-  // Warm-up, the same for every setup: JIT and connection paths settle before anything is timed.
+  return pids;
+}
+
+/** The same warm-up for every setup: JIT and connection paths settle before anything is timed. */
+async function warmUp(s: Setup, originPort: number, originPid: number): Promise<void> {
   for (let i = 0; i < 20; i++) await fetchOnce(s.socksPort, originPort, '/hello');
-  await curlDownload(s.socksPort, originPort, 64 * 1024 * 1024, pids);
-  const runs: number[] = [];
-  let cpu: Record<string, number> = {};
-  for (let i = 0; i < REPS; i++) {
-    const r = await curlDownload(s.socksPort, originPort, BULK_BYTES, pids);
-    runs.push(r.mbps);
-    if (r.mbps === median([...runs])) cpu = r.cpu;
-  }
-  const lat: number[] = [];
+  await curlDownload(s.socksPort, originPort, 64 * 1024 * 1024, pidsOf(s, originPid));
+}
+
+/** One round of all three phases (bulk, latency, concurrency) against one setup. */
+async function measureRound(s: Setup, originPort: number, originPid: number): Promise<Round> {
+  const bulk = await curlDownload(s.socksPort, originPort, BULK_BYTES, pidsOf(s, originPid));
+
+  // Sequential fresh connections, bounded in time as well as count.
+  const latency: number[] = [];
   const deadline = Date.now() + 60_000;
   for (let i = 0; i < SEQ && Date.now() < deadline; i++)
-    lat.push((await fetchOnce(s.socksPort, originPort, '/hello'))[0]);
+    latency.push((await fetchOnce(s.socksPort, originPort, '/hello'))[0]);
+
+  // Reset the peak-RSS counters (Linux: "5" > clear_refs) so VmHWM is the concurrency phase's peak,
+  // not the bulk phase's; if that is refused, the figure is the peak so far, and the JSON says so.
+  const rssReset = [s.server?.pid, s.client?.pid]
+    .filter((p): p is number => p !== undefined)
+    .every((pid) => {
+      try {
+        writeFileSync(`/proc/${pid}/clear_refs`, '5');
+        return true;
+      } catch {
+        return false;
+      }
+    });
   const t0 = performance.now();
   const sizes = await Promise.all(
     Array.from({ length: CONC }, () =>
@@ -238,23 +289,50 @@ async function measure(s: Setup, originPort: number, originPid: number): Promise
     ),
   );
   const secs = (performance.now() - t0) / 1000;
-  const total = sizes.reduce((a, b) => a + b, 0);
   if (sizes.some((n) => n < CONC_BYTES))
     throw new Error(`${s.name}: a concurrent transfer came back short`);
-  const mem = (pid: number | undefined): number | undefined =>
-    pid === undefined ? undefined : Math.round((procStat(pid)?.rssHwmKb ?? 0) / 1024);
+  const round: Round = {
+    bulkMBps: bulk.mbps,
+    cpu: bulk.cpu,
+    latency,
+    concurrentMBps: sizes.reduce((a, b) => a + b, 0) / MB / secs,
+    rssReset,
+  };
+  if (s.server) round.serverRssKb = procStat(s.server.pid)?.rssHwmKb ?? 0;
+  if (s.client) round.clientRssKb = procStat(s.client.pid)?.rssHwmKb ?? 0;
+  return round;
+}
+
+/** Medians over the rounds (CPU from the bulk run whose speed is the median; RSS the highest peak). */
+function summarize(s: Setup, rounds: Round[]): Result {
+  const bulkRuns = rounds.map((r) => r.bulkMBps);
+  const latMeans = rounds.map((r) => r.latency.reduce((a, b) => a + b, 0) / r.latency.length);
+  const concRuns = rounds.map((r) => r.concurrentMBps);
+  const mib = (kb: number): number => Math.round(kb / 1024);
   return {
     name: s.name,
     kind: s.kind,
     ...(s.method ? { method: s.method } : {}),
-    bulkMBps: median(runs),
-    bulkRuns: runs.map((r) => Math.round(r)),
-    cpu,
-    latencyMeanMs: lat.reduce((a, b) => a + b, 0) / lat.length,
-    latencyP99Ms: percentile(lat, 99),
-    concurrentMBps: total / MB / secs,
-    ...(s.server ? { serverRssPeakMiB: mem(s.server.pid)! } : {}),
-    ...(s.client ? { clientRssPeakMiB: mem(s.client.pid)! } : {}),
+    bulkMBps: median(bulkRuns),
+    bulkRuns: bulkRuns.map((r) => Math.round(r)),
+    cpu: rounds.find((r) => r.bulkMBps === median(bulkRuns))!.cpu,
+    latencyMeanMs: median(latMeans),
+    latencyMeanRuns: latMeans.map((x) => Math.round(x * 100) / 100),
+    latencyP99Ms: percentile(
+      rounds.flatMap((r) => r.latency),
+      99,
+    ),
+    concurrentMBps: median(concRuns),
+    concurrentRuns: concRuns.map((x) => Math.round(x)),
+    ...(s.server
+      ? {
+          serverRssPeakMiB: mib(Math.max(...rounds.map((r) => r.serverRssKb ?? 0))),
+          rssPeakScope: rounds.every((r) => r.rssReset) ? 'concurrency phase' : 'whole run',
+        }
+      : {}),
+    ...(s.client
+      ? { clientRssPeakMiB: mib(Math.max(...rounds.map((r) => r.clientRssKb ?? 0))) }
+      : {}),
   };
 }
 
@@ -268,32 +346,72 @@ async function main(): Promise<void> {
   const originScript = fileURLToPath(new URL('./origin-process.js', import.meta.url));
   const origin = await startProcess([process.execPath, originScript], /origin listening on (\d+)/);
   const originPort = Number(origin.match[1]);
-  const plan: (() => Promise<Setup>)[] = [];
+  const plan: { name: string; make: () => Promise<Setup> }[] = [];
   const want = (k: string): boolean => !only || only.has(k);
   if (want('direct'))
-    plan.push(async () => ({
+    plan.push({
       name: 'direct (no proxy)',
-      kind: 'direct',
-      socksPort: null,
-      stop: async () => {},
-    }));
+      make: async () => ({
+        name: 'direct (no proxy)',
+        kind: 'direct',
+        socksPort: null,
+        stop: async () => {},
+      }),
+    });
   for (const m of ['aes-256-gcm', 'chacha20-ietf-poly1305'] as const) {
-    if (want('libev')) plan.push(() => setupLibev(m));
-    if (want('ladder')) plan.push(() => setupLadder(m));
+    if (want('libev')) plan.push({ name: `ss-libev ${m}`, make: () => setupLibev(m) });
+    if (want('ladder')) plan.push({ name: `ladder ${m}`, make: () => setupLadder(m) });
   }
-  if (want('ladder')) plan.push(() => setupLadder('2022-blake3-aes-256-gcm'));
+  if (want('ladder'))
+    plan.push({
+      name: 'ladder 2022-blake3-aes-256-gcm',
+      make: () => setupLadder('2022-blake3-aes-256-gcm'),
+    });
+  // Every setup is started first and then measured in rounds, one setup after another within each
+  // round (A B C, A B C, ...), so that a burst of other load on the machine hits all of them rather
+  // than skewing one setup's every run. Idle setups cost nothing meanwhile. A setup that fails is
+  // reported and dropped; the others go on.
+  const failures: { name: string; error: string }[] = [];
+  const fail = (name: string, err: unknown): void => {
+    const error = (err as Error).message.split('\n').slice(0, 6).join('\n');
+    failures.push({ name, error });
+    process.stderr.write(`bench: ${name} FAILED: ${error}\n`);
+  };
+  const live: { setup: Setup; rounds: Round[] }[] = [];
   const results: Result[] = [];
   try {
-    for (const make of plan) {
-      const s = await make();
+    for (const step of plan) {
+      process.stderr.write(`bench: starting ${step.name}\n`);
       try {
-        process.stderr.write(`bench: ${s.name} ...\n`);
-        results.push(await measure(s, originPort, origin.pid));
-      } finally {
-        await s.stop();
+        live.push({ setup: await step.make(), rounds: [] });
+      } catch (err) {
+        fail(step.name, err);
       }
     }
+    for (const l of [...live]) {
+      try {
+        await warmUp(l.setup, originPort, origin.pid);
+      } catch (err) {
+        fail(l.setup.name, err);
+        live.splice(live.indexOf(l), 1);
+        await l.setup.stop();
+      }
+    }
+    for (let rep = 0; rep < REPS; rep++) {
+      for (const l of [...live]) {
+        process.stderr.write(`bench: round ${rep + 1}/${REPS} ${l.setup.name}\n`);
+        try {
+          l.rounds.push(await measureRound(l.setup, originPort, origin.pid));
+        } catch (err) {
+          fail(l.setup.name, err);
+          live.splice(live.indexOf(l), 1);
+          await l.setup.stop();
+        }
+      }
+    }
+    for (const l of live) results.push(summarize(l.setup, l.rounds));
   } finally {
+    await Promise.all(live.map((l) => l.setup.stop()));
     await origin.stop();
   }
   print(results);
@@ -302,6 +420,7 @@ async function main(): Promise<void> {
       /shadowsocks-libev ([\d.]+)/,
     )?.[1] ?? 'unknown';
   const file = fileURLToPath(new URL('../../bench/results.json', import.meta.url));
+  mkdirSync(dirname(file), { recursive: true });
   writeFileSync(
     file,
     JSON.stringify(
@@ -310,10 +429,14 @@ async function main(): Promise<void> {
         quick,
         node: process.version,
         libev: libevVersion,
+        // The Ladder processes load the same build as this one, so this is what they used too.
+        ladderAead: nativeAead ? 'native addon' : 'node:crypto fallback',
         machine: {
           cpus: cpus().length,
           model: cpus()[0]?.model,
           memGiB: Math.round(totalmem() / 2 ** 30),
+          // Other work on the machine skews every figure; this is the 1-minute load when the run ended.
+          loadAvg1m: Math.round(loadavg()[0]! * 100) / 100,
         },
         parameters: {
           bulkBytes: BULK_BYTES,
@@ -323,6 +446,7 @@ async function main(): Promise<void> {
           concurrentBytes: CONC_BYTES,
         },
         results,
+        failures,
         ratios: ratios(results),
       },
       null,
@@ -330,10 +454,22 @@ async function main(): Promise<void> {
     ) + '\n',
   );
   console.log(`\nwrote ${file}`);
+  if (failures.length > 0) {
+    console.log(`\n${failures.length} setup(s) failed: ${failures.map((f) => f.name).join(', ')}`);
+    process.exitCode = 1;
+  }
 }
 
-function ratios(results: Result[]): Record<string, Record<string, number>> {
-  const out: Record<string, Record<string, number>> = {};
+interface Ratio {
+  vs: string;
+  bulk: number;
+  latencyMean: number;
+  concurrent: number;
+}
+
+/** Ladder / ss-libev with the same cipher; the 2022 method (which libev 3.3.5 lacks) against aes-256-gcm. */
+function ratios(results: Result[]): Record<string, Ratio> {
+  const out: Record<string, Ratio> = {};
   for (const l of results.filter((r) => r.kind === 'ladder')) {
     const base =
       results.find((r) => r.kind === 'libev' && r.method === l.method) ??
@@ -342,11 +478,11 @@ function ratios(results: Result[]): Record<string, Record<string, number>> {
         : undefined);
     if (!base) continue;
     out[l.name] = {
-      vs: base.name as unknown as number,
+      vs: base.name,
       bulk: round2(l.bulkMBps / base.bulkMBps),
       latencyMean: round2(l.latencyMeanMs / base.latencyMeanMs),
       concurrent: round2(l.concurrentMBps / base.concurrentMBps),
-    } as never;
+    };
   }
   return out;
 }

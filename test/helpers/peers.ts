@@ -2,20 +2,32 @@
  * Start real processes for tests and benchmarks — Ladder's own CLI and Debian's peers — wait until
  * they are ready, and stop exactly them (by PID) afterwards, even when a test fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, connect, type AddressInfo } from 'node:net';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The built CLI, found relative to this compiled file (dist/test/helpers → dist/src/cli). */
 export const LADDER_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const p of running) if (p.exitCode === null) p.kill('SIGKILL');
-});
+const tempDirs = new Set<string>();
+// Last resort when a test or bench dies without stopping what it started: exactly our children, by
+// PID. 'exit' does not fire when a signal ends the process (Ctrl-C on the bench, the test runner's
+// timeout), so SIGINT and SIGTERM clean up too and then take their default course.
+function killAll(): void {
+  for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+}
+process.on('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.kill(process.pid, signal);
+  });
+}
 
 export interface Peer {
   readonly pid: number;
@@ -95,8 +107,16 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Resolves once something accepts TCP connections on 127.0.0.1:port. */
-export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+/**
+ * Resolves once something accepts TCP connections on 127.0.0.1:port. `abandon` is asked between
+ * attempts and, when it returns a reason (the process that should listen has exited), polling stops
+ * with that reason rather than running out the timeout.
+ */
+export async function waitForPort(
+  port: number,
+  timeoutMs = 10_000,
+  abandon: () => string | null = () => null,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((r) => {
@@ -108,14 +128,24 @@ export async function waitForPort(port: number, timeoutMs = 10_000): Promise<voi
       s.once('error', () => r(false));
     });
     if (ok) return;
+    const reason = abandon();
+    if (reason !== null) throw new Error(reason);
     if (Date.now() > deadline)
       throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
+/** Whether an executable of this name is on PATH (looked up here, no shell involved). */
 export function hasCommand(name: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
+  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** The ladder CLI as a process. */
@@ -134,6 +164,7 @@ export async function startLibev(
   extraArgs: string[] = [],
 ): Promise<Peer> {
   const dir = mkdtempSync(join(tmpdir(), 'ladder-libev-'));
+  tempDirs.add(dir);
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
   const port = Number(binary === 'ss-server' ? config.server_port : config.local_port);
@@ -152,9 +183,16 @@ export async function startLibev(
     }
     running.delete(child);
     rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
   };
   try {
-    await waitForPort(port);
+    // libev prints nothing reliable when ready, so readiness is its port accepting; if it exits
+    // first (a bad config), say so at once rather than after the port timeout.
+    await waitForPort(port, 10_000, () =>
+      child.exitCode !== null || child.signalCode !== null
+        ? `exited with ${child.exitCode ?? child.signalCode} before listening`
+        : null,
+    );
   } catch (err) {
     await stop();
     throw new Error(`${binary} did not start: ${(err as Error).message}\n${out}`, { cause: err });
