@@ -28,7 +28,10 @@ export interface Decoded<T> {
  * characters above U+00FF is sent as UTF-8.
  */
 function nameBytes(host: string): Buffer {
-  return /^[\x00-\xff]*$/.test(host) ? Buffer.from(host, 'latin1') : Buffer.from(host, 'utf8');
+  for (let i = 0; i < host.length; i++) {
+    if (host.charCodeAt(i) > 0xff) return Buffer.from(host, 'utf8');
+  }
+  return Buffer.from(host, 'latin1');
 }
 
 /** Bytes that `target` takes in SOCKS address format. */

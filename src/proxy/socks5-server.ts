@@ -1,14 +1,26 @@
 /**
- * The local SOCKS5 front end (RFC 1928, RFC 1929): CONNECT and UDP ASSOCIATE, no-auth or
+ * The local SOCKS5 front end (RFC 1928, RFC 1929): CONNECT and UDP ASSOCIATE, no authentication or
  * username/password, carried by any StreamDialer/PacketDialer (the tunnel, or direct in tests).
- * Failures become the proper reply code; nothing is logged with an address.
+ *
+ * ```
+ * client                          Socks5Server                       dialer
+ *   | greeting  ─────────────────▶  | method selection (00 or 02)
+ *   | [user/pass ───────────────▶   | status]                  (RFC 1929, only when users are set)
+ *   | request   ─────────────────▶  | ── dial(target) ───────────▶ |
+ *   | ◀───────── reply (00, or the failure's code)                  |
+ *   | ◀═══════════════════ relay() ═══════════════════════════════▶ |
+ * ```
+ * A failed dial is answered with its RFC 1928 §6 code (proxy/failures.ts). A successful CONNECT
+ * is answered with BND 0.0.0.0:0: a tunnel gives no feedback about the address it bound.
+ * UDP ASSOCIATE opens a UDP socket on the address the client reached us at, takes datagrams only
+ * from the client's address, and lives exactly as long as the TCP control connection (§7).
+ * Nothing is logged with an address: the debug log carries error codes only.
  * @module
  */
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
-import { timingSafeEqual, createHash } from 'node:crypto';
+import { createServer, isIPv6, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { debuglog } from 'node:util';
-import { CodecError, LadderError, type ErrorCode } from '../errors.js';
+import { LadderError, type ErrorCode } from '../errors.js';
 import {
   SOCKS_CMD,
   SOCKS_METHOD,
@@ -17,67 +29,65 @@ import {
   decodeRequest,
   decodeUdpDatagram,
   decodeUserPass,
-  encodeReply,
   encodeUdpDatagram,
   methodSelection,
+  replyBytes,
   userPassReply,
 } from '../codec/socks5.js';
 import { relay } from '../transport/relay.js';
-import type { PacketDialer, PacketSession, StreamDialer } from '../transport/types.js';
+import type { PacketDialer, PacketSession, StreamDialer, Target } from '../transport/types.js';
+import { codeOf, socksReplyFor } from './failures.js';
+import { Credentials } from './credentials.js';
+
+export { socksReplyFor } from './failures.js';
 
 const debug = debuglog('ladder:socks5');
-/** A handshake never needs more than this (greeting 257 + auth 513 + request 262). */
-const MAX_HANDSHAKE_BYTES = 2048;
 
-/** RFC 1928 §6 reply code for a failed dial. */
-export function socksReplyFor(err: unknown): number {
-  const code: ErrorCode | undefined = err instanceof LadderError ? err.code : undefined;
-  switch (code) {
-    case 'ERR_DIAL_REFUSED':
-      return SOCKS_REPLY.CONNECTION_REFUSED;
-    case 'ERR_DIAL_UNREACHABLE':
-      return SOCKS_REPLY.NETWORK_UNREACHABLE;
-    case 'ERR_DIAL_DNS':
-      return SOCKS_REPLY.HOST_UNREACHABLE;
-    case 'ERR_DIAL_TIMEOUT':
-      return SOCKS_REPLY.TTL_EXPIRED;
-    case 'ERR_DIAL_FORBIDDEN':
-      return SOCKS_REPLY.NOT_ALLOWED;
-    case 'ERR_SERVER_UNREACHABLE':
-      return SOCKS_REPLY.NETWORK_UNREACHABLE;
-    default:
-      return SOCKS_REPLY.GENERAL_FAILURE;
-  }
-}
+/** A handshake never needs more: greeting 2+255, user/pass 3+255+255, request 4+1+255+2. */
+const MAX_HANDSHAKE_BYTES = 257 + 513 + 262;
+/** After a failure reply, how long the client has to close before we do. */
+const LINGER_MS = 2_000;
 
 export interface Socks5ServerOptions {
   dialer: StreamDialer;
+  /** Enables UDP ASSOCIATE; without it the command is answered 0x07. */
   packetDialer?: PacketDialer;
-  /** username → password; when set, only username/password authentication is accepted. */
+  /** username → password; when set, only username/password authentication (0x02) is accepted. */
   users?: ReadonlyMap<string, string>;
+  /**
+   * Address for UDP ASSOCIATE relay sockets, reported to the client in the reply. Default: the
+   * address the client's TCP connection reached.
+   */
+  udpHost?: string;
   /** Close a connection that has not finished its handshake after this long (default 10 s). */
   handshakeTimeoutMs?: number;
+  /** Passed to relay(): close a CONNECT with no bytes either way for this long (default none). */
   idleTimeoutMs?: number;
+  /** Called with the code of every failure (handshake, authentication, dial, relay): a metric hook. */
   onError?: (code: ErrorCode) => void;
 }
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
+/** `::ffff:127.0.0.1` → `127.0.0.1`: a dual-stack listener reports IPv4 peers in mapped form. */
+function unmapped(address: string | undefined): string {
+  if (!address) return '';
+  return address.toLowerCase().startsWith('::ffff:') && address.includes('.')
+    ? address.slice(7)
+    : address;
 }
 
 export class Socks5Server {
   readonly #o: Socks5ServerOptions;
-  readonly #users: { name: Buffer; pass: Buffer }[] | null;
+  readonly #credentials: Credentials | null;
   readonly #sockets = new Set<Socket>();
+  readonly #closing = new AbortController();
   #server: Server | null = null;
 
   constructor(options: Socks5ServerOptions) {
     this.#o = options;
-    this.#users = options.users
-      ? [...options.users].map(([u, p]) => ({ name: digest(u), pass: digest(p) }))
-      : null;
+    this.#credentials = options.users ? new Credentials(options.users) : null;
   }
 
+  /** Listens on host:port (port 0: any free port). Rejects with ERR_LISTEN naming the problem. */
   async listen(host: string, port: number): Promise<AddressInfo> {
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.handle(s));
     await new Promise<void>((resolve, reject) => {
@@ -94,161 +104,199 @@ export class Socks5Server {
       );
       server.listen({ host, port, exclusive: true }, () => resolve());
     });
-    server.on('error', (e) => debug('listener error %s', e.message));
+    server.on('error', (e: NodeJS.ErrnoException) => debug('listener error %s', e.code));
     this.#server = server;
     return server.address() as AddressInfo;
   }
 
+  /** Stops accepting, cancels pending dials and ends every session (UDP associations with them). */
   async close(): Promise<void> {
     const s = this.#server;
     this.#server = null;
+    this.#closing.abort();
     for (const c of this.#sockets) c.destroy();
     if (s) await new Promise<void>((r) => s.close(() => r()));
   }
 
-  #checkUser(username: string, password: string): boolean {
-    const u = digest(username);
-    const p = digest(password);
-    let ok = false;
-    for (const e of this.#users ?? [])
-      if (timingSafeEqual(e.name, u) && timingSafeEqual(e.pass, p)) ok = true;
-    return ok;
+  #fail(code: ErrorCode): void {
+    debug('failure %s', code);
+    this.#o.onError?.(code);
   }
 
-  /** Serves one accepted connection. */
+  /** Serves one accepted connection; usable with a listener of your own. */
   handle(socket: Socket): void {
+    if (this.#closing.signal.aborted) {
+      socket.destroy();
+      return;
+    }
     this.#sockets.add(socket);
+    socket.setNoDelay(true);
     socket.on('close', () => this.#sockets.delete(socket));
     socket.on('error', () => socket.destroy());
     let buf: Buffer = Buffer.alloc(0);
     let stage: 'greeting' | 'auth' | 'request' | 'done' = 'greeting';
-    const timer = setTimeout(() => socket.destroy(), this.#o.handshakeTimeoutMs ?? 10_000);
+    const timer = setTimeout(() => {
+      this.#fail('ERR_PROBE_TIMEOUT');
+      socket.destroy();
+    }, this.#o.handshakeTimeoutMs ?? 10_000);
     timer.unref();
-    const fail = (code: ErrorCode, reply?: Buffer): void => {
+    const stop = (): void => {
       stage = 'done';
       clearTimeout(timer);
       socket.off('data', onData);
-      this.#o.onError?.(code);
-      if (reply) socket.end(reply);
+      socket.off('end', onEnd);
+    };
+    const refuse = (code: ErrorCode, reply?: Buffer): void => {
+      stop();
+      this.#fail(code);
+      if (reply) endWith(socket, reply);
       else socket.destroy();
     };
+    const onEnd = (): void => refuse('ERR_PROBE_SHORT');
     const onData = (chunk: Buffer): void => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]); // handshake only: a few hundred bytes at most
-      if (buf.length > MAX_HANDSHAKE_BYTES) return fail('ERR_SOCKS_VERSION');
+      // Handshake bytes only, a few hundred at most: one concat per chunk is fine here.
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      if (buf.length > MAX_HANDSHAKE_BYTES) return refuse('ERR_SOCKS_VERSION');
       try {
-        for (;;) {
+        while (stage !== 'done') {
           if (stage === 'greeting') {
             const g = decodeGreeting(buf, 0);
             if (!g) return;
             buf = buf.subarray(g.bytesRead);
-            const want = this.#users ? SOCKS_METHOD.USERNAME_PASSWORD : SOCKS_METHOD.NO_AUTH;
+            const want = this.#credentials ? SOCKS_METHOD.USERNAME_PASSWORD : SOCKS_METHOD.NO_AUTH;
             if (!g.value.includes(want))
-              return fail('ERR_SOCKS_AUTH', methodSelection(SOCKS_METHOD.NO_ACCEPTABLE));
+              return refuse('ERR_SOCKS_AUTH', methodSelection(SOCKS_METHOD.NO_ACCEPTABLE));
             socket.write(methodSelection(want));
-            stage = this.#users ? 'auth' : 'request';
+            stage = this.#credentials ? 'auth' : 'request';
           } else if (stage === 'auth') {
             const a = decodeUserPass(buf, 0);
             if (!a) return;
             buf = buf.subarray(a.bytesRead);
-            if (!this.#checkUser(a.value.username, a.value.password))
-              return fail('ERR_SOCKS_AUTH', userPassReply(false));
+            // RFC 1929 §2: a failure status is followed by closing the connection.
+            if (!this.#credentials!.check(a.value.username, a.value.password))
+              return refuse('ERR_SOCKS_AUTH', userPassReply(false));
             socket.write(userPassReply(true));
             stage = 'request';
-          } else if (stage === 'request') {
-            let r;
-            try {
-              r = decodeRequest(buf, 0);
-            } catch (err) {
-              if (err instanceof CodecError && err.code === 'ERR_SOCKS_ADDR') {
-                return fail('ERR_SOCKS_ADDR', encodeReply(SOCKS_REPLY.ADDRESS_TYPE_NOT_SUPPORTED));
-              }
-              throw err;
-            }
+          } else {
+            const r = decodeRequest(buf, 0);
             if (!r) return;
             const rest = buf.subarray(r.bytesRead);
-            stage = 'done';
-            clearTimeout(timer);
-            socket.off('data', onData);
+            stop();
             socket.pause();
-            if (r.value.command === SOCKS_CMD.CONNECT)
-              void this.#connect(socket, r.value.target, rest);
-            else if (r.value.command === SOCKS_CMD.UDP_ASSOCIATE && this.#o.packetDialer)
+            const { command, target } = r.value;
+            if (command === SOCKS_CMD.CONNECT) void this.#connect(socket, target, rest);
+            else if (command === SOCKS_CMD.UDP_ASSOCIATE && this.#o.packetDialer)
               this.#associate(socket, this.#o.packetDialer);
-            else fail('ERR_SOCKS_COMMAND', encodeReply(SOCKS_REPLY.COMMAND_NOT_SUPPORTED));
-            return;
-          } else return;
+            else refuse('ERR_SOCKS_COMMAND', replyBytes(SOCKS_REPLY.COMMAND_NOT_SUPPORTED));
+          }
         }
       } catch (err) {
-        fail(err instanceof LadderError ? err.code : 'ERR_SOCKS_VERSION');
+        const code = codeOf(err);
+        // RFC 1928 §4/§6: an unknown address type in a request is answered 0x08.
+        if (stage === 'request' && code === 'ERR_SOCKS_ADDR')
+          return refuse(code, replyBytes(SOCKS_REPLY.ADDRESS_TYPE_NOT_SUPPORTED));
+        refuse(code);
       }
     };
     socket.on('data', onData);
+    socket.on('end', onEnd);
   }
 
-  async #connect(
-    socket: Socket,
-    target: { host: string; port: number },
-    rest: Buffer,
-  ): Promise<void> {
+  async #connect(socket: Socket, target: Target, rest: Buffer): Promise<void> {
+    // Cancel the dial when the client goes away or the server closes.
+    const abort = new AbortController();
+    const onGone = (): void => abort.abort();
+    socket.once('close', onGone);
+    const signal = AbortSignal.any([abort.signal, this.#closing.signal]);
     let up;
     try {
-      up = await this.#o.dialer.dial(target);
+      up = await this.#o.dialer.dial(target, signal);
     } catch (err) {
-      this.#o.onError?.(err instanceof LadderError ? err.code : 'ERR_DIAL');
-      if (!socket.destroyed) socket.end(encodeReply(socksReplyFor(err)));
+      this.#fail(codeOf(err));
+      if (!socket.destroyed) endWith(socket, replyBytes(socksReplyFor(err)));
       return;
+    } finally {
+      socket.off('close', onGone);
     }
     if (socket.destroyed) {
       up.destroy();
       return;
     }
-    // No feedback crosses a Shadowsocks tunnel, so the bound address is not known: 0.0.0.0:0.
-    socket.write(encodeReply(SOCKS_REPLY.SUCCEEDED));
+    // No feedback crosses a tunnel, so the bound address is not known: 0.0.0.0:0.
+    socket.write(replyBytes(SOCKS_REPLY.SUCCEEDED));
     if (rest.length > 0) up.write(rest);
     socket.resume();
-    await relay(socket, up, this.#o.idleTimeoutMs ? { idleTimeoutMs: this.#o.idleTimeoutMs } : {});
+    const result = await relay(
+      socket,
+      up,
+      this.#o.idleTimeoutMs ? { idleTimeoutMs: this.#o.idleTimeoutMs } : {},
+    );
+    if (result.error) this.#fail(result.error.code);
   }
 
   #associate(control: Socket, packetDialer: PacketDialer): void {
-    const clientIp = control.remoteAddress ?? '';
-    const family = control.localFamily === 'IPv6' ? 'udp6' : 'udp4';
-    const udp: UdpSocket = createSocket(family);
-    let client: RemoteInfo | null = null;
+    const clientIp = unmapped(control.remoteAddress);
+    const host = this.#o.udpHost ?? unmapped(control.localAddress);
+    const udp: UdpSocket = createSocket(isIPv6(host) ? 'udp6' : 'udp4');
+    let clientPort = 0; // fixed by the first datagram from the client's address
     let session: PacketSession | null = null;
-    const close = (): void => {
+    let closed = false;
+    let bound = false;
+    const close = (lastWords?: Buffer): void => {
+      if (closed) return;
+      closed = true;
       session?.close();
       session = null;
       try {
         udp.close();
       } catch {
-        /* already closed */
+        /* never bound */
       }
+      if (lastWords) endWith(control, lastWords);
+      else control.destroy();
     };
-    udp.on('error', close);
+    udp.on('error', (err: NodeJS.ErrnoException) => {
+      debug('udp relay error %s', err.code);
+      if (bound) return close();
+      // Could not open the relay (e.g. udpHost is not an address of this machine): say so.
+      this.#fail('ERR_LISTEN');
+      close(replyBytes(SOCKS_REPLY.GENERAL_FAILURE));
+    });
     udp.on('message', (msg, rinfo) => {
-      // RFC 1928 §7: accept datagrams only from the client that asked for the association.
-      if (rinfo.address !== clientIp) return;
+      // RFC 1928 §7: datagrams are accepted only from the client that asked for the association.
+      if (unmapped(rinfo.address) !== clientIp) return;
+      if (clientPort !== 0 && rinfo.port !== clientPort) return;
       let d;
       try {
         d = decodeUdpDatagram(msg);
       } catch {
         return;
       }
-      if (d.frag !== 0) return; // fragmentation is optional; we drop fragments as §7 allows
-      client = rinfo;
+      // RFC 1928 §7: fragmentation is optional; an implementation without it drops fragments.
+      if (d.frag !== 0) return;
+      if (clientPort === 0) clientPort = rinfo.port;
+      const to = rinfo.address;
       session ??= packetDialer.open((payload, from) => {
-        if (client) udp.send(encodeUdpDatagram(from, payload), client.port, client.address);
+        if (!closed) udp.send(encodeUdpDatagram(from, payload), clientPort, to);
       });
       session.send(d.data, d.target);
     });
-    udp.bind(0, control.localAddress, () => {
+    udp.bind(0, host, () => {
+      bound = true;
+      if (control.destroyed) return void close();
       const a = udp.address();
-      control.write(encodeReply(SOCKS_REPLY.SUCCEEDED, { host: a.address, port: a.port }));
+      control.write(replyBytes(SOCKS_REPLY.SUCCEEDED, { host: unmapped(a.address), port: a.port }));
+      // RFC 1928 §7: the association ends when the TCP connection it arrived on ends.
+      control.on('data', () => {}); // nothing more is expected; read and discard
+      control.on('end', () => close());
       control.resume();
     });
-    // The association lives as long as the control connection (§7).
-    control.on('data', () => {});
-    control.on('end', () => control.end());
-    control.on('close', close);
+    control.on('close', () => close());
   }
+}
+
+/** Sends a last message and closes, giving the client LINGER_MS to close first. */
+function endWith(socket: Socket, bytes: Buffer): void {
+  socket.end(bytes);
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }

@@ -175,6 +175,8 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
     b.on('close', onCloseB);
     a.on('finish', onFinish);
     b.on('finish', onFinish);
+    // A side destroyed before we were called will never emit 'close' again: finish now.
+    if (a.destroyed || b.destroyed) return fail(null);
     if (a.readableEnded) onEndA();
     if (b.readableEnded) onEndB();
   });

@@ -26,16 +26,20 @@ const ports: Record<string, number> = {};
 
 before(async () => {
   echo = await tcpEcho();
+  // Random bytes could happen to form a valid request: only the echo server may ever be dialled.
+  const onlyEcho = {
+    allow: (host: string, port: number) => host === '127.0.0.1' && port === echo.port,
+  };
   ss = new SsServer({
     keys: [{ id: 'k', key }],
-    dialer: new DirectDialer(),
+    dialer: new DirectDialer(onlyEcho),
     packetDialer: new DirectPacketDialer(),
     authTimeoutMs: 300,
   });
   ports.ss = (await ss.listen('127.0.0.1', 0)).port;
-  socks = new Socks5Server({ dialer: new DirectDialer(), handshakeTimeoutMs: 300 });
+  socks = new Socks5Server({ dialer: new DirectDialer(onlyEcho), handshakeTimeoutMs: 300 });
   ports.socks = (await socks.listen('127.0.0.1', 0)).port;
-  http = new HttpProxyServer({ dialer: new DirectDialer() });
+  http = new HttpProxyServer({ dialer: new DirectDialer(onlyEcho) });
   ports.http = (await http.listen('127.0.0.1', 0)).port;
 });
 after(async () => {
