@@ -15,7 +15,7 @@
  * @module
  */
 import { timingSafeEqual } from 'node:crypto';
-import { AuthError, CodecError } from '../errors.js';
+import { AuthError, CodecError, ConfigError } from '../errors.js';
 import { aesDecryptBlock, aesEncryptBlock, CounterAead } from '../crypto/aead.js';
 import { pskHash16, ss2022IdentitySubkey, ss2022SessionSubkey, ssSubkey } from '../crypto/kdf.js';
 import { TAG_SIZE } from '../crypto/methods.js';
@@ -227,8 +227,8 @@ export class SsKeyTable {
         continue;
       }
       if (k.key.identityKeys.length > 1) {
-        throw new CodecError(
-          'ERR_CODEC',
+        throw new ConfigError(
+          'ERR_CONFIG',
           `key ${k.id}: a server takes one identity PSK, not a relay chain`,
         );
       }

@@ -143,7 +143,9 @@ export class SsServer {
     this.#guard = {
       addSalt2017: (s) => this.#replay2017.add(s),
       isOwnSalt2017: (s) => this.#ownSalts2017.has(s),
-      addSalt2022: (s, now) => this.#replay2022.add(s, now),
+      // The pool ages salts by a monotonic clock: a wall-clock step backwards must not let a
+      // stored salt expire early (the ±30 s timestamp check itself uses wall time, as SIP022 says).
+      addSalt2022: (s) => this.#replay2022.add(s, performance.now()),
     };
   }
 
