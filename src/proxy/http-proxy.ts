@@ -23,7 +23,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
-import { CodecError, LadderError, type ErrorCode } from '../errors.js';
+import { CodecError, type ErrorCode } from '../errors.js';
 import {
   decodeRequestHead,
   decodeResponseHead,
@@ -43,6 +43,7 @@ import {
   type HttpResponseHead,
 } from '../codec/http-proxy.js';
 import { relay } from '../transport/relay.js';
+import { listenTcp } from '../transport/listen.js';
 import type { StreamDialer, Target } from '../transport/types.js';
 import { Credentials } from './credentials.js';
 import { codeOf, describeDialFailure, httpStatusFor } from './failures.js';
@@ -141,20 +142,7 @@ export class HttpProxyServer {
   /** Listens on host:port (port 0: any free port). Rejects with ERR_LISTEN naming the problem. */
   async listen(host: string, port: number): Promise<AddressInfo> {
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.handle(s));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(
-          new LadderError(
-            'ERR_LISTEN',
-            err.code === 'EADDRINUSE'
-              ? `HTTP proxy ${host}:${port} is already in use; choose another with --http`
-              : `HTTP proxy ${host}:${port}: ${err.message}`,
-            { cause: err },
-          ),
-        ),
-      );
-      server.listen({ host, port, exclusive: true }, () => resolve());
-    });
+    await listenTcp(server, host, port, 'HTTP proxy', '--http');
     server.on('error', (e: NodeJS.ErrnoException) => debug('listener error %s', e.code));
     this.#server = server;
     return server.address() as AddressInfo;

@@ -20,7 +20,7 @@
 import { createServer, isIPv6, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { debuglog } from 'node:util';
-import { LadderError, type ErrorCode } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
 import {
   SOCKS_CMD,
   SOCKS_METHOD,
@@ -35,6 +35,7 @@ import {
   userPassReply,
 } from '../codec/socks5.js';
 import { relay } from '../transport/relay.js';
+import { listenTcp } from '../transport/listen.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from '../transport/types.js';
 import { codeOf, socksReplyFor } from './failures.js';
 import { Credentials } from './credentials.js';
@@ -90,20 +91,7 @@ export class Socks5Server {
   /** Listens on host:port (port 0: any free port). Rejects with ERR_LISTEN naming the problem. */
   async listen(host: string, port: number): Promise<AddressInfo> {
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.handle(s));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(
-          new LadderError(
-            'ERR_LISTEN',
-            err.code === 'EADDRINUSE'
-              ? `SOCKS5 ${host}:${port} is already in use; choose another with --socks`
-              : `SOCKS5 ${host}:${port}: ${err.message}`,
-            { cause: err },
-          ),
-        ),
-      );
-      server.listen({ host, port, exclusive: true }, () => resolve());
-    });
+    await listenTcp(server, host, port, 'SOCKS5', '--socks');
     server.on('error', (e: NodeJS.ErrnoException) => debug('listener error %s', e.code));
     this.#server = server;
     return server.address() as AddressInfo;

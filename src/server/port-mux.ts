@@ -9,12 +9,11 @@
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import { isIPv6 } from 'node:net';
 import { debuglog } from 'node:util';
-import { LadderError } from '../errors.js';
 import { CLIENT_HELLO_PREFIX_LENGTH, classifyFirstBytes } from '../codec/tls-hello.js';
 import type { SsServer } from './ss-server.js';
 import type { TrojanHandler } from './trojan-server.js';
+import { listenTcp } from '../transport/listen.js';
 
 const debug = debuglog('ladder:mux');
 
@@ -42,21 +41,7 @@ export class PortMux {
   async listen(host: string, port: number): Promise<AddressInfo> {
     const server = createServer({ allowHalfOpen: true }, (s) => this.#onConnection(s));
     server.maxConnections = this.#o.maxConnections ?? 8192;
-    const shown = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(
-          new LadderError(
-            'ERR_LISTEN',
-            err.code === 'EADDRINUSE'
-              ? `TCP ${shown} is already in use; stop what is using it or choose another port with --listen`
-              : `TCP ${shown}: ${err.message}`,
-            { cause: err },
-          ),
-        ),
-      );
-      server.listen({ host, port, exclusive: true }, () => resolve());
-    });
+    await listenTcp(server, host, port, 'TCP', '--listen');
     server.on('error', (e) => debug('listener error %s', e.message));
     this.#server = server;
     const addr = server.address() as AddressInfo;

@@ -31,6 +31,7 @@ import {
 import { encodeUdp2017, encodeUdp2022, openUdpRequest } from '../codec/ss-udp.js';
 import { CodecDuplex } from '../stream/codec-duplex.js';
 import { relay } from '../transport/relay.js';
+import { describeAddress, listenError, listenTcp } from '../transport/listen.js';
 import {
   systemClock,
   type Clock,
@@ -167,11 +168,7 @@ export class SsServer {
       this.#onConnection(s),
     );
     tcp.maxConnections = this.#o.maxConnections;
-    const shown = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-    await new Promise<void>((resolve, reject) => {
-      tcp.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, shown, 'TCP')));
-      tcp.listen({ host, port, exclusive: true }, () => resolve());
-    });
+    await listenTcp(tcp, host, port, 'TCP', '--listen');
     this.#tcp = tcp;
     tcp.on('error', (err) => debug('tcp listener error %s', err.message));
     const addr = tcp.address() as AddressInfo;
@@ -191,9 +188,10 @@ export class SsServer {
   async listenUdp(host: string, port: number): Promise<void> {
     if (!this.#o.packetDialer) return;
     const udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
-    const shown = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
     await new Promise<void>((resolve, reject) => {
-      udp.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, shown, 'UDP')));
+      udp.once('error', (err: NodeJS.ErrnoException) =>
+        reject(listenError(err, describeAddress('UDP', host, port), '--listen')),
+      );
       udp.bind({ address: host, port, exclusive: true }, () => resolve());
     });
     udp.on('error', (err) => debug('udp error %s', err.message));
@@ -450,27 +448,4 @@ export class SsServer {
 
 function discard(): void {
   /* probe mode: read and drop */
-}
-
-function listenError(err: NodeJS.ErrnoException, where: string, proto: string): LadderError {
-  if (err.code === 'EADDRINUSE') {
-    return new LadderError(
-      'ERR_LISTEN',
-      `${proto} ${where} is already in use; stop what is using it or choose another port with --listen`,
-      { cause: err },
-    );
-  }
-  if (err.code === 'EACCES') {
-    return new LadderError(
-      'ERR_LISTEN',
-      `${proto} ${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`,
-      { cause: err },
-    );
-  }
-  if (err.code === 'EADDRNOTAVAIL') {
-    return new LadderError('ERR_LISTEN', `${proto} ${where}: no such address on this machine`, {
-      cause: err,
-    });
-  }
-  return new LadderError('ERR_LISTEN', `${proto} ${where}: ${err.message}`, { cause: err });
 }
