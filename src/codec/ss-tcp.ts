@@ -245,6 +245,12 @@ export class SsKeyTable {
     this.groups = [...groups.values()];
     this.size = keys.length;
   }
+
+  /** The trial keys, `preferred` first (the key that last matched for this client, as outline-ss-server does). */
+  trialOrder(preferred?: SsServerKey): readonly SsServerKey[] {
+    if (!preferred || !this.trial.includes(preferred)) return this.trial;
+    return [preferred, ...this.trial.filter((k) => k !== preferred)];
+  }
 }
 
 /** What the replay defences need; the server passes its filters in. */
@@ -306,10 +312,7 @@ export class SsTcpAcceptor {
   constructor(table: SsKeyTable, replay: ReplayGuard, random: Random, preferred?: SsServerKey) {
     this.#replay = replay;
     this.#random = random;
-    const trial =
-      preferred && table.trial.includes(preferred)
-        ? [preferred, ...table.trial.filter((k) => k !== preferred)]
-        : table.trial;
+    const trial = table.trialOrder(preferred);
     this.#candidates = [
       ...trial.map((k) => trialCandidate(k)),
       ...table.groups.map((g) => identityCandidate(g)),

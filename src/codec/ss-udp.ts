@@ -156,6 +156,24 @@ function separateHeader(sessionId: Buffer, packetId: bigint): Buffer {
 }
 
 /**
+ * Opens the AEAD body of a 2022 AES packet, given its decrypted separate header: the session subkey
+ * comes from the session id, the nonce is bytes 4..16 of the header (SIP022 §3.2.1). Null when the
+ * key does not open it.
+ */
+function openAesBody(key: SsCipherKey, sep: Buffer, sealed: Buffer, type: number, nowMs: number) {
+  const sessionId = Buffer.from(sep.subarray(0, 8));
+  const body = openOnce(
+    key.cipher,
+    ss2022SessionSubkey(key.key, sessionId),
+    sep.subarray(4, 16),
+    sealed,
+  );
+  if (body === null) return null;
+  const { ts, clientSessionId, d } = decodeBody(body, 0, type, nowMs);
+  return { sessionId, packetId: sep.readBigUInt64BE(8), timestamp: ts, clientSessionId, d };
+}
+
+/**
  * Encodes a 2022 packet. Client→server when `h.clientSessionId` is absent, else server→client.
  * `padding` is the padding bytes to include (SIP022 leaves the policy to the implementation).
  */
@@ -219,22 +237,10 @@ export function decodeUdp2022Response(
   }
   if (packet.length < SEPARATE_HEADER_LENGTH + TAG_SIZE) return null;
   const sep = aesDecryptBlock(key.key, packet.subarray(0, 16));
-  const sessionId = Buffer.from(sep.subarray(0, 8));
-  const body = openOnce(
-    key.cipher,
-    ss2022SessionSubkey(key.key, sessionId),
-    sep.subarray(4, 16),
-    packet.subarray(16),
-  );
-  if (body === null) return null;
-  const { ts, clientSessionId, d } = decodeBody(body, 0, PACKET_TYPE.SERVER, nowMs);
-  return {
-    sessionId,
-    packetId: sep.readBigUInt64BE(8),
-    clientSessionId: clientSessionId!,
-    timestamp: ts,
-    ...d,
-  };
+  const o = openAesBody(key, sep, packet.subarray(16), PACKET_TYPE.SERVER, nowMs);
+  if (o === null) return null;
+  const { sessionId, packetId, timestamp, clientSessionId, d } = o;
+  return { sessionId, packetId, clientSessionId: clientSessionId!, timestamp, ...d };
 }
 
 /** A client→server packet that a server key opened. */
@@ -263,26 +269,12 @@ export function openUdpRequest(
     for (let j = 0; j < 16; j++) hash[j]! ^= sep[j]!;
     const user = g.users.get(hash.toString('latin1'));
     if (!user) continue;
-    const sessionId = Buffer.from(sep.subarray(0, 8));
-    const body = openOnce(
-      user.key.cipher,
-      ss2022SessionSubkey(user.key.key, sessionId),
-      sep.subarray(4, 16),
-      packet.subarray(32),
-    );
-    if (body === null) continue;
-    const { ts, d } = decodeBody(body, 0, PACKET_TYPE.CLIENT, nowMs);
-    return {
-      key: user,
-      header: { sessionId, packetId: sep.readBigUInt64BE(8), timestamp: ts },
-      datagram: d,
-    };
+    const o = openAesBody(user.key, sep, packet.subarray(32), PACKET_TYPE.CLIENT, nowMs);
+    if (o === null) continue;
+    const { sessionId, packetId, timestamp, d } = o;
+    return { key: user, header: { sessionId, packetId, timestamp }, datagram: d };
   }
-  const order =
-    preferred && table.trial.includes(preferred)
-      ? [preferred, ...table.trial.filter((k) => k !== preferred)]
-      : table.trial;
-  for (const k of order) {
+  for (const k of table.trialOrder(preferred)) {
     const key = k.key;
     if (key.edition === 2017) {
       const d = decodeUdp2017(key, packet);
@@ -310,20 +302,10 @@ export function openUdpRequest(
     }
     if (packet.length < SEPARATE_HEADER_LENGTH + TAG_SIZE) continue;
     const sep = aesDecryptBlock(key.key, packet.subarray(0, 16));
-    const sessionId = Buffer.from(sep.subarray(0, 8));
-    const body = openOnce(
-      key.cipher,
-      ss2022SessionSubkey(key.key, sessionId),
-      sep.subarray(4, 16),
-      packet.subarray(16),
-    );
-    if (body === null) continue;
-    const { ts, d } = decodeBody(body, 0, PACKET_TYPE.CLIENT, nowMs);
-    return {
-      key: k,
-      header: { sessionId, packetId: sep.readBigUInt64BE(8), timestamp: ts },
-      datagram: d,
-    };
+    const o = openAesBody(key, sep, packet.subarray(16), PACKET_TYPE.CLIENT, nowMs);
+    if (o === null) continue;
+    const { sessionId, packetId, timestamp, d } = o;
+    return { key: k, header: { sessionId, packetId, timestamp }, datagram: d };
   }
   return null;
 }

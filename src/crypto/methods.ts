@@ -34,10 +34,6 @@ export function isSsMethod(name: string): name is SsMethod {
   return Object.hasOwn(SS_METHODS, name);
 }
 
-export function isSs2022(method: SsMethod): boolean {
-  return SS_METHODS[method].edition === 2022;
-}
-
 /** AEAD tag length for every method. */
 export const TAG_SIZE = 16;
 /** AEAD nonce length for every method. */

@@ -69,11 +69,6 @@ export class CodecDuplex extends Duplex {
     return this;
   }
 
-  /** Feeds bytes that were read from the socket before this Duplex took it over. */
-  feed(chunk: Buffer): void {
-    if (chunk.length > 0) this.#onData(chunk);
-  }
-
   #onData = (chunk: Buffer): void => {
     let pieces: Buffer[];
     try {

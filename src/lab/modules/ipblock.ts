@@ -1,7 +1,7 @@
 /**
  * IP and IP:port blocking (reference §3): null routes of server-to-client traffic or of both
  * directions, RST injection on any data to an IP:port (three RSTs with equal sequence numbers, as
- * seen on 1.1.1.1:443), and resetting any TLS ClientHello to an address whatever its SNI.
+ * as published for a public resolver's port 443), and resetting any TLS ClientHello to an address whatever its SNI.
  * Entries are static (from the policy) or added at run time by other modules (the prober, §2).
  * @module
  */
