@@ -11,7 +11,8 @@ import { CLI_PATH } from '../../src/lab/lab.js';
 
 const why = labUnavailable();
 if (why) console.log(`lab tests skipped: ${why}`);
-const plan = planLab('lab1-');
+// LADDER_LAB_TEST_PREFIX lets two checkouts run their lab tests side by side without sharing namespaces.
+const plan = planLab(process.env.LADDER_LAB_TEST_PREFIX ?? 'lab1-');
 
 async function curl(args: string[], timeoutS = 4) {
   return runIn(
