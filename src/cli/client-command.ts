@@ -12,6 +12,7 @@ import type { PacketDialer, StreamDialer, Target } from '../transport/types.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
+import { prefixWeakness } from '../codec/ss-prefix.js';
 
 const HELP = `ladder client --server <ss-uri> [--socks <host:port>] [--http <host:port>] [options]
 
@@ -60,9 +61,14 @@ export async function run(argv: string[]): Promise<number> {
     const k = parseSsUri(values.server);
     const key = makeCipherKey(k.method, k.password);
     server = { host: k.host, port: k.port };
-    dialer = new SsStreamDialer(server, key);
+    dialer = new SsStreamDialer(server, key, k.prefix ? { prefix: k.prefix } : {});
     packetDialer = new SsPacketDialer(server, key);
     what = k.method;
+    if (k.prefix) {
+      what += ` and a ${k.prefix.length}-byte prefix`;
+      const weak = prefixWeakness(k.method, k.prefix);
+      if (weak) console.error(`ladder client: warning: ${weak}`);
+    }
   }
   let users: Map<string, string> | undefined;
   if (values.user !== undefined) {

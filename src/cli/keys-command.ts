@@ -12,6 +12,7 @@ import { SS_METHOD_NAMES, SS_METHODS, type SsMethod } from '../crypto/methods.js
 import {
   MAX_PREFIX_BYTES,
   decodePrefix,
+  encodePrefix,
   formatSsUri,
   generateSsPassword,
   maxPrefixLength,
@@ -20,11 +21,12 @@ import {
   type SsAccessKey,
 } from '../codec/access-key-uri.js';
 import { parseFlags } from './args.js';
+import { PREFIX_PRESETS, prefixPreset, prefixWeakness } from '../codec/ss-prefix.js';
 import { printQr } from './qr.js';
 
 const DEFAULT_METHOD: SsMethod = '2022-blake3-aes-256-gcm';
 
-const HELP = `ladder keys new [--method <method>] [--host <host>] [--port <port>] [--name <tag>] [--prefix <text>] [--json]
+const HELP = `ladder keys new [--method <method>] [--host <host>] [--port <port>] [--name <tag>] [--prefix <text> | --prefix-preset <name>] [--json]
 ladder keys parse <ss-uri> [--json] [--show-secret]
 
 keys new     makes a fresh key and prints its ss:// URI on the first line (a QR code follows on a
@@ -38,6 +40,8 @@ keys new     makes a fresh key and prints its ss:// URI on the first line (a QR 
   --name     the key's display name (#tag)
   --prefix   Outline's connection prefix, percent-encoded, e.g. POST%20 or %16%03%01%00%C2%A8%01%01
              (at most ${MAX_PREFIX_BYTES} bytes, fewer for 16-byte salts)
+  --prefix-preset  a prefix whose first packet the GFW's fully-encrypted-traffic detector exempts:
+${PREFIX_PRESETS.map((p) => `               ${p.name.padEnd(14)} ${p.looksLike} (${p.exemption}; port ${p.port})`).join('\n')}
   --json     print {"uri", "method", "host", "port", "tag"} as one JSON line instead
 
 keys parse   shows the method, address, tag, prefix (hex) and plugin of a key
@@ -85,6 +89,7 @@ async function keysNew(argv: string[]): Promise<number> {
     port: { type: 'string' },
     name: { type: 'string' },
     prefix: { type: 'string' },
+    'prefix-preset': { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -108,6 +113,17 @@ async function keysNew(argv: string[]): Promise<number> {
     port,
   };
   if (values.name) key.tag = values.name;
+  if (values['prefix-preset'] !== undefined) {
+    if (values.prefix !== undefined)
+      throw new LadderError('ERR_USAGE', 'keys new: give --prefix or --prefix-preset, not both');
+    const preset = prefixPreset(values['prefix-preset']);
+    if (!preset)
+      throw new LadderError(
+        'ERR_USAGE',
+        `keys new: --prefix-preset: unknown preset '${values['prefix-preset']}'; presets: ${PREFIX_PRESETS.map((p) => p.name).join(', ')}`,
+      );
+    values.prefix = encodePrefix(preset.bytes);
+  }
   if (values.prefix) {
     key.prefix = decodePrefix(values.prefix);
     const max = maxPrefixLength(method);
@@ -118,6 +134,8 @@ async function keysNew(argv: string[]): Promise<number> {
       );
     }
   }
+  const weak = key.prefix ? prefixWeakness(method, key.prefix) : undefined;
+  if (weak) console.error(`ladder keys new: warning: ${weak}`);
   let uri: string;
   try {
     uri = formatSsUri(key);

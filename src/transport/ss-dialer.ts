@@ -38,6 +38,8 @@ export interface SsDialerOptions {
   connectTimeoutMs?: number;
   /** How long to wait for the first payload before sending the header alone (default 50 ms). */
   firstPayloadWaitMs?: number;
+  /** Outline's prefix: the first bytes of every TCP salt (src/codec/ss-prefix.ts). */
+  prefix?: Uint8Array;
 }
 
 class ClientCodec implements StreamCodec {
@@ -79,6 +81,7 @@ export class SsStreamDialer implements StreamDialer {
   readonly #random: Random;
   readonly #connectTimeoutMs: number;
   readonly #waitMs: number;
+  readonly #prefix: Uint8Array | undefined;
 
   constructor(server: Target, key: SsCipherKey, options: SsDialerOptions = {}) {
     this.#server = server;
@@ -87,12 +90,15 @@ export class SsStreamDialer implements StreamDialer {
     this.#random = options.random ?? randomBytes;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#waitMs = options.firstPayloadWaitMs ?? 50;
+    this.#prefix = options.prefix;
+    // Fails now, not at the first dial, if the prefix leaves too little of the salt random.
+    if (this.#prefix) new SsTcpClientSession(key, this.#random, this.#prefix);
   }
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     const socket = await connectTo(this.#server, this.#connectTimeoutMs, signal);
     const codec = new ClientCodec(
-      new SsTcpClientSession(this.#key, this.#random),
+      new SsTcpClientSession(this.#key, this.#random, this.#prefix),
       target,
       this.#clock,
     );
