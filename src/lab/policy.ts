@@ -98,7 +98,15 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
         },
       };
     case 'gfw-2025':
-      return { modules: { ...base, openvpn: {}, wireguard: {} } };
+      return {
+        modules: {
+          ...base,
+          openvpn: {},
+          wireguard: {},
+          // replay-based probing of high-entropy first packets (§2) outlived FET blocking
+          probe: { proberAddresses: plan.prober, trigger: 'entropy' },
+        },
+      };
     case 'sensitive-period':
       return {
         modules: {
