@@ -17,7 +17,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createTcpServer } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
+import { createSecureContext, TLSSocket } from 'node:tls';
 import { DecoySite } from '../server/decoy/decoy-site.js';
 import { join } from 'node:path';
 import { buildAnswer, decodeDnsQuestion, DNS_TYPE, isQuery, type DnsRecord } from './packet/dns.js';
@@ -151,19 +151,23 @@ export async function startServices(
   });
   await listen(sink, plan.addr.sinkIp, SINK_PORT);
   closers.push(() => sink.close());
+  // The same TLS front as Ladder's one-port server (src/server/port-mux.ts): a TLSSocket over the
+  // accepted socket with the same secure context options and ALPN.
   const decoy = new DecoySite();
-  const decoyTls = createTlsServer(
-    {
-      key: readFileSync(join(plan.stateDir, 'ladder-key.pem')),
-      cert: readFileSync(join(plan.stateDir, 'ladder-cert.pem')),
+  const secureContext = createSecureContext({
+    key: readFileSync(join(plan.stateDir, 'ladder-key.pem')),
+    cert: readFileSync(join(plan.stateDir, 'ladder-cert.pem')),
+  });
+  const decoyTls = createTcpServer((raw) => {
+    raw.on('error', () => raw.destroy());
+    const s = new TLSSocket(raw, {
+      isServer: true,
+      secureContext,
       ALPNProtocols: ['http/1.1'],
-    },
-    (s) => {
-      s.on('error', () => s.destroy());
-      decoy.handle(s, Buffer.alloc(0));
-    },
-  );
-  decoyTls.on('tlsClientError', () => {});
+    } as never);
+    s.on('error', () => s.destroy());
+    s.once('secure', () => decoy.handle(s, Buffer.alloc(0)));
+  });
   await listen(decoyTls, plan.addr.ladderIp, DECOY_REFERENCE_PORT);
   closers.push(
     () => decoyTls.close(),
