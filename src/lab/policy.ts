@@ -28,6 +28,8 @@ import {
   type ThrottleParams,
 } from './modules/sensitive.js';
 import { SniModule, type SniParams } from './modules/sni.js';
+import { QuicModule, type QuicParams } from './modules/quic.js';
+import { TlsInTlsModule, type TlsInTlsParams } from './modules/tls-in-tls.js';
 import { WireGuardModule, type WireGuardParams } from './modules/wireguard.js';
 import type { LabPlan } from './topology.js';
 
@@ -35,6 +37,8 @@ import type { LabPlan } from './topology.js';
 export interface ModuleConfigs {
   fet?: Partial<FetParams>;
   sni?: Partial<SniParams>;
+  quic?: Partial<QuicParams>;
+  'tls-in-tls'?: Partial<TlsInTlsParams>;
   dns?: Partial<DnsParams>;
   http?: Partial<HttpParams>;
   ipblock?: Partial<IpBlockParams>;
@@ -57,10 +61,12 @@ export const MODULE_NAMES = [
   'allowlist',
   'dns',
   'sni',
+  'quic',
   'http',
   'fet',
   'openvpn',
   'wireguard',
+  'tls-in-tls',
   'throttle',
   'probe',
 ] as const satisfies readonly ModuleName[];
@@ -101,6 +107,8 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
       return {
         modules: {
           ...base,
+          quic: { blocklist: blocked },
+          'tls-in-tls': { action: 'score' },
           openvpn: {},
           wireguard: {},
           // replay-based probing of high-entropy first packets (§2) outlived FET blocking
@@ -111,6 +119,8 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
       return {
         modules: {
           ...base,
+          quic: { blocklist: blocked },
+          'tls-in-tls': { action: 'reset' },
           openvpn: {},
           wireguard: {},
           'udp-drop': {},
@@ -137,6 +147,8 @@ export function modulePolicy(name: ModuleName, plan: LabPlan, overrides: object 
     'udp-drop': {},
     'port443-reset': {},
     throttle: {},
+    quic: { blocklist: [plan.names.blocked] },
+    'tls-in-tls': { action: 'reset' },
   };
   return { modules: { [name]: { ...(lab[name] as object), ...overrides } } };
 }
@@ -194,6 +206,12 @@ export function buildModules(policy: Policy): CensorModule[] {
         break;
       case 'sni':
         out.push(new SniModule(m.sni));
+        break;
+      case 'quic':
+        out.push(new QuicModule(m.quic));
+        break;
+      case 'tls-in-tls':
+        out.push(new TlsInTlsModule(m['tls-in-tls']));
         break;
       case 'http':
         out.push(new HttpModule(m.http));
