@@ -245,6 +245,8 @@ async function connectCmd(argv: string[]): Promise<number> {
   });
   const target = parseHostPort(values.to ?? '', '--to');
   const n = Number(values.bytes ?? 256);
+  if (values.mode === 'udp' || values.mode?.startsWith('quic:'))
+    return udpConnect(target, values.mode, n, Number(values.timeout ?? 4) * 1000);
   const payload = randomBytes(n);
   if (values.mode === 'printable-prefix') payload.write('GETXYZ', 0, 'latin1');
   const timeoutMs = Number(values.timeout ?? 4) * 1000;
@@ -313,4 +315,67 @@ async function probeCmd(argv: string[]): Promise<number> {
   const v = classifyServer(results, first[0] === 0x16 && first[5] === 0x01);
   console.log(JSON.stringify({ verdict: v.confirmed ? 'confirmed' : 'cleared', reason: v.reason }));
   return 0;
+}
+
+/**
+ * UDP through the wall to the echo sink. `udp`: one random datagram. `quic:<sni>`: first a QUIC v1
+ * Initial carrying a real (Node) ClientHello for <sni> from one source port, then a random datagram
+ * from another source port on the same 3-tuple. Exit 0 if the last datagram is echoed.
+ */
+async function udpConnect(
+  target: { host: string; port: number },
+  mode: string,
+  n: number,
+  timeoutMs: number,
+): Promise<number> {
+  const { createSocket } = await import('node:dgram');
+  const echo = (payload: Buffer): Promise<boolean> =>
+    new Promise((resolve) => {
+      const s = createSocket('udp4');
+      const t = setTimeout(() => finish(false), timeoutMs);
+      const finish = (ok: boolean) => {
+        clearTimeout(t);
+        s.close();
+        resolve(ok);
+      };
+      s.on('message', (m) => finish(m.equals(payload)));
+      s.on('error', () => finish(false));
+      s.send(payload, target.port, target.host);
+    });
+  if (mode.startsWith('quic:')) {
+    const { cryptoFrame, sealQuicInitial } = await import('../lab/packet/quic.js');
+    const hello = await localClientHello(mode.slice(5));
+    const initial = sealQuicInitial({
+      dcid: randomBytes(8),
+      scid: randomBytes(8),
+      frames: cryptoFrame(hello),
+    });
+    console.log(`initial ${(await echo(initial)) ? 'echoed' : 'not echoed'}`);
+  }
+  const ok = await echo(randomBytes(n));
+  console.log(ok ? 'ok' : 'datagram not echoed');
+  return ok ? 0 : 1;
+}
+
+/** Node's own TLS ClientHello for `servername` (its handshake message), captured on loopback. */
+async function localClientHello(servername: string): Promise<Buffer> {
+  const { createServer } = await import('node:net');
+  const { connect: tlsConnect } = await import('node:tls');
+  const record = await new Promise<Buffer>((resolve, reject) => {
+    const srv = createServer((s) =>
+      s.once('data', (d: Buffer) => {
+        resolve(d);
+        s.destroy();
+        srv.close();
+      }),
+    );
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      const c = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false });
+      c.on('error', () => {});
+      setTimeout(() => c.destroy(), 200);
+    });
+    srv.on('error', reject);
+  });
+  return record.subarray(5);
 }

@@ -307,6 +307,7 @@ function ladderEntry(
   name: string,
   description: string,
   uri: (p: LabPlan) => string,
+  https = false,
 ): TransportEntry {
   const socksPort = nextSocksPort++;
   return {
@@ -328,12 +329,17 @@ function ladderEntry(
       started.push(child);
       await waitForLog(plan, `ladder-client-${name}`, child, /SOCKS5 listening/);
     },
-    attempt: (plan, timeoutS) => curlSocks(plan, socksPort, timeoutS),
+    attempt: (plan, timeoutS) => curlSocks(plan, socksPort, timeoutS, https),
   };
 }
 
 /** A fresh curl from the client namespace through a local SOCKS5 proxy to the allowed site. */
-async function curlSocks(plan: LabPlan, port: number, timeoutS: number): Promise<AttemptResult> {
+async function curlSocks(
+  plan: LabPlan,
+  port: number,
+  timeoutS: number,
+  https = false,
+): Promise<AttemptResult> {
   const r = await runIn(
     plan,
     plan.ns.client,
@@ -344,7 +350,9 @@ async function curlSocks(plan: LabPlan, port: number, timeoutS: number): Promise
       String(timeoutS),
       '--socks5-hostname',
       `127.0.0.1:${port}`,
-      `http://${plan.names.allowed}/`,
+      ...(https
+        ? ['--cacert', caPath(plan), `https://${plan.names.allowed}/`]
+        : [`http://${plan.names.allowed}/`]),
     ],
     (timeoutS + 2) * 1000,
   );
@@ -370,6 +378,12 @@ function ladderTransports(): TransportEntry[] {
       'ladder-trojan',
       `ladder client → ladder server, Trojan over TLS (SNI ${LADDER_NAME}, pinned certificate)`,
       (p) => ladderTrojanUri(p),
+    ),
+    ladderEntry(
+      'ladder-trojan-https',
+      'the same carrying HTTPS (TLS in TLS, what §14 detects)',
+      (p) => ladderTrojanUri(p),
+      true,
     ),
   ];
 }
@@ -407,6 +421,8 @@ export function columns(): Column[] {
     mod('fet', 'fet p=0.263'),
     mod('fet', 'fet p=1', { p: 1 }),
     mod('probe', 'probe', { trigger: 'all' }),
+    mod('quic'),
+    mod('tls-in-tls'),
     mod('allowlist'),
     ...PROFILES.map((name) => ({ name, policy: (p: LabPlan) => profilePolicy(name, p) })),
   ];

@@ -151,6 +151,14 @@ export async function startServices(
   });
   await listen(sink, plan.addr.sinkIp, SINK_PORT);
   closers.push(() => sink.close());
+  // and over UDP on the same port (QUIC and UDP controls)
+  const udpSink = createSocket('udp4');
+  udpSink.on('message', (msg, rinfo) => udpSink.send(msg, rinfo.port, rinfo.address));
+  await new Promise<void>((resolve, reject) => {
+    udpSink.once('error', reject);
+    udpSink.bind(SINK_PORT, plan.addr.sinkIp, () => resolve());
+  });
+  closers.push(() => udpSink.close());
   // The same TLS front as Ladder's one-port server (src/server/port-mux.ts): a TLSSocket over the
   // accepted socket with the same secure context options and ALPN.
   const decoy = new DecoySite();

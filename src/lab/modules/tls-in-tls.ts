@@ -15,6 +15,8 @@ export interface TlsInTlsParams {
   readonly action: 'score' | 'reset';
   readonly up: readonly [number, number];
   readonly down: readonly (readonly [number, number])[];
+  /** Also report the counts of flows that do not match (event `measure`), to calibrate. */
+  readonly measure: boolean;
 }
 
 export const TLS_IN_TLS_DEFAULTS: TlsInTlsParams = {
@@ -24,6 +26,7 @@ export const TLS_IN_TLS_DEFAULTS: TlsInTlsParams = {
     [170, 180],
     [3000, 7500],
   ],
+  measure: false,
 };
 
 const CCS = Buffer.from('140303000101', 'hex');
@@ -99,6 +102,11 @@ export class TlsInTlsModule implements CensorModule {
     }
     const hit = t.push(p.c2s, p.payload, this.#p);
     if (t.finished) flow.watchers.delete(this);
+    if (t.finished && !hit && this.#p.measure)
+      ctx.emit(
+        { module: this.name, action: 'measure', detail: `up ${t.up} B, down ${t.down} B` },
+        flow,
+      );
     if (!hit) return undefined;
     ctx.emit(
       {
