@@ -355,21 +355,10 @@ export class ManagementApi {
       const b = await body();
       return create(typeof b.id === 'string' ? b.id : undefined, { ...b, id: undefined });
     });
-    r('PATCH', `${v1}/access-keys/{id}`, async ([id], body) => {
-      const b = await body();
-      keys.get(id!); // 404 before any change
-      if (b.name !== undefined) keys.rename(id!, b.name);
-      if (b.disabled !== undefined) {
-        if (typeof b.disabled !== 'boolean')
-          throw new HttpError(400, 'InvalidArgument', '`disabled` must be true or false');
-        keys.setDisabled(id!, b.disabled);
-      }
-      if (b.dataLimit !== undefined) keys.setDataLimit(id!, b.dataLimit);
-      if (b.expiresMs !== undefined) keys.setExpiry(id!, b.expiresMs);
-      if (b.speedLimitBps !== undefined) keys.setSpeedLimit(id!, b.speedLimitBps);
-      if (b.deviceLimit !== undefined) keys.setDeviceLimit(id!, b.deviceLimit);
-      return { status: 200, json: s.keyJson(keys.get(id!)) };
-    });
+    r('PATCH', `${v1}/access-keys/{id}`, async ([id], body) => ({
+      status: 200,
+      json: s.keyJson(s.patchKey(id!, await body())),
+    }));
     r('GET', `${v1}/access-keys/{id}/usage`, ([id], _b, q) => ({
       status: 200,
       json: { days: keys.history(id!, parseDays(q.get('days'))) },

@@ -10,6 +10,12 @@ import { LadderError } from '../errors.js';
 import { formatSsUri } from '../codec/access-key-uri.js';
 import { formatTrojanUri } from '../codec/trojan-uri.js';
 import type { KeyStore } from '../store/key-store.js';
+import {
+  checkDataLimit,
+  checkExpiry,
+  checkName,
+  checkPositiveOrNull,
+} from '../server/access/access-key.js';
 import type { KeyManager, KeyView } from '../server/access/key-manager.js';
 import type { Metrics } from '../server/metrics.js';
 
@@ -160,6 +166,33 @@ export class AdminService {
       ...(port !== undefined ? { portForNewAccessKeys: port } : {}),
       hostnameForAccessKeys: this.hostname,
     };
+  }
+
+  /**
+   * Ladder's partial update of a key: any of name, disabled, dataLimit, expiresMs, speedLimitBps,
+   * deviceLimit (null removes a limit). Everything is checked before anything changes.
+   */
+  patchKey(id: string, b: Record<string, unknown>): KeyView {
+    this.keys.get(id); // ERR_NOT_FOUND before any change
+    const known = ['name', 'disabled', 'dataLimit', 'expiresMs', 'speedLimitBps', 'deviceLimit'];
+    for (const f of Object.keys(b))
+      if (!known.includes(f))
+        throw new LadderError('ERR_USAGE', `unknown field '${f}'; a key has ${known.join(', ')}`);
+    if (b.disabled !== undefined && typeof b.disabled !== 'boolean')
+      throw new LadderError('ERR_USAGE', '`disabled` must be true or false');
+    if (b.name !== undefined) checkName(b.name);
+    if (b.dataLimit !== undefined && b.dataLimit !== null) checkDataLimit(b.dataLimit);
+    if (b.expiresMs !== undefined) checkExpiry(b.expiresMs);
+    if (b.speedLimitBps !== undefined)
+      checkPositiveOrNull(b.speedLimitBps, 'a speed limit (bytes per second)');
+    if (b.deviceLimit !== undefined) checkPositiveOrNull(b.deviceLimit, 'a device limit');
+    if (b.name !== undefined) this.keys.rename(id, b.name);
+    if (b.dataLimit !== undefined) this.keys.setDataLimit(id, b.dataLimit);
+    if (b.expiresMs !== undefined) this.keys.setExpiry(id, b.expiresMs);
+    if (b.speedLimitBps !== undefined) this.keys.setSpeedLimit(id, b.speedLimitBps);
+    if (b.deviceLimit !== undefined) this.keys.setDeviceLimit(id, b.deviceLimit);
+    if (b.disabled !== undefined) this.keys.setDisabled(id, b.disabled as boolean);
+    return this.keys.get(id);
   }
 
   keyJson(k: KeyView): ApiKey {

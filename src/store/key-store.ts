@@ -281,7 +281,8 @@ export class KeyStore {
   addUsage(deltas: readonly UsageDelta[]): void {
     if (deltas.length === 0) return;
     this.#db.transaction(() => {
-      for (const d of deltas) this.#stmts.addUsage.run({ key: d.keyId, day: d.day, bytes: d.bytes });
+      for (const d of deltas)
+        this.#stmts.addUsage.run({ key: d.keyId, day: d.day, bytes: d.bytes });
     })();
   }
 

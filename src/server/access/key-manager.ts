@@ -150,15 +150,22 @@ export class KeyManager implements AccessGate {
    * Picks up keys changed by another process (`ladder keys --data DIR` while the server runs):
    * SQLite's data_version moves only for other connections' commits.
    */
-  #syncFromStore(): void {
+  #syncFromStore(): boolean {
     const v = this.#store.dataVersion();
-    if (v === this.#dataVersion) return;
+    if (v === this.#dataVersion) return false;
     this.#dataVersion = v;
     const fresh = new Map(this.#store.listKeys().map((k) => [k.id, k]));
     for (const id of this.#keys.keys()) if (!fresh.has(id)) this.#forget(id);
     this.#keys.clear();
     for (const [id, k] of fresh) this.#keys.set(id, k);
     this.#defaultLimit = this.#store.getDefaultLimit();
+    return true;
+  }
+
+  /** Readers see another process's changes at once, not at the next tick. */
+  #fresh(): void {
+    if (this.#tick && this.#store.dataVersion() !== this.#dataVersion) this.#evaluate(false);
+    else if (!this.#tick) this.#syncFromStore();
   }
 
   /** Publishes the active keys and starts enforcement and accounting. */
@@ -365,6 +372,7 @@ export class KeyManager implements AccessGate {
   }
 
   list(): KeyView[] {
+    this.#fresh();
     return [...this.#keys.values()]
       .sort(
         (a, b) => a.createdMs - b.createdMs || a.id.localeCompare(b.id, 'en', { numeric: true }),
@@ -373,6 +381,7 @@ export class KeyManager implements AccessGate {
   }
 
   get(id: string): KeyView {
+    this.#fresh();
     return this.#view(this.#must(id));
   }
 
