@@ -81,6 +81,7 @@ export async function startOperatorServer(
   dir: string,
   extra: string[] = [],
   port?: number,
+  env?: NodeJS.ProcessEnv,
 ): Promise<OperatorServer> {
   const p = port ?? (await freePort());
   const peer = await startLadder(
@@ -97,6 +98,7 @@ export async function startOperatorServer(
       ...extra,
     ],
     /metrics at (http:\/\/\S+)/,
+    env ? { env } : {},
   );
   const m = /\{"apiUrl":"([^"]+)","certSha256":"([0-9A-F]{64})"\}/.exec(peer.output());
   if (!m) throw new Error(`no apiUrl line in:\n${peer.output()}`);
