@@ -382,7 +382,7 @@ function withPeriod(limit: unknown): unknown {
 
 function ladderFields(b: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const f of ['expiresMs', 'speedLimitBps', 'deviceLimit'] as const)
+  for (const f of ['expiresMs', 'speedLimitBps', 'deviceLimit', 'transports'] as const)
     if (b[f] !== undefined && b[f] !== null) out[f] = b[f];
   if (b.dataLimit !== undefined && b.dataLimit !== null && b.limit === undefined)
     out.limit = b.dataLimit;

@@ -15,6 +15,7 @@ import {
   checkExpiry,
   checkName,
   checkPositiveOrNull,
+  checkTransports,
 } from '../server/access/access-key.js';
 import type { KeyManager, KeyView } from '../server/access/key-manager.js';
 import type { Metrics } from '../server/metrics.js';
@@ -42,6 +43,7 @@ export interface ApiKey {
   ladder: {
     state: KeyView['state'];
     disabled: boolean;
+    transports: readonly string[];
     createdMs: number;
     expiresMs: number | null;
     dataLimit: { bytes: number; period: string } | null;
@@ -174,7 +176,15 @@ export class AdminService {
    */
   patchKey(id: string, b: Record<string, unknown>): KeyView {
     this.keys.get(id); // ERR_NOT_FOUND before any change
-    const known = ['name', 'disabled', 'dataLimit', 'expiresMs', 'speedLimitBps', 'deviceLimit'];
+    const known = [
+      'name',
+      'disabled',
+      'dataLimit',
+      'expiresMs',
+      'speedLimitBps',
+      'deviceLimit',
+      'transports',
+    ];
     for (const f of Object.keys(b))
       if (!known.includes(f))
         throw new LadderError('ERR_USAGE', `unknown field '${f}'; a key has ${known.join(', ')}`);
@@ -186,11 +196,13 @@ export class AdminService {
     if (b.speedLimitBps !== undefined)
       checkPositiveOrNull(b.speedLimitBps, 'a speed limit (bytes per second)');
     if (b.deviceLimit !== undefined) checkPositiveOrNull(b.deviceLimit, 'a device limit');
+    if (b.transports !== undefined) checkTransports(b.transports);
     if (b.name !== undefined) this.keys.rename(id, b.name);
     if (b.dataLimit !== undefined) this.keys.setDataLimit(id, b.dataLimit);
     if (b.expiresMs !== undefined) this.keys.setExpiry(id, b.expiresMs);
     if (b.speedLimitBps !== undefined) this.keys.setSpeedLimit(id, b.speedLimitBps);
     if (b.deviceLimit !== undefined) this.keys.setDeviceLimit(id, b.deviceLimit);
+    if (b.transports !== undefined) this.keys.setTransports(id, b.transports);
     if (b.disabled !== undefined) this.keys.setDisabled(id, b.disabled as boolean);
     return this.keys.get(id);
   }
@@ -204,16 +216,17 @@ export class AdminService {
       port: r.port,
       ...(k.name ? { tag: k.name } : {}),
     });
-    const trojanUrl = r.trojan
-      ? formatTrojanUri({
-          password: k.secret,
-          host: this.hostname,
-          port: r.port,
-          sni: r.trojan.sni,
-          ...(r.trojan.pinSha256 ? { pinSha256: r.trojan.pinSha256 } : {}),
-          ...(k.name ? { tag: k.name } : {}),
-        })
-      : undefined;
+    const trojanUrl =
+      r.trojan && k.transports.includes('trojan')
+        ? formatTrojanUri({
+            password: k.secret,
+            host: this.hostname,
+            port: r.port,
+            sni: r.trojan.sni,
+            ...(r.trojan.pinSha256 ? { pinSha256: r.trojan.pinSha256 } : {}),
+            ...(k.name ? { tag: k.name } : {}),
+          })
+        : undefined;
     const limit = k.dataLimit;
     return {
       id: k.id,
@@ -226,6 +239,7 @@ export class AdminService {
       ladder: {
         state: k.state,
         disabled: k.disabled,
+        transports: k.transports,
         createdMs: k.createdMs,
         expiresMs: k.expiresMs,
         dataLimit: limit,

@@ -26,6 +26,7 @@ export const ADMIN_SUBCOMMANDS = [
   'expire',
   'speed',
   'devices',
+  'transports',
 ] as const;
 
 export const ADMIN_HELP = `ladder keys <subcommand> (--data <dir> | --api <url> --cert-sha256 <hex>) [--json]
@@ -33,7 +34,7 @@ export const ADMIN_HELP = `ladder keys <subcommand> (--data <dir> | --api <url> 
   list                         every key: id, name, state, usage, limits
   show <id>                    one key with its URIs (and a QR code on a terminal)
   create [--name N] [--method M] [--limit SIZE] [--period P] [--expires WHEN]
-         [--speed RATE] [--devices N] [--id ID]
+         [--speed RATE] [--devices N] [--transports ss,trojan] [--id ID]
   rename <id> <name>
   disable <id> | enable <id>   a disabled key is refused exactly as a wrong key is
   delete <id>
@@ -41,6 +42,7 @@ export const ADMIN_HELP = `ladder keys <subcommand> (--data <dir> | --api <url> 
   expire <id> <WHEN|never>     WHEN: 2027-01-31, 2027-01-31T18:00Z, or +30d, +12h
   speed <id> <RATE|none>       a cap each way, shared by the key's connections: 2MB/s, 500kB/s
   devices <id> <N|none>        client addresses connected at once
+  transports <id> <list>       which transports take the key: ss, trojan (default both)
 
   --data <dir>                 the server's data directory (works while it runs)
   --api <url> --cert-sha256 <hex>
@@ -75,6 +77,7 @@ function localBackend(dir: string): Backend {
           ...(b.expiresMs !== undefined ? { expiresMs: b.expiresMs } : {}),
           ...(b.speedLimitBps !== undefined ? { speedLimitBps: b.speedLimitBps } : {}),
           ...(b.deviceLimit !== undefined ? { deviceLimit: b.deviceLimit } : {}),
+          ...(b.transports !== undefined ? { transports: b.transports } : {}),
         }),
       );
     },
@@ -219,6 +222,7 @@ export async function runAdmin(
       expires: { type: 'string' },
       speed: { type: 'string' },
       devices: { type: 'string' },
+      transports: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     true,
@@ -301,6 +305,7 @@ async function dispatch(
       if (typeof v.expires === 'string') body.expiresMs = parseWhen(v.expires);
       if (typeof v.speed === 'string') body.speedLimitBps = parseRate(v.speed);
       if (typeof v.devices === 'string') body.deviceLimit = Number(v.devices);
+      if (typeof v.transports === 'string') body.transports = v.transports.split(',');
       const k = await b.create(body);
       if (json) console.log(JSON.stringify(k));
       else {
@@ -341,6 +346,12 @@ async function dispatch(
       const rate = arg(pos, 1, "the speed (e.g. 2MB/s, or 'none')", sub);
       return out(await b.patch(id(), { speedLimitBps: rate === 'none' ? null : parseRate(rate) }));
     }
+    case 'transports':
+      return out(
+        await b.patch(id(), {
+          transports: arg(pos, 1, 'the transports, e.g. ss,trojan', sub).split(','),
+        }),
+      );
     case 'devices': {
       const n = arg(pos, 1, "the number of devices (or 'none')", sub);
       if (n !== 'none' && !/^\d+$/.test(n))

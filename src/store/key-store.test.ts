@@ -16,6 +16,7 @@ const key = (id: string): AccessKeyRecord => ({
   name: `key ${id}`,
   secret: `secret-${id}`,
   method: 'aes-256-gcm',
+  transports: ['trojan'],
   createdMs: 1,
   expiresMs: null,
   dataLimit: { bytes: 10, period: 'month' },
@@ -111,6 +112,27 @@ test('a database from a newer Ladder, or not a database, is refused with the fix
     );
     assert.throws(() => KeyStore.open(other), /not a usable Ladder database|cannot open/);
     rmSync(other, { recursive: true, force: true });
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('migrations: a version-1 database gains the transports column, its keys keeping every transport', () => {
+  const root = tmp();
+  try {
+    const db = new Database(join(root, DB_FILE));
+    db.exec(MIGRATIONS[0]!);
+    db.pragma('user_version = 1');
+    db.prepare(
+      "INSERT INTO access_keys (id, name, secret, method, created_ms) VALUES ('old', 'n', 's', 'aes-128-gcm', 5)",
+    ).run();
+    db.close();
+    const s = KeyStore.open(root);
+    assert.deepEqual(s.getKey('old')!.transports, ['ss', 'trojan']);
+    s.close();
+    const again = new Database(join(root, DB_FILE), { readonly: true });
+    assert.equal(again.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    again.close();
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -14,7 +14,12 @@ import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { LadderError } from '../errors.js';
-import type { AccessKeyRecord, DataLimit, LimitPeriod } from '../server/access/access-key.js';
+import type {
+  AccessKeyRecord,
+  DataLimit,
+  KeyTransport,
+  LimitPeriod,
+} from '../server/access/access-key.js';
 import type { SsMethod } from '../crypto/methods.js';
 
 export const DB_FILE = 'ladder.db';
@@ -48,6 +53,8 @@ export const MIGRATIONS: readonly string[] = [
      bytes  INTEGER NOT NULL,
      PRIMARY KEY (key_id, day)
    ) WITHOUT ROWID;`,
+  // 2: which transports accept each key (existing keys keep all of them)
+  `ALTER TABLE access_keys ADD COLUMN transports TEXT NOT NULL DEFAULT 'ss,trojan';`,
 ];
 
 interface KeyRow {
@@ -62,6 +69,7 @@ interface KeyRow {
   speed_bps: number | null;
   device_limit: number | null;
   disabled: number;
+  transports: string;
 }
 
 function fromRow(r: KeyRow): AccessKeyRecord {
@@ -70,6 +78,7 @@ function fromRow(r: KeyRow): AccessKeyRecord {
     name: r.name,
     secret: r.secret,
     method: r.method as SsMethod,
+    transports: r.transports.split(',') as KeyTransport[],
     createdMs: r.created_ms,
     expiresMs: r.expires_ms,
     dataLimit:
@@ -95,6 +104,7 @@ function toRow(k: AccessKeyRecord): KeyRow {
     speed_bps: k.speedLimitBps,
     device_limit: k.deviceLimit,
     disabled: k.disabled ? 1 : 0,
+    transports: k.transports.join(','),
   };
 }
 
@@ -167,13 +177,13 @@ export class KeyStore {
       listKeys: db.prepare<[], KeyRow>('SELECT * FROM access_keys'),
       getKey: db.prepare<[string], KeyRow>('SELECT * FROM access_keys WHERE id = ?'),
       insertKey: db.prepare<KeyRow>(
-        `INSERT INTO access_keys (id, name, secret, method, created_ms, expires_ms, limit_bytes, limit_period, speed_bps, device_limit, disabled)
-         VALUES (@id, @name, @secret, @method, @created_ms, @expires_ms, @limit_bytes, @limit_period, @speed_bps, @device_limit, @disabled)`,
+        `INSERT INTO access_keys (id, name, secret, method, created_ms, expires_ms, limit_bytes, limit_period, speed_bps, device_limit, disabled, transports)
+         VALUES (@id, @name, @secret, @method, @created_ms, @expires_ms, @limit_bytes, @limit_period, @speed_bps, @device_limit, @disabled, @transports)`,
       ),
       updateKey: db.prepare<KeyRow>(
         `UPDATE access_keys SET name = @name, secret = @secret, method = @method, expires_ms = @expires_ms,
            limit_bytes = @limit_bytes, limit_period = @limit_period, speed_bps = @speed_bps,
-           device_limit = @device_limit, disabled = @disabled WHERE id = @id`,
+           device_limit = @device_limit, disabled = @disabled, transports = @transports WHERE id = @id`,
       ),
       deleteKey: db.prepare<[string]>('DELETE FROM access_keys WHERE id = ?'),
       addUsage: db.prepare<{ key: string; day: number; bytes: number }>(

@@ -327,6 +327,32 @@ describe('operator: key store, Outline API, enforcement', { timeout: 120_000 }, 
     );
   });
 
+  test('a key limited to Trojan is refused on raw Shadowsocks, as a wrong key is', async () => {
+    const key = (
+      await srv.api('POST', '/ladder/v1/access-keys', {
+        name: 'trojan only',
+        transports: ['trojan'],
+      })
+    ).body as Key & { ladder: { transports: string[] } };
+    assert.deepEqual(key.ladder.transports, ['trojan']);
+    assert.deepEqual(await rawExchange(srv.port, requestBytes(key, origin.port), 800), {
+      received: 0,
+      serverClosed: false,
+    });
+    assert.equal(
+      (await srv.api('PATCH', `/ladder/v1/access-keys/${key.id}`, { transports: ['ss'] })).status,
+      200,
+    );
+    assert.match(
+      (await fetchThrough(dialerFor(srv.port, key), origin.port, '/hello')).head,
+      /^HTTP\/1\.1 200/,
+    );
+    assert.equal(
+      (await srv.api('PATCH', `/ladder/v1/access-keys/${key.id}`, { transports: ['udp'] })).status,
+      400,
+    );
+  });
+
   test('a speed cap slows a key without corrupting its data', async () => {
     const key = (
       await srv.api('POST', '/ladder/v1/access-keys', { name: 'capped', speedLimitBps: 500_000 })

@@ -20,6 +20,7 @@ const base: AccessKeyRecord = {
   name: '',
   secret: 'x',
   method: 'chacha20-ietf-poly1305',
+  transports: ['ss', 'trojan'],
   createdMs: 0,
   expiresMs: null,
   dataLimit: null,

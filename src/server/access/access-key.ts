@@ -3,8 +3,8 @@
  * Pure: time comes in as an argument and usage as numbers, so every rule here is tested without a
  * clock or a database (src/server/access/access-key.test.ts).
  *
- * A key holds one secret. It serves raw Shadowsocks with its `method`, and Trojan over TLS with the
- * same secret as the Trojan password, when the server offers those transports.
+ * A key holds one secret. It serves the transports it names, when the server offers them: raw
+ * Shadowsocks with its `method`, and Trojan over TLS with the same secret as the Trojan password.
  * @module
  */
 import { LadderError } from '../../errors.js';
@@ -16,6 +16,10 @@ export const LIMIT_PERIODS = ['total', '30d', 'month', 'day'] as const;
 export type LimitPeriod = (typeof LIMIT_PERIODS)[number];
 
 export const DAY_MS = 86_400_000;
+
+/** The transports a key can be allowed: raw Shadowsocks, Trojan over TLS. */
+export const KEY_TRANSPORTS = ['ss', 'trojan'] as const;
+export type KeyTransport = (typeof KEY_TRANSPORTS)[number];
 
 export interface DataLimit {
   /** Bytes both ways together, at most this many in one period. */
@@ -30,6 +34,8 @@ export interface AccessKeyRecord {
   /** The Shadowsocks password (2022: the base64 PSK), also the Trojan password. */
   readonly secret: string;
   readonly method: SsMethod;
+  /** Which of the server's transports accept this key (by default all). */
+  readonly transports: readonly KeyTransport[];
   readonly createdMs: number;
   /** After this instant the key is refused; null: never. */
   readonly expiresMs: number | null;
@@ -147,6 +153,20 @@ export function checkDataLimit(limit: unknown): DataLimit {
       `\`limit.period\` must be one of ${LIMIT_PERIODS.join(', ')}`,
     );
   return { bytes: l.bytes as number, period: period as LimitPeriod };
+}
+
+export function checkTransports(v: unknown): KeyTransport[] {
+  const list = typeof v === 'string' ? v.split(',').map((t) => t.trim()) : v;
+  if (
+    !Array.isArray(list) ||
+    list.length === 0 ||
+    !list.every((t) => (KEY_TRANSPORTS as readonly unknown[]).includes(t))
+  )
+    throw new LadderError(
+      'ERR_USAGE',
+      `transports must be a non-empty list of ${KEY_TRANSPORTS.join(', ')}`,
+    );
+  return [...new Set(list as KeyTransport[])];
 }
 
 export function checkPositiveOrNull(v: unknown, what: string): number | null {

@@ -33,7 +33,9 @@ import {
   checkMethod,
   checkName,
   checkPositiveOrNull,
+  checkTransports,
   dayOf,
+  KEY_TRANSPORTS,
   effectiveLimit,
   keyState,
   makeSecret,
@@ -80,6 +82,7 @@ export interface NewKeyOptions {
   expiresMs?: unknown;
   speedLimitBps?: unknown;
   deviceLimit?: unknown;
+  transports?: unknown;
 }
 
 /** A key as the API and the dashboard show it. */
@@ -274,7 +277,7 @@ export class KeyManager implements AccessGate {
   // ------------------------------------------------------------------- enforcement
 
   #evaluate(force: boolean): void {
-    this.#syncFromStore();
+    const synced = this.#syncFromStore();
     const now = this.#clock.now();
     this.#foldOldUsage(now);
     const counts: Record<KeyState, number> = {
@@ -283,7 +286,8 @@ export class KeyManager implements AccessGate {
       expired: 0,
       'over-limit': 0,
     };
-    let changed = force;
+    // A key's transports or secret may change without its state: publish compares what it sends.
+    let changed = force || synced;
     this.#budget.clear();
     for (const [id, key] of this.#keys) {
       const usage = this.#usage.get(id);
@@ -330,9 +334,9 @@ export class KeyManager implements AccessGate {
         };
         this.#compiled.set(id, c);
       }
-      ss.push(c.ss);
-      trojan.push(c.trojan);
-      ids.push(`${id}\u0000${c.secret}`);
+      if (key.transports.includes('ss')) ss.push(c.ss);
+      if (key.transports.includes('trojan')) trojan.push(c.trojan);
+      ids.push(`${id}\u0000${c.secret}\u0000${key.transports.join(',')}`);
     }
     for (const id of this.#compiled.keys()) if (!this.#keys.has(id)) this.#compiled.delete(id);
     const sig = ids.join('\u0001');
@@ -417,6 +421,7 @@ export class KeyManager implements AccessGate {
       name: o.name === undefined ? '' : checkName(o.name),
       secret: makeSecret(method, o.password, this.#o.random ?? randomBytes),
       method,
+      transports: o.transports === undefined ? [...KEY_TRANSPORTS] : checkTransports(o.transports),
       createdMs: this.#clock.now(),
       expiresMs: o.expiresMs === undefined ? null : checkExpiry(o.expiresMs),
       dataLimit: o.limit === undefined ? null : checkDataLimit(o.limit),
@@ -470,6 +475,10 @@ export class KeyManager implements AccessGate {
     });
   }
 
+  setTransports(id: string, transports: unknown): void {
+    this.#update(id, { transports: checkTransports(transports) });
+  }
+
   setDeviceLimit(id: string, n: unknown): void {
     this.#update(id, { deviceLimit: checkPositiveOrNull(n, 'a device limit') });
   }
@@ -494,7 +503,7 @@ export class KeyManager implements AccessGate {
     const next = { ...this.#must(id), ...patch };
     this.#store.updateKey(next);
     this.#keys.set(id, next);
-    this.#evaluate(false);
+    this.#evaluate(true);
   }
 
   #must(id: string): AccessKeyRecord {
