@@ -264,6 +264,7 @@ async function openDialog(id) {
   });
   $('qr').replaceChildren(img);
   /** @type {HTMLTextAreaElement} */ ($('uri')).value = k.accessUrl;
+  /** @type {HTMLTextAreaElement} */ ($('bundle-uri')).value = k.ladder.bundleUrl;
   $('trojan-block').hidden = !k.ladder.trojanUrl;
   /** @type {HTMLTextAreaElement} */ ($('trojan-uri')).value = k.ladder.trojanUrl ?? '';
   const form = /** @type {HTMLFormElement} */ ($('edit-form'));
@@ -299,6 +300,7 @@ function copy(from) {
 
 $('copy-uri').addEventListener('click', () => copy('uri'));
 $('copy-trojan').addEventListener('click', () => copy('trojan-uri'));
+$('copy-bundle').addEventListener('click', () => copy('bundle-uri'));
 $('key-dialog').addEventListener('close', () => {
   openKey = null;
 });

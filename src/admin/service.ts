@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { LadderError } from '../errors.js';
 import { formatSsUri } from '../codec/access-key-uri.js';
 import { formatTrojanUri } from '../codec/trojan-uri.js';
+import { formatLadderKey } from '../codec/ladder-key.js';
 import type { KeyStore } from '../store/key-store.js';
 import {
   checkDataLimit,
@@ -55,6 +56,8 @@ export interface ApiKey {
     connections: number;
     devices: number;
     trojanUrl?: string;
+    /** Every transport of the key in one ladder:// key, Trojan first (it looks like HTTPS). */
+    bundleUrl: string;
   };
 }
 
@@ -228,6 +231,14 @@ export class AdminService {
           })
         : undefined;
     const limit = k.dataLimit;
+    const transports = [
+      ...(trojanUrl ? [trojanUrl] : []),
+      ...(k.transports.includes('ss') ? [accessUrl] : []),
+    ];
+    const bundleUrl = formatLadderKey({
+      transports: transports.length > 0 ? transports : [accessUrl],
+      ...(k.name ? { name: k.name } : {}),
+    });
     return {
       id: k.id,
       name: k.name,
@@ -251,6 +262,7 @@ export class AdminService {
         connections: k.connections,
         devices: k.devices,
         ...(trojanUrl ? { trojanUrl } : {}),
+        bundleUrl,
       },
     };
   }
