@@ -40,6 +40,8 @@ export interface SsDialerOptions {
   firstPayloadWaitMs?: number;
   /** Outline's prefix: the first bytes of every TCP salt (src/codec/ss-prefix.ts). */
   prefix?: Uint8Array;
+  /** Connect to the server from this local address (a multi-homed machine; tests use 127.0.0.x). */
+  localAddress?: string;
 }
 
 class ClientCodec implements StreamCodec {
@@ -82,8 +84,10 @@ export class SsStreamDialer implements StreamDialer {
   readonly #connectTimeoutMs: number;
   readonly #waitMs: number;
   readonly #prefix: Uint8Array | undefined;
+  readonly #localAddress: string | undefined;
 
   constructor(server: Target, key: SsCipherKey, options: SsDialerOptions = {}) {
+    this.#localAddress = options.localAddress;
     this.#server = server;
     this.#key = key;
     this.#clock = options.clock ?? systemClock;
@@ -96,7 +100,12 @@ export class SsStreamDialer implements StreamDialer {
   }
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
-    const socket = await connectTo(this.#server, this.#connectTimeoutMs, signal);
+    const socket = await connectTo(
+      this.#server,
+      this.#connectTimeoutMs,
+      signal,
+      this.#localAddress,
+    );
     const codec = new ClientCodec(
       new SsTcpClientSession(this.#key, this.#random, this.#prefix),
       target,
@@ -117,6 +126,7 @@ export function connectTo(
   server: Target,
   timeoutMs: number,
   signal?: AbortSignal,
+  localAddress?: string,
 ): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const what = `proxy server ${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}`;
@@ -124,7 +134,12 @@ export function connectTo(
       reject(new DialError('ERR_ABORTED', `${what}: aborted`));
       return;
     }
-    const socket = connect({ host: server.host, port: server.port, noDelay: true });
+    const socket = connect({
+      host: server.host,
+      port: server.port,
+      noDelay: true,
+      ...(localAddress ? { localAddress } : {}),
+    });
     const timer = setTimeout(
       () =>
         fail(new DialError('ERR_SERVER_UNREACHABLE', `${what}: no answer within ${timeoutMs} ms`)),
