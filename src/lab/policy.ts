@@ -30,6 +30,7 @@ import {
 import { SniModule, type SniParams } from './modules/sni.js';
 import { QuicModule, type QuicParams } from './modules/quic.js';
 import { TlsInTlsModule, type TlsInTlsParams } from './modules/tls-in-tls.js';
+import { TlsFingerprintModule, type TlsFingerprintParams } from './modules/tls-fingerprint.js';
 import { WireGuardModule, type WireGuardParams } from './modules/wireguard.js';
 import type { LabPlan } from './topology.js';
 
@@ -39,6 +40,7 @@ export interface ModuleConfigs {
   sni?: Partial<SniParams>;
   quic?: Partial<QuicParams>;
   'tls-in-tls'?: Partial<TlsInTlsParams>;
+  'tls-fingerprint'?: Partial<TlsFingerprintParams>;
   dns?: Partial<DnsParams>;
   http?: Partial<HttpParams>;
   ipblock?: Partial<IpBlockParams>;
@@ -61,6 +63,7 @@ export const MODULE_NAMES = [
   'allowlist',
   'dns',
   'sni',
+  'tls-fingerprint',
   'quic',
   'http',
   'fet',
@@ -149,6 +152,7 @@ export function modulePolicy(name: ModuleName, plan: LabPlan, overrides: object 
     throttle: {},
     quic: { blocklist: [plan.names.blocked] },
     'tls-in-tls': { action: 'reset' },
+    'tls-fingerprint': { measure: true },
   };
   return { modules: { [name]: { ...(lab[name] as object), ...overrides } } };
 }
@@ -209,6 +213,9 @@ export function buildModules(policy: Policy): CensorModule[] {
         break;
       case 'quic':
         out.push(new QuicModule(m.quic));
+        break;
+      case 'tls-fingerprint':
+        out.push(new TlsFingerprintModule(m['tls-fingerprint']));
         break;
       case 'tls-in-tls':
         out.push(new TlsInTlsModule(m['tls-in-tls']));

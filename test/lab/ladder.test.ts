@@ -9,7 +9,15 @@ import { createServer, type AddressInfo } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { labUp, startCensor, destroyLab, CLI_PATH, LADDER_NAME } from '../../src/lab/lab.js';
+import {
+  labUp,
+  startCensor,
+  destroyLab,
+  CLI_PATH,
+  LADDER_NAME,
+  caPath,
+} from '../../src/lab/lab.js';
+import { ja3Hash } from '../../src/lab/modules/tls-fingerprint.js';
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { modulePolicy, profilePolicy } from '../../src/lab/policy.js';
 import { runIn, stopTransports, TRANSPORTS, LADDER_PORT } from '../../src/lab/report.js';
@@ -139,6 +147,31 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
     await startCensor(plan, { ...profilePolicy('gfw-2025', plan), timeFactor: 0.01 });
     assert.equal(await attempts('ladder-trojan', 5), 5);
     assert.equal(await attempts('ladder-ss-tls', 5), 5);
+  });
+
+  test("tls-fingerprint: denying Node's JA3 resets Ladder's Trojan client, curl's HTTPS is untouched (§13)", async () => {
+    const hello = await recordTrojanClientHello();
+    const hash = ja3Hash(parseClientHello(hello)!);
+    await startCensor(plan, {
+      ...modulePolicy('tls-fingerprint', plan, { deny: [hash] }),
+      timeFactor: 0.01,
+    });
+    assert.equal(await attempts('ladder-trojan', 2), 0, "Ladder's Trojan ClientHello is Node's");
+    const curl = await runIn(
+      plan,
+      plan.ns.client,
+      [
+        'curl',
+        '-sS',
+        '--max-time',
+        '4',
+        '--cacert',
+        caPath(plan),
+        `https://${plan.names.allowed}/`,
+      ],
+      8000,
+    );
+    assert.match(curl.out, /site allowed\.lab/, 'another client fingerprint passes');
   });
 
   test("inside TLS and as ClientHello replays, the prober's probes get from the Trojan server what they get from the decoy site alone", async () => {

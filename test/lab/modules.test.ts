@@ -15,6 +15,8 @@ import {
 } from '../../src/lab/packet/quic.js';
 import { quicInitialSni } from '../../src/lab/modules/quic.js';
 import { TlsInTlsTracker, trojanKiller } from '../../src/lab/modules/tls-in-tls.js';
+import { ja3Hash, ja3String } from '../../src/lab/modules/tls-fingerprint.js';
+import { parseClientHello } from '../../src/lab/packet/tls-client-hello.js';
 import { CensorEngine } from '../../src/lab/censor/engine.js';
 import { seededRandom } from '../../src/lab/censor/run.js';
 import { buildModules, modulePolicy } from '../../src/lab/policy.js';
@@ -150,3 +152,22 @@ test('TLS-in-TLS (Trojan-killer rule A): an inner handshake after the outer CCS 
   );
   assert.equal(flow([[true, 717]]), undefined, 'not finished yet');
 });
+
+test('JA3 of a ClientHello (§13): stable for one client across connections, GREASE left out', async () => {
+  const a = parseClientHello(await clientHelloRecord('a.lab'))!;
+  const b = parseClientHello(await clientHelloRecord('b.lab'))!;
+  assert.match(ja3String(a), /^771,[\d-]+,[\d-]+,[\d-]+,[\d-]*$/);
+  assert.equal(ja3Hash(a), ja3Hash(b), 'the SNI is not part of JA3');
+  assert.ok(a.groups!.length > 0 && a.pointFormats!.length > 0);
+  const grease = {
+    ...a,
+    cipherSuites: [0x0a0a, ...a.cipherSuites],
+    extensions: [0xfafa, ...a.extensions],
+  };
+  assert.equal(ja3String(grease), ja3String(a));
+});
+
+async function clientHelloRecord(servername: string): Promise<Buffer> {
+  const hs = await clientHelloHandshake(servername);
+  return Buffer.concat([Buffer.of(0x16, 0x03, 0x01, hs.length >> 8, hs.length & 0xff), hs]);
+}
