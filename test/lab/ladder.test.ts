@@ -7,16 +7,18 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo } from 'node:net';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   labUp,
-  startCensor,
+  startCensor as startLabCensor,
   destroyLab,
   CLI_PATH,
   LADDER_NAME,
   caPath,
+  eventsPath,
 } from '../../src/lab/lab.js';
+import type { Policy } from '../../src/lab/policy.js';
 import { ja3Hash } from '../../src/lab/modules/tls-fingerprint.js';
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { modulePolicy, profilePolicy } from '../../src/lab/policy.js';
@@ -115,6 +117,13 @@ async function recordTrojanClientHello(): Promise<Buffer> {
   });
 }
 
+/** Starts the censor and remembers where its events begin. */
+async function startCensor(p: typeof plan, policy: Policy): Promise<void> {
+  await startLabCensor(p, policy);
+  const f = eventsPath(plan);
+  eventsFrom = existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0;
+}
+
 type Campaign = Awaited<ReturnType<typeof probeCampaign>>;
 const campaigns: { seed: number; ladder: Campaign; decoy: Campaign }[] = [];
 
@@ -141,6 +150,25 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
       assert.equal(await attempts(`ladder-ss-${p.name}`, 4), 4, `prefix preset ${p.name}`);
     assert.equal(await attempts('ladder-trojan', 4), 4, 'trojan over TLS');
     assert.equal(await attempts('ladder-ss', 2), 0, 'classic Shadowsocks must fail (control)');
+  });
+
+  test("probe (every server): Ladder's one-port server and Debian's ss-server are probed, cleared, and stay reachable (§2)", async () => {
+    await transport('shadowsocks-libev').setup!(plan);
+    for (const name of ['ladder-ss', 'ladder-trojan', 'shadowsocks-libev']) {
+      await startCensor(plan, {
+        ...modulePolicy('probe', plan, { trigger: 'all', maxDelayS: 0.5, proberTimeoutS: 1 }),
+        timeFactor: 0.01,
+      });
+      assert.equal(await attempts(name, 1), 1, name);
+      const deadline = Date.now() + 60_000;
+      let verdict: string | undefined;
+      while (!verdict && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        verdict = labEvents().find((e) => e === 'probe/clear' || e === 'probe/confirm');
+      }
+      assert.equal(verdict, 'probe/clear', `${name}: the prober's verdict`);
+      assert.equal(await attempts(name, 3), 3, `${name} after probing`);
+    }
   });
 
   test('gfw-2025 and sni: Trojan over TLS with an allowed SNI passes', async () => {
@@ -242,6 +270,18 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
     },
   );
 });
+
+/** `module/action` of the events since the censor last started (startCensor keeps the file). */
+let eventsFrom = 0;
+function labEvents(): string[] {
+  const f = eventsPath(plan);
+  if (!existsSync(f)) return [];
+  const all = readFileSync(f, 'utf8').split('\n').filter(Boolean);
+  return all.slice(eventsFrom).map((l) => {
+    const e = JSON.parse(l) as { module: string; action: string };
+    return `${e.module}/${e.action}`;
+  });
+}
 
 /** A reply with its Date header blanked (the only thing that may differ between two answers). */
 function normalise(b64: string): string {
