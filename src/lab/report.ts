@@ -239,6 +239,12 @@ export function stopTransports(): void {
 
 /** Ladder's server in abroad: every key on one port, as `ladder server` is meant to be run. */
 export const LADDER_PORT = 443;
+/**
+ * The classic-Shadowsocks control runs on a second server port of the same address: its blocked
+ * connections (and the retries a client still has in flight after an attempt gave up) draw FET
+ * residuals on their 3-tuple, which must not spill over onto the other rows' port.
+ */
+export const LADDER_CONTROL_PORT = 8388;
 const LADDER_SS_METHOD = '2022-blake3-aes-256-gcm';
 const ladderSecrets = {
   ss: randomBytes(32).toString('base64'),
@@ -246,12 +252,12 @@ const ladderSecrets = {
 };
 let ladderServer: Promise<void> | undefined;
 
-function ladderSsUri(plan: LabPlan, prefix?: Uint8Array): string {
+function ladderSsUri(prefix?: Uint8Array, port = LADDER_PORT): string {
   return formatSsUri({
     method: LADDER_SS_METHOD,
     password: ladderSecrets.ss,
     host: LADDER_NAME,
-    port: LADDER_PORT,
+    port,
     ...(prefix ? { prefix } : {}),
   });
 }
@@ -277,7 +283,7 @@ function startLadderServer(plan: LabPlan): Promise<void> {
       '--listen',
       `${plan.addr.ladderIp}:${LADDER_PORT}`,
       '--key',
-      ladderSsUri(plan),
+      ladderSsUri(),
       '--key',
       ladderTrojanUri(plan),
       '--tls-cert',
@@ -288,7 +294,19 @@ function startLadderServer(plan: LabPlan): Promise<void> {
       '--allow-private-targets',
     ]);
     started.push(child);
+    const control = spawnInNamespace(plan, 'abroad', 'ladder-server-control', [
+      process.execPath,
+      CLI_PATH,
+      'server',
+      '--listen',
+      `${plan.addr.ladderIp}:${LADDER_CONTROL_PORT}`,
+      '--key',
+      ladderSsUri(undefined, LADDER_CONTROL_PORT),
+      '--allow-private-targets',
+    ]);
+    started.push(control);
     await waitForLog(plan, 'ladder-server', child, /listening/);
+    await waitForLog(plan, 'ladder-server-control', control, /listening/);
   })();
   return ladderServer.catch((err: unknown) => {
     ladderServer = undefined;
@@ -364,14 +382,14 @@ function ladderTransports(): TransportEntry[] {
   return [
     ladderEntry(
       'ladder-ss',
-      `ladder client → ladder server, Shadowsocks ${LADDER_SS_METHOD} without a prefix (the FET control)`,
-      (p) => ladderSsUri(p),
+      `ladder client → ladder server, Shadowsocks ${LADDER_SS_METHOD} without a prefix (the FET control, port ${LADDER_CONTROL_PORT})`,
+      () => ladderSsUri(undefined, LADDER_CONTROL_PORT),
     ),
     ...PREFIX_PRESETS.map((preset) =>
       ladderEntry(
         `ladder-ss-${preset.name}`,
         `the same with the '${preset.name}' prefix (${preset.looksLike}, FET ${preset.exemption})`,
-        (p) => ladderSsUri(p, preset.bytes),
+        () => ladderSsUri(preset.bytes),
       ),
     ),
     ladderEntry(
