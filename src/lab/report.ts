@@ -25,6 +25,16 @@ import {
 import { modulePolicy, profilePolicy, PROFILES, type ModuleName, type Policy } from './policy.js';
 import { SINK_PORT } from './services.js';
 import type { LabPlan } from './topology.js';
+import {
+  openVpnReady,
+  openVpnUnavailable,
+  pingThroughTunnel,
+  startOpenVpn,
+  startWireGuard,
+  stopVpn,
+  wireGuardUnavailable,
+  type VpnPeers,
+} from './vpn-peers.js';
 
 export interface AttemptResult {
   readonly ok: boolean;
@@ -406,7 +416,55 @@ function ladderTransports(): TransportEntry[] {
   ];
 }
 
-TRANSPORTS.push(...ladderTransports());
+TRANSPORTS.push(...ladderTransports(), ...vpnTransports());
+
+/**
+ * Reference VPNs (issue #3): each attempt starts a fresh OpenVPN or WireGuard pair (server in abroad,
+ * client in client), sends 150 pings through the tunnel (enough for the fingerprints' 100-packet
+ * window) and succeeds if the tunnel still answers afterwards. Slow (seconds per attempt): use
+ * --only and a small --n.
+ */
+function vpnTransports(): TransportEntry[] {
+  const entry = (
+    name: string,
+    description: string,
+    unavailable: () => string | undefined,
+    start: (p: LabPlan) => Promise<VpnPeers>,
+  ): TransportEntry => ({
+    name,
+    description,
+    unavailable: () =>
+      unavailable() ?? (hasCommand('ping') ? undefined : 'ping is not installed (iputils-ping)'),
+    async attempt(plan) {
+      let peers: VpnPeers | undefined;
+      try {
+        peers = await start(plan);
+        if (name === 'openvpn') await openVpnReady(plan, peers, 10_000);
+        pingThroughTunnel(plan, peers, 150);
+        const ok = pingThroughTunnel(plan, peers, 3);
+        return { ok, detail: ok ? 'ok' : 'tunnel dead' };
+      } catch (err) {
+        return { ok: false, detail: (err as Error).message.split('\n')[0]! };
+      } finally {
+        if (peers) await stopVpn(peers);
+      }
+    },
+  });
+  return [
+    entry(
+      'openvpn',
+      "Debian's openvpn, TLS mode over UDP (reference)",
+      openVpnUnavailable,
+      startOpenVpn,
+    ),
+    entry(
+      'wireguard',
+      'WireGuard (wireguard-go + wg) over UDP (reference)',
+      wireGuardUnavailable,
+      startWireGuard,
+    ),
+  ];
+}
 
 /** Adds a transport to the report card (e.g. a new Ladder transport). */
 export function registerTransport(t: TransportEntry): void {
