@@ -19,7 +19,7 @@ import { ja3Hash, ja3String } from '../../src/lab/modules/tls-fingerprint.js';
 import { parseClientHello } from '../../src/lab/packet/tls-client-hello.js';
 import { CensorEngine } from '../../src/lab/censor/engine.js';
 import { seededRandom } from '../../src/lab/censor/run.js';
-import { buildModules, modulePolicy } from '../../src/lab/policy.js';
+import { buildModules, checkPolicy, modulePolicy, profilePolicy } from '../../src/lab/policy.js';
 import { planLab } from '../../src/lab/topology.js';
 
 async function clientHelloHandshake(servername: string): Promise<Buffer> {
@@ -171,3 +171,26 @@ async function clientHelloRecord(servername: string): Promise<Buffer> {
   const hs = await clientHelloHandshake(servername);
   return Buffer.concat([Buffer.of(0x16, 0x03, 0x01, hs.length >> 8, hs.length & 0xff), hs]);
 }
+
+test('profiles bundle the modules: gfw-2022 (FET + prober), gfw-2025 (QUIC, TLS-in-TLS score, VPNs, prober), sensitive-period', () => {
+  const plan = planLab('ldrx-');
+  const names = (p: string) => buildModules(profilePolicy(p, plan)).map((m) => m.name);
+  assert.deepEqual(names('gfw-2022'), ['dns', 'sni', 'http', 'fet', 'probe']);
+  assert.deepEqual(names('gfw-2025'), [
+    'dns',
+    'sni',
+    'quic',
+    'http',
+    'openvpn',
+    'wireguard',
+    'tls-in-tls',
+    'probe',
+  ]);
+  const sp = profilePolicy('sensitive-period', plan).modules;
+  assert.equal(sp['tls-in-tls']?.action, 'reset');
+  assert.ok(sp['udp-drop'] && sp.allowlist && sp.quic);
+  assert.equal(profilePolicy('gfw-2025', plan).modules.probe?.trigger, 'entropy');
+  assert.doesNotThrow(() =>
+    checkPolicy({ modules: { quic: {}, 'tls-in-tls': {}, 'tls-fingerprint': {} } }),
+  );
+});
