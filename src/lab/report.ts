@@ -251,8 +251,10 @@ export function stopTransports(): void {
 export const LADDER_PORT = 443;
 /**
  * The classic-Shadowsocks control runs on a second server port of the same address: its blocked
- * connections (and the retries a client still has in flight after an attempt gave up) draw FET
- * residuals on their 3-tuple, which must not spill over onto the other rows' port.
+ * connections draw FET residuals on their 3-tuple, and the kernel keeps retransmitting their data
+ * after an attempt gave up — the next cell's fresh censor sees those as new flows with a
+ * non-exempt first payload. On a shared port that spilled onto the next rows (7 of 200 prefixed
+ * connections lost in one run); on its own port it cannot.
  */
 export const LADDER_CONTROL_PORT = 8388;
 const LADDER_SS_METHOD = '2022-blake3-aes-256-gcm';
