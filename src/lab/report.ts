@@ -46,6 +46,8 @@ export interface TransportEntry {
   readonly description: string;
   /** Set when the entry exists but cannot be verified yet; the card shows it instead of numbers. */
   readonly unverified?: string;
+  /** Slow rows run only when `--only` names them. */
+  readonly optIn?: boolean;
   /** Why it cannot run on this machine, or undefined. */
   unavailable?(): string | undefined;
   /** Starts what the transport needs (servers, local clients); returns how to stop it. */
@@ -423,8 +425,8 @@ TRANSPORTS.push(...ladderTransports(), ...vpnTransports());
 /**
  * Reference VPNs (issue #3): each attempt starts a fresh OpenVPN or WireGuard pair (server in abroad,
  * client in client), sends 150 pings through the tunnel (enough for the fingerprints' 100-packet
- * window) and succeeds if the tunnel still answers afterwards. Slow (seconds per attempt): use
- * --only and a small --n.
+ * window) and succeeds if the tunnel still answers afterwards. Slow (seconds per attempt), so they
+ * run only when --only names them; use a small --n.
  */
 function vpnTransports(): TransportEntry[] {
   const entry = (
@@ -435,6 +437,7 @@ function vpnTransports(): TransportEntry[] {
   ): TransportEntry => ({
     name,
     description,
+    optIn: true,
     unavailable: () =>
       unavailable() ?? (hasCommand('ping') ? undefined : 'ping is not installed (iputils-ping)'),
     async attempt(plan) {
@@ -529,7 +532,7 @@ export interface CardOptions {
 
 /** Runs the matrix. The lab must be up (services running); the censor is restarted per column. */
 export async function runReportCard(plan: LabPlan, o: CardOptions): Promise<Cell[]> {
-  const transports = TRANSPORTS.filter((t) => !o.only || o.only.includes(t.name));
+  const transports = TRANSPORTS.filter((t) => (o.only ? o.only.includes(t.name) : !t.optIn));
   const usable: TransportEntry[] = [];
   try {
     return await runCells(plan, o, transports, usable);
