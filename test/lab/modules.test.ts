@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { connect as tlsConnect } from 'node:tls';
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { buildUdpPacket } from '../../src/lab/packet/l4.js';
+import { buildTcpPacket, buildUdpPacket, TCP_FLAG } from '../../src/lab/packet/l4.js';
 import {
   clientInitialKeys,
   cryptoFrame,
@@ -21,6 +21,9 @@ import { CensorEngine } from '../../src/lab/censor/engine.js';
 import { seededRandom } from '../../src/lab/censor/run.js';
 import { buildModules, checkPolicy, modulePolicy, profilePolicy } from '../../src/lab/policy.js';
 import { planLab } from '../../src/lab/topology.js';
+
+const C = '198.18.1.2';
+const S = '198.19.2.20';
 
 async function clientHelloHandshake(servername: string): Promise<Buffer> {
   const record = await new Promise<Buffer>((resolve, reject) => {
@@ -193,4 +196,33 @@ test('profiles bundle the modules: gfw-2022 (FET + prober), gfw-2025 (QUIC, TLS-
   assert.doesNotThrow(() =>
     checkPolicy({ modules: { quic: {}, 'tls-in-tls': {}, 'tls-fingerprint': {} } }),
   );
+});
+
+test('fet dropTrigger: by default the trigger is dropped too; with false it is delivered and the later client packets are dropped', () => {
+  for (const dropTrigger of [true, false]) {
+    const out: Buffer[] = [];
+    const engine = new CensorEngine({
+      modules: buildModules({ modules: { fet: { p: 1, dropTrigger } } }),
+      send: (p) => out.push(p),
+      inside: ['198.18.0.0/16'],
+    });
+    const seg = (c2s: boolean, seq: number, ack: number, flags: number, payload?: Buffer) =>
+      buildTcpPacket({
+        ip: { src: c2s ? C : S, dst: c2s ? S : C, protocol: 6, ttl: 64 },
+        srcPort: c2s ? 40000 : 8388,
+        dstPort: c2s ? 8388 : 40000,
+        seq,
+        ack,
+        flags,
+        payload,
+      });
+    engine.handle(seg(true, 1000, 0, TCP_FLAG.SYN));
+    engine.handle(seg(false, 5000, 1001, TCP_FLAG.SYN | TCP_FLAG.ACK));
+    engine.handle(seg(true, 1001, 5001, TCP_FLAG.ACK));
+    const n0 = out.length;
+    engine.handle(seg(true, 1001, 5001, TCP_FLAG.ACK | TCP_FLAG.PSH, randomBytes(200)));
+    assert.equal(out.length - n0, dropTrigger ? 0 : 1, `trigger, dropTrigger ${dropTrigger}`);
+    engine.handle(seg(true, 1201, 5001, TCP_FLAG.ACK | TCP_FLAG.PSH, randomBytes(200)));
+    assert.equal(out.length - n0, dropTrigger ? 0 : 1, `later packet, dropTrigger ${dropTrigger}`);
+  }
 });

@@ -32,6 +32,14 @@ export interface FetParams {
   readonly targetPrefixes: readonly string[];
   /** Inspect only connections from inside to outside (§0: FET observed inside→outside). */
   readonly outboundOnly: boolean;
+  /**
+   * Drop the triggering first payload too (default), not only the flow's later client packets as
+   * the reference's emulator spec words it. With the trigger dropped the server never sees that
+   * first packet, so a prober's later identical replay (§2) is the first time the server sees its
+   * salt: replay filters cannot catch it (the lab's gfw-2022 card shows Ladder's server confirmed
+   * that way). `false` delivers the trigger and drops from the next client packet on.
+   */
+  readonly dropTrigger: boolean;
 }
 
 export const FET_DEFAULTS: FetParams = {
@@ -46,6 +54,7 @@ export const FET_DEFAULTS: FetParams = {
   httpVerbs: ['GET ', 'PUT ', 'POST ', 'HEAD '],
   targetPrefixes: [],
   outboundOnly: true,
+  dropTrigger: true,
 };
 
 export type FetRule = 'Ex1' | 'Ex2' | 'Ex3' | 'Ex4' | 'Ex5';
@@ -112,6 +121,8 @@ export class FetModule implements CensorModule {
   }
 
   onPacket(p: Packet, flow: Flow, ctx: CensorContext): Verdict {
+    const trigger = flow.scratch.get('fet-trigger');
+    if (trigger !== undefined) return p.c2s && p !== trigger ? 'drop' : undefined;
     if (!p.c2s || p.payload.length === 0) return undefined;
     flow.watchers.delete(this); // only the first payload is inspected (§1)
     const rule = fetExemption(p.payload, this.#p);
@@ -120,10 +131,17 @@ export class FetModule implements CensorModule {
       ctx.emit({ module: this.name, action: 'spared', detail: 'non-exempt, not sampled' }, flow);
       return undefined;
     }
-    ctx.blockFlow(flow, 'c2s');
     ctx.addResidual(flow.key3, this.name, this.#p.residualSeconds, 'drop');
     ctx.emit({ module: this.name, action: 'block', detail: 'null-route 3-tuple' }, flow);
     flow.scratch.set('flagged', 'fet');
+    if (!this.#p.dropTrigger) {
+      // keep watching: the flow's later client packets are dropped, this one travels on (re-adding
+      // to the set being iterated calls this again for the same packet, which the check above passes)
+      flow.scratch.set('fet-trigger', p);
+      flow.watchers.add(this);
+      return undefined;
+    }
+    ctx.blockFlow(flow, 'c2s');
     return 'drop';
   }
 }
