@@ -109,7 +109,10 @@ export function encodeMuxHeader(h: MuxFrameHeader, out: Uint8Array, offset: numb
     } else {
       const name = nameBytes(host);
       if (name.length === 0 || name.length > 255)
-        throw new CodecError('ERR_MUX_COOL', `domain name must be 1..255 bytes, got ${name.length}`);
+        throw new CodecError(
+          'ERR_MUX_COOL',
+          `domain name must be 1..255 bytes, got ${name.length}`,
+        );
       out[p++] = MUX_ATYP.DOMAIN;
       out[p++] = name.length;
       out.set(name, p);
