@@ -52,8 +52,11 @@ export interface MuxFrameHeader {
   readonly dataLength?: number;
 }
 
+/** As in socks-addr.ts: latin1 (the bytes a name came with), UTF-8 for a name typed above U+00FF. */
 function nameBytes(host: string): Buffer {
-  return Buffer.from(host, /^[\x00-\xff]*$/.test(host) ? 'latin1' : 'utf8');
+  for (let i = 0; i < host.length; i++)
+    if (host.charCodeAt(i) > 0xff) return Buffer.from(host, 'utf8');
+  return Buffer.from(host, 'latin1');
 }
 
 function addressLength(host: string): number {

@@ -120,14 +120,22 @@ export interface UpgradeRequestOptions {
   userAgent?: string;
 }
 
+function hasSpaceOrControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
 /** The client's opening handshake (RFC 6455 §4.1), with a browser's User-Agent. */
 export function upgradeRequest(o: UpgradeRequestOptions): Buffer {
-  if (!o.path.startsWith('/') || /[\s\x00-\x1f\x7f]/.test(o.path))
+  if (!o.path.startsWith('/') || hasSpaceOrControl(o.path))
     throw new ConfigError(
       'ERR_CONFIG',
       `the WebSocket path '${o.path.slice(0, 60)}' must start with '/' and have no spaces or controls`,
     );
-  if (/[\s\x00-\x1f\x7f]/.test(o.host) || o.host.length === 0)
+  if (hasSpaceOrControl(o.host) || o.host.length === 0)
     throw new ConfigError(
       'ERR_CONFIG',
       'the WebSocket Host must be a name without spaces or controls',
