@@ -8,6 +8,9 @@ import { parseSsUri } from '../codec/access-key-uri.js';
 import { SsPacketDialer, SsStreamDialer } from '../transport/ss-dialer.js';
 import { TrojanDialer } from '../transport/trojan-dialer.js';
 import { parseTrojanUri } from '../codec/trojan-uri.js';
+import { v2rayPluginOptions } from '../codec/v2ray-plugin.js';
+import { wsConnector } from '../transport/ws-dialer.js';
+import { readFileSync } from 'node:fs';
 import type { PacketDialer, StreamDialer, Target } from '../transport/types.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
@@ -48,21 +51,67 @@ export async function run(argv: string[]): Promise<number> {
   if (/^trojan:/i.test(values.server.trim())) {
     const t = parseTrojanUri(values.server);
     server = { host: t.host, port: t.port };
+    const tls = {
+      sni: t.sni ?? t.wsHost ?? t.host,
+      ...(t.pinSha256 ? { pinSha256: t.pinSha256 } : {}),
+    };
     const d = new TrojanDialer(server, {
       password: t.password,
-      sni: t.sni ?? t.host,
-      ...(t.pinSha256 ? { pinSha256: t.pinSha256 } : {}),
+      ...tls,
+      ...(t.type === 'ws'
+        ? {
+            connect: wsConnector(server, {
+              path: t.path ?? '/',
+              host: t.wsHost ?? t.sni ?? t.host,
+              ...(t.security === 'none' ? {} : { tls }),
+            }),
+          }
+        : {}),
     });
     dialer = d;
     packetDialer = d;
-    what = `trojan over TLS${t.pinSha256 ? ' (pinned certificate)' : ''}`;
+    what =
+      t.type === 'ws'
+        ? `trojan over WebSocket${t.security === 'none' ? '' : ' over TLS'}`
+        : 'trojan over TLS';
+    if (t.pinSha256) what += ' (pinned certificate)';
   } else {
     const k = parseSsUri(values.server);
     const key = makeCipherKey(k.method, k.password);
     server = { host: k.host, port: k.port };
-    dialer = new SsStreamDialer(server, key);
+    const ws = v2rayPluginOptions(k.plugin);
+    if (k.plugin && !ws)
+      throw new LadderError(
+        'ERR_USAGE',
+        `client: the key's plugin '${k.plugin.name}' is not built in (Ladder speaks v2ray-plugin's WebSocket mode); remove plugin= to use plain Shadowsocks`,
+      );
+    dialer = new SsStreamDialer(
+      server,
+      key,
+      ws
+        ? {
+            connect: wsConnector(server, {
+              path: ws.path,
+              host: ws.host,
+              mux: ws.mux,
+              ...(ws.tls
+                ? {
+                    tls: {
+                      sni: ws.host,
+                      ...(ws.pinSha256 ? { pinSha256: ws.pinSha256 } : {}),
+                      ...(ws.cert ? { ca: readPem(ws.cert) } : {}),
+                    },
+                  }
+                : {}),
+            }),
+          }
+        : {},
+    );
+    // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
     packetDialer = new SsPacketDialer(server, key);
-    what = k.method;
+    what = ws
+      ? `${k.method} over WebSocket${ws.tls ? ' over TLS' : ''}${ws.mux ? ' (Mux.Cool)' : ''}`
+      : k.method;
   }
   let users: Map<string, string> | undefined;
   if (values.user !== undefined) {
@@ -97,4 +146,15 @@ export async function run(argv: string[]): Promise<number> {
   await untilSignal();
   await Promise.all(closers.map((c) => c()));
   return 0;
+}
+
+function readPem(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new LadderError(
+      'ERR_USAGE',
+      `the key's v2ray-plugin cert=${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
+    );
+  }
 }

@@ -79,10 +79,12 @@ function serverUnderTest(onSession?: (s: MuxSession, t: Target) => void) {
 test('a client and a server carry three sessions at once, 1 MiB each, echoed', async () => {
   const [a, b] = duplexPair();
   const targets: Target[] = [];
+  const serverClosed: Promise<unknown>[] = [];
   new MuxCool(b, {
     role: 'server',
     onSession: (s, target) => {
       targets.push(target);
+      serverClosed.push(new Promise((r) => s.on('close', r)));
       s.on('data', (d: Buffer) => s.write(d));
     },
   });
@@ -102,12 +104,11 @@ test('a client and a server carry three sessions at once, 1 MiB each, echoed', a
     for (let at = 0; at < data.length; at += 50_000) s.write(data.subarray(at, at + 50_000));
     await echoed;
     assert.equal(sha(Buffer.concat(parts)), sha(data));
-    // Mux.Cool has no half-close: End from either side closes the session both ways.
-    const closed = new Promise((r) => s.on('close', r));
-    s.end();
-    await closed;
+    // Mux.Cool has no half-close: a client ends its session with End when it is done with it.
+    s.destroy();
   });
   await Promise.all(runs);
+  await Promise.all(serverClosed);
   assert.deepEqual(targets.map((t) => t.host).sort(), [
     'site0.example',
     'site1.example',
@@ -262,6 +263,24 @@ test('malformed framing or a second New destroys the connection and its sessions
     await tick();
     assert.ok(t.conn.destroyed);
   }
+});
+
+test('client: ending the writable side sends no End until the answer has ended', async () => {
+  const [a, b] = duplexPair();
+  const server = new MuxCool(b, {
+    role: 'server',
+    onSession: (s) => {
+      s.resume();
+      setTimeout(() => s.end('late answer'), 50);
+    },
+  });
+  const client = new MuxCool(a, { role: 'client' });
+  const s = client.open({ host: '127.0.0.1', port: 0 });
+  const got = collect(s);
+  s.end('request');
+  assert.equal((await got).toString(), 'late answer');
+  await tick();
+  assert.equal(server.sessions, 0);
 });
 
 test('a connection that ends takes its sessions to their end', async () => {

@@ -6,9 +6,10 @@
  * headers are gathered across reads); what a session writes leaves as Keep frames (New for a
  * client's first). Mux.Cool has no half-close: End closes a session both ways, as in v2ray, where
  * the side that receives End drops the session (and answers End). So an End received ends the
- * session's readable side and destroys the session once that end has been read, which answers End;
- * ending a session's writable side sends End. A session destroyed with an error sends End with the
- * error option.
+ * session's readable side and destroys the session once that end has been read, which answers End.
+ * On the server, ending a session's writable side sends End; on the client End waits until the
+ * answer has ended (a client that half-closes still gets its answer, though the server's target
+ * never sees that half-close). A session destroyed with an error sends End with the error option.
  *
  * Backpressure: a session whose reader is full pauses the whole connection (the sessions share it,
  * as v2ray's pipes do); a write waits for the connection's 'drain' when its buffer is full.
@@ -83,6 +84,10 @@ export class MuxCool {
 
   get sessions(): number {
     return this.#sessions.size;
+  }
+
+  get role(): 'server' | 'client' {
+    return this.#o.role;
   }
 
   /** Client: opens a session to `target` (the New frame leaves with its first data). */
@@ -357,7 +362,10 @@ export class MuxSession extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    this.#sendEnd(false);
+    // Server: our side is done (the target ended), End as v2ray sends it. Client: End would drop the
+    // session at the server, answer and all (Mux.Cool has no half-close), so it waits until the
+    // answer has ended or the session is destroyed.
+    if (this.#mux.role === 'server') this.#sendEnd(false);
     cb();
   }
 

@@ -21,7 +21,7 @@ import {
   encodeUdp2017,
   encodeUdp2022,
 } from '../codec/ss-udp.js';
-import { CodecDuplex, type StreamCodec } from '../stream/codec-duplex.js';
+import { CodecDuplex, type SocketLike, type StreamCodec } from '../stream/codec-duplex.js';
 import {
   systemClock,
   type Clock,
@@ -38,6 +38,11 @@ export interface SsDialerOptions {
   connectTimeoutMs?: number;
   /** How long to wait for the first payload before sending the header alone (default 50 ms). */
   firstPayloadWaitMs?: number;
+  /**
+   * Opens the stream the Shadowsocks bytes go over (default: TCP to the server). The WebSocket
+   * transports (ws-dialer.ts) pass theirs, as a SIP003 plugin would carry the stream.
+   */
+  connect?: (signal?: AbortSignal) => Promise<SocketLike>;
 }
 
 class ClientCodec implements StreamCodec {
@@ -79,6 +84,7 @@ export class SsStreamDialer implements StreamDialer {
   readonly #random: Random;
   readonly #connectTimeoutMs: number;
   readonly #waitMs: number;
+  readonly #connect: ((signal?: AbortSignal) => Promise<SocketLike>) | undefined;
 
   constructor(server: Target, key: SsCipherKey, options: SsDialerOptions = {}) {
     this.#server = server;
@@ -87,10 +93,13 @@ export class SsStreamDialer implements StreamDialer {
     this.#random = options.random ?? randomBytes;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#waitMs = options.firstPayloadWaitMs ?? 50;
+    this.#connect = options.connect;
   }
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
-    const socket = await connectTo(this.#server, this.#connectTimeoutMs, signal);
+    const socket = this.#connect
+      ? await this.#connect(signal)
+      : await connectTo(this.#server, this.#connectTimeoutMs, signal);
     const codec = new ClientCodec(
       new SsTcpClientSession(this.#key, this.#random),
       target,
