@@ -20,7 +20,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
 import { ByteQueue } from '../codec/ss-stream.js';
-import { decodeRequestHead } from '../codec/http-proxy.js';
+import { decodeRequestHead, headerValue } from '../codec/http-proxy.js';
 import {
   SecretPaths,
   acceptUpgradeRequest,
@@ -36,6 +36,8 @@ import type { TrojanHandler } from './trojan-server.js';
 import type { Fallback } from './decoy/decoy-site.js';
 
 const debug = debuglog('ladder:ws');
+/** v2ray-core 4.34 features/policy: `UplinkOnly: time.Second * 1`, its servers' wait before closing. */
+const CLOSE_LINGER_MS = 1000;
 
 export type WsPayload = 'trojan' | 'mux' | 'ss';
 
@@ -136,7 +138,15 @@ export class WsFront implements Fallback {
       cleanup();
       q.take(decoded.bytesRead);
       conn.write(upgradeResponse(key));
-      const ws = new WebSocketStream(conn, { role: 'server', head: q.takeAll() });
+      // v2ray's clients (Go's User-Agent) lose buffered data when a Close comes as soon as the
+      // answer ends; v2ray's servers wait for 1 s of quiet first, and so do we. Ladder's client,
+      // which presents a browser's User-Agent, takes the Close as the end of the stream at once.
+      const ua = headerValue(decoded.value.headers, 'user-agent') ?? '';
+      const ws = new WebSocketStream(conn, {
+        role: 'server',
+        head: q.takeAll(),
+        closeLingerMs: ua.startsWith('Mozilla/') ? 0 : CLOSE_LINGER_MS,
+      });
       this.#payload(ws);
       conn.resume();
     };
@@ -176,6 +186,7 @@ export class WsFront implements Fallback {
       const kind = classifyWsPayload(q.peek(Math.min(q.length, TROJAN_HASH_LENGTH)), !!trojan);
       if (kind === null) return;
       finish();
+      debug('websocket carrying %s', kind);
       this.#o.events?.upgraded?.(kind);
       const first = q.takeAll();
       switch (kind) {

@@ -63,6 +63,12 @@ export interface WebSocketStreamOptions {
   /** Largest frame payload accepted (default WS_MAX_FRAME_PAYLOAD). */
   maxFramePayload?: number;
   highWaterMark?: number;
+  /**
+   * When the writable side ends before the peer's, hold the Close back until the peer has been
+   * quiet this long (or closes itself). v2ray's clients drop whatever they still buffer when a
+   * Close arrives, and v2ray's own servers linger so (policy `uplinkOnly`, 1 s) before closing.
+   */
+  closeLingerMs?: number;
 }
 
 type SocketLike = Duplex & {
@@ -112,6 +118,9 @@ export class WebSocketStream extends Duplex {
   #closeReceived = false;
   #readPaused = false;
   #pendingWriteCb: ((err?: Error | null) => void) | null = null;
+  readonly #lingerMs: number;
+  #linger: NodeJS.Timeout | null = null;
+  #lastRead = 0;
   /** The close code the peer sent, if any. */
   peerCloseCode: number | undefined;
 
@@ -120,6 +129,7 @@ export class WebSocketStream extends Duplex {
     this.socket = socket as SocketLike;
     this.#server = options.role === 'server';
     this.#maxPayload = options.maxFramePayload ?? WS_MAX_FRAME_PAYLOAD;
+    this.#lingerMs = options.closeLingerMs ?? 0;
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('drain', this.#onDrain);
@@ -161,6 +171,7 @@ export class WebSocketStream extends Duplex {
   // ------------------------------------------------------------------------------ reading
 
   #onData = (chunk: Buffer): void => {
+    if (this.#linger) this.#lastRead = Date.now();
     let off = 0;
     const n = chunk.length;
     while (off < n) {
@@ -293,6 +304,7 @@ export class WebSocketStream extends Duplex {
     this.#closeReceived = true;
     this.#state = STATE_DONE;
     this.push(null);
+    if (this.#linger) this.#sendClose();
     if (this.#closeSent) this.socket.end();
   }
 
@@ -301,6 +313,7 @@ export class WebSocketStream extends Duplex {
     if (this.#state !== STATE_DONE) this.#state = STATE_DONE;
     this.#closeReceived = true;
     this.push(null);
+    if (this.#linger) this.#sendClose();
     if (this.#closeSent || this.writableFinished) this.socket.end();
   };
 
@@ -416,16 +429,29 @@ export class WebSocketStream extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
+    if (this.#lingerMs > 0 && !this.#closeReceived && !this.#closeSent) {
+      this.#lastRead = Date.now();
+      this.#linger = setInterval(() => {
+        if (Date.now() - this.#lastRead >= this.#lingerMs) this.#sendClose();
+      }, this.#lingerMs / 2);
+      this.#linger.unref();
+    } else this.#sendClose();
+    cb();
+  }
+
+  #sendClose(): void {
+    if (this.#linger) clearInterval(this.#linger);
+    this.#linger = null;
     if (!this.#closeSent) {
       this.#closeSent = true;
       this.#sendControl(WS_OPCODE.CLOSE, closePayload(WS_CLOSE.NORMAL));
     }
     // Close went both ways (or the peer is gone): the TCP (or TLS) connection ends too.
     if (this.#closeReceived) this.socket.end();
-    cb();
   }
 
   override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    if (this.#linger) clearInterval(this.#linger);
     this.socket.off('data', this.#onData);
     this.socket.off('end', this.#onEnd);
     this.socket.off('drain', this.#onDrain);
