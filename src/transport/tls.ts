@@ -11,6 +11,7 @@
  */
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
 import type { Target } from './types.js';
 
@@ -80,7 +81,9 @@ export function tlsConnect(
     allowHalfOpen: true,
     host: server.host,
     port: server.port,
-    servername: o.sni,
+    // RFC 6066 §3: no IP literals in SNI (a browser sends none for an address); the name is then
+    // checked against the address.
+    ...(isIP(o.sni) ? {} : { servername: o.sni }),
     ALPNProtocols: o.alpn ?? ['h2', 'http/1.1'],
     ciphers: BROWSER_CIPHERS,
     sigalgs: BROWSER_SIGALGS,
