@@ -2,15 +2,18 @@
  * TLS for the transports that hide in web traffic (Trojan, WebSocket over TLS).
  *
  * Client: the ClientHello is shaped as close to Chrome's as Node's OpenSSL allows — the same cipher
- * suites in the same order, the same groups and signature algorithms, ALPN `h2, http/1.1`, and the
- * SNI the key names. What still differs from Chrome (see docs/tls-fingerprint.md): no GREASE values,
- * OpenSSL's extension order (Chrome permutes its extensions), no ALPS, no certificate compression,
- * and OpenSSL's own key shares. The server is verified by the system CAs (or a given CA), or by a
- * SHA-256 certificate pin that an access key carries for self-signed servers.
+ * suites in the same order, the same signature algorithms, Chrome's classical groups, ALPN `h2,
+ * http/1.1`, status_request, no encrypt_then_mac, and the SNI the key names. What still differs from
+ * Chrome (docs/tls-fingerprint.md, checked by test/integration/tls-fingerprint.test.ts): no GREASE,
+ * no post-quantum X25519MLKEM768 key share (so a ClientHello of ~270 bytes, not ~1800), OpenSSL's
+ * fixed extension order (Chrome permutes its extensions), no ALPS, no certificate compression, no
+ * SCT or ECH extensions, the renegotiation SCSV instead of renegotiation_info, and three EC point
+ * formats instead of one. The server is verified by the system CAs (or a given CA), or by a SHA-256
+ * certificate pin that an access key carries for self-signed servers.
  * @module
  */
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, constants } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
 import type { Target } from './types.js';
@@ -77,7 +80,9 @@ export function tlsConnect(
   const pin = o.pinSha256 ? normalizeFingerprint(o.pinSha256) : null;
   const what = `TLS server ${server.host}:${server.port}`;
   // allowHalfOpen (documented for tls.connect, missing from @types/node): the reply can still flow after we end.
-  const options: ConnectionOptions & { allowHalfOpen: boolean } = {
+  // requestOCSP is a tls.connect option (Node docs, tls.TLSSocket options) that @types/node lists
+  // only on TLSSocket's constructor.
+  const options: ConnectionOptions & { allowHalfOpen: boolean; requestOCSP: boolean } = {
     allowHalfOpen: true,
     host: server.host,
     port: server.port,
@@ -89,6 +94,10 @@ export function tlsConnect(
     sigalgs: BROWSER_SIGALGS,
     ecdhCurve: BROWSER_GROUPS,
     minVersion: 'TLSv1.2',
+    // Chrome asks for a stapled OCSP answer (status_request) and does not offer encrypt_then_mac;
+    // OpenSSL by default does the opposite of both.
+    requestOCSP: true,
+    secureOptions: constants.SSL_OP_NO_ENCRYPT_THEN_MAC,
     ...(o.ca ? { ca: o.ca } : {}),
     ...(pin
       ? {
