@@ -12,7 +12,13 @@
  * certificate pin that an access key carries for self-signed servers.
  * @module
  */
-import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import {
+  connect,
+  createSecureContext,
+  type ConnectionOptions,
+  type SecureContext,
+  type TLSSocket,
+} from 'node:tls';
 import { X509Certificate, constants } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
@@ -71,6 +77,41 @@ export function normalizeFingerprint(fp: string): string {
   return hex.match(/../g)!.join(':');
 }
 
+/**
+ * One SecureContext per trust setting, made once: tls.connect would otherwise build a new one (the
+ * whole CA store included) for every connection, a millisecond or more of each handshake.
+ */
+const contexts = new Map<string, SecureContext>();
+function contextFor(ca: string | undefined): SecureContext {
+  const k = ca ?? '';
+  let c = contexts.get(k);
+  if (!c) {
+    c = createSecureContext({
+      ciphers: BROWSER_CIPHERS,
+      sigalgs: BROWSER_SIGALGS,
+      ecdhCurve: BROWSER_GROUPS,
+      minVersion: 'TLSv1.2',
+      // Chrome does not offer encrypt_then_mac; OpenSSL by default does.
+      secureOptions: constants.SSL_OP_NO_ENCRYPT_THEN_MAC,
+      ...(ca ? { ca } : {}),
+    });
+    contexts.set(k, c);
+  }
+  return c;
+}
+
+/**
+ * TLS sessions to resume, by server and name: a browser resumes (TLS 1.3 PSK from a ticket), which
+ * saves the certificate exchange and its signature on every later connection. Bounded.
+ */
+const sessions = new Map<string, Buffer>();
+const MAX_SESSIONS = 256;
+function remember(key: string, session: Buffer): void {
+  sessions.delete(key);
+  sessions.set(key, session);
+  if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
+}
+
 /** Opens TLS to `server`; resolves after the handshake, with the certificate checked. */
 export function tlsConnect(
   server: Target,
@@ -82,6 +123,10 @@ export function tlsConnect(
   // allowHalfOpen (documented for tls.connect, missing from @types/node): the reply can still flow after we end.
   // requestOCSP is a tls.connect option (Node docs, tls.TLSSocket options) that @types/node lists
   // only on TLSSocket's constructor.
+  // Sessions are kept per server, name, ALPN offer and trust, so that one is resumed only where
+  // it was made and checked.
+  const sessionKey = `${server.host}\u0000${server.port}\u0000${o.sni}\u0000${(o.alpn ?? []).join(',')}\u0000${pin ?? ''}\u0000${o.ca ?? ''}`;
+  const session = sessions.get(sessionKey);
   const options: ConnectionOptions & { allowHalfOpen: boolean; requestOCSP: boolean } = {
     allowHalfOpen: true,
     host: server.host,
@@ -90,15 +135,11 @@ export function tlsConnect(
     // checked against the address.
     ...(isIP(o.sni) ? {} : { servername: o.sni }),
     ALPNProtocols: o.alpn ?? ['h2', 'http/1.1'],
-    ciphers: BROWSER_CIPHERS,
-    sigalgs: BROWSER_SIGALGS,
-    ecdhCurve: BROWSER_GROUPS,
-    minVersion: 'TLSv1.2',
-    // Chrome asks for a stapled OCSP answer (status_request) and does not offer encrypt_then_mac;
-    // OpenSSL by default does the opposite of both.
+    // Chrome's suites, signature algorithms and groups, TLS 1.2 at least, no encrypt_then_mac.
+    secureContext: contextFor(o.ca),
+    // Chrome asks for a stapled OCSP answer (status_request); OpenSSL by default does not.
     requestOCSP: true,
-    secureOptions: constants.SSL_OP_NO_ENCRYPT_THEN_MAC,
-    ...(o.ca ? { ca: o.ca } : {}),
+    ...(session ? { session } : {}),
     ...(pin
       ? {
           // A pinned certificate is trusted by its fingerprint alone (self-signed servers).
@@ -109,6 +150,12 @@ export function tlsConnect(
   return new Promise((resolve, reject) => {
     const socket = connect(options);
     socket.setNoDelay(true);
+    // TLS 1.3 tickets arrive after the handshake; the newest is the one to resume with next time,
+    // kept only from a connection whose certificate passed the checks.
+    let checked = false;
+    socket.on('session', (s: Buffer) => {
+      if (checked) remember(sessionKey, s);
+    });
     const timer = setTimeout(
       () =>
         fail(
@@ -139,13 +186,16 @@ export function tlsConnect(
       );
     });
     socket.once('secureConnect', () => {
-      if (pin) {
+      // A resumed session authenticates the server through the secret of the session that passed
+      // the pin before (the certificate is not sent again; browsers do not re-check it either).
+      if (pin && !socket.isSessionReused()) {
         const peer = socket.getPeerX509Certificate();
         if (!peer || new X509Certificate(peer.raw).fingerprint256 !== pin) {
           fail(new DialError('ERR_DIAL', `${what}: the certificate does not match the key's pin`));
           return;
         }
       }
+      checked = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       socket.removeAllListeners('error');
