@@ -384,7 +384,8 @@ async function main(): Promise<void> {
       plan.push(
         { name: 'trojan-gfw', make: () => setupTrojanGfw(originPort) },
         { name: 'ladder trojan/tls', make: () => setupLadderTrojan() },
-        { name: 'ladder ws/tls', make: () => setupLadderWs() },
+        { name: 'ladder ws/tls ss', make: () => setupLadderWs(false) },
+        { name: 'ladder ws/tls ss mux', make: () => setupLadderWs(true) },
         { name: 'v2ray trojan/tls', make: () => setupV2ray('trojan') },
         { name: 'v2ray vless/tls', make: () => setupV2ray('vless') },
       );

@@ -3,7 +3,8 @@
  * loopback, with one certificate made by openssl for all of them:
  *
  *   ladder trojan/tls    ladder client (trojan:// key, pinned)         -> ladder server
- *   ladder ws/tls (ss)   ladder client (ss:// + v2ray-plugin, mux=0)    -> ladder server (SS inside WebSocket over TLS)
+ *   ladder ws/tls ss     ladder client (ss:// + v2ray-plugin, mux=0)    -> ladder server (SS aes-256-gcm inside WebSocket over TLS)
+ *   ladder ws/tls ss mux the same with v2ray-plugin's default Mux.Cool: sessions share WebSockets
  *   trojan-gfw           trojan -c client.json                          -> trojan -c server.json
  *   v2ray trojan/tls     v2ray (socks in, trojan out, tls)              -> v2ray (trojan in, tls)
  *   v2ray vless/tls      v2ray (socks in, vless out, tls)               -> v2ray (vless in, tls)
@@ -126,7 +127,7 @@ export function setupLadderTrojan(): Promise<TlsSetup> {
   );
 }
 
-export function setupLadderWs(): Promise<TlsSetup> {
+export function setupLadderWs(mux: boolean): Promise<TlsSetup> {
   const c = certificate();
   const path = `/${randomBytes(12).toString('base64url')}`;
   let port = 0;
@@ -140,12 +141,12 @@ export function setupLadderWs(): Promise<TlsSetup> {
         path,
         host: 'localhost',
         tls: true,
-        mux: false,
+        mux,
         ...(pin ? { pinSha256: c.pin } : {}),
       }),
     });
   return pair(
-    'ladder ws/tls (ss aes-256-gcm)',
+    `ladder ws/tls ss${mux ? ' mux' : ''}`,
     'ladder-tls',
     async () => {
       port = await freePort();

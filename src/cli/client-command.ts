@@ -93,7 +93,7 @@ export async function run(argv: string[]): Promise<number> {
             connect: wsConnector(server, {
               path: ws.path,
               host: ws.host,
-              mux: ws.mux,
+              mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
               ...(ws.tls
                 ? {
                     tls: {

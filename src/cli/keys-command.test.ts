@@ -189,11 +189,17 @@ test('keys new --transport ws: an ss:// key with v2ray-plugin options, a fresh s
   assert.match(k.plugin!.options.path!, /^\/[A-Za-z0-9_-]{16}$/);
   assert.deepEqual(
     { ...k.plugin!.options, path: 'x' },
-    { path: 'x', host: '198.18.0.10', tls: '', mux: '0' },
+    { path: 'x', host: '198.18.0.10', tls: '' },
+    "v2ray-plugin's default, Mux.Cool, is left as it is",
   );
   assert.notEqual(
     parseSsUri(b.stdout.split('\n')[0]!).plugin!.options.path,
     k.plugin!.options.path,
+  );
+  const c = await ladder(['keys', 'new', '--transport', 'ws', '--no-mux', '--no-tls']);
+  assert.deepEqual(
+    { ...parseSsUri(c.stdout.split('\n')[0]!).plugin!.options, path: 'x' },
+    { path: 'x', host: '127.0.0.1', mux: '0' },
   );
 });
 
@@ -251,6 +257,7 @@ test('keys new: transport flags that do not fit are usage errors (exit 2) naming
     [['--transport', 'ws', '--pin', 'abc'], /--pin must be the 64 hex digits/],
     [['--transport', 'ws', '--path', 'no-slash'], /--path 'no-slash' must start with '\/'/],
     [['--transport', 'ws', '--no-tls', '--pin', 'ab'.repeat(32)], /--pin needs TLS/],
+    [['--protocol', 'trojan', '--transport', 'ws', '--no-mux'], /--no-mux is for ss keys/],
   ] as const) {
     const r = await ladder(['keys', 'new', ...args]);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

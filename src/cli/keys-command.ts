@@ -28,7 +28,7 @@ import { printQr } from './qr.js';
 const DEFAULT_METHOD: SsMethod = '2022-blake3-aes-256-gcm';
 
 const HELP = `ladder keys new [--method <method>] [--host <host>] [--port <port>] [--name <tag>] [--prefix <text>] [--json]
-ladder keys new --transport ws [--path <path>] [--ws-host <name>] [--no-tls] [--mux] [--pin <sha256>] ...
+ladder keys new --transport ws [--path <path>] [--ws-host <name>] [--no-tls] [--no-mux] [--pin <sha256>] ...
 ladder keys new --protocol trojan [--transport tls|ws] [--sni <name>] [--pin <sha256>] ...
 ladder keys parse <ss-uri> [--json] [--show-secret]        (trojan:// keys too)
 
@@ -54,8 +54,9 @@ keys new     makes a fresh key and prints its URI on the first line (a QR code f
   --sni        the TLS server name (default: --ws-host, else --host)
   --no-tls     a WebSocket without TLS, for a CDN or reverse proxy that adds TLS in front of the
                server (which then listens with --ws-listen)
-  --mux        let v2ray-plugin clients use Mux.Cool, their default (without it keys say mux=0:
-               one WebSocket per connection, which every v2ray-plugin client speaks)
+  --no-mux     write mux=0: one WebSocket per connection, for ss clients whose v2ray-plugin lacks
+               Mux.Cool (by default keys leave v2ray-plugin's default, Mux.Cool on: connections share
+               WebSockets, so most skip the TLS and upgrade round trips)
   --pin        SHA-256 of the server's certificate (what 'ladder server' prints for a self-signed
                one), so that clients check it instead of a CA
   --json       print {"uri", "method" or "protocol", "host", "port", "tag", ...} as one JSON line
@@ -117,7 +118,7 @@ async function keysNew(argv: string[]): Promise<number> {
     'ws-host': { type: 'string' },
     sni: { type: 'string' },
     'no-tls': { type: 'boolean' },
-    mux: { type: 'boolean' },
+    'no-mux': { type: 'boolean' },
     pin: { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -142,11 +143,15 @@ async function keysNew(argv: string[]): Promise<number> {
   const ws = transport === 'ws';
   const usage = (msg: string): LadderError => new LadderError('ERR_USAGE', `keys new: ${msg}`);
   if (!ws) {
-    for (const f of ['path', 'ws-host', 'no-tls', 'mux'] as const)
+    for (const f of ['path', 'ws-host', 'no-tls', 'no-mux'] as const)
       if (values[f] !== undefined) throw usage(`--${f} is for WebSocket keys (--transport ws)`);
   }
   if (protocol === 'ss' && !ws && (values.sni !== undefined || values.pin !== undefined))
     throw usage('--sni and --pin are for TLS keys (--transport ws, or --protocol trojan)');
+  if (protocol === 'trojan' && values['no-mux'] !== undefined)
+    throw usage(
+      '--no-mux is for ss keys over WebSocket (v2ray-plugin); a trojan key has no Mux.Cool',
+    );
   if (protocol === 'trojan' && (values.method !== undefined || values.prefix !== undefined))
     throw usage('--method and --prefix are for ss keys; a trojan key has a password only');
   if (ws && values.prefix !== undefined)
@@ -220,7 +225,7 @@ async function keysNew(argv: string[]): Promise<number> {
         path,
         host: wsHost,
         tls,
-        mux: values.mux ?? false,
+        mux: !values['no-mux'],
         ...(pin ? { pinSha256: pin } : {}),
       });
     try {

@@ -28,7 +28,10 @@ export interface V2rayPluginOptions {
   path: string;
   host: string;
   tls: boolean;
+  /** Mux.Cool on (v2ray-plugin's default). */
   mux: boolean;
+  /** With mux: sessions one WebSocket carries at once (the option's value; default 1). */
+  muxConcurrency?: number;
   /** A CA certificate file (client side). */
   cert?: string;
   pinSha256?: string;
@@ -76,6 +79,7 @@ export function v2rayPlugin(o: V2rayPluginOptions): SsPlugin {
   const options: Record<string, string> = { path: o.path, host: o.host };
   if (o.tls) options.tls = '';
   if (!o.mux) options.mux = '0';
+  else if (o.muxConcurrency && o.muxConcurrency > 1) options.mux = String(o.muxConcurrency);
   if (o.pinSha256) options.pin = o.pinSha256.replace(/:/g, '').toLowerCase();
   if (o.cert) options.cert = o.cert;
   return { name: 'v2ray-plugin', options };

@@ -121,7 +121,11 @@ export class MuxCool {
   #armIdle(): void {
     if (this.#idle || this.#dead) return;
     this.#idle = setTimeout(() => {
-      if (this.#sessions.size === 0) this.conn.destroy();
+      this.#idle = null;
+      if (this.#sessions.size > 0) return;
+      // Ended politely (a WebSocket sends Close); gone for good if the peer does not answer.
+      this.conn.end();
+      setTimeout(() => this.conn.destroy(), 5_000).unref();
     }, this.#o.idleTimeoutMs ?? 60_000);
     this.#idle.unref();
   }

@@ -3,8 +3,9 @@
  * plain TCP (to a CDN or reverse proxy in front of the server), and what rides in it:
  *
  * - Shadowsocks as v2ray-plugin carries it: the raw AEAD stream in binary messages (`mux=0`), or in
- *   one Mux.Cool session per WebSocket (v2ray-plugin's default `mux=1`, which a real v2ray-plugin
- *   server expects); see {@link wsConnector} with SsStreamDialer's `connect` option.
+ *   Mux.Cool sessions that share WebSockets as v2ray's client shares them (v2ray-plugin's default
+ *   `mux=1`, which a real v2ray-plugin server expects); see {@link wsConnector} with SsStreamDialer's
+ *   `connect` option.
  * - Trojan as v2ray carries it (`type=ws` keys): TrojanDialer's `connect` option.
  *
  * Over TLS the ClientHello is tls.ts's browser-shaped one, with ALPN http/1.1 only (a browser opens
@@ -107,22 +108,78 @@ export async function wsConnect(
   });
 }
 
+/** v2ray-core's mux client: at most this many sessions over one connection in its lifetime. */
+const MUX_SESSIONS_PER_CONNECTION = 128;
+/** A Mux.Cool WebSocket with no session for this long is closed (v2ray's client: 16 to 32 s). */
+const MUX_IDLE_MS = 16_000;
+
+interface MuxEntry {
+  ws: WebSocketStream;
+  mux: MuxCool;
+  opened: number;
+}
+
+/**
+ * Mux.Cool as v2ray-plugin's client uses it: sessions share WebSockets, at most `concurrency` at
+ * once on each (the key's `mux` value: v2ray-plugin's default is 1), and a WebSocket serves up to 128
+ * sessions one after another. So a new connection usually rides a WebSocket that is already open:
+ * no TCP, TLS or upgrade round trip before its first byte.
+ */
+class MuxPool {
+  readonly #server: Target;
+  readonly #o: WsClientOptions;
+  readonly #concurrency: number;
+  readonly #entries = new Set<MuxEntry>();
+
+  constructor(server: Target, o: WsClientOptions, concurrency: number) {
+    this.#server = server;
+    this.#o = o;
+    this.#concurrency = Math.max(1, concurrency);
+  }
+
+  async open(signal?: AbortSignal): Promise<Duplex> {
+    for (const e of this.#entries) {
+      if (
+        e.mux.sessions < this.#concurrency &&
+        e.opened < MUX_SESSIONS_PER_CONNECTION &&
+        !e.ws.destroyed &&
+        !e.ws.readableEnded &&
+        e.ws.writable
+      )
+        return this.#session(e);
+    }
+    const ws = await wsConnect(this.#server, this.#o, signal);
+    const e: MuxEntry = {
+      ws,
+      mux: new MuxCool(ws, { role: 'client', idleTimeoutMs: MUX_IDLE_MS }),
+      opened: 0,
+    };
+    ws.on('error', () => ws.destroy());
+    ws.once('close', () => this.#entries.delete(e));
+    ws.once('end', () => this.#entries.delete(e));
+    this.#entries.add(e);
+    return this.#session(e);
+  }
+
+  #session(e: MuxEntry): Duplex {
+    e.opened++;
+    if (e.opened >= MUX_SESSIONS_PER_CONNECTION) this.#entries.delete(e); // spent: closes when idle
+    // v2ray-plugin's dokodemo-door names no target the server uses (its freedom outbound has a
+    // fixed destination); v2ray sends 127.0.0.1 and the port 0 here.
+    return e.mux.open({ host: '127.0.0.1', port: 0 });
+  }
+}
+
 /**
  * A `connect` function for the Shadowsocks and Trojan dialers: each call opens one WebSocket and
- * returns it, or (with `mux`) one Mux.Cool session in its own WebSocket, which closes with it.
+ * returns it; or, with `mux` (v2ray-plugin's option: the sessions one WebSocket carries at once),
+ * one Mux.Cool session on a WebSocket that may already be open (see MuxPool).
  */
 export function wsConnector(
   server: Target,
-  o: WsClientOptions & { mux?: boolean },
+  o: WsClientOptions & { mux?: boolean | number },
 ): (signal?: AbortSignal) => Promise<Duplex> {
-  return async (signal) => {
-    const ws = await wsConnect(server, o, signal);
-    if (!o.mux) return ws;
-    const mux = new MuxCool(ws, { role: 'client' });
-    // v2ray-plugin's dokodemo-door names no target the server uses (its freedom outbound has a
-    // fixed destination); v2ray sends 127.0.0.1 and the port 0 here.
-    const session = mux.open({ host: '127.0.0.1', port: 0 });
-    session.once('close', () => ws.end());
-    return session;
-  };
+  if (!o.mux) return (signal) => wsConnect(server, o, signal);
+  const pool = new MuxPool(server, o, o.mux === true ? 1 : o.mux);
+  return (signal) => pool.open(signal);
 }

@@ -167,7 +167,7 @@ describe('ss over WebSocket with Mux.Cool (v2ray-plugin default)', () => {
   });
   after(() => echo.close());
 
-  test('20 connections at once, 1 MiB echoed each; each WebSocket closes with its session', async () => {
+  test('20 connections at once, 1 MiB echoed each, then 20 more one after another on the same WebSockets', async () => {
     const s = await server;
     const dialer = new SsStreamDialer(s.tls, ssKey, {
       connect: wsConnector(s.tls, { path: SS_PATH, host: 'localhost', tls: tlsOptions, mux: true }),
@@ -198,6 +198,36 @@ describe('ss over WebSocket with Mux.Cool (v2ray-plugin default)', () => {
       }),
     );
     assert.equal(upgraded.filter((k) => k === 'mux').length - before, 20);
+    // Sessions share WebSockets as v2ray's client shares them: these ride the 20 already open.
+    for (let i = 0; i < 20; i++) {
+      const d = await dialer.dial({ host: '127.0.0.1', port: echo.port });
+      const got = new Promise<Buffer>((r) => d.once('data', r));
+      d.write(`again ${i}`);
+      assert.equal((await got).toString(), `again ${i}`);
+      const closed = new Promise((r) => d.on('close', r));
+      d.destroy();
+      await closed;
+    }
+    assert.equal(upgraded.filter((k) => k === 'mux').length - before, 20, 'no new WebSocket');
+  });
+
+  test('mux=4: eight connections at once share two WebSockets', async () => {
+    const s = await server;
+    const dialer = new SsStreamDialer(s.tls, ssKey, {
+      connect: wsConnector(s.tls, { path: SS_PATH, host: 'localhost', tls: tlsOptions, mux: 4 }),
+    });
+    const before = upgraded.filter((k) => k === 'mux').length;
+    const ds = [];
+    for (let i = 0; i < 8; i++) ds.push(await dialer.dial({ host: '127.0.0.1', port: echo.port }));
+    await Promise.all(
+      ds.map(async (d, i) => {
+        const got = new Promise<Buffer>((r) => d.once('data', r));
+        d.write(`conn ${i}`);
+        assert.equal((await got).toString(), `conn ${i}`);
+        d.destroy();
+      }),
+    );
+    assert.equal(upgraded.filter((k) => k === 'mux').length - before, 2);
   });
 
   test('a client that half-closes still gets its answer', async () => {
