@@ -38,6 +38,8 @@ export interface SsDialerOptions {
   connectTimeoutMs?: number;
   /** How long to wait for the first payload before sending the header alone (default 50 ms). */
   firstPayloadWaitMs?: number;
+  /** Opens the TCP connection to the server (default: connectTo); `ladder probe` measures its own. */
+  connect?: (server: Target, signal?: AbortSignal) => Promise<Socket>;
 }
 
 class ClientCodec implements StreamCodec {
@@ -79,6 +81,7 @@ export class SsStreamDialer implements StreamDialer {
   readonly #random: Random;
   readonly #connectTimeoutMs: number;
   readonly #waitMs: number;
+  readonly #connect: SsDialerOptions['connect'];
 
   constructor(server: Target, key: SsCipherKey, options: SsDialerOptions = {}) {
     this.#server = server;
@@ -87,10 +90,13 @@ export class SsStreamDialer implements StreamDialer {
     this.#random = options.random ?? randomBytes;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#waitMs = options.firstPayloadWaitMs ?? 50;
+    this.#connect = options.connect;
   }
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
-    const socket = await connectTo(this.#server, this.#connectTimeoutMs, signal);
+    const socket = this.#connect
+      ? await this.#connect(this.#server, signal)
+      : await connectTo(this.#server, this.#connectTimeoutMs, signal);
     const codec = new ClientCodec(
       new SsTcpClientSession(this.#key, this.#random),
       target,
