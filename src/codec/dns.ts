@@ -307,7 +307,7 @@ function decodeRecords(
         throw new CodecError('ERR_CODEC', 'DNS: a name in RDATA that does not fill it');
       data = t.name;
     } else {
-      data = Uint8Array.prototype.slice.call(buf, o, o + rdLen);
+      data = new Uint8Array(buf.subarray(o, o + rdLen)); // a copy, a plain Uint8Array
     }
     o += rdLen;
     out.push({ name: n.name, type, class: cls, ttl, data });
