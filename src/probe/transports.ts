@@ -13,6 +13,7 @@ import { ConfigError } from '../errors.js';
 import { SsPacketDialer, SsStreamDialer } from '../transport/ss-dialer.js';
 import { TrojanDialer } from '../transport/trojan-dialer.js';
 import type { PacketDialer, StreamDialer, Target } from '../transport/types.js';
+import { trustStore } from './ops.js';
 
 export interface DialerOptions {
   /** Extra CA certificates (PEM) for TLS transports, added to the built-in roots. */
@@ -57,7 +58,7 @@ export function transportsFromKey(uri: string): ProbeTransport[] {
               sni,
               timeoutMs: o.timeoutMs,
               ...(k.pinSha256 ? { pinSha256: k.pinSha256 } : {}),
-              ...(o.ca ? { ca: o.ca } : {}),
+              ...(o.ca ? { ca: trustStore([o.ca])!.join('\n') } : {}),
               ...(o.socket ? { socket: o.socket } : {}),
             },
           );

@@ -6,8 +6,8 @@
  * 2. TCP-connect to each address (at most {@link MAX_ENDPOINTS}), TLS-handshake with the name as SNI
  *    on each for https, and send one GET over the first that got through (no redirects followed:
  *    `agent` is "agent");
- * 3. meanwhile, through the tunnel: resolve the name with the control resolver and GET the URL by
- *    name; then check, through the tunnel, each endpoint where the probe failed;
+ * 3. meanwhile, through the tunnel: resolve the name with the control resolver and GET the URL from
+ *    the address it gave; then check, through the tunnel, each endpoint where the probe failed;
  * 4. compare (web-analysis.ts) and write the measurement in OONI's format.
  *
  * Every connection is taken from a reservation of the run's connection cap, so a measurement is
@@ -164,8 +164,15 @@ export async function measureUrl(
 
   // 3a. The control's lookups and GET start now, in parallel with the probe's connects.
   const control = env.control;
-  const controlDns = control ? controlLookup(control, host, hostIsAddress, env, budget) : undefined;
-  const controlHttp = control ? controlGet(control, url, env, budget) : undefined;
+  const controlView = control
+    ? (async () => {
+        const dns = await controlLookup(control, host, hostIsAddress, env, budget);
+        // The control resolver says the name has no address: there is no page to fetch.
+        if (dns.addresses.length === 0 && dns.answered)
+          return { dns, http: { failure: dns.failure ?? 'dns_no_answer', headers: {} } };
+        return { dns, http: await controlGet(control, url, dns.addresses, env, budget) };
+      })()
+    : undefined;
 
   // 2. Connects, handshakes, one GET.
   const connects: TcpConnectResult[] = await Promise.all(
@@ -214,8 +221,9 @@ export async function measureUrl(
   const failedEndpoints = connects.filter(
     (c) => c.failure !== null || (scheme === 'https' && handshakes.get(c.ip)?.failure),
   );
-  const cDns = await controlDns;
-  const cHttp = await controlHttp;
+  const view = await controlView;
+  const cDns = view?.dns;
+  const cHttp = view?.http;
   const controlEndpoints: Record<string, { ok: boolean; failure: Failure | null }> = {};
   const controlTcp: Record<string, object> = {};
   const controlTls: Record<string, object> = {};
@@ -345,8 +353,8 @@ async function controlLookup(
   hostIsAddress: boolean,
   env: WebEnv,
   budget: Reservation,
-): Promise<{ failure: Failure | null; addresses: string[] }> {
-  if (hostIsAddress) return { failure: null, addresses: [host] };
+): Promise<{ failure: Failure | null; addresses: string[]; answered: boolean }> {
+  if (hostIsAddress) return { failure: null, addresses: [host], answered: true };
   const step = { timeoutMs: env.timeoutMs, now: env.now };
   const one = async (qtype: number): Promise<DnsLookup> => {
     let last = capLookup(host, qtype, env);
@@ -359,25 +367,32 @@ async function controlLookup(
   };
   const results = await Promise.all([DNS_TYPE.A, DNS_TYPE.AAAA].map(one));
   const addresses = [...new Set(results.flatMap((r) => r.addresses))];
-  return { failure: addresses.length > 0 ? null : results[0]!.failure, addresses };
+  return {
+    failure: addresses.length > 0 ? null : results[0]!.failure,
+    addresses,
+    answered: results.some((r) => r.rcode !== undefined),
+  };
 }
 
-/** GET the URL by name through the tunnel: the page the site serves to the uncensored side. */
+/**
+ * GET the URL through the tunnel: the page the site serves to the uncensored side. It goes to the
+ * address the control resolved (so the control's DNS and HTTP views agree, and the server needs no
+ * resolver of its own), with the URL's name as Host and SNI; by name only if the control's lookup
+ * found nothing.
+ */
 async function controlGet(
   control: Control,
   url: URL,
+  addresses: readonly string[],
   env: WebEnv,
   budget: Reservation,
 ): Promise<ControlHttp> {
   if (!budget.take()) return { failure: CAP_FAILURE, headers: {} };
   const step = { timeoutMs: env.timeoutMs, now: env.now };
+  const to = addresses.find((a) => isIP(a) === 4) ?? addresses[0] ?? hostOf(url);
   let stream: Duplex;
   try {
-    stream = await dialWithin(
-      control.dialer,
-      { host: hostOf(url), port: portOf(url) },
-      env.timeoutMs,
-    );
+    stream = await dialWithin(control.dialer, { host: to, port: portOf(url) }, env.timeoutMs);
   } catch (err) {
     return { failure: dialFailure(err), headers: {} };
   }
