@@ -604,7 +604,15 @@ interface Sample {
   readonly bytes: number;
 }
 
-/** Rates early and late in a transfer (pure): a fall to a fraction of the early rate is throttling. */
+/** Width of the windows a transfer's rate is measured over. */
+export const THROUGHPUT_WINDOW_MS = 100;
+
+/**
+ * Rates early and late in a transfer (pure), over {@link THROUGHPUT_WINDOW_MS} windows: the best
+ * window in the first 30% of the time against the mean of the last 30%. A throttle that starts
+ * after some bytes (§16) shows as a fall to a fraction of the early rate, and the knee is where the
+ * rate last stood at half the early rate. Transfers under a second are too short to tell.
+ */
 export function analyzeThroughput(
   samples: readonly Sample[],
   t0: number,
@@ -613,25 +621,24 @@ export function analyzeThroughput(
   const bytes = last?.bytes ?? 0;
   const seconds = last ? (last.t - t0) / 1000 : 0;
   const base = { bytes, seconds, bytesPerSecond: seconds > 0 ? bytes / seconds : 0 };
-  if (!last || seconds < 0.5 || samples.length < 10)
-    return { ...base, ratio: null, kneeBytes: null };
-  const windows = 10;
-  const span = (last.t - t0) / windows;
-  const at = (t: number): number => {
-    let b = 0;
-    for (const s of samples) {
-      if (s.t > t) break;
-      b = s.bytes;
-    }
-    return b;
-  };
-  const cum = Array.from({ length: windows + 1 }, (_, i) => at(t0 + i * span));
-  const rates = Array.from({ length: windows }, (_, i) => (cum[i + 1]! - cum[i]!) / span);
-  const early = Math.max(...rates.slice(0, 3));
-  const late = (rates[7]! + rates[8]! + rates[9]!) / 3;
+  const windows = Math.floor((seconds * 1000) / THROUGHPUT_WINDOW_MS);
+  if (!last || seconds < 1 || windows < 10) return { ...base, ratio: null, kneeBytes: null };
+  const cum: number[] = [];
+  let k = 0;
+  let b = 0;
+  for (let w = 0; w <= windows; w++) {
+    const until = t0 + w * THROUGHPUT_WINDOW_MS;
+    while (k < samples.length && samples[k]!.t <= until) b = samples[k++]!.bytes;
+    cum.push(b);
+  }
+  const rates = Array.from({ length: windows }, (_, w) => cum[w + 1]! - cum[w]!);
+  const edge = Math.max(1, Math.floor(windows * 0.3));
+  const early = Math.max(...rates.slice(0, edge));
+  const tail = rates.slice(windows - edge);
+  const late = tail.reduce((x, y) => x + y, 0) / tail.length;
   if (early <= 0) return { ...base, ratio: null, kneeBytes: null };
   let knee: number | null = null;
-  for (let i = 0; i < windows; i++) if (rates[i]! >= early / 2) knee = cum[i + 1]!;
+  for (let w = 0; w < windows - edge; w++) if (rates[w]! >= early / 2) knee = cum[w + 1]!;
   return { ...base, ratio: late / early, kneeBytes: knee };
 }
 

@@ -373,4 +373,28 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
     assert.equal(transport(lines, /trojan/).status, 'ok');
     assert.ok(eventsFrom(from).includes('dns/forge'));
   });
+  test('transports × throttle: a throughput sample is taken (the verdict is printed, not asserted: it is a rate)', async () => {
+    const from = await censor('throttle', { bytesThreshold: 4 * 1024 * 1024 });
+    const { lines } = await probe([
+      '--key',
+      keys.ss,
+      '--only',
+      'transports',
+      '--attempts',
+      '1',
+      '--throughput-url',
+      `http://${plan.names.allowed}/bytes/${32 * 1024 * 1024}`,
+    ]);
+    const ss = transport(lines, /shadowsocks/);
+    const th = ss.throughput as {
+      bytes: number;
+      late_early_ratio: number | null;
+      knee_bytes: number | null;
+    };
+    assert.ok(th.bytes > 4 * 1024 * 1024, 'the sample went past the throttle threshold');
+    assert.ok(eventsFrom(from).includes('throttle/throttle'));
+    console.log(
+      `lab throttle (4 MiB threshold, 2% loss, 40 ms): technique ${String(ss.technique)}, late/early rate ${th.late_early_ratio?.toFixed(2)}, knee ${th.knee_bytes} bytes`,
+    );
+  });
 });
