@@ -536,7 +536,9 @@ export function transportVerdict(c: Omit<TransportCheck, 'verdict'>): TransportV
       explanation = `the server's certificate does not verify (${first.tls?.failure}): a wrong pin or CA in the key, or a middlebox in the way`;
       break;
     case 'data-timeout':
-      explanation = `silent drop after the first data packet: connects, sends, then nothing comes back (as fully-encrypted-traffic blocking does)`;
+      explanation = residual
+        ? 'silent drop after the first data packet: connects, sends, then nothing comes back (as fully-encrypted-traffic blocking does)'
+        : 'silent drop after the first data packet: connects, sends, then nothing comes back (fully-encrypted-traffic blocking, or a wrong key: servers never answer unauthenticated data)';
       break;
     case 'data-reset':
       explanation = `reset after the first data packet (${first.data?.failure})`;

@@ -373,6 +373,45 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
     assert.equal(transport(lines, /trojan/).status, 'ok');
     assert.ok(eventsFrom(from).includes('dns/forge'));
   });
+  test('transports × port443-reset, allowlist, rst-on-data: refused, tls-drop, data-reset', async () => {
+    let from = await censor('port443-reset');
+    let r = await probe([
+      '--key',
+      keys.ss,
+      '--key',
+      keys.trojan,
+      '--only',
+      'transports',
+      '--attempts',
+      '2',
+    ]);
+    assert.equal(transport(r.lines, /trojan/).technique, 'refused');
+    assert.equal(transport(r.lines, /shadowsocks/).status, 'ok', 'port 8388 is not 443');
+    assert.ok(eventsFrom(from).includes('port443-reset/reset'));
+
+    from = await censor('allowlist'); // TLS only, and only to allowed.lab
+    r = await probe([
+      '--key',
+      keys.trojan,
+      '--key',
+      keys.trojanBlockedSni,
+      '--only',
+      'transports',
+      '--attempts',
+      '2',
+    ]);
+    assert.equal(transport(r.lines, new RegExp(`SNI ${plan.names.allowed}`)).status, 'ok');
+    assert.equal(transport(r.lines, new RegExp(`SNI ${plan.names.blocked}`)).technique, 'tls-drop');
+    assert.ok(eventsFrom(from).includes('allowlist/drop'));
+
+    from = await censor('ipblock', {
+      rules: [{ ip: plan.addr.ladderIp, port: SS_PORT, mode: 'rst-on-data' }],
+    });
+    r = await probe(['--key', keys.ss, '--only', 'transports', '--attempts', '2']);
+    assert.equal(transport(r.lines, /shadowsocks/).technique, 'data-reset');
+    assert.ok(eventsFrom(from).includes('ipblock/reset'));
+  });
+
   test('transports × throttle: a throughput sample is taken (the verdict is printed, not asserted: it is a rate)', async () => {
     const from = await censor('throttle', { bytesThreshold: 4 * 1024 * 1024 });
     const { lines } = await probe([
