@@ -258,7 +258,9 @@ export async function run(argv: string[]): Promise<number> {
   const checkEnv: CheckEnv = {
     now,
     timeoutMs,
-    attempts: only === 'web' ? 1 : attempts,
+    attempts,
+    // --only web: the check only picks the control, so the first success is enough
+    ...(only === 'web' ? { stopAtFirstSuccess: true } : {}),
     backoffBaseMs,
     sleep: (ms) => sleep(ms),
     resolver,

@@ -39,6 +39,8 @@ export interface CheckEnv {
   readonly timeoutMs: number;
   /** Attempts per transport. */
   readonly attempts: number;
+  /** Stop a transport's attempts at its first success (when only a control is wanted). */
+  readonly stopAtFirstSuccess?: boolean;
   /** Wait before the second attempt; doubles for each later one. */
   readonly backoffBaseMs: number;
   readonly sleep: (ms: number) => Promise<void>;
@@ -302,16 +304,17 @@ async function resolveServer(t: ProbeTransport, env: CheckEnv): Promise<DnsEvide
   const r = env.budget.reserve(1);
   if (!r) return undefined;
   r.take();
-  const a = await env.resolver.lookup(t.server.host, DNS_TYPE.A, {
-    timeoutMs: env.timeoutMs,
-    now: env.now,
-    graceMs: env.dnsGraceMs,
-  });
-  const first = new Set(a.addresses);
-  const injected = [...new Set(a.lateAnswers.flatMap((l) => l.addresses))].filter(
-    (x) => !first.has(x),
-  );
-  return { lookups: [a], addresses: a.addresses, failure: a.failure, injected };
+  const o = { timeoutMs: env.timeoutMs, now: env.now, graceMs: env.dnsGraceMs };
+  const lookups = [await env.resolver.lookup(t.server.host, DNS_TYPE.A, o)];
+  // An IPv6-only server: ask for AAAA when A gave nothing.
+  if (lookups[0]!.addresses.length === 0 && env.budget.reserve(1)?.take())
+    lookups.push(await env.resolver.lookup(t.server.host, DNS_TYPE.AAAA, o));
+  const addresses = lookups.flatMap((l) => l.addresses);
+  const first = new Set(addresses);
+  const injected = [
+    ...new Set(lookups.flatMap((l) => l.lateAnswers.flatMap((x) => x.addresses))),
+  ].filter((x) => !first.has(x));
+  return { lookups, addresses, failure: addresses.length ? null : lookups[0]!.failure, injected };
 }
 
 /** Checks every transport in turn (never in parallel: residual blocking would mix them up). */
@@ -331,7 +334,7 @@ export async function checkTransports(
         const a = await attemptOnce(t, address, n, env);
         attempts.push(a);
         env.onProgress?.(`  attempt ${n}: ${describeAttempt(a)}`);
-        if (a.kind === 'cap') break;
+        if (a.kind === 'cap' || (a.kind === 'ok' && env.stopAtFirstSuccess)) break;
       }
     }
     partial.push({

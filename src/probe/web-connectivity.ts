@@ -207,10 +207,16 @@ export async function measureUrl(
   for (const c of connects) if (c !== usable) c.socket?.destroy();
   for (const [ip, h] of handshakes) if (ip !== usable?.ip) h.socket?.destroy();
   let httpFailure: Failure | null;
-  if (http) httpFailure = http.failure;
-  else if (endpoints.length === 0) httpFailure = dnsFailure ?? 'dns_no_answer';
-  else {
+  let failedStep: string;
+  if (http) {
+    httpFailure = http.failure;
+    failedStep = 'HTTP GET';
+  } else if (endpoints.length === 0) {
+    httpFailure = dnsFailure ?? 'dns_no_answer';
+    failedStep = 'DNS';
+  } else {
     const tlsFailed = [...handshakes.values()].find((h) => h.failure !== null);
+    failedStep = tlsFailed ? 'TLS handshake' : 'TCP connect';
     httpFailure =
       tlsFailed?.failure ??
       connects.find((c) => c.failure !== null)?.failure ??
@@ -324,7 +330,14 @@ export async function measureUrl(
   return {
     input,
     verdict,
-    detail: describe(verdict, dnsFailure, httpFailure, addresses, cDns?.addresses ?? [], http),
+    detail: describe(
+      verdict,
+      dnsFailure,
+      `${failedStep}: ${httpFailure}`,
+      addresses,
+      cDns?.addresses ?? [],
+      http,
+    ),
     json,
   };
 }
@@ -461,7 +474,7 @@ async function controlEndpoint(
 function describe(
   v: WebVerdict,
   dnsFailure: Failure | null,
-  httpFailure: Failure | null,
+  failure: string,
   addresses: readonly string[],
   controlAddresses: readonly string[],
   http: HttpResult | undefined,
@@ -472,16 +485,16 @@ function describe(
         ? `local DNS: ${dnsFailure}; the control resolved ${controlAddresses.join(' ') || 'nothing'}`
         : `local DNS gave ${addresses.join(' ')}, the control ${controlAddresses.join(' ') || 'nothing'}`;
     case 'tcp_ip':
-      return `TCP connect: ${httpFailure}; the control reached the same address`;
+      return `${failure}; the control reached the same address`;
     case 'http-failure':
-      return `${httpFailure}`;
+      return failure;
     case 'http-diff':
       return (
         `a different page: status ${http?.status ?? '?'}, ${http?.body.length ?? 0} bytes` +
         (v.body_proportion !== null ? ` (body proportion ${v.body_proportion.toFixed(2)})` : '')
       );
     case false:
-      return v.accessible ? '' : `down for the control too (${httpFailure})`;
+      return v.accessible ? '' : `down for the control too (${failure})`;
     case null:
       return 'no control: nothing can be concluded';
   }
