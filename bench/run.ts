@@ -29,6 +29,7 @@ import {
   type Peer,
 } from '../test/helpers/peers.js';
 import { fetchOnce } from './socks-load.js';
+import { printOperatorBench, runOperatorBench, type OperatorBenchResult } from './operator.js';
 
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
@@ -379,6 +380,7 @@ async function main(): Promise<void> {
   };
   const live: { setup: Setup; rounds: Round[] }[] = [];
   const results: Result[] = [];
+  let operator: OperatorBenchResult | undefined;
   try {
     for (const step of plan) {
       process.stderr.write(`bench: starting ${step.name}\n`);
@@ -410,11 +412,21 @@ async function main(): Promise<void> {
       }
     }
     for (const l of live) results.push(summarize(l.setup, l.rounds));
+    await Promise.all(live.map((l) => l.setup.stop()));
+    if (want('operator')) {
+      process.stderr.write('bench: keys and accounting (operator)\n');
+      try {
+        operator = await runOperatorBench(originPort, quick);
+      } catch (err) {
+        fail('operator', err);
+      }
+    }
   } finally {
     await Promise.all(live.map((l) => l.setup.stop()));
     await origin.stop();
   }
   print(results);
+  if (operator) printOperatorBench(operator);
   const libevVersion =
     spawnSync('ss-server', ['-h'], { encoding: 'utf8' }).stdout.match(
       /shadowsocks-libev ([\d.]+)/,
@@ -446,6 +458,7 @@ async function main(): Promise<void> {
           concurrentBytes: CONC_BYTES,
         },
         results,
+        ...(operator ? { operator } : {}),
         failures,
         ratios: ratios(results),
       },

@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'ERR_REPLAY_SERVER'
   | 'ERR_PROBE_TIMEOUT'
   | 'ERR_PROBE_SHORT'
+  | 'ERR_ACCESS_DENIED'
   // dialing and relaying
   | 'ERR_DIAL_REFUSED'
   | 'ERR_DIAL_UNREACHABLE'
@@ -45,6 +46,10 @@ export type ErrorCode =
   | 'ERR_UNKNOWN_METHOD'
   | 'ERR_LISTEN'
   | 'ERR_USAGE'
+  // operator: key store and management API
+  | 'ERR_NOT_FOUND'
+  | 'ERR_CONFLICT'
+  | 'ERR_API'
   // lab
   | 'ERR_LAB'
   | 'ERR_LAB_NEEDS_ROOT';

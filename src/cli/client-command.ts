@@ -3,23 +3,19 @@
  * @module
  */
 import { LadderError } from '../errors.js';
-import { makeCipherKey } from '../crypto/ss-key.js';
-import { parseSsUri } from '../codec/access-key-uri.js';
-import { SsPacketDialer, SsStreamDialer } from '../transport/ss-dialer.js';
-import { TrojanDialer } from '../transport/trojan-dialer.js';
-import { parseTrojanUri } from '../codec/trojan-uri.js';
-import type { PacketDialer, StreamDialer, Target } from '../transport/types.js';
+import { dialersForKey } from './key-dialers.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
 
-const HELP = `ladder client --server <ss-uri> [--socks <host:port>] [--http <host:port>] [options]
+const HELP = `ladder client --server <key> [--socks <host:port>] [--http <host:port>] [options]
 
 Runs local proxies that carry every connection through the Ladder (or any Shadowsocks) server named
 by the key URI.
 
 options:
-  --server <ss-uri>      the access key of the server to use
+  --server <key>         the access key of the server to use: ss://, trojan://, or ladder://
+                         (several transports, tried in order, moving on when one is blocked)
   --socks <host:port>    SOCKS5 proxy (CONNECT and UDP ASSOCIATE) (default 127.0.0.1:1080)
   --http <host:port>     HTTP proxy (CONNECT and plain requests) (default 127.0.0.1:8080)
   --no-socks, --no-http  do not start that proxy
@@ -41,29 +37,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values.server)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
-  let dialer: StreamDialer;
-  let packetDialer: PacketDialer;
-  let server: Target;
-  let what: string;
-  if (/^trojan:/i.test(values.server.trim())) {
-    const t = parseTrojanUri(values.server);
-    server = { host: t.host, port: t.port };
-    const d = new TrojanDialer(server, {
-      password: t.password,
-      sni: t.sni ?? t.host,
-      ...(t.pinSha256 ? { pinSha256: t.pinSha256 } : {}),
-    });
-    dialer = d;
-    packetDialer = d;
-    what = `trojan over TLS${t.pinSha256 ? ' (pinned certificate)' : ''}`;
-  } else {
-    const k = parseSsUri(values.server);
-    const key = makeCipherKey(k.method, k.password);
-    server = { host: k.host, port: k.port };
-    dialer = new SsStreamDialer(server, key);
-    packetDialer = new SsPacketDialer(server, key);
-    what = k.method;
-  }
+  const keyDialers = dialersForKey(values.server, (to, why) =>
+    console.log(`ladder client: now using ${to} (${why})`),
+  );
+  for (const s of keyDialers.skipped) console.log(`ladder client: skipping ${s}`);
+  const dialer = keyDialers.stream;
+  const packetDialer = keyDialers.packet;
   let users: Map<string, string> | undefined;
   if (values.user !== undefined) {
     const i = values.user.indexOf(':');
@@ -91,9 +70,7 @@ export async function run(argv: string[]): Promise<number> {
       'ERR_USAGE',
       'client: with both --no-socks and --no-http there is nothing to run',
     );
-  console.log(
-    `ladder client: carrying traffic through ${formatHostPort(server.host, server.port)} with ${what}`,
-  );
+  console.log(`ladder client: carrying traffic through ${keyDialers.what}`);
   await untilSignal();
   await Promise.all(closers.map((c) => c()));
   return 0;

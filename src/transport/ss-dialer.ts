@@ -38,6 +38,8 @@ export interface SsDialerOptions {
   connectTimeoutMs?: number;
   /** How long to wait for the first payload before sending the header alone (default 50 ms). */
   firstPayloadWaitMs?: number;
+  /** Connect to the server from this local address (a multi-homed machine; tests use 127.0.0.x). */
+  localAddress?: string;
   /** Opens the TCP connection to the server (default: connectTo); `ladder probe` measures its own. */
   connect?: (server: Target, signal?: AbortSignal) => Promise<Socket>;
 }
@@ -81,9 +83,11 @@ export class SsStreamDialer implements StreamDialer {
   readonly #random: Random;
   readonly #connectTimeoutMs: number;
   readonly #waitMs: number;
+  readonly #localAddress: string | undefined;
   readonly #connect: SsDialerOptions['connect'];
 
   constructor(server: Target, key: SsCipherKey, options: SsDialerOptions = {}) {
+    this.#localAddress = options.localAddress;
     this.#server = server;
     this.#key = key;
     this.#clock = options.clock ?? systemClock;
@@ -96,7 +100,7 @@ export class SsStreamDialer implements StreamDialer {
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     const socket = this.#connect
       ? await this.#connect(this.#server, signal)
-      : await connectTo(this.#server, this.#connectTimeoutMs, signal);
+      : await connectTo(this.#server, this.#connectTimeoutMs, signal, this.#localAddress);
     const codec = new ClientCodec(
       new SsTcpClientSession(this.#key, this.#random),
       target,
@@ -117,6 +121,7 @@ export function connectTo(
   server: Target,
   timeoutMs: number,
   signal?: AbortSignal,
+  localAddress?: string,
 ): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const what = `proxy server ${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}`;
@@ -124,7 +129,12 @@ export function connectTo(
       reject(new DialError('ERR_ABORTED', `${what}: aborted`));
       return;
     }
-    const socket = connect({ host: server.host, port: server.port, noDelay: true });
+    const socket = connect({
+      host: server.host,
+      port: server.port,
+      noDelay: true,
+      ...(localAddress ? { localAddress } : {}),
+    });
     const timer = setTimeout(
       () =>
         fail(new DialError('ERR_SERVER_UNREACHABLE', `${what}: no answer within ${timeoutMs} ms`)),
