@@ -25,7 +25,7 @@ import {
 } from '../probe/report.js';
 import { parseTestList, type TestListEntry } from '../probe/test-list.js';
 import { checkTransports, type CheckEnv, type TransportCheck } from '../probe/transport-check.js';
-import { transportsFromKey, type ProbeTransport } from '../probe/transports.js';
+import { keyTransports, type ProbeTransport } from '../probe/transports.js';
 import {
   checkProbeUrl,
   CONNECTIONS_PER_URL,
@@ -57,7 +57,8 @@ It reaches only: the servers of the keys, the local resolver, and through the tu
 resolver, the check URL and the URLs of the list.
 
 options:
-  --key <uri>                    access key (ss:// or trojan://); repeat for more transports
+  --key <uri>                    access key (ss://, trojan://, or ladder:// with several transports);
+                                 repeat for more
   URL ...                        URLs to measure (with their scheme) instead of the list
   --list <file>                  test list: Citizen Lab CSV or one URL per line
                                  (default: the built-in list, ${DEFAULT_LIST_PATH})
@@ -186,7 +187,18 @@ export async function run(argv: string[]): Promise<number> {
       'ERR_USAGE',
       'probe: give an access key with --key <uri>: its transports are what the check tests, and its tunnel is the control for the web test',
     );
-  const transports: ProbeTransport[] = keys.flatMap((k) => transportsFromKey(k));
+  const transports: ProbeTransport[] = [];
+  const skippedTransports: string[] = [];
+  for (const k of keys) {
+    const t = keyTransports(k);
+    transports.push(...t.transports);
+    skippedTransports.push(...t.skipped);
+  }
+  if (transports.length === 0)
+    throw new ConfigError(
+      'ERR_KEY_URI',
+      `probe: no transport of the key can be checked (${skippedTransports.join('; ')})`,
+    );
   if (only === 'transports' && (positionals.length > 0 || values.list !== undefined))
     throw new LadderError(
       'ERR_USAGE',
@@ -252,6 +264,8 @@ export async function run(argv: string[]): Promise<number> {
         : `, and through the tunnel ${formatHostPort(controlResolver.host, controlResolver.port)}, ${checkUrl.href} and ${entries.length} URL${entries.length === 1 ? '' : 's'} from ${listName}`) +
       `; at most ${budget.max} connections`,
   );
+
+  for (const s of skippedTransports) say(`skipped: ${s}`);
 
   const testStartTime = new Date();
   const now = (): number => performance.now();

@@ -13,7 +13,8 @@ import {
   type DnsEvidence,
   type StepRecord,
 } from './transport-check.js';
-import { transportsFromKey, type ProbeTransport } from './transports.js';
+import { keyTransports, transportsFromKey, type ProbeTransport } from './transports.js';
+import { formatLadderKey } from '../codec/ladder-key.js';
 import type { Failure } from './failure.js';
 
 const ss = transportsFromKey('ss://chacha20-ietf-poly1305:secret-password@198.18.9.1:8388')[0]!;
@@ -197,8 +198,26 @@ test('checkRequest and other ports', () => {
   assert.deepEqual(otherPorts(8388), [443, 80]);
 });
 
-test('keys: ss and trojan give one transport each; anything else is a clear error', () => {
+test('keys: ss and trojan give one transport each, ladder:// its list; anything else is a clear error', () => {
   assert.equal(ss.kind, 'shadowsocks');
   assert.equal(trojan.tlsServerName, 'www.example.com');
-  assert.throws(() => transportsFromKey('vmess://abc'), /ss:\/\/ or trojan:\/\//);
+  assert.throws(() => transportsFromKey('vmess://abc'), /'vmess:' keys cannot be checked/);
+  const bundle = formatLadderKey({
+    transports: [
+      'trojan://pw@198.18.9.1:443?sni=www.example.com',
+      'wss://198.18.9.1/some-future-transport',
+      'ss://chacha20-ietf-poly1305:secret-password@198.18.9.1:8388',
+    ],
+    name: 'home',
+  });
+  const k = keyTransports(bundle);
+  assert.deepEqual(
+    k.transports.map((t) => [t.kind, t.tag]),
+    [
+      ['trojan', 'home'],
+      ['shadowsocks', 'home'],
+    ],
+  );
+  assert.equal(k.skipped.length, 1);
+  assert.match(k.skipped[0]!, /transport 2 .*'wss:'/);
 });

@@ -1,15 +1,16 @@
 /**
  * The transports an access key offers, as the probe needs them: where the server is, whether the
  * transport starts with TLS, and how to build its dialers over a connection the probe opened (so each
- * step can be timed and its failure named). One key may carry several transports (a bundled
- * multi-transport key will); every parser returns a list, and the probe checks each entry.
+ * step can be timed and its failure named). A ladder:// key carries several transports; the probe
+ * checks each one.
  * @module
  */
 import type { Socket } from 'node:net';
 import { parseSsUri } from '../codec/access-key-uri.js';
 import { parseTrojanUri } from '../codec/trojan-uri.js';
 import { makeCipherKey } from '../crypto/ss-key.js';
-import { ConfigError } from '../errors.js';
+import { parseLadderKey } from '../codec/ladder-key.js';
+import { ConfigError, LadderError } from '../errors.js';
 import { SsPacketDialer, SsStreamDialer } from '../transport/ss-dialer.js';
 import { TrojanDialer } from '../transport/trojan-dialer.js';
 import type { PacketDialer, StreamDialer, Target } from '../transport/types.js';
@@ -37,7 +38,31 @@ export interface ProbeTransport {
   dialers(address: string, o: DialerOptions): { stream: StreamDialer; packet?: PacketDialer };
 }
 
-/** Every transport of one access key URI (ss://, trojan://). */
+/**
+ * Every transport of one access key: one for ss:// and trojan://, each of the list of a ladder://
+ * key (transports of schemes this Ladder cannot check are listed in `skipped`, as the client skips
+ * them).
+ */
+export function keyTransports(uri: string): { transports: ProbeTransport[]; skipped: string[] } {
+  const text = uri.trim();
+  if (!/^ladder:/i.test(text)) return { transports: transportsFromKey(text), skipped: [] };
+  const key = parseLadderKey(text);
+  const transports: ProbeTransport[] = [];
+  const skipped: string[] = [];
+  key.transports.forEach((t, i) => {
+    try {
+      for (const one of transportsFromKey(t))
+        transports.push(key.name && !one.tag ? { ...one, tag: key.name } : one);
+    } catch (err) {
+      if (err instanceof LadderError)
+        skipped.push(`transport ${i + 1} of the ladder:// key: ${err.message}`);
+      else throw err;
+    }
+  });
+  return { transports, skipped };
+}
+
+/** The transport of one ss:// or trojan:// key URI. */
 export function transportsFromKey(uri: string): ProbeTransport[] {
   const text = uri.trim();
   if (/^trojan:/i.test(text)) {
@@ -95,6 +120,6 @@ export function transportsFromKey(uri: string): ProbeTransport[] {
   }
   throw new ConfigError(
     'ERR_KEY_URI',
-    `probe: '${text.slice(0, 12)}...' is not an access key: give an ss:// or trojan:// URI`,
+    `probe: '${text.slice(0, text.indexOf(':') + 1) || text.slice(0, 12)}' keys cannot be checked: give an ss://, trojan:// or ladder:// key`,
   );
 }

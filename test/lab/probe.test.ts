@@ -21,6 +21,7 @@ import {
 import { labNamespaces, labUnavailable, planLab } from '../../src/lab/topology.js';
 import { modulePolicy, type ModuleName } from '../../src/lab/policy.js';
 import { runIn } from '../../src/lab/report.js';
+import { formatLadderKey } from '../../src/codec/ladder-key.js';
 
 const why = labUnavailable();
 if (why) console.log(`probe lab tests skipped: ${why}`);
@@ -288,9 +289,10 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
     assert.ok(eventsFrom(from).includes('blockpage/inject'));
   });
 
-  test('transports × fet: Shadowsocks dropped after its first packet, then null-routed; Trojan gets through', async () => {
+  test('transports × fet: in one ladder:// key, Shadowsocks is dropped after its first packet, then null-routed; Trojan gets through', async () => {
     const from = await censor('fet', { p: 1 });
-    const { lines } = await probe(['--key', keys.ss, '--key', keys.trojan, '--only', 'transports']);
+    const bundle = formatLadderKey({ transports: [keys.ss, keys.trojan], name: 'lab' });
+    const { lines } = await probe(['--key', bundle, '--only', 'transports']);
     const ss = transport(lines, /shadowsocks/);
     assert.equal(ss.status, 'blocked');
     assert.equal(ss.technique, 'data-drop');
