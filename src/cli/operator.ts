@@ -21,9 +21,8 @@ import { AdminService, type Reachability } from '../admin/service.js';
 import { ManagementApi } from '../admin/api.js';
 import { listenTcp } from '../transport/listen.js';
 import { LadderError } from '../errors.js';
-import { formatHostPort, type parseHostPort } from './args.js';
-
-type HostPort = ReturnType<typeof parseHostPort>;
+import { formatHostPort } from './args.js';
+import type { Target as HostPort } from '../transport/types.js';
 
 /** Writes a file only its owner can read (secrets: TLS keys, the API URL). */
 export function writeSecretFile(file: string, data: string): void {
