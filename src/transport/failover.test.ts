@@ -118,5 +118,9 @@ test('after the cooldown the first transport is tried again; all down: the last 
   now = 5000;
   log.length = 0;
   await assert.rejects(f.dial(T));
-  assert.deepEqual(log, ['a', 'b'], 'the preferred one (the last switched to: a, when b failed) first');
+  assert.deepEqual(
+    log,
+    ['a', 'b'],
+    'the preferred one (the last switched to: a, when b failed) first',
+  );
 });
