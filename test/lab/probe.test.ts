@@ -292,7 +292,7 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
   test('transports × fet: in one ladder:// key, Shadowsocks is dropped after its first packet, then null-routed; Trojan gets through', async () => {
     const from = await censor('fet', { p: 1 });
     const bundle = formatLadderKey({ transports: [keys.ss, keys.trojan], name: 'lab' });
-    const { lines } = await probe(['--key', bundle, '--only', 'transports']);
+    const { lines } = await probe(['--key', bundle, '--only', 'transports', '--attempts', '2']);
     const ss = transport(lines, /shadowsocks/);
     assert.equal(ss.status, 'blocked');
     assert.equal(ss.technique, 'data-drop');
@@ -305,18 +305,8 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
     let from = await censor('ipblock', {
       rules: [{ ip: plan.addr.ladderIp, mode: 'nullroute-both' }],
     });
-    let r = await probe([
-      '--key',
-      keys.ss,
-      '--key',
-      keys.trojan,
-      '--only',
-      'transports',
-      '--attempts',
-      '2',
-    ]);
+    let r = await probe(['--key', keys.ss, '--only', 'transports', '--attempts', '2']);
     assert.equal(transport(r.lines, /shadowsocks/).technique, 'ip');
-    assert.equal(transport(r.lines, /trojan/).technique, 'ip');
     assert.ok(eventsFrom(from).includes('ipblock/drop'));
 
     from = await censor('ipblock', {
@@ -424,7 +414,7 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
       '--attempts',
       '1',
       '--throughput-url',
-      `http://${plan.names.allowed}/bytes/${32 * 1024 * 1024}`,
+      `http://${plan.names.allowed}/bytes/${16 * 1024 * 1024}`,
     ]);
     const ss = transport(lines, /shadowsocks/);
     const th = ss.throughput as {
