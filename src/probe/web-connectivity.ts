@@ -240,7 +240,7 @@ export async function measureUrl(
         const r = budget.take()
           ? await controlEndpoint(control, c.ip, port, scheme, host, url, env)
           : { tcp: { ok: false, failure: CAP_FAILURE }, tls: undefined };
-        controlEndpoints[key] = r.tls ?? r.tcp;
+        controlEndpoints[key] = r.tcp; // reached: a TLS answer counts even if it did not verify
         controlTcp[key] = { status: r.tcp.ok, failure: r.tcp.failure };
         if (r.tls)
           controlTls[key] = { server_name: host, status: r.tls.ok, failure: r.tls.failure };
