@@ -40,6 +40,8 @@ export interface SsDialerOptions {
   firstPayloadWaitMs?: number;
   /** Connect to the server from this local address (a multi-homed machine; tests use 127.0.0.x). */
   localAddress?: string;
+  /** Opens the TCP connection to the server (default: connectTo); `ladder probe` measures its own. */
+  connect?: (server: Target, signal?: AbortSignal) => Promise<Socket>;
 }
 
 class ClientCodec implements StreamCodec {
@@ -82,6 +84,7 @@ export class SsStreamDialer implements StreamDialer {
   readonly #connectTimeoutMs: number;
   readonly #waitMs: number;
   readonly #localAddress: string | undefined;
+  readonly #connect: SsDialerOptions['connect'];
 
   constructor(server: Target, key: SsCipherKey, options: SsDialerOptions = {}) {
     this.#localAddress = options.localAddress;
@@ -91,15 +94,13 @@ export class SsStreamDialer implements StreamDialer {
     this.#random = options.random ?? randomBytes;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#waitMs = options.firstPayloadWaitMs ?? 50;
+    this.#connect = options.connect;
   }
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
-    const socket = await connectTo(
-      this.#server,
-      this.#connectTimeoutMs,
-      signal,
-      this.#localAddress,
-    );
+    const socket = this.#connect
+      ? await this.#connect(this.#server, signal)
+      : await connectTo(this.#server, this.#connectTimeoutMs, signal, this.#localAddress);
     const codec = new ClientCodec(
       new SsTcpClientSession(this.#key, this.#random),
       target,

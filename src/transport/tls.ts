@@ -12,6 +12,7 @@
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
+import type { Duplex } from 'node:stream';
 import type { Target } from './types.js';
 
 /** Chrome's cipher suites, in Chrome's order (TLS 1.3 first), in OpenSSL's names. */
@@ -58,6 +59,8 @@ export interface TlsClientOptions {
   /** ALPN offer (default h2, http/1.1, as a browser). */
   alpn?: string[];
   timeoutMs?: number;
+  /** An open connection to the server to run TLS over (default: a new one); `ladder probe` measures its own. */
+  socket?: Duplex;
 }
 
 export function normalizeFingerprint(fp: string): string {
@@ -86,6 +89,7 @@ export function tlsConnect(
     sigalgs: BROWSER_SIGALGS,
     ecdhCurve: BROWSER_GROUPS,
     minVersion: 'TLSv1.2',
+    ...(o.socket ? { socket: o.socket } : {}),
     ...(o.ca ? { ca: o.ca } : {}),
     ...(pin
       ? {
