@@ -38,6 +38,7 @@ import {
   setupTrojanGfw,
   setupV2ray,
 } from './tls-setups.js';
+import { printOperatorBench, runOperatorBench, type OperatorBenchResult } from './operator.js';
 
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
@@ -402,6 +403,7 @@ async function main(): Promise<void> {
   };
   const live: { setup: Setup; rounds: Round[] }[] = [];
   const results: Result[] = [];
+  let operator: OperatorBenchResult | undefined;
   try {
     for (const step of plan) {
       process.stderr.write(`bench: starting ${step.name}\n`);
@@ -433,12 +435,22 @@ async function main(): Promise<void> {
       }
     }
     for (const l of live) results.push(summarize(l.setup, l.rounds));
+    await Promise.all(live.map((l) => l.setup.stop()));
+    if (want('operator')) {
+      process.stderr.write('bench: keys and accounting (operator)\n');
+      try {
+        operator = await runOperatorBench(originPort, quick);
+      } catch (err) {
+        fail('operator', err);
+      }
+    }
   } finally {
     await Promise.all(live.map((l) => l.setup.stop()));
     await origin.stop();
     removeCert();
   }
   print(results);
+  if (operator) printOperatorBench(operator);
   const libevVersion =
     spawnSync('ss-server', ['-h'], { encoding: 'utf8' }).stdout.match(
       /shadowsocks-libev ([\d.]+)/,
@@ -470,6 +482,7 @@ async function main(): Promise<void> {
           concurrentBytes: CONC_BYTES,
         },
         results,
+        ...(operator ? { operator } : {}),
         failures,
         ratios: ratios(results),
         tlsRatios: tlsRatios(results),

@@ -31,6 +31,7 @@ export type ErrorCode =
   | 'ERR_REPLAY_SERVER'
   | 'ERR_PROBE_TIMEOUT'
   | 'ERR_PROBE_SHORT'
+  | 'ERR_ACCESS_DENIED'
   // dialing and relaying
   | 'ERR_DIAL_REFUSED'
   | 'ERR_DIAL_UNREACHABLE'
@@ -47,6 +48,10 @@ export type ErrorCode =
   | 'ERR_UNKNOWN_METHOD'
   | 'ERR_LISTEN'
   | 'ERR_USAGE'
+  // operator: key store and management API
+  | 'ERR_NOT_FOUND'
+  | 'ERR_CONFLICT'
+  | 'ERR_API'
   // lab
   | 'ERR_LAB'
   | 'ERR_LAB_NEEDS_ROOT';

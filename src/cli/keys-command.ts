@@ -71,7 +71,9 @@ Formats accepted and written: docs/access-keys.md`;
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === '--help' || sub === '-h' || sub === 'help') {
-    console.log(HELP);
+    console.log(
+      `${HELP}\n\nKeys kept by a server (--data) or managed through its API:\n${(await import('./keys-admin.js')).ADMIN_HELP}`,
+    );
     return 0;
   }
   if (sub === undefined) {
@@ -80,9 +82,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (sub === 'new') return keysNew(rest);
   if (sub === 'parse') return keysParse(rest);
+  const admin = await import('./keys-admin.js');
+  if ((admin.ADMIN_SUBCOMMANDS as readonly string[]).includes(sub))
+    return admin.runAdmin(sub as (typeof admin.ADMIN_SUBCOMMANDS)[number], rest);
   throw new LadderError(
     'ERR_USAGE',
-    `keys: unknown subcommand '${sub}'; use 'keys new' or 'keys parse' (see 'ladder keys --help')`,
+    `keys: unknown subcommand '${sub}'; use 'keys new', 'keys parse' or one of ${admin.ADMIN_SUBCOMMANDS.join(', ')} (see 'ladder keys --help')`,
   );
 }
 

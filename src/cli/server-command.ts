@@ -4,7 +4,7 @@
  */
 import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { parseTrojanUri } from '../codec/trojan-uri.js';
 import { trojanPasswordHash } from '../codec/trojan.js';
@@ -22,6 +22,10 @@ import { SsServer } from '../server/ss-server.js';
 import { DirectDialer, DirectPacketDialer } from '../transport/direct.js';
 import { PublicOnlyDialer, PublicOnlyPacketDialer } from '../transport/guarded-dialer.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
+import { Metrics } from '../server/metrics.js';
+import { CountingGate } from '../server/access/gate.js';
+import { Operator, guessPublicHost, startMetricsServer } from './operator.js';
+import { HostsDialer, HostsPacketDialer, parseHosts } from '../transport/hosts.js';
 import {
   formatHostPort,
   parseCount,
@@ -32,6 +36,7 @@ import {
 } from './args.js';
 
 const HELP = `ladder server --listen <host:port> --key <ss-uri> [--key <ss-uri> ...] [options]
+ladder server --listen <host:port> --data <dir> [options]
 
 Serves Shadowsocks (AEAD-2017 and 2022) on one TCP port and the same UDP port, for every key given.
 The host and port inside each key URI are ignored by the server.
@@ -50,12 +55,24 @@ options:
                              reverse proxy that terminates TLS in front of the server. WebSocket keys:
                              ss:// with plugin=v2ray-plugin;path=...; trojan:// with type=ws&path=...
                              (they are always served on the TLS port of --listen too)
+  --hosts <file>             host names to addresses, /etc/hosts format, looked up before DNS
   --no-udp                   do not relay UDP
   --allow-private-targets    let clients reach private and loopback addresses through the server
                              (default: only when --listen is a loopback address)
   --auth-timeout <s>         close unauthenticated connections after this long (default 60)
   --idle-timeout <s>         close idle connections after this long (default 300)
-  --max-connections <n>      connections at once (default 8192)`;
+  --max-connections <n>      connections at once (default 8192)
+
+operator (docs/operator.md):
+  --data <dir>               keep access keys, limits and usage in <dir> (SQLite, mode 0600); manage
+                             them with 'ladder keys ... --data <dir>', the API or the dashboard
+  --api <host:port>          management API and dashboard over HTTPS (with --data; default: the
+                             --listen host, a port kept from the first start). Its URL is printed
+                             as {"apiUrl":...,"certSha256":...} and kept in <dir>/access.txt
+  --no-api                   no management API
+  --public-host <host>       the address put in access keys handed out (default: this machine's)
+  --trojan                   also serve the stored keys as Trojan over TLS on the same port
+  --metrics <host:port>      Prometheus metrics at http://<host:port>/metrics (e.g. 127.0.0.1:9090)`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags('server', argv, {
@@ -70,6 +87,13 @@ export async function run(argv: string[]): Promise<number> {
     'tls-key': { type: 'string' },
     'decoy-dir': { type: 'string' },
     fallback: { type: 'string' },
+    data: { type: 'string' },
+    api: { type: 'string' },
+    'no-api': { type: 'boolean' },
+    'public-host': { type: 'string' },
+    trojan: { type: 'boolean' },
+    metrics: { type: 'string' },
+    hosts: { type: 'string' },
     'ws-listen': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -79,10 +103,10 @@ export async function run(argv: string[]): Promise<number> {
   }
   const listen = parseHostPort(values.listen ?? '0.0.0.0:8388', '--listen', '0.0.0.0');
   const uris = values.key ?? [];
-  if (uris.length === 0) {
+  if (uris.length === 0 && !values.data) {
     throw new LadderError(
       'ERR_USAGE',
-      "server: give at least one --key <ss-uri> (make one with 'ladder keys new --method 2022-blake3-aes-256-gcm')",
+      "server: give at least one --key <ss-uri> (make one with 'ladder keys new --method 2022-blake3-aes-256-gcm'), or --data <dir> to keep keys in a store",
     );
   }
   const keys: SsServerKey[] = [];
@@ -129,6 +153,26 @@ export async function run(argv: string[]): Promise<number> {
       );
     ids.add(k.id);
   }
+  if (!values.data)
+    for (const f of ['api', 'no-api', 'public-host', 'trojan'] as const)
+      if (values[f] !== undefined)
+        throw new LadderError('ERR_USAGE', `--${f} needs --data <dir> (the key store it works on)`);
+  const metrics = new Metrics();
+  // The operator publishes keys to servers made below: it reaches them through this holder.
+  const live: { server?: SsServer; trojan?: TrojanHandler } = {};
+  const operator = values.data
+    ? new Operator({
+        dataDir: values.data,
+        metrics,
+        staticSs: keys,
+        staticTrojan: trojanUsers,
+        publish: (ss, users) => {
+          live.server?.setKeys(ss);
+          live.trojan?.setUsers(users);
+        },
+      })
+    : undefined;
+  const gate = operator?.gate ?? new CountingGate(metrics);
   const loopback = isLoopback(listen.host);
   const allowPrivate = values['allow-private-targets'] ?? loopback;
   // The relay honours borrowed chunks, so the server's upstream reads can use recycled memory.
@@ -140,17 +184,39 @@ export async function run(argv: string[]): Promise<number> {
     dialer = new PublicOnlyDialer(dialer);
     if (packetDialer) packetDialer = new PublicOnlyPacketDialer(packetDialer);
   }
+  if (values.hosts) {
+    let text: string;
+    try {
+      text = readFileSync(values.hosts, 'utf8');
+    } catch (err) {
+      throw new LadderError(
+        'ERR_USAGE',
+        `--hosts ${values.hosts}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
+    }
+    const hosts = parseHosts(text, `--hosts ${values.hosts}`);
+    dialer = new HostsDialer(hosts, dialer);
+    if (packetDialer) packetDialer = new HostsPacketDialer(hosts, packetDialer);
+  }
   const server = new SsServer({
     keys,
+    gate,
+    events: {
+      probe: (code, transport) => metrics.probe(code, transport),
+      accepted: (_id, ms) => metrics.handshake(ms),
+    },
     dialer,
     ...(packetDialer ? { packetDialer } : {}),
     authTimeoutMs: parseSeconds(values['auth-timeout'], '--auth-timeout', 60_000),
     idleTimeoutMs: parseSeconds(values['idle-timeout'], '--idle-timeout', 300_000),
     maxConnections: parseCount(values['max-connections'], '--max-connections', 8192),
   });
+  live.server = server;
   let closeAll: () => Promise<void> = () => server.close(5_000);
   let tlsNote = '';
   let addr;
+  let pinSha256: string | undefined;
+  let sni = 'localhost';
   const wsListenAt = values['ws-listen']
     ? parseHostPort(values['ws-listen'], '--ws-listen', '0.0.0.0')
     : null;
@@ -159,7 +225,7 @@ export async function run(argv: string[]): Promise<number> {
       'ERR_USAGE',
       '--ws-listen needs WebSocket keys: ss:// with plugin=v2ray-plugin;path=/... or trojan:// with type=ws&path=/... (ladder keys new --transport ws)',
     );
-  if (trojanUsers.length === 0 && wsPaths.length === 0) {
+  if (trojanUsers.length === 0 && !values.trojan && wsPaths.length === 0) {
     addr = await server.listen(listen.host, listen.port);
   } else {
     let cert: string;
@@ -169,6 +235,13 @@ export async function run(argv: string[]): Promise<number> {
         throw new LadderError('ERR_USAGE', 'give both --tls-cert and --tls-key');
       cert = readPem(values['tls-cert'], '--tls-cert');
       key = readPem(values['tls-key'], '--tls-key');
+    } else if (operator) {
+      // With a data directory the certificate is kept, so pinned keys survive restarts.
+      const made = operator.tlsCertificate(listen.host);
+      cert = made.cert;
+      key = made.key;
+      pinSha256 = made.fingerprint256.replace(/:/g, '').toLowerCase();
+      tlsNote = `\nladder server: TLS certificate (self-signed, kept in ${values.data}): SHA-256 ${made.fingerprint256}`;
     } else {
       const made = issueCertificate({
         commonName: 'localhost',
@@ -180,6 +253,7 @@ export async function run(argv: string[]): Promise<number> {
       });
       cert = made.cert;
       key = made.key;
+      pinSha256 = made.fingerprint256.replace(/:/g, '').toLowerCase();
       tlsNote = `\nladder server: TLS certificate made at start (self-signed, not kept across restarts): SHA-256 ${made.fingerprint256}\nladder server: clients pin it with ?pin=${made.fingerprint256.replace(/:/g, '').toLowerCase()} in their trojan:// key (;pin=... in a v2ray-plugin key)`;
     }
     let fallback: Fallback;
@@ -189,31 +263,31 @@ export async function run(argv: string[]): Promise<number> {
         new DirectDialer(),
       );
     else fallback = new DecoySite(values['decoy-dir'] ? { dir: values['decoy-dir'] } : {});
+    if (cert) {
+      const c = new X509Certificate(cert);
+      sni = c.subject.match(/CN=([^\n]+)/)?.[1] ?? sni;
+    }
+    const trojan = (live.trojan = new TrojanHandler({
+      users: trojanUsers,
+      gate,
+      events: {
+        fallback: (code) => metrics.probe(code, 'tls'),
+      },
+      dialer,
+      ...(packetDialer ? { packetDialer } : {}),
+      fallback,
+    }));
     const authTimeoutMs = parseSeconds(values['auth-timeout'], '--auth-timeout', 60_000);
-    const trojan =
-      trojanUsers.length > 0
-        ? new TrojanHandler({
-            users: trojanUsers,
-            dialer,
-            ...(packetDialer ? { packetDialer } : {}),
-            fallback,
-          })
-        : undefined;
+    // WebSockets on the secret paths of the keys; every other request is the decoy (ws-front.ts).
     const web =
       wsPaths.length > 0
-        ? new WsFront({
-            paths: wsPaths,
-            ss: server,
-            ...(trojan ? { trojan } : {}),
-            fallback,
-            authTimeoutMs,
-          })
+        ? new WsFront({ paths: wsPaths, ss: server, trojan, fallback, authTimeoutMs })
         : undefined;
     const mux = new PortMux({
       ss: server,
       tls: {
         secureContext: createSecureContext({ cert, key }),
-        handler: web ? new TlsInnerFront({ ...(trojan ? { trojan } : {}), web }) : trojan!,
+        handler: web ? new TlsInnerFront({ trojan, web }) : trojan,
       },
       authTimeoutMs,
     });
@@ -239,17 +313,47 @@ export async function run(argv: string[]): Promise<number> {
       fallback.close();
     };
   }
+  const closers: (() => Promise<void>)[] = [];
+  let apiLine = '';
+  if (operator) {
+    const publicHost = values['public-host'] ?? guessPublicHost(listen.host);
+    operator.start(
+      {
+        port: addr.port,
+        ...(live.trojan ? { trojan: { sni, ...(pinSha256 ? { pinSha256 } : {}) } } : {}),
+      },
+      publicHost,
+    );
+    closers.push(() => operator.close());
+    if (!values['no-api']) {
+      const at = parseHostPort(values.api ?? formatHostPort(listen.host, 0), '--api', listen.host);
+      const { apiUrl, certSha256 } = await operator.startApi(at, publicHost);
+      apiLine = `\n${JSON.stringify({ apiUrl, certSha256 })}`;
+    }
+  }
+  if (values.metrics) {
+    const m = await startMetricsServer(metrics, parseHostPort(values.metrics, '--metrics'));
+    const a = m.address() as import('node:net').AddressInfo;
+    apiLine += `\nladder server: metrics at http://${formatHostPort(a.address, a.port)}/metrics`;
+    closers.push(() => new Promise((r) => m.close(() => r())));
+  }
   const methods = new Map<string, number>();
   for (const k of keys) methods.set(k.key.method, (methods.get(k.key.method) ?? 0) + 1);
   if (trojanUsers.length > 0) methods.set('trojan over TLS', trojanUsers.length);
+  if (operator)
+    methods.set(
+      `stored in ${values.data}${live.trojan ? ' (shadowsocks and trojan)' : ''}`,
+      operator.keys.list().length,
+    );
   const summary = [...methods].map(([m, n]) => `${m} x${n}`).join(', ');
-  const total = keys.length + trojanUsers.length;
+  const total = [...methods.values()].reduce((a, b) => a + b, 0);
   console.log(
-    `ladder server listening on ${formatHostPort(addr.address, addr.port)} (tcp${packetDialer ? '+udp' : ''}), ${total} key${total === 1 ? '' : 's'}: ${summary}${tlsNote}`,
+    `ladder server listening on ${formatHostPort(addr.address, addr.port)} (tcp${packetDialer ? '+udp' : ''}), ${total} key${total === 1 ? '' : 's'}: ${summary}${tlsNote}${apiLine}`,
   );
   const sig = await untilSignal();
   console.log(`ladder server: ${sig}, closing (open connections get up to 5 s)`);
   await closeAll();
+  for (const c of closers) await c();
   return 0;
 }
 

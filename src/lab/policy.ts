@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
 import type { CensorModule } from './censor/types.js';
+import { BlockPageModule, type BlockPageParams } from './modules/blockpage.js';
 import { DnsModule, type DnsParams } from './modules/dns.js';
 import { FetModule, type FetParams } from './modules/fet.js';
 import { HttpModule, type HttpParams } from './modules/http.js';
@@ -45,6 +46,7 @@ export interface ModuleConfigs {
   allowlist?: Partial<AllowlistParams>;
   'port443-reset'?: Record<string, never>;
   throttle?: Partial<ThrottleParams>;
+  blockpage?: Partial<BlockPageParams>;
 }
 
 export type ModuleName = keyof ModuleConfigs;
@@ -58,6 +60,7 @@ export const MODULE_NAMES = [
   'dns',
   'sni',
   'http',
+  'blockpage',
   'fet',
   'openvpn',
   'wireguard',
@@ -129,6 +132,7 @@ export function modulePolicy(name: ModuleName, plan: LabPlan, overrides: object 
     'udp-drop': {},
     'port443-reset': {},
     throttle: {},
+    blockpage: { hosts: [plan.names.blocked] },
   };
   return { modules: { [name]: { ...(lab[name] as object), ...overrides } } };
 }
@@ -204,6 +208,9 @@ export function buildModules(policy: Policy): CensorModule[] {
         break;
       case 'probe':
         out.push(new ProbeModule(m.probe));
+        break;
+      case 'blockpage':
+        out.push(new BlockPageModule(m.blockpage));
         break;
     }
   }

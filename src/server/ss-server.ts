@@ -31,6 +31,7 @@ import {
 } from '../codec/ss-tcp.js';
 import { encodeUdp2017, encodeUdp2022, openUdpRequest } from '../codec/ss-udp.js';
 import { CodecDuplex, type SocketLike } from '../stream/codec-duplex.js';
+import { CountingGate, type AccessGate, type Lease } from './access/gate.js';
 import { relay } from '../transport/relay.js';
 import { describeAddress, listenError, listenTcp } from '../transport/listen.js';
 import {
@@ -75,11 +76,14 @@ export interface SsServerOptions {
   /** UDP sessions at once (default 4096). */
   maxUdpSessions?: number;
   events?: ServerEvents;
+  /** Admits authenticated keys and takes their byte counts (default: admit all, count nothing). */
+  gate?: AccessGate;
 }
 
 interface UdpSession {
   readonly key: SsServerKey;
   readonly out: PacketSession;
+  readonly lease: Lease;
   client: RemoteInfo;
   lastSeen: number;
   // 2022 only
@@ -111,9 +115,10 @@ class HintMap<V> {
 
 export class SsServer {
   #table: SsKeyTable;
-  readonly #o: Required<Omit<SsServerOptions, 'packetDialer' | 'events' | 'keys'>> &
+  readonly #o: Required<Omit<SsServerOptions, 'packetDialer' | 'events' | 'keys' | 'gate'>> &
     Pick<SsServerOptions, 'packetDialer'>;
   readonly #events: ServerEvents;
+  readonly #gate: AccessGate;
   readonly #replay2017 = new SaltFilter();
   /** Our own AEAD-2017 response salts, so that a response reflected back at us is recognised. */
   readonly #ownSalts2017 = new SaltFilter();
@@ -142,6 +147,7 @@ export class SsServer {
       maxUdpSessions: options.maxUdpSessions ?? 4096,
     };
     this.#events = options.events ?? {};
+    this.#gate = options.gate ?? new CountingGate();
     this.#guard = {
       addSalt2017: (s) => this.#replay2017.add(s),
       isOwnSalt2017: (s) => this.#ownSalts2017.has(s),
@@ -223,7 +229,10 @@ export class SsServer {
     if (this.#sweep) clearInterval(this.#sweep);
     this.#udp?.close();
     this.#udp = null;
-    for (const s of this.#udpSessions.values()) s.out.close();
+    for (const s of this.#udpSessions.values()) {
+      s.out.close();
+      s.lease.close();
+    }
     this.#udpSessions.clear();
     const deadline = Date.now() + graceMs;
     while (this.#sockets.size > 0 && Date.now() < deadline)
@@ -265,6 +274,15 @@ export class SsServer {
     );
     authTimer.unref();
     let failed = false;
+    // Every failure before authentication, and a key its gate refuses, ends here: read and drop
+    // until the fixed timer or the peer closes.
+    const fail = (code: ErrorCode): void => {
+      failed = true;
+      socket.off('data', onData);
+      socket.on('data', discard);
+      this.#events.probe?.(code, 'tcp');
+      debug('pre-auth failure %s', code);
+    };
     const onData = (chunk: Buffer): void => {
       let accepted: AcceptedTcp | null;
       try {
@@ -272,22 +290,22 @@ export class SsServer {
         if (accepted === null && acceptor.buffered > limit)
           throw new LadderError('ERR_CIPHER', 'request too long');
       } catch (err) {
-        failed = true;
-        socket.off('data', onData);
-        socket.on('data', discard);
-        const code = err instanceof LadderError ? err.code : 'ERR_CODEC';
-        this.#events.probe?.(code, 'tcp');
-        debug('pre-auth failure %s', code);
+        fail(err instanceof LadderError ? err.code : 'ERR_CODEC');
         return;
       }
       if (accepted === null) return;
+      const lease = this.#gate.open(accepted.key.id, client, 'tcp');
+      if (!lease) {
+        fail('ERR_ACCESS_DENIED');
+        return;
+      }
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.pause();
       clearTimeout(authTimer);
       this.#tcpHint.set(client, accepted.key);
       this.#events.accepted?.(accepted.key.id, this.#o.clock.now() - started);
-      void this.#serve(socket, accepted);
+      void this.#serve(socket, accepted, lease);
     };
     // A peer that closes before authenticating gets its close back, and nothing else.
     const onEnd = (): void => {
@@ -303,9 +321,16 @@ export class SsServer {
     if (socket.isPaused() && socket.listeners('data').includes(onData)) socket.resume();
   }
 
-  async #serve(socket: SocketLike, a: AcceptedTcp): Promise<void> {
+  async #serve(socket: SocketLike, a: AcceptedTcp, lease: Lease): Promise<void> {
     const keyId = a.key.id;
     const clock = this.#o.clock;
+    let revoked = false;
+    // Revoking closes both sides; the relay then ends and closes the lease.
+    let sides: import('node:stream').Duplex[] = [socket];
+    lease.onRevoke(() => {
+      revoked = true;
+      for (const s of sides) s.destroy();
+    });
     let up: import('node:stream').Duplex;
     try {
       up = await this.#o.dialer.dial(a.target);
@@ -313,7 +338,14 @@ export class SsServer {
       const code = err instanceof LadderError ? err.code : 'ERR_DIAL';
       debug('dial failed %s', code);
       socket.destroy();
+      lease.close();
       this.#events.closed?.(keyId, 0, 0, code);
+      return;
+    }
+    if (revoked || socket.destroyed) {
+      up.destroy();
+      lease.close();
+      this.#events.closed?.(keyId, 0, 0);
       return;
     }
     let recordedSalt = a.key.key.edition !== 2017;
@@ -331,7 +363,11 @@ export class SsServer {
       decode: (chunk) => a.stream.decode(chunk),
       release: () => a.stream.release(),
     });
-    if (a.initialPayload.length > 0) up.write(a.initialPayload);
+    sides = [duplex, up, socket];
+    if (a.initialPayload.length > 0) {
+      up.write(a.initialPayload);
+      lease.up(a.initialPayload.length);
+    }
     socket.resume();
     let upBytes = a.initialPayload.length;
     let downBytes = 0;
@@ -343,7 +379,10 @@ export class SsServer {
       onBToA: (n: number) => {
         downBytes += n;
       },
+      paceAToB: (n: number) => lease.up(n),
+      paceBToA: (n: number) => lease.down(n),
     });
+    lease.close();
     this.#events.closed?.(keyId, upBytes, downBytes, result.error?.code);
   }
 
@@ -373,9 +412,15 @@ export class SsServer {
       return;
     }
     if (!s) {
+      const lease = this.#gate.open(key.id, rinfo.address, 'udp');
+      if (!lease) {
+        this.#events.probe?.('ERR_ACCESS_DENIED', 'udp');
+        return;
+      }
       if (this.#udpSessions.size >= this.#o.maxUdpSessions) this.#evictOldestUdp();
       const session: UdpSession = {
         key,
+        lease,
         client: rinfo,
         lastSeen: now,
         serverPacketId: 0n,
@@ -392,12 +437,19 @@ export class SsServer {
       };
       s = session;
       this.#udpSessions.set(id, s);
+      lease.onRevoke(() => {
+        session.out.close();
+        if (this.#udpSessions.get(id) === session) this.#udpSessions.delete(id);
+        lease.close();
+      });
     }
     if (header) s.window!.accept(header.packetId);
     // SIP022 §3.2.4: replies go to the last address the session was seen at.
     s.client = rinfo;
     s.lastSeen = now;
     this.#events.udpBytes?.(key.id, datagram.payload.length, 0);
+    // Over its speed cap, a datagram is dropped: UDP has no backpressure to apply.
+    if (s.lease.up(datagram.payload.length) > 0) return;
     s.out.send(datagram.payload, datagram.target);
   }
 
@@ -428,6 +480,7 @@ export class SsServer {
       return;
     }
     this.#events.udpBytes?.(s.key.id, 0, payload.length);
+    if (s.lease.down(payload.length) > 0) return;
     udp.send(packet, s.client.port, s.client.address);
   }
 
@@ -436,6 +489,7 @@ export class SsServer {
     for (const [id, s] of this.#udpSessions) {
       if (s.lastSeen < cutoff) {
         s.out.close();
+        s.lease.close();
         this.#udpSessions.delete(id);
       }
     }
@@ -447,6 +501,7 @@ export class SsServer {
       if (!oldest || e[1].lastSeen < oldest[1].lastSeen) oldest = e;
     if (oldest) {
       oldest[1].out.close();
+      oldest[1].lease.close();
       this.#udpSessions.delete(oldest[0]);
     }
   }

@@ -24,6 +24,7 @@ import { ByteQueue } from '../codec/ss-stream.js';
 import { relay } from '../transport/relay.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import type { Fallback } from './decoy/decoy-site.js';
+import { CountingGate, type AccessGate, type Lease } from './access/gate.js';
 
 const debug = debuglog('ladder:trojan');
 /** hash + CRLF + cmd + longest address + CRLF */
@@ -51,15 +52,19 @@ export interface TrojanHandlerOptions {
   handshakeTimeoutMs?: number;
   idleTimeoutMs?: number;
   events?: TrojanEvents;
+  /** Admits authenticated users and takes their byte counts (default: admit all). */
+  gate?: AccessGate;
 }
 
 export class TrojanHandler {
   #users: readonly TrojanUser[];
   readonly #o: TrojanHandlerOptions;
+  readonly #gate: AccessGate;
 
   constructor(options: TrojanHandlerOptions) {
     this.#users = options.users;
     this.#o = options;
+    this.#gate = options.gate ?? new CountingGate();
   }
 
   setUsers(users: readonly TrojanUser[]): void {
@@ -113,12 +118,20 @@ export class TrojanHandler {
         toFallback('ERR_CIPHER');
         return;
       }
+      // A refused key (device limit) is treated as a wrong password: the decoy gets the bytes.
+      const client = (conn as { remoteAddress?: string }).remoteAddress ?? '';
+      const transport = decoded.value.command === TROJAN_CMD.UDP_ASSOCIATE ? 'udp' : 'tcp';
+      const lease = this.#gate.open(user.id, client, transport);
+      if (!lease) {
+        toFallback('ERR_ACCESS_DENIED');
+        return;
+      }
       done = true;
       cleanup();
       conn.pause();
       q.take(decoded.bytesRead);
       this.#o.events?.accepted?.(user.id);
-      void this.#serve(conn, user, decoded.value, q.takeAll());
+      void this.#serve(conn, user, decoded.value, q.takeAll(), lease);
     };
     const onEnd = (): void => toFallback('ERR_PROBE_SHORT');
     const cleanup = (): void => {
@@ -131,9 +144,16 @@ export class TrojanHandler {
     conn.on('error', () => conn.destroy());
   }
 
-  async #serve(conn: Duplex, user: TrojanUser, req: TrojanRequest, rest: Buffer): Promise<void> {
+  async #serve(
+    conn: Duplex,
+    user: TrojanUser,
+    req: TrojanRequest,
+    rest: Buffer,
+    lease: Lease,
+  ): Promise<void> {
+    lease.onRevoke(() => conn.destroy());
     if (req.command === TROJAN_CMD.UDP_ASSOCIATE) {
-      this.#serveUdp(conn, user, rest);
+      this.#serveUdp(conn, user, rest, lease);
       return;
     }
     let up: Duplex;
@@ -142,10 +162,20 @@ export class TrojanHandler {
     } catch (err) {
       debug('dial failed %s', err instanceof LadderError ? err.code : 'ERR_DIAL');
       conn.destroy();
+      lease.close();
       this.#o.events?.closed?.(user.id, 0, 0);
       return;
     }
-    if (rest.length > 0) up.write(rest);
+    if (conn.destroyed) {
+      up.destroy();
+      lease.close();
+      this.#o.events?.closed?.(user.id, 0, 0);
+      return;
+    }
+    if (rest.length > 0) {
+      up.write(rest);
+      lease.up(rest.length);
+    }
     conn.resume();
     let upBytes = rest.length;
     let downBytes = 0;
@@ -157,13 +187,17 @@ export class TrojanHandler {
       onBToA: (n: number) => {
         downBytes += n;
       },
+      paceAToB: (n: number) => lease.up(n),
+      paceBToA: (n: number) => lease.down(n),
     });
+    lease.close();
     this.#o.events?.closed?.(user.id, upBytes, downBytes);
   }
 
-  #serveUdp(conn: Duplex, user: TrojanUser, rest: Buffer): void {
+  #serveUdp(conn: Duplex, user: TrojanUser, rest: Buffer, lease: Lease): void {
     if (!this.#o.packetDialer) {
       conn.destroy();
+      lease.close();
       return;
     }
     const q = new ByteQueue();
@@ -173,6 +207,7 @@ export class TrojanHandler {
       const frame = Buffer.allocUnsafe(trojanUdpPacketLength({ target: from, payload }));
       encodeTrojanUdpPacket({ target: from, payload }, frame, 0);
       down += payload.length;
+      if (lease.down(payload.length) > 0) return; // over the speed cap: dropped, as UDP may be
       conn.write(frame);
     });
     const onData = (chunk: Buffer): void => {
@@ -194,6 +229,7 @@ export class TrojanHandler {
         }
         q.take(d.bytesRead);
         up += d.value.payload.length;
+        if (lease.up(d.value.payload.length) > 0) continue;
         session.send(d.value.payload, d.value.target);
       }
     };
@@ -201,6 +237,7 @@ export class TrojanHandler {
     conn.on('end', () => conn.end());
     conn.on('close', () => {
       session.close();
+      lease.close();
       this.#o.events?.closed?.(user.id, up, down);
     });
     if (rest.length > 0) onData(rest);

@@ -8,6 +8,9 @@
  * - An error or abort on either side destroys both. An idle timeout (no byte either way for
  *   `idleTimeoutMs`) destroys both with ERR_IDLE_TIMEOUT; it is one coarse timer that checks an
  *   activity counter, not a timer reset per chunk.
+ * - Pacing (speed caps): `paceAToB`/`paceBToA` see each chunk's size and return a number of
+ *   milliseconds; when positive, the relay stops reading that source for that long. Backpressure and pacing each hold the source paused on their
+ *   own, so a 'drain' never cuts a pause short.
  * - Resolves exactly once, never rejects, and removes every listener it added.
  * @module
  */
@@ -19,6 +22,10 @@ export interface RelayOptions {
   idleTimeoutMs?: number;
   onAToB?: (n: number) => void;
   onBToA?: (n: number) => void;
+  /** Bytes read from `a`; a positive return pauses reading `a` for that many ms (a speed cap). */
+  paceAToB?: (n: number) => number;
+  /** Bytes read from `b`; a positive return pauses reading `b` for that many ms. */
+  paceBToA?: (n: number) => number;
   signal?: AbortSignal;
 }
 
@@ -40,7 +47,20 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
     let closedA = false;
     let closedB = false;
     let error: LadderError | undefined;
-    const { onAToB, onBToA } = options;
+    const { onAToB, onBToA, paceAToB, paceBToA } = options;
+    // Why each source is paused: waiting for the other side to drain, or for its pace timer.
+    let drainA = false;
+    let drainB = false;
+    let paceA: NodeJS.Timeout | undefined;
+    let paceB: NodeJS.Timeout | undefined;
+    const resumeA = (): void => {
+      paceA = undefined;
+      if (!drainA && !settled) a.resume();
+    };
+    const resumeB = (): void => {
+      paceB = undefined;
+      if (!drainB && !settled) b.resume();
+    };
 
     // Chunks may be borrowed (stream/recycled-reads.ts): when the destination keeps one queued,
     // the source is told to leave that memory alone.
@@ -48,23 +68,41 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       aToB += chunk.length;
       activity++;
       onAToB?.(chunk.length);
+      const wait = paceAToB?.(chunk.length);
       const ok = b.write(chunk);
       if (b.writableLength > 0) holdChunks(a);
-      if (!ok) a.pause();
+      if (!ok) {
+        drainA = true;
+        a.pause();
+      }
+      if (wait && wait > 0 && !paceA) {
+        a.pause();
+        paceA = setTimeout(resumeA, wait);
+      }
     };
     const onDataB = (chunk: Buffer): void => {
       bToA += chunk.length;
       activity++;
       onBToA?.(chunk.length);
+      const wait = paceBToA?.(chunk.length);
       const ok = a.write(chunk);
       if (a.writableLength > 0) holdChunks(b);
-      if (!ok) b.pause();
+      if (!ok) {
+        drainB = true;
+        b.pause();
+      }
+      if (wait && wait > 0 && !paceB) {
+        b.pause();
+        paceB = setTimeout(resumeB, wait);
+      }
     };
     const onDrainB = (): void => {
-      a.resume();
+      drainA = false;
+      if (!paceA) a.resume();
     };
     const onDrainA = (): void => {
-      b.resume();
+      drainB = false;
+      if (!paceB) b.resume();
     };
     const onEndA = (): void => {
       aEnded = true;
@@ -137,6 +175,8 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       if (settled) return;
       settled = true;
       if (timer) clearInterval(timer);
+      if (paceA) clearTimeout(paceA);
+      if (paceB) clearTimeout(paceB);
       a.off('data', onDataA);
       b.off('data', onDataB);
       a.off('drain', onDrainA);

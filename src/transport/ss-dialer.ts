@@ -38,11 +38,14 @@ export interface SsDialerOptions {
   connectTimeoutMs?: number;
   /** How long to wait for the first payload before sending the header alone (default 50 ms). */
   firstPayloadWaitMs?: number;
+  /** Connect to the server from this local address (a multi-homed machine; tests use 127.0.0.x). */
+  localAddress?: string;
   /**
-   * Opens the stream the Shadowsocks bytes go over (default: TCP to the server). The WebSocket
-   * transports (ws-dialer.ts) pass theirs, as a SIP003 plugin would carry the stream.
+   * Opens the stream the Shadowsocks bytes go over (default: TCP to the server, connectTo).
+   * `ladder probe` measures its own; the WebSocket transports (ws-dialer.ts) pass theirs, as a
+   * SIP003 plugin would carry the stream.
    */
-  connect?: (signal?: AbortSignal) => Promise<SocketLike>;
+  connect?: (server: Target, signal?: AbortSignal) => Promise<SocketLike>;
 }
 
 class ClientCodec implements StreamCodec {
@@ -84,9 +87,11 @@ export class SsStreamDialer implements StreamDialer {
   readonly #random: Random;
   readonly #connectTimeoutMs: number;
   readonly #waitMs: number;
-  readonly #connect: ((signal?: AbortSignal) => Promise<SocketLike>) | undefined;
+  readonly #localAddress: string | undefined;
+  readonly #connect: SsDialerOptions['connect'];
 
   constructor(server: Target, key: SsCipherKey, options: SsDialerOptions = {}) {
+    this.#localAddress = options.localAddress;
     this.#server = server;
     this.#key = key;
     this.#clock = options.clock ?? systemClock;
@@ -98,8 +103,8 @@ export class SsStreamDialer implements StreamDialer {
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     const socket = this.#connect
-      ? await this.#connect(signal)
-      : await connectTo(this.#server, this.#connectTimeoutMs, signal);
+      ? await this.#connect(this.#server, signal)
+      : await connectTo(this.#server, this.#connectTimeoutMs, signal, this.#localAddress);
     const codec = new ClientCodec(
       new SsTcpClientSession(this.#key, this.#random),
       target,
@@ -120,6 +125,7 @@ export function connectTo(
   server: Target,
   timeoutMs: number,
   signal?: AbortSignal,
+  localAddress?: string,
 ): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const what = `proxy server ${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}`;
@@ -127,7 +133,12 @@ export function connectTo(
       reject(new DialError('ERR_ABORTED', `${what}: aborted`));
       return;
     }
-    const socket = connect({ host: server.host, port: server.port, noDelay: true });
+    const socket = connect({
+      host: server.host,
+      port: server.port,
+      noDelay: true,
+      ...(localAddress ? { localAddress } : {}),
+    });
     const timer = setTimeout(
       () =>
         fail(new DialError('ERR_SERVER_UNREACHABLE', `${what}: no answer within ${timeoutMs} ms`)),

@@ -22,6 +22,7 @@ import {
 import { X509Certificate, constants } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
+import type { Duplex } from 'node:stream';
 import type { Target } from './types.js';
 
 /** Chrome's cipher suites, in Chrome's order (TLS 1.3 first), in OpenSSL's names. */
@@ -68,6 +69,8 @@ export interface TlsClientOptions {
   /** ALPN offer (default h2, http/1.1, as a browser). */
   alpn?: string[];
   timeoutMs?: number;
+  /** An open connection to the server to run TLS over (default: a new one); `ladder probe` measures its own. */
+  socket?: Duplex;
 }
 
 export function normalizeFingerprint(fp: string): string {
@@ -140,6 +143,7 @@ export function tlsConnect(
     // Chrome asks for a stapled OCSP answer (status_request); OpenSSL by default does not.
     requestOCSP: true,
     ...(session ? { session } : {}),
+    ...(o.socket ? { socket: o.socket } : {}),
     ...(pin
       ? {
           // A pinned certificate is trusted by its fingerprint alone (self-signed servers).

@@ -23,7 +23,7 @@ export interface TrojanDialerOptions extends TlsClientOptions {
   password: string;
   firstPayloadWaitMs?: number;
   /** Opens the stream the Trojan bytes go over (default: TLS to the server with these options). */
-  connect?: (signal?: AbortSignal) => Promise<Duplex>;
+  connect?: (server: Target, signal?: AbortSignal) => Promise<Duplex>;
 }
 
 function header(hash: Buffer, command: 1 | 3, target: Target): Buffer {
@@ -42,7 +42,10 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
     this.#server = server;
     this.#o = options;
     this.#hash = trojanPasswordHash(options.password);
-    this.#connect = options.connect ?? ((signal) => tlsConnect(this.#server, this.#o, signal));
+    const connect = options.connect;
+    this.#connect = connect
+      ? (signal) => connect(server, signal)
+      : (signal) => tlsConnect(this.#server, this.#o, signal);
   }
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {

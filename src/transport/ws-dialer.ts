@@ -178,8 +178,9 @@ class MuxPool {
 export function wsConnector(
   server: Target,
   o: WsClientOptions & { mux?: boolean | number },
-): (signal?: AbortSignal) => Promise<Duplex> {
-  if (!o.mux) return (signal) => wsConnect(server, o, signal);
+): (dialerServer: Target, signal?: AbortSignal) => Promise<Duplex> {
+  // The dialers pass their server too; it is the same one, given here once.
+  if (!o.mux) return (_s, signal) => wsConnect(server, o, signal);
   const pool = new MuxPool(server, o, o.mux === true ? 1 : o.mux);
-  return (signal) => pool.open(signal);
+  return (_s, signal) => pool.open(signal);
 }

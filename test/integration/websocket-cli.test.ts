@@ -141,6 +141,6 @@ test('a key with a plugin Ladder does not have is refused by the client, naming 
       timeout: 20_000,
     },
   );
-  assert.equal(r.status, 2, r.stderr);
+  assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /plugin 'obfs-local' is not built in/);
 });

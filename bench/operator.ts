@@ -1,0 +1,186 @@
+/**
+ * `npm run bench -- --only=operator` (and part of the full run): what keys, limits and accounting
+ * cost. Issue #5's target is that throughput with 1,000 keys on the server and accounting on stays
+ * within 5% of a single key without accounting.
+ *
+ *   single:  `ladder server --key URI`, one key given on the command line (no store, no limits)
+ *   store:   `ladder server --data DIR` holding 1,000 keys, each with a data limit, usage counted and
+ *            written every second; the client uses the key made last (the last one tried by trial
+ *            decryption, until the server's per-client hint remembers it)
+ *
+ * Both run the same method (chacha20-ietf-poly1305, Outline's default) behind a real `ladder client`,
+ * measured in alternating rounds: bulk (one curl download through SOCKS5) and concurrency (200
+ * connections at once, 1 MiB each, each a fresh Shadowsocks connection and so a fresh trial
+ * decryption). Every load is bounded in count and time; every process started is stopped by PID.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatSsUri } from '../src/codec/access-key-uri.js';
+import { KeyStore } from '../src/store/key-store.js';
+import { KeyManager } from '../src/server/access/key-manager.js';
+import { freePort, startLadder, type Peer } from '../test/helpers/peers.js';
+import { fetchOnce } from './socks-load.js';
+
+const MB = 1e6;
+const METHOD = 'chacha20-ietf-poly1305';
+
+interface Side {
+  name: string;
+  socks: number;
+  peers: Peer[];
+}
+
+function curlMbps(socks: number, originPort: number, bytes: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(
+      'curl',
+      [
+        '-sS',
+        '-o',
+        '/dev/null',
+        '--max-time',
+        '120',
+        '-w',
+        '%{speed_download} %{size_download}',
+        '--socks5-hostname',
+        `127.0.0.1:${socks}`,
+        `http://127.0.0.1:${originPort}/bytes/${bytes}`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.on('close', (code) => {
+      const [speed, size] = out.trim().split(' ').map(Number);
+      if (code !== 0 || size !== bytes) reject(new Error(`curl failed (${code}) ${out}`));
+      else resolve(speed! / MB);
+    });
+  });
+}
+
+async function concurrentMbps(socks: number, originPort: number, n: number): Promise<number> {
+  const t0 = performance.now();
+  const results = await Promise.all(
+    Array.from({ length: n }, () => fetchOnce(socks, originPort, `/bytes/${1024 * 1024}`)),
+  );
+  const bytes = results.reduce((a, [, b]) => a + b, 0);
+  return bytes / MB / ((performance.now() - t0) / 1000);
+}
+
+async function client(uri: string): Promise<[Peer, number]> {
+  const socks = await freePort();
+  const p = await startLadder([
+    'client',
+    '--server',
+    uri,
+    '--socks',
+    `127.0.0.1:${socks}`,
+    '--no-http',
+  ]);
+  return [p, socks];
+}
+
+async function single(): Promise<Side> {
+  const port = await freePort();
+  const uri = formatSsUri({
+    method: METHOD,
+    password: 'ladder-bench-single-key',
+    host: '127.0.0.1',
+    port,
+  });
+  const server = await startLadder([
+    'server',
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--key',
+    uri,
+    '--no-udp',
+  ]);
+  const [c, socks] = await client(uri);
+  return { name: 'single key, no store', socks, peers: [c, server] };
+}
+
+async function store(dir: string, keys: number): Promise<Side> {
+  const port = await freePort();
+  const s = KeyStore.open(dir);
+  const m = new KeyManager({ store: s, onKeysChanged: () => {} });
+  let last = m.create({ name: 'k0', limit: { bytes: 1e15, period: '30d' } });
+  for (let i = 1; i < keys; i++)
+    last = m.create({ name: `k${i}`, limit: { bytes: 1e15, period: '30d' } });
+  s.close();
+  const server = await startLadder([
+    'server',
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--data',
+    dir,
+    '--no-api',
+    '--no-udp',
+  ]);
+  const uri = formatSsUri({ method: last.method, password: last.secret, host: '127.0.0.1', port });
+  const [c, socks] = await client(uri);
+  return { name: `${keys} keys in the store, accounting and limits on`, socks, peers: [c, server] };
+}
+
+export interface OperatorBenchResult {
+  bulkMBps: Record<string, number>;
+  concurrentMBps: Record<string, number>;
+  bulkRatio: number;
+  concurrentRatio: number;
+}
+
+export async function runOperatorBench(
+  originPort: number,
+  quick: boolean,
+): Promise<OperatorBenchResult> {
+  const reps = quick ? 1 : 5;
+  const bulk = quick ? 128 * 1024 * 1024 : 512 * 1024 * 1024;
+  const conc = quick ? 50 : 200;
+  const tmp = mkdtempSync(join(tmpdir(), 'ladder-bench-store-'));
+  const sides: Side[] = [];
+  try {
+    sides.push(await single());
+    console.error('bench operator: making 1000 keys in a fresh store...');
+    sides.push(await store(join(tmp, 'data'), 1000));
+    const b: Record<string, number[]> = {};
+    const c: Record<string, number[]> = {};
+    for (const s of sides) {
+      await curlMbps(s.socks, originPort, 8 * 1024 * 1024); // warm up: JIT, and the hint for the key
+      b[s.name] = [];
+      c[s.name] = [];
+    }
+    for (let r = 0; r < reps; r++)
+      for (const s of sides) {
+        b[s.name]!.push(await curlMbps(s.socks, originPort, bulk));
+        c[s.name]!.push(await concurrentMbps(s.socks, originPort, conc));
+      }
+    const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    const bulkMBps = Object.fromEntries(Object.entries(b).map(([k, v]) => [k, med(v)]));
+    const concurrentMBps = Object.fromEntries(Object.entries(c).map(([k, v]) => [k, med(v)]));
+    const [a, z] = sides.map((s) => s.name) as [string, string];
+    return {
+      bulkMBps,
+      concurrentMBps,
+      bulkRatio: bulkMBps[z]! / bulkMBps[a]!,
+      concurrentRatio: concurrentMBps[z]! / concurrentMBps[a]!,
+    };
+  } finally {
+    for (const s of sides) for (const p of s.peers) await p.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+export function printOperatorBench(r: OperatorBenchResult): void {
+  console.log(
+    '\nKeys and accounting (issue #5 target: 1,000 keys with accounting within 5% of one key without)',
+  );
+  for (const name of Object.keys(r.bulkMBps))
+    console.log(
+      `  ${name.padEnd(46)} bulk ${r.bulkMBps[name]!.toFixed(0).padStart(5)} MB/s   200x1MiB ${r.concurrentMBps[name]!.toFixed(0).padStart(5)} MB/s`,
+    );
+  console.log(
+    `  ratio store/single: bulk ${r.bulkRatio.toFixed(3)}, concurrency ${r.concurrentRatio.toFixed(3)}`,
+  );
+}

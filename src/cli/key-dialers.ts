@@ -1,0 +1,158 @@
+/**
+ * From an access key URI to the dialers that carry traffic with it: ss:// (Shadowsocks), trojan://
+ * (Trojan over TLS), and ladder:// (several of those, with failover between them).
+ * @module
+ */
+import { makeCipherKey } from '../crypto/ss-key.js';
+import { parseSsUri } from '../codec/access-key-uri.js';
+import { parseTrojanUri } from '../codec/trojan-uri.js';
+import { parseLadderKey } from '../codec/ladder-key.js';
+import { SsPacketDialer, SsStreamDialer } from '../transport/ss-dialer.js';
+import { TrojanDialer } from '../transport/trojan-dialer.js';
+import { v2rayPluginOptions } from '../codec/v2ray-plugin.js';
+import { wsConnector } from '../transport/ws-dialer.js';
+import { readFileSync } from 'node:fs';
+import { FailoverDialer, type FailoverEntry } from '../transport/failover.js';
+import type { PacketDialer, StreamDialer } from '../transport/types.js';
+import { LadderError } from '../errors.js';
+import { formatHostPort } from './args.js';
+
+export interface KeyDialers {
+  stream: StreamDialer;
+  packet: PacketDialer;
+  /** For people: where and how, e.g. "198.18.0.1:443 with trojan over TLS". */
+  what: string;
+  /** Set for ladder:// keys: the failover dialer, to report switches. */
+  failover?: FailoverDialer;
+}
+
+function single(uri: string): FailoverEntry & { packet: PacketDialer } {
+  if (/^trojan:/i.test(uri)) {
+    const t = parseTrojanUri(uri);
+    const server = { host: t.host, port: t.port };
+    const tls = {
+      sni: t.sni ?? t.wsHost ?? t.host,
+      ...(t.pinSha256 ? { pinSha256: t.pinSha256 } : {}),
+    };
+    const d = new TrojanDialer(server, {
+      password: t.password,
+      ...tls,
+      // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
+      ...(t.type === 'ws'
+        ? {
+            connect: wsConnector(server, {
+              path: t.path ?? '/',
+              host: t.wsHost ?? t.sni ?? t.host,
+              ...(t.security === 'none' ? {} : { tls }),
+            }),
+          }
+        : {}),
+    });
+    const how =
+      t.type === 'ws'
+        ? `trojan over WebSocket${t.security === 'none' ? '' : ' over TLS'}`
+        : 'trojan over TLS';
+    return {
+      name: `${formatHostPort(t.host, t.port)} with ${how}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
+      stream: d,
+      packet: d,
+    };
+  }
+  if (/^ss:/i.test(uri)) {
+    const k = parseSsUri(uri);
+    const key = makeCipherKey(k.method, k.password);
+    const server = { host: k.host, port: k.port };
+    const ws = v2rayPluginOptions(k.plugin);
+    if (k.plugin && !ws)
+      throw new LadderError(
+        'ERR_KEY_URI',
+        `ss:// key: the plugin '${k.plugin.name}' is not built in (Ladder speaks v2ray-plugin's WebSocket mode); remove plugin= to use plain Shadowsocks`,
+      );
+    // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts).
+    const stream = new SsStreamDialer(
+      server,
+      key,
+      ws
+        ? {
+            connect: wsConnector(server, {
+              path: ws.path,
+              host: ws.host,
+              mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
+              ...(ws.tls
+                ? {
+                    tls: {
+                      sni: ws.host,
+                      ...(ws.pinSha256 ? { pinSha256: ws.pinSha256 } : {}),
+                      ...(ws.cert ? { ca: readPem(ws.cert) } : {}),
+                    },
+                  }
+                : {}),
+            }),
+          }
+        : {},
+    );
+    const how = ws
+      ? `${k.method} over WebSocket${ws.tls ? ' over TLS' : ''}${ws.mux ? ' (Mux.Cool)' : ''}`
+      : k.method;
+    return {
+      name: `${formatHostPort(k.host, k.port)} with ${how}`,
+      stream,
+      // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
+      packet: new SsPacketDialer(server, key),
+    };
+  }
+  throw new LadderError(
+    'ERR_KEY_URI',
+    `unsupported key '${uri.slice(0, uri.indexOf(':') + 1) || uri.slice(0, 12)}'; Ladder takes ss://, trojan:// and ladder:// keys`,
+  );
+}
+
+function readPem(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new LadderError(
+      'ERR_KEY_URI',
+      `ss:// key: the v2ray-plugin option cert=${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
+    );
+  }
+}
+
+/**
+ * The dialers for a key. In a ladder:// key, transports this Ladder does not know are skipped
+ * (`skipped` lists them) as long as one is left.
+ */
+export function dialersForKey(
+  uri: string,
+  onSwitch?: (to: string, why: string) => void,
+): KeyDialers & { skipped: string[] } {
+  const text = uri.trim();
+  if (!/^ladder:/i.test(text)) {
+    const one = single(text);
+    return { stream: one.stream, packet: one.packet, what: one.name, skipped: [] };
+  }
+  const key = parseLadderKey(text);
+  const entries: FailoverEntry[] = [];
+  const skipped: string[] = [];
+  key.transports.forEach((t, i) => {
+    try {
+      entries.push(single(t));
+    } catch (err) {
+      if (err instanceof LadderError) skipped.push(`transport ${i + 1}: ${err.message}`);
+      else throw err;
+    }
+  });
+  if (entries.length === 0)
+    throw new LadderError(
+      'ERR_KEY_URI',
+      `ladder:// key: no transport this Ladder can use (${skipped.join('; ')})`,
+    );
+  const failover = new FailoverDialer(entries, onSwitch ? { onSwitch } : {});
+  return {
+    stream: failover,
+    packet: failover,
+    what: `${entries.length} transport${entries.length === 1 ? '' : 's'}, first ${entries[0]!.name}`,
+    failover,
+    skipped,
+  };
+}

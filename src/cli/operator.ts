@@ -1,0 +1,178 @@
+/**
+ * The operator side of `ladder server`, wired here: the key store in `--data DIR`, the key manager
+ * that enforces limits, the management API and dashboard (`--api`), Prometheus metrics
+ * (`--metrics`). server-command.ts builds the data plane and calls in here.
+ * @module
+ */
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { issueCertificate } from '../codec/x509.js';
+import type { SsServerKey } from '../codec/ss-tcp.js';
+import { KeyStore } from '../store/key-store.js';
+import { KeyManager } from '../server/access/key-manager.js';
+import { CountingGate, type AccessGate } from '../server/access/gate.js';
+import type { Metrics } from '../server/metrics.js';
+import type { TrojanUser } from '../server/trojan-server.js';
+import { AdminService, type Reachability } from '../admin/service.js';
+import { ManagementApi } from '../admin/api.js';
+import { listenTcp } from '../transport/listen.js';
+import { LadderError } from '../errors.js';
+import { formatHostPort } from './args.js';
+import type { Target as HostPort } from '../transport/types.js';
+
+/** Writes a file only its owner can read (secrets: TLS keys, the API URL). */
+export function writeSecretFile(file: string, data: string): void {
+  writeFileSync(file, data, { mode: 0o600 });
+  chmodSync(file, 0o600);
+}
+
+/** The address users' clients dial by default: the first public-looking IPv4 of this machine. */
+export function guessPublicHost(listenHost: string): string {
+  if (listenHost !== '0.0.0.0' && listenHost !== '::') return listenHost;
+  for (const list of Object.values(networkInterfaces()))
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  return '127.0.0.1';
+}
+
+export interface OperatorOptions {
+  dataDir: string;
+  metrics: Metrics;
+  staticSs: readonly SsServerKey[];
+  staticTrojan: readonly TrojanUser[];
+  /** Called with every active key (static first) whenever the set changes. */
+  publish(ss: readonly SsServerKey[], trojan: readonly TrojanUser[]): void;
+}
+
+/** The key store and its manager; `gate` admits managed keys by their limits and static keys always. */
+export class Operator {
+  readonly store: KeyStore;
+  readonly keys: KeyManager;
+  readonly service: AdminService;
+  readonly gate: AccessGate;
+  #api: ManagementApi | null = null;
+
+  constructor(o: OperatorOptions) {
+    this.store = KeyStore.open(o.dataDir);
+    const staticIds = new Set([...o.staticSs, ...o.staticTrojan].map((k) => k.id));
+    this.keys = new KeyManager({
+      store: this.store,
+      metrics: o.metrics,
+      onKeysChanged: (ss, trojan) =>
+        o.publish([...o.staticSs, ...ss], [...o.staticTrojan, ...trojan]),
+    });
+    for (const k of this.keys.list())
+      if (staticIds.has(k.id))
+        throw new LadderError(
+          'ERR_USAGE',
+          `a --key is named '${k.id}', the id of a stored key in ${o.dataDir}; give the URI another #tag`,
+        );
+    this.service = new AdminService(this.store, this.keys, o.metrics);
+    const counting = new CountingGate(o.metrics);
+    this.gate = {
+      open: (id, client, transport) =>
+        staticIds.has(id)
+          ? counting.open(id, client, transport)
+          : this.keys.open(id, client, transport),
+    };
+  }
+
+  /** The self-signed certificate of the TLS transports, made on first start and kept in the data directory. */
+  tlsCertificate(listenHost: string): { cert: string; key: string; fingerprint256: string } {
+    const certFile = join(this.store.dir, 'tls-cert.pem');
+    const keyFile = join(this.store.dir, 'tls-key.pem');
+    if (!existsSync(certFile) || !existsSync(keyFile)) {
+      const made = issueCertificate({
+        commonName: 'localhost',
+        altNames: [
+          'localhost',
+          listenHost === '0.0.0.0' || listenHost === '::' ? '127.0.0.1' : listenHost,
+        ],
+        serial: randomBytes(16),
+      });
+      writeSecretFile(keyFile, made.key);
+      writeSecretFile(certFile, made.cert);
+    }
+    const cert = readFileSync(certFile, 'utf8');
+    return {
+      cert,
+      key: readFileSync(keyFile, 'utf8'),
+      fingerprint256: new X509Certificate(cert).fingerprint256,
+    };
+  }
+
+  start(reach: Reachability, publicHost: string): void {
+    this.service.setReachability(reach);
+    this.service.defaultHostname(publicHost);
+    this.keys.start();
+  }
+
+  /**
+   * Serves the management API on `at` (port 0: the port kept from the first start, else a random
+   * one). Returns the line Outline prints, `{"apiUrl": ..., "certSha256": ...}`, also written to
+   * access.txt (0600) in the data directory.
+   */
+  async startApi(
+    at: HostPort,
+    publicHost: string,
+  ): Promise<{ apiUrl: string; certSha256: string }> {
+    const dir = this.store.dir;
+    const certFile = join(dir, 'api-cert.pem');
+    const keyFile = join(dir, 'api-key.pem');
+    if (!existsSync(certFile) || !existsSync(keyFile)) {
+      const made = issueCertificate({
+        commonName: publicHost,
+        altNames: [...new Set([publicHost, '127.0.0.1', 'localhost'])],
+        serial: randomBytes(16),
+      });
+      writeSecretFile(keyFile, made.key);
+      writeSecretFile(certFile, made.cert);
+    }
+    const cert = readFileSync(certFile, 'utf8');
+    const key = readFileSync(keyFile, 'utf8');
+    const prefix =
+      '/' + this.store.settingOnce('api_prefix', () => randomBytes(16).toString('base64url'));
+    const api = new ManagementApi({ service: this.service, prefix, cert, key });
+    let port = at.port;
+    if (port === 0) port = Number(this.store.getSetting('api_port') ?? '0');
+    let addr: AddressInfo;
+    try {
+      addr = await api.listen(at.host, port);
+    } catch (err) {
+      if (at.port !== 0 || port === 0) throw err;
+      addr = await api.listen(at.host, 0); // the kept port is taken now: pick another
+    }
+    this.store.setSetting('api_port', String(addr.port));
+    this.#api = api;
+    const certSha256 = new X509Certificate(cert).fingerprint256.replace(/:/g, '');
+    const apiUrl = `https://${formatHostPort(publicHost, addr.port)}${prefix}`;
+    writeSecretFile(join(dir, 'access.txt'), `apiUrl:${apiUrl}\ncertSha256:${certSha256}\n`);
+    return { apiUrl, certSha256 };
+  }
+
+  async close(): Promise<void> {
+    await this.#api?.close();
+    this.keys.stop();
+    this.store.close();
+  }
+}
+
+/** Serves `metrics.render()` at /metrics over plain HTTP (bind it to loopback or a private address). */
+export async function startMetricsServer(metrics: Metrics, at: HostPort): Promise<HttpServer> {
+  const server = createHttpServer((req, res) => {
+    if (req.url !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res
+        .writeHead(404, { 'Content-Type': 'text/plain' })
+        .end('not found; metrics are at /metrics\n');
+      return;
+    }
+    res
+      .writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' })
+      .end(metrics.render());
+  });
+  await listenTcp(server, at.host, at.port, 'TCP', '--metrics');
+  return server;
+}

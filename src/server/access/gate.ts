@@ -1,0 +1,58 @@
+/**
+ * The seam between the data plane and the operator: every server (Shadowsocks, Trojan, WebSocket)
+ * asks its gate before relaying for a key, reports every byte to the lease it got, and closes the
+ * connection when the lease is revoked. The key manager (key-manager.ts) is the gate with limits;
+ * {@link CountingGate} is the one for keys given on the command line, which only counts.
+ * @module
+ */
+import type { Metrics } from '../metrics.js';
+
+export type GateTransport = 'tcp' | 'udp';
+
+export interface AccessGate {
+  /**
+   * A connection (or UDP session) authenticated as `keyId` from `client` (an address, kept in
+   * memory only). Returns its lease, or null to refuse it exactly as a wrong key is refused.
+   */
+  open(keyId: string, client: string, transport: GateTransport): Lease | null;
+}
+
+export interface Lease {
+  /** `n` bytes client→target; returns how many ms the sender should wait (a speed cap), usually 0. */
+  up(n: number): number;
+  /** `n` bytes target→client; returns how many ms to wait. */
+  down(n: number): number;
+  /** `fn` runs once if the key is revoked (disabled, expired, over its limit, deleted) while open. */
+  onRevoke(fn: () => void): void;
+  /** The connection ended; call once. */
+  close(): void;
+}
+
+/** A gate that admits every key and counts its bytes and connections into the metrics. */
+export class CountingGate implements AccessGate {
+  readonly #metrics: Metrics | undefined;
+  constructor(metrics?: Metrics) {
+    this.#metrics = metrics;
+  }
+  open(keyId: string, _client: string, transport: GateTransport): Lease {
+    const m = this.#metrics;
+    m?.opened(keyId, transport);
+    let closed = false;
+    return {
+      up: (n) => {
+        m?.bytes(keyId, 'up', n);
+        return 0;
+      },
+      down: (n) => {
+        m?.bytes(keyId, 'down', n);
+        return 0;
+      },
+      onRevoke: () => {},
+      close: () => {
+        if (closed) return;
+        closed = true;
+        m?.closed(transport);
+      },
+    };
+  }
+}

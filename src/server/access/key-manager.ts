@@ -1,0 +1,542 @@
+/**
+ * The live side of the key store: which keys the servers accept right now, and the gate every
+ * authenticated connection passes (gate.ts).
+ *
+ * - **Control plane.** Every change (create, rename, disable, limits, delete) is committed to the
+ *   store first, then applied here; the servers' key tables are rebuilt from the keys that are
+ *   active. A disabled, expired or over-limit key is simply not in the tables, so a new connection
+ *   with it fails exactly as a wrong key does (docs/probe-resistance.md).
+ * - **Enforcement.** A timer (every 250 ms) re-evaluates each key: a key that expires or goes over
+ *   its data limit is dropped from the tables and its open connections are closed, well within a
+ *   second. Device limits count distinct client addresses with open connections (kept in memory,
+ *   never written). Speed caps are token buckets per key and direction, shared by its connections.
+ * - **Accounting.** Bytes are counted in memory per UTC day and flushed to the store about once a
+ *   second in one transaction, so a crash loses at most that much usage.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { debuglog } from 'node:util';
+import { LadderError } from '../../errors.js';
+import { makeCipherKey } from '../../crypto/ss-key.js';
+import { trojanPasswordHash } from '../../codec/trojan.js';
+import type { SsServerKey } from '../../codec/ss-tcp.js';
+import type { SsMethod } from '../../crypto/methods.js';
+import type { TrojanUser } from '../trojan-server.js';
+import type { KeyStore, UsageDelta } from '../../store/key-store.js';
+import type { Metrics } from '../metrics.js';
+import { systemClock, type Clock } from '../../transport/types.js';
+import type { AccessGate, GateTransport, Lease } from './gate.js';
+import {
+  checkDataLimit,
+  checkExpiry,
+  checkKeyId,
+  checkMethod,
+  checkName,
+  checkPositiveOrNull,
+  checkTransports,
+  dayOf,
+  KEY_TRANSPORTS,
+  effectiveLimit,
+  keyState,
+  makeSecret,
+  usageInPeriod,
+  type AccessKeyRecord,
+  type DataLimit,
+  type KeyState,
+} from './access-key.js';
+
+const debug = debuglog('ladder:keys');
+
+/** Days of per-day usage kept in memory; older days are folded into one total. */
+const USAGE_DAYS_IN_MEMORY = 62;
+
+/** A token bucket: `rate` bytes per second, bursts up to `burst`. */
+export class Pace {
+  #tokens: number;
+  #last: number;
+  readonly rate: number;
+  readonly burst: number;
+  constructor(rate: number, nowMs: number) {
+    this.rate = rate;
+    // A burst of at least one 64 KiB read, so a capped connection never stalls on a single chunk.
+    this.burst = Math.max(65_536, rate / 4);
+    this.#tokens = this.burst;
+    this.#last = nowMs;
+  }
+  /** Takes `n` bytes' worth; returns how long (ms) the sender should wait before the next. */
+  take(n: number, nowMs: number): number {
+    this.#tokens = Math.min(this.burst, this.#tokens + ((nowMs - this.#last) * this.rate) / 1000);
+    this.#last = nowMs;
+    this.#tokens -= n;
+    return this.#tokens >= 0 ? 0 : Math.ceil((-this.#tokens * 1000) / this.rate);
+  }
+}
+
+/** What callers may set when making a key; everything is optional. */
+export interface NewKeyOptions {
+  id?: string;
+  name?: string;
+  method?: string;
+  password?: string;
+  limit?: unknown;
+  expiresMs?: unknown;
+  speedLimitBps?: unknown;
+  deviceLimit?: unknown;
+  transports?: unknown;
+}
+
+/** A key as the API and the dashboard show it. */
+export interface KeyView extends AccessKeyRecord {
+  readonly state: KeyState;
+  /** Bytes in the current period of the key's limit (or all time without a limit). */
+  readonly usedBytes: number;
+  readonly totalBytes: number;
+  readonly limit: DataLimit | null;
+  readonly connections: number;
+  readonly devices: number;
+}
+
+interface LeaseEntry {
+  readonly client: string;
+  revoke: (() => void) | null;
+}
+
+export interface KeyManagerOptions {
+  store: KeyStore;
+  clock?: Clock;
+  metrics?: Metrics;
+  /** Called with the active keys whenever they change (and once from start()). */
+  onKeysChanged(ss: readonly SsServerKey[], trojan: readonly TrojanUser[]): void;
+  /** Enforcement period (default 250 ms). */
+  tickMs?: number;
+  /** Usage flush period (default 1000 ms). */
+  flushMs?: number;
+  /** Default method for new keys (Outline's: chacha20-ietf-poly1305). */
+  defaultMethod?: SsMethod;
+  random?: (n: number) => Uint8Array;
+}
+
+export class KeyManager implements AccessGate {
+  readonly #store: KeyStore;
+  readonly #clock: Clock;
+  readonly #o: KeyManagerOptions;
+  readonly #keys = new Map<string, AccessKeyRecord>();
+  readonly #states = new Map<string, KeyState>();
+  readonly #usage: Map<string, Map<number, number>>;
+  readonly #pending = new Map<string, number>(); // `${id}\0${day}` -> bytes
+  readonly #leases = new Map<string, Set<LeaseEntry>>();
+  readonly #paces = new Map<string, { up: Pace; down: Pace }>();
+  /** Compiled keys, reused while the secret and method stay the same (key derivation is not free). */
+  readonly #compiled = new Map<string, { secret: string; ss: SsServerKey; trojan: TrojanUser }>();
+  #defaultLimit: DataLimit | null;
+  #activeSignature = '';
+  #tick: NodeJS.Timeout | null = null;
+  #flush: NodeJS.Timeout | null = null;
+  #memDay: number;
+  #dataVersion: number;
+  /** Bytes each active key with a data limit may still use; crossing 0 re-evaluates at once. */
+  readonly #budget = new Map<string, number>();
+  #evaluateSoon = false;
+
+  constructor(options: KeyManagerOptions) {
+    this.#o = options;
+    this.#store = options.store;
+    this.#clock = options.clock ?? systemClock;
+    for (const k of this.#store.listKeys()) this.#keys.set(k.id, k);
+    this.#defaultLimit = this.#store.getDefaultLimit();
+    this.#memDay = dayOf(this.#clock.now());
+    this.#usage = this.#store.loadUsage(this.#memDay - USAGE_DAYS_IN_MEMORY);
+    this.#dataVersion = this.#store.dataVersion();
+  }
+
+  /**
+   * Picks up keys changed by another process (`ladder keys --data DIR` while the server runs):
+   * SQLite's data_version moves only for other connections' commits.
+   */
+  #syncFromStore(): boolean {
+    const v = this.#store.dataVersion();
+    if (v === this.#dataVersion) return false;
+    this.#dataVersion = v;
+    const fresh = new Map(this.#store.listKeys().map((k) => [k.id, k]));
+    for (const id of this.#keys.keys()) if (!fresh.has(id)) this.#forget(id);
+    this.#keys.clear();
+    for (const [id, k] of fresh) this.#keys.set(id, k);
+    this.#defaultLimit = this.#store.getDefaultLimit();
+    return true;
+  }
+
+  /** Readers see another process's changes at once, not at the next tick. */
+  #fresh(): void {
+    if (this.#tick && this.#store.dataVersion() !== this.#dataVersion) this.#evaluate(false);
+    else if (!this.#tick) this.#syncFromStore();
+  }
+
+  /** Publishes the active keys and starts enforcement and accounting. */
+  start(): void {
+    this.#evaluate(true);
+    this.#tick = setInterval(() => this.#evaluate(false), this.#o.tickMs ?? 250);
+    this.#tick.unref();
+    this.#flush = setInterval(() => this.flush(), this.#o.flushMs ?? 1000);
+    this.#flush.unref();
+  }
+
+  /** Writes counted usage to the store. */
+  flush(): void {
+    if (this.#pending.size === 0) return;
+    const deltas: UsageDelta[] = [];
+    for (const [k, bytes] of this.#pending) {
+      const [keyId, day] = k.split('\u0000');
+      deltas.push({ keyId: keyId!, day: Number(day), bytes });
+    }
+    this.#pending.clear();
+    try {
+      this.#store.addUsage(deltas);
+    } catch (err) {
+      // Put them back: the next flush tries again (a busy or full disk should not lose counts).
+      for (const d of deltas) this.#addPending(d.keyId, d.day, d.bytes);
+      debug('usage flush failed: %s', (err as Error).message);
+    }
+  }
+
+  /** Stops the timers and writes what is pending. The store stays open (its owner closes it). */
+  stop(): void {
+    if (this.#tick) clearInterval(this.#tick);
+    if (this.#flush) clearInterval(this.#flush);
+    this.#tick = this.#flush = null;
+    this.flush();
+  }
+
+  // ------------------------------------------------------------------- gate (data plane)
+
+  open(keyId: string, client: string, transport: GateTransport): Lease | null {
+    const key = this.#keys.get(keyId);
+    if (!key || this.#states.get(keyId) !== 'active') return null;
+    let set = this.#leases.get(keyId);
+    if (key.deviceLimit !== null) {
+      const devices = new Set<string>();
+      if (set) for (const l of set) devices.add(l.client);
+      if (!devices.has(client) && devices.size >= key.deviceLimit) {
+        debug('key %s refused: device limit', keyId);
+        return null;
+      }
+    }
+    if (!set) this.#leases.set(keyId, (set = new Set()));
+    const entry: LeaseEntry = { client, revoke: null };
+    set.add(entry);
+    const m = this.#o.metrics;
+    m?.opened(keyId, transport);
+    const count = (dir: 'up' | 'down', n: number): number => {
+      m?.bytes(keyId, dir, n);
+      const now = this.#clock.now();
+      const day = dayOf(now);
+      this.#addPending(keyId, day, n);
+      let u = this.#usage.get(keyId);
+      if (!u) this.#usage.set(keyId, (u = new Map()));
+      u.set(day, (u.get(day) ?? 0) + n);
+      const left = this.#budget.get(keyId);
+      if (left !== undefined) {
+        this.#budget.set(keyId, left - n);
+        if (left - n <= 0 && !this.#evaluateSoon) {
+          // Over the limit: enforce now rather than at the next tick (a fast link moves a lot in 250 ms).
+          this.#evaluateSoon = true;
+          setImmediate(() => {
+            this.#evaluateSoon = false;
+            this.#evaluate(false);
+          });
+        }
+      }
+      const cap = this.#keys.get(keyId)?.speedLimitBps;
+      if (!cap) return 0;
+      let p = this.#paces.get(keyId);
+      if (!p || p.up.rate !== cap)
+        this.#paces.set(keyId, (p = { up: new Pace(cap, now), down: new Pace(cap, now) }));
+      return p[dir].take(n, now);
+    };
+    let closed = false;
+    return {
+      up: (n) => count('up', n),
+      down: (n) => count('down', n),
+      onRevoke: (fn) => {
+        entry.revoke = fn;
+      },
+      close: () => {
+        if (closed) return;
+        closed = true;
+        m?.closed(transport);
+        set.delete(entry);
+        if (set.size === 0 && this.#leases.get(keyId) === set) this.#leases.delete(keyId);
+      },
+    };
+  }
+
+  #addPending(keyId: string, day: number, n: number): void {
+    const k = `${keyId}\u0000${day}`;
+    this.#pending.set(k, (this.#pending.get(k) ?? 0) + n);
+  }
+
+  // ------------------------------------------------------------------- enforcement
+
+  #evaluate(force: boolean): void {
+    const synced = this.#syncFromStore();
+    const now = this.#clock.now();
+    this.#foldOldUsage(now);
+    const counts: Record<KeyState, number> = {
+      active: 0,
+      disabled: 0,
+      expired: 0,
+      'over-limit': 0,
+    };
+    // A key's transports or secret may change without its state: publish compares what it sends.
+    let changed = force || synced;
+    this.#budget.clear();
+    for (const [id, key] of this.#keys) {
+      const usage = this.#usage.get(id);
+      const state = keyState(key, usage, this.#defaultLimit, now);
+      counts[state]++;
+      const limit = effectiveLimit(key, this.#defaultLimit);
+      if (state === 'active' && limit)
+        this.#budget.set(id, limit.bytes - usageInPeriod(usage, limit.period, now));
+      const before = this.#states.get(id);
+      if (before !== state) {
+        this.#states.set(id, state);
+        changed = true;
+        if (state !== 'active') this.#revoke(id);
+      }
+    }
+    for (const id of this.#states.keys()) if (!this.#keys.has(id)) this.#states.delete(id);
+    this.#o.metrics?.setKeyStates(counts);
+    if (changed) this.#publish();
+  }
+
+  /** Closes every open connection of a key. */
+  #revoke(id: string): void {
+    const set = this.#leases.get(id);
+    if (!set) return;
+    for (const l of [...set]) {
+      const fn = l.revoke;
+      l.revoke = null;
+      fn?.();
+    }
+  }
+
+  #publish(): void {
+    const ss: SsServerKey[] = [];
+    const trojan: TrojanUser[] = [];
+    const ids: string[] = [];
+    for (const [id, key] of this.#keys) {
+      if (this.#states.get(id) !== 'active') continue;
+      let c = this.#compiled.get(id);
+      if (!c || c.secret !== `${key.method}\u0000${key.secret}`) {
+        c = {
+          secret: `${key.method}\u0000${key.secret}`,
+          ss: { id, key: makeCipherKey(key.method, key.secret) },
+          trojan: { id, hash: trojanPasswordHash(key.secret) },
+        };
+        this.#compiled.set(id, c);
+      }
+      if (key.transports.includes('ss')) ss.push(c.ss);
+      if (key.transports.includes('trojan')) trojan.push(c.trojan);
+      ids.push(`${id}\u0000${c.secret}\u0000${key.transports.join(',')}`);
+    }
+    for (const id of this.#compiled.keys()) if (!this.#keys.has(id)) this.#compiled.delete(id);
+    const sig = ids.join('\u0001');
+    if (sig === this.#activeSignature) return;
+    this.#activeSignature = sig;
+    this.#o.onKeysChanged(ss, trojan);
+  }
+
+  /** Once a day, folds per-day usage older than the window into one bucket per key. */
+  #foldOldUsage(now: number): void {
+    const today = dayOf(now);
+    if (today === this.#memDay) return;
+    this.#memDay = today;
+    const cutoff = today - USAGE_DAYS_IN_MEMORY;
+    for (const u of this.#usage.values()) {
+      let old = 0;
+      for (const [day, bytes] of u)
+        if (day < cutoff) {
+          old += bytes;
+          u.delete(day);
+        }
+      if (old > 0) u.set(cutoff - 1, (u.get(cutoff - 1) ?? 0) + old);
+    }
+  }
+
+  // ------------------------------------------------------------------- control plane
+
+  get defaultLimit(): DataLimit | null {
+    return this.#defaultLimit;
+  }
+
+  setDefaultLimit(limit: unknown): void {
+    const l = limit === null ? null : checkDataLimit(limit);
+    this.#store.setDefaultLimit(l);
+    this.#defaultLimit = l;
+    this.#evaluate(false);
+  }
+
+  list(): KeyView[] {
+    this.#fresh();
+    return [...this.#keys.values()]
+      .sort(
+        (a, b) => a.createdMs - b.createdMs || a.id.localeCompare(b.id, 'en', { numeric: true }),
+      )
+      .map((k) => this.#view(k));
+  }
+
+  get(id: string): KeyView {
+    this.#fresh();
+    return this.#view(this.#must(id));
+  }
+
+  /** Per-day usage of a key (or of all keys with id undefined) for the last `days` days, oldest first. */
+  history(id: string | undefined, days: number): { day: string; bytes: number }[] {
+    if (id !== undefined) this.#must(id);
+    const today = dayOf(this.#clock.now());
+    const out: { day: string; bytes: number }[] = [];
+    for (let d = today - days + 1; d <= today; d++) {
+      let bytes = 0;
+      if (id !== undefined) bytes = this.#usage.get(id)?.get(d) ?? 0;
+      else for (const u of this.#usage.values()) bytes += u.get(d) ?? 0;
+      out.push({ day: new Date(d * 86_400_000).toISOString().slice(0, 10), bytes });
+    }
+    return out;
+  }
+
+  /** Bytes per key id over all time (Outline's /metrics/transfer). */
+  transferByKey(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const id of this.#keys.keys()) out[id] = usageInPeriod(this.#usage.get(id), 'total', 0);
+    return out;
+  }
+
+  create(o: NewKeyOptions = {}): KeyView {
+    const method = checkMethod(
+      o.method === undefined || o.method === ''
+        ? (this.#o.defaultMethod ?? 'chacha20-ietf-poly1305')
+        : o.method,
+    );
+    const make = (id: string): AccessKeyRecord => ({
+      id,
+      name: o.name === undefined ? '' : checkName(o.name),
+      secret: makeSecret(method, o.password, this.#o.random ?? randomBytes),
+      method,
+      transports: o.transports === undefined ? [...KEY_TRANSPORTS] : checkTransports(o.transports),
+      createdMs: this.#clock.now(),
+      expiresMs: o.expiresMs === undefined ? null : checkExpiry(o.expiresMs),
+      dataLimit: o.limit === undefined ? null : checkDataLimit(o.limit),
+      speedLimitBps:
+        o.speedLimitBps === undefined
+          ? null
+          : checkPositiveOrNull(o.speedLimitBps, 'a speed limit (bytes per second)'),
+      deviceLimit:
+        o.deviceLimit === undefined ? null : checkPositiveOrNull(o.deviceLimit, 'a device limit'),
+      disabled: false,
+    });
+    let key: AccessKeyRecord;
+    if (o.id !== undefined) {
+      const id = checkKeyId(o.id);
+      key = make(id);
+      this.#checkPasswordFree(key);
+      this.#store.insertKey(key);
+    } else {
+      // Validate before taking an id, so that a bad request does not use one up.
+      const probe = make('0');
+      key = this.#store.insertKeyWithNextId((id) => {
+        const k = { ...probe, id };
+        this.#checkPasswordFree(k);
+        return k;
+      });
+    }
+    this.#keys.set(key.id, key);
+    this.#evaluate(false);
+    return this.#view(key);
+  }
+
+  rename(id: string, name: unknown): void {
+    this.#update(id, { name: checkName(name) });
+  }
+
+  setDisabled(id: string, disabled: boolean): void {
+    this.#update(id, { disabled });
+  }
+
+  setDataLimit(id: string, limit: unknown): void {
+    this.#update(id, { dataLimit: limit === null ? null : checkDataLimit(limit) });
+  }
+
+  setExpiry(id: string, expiresMs: unknown): void {
+    this.#update(id, { expiresMs: checkExpiry(expiresMs) });
+  }
+
+  setSpeedLimit(id: string, bps: unknown): void {
+    this.#update(id, {
+      speedLimitBps: checkPositiveOrNull(bps, 'a speed limit (bytes per second)'),
+    });
+  }
+
+  setTransports(id: string, transports: unknown): void {
+    this.#update(id, { transports: checkTransports(transports) });
+  }
+
+  setDeviceLimit(id: string, n: unknown): void {
+    this.#update(id, { deviceLimit: checkPositiveOrNull(n, 'a device limit') });
+  }
+
+  delete(id: string): void {
+    this.#must(id);
+    this.#store.deleteKey(id);
+    this.#forget(id);
+    this.#evaluate(false);
+  }
+
+  #forget(id: string): void {
+    this.#keys.delete(id);
+    this.#usage.delete(id);
+    for (const k of [...this.#pending.keys()])
+      if (k.startsWith(`${id}\u0000`)) this.#pending.delete(k);
+    this.#revoke(id);
+    this.#paces.delete(id);
+  }
+
+  #update(id: string, patch: Partial<AccessKeyRecord>): void {
+    const next = { ...this.#must(id), ...patch };
+    this.#store.updateKey(next);
+    this.#keys.set(id, next);
+    this.#evaluate(true);
+  }
+
+  #must(id: string): AccessKeyRecord {
+    const k = this.#keys.get(id);
+    if (!k) throw new LadderError('ERR_NOT_FOUND', `no access key with id ${id}`);
+    return k;
+  }
+
+  /** Two AEAD-2017 keys with one password and method would be indistinguishable by trial decryption. */
+  #checkPasswordFree(key: AccessKeyRecord): void {
+    for (const k of this.#keys.values())
+      if (k.secret === key.secret && k.method === key.method)
+        throw new LadderError(
+          'ERR_CONFLICT',
+          `another access key (${k.id}) already has this password and method`,
+        );
+  }
+
+  #view(k: AccessKeyRecord): KeyView {
+    const now = this.#clock.now();
+    const usage = this.#usage.get(k.id);
+    const limit = effectiveLimit(k, this.#defaultLimit);
+    const leases = this.#leases.get(k.id);
+    const devices = new Set<string>();
+    if (leases) for (const l of leases) devices.add(l.client);
+    return {
+      ...k,
+      state: this.#states.get(k.id) ?? keyState(k, usage, this.#defaultLimit, now),
+      usedBytes: usageInPeriod(usage, limit?.period ?? 'total', now),
+      totalBytes: usageInPeriod(usage, 'total', now),
+      limit,
+      connections: leases?.size ?? 0,
+      devices: devices.size,
+    };
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Prometheus metrics of a Ladder server, in the text exposition format (version 0.0.4): bytes and
+ * connections per access key id, open connections, pre-authentication failures by code (as
+ * outline-ss-server's `tcp_probes`), and a histogram of the time from accept to authentication.
+ *
+ * Privacy: labels are key ids, transports, directions and error codes, never a destination or a
+ * client address (docs/privacy.md).
+ * @module
+ */
+import type { ErrorCode } from '../errors.js';
+
+/** Upper bounds of the handshake histogram, in seconds. */
+export const HANDSHAKE_BUCKETS_S = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+] as const;
+
+interface PerKey {
+  up: number;
+  down: number;
+  tcp: number;
+  udp: number;
+}
+
+export class Metrics {
+  readonly #startedMs: number;
+  readonly #perKey = new Map<string, PerKey>();
+  readonly #active = { tcp: 0, udp: 0 };
+  readonly #probes = new Map<string, number>();
+  readonly #buckets = new Array<number>(HANDSHAKE_BUCKETS_S.length).fill(0);
+  #handshakeCount = 0;
+  #handshakeSumS = 0;
+  #keyStates: Record<string, number> = {};
+
+  constructor(startedMs = Date.now()) {
+    this.#startedMs = startedMs;
+  }
+
+  #key(id: string): PerKey {
+    let k = this.#perKey.get(id);
+    if (!k) this.#perKey.set(id, (k = { up: 0, down: 0, tcp: 0, udp: 0 }));
+    return k;
+  }
+
+  opened(keyId: string, transport: 'tcp' | 'udp'): void {
+    this.#key(keyId)[transport]++;
+    this.#active[transport]++;
+  }
+
+  closed(transport: 'tcp' | 'udp'): void {
+    this.#active[transport]--;
+  }
+
+  bytes(keyId: string, dir: 'up' | 'down', n: number): void {
+    this.#key(keyId)[dir] += n;
+  }
+
+  probe(code: ErrorCode, transport: string): void {
+    const k = `${transport}\u0000${code}`;
+    this.#probes.set(k, (this.#probes.get(k) ?? 0) + 1);
+  }
+
+  handshake(ms: number): void {
+    const s = ms / 1000;
+    this.#handshakeCount++;
+    this.#handshakeSumS += s;
+    for (let i = 0; i < HANDSHAKE_BUCKETS_S.length; i++)
+      if (s <= HANDSHAKE_BUCKETS_S[i]!) this.#buckets[i]!++;
+  }
+
+  /** Keys by state (active, disabled, expired, over-limit), from the key manager. */
+  setKeyStates(states: Record<string, number>): void {
+    this.#keyStates = states;
+  }
+
+  /** Totals for the dashboard's health panel. */
+  snapshot(): { uptimeS: number; active: number; probes: number; connections: number } {
+    let probes = 0;
+    for (const n of this.#probes.values()) probes += n;
+    let connections = 0;
+    for (const k of this.#perKey.values()) connections += k.tcp + k.udp;
+    return {
+      uptimeS: Math.floor((Date.now() - this.#startedMs) / 1000),
+      active: this.#active.tcp + this.#active.udp,
+      probes,
+      connections,
+    };
+  }
+
+  render(): string {
+    const out: string[] = [];
+    const head = (name: string, type: string, help: string): void => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    };
+    head('ladder_start_time_seconds', 'gauge', 'When the server started, in seconds since 1970.');
+    out.push(`ladder_start_time_seconds ${Math.floor(this.#startedMs / 1000)}`);
+    head(
+      'ladder_data_bytes_total',
+      'counter',
+      'Payload bytes relayed per access key id and direction (up: client to target).',
+    );
+    for (const [id, k] of this.#perKey) {
+      out.push(`ladder_data_bytes_total{access_key="${esc(id)}",dir="up"} ${k.up}`);
+      out.push(`ladder_data_bytes_total{access_key="${esc(id)}",dir="down"} ${k.down}`);
+    }
+    head(
+      'ladder_connections_total',
+      'counter',
+      'Authenticated TCP connections and UDP sessions per access key id.',
+    );
+    for (const [id, k] of this.#perKey) {
+      out.push(`ladder_connections_total{access_key="${esc(id)}",transport="tcp"} ${k.tcp}`);
+      out.push(`ladder_connections_total{access_key="${esc(id)}",transport="udp"} ${k.udp}`);
+    }
+    head(
+      'ladder_active_connections',
+      'gauge',
+      'Authenticated connections and UDP sessions open now.',
+    );
+    out.push(`ladder_active_connections{transport="tcp"} ${this.#active.tcp}`);
+    out.push(`ladder_active_connections{transport="udp"} ${this.#active.udp}`);
+    head(
+      'ladder_probes_total',
+      'counter',
+      'Connections and datagrams that failed before authentication, by error code (docs/errors.md).',
+    );
+    for (const [k, n] of this.#probes) {
+      const [transport, code] = k.split('\u0000');
+      out.push(`ladder_probes_total{transport="${esc(transport!)}",code="${esc(code!)}"} ${n}`);
+    }
+    head(
+      'ladder_handshake_seconds',
+      'histogram',
+      'Time from accepting a connection to its authentication.',
+    );
+    HANDSHAKE_BUCKETS_S.forEach((le, i) =>
+      out.push(`ladder_handshake_seconds_bucket{le="${le}"} ${this.#buckets[i]}`),
+    );
+    out.push(`ladder_handshake_seconds_bucket{le="+Inf"} ${this.#handshakeCount}`);
+    out.push(`ladder_handshake_seconds_sum ${this.#handshakeSumS}`);
+    out.push(`ladder_handshake_seconds_count ${this.#handshakeCount}`);
+    head('ladder_access_keys', 'gauge', 'Access keys by state.');
+    for (const [state, n] of Object.entries(this.#keyStates))
+      out.push(`ladder_access_keys{state="${esc(state)}"} ${n}`);
+    return out.join('\n') + '\n';
+  }
+}
+
+/** Label value escaping per the exposition format: backslash, double quote, newline. */
+function esc(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}

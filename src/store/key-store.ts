@@ -1,0 +1,329 @@
+/**
+ * The operator's data directory: one SQLite database (WAL mode) holding the server's settings, its
+ * access keys and their daily usage, and nothing else (docs/privacy.md lists every column).
+ *
+ * Durability: every change to a key or a setting is its own committed transaction before the call
+ * returns (synchronous=FULL), so a `kill -9` loses none. Usage is counted in memory by the key
+ * manager and written here in one transaction every second or so; a crash loses at most that.
+ *
+ * Files: the directory is made 0700 and the database 0600 before SQLite opens it; SQLite creates
+ * its -wal and -shm files with the database's mode.
+ * @module
+ */
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { LadderError } from '../errors.js';
+import type {
+  AccessKeyRecord,
+  DataLimit,
+  KeyTransport,
+  LimitPeriod,
+} from '../server/access/access-key.js';
+import type { SsMethod } from '../crypto/methods.js';
+
+export const DB_FILE = 'ladder.db';
+
+/**
+ * Schema migrations, in order; `PRAGMA user_version` is how many have run. Append only: a released
+ * migration never changes.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: settings, keys, daily usage
+  `CREATE TABLE settings (
+     name  TEXT PRIMARY KEY,
+     value TEXT NOT NULL
+   ) WITHOUT ROWID;
+   CREATE TABLE access_keys (
+     id           TEXT PRIMARY KEY,
+     name         TEXT NOT NULL DEFAULT '',
+     secret       TEXT NOT NULL,
+     method       TEXT NOT NULL,
+     created_ms   INTEGER NOT NULL,
+     expires_ms   INTEGER,
+     limit_bytes  INTEGER,
+     limit_period TEXT,
+     speed_bps    INTEGER,
+     device_limit INTEGER,
+     disabled     INTEGER NOT NULL DEFAULT 0
+   ) WITHOUT ROWID;
+   CREATE TABLE usage_daily (
+     key_id TEXT NOT NULL REFERENCES access_keys(id) ON DELETE CASCADE,
+     day    INTEGER NOT NULL,
+     bytes  INTEGER NOT NULL,
+     PRIMARY KEY (key_id, day)
+   ) WITHOUT ROWID;`,
+  // 2: which transports accept each key (existing keys keep all of them)
+  `ALTER TABLE access_keys ADD COLUMN transports TEXT NOT NULL DEFAULT 'ss,trojan';`,
+];
+
+interface KeyRow {
+  id: string;
+  name: string;
+  secret: string;
+  method: string;
+  created_ms: number;
+  expires_ms: number | null;
+  limit_bytes: number | null;
+  limit_period: string | null;
+  speed_bps: number | null;
+  device_limit: number | null;
+  disabled: number;
+  transports: string;
+}
+
+function fromRow(r: KeyRow): AccessKeyRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    secret: r.secret,
+    method: r.method as SsMethod,
+    transports: r.transports.split(',') as KeyTransport[],
+    createdMs: r.created_ms,
+    expiresMs: r.expires_ms,
+    dataLimit:
+      r.limit_bytes === null
+        ? null
+        : { bytes: r.limit_bytes, period: (r.limit_period ?? '30d') as LimitPeriod },
+    speedLimitBps: r.speed_bps,
+    deviceLimit: r.device_limit,
+    disabled: r.disabled !== 0,
+  };
+}
+
+function toRow(k: AccessKeyRecord): KeyRow {
+  return {
+    id: k.id,
+    name: k.name,
+    secret: k.secret,
+    method: k.method,
+    created_ms: k.createdMs,
+    expires_ms: k.expiresMs,
+    limit_bytes: k.dataLimit?.bytes ?? null,
+    limit_period: k.dataLimit?.period ?? null,
+    speed_bps: k.speedLimitBps,
+    device_limit: k.deviceLimit,
+    disabled: k.disabled ? 1 : 0,
+    transports: k.transports.join(','),
+  };
+}
+
+/** One row of usage to add: `bytes` more for `keyId` on UTC day `day`. */
+export interface UsageDelta {
+  readonly keyId: string;
+  readonly day: number;
+  readonly bytes: number;
+}
+
+export class KeyStore {
+  readonly dir: string;
+  readonly #db: Database.Database;
+  readonly #stmts;
+
+  /** Opens (creating if needed) the store in `dir`, running any pending migrations. */
+  static open(dir: string): KeyStore {
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new LadderError(
+        'ERR_CONFIG',
+        `--data ${dir}: cannot create the data directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); choose a writable path`,
+      );
+    }
+    const st = statSync(dir);
+    if (!st.isDirectory()) throw new LadderError('ERR_CONFIG', `--data ${dir}: not a directory`);
+    if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+    const file = join(dir, DB_FILE);
+    // Create the file ourselves so it is 0600 from its first byte; SQLite gives -wal/-shm the same mode.
+    closeSync(openSync(file, 'a', 0o600));
+    chmodSync(file, 0o600);
+    let db: Database.Database;
+    try {
+      db = new Database(file);
+    } catch (err) {
+      throw new LadderError(
+        'ERR_CONFIG',
+        `--data ${dir}: cannot open ${DB_FILE}: ${(err as Error).message}`,
+      );
+    }
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 2000');
+      migrate(db, dir);
+    } catch (err) {
+      db.close();
+      if (err instanceof LadderError) throw err;
+      throw new LadderError(
+        'ERR_CONFIG',
+        `--data ${dir}: ${DB_FILE} is not a usable Ladder database (${(err as Error).message}); move it aside or choose another directory`,
+      );
+    }
+    return new KeyStore(dir, db);
+  }
+
+  private constructor(dir: string, db: Database.Database) {
+    this.dir = dir;
+    this.#db = db;
+    this.#stmts = {
+      getSetting: db.prepare<[string], { value: string }>(
+        'SELECT value FROM settings WHERE name = ?',
+      ),
+      setSetting: db.prepare<[string, string]>(
+        'INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value',
+      ),
+      delSetting: db.prepare<[string]>('DELETE FROM settings WHERE name = ?'),
+      listKeys: db.prepare<[], KeyRow>('SELECT * FROM access_keys'),
+      getKey: db.prepare<[string], KeyRow>('SELECT * FROM access_keys WHERE id = ?'),
+      insertKey: db.prepare<KeyRow>(
+        `INSERT INTO access_keys (id, name, secret, method, created_ms, expires_ms, limit_bytes, limit_period, speed_bps, device_limit, disabled, transports)
+         VALUES (@id, @name, @secret, @method, @created_ms, @expires_ms, @limit_bytes, @limit_period, @speed_bps, @device_limit, @disabled, @transports)`,
+      ),
+      updateKey: db.prepare<KeyRow>(
+        `UPDATE access_keys SET name = @name, secret = @secret, method = @method, expires_ms = @expires_ms,
+           limit_bytes = @limit_bytes, limit_period = @limit_period, speed_bps = @speed_bps,
+           device_limit = @device_limit, disabled = @disabled, transports = @transports WHERE id = @id`,
+      ),
+      deleteKey: db.prepare<[string]>('DELETE FROM access_keys WHERE id = ?'),
+      addUsage: db.prepare<{ key: string; day: number; bytes: number }>(
+        `INSERT INTO usage_daily (key_id, day, bytes) SELECT @key, @day, @bytes WHERE EXISTS (SELECT 1 FROM access_keys WHERE id = @key)
+         ON CONFLICT(key_id, day) DO UPDATE SET bytes = bytes + excluded.bytes`,
+      ),
+      usageSince: db.prepare<[number], { key_id: string; day: number; bytes: number }>(
+        'SELECT key_id, day, bytes FROM usage_daily WHERE day >= ?',
+      ),
+      usageBefore: db.prepare<[number], { key_id: string; bytes: number }>(
+        'SELECT key_id, SUM(bytes) AS bytes FROM usage_daily WHERE day < ? GROUP BY key_id',
+      ),
+    };
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+
+  /** Changes when another connection (another `ladder` process) has committed to the database. */
+  dataVersion(): number {
+    return this.#db.pragma('data_version', { simple: true }) as number;
+  }
+
+  // --------------------------------------------------------------------- settings
+
+  getSetting(name: string): string | undefined {
+    return this.#stmts.getSetting.get(name)?.value;
+  }
+
+  setSetting(name: string, value: string | undefined): void {
+    if (value === undefined) this.#stmts.delSetting.run(name);
+    else this.#stmts.setSetting.run(name, value);
+  }
+
+  /** A setting that is made once (server id, API prefix...) and kept for ever. */
+  settingOnce(name: string, make: () => string): string {
+    return this.#db
+      .transaction(() => {
+        const v = this.getSetting(name);
+        if (v !== undefined) return v;
+        const made = make();
+        this.setSetting(name, made);
+        return made;
+      })
+      .immediate();
+  }
+
+  getDefaultLimit(): DataLimit | null {
+    const v = this.getSetting('access_key_data_limit');
+    return v ? (JSON.parse(v) as DataLimit) : null;
+  }
+
+  setDefaultLimit(limit: DataLimit | null): void {
+    this.setSetting('access_key_data_limit', limit ? JSON.stringify(limit) : undefined);
+  }
+
+  // --------------------------------------------------------------------- keys
+
+  listKeys(): AccessKeyRecord[] {
+    return this.#stmts.listKeys.all().map(fromRow);
+  }
+
+  getKey(id: string): AccessKeyRecord | undefined {
+    const r = this.#stmts.getKey.get(id);
+    return r ? fromRow(r) : undefined;
+  }
+
+  /** Inserts a key; ERR_CONFLICT if the id is taken. */
+  insertKey(key: AccessKeyRecord): void {
+    try {
+      this.#stmts.insertKey.run(toRow(key));
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
+        throw new LadderError('ERR_CONFLICT', `an access key with id ${key.id} already exists`);
+      throw err;
+    }
+  }
+
+  /** Takes the next free decimal id (Outline numbers its keys 0, 1, 2, ...) and inserts the key. */
+  insertKeyWithNextId(make: (id: string) => AccessKeyRecord): AccessKeyRecord {
+    return this.#db
+      .transaction(() => {
+        let next = Number(this.getSetting('next_key_id') ?? '0');
+        while (this.#stmts.getKey.get(String(next))) next++;
+        const key = make(String(next));
+        this.#stmts.insertKey.run(toRow(key));
+        this.setSetting('next_key_id', String(next + 1));
+        return key;
+      })
+      .immediate();
+  }
+
+  updateKey(key: AccessKeyRecord): boolean {
+    return this.#stmts.updateKey.run(toRow(key)).changes === 1;
+  }
+
+  deleteKey(id: string): boolean {
+    return this.#stmts.deleteKey.run(id).changes === 1;
+  }
+
+  // --------------------------------------------------------------------- usage
+
+  /** Adds usage rows in one transaction; rows of keys deleted meanwhile are skipped. */
+  addUsage(deltas: readonly UsageDelta[]): void {
+    if (deltas.length === 0) return;
+    this.#db.transaction(() => {
+      for (const d of deltas)
+        this.#stmts.addUsage.run({ key: d.keyId, day: d.day, bytes: d.bytes });
+    })();
+  }
+
+  /**
+   * Usage as the key manager keeps it: per key, bytes per day from `fromDay` on, and everything
+   * older summed into the day `fromDay - 1`.
+   */
+  loadUsage(fromDay: number): Map<string, Map<number, number>> {
+    const out = new Map<string, Map<number, number>>();
+    const get = (id: string): Map<number, number> => {
+      let m = out.get(id);
+      if (!m) out.set(id, (m = new Map()));
+      return m;
+    };
+    for (const r of this.#stmts.usageBefore.all(fromDay)) get(r.key_id).set(fromDay - 1, r.bytes);
+    for (const r of this.#stmts.usageSince.all(fromDay)) get(r.key_id).set(r.day, r.bytes);
+    return out;
+  }
+}
+
+function migrate(db: Database.Database, dir: string): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length)
+    throw new LadderError(
+      'ERR_CONFIG',
+      `--data ${dir}: the database has schema version ${version}, newer than this Ladder knows (${MIGRATIONS.length}); run a newer Ladder`,
+    );
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    }).immediate();
+  }
+}
