@@ -120,7 +120,12 @@ describe('ss over plain WebSocket (behind a CDN), AEAD-2017', () => {
   dialerSuite('ss-ws-plain', async () => {
     const s = await server;
     const connect = wsConnector(s.plain, { path: SS_PATH, host: 'cdn.example' });
-    return { dialer: new SsStreamDialer(s.plain, ss2017, { connect }), close: async () => {} };
+    return {
+      dialer: new SsStreamDialer(s.plain, ss2017, { connect }),
+      // SIP003: UDP skips the plugin and goes to the server's UDP port (the one port's).
+      packetDialer: new SsPacketDialer(s.tls, ss2017),
+      close: async () => {},
+    };
   });
 });
 
