@@ -310,6 +310,7 @@ export async function run(argv: string[]): Promise<number> {
     closeAll = async () => {
       await wsListener?.close();
       await mux.close(5_000);
+      web?.close();
       fallback.close();
     };
   }

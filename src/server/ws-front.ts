@@ -86,6 +86,8 @@ export class WsFront implements Fallback {
   readonly #paths: SecretPaths;
   /** Inside a WebSocket, whatever fails gets the Shadowsocks probe rule. */
   readonly #probeRule: Fallback;
+  /** Connections that became WebSockets (a Mux.Cool one may outlive its sessions). */
+  readonly #live = new Set<Duplex>();
 
   constructor(options: WsFrontOptions) {
     this.#o = options;
@@ -137,6 +139,8 @@ export class WsFront implements Fallback {
       done = true;
       cleanup();
       q.take(decoded.bytesRead);
+      this.#live.add(conn);
+      conn.once('close', () => this.#live.delete(conn));
       conn.write(upgradeResponse(key));
       // v2ray's clients (Go's User-Agent) lose buffered data when a Close comes as soon as the
       // answer ends; v2ray's servers wait for 1 s of quiet first, and so do we. Ladder's client,
@@ -163,8 +167,10 @@ export class WsFront implements Fallback {
     if (!done) conn.resume();
   }
 
+  /** Closes every WebSocket it opened (the fallback is its owner's to close). */
   close(): void {
-    this.#o.fallback.close();
+    for (const c of this.#live) c.destroy();
+    this.#live.clear();
   }
 
   /** Reads the first payload bytes of an accepted WebSocket and hands it to its protocol. */

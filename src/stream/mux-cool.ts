@@ -37,8 +37,11 @@ import type { Target } from '../transport/types.js';
 
 const debug = debuglog('ladder:mux');
 
-/** Data bytes per frame we send (v2ray itself sends 8 KiB; any u16 length is read). */
-const SEND_DATA_MAX = 16 * 1024;
+/**
+ * Data bytes per frame we send: as many as a frame holds. (v2ray itself sends 8 KiB; its reader
+ * takes any u16 length.) Fewer, larger frames mean fewer WebSocket frames and TLS writes.
+ */
+const SEND_DATA_MAX = MUX_MAX_DATA;
 
 export interface MuxCoolOptions {
   /** 'server' takes New frames from the peer; 'client' opens sessions with {@link MuxCool.open}. */
@@ -358,7 +361,7 @@ export class MuxSession extends Duplex {
         cb();
         return;
       }
-      const piece = chunk.subarray(at, at + Math.min(SEND_DATA_MAX, MUX_MAX_DATA));
+      const piece = chunk.subarray(at, at + SEND_DATA_MAX);
       at += piece.length;
       this.#mux.send(this.#header(piece.length), piece, next);
     };

@@ -166,7 +166,13 @@ class MuxPool {
     if (e.opened >= MUX_SESSIONS_PER_CONNECTION) this.#entries.delete(e); // spent: closes when idle
     // v2ray-plugin's dokodemo-door names no target the server uses (its freedom outbound has a
     // fixed destination); v2ray sends 127.0.0.1 and the port 0 here.
-    return e.mux.open({ host: '127.0.0.1', port: 0 });
+    const s = e.mux.open({ host: '127.0.0.1', port: 0 });
+    // A WebSocket kept for later sessions does not keep the process alive (a client can exit).
+    e.ws.ref();
+    s.once('close', () => {
+      if (e.mux.sessions === 0) e.ws.unref();
+    });
+    return s;
   }
 }
 

@@ -96,6 +96,7 @@ before(async () => {
     close: async () => {
       await plain.close();
       await mux.close(200);
+      web.close();
       decoy.close();
     },
   });
