@@ -265,22 +265,27 @@ test('malformed framing or a second New destroys the connection and its sessions
   }
 });
 
-test('client: ending the writable side sends no End until the answer has ended', async () => {
+test('client: ending the writable side sends End; the server drops the session and answers End', async () => {
   const [a, b] = duplexPair();
-  const server = new MuxCool(b, {
+  const serverClosed: Promise<unknown>[] = [];
+  new MuxCool(b, {
     role: 'server',
     onSession: (s) => {
-      s.resume();
-      setTimeout(() => s.end('late answer'), 50);
+      serverClosed.push(new Promise((r) => s.on('close', r)));
+      s.on('data', (d: Buffer) => s.write(d));
     },
   });
   const client = new MuxCool(a, { role: 'client' });
   const s = client.open({ host: '127.0.0.1', port: 0 });
-  const got = collect(s);
-  s.end('request');
-  assert.equal((await got).toString(), 'late answer');
-  await tick();
-  assert.equal(server.sessions, 0);
+  const first = new Promise<Buffer>((r) => s.once('data', r));
+  s.write('request');
+  assert.equal((await first).toString(), 'request');
+  const closed = new Promise((r) => s.on('close', r));
+  s.resume();
+  s.end();
+  await closed; // the server's End came back
+  await Promise.all(serverClosed);
+  assert.equal(client.sessions, 0);
 });
 
 test('a connection that ends takes its sessions to their end', async () => {

@@ -6,10 +6,10 @@
  * headers are gathered across reads); what a session writes leaves as Keep frames (New for a
  * client's first). Mux.Cool has no half-close: End closes a session both ways, as in v2ray, where
  * the side that receives End drops the session (and answers End). So an End received ends the
- * session's readable side and destroys the session once that end has been read, which answers End.
- * On the server, ending a session's writable side sends End; on the client End waits until the
- * answer has ended (a client that half-closes still gets its answer, though the server's target
- * never sees that half-close). A session destroyed with an error sends End with the error option.
+ * session's readable side and destroys the session once that end has been read, which answers End;
+ * ending a session's writable side sends End. So an application that half-closes loses what is
+ * still to come, as with v2ray-plugin and ss-local (which closes both ways on the first end). A
+ * session destroyed with an error sends End with the error option.
  *
  * Backpressure: a session whose reader is full pauses the whole connection (the sessions share it,
  * as v2ray's pipes do); a write waits for the connection's 'drain' when its buffer is full.
@@ -369,10 +369,9 @@ export class MuxSession extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    // Server: our side is done (the target ended), End as v2ray sends it. Client: End would drop the
-    // session at the server, answer and all (Mux.Cool has no half-close), so it waits until the
-    // answer has ended or the session is destroyed.
-    if (this.#mux.role === 'server') this.#sendEnd(false);
+    // Our side is done: End, as v2ray sends it (its client when the application's side ends, its
+    // server when the target's does). The peer drops the session and answers End.
+    this.#sendEnd(false);
     cb();
   }
 
