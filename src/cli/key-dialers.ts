@@ -16,6 +16,7 @@ import { FailoverDialer, type FailoverEntry } from '../transport/failover.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { LadderError } from '../errors.js';
 import { formatHostPort } from './args.js';
+import { prefixWeakness } from '../codec/ss-prefix.js';
 
 export interface KeyDialers {
   stream: StreamDialer;
@@ -62,6 +63,10 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
     const k = parseSsUri(uri);
     const key = makeCipherKey(k.method, k.password);
     const server = { host: k.host, port: k.port };
+    if (k.prefix) {
+      const weak = prefixWeakness(k.method, k.prefix);
+      if (weak) console.error(`ladder client: warning: ${weak}`);
+    }
     const ws = v2rayPluginOptions(k.plugin);
     if (k.plugin && !ws)
       throw new LadderError(
@@ -69,10 +74,9 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
         `ss:// key: the plugin '${k.plugin.name}' is not built in (Ladder speaks v2ray-plugin's WebSocket mode); remove plugin= to use plain Shadowsocks`,
       );
     // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts).
-    const stream = new SsStreamDialer(
-      server,
-      key,
-      ws
+    const stream = new SsStreamDialer(server, key, {
+      ...(k.prefix ? { prefix: k.prefix } : {}),
+      ...(ws
         ? {
             connect: wsConnector(server, {
               path: ws.path,
@@ -89,11 +93,11 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
                 : {}),
             }),
           }
-        : {},
-    );
+        : {}),
+    });
     const how = ws
       ? `${k.method} over WebSocket${ws.tls ? ' over TLS' : ''}${ws.mux ? ' (Mux.Cool)' : ''}`
-      : k.method;
+      : `${k.method}${k.prefix ? ` and a ${k.prefix.length}-byte prefix` : ''}`;
     return {
       name: `${formatHostPort(k.host, k.port)} with ${how}`,
       stream,

@@ -12,6 +12,7 @@ import { SS_METHOD_NAMES, SS_METHODS, type SsMethod } from '../crypto/methods.js
 import {
   MAX_PREFIX_BYTES,
   decodePrefix,
+  encodePrefix,
   formatSsUri,
   generateSsPassword,
   maxPrefixLength,
@@ -23,11 +24,12 @@ import { formatTrojanUri, parseTrojanUri, type TrojanAccessKey } from '../codec/
 import { v2rayPlugin, v2rayPluginOptions } from '../codec/v2ray-plugin.js';
 import { normalizeFingerprint } from '../transport/tls.js';
 import { parseFlags } from './args.js';
+import { PREFIX_PRESETS, prefixPreset, prefixWeakness } from '../codec/ss-prefix.js';
 import { printQr } from './qr.js';
 
 const DEFAULT_METHOD: SsMethod = '2022-blake3-aes-256-gcm';
 
-const HELP = `ladder keys new [--method <method>] [--host <host>] [--port <port>] [--name <tag>] [--prefix <text>] [--json]
+const HELP = `ladder keys new [--method <method>] [--host <host>] [--port <port>] [--name <tag>] [--prefix <text> | --prefix-preset <name>] [--json]
 ladder keys new --transport ws [--path <path>] [--ws-host <name>] [--no-tls] [--no-mux] [--pin <sha256>] ...
 ladder keys new --protocol trojan [--transport tls|ws] [--sni <name>] [--pin <sha256>] ...
 ladder keys parse <ss-uri> [--json] [--show-secret]        (trojan:// keys too)
@@ -48,6 +50,8 @@ keys new     makes a fresh key and prints its URI on the first line (a QR code f
   --name       the key's display name (#tag)
   --prefix     Outline's connection prefix, percent-encoded, e.g. POST%20 or %16%03%01%00%C2%A8%01%01
                (at most ${MAX_PREFIX_BYTES} bytes, fewer for 16-byte salts; ss tcp keys only)
+  --prefix-preset  a prefix whose first packet the GFW's fully-encrypted-traffic detector exempts:
+${PREFIX_PRESETS.map((p) => `               ${p.name.padEnd(14)} ${p.looksLike} (${p.exemption}; port ${p.port})`).join('\n')}
   --path       the WebSocket's secret path (default: a fresh random one)
   --ws-host    the WebSocket Host header and TLS name (default: --sni, else --host); behind a
                CDN, the site's name
@@ -117,6 +121,7 @@ async function keysNew(argv: string[]): Promise<number> {
     port: { type: 'string' },
     name: { type: 'string' },
     prefix: { type: 'string' },
+    'prefix-preset': { type: 'string' },
     protocol: { type: 'string' },
     transport: { type: 'string' },
     path: { type: 'string' },
@@ -157,6 +162,15 @@ async function keysNew(argv: string[]): Promise<number> {
     throw usage(
       '--no-mux is for ss keys over WebSocket (v2ray-plugin); a trojan key has no Mux.Cool',
     );
+  if (values['prefix-preset'] !== undefined) {
+    if (values.prefix !== undefined) throw usage('give --prefix or --prefix-preset, not both');
+    const preset = prefixPreset(values['prefix-preset']);
+    if (!preset)
+      throw usage(
+        `--prefix-preset: unknown preset '${values['prefix-preset']}'; presets: ${PREFIX_PRESETS.map((p) => p.name).join(', ')}`,
+      );
+    values.prefix = encodePrefix(preset.bytes);
+  }
   if (protocol === 'trojan' && (values.method !== undefined || values.prefix !== undefined))
     throw usage('--method and --prefix are for ss keys; a trojan key has a password only');
   if (ws && values.prefix !== undefined)
@@ -224,6 +238,8 @@ async function keysNew(argv: string[]): Promise<number> {
           `--prefix is ${key.prefix.length} bytes; with ${method} (a ${SS_METHODS[method].saltSize}-byte salt) keep it to ${max} or fewer so that salts stay unique`,
         );
       }
+      const weak = prefixWeakness(method, key.prefix);
+      if (weak) console.error(`ladder keys new: warning: ${weak}`);
     }
     if (ws)
       key.plugin = v2rayPlugin({

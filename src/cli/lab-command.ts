@@ -6,6 +6,7 @@
  *   status [--prefix P]
  *   exec <client|wall|abroad|domestic> [--prefix P] -- <cmd...>
  *   run [--prefix P] [--profile NAME] [--json FILE] [--quick] [--n N]
+ *   probe --to <host:port> --first-hex H [--seed S] ...   one active-probing campaign (JSON lines)
  * Internal (run inside the namespaces by the lab itself): serve, censor, connect.
  * @module
  */
@@ -23,8 +24,11 @@ const USAGE = `ladder lab <subcommand>
   down    remove everything the lab created (idempotent, also after a crash)
   status  show what is up
   exec    run a command in a namespace: ladder lab exec client -- curl http://allowed.lab/
-  run     the report card: --profile P (one profile column only) --quick --n N --json FILE
-          --time-factor F (default 0.01 so residuals last seconds) --seed S`;
+  run     the report card: --profile P (one profile column only) --columns a,b --only t1,t2
+          --quick --n N --json FILE --time-factor F (default 0.01 so residuals last seconds) --seed S
+  probe   one active-probing campaign from the lab's prober (run it in the wall with exec):
+          --to host:port --first-hex H (the recorded first payload) --seed S --timeout-ms T
+          --random-probes N --random-length-probes N --tls-probes N --source ADDR; JSON lines out`;
 
 const ROLE_NAMES = ['client', 'wall', 'abroad', 'domestic'] as const;
 
@@ -51,6 +55,8 @@ export async function run(argv: string[]): Promise<number> {
       return censor(rest);
     case 'connect':
       return connectCmd(rest);
+    case 'probe':
+      return probeCmd(rest);
     default:
       throw new LadderError(
         'ERR_USAGE',
@@ -153,6 +159,7 @@ async function report(argv: string[]): Promise<number> {
     'time-factor': { type: 'string' },
     seed: { type: 'string' },
     only: { type: 'string' },
+    columns: { type: 'string' },
   });
   const lab = await needLab();
   const card = await import('../lab/report.js');
@@ -169,7 +176,7 @@ async function report(argv: string[]): Promise<number> {
       timeFactor: values['time-factor'] !== undefined ? Number(values['time-factor']) : 0.01,
       seed,
       only: values.only?.split(','),
-      columns: values.profile ? [values.profile] : undefined,
+      columns: values.columns?.split(',') ?? (values.profile ? [values.profile] : undefined),
       onProgress: (l) => console.log(l),
     });
     console.log('\n' + card.formatCard(cells));
@@ -238,6 +245,8 @@ async function connectCmd(argv: string[]): Promise<number> {
   });
   const target = parseHostPort(values.to ?? '', '--to');
   const n = Number(values.bytes ?? 256);
+  if (values.mode === 'udp' || values.mode?.startsWith('quic:'))
+    return udpConnect(target, values.mode, n, Number(values.timeout ?? 4) * 1000);
   const payload = randomBytes(n);
   if (values.mode === 'printable-prefix') payload.write('GETXYZ', 0, 'latin1');
   const timeoutMs = Number(values.timeout ?? 4) * 1000;
@@ -259,4 +268,114 @@ async function connectCmd(argv: string[]): Promise<number> {
     s.on('error', (err: NodeJS.ErrnoException) => done(1, err.code ?? err.message));
     s.on('end', () => done(1, `closed after ${got} bytes`));
   });
+}
+
+/** One probe campaign (the censor's prober, without the censor): results as JSON lines. */
+async function probeCmd(argv: string[]): Promise<number> {
+  const { values } = parseFlags('lab probe', argv, {
+    to: { type: 'string' },
+    'first-hex': { type: 'string' },
+    seed: { type: 'string' },
+    'timeout-ms': { type: 'string' },
+    'random-probes': { type: 'string' },
+    'random-length-probes': { type: 'string' },
+    'tls-probes': { type: 'string' },
+    source: { type: 'string' },
+  });
+  const target = parseHostPort(values.to ?? '', '--to');
+  const first = Buffer.from(values['first-hex'] ?? '', 'hex');
+  if (first.length === 0)
+    throw new LadderError(
+      'ERR_USAGE',
+      'lab probe: give the recorded first payload with --first-hex',
+    );
+  const { runCampaign, PROBE_DEFAULTS, classifyServer } = await import('../lab/modules/probe.js');
+  const { seededRandom } = await import('../lab/censor/run.js');
+  const count = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+  const results = await runCampaign(target, first, {
+    random: seededRandom(count(values.seed, 1)),
+    timeoutMs: count(values['timeout-ms'], 2000),
+    params: {
+      randomProbes: count(values['random-probes'], PROBE_DEFAULTS.randomProbes),
+      randomLengthProbes: count(values['random-length-probes'], PROBE_DEFAULTS.randomLengthProbes),
+      tlsProbes: count(values['tls-probes'], PROBE_DEFAULTS.tlsProbes),
+    },
+    ...(values.source ? { sourceAddresses: [values.source] } : {}),
+    onResult: (r) =>
+      console.log(
+        JSON.stringify({
+          probe: r.probe,
+          layer: r.layer,
+          length: r.length,
+          reaction: r.reaction,
+          reply: (r.reply ?? Buffer.alloc(0)).toString('base64'),
+        }),
+      ),
+  });
+  const v = classifyServer(results, first[0] === 0x16 && first[5] === 0x01);
+  console.log(JSON.stringify({ verdict: v.confirmed ? 'confirmed' : 'cleared', reason: v.reason }));
+  return 0;
+}
+
+/**
+ * UDP through the wall to the echo sink. `udp`: one random datagram. `quic:<sni>`: first a QUIC v1
+ * Initial carrying a real (Node) ClientHello for <sni> from one source port, then a random datagram
+ * from another source port on the same 3-tuple. Exit 0 if the last datagram is echoed.
+ */
+async function udpConnect(
+  target: { host: string; port: number },
+  mode: string,
+  n: number,
+  timeoutMs: number,
+): Promise<number> {
+  const { createSocket } = await import('node:dgram');
+  const echo = (payload: Buffer): Promise<boolean> =>
+    new Promise((resolve) => {
+      const s = createSocket('udp4');
+      const t = setTimeout(() => finish(false), timeoutMs);
+      const finish = (ok: boolean) => {
+        clearTimeout(t);
+        s.close();
+        resolve(ok);
+      };
+      s.on('message', (m) => finish(m.equals(payload)));
+      s.on('error', () => finish(false));
+      s.send(payload, target.port, target.host);
+    });
+  if (mode.startsWith('quic:')) {
+    const { cryptoFrame, sealQuicInitial } = await import('../lab/packet/quic.js');
+    const hello = await localClientHello(mode.slice(5));
+    const initial = sealQuicInitial({
+      dcid: randomBytes(8),
+      scid: randomBytes(8),
+      frames: cryptoFrame(hello),
+    });
+    console.log(`initial ${(await echo(initial)) ? 'echoed' : 'not echoed'}`);
+  }
+  const ok = await echo(randomBytes(n));
+  console.log(ok ? 'ok' : 'datagram not echoed');
+  return ok ? 0 : 1;
+}
+
+/** Node's own TLS ClientHello for `servername` (its handshake message), captured on loopback. */
+async function localClientHello(servername: string): Promise<Buffer> {
+  const { createServer } = await import('node:net');
+  const { connect: tlsConnect } = await import('node:tls');
+  const record = await new Promise<Buffer>((resolve, reject) => {
+    const srv = createServer((s) =>
+      s.once('data', (d: Buffer) => {
+        resolve(d);
+        s.destroy();
+        srv.close();
+      }),
+    );
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      const c = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false });
+      c.on('error', () => {});
+      setTimeout(() => c.destroy(), 200);
+    });
+    srv.on('error', reject);
+  });
+  return record.subarray(5);
 }

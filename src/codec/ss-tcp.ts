@@ -72,15 +72,26 @@ function nowSeconds(nowMs: number): bigint {
 export class SsTcpClientSession {
   readonly #key: SsCipherKey;
   readonly #random: Random;
+  readonly #saltPrefix: Uint8Array | undefined;
   #writer: ChunkWriter | null = null;
   #requestSalt: Buffer | null = null;
   // response side
   #queue = new ByteQueue();
   #reader: ChunkReader | null = null;
 
-  constructor(key: SsCipherKey, random: Random) {
+  /**
+   * @param saltPrefix Outline's prefix: replaces the first bytes of the request salt (the key parser
+   *   keeps at least 8 salt bytes random; src/codec/ss-prefix.ts).
+   */
+  constructor(key: SsCipherKey, random: Random, saltPrefix?: Uint8Array) {
     this.#key = key;
     this.#random = random;
+    if (saltPrefix && saltPrefix.length > key.keySize - 8)
+      throw new ConfigError(
+        'ERR_CONFIG',
+        `a ${saltPrefix.length}-byte prefix leaves fewer than 8 of the ${key.keySize} salt bytes random`,
+      );
+    this.#saltPrefix = saltPrefix && saltPrefix.length > 0 ? saltPrefix : undefined;
   }
 
   /**
@@ -90,6 +101,7 @@ export class SsTcpClientSession {
   encodeRequest(target: Target, payload: Uint8Array, nowMs: number): Buffer {
     const key = this.#key;
     const salt = this.#random(key.keySize);
+    if (this.#saltPrefix) salt.set(this.#saltPrefix, 0); // Outline: the prefix replaces salt bytes
     this.#requestSalt = salt;
     const addrLen = socksAddrLength(target);
     if (key.edition === 2017) {

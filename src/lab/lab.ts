@@ -44,10 +44,23 @@ export function issueLabCertificates(plan: LabPlan): void {
     serial: randomBytes(16),
     days: 30,
   });
+  // Ladder's TLS transports in abroad: their own name (not on any blocklist) and address.
+  const ladder = issueCertificate({
+    commonName: LADDER_NAME,
+    altNames: [LADDER_NAME, plan.addr.ladderIp],
+    issuer: { cert: ca.cert, key: ca.keyObject },
+    serial: randomBytes(16),
+    days: 30,
+  });
   writeFileSync(caPath(plan), ca.cert);
   writeFileSync(join(plan.stateDir, 'site-cert.pem'), site.cert);
   writeFileSync(join(plan.stateDir, 'site-key.pem'), site.key, { mode: 0o600 });
+  writeFileSync(join(plan.stateDir, 'ladder-cert.pem'), ladder.cert);
+  writeFileSync(join(plan.stateDir, 'ladder-key.pem'), ladder.key, { mode: 0o600 });
 }
+
+/** The name of the Ladder server in the lab's zone (services.ts) and on its certificate. */
+export const LADDER_NAME = 'ladder.lab';
 
 /** Starts `argv` inside a lab namespace, detached, output to `<stateDir>/<name>.log`. */
 export function spawnInNamespace(

@@ -29,6 +29,9 @@ import {
   type ThrottleParams,
 } from './modules/sensitive.js';
 import { SniModule, type SniParams } from './modules/sni.js';
+import { QuicModule, type QuicParams } from './modules/quic.js';
+import { TlsInTlsModule, type TlsInTlsParams } from './modules/tls-in-tls.js';
+import { TlsFingerprintModule, type TlsFingerprintParams } from './modules/tls-fingerprint.js';
 import { WireGuardModule, type WireGuardParams } from './modules/wireguard.js';
 import type { LabPlan } from './topology.js';
 
@@ -36,6 +39,9 @@ import type { LabPlan } from './topology.js';
 export interface ModuleConfigs {
   fet?: Partial<FetParams>;
   sni?: Partial<SniParams>;
+  quic?: Partial<QuicParams>;
+  'tls-in-tls'?: Partial<TlsInTlsParams>;
+  'tls-fingerprint'?: Partial<TlsFingerprintParams>;
   dns?: Partial<DnsParams>;
   http?: Partial<HttpParams>;
   ipblock?: Partial<IpBlockParams>;
@@ -59,11 +65,14 @@ export const MODULE_NAMES = [
   'allowlist',
   'dns',
   'sni',
+  'tls-fingerprint',
+  'quic',
   'http',
   'blockpage',
   'fet',
   'openvpn',
   'wireguard',
+  'tls-in-tls',
   'throttle',
   'probe',
 ] as const satisfies readonly ModuleName[];
@@ -101,11 +110,23 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
         },
       };
     case 'gfw-2025':
-      return { modules: { ...base, openvpn: {}, wireguard: {} } };
+      return {
+        modules: {
+          ...base,
+          quic: { blocklist: blocked },
+          'tls-in-tls': { action: 'score' },
+          openvpn: {},
+          wireguard: {},
+          // replay-based probing of high-entropy first packets (§2) outlived FET blocking
+          probe: { proberAddresses: plan.prober, trigger: 'entropy' },
+        },
+      };
     case 'sensitive-period':
       return {
         modules: {
           ...base,
+          quic: { blocklist: blocked },
+          'tls-in-tls': { action: 'reset' },
           openvpn: {},
           wireguard: {},
           'udp-drop': {},
@@ -133,6 +154,9 @@ export function modulePolicy(name: ModuleName, plan: LabPlan, overrides: object 
     'port443-reset': {},
     throttle: {},
     blockpage: { hosts: [plan.names.blocked] },
+    quic: { blocklist: [plan.names.blocked] },
+    'tls-in-tls': { action: 'reset' },
+    'tls-fingerprint': { measure: true },
   };
   return { modules: { [name]: { ...(lab[name] as object), ...overrides } } };
 }
@@ -190,6 +214,15 @@ export function buildModules(policy: Policy): CensorModule[] {
         break;
       case 'sni':
         out.push(new SniModule(m.sni));
+        break;
+      case 'quic':
+        out.push(new QuicModule(m.quic));
+        break;
+      case 'tls-fingerprint':
+        out.push(new TlsFingerprintModule(m['tls-fingerprint']));
+        break;
+      case 'tls-in-tls':
+        out.push(new TlsInTlsModule(m['tls-in-tls']));
         break;
       case 'http':
         out.push(new HttpModule(m.http));

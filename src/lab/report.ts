@@ -6,12 +6,35 @@
  * {@link registerTransport}.
  * @module
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { caPath, CLI_PATH, eventsPath, spawnInNamespace, startCensor, waitForLog } from './lab.js';
+import { join } from 'node:path';
+import { formatSsUri } from '../codec/access-key-uri.js';
+import { PREFIX_PRESETS } from '../codec/ss-prefix.js';
+import { formatTrojanUri } from '../codec/trojan-uri.js';
+import {
+  caPath,
+  CLI_PATH,
+  eventsPath,
+  LADDER_NAME,
+  spawnInNamespace,
+  startCensor,
+  waitForLog,
+} from './lab.js';
 import { modulePolicy, profilePolicy, PROFILES, type ModuleName, type Policy } from './policy.js';
 import { SINK_PORT } from './services.js';
 import type { LabPlan } from './topology.js';
+import {
+  openVpnReady,
+  openVpnUnavailable,
+  pingThroughTunnel,
+  startOpenVpn,
+  startWireGuard,
+  stopVpn,
+  wireGuardUnavailable,
+  type VpnPeers,
+} from './vpn-peers.js';
 
 export interface AttemptResult {
   readonly ok: boolean;
@@ -23,6 +46,8 @@ export interface TransportEntry {
   readonly description: string;
   /** Set when the entry exists but cannot be verified yet; the card shows it instead of numbers. */
   readonly unverified?: string;
+  /** Slow rows run only when `--only` names them. */
+  readonly optIn?: boolean;
   /** Why it cannot run on this machine, or undefined. */
   unavailable?(): string | undefined;
   /** Starts what the transport needs (servers, local clients); returns how to stop it. */
@@ -213,14 +238,238 @@ export const TRANSPORTS: TransportEntry[] = [
       return { ok, detail: ok ? 'ok' : (r.out.trim().split('\n').pop() ?? `exit ${r.status}`) };
     },
   },
-  {
-    name: 'ladder-ss',
-    description: 'ladder client → ladder server (SOCKS5)',
-    unverified:
-      "UNVERIFIED: 'ladder server --listen <host:port> --key <ss-uri>' and 'ladder client --server <ss-uri> --socks <host:port> --http <host:port>' are being built; wire this entry up once they print 'listening'",
-    attempt: async () => ({ ok: false, detail: 'not wired' }),
-  },
 ];
+
+/** Processes the transports started (Ladder's server and clients), stopped at the end of a card. */
+const started: ChildProcess[] = [];
+
+/** Stops every process the transports' setup started (by the PIDs it recorded). */
+export function stopTransports(): void {
+  for (const c of started.splice(0))
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+}
+
+/** Ladder's server in abroad: every key on one port, as `ladder server` is meant to be run. */
+export const LADDER_PORT = 443;
+/**
+ * The classic-Shadowsocks control runs on a second server port of the same address: its blocked
+ * connections draw FET residuals on their 3-tuple, and the kernel keeps retransmitting their data
+ * after an attempt gave up — the next cell's fresh censor sees those as new flows with a
+ * non-exempt first payload. On a shared port that spilled onto the next rows (7 of 200 prefixed
+ * connections lost in one run); on its own port it cannot.
+ */
+export const LADDER_CONTROL_PORT = 8388;
+const LADDER_SS_METHOD = '2022-blake3-aes-256-gcm';
+const ladderSecrets = {
+  ss: randomBytes(32).toString('base64'),
+  trojan: randomBytes(18).toString('base64url'),
+};
+let ladderServer: Promise<void> | undefined;
+
+function ladderSsUri(prefix?: Uint8Array, port = LADDER_PORT): string {
+  return formatSsUri({
+    method: LADDER_SS_METHOD,
+    password: ladderSecrets.ss,
+    host: LADDER_NAME,
+    port,
+    ...(prefix ? { prefix } : {}),
+  });
+}
+
+function ladderTrojanUri(plan: LabPlan): string {
+  const pem = readFileSync(join(plan.stateDir, 'ladder-cert.pem'), 'utf8');
+  return formatTrojanUri({
+    password: ladderSecrets.trojan,
+    host: LADDER_NAME,
+    port: LADDER_PORT,
+    sni: LADDER_NAME,
+    pinSha256: new X509Certificate(pem).fingerprint256,
+  });
+}
+
+/** Starts `ladder server` in abroad once per card (the real CLI, the same binary users run). */
+function startLadderServer(plan: LabPlan): Promise<void> {
+  ladderServer ??= (async () => {
+    const child = spawnInNamespace(plan, 'abroad', 'ladder-server', [
+      process.execPath,
+      CLI_PATH,
+      'server',
+      '--listen',
+      `${plan.addr.ladderIp}:${LADDER_PORT}`,
+      '--key',
+      ladderSsUri(),
+      '--key',
+      ladderTrojanUri(plan),
+      '--tls-cert',
+      join(plan.stateDir, 'ladder-cert.pem'),
+      '--tls-key',
+      join(plan.stateDir, 'ladder-key.pem'),
+      // the lab's sites live in 198.18.0.0/15, which a public server refuses to reach by default
+      '--allow-private-targets',
+    ]);
+    started.push(child);
+    const control = spawnInNamespace(plan, 'abroad', 'ladder-server-control', [
+      process.execPath,
+      CLI_PATH,
+      'server',
+      '--listen',
+      `${plan.addr.ladderIp}:${LADDER_CONTROL_PORT}`,
+      '--key',
+      ladderSsUri(undefined, LADDER_CONTROL_PORT),
+      '--allow-private-targets',
+    ]);
+    started.push(control);
+    await waitForLog(plan, 'ladder-server', child, /listening/);
+    await waitForLog(plan, 'ladder-server-control', control, /listening/);
+  })();
+  return ladderServer.catch((err: unknown) => {
+    ladderServer = undefined;
+    throw err;
+  });
+}
+
+let nextSocksPort = 1081;
+
+/**
+ * One Ladder transport: the real server in abroad and the real `ladder client` in the client
+ * namespace with this key; each attempt is a fresh curl through the client's SOCKS5 port, which
+ * makes a fresh connection to the server.
+ */
+function ladderEntry(
+  name: string,
+  description: string,
+  uri: (p: LabPlan) => string,
+  https = false,
+): TransportEntry {
+  const socksPort = nextSocksPort++;
+  return {
+    name,
+    description,
+    unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
+    async setup(plan) {
+      await startLadderServer(plan);
+      const child = spawnInNamespace(plan, 'client', `ladder-client-${name}`, [
+        process.execPath,
+        CLI_PATH,
+        'client',
+        '--server',
+        uri(plan),
+        '--socks',
+        `127.0.0.1:${socksPort}`,
+        '--no-http',
+      ]);
+      started.push(child);
+      await waitForLog(plan, `ladder-client-${name}`, child, /SOCKS5 listening/);
+    },
+    attempt: (plan, timeoutS) => curlSocks(plan, socksPort, timeoutS, https),
+  };
+}
+
+/** A fresh curl from the client namespace through a local SOCKS5 proxy to the allowed site. */
+async function curlSocks(
+  plan: LabPlan,
+  port: number,
+  timeoutS: number,
+  https = false,
+): Promise<AttemptResult> {
+  const r = await runIn(
+    plan,
+    plan.ns.client,
+    [
+      'curl',
+      '-sS',
+      '--max-time',
+      String(timeoutS),
+      '--socks5-hostname',
+      `127.0.0.1:${port}`,
+      ...(https
+        ? ['--cacert', caPath(plan), `https://${plan.names.allowed}/`]
+        : [`http://${plan.names.allowed}/`]),
+    ],
+    (timeoutS + 2) * 1000,
+  );
+  const ok = r.status === 0 && r.out.includes(`site ${plan.names.allowed}`);
+  return { ok, detail: ok ? 'ok' : (r.out.trim().split('\n').pop() ?? `exit ${r.status}`) };
+}
+
+function ladderTransports(): TransportEntry[] {
+  return [
+    ladderEntry(
+      'ladder-ss',
+      `ladder client → ladder server, Shadowsocks ${LADDER_SS_METHOD} without a prefix (the FET control, port ${LADDER_CONTROL_PORT})`,
+      () => ladderSsUri(undefined, LADDER_CONTROL_PORT),
+    ),
+    ...PREFIX_PRESETS.map((preset) =>
+      ladderEntry(
+        `ladder-ss-${preset.name}`,
+        `the same with the '${preset.name}' prefix (${preset.looksLike}, FET ${preset.exemption})`,
+        () => ladderSsUri(preset.bytes),
+      ),
+    ),
+    ladderEntry(
+      'ladder-trojan',
+      `ladder client → ladder server, Trojan over TLS (SNI ${LADDER_NAME}, pinned certificate)`,
+      (p) => ladderTrojanUri(p),
+    ),
+    ladderEntry(
+      'ladder-trojan-https',
+      'the same carrying HTTPS (TLS in TLS, what §14 detects)',
+      (p) => ladderTrojanUri(p),
+      true,
+    ),
+  ];
+}
+
+TRANSPORTS.push(...ladderTransports(), ...vpnTransports());
+
+/**
+ * Reference VPNs (issue #3): each attempt starts a fresh OpenVPN or WireGuard pair (server in abroad,
+ * client in client), sends 150 pings through the tunnel (enough for the fingerprints' 100-packet
+ * window) and succeeds if the tunnel still answers afterwards. Slow (seconds per attempt), so they
+ * run only when --only names them; use a small --n.
+ */
+function vpnTransports(): TransportEntry[] {
+  const entry = (
+    name: string,
+    description: string,
+    unavailable: () => string | undefined,
+    start: (p: LabPlan) => Promise<VpnPeers>,
+  ): TransportEntry => ({
+    name,
+    description,
+    optIn: true,
+    unavailable: () =>
+      unavailable() ?? (hasCommand('ping') ? undefined : 'ping is not installed (iputils-ping)'),
+    async attempt(plan) {
+      let peers: VpnPeers | undefined;
+      try {
+        peers = await start(plan);
+        if (name === 'openvpn') await openVpnReady(plan, peers, 10_000);
+        pingThroughTunnel(plan, peers, 150);
+        const ok = pingThroughTunnel(plan, peers, 3);
+        return { ok, detail: ok ? 'ok' : 'tunnel dead' };
+      } catch (err) {
+        return { ok: false, detail: (err as Error).message.split('\n')[0]! };
+      } finally {
+        if (peers) await stopVpn(peers);
+      }
+    },
+  });
+  return [
+    entry(
+      'openvpn',
+      "Debian's openvpn, TLS mode over UDP (reference)",
+      openVpnUnavailable,
+      startOpenVpn,
+    ),
+    entry(
+      'wireguard',
+      'WireGuard (wireguard-go + wg) over UDP (reference)',
+      wireGuardUnavailable,
+      startWireGuard,
+    ),
+  ];
+}
 
 /** Adds a transport to the report card (e.g. a new Ladder transport). */
 export function registerTransport(t: TransportEntry): void {
@@ -252,6 +501,9 @@ export function columns(): Column[] {
     mod('sni'),
     mod('fet', 'fet p=0.263'),
     mod('fet', 'fet p=1', { p: 1 }),
+    mod('probe', 'probe', { trigger: 'all' }),
+    mod('quic'),
+    mod('tls-in-tls'),
     mod('allowlist'),
     ...PROFILES.map((name) => ({ name, policy: (p: LabPlan) => profilePolicy(name, p) })),
   ];
@@ -280,9 +532,23 @@ export interface CardOptions {
 
 /** Runs the matrix. The lab must be up (services running); the censor is restarted per column. */
 export async function runReportCard(plan: LabPlan, o: CardOptions): Promise<Cell[]> {
-  const cells: Cell[] = [];
-  const transports = TRANSPORTS.filter((t) => !o.only || o.only.includes(t.name));
+  const transports = TRANSPORTS.filter((t) => (o.only ? o.only.includes(t.name) : !t.optIn));
   const usable: TransportEntry[] = [];
+  try {
+    return await runCells(plan, o, transports, usable);
+  } finally {
+    stopTransports();
+    ladderServer = undefined;
+  }
+}
+
+async function runCells(
+  plan: LabPlan,
+  o: CardOptions,
+  transports: TransportEntry[],
+  usable: TransportEntry[],
+): Promise<Cell[]> {
+  const cells: Cell[] = [];
   for (const t of transports) {
     const why = t.unverified ?? t.unavailable?.();
     if (why) {
@@ -296,6 +562,10 @@ export async function runReportCard(plan: LabPlan, o: CardOptions): Promise<Cell
     (c) => !o.columns || c.name === 'none' || o.columns.includes(c.name),
   )) {
     const policy = { ...col.policy(plan), timeFactor: o.timeFactor, seed: o.seed };
+    // A campaign must finish inside its cell: prober delays are capped (the published long tail of
+    // hours would outlast the card), and the card waits for the verdict (below).
+    if (policy.modules.probe)
+      policy.modules = { ...policy.modules, probe: { ...policy.modules.probe, maxDelayS: 2 } };
     for (const t of usable) {
       await startCensor(plan, policy); // fresh state: no residuals from the previous cell
       let ok = 0;
@@ -303,9 +573,12 @@ export async function runReportCard(plan: LabPlan, o: CardOptions): Promise<Cell
       for (let i = 0; i < o.n; i++) {
         const r = await t.attempt(plan, o.timeoutS);
         if (r.ok) ok++;
+        // The prober's verdict on a first flow decides what the next ones meet: wait for it.
+        if (i === 0) await awaitProbeVerdicts(plan, from);
         // Independent trials: after a failure, wait out any residual (180 s × timeFactor).
         if (!r.ok) await new Promise((res) => setTimeout(res, 180_000 * o.timeFactor + 100));
       }
+      await awaitProbeVerdicts(plan, from);
       const modules = countEvents(plan, from);
       cells.push({ transport: t.name, column: col.name, ok, n: o.n, modules });
       o.onProgress?.(
@@ -325,6 +598,23 @@ export async function runReportCard(plan: LabPlan, o: CardOptions): Promise<Cell
 function eventsSize(plan: LabPlan): number {
   const f = eventsPath(plan);
   return existsSync(f) ? readFileSync(f).length : 0;
+}
+
+/** Waits (at most 90 s) until every probe campaign scheduled since `from` has a verdict. */
+async function awaitProbeVerdicts(plan: LabPlan, from: number): Promise<void> {
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    const text = existsSync(eventsPath(plan))
+      ? readFileSync(eventsPath(plan)).subarray(from).toString()
+      : '';
+    const count = (re: RegExp) => (text.match(re) ?? []).length;
+    if (
+      count(/"module":"probe","action":"schedule"/g) <=
+      count(/"module":"probe","action":"(confirm|clear)"/g)
+    )
+      return;
+  }
 }
 
 function countEvents(plan: LabPlan, from: number): Record<string, number> {

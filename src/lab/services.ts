@@ -17,12 +17,19 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createTcpServer } from 'node:net';
+import { createSecureContext, TLSSocket } from 'node:tls';
+import { DecoySite } from '../server/decoy/decoy-site.js';
 import { join } from 'node:path';
 import { buildAnswer, decodeDnsQuestion, DNS_TYPE, isQuery, type DnsRecord } from './packet/dns.js';
 import { ipv4Bytes, ipv6Bytes } from './packet/ip.js';
 import type { LabPlan } from './topology.js';
 
 export const SINK_PORT = 9000;
+/**
+ * The reference decoy: Ladder's built-in decoy site alone behind TLS (the Ladder server's certificate),
+ * on the Ladder address. Probes must get from the Ladder server what they get from this.
+ */
+export const DECOY_REFERENCE_PORT = 8443;
 const MAX_BYTES = 4 * 1024 ** 3;
 const CHUNK = Buffer.alloc(256 * 1024, 0x61);
 
@@ -144,5 +151,35 @@ export async function startServices(
   });
   await listen(sink, plan.addr.sinkIp, SINK_PORT);
   closers.push(() => sink.close());
+  // and over UDP on the same port (QUIC and UDP controls)
+  const udpSink = createSocket('udp4');
+  udpSink.on('message', (msg, rinfo) => udpSink.send(msg, rinfo.port, rinfo.address));
+  await new Promise<void>((resolve, reject) => {
+    udpSink.once('error', reject);
+    udpSink.bind(SINK_PORT, plan.addr.sinkIp, () => resolve());
+  });
+  closers.push(() => udpSink.close());
+  // The same TLS front as Ladder's one-port server (src/server/port-mux.ts): a TLSSocket over the
+  // accepted socket with the same secure context options and ALPN.
+  const decoy = new DecoySite();
+  const secureContext = createSecureContext({
+    key: readFileSync(join(plan.stateDir, 'ladder-key.pem')),
+    cert: readFileSync(join(plan.stateDir, 'ladder-cert.pem')),
+  });
+  const decoyTls = createTcpServer((raw) => {
+    raw.on('error', () => raw.destroy());
+    const s = new TLSSocket(raw, {
+      isServer: true,
+      secureContext,
+      ALPNProtocols: ['http/1.1'],
+    } as never);
+    s.on('error', () => s.destroy());
+    s.once('secure', () => decoy.handle(s, Buffer.alloc(0)));
+  });
+  await listen(decoyTls, plan.addr.ladderIp, DECOY_REFERENCE_PORT);
+  closers.push(
+    () => decoyTls.close(),
+    () => decoy.close(),
+  );
   return () => closers.forEach((c) => c());
 }

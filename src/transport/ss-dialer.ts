@@ -38,6 +38,8 @@ export interface SsDialerOptions {
   connectTimeoutMs?: number;
   /** How long to wait for the first payload before sending the header alone (default 50 ms). */
   firstPayloadWaitMs?: number;
+  /** Outline's prefix: the first bytes of every TCP salt (src/codec/ss-prefix.ts). */
+  prefix?: Uint8Array;
   /** Connect to the server from this local address (a multi-homed machine; tests use 127.0.0.x). */
   localAddress?: string;
   /**
@@ -87,6 +89,7 @@ export class SsStreamDialer implements StreamDialer {
   readonly #random: Random;
   readonly #connectTimeoutMs: number;
   readonly #waitMs: number;
+  readonly #prefix: Uint8Array | undefined;
   readonly #localAddress: string | undefined;
   readonly #connect: SsDialerOptions['connect'];
 
@@ -99,6 +102,9 @@ export class SsStreamDialer implements StreamDialer {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#waitMs = options.firstPayloadWaitMs ?? 50;
     this.#connect = options.connect;
+    this.#prefix = options.prefix;
+    // Fails now, not at the first dial, if the prefix leaves too little of the salt random.
+    if (this.#prefix) new SsTcpClientSession(key, this.#random, this.#prefix);
   }
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
@@ -106,7 +112,7 @@ export class SsStreamDialer implements StreamDialer {
       ? await this.#connect(this.#server, signal)
       : await connectTo(this.#server, this.#connectTimeoutMs, signal, this.#localAddress);
     const codec = new ClientCodec(
-      new SsTcpClientSession(this.#key, this.#random),
+      new SsTcpClientSession(this.#key, this.#random, this.#prefix),
       target,
       this.#clock,
     );

@@ -163,11 +163,15 @@ export class CensorEngine {
     if (packet.tcp) this.#track(flow, packet);
     if (flow.watchers.size === 0) return this.#forward(raw);
     let delay = 0;
+    let drop = false;
+    // Every watcher sees the packet, even one another module drops: the prober (§2) must see the
+    // first payload that FET detection (§1) flags and drops.
     for (const m of flow.watchers) {
       const v = m.onPacket(packet, flow, this.#ctx);
-      if (v === 'drop') return this.#drop();
-      if (v !== undefined) delay = Math.max(delay, v.delayMs);
+      if (v === 'drop') drop = true;
+      else if (v !== undefined) delay = Math.max(delay, v.delayMs);
     }
+    if (drop) return this.#drop();
     const blocked = flow.block as FlowRecord['block'];
     if (blocked === 'both' || (blocked === 'c2s' && packet.c2s)) return this.#drop();
     if (delay > 0) {

@@ -16,14 +16,27 @@
  * @module
  */
 import { connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import type { CensorContext, CensorModule, Flow, Packet, Verdict } from '../censor/types.js';
+import { parseClientHello } from '../packet/tls-client-hello.js';
 
 export type Reaction = 'TIMEOUT' | 'RST' | 'FIN' | 'DATA';
+
+/** Where a probe's payload goes: straight into TCP, or inside a TLS session the prober opens. */
+export type ProbeLayer = 'tcp' | 'tls';
 
 export interface ProbeResult {
   readonly probe: string;
   readonly length: number;
   readonly reaction: Reaction;
+  readonly layer?: ProbeLayer;
+  /** What the server sent before the prober gave up (at most {@link MAX_REPLY_BYTES}). */
+  readonly reply?: Buffer;
+}
+
+export interface ProbeOutcome {
+  readonly reaction: Reaction;
+  readonly reply: Buffer;
 }
 
 /** Sends one probe and reports how the server reacted. */
@@ -32,24 +45,45 @@ export type ProbeSender = (
   payload: Uint8Array,
   timeoutMs: number,
   sourceAddress: string | undefined,
-) => Promise<Reaction>;
+  layer: ProbeLayer,
+  servername: string | undefined,
+) => Promise<ProbeOutcome>;
 
 export interface ProbeParams {
-  /** Also probe high-entropy first payloads of 160–999 bytes, not only FET-flagged flows. */
+  /**
+   * Which flows draw probes: `fet` only those FET flagged (§1, §2), `entropy` also 160–999 B first
+   * payloads with entropy > 7 bits/byte (§2), `all` every outbound server's first flow (a stress
+   * test of a transport's probe resistance; the GFW is not known to do this).
+   */
+  readonly trigger: 'fet' | 'entropy' | 'all';
+  /** @deprecated the same as trigger 'entropy'. */
   readonly entropyTrigger: boolean;
   readonly proberAddresses: readonly string[];
   readonly proberTimeoutS: number;
   readonly blockScope: 'port' | 'ip';
   /** Random probes (NR1 lengths and NR2) sent per flagged server. */
   readonly randomProbes: number;
+  /** Random probes of a uniform length in 1..2000 (the lab's length sweep). */
+  readonly randomLengthProbes: number;
+  /**
+   * For a server whose first payload was a TLS ClientHello: probes sent inside a TLS session the
+   * prober opens (as the Tor prober speaks TLS, §12): random lengths 1..2000 and an HTTP request.
+   */
+  readonly tlsProbes: number;
+  /** Upper bound on any wait before a probe, in lab seconds (after the time factor). */
+  readonly maxDelayS: number;
 }
 
 export const PROBE_DEFAULTS: ProbeParams = {
+  trigger: 'fet',
   entropyTrigger: false,
   proberAddresses: [],
   proberTimeoutS: 10,
   blockScope: 'port',
   randomProbes: 8,
+  randomLengthProbes: 4,
+  tlsProbes: 4,
+  maxDelayS: Infinity,
 };
 
 /** NR1 length trios (§2), centred on 8, 12, 16, 22, 33, 41, 49. */
@@ -57,6 +91,12 @@ export const NR1_LENGTHS = [
   7, 8, 9, 11, 12, 13, 15, 16, 17, 21, 22, 23, 32, 33, 34, 40, 41, 42, 48, 49, 50,
 ] as const;
 export const NR2_LENGTH = 221;
+/** The longest random probe of the length sweep. */
+export const MAX_RANDOM_PROBE_LENGTH = 2000;
+/** Reply bytes a probe keeps. */
+export const MAX_REPLY_BYTES = 64 * 1024;
+/** After the first reply bytes, the prober reads this long before it closes (§2: it ACKs, then FINs). */
+const REPLY_SETTLE_MS = 300;
 
 /** The replay variants R1–R5 of a recorded first payload (§2 probe catalogue). */
 export function replayProbes(
@@ -76,6 +116,62 @@ export function replayProbes(
     { name: 'R4', payload: change([16]) },
     { name: 'R5', payload: change([6, 16]) },
   ];
+}
+
+function randomPayload(len: number, random: () => number): Buffer {
+  const b = Buffer.alloc(len);
+  for (let j = 0; j < len; j++) b[j] = Math.floor(random() * 256);
+  return b;
+}
+
+export interface PlannedProbe {
+  readonly name: string;
+  readonly payload: Buffer;
+  readonly layer: ProbeLayer;
+  /** Sent only if R1 or R2 drew data (R3–R5, §2 staging). */
+  readonly afterReplyData?: boolean;
+}
+
+/**
+ * The probes one campaign sends, in order, drawn from `random` (deterministic for a seed, so the same
+ * campaign can be sent to two servers and the reactions compared).
+ */
+export function planProbes(
+  first: Uint8Array,
+  random: () => number,
+  params: Pick<ProbeParams, 'randomProbes' | 'randomLengthProbes' | 'tlsProbes'>,
+): PlannedProbe[] {
+  const out: PlannedProbe[] = [];
+  const replays = replayProbes(first, random);
+  replays.forEach((r, i) =>
+    out.push({ ...r, layer: 'tcp', ...(i >= 2 ? { afterReplyData: true } : {}) }),
+  );
+  for (let i = 0; i < params.randomProbes; i++) {
+    const nr2 = i % 4 === 3;
+    const len = nr2 ? NR2_LENGTH : NR1_LENGTHS[Math.floor(random() * NR1_LENGTHS.length)]!;
+    out.push({ name: nr2 ? 'NR2' : 'NR1', payload: randomPayload(len, random), layer: 'tcp' });
+  }
+  for (let i = 0; i < params.randomLengthProbes; i++) {
+    const len = 1 + Math.floor(random() * MAX_RANDOM_PROBE_LENGTH);
+    out.push({ name: 'NR3', payload: randomPayload(len, random), layer: 'tcp' });
+  }
+  if (isClientHello(first) && params.tlsProbes > 0) {
+    const host = parseClientHello(first)?.sni ?? 'localhost';
+    out.push({
+      name: 'T-HTTP',
+      payload: Buffer.from(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+      layer: 'tls',
+    });
+    for (let i = 1; i < params.tlsProbes; i++) {
+      const len = 1 + Math.floor(random() * MAX_RANDOM_PROBE_LENGTH);
+      out.push({ name: 'T-NR3', payload: randomPayload(len, random), layer: 'tls' });
+    }
+  }
+  return out;
+}
+
+function isClientHello(d: Uint8Array): boolean {
+  return d.length > 5 && d[0] === 0x16 && d[1] === 0x03 && d[5] === 0x01;
 }
 
 /**
@@ -100,13 +196,21 @@ export function entropy(d: Uint8Array): number {
   return h;
 }
 
-/** §2 classification of a server from its probe results. */
-export function classifyServer(results: readonly ProbeResult[]): {
+/**
+ * §2 classification of a server from its probe results. An identical replay answered with data
+ * confirms a server, unless the replayed first payload was a TLS ClientHello: every HTTPS server
+ * answers one, and the GFW does not block them all. A TLS server is confirmed instead when nothing it
+ * says inside TLS looks like a web server's HTTP reply (the prober spoke TLS, as against Tor, §12).
+ */
+export function classifyServer(
+  results: readonly ProbeResult[],
+  firstWasTls = false,
+): {
   confirmed: boolean;
   reason: string;
 } {
   const r1 = results.find((r) => r.probe === 'R1');
-  if (r1?.reaction === 'DATA')
+  if (r1?.reaction === 'DATA' && !firstWasTls)
     return { confirmed: true, reason: 'answered an identical replay with data' };
   // A length threshold: sort by length; the reaction switches once and stays.
   const sorted = [...results]
@@ -120,29 +224,112 @@ export function classifyServer(results: readonly ProbeResult[]): {
     if (switches === 1)
       return { confirmed: true, reason: 'reaction changes at a length threshold' };
   }
+  const inside = results.filter((r) => r.layer === 'tls');
+  if (
+    inside.length > 0 &&
+    !inside.some(
+      (r) =>
+        r.reply !== undefined && /^HTTP\/1\.[01] \d{3} /.test(r.reply.toString('latin1', 0, 16)),
+    )
+  )
+    return { confirmed: true, reason: 'a TLS server that does not answer like a web server' };
   return { confirmed: false, reason: 'uniform reactions' };
 }
 
-/** Connects, sends, and waits for the server's first reaction (or the timeout). */
-export const tcpProbe: ProbeSender = (target, payload, timeoutMs, sourceAddress) =>
+/**
+ * Connects (over TLS for layer 'tls', without verifying the certificate, as a prober would), sends,
+ * and records the server's reaction: data (read for a short while more, then the prober closes), a
+ * reset, a FIN, or nothing before the timeout.
+ */
+export const tcpProbe: ProbeSender = (
+  target,
+  payload,
+  timeoutMs,
+  sourceAddress,
+  layer,
+  servername,
+) =>
   new Promise((resolve) => {
-    const s = connect({ host: target.host, port: target.port, localAddress: sourceAddress });
+    const parts: Buffer[] = [];
+    let got = 0;
+    const raw = connect({ host: target.host, port: target.port, localAddress: sourceAddress });
+    const s =
+      layer === 'tls'
+        ? tlsConnect({
+            socket: raw,
+            ...(servername ? { servername } : {}),
+            rejectUnauthorized: false,
+            ALPNProtocols: ['http/1.1'],
+          })
+        : raw;
+    raw.on('error', () => {}); // reported through `s`
     let done = false;
+    let settle: NodeJS.Timeout | undefined;
     const finish = (r: Reaction) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      clearTimeout(settle);
       s.destroy();
-      resolve(r);
+      raw.destroy();
+      resolve({ reaction: got > 0 ? 'DATA' : r, reply: Buffer.concat(parts) });
     };
     const timer = setTimeout(() => finish('TIMEOUT'), timeoutMs);
-    s.on('connect', () => s.write(payload));
-    s.on('data', () => finish('DATA'));
+    s.on(layer === 'tls' ? 'secureConnect' : 'connect', () => s.write(payload));
+    s.on('data', (d: Buffer) => {
+      if (got < MAX_REPLY_BYTES) parts.push(d.subarray(0, MAX_REPLY_BYTES - got));
+      got += d.length;
+      settle ??= setTimeout(() => finish('DATA'), REPLY_SETTLE_MS);
+    });
     s.on('end', () => finish('FIN'));
     s.on('error', (err: NodeJS.ErrnoException) =>
       finish(err.code === 'ECONNRESET' ? 'RST' : 'TIMEOUT'),
     );
   });
+
+/** Options of one campaign run outside the censor (`ladder lab probe`, tests). */
+export interface CampaignOptions {
+  readonly random: () => number;
+  readonly timeoutMs: number;
+  readonly params: Pick<ProbeParams, 'randomProbes' | 'randomLengthProbes' | 'tlsProbes'>;
+  readonly sourceAddresses?: readonly string[];
+  readonly send?: ProbeSender;
+  /** Waits between probes (the censor passes the published delays × time factor); none by default. */
+  readonly sleep?: (name: string) => Promise<void>;
+  readonly onResult?: (r: ProbeResult) => void;
+}
+
+/** Sends a whole campaign to one server and returns the results in order. */
+export async function runCampaign(
+  target: { host: string; port: number },
+  first: Uint8Array,
+  o: CampaignOptions,
+): Promise<ProbeResult[]> {
+  const send = o.send ?? tcpProbe;
+  const sni = isClientHello(first) ? (parseClientHello(first)?.sni ?? undefined) : undefined;
+  const results: ProbeResult[] = [];
+  let source = 0;
+  let replyData = false;
+  for (const p of planProbes(first, o.random, o.params)) {
+    if (p.afterReplyData && !replyData) continue;
+    await o.sleep?.(p.name);
+    const src = o.sourceAddresses?.length
+      ? o.sourceAddresses[source++ % o.sourceAddresses.length]
+      : undefined;
+    const out = await send(target, p.payload, o.timeoutMs, src, p.layer, sni);
+    const r: ProbeResult = {
+      probe: p.name,
+      length: p.payload.length,
+      reaction: out.reaction,
+      layer: p.layer,
+      reply: out.reply,
+    };
+    if ((p.name === 'R1' || p.name === 'R2') && out.reaction === 'DATA') replyData = true;
+    results.push(r);
+    o.onResult?.(r);
+  }
+  return results;
+}
 
 export class ProbeModule implements CensorModule {
   readonly name = 'probe';
@@ -151,7 +338,6 @@ export class ProbeModule implements CensorModule {
   readonly #scheduled = new Set<string>();
   readonly #confirmed = new Set<string>();
   readonly #timers = new Set<NodeJS.Timeout>();
-  #nextSource = 0;
 
   constructor(params: Partial<ProbeParams> = {}, send: ProbeSender = tcpProbe) {
     this.#p = { ...PROBE_DEFAULTS, ...params };
@@ -189,17 +375,19 @@ export class ProbeModule implements CensorModule {
     if (!p.c2s || p.payload.length === 0) return undefined;
     flow.watchers.delete(this);
     const flagged = flow.scratch.get('flagged') !== undefined;
+    const trigger = this.#p.entropyTrigger ? 'entropy' : this.#p.trigger;
     const suspicious =
-      this.#p.entropyTrigger &&
-      p.payload.length >= 160 &&
-      p.payload.length <= 999 &&
-      entropy(p.payload) > 7;
+      trigger === 'all' ||
+      (trigger === 'entropy' &&
+        p.payload.length >= 160 &&
+        p.payload.length <= 999 &&
+        entropy(p.payload) > 7);
     if (!flagged && !suspicious) return undefined;
     const key = `${flow.server.addr} ${flow.server.port}`;
     if (this.#scheduled.has(key)) return undefined;
     this.#scheduled.add(key);
     ctx.emit(
-      { module: this.name, action: 'schedule', detail: flagged ? 'fet-flagged' : 'entropy' },
+      { module: this.name, action: 'schedule', detail: flagged ? 'fet-flagged' : trigger },
       flow,
     );
     void this.#campaign(
@@ -240,36 +428,34 @@ export class ProbeModule implements CensorModule {
   ): Promise<void> {
     const tf = ctx.timeFactor;
     const timeoutMs = Math.max(500, this.#p.proberTimeoutS * 1000 * Math.min(1, tf * 10));
-    const results: ProbeResult[] = [];
-    const probe = async (name: string, payload: Buffer) => {
-      const src =
-        this.#p.proberAddresses.length > 0
-          ? this.#p.proberAddresses[this.#nextSource++ % this.#p.proberAddresses.length]
-          : undefined;
-      const reaction = await this.#send(target, payload, timeoutMs, src);
-      results.push({ probe: name, length: payload.length, reaction });
-      ctx.emit(
-        { module: this.name, action: 'probe', detail: `${name} ${payload.length} B: ${reaction}` },
-        flow,
-      );
-      return reaction;
-    };
-    const replays = replayProbes(first, ctx.random);
-    await this.#sleep(replayDelayS(ctx.random) * tf);
-    const r1 = await probe('R1', replays[0]!.payload);
-    await this.#sleep(replayDelayS(ctx.random) * tf * 0.1);
-    const r2 = await probe('R2', replays[1]!.payload);
-    if (r1 === 'DATA' || r2 === 'DATA')
-      for (const r of replays.slice(2)) await probe(r.name, r.payload);
-    for (let i = 0; i < this.#p.randomProbes; i++) {
-      await this.#sleep((60 + ctx.random() * 600) * tf * 0.01); // drip-fed (§2): a few per hour
-      const nr2 = i % 4 === 3;
-      const len = nr2 ? NR2_LENGTH : NR1_LENGTHS[Math.floor(ctx.random() * NR1_LENGTHS.length)]!;
-      const payload = Buffer.alloc(len);
-      for (let j = 0; j < len; j++) payload[j] = Math.floor(ctx.random() * 256);
-      await probe(nr2 ? 'NR2' : 'NR1', payload);
-    }
-    const verdict = classifyServer(results);
+    const results = await runCampaign(target, first, {
+      random: ctx.random,
+      timeoutMs,
+      params: this.#p,
+      sourceAddresses: this.#p.proberAddresses,
+      send: this.#send,
+      sleep: (name) =>
+        this.#sleep(
+          Math.min(
+            this.#p.maxDelayS,
+            name === 'R1'
+              ? replayDelayS(ctx.random) * tf
+              : name.startsWith('R')
+                ? replayDelayS(ctx.random) * tf * 0.1
+                : (60 + ctx.random() * 600) * tf * 0.01, // drip-fed (§2): a few per hour
+          ),
+        ),
+      onResult: (r) =>
+        ctx.emit(
+          {
+            module: this.name,
+            action: 'probe',
+            detail: `${r.layer === 'tls' ? 'TLS ' : ''}${r.probe} ${r.length} B: ${r.reaction}`,
+          },
+          flow,
+        ),
+    });
+    const verdict = classifyServer(results, isClientHello(first));
     ctx.emit(
       {
         module: this.name,

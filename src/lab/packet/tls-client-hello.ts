@@ -23,6 +23,11 @@ export interface ClientHelloInfo {
   readonly extensions: readonly number[];
   /** True if the ClientHello ran past the end of the first record. */
   readonly truncated: boolean;
+  /** legacy_version (JA3's SSLVersion). */
+  readonly version?: number;
+  /** supported_groups (extension 10) and ec_point_formats (extension 11), for JA3. */
+  readonly groups?: readonly number[];
+  readonly pointFormats?: readonly number[];
 }
 
 /** True if `d` starts like a TLS record of type handshake. */
@@ -50,7 +55,18 @@ export function parseClientHello(d: Uint8Array): ClientHelloInfo | null | undefi
   const suites: number[] = [];
   const extensions: number[] = [];
   let sni: string | undefined;
-  const done = () => ({ sni, cipherSuites: suites, extensions, truncated });
+  const groups: number[] = [];
+  const pointFormats: number[] = [];
+  const version = o + 2 <= end ? (d[o]! << 8) | d[o + 1]! : undefined;
+  const done = () => ({
+    sni,
+    cipherSuites: suites,
+    extensions,
+    truncated,
+    ...(version !== undefined ? { version } : {}),
+    groups,
+    pointFormats,
+  });
   o += 2 + 32; // legacy_version, random
   if (o + 1 > end) return done();
   o += 1 + d[o]!; // legacy_session_id
@@ -72,6 +88,10 @@ export function parseClientHello(d: Uint8Array): ClientHelloInfo | null | undefi
     const body = o + 4;
     if (type === 0 && sni === undefined && body + len <= extEnd)
       sni = readServerName(d, body, body + len);
+    if (type === 10 && body + len <= extEnd && body + 2 <= extEnd)
+      for (let i = body + 2; i + 1 < body + len; i += 2) groups.push((d[i]! << 8) | d[i + 1]!);
+    if (type === 11 && body + len <= extEnd && body + 1 <= extEnd)
+      for (let i = body + 1; i < body + len; i++) pointFormats.push(d[i]!);
     o = body + len;
   }
   return done();

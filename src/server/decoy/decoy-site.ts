@@ -16,6 +16,14 @@ import { DECOY_PAGES, NOT_FOUND_PAGE } from './pages.js';
 import { relay } from '../../transport/relay.js';
 import type { StreamDialer, Target } from '../../transport/types.js';
 
+const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
+/** Node's own answers (lib/_http_server.js socketOnError), by parser error code. */
+const CLIENT_ERROR_RESPONSES: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n',
+  ERR_HTTP_REQUEST_TIMEOUT: 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n',
+};
+
 /** Takes over a connection whose first bytes (`head`) were already read. */
 export interface Fallback {
   handle(conn: Duplex, head: Buffer): void;
@@ -47,6 +55,18 @@ export class DecoySite implements Fallback {
       },
     );
     // Look like an ordinary server: no X-Powered-By, a plain Server header.
+    // Node's default answer to a malformed request is write() then destroy() at once, which loses
+    // the answer when the write cannot finish synchronously (a TLS socket over a connection whose
+    // first bytes were already read, as in the one-port server): the same bytes then drew a 400
+    // from the site alone and a bare FIN through Ladder (found by the lab's prober, test/lab).
+    // Same answers as Node's, sent before the connection closes.
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (!socket.writable) {
+        socket.destroy();
+        return;
+      }
+      socket.end(CLIENT_ERROR_RESPONSES[err.code ?? ''] ?? BAD_REQUEST, () => socket.destroy());
+    });
   }
 
   handle(conn: Duplex, head: Buffer): void {
