@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- --quick] [--only=ladder,libev,direct]`: Ladder against shadowsocks-libev with the
- * same cipher, and against no proxy, in one run on loopback. Never run as a test.
+ * `npm run bench [-- --quick] [--only=ladder,libev,direct,tls]`: Ladder against shadowsocks-libev with
+ * the same cipher, Ladder's TLS transports against trojan-gfw and v2ray (trojan, vless over TLS:
+ * tls-setups.ts), and no proxy, in one run on loopback. Never run as a test.
  *
  *   bulk:        a 1 GiB download through SOCKS5 with curl (MB/s), with the CPU% of each process
  *   latency:     200 sequential fresh requests of a small page (mean and p99 ms)
@@ -29,6 +30,14 @@ import {
   type Peer,
 } from '../test/helpers/peers.js';
 import { fetchOnce } from './socks-load.js';
+import {
+  missingForTls,
+  removeCert,
+  setupLadderTrojan,
+  setupLadderWs,
+  setupTrojanGfw,
+  setupV2ray,
+} from './tls-setups.js';
 import { printOperatorBench, runOperatorBench, type OperatorBenchResult } from './operator.js';
 
 const quick = process.argv.includes('--quick');
@@ -43,7 +52,7 @@ const MB = 1e6;
 
 interface Setup {
   name: string;
-  kind: 'direct' | 'ladder' | 'libev';
+  kind: 'direct' | 'ladder' | 'libev' | 'ladder-tls' | 'peer-tls';
   method?: SsMethod;
   socksPort: number | null;
   server?: Peer;
@@ -368,6 +377,20 @@ async function main(): Promise<void> {
       name: 'ladder 2022-blake3-aes-256-gcm',
       make: () => setupLadder('2022-blake3-aes-256-gcm'),
     });
+  // The TLS transports, against trojan-gfw (the issue's yardstick) and v2ray.
+  if (want('tls')) {
+    const missing = missingForTls();
+    if (missing) console.error(`bench: TLS setups skipped: ${missing}`);
+    else
+      plan.push(
+        { name: 'trojan-gfw', make: () => setupTrojanGfw(originPort) },
+        { name: 'ladder trojan/tls', make: () => setupLadderTrojan() },
+        { name: 'ladder ws/tls ss', make: () => setupLadderWs(false) },
+        { name: 'ladder ws/tls ss mux', make: () => setupLadderWs(true) },
+        { name: 'v2ray trojan/tls', make: () => setupV2ray('trojan') },
+        { name: 'v2ray vless/tls', make: () => setupV2ray('vless') },
+      );
+  }
   // Every setup is started first and then measured in rounds, one setup after another within each
   // round (A B C, A B C, ...), so that a burst of other load on the machine hits all of them rather
   // than skewing one setup's every run. Idle setups cost nothing meanwhile. A setup that fails is
@@ -424,6 +447,7 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all(live.map((l) => l.setup.stop()));
     await origin.stop();
+    removeCert();
   }
   print(results);
   if (operator) printOperatorBench(operator);
@@ -461,6 +485,7 @@ async function main(): Promise<void> {
         ...(operator ? { operator } : {}),
         failures,
         ratios: ratios(results),
+        tlsRatios: tlsRatios(results),
       },
       null,
       2,
@@ -501,6 +526,21 @@ function ratios(results: Result[]): Record<string, Ratio> {
 }
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 
+/** Every TLS setup / trojan-gfw (issue #4's targets: bulk ≥ 1.0, latency ≤ 1.1). */
+function tlsRatios(results: Result[]): Record<string, Ratio> {
+  const out: Record<string, Ratio> = {};
+  const base = results.find((r) => r.name === 'trojan-gfw');
+  if (!base) return out;
+  for (const r of results.filter((x) => x.kind.endsWith('-tls') && x !== base))
+    out[r.name] = {
+      vs: base.name,
+      bulk: round2(r.bulkMBps / base.bulkMBps),
+      latencyMean: round2(r.latencyMeanMs / base.latencyMeanMs),
+      concurrent: round2(r.concurrentMBps / base.concurrentMBps),
+    };
+  return out;
+}
+
 function print(results: Result[]): void {
   const pad = (s: string, n: number): string => s.padEnd(n);
   const num = (x: number | undefined, d = 0): string =>
@@ -532,6 +572,16 @@ function print(results: Result[]): void {
         pad(`${num(r.serverRssPeakMiB)}/${num(r.clientRssPeakMiB)}`, 16),
       ].join(' '),
     );
+  }
+  const ts = tlsRatios(results);
+  if (Object.keys(ts).length > 0) {
+    console.log(
+      '\n/ trojan-gfw: bulk (≥1.0 is the target), latency (≤1.1 is the target), concurrency (≥1.0)',
+    );
+    for (const [name, r] of Object.entries(ts))
+      console.log(
+        `  ${pad(name, 32)} bulk ${r.bulk}x   latency ${r.latencyMean}x   concurrency ${r.concurrent}x`,
+      );
   }
   const rs = ratios(results);
   if (Object.keys(rs).length > 0) {

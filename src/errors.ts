@@ -23,6 +23,8 @@ export type ErrorCode =
   | 'ERR_SS2022_BAD_REQUEST_SALT'
   | 'ERR_SS2022_PADDING'
   | 'ERR_TROJAN'
+  | 'ERR_WEBSOCKET'
+  | 'ERR_MUX_COOL'
   // server: authentication and replay
   | 'ERR_CIPHER'
   | 'ERR_REPLAY_CLIENT'

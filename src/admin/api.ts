@@ -106,6 +106,14 @@ export class ManagementApi {
     );
     await listenTcp(server, host, port, 'TCP', '--api');
     server.on('tlsClientError', () => {});
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      debug('client error %s', err.code ?? err.message);
+      if (socket.writable)
+        socket.end(
+          `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${JSON.stringify({ code: 'BadRequest', message: `malformed HTTP request (${err.code ?? 'parse error'})` })}`,
+        );
+      else socket.destroy();
+    });
     this.#server = server;
     return server.address() as AddressInfo;
   }

@@ -9,6 +9,9 @@ import { parseTrojanUri } from '../codec/trojan-uri.js';
 import { parseLadderKey } from '../codec/ladder-key.js';
 import { SsPacketDialer, SsStreamDialer } from '../transport/ss-dialer.js';
 import { TrojanDialer } from '../transport/trojan-dialer.js';
+import { v2rayPluginOptions } from '../codec/v2ray-plugin.js';
+import { wsConnector } from '../transport/ws-dialer.js';
+import { readFileSync } from 'node:fs';
 import { FailoverDialer, type FailoverEntry } from '../transport/failover.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { LadderError } from '../errors.js';
@@ -28,13 +31,30 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
   if (/^trojan:/i.test(uri)) {
     const t = parseTrojanUri(uri);
     const server = { host: t.host, port: t.port };
+    const tls = {
+      sni: t.sni ?? t.wsHost ?? t.host,
+      ...(t.pinSha256 ? { pinSha256: t.pinSha256 } : {}),
+    };
     const d = new TrojanDialer(server, {
       password: t.password,
-      sni: t.sni ?? t.host,
-      ...(t.pinSha256 ? { pinSha256: t.pinSha256 } : {}),
+      ...tls,
+      // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
+      ...(t.type === 'ws'
+        ? {
+            connect: wsConnector(server, {
+              path: t.path ?? '/',
+              host: t.wsHost ?? t.sni ?? t.host,
+              ...(t.security === 'none' ? {} : { tls }),
+            }),
+          }
+        : {}),
     });
+    const how =
+      t.type === 'ws'
+        ? `trojan over WebSocket${t.security === 'none' ? '' : ' over TLS'}`
+        : 'trojan over TLS';
     return {
-      name: `${formatHostPort(t.host, t.port)} with trojan over TLS${t.pinSha256 ? ' (pinned certificate)' : ''}`,
+      name: `${formatHostPort(t.host, t.port)} with ${how}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
       stream: d,
       packet: d,
     };
@@ -47,9 +67,41 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
       const weak = prefixWeakness(k.method, k.prefix);
       if (weak) console.error(`ladder client: warning: ${weak}`);
     }
+    const ws = v2rayPluginOptions(k.plugin);
+    if (k.plugin && !ws)
+      throw new LadderError(
+        'ERR_KEY_URI',
+        `ss:// key: the plugin '${k.plugin.name}' is not built in (Ladder speaks v2ray-plugin's WebSocket mode); remove plugin= to use plain Shadowsocks`,
+      );
+    // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts).
+    const stream = new SsStreamDialer(server, key, {
+      ...(k.prefix ? { prefix: k.prefix } : {}),
+      ...(ws
+        ? {
+            connect: wsConnector(server, {
+              path: ws.path,
+              host: ws.host,
+              mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
+              ...(ws.tls
+                ? {
+                    tls: {
+                      sni: ws.host,
+                      ...(ws.pinSha256 ? { pinSha256: ws.pinSha256 } : {}),
+                      ...(ws.cert ? { ca: readPem(ws.cert) } : {}),
+                    },
+                  }
+                : {}),
+            }),
+          }
+        : {}),
+    });
+    const how = ws
+      ? `${k.method} over WebSocket${ws.tls ? ' over TLS' : ''}${ws.mux ? ' (Mux.Cool)' : ''}`
+      : `${k.method}${k.prefix ? ` and a ${k.prefix.length}-byte prefix` : ''}`;
     return {
-      name: `${formatHostPort(k.host, k.port)} with ${k.method}${k.prefix ? ` and a ${k.prefix.length}-byte prefix` : ''}`,
-      stream: new SsStreamDialer(server, key, k.prefix ? { prefix: k.prefix } : {}),
+      name: `${formatHostPort(k.host, k.port)} with ${how}`,
+      stream,
+      // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
       packet: new SsPacketDialer(server, key),
     };
   }
@@ -57,6 +109,17 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
     'ERR_KEY_URI',
     `unsupported key '${uri.slice(0, uri.indexOf(':') + 1) || uri.slice(0, 12)}'; Ladder takes ss://, trojan:// and ladder:// keys`,
   );
+}
+
+function readPem(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new LadderError(
+      'ERR_KEY_URI',
+      `ss:// key: the v2ray-plugin option cert=${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
+    );
+  }
 }
 
 /**

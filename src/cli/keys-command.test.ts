@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { SS_METHOD_NAMES, SS_METHODS } from '../crypto/methods.js';
 import { parseSsUri } from '../codec/access-key-uri.js';
+import { parseTrojanUri } from '../codec/trojan-uri.js';
 
 /** The built CLI, next to this compiled test (dist/src/cli/main.js). */
 const CLI = fileURLToPath(new URL('./main.js', import.meta.url));
@@ -176,4 +177,111 @@ test('keys parse of a bad key: exit 1, the part named, the password not repeated
   assert.equal(r.code, 1);
   assert.match(r.stderr, /the port '99999' is not a number from 1 to 65535/);
   assert.ok(!r.stderr.includes(password));
+});
+
+test('keys new --transport ws: an ss:// key with v2ray-plugin options, a fresh secret path, port 443', async () => {
+  const a = await ladder(['keys', 'new', '--transport', 'ws', '--host', '198.18.0.10']);
+  const b = await ladder(['keys', 'new', '--transport', 'ws', '--host', '198.18.0.10']);
+  assert.equal(a.code, 0, a.stderr);
+  const k = parseSsUri(a.stdout.split('\n')[0]!);
+  assert.equal(k.port, 443);
+  assert.equal(k.plugin?.name, 'v2ray-plugin');
+  assert.match(k.plugin!.options.path!, /^\/[A-Za-z0-9_-]{16}$/);
+  assert.deepEqual(
+    { ...k.plugin!.options, path: 'x' },
+    { path: 'x', host: '198.18.0.10', tls: '' },
+    "v2ray-plugin's default, Mux.Cool, is left as it is",
+  );
+  assert.notEqual(
+    parseSsUri(b.stdout.split('\n')[0]!).plugin!.options.path,
+    k.plugin!.options.path,
+  );
+  const c = await ladder(['keys', 'new', '--transport', 'ws', '--no-mux', '--no-tls']);
+  assert.deepEqual(
+    { ...parseSsUri(c.stdout.split('\n')[0]!).plugin!.options, path: 'x' },
+    { path: 'x', host: '127.0.0.1', mux: '0' },
+  );
+});
+
+test('keys new --protocol trojan, over TLS and over a plain WebSocket for a CDN', async () => {
+  const pin = 'AB:'.repeat(31) + 'AB';
+  const t = await ladder([
+    'keys',
+    'new',
+    '--protocol',
+    'trojan',
+    '--sni',
+    'a.example',
+    '--pin',
+    pin,
+  ]);
+  assert.equal(t.code, 0, t.stderr);
+  const k = parseTrojanUri(t.stdout.split('\n')[0]!);
+  assert.deepEqual(
+    [k.port, k.sni, k.pinSha256, k.type],
+    [443, 'a.example', 'ab'.repeat(32), undefined],
+  );
+  assert.ok(k.password.length >= 32);
+  const w = await ladder([
+    'keys',
+    'new',
+    '--protocol',
+    'trojan',
+    '--transport',
+    'ws',
+    '--no-tls',
+    '--path',
+    '/tunnel',
+    '--ws-host',
+    'cdn.example',
+    '--port',
+    '80',
+    '--json',
+  ]);
+  assert.equal(w.code, 0, w.stderr);
+  const j = JSON.parse(w.stdout) as { uri: string; path: string; tls: boolean };
+  assert.deepEqual([j.path, j.tls], ['/tunnel', false]);
+  const kw = parseTrojanUri(j.uri);
+  assert.deepEqual(
+    [kw.type, kw.path, kw.wsHost, kw.security, kw.port],
+    ['ws', '/tunnel', 'cdn.example', 'none', 80],
+  );
+});
+
+test('keys new: transport flags that do not fit are usage errors (exit 2) naming the flag', async () => {
+  for (const [args, re] of [
+    [['--transport', 'quic'], /--transport 'quic'/],
+    [['--protocol', 'vmess'], /--protocol 'vmess'/],
+    [['--path', '/x'], /--path is for WebSocket keys/],
+    [['--protocol', 'trojan', '--method', 'aes-256-gcm'], /--method and --prefix are for ss keys/],
+    [['--transport', 'ws', '--pin', 'abc'], /--pin must be the 64 hex digits/],
+    [['--transport', 'ws', '--path', 'no-slash'], /--path 'no-slash' must start with '\/'/],
+    [['--transport', 'ws', '--no-tls', '--pin', 'ab'.repeat(32)], /--pin needs TLS/],
+    [['--protocol', 'trojan', '--transport', 'ws', '--no-mux'], /--no-mux is for ss keys/],
+  ] as const) {
+    const r = await ladder(['keys', 'new', ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+  }
+});
+
+test('keys parse: a trojan:// key, the password only with --show-secret', async () => {
+  const uri =
+    'trojan://hunter2-secret@198.18.0.1:443?security=tls&sni=s.example&type=ws&path=%2Fp#t';
+  const r = await ladder(['keys', 'parse', uri, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), {
+    protocol: 'trojan',
+    host: '198.18.0.1',
+    port: 443,
+    tag: 't',
+    transport: 'ws',
+    path: '/p',
+    wsHost: 's.example',
+    tls: true,
+    sni: 's.example',
+  });
+  assert.doesNotMatch(r.stdout + r.stderr, /hunter2/);
+  const s = await ladder(['keys', 'parse', uri, '--show-secret']);
+  assert.match(s.stdout, /password\s+hunter2-secret/);
 });

@@ -20,6 +20,9 @@ import {
   resolveMethod,
   type SsAccessKey,
 } from '../codec/access-key-uri.js';
+import { formatTrojanUri, parseTrojanUri, type TrojanAccessKey } from '../codec/trojan-uri.js';
+import { v2rayPlugin, v2rayPluginOptions } from '../codec/v2ray-plugin.js';
+import { normalizeFingerprint } from '../transport/tls.js';
 import { parseFlags } from './args.js';
 import { PREFIX_PRESETS, prefixPreset, prefixWeakness } from '../codec/ss-prefix.js';
 import { printQr } from './qr.js';
@@ -27,24 +30,43 @@ import { printQr } from './qr.js';
 const DEFAULT_METHOD: SsMethod = '2022-blake3-aes-256-gcm';
 
 const HELP = `ladder keys new [--method <method>] [--host <host>] [--port <port>] [--name <tag>] [--prefix <text> | --prefix-preset <name>] [--json]
-ladder keys parse <ss-uri> [--json] [--show-secret]
+ladder keys new --transport ws [--path <path>] [--ws-host <name>] [--no-tls] [--no-mux] [--pin <sha256>] ...
+ladder keys new --protocol trojan [--transport tls|ws] [--sni <name>] [--pin <sha256>] ...
+ladder keys parse <ss-uri> [--json] [--show-secret]        (trojan:// keys too)
 
-keys new     makes a fresh key and prints its ss:// URI on the first line (a QR code follows on a
+keys new     makes a fresh key and prints its URI on the first line (a QR code follows on a
              terminal; never into a pipe)
-  --method   the cipher (default ${DEFAULT_METHOD}: replay-proof; the AEAD-2017 methods
-             for older clients), one of:
-               ${SS_METHOD_NAMES.slice(0, 3).join(', ')},
-               ${SS_METHOD_NAMES.slice(3).join(', ')}
-  --host     the server address clients dial (default 127.0.0.1)
-  --port     the server port (default 8388)
-  --name     the key's display name (#tag)
-  --prefix   Outline's connection prefix, percent-encoded, e.g. POST%20 or %16%03%01%00%C2%A8%01%01
-             (at most ${MAX_PREFIX_BYTES} bytes, fewer for 16-byte salts)
+  --protocol   ss (default: Shadowsocks, ss://) or trojan (trojan://, over TLS)
+  --transport  how it crosses the network:
+                 ss:     tcp (default: raw Shadowsocks), or ws (inside a WebSocket, as the SIP003
+                         plugin v2ray-plugin carries it: plugin=v2ray-plugin;path=...;host=...;tls)
+                 trojan: tls (default), or ws (inside a WebSocket over TLS: type=ws&path=...)
+  --method     the cipher of an ss key (default ${DEFAULT_METHOD}: replay-proof; the
+               AEAD-2017 methods for older clients), one of:
+                 ${SS_METHOD_NAMES.slice(0, 3).join(', ')},
+                 ${SS_METHOD_NAMES.slice(3).join(', ')}
+  --host       the server address clients dial (default 127.0.0.1)
+  --port       the server port (default 8388; 443 for trojan and ws)
+  --name       the key's display name (#tag)
+  --prefix     Outline's connection prefix, percent-encoded, e.g. POST%20 or %16%03%01%00%C2%A8%01%01
+               (at most ${MAX_PREFIX_BYTES} bytes, fewer for 16-byte salts; ss tcp keys only)
   --prefix-preset  a prefix whose first packet the GFW's fully-encrypted-traffic detector exempts:
 ${PREFIX_PRESETS.map((p) => `               ${p.name.padEnd(14)} ${p.looksLike} (${p.exemption}; port ${p.port})`).join('\n')}
-  --json     print {"uri", "method", "host", "port", "tag"} as one JSON line instead
+  --path       the WebSocket's secret path (default: a fresh random one)
+  --ws-host    the WebSocket Host header and TLS name (default: --sni, else --host); behind a
+               CDN, the site's name
+  --sni        the TLS server name (default: --ws-host, else --host)
+  --no-tls     a WebSocket without TLS, for a CDN or reverse proxy that adds TLS in front of the
+               server (which then listens with --ws-listen)
+  --no-mux     write mux=0: one WebSocket per connection, for ss clients whose v2ray-plugin lacks
+               Mux.Cool (by default keys leave v2ray-plugin's default, Mux.Cool on: connections share
+               WebSockets, so most skip the TLS and upgrade round trips)
+  --pin        SHA-256 of the server's certificate (what 'ladder server' prints for a self-signed
+               one), so that clients check it instead of a CA
+  --json       print {"uri", "method" or "protocol", "host", "port", "tag", ...} as one JSON line
 
-keys parse   shows the method, address, tag, prefix (hex) and plugin of a key
+keys parse   shows what a key holds: method (or protocol), address, tag, prefix (hex), plugin,
+             WebSocket path and TLS settings
   --json         one JSON line
   --show-secret  include the password (it is the key: anyone who has it can use the server)
 
@@ -87,6 +109,11 @@ function usageMethod(name: string): SsMethod {
   }
 }
 
+/** A fresh random WebSocket path: 16 base64url characters (96 bits) after the slash. */
+function randomPath(): string {
+  return `/${randomBytes(12).toString('base64url')}`;
+}
+
 async function keysNew(argv: string[]): Promise<number> {
   const { values } = parseFlags('keys new', argv, {
     method: { type: 'string' },
@@ -95,6 +122,14 @@ async function keysNew(argv: string[]): Promise<number> {
     name: { type: 'string' },
     prefix: { type: 'string' },
     'prefix-preset': { type: 'string' },
+    protocol: { type: 'string' },
+    transport: { type: 'string' },
+    path: { type: 'string' },
+    'ws-host': { type: 'string' },
+    sni: { type: 'string' },
+    'no-tls': { type: 'boolean' },
+    'no-mux': { type: 'boolean' },
+    pin: { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -102,60 +137,143 @@ async function keysNew(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const method = usageMethod(values.method ?? DEFAULT_METHOD);
-  const portText = values.port ?? '8388';
-  const port = Number(portText);
-  if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) {
+  const protocol = values.protocol ?? 'ss';
+  if (protocol !== 'ss' && protocol !== 'trojan')
     throw new LadderError(
       'ERR_USAGE',
-      `keys new: --port '${portText}' is not a number from 1 to 65535`,
+      `keys new: --protocol '${protocol}' is not one of ss, trojan`,
     );
+  const transport = values.transport ?? (protocol === 'ss' ? 'tcp' : 'tls');
+  const allowed = protocol === 'ss' ? ['tcp', 'ws'] : ['tls', 'ws'];
+  if (!allowed.includes(transport))
+    throw new LadderError(
+      'ERR_USAGE',
+      `keys new: --transport '${transport}' is not one of ${allowed.join(', ')} for ${protocol} keys`,
+    );
+  const ws = transport === 'ws';
+  const usage = (msg: string): LadderError => new LadderError('ERR_USAGE', `keys new: ${msg}`);
+  if (!ws) {
+    for (const f of ['path', 'ws-host', 'no-tls', 'no-mux'] as const)
+      if (values[f] !== undefined) throw usage(`--${f} is for WebSocket keys (--transport ws)`);
   }
-  const key: SsAccessKey = {
-    method,
-    password: generateSsPassword(method, (n) => randomBytes(n)),
-    host: values.host ?? '127.0.0.1',
-    port,
-  };
-  if (values.name) key.tag = values.name;
+  if (protocol === 'ss' && !ws && (values.sni !== undefined || values.pin !== undefined))
+    throw usage('--sni and --pin are for TLS keys (--transport ws, or --protocol trojan)');
+  if (protocol === 'trojan' && values['no-mux'] !== undefined)
+    throw usage(
+      '--no-mux is for ss keys over WebSocket (v2ray-plugin); a trojan key has no Mux.Cool',
+    );
   if (values['prefix-preset'] !== undefined) {
-    if (values.prefix !== undefined)
-      throw new LadderError('ERR_USAGE', 'keys new: give --prefix or --prefix-preset, not both');
+    if (values.prefix !== undefined) throw usage('give --prefix or --prefix-preset, not both');
     const preset = prefixPreset(values['prefix-preset']);
     if (!preset)
-      throw new LadderError(
-        'ERR_USAGE',
-        `keys new: --prefix-preset: unknown preset '${values['prefix-preset']}'; presets: ${PREFIX_PRESETS.map((p) => p.name).join(', ')}`,
+      throw usage(
+        `--prefix-preset: unknown preset '${values['prefix-preset']}'; presets: ${PREFIX_PRESETS.map((p) => p.name).join(', ')}`,
       );
     values.prefix = encodePrefix(preset.bytes);
   }
-  if (values.prefix) {
-    key.prefix = decodePrefix(values.prefix);
-    const max = maxPrefixLength(method);
-    if (key.prefix.length > max) {
-      throw new LadderError(
-        'ERR_USAGE',
-        `keys new: --prefix is ${key.prefix.length} bytes; with ${method} (a ${SS_METHODS[method].saltSize}-byte salt) keep it to ${max} or fewer so that salts stay unique`,
-      );
+  if (protocol === 'trojan' && (values.method !== undefined || values.prefix !== undefined))
+    throw usage('--method and --prefix are for ss keys; a trojan key has a password only');
+  if (ws && values.prefix !== undefined)
+    throw usage('--prefix is for raw Shadowsocks keys (--transport tcp)');
+  const portText = values.port ?? (protocol === 'ss' && !ws ? '8388' : '443');
+  const port = Number(portText);
+  if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) {
+    throw usage(`--port '${portText}' is not a number from 1 to 65535`);
+  }
+  const host = values.host ?? '127.0.0.1';
+  let pin: string | undefined;
+  if (values.pin !== undefined) {
+    try {
+      pin = normalizeFingerprint(values.pin).replace(/:/g, '').toLowerCase();
+    } catch {
+      throw usage(`--pin must be the 64 hex digits of a SHA-256 certificate fingerprint`);
     }
   }
-  const weak = key.prefix ? prefixWeakness(method, key.prefix) : undefined;
-  if (weak) console.error(`ladder keys new: warning: ${weak}`);
+  const path = values.path ?? randomPath();
+  if (ws && (!path.startsWith('/') || /[\s?#]/.test(path)))
+    throw usage(`--path '${path.slice(0, 60)}' must start with '/' and have no spaces, ? or #`);
+  const tls = !values['no-tls'];
+  if (!tls && pin) throw usage('--pin needs TLS; drop --no-tls or --pin');
+  const wsHost = values['ws-host'] ?? values.sni ?? host;
+  const sni = values.sni ?? values['ws-host'];
+
   let uri: string;
-  try {
-    uri = formatSsUri(key);
-  } catch (err) {
-    // Only --host can be wrong here (the rest is checked above): a usage mistake, named as such.
-    if (err instanceof LadderError)
-      throw new LadderError('ERR_USAGE', `keys new: ${err.message.replace(/^ss:\/\/ key: /, '')}`, {
-        cause: err,
+  let info: Record<string, unknown>;
+  if (protocol === 'trojan') {
+    const key: TrojanAccessKey = {
+      password: randomBytes(24).toString('base64url'),
+      host,
+      port,
+      ...(sni ? { sni } : {}),
+      ...(pin ? { pinSha256: pin } : {}),
+      ...(values.name ? { tag: values.name } : {}),
+      ...(ws
+        ? { type: 'ws' as const, path, wsHost, ...(tls ? {} : { security: 'none' as const }) }
+        : {}),
+    };
+    uri = formatTrojanUri(key);
+    info = {
+      uri,
+      protocol,
+      transport,
+      host,
+      port,
+      ...(key.tag ? { tag: key.tag } : {}),
+      ...(ws ? { path, tls } : {}),
+    };
+  } else {
+    const method = usageMethod(values.method ?? DEFAULT_METHOD);
+    const key: SsAccessKey = {
+      method,
+      password: generateSsPassword(method, (n) => randomBytes(n)),
+      host,
+      port,
+    };
+    if (values.name) key.tag = values.name;
+    if (values.prefix) {
+      key.prefix = decodePrefix(values.prefix);
+      const max = maxPrefixLength(method);
+      if (key.prefix.length > max) {
+        throw usage(
+          `--prefix is ${key.prefix.length} bytes; with ${method} (a ${SS_METHODS[method].saltSize}-byte salt) keep it to ${max} or fewer so that salts stay unique`,
+        );
+      }
+      const weak = prefixWeakness(method, key.prefix);
+      if (weak) console.error(`ladder keys new: warning: ${weak}`);
+    }
+    if (ws)
+      key.plugin = v2rayPlugin({
+        path,
+        host: wsHost,
+        tls,
+        mux: !values['no-mux'],
+        ...(pin ? { pinSha256: pin } : {}),
       });
-    throw err;
+    try {
+      uri = formatSsUri(key);
+    } catch (err) {
+      // Only --host can be wrong here (the rest is checked above): a usage mistake, named as such.
+      if (err instanceof LadderError)
+        throw new LadderError(
+          'ERR_USAGE',
+          `keys new: ${err.message.replace(/^ss:\/\/ key: /, '')}`,
+          {
+            cause: err,
+          },
+        );
+      throw err;
+    }
+    info = {
+      uri,
+      method,
+      host,
+      port,
+      ...(key.tag ? { tag: key.tag } : {}),
+      ...(ws ? { transport, path, tls } : {}),
+    };
   }
   if (values.json) {
-    console.log(
-      JSON.stringify({ uri, method, host: key.host, port, ...(key.tag ? { tag: key.tag } : {}) }),
-    );
+    console.log(JSON.stringify(info));
     return 0;
   }
   console.log(uri);
@@ -183,19 +301,39 @@ async function keysParse(argv: string[]): Promise<number> {
       'ERR_USAGE',
       `keys parse: give exactly one key URI (got ${positionals.length}), e.g. ladder keys parse 'ss://...' (quote it: it may hold # and &)`,
     );
-  const k = parseSsUri(positionals[0]!);
-  const spec = SS_METHODS[k.method];
-  const info = {
-    method: k.method,
-    host: k.host,
-    port: k.port,
-    ...(k.tag !== undefined ? { tag: k.tag } : {}),
-    ...(k.prefix ? { prefixHex: Buffer.from(k.prefix).toString('hex') } : {}),
-    ...(k.plugin ? { plugin: k.plugin } : {}),
-    // SIP023: every PSK but the last is an identity PSK (multi-user server or relay).
-    ...(spec.edition === 2022 ? { identityPsks: k.password.split(':').length - 1 } : {}),
-    ...(values['show-secret'] ? { password: k.password } : {}),
-  };
+  const text = positionals[0]!;
+  let info: Record<string, unknown>;
+  if (/^\s*trojan:/i.test(text)) {
+    const t = parseTrojanUri(text);
+    info = {
+      protocol: 'trojan',
+      host: t.host,
+      port: t.port,
+      ...(t.tag !== undefined ? { tag: t.tag } : {}),
+      transport: t.type === 'ws' ? 'ws' : 'tls',
+      ...(t.type === 'ws' ? { path: t.path, wsHost: t.wsHost ?? t.sni ?? t.host } : {}),
+      tls: t.security !== 'none',
+      ...(t.sni ? { sni: t.sni } : {}),
+      ...(t.pinSha256 ? { pin: t.pinSha256.replace(/:/g, '').toLowerCase() } : {}),
+      ...(values['show-secret'] ? { password: t.password } : {}),
+    };
+  } else {
+    const k = parseSsUri(text);
+    const spec = SS_METHODS[k.method];
+    const ws = v2rayPluginOptions(k.plugin);
+    info = {
+      method: k.method,
+      host: k.host,
+      port: k.port,
+      ...(k.tag !== undefined ? { tag: k.tag } : {}),
+      ...(k.prefix ? { prefixHex: Buffer.from(k.prefix).toString('hex') } : {}),
+      ...(k.plugin ? { plugin: k.plugin } : {}),
+      ...(ws ? { transport: 'ws', path: ws.path, wsHost: ws.host, tls: ws.tls, mux: ws.mux } : {}),
+      // SIP023: every PSK but the last is an identity PSK (multi-user server or relay).
+      ...(spec.edition === 2022 ? { identityPsks: k.password.split(':').length - 1 } : {}),
+      ...(values['show-secret'] ? { password: k.password } : {}),
+    };
+  }
   if (values.json) console.log(JSON.stringify(info));
   else
     for (const [name, v] of Object.entries(info))

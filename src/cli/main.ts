@@ -14,6 +14,7 @@ commands:
   keys     make and inspect access keys: ladder keys new --method <method>
   demo     start a server and a client on loopback with a fresh key (what npm start runs)
   lab      the adversary lab: ladder lab up | down | run | exec <ns> -- <cmd>
+  probe    what is blocked from here, and how: ladder probe --key <uri> [URL ...]
 
 Run 'ladder <command> --help' for a command's options.`;
 
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   keys: async () => (await import('./keys-command.js')).run,
   demo: async () => (await import('./demo-command.js')).run,
   lab: async () => (await import('./lab-command.js')).run,
+  probe: async () => (await import('./probe-command.js')).run,
 };
 
 async function main(argv: string[]): Promise<number> {

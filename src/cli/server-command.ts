@@ -11,6 +11,8 @@ import { trojanPasswordHash } from '../codec/trojan.js';
 import { issueCertificate } from '../codec/x509.js';
 import { PortMux } from '../server/port-mux.js';
 import { TrojanHandler, type TrojanUser } from '../server/trojan-server.js';
+import { TlsInnerFront, WsFront, WsListener } from '../server/ws-front.js';
+import { v2rayPluginOptions } from '../codec/v2ray-plugin.js';
 import { DecoySite, ForwardFallback, type Fallback } from '../server/decoy/decoy-site.js';
 import { LadderError } from '../errors.js';
 import { makeCipherKey } from '../crypto/ss-key.js';
@@ -49,6 +51,10 @@ options:
                              in keys with ?pin=...)
   --decoy-dir <dir>          serve these files to TLS visitors without a key (default: built-in site)
   --fallback <host:port>     or forward TLS visitors without a key to this web server
+  --ws-listen <host:port>    also serve the WebSocket keys as plain HTTP here (no TLS), for a CDN or
+                             reverse proxy that terminates TLS in front of the server. WebSocket keys:
+                             ss:// with plugin=v2ray-plugin;path=...; trojan:// with type=ws&path=...
+                             (they are always served on the TLS port of --listen too)
   --hosts <file>             host names to addresses, /etc/hosts format, looked up before DNS
   --no-udp                   do not relay UDP
   --allow-private-targets    let clients reach private and loopback addresses through the server
@@ -88,6 +94,7 @@ export async function run(argv: string[]): Promise<number> {
     trojan: { type: 'boolean' },
     metrics: { type: 'string' },
     hosts: { type: 'string' },
+    'ws-listen': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -104,6 +111,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   const keys: SsServerKey[] = [];
   const trojanUsers: TrojanUser[] = [];
+  // WebSocket keys: their secret paths, and whether any is plain (no TLS: for --ws-listen).
+  const wsPaths: string[] = [];
+  let wsPlain = false;
   uris.forEach((uri, i) => {
     try {
       if (/^trojan:/i.test(uri.trim())) {
@@ -112,9 +122,18 @@ export async function run(argv: string[]): Promise<number> {
           id: t.tag && t.tag.length > 0 ? t.tag : `key-${i + 1}`,
           hash: trojanPasswordHash(t.password),
         });
+        if (t.type === 'ws') {
+          wsPaths.push(t.path ?? '/');
+          wsPlain ||= t.security === 'none';
+        }
         return;
       }
       const k = parseSsUri(uri);
+      const ws = v2rayPluginOptions(k.plugin);
+      if (ws) {
+        wsPaths.push(ws.path);
+        wsPlain ||= !ws.tls;
+      }
       keys.push({
         id: k.tag && k.tag.length > 0 ? k.tag : `key-${i + 1}`,
         key: makeCipherKey(k.method, k.password),
@@ -198,7 +217,15 @@ export async function run(argv: string[]): Promise<number> {
   let addr;
   let pinSha256: string | undefined;
   let sni = 'localhost';
-  if (trojanUsers.length === 0 && !values.trojan) {
+  const wsListenAt = values['ws-listen']
+    ? parseHostPort(values['ws-listen'], '--ws-listen', '0.0.0.0')
+    : null;
+  if (wsListenAt && wsPaths.length === 0)
+    throw new LadderError(
+      'ERR_USAGE',
+      '--ws-listen needs WebSocket keys: ss:// with plugin=v2ray-plugin;path=/... or trojan:// with type=ws&path=/... (ladder keys new --transport ws)',
+    );
+  if (trojanUsers.length === 0 && !values.trojan && wsPaths.length === 0) {
     addr = await server.listen(listen.host, listen.port);
   } else {
     let cert: string;
@@ -227,7 +254,7 @@ export async function run(argv: string[]): Promise<number> {
       cert = made.cert;
       key = made.key;
       pinSha256 = made.fingerprint256.replace(/:/g, '').toLowerCase();
-      tlsNote = `\nladder server: TLS certificate made at start (self-signed, not kept across restarts): SHA-256 ${made.fingerprint256}\nladder server: clients pin it with ?pin=${made.fingerprint256.replace(/:/g, '').toLowerCase()} in their trojan:// key`;
+      tlsNote = `\nladder server: TLS certificate made at start (self-signed, not kept across restarts): SHA-256 ${made.fingerprint256}\nladder server: clients pin it with ?pin=${made.fingerprint256.replace(/:/g, '').toLowerCase()} in their trojan:// key (;pin=... in a v2ray-plugin key)`;
     }
     let fallback: Fallback;
     if (values.fallback)
@@ -250,14 +277,40 @@ export async function run(argv: string[]): Promise<number> {
       ...(packetDialer ? { packetDialer } : {}),
       fallback,
     }));
+    const authTimeoutMs = parseSeconds(values['auth-timeout'], '--auth-timeout', 60_000);
+    // WebSockets on the secret paths of the keys; every other request is the decoy (ws-front.ts).
+    const web =
+      wsPaths.length > 0
+        ? new WsFront({ paths: wsPaths, ss: server, trojan, fallback, authTimeoutMs })
+        : undefined;
     const mux = new PortMux({
       ss: server,
-      tls: { secureContext: createSecureContext({ cert, key }), trojan },
-      authTimeoutMs: parseSeconds(values['auth-timeout'], '--auth-timeout', 60_000),
+      tls: {
+        secureContext: createSecureContext({ cert, key }),
+        handler: web ? new TlsInnerFront({ trojan, web }) : trojan,
+      },
+      authTimeoutMs,
     });
     addr = await mux.listen(listen.host, listen.port);
+    let wsListener: WsListener | null = null;
+    if (wsListenAt && web) {
+      wsListener = new WsListener(web);
+      try {
+        const a = await wsListener.listen(wsListenAt.host, wsListenAt.port);
+        tlsNote += `\nladder server: plain WebSocket (for a CDN or reverse proxy) listening on ${formatHostPort(a.address, a.port)}`;
+      } catch (err) {
+        await mux.close(0);
+        throw err;
+      }
+    } else if (wsPlain) {
+      tlsNote +=
+        '\nladder server: note: a WebSocket key has no tls; it is served on the TLS port only, unless you add --ws-listen host:port for the plain WebSocket';
+    }
+    if (web) tlsNote += `\nladder server: WebSocket on ${new Set(wsPaths).size} secret path(s)`;
     closeAll = async () => {
+      await wsListener?.close();
       await mux.close(5_000);
+      web?.close();
       fallback.close();
     };
   }

@@ -145,6 +145,13 @@ export class ByteQueue {
     return out;
   }
 
+  /** Removes and returns up to `max` bytes from the front, never copying: a view of one chunk. */
+  takeFront(max: number): Buffer {
+    if (this.#length === 0 || max <= 0) return Buffer.alloc(0);
+    const first = this.#chunks[this.#head]!;
+    return this.take(Math.min(max, first.length));
+  }
+
   /** Returns the first `n` bytes without removing them (copies if they span chunks). */
   peek(n: number): Buffer {
     const first = this.#chunks[this.#head]!;

@@ -1,11 +1,15 @@
 /**
- * `trojan://` access keys as the common GUIs write them (trojan-gfw, v2rayN, Shadowrocket):
+ * `trojan://` access keys as the common GUIs write them (trojan-gfw, v2rayN, Shadowrocket, Clash):
  *
  * ```
  * trojan://<percent-encoded password>@<host>:<port>[?sni=<name>&pin=<sha256 hex>&allowInsecure=1][#<tag>]
+ * trojan://...@<host>:<port>?security=tls&sni=<name>&type=ws&host=<Host header>&path=<%2Fsecret>#tag
  * ```
  * `sni` (alias `peer`) is the TLS server name; `pin` is Ladder's addition: the SHA-256 fingerprint of a
- * self-signed server certificate, which the client then verifies instead of a CA.
+ * self-signed server certificate, which the client then verifies instead of a CA. `type=ws` carries
+ * Trojan in a WebSocket on `path` (default `/`) with the Host header `host`, as v2ray's
+ * `streamSettings.network: ws` does (v2rayN's share links); `security=none` drops TLS, for a WebSocket
+ * that a CDN or reverse proxy in front of the server wraps in TLS (only with `type=ws`).
  * @module
  */
 import { isIPv6 } from 'node:net';
@@ -18,6 +22,14 @@ export interface TrojanAccessKey {
   sni?: string;
   pinSha256?: string;
   tag?: string;
+  /** 'ws': Trojan inside a WebSocket; absent: directly in TLS. */
+  type?: 'ws';
+  /** The WebSocket path (type=ws), starting with '/'. */
+  path?: string;
+  /** The WebSocket Host header (type=ws). */
+  wsHost?: string;
+  /** 'none': no TLS (type=ws only, behind a CDN or proxy that adds it). */
+  security?: 'none';
 }
 
 function bad(part: string, why: string): ConfigError {
@@ -52,14 +64,46 @@ export function parseTrojanUri(uri: string): TrojanAccessKey {
     key.pinSha256 = pin;
   }
   if (u.hash.length > 1) key.tag = decodeURIComponent(u.hash.slice(1));
+  const type = (u.searchParams.get('type') ?? 'tcp').toLowerCase();
+  if (type === 'ws') {
+    key.type = 'ws';
+    const path = u.searchParams.get('path') ?? '/';
+    if (!path.startsWith('/') || /\s/.test(path))
+      throw bad('the path', `'${path.slice(0, 60)}' must start with '/' and have no spaces`);
+    key.path = path;
+    const wsHost = u.searchParams.get('host');
+    if (wsHost) key.wsHost = wsHost;
+  } else if (type !== 'tcp' && type !== '') {
+    throw bad(
+      'the type',
+      `'${type.slice(0, 20)}' is not supported: use tcp (Trojan over TLS) or ws`,
+    );
+  }
+  const security = (u.searchParams.get('security') ?? 'tls').toLowerCase();
+  if (security === 'none' || security === '') {
+    if (key.type !== 'ws')
+      throw bad('security=none', 'is only for type=ws (Trojan itself needs TLS around it)');
+    key.security = 'none';
+  } else if (security !== 'tls') {
+    throw bad(
+      'the security',
+      `'${security.slice(0, 20)}' is not supported: use tls (or none with type=ws)`,
+    );
+  }
   return key;
 }
 
 export function formatTrojanUri(k: TrojanAccessKey): string {
   const host = isIPv6(k.host) ? `[${k.host}]` : k.host;
   const q = new URLSearchParams();
+  if (k.type === 'ws') q.set('security', k.security ?? 'tls');
   if (k.sni) q.set('sni', k.sni);
   if (k.pinSha256) q.set('pin', k.pinSha256.replace(/:/g, '').toLowerCase());
+  if (k.type === 'ws') {
+    q.set('type', 'ws');
+    if (k.wsHost) q.set('host', k.wsHost);
+    q.set('path', k.path ?? '/');
+  }
   const query = [...q].length > 0 ? `?${q.toString()}` : '';
   return `trojan://${encodeURIComponent(k.password)}@${host}:${k.port}${query}${k.tag ? `#${encodeURIComponent(k.tag)}` : ''}`;
 }

@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
 import type { CensorModule } from './censor/types.js';
+import { BlockPageModule, type BlockPageParams } from './modules/blockpage.js';
 import { DnsModule, type DnsParams } from './modules/dns.js';
 import { FetModule, type FetParams } from './modules/fet.js';
 import { HttpModule, type HttpParams } from './modules/http.js';
@@ -51,6 +52,7 @@ export interface ModuleConfigs {
   allowlist?: Partial<AllowlistParams>;
   'port443-reset'?: Record<string, never>;
   throttle?: Partial<ThrottleParams>;
+  blockpage?: Partial<BlockPageParams>;
 }
 
 export type ModuleName = keyof ModuleConfigs;
@@ -66,6 +68,7 @@ export const MODULE_NAMES = [
   'tls-fingerprint',
   'quic',
   'http',
+  'blockpage',
   'fet',
   'openvpn',
   'wireguard',
@@ -150,6 +153,7 @@ export function modulePolicy(name: ModuleName, plan: LabPlan, overrides: object 
     'udp-drop': {},
     'port443-reset': {},
     throttle: {},
+    blockpage: { hosts: [plan.names.blocked] },
     quic: { blocklist: [plan.names.blocked] },
     'tls-in-tls': { action: 'reset' },
     'tls-fingerprint': { measure: true },
@@ -237,6 +241,9 @@ export function buildModules(policy: Policy): CensorModule[] {
         break;
       case 'probe':
         out.push(new ProbeModule(m.probe));
+        break;
+      case 'blockpage':
+        out.push(new BlockPageModule(m.blockpage));
         break;
     }
   }

@@ -1,6 +1,7 @@
 /**
  * One TCP port for every protocol: a connection whose first bytes are a TLS ClientHello goes to the
- * TLS front (Trojan, with the decoy web site for everything else); anything else is raw Shadowsocks.
+ * TLS front (Trojan, WebSockets on secret paths, and the decoy web site for everything else: see
+ * ws-front.ts); anything else is raw Shadowsocks.
  * The choice uses only the first 11 bytes (src/codec/tls-hello.ts). Until they have arrived, a
  * connection is treated exactly as a Shadowsocks server treats an unauthenticated one: nothing is
  * sent, and it is closed at the authentication timeout or when the peer closes
@@ -11,15 +12,16 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { debuglog } from 'node:util';
 import { CLIENT_HELLO_PREFIX_LENGTH, classifyFirstBytes } from '../codec/tls-hello.js';
+import type { Duplex } from 'node:stream';
 import type { SsServer } from './ss-server.js';
-import type { TrojanHandler } from './trojan-server.js';
 import { listenTcp } from '../transport/listen.js';
 
 const debug = debuglog('ladder:mux');
 
 export interface TlsFront {
   secureContext: SecureContext;
-  trojan: TrojanHandler;
+  /** Takes each connection once its TLS handshake is done (a TrojanHandler, or a TlsInnerFront). */
+  handler: { handle(conn: Duplex): void };
 }
 
 export interface PortMuxOptions {
@@ -111,7 +113,7 @@ export class PortMux {
       debug('tls error %s', e.message);
       tls.destroy();
     });
-    tls.once('secure', () => front.trojan.handle(tls));
+    tls.once('secure', () => front.handler.handle(tls));
     // A handshake that never completes is closed like any other silent connection.
     const t = setTimeout(() => tls.destroy(), this.#o.authTimeoutMs ?? 60_000);
     t.unref();

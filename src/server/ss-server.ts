@@ -12,7 +12,8 @@
  * memory, for the "key that last matched" hint and UDP return paths, and are never written out.
  * @module
  */
-import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
+import { createServer, type Server, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createSocket, type Socket as UdpSocket, type RemoteInfo } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -29,7 +30,7 @@ import {
   type SsServerKey,
 } from '../codec/ss-tcp.js';
 import { encodeUdp2017, encodeUdp2022, openUdpRequest } from '../codec/ss-udp.js';
-import { CodecDuplex } from '../stream/codec-duplex.js';
+import { CodecDuplex, type SocketLike } from '../stream/codec-duplex.js';
 import { CountingGate, type AccessGate, type Lease } from './access/gate.js';
 import { relay } from '../transport/relay.js';
 import { describeAddress, listenError, listenTcp } from '../transport/listen.js';
@@ -125,7 +126,7 @@ export class SsServer {
   readonly #guard: ReplayGuard;
   readonly #tcpHint = new HintMap<SsServerKey>(10_000);
   readonly #udpHint = new HintMap<SsServerKey>(10_000);
-  readonly #sockets = new Set<Socket>();
+  readonly #sockets = new Set<Duplex>();
   readonly #udpSessions = new Map<string, UdpSession>();
   #tcp: Server | null = null;
   #udp: UdpSocket | null = null;
@@ -209,9 +210,11 @@ export class SsServer {
 
   /**
    * Serves a connection accepted elsewhere (the port mux), whose first bytes `head` were already
-   * read; `startedAt` is when it was accepted, so the authentication timeout stays the same.
+   * read; `startedAt` is when it was accepted, so the authentication timeout stays the same. Any
+   * Duplex will do: a TCP socket, or a WebSocket stream or Mux.Cool session carrying the same
+   * Shadowsocks stream (v2ray-plugin), which then gets the same keys, replay filters and probe rule.
    */
-  handleConnection(socket: Socket, head?: Buffer, startedAt?: number): void {
+  handleConnection(socket: Duplex, head?: Buffer, startedAt?: number): void {
     this.#onConnection(socket, head, startedAt);
   }
 
@@ -240,14 +243,15 @@ export class SsServer {
 
   // ------------------------------------------------------------------------------- TCP
 
-  #onConnection(socket: Socket, head?: Buffer, startedAt?: number): void {
+  #onConnection(conn: Duplex, head?: Buffer, startedAt?: number): void {
+    const socket = conn as SocketLike & { remoteAddress?: string | undefined };
     if (this.#closing) {
       socket.destroy();
       return;
     }
     const started = startedAt ?? this.#o.clock.now();
     this.#sockets.add(socket);
-    socket.setNoDelay(true);
+    socket.setNoDelay?.(true);
     socket.on('close', () => this.#sockets.delete(socket));
     socket.on('error', (err) =>
       debug('client socket error %s', (err as NodeJS.ErrnoException).code ?? err.message),
@@ -312,10 +316,12 @@ export class SsServer {
     socket.on('data', onData);
     socket.on('end', onEnd);
     if (head && head.length > 0) onData(head);
-    if (socket.isPaused()) socket.resume();
+    // Still waiting to authenticate: read on. (Once `head` alone authenticated, #serve resumes the
+    // socket after its reader is attached; resuming here would drop what is already buffered.)
+    if (socket.isPaused() && socket.listeners('data').includes(onData)) socket.resume();
   }
 
-  async #serve(socket: Socket, a: AcceptedTcp, lease: Lease): Promise<void> {
+  async #serve(socket: SocketLike, a: AcceptedTcp, lease: Lease): Promise<void> {
     const keyId = a.key.id;
     const clock = this.#o.clock;
     let revoked = false;

@@ -78,7 +78,12 @@ export class TrojanHandler {
     return found;
   }
 
-  handle(conn: Duplex): void {
+  /**
+   * Serves one connection; anything that is not a request with a known password goes, with every
+   * byte it sent, to `fallback` (default: the handler's web site; inside a WebSocket the caller
+   * passes the Shadowsocks probe rule instead, see ws-front.ts).
+   */
+  handle(conn: Duplex, fallback: Fallback = this.#o.fallback): void {
     const q = new ByteQueue();
     let done = false;
     const toFallback = (code: ErrorCode): void => {
@@ -87,7 +92,7 @@ export class TrojanHandler {
       cleanup();
       this.#o.events?.fallback?.(code);
       debug('fallback %s', code);
-      this.#o.fallback.handle(conn, q.takeAll());
+      fallback.handle(conn, q.takeAll());
     };
     const timer = setTimeout(
       () => toFallback('ERR_PROBE_TIMEOUT'),

@@ -12,6 +12,15 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 
+/**
+ * What a CodecDuplex runs over: a socket, or any Duplex (a WebSocket stream, a Mux.Cool session)
+ * that may offer some of a socket's methods.
+ */
+export type SocketLike = Duplex &
+  Partial<Pick<Socket, 'setKeepAlive' | 'setNoDelay' | 'setTimeout' | 'ref' | 'unref'>> & {
+    readonly timeout?: number | undefined;
+  };
+
 /** The codec a {@link CodecDuplex} runs. */
 export interface StreamCodec {
   /** Encodes payload for the wire (non-empty input). */
@@ -23,12 +32,12 @@ export interface StreamCodec {
 }
 
 export class CodecDuplex extends Duplex {
-  readonly socket: Socket;
+  readonly socket: SocketLike;
   readonly #codec: StreamCodec;
   #pendingWriteCb: ((err?: Error | null) => void) | null = null;
   #readPaused = false;
 
-  constructor(socket: Socket, codec: StreamCodec, options?: { highWaterMark?: number }) {
+  constructor(socket: SocketLike, codec: StreamCodec, options?: { highWaterMark?: number }) {
     super({ allowHalfOpen: true, highWaterMark: options?.highWaterMark ?? 16 * 1024 });
     this.socket = socket;
     this.#codec = codec;
@@ -45,15 +54,15 @@ export class CodecDuplex extends Duplex {
 
   // net.Socket-like methods, forwarded, so that node:http's Agent can pool tunnelled connections.
   setKeepAlive(enable?: boolean, delayMs?: number): this {
-    this.socket.setKeepAlive(enable, delayMs);
+    this.socket.setKeepAlive?.(enable, delayMs);
     return this;
   }
   setNoDelay(noDelay?: boolean): this {
-    this.socket.setNoDelay(noDelay);
+    this.socket.setNoDelay?.(noDelay);
     return this;
   }
   setTimeout(ms: number, cb?: () => void): this {
-    this.socket.setTimeout(ms);
+    this.socket.setTimeout?.(ms);
     if (cb) this.once('timeout', cb);
     return this;
   }
@@ -61,11 +70,11 @@ export class CodecDuplex extends Duplex {
     return this.socket.timeout;
   }
   ref(): this {
-    this.socket.ref();
+    this.socket.ref?.();
     return this;
   }
   unref(): this {
-    this.socket.unref();
+    this.socket.unref?.();
     return this;
   }
 

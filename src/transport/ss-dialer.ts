@@ -21,7 +21,7 @@ import {
   encodeUdp2017,
   encodeUdp2022,
 } from '../codec/ss-udp.js';
-import { CodecDuplex, type StreamCodec } from '../stream/codec-duplex.js';
+import { CodecDuplex, type SocketLike, type StreamCodec } from '../stream/codec-duplex.js';
 import {
   systemClock,
   type Clock,
@@ -42,6 +42,12 @@ export interface SsDialerOptions {
   prefix?: Uint8Array;
   /** Connect to the server from this local address (a multi-homed machine; tests use 127.0.0.x). */
   localAddress?: string;
+  /**
+   * Opens the stream the Shadowsocks bytes go over (default: TCP to the server, connectTo).
+   * `ladder probe` measures its own; the WebSocket transports (ws-dialer.ts) pass theirs, as a
+   * SIP003 plugin would carry the stream.
+   */
+  connect?: (server: Target, signal?: AbortSignal) => Promise<SocketLike>;
 }
 
 class ClientCodec implements StreamCodec {
@@ -85,6 +91,7 @@ export class SsStreamDialer implements StreamDialer {
   readonly #waitMs: number;
   readonly #prefix: Uint8Array | undefined;
   readonly #localAddress: string | undefined;
+  readonly #connect: SsDialerOptions['connect'];
 
   constructor(server: Target, key: SsCipherKey, options: SsDialerOptions = {}) {
     this.#localAddress = options.localAddress;
@@ -94,18 +101,16 @@ export class SsStreamDialer implements StreamDialer {
     this.#random = options.random ?? randomBytes;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#waitMs = options.firstPayloadWaitMs ?? 50;
+    this.#connect = options.connect;
     this.#prefix = options.prefix;
     // Fails now, not at the first dial, if the prefix leaves too little of the salt random.
     if (this.#prefix) new SsTcpClientSession(key, this.#random, this.#prefix);
   }
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
-    const socket = await connectTo(
-      this.#server,
-      this.#connectTimeoutMs,
-      signal,
-      this.#localAddress,
-    );
+    const socket = this.#connect
+      ? await this.#connect(this.#server, signal)
+      : await connectTo(this.#server, this.#connectTimeoutMs, signal, this.#localAddress);
     const codec = new ClientCodec(
       new SsTcpClientSession(this.#key, this.#random, this.#prefix),
       target,

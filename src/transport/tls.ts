@@ -2,16 +2,27 @@
  * TLS for the transports that hide in web traffic (Trojan, WebSocket over TLS).
  *
  * Client: the ClientHello is shaped as close to Chrome's as Node's OpenSSL allows — the same cipher
- * suites in the same order, the same groups and signature algorithms, ALPN `h2, http/1.1`, and the
- * SNI the key names. What still differs from Chrome (see docs/tls-fingerprint.md): no GREASE values,
- * OpenSSL's extension order (Chrome permutes its extensions), no ALPS, no certificate compression,
- * and OpenSSL's own key shares. The server is verified by the system CAs (or a given CA), or by a
- * SHA-256 certificate pin that an access key carries for self-signed servers.
+ * suites in the same order, the same signature algorithms, Chrome's classical groups, ALPN `h2,
+ * http/1.1`, status_request, no encrypt_then_mac, and the SNI the key names. What still differs from
+ * Chrome (docs/tls-fingerprint.md, checked by test/integration/tls-fingerprint.test.ts): no GREASE,
+ * no post-quantum X25519MLKEM768 key share (so a ClientHello of ~270 bytes, not ~1800), OpenSSL's
+ * fixed extension order (Chrome permutes its extensions), no ALPS, no certificate compression, no
+ * SCT or ECH extensions, the renegotiation SCSV instead of renegotiation_info, and three EC point
+ * formats instead of one. The server is verified by the system CAs (or a given CA), or by a SHA-256
+ * certificate pin that an access key carries for self-signed servers.
  * @module
  */
-import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
+import {
+  connect,
+  createSecureContext,
+  type ConnectionOptions,
+  type SecureContext,
+  type TLSSocket,
+} from 'node:tls';
+import { X509Certificate, constants } from 'node:crypto';
+import { isIP } from 'node:net';
 import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
+import type { Duplex } from 'node:stream';
 import type { Target } from './types.js';
 
 /** Chrome's cipher suites, in Chrome's order (TLS 1.3 first), in OpenSSL's names. */
@@ -58,6 +69,8 @@ export interface TlsClientOptions {
   /** ALPN offer (default h2, http/1.1, as a browser). */
   alpn?: string[];
   timeoutMs?: number;
+  /** An open connection to the server to run TLS over (default: a new one); `ladder probe` measures its own. */
+  socket?: Duplex;
 }
 
 export function normalizeFingerprint(fp: string): string {
@@ -65,6 +78,41 @@ export function normalizeFingerprint(fp: string): string {
   if (!/^[0-9A-F]{64}$/.test(hex))
     throw new ConfigError('ERR_CONFIG', 'a certificate pin must be 64 hex digits of SHA-256');
   return hex.match(/../g)!.join(':');
+}
+
+/**
+ * One SecureContext per trust setting, made once: tls.connect would otherwise build a new one (the
+ * whole CA store included) for every connection, a millisecond or more of each handshake.
+ */
+const contexts = new Map<string, SecureContext>();
+function contextFor(ca: string | undefined): SecureContext {
+  const k = ca ?? '';
+  let c = contexts.get(k);
+  if (!c) {
+    c = createSecureContext({
+      ciphers: BROWSER_CIPHERS,
+      sigalgs: BROWSER_SIGALGS,
+      ecdhCurve: BROWSER_GROUPS,
+      minVersion: 'TLSv1.2',
+      // Chrome does not offer encrypt_then_mac; OpenSSL by default does.
+      secureOptions: constants.SSL_OP_NO_ENCRYPT_THEN_MAC,
+      ...(ca ? { ca } : {}),
+    });
+    contexts.set(k, c);
+  }
+  return c;
+}
+
+/**
+ * TLS sessions to resume, by server and name: a browser resumes (TLS 1.3 PSK from a ticket), which
+ * saves the certificate exchange and its signature on every later connection. Bounded.
+ */
+const sessions = new Map<string, Buffer>();
+const MAX_SESSIONS = 256;
+function remember(key: string, session: Buffer): void {
+  sessions.delete(key);
+  sessions.set(key, session);
+  if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
 }
 
 /** Opens TLS to `server`; resolves after the handshake, with the certificate checked. */
@@ -76,17 +124,26 @@ export function tlsConnect(
   const pin = o.pinSha256 ? normalizeFingerprint(o.pinSha256) : null;
   const what = `TLS server ${server.host}:${server.port}`;
   // allowHalfOpen (documented for tls.connect, missing from @types/node): the reply can still flow after we end.
-  const options: ConnectionOptions & { allowHalfOpen: boolean } = {
+  // requestOCSP is a tls.connect option (Node docs, tls.TLSSocket options) that @types/node lists
+  // only on TLSSocket's constructor.
+  // Sessions are kept per server, name, ALPN offer and trust, so that one is resumed only where
+  // it was made and checked.
+  const sessionKey = `${server.host}\u0000${server.port}\u0000${o.sni}\u0000${(o.alpn ?? []).join(',')}\u0000${pin ?? ''}\u0000${o.ca ?? ''}`;
+  const session = sessions.get(sessionKey);
+  const options: ConnectionOptions & { allowHalfOpen: boolean; requestOCSP: boolean } = {
     allowHalfOpen: true,
     host: server.host,
     port: server.port,
-    servername: o.sni,
+    // RFC 6066 §3: no IP literals in SNI (a browser sends none for an address); the name is then
+    // checked against the address.
+    ...(isIP(o.sni) ? {} : { servername: o.sni }),
     ALPNProtocols: o.alpn ?? ['h2', 'http/1.1'],
-    ciphers: BROWSER_CIPHERS,
-    sigalgs: BROWSER_SIGALGS,
-    ecdhCurve: BROWSER_GROUPS,
-    minVersion: 'TLSv1.2',
-    ...(o.ca ? { ca: o.ca } : {}),
+    // Chrome's suites, signature algorithms and groups, TLS 1.2 at least, no encrypt_then_mac.
+    secureContext: contextFor(o.ca),
+    // Chrome asks for a stapled OCSP answer (status_request); OpenSSL by default does not.
+    requestOCSP: true,
+    ...(session ? { session } : {}),
+    ...(o.socket ? { socket: o.socket } : {}),
     ...(pin
       ? {
           // A pinned certificate is trusted by its fingerprint alone (self-signed servers).
@@ -97,6 +154,12 @@ export function tlsConnect(
   return new Promise((resolve, reject) => {
     const socket = connect(options);
     socket.setNoDelay(true);
+    // TLS 1.3 tickets arrive after the handshake; the newest is the one to resume with next time,
+    // kept only from a connection whose certificate passed the checks.
+    let checked = false;
+    socket.on('session', (s: Buffer) => {
+      if (checked) remember(sessionKey, s);
+    });
     const timer = setTimeout(
       () =>
         fail(
@@ -127,13 +190,16 @@ export function tlsConnect(
       );
     });
     socket.once('secureConnect', () => {
-      if (pin) {
+      // A resumed session authenticates the server through the secret of the session that passed
+      // the pin before (the certificate is not sent again; browsers do not re-check it either).
+      if (pin && !socket.isSessionReused()) {
         const peer = socket.getPeerX509Certificate();
         if (!peer || new X509Certificate(peer.raw).fingerprint256 !== pin) {
           fail(new DialError('ERR_DIAL', `${what}: the certificate does not match the key's pin`));
           return;
         }
       }
+      checked = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       socket.removeAllListeners('error');

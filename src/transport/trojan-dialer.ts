@@ -1,11 +1,11 @@
 /**
- * A StreamDialer (and PacketDialer) through a Trojan server over TLS. The request header and the
- * first payload leave in one TLS record: the socket is corked after the header and uncorked on the
- * caller's first write, or after `firstPayloadWaitMs` for protocols where the server speaks first.
+ * A StreamDialer (and PacketDialer) through a Trojan server over TLS (or, with `connect`, over a
+ * WebSocket as v2ray carries it: ws-dialer.ts). The request header and the first payload leave in
+ * one TLS record: the socket is corked after the header and uncorked on the caller's first write, or
+ * after `firstPayloadWaitMs` for protocols where the server speaks first.
  * @module
  */
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import {
   TROJAN_CMD,
   decodeTrojanUdpPacket,
@@ -22,6 +22,8 @@ import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.
 export interface TrojanDialerOptions extends TlsClientOptions {
   password: string;
   firstPayloadWaitMs?: number;
+  /** Opens the stream the Trojan bytes go over (default: TLS to the server with these options). */
+  connect?: (server: Target, signal?: AbortSignal) => Promise<Duplex>;
 }
 
 function header(hash: Buffer, command: 1 | 3, target: Target): Buffer {
@@ -34,15 +36,20 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
   readonly #server: Target;
   readonly #o: TrojanDialerOptions;
   readonly #hash: Buffer;
+  readonly #connect: (signal?: AbortSignal) => Promise<Duplex>;
 
   constructor(server: Target, options: TrojanDialerOptions) {
     this.#server = server;
     this.#o = options;
     this.#hash = trojanPasswordHash(options.password);
+    const connect = options.connect;
+    this.#connect = connect
+      ? (signal) => connect(server, signal)
+      : (signal) => tlsConnect(this.#server, this.#o, signal);
   }
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
-    const socket = await tlsConnect(this.#server, this.#o, signal);
+    const socket = await this.#connect(signal);
     socket.cork();
     socket.write(header(this.#hash, TROJAN_CMD.CONNECT, target));
     uncorkOnFirstWrite(socket, this.#o.firstPayloadWaitMs ?? 50);
@@ -50,7 +57,7 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
   }
 
   open(onPacket: (payload: Buffer, from: Target) => void): PacketSession {
-    let socket: TLSSocket | null = null;
+    let socket: Duplex | null = null;
     let closed = false;
     const pending: Buffer[] = [];
     const frame = (payload: Uint8Array, target: Target): Buffer => {
@@ -58,7 +65,7 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
       encodeTrojanUdpPacket({ target, payload }, out, 0);
       return out;
     };
-    tlsConnect(this.#server, this.#o).then(
+    this.#connect().then(
       (s) => {
         if (closed) {
           s.destroy();
@@ -109,7 +116,7 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
 }
 
 /** Uncorks `socket` right after its next write() (one TLS record for header + payload), or after `waitMs`. */
-export function uncorkOnFirstWrite(socket: TLSSocket, waitMs: number): void {
+export function uncorkOnFirstWrite(socket: Duplex, waitMs: number): void {
   const write = socket.write;
   let done = false;
   const release = (): void => {
@@ -121,10 +128,10 @@ export function uncorkOnFirstWrite(socket: TLSSocket, waitMs: number): void {
   };
   const timer = setTimeout(release, waitMs);
   timer.unref();
-  socket.write = function (this: TLSSocket, ...args: Parameters<TLSSocket['write']>): boolean {
+  socket.write = function (this: Duplex, ...args: Parameters<Duplex['write']>): boolean {
     const r = write.apply(this, args);
     release();
     return r;
-  } as TLSSocket['write'];
+  } as Duplex['write'];
   socket.once('close', release);
 }

@@ -199,3 +199,58 @@ export async function startLibev(
   }
   return { pid: child.pid!, output: () => out, stop };
 }
+
+/**
+ * A peer daemon from Debian (trojan, v2ray, ss-local with a plugin, ...) with its JSON config written
+ * to a temp dir (mode 0600: configs hold passwords); ready when `port` on 127.0.0.1 accepts. The
+ * config may name `@DIR@`, replaced by that temp dir (for certificate paths placed there).
+ */
+export async function startDaemon(
+  argv: (configFile: string) => string[],
+  config: Record<string, unknown>,
+  port: number,
+  options: { files?: Record<string, string | Buffer>; env?: NodeJS.ProcessEnv } = {},
+): Promise<Peer & { dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-peer-'));
+  tempDirs.add(dir);
+  for (const [name, body] of Object.entries(options.files ?? {}))
+    writeFileSync(join(dir, name), body, { mode: 0o600 });
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify(config).replaceAll('@DIR@', dir), { mode: 0o600 });
+  const args = argv(file);
+  const child = spawn(args[0]!, args.slice(1), {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: options.env ?? process.env,
+  });
+  running.add(child);
+  let out = '';
+  const keep = (d: Buffer): void => {
+    out += d.toString();
+    if (out.length > 200_000) out = out.slice(-100_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(t);
+    }
+    running.delete(child);
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+  };
+  try {
+    await waitForPort(port, 10_000, () =>
+      child.exitCode !== null || child.signalCode !== null
+        ? `exited with ${child.exitCode ?? child.signalCode} before listening`
+        : null,
+    );
+  } catch (err) {
+    await stop();
+    throw new Error(`${args[0]} did not start: ${(err as Error).message}\n${out}`, { cause: err });
+  }
+  return { pid: child.pid!, output: () => out, stop, dir };
+}

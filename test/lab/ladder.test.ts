@@ -144,6 +144,34 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
     assert.deepEqual(labNamespaces(plan.prefix), []);
   });
 
+  // First: the client keeps TLS sessions to resume (src/transport/tls.ts), and a resumed ClientHello
+  // (pre_shared_key) has another JA3. This test denies the fresh hello's JA3, so it runs before any
+  // test has given the lab's Ladder client a session to resume.
+  test("tls-fingerprint: denying Node's JA3 resets Ladder's Trojan client, curl's HTTPS is untouched (§13)", async () => {
+    const hello = await recordTrojanClientHello();
+    const hash = ja3Hash(parseClientHello(hello)!);
+    await startCensor(plan, {
+      ...modulePolicy('tls-fingerprint', plan, { deny: [hash] }),
+      timeFactor: 0.01,
+    });
+    assert.equal(await attempts('ladder-trojan', 2), 0, "Ladder's Trojan ClientHello is Node's");
+    const curl = await runIn(
+      plan,
+      plan.ns.client,
+      [
+        'curl',
+        '-sS',
+        '--max-time',
+        '4',
+        '--cacert',
+        caPath(plan),
+        `https://${plan.names.allowed}/`,
+      ],
+      8000,
+    );
+    assert.match(curl.out, /site allowed\.lab/, 'another client fingerprint passes');
+  });
+
   test('fet p=1: every prefix preset passes, classic Shadowsocks is null-routed (§1, issue #4 item 3)', async () => {
     await startCensor(plan, { ...modulePolicy('fet', plan, { p: 1 }), timeFactor: 0.01 });
     for (const p of PREFIX_PRESETS)
@@ -175,31 +203,6 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
     await startCensor(plan, { ...profilePolicy('gfw-2025', plan), timeFactor: 0.01 });
     assert.equal(await attempts('ladder-trojan', 5), 5);
     assert.equal(await attempts('ladder-ss-tls', 5), 5);
-  });
-
-  test("tls-fingerprint: denying Node's JA3 resets Ladder's Trojan client, curl's HTTPS is untouched (§13)", async () => {
-    const hello = await recordTrojanClientHello();
-    const hash = ja3Hash(parseClientHello(hello)!);
-    await startCensor(plan, {
-      ...modulePolicy('tls-fingerprint', plan, { deny: [hash] }),
-      timeFactor: 0.01,
-    });
-    assert.equal(await attempts('ladder-trojan', 2), 0, "Ladder's Trojan ClientHello is Node's");
-    const curl = await runIn(
-      plan,
-      plan.ns.client,
-      [
-        'curl',
-        '-sS',
-        '--max-time',
-        '4',
-        '--cacert',
-        caPath(plan),
-        `https://${plan.names.allowed}/`,
-      ],
-      8000,
-    );
-    assert.match(curl.out, /site allowed\.lab/, 'another client fingerprint passes');
   });
 
   test("inside TLS and as ClientHello replays, the prober's probes get from the Trojan server what they get from the decoy site alone", async () => {

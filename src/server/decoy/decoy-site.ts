@@ -72,6 +72,8 @@ export class DecoySite implements Fallback {
   handle(conn: Duplex, head: Buffer): void {
     if (head.length > 0) conn.unshift(head);
     this.#server.emit('connection', conn as Socket);
+    // A connection handed over paused (the WebSocket front pauses while it decides) flows again.
+    if (conn.isPaused()) conn.resume();
   }
 
   close(): void {

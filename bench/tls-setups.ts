@@ -1,0 +1,248 @@
+/**
+ * The TLS transports in the benchmark (issue #4 item 9), each a SOCKS5 client and a server on
+ * loopback, with one certificate made by openssl for all of them:
+ *
+ *   ladder trojan/tls    ladder client (trojan:// key, pinned)         -> ladder server
+ *   ladder ws/tls ss     ladder client (ss:// + v2ray-plugin, mux=0)    -> ladder server (SS aes-256-gcm inside WebSocket over TLS)
+ *   ladder ws/tls ss mux the same with v2ray-plugin's default Mux.Cool: sessions share WebSockets
+ *   trojan-gfw           trojan -c client.json                          -> trojan -c server.json
+ *   v2ray trojan/tls     v2ray (socks in, trojan out, tls)              -> v2ray (trojan in, tls)
+ *   v2ray vless/tls      v2ray (socks in, vless out, tls)               -> v2ray (vless in, tls)
+ *
+ * Configs of the Debian peers: test/helpers/peer-configs.ts (from the team's reference configs).
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { formatSsUri } from '../src/codec/access-key-uri.js';
+import { formatTrojanUri } from '../src/codec/trojan-uri.js';
+import { v2rayPlugin } from '../src/codec/v2ray-plugin.js';
+import {
+  freePort,
+  hasCommand,
+  startDaemon,
+  startLadder,
+  type Peer,
+} from '../test/helpers/peers.js';
+import { makeCert, type TestCert } from '../test/helpers/tls-cert.js';
+import {
+  trojanClientConfig,
+  trojanServerConfig,
+  v2rayClientConfig,
+  v2rayServerConfig,
+} from '../test/helpers/peer-configs.js';
+
+export interface TlsSetup {
+  name: string;
+  kind: 'ladder-tls' | 'peer-tls';
+  socksPort: number;
+  server: Peer;
+  client: Peer;
+  stop(): Promise<void>;
+}
+
+let cert: TestCert | null = null;
+/** The one certificate of the run (removed by {@link removeCert}). */
+function certificate(): TestCert {
+  cert ??= makeCert();
+  return cert;
+}
+export function removeCert(): void {
+  cert?.remove();
+  cert = null;
+}
+
+/** What the TLS setups need; null when all is there. */
+export function missingForTls(): string | null {
+  const missing = ['openssl', 'trojan', 'v2ray'].filter((c) => !hasCommand(c));
+  return missing.length > 0
+    ? `${missing.join(', ')} missing: apt-get install -y openssl trojan v2ray`
+    : null;
+}
+
+async function pair(
+  name: string,
+  kind: TlsSetup['kind'],
+  startServer: () => Promise<Peer>,
+  startClient: (socks: number) => Promise<Peer>,
+): Promise<TlsSetup> {
+  const server = await startServer();
+  const socks = await freePort();
+  let client: Peer;
+  try {
+    client = await startClient(socks);
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  return {
+    name,
+    kind,
+    socksPort: socks,
+    server,
+    client,
+    stop: async () => void (await Promise.all([client.stop(), server.stop()])),
+  };
+}
+
+const PASSWORD = 'ladder-bench-password-1';
+
+export function setupLadderTrojan(): Promise<TlsSetup> {
+  const c = certificate();
+  let port = 0;
+  return pair(
+    'ladder trojan/tls',
+    'ladder-tls',
+    async () => {
+      port = await freePort();
+      return startLadder([
+        'server',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--key',
+        formatTrojanUri({ password: PASSWORD, host: '127.0.0.1', port }),
+        '--tls-cert',
+        c.certFile,
+        '--tls-key',
+        c.keyFile,
+        '--no-udp',
+      ]);
+    },
+    (socks) =>
+      startLadder(
+        [
+          'client',
+          '--server',
+          formatTrojanUri({
+            password: PASSWORD,
+            host: '127.0.0.1',
+            port,
+            sni: 'localhost',
+            pinSha256: c.pin,
+          }),
+          '--socks',
+          `127.0.0.1:${socks}`,
+          '--no-http',
+        ],
+        /carrying traffic/,
+      ),
+  );
+}
+
+export function setupLadderWs(mux: boolean): Promise<TlsSetup> {
+  const c = certificate();
+  const path = `/${randomBytes(12).toString('base64url')}`;
+  let port = 0;
+  const key = (pin: boolean): string =>
+    formatSsUri({
+      method: 'aes-256-gcm',
+      password: PASSWORD,
+      host: '127.0.0.1',
+      port,
+      plugin: v2rayPlugin({
+        path,
+        host: 'localhost',
+        tls: true,
+        mux,
+        ...(pin ? { pinSha256: c.pin } : {}),
+      }),
+    });
+  return pair(
+    `ladder ws/tls ss${mux ? ' mux' : ''}`,
+    'ladder-tls',
+    async () => {
+      port = await freePort();
+      return startLadder(
+        [
+          'server',
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--key',
+          key(false),
+          '--tls-cert',
+          c.certFile,
+          '--tls-key',
+          c.keyFile,
+          '--no-udp',
+        ],
+        /secret path/,
+      );
+    },
+    (socks) =>
+      startLadder(
+        ['client', '--server', key(true), '--socks', `127.0.0.1:${socks}`, '--no-http'],
+        /carrying traffic/,
+      ),
+  );
+}
+
+export function setupTrojanGfw(originPort: number): Promise<TlsSetup> {
+  const c = certificate();
+  let port = 0;
+  return pair(
+    'trojan-gfw',
+    'peer-tls',
+    async () => {
+      port = await freePort();
+      return startDaemon(
+        (file) => ['trojan', '-c', file],
+        trojanServerConfig({
+          port,
+          fallbackPort: originPort,
+          password: PASSWORD,
+          certFile: c.certFile,
+          keyFile: c.keyFile,
+        }),
+        port,
+      );
+    },
+    (socks) =>
+      startDaemon(
+        (file) => ['trojan', '-c', file],
+        trojanClientConfig({
+          socksPort: socks,
+          serverPort: port,
+          password: PASSWORD,
+          certFile: c.certFile,
+        }),
+        socks,
+      ),
+  );
+}
+
+export function setupV2ray(protocol: 'trojan' | 'vless'): Promise<TlsSetup> {
+  const c = certificate();
+  const secret = protocol === 'trojan' ? PASSWORD : randomUUID();
+  const stream = { network: 'tcp' as const, tls: true };
+  let port = 0;
+  return pair(
+    `v2ray ${protocol}/tls`,
+    'peer-tls',
+    async () => {
+      port = await freePort();
+      return startDaemon(
+        (file) => ['v2ray', '-config', file],
+        v2rayServerConfig({
+          protocol,
+          port,
+          secret,
+          certFile: c.certFile,
+          keyFile: c.keyFile,
+          stream,
+        }),
+        port,
+      );
+    },
+    (socks) =>
+      startDaemon(
+        (file) => ['v2ray', '-config', file],
+        v2rayClientConfig({
+          protocol,
+          socksPort: socks,
+          serverPort: port,
+          secret,
+          certFile: c.certFile,
+          stream,
+        }),
+        socks,
+      ),
+  );
+}

@@ -1,0 +1,79 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { formatTrojanUri, parseTrojanUri } from './trojan-uri.js';
+import { ConfigError } from '../errors.js';
+
+test('trojan-gfw style keys: password, host, port, sni (or peer), pin, tag', () => {
+  assert.deepEqual(parseTrojanUri('trojan://p%40ss@198.18.0.1:8443?sni=a.example#home'), {
+    password: 'p@ss',
+    host: '198.18.0.1',
+    port: 8443,
+    sni: 'a.example',
+    tag: 'home',
+  });
+  assert.equal(parseTrojanUri('trojan://pw@[2001:2::1]?peer=b.example').sni, 'b.example');
+  assert.equal(parseTrojanUri('trojan://pw@[2001:2::1]').port, 443);
+});
+
+test("v2rayN's WebSocket share links: security, sni, type=ws, host, path", () => {
+  const k = parseTrojanUri(
+    'trojan://secret@198.18.0.1:443?security=tls&sni=cdn.example&type=ws&host=cdn.example&path=%2Fws-path#w',
+  );
+  assert.deepEqual(k, {
+    password: 'secret',
+    host: '198.18.0.1',
+    port: 443,
+    sni: 'cdn.example',
+    tag: 'w',
+    type: 'ws',
+    path: '/ws-path',
+    wsHost: 'cdn.example',
+  });
+  assert.equal(parseTrojanUri('trojan://s@h.example:80?type=ws&security=none').security, 'none');
+  assert.equal(parseTrojanUri('trojan://s@h.example?type=ws').path, '/');
+});
+
+test('refused: other transports, no TLS without a WebSocket, bad paths, bad pins, empty passwords', () => {
+  for (const bad of [
+    'trojan://s@h.example?type=grpc',
+    'trojan://s@h.example?security=none',
+    'trojan://s@h.example?security=reality',
+    'trojan://s@h.example?type=ws&path=no-slash',
+    'trojan://s@h.example?pin=abcd',
+    'trojan://@h.example',
+    'ss://x@h:1',
+  ])
+    assert.throws(() => parseTrojanUri(bad), ConfigError, bad);
+});
+
+test('what is written parses back to the same key', () => {
+  fc.assert(
+    fc.property(
+      fc.string({ minLength: 1, maxLength: 40 }),
+      fc.domain(),
+      fc.integer({ min: 1, max: 65535 }),
+      fc.boolean(),
+      fc.boolean(),
+      fc.option(fc.domain(), { nil: undefined }),
+      (password, host, port, ws, tls, sni) => {
+        const k = {
+          password,
+          host,
+          port,
+          ...(sni ? { sni } : {}),
+          ...(ws
+            ? {
+                type: 'ws' as const,
+                path: '/p q'.replace(' ', '-'),
+                wsHost: host,
+                ...(tls ? {} : { security: 'none' as const }),
+              }
+            : {}),
+        };
+        assert.deepEqual(parseTrojanUri(formatTrojanUri(k)), k);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});

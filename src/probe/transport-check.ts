@@ -1,0 +1,695 @@
+/**
+ * The transport check (`ladder probe --key`): does each transport of an access key get through from
+ * here, and if not, how is it blocked? Each transport gets a few attempts, spaced by a growing
+ * backoff. An attempt is a fresh connection made step by step, each step timed and its failure
+ * named:
+ *
+ * ```text
+ * DNS (if the key names the server) → TCP connect → TLS handshake (TLS transports)
+ *   → first data: an HTTP GET of the check URL through the tunnel → an HTTP answer?
+ * ```
+ *
+ * The step where an attempt stops, and how (timeout, reset, close), and what later attempts do, point
+ * to the technique (reference §1–§6, §16–§17): DNS poisoning, an IP or port block (checked against
+ * another port of the same address), a reset after the ClientHello (SNI filtering), a silent drop after
+ * the first data packet (FET blocking, §1) and the residual null route that follows it, throttling.
+ * After every transport was tried, a transport that got through serves as the control: the server's
+ * name is resolved through it to expose a poisoned answer.
+ * @module
+ */
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { DNS_TYPE } from '../codec/dns.js';
+import type { Target } from '../transport/types.js';
+import { StreamResolver, tunnelUdpResolver, type DnsLookup, type Resolver } from './dns-client.js';
+import type { Failure } from './failure.js';
+import { backoffMs, type ConnectionBudget } from './manners.js';
+import {
+  dialFailure,
+  dialWithin,
+  exchange,
+  tcpConnect,
+  type ExchangeResult,
+  type Now,
+} from './ops.js';
+import type { ProbeTransport } from './transports.js';
+
+export interface CheckEnv {
+  readonly now: Now;
+  readonly timeoutMs: number;
+  /** Attempts per transport. */
+  readonly attempts: number;
+  /** Stop a transport's attempts at its first success (when only a control is wanted). */
+  readonly stopAtFirstSuccess?: boolean;
+  /** Wait before the second attempt; doubles for each later one. */
+  readonly backoffBaseMs: number;
+  readonly sleep: (ms: number) => Promise<void>;
+  readonly resolver: Resolver;
+  readonly dnsGraceMs: number;
+  /** A plain-HTTP URL fetched through the tunnel: the first data of each attempt. */
+  readonly checkUrl: URL;
+  /** Optional: a larger plain-HTTP download through each working transport, for throttling. */
+  readonly throughputUrl?: URL;
+  readonly throughputMaxBytes: number;
+  readonly throughputMaxMs: number;
+  /** The control resolver (reached through a working transport). */
+  readonly controlResolver: Target;
+  /** PEM of extra CAs for TLS transports. */
+  readonly ca?: string;
+  readonly budget: ConnectionBudget;
+  readonly onProgress?: (line: string) => void;
+}
+
+export interface StepRecord {
+  readonly t0: number;
+  readonly t: number;
+  readonly failure: Failure | null;
+}
+
+export type AttemptKind =
+  | 'ok'
+  | 'cap'
+  | 'tcp-timeout'
+  | 'tcp-refused'
+  | 'tcp-reset'
+  | 'tcp-unreachable'
+  | 'tcp-other'
+  | 'tls-reset'
+  | 'tls-timeout'
+  | 'tls-cert'
+  | 'tls-other'
+  | 'data-timeout'
+  | 'data-reset'
+  | 'data-eof'
+  | 'bad-answer';
+
+export interface Attempt {
+  readonly n: number;
+  readonly address: string;
+  readonly port: number;
+  readonly tcp: StepRecord;
+  readonly tls?: StepRecord;
+  readonly data?: StepRecord & {
+    readonly outcome: ExchangeResult['outcome'];
+    readonly bytes: number;
+  };
+  /** First line of the answer, when one came. */
+  readonly statusLine?: string;
+  readonly kind: AttemptKind;
+}
+
+export interface Throughput {
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly bytesPerSecond: number;
+  /** Rate in the last 30% of the transfer over the best rate of its first 30%. */
+  readonly ratio: number | null;
+  /** Bytes received when the rate last stood at half the early rate or more. */
+  readonly kneeBytes: number | null;
+  readonly failure: Failure | null;
+}
+
+export type Technique =
+  | 'none'
+  | 'dns'
+  | 'ip'
+  | 'port'
+  | 'refused'
+  | 'unreachable'
+  | 'tls-reset'
+  | 'tls-drop'
+  | 'tls-cert'
+  | 'data-reset'
+  | 'data-drop'
+  | 'closed'
+  | 'bad-answer'
+  | 'throttled'
+  | 'cap'
+  | 'unknown';
+
+export interface TransportVerdict {
+  readonly status: 'ok' | 'partial' | 'blocked';
+  readonly technique: Technique;
+  /** Later attempts blocked earlier than the first (at the connect): a residual null route. */
+  readonly residual: boolean;
+  readonly okAttempts: number;
+  readonly explanation: string;
+}
+
+export interface DnsEvidence {
+  readonly lookups: readonly DnsLookup[];
+  readonly addresses: readonly string[];
+  readonly failure: Failure | null;
+  /** Addresses from answers that raced the first one (injection). */
+  readonly injected: readonly string[];
+  /** What a working transport's resolver says, when one worked. */
+  readonly control?: {
+    readonly via: string;
+    readonly addresses: readonly string[];
+    readonly failure: Failure | null;
+  };
+}
+
+export interface TransportCheck {
+  readonly transport: ProbeTransport;
+  readonly dns?: DnsEvidence;
+  /** The address the attempts went to (what the local resolver gave, or the key's address). */
+  readonly address?: string;
+  readonly attempts: readonly Attempt[];
+  /** Another port of the same address, tried when connects timed out. */
+  readonly otherPort?: {
+    readonly port: number;
+    readonly failure: Failure | null;
+    readonly answered: boolean;
+  };
+  /** One attempt to the control's address, when the local answer looked poisoned. */
+  readonly realAddressAttempt?: Attempt;
+  readonly throughput?: Throughput;
+  readonly verdict: TransportVerdict;
+}
+
+/** The request each attempt sends through the tunnel. */
+export function checkRequest(url: URL): Buffer {
+  return Buffer.from(
+    `GET ${url.pathname || '/'}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n` +
+      'User-Agent: ladder-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n',
+    'latin1',
+  );
+}
+
+function targetOf(url: URL): Target {
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  return { host, port: url.port ? Number(url.port) : 80 };
+}
+
+/** What kind of attempt this was, from where it stopped and how. */
+export function attemptKind(a: Omit<Attempt, 'kind'>): AttemptKind {
+  const f = a.tcp.failure;
+  if (f !== null) {
+    if (f.startsWith('unknown_failure: connection cap')) return 'cap';
+    if (f === 'generic_timeout_error') return 'tcp-timeout';
+    if (f === 'connection_refused') return 'tcp-refused';
+    if (f === 'connection_reset') return 'tcp-reset';
+    if (f === 'host_unreachable' || f === 'network_unreachable') return 'tcp-unreachable';
+    return 'tcp-other';
+  }
+  if (a.tls && a.tls.failure !== null) {
+    const t = a.tls.failure;
+    if (t === 'connection_reset' || t === 'eof_error') return 'tls-reset';
+    if (t === 'generic_timeout_error') return 'tls-timeout';
+    if (t.startsWith('ssl_')) return 'tls-cert';
+    return 'tls-other';
+  }
+  const d = a.data;
+  if (!d || d.outcome === 'timeout') return 'data-timeout';
+  if (d.outcome === 'error') return 'data-reset';
+  if (d.outcome === 'eof') return 'data-eof';
+  return a.statusLine?.startsWith('HTTP/') ? 'ok' : 'bad-answer';
+}
+
+/** One attempt: connect, (TLS,) first data, answer. */
+export async function attemptOnce(
+  t: ProbeTransport,
+  address: string,
+  n: number,
+  env: CheckEnv,
+): Promise<Attempt> {
+  const port = t.server.port;
+  const step = { timeoutMs: env.timeoutMs, now: env.now };
+  const r = env.budget.reserve(1);
+  if (!r) {
+    const now = env.now();
+    const tcp = {
+      t0: now,
+      t: now,
+      failure: 'unknown_failure: connection cap reached (--max-connections)' as Failure,
+    };
+    return { n, address, port, tcp, kind: 'cap' };
+  }
+  r.take();
+  const c = await tcpConnect(address, port, step);
+  const tcp: StepRecord = { t0: c.t0, t: c.t, failure: c.failure };
+  if (!c.socket) return finish({ n, address, port, tcp });
+  const d = t.dialers(address, {
+    timeoutMs: env.timeoutMs,
+    socket: c.socket,
+    ...(env.ca ? { ca: env.ca } : {}),
+  });
+  const tlsStart = env.now();
+  let stream: Duplex;
+  try {
+    stream = await dialWithin(d.stream, targetOf(env.checkUrl), env.timeoutMs);
+  } catch (err) {
+    c.socket.destroy();
+    const failure = dialFailure(err);
+    const tls = t.tlsServerName ? { t0: tlsStart, t: env.now(), failure } : undefined;
+    if (tls) return finish({ n, address, port, tcp, tls });
+    const now = env.now();
+    return finish({
+      n,
+      address,
+      port,
+      tcp,
+      data: { t0: tlsStart, t: now, failure, outcome: 'error', bytes: 0 },
+    });
+  }
+  const tls = t.tlsServerName ? { t0: tlsStart, t: env.now(), failure: null } : undefined;
+  const x = await exchange(stream, checkRequest(env.checkUrl), 12, step);
+  stream.destroy();
+  c.socket.destroy();
+  const statusLine =
+    x.head.length > 0 ? x.head.toString('latin1').split('\r\n')[0]!.slice(0, 80) : undefined;
+  return finish({
+    n,
+    address,
+    port,
+    tcp,
+    ...(tls ? { tls } : {}),
+    data: { t0: x.t0, t: x.t, failure: x.failure, outcome: x.outcome, bytes: x.bytes },
+    ...(statusLine !== undefined ? { statusLine } : {}),
+  });
+}
+
+function finish(a: Omit<Attempt, 'kind'>): Attempt {
+  return { ...a, kind: attemptKind(a) };
+}
+
+/** Other ports tried on the server's address when its own port times out. */
+export function otherPorts(port: number): number[] {
+  return [443, 80, 22].filter((p) => p !== port).slice(0, 2);
+}
+
+async function checkOtherPort(
+  address: string,
+  port: number,
+  env: CheckEnv,
+): Promise<TransportCheck['otherPort']> {
+  let last: TransportCheck['otherPort'];
+  for (const p of otherPorts(port)) {
+    const r = env.budget.reserve(1);
+    if (!r) break;
+    r.take();
+    const c = await tcpConnect(address, p, { timeoutMs: env.timeoutMs, now: env.now });
+    c.socket?.destroy();
+    // A connect or a refusal both come from the address: it is reachable.
+    const answered = c.failure === null || c.failure === 'connection_refused';
+    last = { port: p, failure: c.failure, answered };
+    if (answered) break;
+  }
+  return last;
+}
+
+async function resolveServer(t: ProbeTransport, env: CheckEnv): Promise<DnsEvidence | undefined> {
+  if (isIP(t.server.host)) return undefined;
+  const r = env.budget.reserve(1);
+  if (!r) return undefined;
+  r.take();
+  const o = { timeoutMs: env.timeoutMs, now: env.now, graceMs: env.dnsGraceMs };
+  const lookups = [await env.resolver.lookup(t.server.host, DNS_TYPE.A, o)];
+  // An IPv6-only server: ask for AAAA when A gave nothing.
+  if (lookups[0]!.addresses.length === 0 && env.budget.reserve(1)?.take())
+    lookups.push(await env.resolver.lookup(t.server.host, DNS_TYPE.AAAA, o));
+  const addresses = lookups.flatMap((l) => l.addresses);
+  const first = new Set(addresses);
+  const injected = [
+    ...new Set(lookups.flatMap((l) => l.lateAnswers.flatMap((x) => x.addresses))),
+  ].filter((x) => !first.has(x));
+  return { lookups, addresses, failure: addresses.length ? null : lookups[0]!.failure, injected };
+}
+
+/** Checks every transport in turn (never in parallel: residual blocking would mix them up). */
+export async function checkTransports(
+  transports: readonly ProbeTransport[],
+  env: CheckEnv,
+): Promise<TransportCheck[]> {
+  const partial: Mutable<TransportCheck>[] = [];
+  for (const t of transports) {
+    env.onProgress?.(`checking ${t.name} at ${formatTarget(t.server)}`);
+    const dns = await resolveServer(t, env);
+    const address = dns ? dns.addresses[0] : t.server.host;
+    const attempts: Attempt[] = [];
+    if (address !== undefined) {
+      for (let n = 1; n <= env.attempts; n++) {
+        await env.sleep(backoffMs(env.backoffBaseMs, n));
+        const a = await attemptOnce(t, address, n, env);
+        attempts.push(a);
+        env.onProgress?.(`  attempt ${n}: ${describeAttempt(a)}`);
+        if (a.kind === 'cap' || (a.kind === 'ok' && env.stopAtFirstSuccess)) break;
+      }
+    }
+    partial.push({
+      transport: t,
+      ...(dns ? { dns } : {}),
+      ...(address !== undefined ? { address } : {}),
+      attempts,
+      verdict: placeholder,
+    });
+  }
+  // A transport that got through is the control for the others' DNS.
+  const control = partial.find((c) => c.attempts.some((a) => a.kind === 'ok'));
+  for (const c of partial) {
+    if (c.dns && control && control.address !== undefined) {
+      const d = control.transport.dialers(control.address, {
+        timeoutMs: env.timeoutMs,
+        ...(env.ca ? { ca: env.ca } : {}),
+      });
+      c.dns = {
+        ...c.dns,
+        control: await controlLookup(control.transport.name, d, c.transport.server.host, env),
+      };
+    }
+    const timedOut = c.attempts.length > 0 && c.attempts.every((a) => a.kind === 'tcp-timeout');
+    if (timedOut && c.address !== undefined)
+      c.otherPort = await checkOtherPort(c.address, c.transport.server.port, env);
+    const real = c.dns?.control?.addresses.find((x) => isIP(x) === 4);
+    if (
+      c.dns &&
+      dnsPoisoned(c.dns) &&
+      real !== undefined &&
+      !c.attempts.some((a) => a.kind === 'ok')
+    )
+      c.realAddressAttempt = await attemptOnce(c.transport, real, c.attempts.length + 1, env);
+    if (env.throughputUrl && c.address !== undefined && c.attempts.some((a) => a.kind === 'ok'))
+      c.throughput = await sampleThroughput(c.transport, c.address, env.throughputUrl, env);
+    c.verdict = transportVerdict(c);
+  }
+  return partial;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+const placeholder: TransportVerdict = {
+  status: 'blocked',
+  technique: 'unknown',
+  residual: false,
+  okAttempts: 0,
+  explanation: '',
+};
+
+async function controlLookup(
+  via: string,
+  d: ReturnType<ProbeTransport['dialers']>,
+  host: string,
+  env: CheckEnv,
+): Promise<NonNullable<DnsEvidence['control']>> {
+  const step = { timeoutMs: env.timeoutMs, now: env.now };
+  let last: DnsLookup | undefined;
+  const resolvers: Resolver[] = [];
+  if (d.packet) resolvers.push(tunnelUdpResolver(d.packet, env.controlResolver));
+  resolvers.push(new StreamResolver(d.stream, env.controlResolver, ' (tunnel)'));
+  for (const r of resolvers) {
+    const res = env.budget.reserve(1);
+    if (!res) break;
+    res.take();
+    last = await r.lookup(host, DNS_TYPE.A, step);
+    if (last.failure === null || last.rcode !== undefined) break; // an answer, even NXDOMAIN
+  }
+  return {
+    via,
+    addresses: last?.addresses ?? [],
+    failure: last?.failure ?? 'unknown_failure: connection cap reached (--max-connections)',
+  };
+}
+
+/** True when the local answer cannot be right: it differs from the control's, or raced it. */
+export function dnsPoisoned(d: DnsEvidence): boolean {
+  if (d.injected.length > 0) return true;
+  const c = d.control;
+  if (!c || c.addresses.length === 0) return false;
+  if (d.addresses.length === 0) return true;
+  return !d.addresses.some((a) => c.addresses.includes(a));
+}
+
+const TECHNIQUE_OF: Partial<Record<AttemptKind, Technique>> = {
+  'tcp-refused': 'refused',
+  'tcp-reset': 'refused',
+  'tcp-unreachable': 'unreachable',
+  'tls-reset': 'tls-reset',
+  'tls-timeout': 'tls-drop',
+  'tls-cert': 'tls-cert',
+  'data-timeout': 'data-drop',
+  'data-reset': 'data-reset',
+  'data-eof': 'closed',
+  'bad-answer': 'bad-answer',
+  cap: 'cap',
+};
+
+/** The verdict for one transport from its evidence (pure). */
+export function transportVerdict(c: Omit<TransportCheck, 'verdict'>): TransportVerdict {
+  const okAttempts = c.attempts.filter((a) => a.kind === 'ok').length;
+  const t = c.transport;
+  const where = `${c.address ?? t.server.host}:${t.server.port}`;
+  if (c.dns && c.address === undefined) {
+    const ctl = c.dns.control;
+    return {
+      status: 'blocked',
+      technique: ctl && ctl.addresses.length > 0 ? 'dns' : 'unknown',
+      residual: false,
+      okAttempts: 0,
+      explanation:
+        `the local resolver gives no address for ${t.server.host} (${c.dns.failure})` +
+        (ctl && ctl.addresses.length > 0
+          ? `, while through ${ctl.via} it is ${ctl.addresses.join(' ')}: DNS blocking`
+          : ''),
+    };
+  }
+  if (okAttempts === c.attempts.length && okAttempts > 0) {
+    const th = c.throughput;
+    if (th && th.ratio !== null && th.ratio < 0.25 && th.kneeBytes !== null)
+      return {
+        status: 'ok',
+        technique: 'throttled',
+        residual: false,
+        okAttempts,
+        explanation: `gets through, but throttled: the rate fell to ${Math.round(th.ratio * 100)}% of its start after about ${mib(th.kneeBytes)}`,
+      };
+    return {
+      status: 'ok',
+      technique: 'none',
+      residual: false,
+      okAttempts,
+      explanation: `gets through (${okAttempts}/${c.attempts.length} attempts)`,
+    };
+  }
+  const status = okAttempts > 0 ? 'partial' : 'blocked';
+  const firstFail = c.attempts.findIndex((a) => a.kind !== 'ok');
+  const first = c.attempts[firstFail];
+  const later = c.attempts.slice(firstFail + 1);
+  const residual =
+    first !== undefined &&
+    !first.kind.startsWith('tcp-') &&
+    later.some((a) => a.kind === 'tcp-timeout') &&
+    later.every((a) => a.kind !== 'ok');
+  if (c.dns && dnsPoisoned(c.dns) && okAttempts === 0) {
+    const ctl = c.dns.control;
+    const real = c.realAddressAttempt;
+    return {
+      status,
+      technique: 'dns',
+      residual,
+      okAttempts,
+      explanation:
+        `DNS poisoned: the local resolver answers ${c.dns.addresses.join(' ') || c.dns.failure} for ${t.server.host}` +
+        (ctl && ctl.addresses.length > 0
+          ? `, through ${ctl.via} it is ${ctl.addresses.join(' ')}`
+          : '') +
+        (c.dns.injected.length > 0
+          ? `; extra answers raced the first (${c.dns.injected.join(' ')}): on-path injection`
+          : '') +
+        (real
+          ? real.kind === 'ok'
+            ? `; with the real address ${real.address} it gets through: put the address in the key`
+            : `; with the real address ${real.address} it fails too (${describeAttempt(real)})`
+          : ''),
+    };
+  }
+  if (!first) {
+    return {
+      status: 'blocked',
+      technique: 'unknown',
+      residual: false,
+      okAttempts,
+      explanation: 'no attempt could be made',
+    };
+  }
+  let technique: Technique = TECHNIQUE_OF[first.kind] ?? 'unknown';
+  let explanation: string;
+  switch (first.kind) {
+    case 'tcp-timeout': {
+      const o = c.otherPort;
+      technique = o?.answered ? 'port' : 'ip';
+      explanation = o?.answered
+        ? `port blocked: connections to ${where} time out while port ${o.port} of the same address answers (a port block, or the residual of an earlier block that lifts within minutes)`
+        : `IP blocked: connections to ${where} time out${o ? `, and port ${o.port} of the address is silent too` : ''}: nothing from the address gets back (null route)`;
+      break;
+    }
+    case 'tcp-refused':
+    case 'tcp-reset':
+      explanation = `refused: a reset answers the SYN to ${where} (no server on that port, or a censor resetting SYNs, as on port 443 on 2025-08-20)`;
+      break;
+    case 'tcp-unreachable':
+      explanation = `unreachable: the network reports no route to ${where} (${first.tcp.failure})`;
+      break;
+    case 'tls-reset':
+      explanation = `reset after the ClientHello: TCP connects, the TLS handshake is reset (SNI filtering of '${t.tlsServerName}', or TLS blocked to the address)`;
+      break;
+    case 'tls-timeout':
+      explanation = `the ClientHello goes unanswered: TCP connects, the handshake times out (dropped: an SNI allowlist, or TLS blocked to the address)`;
+      break;
+    case 'tls-cert':
+      explanation = `the server's certificate does not verify (${first.tls?.failure}): a wrong pin or CA in the key, or a middlebox in the way`;
+      break;
+    case 'data-timeout':
+      explanation = residual
+        ? 'silent drop after the first data packet: connects, sends, then nothing comes back (as fully-encrypted-traffic blocking does)'
+        : 'silent drop after the first data packet: connects, sends, then nothing comes back (fully-encrypted-traffic blocking, or a wrong key: servers never answer unauthenticated data)';
+      break;
+    case 'data-reset':
+      explanation = `reset after the first data packet (${first.data?.failure})`;
+      break;
+    case 'data-eof':
+      explanation = `the server closes without answering: the key may be wrong, or the server cannot reach the check URL`;
+      break;
+    case 'bad-answer':
+      explanation = `an answer came back that is not HTTP ('${first.statusLine ?? ''}'): a wrong key, or something answering in the server's place`;
+      break;
+    case 'cap':
+      explanation = 'not checked: the connection cap (--max-connections) was reached';
+      break;
+    default:
+      explanation = `failed: ${first.tcp.failure ?? first.tls?.failure ?? first.data?.failure}`;
+  }
+  if (residual)
+    explanation +=
+      '; then residual blocking: later connections to the same server port time out at the connect (the client-server-port triple is null-routed)';
+  if (status === 'partial')
+    explanation = `gets through ${okAttempts}/${c.attempts.length} times; the others: ${explanation}`;
+  return { status, technique, residual, okAttempts, explanation };
+}
+
+function mib(n: number): string {
+  return n >= 1024 * 1024 ? `${(n / (1024 * 1024)).toFixed(1)} MiB` : `${Math.round(n / 1024)} KiB`;
+}
+
+function formatTarget(t: Target): string {
+  return isIP(t.host) === 6 ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
+}
+
+function ms(s: StepRecord): string {
+  return `${Math.round(s.t - s.t0)} ms`;
+}
+
+/** One line for an attempt: each step's result and time. */
+export function describeAttempt(a: Attempt): string {
+  const parts = [
+    a.tcp.failure === null
+      ? `connect ok in ${ms(a.tcp)}`
+      : `connect: ${a.tcp.failure} after ${ms(a.tcp)}`,
+  ];
+  if (a.tls)
+    parts.push(
+      a.tls.failure === null
+        ? `TLS ok in ${ms(a.tls)}`
+        : `TLS: ${a.tls.failure} after ${ms(a.tls)}`,
+    );
+  if (a.data) {
+    const d = a.data;
+    parts.push(
+      d.outcome === 'data'
+        ? `answer in ${ms(d)}${a.statusLine ? ` ('${a.statusLine}')` : ''}`
+        : d.outcome === 'timeout'
+          ? `first data: no answer in ${ms(d)}`
+          : `first data: ${d.failure} after ${ms(d)}`,
+    );
+  }
+  return parts.join('; ');
+}
+
+interface Sample {
+  readonly t: number;
+  readonly bytes: number;
+}
+
+/** Width of the windows a transfer's rate is measured over. */
+export const THROUGHPUT_WINDOW_MS = 100;
+
+/**
+ * Rates early and late in a transfer (pure), over {@link THROUGHPUT_WINDOW_MS} windows: the best
+ * window in the first 30% of the time against the mean of the last 30%. A throttle that starts
+ * after some bytes (§16) shows as a fall to a fraction of the early rate, and the knee is where the
+ * rate last stood at half the early rate. Transfers under a second are too short to tell.
+ */
+export function analyzeThroughput(
+  samples: readonly Sample[],
+  t0: number,
+): Omit<Throughput, 'failure'> {
+  const last = samples[samples.length - 1];
+  const bytes = last?.bytes ?? 0;
+  const seconds = last ? (last.t - t0) / 1000 : 0;
+  const base = { bytes, seconds, bytesPerSecond: seconds > 0 ? bytes / seconds : 0 };
+  const windows = Math.floor((seconds * 1000) / THROUGHPUT_WINDOW_MS);
+  if (!last || seconds < 1 || windows < 10) return { ...base, ratio: null, kneeBytes: null };
+  const cum: number[] = [];
+  let k = 0;
+  let b = 0;
+  for (let w = 0; w <= windows; w++) {
+    const until = t0 + w * THROUGHPUT_WINDOW_MS;
+    while (k < samples.length && samples[k]!.t <= until) b = samples[k++]!.bytes;
+    cum.push(b);
+  }
+  const rates = Array.from({ length: windows }, (_, w) => cum[w + 1]! - cum[w]!);
+  const edge = Math.max(1, Math.floor(windows * 0.3));
+  const early = Math.max(...rates.slice(0, edge));
+  const tail = rates.slice(windows - edge);
+  const late = tail.reduce((x, y) => x + y, 0) / tail.length;
+  if (early <= 0) return { ...base, ratio: null, kneeBytes: null };
+  let knee: number | null = null;
+  for (let w = 0; w < windows - edge; w++) if (rates[w]! >= early / 2) knee = cum[w + 1]!;
+  return { ...base, ratio: late / early, kneeBytes: knee };
+}
+
+/** Downloads `url` through the transport (bounded in bytes and time), sampling the rate. */
+async function sampleThroughput(
+  t: ProbeTransport,
+  address: string,
+  url: URL,
+  env: CheckEnv,
+): Promise<Throughput> {
+  const r = env.budget.reserve(1);
+  const empty = { bytes: 0, seconds: 0, bytesPerSecond: 0, ratio: null, kneeBytes: null };
+  if (!r)
+    return { ...empty, failure: 'unknown_failure: connection cap reached (--max-connections)' };
+  r.take();
+  const d = t.dialers(address, { timeoutMs: env.timeoutMs, ...(env.ca ? { ca: env.ca } : {}) });
+  let stream: Duplex;
+  try {
+    stream = await dialWithin(d.stream, targetOf(url), env.timeoutMs);
+  } catch (err) {
+    return { ...empty, failure: dialFailure(err) };
+  }
+  const t0 = env.now();
+  return new Promise((resolve) => {
+    const samples: Sample[] = [];
+    let bytes = 0;
+    let done = false;
+    const end = (failure: Failure | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      stream.destroy();
+      resolve({ ...analyzeThroughput(samples, t0), failure });
+    };
+    const timer = setTimeout(() => end(null), env.throughputMaxMs);
+    stream.on('data', (c: Buffer) => {
+      bytes += c.length;
+      const now = env.now();
+      const prev = samples[samples.length - 1];
+      // One sample per 10 ms keeps the list short on fast links.
+      if (prev && now - prev.t < 10) samples[samples.length - 1] = { t: now, bytes };
+      else samples.push({ t: now, bytes });
+      if (bytes >= env.throughputMaxBytes) end(null);
+    });
+    stream.on('end', () => end(null));
+    stream.on('error', (err) => end(bytes > 0 ? null : dialFailure(err)));
+    stream.write(checkRequest(url));
+  });
+}

@@ -1,0 +1,324 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { Duplex } from 'node:stream';
+import fc from 'fast-check';
+import { MuxCool, type MuxSession } from './mux-cool.js';
+import {
+  MUX_OPTION,
+  MUX_STATUS,
+  decodeMuxHeader,
+  encodeMuxHeader,
+  muxHeaderLength,
+  type MuxFrameHeader,
+} from '../codec/mux-cool.js';
+import { duplexPair } from '../../test/helpers/duplex-pair.js';
+import { LadderError } from '../errors.js';
+import type { Target } from '../transport/types.js';
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+function collect(d: Duplex): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    d.on('data', (c: Buffer) => parts.push(Buffer.from(c)));
+    d.on('end', () => resolve(Buffer.concat(parts)));
+    d.on('error', reject);
+  });
+}
+
+function frame(h: MuxFrameHeader, data?: Buffer): Buffer {
+  const out = Buffer.alloc(muxHeaderLength(h) + (data?.length ?? 0));
+  const n = encodeMuxHeader(h, out, 0);
+  data?.copy(out, n);
+  return out;
+}
+
+function parseFrames(bytes: Buffer): { h: MuxFrameHeader; data: string }[] {
+  const out: { h: MuxFrameHeader; data: string }[] = [];
+  let p = 0;
+  while (p < bytes.length) {
+    const d = decodeMuxHeader(bytes, p)!;
+    p += d.bytesRead;
+    const n = d.value.dataLength ?? 0;
+    out.push({ h: d.value, data: bytes.subarray(p, p + n).toString() });
+    p += n;
+  }
+  return out;
+}
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** A server MuxCool fed by hand, recording what it writes and the sessions it opens. */
+function serverUnderTest(onSession?: (s: MuxSession, t: Target) => void) {
+  const written: Buffer[] = [];
+  const conn = new Duplex({
+    read() {},
+    write(c: Buffer, _e, cb) {
+      written.push(Buffer.from(c));
+      cb();
+    },
+  });
+  const sessions: { s: MuxSession; target: Target }[] = [];
+  const mux = new MuxCool(conn, {
+    role: 'server',
+    onSession: (s, target) => {
+      sessions.push({ s, target });
+      onSession?.(s, target);
+    },
+  });
+  return {
+    mux,
+    conn,
+    sessions,
+    feed: (b: Buffer) => conn.push(b),
+    wire: () => Buffer.concat(written),
+  };
+}
+
+test('a client and a server carry three sessions at once, 1 MiB each, echoed', async () => {
+  const [a, b] = duplexPair();
+  const targets: Target[] = [];
+  const serverClosed: Promise<unknown>[] = [];
+  new MuxCool(b, {
+    role: 'server',
+    onSession: (s, target) => {
+      targets.push(target);
+      serverClosed.push(new Promise((r) => s.on('close', r)));
+      s.on('data', (d: Buffer) => s.write(d));
+    },
+  });
+  const client = new MuxCool(a, { role: 'client' });
+  const runs = [0, 1, 2].map(async (i) => {
+    const s = client.open({ host: `site${i}.example`, port: 443 });
+    const data = randomBytes(1 << 20);
+    const parts: Buffer[] = [];
+    let n = 0;
+    const echoed = new Promise<void>((resolve) =>
+      s.on('data', (c: Buffer) => {
+        parts.push(Buffer.from(c));
+        n += c.length;
+        if (n === data.length) resolve();
+      }),
+    );
+    for (let at = 0; at < data.length; at += 50_000) s.write(data.subarray(at, at + 50_000));
+    await echoed;
+    assert.equal(sha(Buffer.concat(parts)), sha(data));
+    // Mux.Cool has no half-close: a client ends its session with End when it is done with it.
+    s.destroy();
+  });
+  await Promise.all(runs);
+  await Promise.all(serverClosed);
+  assert.deepEqual(targets.map((t) => t.host).sort(), [
+    'site0.example',
+    'site1.example',
+    'site2.example',
+  ]);
+});
+
+test('server: New with data, Keep, End, split at every byte; answers as Keep then End', async () => {
+  const wire = Buffer.concat([
+    frame(
+      {
+        sessionId: 1,
+        status: MUX_STATUS.NEW,
+        option: MUX_OPTION.DATA,
+        network: 1,
+        target: { host: '127.0.0.1', port: 8388 },
+        dataLength: 5,
+      },
+      Buffer.from('hello'),
+    ),
+    frame(
+      { sessionId: 0, status: MUX_STATUS.KEEP_ALIVE, option: MUX_OPTION.DATA, dataLength: 3 },
+      Buffer.from('zzz'),
+    ),
+    frame(
+      { sessionId: 1, status: MUX_STATUS.KEEP, option: MUX_OPTION.DATA, dataLength: 6 },
+      Buffer.from(' world'),
+    ),
+    frame({ sessionId: 1, status: MUX_STATUS.END, option: 0 }),
+  ]);
+  for (const step of [1, 2, 5, wire.length]) {
+    const t = serverUnderTest();
+    for (let i = 0; i < wire.length; i += step) t.feed(wire.subarray(i, i + step));
+    await tick();
+    assert.equal(t.sessions.length, 1);
+    const { s, target } = t.sessions[0]!;
+    assert.deepEqual(target, { host: '127.0.0.1', port: 8388 });
+    const got = await collect(s);
+    assert.equal(got.toString(), 'hello world', `step ${step}`);
+    await tick();
+    assert.ok(s.destroyed, 'End closes the session both ways once its data is read');
+    assert.equal(t.mux.sessions, 0);
+    // End is answered with End (as v2ray's server does), and nothing else is sent.
+    assert.deepEqual(
+      parseFrames(t.wire()).map((f) => [f.h.sessionId, f.h.status]),
+      [[1, MUX_STATUS.END]],
+    );
+  }
+});
+
+test('server: a session that answers sends Keep frames and End when it ends', async () => {
+  const t = serverUnderTest((s) => {
+    s.resume();
+    s.write('abc');
+    s.end('def');
+  });
+  t.feed(
+    frame({
+      sessionId: 7,
+      status: MUX_STATUS.NEW,
+      option: 0,
+      network: 1,
+      target: { host: 'example.com', port: 80 },
+    }),
+  );
+  await tick();
+  assert.deepEqual(
+    parseFrames(t.wire()).map((f) => [f.h.sessionId, f.h.status, f.data]),
+    [
+      [7, MUX_STATUS.KEEP, 'abc'],
+      [7, MUX_STATUS.KEEP, 'def'],
+      [7, MUX_STATUS.END, ''],
+    ],
+  );
+});
+
+test('server: data for an unknown session is answered with End; UDP is refused with End(error)', async () => {
+  const t = serverUnderTest();
+  t.feed(
+    frame(
+      { sessionId: 9, status: MUX_STATUS.KEEP, option: MUX_OPTION.DATA, dataLength: 2 },
+      Buffer.from('hi'),
+    ),
+  );
+  t.feed(
+    frame({
+      sessionId: 3,
+      status: MUX_STATUS.NEW,
+      option: 0,
+      network: 2,
+      target: { host: '::1', port: 53 },
+    }),
+  );
+  await tick();
+  assert.equal(t.sessions.length, 0);
+  assert.deepEqual(
+    parseFrames(t.wire()).map((f) => [f.h.sessionId, f.h.status, f.h.option]),
+    [
+      [9, MUX_STATUS.END, 0],
+      [3, MUX_STATUS.END, MUX_OPTION.ERROR],
+    ],
+  );
+});
+
+test('server: End with the error option destroys the session with ERR_MUX_COOL', async () => {
+  const t = serverUnderTest();
+  t.feed(
+    frame({
+      sessionId: 1,
+      status: MUX_STATUS.NEW,
+      option: 0,
+      network: 1,
+      target: { host: '1.2.3.4', port: 1 },
+    }),
+  );
+  await tick();
+  const s = t.sessions[0]!.s;
+  const err = new Promise<Error>((r) => s.on('error', r));
+  t.feed(frame({ sessionId: 1, status: MUX_STATUS.END, option: MUX_OPTION.ERROR }));
+  const e = await err;
+  assert.ok(e instanceof LadderError && e.code === 'ERR_MUX_COOL');
+});
+
+test('malformed framing or a second New destroys the connection and its sessions', async () => {
+  for (const bad of [
+    Buffer.from('0201', 'hex'), // metadata over 512
+    Buffer.from('0004000109 00'.replace(/ /g, ''), 'hex'), // status 9
+    frame({
+      sessionId: 1,
+      status: MUX_STATUS.NEW,
+      option: 0,
+      network: 1,
+      target: { host: '1.2.3.4', port: 1 },
+    }),
+  ]) {
+    const t = serverUnderTest();
+    t.feed(
+      frame({
+        sessionId: 1,
+        status: MUX_STATUS.NEW,
+        option: 0,
+        network: 1,
+        target: { host: '1.2.3.4', port: 1 },
+      }),
+    );
+    await tick();
+    const s = t.sessions[0]!.s;
+    const err = new Promise<Error>((r) => s.on('error', r));
+    t.feed(bad);
+    const e = await err;
+    assert.ok(e instanceof LadderError && e.code === 'ERR_MUX_COOL', String(e));
+    await tick();
+    assert.ok(t.conn.destroyed);
+  }
+});
+
+test('client: ending the writable side sends End; the server drops the session and answers End', async () => {
+  const [a, b] = duplexPair();
+  const serverClosed: Promise<unknown>[] = [];
+  new MuxCool(b, {
+    role: 'server',
+    onSession: (s) => {
+      serverClosed.push(new Promise((r) => s.on('close', r)));
+      s.on('data', (d: Buffer) => s.write(d));
+    },
+  });
+  const client = new MuxCool(a, { role: 'client' });
+  const s = client.open({ host: '127.0.0.1', port: 0 });
+  const first = new Promise<Buffer>((r) => s.once('data', r));
+  s.write('request');
+  assert.equal((await first).toString(), 'request');
+  const closed = new Promise((r) => s.on('close', r));
+  s.resume();
+  s.end();
+  await closed; // the server's End came back
+  await Promise.all(serverClosed);
+  assert.equal(client.sessions, 0);
+});
+
+test('a connection that ends takes its sessions to their end', async () => {
+  const t = serverUnderTest();
+  t.feed(
+    frame({
+      sessionId: 1,
+      status: MUX_STATUS.NEW,
+      option: 0,
+      network: 1,
+      target: { host: '1.2.3.4', port: 1 },
+    }),
+  );
+  await tick();
+  const got = collect(t.sessions[0]!.s);
+  t.conn.push(null);
+  assert.equal((await got).length, 0);
+});
+
+test('fuzz: hostile bytes at a server never throw', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 6 }),
+      async (chunks) => {
+        const t = serverUnderTest((s) => {
+          s.on('error', () => {});
+          s.resume();
+        });
+        for (const c of chunks) t.feed(Buffer.from(c));
+        await tick();
+        t.conn.destroy();
+      },
+    ),
+    { numRuns: 500 },
+  );
+});

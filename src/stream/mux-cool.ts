@@ -1,0 +1,396 @@
+/**
+ * Mux.Cool sessions over one connection (src/codec/mux-cool.ts has the frame format): the server
+ * side, as v2ray-core's `ServerWorker` behaves, and the client side for one or more sessions.
+ *
+ * Each session is a Duplex. Its data is handed on as views of what the connection delivered (only
+ * headers are gathered across reads); what a session writes leaves as Keep frames (New for a
+ * client's first). Mux.Cool has no half-close: End closes a session both ways, as in v2ray, where
+ * the side that receives End drops the session (and answers End). So an End received ends the
+ * session's readable side and destroys the session once that end has been read, which answers End;
+ * ending a session's writable side sends End. So an application that half-closes loses what is
+ * still to come, as with v2ray-plugin and ss-local (which closes both ways on the first end). A
+ * session destroyed with an error sends End with the error option.
+ *
+ * Backpressure: a session whose reader is full pauses the whole connection (the sessions share it,
+ * as v2ray's pipes do); a write waits for the connection's 'drain' when its buffer is full.
+ * Hostile input (a malformed frame, a second New for a live session) destroys the connection and
+ * every session on it with ERR_MUX_COOL. A connection with no session for `idleTimeoutMs` is closed.
+ * @module
+ */
+import { Duplex } from 'node:stream';
+import { debuglog } from 'node:util';
+import {
+  MUX_MAX_DATA,
+  MUX_MAX_METADATA,
+  MUX_NETWORK,
+  MUX_OPTION,
+  MUX_STATUS,
+  decodeMuxHeader,
+  encodeMuxHeader,
+  muxHeaderLength,
+  type MuxFrameHeader,
+  type MuxNetwork,
+} from '../codec/mux-cool.js';
+import { ByteQueue } from '../codec/ss-stream.js';
+import { LadderError } from '../errors.js';
+import type { Target } from '../transport/types.js';
+
+const debug = debuglog('ladder:mux');
+
+/**
+ * Data bytes per frame we send: as many as a frame holds. (v2ray itself sends 8 KiB; its reader
+ * takes any u16 length.) Fewer, larger frames mean fewer WebSocket frames and TLS writes.
+ */
+const SEND_DATA_MAX = MUX_MAX_DATA;
+
+export interface MuxCoolOptions {
+  /** 'server' takes New frames from the peer; 'client' opens sessions with {@link MuxCool.open}. */
+  role: 'server' | 'client';
+  /** Server: a new session and where the client asked it to go. */
+  onSession?(session: MuxSession, target: Target, network: MuxNetwork): void;
+  /** Bytes already read from the connection. */
+  head?: Buffer;
+  /** Sessions at once; a New beyond this is refused with End (default 256). */
+  maxSessions?: number;
+  /** Close the connection when it has had no session for this long (default 60 s). */
+  idleTimeoutMs?: number;
+}
+
+type Conn = Duplex & { writableLength: number };
+
+/** One Mux.Cool connection and its sessions. */
+export class MuxCool {
+  readonly conn: Conn;
+  readonly #o: MuxCoolOptions;
+  readonly #sessions = new Map<number, MuxSession>();
+  readonly #q = new ByteQueue();
+  /** The frame whose data is arriving: its session (null: discard) and bytes left. */
+  #dataLeft = 0;
+  #dataTo: MuxSession | null = null;
+  readonly #fullReaders = new Set<MuxSession>();
+  readonly #waitingWriters = new Set<() => void>();
+  #nextId = 1;
+  #idle: NodeJS.Timeout | null = null;
+  #dead = false;
+
+  constructor(conn: Duplex, options: MuxCoolOptions) {
+    this.conn = conn as Conn;
+    this.#o = options;
+    conn.on('data', this.#onData);
+    conn.on('end', this.#onEnd);
+    conn.on('drain', this.#onDrain);
+    conn.on('error', this.#onError);
+    conn.on('close', this.#onClose);
+    this.#armIdle();
+    if (options.head && options.head.length > 0) this.#onData(options.head);
+  }
+
+  get sessions(): number {
+    return this.#sessions.size;
+  }
+
+  get role(): 'server' | 'client' {
+    return this.#o.role;
+  }
+
+  /** Client: opens a session to `target` (the New frame leaves with its first data). */
+  open(target: Target, network: MuxNetwork = MUX_NETWORK.TCP): MuxSession {
+    if (this.#dead) throw new LadderError('ERR_MUX_COOL', 'Mux.Cool connection closed');
+    let id = this.#nextId;
+    while (this.#sessions.has(id) || id === 0) id = (id + 1) & 0xffff;
+    this.#nextId = (id + 1) & 0xffff;
+    const s = new MuxSession(this, id, { target, network });
+    this.#add(s);
+    return s;
+  }
+
+  #add(s: MuxSession): void {
+    this.#sessions.set(s.id, s);
+    if (this.#idle) clearTimeout(this.#idle);
+    this.#idle = null;
+  }
+
+  /** @internal A session is gone. */
+  remove(s: MuxSession): void {
+    if (this.#sessions.get(s.id) === s) this.#sessions.delete(s.id);
+    this.#fullReaders.delete(s);
+    if (this.#fullReaders.size === 0 && this.conn.isPaused()) this.conn.resume();
+    if (this.#sessions.size === 0) {
+      if (this.conn.readableEnded) this.conn.end();
+      else this.#armIdle();
+    }
+  }
+
+  #armIdle(): void {
+    if (this.#idle || this.#dead) return;
+    this.#idle = setTimeout(() => {
+      this.#idle = null;
+      if (this.#sessions.size > 0) return;
+      // Ended politely (a WebSocket sends Close); gone for good if the peer does not answer.
+      this.conn.end();
+      setTimeout(() => this.conn.destroy(), 5_000).unref();
+    }, this.#o.idleTimeoutMs ?? 60_000);
+    this.#idle.unref();
+  }
+
+  // ------------------------------------------------------------------------------ reading
+
+  #onData = (chunk: Buffer): void => {
+    this.#q.push(chunk);
+    try {
+      this.#drain();
+    } catch (err) {
+      this.#fail(err instanceof LadderError ? err : new LadderError('ERR_MUX_COOL', String(err)));
+    }
+  };
+
+  #drain(): void {
+    const q = this.#q;
+    while (q.length > 0 && !this.#dead) {
+      if (this.#dataLeft > 0) {
+        const piece = q.takeFront(this.#dataLeft);
+        this.#dataLeft -= piece.length;
+        const to = this.#dataTo;
+        if (to && !to.destroyed && !to.readableEnded) to.deliver(piece);
+        continue;
+      }
+      if (q.length < 2) return;
+      const lenBytes = q.peek(2);
+      const metaLen = (lenBytes[0]! << 8) | lenBytes[1]!;
+      if (metaLen > MUX_MAX_METADATA)
+        throw new LadderError('ERR_MUX_COOL', `metadata of ${metaLen} bytes (at most 512)`);
+      const need = Math.min(q.length, 2 + metaLen + 2);
+      const d = decodeMuxHeader(q.peek(need), 0);
+      if (d === null) return;
+      q.take(d.bytesRead);
+      this.#frame(d.value);
+    }
+  }
+
+  #frame(h: MuxFrameHeader): void {
+    let s = this.#sessions.get(h.sessionId) ?? null;
+    switch (h.status) {
+      case MUX_STATUS.NEW:
+        if (this.#o.role !== 'server')
+          throw new LadderError('ERR_MUX_COOL', 'a server may not open sessions (New)');
+        if (s) throw new LadderError('ERR_MUX_COOL', `a second New for session ${h.sessionId}`);
+        if (
+          h.network !== MUX_NETWORK.TCP ||
+          this.#sessions.size >= (this.#o.maxSessions ?? 256) ||
+          !this.#o.onSession
+        ) {
+          // UDP sessions are not served here (v2ray-plugin carries TCP only): refused with End.
+          this.#sendEnd(h.sessionId, true);
+          s = null;
+        } else {
+          s = new MuxSession(this, h.sessionId, null);
+          this.#add(s);
+          this.#o.onSession(s, h.target!, h.network);
+        }
+        break;
+      case MUX_STATUS.KEEP:
+        if (!s && h.dataLength !== undefined) this.#sendEnd(h.sessionId, false); // as v2ray: tell the peer
+        break;
+      case MUX_STATUS.END:
+        if (s) {
+          if (h.option & MUX_OPTION.ERROR)
+            s.destroy(new LadderError('ERR_MUX_COOL', 'the peer ended the session in error'));
+          else s.peerEnded();
+        }
+        s = null;
+        break;
+      case MUX_STATUS.KEEP_ALIVE:
+        s = null;
+        break;
+    }
+    this.#dataLeft = h.dataLength ?? 0;
+    this.#dataTo = s;
+  }
+
+  /** @internal A session's reader is full / has room again. */
+  readerFull(s: MuxSession, full: boolean): void {
+    if (full) {
+      this.#fullReaders.add(s);
+      if (!this.conn.isPaused()) this.conn.pause();
+    } else {
+      this.#fullReaders.delete(s);
+      if (this.#fullReaders.size === 0 && this.conn.isPaused()) this.conn.resume();
+    }
+  }
+
+  #onEnd = (): void => {
+    for (const s of [...this.#sessions.values()]) s.peerEnded();
+    if (this.#sessions.size === 0) this.conn.end();
+  };
+
+  #onDrain = (): void => {
+    const waiting = [...this.#waitingWriters];
+    this.#waitingWriters.clear();
+    for (const w of waiting) w();
+  };
+
+  #onError = (err: Error): void => {
+    debug('connection error %s', err.message);
+    this.#teardown(err);
+  };
+
+  #onClose = (): void => {
+    this.#teardown(null);
+  };
+
+  #fail(err: LadderError): void {
+    debug('protocol error: %s', err.message);
+    this.#teardown(err);
+    this.conn.destroy();
+  }
+
+  #teardown(err: Error | null): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    if (this.#idle) clearTimeout(this.#idle);
+    for (const s of [...this.#sessions.values()])
+      s.destroy(err ?? new LadderError('ERR_MUX_COOL', 'the Mux.Cool connection closed'));
+    this.#sessions.clear();
+    this.#onDrain();
+  }
+
+  // ------------------------------------------------------------------------------ writing
+
+  /** @internal Sends a frame; `done` runs when the connection can take more. */
+  send(h: MuxFrameHeader, data: Buffer | null, done: () => void): void {
+    if (this.#dead || this.conn.destroyed || !this.conn.writable) {
+      done();
+      return;
+    }
+    const hl = muxHeaderLength(h);
+    const out = Buffer.allocUnsafe(hl + (data?.length ?? 0));
+    encodeMuxHeader(h, out, 0);
+    // One buffer per frame, so that a WebSocket below sends it as one message; the copy also means
+    // the caller's memory is free again as soon as this returns.
+    if (data) data.copy(out, hl);
+    if (this.conn.write(out)) done();
+    else this.#waitingWriters.add(done);
+  }
+
+  #sendEnd(id: number, error: boolean): void {
+    this.send(
+      { sessionId: id, status: MUX_STATUS.END, option: error ? MUX_OPTION.ERROR : 0 },
+      null,
+      noop,
+    );
+  }
+}
+
+/** One Mux.Cool session: a Duplex over its frames. */
+export class MuxSession extends Duplex {
+  readonly id: number;
+  readonly #mux: MuxCool;
+  /** Client: the New frame not sent yet. */
+  #opening: { target: Target; network: MuxNetwork } | null;
+  #endSent = false;
+  #peerGone = false;
+  #readFull = false;
+
+  constructor(mux: MuxCool, id: number, opening: { target: Target; network: MuxNetwork } | null) {
+    super({ allowHalfOpen: true, highWaterMark: 16 * 1024 });
+    this.id = id;
+    this.#mux = mux;
+    this.#opening = opening;
+  }
+
+  get remoteAddress(): string | undefined {
+    return (this.#mux.conn as { remoteAddress?: string }).remoteAddress;
+  }
+  setNoDelay(): this {
+    return this;
+  }
+
+  /** @internal Data of a frame for this session. */
+  deliver(piece: Buffer): void {
+    if (!this.push(piece) && !this.#readFull) {
+      this.#readFull = true;
+      this.#mux.readerFull(this, true);
+    }
+  }
+
+  /**
+   * @internal End from the peer (or the connection ended): no more data either way. The session
+   * is destroyed once its reader has seen the end, which answers with End as v2ray's server does.
+   */
+  peerEnded(): void {
+    this.#peerGone = true;
+    if (this.readableEnded) {
+      this.destroy();
+      return;
+    }
+    this.once('end', () => this.destroy());
+    this.push(null);
+  }
+
+  override _read(): void {
+    if (this.#readFull) {
+      this.#readFull = false;
+      this.#mux.readerFull(this, false);
+    }
+  }
+
+  #header(dataLength: number): MuxFrameHeader {
+    const o = this.#opening;
+    if (o) {
+      this.#opening = null;
+      return {
+        sessionId: this.id,
+        status: MUX_STATUS.NEW,
+        option: MUX_OPTION.DATA,
+        network: o.network,
+        target: o.target,
+        dataLength,
+      };
+    }
+    return { sessionId: this.id, status: MUX_STATUS.KEEP, option: MUX_OPTION.DATA, dataLength };
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.#endSent || this.#peerGone) {
+      cb(new LadderError('ERR_MUX_COOL', 'the session has ended'));
+      return;
+    }
+    let at = 0;
+    const next = (): void => {
+      if (at >= chunk.length) {
+        cb();
+        return;
+      }
+      const piece = chunk.subarray(at, at + SEND_DATA_MAX);
+      at += piece.length;
+      this.#mux.send(this.#header(piece.length), piece, next);
+    };
+    next();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    // Our side is done: End, as v2ray sends it (its client when the application's side ends, its
+    // server when the target's does). The peer drops the session and answers End.
+    this.#sendEnd(false);
+    cb();
+  }
+
+  #sendEnd(error: boolean): void {
+    if (this.#endSent) return;
+    this.#endSent = true;
+    if (this.#opening) return; // never opened on the wire: nothing to end
+    this.#mux.send(
+      { sessionId: this.id, status: MUX_STATUS.END, option: error ? MUX_OPTION.ERROR : 0 },
+      null,
+      noop,
+    );
+  }
+
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    this.#sendEnd(err !== null);
+    this.#mux.remove(this);
+    cb(err);
+  }
+}
+
+function noop(): void {}

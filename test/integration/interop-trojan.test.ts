@@ -1,0 +1,156 @@
+/**
+ * Interop (issue #4 item 7) with trojan-gfw 1.16 (Debian `trojan`), on loopback, certificate made
+ * by openssl: trojan-gfw's client (its SOCKS5) against `ladder server`, and `ladder client` against
+ * trojan-gfw's server. curl fetches through both and checks the bytes; a visitor without the
+ * password reaches the fallback web server in both directions of the pairing.
+ */
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { freePort, hasCommand, startDaemon, startLadder, type Peer } from '../helpers/peers.js';
+import { startOrigin, expectedHash, type Origin } from '../helpers/origin.js';
+import { curl } from '../helpers/curl.js';
+import { makeCert, type TestCert } from '../helpers/tls-cert.js';
+import { trojanClientConfig, trojanServerConfig } from '../helpers/peer-configs.js';
+import { formatTrojanUri } from '../../src/codec/trojan-uri.js';
+
+const skip =
+  !hasCommand('trojan') || !hasCommand('curl') || !hasCommand('openssl')
+    ? 'needs trojan (Debian trojan, trojan-gfw), curl and openssl'
+    : false;
+if (skip) console.log(`# interop-trojan skipped: ${skip}`);
+
+const PASSWORD = 'ladder-interop-trojan-1';
+const peers: Peer[] = [];
+let origin: Origin;
+let cert: TestCert;
+
+before(() => {
+  if (skip) return;
+  cert = makeCert();
+});
+after(async () => {
+  await Promise.all(peers.map((p) => p.stop()));
+  await origin?.close();
+  cert?.remove();
+});
+
+test('trojan-gfw client -> ladder server', { skip }, async () => {
+  origin = await startOrigin();
+  const port = await freePort();
+  const server = await startLadder([
+    'server',
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--key',
+    formatTrojanUri({ password: PASSWORD, host: '127.0.0.1', port }),
+    '--tls-cert',
+    cert.certFile,
+    '--tls-key',
+    cert.keyFile,
+  ]);
+  peers.push(server);
+  const socks = await freePort();
+  const client = await startDaemon(
+    (file) => ['trojan', '-c', file],
+    trojanClientConfig({
+      socksPort: socks,
+      serverPort: port,
+      password: PASSWORD,
+      certFile: cert.certFile,
+    }),
+    socks,
+  );
+  peers.push(client);
+  const size = 8 << 20;
+  const r = await curl([
+    '--socks5-hostname',
+    `127.0.0.1:${socks}`,
+    `http://127.0.0.1:${origin.port}/bytes/${size}`,
+  ]);
+  assert.equal(r.code, 0, `${r.stderr}\n${client.output()}`);
+  assert.equal(r.sha256, expectedHash(size));
+  const many = await Promise.all(
+    Array.from({ length: 8 }, () =>
+      curl(['--socks5-hostname', `127.0.0.1:${socks}`, `http://127.0.0.1:${origin.port}/hello`]),
+    ),
+  );
+  for (const m of many) assert.equal(m.body.toString(), 'hello\n', m.stderr);
+  // A wrong password from trojan-gfw lands on the decoy site, which answers as a web server.
+  const wrongSocks = await freePort();
+  const wrong = await startDaemon(
+    (file) => ['trojan', '-c', file],
+    trojanClientConfig({
+      socksPort: wrongSocks,
+      serverPort: port,
+      password: 'not-the-password',
+      certFile: cert.certFile,
+    }),
+    wrongSocks,
+  );
+  peers.push(wrong);
+  const w = await curl(
+    ['--socks5-hostname', `127.0.0.1:${wrongSocks}`, `http://127.0.0.1:${origin.port}/hello`],
+    10,
+  );
+  assert.notEqual(w.body.toString(), 'hello\n', 'no tunnel without the password');
+  await Promise.all([wrong.stop(), client.stop(), server.stop()]);
+});
+
+test('ladder client -> trojan-gfw server', { skip }, async () => {
+  origin ??= await startOrigin();
+  const port = await freePort();
+  const server = await startDaemon(
+    (file) => ['trojan', '-c', file],
+    trojanServerConfig({
+      port,
+      fallbackPort: origin.port,
+      password: PASSWORD,
+      certFile: cert.certFile,
+      keyFile: cert.keyFile,
+    }),
+    port,
+  );
+  peers.push(server);
+  const socks = await freePort();
+  const client = await startLadder(
+    [
+      'client',
+      '--server',
+      formatTrojanUri({
+        password: PASSWORD,
+        host: '127.0.0.1',
+        port,
+        sni: 'localhost',
+        pinSha256: cert.pin,
+      }),
+      '--socks',
+      `127.0.0.1:${socks}`,
+      '--no-http',
+    ],
+    /carrying traffic/,
+  );
+  peers.push(client);
+  const size = 8 << 20;
+  const r = await curl([
+    '--socks5-hostname',
+    `127.0.0.1:${socks}`,
+    `http://127.0.0.1:${origin.port}/bytes/${size}`,
+  ]);
+  assert.equal(r.code, 0, `${r.stderr}\n${server.output()}`);
+  assert.equal(r.sha256, expectedHash(size));
+  const many = await Promise.all(
+    Array.from({ length: 8 }, () =>
+      curl(['--socks5-hostname', `127.0.0.1:${socks}`, `http://127.0.0.1:${origin.port}/hello`]),
+    ),
+  );
+  for (const m of many) assert.equal(m.body.toString(), 'hello\n', m.stderr);
+  // trojan-gfw's own fallback: an HTTPS visitor without the password reaches its remote (the origin).
+  const page = await curl([
+    '-k',
+    '--resolve',
+    `localhost:${port}:127.0.0.1`,
+    `https://localhost:${port}/hello`,
+  ]);
+  assert.equal(page.body.toString(), 'hello\n', page.stderr);
+  await Promise.all([client.stop(), server.stop()]);
+});

@@ -1,0 +1,114 @@
+/**
+ * Interop (issue #4 item 7) with v2ray 4.34 (Debian `v2ray`) as a client, on loopback, against
+ * `ladder server`: its trojan outbound over TLS (to the main port), over WebSocket over TLS (the
+ * main port, a secret path) and over plain WebSocket (to `--ws-listen`, as behind a CDN). curl
+ * fetches through v2ray's SOCKS5 inbound and checks the bytes.
+ */
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { freePort, hasCommand, startDaemon, startLadder, type Peer } from '../helpers/peers.js';
+import { startOrigin, expectedHash, type Origin } from '../helpers/origin.js';
+import { curl } from '../helpers/curl.js';
+import { makeCert, type TestCert } from '../helpers/tls-cert.js';
+import { v2rayClientConfig, type V2rayStream } from '../helpers/peer-configs.js';
+import { formatTrojanUri } from '../../src/codec/trojan-uri.js';
+
+const skip =
+  !hasCommand('v2ray') || !hasCommand('curl') || !hasCommand('openssl')
+    ? 'needs v2ray (Debian v2ray 4.34), curl and openssl'
+    : false;
+if (skip) console.log(`# interop-v2ray skipped: ${skip}`);
+
+const PASSWORD = 'ladder-interop-v2ray-1';
+const WS_PATH = '/v2ray-trojan-ws';
+const peers: Peer[] = [];
+let origin: Origin;
+let cert: TestCert;
+let server: Peer;
+let tlsPort: number;
+let wsPort: number;
+
+before(async () => {
+  if (skip) return;
+  origin = await startOrigin();
+  cert = makeCert();
+  tlsPort = await freePort();
+  wsPort = await freePort();
+  server = await startLadder(
+    [
+      'server',
+      '--listen',
+      `127.0.0.1:${tlsPort}`,
+      // One password, two keys: Trojan over TLS, and Trojan over WebSocket on a secret path.
+      '--key',
+      formatTrojanUri({ password: PASSWORD, host: '127.0.0.1', port: tlsPort, tag: 'tls' }),
+      '--key',
+      formatTrojanUri({
+        password: PASSWORD,
+        host: '127.0.0.1',
+        port: tlsPort,
+        type: 'ws',
+        path: WS_PATH,
+        tag: 'ws',
+      }),
+      '--tls-cert',
+      cert.certFile,
+      '--tls-key',
+      cert.keyFile,
+      '--ws-listen',
+      `127.0.0.1:${wsPort}`,
+    ],
+    /secret path/,
+    { env: { ...process.env, NODE_DEBUG: 'ladder:ws' } },
+  );
+  peers.push(server);
+});
+after(async () => {
+  await Promise.all(peers.map((p) => p.stop()));
+  await origin?.close();
+  cert?.remove();
+});
+
+const cases: [string, V2rayStream, () => number][] = [
+  ['trojan over TLS', { network: 'tcp', tls: true }, () => tlsPort],
+  ['trojan over WebSocket over TLS', { network: 'ws', tls: true, path: WS_PATH }, () => tlsPort],
+  ['trojan over plain WebSocket (CDN)', { network: 'ws', tls: false, path: WS_PATH }, () => wsPort],
+];
+
+for (const [name, stream, port] of cases) {
+  test(`v2ray 4.34 ${name} -> ladder server`, { skip }, async () => {
+    const socks = await freePort();
+    const before = server.output().length;
+    const client = await startDaemon(
+      (file) => ['v2ray', '-config', file],
+      v2rayClientConfig({
+        protocol: 'trojan',
+        socksPort: socks,
+        serverPort: port(),
+        secret: PASSWORD,
+        certFile: cert.certFile,
+        stream,
+      }),
+      socks,
+    );
+    peers.push(client);
+    const size = 8 << 20;
+    const r = await curl([
+      '--socks5-hostname',
+      `127.0.0.1:${socks}`,
+      `http://127.0.0.1:${origin.port}/bytes/${size}`,
+    ]);
+    assert.equal(r.code, 0, `${r.stderr}\n${client.output()}`);
+    assert.equal(r.sha256, expectedHash(size));
+    const many = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        curl(['--socks5-hostname', `127.0.0.1:${socks}`, `http://127.0.0.1:${origin.port}/hello`]),
+      ),
+    );
+    for (const m of many) assert.equal(m.body.toString(), 'hello\n', m.stderr);
+    const log = server.output().slice(before);
+    if (stream.network === 'ws') assert.match(log, /websocket carrying trojan/);
+    else assert.doesNotMatch(log, /websocket carrying/);
+    await client.stop();
+  });
+}

@@ -1,0 +1,431 @@
+// `ladder probe` inside the lab's client namespace, one censor module at a time, checking that the
+// probe names what each module does: a poisoned name gives `dns`, an IP block `tcp_ip`, an SNI reset
+// `http-failure` with `connection_reset`, a block page `http-diff`, an allowed site stays accessible;
+// and the transport check names the technique of the module that blocked each transport (checked
+// against the censor's own events). Also the block-page module's own test. Root and /dev/net/tun
+// needed (skipped with the reason otherwise); everything under this file's prefix, removed in after().
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  caPath,
+  CLI_PATH,
+  destroyLab,
+  eventsPath,
+  labUp,
+  spawnInNamespace,
+  startCensor,
+  waitForLog,
+} from '../../src/lab/lab.js';
+import { labNamespaces, labUnavailable, planLab } from '../../src/lab/topology.js';
+import { modulePolicy, type ModuleName } from '../../src/lab/policy.js';
+import { runIn } from '../../src/lab/report.js';
+import { formatLadderKey } from '../../src/codec/ladder-key.js';
+
+const why = labUnavailable();
+if (why) console.log(`probe lab tests skipped: ${why}`);
+// Its own prefix, derived from LADDER_LAB_TEST_PREFIX so that checkouts and lab test files never share one.
+const base = (process.env.LADDER_LAB_TEST_PREFIX ?? 'lab1-').slice(0, -1).slice(0, 6);
+const plan = planLab(`${base}p-`);
+
+const userinfo = Buffer.from('chacha20-ietf-poly1305:lab-probe-password').toString('base64url');
+const SS_PORT = 8388;
+const keys = {
+  ss: `ss://${userinfo}@${plan.addr.ladderIp}:${SS_PORT}`,
+  ssByName: `ss://${userinfo}@ladder.lab:${SS_PORT}`,
+  trojan: `trojan://lab-probe-trojan@${plan.addr.ladderIp}:443?sni=${plan.names.allowed}`,
+  trojanBlockedSni: `trojan://lab-probe-trojan@${plan.addr.ladderIp}:443?sni=${plan.names.blocked}`,
+};
+
+interface Line {
+  test_name: string;
+  input: string;
+  test_keys: Record<string, unknown>;
+}
+
+let run = 0;
+/** Runs `ladder probe` in the client namespace; returns its JSON lines and its table. */
+async function probe(args: string[]): Promise<{ lines: Line[]; out: string }> {
+  const file = join(plan.stateDir, `probe-${++run}.jsonl`);
+  const r = await runIn(
+    plan,
+    plan.ns.client,
+    [
+      process.execPath,
+      CLI_PATH,
+      'probe',
+      '--control-resolver',
+      `${plan.addr.dnsIp}:53`,
+      '--check-url',
+      `http://${plan.names.allowed}/`,
+      '--ca',
+      caPath(plan),
+      '--timeout',
+      '2',
+      '--backoff',
+      '0.3',
+      '--json',
+      file,
+      ...args,
+    ],
+    110_000,
+  );
+  assert.equal(r.status, 0, r.out);
+  const lines = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l)
+    .map((l) => JSON.parse(l) as Line);
+  return { lines, out: r.out };
+}
+
+const web = (lines: Line[], url: string) => {
+  const m = lines.find((l) => l.test_name === 'web_connectivity' && l.input === url);
+  assert.ok(m, `a measurement of ${url}`);
+  return m.test_keys;
+};
+const transport = (lines: Line[], name: RegExp) => {
+  const m = lines.find(
+    (l) => l.test_name === 'ladder_transport_check' && name.test(String(l.test_keys.transport)),
+  );
+  assert.ok(m, `a check of ${name}`);
+  return m.test_keys;
+};
+
+function eventsFrom(offset: number): string[] {
+  const f = eventsPath(plan);
+  if (!existsSync(f)) return [];
+  return readFileSync(f)
+    .subarray(offset)
+    .toString()
+    .split('\n')
+    .filter((l) => l)
+    .map((l) => {
+      const e = JSON.parse(l) as { module: string; action: string };
+      return `${e.module}/${e.action}`;
+    });
+}
+const eventsSize = () => (existsSync(eventsPath(plan)) ? readFileSync(eventsPath(plan)).length : 0);
+
+async function censor(name: ModuleName, overrides: object = {}): Promise<number> {
+  await startCensor(plan, modulePolicy(name, plan, overrides));
+  return eventsSize();
+}
+
+describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, () => {
+  before(async () => {
+    destroyLab(plan); // a crashed earlier run
+    await labUp(plan, { policy: { modules: {} } });
+    const cert = join(plan.stateDir, 'site-cert.pem');
+    const key = join(plan.stateDir, 'site-key.pem');
+    const node = [process.execPath, CLI_PATH, 'server', '--allow-private-targets'];
+    const ss = spawnInNamespace(plan, 'abroad', 'ladder-ss', [
+      ...node,
+      '--listen',
+      `${plan.addr.ladderIp}:${SS_PORT}`,
+      '--key',
+      keys.ss,
+    ]);
+    const trojan = spawnInNamespace(plan, 'abroad', 'ladder-trojan', [
+      ...node,
+      '--listen',
+      `${plan.addr.ladderIp}:443`,
+      '--key',
+      keys.trojan,
+      '--tls-cert',
+      cert,
+      '--tls-key',
+      key,
+    ]);
+    await waitForLog(plan, 'ladder-ss', ss, /listening/);
+    await waitForLog(plan, 'ladder-trojan', trojan, /listening/);
+  });
+  after(() => {
+    destroyLab(plan);
+    assert.deepEqual(labNamespaces(plan.prefix), []);
+  });
+
+  test('no censor: every site accessible, both transports get through', async () => {
+    await startCensor(plan, { modules: {} });
+    const { lines } = await probe([
+      '--key',
+      keys.ss,
+      '--key',
+      keys.trojan,
+      '--attempts',
+      '2',
+      `http://${plan.names.allowed}/`,
+      `https://${plan.names.blocked}/`,
+    ]);
+    for (const url of [`http://${plan.names.allowed}/`, `https://${plan.names.blocked}/`]) {
+      const k = web(lines, url);
+      assert.equal(k.blocking, false, url);
+      assert.equal(k.accessible, true, url);
+      assert.equal(k.dns_consistency, 'consistent', url);
+      assert.equal(k.control_failure, null);
+    }
+    assert.equal(transport(lines, /shadowsocks/).status, 'ok');
+    assert.equal(transport(lines, /trojan/).status, 'ok');
+  });
+
+  test('dns module: the poisoned name gives dns, the other stays accessible', async () => {
+    const from = await censor('dns');
+    const { lines } = await probe([
+      '--key',
+      keys.ss,
+      '--only',
+      'web',
+      `http://${plan.names.blocked}/`,
+      `http://${plan.names.allowed}/`,
+    ]);
+    const b = web(lines, `http://${plan.names.blocked}/`);
+    assert.equal(b.blocking, 'dns');
+    assert.equal(b.dns_consistency, 'inconsistent');
+    assert.equal(b.accessible, false);
+    assert.deepEqual((b.control as { dns: { addrs: string[] } }).dns.addrs, [plan.addr.blockedIp]);
+    assert.equal(web(lines, `http://${plan.names.allowed}/`).accessible, true);
+    assert.ok(eventsFrom(from).includes('dns/forge'));
+  });
+
+  test('ipblock module: the null-routed server gives tcp_ip', async () => {
+    const from = await censor('ipblock');
+    const { lines } = await probe([
+      '--key',
+      keys.ss,
+      '--only',
+      'web',
+      `http://${plan.names.blocked}/`,
+    ]);
+    const b = web(lines, `http://${plan.names.blocked}/`);
+    assert.equal(b.blocking, 'tcp_ip');
+    assert.equal(b.http_experiment_failure, 'generic_timeout_error');
+    assert.equal(b.dns_consistency, 'consistent');
+    assert.ok(eventsFrom(from).includes('ipblock/drop'));
+  });
+
+  test('sni module: the blocked SNI gives http-failure with connection_reset', async () => {
+    const from = await censor('sni');
+    const { lines } = await probe([
+      '--key',
+      keys.ss,
+      '--only',
+      'web',
+      `https://${plan.names.blocked}/`,
+      `https://${plan.names.allowed}/`,
+    ]);
+    const b = web(lines, `https://${plan.names.blocked}/`);
+    assert.equal(b.blocking, 'http-failure');
+    assert.equal(b.http_experiment_failure, 'connection_reset');
+    const tls = b.tls_handshakes as { failure: string | null; server_name: string }[];
+    assert.equal(tls[0]!.failure, 'connection_reset');
+    assert.equal(tls[0]!.server_name, plan.names.blocked);
+    assert.equal(web(lines, `https://${plan.names.allowed}/`).accessible, true);
+    assert.ok(eventsFrom(from).includes('sni/reset'));
+  });
+
+  test('http module: a reset on the blocked Host gives http-failure', async () => {
+    const from = await censor('http', { pTrigger: 1 });
+    const { lines } = await probe([
+      '--key',
+      keys.ss,
+      '--only',
+      'web',
+      `http://${plan.names.blocked}/`,
+    ]);
+    const b = web(lines, `http://${plan.names.blocked}/`);
+    assert.equal(b.blocking, 'http-failure');
+    assert.equal(b.http_experiment_failure, 'connection_reset');
+    assert.ok(eventsFrom(from).includes('http/reset'));
+  });
+
+  test('blockpage module: curl gets the page, the allowed site is untouched', async () => {
+    const from = await censor('blockpage');
+    const curl = (url: string) =>
+      runIn(plan, plan.ns.client, ['curl', '-sS', '-i', '--max-time', '4', url], 8000);
+    const blocked = await curl(`http://${plan.names.blocked}/`);
+    assert.equal(blocked.status, 0, blocked.out);
+    assert.match(blocked.out, /^HTTP\/1\.1 200 OK/);
+    assert.match(blocked.out, /<title>Access Denied<\/title>/);
+    assert.doesNotMatch(blocked.out, /ladder lab site/);
+    assert.match((await curl(`http://${plan.names.allowed}/`)).out, /ladder lab site allowed\.lab/);
+    // HTTPS to the same host is not touched by a block page
+    const https = await runIn(
+      plan,
+      plan.ns.client,
+      [
+        'curl',
+        '-sS',
+        '--max-time',
+        '4',
+        '--cacert',
+        caPath(plan),
+        `https://${plan.names.blocked}/`,
+      ],
+      8000,
+    );
+    assert.match(https.out, /ladder lab site blocked\.lab/);
+    assert.deepEqual(
+      eventsFrom(from).filter((e) => e.startsWith('blockpage')),
+      ['blockpage/inject'],
+    );
+  });
+
+  test('blockpage module: the probe calls the page http-diff', async () => {
+    const from = await censor('blockpage');
+    const { lines } = await probe([
+      '--key',
+      keys.ss,
+      '--only',
+      'web',
+      `http://${plan.names.blocked}/`,
+      `http://${plan.names.allowed}/`,
+    ]);
+    const b = web(lines, `http://${plan.names.blocked}/`);
+    assert.equal(b.blocking, 'http-diff');
+    assert.equal(b.accessible, false);
+    assert.equal(b.status_code_match, true);
+    assert.equal(b.body_length_match, false);
+    assert.equal(web(lines, `http://${plan.names.allowed}/`).blocking, false);
+    assert.ok(eventsFrom(from).includes('blockpage/inject'));
+  });
+
+  test('transports × fet: in one ladder:// key, Shadowsocks is dropped after its first packet, then null-routed; Trojan gets through', async () => {
+    const from = await censor('fet', { p: 1 });
+    const bundle = formatLadderKey({ transports: [keys.ss, keys.trojan], name: 'lab' });
+    const { lines } = await probe(['--key', bundle, '--only', 'transports', '--attempts', '2']);
+    const ss = transport(lines, /shadowsocks/);
+    assert.equal(ss.status, 'blocked');
+    assert.equal(ss.technique, 'data-drop');
+    assert.equal(ss.residual, true);
+    assert.equal(transport(lines, /trojan/).status, 'ok');
+    assert.ok(eventsFrom(from).includes('fet/block'));
+  });
+
+  test('transports × ipblock: the whole address, then only the Shadowsocks port', async () => {
+    let from = await censor('ipblock', {
+      rules: [{ ip: plan.addr.ladderIp, mode: 'nullroute-both' }],
+    });
+    let r = await probe(['--key', keys.ss, '--only', 'transports', '--attempts', '2']);
+    assert.equal(transport(r.lines, /shadowsocks/).technique, 'ip');
+    assert.ok(eventsFrom(from).includes('ipblock/drop'));
+
+    from = await censor('ipblock', {
+      rules: [{ ip: plan.addr.ladderIp, port: SS_PORT, mode: 'nullroute-both' }],
+    });
+    r = await probe([
+      '--key',
+      keys.ss,
+      '--key',
+      keys.trojan,
+      '--only',
+      'transports',
+      '--attempts',
+      '2',
+    ]);
+    const ss = transport(r.lines, /shadowsocks/);
+    assert.equal(ss.technique, 'port');
+    assert.equal((ss.other_port as { port: number; answered: boolean }).answered, true);
+    assert.equal(transport(r.lines, /trojan/).status, 'ok');
+    assert.ok(eventsFrom(from).includes('ipblock/drop'));
+  });
+
+  test('transports × sni: Trojan with a blocked SNI is reset after its ClientHello; Shadowsocks gets through', async () => {
+    const from = await censor('sni');
+    const { lines } = await probe([
+      '--key',
+      keys.ss,
+      '--key',
+      keys.trojanBlockedSni,
+      '--only',
+      'transports',
+    ]);
+    const t = transport(lines, /trojan/);
+    assert.equal(t.status, 'blocked');
+    assert.equal(t.technique, 'tls-reset');
+    assert.equal(transport(lines, /shadowsocks/).status, 'ok');
+    assert.ok(eventsFrom(from).includes('sni/reset'));
+  });
+
+  test('transports × dns: a key naming its server by a poisoned name; the real address gets through', async () => {
+    const from = await censor('dns', { blocklist: ['ladder.lab'] });
+    const { lines } = await probe([
+      '--key',
+      keys.ssByName,
+      '--key',
+      keys.trojan,
+      '--only',
+      'transports',
+      '--attempts',
+      '2',
+    ]);
+    const ss = transport(lines, /shadowsocks/);
+    assert.equal(ss.technique, 'dns');
+    assert.deepEqual((ss.control_dns as { addrs: string[] }).addrs, [plan.addr.ladderIp]);
+    assert.equal((ss.real_address_attempt as { kind: string }).kind, 'ok');
+    assert.equal(transport(lines, /trojan/).status, 'ok');
+    assert.ok(eventsFrom(from).includes('dns/forge'));
+  });
+  test('transports × port443-reset, allowlist, rst-on-data: refused, tls-drop, data-reset', async () => {
+    let from = await censor('port443-reset');
+    let r = await probe([
+      '--key',
+      keys.ss,
+      '--key',
+      keys.trojan,
+      '--only',
+      'transports',
+      '--attempts',
+      '2',
+    ]);
+    assert.equal(transport(r.lines, /trojan/).technique, 'refused');
+    assert.equal(transport(r.lines, /shadowsocks/).status, 'ok', 'port 8388 is not 443');
+    assert.ok(eventsFrom(from).includes('port443-reset/reset'));
+
+    from = await censor('allowlist'); // TLS only, and only to allowed.lab
+    r = await probe([
+      '--key',
+      keys.trojan,
+      '--key',
+      keys.trojanBlockedSni,
+      '--only',
+      'transports',
+      '--attempts',
+      '2',
+    ]);
+    assert.equal(transport(r.lines, new RegExp(`SNI ${plan.names.allowed}`)).status, 'ok');
+    assert.equal(transport(r.lines, new RegExp(`SNI ${plan.names.blocked}`)).technique, 'tls-drop');
+    assert.ok(eventsFrom(from).includes('allowlist/drop'));
+
+    from = await censor('ipblock', {
+      rules: [{ ip: plan.addr.ladderIp, port: SS_PORT, mode: 'rst-on-data' }],
+    });
+    r = await probe(['--key', keys.ss, '--only', 'transports', '--attempts', '2']);
+    assert.equal(transport(r.lines, /shadowsocks/).technique, 'data-reset');
+    assert.ok(eventsFrom(from).includes('ipblock/reset'));
+  });
+
+  test('transports × throttle: a throughput sample is taken (the verdict is printed, not asserted: it is a rate)', async () => {
+    const from = await censor('throttle', { bytesThreshold: 4 * 1024 * 1024 });
+    const { lines } = await probe([
+      '--key',
+      keys.ss,
+      '--only',
+      'transports',
+      '--attempts',
+      '1',
+      '--throughput-url',
+      `http://${plan.names.allowed}/bytes/${16 * 1024 * 1024}`,
+    ]);
+    const ss = transport(lines, /shadowsocks/);
+    const th = ss.throughput as {
+      bytes: number;
+      late_early_ratio: number | null;
+      knee_bytes: number | null;
+    };
+    assert.ok(th.bytes > 4 * 1024 * 1024, 'the sample went past the throttle threshold');
+    assert.ok(eventsFrom(from).includes('throttle/throttle'));
+    console.log(
+      `lab throttle (4 MiB threshold, 2% loss, 40 ms): technique ${String(ss.technique)}, late/early rate ${th.late_early_ratio?.toFixed(2)}, knee ${th.knee_bytes} bytes`,
+    );
+  });
+});
