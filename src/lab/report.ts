@@ -263,6 +263,11 @@ const LADDER_SS_METHOD = '2022-blake3-aes-256-gcm';
 const ladderSecrets = {
   ss: randomBytes(32).toString('base64'),
   trojan: randomBytes(18).toString('base64url'),
+  wsSs: randomBytes(32).toString('base64'),
+  wsTrojan: randomBytes(18).toString('base64url'),
+  // secret WebSocket paths; every other path of the TLS port is the decoy site
+  wsSsPath: `/${randomBytes(9).toString('base64url')}`,
+  wsTrojanPath: `/${randomBytes(9).toString('base64url')}`,
 };
 let ladderServer: Promise<void> | undefined;
 
@@ -287,6 +292,45 @@ function ladderTrojanUri(plan: LabPlan): string {
   });
 }
 
+function ladderPin(plan: LabPlan): string {
+  const pem = readFileSync(join(plan.stateDir, 'ladder-cert.pem'), 'utf8');
+  return new X509Certificate(pem).fingerprint256.replace(/:/g, '').toLowerCase();
+}
+
+/** Shadowsocks in a WebSocket over TLS, as v2ray-plugin does (mux off: a connection per attempt). */
+function ladderWsSsUri(plan: LabPlan): string {
+  return formatSsUri({
+    method: LADDER_SS_METHOD,
+    password: ladderSecrets.wsSs,
+    host: LADDER_NAME,
+    port: LADDER_PORT,
+    plugin: {
+      name: 'v2ray-plugin',
+      options: {
+        tls: '',
+        host: LADDER_NAME,
+        path: ladderSecrets.wsSsPath,
+        mux: '0',
+        pin: ladderPin(plan),
+      },
+    },
+  });
+}
+
+/** Trojan in a WebSocket over TLS, as v2ray's trojan outbound with network ws. */
+function ladderWsTrojanUri(plan: LabPlan): string {
+  return formatTrojanUri({
+    password: ladderSecrets.wsTrojan,
+    host: LADDER_NAME,
+    port: LADDER_PORT,
+    sni: LADDER_NAME,
+    pinSha256: ladderPin(plan),
+    type: 'ws',
+    wsHost: LADDER_NAME,
+    path: ladderSecrets.wsTrojanPath,
+  });
+}
+
 /** Starts `ladder server` in abroad once per card (the real CLI, the same binary users run). */
 function startLadderServer(plan: LabPlan): Promise<void> {
   ladderServer ??= (async () => {
@@ -300,6 +344,10 @@ function startLadderServer(plan: LabPlan): Promise<void> {
       ladderSsUri(),
       '--key',
       ladderTrojanUri(plan),
+      '--key',
+      ladderWsSsUri(plan),
+      '--key',
+      ladderWsTrojanUri(plan),
       '--tls-cert',
       join(plan.stateDir, 'ladder-cert.pem'),
       '--tls-key',
@@ -410,6 +458,16 @@ function ladderTransports(): TransportEntry[] {
       'ladder-trojan',
       `ladder client → ladder server, Trojan over TLS (SNI ${LADDER_NAME}, pinned certificate)`,
       (p) => ladderTrojanUri(p),
+    ),
+    ladderEntry(
+      'ladder-ws-ss',
+      'ladder client → ladder server, Shadowsocks in a WebSocket over TLS (v2ray-plugin style) on a secret path',
+      (p) => ladderWsSsUri(p),
+    ),
+    ladderEntry(
+      'ladder-ws-trojan',
+      'ladder client → ladder server, Trojan in a WebSocket over TLS (v2ray style) on a secret path',
+      (p) => ladderWsTrojanUri(p),
     ),
     ladderEntry(
       'ladder-trojan-https',
