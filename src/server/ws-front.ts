@@ -123,6 +123,13 @@ export class WsFront implements Fallback {
     };
     const tryHead = (): void => {
       if (q.length === 0) return;
+      // A web server rejects a request whose method cannot be one at the first bad byte (Node's
+      // llhttp answers 400 at once); waiting for a whole head would make garbage meet silence here
+      // and a 400 at the site alone, which a prober can tell apart (found by test/lab/ladder.test.ts).
+      if (!canStartRequestLine(q.peek(Math.min(q.length, MAX_METHOD_LENGTH + 1)))) {
+        toSite('not an HTTP method');
+        return;
+      }
       let decoded;
       try {
         decoded = decodeRequestHead(q.peek(q.length), 0);
@@ -229,6 +236,19 @@ export class WsFront implements Fallback {
  * After TLS: a Trojan request (its first byte is a lower-case hex digit) goes to Trojan, whose own
  * fallback is the site; anything else is read as HTTP by the WsFront.
  */
+/** Longest method llhttp knows (MKCALENDAR, PROPPATCH, ... are shorter). */
+const MAX_METHOD_LENGTH = 20;
+
+/** False once the bytes cannot begin a request line: methods are upper-case letters and '-'. */
+function canStartRequestLine(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (c === 0x20) return i > 0;
+    if (!((c >= 0x41 && c <= 0x5a) || (c === 0x2d && i > 0))) return false;
+  }
+  return b.length <= MAX_METHOD_LENGTH;
+}
+
 export class TlsInnerFront {
   readonly #trojan: TrojanHandler | undefined;
   readonly #web: WsFront;
