@@ -232,7 +232,7 @@ export class ManagementApi {
     });
     for (const path of ['/server/access-key-data-limit', '/experimental/access-key-data-limit']) {
       r('PUT', path, async (_p, body) => {
-        keys.setDefaultLimit(withPeriod((await body()).limit));
+        keys.setDefaultLimit((await body()).limit);
         return NO_CONTENT;
       });
       r('DELETE', path, () => {
@@ -295,22 +295,7 @@ export class ManagementApi {
     ): Promise<Reply> => {
       if (body.id !== undefined)
         throw new HttpError(400, 'InvalidArgument', 'Parameter `id` is not allowed');
-      if (body.port !== undefined && body.port !== s.reachability().port)
-        throw new LadderError(
-          'ERR_CONFLICT',
-          `Ladder serves every access key on one port (${s.reachability().port})`,
-        );
-      for (const f of ['name', 'method', 'password'] as const)
-        if (body[f] !== undefined && typeof body[f] !== 'string')
-          throw new HttpError(400, 'InvalidArgument', `Expected a string for ${f}`);
-      const k = keys.create({
-        ...(id !== undefined ? { id } : {}),
-        ...(body.name !== undefined ? { name: body.name as string } : {}),
-        ...(body.method ? { method: body.method as string } : {}),
-        ...(body.password !== undefined ? { password: body.password as string } : {}),
-        ...(body.limit !== undefined ? { limit: withPeriod(body.limit) } : {}),
-        ...ladderFields(body),
-      });
+      const k = s.createKey(body, id);
       return { status: 201, json: s.keyJson(k) };
     };
     r('POST', '/access-keys', async (_p, body) => create(undefined, await body()));
@@ -328,7 +313,7 @@ export class ManagementApi {
       return NO_CONTENT;
     });
     r('PUT', '/access-keys/{id}/data-limit', async ([id], body) => {
-      keys.setDataLimit(id!, withPeriod((await body()).limit));
+      keys.setDataLimit(id!, (await body()).limit);
       return NO_CONTENT;
     });
     r('DELETE', '/access-keys/{id}/data-limit', ([id]) => {
@@ -379,22 +364,6 @@ export class ManagementApi {
       return { status: 200, raw: { type: 'image/svg+xml', body: svg } };
     });
   }
-}
-
-/** Outline's limits are over the last 30 days; Ladder's API may name another period. */
-function withPeriod(limit: unknown): unknown {
-  if (limit && typeof limit === 'object' && !('period' in limit))
-    return { ...limit, period: '30d' };
-  return limit;
-}
-
-function ladderFields(b: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const f of ['expiresMs', 'speedLimitBps', 'deviceLimit', 'transports'] as const)
-    if (b[f] !== undefined && b[f] !== null) out[f] = b[f];
-  if (b.dataLimit !== undefined && b.dataLimit !== null && b.limit === undefined)
-    out.limit = b.dataLimit;
-  return out;
 }
 
 function parseDays(v: string | null): number {

@@ -174,6 +174,35 @@ export class AdminService {
   }
 
   /**
+   * Makes a key from a request body: Outline's fields (name, method, password, port, `limit`:
+   * {bytes}, over 30 days) and Ladder's (`dataLimit` with a period, expiresMs, speedLimitBps,
+   * deviceLimit, transports). The port, if given, must be the server's: all keys share it.
+   */
+  createKey(b: Record<string, unknown>, id?: string): KeyView {
+    if (b.port !== undefined && b.port !== this.reachability().port)
+      throw new LadderError(
+        'ERR_CONFLICT',
+        `Ladder serves every access key on one port (${this.reachability().port})`,
+      );
+    for (const f of ['name', 'method', 'password'] as const)
+      if (b[f] !== undefined && typeof b[f] !== 'string')
+        throw new LadderError('ERR_USAGE', `Expected a string for ${f}`);
+    const given = (v: unknown): boolean => v !== undefined && v !== null;
+    const limit = b.limit !== undefined ? b.limit : given(b.dataLimit) ? b.dataLimit : undefined;
+    return this.keys.create({
+      ...(id !== undefined ? { id } : {}),
+      ...(b.name !== undefined ? { name: b.name as string } : {}),
+      ...(b.method ? { method: b.method as string } : {}),
+      ...(b.password !== undefined ? { password: b.password as string } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+      ...(given(b.expiresMs) ? { expiresMs: b.expiresMs } : {}),
+      ...(given(b.speedLimitBps) ? { speedLimitBps: b.speedLimitBps } : {}),
+      ...(given(b.deviceLimit) ? { deviceLimit: b.deviceLimit } : {}),
+      ...(given(b.transports) ? { transports: b.transports } : {}),
+    });
+  }
+
+  /**
    * Ladder's partial update of a key: any of name, disabled, dataLimit, expiresMs, speedLimitBps,
    * deviceLimit (null removes a limit). Everything is checked before anything changes.
    */

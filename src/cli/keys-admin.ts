@@ -68,18 +68,8 @@ function localBackend(dir: string): Backend {
     get: async (id) => svc.keyJson(keys.get(id)),
     create: async (b) => {
       svc.reachability(); // the key's URI needs the server's port: fail before making it
-      return svc.keyJson(
-        keys.create({
-          ...(b.id !== undefined ? { id: b.id as string } : {}),
-          ...(b.name !== undefined ? { name: b.name as string } : {}),
-          ...(b.method !== undefined ? { method: b.method as string } : {}),
-          ...(b.dataLimit !== undefined ? { limit: b.dataLimit } : {}),
-          ...(b.expiresMs !== undefined ? { expiresMs: b.expiresMs } : {}),
-          ...(b.speedLimitBps !== undefined ? { speedLimitBps: b.speedLimitBps } : {}),
-          ...(b.deviceLimit !== undefined ? { deviceLimit: b.deviceLimit } : {}),
-          ...(b.transports !== undefined ? { transports: b.transports } : {}),
-        }),
-      );
+      const { id, ...rest } = b;
+      return svc.keyJson(svc.createKey(rest, id as string | undefined));
     },
     patch: async (id, b) => svc.keyJson(svc.patchKey(id, b)),
     remove: async (id) => keys.delete(id),

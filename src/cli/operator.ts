@@ -38,6 +38,42 @@ export function guessPublicHost(listenHost: string): string {
   return '127.0.0.1';
 }
 
+export interface KeptCertificate {
+  cert: string;
+  key: string;
+  /** SHA-256 as AA:BB:..., as X509Certificate gives it. */
+  fingerprint256: string;
+}
+
+/**
+ * A self-signed certificate kept in the data directory as `<name>-cert.pem` and `<name>-key.pem`
+ * (0600): made on first start, read on every later one, so that pins survive restarts.
+ */
+function keptCertificate(
+  dir: string,
+  name: string,
+  commonName: string,
+  altNames: string[],
+): KeptCertificate {
+  const certFile = join(dir, `${name}-cert.pem`);
+  const keyFile = join(dir, `${name}-key.pem`);
+  if (!existsSync(certFile) || !existsSync(keyFile)) {
+    const made = issueCertificate({
+      commonName,
+      altNames: [...new Set(altNames)],
+      serial: randomBytes(16),
+    });
+    writeSecretFile(keyFile, made.key);
+    writeSecretFile(certFile, made.cert);
+  }
+  const cert = readFileSync(certFile, 'utf8');
+  return {
+    cert,
+    key: readFileSync(keyFile, 'utf8'),
+    fingerprint256: new X509Certificate(cert).fingerprint256,
+  };
+}
+
 export interface OperatorOptions {
   dataDir: string;
   metrics: Metrics;
@@ -81,27 +117,11 @@ export class Operator {
   }
 
   /** The self-signed certificate of the TLS transports, made on first start and kept in the data directory. */
-  tlsCertificate(listenHost: string): { cert: string; key: string; fingerprint256: string } {
-    const certFile = join(this.store.dir, 'tls-cert.pem');
-    const keyFile = join(this.store.dir, 'tls-key.pem');
-    if (!existsSync(certFile) || !existsSync(keyFile)) {
-      const made = issueCertificate({
-        commonName: 'localhost',
-        altNames: [
-          'localhost',
-          listenHost === '0.0.0.0' || listenHost === '::' ? '127.0.0.1' : listenHost,
-        ],
-        serial: randomBytes(16),
-      });
-      writeSecretFile(keyFile, made.key);
-      writeSecretFile(certFile, made.cert);
-    }
-    const cert = readFileSync(certFile, 'utf8');
-    return {
-      cert,
-      key: readFileSync(keyFile, 'utf8'),
-      fingerprint256: new X509Certificate(cert).fingerprint256,
-    };
+  tlsCertificate(listenHost: string): KeptCertificate {
+    return keptCertificate(this.store.dir, 'tls', 'localhost', [
+      'localhost',
+      listenHost === '0.0.0.0' || listenHost === '::' ? '127.0.0.1' : listenHost,
+    ]);
   }
 
   start(reach: Reachability, publicHost: string): void {
@@ -120,19 +140,11 @@ export class Operator {
     publicHost: string,
   ): Promise<{ apiUrl: string; certSha256: string }> {
     const dir = this.store.dir;
-    const certFile = join(dir, 'api-cert.pem');
-    const keyFile = join(dir, 'api-key.pem');
-    if (!existsSync(certFile) || !existsSync(keyFile)) {
-      const made = issueCertificate({
-        commonName: publicHost,
-        altNames: [...new Set([publicHost, '127.0.0.1', 'localhost'])],
-        serial: randomBytes(16),
-      });
-      writeSecretFile(keyFile, made.key);
-      writeSecretFile(certFile, made.cert);
-    }
-    const cert = readFileSync(certFile, 'utf8');
-    const key = readFileSync(keyFile, 'utf8');
+    const { cert, key, fingerprint256 } = keptCertificate(dir, 'api', publicHost, [
+      publicHost,
+      '127.0.0.1',
+      'localhost',
+    ]);
     const prefix =
       '/' + this.store.settingOnce('api_prefix', () => randomBytes(16).toString('base64url'));
     const api = new ManagementApi({ service: this.service, prefix, cert, key });
@@ -147,7 +159,7 @@ export class Operator {
     }
     this.store.setSetting('api_port', String(addr.port));
     this.#api = api;
-    const certSha256 = new X509Certificate(cert).fingerprint256.replace(/:/g, '');
+    const certSha256 = fingerprint256.replace(/:/g, '');
     const apiUrl = `https://${formatHostPort(publicHost, addr.port)}${prefix}`;
     writeSecretFile(join(dir, 'access.txt'), `apiUrl:${apiUrl}\ncertSha256:${certSha256}\n`);
     return { apiUrl, certSha256 };

@@ -2,8 +2,6 @@
  * A real `ladder server --data DIR` process with its management API, and a small client for that
  * API that pins the certificate by the SHA-256 the server printed, as Outline Manager does.
  */
-import { request } from 'node:https';
-import type { TLSSocket } from 'node:tls';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { freePort, startLadder, type Peer } from './peers.js';
 import { makeCipherKey } from '../../src/crypto/ss-key.js';
 import { SsStreamDialer } from '../../src/transport/ss-dialer.js';
+import { ApiClient as LadderApiClient, type ApiReply } from '../../src/admin/api-client.js';
 
 export interface OperatorServer {
   peer: Peer;
@@ -21,59 +20,17 @@ export interface OperatorServer {
   api: ApiClient;
 }
 
-export interface ApiResponse {
-  status: number;
-  body: unknown;
-  text: string;
-  headers: Record<string, string | string[] | undefined>;
-}
-
-export type ApiClient = (method: string, path: string, body?: unknown) => Promise<ApiResponse>;
+export type ApiClient = (method: string, path: string, body?: unknown) => Promise<ApiReply>;
 
 export function tempDataDir(): { dir: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'ladder-data-'));
   return { dir: join(dir, 'data'), remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** An HTTPS client for the API at `apiUrl`, refusing any certificate but the pinned one. */
+/** The API at `apiUrl` through Ladder's own client (src/admin/api-client.ts), pinned by its SHA-256. */
 export function apiClient(apiUrl: string, certSha256: string): ApiClient {
-  return (method, path, body) =>
-    new Promise((resolve, reject) => {
-      const url = new URL(apiUrl + path);
-      const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-      const req = request(
-        url,
-        {
-          method,
-          rejectUnauthorized: false,
-          headers: data
-            ? { 'content-type': 'application/json', 'content-length': data.length }
-            : {},
-          agent: false,
-        },
-        (res) => {
-          const fp = (res.socket as TLSSocket)
-            .getPeerCertificate()
-            .fingerprint256?.replace(/:/g, '');
-          if (fp !== certSha256) {
-            reject(new Error(`API certificate ${fp} is not the pinned ${certSha256}`));
-            res.destroy();
-            return;
-          }
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let parsed: unknown = undefined;
-            if ((res.headers['content-type'] ?? '').startsWith('application/json'))
-              parsed = JSON.parse(text);
-            resolve({ status: res.statusCode ?? 0, body: parsed, text, headers: res.headers });
-          });
-        },
-      );
-      req.on('error', reject);
-      req.end(data);
-    });
+  const c = new LadderApiClient(apiUrl, certSha256);
+  return (method, path, body) => c.call(method, path, body);
 }
 
 /** Starts `ladder server --data dir` on loopback with its API and metrics; `port` keeps the one of an earlier run. */

@@ -123,7 +123,8 @@ export class KeyManager implements AccessGate {
   readonly #keys = new Map<string, AccessKeyRecord>();
   readonly #states = new Map<string, KeyState>();
   readonly #usage: Map<string, Map<number, number>>;
-  readonly #pending = new Map<string, number>(); // `${id}\0${day}` -> bytes
+  /** Usage counted since the last flush: key id -> UTC day -> bytes. */
+  readonly #pending = new Map<string, Map<number, number>>();
   readonly #leases = new Map<string, Set<LeaseEntry>>();
   readonly #paces = new Map<string, { up: Pace; down: Pace }>();
   /** Compiled keys, reused while the secret and method stay the same (key derivation is not free). */
@@ -167,8 +168,7 @@ export class KeyManager implements AccessGate {
 
   /** Readers see another process's changes at once, not at the next tick. */
   #fresh(): void {
-    if (this.#tick && this.#store.dataVersion() !== this.#dataVersion) this.#evaluate(false);
-    else if (!this.#tick) this.#syncFromStore();
+    if (this.#store.dataVersion() !== this.#dataVersion) this.#evaluate(false);
   }
 
   /** Publishes the active keys and starts enforcement and accounting. */
@@ -184,10 +184,8 @@ export class KeyManager implements AccessGate {
   flush(): void {
     if (this.#pending.size === 0) return;
     const deltas: UsageDelta[] = [];
-    for (const [k, bytes] of this.#pending) {
-      const [keyId, day] = k.split('\u0000');
-      deltas.push({ keyId: keyId!, day: Number(day), bytes });
-    }
+    for (const [keyId, days] of this.#pending)
+      for (const [day, bytes] of days) deltas.push({ keyId, day, bytes });
     this.#pending.clear();
     try {
       this.#store.addUsage(deltas);
@@ -270,8 +268,9 @@ export class KeyManager implements AccessGate {
   }
 
   #addPending(keyId: string, day: number, n: number): void {
-    const k = `${keyId}\u0000${day}`;
-    this.#pending.set(k, (this.#pending.get(k) ?? 0) + n);
+    let days = this.#pending.get(keyId);
+    if (!days) this.#pending.set(keyId, (days = new Map()));
+    days.set(day, (days.get(day) ?? 0) + n);
   }
 
   // ------------------------------------------------------------------- enforcement
@@ -493,8 +492,7 @@ export class KeyManager implements AccessGate {
   #forget(id: string): void {
     this.#keys.delete(id);
     this.#usage.delete(id);
-    for (const k of [...this.#pending.keys()])
-      if (k.startsWith(`${id}\u0000`)) this.#pending.delete(k);
+    this.#pending.delete(id);
     this.#revoke(id);
     this.#paces.delete(id);
   }
