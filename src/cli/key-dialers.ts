@@ -38,6 +38,8 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
     const d = new TrojanDialer(server, {
       password: t.password,
       ...tls,
+      // Mux.Cool inside Trojan, as v2ray's trojan outbound with mux enabled (mux-pool.ts).
+      ...(t.mux ? { mux: t.mux } : {}),
       // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
       ...(t.type === 'ws'
         ? {
@@ -54,7 +56,7 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
         ? `trojan over WebSocket${t.security === 'none' ? '' : ' over TLS'}`
         : 'trojan over TLS';
     return {
-      name: `${formatHostPort(t.host, t.port)} with ${how}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
+      name: `${formatHostPort(t.host, t.port)} with ${how}${t.mux ? ' (Mux.Cool)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
       stream: d,
       packet: d,
     };

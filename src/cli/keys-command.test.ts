@@ -246,6 +246,12 @@ test('keys new --protocol trojan, over TLS and over a plain WebSocket for a CDN'
     [kw.type, kw.path, kw.wsHost, kw.security, kw.port],
     ['ws', '/tunnel', 'cdn.example', 'none', 80],
   );
+  assert.equal(kw.mux, undefined, 'no Mux.Cool unless asked: trojan-gfw servers know none');
+  const m = await ladder(['keys', 'new', '--protocol', 'trojan', '--mux', '8', '--json']);
+  assert.equal(m.code, 0, m.stderr);
+  const jm = JSON.parse(m.stdout) as { uri: string; mux: number };
+  assert.equal(jm.mux, 8);
+  assert.equal(parseTrojanUri(jm.uri).mux, 8);
 });
 
 test('keys new: transport flags that do not fit are usage errors (exit 2) naming the flag', async () => {
@@ -258,6 +264,9 @@ test('keys new: transport flags that do not fit are usage errors (exit 2) naming
     [['--transport', 'ws', '--path', 'no-slash'], /--path 'no-slash' must start with '\/'/],
     [['--transport', 'ws', '--no-tls', '--pin', 'ab'.repeat(32)], /--pin needs TLS/],
     [['--protocol', 'trojan', '--transport', 'ws', '--no-mux'], /--no-mux is for ss keys/],
+    [['--mux', '8'], /--mux is for trojan keys/],
+    [['--protocol', 'trojan', '--mux', '0'], /--mux '0' must be the sessions per connection/],
+    [['--protocol', 'trojan', '--mux', '2000'], /--mux '2000'/],
   ] as const) {
     const r = await ladder(['keys', 'new', ...args]);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

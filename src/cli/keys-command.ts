@@ -20,7 +20,12 @@ import {
   resolveMethod,
   type SsAccessKey,
 } from '../codec/access-key-uri.js';
-import { formatTrojanUri, parseTrojanUri, type TrojanAccessKey } from '../codec/trojan-uri.js';
+import {
+  MAX_MUX_CONCURRENCY,
+  formatTrojanUri,
+  parseTrojanUri,
+  type TrojanAccessKey,
+} from '../codec/trojan-uri.js';
 import { v2rayPlugin, v2rayPluginOptions } from '../codec/v2ray-plugin.js';
 import { normalizeFingerprint } from '../transport/tls.js';
 import { parseFlags } from './args.js';
@@ -31,7 +36,7 @@ const DEFAULT_METHOD: SsMethod = '2022-blake3-aes-256-gcm';
 
 const HELP = `ladder keys new [--method <method>] [--host <host>] [--port <port>] [--name <tag>] [--prefix <text> | --prefix-preset <name>] [--json]
 ladder keys new --transport ws [--path <path>] [--ws-host <name>] [--no-tls] [--no-mux] [--pin <sha256>] ...
-ladder keys new --protocol trojan [--transport tls|ws] [--sni <name>] [--pin <sha256>] ...
+ladder keys new --protocol trojan [--transport tls|ws] [--sni <name>] [--pin <sha256>] [--mux <n>] ...
 ladder keys parse <ss-uri> [--json] [--show-secret]        (trojan:// keys too)
 
 keys new     makes a fresh key and prints its URI on the first line (a QR code follows on a
@@ -61,6 +66,9 @@ ${PREFIX_PRESETS.map((p) => `               ${p.name.padEnd(14)} ${p.looksLike} 
   --no-mux     write mux=0: one WebSocket per connection, for ss clients whose v2ray-plugin lacks
                Mux.Cool (by default keys leave v2ray-plugin's default, Mux.Cool on: connections share
                WebSockets, so most skip the TLS and upgrade round trips)
+  --mux <n>    trojan keys: carry connections as Mux.Cool sessions, up to n at once on one TLS
+               connection (mux=n; v2ray's default concurrency is 8), so most connections skip the
+               TLS handshake. For Ladder and v2ray servers only: trojan-gfw has no Mux.Cool
   --pin        SHA-256 of the server's certificate (what 'ladder server' prints for a self-signed
                one), so that clients check it instead of a CA
   --json       print {"uri", "method" or "protocol", "host", "port", "tag", ...} as one JSON line
@@ -129,6 +137,7 @@ async function keysNew(argv: string[]): Promise<number> {
     sni: { type: 'string' },
     'no-tls': { type: 'boolean' },
     'no-mux': { type: 'boolean' },
+    mux: { type: 'string' },
     pin: { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -160,8 +169,20 @@ async function keysNew(argv: string[]): Promise<number> {
     throw usage('--sni and --pin are for TLS keys (--transport ws, or --protocol trojan)');
   if (protocol === 'trojan' && values['no-mux'] !== undefined)
     throw usage(
-      '--no-mux is for ss keys over WebSocket (v2ray-plugin); a trojan key has no Mux.Cool',
+      '--no-mux is for ss keys over WebSocket (v2ray-plugin); a trojan key has Mux.Cool only when --mux <n> asks for it',
     );
+  let mux: number | undefined;
+  if (values.mux !== undefined) {
+    if (protocol !== 'trojan')
+      throw usage(
+        '--mux is for trojan keys; ss keys over WebSocket use Mux.Cool already (v2ray-plugin), --no-mux turns it off',
+      );
+    mux = Number(values.mux);
+    if (!/^[0-9]{1,4}$/.test(values.mux) || mux < 1 || mux > MAX_MUX_CONCURRENCY)
+      throw usage(
+        `--mux '${values.mux.slice(0, 20)}' must be the sessions per connection, 1 to ${MAX_MUX_CONCURRENCY} (v2ray's default is 8)`,
+      );
+  }
   if (values['prefix-preset'] !== undefined) {
     if (values.prefix !== undefined) throw usage('give --prefix or --prefix-preset, not both');
     const preset = prefixPreset(values['prefix-preset']);
@@ -210,6 +231,7 @@ async function keysNew(argv: string[]): Promise<number> {
       ...(ws
         ? { type: 'ws' as const, path, wsHost, ...(tls ? {} : { security: 'none' as const }) }
         : {}),
+      ...(mux ? { mux } : {}),
     };
     uri = formatTrojanUri(key);
     info = {
@@ -220,6 +242,7 @@ async function keysNew(argv: string[]): Promise<number> {
       port,
       ...(key.tag ? { tag: key.tag } : {}),
       ...(ws ? { path, tls } : {}),
+      ...(mux ? { mux } : {}),
     };
   } else {
     const method = usageMethod(values.method ?? DEFAULT_METHOD);
@@ -315,6 +338,7 @@ async function keysParse(argv: string[]): Promise<number> {
       tls: t.security !== 'none',
       ...(t.sni ? { sni: t.sni } : {}),
       ...(t.pinSha256 ? { pin: t.pinSha256.replace(/:/g, '').toLowerCase() } : {}),
+      ...(t.mux ? { mux: t.mux } : {}),
       ...(values['show-secret'] ? { password: t.password } : {}),
     };
   } else {

@@ -36,6 +36,13 @@ const MUX_ATYP = { IPV4: 0x01, DOMAIN: 0x02, IPV6: 0x03 } as const;
 export const MUX_MAX_METADATA = 512;
 /** Data of one frame: a u16 length. */
 export const MUX_MAX_DATA = 0xffff;
+/**
+ * The destination a v2ray client asks its proxy protocol (Trojan, VMess, VLESS) for when the
+ * connection carries Mux.Cool (v2ray-core 4.34 common/mux/client.go: `muxCoolAddress =
+ * net.DomainAddress("v1.mux.cool")`, `muxCoolPort = net.Port(9527)`). Its servers check the address
+ * alone (common/mux/server.go `Dispatch`: `dest.Address != muxCoolAddress`).
+ */
+export const MUX_COOL_TARGET = { host: 'v1.mux.cool', port: 9527 } as const;
 /** The smallest metadata: ID (2) + S (1) + Opt (1). */
 const MUX_MIN_METADATA = 2 + 1 + 1;
 

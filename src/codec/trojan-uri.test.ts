@@ -47,6 +47,20 @@ test('refused: other transports, no TLS without a WebSocket, bad paths, bad pins
     assert.throws(() => parseTrojanUri(bad), ConfigError, bad);
 });
 
+test('mux=<n>: Mux.Cool sessions per connection, 1..1024; 0 or absent is none', () => {
+  assert.equal(parseTrojanUri('trojan://s@h.example?mux=8').mux, 8);
+  assert.equal(parseTrojanUri('trojan://s@h.example?type=ws&mux=1').mux, 1);
+  assert.equal(parseTrojanUri('trojan://s@h.example?mux=0').mux, undefined);
+  assert.equal(parseTrojanUri('trojan://s@h.example').mux, undefined);
+  for (const bad of ['1025', '-1', 'yes', '1.5', '0x10'])
+    assert.throws(
+      () => parseTrojanUri(`trojan://s@h.example?mux=${bad}`),
+      (e: Error) => e instanceof ConfigError && /mux/.test(e.message),
+      bad,
+    );
+  assert.match(formatTrojanUri({ password: 's', host: 'h.example', port: 443, mux: 8 }), /\?mux=8$/);
+});
+
 test('what is written parses back to the same key', () => {
   fc.assert(
     fc.property(
@@ -56,12 +70,14 @@ test('what is written parses back to the same key', () => {
       fc.boolean(),
       fc.boolean(),
       fc.option(fc.domain(), { nil: undefined }),
-      (password, host, port, ws, tls, sni) => {
+      fc.option(fc.integer({ min: 1, max: 1024 }), { nil: undefined }),
+      (password, host, port, ws, tls, sni, mux) => {
         const k = {
           password,
           host,
           port,
           ...(sni ? { sni } : {}),
+          ...(mux ? { mux } : {}),
           ...(ws
             ? {
                 type: 'ws' as const,

@@ -10,6 +10,9 @@
  * Trojan in a WebSocket on `path` (default `/`) with the Host header `host`, as v2ray's
  * `streamSettings.network: ws` does (v2rayN's share links); `security=none` drops TLS, for a WebSocket
  * that a CDN or reverse proxy in front of the server wraps in TLS (only with `type=ws`).
+ * `mux=<n>` (Ladder's addition, 1..1024) carries connections as Mux.Cool sessions, at most n at once
+ * on one TLS connection, as v2ray's trojan outbound with `mux: {enabled: true, concurrency: n}`;
+ * only Ladder and v2ray servers take it (trojan-gfw does not), so keys for trojan-gfw leave it out.
  * @module
  */
 import { isIPv6 } from 'node:net';
@@ -30,7 +33,12 @@ export interface TrojanAccessKey {
   wsHost?: string;
   /** 'none': no TLS (type=ws only, behind a CDN or proxy that adds it). */
   security?: 'none';
+  /** Mux.Cool sessions at once on one connection (absent: no Mux.Cool). */
+  mux?: number;
 }
+
+/** v2ray-core refuses a mux concurrency outside 1..1024 (app/proxyman/outbound/handler.go). */
+export const MAX_MUX_CONCURRENCY = 1024;
 
 function bad(part: string, why: string): ConfigError {
   return new ConfigError('ERR_KEY_URI', `trojan:// key: ${part} ${why}`);
@@ -79,6 +87,16 @@ export function parseTrojanUri(uri: string): TrojanAccessKey {
       `'${type.slice(0, 20)}' is not supported: use tcp (Trojan over TLS) or ws`,
     );
   }
+  const mux = u.searchParams.get('mux');
+  if (mux !== null && mux !== '' && mux !== '0') {
+    const n = Number(mux);
+    if (!/^[0-9]+$/.test(mux) || n < 1 || n > MAX_MUX_CONCURRENCY)
+      throw bad(
+        'mux',
+        `'${mux.slice(0, 20)}' must be the Mux.Cool sessions per connection, 1..${MAX_MUX_CONCURRENCY} (0 or absent: none)`,
+      );
+    key.mux = n;
+  }
   const security = (u.searchParams.get('security') ?? 'tls').toLowerCase();
   if (security === 'none' || security === '') {
     if (key.type !== 'ws')
@@ -104,6 +122,7 @@ export function formatTrojanUri(k: TrojanAccessKey): string {
     if (k.wsHost) q.set('host', k.wsHost);
     q.set('path', k.path ?? '/');
   }
+  if (k.mux) q.set('mux', String(k.mux));
   const query = [...q].length > 0 ? `?${q.toString()}` : '';
   return `trojan://${encodeURIComponent(k.password)}@${host}:${k.port}${query}${k.tag ? `#${encodeURIComponent(k.tag)}` : ''}`;
 }

@@ -5,6 +5,11 @@
  * probe, a wrong password, silence — is handed with every byte it sent to the fallback web site, so
  * that anyone without a key sees only a web server (docs/probe-resistance.md, "TLS transports").
  * Password hashes are compared in constant time against every user.
+ *
+ * A request for v1.mux.cool (any port) carries Mux.Cool, as v2ray's trojan outbound sends it with
+ * `mux` enabled (v2ray-core common/mux/server.go dispatches it so for every inbound): each session's
+ * New frame names its own target, which is dialled as a Trojan CONNECT's would be; the sessions
+ * count against the one lease the connection took.
  * @module
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -21,6 +26,8 @@ import {
   type TrojanRequest,
 } from '../codec/trojan.js';
 import { ByteQueue } from '../codec/ss-stream.js';
+import { MUX_COOL_TARGET } from '../codec/mux-cool.js';
+import { MuxCool, type MuxSession } from '../stream/mux-cool.js';
 import { relay } from '../transport/relay.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import type { Fallback } from './decoy/decoy-site.js';
@@ -51,6 +58,8 @@ export interface TrojanHandlerOptions {
   /** Hand a connection that has not completed a request within this long to the fallback (default 30 s). */
   handshakeTimeoutMs?: number;
   idleTimeoutMs?: number;
+  /** Mux.Cool sessions at once on one connection; more are refused with End (default 256). */
+  maxMuxSessions?: number;
   events?: TrojanEvents;
   /** Admits authenticated users and takes their byte counts (default: admit all). */
   gate?: AccessGate;
@@ -156,6 +165,10 @@ export class TrojanHandler {
       this.#serveUdp(conn, user, rest, lease);
       return;
     }
+    if (req.target.host.toLowerCase() === MUX_COOL_TARGET.host) {
+      this.#serveMux(conn, user, rest, lease);
+      return;
+    }
     let up: Duplex;
     try {
       up = await this.#o.dialer.dial(req.target);
@@ -192,6 +205,65 @@ export class TrojanHandler {
     });
     lease.close();
     this.#o.events?.closed?.(user.id, upBytes, downBytes);
+  }
+
+  /** Mux.Cool inside the Trojan connection: every session is a CONNECT to the target its New names. */
+  #serveMux(conn: Duplex, user: TrojanUser, rest: Buffer, lease: Lease): void {
+    let up = 0;
+    let down = 0;
+    // UDP sessions (network 2) are refused with End by MuxCool: UDP goes over UDP ASSOCIATE.
+    new MuxCool(conn, {
+      role: 'server',
+      head: rest,
+      maxSessions: this.#o.maxMuxSessions ?? 256,
+      idleTimeoutMs: this.#o.idleTimeoutMs ?? 300_000,
+      onSession: (s, target) => {
+        void this.#serveSession(s, target, lease).then(([u, d]) => {
+          up += u;
+          down += d;
+        });
+      },
+    });
+    conn.once('close', () => {
+      lease.close();
+      this.#o.events?.closed?.(user.id, up, down);
+    });
+    conn.resume();
+    debug('mux connection');
+  }
+
+  /** One Mux.Cool session: dial its target and relay; resolves with the bytes up and down. */
+  async #serveSession(
+    s: MuxSession,
+    target: TrojanRequest['target'],
+    lease: Lease,
+  ): Promise<[number, number]> {
+    let out: Duplex;
+    try {
+      out = await this.#o.dialer.dial(target);
+    } catch (err) {
+      debug('mux dial failed %s', err instanceof LadderError ? err.code : 'ERR_DIAL');
+      s.destroy(err instanceof Error ? err : new LadderError('ERR_DIAL', String(err)));
+      return [0, 0];
+    }
+    if (s.destroyed) {
+      out.destroy();
+      return [0, 0];
+    }
+    let up = 0;
+    let down = 0;
+    await relay(s, out, {
+      ...(this.#o.idleTimeoutMs ? { idleTimeoutMs: this.#o.idleTimeoutMs } : {}),
+      onAToB: (n: number) => {
+        up += n;
+      },
+      onBToA: (n: number) => {
+        down += n;
+      },
+      paceAToB: (n: number) => lease.up(n),
+      paceBToA: (n: number) => lease.down(n),
+    });
+    return [up, down];
   }
 
   #serveUdp(conn: Duplex, user: TrojanUser, rest: Buffer, lease: Lease): void {

@@ -334,20 +334,30 @@ export class MuxSession extends Duplex {
     }
   }
 
-  #header(dataLength: number): MuxFrameHeader {
+  #header(dataLength: number | null): MuxFrameHeader {
+    const data = dataLength === null ? { option: 0 } : { option: MUX_OPTION.DATA, dataLength };
     const o = this.#opening;
     if (o) {
       this.#opening = null;
       return {
         sessionId: this.id,
         status: MUX_STATUS.NEW,
-        option: MUX_OPTION.DATA,
         network: o.network,
         target: o.target,
-        dataLength,
+        ...data,
       };
     }
-    return { sessionId: this.id, status: MUX_STATUS.KEEP, option: MUX_OPTION.DATA, dataLength };
+    return { sessionId: this.id, status: MUX_STATUS.KEEP, ...data };
+  }
+
+  /**
+   * Client: sends the New frame now, without data, if it has not left yet. For protocols where the
+   * server speaks first: v2ray's client does this when no data came within 100 ms
+   * (common/mux/client.go `writeFirstPayload`).
+   */
+  announce(): void {
+    if (!this.#opening || this.#endSent || this.#peerGone || this.destroyed) return;
+    this.#mux.send(this.#header(null), null, noop);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

@@ -3,6 +3,12 @@
  * WebSocket as v2ray carries it: ws-dialer.ts). The request header and the first payload leave in
  * one TLS record: the socket is corked after the header and uncorked on the caller's first write, or
  * after `firstPayloadWaitMs` for protocols where the server speaks first.
+ *
+ * With `mux`, connections carry Mux.Cool as v2ray's trojan outbound does when its `mux` is enabled:
+ * the Trojan request names v1.mux.cool:9527 and Mux.Cool frames follow, one session per dial, up
+ * to `mux` sessions at once on each connection and a few connections shared by all (mux-pool.ts).
+ * A server that knows no Mux.Cool (trojan-gfw) would try to connect to v1.mux.cool: such keys are
+ * for Ladder and v2ray servers only. UDP does not use it (a UDP ASSOCIATE connection of its own).
  * @module
  */
 import type { Duplex } from 'node:stream';
@@ -16,7 +22,9 @@ import {
   trojanUdpPacketLength,
 } from '../codec/trojan.js';
 import { ByteQueue } from '../codec/ss-stream.js';
+import { MUX_COOL_TARGET } from '../codec/mux-cool.js';
 import { tlsConnect, type TlsClientOptions } from './tls.js';
+import { MuxPool } from './mux-pool.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
 
 export interface TrojanDialerOptions extends TlsClientOptions {
@@ -24,6 +32,8 @@ export interface TrojanDialerOptions extends TlsClientOptions {
   firstPayloadWaitMs?: number;
   /** Opens the stream the Trojan bytes go over (default: TLS to the server with these options). */
   connect?: (server: Target, signal?: AbortSignal) => Promise<Duplex>;
+  /** Mux.Cool sessions at once on one connection (v2ray's `concurrency`); 0 or absent: no Mux.Cool. */
+  mux?: number;
 }
 
 function header(hash: Buffer, command: 1 | 3, target: Target): Buffer {
@@ -37,6 +47,7 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
   readonly #o: TrojanDialerOptions;
   readonly #hash: Buffer;
   readonly #connect: (signal?: AbortSignal) => Promise<Duplex>;
+  readonly #pool: MuxPool | null = null;
 
   constructor(server: Target, options: TrojanDialerOptions) {
     this.#server = server;
@@ -46,9 +57,24 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
     this.#connect = connect
       ? (signal) => connect(server, signal)
       : (signal) => tlsConnect(this.#server, this.#o, signal);
+    const wait = options.firstPayloadWaitMs ?? 50;
+    if (options.mux && options.mux > 0)
+      this.#pool = new MuxPool({
+        connect: async (signal) => {
+          const socket = await this.#connect(signal);
+          // The request for v1.mux.cool leaves in one record with the first frame.
+          socket.cork();
+          socket.write(header(this.#hash, TROJAN_CMD.CONNECT, MUX_COOL_TARGET));
+          uncorkOnFirstWrite(socket, wait);
+          return socket;
+        },
+        concurrency: options.mux,
+        announceAfterMs: wait,
+      });
   }
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
+    if (this.#pool) return this.#pool.open(target, signal);
     const socket = await this.#connect(signal);
     socket.cork();
     socket.write(header(this.#hash, TROJAN_CMD.CONNECT, target));

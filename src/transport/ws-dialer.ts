@@ -4,8 +4,8 @@
  *
  * - Shadowsocks as v2ray-plugin carries it: the raw AEAD stream in binary messages (`mux=0`), or in
  *   Mux.Cool sessions that share WebSockets as v2ray's client shares them (v2ray-plugin's default
- *   `mux=1`, which a real v2ray-plugin server expects); see {@link wsConnector} with SsStreamDialer's
- *   `connect` option.
+ *   `mux=1`, which a real v2ray-plugin server expects; mux-pool.ts); see {@link wsConnector} with
+ *   SsStreamDialer's `connect` option.
  * - Trojan as v2ray carries it (`type=ws` keys): TrojanDialer's `connect` option.
  *
  * Over TLS the ClientHello is tls.ts's browser-shaped one, with ALPN http/1.1 only (a browser opens
@@ -21,7 +21,7 @@ import { decodeResponseHead } from '../codec/http-proxy.js';
 import { checkUpgradeResponse, upgradeRequest } from '../codec/websocket-handshake.js';
 import { ByteQueue } from '../codec/ss-stream.js';
 import { WebSocketStream } from '../stream/websocket-stream.js';
-import { MuxCool } from '../stream/mux-cool.js';
+import { MuxPool } from './mux-pool.js';
 import { tlsConnect, type TlsClientOptions } from './tls.js';
 import { connectTo } from './ss-dialer.js';
 import type { Target } from './types.js';
@@ -108,74 +108,6 @@ export async function wsConnect(
   });
 }
 
-/** v2ray-core's mux client: at most this many sessions over one connection in its lifetime. */
-const MUX_SESSIONS_PER_CONNECTION = 128;
-/** A Mux.Cool WebSocket with no session for this long is closed (v2ray's client: 16 to 32 s). */
-const MUX_IDLE_MS = 16_000;
-
-interface MuxEntry {
-  ws: WebSocketStream;
-  mux: MuxCool;
-  opened: number;
-}
-
-/**
- * Mux.Cool as v2ray-plugin's client uses it: sessions share WebSockets, at most `concurrency` at
- * once on each (the key's `mux` value: v2ray-plugin's default is 1), and a WebSocket serves up to 128
- * sessions one after another. So a new connection usually rides a WebSocket that is already open:
- * no TCP, TLS or upgrade round trip before its first byte.
- */
-class MuxPool {
-  readonly #server: Target;
-  readonly #o: WsClientOptions;
-  readonly #concurrency: number;
-  readonly #entries = new Set<MuxEntry>();
-
-  constructor(server: Target, o: WsClientOptions, concurrency: number) {
-    this.#server = server;
-    this.#o = o;
-    this.#concurrency = Math.max(1, concurrency);
-  }
-
-  async open(signal?: AbortSignal): Promise<Duplex> {
-    for (const e of this.#entries) {
-      if (
-        e.mux.sessions < this.#concurrency &&
-        e.opened < MUX_SESSIONS_PER_CONNECTION &&
-        !e.ws.destroyed &&
-        !e.ws.readableEnded &&
-        e.ws.writable
-      )
-        return this.#session(e);
-    }
-    const ws = await wsConnect(this.#server, this.#o, signal);
-    const e: MuxEntry = {
-      ws,
-      mux: new MuxCool(ws, { role: 'client', idleTimeoutMs: MUX_IDLE_MS }),
-      opened: 0,
-    };
-    ws.on('error', () => ws.destroy());
-    ws.once('close', () => this.#entries.delete(e));
-    ws.once('end', () => this.#entries.delete(e));
-    this.#entries.add(e);
-    return this.#session(e);
-  }
-
-  #session(e: MuxEntry): Duplex {
-    e.opened++;
-    if (e.opened >= MUX_SESSIONS_PER_CONNECTION) this.#entries.delete(e); // spent: closes when idle
-    // v2ray-plugin's dokodemo-door names no target the server uses (its freedom outbound has a
-    // fixed destination); v2ray sends 127.0.0.1 and the port 0 here.
-    const s = e.mux.open({ host: '127.0.0.1', port: 0 });
-    // A WebSocket kept for later sessions does not keep the process alive (a client can exit).
-    e.ws.ref();
-    s.once('close', () => {
-      if (e.mux.sessions === 0) e.ws.unref();
-    });
-    return s;
-  }
-}
-
 /**
  * A `connect` function for the Shadowsocks and Trojan dialers: each call opens one WebSocket and
  * returns it; or, with `mux` (v2ray-plugin's option: the sessions one WebSocket carries at once),
@@ -187,6 +119,11 @@ export function wsConnector(
 ): (dialerServer: Target, signal?: AbortSignal) => Promise<Duplex> {
   // The dialers pass their server too; it is the same one, given here once.
   if (!o.mux) return (_s, signal) => wsConnect(server, o, signal);
-  const pool = new MuxPool(server, o, o.mux === true ? 1 : o.mux);
-  return (_s, signal) => pool.open(signal);
+  const pool = new MuxPool({
+    connect: (signal) => wsConnect(server, o, signal),
+    concurrency: o.mux === true ? 1 : o.mux,
+  });
+  // v2ray-plugin's dokodemo-door names no target the server uses (its freedom outbound has a
+  // fixed destination); v2ray sends 127.0.0.1 and the port 0 here.
+  return (_s, signal) => pool.open({ host: '127.0.0.1', port: 0 }, signal);
 }

@@ -133,6 +133,8 @@ export function v2rayClientConfig(o: {
   secret: string;
   certFile: string;
   stream: V2rayStream;
+  /** Mux.Cool with this concurrency (v2ray's outbound `mux`); absent: none. */
+  mux?: number;
 }): Record<string, unknown> {
   const settings =
     o.protocol === 'trojan'
@@ -162,6 +164,7 @@ export function v2rayClientConfig(o: {
         protocol: o.protocol,
         settings,
         streamSettings: streamSettings(o.stream, o.certFile, 'client'),
+        ...(o.mux ? { mux: { enabled: true, concurrency: o.mux } } : {}),
         tag: 'proxy',
       },
     ],
@@ -176,13 +179,15 @@ export function v2rayServerConfig(o: {
   certFile: string;
   keyFile: string;
   stream: V2rayStream;
+  /** v2ray's log level (default warning); 'info' logs each request it dispatches. */
+  logLevel?: 'warning' | 'info' | 'debug';
 }): Record<string, unknown> {
   const settings =
     o.protocol === 'trojan'
       ? { clients: [{ password: o.secret }] }
       : { clients: [{ id: o.secret }], decryption: 'none' };
   return {
-    log: V2RAY_LOG,
+    log: { ...V2RAY_LOG, loglevel: o.logLevel ?? V2RAY_LOG.loglevel },
     inbounds: [
       {
         protocol: o.protocol,

@@ -1,0 +1,130 @@
+/**
+ * Mux.Cool sessions sharing a few connections, as v2ray-core's client shares them
+ * (common/mux/client.go: `IncrementalWorkerPicker`, `ClientWorker.IsFull`, `monitor`): a new
+ * session goes on the first open connection that has room, at most `concurrency` sessions at once
+ * on each and 128 in a connection's life; when none has room a new connection is opened. A
+ * connection with no session is closed after 16 s. So most new sessions skip the TCP and TLS (and
+ * WebSocket upgrade) round trips and the handshake's CPU.
+ *
+ * What a connection is depends on the transport: a WebSocket that carries Mux.Cool directly
+ * (v2ray-plugin), or a TLS connection (or WebSocket) whose Trojan request names v1.mux.cool
+ * (v2ray's trojan outbound with `mux` enabled). The pool only needs a function that opens one.
+ *
+ * A connection that dies takes its sessions with it (each is destroyed with ERR_MUX_COOL) and
+ * leaves the pool at once, so the next session opens a fresh one; a connection that cannot be
+ * opened rejects the session that asked for it, with the connecting error (a SOCKS front end turns
+ * it into the proper reply).
+ * @module
+ */
+import type { Duplex } from 'node:stream';
+import { debuglog } from 'node:util';
+import { MUX_NETWORK, type MuxNetwork } from '../codec/mux-cool.js';
+import { MuxCool, type MuxSession } from '../stream/mux-cool.js';
+import type { Target } from './types.js';
+
+const debug = debuglog('ladder:mux');
+
+/** v2ray-core 4.34 app/proxyman/outbound/handler.go: `MaxConnection: 128` sessions in a connection's life. */
+export const MUX_SESSIONS_PER_CONNECTION = 128;
+/** v2ray-core's client closes a connection without sessions at its next 16 s tick (16 to 32 s). */
+export const MUX_IDLE_MS = 16_000;
+
+export interface MuxPoolOptions {
+  /** Opens one connection for Mux.Cool frames (resolves once frames may be written). */
+  connect(signal?: AbortSignal): Promise<Duplex>;
+  /** Sessions at once on one connection (v2ray's `concurrency`; v2ray-plugin's `mux`). */
+  concurrency: number;
+  /** Sessions in one connection's life (default 128, as v2ray). */
+  sessionsPerConnection?: number;
+  /** Close a connection that has had no session for this long (default 16 s). */
+  idleMs?: number;
+  /**
+   * A session whose application has written nothing for this long sends its New frame alone, so
+   * that a server-speaks-first protocol gets its connection (default: never; the New leaves with
+   * the first data).
+   */
+  announceAfterMs?: number;
+}
+
+interface Entry {
+  conn: Duplex;
+  mux: MuxCool;
+  opened: number;
+}
+
+export class MuxPool {
+  readonly #o: MuxPoolOptions;
+  readonly #entries = new Set<Entry>();
+  readonly #concurrency: number;
+  readonly #perConnection: number;
+
+  constructor(options: MuxPoolOptions) {
+    this.#o = options;
+    this.#concurrency = Math.max(1, Math.floor(options.concurrency));
+    this.#perConnection = options.sessionsPerConnection ?? MUX_SESSIONS_PER_CONNECTION;
+  }
+
+  /** Connections open now (for tests and reports). */
+  get connections(): number {
+    return this.#entries.size;
+  }
+
+  /** Opens a session to `target` on a connection with room, opening one if needed. */
+  async open(
+    target: Target,
+    signal?: AbortSignal,
+    network: MuxNetwork = MUX_NETWORK.TCP,
+  ): Promise<MuxSession> {
+    for (const e of this.#entries) if (this.#hasRoom(e)) return this.#session(e, target, network);
+    const conn = await this.#o.connect(signal);
+    debug('new Mux.Cool connection (%d open)', this.#entries.size + 1);
+    const e: Entry = {
+      conn,
+      mux: new MuxCool(conn, { role: 'client', idleTimeoutMs: this.#o.idleMs ?? MUX_IDLE_MS }),
+      opened: 0,
+    };
+    const drop = (): void => void this.#entries.delete(e);
+    conn.on('error', () => conn.destroy());
+    conn.once('close', drop);
+    conn.once('end', drop);
+    conn.once('finish', drop);
+    this.#entries.add(e);
+    return this.#session(e, target, network);
+  }
+
+  #hasRoom(e: Entry): boolean {
+    const c = e.conn;
+    return (
+      e.mux.sessions < this.#concurrency &&
+      e.opened < this.#perConnection &&
+      !c.destroyed &&
+      !c.readableEnded &&
+      c.writable
+    );
+  }
+
+  #session(e: Entry, target: Target, network: MuxNetwork): MuxSession {
+    e.opened++;
+    if (e.opened >= this.#perConnection) this.#entries.delete(e); // spent: closes when idle
+    const s = e.mux.open(target, network);
+    // A connection kept for later sessions does not keep the process alive (a client can exit).
+    ref(e.conn, true);
+    s.once('close', () => {
+      if (e.mux.sessions === 0) ref(e.conn, false);
+    });
+    const wait = this.#o.announceAfterMs;
+    if (wait !== undefined) {
+      const t = setTimeout(() => s.announce(), wait);
+      t.unref();
+      s.once('close', () => clearTimeout(t));
+    }
+    return s;
+  }
+}
+
+/** ref()/unref() where the connection has them (a socket, a TLS socket, a WebSocket stream). */
+function ref(conn: Duplex, on: boolean): void {
+  const c = conn as Partial<{ ref(): void; unref(): void }>;
+  if (on) c.ref?.();
+  else c.unref?.();
+}
