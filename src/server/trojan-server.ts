@@ -238,6 +238,7 @@ export class TrojanHandler {
     target: TrojanRequest['target'],
     lease: Lease,
   ): Promise<[number, number]> {
+    s.on('error', (e) => debug('mux session error %s', e instanceof LadderError ? e.code : ''));
     let out: Duplex;
     try {
       out = await this.#o.dialer.dial(target);

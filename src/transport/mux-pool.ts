@@ -20,6 +20,7 @@ import type { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
 import { MUX_NETWORK, type MuxNetwork } from '../codec/mux-cool.js';
 import { MuxCool, type MuxSession } from '../stream/mux-cool.js';
+import { DialError } from '../errors.js';
 import type { Target } from './types.js';
 
 const debug = debuglog('ladder:mux');
@@ -30,8 +31,8 @@ export const MUX_SESSIONS_PER_CONNECTION = 128;
 export const MUX_IDLE_MS = 16_000;
 
 export interface MuxPoolOptions {
-  /** Opens one connection for Mux.Cool frames (resolves once frames may be written). */
-  connect(signal?: AbortSignal): Promise<Duplex>;
+  /** Opens one connection for Mux.Cool frames (resolves once frames may be written, or rejects in bounded time). */
+  connect(): Promise<Duplex>;
   /** Sessions at once on one connection (v2ray's `concurrency`; v2ray-plugin's `mux`). */
   concurrency: number;
   /** Sessions in one connection's life (default 128, as v2ray). */
@@ -47,9 +48,15 @@ export interface MuxPoolOptions {
 }
 
 interface Entry {
-  conn: Duplex;
-  mux: MuxCool;
+  /** Set once the connection is open. */
+  conn: Duplex | null;
+  mux: MuxCool | null;
+  /** Resolves when the connection is open; rejects with the connecting error. */
+  ready: Promise<void>;
+  /** Sessions opened or promised to callers waiting for the connection. */
   opened: number;
+  /** Sessions live or promised. */
+  active: number;
 }
 
 export class MuxPool {
@@ -64,53 +71,95 @@ export class MuxPool {
     this.#perConnection = options.sessionsPerConnection ?? MUX_SESSIONS_PER_CONNECTION;
   }
 
-  /** Connections open now (for tests and reports). */
+  /** Connections open or opening now (for tests and reports). */
   get connections(): number {
     return this.#entries.size;
   }
 
-  /** Opens a session to `target` on a connection with room, opening one if needed. */
+  /**
+   * Opens a session to `target` on a connection with room, opening one if needed. Callers that
+   * arrive while a connection is being opened wait for it (up to `concurrency` of them), so a
+   * burst opens as few connections as a steady stream would.
+   */
   async open(
     target: Target,
     signal?: AbortSignal,
     network: MuxNetwork = MUX_NETWORK.TCP,
   ): Promise<MuxSession> {
-    for (const e of this.#entries) if (this.#hasRoom(e)) return this.#session(e, target, network);
-    const conn = await this.#o.connect(signal);
-    debug('new Mux.Cool connection (%d open)', this.#entries.size + 1);
-    const e: Entry = {
-      conn,
-      mux: new MuxCool(conn, { role: 'client', idleTimeoutMs: this.#o.idleMs ?? MUX_IDLE_MS }),
-      opened: 0,
-    };
-    const drop = (): void => void this.#entries.delete(e);
-    conn.on('error', () => conn.destroy());
-    conn.once('close', drop);
-    conn.once('end', drop);
-    conn.once('finish', drop);
-    this.#entries.add(e);
+    let e: Entry | undefined;
+    for (const x of this.#entries) if (this.#hasRoom(x)) e = x;
+    e ??= this.#connect();
+    e.opened++;
+    e.active++;
+    // Spent: no new sessions; it closes when its last one ends and it has been idle.
+    if (e.opened >= this.#perConnection) this.#entries.delete(e);
+    try {
+      await untilReady(e.ready, signal);
+      if (!this.#usable(e)) throw new DialError('ERR_MUX_COOL', 'the Mux.Cool connection closed');
+    } catch (err) {
+      e.active--;
+      throw err;
+    }
     return this.#session(e, target, network);
   }
 
-  #hasRoom(e: Entry): boolean {
+  /**
+   * Opens a connection for whoever needs one now and later: no caller's signal stops it (the
+   * connect function has its own time limit); each waiter stops waiting on its own signal.
+   */
+  #connect(): Entry {
+    const e: Entry = { conn: null, mux: null, ready: Promise.resolve(), opened: 0, active: 0 };
+    e.ready = this.#o.connect().then(
+      (conn) => {
+        e.conn = conn;
+        e.mux = new MuxCool(conn, { role: 'client', idleTimeoutMs: this.#o.idleMs ?? MUX_IDLE_MS });
+        debug('new Mux.Cool connection (%d open)', this.#entries.size);
+        const drop = (): void => void this.#entries.delete(e);
+        conn.on('error', () => conn.destroy());
+        conn.once('close', drop);
+        conn.once('end', drop);
+        conn.once('finish', drop);
+        if (!this.#usable(e)) drop();
+      },
+      (err: unknown) => {
+        this.#entries.delete(e);
+        throw err;
+      },
+    );
+    // Waiters see the error through their own await; this one only keeps it from being unhandled.
+    e.ready.catch(() => {});
+    this.#entries.add(e);
+    return e;
+  }
+
+  #usable(e: Entry): boolean {
     const c = e.conn;
+    return c !== null && !c.destroyed && !c.readableEnded && c.writable;
+  }
+
+  #hasRoom(e: Entry): boolean {
     return (
-      e.mux.sessions < this.#concurrency &&
+      e.active < this.#concurrency &&
       e.opened < this.#perConnection &&
-      !c.destroyed &&
-      !c.readableEnded &&
-      c.writable
+      (e.conn === null || this.#usable(e))
     );
   }
 
   #session(e: Entry, target: Target, network: MuxNetwork): MuxSession {
-    e.opened++;
-    if (e.opened >= this.#perConnection) this.#entries.delete(e); // spent: closes when idle
-    const s = e.mux.open(target, network);
+    const conn = e.conn!;
+    const mux = e.mux!;
+    let s: MuxSession;
+    try {
+      s = mux.open(target, network);
+    } catch (err) {
+      e.active--;
+      throw err;
+    }
     // A connection kept for later sessions does not keep the process alive (a client can exit).
-    ref(e.conn, true);
+    ref(conn, true);
     s.once('close', () => {
-      if (e.mux.sessions === 0) ref(e.conn, false);
+      e.active--;
+      if (mux.sessions === 0) ref(conn, false);
     });
     const wait = this.#o.announceAfterMs;
     if (wait !== undefined) {
@@ -120,6 +169,27 @@ export class MuxPool {
     }
     return s;
   }
+}
+
+/** `ready`, or ERR_ABORTED as soon as `signal` aborts. */
+function untilReady(ready: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return ready;
+  const abortError = (): DialError => new DialError('ERR_ABORTED', 'aborted');
+  if (signal.aborted) return Promise.reject(abortError());
+  return new Promise((resolve, reject) => {
+    const fail = (): void => reject(abortError());
+    signal.addEventListener('abort', fail, { once: true });
+    ready.then(
+      () => {
+        signal.removeEventListener('abort', fail);
+        resolve();
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', fail);
+        reject(err as Error);
+      },
+    );
+  });
 }
 
 /** ref()/unref() where the connection has them (a socket, a TLS socket, a WebSocket stream). */

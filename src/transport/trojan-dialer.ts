@@ -60,8 +60,8 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
     const wait = options.firstPayloadWaitMs ?? 50;
     if (options.mux && options.mux > 0)
       this.#pool = new MuxPool({
-        connect: async (signal) => {
-          const socket = await this.#connect(signal);
+        connect: async () => {
+          const socket = await this.#connect();
           // The request for v1.mux.cool leaves in one record with the first frame.
           socket.cork();
           socket.write(header(this.#hash, TROJAN_CMD.CONNECT, MUX_COOL_TARGET));

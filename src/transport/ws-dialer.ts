@@ -120,7 +120,7 @@ export function wsConnector(
   // The dialers pass their server too; it is the same one, given here once.
   if (!o.mux) return (_s, signal) => wsConnect(server, o, signal);
   const pool = new MuxPool({
-    connect: (signal) => wsConnect(server, o, signal),
+    connect: () => wsConnect(server, o),
     concurrency: o.mux === true ? 1 : o.mux,
   });
   // v2ray-plugin's dokodemo-door names no target the server uses (its freedom outbound has a

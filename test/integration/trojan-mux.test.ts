@@ -1,0 +1,188 @@
+/**
+ * Trojan over Mux.Cool in process (v2ray's trojan outbound with `mux`; the interop with v2ray 4.34
+ * itself is interop-v2ray.test.ts): Ladder's Trojan dialer with `mux` through Ladder's Trojan
+ * handler on a TLS listener. The shared dialer suite (without half-close: Mux.Cool's End closes a
+ * session both ways, as in v2ray), and the pool's rules: sessions share connections up to the
+ * concurrency, a burst opens no more connections than it needs, a connection that dies fails its
+ * sessions and the next dial opens a fresh one, and a server that is not there fails the dial.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { issueCertificate } from '../../src/codec/x509.js';
+import { trojanPasswordHash } from '../../src/codec/trojan.js';
+import { TrojanHandler } from '../../src/server/trojan-server.js';
+import { DecoySite } from '../../src/server/decoy/decoy-site.js';
+import { TrojanDialer } from '../../src/transport/trojan-dialer.js';
+import { DirectDialer, DirectPacketDialer } from '../../src/transport/direct.js';
+import { DialError } from '../../src/errors.js';
+import { dialerSuite } from '../helpers/dialer-suite.js';
+import { closedPort, tcpEcho, type Running } from '../helpers/echo.js';
+
+const cert = issueCertificate({
+  commonName: 'localhost',
+  altNames: ['localhost', '127.0.0.1'],
+  serial: randomBytes(16),
+});
+const PASSWORD = 'mux horse';
+/** Trojan connections the server accepted (one per Mux.Cool connection). */
+let accepted = 0;
+const serverSockets = new Set<TLSSocket>();
+let tls: TlsServer;
+let port: number;
+let echo: Running;
+const decoy = new DecoySite();
+let ready!: () => void;
+const listening = new Promise<void>((r) => (ready = r));
+
+before(async () => {
+  echo = await tcpEcho();
+  const handler = new TrojanHandler({
+    users: [{ id: 'alice', hash: trojanPasswordHash(PASSWORD) }],
+    dialer: new DirectDialer(),
+    packetDialer: new DirectPacketDialer(),
+    fallback: decoy,
+    events: { accepted: () => accepted++ },
+  });
+  tls = createTlsServer(
+    { cert: cert.cert, key: cert.key, ALPNProtocols: ['http/1.1'], allowHalfOpen: true },
+    (s) => {
+      serverSockets.add(s);
+      s.once('close', () => serverSockets.delete(s));
+      handler.handle(s);
+    },
+  );
+  await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+  port = (tls.address() as AddressInfo).port;
+  ready();
+});
+after(async () => {
+  tls.close();
+  for (const s of serverSockets) s.destroy();
+  decoy.close();
+  await echo.close();
+});
+
+function muxDialer(mux: number, to = port): TrojanDialer {
+  return new TrojanDialer(
+    { host: '127.0.0.1', port: to },
+    { password: PASSWORD, sni: 'localhost', pinSha256: cert.fingerprint256, mux },
+  );
+}
+
+/** Writes `msg` on a fresh session to the echo and reads it back (then ends the session). */
+async function echoOnce(d: TrojanDialer, msg: string): Promise<string> {
+  const s = await d.dial({ host: '127.0.0.1', port: echo.port });
+  return roundTrip(s, msg);
+}
+
+function roundTrip(s: Duplex, msg: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const t = setTimeout(() => reject(new Error(`echo of ${msg}: got '${got}' in 10 s`)), 10_000);
+    s.on('data', (c: Buffer) => {
+      got += c.toString();
+      if (got.length >= msg.length) {
+        clearTimeout(t);
+        s.end();
+        resolve(got);
+      }
+    });
+    s.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+    s.write(msg);
+  });
+}
+
+dialerSuite(
+  'trojan over TLS with Mux.Cool (mux=4)',
+  async () => {
+    await listening;
+    const d = muxDialer(4);
+    return { dialer: d, packetDialer: d, close: async () => {} };
+  },
+  { halfClose: false },
+);
+
+test('sessions one after another ride one connection', async () => {
+  await listening;
+  const d = muxDialer(8);
+  const before = accepted;
+  for (let i = 0; i < 10; i++) assert.equal(await echoOnce(d, `seq ${i}`), `seq ${i}`);
+  assert.equal(accepted - before, 1, 'ten sessions, one Trojan connection');
+});
+
+test('a burst of 12 with mux=4 opens 3 connections, not 12', async () => {
+  await listening;
+  const d = muxDialer(4);
+  const before = accepted;
+  // All twelve dial before any connection is up; each keeps its session open until all are in.
+  const sessions = await Promise.all(
+    Array.from({ length: 12 }, () => d.dial({ host: '127.0.0.1', port: echo.port })),
+  );
+  const answers = await Promise.all(sessions.map((s, i) => roundTrip(s, `burst ${i}`)));
+  answers.forEach((a, i) => assert.equal(a, `burst ${i}`));
+  assert.equal(accepted - before, 3);
+});
+
+test('a connection that dies fails its sessions; the next dial opens a fresh one', async () => {
+  await listening;
+  const d = muxDialer(8);
+  const before = accepted;
+  const s = await d.dial({ host: '127.0.0.1', port: echo.port });
+  assert.equal(await roundTripKeepOpen(s, 'before'), 'before');
+  const closed = new Promise<void>((r) => s.once('close', () => r()));
+  s.on('error', () => {});
+  // The server side goes away (a restart, a middlebox reset).
+  for (const c of serverSockets) c.destroy();
+  await closed;
+  assert.ok(s.destroyed);
+  assert.equal(await echoOnce(d, 'after'), 'after');
+  assert.equal(accepted - before, 2, 'a fresh connection for the session after the death');
+});
+
+test('no server there: the dial fails with the reason, not a dead session', async () => {
+  const d = muxDialer(8, await closedPort());
+  await assert.rejects(
+    d.dial({ host: '127.0.0.1', port: echo.port }),
+    (e: Error) => e instanceof DialError && e.code === 'ERR_SERVER_UNREACHABLE',
+  );
+  // And again: a failed connection is not kept for the next one.
+  await assert.rejects(
+    d.dial({ host: '127.0.0.1', port: echo.port }),
+    (e: Error) => e instanceof DialError && e.code === 'ERR_SERVER_UNREACHABLE',
+  );
+});
+
+test('a dial whose caller gives up while the connection opens is aborted', async () => {
+  await listening;
+  const d = muxDialer(8);
+  const ac = new AbortController();
+  const p = d.dial({ host: '127.0.0.1', port: echo.port }, ac.signal);
+  ac.abort();
+  await assert.rejects(p, (e: Error) => e instanceof DialError && e.code === 'ERR_ABORTED');
+  // The connection it started still serves the next caller.
+  assert.equal(await echoOnce(d, 'next'), 'next');
+});
+
+function roundTripKeepOpen(s: Duplex, msg: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const t = setTimeout(() => reject(new Error(`echo of ${msg}: got '${got}'`)), 10_000);
+    const onData = (c: Buffer): void => {
+      got += c.toString();
+      if (got.length >= msg.length) {
+        clearTimeout(t);
+        s.off('data', onData);
+        resolve(got);
+      }
+    };
+    s.on('data', onData);
+    s.write(msg);
+  });
+}
