@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only=ladder,libev,direct,tls]`: Ladder against shadowsocks-libev with
+ * `npm run bench [-- --quick] [--only=ladder,libev,direct,tls] [--setups=<name part>,...]`: Ladder against shadowsocks-libev with
  * the same cipher, Ladder's TLS transports against trojan-gfw and v2ray (trojan, vless over TLS:
  * tls-setups.ts), and no proxy, in one run on loopback. Never run as a test.
  *
@@ -35,8 +35,10 @@ import {
   removeCert,
   setupLadderTrojan,
   setupLadderWs,
+  setupLibevV2rayPlugin,
   setupTrojanGfw,
   setupV2ray,
+  v2rayPluginBinary,
 } from './tls-setups.js';
 import { printOperatorBench, runOperatorBench, type OperatorBenchResult } from './operator.js';
 
@@ -385,11 +387,33 @@ async function main(): Promise<void> {
       plan.push(
         { name: 'trojan-gfw', make: () => setupTrojanGfw(originPort) },
         { name: 'ladder trojan/tls', make: () => setupLadderTrojan() },
+        { name: 'ladder trojan/tls mux', make: () => setupLadderTrojan({ mux: true }) },
+        { name: 'ladder ws/tls trojan', make: () => setupLadderTrojan({ ws: true }) },
+        {
+          name: 'ladder ws/tls trojan mux',
+          make: () => setupLadderTrojan({ ws: true, mux: true }),
+        },
         { name: 'ladder ws/tls ss', make: () => setupLadderWs(false) },
         { name: 'ladder ws/tls ss mux', make: () => setupLadderWs(true) },
+        ...(v2rayPluginBinary()
+          ? [
+              { name: 'libev+v2ray-plugin ws/tls', make: () => setupLibevV2rayPlugin(false) },
+              { name: 'libev+v2ray-plugin ws/tls mux', make: () => setupLibevV2rayPlugin(true) },
+            ]
+          : []),
         { name: 'v2ray trojan/tls', make: () => setupV2ray('trojan') },
         { name: 'v2ray vless/tls', make: () => setupV2ray('vless') },
       );
+    if (!v2rayPluginBinary())
+      console.error(
+        'bench: libev+v2ray-plugin rows skipped: apt-get install -y shadowsocks-v2ray-plugin',
+      );
+  }
+  // --setups=a,b: only the setups whose names contain one of these (e.g. --setups=trojan-gfw,trojan/tls).
+  const setupsArg = process.argv.find((a) => a.startsWith('--setups='))?.slice(9);
+  if (setupsArg) {
+    const keep = setupsArg.split(',');
+    plan.splice(0, plan.length, ...plan.filter((p) => keep.some((k) => p.name.includes(k))));
   }
   // Every setup is started first and then measured in rounds, one setup after another within each
   // round (A B C, A B C, ...), so that a burst of other load on the machine hits all of them rather

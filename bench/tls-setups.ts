@@ -2,12 +2,18 @@
  * The TLS transports in the benchmark (issue #4 item 9), each a SOCKS5 client and a server on
  * loopback, with one certificate made by openssl for all of them:
  *
- *   ladder trojan/tls    ladder client (trojan:// key, pinned)         -> ladder server
- *   ladder ws/tls ss     ladder client (ss:// + v2ray-plugin, mux=0)    -> ladder server (SS aes-256-gcm inside WebSocket over TLS)
- *   ladder ws/tls ss mux the same with v2ray-plugin's default Mux.Cool: sessions share WebSockets
- *   trojan-gfw           trojan -c client.json                          -> trojan -c server.json
- *   v2ray trojan/tls     v2ray (socks in, trojan out, tls)              -> v2ray (trojan in, tls)
- *   v2ray vless/tls      v2ray (socks in, vless out, tls)               -> v2ray (vless in, tls)
+ *   ladder trojan/tls         ladder client (trojan:// key, pinned)         -> ladder server
+ *   ladder trojan/tls mux     the same key with mux=8: Mux.Cool sessions share TLS connections
+ *   ladder ws/tls trojan      ladder client (trojan:// type=ws)             -> ladder server (Trojan inside WebSocket over TLS)
+ *   ladder ws/tls trojan mux  the same with mux=8
+ *   ladder ws/tls ss          ladder client (ss:// + v2ray-plugin, mux=0)    -> ladder server (SS aes-256-gcm inside WebSocket over TLS)
+ *   ladder ws/tls ss mux      the same with v2ray-plugin's default Mux.Cool: sessions share WebSockets
+ *   libev+v2ray-plugin ws/tls (mux)
+ *                             ss-local + v2ray-plugin (tls, mux=0 / default) -> ss-server + v2ray-plugin (server;tls):
+ *                             the same SS-in-WebSocket design in C and Go, the yardstick of the ws/tls ss rows
+ *   trojan-gfw                trojan -c client.json                          -> trojan -c server.json
+ *   v2ray trojan/tls          v2ray (socks in, trojan out, tls)              -> v2ray (trojan in, tls)
+ *   v2ray vless/tls           v2ray (socks in, vless out, tls)               -> v2ray (vless in, tls)
  *
  * Configs of the Debian peers: test/helpers/peer-configs.ts (from the team's reference configs).
  */
@@ -85,26 +91,35 @@ async function pair(
 
 const PASSWORD = 'ladder-bench-password-1';
 
-export function setupLadderTrojan(): Promise<TlsSetup> {
+/** Mux.Cool sessions per connection in the mux rows: v2ray's default concurrency. */
+const MUX = 8;
+
+/** Ladder's Trojan, over TLS or inside a WebSocket over TLS, with or without Mux.Cool. */
+export function setupLadderTrojan(o: { ws?: boolean; mux?: boolean } = {}): Promise<TlsSetup> {
   const c = certificate();
+  const path = `/${randomBytes(12).toString('base64url')}`;
   let port = 0;
+  const ws = o.ws ? { type: 'ws' as const, path, wsHost: 'localhost' } : {};
   return pair(
-    'ladder trojan/tls',
+    `ladder ${o.ws ? 'ws/tls trojan' : 'trojan/tls'}${o.mux ? ' mux' : ''}`,
     'ladder-tls',
     async () => {
       port = await freePort();
-      return startLadder([
-        'server',
-        '--listen',
-        `127.0.0.1:${port}`,
-        '--key',
-        formatTrojanUri({ password: PASSWORD, host: '127.0.0.1', port }),
-        '--tls-cert',
-        c.certFile,
-        '--tls-key',
-        c.keyFile,
-        '--no-udp',
-      ]);
+      return startLadder(
+        [
+          'server',
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--key',
+          formatTrojanUri({ password: PASSWORD, host: '127.0.0.1', port, ...ws }),
+          '--tls-cert',
+          c.certFile,
+          '--tls-key',
+          c.keyFile,
+          '--no-udp',
+        ],
+        o.ws ? /secret path/ : /listening/,
+      );
     },
     (socks) =>
       startLadder(
@@ -117,12 +132,80 @@ export function setupLadderTrojan(): Promise<TlsSetup> {
             port,
             sni: 'localhost',
             pinSha256: c.pin,
+            ...ws,
+            ...(o.mux ? { mux: MUX } : {}),
           }),
           '--socks',
           `127.0.0.1:${socks}`,
           '--no-http',
         ],
         /carrying traffic/,
+      ),
+  );
+}
+
+/** Debian's v2ray-plugin binary (the package names it ss-v2ray-plugin), or null. */
+export function v2rayPluginBinary(): string | null {
+  return ['ss-v2ray-plugin', 'v2ray-plugin'].find((b) => hasCommand(b)) ?? null;
+}
+
+/**
+ * shadowsocks-libev with v2ray-plugin on both sides (SIP003): ss-local + plugin (client mode, tls,
+ * the cert file to verify) -> plugin (server mode, tls) + ss-server, aes-256-gcm, TCP only as the
+ * other libev rows. `mux` false writes mux=0; true leaves the plugin's default (Mux.Cool, 1 at once).
+ */
+export function setupLibevV2rayPlugin(mux: boolean): Promise<TlsSetup> {
+  const c = certificate();
+  const plugin = v2rayPluginBinary();
+  if (!plugin)
+    return Promise.reject(
+      new Error('v2ray-plugin missing: apt-get install -y shadowsocks-v2ray-plugin'),
+    );
+  const path = `/${randomBytes(12).toString('base64url')}`;
+  let port = 0;
+  const common = {
+    password: PASSWORD,
+    method: 'aes-256-gcm',
+    timeout: 60,
+    mode: 'tcp_only',
+    no_delay: true,
+    plugin,
+  };
+  return pair(
+    `libev+v2ray-plugin ws/tls${mux ? ' mux' : ''}`,
+    'peer-tls',
+    async () => {
+      port = await freePort();
+      return startDaemon(
+        (file) => ['ss-server', '-c', file],
+        {
+          server: '127.0.0.1',
+          server_port: port,
+          ...common,
+          // v2ray-plugin's server reads Mux.Cool unless it too is told mux=0.
+          plugin_opts: `server;tls;host=localhost;path=${path};cert=${c.certFile};key=${c.keyFile}${mux ? '' : ';mux=0'}`,
+        },
+        port,
+      );
+    },
+    (socks) =>
+      startDaemon(
+        (file) => ['ss-local', '-c', file],
+        {
+          server: '127.0.0.1',
+          server_port: port,
+          local_address: '127.0.0.1',
+          local_port: socks,
+          ...common,
+          plugin_opts: [
+            `tls`,
+            `host=localhost`,
+            `path=${path}`,
+            `cert=${c.certFile}`,
+            ...(mux ? [] : ['mux=0']),
+          ].join(';'),
+        },
+        socks,
       ),
   );
 }
