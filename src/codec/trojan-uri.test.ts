@@ -58,7 +58,10 @@ test('mux=<n>: Mux.Cool sessions per connection, 1..1024; 0 or absent is none', 
       (e: Error) => e instanceof ConfigError && /mux/.test(e.message),
       bad,
     );
-  assert.match(formatTrojanUri({ password: 's', host: 'h.example', port: 443, mux: 8 }), /\?mux=8$/);
+  assert.match(
+    formatTrojanUri({ password: 's', host: 'h.example', port: 443, mux: 8 }),
+    /\?mux=8$/,
+  );
 });
 
 test('what is written parses back to the same key', () => {

@@ -40,7 +40,10 @@ function readN(d: Duplex, n: number, limitMs = 20_000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let got = 0;
-    const timer = setTimeout(() => reject(new Error(`${got} of ${n} bytes in ${limitMs} ms`)), limitMs);
+    const timer = setTimeout(
+      () => reject(new Error(`${got} of ${n} bytes in ${limitMs} ms`)),
+      limitMs,
+    );
     const done = (): void => {
       clearTimeout(timer);
       d.end();

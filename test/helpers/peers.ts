@@ -148,13 +148,17 @@ export function hasCommand(name: string): boolean {
   });
 }
 
-/** The ladder CLI as a process. */
+/**
+ * The ladder CLI as a process. `LADDER_NODE_ARGS` (space-separated) adds flags for Node itself,
+ * e.g. `--cpu-prof --cpu-prof-dir=/tmp/p` (which NODE_OPTIONS does not take): bench/latency-phases.ts.
+ */
 export function startLadder(
   args: string[],
   ready = /listening/,
   options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ) {
-  return startProcess([process.execPath, LADDER_CLI, ...args], ready, options);
+  const nodeArgs = (process.env.LADDER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  return startProcess([process.execPath, ...nodeArgs, LADDER_CLI, ...args], ready, options);
 }
 
 /** shadowsocks-libev `ss-server` or `ss-local` from a JSON config written to a temp dir. */

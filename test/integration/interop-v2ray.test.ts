@@ -14,11 +14,7 @@ import { freePort, hasCommand, startDaemon, startLadder, type Peer } from '../he
 import { startOrigin, expectedHash, type Origin } from '../helpers/origin.js';
 import { curl } from '../helpers/curl.js';
 import { makeCert, type TestCert } from '../helpers/tls-cert.js';
-import {
-  v2rayClientConfig,
-  v2rayServerConfig,
-  type V2rayStream,
-} from '../helpers/peer-configs.js';
+import { v2rayClientConfig, v2rayServerConfig, type V2rayStream } from '../helpers/peer-configs.js';
 import { formatTrojanUri } from '../../src/codec/trojan-uri.js';
 
 const skip =
@@ -164,7 +160,9 @@ for (const [name, stream, mux] of serverCases) {
       port,
       sni: 'localhost',
       pinSha256: cert.pin,
-      ...(stream.network === 'ws' ? { type: 'ws' as const, path: WS_PATH, wsHost: 'localhost' } : {}),
+      ...(stream.network === 'ws'
+        ? { type: 'ws' as const, path: WS_PATH, wsHost: 'localhost' }
+        : {}),
       ...(mux ? { mux } : {}),
     });
     const client = await startLadder(
