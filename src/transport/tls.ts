@@ -121,20 +121,6 @@ export function tlsConnect(
   o: TlsClientOptions,
   signal?: AbortSignal,
 ): Promise<TLSSocket> {
-  return tlsOpen(server, o, signal).ready;
-}
-
-/**
- * Starts TLS to `server` and hands out the socket at once, with `ready` settling after the
- * handshake and the certificate checks (on failure the socket is destroyed). A caller that writes
- * before `ready` must hold its bytes back itself (cork the socket; uncork once ready): Node would
- * otherwise send them the moment the handshake ends, before the pin below has been checked.
- */
-export function tlsOpen(
-  server: Target,
-  o: TlsClientOptions,
-  signal?: AbortSignal,
-): { socket: TLSSocket; ready: Promise<TLSSocket> } {
   const pin = o.pinSha256 ? normalizeFingerprint(o.pinSha256) : null;
   const what = `TLS server ${server.host}:${server.port}`;
   // allowHalfOpen (documented for tls.connect, missing from @types/node): the reply can still flow after we end.
@@ -165,9 +151,9 @@ export function tlsOpen(
         }
       : {}),
   };
-  const socket = connect(options);
-  socket.setNoDelay(true);
-  const ready = new Promise<TLSSocket>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
+    const socket = connect(options);
+    socket.setNoDelay(true);
     // TLS 1.3 tickets arrive after the handshake; the newest is the one to resume with next time,
     // kept only from a connection whose certificate passed the checks.
     let checked = false;
@@ -192,7 +178,7 @@ export function tlsOpen(
       socket.destroy();
       reject(err);
     }
-    const onError = (err: Error): void => {
+    socket.once('error', (err) => {
       const d = dialErrorFromSystem(err, what);
       const tlsProblem = /certificate|self.signed|CERT_|handshake|alert/i.test(err.message);
       fail(
@@ -202,8 +188,7 @@ export function tlsOpen(
           { cause: err },
         ),
       );
-    };
-    socket.once('error', onError);
+    });
     socket.once('secureConnect', () => {
       // A resumed session authenticates the server through the secret of the session that passed
       // the pin before (the certificate is not sent again; browsers do not re-check it either).
@@ -217,9 +202,8 @@ export function tlsOpen(
       checked = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      socket.off('error', onError);
+      socket.removeAllListeners('error');
       resolve(socket);
     });
   });
-  return { socket, ready };
 }

@@ -23,7 +23,7 @@ import {
 } from '../codec/trojan.js';
 import { ByteQueue } from '../codec/ss-stream.js';
 import { MUX_COOL_TARGET } from '../codec/mux-cool.js';
-import { tlsConnect, tlsOpen, type TlsClientOptions } from './tls.js';
+import { tlsConnect, type TlsClientOptions } from './tls.js';
 import { MuxPool } from './mux-pool.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
 
@@ -34,19 +34,7 @@ export interface TrojanDialerOptions extends TlsClientOptions {
   connect?: (server: Target, signal?: AbortSignal) => Promise<Duplex>;
   /** Mux.Cool sessions at once on one connection (v2ray's `concurrency`); 0 or absent: no Mux.Cool. */
   mux?: number;
-  /**
-   * Hand out the stream before its TLS handshake ends when this server was reached within the
-   * last minute (default true; see {@link TrojanDialer.dial}). false: every dial waits.
-   */
-  early?: boolean;
 }
-
-/**
- * How recent a good handshake must be for a dial not to wait for its own. An unreachable server is
- * reported at dial time (issue #2: the proper SOCKS reply) when the last one failed, or when no
- * handshake succeeded this long.
- */
-export const EARLY_WINDOW_MS = 60_000;
 
 function header(hash: Buffer, command: 1 | 3, target: Target): Buffer {
   const out = Buffer.allocUnsafe(trojanRequestLength(target));
@@ -87,48 +75,10 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     if (this.#pool) return this.#pool.open(target, signal);
-    if (!this.#o.connect && this.#o.early !== false && this.#recentlyReached()) {
-      return this.#dialEarly(target, signal);
-    }
     const socket = await this.#connect(signal);
-    this.#reachedAt = Date.now();
     socket.cork();
     socket.write(header(this.#hash, TROJAN_CMD.CONNECT, target));
     uncorkOnFirstWrite(socket, this.#o.firstPayloadWaitMs ?? 50);
-    return socket;
-  }
-
-  /** When a TLS handshake with this server last succeeded (0: never, or failed since). */
-  #reachedAt = 0;
-
-  #recentlyReached(): boolean {
-    return this.#reachedAt > 0 && Date.now() - this.#reachedAt < EARLY_WINDOW_MS;
-  }
-
-  /**
-   * The stream at once, its TLS handshake still running, as trojan-gfw's client answers CONNECT:
-   * the caller (a SOCKS front end) can answer its client and take the first request while the
-   * handshake runs. The Trojan header and anything written are held (corked) until the handshake
-   * and the certificate check are done, then leave together; if the handshake fails, the stream
-   * is destroyed and the next dial waits for its handshake again, so an unreachable server is
-   * reported as such (with its SOCKS reply code) from then on.
-   */
-  #dialEarly(target: Target, signal?: AbortSignal): Duplex {
-    const { socket, ready } = tlsOpen(this.#server, this.#o, signal);
-    socket.cork(); // the handshake's hold: released once the server has been checked
-    socket.cork(); // the header's: released by the first write (header and payload in one record)
-    socket.write(header(this.#hash, TROJAN_CMD.CONNECT, target));
-    uncorkOnFirstWrite(socket, this.#o.firstPayloadWaitMs ?? 50);
-    ready.then(
-      () => {
-        this.#reachedAt = Date.now();
-        socket.uncork();
-      },
-      (err: Error) => {
-        this.#reachedAt = 0;
-        socket.destroy(err);
-      },
-    );
     return socket;
   }
 
