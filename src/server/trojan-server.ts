@@ -14,6 +14,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { Socket } from 'node:net';
 import { debuglog } from 'node:util';
 import { CodecError, LadderError, type ErrorCode } from '../errors.js';
 import {
@@ -216,6 +217,8 @@ export class TrojanHandler {
       role: 'server',
       head: rest,
       maxSessions: this.#o.maxMuxSessions ?? 256,
+      // Over TLS directly (not inside a WebSocket): the socket's write callback frees a frame.
+      reuseFrames: conn instanceof Socket,
       idleTimeoutMs: this.#o.idleTimeoutMs ?? 300_000,
       onSession: (s, target) => {
         void this.#serveSession(s, target, lease).then(([u, d]) => {

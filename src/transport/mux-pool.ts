@@ -45,6 +45,8 @@ export interface MuxPoolOptions {
    * the first data).
    */
   announceAfterMs?: number;
+  /** The connections are TCP or TLS sockets: frame buffers can be reused (MuxCoolOptions.reuseFrames). */
+  reuseFrames?: boolean;
 }
 
 interface Entry {
@@ -112,7 +114,11 @@ export class MuxPool {
     e.ready = this.#o.connect().then(
       (conn) => {
         e.conn = conn;
-        e.mux = new MuxCool(conn, { role: 'client', idleTimeoutMs: this.#o.idleMs ?? MUX_IDLE_MS });
+        e.mux = new MuxCool(conn, {
+          role: 'client',
+          idleTimeoutMs: this.#o.idleMs ?? MUX_IDLE_MS,
+          reuseFrames: this.#o.reuseFrames ?? false,
+        });
         debug('new Mux.Cool connection (%d open)', this.#entries.size);
         const drop = (): void => void this.#entries.delete(e);
         conn.on('error', () => conn.destroy());

@@ -70,6 +70,8 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
         },
         concurrency: options.mux,
         announceAfterMs: wait,
+        // Straight over TLS (not a WebSocket): the socket's write callback frees a frame buffer.
+        reuseFrames: !connect,
       });
   }
 
