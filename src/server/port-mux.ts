@@ -2,10 +2,16 @@
  * One TCP port for every protocol: a connection whose first bytes are a TLS ClientHello goes to the
  * TLS front (Trojan, WebSockets on secret paths, and the decoy web site for everything else: see
  * ws-front.ts); anything else is raw Shadowsocks.
- * The choice uses only the first 11 bytes (src/codec/tls-hello.ts). Until they have arrived, a
- * connection is treated exactly as a Shadowsocks server treats an unauthenticated one: nothing is
- * sent, and it is closed at the authentication timeout or when the peer closes
- * (docs/probe-resistance.md).
+ *
+ * The choice uses only the first 11 bytes (src/codec/tls-hello.ts). On a port that serves TLS, a
+ * connection that Shadowsocks refuses — bytes no key opens, a replay, a bad timestamp, a refused
+ * key, a close before authenticating — is handed with every byte it sent to the same TLS stack
+ * (tls-handover.ts), so that it meets what a TLS web server does with those bytes, not Shadowsocks'
+ * silence. While too few bytes have come to decide (to classify, or for Shadowsocks to try its
+ * keys), the TLS stack is fed them as a shadow: as soon as it would react (an alert, a close), the
+ * connection is handed to it, at that moment; as long as it would wait, so does the port.
+ * (docs/probe-resistance.md, "One port with TLS", says what this costs a Shadowsocks client.)
+ * A port without TLS treats every unauthenticated connection with Shadowsocks' probe rule.
  * @module
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -13,8 +19,9 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import { debuglog } from 'node:util';
 import { CLIENT_HELLO_PREFIX_LENGTH, classifyFirstBytes } from '../codec/tls-hello.js';
 import type { Duplex } from 'node:stream';
-import type { SsServer } from './ss-server.js';
+import type { PreAuthControl, SsServer } from './ss-server.js';
 import { listenTcp } from '../transport/listen.js';
+import { TlsHandover, closeOnEndBeforeHandshake } from './tls-handover.js';
 
 const debug = debuglog('ladder:mux');
 
@@ -29,7 +36,17 @@ export interface PortMuxOptions {
   tls?: TlsFront;
   authTimeoutMs?: number;
   maxConnections?: number;
+  /**
+   * With TLS: how long a connection whose bytes a TLS server would already react to may still wait
+   * for the rest of a Shadowsocks request before it is handed to TLS (default 0: at once, exactly
+   * when the TLS server alone would react; a Shadowsocks client must then send its salt and first
+   * header in its first segment, as every known client does).
+   */
+  shortHeadGraceMs?: number;
 }
+
+/** ALPN of the TLS front: a web server on HTTP/1.1 (docs/tls-fingerprint.md). */
+const ALPN = ['http/1.1'];
 
 export class PortMux {
   readonly #o: PortMuxOptions;
@@ -76,7 +93,12 @@ export class PortMux {
     this.#sockets.add(socket);
     socket.on('close', () => this.#sockets.delete(socket));
     let head: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => socket.destroy(), this.#o.authTimeoutMs ?? 60_000);
+    // Fed the first bytes while they cannot be classified: would a TLS server react already?
+    let shadow: TlsHandover | null = null;
+    const timer = setTimeout(() => {
+      shadow?.abandon();
+      socket.destroy();
+    }, this.#o.authTimeoutMs ?? 60_000);
     timer.unref();
     const done = (): void => {
       clearTimeout(timer);
@@ -86,19 +108,101 @@ export class PortMux {
       this.#sockets.delete(socket);
     };
     const onEnd = (): void => {
-      clearTimeout(timer);
-      socket.destroy();
+      done();
+      const h = shadow ?? this.#handover();
+      if (!shadow) h.feed(head);
+      h.feedEnd();
+      this.#commit(h, socket, startedAt);
     };
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]); // at most 11 bytes are ever joined
       const kind = classifyFirstBytes(head);
-      if (kind === null && head.length < CLIENT_HELLO_PREFIX_LENGTH) return;
+      if (kind === null && head.length < CLIENT_HELLO_PREFIX_LENGTH) {
+        if (!shadow) {
+          const h = (shadow = this.#handover(() => {
+            done();
+            this.#commit(h, socket, startedAt);
+          }));
+          h.feed(head);
+        } else shadow.feed(chunk);
+        return;
+      }
       done();
-      if (kind === 'tls') this.#tls(socket, head);
-      else this.#o.ss.handleConnection(socket, head, startedAt);
+      if (kind === 'tls') {
+        shadow?.abandon();
+        this.#tls(socket, head);
+      } else this.#other(socket, head, startedAt, shadow);
     };
     socket.on('data', onData);
     socket.on('end', onEnd);
+  }
+
+  /**
+   * Not a ClientHello: Shadowsocks, with TLS taking whatever Shadowsocks refuses. `shadow`, when
+   * set, has been fed `head` already.
+   */
+  #other(socket: Socket, head: Buffer, startedAt: number, shadow: TlsHandover | null): void {
+    const seen: Buffer[] = [];
+    let h = shadow;
+    let skipHead = shadow !== null;
+    let control: PreAuthControl | null = null;
+    let graceTimer: NodeJS.Timeout | null = null;
+    const release = (): void => {
+      const grace = this.#o.shortHeadGraceMs ?? 0;
+      if (grace <= 0) control?.release();
+      else graceTimer ??= setTimeout(() => control?.release(), grace);
+    };
+    if (h) h.onReact = release;
+    socket.once('close', () => {
+      if (graceTimer) clearTimeout(graceTimer);
+      h?.abandon();
+    });
+    control = this.#o.ss.handleConnection(socket, head, startedAt, {
+      bytes: (chunk) => {
+        if (skipHead) {
+          skipHead = false;
+          return;
+        }
+        const copy = Buffer.from(chunk); // Shadowsocks may decrypt the chunk in place
+        seen.push(copy);
+        h?.feed(copy);
+      },
+      undecided: () => {
+        if (!h) {
+          h = this.#handover(release);
+          for (const b of seen) h.feed(b);
+        } else if (h.reacted) release();
+      },
+      authenticated: () => {
+        if (graceTimer) clearTimeout(graceTimer);
+        h?.abandon();
+      },
+      take: (sock, ended) => {
+        if (graceTimer) clearTimeout(graceTimer);
+        const x = h ?? this.#handover();
+        if (!h) for (const b of seen) x.feed(b);
+        if (ended) x.feedEnd();
+        this.#commit(x, sock, startedAt);
+      },
+    });
+  }
+
+  #handover(onReact?: () => void): TlsHandover {
+    return new TlsHandover({
+      secureContext: this.#o.tls!.secureContext,
+      alpn: ALPN,
+      ...(onReact ? { onReact } : {}),
+    });
+  }
+
+  /** The connection is TLS's, with the handshake time left of the authentication timeout. */
+  #commit(h: TlsHandover, socket: Duplex, startedAt: number): void {
+    const front = this.#o.tls!;
+    h.commit(
+      socket,
+      (tls) => front.handler.handle(tls),
+      (this.#o.authTimeoutMs ?? 60_000) - (Date.now() - startedAt),
+    );
   }
 
   #tls(socket: Socket, head: Buffer): void {
@@ -107,13 +211,14 @@ export class PortMux {
     const tls = new TLSSocket(socket, {
       isServer: true,
       secureContext: front.secureContext,
-      ALPNProtocols: ['http/1.1'],
+      ALPNProtocols: ALPN,
     } as never);
     tls.on('error', (e) => {
       debug('tls error %s', e.message);
       tls.destroy();
     });
     tls.once('secure', () => front.handler.handle(tls));
+    closeOnEndBeforeHandshake(tls);
     // A handshake that never completes is closed like any other silent connection.
     const t = setTimeout(() => tls.destroy(), this.#o.authTimeoutMs ?? 60_000);
     t.unref();

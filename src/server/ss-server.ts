@@ -80,6 +80,34 @@ export interface SsServerOptions {
   gate?: AccessGate;
 }
 
+/**
+ * For a port that also serves TLS (port-mux.ts): instead of the probe rule, a connection that has
+ * not authenticated is handed over, with every byte it sent, to something else (the TLS stack the
+ * decoy site sits behind), so that it reacts as that does.
+ */
+export interface PreAuthHandover {
+  /**
+   * Each chunk before Shadowsocks reads it (Shadowsocks may decrypt it in place: copy what you
+   * keep), and whether Shadowsocks still lacks bytes to decide once it has read it.
+   */
+  bytes(chunk: Buffer): void;
+  /** Shadowsocks has read every byte so far and cannot decide yet. */
+  undecided(): void;
+  /** The connection authenticated: it stays with Shadowsocks. */
+  authenticated(): void;
+  /**
+   * The connection is yours (its listeners removed, paused): Shadowsocks refused it (any
+   * pre-authentication failure, a key its gate refuses), the peer ended it before it
+   * authenticated (`ended`), or you asked for it (`release`).
+   */
+  take(socket: Duplex, ended: boolean): void;
+}
+
+/** What handleConnection returns with a handover: `release` takes an undecided connection now. */
+export interface PreAuthControl {
+  release(): void;
+}
+
 interface UdpSession {
   readonly key: SsServerKey;
   readonly out: PacketSession;
@@ -214,8 +242,13 @@ export class SsServer {
    * Duplex will do: a TCP socket, or a WebSocket stream or Mux.Cool session carrying the same
    * Shadowsocks stream (v2ray-plugin), which then gets the same keys, replay filters and probe rule.
    */
-  handleConnection(socket: Duplex, head?: Buffer, startedAt?: number): void {
-    this.#onConnection(socket, head, startedAt);
+  handleConnection(
+    socket: Duplex,
+    head?: Buffer,
+    startedAt?: number,
+    handover?: PreAuthHandover,
+  ): PreAuthControl {
+    return this.#onConnection(socket, head, startedAt, handover);
   }
 
   /**
@@ -243,11 +276,17 @@ export class SsServer {
 
   // ------------------------------------------------------------------------------- TCP
 
-  #onConnection(conn: Duplex, head?: Buffer, startedAt?: number): void {
+  #onConnection(
+    conn: Duplex,
+    head?: Buffer,
+    startedAt?: number,
+    handover?: PreAuthHandover,
+  ): PreAuthControl {
     const socket = conn as SocketLike & { remoteAddress?: string | undefined };
+    const control: PreAuthControl = { release: () => {} };
     if (this.#closing) {
       socket.destroy();
-      return;
+      return control;
     }
     const started = startedAt ?? this.#o.clock.now();
     this.#sockets.add(socket);
@@ -274,17 +313,37 @@ export class SsServer {
     );
     authTimer.unref();
     let failed = false;
+    let handedOver = false;
+    // With a handover (a port that also serves TLS), the connection leaves with every byte it sent.
+    const handOver = (ended: boolean): void => {
+      if (handedOver) return;
+      handedOver = true;
+      clearTimeout(authTimer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.pause();
+      this.#sockets.delete(socket);
+      handover!.take(socket, ended);
+    };
+    control.release = () => {
+      if (!failed && !handedOver && socket.listeners('data').includes(onData)) handOver(false);
+    };
     // Every failure before authentication, and a key its gate refuses, ends here: read and drop
-    // until the fixed timer or the peer closes.
+    // until the fixed timer or the peer closes (or, with a handover, leave at once).
     const fail = (code: ErrorCode): void => {
       failed = true;
-      socket.off('data', onData);
-      socket.on('data', discard);
       this.#events.probe?.(code, 'tcp');
       debug('pre-auth failure %s', code);
+      if (handover) {
+        handOver(false);
+        return;
+      }
+      socket.off('data', onData);
+      socket.on('data', discard);
     };
     const onData = (chunk: Buffer): void => {
       let accepted: AcceptedTcp | null;
+      handover?.bytes(chunk);
       try {
         accepted = acceptor.push(chunk, this.#o.clock.now());
         if (accepted === null && acceptor.buffered > limit)
@@ -293,7 +352,10 @@ export class SsServer {
         fail(err instanceof LadderError ? err.code : 'ERR_CODEC');
         return;
       }
-      if (accepted === null) return;
+      if (accepted === null) {
+        handover?.undecided();
+        return;
+      }
       const lease = this.#gate.open(accepted.key.id, client, 'tcp');
       if (!lease) {
         fail('ERR_ACCESS_DENIED');
@@ -303,15 +365,21 @@ export class SsServer {
       socket.off('end', onEnd);
       socket.pause();
       clearTimeout(authTimer);
+      handover?.authenticated();
       this.#tcpHint.set(client, accepted.key);
       this.#events.accepted?.(accepted.key.id, this.#o.clock.now() - started);
       void this.#serve(socket, accepted, lease);
     };
-    // A peer that closes before authenticating gets its close back, and nothing else.
+    // A peer that closes before authenticating gets its close back, and nothing else (with a
+    // handover: its end goes along with its bytes).
     const onEnd = (): void => {
+      if (!failed) this.#events.probe?.('ERR_PROBE_SHORT', 'tcp');
+      if (handover) {
+        handOver(true);
+        return;
+      }
       clearTimeout(authTimer);
       socket.destroy();
-      if (!failed) this.#events.probe?.('ERR_PROBE_SHORT', 'tcp');
     };
     socket.on('data', onData);
     socket.on('end', onEnd);
@@ -319,6 +387,7 @@ export class SsServer {
     // Still waiting to authenticate: read on. (Once `head` alone authenticated, #serve resumes the
     // socket after its reader is attached; resuming here would drop what is already buffered.)
     if (socket.isPaused() && socket.listeners('data').includes(onData)) socket.resume();
+    return control;
   }
 
   async #serve(socket: SocketLike, a: AcceptedTcp, lease: Lease): Promise<void> {
