@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import { LadderError } from '../errors.js';
 import { formatSsUri } from '../codec/access-key-uri.js';
-import { formatTrojanUri } from '../codec/trojan-uri.js';
+import { formatTrojanUri, parseTrojanUri } from '../codec/trojan-uri.js';
+
 import { formatLadderKey } from '../codec/ladder-key.js';
 import type { KeyStore } from '../store/key-store.js';
 import {
@@ -20,6 +21,9 @@ import {
 } from '../server/access/access-key.js';
 import type { KeyManager, KeyView } from '../server/access/key-manager.js';
 import type { Metrics } from '../server/metrics.js';
+
+/** Mux.Cool sessions per TLS connection for the Trojan transport of a ladder:// bundle. */
+const BUNDLE_MUX = 8;
 
 export const LADDER_VERSION = '0.1.0';
 
@@ -264,8 +268,14 @@ export class AdminService {
       ...(trojanUrl ? [trojanUrl] : []),
       ...(k.transports.includes('ss') ? [accessUrl] : []),
     ];
+    // The bundle is for Ladder's client, and the server is Ladder: its Trojan rides Mux.Cool
+    // (mux=8, v2ray's default concurrency), so most connections skip the TLS handshake
+    // (docs/benchmarks.md). The trojan:// key alone stays plain, for GUIs of every kind.
+    const bundled = transports.map((t) =>
+      t === trojanUrl ? formatTrojanUri({ ...parseTrojanUri(t), mux: BUNDLE_MUX }) : t,
+    );
     const bundleUrl = formatLadderKey({
-      transports: transports.length > 0 ? transports : [accessUrl],
+      transports: bundled.length > 0 ? bundled : [accessUrl],
       ...(k.name ? { name: k.name } : {}),
     });
     return {

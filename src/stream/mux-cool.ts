@@ -313,6 +313,9 @@ export class MuxSession extends Duplex {
   #endSent = false;
   #peerGone = false;
   #readFull = false;
+  /** Session data received and sent (a failover dialer tells a silent close by them). */
+  bytesRead = 0;
+  bytesWritten = 0;
 
   constructor(mux: MuxCool, id: number, opening: { target: Target; network: MuxNetwork } | null) {
     super({ allowHalfOpen: true, highWaterMark: 16 * 1024 });
@@ -330,6 +333,7 @@ export class MuxSession extends Duplex {
 
   /** @internal Data of a frame for this session. */
   deliver(piece: Buffer): void {
+    this.bytesRead += piece.length;
     if (!this.push(piece) && !this.#readFull) {
       this.#readFull = true;
       this.#mux.readerFull(this, true);
@@ -396,6 +400,7 @@ export class MuxSession extends Duplex {
       }
       const piece = chunk.subarray(at, at + SEND_DATA_MAX);
       at += piece.length;
+      this.bytesWritten += piece.length;
       this.#mux.send(this.#header(piece.length), piece, next);
     };
     next();

@@ -10,6 +10,7 @@ import { freePort, startLadder, type Peer } from '../helpers/peers.js';
 import { curl } from '../helpers/curl.js';
 import { formatLadderKey, parseLadderKey } from '../../src/codec/ladder-key.js';
 import { formatSsUri } from '../../src/codec/access-key-uri.js';
+import { formatTrojanUri, parseTrojanUri } from '../../src/codec/trojan-uri.js';
 
 describe('ladder:// key failover', { timeout: 90_000 }, () => {
   let origin: Origin;
@@ -35,7 +36,16 @@ describe('ladder:// key failover', { timeout: 90_000 }, () => {
       ladder: { bundleUrl: string; trojanUrl: string };
     };
     const bundle = parseLadderKey(k.ladder.bundleUrl);
-    assert.deepEqual(bundle.transports, [k.ladder.trojanUrl, k.accessUrl]);
+    // Trojan first, with Mux.Cool (Ladder's client and server both speak it), then Shadowsocks.
+    assert.deepEqual(bundle.transports, [
+      formatTrojanUri({ ...parseTrojanUri(k.ladder.trojanUrl), mux: 8 }),
+      k.accessUrl,
+    ]);
+    assert.equal(
+      parseTrojanUri(k.ladder.trojanUrl).mux,
+      undefined,
+      'the trojan:// key alone stays plain',
+    );
     assert.equal(bundle.name, 'bundle');
 
     // Now a key whose first transport is refused: the right server, a password it does not know.

@@ -121,6 +121,17 @@ test('sessions one after another ride one connection', async () => {
   assert.equal(accepted - before, 1, 'ten sessions, one Trojan connection');
 });
 
+test('a session counts its bytes, as a failover dialer reads them to tell a silent close', async () => {
+  await listening;
+  const s = (await muxDialer(8).dial({ host: '127.0.0.1', port: echo.port })) as Duplex & {
+    bytesRead: number;
+    bytesWritten: number;
+  };
+  assert.equal(await roundTripKeepOpen(s, 'count me'), 'count me');
+  assert.deepEqual([s.bytesWritten, s.bytesRead], [8, 8]);
+  s.destroy();
+});
+
 test('a burst of 12 with mux=4 opens 3 connections, not 12', async () => {
   await listening;
   const d = muxDialer(4);
