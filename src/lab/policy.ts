@@ -4,8 +4,10 @@
  * the way the GFW bundled them at a time (reference §17 timeline):
  *
  * - `gfw-2022`: FET dynamic blocking (§1, Nov 2021 – Mar 2023) on the lab's "VPS" prefix, SNI (§6),
- *   DNS (§4) and HTTP (§5) filtering, active probing of FET-flagged servers (§2).
- * - `gfw-2025`: SNI, DNS and HTTP filtering, OpenVPN and WireGuard fingerprints (§10, §11); no FET.
+ *   DNS (§4) and HTTP (§5) filtering, active probing of FET-flagged servers (§2), Tor's TLS
+ *   fingerprint and bridge prober (§12, since 2011–12).
+ * - `gfw-2025`: SNI, DNS and HTTP filtering, OpenVPN and WireGuard fingerprints (§10, §11), Tor
+ *   (§12); no FET.
  * - `sensitive-period`: gfw-2025 plus all outbound UDP dropped and TLS allowed only to allow-listed
  *   SNIs (§17).
  * @module
@@ -15,6 +17,7 @@ import { ConfigError } from '../errors.js';
 import type { CensorModule } from './censor/types.js';
 import { BlockPageModule, type BlockPageParams } from './modules/blockpage.js';
 import { DnsModule, type DnsParams } from './modules/dns.js';
+import { EgressModule, type EgressParams } from './modules/egress.js';
 import { FetModule, type FetParams } from './modules/fet.js';
 import { HttpModule, type HttpParams } from './modules/http.js';
 import { IpBlockModule, type IpBlockParams } from './modules/ipblock.js';
@@ -32,6 +35,7 @@ import { SniModule, type SniParams } from './modules/sni.js';
 import { QuicModule, type QuicParams } from './modules/quic.js';
 import { TlsInTlsModule, type TlsInTlsParams } from './modules/tls-in-tls.js';
 import { TlsFingerprintModule, type TlsFingerprintParams } from './modules/tls-fingerprint.js';
+import { TorModule, type TorParams } from './modules/tor.js';
 import { WireGuardModule, type WireGuardParams } from './modules/wireguard.js';
 import type { LabPlan } from './topology.js';
 
@@ -42,6 +46,8 @@ export interface ModuleConfigs {
   quic?: Partial<QuicParams>;
   'tls-in-tls'?: Partial<TlsInTlsParams>;
   'tls-fingerprint'?: Partial<TlsFingerprintParams>;
+  tor?: Partial<TorParams>;
+  egress?: Partial<EgressParams>;
   dns?: Partial<DnsParams>;
   http?: Partial<HttpParams>;
   ipblock?: Partial<IpBlockParams>;
@@ -59,6 +65,7 @@ export type ModuleName = keyof ModuleConfigs;
 
 /** Module names in the order packets visit them. */
 export const MODULE_NAMES = [
+  'egress',
   'ipblock',
   'udp-drop',
   'port443-reset',
@@ -66,6 +73,7 @@ export const MODULE_NAMES = [
   'dns',
   'sni',
   'tls-fingerprint',
+  'tor',
   'quic',
   'http',
   'blockpage',
@@ -106,6 +114,7 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
         modules: {
           ...base,
           fet: { targetPrefixes: [plan.vpsPrefix] },
+          tor: { proberAddresses: plan.prober },
           probe: { proberAddresses: plan.prober },
         },
       };
@@ -117,6 +126,7 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
           'tls-in-tls': { action: 'score' },
           openvpn: {},
           wireguard: {},
+          tor: { proberAddresses: plan.prober },
           // replay-based probing of high-entropy first packets (§2) outlived FET blocking
           probe: { proberAddresses: plan.prober, trigger: 'entropy' },
         },
@@ -129,6 +139,7 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
           'tls-in-tls': { action: 'reset' },
           openvpn: {},
           wireguard: {},
+          tor: { proberAddresses: plan.prober },
           'udp-drop': {},
           allowlist: { sni: [plan.names.allowed] },
         },
@@ -157,6 +168,8 @@ export function modulePolicy(name: ModuleName, plan: LabPlan, overrides: object 
     quic: { blocklist: [plan.names.blocked] },
     'tls-in-tls': { action: 'reset' },
     'tls-fingerprint': { measure: true },
+    tor: { proberAddresses: plan.prober },
+    egress: {},
   };
   return { modules: { [name]: { ...(lab[name] as object), ...overrides } } };
 }
@@ -223,6 +236,12 @@ export function buildModules(policy: Policy): CensorModule[] {
         break;
       case 'tls-in-tls':
         out.push(new TlsInTlsModule(m['tls-in-tls']));
+        break;
+      case 'tor':
+        out.push(new TorModule(m.tor));
+        break;
+      case 'egress':
+        out.push(new EgressModule(m.egress));
         break;
       case 'http':
         out.push(new HttpModule(m.http));
