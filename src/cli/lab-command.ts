@@ -7,6 +7,7 @@
  *   exec <client|wall|abroad|domestic> [--prefix P] -- <cmd...>
  *   run [--prefix P] [--profile NAME] [--json FILE] [--quick] [--n N]
  *   probe --to <host:port> --first-hex H [--seed S] ...   one active-probing campaign (JSON lines)
+ *   probe --to <host:port> --tor [--sni NAME]             the Tor prober's VERSIONS probe (§12)
  * Internal (run inside the namespaces by the lab itself): serve, censor, connect.
  * @module
  */
@@ -28,7 +29,8 @@ const USAGE = `ladder lab <subcommand>
           --quick --n N --json FILE --time-factor F (default 0.01 so residuals last seconds) --seed S
   probe   one active-probing campaign from the lab's prober (run it in the wall with exec):
           --to host:port --first-hex H (the recorded first payload) --seed S --timeout-ms T
-          --random-probes N --random-length-probes N --tls-probes N --source ADDR; JSON lines out`;
+          --random-probes N --random-length-probes N --tls-probes N --source ADDR; JSON lines out
+          --tor: instead, the Tor prober's probe (TLS, then a VERSIONS cell; --sni NAME), one JSON line`;
 
 const ROLE_NAMES = ['client', 'wall', 'abroad', 'domestic'] as const;
 
@@ -281,8 +283,33 @@ async function probeCmd(argv: string[]): Promise<number> {
     'random-length-probes': { type: 'string' },
     'tls-probes': { type: 'string' },
     source: { type: 'string' },
+    tor: { type: 'boolean' },
+    sni: { type: 'string' },
   });
   const target = parseHostPort(values.to ?? '', '--to');
+  if (values.tor) {
+    // §12: TLS to the server, a VERSIONS cell; does it answer like Tor?
+    const { torProbe } = await import('../lab/modules/tor.js');
+    const { versionsReply } = await import('../lab/packet/tor-cell.js');
+    const out = await torProbe(
+      target,
+      Number(values['timeout-ms'] ?? 2000),
+      values.source,
+      values.sni,
+    );
+    const versions = versionsReply(out.reply);
+    console.log(
+      JSON.stringify({
+        probe: 'VERSIONS',
+        layer: 'tls',
+        reaction: out.reaction,
+        reply: out.reply.toString('base64'),
+        verdict: versions ? 'tor' : 'not-tor',
+        ...(versions ? { versions } : {}),
+      }),
+    );
+    return 0;
+  }
   const first = Buffer.from(values['first-hex'] ?? '', 'hex');
   if (first.length === 0)
     throw new LadderError(
