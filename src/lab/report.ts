@@ -26,6 +26,15 @@ import { modulePolicy, profilePolicy, PROFILES, type ModuleName, type Policy } f
 import { SINK_PORT } from './services.js';
 import type { LabPlan } from './topology.js';
 import {
+  startTorBridge,
+  startTorClient,
+  stopTor,
+  torUnavailable,
+  waitForBootstrap,
+  TOR_HANDSHAKE_DONE,
+  type TorPeer,
+} from './tor-peers.js';
+import {
   openVpnReady,
   openVpnUnavailable,
   pingThroughTunnel,
@@ -242,11 +251,14 @@ export const TRANSPORTS: TransportEntry[] = [
 
 /** Processes the transports started (Ladder's server and clients), stopped at the end of a card. */
 const started: ChildProcess[] = [];
+/** Tor processes (with their data directories) the `tor` row started. */
+const torPeers: TorPeer[] = [];
 
 /** Stops every process the transports' setup started (by the PIDs it recorded). */
 export function stopTransports(): void {
   for (const c of started.splice(0))
     if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  for (const p of torPeers.splice(0)) stopTor(p);
 }
 
 /** Ladder's server in abroad: every key on one port, as `ladder server` is meant to be run. */
@@ -478,7 +490,41 @@ function ladderTransports(): TransportEntry[] {
   ];
 }
 
-TRANSPORTS.push(...ladderTransports(), ...vpnTransports());
+TRANSPORTS.push(...ladderTransports(), ...vpnTransports(), torTransport());
+
+/**
+ * Reference: Debian's tor. A bridge in abroad (once per card); each attempt is a fresh Tor client
+ * (new data directory) in the client namespace, a success if its bootstrap reaches 15% (the TLS and
+ * link handshake with the bridge done; with no directory authority in the lab it goes no further
+ * than about 30%). Opt-in (a tor process per attempt).
+ */
+function torTransport(): TransportEntry {
+  let n = 0;
+  return {
+    name: 'tor',
+    description: "Debian's tor: a client bootstrapping through the lab's bridge (reference)",
+    optIn: true,
+    unavailable: torUnavailable,
+    async setup(plan) {
+      torPeers.push(await startTorBridge(plan));
+    },
+    async attempt(plan, timeoutS) {
+      const client = startTorClient(plan, `tor-client-${n++ % 4}`);
+      try {
+        const pct = await waitForBootstrap(
+          plan,
+          client,
+          TOR_HANDSHAKE_DONE,
+          Math.max(timeoutS, 5) * 1000,
+        );
+        const ok = pct >= TOR_HANDSHAKE_DONE;
+        return { ok, detail: ok ? 'ok' : `bootstrap stopped at ${pct}%` };
+      } finally {
+        stopTor(client);
+      }
+    },
+  };
+}
 
 /**
  * Reference VPNs (issue #3): each attempt starts a fresh OpenVPN or WireGuard pair (server in abroad,
@@ -560,6 +606,7 @@ export function columns(): Column[] {
     mod('fet', 'fet p=0.263'),
     mod('fet', 'fet p=1', { p: 1 }),
     mod('probe', 'probe', { trigger: 'all' }),
+    mod('tor'),
     mod('quic'),
     mod('tls-in-tls'),
     mod('allowlist'),
@@ -624,6 +671,8 @@ async function runCells(
     // hours would outlast the card), and the card waits for the verdict (below).
     if (policy.modules.probe)
       policy.modules = { ...policy.modules, probe: { ...policy.modules.probe, maxDelayS: 2 } };
+    if (policy.modules.tor)
+      policy.modules = { ...policy.modules, tor: { ...policy.modules.tor, maxDelayS: 2 } };
     for (const t of usable) {
       await startCensor(plan, policy); // fresh state: no residuals from the previous cell
       let ok = 0;
@@ -668,8 +717,8 @@ async function awaitProbeVerdicts(plan: LabPlan, from: number): Promise<void> {
       : '';
     const count = (re: RegExp) => (text.match(re) ?? []).length;
     if (
-      count(/"module":"probe","action":"schedule"/g) <=
-      count(/"module":"probe","action":"(confirm|clear)"/g)
+      count(/"module":"(probe|tor)","action":"schedule"/g) <=
+      count(/"module":"(probe|tor)","action":"(confirm|clear)"/g)
     )
       return;
   }
@@ -683,7 +732,13 @@ function countEvents(plan: LabPlan, from: number): Record<string, number> {
     if (!line) continue;
     try {
       const e = JSON.parse(line) as { module: string; action: string };
-      if (e.action === 'spared' || e.action === 'schedule' || e.action === 'probe') continue;
+      if (
+        e.action === 'spared' ||
+        e.action === 'schedule' ||
+        e.action === 'probe' ||
+        (e.module === 'tor' && e.action === 'flag')
+      )
+        continue;
       const k = `${e.module}/${e.action}`;
       out[k] = (out[k] ?? 0) + 1;
     } catch {
