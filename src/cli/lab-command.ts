@@ -8,7 +8,7 @@
  *   run [--prefix P] [--profile NAME] [--json FILE] [--quick] [--n N]
  *   probe --to <host:port> --first-hex H [--seed S] ...   one active-probing campaign (JSON lines)
  *   probe --to <host:port> --tor [--sni NAME]             the Tor prober's VERSIONS probe (§12)
- * Internal (run inside the namespaces by the lab itself): serve, censor, connect.
+ * Internal (run inside the namespaces by the lab itself): serve, censor, connect, naive-client.
  * @module
  */
 import { randomBytes } from 'node:crypto';
@@ -59,6 +59,8 @@ export async function run(argv: string[]): Promise<number> {
       return connectCmd(rest);
     case 'probe':
       return probeCmd(rest);
+    case 'naive-client':
+      return naiveClient(rest);
     default:
       throw new LadderError(
         'ERR_USAGE',
@@ -405,4 +407,63 @@ async function localClientHello(servername: string): Promise<Buffer> {
     srv.on('error', reject);
   });
   return record.subarray(5);
+}
+
+/**
+ * The client half of the lab's naive TLS-in-TLS tunnel (src/lab/services.ts, §14 control): a local
+ * HTTP proxy that answers CONNECT at once, waits for the application's first bytes (its inner
+ * ClientHello), then opens TLS to the tunnel server and sends the CONNECT head and those bytes
+ * together, without waiting for any answer.
+ */
+async function naiveClient(argv: string[]): Promise<number> {
+  const { values } = parseFlags('lab naive-client', argv, {
+    listen: { type: 'string' },
+    server: { type: 'string' },
+    servername: { type: 'string' },
+    ca: { type: 'string' },
+  });
+  const listenAt = parseHostPort(values.listen ?? '', '--listen');
+  const server = parseHostPort(values.server ?? '', '--server');
+  const { readFileSync } = await import('node:fs');
+  const { createServer } = await import('node:net');
+  const tls = await import('node:tls');
+  const ca = values.ca ? readFileSync(values.ca) : undefined;
+  const proxy = createServer((local) => {
+    local.on('error', () => local.destroy());
+    let head = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      head = Buffer.concat([head, d]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (head.length > 4096) local.destroy();
+        return;
+      }
+      local.off('data', onData);
+      if (!head.subarray(0, 8).equals(Buffer.from('CONNECT '))) return local.destroy();
+      local.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      // the application's first bytes (its inner ClientHello) leave with the head, in the first
+      // flight after the outer handshake, as a Trojan client sends its request and first payload
+      local.once('data', (first: Buffer) => {
+        local.pause();
+        const outer = tls.connect({
+          host: server.host,
+          port: server.port,
+          ...(values.servername ? { servername: values.servername } : {}),
+          ...(ca ? { ca } : {}),
+        });
+        outer.on('error', () => local.destroy());
+        local.on('close', () => outer.destroy());
+        outer.write(Buffer.concat([head, first])); // sent once the handshake is done
+        local.pipe(outer).pipe(local);
+        local.resume();
+      });
+    };
+    local.on('data', onData);
+  });
+  await new Promise<void>((resolve, reject) => {
+    proxy.once('error', reject);
+    proxy.listen(listenAt.port, listenAt.host, () => resolve());
+  });
+  console.log(`naive tunnel client listening on ${listenAt.host}:${listenAt.port}`);
+  return new Promise<number>(() => {});
 }

@@ -23,7 +23,7 @@ import {
   waitForLog,
 } from './lab.js';
 import { modulePolicy, profilePolicy, PROFILES, type ModuleName, type Policy } from './policy.js';
-import { SINK_PORT } from './services.js';
+import { NAIVE_TUNNEL_PORT, SINK_PORT } from './services.js';
 import type { LabPlan } from './topology.js';
 import {
   startTorBridge,
@@ -61,8 +61,11 @@ export interface TransportEntry {
   unavailable?(): string | undefined;
   /** Starts what the transport needs (servers, local clients); returns how to stop it. */
   setup?(plan: LabPlan): Promise<void>;
-  /** One fresh connection from the client namespace. */
-  attempt(plan: LabPlan, timeoutS: number): Promise<AttemptResult>;
+  /**
+   * One fresh connection from the client namespace. `page` (curl rows to allowed.lab): fetch that
+   * path with a browser's request headers instead of `/` (§14's "browse 100 HTTPS pages").
+   */
+  attempt(plan: LabPlan, timeoutS: number, page?: string): Promise<AttemptResult>;
 }
 
 /** Runs argv in a namespace with a hard timeout; resolves with status and output. */
@@ -88,6 +91,24 @@ export function runIn(
   });
 }
 
+/** A desktop Chrome's HTTP/1.1 navigation headers (about 550 bytes with the request line). */
+export const BROWSER_HEADERS = [
+  'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36',
+  'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7',
+  'Accept-Language: en-US,en;q=0.9',
+  'Accept-Encoding: gzip, deflate, br',
+  'Upgrade-Insecure-Requests: 1',
+  'Sec-Fetch-Site: none',
+  'Sec-Fetch-Mode: navigate',
+  'Sec-Fetch-User: ?1',
+  'Sec-Fetch-Dest: document',
+];
+
+/** curl arguments for a page fetch with a browser's headers, or none. */
+function pageArgs(page: string | undefined): string[] {
+  return page ? BROWSER_HEADERS.flatMap((h) => ['-H', h]) : [];
+}
+
 function curlEntry(
   name: string,
   url: (p: LabPlan) => string,
@@ -98,7 +119,7 @@ function curlEntry(
     name,
     description: `curl ${name.replace('-', ' to ')}`,
     unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
-    async attempt(plan, timeoutS) {
+    async attempt(plan, timeoutS, page) {
       const r = await runIn(
         plan,
         plan.ns.client,
@@ -110,7 +131,8 @@ function curlEntry(
           '--connect-timeout',
           String(timeoutS),
           ...extra(plan),
-          url(plan),
+          ...pageArgs(page),
+          page ? url(plan).replace(/\/$/, page) : url(plan),
         ],
         (timeoutS + 2) * 1000,
       );
@@ -421,7 +443,7 @@ function ladderEntry(
       started.push(child);
       await waitForLog(plan, `ladder-client-${name}`, child, /SOCKS5 listening/);
     },
-    attempt: (plan, timeoutS) => curlSocks(plan, socksPort, timeoutS, https),
+    attempt: (plan, timeoutS, page) => curlSocks(plan, socksPort, timeoutS, https, page),
   };
 }
 
@@ -431,6 +453,8 @@ async function curlSocks(
   port: number,
   timeoutS: number,
   https = false,
+  page?: string,
+  proxy = ['--socks5-hostname', `127.0.0.1:${port}`],
 ): Promise<AttemptResult> {
   const r = await runIn(
     plan,
@@ -440,11 +464,11 @@ async function curlSocks(
       '-sS',
       '--max-time',
       String(timeoutS),
-      '--socks5-hostname',
-      `127.0.0.1:${port}`,
+      ...proxy,
+      ...pageArgs(page),
       ...(https
-        ? ['--cacert', caPath(plan), `https://${plan.names.allowed}/`]
-        : [`http://${plan.names.allowed}/`]),
+        ? ['--cacert', caPath(plan), `https://${plan.names.allowed}${page ?? '/'}`]
+        : [`http://${plan.names.allowed}${page ?? '/'}`]),
     ],
     (timeoutS + 2) * 1000,
   );
@@ -487,7 +511,53 @@ function ladderTransports(): TransportEntry[] {
       (p) => ladderTrojanUri(p),
       true,
     ),
+    ladderEntry(
+      'ladder-ws-ss-https',
+      'Shadowsocks in a WebSocket over TLS carrying HTTPS (TLS in TLS)',
+      (p) => ladderWsSsUri(p),
+      true,
+    ),
+    ladderEntry(
+      'ladder-ws-trojan-https',
+      'Trojan in a WebSocket over TLS carrying HTTPS (TLS in TLS)',
+      (p) => ladderWsTrojanUri(p),
+      true,
+    ),
+    naiveTunnelEntry(),
   ];
+}
+
+/**
+ * The TLS-in-TLS control (§14): curl through the lab's naive tunnel (a local proxy in client that
+ * answers CONNECT at once and a relay in abroad, src/lab/services.ts) to https://allowed.lab/.
+ */
+function naiveTunnelEntry(): TransportEntry {
+  const port = nextSocksPort++;
+  return {
+    name: 'naive-tunnel-https',
+    description: 'HTTPS through a naive TLS tunnel that relays at once (the TLS-in-TLS control)',
+    unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
+    async setup(plan) {
+      const child = spawnInNamespace(plan, 'client', 'naive-client', [
+        process.execPath,
+        CLI_PATH,
+        'lab',
+        'naive-client',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--server',
+        `${plan.addr.sinkIp}:${NAIVE_TUNNEL_PORT}`,
+        '--servername',
+        plan.names.allowed,
+        '--ca',
+        caPath(plan),
+      ]);
+      started.push(child);
+      await waitForLog(plan, 'naive-client', child, /listening/);
+    },
+    attempt: (plan, timeoutS, page) =>
+      curlSocks(plan, port, timeoutS, true, page, ['--proxy', `http://127.0.0.1:${port}`]),
+  };
 }
 
 TRANSPORTS.push(...ladderTransports(), ...vpnTransports(), torTransport());
