@@ -251,8 +251,15 @@ async function connectCmd(argv: string[]): Promise<number> {
   const n = Number(values.bytes ?? 256);
   if (values.mode === 'udp' || values.mode?.startsWith('quic:'))
     return udpConnect(target, values.mode, n, Number(values.timeout ?? 4) * 1000);
-  const payload = randomBytes(n);
+  let payload: Buffer = randomBytes(n);
   if (values.mode === 'printable-prefix') payload.write('GETXYZ', 0, 'latin1');
+  if (values.mode?.startsWith('hello:')) {
+    // hello:<sni>[:<ext>,<ext>…]: Node's ClientHello for <sni> with extensions (hex types) appended;
+    // success is any answer (the server's flight or an alert)
+    const [, sni, exts] = values.mode.split(':');
+    payload = await clientHelloWith(sni ?? '', (exts ?? '').split(',').filter(Boolean));
+  }
+  const want = values.mode?.startsWith('hello:') ? 1 : n;
   const timeoutMs = Number(values.timeout ?? 4) * 1000;
   return new Promise((resolve) => {
     const s = connect({ host: target.host, port: target.port });
@@ -267,7 +274,7 @@ async function connectCmd(argv: string[]): Promise<number> {
     s.on('connect', () => s.write(payload));
     s.on('data', (d: Buffer) => {
       got += d.length;
-      if (got >= n) done(0, 'ok');
+      if (got >= want) done(0, 'ok');
     });
     s.on('error', (err: NodeJS.ErrnoException) => done(1, err.code ?? err.message));
     s.on('end', () => done(1, `closed after ${got} bytes`));
@@ -466,4 +473,29 @@ async function naiveClient(argv: string[]): Promise<number> {
   });
   console.log(`naive tunnel client listening on ${listenAt.host}:${listenAt.port}`);
   return new Promise<number>(() => {});
+}
+
+/** Node's ClientHello record for `sni`, with the given extension types (hex) appended, empty. */
+async function clientHelloWith(sni: string, exts: string[]): Promise<Buffer> {
+  const { Duplex } = await import('node:stream');
+  const tls = await import('node:tls');
+  const { withExtension } = await import('../lab/packet/tls-client-hello.js');
+  let hello = await new Promise<Buffer>((resolve) => {
+    const wire = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        resolve(chunk);
+        cb();
+      },
+    });
+    const t = tls.connect({ socket: wire, servername: sni, rejectUnauthorized: false });
+    t.on('error', () => {});
+    setTimeout(() => t.destroy(), 100);
+  });
+  for (const e of exts) {
+    const next = withExtension(hello, parseInt(e, 16), randomBytes(32));
+    if (!next) throw new LadderError('ERR_USAGE', `lab connect: cannot add extension ${e}`);
+    hello = next;
+  }
+  return hello;
 }

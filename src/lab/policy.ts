@@ -8,6 +8,7 @@
  *   fingerprint and bridge prober (§12, since 2011–12).
  * - `gfw-2025`: SNI, DNS and HTTP filtering, OpenVPN and WireGuard fingerprints (§10, §11), Tor
  *   (§12); no FET.
+ * - `henan-2024`: gfw-2025 behind Henan's regional firewall (§9, since August 2023).
  * - `sensitive-period`: gfw-2025 plus all outbound UDP dropped and TLS allowed only to allow-listed
  *   SNIs (§17).
  * @module
@@ -18,6 +19,8 @@ import type { CensorModule } from './censor/types.js';
 import { BlockPageModule, type BlockPageParams } from './modules/blockpage.js';
 import { DnsModule, type DnsParams } from './modules/dns.js';
 import { EgressModule, type EgressParams } from './modules/egress.js';
+import { EchModule, EsniModule, type EchParams, type EsniParams } from './modules/esni.js';
+import { HenanModule, type HenanParams } from './modules/henan.js';
 import { FetModule, type FetParams } from './modules/fet.js';
 import { HttpModule, type HttpParams } from './modules/http.js';
 import { IpBlockModule, type IpBlockParams } from './modules/ipblock.js';
@@ -48,6 +51,9 @@ export interface ModuleConfigs {
   'tls-fingerprint'?: Partial<TlsFingerprintParams>;
   tor?: Partial<TorParams>;
   egress?: Partial<EgressParams>;
+  esni?: Partial<EsniParams>;
+  ech?: Partial<EchParams>;
+  henan?: Partial<HenanParams>;
   dns?: Partial<DnsParams>;
   http?: Partial<HttpParams>;
   ipblock?: Partial<IpBlockParams>;
@@ -71,7 +77,10 @@ export const MODULE_NAMES = [
   'port443-reset',
   'allowlist',
   'dns',
+  'henan',
   'sni',
+  'esni',
+  'ech',
   'tls-fingerprint',
   'tor',
   'quic',
@@ -95,7 +104,12 @@ export interface Policy {
   modules: ModuleConfigs;
 }
 
-export const PROFILES = ['gfw-2022', 'gfw-2025', 'sensitive-period'] as const;
+export const PROFILES = ['gfw-2022', 'gfw-2025', 'henan-2024', 'sensitive-period'] as const;
+
+/** The lab's "Henan": the client namespace's prefixes (§9: only traffic leaving it is censored). */
+function henanRegion(plan: LabPlan): string[] {
+  return [`${plan.addr.client.replace(/\.\d+$/, '.0')}/24`, '2001:2:0:1::/64'];
+}
 export type ProfileName = (typeof PROFILES)[number];
 
 /** The module configuration of a profile, with the lab's names and prefixes filled in. */
@@ -129,6 +143,14 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
           tor: { proberAddresses: plan.prober },
           // replay-based probing of high-entropy first packets (§2) outlived FET blocking
           probe: { proberAddresses: plan.prober, trigger: 'entropy' },
+        },
+      };
+    case 'henan-2024':
+      // §9: the regional firewall in front of the GFW (gfw-2025)
+      return {
+        modules: {
+          ...profilePolicy('gfw-2025', plan).modules,
+          henan: { blocklist: blocked, region: henanRegion(plan) },
         },
       };
     case 'sensitive-period':
@@ -170,6 +192,9 @@ export function modulePolicy(name: ModuleName, plan: LabPlan, overrides: object 
     'tls-fingerprint': { measure: true },
     tor: { proberAddresses: plan.prober },
     egress: {},
+    esni: {},
+    ech: {},
+    henan: { blocklist: [plan.names.blocked], region: henanRegion(plan) },
   };
   return { modules: { [name]: { ...(lab[name] as object), ...overrides } } };
 }
@@ -242,6 +267,15 @@ export function buildModules(policy: Policy): CensorModule[] {
         break;
       case 'egress':
         out.push(new EgressModule(m.egress));
+        break;
+      case 'esni':
+        out.push(new EsniModule(m.esni));
+        break;
+      case 'ech':
+        out.push(new EchModule(m.ech));
+        break;
+      case 'henan':
+        out.push(new HenanModule(m.henan));
         break;
       case 'http':
         out.push(new HttpModule(m.http));
