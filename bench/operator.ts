@@ -141,8 +141,11 @@ async function store(dir: string, keys: number): Promise<Side> {
 export interface OperatorBenchResult {
   bulkMBps: Record<string, number>;
   concurrentMBps: Record<string, number>;
+  /** Median over rounds of store/single within each round (paired: both ran minutes apart at most). */
   bulkRatio: number;
   concurrentRatio: number;
+  bulkRatioRuns: number[];
+  concurrentRatioRuns: number[];
   /** Server CPU time per GB carried, over every timed run (steadier than MB/s on a shared machine). */
   serverCpuMsPerGB: Record<string, number>;
   serverCpuRatio: number;
@@ -152,7 +155,7 @@ export async function runOperatorBench(
   originPort: number,
   quick: boolean,
 ): Promise<OperatorBenchResult> {
-  const reps = quick ? 1 : 5;
+  const reps = quick ? 1 : 7;
   const bulk = quick ? 128 * 1024 * 1024 : 512 * 1024 * 1024;
   const conc = quick ? 50 : 200;
   const tmp = mkdtempSync(join(tmpdir(), 'ladder-bench-store-'));
@@ -186,11 +189,18 @@ export async function runOperatorBench(
     const bulkMBps = Object.fromEntries(Object.entries(b).map(([k, v]) => [k, med(v)]));
     const concurrentMBps = Object.fromEntries(Object.entries(c).map(([k, v]) => [k, med(v)]));
     const [a, z] = sides.map((s) => s.name) as [string, string];
+    // Paired: each round's store figure against the single-key figure of the same round, so that
+    // the machine's slow swings (other work) cancel out; then the median of those ratios.
+    const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+    const bulkRatioRuns = b[z]!.map((x, i) => round3(x / b[a]![i]!));
+    const concurrentRatioRuns = c[z]!.map((x, i) => round3(x / c[a]![i]!));
     return {
       bulkMBps,
       concurrentMBps,
-      bulkRatio: bulkMBps[z]! / bulkMBps[a]!,
-      concurrentRatio: concurrentMBps[z]! / concurrentMBps[a]!,
+      bulkRatio: med(bulkRatioRuns),
+      concurrentRatio: med(concurrentRatioRuns),
+      bulkRatioRuns,
+      concurrentRatioRuns,
       serverCpuMsPerGB,
       serverCpuRatio: serverCpuMsPerGB[z]! / serverCpuMsPerGB[a]!,
     };
@@ -209,6 +219,6 @@ export function printOperatorBench(r: OperatorBenchResult): void {
       `  ${name.padEnd(46)} bulk ${r.bulkMBps[name]!.toFixed(0).padStart(5)} MB/s   200x1MiB ${r.concurrentMBps[name]!.toFixed(0).padStart(5)} MB/s   server CPU ${r.serverCpuMsPerGB[name]!.toFixed(0).padStart(5)} ms/GB`,
     );
   console.log(
-    `  ratio store/single: bulk ${r.bulkRatio.toFixed(3)}, concurrency ${r.concurrentRatio.toFixed(3)}, server CPU per byte ${r.serverCpuMsPerGB ? r.serverCpuRatio.toFixed(3) : '-'}`,
+    `  ratio store/single (median of per-round ratios): bulk ${r.bulkRatio.toFixed(3)} (${r.bulkRatioRuns.join(', ')}), concurrency ${r.concurrentRatio.toFixed(3)} (${r.concurrentRatioRuns.join(', ')}), server CPU per byte ${r.serverCpuRatio.toFixed(3)}`,
   );
 }
