@@ -1,5 +1,6 @@
 /**
- * `npm run bench [-- --quick] [--only=ladder,libev,direct,tls] [--setups=<name part>,...]`: Ladder against shadowsocks-libev with
+ * `npm run bench [-- --quick] [--only=ladder,libev,floor,direct,tls,operator] [--setups=<name part>,...]`:
+ * Ladder against shadowsocks-libev with
  * the same cipher, Ladder's TLS transports against trojan-gfw and v2ray (trojan, vless over TLS:
  * tls-setups.ts), and no proxy, in one run on loopback. Never run as a test.
  *
@@ -54,7 +55,7 @@ const MB = 1e6;
 
 interface Setup {
   name: string;
-  kind: 'direct' | 'ladder' | 'libev' | 'ladder-tls' | 'peer-tls';
+  kind: 'direct' | 'ladder' | 'libev' | 'floor' | 'ladder-tls' | 'peer-tls';
   method?: SsMethod;
   socksPort: number | null;
   server?: Peer;
@@ -231,6 +232,33 @@ async function setupLibev(method: SsMethod): Promise<Setup> {
   };
 }
 
+/**
+ * The node floor (bench/node-floor.ts): Ladder's two hops in plain Node, no crypto and no checks —
+ * what Node itself costs here, to read the latency and concurrency ratios against.
+ */
+async function setupFloor(): Promise<Setup> {
+  const script = fileURLToPath(new URL('./node-floor.js', import.meta.url));
+  const server = await startProcess([process.execPath, script, 'server'], /listening (\d+)/);
+  let client;
+  try {
+    client = await startProcess(
+      [process.execPath, script, 'client', server.match[1]!],
+      /listening (\d+)/,
+    );
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  return {
+    name: 'node floor (no crypto)',
+    kind: 'floor',
+    socksPort: Number(client.match[1]),
+    server,
+    client,
+    stop: async () => void (await Promise.all([client.stop(), server.stop()])),
+  };
+}
+
 interface Result {
   name: string;
   kind: string;
@@ -374,6 +402,7 @@ async function main(): Promise<void> {
     if (want('libev')) plan.push({ name: `ss-libev ${m}`, make: () => setupLibev(m) });
     if (want('ladder')) plan.push({ name: `ladder ${m}`, make: () => setupLadder(m) });
   }
+  if (want('floor')) plan.push({ name: 'node floor (no crypto)', make: setupFloor });
   if (want('ladder'))
     plan.push({
       name: 'ladder 2022-blake3-aes-256-gcm',
@@ -532,10 +561,10 @@ interface Ratio {
 /** Ladder / ss-libev with the same cipher; the 2022 method (which libev 3.3.5 lacks) against aes-256-gcm. */
 function ratios(results: Result[]): Record<string, Ratio> {
   const out: Record<string, Ratio> = {};
-  for (const l of results.filter((r) => r.kind === 'ladder')) {
+  for (const l of results.filter((r) => r.kind === 'ladder' || r.kind === 'floor')) {
     const base =
       results.find((r) => r.kind === 'libev' && r.method === l.method) ??
-      (l.method?.startsWith('2022')
+      (l.kind === 'floor' || l.method?.startsWith('2022')
         ? results.find((r) => r.kind === 'libev' && r.method === 'aes-256-gcm')
         : undefined);
     if (!base) continue;
@@ -610,7 +639,7 @@ function print(results: Result[]): void {
   const rs = ratios(results);
   if (Object.keys(rs).length > 0) {
     console.log(
-      '\nLadder / ss-libev (same cipher; 2022 against aes-256-gcm): bulk (≥1.0 is better), latency (≤1.1 is the target), concurrency (≥1.0)',
+      '\nLadder / ss-libev (same cipher; 2022 and the node floor against aes-256-gcm): bulk (≥1.0 is better), latency (≤1.1 is the target), concurrency (≥1.0)',
     );
     for (const [name, r] of Object.entries(rs))
       console.log(

@@ -7,7 +7,8 @@
  *   exec <client|wall|abroad|domestic> [--prefix P] -- <cmd...>
  *   run [--prefix P] [--profile NAME] [--json FILE] [--quick] [--n N]
  *   probe --to <host:port> --first-hex H [--seed S] ...   one active-probing campaign (JSON lines)
- * Internal (run inside the namespaces by the lab itself): serve, censor, connect.
+ *   probe --to <host:port> --tor [--sni NAME]             the Tor prober's VERSIONS probe (§12)
+ * Internal (run inside the namespaces by the lab itself): serve, censor, connect, naive-client.
  * @module
  */
 import { randomBytes } from 'node:crypto';
@@ -28,7 +29,8 @@ const USAGE = `ladder lab <subcommand>
           --quick --n N --json FILE --time-factor F (default 0.01 so residuals last seconds) --seed S
   probe   one active-probing campaign from the lab's prober (run it in the wall with exec):
           --to host:port --first-hex H (the recorded first payload) --seed S --timeout-ms T
-          --random-probes N --random-length-probes N --tls-probes N --source ADDR; JSON lines out`;
+          --random-probes N --random-length-probes N --tls-probes N --source ADDR; JSON lines out
+          --tor: instead, the Tor prober's probe (TLS, then a VERSIONS cell; --sni NAME), one JSON line`;
 
 const ROLE_NAMES = ['client', 'wall', 'abroad', 'domestic'] as const;
 
@@ -57,6 +59,8 @@ export async function run(argv: string[]): Promise<number> {
       return connectCmd(rest);
     case 'probe':
       return probeCmd(rest);
+    case 'naive-client':
+      return naiveClient(rest);
     default:
       throw new LadderError(
         'ERR_USAGE',
@@ -247,8 +251,15 @@ async function connectCmd(argv: string[]): Promise<number> {
   const n = Number(values.bytes ?? 256);
   if (values.mode === 'udp' || values.mode?.startsWith('quic:'))
     return udpConnect(target, values.mode, n, Number(values.timeout ?? 4) * 1000);
-  const payload = randomBytes(n);
+  let payload: Buffer = randomBytes(n);
   if (values.mode === 'printable-prefix') payload.write('GETXYZ', 0, 'latin1');
+  if (values.mode?.startsWith('hello:')) {
+    // hello:<sni>[:<ext>,<ext>…]: Node's ClientHello for <sni> with extensions (hex types) appended;
+    // success is any answer (the server's flight or an alert)
+    const [, sni, exts] = values.mode.split(':');
+    payload = await clientHelloWith(sni ?? '', (exts ?? '').split(',').filter(Boolean));
+  }
+  const want = values.mode?.startsWith('hello:') ? 1 : n;
   const timeoutMs = Number(values.timeout ?? 4) * 1000;
   return new Promise((resolve) => {
     const s = connect({ host: target.host, port: target.port });
@@ -263,7 +274,7 @@ async function connectCmd(argv: string[]): Promise<number> {
     s.on('connect', () => s.write(payload));
     s.on('data', (d: Buffer) => {
       got += d.length;
-      if (got >= n) done(0, 'ok');
+      if (got >= want) done(0, 'ok');
     });
     s.on('error', (err: NodeJS.ErrnoException) => done(1, err.code ?? err.message));
     s.on('end', () => done(1, `closed after ${got} bytes`));
@@ -281,8 +292,33 @@ async function probeCmd(argv: string[]): Promise<number> {
     'random-length-probes': { type: 'string' },
     'tls-probes': { type: 'string' },
     source: { type: 'string' },
+    tor: { type: 'boolean' },
+    sni: { type: 'string' },
   });
   const target = parseHostPort(values.to ?? '', '--to');
+  if (values.tor) {
+    // §12: TLS to the server, a VERSIONS cell; does it answer like Tor?
+    const { torProbe } = await import('../lab/modules/tor.js');
+    const { versionsReply } = await import('../lab/packet/tor-cell.js');
+    const out = await torProbe(
+      target,
+      Number(values['timeout-ms'] ?? 2000),
+      values.source,
+      values.sni,
+    );
+    const versions = versionsReply(out.reply);
+    console.log(
+      JSON.stringify({
+        probe: 'VERSIONS',
+        layer: 'tls',
+        reaction: out.reaction,
+        reply: out.reply.toString('base64'),
+        verdict: versions ? 'tor' : 'not-tor',
+        ...(versions ? { versions } : {}),
+      }),
+    );
+    return 0;
+  }
   const first = Buffer.from(values['first-hex'] ?? '', 'hex');
   if (first.length === 0)
     throw new LadderError(
@@ -378,4 +414,88 @@ async function localClientHello(servername: string): Promise<Buffer> {
     srv.on('error', reject);
   });
   return record.subarray(5);
+}
+
+/**
+ * The client half of the lab's naive TLS-in-TLS tunnel (src/lab/services.ts, §14 control): a local
+ * HTTP proxy that answers CONNECT at once, waits for the application's first bytes (its inner
+ * ClientHello), then opens TLS to the tunnel server and sends the CONNECT head and those bytes
+ * together, without waiting for any answer.
+ */
+async function naiveClient(argv: string[]): Promise<number> {
+  const { values } = parseFlags('lab naive-client', argv, {
+    listen: { type: 'string' },
+    server: { type: 'string' },
+    servername: { type: 'string' },
+    ca: { type: 'string' },
+  });
+  const listenAt = parseHostPort(values.listen ?? '', '--listen');
+  const server = parseHostPort(values.server ?? '', '--server');
+  const { readFileSync } = await import('node:fs');
+  const { createServer } = await import('node:net');
+  const tls = await import('node:tls');
+  const ca = values.ca ? readFileSync(values.ca) : undefined;
+  const proxy = createServer((local) => {
+    local.on('error', () => local.destroy());
+    let head = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      head = Buffer.concat([head, d]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (head.length > 4096) local.destroy();
+        return;
+      }
+      local.off('data', onData);
+      if (!head.subarray(0, 8).equals(Buffer.from('CONNECT '))) return local.destroy();
+      local.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      // the application's first bytes (its inner ClientHello) leave with the head, in the first
+      // flight after the outer handshake, as a Trojan client sends its request and first payload
+      local.once('data', (first: Buffer) => {
+        local.pause();
+        const outer = tls.connect({
+          host: server.host,
+          port: server.port,
+          ...(values.servername ? { servername: values.servername } : {}),
+          ...(ca ? { ca } : {}),
+        });
+        outer.on('error', () => local.destroy());
+        local.on('close', () => outer.destroy());
+        outer.write(Buffer.concat([head, first])); // sent once the handshake is done
+        local.pipe(outer).pipe(local);
+        local.resume();
+      });
+    };
+    local.on('data', onData);
+  });
+  await new Promise<void>((resolve, reject) => {
+    proxy.once('error', reject);
+    proxy.listen(listenAt.port, listenAt.host, () => resolve());
+  });
+  console.log(`naive tunnel client listening on ${listenAt.host}:${listenAt.port}`);
+  return new Promise<number>(() => {});
+}
+
+/** Node's ClientHello record for `sni`, with the given extension types (hex) appended, empty. */
+async function clientHelloWith(sni: string, exts: string[]): Promise<Buffer> {
+  const { Duplex } = await import('node:stream');
+  const tls = await import('node:tls');
+  const { withExtension } = await import('../lab/packet/tls-client-hello.js');
+  let hello = await new Promise<Buffer>((resolve) => {
+    const wire = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        resolve(chunk);
+        cb();
+      },
+    });
+    const t = tls.connect({ socket: wire, servername: sni, rejectUnauthorized: false });
+    t.on('error', () => {});
+    setTimeout(() => t.destroy(), 100);
+  });
+  for (const e of exts) {
+    const next = withExtension(hello, parseInt(e, 16), randomBytes(32));
+    if (!next) throw new LadderError('ERR_USAGE', `lab connect: cannot add extension ${e}`);
+    hello = next;
+  }
+  return hello;
 }

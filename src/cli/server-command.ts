@@ -4,16 +4,13 @@
  */
 import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { randomBytes, X509Certificate } from 'node:crypto';
-import { createSecureContext } from 'node:tls';
+import { randomBytes } from 'node:crypto';
 import { parseTrojanUri } from '../codec/trojan-uri.js';
 import { trojanPasswordHash } from '../codec/trojan.js';
-import { issueCertificate } from '../codec/x509.js';
-import { PortMux } from '../server/port-mux.js';
-import { TrojanHandler, type TrojanUser } from '../server/trojan-server.js';
-import { TlsInnerFront, WsFront, WsListener } from '../server/ws-front.js';
+import type { TrojanHandler, TrojanUser } from '../server/trojan-server.js';
+import type { WsListener } from '../server/ws-front.js';
 import { v2rayPluginOptions } from '../codec/v2ray-plugin.js';
-import { DecoySite, ForwardFallback, type Fallback } from '../server/decoy/decoy-site.js';
+import type { Fallback } from '../server/decoy/decoy-site.js';
 import { LadderError } from '../errors.js';
 import { makeCipherKey } from '../crypto/ss-key.js';
 import { parseSsUri } from '../codec/access-key-uri.js';
@@ -24,7 +21,6 @@ import { PublicOnlyDialer, PublicOnlyPacketDialer } from '../transport/guarded-d
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { Metrics } from '../server/metrics.js';
 import { CountingGate } from '../server/access/gate.js';
-import { Operator, guessPublicHost, startMetricsServer } from './operator.js';
 import { HostsDialer, HostsPacketDialer, parseHosts } from '../transport/hosts.js';
 import {
   formatHostPort,
@@ -160,8 +156,11 @@ export async function run(argv: string[]): Promise<number> {
   const metrics = new Metrics();
   // The operator publishes keys to servers made below: it reaches them through this holder.
   const live: { server?: SsServer; trojan?: TrojanHandler } = {};
+  // Loaded only when used: a plain Shadowsocks server does not pay for SQLite, TLS and the web
+  // front in memory (a few MiB of a process that should stay small).
+  const op = values.data || values.metrics ? await import('./operator.js') : null;
   const operator = values.data
-    ? new Operator({
+    ? new op!.Operator({
         dataDir: values.data,
         metrics,
         staticSs: keys,
@@ -228,6 +227,18 @@ export async function run(argv: string[]): Promise<number> {
   if (trojanUsers.length === 0 && !values.trojan && wsPaths.length === 0) {
     addr = await server.listen(listen.host, listen.port);
   } else {
+    const [{ X509Certificate }, { createSecureContext }, { issueCertificate }, { PortMux }] =
+      await Promise.all([
+        import('node:crypto'),
+        import('node:tls'),
+        import('../codec/x509.js'),
+        import('../server/port-mux.js'),
+      ]);
+    const [{ TrojanHandler }, { TlsInnerFront, WsFront, WsListener }, decoy] = await Promise.all([
+      import('../server/trojan-server.js'),
+      import('../server/ws-front.js'),
+      import('../server/decoy/decoy-site.js'),
+    ]);
     let cert: string;
     let key: string;
     if (values['tls-cert'] || values['tls-key']) {
@@ -258,11 +269,11 @@ export async function run(argv: string[]): Promise<number> {
     }
     let fallback: Fallback;
     if (values.fallback)
-      fallback = new ForwardFallback(
+      fallback = new decoy.ForwardFallback(
         parseHostPort(values.fallback, '--fallback'),
         new DirectDialer(),
       );
-    else fallback = new DecoySite(values['decoy-dir'] ? { dir: values['decoy-dir'] } : {});
+    else fallback = new decoy.DecoySite(values['decoy-dir'] ? { dir: values['decoy-dir'] } : {});
     if (cert) {
       const c = new X509Certificate(cert);
       sni = c.subject.match(/CN=([^\n]+)/)?.[1] ?? sni;
@@ -317,7 +328,7 @@ export async function run(argv: string[]): Promise<number> {
   const closers: (() => Promise<void>)[] = [];
   let apiLine = '';
   if (operator) {
-    const publicHost = values['public-host'] ?? guessPublicHost(listen.host);
+    const publicHost = values['public-host'] ?? op!.guessPublicHost(listen.host);
     operator.start(
       {
         port: addr.port,
@@ -333,7 +344,7 @@ export async function run(argv: string[]): Promise<number> {
     }
   }
   if (values.metrics) {
-    const m = await startMetricsServer(metrics, parseHostPort(values.metrics, '--metrics'));
+    const m = await op!.startMetricsServer(metrics, parseHostPort(values.metrics, '--metrics'));
     const a = m.address() as import('node:net').AddressInfo;
     apiLine += `\nladder server: metrics at http://${formatHostPort(a.address, a.port)}/metrics`;
     closers.push(() => new Promise((r) => m.close(() => r())));

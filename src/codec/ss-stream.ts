@@ -36,20 +36,28 @@ export function sealedLength(payloadLength: number, maxPayload: number): number 
   return payloadLength + chunks * (LENGTH_CHUNK_SIZE + TAG_SIZE);
 }
 
+/**
+ * The scratch buffer every {@link ChunkWriter} of the process encodes into, while it is free. The
+ * event loop runs one write at a time, and a socket that takes a write whole (the usual case) leaves
+ * nothing referencing it, so one buffer serves every connection instead of one per connection (200
+ * connections used to hold 200 of them). A write that stays queued keeps the buffer it was given;
+ * the next encode then takes a fresh one.
+ */
+const shared: { scratch: Buffer | null; free: boolean } = { scratch: null, free: false };
+/** Room for one 64 KiB network read in the larger (2022) chunking. */
+const SCRATCH_SIZE = sealedLength(64 * 1024, 0x3fff);
+
 /** Encrypts payload into length+payload chunks. */
 export class ChunkWriter {
   readonly #aead: CounterAead;
   readonly #max: number;
   readonly #len = new Uint8Array(2);
-  readonly #scratchSize: number;
-  #scratch: Buffer | null = null;
-  #scratchFree = false;
+  /** The buffer this writer's last {@link encode} returned a view of, until {@link release}. */
+  #last: Buffer | null = null;
 
   constructor(aead: CounterAead, maxPayload: number) {
     this.#aead = aead;
     this.#max = maxPayload;
-    // room for one 64 KiB network read
-    this.#scratchSize = sealedLength(64 * 1024, maxPayload);
   }
 
   /** Bytes {@link encodeInto} writes for `n` payload bytes. */
@@ -71,26 +79,29 @@ export class ChunkWriter {
   }
 
   /**
-   * Seals `payload` and returns the wire bytes. They may live in the writer's scratch buffer, which
-   * is reused only after {@link release}: call it once nothing references the returned bytes any
-   * more (the socket took them whole). Without release every call gets fresh memory.
+   * Seals `payload` and returns the wire bytes. They may live in the process's shared scratch
+   * buffer, which is reused only after {@link release}: call it once nothing references the
+   * returned bytes any more (the socket took them whole). Without release the bytes stay valid
+   * for as long as they are referenced, and later calls get other memory.
    */
   encode(payload: Uint8Array): Buffer {
     const n = this.encodedLength(payload.length);
-    let out = this.#scratch;
-    if (out === null || !this.#scratchFree || out.length < n) {
+    let out = shared.scratch;
+    if (out === null || !shared.free || out.length < n) {
       // Unpooled memory: a slice of Node's shared pool must never be reused by us.
-      out = Buffer.allocUnsafeSlow(Math.max(n, this.#scratchSize)); // fully written below, up to n
-      this.#scratch = out;
+      out = Buffer.allocUnsafeSlow(Math.max(n, SCRATCH_SIZE)); // fully written below, up to n
+      shared.scratch = out;
     }
-    this.#scratchFree = false;
+    shared.free = false;
+    this.#last = out;
     this.encodeInto(payload, out, 0);
     return out.subarray(0, n);
   }
 
-  /** The bytes the last {@link encode} returned are no longer referenced; the scratch may be reused. */
+  /** The bytes the last {@link encode} returned are no longer referenced; their memory may be reused. */
   release(): void {
-    this.#scratchFree = true;
+    if (this.#last !== null && this.#last === shared.scratch) shared.free = true;
+    this.#last = null;
   }
 }
 

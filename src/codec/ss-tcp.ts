@@ -256,11 +256,30 @@ export class SsKeyTable {
     this.trial = trial;
     this.groups = [...groups.values()];
     this.size = keys.length;
+    // Built once per table, not per connection: with 1,000 keys, making a candidate per key for
+    // every connection cost more than the one trial decryption the per-client hint leaves.
+    this.candidates = [
+      ...trial.map((k) => trialCandidate(k)),
+      ...this.groups.map((g) => identityCandidate(g)),
+    ].sort((a, b) => a.need - b.need);
+    this.#candidateIndex = new Map();
+    this.candidates.forEach((c, i) => {
+      if (c.key) this.#candidateIndex.set(c.key, i);
+    });
+  }
+
+  /** @internal Every way to open a TCP request, by the bytes each needs (fewest first). */
+  readonly candidates: readonly Candidate[];
+  readonly #candidateIndex: Map<SsServerKey, number>;
+
+  /** @internal The candidate of a trial key of this table, or -1. */
+  candidateOf(key: SsServerKey | undefined): number {
+    return key === undefined ? -1 : (this.#candidateIndex.get(key) ?? -1);
   }
 
   /** The trial keys, `preferred` first (the key that last matched for this client, as outline-ss-server does). */
   trialOrder(preferred?: SsServerKey): readonly SsServerKey[] {
-    if (!preferred || !this.trial.includes(preferred)) return this.trial;
+    if (!preferred || this.candidateOf(preferred) < 0) return this.trial;
     return [preferred, ...this.trial.filter((k) => k !== preferred)];
   }
 }
@@ -293,7 +312,7 @@ interface Opened {
   readonly consume: number;
 }
 
-interface Candidate {
+export interface Candidate {
   /** Bytes needed before this candidate can be tried. */
   readonly need: number;
   /** The key this candidate stands for, when it is a single key (not an identity group). */
@@ -314,8 +333,12 @@ export class SsTcpAcceptor {
   readonly #replay: ReplayGuard;
   readonly #random: Random;
   readonly #q = new ByteQueue();
-  /** Candidates not yet tried; a tried one becomes undefined. */
-  readonly #candidates: (Candidate | undefined)[];
+  readonly #candidates: readonly Candidate[];
+  /** The preferred candidate's index (tried first, once it has its bytes), or -1. */
+  #preferred: number;
+  #preferredTried = false;
+  /** Candidates before this index have been tried (they are sorted by the bytes they need). */
+  #next = 0;
   #found: Found | null = null;
   #plain: Buffer[] = [];
   #reader: ChunkReader | null = null;
@@ -324,16 +347,8 @@ export class SsTcpAcceptor {
   constructor(table: SsKeyTable, replay: ReplayGuard, random: Random, preferred?: SsServerKey) {
     this.#replay = replay;
     this.#random = random;
-    const trial = table.trialOrder(preferred);
-    this.#candidates = [
-      ...trial.map((k) => trialCandidate(k)),
-      ...table.groups.map((g) => identityCandidate(g)),
-    ].sort((a, b) => a.need - b.need);
-    if (preferred) {
-      // keep the preferred key first among those that need the same number of bytes
-      const i = this.#candidates.findIndex((c) => c?.key === preferred);
-      if (i > 0) this.#candidates.unshift(...this.#candidates.splice(i, 1));
-    }
+    this.#candidates = table.candidates;
+    this.#preferred = table.candidateOf(preferred);
   }
 
   /** Bytes held so far. */
@@ -354,25 +369,27 @@ export class SsTcpAcceptor {
   #identify(): boolean {
     const q = this.#q;
     const cs = this.#candidates;
-    let untried = 0;
-    for (let i = 0; i < cs.length; i++) {
-      const c = cs[i];
-      if (c === undefined) continue; // tried already
-      if (q.length < c.need) {
-        untried++;
-        continue;
-      }
-      cs[i] = undefined;
-      const hit = c.tryOpen(q);
-      if (hit) {
-        const salt = Buffer.from(q.peek(hit.key.key.keySize)); // a copy: the salt outlives the read buffer
-        q.take(hit.consume);
-        this.#found = { ...hit, salt };
-        return true;
-      }
+    const p = this.#preferred;
+    if (p >= 0 && !this.#preferredTried && q.length >= cs[p]!.need) {
+      this.#preferredTried = true;
+      if (this.#try(cs[p]!)) return true;
     }
-    if (untried > 0) return false;
+    while (this.#next < cs.length && cs[this.#next]!.need <= q.length) {
+      const i = this.#next++;
+      if (i !== p && this.#try(cs[i]!)) return true;
+    }
+    if (this.#next < cs.length || (p >= 0 && !this.#preferredTried)) return false;
     throw new AuthError('ERR_CIPHER', 'no key opens this request');
+  }
+
+  #try(c: Candidate): boolean {
+    const q = this.#q;
+    const hit = c.tryOpen(q);
+    if (!hit) return false;
+    const salt = Buffer.from(q.peek(hit.key.key.keySize)); // a copy: the salt outlives the read buffer
+    q.take(hit.consume);
+    this.#found = { ...hit, salt };
+    return true;
   }
 
   #finish2017(found: Found): AcceptedTcp | null {

@@ -274,38 +274,53 @@ export function openUdpRequest(
     const { sessionId, packetId, timestamp, d } = o;
     return { key: user, header: { sessionId, packetId, timestamp }, datagram: d };
   }
-  for (const k of table.trialOrder(preferred)) {
-    const key = k.key;
-    if (key.edition === 2017) {
-      const d = decodeUdp2017(key, packet);
-      if (d) return { key: k, datagram: d };
-      continue;
-    }
-    if (key.cipher === 'chacha20-poly1305') {
-      if (packet.length < XNONCE_LENGTH + SEPARATE_HEADER_LENGTH + TAG_SIZE) continue;
-      const body = xchachaOpen(
-        key.key,
-        packet.subarray(0, XNONCE_LENGTH),
-        packet.subarray(XNONCE_LENGTH),
-      );
-      if (body === null) continue;
-      const { ts, d } = decodeBody(body, SEPARATE_HEADER_LENGTH, PACKET_TYPE.CLIENT, nowMs);
-      return {
-        key: k,
-        header: {
-          sessionId: Buffer.from(body.subarray(0, 8)),
-          packetId: body.readBigUInt64BE(8),
-          timestamp: ts,
-        },
-        datagram: d,
-      };
-    }
-    if (packet.length < SEPARATE_HEADER_LENGTH + TAG_SIZE) continue;
-    const sep = aesDecryptBlock(key.key, packet.subarray(0, 16));
-    const o = openAesBody(key, sep, packet.subarray(16), PACKET_TYPE.CLIENT, nowMs);
-    if (o === null) continue;
-    const { sessionId, packetId, timestamp, d } = o;
-    return { key: k, header: { sessionId, packetId, timestamp }, datagram: d };
+  // The preferred key first, then the rest, without copying the key list per datagram.
+  const first =
+    preferred !== undefined && table.candidateOf(preferred) >= 0 ? preferred : undefined;
+  if (first) {
+    const o = openTrialUdp(first, packet, nowMs);
+    if (o) return o;
   }
+  for (const k of table.trial) {
+    if (k === first) continue;
+    const o = openTrialUdp(k, packet, nowMs);
+    if (o) return o;
+  }
+  return null;
+}
+
+/** One trial key against a client→server packet: the opened request, or null if the key does not open it. */
+function openTrialUdp(k: SsServerKey, packet: Buffer, nowMs: number): OpenedUdpRequest | null {
+  const key = k.key;
+  if (key.edition === 2017) {
+    const d = decodeUdp2017(key, packet);
+    if (d) return { key: k, datagram: d };
+    return null;
+  }
+  if (key.cipher === 'chacha20-poly1305') {
+    if (packet.length < XNONCE_LENGTH + SEPARATE_HEADER_LENGTH + TAG_SIZE) return null;
+    const body = xchachaOpen(
+      key.key,
+      packet.subarray(0, XNONCE_LENGTH),
+      packet.subarray(XNONCE_LENGTH),
+    );
+    if (body === null) return null;
+    const { ts, d } = decodeBody(body, SEPARATE_HEADER_LENGTH, PACKET_TYPE.CLIENT, nowMs);
+    return {
+      key: k,
+      header: {
+        sessionId: Buffer.from(body.subarray(0, 8)),
+        packetId: body.readBigUInt64BE(8),
+        timestamp: ts,
+      },
+      datagram: d,
+    };
+  }
+  if (packet.length < SEPARATE_HEADER_LENGTH + TAG_SIZE) return null;
+  const sep = aesDecryptBlock(key.key, packet.subarray(0, 16));
+  const o = openAesBody(key, sep, packet.subarray(16), PACKET_TYPE.CLIENT, nowMs);
+  if (o === null) return null;
+  const { sessionId, packetId, timestamp, d } = o;
+  return { key: k, header: { sessionId, packetId, timestamp }, datagram: d };
   return null;
 }

@@ -53,6 +53,8 @@ function time(d: Date): Buffer {
 }
 const explicit = (n: number, c: Buffer): Buffer => tlv(0xa0 + n, c);
 const ECDSA_SHA256 = seq(oid('1.2.840.10045.4.3.2'));
+/** sha256WithRSAEncryption (RFC 4055 §5): parameters NULL. */
+const RSA_SHA256 = seq(oid('1.2.840.113549.1.1.11'), tlv(0x05, Buffer.alloc(0)));
 const bool = (v: boolean): Buffer => tlv(0x01, Buffer.from([v ? 0xff : 0]));
 const octets = (c: Buffer): Buffer => tlv(0x04, c);
 const bits = (c: Buffer): Buffer => tlv(0x03, Buffer.from([0]), c);
@@ -94,11 +96,19 @@ export interface IssueOptions {
   days?: number;
   /** 16 random bytes for the serial number (a parameter so tests can be deterministic). */
   serial: Buffer;
+  /**
+   * The subject's key: ECDSA P-256 (default) or RSA with this many bits (the lab uses RSA chains
+   * the size of a public web site's, src/lab/lab.ts).
+   */
+  rsaBits?: number;
 }
 
-/** Issues an ECDSA P-256 certificate. */
+/** Issues an ECDSA P-256 certificate (or RSA with `rsaBits`), signed with the issuer's key type. */
 export function issueCertificate(o: IssueOptions): IssuedCertificate {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { privateKey, publicKey } =
+    o.rsaBits !== undefined
+      ? generateKeyPairSync('rsa', { modulusLength: o.rsaBits })
+      : generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   const notBefore = o.notBefore ?? new Date(Date.now() - 3600_000);
   const notAfter = new Date(notBefore.getTime() + (o.days ?? 825) * 86_400_000);
@@ -113,19 +123,20 @@ export function issueCertificate(o: IssueOptions): IssuedCertificate {
     extensions.push(seq(oid('2.5.29.37'), octets(seq(oid('1.3.6.1.5.5.7.3.1'))))); // serverAuth
     if (o.altNames && o.altNames.length > 0) extensions.push(san(o.altNames));
   }
+  const signer = o.issuer?.key ?? privateKey;
+  const sigAlg = signer.asymmetricKeyType === 'rsa' ? RSA_SHA256 : ECDSA_SHA256;
   const tbs = seq(
     explicit(0, integer(Buffer.from([2]))),
     integer(Buffer.concat([Buffer.from([0x01]), o.serial.subarray(0, 15)])),
-    ECDSA_SHA256,
+    sigAlg,
     issuerName ? subjectOf(issuerName) : name(o.commonName),
     seq(time(notBefore), time(notAfter)),
     name(o.commonName),
     spki,
     explicit(3, seq(...extensions)),
   );
-  const signer = o.issuer?.key ?? privateKey;
   const signature = sign('sha256', tbs, { key: signer, dsaEncoding: 'der' });
-  const der = seq(tbs, ECDSA_SHA256, bits(signature));
+  const der = seq(tbs, sigAlg, bits(signature));
   const cert = `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
   const key = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
   return {

@@ -6,8 +6,10 @@
  * - 2022 (SIP022 §2.2, SIP023): subkeys = BLAKE3 derive_key with a context string over PSK || salt.
  * @module
  */
-import { createHash, hkdfSync } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { blake3 } from '@noble/hashes/blake3.js';
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { sha1 } from '@noble/hashes/legacy.js';
 
 const SS_SUBKEY_INFO = Buffer.from('ss-subkey');
 const SESSION_SUBKEY_CONTEXT = new TextEncoder().encode('shadowsocks 2022 session subkey');
@@ -28,9 +30,16 @@ export function evpBytesToKey(password: string, keySize: number): Buffer {
   return out;
 }
 
-/** AEAD-2017 per-stream subkey: HKDF-SHA1(key, salt, "ss-subkey"), as long as the key. */
+/**
+ * AEAD-2017 per-stream subkey: HKDF-SHA1(key, salt, "ss-subkey"), as long as the key.
+ * In JavaScript (@noble/hashes) rather than node:crypto's hkdfSync: the same speed in a tight loop
+ * (~15 µs), but hkdfSync makes a KeyObject and goes through OpenSSL 3's algorithm fetch on every
+ * call, which costs more in a process doing other work: measured A/B over 1,000 proxied requests,
+ * 0.05–0.09 ms less CPU per request in each of the client and the server.
+ */
 export function ssSubkey(masterKey: Uint8Array, salt: Uint8Array): Buffer {
-  return Buffer.from(hkdfSync('sha1', masterKey, salt, SS_SUBKEY_INFO, masterKey.length));
+  const out = hkdf(sha1, masterKey, salt, SS_SUBKEY_INFO, masterKey.length);
+  return Buffer.from(out.buffer, out.byteOffset, out.length);
 }
 
 function deriveKey(context: Uint8Array, psk: Uint8Array, salt: Uint8Array): Buffer {

@@ -37,12 +37,32 @@ export function issueLabCertificates(plan: LabPlan): void {
     serial: randomBytes(16),
     days: 30,
   });
-  const site = issueCertificate({
-    commonName: plan.names.blocked,
-    altNames: [plan.names.blocked, plan.names.allowed, plan.addr.blockedIp, plan.addr.allowedIp],
+  // The sites' chain has the shape and size of a public web site's (leaf and two intermediates,
+  // RSA, about 3 KB of certificates, as Let's Encrypt's leaf + R3 + cross-signed ISRG Root X1 was):
+  // size-based heuristics (§14) must see inner handshakes of realistic size.
+  const outer = issueCertificate({
+    commonName: `Ladder lab Root X1 (${plan.prefix})`,
+    isCA: true,
     issuer: { cert: ca.cert, key: ca.keyObject },
     serial: randomBytes(16),
     days: 30,
+    rsaBits: 4096,
+  });
+  const inner = issueCertificate({
+    commonName: `Ladder lab R3 (${plan.prefix})`,
+    isCA: true,
+    issuer: { cert: outer.cert, key: outer.keyObject },
+    serial: randomBytes(16),
+    days: 30,
+    rsaBits: 2048,
+  });
+  const site = issueCertificate({
+    commonName: plan.names.blocked,
+    altNames: [plan.names.blocked, plan.names.allowed, plan.addr.blockedIp, plan.addr.allowedIp],
+    issuer: { cert: inner.cert, key: inner.keyObject },
+    serial: randomBytes(16),
+    days: 30,
+    rsaBits: 2048,
   });
   // Ladder's TLS transports in abroad: their own name (not on any blocklist) and address.
   const ladder = issueCertificate({
@@ -53,7 +73,7 @@ export function issueLabCertificates(plan: LabPlan): void {
     days: 30,
   });
   writeFileSync(caPath(plan), ca.cert);
-  writeFileSync(join(plan.stateDir, 'site-cert.pem'), site.cert);
+  writeFileSync(join(plan.stateDir, 'site-cert.pem'), site.cert + inner.cert + outer.cert);
   writeFileSync(join(plan.stateDir, 'site-key.pem'), site.key, { mode: 0o600 });
   writeFileSync(join(plan.stateDir, 'ladder-cert.pem'), ladder.cert);
   writeFileSync(join(plan.stateDir, 'ladder-key.pem'), ladder.key, { mode: 0o600 });

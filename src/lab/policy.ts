@@ -4,8 +4,11 @@
  * the way the GFW bundled them at a time (reference §17 timeline):
  *
  * - `gfw-2022`: FET dynamic blocking (§1, Nov 2021 – Mar 2023) on the lab's "VPS" prefix, SNI (§6),
- *   DNS (§4) and HTTP (§5) filtering, active probing of FET-flagged servers (§2).
- * - `gfw-2025`: SNI, DNS and HTTP filtering, OpenVPN and WireGuard fingerprints (§10, §11); no FET.
+ *   DNS (§4) and HTTP (§5) filtering, active probing of FET-flagged servers (§2), Tor's TLS
+ *   fingerprint and bridge prober (§12, since 2011–12).
+ * - `gfw-2025`: SNI, DNS and HTTP filtering, OpenVPN and WireGuard fingerprints (§10, §11), Tor
+ *   (§12); no FET.
+ * - `henan-2024`: gfw-2025 behind Henan's regional firewall (§9, since August 2023).
  * - `sensitive-period`: gfw-2025 plus all outbound UDP dropped and TLS allowed only to allow-listed
  *   SNIs (§17).
  * @module
@@ -15,6 +18,9 @@ import { ConfigError } from '../errors.js';
 import type { CensorModule } from './censor/types.js';
 import { BlockPageModule, type BlockPageParams } from './modules/blockpage.js';
 import { DnsModule, type DnsParams } from './modules/dns.js';
+import { EgressModule, type EgressParams } from './modules/egress.js';
+import { EchModule, EsniModule, type EchParams, type EsniParams } from './modules/esni.js';
+import { HenanModule, type HenanParams } from './modules/henan.js';
 import { FetModule, type FetParams } from './modules/fet.js';
 import { HttpModule, type HttpParams } from './modules/http.js';
 import { IpBlockModule, type IpBlockParams } from './modules/ipblock.js';
@@ -32,6 +38,7 @@ import { SniModule, type SniParams } from './modules/sni.js';
 import { QuicModule, type QuicParams } from './modules/quic.js';
 import { TlsInTlsModule, type TlsInTlsParams } from './modules/tls-in-tls.js';
 import { TlsFingerprintModule, type TlsFingerprintParams } from './modules/tls-fingerprint.js';
+import { TorModule, type TorParams } from './modules/tor.js';
 import { WireGuardModule, type WireGuardParams } from './modules/wireguard.js';
 import type { LabPlan } from './topology.js';
 
@@ -42,6 +49,11 @@ export interface ModuleConfigs {
   quic?: Partial<QuicParams>;
   'tls-in-tls'?: Partial<TlsInTlsParams>;
   'tls-fingerprint'?: Partial<TlsFingerprintParams>;
+  tor?: Partial<TorParams>;
+  egress?: Partial<EgressParams>;
+  esni?: Partial<EsniParams>;
+  ech?: Partial<EchParams>;
+  henan?: Partial<HenanParams>;
   dns?: Partial<DnsParams>;
   http?: Partial<HttpParams>;
   ipblock?: Partial<IpBlockParams>;
@@ -59,13 +71,18 @@ export type ModuleName = keyof ModuleConfigs;
 
 /** Module names in the order packets visit them. */
 export const MODULE_NAMES = [
+  'egress',
   'ipblock',
   'udp-drop',
   'port443-reset',
   'allowlist',
   'dns',
+  'henan',
   'sni',
+  'esni',
+  'ech',
   'tls-fingerprint',
+  'tor',
   'quic',
   'http',
   'blockpage',
@@ -87,7 +104,12 @@ export interface Policy {
   modules: ModuleConfigs;
 }
 
-export const PROFILES = ['gfw-2022', 'gfw-2025', 'sensitive-period'] as const;
+export const PROFILES = ['gfw-2022', 'gfw-2025', 'henan-2024', 'sensitive-period'] as const;
+
+/** The lab's "Henan": the client namespace's prefixes (§9: only traffic leaving it is censored). */
+function henanRegion(plan: LabPlan): string[] {
+  return [`${plan.addr.client.replace(/\.\d+$/, '.0')}/24`, '2001:2:0:1::/64'];
+}
 export type ProfileName = (typeof PROFILES)[number];
 
 /** The module configuration of a profile, with the lab's names and prefixes filled in. */
@@ -106,6 +128,7 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
         modules: {
           ...base,
           fet: { targetPrefixes: [plan.vpsPrefix] },
+          tor: { proberAddresses: plan.prober },
           probe: { proberAddresses: plan.prober },
         },
       };
@@ -117,8 +140,17 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
           'tls-in-tls': { action: 'score' },
           openvpn: {},
           wireguard: {},
+          tor: { proberAddresses: plan.prober },
           // replay-based probing of high-entropy first packets (§2) outlived FET blocking
           probe: { proberAddresses: plan.prober, trigger: 'entropy' },
+        },
+      };
+    case 'henan-2024':
+      // §9: the regional firewall in front of the GFW (gfw-2025)
+      return {
+        modules: {
+          ...profilePolicy('gfw-2025', plan).modules,
+          henan: { blocklist: blocked, region: henanRegion(plan) },
         },
       };
     case 'sensitive-period':
@@ -129,6 +161,7 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
           'tls-in-tls': { action: 'reset' },
           openvpn: {},
           wireguard: {},
+          tor: { proberAddresses: plan.prober },
           'udp-drop': {},
           allowlist: { sni: [plan.names.allowed] },
         },
@@ -157,6 +190,11 @@ export function modulePolicy(name: ModuleName, plan: LabPlan, overrides: object 
     quic: { blocklist: [plan.names.blocked] },
     'tls-in-tls': { action: 'reset' },
     'tls-fingerprint': { measure: true },
+    tor: { proberAddresses: plan.prober },
+    egress: {},
+    esni: {},
+    ech: {},
+    henan: { blocklist: [plan.names.blocked], region: henanRegion(plan) },
   };
   return { modules: { [name]: { ...(lab[name] as object), ...overrides } } };
 }
@@ -223,6 +261,21 @@ export function buildModules(policy: Policy): CensorModule[] {
         break;
       case 'tls-in-tls':
         out.push(new TlsInTlsModule(m['tls-in-tls']));
+        break;
+      case 'tor':
+        out.push(new TorModule(m.tor));
+        break;
+      case 'egress':
+        out.push(new EgressModule(m.egress));
+        break;
+      case 'esni':
+        out.push(new EsniModule(m.esni));
+        break;
+      case 'ech':
+        out.push(new EchModule(m.ech));
+        break;
+      case 'henan':
+        out.push(new HenanModule(m.henan));
         break;
       case 'http':
         out.push(new HttpModule(m.http));

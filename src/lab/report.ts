@@ -23,8 +23,17 @@ import {
   waitForLog,
 } from './lab.js';
 import { modulePolicy, profilePolicy, PROFILES, type ModuleName, type Policy } from './policy.js';
-import { SINK_PORT } from './services.js';
+import { NAIVE_TUNNEL_PORT, SINK_PORT } from './services.js';
 import type { LabPlan } from './topology.js';
+import {
+  startTorBridge,
+  startTorClient,
+  stopTor,
+  torUnavailable,
+  waitForBootstrap,
+  TOR_HANDSHAKE_DONE,
+  type TorPeer,
+} from './tor-peers.js';
 import {
   openVpnReady,
   openVpnUnavailable,
@@ -52,8 +61,11 @@ export interface TransportEntry {
   unavailable?(): string | undefined;
   /** Starts what the transport needs (servers, local clients); returns how to stop it. */
   setup?(plan: LabPlan): Promise<void>;
-  /** One fresh connection from the client namespace. */
-  attempt(plan: LabPlan, timeoutS: number): Promise<AttemptResult>;
+  /**
+   * One fresh connection from the client namespace. `page` (curl rows to allowed.lab): fetch that
+   * path with a browser's request headers instead of `/` (§14's "browse 100 HTTPS pages").
+   */
+  attempt(plan: LabPlan, timeoutS: number, page?: string): Promise<AttemptResult>;
 }
 
 /** Runs argv in a namespace with a hard timeout; resolves with status and output. */
@@ -79,6 +91,24 @@ export function runIn(
   });
 }
 
+/** A desktop Chrome's HTTP/1.1 navigation headers (about 550 bytes with the request line). */
+export const BROWSER_HEADERS = [
+  'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36',
+  'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7',
+  'Accept-Language: en-US,en;q=0.9',
+  'Accept-Encoding: gzip, deflate, br',
+  'Upgrade-Insecure-Requests: 1',
+  'Sec-Fetch-Site: none',
+  'Sec-Fetch-Mode: navigate',
+  'Sec-Fetch-User: ?1',
+  'Sec-Fetch-Dest: document',
+];
+
+/** curl arguments for a page fetch with a browser's headers, or none. */
+function pageArgs(page: string | undefined): string[] {
+  return page ? BROWSER_HEADERS.flatMap((h) => ['-H', h]) : [];
+}
+
 function curlEntry(
   name: string,
   url: (p: LabPlan) => string,
@@ -89,7 +119,7 @@ function curlEntry(
     name,
     description: `curl ${name.replace('-', ' to ')}`,
     unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
-    async attempt(plan, timeoutS) {
+    async attempt(plan, timeoutS, page) {
       const r = await runIn(
         plan,
         plan.ns.client,
@@ -101,7 +131,8 @@ function curlEntry(
           '--connect-timeout',
           String(timeoutS),
           ...extra(plan),
-          url(plan),
+          ...pageArgs(page),
+          page ? url(plan).replace(/\/$/, page) : url(plan),
         ],
         (timeoutS + 2) * 1000,
       );
@@ -242,11 +273,14 @@ export const TRANSPORTS: TransportEntry[] = [
 
 /** Processes the transports started (Ladder's server and clients), stopped at the end of a card. */
 const started: ChildProcess[] = [];
+/** Tor processes (with their data directories) the `tor` row started. */
+const torPeers: TorPeer[] = [];
 
 /** Stops every process the transports' setup started (by the PIDs it recorded). */
 export function stopTransports(): void {
   for (const c of started.splice(0))
     if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  for (const p of torPeers.splice(0)) stopTor(p);
 }
 
 /** Ladder's server in abroad: every key on one port, as `ladder server` is meant to be run. */
@@ -409,7 +443,7 @@ function ladderEntry(
       started.push(child);
       await waitForLog(plan, `ladder-client-${name}`, child, /SOCKS5 listening/);
     },
-    attempt: (plan, timeoutS) => curlSocks(plan, socksPort, timeoutS, https),
+    attempt: (plan, timeoutS, page) => curlSocks(plan, socksPort, timeoutS, https, page),
   };
 }
 
@@ -419,6 +453,8 @@ async function curlSocks(
   port: number,
   timeoutS: number,
   https = false,
+  page?: string,
+  proxy = ['--socks5-hostname', `127.0.0.1:${port}`],
 ): Promise<AttemptResult> {
   const r = await runIn(
     plan,
@@ -428,11 +464,11 @@ async function curlSocks(
       '-sS',
       '--max-time',
       String(timeoutS),
-      '--socks5-hostname',
-      `127.0.0.1:${port}`,
+      ...proxy,
+      ...pageArgs(page),
       ...(https
-        ? ['--cacert', caPath(plan), `https://${plan.names.allowed}/`]
-        : [`http://${plan.names.allowed}/`]),
+        ? ['--cacert', caPath(plan), `https://${plan.names.allowed}${page ?? '/'}`]
+        : [`http://${plan.names.allowed}${page ?? '/'}`]),
     ],
     (timeoutS + 2) * 1000,
   );
@@ -475,10 +511,90 @@ function ladderTransports(): TransportEntry[] {
       (p) => ladderTrojanUri(p),
       true,
     ),
+    ladderEntry(
+      'ladder-ws-ss-https',
+      'Shadowsocks in a WebSocket over TLS carrying HTTPS (TLS in TLS)',
+      (p) => ladderWsSsUri(p),
+      true,
+    ),
+    ladderEntry(
+      'ladder-ws-trojan-https',
+      'Trojan in a WebSocket over TLS carrying HTTPS (TLS in TLS)',
+      (p) => ladderWsTrojanUri(p),
+      true,
+    ),
+    naiveTunnelEntry(),
   ];
 }
 
-TRANSPORTS.push(...ladderTransports(), ...vpnTransports());
+/**
+ * The TLS-in-TLS control (§14): curl through the lab's naive tunnel (a local proxy in client that
+ * answers CONNECT at once and a relay in abroad, src/lab/services.ts) to https://allowed.lab/.
+ */
+function naiveTunnelEntry(): TransportEntry {
+  const port = nextSocksPort++;
+  return {
+    name: 'naive-tunnel-https',
+    description: 'HTTPS through a naive TLS tunnel that relays at once (the TLS-in-TLS control)',
+    unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
+    async setup(plan) {
+      const child = spawnInNamespace(plan, 'client', 'naive-client', [
+        process.execPath,
+        CLI_PATH,
+        'lab',
+        'naive-client',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--server',
+        `${plan.addr.sinkIp}:${NAIVE_TUNNEL_PORT}`,
+        '--servername',
+        plan.names.allowed,
+        '--ca',
+        caPath(plan),
+      ]);
+      started.push(child);
+      await waitForLog(plan, 'naive-client', child, /listening/);
+    },
+    attempt: (plan, timeoutS, page) =>
+      curlSocks(plan, port, timeoutS, true, page, ['--proxy', `http://127.0.0.1:${port}`]),
+  };
+}
+
+TRANSPORTS.push(...ladderTransports(), ...vpnTransports(), torTransport());
+
+/**
+ * Reference: Debian's tor. A bridge in abroad (once per card); each attempt is a fresh Tor client
+ * (new data directory) in the client namespace, a success if its bootstrap reaches 15% (the TLS and
+ * link handshake with the bridge done; with no directory authority in the lab it goes no further
+ * than about 30%). Opt-in (a tor process per attempt).
+ */
+function torTransport(): TransportEntry {
+  let n = 0;
+  return {
+    name: 'tor',
+    description: "Debian's tor: a client bootstrapping through the lab's bridge (reference)",
+    optIn: true,
+    unavailable: torUnavailable,
+    async setup(plan) {
+      torPeers.push(await startTorBridge(plan));
+    },
+    async attempt(plan, timeoutS) {
+      const client = startTorClient(plan, `tor-client-${n++ % 4}`);
+      try {
+        const pct = await waitForBootstrap(
+          plan,
+          client,
+          TOR_HANDSHAKE_DONE,
+          Math.max(timeoutS, 5) * 1000,
+        );
+        const ok = pct >= TOR_HANDSHAKE_DONE;
+        return { ok, detail: ok ? 'ok' : `bootstrap stopped at ${pct}%` };
+      } finally {
+        stopTor(client);
+      }
+    },
+  };
+}
 
 /**
  * Reference VPNs (issue #3): each attempt starts a fresh OpenVPN or WireGuard pair (server in abroad,
@@ -560,6 +676,7 @@ export function columns(): Column[] {
     mod('fet', 'fet p=0.263'),
     mod('fet', 'fet p=1', { p: 1 }),
     mod('probe', 'probe', { trigger: 'all' }),
+    mod('tor'),
     mod('quic'),
     mod('tls-in-tls'),
     mod('allowlist'),
@@ -624,6 +741,8 @@ async function runCells(
     // hours would outlast the card), and the card waits for the verdict (below).
     if (policy.modules.probe)
       policy.modules = { ...policy.modules, probe: { ...policy.modules.probe, maxDelayS: 2 } };
+    if (policy.modules.tor)
+      policy.modules = { ...policy.modules, tor: { ...policy.modules.tor, maxDelayS: 2 } };
     for (const t of usable) {
       await startCensor(plan, policy); // fresh state: no residuals from the previous cell
       let ok = 0;
@@ -668,8 +787,8 @@ async function awaitProbeVerdicts(plan: LabPlan, from: number): Promise<void> {
       : '';
     const count = (re: RegExp) => (text.match(re) ?? []).length;
     if (
-      count(/"module":"probe","action":"schedule"/g) <=
-      count(/"module":"probe","action":"(confirm|clear)"/g)
+      count(/"module":"(probe|tor)","action":"schedule"/g) <=
+      count(/"module":"(probe|tor)","action":"(confirm|clear)"/g)
     )
       return;
   }
@@ -683,7 +802,13 @@ function countEvents(plan: LabPlan, from: number): Record<string, number> {
     if (!line) continue;
     try {
       const e = JSON.parse(line) as { module: string; action: string };
-      if (e.action === 'spared' || e.action === 'schedule' || e.action === 'probe') continue;
+      if (
+        e.action === 'spared' ||
+        e.action === 'schedule' ||
+        e.action === 'probe' ||
+        (e.module === 'tor' && e.action === 'flag')
+      )
+        continue;
       const k = `${e.module}/${e.action}`;
       out[k] = (out[k] ?? 0) + 1;
     } catch {

@@ -4,8 +4,14 @@
  * lab CA that the client trusts), and an echo sink; the domestic side's allowed site. Run by
  * `ladder lab serve --role abroad|domestic` inside the namespace; prints `listening` when ready.
  *
- * Sites answer `GET /` with a short page naming the site, and `GET /bytes/<n>` with n bytes (at most
- * 4 GiB) for throughput measurements.
+ * Sites answer `GET /` with a short page naming the site, `GET /page/<n>` with page n of a browsing
+ * session (2–60 KB, naming the site), and `GET /bytes/<n>` with n bytes (at most 4 GiB) for
+ * throughput measurements. Their certificate chain is the size of a public site's (lab.ts).
+ *
+ * The naive TLS tunnel (abroad, sink address, {@link NAIVE_TUNNEL_PORT}) is the TLS-in-TLS control of
+ * §14: a TLS server that reads a `CONNECT host:port` head, connects, and relays at once — no reply of
+ * its own, so a client's inner ClientHello and the site's inner ServerHello flight are the first runs
+ * after the outer handshake, which is what rule A looks for.
  * @module
  */
 import { createSocket } from 'node:dgram';
@@ -16,8 +22,8 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createTcpServer } from 'node:net';
-import { createSecureContext, TLSSocket } from 'node:tls';
+import { connect as connectTcp, createServer as createTcpServer } from 'node:net';
+import { createSecureContext, createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { DecoySite } from '../server/decoy/decoy-site.js';
 import { join } from 'node:path';
 import { buildAnswer, decodeDnsQuestion, DNS_TYPE, isQuery, type DnsRecord } from './packet/dns.js';
@@ -25,6 +31,8 @@ import { ipv4Bytes, ipv6Bytes } from './packet/ip.js';
 import type { LabPlan } from './topology.js';
 
 export const SINK_PORT = 9000;
+/** The naive TLS-in-TLS tunnel's port, on the sink address. */
+export const NAIVE_TUNNEL_PORT = 8443;
 /**
  * The reference decoy: Ladder's built-in decoy site alone behind TLS (the Ladder server's certificate),
  * on the Ladder address. Probes must get from the Ladder server what they get from this.
@@ -64,8 +72,25 @@ export function answerQuery(zone: ReturnType<typeof labZone>, msg: Buffer): Buff
   return buildAnswer(msg, q.value, records);
 }
 
+/**
+ * The size of page n of a site, 2–60 KB, spread like the pages of a browsing session (a fixed
+ * function of n, so every run and every transport fetches the same pages).
+ */
+export function pageSize(n: number): number {
+  const x = Math.imul(n + 1, 0x9e3779b1) >>> 0;
+  return 2048 + (x % (58 * 1024));
+}
+
 function site(name: string) {
   return (req: IncomingMessage, res: ServerResponse) => {
+    const page = /^\/page\/(\d{1,6})$/.exec(req.url ?? '');
+    if (page) {
+      const head = `ladder lab site ${name}, page ${page[1]}\n`;
+      const size = Math.max(pageSize(Number(page[1])), head.length);
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(size) });
+      res.end(head + 'x'.repeat(size - head.length));
+      return;
+    }
     const m = /^\/bytes\/(\d+)$/.exec(req.url ?? '');
     if (m) {
       let left = Math.min(Number(m[1]), MAX_BYTES);
@@ -151,6 +176,9 @@ export async function startServices(
   });
   await listen(sink, plan.addr.sinkIp, SINK_PORT);
   closers.push(() => sink.close());
+  const tunnel = naiveTunnelServer(key, cert);
+  await listen(tunnel, plan.addr.sinkIp, NAIVE_TUNNEL_PORT);
+  closers.push(() => tunnel.close());
   // and over UDP on the same port (QUIC and UDP controls)
   const udpSink = createSocket('udp4');
   udpSink.on('message', (msg, rinfo) => udpSink.send(msg, rinfo.port, rinfo.address));
@@ -182,4 +210,39 @@ export async function startServices(
     () => decoy.close(),
   );
   return () => closers.forEach((c) => c());
+}
+
+/** Longest CONNECT head the naive tunnel reads. */
+const MAX_TUNNEL_HEAD = 4096;
+
+/**
+ * The naive tunnel's server: TLS, then `CONNECT host:port …\r\n\r\n`, then the bytes after the head
+ * and everything later relayed to host:port (lab addresses only: the abroad namespace has no other
+ * route). It never answers the head: the client does not wait for it.
+ */
+function naiveTunnelServer(key: Buffer, cert: Buffer) {
+  return createTlsServer({ key, cert }, (s) => {
+    s.on('error', () => s.destroy());
+    let head = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      head = Buffer.concat([head, d]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (head.length > MAX_TUNNEL_HEAD) s.destroy();
+        return;
+      }
+      s.off('data', onData);
+      s.pause();
+      const m = /^CONNECT ([\w.-]+):(\d{1,5}) /.exec(head.toString('latin1', 0, end));
+      if (!m) return s.destroy();
+      const up = connectTcp({ host: m[1]!, port: Number(m[2]) }, () => {
+        up.write(head.subarray(end + 4));
+        s.pipe(up).pipe(s);
+        s.resume();
+      });
+      up.on('error', () => s.destroy());
+      s.on('close', () => up.destroy());
+    };
+    s.on('data', onData);
+  });
 }

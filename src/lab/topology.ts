@@ -4,7 +4,8 @@
  *
  * ```text
  *   client 198.18.1.2 ──c0═wc── wall ──wa═a0── abroad 198.19.2.2 (+ .10 blocked, .11 allowed,
- *                                 │                                .20 ladder, .21 ss, .30 sink, .53 dns)
+ *                                 │                                .20 ladder, .21 ss, .30 sink, .40 tor,
+ *                                 │                                .53 dns)
  *   domestic 198.18.3.2 ──d0═wd───┘   prober source 198.18.250.1-4 on the wall
  *
  *   wall: ip rule iif {wc,wd,wa} → table 100: default dev t0 (a persistent TUN the censor attaches to)
@@ -42,6 +43,8 @@ export interface LabPlan {
     readonly ladderIp: string;
     readonly ssIp: string;
     readonly sinkIp: string;
+    /** A Tor bridge (test/lab/tor.test.ts, the report card's `tor` row). */
+    readonly torIp: string;
     readonly dnsIp: string;
     readonly abroad6: string;
   };
@@ -87,6 +90,7 @@ export function planLab(
       ladderIp: '198.19.2.20',
       ssIp: '198.19.2.21',
       sinkIp: '198.19.2.30',
+      torIp: '198.19.2.40',
       dnsIp: '198.19.2.53',
       abroad6: '2001:2:0:2::2',
     },
@@ -157,7 +161,7 @@ export function upCommands(plan: LabPlan): string[][] {
   cmds.push(addr(wall, 'wd', '198.18.3.1/24'), addr(wall, 'wd', '2001:2:0:3::1/64'));
   cmds.push(addr(wall, 'wa', '198.19.2.1/24'), addr(wall, 'wa', '2001:2:0:2::1/64'));
   cmds.push(addr(abroad, 'a0', `${a.abroad}/24`), addr(abroad, 'a0', `${a.abroad6}/64`));
-  for (const extra of [a.blockedIp, a.allowedIp, a.ladderIp, a.ssIp, a.sinkIp, a.dnsIp])
+  for (const extra of [a.blockedIp, a.allowedIp, a.ladderIp, a.ssIp, a.sinkIp, a.torIp, a.dnsIp])
     cmds.push(addr(abroad, 'a0', `${extra}/32`));
   for (const p of plan.prober) cmds.push(addr(wall, 'lo', `${p}/32`));
   for (const [n, devs] of [

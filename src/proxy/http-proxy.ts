@@ -132,6 +132,7 @@ export class HttpProxyServer {
   readonly #sockets = new Set<Socket>();
   readonly #upstreams = new Set<Duplex>();
   readonly #closing = new AbortController();
+  readonly #dialing = new Set<AbortController>();
   #server: Server | null = null;
 
   constructor(options: HttpProxyOptions) {
@@ -153,6 +154,7 @@ export class HttpProxyServer {
     const s = this.#server;
     this.#server = null;
     this.#closing.abort();
+    for (const a of this.#dialing) a.abort();
     for (const c of this.#sockets) c.destroy();
     for (const u of this.#upstreams) u.destroy();
     if (s) await new Promise<void>((r) => s.close(() => r()));
@@ -278,19 +280,20 @@ export class HttpProxyServer {
   }
 
   async #dial(target: Target, client: Socket): Promise<Duplex> {
+    // One controller per dial, aborted by the client's close or by close() (AbortSignal.any costs
+    // tens of µs per connection).
     const abort = new AbortController();
     const onGone = (): void => abort.abort();
     client.once('close', onGone);
+    this.#dialing.add(abort);
     try {
-      const up = await this.#o.dialer.dial(
-        target,
-        AbortSignal.any([abort.signal, this.#closing.signal]),
-      );
+      const up = await this.#o.dialer.dial(target, abort.signal);
       this.#upstreams.add(up);
       up.once('close', () => this.#upstreams.delete(up));
       up.on('error', () => up.destroy());
       return up;
     } finally {
+      this.#dialing.delete(abort);
       client.off('close', onGone);
     }
   }

@@ -81,6 +81,7 @@ export class Socks5Server {
   readonly #credentials: Credentials | null;
   readonly #sockets = new Set<Socket>();
   readonly #closing = new AbortController();
+  readonly #dialing = new Set<AbortController>();
   #server: Server | null = null;
 
   constructor(options: Socks5ServerOptions) {
@@ -102,6 +103,7 @@ export class Socks5Server {
     const s = this.#server;
     this.#server = null;
     this.#closing.abort();
+    for (const a of this.#dialing) a.abort();
     for (const c of this.#sockets) c.destroy();
     if (s) await new Promise<void>((r) => s.close(() => r()));
   }
@@ -191,19 +193,21 @@ export class Socks5Server {
   }
 
   async #connect(socket: Socket, target: Target, rest: Buffer): Promise<void> {
-    // Cancel the dial when the client goes away or the server closes.
+    // Cancel the dial when the client goes away or the server closes (close() aborts every pending
+    // dial; one controller per dial, since AbortSignal.any costs tens of µs per connection).
     const abort = new AbortController();
     const onGone = (): void => abort.abort();
     socket.once('close', onGone);
-    const signal = AbortSignal.any([abort.signal, this.#closing.signal]);
+    this.#dialing.add(abort);
     let up;
     try {
-      up = await this.#o.dialer.dial(target, signal);
+      up = await this.#o.dialer.dial(target, abort.signal);
     } catch (err) {
       this.#fail(codeOf(err));
       if (!socket.destroyed) endWith(socket, replyBytes(socksReplyFor(err)));
       return;
     } finally {
+      this.#dialing.delete(abort);
       socket.off('close', onGone);
     }
     if (socket.destroyed) {

@@ -2,7 +2,7 @@
  * Sockets that read into recycled memory. By default Node gives every socket read a fresh 64 KiB
  * ArrayBuffer, which V8 frees only when a GC happens to run: at hundreds of MB/s a busy proxy carries
  * a hundred MiB of dead read buffers. A socket made here reads into one buffer again and again
- * (`onread`), and emits each read as an ordinary 'data' event whose chunk is *borrowed*: valid during
+ * (`onread`; one buffer shared by all such sockets), and emits each read as an ordinary 'data' event whose chunk is *borrowed*: valid during
  * the 'data' handler only. A consumer that keeps a chunk past its handler (queued in a writable,
  * buffered in a readable) must call {@link holdChunks} on the source before returning; the socket then
  * reads into a new buffer and leaves the held one to its holder.
@@ -44,11 +44,18 @@ export class BufferRecycler {
 }
 
 /**
+ * The recycler every socket made by {@link connectRecycling} reads into: libuv reads one socket at a
+ * time and the chunk is consumed (or held) within its 'data' handler, so one buffer serves every
+ * connection whose reads are passed on at once, rather than 64 KiB kept per connection.
+ */
+const sharedRecycler = new BufferRecycler();
+
+/**
  * net.connect with recycled reads. Until a 'data' listener is attached, reads are copied aside and
  * the socket pauses, so nothing is lost between connect and the consumer taking over.
  */
 export function connectRecycling(options: NetConnectOpts): Socket {
-  const recycler = new BufferRecycler();
+  const recycler = sharedRecycler;
   const early: Buffer[] = [];
   const socket: Socket = connect({
     ...options,

@@ -80,10 +80,22 @@ describe('dashboard in headless Chromium', { skip: why ?? false, timeout: 150_00
     await dialog.waitFor({ state: 'visible' });
     const uri = await page.getByTestId('key-uri').inputValue();
     assert.match(uri, /^ss:\/\/.+@127\.0\.0\.1:\d+#Grandma/);
-    // The QR code is an image served by the API: it loaded.
-    const qrLoaded = await page
-      .locator('#qr img')
-      .evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth > 0);
+    // The QR code is an image served by the API: it loads (waiting for it, up to 10 s: the image
+    // may still be on its way when the dialog opens).
+    const qrLoaded = await page.locator('#qr img').evaluate(
+      (el) =>
+        new Promise<boolean>((resolve) => {
+          const img = el as unknown as {
+            complete: boolean;
+            naturalWidth: number;
+            addEventListener(type: string, fn: () => void): void;
+          };
+          if (img.complete && img.naturalWidth > 0) return resolve(true);
+          img.addEventListener('load', () => resolve(img.naturalWidth > 0));
+          img.addEventListener('error', () => resolve(false));
+          setTimeout(() => resolve(img.complete && img.naturalWidth > 0), 10_000);
+        }),
+    );
     assert.ok(qrLoaded, 'QR code image loaded');
     await page.keyboard.press('Escape');
 

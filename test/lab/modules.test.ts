@@ -14,7 +14,7 @@ import {
   sealQuicInitial,
 } from '../../src/lab/packet/quic.js';
 import { quicInitialSni } from '../../src/lab/modules/quic.js';
-import { TlsInTlsTracker, trojanKiller } from '../../src/lab/modules/tls-in-tls.js';
+import { ruleB, TlsInTlsTracker, trojanKiller } from '../../src/lab/modules/tls-in-tls.js';
 import { ja3Hash, ja3String } from '../../src/lab/modules/tls-fingerprint.js';
 import { parseClientHello } from '../../src/lab/packet/tls-client-hello.js';
 import { CensorEngine } from '../../src/lab/censor/engine.js';
@@ -121,39 +121,57 @@ test('engine + quic: a blocked SNI drops later UDP on the 3-tuple from any sourc
   assert.equal((await run('blocked.lab', 50000, true)).later, 2, 'a datagram first: not inspected');
 });
 
-test('TLS-in-TLS (Trojan-killer rule A): an inner handshake after the outer CCS is flagged, a browser-like exchange is not (§14)', () => {
+test('TLS-in-TLS rules A (Trojan-killer) and B: an inner handshake after the outer CCS is flagged, in the first or (B) the second exchange; a browser-like exchange is not (§14)', () => {
   assert.ok(trojanKiller(700, 175));
   assert.ok(trojanKiller(650, 5000));
   assert.ok(!trojanKiller(400, 5000));
   assert.ok(!trojanKiller(700, 20000));
+  assert.ok(ruleB([64, 500, 700, 4000]), 'the inner handshake behind the outer tickets');
+  assert.ok(!ruleB([64, 500, 200, 30000]));
+  /** Runs a flow: ClientHello, server flight, the CCS packet (59 bytes), then `steps`. */
   const flow = (steps: [boolean, number][]) => {
     const t = new TlsInTlsTracker();
-    let hit: boolean | undefined;
     t.push(true, Buffer.concat([Buffer.of(0x16, 0x03, 0x01), randomBytes(500)]));
     t.push(false, randomBytes(2000));
     t.push(true, Buffer.concat([Buffer.from('140303000101', 'hex'), randomBytes(53)]));
-    for (const [c2s, n] of steps) hit = t.push(c2s, randomBytes(n)) ?? hit;
-    return hit;
+    for (const [c2s, n] of steps) t.push(c2s, randomBytes(n));
+    return t;
   };
-  assert.equal(
-    flow([
-      [true, 717],
-      [false, 4200],
-      [true, 80],
-    ]),
+  // the CCS packet counts from the CCS on (59 bytes), as Trojan-killer and OpenGFW count it
+  const inner = flow([
+    [true, 658],
+    [false, 4200],
+    [true, 80],
+  ]);
+  assert.deepEqual(inner.runs, [717, 4200, 80]);
+  assert.equal(inner.ruleA(), true, 'inner ClientHello + flight');
+  assert.equal(inner.ruleB(), undefined, 'B waits for r3');
+  const page = flow([
+    [true, 351],
+    [false, 30000],
+    [true, 80],
+    [false, 100],
+    [true, 1],
+  ]);
+  assert.equal(page.ruleA(), false, 'an HTTP request and a page');
+  assert.equal(page.ruleB(), false);
+  const late = flow([
+    [false, 478],
+    [true, 700],
+    [false, 3500],
+    [true, 80],
+  ]);
+  assert.deepEqual(late.counted, [59, 478, 700, 3500]);
+  assert.equal(late.ruleA(), false, 'tickets first: rule A misses it');
+  assert.equal(late.ruleB(), true, 'rule B sees the second exchange');
+  assert.equal(flow([[true, 717]]).ruleA(), undefined, 'not finished yet');
+  const split = new TlsInTlsTracker();
+  split.push(true, Buffer.of(0x16, 0x03, 0x01, 0, 0));
+  split.push(
     true,
-    'inner ClientHello + flight',
+    Buffer.concat([randomBytes(10), Buffer.from('140303000101', 'hex'), randomBytes(4)]),
   );
-  assert.equal(
-    flow([
-      [true, 410],
-      [false, 30000],
-      [true, 80],
-    ]),
-    false,
-    'an HTTP request and a page',
-  );
-  assert.equal(flow([[true, 717]]), undefined, 'not finished yet');
+  assert.deepEqual(split.runs, [10], 'from the CCS to the end of its packet');
 });
 
 test('JA3 of a ClientHello (§13): stable for one client across connections, GREASE left out', async () => {
@@ -175,13 +193,14 @@ async function clientHelloRecord(servername: string): Promise<Buffer> {
   return Buffer.concat([Buffer.of(0x16, 0x03, 0x01, hs.length >> 8, hs.length & 0xff), hs]);
 }
 
-test('profiles bundle the modules: gfw-2022 (FET + prober), gfw-2025 (QUIC, TLS-in-TLS score, VPNs, prober), sensitive-period', () => {
+test('profiles bundle the modules: gfw-2022 (FET + prober, Tor), gfw-2025 (QUIC, TLS-in-TLS score, VPNs, Tor, prober), sensitive-period', () => {
   const plan = planLab('ldrx-');
   const names = (p: string) => buildModules(profilePolicy(p, plan)).map((m) => m.name);
-  assert.deepEqual(names('gfw-2022'), ['dns', 'sni', 'http', 'fet', 'probe']);
+  assert.deepEqual(names('gfw-2022'), ['dns', 'sni', 'tor', 'http', 'fet', 'probe']);
   assert.deepEqual(names('gfw-2025'), [
     'dns',
     'sni',
+    'tor',
     'quic',
     'http',
     'openvpn',

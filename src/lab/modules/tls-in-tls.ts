@@ -1,26 +1,44 @@
 /**
- * TLS-in-TLS detection, the Trojan-killer heuristic (reference §14, rule A; XTLS/Trojan-killer
- * main.go): on an outer TLS flow, after the client's ChangeCipherSpec record (14 03 03 00 01 01),
- * count the client→server bytes until the server first sends (`up`), then the server→client bytes
- * until the client sends again (`down`). An inner ClientHello followed by an inner server flight
- * shows as 650 ≤ up ≤ 750 and (170 ≤ down ≤ 180 or 3000 ≤ down ≤ 7500).
+ * TLS-in-TLS detection (reference §14) on an outer TLS flow (first client payload `16|17 03`).
  *
- * Action: `score` only reports (the authors advise against blocking on it alone, and the GFW is not
- * known to), `reset` resets the flow as in the October 2022 TLS-proxy sweep (§17, sp.tls-sweep).
+ * From the client's ChangeCipherSpec record (14 03 03 00 01 01) on, the payload bytes are summed in
+ * direction runs r0 (client→server, starting with the packet that carries the CCS, as both
+ * XTLS/Trojan-killer main.go and apernet/OpenGFW trojan.go count it), r1 (server→client), r2, r3:
+ * the four runs OpenGFW's analyzer collects.
+ *
+ * - **Rule A** (Trojan-killer): up = r0, down = r1, decided when the client sends again: flag if
+ *   650 ≤ up ≤ 750 and (170 ≤ down ≤ 180 or 3000 ≤ down ≤ 7500) — an inner ClientHello followed by
+ *   an inner server flight.
+ * - **Rule B** (the lab's, decided once r3 is complete): rule A's windows on (r0, r1) or on (r2, r3),
+ *   that is, an inner handshake in the first or the second exchange — behind the outer server's
+ *   TLS 1.3 NewSessionTickets, which end r0 before a client that waits for its tunnel has sent its
+ *   inner ClientHello. The reference's rule B is OpenGFW's decision tree, trained on 20K Trojan and
+ *   30K other flows; Ladder does not reproduce it (another project's code), and a policy cannot load
+ *   it either. Rule B here is a stand-in that covers the one gap rule A is known to have in the lab.
+ *
+ * Action on a match of a rule in `rules`: `score` only reports (the authors advise against blocking
+ * on it alone, and the GFW is not known to), `reset` resets the flow as in the October 2022 TLS-proxy
+ * sweep (§17, sp.tls-sweep). `measure` reports every decided flow's runs and both rules' verdicts.
  * @module
  */
+import { TCP_FLAG } from '../packet/l4.js';
 import type { CensorContext, CensorModule, Flow, Packet, Verdict } from '../censor/types.js';
+
+export type TlsInTlsRule = 'A' | 'B';
 
 export interface TlsInTlsParams {
   readonly action: 'score' | 'reset';
+  /** Rules that act (both are always computed for `measure`). */
+  readonly rules: readonly TlsInTlsRule[];
   readonly up: readonly [number, number];
   readonly down: readonly (readonly [number, number])[];
-  /** Also report the counts of flows that do not match (event `measure`), to calibrate. */
+  /** Report each decided flow's runs and verdicts (event `measure`), to calibrate. */
   readonly measure: boolean;
 }
 
 export const TLS_IN_TLS_DEFAULTS: TlsInTlsParams = {
   action: 'score',
+  rules: ['A'],
   up: [650, 750],
   down: [
     [170, 180],
@@ -32,48 +50,67 @@ export const TLS_IN_TLS_DEFAULTS: TlsInTlsParams = {
 const CCS = Buffer.from('140303000101', 'hex');
 
 /** Rule A on the two byte counts. */
-export function trojanKiller(up: number, down: number, p = TLS_IN_TLS_DEFAULTS): boolean {
+export function trojanKiller(
+  up: number,
+  down: number,
+  p: Pick<TlsInTlsParams, 'up' | 'down'> = TLS_IN_TLS_DEFAULTS,
+): boolean {
   return up >= p.up[0] && up <= p.up[1] && p.down.some(([lo, hi]) => down >= lo && down <= hi);
 }
 
-/** The per-flow counter; feed it every payload in order. */
+/** Rule B on the four runs. */
+export function ruleB(
+  runs: readonly number[],
+  p: Pick<TlsInTlsParams, 'up' | 'down'> = TLS_IN_TLS_DEFAULTS,
+): boolean {
+  const [r0 = 0, r1 = 0, r2 = 0, r3 = 0] = runs;
+  return trojanKiller(r0, r1, p) || trojanKiller(r2, r3, p);
+}
+
+/** The per-flow run counter; feed it every payload in order. */
 export class TlsInTlsTracker {
-  #phase: 'wait-ccs' | 'up' | 'down' | 'done' = 'wait-ccs';
-  up = 0;
-  down = 0;
+  #counting = false;
+  #lastC2s = true;
+  /** Byte totals of the direction runs since the client's CCS (r0 is client→server). */
+  readonly runs: number[] = [];
 
-  /** Returns true once, when the flow's counts are complete and match. */
-  push(c2s: boolean, payload: Uint8Array, p = TLS_IN_TLS_DEFAULTS): boolean | undefined {
-    if (payload.length === 0 || this.#phase === 'done') return undefined;
-    switch (this.#phase) {
-      case 'wait-ccs': {
-        if (!c2s) return undefined;
-        const at = Buffer.from(payload.buffer, payload.byteOffset, payload.length).indexOf(CCS);
-        if (at < 0) return undefined;
-        this.#phase = 'up';
-        // what follows the CCS in the same packet (the client's Finished) is outer handshake
-        return undefined;
-      }
-      case 'up':
-        if (c2s) this.up += payload.length;
-        else {
-          this.#phase = 'down';
-          this.down += payload.length;
-        }
-        return undefined;
-      case 'down':
-        if (!c2s) {
-          this.down += payload.length;
-          return undefined;
-        }
-        this.#phase = 'done';
-        return trojanKiller(this.up, this.down, p);
+  /** Counts one payload. */
+  push(c2s: boolean, payload: Uint8Array): void {
+    if (payload.length === 0 || this.runs.length > 4) return;
+    if (!this.#counting) {
+      if (!c2s) return;
+      const at = Buffer.from(payload.buffer, payload.byteOffset, payload.length).indexOf(CCS);
+      if (at < 0) return;
+      this.#counting = true;
+      this.runs.push(payload.length - at);
+      return;
     }
+    if (c2s === this.#lastC2s) this.runs[this.runs.length - 1]! += payload.length;
+    else if (this.runs.length < 4) this.runs.push(payload.length);
+    else this.runs.push(0); // a fifth run has begun: r3 is complete
+    this.#lastC2s = c2s;
   }
 
-  get finished(): boolean {
-    return this.#phase === 'done';
+  /** Rule A's verdict once the client has sent after r1; undefined before. */
+  ruleA(p: Pick<TlsInTlsParams, 'up' | 'down'> = TLS_IN_TLS_DEFAULTS): boolean | undefined {
+    return this.runs.length >= 3 ? trojanKiller(this.runs[0]!, this.runs[1]!, p) : undefined;
   }
+
+  /** Rule B's verdict once r3 is complete; undefined before. */
+  ruleB(p: Pick<TlsInTlsParams, 'up' | 'down'> = TLS_IN_TLS_DEFAULTS): boolean | undefined {
+    return this.runs.length >= 5 ? ruleB(this.runs, p) : undefined;
+  }
+
+  /** r0..r3 as counted so far. */
+  get counted(): number[] {
+    return this.runs.slice(0, 4);
+  }
+}
+
+interface State {
+  readonly t: TlsInTlsTracker;
+  a?: boolean;
+  acted: boolean;
 }
 
 export class TlsInTlsModule implements CensorModule {
@@ -89,38 +126,59 @@ export class TlsInTlsModule implements CensorModule {
   }
 
   onPacket(p: Packet, flow: Flow, ctx: CensorContext): Verdict {
-    if (p.payload.length === 0) return undefined;
-    let t = flow.scratch.get(this.name) as TlsInTlsTracker | undefined;
-    if (!t) {
+    let st = flow.scratch.get(this.name) as State | undefined;
+    const ending = p.tcp !== undefined && (p.tcp.flags & (TCP_FLAG.FIN | TCP_FLAG.RST)) !== 0;
+    if (p.payload.length === 0 && !(st && ending)) return undefined;
+    if (!st) {
       // only flows whose first client payload is TLS (16|17 03)
       if (!p.c2s || p.payload[0]! < 0x16 || p.payload[0]! > 0x17 || p.payload[1] !== 0x03) {
         flow.watchers.delete(this);
         return undefined;
       }
-      t = new TlsInTlsTracker();
-      flow.scratch.set(this.name, t);
+      st = { t: new TlsInTlsTracker(), acted: false };
+      flow.scratch.set(this.name, st);
     }
-    const hit = t.push(p.c2s, p.payload, this.#p);
-    if (t.finished) flow.watchers.delete(this);
-    if (t.finished && !hit && this.#p.measure)
-      ctx.emit(
-        { module: this.name, action: 'measure', detail: `up ${t.up} B, down ${t.down} B` },
-        flow,
-      );
-    if (!hit) return undefined;
+    st.t.push(p.c2s, p.payload);
+    let hit: TlsInTlsRule | undefined;
+    if (st.a === undefined) {
+      st.a = st.t.ruleA(this.#p);
+      if (st.a && this.#p.rules.includes('A')) hit = 'A';
+    }
+    const b = st.t.ruleB(this.#p);
+    if (!hit && b && this.#p.rules.includes('B')) hit = 'B';
+    const decided = b !== undefined || ending;
+    if (decided) {
+      flow.watchers.delete(this);
+      if (this.#p.measure)
+        ctx.emit(
+          {
+            module: this.name,
+            action: 'measure',
+            detail: `runs ${st.t.counted.join('/')}; A ${verdict(st.a)}; B ${verdict(b)}`,
+          },
+          flow,
+        );
+    }
+    if (!hit || st.acted) return undefined;
+    st.acted = true;
     ctx.emit(
       {
         module: this.name,
         action: this.#p.action === 'reset' ? 'reset' : 'flag',
-        detail: `up ${t.up} B, down ${t.down} B`,
+        detail: `rule ${hit}: runs ${st.t.counted.join('/')}`,
       },
       flow,
     );
     if (this.#p.action === 'reset') {
       ctx.resetBoth(flow, p, 'II');
       ctx.blockFlow(flow, 'both');
+      flow.watchers.delete(this);
       return 'drop';
     }
     return undefined;
   }
+}
+
+function verdict(v: boolean | undefined): string {
+  return v === undefined ? '-' : v ? 'yes' : 'no';
 }

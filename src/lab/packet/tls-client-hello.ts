@@ -109,3 +109,34 @@ function readServerName(d: Uint8Array, o: number, end: number): string | undefin
   }
   return undefined;
 }
+
+/**
+ * A copy of a ClientHello record with one extension appended (record, handshake and extensions
+ * lengths updated): the lab's way to send extensions that no client at hand sends (ESNI, ECH, §7).
+ * The ClientHello must be whole in its first record. Returns undefined if it is not.
+ */
+export function withExtension(
+  record: Uint8Array,
+  type: number,
+  data: Uint8Array = new Uint8Array(0),
+): Buffer | undefined {
+  const ch = parseClientHello(record);
+  if (!ch || ch.truncated) return undefined;
+  const d = Buffer.from(record);
+  let o = TLS_RECORD_HEADER_LENGTH + 4 + 2 + 32; // record, handshake header, version, random
+  o += 1 + d[o]!; // session id
+  o += 2 + d.readUInt16BE(o); // cipher suites
+  o += 1 + d[o]!; // compression methods
+  const extLenAt = o;
+  const end = TLS_RECORD_HEADER_LENGTH + d.readUInt16BE(3);
+  const ext = Buffer.alloc(4 + data.length);
+  ext.writeUInt16BE(type, 0);
+  ext.writeUInt16BE(data.length, 2);
+  ext.set(data, 4);
+  const out = Buffer.concat([d.subarray(0, end), ext, d.subarray(end)]);
+  out.writeUInt16BE(out.readUInt16BE(3) + ext.length, 3);
+  const hsLen = out.readUIntBE(6, 3) + ext.length;
+  out.writeUIntBE(hsLen, 6, 3);
+  out.writeUInt16BE(out.readUInt16BE(extLenAt) + ext.length, extLenAt);
+  return out;
+}

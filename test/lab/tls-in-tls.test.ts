@@ -1,0 +1,154 @@
+// TLS-in-TLS in the lab (reference §14; root and /dev/net/tun needed, skipped with the reason
+// otherwise). The trigger case: a naive TLS tunnel (its client sends the inner ClientHello with its
+// CONNECT head in the first flight after the outer handshake, its server relays at once) is flagged
+// by rule A, and reset by the resetting module, while plain HTTPS is not. Then the reference's test:
+// 100 HTTPS pages (browser request headers, pages of 2–60 KB) through each TLS transport and with no
+// tunnel (the baseline), rules A and B applied to every flow; a transport passes if its flag rate is
+// at most the baseline's plus 2 percentage points. The naive tunnel is the control that must fail.
+// Its own lab prefix, removed in after(), even on failure.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { labUp, startCensor, destroyLab, eventsPath } from '../../src/lab/lab.js';
+import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
+import { modulePolicy, type Policy } from '../../src/lab/policy.js';
+import { stopTransports, TRANSPORTS } from '../../src/lab/report.js';
+
+const why = labUnavailable();
+if (why) console.log(`lab TLS-in-TLS tests skipped: ${why}`);
+const base = process.env.LADDER_LAB_TEST_PREFIX ?? 'lab1-';
+const plan = planLab(`${base.slice(0, -1).slice(0, 7)}6-`);
+const PAGES = 100;
+const BASELINE = 'https-allowed';
+const LADDER = ['ladder-trojan-https', 'ladder-ws-trojan-https', 'ladder-ws-ss-https'];
+const CONTROL = 'naive-tunnel-https';
+
+interface LabEvent {
+  module: string;
+  action: string;
+  detail?: string;
+}
+let eventsFrom = 0;
+function events(): LabEvent[] {
+  const f = eventsPath(plan);
+  if (!existsSync(f)) return [];
+  return readFileSync(f, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .slice(eventsFrom)
+    .map((l) => JSON.parse(l) as LabEvent);
+}
+async function censor(policy: Policy): Promise<void> {
+  await startCensor(plan, { timeFactor: 0.01, seed: 6, ...policy });
+  const f = eventsPath(plan);
+  eventsFrom = existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0;
+}
+const measuring: Policy = {
+  modules: { 'tls-in-tls': { action: 'score', rules: ['A', 'B'], measure: true } },
+};
+
+const transport = (name: string) => {
+  const t = TRANSPORTS.find((x) => x.name === name);
+  assert.ok(t, name);
+  return t;
+};
+
+interface Rates {
+  ok: number;
+  flows: number;
+  a: number;
+  b: number;
+  runs: string[];
+}
+
+/** Fetches pages 0..n-1 through a transport with the measuring censor; counts rule A and B flags. */
+async function browse(name: string, n: number): Promise<Rates> {
+  await censor(measuring);
+  let ok = 0;
+  for (let i = 0; i < n; i++) if ((await transport(name).attempt(plan, 5, `/page/${i}`)).ok) ok++;
+  await new Promise((r) => setTimeout(r, 500)); // the last flows' FINs
+  const m = events().filter((e) => e.module === 'tls-in-tls' && e.action === 'measure');
+  const runs = [...new Set(m.map((e) => /runs ([\d/]+)/.exec(e.detail ?? '')?.[1] ?? '?'))];
+  return {
+    ok,
+    flows: m.length,
+    a: m.filter((e) => / A yes/.test(e.detail ?? '')).length,
+    b: m.filter((e) => / B yes/.test(e.detail ?? '')).length,
+    runs,
+  };
+}
+
+const pct = (x: number) => (100 * x) / PAGES;
+const measured = new Map<string, Rates>();
+
+describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 600_000 }, () => {
+  before(async () => {
+    destroyLab(plan);
+    await labUp(plan, { policy: { modules: {} } });
+    for (const name of [CONTROL, ...LADDER]) await transport(name).setup!(plan);
+  });
+  after(() => {
+    stopTransports();
+    destroyLab(plan);
+    assert.deepEqual(labNamespaces(plan.prefix), []);
+  });
+
+  test('trigger: a naive TLS tunnel is flagged by rule A and reset by the resetting module; plain HTTPS is not', async () => {
+    await censor(measuring);
+    for (let i = 0; i < 5; i++) {
+      assert.ok((await transport(CONTROL).attempt(plan, 5, `/page/${i}`)).ok);
+      assert.ok((await transport(BASELINE).attempt(plan, 5, `/page/${i}`)).ok);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    const flags = events().filter((e) => e.action === 'flag');
+    assert.ok(flags.length >= 1, 'the naive tunnel is flagged');
+    assert.ok(flags.every((e) => /^rule A: runs /.test(e.detail ?? '')));
+    const ports = new Set(
+      events()
+        .filter((e) => e.action === 'flag')
+        .map((e) => (e as { serverPort?: number }).serverPort),
+    );
+    assert.deepEqual([...ports], [8443], 'only the tunnel port, never plain HTTPS (443)');
+    // the resetting module (October 2022 sweep): the tunnel fails, plain HTTPS passes
+    await censor(modulePolicy('tls-in-tls', plan));
+    let tunnelOk = 0;
+    for (let i = 0; i < 3; i++) if ((await transport(CONTROL).attempt(plan, 3)).ok) tunnelOk++;
+    assert.ok(tunnelOk < 3, `the tunnel got through ${tunnelOk} of 3 times`);
+    for (let i = 0; i < 3; i++) assert.ok((await transport(BASELINE).attempt(plan, 3)).ok);
+    assert.ok(events().some((e) => e.module === 'tls-in-tls' && e.action === 'reset'));
+  });
+
+  test(`${PAGES} HTTPS pages through each TLS transport, rules A and B: the baseline, the control, and Ladder's WebSocket transports within baseline + 2 pp`, async () => {
+    for (const name of [BASELINE, CONTROL, ...LADDER]) {
+      const r = await browse(name, PAGES);
+      measured.set(name, r);
+      console.log(
+        `# ${name}: ${r.ok}/${PAGES} pages, ${r.flows} outer flows measured, rule A ${pct(r.a)}%, rule B ${pct(r.b)}%; runs seen: ${r.runs.slice(0, 6).join(', ')}`,
+      );
+      assert.equal(r.ok, PAGES, `${name}: every page fetched`);
+      assert.ok(r.flows >= PAGES, `${name}: every outer flow measured`);
+    }
+    const baseline = measured.get(BASELINE)!;
+    const within = (name: string, rule: 'a' | 'b') =>
+      pct(measured.get(name)![rule]) <= pct(baseline[rule]) + 2;
+    // the control: the test can fail
+    assert.ok(!within(CONTROL, 'a') && !within(CONTROL, 'b'), 'the naive tunnel fails');
+    for (const name of ['ladder-ws-trojan-https', 'ladder-ws-ss-https']) {
+      assert.ok(within(name, 'a'), `${name}: rule A`);
+      assert.ok(within(name, 'b'), `${name}: rule B`);
+    }
+  });
+
+  test(
+    "Ladder's Trojan carrying HTTPS: flag rate within baseline + 2 pp (rules A and B)",
+    {
+      todo: "fails: Ladder's Trojan client sends the Trojan request and the inner ClientHello with its outer Finished, so rule A sees an inner handshake (docs/lab.md 'TLS in TLS'); reported to the lead, the transport is unchanged here",
+    },
+    () => {
+      const baseline = measured.get(BASELINE)!;
+      const r = measured.get('ladder-trojan-https')!;
+      assert.ok(pct(r.a) <= pct(baseline.a) + 2, `rule A: ${pct(r.a)}% vs ${pct(baseline.a)}%`);
+      assert.ok(pct(r.b) <= pct(baseline.b) + 2, `rule B: ${pct(r.b)}% vs ${pct(baseline.b)}%`);
+    },
+  );
+});
