@@ -116,3 +116,52 @@ test('SIP023: identity headers select the user among many on one iPSK', () => {
     assert.equal(got?.initialPayload.length, 0);
   }
 });
+
+test('trial decryption: the preferred key (the last match for a client) is tried first, then every key in order', () => {
+  // Trials are counted by reads of each key's master key, which only a trial makes.
+  let trials = 0;
+  const keys = Array.from({ length: 200 }, (_, i) => {
+    const key = makeCipherKey('aes-256-gcm', `password-${i}`);
+    return {
+      id: `k${i}`,
+      key: new Proxy(key, {
+        get(t, p, r): unknown {
+          if (p === 'key') trials++;
+          return Reflect.get(t, p, r) as unknown;
+        },
+      }),
+    };
+  });
+  const table = new SsKeyTable(keys);
+  const mine = keys[150]!;
+  const now = Date.now();
+  const request = (): Buffer =>
+    new SsTcpClientSession(makeCipherKey('aes-256-gcm', 'password-150'), randomBytes).encodeRequest(
+      { host: 'example.com', port: 443 },
+      Buffer.from('hello'),
+      now,
+    );
+  for (const [preferred, expected] of [
+    [mine, 1],
+    [undefined, 151],
+    [keys[7], 151], // a wrong hint: k7 first, then k0..k150 in order without k7 again
+    [{ id: 'gone', key: makeCipherKey('aes-256-gcm', 'not in the table') }, 151],
+  ] as const) {
+    trials = 0;
+    const acc = new SsTcpAcceptor(table, guard(), randomBytes, preferred);
+    const req = request();
+    // in two pieces: too few bytes for any trial first, so nothing is tried twice or skipped
+    assert.equal(acc.push(Buffer.from(req.subarray(0, 20)), now), null);
+    const got = acc.push(Buffer.from(req.subarray(20)), now);
+    assert.equal(got?.key.id, 'k150');
+    assert.equal(trials, expected, `trials with hint ${preferred?.id ?? 'none'}`);
+  }
+  // A request no key opens fails only once every key has been tried.
+  trials = 0;
+  const bad = new SsTcpAcceptor(table, guard(), randomBytes, mine);
+  assert.throws(
+    () => bad.push(randomBytes(200), now),
+    (e: unknown) => hasCode(e, 'ERR_CIPHER'),
+  );
+  assert.equal(trials, 200);
+});

@@ -276,12 +276,6 @@ export class SsKeyTable {
   candidateOf(key: SsServerKey | undefined): number {
     return key === undefined ? -1 : (this.#candidateIndex.get(key) ?? -1);
   }
-
-  /** The trial keys, `preferred` first (the key that last matched for this client, as outline-ss-server does). */
-  trialOrder(preferred?: SsServerKey): readonly SsServerKey[] {
-    if (!preferred || this.candidateOf(preferred) < 0) return this.trial;
-    return [preferred, ...this.trial.filter((k) => k !== preferred)];
-  }
 }
 
 /** What the replay defences need; the server passes its filters in. */
