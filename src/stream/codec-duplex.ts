@@ -10,7 +10,7 @@
  * @module
  */
 import { Duplex } from 'node:stream';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 
 /**
  * What a CodecDuplex runs over: a socket, or any Duplex (a WebSocket stream, a Mux.Cool session)
@@ -36,11 +36,20 @@ export class CodecDuplex extends Duplex {
   readonly #codec: StreamCodec;
   #pendingWriteCb: ((err?: Error | null) => void) | null = null;
   #readPaused = false;
+  /**
+   * Whether an empty write queue after a write means nothing references the encoded bytes any more,
+   * so the codec may reuse their memory (the encode scratch is shared by the whole process). True
+   * for a net.Socket: TCP wrote them to the kernel, TLS encrypted them (OpenSSL copies what it
+   * cannot send yet). Not for other duplexes: a WebSocket stream hands large payloads on to its own
+   * socket by reference, where they may still be queued.
+   */
+  readonly #releasable: boolean;
 
   constructor(socket: SocketLike, codec: StreamCodec, options?: { highWaterMark?: number }) {
     super({ allowHalfOpen: true, highWaterMark: options?.highWaterMark ?? 16 * 1024 });
     this.socket = socket;
     this.#codec = codec;
+    this.#releasable = socket instanceof Socket;
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('drain', this.#onDrain);
@@ -136,8 +145,8 @@ export class CodecDuplex extends Duplex {
       return;
     }
     const ok = this.socket.write(wire);
-    // Taken whole by the kernel: nothing references `wire` any more.
-    if (this.socket.writableLength === 0) this.#codec.release?.();
+    // Taken whole by the kernel (or by OpenSSL): nothing references `wire` any more.
+    if (this.#releasable && this.socket.writableLength === 0) this.#codec.release?.();
     if (ok) cb();
     else this.#pendingWriteCb = cb;
   }
@@ -154,7 +163,7 @@ export class CodecDuplex extends Duplex {
       return;
     }
     this.socket.uncork();
-    if (this.socket.writableLength === 0) this.#codec.release?.();
+    if (this.#releasable && this.socket.writableLength === 0) this.#codec.release?.();
     if (ok) cb();
     else this.#pendingWriteCb = cb;
   }
