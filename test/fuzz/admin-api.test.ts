@@ -47,23 +47,33 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-/** A raw request with any body bytes. */
+/**
+ * A raw request with any body bytes. Never hangs: 15 s without an answer is an error. A server that
+ * answers before it has read a large body may close while the body is still coming, and the reset
+ * can cut the answer short on our side; once the status line has arrived, that is the answer.
+ */
 function raw(
   method: string,
   path: string,
   body: Buffer,
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
+    let status = 0;
+    let text = '';
+    const done = (): void => resolve({ status, text });
     const req = request(
       `${base}${path}`,
-      { method, rejectUnauthorized: false, agent: false },
+      { method, rejectUnauthorized: false, agent: false, timeout: 15_000 },
       (res) => {
-        let text = '';
+        status = res.statusCode ?? 0;
         res.on('data', (d: Buffer) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        res.on('end', done);
+        res.on('error', done);
+        res.on('aborted', done);
       },
     );
-    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 15 s`)));
+    req.on('error', (err) => (status > 0 ? done() : reject(err)));
     req.end(body);
   });
 }

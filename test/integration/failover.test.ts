@@ -71,6 +71,10 @@ describe('ladder:// key failover', { timeout: 90_000 }, () => {
     const second = await get();
     assert.notEqual(first.code, 0, 'silently refused');
     assert.notEqual(second.code, 0);
+    // The switch happens when the second refused connection closes, which can come a moment after
+    // curl has given up on it; wait for it (bounded) rather than race it.
+    for (let t = Date.now(); Date.now() - t < 5_000 && !/now using/.test(client.output());)
+      await new Promise((r) => setTimeout(r, 50));
     const third = await get();
     assert.equal(third.code, 0, `after two silent closes the client moved on: ${third.stderr}`);
     assert.equal(third.body.toString(), 'hello\n');
