@@ -66,8 +66,13 @@ async function browse(name: string, n: number): Promise<Rates> {
   await censor(measuring);
   let ok = 0;
   for (let i = 0; i < n; i++) if ((await transport(name).attempt(plan, 5, `/page/${i}`)).ok) ok++;
-  await new Promise((r) => setTimeout(r, 500)); // the last flows' FINs
-  const m = events().filter((e) => e.module === 'tls-in-tls' && e.action === 'measure');
+  // A flow is measured when it ends: wait for the last flows' FINs (a WebSocket lingers before its
+  // Close), up to 10 s, rather than a fixed moment that a loaded machine may miss.
+  const measures = () =>
+    events().filter((e) => e.module === 'tls-in-tls' && e.action === 'measure');
+  for (let t = Date.now(); measures().length < n && Date.now() - t < 10_000;)
+    await new Promise((r) => setTimeout(r, 200));
+  const m = measures();
   const runs = [...new Set(m.map((e) => /runs ([\d/]+)/.exec(e.detail ?? '')?.[1] ?? '?'))];
   return {
     ok,
