@@ -395,25 +395,8 @@ async function udpConnect(
 
 /** Node's own TLS ClientHello for `servername` (its handshake message), captured on loopback. */
 async function localClientHello(servername: string): Promise<Buffer> {
-  const { createServer } = await import('node:net');
-  const { connect: tlsConnect } = await import('node:tls');
-  const record = await new Promise<Buffer>((resolve, reject) => {
-    const srv = createServer((s) =>
-      s.once('data', (d: Buffer) => {
-        resolve(d);
-        s.destroy();
-        srv.close();
-      }),
-    );
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      const c = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false });
-      c.on('error', () => {});
-      setTimeout(() => c.destroy(), 200);
-    });
-    srv.on('error', reject);
-  });
-  return record.subarray(5);
+  const { nodeClientHelloRecord } = await import('../lab/packet/node-hello.js');
+  return (await nodeClientHelloRecord(servername)).subarray(5);
 }
 
 /**

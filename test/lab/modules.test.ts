@@ -3,8 +3,6 @@
 // client), the GFW's parsing quirks, and the engine's residual on the UDP 3-tuple.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect as tlsConnect } from 'node:tls';
-import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { buildTcpPacket, buildUdpPacket, TCP_FLAG } from '../../src/lab/packet/l4.js';
 import {
@@ -21,28 +19,13 @@ import { CensorEngine } from '../../src/lab/censor/engine.js';
 import { seededRandom } from '../../src/lab/censor/run.js';
 import { buildModules, checkPolicy, modulePolicy, profilePolicy } from '../../src/lab/policy.js';
 import { planLab } from '../../src/lab/topology.js';
+import { nodeClientHelloRecord } from '../../src/lab/packet/node-hello.js';
 
 const C = '198.18.1.2';
 const S = '198.19.2.20';
 
 async function clientHelloHandshake(servername: string): Promise<Buffer> {
-  const record = await new Promise<Buffer>((resolve, reject) => {
-    const srv = createServer((s) =>
-      s.once('data', (d: Buffer) => {
-        resolve(d);
-        s.destroy();
-        srv.close();
-      }),
-    );
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      const c = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false });
-      c.on('error', () => {});
-      setTimeout(() => c.destroy(), 200);
-    });
-    srv.on('error', reject);
-  });
-  return record.subarray(5); // the handshake message, as a CRYPTO frame carries it
+  return (await nodeClientHelloRecord(servername)).subarray(5); // the handshake message, as a CRYPTO frame carries it
 }
 
 test('QUIC v1 client Initial keys match RFC 9001 Appendix A.1', () => {

@@ -2,8 +2,6 @@
 // parsing, DNS forging, and the engine's decisions on constructed packets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect as tlsConnect } from 'node:tls';
-import { createServer } from 'node:net';
 import { decodeIpHeader, ipv6Bytes, ipv6String } from '../../src/lab/packet/ip.js';
 import {
   buildTcpPacket,
@@ -30,6 +28,7 @@ import { CensorEngine, prefixMatcher } from '../../src/lab/censor/engine.js';
 import { seededRandom } from '../../src/lab/censor/run.js';
 import { buildModules, modulePolicy } from '../../src/lab/policy.js';
 import { planLab, upCommands } from '../../src/lab/topology.js';
+import { nodeClientHelloRecord } from '../../src/lab/packet/node-hello.js';
 
 const C = '198.18.1.2';
 const S = '198.19.2.10';
@@ -109,24 +108,7 @@ test('blocklist styles: domain and subdomains by default, raw regex with re:', (
   assert.ok(m('exact.lab') && !m('www.exact.lab'));
 });
 
-async function realClientHello(servername: string): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer((s) =>
-      s.once('data', (d: Buffer) => {
-        resolve(d);
-        s.destroy();
-        srv.close();
-      }),
-    );
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      const c = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false });
-      c.on('error', () => {});
-      setTimeout(() => c.destroy(), 200);
-    });
-    srv.on('error', reject);
-  });
-}
+const realClientHello = nodeClientHelloRecord;
 
 test("ClientHello SNI from Node's own TLS client; split records hide it; incomplete is null (§6)", async () => {
   const ch = await realClientHello('www.blocked.lab');

@@ -2,8 +2,6 @@
 // engine: what triggers them and what must not, on ClientHellos built from Node's own.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { CensorEngine } from '../../src/lab/censor/engine.js';
 import { buildTcpPacket, decodeTcpHeader, TCP_FLAG } from '../../src/lab/packet/l4.js';
@@ -21,28 +19,12 @@ import { HenanModule, henanName, HENAN_RST_PAYLOAD } from '../../src/lab/modules
 import { buildModules, profilePolicy } from '../../src/lab/policy.js';
 import { planLab } from '../../src/lab/topology.js';
 import type { CensorModule } from '../../src/lab/censor/types.js';
+import { nodeClientHelloRecord } from '../../src/lab/packet/node-hello.js';
 
 const C = '198.18.1.2';
 const S = '198.19.2.11';
 
-async function nodeHello(servername: string): Promise<Buffer> {
-  return new Promise<Buffer>((resolve, reject) => {
-    const srv = createServer((s) =>
-      s.once('data', (d: Buffer) => {
-        resolve(d);
-        s.destroy();
-        srv.close();
-      }),
-    );
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      const c = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false });
-      c.on('error', () => {});
-      setTimeout(() => c.destroy(), 200);
-    });
-    srv.on('error', reject);
-  });
-}
+const nodeHello = nodeClientHelloRecord;
 
 test('withExtension appends an extension and keeps the ClientHello well formed', async () => {
   const hello = await nodeHello('allowed.lab');
