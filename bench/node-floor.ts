@@ -51,7 +51,7 @@ function socksClient(relayPort: number): void {
       s.off('data', onData);
       s.pause();
       if (d.length < 10 || d[3] !== 1) return void s.destroy(); // CONNECT to an IPv4 address only
-      const header = Buffer.concat([d.subarray(4, 10), d.subarray(10)]);
+      const header = d.subarray(4); // IPv4 address and port, and anything sent behind the request
       const up = connect({ host: '127.0.0.1', port: relayPort, noDelay: true });
       up.once('connect', () => {
         s.write(Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
