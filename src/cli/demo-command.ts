@@ -59,7 +59,7 @@ export async function run(argv: string[]): Promise<number> {
   });
 
   const target = { host: '127.0.0.1', port: sAddr.port };
-  const dialer = new SsStreamDialer(target, key);
+  const dialer = new SsStreamDialer(target, key, { recycleReads: true }); // its fronts honour holdChunks
   const socks = new Socks5Server({ dialer, packetDialer: new SsPacketDialer(target, key) });
   const http = new HttpProxyServer({ dialer });
   const socksAddr = await socks.listen('127.0.0.1', 0);

@@ -78,6 +78,9 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
     // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts).
     const stream = new SsStreamDialer(server, key, {
       ...(k.prefix ? { prefix: k.prefix } : {}),
+      // These dialers serve the client's SOCKS5 and HTTP fronts, whose relay() and MessageReader
+      // honour borrowed chunks: the tunnel's reads can use recycled memory.
+      ...(ws ? {} : { recycleReads: true }),
       ...(ws
         ? {
             connect: wsConnector(server, {

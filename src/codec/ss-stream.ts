@@ -163,6 +163,18 @@ export class ByteQueue {
     return this.take(Math.min(max, first.length));
   }
 
+  /**
+   * Copies every queued byte that lies in `memory` into memory of the queue's own, so that `memory`
+   * may be reused (a borrowed read buffer, stream/recycled-reads.ts). Only the chunk just pushed can
+   * lie there, and of it only an unfinished frame's bytes are left: at most one frame is copied.
+   */
+  detach(memory: ArrayBufferLike): void {
+    for (let i = this.#head; i < this.#chunks.length; i++) {
+      const c = this.#chunks[i]!;
+      if (c.buffer === memory) this.#chunks[i] = Buffer.from(c); // a copy (pooled when small)
+    }
+  }
+
   /** Returns the first `n` bytes without removing them (copies if they span chunks). */
   peek(n: number): Buffer {
     const first = this.#chunks[this.#head]!;
@@ -223,11 +235,19 @@ export class ChunkReader {
    * Adds received bytes and returns every payload that is now complete (possibly none). Takes
    * ownership of `chunk`: payloads are decrypted in place, so its bytes are overwritten.
    * Throws AuthError('ERR_SS_BAD_TAG') on a wrong tag and CodecError on an over-long length.
+   *
+   * `borrowed`: `chunk`'s memory is reused once the caller returns (a recycled read). The reader then
+   * keeps none of it: an unfinished frame at its end is copied. The payloads returned may still be
+   * views of it; the caller keeps them only by holding the source (holdChunks).
    */
-  push(chunk: Buffer): Buffer[] {
+  push(chunk: Buffer, borrowed = false): Buffer[] {
     this.#queue.push(chunk);
     const out: Buffer[] = [];
-    this.drainInto(out);
+    try {
+      this.drainInto(out);
+    } finally {
+      if (borrowed) this.#queue.detach(chunk.buffer);
+    }
     return out;
   }
 

@@ -168,9 +168,20 @@ export class SsTcpClientSession {
     this.#writer?.release();
   }
 
-  /** Bytes from the server (ownership passes: they are decrypted in place); returns the payloads now complete. Throws AuthError/CodecError. */
-  decode(chunk: Buffer, nowMs: number): Buffer[] {
-    if (this.#reader !== null) return this.#reader.push(chunk);
+  /**
+   * Bytes from the server (ownership passes: they are decrypted in place); returns the payloads now
+   * complete. Throws AuthError/CodecError. `borrowed`: see {@link ChunkReader.push}.
+   */
+  decode(chunk: Buffer, nowMs: number, borrowed = false): Buffer[] {
+    if (this.#reader !== null) return this.#reader.push(chunk, borrowed);
+    try {
+      return this.#decodeHead(chunk, nowMs);
+    } finally {
+      if (borrowed) this.#queue.detach(chunk.buffer);
+    }
+  }
+
+  #decodeHead(chunk: Buffer, nowMs: number): Buffer[] {
     this.#queue.push(chunk);
     const key = this.#key;
     const q = this.#queue;
@@ -531,9 +542,9 @@ export class SsTcpServerStream {
     return this.#salt;
   }
 
-  /** Bytes from the client; returns complete payloads. Throws AuthError/CodecError. */
-  decode(chunk: Buffer): Buffer[] {
-    return this.#reader.push(chunk);
+  /** Bytes from the client; returns complete payloads. Throws AuthError/CodecError. `borrowed`: see {@link ChunkReader.push}. */
+  decode(chunk: Buffer, borrowed = false): Buffer[] {
+    return this.#reader.push(chunk, borrowed);
   }
 
   /** Response payload (non-empty). The first call prefixes the salt and, in 2022, the response header. */

@@ -429,7 +429,7 @@ export class SsServer {
         }
         return out;
       },
-      decode: (chunk) => a.stream.decode(chunk),
+      decode: (chunk, borrowed) => a.stream.decode(chunk, borrowed),
       release: () => a.stream.release(),
     });
     sides = [duplex, up, socket];

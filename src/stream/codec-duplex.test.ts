@@ -5,6 +5,11 @@ import { Duplex } from 'node:stream';
 import { CodecDuplex } from './codec-duplex.js';
 import { CounterAead } from '../crypto/aead.js';
 import { ByteQueue, ChunkReader, ChunkWriter, MAX_PAYLOAD_2017 } from '../codec/ss-stream.js';
+import { SsKeyTable, SsTcpAcceptor, SsTcpClientSession } from '../codec/ss-tcp.js';
+import { makeCipherKey } from '../crypto/ss-key.js';
+import { relay } from '../transport/relay.js';
+import { HOLD } from './recycled-reads.js';
+import { seeded } from '../../test/helpers/seeded-random.js';
 
 test('CodecDuplex over a duplex that keeps written buffers by reference: the encode scratch is never reused under it', async () => {
   // A WebSocket stream passes large payloads on to its socket by reference and reports an empty
@@ -43,3 +48,124 @@ test('CodecDuplex over a duplex that keeps written buffers by reference: the enc
   assert.deepEqual(Buffer.concat(out), Buffer.concat(sent));
   duplex.destroy();
 });
+
+// ------------------------------------------------------------------------------------------------
+// Borrowed reads (stream/recycled-reads.ts): a socket that lends one read buffer again and again.
+
+/**
+ * A source that emits every read as a view of one buffer, as a recycled-read socket does, and
+ * poisons that buffer as soon as the 'data' handler returns unless the read was held: any byte a
+ * consumer reads after reuse is then wrong, and the test sees it.
+ */
+class LendingSource extends Duplex {
+  #buf = Buffer.alloc(80 * 1024);
+  #held = false;
+  holds = 0;
+  readonly [HOLD] = (): void => {
+    this.#held = true;
+    this.holds++;
+  };
+  constructor() {
+    super({ read() {}, write: (_c, _e, cb) => cb() });
+  }
+  lend(bytes: Buffer): void {
+    if (this.#held) this.#buf = Buffer.alloc(80 * 1024); // the held one is left to its holder
+    this.#held = false;
+    bytes.copy(this.#buf);
+    this.emit('data', this.#buf.subarray(0, bytes.length));
+    if (!this.#held) this.#buf.fill(0xee); // the next read would overwrite it
+  }
+}
+
+/** The server's response bytes for `payloads`, as the client's session sees them, and that session. */
+function responseStream(method: string, password: string, payloads: Buffer[]) {
+  const key = makeCipherKey(method, password);
+  const client = new SsTcpClientSession(key, randomBytes);
+  const request = client.encodeRequest({ host: '192.0.2.1', port: 80 }, Buffer.from('GET /'), 0);
+  const acceptor = new SsTcpAcceptor(
+    new SsKeyTable([{ id: 'k', key }]),
+    { addSalt2017: () => true, addSalt2022: () => true },
+    randomBytes,
+  );
+  const accepted = acceptor.push(request, 0);
+  assert.ok(accepted);
+  const wire = Buffer.concat(payloads.map((p) => Buffer.from(accepted.stream.encode(p, 0))));
+  return { client, wire };
+}
+
+/** Cuts `wire` into reads of 1 byte to 70 KB (deterministic), as TCP might deliver them. */
+function reads(wire: Buffer, seed: string): Buffer[] {
+  const sizes = seeded(seed, 4096);
+  const out: Buffer[] = [];
+  for (let p = 0, i = 0; p < wire.length; i++) {
+    const r = sizes.readUInt16BE((i * 2) % 4094);
+    const n = i % 5 === 0 ? 1 + (r % 40) : 1 + ((r * 3) % 70_000);
+    out.push(wire.subarray(p, p + n));
+    p += n;
+  }
+  return out;
+}
+
+for (const [method, password] of [
+  ['chacha20-ietf-poly1305', 'pw'],
+  ['2022-blake3-aes-256-gcm', seeded('psk', 32).toString('base64')],
+] as const) {
+  for (const sinkHwm of [1024, 1 << 24])
+    test(`CodecDuplex over lent reads (${method}): nothing reads a read buffer after its reuse — relay to a slow sink (highWaterMark ${sinkHwm})`, async () => {
+      const payloads = Array.from({ length: 40 }, (_, i) =>
+        seeded(`p${i}`, 1 + ((i * 9973) % 70_000)),
+      );
+      const { client, wire } = responseStream(method, password, payloads);
+      const source = new LendingSource();
+      const duplex = new CodecDuplex(source, {
+        encode: () => Buffer.alloc(0),
+        decode: (c, borrowed) => client.decode(c, 0, borrowed),
+      });
+      // A sink that keeps what it is given by reference and takes it slowly: writes stay queued. With
+      // a small highWaterMark the relay pauses and payloads wait in the Duplex; with a large one every
+      // payload goes on at once and only the relay's holdChunks, passed through, protects it.
+      const kept: Buffer[] = [];
+      const sink = new Duplex({
+        highWaterMark: sinkHwm,
+        write(chunk: Buffer, _e, cb): void {
+          kept.push(chunk);
+          setImmediate(cb);
+        },
+        read(): void {},
+      });
+      const done = relay(duplex, sink);
+      for (const r of reads(wire, method)) {
+        while (source.isPaused()) await new Promise((res) => setImmediate(res));
+        source.lend(r);
+      }
+      const total = payloads.reduce((n, p) => n + p.length, 0);
+      while (kept.reduce((n, k) => n + k.length, 0) < total)
+        await new Promise((res) => setImmediate(res));
+      assert.ok(
+        Buffer.concat(kept).equals(Buffer.concat(payloads)),
+        'the bytes came through intact',
+      );
+      assert.ok(source.holds > 0, 'queued writes held their reads');
+      duplex.destroy();
+      await done;
+    });
+
+  test(`CodecDuplex over lent reads (${method}): payloads left unread in the Duplex stay intact`, async () => {
+    const payloads = Array.from({ length: 12 }, (_, i) =>
+      seeded(`q${i}`, 1 + ((i * 7919) % 40_000)),
+    );
+    const { client, wire } = responseStream(method, password, payloads);
+    const source = new LendingSource();
+    const duplex = new CodecDuplex(
+      source,
+      { encode: () => Buffer.alloc(0), decode: (c, borrowed) => client.decode(c, 0, borrowed) },
+      { highWaterMark: 1 << 30 }, // nobody reads until the end: everything stays buffered
+    );
+    for (const r of reads(wire, `${method}/2`)) source.lend(r);
+    const got: Buffer[] = [];
+    for (let c = duplex.read() as Buffer | null; c !== null; c = duplex.read() as Buffer | null)
+      got.push(c);
+    assert.ok(Buffer.concat(got).equals(Buffer.concat(payloads)));
+    duplex.destroy();
+  });
+}

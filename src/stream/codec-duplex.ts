@@ -11,6 +11,7 @@
  */
 import { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
+import { HOLD, holdChunks } from './recycled-reads.js';
 
 /**
  * What a CodecDuplex runs over: a socket, or any Duplex (a WebSocket stream, a Mux.Cool session)
@@ -25,8 +26,12 @@ export type SocketLike = Duplex &
 export interface StreamCodec {
   /** Encodes payload for the wire (non-empty input). */
   encode(payload: Buffer): Buffer;
-  /** Decodes bytes from the wire into zero or more payloads; throws on invalid input. */
-  decode(chunk: Buffer): Buffer[];
+  /**
+   * Decodes bytes from the wire into zero or more payloads; throws on invalid input. `borrowed`:
+   * `chunk`'s memory is reused after the call (a recycled read): the codec must keep none of it (it
+   * copies what it keeps), though the payloads it returns may be views of it.
+   */
+  decode(chunk: Buffer, borrowed: boolean): Buffer[];
   /** Optional: the last encoded bytes are no longer referenced, so their memory may be reused. */
   release?(): void;
 }
@@ -44,12 +49,22 @@ export class CodecDuplex extends Duplex {
    * socket by reference, where they may still be queued.
    */
   readonly #releasable: boolean;
+  /**
+   * Whether the socket lends its read buffers (stream/recycled-reads.ts). Payloads decoded from a
+   * read may then be views of borrowed memory: when they stay buffered in this readable, or a
+   * consumer keeps them (it calls holdChunks on this Duplex), the socket is told to hold that read.
+   */
+  readonly #borrowing: boolean;
 
   constructor(socket: SocketLike, codec: StreamCodec, options?: { highWaterMark?: number }) {
     super({ allowHalfOpen: true, highWaterMark: options?.highWaterMark ?? 16 * 1024 });
     this.socket = socket;
     this.#codec = codec;
     this.#releasable = socket instanceof Socket;
+    this.#borrowing = typeof (socket as { [HOLD]?: unknown })[HOLD] === 'function';
+    // A consumer's hold reaches the socket whose read the payload came from.
+    if (this.#borrowing)
+      (this as unknown as { [HOLD]: () => void })[HOLD] = () => holdChunks(socket);
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('drain', this.#onDrain);
@@ -90,7 +105,7 @@ export class CodecDuplex extends Duplex {
   #onData = (chunk: Buffer): void => {
     let pieces: Buffer[];
     try {
-      pieces = this.#codec.decode(chunk);
+      pieces = this.#codec.decode(chunk, this.#borrowing);
     } catch (err) {
       this.destroy(err as Error);
       return;
@@ -101,6 +116,8 @@ export class CodecDuplex extends Duplex {
         this.socket.pause();
       }
     }
+    // Payloads left in our buffer (nobody was reading, or not all of it) outlive this read.
+    if (this.#borrowing && pieces.length > 0 && this.readableLength > 0) holdChunks(this.socket);
   };
 
   #onTimeout = (): void => {

@@ -22,6 +22,7 @@ import {
   encodeUdp2022,
 } from '../codec/ss-udp.js';
 import { CodecDuplex, type SocketLike, type StreamCodec } from '../stream/codec-duplex.js';
+import { connectRecycling } from '../stream/recycled-reads.js';
 import {
   systemClock,
   type Clock,
@@ -48,6 +49,12 @@ export interface SsDialerOptions {
    * SIP003 plugin would carry the stream.
    */
   connect?: (server: Target, signal?: AbortSignal) => Promise<SocketLike>;
+  /**
+   * Read the server's bytes into recycled memory (stream/recycled-reads.ts; not with `connect`).
+   * Only for consumers that honour `holdChunks`, such as `relay()` and the HTTP proxy's
+   * MessageReader: the payloads a dialed stream emits are then borrowed.
+   */
+  recycleReads?: boolean;
 }
 
 class ClientCodec implements StreamCodec {
@@ -73,8 +80,8 @@ class ClientCodec implements StreamCodec {
     return this.#session.encodeRequest(this.#target, payload, this.#clock.now());
   }
 
-  decode(chunk: Buffer): Buffer[] {
-    return this.#session.decode(chunk, this.#clock.now());
+  decode(chunk: Buffer, borrowed: boolean): Buffer[] {
+    return this.#session.decode(chunk, this.#clock.now(), borrowed);
   }
 
   release(): void {
@@ -92,6 +99,7 @@ export class SsStreamDialer implements StreamDialer {
   readonly #prefix: Uint8Array | undefined;
   readonly #localAddress: string | undefined;
   readonly #connect: SsDialerOptions['connect'];
+  readonly #recycle: boolean;
 
   constructor(server: Target, key: SsCipherKey, options: SsDialerOptions = {}) {
     this.#localAddress = options.localAddress;
@@ -102,6 +110,7 @@ export class SsStreamDialer implements StreamDialer {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#waitMs = options.firstPayloadWaitMs ?? 50;
     this.#connect = options.connect;
+    this.#recycle = options.recycleReads ?? false;
     this.#prefix = options.prefix;
     // Fails now, not at the first dial, if the prefix leaves too little of the salt random.
     if (this.#prefix) new SsTcpClientSession(key, this.#random, this.#prefix);
@@ -110,7 +119,13 @@ export class SsStreamDialer implements StreamDialer {
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     const socket = this.#connect
       ? await this.#connect(this.#server, signal)
-      : await connectTo(this.#server, this.#connectTimeoutMs, signal, this.#localAddress);
+      : await connectTo(
+          this.#server,
+          this.#connectTimeoutMs,
+          signal,
+          this.#localAddress,
+          this.#recycle,
+        );
     const codec = new ClientCodec(
       new SsTcpClientSession(this.#key, this.#random, this.#prefix),
       target,
@@ -132,6 +147,7 @@ export function connectTo(
   timeoutMs: number,
   signal?: AbortSignal,
   localAddress?: string,
+  recycleReads = false,
 ): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const what = `proxy server ${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}`;
@@ -139,12 +155,13 @@ export function connectTo(
       reject(new DialError('ERR_ABORTED', `${what}: aborted`));
       return;
     }
-    const socket = connect({
+    const options = {
       host: server.host,
       port: server.port,
       noDelay: true,
       ...(localAddress ? { localAddress } : {}),
-    });
+    };
+    const socket = recycleReads ? connectRecycling(options) : connect(options);
     const timer = setTimeout(
       () =>
         fail(new DialError('ERR_SERVER_UNREACHABLE', `${what}: no answer within ${timeoutMs} ms`)),
