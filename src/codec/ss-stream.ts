@@ -105,11 +105,27 @@ export class ChunkWriter {
   }
 }
 
-/** A FIFO of received buffers, handing out views and copying only across buffer boundaries. */
+/** A carry of this size serves a 2017 frame (most reads) without growing. */
+const MIN_CARRY = 0x3fff + TAG_SIZE;
+
+/**
+ * A FIFO of received buffers, handing out views and copying only across buffer boundaries.
+ *
+ * Lent reads (stream/recycled-reads.ts): a chunk pushed with `lent` is memory the queue may use only
+ * until {@link detach}, which the caller runs before the read buffer is reused; the lender also
+ * leaves the memory in front of the chunk (its headroom) free for that time. A unit that spans the
+ * bytes kept from the previous read and a lent read is then put together in that headroom: a view
+ * of the read, adjacent to the rest of it, instead of a fresh copy. What is left unfinished at the
+ * end goes to a carry buffer of the queue's own, reused from read to read.
+ */
 export class ByteQueue {
   #chunks: Buffer[] = [];
   #head = 0; // index of the first live chunk in #chunks
   #length = 0;
+  /** The memory of the lent chunk being pushed now (headroom included), until detach(). */
+  #lent: ArrayBufferLike | null = null;
+  /** Where detach() keeps an unfinished unit; dropped once a view of it has been handed out. */
+  #carry: Buffer | null = null;
 
   get length(): number {
     return this.#length;
@@ -119,7 +135,9 @@ export class ByteQueue {
     return this.#chunks.length - this.#head;
   }
 
-  push(chunk: Buffer): void {
+  /** Adds `chunk`; with `lent`, see the class notes (call {@link detach} before the memory is reused). */
+  push(chunk: Buffer, lent = false): void {
+    if (lent) this.#lent = chunk.buffer;
     if (chunk.length === 0) return;
     this.#chunks.push(chunk);
     this.#length += chunk.length;
@@ -129,12 +147,28 @@ export class ByteQueue {
   take(n: number): Buffer {
     const first = this.#chunks[this.#head]!;
     let out: Buffer;
-    if (first.length > n) {
-      out = first.subarray(0, n);
-      this.#chunks[this.#head] = first.subarray(n);
-    } else if (first.length === n) {
-      out = first;
+    const second = this.#chunks[this.#head + 1];
+    if (first.length >= n) {
+      out = first.length === n ? first : first.subarray(0, n);
+      if (first.length === n) this.#shift();
+      else this.#chunks[this.#head] = first.subarray(n);
+      // Handed out, maybe to be kept: the carry is no longer ours to reuse.
+      if (this.#carry !== null && out.buffer === this.#carry.buffer) this.#carry = null;
+    } else if (
+      second !== undefined &&
+      second.buffer === this.#lent &&
+      first.buffer !== second.buffer &&
+      second.byteOffset >= first.length &&
+      second.length >= n - first.length
+    ) {
+      // The lent read's headroom takes the first bytes: the unit is then a view of the read.
+      const k = first.length;
+      const start = second.byteOffset - k;
+      first.copy(new Uint8Array(second.buffer, start, k));
+      out = Buffer.from(second.buffer, start, n);
       this.#shift();
+      if (second.length === n - k) this.#shift();
+      else this.#chunks[this.#head] = second.subarray(n - k);
     } else {
       out = Buffer.allocUnsafe(n); // every byte is copied in below
       let filled = 0;
@@ -164,15 +198,36 @@ export class ByteQueue {
   }
 
   /**
-   * Copies every queued byte that lies in `memory` into memory of the queue's own, so that `memory`
-   * may be reused (a borrowed read buffer, stream/recycled-reads.ts). Only the chunk just pushed can
-   * lie there, and of it only an unfinished frame's bytes are left: at most one frame is copied.
+   * Ends a lent push: no queued byte is left in the lent memory (they move to the carry), so the
+   * lender may reuse it. After a decoder has drained what it could, what is left is one unfinished
+   * unit: at most one frame is copied.
    */
-  detach(memory: ArrayBufferLike): void {
-    for (let i = this.#head; i < this.#chunks.length; i++) {
-      const c = this.#chunks[i]!;
-      if (c.buffer === memory) this.#chunks[i] = Buffer.from(c); // a copy (pooled when small)
+  detach(): void {
+    const lent = this.#lent;
+    this.#lent = null;
+    if (lent === null) return;
+    const chunks = this.#chunks;
+    let inLent = false;
+    for (let i = this.#head; i < chunks.length && !inLent; i++) inLent = chunks[i]!.buffer === lent;
+    if (!inLent) return;
+    // Everything queued goes to the carry, in order. A new carry is fresh memory; within the same
+    // carry, bytes only move down (copyWithin is a memmove), so none is overwritten before it moved.
+    const total = this.#length;
+    let carry = this.#carry;
+    if (carry === null || carry.length < total)
+      carry = Buffer.allocUnsafeSlow(Math.max(total, MIN_CARRY)); // written up to `total` below
+    let filled = 0;
+    for (let i = this.#head; i < chunks.length; i++) {
+      const c = chunks[i]!;
+      if (c.buffer === carry.buffer) {
+        const from = c.byteOffset - carry.byteOffset;
+        carry.copyWithin(filled, from, from + c.length);
+      } else c.copy(carry, filled);
+      filled += c.length;
     }
+    this.#carry = carry;
+    this.#chunks = [carry.subarray(0, total)];
+    this.#head = 0;
   }
 
   /** Returns the first `n` bytes without removing them (copies if they span chunks). */
@@ -236,17 +291,18 @@ export class ChunkReader {
    * ownership of `chunk`: payloads are decrypted in place, so its bytes are overwritten.
    * Throws AuthError('ERR_SS_BAD_TAG') on a wrong tag and CodecError on an over-long length.
    *
-   * `borrowed`: `chunk`'s memory is reused once the caller returns (a recycled read). The reader then
-   * keeps none of it: an unfinished frame at its end is copied. The payloads returned may still be
-   * views of it; the caller keeps them only by holding the source (holdChunks).
+   * `borrowed`: `chunk`'s memory, and the headroom in front of it, is lent until the call returns (a
+   * recycled read, stream/recycled-reads.ts). The reader then keeps none of it: an unfinished frame
+   * at its end is copied. The payloads returned may still be views of it; the caller keeps them only
+   * by holding the source (holdChunks).
    */
   push(chunk: Buffer, borrowed = false): Buffer[] {
-    this.#queue.push(chunk);
+    this.#queue.push(chunk, borrowed);
     const out: Buffer[] = [];
     try {
       this.drainInto(out);
     } finally {
-      if (borrowed) this.#queue.detach(chunk.buffer);
+      this.#queue.detach();
     }
     return out;
   }

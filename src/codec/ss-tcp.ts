@@ -174,15 +174,15 @@ export class SsTcpClientSession {
    */
   decode(chunk: Buffer, nowMs: number, borrowed = false): Buffer[] {
     if (this.#reader !== null) return this.#reader.push(chunk, borrowed);
+    this.#queue.push(chunk, borrowed);
     try {
-      return this.#decodeHead(chunk, nowMs);
+      return this.#decodeHead(nowMs);
     } finally {
-      if (borrowed) this.#queue.detach(chunk.buffer);
+      this.#queue.detach();
     }
   }
 
-  #decodeHead(chunk: Buffer, nowMs: number): Buffer[] {
-    this.#queue.push(chunk);
+  #decodeHead(nowMs: number): Buffer[] {
     const key = this.#key;
     const q = this.#queue;
     if (key.edition === 2017) {

@@ -8,7 +8,7 @@ import { ByteQueue, ChunkReader, ChunkWriter, MAX_PAYLOAD_2017 } from '../codec/
 import { SsKeyTable, SsTcpAcceptor, SsTcpClientSession } from '../codec/ss-tcp.js';
 import { makeCipherKey } from '../crypto/ss-key.js';
 import { relay } from '../transport/relay.js';
-import { HOLD } from './recycled-reads.js';
+import { HOLD, READ_HEADROOM } from './recycled-reads.js';
 import { seeded } from '../../test/helpers/seeded-random.js';
 
 test('CodecDuplex over a duplex that keeps written buffers by reference: the encode scratch is never reused under it', async () => {
@@ -58,7 +58,7 @@ test('CodecDuplex over a duplex that keeps written buffers by reference: the enc
  * consumer reads after reuse is then wrong, and the test sees it.
  */
 class LendingSource extends Duplex {
-  #buf = Buffer.alloc(80 * 1024);
+  #buf = Buffer.alloc(READ_HEADROOM + 80 * 1024); // with headroom, as recycled reads lend it
   #held = false;
   holds = 0;
   readonly [HOLD] = (): void => {
@@ -69,10 +69,10 @@ class LendingSource extends Duplex {
     super({ read() {}, write: (_c, _e, cb) => cb() });
   }
   lend(bytes: Buffer): void {
-    if (this.#held) this.#buf = Buffer.alloc(80 * 1024); // the held one is left to its holder
+    if (this.#held) this.#buf = Buffer.alloc(READ_HEADROOM + 80 * 1024); // left to its holder
     this.#held = false;
-    bytes.copy(this.#buf);
-    this.emit('data', this.#buf.subarray(0, bytes.length));
+    bytes.copy(this.#buf, READ_HEADROOM);
+    this.emit('data', this.#buf.subarray(READ_HEADROOM, READ_HEADROOM + bytes.length));
     if (!this.#held) this.#buf.fill(0xee); // the next read would overwrite it
   }
 }

@@ -3,7 +3,8 @@
  * ArrayBuffer, which V8 frees only when a GC happens to run: at hundreds of MB/s a busy proxy carries
  * a hundred MiB of dead read buffers. A socket made here reads into one buffer again and again
  * (`onread`; one buffer shared by all such sockets), and emits each read as an ordinary 'data' event whose chunk is *borrowed*: valid during
- * the 'data' handler only. A consumer that keeps a chunk past its handler (queued in a writable,
+ * the 'data' handler only, which may also use the {@link READ_HEADROOM} bytes of the same memory in
+ * front of the chunk as scratch. A consumer that keeps a chunk past its handler (queued in a writable,
  * buffered in a readable) must call {@link holdChunks} on the source before returning; the socket then
  * reads into a new buffer and leaves the held one to its holder.
  * @module
@@ -19,20 +20,31 @@ export function holdChunks(source: unknown): void {
   if (f) f();
 }
 
+/**
+ * Memory in front of every recycled read that its 'data' handler may use as scratch (it is lent
+ * with the read): room for one Shadowsocks 2022 frame, so that a decoder can put a frame that spans
+ * two reads together in front of the second, contiguous with the rest of it (codec/ss-stream.ts).
+ */
+export const READ_HEADROOM = 0xffff + 2 * 16 + 2;
+
 /** One reusable buffer, replaced when its holder keeps it. */
 export class BufferRecycler {
   readonly #size: number;
+  readonly #headroom: number;
   #buf: Buffer | null = null;
   #held = false;
 
-  constructor(size = 64 * 1024) {
+  /** Reads of up to `size` bytes, each with `headroom` bytes of the same memory in front of it. */
+  constructor(size = 64 * 1024, headroom = 0) {
     this.#size = size;
+    this.#headroom = headroom;
   }
 
   /** The buffer for the next read: the last one again unless it was held. */
   next = (): Buffer => {
     if (this.#buf === null || this.#held) {
-      this.#buf = Buffer.allocUnsafeSlow(this.#size); // never a slice of Node's shared pool
+      // Never a slice of Node's shared pool. The headroom is written before it is ever read.
+      this.#buf = Buffer.allocUnsafeSlow(this.#headroom + this.#size).subarray(this.#headroom);
       this.#held = false;
     }
     return this.#buf;
@@ -48,7 +60,7 @@ export class BufferRecycler {
  * time and the chunk is consumed (or held) within its 'data' handler, so one buffer serves every
  * connection whose reads are passed on at once, rather than 64 KiB kept per connection.
  */
-const sharedRecycler = new BufferRecycler();
+const sharedRecycler = new BufferRecycler(64 * 1024, READ_HEADROOM);
 
 /**
  * net.connect with recycled reads. Until a 'data' listener is attached, reads are copied aside and

@@ -33,6 +33,7 @@ import {
   type ReplayGuard,
 } from '../../src/codec/ss-tcp.js';
 import { ChunkReader } from '../../src/codec/ss-stream.js';
+import { READ_HEADROOM } from '../../src/stream/recycled-reads.js';
 import { decodeUdp2017, decodeUdp2022Response, openUdpRequest } from '../../src/codec/ss-udp.js';
 import {
   bytesToIPv6,
@@ -513,7 +514,8 @@ test('ChunkReader, borrowed reads: nothing of a read is kept past push (its memo
       configArb,
       fc.array(fc.oneof(fc.nat(300), fc.nat(70_000)), { minLength: 1, maxLength: 8 }),
       fc.array(fc.nat(200_000), { maxLength: 20 }),
-      (c, sizes, at) => {
+      fc.boolean(),
+      (c, sizes, at, headroom) => {
         const max = c.key.edition === 2017 ? 0x3fff : 0xffff;
         const key = randomBytes(c.key.keySize);
         const payloads = sizes.map((n) => randomBytes(Math.min(n, max)));
@@ -525,12 +527,14 @@ test('ChunkReader, borrowed reads: nothing of a read is kept past push (its memo
           ]),
         );
         const reader = new ChunkReader(new CounterAead(c.key.cipher, key), max);
-        const lent = Buffer.alloc(wire.length); // one read buffer, lent again and again
+        // one read buffer, lent again and again, with headroom in front of each read (or none)
+        const room = headroom ? READ_HEADROOM : 0;
+        const lent = Buffer.alloc(room + wire.length);
         const out: Buffer[] = [];
         for (const piece of cut(wire, at)) {
-          piece.copy(lent);
+          piece.copy(lent, room);
           // payloads may be views of the read: the caller copies (or holds) before returning
-          for (const p of reader.push(lent.subarray(0, piece.length), true))
+          for (const p of reader.push(lent.subarray(room, room + piece.length), true))
             out.push(Buffer.from(p));
           lent.fill(0xee); // the next read overwrites it
         }
