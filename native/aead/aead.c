@@ -12,10 +12,20 @@
  *   create(cipher: 0=aes-128-gcm 1=aes-256-gcm 2=chacha20-poly1305, key, encrypt: boolean) -> ctx
  *   seal(ctx, plaintext, out, offset) -> bytes written (plaintext.length + 16)
  *   open(ctx, sealed, out, offset) -> plaintext length, or -1 if the tag is wrong (counter unchanged)
+ *   hkdfSha1(ikm, salt, info, out) -> undefined; out.length <= 255 * 20 bytes of HKDF-SHA1 (RFC 5869)
  * `out` may be the same memory as `sealed` (in-place open); on a wrong tag its contents are undefined.
+ *
+ * hkdfSha1 is the AEAD-2017 subkey derivation, done for every connection in each direction. Through
+ * OpenSSL 3's EVP layer (hkdfSync) every call fetches the algorithm and builds a KeyObject; in
+ * JavaScript (@noble/hashes) it costs about 50 us in a busy proxy. Here it is HMAC over the plain
+ * SHA-1 block functions, which OpenSSL 3 still exports (deprecated, but not removed).
  */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <node_api.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TAG 16
@@ -166,13 +176,87 @@ static napi_value open_(napi_env env, napi_callback_info info) {
   return make_int(env, (int64_t)n);
 }
 
+/* HMAC-SHA1 (RFC 2104): the key's inner and outer states are set up once, then each message is
+ * hashed from copies of them. */
+typedef struct {
+  SHA_CTX inner, outer;
+} HmacSha1;
+
+static void hmac_sha1_key(HmacSha1 *h, const unsigned char *key, size_t keylen) {
+  unsigned char block[SHA_CBLOCK], digest[SHA_DIGEST_LENGTH];
+  if (keylen > SHA_CBLOCK) {
+    SHA1(key, keylen, digest);
+    key = digest;
+    keylen = SHA_DIGEST_LENGTH;
+  }
+  memset(block, 0, sizeof block);
+  memcpy(block, key, keylen);
+  for (int i = 0; i < SHA_CBLOCK; i++) block[i] ^= 0x36;
+  SHA1_Init(&h->inner);
+  SHA1_Update(&h->inner, block, SHA_CBLOCK);
+  for (int i = 0; i < SHA_CBLOCK; i++) block[i] ^= 0x36 ^ 0x5c;
+  SHA1_Init(&h->outer);
+  SHA1_Update(&h->outer, block, SHA_CBLOCK);
+  OPENSSL_cleanse(block, sizeof block);
+  OPENSSL_cleanse(digest, sizeof digest);
+}
+
+/* HMAC(key, a || b || c) into out (20 bytes); any part may be empty. */
+static void hmac_sha1(const HmacSha1 *h, const unsigned char *a, size_t alen, const unsigned char *b,
+                      size_t blen, const unsigned char *c, size_t clen, unsigned char *out) {
+  SHA_CTX ctx = h->inner;
+  unsigned char inner[SHA_DIGEST_LENGTH];
+  SHA1_Update(&ctx, a, alen);
+  SHA1_Update(&ctx, b, blen);
+  SHA1_Update(&ctx, c, clen);
+  SHA1_Final(inner, &ctx);
+  ctx = h->outer;
+  SHA1_Update(&ctx, inner, sizeof inner);
+  SHA1_Final(out, &ctx);
+  OPENSSL_cleanse(inner, sizeof inner);
+  OPENSSL_cleanse(&ctx, sizeof ctx);
+}
+
+static napi_value hkdf_sha1(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 4) return throw_error(env, "hkdfSha1(ikm, salt, info, out)");
+  unsigned char *ikm, *salt, *inf, *out;
+  size_t ikmlen, saltlen, inflen, outlen;
+  if (!get_bytes(env, argv[0], &ikm, &ikmlen) || !get_bytes(env, argv[1], &salt, &saltlen) ||
+      !get_bytes(env, argv[2], &inf, &inflen) || !get_bytes(env, argv[3], &out, &outlen))
+    return throw_error(env, "buffers must be Uint8Array");
+  if (outlen > 255 * SHA_DIGEST_LENGTH) return throw_error(env, "output too long");
+  HmacSha1 h;
+  unsigned char prk[SHA_DIGEST_LENGTH], t[SHA_DIGEST_LENGTH];
+  /* RFC 5869 2.2: PRK = HMAC(salt, IKM); no salt means HashLen zero bytes (the same HMAC key). */
+  hmac_sha1_key(&h, salt, saltlen);
+  hmac_sha1(&h, ikm, ikmlen, NULL, 0, NULL, 0, prk);
+  /* 2.3: T(i) = HMAC(PRK, T(i-1) || info || i) */
+  hmac_sha1_key(&h, prk, sizeof prk);
+  size_t done = 0, tlen = 0;
+  for (unsigned char i = 1; done < outlen; i++) {
+    hmac_sha1(&h, t, tlen, inf, inflen, &i, 1, t);
+    tlen = SHA_DIGEST_LENGTH;
+    size_t n = outlen - done < tlen ? outlen - done : tlen;
+    memcpy(out + done, t, n);
+    done += n;
+  }
+  OPENSSL_cleanse(&h, sizeof h);
+  OPENSSL_cleanse(prk, sizeof prk);
+  OPENSSL_cleanse(t, sizeof t);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"create", NULL, create, NULL, NULL, NULL, napi_default, NULL},
     {"seal", NULL, seal, NULL, NULL, NULL, napi_default, NULL},
     {"open", NULL, open_, NULL, NULL, NULL, napi_default, NULL},
+    {"hkdfSha1", NULL, hkdf_sha1, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, 3, props);
+  napi_define_properties(env, exports, 4, props);
   return exports;
 }
 

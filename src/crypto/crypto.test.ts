@@ -176,6 +176,37 @@ test('HKDF-SHA1: RFC 5869 A.4–A.7 through node:crypto (what ssSubkey uses) and
   }
 });
 
+test('native HKDF-SHA1: RFC 5869 A.4–A.7, and noble for every salt and output length', (t) => {
+  const native = nativeAead?.hkdfSha1;
+  if (!native) {
+    t.skip('the native addon is not built (or is an old build): ssSubkey uses noble');
+    return;
+  }
+  for (const v of RFC5869_SHA1) {
+    const out = new Uint8Array(v.okm.length);
+    native(v.ikm, v.salt, v.info, out);
+    assert.equal(hex(out), hex(v.okm), v.name);
+  }
+  // salts longer than a SHA-1 block are hashed first (RFC 2104); lengths across T(i) boundaries
+  for (const saltLen of [0, 1, 20, 63, 64, 65, 200]) {
+    for (const len of [1, 16, 19, 20, 21, 32, 40, 41, 255]) {
+      const ikm = randomBytes(1 + (len % 33));
+      const salt = randomBytes(saltLen);
+      const info = randomBytes(len % 7);
+      const out = new Uint8Array(len);
+      native(ikm, salt, info, out);
+      assert.equal(
+        hex(out),
+        hex(hkdf(sha1, ikm, salt, info, len)),
+        `salt ${saltLen}, length ${len}`,
+      );
+    }
+  }
+  assert.throws(() =>
+    native(new Uint8Array(1), new Uint8Array(1), new Uint8Array(0), new Uint8Array(255 * 20 + 1)),
+  );
+});
+
 test('ssSubkey is HKDF-SHA1(key, salt, "ss-subkey") as long as the key', () => {
   for (const size of [16, 32]) {
     for (let i = 0; i < 8; i++) {

@@ -11,6 +11,8 @@ export interface NativeAead {
   create(cipher: number, key: Uint8Array, encrypt: boolean): object;
   seal(ctx: object, plaintext: Uint8Array, out: Uint8Array, offset: number): number;
   open(ctx: object, sealed: Uint8Array, out: Uint8Array, offset: number): number;
+  /** HKDF-SHA1 (RFC 5869) into `out` (its length is the output length). Absent in older builds. */
+  hkdfSha1?(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, out: Uint8Array): void;
 }
 
 export const NATIVE_CIPHER_ID: Record<AeadCipherName, number> = {
