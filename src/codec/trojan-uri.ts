@@ -13,6 +13,9 @@
  * `mux=<n>` (Ladder's addition, 1..1024) carries connections as Mux.Cool sessions, at most n at once
  * on one TLS connection, as v2ray's trojan outbound with `mux: {enabled: true, concurrency: n}`;
  * only Ladder and v2ray servers take it (trojan-gfw does not), so keys for trojan-gfw leave it out.
+ * With `mux`, each session's first frames are padded (KeepAlive frames of random length, which
+ * v2ray and Ladder servers discard; docs/lab.md "TLS in TLS"); `pad=0` (Ladder's addition) turns
+ * that off, for a Mux.Cool server that does not discard KeepAlive data.
  * @module
  */
 import { isIPv6 } from 'node:net';
@@ -35,6 +38,8 @@ export interface TrojanAccessKey {
   security?: 'none';
   /** Mux.Cool sessions at once on one connection (absent: no Mux.Cool). */
   mux?: number;
+  /** false (`pad=0`): no KeepAlive padding of the first Mux.Cool frames (absent: padded). */
+  muxPadding?: false;
 }
 
 /** v2ray-core refuses a mux concurrency outside 1..1024 (app/proxyman/outbound/handler.go). */
@@ -97,6 +102,12 @@ export function parseTrojanUri(uri: string): TrojanAccessKey {
       );
     key.mux = n;
   }
+  const pad = u.searchParams.get('pad');
+  if (pad !== null) {
+    if (pad !== '0' && pad !== '1')
+      throw bad('pad', `'${pad.slice(0, 20)}' must be 0 (no Mux.Cool padding) or 1 (the default)`);
+    if (pad === '0' && key.mux) key.muxPadding = false; // without Mux.Cool there is nothing to pad
+  }
   const security = (u.searchParams.get('security') ?? 'tls').toLowerCase();
   if (security === 'none' || security === '') {
     if (key.type !== 'ws')
@@ -123,6 +134,7 @@ export function formatTrojanUri(k: TrojanAccessKey): string {
     q.set('path', k.path ?? '/');
   }
   if (k.mux) q.set('mux', String(k.mux));
+  if (k.mux && k.muxPadding === false) q.set('pad', '0');
   const query = [...q].length > 0 ? `?${q.toString()}` : '';
   return `trojan://${encodeURIComponent(k.password)}@${host}:${k.port}${query}${k.tag ? `#${encodeURIComponent(k.tag)}` : ''}`;
 }

@@ -17,6 +17,7 @@
  * every session on it with ERR_MUX_COOL. A connection with no session for `idleTimeoutMs` is closed.
  * @module
  */
+import { randomFillSync, randomInt } from 'node:crypto';
 import { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
 import {
@@ -28,6 +29,8 @@ import {
   decodeMuxHeader,
   encodeMuxHeader,
   muxHeaderLength,
+  muxPaddingHeader,
+  muxPaddingLength,
   type MuxFrameHeader,
   type MuxNetwork,
 } from '../codec/mux-cool.js';
@@ -60,7 +63,21 @@ export interface MuxCoolOptions {
    * may call back while its socket still holds the bytes.
    */
   reuseFrames?: boolean;
+  /**
+   * Follow each session's first {@link MUX_PADDED_FRAMES} frames with a KeepAlive frame of random
+   * padding in the same write (codec/mux-cool.ts `muxPaddingLength`), so that the first records of
+   * a session (an inner TLS handshake) do not show their sizes. Default true; v2ray's client and
+   * server discard KeepAlive data.
+   */
+  padding?: boolean;
 }
+
+/**
+ * Frames of each session, each direction, that carry padding: an inner TLS 1.3 handshake and the
+ * first request take up to three client writes (ClientHello; Finished; request) and the server's
+ * flight, tickets and first data as many; one more for slack.
+ */
+export const MUX_PADDED_FRAMES = 4;
 
 /** Frame buffers: the largest header (2 + 512 + 2) and a full frame of data. */
 const FRAME_BUFFER_SIZE = 2 + MUX_MAX_METADATA + 2 + MUX_MAX_DATA;
@@ -295,6 +312,29 @@ export class MuxCool {
     else this.#waitingWriters.add(done);
   }
 
+  /**
+   * @internal Sends a frame followed by a KeepAlive frame of random padding, in one write (one
+   * WebSocket message, one TLS record); as {@link send} when padding is off.
+   */
+  sendPadded(h: MuxFrameHeader, data: Buffer | null, done: () => void): void {
+    if (this.#o.padding === false || this.#dead || this.conn.destroyed || !this.conn.writable) {
+      this.send(h, data, done);
+      return;
+    }
+    const hl = muxHeaderLength(h);
+    const flight = hl + (data?.length ?? 0);
+    const pad = muxPaddingHeader(h.sessionId, muxPaddingLength(flight, randomInt));
+    const padAt = flight + muxHeaderLength(pad);
+    const out = Buffer.allocUnsafe(padAt + pad.dataLength!);
+    encodeMuxHeader(h, out, 0);
+    if (data) data.copy(out, hl);
+    encodeMuxHeader(pad, out, flight);
+    randomFillSync(out, padAt);
+    debug('padded a frame of %d bytes to %d', flight, out.length);
+    if (this.conn.write(out)) done();
+    else this.#waitingWriters.add(done);
+  }
+
   #sendEnd(id: number, error: boolean): void {
     this.send(
       { sessionId: id, status: MUX_STATUS.END, option: error ? MUX_OPTION.ERROR : 0 },
@@ -312,6 +352,8 @@ export class MuxSession extends Duplex {
   #opening: { target: Target; network: MuxNetwork } | null;
   #endSent = false;
   #peerGone = false;
+  /** Frames sent; the first MUX_PADDED_FRAMES are padded. */
+  #framesSent = 0;
   #readFull = false;
   /** Session data received and sent (a failover dialer tells a silent close by them). */
   bytesRead = 0;
@@ -384,7 +426,13 @@ export class MuxSession extends Duplex {
    */
   announce(): void {
     if (!this.#opening || this.#endSent || this.#peerGone || this.destroyed) return;
-    this.#mux.send(this.#header(null), null, noop);
+    this.#send(this.#header(null), null, noop);
+  }
+
+  /** A New or Keep frame of this session, padded while it is among the first few. */
+  #send(h: MuxFrameHeader, data: Buffer | null, done: () => void): void {
+    if (this.#framesSent++ < MUX_PADDED_FRAMES) this.#mux.sendPadded(h, data, done);
+    else this.#mux.send(h, data, done);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -404,7 +452,7 @@ export class MuxSession extends Duplex {
       const piece = chunk.subarray(at, at + size);
       at += piece.length;
       this.bytesWritten += piece.length;
-      this.#mux.send(this.#header(piece.length), piece, next);
+      this.#send(this.#header(piece.length), piece, next);
     };
     next();
   }

@@ -34,6 +34,13 @@ export interface TrojanDialerOptions extends TlsClientOptions {
   connect?: (server: Target, signal?: AbortSignal) => Promise<Duplex>;
   /** Mux.Cool sessions at once on one connection (v2ray's `concurrency`); 0 or absent: no Mux.Cool. */
   mux?: number;
+  /**
+   * With `mux`: pad each session's first frames with KeepAlive frames of random length (default
+   * true; stream/mux-cool.ts). Only for servers that discard KeepAlive data, as v2ray and Ladder do.
+   */
+  muxPadding?: boolean;
+  /** With `mux`: sessions one connection carries in its life (default 128, as v2ray). */
+  muxSessionsPerConnection?: number;
 }
 
 function header(hash: Buffer, command: 1 | 3, target: Target): Buffer {
@@ -69,6 +76,10 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
           return socket;
         },
         concurrency: options.mux,
+        padding: options.muxPadding ?? true,
+        ...(options.muxSessionsPerConnection
+          ? { sessionsPerConnection: options.muxSessionsPerConnection }
+          : {}),
         announceAfterMs: wait,
         // Straight over TLS (not a WebSocket): the socket's write callback frees a frame buffer.
         reuseFrames: !connect,
