@@ -20,7 +20,13 @@ const base = process.env.LADDER_LAB_TEST_PREFIX ?? 'lab1-';
 const plan = planLab(`${base.slice(0, -1).slice(0, 7)}6-`);
 const PAGES = 100;
 const BASELINE = 'https-allowed';
-const LADDER = ['ladder-trojan-https', 'ladder-ws-trojan-https', 'ladder-ws-ss-https'];
+const LADDER = [
+  'ladder-trojan-https',
+  'ladder-ws-trojan-https',
+  'ladder-ws-ss-https',
+  'ladder-trojan-mux-https',
+  'ladder-trojan-mux-nopad-https',
+];
 const CONTROL = 'naive-tunnel-https';
 
 interface LabEvent {
@@ -123,7 +129,7 @@ describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 600_000 
     assert.ok(events().some((e) => e.module === 'tls-in-tls' && e.action === 'reset'));
   });
 
-  test(`${PAGES} HTTPS pages through each TLS transport, rules A and B: the baseline, the control, and Ladder's WebSocket transports within baseline + 2 pp`, async () => {
+  test(`${PAGES} HTTPS pages through each TLS transport, rules A and B: the baseline, the control, and Ladder's WebSocket and padded Mux.Cool transports within baseline + 2 pp`, async () => {
     for (const name of [BASELINE, CONTROL, ...LADDER]) {
       const r = await browse(name, PAGES);
       measured.set(name, r);
@@ -138,10 +144,19 @@ describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 600_000 
       pct(measured.get(name)![rule]) <= pct(baseline[rule]) + 2;
     // the control: the test can fail
     assert.ok(!within(CONTROL, 'a') && !within(CONTROL, 'b'), 'the naive tunnel fails');
-    for (const name of ['ladder-ws-trojan-https', 'ladder-ws-ss-https']) {
+    for (const name of [
+      'ladder-ws-trojan-https',
+      'ladder-ws-ss-https',
+      'ladder-trojan-mux-https',
+    ]) {
       assert.ok(within(name, 'a'), `${name}: rule A`);
       assert.ok(within(name, 'b'), `${name}: rule B`);
     }
+    // The reference for the padding: the same Mux.Cool transport with pad=0 is flagged (its first
+    // run is the Trojan request, a New frame and the inner ClientHello, ~703 bytes), so it is the
+    // padding that keeps the padded row at the baseline.
+    const nopad = 'ladder-trojan-mux-nopad-https';
+    assert.ok(!within(nopad, 'a') && !within(nopad, 'b'), `${nopad} is flagged without padding`);
   });
 
   test(
