@@ -50,6 +50,7 @@ function single(uri: string, o: KeyDialerOptions): FailoverEntry & { packet: Pac
       // Mux.Cool inside Trojan, as v2ray's trojan outbound with mux enabled (mux-pool.ts).
       ...(t.mux ? { mux: t.mux, ...perConnection } : {}),
       ...(t.muxPadding === false ? { muxPadding: false } : {}),
+      ...(t.split ? { split: true } : {}),
       // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
       ...(t.type === 'ws'
         ? {
@@ -66,7 +67,7 @@ function single(uri: string, o: KeyDialerOptions): FailoverEntry & { packet: Pac
         ? `trojan over WebSocket${t.security === 'none' ? '' : ' over TLS'}`
         : 'trojan over TLS';
     return {
-      name: `${formatHostPort(t.host, t.port)} with ${how}${t.mux ? ' (Mux.Cool)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
+      name: `${formatHostPort(t.host, t.port)} with ${how}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
       stream: d,
       packet: d,
     };
