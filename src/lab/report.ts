@@ -315,7 +315,7 @@ function ladderSsUri(prefix?: Uint8Array, port = LADDER_PORT): string {
   });
 }
 
-function ladderTrojanUri(plan: LabPlan, mux?: { padding: boolean }): string {
+function ladderTrojanUri(plan: LabPlan, mux?: { padding: boolean }, split = false): string {
   const pem = readFileSync(join(plan.stateDir, 'ladder-cert.pem'), 'utf8');
   return formatTrojanUri({
     password: ladderSecrets.trojan,
@@ -325,6 +325,7 @@ function ladderTrojanUri(plan: LabPlan, mux?: { padding: boolean }): string {
     pinSha256: new X509Certificate(pem).fingerprint256,
     // Mux.Cool inside Trojan (v1.mux.cool), as in Ladder's own ladder:// bundles
     ...(mux ? { mux: 8, ...(mux.padding ? {} : { muxPadding: false as const }) } : {}),
+    ...(split ? { split: true as const } : {}),
   });
 }
 
@@ -524,6 +525,12 @@ function ladderTransports(): TransportEntry[] {
       (p) => ladderTrojanUri(p, { padding: true }),
       true,
       ['--mux-sessions', '1'],
+    ),
+    ladderEntry(
+      'ladder-trojan-split-https',
+      'plain Trojan over TLS with split=1 carrying HTTPS (the first payload split around the server tickets)',
+      (p) => ladderTrojanUri(p, undefined, true),
+      true,
     ),
     ladderEntry(
       'ladder-trojan-mux-nopad-https',
