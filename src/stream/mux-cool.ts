@@ -15,6 +15,11 @@
  * as v2ray's pipes do); a write waits for the connection's 'drain' when its buffer is full.
  * Hostile input (a malformed frame, a second New for a live session) destroys the connection and
  * every session on it with ERR_MUX_COOL. A connection with no session for `idleTimeoutMs` is closed.
+ *
+ * Padding (on unless `padding: false`): each session's first {@link MUX_PADDED_FRAMES} frames leave
+ * with a KeepAlive frame of random data in the same write, which the peer discards (v2ray does; so
+ * do we, whatever session the KeepAlive names): the sizes of an inner TLS handshake's records do
+ * not show through the outer ones (docs/websocket.md "Mux.Cool padding").
  * @module
  */
 import { randomFillSync, randomInt } from 'node:crypto';
