@@ -188,6 +188,92 @@ test('server: a session that answers sends Keep frames and End when it ends', as
   );
 });
 
+test('a large write leaves as frames of equal size, all of a 128 KiB slice in one write of the connection', async () => {
+  const writes: number[] = [];
+  const t = serverUnderTest((s) => {
+    s.resume();
+    s.write(Buffer.alloc(65_536, 1)); // two frames of 32 KiB, one write
+    s.write(Buffer.alloc(200_000, 2)); // four frames of 50,000: two writes of two frames
+    s.write('x'); // one frame
+  });
+  t.conn.on('data', () => {});
+  const origWrite = t.conn.write.bind(t.conn);
+  t.conn.write = ((c: Buffer, ...rest: never[]) => {
+    writes.push(c.length);
+    return origWrite(c, ...rest);
+  }) as typeof t.conn.write;
+  t.feed(
+    frame({
+      sessionId: 2,
+      status: MUX_STATUS.NEW,
+      option: 0,
+      network: 1,
+      target: { host: 'example.com', port: 80 },
+    }),
+  );
+  await tick();
+  const frames = parseFrames(t.wire());
+  assert.deepEqual(
+    frames.map((f) => [f.h.status, f.h.dataLength]),
+    [
+      [MUX_STATUS.KEEP, 32_768],
+      [MUX_STATUS.KEEP, 32_768],
+      [MUX_STATUS.KEEP, 50_000],
+      [MUX_STATUS.KEEP, 50_000],
+      [MUX_STATUS.KEEP, 50_000],
+      [MUX_STATUS.KEEP, 50_000],
+      [MUX_STATUS.KEEP, 1],
+    ],
+  );
+  assert.deepEqual(writes, [2 * (8 + 32_768), 2 * (8 + 50_000), 2 * (8 + 50_000), 8 + 1]);
+  assert.ok(frames.slice(2, 6).every((f) => f.data === '\x02'.repeat(50_000)));
+});
+
+test('data of one session across frame boundaries in one read arrives as one piece', async () => {
+  const t = serverUnderTest();
+  const got: [number, string][] = [];
+  const open = (id: number): Buffer =>
+    frame({
+      sessionId: id,
+      status: MUX_STATUS.NEW,
+      option: 0,
+      network: 1,
+      target: { host: '1.2.3.4', port: 1 },
+    });
+  const keep = (id: number, text: string): Buffer =>
+    frame(
+      { sessionId: id, status: MUX_STATUS.KEEP, option: MUX_OPTION.DATA, dataLength: text.length },
+      Buffer.from(text),
+    );
+  t.feed(Buffer.concat([open(1), open(2)]));
+  await tick();
+  for (const { s } of t.sessions) s.on('data', (d: Buffer) => got.push([s.id, d.toString()]));
+  const ended = new Promise((r) => t.sessions[0]!.s.on('end', r));
+  t.feed(
+    Buffer.concat([
+      keep(1, 'ab'),
+      keep(1, 'cd'),
+      keep(2, 'XY'),
+      keep(1, 'ef'),
+      frame({ sessionId: 0, status: MUX_STATUS.KEEP_ALIVE, option: 0 }),
+      keep(1, 'gh'),
+      frame({ sessionId: 1, status: MUX_STATUS.END, option: 0 }),
+    ]),
+  );
+  await ended;
+  await tick();
+  // Pieces per session, in order (two sessions' streams each emit on their own schedule). A frame
+  // of another session or a KeepAlive in between ends a piece.
+  assert.deepEqual(
+    got.filter(([id]) => id === 1).map(([, d]) => d),
+    ['abcd', 'ef', 'gh'],
+  );
+  assert.deepEqual(
+    got.filter(([id]) => id === 2).map(([, d]) => d),
+    ['XY'],
+  );
+});
+
 test('server: data for an unknown session is answered with End; UDP is refused with End(error)', async () => {
   const t = serverUnderTest();
   t.feed(
