@@ -417,6 +417,7 @@ async function main(): Promise<void> {
         { name: 'trojan-gfw', make: () => setupTrojanGfw(originPort) },
         { name: 'ladder trojan/tls', make: () => setupLadderTrojan() },
         { name: 'ladder trojan/tls mux', make: () => setupLadderTrojan({ mux: true }) },
+        { name: 'ladder trojan/tls split', make: () => setupLadderTrojan({ split: true }) },
         { name: 'ladder ws/tls trojan', make: () => setupLadderTrojan({ ws: true }) },
         {
           name: 'ladder ws/tls trojan mux',

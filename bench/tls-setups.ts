@@ -95,13 +95,15 @@ const PASSWORD = 'ladder-bench-password-1';
 const MUX = 8;
 
 /** Ladder's Trojan, over TLS or inside a WebSocket over TLS, with or without Mux.Cool. */
-export function setupLadderTrojan(o: { ws?: boolean; mux?: boolean } = {}): Promise<TlsSetup> {
+export function setupLadderTrojan(
+  o: { ws?: boolean; mux?: boolean; split?: boolean } = {},
+): Promise<TlsSetup> {
   const c = certificate();
   const path = `/${randomBytes(12).toString('base64url')}`;
   let port = 0;
   const ws = o.ws ? { type: 'ws' as const, path, wsHost: 'localhost' } : {};
   return pair(
-    `ladder ${o.ws ? 'ws/tls trojan' : 'trojan/tls'}${o.mux ? ' mux' : ''}`,
+    `ladder ${o.ws ? 'ws/tls trojan' : 'trojan/tls'}${o.mux ? ' mux' : ''}${o.split ? ' split' : ''}`,
     'ladder-tls',
     async () => {
       port = await freePort();
@@ -134,6 +136,7 @@ export function setupLadderTrojan(o: { ws?: boolean; mux?: boolean } = {}): Prom
             pinSha256: c.pin,
             ...ws,
             ...(o.mux ? { mux: MUX } : {}),
+            ...(o.split ? { split: true as const } : {}),
           }),
           '--socks',
           `127.0.0.1:${socks}`,

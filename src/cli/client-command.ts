@@ -19,7 +19,10 @@ options:
   --socks <host:port>    SOCKS5 proxy (CONNECT and UDP ASSOCIATE) (default 127.0.0.1:1080)
   --http <host:port>     HTTP proxy (CONNECT and plain requests) (default 127.0.0.1:8080)
   --no-socks, --no-http  do not start that proxy
-  --user <name:password> require this username and password on both proxies`;
+  --user <name:password> require this username and password on both proxies
+  --mux-sessions <n>     with a Mux.Cool key (trojan mux=n, v2ray-plugin): sessions one connection
+                         carries in its life before a fresh one is opened (default 128, as v2ray;
+                         1: a connection per session, each padded from its start)`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags('client', argv, {
@@ -29,6 +32,7 @@ export async function run(argv: string[]): Promise<number> {
     'no-socks': { type: 'boolean' },
     'no-http': { type: 'boolean' },
     user: { type: 'string' },
+    'mux-sessions': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -37,8 +41,24 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values.server)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
-  const keyDialers = dialersForKey(values.server, (to, why) =>
-    console.log(`ladder client: now using ${to} (${why})`),
+  let muxSessionsPerConnection: number | undefined;
+  if (values['mux-sessions'] !== undefined) {
+    const text = values['mux-sessions'];
+    muxSessionsPerConnection = Number(text);
+    if (
+      !/^[0-9]{1,4}$/.test(text) ||
+      muxSessionsPerConnection < 1 ||
+      muxSessionsPerConnection > 1024
+    )
+      throw new LadderError(
+        'ERR_USAGE',
+        `--mux-sessions '${text.slice(0, 20)}' must be the sessions per connection, 1 to 1024 (default 128)`,
+      );
+  }
+  const keyDialers = dialersForKey(
+    values.server,
+    (to, why) => console.log(`ladder client: now using ${to} (${why})`),
+    muxSessionsPerConnection ? { muxSessionsPerConnection } : {},
   );
   for (const s of keyDialers.skipped) console.log(`ladder client: skipping ${s}`);
   const dialer = keyDialers.stream;

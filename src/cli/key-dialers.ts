@@ -27,7 +27,16 @@ export interface KeyDialers {
   failover?: FailoverDialer;
 }
 
-function single(uri: string): FailoverEntry & { packet: PacketDialer } {
+/** Client-side choices that are not part of a key. */
+export interface KeyDialerOptions {
+  /** Mux.Cool sessions one connection carries in its life (default 128, as v2ray). */
+  muxSessionsPerConnection?: number;
+}
+
+function single(uri: string, o: KeyDialerOptions): FailoverEntry & { packet: PacketDialer } {
+  const perConnection = o.muxSessionsPerConnection
+    ? { muxSessionsPerConnection: o.muxSessionsPerConnection }
+    : {};
   if (/^trojan:/i.test(uri)) {
     const t = parseTrojanUri(uri);
     const server = { host: t.host, port: t.port };
@@ -39,7 +48,9 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
       password: t.password,
       ...tls,
       // Mux.Cool inside Trojan, as v2ray's trojan outbound with mux enabled (mux-pool.ts).
-      ...(t.mux ? { mux: t.mux } : {}),
+      ...(t.mux ? { mux: t.mux, ...perConnection } : {}),
+      ...(t.muxPadding === false ? { muxPadding: false } : {}),
+      ...(t.split ? { split: true } : {}),
       // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
       ...(t.type === 'ws'
         ? {
@@ -56,7 +67,7 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
         ? `trojan over WebSocket${t.security === 'none' ? '' : ' over TLS'}`
         : 'trojan over TLS';
     return {
-      name: `${formatHostPort(t.host, t.port)} with ${how}${t.mux ? ' (Mux.Cool)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
+      name: `${formatHostPort(t.host, t.port)} with ${how}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
       stream: d,
       packet: d,
     };
@@ -87,6 +98,7 @@ function single(uri: string): FailoverEntry & { packet: PacketDialer } {
               path: ws.path,
               host: ws.host,
               mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
+              ...perConnection,
               ...(ws.tls
                 ? {
                     tls: {
@@ -134,10 +146,11 @@ function readPem(file: string): string {
 export function dialersForKey(
   uri: string,
   onSwitch?: (to: string, why: string) => void,
+  options: KeyDialerOptions = {},
 ): KeyDialers & { skipped: string[] } {
   const text = uri.trim();
   if (!/^ladder:/i.test(text)) {
-    const one = single(text);
+    const one = single(text, options);
     return { stream: one.stream, packet: one.packet, what: one.name, skipped: [] };
   }
   const key = parseLadderKey(text);
@@ -145,7 +158,7 @@ export function dialersForKey(
   const skipped: string[] = [];
   key.transports.forEach((t, i) => {
     try {
-      entries.push(single(t));
+      entries.push(single(t, options));
     } catch (err) {
       if (err instanceof LadderError) skipped.push(`transport ${i + 1}: ${err.message}`);
       else throw err;

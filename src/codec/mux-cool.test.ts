@@ -3,11 +3,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import {
+  MUX_PAD_OVERHEAD,
   MUX_STATUS,
   classifyMuxStart,
   decodeMuxHeader,
   encodeMuxHeader,
   muxHeaderLength,
+  muxPaddingHeader,
+  muxPaddingLength,
   type MuxFrameHeader,
 } from './mux-cool.js';
 import { checkCodec } from '../../test/helpers/codec-battery.js';
@@ -126,4 +129,55 @@ test('classifyMuxStart: v2ray first frames are mux, random salts raw, short inpu
     if (classifyMuxStart(salt) === 'mux') mux++;
   }
   assert.equal(mux, 0);
+});
+
+test('padding: a short flight grows to a total in [900, 1400) whatever its size; a long one by 0..255', () => {
+  const lowest = () => 0;
+  const highest = (n: number) => n - 1;
+  for (let flight = 0; flight < 892; flight++) {
+    assert.equal(flight + MUX_PAD_OVERHEAD + muxPaddingLength(flight, lowest), 900, `${flight}`);
+    assert.equal(flight + MUX_PAD_OVERHEAD + muxPaddingLength(flight, highest), 1399, `${flight}`);
+  }
+  // 892..899: the KeepAlive's own header already reaches 900; never a negative length
+  for (let flight = 892; flight < 900; flight++) {
+    assert.ok(muxPaddingLength(flight, lowest) === 0);
+    assert.ok(flight + MUX_PAD_OVERHEAD + muxPaddingLength(flight, highest) <= 1399);
+  }
+  for (const flight of [900, 1500, 65_535 + 8]) {
+    assert.equal(muxPaddingLength(flight, lowest), 0);
+    assert.equal(muxPaddingLength(flight, highest), 255);
+  }
+  for (const bad of [-1, 1.5, Number.NaN])
+    assert.throws(() => muxPaddingLength(bad, lowest), CodecError);
+});
+
+test('padding: rand is asked for [0, n) and the result is used as given (no fixed total)', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 70_000 }),
+      fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+      (flight, u) => {
+        const asked: number[] = [];
+        const pad = muxPaddingLength(flight, (n) => {
+          asked.push(n);
+          return Math.floor(u * n);
+        });
+        assert.equal(asked.length, 1);
+        assert.ok(Number.isInteger(pad) && pad >= 0 && pad <= 0xffff);
+        if (flight < 892) assert.equal(flight + MUX_PAD_OVERHEAD + pad, 900 + Math.floor(u * 500));
+        else if (flight >= 900) assert.equal(pad, Math.floor(u * 256));
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+test('padding: the KeepAlive header with data round-trips and is the overhead the length assumes', () => {
+  for (const n of [0, 1, 1391]) {
+    const h = muxPaddingHeader(7, n);
+    const out = Buffer.alloc(muxHeaderLength(h));
+    assert.equal(encodeMuxHeader(h, out, 0), MUX_PAD_OVERHEAD);
+    assert.deepEqual(decodeMuxHeader(out, 0), { value: h, bytesRead: MUX_PAD_OVERHEAD });
+    assert.equal(h.status, MUX_STATUS.KEEP_ALIVE);
+  }
 });

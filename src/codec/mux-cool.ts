@@ -209,6 +209,56 @@ export function decodeMuxHeader(buf: Uint8Array, offset: number): Decoded<MuxFra
   return { value: { ...base, ...withData }, bytesRead: p - offset };
 }
 
+// ---------------------------------------------------------------------------------- padding
+
+/**
+ * Padding (Ladder's use of KeepAlive): a KeepAlive frame may carry data, and both ends of v2ray-core
+ * 4.34 read it and throw it away (common/mux/server.go `handleStatusKeepAlive`, client.go
+ * `handleStatueKeepAlive`: the frame's data is copied to `buf.Discard`); so does src/stream/mux-cool.ts.
+ * A sender may therefore follow a frame with a KeepAlive of random length in the same write, to
+ * change the size of what the outer TLS records carry without changing what the session reads
+ * (docs/lab.md "TLS in TLS").
+ *
+ * The length, as XTLS Vision chooses it for an inner TLS handshake: a flight (the frame it follows,
+ * header and data) shorter than {@link MUX_PAD_SHORT_FLIGHT} bytes grows to a total drawn uniformly
+ * from [900, 1400), whatever its own size, so the total says nothing about it (an inner ClientHello
+ * of 517 bytes and an HTTP request of 300 look the same); a longer flight gets 0..255 bytes more.
+ * Padding only adds: a flight of 2000 bytes stays above 2000.
+ */
+export const MUX_PAD_SHORT_FLIGHT = 900;
+/** Width of the band short flights are padded into: totals in [900, 900 + 500). */
+export const MUX_PAD_SPREAD = 500;
+/** Long flights: 0..255 bytes of padding data. */
+export const MUX_PAD_LONG_MAX = 256;
+/** A KeepAlive frame's bytes before its data: u16 L, ID (2), S, Opt, u16 X. */
+export const MUX_PAD_OVERHEAD = 2 + MUX_MIN_METADATA + 2;
+
+/**
+ * Data bytes of the KeepAlive frame that pads a flight of `flight` bytes (header and data of the
+ * frame it follows). `rand(n)` returns a whole number in [0, n) (a parameter, so this stays pure).
+ * The padded total (flight + {@link MUX_PAD_OVERHEAD} + the result) is uniform in [900, 1400) for
+ * a flight under 892 bytes.
+ */
+export function muxPaddingLength(flight: number, rand: (n: number) => number): number {
+  if (!Number.isInteger(flight) || flight < 0)
+    throw new CodecError('ERR_MUX_COOL', `flight of ${flight} bytes`);
+  if (flight < MUX_PAD_SHORT_FLIGHT) {
+    const total = MUX_PAD_SHORT_FLIGHT + rand(MUX_PAD_SPREAD);
+    return Math.max(0, total - flight - MUX_PAD_OVERHEAD);
+  }
+  return rand(MUX_PAD_LONG_MAX);
+}
+
+/** The KeepAlive header of a padding frame with `length` bytes of data, for session `sessionId`. */
+export function muxPaddingHeader(sessionId: number, length: number): MuxFrameHeader {
+  return {
+    sessionId,
+    status: MUX_STATUS.KEEP_ALIVE,
+    option: MUX_OPTION.DATA,
+    dataLength: length,
+  };
+}
+
 /** The bytes a Mux.Cool stream opens with: a New frame for session 1 or more, TCP or UDP. */
 const FIRST_FRAME_PREFIX_LENGTH = 7; // u16 L, u16 ID, S, Opt, N
 

@@ -47,6 +47,45 @@ test('refused: other transports, no TLS without a WebSocket, bad paths, bad pins
     assert.throws(() => parseTrojanUri(bad), ConfigError, bad);
 });
 
+test('split=1: plain Trojan over TLS only; 0 or absent: off; anything else refused', () => {
+  assert.equal(parseTrojanUri('trojan://s@h.example?split=1').split, true);
+  assert.equal(parseTrojanUri('trojan://s@h.example?split=0').split, undefined);
+  assert.equal(parseTrojanUri('trojan://s@h.example').split, undefined);
+  for (const bad of ['split=2', 'split=1&mux=8', 'split=1&type=ws&path=%2Fp'])
+    assert.throws(
+      () => parseTrojanUri(`trojan://s@h.example?${bad}`),
+      (e: Error) => e instanceof ConfigError && /split/.test(e.message),
+      bad,
+    );
+  const uri = formatTrojanUri({ password: 's', host: 'h.example', port: 443, split: true });
+  assert.match(uri, /\?split=1$/);
+  assert.equal(parseTrojanUri(uri).split, true);
+});
+
+test('pad=0: no Mux.Cool padding (with mux only); pad=1 or absent: padded; anything else refused', () => {
+  assert.equal(parseTrojanUri('trojan://s@h.example?mux=8&pad=0').muxPadding, false);
+  assert.equal(parseTrojanUri('trojan://s@h.example?mux=8&pad=1').muxPadding, undefined);
+  assert.equal(parseTrojanUri('trojan://s@h.example?mux=8').muxPadding, undefined);
+  assert.equal(parseTrojanUri('trojan://s@h.example?pad=0').muxPadding, undefined);
+  assert.throws(
+    () => parseTrojanUri('trojan://s@h.example?mux=8&pad=yes'),
+    (e: Error) => e instanceof ConfigError && /pad/.test(e.message),
+  );
+  const uri = formatTrojanUri({
+    password: 's',
+    host: 'h.example',
+    port: 443,
+    mux: 8,
+    muxPadding: false,
+  });
+  assert.match(uri, /\?mux=8&pad=0$/);
+  assert.equal(parseTrojanUri(uri).muxPadding, false);
+  assert.doesNotMatch(
+    formatTrojanUri({ password: 's', host: 'h.example', port: 443, mux: 8 }),
+    /pad/,
+  );
+});
+
 test('mux=<n>: Mux.Cool sessions per connection, 1..1024; 0 or absent is none', () => {
   assert.equal(parseTrojanUri('trojan://s@h.example?mux=8').mux, 8);
   assert.equal(parseTrojanUri('trojan://s@h.example?type=ws&mux=1').mux, 1);

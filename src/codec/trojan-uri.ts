@@ -13,6 +13,12 @@
  * `mux=<n>` (Ladder's addition, 1..1024) carries connections as Mux.Cool sessions, at most n at once
  * on one TLS connection, as v2ray's trojan outbound with `mux: {enabled: true, concurrency: n}`;
  * only Ladder and v2ray servers take it (trojan-gfw does not), so keys for trojan-gfw leave it out.
+ * With `mux`, each session's first frames are padded (KeepAlive frames of random length, which
+ * v2ray and Ladder servers discard; docs/lab.md "TLS in TLS"); `pad=0` (Ladder's addition) turns
+ * that off, for a Mux.Cool server that does not discard KeepAlive data.
+ * `split=1` (Ladder's addition, plain Trojan over TLS only) sends the request with a random slice of
+ * the first payload and the rest after the server's session tickets, at about one round trip's
+ * cost per connection (trojan-dialer.ts `split`).
  * @module
  */
 import { isIPv6 } from 'node:net';
@@ -35,6 +41,10 @@ export interface TrojanAccessKey {
   security?: 'none';
   /** Mux.Cool sessions at once on one connection (absent: no Mux.Cool). */
   mux?: number;
+  /** false (`pad=0`): no KeepAlive padding of the first Mux.Cool frames (absent: padded). */
+  muxPadding?: false;
+  /** `split=1`: the first payload split around the server's session tickets (Trojan over TLS only). */
+  split?: true;
 }
 
 /** v2ray-core refuses a mux concurrency outside 1..1024 (app/proxyman/outbound/handler.go). */
@@ -97,6 +107,23 @@ export function parseTrojanUri(uri: string): TrojanAccessKey {
       );
     key.mux = n;
   }
+  const pad = u.searchParams.get('pad');
+  if (pad !== null) {
+    if (pad !== '0' && pad !== '1')
+      throw bad('pad', `'${pad.slice(0, 20)}' must be 0 (no Mux.Cool padding) or 1 (the default)`);
+    if (pad === '0' && key.mux) key.muxPadding = false; // without Mux.Cool there is nothing to pad
+  }
+  const split = u.searchParams.get('split');
+  if (split !== null && split !== '' && split !== '0') {
+    if (split !== '1')
+      throw bad('split', `'${split.slice(0, 20)}' must be 1 (or 0: off, the default)`);
+    if (key.type === 'ws' || key.mux)
+      throw bad(
+        'split=1',
+        'is for plain Trojan over TLS: a WebSocket or Mux.Cool key already changes the first records (remove type=ws and mux, or split)',
+      );
+    key.split = true;
+  }
   const security = (u.searchParams.get('security') ?? 'tls').toLowerCase();
   if (security === 'none' || security === '') {
     if (key.type !== 'ws')
@@ -123,6 +150,8 @@ export function formatTrojanUri(k: TrojanAccessKey): string {
     q.set('path', k.path ?? '/');
   }
   if (k.mux) q.set('mux', String(k.mux));
+  if (k.mux && k.muxPadding === false) q.set('pad', '0');
+  if (k.split) q.set('split', '1');
   const query = [...q].length > 0 ? `?${q.toString()}` : '';
   return `trojan://${encodeURIComponent(k.password)}@${host}:${k.port}${query}${k.tag ? `#${encodeURIComponent(k.tag)}` : ''}`;
 }

@@ -315,7 +315,7 @@ function ladderSsUri(prefix?: Uint8Array, port = LADDER_PORT): string {
   });
 }
 
-function ladderTrojanUri(plan: LabPlan): string {
+function ladderTrojanUri(plan: LabPlan, mux?: { padding: boolean }, split = false): string {
   const pem = readFileSync(join(plan.stateDir, 'ladder-cert.pem'), 'utf8');
   return formatTrojanUri({
     password: ladderSecrets.trojan,
@@ -323,6 +323,9 @@ function ladderTrojanUri(plan: LabPlan): string {
     port: LADDER_PORT,
     sni: LADDER_NAME,
     pinSha256: new X509Certificate(pem).fingerprint256,
+    // Mux.Cool inside Trojan (v1.mux.cool), as in Ladder's own ladder:// bundles
+    ...(mux ? { mux: 8, ...(mux.padding ? {} : { muxPadding: false as const }) } : {}),
+    ...(split ? { split: true as const } : {}),
   });
 }
 
@@ -422,6 +425,7 @@ function ladderEntry(
   description: string,
   uri: (p: LabPlan) => string,
   https = false,
+  clientArgs: readonly string[] = [],
 ): TransportEntry {
   const socksPort = nextSocksPort++;
   return {
@@ -439,6 +443,7 @@ function ladderEntry(
         '--socks',
         `127.0.0.1:${socksPort}`,
         '--no-http',
+        ...clientArgs,
       ]);
       started.push(child);
       await waitForLog(plan, `ladder-client-${name}`, child, /SOCKS5 listening/);
@@ -510,6 +515,29 @@ function ladderTransports(): TransportEntry[] {
       'the same carrying HTTPS (TLS in TLS, what §14 detects)',
       (p) => ladderTrojanUri(p),
       true,
+    ),
+    // Each attempt a fresh Mux.Cool connection (--mux-sessions 1), so that every page is the first
+    // session of an outer flow, the one the §14 rules look at; the client's TLS session cache
+    // stays warm as with a long-running client.
+    ladderEntry(
+      'ladder-trojan-mux-https',
+      'Trojan over TLS with Mux.Cool (padded, the default) carrying HTTPS, a connection per session',
+      (p) => ladderTrojanUri(p, { padding: true }),
+      true,
+      ['--mux-sessions', '1'],
+    ),
+    ladderEntry(
+      'ladder-trojan-split-https',
+      'plain Trojan over TLS with split=1 carrying HTTPS (the first payload split around the server tickets)',
+      (p) => ladderTrojanUri(p, undefined, true),
+      true,
+    ),
+    ladderEntry(
+      'ladder-trojan-mux-nopad-https',
+      'the same without padding (pad=0), the reference',
+      (p) => ladderTrojanUri(p, { padding: false }),
+      true,
+      ['--mux-sessions', '1'],
     ),
     ladderEntry(
       'ladder-ws-ss-https',

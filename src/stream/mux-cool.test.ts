@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Duplex } from 'node:stream';
 import fc from 'fast-check';
-import { MuxCool, type MuxSession } from './mux-cool.js';
+import { MUX_PADDED_FRAMES, MuxCool, type MuxSession } from './mux-cool.js';
 import {
   MUX_OPTION,
   MUX_STATUS,
+  classifyMuxStart,
   decodeMuxHeader,
   encodeMuxHeader,
   muxHeaderLength,
@@ -50,7 +51,7 @@ function parseFrames(bytes: Buffer): { h: MuxFrameHeader; data: string }[] {
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /** A server MuxCool fed by hand, recording what it writes and the sessions it opens. */
-function serverUnderTest(onSession?: (s: MuxSession, t: Target) => void) {
+function serverUnderTest(onSession?: (s: MuxSession, t: Target) => void, padding = false) {
   const written: Buffer[] = [];
   const conn = new Duplex({
     read() {},
@@ -62,6 +63,7 @@ function serverUnderTest(onSession?: (s: MuxSession, t: Target) => void) {
   const sessions: { s: MuxSession; target: Target }[] = [];
   const mux = new MuxCool(conn, {
     role: 'server',
+    padding,
     onSession: (s, target) => {
       sessions.push({ s, target });
       onSession?.(s, target);
@@ -73,6 +75,7 @@ function serverUnderTest(onSession?: (s: MuxSession, t: Target) => void) {
     sessions,
     feed: (b: Buffer) => conn.push(b),
     wire: () => Buffer.concat(written),
+    writes: written,
   };
 }
 
@@ -182,6 +185,92 @@ test('server: a session that answers sends Keep frames and End when it ends', as
       [7, MUX_STATUS.KEEP, 'def'],
       [7, MUX_STATUS.END, ''],
     ],
+  );
+});
+
+test('a large write leaves as frames of equal size, all of a 128 KiB slice in one write of the connection', async () => {
+  const writes: number[] = [];
+  const t = serverUnderTest((s) => {
+    s.resume();
+    s.write(Buffer.alloc(65_536, 1)); // two frames of 32 KiB, one write
+    s.write(Buffer.alloc(200_000, 2)); // four frames of 50,000: two writes of two frames
+    s.write('x'); // one frame
+  });
+  t.conn.on('data', () => {});
+  const origWrite = t.conn.write.bind(t.conn);
+  t.conn.write = ((c: Buffer, ...rest: never[]) => {
+    writes.push(c.length);
+    return origWrite(c, ...rest);
+  }) as typeof t.conn.write;
+  t.feed(
+    frame({
+      sessionId: 2,
+      status: MUX_STATUS.NEW,
+      option: 0,
+      network: 1,
+      target: { host: 'example.com', port: 80 },
+    }),
+  );
+  await tick();
+  const frames = parseFrames(t.wire());
+  assert.deepEqual(
+    frames.map((f) => [f.h.status, f.h.dataLength]),
+    [
+      [MUX_STATUS.KEEP, 32_768],
+      [MUX_STATUS.KEEP, 32_768],
+      [MUX_STATUS.KEEP, 50_000],
+      [MUX_STATUS.KEEP, 50_000],
+      [MUX_STATUS.KEEP, 50_000],
+      [MUX_STATUS.KEEP, 50_000],
+      [MUX_STATUS.KEEP, 1],
+    ],
+  );
+  assert.deepEqual(writes, [2 * (8 + 32_768), 2 * (8 + 50_000), 2 * (8 + 50_000), 8 + 1]);
+  assert.ok(frames.slice(2, 6).every((f) => f.data === '\x02'.repeat(50_000)));
+});
+
+test('data of one session across frame boundaries in one read arrives as one piece', async () => {
+  const t = serverUnderTest();
+  const got: [number, string][] = [];
+  const open = (id: number): Buffer =>
+    frame({
+      sessionId: id,
+      status: MUX_STATUS.NEW,
+      option: 0,
+      network: 1,
+      target: { host: '1.2.3.4', port: 1 },
+    });
+  const keep = (id: number, text: string): Buffer =>
+    frame(
+      { sessionId: id, status: MUX_STATUS.KEEP, option: MUX_OPTION.DATA, dataLength: text.length },
+      Buffer.from(text),
+    );
+  t.feed(Buffer.concat([open(1), open(2)]));
+  await tick();
+  for (const { s } of t.sessions) s.on('data', (d: Buffer) => got.push([s.id, d.toString()]));
+  const ended = new Promise((r) => t.sessions[0]!.s.on('end', r));
+  t.feed(
+    Buffer.concat([
+      keep(1, 'ab'),
+      keep(1, 'cd'),
+      keep(2, 'XY'),
+      keep(1, 'ef'),
+      frame({ sessionId: 0, status: MUX_STATUS.KEEP_ALIVE, option: 0 }),
+      keep(1, 'gh'),
+      frame({ sessionId: 1, status: MUX_STATUS.END, option: 0 }),
+    ]),
+  );
+  await ended;
+  await tick();
+  // Pieces per session, in order (two sessions' streams each emit on their own schedule). A frame
+  // of another session or a KeepAlive in between ends a piece.
+  assert.deepEqual(
+    got.filter(([id]) => id === 1).map(([, d]) => d),
+    ['abcd', 'ef', 'gh'],
+  );
+  assert.deepEqual(
+    got.filter(([id]) => id === 2).map(([, d]) => d),
+    ['XY'],
   );
 });
 
@@ -321,4 +410,175 @@ test('fuzz: hostile bytes at a server never throw', async () => {
     ),
     { numRuns: 500 },
   );
+});
+
+/** Frames of one write: [session, status, data length]. */
+const shape = (w: Buffer) =>
+  parseFrames(w).map((f) => [f.h.sessionId, f.h.status, f.h.dataLength ?? 0] as const);
+
+test("padding: a session's first frames each leave with a KeepAlive of random padding in the same write", async () => {
+  const writes = ['a', 'bb', 'x'.repeat(2000), 'dddd', 'eeeee', 'f'];
+  const t = serverUnderTest((s) => {
+    s.resume();
+    for (const w of writes) s.write(w);
+    s.end();
+  }, true);
+  t.feed(
+    frame({
+      sessionId: 5,
+      status: MUX_STATUS.NEW,
+      option: 0,
+      network: 1,
+      target: { host: 'example.com', port: 443 },
+    }),
+  );
+  await tick();
+  await tick();
+  assert.equal(t.writes.length, writes.length + 1, 'one write per frame, End last');
+  t.writes.forEach((w, i) => {
+    const frames = shape(w);
+    if (i >= writes.length) {
+      assert.deepEqual(frames, [[5, MUX_STATUS.END, 0]]);
+      return;
+    }
+    const data = writes[i]!.length;
+    if (i >= MUX_PADDED_FRAMES) {
+      assert.deepEqual(frames, [[5, MUX_STATUS.KEEP, data]], `write ${i} is not padded`);
+      return;
+    }
+    assert.equal(frames.length, 2, `write ${i}: a frame and its padding`);
+    assert.deepEqual(frames[0], [5, MUX_STATUS.KEEP, data]);
+    assert.equal(frames[1]![0], 5);
+    assert.equal(frames[1]![1], MUX_STATUS.KEEP_ALIVE);
+    if (data < 800) assert.ok(w.length >= 900 && w.length < 1400, `write ${i}: ${w.length} bytes`);
+    else assert.ok(w.length - (8 + data) - 8 < 256, `write ${i}: ${w.length} bytes`);
+  });
+  // what the frames carry is what the session wrote, padding aside
+  const carried = parseFrames(t.wire())
+    .filter((f) => f.h.status === MUX_STATUS.KEEP)
+    .map((f) => f.data)
+    .join('');
+  assert.equal(carried, writes.join(''));
+});
+
+test('padding: totals of short flights spread over [900, 1400), not one size', async () => {
+  const sizes = new Set<number>();
+  for (let i = 0; i < 40; i++) {
+    const t = serverUnderTest((s) => {
+      s.on('error', () => {});
+      s.resume();
+      s.write('hello');
+    }, true);
+    t.feed(
+      frame({
+        sessionId: 1,
+        status: MUX_STATUS.NEW,
+        option: 0,
+        network: 1,
+        target: { host: 'example.com', port: 443 },
+      }),
+    );
+    await tick();
+    const w = t.writes[0]!;
+    assert.ok(w.length >= 900 && w.length < 1400, `${w.length}`);
+    sizes.add(w.length);
+    t.conn.destroy();
+  }
+  assert.ok(sizes.size >= 20, `${sizes.size} distinct sizes in 40 (uniform over 500 values)`);
+});
+
+test("padding: a client's first write is New + data + KeepAlive (still classified as Mux.Cool); the peer reads only the data", async () => {
+  const [a, b] = duplexPair();
+  const firstWrite = new Promise<Buffer>((resolve) => {
+    const write = a.write.bind(a);
+    a.write = ((chunk: Buffer, ...rest: never[]) => {
+      resolve(Buffer.from(chunk));
+      a.write = write;
+      return write(chunk, ...rest);
+    }) as typeof a.write;
+  });
+  const got: Buffer[] = [];
+  const ended = new Promise<void>((resolve) => {
+    new MuxCool(b, {
+      role: 'server',
+      onSession: (s) => {
+        s.on('data', (d: Buffer) => got.push(Buffer.from(d)));
+        s.on('end', resolve);
+        s.on('error', () => {});
+      },
+    });
+  });
+  const client = new MuxCool(a, { role: 'client' });
+  const s = client.open({ host: 'inner.example', port: 443 });
+  const hello = randomBytes(517); // the size of curl's ClientHello
+  s.write(hello);
+  const w = await firstWrite;
+  assert.equal(classifyMuxStart(w), 'mux');
+  assert.deepEqual(
+    shape(w).map(([id, st]) => [id, st]),
+    [
+      [1, MUX_STATUS.NEW],
+      [1, MUX_STATUS.KEEP_ALIVE],
+    ],
+  );
+  assert.ok(w.length >= 900 && w.length < 1400, `${w.length}`);
+  const rest = randomBytes(3000);
+  s.end(rest);
+  await ended;
+  assert.equal(sha(Buffer.concat(got)), sha(Buffer.concat([hello, rest])));
+});
+
+test('padding off: no KeepAlive is sent', async () => {
+  const t = serverUnderTest((s) => {
+    s.resume();
+    s.write('abc');
+    s.end();
+  }, false);
+  t.feed(
+    frame({
+      sessionId: 2,
+      status: MUX_STATUS.NEW,
+      option: 0,
+      network: 1,
+      target: { host: 'example.com', port: 80 },
+    }),
+  );
+  await tick();
+  assert.deepEqual(t.writes.map(shape), [[[2, MUX_STATUS.KEEP, 3]], [[2, MUX_STATUS.END, 0]]]);
+});
+
+test('server: KeepAlive data is discarded even when it names a live session', async () => {
+  const t = serverUnderTest();
+  const pad = Buffer.alloc(1200, 0x41);
+  t.feed(
+    Buffer.concat([
+      frame(
+        {
+          sessionId: 1,
+          status: MUX_STATUS.NEW,
+          option: MUX_OPTION.DATA,
+          network: 1,
+          target: { host: '1.2.3.4', port: 1 },
+          dataLength: 3,
+        },
+        Buffer.from('one'),
+      ),
+      frame(
+        {
+          sessionId: 1,
+          status: MUX_STATUS.KEEP_ALIVE,
+          option: MUX_OPTION.DATA,
+          dataLength: pad.length,
+        },
+        pad,
+      ),
+      frame(
+        { sessionId: 1, status: MUX_STATUS.KEEP, option: MUX_OPTION.DATA, dataLength: 3 },
+        Buffer.from('two'),
+      ),
+      frame({ sessionId: 1, status: MUX_STATUS.END, option: 0 }),
+    ]),
+  );
+  await tick();
+  assert.equal((await collect(t.sessions[0]!.s)).toString(), 'onetwo');
 });

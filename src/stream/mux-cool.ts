@@ -15,8 +15,14 @@
  * as v2ray's pipes do); a write waits for the connection's 'drain' when its buffer is full.
  * Hostile input (a malformed frame, a second New for a live session) destroys the connection and
  * every session on it with ERR_MUX_COOL. A connection with no session for `idleTimeoutMs` is closed.
+ *
+ * Padding (on unless `padding: false`): each session's first {@link MUX_PADDED_FRAMES} frames leave
+ * with a KeepAlive frame of random data in the same write, which the peer discards (v2ray does; so
+ * do we, whatever session the KeepAlive names): the sizes of an inner TLS handshake's records do
+ * not show through the outer ones (docs/websocket.md "Mux.Cool padding").
  * @module
  */
+import { randomFillSync, randomInt } from 'node:crypto';
 import { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
 import {
@@ -28,6 +34,8 @@ import {
   decodeMuxHeader,
   encodeMuxHeader,
   muxHeaderLength,
+  muxPaddingHeader,
+  muxPaddingLength,
   type MuxFrameHeader,
   type MuxNetwork,
 } from '../codec/mux-cool.js';
@@ -60,12 +68,30 @@ export interface MuxCoolOptions {
    * may call back while its socket still holds the bytes.
    */
   reuseFrames?: boolean;
+  /**
+   * Follow each session's first {@link MUX_PADDED_FRAMES} frames with a KeepAlive frame of random
+   * padding in the same write (codec/mux-cool.ts `muxPaddingLength`), so that the first records of
+   * a session (an inner TLS handshake) do not show their sizes. Default true; v2ray's client and
+   * server discard KeepAlive data.
+   */
+  padding?: boolean;
 }
 
-/** Frame buffers: the largest header (2 + 512 + 2) and a full frame of data. */
-const FRAME_BUFFER_SIZE = 2 + MUX_MAX_METADATA + 2 + MUX_MAX_DATA;
+/**
+ * Frames of each session, each direction, that carry padding: an inner TLS 1.3 handshake and the
+ * first request take up to three client writes (ClientHello; Finished; request) and the server's
+ * flight, tickets and first data as many; one more for slack.
+ */
+export const MUX_PADDED_FRAMES = 4;
+
+/** Data bytes of one write of a session: the frames of up to this many go out in one buffer. */
+const WRITE_DATA_MAX = 2 * SEND_DATA_MAX;
+/** The largest header: u16 L, 512 bytes of metadata, u16 X. */
+const HEADER_MAX = 2 + MUX_MAX_METADATA + 2;
+/** Frame buffers: the frames of one write, {@link WRITE_DATA_MAX} bytes of data at most. */
+const FRAME_BUFFER_SIZE = 2 * HEADER_MAX + WRITE_DATA_MAX;
 /** Frame buffers kept for reuse per connection. */
-const FRAME_POOL_MAX = 16;
+const FRAME_POOL_MAX = 8;
 
 type Conn = Duplex & { writableLength: number };
 
@@ -104,6 +130,11 @@ export class MuxCool {
 
   get role(): 'server' | 'client' {
     return this.#o.role;
+  }
+
+  /** Whether sessions pad their first frames (MuxCoolOptions.padding). */
+  get padding(): boolean {
+    return this.#o.padding !== false;
   }
 
   /** Client: opens a session to `target` (the New frame leaves with its first data). */
@@ -159,24 +190,50 @@ export class MuxCool {
 
   #drain(): void {
     const q = this.#q;
-    while (q.length > 0 && !this.#dead) {
-      if (this.#dataLeft > 0) {
-        const piece = q.takeFront(this.#dataLeft);
-        this.#dataLeft -= piece.length;
-        const to = this.#dataTo;
-        if (to && !to.destroyed && !to.readableEnded) to.deliver(piece);
-        continue;
+    // Data for one session that arrives in one read across a frame boundary (the tail of one
+    // frame, a header, the head of the next) is handed on as one piece: one write of the
+    // receiver instead of two. Pieces are collected until another session's frame or a frame
+    // that changes the session's state comes, or the read is used up.
+    let pending: MuxSession | null = null;
+    let pieces: Buffer[] = [];
+    let bytes = 0;
+    const flush = (): void => {
+      const to = pending;
+      if (to && !to.destroyed && !to.readableEnded)
+        to.deliver(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, bytes));
+      pending = null;
+      pieces = [];
+      bytes = 0;
+    };
+    try {
+      while (q.length > 0 && !this.#dead) {
+        if (this.#dataLeft > 0) {
+          const piece = q.takeFront(this.#dataLeft);
+          this.#dataLeft -= piece.length;
+          const to = this.#dataTo;
+          if (to !== pending) flush();
+          if (to) {
+            pending = to;
+            pieces.push(piece);
+            bytes += piece.length;
+          }
+          continue;
+        }
+        if (q.length < 2) return;
+        const lenBytes = q.peek(2);
+        const metaLen = (lenBytes[0]! << 8) | lenBytes[1]!;
+        if (metaLen > MUX_MAX_METADATA)
+          throw new LadderError('ERR_MUX_COOL', `metadata of ${metaLen} bytes (at most 512)`);
+        const need = Math.min(q.length, 2 + metaLen + 2);
+        const d = decodeMuxHeader(q.peek(need), 0);
+        if (d === null) return;
+        q.take(d.bytesRead);
+        const h = d.value;
+        if (!(h.status === MUX_STATUS.KEEP && pending?.id === h.sessionId)) flush();
+        this.#frame(h);
       }
-      if (q.length < 2) return;
-      const lenBytes = q.peek(2);
-      const metaLen = (lenBytes[0]! << 8) | lenBytes[1]!;
-      if (metaLen > MUX_MAX_METADATA)
-        throw new LadderError('ERR_MUX_COOL', `metadata of ${metaLen} bytes (at most 512)`);
-      const need = Math.min(q.length, 2 + metaLen + 2);
-      const d = decodeMuxHeader(q.peek(need), 0);
-      if (d === null) return;
-      q.take(d.bytesRead);
-      this.#frame(d.value);
+    } finally {
+      if (!this.#dead) flush();
     }
   }
 
@@ -271,27 +328,72 @@ export class MuxCool {
 
   /** @internal Sends a frame; `done` runs when the connection can take more. */
   send(h: MuxFrameHeader, data: Buffer | null, done: () => void): void {
+    this.sendFrames([h], data, 0, done);
+  }
+
+  /**
+   * @internal Sends frames in one write: `headers[i]` is followed by the next `dataLength` bytes
+   * of `data` from `at` on. One buffer per write, so that a WebSocket below sends it as one
+   * message and a TLS socket one write (a 64 KiB read is two frames, and two writes had doubled
+   * the syscalls of the sender and the pieces of the receiver). The copy also means the caller's
+   * memory is free again as soon as this returns. Bulk data would otherwise land in a fresh buffer
+   * per frame, which V8 frees late: new pages to fault in and garbage to collect cost a quarter of
+   * the server's CPU in a 1 GiB download.
+   */
+  sendFrames(
+    headers: readonly MuxFrameHeader[],
+    data: Buffer | null,
+    at: number,
+    done: () => void,
+  ): void {
     if (this.#dead || this.conn.destroyed || !this.conn.writable) {
       done();
       return;
     }
-    const hl = muxHeaderLength(h);
-    const n = hl + (data?.length ?? 0);
-    // One buffer per frame, so that a WebSocket below sends it as one message and a TLS socket
-    // one write; the copy also means the caller's memory is free again as soon as this returns.
-    // Bulk data would otherwise land in a fresh buffer per frame, which V8 frees late: new pages
-    // to fault in and garbage to collect cost a quarter of the server's CPU in a 1 GiB download.
-    const pooled = this.#o.reuseFrames === true && n > 1024;
+    let n = 0;
+    for (const h of headers) n += muxHeaderLength(h) + (h.dataLength ?? 0);
+    const pooled = this.#o.reuseFrames === true && n > 1024 && n <= FRAME_BUFFER_SIZE;
     const buf = pooled ? (this.#frames.pop() ?? Buffer.allocUnsafeSlow(FRAME_BUFFER_SIZE)) : null;
     const out = buf ? buf.subarray(0, n) : Buffer.allocUnsafe(n);
-    encodeMuxHeader(h, out, 0);
-    if (data) data.copy(out, hl);
+    let p = 0;
+    for (const h of headers) {
+      p += encodeMuxHeader(h, out, p);
+      const len = h.dataLength ?? 0;
+      if (len > 0) {
+        data!.copy(out, p, at, at + len);
+        at += len;
+        p += len;
+      }
+    }
     const ok = buf
       ? this.conn.write(out, () => {
           if (this.#frames.length < FRAME_POOL_MAX) this.#frames.push(buf);
         })
       : this.conn.write(out);
     if (ok) done();
+    else this.#waitingWriters.add(done);
+  }
+
+  /**
+   * @internal Sends a frame followed by a KeepAlive frame of random padding, in one write (one
+   * WebSocket message, one TLS record); as {@link send} when padding is off.
+   */
+  sendPadded(h: MuxFrameHeader, data: Buffer | null, done: () => void): void {
+    if (this.#o.padding === false || this.#dead || this.conn.destroyed || !this.conn.writable) {
+      this.send(h, data, done);
+      return;
+    }
+    const hl = muxHeaderLength(h);
+    const flight = hl + (data?.length ?? 0);
+    const pad = muxPaddingHeader(h.sessionId, muxPaddingLength(flight, randomInt));
+    const padAt = flight + muxHeaderLength(pad);
+    const out = Buffer.allocUnsafe(padAt + pad.dataLength!);
+    encodeMuxHeader(h, out, 0);
+    if (data) data.copy(out, hl);
+    encodeMuxHeader(pad, out, flight);
+    randomFillSync(out, padAt);
+    debug('padded a frame of %d bytes to %d', flight, out.length);
+    if (this.conn.write(out)) done();
     else this.#waitingWriters.add(done);
   }
 
@@ -312,6 +414,8 @@ export class MuxSession extends Duplex {
   #opening: { target: Target; network: MuxNetwork } | null;
   #endSent = false;
   #peerGone = false;
+  /** Frames sent; the first MUX_PADDED_FRAMES are padded. */
+  #framesSent = 0;
   #readFull = false;
   /** Session data received and sent (a failover dialer tells a silent close by them). */
   bytesRead = 0;
@@ -384,7 +488,13 @@ export class MuxSession extends Duplex {
    */
   announce(): void {
     if (!this.#opening || this.#endSent || this.#peerGone || this.destroyed) return;
-    this.#mux.send(this.#header(null), null, noop);
+    this.#send(this.#header(null), null, noop);
+  }
+
+  /** A New or Keep frame of this session, padded while it is among the first few. */
+  #send(h: MuxFrameHeader, data: Buffer | null, done: () => void): void {
+    if (this.#framesSent++ < MUX_PADDED_FRAMES) this.#mux.sendPadded(h, data, done);
+    else this.#mux.send(h, data, done);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -401,10 +511,21 @@ export class MuxSession extends Duplex {
         cb();
         return;
       }
-      const piece = chunk.subarray(at, at + size);
-      at += piece.length;
-      this.bytesWritten += piece.length;
-      this.#mux.send(this.#header(piece.length), piece, next);
+      if (this.#framesSent < MUX_PADDED_FRAMES && this.#mux.padding) {
+        // a session's first frames: one at a time, each with its padding
+        const piece = chunk.subarray(at, at + size);
+        at += piece.length;
+        this.bytesWritten += piece.length;
+        this.#send(this.#header(piece.length), piece, next);
+        return;
+      }
+      const end = Math.min(chunk.length, at + Math.floor(WRITE_DATA_MAX / size) * size);
+      const headers: MuxFrameHeader[] = [];
+      for (let p = at; p < end; p += size) headers.push(this.#header(Math.min(size, end - p)));
+      const from = at;
+      this.bytesWritten += end - at;
+      at = end;
+      this.#mux.sendFrames(headers, chunk, from, next);
     };
     next();
   }

@@ -21,6 +21,15 @@ export function holdChunks(source: unknown): void {
 }
 
 /**
+ * Bytes of one read: 256 bytes short of 64 KiB, so that a read and the framing every transport adds
+ * to it (Mux.Cool's two 8-byte headers, a WebSocket header, four Shadowsocks chunks' 34 bytes each)
+ * still fit in four TLS records of 16 KiB. A full 64 KiB read became four full records and a fifth
+ * of 16 bytes, which the receiver then passed on as a write of its own: that tiny record cost the
+ * Mux.Cool client about 40% more CPU per byte in a bulk download (docs/benchmarks.md).
+ */
+export const READ_SIZE = 64 * 1024 - 256;
+
+/**
  * Memory in front of every recycled read that its 'data' handler may use as scratch (it is lent
  * with the read): room for one Shadowsocks 2022 frame, so that a decoder can put a frame that spans
  * two reads together in front of the second, contiguous with the rest of it (codec/ss-stream.ts).
@@ -35,7 +44,7 @@ export class BufferRecycler {
   #held = false;
 
   /** Reads of up to `size` bytes, each with `headroom` bytes of the same memory in front of it. */
-  constructor(size = 64 * 1024, headroom = 0) {
+  constructor(size = READ_SIZE, headroom = 0) {
     this.#size = size;
     this.#headroom = headroom;
   }
@@ -60,7 +69,7 @@ export class BufferRecycler {
  * time and the chunk is consumed (or held) within its 'data' handler, so one buffer serves every
  * connection whose reads are passed on at once, rather than 64 KiB kept per connection.
  */
-const sharedRecycler = new BufferRecycler(64 * 1024, READ_HEADROOM);
+const sharedRecycler = new BufferRecycler(READ_SIZE, READ_HEADROOM);
 
 /**
  * net.connect with recycled reads. Until a 'data' listener is attached, reads are copied aside and

@@ -47,6 +47,8 @@ export interface MuxPoolOptions {
   announceAfterMs?: number;
   /** The connections are TCP or TLS sockets: frame buffers can be reused (MuxCoolOptions.reuseFrames). */
   reuseFrames?: boolean;
+  /** Pad each session's first frames (MuxCoolOptions.padding; default true). */
+  padding?: boolean;
 }
 
 interface Entry {
@@ -118,6 +120,7 @@ export class MuxPool {
           role: 'client',
           idleTimeoutMs: this.#o.idleMs ?? MUX_IDLE_MS,
           reuseFrames: this.#o.reuseFrames ?? false,
+          padding: this.#o.padding ?? true,
         });
         debug('new Mux.Cool connection (%d open)', this.#entries.size);
         const drop = (): void => void this.#entries.delete(e);

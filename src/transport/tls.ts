@@ -71,6 +71,12 @@ export interface TlsClientOptions {
   timeoutMs?: number;
   /** An open connection to the server to run TLS over (default: a new one); `ladder probe` measures its own. */
   socket?: Duplex;
+  /**
+   * Offer a session to resume when one is kept (default true). false: a full handshake, after
+   * which OpenSSL-based servers (Node's, trojan-gfw's) send their session tickets; on a resumed
+   * TLS 1.3 connection Node's server sends none (trojan-dialer.ts `split`).
+   */
+  resume?: boolean;
 }
 
 export function normalizeFingerprint(fp: string): string {
@@ -129,7 +135,7 @@ export function tlsConnect(
   // Sessions are kept per server, name, ALPN offer and trust, so that one is resumed only where
   // it was made and checked.
   const sessionKey = `${server.host}\u0000${server.port}\u0000${o.sni}\u0000${(o.alpn ?? []).join(',')}\u0000${pin ?? ''}\u0000${o.ca ?? ''}`;
-  const session = sessions.get(sessionKey);
+  const session = o.resume === false ? undefined : sessions.get(sessionKey);
   const options: ConnectionOptions & { allowHalfOpen: boolean; requestOCSP: boolean } = {
     allowHalfOpen: true,
     host: server.host,

@@ -11,7 +11,9 @@
  * for Ladder and v2ray servers only. UDP does not use it (a UDP ASSOCIATE connection of its own).
  * @module
  */
+import { randomInt } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { debuglog } from 'node:util';
 import {
   TROJAN_CMD,
   decodeTrojanUdpPacket,
@@ -27,6 +29,12 @@ import { tlsConnect, type TlsClientOptions } from './tls.js';
 import { MuxPool } from './mux-pool.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
 
+const debug = debuglog('ladder:trojan');
+
+/** `split`: the wait for the server's tickets is the handshake's duration (about 2 RTT), within these bounds. */
+export const SPLIT_WAIT_MIN_MS = 50;
+export const SPLIT_WAIT_MAX_MS = 1000;
+
 export interface TrojanDialerOptions extends TlsClientOptions {
   password: string;
   firstPayloadWaitMs?: number;
@@ -34,6 +42,21 @@ export interface TrojanDialerOptions extends TlsClientOptions {
   connect?: (server: Target, signal?: AbortSignal) => Promise<Duplex>;
   /** Mux.Cool sessions at once on one connection (v2ray's `concurrency`); 0 or absent: no Mux.Cool. */
   mux?: number;
+  /**
+   * With `mux`: pad each session's first frames with KeepAlive frames of random length (default
+   * true; stream/mux-cool.ts). Only for servers that discard KeepAlive data, as v2ray and Ladder do.
+   */
+  muxPadding?: boolean;
+  /** With `mux`: sessions one connection carries in its life (default 128, as v2ray). */
+  muxSessionsPerConnection?: number;
+  /**
+   * Plain Trojan over TLS only (not with `mux` or `connect`): send the request with a random slice
+   * of the first payload, and the rest once the server's session tickets have arrived (or after
+   * the handshake's duration, 50 ms to 1 s), so that an inner handshake does not start in the
+   * client's first run after its Finished (docs/lab.md "TLS in TLS"). Costs about one round trip
+   * per connection, and a full TLS handshake each time (resumed, Node's server sends no tickets).
+   */
+  split?: boolean;
 }
 
 function header(hash: Buffer, command: 1 | 3, target: Target): Buffer {
@@ -69,6 +92,10 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
           return socket;
         },
         concurrency: options.mux,
+        padding: options.muxPadding ?? true,
+        ...(options.muxSessionsPerConnection
+          ? { sessionsPerConnection: options.muxSessionsPerConnection }
+          : {}),
         announceAfterMs: wait,
         // Straight over TLS (not a WebSocket): the socket's write callback frees a frame buffer.
         reuseFrames: !connect,
@@ -77,10 +104,25 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     if (this.#pool) return this.#pool.open(target, signal);
+    if (this.#o.split && !this.#o.connect) return this.#dialSplit(target, signal);
     const socket = await this.#connect(signal);
     socket.cork();
     socket.write(header(this.#hash, TROJAN_CMD.CONNECT, target));
     uncorkOnFirstWrite(socket, this.#o.firstPayloadWaitMs ?? 50);
+    return socket;
+  }
+
+  async #dialSplit(target: Target, signal?: AbortSignal): Promise<Duplex> {
+    const started = performance.now();
+    const socket = await tlsConnect(this.#server, { ...this.#o, resume: false }, signal);
+    const handshakeMs = performance.now() - started;
+    socket.cork();
+    socket.write(header(this.#hash, TROJAN_CMD.CONNECT, target));
+    splitFirstPayload(socket, {
+      firstPayloadWaitMs: this.#o.firstPayloadWaitMs ?? 50,
+      ticketWaitMs: Math.min(SPLIT_WAIT_MAX_MS, Math.max(SPLIT_WAIT_MIN_MS, handshakeMs)),
+      rand: randomInt,
+    });
     return socket;
   }
 
@@ -141,6 +183,84 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
       },
     };
   }
+}
+
+/**
+ * For a corked `socket` whose Trojan request is written: the first write() leaves with the request
+ * and its first k bytes (k random in 1..n-1) in one TLS record; the rest of it, and whatever is
+ * written after, stays corked until the server's first session ticket arrives ('session'), or
+ * `ticketWaitMs` passes. A ticket that came before the first write means the server has spoken
+ * already: the payload then leaves whole. With nothing written for `firstPayloadWaitMs`, the
+ * request leaves alone (server-speaks-first protocols).
+ */
+export function splitFirstPayload(
+  socket: Duplex,
+  o: {
+    firstPayloadWaitMs: number;
+    ticketWaitMs: number;
+    rand: (min: number, max: number) => number;
+  },
+): void {
+  let ticket = false;
+  let release: (() => void) | null = null;
+  const onTicket = (): void => {
+    ticket = true;
+    // 'session' is emitted from inside TLS's read of the ticket; a write from there can sit in
+    // the TLS layer unsent until something else is written, so the rest leaves on the next turn.
+    if (release) setImmediate(() => release?.());
+  };
+  socket.once('session', onTicket);
+  const write = socket.write;
+  let done = false;
+  const restore = (): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    socket.write = write;
+  };
+  const timer = setTimeout(() => {
+    restore();
+    socket.uncork();
+  }, o.firstPayloadWaitMs);
+  timer.unref();
+  socket.write = function (this: Duplex, ...args: Parameters<Duplex['write']>): boolean {
+    restore();
+    const chunk = args[0] as unknown;
+    if (ticket || !Buffer.isBuffer(chunk) || chunk.length < 2) {
+      debug('first payload whole (%s)', ticket ? 'the ticket came first' : 'too short to split');
+      const r = write.apply(this, args);
+      socket.uncork();
+      return r;
+    }
+    const k = o.rand(1, chunk.length);
+    write.apply(this, [chunk.subarray(0, k)] as unknown as Parameters<Duplex['write']>);
+    socket.uncork(); // the request and k bytes: one record
+    socket.cork();
+    const rest = [chunk.subarray(k), ...args.slice(1)] as Parameters<Duplex['write']>;
+    const r = write.apply(this, rest);
+    const wait = setTimeout(() => release?.(), o.ticketWaitMs);
+    wait.unref();
+    release = (): void => {
+      release = null;
+      clearTimeout(wait);
+      socket.removeListener('session', onTicket);
+      debug(
+        'first payload split at %d of %d; rest after %s',
+        k,
+        chunk.length,
+        ticket ? 'the ticket' : 'the wait',
+      );
+      socket.uncork();
+    };
+    socket.once('close', () => release?.());
+    return r;
+  } as Duplex['write'];
+  socket.once('close', () => {
+    if (!done) {
+      restore();
+      socket.uncork();
+    }
+  });
 }
 
 /** Uncorks `socket` right after its next write() (one TLS record for header + payload), or after `waitMs`. */

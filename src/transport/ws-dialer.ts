@@ -115,13 +115,14 @@ export async function wsConnect(
  */
 export function wsConnector(
   server: Target,
-  o: WsClientOptions & { mux?: boolean | number },
+  o: WsClientOptions & { mux?: boolean | number; muxSessionsPerConnection?: number },
 ): (dialerServer: Target, signal?: AbortSignal) => Promise<Duplex> {
   // The dialers pass their server too; it is the same one, given here once.
   if (!o.mux) return (_s, signal) => wsConnect(server, o, signal);
   const pool = new MuxPool({
     connect: () => wsConnect(server, o),
     concurrency: o.mux === true ? 1 : o.mux,
+    ...(o.muxSessionsPerConnection ? { sessionsPerConnection: o.muxSessionsPerConnection } : {}),
   });
   // v2ray-plugin's dokodemo-door names no target the server uses (its freedom outbound has a
   // fixed destination); v2ray sends 127.0.0.1 and the port 0 here.

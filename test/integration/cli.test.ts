@@ -77,6 +77,21 @@ test('an unknown flag and an unknown command: exit 2, naming them', async () => 
   assert.match(b.stderr, /unknown command 'serve'/);
 });
 
+test('client --mux-sessions outside 1..1024: exit 2, naming the flag and the range', async () => {
+  for (const bad of ['0', '1025', 'many']) {
+    const r = await ladder([
+      'client',
+      '--server',
+      'trojan://pw@127.0.0.1:1?mux=8',
+      '--mux-sessions',
+      bad,
+      '--no-http',
+    ]);
+    assert.equal(r.code, 2, bad);
+    assert.match(r.stderr, /--mux-sessions '.*' must be the sessions per connection, 1 to 1024/);
+  }
+});
+
 test('server: no key, a bad key, a port in use — each says what is wrong', async () => {
   const none = await ladder(['server', '--listen', '127.0.0.1:0']);
   assert.equal(none.code, 2);

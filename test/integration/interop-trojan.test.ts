@@ -96,61 +96,72 @@ test('trojan-gfw client -> ladder server', { skip }, async () => {
   await Promise.all([wrong.stop(), client.stop(), server.stop()]);
 });
 
-test('ladder client -> trojan-gfw server', { skip }, async () => {
-  origin ??= await startOrigin();
-  const port = await freePort();
-  const server = await startDaemon(
-    (file) => ['trojan', '-c', file],
-    trojanServerConfig({
-      port,
-      fallbackPort: origin.port,
-      password: PASSWORD,
-      certFile: cert.certFile,
-      keyFile: cert.keyFile,
-    }),
-    port,
-  );
-  peers.push(server);
-  const socks = await freePort();
-  const client = await startLadder(
-    [
-      'client',
-      '--server',
-      formatTrojanUri({
-        password: PASSWORD,
-        host: '127.0.0.1',
+for (const split of [false, true])
+  test(`ladder client${split ? ' with split=1' : ''} -> trojan-gfw server`, { skip }, async () => {
+    origin ??= await startOrigin();
+    const port = await freePort();
+    const server = await startDaemon(
+      (file) => ['trojan', '-c', file],
+      trojanServerConfig({
         port,
-        sni: 'localhost',
-        pinSha256: cert.pin,
+        fallbackPort: origin.port,
+        password: PASSWORD,
+        certFile: cert.certFile,
+        keyFile: cert.keyFile,
       }),
-      '--socks',
+      port,
+    );
+    peers.push(server);
+    const socks = await freePort();
+    const client = await startLadder(
+      [
+        'client',
+        '--server',
+        formatTrojanUri({
+          password: PASSWORD,
+          host: '127.0.0.1',
+          port,
+          sni: 'localhost',
+          pinSha256: cert.pin,
+          ...(split ? { split: true as const } : {}),
+        }),
+        '--socks',
+        `127.0.0.1:${socks}`,
+        '--no-http',
+      ],
+      /carrying traffic/,
+      { env: { ...process.env, NODE_DEBUG: 'ladder:trojan' } },
+    );
+    peers.push(client);
+    const size = 8 << 20;
+    const r = await curl([
+      '--socks5-hostname',
       `127.0.0.1:${socks}`,
-      '--no-http',
-    ],
-    /carrying traffic/,
-  );
-  peers.push(client);
-  const size = 8 << 20;
-  const r = await curl([
-    '--socks5-hostname',
-    `127.0.0.1:${socks}`,
-    `http://127.0.0.1:${origin.port}/bytes/${size}`,
-  ]);
-  assert.equal(r.code, 0, `${r.stderr}\n${server.output()}`);
-  assert.equal(r.sha256, expectedHash(size));
-  const many = await Promise.all(
-    Array.from({ length: 8 }, () =>
-      curl(['--socks5-hostname', `127.0.0.1:${socks}`, `http://127.0.0.1:${origin.port}/hello`]),
-    ),
-  );
-  for (const m of many) assert.equal(m.body.toString(), 'hello\n', m.stderr);
-  // trojan-gfw's own fallback: an HTTPS visitor without the password reaches its remote (the origin).
-  const page = await curl([
-    '-k',
-    '--resolve',
-    `localhost:${port}:127.0.0.1`,
-    `https://localhost:${port}/hello`,
-  ]);
-  assert.equal(page.body.toString(), 'hello\n', page.stderr);
-  await Promise.all([client.stop(), server.stop()]);
-});
+      `http://127.0.0.1:${origin.port}/bytes/${size}`,
+    ]);
+    assert.equal(r.code, 0, `${r.stderr}\n${server.output()}`);
+    assert.equal(r.sha256, expectedHash(size));
+    const many = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        curl(['--socks5-hostname', `127.0.0.1:${socks}`, `http://127.0.0.1:${origin.port}/hello`]),
+      ),
+    );
+    for (const m of many) assert.equal(m.body.toString(), 'hello\n', m.stderr);
+    // With split, each of the nine connections sent its first payload split around trojan-gfw's
+    // session tickets, or whole when a ticket came before it (curl writes after the SOCKS reply).
+    const firsts = client.output().match(/first payload (split at|whole)/g) ?? [];
+    if (split) assert.equal(firsts.length, 9, client.output());
+    else assert.equal(firsts.length, 0);
+    console.log(
+      `# split=${split}: ${firsts.filter((f) => f.endsWith('split at')).length} of ${firsts.length} first payloads split`,
+    );
+    // trojan-gfw's own fallback: an HTTPS visitor without the password reaches its remote (the origin).
+    const page = await curl([
+      '-k',
+      '--resolve',
+      `localhost:${port}:127.0.0.1`,
+      `https://localhost:${port}/hello`,
+    ]);
+    assert.equal(page.body.toString(), 'hello\n', page.stderr);
+    await Promise.all([client.stop(), server.stop()]);
+  });

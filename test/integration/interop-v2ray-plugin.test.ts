@@ -59,7 +59,7 @@ before(async () => {
       `127.0.0.1:${wsPort}`,
     ],
     /secret path/,
-    { env: { ...process.env, NODE_DEBUG: 'ladder:ws' } },
+    { env: { ...process.env, NODE_DEBUG: 'ladder:ws,ladder:mux' } },
   );
   peers.push(server);
 });
@@ -119,6 +119,11 @@ for (const tls of [false, true]) {
       const log = server.output().slice(before);
       assert.match(log, mux ? /websocket carrying mux/ : /websocket carrying ss/);
       assert.doesNotMatch(log, mux ? /websocket carrying ss/ : /websocket carrying mux/);
+      // With Mux.Cool, Ladder's server padded each session's first frames (KeepAlive data that
+      // v2ray-plugin's client discarded, else the bytes above would not match).
+      const padded = log.match(/padded a frame/g)?.length ?? 0;
+      if (mux) assert.ok(padded >= 9, `${padded} padded frames`);
+      else assert.equal(padded, 0);
       await ssLocal.stop();
     });
   }
@@ -194,6 +199,7 @@ for (const mux of [true, false]) {
       const client = await startLadder(
         ['client', '--server', key, '--socks', `127.0.0.1:${socks}`, '--no-http'],
         /carrying traffic/,
+        { env: { ...process.env, NODE_DEBUG: 'ladder:mux' } },
       );
       peers.push(client);
       const size = 4 << 20;
@@ -206,6 +212,11 @@ for (const mux of [true, false]) {
         assert.equal(r.code, 0, `${r.stderr}\n${ssServer.output()}`);
         assert.equal(r.sha256, expectedHash(size));
       }
+      // With Mux.Cool, Ladder's client padded its sessions' first frames; v2ray-plugin's server
+      // discarded the KeepAlive data (else the bytes above would not match).
+      const padded = client.output().match(/padded a frame/g)?.length ?? 0;
+      if (mux) assert.ok(padded >= 3, `${padded} padded frames`);
+      else assert.equal(padded, 0);
       await client.stop();
       await ssServer.stop();
     },

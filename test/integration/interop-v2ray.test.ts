@@ -63,7 +63,7 @@ before(async () => {
       `127.0.0.1:${wsPort}`,
     ],
     /secret path/,
-    { env: { ...process.env, NODE_DEBUG: 'ladder:ws,ladder:trojan' } },
+    { env: { ...process.env, NODE_DEBUG: 'ladder:ws,ladder:trojan,ladder:mux' } },
   );
   peers.push(server);
 });
@@ -125,6 +125,11 @@ for (const [name, stream, port, mux] of cases) {
     const muxConnections = log.match(/mux connection/g)?.length ?? 0;
     if (mux) assert.ok(muxConnections >= 1 && muxConnections < 9, `${muxConnections}\n${log}`);
     else assert.equal(muxConnections, 0);
+    // Ladder's server padded its first frames of each session with KeepAlive data, which v2ray's
+    // client discarded (else the bytes above would not match): 9 sessions, up to 4 frames each.
+    const padded = log.match(/padded a frame/g)?.length ?? 0;
+    if (mux) assert.ok(padded >= 9, `${padded} padded frames\n${log}`);
+    else assert.equal(padded, 0);
     await client.stop();
   });
 }
@@ -188,9 +193,13 @@ for (const [name, stream, mux] of serverCases) {
     // v2ray's own log says where each Trojan request went: v1.mux.cool for Mux.Cool.
     const v2log = v2.output();
     const opened = client.output().match(/new Mux\.Cool connection/g)?.length ?? 0;
+    // Ladder's client padded its sessions' first frames with KeepAlive data, which v2ray's server
+    // discarded (else the bytes above would not match): 9 sessions, at least one frame each.
+    const padded = client.output().match(/padded a frame/g)?.length ?? 0;
     if (mux) {
       assert.match(v2log, /v1\.mux\.cool/, v2log);
       assert.ok(opened >= 1 && opened < 9, `${opened} connections for 9 requests`);
+      assert.ok(padded >= 9, `${padded} padded frames`);
     } else {
       assert.doesNotMatch(v2log, /v1\.mux\.cool/);
       assert.equal(opened, 0);

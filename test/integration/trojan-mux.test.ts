@@ -121,6 +121,23 @@ test('sessions one after another ride one connection', async () => {
   assert.equal(accepted - before, 1, 'ten sessions, one Trojan connection');
 });
 
+test('muxSessionsPerConnection 1 (ladder client --mux-sessions 1): a fresh connection per session', async () => {
+  await listening;
+  const d = new TrojanDialer(
+    { host: '127.0.0.1', port },
+    {
+      password: PASSWORD,
+      sni: 'localhost',
+      pinSha256: cert.fingerprint256,
+      mux: 8,
+      muxSessionsPerConnection: 1,
+    },
+  );
+  const before = accepted;
+  for (let i = 0; i < 3; i++) assert.equal(await echoOnce(d, `fresh ${i}`), `fresh ${i}`);
+  assert.equal(accepted - before, 3);
+});
+
 test('a session counts its bytes, as a failover dialer reads them to tell a silent close', async () => {
   await listening;
   const s = (await muxDialer(8).dial({ host: '127.0.0.1', port: echo.port })) as Duplex & {

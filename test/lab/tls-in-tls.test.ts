@@ -4,7 +4,8 @@
 // by rule A, and reset by the resetting module, while plain HTTPS is not. Then the reference's test:
 // 100 HTTPS pages (browser request headers, pages of 2–60 KB) through each TLS transport and with no
 // tunnel (the baseline), rules A and B applied to every flow; a transport passes if its flag rate is
-// at most the baseline's plus 2 percentage points. The naive tunnel is the control that must fail.
+// at most the baseline's plus 2 percentage points. The naive tunnel is the control that must fail,
+// and Trojan over Mux.Cool without padding (pad=0) the reference that shows the padding matters.
 // Its own lab prefix, removed in after(), even on failure.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +21,14 @@ const base = process.env.LADDER_LAB_TEST_PREFIX ?? 'lab1-';
 const plan = planLab(`${base.slice(0, -1).slice(0, 7)}6-`);
 const PAGES = 100;
 const BASELINE = 'https-allowed';
-const LADDER = ['ladder-trojan-https', 'ladder-ws-trojan-https', 'ladder-ws-ss-https'];
+const LADDER = [
+  'ladder-trojan-https',
+  'ladder-ws-trojan-https',
+  'ladder-ws-ss-https',
+  'ladder-trojan-mux-https',
+  'ladder-trojan-mux-nopad-https',
+  'ladder-trojan-split-https',
+];
 const CONTROL = 'naive-tunnel-https';
 
 interface LabEvent {
@@ -59,6 +67,8 @@ interface Rates {
   a: number;
   b: number;
   runs: string[];
+  /** Flows whose first run is the outer Finished alone (64 bytes): the server spoke before the client's data. */
+  finishedAlone: number;
 }
 
 /** Fetches pages 0..n-1 through a transport with the measuring censor; counts rule A and B flags. */
@@ -80,6 +90,7 @@ async function browse(name: string, n: number): Promise<Rates> {
     a: m.filter((e) => / A yes/.test(e.detail ?? '')).length,
     b: m.filter((e) => / B yes/.test(e.detail ?? '')).length,
     runs,
+    finishedAlone: m.filter((e) => /runs 64\//.test(e.detail ?? '')).length,
   };
 }
 
@@ -123,12 +134,12 @@ describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 600_000 
     assert.ok(events().some((e) => e.module === 'tls-in-tls' && e.action === 'reset'));
   });
 
-  test(`${PAGES} HTTPS pages through each TLS transport, rules A and B: the baseline, the control, and Ladder's WebSocket transports within baseline + 2 pp`, async () => {
+  test(`${PAGES} HTTPS pages through each TLS transport, rules A and B: the baseline, the control, and Ladder's WebSocket, padded Mux.Cool and split=1 Trojan transports within baseline + 2 pp`, async () => {
     for (const name of [BASELINE, CONTROL, ...LADDER]) {
       const r = await browse(name, PAGES);
       measured.set(name, r);
       console.log(
-        `# ${name}: ${r.ok}/${PAGES} pages, ${r.flows} outer flows measured, rule A ${pct(r.a)}%, rule B ${pct(r.b)}%; runs seen: ${r.runs.slice(0, 6).join(', ')}`,
+        `# ${name}: ${r.ok}/${PAGES} pages, ${r.flows} outer flows measured, rule A ${pct(r.a)}%, rule B ${pct(r.b)}%; first run the Finished alone in ${r.finishedAlone}; runs seen: ${r.runs.slice(0, 6).join(', ')}`,
       );
       assert.equal(r.ok, PAGES, `${name}: every page fetched`);
       assert.ok(r.flows >= PAGES, `${name}: every outer flow measured`);
@@ -138,16 +149,28 @@ describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 600_000 
       pct(measured.get(name)![rule]) <= pct(baseline[rule]) + 2;
     // the control: the test can fail
     assert.ok(!within(CONTROL, 'a') && !within(CONTROL, 'b'), 'the naive tunnel fails');
-    for (const name of ['ladder-ws-trojan-https', 'ladder-ws-ss-https']) {
+    for (const name of [
+      'ladder-ws-trojan-https',
+      'ladder-ws-ss-https',
+      'ladder-trojan-mux-https',
+      // split=1: the request with a slice, the server's tickets, then the rest (or the payload
+      // whole when the tickets came first); with curl's 517-byte ClientHello neither is in a window
+      'ladder-trojan-split-https',
+    ]) {
       assert.ok(within(name, 'a'), `${name}: rule A`);
       assert.ok(within(name, 'b'), `${name}: rule B`);
     }
+    // The reference for the padding: the same Mux.Cool transport with pad=0 is flagged (its first
+    // run is the Trojan request, a New frame and the inner ClientHello, ~703 bytes), so it is the
+    // padding that keeps the padded row at the baseline.
+    const nopad = 'ladder-trojan-mux-nopad-https';
+    assert.ok(!within(nopad, 'a') && !within(nopad, 'b'), `${nopad} is flagged without padding`);
   });
 
   test(
     "Ladder's Trojan carrying HTTPS: flag rate within baseline + 2 pp (rules A and B)",
     {
-      todo: "fails: Ladder's Trojan client sends the Trojan request and the inner ClientHello with its outer Finished, so rule A sees an inner handshake (docs/lab.md 'TLS in TLS'); reported to the lead, the transport is unchanged here",
+      todo: "fails: Ladder's plain Trojan client (no mux, no split) sends the Trojan request and the inner ClientHello with its outer Finished, so rule A sees an inner handshake (docs/lab.md 'TLS in TLS'); the default is unchanged: Mux.Cool keys are padded, split=1 is opt-in",
     },
     () => {
       const baseline = measured.get(BASELINE)!;

@@ -14,6 +14,7 @@ import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { DECOY_PAGES, NOT_FOUND_PAGE } from './pages.js';
 import { relay } from '../../transport/relay.js';
+import { endedReplay } from '../../stream/ended-replay.js';
 import type { StreamDialer, Target } from '../../transport/types.js';
 
 const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
@@ -70,6 +71,11 @@ export class DecoySite implements Fallback {
   }
 
   handle(conn: Duplex, head: Buffer): void {
+    // The peer ended before the bytes could be judged: the site gets them and the end, as it would.
+    if (conn.readableEnded) {
+      this.#server.emit('connection', endedReplay(conn, head) as Socket);
+      return;
+    }
     if (head.length > 0) conn.unshift(head);
     this.#server.emit('connection', conn as Socket);
     // A connection handed over paused (the WebSocket front pauses while it decides) flows again.
@@ -141,12 +147,14 @@ export class ForwardFallback implements Fallback {
   }
 
   handle(conn: Duplex, head: Buffer): void {
-    conn.pause();
+    // A peer that already ended: the web server gets the bytes and the end, as it would.
+    const from = conn.readableEnded ? endedReplay(conn, Buffer.alloc(0)) : conn;
+    from.pause();
     this.#dialer.dial(this.#target).then(
       (up) => {
         if (head.length > 0) up.write(head);
-        conn.resume();
-        void relay(conn, up, { idleTimeoutMs: 120_000 });
+        from.resume();
+        void relay(from, up, { idleTimeoutMs: 120_000 });
       },
       () => conn.destroy(),
     );
