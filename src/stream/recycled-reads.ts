@@ -72,6 +72,16 @@ export class BufferRecycler {
 const sharedRecycler = new BufferRecycler(READ_SIZE, READ_HEADROOM);
 
 /**
+ * A copy of `chunk` in memory of its own, with free headroom in front as every chunk of a recycled
+ * socket has (a pooled copy would put other buffers' bytes where the handler may write).
+ */
+function ownCopy(chunk: Buffer): Buffer {
+  const b = Buffer.allocUnsafeSlow(READ_HEADROOM + chunk.length).subarray(READ_HEADROOM);
+  chunk.copy(b);
+  return b;
+}
+
+/**
  * net.connect with recycled reads. Until a 'data' listener is attached, reads are copied aside and
  * the socket pauses, so nothing is lost between connect and the consumer taking over.
  */
@@ -85,7 +95,7 @@ export function connectRecycling(options: NetConnectOpts): Socket {
       callback: (n: number, buf: Uint8Array): boolean => {
         const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
         if (socket.listenerCount('data') === 0) {
-          early.push(Buffer.from(chunk)); // a copy: the buffer is about to be reused
+          early.push(ownCopy(chunk)); // the buffer is about to be reused
           return false; // pause until someone listens
         }
         socket.emit('data', chunk);
