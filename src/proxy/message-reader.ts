@@ -15,7 +15,7 @@ import type { Duplex, Writable } from 'node:stream';
 import { LadderError } from '../errors.js';
 import { ChunkedBodyScanner, type BodyFraming } from '../codec/http-proxy.js';
 import type { Decoded } from '../codec/socks-addr.js';
-import { holdChunks } from '../stream/recycled-reads.js';
+import { holdChunks, keepsWrites } from '../stream/recycled-reads.js';
 
 /** The stream ended or failed in the middle of a message, or before one it was waiting for. */
 export class StreamGone extends Error {
@@ -215,7 +215,7 @@ export class MessageReader {
         started = true;
         if (n > 0) {
           const ok = dst.write(n === chunk.length ? chunk : chunk.subarray(0, n));
-          if (dst.writableLength > 0) holdChunks(src);
+          if (keepsWrites(dst)) holdChunks(src);
           if (!ok) src.pause();
         }
         if (n < chunk.length) {

@@ -8,7 +8,9 @@ import { ByteQueue, ChunkReader, ChunkWriter, MAX_PAYLOAD_2017 } from '../codec/
 import { SsKeyTable, SsTcpAcceptor, SsTcpClientSession } from '../codec/ss-tcp.js';
 import { makeCipherKey } from '../crypto/ss-key.js';
 import { relay } from '../transport/relay.js';
-import { HOLD, READ_HEADROOM } from './recycled-reads.js';
+import { HOLD, READ_HEADROOM, keepsWrites } from './recycled-reads.js';
+import { MuxCool } from './mux-cool.js';
+import { decodeMuxHeader, MUX_STATUS } from '../codec/mux-cool.js';
 import { seeded } from '../../test/helpers/seeded-random.js';
 
 test('CodecDuplex over a duplex that keeps written buffers by reference: the encode scratch is never reused under it', async () => {
@@ -169,3 +171,104 @@ for (const [method, password] of [
     duplex.destroy();
   });
 }
+
+// ------------------------------------------------------------------------------------------------
+// Lent reads written to a layer that copies them (recycled-reads.ts keepsWrites): the read need not
+// be held while the copy waits for the socket below, and must be while the chunk itself waits.
+
+/** A socket that keeps what it is given by reference and takes it slowly (write() returns false). */
+function slowSocket() {
+  const kept: Buffer[] = [];
+  const socket = new Duplex({
+    highWaterMark: 1024,
+    write(chunk: Buffer, _e, cb): void {
+      kept.push(chunk);
+      setImmediate(cb);
+    },
+    read(): void {},
+  });
+  return { socket, kept };
+}
+
+/**
+ * Lends `data` to `source` in reads of 20 to 70 KB (each above a Duplex's 16 KiB highWaterMark, so
+ * the relay pauses after each and nothing queues behind a waiting write), waiting while paused.
+ */
+async function lendAll(source: LendingSource, data: Buffer, seed: string): Promise<number> {
+  const sizes = seeded(seed, 4096);
+  let n = 0;
+  for (let p = 0; p < data.length;) {
+    const len = 20_000 + (sizes.readUInt16BE((n * 2) % 4094) % 50_000);
+    const r = data.subarray(p, p + len);
+    p += r.length;
+    while (source.isPaused()) await new Promise((res) => setImmediate(res));
+    source.lend(r);
+    n++;
+  }
+  return n;
+}
+
+for (const copies of [true, false])
+  test(`a lent read relayed into a CodecDuplex whose codec ${copies ? 'copies' : 'passes chunks through'}: intact, and held ${copies ? 'only while queued itself' : 'while its write waits'}`, async () => {
+    const data = seeded(`keeps-${copies}`, 3_000_000);
+    const source = new LendingSource();
+    const { socket, kept } = slowSocket();
+    const duplex = new CodecDuplex(socket, {
+      encode: (c) => (copies ? Buffer.from(c) : c),
+      decode: () => [],
+    });
+    const done = relay(source, duplex);
+    const lent = await lendAll(source, data, `keeps-${copies}`);
+    while (kept.reduce((n, k) => n + k.length, 0) < data.length)
+      await new Promise((res) => setImmediate(res));
+    assert.ok(Buffer.concat(kept).equals(data), 'the bytes came through intact');
+    // The relay pauses the source after each write, so a copying codec never needs a hold (the
+    // relay held every read before keepsWrites); a pass-through codec's socket keeps the lent
+    // memory itself, so its reads must be held.
+    if (copies) assert.equal(source.holds, 0, `holds over ${lent} reads`);
+    else assert.ok(source.holds > 0, 'the reads a waiting write references were held');
+    duplex.destroy();
+    await done;
+  });
+
+test('keepsWrites: a CodecDuplex says a chunk it copied is not referenced, a chunk queued behind it is', () => {
+  const { socket } = slowSocket();
+  const duplex = new CodecDuplex(socket, { encode: (c) => Buffer.from(c), decode: () => [] });
+  duplex.write(Buffer.alloc(4000, 1)); // encoded (copied), its callback waits for the socket
+  assert.ok(duplex.writableLength > 0);
+  assert.equal(keepsWrites(duplex), false);
+  duplex.write(Buffer.alloc(10, 2)); // queued in the Duplex itself, not copied yet
+  assert.equal(keepsWrites(duplex), true);
+  // A plain writable: anything queued is referenced.
+  assert.equal(keepsWrites(socket), socket.writableLength > 0);
+  duplex.destroy();
+});
+
+test('a lent read relayed into a Mux.Cool session: every frame is a copy, so no read is held, and the frames carry the bytes intact', async () => {
+  const data = seeded('keeps-mux', 3_000_000);
+  const source = new LendingSource();
+  const { socket, kept } = slowSocket();
+  const mux = new MuxCool(socket, { role: 'client', padding: false });
+  const session = mux.open({ host: '192.0.2.1', port: 80 });
+  const done = relay(source, session);
+  const lent = await lendAll(source, data, 'keeps-mux');
+  const carried = (): Buffer => {
+    const wire = Buffer.concat(kept);
+    const parts: Buffer[] = [];
+    for (let p = 0; p < wire.length;) {
+      const d = decodeMuxHeader(wire, p);
+      if (d === null) break;
+      p += d.bytesRead;
+      const n = d.value.dataLength ?? 0;
+      if (d.value.status === MUX_STATUS.NEW || d.value.status === MUX_STATUS.KEEP)
+        parts.push(wire.subarray(p, p + n));
+      p += n;
+    }
+    return Buffer.concat(parts);
+  };
+  while (carried().length < data.length) await new Promise((res) => setTimeout(res, 5));
+  assert.ok(carried().equals(data), 'the frames carry the bytes intact');
+  assert.equal(source.holds, 0, `holds over ${lent} reads`);
+  session.destroy();
+  await done;
+});

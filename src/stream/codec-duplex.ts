@@ -11,7 +11,7 @@
  */
 import { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
-import { HOLD, holdChunks } from './recycled-reads.js';
+import { HOLD, KEEPS, holdChunks, keepsWrites } from './recycled-reads.js';
 
 /**
  * What a CodecDuplex runs over: a socket, or any Duplex (a WebSocket stream, a Mux.Cool session)
@@ -40,6 +40,13 @@ export class CodecDuplex extends Duplex {
   readonly socket: SocketLike;
   readonly #codec: StreamCodec;
   #pendingWriteCb: ((err?: Error | null) => void) | null = null;
+  /**
+   * Bytes of the chunks whose callback waits only for the socket's 'drain' and which the codec
+   * copied while encoding them: written, but no longer referenced ({@link KEEPS}).
+   */
+  #copiedInFlight = 0;
+  /** The last chunk went to the socket as it was (the codec did not copy it). */
+  #passedThrough = false;
   #readPaused = false;
   /**
    * Whether an empty write queue after a write means nothing references the encoded bytes any more,
@@ -131,8 +138,17 @@ export class CodecDuplex extends Duplex {
   #onDrain = (): void => {
     const cb = this.#pendingWriteCb;
     this.#pendingWriteCb = null;
+    this.#copiedInFlight = 0;
     cb?.();
   };
+
+  /** Whether a chunk written to this Duplex is still referenced (recycled-reads.ts keepsWrites). */
+  [KEEPS](): boolean {
+    return (
+      this.writableLength > this.#copiedInFlight ||
+      (this.#passedThrough && keepsWrites(this.socket))
+    );
+  }
 
   #onError = (err: Error): void => {
     this.destroy(err);
@@ -161,19 +177,31 @@ export class CodecDuplex extends Duplex {
       cb(err as Error);
       return;
     }
+    this.#passedThrough = wire.buffer === chunk.buffer;
     const ok = this.socket.write(wire);
     // Taken whole by the kernel (or by OpenSSL): nothing references `wire` any more.
     if (this.#releasable && this.socket.writableLength === 0) this.#codec.release?.();
     if (ok) cb();
-    else this.#pendingWriteCb = cb;
+    else {
+      // A codec that encoded into memory of its own no longer needs `chunk`.
+      this.#copiedInFlight = wire.buffer === chunk.buffer ? 0 : chunk.length;
+      this.#pendingWriteCb = cb;
+    }
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
     let ok = true;
+    let copied = 0;
+    this.#passedThrough = false;
     this.socket.cork();
     try {
       // Corked: every write stays referenced until uncork, so no release here (fresh memory each).
-      for (const { chunk } of chunks) ok = this.socket.write(this.#codec.encode(chunk));
+      for (const { chunk } of chunks) {
+        const wire = this.#codec.encode(chunk);
+        if (wire.buffer !== chunk.buffer) copied += chunk.length;
+        else this.#passedThrough = true;
+        ok = this.socket.write(wire);
+      }
     } catch (err) {
       this.socket.uncork();
       cb(err as Error);
@@ -182,7 +210,10 @@ export class CodecDuplex extends Duplex {
     this.socket.uncork();
     if (this.#releasable && this.socket.writableLength === 0) this.#codec.release?.();
     if (ok) cb();
-    else this.#pendingWriteCb = cb;
+    else {
+      this.#copiedInFlight = copied;
+      this.#pendingWriteCb = cb;
+    }
   }
 
   override _final(cb: (err?: Error | null) => void): void {

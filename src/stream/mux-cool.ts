@@ -40,6 +40,7 @@ import {
   type MuxNetwork,
 } from '../codec/mux-cool.js';
 import { ByteQueue } from '../codec/ss-stream.js';
+import { KEEPS } from './recycled-reads.js';
 import { LadderError } from '../errors.js';
 import type { Target } from '../transport/types.js';
 
@@ -416,6 +417,8 @@ export class MuxSession extends Duplex {
   #peerGone = false;
   /** Frames sent; the first MUX_PADDED_FRAMES are padded. */
   #framesSent = 0;
+  /** Bytes of the chunk being written once all of it is copied into frames ({@link KEEPS}). */
+  #copiedInFlight = 0;
   #readFull = false;
   /** Session data received and sent (a failover dialer tells a silent close by them). */
   bytesRead = 0;
@@ -506,8 +509,10 @@ export class MuxSession extends Duplex {
     // Frames of equal size: a 64 KiB read is two frames of 32 KiB, not one of 65,535 bytes and one
     // of a single byte (which doubled the peer's writes and halved its bulk throughput).
     const size = Math.ceil(chunk.length / Math.ceil(chunk.length / SEND_DATA_MAX));
+    // Every frame is a copy: once the last one is made, only the connection's drain is awaited.
     const next = (): void => {
       if (at >= chunk.length) {
+        this.#copiedInFlight = 0;
         cb();
         return;
       }
@@ -516,6 +521,7 @@ export class MuxSession extends Duplex {
         const piece = chunk.subarray(at, at + size);
         at += piece.length;
         this.bytesWritten += piece.length;
+        if (at >= chunk.length) this.#copiedInFlight = chunk.length;
         this.#send(this.#header(piece.length), piece, next);
         return;
       }
@@ -525,9 +531,15 @@ export class MuxSession extends Duplex {
       const from = at;
       this.bytesWritten += end - at;
       at = end;
+      if (at >= chunk.length) this.#copiedInFlight = chunk.length;
       this.#mux.sendFrames(headers, chunk, from, next);
     };
     next();
+  }
+
+  /** Whether a chunk written to this session is still referenced (recycled-reads.ts keepsWrites). */
+  [KEEPS](): boolean {
+    return this.writableLength > this.#copiedInFlight;
   }
 
   override _final(cb: (err?: Error | null) => void): void {

@@ -36,6 +36,21 @@ export const READ_SIZE = 64 * 1024 - 256;
  */
 export const READ_HEADROOM = 0xffff + 2 * 16 + 2;
 
+/** The symbol under which a writable tells whether it still references what was written to it. */
+export const KEEPS = Symbol.for('ladder.keepsWrites');
+
+/**
+ * Whether `dest` still references a chunk written to it, after write() returned: by default while
+ * anything is queued (`writableLength > 0`). A writable that copies what it takes (an encoding
+ * Duplex, a Mux.Cool session) answers exactly through {@link KEEPS}: a chunk it has copied and whose
+ * callback only waits for the socket below is not referenced, so the read it came from need not be
+ * held (which made every read a fresh buffer while the socket below was full).
+ */
+export function keepsWrites(dest: { readonly writableLength: number }): boolean {
+  const f = (dest as { [KEEPS]?: () => boolean })[KEEPS];
+  return f ? f.call(dest) : dest.writableLength > 0;
+}
+
 /** One reusable buffer, replaced when its holder keeps it. */
 export class BufferRecycler {
   readonly #size: number;

@@ -16,7 +16,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { LadderError } from '../errors.js';
-import { holdChunks } from '../stream/recycled-reads.js';
+import { holdChunks, keepsWrites } from '../stream/recycled-reads.js';
 
 export interface RelayOptions {
   idleTimeoutMs?: number;
@@ -70,7 +70,7 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       onAToB?.(chunk.length);
       const wait = paceAToB?.(chunk.length);
       const ok = b.write(chunk);
-      if (b.writableLength > 0) holdChunks(a);
+      if (keepsWrites(b)) holdChunks(a);
       if (!ok) {
         drainA = true;
         a.pause();
@@ -86,7 +86,7 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       onBToA?.(chunk.length);
       const wait = paceBToA?.(chunk.length);
       const ok = a.write(chunk);
-      if (a.writableLength > 0) holdChunks(b);
+      if (keepsWrites(a)) holdChunks(b);
       if (!ok) {
         drainB = true;
         b.pause();
