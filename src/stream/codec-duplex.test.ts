@@ -83,7 +83,7 @@ class LendingSource extends Duplex {
 function responseStream(method: string, password: string, payloads: Buffer[]) {
   const key = makeCipherKey(method, password);
   const client = new SsTcpClientSession(key, randomBytes);
-  const request = client.encodeRequest({ host: '192.0.2.1', port: 80 }, Buffer.from('GET /'), 0);
+  const request = client.encodeRequest({ host: '198.18.0.1', port: 80 }, Buffer.from('GET /'), 0);
   const acceptor = new SsTcpAcceptor(
     new SsKeyTable([{ id: 'k', key }]),
     { addSalt2017: () => true, addSalt2022: () => true },
@@ -249,7 +249,7 @@ test('a lent read relayed into a Mux.Cool session: every frame is a copy, so no 
   const source = new LendingSource();
   const { socket, kept } = slowSocket();
   const mux = new MuxCool(socket, { role: 'client', padding: false });
-  const session = mux.open({ host: '192.0.2.1', port: 80 });
+  const session = mux.open({ host: '198.18.0.1', port: 80 });
   const done = relay(source, session);
   const lent = await lendAll(source, data, 'keeps-mux');
   const carried = (): Buffer => {
