@@ -35,6 +35,11 @@ function frame(h: MuxFrameHeader, data?: Buffer): Buffer {
   return out;
 }
 
+/** A New frame (TCP, no data) for session `id` to `target`. */
+function newFrame(id: number, target: Target): Buffer {
+  return frame({ sessionId: id, status: MUX_STATUS.NEW, option: 0, network: 1, target });
+}
+
 function parseFrames(bytes: Buffer): { h: MuxFrameHeader; data: string }[] {
   const out: { h: MuxFrameHeader; data: string }[] = [];
   let p = 0;
@@ -168,15 +173,7 @@ test('server: a session that answers sends Keep frames and End when it ends', as
     s.write('abc');
     s.end('def');
   });
-  t.feed(
-    frame({
-      sessionId: 7,
-      status: MUX_STATUS.NEW,
-      option: 0,
-      network: 1,
-      target: { host: 'example.com', port: 80 },
-    }),
-  );
+  t.feed(newFrame(7, { host: 'example.com', port: 80 }));
   await tick();
   assert.deepEqual(
     parseFrames(t.wire()).map((f) => [f.h.sessionId, f.h.status, f.data]),
@@ -189,28 +186,13 @@ test('server: a session that answers sends Keep frames and End when it ends', as
 });
 
 test('a large write leaves as frames of equal size, all of a 128 KiB slice in one write of the connection', async () => {
-  const writes: number[] = [];
   const t = serverUnderTest((s) => {
     s.resume();
     s.write(Buffer.alloc(65_536, 1)); // two frames of 32 KiB, one write
     s.write(Buffer.alloc(200_000, 2)); // four frames of 50,000: two writes of two frames
     s.write('x'); // one frame
   });
-  t.conn.on('data', () => {});
-  const origWrite = t.conn.write.bind(t.conn);
-  t.conn.write = ((c: Buffer, ...rest: never[]) => {
-    writes.push(c.length);
-    return origWrite(c, ...rest);
-  }) as typeof t.conn.write;
-  t.feed(
-    frame({
-      sessionId: 2,
-      status: MUX_STATUS.NEW,
-      option: 0,
-      network: 1,
-      target: { host: 'example.com', port: 80 },
-    }),
-  );
+  t.feed(newFrame(2, { host: 'example.com', port: 80 }));
   await tick();
   const frames = parseFrames(t.wire());
   assert.deepEqual(
@@ -225,21 +207,17 @@ test('a large write leaves as frames of equal size, all of a 128 KiB slice in on
       [MUX_STATUS.KEEP, 1],
     ],
   );
-  assert.deepEqual(writes, [2 * (8 + 32_768), 2 * (8 + 50_000), 2 * (8 + 50_000), 8 + 1]);
+  assert.deepEqual(
+    t.writes.map((w) => w.length),
+    [2 * (8 + 32_768), 2 * (8 + 50_000), 2 * (8 + 50_000), 8 + 1],
+  );
   assert.ok(frames.slice(2, 6).every((f) => f.data === '\x02'.repeat(50_000)));
 });
 
 test('data of one session across frame boundaries in one read arrives as one piece', async () => {
   const t = serverUnderTest();
   const got: [number, string][] = [];
-  const open = (id: number): Buffer =>
-    frame({
-      sessionId: id,
-      status: MUX_STATUS.NEW,
-      option: 0,
-      network: 1,
-      target: { host: '1.2.3.4', port: 1 },
-    });
+  const open = (id: number): Buffer => newFrame(id, { host: '1.2.3.4', port: 1 });
   const keep = (id: number, text: string): Buffer =>
     frame(
       { sessionId: id, status: MUX_STATUS.KEEP, option: MUX_OPTION.DATA, dataLength: text.length },
@@ -304,15 +282,7 @@ test('server: data for an unknown session is answered with End; UDP is refused w
 
 test('server: End with the error option destroys the session with ERR_MUX_COOL', async () => {
   const t = serverUnderTest();
-  t.feed(
-    frame({
-      sessionId: 1,
-      status: MUX_STATUS.NEW,
-      option: 0,
-      network: 1,
-      target: { host: '1.2.3.4', port: 1 },
-    }),
-  );
+  t.feed(newFrame(1, { host: '1.2.3.4', port: 1 }));
   await tick();
   const s = t.sessions[0]!.s;
   const err = new Promise<Error>((r) => s.on('error', r));
@@ -325,24 +295,10 @@ test('malformed framing or a second New destroys the connection and its sessions
   for (const bad of [
     Buffer.from('0201', 'hex'), // metadata over 512
     Buffer.from('0004000109 00'.replace(/ /g, ''), 'hex'), // status 9
-    frame({
-      sessionId: 1,
-      status: MUX_STATUS.NEW,
-      option: 0,
-      network: 1,
-      target: { host: '1.2.3.4', port: 1 },
-    }),
+    newFrame(1, { host: '1.2.3.4', port: 1 }),
   ]) {
     const t = serverUnderTest();
-    t.feed(
-      frame({
-        sessionId: 1,
-        status: MUX_STATUS.NEW,
-        option: 0,
-        network: 1,
-        target: { host: '1.2.3.4', port: 1 },
-      }),
-    );
+    t.feed(newFrame(1, { host: '1.2.3.4', port: 1 }));
     await tick();
     const s = t.sessions[0]!.s;
     const err = new Promise<Error>((r) => s.on('error', r));
@@ -379,15 +335,7 @@ test('client: ending the writable side sends End; the server drops the session a
 
 test('a connection that ends takes its sessions to their end', async () => {
   const t = serverUnderTest();
-  t.feed(
-    frame({
-      sessionId: 1,
-      status: MUX_STATUS.NEW,
-      option: 0,
-      network: 1,
-      target: { host: '1.2.3.4', port: 1 },
-    }),
-  );
+  t.feed(newFrame(1, { host: '1.2.3.4', port: 1 }));
   await tick();
   const got = collect(t.sessions[0]!.s);
   t.conn.push(null);
@@ -423,15 +371,7 @@ test("padding: a session's first frames each leave with a KeepAlive of random pa
     for (const w of writes) s.write(w);
     s.end();
   }, true);
-  t.feed(
-    frame({
-      sessionId: 5,
-      status: MUX_STATUS.NEW,
-      option: 0,
-      network: 1,
-      target: { host: 'example.com', port: 443 },
-    }),
-  );
+  t.feed(newFrame(5, { host: 'example.com', port: 443 }));
   await tick();
   await tick();
   assert.equal(t.writes.length, writes.length + 1, 'one write per frame, End last');
@@ -469,15 +409,7 @@ test('padding: totals of short flights spread over [900, 1400), not one size', a
       s.resume();
       s.write('hello');
     }, true);
-    t.feed(
-      frame({
-        sessionId: 1,
-        status: MUX_STATUS.NEW,
-        option: 0,
-        network: 1,
-        target: { host: 'example.com', port: 443 },
-      }),
-    );
+    t.feed(newFrame(1, { host: 'example.com', port: 443 }));
     await tick();
     const w = t.writes[0]!;
     assert.ok(w.length >= 900 && w.length < 1400, `${w.length}`);
@@ -534,15 +466,7 @@ test('padding off: no KeepAlive is sent', async () => {
     s.write('abc');
     s.end();
   }, false);
-  t.feed(
-    frame({
-      sessionId: 2,
-      status: MUX_STATUS.NEW,
-      option: 0,
-      network: 1,
-      target: { host: 'example.com', port: 80 },
-    }),
-  );
+  t.feed(newFrame(2, { host: 'example.com', port: 80 }));
   await tick();
   assert.deepEqual(t.writes.map(shape), [[[2, MUX_STATUS.KEEP, 3]], [[2, MUX_STATUS.END, 0]]]);
 });

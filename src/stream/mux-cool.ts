@@ -189,34 +189,44 @@ export class MuxCool {
     }
   };
 
+  /**
+   * Data for one session that arrives in one read across a frame boundary (the tail of one frame,
+   * a header, the head of the next) is handed on as one piece: one write of the receiver instead
+   * of two. Pieces are collected until another session's frame or a frame that changes the
+   * session's state comes, or the read is used up.
+   */
+  #pending: MuxSession | null = null;
+  #pieces: Buffer[] = [];
+  #pieceBytes = 0;
+
+  #flush(): void {
+    const to = this.#pending;
+    const pieces = this.#pieces;
+    const out =
+      to === null
+        ? null
+        : pieces.length === 1
+          ? pieces[0]!
+          : Buffer.concat(pieces, this.#pieceBytes);
+    this.#pending = null;
+    pieces.length = 0;
+    this.#pieceBytes = 0;
+    if (to && out && !to.destroyed && !to.readableEnded) to.deliver(out);
+  }
+
   #drain(): void {
     const q = this.#q;
-    // Data for one session that arrives in one read across a frame boundary (the tail of one
-    // frame, a header, the head of the next) is handed on as one piece: one write of the
-    // receiver instead of two. Pieces are collected until another session's frame or a frame
-    // that changes the session's state comes, or the read is used up.
-    let pending: MuxSession | null = null;
-    let pieces: Buffer[] = [];
-    let bytes = 0;
-    const flush = (): void => {
-      const to = pending;
-      if (to && !to.destroyed && !to.readableEnded)
-        to.deliver(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, bytes));
-      pending = null;
-      pieces = [];
-      bytes = 0;
-    };
     try {
       while (q.length > 0 && !this.#dead) {
         if (this.#dataLeft > 0) {
           const piece = q.takeFront(this.#dataLeft);
           this.#dataLeft -= piece.length;
           const to = this.#dataTo;
-          if (to !== pending) flush();
+          if (to !== this.#pending) this.#flush();
           if (to) {
-            pending = to;
-            pieces.push(piece);
-            bytes += piece.length;
+            this.#pending = to;
+            this.#pieces.push(piece);
+            this.#pieceBytes += piece.length;
           }
           continue;
         }
@@ -230,11 +240,11 @@ export class MuxCool {
         if (d === null) return;
         q.take(d.bytesRead);
         const h = d.value;
-        if (!(h.status === MUX_STATUS.KEEP && pending?.id === h.sessionId)) flush();
+        if (!(h.status === MUX_STATUS.KEEP && this.#pending?.id === h.sessionId)) this.#flush();
         this.#frame(h);
       }
     } finally {
-      if (!this.#dead) flush();
+      this.#flush(); // a dead connection's sessions are destroyed: nothing is delivered to them
     }
   }
 
@@ -334,18 +344,20 @@ export class MuxCool {
 
   /**
    * @internal Sends frames in one write: `headers[i]` is followed by the next `dataLength` bytes
-   * of `data` from `at` on. One buffer per write, so that a WebSocket below sends it as one
-   * message and a TLS socket one write (a 64 KiB read is two frames, and two writes had doubled
-   * the syscalls of the sender and the pieces of the receiver). The copy also means the caller's
-   * memory is free again as soon as this returns. Bulk data would otherwise land in a fresh buffer
-   * per frame, which V8 frees late: new pages to fault in and garbage to collect cost a quarter of
-   * the server's CPU in a 1 GiB download.
+   * of `data` from `at` on; with `pad` (and padding on), a KeepAlive frame of random padding follows
+   * them (codec/mux-cool.ts `muxPaddingLength`). One buffer per write, so that a WebSocket below
+   * sends it as one message and a TLS socket one write (a 64 KiB read is two frames, and two writes
+   * had doubled the syscalls of the sender and the pieces of the receiver). The copy also means the
+   * caller's memory is free again as soon as this returns. Bulk data would otherwise land in a fresh
+   * buffer per frame, which V8 frees late: new pages to fault in and garbage to collect cost a
+   * quarter of the server's CPU in a 1 GiB download.
    */
   sendFrames(
     headers: readonly MuxFrameHeader[],
     data: Buffer | null,
     at: number,
     done: () => void,
+    pad = false,
   ): void {
     if (this.#dead || this.conn.destroyed || !this.conn.writable) {
       done();
@@ -353,6 +365,12 @@ export class MuxCool {
     }
     let n = 0;
     for (const h of headers) n += muxHeaderLength(h) + (h.dataLength ?? 0);
+    const flight = n;
+    const padding =
+      pad && this.#o.padding !== false
+        ? muxPaddingHeader(headers[0]!.sessionId, muxPaddingLength(flight, randomInt))
+        : null;
+    if (padding) n += muxHeaderLength(padding) + padding.dataLength!;
     const pooled = this.#o.reuseFrames === true && n > 1024 && n <= FRAME_BUFFER_SIZE;
     const buf = pooled ? (this.#frames.pop() ?? Buffer.allocUnsafeSlow(FRAME_BUFFER_SIZE)) : null;
     const out = buf ? buf.subarray(0, n) : Buffer.allocUnsafe(n);
@@ -366,35 +384,17 @@ export class MuxCool {
         p += len;
       }
     }
+    if (padding) {
+      p += encodeMuxHeader(padding, out, p);
+      randomFillSync(out, p, n - p);
+      debug('padded a frame of %d bytes to %d', flight, n);
+    }
     const ok = buf
       ? this.conn.write(out, () => {
           if (this.#frames.length < FRAME_POOL_MAX) this.#frames.push(buf);
         })
       : this.conn.write(out);
     if (ok) done();
-    else this.#waitingWriters.add(done);
-  }
-
-  /**
-   * @internal Sends a frame followed by a KeepAlive frame of random padding, in one write (one
-   * WebSocket message, one TLS record); as {@link send} when padding is off.
-   */
-  sendPadded(h: MuxFrameHeader, data: Buffer | null, done: () => void): void {
-    if (this.#o.padding === false || this.#dead || this.conn.destroyed || !this.conn.writable) {
-      this.send(h, data, done);
-      return;
-    }
-    const hl = muxHeaderLength(h);
-    const flight = hl + (data?.length ?? 0);
-    const pad = muxPaddingHeader(h.sessionId, muxPaddingLength(flight, randomInt));
-    const padAt = flight + muxHeaderLength(pad);
-    const out = Buffer.allocUnsafe(padAt + pad.dataLength!);
-    encodeMuxHeader(h, out, 0);
-    if (data) data.copy(out, hl);
-    encodeMuxHeader(pad, out, flight);
-    randomFillSync(out, padAt);
-    debug('padded a frame of %d bytes to %d', flight, out.length);
-    if (this.conn.write(out)) done();
     else this.#waitingWriters.add(done);
   }
 
@@ -496,8 +496,7 @@ export class MuxSession extends Duplex {
 
   /** A New or Keep frame of this session, padded while it is among the first few. */
   #send(h: MuxFrameHeader, data: Buffer | null, done: () => void): void {
-    if (this.#framesSent++ < MUX_PADDED_FRAMES) this.#mux.sendPadded(h, data, done);
-    else this.#mux.send(h, data, done);
+    this.#mux.sendFrames([h], data, 0, done, this.#framesSent++ < MUX_PADDED_FRAMES);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
