@@ -217,7 +217,7 @@ test('a large write leaves as frames of equal size, all of a 128 KiB slice in on
 test('data of one session across frame boundaries in one read arrives as one piece', async () => {
   const t = serverUnderTest();
   const got: [number, string][] = [];
-  const open = (id: number): Buffer => newFrame(id, { host: '1.2.3.4', port: 1 });
+  const open = (id: number): Buffer => newFrame(id, { host: '198.18.0.1', port: 1 });
   const keep = (id: number, text: string): Buffer =>
     frame(
       { sessionId: id, status: MUX_STATUS.KEEP, option: MUX_OPTION.DATA, dataLength: text.length },
@@ -282,7 +282,7 @@ test('server: data for an unknown session is answered with End; UDP is refused w
 
 test('server: End with the error option destroys the session with ERR_MUX_COOL', async () => {
   const t = serverUnderTest();
-  t.feed(newFrame(1, { host: '1.2.3.4', port: 1 }));
+  t.feed(newFrame(1, { host: '198.18.0.1', port: 1 }));
   await tick();
   const s = t.sessions[0]!.s;
   const err = new Promise<Error>((r) => s.on('error', r));
@@ -295,10 +295,10 @@ test('malformed framing or a second New destroys the connection and its sessions
   for (const bad of [
     Buffer.from('0201', 'hex'), // metadata over 512
     Buffer.from('0004000109 00'.replace(/ /g, ''), 'hex'), // status 9
-    newFrame(1, { host: '1.2.3.4', port: 1 }),
+    newFrame(1, { host: '198.18.0.1', port: 1 }),
   ]) {
     const t = serverUnderTest();
-    t.feed(newFrame(1, { host: '1.2.3.4', port: 1 }));
+    t.feed(newFrame(1, { host: '198.18.0.1', port: 1 }));
     await tick();
     const s = t.sessions[0]!.s;
     const err = new Promise<Error>((r) => s.on('error', r));
@@ -335,7 +335,7 @@ test('client: ending the writable side sends End; the server drops the session a
 
 test('a connection that ends takes its sessions to their end', async () => {
   const t = serverUnderTest();
-  t.feed(newFrame(1, { host: '1.2.3.4', port: 1 }));
+  t.feed(newFrame(1, { host: '198.18.0.1', port: 1 }));
   await tick();
   const got = collect(t.sessions[0]!.s);
   t.conn.push(null);
@@ -482,7 +482,7 @@ test('server: KeepAlive data is discarded even when it names a live session', as
           status: MUX_STATUS.NEW,
           option: MUX_OPTION.DATA,
           network: 1,
-          target: { host: '1.2.3.4', port: 1 },
+          target: { host: '198.18.0.1', port: 1 },
           dataLength: 3,
         },
         Buffer.from('one'),
