@@ -5,7 +5,9 @@
  * tls-setups.ts), and no proxy, in one run on loopback. Never run as a test.
  *
  *   bulk:        a 1 GiB download through SOCKS5 with curl (MB/s), with the CPU% of each process
- *   latency:     200 sequential fresh requests of a small page (mean and p99 ms)
+ *   latency:     200 sequential fresh requests of a small page (mean and p99 ms), after a warm-up of
+ *                3000 requests that lets V8 finish optimizing the per-request path; "cold" is the
+ *                mean of the first 200 requests after the setup started, before that warm-up
  *   concurrency: 200 connections at once, 1 MiB each (aggregate MB/s), with the peak RSS of server and client
  * Each phase runs 3 times per setup, in rounds across all setups, and the median is reported (once
  * with --quick, which also shrinks the sizes and counts). docs/benchmarks.md says what every figure means.
@@ -49,6 +51,14 @@ const only = onlyArg ? new Set(onlyArg.split(',')) : null;
 const BULK_BYTES = quick ? 128 * 1024 * 1024 : 1024 * 1024 * 1024;
 const REPS = quick ? 1 : 3;
 const SEQ = quick ? 50 : 200;
+/**
+ * Requests (4 in flight) that warm every setup before anything is timed. V8 optimizes a function
+ * called once per request only after a thousand or more calls: with --trace-opt, a Ladder Trojan
+ * client and server still compiled ~75 functions in the 1000 requests after the first 300, ~40 after
+ * 2000 and under 25 after 3000 (docs/benchmarks.md, session 5). A server that has run for a minute is
+ * past that; the cold figure says what the first requests cost.
+ */
+const WARM_REQUESTS = quick ? 300 : 3000;
 const CONC = quick ? 50 : 200;
 const CONC_BYTES = 1024 * 1024;
 const MB = 1e6;
@@ -268,6 +278,8 @@ interface Result {
   cpu: Record<string, number>;
   latencyMeanMs: number;
   latencyMeanRuns: number[];
+  /** The first SEQ requests after start, before the warm-up (one run, not a median). */
+  coldLatencyMeanMs: number;
   latencyP99Ms: number;
   concurrentMBps: number;
   concurrentRuns: number[];
@@ -294,10 +306,25 @@ function pidsOf(s: Setup, originPid: number): Record<string, number> {
   return pids;
 }
 
-/** The same warm-up for every setup: JIT and connection paths settle before anything is timed. */
-async function warmUp(s: Setup, originPort: number, originPid: number): Promise<void> {
-  for (let i = 0; i < 20; i++) await fetchOnce(s.socksPort, originPort, '/hello');
+/**
+ * The same warm-up for every setup, so that JIT and connection paths settle before anything is
+ * timed. Returns the cold latency: the mean of the first SEQ sequential requests after start.
+ */
+async function warmUp(s: Setup, originPort: number, originPid: number): Promise<number> {
+  const deadline = Date.now() + 120_000;
+  const cold: number[] = [];
+  for (let i = 0; i < SEQ && Date.now() < deadline; i++)
+    cold.push((await fetchOnce(s.socksPort, originPort, '/hello'))[0]);
   await curlDownload(s.socksPort, originPort, 64 * 1024 * 1024, pidsOf(s, originPid));
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < WARM_REQUESTS && Date.now() < deadline) {
+      next++;
+      await fetchOnce(s.socksPort, originPort, '/hello');
+    }
+  };
+  await Promise.all([lane(), lane(), lane(), lane()]);
+  return cold.reduce((a, b) => a + b, 0) / cold.length;
 }
 
 /** One round of all three phases (bulk, latency, concurrency) against one setup. */
@@ -344,7 +371,7 @@ async function measureRound(s: Setup, originPort: number, originPid: number): Pr
 }
 
 /** Medians over the rounds (CPU from the bulk run whose speed is the median; RSS the highest peak). */
-function summarize(s: Setup, rounds: Round[]): Result {
+function summarize(s: Setup, rounds: Round[], coldLatencyMs: number): Result {
   const bulkRuns = rounds.map((r) => r.bulkMBps);
   const latMeans = rounds.map((r) => r.latency.reduce((a, b) => a + b, 0) / r.latency.length);
   const concRuns = rounds.map((r) => r.concurrentMBps);
@@ -358,6 +385,7 @@ function summarize(s: Setup, rounds: Round[]): Result {
     cpu: rounds.find((r) => r.bulkMBps === median(bulkRuns))!.cpu,
     latencyMeanMs: median(latMeans),
     latencyMeanRuns: latMeans.map((x) => Math.round(x * 100) / 100),
+    coldLatencyMeanMs: Math.round(coldLatencyMs * 100) / 100,
     latencyP99Ms: percentile(
       rounds.flatMap((r) => r.latency),
       99,
@@ -455,7 +483,7 @@ async function main(): Promise<void> {
     failures.push({ name, error });
     process.stderr.write(`bench: ${name} FAILED: ${error}\n`);
   };
-  const live: { setup: Setup; rounds: Round[] }[] = [];
+  const live: { setup: Setup; rounds: Round[]; coldLatencyMs?: number }[] = [];
   const results: Result[] = [];
   let operator: OperatorBenchResult | undefined;
   try {
@@ -469,7 +497,7 @@ async function main(): Promise<void> {
     }
     for (const l of [...live]) {
       try {
-        await warmUp(l.setup, originPort, origin.pid);
+        l.coldLatencyMs = await warmUp(l.setup, originPort, origin.pid);
       } catch (err) {
         fail(l.setup.name, err);
         live.splice(live.indexOf(l), 1);
@@ -488,7 +516,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    for (const l of live) results.push(summarize(l.setup, l.rounds));
+    for (const l of live) results.push(summarize(l.setup, l.rounds, l.coldLatencyMs ?? NaN));
     await Promise.all(live.map((l) => l.setup.stop()));
     if (want('operator')) {
       process.stderr.write('bench: keys and accounting (operator)\n');
@@ -556,6 +584,7 @@ interface Ratio {
   vs: string;
   bulk: number;
   latencyMean: number;
+  coldLatencyMean: number;
   concurrent: number;
 }
 
@@ -573,6 +602,7 @@ function ratios(results: Result[]): Record<string, Ratio> {
       vs: base.name,
       bulk: round2(l.bulkMBps / base.bulkMBps),
       latencyMean: round2(l.latencyMeanMs / base.latencyMeanMs),
+      coldLatencyMean: round2(l.coldLatencyMeanMs / base.coldLatencyMeanMs),
       concurrent: round2(l.concurrentMBps / base.concurrentMBps),
     };
   }
@@ -590,6 +620,7 @@ function tlsRatios(results: Result[]): Record<string, Ratio> {
       vs: base.name,
       bulk: round2(r.bulkMBps / base.bulkMBps),
       latencyMean: round2(r.latencyMeanMs / base.latencyMeanMs),
+      coldLatencyMean: round2(r.coldLatencyMeanMs / base.coldLatencyMeanMs),
       concurrent: round2(r.concurrentMBps / base.concurrentMBps),
     };
   return out;
@@ -609,6 +640,7 @@ function print(results: Result[]): void {
       pad('cpu% srv/cli/curl/origin', 26),
       pad('lat mean', 9),
       pad('lat p99', 8),
+      pad('cold', 6),
       pad('conc MB/s', 10),
       pad('RSS srv/cli MiB', 16),
     ].join(' '),
@@ -622,6 +654,7 @@ function print(results: Result[]): void {
         pad(`${num(c.server)}/${num(c.client)}/${num(c.curl)}/${num(c.origin)}`, 26),
         pad(num(r.latencyMeanMs, 2), 9),
         pad(num(r.latencyP99Ms, 2), 8),
+        pad(num(r.coldLatencyMeanMs, 2), 6),
         pad(num(r.concurrentMBps), 10),
         pad(`${num(r.serverRssPeakMiB)}/${num(r.clientRssPeakMiB)}`, 16),
       ].join(' '),
@@ -630,21 +663,21 @@ function print(results: Result[]): void {
   const ts = tlsRatios(results);
   if (Object.keys(ts).length > 0) {
     console.log(
-      '\n/ trojan-gfw: bulk (≥1.0 is the target), latency (≤1.1 is the target), concurrency (≥1.0)',
+      '\n/ trojan-gfw: bulk (≥1.0 is the target), latency (≤1.1 is the target), concurrency (≥1.0); cold latency',
     );
     for (const [name, r] of Object.entries(ts))
       console.log(
-        `  ${pad(name, 32)} bulk ${r.bulk}x   latency ${r.latencyMean}x   concurrency ${r.concurrent}x`,
+        `  ${pad(name, 32)} bulk ${r.bulk}x   latency ${r.latencyMean}x   concurrency ${r.concurrent}x   cold ${r.coldLatencyMean}x`,
       );
   }
   const rs = ratios(results);
   if (Object.keys(rs).length > 0) {
     console.log(
-      '\nLadder / ss-libev (same cipher; 2022 and the node floor against aes-256-gcm): bulk (≥1.0 is better), latency (≤1.1 is the target), concurrency (≥1.0)',
+      '\nLadder / ss-libev (same cipher; 2022 and the node floor against aes-256-gcm): bulk (≥1.0 is better), latency (≤1.1 is the target), concurrency (≥1.0); cold latency',
     );
     for (const [name, r] of Object.entries(rs))
       console.log(
-        `  ${pad(name, 32)} bulk ${r.bulk}x   latency ${r.latencyMean}x   concurrency ${r.concurrent}x   (vs ${r.vs})`,
+        `  ${pad(name, 32)} bulk ${r.bulk}x   latency ${r.latencyMean}x   concurrency ${r.concurrent}x   cold ${r.coldLatencyMean}x   (vs ${r.vs})`,
       );
   }
 }
