@@ -14,6 +14,11 @@ import { connect, type NetConnectOpts, type Socket } from 'node:net';
 /** The symbol under which a borrowing source exposes its hold function. */
 export const HOLD = Symbol.for('ladder.holdChunks');
 
+/** Whether `source` emits borrowed chunks (a socket made here). */
+export function lendsChunks(source: unknown): boolean {
+  return typeof (source as { [HOLD]?: unknown } | null)?.[HOLD] === 'function';
+}
+
 /** Tells a source that emits borrowed chunks that the chunk just received is still referenced. */
 export function holdChunks(source: unknown): void {
   const f = (source as { [HOLD]?: () => void } | null)?.[HOLD];

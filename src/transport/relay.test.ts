@@ -1,13 +1,16 @@
 /**
  * relay() over real loopback TCP sockets: bytes and counts both ways, half-close in either
  * direction, an error or abort on one side takes both down, the idle timeout, exactly one result,
- * no listeners left behind, and bounded buffering when the reader stops.
+ * no listeners left behind, and bounded buffering when the reader stops; and, over in-memory
+ * ends that record how chunks arrive, the batching of a turn's chunks into one writev.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { relay } from './relay.js';
+import { HOLD } from '../stream/recycled-reads.js';
 
 /** Two connected loopback sockets: [the side we hand to relay, the far end]. */
 async function tcpPair(): Promise<[Socket, Socket]> {
@@ -245,4 +248,111 @@ test('pacing: a positive pace pauses the source, and every byte still arrives in
   assert.ok((await gotAtApp).equals(down));
   assert.ok(paces > 0);
   assert.ok(pausedSeen > 0, 'the source was paused while paced');
+});
+
+/**
+ * In-memory ends for the write-batching tests: `src` emits what the test pushes; `dst` records
+ * how each chunk reached it (a write of its own, or a writev of several), completing writes when
+ * `release()` is called (or at once when `instant`).
+ */
+function batchEnds(options: { lends?: boolean; highWaterMark?: number; instant?: boolean } = {}) {
+  const src = new Duplex({ read() {}, write: (_c, _e, cb) => cb() });
+  if (options.lends) (src as unknown as Record<symbol, () => void>)[HOLD] = () => {};
+  const calls: string[] = [];
+  const received: Buffer[] = [];
+  const waiting: (() => void)[] = [];
+  const complete = (cb: () => void): void => {
+    if (options.instant ?? true) cb();
+    else waiting.push(cb);
+  };
+  const dst = new Duplex({
+    read() {},
+    highWaterMark: options.highWaterMark ?? 16 * 1024,
+    write(chunk: Buffer, _e, cb) {
+      calls.push(`write ${chunk.length}`);
+      received.push(chunk);
+      complete(cb);
+    },
+    writev(chunks, cb) {
+      calls.push(`writev ${chunks.map((c) => (c.chunk as Buffer).length).join('+')}`);
+      for (const c of chunks) received.push(c.chunk as Buffer);
+      complete(cb);
+    },
+  });
+  const release = (): void => {
+    for (const cb of waiting.splice(0)) cb();
+  };
+  return { src, dst, calls, received, release };
+}
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test('batching: the chunks a source emits in one turn after the first leave in one writev, in order', async () => {
+  const { src, dst, calls, received } = batchEnds();
+  const done = relay(src, dst);
+  const chunks = [1000, 2000, 3000, 4000].map((n) => randomBytes(n));
+  for (const c of chunks) src.push(c); // one turn, as a TLS socket's records of one read
+  await nextTurn();
+  await nextTurn();
+  // The first goes at once (a lone reply waits for nothing); the rest wait for the turn to end.
+  assert.deepEqual(calls, ['write 1000', 'writev 2000+3000+4000']);
+  assert.deepEqual(Buffer.concat(received), Buffer.concat(chunks));
+  // Next turn: the same again, not one batch held open across turns.
+  src.push(Buffer.alloc(10));
+  src.push(Buffer.alloc(20));
+  await nextTurn();
+  await nextTurn();
+  assert.deepEqual(calls.slice(2), ['write 10', 'write 20']);
+  src.push(null);
+  dst.push(null);
+  const r = await done;
+  assert.equal(r.aToB, 10_030);
+  assert.equal(r.error, undefined);
+});
+
+test('batching: a source that lends its chunks (recycled reads) is never corked', async () => {
+  const { src, dst, calls } = batchEnds({ lends: true });
+  const done = relay(src, dst);
+  for (const n of [100, 200, 300]) src.push(Buffer.alloc(n));
+  await nextTurn();
+  await nextTurn();
+  assert.deepEqual(calls, ['write 100', 'write 200', 'write 300']);
+  src.destroy();
+  await done;
+});
+
+test('batching: a full batch pauses the source once uncorked, and drain resumes it; nothing is lost', async () => {
+  const { src, dst, calls, received, release } = batchEnds({ highWaterMark: 1024, instant: false });
+  const done = relay(src, dst);
+  // The first chunk fits under the high-water mark; the corked rest do not.
+  const chunks = [randomBytes(100), ...Array.from({ length: 4 }, () => randomBytes(4096))];
+  for (const c of chunks) src.push(c);
+  assert.equal(src.isPaused(), false, 'no pause while the batch is corked');
+  await nextTurn();
+  await nextTurn();
+  assert.equal(src.isPaused(), true, 'over the high-water mark once uncorked: the source waits');
+  release(); // the first write completes; the corked four follow as one writev
+  await nextTurn();
+  assert.deepEqual(calls, ['write 100', 'writev 4096+4096+4096+4096']);
+  assert.equal(src.isPaused(), true, 'still over the mark until the writev completes');
+  release();
+  await nextTurn();
+  assert.equal(src.isPaused(), false, "'drain' resumed the source");
+  assert.deepEqual(Buffer.concat(received), Buffer.concat(chunks));
+  src.push(null);
+  dst.push(null);
+  const r = await done;
+  assert.equal(r.aToB, 100 + 4 * 4096);
+});
+
+test('batching: a source that ends within the batch still delivers every byte before the end', async () => {
+  const { src, dst, received } = batchEnds();
+  const finished = new Promise<void>((r) => dst.once('finish', () => r()));
+  const done = relay(src, dst);
+  const chunks = [randomBytes(500), randomBytes(600), randomBytes(700)];
+  for (const c of chunks) src.push(c);
+  src.push(null);
+  await finished;
+  assert.deepEqual(Buffer.concat(received), Buffer.concat(chunks));
+  dst.push(null);
+  assert.equal((await done).aToB, 1800);
 });

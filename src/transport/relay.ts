@@ -11,12 +11,19 @@
  * - Pacing (speed caps): `paceAToB`/`paceBToA` see each chunk's size and return a number of
  *   milliseconds; when positive, the relay stops reading that source for that long. Backpressure and pacing each hold the source paused on their
  *   own, so a 'drain' never cuts a pause short.
+ * - Batched writes: a TLS socket (and whatever reads from one: a Mux.Cool session, a WebSocket)
+ *   emits every 16 KiB record of a socket read as its own chunk, all in one turn of the event loop.
+ *   From the second chunk of a turn on, the destination is corked until that turn's I/O is done
+ *   (setImmediate), so those chunks leave in one writev rather than a write each; backpressure is
+ *   judged when the batch is uncorked. The first chunk of a turn is written at once, so a lone
+ *   reply waits for nothing. Sources that lend their chunks (stream/recycled-reads.ts) read 64 KiB
+ *   at a time and are not batched: a corked write would keep the lent memory.
  * - Resolves exactly once, never rejects, and removes every listener it added.
  * @module
  */
 import type { Duplex } from 'node:stream';
 import { LadderError } from '../errors.js';
-import { holdChunks, keepsWrites } from '../stream/recycled-reads.js';
+import { holdChunks, keepsWrites, lendsChunks } from '../stream/recycled-reads.js';
 
 export interface RelayOptions {
   idleTimeoutMs?: number;
@@ -62,6 +69,35 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       if (!drainB && !settled) b.resume();
     };
 
+    // Write batching (see the module comment): chunks from a source in this turn, and whether the
+    // other side is corked for them.
+    const batchA = !lendsChunks(a);
+    const batchB = !lendsChunks(b);
+    let turnA = 0;
+    let turnB = 0;
+    let corkedA = false;
+    let corkedB = false;
+    const endTurnA = (): void => {
+      turnA = 0;
+      if (!corkedB) return;
+      corkedB = false;
+      b.uncork();
+      if (b.writableNeedDrain && !settled && !drainA) {
+        drainA = true;
+        a.pause();
+      }
+    };
+    const endTurnB = (): void => {
+      turnB = 0;
+      if (!corkedA) return;
+      corkedA = false;
+      a.uncork();
+      if (a.writableNeedDrain && !settled && !drainB) {
+        drainB = true;
+        b.pause();
+      }
+    };
+
     // Chunks may be borrowed (stream/recycled-reads.ts): when the destination keeps one queued,
     // the source is told to leave that memory alone.
     const onDataA = (chunk: Buffer): void => {
@@ -69,7 +105,14 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       activity++;
       onAToB?.(chunk.length);
       const wait = paceAToB?.(chunk.length);
-      const ok = b.write(chunk);
+      if (batchA) {
+        if (turnA++ === 0) setImmediate(endTurnA);
+        else if (!corkedB) {
+          corkedB = true;
+          b.cork();
+        }
+      }
+      const ok = b.write(chunk) || corkedB;
       if (keepsWrites(b)) holdChunks(a);
       if (!ok) {
         drainA = true;
@@ -85,7 +128,14 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       activity++;
       onBToA?.(chunk.length);
       const wait = paceBToA?.(chunk.length);
-      const ok = a.write(chunk);
+      if (batchB) {
+        if (turnB++ === 0) setImmediate(endTurnB);
+        else if (!corkedA) {
+          corkedA = true;
+          a.cork();
+        }
+      }
+      const ok = a.write(chunk) || corkedA;
       if (keepsWrites(a)) holdChunks(b);
       if (!ok) {
         drainB = true;
