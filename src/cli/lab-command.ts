@@ -173,6 +173,16 @@ async function report(argv: string[]): Promise<number> {
   const seed = values.seed !== undefined ? Number(values.seed) : randomBytes(4).readUInt32BE(0);
   const n = values.n !== undefined ? Number(values.n) : values.quick ? 5 : 50;
   console.log(`report card: N=${n} per cell, seed ${seed}`);
+  // Ctrl-C or a kill mid-run: Node's default would exit without the finally below, leaving the
+  // namespaces, their processes and the transports' servers behind. Stop them, then exit as signalled.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    card.stopTransports();
+    if (!wasUp) lab.destroyLab(plan);
+    console.error(`lab run: stopped by ${signal}; ${wasUp ? 'the lab stays up' : 'lab removed'}`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     const cells = await card.runReportCard(plan, {
       n,
@@ -186,6 +196,8 @@ async function report(argv: string[]): Promise<number> {
     console.log('\n' + card.formatCard(cells));
     if (values.json) writeFileSync(values.json, JSON.stringify({ seed, n, cells }, null, 2));
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     if (!wasUp) lab.destroyLab(plan);
   }
   return 0;

@@ -1,0 +1,62 @@
+// `ladder lab run` stopped by a signal mid-run: everything it created goes (root and network
+// namespaces needed; skipped with the reason otherwise). Lives under this file's own prefix.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { CLI_PATH, destroyLab } from '../../src/lab/lab.js';
+import { labNamespaces, labUnavailable, namespacePids, planLab } from '../../src/lab/topology.js';
+
+const why = labUnavailable();
+const base = process.env.LADDER_LAB_TEST_PREFIX ?? 'lab1-';
+const plan = planLab(`${base.slice(0, -1).slice(0, 7)}8-`);
+
+/** Whether `pid` still runs (a zombie waiting to be reaped does not). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+test(
+  'lab run: SIGINT mid-run removes the namespaces and the processes in them, and exits 130',
+  { skip: why ?? false, timeout: 120_000 },
+  async (t) => {
+    destroyLab(plan); // a crashed earlier run
+    t.after(() => destroyLab(plan));
+    const child = spawn(
+      process.execPath,
+      [CLI_PATH, 'lab', 'run', '--prefix', plan.prefix, '--n', '200', '--only', 'ladder-ss'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | string>((r) =>
+      child.once('exit', (code, signal) => r(code ?? signal ?? 'unknown')),
+    );
+    t.after(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    // The header line is printed once the lab is up; the first cell runs right after it.
+    const deadline = Date.now() + 90_000;
+    while (!out.includes('report card:') && Date.now() < deadline && child.exitCode === null)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.match(out, /report card:/, out);
+    await new Promise((r) => setTimeout(r, 1500)); // into the first cell: the transports' servers run
+    const inside = labNamespaces(plan.prefix).flatMap((n) => namespacePids(n));
+    assert.ok(inside.length > 0, 'services run in the lab namespaces');
+
+    child.kill('SIGINT');
+    assert.equal(await exited, 130, out);
+    assert.match(out, /stopped by SIGINT; lab removed/);
+    assert.deepEqual(labNamespaces(plan.prefix), []);
+    // They were sent SIGTERM; give them a moment to act on it.
+    const until = Date.now() + 5000;
+    while (inside.some(running) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(inside.filter(running), [], 'processes from the lab still run');
+  },
+);
