@@ -2,7 +2,8 @@
  * Bidirectional relay between two streams, on the hot path of every proxied connection.
  *
  * - Backpressure both ways: `write()` returning false pauses the source; 'drain' resumes it. No
- *   copies, no per-chunk allocation, no per-chunk timers.
+ *   copies, no per-chunk allocation, no per-chunk timers (batching below takes one setImmediate per
+ *   turn that has data).
  * - Half-close on purpose: when one side ends, the other side's writable is ended and the opposite
  *   direction keeps flowing until it ends too (TCP half-close, e.g. `curl` after its request).
  * - An error or abort on either side destroys both. An idle timeout (no byte either way for

@@ -97,6 +97,7 @@ for (const tls of [false, true]) {
         local,
       );
       peers.push(ssLocal);
+      await untilPluginListens(local);
       const size = 8 << 20;
       const r = await curl([
         '--socks5-hostname',
@@ -126,6 +127,26 @@ for (const tls of [false, true]) {
       else assert.equal(padded, 0);
       await ssLocal.stop();
     });
+  }
+}
+
+/**
+ * ss-local listens at once and starts its plugin beside it (SIP003); until the plugin listens,
+ * ss-local's connection to it is refused ("getpeername: Transport endpoint is not connected") and
+ * curl gets an empty reply. One request through both, retried for at most 10 s, waits that out, so
+ * the test judges Ladder's server rather than the peers' start-up.
+ */
+async function untilPluginListens(local: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const r = await curl(
+      ['--socks5-hostname', `127.0.0.1:${local}`, `http://127.0.0.1:${origin.port}/hello`],
+      2,
+    );
+    if (r.code === 0 && r.body.toString() === 'hello\n') return;
+    if (Date.now() > deadline)
+      throw new Error(`nothing passed through ss-local and its plugin in 10 s: ${r.stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
