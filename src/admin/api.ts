@@ -102,7 +102,13 @@ export class ManagementApi {
   async listen(host: string, port: number): Promise<AddressInfo> {
     const server = createServer(
       { cert: this.#o.cert, key: this.#o.key, requestTimeout: 30_000, headersTimeout: 20_000 },
-      (req, res) => void this.#handle(req, res),
+      // #handle answers every error itself; this catch is the net under it, so that a handler's
+      // bug costs one request rather than the process (an unhandled rejection ends Node).
+      (req, res) =>
+        void this.#handle(req, res).catch((err: Error) => {
+          debug('request handler failed: %s', err.message);
+          res.destroy();
+        }),
     );
     await listenTcp(server, host, port, 'TCP', '--api');
     server.on('tlsClientError', () => {});
@@ -133,10 +139,10 @@ export class ManagementApi {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'https://x');
-    const path = url.pathname;
     let reply: Reply;
     try {
+      const url = requestUrl(req.url);
+      const path = url.pathname;
       if (!startsWithSecret(path, this.#o.prefix))
         throw new HttpError(404, 'ResourceNotFound', `${path} does not exist`);
       const rest = path.slice(this.#o.prefix.length);
@@ -155,7 +161,7 @@ export class ManagementApi {
           if (!m) continue;
           pathMatched = true;
           if (r.method !== method) continue;
-          found = { handler: r.handler, params: m.slice(1).map((p) => decodeURIComponent(p)) };
+          found = { handler: r.handler, params: m.slice(1).map(decodeSegment) };
           break;
         }
         if (!found) {
@@ -401,6 +407,34 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   if (!v || typeof v !== 'object' || Array.isArray(v))
     throw new HttpError(400, 'InvalidContent', 'the body must be a JSON object');
   return v as Record<string, unknown>;
+}
+
+/**
+ * The request target as a URL: an absolute path, or the absolute form (`https://host/path`, RFC
+ * 9112 §3.2.2). Anything else (`//%00`, whose "host" the URL parser rejects with a throw; `*`) is a
+ * 404 like any unknown path, never an exception: one such request used to reject #handle's promise
+ * and end the whole server.
+ */
+function requestUrl(target: string | undefined): URL {
+  const t = target ?? '/';
+  const origin = t.startsWith('/') && !t.startsWith('//');
+  if (origin || /^https?:\/\//i.test(t)) {
+    try {
+      return origin ? new URL(t, 'https://x') : new URL(t);
+    } catch {
+      // not a target the parser takes: the 404 below
+    }
+  }
+  throw new HttpError(404, 'ResourceNotFound', 'the request target is not a path');
+}
+
+/** A path parameter, percent-decoded; a malformed escape (`%ZZ`) names no resource: 404, not 500. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(404, 'ResourceNotFound', `${segment} is not a valid path segment`);
+  }
 }
 
 function errorReply(err: unknown): Reply {

@@ -50,3 +50,23 @@ test('fuzz: any text is a key or a ConfigError, never another exception', () => 
     { numRuns: 2000 },
   );
 });
+
+test('fuzz: any text after ladder:// parses or is refused with a ConfigError, never another error', () => {
+  const piece = fc.constantFrom(
+    ...'%#@:?&=/.ZzE09A_-'.split(''),
+    '%2',
+    '%E0',
+    'eyJ0cmFuc3BvcnRzIjpb',
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 40 }), (parts) => {
+      const uri = `ladder://${parts.join('')}`;
+      try {
+        parseLadderKey(uri);
+      } catch (err) {
+        assert.ok(err instanceof ConfigError, `${uri}: ${String(err)}`);
+      }
+    }),
+    { numRuns: 3000 },
+  );
+});

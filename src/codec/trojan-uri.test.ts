@@ -42,6 +42,8 @@ test('refused: other transports, no TLS without a WebSocket, bad paths, bad pins
     'trojan://s@h.example?type=ws&path=no-slash',
     'trojan://s@h.example?pin=abcd',
     'trojan://@h.example',
+    'trojan://s@h.example#%ZZ',
+    'trojan://%E0%A4%A@h.example',
     'ss://x@h:1',
   ])
     assert.throws(() => parseTrojanUri(bad), ConfigError, bad);
@@ -133,5 +135,29 @@ test('what is written parses back to the same key', () => {
       },
     ),
     { numRuns: 300 },
+  );
+});
+
+test('fuzz: any text after trojan:// parses or is refused with a ConfigError, never another error', () => {
+  // The characters that carry a key's structure and its percent-escapes, so that malformed escapes,
+  // stray # @ : ? & = and empty parts are common (a #%ZZ tag once threw a bare URIError).
+  const piece = fc.constantFrom(
+    ...'%#@:?&=/.ZzE09A'.split(''),
+    'sni=',
+    'type=ws',
+    'mux=',
+    '%2',
+    '%E0',
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 40 }), (parts) => {
+      const uri = `trojan://${parts.join('')}`;
+      try {
+        parseTrojanUri(uri);
+      } catch (err) {
+        assert.ok(err instanceof ConfigError, `${uri}: ${String(err)}`);
+      }
+    }),
+    { numRuns: 3000 },
   );
 });

@@ -81,7 +81,13 @@ export function parseTrojanUri(uri: string): TrojanAccessKey {
       throw bad('the pin', 'must be the 64 hex digits of a SHA-256 certificate fingerprint');
     key.pinSha256 = pin;
   }
-  if (u.hash.length > 1) key.tag = decodeURIComponent(u.hash.slice(1));
+  if (u.hash.length > 1) {
+    try {
+      key.tag = decodeURIComponent(u.hash.slice(1));
+    } catch {
+      throw bad('the #tag', 'is not valid percent-encoding');
+    }
+  }
   const type = (u.searchParams.get('type') ?? 'tcp').toLowerCase();
   if (type === 'ws') {
     key.type = 'ws';

@@ -52,7 +52,8 @@ export class DecoySite implements Fallback {
     this.#server = createServer(
       { keepAliveTimeout: 5000, headersTimeout: 20_000, requestTimeout: 30_000 },
       (req, res) => {
-        void this.#serve(req, res);
+        // #serve handles what it can meet; a bug in it costs one request, not the process.
+        this.#serve(req, res).catch(() => res.destroy());
       },
     );
     // Look like an ordinary server: no X-Powered-By, a plain Server header.
