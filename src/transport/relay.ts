@@ -70,34 +70,22 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       if (!drainB && !settled) b.resume();
     };
 
-    // Write batching (see the module comment): chunks from a source in this turn, and whether the
-    // other side is corked for them.
-    const batchA = !lendsChunks(a);
-    const batchB = !lendsChunks(b);
-    let turnA = 0;
-    let turnB = 0;
-    let corkedA = false;
-    let corkedB = false;
-    const endTurnA = (): void => {
-      turnA = 0;
-      if (!corkedB) return;
-      corkedB = false;
-      b.uncork();
-      if (b.writableNeedDrain && !settled && !drainA) {
-        drainA = true;
-        a.pause();
-      }
-    };
-    const endTurnB = (): void => {
-      turnB = 0;
-      if (!corkedA) return;
-      corkedA = false;
-      a.uncork();
-      if (a.writableNeedDrain && !settled && !drainB) {
-        drainB = true;
-        b.pause();
-      }
-    };
+    // Write batching (see the module comment), for sources that do not lend their chunks. A batch
+    // that leaves the destination over its high-water mark holds the source until 'drain'.
+    const batchToB = lendsChunks(a)
+      ? null
+      : turnBatcher(b, () => {
+          if (settled || drainA) return;
+          drainA = true;
+          a.pause();
+        });
+    const batchToA = lendsChunks(b)
+      ? null
+      : turnBatcher(a, () => {
+          if (settled || drainB) return;
+          drainB = true;
+          b.pause();
+        });
 
     // Chunks may be borrowed (stream/recycled-reads.ts): when the destination keeps one queued,
     // the source is told to leave that memory alone.
@@ -106,14 +94,8 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       activity++;
       onAToB?.(chunk.length);
       const wait = paceAToB?.(chunk.length);
-      if (batchA) {
-        if (turnA++ === 0) setImmediate(endTurnA);
-        else if (!corkedB) {
-          corkedB = true;
-          b.cork();
-        }
-      }
-      const ok = b.write(chunk) || corkedB;
+      const corked = batchToB !== null && batchToB();
+      const ok = b.write(chunk) || corked;
       if (keepsWrites(b)) holdChunks(a);
       if (!ok) {
         drainA = true;
@@ -129,14 +111,8 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       activity++;
       onBToA?.(chunk.length);
       const wait = paceBToA?.(chunk.length);
-      if (batchB) {
-        if (turnB++ === 0) setImmediate(endTurnB);
-        else if (!corkedA) {
-          corkedA = true;
-          a.cork();
-        }
-      }
-      const ok = a.write(chunk) || corkedA;
+      const corked = batchToA !== null && batchToA();
+      const ok = a.write(chunk) || corked;
       if (keepsWrites(a)) holdChunks(b);
       if (!ok) {
         drainB = true;
@@ -271,6 +247,32 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
     if (a.readableEnded) onEndA();
     if (b.readableEnded) onEndB();
   });
+}
+
+/**
+ * Write batching for one direction: call the returned function before each write to `dest`. The
+ * first chunk of a turn goes at once; from the second on, `dest` is corked until the turn's I/O is
+ * done (setImmediate), and the function returns true while it is (the write's `false` is judged
+ * then instead: `onFull` when `dest` is over its high-water mark once uncorked).
+ */
+function turnBatcher(dest: Duplex, onFull: () => void): () => boolean {
+  let chunks = 0;
+  let corked = false;
+  const endTurn = (): void => {
+    chunks = 0;
+    if (!corked) return;
+    corked = false;
+    dest.uncork();
+    if (dest.writableNeedDrain) onFull();
+  };
+  return () => {
+    if (chunks++ === 0) setImmediate(endTurn);
+    else if (!corked) {
+      corked = true;
+      dest.cork();
+    }
+    return corked;
+  };
 }
 
 function noop(): void {}
