@@ -22,7 +22,7 @@
 import { isIPv6 } from 'node:net';
 import { CodecError } from '../errors.js';
 import type { Decoded } from './socks-addr.js';
-import type { Target } from '../transport/types.js';
+import type { Target } from '../core/target.js';
 
 /** Largest request or response head, request line and CRLFs included. */
 export const MAX_HEAD_BYTES = 16 * 1024;

@@ -23,7 +23,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { CodecError } from '../errors.js';
 import { bytesToIPv6, ipv6ToBytes, type Decoded } from './socks-addr.js';
-import type { Target } from '../transport/types.js';
+import type { Target } from '../core/target.js';
 
 export const MUX_STATUS = { NEW: 0x01, KEEP: 0x02, END: 0x03, KEEP_ALIVE: 0x04 } as const;
 export type MuxStatus = (typeof MUX_STATUS)[keyof typeof MUX_STATUS];

@@ -13,7 +13,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { CodecError } from '../errors.js';
-import type { Target } from '../transport/types.js';
+import type { Target } from '../core/target.js';
 
 export const ATYP = { IPV4: 0x01, DOMAIN: 0x03, IPV6: 0x04 } as const;
 

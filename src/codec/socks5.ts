@@ -18,7 +18,7 @@
  */
 import { CodecError } from '../errors.js';
 import { decodeSocksAddr, encodeSocksAddr, socksAddrLength, type Decoded } from './socks-addr.js';
-import type { Target } from '../transport/types.js';
+import type { Target } from '../core/target.js';
 
 export const SOCKS_VERSION = 0x05;
 /** RFC 1929 §2: the sub-negotiation has its own version number. */

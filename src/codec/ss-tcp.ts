@@ -28,7 +28,7 @@ import {
   MAX_PAYLOAD_2017,
   MAX_PAYLOAD_2022,
 } from './ss-stream.js';
-import type { Target } from '../transport/types.js';
+import type { Target } from '../core/target.js';
 
 export type Random = (n: number) => Buffer;
 

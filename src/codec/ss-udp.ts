@@ -28,7 +28,7 @@ import { NONCE_SIZE, TAG_SIZE } from '../crypto/methods.js';
 import type { SsCipherKey } from '../crypto/ss-key.js';
 import { decodeSocksAddr, encodeSocksAddr, socksAddrLength } from './socks-addr.js';
 import { MAX_TIME_DIFF_S, type SsKeyTable, type SsServerKey } from './ss-tcp.js';
-import type { Target } from '../transport/types.js';
+import type { Target } from '../core/target.js';
 
 const ZERO_NONCE = new Uint8Array(NONCE_SIZE);
 /** SIP022 §3.2.3 packet header types. */

@@ -24,7 +24,7 @@
 import { createHash } from 'node:crypto';
 import { CodecError } from '../errors.js';
 import { decodeSocksAddr, encodeSocksAddr, socksAddrLength, type Decoded } from './socks-addr.js';
-import type { Target } from '../transport/types.js';
+import type { Target } from '../core/target.js';
 
 export const TROJAN_CMD = { CONNECT: 0x01, UDP_ASSOCIATE: 0x03 } as const;
 export type TrojanCommand = (typeof TROJAN_CMD)[keyof typeof TROJAN_CMD];

@@ -15,7 +15,7 @@ import {
 } from '../codec/mux-cool.js';
 import { duplexPair } from '../../test/helpers/duplex-pair.js';
 import { LadderError } from '../errors.js';
-import type { Target } from '../transport/types.js';
+import type { Target } from '../core/target.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 

@@ -42,7 +42,7 @@ import {
 import { ByteQueue } from '../codec/ss-stream.js';
 import { KEEPS } from './recycled-reads.js';
 import { LadderError } from '../errors.js';
-import type { Target } from '../transport/types.js';
+import type { Target } from '../core/target.js';
 
 const debug = debuglog('ladder:mux');
 

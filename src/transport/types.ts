@@ -5,14 +5,12 @@
  * @module
  */
 import type { Duplex } from 'node:stream';
+import type { Target } from '../core/target.js';
 
-/** A destination as SOCKS names it: an IPv4 or IPv6 literal, or a domain name, and a port. */
-export interface Target {
-  /** IPv4 dotted quad, IPv6 literal without brackets, or a domain name (at most 255 bytes). */
-  readonly host: string;
-  /** 0..65535 */
-  readonly port: number;
-}
+export type { Target } from '../core/target.js';
+export type { Clock } from '../core/clock.js';
+export { systemClock } from '../core/clock.js';
+
 
 /** Opens byte streams to targets. */
 export interface StreamDialer {
@@ -36,10 +34,3 @@ export interface PacketDialer {
   open(onPacket: (payload: Buffer, from: Target) => void): PacketSession;
 }
 
-/** Time as a seam, so that tests can drive timestamps and timeouts. */
-export interface Clock {
-  /** Milliseconds since the Unix epoch. */
-  now(): number;
-}
-
-export const systemClock: Clock = { now: () => Date.now() };

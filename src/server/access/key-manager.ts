@@ -24,7 +24,7 @@ import type { SsMethod } from '../../crypto/methods.js';
 import type { TrojanUser } from '../trojan-server.js';
 import type { KeyStore, UsageDelta } from '../../store/key-store.js';
 import type { Metrics } from '../metrics.js';
-import { systemClock, type Clock } from '../../transport/types.js';
+import { systemClock, type Clock } from '../../core/clock.js';
 import type { AccessGate, GateTransport, Lease } from './gate.js';
 import {
   checkDataLimit,

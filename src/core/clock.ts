@@ -1,0 +1,13 @@
+/**
+ * Time as a seam, so that tests can drive timestamps and timeouts. Only cli/ (and defaults at the
+ * edges) use {@link systemClock}; codecs take `now` as an argument instead.
+ * @module
+ */
+
+/** Wall-clock time. */
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
