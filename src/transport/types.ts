@@ -11,7 +11,6 @@ export type { Target } from '../core/target.js';
 export type { Clock } from '../core/clock.js';
 export { systemClock } from '../core/clock.js';
 
-
 /** Opens byte streams to targets. */
 export interface StreamDialer {
   /**
@@ -33,4 +32,3 @@ export interface PacketDialer {
   /** `onPacket` receives each reply with the address it came from. */
   open(onPacket: (payload: Buffer, from: Target) => void): PacketSession;
 }
-
