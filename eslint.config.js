@@ -100,4 +100,45 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // The rule parser, matcher and MaxMind DB reader are pure: files arrive as text or bytes.
+    files: [
+      'src/routing/ip.ts',
+      'src/routing/rules.ts',
+      'src/routing/mmdb.ts',
+      'src/routing/dns-cache.ts',
+    ],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            'node:dgram',
+            'node:tls',
+            'node:fs',
+            'node:http',
+            'node:child_process',
+            'node:timers',
+            'node:dns',
+          ].map((name) => ({ name, message: 'routing/ matching is pure: no I/O.' })),
+          patterns: [
+            {
+              group: [
+                '**/stream/**',
+                '**/transport/**',
+                '**/proxy/**',
+                '**/server/**',
+                '**/cli/**',
+                '**/lab/**',
+                '**/probe/**',
+                '**/admin/**',
+                '**/routing/routed-dialer*',
+              ],
+              message: 'the pure routing files import only core/, codec/ and errors.ts.',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );
