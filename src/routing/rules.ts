@@ -40,8 +40,11 @@ export interface RouteQuery {
   readonly host: string;
   readonly port: number;
   readonly network: 'tcp' | 'udp';
-  /** An address the name resolved to (only when `host` is a name). */
-  readonly ip?: string;
+  /**
+   * An address the name resolved to (only when `host` is a name); null when it could not be
+   * resolved, so that address rules are passed over.
+   */
+  readonly ip?: string | null;
 }
 
 /** The files a rule file may name, read by the caller (cli/ reads the disk, tests give a map). */
@@ -659,7 +662,7 @@ export class RuleTable {
       best = this.#nameIndex(normalizeName(q.host), best);
       if (b.firstResolving < best) {
         if (q.ip === undefined) return NEEDS_ADDRESS;
-        best = this.#addressIndex(q.ip, false, best);
+        if (q.ip !== null) best = this.#addressIndex(q.ip, false, best);
       }
     }
     return best === Infinity ? -1 : best;
