@@ -606,8 +606,8 @@ export class RuleTable {
     return best;
   }
 
-  #addressIndex(ip: string, literal: boolean, best: number): number {
-    const v4 = isIP(ip) === 4 ? ip : mappedIpv4(ip);
+  #addressIndex(ip: string, family: number, literal: boolean, best: number): number {
+    const v4 = family === 4 ? ip : mappedIpv4(ip);
     let i: number;
     if (v4 !== undefined) {
       const n = ipv4ToNumber(v4);
@@ -656,13 +656,16 @@ export class RuleTable {
     if (p >= 0 && p < best) best = p;
     const n = b.network[q.network];
     if (n >= 0 && n < best) best = n;
-    const literal = isIP(q.host) !== 0;
-    if (literal) best = this.#addressIndex(q.host, true, best);
+    const family = isIP(q.host);
+    if (family !== 0) best = this.#addressIndex(q.host, family, true, best);
     else {
       best = this.#nameIndex(normalizeName(q.host), best);
       if (b.firstResolving < best) {
         if (q.ip === undefined) return NEEDS_ADDRESS;
-        if (q.ip !== null) best = this.#addressIndex(q.ip, false, best);
+        if (q.ip !== null) {
+          const f = isIP(q.ip);
+          if (f !== 0) best = this.#addressIndex(q.ip, f, false, best);
+        }
       }
     }
     return best === Infinity ? -1 : best;
