@@ -68,7 +68,7 @@ export async function resolveAllowed(
   const blocked = o.isBlocked ?? isBlockedAddress;
   const n = numeric(host);
   if (n) {
-    if (blocked(host) || blocked(n.address)) throw forbiddenTarget();
+    if (blocked(n.address)) throw forbiddenTarget();
     return [n];
   }
   let all: LookupAddress[];
