@@ -3,7 +3,7 @@
  * destinations; tests use them as the reference implementation of the dialer suite.
  * @module
  */
-import { connect, isIP, type Socket } from 'node:net';
+import { connect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import type { Duplex } from 'node:stream';
@@ -22,6 +22,11 @@ export interface DirectDialerOptions {
    */
   recycleReads?: boolean;
   /**
+   * Resolves names for the connect (net.connect's `lookup`), as the guarded dialer filters them;
+   * Node then tries every address it returns (autoSelectFamily).
+   */
+  lookup?: LookupFunction;
+  /**
    * Called with each socket as soon as it is made, before it connects: the place to bind it to an
    * interface or mark it (under --tun, direct sockets must bypass the tunnel device).
    */
@@ -32,6 +37,7 @@ export class DirectDialer implements StreamDialer {
   readonly #timeoutMs: number;
   readonly #allow: DirectDialerOptions['allow'];
   readonly #recycle: boolean;
+  readonly #lookup: LookupFunction | undefined;
   readonly #onSocket: DirectDialerOptions['onSocket'];
 
   constructor(options: DirectDialerOptions = {}) {
@@ -39,6 +45,7 @@ export class DirectDialer implements StreamDialer {
     this.#timeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#allow = options.allow;
     this.#recycle = options.recycleReads ?? false;
+    this.#lookup = options.lookup;
   }
 
   dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
@@ -52,7 +59,13 @@ export class DirectDialer implements StreamDialer {
         reject(new DialError('ERR_ABORTED', `${what}: aborted`));
         return;
       }
-      const options = { host: target.host, port: target.port, allowHalfOpen: true, noDelay: true };
+      const options = {
+        host: target.host,
+        port: target.port,
+        allowHalfOpen: true,
+        noDelay: true,
+        ...(this.#lookup ? { lookup: this.#lookup, autoSelectFamily: true } : {}),
+      };
       const socket: Socket = this.#recycle ? connectRecycling(options) : connect(options);
       this.#onSocket?.(socket);
       const timer = setTimeout(
