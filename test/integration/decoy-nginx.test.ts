@@ -30,6 +30,8 @@ let nginx: RunningNginx;
 let decoy: DecoySite;
 let plain: Server;
 let tls: Server;
+let builtin: DecoySite;
+let builtinPlain: Server;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ladder-nginx-'));
@@ -50,7 +52,11 @@ before(async () => {
     http: NGINX_SHORT,
     tls: { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') },
   });
+  // The directory with a trailing slash, as operators type it: it must serve the same files.
   decoy = new DecoySite({ dir: www + '/', ...SHORT });
+  builtin = new DecoySite({ builtinMtimeMs: MTIME_S * 1000, ...SHORT });
+  builtinPlain = createServer((s) => builtin.handle(s, Buffer.alloc(0)));
+  await new Promise<void>((r) => builtinPlain.listen(0, '127.0.0.1', r));
   plain = createServer((s) => decoy.handle(s, Buffer.alloc(0)));
   const secureContext = createSecureContext({ cert: made.cert, key: made.key });
   tls = createServer((raw) => {
@@ -65,6 +71,8 @@ before(async () => {
 
 after(async () => {
   decoy?.close();
+  builtin?.close();
+  builtinPlain?.close();
   plain?.close();
   tls?.close();
   await nginx?.stop();
@@ -236,9 +244,9 @@ function normalise(o: Outcome, port: number): string {
   return `${o.how}\n${text}`;
 }
 
-async function battery(useTls: boolean, list: Probe[]): Promise<void> {
+async function battery(useTls: boolean, list: Probe[], site = useTls ? tls : plain): Promise<void> {
   const nginxPort = useTls ? nginx.tlsPort! : nginx.port;
-  const decoyPort = (useTls ? tls : plain).address() as AddressInfo;
+  const decoyPort = site.address() as AddressInfo;
   const results = await Promise.all(
     list.map(async (p) => {
       const [a, b] = await Promise.all([
@@ -282,4 +290,21 @@ test('the decoy answers over TLS as nginx 1.22 does (https redirects, errors, ti
     'large file',
   ]);
   await battery(true, all.filter((p) => pick.has(p.name)));
+});
+
+test('the built-in pages are served as nginx serves the same files', async () => {
+  const pick = new Set([
+    'GET /',
+    'GET /index.html',
+    'GET /about.html',
+    'GET /robots.txt',
+    'GET missing',
+    'HEAD /',
+    'Range single',
+    'If-None-Match match',
+    'If-Modified-Since exact',
+    'escaped letter',
+    'HTTP/0.9',
+  ]);
+  await battery(false, probes().filter((p) => pick.has(p.name)), builtinPlain);
 });
