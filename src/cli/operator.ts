@@ -10,7 +10,7 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { issueCertificate } from '../codec/x509.js';
+import { snakeoilCertificate } from '../server/certificates.js';
 import type { SsServerKey } from '../codec/ss-tcp.js';
 import { KeyStore } from '../store/key-store.js';
 import { KeyManager } from '../server/access/key-manager.js';
@@ -47,22 +47,14 @@ export interface KeptCertificate {
 
 /**
  * A self-signed certificate kept in the data directory as `<name>-cert.pem` and `<name>-key.pem`
- * (0600): made on first start, read on every later one, so that pins survive restarts.
+ * (0600): made on first start, read on every later one, so that pins survive restarts. Made like a
+ * fresh web server's own (server/certificates.ts), naming this machine and nothing else.
  */
-function keptCertificate(
-  dir: string,
-  name: string,
-  commonName: string,
-  altNames: string[],
-): KeptCertificate {
+function keptCertificate(dir: string, name: string): KeptCertificate {
   const certFile = join(dir, `${name}-cert.pem`);
   const keyFile = join(dir, `${name}-key.pem`);
   if (!existsSync(certFile) || !existsSync(keyFile)) {
-    const made = issueCertificate({
-      commonName,
-      altNames: [...new Set(altNames)],
-      serial: randomBytes(16),
-    });
+    const made = snakeoilCertificate();
     writeSecretFile(keyFile, made.key);
     writeSecretFile(certFile, made.cert);
   }
@@ -117,11 +109,8 @@ export class Operator {
   }
 
   /** The self-signed certificate of the TLS transports, made on first start and kept in the data directory. */
-  tlsCertificate(listenHost: string): KeptCertificate {
-    return keptCertificate(this.store.dir, 'tls', 'localhost', [
-      'localhost',
-      listenHost === '0.0.0.0' || listenHost === '::' ? '127.0.0.1' : listenHost,
-    ]);
+  tlsCertificate(): KeptCertificate {
+    return keptCertificate(this.store.dir, 'tls');
   }
 
   start(reach: Reachability, publicHost: string): void {
@@ -140,11 +129,7 @@ export class Operator {
     publicHost: string,
   ): Promise<{ apiUrl: string; certSha256: string }> {
     const dir = this.store.dir;
-    const { cert, key, fingerprint256 } = keptCertificate(dir, 'api', publicHost, [
-      publicHost,
-      '127.0.0.1',
-      'localhost',
-    ]);
+    const { cert, key, fingerprint256 } = keptCertificate(dir, 'api');
     const prefix =
       '/' + this.store.settingOnce('api_prefix', () => randomBytes(16).toString('base64url'));
     const api = new ManagementApi({ service: this.service, prefix, cert, key });

@@ -4,7 +4,6 @@
  */
 import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { parseTrojanUri } from '../codec/trojan-uri.js';
 import { trojanPasswordHash } from '../codec/trojan.js';
 import type { TrojanHandler, TrojanUser } from '../server/trojan-server.js';
@@ -227,11 +226,11 @@ export async function run(argv: string[]): Promise<number> {
   if (trojanUsers.length === 0 && !values.trojan && wsPaths.length === 0) {
     addr = await server.listen(listen.host, listen.port);
   } else {
-    const [{ X509Certificate }, { createSecureContext }, { issueCertificate }, { PortMux }] =
+    const [{ X509Certificate }, { createSecureContext }, { snakeoilCertificate }, { PortMux }] =
       await Promise.all([
         import('node:crypto'),
         import('node:tls'),
-        import('../codec/x509.js'),
+        import('../server/certificates.js'),
         import('../server/port-mux.js'),
       ]);
     const [{ TrojanHandler }, { TlsInnerFront, WsFront, WsListener }, decoy] = await Promise.all([
@@ -248,20 +247,14 @@ export async function run(argv: string[]): Promise<number> {
       key = readPem(values['tls-key'], '--tls-key');
     } else if (operator) {
       // With a data directory the certificate is kept, so pinned keys survive restarts.
-      const made = operator.tlsCertificate(listen.host);
+      const made = operator.tlsCertificate();
       cert = made.cert;
       key = made.key;
       pinSha256 = made.fingerprint256.replace(/:/g, '').toLowerCase();
       tlsNote = `\nladder server: TLS certificate (self-signed, kept in ${values.data}): SHA-256 ${made.fingerprint256}`;
     } else {
-      const made = issueCertificate({
-        commonName: 'localhost',
-        altNames: [
-          'localhost',
-          listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host,
-        ],
-        serial: randomBytes(16),
-      });
+      // Looks like a fresh web server's own (Debian's snakeoil): CN = this machine's name.
+      const made = snakeoilCertificate();
       cert = made.cert;
       key = made.key;
       pinSha256 = made.fingerprint256.replace(/:/g, '').toLowerCase();

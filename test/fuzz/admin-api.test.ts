@@ -14,7 +14,7 @@ import { KeyStore } from '../../src/store/key-store.js';
 import { KeyManager } from '../../src/server/access/key-manager.js';
 import { AdminService } from '../../src/admin/service.js';
 import { ManagementApi } from '../../src/admin/api.js';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 import { apiClient, type ApiClient } from '../helpers/operator.js';
 import { request } from 'node:https';
 import { connect } from 'node:tls';

@@ -18,7 +18,7 @@ import { connect as tlsConnect, createSecureContext, TLSSocket } from 'node:tls'
 import { randomBytes } from 'node:crypto';
 import { DecoySite } from '../../src/server/decoy/decoy-site.js';
 import { DECOY_PAGES } from '../../src/server/decoy/pages.js';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 import { startNginx, type RunningNginx } from '../helpers/nginx.js';
 
 const MTIME_S = 1_767_225_600; // the files' modification time, the same for both servers
