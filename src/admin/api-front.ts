@@ -16,7 +16,9 @@ const MAX_HEAD_BYTES = 40 * 1024;
 
 /** Constant-time "the request-target's path starts with the prefix, then '/', '?' or ends". */
 export function underSecretPrefix(target: string, prefix: string): boolean {
-  const path = target.startsWith('/') ? target : target.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?]*/i, '');
+  const path = target.startsWith('/')
+    ? target
+    : target.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?]*/i, '');
   const a = Buffer.from(path, 'latin1');
   const b = Buffer.from(prefix, 'latin1');
   const n = Math.min(a.length, b.length);
@@ -37,10 +39,22 @@ export class SecretPrefixFront implements Fallback {
   readonly #api: ApiConnectionHandler;
   readonly #fallback: Fallback;
 
-  constructor(prefix: string, api: ApiConnectionHandler, fallback: Fallback) {
+  readonly #headerTimeoutMs: number;
+
+  /**
+   * `headerTimeoutMs`: a first request head not complete by then closes the connection without a
+   * word, as the decoy (and nginx's client_header_timeout) would.
+   */
+  constructor(
+    prefix: string,
+    api: ApiConnectionHandler,
+    fallback: Fallback,
+    headerTimeoutMs = 60_000,
+  ) {
     this.#prefix = prefix;
     this.#api = api;
     this.#fallback = fallback;
+    this.#headerTimeoutMs = headerTimeoutMs;
   }
 
   handle(conn: Duplex, head: Buffer): void {
@@ -50,6 +64,7 @@ export class SecretPrefixFront implements Fallback {
       const r = parseRequestHead(buf);
       if (r.kind === 'more' && !conn.readableEnded && buf.length < MAX_HEAD_BYTES) return;
       decided = true;
+      clearTimeout(timer);
       conn.off('data', onData);
       conn.off('end', onEnd);
       conn.pause();
@@ -64,6 +79,11 @@ export class SecretPrefixFront implements Fallback {
     const onEnd = (): void => {
       if (!decided) decide();
     };
+    const timer = setTimeout(() => {
+      if (!decided) conn.destroy();
+    }, this.#headerTimeoutMs);
+    timer.unref();
+    conn.once('close', () => clearTimeout(timer));
     if (buf.length > 0 || conn.readableEnded) {
       decide();
       if (decided) return;

@@ -163,10 +163,13 @@ export class ManagementApi implements ApiConnectionHandler {
    */
   async listen(host: string, port: number, fallback?: Fallback): Promise<AddressInfo> {
     const front = this.front(fallback ?? new DecoySite());
-    const server = createTlsServer({ cert: this.#o.cert, key: this.#o.key }, (socket) => {
-      socket.on('error', () => socket.destroy());
-      front.handle(socket, Buffer.alloc(0));
-    });
+    const server = createTlsServer(
+      { cert: this.#o.cert, key: this.#o.key, handshakeTimeout: 60_000 },
+      (socket) => {
+        socket.on('error', () => socket.destroy());
+        front.handle(socket, Buffer.alloc(0));
+      },
+    );
     server.on('tlsClientError', () => {});
     await listenTcp(server, host, port, 'TCP', '--api');
     this.#server = server;
