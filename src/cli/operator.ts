@@ -180,7 +180,10 @@ export class Operator {
   ): { apiUrl: string; certSha256: string } {
     const certSha256 = fingerprint256.replace(/:/g, '');
     const apiUrl = `https://${formatHostPort(publicHost, port)}${api.prefix}`;
-    writeSecretFile(join(this.store.dir, 'access.txt'), `apiUrl:${apiUrl}\ncertSha256:${certSha256}\n`);
+    writeSecretFile(
+      join(this.store.dir, 'access.txt'),
+      `apiUrl:${apiUrl}\ncertSha256:${certSha256}\n`,
+    );
     return { apiUrl, certSha256 };
   }
 

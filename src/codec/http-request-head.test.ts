@@ -61,7 +61,9 @@ test('every strict prefix of a valid head needs more bytes', () => {
 });
 
 test('fuzz: random bytes give a result, never an exception, and never "more" past the buffers', () => {
-  const max = NGINX_HEAD_LIMITS.headerBufferBytes + NGINX_HEAD_LIMITS.largeBuffers * NGINX_HEAD_LIMITS.largeBufferBytes;
+  const max =
+    NGINX_HEAD_LIMITS.headerBufferBytes +
+    NGINX_HEAD_LIMITS.largeBuffers * NGINX_HEAD_LIMITS.largeBufferBytes;
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 2048 }), (bytes) => {
       const r = parseRequestHead(bytes);
@@ -84,7 +86,24 @@ test('fuzz: random bytes give a result, never an exception, and never "more" pas
 });
 
 test('fuzz: request-like text never throws', () => {
-  const piece = fc.constantFrom('GET', ' ', '/', 'HTTP/1.1', '\r\n', '\n', '\r', ':', 'Host', 'a', '%', '\0', '\t', 'http://', '[', ']');
+  const piece = fc.constantFrom(
+    'GET',
+    ' ',
+    '/',
+    'HTTP/1.1',
+    '\r\n',
+    '\n',
+    '\r',
+    ':',
+    'Host',
+    'a',
+    '%',
+    '\0',
+    '\t',
+    'http://',
+    '[',
+    ']',
+  );
   fc.assert(
     fc.property(fc.array(piece, { maxLength: 40 }), (parts) => {
       const r = parseRequestHead(b(parts.join('')));

@@ -59,7 +59,7 @@ const SP = 0x20;
 
 const isUpperMethodChar = (c: number): boolean =>
   (c >= 0x41 && c <= 0x5a) || c === 0x5f || c === 0x2d;
-const isAlpha = (c: number): boolean => ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a);
+const isAlpha = (c: number): boolean => (c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a;
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
 
 /** A header-name byte nginx hashes (letters, digits, '-'); others make the line "invalid". */
@@ -69,7 +69,10 @@ const isNameChar = (c: number): boolean => isAlpha(c) || isDigit(c) || c === 0x2
  * Reads one request head from `buf` (bytes from the start of the request, leading CRLFs included).
  * Returns `more` while the head is incomplete and within limits.
  */
-export function parseRequestHead(buf: Uint8Array, limits: HeadLimits = NGINX_HEAD_LIMITS): HeadResult {
+export function parseRequestHead(
+  buf: Uint8Array,
+  limits: HeadLimits = NGINX_HEAD_LIMITS,
+): HeadResult {
   const line = parseRequestLine(buf);
   // Where each element (the request line, then each header line) starts: nginx moves the element
   // in progress to a fresh large buffer whenever the current buffer is full.
@@ -183,7 +186,15 @@ function parseRequestLine(buf: Uint8Array): LineResult {
   if (c !== 0x2f) {
     if (!isAlpha(c)) return bad;
     // scheme ":" "//" host [":" port]
-    while (p < buf.length && (isAlpha(buf[p]!) || isDigit(buf[p]!) || buf[p] === 0x2b || buf[p] === 0x2d || buf[p] === 0x2e)) p++;
+    while (
+      p < buf.length &&
+      (isAlpha(buf[p]!) ||
+        isDigit(buf[p]!) ||
+        buf[p] === 0x2b ||
+        buf[p] === 0x2d ||
+        buf[p] === 0x2e)
+    )
+      p++;
     if (p >= buf.length) return more;
     if (buf[p] !== 0x3a) return bad;
     for (let k = 1; k <= 2; k++) {
@@ -196,14 +207,28 @@ function parseRequestLine(buf: Uint8Array): LineResult {
     if (buf[p] === 0x5b) {
       while (p < buf.length && buf[p] !== 0x5d) {
         const d = buf[p]!;
-        if (!(isDigit(d) || isAlpha(d) || d === 0x3a || d === 0x2e || d === 0x5b || d === 0x25 || d === 0x5f || d === 0x2d || d === 0x7e))
+        if (!(
+          isDigit(d) ||
+          isAlpha(d) ||
+          d === 0x3a ||
+          d === 0x2e ||
+          d === 0x5b ||
+          d === 0x25 ||
+          d === 0x5f ||
+          d === 0x2d ||
+          d === 0x7e
+        ))
           return bad;
         p++;
       }
       if (p >= buf.length) return more;
       p++;
     } else {
-      while (p < buf.length && (isAlpha(buf[p]!) || isDigit(buf[p]!) || buf[p] === 0x2e || buf[p] === 0x2d)) p++;
+      while (
+        p < buf.length &&
+        (isAlpha(buf[p]!) || isDigit(buf[p]!) || buf[p] === 0x2e || buf[p] === 0x2d)
+      )
+        p++;
     }
     if (p >= buf.length) return more;
     const hostEnd = p;

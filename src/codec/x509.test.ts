@@ -83,7 +83,10 @@ test('the default self-signed certificate looks like Debian snakeoil: host name,
   );
   assert.equal(x.publicKey.asymmetricKeyDetails?.modulusLength, 2048);
   assert.ok(x.serialNumber.length >= 38 && x.serialNumber.length <= 40, x.serialNumber);
-  assert.notEqual(snakeoilCertificate('h', now).fingerprint256, snakeoilCertificate('h', now).fingerprint256);
+  assert.notEqual(
+    snakeoilCertificate('h', now).fingerprint256,
+    snakeoilCertificate('h', now).fingerprint256,
+  );
   const r = spawnSync('openssl', ['x509', '-noout', '-text'], { input: c.cert, encoding: 'utf8' });
   if (r.error) {
     t.skip('openssl is not installed');
@@ -91,12 +94,24 @@ test('the default self-signed certificate looks like Debian snakeoil: host name,
   }
   // the extensions of `openssl req -x509` with ssl-cert's ssleay.cnf, and nothing else
   const exts = [...r.stdout.matchAll(/^ {12}X509v3 ([A-Za-z ]+):/gm)].map((m) => m[1]);
-  assert.deepEqual(exts, ['Basic Constraints', 'Subject Alternative Name', 'Subject Key Identifier']);
+  assert.deepEqual(exts, [
+    'Basic Constraints',
+    'Subject Alternative Name',
+    'Subject Key Identifier',
+  ]);
   assert.match(r.stdout, /sha256WithRSAEncryption/);
   const ski = /Subject Key Identifier:\s*\n\s*([0-9A-F:]+)/.exec(r.stdout)?.[1];
-  const pub = spawnSync('openssl', ['x509', '-noout', '-pubkey'], { input: c.cert, encoding: 'utf8' }).stdout;
+  const pub = spawnSync('openssl', ['x509', '-noout', '-pubkey'], {
+    input: c.cert,
+    encoding: 'utf8',
+  }).stdout;
   const der = spawnSync('openssl', ['pkey', '-pubin', '-outform', 'DER'], { input: pub }).stdout;
   // SPKI DER of RSA 2048: the key bits follow a 24-byte prefix (SEQ, algId, BIT STRING header)
-  const expected = createHash('sha1').update(der.subarray(24)).digest('hex').toUpperCase().match(/../g)!.join(':');
+  const expected = createHash('sha1')
+    .update(der.subarray(24))
+    .digest('hex')
+    .toUpperCase()
+    .match(/../g)!
+    .join(':');
   assert.equal(ski, expected);
 });

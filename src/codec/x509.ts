@@ -122,7 +122,12 @@ export function encodeCertificate(o: EncodeOptions): IssuedCertificate {
     extensions.push(seq(oid('2.5.29.19'), octets(seq())));
     if (o.altNames && o.altNames.length > 0) extensions.push(san(o.altNames));
     // RFC 5280 §4.2.1.2 method (1), OpenSSL's default: SHA-1 of the subjectPublicKey bits
-    extensions.push(seq(oid('2.5.29.14'), octets(tlv(0x04, createHash('sha1').update(publicKeyBits(spki)).digest()))));
+    extensions.push(
+      seq(
+        oid('2.5.29.14'),
+        octets(tlv(0x04, createHash('sha1').update(publicKeyBits(spki)).digest())),
+      ),
+    );
   } else if (o.isCA) {
     extensions.push(seq(oid('2.5.29.19'), bool(true), octets(seq(bool(true)))));
     extensions.push(seq(oid('2.5.29.15'), bool(true), octets(tlv(0x03, Buffer.from([1, 0x06]))))); // keyCertSign | cRLSign

@@ -15,8 +15,10 @@ export type { IssuedCertificate } from '../codec/x509.js';
 /** The snakeoil certificate's validity: make-ssl-cert's default, 3650 days. */
 export const SNAKEOIL_DAYS = 3650;
 
-export interface IssueOptions
-  extends Omit<EncodeOptions, 'subjectKey' | 'notBefore' | 'days' | 'profile'> {
+export interface IssueOptions extends Omit<
+  EncodeOptions,
+  'subjectKey' | 'notBefore' | 'days' | 'profile'
+> {
   /** Validity start and length (default: now − 1 h, 825 days). */
   notBefore?: Date;
   days?: number;

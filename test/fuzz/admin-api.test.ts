@@ -180,7 +180,12 @@ test('random bytes as bodies and hostile paths: never 5xx; outside the prefix th
   assert.equal(big.status, 413);
   // the decoy's home page, and its 404 for everything else
   assert.equal((await raw('GET', '/', Buffer.alloc(0))).status, 200);
-  for (const p of ['/fuzzprefix012', '/fuzzprefix0124/server', '/FUZZPREFIX0123/server', '/dashboard/']) {
+  for (const p of [
+    '/fuzzprefix012',
+    '/fuzzprefix0124/server',
+    '/FUZZPREFIX0123/server',
+    '/dashboard/',
+  ]) {
     const r = await raw('GET', p, Buffer.alloc(0));
     assert.equal(r.status, 404, p);
     assert.match(r.text, /^<html>\r\n<head><title>404 Not Found/, p);

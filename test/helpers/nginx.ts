@@ -57,7 +57,8 @@ export async function startNginx(o: NginxOptions): Promise<RunningNginx> {
     throw new Error(`${NGINX_BIN} is missing: apt-get install nginx-light (.ci/run installs it)`);
   const port = await freePort();
   const tlsPort = o.tls ? await freePort() : undefined;
-  for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(o.dir, d), { recursive: true });
+  for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'])
+    mkdirSync(join(o.dir, d), { recursive: true });
   const conf = join(o.dir, 'nginx.conf');
   writeFileSync(
     conf,
@@ -106,7 +107,7 @@ export async function startNginx(o: NginxOptions): Promise<RunningNginx> {
     if (tlsPort !== undefined) await accepting(tlsPort, child);
   } catch (err) {
     child.kill('SIGKILL');
-    throw new Error(`${(err as Error).message}: ${stderr}`);
+    throw new Error(`${(err as Error).message}: ${stderr}`, { cause: err });
   }
   return {
     port,

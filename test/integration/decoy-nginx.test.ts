@@ -106,7 +106,10 @@ function probes(): Probe[] {
     one('HEAD /', `HEAD / HTTP/1.1\r\n${H}\r\n`),
     one('HEAD missing', `HEAD /nope HTTP/1.1\r\n${H}\r\n`),
     one('POST with a body', `POST / HTTP/1.1\r\n${H}Content-Length: 3\r\n\r\nabc`),
-    one('POST chunked', `POST /x.html HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`),
+    one(
+      'POST chunked',
+      `POST /x.html HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`,
+    ),
     one('DELETE', `DELETE / HTTP/1.1\r\n${H}\r\n`),
     one('unknown method', `FOO /about.html HTTP/1.1\r\n${H}\r\n`),
     one('TRACE', `TRACE / HTTP/1.1\r\n${H}\r\n`),
@@ -150,23 +153,50 @@ function probes(): Probe[] {
     one('pipelined', `GET / HTTP/1.1\r\n${H}\r\nGET /robots.txt HTTP/1.1\r\n${H}\r\n`),
     one('pipelined then garbage', `GET /robots.txt HTTP/1.1\r\n${H}\r\n\x01\x02garbage\r\n\r\n`),
     one('Connection: close', `GET / HTTP/1.1\r\n${H}Connection: close\r\n\r\n`),
-    one('Connection: keep-alive, close', `GET / HTTP/1.1\r\n${H}Connection: Keep-Alive, Close\r\n\r\n`),
+    one(
+      'Connection: keep-alive, close',
+      `GET / HTTP/1.1\r\n${H}Connection: Keep-Alive, Close\r\n\r\n`,
+    ),
     one('Range single', `GET /about.html HTTP/1.1\r\n${H}Range: bytes=0-3\r\n\r\n`),
     one('Range suffix', `GET /about.html HTTP/1.1\r\n${H}Range: bytes=-3\r\n\r\n`),
     one('Range multiple', `GET /robots.txt HTTP/1.1\r\n${H}Range: bytes=0-1,3-4\r\n\r\n`),
-    one('Range overlapping past size', `GET /robots.txt HTTP/1.1\r\n${H}Range: bytes=0-20,3-24\r\n\r\n`),
+    one(
+      'Range overlapping past size',
+      `GET /robots.txt HTTP/1.1\r\n${H}Range: bytes=0-20,3-24\r\n\r\n`,
+    ),
     one('Range unsatisfiable', `GET /robots.txt HTTP/1.1\r\n${H}Range: bytes=5000-\r\n\r\n`),
     one('Range malformed', `GET /robots.txt HTTP/1.1\r\n${H}Range: bytes=x\r\n\r\n`),
     one('Range on HEAD', `HEAD /logo.png HTTP/1.1\r\n${H}Range: bytes=10-19\r\n\r\n`),
-    one('If-Range mismatch', `GET /robots.txt HTTP/1.1\r\n${H}Range: bytes=0-1\r\nIf-Range: "nope"\r\n\r\n`),
-    one('If-None-Match match', `GET /about.html HTTP/1.1\r\n${H}If-None-Match: W/${etagOf('about.html')}\r\n\r\n`),
+    one(
+      'If-Range mismatch',
+      `GET /robots.txt HTTP/1.1\r\n${H}Range: bytes=0-1\r\nIf-Range: "nope"\r\n\r\n`,
+    ),
+    one(
+      'If-None-Match match',
+      `GET /about.html HTTP/1.1\r\n${H}If-None-Match: W/${etagOf('about.html')}\r\n\r\n`,
+    ),
     one('If-None-Match other', `GET /about.html HTTP/1.1\r\n${H}If-None-Match: "x"\r\n\r\n`),
-    one('If-Modified-Since exact', `GET /about.html HTTP/1.1\r\n${H}If-Modified-Since: ${LAST_MODIFIED}\r\n\r\n`),
-    one('If-Modified-Since older', `GET /about.html HTTP/1.1\r\n${H}If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n`),
+    one(
+      'If-Modified-Since exact',
+      `GET /about.html HTTP/1.1\r\n${H}If-Modified-Since: ${LAST_MODIFIED}\r\n\r\n`,
+    ),
+    one(
+      'If-Modified-Since older',
+      `GET /about.html HTTP/1.1\r\n${H}If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n`,
+    ),
     one('If-Match mismatch', `GET /about.html HTTP/1.1\r\n${H}If-Match: "x"\r\n\r\n`),
-    one('Chrome 404 padding', `GET /nope HTTP/1.1\r\n${H}User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36\r\n\r\n`),
-    one('Firefox 404', `GET /nope HTTP/1.1\r\n${H}User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n\r\n`),
-    one('MSIE 6 POST', `POST / HTTP/1.1\r\n${H}User-Agent: Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)\r\nContent-Length: 0\r\n\r\n`),
+    one(
+      'Chrome 404 padding',
+      `GET /nope HTTP/1.1\r\n${H}User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36\r\n\r\n`,
+    ),
+    one(
+      'Firefox 404',
+      `GET /nope HTTP/1.1\r\n${H}User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n\r\n`,
+    ),
+    one(
+      'MSIE 6 POST',
+      `POST / HTTP/1.1\r\n${H}User-Agent: Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)\r\nContent-Length: 0\r\n\r\n`,
+    ),
     one('dot-dot above root', `GET /../etc/passwd HTTP/1.1\r\n${H}\r\n`),
     one('escaped NUL', `GET /%00 HTTP/1.1\r\n${H}\r\n`),
     one('bad escape', `GET /%zz HTTP/1.1\r\n${H}\r\n`),
@@ -179,10 +209,19 @@ function probes(): Probe[] {
     one('directory without index', `GET /empty/ HTTP/1.1\r\n${H}\r\n`),
     one('file with a trailing slash', `GET /about.html/ HTTP/1.1\r\n${H}\r\n`),
     one('Transfer-Encoding gzip', `POST / HTTP/1.1\r\n${H}Transfer-Encoding: gzip\r\n\r\n`),
-    one('Transfer-Encoding on HTTP/1.0', 'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'),
-    one('Content-Length and chunked', `POST / HTTP/1.1\r\n${H}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc`),
+    one(
+      'Transfer-Encoding on HTTP/1.0',
+      'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    ),
+    one(
+      'Content-Length and chunked',
+      `POST / HTTP/1.1\r\n${H}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc`,
+    ),
     one('Content-Length not a number', `GET / HTTP/1.1\r\n${H}Content-Length: abc\r\n\r\n`),
-    one('two Content-Lengths', `GET / HTTP/1.1\r\n${H}Content-Length: 1\r\nContent-Length: 1\r\n\r\nx`),
+    one(
+      'two Content-Lengths',
+      `GET / HTTP/1.1\r\n${H}Content-Length: 1\r\nContent-Length: 1\r\n\r\nx`,
+    ),
     one('body over the limit', `POST / HTTP/1.1\r\n${H}Content-Length: 9999999\r\n\r\n`),
     one('body still coming', `POST / HTTP/1.1\r\n${H}Content-Length: 100\r\n\r\nabc`),
     one('TLS ClientHello bytes', Buffer.from('16030100a5010000a10303', 'hex')),
@@ -194,7 +233,10 @@ function probes(): Probe[] {
     one('bad request, then FIN', 'xyz\r\n\r\n', true),
     { name: 'nothing sent (header timeout)', send: [] },
     one('trickled header stops (header timeout)', 'GET / HTTP/1.1\r\nHost: a'),
-    { name: 'request in pieces', send: ['GE', 'T /about', '.html HTTP/1.1\r\nHo', 'st: a\r\n', '\r\n'] },
+    {
+      name: 'request in pieces',
+      send: ['GE', 'T /about', '.html HTTP/1.1\r\nHo', 'st: a\r\n', '\r\n'],
+    },
   ];
 }
 
@@ -221,7 +263,9 @@ function exchange(port: number, useTls: boolean, p: Probe): Promise<Outcome> {
     const guard = setTimeout(() => finish('STILL OPEN after 20 s'), 20_000);
     s.on('data', (d: Buffer) => got.push(d));
     s.on('end', () => finish('FIN'));
-    s.on('error', (e: NodeJS.ErrnoException) => finish(e.code === 'ECONNRESET' ? 'RST' : (e.code ?? 'error')));
+    s.on('error', (e: NodeJS.ErrnoException) =>
+      finish(e.code === 'ECONNRESET' ? 'RST' : (e.code ?? 'error')),
+    );
     s.on('close', () => finish('closed'));
     s.once(useTls ? 'secureConnect' : 'connect', () => {
       const write = (i: number): void => {
@@ -289,7 +333,10 @@ test('the decoy answers over TLS as nginx 1.22 does (https redirects, errors, ti
     'trickled header stops (header timeout)',
     'large file',
   ]);
-  await battery(true, all.filter((p) => pick.has(p.name)));
+  await battery(
+    true,
+    all.filter((p) => pick.has(p.name)),
+  );
 });
 
 test('the built-in pages are served as nginx serves the same files', async () => {
@@ -306,5 +353,9 @@ test('the built-in pages are served as nginx serves the same files', async () =>
     'escaped letter',
     'HTTP/0.9',
   ]);
-  await battery(false, probes().filter((p) => pick.has(p.name)), builtinPlain);
+  await battery(
+    false,
+    probes().filter((p) => pick.has(p.name)),
+    builtinPlain,
+  );
 });

@@ -53,7 +53,8 @@ export class DecoySite implements Fallback {
     this.#behaviour = { ...NGINX_DEFAULTS, ...stripUndefined(behaviour) };
     this.#now = now ?? Date.now;
     this.#onRequest = onRequest;
-    this.#lookup = dir !== undefined ? directoryLookup(dir) : builtinLookup(builtinMtimeMs ?? Date.now());
+    this.#lookup =
+      dir !== undefined ? directoryLookup(dir) : builtinLookup(builtinMtimeMs ?? Date.now());
   }
 
   handle(conn: Duplex, head: Buffer): void {

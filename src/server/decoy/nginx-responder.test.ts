@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { etagMatches, normalizeUri, parseHttpTime, parseRanges, validateHost } from './nginx-responder.js';
+import {
+  etagMatches,
+  normalizeUri,
+  parseHttpTime,
+  parseRanges,
+  validateHost,
+} from './nginx-responder.js';
 
 test('URIs are decoded and normalised as nginx does', () => {
   assert.deepEqual(normalizeUri('/a/../b/./c//d?x=1'), { path: '/b/c/d', args: 'x=1' });

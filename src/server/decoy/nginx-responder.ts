@@ -17,7 +17,13 @@ import { stat } from 'node:fs/promises';
 import { debuglog } from 'node:util';
 import { parseRequestHead, type RequestHead } from '../../codec/http-request-head.js';
 import { ChunkedBodyScanner } from '../../codec/http-proxy.js';
-import { CLOSING_STATUSES, errorPage, mimeType, MSIE_PADDING, STATUS_LINES } from './nginx-pages.js';
+import {
+  CLOSING_STATUSES,
+  errorPage,
+  mimeType,
+  MSIE_PADDING,
+  STATUS_LINES,
+} from './nginx-pages.js';
 
 const debug = debuglog('ladder:decoy');
 
@@ -96,7 +102,10 @@ interface Parsed {
   get(name: string): string | undefined;
 }
 
-type Body = { kind: 'none' } | { kind: 'length'; left: number } | { kind: 'chunked'; scanner: ChunkedBodyScanner };
+type Body =
+  | { kind: 'none' }
+  | { kind: 'length'; left: number }
+  | { kind: 'chunked'; scanner: ChunkedBodyScanner };
 
 export class NginxConnection {
   readonly #conn: Duplex;
@@ -323,11 +332,7 @@ export class NginxConnection {
     // The request proper: keep-alive as nginx decides it (ngx_http_handler, find_config phase).
     p.keepalive =
       head.version !== 9 &&
-      (connection === 'close'
-        ? false
-        : connection === 'keep-alive'
-          ? true
-          : head.version > 1000) &&
+      (connection === 'close' ? false : connection === 'keep-alive' ? true : head.version > 1000) &&
       this.#requests < b.keepaliveRequests &&
       !(p.msie6 && head.method === 'POST');
     if (body.kind === 'length' && body.left > b.maxBodyBytes) return this.#sendError(413, p, true);
@@ -433,7 +438,12 @@ export class NginxConnection {
         this.#conn.write(
           head.version === 9
             ? ''
-            : this.#headBytes(304, p, [`Last-Modified: ${lastModified}`, `ETag: ${etag}`], p.keepalive),
+            : this.#headBytes(
+                304,
+                p,
+                [`Last-Modified: ${lastModified}`, `ETag: ${etag}`],
+                p.keepalive,
+              ),
           'latin1',
         );
         return this.#finish(p.keepalive);
@@ -449,7 +459,12 @@ export class NginxConnection {
     // ngx_http_range_filter_module
     const rangeHeader = p.get('range');
     let ranges: [number, number][] | 'unsatisfiable' | null = null;
-    if (head.version >= 1000 && rangeHeader !== undefined && rangeHeader.length >= 7 && /^bytes=/i.test(rangeHeader)) {
+    if (
+      head.version >= 1000 &&
+      rangeHeader !== undefined &&
+      rangeHeader.length >= 7 &&
+      /^bytes=/i.test(rangeHeader)
+    ) {
       const ifRange = p.get('if-range');
       let apply = true;
       if (ifRange !== undefined) {
@@ -464,7 +479,12 @@ export class NginxConnection {
       return this.#stream(file, '', sendBody ? [[0, file.size]] : [], [], p.keepalive);
     }
     if (ranges === null) {
-      const h = this.#headBytes(200, p, [...fields(file.type, file.size), 'Accept-Ranges: bytes'], p.keepalive);
+      const h = this.#headBytes(
+        200,
+        p,
+        [...fields(file.type, file.size), 'Accept-Ranges: bytes'],
+        p.keepalive,
+      );
       return this.#stream(file, h, sendBody ? [[0, file.size]] : [], [], p.keepalive);
     }
     if (ranges.length === 1) {
@@ -562,8 +582,7 @@ export class NginxConnection {
       this.#arm(this.#b.keepaliveTimeoutMs, () => this.#close(true));
     };
     this.#state = 'discard';
-    if (this.#body.kind !== 'none')
-      this.#arm(this.#b.lingeringTimeoutMs, () => this.#timedOut());
+    if (this.#body.kind !== 'none') this.#arm(this.#b.lingeringTimeoutMs, () => this.#timedOut());
     this.#pump();
   }
 
@@ -719,7 +738,20 @@ export function normalizeUri(uri: string): { path: string; args: string | null }
 export function parseHttpTime(value: string): number {
   const m = /^[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/.exec(value);
   if (!m) return -1;
-  const month = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'].indexOf(m[2]!);
+  const month = [
+    'Jan',
+    'Feb',
+    'Mar',
+    'Apr',
+    'May',
+    'Jun',
+    'Jul',
+    'Aug',
+    'Sep',
+    'Oct',
+    'Nov',
+    'Dec',
+  ].indexOf(m[2]!);
   if (month < 0) return -1;
   const t = Date.UTC(+m[3]!, month, +m[1]!, +m[4]!, +m[5]!, +m[6]!);
   return Number.isNaN(t) ? -1 : t / 1000;
@@ -745,12 +777,16 @@ export function etagMatches(list: string, etag: string, weak: boolean): boolean 
 }
 
 /** ngx_http_range_parse: half-open ranges, 'unsatisfiable' (416), or null (serve it all). */
-export function parseRanges(spec: string, size: number): [number, number][] | 'unsatisfiable' | null {
+export function parseRanges(
+  spec: string,
+  size: number,
+): [number, number][] | 'unsatisfiable' | null {
   const out: [number, number][] = [];
   let p = 0;
   let total = 0;
   const s = spec;
-  const digit = (i: number): boolean => i < s.length && s.charCodeAt(i) >= 0x30 && s.charCodeAt(i) <= 0x39;
+  const digit = (i: number): boolean =>
+    i < s.length && s.charCodeAt(i) >= 0x30 && s.charCodeAt(i) <= 0x39;
   const MAX = Number.MAX_SAFE_INTEGER / 10;
   for (;;) {
     let start = 0;
