@@ -22,8 +22,18 @@ import { issueCertificate } from '../../src/server/certificates.js';
 import { startNginx, type RunningNginx } from '../helpers/nginx.js';
 
 const MTIME_S = 1_767_225_600; // the files' modification time, the same for both servers
-const SHORT = { keepaliveTimeoutMs: 2000, headerTimeoutMs: 2000, lingeringTimeoutMs: 1000 };
-const NGINX_SHORT = ['keepalive_timeout 2s;', 'client_header_timeout 2s;', 'lingering_timeout 1s;'];
+const SHORT = {
+  keepaliveTimeoutMs: 2000,
+  headerTimeoutMs: 2000,
+  lingeringTimeoutMs: 1000,
+  keepaliveRequests: 3,
+};
+const NGINX_SHORT = [
+  'keepalive_timeout 2s;',
+  'client_header_timeout 2s;',
+  'lingering_timeout 1s;',
+  'keepalive_requests 3;',
+];
 
 let dir: string;
 let nginx: RunningNginx;
@@ -152,6 +162,12 @@ function probes(): Probe[] {
     one('not HTTP', `GET / FOO/1.1\r\n${H}\r\n`),
     one('pipelined', `GET / HTTP/1.1\r\n${H}\r\nGET /robots.txt HTTP/1.1\r\n${H}\r\n`),
     one('pipelined then garbage', `GET /robots.txt HTTP/1.1\r\n${H}\r\n\x01\x02garbage\r\n\r\n`),
+    one(
+      'keep-alive request limit (keepalive_requests 3)',
+      `GET / HTTP/1.1\r\n${H}\r\n`.repeat(2) +
+        `GET /robots.txt HTTP/1.1\r\n${H}\r\n` +
+        `GET /about.html HTTP/1.1\r\n${H}\r\n`,
+    ),
     one('Connection: close', `GET / HTTP/1.1\r\n${H}Connection: close\r\n\r\n`),
     one(
       'Connection: keep-alive, close',
