@@ -31,6 +31,7 @@ import type { AdminService } from './service.js';
 import { SecretPrefixFront, type ApiConnectionHandler } from './api-front.js';
 import { DecoySite, type Fallback } from '../server/decoy/decoy-site.js';
 import { endedReplay } from '../stream/ended-replay.js';
+import { DECOY_TLS_OPTIONS } from '../server/decoy/tls-context.js';
 
 const debug = debuglog('ladder:api');
 const MAX_BODY_BYTES = 64 * 1024;
@@ -164,7 +165,7 @@ export class ManagementApi implements ApiConnectionHandler {
   async listen(host: string, port: number, fallback?: Fallback): Promise<AddressInfo> {
     const front = this.front(fallback ?? new DecoySite());
     const server = createTlsServer(
-      { cert: this.#o.cert, key: this.#o.key, handshakeTimeout: 60_000 },
+      { cert: this.#o.cert, key: this.#o.key, handshakeTimeout: 60_000, ...DECOY_TLS_OPTIONS },
       (socket) => {
         socket.on('error', () => socket.destroy());
         front.handle(socket, Buffer.alloc(0));

@@ -245,10 +245,10 @@ export async function run(argv: string[]): Promise<number> {
   if (!hasTlsPort) {
     addr = await server.listen(listen.host, listen.port);
   } else {
-    const [{ X509Certificate }, { createSecureContext }, { snakeoilCertificate }, { PortMux }] =
+    const [{ X509Certificate }, { decoySecureContext }, { snakeoilCertificate }, { PortMux }] =
       await Promise.all([
         import('node:crypto'),
-        import('node:tls'),
+        import('../server/decoy/tls-context.js'),
         import('../server/certificates.js'),
         import('../server/port-mux.js'),
       ]);
@@ -316,7 +316,7 @@ export async function run(argv: string[]): Promise<number> {
     const mux = new PortMux({
       ss: server,
       tls: {
-        secureContext: createSecureContext({ cert, key }),
+        secureContext: decoySecureContext(cert, key),
         handler: web ? new TlsInnerFront({ trojan, web }) : trojan,
       },
       authTimeoutMs,

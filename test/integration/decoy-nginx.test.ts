@@ -14,11 +14,12 @@ import { mkdtempSync, mkdirSync, rmSync, utimesSync, writeFileSync, statSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tcpConnect, createServer, type AddressInfo, type Server } from 'node:net';
-import { connect as tlsConnect, createSecureContext, TLSSocket } from 'node:tls';
+import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { DecoySite } from '../../src/server/decoy/decoy-site.js';
 import { DECOY_PAGES } from '../../src/server/decoy/pages.js';
 import { issueCertificate } from '../../src/server/certificates.js';
+import { decoySecureContext } from '../../src/server/decoy/tls-context.js';
 import { startNginx, type RunningNginx } from '../helpers/nginx.js';
 
 const MTIME_S = 1_767_225_600; // the files' modification time, the same for both servers
@@ -68,7 +69,7 @@ before(async () => {
   builtinPlain = createServer((s) => builtin.handle(s, Buffer.alloc(0)));
   await new Promise<void>((r) => builtinPlain.listen(0, '127.0.0.1', r));
   plain = createServer((s) => decoy.handle(s, Buffer.alloc(0)));
-  const secureContext = createSecureContext({ cert: made.cert, key: made.key });
+  const secureContext = decoySecureContext(made.cert, made.key);
   tls = createServer((raw) => {
     raw.on('error', () => raw.destroy());
     const s = new TLSSocket(raw, { isServer: true, secureContext } as never);
@@ -374,4 +375,60 @@ test('the built-in pages are served as nginx serves the same files', async () =>
     probes().filter((p) => pick.has(p.name)),
     builtinPlain,
   );
+});
+
+/** A ClientHello record: legacy version, cipher suites, no extensions. */
+function clientHello(recordVersion: number, version: number, ciphers: number[]): Buffer {
+  const u16 = (n: number): Buffer => Buffer.from([n >> 8, n & 0xff]);
+  const suites = Buffer.concat(ciphers.map(u16));
+  const body = Buffer.concat([
+    u16(version),
+    Buffer.alloc(32, 7), // random
+    Buffer.from([0]), // session id
+    u16(suites.length),
+    suites,
+    Buffer.from([1, 0]), // compression: null
+  ]);
+  const hs = Buffer.concat([Buffer.from([1, 0, body.length >> 8, body.length & 0xff]), body]);
+  return Buffer.concat([Buffer.from([0x16]), u16(recordVersion), u16(hs.length), hs]);
+}
+
+test('odd ClientHellos get the alert nginx with OpenSSL sends, and the same close', async () => {
+  const raw = (port: number, bytes: Buffer): Promise<string> =>
+    new Promise((resolve) => {
+      const s = tcpConnect(port, '127.0.0.1', () => s.write(bytes));
+      const got: Buffer[] = [];
+      let done = false;
+      const finish = (how: string): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(guard);
+        s.destroy();
+        resolve(`${how} ${Buffer.concat(got).toString('hex')}`);
+      };
+      const guard = setTimeout(() => finish('STILL OPEN after 20 s'), 20_000);
+      s.on('data', (d: Buffer) => got.push(d));
+      s.on('end', () => finish('FIN'));
+      s.on('error', (e: NodeJS.ErrnoException) => finish(e.code ?? 'error'));
+    });
+  const cases: [string, Buffer][] = [
+    ['TLS 1.0 only', clientHello(0x0301, 0x0301, [0x002f])],
+    ['SSL 3.0', clientHello(0x0300, 0x0300, [0x002f])],
+    ['TLS 1.2, no common cipher', clientHello(0x0301, 0x0303, [0x0005])],
+    ['TLS 1.2 with only a TLS 1.3 suite', clientHello(0x0301, 0x0303, [0x1301])],
+    [
+      'SSLv2-style hello',
+      Buffer.from(
+        '802e0103010015000000100000040000050000800100800300800700c006004000800200801a2b3c4d5e6f708192a3b4c5d6e7f8',
+        'hex',
+      ),
+    ],
+    ['record longer than allowed', Buffer.from([0x16, 3, 1, 0x48, 0x01, 1])],
+  ];
+  const decoyPort = (tls.address() as AddressInfo).port;
+  for (const [name, bytes] of cases) {
+    const [a, b] = await Promise.all([raw(nginx.tlsPort!, bytes), raw(decoyPort, bytes)]);
+    assert.equal(b, a, name);
+    assert.match(a, /^FIN 15/, name);
+  }
 });
