@@ -18,6 +18,7 @@ import type { SsServerKey } from '../codec/ss-tcp.js';
 import { SsServer } from '../server/ss-server.js';
 import { DirectDialer, DirectPacketDialer } from '../transport/direct.js';
 import { PublicOnlyDialer, PublicOnlyPacketDialer } from '../transport/guarded-dialer.js';
+import { NameCachingPacketDialer } from '../transport/udp-name-cache.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { Metrics } from '../server/metrics.js';
 import { CountingGate } from '../server/access/gate.js';
@@ -183,6 +184,8 @@ export async function run(argv: string[]): Promise<number> {
     dialer = new PublicOnlyDialer(dialer);
     if (packetDialer) packetDialer = new PublicOnlyPacketDialer(packetDialer);
   }
+  // Each UDP session resolves a destination name once (for a bounded time), not per datagram.
+  if (packetDialer) packetDialer = new NameCachingPacketDialer(packetDialer);
   if (values.hosts) {
     let text: string;
     try {
