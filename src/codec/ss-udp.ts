@@ -295,7 +295,11 @@ export function openUdpRequest(
  * One trial key against a client→server packet: the opened request, or null if the key does not
  * open it; throws as {@link openUdpRequest} does.
  */
-export function openTrialUdp(k: SsServerKey, packet: Buffer, nowMs: number): OpenedUdpRequest | null {
+export function openTrialUdp(
+  k: SsServerKey,
+  packet: Buffer,
+  nowMs: number,
+): OpenedUdpRequest | null {
   const key = k.key;
   if (key.edition === 2017) {
     const d = decodeUdp2017(key, packet);

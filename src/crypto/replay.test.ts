@@ -31,7 +31,11 @@ test('AEAD-2017 filter defaults: ≥ 10 min at 1,000 salts/s, within 16 MiB, fal
 });
 
 test('RotatingSaltFilter: memory is allocated on first use and never exceeds two generations', () => {
-  const f = new RotatingSaltFilter(randomBytes(16), { bits: 2 ** 12, capacity: 50, windowMs: 1000 });
+  const f = new RotatingSaltFilter(randomBytes(16), {
+    bits: 2 ** 12,
+    capacity: 50,
+    windowMs: 1000,
+  });
   assert.equal(f.allocatedBytes, 0);
   let now = 0;
   for (let i = 0; i < 5_000; i++) {
@@ -66,7 +70,11 @@ test('RotatingSaltFilter: measured false-positive rate on random salts matches t
 
 test('RotatingSaltFilter: window boundaries in time', () => {
   const W = 60_000;
-  const f = new RotatingSaltFilter(randomBytes(16), { windowMs: W, capacity: 1_000, bits: 2 ** 16 });
+  const f = new RotatingSaltFilter(randomBytes(16), {
+    windowMs: W,
+    capacity: 1_000,
+    bits: 2 ** 16,
+  });
   const t0 = 1_000_000;
   assert.equal(f.add(salt(1), t0), true);
   assert.equal(f.add(salt(1), t0 + W - 1), false, 'caught just before the window ends');

@@ -553,12 +553,7 @@ export class SsServer {
    * first (paid from the hinted budget, refunded when it opens), then every other key (paid from
    * the global budget). Null, with the reason counted, when it is dropped.
    */
-  #openDatagram(
-    msg: Buffer,
-    address: string,
-    now: number,
-    mono: number,
-  ): OpenedUdpRequest | null {
+  #openDatagram(msg: Buffer, address: string, now: number, mono: number): OpenedUdpRequest | null {
     const table = this.#table;
     const prefix = sourcePrefix(address);
     let hint = this.#udpHint.get(address);

@@ -47,7 +47,8 @@ export function sourcePrefix(address: string): string {
   const [head = '', tail] = a.toLowerCase().split('%')[0]!.split('::') as [string, string?];
   const h = head === '' ? [] : head.split(':');
   const t = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  const groups =
+    tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
   return groups
     .slice(0, 4)
     .map((g) => g.replace(/^0+(?=.)/, ''))
