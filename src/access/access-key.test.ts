@@ -11,8 +11,8 @@ import {
   usageInPeriod,
   type AccessKeyRecord,
 } from './access-key.js';
-import { Pace } from './key-manager.js';
-import { LadderError } from '../../errors.js';
+import { Pace } from '../server/access/key-manager.js';
+import { LadderError } from '../errors.js';
 
 const NOW = Date.UTC(2026, 10, 23, 15, 0, 0); // 2026-11-23 15:00 UTC
 const base: AccessKeyRecord = {

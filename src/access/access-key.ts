@@ -1,15 +1,15 @@
 /**
  * The operator's access keys: what a key is, its limits, and whether it may be used right now.
  * Pure: time comes in as an argument and usage as numbers, so every rule here is tested without a
- * clock or a database (src/server/access/access-key.test.ts).
+ * clock or a database (src/access/access-key.test.ts).
  *
  * A key holds one secret. It serves the transports it names, when the server offers them: raw
  * Shadowsocks with its `method`, and Trojan over TLS with the same secret as the Trojan password.
  * @module
  */
-import { LadderError } from '../../errors.js';
-import { SS_METHOD_NAMES, isSsMethod, type SsMethod } from '../../crypto/methods.js';
-import { checkSsPassword, generateSsPassword } from '../../codec/access-key-uri.js';
+import { LadderError } from '../errors.js';
+import { SS_METHOD_NAMES, isSsMethod, type SsMethod } from '../crypto/methods.js';
+import { checkSsPassword, generateSsPassword } from '../codec/access-key-uri.js';
 
 /** How long a data limit's window is: all time, the last 30 days (Outline's rule), the calendar month or day (UTC). */
 export const LIMIT_PERIODS = ['total', '30d', 'month', 'day'] as const;
