@@ -202,9 +202,11 @@ export class SsServer {
     this.#events = options.events ?? {};
     this.#gate = options.gate ?? new CountingGate();
     const mono = this.#o.monotonicNow;
-    this.#replay2017 = new RotatingSaltFilter(this.#o.random(16));
-    this.#ownSalts2017 = new RotatingSaltFilter(this.#o.random(16));
-    this.#replayUdp2017 = new RotatingSaltFilter(this.#o.random(16));
+    // Filter secrets come from the system, not the injectable `random`: a seeded source in a test
+    // keeps producing the same wire bytes whether or not the server holds filters.
+    this.#replay2017 = new RotatingSaltFilter(randomBytes(16));
+    this.#ownSalts2017 = new RotatingSaltFilter(randomBytes(16));
+    this.#replayUdp2017 = new RotatingSaltFilter(randomBytes(16));
     this.#budget = new TrialBudget(options.udpTrialBudget, mono());
     this.#guard = {
       addSalt2017: (s) => this.#replay2017.add(s, mono()),
