@@ -103,6 +103,8 @@ test(
         `127.0.0.1:${port}`,
         '--metrics',
         '127.0.0.1:0',
+        // The echo target is on loopback.
+        '--allow-private-targets',
         ...keys.flatMap((k) => ['--key', k]),
       ],
       /metrics at (http:\/\/\S+)/,
