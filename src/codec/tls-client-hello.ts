@@ -123,6 +123,11 @@ export interface ChromeHelloInput {
   x25519Public: Uint8Array;
   /** Random bytes for GREASE, the extension permutation and GREASE ECH: `CHROME_HELLO_ENTROPY` of them. */
   entropy: Uint8Array;
+  /**
+   * The second ClientHello after a HelloRetryRequest (RFC 8446 §4.1.2): the same hello with one key
+   * share, for the group the server asked for, and its cookie right after key_share.
+   */
+  retry?: { group: number; share: Uint8Array; cookie?: Uint8Array };
 }
 
 /** Bytes of `entropy` the builder consumes. */
@@ -184,6 +189,10 @@ export function encodeChromeClientHello(o: ChromeHelloInput): Buffer {
       EXT.KEY_SHARE,
       (w) =>
         w.vec(2, (l) => {
+          if (o.retry) {
+            l.u16(o.retry.group).vec(2, (k) => k.bytes(o.retry!.share));
+            return;
+          }
           l.u16(gGroup).vec(2, (k) => k.u8(0));
           l.u16(GROUP.X25519MLKEM768).vec(2, (k) =>
             k.bytes(o.mlkemPublic).bytes(o.hybridX25519Public),
@@ -216,6 +225,11 @@ export function encodeChromeClientHello(o: ChromeHelloInput): Buffer {
   // Chrome since v110: a fresh permutation of all extensions but the two GREASE ones, which stay
   // first and last.
   const ordered = permute(exts, permutation);
+  const cookie = o.retry?.cookie;
+  if (cookie) {
+    const at = ordered.findIndex(([t]) => t === EXT.KEY_SHARE) + 1;
+    ordered.splice(at, 0, [EXT.COOKIE, (w) => w.vec(2, (c) => c.bytes(cookie))]);
+  }
 
   const hs = new TlsWriter();
   hs.u8(1).vec(3, (b) => {

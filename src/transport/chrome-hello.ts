@@ -4,10 +4,10 @@
  * randomizes. Returns the record and the private parts the handshake needs to finish.
  * @module
  */
-import { createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
-import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
 import { CHROME_HELLO_ENTROPY, encodeChromeClientHello } from '../codec/tls-client-hello.js';
+import { mlkem768Keygen, x25519Pair } from '../crypto/tls-kex.js';
 
 export interface ChromeHelloKeys {
   x25519: KeyObject;
@@ -15,31 +15,21 @@ export interface ChromeHelloKeys {
   mlkemSecret: Uint8Array;
 }
 
-/** The raw 32-byte public key of an X25519 KeyObject pair. */
-function x25519Pair(): { priv: KeyObject; pub: Uint8Array } {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  const jwk = publicKey.export({ format: 'jwk' });
-  return { priv: privateKey, pub: Buffer.from(jwk.x!, 'base64url') };
-}
-
-/** An X25519 private KeyObject from its raw 32 bytes (RFC 8410 PKCS#8 wrapping). */
-export function x25519PrivateFromRaw(raw: Uint8Array): KeyObject {
-  return createPrivateKey({
-    key: Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), raw]),
-    format: 'der',
-    type: 'pkcs8',
-  });
-}
-
 export function chromeClientHello(
   serverName: string | undefined,
   alpn: readonly string[],
-): { record: Buffer; keys: ChromeHelloKeys; sessionId: Buffer } {
+): {
+  record: Buffer;
+  keys: ChromeHelloKeys;
+  sessionId: Buffer;
+  /** The second hello after a HelloRetryRequest: same randomness, one share for `group`. */
+  retry(group: number, share: Uint8Array, cookie?: Uint8Array): Buffer;
+} {
   const plain = x25519Pair();
   const hybrid = x25519Pair();
-  const kem = ml_kem768.keygen();
+  const kem = mlkem768Keygen();
   const sessionId = randomBytes(32);
-  const record = encodeChromeClientHello({
+  const input = {
     ...(serverName !== undefined && !isIP(serverName) ? { serverName } : {}),
     alpn,
     random: randomBytes(32),
@@ -48,9 +38,11 @@ export function chromeClientHello(
     hybridX25519Public: hybrid.pub,
     x25519Public: plain.pub,
     entropy: randomBytes(CHROME_HELLO_ENTROPY),
-  });
+  };
   return {
-    record,
+    record: encodeChromeClientHello(input),
+    retry: (group, share, cookie) =>
+      encodeChromeClientHello({ ...input, retry: { group, share, ...(cookie ? { cookie } : {}) } }),
     keys: { x25519: plain.priv, hybridX25519: hybrid.priv, mlkemSecret: kem.secretKey },
     sessionId,
   };
