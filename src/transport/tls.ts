@@ -24,6 +24,8 @@ import { isIP } from 'node:net';
 import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
 import type { Duplex } from 'node:stream';
 import type { Target } from './types.js';
+import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
+import { chromeTlsConnect, type ChromeTlsSocket } from './chrome-tls.js';
 
 /** Chrome's cipher suites, in Chrome's order (TLS 1.3 first), in OpenSSL's names. */
 export const BROWSER_CIPHERS = [
@@ -77,6 +79,11 @@ export interface TlsClientOptions {
    * TLS 1.3 connection Node's server sends none (trojan-dialer.ts `split`).
    */
   resume?: boolean;
+  /**
+   * The TLS client: 'chrome' (Ladder's own, Chrome's ClientHello; chrome-tls.ts) or 'node' (this
+   * file's OpenSSL path). Absent: 'node' here; the key parsers default keys to 'chrome'.
+   */
+  fp?: TlsFingerprint;
 }
 
 export function normalizeFingerprint(fp: string): string {
@@ -121,8 +128,30 @@ function remember(key: string, session: Buffer): void {
   if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
 }
 
-/** Opens TLS to `server`; resolves after the handshake, with the certificate checked. */
+/** Opens TLS to `server` with the client `o.fp` names; resolves after the handshake, checked. */
 export function tlsConnect(
+  server: Target,
+  o: TlsClientOptions,
+  signal?: AbortSignal,
+): Promise<TLSSocket | ChromeTlsSocket> {
+  if (o.fp === 'chrome')
+    return chromeTlsConnect(
+      server,
+      {
+        sni: o.sni,
+        ...(o.ca ? { ca: o.ca } : {}),
+        ...(o.pinSha256 ? { pinSha256: normalizeFingerprint(o.pinSha256) } : {}),
+        ...(o.alpn ? { alpn: o.alpn } : {}),
+        ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+        ...(o.socket ? { socket: o.socket } : {}),
+      },
+      signal,
+    );
+  return nodeTlsConnect(server, o, signal);
+}
+
+/** Node's TLS (fp=node). */
+export function nodeTlsConnect(
   server: Target,
   o: TlsClientOptions,
   signal?: AbortSignal,
