@@ -676,6 +676,8 @@ export class ChromeTlsSocket extends Duplex {
     this.#sHs = deriveSecret(suite.hash, this.#hsSecret, 's hs traffic', th);
     this.#keyChangeBoundary();
     this.#read = new RecordProtection(suite, this.#sHs);
+    // Alerts from here on go under the client's handshake key (§6).
+    this.#write = new RecordProtection(suite, this.#cHs);
     this.#state = 'encrypted_extensions';
   }
 
@@ -921,14 +923,13 @@ export class ChromeTlsSocket extends Duplex {
     const out: Buffer[] = [];
     if (!this.#sentCcs) out.push(Buffer.from([20, 3, 3, 0, 1, 1]));
     this.#sentCcs = true;
-    this.#write = new RecordProtection(s, this.#cHs!);
     if (this.#alps) {
       const ee = new TlsWriter()
         .u8(HS.encrypted_extensions)
         .vec(3, (b) => b.vec(2, (x) => x.u16(EXT.ALPS).vec(2, () => {})))
         .toBuffer();
       this.#transcript.push(ee);
-      out.push(this.#write.seal(ee, 22));
+      out.push(this.#write!.seal(ee, 22));
     }
     if (this.#certRequestContext !== null) {
       const ctx = this.#certRequestContext;
@@ -937,14 +938,14 @@ export class ChromeTlsSocket extends Duplex {
         .vec(3, (b) => b.vec(1, (c) => c.bytes(ctx)).vec(3, () => {}))
         .toBuffer();
       this.#transcript.push(cert);
-      out.push(this.#write.seal(cert, 22));
+      out.push(this.#write!.seal(cert, 22));
     }
     const fin = new TlsWriter()
       .u8(HS.finished)
       .vec(3, (b) => b.bytes(this.#verifyData(this.#cHs!)))
       .toBuffer();
     this.#transcript.push(fin);
-    out.push(this.#write.seal(fin, 22));
+    out.push(this.#write!.seal(fin, 22));
     this.#resMaster = deriveSecret(s.hash, master, 'res master', this.#th());
     this.#write = new RecordProtection(s, this.#cAp);
     this.#state = 'open';
