@@ -1,7 +1,9 @@
 /**
- * TLS for the transports that hide in web traffic (Trojan, WebSocket over TLS).
+ * TLS for the transports that hide in web traffic (Trojan, WebSocket over TLS). {@link tlsConnect}
+ * takes the client a key's `fp` names: `chrome`, Ladder's own TLS 1.3 client with Chrome's
+ * ClientHello (chrome-tls.ts), or `node`, Node's TLS, which the rest of this note is about.
  *
- * Client: the ClientHello is shaped as close to Chrome's as Node's OpenSSL allows — the same cipher
+ * Client (fp=node): the ClientHello is shaped as close to Chrome's as Node's OpenSSL allows — the same cipher
  * suites in the same order, the same signature algorithms, Chrome's classical groups, ALPN `h2,
  * http/1.1`, status_request, no encrypt_then_mac, and the SNI the key names. What still differs from
  * Chrome (docs/tls-fingerprint.md, checked by test/integration/tls-fingerprint.test.ts): no GREASE,
