@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createPublicKey, diffieHellman } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
+  RecordProtection,
   deriveSecret,
   earlySecrets,
   expandLabel,
@@ -11,6 +12,7 @@ import {
   TLS13_SUITES,
 } from './tls13-keys.js';
 import { x25519PrivateFromRaw } from './tls-kex.js';
+import { configureNativeAead } from './native-aead.js';
 
 const v = JSON.parse(
   readFileSync(new URL('../../../test/vectors/tls13-rfc8448.json', import.meta.url), 'utf8'),
@@ -59,4 +61,39 @@ test('RFC 8448 negative: one changed ServerHello byte changes the traffic secret
   const hs = hkdfExtract('sha256', derived, h('sharedSecret'));
   const c = deriveSecret('sha256', hs, 'c hs traffic', hashOf('sha256', h('clientHello'), sh));
   assert.notEqual(c.toString('hex'), v.clientHandshakeTrafficSecret);
+});
+
+test('record protection: the native addon and node:crypto seal and open each other’s records', () => {
+  for (const suite of TLS13_SUITES.values()) {
+    const secret = Buffer.alloc(suite.hashLength, 9);
+    configureNativeAead({ enabled: false });
+    const js = [new RecordProtection(suite, secret), new RecordProtection(suite, secret)];
+    configureNativeAead({ enabled: true });
+    const nat = [new RecordProtection(suite, secret), new RecordProtection(suite, secret)];
+    for (const [w, r] of [
+      [js[0]!, nat[0]!],
+      [nat[1]!, js[1]!],
+    ] as const)
+      for (const size of [0, 1, 1000, 16384]) {
+        const content = Buffer.alloc(size, size & 0xff);
+        const rec = w.seal(content, 23);
+        const plain = r.open(rec.subarray(0, 5), Buffer.from(rec.subarray(5)));
+        assert.ok(plain, `${suite.cipher} ${size}: opens`);
+        assert.deepEqual(plain, Buffer.concat([content, Buffer.from([23])]));
+      }
+    // A flipped bit fails on both paths (and the sequence numbers stay in step after a success).
+    const w = new RecordProtection(suite, secret);
+    const rec = w.seal(Buffer.from('x'), 23);
+    rec[6]! ^= 1;
+    assert.equal(
+      new RecordProtection(suite, secret).open(rec.subarray(0, 5), Buffer.from(rec.subarray(5))),
+      null,
+    );
+    configureNativeAead({ enabled: false });
+    assert.equal(
+      new RecordProtection(suite, secret).open(rec.subarray(0, 5), Buffer.from(rec.subarray(5))),
+      null,
+    );
+    configureNativeAead({ enabled: true });
+  }
 });

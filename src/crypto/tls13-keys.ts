@@ -5,6 +5,7 @@
  * @module
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac } from 'node:crypto';
+import { NATIVE_CIPHER_ID, nativeAead } from './native-aead.js';
 
 export type TlsHash = 'sha256' | 'sha384';
 
@@ -88,10 +89,32 @@ export class RecordProtection {
   readonly #iv: Buffer;
   #seq = 0n;
 
+  /** The native addon's contexts (one per direction, made on first use), when it has TLS records. */
+  #sealCtx: object | null = null;
+  #openCtx: object | null = null;
+
   constructor(suite: Tls13Suite, trafficSecret: Uint8Array) {
     this.suite = suite;
     this.#key = expandLabel(suite.hash, trafficSecret, 'key', new Uint8Array(0), suite.keyLength);
     this.#iv = expandLabel(suite.hash, trafficSecret, 'iv', new Uint8Array(0), 12);
+  }
+
+  readonly #addon = nativeAead();
+
+  #native(encrypt: boolean): object | null {
+    const nativeAead = this.#addon;
+    if (!nativeAead?.openTls || !nativeAead.sealTls) return null;
+    if (encrypt)
+      return (this.#sealCtx ??= nativeAead.create(
+        NATIVE_CIPHER_ID[this.suite.cipher],
+        this.#key,
+        true,
+      ));
+    return (this.#openCtx ??= nativeAead.create(
+      NATIVE_CIPHER_ID[this.suite.cipher],
+      this.#key,
+      false,
+    ));
   }
 
   /** The per-record nonce: the IV XOR the 64-bit sequence number, left-padded (§5.3). */
@@ -112,6 +135,21 @@ export class RecordProtection {
     out[1] = 3;
     out[2] = 3;
     out.writeUInt16BE(len, 3);
+    const ctx = this.#native(true);
+    if (ctx) {
+      // The addon keeps one cipher context: no cipher object per record.
+      out.set(content, 5);
+      out[5 + content.length] = type;
+      this.#addon!.sealTls!(
+        ctx,
+        this.#nonce(),
+        out.subarray(0, 5),
+        out.subarray(5, 5 + content.length + 1),
+        out,
+        5,
+      );
+      return out;
+    }
     const c = createCipheriv(this.suite.cipher as 'aes-128-gcm', this.#key, this.#nonce(), {
       authTagLength: 16,
     });
@@ -124,9 +162,17 @@ export class RecordProtection {
     return out;
   }
 
-  /** Opens a record body with its 5-byte header as AAD; null when the tag fails. */
-  open(header: Uint8Array, body: Uint8Array): Buffer | null {
+  /**
+   * Opens a record body with its 5-byte header as AAD; null when the tag fails. With the native
+   * addon the plaintext is written over `body` and returned as a view of it.
+   */
+  open(header: Uint8Array, body: Buffer): Buffer | null {
     if (body.length < 17) return null;
+    const ctx = this.#native(false);
+    if (ctx) {
+      const n = this.#addon!.openTls!(ctx, this.#nonce(), header, body, body, 0);
+      return n < 0 ? null : body.subarray(0, n);
+    }
     const d = createDecipheriv(this.suite.cipher as 'aes-128-gcm', this.#key, this.#nonce(), {
       authTagLength: 16,
     });
