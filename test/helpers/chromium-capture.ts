@@ -2,7 +2,7 @@
  * Captures the ClientHellos of Debian's Chromium on loopback: a TCP listener on 127.0.0.1 takes each
  * connection's first TLS record (the ClientHello, whatever its TCP segmentation) and hangs up, while
  * a headless Chromium (playwright-core, `/usr/bin/chromium`) fetches `https://<n>.hello.test:<port>/`
- * for distinct names n, each a new connection (`--host-resolver-rules` maps them to 127.0.0.1, so
+ * (or opens `wss://` WebSockets to them) for distinct names n, each a new connection (`--host-resolver-rules` maps them to 127.0.0.1, so
  * nothing leaves the machine). playwright gives the browser a fresh temporary profile and removes it. The records are returned raw, with the sizes of the TCP reads that
  * carried them, for the parity test (tls-chrome-parity.test.ts) to parse and compare.
  */
@@ -94,7 +94,11 @@ export async function helloSink(): Promise<{
  * Runs headless Chromium and captures `count` ClientHellos (one per fetch, each to a fresh name so
  * every one is a new connection). Bounded: `count` fetches, in batches, within `timeoutMs`.
  */
-export async function captureChromeHellos(count: number, timeoutMs = 60_000): Promise<Buffer[]> {
+export async function captureChromeHellos(
+  count: number,
+  timeoutMs = 60_000,
+  kind: 'fetch' | 'websocket' = 'fetch',
+): Promise<Buffer[]> {
   const sink = await helloSink();
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -118,14 +122,19 @@ export async function captureChromeHellos(count: number, timeoutMs = 60_000): Pr
       const from = asked;
       asked += BATCH;
       await page.evaluate(
-        async ([port, from, n]) => {
+        async ([port, from, n, ws]) => {
           await Promise.allSettled(
             Array.from({ length: n }, (_, i) =>
-              fetch(`https://h${from + i}.hello.test:${port}/`, { mode: 'no-cors' }),
+              ws
+                ? new Promise((done) => {
+                    const w = new WebSocket(`wss://h${from + i}.hello.test:${port}/`);
+                    w.onerror = w.onclose = done;
+                  })
+                : fetch(`https://h${from + i}.hello.test:${port}/`, { mode: 'no-cors' }),
             ),
           );
         },
-        [sink.port, from, BATCH] as const,
+        [sink.port, from, BATCH, kind === 'websocket'] as const,
       );
       if (asked > count * 3) break;
     }

@@ -141,3 +141,16 @@ test('Ladder hellos are one record with no SNI for an IP literal and no ALPS wit
   assert.equal(ip.alpsProtocols, undefined);
   assert.deepEqual(ip.alpn, ['http/1.1']);
 });
+
+describe(
+  'fp=chrome WebSocket ClientHello against Chromium opening wss://',
+  { skip: why ?? false, timeout: 120_000 },
+  () => {
+    test('field by field (ALPN http/1.1 alone, no ALPS), as the WebSocket dialer sends it', async () => {
+      const chrome = (await captureChromeHellos(100, 60_000, 'websocket')).map(parse);
+      const ladder = chrome.map((c) => parse(chromeClientHello(c.sni, ['http/1.1']).record));
+      assert.deepEqual(differences(chrome, ladder), []);
+      assert.deepEqual(chrome[0]!.alpn, ['http/1.1']);
+    });
+  },
+);
