@@ -25,6 +25,9 @@ export type ErrorCode =
   | 'ERR_TROJAN'
   | 'ERR_WEBSOCKET'
   | 'ERR_MUX_COOL'
+  | 'ERR_TLS_PROTOCOL'
+  | 'ERR_TLS_ALERT'
+  | 'ERR_TLS_CERT'
   // server: authentication and replay
   | 'ERR_CIPHER'
   | 'ERR_REPLAY_CLIENT'
@@ -32,6 +35,7 @@ export type ErrorCode =
   | 'ERR_PROBE_TIMEOUT'
   | 'ERR_PROBE_SHORT'
   | 'ERR_ACCESS_DENIED'
+  | 'ERR_UDP_BUDGET'
   // dialing and relaying
   | 'ERR_DIAL_REFUSED'
   | 'ERR_DIAL_UNREACHABLE'
