@@ -202,11 +202,12 @@ async function get(c: Conn, path: string): Promise<number> {
 async function ttfb(): Promise<Record<string, number>> {
   const t0 = performance.now();
   const c = await socksConnect(values.host!, 80);
+  const socksMs = performance.now() - t0;
   let first = 0;
   c.reader.onFirstByte = () => (first = performance.now());
   await get(c, '/bytes/1');
   c.socket.destroy();
-  return { ttfbMs: first - t0 };
+  return { ttfbMs: first - t0, socksMs };
 }
 
 async function page(): Promise<Record<string, number>> {

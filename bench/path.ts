@@ -42,6 +42,8 @@ interface Options {
 
 interface Sample {
   ttfbMs: number[];
+  /** When the SOCKS5 reply arrived, within the ttfb request. */
+  socksReplyMs: number[];
   pageHttpMs: number[];
   pageHttpsMs: number[];
   bulkMbps: number[];
@@ -158,7 +160,14 @@ export async function runPathBench(o: Options): Promise<number> {
     await startCensor(plan, { modules: {}, path: pathProfile(o.path) });
     const ready: TransportEntry[] = [];
     for (const t of setups) {
-      results[t.name] = { ttfbMs: [], pageHttpMs: [], pageHttpsMs: [], bulkMbps: [], errors: [] };
+      results[t.name] = {
+        ttfbMs: [],
+        socksReplyMs: [],
+        pageHttpMs: [],
+        pageHttpsMs: [],
+        bulkMbps: [],
+        errors: [],
+      };
       const why = t.unavailable?.();
       if (why) {
         results[t.name]!.errors.push(why);
@@ -188,9 +197,14 @@ export async function runPathBench(o: Options): Promise<number> {
         };
         await step('ttfb', async () => {
           const xs: number[] = [];
-          for (let i = 0; i < o.ttfbN; i++)
-            xs.push((await client(plan, port, ['--mode', 'ttfb'], 20)).ttfbMs!);
+          const socks: number[] = [];
+          for (let i = 0; i < o.ttfbN; i++) {
+            const r = await client(plan, port, ['--mode', 'ttfb'], 20);
+            xs.push(r.ttfbMs!);
+            socks.push(r.socksMs!);
+          }
           s.ttfbMs.push(median(xs));
+          s.socksReplyMs.push(median(socks));
         });
         await step('page http', async () => {
           s.pageHttpMs.push((await client(plan, port, ['--mode', 'page'], 120)).pageMs!);
@@ -210,7 +224,8 @@ export async function runPathBench(o: Options): Promise<number> {
           s.bulkMbps.push(r.mbps!);
         });
         console.log(
-          `  round ${rep + 1} ${t.name}: ttfb ${s.ttfbMs.at(-1)?.toFixed(0)} ms, page ` +
+          `  round ${rep + 1} ${t.name}: ttfb ${s.ttfbMs.at(-1)?.toFixed(0)} ms ` +
+            `(SOCKS reply at ${s.socksReplyMs.at(-1)?.toFixed(0)}), page ` +
             `${s.pageHttpMs.at(-1)?.toFixed(0)}/${s.pageHttpsMs.at(-1)?.toFixed(0)} ms, bulk ` +
             `${s.bulkMbps.at(-1)?.toFixed(2)} Mbit/s`,
         );
