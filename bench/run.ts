@@ -186,6 +186,7 @@ async function setupLadder(method: SsMethod): Promise<Setup> {
   const key = formatSsUri({ method, password, host: '127.0.0.1', port: sp });
   const server = await startLadder([
     'server',
+    '--allow-private-targets',
     '--listen',
     `127.0.0.1:${sp}`,
     '--key',

@@ -111,12 +111,20 @@ export function keyState(
 
 // ----------------------------------------------------------------------------- validation
 
-/** A key id: what Outline allows in a path segment, kept to a safe set. */
+/**
+ * A key id: what Outline allows in a path segment, kept to a safe set. `.` and `..` are refused:
+ * URL resolution and file paths treat them as "this" and "parent", not as a name.
+ */
 export function checkKeyId(id: unknown): string {
   if (typeof id !== 'string' || !/^[A-Za-z0-9._~-]{1,64}$/.test(id))
     throw new LadderError(
       'ERR_USAGE',
       `key id ${JSON.stringify(id)} must be 1-64 letters, digits or . _ ~ -`,
+    );
+  if (id === '.' || id === '..')
+    throw new LadderError(
+      'ERR_USAGE',
+      `key id ${JSON.stringify(id)} is a path step, not a name: use letters or digits too (e.g. "key.1")`,
     );
   return id;
 }
