@@ -151,22 +151,6 @@ describe('trojan over TLS on the same port still works', () => {
   });
 });
 
-function readAll(d: Duplex, limitMs = 20_000): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    const t = setTimeout(() => reject(new Error('no end in time')), limitMs);
-    d.on('data', (c: Buffer) => parts.push(Buffer.from(c)));
-    d.on('end', () => {
-      clearTimeout(t);
-      resolve(Buffer.concat(parts));
-    });
-    d.on('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-  });
-}
-
 describe('ss over WebSocket with Mux.Cool (v2ray-plugin default)', () => {
   let echo: Running;
   before(async () => {
