@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { randomBytes, createHash } from 'node:crypto';
 import { createSecureContext, connect as tlsConnectRaw } from 'node:tls';
 import { connect as netConnect } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { issueCertificate } from '../../src/codec/x509.js';
 import { trojanPasswordHash } from '../../src/codec/trojan.js';
 import { makeCipherKey } from '../../src/crypto/ss-key.js';
