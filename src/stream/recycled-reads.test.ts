@@ -18,8 +18,7 @@ test('connectRecycling: every chunk it emits has READ_HEADROOM bytes of free mem
       port: (server.address() as AddressInfo).port,
     });
     // the bytes arrive and are read while nobody listens yet: wait until the socket read them
-    while (socket.bytesRead === 0 && !socket.destroyed)
-      await new Promise((r) => setTimeout(r, 5));
+    while (socket.bytesRead === 0 && !socket.destroyed) await new Promise((r) => setTimeout(r, 5));
     const chunks: { offset: number; size: number; length: number; text: string }[] = [];
     await new Promise<void>((resolve, reject) => {
       socket.on('data', (c: Buffer) =>
