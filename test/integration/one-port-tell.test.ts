@@ -3,7 +3,7 @@
  * bytes that are not a ClientHello and fail Shadowsocks get what the TLS stack in front of the decoy
  * site gives to the same bytes, not Shadowsocks' silence. Compared here, probe for probe, with a
  * reference: the decoy site alone behind a TLS socket with the same certificate (as the lab's
- * reference server, src/lab/services.ts). The probes are gfw-techniques.md §2's: random lengths
+ * reference server, src/lab/services.ts). The probes are docs/censorship-techniques.md §2's: random lengths
  * (NR1, NR2), replays of a real Shadowsocks request whole (R1) and with bytes changed (R2-R5), with
  * and without a FIN after them, and short prefixes of every kind. Only the kind of reaction and the
  * bytes that came back are compared, never times.

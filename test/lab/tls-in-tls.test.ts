@@ -1,4 +1,4 @@
-// TLS-in-TLS in the lab (reference §14; root and /dev/net/tun needed, skipped with the reason
+// TLS-in-TLS in the lab (docs/censorship-techniques.md §14; root and /dev/net/tun needed, skipped with the reason
 // otherwise). The trigger case: a naive TLS tunnel (its client sends the inner ClientHello with its
 // CONNECT head in the first flight after the outer handshake, its server relays at once) is flagged
 // by rule A, and reset by the resetting module, while plain HTTPS is not. Then the reference's test:

@@ -1,6 +1,6 @@
 /**
  * The parts of DNS (RFC 1035 §4.1) that the injector reads and writes, following the GFW's
- * injector as `gfw-report/ndss25-wallbleed:blackbox/blackbox.c` shows it (reference §4).
+ * injector as `gfw-report/ndss25-wallbleed:blackbox/blackbox.c` shows it (docs/censorship-techniques.md §4).
  *
  * ```text
  * header: | ID (16) | QR opcode AA TC RD | RA Z RCODE | QDCOUNT | ANCOUNT | NSCOUNT | ARCOUNT |
