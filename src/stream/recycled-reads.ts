@@ -24,8 +24,8 @@ export type { LendingStream, LentChunk } from '../core/lent-read.js';
  * Bytes of one read: 256 bytes short of 64 KiB, so that a read and the framing every transport adds
  * to it (Mux.Cool's two 8-byte headers, a WebSocket header, four Shadowsocks chunks' 34 bytes each)
  * still fit in four TLS records of 16 KiB. A full 64 KiB read became four full records and a fifth
- * of 16 bytes, which the receiver then passed on as a write of its own: that tiny record cost the
- * Mux.Cool client about 40% more CPU per byte in a bulk download (docs/benchmarks.md).
+ * of 16 bytes, which the receiver then passes on as a write of its own: a tiny record per read,
+ * costly in CPU per byte (docs/benchmarks.md, "Design measurements").
  */
 export const READ_SIZE = 64 * 1024 - 256;
 
