@@ -24,6 +24,7 @@ import { isIP } from 'node:net';
 import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
 import type { Duplex } from 'node:stream';
 import type { Target } from './types.js';
+import { formatHostPort } from '../core/host-port.js';
 
 /** Chrome's cipher suites, in Chrome's order (TLS 1.3 first), in OpenSSL's names. */
 export const BROWSER_CIPHERS = [
@@ -128,7 +129,7 @@ export function tlsConnect(
   signal?: AbortSignal,
 ): Promise<TLSSocket> {
   const pin = o.pinSha256 ? normalizeFingerprint(o.pinSha256) : null;
-  const what = `TLS server ${server.host}:${server.port}`;
+  const what = `TLS server ${formatHostPort(server.host, server.port)}`;
   // allowHalfOpen (documented for tls.connect, missing from @types/node): the reply can still flow after we end.
   // requestOCSP is a tls.connect option (Node docs, tls.TLSSocket options) that @types/node lists
   // only on TLSSocket's constructor.

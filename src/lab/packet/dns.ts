@@ -12,7 +12,10 @@
 import { CodecError } from '../../errors.js';
 
 export const DNS_HEADER_LENGTH = 12;
-export const DNS_TYPE = { A: 1, NS: 2, CNAME: 5, MX: 15, TXT: 16, AAAA: 28, HTTPS: 65 } as const;
+import { DNS_TYPE } from '../../codec/dns.js';
+
+/** The record types, from the one DNS codec (codec/dns.ts). */
+export { DNS_TYPE };
 export const DNS_CLASS_IN = 1;
 
 export interface DnsQuestion {
