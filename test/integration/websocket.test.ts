@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, createHash } from 'node:crypto';
 import { createSecureContext, connect as tlsConnectRaw } from 'node:tls';
 import { connect as netConnect } from 'node:net';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 import { trojanPasswordHash } from '../../src/codec/trojan.js';
 import { makeCipherKey } from '../../src/crypto/ss-key.js';
 import { SsServer } from '../../src/server/ss-server.js';
