@@ -22,6 +22,7 @@ import type { Duplex } from 'node:stream';
 import type { PreAuthControl, SsServer } from './ss-server.js';
 import { listenTcp } from '../transport/listen.js';
 import { TlsHandover, closeOnEndBeforeHandshake } from './tls-handover.js';
+import { PreAuthGuard, linkPreAuth } from './pre-auth.js';
 
 const debug = debuglog('ladder:mux');
 
@@ -43,6 +44,11 @@ export interface PortMuxOptions {
    * header in its first segment, as every known client does).
    */
   shortHeadGraceMs?: number;
+  /**
+   * The deadline and caps for connections without a key (default: a guard of its own whose
+   * deadline is `authTimeoutMs`); share one with the `--ws-listen` port so the caps count both.
+   */
+  preAuth?: PreAuthGuard;
 }
 
 /** ALPN of the TLS front: a web server on HTTP/1.1 (docs/tls-fingerprint.md). */
@@ -50,11 +56,14 @@ const ALPN = ['http/1.1'];
 
 export class PortMux {
   readonly #o: PortMuxOptions;
+  readonly #preAuth: PreAuthGuard;
   readonly #sockets = new Set<Socket>();
   #server: Server | null = null;
 
   constructor(options: PortMuxOptions) {
     this.#o = options;
+    this.#preAuth =
+      options.preAuth ?? new PreAuthGuard({ deadlineMs: options.authTimeoutMs ?? 60_000 });
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
@@ -83,7 +92,9 @@ export class PortMux {
   }
 
   #onConnection(socket: Socket): void {
-    const startedAt = Date.now();
+    // Every connection is timed and capped from accept until it authenticates (pre-auth.ts).
+    if (!this.#preAuth.admit(socket, socket.remoteAddress)) return;
+    const startedAt = this.#o.ss.clock.now();
     socket.setNoDelay(true);
     socket.on('error', () => socket.destroy());
     if (!this.#o.tls) {
@@ -198,10 +209,11 @@ export class PortMux {
   /** The connection is TLS's, with the handshake time left of the authentication timeout. */
   #commit(h: TlsHandover, socket: Duplex, startedAt: number): void {
     const front = this.#o.tls!;
+    linkPreAuth(socket, h.tls);
     h.commit(
       socket,
       (tls) => front.handler.handle(tls),
-      (this.#o.authTimeoutMs ?? 60_000) - (Date.now() - startedAt),
+      (this.#o.authTimeoutMs ?? 60_000) - (this.#o.ss.clock.now() - startedAt),
     );
   }
 
@@ -213,6 +225,7 @@ export class PortMux {
       secureContext: front.secureContext,
       ALPNProtocols: ALPN,
     } as never);
+    linkPreAuth(socket, tls);
     tls.on('error', (e) => {
       debug('tls error %s', e.message);
       tls.destroy();

@@ -32,6 +32,7 @@ import {
 import { encodeUdp2017, encodeUdp2022, openUdpRequest } from '../codec/ss-udp.js';
 import { CodecDuplex, type SocketLike } from '../stream/codec-duplex.js';
 import { CountingGate, type AccessGate, type Lease } from './access/gate.js';
+import { PreAuthGuard, settlePreAuth } from './pre-auth.js';
 import { relay } from '../transport/relay.js';
 import { describeAddress, listenError, listenTcp } from '../transport/listen.js';
 import {
@@ -78,6 +79,11 @@ export interface SsServerOptions {
   events?: ServerEvents;
   /** Admits authenticated keys and takes their byte counts (default: admit all, count nothing). */
   gate?: AccessGate;
+  /**
+   * The deadline and caps for connections without a key on the server's own TCP listener (default:
+   * a guard of its own whose deadline is `authTimeoutMs`); share one across listeners.
+   */
+  preAuth?: PreAuthGuard;
 }
 
 /**
@@ -143,10 +149,13 @@ class HintMap<V> {
 
 export class SsServer {
   #table: SsKeyTable;
-  readonly #o: Required<Omit<SsServerOptions, 'packetDialer' | 'events' | 'keys' | 'gate'>> &
+  readonly #o: Required<
+    Omit<SsServerOptions, 'packetDialer' | 'events' | 'keys' | 'gate' | 'preAuth'>
+  > &
     Pick<SsServerOptions, 'packetDialer'>;
   readonly #events: ServerEvents;
   readonly #gate: AccessGate;
+  readonly #preAuth: PreAuthGuard;
   readonly #replay2017 = new SaltFilter();
   /** Our own AEAD-2017 response salts, so that a response reflected back at us is recognised. */
   readonly #ownSalts2017 = new SaltFilter();
@@ -176,6 +185,7 @@ export class SsServer {
     };
     this.#events = options.events ?? {};
     this.#gate = options.gate ?? new CountingGate();
+    this.#preAuth = options.preAuth ?? new PreAuthGuard({ deadlineMs: this.#o.authTimeoutMs });
     this.#guard = {
       addSalt2017: (s) => this.#replay2017.add(s),
       isOwnSalt2017: (s) => this.#ownSalts2017.has(s),
@@ -192,6 +202,11 @@ export class SsServer {
     this.#udpHint.clear();
   }
 
+  /** The clock the server times connections by (`handleConnection`'s `startedAt` is on it). */
+  get clock(): Clock {
+    return this.#o.clock;
+  }
+
   /** Connections open now. */
   get connections(): number {
     return this.#sockets.size;
@@ -199,9 +214,9 @@ export class SsServer {
 
   /** Binds TCP, then UDP on the same port (when a packet dialer is set). Rejects with ERR_LISTEN naming the address. */
   async listen(host: string, port: number): Promise<AddressInfo> {
-    const tcp = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) =>
-      this.#onConnection(s),
-    );
+    const tcp = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => {
+      if (this.#preAuth.admit(s, s.remoteAddress)) this.#onConnection(s);
+    });
     tcp.maxConnections = this.#o.maxConnections;
     await listenTcp(tcp, host, port, 'TCP', '--listen');
     this.#tcp = tcp;
@@ -238,9 +253,10 @@ export class SsServer {
 
   /**
    * Serves a connection accepted elsewhere (the port mux), whose first bytes `head` were already
-   * read; `startedAt` is when it was accepted, so the authentication timeout stays the same. Any
-   * Duplex will do: a TCP socket, or a WebSocket stream or Mux.Cool session carrying the same
-   * Shadowsocks stream (v2ray-plugin), which then gets the same keys, replay filters and probe rule.
+   * read; `startedAt` is when it was accepted on {@link clock}, so the authentication timeout stays
+   * the same. Any Duplex will do: a TCP socket, or a WebSocket stream or Mux.Cool session carrying
+   * the same Shadowsocks stream (v2ray-plugin), which then gets the same keys, replay filters and
+   * probe rule.
    */
   handleConnection(
     socket: Duplex,
@@ -365,6 +381,7 @@ export class SsServer {
       socket.off('end', onEnd);
       socket.pause();
       clearTimeout(authTimer);
+      settlePreAuth(socket);
       handover?.authenticated();
       this.#tcpHint.set(client, accepted.key);
       this.#events.accepted?.(accepted.key.id, this.#o.clock.now() - started);

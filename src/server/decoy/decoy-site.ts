@@ -16,6 +16,7 @@ import { DECOY_PAGES, NOT_FOUND_PAGE } from './pages.js';
 import { relay } from '../../transport/relay.js';
 import { endedReplay } from '../../stream/ended-replay.js';
 import type { StreamDialer, Target } from '../../transport/types.js';
+import { linkPreAuth, settlePreAuth } from '../pre-auth.js';
 
 const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
 /** Node's own answers (lib/_http_server.js socketOnError), by parser error code. */
@@ -56,6 +57,8 @@ export class DecoySite implements Fallback {
         this.#serve(req, res).catch(() => res.destroy());
       },
     );
+    // A whole request head arrived: the connection is a web client's now, out of the pre-auth deadline.
+    this.#server.on('request', (req: IncomingMessage) => settlePreAuth(req.socket));
     // Look like an ordinary server: no X-Powered-By, a plain Server header.
     // Node's default answer to a malformed request is write() then destroy() at once, which loses
     // the answer when the write cannot finish synchronously (a TLS socket over a connection whose
@@ -74,7 +77,9 @@ export class DecoySite implements Fallback {
   handle(conn: Duplex, head: Buffer): void {
     // The peer ended before the bytes could be judged: the site gets them and the end, as it would.
     if (conn.readableEnded) {
-      this.#server.emit('connection', endedReplay(conn, head) as Socket);
+      const replay = endedReplay(conn, head);
+      linkPreAuth(conn, replay);
+      this.#server.emit('connection', replay as Socket);
       return;
     }
     if (head.length > 0) conn.unshift(head);
@@ -155,7 +160,16 @@ export class ForwardFallback implements Fallback {
       (up) => {
         if (head.length > 0) up.write(head);
         from.resume();
-        void relay(from, up, { idleTimeoutMs: 120_000 });
+        // The web server's first answer byte means it took a request: the pre-auth deadline ends.
+        let answered = false;
+        void relay(from, up, {
+          idleTimeoutMs: 120_000,
+          onBToA: () => {
+            if (answered) return;
+            answered = true;
+            settlePreAuth(conn);
+          },
+        });
       },
       () => conn.destroy(),
     );
