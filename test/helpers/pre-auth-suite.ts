@@ -212,7 +212,7 @@ export function preAuthSuite(name: string, traits: PreAuthTraits, start: PreAuth
       assert.equal(guard.pending, 1, 'still held one tick before the deadline');
       assert.equal(c.isClosed(), false);
       timers.advance(1);
-      await c.closed;
+      await until(() => c.isClosed(), 'the server to close it at the deadline');
       assert.equal(guard.pending, 0);
     }
 
@@ -300,7 +300,7 @@ export function preAuthSuite(name: string, traits: PreAuthTraits, start: PreAuth
         for (let i = 0; i < 3; i++) held.push(await openTcp(f.port));
         await until(() => guard.pending === 3, 'three connections admitted');
         const refused = await openTcp(f.port);
-        await refused.closed;
+        await until(() => refused.isClosed(), 'the refused connection to close');
         assert.equal(refused.received().length, 0);
         const other = await openTcp(f.port, '127.0.0.2');
         await until(() => guard.pending === 4, 'the other source admitted');
@@ -315,7 +315,7 @@ export function preAuthSuite(name: string, traits: PreAuthTraits, start: PreAuth
         const b = await openTcp(f.port, '127.0.0.3');
         await until(() => guard.pending === 2, 'two connections admitted');
         const refused = await openTcp(f.port, '127.0.0.4');
-        await refused.closed;
+        await until(() => refused.isClosed(), 'the refused connection to close');
         assert.equal(refused.received().length, 0);
         a.sock.destroy();
         b.sock.destroy();
