@@ -32,7 +32,7 @@ import {
 import { encodeUdp2017, encodeUdp2022, openUdpRequest } from '../codec/ss-udp.js';
 import { CodecDuplex, type SocketLike } from '../stream/codec-duplex.js';
 import { CountingGate, type AccessGate, type Lease } from './access/gate.js';
-import { PreAuthGuard, settlePreAuth } from './pre-auth.js';
+import { PreAuthGuard, readFirstBytes, settlePreAuth, type FirstBytes } from './pre-auth.js';
 import { relay } from '../transport/relay.js';
 import { describeAddress, listenError, listenTcp } from '../transport/listen.js';
 import {
@@ -331,33 +331,33 @@ export class SsServer {
     let failed = false;
     let handedOver = false;
     // With a handover (a port that also serves TLS), the connection leaves with every byte it sent.
-    const handOver = (ended: boolean): void => {
+    const handOver = (fb: FirstBytes, ended: boolean): void => {
       if (handedOver) return;
       handedOver = true;
       clearTimeout(authTimer);
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.pause();
+      fb.stop();
       this.#sockets.delete(socket);
       handover!.take(socket, ended);
     };
-    control.release = () => {
-      if (!failed && !handedOver && socket.listeners('data').includes(onData)) handOver(false);
-    };
     // Every failure before authentication, and a key its gate refuses, ends here: read and drop
     // until the fixed timer or the peer closes (or, with a handover, leave at once).
-    const fail = (code: ErrorCode): void => {
+    const fail = (fb: FirstBytes, code: ErrorCode): void => {
       failed = true;
       this.#events.probe?.(code, 'tcp');
       debug('pre-auth failure %s', code);
       if (handover) {
-        handOver(false);
+        handOver(fb, false);
         return;
       }
-      socket.off('data', onData);
+      fb.stop();
       socket.on('data', discard);
+      socket.once('end', () => {
+        clearTimeout(authTimer);
+        socket.destroy();
+      });
+      socket.resume();
     };
-    const onData = (chunk: Buffer): void => {
+    const onChunk = (fb: FirstBytes, chunk: Buffer): void => {
       let accepted: AcceptedTcp | null;
       handover?.bytes(chunk);
       try {
@@ -365,7 +365,7 @@ export class SsServer {
         if (accepted === null && acceptor.buffered > limit)
           throw new LadderError('ERR_CIPHER', 'request too long');
       } catch (err) {
-        fail(err instanceof LadderError ? err.code : 'ERR_CODEC');
+        fail(fb, err instanceof LadderError ? err.code : 'ERR_CODEC');
         return;
       }
       if (accepted === null) {
@@ -374,12 +374,10 @@ export class SsServer {
       }
       const lease = this.#gate.open(accepted.key.id, client, 'tcp');
       if (!lease) {
-        fail('ERR_ACCESS_DENIED');
+        fail(fb, 'ERR_ACCESS_DENIED');
         return;
       }
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.pause();
+      fb.stop();
       clearTimeout(authTimer);
       settlePreAuth(socket);
       handover?.authenticated();
@@ -387,23 +385,27 @@ export class SsServer {
       this.#events.accepted?.(accepted.key.id, this.#o.clock.now() - started);
       void this.#serve(socket, accepted, lease);
     };
-    // A peer that closes before authenticating gets its close back, and nothing else (with a
-    // handover: its end goes along with its bytes).
-    const onEnd = (): void => {
-      if (!failed) this.#events.probe?.('ERR_PROBE_SHORT', 'tcp');
-      if (handover) {
-        handOver(true);
-        return;
-      }
-      clearTimeout(authTimer);
-      socket.destroy();
+    // Still waiting to authenticate, the loop reads on; once `head` alone authenticated, #serve
+    // resumes the socket after its reader is attached (resuming earlier would drop buffered bytes).
+    const firstBytes = readFirstBytes(socket, {
+      ...(head ? { head } : {}),
+      // The acceptor keeps what it was given: each read goes to it at once, alone.
+      onBytes: (fb) => onChunk(fb, fb.q.takeAll()),
+      // A peer that closes before authenticating gets its close back, and nothing else (with a
+      // handover: its end goes along with its bytes).
+      onEnd: (fb) => {
+        if (!failed) this.#events.probe?.('ERR_PROBE_SHORT', 'tcp');
+        if (handover) {
+          handOver(fb, true);
+          return;
+        }
+        clearTimeout(authTimer);
+        socket.destroy();
+      },
+    });
+    control.release = () => {
+      if (!failed && !handedOver && !firstBytes.stopped) handOver(firstBytes, false);
     };
-    socket.on('data', onData);
-    socket.on('end', onEnd);
-    if (head && head.length > 0) onData(head);
-    // Still waiting to authenticate: read on. (Once `head` alone authenticated, #serve resumes the
-    // socket after its reader is attached; resuming here would drop what is already buffered.)
-    if (socket.isPaused() && socket.listeners('data').includes(onData)) socket.resume();
     return control;
   }
 
