@@ -16,7 +16,12 @@ import { parseSsUri } from '../codec/access-key-uri.js';
 import type { SsServerKey } from '../codec/ss-tcp.js';
 import { SsServer } from '../server/ss-server.js';
 import { DirectDialer, DirectPacketDialer } from '../transport/direct.js';
-import { PublicOnlyDialer, PublicOnlyPacketDialer } from '../transport/guarded-dialer.js';
+import {
+  PublicOnlyDialer,
+  PublicOnlyPacketDialer,
+  resolveAllowed,
+} from '../transport/guarded-dialer.js';
+import { NameCachingPacketDialer } from '../transport/udp-name-cache.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { Metrics } from '../server/metrics.js';
 import { CountingGate, PerKeyCapGate } from '../server/access/gate.js';
@@ -219,6 +224,13 @@ export async function run(argv: string[]): Promise<number> {
     : allowPrivate
       ? new DirectPacketDialer()
       : new PublicOnlyPacketDialer(new DirectPacketDialer());
+  // Each UDP session resolves a destination name once (for a bounded time), not per datagram;
+  // with the guard on, through the guard's own resolution, so the cached address is an allowed one.
+  if (packetDialer)
+    packetDialer = new NameCachingPacketDialer(
+      packetDialer,
+      allowPrivate ? {} : { lookup: async (host) => (await resolveAllowed(host))[0]!.address },
+    );
   if (values.hosts) {
     let text: string;
     try {
