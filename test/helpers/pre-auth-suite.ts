@@ -81,6 +81,8 @@ export interface PreAuthFrontStart {
 }
 
 const DEADLINE_MS = 10_000;
+/** The built-in pages' modification time, the same for every decoy (it shows in ETag and Last-Modified). */
+export const DECOY_MTIME_MS = Date.UTC(2026, 0, 2, 3, 4, 5);
 
 /** Waits for `cond`, one event-loop turn at a time; fails after `limit` turns of a few ms. */
 export async function until(cond: () => boolean, what: string, limit = 2000): Promise<void> {
@@ -166,7 +168,7 @@ function withoutDate(b: Buffer): string {
 
 /** What the decoy site alone, on a plain connection, answers to `request` (then the end). */
 async function decoyAlone(request: Buffer): Promise<Buffer> {
-  const decoy = new DecoySite();
+  const decoy = new DecoySite({ builtinMtimeMs: DECOY_MTIME_MS });
   const server = createServer((s) => decoy.handle(s, Buffer.alloc(0)));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   try {

@@ -6,7 +6,7 @@
 import { after, before } from 'node:test';
 import { createSecureContext } from 'node:tls';
 import { randomBytes } from 'node:crypto';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 import {
   trojanPasswordHash,
   encodeTrojanRequest,
@@ -30,6 +30,7 @@ import {
   openTcp,
   openTls,
   preAuthSuite,
+  DECOY_MTIME_MS,
   wsUpgrade,
   type PreAuthFront,
 } from '../helpers/pre-auth-suite.js';
@@ -124,7 +125,7 @@ preAuthSuite(
   'one port with TLS and Trojan (port-mux, tls-handover, trojan-server)',
   { tls: true, http: true, ssRule: false },
   async (preAuth) => {
-    const decoy = new DecoySite();
+    const decoy = new DecoySite({ builtinMtimeMs: DECOY_MTIME_MS });
     const mux = new PortMux({
       ss: ssServer(preAuth),
       preAuth,
@@ -154,7 +155,7 @@ preAuthSuite(
   'one port with TLS, Trojan and WebSockets (ws-front TlsInnerFront)',
   { tls: true, http: true, ssRule: false },
   async (preAuth) => {
-    const decoy = new DecoySite();
+    const decoy = new DecoySite({ builtinMtimeMs: DECOY_MTIME_MS });
     const ss = ssServer(preAuth);
     const trojan = trojanHandler(decoy);
     const web = new WsFront({ paths: [WS_PATH], ss, trojan, fallback: decoy });
@@ -187,7 +188,7 @@ preAuthSuite(
   'plain WebSocket port (ws-front WsListener)',
   { tls: false, http: true, ssRule: false },
   async (preAuth) => {
-    const decoy = new DecoySite();
+    const decoy = new DecoySite({ builtinMtimeMs: DECOY_MTIME_MS });
     const web = new WsFront({ paths: [WS_PATH], ss: ssServer(preAuth), fallback: decoy });
     const listener = new WsListener(web, preAuth);
     const { port } = await listener.listen('127.0.0.1', 0);
