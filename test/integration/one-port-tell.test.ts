@@ -229,6 +229,44 @@ for (const [name, make] of cases)
       assert.deepEqual(a, b);
     });
 
+/** Like probe(), but the second piece leaves only after the first has been sent on its own. */
+function probeInTwoSegments(port: number, first: Buffer, second: Buffer): Promise<Reaction> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.setNoDelay(true);
+    let reply = Buffer.alloc(0);
+    const finish = (end: Reaction['end']): void => {
+      clearTimeout(timer);
+      clearTimeout(gap);
+      s.destroy();
+      resolve({ end, reply: reply.toString('hex') });
+    };
+    const timer = setTimeout(() => finish('TIMEOUT'), PROBE_WAIT_MS);
+    let gap: NodeJS.Timeout | undefined;
+    // The gap only makes two segments likely; were they joined, the case is the one-chunk one above.
+    s.on('connect', () => s.write(first, () => (gap = setTimeout(() => s.write(second), 100))));
+    s.on('data', (d: Buffer) => (reply = Buffer.concat([reply, d])));
+    s.on('end', () => finish('FIN'));
+    s.on('error', (e: NodeJS.ErrnoException) =>
+      finish(e.code === 'ECONNRESET' ? 'RST' : 'TIMEOUT'),
+    );
+  });
+}
+
+test('a TLS-looking first segment, then bytes that are no ClientHello: the TLS stack sees them all', async () => {
+  // 16 03 01 alone cannot be classified; the next segment completes a 5-byte handshake record of an
+  // unknown type, which a TLS server answers with an alert at once.
+  const first = Buffer.from([0x16, 0x03, 0x01]);
+  const second = Buffer.from([0x00, 0x05, 0xff, 0xff, 0xff, 0xff, 0xff]);
+  const refPort = (reference.address() as AddressInfo).port;
+  const [a, b] = await Promise.all([
+    probeInTwoSegments(ladder.port, first, second),
+    probeInTwoSegments(refPort, first, second),
+  ]);
+  assert.notEqual(b.end, 'TIMEOUT', 'the reference reacts');
+  assert.deepEqual(a, b);
+});
+
 test('R1: a replayed request is refused by Shadowsocks and then reacts as the TLS site alone', async () => {
   const r = request();
   // The original authenticates (and is echoed), so its salt is now known.
