@@ -133,13 +133,17 @@ function watch(port: number, pieces: Buffer[], fin: boolean): Watch {
 }
 
 /** How Ladder's port and the reference react to the same probe (see QUIET_MS above). */
-async function probePair(
+function probePair(
   ladderPort: number,
   referencePort: number,
   pieces: Buffer[],
   fin: boolean,
 ): Promise<[Reaction, Reaction]> {
-  const sides = [watch(ladderPort, pieces, fin), watch(referencePort, pieces, fin)] as const;
+  return judgePair([watch(ladderPort, pieces, fin), watch(referencePort, pieces, fin)]);
+}
+
+/** The two sides' reactions, decided together (see QUIET_MS above). */
+async function judgePair(sides: readonly [Watch, Watch]): Promise<[Reaction, Reaction]> {
   const ends: (Reaction['end'] | undefined)[] = [undefined, undefined];
   sides.forEach((w, i) => void w.ended.then((e) => (ends[i] = e)));
   const bounded = (w: Watch, ms: number) =>
@@ -229,28 +233,29 @@ for (const [name, make] of cases)
       assert.deepEqual(a, b);
     });
 
-/** Like probe(), but the second piece leaves only after the first has been sent on its own. */
-function probeInTwoSegments(port: number, first: Buffer, second: Buffer): Promise<Reaction> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.setNoDelay(true);
-    let reply = Buffer.alloc(0);
-    const finish = (end: Reaction['end']): void => {
-      clearTimeout(timer);
-      clearTimeout(gap);
-      s.destroy();
-      resolve({ end, reply: reply.toString('hex') });
-    };
-    const timer = setTimeout(() => finish('TIMEOUT'), PROBE_WAIT_MS);
-    let gap: NodeJS.Timeout | undefined;
-    // The gap only makes two segments likely; were they joined, the case is the one-chunk one above.
-    s.on('connect', () => s.write(first, () => (gap = setTimeout(() => s.write(second), 100))));
-    s.on('data', (d: Buffer) => (reply = Buffer.concat([reply, d])));
-    s.on('end', () => finish('FIN'));
+/** Like watch(), but the second piece leaves only after the first has been sent on its own. */
+function watchInTwoSegments(port: number, first: Buffer, second: Buffer): Watch {
+  const s = connect(port, '127.0.0.1');
+  s.setNoDelay(true);
+  let reply = Buffer.alloc(0);
+  let gap: NodeJS.Timeout | undefined;
+  const ended = new Promise<Reaction['end']>((resolve) => {
+    s.on('end', () => resolve('FIN'));
     s.on('error', (e: NodeJS.ErrnoException) =>
-      finish(e.code === 'ECONNRESET' ? 'RST' : 'TIMEOUT'),
+      resolve(e.code === 'ECONNRESET' ? 'RST' : 'TIMEOUT'),
     );
   });
+  // The gap only makes two segments likely; were they joined, the case is the one-chunk one above.
+  s.on('connect', () => s.write(first, () => (gap = setTimeout(() => s.write(second), 100))));
+  s.on('data', (d: Buffer) => (reply = Buffer.concat([reply, d])));
+  return {
+    reply: () => reply.toString('hex'),
+    ended,
+    destroy: () => {
+      clearTimeout(gap);
+      s.destroy();
+    },
+  };
 }
 
 test('a TLS-looking first segment, then bytes that are no ClientHello: the TLS stack sees them all', async () => {
@@ -259,9 +264,9 @@ test('a TLS-looking first segment, then bytes that are no ClientHello: the TLS s
   const first = Buffer.from([0x16, 0x03, 0x01]);
   const second = Buffer.from([0x00, 0x05, 0xff, 0xff, 0xff, 0xff, 0xff]);
   const refPort = (reference.address() as AddressInfo).port;
-  const [a, b] = await Promise.all([
-    probeInTwoSegments(ladder.port, first, second),
-    probeInTwoSegments(refPort, first, second),
+  const [a, b] = await judgePair([
+    watchInTwoSegments(ladder.port, first, second),
+    watchInTwoSegments(refPort, first, second),
   ]);
   assert.notEqual(b.end, 'TIMEOUT', 'the reference reacts');
   assert.deepEqual(a, b);
