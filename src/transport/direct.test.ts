@@ -75,6 +75,8 @@ test('the allow hook refuses with ERR_DIAL_FORBIDDEN before any connection is ma
     hasCode(e, 'ERR_DIAL_FORBIDDEN'),
   );
   assert.deepEqual(seen, [['127.0.0.1', echoPort]]);
+  // The dial was refused before any connect, so there is no event to wait for; the pause only gives
+  // a connect that must not exist the chance to show up (it cannot make a correct dialer fail).
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(accepted, before, 'nothing reached the listener');
 });
