@@ -178,3 +178,22 @@ export function dialersForKey(
     skipped,
   };
 }
+
+/**
+ * The server hosts a key connects to (every transport of a ladder:// key, the ones this Ladder
+ * cannot use included), as written: names or literals. `--tun` keeps these out of the tunnel.
+ */
+export function serverHostsOfKey(uri: string): string[] {
+  const text = uri.trim();
+  const uris = /^ladder:/i.test(text) ? parseLadderKey(text).transports : [text];
+  const hosts = new Set<string>();
+  for (const u of uris) {
+    try {
+      if (/^trojan:/i.test(u)) hosts.add(parseTrojanUri(u).host);
+      else if (/^ss:/i.test(u)) hosts.add(parseSsUri(u).host);
+    } catch {
+      // a transport dialersForKey skips
+    }
+  }
+  return [...hosts];
+}
