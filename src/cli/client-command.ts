@@ -3,7 +3,7 @@
  * @module
  */
 import { LadderError } from '../errors.js';
-import { dialersForKey, serverHostsOfKey } from './key-dialers.js';
+import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
 import { runTunCleanup, startTun, tunConfig } from './tun-command.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
@@ -90,7 +90,7 @@ export async function run(argv: string[]): Promise<number> {
   const tun = values.tun ? tunConfig(values) : undefined;
   if (tun)
     closers.push(
-      await startTun(tun, keyDialers, serverHostsOfKey(values.server), (l) => console.log(l)),
+      await startTun(tun, keyDialers, serverEndpointsOfKey(values.server), (l) => console.log(l)),
     );
   if (!values['no-socks'] && (!tun || values.socks !== undefined)) {
     const at = parseHostPort(values.socks ?? '127.0.0.1:1080', '--socks');

@@ -180,20 +180,20 @@ export function dialersForKey(
 }
 
 /**
- * The server hosts a key connects to (every transport of a ladder:// key, the ones this Ladder
- * cannot use included), as written: names or literals. `--tun` keeps these out of the tunnel.
+ * The servers a key connects to (every transport of a ladder:// key, the ones this Ladder cannot
+ * use included), hosts as written: names or literals. `--tun` keeps exactly these out of the tunnel.
  */
-export function serverHostsOfKey(uri: string): string[] {
+export function serverEndpointsOfKey(uri: string): { host: string; port: number }[] {
   const text = uri.trim();
   const uris = /^ladder:/i.test(text) ? parseLadderKey(text).transports : [text];
-  const hosts = new Set<string>();
+  const out = new Map<string, { host: string; port: number }>();
   for (const u of uris) {
     try {
-      if (/^trojan:/i.test(u)) hosts.add(parseTrojanUri(u).host);
-      else if (/^ss:/i.test(u)) hosts.add(parseSsUri(u).host);
+      const k = /^trojan:/i.test(u) ? parseTrojanUri(u) : /^ss:/i.test(u) ? parseSsUri(u) : null;
+      if (k) out.set(`${k.host} ${k.port}`, { host: k.host, port: k.port });
     } catch {
       // a transport dialersForKey skips
     }
   }
-  return [...hosts];
+  return [...out.values()];
 }

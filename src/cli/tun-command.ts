@@ -17,6 +17,7 @@ import {
   TUN_ADDRESS,
   TUN_NAT_PEER,
   hasNetAdmin,
+  type Endpoint,
   localAddresses,
   runningTunDevice,
   tunCleanup,
@@ -84,41 +85,41 @@ export function runTunCleanup(log: (line: string) => void): number {
   return 0;
 }
 
-async function resolveServers(hosts: readonly string[]): Promise<{
-  v4: string[];
-  v6: string[];
+async function resolveServers(servers: readonly { host: string; port: number }[]): Promise<{
+  v4: Endpoint[];
+  v6: Endpoint[];
   pinned: Map<string, string[]>;
 }> {
-  const v4 = new Set<string>();
-  const v6 = new Set<string>();
+  const v4: Endpoint[] = [];
+  const v6: Endpoint[] = [];
   const pinned = new Map<string, string[]>();
-  for (const h of hosts) {
+  for (const { host, port } of servers) {
     let addrs: string[];
-    if (isIP(h)) addrs = [h];
+    if (isIP(host)) addrs = [host];
     else {
       try {
-        addrs = (await lookup(h, { all: true })).map((a) => a.address);
+        addrs = (await lookup(host, { all: true })).map((a) => a.address);
       } catch (err) {
         throw new LadderError(
           'ERR_SERVER_UNREACHABLE',
-          `--tun: the server name '${h.slice(0, 60)}' does not resolve (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the network, or use a key with the server's address`,
+          `--tun: the server name '${host.slice(0, 60)}' does not resolve (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the network, or use a key with the server's address`,
         );
       }
-      pinned.set(h.toLowerCase(), addrs);
+      pinned.set(host.toLowerCase(), addrs);
     }
-    for (const a of addrs) (isIP(a) === 4 ? v4 : v6).add(a);
+    for (const address of addrs) (isIP(address) === 4 ? v4 : v6).push({ address, port });
   }
-  return { v4: [...v4], v6: [...v6], pinned };
+  return { v4, v6, pinned };
 }
 
 /**
  * Starts the full-device tunnel; resolves, once routing is in place, to the function that takes
- * it all down again. `serverHosts` are the key's servers (key-dialers.ts serverHostsOfKey).
+ * it all down again. `servers` are the key's (key-dialers.ts serverEndpointsOfKey).
  */
 export async function startTun(
   cfg: TunConfig,
   dialers: { stream: StreamDialer; packet: PacketDialer },
-  serverHosts: readonly string[],
+  servers: readonly { host: string; port: number }[],
   log: (line: string) => void,
 ): Promise<() => Promise<void>> {
   if (!hasNetAdmin()) throw new ConfigError('ERR_TUN_NEEDS_ADMIN', NEEDS_ADMIN);
@@ -129,7 +130,7 @@ export async function startTun(
       `a 'ladder client --tun' is already running in this network namespace (device ${running}): stop it first`,
     );
   // Before routing changes: the server names still resolve the ordinary way.
-  const servers = await resolveServers(serverHosts);
+  const resolved = await resolveServers(servers);
   const device = TunDevice.create(cfg.name);
   let front: TunFront | undefined;
   const down = async (): Promise<void> => {
@@ -146,12 +147,12 @@ export async function startTun(
   try {
     tunCleanup(); // what a killed --tun left behind
     tunLinkUp(cfg.name, cfg.mtu);
-    const serverSet = new Set(servers.v4.map(ipv4ToU32));
+    const serverSet = new Set(resolved.v4.map((s) => ipv4ToU32(s.address)));
     front = new TunFront({
       device,
       dialer: dialers.stream,
       packetDialer: dialers.packet,
-      fakeDns: new FakeDns({ pinned: servers.pinned }),
+      fakeDns: new FakeDns({ pinned: resolved.pinned }),
       tunAddress: ipv4ToU32(TUN_ADDRESS),
       natPeer: ipv4ToU32(TUN_NAT_PEER),
       excluded: (ip) => serverSet.has(ip),
@@ -163,13 +164,12 @@ export async function startTun(
     tunRoutingUp({
       name: cfg.name,
       mtu: cfg.mtu,
-      servers4: servers.v4,
-      servers6: servers.v6,
+      servers4: resolved.v4,
+      servers6: resolved.v6,
       bypass4: own.v4,
-      bypass6: own.v6,
       killSwitch: cfg.killSwitch,
     });
-    setBypassAddresses({ v4: own.v4[0], v6: own.v6[0] });
+    setBypassAddresses({ v4: own.v4[0] });
     process.once('exit', onExit);
   } catch (err) {
     await down();

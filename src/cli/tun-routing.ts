@@ -7,12 +7,14 @@
  *   link   <name>: TUN, mtu, 100.95.255.253/30, up           (gone with the process)
  *   table  7714:   default dev <name>                          (gone with the device)
  *   rules  7699  ipproto udp/tcp dport 53 lookup 7714           (DNS to any address, the servers' too)
- *          7700  to <server address> lookup main               (the client's own connections)
+ *          7700  to <server> ipproto tcp/udp dport <its port> lookup main   (the client's own flows)
  *          7701  from <this machine's address> lookup main    (sockets bound to it: DIRECT, bypass.ts)
  *          7702  lookup 7714                                   (everything else: into the TUN)
  *          7703  unreachable                                   (kill switch: outlives the process)
- *   IPv6:  7700 to <server v6> lookup main, 7701 from <address> lookup main, 7703 unreachable
- *          (IPv6 is not carried; it is blocked, with or without the kill switch)
+ *   IPv6:  7700 to <server v6> ... dport <port> lookup main, 7703 unreachable
+ *          (IPv6 is not carried; it is blocked, with or without the kill switch. No bypass rule:
+ *          an IPv6 connect whose first lookup fails is looked up again with a source address
+ *          chosen, which a 'from' rule would match, so every app would bypass.)
  * ```
  * Nothing else: no nftables or iptables rules, no sysctl, no change to the main table or to
  * /etc/resolv.conf (DNS to any address is caught at the device, fake-dns.ts).
@@ -31,13 +33,39 @@ export const TUN_ADDRESS = '100.95.255.253';
 export const TUN_NAT_PEER = '100.95.255.254';
 export const TUN_PREFIX_LEN = 30;
 
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+function serverRules(family: '-4' | '-6', servers: readonly Endpoint[], tag: string[]): void {
+  for (const s of servers)
+    for (const proto of ['tcp', 'udp'])
+      ip([
+        family,
+        'rule',
+        'add',
+        'to',
+        s.address,
+        'ipproto',
+        proto,
+        'dport',
+        String(s.port),
+        'lookup',
+        'main',
+        'pref',
+        `${PREF.server}`,
+        ...tag,
+      ]);
+}
+
 export interface TunRouting {
   name: string;
   mtu: number;
-  servers4: readonly string[];
-  servers6: readonly string[];
+  /** The servers' addresses and ports: only those flows take the ordinary route. */
+  servers4: readonly Endpoint[];
+  servers6: readonly Endpoint[];
   bypass4: readonly string[];
-  bypass6: readonly string[];
   killSwitch: boolean;
 }
 
@@ -132,18 +160,38 @@ export function tunRoutingUp(r: TunRouting): void {
   const tag = ['protocol', TUN_PROTO];
   ip(['route', 'add', 'default', 'dev', r.name, 'table', TUN_TABLE, 'proto', TUN_PROTO]);
   for (const proto of ['udp', 'tcp'])
-    ip(['-4', 'rule', 'add', 'ipproto', proto, 'dport', '53', 'lookup', TUN_TABLE, 'pref', `${PREF.dns}`, ...tag]);
-  for (const s of r.servers4)
-    ip(['-4', 'rule', 'add', 'to', `${s}/32`, 'lookup', 'main', 'pref', `${PREF.server}`, ...tag]);
+    ip([
+      '-4',
+      'rule',
+      'add',
+      'ipproto',
+      proto,
+      'dport',
+      '53',
+      'lookup',
+      TUN_TABLE,
+      'pref',
+      `${PREF.dns}`,
+      ...tag,
+    ]);
+  serverRules('-4', r.servers4, tag);
   for (const b of r.bypass4)
-    ip(['-4', 'rule', 'add', 'from', `${b}/32`, 'lookup', 'main', 'pref', `${PREF.bypass}`, ...tag]);
+    ip([
+      '-4',
+      'rule',
+      'add',
+      'from',
+      `${b}/32`,
+      'lookup',
+      'main',
+      'pref',
+      `${PREF.bypass}`,
+      ...tag,
+    ]);
   if (r.killSwitch) ip(['-4', 'rule', 'add', 'unreachable', 'pref', `${PREF.kill}`, ...tag]);
   // IPv6: blocked whatever the kill switch says; skipped only where the kernel has no IPv6.
   if (tryIp(['-6', 'rule', 'add', 'unreachable', 'pref', `${PREF.kill}`, ...tag])) {
-    for (const s of r.servers6)
-      ip(['-6', 'rule', 'add', 'to', `${s}/128`, 'lookup', 'main', 'pref', `${PREF.server}`, ...tag]);
-    for (const b of r.bypass6)
-      ip(['-6', 'rule', 'add', 'from', `${b}/128`, 'lookup', 'main', 'pref', `${PREF.bypass}`, ...tag]);
+    serverRules('-6', r.servers6, tag);
   }
   // Last: from here on, new connections enter the device.
   ip(['-4', 'rule', 'add', 'lookup', TUN_TABLE, 'pref', `${PREF.tun}`, ...tag]);

@@ -163,8 +163,7 @@ export function ipv4ChecksumsValid(packet: Uint8Array): boolean {
   if (fold(sum16(packet, 0, ihl, 0)) !== 0xffff) return false;
   if (!f) return true;
   if (f.protocol === IP_PROTO.UDP && u16(packet, f.l4 + 6) === 0) return true;
-  const pseudo =
-    (f.src >>> 16) + (f.src & 0xffff) + (f.dst >>> 16) + (f.dst & 0xffff) + f.protocol;
+  const pseudo = (f.src >>> 16) + (f.src & 0xffff) + (f.dst >>> 16) + (f.dst & 0xffff) + f.protocol;
   return fold(sum16(packet, f.l4, f.length, pseudo + f.length - f.l4)) === 0xffff;
 }
 

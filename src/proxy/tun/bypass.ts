@@ -4,6 +4,8 @@
  * by the main table (`ip rule from <address> lookup main`), and everything unbound into the device.
  * A DIRECT route of a split-routing dialer uses this, e.g.
  * `net.connect({ host, port, ...bypassSocketOptions(4) })`; without --tun it returns `{}`.
+ * IPv4 only: IPv6 is blocked while --tun runs (a 'from' rule cannot be made safe for IPv6, see
+ * cli/tun-routing.ts), so `bypassSocketOptions(6)` returns `{}` and such a DIRECT connection fails.
  * @module
  */
 
