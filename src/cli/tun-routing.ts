@@ -134,7 +134,7 @@ export function tunCleanup(deviceName?: string): number {
     for (const pref of ourRules(family))
       if (tryIp([family, 'rule', 'del', 'pref', String(pref), 'protocol', TUN_PROTO])) removed++;
   for (const family of ['-4', '-6'] as const) {
-    let routes = 0;
+    let routes: number;
     try {
       routes = (JSON.parse(ip([family, '-j', 'route', 'show', 'table', TUN_TABLE]) || '[]') as [])
         .length;

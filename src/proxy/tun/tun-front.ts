@@ -86,7 +86,7 @@ interface TcpSession {
 }
 
 interface UdpFlow {
-  readonly session: PacketSession;
+  session: PacketSession;
   readonly target: Target;
   last: number;
 }
@@ -365,10 +365,10 @@ export class TunFront {
         this.#udp.delete(k);
       }
       const { src, srcPort, dst, dstPort } = f;
-      let created: UdpFlow | undefined;
-      const session = o.packetDialer.open((reply) => {
+      const created = { target, last: this.#now() } as UdpFlow;
+      created.session = o.packetDialer.open((reply) => {
         if (this.#closed) return;
-        if (created) created.last = this.#now();
+        created.last = this.#now();
         // Replies come from the flow's own destination, whatever address the server reports: a
         // connected UDP socket in the app accepts nothing else.
         try {
@@ -377,7 +377,6 @@ export class TunFront {
           this.#drop('reply too large');
         }
       });
-      created = { session, target, last: this.#now() };
       flow = created;
       this.#udp.set(key, flow);
     }
