@@ -27,6 +27,11 @@ import {
 } from '../test/helpers/tun-net.js';
 
 const GIB = 1024 * 1024 * 1024;
+/** `--tun-mtu=N` on the bench's command line is passed to `ladder client --tun`. */
+const mtuArg = process.argv
+  .filter((a) => a.startsWith('--tun-mtu='))
+  .flatMap((a) => ['--tun-mtu', a.slice(10)]);
+const onlyLadder = process.argv.includes('--tun-ladder-only');
 const KEY = `ss://${Buffer.from('chacha20-ietf-poly1305:tun-bench-secret').toString('base64')}@${SERVER_ADDR}:${LADDER_PORT}`;
 
 const ORIGIN = `
@@ -439,7 +444,7 @@ export async function runTunBench(quick: boolean): Promise<Row[]> {
         },
       },
     ];
-    for (const c of cases) {
+    for (const c of onlyLadder ? cases.slice(0, 2) : cases) {
       process.stderr.write(`bench: ${c.name}\n`);
       try {
         rows.push({ name: c.name, ...(await c.run()) });

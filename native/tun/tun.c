@@ -80,13 +80,14 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
 
 static void *reader_main(void *arg) {
   Reader *r = (Reader *)arg;
-  unsigned char *buf = NULL;
-  while (!atomic_load(&r->stop)) {
+  /* One scratch buffer for the reader's life; each batch leaves in a buffer of exactly its size.
+     A fresh BATCH_BYTES block per wake-up would be an mmap and munmap (glibc's threshold is
+     128 KiB) plus page faults for every batch, most of which hold one or two packets. */
+  unsigned char *buf = malloc(BATCH_BYTES);
+  while (buf != NULL && !atomic_load(&r->stop)) {
     struct pollfd p = {.fd = r->fd, .events = POLLIN};
     int pr = poll(&p, 1, POLL_MS);
     if (pr <= 0) continue;
-    if (buf == NULL) buf = malloc(BATCH_BYTES);
-    if (buf == NULL) break;
     size_t off = 0;
     int count = 0;
     while (count < MAX_PER_BATCH && BATCH_BYTES - off >= MAX_PACKET + 2) {
@@ -99,10 +100,15 @@ static void *reader_main(void *arg) {
     }
     if (off == 0) continue;
     Batch *b = malloc(sizeof *b);
-    if (b == NULL) break;
-    b->data = buf;
+    unsigned char *data = malloc(off);
+    if (b == NULL || data == NULL) {
+      free(b);
+      free(data);
+      break;
+    }
+    memcpy(data, buf, off);
+    b->data = data;
     b->len = off;
-    buf = NULL;
     /* Non-blocking so that stop() never waits on a full queue; a full queue means JavaScript is
        behind, so back off briefly and let the kernel's TUN queue absorb (or drop) the burst. */
     for (;;) {
