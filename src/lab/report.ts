@@ -320,13 +320,14 @@ function ladderTrojanUri(
   mux?: { padding: boolean },
   split = false,
   host = LADDER_NAME,
+  sni = LADDER_NAME,
 ): string {
   const pem = readFileSync(join(plan.stateDir, 'ladder-cert.pem'), 'utf8');
   return formatTrojanUri({
     password: ladderSecrets.trojan,
     host,
     port: LADDER_PORT,
-    sni: LADDER_NAME,
+    sni,
     pinSha256: new X509Certificate(pem).fingerprint256,
     // Mux.Cool inside Trojan (v1.mux.cool), as in Ladder's own ladder:// bundles
     ...(mux ? { mux: 8, ...(mux.padding ? {} : { muxPadding: false as const }) } : {}),
@@ -599,7 +600,7 @@ let tunClients = 0;
 
 /**
  * `ladder client --tun` (issue #14): each attempt starts the full-device client in the client
- * namespace with the Trojan key, fetches the blocked site by name with a plain curl (no proxy
+ * namespace with a Trojan key (padded Mux.Cool, the allowed site's SNI), fetches the blocked site by name with a plain curl (no proxy
  * setting: DNS and the connection are caught by the TUN device), and stops the client (SIGTERM,
  * which restores the namespace's routing). Per attempt, because while it runs every other row's
  * traffic in the namespace would go through it too. Opt-in.
@@ -608,7 +609,7 @@ function ladderTunEntry(): TransportEntry {
   return {
     name: 'ladder-tun',
     description:
-      'ladder client --tun (Trojan over TLS): a plain curl of the blocked site by name, DNS and all through the tunnel',
+      'ladder client --tun (Trojan over TLS with padded Mux.Cool, SNI of the allowed site): a plain curl of the blocked site by name, DNS and all through the tunnel',
     optIn: true,
     unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
     setup: (plan) => startLadderServer(plan),
@@ -628,12 +629,16 @@ export async function tunAttempt(
     CLI_PATH,
     'client',
     '--server',
-    // the server's address, not its name: the client asks no resolver anything before the tunnel
-    ladderTrojanUri(plan, undefined, false, plan.addr.ladderIp),
+    // The server's address, not its name: the client asks no resolver anything before the tunnel.
+    // The SNI of the allowed site, as a user would in a sensitive period (allow-listed TLS only);
+    // the pinned certificate authenticates the server. Padded Mux.Cool, so that HTTPS inside does
+    // not show the TLS-in-TLS shape the sensitive period's resetting module looks for.
+    ladderTrojanUri(plan, { padding: true }, false, plan.addr.ladderIp, plan.names.allowed),
     '--tun',
     '--tun-name',
     `${plan.prefix}tun`.slice(0, 15),
   ]);
+  child.ref(); // spawnInNamespace unrefs; this attempt waits for the exit below
   const exited = new Promise<void>((r) => {
     if (child.exitCode !== null || child.signalCode !== null) r();
     else child.once('exit', () => r());

@@ -1,5 +1,5 @@
 // Issue #14 item 7, the lab proof: the lab's client namespace runs `ladder client --tun` (Trojan over
-// TLS) under the gfw-2022, gfw-2025 and sensitive-period profiles; plain programs with no proxy
+// TLS, padded Mux.Cool, the allowed site's SNI: report.ts ladderTunEntry) under the gfw-2022, gfw-2025 and sensitive-period profiles; plain programs with no proxy
 // setting reach the blocked site by name (curl over HTTP and HTTPS, a DNS query for the blocked
 // name). The censor's events show no DNS poisoning (no query for a blocked name reached it), and a
 // counter on the wall sees no packet from the client to anything but the Ladder server. After
