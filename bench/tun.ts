@@ -383,6 +383,7 @@ export async function runTunBench(quick: boolean): Promise<Row[]> {
               '--server',
               KEY,
               '--tun',
+              ...mtuArg,
             ],
             /tunnel up/,
             { timeoutMs: 20_000 },
