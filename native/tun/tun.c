@@ -13,6 +13,10 @@
  *   start(fd, onBatch(batch: Buffer)) -> handle
  *       batch = repeated { u16 big-endian length, packet bytes }
  *   stop(handle)                        the reader thread exits within POLL_MS, then closes fd
+ *   writeBatch(fd, batch) -> count      writes every packet of a batch in the format above back
+ *       into the device, one write(2) each, skipping entries whose length is 0 (the caller zeroes
+ *       those it drops); one call per batch instead of one per packet. Returns the packets the
+ *       stack took (a refused packet, e.g. ENOBUFS, is dropped as the network would).
  */
 #include <node_api.h>
 #include <errno.h>
@@ -216,13 +220,40 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value js_write_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  void *data = NULL;
+  size_t len = 0;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
+    napi_throw_type_error(env, "ERR_TUN", "writeBatch(fd, batch)");
+    return NULL;
+  }
+  const unsigned char *b = (const unsigned char *)data;
+  size_t o = 0;
+  int32_t written = 0;
+  while (o + 2 <= len) {
+    size_t n = ((size_t)b[o] << 8) | b[o + 1];
+    if (o + 2 + n > len) break; /* a malformed batch: stop, never read past it */
+    if (n > 0 && write(fd, b + o + 2, n) == (ssize_t)n) written++;
+    o += 2 + n;
+  }
+  napi_value out;
+  napi_create_int32(env, written, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
       {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
       {"stop", NULL, js_stop, NULL, NULL, NULL, napi_default, NULL},
+      {"writeBatch", NULL, js_write_batch, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, 3, props);
+  napi_define_properties(env, exports, 4, props);
   return exports;
 }
 

@@ -61,6 +61,11 @@ interface Rig {
   clock: { now: number };
 }
 
+/** What the device does: a packet the front hands back is written back into the stack. */
+function feed(r: Rig, p: Uint8Array): void {
+  if (r.front.handlePacket(p)) r.written.push(Buffer.from(p));
+}
+
 function rig(
   o: { dialer?: StreamDialer; maxUdpFlows?: number; tunAddress?: number; natPeer?: number } = {},
 ): Rig {
@@ -138,27 +143,27 @@ test('fuzz: fake DNS answers any bytes with an answer or null, never an exceptio
 test('TCP: a SYN is turned toward the listener, its replies back toward the app; checksums hold', () => {
   const r = rig();
   const fake = r.dns.addressOf('blocked.example');
-  r.front.handlePacket(syn(APP, 40000, fake, 443));
+  feed(r, syn(APP, 40000, fake, 443));
   const out = r.written.shift()!;
   assert.ok(ipv4ChecksumsValid(out));
   const f = decodeIpv4Flow(out)!;
   assert.deepEqual([f.src, f.dst, f.dstPort], [PEER, APP, 4242]);
   const natPort = f.srcPort;
-  r.front.handlePacket(syn(APP, 4242, PEER, natPort, 0x12)); // SYN-ACK from the listener
+  feed(r, syn(APP, 4242, PEER, natPort, 0x12)); // SYN-ACK from the listener
   const back = decodeIpv4Flow(r.written.shift()!)!;
   assert.deepEqual([back.src, back.srcPort, back.dst, back.dstPort], [fake, 443, APP, 40000]);
   // the next segment of the same flow takes the same NAT port
-  r.front.handlePacket(syn(APP, 40000, fake, 443, 0x10));
+  feed(r, syn(APP, 40000, fake, 443, 0x10));
   assert.equal(decodeIpv4Flow(r.written.shift()!)!.srcPort, natPort);
   assert.equal(r.front.stats().tcpSessions, 1);
 });
 
 test("TCP: no session without a SYN; the client's own server is never looped; sessions expire", () => {
   const r = rig();
-  r.front.handlePacket(syn(APP, 40001, ipv4ToU32('198.18.1.1'), 80, 0x10));
-  r.front.handlePacket(syn(APP, 40002, ipv4ToU32('198.18.0.9'), 8388));
+  feed(r, syn(APP, 40001, ipv4ToU32('198.18.1.1'), 80, 0x10));
+  feed(r, syn(APP, 40002, ipv4ToU32('198.18.0.9'), 8388));
   assert.equal(r.written.length, 0);
-  r.front.handlePacket(syn(APP, 40003, ipv4ToU32('198.18.1.1'), 80));
+  feed(r, syn(APP, 40003, ipv4ToU32('198.18.1.1'), 80));
   assert.equal(r.front.stats().tcpSessions, 1);
   r.clock.now += 61_000;
   r.front.sweep();
@@ -168,22 +173,22 @@ test("TCP: no session without a SYN; the client's own server is never looped; se
 test("UDP: DNS to any address is answered here; other flows go by name, replies from the flow's peer", () => {
   const r = rig({ maxUdpFlows: 2 });
   const q = dnsMessageBytes(dnsQuery(9, 'chat.example', DNS_TYPE.A));
-  r.front.handlePacket(encodeIpv4Udp(APP, 5000, ipv4ToU32('198.18.0.9'), 53, q));
+  feed(r, encodeIpv4Udp(APP, 5000, ipv4ToU32('198.18.0.9'), 53, q));
   const dnsReply = r.written.shift()!;
   const f = decodeIpv4Flow(dnsReply)!;
   assert.deepEqual([u32ToIpv4(f.src), f.srcPort, f.dst, f.dstPort], ['198.18.0.9', 53, APP, 5000]);
   const addr = answerAddresses(decodeDnsMessage(udpPayload(dnsReply, f), 0)!.value)[0]!;
   assert.equal(r.sent.length, 0, 'the query never left');
 
-  r.front.handlePacket(encodeIpv4Udp(APP, 5001, ipv4ToU32(addr), 3478, Buffer.from('hi')));
+  feed(r, encodeIpv4Udp(APP, 5001, ipv4ToU32(addr), 3478, Buffer.from('hi')));
   assert.deepEqual(r.sent[0]!.target, { host: 'chat.example', port: 3478 });
   r.replyTo[0]!(Buffer.from('yo'), { host: '203.0.113.7', port: 3478 });
   const g = decodeIpv4Flow(r.written.shift()!)!;
   assert.deepEqual([u32ToIpv4(g.src), g.srcPort, g.dstPort], [addr, 3478, 5001]);
 
   // bounded: a third flow closes the least recently used one
-  r.front.handlePacket(encodeIpv4Udp(APP, 5002, ipv4ToU32('198.18.1.1'), 9, Buffer.from('a')));
-  r.front.handlePacket(encodeIpv4Udp(APP, 5003, ipv4ToU32('198.18.1.1'), 9, Buffer.from('b')));
+  feed(r, encodeIpv4Udp(APP, 5002, ipv4ToU32('198.18.1.1'), 9, Buffer.from('a')));
+  feed(r, encodeIpv4Udp(APP, 5003, ipv4ToU32('198.18.1.1'), 9, Buffer.from('b')));
   assert.equal(r.front.stats().udpFlows, 2);
   assert.equal(r.closed, 1);
   r.clock.now += 61_000;
@@ -197,7 +202,7 @@ test('fuzz: any packet from the device is handled or dropped, never an exception
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 120 }), fc.boolean(), (b, v4) => {
       if (v4 && b.length > 0) b[0] = 0x45;
-      r.front.handlePacket(b);
+      feed(r, b);
     }),
     { numRuns: 5000 },
   );
@@ -208,7 +213,7 @@ async function acceptRig(dialer: StreamDialer): Promise<{ r: Rig; app: Socket }>
   const r = rig({ dialer, tunAddress: ipv4ToU32('127.0.0.1'), natPeer: ipv4ToU32('127.0.0.2') });
   const port = await r.front.listen();
   const fake = r.dns.addressOf('blocked.example');
-  r.front.handlePacket(syn(ipv4ToU32('127.0.0.1'), 40000, fake, 443));
+  feed(r, syn(ipv4ToU32('127.0.0.1'), 40000, fake, 443));
   const natPort = decodeIpv4Flow(r.written.shift()!)!.srcPort;
   const app = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2', localPort: natPort });
   return { r, app };

@@ -160,9 +160,13 @@ export class TunFront {
     };
   }
 
-  /** One packet read from the device. The buffer is only valid during the call. */
-  handlePacket(packet: Uint8Array): void {
-    if (this.#closed) return;
+  /**
+   * One packet read from the device; the buffer is only valid during the call. Returns true when
+   * the packet, rewritten in place, is to be written back into the device (the caller does that,
+   * a batch at a time); replies that are new packets (DNS, UDP) are written here.
+   */
+  handlePacket(packet: Uint8Array): boolean {
+    if (this.#closed) return false;
     if (ipVersion(packet) !== 4) return this.#drop('not IPv4');
     let f: Ipv4Flow | null;
     try {
@@ -171,16 +175,16 @@ export class TunFront {
       return this.#drop('malformed');
     }
     if (!f) return this.#drop('not TCP/UDP, or a fragment');
-    if (f.protocol === IP_PROTO.TCP) this.#tcp(packet, f);
-    else this.#udpPacket(packet, f);
+    return f.protocol === IP_PROTO.TCP ? this.#tcp(packet, f) : this.#udpPacket(packet, f);
   }
 
-  #drop(why: string): void {
+  #drop(why: string): false {
     this.#dropped++;
     if (debug.enabled) debug('drop: %s', why);
+    return false;
   }
 
-  #tcp(packet: Uint8Array, f: Ipv4Flow): void {
+  #tcp(packet: Uint8Array, f: Ipv4Flow): boolean {
     const o = this.#o;
     if (f.src === o.tunAddress && f.srcPort === this.#listenPort && f.dst === o.natPeer) {
       // From our listener back to an app.
@@ -188,8 +192,7 @@ export class TunFront {
       if (!s) return this.#drop('no session for a listener packet');
       s.last = this.#now();
       rewriteIpv4Flow(packet, f, s.dst, s.dstPort, s.src, s.srcPort);
-      o.device.write(packet);
-      return;
+      return true;
     }
     if (f.dstPort !== 53 && o.excluded?.(f.dst)) return this.#drop('to a server of the client');
     let s = this.#find(f);
@@ -202,7 +205,7 @@ export class TunFront {
     }
     s.last = this.#now();
     rewriteIpv4Flow(packet, f, o.natPeer, s.natPort, o.tunAddress, this.#listenPort);
-    o.device.write(packet);
+    return true;
   }
 
   #find(f: Ipv4Flow): TcpSession | undefined {
@@ -341,14 +344,15 @@ export class TunFront {
     socket.resume();
   }
 
-  #udpPacket(packet: Uint8Array, f: Ipv4Flow): void {
+  /** UDP: always false, a reply is a new packet written here. */
+  #udpPacket(packet: Uint8Array, f: Ipv4Flow): false {
     const o = this.#o;
     const payload = udpPayload(packet, f);
     if (f.dstPort === 53) {
       const answer = o.fakeDns.answer(payload);
       if (answer) o.device.write(encodeIpv4Udp(f.dst, 53, f.src, f.srcPort, answer));
       else this.#drop('not a DNS query');
-      return;
+      return false;
     }
     if (o.excluded?.(f.dst)) return this.#drop('to a server of the client');
     const key = `${f.src}:${f.srcPort}>${f.dst}:${f.dstPort}`;
@@ -383,6 +387,7 @@ export class TunFront {
     flow.last = this.#now();
     // The payload is a view into the device's batch: the dialer may keep it past this call.
     flow.session.send(Buffer.from(payload), flow.target);
+    return false;
   }
 
   /** Stops listening, resets every connection and closes every UDP flow. */
