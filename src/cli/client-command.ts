@@ -25,7 +25,7 @@ options:
                          tunnel, with no proxy settings (docs/tun.md); starts no proxy unless
                          --socks or --http is given
   --tun-name <name>      the TUN device's name (default ladder0)
-  --tun-mtu <n>          the TUN device's MTU, 576 to 65535 (default 9000)
+  --tun-mtu <n>          the TUN device's MTU, 576 to 65535 (default 65520)
   --no-kill-switch       with --tun: if the client dies, let traffic take the ordinary route
                          (default: it is dropped until the client runs again or --tun-cleanup)
   --tun-cleanup          remove the routing a killed --tun left behind, then exit (idempotent)

@@ -30,7 +30,7 @@ export const DEFAULT_TUN_NAME = 'ladder0';
  * The device only loops packets between apps and this process (both ends are this machine's own
  * TCP), so its MTU sets the segment size of that loop alone: large means fewer packets to move.
  */
-export const DEFAULT_TUN_MTU = 9000;
+export const DEFAULT_TUN_MTU = 65520;
 /** RFC 791: every IPv4 host takes 576-byte datagrams; below that TCP and DNS break. */
 export const MIN_TUN_MTU = 576;
 export const MAX_TUN_MTU = 65535;
