@@ -101,6 +101,7 @@ async function single(): Promise<Side> {
   });
   const server = await startLadder([
     'server',
+    '--allow-private-targets',
     '--listen',
     `127.0.0.1:${port}`,
     '--key',
@@ -121,6 +122,7 @@ async function store(dir: string, keys: number): Promise<Side> {
   s.close();
   const server = await startLadder([
     'server',
+    '--allow-private-targets',
     '--listen',
     `127.0.0.1:${port}`,
     '--data',

@@ -23,7 +23,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { formatSsUri } from '../src/codec/access-key-uri.js';
 import { SS_METHODS, type SsMethod } from '../src/crypto/methods.js';
-import { nativeAead } from '../src/crypto/native-aead.js';
+import { configureNativeAead, nativeAead } from '../src/crypto/native-aead.js';
 import {
   freePort,
   hasCommand,
@@ -46,6 +46,8 @@ import {
 import { runTunBench } from './tun.js';
 import { printOperatorBench, runOperatorBench, type OperatorBenchResult } from './operator.js';
 
+// LADDER_NO_NATIVE=1 measures the node:crypto fallback in this process (the CLI children read it too)
+if (process.env.LADDER_NO_NATIVE === '1') configureNativeAead({ enabled: false });
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
 const only = onlyArg ? new Set(onlyArg.split(',')) : null;
@@ -185,6 +187,7 @@ async function setupLadder(method: SsMethod): Promise<Setup> {
   const key = formatSsUri({ method, password, host: '127.0.0.1', port: sp });
   const server = await startLadder([
     'server',
+    '--allow-private-targets',
     '--listen',
     `127.0.0.1:${sp}`,
     '--key',
@@ -554,7 +557,7 @@ async function main(): Promise<void> {
         node: process.version,
         libev: libevVersion,
         // The Ladder processes load the same build as this one, so this is what they used too.
-        ladderAead: nativeAead ? 'native addon' : 'node:crypto fallback',
+        ladderAead: nativeAead() ? 'native addon' : 'node:crypto fallback',
         machine: {
           cpus: cpus().length,
           model: cpus()[0]?.model,

@@ -110,6 +110,7 @@ export function setupLadderTrojan(
       return startLadder(
         [
           'server',
+          '--allow-private-targets',
           '--listen',
           `127.0.0.1:${port}`,
           '--key',
@@ -239,6 +240,7 @@ export function setupLadderWs(mux: boolean): Promise<TlsSetup> {
       return startLadder(
         [
           'server',
+          '--allow-private-targets',
           '--listen',
           `127.0.0.1:${port}`,
           '--key',

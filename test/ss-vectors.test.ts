@@ -42,6 +42,10 @@ import {
 import * as oracle from './helpers/ss-oracle.js';
 import { seeded, scripted } from './helpers/seeded-random.js';
 import { checkCodec, splits } from './helpers/codec-battery.js';
+import { configureNativeAead } from '../src/crypto/native-aead.js';
+
+// The other AEAD path (crypto.test.ts runs this file again with LADDER_NO_NATIVE=1).
+configureNativeAead({ enabled: process.env.LADDER_NO_NATIVE !== '1' });
 
 const files = ['ss-aead-2017.json', 'ss2022.json'].map(
   (f) =>

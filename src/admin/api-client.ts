@@ -5,8 +5,13 @@
  * @module
  */
 import { request } from 'node:https';
-import type { TLSSocket } from 'node:tls';
+import { timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { LadderError } from '../errors.js';
+
+/** How long a handshake, and then an answer, may take. */
+const TIMEOUT_MS = 15_000;
 
 export interface ApiReply {
   status: number;
@@ -40,36 +45,28 @@ export class ApiClient {
     this.#pin = pin;
   }
 
-  call(method: string, path: string, body?: unknown): Promise<ApiReply> {
+  /**
+   * Sends one request. The certificate is checked when the TLS handshake completes, before the
+   * request line (which carries the secret path) or the body is written: with a wrong pin the server
+   * sees a handshake and a close, nothing else.
+   */
+  async call(method: string, path: string, body?: unknown): Promise<ApiReply> {
     const url = new URL(this.#base.pathname.replace(/\/$/, '') + path, this.#base);
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const socket = await this.#connectPinned(url);
     return new Promise((resolve, reject) => {
       const req = request(
         url,
         {
           method,
-          agent: false,
-          timeout: 15_000,
-          // The pin replaces CA verification: checked below before any byte of the reply is used.
-          rejectUnauthorized: false,
+          // The verified socket carries this request only; no agent may swap in another one.
+          createConnection: () => socket,
+          timeout: TIMEOUT_MS,
           headers: data
             ? { 'content-type': 'application/json', 'content-length': data.length }
             : {},
         },
         (res) => {
-          const fp = (res.socket as TLSSocket)
-            .getPeerCertificate()
-            .fingerprint256?.replace(/:/g, '');
-          if (fp !== this.#pin) {
-            res.destroy();
-            reject(
-              new LadderError(
-                'ERR_API',
-                `the API's certificate (SHA-256 ${fp ?? 'none'}) is not the one given with --cert-sha256`,
-              ),
-            );
-            return;
-          }
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => {
@@ -84,16 +81,76 @@ export class ApiClient {
           });
         },
       );
-      req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
-      req.on('error', (err) =>
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${TIMEOUT_MS / 1000} s`)));
+      req.on('error', (err) => {
+        socket.destroy();
         reject(
           new LadderError(
             'ERR_API',
             `cannot reach the management API at ${url.host}: ${err.message}`,
           ),
-        ),
-      );
+        );
+      });
       req.end(data);
+    });
+  }
+
+  /**
+   * A TLS connection whose certificate has the pinned SHA-256. The pin replaces CA verification
+   * (the API's certificate is self-signed), so chain errors are ignored and the fingerprint decides,
+   * on 'secureConnect', while nothing has been written yet.
+   */
+  #connectPinned(url: URL): Promise<TLSSocket> {
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(url.port || 443);
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({
+        host,
+        port,
+        ...(isIP(host) === 0 ? { servername: host } : {}),
+        rejectUnauthorized: false,
+        ALPNProtocols: ['http/1.1'],
+      });
+      const fail = (err: LadderError): void => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(err);
+      };
+      const timer = setTimeout(
+        () =>
+          fail(
+            new LadderError(
+              'ERR_API',
+              `cannot reach the management API at ${url.host}: no TLS handshake within ${TIMEOUT_MS / 1000} s`,
+            ),
+          ),
+        TIMEOUT_MS,
+      );
+      const onError = (err: Error): void =>
+        fail(
+          new LadderError(
+            'ERR_API',
+            `cannot reach the management API at ${url.host}: ${err.message}`,
+          ),
+        );
+      socket.once('error', onError);
+      socket.once('secureConnect', () => {
+        const fp = socket.getPeerCertificate().fingerprint256?.replace(/:/g, '') ?? '';
+        const got = Buffer.from(fp.toUpperCase());
+        const want = Buffer.from(this.#pin);
+        if (got.length !== want.length || !timingSafeEqual(got, want)) {
+          fail(
+            new LadderError(
+              'ERR_API',
+              `the API's certificate (SHA-256 ${fp || 'none'}) is not the one given with --cert-sha256; nothing was sent`,
+            ),
+          );
+          return;
+        }
+        clearTimeout(timer);
+        socket.off('error', onError);
+        resolve(socket);
+      });
     });
   }
 

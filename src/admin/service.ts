@@ -18,7 +18,7 @@ import {
   checkName,
   checkPositiveOrNull,
   checkTransports,
-} from '../server/access/access-key.js';
+} from '../access/access-key.js';
 import type { KeyManager, KeyView } from '../server/access/key-manager.js';
 import type { Metrics } from '../server/metrics.js';
 

@@ -46,6 +46,7 @@ export async function run(argv: string[]): Promise<number> {
   const key = makeCipherKey(METHOD, psk);
   const server = new SsServer({
     keys: [{ id: 'demo', key }],
+    // Unguarded, as `ladder server --allow-private-targets`: the demo's web page is on loopback.
     dialer: new DirectDialer({ recycleReads: true }),
     packetDialer: new DirectPacketDialer(),
   });

@@ -10,7 +10,7 @@ import { KeyStore } from '../store/key-store.js';
 import { KeyManager } from '../server/access/key-manager.js';
 import { AdminService, type ApiKey } from '../admin/service.js';
 import { ApiClient } from '../admin/api-client.js';
-import { LIMIT_PERIODS } from '../server/access/access-key.js';
+import { LIMIT_PERIODS } from '../access/access-key.js';
 import { parseFlags } from './args.js';
 import { printQr } from './qr.js';
 

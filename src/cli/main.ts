@@ -5,6 +5,7 @@
  * @module
  */
 import { LadderError } from '../errors.js';
+import { configureNativeAead } from '../crypto/native-aead.js';
 
 const USAGE = `ladder <command> [options]
 
@@ -30,6 +31,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 };
 
 async function main(argv: string[]): Promise<number> {
+  // LADDER_NO_NATIVE=1: node:crypto instead of the native AEAD addon (docs/benchmarks.md)
+  if (process.env.LADDER_NO_NATIVE === '1') configureNativeAead({ enabled: false });
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     console.log(USAGE);

@@ -2,7 +2,6 @@
  * `ladder server --listen <host:port> --key <ss-uri> [--key <ss-uri> ...]`
  * @module
  */
-import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parseTrojanUri } from '../codec/trojan-uri.js';
@@ -53,8 +52,9 @@ options:
                              (they are always served on the TLS port of --listen too)
   --hosts <file>             host names to addresses, /etc/hosts format, looked up before DNS
   --no-udp                   do not relay UDP
-  --allow-private-targets    let clients reach private and loopback addresses through the server
-                             (default: only when --listen is a loopback address)
+  --allow-private-targets    let key holders reach this machine's loopback services, its LAN and
+                             other private or special-purpose addresses through the server (default:
+                             refused, whatever --listen is; a warning is printed when allowed)
   --auth-timeout <s>         close unauthenticated connections after this long (default 60)
   --idle-timeout <s>         close idle connections after this long (default 300)
   --max-connections <n>      connections at once (default 8192)
@@ -172,17 +172,22 @@ export async function run(argv: string[]): Promise<number> {
       })
     : undefined;
   const gate = operator?.gate ?? new CountingGate(metrics);
-  const loopback = isLoopback(listen.host);
-  const allowPrivate = values['allow-private-targets'] ?? loopback;
+  // The guard is on unless asked otherwise: behind a reverse proxy --listen is a loopback address,
+  // and the key holders are still strangers to this machine's own services.
+  const allowPrivate = values['allow-private-targets'] === true;
+  if (allowPrivate)
+    console.error(
+      'ladder server: warning: --allow-private-targets: key holders can reach services of this machine that listen on loopback (management API, metrics, databases), its LAN and link-local cloud metadata through the server',
+    );
   // The relay honours borrowed chunks, so the server's upstream reads can use recycled memory.
-  let dialer: StreamDialer = new DirectDialer({ recycleReads: true });
+  let dialer: StreamDialer = allowPrivate
+    ? new DirectDialer({ recycleReads: true })
+    : new PublicOnlyDialer({ recycleReads: true });
   let packetDialer: PacketDialer | undefined = values['no-udp']
     ? undefined
-    : new DirectPacketDialer();
-  if (!allowPrivate) {
-    dialer = new PublicOnlyDialer(dialer);
-    if (packetDialer) packetDialer = new PublicOnlyPacketDialer(packetDialer);
-  }
+    : allowPrivate
+      ? new DirectPacketDialer()
+      : new PublicOnlyPacketDialer(new DirectPacketDialer());
   if (values.hosts) {
     let text: string;
     try {
@@ -378,10 +383,4 @@ function readPem(file: string, flag: string): string {
       `${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
     );
   }
-}
-
-function isLoopback(host: string): boolean {
-  if (host === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  return host === '::1';
 }

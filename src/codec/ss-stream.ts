@@ -36,16 +36,38 @@ export function sealedLength(payloadLength: number, maxPayload: number): number 
   return payloadLength + chunks * (LENGTH_CHUNK_SIZE + TAG_SIZE);
 }
 
-/**
- * The scratch buffer every {@link ChunkWriter} of the process encodes into, while it is free. The
- * event loop runs one write at a time, and a socket that takes a write whole (the usual case) leaves
- * nothing referencing it, so one buffer serves every connection instead of one per connection (200
- * connections used to hold 200 of them). A write that stays queued keeps the buffer it was given;
- * the next encode then takes a fresh one.
- */
-const shared: { scratch: Buffer | null; free: boolean } = { scratch: null, free: false };
 /** Room for one 64 KiB network read in the larger (2022) chunking. */
 const SCRATCH_SIZE = sealedLength(64 * 1024, 0x3fff);
+
+/**
+ * One reusable output buffer that many {@link ChunkWriter}s encode into, one at a time. The event
+ * loop runs one write at a time, and a socket that takes a write whole (the usual case) leaves
+ * nothing referencing it, so one buffer can serve every connection of a server or dialer instead of
+ * one per connection. A write that stays queued keeps the buffer it was given; the next encode then
+ * takes a fresh one. The owner (a server, a dialer) makes one slot and hands it to its sessions;
+ * codec/ keeps no process-wide state.
+ */
+export class ScratchSlot {
+  #buffer: Buffer | null = null;
+  #free = false;
+
+  /** A buffer of at least `n` bytes, not referenced by anyone until it is released. */
+  take(n: number): Buffer {
+    let out = this.#buffer;
+    if (out === null || !this.#free || out.length < n) {
+      // Unpooled memory: a slice of Node's shared pool must never be reused by us.
+      out = Buffer.allocUnsafeSlow(Math.max(n, SCRATCH_SIZE)); // callers write before they read
+      this.#buffer = out;
+    }
+    this.#free = false;
+    return out;
+  }
+
+  /** `buffer` (from {@link take}) is no longer referenced; the next take may reuse it. */
+  release(buffer: Buffer): void {
+    if (buffer === this.#buffer) this.#free = true;
+  }
+}
 
 /** Encrypts payload into length+payload chunks. */
 export class ChunkWriter {
@@ -55,9 +77,13 @@ export class ChunkWriter {
   /** The buffer this writer's last {@link encode} returned a view of, until {@link release}. */
   #last: Buffer | null = null;
 
-  constructor(aead: CounterAead, maxPayload: number) {
+  readonly #scratch: ScratchSlot;
+
+  /** @param scratch where {@link encode} writes; shared with the owner's other writers. */
+  constructor(aead: CounterAead, maxPayload: number, scratch: ScratchSlot = new ScratchSlot()) {
     this.#aead = aead;
     this.#max = maxPayload;
+    this.#scratch = scratch;
   }
 
   /** Bytes {@link encodeInto} writes for `n` payload bytes. */
@@ -79,20 +105,14 @@ export class ChunkWriter {
   }
 
   /**
-   * Seals `payload` and returns the wire bytes. They may live in the process's shared scratch
+   * Seals `payload` and returns the wire bytes. They live in the writer's {@link ScratchSlot}
    * buffer, which is reused only after {@link release}: call it once nothing references the
    * returned bytes any more (the socket took them whole). Without release the bytes stay valid
    * for as long as they are referenced, and later calls get other memory.
    */
   encode(payload: Uint8Array): Buffer {
     const n = this.encodedLength(payload.length);
-    let out = shared.scratch;
-    if (out === null || !shared.free || out.length < n) {
-      // Unpooled memory: a slice of Node's shared pool must never be reused by us.
-      out = Buffer.allocUnsafeSlow(Math.max(n, SCRATCH_SIZE)); // fully written below, up to n
-      shared.scratch = out;
-    }
-    shared.free = false;
+    const out = this.#scratch.take(n); // fully written below, up to n
     this.#last = out;
     this.encodeInto(payload, out, 0);
     return out.subarray(0, n);
@@ -100,7 +120,7 @@ export class ChunkWriter {
 
   /** The bytes the last {@link encode} returned are no longer referenced; their memory may be reused. */
   release(): void {
-    if (this.#last !== null && this.#last === shared.scratch) shared.free = true;
+    if (this.#last !== null) this.#scratch.release(this.#last);
     this.#last = null;
   }
 }

@@ -25,6 +25,7 @@ import {
   ByteQueue,
   ChunkReader,
   ChunkWriter,
+  ScratchSlot,
   MAX_PAYLOAD_2017,
   MAX_PAYLOAD_2022,
 } from './ss-stream.js';
@@ -73,6 +74,7 @@ export class SsTcpClientSession {
   readonly #key: SsCipherKey;
   readonly #random: Random;
   readonly #saltPrefix: Uint8Array | undefined;
+  readonly #scratch: ScratchSlot | undefined;
   #writer: ChunkWriter | null = null;
   #requestSalt: Buffer | null = null;
   // response side
@@ -82,10 +84,12 @@ export class SsTcpClientSession {
   /**
    * @param saltPrefix Outline's prefix: replaces the first bytes of the request salt (the key parser
    *   keeps at least 8 salt bytes random; src/codec/ss-prefix.ts).
+   * @param scratch the dialer's shared output buffer ({@link ScratchSlot}); by default one of its own.
    */
-  constructor(key: SsCipherKey, random: Random, saltPrefix?: Uint8Array) {
+  constructor(key: SsCipherKey, random: Random, saltPrefix?: Uint8Array, scratch?: ScratchSlot) {
     this.#key = key;
     this.#random = random;
+    this.#scratch = scratch;
     if (saltPrefix && saltPrefix.length > key.keySize - 8)
       throw new ConfigError(
         'ERR_CONFIG',
@@ -106,7 +110,7 @@ export class SsTcpClientSession {
     const addrLen = socksAddrLength(target);
     if (key.edition === 2017) {
       const aead = new CounterAead(key.cipher, ssSubkey(key.key, salt));
-      this.#writer = new ChunkWriter(aead, MAX_PAYLOAD_2017);
+      this.#writer = new ChunkWriter(aead, MAX_PAYLOAD_2017, this.#scratch);
       const first = Buffer.allocUnsafe(addrLen + payload.length);
       encodeSocksAddr(target, first, 0);
       first.set(payload, addrLen);
@@ -116,7 +120,7 @@ export class SsTcpClientSession {
       return out;
     }
     const aead = new CounterAead(key.cipher, ss2022SessionSubkey(key.key, salt));
-    this.#writer = new ChunkWriter(aead, MAX_PAYLOAD_2022);
+    this.#writer = new ChunkWriter(aead, MAX_PAYLOAD_2022, this.#scratch);
     const padLen =
       payload.length === 0 ? 1 + (this.#random(2).readUInt16BE(0) % MAX_PADDING_LENGTH) : 0;
     // The variable header must fit one chunk; payload beyond that goes into ordinary chunks.
@@ -348,8 +352,20 @@ export class SsTcpAcceptor {
   #plain: Buffer[] = [];
   #reader: ChunkReader | null = null;
 
-  /** `preferred` is tried first (the key that last matched for this client, as outline-ss-server does). */
-  constructor(table: SsKeyTable, replay: ReplayGuard, random: Random, preferred?: SsServerKey) {
+  readonly #scratch: ScratchSlot | undefined;
+
+  /**
+   * `preferred` is tried first (the key that last matched for this client, as outline-ss-server
+   * does); `scratch` is the server's shared output buffer for the response stream.
+   */
+  constructor(
+    table: SsKeyTable,
+    replay: ReplayGuard,
+    random: Random,
+    preferred?: SsServerKey,
+    scratch?: ScratchSlot,
+  ) {
+    this.#scratch = scratch;
     this.#replay = replay;
     this.#random = random;
     this.#candidates = table.candidates;
@@ -417,7 +433,13 @@ export class SsTcpAcceptor {
       this.#plain = [plain];
       return null;
     }
-    const stream = new SsTcpServerStream(found.key.key, this.#reader, null, this.#random);
+    const stream = new SsTcpServerStream(
+      found.key.key,
+      this.#reader,
+      null,
+      this.#random,
+      this.#scratch,
+    );
     return {
       key: found.key,
       target: addr.value,
@@ -454,7 +476,13 @@ export class SsTcpAcceptor {
     if (!this.#replay.addSalt2022(found.salt, nowMs))
       throw new AuthError('ERR_REPLAY_CLIENT', 'replayed salt');
     const reader = new ChunkReader(found.aead, MAX_PAYLOAD_2022, this.#q);
-    const stream = new SsTcpServerStream(found.key.key, reader, found.salt, this.#random);
+    const stream = new SsTcpServerStream(
+      found.key.key,
+      reader,
+      found.salt,
+      this.#random,
+      this.#scratch,
+    );
     const initial = variable.subarray(payloadStart);
     // anything after the header chunks that already arrived
     const more: Buffer[] = [];
@@ -527,10 +555,18 @@ export class SsTcpServerStream {
   readonly #reader: ChunkReader;
   readonly #requestSalt: Buffer | null;
   readonly #random: Random;
+  readonly #scratch: ScratchSlot | undefined;
   #writer: ChunkWriter | null = null;
   #salt: Buffer | null = null;
 
-  constructor(key: SsCipherKey, reader: ChunkReader, requestSalt: Buffer | null, random: Random) {
+  constructor(
+    key: SsCipherKey,
+    reader: ChunkReader,
+    requestSalt: Buffer | null,
+    random: Random,
+    scratch?: ScratchSlot,
+  ) {
+    this.#scratch = scratch;
     this.#key = key;
     this.#reader = reader;
     this.#requestSalt = requestSalt;
@@ -557,6 +593,7 @@ export class SsTcpServerStream {
       this.#writer = new ChunkWriter(
         new CounterAead(key.cipher, ssSubkey(key.key, salt)),
         MAX_PAYLOAD_2017,
+        this.#scratch,
       );
       const out = Buffer.allocUnsafe(salt.length + this.#writer.encodedLength(payload.length));
       salt.copy(out, 0);
@@ -564,7 +601,7 @@ export class SsTcpServerStream {
       return out;
     }
     const aead = new CounterAead(key.cipher, ss2022SessionSubkey(key.key, salt));
-    this.#writer = new ChunkWriter(aead, MAX_PAYLOAD_2022);
+    this.#writer = new ChunkWriter(aead, MAX_PAYLOAD_2022, this.#scratch);
     const first = payload.subarray(0, Math.min(MAX_PAYLOAD_2022, payload.length));
     const rest = payload.subarray(first.length);
     const fixedLen = responseFixedHeaderLength(key.keySize);

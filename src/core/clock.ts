@@ -10,4 +10,6 @@ export interface Clock {
   now(): number;
 }
 
+/** The real clock: the one place below cli/ that reads the wall clock. */
+// eslint-disable-next-line no-restricted-properties -- this is the Clock every other layer is handed
 export const systemClock: Clock = { now: () => Date.now() };

@@ -10,7 +10,7 @@
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
 import { NONCE_SIZE, TAG_SIZE, type AeadCipherName } from './methods.js';
-import { NATIVE_CIPHER_ID, nativeAead } from './native-aead.js';
+import { NATIVE_CIPHER_ID, nativeAead, type NativeAead } from './native-aead.js';
 
 type NodeAeadName = CipherGCMTypes | 'chacha20-poly1305';
 
@@ -62,6 +62,8 @@ export class CounterAead {
   readonly #cipher: AeadCipherName;
   readonly #key: Uint8Array;
   readonly #nonce = new Uint8Array(NONCE_SIZE);
+  /** The addon as configured when this cipher was made; null: node:crypto. */
+  readonly #addon: NativeAead | null = nativeAead();
   #native: object | null = null;
 
   constructor(cipher: AeadCipherName, subkey: Uint8Array) {
@@ -71,9 +73,10 @@ export class CounterAead {
 
   /** Seals `plaintext` into `out` at `offset` as ciphertext || tag; returns plaintext.length + 16. */
   seal(plaintext: Uint8Array, out: Uint8Array, offset: number): number {
-    if (nativeAead) {
-      this.#native ??= nativeAead.create(NATIVE_CIPHER_ID[this.#cipher], this.#key, true);
-      return nativeAead.seal(this.#native, plaintext, out, offset);
+    const addon = this.#addon;
+    if (addon) {
+      this.#native ??= addon.create(NATIVE_CIPHER_ID[this.#cipher], this.#key, true);
+      return addon.seal(this.#native, plaintext, out, offset);
     }
     const n = sealInto(this.#cipher, this.#key, this.#nonce, plaintext, out, offset);
     this.#increment();
@@ -82,7 +85,7 @@ export class CounterAead {
 
   /** Opens ciphertext || tag into a new buffer; null if the tag is wrong (the counter then stays). `sealed` is left intact. */
   open(sealed: Uint8Array): Buffer | null {
-    if (nativeAead) {
+    if (this.#addon) {
       if (sealed.length < TAG_SIZE) return null;
       const out = Buffer.allocUnsafe(sealed.length - TAG_SIZE); // fully written on success
       return this.#nativeOpen(sealed, out) ? out : null;
@@ -97,14 +100,15 @@ export class CounterAead {
    * must be a buffer the caller owns and will not read again; on a wrong tag its bytes are undefined.
    */
   openInPlace(sealed: Buffer): Buffer | null {
-    if (!nativeAead) return this.open(sealed);
+    if (!this.#addon) return this.open(sealed);
     if (sealed.length < TAG_SIZE) return null;
     return this.#nativeOpen(sealed, sealed) ? sealed.subarray(0, sealed.length - TAG_SIZE) : null;
   }
 
   #nativeOpen(sealed: Uint8Array, out: Uint8Array): boolean {
-    this.#native ??= nativeAead!.create(NATIVE_CIPHER_ID[this.#cipher], this.#key, false);
-    return nativeAead!.open(this.#native, sealed, out, 0) >= 0;
+    const addon = this.#addon!;
+    this.#native ??= addon.create(NATIVE_CIPHER_ID[this.#cipher], this.#key, false);
+    return addon.open(this.#native, sealed, out, 0) >= 0;
   }
 
   #increment(): void {

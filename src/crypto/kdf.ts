@@ -31,9 +31,6 @@ export function evpBytesToKey(password: string, keySize: number): Buffer {
   return out;
 }
 
-/** HKDF-SHA1 in the native addon, when it is built (native/aead). */
-const nativeHkdfSha1 = nativeAead?.hkdfSha1 ?? null;
-
 /**
  * AEAD-2017 per-stream subkey: HKDF-SHA1(key, salt, "ss-subkey"), as long as the key.
  * In the native addon when it is there (HMAC over OpenSSL's SHA-1 block functions), else in
@@ -43,7 +40,8 @@ const nativeHkdfSha1 = nativeAead?.hkdfSha1 ?? null;
  * (session 3); the addon takes about 0.1 ms less than noble (docs/benchmarks.md).
  */
 export function ssSubkey(masterKey: Uint8Array, salt: Uint8Array): Buffer {
-  if (nativeHkdfSha1 !== null) {
+  const nativeHkdfSha1 = nativeAead()?.hkdfSha1;
+  if (nativeHkdfSha1 !== undefined) {
     const out = Buffer.allocUnsafe(masterKey.length); // every byte is written by the addon
     nativeHkdfSha1(masterKey, salt, SS_SUBKEY_INFO, out);
     return out;

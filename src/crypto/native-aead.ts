@@ -1,7 +1,9 @@
 /**
  * Loads the optional native AEAD addon (native/aead), which keeps one OpenSSL context per stream
- * direction instead of building a cipher object per chunk. When it is missing (not built, or
- * LADDER_NO_NATIVE=1), callers fall back to node:crypto; both paths are tested against each other.
+ * direction instead of building a cipher object per chunk. When it is missing (not built) or turned
+ * off by the composition root ({@link configureNativeAead}; the CLI does so for LADDER_NO_NATIVE=1),
+ * callers fall back to node:crypto; both paths are tested against each other. The addon is loaded on
+ * first use, so importing this module reads neither the environment nor the file system.
  * @module
  */
 import { createRequire } from 'node:module';
@@ -22,7 +24,6 @@ export const NATIVE_CIPHER_ID: Record<AeadCipherName, number> = {
 };
 
 function load(): NativeAead | null {
-  if (process.env.LADDER_NO_NATIVE === '1') return null;
   const require = createRequire(import.meta.url);
   // dist/src/crypto/ → repo root → native/aead/build/Release
   for (const rel of [
@@ -38,5 +39,18 @@ function load(): NativeAead | null {
   return null;
 }
 
-/** The addon, or null when it is not available. */
-export const nativeAead: NativeAead | null = load();
+/** undefined: not tried yet. */
+let loaded: NativeAead | null | undefined;
+let enabled = true;
+
+/** Turns the addon off (or back on) for the whole process; call it before the first cipher is made. */
+export function configureNativeAead(options: { readonly enabled: boolean }): void {
+  enabled = options.enabled;
+}
+
+/** The addon, or null when it is turned off or not available. */
+export function nativeAead(): NativeAead | null {
+  if (!enabled) return null;
+  if (loaded === undefined) loaded = load();
+  return loaded;
+}

@@ -23,7 +23,14 @@ import {
 } from './topology.js';
 
 /** The CLI entry, relative to this compiled file (src/lab → src/cli). */
+/**
+ * The `ladder` command the lab measures (its subject: servers and clients under test). The lab's
+ * own programs run from {@link AGENT_PATH} instead.
+ */
 export const CLI_PATH = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+/** The lab's agents (services, censor, test connections): src/lab/agent-main.ts. */
+export const AGENT_PATH = fileURLToPath(new URL('./agent-main.js', import.meta.url));
 
 export function caPath(plan: LabPlan): string {
   return join(plan.stateDir, 'ca.pem');
@@ -124,8 +131,9 @@ export async function waitForLog(
   throw new LadderError('ERR_LAB', `${name} not ready after ${timeoutMs} ms`);
 }
 
-function node(...args: string[]): string[] {
-  return [process.execPath, CLI_PATH, ...args];
+/** The command line that runs one of the lab's agents (src/lab/agents.ts). */
+export function agentArgv(agent: string, ...args: string[]): string[] {
+  return [process.execPath, AGENT_PATH, agent, ...args];
 }
 
 export interface UpOptions {
@@ -145,7 +153,7 @@ export async function labUp(plan: LabPlan, options: UpOptions = {}): Promise<voi
         plan,
         role,
         name,
-        node('lab', 'serve', '--prefix', plan.prefix, '--role', role),
+        agentArgv('serve', '--prefix', plan.prefix, '--role', role),
       );
       services.push(waitForLog(plan, name, child, /listening/));
     }
@@ -171,7 +179,7 @@ export async function startCensor(plan: LabPlan, policy: Policy): Promise<void> 
     plan,
     'wall',
     'censor',
-    node('lab', 'censor', '--prefix', plan.prefix, '--policy', file, '--events', eventsPath(plan)),
+    agentArgv('censor', '--prefix', plan.prefix, '--policy', file, '--events', eventsPath(plan)),
   );
   await waitForLog(plan, 'censor', child, /listening/);
 }

@@ -15,6 +15,7 @@ import { PREFIX_PRESETS } from '../codec/ss-prefix.js';
 import { formatTrojanUri } from '../codec/trojan-uri.js';
 import {
   caPath,
+  AGENT_PATH,
   CLI_PATH,
   eventsPath,
   LADDER_NAME,
@@ -152,8 +153,7 @@ function rawEntry(name: string, mode: string, description: string): TransportEnt
         plan.ns.client,
         [
           process.execPath,
-          CLI_PATH,
-          'lab',
+          AGENT_PATH,
           'connect',
           '--to',
           `${plan.addr.sinkIp}:${SINK_PORT}`,
@@ -574,8 +574,7 @@ function naiveTunnelEntry(): TransportEntry {
     async setup(plan) {
       const child = spawnInNamespace(plan, 'client', 'naive-client', [
         process.execPath,
-        CLI_PATH,
-        'lab',
+        AGENT_PATH,
         'naive-client',
         '--listen',
         `127.0.0.1:${port}`,

@@ -29,6 +29,7 @@ import {
   type ReplayGuard,
   type SsServerKey,
 } from '../codec/ss-tcp.js';
+import { ScratchSlot } from '../codec/ss-stream.js';
 import { encodeUdp2017, encodeUdp2022, openUdpRequest } from '../codec/ss-udp.js';
 import { CodecDuplex, type SocketLike } from '../stream/codec-duplex.js';
 import { CountingGate, type AccessGate, type Lease } from './access/gate.js';
@@ -153,6 +154,8 @@ export class SsServer {
   readonly #replay2022 = new SaltPool();
   readonly #guard: ReplayGuard;
   readonly #tcpHint = new HintMap<SsServerKey>(10_000);
+  /** One output buffer for every connection's responses (codec/ss-stream.ts ScratchSlot). */
+  readonly #scratch = new ScratchSlot();
   readonly #udpHint = new HintMap<SsServerKey>(10_000);
   readonly #sockets = new Set<Duplex>();
   readonly #udpSessions = new Map<string, UdpSession>();
@@ -301,6 +304,7 @@ export class SsServer {
       this.#guard,
       this.#o.random,
       this.#tcpHint.get(client),
+      this.#scratch,
     );
     const limit = maxAcceptBytes();
     // The one timer a pre-auth connection has: it closes at this fixed time whatever happens.

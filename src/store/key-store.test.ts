@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { DB_FILE, KeyStore, MIGRATIONS } from './key-store.js';
-import type { AccessKeyRecord } from '../server/access/access-key.js';
+import type { AccessKeyRecord } from '../access/access-key.js';
 
 function tmp(): string {
   return mkdtempSync(join(tmpdir(), 'ladder-store-'));

@@ -19,7 +19,7 @@ import type {
   DataLimit,
   KeyTransport,
   LimitPeriod,
-} from '../server/access/access-key.js';
+} from '../access/access-key.js';
 import type { SsMethod } from '../crypto/methods.js';
 
 export const DB_FILE = 'ladder.db';

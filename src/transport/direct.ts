@@ -3,7 +3,7 @@
  * destinations; tests use them as the reference implementation of the dialer suite.
  * @module
  */
-import { connect, isIP, type Socket } from 'node:net';
+import { connect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import type { Duplex } from 'node:stream';
@@ -21,17 +21,24 @@ export interface DirectDialerOptions {
    * `holdChunks`, such as `relay()`: the chunks a socket emits are then borrowed.
    */
   recycleReads?: boolean;
+  /**
+   * Resolves names for the connect (net.connect's `lookup`), as the guarded dialer filters them;
+   * Node then tries every address it returns (autoSelectFamily).
+   */
+  lookup?: LookupFunction;
 }
 
 export class DirectDialer implements StreamDialer {
   readonly #timeoutMs: number;
   readonly #allow: DirectDialerOptions['allow'];
   readonly #recycle: boolean;
+  readonly #lookup: LookupFunction | undefined;
 
   constructor(options: DirectDialerOptions = {}) {
     this.#timeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#allow = options.allow;
     this.#recycle = options.recycleReads ?? false;
+    this.#lookup = options.lookup;
   }
 
   dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
@@ -45,7 +52,13 @@ export class DirectDialer implements StreamDialer {
         reject(new DialError('ERR_ABORTED', `${what}: aborted`));
         return;
       }
-      const options = { host: target.host, port: target.port, allowHalfOpen: true, noDelay: true };
+      const options = {
+        host: target.host,
+        port: target.port,
+        allowHalfOpen: true,
+        noDelay: true,
+        ...(this.#lookup ? { lookup: this.#lookup, autoSelectFamily: true } : {}),
+      };
       const socket: Socket = this.#recycle ? connectRecycling(options) : connect(options);
       const timer = setTimeout(
         () =>

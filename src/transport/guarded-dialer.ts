@@ -1,96 +1,152 @@
 /**
- * A dialer that refuses targets in private, loopback, link-local and other special-purpose ranges,
- * after name resolution, so that a key holder cannot reach the server's own localhost services (the
- * management API, metrics) or its LAN through the tunnel. Names are resolved here and the checked
- * address is what gets dialled, so a second lookup cannot swap it (DNS rebinding).
+ * The server's guard against becoming a relay into its own network: dialers that refuse targets in
+ * special-purpose ranges (special-addresses.ts: loopback, private, link-local, CGNAT, multicast,
+ * documentation, NAT64/6to4/IPv4-mapped forms of those, ...), so that a key holder cannot reach the
+ * server's localhost services (the management API, metrics), its LAN or a cloud metadata address.
+ *
+ * The check sits inside the connect's own address lookup (`net.connect({ lookup })`): the lookup
+ * returns every allowed address of a name and Node tries each of them (autoSelectFamily), and the
+ * addresses checked are exactly the ones connected to, so a second lookup cannot swap them (DNS
+ * rebinding). An IP literal never reaches a lookup in `net.connect`, so literals are judged before.
  * @module
  */
-import { lookup } from 'node:dns/promises';
-import { BlockList, isIP } from 'node:net';
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import { isIP, type LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DialError, dialErrorFromSystem } from '../errors.js';
+import { DirectDialer, type DirectDialerOptions } from './direct.js';
+import { isBlockedAddress, parseAddress } from './special-addresses.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
 
-/** Special-purpose ranges (IANA IPv4/IPv6 special-purpose address registries) that a proxy server must not reach by default. */
-export const NON_PUBLIC = new BlockList();
-for (const [net, bits] of [
-  ['0.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.0.2.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['198.51.100.0', 24],
-  ['203.0.113.0', 24],
-  ['224.0.0.0', 4],
-  ['240.0.0.0', 4],
-] as const)
-  NON_PUBLIC.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [
-  ['::', 128],
-  ['::1', 128],
-  ['64:ff9b:1::', 48],
-  ['100::', 64],
-  ['2001::', 23],
-  ['2001:db8::', 32],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-] as const)
-  NON_PUBLIC.addSubnet(net, bits, 'ipv6');
+export { isBlockedAddress } from './special-addresses.js';
 
-export function isPublicAddress(ip: string): boolean {
-  const family = isIP(ip);
-  if (family === 0) return false;
-  if (family === 6 && ip.toLowerCase().startsWith('::ffff:') && isIP(ip.slice(7)) === 4) {
-    return !NON_PUBLIC.check(ip.slice(7), 'ipv4');
-  }
-  return !NON_PUBLIC.check(ip, family === 4 ? 'ipv4' : 'ipv6');
+/** Every address of a name, as getaddrinfo gives them (the same resolver `net.connect` uses). */
+export type ResolveAll = (host: string, options: LookupOptions) => Promise<LookupAddress[]>;
+
+export interface GuardOptions {
+  /** Which addresses are refused (default: isBlockedAddress). Tests let loopback through with it. */
+  isBlocked?: (ip: string) => boolean;
+  /** Name resolution (default: dns.lookup with all: true). */
+  resolve?: ResolveAll;
 }
 
-async function resolvePublic(target: Target): Promise<Target> {
-  let ip = target.host;
-  if (isIP(ip) === 0) {
-    try {
-      ip = (await lookup(target.host)).address;
-    } catch (err) {
-      throw dialErrorFromSystem(err, 'target');
-    }
-  }
-  if (!isPublicAddress(ip)) {
-    throw new DialError('ERR_DIAL_FORBIDDEN', 'target is in a private or special-purpose range');
-  }
-  return { host: ip, port: target.port };
+const systemResolve: ResolveAll = (host, options) =>
+  new Promise((resolve, reject) =>
+    dnsLookup(host, { ...options, all: true }, (err, addresses) =>
+      err ? reject(err) : resolve(addresses),
+    ),
+  );
+
+/** The error of a refused target; it never names the target (it may be logged). */
+export function forbiddenTarget(): DialError {
+  return new DialError(
+    'ERR_DIAL_FORBIDDEN',
+    'target is in a private or special-purpose range (allowed only with ladder server --allow-private-targets)',
+  );
 }
 
+/** A numeric host in canonical text, as the kernel would be given it; null for a name. */
+function numeric(host: string): { address: string; family: 4 | 6 } | null {
+  const a = parseAddress(host);
+  if (!a) return null;
+  if (a.family === 4) return { address: a.bytes.join('.'), family: 4 };
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((a.bytes[i]! << 8) | a.bytes[i + 1]!).toString(16));
+  return { address: groups.join(':'), family: 6 };
+}
+
+/**
+ * Every allowed address of `host`. Rejects with ERR_DIAL_FORBIDDEN when it has addresses and none
+ * is allowed, with the resolver's error (ERR_DIAL_DNS) when it has none. Numeric spellings
+ * (`2130706433`, `[::1]`, `fe80::1%eth0`) are judged without a lookup.
+ */
+export async function resolveAllowed(
+  host: string,
+  o: GuardOptions = {},
+  options: LookupOptions = {},
+): Promise<LookupAddress[]> {
+  const blocked = o.isBlocked ?? isBlockedAddress;
+  const n = numeric(host);
+  if (n) {
+    if (blocked(n.address)) throw forbiddenTarget();
+    return [n];
+  }
+  let all: LookupAddress[];
+  try {
+    all = await (o.resolve ?? systemResolve)(host, options);
+  } catch (err) {
+    throw dialErrorFromSystem(err, 'target');
+  }
+  const allowed = all.filter((a) => !blocked(a.address));
+  if (allowed.length === 0)
+    throw all.length === 0
+      ? dialErrorFromSystem({ code: 'ENOTFOUND' }, 'target')
+      : forbiddenTarget();
+  return allowed;
+}
+
+/**
+ * A `lookup` for `net.connect` that returns only allowed addresses: all of them when Node asks for
+ * all (autoSelectFamily), else the first. Exported for other dialers that resolve (the UDP path).
+ */
+export function guardedLookup(o: GuardOptions = {}): LookupFunction {
+  return (hostname, options, callback) => {
+    resolveAllowed(hostname, o, {
+      ...(options.family ? { family: options.family } : {}),
+      ...(options.hints ? { hints: options.hints } : {}),
+    }).then(
+      (list) => {
+        if (options.all) callback(null, list);
+        else callback(null, list[0]!.address, list[0]!.family);
+      },
+      (err: Error) => callback(err as NodeJS.ErrnoException, ''),
+    );
+  };
+}
+
+/** TCP to public targets only: a DirectDialer whose connect resolves through guardedLookup. */
 export class PublicOnlyDialer implements StreamDialer {
-  readonly #inner: StreamDialer;
-  constructor(inner: StreamDialer) {
-    this.#inner = inner;
+  readonly #inner: DirectDialer;
+  readonly #blocked: (ip: string) => boolean;
+  constructor(options: DirectDialerOptions & GuardOptions = {}) {
+    const { isBlocked, resolve, ...direct } = options;
+    const guard: GuardOptions = {
+      ...(isBlocked ? { isBlocked } : {}),
+      ...(resolve ? { resolve } : {}),
+    };
+    this.#blocked = isBlocked ?? isBlockedAddress;
+    this.#inner = new DirectDialer({ ...direct, lookup: guardedLookup(guard) });
   }
-  async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
-    return this.#inner.dial(await resolvePublic(target), signal);
+  dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
+    // net.connect skips the lookup for an IP literal (a zone id included): judge it here.
+    if (isIP(target.host) !== 0 && this.#blocked(target.host))
+      return Promise.reject(forbiddenTarget());
+    return this.#inner.dial(target, signal);
   }
 }
 
-/** UDP counterpart: datagrams to non-public targets are dropped. */
+/** UDP counterpart: datagrams to refused targets are dropped, as a firewall drops them. */
 export class PublicOnlyPacketDialer implements PacketDialer {
   readonly #inner: PacketDialer;
-  constructor(inner: PacketDialer) {
+  readonly #guard: GuardOptions;
+  constructor(inner: PacketDialer, guard: GuardOptions = {}) {
     this.#inner = inner;
+    this.#guard = guard;
   }
   open(onPacket: (payload: Buffer, from: Target) => void): PacketSession {
     const s = this.#inner.open(onPacket);
+    const guard = this.#guard;
+    const blocked = guard.isBlocked ?? isBlockedAddress;
     return {
       send(payload, target) {
-        resolvePublic(target).then(
-          (t) => s.send(payload, t),
+        if (isIP(target.host) !== 0) {
+          if (!blocked(target.host)) s.send(payload, target);
+          return;
+        }
+        resolveAllowed(target.host, guard).then(
+          (list) => s.send(payload, { host: list[0]!.address, port: target.port }),
           () => {
-            /* dropped, as a firewall drops it */
+            /* refused or unresolvable: dropped */
           },
         );
       },

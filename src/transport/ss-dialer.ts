@@ -15,6 +15,7 @@ import { DialError, dialErrorFromSystem } from '../errors.js';
 import type { SsCipherKey } from '../crypto/ss-key.js';
 import { SlidingWindow } from '../crypto/replay.js';
 import { SsTcpClientSession, type Random } from '../codec/ss-tcp.js';
+import { ScratchSlot } from '../codec/ss-stream.js';
 import {
   decodeUdp2017,
   decodeUdp2022Response,
@@ -93,6 +94,8 @@ export class SsStreamDialer implements StreamDialer {
   readonly #server: Target;
   readonly #key: SsCipherKey;
   readonly #clock: Clock;
+  /** One output buffer for every connection of this dialer (codec/ss-stream.ts ScratchSlot). */
+  readonly #scratch = new ScratchSlot();
   readonly #random: Random;
   readonly #connectTimeoutMs: number;
   readonly #waitMs: number;
@@ -127,7 +130,7 @@ export class SsStreamDialer implements StreamDialer {
           this.#recycle,
         );
     const codec = new ClientCodec(
-      new SsTcpClientSession(this.#key, this.#random, this.#prefix),
+      new SsTcpClientSession(this.#key, this.#random, this.#prefix, this.#scratch),
       target,
       this.#clock,
     );

@@ -44,6 +44,7 @@ export async function startOperatorServer(
   const peer = await startLadder(
     [
       'server',
+      '--allow-private-targets',
       '--listen',
       `127.0.0.1:${p}`,
       '--data',

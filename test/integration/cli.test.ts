@@ -123,7 +123,14 @@ test('server: no key, a bad key, a port in use — each says what is wrong', asy
 test('server and client print their listening lines, and stop cleanly on SIGTERM', async () => {
   const sp = await freePort();
   const key = `ss://2022-blake3-aes-128-gcm:${encodeURIComponent(Buffer.alloc(16, 7).toString('base64'))}@127.0.0.1:${sp}`;
-  const server = await startLadder(['server', '--listen', `127.0.0.1:${sp}`, '--key', key]);
+  const server = await startLadder([
+    'server',
+    '--allow-private-targets',
+    '--listen',
+    `127.0.0.1:${sp}`,
+    '--key',
+    key,
+  ]);
   assert.match(server.output(), new RegExp(`listening on 127\\.0\\.0\\.1:${sp} \\(tcp\\+udp\\)`));
   const client = await startLadder(
     ['client', '--server', key, '--socks', '127.0.0.1:0', '--http', '127.0.0.1:0'],

@@ -99,7 +99,16 @@ for (const method of METHODS) {
       const sp = await freePort();
       const lp = await freePort();
       const key = formatSsUri({ method, password, host: '127.0.0.1', port: sp });
-      peers.push(await startLadder(['server', '--listen', `127.0.0.1:${sp}`, '--key', key]));
+      peers.push(
+        await startLadder([
+          'server',
+          '--allow-private-targets',
+          '--listen',
+          `127.0.0.1:${sp}`,
+          '--key',
+          key,
+        ]),
+      );
       peers.push(
         await startLibev('ss-local', {
           server: '127.0.0.1',

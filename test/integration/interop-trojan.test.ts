@@ -39,6 +39,7 @@ test('trojan-gfw client -> ladder server', { skip }, async () => {
   const port = await freePort();
   const server = await startLadder([
     'server',
+    '--allow-private-targets',
     '--listen',
     `127.0.0.1:${port}`,
     '--key',

@@ -47,6 +47,7 @@ before(async () => {
   server = await startLadder(
     [
       'server',
+      '--allow-private-targets',
       '--listen',
       `127.0.0.1:${tlsPort}`,
       '--key',

@@ -41,6 +41,7 @@ before(async () => {
   server = await startLadder(
     [
       'server',
+      '--allow-private-targets',
       '--listen',
       `127.0.0.1:${tlsPort}`,
       // One password, two keys: Trojan over TLS, and Trojan over WebSocket on a secret path.

@@ -129,9 +129,15 @@ describe('ladder keys against a running server', { timeout: 90_000 }, () => {
     const gone = await ladder(['keys', 'delete', id, ...remote]);
     assert.equal(gone.code, 1);
     assert.match(gone.err, /no access key with id/);
+    // A wrong pin must change nothing on the server: a delete with it leaves the key in place
+    // (test/integration/api-pin.test.ts shows that not a byte of the request is sent).
+    const kept = await ladder(['keys', 'create', '--name', 'kept', ...remote, '--json']);
+    assert.equal(kept.code, 0, kept.err);
+    const keptId = (JSON.parse(kept.out) as { id: string }).id;
     const wrongPin = await ladder([
       'keys',
-      'list',
+      'delete',
+      keptId,
       '--api',
       srv.apiUrl,
       '--cert-sha256',
@@ -139,6 +145,11 @@ describe('ladder keys against a running server', { timeout: 90_000 }, () => {
     ]);
     assert.equal(wrongPin.code, 1);
     assert.match(wrongPin.err, /not the one given with --cert-sha256/);
+    assert.equal(
+      (await srv.api('GET', `/access-keys/${keptId}`)).status,
+      200,
+      'the key is still there',
+    );
   });
 
   test('usage mistakes name the fix and exit 2', async () => {

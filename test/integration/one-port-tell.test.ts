@@ -311,6 +311,7 @@ test(
       const password = 'one-port-libev';
       const server = await startLadder([
         'server',
+        '--allow-private-targets',
         '--listen',
         `127.0.0.1:${port}`,
         '--key',

@@ -35,6 +35,7 @@ test('ss:// and trojan:// on one port, and a decoy for everyone else', { skip },
   const server = await startLadder(
     [
       'server',
+      '--allow-private-targets',
       '--listen',
       `127.0.0.1:${port}`,
       '--key',

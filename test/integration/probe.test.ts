@@ -89,6 +89,7 @@ describe('ladder probe on loopback', { timeout: 120_000 }, () => {
     serverPort = await freePort();
     server = await startLadder([
       'server',
+      '--allow-private-targets',
       '--listen',
       `127.0.0.1:${serverPort}`,
       '--key',

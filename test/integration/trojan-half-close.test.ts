@@ -118,7 +118,15 @@ before(async () => {
   const serve = async (extra: string[]): Promise<[Peer, number]> => {
     const port = await freePort();
     const key = formatTrojanUri({ password: 'half-close-1', host: '127.0.0.1', port });
-    const args = ['server', '--listen', `127.0.0.1:${port}`, '--key', key, '--no-udp'];
+    const args = [
+      'server',
+      '--allow-private-targets',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--key',
+      key,
+      '--no-udp',
+    ];
     args.push('--tls-cert', cert.certFile, '--tls-key', cert.keyFile, ...extra);
     return [await startLadder(args), port];
   };

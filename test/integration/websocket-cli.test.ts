@@ -59,6 +59,7 @@ test(
     const server = await startLadder(
       [
         'server',
+        '--allow-private-targets',
         '--listen',
         `127.0.0.1:${port}`,
         '--key',

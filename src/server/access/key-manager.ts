@@ -43,7 +43,7 @@ import {
   type AccessKeyRecord,
   type DataLimit,
   type KeyState,
-} from './access-key.js';
+} from '../../access/access-key.js';
 
 const debug = debuglog('ladder:keys');
 

@@ -11,8 +11,8 @@ import {
   usageInPeriod,
   type AccessKeyRecord,
 } from './access-key.js';
-import { Pace } from './key-manager.js';
-import { LadderError } from '../../errors.js';
+import { Pace } from '../server/access/key-manager.js';
+import { LadderError } from '../errors.js';
 
 const NOW = Date.UTC(2026, 10, 23, 15, 0, 0); // 2026-11-23 15:00 UTC
 const base: AccessKeyRecord = {
@@ -89,6 +89,10 @@ test('validation names the problem', () => {
   assert.deepEqual(checkDataLimit({ bytes: 0 }), { bytes: 0, period: '30d' });
   assert.throws(() => checkKeyId('a/b'), LadderError);
   assert.throws(() => checkKeyId(''), LadderError);
+  assert.throws(() => checkKeyId('.'), /path step/);
+  assert.throws(() => checkKeyId('..'), /path step/);
+  assert.equal(checkKeyId('...'), '...');
+  assert.equal(checkKeyId('.a'), '.a');
   assert.equal(checkKeyId('my-identifier'), 'my-identifier');
   assert.throws(() => checkName('a\nb'), /control/);
   assert.throws(() => checkName(5), /string/);

@@ -1,15 +1,15 @@
 /**
  * The operator's access keys: what a key is, its limits, and whether it may be used right now.
  * Pure: time comes in as an argument and usage as numbers, so every rule here is tested without a
- * clock or a database (src/server/access/access-key.test.ts).
+ * clock or a database (src/access/access-key.test.ts).
  *
  * A key holds one secret. It serves the transports it names, when the server offers them: raw
  * Shadowsocks with its `method`, and Trojan over TLS with the same secret as the Trojan password.
  * @module
  */
-import { LadderError } from '../../errors.js';
-import { SS_METHOD_NAMES, isSsMethod, type SsMethod } from '../../crypto/methods.js';
-import { checkSsPassword, generateSsPassword } from '../../codec/access-key-uri.js';
+import { LadderError } from '../errors.js';
+import { SS_METHOD_NAMES, isSsMethod, type SsMethod } from '../crypto/methods.js';
+import { checkSsPassword, generateSsPassword } from '../codec/access-key-uri.js';
 
 /** How long a data limit's window is: all time, the last 30 days (Outline's rule), the calendar month or day (UTC). */
 export const LIMIT_PERIODS = ['total', '30d', 'month', 'day'] as const;
@@ -111,12 +111,20 @@ export function keyState(
 
 // ----------------------------------------------------------------------------- validation
 
-/** A key id: what Outline allows in a path segment, kept to a safe set. */
+/**
+ * A key id: what Outline allows in a path segment, kept to a safe set. `.` and `..` are refused:
+ * URL resolution and file paths treat them as "this" and "parent", not as a name.
+ */
 export function checkKeyId(id: unknown): string {
   if (typeof id !== 'string' || !/^[A-Za-z0-9._~-]{1,64}$/.test(id))
     throw new LadderError(
       'ERR_USAGE',
       `key id ${JSON.stringify(id)} must be 1-64 letters, digits or . _ ~ -`,
+    );
+  if (id === '.' || id === '..')
+    throw new LadderError(
+      'ERR_USAGE',
+      `key id ${JSON.stringify(id)} is a path step, not a name: use letters or digits too (e.g. "key.1")`,
     );
   return id;
 }
