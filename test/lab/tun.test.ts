@@ -253,6 +253,23 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
     assert.equal(routingSnapshot(net.client), before0);
   });
 
+  test('an unreachable server: connections fail, nothing takes another route', async () => {
+    const server = peers.pop()!; // the ladder server, started last
+    await server.stop();
+    const c = await startClient();
+    try {
+      const otherBefore = watch().other;
+      const r = curl('http://origin.test/unreachable');
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /reset|Empty reply|Recv failure/i);
+      const seen = watch();
+      assert.equal(seen.other, otherBefore, `nothing around the tunnel: ${seen.what}`);
+    } finally {
+      await c.stop();
+    }
+    assert.equal(routingSnapshot(net.client), before0);
+  });
+
   test('bad input: a clear message and nothing left behind', () => {
     const mtu = cli(['--server', KEY, '--tun', '--tun-mtu', '100']);
     assert.equal(mtu.status, 2);

@@ -67,7 +67,13 @@ function feed(r: Rig, p: Uint8Array): void {
 }
 
 function rig(
-  o: { dialer?: StreamDialer; maxUdpFlows?: number; tunAddress?: number; natPeer?: number } = {},
+  o: {
+    maxConnections?: number;
+    dialer?: StreamDialer;
+    maxUdpFlows?: number;
+    tunAddress?: number;
+    natPeer?: number;
+  } = {},
 ): Rig {
   const written: Buffer[] = [];
   const sent: Rig['sent'] = [];
@@ -93,6 +99,7 @@ function rig(
     natPeer: o.natPeer ?? PEER,
     excluded: (ip) => ip === ipv4ToU32('198.18.0.9'),
     maxUdpFlows: o.maxUdpFlows ?? 8,
+    ...(o.maxConnections !== undefined ? { maxConnections: o.maxConnections } : {}),
     udpIdleMs: 60_000,
     now: () => clock.now,
   });
@@ -209,8 +216,16 @@ test('fuzz: any packet from the device is handled or dropped, never an exception
 });
 
 // The accept path over loopback: 127.0.0.1 plays the device's address, 127.0.0.2 the NAT peer.
-async function acceptRig(dialer: StreamDialer): Promise<{ r: Rig; app: Socket }> {
-  const r = rig({ dialer, tunAddress: ipv4ToU32('127.0.0.1'), natPeer: ipv4ToU32('127.0.0.2') });
+async function acceptRig(
+  dialer: StreamDialer,
+  maxConnections?: number,
+): Promise<{ r: Rig; app: Socket }> {
+  const r = rig({
+    dialer,
+    tunAddress: ipv4ToU32('127.0.0.1'),
+    natPeer: ipv4ToU32('127.0.0.2'),
+    ...(maxConnections !== undefined ? { maxConnections } : {}),
+  });
   const port = await r.front.listen();
   const fake = r.dns.addressOf('blocked.example');
   feed(r, syn(ipv4ToU32('127.0.0.1'), 40000, fake, 443));
@@ -247,6 +262,27 @@ test("accept: a failed dial resets the app's connection", async () => {
   try {
     const err = await new Promise<NodeJS.ErrnoException>((res) => app.once('error', res));
     assert.equal(err.code, 'ECONNRESET');
+  } finally {
+    app.destroy();
+    await r.front.close();
+  }
+});
+
+test('accept: over the connection limit (an app flooding), a connection is reset, never dialled', async () => {
+  let dials = 0;
+  const { r, app } = await acceptRig(
+    {
+      dial: () => {
+        dials++;
+        return Promise.reject(new DialError('ERR_DIAL', 'unused'));
+      },
+    },
+    0,
+  );
+  try {
+    const err = await new Promise<NodeJS.ErrnoException>((res) => app.once('error', res));
+    assert.equal(err.code, 'ECONNRESET');
+    assert.equal(dials, 0);
   } finally {
     app.destroy();
     await r.front.close();
