@@ -40,6 +40,7 @@ export type ErrorCode =
   | 'ERR_DIAL_FORBIDDEN'
   | 'ERR_DIAL'
   | 'ERR_SERVER_UNREACHABLE'
+  | 'ERR_RULE_REJECT'
   | 'ERR_IDLE_TIMEOUT'
   | 'ERR_ABORTED'
   // configuration and CLI
@@ -48,6 +49,8 @@ export type ErrorCode =
   | 'ERR_UNKNOWN_METHOD'
   | 'ERR_LISTEN'
   | 'ERR_USAGE'
+  | 'ERR_RULES'
+  | 'ERR_GEOIP'
   // operator: key store and management API
   | 'ERR_NOT_FOUND'
   | 'ERR_CONFLICT'

@@ -4,10 +4,11 @@
  */
 import { LadderError } from '../errors.js';
 import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
-import { runTunCleanup, startTun, tunConfig } from './tun-command.js';
+import { runTunCleanup, startTun, tunBypass, tunConfig } from './tun-command.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
+import { buildRoutedDialer, ROUTING_FLAGS, ROUTING_HELP, routingConfig } from './routing-setup.js';
 
 const HELP = `ladder client --server <key> [--socks <host:port>] [--http <host:port>] [options]
 
@@ -31,7 +32,9 @@ options:
   --tun-cleanup          remove the routing a killed --tun left behind, then exit (idempotent)
   --mux-sessions <n>     with a Mux.Cool key (trojan mux=n, v2ray-plugin): sessions one connection
                          carries in its life before a fresh one is opened (default 128, as v2ray;
-                         1: a connection per session, each padded from its start)`;
+                         1: a connection per session, each padded from its start)
+
+${ROUTING_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags('client', argv, {
@@ -47,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
     'tun-mtu': { type: 'string' },
     'no-kill-switch': { type: 'boolean' },
     'tun-cleanup': { type: 'boolean' },
+    ...ROUTING_FLAGS,
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -76,8 +80,17 @@ export async function run(argv: string[]): Promise<number> {
     muxSessionsPerConnection ? { muxSessionsPerConnection } : {},
   );
   for (const s of keyDialers.skipped) console.log(`ladder client: skipping ${s}`);
-  const dialer = keyDialers.stream;
-  const packetDialer = keyDialers.packet;
+  const routing = routingConfig(values);
+  const routed = routing
+    ? buildRoutedDialer(routing, keyDialers, {
+        log: (line) => console.log(line),
+        // Under --tun, DIRECT connections bind to the machine's own address: routing sends those
+        // around the device (docs/tun.md, "DIRECT connections").
+        ...(values.tun ? { direct: tunBypass } : {}),
+      })
+    : undefined;
+  const dialer = routed ?? keyDialers.stream;
+  const packetDialer = routed ?? keyDialers.packet;
   let users: Map<string, string> | undefined;
   if (values.user !== undefined) {
     const i = values.user.indexOf(':');
@@ -90,7 +103,12 @@ export async function run(argv: string[]): Promise<number> {
   const tun = values.tun ? tunConfig(values) : undefined;
   if (tun)
     closers.push(
-      await startTun(tun, keyDialers, serverEndpointsOfKey(values.server), (l) => console.log(l)),
+      await startTun(
+        tun,
+        { stream: dialer, packet: packetDialer },
+        serverEndpointsOfKey(values.server),
+        (l) => console.log(l),
+      ),
     );
   if (!values['no-socks'] && (!tun || values.socks !== undefined)) {
     const at = parseHostPort(values.socks ?? '127.0.0.1:1080', '--socks');
@@ -112,6 +130,7 @@ export async function run(argv: string[]): Promise<number> {
       'client: with both --no-socks and --no-http there is nothing to run',
     );
   console.log(`ladder client: carrying traffic through ${keyDialers.what}`);
+  if (routed) console.log(`ladder client: routing by ${routing!.rules}`);
   await untilSignal();
   await Promise.all(closers.map((c) => c()));
   return 0;

@@ -25,6 +25,11 @@ export interface KeyDialers {
   what: string;
   /** Set for ladder:// keys: the failover dialer, to report switches. */
   failover?: FailoverDialer;
+  /**
+   * Each transport's own dialers by its name (the `#tag` of its URI in the key), for routing rules
+   * that name a transport. Transports without a tag are not listed.
+   */
+  transports: ReadonlyMap<string, { stream: StreamDialer; packet: PacketDialer }>;
 }
 
 /** Client-side choices that are not part of a key. */
@@ -33,7 +38,10 @@ export interface KeyDialerOptions {
   muxSessionsPerConnection?: number;
 }
 
-function single(uri: string, o: KeyDialerOptions): FailoverEntry & { packet: PacketDialer } {
+function single(
+  uri: string,
+  o: KeyDialerOptions,
+): FailoverEntry & { packet: PacketDialer; tag?: string } {
   const perConnection = o.muxSessionsPerConnection
     ? { muxSessionsPerConnection: o.muxSessionsPerConnection }
     : {};
@@ -70,6 +78,7 @@ function single(uri: string, o: KeyDialerOptions): FailoverEntry & { packet: Pac
       name: `${formatHostPort(t.host, t.port)} with ${how}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
       stream: d,
       packet: d,
+      ...(t.tag ? { tag: t.tag } : {}),
     };
   }
   if (/^ss:/i.test(uri)) {
@@ -120,6 +129,7 @@ function single(uri: string, o: KeyDialerOptions): FailoverEntry & { packet: Pac
       stream,
       // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
       packet: new SsPacketDialer(server, key),
+      ...(k.tag ? { tag: k.tag } : {}),
     };
   }
   throw new LadderError(
@@ -151,10 +161,16 @@ export function dialersForKey(
   const text = uri.trim();
   if (!/^ladder:/i.test(text)) {
     const one = single(text, options);
-    return { stream: one.stream, packet: one.packet, what: one.name, skipped: [] };
+    return {
+      stream: one.stream,
+      packet: one.packet,
+      what: one.name,
+      skipped: [],
+      transports: new Map(one.tag ? [[one.tag, one]] : []),
+    };
   }
   const key = parseLadderKey(text);
-  const entries: FailoverEntry[] = [];
+  const entries: (FailoverEntry & { packet: PacketDialer; tag?: string })[] = [];
   const skipped: string[] = [];
   key.transports.forEach((t, i) => {
     try {
@@ -176,6 +192,9 @@ export function dialersForKey(
     what: `${entries.length} transport${entries.length === 1 ? '' : 's'}, first ${entries[0]!.name}`,
     failover,
     skipped,
+    transports: new Map(
+      entries.flatMap((e) => (e.tag ? [[e.tag, { stream: e.stream, packet: e.packet }]] : [])),
+    ),
   };
 }
 

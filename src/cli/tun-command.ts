@@ -11,7 +11,8 @@ import { ipv4ToU32 } from '../codec/ip-packet.js';
 import { FakeDns } from '../proxy/tun/fake-dns.js';
 import { TunDevice } from '../proxy/tun/device.js';
 import { TunFront } from '../proxy/tun/tun-front.js';
-import { setBypassAddresses } from '../proxy/tun/bypass.js';
+import { bypassSocketOptions, setBypassAddresses } from '../proxy/tun/bypass.js';
+import type { Socket as UdpSocket } from 'node:dgram';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import {
   TUN_ADDRESS,
@@ -24,6 +25,20 @@ import {
   tunLinkUp,
   tunRoutingUp,
 } from './tun-routing.js';
+
+/**
+ * Hooks for a split-routing dialer's DIRECT connections under --tun: TCP binds to the machine's own
+ * IPv4 address (asked per connection, so it holds once the tunnel is up), UDP sockets likewise.
+ */
+export const tunBypass = {
+  bindAddress: (): string | undefined => bypassSocketOptions(4).localAddress,
+  onUdpSocket: (socket: UdpSocket): void => {
+    const address = bypassSocketOptions(4).localAddress;
+    // dgram keeps its family in an undocumented 'type'; IPv6 is blocked under --tun anyway
+    if (address && (socket as unknown as { type?: string }).type !== 'udp6')
+      socket.bind({ address, port: 0 });
+  },
+};
 
 export const DEFAULT_TUN_NAME = 'ladder0';
 /**

@@ -253,6 +253,30 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
     assert.equal(routingSnapshot(net.client), before0);
   });
 
+  test('--rules: a DIRECT rule goes around the tunnel, the rest through it', async () => {
+    writeFileSync(join(dir, 'rules'), `IP-CIDR,${ORIGIN_ADDR}/32,DIRECT,no-resolve\nMATCH,PROXY\n`);
+    // --dns-remote: an address of the lab's where nothing answers (rules here need no lookup)
+    const c = await startClient([
+      '--rules',
+      join(dir, 'rules'),
+      '--dns-remote',
+      `${ORIGIN_ADDR}:53`,
+    ]);
+    try {
+      const before = watch();
+      const direct = curl(`http://${ORIGIN_ADDR}/direct`);
+      assert.equal(direct.stdout, 'origin says /direct\n', direct.stderr);
+      const mid = watch();
+      assert.ok(mid.other > before.other, 'the DIRECT connection went around the tunnel');
+      const proxied = curl('http://origin.test/proxied');
+      assert.equal(proxied.stdout, 'origin says /proxied\n', proxied.stderr);
+      assert.equal(watch().other, mid.other, 'the name went through the tunnel');
+    } finally {
+      await c.stop();
+    }
+    assert.equal(routingSnapshot(net.client), before0);
+  });
+
   test('an unreachable server: connections fail, nothing takes another route', async () => {
     const server = peers.pop()!; // the ladder server, started last
     await server.stop();
