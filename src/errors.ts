@@ -32,6 +32,7 @@ export type ErrorCode =
   | 'ERR_PROBE_TIMEOUT'
   | 'ERR_PROBE_SHORT'
   | 'ERR_ACCESS_DENIED'
+  | 'ERR_UDP_BUDGET'
   // dialing and relaying
   | 'ERR_DIAL_REFUSED'
   | 'ERR_DIAL_UNREACHABLE'
