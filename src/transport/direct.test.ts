@@ -196,3 +196,26 @@ test('UDP over IPv6 loopback', async (t) => {
   server.close();
   assert.deepEqual(got[0], { host: '::1', port });
 });
+
+test('bindAddress: each connection binds to the address it returns (the --tun bypass)', async () => {
+  const seen: string[] = [];
+  const server = createServer((s) => {
+    seen.push(s.remoteAddress ?? '');
+    s.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  let address: string | undefined = '127.0.0.2';
+  const d = new DirectDialer({ bindAddress: () => address });
+  try {
+    for (const expect of ['127.0.0.2', '127.0.0.1']) {
+      const s = await d.dial({ host: '127.0.0.1', port });
+      s.end();
+      await new Promise((r) => s.once('close', r).resume());
+      assert.equal(seen.pop(), expect);
+      address = undefined;
+    }
+  } finally {
+    server.close();
+  }
+});
