@@ -41,6 +41,7 @@ import { TlsFingerprintModule, type TlsFingerprintParams } from './modules/tls-f
 import { TorModule, type TorParams } from './modules/tor.js';
 import { WireGuardModule, type WireGuardParams } from './modules/wireguard.js';
 import type { LabPlan } from './topology.js';
+import { checkPathParams, PATH_PROFILES, pathProfile, type PathParams } from './path.js';
 
 /** Module parameters by module name; every field optional. */
 export interface ModuleConfigs {
@@ -102,6 +103,8 @@ export interface Policy {
   /** Prefixes of the censored network; the lab's by default. */
   inside?: string[];
   modules: ModuleConfigs;
+  /** The path emulator's parameters (path.ts); absent = the wall adds no delay, loss or cap. */
+  path?: PathParams;
 }
 
 export const PROFILES = ['gfw-2022', 'gfw-2025', 'henan-2024', 'sensitive-period'] as const;
@@ -112,8 +115,30 @@ function henanRegion(plan: LabPlan): string[] {
 }
 export type ProfileName = (typeof PROFILES)[number];
 
-/** The module configuration of a profile, with the lab's names and prefixes filled in. */
+/**
+ * The policy of a profile list: at most one censor profile and at most one path profile, joined by
+ * commas (`gfw-2022,path-cn-us`); a path profile alone means no censor modules.
+ */
 export function profilePolicy(profile: string, plan: LabPlan): Policy {
+  const parts = profile
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  const paths = parts.filter((p) => p.startsWith('path-'));
+  const censors = parts.filter((p) => !p.startsWith('path-'));
+  if (paths.length > 1 || censors.length > 1 || parts.length === 0)
+    throw new ConfigError(
+      'ERR_CONFIG',
+      `profile '${profile}': name one censor profile (${PROFILES.join(', ')}, none) and at most ` +
+        `one path profile (${PATH_PROFILES.join(', ')}), e.g. 'gfw-2022,path-cn-us'`,
+    );
+  const p = censorProfilePolicy(censors[0] ?? 'none', plan);
+  if (paths[0] !== undefined) p.path = pathProfile(paths[0]);
+  return p;
+}
+
+/** The module configuration of a censor profile, with the lab's names and prefixes filled in. */
+function censorProfilePolicy(profile: string, plan: LabPlan): Policy {
   const blocked = [plan.names.blocked];
   const base: ModuleConfigs = {
     sni: { blocklist: blocked },
@@ -149,7 +174,7 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
       // §9: the regional firewall in front of the GFW (gfw-2025)
       return {
         modules: {
-          ...profilePolicy('gfw-2025', plan).modules,
+          ...censorProfilePolicy('gfw-2025', plan).modules,
           henan: { blocklist: blocked, region: henanRegion(plan) },
         },
       };
@@ -169,7 +194,8 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
     default:
       throw new ConfigError(
         'ERR_CONFIG',
-        `unknown profile '${profile}' (known: ${PROFILES.join(', ')}, none)`,
+        `unknown profile '${profile}' (known: ${PROFILES.join(', ')}, none; ` +
+          `paths: ${PATH_PROFILES.join(', ')})`,
       );
   }
 }
@@ -224,6 +250,7 @@ export function checkPolicy(raw: unknown, where = 'policy'): Policy {
       );
   if (p.timeFactor !== undefined && !(p.timeFactor > 0))
     throw new ConfigError('ERR_CONFIG', `${where}: timeFactor must be > 0`);
+  if (p.path !== undefined) checkPathParams(p.path, `${where}: path`);
   return p;
 }
 

@@ -58,6 +58,8 @@ export interface TransportEntry {
   readonly unverified?: string;
   /** Slow rows run only when `--only` names them. */
   readonly optIn?: boolean;
+  /** The local SOCKS5 port in the client namespace, for rows that run a proxy client there. */
+  readonly socksPort?: number;
   /** Why it cannot run on this machine, or undefined. */
   unavailable?(): string | undefined;
   /** Starts what the transport needs (servers, local clients); returns how to stop it. */
@@ -214,6 +216,7 @@ export const TRANSPORTS: TransportEntry[] = [
   {
     name: 'shadowsocks-libev',
     description: "Debian's ss-local → ss-server (chacha20-ietf-poly1305), curl through SOCKS5",
+    socksPort: SS_LOCAL_PORT,
     unavailable: () =>
       hasCommand('ss-server') && hasCommand('ss-local')
         ? undefined
@@ -437,6 +440,7 @@ function ladderEntry(
   return {
     name,
     description,
+    socksPort,
     unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
     async setup(plan) {
       await startLadderServer(plan);
@@ -559,6 +563,27 @@ function ladderTransports(): TransportEntry[] {
     ),
     naiveTunnelEntry(),
     ladderRulesEntry(),
+  ];
+}
+
+/**
+ * Ladder's transports as a user runs them, for the path benchmark (bench/path.ts): every transport
+ * once, Trojan also over Mux.Cool with the client's default session count. Not report-card rows.
+ */
+export function ladderBenchTransports(): TransportEntry[] {
+  return [
+    ladderEntry('ladder-ss', 'Shadowsocks 2022 without a prefix', () =>
+      ladderSsUri(undefined, LADDER_CONTROL_PORT),
+    ),
+    ladderEntry(`ladder-ss-${PREFIX_PRESETS[0]!.name}`, 'Shadowsocks 2022 with a prefix', () =>
+      ladderSsUri(PREFIX_PRESETS[0]!.bytes),
+    ),
+    ladderEntry('ladder-trojan', 'Trojan over TLS', (p) => ladderTrojanUri(p)),
+    ladderEntry('ladder-trojan-mux', 'Trojan over TLS with Mux.Cool (default sessions)', (p) =>
+      ladderTrojanUri(p, { padding: true }),
+    ),
+    ladderEntry('ladder-ws-ss', 'Shadowsocks in a WebSocket over TLS', (p) => ladderWsSsUri(p)),
+    ladderEntry('ladder-ws-trojan', 'Trojan in a WebSocket over TLS', (p) => ladderWsTrojanUri(p)),
   ];
 }
 
