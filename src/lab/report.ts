@@ -640,7 +640,11 @@ function censorsEntries(): TransportEntry[] {
     };
   };
   return [
-    large('https-large', `curl to https://allowed.lab${LARGE_PAGE} (54,547 bytes): the byte-budget control`, undefined),
+    large(
+      'https-large',
+      `curl to https://allowed.lab${LARGE_PAGE} (54,547 bytes): the byte-budget control`,
+      undefined,
+    ),
     large(
       'https-parallel',
       `${PARALLEL_FETCHES} parallel curl fetches of it: the connection-count control`,

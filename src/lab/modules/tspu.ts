@@ -109,10 +109,7 @@ export class ByteBudgetModule implements CensorModule {
     if (!st.stalled) {
       st.stalled = true;
       ctx.blockFlow(flow, 's2c');
-      ctx.emit(
-        { module: this.name, action: 'stall', detail: `budget ${st.budget} bytes` },
-        flow,
-      );
+      ctx.emit({ module: this.name, action: 'stall', detail: `budget ${st.budget} bytes` }, flow);
     }
     return 'drop';
   }

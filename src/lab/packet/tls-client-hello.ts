@@ -148,11 +148,9 @@ export function withExtension(
  * declared length is not yet covered by whole records, undefined if `d` does not start with a
  * handshake record. Reads at most `maxRecords` records (a cap against a stream of tiny records).
  */
-export function joinHandshakeRecords(
-  d: Uint8Array,
-  maxRecords = 512,
-): Buffer | null | undefined {
-  if (d.length < TLS_RECORD_HEADER_LENGTH) return d.length === 0 || d[0] === 0x16 ? null : undefined;
+export function joinHandshakeRecords(d: Uint8Array, maxRecords = 512): Buffer | null | undefined {
+  if (d.length < TLS_RECORD_HEADER_LENGTH)
+    return d.length === 0 || d[0] === 0x16 ? null : undefined;
   if (!looksLikeTlsHandshake(d)) return undefined;
   const parts: Uint8Array[] = [];
   let have = 0;
