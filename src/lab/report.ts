@@ -640,6 +640,12 @@ function censorsEntries(): TransportEntry[] {
     };
   };
   return [
+    ladderEntry(
+      'ladder-ss-https',
+      `Shadowsocks ${LADDER_SS_METHOD} carrying HTTPS (a fully encrypted tunnel with TLS inside: the tls-in-tls-ru control)`,
+      () => ladderSsUri(undefined, LADDER_CONTROL_PORT),
+      true,
+    ),
     large(
       'https-large',
       `curl to https://allowed.lab${LARGE_PAGE} (54,547 bytes): the byte-budget control`,
