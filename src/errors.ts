@@ -25,6 +25,9 @@ export type ErrorCode =
   | 'ERR_TROJAN'
   | 'ERR_WEBSOCKET'
   | 'ERR_MUX_COOL'
+  | 'ERR_TLS_PROTOCOL'
+  | 'ERR_TLS_ALERT'
+  | 'ERR_TLS_CERT'
   // server: authentication and replay
   | 'ERR_CIPHER'
   | 'ERR_REPLAY_CLIENT'

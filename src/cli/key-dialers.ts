@@ -7,6 +7,7 @@ import { makeCipherKey } from '../crypto/ss-key.js';
 import { parseSsUri } from '../codec/access-key-uri.js';
 import { parseTrojanUri } from '../codec/trojan-uri.js';
 import { parseLadderKey } from '../codec/ladder-key.js';
+import { DEFAULT_TLS_FINGERPRINT, type TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import { SsPacketDialer, SsStreamDialer } from '../transport/ss-dialer.js';
 import { TrojanDialer } from '../transport/trojan-dialer.js';
 import { v2rayPluginOptions } from '../codec/v2ray-plugin.js';
@@ -36,6 +37,8 @@ export interface KeyDialers {
 export interface KeyDialerOptions {
   /** Mux.Cool sessions one connection carries in its life (default 128, as v2ray). */
   muxSessionsPerConnection?: number;
+  /** The TLS client for keys that name none (a ladder:// key's `fp`; default chrome). */
+  fp?: TlsFingerprint;
 }
 
 function single(
@@ -51,6 +54,7 @@ function single(
     const tls = {
       sni: t.sni ?? t.wsHost ?? t.host,
       ...(t.pinSha256 ? { pinSha256: t.pinSha256 } : {}),
+      fp: t.fp ?? o.fp ?? DEFAULT_TLS_FINGERPRINT,
     };
     const d = new TrojanDialer(server, {
       password: t.password,
@@ -75,7 +79,7 @@ function single(
         ? `trojan over WebSocket${t.security === 'none' ? '' : ' over TLS'}`
         : 'trojan over TLS';
     return {
-      name: `${formatHostPort(t.host, t.port)} with ${how}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
+      name: `${formatHostPort(t.host, t.port)} with ${how}${t.fp === 'node' ? ' (fp=node)' : ''}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
       stream: d,
       packet: d,
       ...(t.tag ? { tag: t.tag } : {}),
@@ -113,6 +117,7 @@ function single(
                     tls: {
                       sni: ws.host,
                       ...(ws.pinSha256 ? { pinSha256: ws.pinSha256 } : {}),
+                      fp: ws.fp ?? o.fp ?? DEFAULT_TLS_FINGERPRINT,
                       ...(ws.cert ? { ca: readPem(ws.cert) } : {}),
                     },
                   }
@@ -174,7 +179,7 @@ export function dialersForKey(
   const skipped: string[] = [];
   key.transports.forEach((t, i) => {
     try {
-      entries.push(single(t, options));
+      entries.push(single(t, key.fp ? { ...options, fp: key.fp } : options));
     } catch (err) {
       if (err instanceof LadderError) skipped.push(`transport ${i + 1}: ${err.message}`);
       else throw err;

@@ -25,6 +25,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { connect as connectTcp, createServer as createTcpServer } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { DecoySite } from '../server/decoy/decoy-site.js';
+import { DECOY_TLS_OPTIONS } from '../server/decoy/tls-context.js';
 import { join } from 'node:path';
 import { buildAnswer, decodeDnsQuestion, DNS_TYPE, isQuery, type DnsRecord } from './packet/dns.js';
 import { ipv4Bytes, ipv6Bytes } from './packet/ip.js';
@@ -220,6 +221,7 @@ export async function startServices(
   const secureContext = createSecureContext({
     key: readFileSync(join(plan.stateDir, 'ladder-key.pem')),
     cert: readFileSync(join(plan.stateDir, 'ladder-cert.pem')),
+    ...DECOY_TLS_OPTIONS,
   });
   const decoyTls = createTcpServer((raw) => {
     raw.on('error', () => raw.destroy());
