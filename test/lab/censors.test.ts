@@ -433,3 +433,56 @@ test('profiles ru-2026, ru-2026-mobile, ir-2026, tm-2025 build; every profile an
   ])
     assert.ok(cols.includes(c), c);
 });
+
+test('hostile packets through every new module: forwarded, dropped or answered, never a throw', () => {
+  const l = lab({
+    modules: {
+      'byte-budget': {
+        ranges: ['198.19.2.0/24'],
+        exemptSni: ['allowed.lab'],
+        minBytes: 10,
+        maxBytes: 20,
+      },
+      whitelist: { sni: ['allowed.lab'] },
+      'conn-count': { maxConnections: 1 },
+      'hello-score': { ranges: [{ cidr: '198.19.2.0/24', score: 1 }] },
+      sni: { blocklist: ['blocked.lab'], reassemble: true },
+      iran: { serverHelloPaths: ['198.19.2.0/24'] },
+      'volume-ban': { bytes: 100_000 },
+      mux: { pairs: 3, action: 'reset' },
+      'tls-in-tls-ru': {},
+    },
+  });
+  fc.assert(
+    fc.property(
+      fc.boolean(),
+      fc.boolean(),
+      fc.integer({ min: 1, max: 65535 }),
+      fc.integer({ min: 0, max: 255 }),
+      fc.uint8Array({ maxLength: 1500 }),
+      (isUdp, c2s, port, flags, body) => {
+        const payload = Buffer.concat([Buffer.of(0x16, 0x03, 0x01), body]);
+        const ends = { src: c2s ? C : S, dst: c2s ? S : C };
+        const pkt = isUdp
+          ? buildUdpPacket({
+              ip: { ...ends, protocol: 17, ttl: 64 },
+              srcPort: c2s ? port : 443,
+              dstPort: c2s ? 443 : port,
+              payload,
+            })
+          : buildTcpPacket({
+              ip: { ...ends, protocol: 6, ttl: 64 },
+              srcPort: c2s ? port : 443,
+              dstPort: c2s ? 443 : port,
+              seq: port * 7,
+              ack: 1,
+              flags,
+              payload,
+            });
+        l.engine.handle(pkt);
+      },
+    ),
+    { numRuns: 2000 },
+  );
+  assert.ok(l.engine.stats.packets >= 2000);
+});
