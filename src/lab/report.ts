@@ -624,6 +624,8 @@ function censorsEntries(): TransportEntry[] {
             '--max-time',
             String(timeoutS),
             ...(opts.parallel ? ['--parallel', '--parallel-immediate'] : []),
+            // a fresh connection per fetch: no HTTP keep-alive over one SOCKS connection
+            ...(fetches > 1 ? ['-H', 'Connection: close'] : []),
             ...(uri ? ['--socks5-hostname', `127.0.0.1:${socksPort}`] : []),
             ...(scheme === 'https' ? ['--cacert', caPath(plan)] : []),
             ...Array.from({ length: fetches }, () => url),

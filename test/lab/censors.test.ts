@@ -357,6 +357,10 @@ test('tls-in-tls-ru (n4p#363): 3 client packets ≥ 411 bytes in a fully encrypt
   const tls = new Conn(l, 40002).open();
   assert.ok(tls.data(true, await nodeClientHelloRecord('ladder.lab')));
   for (let i = 0; i < 5; i++) assert.ok(tls.data(true, randomBytes(800)));
+  // a TLS flow first seen mid-way (application data records) is TLS outside too
+  const mid = new Conn(l, 40003).open();
+  for (let i = 0; i < 5; i++)
+    assert.ok(mid.data(true, Buffer.concat([Buffer.from('1703030320', 'hex'), randomBytes(800)])));
 });
 
 test('quic load shedding (USENIX Security 2025): Initials beyond the capacity in a second are not inspected', async () => {

@@ -393,7 +393,9 @@ export class RuTlsInTlsModule implements CensorModule {
     if (!p.c2s || p.payload.length === 0) return undefined;
     let sizes = flow.scratch.get(this.name) as number[] | undefined;
     if (!sizes) {
-      if (p.payload[0] === 0x16 && p.payload[1] === 0x03) {
+      // Any TLS record type (CCS, alert, handshake, application data): a flow first seen mid-way,
+      // such as a long-lived multiplexed connection, is TLS outside too.
+      if (p.payload[0]! >= 0x14 && p.payload[0]! <= 0x17 && p.payload[1] === 0x03) {
         flow.watchers.delete(this); // TLS outside: not a fully encrypted tunnel
         return undefined;
       }
