@@ -19,7 +19,8 @@ import { parseFlags } from './args.js';
 const USAGE = `ladder lab <subcommand>
 
   up      build the lab (root): namespaces <prefix>client|wall|abroad|domestic, services, censor
-          --prefix P (default ldr-)  --profile gfw-2022|gfw-2025|sensitive-period|none  --policy FILE
+          --prefix P (default ldr-)  --policy FILE
+          --profile gfw-2022|gfw-2025|henan-2024|sensitive-period|ru-2026|ru-2026-mobile|ir-2026|tm-2025|none
           --path path-good|path-cn-us|path-cn-peak (delay, jitter, loss and a bandwidth cap in the
           wall; also as --profile gfw-2022,path-cn-us)
           --time-factor F (multiplies published durations; default 1)  --mtu M (default 9000)

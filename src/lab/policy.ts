@@ -11,6 +11,22 @@
  * - `henan-2024`: gfw-2025 behind Henan's regional firewall (§9, since August 2023).
  * - `sensitive-period`: gfw-2025 plus all outbound UDP dropped and TLS allowed only to allow-listed
  *   SNIs (§17).
+ *
+ * Profiles from the 2024–2026 findings (reference censorship-2024-2026.md; module files cite each
+ * source):
+ * - `ru-2026`: Russia's TSPU on a home ISP: WireGuard and OpenVPN by protocol (n4p#274), ECH with
+ *   cloudflare-ech.com frozen (n4p#417), the TLS-in-TLS rule of 3 packets ≥ 411 bytes (n4p#363),
+ *   the 14–32 KB byte budget to the lab's "foreign hosting" prefix with the allowed SNI exempt
+ *   (n4p#490, #662), connection-count policing (n4p#546), ClientHello scoring (Xray-core#6293), a
+ *   reassembling SNI filter (teleproxy#39) and QUIC SNI (n4p#654).
+ * - `ru-2026-mobile`: ru-2026 plus whitelist mode, as on mobile networks (n4p#516, #579, #650).
+ * - `ir-2026`: Iran after June 2025: ServerHello dropped, UDP other than DNS, QUIC and IPv6 blocked
+ *   (n4p#489), over SNI, DNS and HTTP filtering (n4p#586). The 2026 client allowlist is the `iran
+ *   allowlist` column: with it on, the lab's client (not on the list) reaches nothing abroad.
+ * - `tm-2025`: Turkmenistan's volume bans (n4p#523) over SNI, DNS and HTTP filtering.
+ * - `gfw-2025` gains the multiplexing classifier in score mode (NDSS 2025: a feature researchers
+ *   showed, not a rule the GFW is known to enforce) and QUIC load shedding stays off (a property
+ *   of load the lab does not generate).
  * @module
  */
 import { readFileSync } from 'node:fs';
@@ -35,6 +51,21 @@ import {
   type ThrottleParams,
 } from './modules/sensitive.js';
 import { SniModule, type SniParams } from './modules/sni.js';
+import { IranModule, type IranParams } from './modules/iran.js';
+import { MuxModule, type MuxParams } from './modules/mux.js';
+import {
+  ByteBudgetModule,
+  ConnCountModule,
+  HelloScoreModule,
+  RuTlsInTlsModule,
+  WhitelistModule,
+  type ByteBudgetParams,
+  type ConnCountParams,
+  type HelloScoreParams,
+  type RuTlsInTlsParams,
+  type WhitelistParams,
+} from './modules/tspu.js';
+import { VolumeBanModule, type VolumeBanParams } from './modules/volume-ban.js';
 import { QuicModule, type QuicParams } from './modules/quic.js';
 import { TlsInTlsModule, type TlsInTlsParams } from './modules/tls-in-tls.js';
 import { TlsFingerprintModule, type TlsFingerprintParams } from './modules/tls-fingerprint.js';
@@ -66,6 +97,14 @@ export interface ModuleConfigs {
   'port443-reset'?: Record<string, never>;
   throttle?: Partial<ThrottleParams>;
   blockpage?: Partial<BlockPageParams>;
+  'byte-budget'?: Partial<ByteBudgetParams>;
+  whitelist?: Partial<WhitelistParams>;
+  'conn-count'?: Partial<ConnCountParams>;
+  'hello-score'?: Partial<HelloScoreParams>;
+  'tls-in-tls-ru'?: Partial<RuTlsInTlsParams>;
+  iran?: Partial<IranParams>;
+  'volume-ban'?: Partial<VolumeBanParams>;
+  mux?: Partial<MuxParams>;
 }
 
 export type ModuleName = keyof ModuleConfigs;
@@ -73,16 +112,21 @@ export type ModuleName = keyof ModuleConfigs;
 /** Module names in the order packets visit them. */
 export const MODULE_NAMES = [
   'egress',
+  'volume-ban',
+  'iran',
   'ipblock',
   'udp-drop',
   'port443-reset',
   'allowlist',
+  'whitelist',
   'dns',
   'henan',
   'sni',
   'esni',
   'ech',
   'tls-fingerprint',
+  'hello-score',
+  'conn-count',
   'tor',
   'quic',
   'http',
@@ -91,6 +135,9 @@ export const MODULE_NAMES = [
   'openvpn',
   'wireguard',
   'tls-in-tls',
+  'tls-in-tls-ru',
+  'mux',
+  'byte-budget',
   'throttle',
   'probe',
 ] as const satisfies readonly ModuleName[];
@@ -107,7 +154,28 @@ export interface Policy {
   path?: PathParams;
 }
 
-export const PROFILES = ['gfw-2022', 'gfw-2025', 'henan-2024', 'sensitive-period'] as const;
+export const PROFILES = [
+  'gfw-2022',
+  'gfw-2025',
+  'henan-2024',
+  'sensitive-period',
+  'ru-2026',
+  'ru-2026-mobile',
+  'ir-2026',
+  'tm-2025',
+] as const;
+
+/** The TSPU's modules as the lab configures them (ru-2026 and the single-module columns). */
+function tspu(plan: LabPlan): ModuleConfigs {
+  const allowed = [plan.names.allowed];
+  return {
+    'byte-budget': { ranges: [plan.vpsPrefix] },
+    'conn-count': { maxConnections: 6 },
+    'hello-score': { ranges: [{ cidr: plan.vpsPrefix, score: 1 }], allowedSni: allowed },
+    'tls-in-tls-ru': {},
+    whitelist: { sni: allowed },
+  };
+}
 
 /** The lab's "Henan": the client namespace's prefixes (§9: only traffic leaving it is censored). */
 function henanRegion(plan: LabPlan): string[] {
@@ -168,6 +236,7 @@ function censorProfilePolicy(profile: string, plan: LabPlan): Policy {
           tor: { proberAddresses: plan.prober },
           // replay-based probing of high-entropy first packets (§2) outlived FET blocking
           probe: { proberAddresses: plan.prober, trigger: 'entropy' },
+          mux: { action: 'score' },
         },
       };
     case 'henan-2024':
@@ -191,6 +260,32 @@ function censorProfilePolicy(profile: string, plan: LabPlan): Policy {
           allowlist: { sni: [plan.names.allowed] },
         },
       };
+    case 'ru-2026': {
+      const t = tspu(plan);
+      return {
+        modules: {
+          ...base,
+          sni: { blocklist: blocked, reassemble: true },
+          quic: { blocklist: blocked },
+          openvpn: {},
+          wireguard: {},
+          ech: { mode: 'tspu-ru' },
+          'tls-in-tls-ru': t['tls-in-tls-ru']!,
+          // n4p#662: a few SNIs (sites the TSPU spares) are exempt from the budget
+          'byte-budget': { ...t['byte-budget'], exemptSni: [plan.names.allowed] },
+          'conn-count': t['conn-count']!,
+          'hello-score': t['hello-score']!,
+        },
+      };
+    }
+    case 'ru-2026-mobile':
+      return {
+        modules: { ...profilePolicy('ru-2026', plan).modules, whitelist: tspu(plan).whitelist! },
+      };
+    case 'ir-2026':
+      return { modules: { ...base, iran: {} } };
+    case 'tm-2025':
+      return { modules: { ...base, 'volume-ban': {} } };
     default:
       throw new ConfigError(
         'ERR_CONFIG',
@@ -221,6 +316,10 @@ export function modulePolicy(name: ModuleName, plan: LabPlan, overrides: object 
     esni: {},
     ech: {},
     henan: { blocklist: [plan.names.blocked], region: henanRegion(plan) },
+    ...tspu(plan),
+    iran: {},
+    'volume-ban': {},
+    mux: { action: 'reset' },
   };
   return { modules: { [name]: { ...(lab[name] as object), ...overrides } } };
 }
@@ -324,6 +423,30 @@ export function buildModules(policy: Policy): CensorModule[] {
         break;
       case 'blockpage':
         out.push(new BlockPageModule(m.blockpage));
+        break;
+      case 'byte-budget':
+        out.push(new ByteBudgetModule(m['byte-budget']));
+        break;
+      case 'whitelist':
+        out.push(new WhitelistModule(m.whitelist));
+        break;
+      case 'conn-count':
+        out.push(new ConnCountModule(m['conn-count']));
+        break;
+      case 'hello-score':
+        out.push(new HelloScoreModule(m['hello-score']));
+        break;
+      case 'tls-in-tls-ru':
+        out.push(new RuTlsInTlsModule(m['tls-in-tls-ru']));
+        break;
+      case 'iran':
+        out.push(new IranModule(m.iran));
+        break;
+      case 'volume-ban':
+        out.push(new VolumeBanModule(m['volume-ban']));
+        break;
+      case 'mux':
+        out.push(new MuxModule(m.mux));
         break;
     }
   }
