@@ -446,6 +446,8 @@ function errorReply(err: unknown): Reply {
         return { status: 404, json: { code: 'NotFoundError', message: err.message } };
       case 'ERR_CONFLICT':
         return { status: 409, json: { code: 'Conflict', message: err.message } };
+      case 'ERR_STORE_UNAVAILABLE':
+        return { status: 503, json: { code: 'StoreUnavailable', message: err.message } };
       case 'ERR_USAGE':
       case 'ERR_UNKNOWN_METHOD':
       case 'ERR_KEY_URI':

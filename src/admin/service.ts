@@ -11,7 +11,7 @@ import { formatSsUri } from '../codec/access-key-uri.js';
 import { formatTrojanUri, parseTrojanUri } from '../codec/trojan-uri.js';
 
 import { formatLadderKey } from '../codec/ladder-key.js';
-import type { KeyStore } from '../store/key-store.js';
+import type { AccessKeyStore } from '../store/key-store.js';
 import {
   checkDataLimit,
   checkExpiry,
@@ -66,11 +66,11 @@ export interface ApiKey {
 }
 
 export class AdminService {
-  readonly store: KeyStore;
+  readonly store: AccessKeyStore;
   readonly keys: KeyManager;
   readonly metrics: Metrics | undefined;
 
-  constructor(store: KeyStore, keys: KeyManager, metrics?: Metrics) {
+  constructor(store: AccessKeyStore, keys: KeyManager, metrics?: Metrics) {
     this.store = store;
     this.keys = keys;
     this.metrics = metrics;
