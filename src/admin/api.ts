@@ -346,6 +346,7 @@ export class ManagementApi {
         },
       };
     });
+    r('GET', `${v1}/fleet`, () => ({ status: 200, json: s.fleetJson() }));
     r('GET', `${v1}/usage`, (_p, _b, q) => ({
       status: 200,
       json: { days: keys.history(undefined, parseDays(q.get('days'))) },

@@ -111,7 +111,7 @@ export class Operator {
           'ERR_USAGE',
           `a --key is named '${k.id}', the id of a stored key in ${o.dataDir}; give the URI another #tag`,
         );
-    this.service = new AdminService(this.store, this.keys, o.metrics);
+    this.service = new AdminService(this.store, this.keys, o.metrics, o.fleet);
     const counting = new CountingGate(o.metrics);
     this.gate = {
       open: (id, client, transport) =>
@@ -138,6 +138,7 @@ export class Operator {
       publicHost: this.service.hostname,
       port: reach.port,
       connections: () => this.service.metrics?.snapshot().active ?? 0,
+      reach: () => JSON.stringify(this.service.reachability()),
     });
   }
 

@@ -65,6 +65,8 @@ export interface NodeInfo {
   publicHost: string;
   port: number;
   connections(): number;
+  /** Opaque JSON: how clients reach this node's transports. */
+  reach(): string;
 }
 
 /** `--store` must be a PostgreSQL URL; the message names the fix. Never echoes the URL (it may hold a password). */
@@ -324,6 +326,7 @@ export class FleetStore implements AccessKeyStore {
           startedMs: this.#startedMs,
           seenMs: Date.now(),
           connections: this.#info.connections(),
+          reach: this.#info.reach(),
         });
       if (Date.now() - this.#lastResync >= (this.#o.resyncMs ?? 30_000)) await this.#fullSync(c);
     } catch (err) {

@@ -69,7 +69,8 @@ export const PG_MIGRATIONS: readonly string[] = [
      port        INTEGER NOT NULL,
      started_ms  BIGINT NOT NULL,
      seen_ms     BIGINT NOT NULL,
-     connections INTEGER NOT NULL DEFAULT 0
+     connections INTEGER NOT NULL DEFAULT 0,
+     reach       TEXT NOT NULL DEFAULT '{}'
    );`,
 ];
 
@@ -309,16 +310,18 @@ export interface FleetNode {
   startedMs: number;
   seenMs: number;
   connections: number;
+  /** How clients reach the node's transports (the admin service's Reachability, as JSON). */
+  reach: string;
 }
 
 export async function heartbeatPg(c: pg.ClientBase, n: FleetNode): Promise<FleetNode[]> {
   await c.query(
-    `INSERT INTO ladder_nodes (node_id, name, public_host, port, started_ms, seen_ms, connections)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)
+    `INSERT INTO ladder_nodes (node_id, name, public_host, port, started_ms, seen_ms, connections, reach)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
      ON CONFLICT (node_id) DO UPDATE SET name = excluded.name, public_host = excluded.public_host,
        port = excluded.port, started_ms = excluded.started_ms, seen_ms = excluded.seen_ms,
-       connections = excluded.connections`,
-    [n.nodeId, n.name, n.publicHost, n.port, n.startedMs, n.seenMs, n.connections],
+       connections = excluded.connections, reach = excluded.reach`,
+    [n.nodeId, n.name, n.publicHost, n.port, n.startedMs, n.seenMs, n.connections, n.reach],
   );
   const r = await c.query('SELECT * FROM ladder_nodes ORDER BY started_ms, node_id');
   return r.rows.map((x: Record<string, unknown>) => ({
@@ -329,5 +332,13 @@ export async function heartbeatPg(c: pg.ClientBase, n: FleetNode): Promise<Fleet
     startedMs: Number(x.started_ms),
     seenMs: Number(x.seen_ms),
     connections: Number(x.connections),
+    reach: String(x.reach),
   }));
+}
+
+/** Removes a node from the fleet list (a blocked server that was replaced). */
+export async function forgetNodePg(c: pg.ClientBase, nodeId: string): Promise<boolean> {
+  const r = await c.query('DELETE FROM ladder_nodes WHERE node_id = $1', [nodeId]);
+  await c.query('DELETE FROM ladder_usage_batches WHERE node_id = $1', [nodeId]);
+  return r.rowCount === 1;
 }

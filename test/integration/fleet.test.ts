@@ -17,6 +17,7 @@ import { startOrigin, type Origin } from '../helpers/origin.js';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pgLib from 'pg';
+import { parseLadderKey } from '../../src/codec/ladder-key.js';
 
 /** Request and response headers of one fetchThrough: usage counts them too. */
 const HEADERS_SLACK = 2_000;
@@ -252,5 +253,34 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
       201,
       'changes work again',
     );
+  });
+
+  test('every node shows the fleet, and bundles list every server', async () => {
+    interface Fleet {
+      fleet: boolean;
+      storeReachable: boolean;
+      servers: { id: string; port: number; self: boolean; healthy: boolean; bytes: number }[];
+    }
+    let fleet: Fleet | undefined;
+    await within('three healthy servers listed', 10_000, async () => {
+      fleet = (await nodes[1]!.api('GET', '/ladder/v1/fleet')).body as Fleet;
+      return fleet.servers.filter((x) => x.healthy).length === 3;
+    });
+    assert.equal(fleet!.fleet, true);
+    assert.equal(fleet!.storeReachable, true);
+    assert.equal(fleet!.servers.filter((x) => x.self).length, 1);
+    assert.deepEqual(new Set(fleet!.servers.map((x) => x.port)), new Set(nodes.map((n) => n.port)));
+    assert.ok(
+      fleet!.servers.some((x) => x.bytes > 0),
+      'per-server usage',
+    );
+    const key = (await nodes[0]!.api('POST', '/access-keys', { name: 'bundle' })).body as Key & {
+      ladder: { bundleUrl: string };
+    };
+    const ports = parseLadderKey(key.ladder.bundleUrl).transports.map((t) =>
+      Number(/:(\d+)(?:[/?#]|$)/.exec(t.replace(/^[a-z]+:\/\/[^@]*@/, 'x://'))?.[1]),
+    );
+    assert.equal(ports[0], nodes[0]!.port, 'this server first');
+    assert.deepEqual(new Set(ports), new Set(nodes.map((n) => n.port)));
   });
 });
