@@ -447,6 +447,8 @@ async function main(): Promise<void> {
       plan.push(
         { name: 'trojan-gfw', make: () => setupTrojanGfw(originPort) },
         { name: 'ladder trojan/tls', make: () => setupLadderTrojan() },
+        // The same with Node's TLS client (fp=node) beside the default fp=chrome client.
+        { name: 'ladder trojan/tls fp=node', make: () => setupLadderTrojan({ fp: 'node' }) },
         { name: 'ladder trojan/tls mux', make: () => setupLadderTrojan({ mux: true }) },
         { name: 'ladder trojan/tls split', make: () => setupLadderTrojan({ split: true }) },
         { name: 'ladder ws/tls trojan', make: () => setupLadderTrojan({ ws: true }) },

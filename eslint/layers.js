@@ -16,7 +16,7 @@ export const LAYERS = [
   ['codec'],
   ['stream'],
   ['transport'],
-  ['access', 'proxy'],
+  ['access', 'proxy', 'routing'],
   ['store'],
   ['server'],
   ['admin'],

@@ -25,6 +25,9 @@ export type ErrorCode =
   | 'ERR_TROJAN'
   | 'ERR_WEBSOCKET'
   | 'ERR_MUX_COOL'
+  | 'ERR_TLS_PROTOCOL'
+  | 'ERR_TLS_ALERT'
+  | 'ERR_TLS_CERT'
   // server: authentication and replay
   | 'ERR_CIPHER'
   | 'ERR_REPLAY_CLIENT'
@@ -32,6 +35,7 @@ export type ErrorCode =
   | 'ERR_PROBE_TIMEOUT'
   | 'ERR_PROBE_SHORT'
   | 'ERR_ACCESS_DENIED'
+  | 'ERR_UDP_BUDGET'
   // dialing and relaying
   | 'ERR_DIAL_REFUSED'
   | 'ERR_DIAL_UNREACHABLE'
@@ -40,6 +44,7 @@ export type ErrorCode =
   | 'ERR_DIAL_FORBIDDEN'
   | 'ERR_DIAL'
   | 'ERR_SERVER_UNREACHABLE'
+  | 'ERR_RULE_REJECT'
   | 'ERR_IDLE_TIMEOUT'
   | 'ERR_ABORTED'
   // configuration and CLI
@@ -48,6 +53,8 @@ export type ErrorCode =
   | 'ERR_UNKNOWN_METHOD'
   | 'ERR_LISTEN'
   | 'ERR_USAGE'
+  | 'ERR_RULES'
+  | 'ERR_GEOIP'
   // operator: key store and management API
   | 'ERR_NOT_FOUND'
   | 'ERR_CONFLICT'

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { makeCipherKey, type SsCipherKey } from '../src/crypto/ss-key.js';
-import { SaltFilter, SaltPool, SlidingWindow } from '../src/crypto/replay.js';
+import { RotatingSaltFilter, SaltPool, SlidingWindow } from '../src/crypto/replay.js';
 import {
   SsKeyTable,
   SsTcpAcceptor,
@@ -65,9 +65,9 @@ const hex = (u: Uint8Array): string => Buffer.from(u).toString('hex');
 const openGuard = (): ReplayGuard => ({ addSalt2017: () => true, addSalt2022: () => true });
 /** The server's real filters. */
 function realGuard(): ReplayGuard {
-  const f = new SaltFilter();
+  const f = new RotatingSaltFilter(randomBytes(16));
   const p = new SaltPool();
-  return { addSalt2017: (s) => f.add(s), addSalt2022: (s, now) => p.add(s, now) };
+  return { addSalt2017: (s) => f.add(s, 0), addSalt2022: (s, now) => p.add(s, now, now) };
 }
 const tableFor = (key: SsCipherKey): SsKeyTable => new SsKeyTable([{ id: 'k', key }]);
 const om = (m: string): oracle.OracleMethod => m as oracle.OracleMethod;

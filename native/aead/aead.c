@@ -249,14 +249,63 @@ static napi_value hkdf_sha1(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* TLS 1.3 records (RFC 8446 §5.2): the caller gives the per-record nonce (IV XOR sequence number)
+ * and the record header as additional data; the context's own nonce is not used. In place allowed. */
+static napi_value tls_record(napi_env env, napi_callback_info info, int sealing) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 6) return throw_error(env, "sealTls/openTls(ctx, nonce, aad, input, out, offset)");
+  Aead *a = get_aead(env, argv[0]);
+  unsigned char *nonce, *aad, *in, *out;
+  size_t noncelen, aadlen, inlen, outlen;
+  int64_t off;
+  if (!a || a->encrypt != sealing) return throw_error(env, "wrong context for this direction");
+  if (!get_bytes(env, argv[1], &nonce, &noncelen) || !get_bytes(env, argv[2], &aad, &aadlen) ||
+      !get_bytes(env, argv[3], &in, &inlen) || !get_bytes(env, argv[4], &out, &outlen))
+    return throw_error(env, "buffers must be Uint8Array");
+  if (noncelen != NONCE || aadlen > 64) return throw_error(env, "bad nonce or aad");
+  if (napi_get_value_int64(env, argv[5], &off) != napi_ok || off < 0) return throw_error(env, "bad offset");
+  if (inlen > 0x7fffffff) return throw_error(env, "input too large");
+  int len = 0, fin = 0;
+  unsigned char *dst = out + off;
+  if (sealing) {
+    if ((size_t)off > outlen || outlen - (size_t)off < inlen + TAG) return throw_error(env, "output too small");
+    if (EVP_EncryptInit_ex(a->ctx, NULL, NULL, NULL, nonce) != 1 ||
+        EVP_EncryptUpdate(a->ctx, NULL, &len, aad, (int)aadlen) != 1 ||
+        EVP_EncryptUpdate(a->ctx, dst, &len, in, (int)inlen) != 1 ||
+        EVP_EncryptFinal_ex(a->ctx, dst + len, &fin) != 1 ||
+        EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_GET_TAG, TAG, dst + inlen) != 1)
+      return throw_error(env, "seal failed");
+    return make_int(env, (int64_t)inlen + TAG);
+  }
+  if (inlen < TAG) return make_int(env, -1);
+  size_t n = inlen - TAG;
+  if ((size_t)off > outlen || outlen - (size_t)off < n) return throw_error(env, "output too small");
+  unsigned char tag[TAG];
+  memcpy(tag, in + n, TAG);
+  if (EVP_DecryptInit_ex(a->ctx, NULL, NULL, NULL, nonce) != 1 ||
+      EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_SET_TAG, TAG, tag) != 1 ||
+      EVP_DecryptUpdate(a->ctx, NULL, &len, aad, (int)aadlen) != 1 ||
+      EVP_DecryptUpdate(a->ctx, dst, &len, in, (int)n) != 1)
+    return throw_error(env, "open failed");
+  if (EVP_DecryptFinal_ex(a->ctx, dst + len, &fin) != 1) return make_int(env, -1);
+  return make_int(env, (int64_t)n);
+}
+
+static napi_value seal_tls(napi_env env, napi_callback_info info) { return tls_record(env, info, 1); }
+static napi_value open_tls(napi_env env, napi_callback_info info) { return tls_record(env, info, 0); }
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"create", NULL, create, NULL, NULL, NULL, napi_default, NULL},
     {"seal", NULL, seal, NULL, NULL, NULL, napi_default, NULL},
     {"open", NULL, open_, NULL, NULL, NULL, napi_default, NULL},
     {"hkdfSha1", NULL, hkdf_sha1, NULL, NULL, NULL, napi_default, NULL},
+    {"sealTls", NULL, seal_tls, NULL, NULL, NULL, napi_default, NULL},
+    {"openTls", NULL, open_tls, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, 4, props);
+  napi_define_properties(env, exports, 6, props);
   return exports;
 }
 

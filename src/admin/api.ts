@@ -9,8 +9,15 @@
  * 404, 409 or 500.
  * @module
  */
-import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -21,6 +28,10 @@ import QRCode from 'qrcode';
 import { LadderError } from '../errors.js';
 import { listenTcp } from '../transport/listen.js';
 import type { AdminService } from './service.js';
+import { SecretPrefixFront, type ApiConnectionHandler } from './api-front.js';
+import { DecoySite, type Fallback } from '../server/decoy/decoy-site.js';
+import { endedReplay } from '../stream/ended-replay.js';
+import { DECOY_TLS_OPTIONS } from '../server/decoy/tls-context.js';
 
 const debug = debuglog('ladder:api');
 const MAX_BODY_BYTES = 64 * 1024;
@@ -84,10 +95,15 @@ export interface ManagementApiOptions {
   dashboardDir?: string;
 }
 
-export class ManagementApi {
+export class ManagementApi implements ApiConnectionHandler {
   readonly #o: ManagementApiOptions;
   readonly #routes: { method: string; pattern: RegExp; handler: Handler }[] = [];
-  #server: Server | null = null;
+  /** Serves connections handed over by a SecretPrefixFront; never listens itself. */
+  readonly #http: HttpServer;
+  #server: TlsServer | null = null;
+  #front: SecretPrefixFront | null = null;
+  /** Connections handed to #http (a server that never listens does not track them itself). */
+  readonly #conns = new Set<Duplex>();
 
   constructor(options: ManagementApiOptions) {
     if (!/^\/[A-Za-z0-9_-]{8,}$/.test(options.prefix))
@@ -97,11 +113,8 @@ export class ManagementApi {
       );
     this.#o = options;
     this.#defineRoutes();
-  }
-
-  async listen(host: string, port: number): Promise<AddressInfo> {
-    const server = createServer(
-      { cert: this.#o.cert, key: this.#o.key, requestTimeout: 30_000, headersTimeout: 20_000 },
+    this.#http = createHttpServer(
+      { requestTimeout: 30_000, headersTimeout: 20_000 },
       // #handle answers every error itself; this catch is the net under it, so that a handler's
       // bug costs one request rather than the process (an unhandled rejection ends Node).
       (req, res) =>
@@ -110,9 +123,7 @@ export class ManagementApi {
           res.destroy();
         }),
     );
-    await listenTcp(server, host, port, 'TCP', '--api');
-    server.on('tlsClientError', () => {});
-    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       debug('client error %s', err.code ?? err.message);
       if (socket.writable)
         socket.end(
@@ -120,15 +131,61 @@ export class ManagementApi {
         );
       else socket.destroy();
     });
+  }
+
+  /** The secret path prefix ("/Xk3..."). */
+  get prefix(): string {
+    return this.#o.prefix;
+  }
+
+  /**
+   * A front for a TLS port shared with something else (the main port): connections whose first
+   * request is under the secret prefix come here, all others go to `fallback`.
+   */
+  front(fallback: Fallback): SecretPrefixFront {
+    return new SecretPrefixFront(this.#o.prefix, this, fallback);
+  }
+
+  handleConnection(conn: Duplex, head: Buffer): void {
+    this.#conns.add(conn);
+    conn.once('close', () => this.#conns.delete(conn));
+    if (conn.readableEnded) {
+      this.#http.emit('connection', endedReplay(conn, head) as Socket);
+      return;
+    }
+    if (head.length > 0) conn.unshift(head);
+    this.#http.emit('connection', conn as Socket);
+    if (conn.isPaused()) conn.resume();
+  }
+
+  /**
+   * Serves the API over TLS on its own port. A connection whose first request is outside the
+   * secret prefix gets `fallback` (default: the built-in decoy site), as the main port would give.
+   */
+  async listen(host: string, port: number, fallback?: Fallback): Promise<AddressInfo> {
+    const front = this.front(fallback ?? new DecoySite());
+    const server = createTlsServer(
+      { cert: this.#o.cert, key: this.#o.key, handshakeTimeout: 60_000, ...DECOY_TLS_OPTIONS },
+      (socket) => {
+        socket.on('error', () => socket.destroy());
+        front.handle(socket, Buffer.alloc(0));
+      },
+    );
+    server.on('tlsClientError', () => {});
+    await listenTcp(server, host, port, 'TCP', '--api');
     this.#server = server;
+    this.#front = front;
     return server.address() as AddressInfo;
   }
 
   close(): Promise<void> {
     const s = this.#server;
     this.#server = null;
+    for (const c of this.#conns) c.destroy();
+    this.#conns.clear();
+    this.#front?.close();
+    this.#front = null;
     if (!s) return Promise.resolve();
-    s.closeAllConnections();
     return new Promise((r) => s.close(() => r()));
   }
 

@@ -7,6 +7,7 @@ import { dialersForKey } from './key-dialers.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
+import { buildRoutedDialer, ROUTING_FLAGS, ROUTING_HELP, routingConfig } from './routing-setup.js';
 
 const HELP = `ladder client --server <key> [--socks <host:port>] [--http <host:port>] [options]
 
@@ -22,7 +23,9 @@ options:
   --user <name:password> require this username and password on both proxies
   --mux-sessions <n>     with a Mux.Cool key (trojan mux=n, v2ray-plugin): sessions one connection
                          carries in its life before a fresh one is opened (default 128, as v2ray;
-                         1: a connection per session, each padded from its start)`;
+                         1: a connection per session, each padded from its start)
+
+${ROUTING_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags('client', argv, {
@@ -33,6 +36,7 @@ export async function run(argv: string[]): Promise<number> {
     'no-http': { type: 'boolean' },
     user: { type: 'string' },
     'mux-sessions': { type: 'string' },
+    ...ROUTING_FLAGS,
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -61,8 +65,12 @@ export async function run(argv: string[]): Promise<number> {
     muxSessionsPerConnection ? { muxSessionsPerConnection } : {},
   );
   for (const s of keyDialers.skipped) console.log(`ladder client: skipping ${s}`);
-  const dialer = keyDialers.stream;
-  const packetDialer = keyDialers.packet;
+  const routing = routingConfig(values);
+  const routed = routing
+    ? buildRoutedDialer(routing, keyDialers, { log: (line) => console.log(line) })
+    : undefined;
+  const dialer = routed ?? keyDialers.stream;
+  const packetDialer = routed ?? keyDialers.packet;
   let users: Map<string, string> | undefined;
   if (values.user !== undefined) {
     const i = values.user.indexOf(':');
@@ -91,6 +99,7 @@ export async function run(argv: string[]): Promise<number> {
       'client: with both --no-socks and --no-http there is nothing to run',
     );
   console.log(`ladder client: carrying traffic through ${keyDialers.what}`);
+  if (routed) console.log(`ladder client: routing by ${routing!.rules}`);
   await untilSignal();
   await Promise.all(closers.map((c) => c()));
   return 0;

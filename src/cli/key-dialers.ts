@@ -7,6 +7,7 @@ import { makeCipherKey } from '../crypto/ss-key.js';
 import { parseSsUri } from '../codec/access-key-uri.js';
 import { parseTrojanUri } from '../codec/trojan-uri.js';
 import { parseLadderKey } from '../codec/ladder-key.js';
+import { DEFAULT_TLS_FINGERPRINT, type TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import { SsPacketDialer, SsStreamDialer } from '../transport/ss-dialer.js';
 import { TrojanDialer } from '../transport/trojan-dialer.js';
 import { v2rayPluginOptions } from '../codec/v2ray-plugin.js';
@@ -25,15 +26,25 @@ export interface KeyDialers {
   what: string;
   /** Set for ladder:// keys: the failover dialer, to report switches. */
   failover?: FailoverDialer;
+  /**
+   * Each transport's own dialers by its name (the `#tag` of its URI in the key), for routing rules
+   * that name a transport. Transports without a tag are not listed.
+   */
+  transports: ReadonlyMap<string, { stream: StreamDialer; packet: PacketDialer }>;
 }
 
 /** Client-side choices that are not part of a key. */
 export interface KeyDialerOptions {
   /** Mux.Cool sessions one connection carries in its life (default 128, as v2ray). */
   muxSessionsPerConnection?: number;
+  /** The TLS client for keys that name none (a ladder:// key's `fp`; default chrome). */
+  fp?: TlsFingerprint;
 }
 
-function single(uri: string, o: KeyDialerOptions): FailoverEntry & { packet: PacketDialer } {
+function single(
+  uri: string,
+  o: KeyDialerOptions,
+): FailoverEntry & { packet: PacketDialer; tag?: string } {
   const perConnection = o.muxSessionsPerConnection
     ? { muxSessionsPerConnection: o.muxSessionsPerConnection }
     : {};
@@ -43,6 +54,7 @@ function single(uri: string, o: KeyDialerOptions): FailoverEntry & { packet: Pac
     const tls = {
       sni: t.sni ?? t.wsHost ?? t.host,
       ...(t.pinSha256 ? { pinSha256: t.pinSha256 } : {}),
+      fp: t.fp ?? o.fp ?? DEFAULT_TLS_FINGERPRINT,
     };
     const d = new TrojanDialer(server, {
       password: t.password,
@@ -67,9 +79,10 @@ function single(uri: string, o: KeyDialerOptions): FailoverEntry & { packet: Pac
         ? `trojan over WebSocket${t.security === 'none' ? '' : ' over TLS'}`
         : 'trojan over TLS';
     return {
-      name: `${formatHostPort(t.host, t.port)} with ${how}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
+      name: `${formatHostPort(t.host, t.port)} with ${how}${t.fp === 'node' ? ' (fp=node)' : ''}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
       stream: d,
       packet: d,
+      ...(t.tag ? { tag: t.tag } : {}),
     };
   }
   if (/^ss:/i.test(uri)) {
@@ -104,6 +117,7 @@ function single(uri: string, o: KeyDialerOptions): FailoverEntry & { packet: Pac
                     tls: {
                       sni: ws.host,
                       ...(ws.pinSha256 ? { pinSha256: ws.pinSha256 } : {}),
+                      fp: ws.fp ?? o.fp ?? DEFAULT_TLS_FINGERPRINT,
                       ...(ws.cert ? { ca: readPem(ws.cert) } : {}),
                     },
                   }
@@ -120,6 +134,7 @@ function single(uri: string, o: KeyDialerOptions): FailoverEntry & { packet: Pac
       stream,
       // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
       packet: new SsPacketDialer(server, key),
+      ...(k.tag ? { tag: k.tag } : {}),
     };
   }
   throw new LadderError(
@@ -151,14 +166,20 @@ export function dialersForKey(
   const text = uri.trim();
   if (!/^ladder:/i.test(text)) {
     const one = single(text, options);
-    return { stream: one.stream, packet: one.packet, what: one.name, skipped: [] };
+    return {
+      stream: one.stream,
+      packet: one.packet,
+      what: one.name,
+      skipped: [],
+      transports: new Map(one.tag ? [[one.tag, one]] : []),
+    };
   }
   const key = parseLadderKey(text);
-  const entries: FailoverEntry[] = [];
+  const entries: (FailoverEntry & { packet: PacketDialer; tag?: string })[] = [];
   const skipped: string[] = [];
   key.transports.forEach((t, i) => {
     try {
-      entries.push(single(t, options));
+      entries.push(single(t, key.fp ? { ...options, fp: key.fp } : options));
     } catch (err) {
       if (err instanceof LadderError) skipped.push(`transport ${i + 1}: ${err.message}`);
       else throw err;
@@ -176,5 +197,8 @@ export function dialersForKey(
     what: `${entries.length} transport${entries.length === 1 ? '' : 's'}, first ${entries[0]!.name}`,
     failover,
     skipped,
+    transports: new Map(
+      entries.flatMap((e) => (e.tag ? [[e.tag, { stream: e.stream, packet: e.packet }]] : [])),
+    ),
   };
 }

@@ -10,7 +10,7 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { issueCertificate } from '../codec/x509.js';
+import { snakeoilCertificate } from '../server/certificates.js';
 import type { SsServerKey } from '../codec/ss-tcp.js';
 import { KeyStore, type AccessKeyStore } from '../store/key-store.js';
 import { FleetStore } from '../store/fleet-store.js';
@@ -20,6 +20,7 @@ import type { Metrics } from '../server/metrics.js';
 import type { TrojanUser } from '../server/trojan-server.js';
 import { AdminService, type Reachability } from '../admin/service.js';
 import { ManagementApi } from '../admin/api.js';
+import type { Fallback } from '../server/decoy/decoy-site.js';
 import { listenTcp } from '../transport/listen.js';
 import { LadderError } from '../errors.js';
 import { formatHostPort } from './args.js';
@@ -48,22 +49,14 @@ export interface KeptCertificate {
 
 /**
  * A self-signed certificate kept in the data directory as `<name>-cert.pem` and `<name>-key.pem`
- * (0600): made on first start, read on every later one, so that pins survive restarts.
+ * (0600): made on first start, read on every later one, so that pins survive restarts. Made like a
+ * fresh web server's own (server/certificates.ts), naming this machine and nothing else.
  */
-function keptCertificate(
-  dir: string,
-  name: string,
-  commonName: string,
-  altNames: string[],
-): KeptCertificate {
+function keptCertificate(dir: string, name: string): KeptCertificate {
   const certFile = join(dir, `${name}-cert.pem`);
   const keyFile = join(dir, `${name}-key.pem`);
   if (!existsSync(certFile) || !existsSync(keyFile)) {
-    const made = issueCertificate({
-      commonName,
-      altNames: [...new Set(altNames)],
-      serial: randomBytes(16),
-    });
+    const made = snakeoilCertificate();
     writeSecretFile(keyFile, made.key);
     writeSecretFile(certFile, made.cert);
   }
@@ -122,11 +115,8 @@ export class Operator {
   }
 
   /** The self-signed certificate of the TLS transports, made on first start and kept in the data directory. */
-  tlsCertificate(listenHost: string): KeptCertificate {
-    return keptCertificate(this.store.dir, 'tls', 'localhost', [
-      'localhost',
-      listenHost === '0.0.0.0' || listenHost === '::' ? '127.0.0.1' : listenHost,
-    ]);
+  tlsCertificate(): KeptCertificate {
+    return keptCertificate(this.store.dir, 'tls');
   }
 
   start(reach: Reachability, publicHost: string): void {
@@ -143,37 +133,69 @@ export class Operator {
   }
 
   /**
+   * The management API behind its secret prefix (kept in the store), with `tls` as its certificate
+   * (default: its own, kept in the data directory).
+   */
+  createApi(tls?: { cert: string; key: string }): ManagementApi {
+    const { cert, key } = tls ?? keptCertificate(this.store.dir, 'api');
+    const prefix =
+      '/' + this.store.settingOnce('api_prefix', () => randomBytes(16).toString('base64url'));
+    const api = new ManagementApi({ service: this.service, prefix, cert, key });
+    this.#api = api;
+    return api;
+  }
+
+  /**
    * Serves the management API on `at` (port 0: the port kept from the first start, else a random
-   * one). Returns the line Outline prints, `{"apiUrl": ..., "certSha256": ...}`, also written to
-   * access.txt (0600) in the data directory.
+   * one); a connection whose first request is outside the secret prefix gets `fallback` (the main
+   * port's decoy). Returns the line Outline prints, `{"apiUrl": ..., "certSha256": ...}`, also
+   * written to access.txt (0600) in the data directory.
    */
   async startApi(
     at: HostPort,
     publicHost: string,
+    fallback?: Fallback,
   ): Promise<{ apiUrl: string; certSha256: string }> {
-    const dir = this.store.dir;
-    const { cert, key, fingerprint256 } = keptCertificate(dir, 'api', publicHost, [
-      publicHost,
-      '127.0.0.1',
-      'localhost',
-    ]);
-    const prefix =
-      '/' + this.store.settingOnce('api_prefix', () => randomBytes(16).toString('base64url'));
-    const api = new ManagementApi({ service: this.service, prefix, cert, key });
+    const { fingerprint256 } = keptCertificate(this.store.dir, 'api');
+    const api = this.createApi();
     let port = at.port;
     if (port === 0) port = Number(this.store.getSetting('api_port') ?? '0');
     let addr: AddressInfo;
     try {
-      addr = await api.listen(at.host, port);
+      addr = await api.listen(at.host, port, fallback);
     } catch (err) {
       if (at.port !== 0 || port === 0) throw err;
-      addr = await api.listen(at.host, 0); // the kept port is taken now: pick another
+      addr = await api.listen(at.host, 0, fallback); // the kept port is taken now: pick another
     }
     this.store.setSetting('api_port', String(addr.port));
-    this.#api = api;
+    return this.#announce(api, publicHost, addr.port, fingerprint256);
+  }
+
+  /**
+   * The API served on the main TLS port (`--api main`): no port of its own. `api` came from
+   * createApi with the main port's certificate, whose fingerprint is `fingerprint256`.
+   */
+  announceMainPortApi(
+    api: ManagementApi,
+    publicHost: string,
+    port: number,
+    fingerprint256: string,
+  ): { apiUrl: string; certSha256: string } {
+    return this.#announce(api, publicHost, port, fingerprint256);
+  }
+
+  #announce(
+    api: ManagementApi,
+    publicHost: string,
+    port: number,
+    fingerprint256: string,
+  ): { apiUrl: string; certSha256: string } {
     const certSha256 = fingerprint256.replace(/:/g, '');
-    const apiUrl = `https://${formatHostPort(publicHost, addr.port)}${prefix}`;
-    writeSecretFile(join(dir, 'access.txt'), `apiUrl:${apiUrl}\ncertSha256:${certSha256}\n`);
+    const apiUrl = `https://${formatHostPort(publicHost, port)}${api.prefix}`;
+    writeSecretFile(
+      join(this.store.dir, 'access.txt'),
+      `apiUrl:${apiUrl}\ncertSha256:${certSha256}\n`,
+    );
     return { apiUrl, certSha256 };
   }
 

@@ -3,7 +3,6 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { parseTrojanUri } from '../codec/trojan-uri.js';
 import { trojanPasswordHash } from '../codec/trojan.js';
 import type { TrojanHandler, TrojanUser } from '../server/trojan-server.js';
@@ -16,7 +15,12 @@ import { parseSsUri } from '../codec/access-key-uri.js';
 import type { SsServerKey } from '../codec/ss-tcp.js';
 import { SsServer } from '../server/ss-server.js';
 import { DirectDialer, DirectPacketDialer } from '../transport/direct.js';
-import { PublicOnlyDialer, PublicOnlyPacketDialer } from '../transport/guarded-dialer.js';
+import {
+  PublicOnlyDialer,
+  PublicOnlyPacketDialer,
+  resolveAllowed,
+} from '../transport/guarded-dialer.js';
+import { NameCachingPacketDialer } from '../transport/udp-name-cache.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { Metrics } from '../server/metrics.js';
 import { CountingGate } from '../server/access/gate.js';
@@ -67,7 +71,10 @@ operator (docs/operator.md):
                              --data then holds this server's cache, certificates and usage buffer
   --api <host:port>          management API and dashboard over HTTPS (with --data; default: the
                              --listen host, a port kept from the first start). Its URL is printed
-                             as {"apiUrl":...,"certSha256":...} and kept in <dir>/access.txt
+                             as {"apiUrl":...,"certSha256":...} and kept in <dir>/access.txt.
+                             Requests outside its secret path get the decoy site's answers.
+  --api main                 serve the API on the main TLS port under its secret path instead, so
+                             that no other port is open (needs a TLS port: --trojan or TLS keys)
   --no-api                   no management API
   --public-host <host>       the address put in access keys handed out (default: this machine's)
   --trojan                   also serve the stored keys as Trojan over TLS on the same port
@@ -197,6 +204,13 @@ export async function run(argv: string[]): Promise<number> {
     : allowPrivate
       ? new DirectPacketDialer()
       : new PublicOnlyPacketDialer(new DirectPacketDialer());
+  // Each UDP session resolves a destination name once (for a bounded time), not per datagram;
+  // with the guard on, through the guard's own resolution, so the cached address is an allowed one.
+  if (packetDialer)
+    packetDialer = new NameCachingPacketDialer(
+      packetDialer,
+      allowPrivate ? {} : { lookup: async (host) => (await resolveAllowed(host))[0]!.address },
+    );
   if (values.hosts) {
     let text: string;
     try {
@@ -230,6 +244,11 @@ export async function run(argv: string[]): Promise<number> {
   let addr;
   let pinSha256: string | undefined;
   let sni = 'localhost';
+  // The decoy of the TLS port, also what the API gives to requests outside its secret prefix.
+  let siteFallback: Fallback | undefined;
+  let mainApi: import('../admin/api.js').ManagementApi | undefined;
+  let mainCertSha256 = '';
+  const apiOnMain = values.api === 'main' && !values['no-api'];
   const wsListenAt = values['ws-listen']
     ? parseHostPort(values['ws-listen'], '--ws-listen', '0.0.0.0')
     : null;
@@ -238,14 +257,20 @@ export async function run(argv: string[]): Promise<number> {
       'ERR_USAGE',
       '--ws-listen needs WebSocket keys: ss:// with plugin=v2ray-plugin;path=/... or trojan:// with type=ws&path=/... (ladder keys new --transport ws)',
     );
-  if (trojanUsers.length === 0 && !values.trojan && wsPaths.length === 0) {
+  const hasTlsPort = trojanUsers.length > 0 || values.trojan === true || wsPaths.length > 0;
+  if (apiOnMain && !hasTlsPort)
+    throw new LadderError(
+      'ERR_USAGE',
+      '--api main serves the API on the main TLS port, and this server has none: add --trojan, or give the API its own --api host:port',
+    );
+  if (!hasTlsPort) {
     addr = await server.listen(listen.host, listen.port);
   } else {
-    const [{ X509Certificate }, { createSecureContext }, { issueCertificate }, { PortMux }] =
+    const [{ X509Certificate }, { decoySecureContext }, { snakeoilCertificate }, { PortMux }] =
       await Promise.all([
         import('node:crypto'),
-        import('node:tls'),
-        import('../codec/x509.js'),
+        import('../server/decoy/tls-context.js'),
+        import('../server/certificates.js'),
         import('../server/port-mux.js'),
       ]);
     const [{ TrojanHandler }, { TlsInnerFront, WsFront, WsListener }, decoy] = await Promise.all([
@@ -262,20 +287,14 @@ export async function run(argv: string[]): Promise<number> {
       key = readPem(values['tls-key'], '--tls-key');
     } else if (operator) {
       // With a data directory the certificate is kept, so pinned keys survive restarts.
-      const made = operator.tlsCertificate(listen.host);
+      const made = operator.tlsCertificate();
       cert = made.cert;
       key = made.key;
       pinSha256 = made.fingerprint256.replace(/:/g, '').toLowerCase();
       tlsNote = `\nladder server: TLS certificate (self-signed, kept in ${values.data}): SHA-256 ${made.fingerprint256}`;
     } else {
-      const made = issueCertificate({
-        commonName: 'localhost',
-        altNames: [
-          'localhost',
-          listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host,
-        ],
-        serial: randomBytes(16),
-      });
+      // Looks like a fresh web server's own (Debian's snakeoil): CN = this machine's name.
+      const made = snakeoilCertificate();
       cert = made.cert;
       key = made.key;
       pinSha256 = made.fingerprint256.replace(/:/g, '').toLowerCase();
@@ -288,6 +307,13 @@ export async function run(argv: string[]): Promise<number> {
         new DirectDialer(),
       );
     else fallback = new decoy.DecoySite(values['decoy-dir'] ? { dir: values['decoy-dir'] } : {});
+    siteFallback = fallback;
+    if (apiOnMain && operator) {
+      // The API under its secret prefix on this port; everything else still reaches the decoy.
+      mainApi = operator.createApi({ cert, key });
+      mainCertSha256 = new X509Certificate(cert).fingerprint256;
+      fallback = mainApi.front(fallback);
+    }
     if (cert) {
       const c = new X509Certificate(cert);
       sni = c.subject.match(/CN=([^\n]+)/)?.[1] ?? sni;
@@ -311,7 +337,7 @@ export async function run(argv: string[]): Promise<number> {
     const mux = new PortMux({
       ss: server,
       tls: {
-        secureContext: createSecureContext({ cert, key }),
+        secureContext: decoySecureContext(cert, key),
         handler: web ? new TlsInnerFront({ trojan, web }) : trojan,
       },
       authTimeoutMs,
@@ -351,9 +377,22 @@ export async function run(argv: string[]): Promise<number> {
       publicHost,
     );
     closers.push(() => operator.close());
-    if (!values['no-api']) {
+    if (apiOnMain && mainApi) {
+      const { apiUrl, certSha256 } = operator.announceMainPortApi(
+        mainApi,
+        publicHost,
+        addr.port,
+        mainCertSha256,
+      );
+      apiLine = `\n${JSON.stringify({ apiUrl, certSha256 })}`;
+    } else if (!values['no-api']) {
       const at = parseHostPort(values.api ?? formatHostPort(listen.host, 0), '--api', listen.host);
-      const { apiUrl, certSha256 } = await operator.startApi(at, publicHost);
+      const apiFallback =
+        siteFallback ??
+        new (await import('../server/decoy/decoy-site.js')).DecoySite(
+          values['decoy-dir'] ? { dir: values['decoy-dir'] } : {},
+        );
+      const { apiUrl, certSha256 } = await operator.startApi(at, publicHost, apiFallback);
       apiLine = `\n${JSON.stringify({ apiUrl, certSha256 })}`;
     }
   }

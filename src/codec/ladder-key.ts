@@ -6,14 +6,20 @@
  *
  * ```
  * ladder://<base64url(JSON), no padding>[#<percent-encoded name>]
- * JSON: {"v": 1, "transports": ["ss://...", "trojan://...", ...], "name"?: "..."}
+ * JSON: {"v": 1, "transports": ["ss://...", "trojan://...", ...], "name"?: "...", "fp"?: "chrome"}
  * ```
- * Each transport is a key URI the client also takes alone. Unknown fields are ignored and
+ * Each transport is a key URI the client also takes alone. `fp` (chrome or node) is the TLS client
+ * of every TLS transport that names none itself (tls-fingerprint-param.ts). Unknown fields are ignored and
  * transports of unknown schemes are kept (a newer server may offer what an older client skips), so
  * the format can grow without breaking old clients. Pure: no I/O.
  * @module
  */
 import { ConfigError } from '../errors.js';
+import {
+  parseTlsFingerprint,
+  unknownFingerprint,
+  type TlsFingerprint,
+} from './tls-fingerprint-param.js';
 
 export const LADDER_KEY_VERSION = 1;
 /** A key must still fit a QR code a phone can scan from a screen. */
@@ -24,6 +30,8 @@ export interface LadderKey {
   /** Key URIs (ss://, trojan://, ...), in the order the client tries them. */
   transports: string[];
   name?: string;
+  /** The TLS client for transports that do not name one (absent: chrome). */
+  fp?: TlsFingerprint;
 }
 
 function bad(why: string): ConfigError {
@@ -47,7 +55,7 @@ export function parseLadderKey(uri: string): LadderKey {
   } catch {
     throw bad('its body is not base64url of JSON; was it cut short when copied?');
   }
-  const d = doc as { v?: unknown; transports?: unknown; name?: unknown };
+  const d = doc as { v?: unknown; transports?: unknown; name?: unknown; fp?: unknown };
   if (!d || typeof d !== 'object' || Array.isArray(d)) throw bad('its body must be a JSON object');
   if (d.v !== LADDER_KEY_VERSION)
     throw bad(
@@ -71,12 +79,17 @@ export function parseLadderKey(uri: string): LadderKey {
     }
   }
   if (name) key.name = name;
+  if (d.fp !== undefined) {
+    const f = typeof d.fp === 'string' ? parseTlsFingerprint(d.fp) : null;
+    if (!f) throw bad(`its fp: ${unknownFingerprint(String(d.fp))}`);
+    key.fp = f;
+  }
   return key;
 }
 
 export function formatLadderKey(k: LadderKey): string {
   if (k.transports.length === 0) throw bad('it names no transports');
-  const doc = { v: LADDER_KEY_VERSION, transports: k.transports };
+  const doc = { v: LADDER_KEY_VERSION, transports: k.transports, ...(k.fp ? { fp: k.fp } : {}) };
   const out = `ladder://${Buffer.from(JSON.stringify(doc), 'utf8').toString('base64url')}${k.name ? `#${encodeURIComponent(k.name)}` : ''}`;
   if (out.length > MAX_LADDER_KEY_LENGTH)
     throw bad(`it would be ${out.length} characters; at most ${MAX_LADDER_KEY_LENGTH}`);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { makeCipherKey } from '../crypto/ss-key.js';
 import { SS_METHOD_NAMES, SS_METHODS } from '../crypto/methods.js';
-import { SaltFilter, SaltPool } from '../crypto/replay.js';
+import { RotatingSaltFilter, SaltPool } from '../crypto/replay.js';
 import { SsKeyTable, SsTcpAcceptor, SsTcpClientSession, type ReplayGuard } from './ss-tcp.js';
 import { hasCode } from '../errors.js';
 
@@ -15,9 +15,9 @@ function passwordFor(method: (typeof SS_METHOD_NAMES)[number]): string {
 }
 
 function guard(): ReplayGuard {
-  const f = new SaltFilter();
+  const f = new RotatingSaltFilter(randomBytes(16));
   const p = new SaltPool();
-  return { addSalt2017: (s) => f.add(s), addSalt2022: (s, now) => p.add(s, now) };
+  return { addSalt2017: (s) => f.add(s, 0), addSalt2022: (s, now) => p.add(s, now, now) };
 }
 
 for (const method of SS_METHOD_NAMES) {

@@ -253,14 +253,16 @@ export interface OpenedUdpRequest {
 
 /**
  * Server side: finds the key that opens a client→server packet (identity headers first, then trial
- * decryption with `preferred` first). Returns null when no key opens it; throws AuthError/CodecError
- * when a key opens it but the contents are invalid (bad type, timestamp, address).
+ * decryption with `preferred` first, and without `skip`, a key the caller has tried already).
+ * Returns null when no key opens it; throws AuthError/CodecError when a key opens it but the
+ * contents are invalid (bad type, timestamp, address).
  */
 export function openUdpRequest(
   table: SsKeyTable,
   packet: Buffer,
   nowMs: number,
   preferred?: SsServerKey,
+  skip?: SsServerKey,
 ): OpenedUdpRequest | null {
   for (const g of table.groups) {
     if (packet.length < 32 + TAG_SIZE) break;
@@ -282,15 +284,22 @@ export function openUdpRequest(
     if (o) return o;
   }
   for (const k of table.trial) {
-    if (k === first) continue;
+    if (k === first || k === skip) continue;
     const o = openTrialUdp(k, packet, nowMs);
     if (o) return o;
   }
   return null;
 }
 
-/** One trial key against a client→server packet: the opened request, or null if the key does not open it. */
-function openTrialUdp(k: SsServerKey, packet: Buffer, nowMs: number): OpenedUdpRequest | null {
+/**
+ * One trial key against a client→server packet: the opened request, or null if the key does not
+ * open it; throws as {@link openUdpRequest} does.
+ */
+export function openTrialUdp(
+  k: SsServerKey,
+  packet: Buffer,
+  nowMs: number,
+): OpenedUdpRequest | null {
   const key = k.key;
   if (key.edition === 2017) {
     const d = decodeUdp2017(key, packet);
@@ -322,5 +331,4 @@ function openTrialUdp(k: SsServerKey, packet: Buffer, nowMs: number): OpenedUdpR
   if (o === null) return null;
   const { sessionId, packetId, timestamp, d } = o;
   return { key: k, header: { sessionId, packetId, timestamp }, datagram: d };
-  return null;
 }

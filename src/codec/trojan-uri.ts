@@ -16,6 +16,7 @@
  * With `mux`, each session's first frames are padded (KeepAlive frames of random length, which
  * v2ray and Ladder servers discard; docs/lab.md "TLS in TLS"); `pad=0` (Ladder's addition) turns
  * that off, for a Mux.Cool server that does not discard KeepAlive data.
+ * `fp=chrome|node` (Ladder's addition; default chrome) picks the TLS client (tls-fingerprint-param.ts).
  * `split=1` (Ladder's addition, plain Trojan over TLS only) sends the request with a random slice of
  * the first payload and the rest after the server's session tickets, at about one round trip's
  * cost per connection (trojan-dialer.ts `split`).
@@ -23,6 +24,11 @@
  */
 import { isIPv6 } from 'node:net';
 import { ConfigError } from '../errors.js';
+import {
+  parseTlsFingerprint,
+  unknownFingerprint,
+  type TlsFingerprint,
+} from './tls-fingerprint-param.js';
 
 export interface TrojanAccessKey {
   password: string;
@@ -45,6 +51,8 @@ export interface TrojanAccessKey {
   muxPadding?: false;
   /** `split=1`: the first payload split around the server's session tickets (Trojan over TLS only). */
   split?: true;
+  /** `fp`: the TLS client (absent: chrome, tls-fingerprint-param.ts). */
+  fp?: TlsFingerprint;
 }
 
 /** v2ray-core refuses a mux concurrency outside 1..1024 (app/proxyman/outbound/handler.go). */
@@ -130,6 +138,12 @@ export function parseTrojanUri(uri: string): TrojanAccessKey {
       );
     key.split = true;
   }
+  const fp = u.searchParams.get('fp');
+  if (fp !== null && fp !== '') {
+    const f = parseTlsFingerprint(fp);
+    if (!f) throw bad('fp', unknownFingerprint(fp));
+    key.fp = f;
+  }
   const security = (u.searchParams.get('security') ?? 'tls').toLowerCase();
   if (security === 'none' || security === '') {
     if (key.type !== 'ws')
@@ -158,6 +172,7 @@ export function formatTrojanUri(k: TrojanAccessKey): string {
   if (k.mux) q.set('mux', String(k.mux));
   if (k.mux && k.muxPadding === false) q.set('pad', '0');
   if (k.split) q.set('split', '1');
+  if (k.fp) q.set('fp', k.fp);
   const query = [...q].length > 0 ? `?${q.toString()}` : '';
   return `trojan://${encodeURIComponent(k.password)}@${host}:${k.port}${query}${k.tag ? `#${encodeURIComponent(k.tag)}` : ''}`;
 }

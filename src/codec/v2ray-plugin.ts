@@ -14,12 +14,18 @@
  * | mux    | 1                | 0: one WebSocket per connection; else Mux.Cool inside each WebSocket  |
  * | cert   |                  | client: a CA certificate file to trust (server: its certificate)      |
  * | pin    |                  | Ladder's addition: SHA-256 of a self-signed server certificate        |
+ * | fp     | chrome           | Ladder's addition: the TLS client, chrome or node                     |
  *
  * The same key configures the server (which serves `path`) and the client. Pure.
  * @module
  */
 import { ConfigError } from '../errors.js';
 import type { SsPlugin } from './access-key-uri.js';
+import {
+  parseTlsFingerprint,
+  unknownFingerprint,
+  type TlsFingerprint,
+} from './tls-fingerprint-param.js';
 
 /** Names the plugin goes by: upstream's, and Debian's binary. */
 export const V2RAY_PLUGIN_NAMES = ['v2ray-plugin', 'ss-v2ray-plugin'] as const;
@@ -35,6 +41,8 @@ export interface V2rayPluginOptions {
   /** A CA certificate file (client side). */
   cert?: string;
   pinSha256?: string;
+  /** `fp`: the TLS client (absent: chrome). */
+  fp?: TlsFingerprint;
 }
 
 function bad(part: string, why: string): ConfigError {
@@ -71,6 +79,12 @@ export function v2rayPluginOptions(plugin: SsPlugin | undefined): V2rayPluginOpt
       throw bad('pin', 'must be the 64 hex digits of a SHA-256 certificate fingerprint');
     out.pinSha256 = pin;
   }
+  const fp = get('fp');
+  if (fp) {
+    const f = parseTlsFingerprint(fp);
+    if (!f) throw bad(`fp=${fp.slice(0, 20)}`, unknownFingerprint(fp));
+    out.fp = f;
+  }
   return out;
 }
 
@@ -82,5 +96,6 @@ export function v2rayPlugin(o: V2rayPluginOptions): SsPlugin {
   else if (o.muxConcurrency && o.muxConcurrency > 1) options.mux = String(o.muxConcurrency);
   if (o.pinSha256) options.pin = o.pinSha256.replace(/:/g, '').toLowerCase();
   if (o.cert) options.cert = o.cert;
+  if (o.fp) options.fp = o.fp;
   return { name: 'v2ray-plugin', options };
 }

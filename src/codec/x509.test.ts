@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import { createServer, connect } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { spawnSync } from 'node:child_process';
-import { issueCertificate } from './x509.js';
+import { issueCertificate, snakeoilCertificate, SNAKEOIL_DAYS } from '../server/certificates.js';
 
 test('a self-signed leaf parses in Node, names its SANs, and verifies itself', () => {
   const c = issueCertificate({
@@ -66,4 +66,52 @@ test('a CA issues a leaf that a TLS client trusting only the CA accepts', async 
   });
   server.close();
   assert.equal(text, 'ok');
+});
+
+test('the default self-signed certificate looks like Debian snakeoil: host name, 10 years, random serial', (t) => {
+  const now = Date.UTC(2026, 4, 17, 9, 30, 12, 345);
+  const c = snakeoilCertificate('vps-1234.example.net', now);
+  const x = new X509Certificate(c.cert);
+  assert.equal(x.subject, 'CN=vps-1234.example.net');
+  assert.equal(x.issuer, 'CN=vps-1234.example.net');
+  assert.equal(x.subjectAltName, 'DNS:vps-1234.example.net');
+  assert.doesNotMatch(`${x.subject} ${x.subjectAltName}`, /localhost|127\.0\.0\.1/);
+  assert.equal(new Date(x.validFrom).getTime(), Date.UTC(2026, 4, 17, 9, 30, 12));
+  assert.equal(
+    new Date(x.validTo).getTime() - new Date(x.validFrom).getTime(),
+    SNAKEOIL_DAYS * 86_400_000,
+  );
+  assert.equal(x.publicKey.asymmetricKeyDetails?.modulusLength, 2048);
+  assert.ok(x.serialNumber.length >= 38 && x.serialNumber.length <= 40, x.serialNumber);
+  assert.notEqual(
+    snakeoilCertificate('h', now).fingerprint256,
+    snakeoilCertificate('h', now).fingerprint256,
+  );
+  const r = spawnSync('openssl', ['x509', '-noout', '-text'], { input: c.cert, encoding: 'utf8' });
+  if (r.error) {
+    t.skip('openssl is not installed');
+    return;
+  }
+  // the extensions of `openssl req -x509` with ssl-cert's ssleay.cnf, and nothing else
+  const exts = [...r.stdout.matchAll(/^ {12}X509v3 ([A-Za-z ]+):/gm)].map((m) => m[1]);
+  assert.deepEqual(exts, [
+    'Basic Constraints',
+    'Subject Alternative Name',
+    'Subject Key Identifier',
+  ]);
+  assert.match(r.stdout, /sha256WithRSAEncryption/);
+  const ski = /Subject Key Identifier:\s*\n\s*([0-9A-F:]+)/.exec(r.stdout)?.[1];
+  const pub = spawnSync('openssl', ['x509', '-noout', '-pubkey'], {
+    input: c.cert,
+    encoding: 'utf8',
+  }).stdout;
+  const der = spawnSync('openssl', ['pkey', '-pubin', '-outform', 'DER'], { input: pub }).stdout;
+  // SPKI DER of RSA 2048: the key bits follow a 24-byte prefix (SEQ, algId, BIT STRING header)
+  const expected = createHash('sha1')
+    .update(der.subarray(24))
+    .digest('hex')
+    .toUpperCase()
+    .match(/../g)!
+    .join(':');
+  assert.equal(ski, expected);
 });

@@ -1,8 +1,8 @@
 /**
- * Minimal X.509 v3 certificate issuing (RFC 5280) with ECDSA P-256 and SHA-256: enough for a
- * server's self-signed certificate on first start and for the lab's own CA. Only DER encoding is
- * done here; keys and signatures come from node:crypto, and Node's X509Certificate parses the
- * result in the tests.
+ * Minimal X.509 v3 certificate encoding (RFC 5280), signed with ECDSA P-256 or RSA and SHA-256:
+ * enough for a server's self-signed certificate on first start and for the lab's own CA. Pure: the
+ * keys, the serial and the validity start are parameters (src/server/certificates.ts makes them);
+ * signatures come from node:crypto, and Node's X509Certificate parses the result in the tests.
  *
  * ```
  * Certificate  ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }
@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-import { generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { ipv6ToBytes } from './socks-addr.js';
 
@@ -82,7 +82,7 @@ export interface IssuedCertificate {
   readonly fingerprint256: string;
 }
 
-export interface IssueOptions {
+export interface EncodeOptions {
   /** Subject common name. */
   commonName: string;
   /** DNS names and IP addresses for subjectAltName (leaf certificates). */
@@ -91,30 +91,44 @@ export interface IssueOptions {
   isCA?: boolean;
   /** Sign with this issuer instead of self-signing. */
   issuer?: { cert: string; key: KeyObject };
-  /** Validity start and length (default: now − 1 h, 825 days). */
-  notBefore?: Date;
-  days?: number;
-  /** 16 random bytes for the serial number (a parameter so tests can be deterministic). */
-  serial: Buffer;
+  /** Validity start and length in days. */
+  notBefore: Date;
+  days: number;
   /**
-   * The subject's key: ECDSA P-256 (default) or RSA with this many bits (the lab uses RSA chains
-   * the size of a public web site's, src/lab/lab.ts).
+   * Random bytes for the serial number. Default profile: the first 15 after a 0x01 byte. Snakeoil:
+   * all 20 with the top bit cleared, as OpenSSL makes them.
    */
-  rsaBits?: number;
+  serial: Buffer;
+  /** The subject's key pair. */
+  subjectKey: { publicKey: KeyObject; privateKey: KeyObject };
+  /**
+   * `snakeoil`: the extensions of Debian's ssl-cert snakeoil certificate (`openssl req -x509` with
+   * /usr/share/ssl-cert/ssleay.cnf): basicConstraints CA:FALSE, subjectAltName, subjectKeyIdentifier,
+   * nothing else.
+   */
+  profile?: 'default' | 'snakeoil';
 }
 
-/** Issues an ECDSA P-256 certificate (or RSA with `rsaBits`), signed with the issuer's key type. */
-export function issueCertificate(o: IssueOptions): IssuedCertificate {
-  const { privateKey, publicKey } =
-    o.rsaBits !== undefined
-      ? generateKeyPairSync('rsa', { modulusLength: o.rsaBits })
-      : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+/** Encodes and signs a certificate for `subjectKey`, signed with the issuer's key (or its own). */
+export function encodeCertificate(o: EncodeOptions): IssuedCertificate {
+  const { privateKey, publicKey } = o.subjectKey;
   const spki = publicKey.export({ type: 'spki', format: 'der' });
-  const notBefore = o.notBefore ?? new Date(Date.now() - 3600_000);
-  const notAfter = new Date(notBefore.getTime() + (o.days ?? 825) * 86_400_000);
+  const notBefore = o.notBefore;
+  const notAfter = new Date(notBefore.getTime() + o.days * 86_400_000);
+  const snakeoil = o.profile === 'snakeoil';
   const issuerName = o.issuer ? Buffer.from(new X509Certificate(o.issuer.cert).raw) : null;
   const extensions: Buffer[] = [];
-  if (o.isCA) {
+  if (snakeoil) {
+    extensions.push(seq(oid('2.5.29.19'), octets(seq())));
+    if (o.altNames && o.altNames.length > 0) extensions.push(san(o.altNames));
+    // RFC 5280 §4.2.1.2 method (1), OpenSSL's default: SHA-1 of the subjectPublicKey bits
+    extensions.push(
+      seq(
+        oid('2.5.29.14'),
+        octets(tlv(0x04, createHash('sha1').update(publicKeyBits(spki)).digest())),
+      ),
+    );
+  } else if (o.isCA) {
     extensions.push(seq(oid('2.5.29.19'), bool(true), octets(seq(bool(true)))));
     extensions.push(seq(oid('2.5.29.15'), bool(true), octets(tlv(0x03, Buffer.from([1, 0x06]))))); // keyCertSign | cRLSign
   } else {
@@ -127,7 +141,9 @@ export function issueCertificate(o: IssueOptions): IssuedCertificate {
   const sigAlg = signer.asymmetricKeyType === 'rsa' ? RSA_SHA256 : ECDSA_SHA256;
   const tbs = seq(
     explicit(0, integer(Buffer.from([2]))),
-    integer(Buffer.concat([Buffer.from([0x01]), o.serial.subarray(0, 15)])),
+    snakeoil
+      ? integer(Buffer.concat([Buffer.from([o.serial[0]! & 0x7f]), o.serial.subarray(1, 20)]))
+      : integer(Buffer.concat([Buffer.from([0x01]), o.serial.subarray(0, 15)])),
     sigAlg,
     issuerName ? subjectOf(issuerName) : name(o.commonName),
     seq(time(notBefore), time(notAfter)),
@@ -147,21 +163,30 @@ export function issueCertificate(o: IssueOptions): IssuedCertificate {
   };
 }
 
+function readHeader(b: Buffer, p: number): { tag: number; start: number; end: number } {
+  const tag = b[p]!;
+  let l = b[p + 1]!;
+  let q = p + 2;
+  if (l & 0x80) {
+    const n = l & 0x7f;
+    l = 0;
+    for (let i = 0; i < n; i++) l = (l << 8) | b[q + i]!;
+    q += n;
+  }
+  return { tag, start: q, end: q + l };
+}
+
+/** The subjectPublicKey BIT STRING's bits (after the unused-bits byte) of a DER SPKI. */
+function publicKeyBits(spki: Buffer): Buffer {
+  const outer = readHeader(spki, 0);
+  const alg = readHeader(spki, outer.start);
+  const bitString = readHeader(spki, alg.end);
+  return spki.subarray(bitString.start + 1, bitString.end);
+}
+
 /** Pulls the subject Name out of a DER certificate (to use as the issuer of the next one). */
 function subjectOf(der: Buffer): Buffer {
   // Certificate → tbsCertificate → [version, serial, sigAlg, issuer, validity, subject, ...]
-  const readHeader = (b: Buffer, p: number): { tag: number; start: number; end: number } => {
-    const tag = b[p]!;
-    let l = b[p + 1]!;
-    let q = p + 2;
-    if (l & 0x80) {
-      const n = l & 0x7f;
-      l = 0;
-      for (let i = 0; i < n; i++) l = (l << 8) | b[q + i]!;
-      q += n;
-    }
-    return { tag, start: q, end: q + l };
-  };
   const cert = readHeader(der, 0);
   const tbs = readHeader(der, cert.start);
   let p = tbs.start;

@@ -15,6 +15,26 @@ export interface NativeAead {
   open(ctx: object, sealed: Uint8Array, out: Uint8Array, offset: number): number;
   /** HKDF-SHA1 (RFC 5869) into `out` (its length is the output length). Absent in older builds. */
   hkdfSha1?(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, out: Uint8Array): void;
+  /**
+   * A TLS 1.3 record (RFC 8446 §5.2) with the caller's nonce and additional data; in place allowed.
+   * Returns the bytes written (open: -1 when the tag fails). Absent in older builds.
+   */
+  sealTls?(
+    ctx: object,
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    input: Uint8Array,
+    out: Uint8Array,
+    offset: number,
+  ): number;
+  openTls?(
+    ctx: object,
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    input: Uint8Array,
+    out: Uint8Array,
+    offset: number,
+  ): number;
 }
 
 export const NATIVE_CIPHER_ID: Record<AeadCipherName, number> = {

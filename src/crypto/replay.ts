@@ -1,90 +1,228 @@
 /**
- * Replay defences. Pure data structures: time is passed in, never read.
+ * Replay defences. Pure data structures: time (and the hash secret) are passed in, never read.
  *
- * - {@link SaltFilter} (AEAD-2017): remembers recent salts in two generations of at most `capacity`
- *   each, as outline-ss-server's replay cache does. Bounded memory; a salt older than two generations
- *   may be forgotten, which is the documented trade-off of that edition.
- * - {@link SaltPool} (SIP022 §3.1.4): stores every salt for 60 s exactly (no false positives, as the spec
- *   demands); together with the ±30 s timestamp check this rejects every replay.
+ * - {@link RotatingSaltFilter} (AEAD-2017, TCP and UDP): a pair of Bloom filters, the current one and
+ *   the previous one, each a fixed bit array. A salt is remembered for at least `windowMs`, or for
+ *   at least `capacity` more salts, whichever comes first; memory is fixed whatever the load, and
+ *   the false-positive rate (a fresh salt taken for a replay) is bounded by {@link bloomFalsePositiveRate}
+ *   because no generation ever holds more than `capacity` salts. docs/probe-resistance.md gives the
+ *   figures for the defaults.
+ * - {@link SaltPool} (SIP022 §3.1.4): stores every salt exactly (no false positives, as the spec
+ *   demands) until both the monotonic and the wall clock say 60 s have passed; with the ±30 s
+ *   timestamp check this rejects every replay, even across a wall-clock step.
  * - {@link SlidingWindow} (SIP022 §3.2.4): per-session packet-id filter in the manner of WireGuard's
  *   (RFC 6479) anti-replay window.
  * @module
  */
+import { createHash } from 'node:crypto';
 
 function keyOf(salt: Uint8Array): string {
   return Buffer.from(salt.buffer, salt.byteOffset, salt.length).toString('latin1');
 }
 
-export class SaltFilter {
-  readonly #capacity: number;
-  #current = new Set<string>();
-  #previous = new Set<string>();
+export interface RotatingSaltFilterOptions {
+  /** A salt is remembered at least this long (unless `capacity` more salts arrive first). */
+  windowMs?: number;
+  /** Salts one generation holds before it rotates early; bounds the false-positive rate. */
+  capacity?: number;
+  /** Bits per generation: a power of two. Memory is two of these. */
+  bits?: number;
+  /** Bit probes per salt. */
+  hashes?: number;
+}
 
-  constructor(capacity = 20_000) {
-    this.#capacity = capacity;
+/** 10 minutes: how long an AEAD-2017 salt is remembered at least. */
+export const REPLAY_WINDOW_MS = 10 * 60_000;
+/** 10 minutes at 1,000 new salts per second. */
+export const REPLAY_GENERATION_CAPACITY = 600_000;
+/** 2^25 bits = 4 MiB per generation, 8 MiB per filter. */
+export const REPLAY_GENERATION_BITS = 2 ** 25;
+/** With 56 bits per salt, 20 probes sit near the optimum (ln 2 × m/n ≈ 38) at a fraction of the cost. */
+export const REPLAY_HASHES = 20;
+
+/**
+ * The false-positive rate of one Bloom filter of `bits` bits and `hashes` probes holding `n` items:
+ * (1 − e^(−k·n/m))^k. A query against the pair is at most the sum over both generations.
+ */
+export function bloomFalsePositiveRate(bits: number, hashes: number, n: number): number {
+  return (1 - Math.exp((-hashes * n) / bits)) ** hashes;
+}
+
+interface Generation {
+  bits: Uint32Array | null;
+  count: number;
+  startedAt: number;
+}
+
+/**
+ * Remembers salts for a window stated in time, in fixed memory. Probes come from SHA-256 of a
+ * secret and the salt (Kirsch–Mitzenmacher double hashing), so that a sender cannot aim salts at
+ * chosen bits. Bit arrays are allocated when the first salt arrives, so an idle filter costs nothing.
+ *
+ * Guarantee: `has` (and `add`'s replay answer) is true for every salt added less than `windowMs`
+ * earlier, as long as fewer than `capacity` salts were added after it. It is false for a fresh salt
+ * except with probability at most 2 × {@link bloomFalsePositiveRate}(bits, hashes, capacity).
+ */
+export class RotatingSaltFilter {
+  readonly windowMs: number;
+  readonly capacity: number;
+  readonly #bits: number;
+  readonly #hashes: number;
+  readonly #secret: Uint8Array;
+  #current: Generation;
+  #previous: Generation;
+  readonly #probe = new Uint32Array(2);
+
+  constructor(secret: Uint8Array, options: RotatingSaltFilterOptions = {}) {
+    this.windowMs = options.windowMs ?? REPLAY_WINDOW_MS;
+    this.capacity = options.capacity ?? REPLAY_GENERATION_CAPACITY;
+    this.#bits = options.bits ?? REPLAY_GENERATION_BITS;
+    this.#hashes = options.hashes ?? REPLAY_HASHES;
+    if (!Number.isInteger(Math.log2(this.#bits)) || this.#bits < 32)
+      throw new RangeError('RotatingSaltFilter: bits must be a power of two ≥ 32');
+    if (this.#hashes < 1 || this.capacity < 1 || this.windowMs <= 0)
+      throw new RangeError('RotatingSaltFilter: hashes, capacity and windowMs must be positive');
+    this.#secret = Uint8Array.from(secret);
+    this.#current = { bits: null, count: 0, startedAt: -Infinity };
+    this.#previous = { bits: null, count: 0, startedAt: -Infinity };
   }
 
-  has(salt: Uint8Array): boolean {
-    const k = keyOf(salt);
-    return this.#current.has(k) || this.#previous.has(k);
+  /** Bytes of bit arrays this filter holds at most (both generations). */
+  get maxBytes(): number {
+    return 2 * (this.#bits / 8);
   }
 
-  /** Adds `salt`; returns false if it was already there (a replay). */
-  add(salt: Uint8Array): boolean {
-    const k = keyOf(salt);
-    if (this.#current.has(k) || this.#previous.has(k)) return false;
-    if (this.#current.size >= this.#capacity) {
-      this.#previous = this.#current;
-      this.#current = new Set();
+  /** Bytes of bit arrays allocated now. */
+  get allocatedBytes(): number {
+    return (this.#current.bits?.byteLength ?? 0) + (this.#previous.bits?.byteLength ?? 0);
+  }
+
+  /** Salts in the current generation (for tests). */
+  get currentCount(): number {
+    return this.#current.count;
+  }
+
+  /** True if `salt` was (probably) added within the window. */
+  has(salt: Uint8Array, nowMs: number): boolean {
+    this.#age(nowMs);
+    this.#hash(salt);
+    return this.#test(this.#current) || this.#test(this.#previous);
+  }
+
+  /** Adds `salt` seen at `nowMs`; returns false if it was (probably) there already: a replay. */
+  add(salt: Uint8Array, nowMs: number): boolean {
+    this.#age(nowMs);
+    this.#hash(salt);
+    if (this.#test(this.#current) || this.#test(this.#previous)) return false;
+    if (this.#current.count >= this.capacity) this.#rotate(nowMs);
+    const g = this.#current;
+    if (g.bits === null) {
+      g.bits = new Uint32Array(this.#bits / 32);
+      g.startedAt = nowMs;
     }
-    this.#current.add(k);
+    const mask = this.#bits - 1;
+    let h1 = this.#probe[0]!;
+    const h2 = this.#probe[1]!;
+    for (let i = 0; i < this.#hashes; i++) {
+      const b = h1 & mask;
+      g.bits[b >>> 5]! |= 1 << (b & 31);
+      h1 = (h1 + h2) >>> 0;
+    }
+    g.count++;
     return true;
   }
 
-  get size(): number {
-    return this.#current.size + this.#previous.size;
+  /** Rotates by time: a generation older than the window becomes the previous one. */
+  #age(nowMs: number): void {
+    const g = this.#current;
+    if (g.bits === null || nowMs - g.startedAt < this.windowMs) return;
+    // Two windows without a rotation: the previous generation is older than any guarantee too.
+    if (nowMs - g.startedAt >= 2 * this.windowMs) {
+      this.#rotate(nowMs);
+      this.#rotate(nowMs);
+    } else this.#rotate(nowMs);
+  }
+
+  #rotate(nowMs: number): void {
+    const old = this.#previous;
+    this.#previous = this.#current;
+    old.bits?.fill(0);
+    old.count = 0;
+    old.startedAt = nowMs;
+    this.#current = old;
+  }
+
+  #hash(salt: Uint8Array): void {
+    const d = createHash('sha256').update(this.#secret).update(salt).digest();
+    this.#probe[0] = d.readUInt32LE(0);
+    // Odd, so that the probe sequence visits distinct bits of the power-of-two array.
+    this.#probe[1] = d.readUInt32LE(4) | 1;
+  }
+
+  #test(g: Generation): boolean {
+    if (g.bits === null || g.count === 0) return false;
+    const mask = this.#bits - 1;
+    let h1 = this.#probe[0]!;
+    const h2 = this.#probe[1]!;
+    for (let i = 0; i < this.#hashes; i++) {
+      const b = h1 & mask;
+      if ((g.bits[b >>> 5]! & (1 << (b & 31))) === 0) return false;
+      h1 = (h1 + h2) >>> 0;
+    }
+    return true;
   }
 }
 
 /** SIP022 §3.1.4: "Servers MUST store all incoming salts for 60 seconds." */
 export const SALT_POOL_TTL_MS = 60_000;
 
+/**
+ * SIP022's salt pool. The ±30 s timestamp check uses the wall clock, so a salt must outlive 60 s of
+ * wall time; a monotonic clock cannot be stepped, so it must outlive 60 s of that too. A salt leaves
+ * the pool only when both clocks agree its time is up: after a wall-clock step back, it stays until
+ * the wall clock has passed its insertion time by 60 s again, so a replay passes neither check.
+ */
 export class SaltPool {
   readonly #ttlMs: number;
-  readonly #expiry = new Map<string, number>();
-  #nextSweep = 0;
+  readonly #entries = new Map<string, { wall: number; mono: number }>();
+  #nextSweepMono = -Infinity;
 
   constructor(ttlMs = SALT_POOL_TTL_MS) {
     this.#ttlMs = ttlMs;
   }
 
-  /** Adds `salt` seen at `nowMs`; returns false if it is still in the pool (a replay). */
-  add(salt: Uint8Array, nowMs: number): boolean {
-    this.#sweep(nowMs);
+  /** Adds `salt` seen at wall time `wallMs` and monotonic time `monoMs`; false if still pooled (a replay). */
+  add(salt: Uint8Array, wallMs: number, monoMs: number): boolean {
+    this.#sweep(wallMs, monoMs);
     const k = keyOf(salt);
-    const exp = this.#expiry.get(k);
-    if (exp !== undefined && exp > nowMs) return false;
-    this.#expiry.set(k, nowMs + this.#ttlMs);
+    const e = this.#entries.get(k);
+    if (e !== undefined && !this.#expired(e, wallMs, monoMs)) return false;
+    this.#entries.delete(k);
+    this.#entries.set(k, { wall: wallMs, mono: monoMs });
     return true;
   }
 
-  has(salt: Uint8Array, nowMs: number): boolean {
-    const exp = this.#expiry.get(keyOf(salt));
-    return exp !== undefined && exp > nowMs;
+  has(salt: Uint8Array, wallMs: number, monoMs: number): boolean {
+    const e = this.#entries.get(keyOf(salt));
+    return e !== undefined && !this.#expired(e, wallMs, monoMs);
   }
 
   get size(): number {
-    return this.#expiry.size;
+    return this.#entries.size;
   }
 
-  #sweep(nowMs: number): void {
-    if (nowMs < this.#nextSweep) return;
-    this.#nextSweep = nowMs + 1000;
-    // Map iteration is in insertion order, and expiries are non-decreasing in insertion order when the
-    // clock does not go backwards, so we can stop at the first live entry.
-    for (const [k, exp] of this.#expiry) {
-      if (exp > nowMs) break;
-      this.#expiry.delete(k);
+  #expired(e: { wall: number; mono: number }, wallMs: number, monoMs: number): boolean {
+    return monoMs - e.mono >= this.#ttlMs && wallMs - e.wall >= this.#ttlMs;
+  }
+
+  #sweep(wallMs: number, monoMs: number): void {
+    if (monoMs < this.#nextSweepMono) return;
+    this.#nextSweepMono = monoMs + 1000;
+    // Insertion order is monotonic-time order; stop at the first entry still live. One held by a
+    // wall-clock step holds those after it too, which errs towards keeping salts.
+    for (const [k, e] of this.#entries) {
+      if (!this.#expired(e, wallMs, monoMs)) break;
+      this.#entries.delete(k);
     }
   }
 }

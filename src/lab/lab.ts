@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { issueCertificate } from '../codec/x509.js';
+import { issueCertificate } from '../server/certificates.js';
 import { LadderError } from '../errors.js';
 import type { Policy } from './policy.js';
 import {

@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatSsUri } from '../codec/access-key-uri.js';
 import { PREFIX_PRESETS } from '../codec/ss-prefix.js';
@@ -552,7 +552,92 @@ function ladderTransports(): TransportEntry[] {
       true,
     ),
     naiveTunnelEntry(),
+    ladderRulesEntry(),
   ];
+}
+
+/** The rules of the `ladder-rules` row (docs/routing.md): one of each decision. */
+export function labRules(plan: LabPlan): string {
+  return `# ladder lab: split routing (issue #15)
+DOMAIN,ads.lab,REJECT
+DOMAIN-SUFFIX,${plan.names.domestic},DIRECT
+# the domestic network: a name needs its address (resolved through the tunnel) to pass this rule
+IP-CIDR,${plan.addr.domestic.replace(/\.\d+$/, '.0')}/24,DIRECT
+MATCH,PROXY
+`;
+}
+
+/** Ports of the `ladder-rules` row's client in the client namespace. */
+export const RULES_CLIENT = { socks: 1180, http: 1181 } as const;
+
+/**
+ * Split routing (issue #15): the real `ladder client --rules` with a Trojan key, the lab's resolver
+ * as the domestic one (the censor's DNS module poisons it for the blocked name) and, through the
+ * tunnel, as the remote one. An attempt succeeds when the blocked site is reached through the tunnel,
+ * the domestic site directly (it sees the client's own address) and the REJECT rule refuses.
+ */
+function ladderRulesEntry(): TransportEntry {
+  return {
+    name: 'ladder-rules',
+    description:
+      'ladder client --rules: domestic.lab direct, blocked.lab through Trojan (name resolved by the server, never locally), ads.lab refused',
+    unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
+    async setup(plan) {
+      await startLadderServer(plan);
+      const rules = join(plan.stateDir, 'rules.txt');
+      writeFileSync(rules, labRules(plan));
+      const dns = `${plan.addr.dnsIp}:53`;
+      const child = spawnInNamespace(plan, 'client', 'ladder-client-rules', [
+        process.execPath,
+        CLI_PATH,
+        'client',
+        '--server',
+        ladderTrojanUri(plan),
+        '--socks',
+        `127.0.0.1:${RULES_CLIENT.socks}`,
+        '--http',
+        `127.0.0.1:${RULES_CLIENT.http}`,
+        '--rules',
+        rules,
+        '--dns-direct',
+        dns,
+        '--dns-remote',
+        dns,
+        '--log-connections',
+      ]);
+      started.push(child);
+      await waitForLog(plan, 'ladder-client-rules', child, /routing by/);
+    },
+    async attempt(plan, timeoutS) {
+      const get = (url: string): Promise<{ status: number | null; out: string }> =>
+        runIn(
+          plan,
+          plan.ns.client,
+          [
+            'curl',
+            '-sS',
+            '--max-time',
+            String(timeoutS),
+            '--socks5-hostname',
+            `127.0.0.1:${RULES_CLIENT.socks}`,
+            url,
+          ],
+          (timeoutS + 2) * 1000,
+        );
+      const blocked = await get(`http://${plan.names.blocked}/whoami`);
+      if (
+        !blocked.out.includes(`site ${plan.names.blocked}, from `) ||
+        blocked.out.includes(`from ${plan.addr.client}`)
+      )
+        return { ok: false, detail: `blocked.lab: ${blocked.out.trim().split('\n').pop()}` };
+      const domestic = await get(`http://${plan.names.domestic}/whoami`);
+      if (!domestic.out.includes(`site ${plan.names.domestic}, from ${plan.addr.client}`))
+        return { ok: false, detail: `domestic.lab: ${domestic.out.trim().split('\n').pop()}` };
+      const ads = await get('http://ads.lab/');
+      if (ads.status === 0) return { ok: false, detail: 'ads.lab was not refused' };
+      return { ok: true, detail: 'ok' };
+    },
+  };
 }
 
 /**

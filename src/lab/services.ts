@@ -25,6 +25,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { connect as connectTcp, createServer as createTcpServer } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { DecoySite } from '../server/decoy/decoy-site.js';
+import { DECOY_TLS_OPTIONS } from '../server/decoy/tls-context.js';
 import { join } from 'node:path';
 import { buildAnswer, decodeDnsQuestion, DNS_TYPE, isQuery, type DnsRecord } from './packet/dns.js';
 import { ipv4Bytes, ipv6Bytes } from './packet/ip.js';
@@ -83,6 +84,12 @@ export function pageSize(n: number): number {
 
 function site(name: string) {
   return (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url === '/whoami') {
+      // Which address the request came from: the client's own, or a tunnel server's (routing tests).
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(`ladder lab site ${name}, from ${req.socket.remoteAddress ?? '?'}\n`);
+      return;
+    }
     const page = /^\/page\/(\d{1,6})$/.exec(req.url ?? '');
     if (page) {
       const head = `ladder lab site ${name}, page ${page[1]}\n`;
@@ -154,6 +161,27 @@ export async function startServices(
     dns.bind(53, plan.addr.dnsIp, () => resolve());
   });
   closers.push(() => dns.close());
+  // The same zone over TCP (RFC 7766): what a client asks through a tunnel (docs/routing.md).
+  const dnsTcp = createTcpServer((s) => {
+    s.on('error', () => s.destroy());
+    s.setTimeout(10_000, () => s.destroy());
+    let buf = Buffer.alloc(0);
+    s.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      if (buf.length > 2 + 0xffff) return void s.destroy();
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        buf = buf.subarray(2 + msg.length);
+        const out = answerQuery(zone, Buffer.from(msg));
+        if (!out) return void s.destroy();
+        const len = Buffer.alloc(2);
+        len.writeUInt16BE(out.length);
+        s.write(Buffer.concat([len, out]));
+      }
+    });
+  });
+  await listen(dnsTcp, plan.addr.dnsIp, 53);
+  closers.push(() => dnsTcp.close());
   const key = readFileSync(join(plan.stateDir, 'site-key.pem'));
   const cert = readFileSync(join(plan.stateDir, 'site-cert.pem'));
   for (const [ip, name] of [
@@ -193,6 +221,7 @@ export async function startServices(
   const secureContext = createSecureContext({
     key: readFileSync(join(plan.stateDir, 'ladder-key.pem')),
     cert: readFileSync(join(plan.stateDir, 'ladder-cert.pem')),
+    ...DECOY_TLS_OPTIONS,
   });
   const decoyTls = createTcpServer((raw) => {
     raw.on('error', () => raw.destroy());

@@ -98,6 +98,14 @@ export function failureOf(err: unknown): Failure {
     case 'ERR_SSL_NO_PROTOCOLS_AVAILABLE':
       return 'ssl_failed_handshake';
   }
+  // Ladder's fp=chrome client (transport/chrome-tls.ts).
+  if (code === 'ERR_TLS_CERT') {
+    if (/is not for /.test(msg)) return 'ssl_invalid_hostname';
+    if (/trusted root/.test(msg)) return 'ssl_unknown_authority';
+    return 'ssl_invalid_certificate';
+  }
+  if (code === 'ERR_TLS_PROTOCOL' && /closed during the TLS handshake/.test(msg))
+    return 'eof_error';
   if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) return 'ssl_failed_handshake';
   if (/socket disconnected before secure TLS connection/i.test(msg)) return 'eof_error';
   if (code.startsWith('HPE_')) return 'http_request_failed';

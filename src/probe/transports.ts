@@ -8,6 +8,7 @@
 import type { Socket } from 'node:net';
 import { parseSsUri } from '../codec/access-key-uri.js';
 import { parseTrojanUri } from '../codec/trojan-uri.js';
+import { DEFAULT_TLS_FINGERPRINT } from '../codec/tls-fingerprint-param.js';
 import { makeCipherKey } from '../crypto/ss-key.js';
 import { parseLadderKey } from '../codec/ladder-key.js';
 import { ConfigError, LadderError } from '../errors.js';
@@ -83,6 +84,8 @@ export function transportsFromKey(uri: string): ProbeTransport[] {
               sni,
               timeoutMs: o.timeoutMs,
               ...(k.pinSha256 ? { pinSha256: k.pinSha256 } : {}),
+              // The key's TLS client, as `ladder client` uses it: the censor sees the same hello.
+              fp: k.fp ?? DEFAULT_TLS_FINGERPRINT,
               ...(o.ca ? { ca: trustStore([o.ca])!.join('\n') } : {}),
               ...(o.socket ? { socket: o.socket } : {}),
             },

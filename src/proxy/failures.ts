@@ -42,6 +42,11 @@ const DIAL_FAILURES: Partial<Record<ErrorCode, Translation>> = {
     http: 403,
     say: (hp) => `the server does not allow connections to ${hp}`,
   },
+  ERR_RULE_REJECT: {
+    socks: SOCKS_REPLY.NOT_ALLOWED,
+    http: 403,
+    say: (hp) => `not allowed by ruleset: your --rules refuse connections to ${hp}`,
+  },
   ERR_SERVER_UNREACHABLE: {
     socks: SOCKS_REPLY.NETWORK_UNREACHABLE,
     http: 502,

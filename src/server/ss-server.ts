@@ -19,7 +19,7 @@ import { isIPv6 } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { debuglog } from 'node:util';
 import { LadderError, type ErrorCode } from '../errors.js';
-import { SaltFilter, SaltPool, SlidingWindow } from '../crypto/replay.js';
+import { RotatingSaltFilter, SaltPool, SlidingWindow } from '../crypto/replay.js';
 import {
   SsKeyTable,
   SsTcpAcceptor,
@@ -30,7 +30,14 @@ import {
   type SsServerKey,
 } from '../codec/ss-tcp.js';
 import { ScratchSlot } from '../codec/ss-stream.js';
-import { encodeUdp2017, encodeUdp2022, openUdpRequest } from '../codec/ss-udp.js';
+import {
+  encodeUdp2017,
+  encodeUdp2022,
+  openTrialUdp,
+  openUdpRequest,
+  type OpenedUdpRequest,
+} from '../codec/ss-udp.js';
+import { TrialBudget, sourcePrefix, type TrialBudgetOptions } from './udp-trial-budget.js';
 import { CodecDuplex, type SocketLike } from '../stream/codec-duplex.js';
 import { CountingGate, type AccessGate, type Lease } from './access/gate.js';
 import { relay } from '../transport/relay.js';
@@ -65,6 +72,8 @@ export interface SsServerOptions {
   /** Sends datagrams to targets; without it the UDP relay is off. */
   packetDialer?: PacketDialer;
   clock?: Clock;
+  /** Monotonic milliseconds, for replay windows and budgets (default `performance.now`). */
+  monotonicNow?: () => number;
   random?: Random;
   /** A connection that has not authenticated after this long is closed, whatever it sent (default 60 s). */
   authTimeoutMs?: number;
@@ -74,8 +83,10 @@ export interface SsServerOptions {
   maxConnections?: number;
   /** A UDP session with no packets for this long is forgotten (default 2 min; SIP022 needs ≥ 60 s). */
   udpTimeoutMs?: number;
-  /** UDP sessions at once (default 4096). */
+  /** UDP sessions at once (default 4096); the least recently active goes first. */
   maxUdpSessions?: number;
+  /** Rates of the UDP trial-decryption budget (udp-trial-budget.ts). */
+  udpTrialBudget?: TrialBudgetOptions;
   events?: ServerEvents;
   /** Admits authenticated keys and takes their byte counts (default: admit all, count nothing). */
   gate?: AccessGate;
@@ -110,6 +121,7 @@ export interface PreAuthControl {
 }
 
 interface UdpSession {
+  readonly id: string;
   readonly key: SsServerKey;
   readonly out: PacketSession;
   readonly lease: Lease;
@@ -144,14 +156,23 @@ class HintMap<V> {
 
 export class SsServer {
   #table: SsKeyTable;
-  readonly #o: Required<Omit<SsServerOptions, 'packetDialer' | 'events' | 'keys' | 'gate'>> &
+  readonly #o: Required<
+    Omit<SsServerOptions, 'packetDialer' | 'events' | 'keys' | 'gate' | 'udpTrialBudget'>
+  > &
     Pick<SsServerOptions, 'packetDialer'>;
   readonly #events: ServerEvents;
   readonly #gate: AccessGate;
-  readonly #replay2017 = new SaltFilter();
+  /** AEAD-2017 TCP request salts (replay.ts states the window). */
+  readonly #replay2017: RotatingSaltFilter;
   /** Our own AEAD-2017 response salts, so that a response reflected back at us is recognised. */
-  readonly #ownSalts2017 = new SaltFilter();
+  readonly #ownSalts2017: RotatingSaltFilter;
+  /**
+   * AEAD-2017 UDP salts, both the clients' and our own responses': every datagram carries a fresh
+   * salt, so one seen before is a replay (or a reflection) from whatever address it comes.
+   */
+  readonly #replayUdp2017: RotatingSaltFilter;
   readonly #replay2022 = new SaltPool();
+  readonly #budget: TrialBudget;
   readonly #guard: ReplayGuard;
   readonly #tcpHint = new HintMap<SsServerKey>(10_000);
   /** One output buffer for every connection's responses (codec/ss-stream.ts ScratchSlot). */
@@ -170,6 +191,7 @@ export class SsServer {
       dialer: options.dialer,
       packetDialer: options.packetDialer,
       clock: options.clock ?? systemClock,
+      monotonicNow: options.monotonicNow ?? (() => performance.now()),
       random: options.random ?? randomBytes,
       authTimeoutMs: options.authTimeoutMs ?? 60_000,
       idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
@@ -179,12 +201,19 @@ export class SsServer {
     };
     this.#events = options.events ?? {};
     this.#gate = options.gate ?? new CountingGate();
+    const mono = this.#o.monotonicNow;
+    // Filter secrets come from the system, not the injectable `random`: a seeded source in a test
+    // keeps producing the same wire bytes whether or not the server holds filters.
+    this.#replay2017 = new RotatingSaltFilter(randomBytes(16));
+    this.#ownSalts2017 = new RotatingSaltFilter(randomBytes(16));
+    this.#replayUdp2017 = new RotatingSaltFilter(randomBytes(16));
+    this.#budget = new TrialBudget(options.udpTrialBudget, mono());
     this.#guard = {
-      addSalt2017: (s) => this.#replay2017.add(s),
-      isOwnSalt2017: (s) => this.#ownSalts2017.has(s),
-      // The pool ages salts by a monotonic clock: a wall-clock step backwards must not let a
-      // stored salt expire early (the ±30 s timestamp check itself uses wall time, as SIP022 says).
-      addSalt2022: (s) => this.#replay2022.add(s, performance.now()),
+      addSalt2017: (s) => this.#replay2017.add(s, mono()),
+      isOwnSalt2017: (s) => this.#ownSalts2017.has(s, mono()),
+      // The ±30 s timestamp check uses wall time (SIP022), so a salt stays pooled until both the
+      // wall and the monotonic clock say 60 s have passed: a clock step cannot let a replay in.
+      addSalt2022: (s, nowMs) => this.#replay2022.add(s, nowMs, mono()),
     };
   }
 
@@ -429,7 +458,8 @@ export class SsServer {
           // Record our own salt so that our response, replayed to us as a request, is refused
           // (the reflection attack on AEAD-2017; 2022 headers carry a direction type instead).
           recordedSalt = true;
-          if (a.stream.responseSalt) this.#ownSalts2017.add(a.stream.responseSalt);
+          if (a.stream.responseSalt)
+            this.#ownSalts2017.add(a.stream.responseSalt, this.#o.monotonicNow());
         }
         return out;
       },
@@ -463,18 +493,16 @@ export class SsServer {
 
   #onDatagram(udp: UdpSocket, msg: Buffer, rinfo: RemoteInfo): void {
     const now = this.#o.clock.now();
-    let opened;
-    try {
-      opened = openUdpRequest(this.#table, msg, now, this.#udpHint.get(rinfo.address));
-    } catch (err) {
-      this.#events.probe?.(err instanceof LadderError ? err.code : 'ERR_CODEC', 'udp');
-      return;
-    }
-    if (opened === null) {
-      this.#events.probe?.('ERR_CIPHER', 'udp');
-      return;
-    }
+    const mono = this.#o.monotonicNow();
+    const opened = this.#openDatagram(msg, rinfo.address, now, mono);
+    if (opened === null) return;
     const { key, header, datagram } = opened;
+    if (!header && !this.#replayUdp2017.add(msg.subarray(0, key.key.keySize), mono)) {
+      // A datagram that opened once before (or our own response, reflected): neither forwarded
+      // nor answered, from whatever address it comes.
+      this.#events.probe?.('ERR_REPLAY_CLIENT', 'udp');
+      return;
+    }
     this.#udpHint.set(rinfo.address, key);
     const id = header
       ? `${key.id}\u0000${header.sessionId.toString('latin1')}`
@@ -492,6 +520,7 @@ export class SsServer {
       }
       if (this.#udpSessions.size >= this.#o.maxUdpSessions) this.#evictOldestUdp();
       const session: UdpSession = {
+        id,
         key,
         lease,
         client: rinfo,
@@ -509,7 +538,6 @@ export class SsServer {
           : {}),
       };
       s = session;
-      this.#udpSessions.set(id, s);
       lease.onRevoke(() => {
         session.out.close();
         if (this.#udpSessions.get(id) === session) this.#udpSessions.delete(id);
@@ -519,35 +547,82 @@ export class SsServer {
     if (header) s.window!.accept(header.packetId);
     // SIP022 §3.2.4: replies go to the last address the session was seen at.
     s.client = rinfo;
-    s.lastSeen = now;
+    this.#touch(s, now);
     this.#events.udpBytes?.(key.id, datagram.payload.length, 0);
     // Over its speed cap, a datagram is dropped: UDP has no backpressure to apply.
     if (s.lease.up(datagram.payload.length) > 0) return;
     s.out.send(datagram.payload, datagram.target);
   }
 
+  /**
+   * Finds the key of a datagram within the trial budget: the key that last matched this source
+   * first (paid from the hinted budget, refunded when it opens), then every other key (paid from
+   * the global budget). Null, with the reason counted, when it is dropped.
+   */
+  #openDatagram(msg: Buffer, address: string, now: number, mono: number): OpenedUdpRequest | null {
+    const table = this.#table;
+    const prefix = sourcePrefix(address);
+    let hint = this.#udpHint.get(address);
+    if (hint !== undefined && table.candidateOf(hint) < 0) hint = undefined;
+    try {
+      if (hint) {
+        if (!this.#budget.takeHinted(prefix, msg.length, mono)) {
+          this.#events.probe?.('ERR_UDP_BUDGET', 'udp');
+          return null;
+        }
+        const o = openTrialUdp(hint, msg, now);
+        if (o) {
+          this.#budget.refundHinted(prefix, msg.length);
+          return o;
+        }
+      }
+      const rest = table.trial.length - (hint ? 1 : 0);
+      // Identity-header keys (SIP023) cost two AES blocks each: not worth budgeting.
+      if (rest > 0 && !this.#budget.takeFull(prefix, rest * msg.length, mono)) {
+        this.#events.probe?.('ERR_UDP_BUDGET', 'udp');
+        return null;
+      }
+      const o = openUdpRequest(table, msg, now, undefined, hint);
+      if (o === null) this.#events.probe?.('ERR_CIPHER', 'udp');
+      return o;
+    } catch (err) {
+      this.#events.probe?.(err instanceof LadderError ? err.code : 'ERR_CODEC', 'udp');
+      return null;
+    }
+  }
+
+  /** Marks a session active: the session map is kept in order of activity, oldest first. */
+  #touch(s: UdpSession, now: number): void {
+    s.lastSeen = now;
+    this.#udpSessions.delete(s.id);
+    this.#udpSessions.set(s.id, s);
+  }
+
   #reply(udp: UdpSocket, s: UdpSession, payload: Buffer, from: Target): void {
     if (this.#closing) return;
     const key = s.key.key;
     const now = this.#o.clock.now();
-    s.lastSeen = now;
+    if (this.#udpSessions.get(s.id) === s) this.#touch(s, now);
     let packet: Buffer;
     try {
-      packet =
-        key.edition === 2017
-          ? encodeUdp2017(key, this.#o.random(key.keySize), { target: from, payload })
-          : encodeUdp2022(
-              key,
-              {
-                sessionId: s.serverSessionId!,
-                packetId: s.serverPacketId++,
-                clientSessionId: s.clientSessionId!,
-              },
-              { target: from, payload },
-              new Uint8Array(0),
-              now,
-              this.#o.random,
-            );
+      if (key.edition === 2017) {
+        const salt = this.#o.random(key.keySize);
+        // Our own salt goes into the filter: the reply, sent back to us, is refused as a replay.
+        this.#replayUdp2017.add(salt, this.#o.monotonicNow());
+        packet = encodeUdp2017(key, salt, { target: from, payload });
+      } else
+        packet = encodeUdp2022(
+          key,
+          {
+            sessionId: s.serverSessionId!,
+            packetId: s.serverPacketId++,
+            clientSessionId: s.clientSessionId!,
+          },
+          { target: from, payload },
+          new Uint8Array(0),
+          now,
+          this.#o.random,
+        );
     } catch (err) {
       debug('udp reply encode failed %s', (err as Error).message);
       return;
@@ -557,26 +632,30 @@ export class SsServer {
     udp.send(packet, s.client.port, s.client.address);
   }
 
+  /** Forgets idle sessions, oldest first, stopping at the first that is still active. */
   #sweepUdp(): void {
     const cutoff = this.#o.clock.now() - this.#o.udpTimeoutMs;
-    for (const [id, s] of this.#udpSessions) {
-      if (s.lastSeen < cutoff) {
-        s.out.close();
-        s.lease.close();
-        this.#udpSessions.delete(id);
-      }
+    for (const s of this.#udpSessions.values()) {
+      if (s.lastSeen >= cutoff) break;
+      this.#dropUdp(s);
     }
   }
 
+  /** O(1): the first session in the map is the least recently active. */
   #evictOldestUdp(): void {
-    let oldest: [string, UdpSession] | null = null;
-    for (const e of this.#udpSessions)
-      if (!oldest || e[1].lastSeen < oldest[1].lastSeen) oldest = e;
-    if (oldest) {
-      oldest[1].out.close();
-      oldest[1].lease.close();
-      this.#udpSessions.delete(oldest[0]);
-    }
+    const oldest = this.#udpSessions.values().next();
+    if (!oldest.done) this.#dropUdp(oldest.value);
+  }
+
+  #dropUdp(s: UdpSession): void {
+    this.#udpSessions.delete(s.id);
+    s.out.close();
+    s.lease.close();
+  }
+
+  /** UDP sessions open now (for tests). */
+  get udpSessions(): number {
+    return this.#udpSessions.size;
   }
 }
 

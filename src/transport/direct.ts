@@ -26,6 +26,11 @@ export interface DirectDialerOptions {
    * Node then tries every address it returns (autoSelectFamily).
    */
   lookup?: LookupFunction;
+  /**
+   * Called with each socket as soon as it is made, before it connects: the place to bind it to an
+   * interface or mark it (under --tun, direct sockets must bypass the tunnel device).
+   */
+  onSocket?: (socket: Socket) => void;
 }
 
 export class DirectDialer implements StreamDialer {
@@ -33,8 +38,10 @@ export class DirectDialer implements StreamDialer {
   readonly #allow: DirectDialerOptions['allow'];
   readonly #recycle: boolean;
   readonly #lookup: LookupFunction | undefined;
+  readonly #onSocket: DirectDialerOptions['onSocket'];
 
   constructor(options: DirectDialerOptions = {}) {
+    this.#onSocket = options.onSocket;
     this.#timeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#allow = options.allow;
     this.#recycle = options.recycleReads ?? false;
@@ -60,6 +67,7 @@ export class DirectDialer implements StreamDialer {
         ...(this.#lookup ? { lookup: this.#lookup, autoSelectFamily: true } : {}),
       };
       const socket: Socket = this.#recycle ? connectRecycling(options) : connect(options);
+      this.#onSocket?.(socket);
       const timer = setTimeout(
         () =>
           fail(
@@ -91,6 +99,13 @@ export class DirectDialer implements StreamDialer {
 
 /** UDP straight to targets: one socket per session (per address family, made when first needed). */
 export class DirectPacketDialer implements PacketDialer {
+  readonly #onSocket: ((socket: UdpSocket) => void) | undefined;
+
+  /** `onSocket` sees each UDP socket when it is made (as DirectDialerOptions.onSocket). */
+  constructor(options: { onSocket?: (socket: UdpSocket) => void } = {}) {
+    this.#onSocket = options.onSocket;
+  }
+
   open(onPacket: (payload: Buffer, from: Target) => void): PacketSession {
     const sockets: { udp4?: UdpSocket; udp6?: UdpSocket } = {};
     let closed = false;
@@ -98,6 +113,7 @@ export class DirectPacketDialer implements PacketDialer {
       let s = sockets[family];
       if (!s) {
         s = createSocket(family);
+        this.#onSocket?.(s);
         s.on('message', (msg, rinfo) => onPacket(msg, { host: rinfo.address, port: rinfo.port }));
         s.on('error', () => {
           /* a send error (unreachable) drops the datagram, as the network would */

@@ -1,7 +1,9 @@
 /**
- * TLS for the transports that hide in web traffic (Trojan, WebSocket over TLS).
+ * TLS for the transports that hide in web traffic (Trojan, WebSocket over TLS). {@link tlsConnect}
+ * takes the client a key's `fp` names: `chrome`, Ladder's own TLS 1.3 client with Chrome's
+ * ClientHello (chrome-tls.ts), or `node`, Node's TLS, which the rest of this note is about.
  *
- * Client: the ClientHello is shaped as close to Chrome's as Node's OpenSSL allows — the same cipher
+ * Client (fp=node): the ClientHello is shaped as close to Chrome's as Node's OpenSSL allows — the same cipher
  * suites in the same order, the same signature algorithms, Chrome's classical groups, ALPN `h2,
  * http/1.1`, status_request, no encrypt_then_mac, and the SNI the key names. What still differs from
  * Chrome (docs/tls-fingerprint.md, checked by test/integration/tls-fingerprint.test.ts): no GREASE,
@@ -24,6 +26,8 @@ import { isIP } from 'node:net';
 import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
 import type { Duplex } from 'node:stream';
 import type { Target } from './types.js';
+import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
+import { chromeTlsConnect, type ChromeTlsSocket } from './chrome-tls.js';
 
 /** Chrome's cipher suites, in Chrome's order (TLS 1.3 first), in OpenSSL's names. */
 export const BROWSER_CIPHERS = [
@@ -77,6 +81,11 @@ export interface TlsClientOptions {
    * TLS 1.3 connection Node's server sends none (trojan-dialer.ts `split`).
    */
   resume?: boolean;
+  /**
+   * The TLS client: 'chrome' (Ladder's own, Chrome's ClientHello; chrome-tls.ts) or 'node' (this
+   * file's OpenSSL path). Absent: 'node' here; the key parsers default keys to 'chrome'.
+   */
+  fp?: TlsFingerprint;
 }
 
 export function normalizeFingerprint(fp: string): string {
@@ -121,8 +130,30 @@ function remember(key: string, session: Buffer): void {
   if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
 }
 
-/** Opens TLS to `server`; resolves after the handshake, with the certificate checked. */
+/** Opens TLS to `server` with the client `o.fp` names; resolves after the handshake, checked. */
 export function tlsConnect(
+  server: Target,
+  o: TlsClientOptions,
+  signal?: AbortSignal,
+): Promise<TLSSocket | ChromeTlsSocket> {
+  if (o.fp === 'chrome')
+    return chromeTlsConnect(
+      server,
+      {
+        sni: o.sni,
+        ...(o.ca ? { ca: o.ca } : {}),
+        ...(o.pinSha256 ? { pinSha256: normalizeFingerprint(o.pinSha256) } : {}),
+        ...(o.alpn ? { alpn: o.alpn } : {}),
+        ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+        ...(o.socket ? { socket: o.socket } : {}),
+      },
+      signal,
+    );
+  return nodeTlsConnect(server, o, signal);
+}
+
+/** Node's TLS (fp=node). */
+export function nodeTlsConnect(
   server: Target,
   o: TlsClientOptions,
   signal?: AbortSignal,

@@ -219,6 +219,7 @@ export function splitFirstPayload(
     socket.write = write;
   };
   const timer = setTimeout(() => {
+    debug('first payload none within %d ms; the request left alone', o.firstPayloadWaitMs);
     restore();
     socket.uncork();
   }, o.firstPayloadWaitMs);

@@ -14,7 +14,7 @@ import { KeyStore } from '../../src/store/key-store.js';
 import { KeyManager } from '../../src/server/access/key-manager.js';
 import { AdminService } from '../../src/admin/service.js';
 import { ManagementApi } from '../../src/admin/api.js';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 import { apiClient, type ApiClient } from '../helpers/operator.js';
 import { request } from 'node:https';
 import { connect } from 'node:tls';
@@ -137,8 +137,16 @@ test('random requests under the prefix: 2xx or 4xx with a JSON error, never 5xx'
           r.status < 500,
           `${method} /${segs.join('/')} ${JSON.stringify(body)} → ${r.status} ${r.text}`,
         );
+        // The client resolves dot segments first: a path that leaves the prefix gets the decoy.
+        const outside = !new URL(`${base}${PREFIX}/${segs.join('/')}`).pathname.startsWith(
+          `${PREFIX}/`,
+        );
         if (r.status >= 400)
-          assert.match(r.text, /^\{"code":"[A-Za-z]+","message":/, `${r.status}: ${r.text}`);
+          assert.match(
+            r.text,
+            outside ? /^<html>\r\n<head><title>40\d / : /^\{"code":"[A-Za-z]+","message":/,
+            `${r.status}: ${r.text}`,
+          );
       },
     ),
     { numRuns: 250 },
@@ -150,7 +158,7 @@ test('random requests under the prefix: 2xx or 4xx with a JSON error, never 5xx'
   );
 });
 
-test('random bytes as bodies and hostile paths: never 5xx; outside the prefix always the same 404', async () => {
+test('random bytes as bodies and hostile paths: never 5xx; outside the prefix the decoy site', async () => {
   await fc.assert(
     fc.asyncProperty(
       fc.uint8Array({ maxLength: 300 }),
@@ -170,8 +178,9 @@ test('random bytes as bodies and hostile paths: never 5xx; outside the prefix al
   );
   const big = await raw('POST', `${PREFIX}/access-keys`, Buffer.alloc(200_000, 0x20));
   assert.equal(big.status, 413);
+  // the decoy's home page, and its 404 for everything else
+  assert.equal((await raw('GET', '/', Buffer.alloc(0))).status, 200);
   for (const p of [
-    '/',
     '/fuzzprefix012',
     '/fuzzprefix0124/server',
     '/FUZZPREFIX0123/server',
@@ -179,6 +188,7 @@ test('random bytes as bodies and hostile paths: never 5xx; outside the prefix al
   ]) {
     const r = await raw('GET', p, Buffer.alloc(0));
     assert.equal(r.status, 404, p);
+    assert.match(r.text, /^<html>\r\n<head><title>404 Not Found/, p);
   }
   const trav = await raw('GET', `${PREFIX}/dashboard/..%2f..%2fpackage.json`, Buffer.alloc(0));
   assert.equal(trav.status, 404);
@@ -212,15 +222,21 @@ function rawTarget(requestLine: string): Promise<{ status: number; text: string 
   });
 }
 
-test('request targets that are not paths, and malformed escapes: a 404 with a JSON error, and the API lives on', async () => {
+test('request targets that are not paths, and malformed escapes: the decoy outside the prefix, a JSON 404 inside, and the API lives on', async () => {
   // `PUT //%00` once rejected the handler's promise (the URL parser throws on the "host" %00) and
-  // ended the process; `%ZZ` in a key id once gave a 500.
+  // ended the process; `%ZZ` in a key id once gave a 500. Outside the prefix, nginx's answers.
+  for (const [line, status] of [
+    ['PUT //%00', 400],
+    ['GET //%00', 400],
+    ['GET //x/fuzzprefix0123/server', 404],
+    ['GET *', 400],
+    ['GET http://%00/fuzzprefix0123/server', 400],
+  ] as const) {
+    const r = await rawTarget(line);
+    assert.equal(r.status, status, `${line}: ${r.status} ${r.text}`);
+    assert.match(r.text, /^<html>\r\n<head><title>/, line);
+  }
   for (const line of [
-    'PUT //%00',
-    'GET //%00',
-    'GET //x/fuzzprefix0123/server',
-    'GET *',
-    'GET http://%00/fuzzprefix0123/server',
     `DELETE ${PREFIX}/access-keys/%ZZ`,
     `PUT ${PREFIX}/access-keys/%E0%A4%A/name`,
   ]) {

@@ -11,7 +11,7 @@ import { connect } from 'node:net';
 import { connect as tlsConnect, createSecureContext } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 import { PortMux } from '../../src/server/port-mux.js';
 import { SsServer } from '../../src/server/ss-server.js';
 import { DecoySite } from '../../src/server/decoy/decoy-site.js';

@@ -33,7 +33,7 @@ import {
 import { decodeUdp2017, decodeUdp2022Response, openUdpRequest } from '../../src/codec/ss-udp.js';
 import { makeCipherKey } from '../../src/crypto/ss-key.js';
 import { SS_METHOD_NAMES, SS_METHODS } from '../../src/crypto/methods.js';
-import { SaltFilter, SaltPool } from '../../src/crypto/replay.js';
+import { RotatingSaltFilter, SaltPool } from '../../src/crypto/replay.js';
 
 function allowed(f: () => unknown): void {
   try {
@@ -102,9 +102,9 @@ test('fuzz: Trojan and WebSocket decoders', () => {
 });
 
 function guard(): ReplayGuard {
-  const f = new SaltFilter();
+  const f = new RotatingSaltFilter(randomBytes(16));
   const p = new SaltPool();
-  return { addSalt2017: (s) => f.add(s), addSalt2022: (s, n) => p.add(s, n) };
+  return { addSalt2017: (s) => f.add(s, 0), addSalt2022: (s, n) => p.add(s, n, n) };
 }
 
 for (const method of SS_METHOD_NAMES) {

@@ -21,7 +21,7 @@ import { CounterAead } from '../../src/crypto/aead.js';
 import {
   SALT_POOL_TTL_MS,
   SLIDING_WINDOW_SIZE,
-  SaltFilter,
+  RotatingSaltFilter,
   SaltPool,
   SlidingWindow,
 } from '../../src/crypto/replay.js';
@@ -641,8 +641,8 @@ test('SaltPool: with a clock that does not go back, a salt is refused exactly fo
           const s = seeded(`salt/${salt}`, 16);
           const exp = expiry.get(salt);
           const replay = exp !== undefined && exp > now;
-          assert.equal(pool.has(s, now), replay);
-          assert.equal(pool.add(s, now), !replay, `salt ${salt} at +${now - NOW} ms`);
+          assert.equal(pool.has(s, now, now), replay);
+          assert.equal(pool.add(s, now, now), !replay, `salt ${salt} at +${now - NOW} ms`);
           if (!replay) expiry.set(salt, now + SALT_POOL_TTL_MS);
         }
       },
@@ -651,21 +651,42 @@ test('SaltPool: with a clock that does not go back, a salt is refused exactly fo
   );
 });
 
-test('SaltPool: whatever the clock does, a salt never seen within 60 s is never called a replay', () => {
+test('SaltPool: whatever the wall clock does, a salt is held until both clocks have said 60 s passed', () => {
   fc.assert(
     fc.property(
-      fc.array(fc.tuple(fc.nat(15), fc.integer({ min: -70_000, max: 70_000 })), { maxLength: 300 }),
+      fc.array(
+        fc.tuple(
+          fc.nat(15),
+          fc.integer({ min: 0, max: 70_000 }),
+          fc.integer({ min: -200_000, max: 200_000 }),
+        ),
+        { maxLength: 300 },
+      ),
       (events) => {
         const pool = new SaltPool();
-        const expiry = new Map<number, number>();
-        let now = NOW;
-        for (const [salt, dt] of events) {
-          now += dt;
+        const seen = new Map<number, { wall: number; mono: number; wallHigh: number }>();
+        let mono = 0;
+        let wall = NOW;
+        for (const [salt, dMono, dWall] of events) {
+          mono += dMono;
+          wall += dWall;
+          for (const e of seen.values()) e.wallHigh = Math.max(e.wallHigh, wall);
           const s = seeded(`salt/${salt}`, 16);
-          const exp = expiry.get(salt);
-          const r = pool.add(s, now);
-          if (exp === undefined || exp <= now) assert.equal(r, true, 'no false positive');
-          if (r) expiry.set(salt, now + SALT_POOL_TTL_MS);
+          const e = seen.get(salt);
+          const r = pool.add(s, wall, mono);
+          // Never a false positive: refused only while one clock says under 60 s.
+          const mayRefuse =
+            e !== undefined &&
+            (mono - e.mono < SALT_POOL_TTL_MS || wall - e.wall < SALT_POOL_TTL_MS);
+          if (!mayRefuse) assert.equal(r, true, `salt ${salt}: no false positive`);
+          // Always refused while the monotonic clock says under 60 s, or while the wall clock
+          // does and has never said otherwise since (a salt goes only when both agree).
+          const mustRefuse =
+            e !== undefined &&
+            (mono - e.mono < SALT_POOL_TTL_MS ||
+              (wall - e.wall < SALT_POOL_TTL_MS && e.wallHigh - e.wall < SALT_POOL_TTL_MS));
+          if (mustRefuse) assert.equal(r, false, `salt ${salt}: replay refused`);
+          if (r) seen.set(salt, { wall, mono, wallHigh: wall });
         }
       },
     ),
@@ -673,24 +694,32 @@ test('SaltPool: whatever the clock does, a salt never seen within 60 s is never 
   );
 });
 
-test('SaltFilter: never a false positive; a salt among the last `capacity` accepted ones is caught', () => {
+test('RotatingSaltFilter: a salt among the last `capacity` within the window is caught; fresh ones pass', () => {
   fc.assert(
     fc.property(
       fc.integer({ min: 1, max: 20 }),
-      fc.array(fc.nat(60), { maxLength: 400 }),
-      (capacity, salts) => {
-        const f = new SaltFilter(capacity);
+      fc.array(fc.tuple(fc.nat(60), fc.nat(400)), { maxLength: 400 }),
+      (capacity, events) => {
+        // Roomy bits for the count: a false positive has probability below 1e-12 per query here.
+        const f = new RotatingSaltFilter(seeded('secret', 16), {
+          capacity,
+          windowMs: 1_000,
+          bits: 2 ** 16,
+          hashes: 16,
+        });
         const everSeen = new Set<number>();
-        const accepted: number[] = [];
-        for (const n of salts) {
+        const accepted: { n: number; at: number }[] = [];
+        let now = 0;
+        for (const [n, dt] of events) {
+          now += dt;
           const s = seeded(`filter/${n}`, 32);
-          const r = f.add(s);
+          const r = f.add(s, now);
           if (!everSeen.has(n)) assert.equal(r, true, 'a new salt is never called a replay');
-          if (accepted.slice(-capacity).includes(n))
-            assert.equal(r, false, 'a recent salt is caught');
-          if (r) accepted.push(n);
+          const recent = accepted.slice(-capacity).some((a) => a.n === n && now - a.at < 1_000);
+          if (recent) assert.equal(r, false, 'a recent salt is caught');
+          if (r) accepted.push({ n, at: now });
           everSeen.add(n);
-          assert.ok(f.size <= 2 * capacity, 'bounded memory');
+          assert.ok(f.allocatedBytes <= f.maxBytes, 'bounded memory');
         }
       },
     ),

@@ -148,3 +148,42 @@ test('npm start (ladder demo) proves the tunnel on an embedded default', async (
   assert.match(r.stdout, /access key \(2022-blake3-aes-256-gcm\)/);
   assert.match(r.stdout, /through the tunnel: SOCKS5 \d+ bytes, HTTP proxy \d+ bytes: OK/);
 });
+
+test('client --rules: a bad line, a missing file, a bad --geoip and stray flags each say what is wrong', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(`${tmpdir()}/ladder-rules-`);
+  try {
+    const key = `ss://2022-blake3-aes-128-gcm:${encodeURIComponent(Buffer.alloc(16, 7).toString('base64'))}@127.0.0.1:9`;
+    const base = ['client', '--server', key, '--socks', '127.0.0.1:0', '--no-http'];
+    writeFileSync(`${dir}/bad.txt`, 'DOMAIN,a.lab,DIRECT\nIP-CIDR,10.0.0.0/40,DIRECT\n');
+    let r = await ladder([...base, '--rules', `${dir}/bad.txt`]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /bad\.txt:2: 'IP-CIDR,10\.0\.0\.0\/40,DIRECT': the prefix length '\/40' must be 0 to 32/,
+    );
+    r = await ladder([...base, '--rules', `${dir}/none.txt`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /--rules .*none\.txt: cannot read it \(ENOENT\)/);
+    writeFileSync(`${dir}/geo.txt`, 'GEOIP,CN,DIRECT\nMATCH,PROXY\n');
+    writeFileSync(`${dir}/not.mmdb`, 'hello');
+    r = await ladder([...base, '--rules', `${dir}/geo.txt`, '--geoip', `${dir}/not.mmdb`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /not\.mmdb: not a usable MaxMind DB/);
+    r = await ladder([...base, '--geoip', `${dir}/not.mmdb`]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--geoip takes effect only with --rules/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('client --rules preset:cn starts with the packaged country database', async () => {
+  const key = `ss://2022-blake3-aes-128-gcm:${encodeURIComponent(Buffer.alloc(16, 7).toString('base64'))}@127.0.0.1:9`;
+  const client = await startLadder(
+    ['client', '--server', key, '--socks', '127.0.0.1:0', '--no-http', '--rules', 'preset:cn'],
+    /routing by preset:cn/,
+  );
+  await client.stop();
+});

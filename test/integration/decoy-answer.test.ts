@@ -10,7 +10,7 @@ import { connect, createSecureContext, TLSSocket } from 'node:tls';
 import { createServer, type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { DecoySite } from '../../src/server/decoy/decoy-site.js';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 
 const made = issueCertificate({ commonName: 'decoy.test', serial: randomBytes(8) });
 const secureContext = createSecureContext({ cert: made.cert, key: made.key });

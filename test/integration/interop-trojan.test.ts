@@ -150,7 +150,9 @@ for (const split of [false, true])
     for (const m of many) assert.equal(m.body.toString(), 'hello\n', m.stderr);
     // With split, each of the nine connections sent its first payload split around trojan-gfw's
     // session tickets, or whole when a ticket came before it (curl writes after the SOCKS reply).
-    const firsts = client.output().match(/first payload (split at|whole)/g) ?? [];
+    // (Or, when curl's request came later than the first-payload wait, as a busy machine makes it
+    // with nine handshakes at once, none: the request left alone.)
+    const firsts = client.output().match(/first payload (split at|whole|none)/g) ?? [];
     if (split) assert.equal(firsts.length, 9, client.output());
     else assert.equal(firsts.length, 0);
     console.log(

@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { TLSSocket, connect as tlsConnect, createSecureContext } from 'node:tls';
 import { randomBytes } from 'node:crypto';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 import { PortMux } from '../../src/server/port-mux.js';
 import { SsServer } from '../../src/server/ss-server.js';
 import { DecoySite } from '../../src/server/decoy/decoy-site.js';

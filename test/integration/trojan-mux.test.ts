@@ -16,7 +16,7 @@ import {
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 import { trojanPasswordHash } from '../../src/codec/trojan.js';
 import { TrojanHandler } from '../../src/server/trojan-server.js';
 import { DecoySite } from '../../src/server/decoy/decoy-site.js';

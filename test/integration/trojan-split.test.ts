@@ -17,7 +17,7 @@ import {
 } from 'node:net';
 import { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 import { trojanPasswordHash, trojanRequestLength } from '../../src/codec/trojan.js';
 import { TrojanHandler } from '../../src/server/trojan-server.js';
 import { DecoySite } from '../../src/server/decoy/decoy-site.js';

@@ -12,7 +12,7 @@ import {
 } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 import { trojanPasswordHash } from '../../src/codec/trojan.js';
 import { TrojanHandler } from '../../src/server/trojan-server.js';
 import { DecoySite } from '../../src/server/decoy/decoy-site.js';

@@ -11,7 +11,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { createSecureContext, connect as tlsConnectRaw } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { issueCertificate } from '../../src/codec/x509.js';
+import { issueCertificate } from '../../src/server/certificates.js';
 import { trojanPasswordHash } from '../../src/codec/trojan.js';
 import { makeCipherKey } from '../../src/crypto/ss-key.js';
 import { SsServer } from '../../src/server/ss-server.js';

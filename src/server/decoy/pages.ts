@@ -20,11 +20,11 @@ ${body}
 `;
 }
 
-export const DECOY_PAGES: ReadonlyMap<string, { type: string; body: string }> = new Map([
+/** Path → page; the content type comes from the extension, as nginx gives it (nginx-pages.ts). */
+export const DECOY_PAGES: ReadonlyMap<string, { body: string }> = new Map([
   [
     '/index.html',
     {
-      type: 'text/html; charset=utf-8',
       body: page(
         'Notes from the workshop',
         `<article><h2>Sharpening a plane iron</h2><p>A flat back matters more than the bevel. Start on the coarse stone,
@@ -37,7 +37,6 @@ work the last inch of the back until the scratch pattern is even, then move up t
   [
     '/about.html',
     {
-      type: 'text/html; charset=utf-8',
       body: page(
         'About',
         `<p>A notebook about woodworking, kept mostly for myself. Comments are closed.</p>`,
@@ -47,14 +46,11 @@ work the last inch of the back until the scratch pattern is even, then move up t
   [
     '/archive.html',
     {
-      type: 'text/html; charset=utf-8',
       body: page(
         'Archive',
         `<ul><li><a href="/">Sharpening a plane iron</a></li><li><a href="/">On drying timber</a></li></ul>`,
       ),
     },
   ],
-  ['/robots.txt', { type: 'text/plain; charset=utf-8', body: 'User-agent: *\nDisallow:\n' }],
+  ['/robots.txt', { body: 'User-agent: *\nDisallow:\n' }],
 ]);
-
-export const NOT_FOUND_PAGE = page('Not found', '<p>There is nothing here.</p>');

@@ -1,0 +1,223 @@
+/**
+ * `ladder client --rules …`: from the routing flags to a RoutedDialer (src/routing/). Kept apart
+ * from client-command.ts so that command stays a few lines longer, not a screen.
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
+import { createRequire } from 'node:module';
+import { lookup as systemLookup } from 'node:dns/promises';
+import type { Socket as UdpSocket } from 'node:dgram';
+import { DialError, LadderError } from '../errors.js';
+import { parseRules, type RuleFiles, type RuleTable } from '../routing/rules.js';
+import { MmdbReader } from '../routing/mmdb.js';
+import { RoutedDialer } from '../routing/routed-dialer.js';
+import type { NameAnswer, NameLookup } from '../routing/dns-cache.js';
+import { DirectDialer, DirectPacketDialer, type DirectDialerOptions } from '../transport/direct.js';
+import { StreamResolver, udpResolver, type Resolver } from '../probe/dns-client.js';
+import { DNS_TYPE } from '../codec/dns.js';
+import type { StreamDialer, Target } from '../transport/types.js';
+import type { KeyDialers } from './key-dialers.js';
+import { parseHostPort } from './args.js';
+
+/** The client's routing flags (joined into its parseFlags options). */
+export const ROUTING_FLAGS = {
+  rules: { type: 'string' },
+  geoip: { type: 'string' },
+  'dns-direct': { type: 'string' },
+  'dns-remote': { type: 'string' },
+  'log-connections': { type: 'boolean' },
+} as const;
+
+/** Where names are resolved through the tunnel when --dns-remote is not given. */
+export const DEFAULT_DNS_REMOTE = '1.1.1.1:53';
+
+export const ROUTING_HELP = `routing (docs/routing.md):
+  --rules <file|preset:cn>  Clash-style rules: DIRECT, PROXY (or a transport's #name in a ladder://
+                         key) or REJECT per connection; without it everything goes through the tunnel.
+                         preset:cn: private ranges and China direct, the rest through the tunnel
+  --geoip <file.mmdb>    MaxMind-format country database for GEOIP rules (default: the one the
+                         @ip-location-db/geo-whois-asn-country-mmdb package ships)
+  --dns-direct <ip:port> resolver for names routed direct (default: the system's)
+  --dns-remote <ip:port> resolver asked through the tunnel (DNS over TCP) when a rule needs a name's
+                         address (default ${DEFAULT_DNS_REMOTE})
+  --log-connections      print each connection's rule and route (names destinations; off by default)`;
+
+/** The rules `--rules preset:cn` stands for (docs/routing.md explains each line). */
+export const PRESET_CN = `# preset:cn — China: domestic direct, the rest through the tunnel
+DOMAIN-SUFFIX,cn,DIRECT
+GEOIP,LAN,DIRECT
+GEOIP,CN,DIRECT
+MATCH,PROXY
+`;
+
+export interface RoutingConfig {
+  readonly rules: string;
+  readonly geoip?: string;
+  readonly dnsDirect?: Target;
+  readonly dnsRemote: Target;
+  readonly logConnections: boolean;
+}
+
+type RoutingValues = {
+  rules?: string | undefined;
+  geoip?: string | undefined;
+  'dns-direct'?: string | undefined;
+  'dns-remote'?: string | undefined;
+  'log-connections'?: boolean | undefined;
+};
+
+/** Checks the routing flags (pure). Undefined when --rules is absent: today's behaviour. */
+export function routingConfig(v: RoutingValues): RoutingConfig | undefined {
+  if (v.rules === undefined) {
+    const stray = (['geoip', 'dns-direct', 'dns-remote', 'log-connections'] as const).find(
+      (f) => v[f] !== undefined,
+    );
+    if (stray)
+      throw new LadderError(
+        'ERR_USAGE',
+        `--${stray} takes effect only with --rules <file|preset:cn>; add --rules or drop --${stray}`,
+      );
+    return undefined;
+  }
+  if (v.rules.startsWith('preset:') && v.rules !== 'preset:cn')
+    throw new LadderError(
+      'ERR_USAGE',
+      `--rules ${v.rules.slice(0, 30)}: the presets are: preset:cn`,
+    );
+  const ipPort = (flag: string, text: string): Target => {
+    const t = parseHostPort(text, flag);
+    if (!/^[0-9.]+$|:/.test(t.host))
+      throw new LadderError(
+        'ERR_USAGE',
+        `${flag} '${text}' takes an IP address and port, e.g. 223.5.5.5:53`,
+      );
+    return t;
+  };
+  return {
+    rules: v.rules,
+    ...(v.geoip !== undefined ? { geoip: v.geoip } : {}),
+    ...(v['dns-direct'] !== undefined
+      ? { dnsDirect: ipPort('--dns-direct', v['dns-direct']) }
+      : {}),
+    dnsRemote: ipPort('--dns-remote', v['dns-remote'] ?? DEFAULT_DNS_REMOTE),
+    logConnections: v['log-connections'] ?? false,
+  };
+}
+
+/** Rule files from the disk, rule sets relative to the file naming them. */
+const diskFiles: RuleFiles = {
+  read(path, from) {
+    const full =
+      isAbsolute(path) || from.startsWith('preset:') ? path : resolvePath(dirname(from), path);
+    return { text: readFileSync(full, 'utf8'), name: path };
+  },
+};
+
+/** Reads and parses the rules (and the country database when a rule needs one). */
+export function loadRules(cfg: RoutingConfig, transports: ReadonlySet<string>): RuleTable {
+  let text: string;
+  if (cfg.rules === 'preset:cn') text = PRESET_CN;
+  else {
+    try {
+      text = readFileSync(cfg.rules, 'utf8');
+    } catch (err) {
+      throw new LadderError(
+        'ERR_RULES',
+        `--rules ${cfg.rules}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give a rule file or preset:cn`,
+      );
+    }
+  }
+  const table = parseRules(text, cfg.rules, diskFiles, { transports });
+  if (table.usesGeoip || cfg.geoip !== undefined) {
+    const file = cfg.geoip ?? defaultGeoipFile();
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(file);
+    } catch (err) {
+      throw new LadderError(
+        'ERR_GEOIP',
+        `--geoip ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give a .mmdb country database`,
+      );
+    }
+    const db = new MmdbReader(bytes, file);
+    table.setCountryLookup((ip) => db.country(ip));
+  }
+  return table;
+}
+
+function defaultGeoipFile(): string {
+  try {
+    return createRequire(import.meta.url).resolve(
+      '@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb',
+    );
+  } catch {
+    throw new LadderError(
+      'ERR_GEOIP',
+      'GEOIP rules need a country database: give --geoip <file.mmdb> (the default, from @ip-location-db/geo-whois-asn-country-mmdb, is not installed)',
+    );
+  }
+}
+
+/** How long one resolver query may take. */
+const LOOKUP_TIMEOUT_MS = 5_000;
+/** TTL given to the system resolver's answers, which carry none. */
+const SYSTEM_TTL_S = 30;
+
+/** A Resolver (probe/dns-client.ts) as a NameLookup: A, then AAAA when there is no A. */
+export function lookupWith(r: Resolver): NameLookup {
+  return async (name): Promise<NameAnswer> => {
+    for (const qtype of [DNS_TYPE.A, DNS_TYPE.AAAA]) {
+      const l = await r.lookup(name, qtype, { timeoutMs: LOOKUP_TIMEOUT_MS });
+      if (l.addresses.length > 0) {
+        const ttls = l.answers.filter((a) => a.type === qtype).map((a) => a.ttl);
+        return { addresses: l.addresses, ttlS: ttls.length > 0 ? Math.min(...ttls) : SYSTEM_TTL_S };
+      }
+    }
+    throw new DialError('ERR_DIAL_DNS', 'the name did not resolve');
+  };
+}
+
+const systemNameLookup: NameLookup = async (name) => {
+  try {
+    const all = await systemLookup(name, { all: true });
+    return { addresses: all.map((a) => a.address), ttlS: SYSTEM_TTL_S };
+  } catch (err) {
+    throw new DialError('ERR_DIAL_DNS', 'the name did not resolve', { cause: err });
+  }
+};
+
+export interface RoutedDialerSetup {
+  /** Socket hooks for direct connections (under --tun they must bypass the tunnel). */
+  readonly direct?: Pick<DirectDialerOptions, 'onSocket'> & {
+    readonly onUdpSocket?: (socket: UdpSocket) => void;
+  };
+  /** Where --log-connections lines go. */
+  readonly log: (line: string) => void;
+}
+
+/** The RoutedDialer for `cfg` over the key's dialers. */
+export function buildRoutedDialer(
+  cfg: RoutingConfig,
+  key: KeyDialers,
+  setup: RoutedDialerSetup,
+): RoutedDialer {
+  const table = loadRules(cfg, new Set(key.transports.keys()));
+  const tunnel: StreamDialer = key.stream;
+  return new RoutedDialer({
+    table,
+    direct: {
+      stream: new DirectDialer(setup.direct?.onSocket ? { onSocket: setup.direct.onSocket } : {}),
+      packet: new DirectPacketDialer(
+        setup.direct?.onUdpSocket ? { onSocket: setup.direct.onUdpSocket } : {},
+      ),
+    },
+    proxy: { stream: key.stream, packet: key.packet },
+    transports: key.transports,
+    resolveDirect: cfg.dnsDirect ? lookupWith(udpResolver(cfg.dnsDirect)) : systemNameLookup,
+    resolveRemote: lookupWith(new StreamResolver(tunnel, cfg.dnsRemote, ' (tunnel)')),
+    ...(cfg.logConnections
+      ? { log: (line: string) => setup.log(`ladder client: route ${line}`) }
+      : {}),
+  });
+}

@@ -1,0 +1,210 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LadderError } from '../errors.js';
+import { NEEDS_ADDRESS, parseRules, regexProblem, type RuleFiles } from './rules.js';
+import { IntervalTable, parseCidr } from './ip.js';
+
+function files(map: Record<string, string>): RuleFiles {
+  return {
+    read(path) {
+      const text = map[path];
+      if (text === undefined) throw new Error('no such file');
+      return { text, name: path };
+    },
+  };
+}
+
+const none = files({});
+
+function route(
+  rules: string,
+  q: { host: string; port?: number; network?: 'tcp' | 'udp'; ip?: string },
+  f = none,
+): string {
+  const t = parseRules(rules, 'r.txt', f, { transports: new Set(['tokyo']) });
+  const i = t.match({
+    host: q.host,
+    port: q.port ?? 443,
+    network: q.network ?? 'tcp',
+    ...(q.ip ? { ip: q.ip } : {}),
+  });
+  if (i === NEEDS_ADDRESS) return 'needs-address';
+  return i < 0 ? 'none' : t.rules[i]!.text;
+}
+
+function refused(rules: string, re: RegExp, f = none): void {
+  assert.throws(
+    () => parseRules(rules, 'r.txt', f, { transports: new Set(['tokyo']) }),
+    (e: unknown) => e instanceof LadderError && e.code === 'ERR_RULES' && re.test(e.message),
+  );
+}
+
+test('domain rules: exact, suffix at label boundaries, keyword, regex, case and trailing dot', () => {
+  const r =
+    'DOMAIN,exact.lab,DIRECT\nDOMAIN-SUFFIX,cn.lab,DIRECT\nDOMAIN-KEYWORD,google,PROXY\nDOMAIN-REGEX,^ads?\\.,REJECT\nMATCH,PROXY';
+  assert.equal(route(r, { host: 'exact.lab' }), 'DOMAIN,exact.lab,DIRECT');
+  assert.equal(route(r, { host: 'a.exact.lab' }), 'MATCH,PROXY');
+  assert.equal(route(r, { host: 'cn.lab' }), 'DOMAIN-SUFFIX,cn.lab,DIRECT');
+  assert.equal(route(r, { host: 'WWW.Cn.Lab.' }), 'DOMAIN-SUFFIX,cn.lab,DIRECT');
+  assert.equal(route(r, { host: 'xcn.lab' }), 'MATCH,PROXY');
+  assert.equal(route(r, { host: 'www.google.com' }), 'DOMAIN-KEYWORD,google,PROXY');
+  assert.equal(route(r, { host: 'ad.example' }), 'DOMAIN-REGEX,^ads?\\.,REJECT');
+});
+
+test('first match wins across types', () => {
+  const r =
+    'DST-PORT,25,REJECT\nDOMAIN-SUFFIX,lab,DIRECT\nDOMAIN,x.lab,REJECT\nNETWORK,udp,tokyo\nMATCH,PROXY';
+  assert.equal(route(r, { host: 'x.lab', port: 25 }), 'DST-PORT,25,REJECT');
+  assert.equal(route(r, { host: 'x.lab' }), 'DOMAIN-SUFFIX,lab,DIRECT');
+  assert.equal(route(r, { host: 'x.org', network: 'udp' }), 'NETWORK,udp,tokyo');
+  assert.equal(route(r, { host: 'x.org' }), 'MATCH,PROXY');
+  assert.equal(route('DOMAIN,a.b,DIRECT', { host: 'c.d' }), 'none');
+});
+
+test('CIDR rules: nesting keeps the lowest index; no-resolve applies only to address targets', () => {
+  const r =
+    'IP-CIDR,198.18.5.0/24,REJECT\nIP-CIDR,198.18.0.0/15,DIRECT\nIP-CIDR6,2001:2::/48,DIRECT,no-resolve\nIP-CIDR,10.0.0.0/8,DIRECT,no-resolve\nMATCH,PROXY';
+  assert.equal(route(r, { host: '198.18.5.9' }), 'IP-CIDR,198.18.5.0/24,REJECT');
+  assert.equal(route(r, { host: '198.19.255.255' }), 'IP-CIDR,198.18.0.0/15,DIRECT');
+  assert.equal(route(r, { host: '198.20.0.0' }), 'MATCH,PROXY');
+  assert.equal(route(r, { host: '2001:2::1' }), 'IP-CIDR6,2001:2::/48,DIRECT,no-resolve');
+  assert.equal(route(r, { host: '::ffff:198.18.1.1' }), 'IP-CIDR,198.18.0.0/15,DIRECT');
+  // A name needs its address before the first resolving CIDR rule can be passed.
+  assert.equal(route(r, { host: 'x.lab' }), 'needs-address');
+  assert.equal(route(r, { host: 'x.lab', ip: '198.18.1.1' }), 'IP-CIDR,198.18.0.0/15,DIRECT');
+  // no-resolve rules never match a name by its resolved address.
+  assert.equal(route(r, { host: 'x.lab', ip: '10.1.1.1' }), 'MATCH,PROXY');
+  // A domain rule before every resolving rule decides without an address.
+  assert.equal(route(`DOMAIN,x.lab,PROXY\n${r}`, { host: 'x.lab' }), 'DOMAIN,x.lab,PROXY');
+});
+
+test('GEOIP uses the country lookup; LAN stands for the private ranges', () => {
+  const t = parseRules('GEOIP,LAN,DIRECT\nGEOIP,CN,DIRECT\nMATCH,PROXY', 'r', none);
+  assert.equal(t.usesGeoip, true);
+  t.setCountryLookup((ip) => (ip.startsWith('198.18.') ? 'CN' : undefined));
+  const at = (host: string, ip?: string): number =>
+    t.match({ host, port: 80, network: 'tcp', ...(ip ? { ip } : {}) });
+  assert.equal(at('192.168.1.1'), 0);
+  assert.equal(at('198.18.0.7'), 1);
+  assert.equal(at('198.19.0.7'), 2);
+  assert.equal(at('name.lab'), NEEDS_ADDRESS);
+  assert.equal(at('name.lab', '198.18.0.7'), 1);
+});
+
+test('DST-PORT lists and ranges', () => {
+  const r = 'DST-PORT,80/8000-8002,DIRECT\nMATCH,PROXY';
+  for (const p of [80, 8000, 8002])
+    assert.equal(route(r, { host: 'a', port: p }), 'DST-PORT,80/8000-8002,DIRECT');
+  assert.equal(route(r, { host: 'a', port: 8003 }), 'MATCH,PROXY');
+});
+
+test('RULE-SET: Clash text, YAML payload (domain, ipcidr, classical) and sing-box JSON', () => {
+  const f = files({
+    'text.list': '# a comment\n+.suffix.lab\n.sub.lab\n*.one.lab\nexact.lab\n',
+    'cidr.yaml': 'payload:\n  - \'198.18.0.0/16\'\n  - "2001:2::/48"\n',
+    'classic.yaml': 'payload:\n  - DOMAIN-KEYWORD,blocked\n  - IP-CIDR,203.0.113.0/24,no-resolve\n',
+    'sb.json': JSON.stringify({
+      version: 2,
+      rules: [{ domain_suffix: ['sb.lab', '.dot.lab'] }, { ip_cidr: ['192.0.2.0/24'] }],
+    }),
+  });
+  const r =
+    'RULE-SET,text.list,DIRECT\nRULE-SET,classic.yaml,tokyo\nRULE-SET,sb.json,REJECT\nRULE-SET,cidr.yaml,DIRECT,no-resolve\nMATCH,PROXY';
+  const m = (host: string, ip?: string): string => route(r, { host, ...(ip ? { ip } : {}) }, f);
+  assert.equal(m('suffix.lab'), 'RULE-SET,text.list,DIRECT');
+  assert.equal(m('a.suffix.lab'), 'RULE-SET,text.list,DIRECT');
+  // sb.json's ip_cidr (resolving) comes before MATCH: a name needs its address to pass it.
+  assert.equal(m('sub.lab'), 'needs-address');
+  assert.equal(m('sub.lab', '192.88.99.1'), 'MATCH,PROXY');
+  assert.equal(m('a.sub.lab'), 'RULE-SET,text.list,DIRECT');
+  assert.equal(m('a.one.lab'), 'RULE-SET,text.list,DIRECT');
+  assert.equal(m('a.b.one.lab', '192.88.99.1'), 'MATCH,PROXY');
+  assert.equal(m('exact.lab'), 'RULE-SET,text.list,DIRECT');
+  assert.equal(m('is-blocked.example'), 'RULE-SET,classic.yaml,tokyo');
+  assert.equal(m('203.0.113.9'), 'RULE-SET,classic.yaml,tokyo');
+  assert.equal(m('x.sb.lab'), 'RULE-SET,sb.json,REJECT');
+  assert.equal(m('sb.lab'), 'RULE-SET,sb.json,REJECT');
+  assert.equal(m('dot.lab', '192.88.99.1'), 'MATCH,PROXY');
+  assert.equal(m('dot.lab', '192.0.2.5'), 'RULE-SET,sb.json,REJECT');
+  assert.equal(m('x.dot.lab'), 'RULE-SET,sb.json,REJECT');
+  assert.equal(m('192.0.2.1'), 'RULE-SET,sb.json,REJECT');
+  assert.equal(m('198.18.3.4'), 'RULE-SET,cidr.yaml,DIRECT,no-resolve');
+  assert.equal(m('2001:2::9'), 'RULE-SET,cidr.yaml,DIRECT,no-resolve');
+});
+
+test('bad lines are refused with file:line, the rule and what is wrong', () => {
+  refused(
+    'DOMAIN,a.lab,DIRECT\nFOO,bar,DIRECT',
+    /^r\.txt:2: 'FOO,bar,DIRECT': unknown rule type 'FOO'/,
+  );
+  refused('PROCESS-NAME,curl,DIRECT', /not supported by Ladder/);
+  refused('IP-CIDR,10.0.0.0/33,DIRECT', /r\.txt:1: .*prefix length '\/33' must be 0 to 32/);
+  refused('IP-CIDR,10.0.0/8,DIRECT', /is not an IPv4 or IPv6 address/);
+  refused('DOMAIN,a.lab,NOWHERE', /unknown action or transport name 'NOWHERE'.*tokyo/);
+  refused('DOMAIN,a.lab', /TYPE,VALUE,ACTION/);
+  refused('DOMAIN,a.lab,DIRECT,resolve', /only no-resolve may follow/);
+  refused('RULE-SET,missing.list,DIRECT', /r\.txt:1: .*rule-set file cannot be read/);
+  refused(
+    'RULE-SET,bad.list,DIRECT',
+    /r\.txt:1: .*bad\.list:3: .*prefix length '\/99'/,
+    files({ 'bad.list': 'a.lab\n\n1.2.3.4/99\n' }),
+  );
+  refused(
+    'RULE-SET,bad.json,DIRECT',
+    /bad\.json: rules\[0\]: the field process_name/,
+    files({ 'bad.json': '{"rules":[{"process_name":["x"]}]}' }),
+  );
+  refused('MATCH,PROXY\nDOMAIN,a,DIRECT', /r\.txt:2: .*after MATCH/);
+  refused('DOMAIN-REGEX,(a+)+$,DIRECT', /nested quantifiers/);
+  refused('GEOIP,China,DIRECT', /two-letter country code/);
+  refused('DST-PORT,70000,DIRECT', /not a port or range/);
+  refused('NETWORK,icmp,DIRECT', /tcp or udp/);
+});
+
+test('regexProblem refuses backtracking shapes and keeps ordinary ones', () => {
+  for (const ok of [
+    '^ad[0-9]*\\.',
+    '(^|\\.)google\\.com$',
+    '^.*\\.cn$',
+    'ab{2,5}c',
+    '^(www\\.)?example\\.(com|org)$',
+  ])
+    assert.equal(regexProblem(ok), undefined, ok);
+  for (const bad of [
+    '(a+)+',
+    '(a|aa)*',
+    '(a*)*b',
+    '(x+x+)+y',
+    '(a)\\1',
+    '(?=a)a',
+    '(?<!a)b',
+    '(.*a){3}',
+    '.*.*.*.*x',
+    '(',
+  ])
+    assert.notEqual(regexProblem(bad), undefined, bad);
+});
+
+test('IntervalTable: lowest covering index, and parseCidr masks host bits', () => {
+  const c = (t: string): { first: number; last: number } => {
+    const x = parseCidr(t);
+    assert.ok(typeof x !== 'string' && x.family === 4);
+    return x as { first: number; last: number };
+  };
+  const t = new IntervalTable(
+    [
+      { ...c('10.0.0.0/8'), index: 5 },
+      { ...c('10.1.0.0/16'), index: 2 },
+      { ...c('10.1.2.0/24'), index: 7 },
+      { ...c('10.1.2.0/24'), index: 1 },
+      { ...c('0.0.0.0/0'), index: 9 },
+    ],
+    1,
+  );
+  assert.equal(t.lookup(c('10.1.2.3').first), 1);
+  assert.equal(t.lookup(c('10.1.3.3').first), 2);
+  assert.equal(t.lookup(c('10.2.0.0').first), 5);
+  assert.equal(t.lookup(c('11.0.0.0').first), 9);
+  assert.equal(t.lookup(c('255.255.255.255').first), 9);
+  assert.deepEqual(c('10.1.2.3/8'), { family: 4, first: 167772160, last: 184549375 });
+});

@@ -1,0 +1,73 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { DecoySite } from './decoy-site.js';
+import { duplexPair } from '../../../test/helpers/duplex-pair.js';
+
+/** Feeds `chunks` then the client's end; resolves with what came back once the decoy closed. */
+function exchange(site: DecoySite, chunks: Uint8Array[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const [client, server] = duplexPair();
+    const got: Buffer[] = [];
+    client.on('data', (d: Buffer) => got.push(d));
+    const guard = setTimeout(() => reject(new Error('the decoy did not close')), 5000);
+    server.once('close', () => {
+      clearTimeout(guard);
+      resolve(Buffer.concat(got).toString('latin1'));
+    });
+    site.handle(server, Buffer.alloc(0));
+    for (const c of chunks) client.write(c);
+    client.end();
+  });
+}
+
+const piece = fc.oneof(
+  fc.uint8Array({ maxLength: 64 }),
+  fc
+    .constantFrom(
+      'GET ',
+      'HEAD ',
+      'POST ',
+      '/',
+      '/about.html',
+      '/%2e%2e/',
+      ' HTTP/1.1',
+      ' HTTP/1.0',
+      '\r\n',
+      '\n',
+      'Host: a\r\n',
+      'Range: bytes=0-3,5-\r\n',
+      'Content-Length: 5\r\n',
+      'Transfer-Encoding: chunked\r\n',
+      '3\r\nabc\r\n0\r\n\r\n',
+      'If-None-Match: *\r\n',
+      'Connection: close\r\n',
+    )
+    .map((s) => Buffer.from(s, 'latin1')),
+);
+
+test('fuzz: any bytes, in any chunks, then an end: the decoy answers or not, and always closes', async () => {
+  const site = new DecoySite();
+  try {
+    await fc.assert(
+      fc.asyncProperty(fc.array(piece, { maxLength: 30 }), async (chunks) => {
+        const out = await exchange(site, chunks);
+        if (out.length > 0) assert.match(out, /^(HTTP\/1\.1 \d{3} |<)/);
+      }),
+      { numRuns: 400 },
+    );
+  } finally {
+    site.close();
+  }
+});
+
+test('a burst of 999 pipelined requests (past the 64 KiB pending-bytes cap) is answered in full', async () => {
+  const site = new DecoySite();
+  try {
+    const req = 'GET /about.html HTTP/1.1\r\nHost: a\r\n\r\n';
+    const out = await exchange(site, [Buffer.from(req.repeat(999), 'latin1')]);
+    assert.equal(out.match(/HTTP\/1\.1 200 OK/g)?.length, 999);
+  } finally {
+    site.close();
+  }
+});

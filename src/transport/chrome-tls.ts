@@ -1,0 +1,1144 @@
+/**
+ * Ladder's own TLS 1.3 client (RFC 8446), whose first flight is Chrome's (chrome-hello.ts): the
+ * `fp=chrome` path of the Trojan and WebSocket-over-TLS dialers. A Duplex that the dialers use as
+ * they use a TLSSocket (write, cork, end, 'session' when a ticket arrives).
+ *
+ * Handshake: ClientHello (X25519MLKEM768 + X25519 shares) → ServerHello or one HelloRetryRequest →
+ * EncryptedExtensions → [CertificateRequest] → Certificate or CompressedCertificate (brotli, RFC
+ * 8879) → CertificateVerify → Finished; then the client's ChangeCipherSpec (middlebox
+ * compatibility), [an empty Certificate], Finished. The server is authenticated by the key's pin
+ * (SHA-256 of the leaf, no other check, as the Node path) or by a chain to the system's roots (or
+ * the key's CA) plus the host name. Every "MUST abort" the client meets sends the alert RFC 8446
+ * names and fails with a LadderError: ERR_TLS_PROTOCOL (malformed or out-of-order), ERR_TLS_CERT
+ * (authentication), ERR_TLS_ALERT (the server's alert). Bounded: records ≤ 2^14 + 256 bytes,
+ * handshake messages ≤ {@link MAX_HANDSHAKE_MESSAGE}, ≤ {@link MAX_CHAIN} certificates, a
+ * compressed certificate decompressed to at most its declared size (itself capped).
+ *
+ * Not done (docs/tls-fingerprint.md): TLS 1.2 (a server that chooses it is refused with a message
+ * naming `fp=node`), PSK resumption (tickets are announced but not offered back), verifying ML-DSA
+ * CertificateVerify signatures, ALPS settings (a server that negotiates ALPS gets an empty
+ * client EncryptedExtensions).
+ * @module
+ */
+import {
+  X509Certificate,
+  constants,
+  createHmac,
+  timingSafeEqual,
+  verify as verifySignature,
+  type KeyObject,
+} from 'node:crypto';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { rootCertificates } from 'node:tls';
+import { brotliDecompressSync } from 'node:zlib';
+import { CodecError, DialError, LadderError, type ErrorCode } from '../errors.js';
+import { ByteQueue } from '../codec/ss-stream.js';
+import { CHROME_GROUPS, CHROME_SIGALGS, EXT, GROUP } from '../codec/tls-client-hello.js';
+import { TlsReader, TlsWriter } from '../codec/tls-wire.js';
+import {
+  RecordProtection,
+  TLS13_SUITES,
+  deriveSecret,
+  earlySecrets,
+  expandLabel,
+  hashOf,
+  hkdfExtract,
+  type Tls13Suite,
+} from '../crypto/tls13-keys.js';
+import { ecdhShare, x25519Mlkem768Shared, x25519Shared } from '../crypto/tls-kex.js';
+import { chromeClientHello } from './chrome-hello.js';
+import type { Target } from './types.js';
+
+/** The largest handshake message accepted (a certificate chain of a few ordinary certificates fits). */
+export const MAX_HANDSHAKE_MESSAGE = 128 * 1024;
+/** The most certificates a server's chain may have. */
+export const MAX_CHAIN = 10;
+const MAX_PLAINTEXT = 16384;
+const MAX_CIPHERTEXT = 16384 + 256;
+
+/** Alert descriptions (RFC 8446 §6). */
+export const ALERT = {
+  close_notify: 0,
+  unexpected_message: 10,
+  bad_record_mac: 20,
+  record_overflow: 22,
+  handshake_failure: 40,
+  bad_certificate: 42,
+  unsupported_certificate: 43,
+  certificate_expired: 45,
+  certificate_unknown: 46,
+  illegal_parameter: 47,
+  unknown_ca: 48,
+  decode_error: 50,
+  decrypt_error: 51,
+  protocol_version: 70,
+  internal_error: 80,
+  user_canceled: 90,
+  missing_extension: 109,
+  unsupported_extension: 110,
+  no_application_protocol: 120,
+} as const;
+type AlertName = keyof typeof ALERT;
+const alertName = (d: number): string =>
+  (Object.entries(ALERT).find(([, v]) => v === d)?.[0] ?? `alert ${d}`) as string;
+
+const HS = {
+  server_hello: 2,
+  new_session_ticket: 4,
+  encrypted_extensions: 8,
+  certificate: 11,
+  certificate_request: 13,
+  certificate_verify: 15,
+  finished: 20,
+  key_update: 24,
+  compressed_certificate: 25,
+  message_hash: 254,
+} as const;
+
+/** SHA-256("HelloRetryRequest"): the ServerHello random of a HelloRetryRequest (§4.1.3). */
+const HRR_RANDOM = Buffer.from(
+  'cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c',
+  'hex',
+);
+/** §4.1.3: the last 8 bytes of a TLS 1.2 (…01) or 1.1 (…00) server's random when it could do 1.3. */
+const DOWNGRADE = Buffer.from('444f574e47524400', 'hex');
+
+/** A handshake failure with the alert it sends. */
+class Abort extends LadderError {
+  readonly alert: AlertName;
+  constructor(alert: AlertName, code: ErrorCode, message: string) {
+    super(code, message);
+    this.alert = alert;
+  }
+}
+
+export interface ChromeTlsOptions {
+  /** SNI and the name verified (none sent for an IP literal; the address is verified then). */
+  sni: string;
+  /** PEM CA(s) to trust instead of the system roots. */
+  ca?: string;
+  /** SHA-256 of the leaf certificate (hex, colons optional): trust by pin alone. */
+  pinSha256?: string;
+  alpn?: string[];
+  timeoutMs?: number;
+  /** An open connection to run TLS over (default: a new TCP connection). */
+  socket?: Duplex;
+  /** The time certificates are checked at (tests). */
+  now?: () => Date;
+}
+
+let systemRoots: Map<string, X509Certificate[]> | null = null;
+/** Trust anchors indexed by subject, so an issuer is found without trying every root. */
+function anchorsFrom(pems: readonly string[]): Map<string, X509Certificate[]> {
+  const m = new Map<string, X509Certificate[]>();
+  for (const pem of pems) {
+    try {
+      const c = new X509Certificate(pem);
+      m.set(c.subject, [...(m.get(c.subject) ?? []), c]);
+    } catch {
+      // a root Node ships that this OpenSSL cannot parse is no anchor
+    }
+  }
+  return m;
+}
+const caCache = new Map<string, Map<string, X509Certificate[]>>();
+function anchorsFor(ca: string | undefined): Map<string, X509Certificate[]> {
+  if (!ca) return (systemRoots ??= anchorsFrom(rootCertificates));
+  let m = caCache.get(ca);
+  if (!m) {
+    m = anchorsFrom(
+      ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [],
+    );
+    caCache.set(ca, m);
+  }
+  return m;
+}
+
+/**
+ * Checks a server chain (leaf first): every certificate valid at `now`, each signed by the next
+ * (which must be a CA), ending at a trust anchor; the leaf names `host`. Throws an Abort with the
+ * alert to send. Not checked: name constraints, key usage, revocation.
+ */
+export function verifyChain(
+  chain: readonly X509Certificate[],
+  host: string,
+  anchors: Map<string, X509Certificate[]>,
+  now: Date,
+): void {
+  const leaf = chain[0]!;
+  const named = isIP(host) ? leaf.checkIP(host) : leaf.checkHost(host, { subject: 'default' });
+  if (named === undefined)
+    throw new Abort(
+      'bad_certificate',
+      'ERR_TLS_CERT',
+      `the certificate is not for ${host} (it names ${leaf.subjectAltName ?? leaf.subject})`,
+    );
+  for (let i = 0; i < chain.length; i++) {
+    const c = chain[i]!;
+    if (now < new Date(c.validFrom) || now > new Date(c.validTo))
+      throw new Abort(
+        'certificate_expired',
+        'ERR_TLS_CERT',
+        `certificate ${i} of the chain is valid from ${c.validFrom} to ${c.validTo}, not now`,
+      );
+    for (const a of anchors.get(c.issuer) ?? [])
+      if (a.raw.equals(c.raw) || (c.checkIssued(a) && c.verify(a.publicKey))) return;
+    const next = chain[i + 1];
+    if (!next) break;
+    if (!next.ca || !c.checkIssued(next) || !c.verify(next.publicKey))
+      throw new Abort(
+        'bad_certificate',
+        'ERR_TLS_CERT',
+        `certificate ${i} of the chain is not signed by certificate ${i + 1}`,
+      );
+  }
+  throw new Abort(
+    'unknown_ca',
+    'ERR_TLS_CERT',
+    "the chain does not lead to a trusted root (the system's, or the key's ca)",
+  );
+}
+
+/** Verifies a TLS 1.3 CertificateVerify signature (§4.4.3) with the leaf's key; false on mismatch. */
+export function verifyCertificateVerify(
+  key: KeyObject,
+  scheme: number,
+  content: Uint8Array,
+  signature: Uint8Array,
+): boolean {
+  const details = key.asymmetricKeyDetails ?? {};
+  try {
+    switch (scheme) {
+      case 0x0403:
+      case 0x0503: {
+        const curve = scheme === 0x0403 ? 'prime256v1' : 'secp384r1';
+        if (key.asymmetricKeyType !== 'ec' || details.namedCurve !== curve) return false;
+        return verifySignature(
+          scheme === 0x0403 ? 'sha256' : 'sha384',
+          content,
+          { key, dsaEncoding: 'der' },
+          signature,
+        );
+      }
+      case 0x0804:
+      case 0x0805:
+      case 0x0806: {
+        if (key.asymmetricKeyType !== 'rsa') return false;
+        const [hash, saltLength] = (
+          { 0x0804: ['sha256', 32], 0x0805: ['sha384', 48], 0x0806: ['sha512', 64] } as const
+        )[scheme];
+        return verifySignature(
+          hash,
+          content,
+          { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength },
+          signature,
+        );
+      }
+      case 0x0807:
+        if (key.asymmetricKeyType !== 'ed25519') return false;
+        return verifySignature(null, content, key, signature);
+      default:
+        return false;
+    }
+  } catch {
+    return false;
+  }
+}
+
+type State =
+  | 'server_hello'
+  | 'encrypted_extensions'
+  | 'certificate'
+  | 'certificate_verify'
+  | 'finished'
+  | 'open';
+
+export class ChromeTlsSocket extends Duplex {
+  alpnProtocol: string | false = false;
+  readonly encrypted = true;
+  #sock: Duplex;
+  readonly #o: ChromeTlsOptions;
+  readonly #what: string;
+  readonly #in = new ByteQueue();
+  readonly #hs = new ByteQueue();
+  #state: State = 'server_hello';
+  #hello: ReturnType<typeof chromeClientHello>;
+  #ch1: Buffer; // ClientHello handshake message (no record header)
+  #transcript: Buffer[] = [];
+  #suite: Tls13Suite | null = null;
+  #retried: { group: number; cipher: number; finish: (share: Uint8Array) => Buffer | null } | null =
+    null;
+  #read: RecordProtection | null = null;
+  #write: RecordProtection | null = null;
+  #hsSecret: Buffer | null = null;
+  #cHs: Buffer | null = null;
+  #sHs: Buffer | null = null;
+  #cAp: Buffer | null = null;
+  #sAp: Buffer | null = null;
+  #chain: X509Certificate[] = [];
+  #certRequestContext: Uint8Array | null = null;
+  #alps = false;
+  #sentCcs = false;
+  #pending: { data: Buffer; cb: (err?: Error | null) => void }[] = [];
+  #onOpen: ((err?: Error) => void) | null = null;
+  #resMaster: Buffer | null = null;
+  #closedByAlert = false;
+
+  constructor(o: ChromeTlsOptions, sock: Duplex, what: string) {
+    super({ allowHalfOpen: true });
+    this.#o = o;
+    this.#sock = sock;
+    this.#what = what;
+    this.#hello = chromeClientHello(o.sni, o.alpn ?? ['h2', 'http/1.1']);
+    this.#ch1 = this.#hello.record.subarray(5);
+    sock.on('data', (d: Buffer) => this.#onData(d));
+    sock.on('end', () => this.#onEnd());
+    sock.on('error', (e: Error) =>
+      this.#fail(
+        new DialError('ERR_SERVER_UNREACHABLE', `${this.#what}: ${e.message}`, { cause: e }),
+      ),
+    );
+    sock.on('close', () => {
+      if (!this.destroyed && this.#state !== 'open')
+        this.#fail(
+          new DialError(
+            'ERR_TLS_PROTOCOL',
+            `${this.#what}: the server closed during the TLS handshake`,
+          ),
+        );
+    });
+  }
+
+  /** Sends the ClientHello; calls `done` once the handshake is over or failed. */
+  start(done: (err?: Error) => void): void {
+    this.#onOpen = done;
+    this.#sock.write(this.#hello.record);
+  }
+
+  setNoDelay(v = true): this {
+    (this.#sock as Socket).setNoDelay?.(v);
+    return this;
+  }
+
+  /** The server's leaf certificate (after the handshake). */
+  getPeerX509Certificate(): X509Certificate | undefined {
+    return this.#chain[0];
+  }
+
+  isSessionReused(): boolean {
+    return false;
+  }
+
+  getProtocol(): string {
+    return 'TLSv1.3';
+  }
+
+  // --- reading -------------------------------------------------------------------------------
+
+  #onData(d: Buffer): void {
+    if (this.destroyed) return;
+    this.#in.push(d);
+    try {
+      while (this.#in.length >= 5 && !this.destroyed) {
+        const h = this.#in.peek(5);
+        const type = h[0]!;
+        const len = (h[3]! << 8) | h[4]!;
+        if (len > (this.#read ? MAX_CIPHERTEXT : MAX_PLAINTEXT))
+          throw new Abort(
+            'record_overflow',
+            'ERR_TLS_PROTOCOL',
+            `a record of ${len} bytes (more than TLS allows)`,
+          );
+        if (h[1] !== 3)
+          throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', 'not a TLS record (bad version)');
+        if (this.#in.length < 5 + len) return;
+        const rec = this.#in.take(5 + len);
+        this.#record(type, rec.subarray(0, 5), rec.subarray(5));
+      }
+    } catch (err) {
+      this.#abort(err);
+    }
+  }
+
+  #record(type: number, header: Buffer, body: Buffer): void {
+    if (type === 20) {
+      // §5: a ChangeCipherSpec (0x01) may arrive during the handshake only, unencrypted.
+      if (this.#state === 'open' || body.length !== 1 || body[0] !== 1)
+        throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', 'an unexpected ChangeCipherSpec');
+      return;
+    }
+    if (!this.#read) {
+      if (type === 21) return this.#alert(body);
+      if (type !== 22)
+        throw new Abort(
+          'unexpected_message',
+          'ERR_TLS_PROTOCOL',
+          `an unencrypted record of type ${type}`,
+        );
+      return this.#handshakeBytes(body);
+    }
+    if (type !== 23)
+      throw new Abort(
+        'unexpected_message',
+        'ERR_TLS_PROTOCOL',
+        `an unencrypted record of type ${type} after the keys changed`,
+      );
+    const plain = this.#read.open(header, body);
+    if (!plain)
+      throw new Abort(
+        'bad_record_mac',
+        'ERR_TLS_PROTOCOL',
+        'a record failed its authentication tag',
+      );
+    let end = plain.length - 1;
+    while (end >= 0 && plain[end] === 0) end--;
+    if (end < 0)
+      throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', 'a record with no content type');
+    if (end > MAX_PLAINTEXT)
+      throw new Abort(
+        'record_overflow',
+        'ERR_TLS_PROTOCOL',
+        'a record over 2^14 bytes of plaintext',
+      );
+    const inner = plain[end]!;
+    const content = plain.subarray(0, end);
+    if (inner === 21) return this.#alert(content);
+    if (inner === 22) return this.#handshakeBytes(content);
+    if (inner === 23) {
+      if (this.#state !== 'open')
+        throw new Abort(
+          'unexpected_message',
+          'ERR_TLS_PROTOCOL',
+          'application data before the handshake finished',
+        );
+      if (this.#hs.length)
+        throw new Abort(
+          'unexpected_message',
+          'ERR_TLS_PROTOCOL',
+          'application data inside a handshake message',
+        );
+      if (content.length && !this.push(content)) this.#sock.pause();
+      return;
+    }
+    throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', `a record of content type ${inner}`);
+  }
+
+  #alert(body: Uint8Array): void {
+    if (body.length !== 2) throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', 'a malformed alert');
+    const d = body[1]!;
+    if (d === ALERT.close_notify) {
+      this.#closedByAlert = true;
+      if (this.#state !== 'open')
+        throw new Abort(
+          'unexpected_message',
+          'ERR_TLS_ALERT',
+          'the server closed (close_notify) during the handshake',
+        );
+      this.push(null);
+      return;
+    }
+    if (d === ALERT.user_canceled) return;
+    const err = new DialError(
+      'ERR_TLS_ALERT',
+      `${this.#what}: the server sent TLS alert ${alertName(d)}`,
+    );
+    this.#closedByAlert = true;
+    this.#fail(err);
+  }
+
+  #handshakeBytes(b: Uint8Array): void {
+    if (b.length === 0)
+      throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', 'an empty handshake record');
+    this.#hs.push(Buffer.from(b));
+    while (this.#hs.length >= 4 && !this.destroyed) {
+      const h = this.#hs.peek(4);
+      const len = (h[1]! << 16) | (h[2]! << 8) | h[3]!;
+      if (len > MAX_HANDSHAKE_MESSAGE)
+        throw new Abort(
+          'decode_error',
+          'ERR_TLS_PROTOCOL',
+          `a handshake message of ${len} bytes (at most ${MAX_HANDSHAKE_MESSAGE})`,
+        );
+      if (this.#hs.length < 4 + len) return;
+      const msg = this.#hs.take(4 + len);
+      this.#message(msg[0]!, msg.subarray(4), msg);
+    }
+  }
+
+  /** §5.1: handshake messages must not span a key change. */
+  #keyChangeBoundary(): void {
+    if (this.#hs.length)
+      throw new Abort(
+        'unexpected_message',
+        'ERR_TLS_PROTOCOL',
+        'a handshake message spans a key change',
+      );
+  }
+
+  #expect(type: number, want: number, what: string): void {
+    if (type !== want)
+      throw new Abort(
+        'unexpected_message',
+        'ERR_TLS_PROTOCOL',
+        `handshake message ${type} where ${what} was due`,
+      );
+  }
+
+  #th(): Buffer {
+    return hashOf(this.#suite!.hash, ...this.#transcript);
+  }
+
+  #message(type: number, body: Buffer, raw: Buffer): void {
+    const r = new TlsReader(body, `handshake message ${type}`);
+    try {
+      switch (this.#state) {
+        case 'server_hello':
+          this.#expect(type, HS.server_hello, 'ServerHello');
+          return this.#serverHello(r, raw);
+        case 'encrypted_extensions':
+          this.#expect(type, HS.encrypted_extensions, 'EncryptedExtensions');
+          this.#encryptedExtensions(r);
+          this.#transcript.push(raw);
+          this.#state = 'certificate';
+          return;
+        case 'certificate':
+          if (type === HS.certificate_request && this.#certRequestContext === null) {
+            this.#certRequestContext = Buffer.from(r.vec(1, 'certificate_request_context').rest());
+            r.vec(2, 'extensions');
+            r.done();
+            this.#transcript.push(raw);
+            return;
+          }
+          if (type === HS.compressed_certificate) {
+            this.#certificate(new TlsReader(this.#decompress(r), 'Certificate'));
+          } else {
+            this.#expect(type, HS.certificate, 'Certificate');
+            this.#certificate(r);
+          }
+          this.#transcript.push(raw);
+          this.#state = 'certificate_verify';
+          return;
+        case 'certificate_verify':
+          this.#expect(type, HS.certificate_verify, 'CertificateVerify');
+          this.#certificateVerify(r);
+          this.#transcript.push(raw);
+          this.#state = 'finished';
+          return;
+        case 'finished':
+          this.#expect(type, HS.finished, 'Finished');
+          return this.#finished(r, raw);
+        case 'open':
+          if (type === HS.new_session_ticket) return this.#ticket(r);
+          if (type === HS.key_update) return this.#keyUpdate(r);
+          throw new Abort(
+            'unexpected_message',
+            'ERR_TLS_PROTOCOL',
+            `handshake message ${type} after the handshake`,
+          );
+      }
+    } catch (err) {
+      if (err instanceof CodecError)
+        throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', err.message);
+      throw err;
+    }
+  }
+
+  #serverHello(r: TlsReader, raw: Buffer): void {
+    const legacy = r.u16('legacy_version');
+    const random = r.bytes(32, 'random');
+    const echo = r.vec(1, 'legacy_session_id_echo', 0, 32).rest();
+    const cipher = r.u16('cipher_suite');
+    const compression = r.u8('legacy_compression_method');
+    const exts = new Map<number, Uint8Array>();
+    if (r.left) {
+      const xs = r.vec(2, 'extensions');
+      while (xs.left) {
+        const t = xs.u16();
+        const d = xs.vec(2, `extension ${t}`).rest();
+        if (exts.has(t))
+          throw new Abort(
+            'illegal_parameter',
+            'ERR_TLS_PROTOCOL',
+            `ServerHello repeats extension ${t}`,
+          );
+        exts.set(t, d);
+      }
+    }
+    r.done();
+    const sv = exts.get(EXT.SUPPORTED_VERSIONS);
+    if (!sv) {
+      // A TLS 1.2 (or older) answer: §4.1.3, a server that can do 1.3 marks a forced downgrade.
+      if (Buffer.from(random.subarray(24, 31)).equals(DOWNGRADE.subarray(0, 7)) && random[31]! <= 1)
+        throw new Abort(
+          'illegal_parameter',
+          'ERR_TLS_PROTOCOL',
+          'the ServerHello carries the TLS 1.3 downgrade sentinel: someone is forcing TLS 1.2',
+        );
+      throw new Abort(
+        'protocol_version',
+        'ERR_TLS_PROTOCOL',
+        `the server chose TLS ${legacy === 0x0303 ? '1.2' : 'older than 1.2'}, which fp=chrome does not speak; use fp=node for this server`,
+      );
+    }
+    if (sv.length !== 2 || ((sv[0]! << 8) | sv[1]!) !== 0x0304)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'the server selected a version it was not offered',
+      );
+    if (legacy !== 0x0303)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'ServerHello legacy_version is not 0x0303',
+      );
+    if (!Buffer.from(echo).equals(this.#hello.sessionId))
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'the server did not echo our session id',
+      );
+    const suite = TLS13_SUITES.get(cipher);
+    if (!suite)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `the server chose cipher suite 0x${cipher.toString(16)}, never offered for TLS 1.3`,
+      );
+    if (compression !== 0)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'the server chose a compression method',
+      );
+    const isHrr = Buffer.from(random).equals(HRR_RANDOM);
+    for (const t of exts.keys()) {
+      const allowed = isHrr
+        ? [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE, EXT.COOKIE]
+        : [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE];
+      if (!allowed.includes(t as never))
+        throw new Abort(
+          'unsupported_extension',
+          'ERR_TLS_PROTOCOL',
+          `the server answered with extension ${t}, not offered or not allowed there`,
+        );
+    }
+    const ks = exts.get(EXT.KEY_SHARE);
+    if (!ks)
+      throw new Abort('missing_extension', 'ERR_TLS_PROTOCOL', 'the ServerHello has no key_share');
+    if (isHrr) return this.#helloRetry(suite, ks, exts.get(EXT.COOKIE), raw);
+    if (this.#retried && this.#retried.cipher !== cipher)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'the cipher suite changed after the HelloRetryRequest',
+      );
+    const kr = new TlsReader(ks, 'key_share');
+    const group = kr.u16('group');
+    const share = kr.vec(2, 'key_exchange', 1).rest();
+    kr.done();
+    let shared: Buffer | null;
+    if (this.#retried) {
+      if (group !== this.#retried.group)
+        throw new Abort(
+          'illegal_parameter',
+          'ERR_TLS_PROTOCOL',
+          'the server chose another group than it asked for',
+        );
+      shared = this.#retried.finish(share);
+    } else if (group === GROUP.X25519MLKEM768) {
+      shared = x25519Mlkem768Shared(
+        this.#hello.keys.mlkemSecret,
+        this.#hello.keys.hybridX25519,
+        share,
+      );
+    } else if (group === GROUP.X25519) {
+      shared = x25519Shared(this.#hello.keys.x25519, share);
+    } else {
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `the server chose group 0x${group.toString(16)}, for which no share was sent`,
+      );
+    }
+    if (!shared)
+      throw new Abort('illegal_parameter', 'ERR_TLS_PROTOCOL', 'the server key share is malformed');
+    if (!this.#retried) {
+      this.#suite = suite;
+      this.#transcript = [this.#ch1];
+    }
+    this.#transcript.push(raw);
+    const { derived } = earlySecrets(suite);
+    this.#hsSecret = hkdfExtract(suite.hash, derived, shared);
+    const th = this.#th();
+    this.#cHs = deriveSecret(suite.hash, this.#hsSecret, 'c hs traffic', th);
+    this.#sHs = deriveSecret(suite.hash, this.#hsSecret, 's hs traffic', th);
+    this.#keyChangeBoundary();
+    this.#read = new RecordProtection(suite, this.#sHs);
+    // Alerts from here on go under the client's handshake key (§6).
+    this.#write = new RecordProtection(suite, this.#cHs);
+    this.#state = 'encrypted_extensions';
+  }
+
+  #helloRetry(
+    suite: Tls13Suite,
+    ks: Uint8Array,
+    cookie: Uint8Array | undefined,
+    raw: Buffer,
+  ): void {
+    if (this.#retried)
+      throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', 'a second HelloRetryRequest');
+    if (ks.length !== 2)
+      throw new Abort(
+        'decode_error',
+        'ERR_TLS_PROTOCOL',
+        'a HelloRetryRequest key_share is one group',
+      );
+    const group = (ks[0]! << 8) | ks[1]!;
+    // §4.1.4: a group not offered, or one a share was sent for, MUST abort.
+    if (!CHROME_GROUPS.includes(group) || group === GROUP.X25519 || group === GROUP.X25519MLKEM768)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `the HelloRetryRequest asks for group 0x${group.toString(16)}`,
+      );
+    const c = cookie ? new TlsReader(cookie, 'cookie').vec(2, 'cookie', 1).rest() : undefined;
+    const e = ecdhShare(group as 0x0017 | 0x0018);
+    this.#suite = suite;
+    this.#retried = { group, cipher: suite.id, finish: (peer) => e.shared(peer) };
+    // §4.4.1: ClientHello1 is replaced by message_hash(Hash(ClientHello1)).
+    const h1 = hashOf(suite.hash, this.#ch1);
+    const synthetic = Buffer.concat([Uint8Array.of(HS.message_hash, 0, 0, h1.length), h1]);
+    const ch2 = this.#hello.retry(group, e.pub, c);
+    this.#transcript = [synthetic, raw, ch2.subarray(5)];
+    this.#keyChangeBoundary();
+    // Middlebox compatibility (§D.4): the client's ChangeCipherSpec precedes its second hello.
+    this.#sentCcs = true;
+    this.#sock.write(Buffer.concat([Buffer.from([20, 3, 3, 0, 1, 1]), ch2]));
+  }
+
+  #encryptedExtensions(r: TlsReader): void {
+    const xs = r.vec(2, 'extensions');
+    r.done();
+    const seen = new Set<number>();
+    const offered = this.#o.alpn ?? ['h2', 'http/1.1'];
+    while (xs.left) {
+      const t = xs.u16();
+      const d = xs.vec(2, `extension ${t}`);
+      if (seen.has(t))
+        throw new Abort(
+          'illegal_parameter',
+          'ERR_TLS_PROTOCOL',
+          `EncryptedExtensions repeats extension ${t}`,
+        );
+      seen.add(t);
+      switch (t) {
+        case EXT.ALPN: {
+          const l = d.vec(2, 'protocol_name_list', 2);
+          const p = Buffer.from(l.vec(1, 'protocol', 1).rest()).toString('latin1');
+          l.done();
+          d.done();
+          if (!offered.includes(p))
+            throw new Abort(
+              'illegal_parameter',
+              'ERR_TLS_PROTOCOL',
+              `the server chose ALPN ${JSON.stringify(p)}, not offered`,
+            );
+          this.alpnProtocol = p;
+          break;
+        }
+        case EXT.ALPS:
+          if (!offered.includes('h2'))
+            throw new Abort('unsupported_extension', 'ERR_TLS_PROTOCOL', 'ALPS without h2 offered');
+          this.#alps = true;
+          break;
+        case EXT.SERVER_NAME:
+        case EXT.SUPPORTED_GROUPS:
+        case EXT.ECH: // retry_configs for a GREASE ECH: ignored (draft-ietf-tls-esni §6.2)
+          break;
+        default:
+          if (
+            [
+              EXT.STATUS_REQUEST,
+              EXT.SCT,
+              EXT.EC_POINT_FORMATS,
+              EXT.SIGNATURE_ALGORITHMS,
+              EXT.KEY_SHARE,
+              EXT.SUPPORTED_VERSIONS,
+              EXT.PSK_KEY_EXCHANGE_MODES,
+              EXT.COMPRESS_CERTIFICATE,
+              EXT.SESSION_TICKET,
+              EXT.EXTENDED_MASTER_SECRET,
+              EXT.RENEGOTIATION_INFO,
+              EXT.TRUST_ANCHORS,
+            ].includes(t as never)
+          )
+            throw new Abort(
+              'illegal_parameter',
+              'ERR_TLS_PROTOCOL',
+              `extension ${t} does not belong in EncryptedExtensions`,
+            );
+          throw new Abort(
+            'unsupported_extension',
+            'ERR_TLS_PROTOCOL',
+            `the server answered with extension ${t}, never offered`,
+          );
+      }
+    }
+    if (this.#alps && this.alpnProtocol !== 'h2') this.#alps = false;
+  }
+
+  /** RFC 8879: brotli only, the declared size capped, decompression bounded by it. */
+  #decompress(r: TlsReader): Buffer {
+    const algorithm = r.u16('algorithm');
+    const size = r.u24('uncompressed_length');
+    const data = r.vec(3, 'compressed_certificate_message', 1).rest();
+    r.done();
+    if (algorithm !== 2)
+      throw new Abort(
+        'bad_certificate',
+        'ERR_TLS_CERT',
+        `certificate compressed with algorithm ${algorithm}, not offered`,
+      );
+    if (size > MAX_HANDSHAKE_MESSAGE)
+      throw new Abort(
+        'bad_certificate',
+        'ERR_TLS_CERT',
+        `a compressed certificate of ${size} bytes declared (at most ${MAX_HANDSHAKE_MESSAGE})`,
+      );
+    let out: Buffer;
+    try {
+      out = brotliDecompressSync(data, { maxOutputLength: Math.max(1, size) });
+    } catch {
+      throw new Abort(
+        'bad_certificate',
+        'ERR_TLS_CERT',
+        'a compressed certificate that does not decompress to its declared size',
+      );
+    }
+    if (out.length !== size)
+      throw new Abort(
+        'bad_certificate',
+        'ERR_TLS_CERT',
+        'a compressed certificate whose size differs from the declared one',
+      );
+    return out;
+  }
+
+  #certificate(r: TlsReader): void {
+    const ctx = r.vec(1, 'certificate_request_context');
+    if (ctx.left)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'a server Certificate with a request context',
+      );
+    const list = r.vec(3, 'certificate_list');
+    r.done();
+    const ders: Uint8Array[] = [];
+    while (list.left) {
+      if (ders.length === MAX_CHAIN)
+        throw new Abort(
+          'bad_certificate',
+          'ERR_TLS_CERT',
+          `a certificate chain of more than ${MAX_CHAIN} certificates`,
+        );
+      ders.push(list.vec(3, 'cert_data', 1).rest());
+      list.vec(2, 'extensions');
+    }
+    if (ders.length === 0)
+      throw new Abort('decode_error', 'ERR_TLS_CERT', 'the server sent no certificate');
+    try {
+      this.#chain = ders.map((d) => new X509Certificate(d));
+    } catch {
+      throw new Abort('bad_certificate', 'ERR_TLS_CERT', 'a certificate that does not parse');
+    }
+    const pin = this.#o.pinSha256;
+    if (pin) {
+      const want = Buffer.from(pin.replace(/[:\s]/g, '').toLowerCase(), 'hex');
+      const got = hashOf('sha256', this.#chain[0]!.raw);
+      if (want.length !== 32 || !timingSafeEqual(want, got))
+        throw new Abort(
+          'bad_certificate',
+          'ERR_TLS_CERT',
+          "the certificate does not match the key's pin",
+        );
+      return;
+    }
+    verifyChain(this.#chain, this.#o.sni, anchorsFor(this.#o.ca), this.#o.now?.() ?? new Date());
+  }
+
+  #certificateVerify(r: TlsReader): void {
+    const scheme = r.u16('algorithm');
+    const sig = r.vec(2, 'signature', 1).rest();
+    r.done();
+    // §4.4.3: a scheme not offered, or RSASSA-PKCS1-v1_5 in TLS 1.3, MUST abort.
+    if (!CHROME_SIGALGS.includes(scheme) || (scheme & 0xff) === 0x01)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `CertificateVerify with scheme 0x${scheme.toString(16)}, not allowed`,
+      );
+    if (scheme >= 0x0904 && scheme <= 0x0906)
+      throw new Abort(
+        'handshake_failure',
+        'ERR_TLS_CERT',
+        'an ML-DSA CertificateVerify, which this client cannot verify yet',
+      );
+    const content = Buffer.concat([
+      Buffer.alloc(64, 0x20),
+      Buffer.from('TLS 1.3, server CertificateVerify\0', 'latin1'),
+      this.#th(),
+    ]);
+    if (!verifyCertificateVerify(this.#chain[0]!.publicKey, scheme, content, sig))
+      throw new Abort(
+        'decrypt_error',
+        'ERR_TLS_CERT',
+        'the CertificateVerify signature does not verify with the certificate',
+      );
+  }
+
+  #verifyData(base: Buffer): Buffer {
+    const s = this.#suite!;
+    const key = expandLabel(s.hash, base, 'finished', new Uint8Array(0), s.hashLength);
+    return createHmac(s.hash, key).update(this.#th()).digest();
+  }
+
+  #finished(r: TlsReader, raw: Buffer): void {
+    const s = this.#suite!;
+    const got = r.bytes(s.hashLength, 'verify_data');
+    r.done();
+    const want = this.#verifyData(this.#sHs!);
+    if (!timingSafeEqual(got, want))
+      throw new Abort('decrypt_error', 'ERR_TLS_PROTOCOL', 'the server Finished does not verify');
+    this.#transcript.push(raw);
+    const derived = deriveSecret(s.hash, this.#hsSecret!, 'derived', hashOf(s.hash));
+    const master = hkdfExtract(s.hash, derived, Buffer.alloc(s.hashLength));
+    const th = this.#th();
+    this.#cAp = deriveSecret(s.hash, master, 'c ap traffic', th);
+    this.#sAp = deriveSecret(s.hash, master, 's ap traffic', th);
+    this.#keyChangeBoundary();
+    this.#read = new RecordProtection(s, this.#sAp);
+    const out: Buffer[] = [];
+    if (!this.#sentCcs) out.push(Buffer.from([20, 3, 3, 0, 1, 1]));
+    this.#sentCcs = true;
+    if (this.#alps) {
+      const ee = new TlsWriter()
+        .u8(HS.encrypted_extensions)
+        .vec(3, (b) => b.vec(2, (x) => x.u16(EXT.ALPS).vec(2, () => {})))
+        .toBuffer();
+      this.#transcript.push(ee);
+      out.push(this.#write!.seal(ee, 22));
+    }
+    if (this.#certRequestContext !== null) {
+      const ctx = this.#certRequestContext;
+      const cert = new TlsWriter()
+        .u8(HS.certificate)
+        .vec(3, (b) => b.vec(1, (c) => c.bytes(ctx)).vec(3, () => {}))
+        .toBuffer();
+      this.#transcript.push(cert);
+      out.push(this.#write!.seal(cert, 22));
+    }
+    const fin = new TlsWriter()
+      .u8(HS.finished)
+      .vec(3, (b) => b.bytes(this.#verifyData(this.#cHs!)))
+      .toBuffer();
+    this.#transcript.push(fin);
+    out.push(this.#write!.seal(fin, 22));
+    this.#resMaster = deriveSecret(s.hash, master, 'res master', this.#th());
+    this.#write = new RecordProtection(s, this.#cAp);
+    this.#state = 'open';
+    this.#transcript = [];
+    // The client's Finished and any data written meanwhile leave together.
+    for (const p of this.#pending.splice(0)) out.push(...this.#seal(p.data));
+    this.#sock.write(Buffer.concat(out));
+    const done = this.#onOpen;
+    this.#onOpen = null;
+    done?.();
+  }
+
+  #ticket(r: TlsReader): void {
+    r.bytes(8, 'ticket_lifetime and ticket_age_add');
+    r.vec(1, 'ticket_nonce');
+    const ticket = r.vec(2, 'ticket', 1).rest();
+    r.vec(2, 'extensions');
+    r.done();
+    // Announced as Node's TLSSocket does; resumption with it is not implemented yet.
+    if (this.#resMaster) this.emit('session', Buffer.from(ticket));
+  }
+
+  #keyUpdate(r: TlsReader): void {
+    const requested = r.u8('request_update');
+    r.done();
+    if (requested > 1)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'a KeyUpdate with a bad request_update',
+      );
+    this.#keyChangeBoundary();
+    const s = this.#suite!;
+    this.#sAp = expandLabel(s.hash, this.#sAp!, 'traffic upd', new Uint8Array(0), s.hashLength);
+    this.#read = new RecordProtection(s, this.#sAp);
+    if (requested === 1) {
+      this.#sock.write(this.#write!.seal(Uint8Array.of(HS.key_update, 0, 0, 1, 0), 22));
+      this.#cAp = expandLabel(s.hash, this.#cAp!, 'traffic upd', new Uint8Array(0), s.hashLength);
+      this.#write = new RecordProtection(s, this.#cAp);
+    }
+  }
+
+  #onEnd(): void {
+    if (this.#state !== 'open') {
+      this.#fail(
+        new DialError(
+          'ERR_TLS_PROTOCOL',
+          `${this.#what}: the server closed during the TLS handshake`,
+        ),
+      );
+      return;
+    }
+    if (!this.#closedByAlert) this.push(null);
+  }
+
+  // --- failing -------------------------------------------------------------------------------
+
+  #abort(err: unknown): void {
+    if (this.destroyed) return;
+    const a =
+      err instanceof Abort
+        ? err
+        : new Abort('internal_error', 'ERR_TLS_PROTOCOL', (err as Error).message);
+    try {
+      const alert = Uint8Array.of(2, ALERT[a.alert]);
+      this.#sock.write(
+        this.#write
+          ? this.#write.seal(alert, 21)
+          : Buffer.concat([Buffer.from([21, 3, 3, 0, 2]), alert]),
+      );
+    } catch {
+      // the alert is a courtesy; the connection ends either way
+    }
+    const code = a.code;
+    const e =
+      code === 'ERR_TLS_CERT' || code === 'ERR_TLS_ALERT' || code === 'ERR_TLS_PROTOCOL'
+        ? code
+        : 'ERR_TLS_PROTOCOL';
+    this.#fail(
+      new DialError(e, `${this.#what}: ${a.message} (sent alert ${a.alert})`, { cause: err }),
+    );
+  }
+
+  #fail(err: Error): void {
+    if (this.destroyed) return;
+    const done = this.#onOpen;
+    this.#onOpen = null;
+    this.#sock.end();
+    this.#sock.destroy();
+    if (done) {
+      this.destroy();
+      done(err);
+    } else this.destroy(err);
+  }
+
+  // --- writing -------------------------------------------------------------------------------
+
+  #seal(data: Buffer): Buffer[] {
+    const out: Buffer[] = [];
+    for (let i = 0; i < data.length; i += MAX_PLAINTEXT)
+      out.push(this.#write!.seal(data.subarray(i, i + MAX_PLAINTEXT), 23));
+    return out;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.#state !== 'open') {
+      this.#pending.push({ data: chunk, cb });
+      return;
+    }
+    this.#sock.write(Buffer.concat(this.#seal(chunk)), cb);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk));
+    this._write(data, 'latin1', cb); // the encoding of a Buffer chunk is not used
+  }
+
+  override _read(): void {
+    this.#sock.resume();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.#write && this.#state === 'open')
+      this.#sock.write(this.#write.seal(Uint8Array.of(1, ALERT.close_notify), 21));
+    this.#sock.end();
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    for (const p of this.#pending.splice(0)) p.cb(err ?? new Error('TLS connection closed'));
+    this.#sock.destroy();
+    cb(err);
+  }
+}
+
+/** Opens `fp=chrome` TLS to `server`: resolves after the handshake, the server authenticated. */
+export function chromeTlsConnect(
+  server: Target,
+  o: ChromeTlsOptions,
+  signal?: AbortSignal,
+): Promise<ChromeTlsSocket> {
+  const what = `TLS server ${server.host}:${server.port}`;
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    let tls: ChromeTlsSocket | null = null;
+    let settled = false;
+    const settle = (err?: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if (err) {
+        tls?.destroy();
+        sock.destroy();
+        reject(err);
+      } else resolve(tls!);
+    };
+    const timer = setTimeout(
+      () =>
+        settle(
+          new DialError('ERR_SERVER_UNREACHABLE', `${what}: no handshake within ${timeoutMs} ms`),
+        ),
+      timeoutMs,
+    );
+    const onAbort = (): void => settle(new DialError('ERR_ABORTED', `${what}: aborted`));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const begin = (): void => {
+      sock.off('error', early);
+      try {
+        tls = new ChromeTlsSocket(o, sock, what);
+      } catch (err) {
+        settle(err as Error);
+        return;
+      }
+      tls.on('error', () => {}); // reported through settle during the handshake
+      tls.start((err) => {
+        if (!err) tls!.removeAllListeners('error');
+        settle(err);
+      });
+    };
+    const early = (err: Error): void =>
+      settle(new DialError('ERR_SERVER_UNREACHABLE', `${what}: ${err.message}`, { cause: err }));
+    let sock: Duplex;
+    if (o.socket) {
+      sock = o.socket;
+      sock.on('error', early);
+      begin();
+    } else {
+      const s = netConnect({ host: server.host, port: server.port, allowHalfOpen: true });
+      s.setNoDelay(true);
+      sock = s;
+      s.on('error', early);
+      s.once('connect', begin);
+    }
+  });
+}

@@ -1,0 +1,146 @@
+/**
+ * Captures the ClientHellos of Debian's Chromium on loopback: a TCP listener on 127.0.0.1 takes each
+ * connection's first TLS record (the ClientHello, whatever its TCP segmentation) and hangs up, while
+ * a headless Chromium (playwright-core, `/usr/bin/chromium`) fetches `https://<n>.hello.test:<port>/`
+ * (or opens `wss://` WebSockets to them) for distinct names n, each a new connection (`--host-resolver-rules` maps them to 127.0.0.1, so
+ * nothing leaves the machine). playwright gives the browser a fresh temporary profile and removes it. The records are returned raw, with the sizes of the TCP reads that
+ * carried them, for the parity test (tls-chrome-parity.test.ts) to parse and compare.
+ */
+import { existsSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { chromium } from 'playwright-core';
+
+export const CHROMIUM = '/usr/bin/chromium';
+
+/** Why Chromium cannot run here, or null. */
+export function chromiumMissing(): string | null {
+  return existsSync(CHROMIUM)
+    ? null
+    : `${CHROMIUM} is missing (Debian package chromium; .ci/run installs it)`;
+}
+
+export interface CapturedHello {
+  /** The first TLS record of the connection (header included). */
+  record: Buffer;
+  /** The SNI the fetch named (also in the record). */
+  name: string;
+}
+
+/** The largest first record a capture keeps: a ClientHello is one record of at most 2^14 bytes. */
+const MAX_RECORD = 5 + 16384;
+
+/**
+ * Starts a loopback listener that records first records and closes; returns it with a `take(n)`
+ * that resolves once n records are in (or rejects after `timeoutMs`).
+ */
+export async function helloSink(): Promise<{
+  port: number;
+  records: Buffer[];
+  take(n: number, timeoutMs: number): Promise<Buffer[]>;
+  close(): Promise<void>;
+}> {
+  const records: Buffer[] = [];
+  const waiters: (() => void)[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    const chunks: Buffer[] = [];
+    let have = 0;
+    s.on('data', (d: Buffer) => {
+      chunks.push(d);
+      have += d.length;
+      const head = chunks.length === 1 ? d : Buffer.concat(chunks);
+      if (have >= 5) {
+        const need = 5 + head.readUInt16BE(3);
+        if (need > MAX_RECORD) return void s.destroy();
+        if (have >= need) {
+          records.push(Buffer.from(head.subarray(0, need)));
+          for (const w of waiters.splice(0)) w();
+          s.destroy();
+        }
+      }
+    });
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    records,
+    async take(n, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      while (records.length < n) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`only ${records.length} of ${n} ClientHellos captured`);
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, left);
+          waiters.push(() => {
+            clearTimeout(t);
+            r();
+          });
+        });
+      }
+      return records.slice(0, n);
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/**
+ * Runs headless Chromium and captures `count` ClientHellos (one per fetch, each to a fresh name so
+ * every one is a new connection). Bounded: `count` fetches, in batches, within `timeoutMs`.
+ */
+export async function captureChromeHellos(
+  count: number,
+  timeoutMs = 60_000,
+  kind: 'fetch' | 'websocket' = 'fetch',
+): Promise<Buffer[]> {
+  const sink = await helloSink();
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--host-resolver-rules=MAP *.hello.test 127.0.0.1, EXCLUDE localhost',
+    ],
+  });
+  try {
+    const page = await browser.newPage();
+    const deadline = Date.now() + timeoutMs;
+    const BATCH = 20;
+    let asked = 0;
+    while (sink.records.length < count && Date.now() < deadline) {
+      const from = asked;
+      asked += BATCH;
+      await page.evaluate(
+        async ([port, from, n, ws]) => {
+          await Promise.allSettled(
+            Array.from({ length: n }, (_, i) =>
+              ws
+                ? new Promise((done) => {
+                    const w = new WebSocket(`wss://h${from + i}.hello.test:${port}/`);
+                    w.onerror = w.onclose = done;
+                  })
+                : fetch(`https://h${from + i}.hello.test:${port}/`, { mode: 'no-cors' }),
+            ),
+          );
+        },
+        [sink.port, from, BATCH, kind === 'websocket'] as const,
+      );
+      if (asked > count * 3) break;
+    }
+    return await sink.take(count, Math.max(1, deadline - Date.now()));
+  } finally {
+    await browser.close();
+    await sink.close();
+  }
+}
