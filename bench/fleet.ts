@@ -14,8 +14,10 @@
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { KeyStore } from '../src/store/key-store.js';
-import { KeyManager } from '../src/server/access/key-manager.js';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { DB_FILE, KeyStore } from '../src/store/key-store.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 import {
   dialerFor,
@@ -103,9 +105,10 @@ async function main(): Promise<void> {
   const nodes: OperatorServer[] = [];
   try {
     const extra = ['--store', pgs.url, '--no-udp', '--max-connections', String(USERS + 100)];
-    nodes.push(await startOperatorServer(dirs[0]!.dir, extra));
+    nodes.push(await startOperatorServer(dirs[0]!.dir, extra, undefined, undefined, 120_000));
     // The keys go straight into PostgreSQL (as a migration from another panel would).
     const c = new pg.Client({ connectionString: pgs.url });
+    c.on('error', () => undefined); // the database is stopped at the end, maybe before c.end()
     await c.connect();
     await c.query(
       `INSERT INTO ladder_keys (id, name, secret, method, created_ms, limit_bytes, limit_period)
@@ -114,7 +117,11 @@ async function main(): Promise<void> {
       [METHOD, Date.now(), KEYS],
     );
     await c.query(`SELECT pg_notify('ladder_changes', 'key:b1')`);
-    nodes.push(...(await Promise.all([1, 2].map((i) => startOperatorServer(dirs[i]!.dir, extra)))));
+    nodes.push(
+      ...(await Promise.all(
+        [1, 2].map((i) => startOperatorServer(dirs[i]!.dir, extra, undefined, undefined, 120_000)),
+      )),
+    );
     // Node 0 learns the bulk insert at its next full resync; wait until every node has every key.
     for (const n of nodes)
       for (const deadline = Date.now() + 60_000; ;) {
@@ -173,22 +180,26 @@ async function main(): Promise<void> {
 
     // The same per-node share against one SQLite node with the same number of keys
     {
-      const s = KeyStore.open(dirs[3]!.dir);
-      const m = new KeyManager({ store: s, onKeysChanged: () => {} });
-      for (let i = 1; i <= KEYS; i++)
-        m.create({
-          id: `b${i}`,
-          password: `pw-${i}-${Math.random()}`,
-          limit: { bytes: 1e15, period: '30d' },
-        });
-      m.stop();
-      s.close();
+      // One transaction for all keys (the key manager commits each on its own, with an fsync).
+      KeyStore.open(dirs[3]!.dir).close();
+      const db = new Database(join(dirs[3]!.dir, DB_FILE));
+      const ins = db.prepare(
+        `INSERT INTO access_keys (id, name, secret, method, created_ms, limit_bytes, limit_period)
+         VALUES (?, ?, ?, ?, ?, 1e15, '30d')`,
+      );
+      db.transaction(() => {
+        for (let i = 1; i <= KEYS; i++)
+          ins.run(`b${i}`, `bench ${i}`, randomBytes(12).toString('hex'), METHOD, Date.now());
+      })();
+      db.close();
     }
-    const lite = await startOperatorServer(dirs[3]!.dir, [
-      '--no-udp',
-      '--max-connections',
-      String(USERS + 100),
-    ]);
+    const lite = await startOperatorServer(
+      dirs[3]!.dir,
+      ['--no-udp', '--max-connections', String(USERS + 100)],
+      undefined,
+      undefined,
+      120_000,
+    );
     nodes.push(lite);
     const liteKeys = [];
     for (let i = 0; i < Math.ceil(USERS / 3); i++)
@@ -227,6 +238,10 @@ async function main(): Promise<void> {
       },
     };
     console.log(JSON.stringify(out, null, 2));
+  } catch (err) {
+    console.error('bench failed:', err);
+    for (const n of nodes) console.error(n.peer.output().slice(-2000));
+    process.exitCode = 1;
   } finally {
     for (const n of nodes) await n.peer.stop();
     await origin.close();
