@@ -3,7 +3,8 @@
  * @module
  */
 import { LadderError } from '../errors.js';
-import { dialersForKey } from './key-dialers.js';
+import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
+import { runTunCleanup, startTun, tunBypass, tunConfig } from './tun-command.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
@@ -21,6 +22,14 @@ options:
   --http <host:port>     HTTP proxy (CONNECT and plain requests) (default 127.0.0.1:8080)
   --no-socks, --no-http  do not start that proxy
   --user <name:password> require this username and password on both proxies
+  --tun                  full-device VPN (Linux, root): every app's TCP, UDP and DNS through the
+                         tunnel, with no proxy settings (docs/tun.md); starts no proxy unless
+                         --socks or --http is given
+  --tun-name <name>      the TUN device's name (default ladder0)
+  --tun-mtu <n>          the TUN device's MTU, 576 to 65535 (default 65520)
+  --no-kill-switch       with --tun: if the client dies, let traffic take the ordinary route
+                         (default: it is dropped until the client runs again or --tun-cleanup)
+  --tun-cleanup          remove the routing a killed --tun left behind, then exit (idempotent)
   --mux-sessions <n>     with a Mux.Cool key (trojan mux=n, v2ray-plugin): sessions one connection
                          carries in its life before a fresh one is opened (default 128, as v2ray;
                          1: a connection per session, each padded from its start)
@@ -36,6 +45,11 @@ export async function run(argv: string[]): Promise<number> {
     'no-http': { type: 'boolean' },
     user: { type: 'string' },
     'mux-sessions': { type: 'string' },
+    tun: { type: 'boolean' },
+    'tun-name': { type: 'string' },
+    'tun-mtu': { type: 'string' },
+    'no-kill-switch': { type: 'boolean' },
+    'tun-cleanup': { type: 'boolean' },
     ...ROUTING_FLAGS,
     help: { type: 'boolean', short: 'h' },
   });
@@ -43,6 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
+  if (values['tun-cleanup']) return runTunCleanup((l) => console.log(l));
   if (!values.server)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
   let muxSessionsPerConnection: number | undefined;
@@ -67,7 +82,12 @@ export async function run(argv: string[]): Promise<number> {
   for (const s of keyDialers.skipped) console.log(`ladder client: skipping ${s}`);
   const routing = routingConfig(values);
   const routed = routing
-    ? buildRoutedDialer(routing, keyDialers, { log: (line) => console.log(line) })
+    ? buildRoutedDialer(routing, keyDialers, {
+        log: (line) => console.log(line),
+        // Under --tun, DIRECT connections bind to the machine's own address: routing sends those
+        // around the device (docs/tun.md, "DIRECT connections").
+        ...(values.tun ? { direct: tunBypass } : {}),
+      })
     : undefined;
   const dialer = routed ?? keyDialers.stream;
   const packetDialer = routed ?? keyDialers.packet;
@@ -79,14 +99,25 @@ export async function run(argv: string[]): Promise<number> {
     users = new Map([[values.user.slice(0, i), values.user.slice(i + 1)]]);
   }
   const closers: (() => Promise<void>)[] = [];
-  if (!values['no-socks']) {
+  // With --tun, a proxy runs only when its flag is given.
+  const tun = values.tun ? tunConfig(values) : undefined;
+  if (tun)
+    closers.push(
+      await startTun(
+        tun,
+        { stream: dialer, packet: packetDialer },
+        serverEndpointsOfKey(values.server),
+        (l) => console.log(l),
+      ),
+    );
+  if (!values['no-socks'] && (!tun || values.socks !== undefined)) {
     const at = parseHostPort(values.socks ?? '127.0.0.1:1080', '--socks');
     const socks = new Socks5Server({ dialer, packetDialer, ...(users ? { users } : {}) });
     const a = await socks.listen(at.host, at.port);
     closers.push(() => socks.close());
     console.log(`ladder client: SOCKS5 listening on ${formatHostPort(a.address, a.port)}`);
   }
-  if (!values['no-http']) {
+  if (!values['no-http'] && (!tun || values.http !== undefined)) {
     const at = parseHostPort(values.http ?? '127.0.0.1:8080', '--http');
     const http = new HttpProxyServer({ dialer, ...(users ? { users } : {}) });
     const a = await http.listen(at.host, at.port);
