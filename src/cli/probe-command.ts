@@ -17,6 +17,7 @@ import {
 } from '../probe/dns-client.js';
 import { ConnectionBudget, mapLimit, sleep } from '../probe/manners.js';
 import {
+  formatServerTable,
   formatTransportTable,
   formatWebSummary,
   formatWebTable,
@@ -309,6 +310,10 @@ export async function run(argv: string[]): Promise<number> {
     say(formatTransportTable(checks));
     const findings = formatFindings(recognise(checks));
     if (findings) say(findings);
+    if (new Set(transports.map((t) => formatHostPort(t.server.host, t.server.port))).size > 1) {
+      say('\nServers');
+      say(formatServerTable(checks));
+    }
     for (const c of checks)
       emit(
         transportMeasurement(c, {
