@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { formatSsUri } from '../codec/access-key-uri.js';
 import { PREFIX_PRESETS } from '../codec/ss-prefix.js';
 import { formatTrojanUri } from '../codec/trojan-uri.js';
+import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import {
   caPath,
   AGENT_PATH,
@@ -324,6 +325,7 @@ function ladderTrojanUri(
   split = false,
   host = LADDER_NAME,
   sni = LADDER_NAME,
+  fp?: TlsFingerprint,
 ): string {
   const pem = readFileSync(join(plan.stateDir, 'ladder-cert.pem'), 'utf8');
   return formatTrojanUri({
@@ -335,6 +337,7 @@ function ladderTrojanUri(
     // Mux.Cool inside Trojan (v1.mux.cool), as in Ladder's own ladder:// bundles
     ...(mux ? { mux: 8, ...(mux.padding ? {} : { muxPadding: false as const }) } : {}),
     ...(split ? { split: true as const } : {}),
+    ...(fp ? { fp } : {}),
   });
 }
 
@@ -718,6 +721,22 @@ export function ladderBenchTransports(): TransportEntry[] {
     ladderEntry('ladder-ws-ss', 'Shadowsocks in a WebSocket over TLS', (p) => ladderWsSsUri(p)),
     ladderEntry('ladder-ws-trojan', 'Trojan in a WebSocket over TLS', (p) => ladderWsTrojanUri(p)),
   ];
+}
+
+let trojanNode: TransportEntry | undefined;
+
+/**
+ * Trojan over TLS with Node's TLS client (`fp=node`), for lab tests that need a client whose JA3
+ * stays the same from one connection to the next: the default client (fp=chrome) permutes its
+ * extensions as Chrome does, so each of its ClientHellos has another JA3. Not a report-card row.
+ */
+export function ladderTrojanNodeTransport(): TransportEntry {
+  trojanNode ??= ladderEntry(
+    'ladder-trojan-node',
+    `ladder client → ladder server, Trojan over TLS with Node's TLS client (fp=node)`,
+    (p) => ladderTrojanUri(p, undefined, false, LADDER_NAME, LADDER_NAME, 'node'),
+  );
+  return trojanNode;
 }
 
 /** The rules of the `ladder-rules` row (docs/routing.md): one of each decision. */
