@@ -3,11 +3,13 @@
  * @module
  */
 import { LadderError } from '../errors.js';
+import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { dialersForKey } from './key-dialers.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
 import { buildRoutedDialer, ROUTING_FLAGS, ROUTING_HELP, routingConfig } from './routing-setup.js';
+import { buildClientApp, UI_FLAGS, UI_HELP, uiConfig } from './client-app.js';
 
 const HELP = `ladder client --server <key> [--socks <host:port>] [--http <host:port>] [options]
 
@@ -25,7 +27,9 @@ options:
                          carries in its life before a fresh one is opened (default 128, as v2ray;
                          1: a connection per session, each padded from its start)
 
-${ROUTING_HELP}`;
+${ROUTING_HELP}
+
+${UI_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags('client', argv, {
@@ -37,13 +41,15 @@ export async function run(argv: string[]): Promise<number> {
     user: { type: 'string' },
     'mux-sessions': { type: 'string' },
     ...ROUTING_FLAGS,
+    ...UI_FLAGS,
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
     console.log(HELP);
     return 0;
   }
-  if (!values.server)
+  const ui = uiConfig(values);
+  if (!values.server && !ui)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
   let muxSessionsPerConnection: number | undefined;
   if (values['mux-sessions'] !== undefined) {
@@ -59,18 +65,34 @@ export async function run(argv: string[]): Promise<number> {
         `--mux-sessions '${text.slice(0, 20)}' must be the sessions per connection, 1 to 1024 (default 128)`,
       );
   }
-  const keyDialers = dialersForKey(
-    values.server,
-    (to, why) => console.log(`ladder client: now using ${to} (${why})`),
-    muxSessionsPerConnection ? { muxSessionsPerConnection } : {},
-  );
-  for (const s of keyDialers.skipped) console.log(`ladder client: skipping ${s}`);
   const routing = routingConfig(values);
-  const routed = routing
-    ? buildRoutedDialer(routing, keyDialers, { log: (line) => console.log(line) })
+  const keyOptions = muxSessionsPerConnection ? { muxSessionsPerConnection } : {};
+  const app = ui
+    ? buildClientApp(ui, {
+        routing,
+        keyOptions,
+        serverKey: values.server,
+        print: (l) => console.log(l),
+      })
     : undefined;
-  const dialer = routed ?? keyDialers.stream;
-  const packetDialer = routed ?? keyDialers.packet;
+  let dialer: StreamDialer;
+  let packetDialer: PacketDialer;
+  if (app) ({ dialer, packetDialer } = app.controller);
+  else {
+    const keyDialers = dialersForKey(
+      values.server!,
+      (to, why) => console.log(`ladder client: now using ${to} (${why})`),
+      keyOptions,
+    );
+    for (const s of keyDialers.skipped) console.log(`ladder client: skipping ${s}`);
+    const routed = routing
+      ? buildRoutedDialer(routing, keyDialers, { log: (line) => console.log(line) })
+      : undefined;
+    dialer = routed ?? keyDialers.stream;
+    packetDialer = routed ?? keyDialers.packet;
+    console.log(`ladder client: carrying traffic through ${keyDialers.what}`);
+    if (routed) console.log(`ladder client: routing by ${routing!.rules}`);
+  }
   let users: Map<string, string> | undefined;
   if (values.user !== undefined) {
     const i = values.user.indexOf(':');
@@ -79,10 +101,12 @@ export async function run(argv: string[]): Promise<number> {
     users = new Map([[values.user.slice(0, i), values.user.slice(i + 1)]]);
   }
   const closers: (() => Promise<void>)[] = [];
+  const ports: { socks?: number; http?: number } = {};
   if (!values['no-socks']) {
     const at = parseHostPort(values.socks ?? '127.0.0.1:1080', '--socks');
     const socks = new Socks5Server({ dialer, packetDialer, ...(users ? { users } : {}) });
     const a = await socks.listen(at.host, at.port);
+    ports.socks = a.port;
     closers.push(() => socks.close());
     console.log(`ladder client: SOCKS5 listening on ${formatHostPort(a.address, a.port)}`);
   }
@@ -90,6 +114,7 @@ export async function run(argv: string[]): Promise<number> {
     const at = parseHostPort(values.http ?? '127.0.0.1:8080', '--http');
     const http = new HttpProxyServer({ dialer, ...(users ? { users } : {}) });
     const a = await http.listen(at.host, at.port);
+    ports.http = a.port;
     closers.push(() => http.close());
     console.log(`ladder client: HTTP proxy listening on ${formatHostPort(a.address, a.port)}`);
   }
@@ -98,9 +123,9 @@ export async function run(argv: string[]): Promise<number> {
       'ERR_USAGE',
       'client: with both --no-socks and --no-http there is nothing to run',
     );
-  console.log(`ladder client: carrying traffic through ${keyDialers.what}`);
-  if (routed) console.log(`ladder client: routing by ${routing!.rules}`);
+  await app?.start(ports);
   await untilSignal();
+  await app?.close();
   await Promise.all(closers.map((c) => c()));
   return 0;
 }
