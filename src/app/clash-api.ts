@@ -147,6 +147,7 @@ export class ClashApi {
       const sink = this.#sink(res, false);
       if (!sink) return json(res, 503, { message: `at most ${MAX_STREAMS} streams at once` });
       res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.flushHeaders(); // a /logs stream may have nothing to say for a while
       return this.#feed(r.kind, sink);
     }
     json(res, 405, { message: `${m} is not offered on ${url.pathname}` });
