@@ -126,10 +126,4 @@ export default tseslint.config(
       ],
     },
   },
-  {
-    // Certificate generation reads the wall clock and makes a key pair here; it moves out of codec/
-    // with the decoy certificate work (issue #13), which then drops this block.
-    files: ['src/codec/x509.ts'],
-    rules: { 'no-restricted-properties': 'off' },
-  },
 );

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only=ladder,libev,floor,direct,tls,operator] [--setups=<name part>,...]`:
+ * `npm run bench [-- --quick] [--only=ladder,libev,floor,direct,tls,operator,tun] [--setups=<name part>,...]`:
  * Ladder against shadowsocks-libev with
  * the same cipher, Ladder's TLS transports against trojan-gfw and v2ray (trojan, vless over TLS:
  * tls-setups.ts), and no proxy, in one run on loopback. Never run as a test.
@@ -43,6 +43,7 @@ import {
   setupV2ray,
   v2rayPluginBinary,
 } from './tls-setups.js';
+import { runTunBench } from './tun.js';
 import { printOperatorBench, runOperatorBench, type OperatorBenchResult } from './operator.js';
 
 // LADDER_NO_NATIVE=1 measures the node:crypto fallback in this process (the CLI children read it too)
@@ -408,6 +409,11 @@ function summarize(s: Setup, rounds: Round[], coldLatencyMs: number): Result {
 }
 
 async function main(): Promise<void> {
+  // Full-device tunnels (bench/tun.ts) run in namespaces of their own, apart from the loopback setups.
+  if (only?.has('tun')) {
+    await runTunBench(quick);
+    if (only.size === 1) return;
+  }
   for (const c of ['curl', 'ss-server', 'ss-local']) {
     if (!hasCommand(c)) {
       console.error(`bench: '${c}' is missing: apt-get install -y shadowsocks-libev curl`);

@@ -61,7 +61,10 @@ export type ErrorCode =
   | 'ERR_API'
   // lab
   | 'ERR_LAB'
-  | 'ERR_LAB_NEEDS_ROOT';
+  | 'ERR_LAB_NEEDS_ROOT'
+  // tun: the full-device client (ladder client --tun)
+  | 'ERR_TUN'
+  | 'ERR_TUN_NEEDS_ADMIN';
 
 /** Base class: a message for people, a stable code for programs, and the cause kept. */
 export class LadderError extends Error {

@@ -13,6 +13,10 @@
  *   start(fd, onBatch(batch: Buffer)) -> handle
  *       batch = repeated { u16 big-endian length, packet bytes }
  *   stop(handle)                        the reader thread exits within POLL_MS, then closes fd
+ *   writeBatch(fd, batch) -> count      writes every packet of a batch in the format above back
+ *       into the device, one write(2) each, skipping entries whose length is 0 (the caller zeroes
+ *       those it drops); one call per batch instead of one per packet. Returns the packets the
+ *       stack took (a refused packet, e.g. ENOBUFS, is dropped as the network would).
  */
 #include <node_api.h>
 #include <errno.h>
@@ -80,13 +84,14 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
 
 static void *reader_main(void *arg) {
   Reader *r = (Reader *)arg;
-  unsigned char *buf = NULL;
-  while (!atomic_load(&r->stop)) {
+  /* One scratch buffer for the reader's life; each batch leaves in a buffer of exactly its size.
+     A fresh BATCH_BYTES block per wake-up would be an mmap and munmap (glibc's threshold is
+     128 KiB) plus page faults for every batch, most of which hold one or two packets. */
+  unsigned char *buf = malloc(BATCH_BYTES);
+  while (buf != NULL && !atomic_load(&r->stop)) {
     struct pollfd p = {.fd = r->fd, .events = POLLIN};
     int pr = poll(&p, 1, POLL_MS);
     if (pr <= 0) continue;
-    if (buf == NULL) buf = malloc(BATCH_BYTES);
-    if (buf == NULL) break;
     size_t off = 0;
     int count = 0;
     while (count < MAX_PER_BATCH && BATCH_BYTES - off >= MAX_PACKET + 2) {
@@ -99,10 +104,15 @@ static void *reader_main(void *arg) {
     }
     if (off == 0) continue;
     Batch *b = malloc(sizeof *b);
-    if (b == NULL) break;
-    b->data = buf;
+    unsigned char *data = malloc(off);
+    if (b == NULL || data == NULL) {
+      free(b);
+      free(data);
+      break;
+    }
+    memcpy(data, buf, off);
+    b->data = data;
     b->len = off;
-    buf = NULL;
     /* Non-blocking so that stop() never waits on a full queue; a full queue means JavaScript is
        behind, so back off briefly and let the kernel's TUN queue absorb (or drop) the burst. */
     for (;;) {
@@ -210,13 +220,40 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value js_write_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  void *data = NULL;
+  size_t len = 0;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
+    napi_throw_type_error(env, "ERR_TUN", "writeBatch(fd, batch)");
+    return NULL;
+  }
+  const unsigned char *b = (const unsigned char *)data;
+  size_t o = 0;
+  int32_t written = 0;
+  while (o + 2 <= len) {
+    size_t n = ((size_t)b[o] << 8) | b[o + 1];
+    if (o + 2 + n > len) break; /* a malformed batch: stop, never read past it */
+    if (n > 0 && write(fd, b + o + 2, n) == (ssize_t)n) written++;
+    o += 2 + n;
+  }
+  napi_value out;
+  napi_create_int32(env, written, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
       {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
       {"stop", NULL, js_stop, NULL, NULL, NULL, napi_default, NULL},
+      {"writeBatch", NULL, js_write_batch, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, 3, props);
+  napi_define_properties(env, exports, 4, props);
   return exports;
 }
 

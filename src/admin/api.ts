@@ -469,8 +469,8 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
 /**
  * The request target as a URL: an absolute path, or the absolute form (`https://host/path`, RFC
  * 9112 §3.2.2). Anything else (`//%00`, whose "host" the URL parser rejects with a throw; `*`) is a
- * 404 like any unknown path, never an exception: one such request used to reject #handle's promise
- * and end the whole server.
+ * 404 like any unknown path, never an exception: a rejected #handle promise would end the whole
+ * server.
  */
 function requestUrl(target: string | undefined): URL {
   const t = target ?? '/';

@@ -4,7 +4,8 @@
  */
 import { LadderError } from '../errors.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
-import { dialersForKey } from './key-dialers.js';
+import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
+import { runTunCleanup, startTun, tunBypass, tunConfig } from './tun-command.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
@@ -23,6 +24,14 @@ options:
   --http <host:port>     HTTP proxy (CONNECT and plain requests) (default 127.0.0.1:8080)
   --no-socks, --no-http  do not start that proxy
   --user <name:password> require this username and password on both proxies
+  --tun                  full-device VPN (Linux, root): every app's TCP, UDP and DNS through the
+                         tunnel, with no proxy settings (docs/tun.md); starts no proxy unless
+                         --socks or --http is given
+  --tun-name <name>      the TUN device's name (default ladder0)
+  --tun-mtu <n>          the TUN device's MTU, 576 to 65535 (default 65520)
+  --no-kill-switch       with --tun: if the client dies, let traffic take the ordinary route
+                         (default: it is dropped until the client runs again or --tun-cleanup)
+  --tun-cleanup          remove the routing a killed --tun left behind, then exit (idempotent)
   --mux-sessions <n>     with a Mux.Cool key (trojan mux=n, v2ray-plugin): sessions one connection
                          carries in its life before a fresh one is opened (default 128, as v2ray;
                          1: a connection per session, each padded from its start)
@@ -40,6 +49,11 @@ export async function run(argv: string[]): Promise<number> {
     'no-http': { type: 'boolean' },
     user: { type: 'string' },
     'mux-sessions': { type: 'string' },
+    tun: { type: 'boolean' },
+    'tun-name': { type: 'string' },
+    'tun-mtu': { type: 'string' },
+    'no-kill-switch': { type: 'boolean' },
+    'tun-cleanup': { type: 'boolean' },
     ...ROUTING_FLAGS,
     ...UI_FLAGS,
     help: { type: 'boolean', short: 'h' },
@@ -48,7 +62,13 @@ export async function run(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
+  if (values['tun-cleanup']) return runTunCleanup((l) => console.log(l));
   const ui = uiConfig(values);
+  if (ui && values.tun)
+    throw new LadderError(
+      'ERR_USAGE',
+      '--ui and --tun cannot be combined yet (the page may switch to a server the device routes through the tunnel); drop one',
+    );
   if (!values.server && !ui)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
   let muxSessionsPerConnection: number | undefined;
@@ -77,6 +97,7 @@ export async function run(argv: string[]): Promise<number> {
     : undefined;
   let dialer: StreamDialer;
   let packetDialer: PacketDialer;
+  const started: string[] = [];
   if (app) ({ dialer, packetDialer } = app.controller);
   else {
     const keyDialers = dialersForKey(
@@ -86,12 +107,17 @@ export async function run(argv: string[]): Promise<number> {
     );
     for (const s of keyDialers.skipped) console.log(`ladder client: skipping ${s}`);
     const routed = routing
-      ? buildRoutedDialer(routing, keyDialers, { log: (line) => console.log(line) })
+      ? buildRoutedDialer(routing, keyDialers, {
+          log: (line) => console.log(line),
+          // Under --tun, DIRECT connections bind to the machine's own address: routing sends those
+          // around the device (docs/tun.md, "DIRECT connections").
+          ...(values.tun ? { direct: tunBypass } : {}),
+        })
       : undefined;
     dialer = routed ?? keyDialers.stream;
     packetDialer = routed ?? keyDialers.packet;
-    console.log(`ladder client: carrying traffic through ${keyDialers.what}`);
-    if (routed) console.log(`ladder client: routing by ${routing!.rules}`);
+    started.push(`ladder client: carrying traffic through ${keyDialers.what}`);
+    if (routed) started.push(`ladder client: routing by ${routing!.rules}`);
   }
   let users: Map<string, string> | undefined;
   if (values.user !== undefined) {
@@ -102,7 +128,18 @@ export async function run(argv: string[]): Promise<number> {
   }
   const closers: (() => Promise<void>)[] = [];
   const ports: { socks?: number; http?: number } = {};
-  if (!values['no-socks']) {
+  // With --tun, a proxy runs only when its flag is given.
+  const tun = values.tun ? tunConfig(values) : undefined;
+  if (tun)
+    closers.push(
+      await startTun(
+        tun,
+        { stream: dialer, packet: packetDialer },
+        serverEndpointsOfKey(values.server!),
+        (l) => console.log(l),
+      ),
+    );
+  if (!values['no-socks'] && (!tun || values.socks !== undefined)) {
     const at = parseHostPort(values.socks ?? '127.0.0.1:1080', '--socks');
     const socks = new Socks5Server({ dialer, packetDialer, ...(users ? { users } : {}) });
     const a = await socks.listen(at.host, at.port);
@@ -110,7 +147,7 @@ export async function run(argv: string[]): Promise<number> {
     closers.push(() => socks.close());
     console.log(`ladder client: SOCKS5 listening on ${formatHostPort(a.address, a.port)}`);
   }
-  if (!values['no-http']) {
+  if (!values['no-http'] && (!tun || values.http !== undefined)) {
     const at = parseHostPort(values.http ?? '127.0.0.1:8080', '--http');
     const http = new HttpProxyServer({ dialer, ...(users ? { users } : {}) });
     const a = await http.listen(at.host, at.port);
@@ -123,6 +160,7 @@ export async function run(argv: string[]): Promise<number> {
       'ERR_USAGE',
       'client: with both --no-socks and --no-http there is nothing to run',
     );
+  for (const line of started) console.log(line);
   await app?.start(ports);
   await untilSignal();
   await app?.close();

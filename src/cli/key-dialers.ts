@@ -202,3 +202,22 @@ export function dialersForKey(
     ),
   };
 }
+
+/**
+ * The servers a key connects to (every transport of a ladder:// key, the ones this Ladder cannot
+ * use included), hosts as written: names or literals. `--tun` keeps exactly these out of the tunnel.
+ */
+export function serverEndpointsOfKey(uri: string): { host: string; port: number }[] {
+  const text = uri.trim();
+  const uris = /^ladder:/i.test(text) ? parseLadderKey(text).transports : [text];
+  const out = new Map<string, { host: string; port: number }>();
+  for (const u of uris) {
+    try {
+      const k = /^trojan:/i.test(u) ? parseTrojanUri(u) : /^ss:/i.test(u) ? parseSsUri(u) : null;
+      if (k) out.set(`${k.host} ${k.port}`, { host: k.host, port: k.port });
+    } catch {
+      // a transport dialersForKey skips
+    }
+  }
+  return [...out.values()];
+}

@@ -189,7 +189,7 @@ const systemNameLookup: NameLookup = async (name) => {
 
 export interface RoutedDialerSetup {
   /** Socket hooks for direct connections (under --tun they must bypass the tunnel). */
-  readonly direct?: Pick<DirectDialerOptions, 'onSocket'> & {
+  readonly direct?: Pick<DirectDialerOptions, 'onSocket' | 'bindAddress'> & {
     readonly onUdpSocket?: (socket: UdpSocket) => void;
   };
   /** Where --log-connections lines go. */
@@ -209,7 +209,10 @@ export function buildRoutedDialer(
   return new RoutedDialer({
     table,
     direct: {
-      stream: new DirectDialer(setup.direct?.onSocket ? { onSocket: setup.direct.onSocket } : {}),
+      stream: new DirectDialer({
+        ...(setup.direct?.onSocket ? { onSocket: setup.direct.onSocket } : {}),
+        ...(setup.direct?.bindAddress ? { bindAddress: setup.direct.bindAddress } : {}),
+      }),
       packet: new DirectPacketDialer(
         setup.direct?.onUdpSocket ? { onSocket: setup.direct.onUdpSocket } : {},
       ),

@@ -23,7 +23,8 @@ import {
 import { NameCachingPacketDialer } from '../transport/udp-name-cache.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { Metrics } from '../server/metrics.js';
-import { CountingGate } from '../server/access/gate.js';
+import { CountingGate, PerKeyCapGate } from '../server/access/gate.js';
+import { DEFAULT_MAX_PRE_AUTH_PER_SOURCE, PreAuthGuard } from '../server/pre-auth.js';
 import { HostsDialer, HostsPacketDialer, parseHosts } from '../transport/hosts.js';
 import {
   formatHostPort,
@@ -61,7 +62,13 @@ options:
                              refused, whatever --listen is; a warning is printed when allowed)
   --auth-timeout <s>         close unauthenticated connections after this long (default 60)
   --idle-timeout <s>         close idle connections after this long (default 300)
-  --max-connections <n>      connections at once (default 8192)
+  --max-connections <n>      connections at once, on every listener (default 8192)
+  --max-unauthenticated <n>  connections without a key yet, all sources together (default: half of
+                             --max-connections), closed at --auth-timeout (docs/probe-resistance.md)
+  --max-unauthenticated-per-source <n>
+                             the same from one IPv4 address or IPv6 /64 (default 256)
+  --max-connections-per-key <n>
+                             connections and UDP sessions one key holds at once (default: no cap)
 
 operator (docs/operator.md):
   --data <dir>               keep access keys, limits and usage in <dir> (SQLite, mode 0600); manage
@@ -86,6 +93,9 @@ export async function run(argv: string[]): Promise<number> {
     'auth-timeout': { type: 'string' },
     'idle-timeout': { type: 'string' },
     'max-connections': { type: 'string' },
+    'max-unauthenticated': { type: 'string' },
+    'max-unauthenticated-per-source': { type: 'string' },
+    'max-connections-per-key': { type: 'string' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     'decoy-dir': { type: 'string' },
@@ -178,7 +188,28 @@ export async function run(argv: string[]): Promise<number> {
         },
       })
     : undefined;
-  const gate = operator?.gate ?? new CountingGate(metrics);
+  const baseGate = operator?.gate ?? new CountingGate(metrics);
+  const perKey = values['max-connections-per-key']
+    ? parseCount(values['max-connections-per-key'], '--max-connections-per-key', 0)
+    : 0;
+  const gate = perKey > 0 ? new PerKeyCapGate(baseGate, perKey) : baseGate;
+  const authTimeoutMs = parseSeconds(values['auth-timeout'], '--auth-timeout', 60_000);
+  const idleTimeoutMs = parseSeconds(values['idle-timeout'], '--idle-timeout', 300_000);
+  const maxConnections = parseCount(values['max-connections'], '--max-connections', 8192);
+  // One deadline and one set of caps for every connection without a key, on every listener.
+  const preAuth = new PreAuthGuard({
+    deadlineMs: authTimeoutMs,
+    maxTotal: parseCount(
+      values['max-unauthenticated'],
+      '--max-unauthenticated',
+      Math.max(1, Math.floor(maxConnections / 2)),
+    ),
+    maxPerSource: parseCount(
+      values['max-unauthenticated-per-source'],
+      '--max-unauthenticated-per-source',
+      DEFAULT_MAX_PRE_AUTH_PER_SOURCE,
+    ),
+  });
   // The guard is on unless asked otherwise: behind a reverse proxy --listen is a loopback address,
   // and the key holders are still strangers to this machine's own services.
   const allowPrivate = values['allow-private-targets'] === true;
@@ -225,9 +256,10 @@ export async function run(argv: string[]): Promise<number> {
     },
     dialer,
     ...(packetDialer ? { packetDialer } : {}),
-    authTimeoutMs: parseSeconds(values['auth-timeout'], '--auth-timeout', 60_000),
-    idleTimeoutMs: parseSeconds(values['idle-timeout'], '--idle-timeout', 300_000),
-    maxConnections: parseCount(values['max-connections'], '--max-connections', 8192),
+    authTimeoutMs,
+    idleTimeoutMs,
+    maxConnections,
+    preAuth,
   });
   live.server = server;
   let closeAll: () => Promise<void> = () => server.close(5_000);
@@ -318,12 +350,19 @@ export async function run(argv: string[]): Promise<number> {
       dialer,
       ...(packetDialer ? { packetDialer } : {}),
       fallback,
+      idleTimeoutMs,
     }));
-    const authTimeoutMs = parseSeconds(values['auth-timeout'], '--auth-timeout', 60_000);
     // WebSockets on the secret paths of the keys; every other request is the decoy (ws-front.ts).
     const web =
       wsPaths.length > 0
-        ? new WsFront({ paths: wsPaths, ss: server, trojan, fallback, authTimeoutMs })
+        ? new WsFront({
+            paths: wsPaths,
+            ss: server,
+            trojan,
+            fallback,
+            authTimeoutMs,
+            idleTimeoutMs,
+          })
         : undefined;
     const mux = new PortMux({
       ss: server,
@@ -332,13 +371,15 @@ export async function run(argv: string[]): Promise<number> {
         handler: web ? new TlsInnerFront({ trojan, web }) : trojan,
       },
       authTimeoutMs,
+      maxConnections,
+      preAuth,
     });
     addr = await mux.listen(listen.host, listen.port);
     let wsListener: WsListener | null = null;
     if (wsListenAt && web) {
-      wsListener = new WsListener(web);
+      wsListener = new WsListener(web, preAuth);
       try {
-        const a = await wsListener.listen(wsListenAt.host, wsListenAt.port);
+        const a = await wsListener.listen(wsListenAt.host, wsListenAt.port, maxConnections);
         tlsNote += `\nladder server: plain WebSocket (for a CDN or reverse proxy) listening on ${formatHostPort(a.address, a.port)}`;
       } catch (err) {
         await mux.close(0);

@@ -41,6 +41,7 @@ export const DNS_TYPE = {
   TXT: 16,
   AAAA: 28,
   OPT: 41,
+  HTTPS: 65,
 } as const;
 export const DNS_CLASS_IN = 1;
 /** RFC 1035 §4.1.1 and RFC 6895: the response codes a stub resolver tells apart. */

@@ -1,7 +1,7 @@
 /**
  * Prefix disguise presets for raw Shadowsocks (Outline's `prefix` key parameter): bytes that replace
  * the first bytes of the client's TCP salt, so that the connection's first packet meets one of the
- * published exemptions of the GFW's fully-encrypted-traffic detector (gfw-techniques.md §1,
+ * published exemptions of the GFW's fully-encrypted-traffic detector (docs/censorship-techniques.md §1,
  * Algorithm 1 of Wu et al., USENIX Security 2023):
  *
  * ```

@@ -35,9 +35,8 @@ export function evpBytesToKey(password: string, keySize: number): Buffer {
  * AEAD-2017 per-stream subkey: HKDF-SHA1(key, salt, "ss-subkey"), as long as the key.
  * In the native addon when it is there (HMAC over OpenSSL's SHA-1 block functions), else in
  * JavaScript (@noble/hashes). Not node:crypto's hkdfSync, which makes a KeyObject and goes through
- * OpenSSL 3's algorithm fetch on every call. Each is measured A/B over 1,000 proxied requests:
- * noble took 0.05–0.09 ms less CPU per request than hkdfSync in each of the client and the server
- * (session 3); the addon takes about 0.1 ms less than noble (docs/benchmarks.md).
+ * OpenSSL 3's algorithm fetch on every call, which costs more CPU per connection than either
+ * (docs/benchmarks.md, "Design measurements").
  */
 export function ssSubkey(masterKey: Uint8Array, salt: Uint8Array): Buffer {
   const nativeHkdfSha1 = nativeAead()?.hkdfSha1;

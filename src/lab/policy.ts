@@ -1,7 +1,7 @@
 /**
  * Policy files and profiles. A policy names the modules to switch on and their parameters; anything
  * left out takes the reference's defaults (module files cite the sections). Profiles bundle modules
- * the way the GFW bundled them at a time (reference §17 timeline):
+ * the way the GFW bundled them at a time (docs/censorship-techniques.md §17 timeline):
  *
  * - `gfw-2022`: FET dynamic blocking (§1, Nov 2021 – Mar 2023) on the lab's "VPS" prefix, SNI (§6),
  *   DNS (§4) and HTTP (§5) filtering, active probing of FET-flagged servers (§2), Tor's TLS

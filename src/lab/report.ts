@@ -315,13 +315,19 @@ function ladderSsUri(prefix?: Uint8Array, port = LADDER_PORT): string {
   });
 }
 
-function ladderTrojanUri(plan: LabPlan, mux?: { padding: boolean }, split = false): string {
+function ladderTrojanUri(
+  plan: LabPlan,
+  mux?: { padding: boolean },
+  split = false,
+  host = LADDER_NAME,
+  sni = LADDER_NAME,
+): string {
   const pem = readFileSync(join(plan.stateDir, 'ladder-cert.pem'), 'utf8');
   return formatTrojanUri({
     password: ladderSecrets.trojan,
-    host: LADDER_NAME,
+    host,
     port: LADDER_PORT,
-    sni: LADDER_NAME,
+    sni,
     pinSha256: new X509Certificate(pem).fingerprint256,
     // Mux.Cool inside Trojan (v1.mux.cool), as in Ladder's own ladder:// bundles
     ...(mux ? { mux: 8, ...(mux.padding ? {} : { muxPadding: false as const }) } : {}),
@@ -672,7 +678,77 @@ function naiveTunnelEntry(): TransportEntry {
   };
 }
 
-TRANSPORTS.push(...ladderTransports(), ...vpnTransports(), torTransport());
+TRANSPORTS.push(...ladderTransports(), ...vpnTransports(), torTransport(), ladderTunEntry());
+
+let tunClients = 0;
+
+/**
+ * `ladder client --tun` (issue #14): each attempt starts the full-device client in the client
+ * namespace with a Trojan key (padded Mux.Cool, the allowed site's SNI), fetches the blocked site by name with a plain curl (no proxy
+ * setting: DNS and the connection are caught by the TUN device), and stops the client (SIGTERM,
+ * which restores the namespace's routing). Per attempt, because while it runs every other row's
+ * traffic in the namespace would go through it too. Opt-in.
+ */
+function ladderTunEntry(): TransportEntry {
+  return {
+    name: 'ladder-tun',
+    description:
+      'ladder client --tun (Trojan over TLS with padded Mux.Cool, SNI of the allowed site): a plain curl of the blocked site by name, DNS and all through the tunnel',
+    optIn: true,
+    unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
+    setup: (plan) => startLadderServer(plan),
+    attempt: (plan, timeoutS) => tunAttempt(plan, timeoutS),
+  };
+}
+
+/** One --tun attempt (see ladderTunEntry); exported for test/lab/tun-lab.test.ts. */
+export async function tunAttempt(
+  plan: LabPlan,
+  timeoutS: number,
+  fetch: (plan: LabPlan, timeoutS: number) => Promise<AttemptResult> = curlBlockedByName,
+): Promise<AttemptResult> {
+  const name = `ladder-tun-${tunClients++}`;
+  const child = spawnInNamespace(plan, 'client', name, [
+    process.execPath,
+    CLI_PATH,
+    'client',
+    '--server',
+    // The server's address, not its name: the client asks no resolver anything before the tunnel.
+    // The SNI of the allowed site, as a user would in a sensitive period (allow-listed TLS only);
+    // the pinned certificate authenticates the server. Padded Mux.Cool, so that HTTPS inside does
+    // not show the TLS-in-TLS shape the sensitive period's resetting module looks for.
+    ladderTrojanUri(plan, { padding: true }, false, plan.addr.ladderIp, plan.names.allowed),
+    '--tun',
+    '--tun-name',
+    `${plan.prefix}tun`.slice(0, 15),
+  ]);
+  child.ref(); // spawnInNamespace unrefs; this attempt waits for the exit below
+  const exited = new Promise<void>((r) => {
+    if (child.exitCode !== null || child.signalCode !== null) r();
+    else child.once('exit', () => r());
+  });
+  try {
+    await waitForLog(plan, name, child, /tunnel up/, 20_000);
+    return await fetch(plan, timeoutS);
+  } catch (err) {
+    return { ok: false, detail: (err as Error).message.split('\n')[0]! };
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+/** A plain curl (no proxy) of the blocked site by name from the client namespace. */
+export async function curlBlockedByName(plan: LabPlan, timeoutS: number): Promise<AttemptResult> {
+  const r = await runIn(
+    plan,
+    plan.ns.client,
+    ['curl', '-sS', '--max-time', String(timeoutS), `http://${plan.names.blocked}/`],
+    (timeoutS + 2) * 1000,
+  );
+  const ok = r.status === 0 && r.out.includes(`site ${plan.names.blocked}`);
+  return { ok, detail: ok ? 'ok' : (r.out.trim().split('\n').pop() ?? `exit ${r.status}`) };
+}
 
 /**
  * Reference: Debian's tor. A bridge in abroad (once per card); each attempt is a fresh Tor client

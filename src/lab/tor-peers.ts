@@ -1,6 +1,6 @@
 /**
  * A real Tor bridge in abroad and real Tor clients in client (Debian's `tor`), for the Tor module
- * (reference §12). Network safety: the lab has no route out, and tor is configured not to try one —
+ * (docs/censorship-techniques.md §12). Network safety: the lab has no route out, and tor is configured not to try one —
  * the bridge publishes nothing (`PublishServerDescriptor 0`), skips its reachability self-test
  * (`AssumeReachable 1`), listens on its lab address only, and both sides replace the public
  * directory authorities and fallback directories with one lab address where nothing answers

@@ -1,5 +1,5 @@
 /**
- * Real VPN peers for the lab's fingerprint modules (reference §10, §11): Debian's `openvpn` (TLS mode,
+ * Real VPN peers for the lab's fingerprint modules (docs/censorship-techniques.md §10, §11): Debian's `openvpn` (TLS mode,
  * UDP, point to point) and WireGuard through `wireguard-go` (userspace, configured by `wg` from
  * wireguard-tools) — a server in abroad, a client in client, tunnel addresses from 198.18.200.0/24
  * and 198.18.201.0/24 (the lab's space). Processes are started with spawnInNamespace (PIDs recorded)

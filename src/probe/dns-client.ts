@@ -3,7 +3,7 @@
  * resolver: UDP from this machine (what the system resolver does, so what a censor sees), UDP through
  * a tunnel's PacketDialer, and DNS over TCP through any StreamDialer (the tunnel's, for the control).
  *
- * An on-path injector answers before the real resolver does (reference §4: forged answers race the
+ * An on-path injector answers before the real resolver does (docs/censorship-techniques.md §4: forged answers race the
  * genuine one, which is not dropped). A datagram lookup therefore takes the first answer, as the
  * system would, and keeps listening for a short grace period: further answers to the same query with
  * other addresses are evidence of injection, reported as `lateAnswers`.

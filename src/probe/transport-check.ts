@@ -10,7 +10,7 @@
  * ```
  *
  * The step where an attempt stops, and how (timeout, reset, close), and what later attempts do, point
- * to the technique (reference §1–§6, §16–§17): DNS poisoning, an IP or port block (checked against
+ * to the technique (docs/censorship-techniques.md §1–§6, §16–§17): DNS poisoning, an IP or port block (checked against
  * another port of the same address), a reset after the ClientHello (SNI filtering), a silent drop after
  * the first data packet (FET blocking, §1) and the residual null route that follows it, throttling.
  * After every transport was tried, a transport that got through serves as the control: the server's

@@ -22,6 +22,7 @@ import type { Duplex } from 'node:stream';
 import type { PreAuthControl, SsServer } from './ss-server.js';
 import { listenTcp } from '../transport/listen.js';
 import { TlsHandover, closeOnEndBeforeHandshake } from './tls-handover.js';
+import { PreAuthGuard, linkPreAuth, readFirstBytes } from './pre-auth.js';
 
 const debug = debuglog('ladder:mux');
 
@@ -43,6 +44,11 @@ export interface PortMuxOptions {
    * header in its first segment, as every known client does).
    */
   shortHeadGraceMs?: number;
+  /**
+   * The deadline and caps for connections without a key (default: a guard of its own whose
+   * deadline is `authTimeoutMs`); share one with the `--ws-listen` port so the caps count both.
+   */
+  preAuth?: PreAuthGuard;
 }
 
 /** ALPN of the TLS front: a web server on HTTP/1.1 (docs/tls-fingerprint.md). */
@@ -50,11 +56,14 @@ const ALPN = ['http/1.1'];
 
 export class PortMux {
   readonly #o: PortMuxOptions;
+  readonly #preAuth: PreAuthGuard;
   readonly #sockets = new Set<Socket>();
   #server: Server | null = null;
 
   constructor(options: PortMuxOptions) {
     this.#o = options;
+    this.#preAuth =
+      options.preAuth ?? new PreAuthGuard({ deadlineMs: options.authTimeoutMs ?? 60_000 });
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
@@ -83,7 +92,9 @@ export class PortMux {
   }
 
   #onConnection(socket: Socket): void {
-    const startedAt = Date.now();
+    // Every connection is timed and capped from accept until it authenticates (pre-auth.ts).
+    if (!this.#preAuth.admit(socket, socket.remoteAddress)) return;
+    const startedAt = this.#o.ss.clock.now();
     socket.setNoDelay(true);
     socket.on('error', () => socket.destroy());
     if (!this.#o.tls) {
@@ -92,49 +103,51 @@ export class PortMux {
     }
     this.#sockets.add(socket);
     socket.on('close', () => this.#sockets.delete(socket));
-    let head: Buffer = Buffer.alloc(0);
     // Fed the first bytes while they cannot be classified: would a TLS server react already?
     let shadow: TlsHandover | null = null;
-    const timer = setTimeout(() => {
-      shadow?.abandon();
-      socket.destroy();
-    }, this.#o.authTimeoutMs ?? 60_000);
-    timer.unref();
-    const done = (): void => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.pause();
-      this.#sockets.delete(socket);
-    };
-    const onEnd = (): void => {
-      done();
-      const h = shadow ?? this.#handover();
-      if (!shadow) h.feed(head);
-      h.feedEnd();
-      this.#commit(h, socket, startedAt);
-    };
-    const onData = (chunk: Buffer): void => {
-      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]); // at most 11 bytes are ever joined
-      const kind = classifyFirstBytes(head);
-      if (kind === null && head.length < CLIENT_HELLO_PREFIX_LENGTH) {
-        if (!shadow) {
-          const h = (shadow = this.#handover(() => {
-            done();
-            this.#commit(h, socket, startedAt);
-          }));
-          h.feed(head);
-        } else shadow.feed(chunk);
-        return;
-      }
-      done();
-      if (kind === 'tls') {
+    let fed = 0;
+    readFirstBytes(socket, {
+      stageTimeoutMs: this.#o.authTimeoutMs ?? 60_000,
+      onTimeout: () => {
         shadow?.abandon();
-        this.#tls(socket, head);
-      } else this.#other(socket, head, startedAt, shadow);
-    };
-    socket.on('data', onData);
-    socket.on('end', onEnd);
+        socket.destroy();
+      },
+      onEnd: (fb) => {
+        this.#sockets.delete(socket);
+        const h = shadow ?? this.#handover();
+        h.feed(fb.q.takeAll().subarray(fed));
+        h.feedEnd();
+        this.#commit(h, socket, startedAt);
+      },
+      onBytes: (fb) => {
+        // At most 11 bytes are ever held here before the choice, plus the chunk that decides it.
+        const head = fb.q.peek(fb.q.length);
+        const kind = classifyFirstBytes(head);
+        if (kind === null && head.length < CLIENT_HELLO_PREFIX_LENGTH) {
+          if (!shadow) {
+            const h = (shadow = this.#handover(() => {
+              fb.stop();
+              this.#sockets.delete(socket);
+              this.#commit(h, socket, startedAt);
+            }));
+          }
+          shadow.feed(head.subarray(fed));
+          fed = head.length;
+          return;
+        }
+        fb.stop();
+        this.#sockets.delete(socket);
+        const all = fb.q.takeAll();
+        if (kind === 'tls') {
+          shadow?.abandon();
+          this.#tls(socket, all);
+          return;
+        }
+        // The shadow sees every byte before Shadowsocks does, the deciding chunk's too.
+        shadow?.feed(all.subarray(fed));
+        this.#other(socket, all, startedAt, shadow);
+      },
+    });
   }
 
   /**
@@ -198,10 +211,11 @@ export class PortMux {
   /** The connection is TLS's, with the handshake time left of the authentication timeout. */
   #commit(h: TlsHandover, socket: Duplex, startedAt: number): void {
     const front = this.#o.tls!;
+    linkPreAuth(socket, h.tls);
     h.commit(
       socket,
       (tls) => front.handler.handle(tls),
-      (this.#o.authTimeoutMs ?? 60_000) - (Date.now() - startedAt),
+      (this.#o.authTimeoutMs ?? 60_000) - (this.#o.ss.clock.now() - startedAt),
     );
   }
 
@@ -213,6 +227,7 @@ export class PortMux {
       secureContext: front.secureContext,
       ALPNProtocols: ALPN,
     } as never);
+    linkPreAuth(socket, tls);
     tls.on('error', (e) => {
       debug('tls error %s', e.message);
       tls.destroy();

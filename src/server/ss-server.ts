@@ -40,6 +40,7 @@ import {
 import { TrialBudget, sourcePrefix, type TrialBudgetOptions } from './udp-trial-budget.js';
 import { CodecDuplex, type SocketLike } from '../stream/codec-duplex.js';
 import { CountingGate, type AccessGate, type Lease } from './access/gate.js';
+import { PreAuthGuard, readFirstBytes, settlePreAuth, type FirstBytes } from './pre-auth.js';
 import { relay } from '../transport/relay.js';
 import { describeAddress, listenError, listenTcp } from '../transport/listen.js';
 import {
@@ -90,6 +91,11 @@ export interface SsServerOptions {
   events?: ServerEvents;
   /** Admits authenticated keys and takes their byte counts (default: admit all, count nothing). */
   gate?: AccessGate;
+  /**
+   * The deadline and caps for connections without a key on the server's own TCP listener (default:
+   * a guard of its own whose deadline is `authTimeoutMs`); share one across listeners.
+   */
+  preAuth?: PreAuthGuard;
 }
 
 /**
@@ -157,11 +163,15 @@ class HintMap<V> {
 export class SsServer {
   #table: SsKeyTable;
   readonly #o: Required<
-    Omit<SsServerOptions, 'packetDialer' | 'events' | 'keys' | 'gate' | 'udpTrialBudget'>
+    Omit<
+      SsServerOptions,
+      'packetDialer' | 'events' | 'keys' | 'gate' | 'udpTrialBudget' | 'preAuth'
+    >
   > &
     Pick<SsServerOptions, 'packetDialer'>;
   readonly #events: ServerEvents;
   readonly #gate: AccessGate;
+  readonly #preAuth: PreAuthGuard;
   /** AEAD-2017 TCP request salts (replay.ts states the window). */
   readonly #replay2017: RotatingSaltFilter;
   /** Our own AEAD-2017 response salts, so that a response reflected back at us is recognised. */
@@ -201,6 +211,7 @@ export class SsServer {
     };
     this.#events = options.events ?? {};
     this.#gate = options.gate ?? new CountingGate();
+    this.#preAuth = options.preAuth ?? new PreAuthGuard({ deadlineMs: this.#o.authTimeoutMs });
     const mono = this.#o.monotonicNow;
     // Filter secrets come from the system, not the injectable `random`: a seeded source in a test
     // keeps producing the same wire bytes whether or not the server holds filters.
@@ -224,6 +235,11 @@ export class SsServer {
     this.#udpHint.clear();
   }
 
+  /** The clock the server times connections by (`handleConnection`'s `startedAt` is on it). */
+  get clock(): Clock {
+    return this.#o.clock;
+  }
+
   /** Connections open now. */
   get connections(): number {
     return this.#sockets.size;
@@ -231,9 +247,9 @@ export class SsServer {
 
   /** Binds TCP, then UDP on the same port (when a packet dialer is set). Rejects with ERR_LISTEN naming the address. */
   async listen(host: string, port: number): Promise<AddressInfo> {
-    const tcp = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) =>
-      this.#onConnection(s),
-    );
+    const tcp = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => {
+      if (this.#preAuth.admit(s, s.remoteAddress)) this.#onConnection(s);
+    });
     tcp.maxConnections = this.#o.maxConnections;
     await listenTcp(tcp, host, port, 'TCP', '--listen');
     this.#tcp = tcp;
@@ -270,9 +286,10 @@ export class SsServer {
 
   /**
    * Serves a connection accepted elsewhere (the port mux), whose first bytes `head` were already
-   * read; `startedAt` is when it was accepted, so the authentication timeout stays the same. Any
-   * Duplex will do: a TCP socket, or a WebSocket stream or Mux.Cool session carrying the same
-   * Shadowsocks stream (v2ray-plugin), which then gets the same keys, replay filters and probe rule.
+   * read; `startedAt` is when it was accepted on {@link clock}, so the authentication timeout stays
+   * the same. Any Duplex will do: a TCP socket, or a WebSocket stream or Mux.Cool session carrying
+   * the same Shadowsocks stream (v2ray-plugin), which then gets the same keys, replay filters and
+   * probe rule.
    */
   handleConnection(
     socket: Duplex,
@@ -348,33 +365,33 @@ export class SsServer {
     let failed = false;
     let handedOver = false;
     // With a handover (a port that also serves TLS), the connection leaves with every byte it sent.
-    const handOver = (ended: boolean): void => {
+    const handOver = (fb: FirstBytes, ended: boolean): void => {
       if (handedOver) return;
       handedOver = true;
       clearTimeout(authTimer);
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.pause();
+      fb.stop();
       this.#sockets.delete(socket);
       handover!.take(socket, ended);
     };
-    control.release = () => {
-      if (!failed && !handedOver && socket.listeners('data').includes(onData)) handOver(false);
-    };
     // Every failure before authentication, and a key its gate refuses, ends here: read and drop
     // until the fixed timer or the peer closes (or, with a handover, leave at once).
-    const fail = (code: ErrorCode): void => {
+    const fail = (fb: FirstBytes, code: ErrorCode): void => {
       failed = true;
       this.#events.probe?.(code, 'tcp');
       debug('pre-auth failure %s', code);
       if (handover) {
-        handOver(false);
+        handOver(fb, false);
         return;
       }
-      socket.off('data', onData);
+      fb.stop();
       socket.on('data', discard);
+      socket.once('end', () => {
+        clearTimeout(authTimer);
+        socket.destroy();
+      });
+      socket.resume();
     };
-    const onData = (chunk: Buffer): void => {
+    const onChunk = (fb: FirstBytes, chunk: Buffer): void => {
       let accepted: AcceptedTcp | null;
       handover?.bytes(chunk);
       try {
@@ -382,7 +399,7 @@ export class SsServer {
         if (accepted === null && acceptor.buffered > limit)
           throw new LadderError('ERR_CIPHER', 'request too long');
       } catch (err) {
-        fail(err instanceof LadderError ? err.code : 'ERR_CODEC');
+        fail(fb, err instanceof LadderError ? err.code : 'ERR_CODEC');
         return;
       }
       if (accepted === null) {
@@ -391,35 +408,38 @@ export class SsServer {
       }
       const lease = this.#gate.open(accepted.key.id, client, 'tcp');
       if (!lease) {
-        fail('ERR_ACCESS_DENIED');
+        fail(fb, 'ERR_ACCESS_DENIED');
         return;
       }
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.pause();
+      fb.stop();
       clearTimeout(authTimer);
+      settlePreAuth(socket);
       handover?.authenticated();
       this.#tcpHint.set(client, accepted.key);
       this.#events.accepted?.(accepted.key.id, this.#o.clock.now() - started);
       void this.#serve(socket, accepted, lease);
     };
-    // A peer that closes before authenticating gets its close back, and nothing else (with a
-    // handover: its end goes along with its bytes).
-    const onEnd = (): void => {
-      if (!failed) this.#events.probe?.('ERR_PROBE_SHORT', 'tcp');
-      if (handover) {
-        handOver(true);
-        return;
-      }
-      clearTimeout(authTimer);
-      socket.destroy();
+    // Still waiting to authenticate, the loop reads on; once `head` alone authenticated, #serve
+    // resumes the socket after its reader is attached (resuming earlier would drop buffered bytes).
+    const firstBytes = readFirstBytes(socket, {
+      ...(head ? { head } : {}),
+      // The acceptor keeps what it was given: each read goes to it at once, alone.
+      onBytes: (fb) => onChunk(fb, fb.q.takeAll()),
+      // A peer that closes before authenticating gets its close back, and nothing else (with a
+      // handover: its end goes along with its bytes).
+      onEnd: (fb) => {
+        if (!failed) this.#events.probe?.('ERR_PROBE_SHORT', 'tcp');
+        if (handover) {
+          handOver(fb, true);
+          return;
+        }
+        clearTimeout(authTimer);
+        socket.destroy();
+      },
+    });
+    control.release = () => {
+      if (!failed && !handedOver && !firstBytes.stopped) handOver(firstBytes, false);
     };
-    socket.on('data', onData);
-    socket.on('end', onEnd);
-    if (head && head.length > 0) onData(head);
-    // Still waiting to authenticate: read on. (Once `head` alone authenticated, #serve resumes the
-    // socket after its reader is attached; resuming here would drop what is already buffered.)
-    if (socket.isPaused() && socket.listeners('data').includes(onData)) socket.resume();
     return control;
   }
 

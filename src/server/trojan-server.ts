@@ -33,6 +33,7 @@ import { relay } from '../transport/relay.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import type { Fallback } from './decoy/decoy-site.js';
 import { CountingGate, type AccessGate, type Lease } from './access/gate.js';
+import { readFirstBytes, settlePreAuth, type FirstBytes } from './pre-auth.js';
 
 const debug = debuglog('ladder:trojan');
 /** hash + CRLF + cmd + longest address + CRLF */
@@ -58,6 +59,10 @@ export interface TrojanHandlerOptions {
   fallback: Fallback;
   /** Hand a connection that has not completed a request within this long to the fallback (default 30 s). */
   handshakeTimeoutMs?: number;
+  /**
+   * An authenticated relay, Mux.Cool connection without sessions, or UDP association with no bytes
+   * either way for this long is closed (default 5 min; `--idle-timeout`).
+   */
   idleTimeoutMs?: number;
   /** Mux.Cool sessions at once on one connection; more are refused with End (default 256). */
   maxMuxSessions?: number;
@@ -94,64 +99,51 @@ export class TrojanHandler {
    * passes the Shadowsocks probe rule instead, see ws-front.ts).
    */
   handle(conn: Duplex, fallback: Fallback = this.#o.fallback): void {
-    const q = new ByteQueue();
-    let done = false;
-    const toFallback = (code: ErrorCode): void => {
-      if (done) return;
-      done = true;
-      cleanup();
+    conn.on('error', () => conn.destroy());
+    const toFallback = (fb: FirstBytes, code: ErrorCode): void => {
+      fb.stop();
       this.#o.events?.fallback?.(code);
       debug('fallback %s', code);
-      fallback.handle(conn, q.takeAll());
+      fallback.handle(conn, fb.q.takeAll());
     };
-    const timer = setTimeout(
-      () => toFallback('ERR_PROBE_TIMEOUT'),
-      this.#o.handshakeTimeoutMs ?? 30_000,
-    );
-    timer.unref();
-    const onData = (chunk: Buffer): void => {
-      q.push(chunk);
-      const head = q.peek(Math.min(q.length, MAX_REQUEST_LENGTH + 64));
-      let decoded;
-      try {
-        decoded = decodeTrojanRequest(head, 0);
-      } catch (err) {
-        toFallback(err instanceof LadderError ? err.code : 'ERR_TROJAN');
-        return;
-      }
-      if (decoded === null) {
-        if (q.length > MAX_REQUEST_LENGTH) toFallback('ERR_TROJAN');
-        return;
-      }
-      const user = this.#findUser(decoded.value.hash);
-      if (!user) {
-        toFallback('ERR_CIPHER');
-        return;
-      }
-      // A refused key (device limit) is treated as a wrong password: the decoy gets the bytes.
-      const client = (conn as { remoteAddress?: string }).remoteAddress ?? '';
-      const transport = decoded.value.command === TROJAN_CMD.UDP_ASSOCIATE ? 'udp' : 'tcp';
-      const lease = this.#gate.open(user.id, client, transport);
-      if (!lease) {
-        toFallback('ERR_ACCESS_DENIED');
-        return;
-      }
-      done = true;
-      cleanup();
-      conn.pause();
-      q.take(decoded.bytesRead);
-      this.#o.events?.accepted?.(user.id);
-      void this.#serve(conn, user, decoded.value, q.takeAll(), lease);
-    };
-    const onEnd = (): void => toFallback('ERR_PROBE_SHORT');
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      conn.off('data', onData);
-      conn.off('end', onEnd);
-    };
-    conn.on('data', onData);
-    conn.on('end', onEnd);
-    conn.on('error', () => conn.destroy());
+    readFirstBytes(conn, {
+      stageTimeoutMs: this.#o.handshakeTimeoutMs ?? 30_000,
+      onTimeout: (fb) => toFallback(fb, 'ERR_PROBE_TIMEOUT'),
+      onEnd: (fb) => toFallback(fb, 'ERR_PROBE_SHORT'),
+      onBytes: (fb) => {
+        const q = fb.q;
+        const head = q.peek(Math.min(q.length, MAX_REQUEST_LENGTH + 64));
+        let decoded;
+        try {
+          decoded = decodeTrojanRequest(head, 0);
+        } catch (err) {
+          toFallback(fb, err instanceof LadderError ? err.code : 'ERR_TROJAN');
+          return;
+        }
+        if (decoded === null) {
+          if (q.length > MAX_REQUEST_LENGTH) toFallback(fb, 'ERR_TROJAN');
+          return;
+        }
+        const user = this.#findUser(decoded.value.hash);
+        if (!user) {
+          toFallback(fb, 'ERR_CIPHER');
+          return;
+        }
+        // A refused key (device limit) is treated as a wrong password: the decoy gets the bytes.
+        const client = (conn as { remoteAddress?: string }).remoteAddress ?? '';
+        const transport = decoded.value.command === TROJAN_CMD.UDP_ASSOCIATE ? 'udp' : 'tcp';
+        const lease = this.#gate.open(user.id, client, transport);
+        if (!lease) {
+          toFallback(fb, 'ERR_ACCESS_DENIED');
+          return;
+        }
+        fb.stop();
+        settlePreAuth(conn);
+        q.take(decoded.bytesRead);
+        this.#o.events?.accepted?.(user.id);
+        void this.#serve(conn, user, decoded.value, q.takeAll(), lease);
+      },
+    });
   }
 
   async #serve(
@@ -194,7 +186,7 @@ export class TrojanHandler {
     let upBytes = rest.length;
     let downBytes = 0;
     await relay(conn, up, {
-      ...(this.#o.idleTimeoutMs ? { idleTimeoutMs: this.#o.idleTimeoutMs } : {}),
+      idleTimeoutMs: this.#o.idleTimeoutMs ?? 300_000,
       onAToB: (n: number) => {
         upBytes += n;
       },
@@ -257,7 +249,7 @@ export class TrojanHandler {
     let up = 0;
     let down = 0;
     await relay(s, out, {
-      ...(this.#o.idleTimeoutMs ? { idleTimeoutMs: this.#o.idleTimeoutMs } : {}),
+      idleTimeoutMs: this.#o.idleTimeoutMs ?? 300_000,
       onAToB: (n: number) => {
         up += n;
       },
@@ -279,7 +271,15 @@ export class TrojanHandler {
     const q = new ByteQueue();
     let up = 0;
     let down = 0;
+    // An association with no datagram either way for the idle timeout is closed, as a relay is.
+    const idleMs = this.#o.idleTimeoutMs ?? 300_000;
+    const idle = setTimeout(() => conn.destroy(), idleMs);
+    idle.unref();
+    const touch = (): void => {
+      idle.refresh();
+    };
     const session = this.#o.packetDialer.open((payload, from) => {
+      touch();
       const frame = Buffer.allocUnsafe(trojanUdpPacketLength({ target: from, payload }));
       encodeTrojanUdpPacket({ target: from, payload }, frame, 0);
       down += payload.length;
@@ -287,6 +287,7 @@ export class TrojanHandler {
       conn.write(frame);
     });
     const onData = (chunk: Buffer): void => {
+      touch();
       q.push(chunk);
       for (;;) {
         if (q.length === 0) return;
@@ -312,6 +313,7 @@ export class TrojanHandler {
     conn.on('data', onData);
     conn.on('end', () => conn.end());
     conn.on('close', () => {
+      clearTimeout(idle);
       session.close();
       lease.close();
       this.#o.events?.closed?.(user.id, up, down);

@@ -19,7 +19,6 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
-import { ByteQueue } from '../codec/ss-stream.js';
 import { decodeRequestHead, headerValue } from '../codec/http-proxy.js';
 import {
   SecretPaths,
@@ -34,6 +33,7 @@ import { listenTcp } from '../transport/listen.js';
 import type { SsServer } from './ss-server.js';
 import type { TrojanHandler } from './trojan-server.js';
 import type { Fallback } from './decoy/decoy-site.js';
+import { PreAuthGuard, readFirstBytes, settlePreAuth, type FirstBytes } from './pre-auth.js';
 
 const debug = debuglog('ladder:ws');
 /** v2ray-core 4.34 features/policy: `UplinkOnly: time.Second * 1`, its servers' wait before closing. */
@@ -75,6 +75,8 @@ export interface WsFrontOptions {
   headTimeoutMs?: number;
   /** A WebSocket whose payload has not said what it is within this long is closed (default 60 s). */
   authTimeoutMs?: number;
+  /** A Mux.Cool connection without sessions for this long is closed (default 5 min; `--idle-timeout`). */
+  idleTimeoutMs?: number;
   events?: {
     /** A WebSocket was accepted, carrying `payload`. */
     upgraded?(payload: WsPayload): void;
@@ -100,78 +102,60 @@ export class WsFront implements Fallback {
 
   /** Takes a connection whose first bytes `head` were already read (TLS unwrapped, or plain TCP). */
   handle(conn: Duplex, head: Buffer = Buffer.alloc(0)): void {
-    const q = new ByteQueue();
-    q.push(head);
-    let done = false;
-    const toSite = (why: string): void => {
-      if (done) return;
-      done = true;
-      cleanup();
-      debug('to the site: %s', why);
-      this.#o.fallback.handle(conn, q.takeAll());
-    };
-    const timer = setTimeout(
-      () => toSite('no request head in time'),
-      this.#o.headTimeoutMs ?? 30_000,
-    );
-    timer.unref();
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      conn.pause();
-      conn.off('data', onData);
-      conn.off('end', onEnd);
-    };
-    const tryHead = (): void => {
-      if (q.length === 0) return;
-      // A web server rejects a request whose method cannot be one at the first bad byte (Node's
-      // llhttp answers 400 at once); waiting for a whole head would make garbage meet silence here
-      // and a 400 at the site alone, which a prober can tell apart (found by test/lab/ladder.test.ts).
-      if (!canStartRequestLine(q.peek(Math.min(q.length, MAX_METHOD_LENGTH + 1)))) {
-        toSite('not an HTTP method');
-        return;
-      }
-      let decoded;
-      try {
-        decoded = decodeRequestHead(q.peek(q.length), 0);
-      } catch {
-        toSite('not an HTTP request head');
-        return;
-      }
-      if (decoded === null) return;
-      const key = acceptUpgradeRequest(decoded.value, this.#paths);
-      if (key === null) {
-        toSite('not an upgrade on a secret path');
-        return;
-      }
-      done = true;
-      cleanup();
-      q.take(decoded.bytesRead);
-      this.#live.add(conn);
-      conn.once('close', () => this.#live.delete(conn));
-      conn.write(upgradeResponse(key));
-      // v2ray's clients (Go's User-Agent) lose buffered data when a Close comes as soon as the
-      // answer ends; v2ray's servers wait for 1 s of quiet first, and so do we. Ladder's client,
-      // which presents a browser's User-Agent, takes the Close as the end of the stream at once.
-      const ua = headerValue(decoded.value.headers, 'user-agent') ?? '';
-      const ws = new WebSocketStream(conn, {
-        role: 'server',
-        head: q.takeAll(),
-        closeLingerMs: ua.startsWith('Mozilla/') ? 0 : CLOSE_LINGER_MS,
-      });
-      this.#payload(ws);
-      conn.resume();
-    };
-    const onData = (chunk: Buffer): void => {
-      q.push(chunk);
-      tryHead();
-    };
-    // A client that closes before a whole head: the site gets what came, as a web server would.
-    const onEnd = (): void => toSite('closed before a whole head');
-    conn.on('data', onData);
-    conn.on('end', onEnd);
     conn.on('error', () => conn.destroy());
-    tryHead();
-    if (!done) conn.resume();
+    const toSite = (fb: FirstBytes, why: string): void => {
+      fb.stop();
+      debug('to the site: %s', why);
+      this.#o.fallback.handle(conn, fb.q.takeAll());
+    };
+    readFirstBytes(conn, {
+      head,
+      stageTimeoutMs: this.#o.headTimeoutMs ?? 30_000,
+      onTimeout: (fb) => toSite(fb, 'no request head in time'),
+      // A client that closes before a whole head: the site gets what came, as a web server would.
+      onEnd: (fb) => toSite(fb, 'closed before a whole head'),
+      onBytes: (fb) => {
+        const q = fb.q;
+        // A web server rejects a request whose method cannot be one at the first bad byte (Node's
+        // llhttp answers 400 at once); waiting for a whole head would make garbage meet silence
+        // here and a 400 at the site alone, which a prober can tell apart.
+        if (!canStartRequestLine(q.peek(Math.min(q.length, MAX_METHOD_LENGTH + 1)))) {
+          toSite(fb, 'not an HTTP method');
+          return;
+        }
+        let decoded;
+        try {
+          decoded = decodeRequestHead(q.peek(q.length), 0);
+        } catch {
+          toSite(fb, 'not an HTTP request head');
+          return;
+        }
+        if (decoded === null) return;
+        const key = acceptUpgradeRequest(decoded.value, this.#paths);
+        if (key === null) {
+          toSite(fb, 'not an upgrade on a secret path');
+          return;
+        }
+        fb.stop();
+        // Whoever asks for a secret path knows the key's secret: the pre-auth deadline ends here.
+        settlePreAuth(conn);
+        q.take(decoded.bytesRead);
+        this.#live.add(conn);
+        conn.once('close', () => this.#live.delete(conn));
+        conn.write(upgradeResponse(key));
+        // v2ray's clients (Go's User-Agent) lose buffered data when a Close comes as soon as the
+        // answer ends; v2ray's servers wait for 1 s of quiet first, and so do we. Ladder's client,
+        // which presents a browser's User-Agent, takes the Close as the end of the stream at once.
+        const ua = headerValue(decoded.value.headers, 'user-agent') ?? '';
+        const ws = new WebSocketStream(conn, {
+          role: 'server',
+          head: q.takeAll(),
+          closeLingerMs: ua.startsWith('Mozilla/') ? 0 : CLOSE_LINGER_MS,
+        });
+        this.#payload(ws);
+        conn.resume();
+      },
+    });
   }
 
   /** Closes every WebSocket it opened (the fallback is its owner's to close). */
@@ -182,60 +166,46 @@ export class WsFront implements Fallback {
 
   /** Reads the first payload bytes of an accepted WebSocket and hands it to its protocol. */
   #payload(ws: WebSocketStream): void {
-    const started = Date.now();
-    const q = new ByteQueue();
+    const ss = this.#o.ss;
+    const started = ss.clock.now();
     const trojan = this.#o.trojan;
     ws.on('error', (e) => debug('websocket error %s', e.message));
-    const timer = setTimeout(() => ws.destroy(), this.#o.authTimeoutMs ?? 60_000);
-    timer.unref();
-    const finish = (): void => {
-      clearTimeout(timer);
-      ws.pause();
-      ws.off('data', onData);
-      ws.off('end', onEnd);
-    };
-    const onData = (chunk: Buffer): void => {
-      q.push(chunk);
-      const kind = classifyWsPayload(q.peek(Math.min(q.length, TROJAN_HASH_LENGTH)), !!trojan);
-      if (kind === null) return;
-      finish();
-      debug('websocket carrying %s', kind);
-      this.#o.events?.upgraded?.(kind);
-      const first = q.takeAll();
-      switch (kind) {
-        case 'trojan':
-          ws.unshift(first);
-          trojan!.handle(ws, this.#probeRule);
-          ws.resume();
-          break;
-        case 'mux':
-          new MuxCool(ws, {
-            role: 'server',
-            head: first,
-            idleTimeoutMs: this.#o.authTimeoutMs ?? 60_000,
-            onSession: (s) => this.#o.ss.handleConnection(s),
-          });
-          ws.resume();
-          break;
-        case 'ss':
-          this.#o.ss.handleConnection(ws, first, started);
-          break;
-      }
-    };
-    // Closed before a word: closed back, as the Shadowsocks rule does.
-    const onEnd = (): void => {
-      finish();
-      ws.destroy();
-    };
-    ws.on('data', onData);
-    ws.on('end', onEnd);
+    readFirstBytes(ws, {
+      stageTimeoutMs: this.#o.authTimeoutMs ?? 60_000,
+      onTimeout: () => ws.destroy(),
+      // Closed before a word: closed back, as the Shadowsocks rule does.
+      onEnd: () => ws.destroy(),
+      onBytes: (fb) => {
+        const q = fb.q;
+        const kind = classifyWsPayload(q.peek(Math.min(q.length, TROJAN_HASH_LENGTH)), !!trojan);
+        if (kind === null) return;
+        fb.stop();
+        debug('websocket carrying %s', kind);
+        this.#o.events?.upgraded?.(kind);
+        const first = q.takeAll();
+        switch (kind) {
+          case 'trojan':
+            ws.unshift(first);
+            trojan!.handle(ws, this.#probeRule);
+            break;
+          case 'mux':
+            new MuxCool(ws, {
+              role: 'server',
+              head: first,
+              idleTimeoutMs: this.#o.idleTimeoutMs ?? 300_000,
+              onSession: (s) => ss.handleConnection(s),
+            });
+            ws.resume();
+            break;
+          case 'ss':
+            ss.handleConnection(ws, first, started);
+            break;
+        }
+      },
+    });
   }
 }
 
-/**
- * After TLS: a Trojan request (its first byte is a lower-case hex digit) goes to Trojan, whose own
- * fallback is the site; anything else is read as HTTP by the WsFront.
- */
 /** Longest method llhttp knows (MKCALENDAR, PROPPATCH, ... are shorter). */
 const MAX_METHOD_LENGTH = 20;
 
@@ -249,6 +219,10 @@ function canStartRequestLine(b: Buffer): boolean {
   return b.length <= MAX_METHOD_LENGTH;
 }
 
+/**
+ * After TLS: a Trojan request (its first byte is a lower-case hex digit) goes to Trojan, whose own
+ * fallback is the site; anything else is read as HTTP by the WsFront.
+ */
 export class TlsInnerFront {
   readonly #trojan: TrojanHandler | undefined;
   readonly #web: WsFront;
@@ -259,38 +233,41 @@ export class TlsInnerFront {
   }
 
   handle(conn: Duplex): void {
-    const onData = (chunk: Buffer): void => {
-      conn.off('data', onData);
-      conn.pause();
-      if (this.#trojan && isLowerHex(chunk[0]!)) {
-        conn.unshift(chunk);
-        this.#trojan.handle(conn);
-        conn.resume();
-      } else this.#web.handle(conn, chunk);
-    };
-    conn.on('data', onData);
-    // Silence, or a close before a byte: the site decides, as it would for any web client.
-    conn.once('end', () => {
-      if (conn.listeners('data').includes(onData)) {
-        conn.off('data', onData);
-        this.#web.handle(conn);
-      }
+    readFirstBytes(conn, {
+      onBytes: (fb) => {
+        fb.stop();
+        const first = fb.q.takeAll();
+        if (this.#trojan && isLowerHex(first[0]!)) {
+          conn.unshift(first);
+          this.#trojan.handle(conn);
+        } else this.#web.handle(conn, first);
+      },
+      // Silence, or a close before a byte: the site decides, as it would for any web client.
+      onEnd: () => this.#web.handle(conn),
     });
   }
 }
 
-/** Plain HTTP for WebSockets behind a CDN or reverse proxy (`--ws-listen`): no TLS, no raw Trojan. */
+/**
+ * Plain HTTP for WebSockets behind a CDN or reverse proxy (`--ws-listen`): no TLS, no raw Trojan.
+ * Every connection holds a pre-authentication ticket (pre-auth.ts) until its upgrade on a secret
+ * path or a complete request to the site; share the guard with the main port so the caps count
+ * every listener together.
+ */
 export class WsListener {
   readonly #front: WsFront;
+  readonly #preAuth: PreAuthGuard;
   readonly #sockets = new Set<Socket>();
   #server: Server | null = null;
 
-  constructor(front: WsFront) {
+  constructor(front: WsFront, preAuth: PreAuthGuard = new PreAuthGuard()) {
     this.#front = front;
+    this.#preAuth = preAuth;
   }
 
   async listen(host: string, port: number, maxConnections = 8192): Promise<AddressInfo> {
     const server = createServer({ allowHalfOpen: true }, (s) => {
+      if (!this.#preAuth.admit(s, s.remoteAddress)) return;
       s.setNoDelay(true);
       this.#sockets.add(s);
       s.on('close', () => this.#sockets.delete(s));

@@ -346,11 +346,11 @@ export class MuxCool {
    * @internal Sends frames in one write: `headers[i]` is followed by the next `dataLength` bytes
    * of `data` from `at` on; with `pad` (and padding on), a KeepAlive frame of random padding follows
    * them (codec/mux-cool.ts `muxPaddingLength`). One buffer per write, so that a WebSocket below
-   * sends it as one message and a TLS socket one write (a 64 KiB read is two frames, and two writes
-   * had doubled the syscalls of the sender and the pieces of the receiver). The copy also means the
+   * sends it as one message and a TLS socket one write (a 64 KiB read is two frames; a write per
+   * frame doubles the sender's syscalls and the receiver's pieces). The copy also means the
    * caller's memory is free again as soon as this returns. Bulk data would otherwise land in a fresh
-   * buffer per frame, which V8 frees late: new pages to fault in and garbage to collect cost a
-   * quarter of the server's CPU in a 1 GiB download.
+   * buffer per frame, which V8 frees late: pages to fault in and garbage to collect
+   * (docs/benchmarks.md, "Design measurements").
    */
   sendFrames(
     headers: readonly MuxFrameHeader[],
@@ -506,7 +506,7 @@ export class MuxSession extends Duplex {
     }
     let at = 0;
     // Frames of equal size: a 64 KiB read is two frames of 32 KiB, not one of 65,535 bytes and one
-    // of a single byte (which doubled the peer's writes and halved its bulk throughput).
+    // of a single byte, which would double the peer's writes.
     const size = Math.ceil(chunk.length / Math.ceil(chunk.length / SEND_DATA_MAX));
     // Every frame is a copy: once the last one is made, only the connection's drain is awaited.
     const next = (): void => {

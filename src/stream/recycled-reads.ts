@@ -6,31 +6,26 @@
  * the 'data' handler only, which may also use the {@link READ_HEADROOM} bytes of the same memory in
  * front of the chunk as scratch. A consumer that keeps a chunk past its handler (queued in a writable,
  * buffered in a readable) must call {@link holdChunks} on the source before returning; the socket then
- * reads into a new buffer and leaves the held one to its holder.
+ * reads into a new buffer and leaves the held one to its holder. The contract and its types are in
+ * core/lent-read.ts.
+ *
+ * Debug mode ({@link configureLentReads}, or LADDER_DEBUG_LENT_READS=1 in the environment, which the
+ * test runner sets): every chunk that was not held is overwritten with {@link POISON_BYTE} as soon
+ * as its 'data' handler returns, so a consumer that kept one without holding it sees garbage at once.
  * @module
  */
 import { connect, type NetConnectOpts, type Socket } from 'node:net';
+import { HOLD } from '../core/lent-read.js';
 
-/** The symbol under which a borrowing source exposes its hold function. */
-export const HOLD = Symbol.for('ladder.holdChunks');
-
-/** Whether `source` emits borrowed chunks (a socket made here). */
-export function lendsChunks(source: unknown): boolean {
-  return typeof (source as { [HOLD]?: unknown } | null)?.[HOLD] === 'function';
-}
-
-/** Tells a source that emits borrowed chunks that the chunk just received is still referenced. */
-export function holdChunks(source: unknown): void {
-  const f = (source as { [HOLD]?: () => void } | null)?.[HOLD];
-  if (f) f();
-}
+export { HOLD, KEEPS, holdChunks, keepsWrites, lendsChunks } from '../core/lent-read.js';
+export type { LendingStream, LentChunk } from '../core/lent-read.js';
 
 /**
  * Bytes of one read: 256 bytes short of 64 KiB, so that a read and the framing every transport adds
  * to it (Mux.Cool's two 8-byte headers, a WebSocket header, four Shadowsocks chunks' 34 bytes each)
  * still fit in four TLS records of 16 KiB. A full 64 KiB read became four full records and a fifth
- * of 16 bytes, which the receiver then passed on as a write of its own: that tiny record cost the
- * Mux.Cool client about 40% more CPU per byte in a bulk download (docs/benchmarks.md).
+ * of 16 bytes, which the receiver then passes on as a write of its own: a tiny record per read,
+ * costly in CPU per byte (docs/benchmarks.md, "Design measurements").
  */
 export const READ_SIZE = 64 * 1024 - 256;
 
@@ -40,21 +35,6 @@ export const READ_SIZE = 64 * 1024 - 256;
  * two reads together in front of the second, contiguous with the rest of it (codec/ss-stream.ts).
  */
 export const READ_HEADROOM = 0xffff + 2 * 16 + 2;
-
-/** The symbol under which a writable tells whether it still references what was written to it. */
-export const KEEPS = Symbol.for('ladder.keepsWrites');
-
-/**
- * Whether `dest` still references a chunk written to it, after write() returned: by default while
- * anything is queued (`writableLength > 0`). A writable that copies what it takes (an encoding
- * Duplex, a Mux.Cool session) answers exactly through {@link KEEPS}: a chunk it has copied and whose
- * callback only waits for the socket below is not referenced, so the read it came from need not be
- * held (which made every read a fresh buffer while the socket below was full).
- */
-export function keepsWrites(dest: { readonly writableLength: number }): boolean {
-  const f = (dest as { [KEEPS]?: () => boolean })[KEEPS];
-  return f ? f.call(dest) : dest.writableLength > 0;
-}
 
 /** One reusable buffer, replaced when its holder keeps it. */
 export class BufferRecycler {
@@ -82,6 +62,22 @@ export class BufferRecycler {
   hold = (): void => {
     this.#held = true;
   };
+
+  /** Whether the buffer of the last read was held. */
+  get held(): boolean {
+    return this.#held;
+  }
+}
+
+/** What debug mode writes over a chunk that was not held once its handler returned. */
+export const POISON_BYTE = 0xdb;
+
+// A debug switch, read once like NODE_DEBUG: the test runner turns it on for every process it starts.
+let poison = process.env.LADDER_DEBUG_LENT_READS === '1';
+
+/** Turns the poisoning debug mode on or off for the sockets this module makes from now on. */
+export function configureLentReads(options: { readonly poison: boolean }): void {
+  poison = options.poison;
 }
 
 /**
@@ -119,6 +115,7 @@ export function connectRecycling(options: NetConnectOpts): Socket {
           return false; // pause until someone listens
         }
         socket.emit('data', chunk);
+        if (poison && !recycler.held) chunk.fill(POISON_BYTE); // returned: nobody may read it now
         return true;
       },
     },

@@ -75,6 +75,8 @@ test('the allow hook refuses with ERR_DIAL_FORBIDDEN before any connection is ma
     hasCode(e, 'ERR_DIAL_FORBIDDEN'),
   );
   assert.deepEqual(seen, [['127.0.0.1', echoPort]]);
+  // The dial was refused before any connect, so there is no event to wait for; the pause only gives
+  // a connect that must not exist the chance to show up (it cannot make a correct dialer fail).
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(accepted, before, 'nothing reached the listener');
 });
@@ -193,4 +195,27 @@ test('UDP over IPv6 loopback', async (t) => {
   session.close();
   server.close();
   assert.deepEqual(got[0], { host: '::1', port });
+});
+
+test('bindAddress: each connection binds to the address it returns (the --tun bypass)', async () => {
+  const seen: string[] = [];
+  const server = createServer((s) => {
+    seen.push(s.remoteAddress ?? '');
+    s.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  let address: string | undefined = '127.0.0.2';
+  const d = new DirectDialer({ bindAddress: () => address });
+  try {
+    for (const expect of ['127.0.0.2', '127.0.0.1']) {
+      const s = await d.dial({ host: '127.0.0.1', port });
+      s.end();
+      await new Promise((r) => s.once('close', r).resume());
+      assert.equal(seen.pop(), expect);
+      address = undefined;
+    }
+  } finally {
+    server.close();
+  }
 });

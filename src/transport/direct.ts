@@ -31,6 +31,12 @@ export interface DirectDialerOptions {
    * interface or mark it (under --tun, direct sockets must bypass the tunnel device).
    */
   onSocket?: (socket: Socket) => void;
+  /**
+   * The local address each connection binds to, asked per connection (undefined: none). Under
+   * --tun, an address of the machine's own, which routing sends around the device
+   * (proxy/tun/bypass.ts).
+   */
+  bindAddress?: () => string | undefined;
 }
 
 export class DirectDialer implements StreamDialer {
@@ -39,9 +45,11 @@ export class DirectDialer implements StreamDialer {
   readonly #recycle: boolean;
   readonly #lookup: LookupFunction | undefined;
   readonly #onSocket: DirectDialerOptions['onSocket'];
+  readonly #bindAddress: DirectDialerOptions['bindAddress'];
 
   constructor(options: DirectDialerOptions = {}) {
     this.#onSocket = options.onSocket;
+    this.#bindAddress = options.bindAddress;
     this.#timeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#allow = options.allow;
     this.#recycle = options.recycleReads ?? false;
@@ -59,9 +67,11 @@ export class DirectDialer implements StreamDialer {
         reject(new DialError('ERR_ABORTED', `${what}: aborted`));
         return;
       }
+      const localAddress = this.#bindAddress?.();
       const options = {
         host: target.host,
         port: target.port,
+        ...(localAddress ? { localAddress } : {}),
         allowHalfOpen: true,
         noDelay: true,
         ...(this.#lookup ? { lookup: this.#lookup, autoSelectFamily: true } : {}),

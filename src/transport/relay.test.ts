@@ -167,21 +167,29 @@ test('idle timeout: no bytes either way destroys both with ERR_IDLE_TIMEOUT', as
   assert.ok(a.destroyed && b.destroyed);
 });
 
-test('idle timeout: steady traffic keeps the relay alive past the timeout', async () => {
+test('idle timeout: steady traffic keeps the relay alive past the timeout', async (t) => {
   const { app, a, b, origin } = await chain();
+  // The relay's idle check runs on setInterval and Date.now: driven by mock timers, so the outcome
+  // depends on the traffic only, never on how fast this machine is.
+  t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_000_000 });
   const done = relay(a, b, { idleTimeoutMs: 1000 });
   let settled = false;
   void done.then(() => (settled = true));
-  origin.on('data', () => {});
-  // 1.5 s of traffic, a message every 10 ms: far inside the 1 s idle allowance at every point
-  for (let i = 0; i < 150 && !settled; i++) {
+  // 1.5 s of (mock) time, a byte every 100 ms, each one seen at the origin before time moves on
+  for (let i = 0; i < 15; i++) {
+    const arrived = new Promise((r) => origin.once('data', r));
     app.write('.');
-    await new Promise((r) => setTimeout(r, 10));
+    await arrived;
+    t.mock.timers.tick(100);
+    await new Promise((r) => setImmediate(r)); // let a closing relay settle
+    assert.equal(settled, false, `still relaying after ${(i + 1) * 100} ms`);
   }
-  assert.equal(settled, false, 'still relaying');
-  app.end();
-  origin.end();
-  assert.equal((await done).error, undefined);
+  // and without traffic, the same relay times out once the allowance has passed
+  t.mock.timers.tick(1500);
+  const r = await done;
+  assert.equal(r.error?.code, 'ERR_IDLE_TIMEOUT');
+  app.destroy();
+  origin.destroy();
 });
 
 test('bounded buffering: a reader that stops reading stops the writer', async () => {

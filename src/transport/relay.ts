@@ -24,7 +24,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { LadderError } from '../errors.js';
-import { holdChunks, keepsWrites, lendsChunks } from '../stream/recycled-reads.js';
+import { holdChunks, keepsWrites, lendsChunks, type LentChunk } from '../core/lent-read.js';
 
 export interface RelayOptions {
   idleTimeoutMs?: number;
@@ -89,7 +89,8 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
 
     // Chunks may be borrowed (stream/recycled-reads.ts): when the destination keeps one queued,
     // the source is told to leave that memory alone.
-    const onDataA = (chunk: Buffer): void => {
+    // A lent chunk (core/lent-read.ts) is valid in this handler only: held below if b keeps it.
+    const onDataA = (chunk: Buffer | LentChunk): void => {
       aToB += chunk.length;
       activity++;
       onAToB?.(chunk.length);
@@ -106,7 +107,7 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
         paceA = setTimeout(resumeA, wait);
       }
     };
-    const onDataB = (chunk: Buffer): void => {
+    const onDataB = (chunk: Buffer | LentChunk): void => {
       bToA += chunk.length;
       activity++;
       onBToA?.(chunk.length);

@@ -26,6 +26,7 @@ import { isIP } from 'node:net';
 import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
 import type { Duplex } from 'node:stream';
 import type { Target } from './types.js';
+import { formatHostPort } from '../core/host-port.js';
 import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import { chromeTlsConnect, type ChromeTlsSocket } from './chrome-tls.js';
 
@@ -159,7 +160,7 @@ export function nodeTlsConnect(
   signal?: AbortSignal,
 ): Promise<TLSSocket> {
   const pin = o.pinSha256 ? normalizeFingerprint(o.pinSha256) : null;
-  const what = `TLS server ${server.host}:${server.port}`;
+  const what = `TLS server ${formatHostPort(server.host, server.port)}`;
   // allowHalfOpen (documented for tls.connect, missing from @types/node): the reply can still flow after we end.
   // requestOCSP is a tls.connect option (Node docs, tls.TLSSocket options) that @types/node lists
   // only on TLSSocket's constructor.

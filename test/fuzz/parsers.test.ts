@@ -4,6 +4,7 @@
  * exception (RangeError from a buffer read, TypeError) is a bug. Bounded runs, a few seconds in all.
  */
 import { test } from 'node:test';
+import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import { LadderError } from '../../src/errors.js';
@@ -27,6 +28,7 @@ import { decodeWsHeader } from '../../src/codec/websocket.js';
 import {
   SsKeyTable,
   SsTcpAcceptor,
+  maxAcceptBytes,
   SsTcpClientSession,
   type ReplayGuard,
 } from '../../src/codec/ss-tcp.js';
@@ -155,9 +157,25 @@ for (const method of SS_METHOD_NAMES) {
 }
 
 test('oversized: a 1 MiB random request is refused without buffering it all', () => {
-  const key = makeCipherKey('aes-256-gcm', 'x');
-  const acc = new SsTcpAcceptor(new SsKeyTable([{ id: 'k', key }]), guard(), randomBytes);
-  allowed(() => {
-    for (let i = 0; i < 16; i++) acc.push(randomBytes(65536), Date.now());
-  });
+  const keys = [
+    { id: 'a', key: makeCipherKey('aes-256-gcm', 'x') },
+    { id: 'b', key: makeCipherKey('2022-blake3-aes-256-gcm', randomBytes(32).toString('base64')) },
+  ];
+  const acc = new SsTcpAcceptor(new SsKeyTable(keys), guard(), randomBytes);
+  const limit = maxAcceptBytes();
+  const piece = 4096;
+  let pushed = 0;
+  let refused: unknown = null;
+  while (pushed < 1 << 20 && refused === null) {
+    try {
+      assert.equal(acc.push(randomBytes(piece), Date.now()), null, 'random bytes never accepted');
+    } catch (err) {
+      refused = err;
+    }
+    pushed += piece;
+    if (refused === null)
+      assert.ok(acc.buffered <= limit, `holds ${acc.buffered} > ${limit} bytes`);
+  }
+  assert.ok(refused instanceof LadderError, `refused with a LadderError, not ${String(refused)}`);
+  assert.ok(pushed <= limit + piece, `refused only after ${pushed} bytes (limit ${limit})`);
 });

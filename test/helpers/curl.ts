@@ -9,14 +9,18 @@ export interface CurlResult {
   stderr: string;
 }
 
-export function curl(args: string[], timeoutS = 30): Promise<CurlResult> {
+/** `onBody` runs once, when the first body bytes arrive (a transfer that is under way). */
+export function curl(args: string[], timeoutS = 30, onBody?: () => void): Promise<CurlResult> {
   return new Promise((resolve, reject) => {
     const c = spawn('curl', ['-sS', '--max-time', String(timeoutS), ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const parts: Buffer[] = [];
     let stderr = '';
-    c.stdout.on('data', (d: Buffer) => parts.push(d));
+    c.stdout.on('data', (d: Buffer) => {
+      if (parts.length === 0) onBody?.();
+      parts.push(d);
+    });
     c.stderr.on('data', (d: Buffer) => (stderr += d));
     c.on('error', reject);
     c.on('close', (code) => {

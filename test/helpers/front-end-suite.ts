@@ -341,11 +341,18 @@ export function frontEndSuite(name: string, spec: FrontEndSpec): void {
 
     test('close() ends open sessions and stops accepting', async () => {
       const fe = await spec.start({ dialer: new DirectDialer() });
-      const slow = curl([...fe.via(), url('/drip')]);
-      await new Promise((r) => setTimeout(r, 300));
+      let flowing!: () => void;
+      const underway = new Promise<void>((r) => (flowing = r));
+      const slow = curl([...fe.via(), url('/drip')], 30, flowing);
+      // the transfer is open through the front end (or curl ended first: then the test fails here)
+      await Promise.race([
+        underway,
+        slow.then((r) => assert.fail(`curl ended before the transfer started: ${r.stderr}`)),
+      ]);
       await fe.close();
       const r = await slow;
       assert.notEqual(r.code, 0, 'the transfer was cut');
+      assert.ok(r.body.length < 500 * 1024, 'before the origin finished');
       const after = await curl([...fe.via(), url('/hello')]);
       assert.notEqual(after.code, 0, 'no longer accepting');
     });

@@ -3,7 +3,7 @@
  * bytes that are not a ClientHello and fail Shadowsocks get what the TLS stack in front of the decoy
  * site gives to the same bytes, not Shadowsocks' silence. Compared here, probe for probe, with a
  * reference: the decoy site alone behind a TLS socket with the same certificate (as the lab's
- * reference server, src/lab/services.ts). The probes are gfw-techniques.md §2's: random lengths
+ * reference server, src/lab/services.ts). The probes are docs/censorship-techniques.md §2's: random lengths
  * (NR1, NR2), replays of a real Shadowsocks request whole (R1) and with bytes changed (R2-R5), with
  * and without a FIN after them, and short prefixes of every kind. Only the kind of reaction and the
  * bytes that came back are compared, never times.
@@ -36,9 +36,17 @@ import { freePort, hasCommand, startLadder, startLibev, type Peer } from '../hel
 import { curl } from '../helpers/curl.js';
 import { startOrigin, expectedHash } from '../helpers/origin.js';
 
-/** Longer than a probe waits: a connection still open when the probe gives up is a TIMEOUT. */
+/**
+ * Both servers close a probe they refuse at once, or hold it until their authentication timeout.
+ * The test watches both ports together: when either one closes, it waits for that event on the other
+ * (up to OTHER_CLOSE_MS, below the timeout, so a server that holds still counts as TIMEOUT); only
+ * when neither closed and both sent the same bytes within QUIET_MS is the reaction TIMEOUT for both.
+ * A slow machine can make QUIET_MS pass before a late close, which then makes both sides TIMEOUT
+ * (never a difference that is not there); it cannot make one side look different from the other.
+ */
 const AUTH_TIMEOUT_MS = 6000;
-const PROBE_WAIT_MS = 700;
+const QUIET_MS = 700;
+const OTHER_CLOSE_MS = 5000;
 const cert = issueCertificate({
   commonName: 'localhost',
   altNames: ['localhost'],
@@ -76,7 +84,7 @@ function onePort(grace?: number): Promise<{ mux: PortMux; port: number }> {
 before(async () => {
   echo = await tcpEcho();
   ladder = await onePort();
-  graceful = await onePort(2000);
+  graceful = await onePort(10_000); // a grace period far longer than the 300 ms gap
   // The reference: the decoy site alone behind the same TLS front (src/lab/services.ts does the same).
   reference = createServer((raw) => {
     raw.on('error', () => raw.destroy());
@@ -99,27 +107,73 @@ interface Reaction {
   reply: string;
 }
 
-/** Sends the pieces (then a FIN if asked), and reports how the server reacted within the wait. */
-function probe(port: number, pieces: Buffer[], fin: boolean): Promise<Reaction> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    let reply = Buffer.alloc(0);
-    const finish = (end: Reaction['end']): void => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve({ end, reply: reply.toString('hex') });
-    };
-    const timer = setTimeout(() => finish('TIMEOUT'), PROBE_WAIT_MS);
-    s.on('connect', () => {
-      for (const p of pieces) s.write(p);
-      if (fin) s.end();
-    });
-    s.on('data', (d: Buffer) => (reply = Buffer.concat([reply, d])));
-    s.on('end', () => finish('FIN'));
+/** One probe connection: its reply so far and, once the server closed, how. */
+interface Watch {
+  readonly reply: () => string;
+  readonly ended: Promise<Reaction['end']>;
+  readonly destroy: () => void;
+}
+
+/** Sends the pieces (then a FIN if asked) and watches for the server's close. */
+function watch(port: number, pieces: Buffer[], fin: boolean): Watch {
+  const s = connect(port, '127.0.0.1');
+  let reply = Buffer.alloc(0);
+  const ended = new Promise<Reaction['end']>((resolve) => {
+    s.on('end', () => resolve('FIN'));
     s.on('error', (e: NodeJS.ErrnoException) =>
-      finish(e.code === 'ECONNRESET' ? 'RST' : 'TIMEOUT'),
+      resolve(e.code === 'ECONNRESET' ? 'RST' : 'TIMEOUT'),
     );
   });
+  s.on('connect', () => {
+    for (const p of pieces) s.write(p);
+    if (fin) s.end();
+  });
+  s.on('data', (d: Buffer) => (reply = Buffer.concat([reply, d])));
+  return { reply: () => reply.toString('hex'), ended, destroy: () => s.destroy() };
+}
+
+/** How Ladder's port and the reference react to the same probe (see QUIET_MS above). */
+function probePair(
+  ladderPort: number,
+  referencePort: number,
+  pieces: Buffer[],
+  fin: boolean,
+): Promise<[Reaction, Reaction]> {
+  return judgePair([watch(ladderPort, pieces, fin), watch(referencePort, pieces, fin)]);
+}
+
+/** The two sides' reactions, decided together (see QUIET_MS above). */
+async function judgePair(sides: readonly [Watch, Watch]): Promise<[Reaction, Reaction]> {
+  const ends: (Reaction['end'] | undefined)[] = [undefined, undefined];
+  sides.forEach((w, i) => void w.ended.then((e) => (ends[i] = e)));
+  const bounded = (w: Watch, ms: number) =>
+    Promise.race([
+      w.ended,
+      new Promise<'TIMEOUT'>((r) => setTimeout(() => r('TIMEOUT'), ms).unref()),
+    ]);
+  // Quiet: neither side closed, and both sent the same, for QUIET_MS.
+  const quiet = async (): Promise<void> => {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, QUIET_MS));
+      if (ends[0] !== undefined || ends[1] !== undefined) return;
+      if (sides[0].reply() === sides[1].reply()) return;
+    }
+  };
+  const first = await Promise.race([
+    sides[0].ended.then(() => 'closed' as const),
+    sides[1].ended.then(() => 'closed' as const),
+    quiet().then(() => 'quiet' as const),
+    new Promise<'cap'>((r) => setTimeout(() => r('cap'), OTHER_CLOSE_MS).unref()),
+  ]);
+  let result: [Reaction['end'], Reaction['end']];
+  if (first === 'closed' || ends[0] !== undefined || ends[1] !== undefined) {
+    result = [await bounded(sides[0], OTHER_CLOSE_MS), await bounded(sides[1], OTHER_CLOSE_MS)];
+  } else {
+    result = ['TIMEOUT', 'TIMEOUT'];
+  }
+  const out = sides.map((w, i) => ({ end: result[i]!, reply: w.reply() })) as [Reaction, Reaction];
+  for (const w of sides) w.destroy();
+  return out;
 }
 
 function request(key = key2017, random: (n: number) => Buffer = randomBytes): Buffer {
@@ -170,16 +224,53 @@ for (const [name, make] of cases)
   for (const fin of [false, true])
     test(`${name}${fin ? ', then FIN' : ''}: the one port reacts as the TLS site alone`, async () => {
       const pieces = make();
-      const [a, b] = await Promise.all([
-        probe(ladder.port, pieces, fin),
-        probe(
-          reference.address() === null ? 0 : (reference.address() as AddressInfo).port,
-          pieces,
-          fin,
-        ),
-      ]);
+      const [a, b] = await probePair(
+        ladder.port,
+        (reference.address() as AddressInfo).port,
+        pieces,
+        fin,
+      );
       assert.deepEqual(a, b);
     });
+
+/** Like watch(), but the second piece leaves only after the first has been sent on its own. */
+function watchInTwoSegments(port: number, first: Buffer, second: Buffer): Watch {
+  const s = connect(port, '127.0.0.1');
+  s.setNoDelay(true);
+  let reply = Buffer.alloc(0);
+  let gap: NodeJS.Timeout | undefined;
+  const ended = new Promise<Reaction['end']>((resolve) => {
+    s.on('end', () => resolve('FIN'));
+    s.on('error', (e: NodeJS.ErrnoException) =>
+      resolve(e.code === 'ECONNRESET' ? 'RST' : 'TIMEOUT'),
+    );
+  });
+  // The gap only makes two segments likely; were they joined, the case is the one-chunk one above.
+  s.on('connect', () => s.write(first, () => (gap = setTimeout(() => s.write(second), 100))));
+  s.on('data', (d: Buffer) => (reply = Buffer.concat([reply, d])));
+  return {
+    reply: () => reply.toString('hex'),
+    ended,
+    destroy: () => {
+      clearTimeout(gap);
+      s.destroy();
+    },
+  };
+}
+
+test('a TLS-looking first segment, then bytes that are no ClientHello: the TLS stack sees them all', async () => {
+  // 16 03 01 alone cannot be classified; the next segment completes a 5-byte handshake record of an
+  // unknown type, which a TLS server answers with an alert at once.
+  const first = Buffer.from([0x16, 0x03, 0x01]);
+  const second = Buffer.from([0x00, 0x05, 0xff, 0xff, 0xff, 0xff, 0xff]);
+  const refPort = (reference.address() as AddressInfo).port;
+  const [a, b] = await judgePair([
+    watchInTwoSegments(ladder.port, first, second),
+    watchInTwoSegments(refPort, first, second),
+  ]);
+  assert.notEqual(b.end, 'TIMEOUT', 'the reference reacts');
+  assert.deepEqual(a, b);
+});
 
 test('R1: a replayed request is refused by Shadowsocks and then reacts as the TLS site alone', async () => {
   const r = request();
@@ -196,14 +287,16 @@ test('R1: a replayed request is refused by Shadowsocks and then reacts as the TL
     setTimeout(() => {
       s.destroy();
       resolve(Buffer.concat(got));
-    }, 3000);
+    }, 10_000).unref(); // bounds a hung test; the echo comes at once
   });
   assert.ok(first.length > 0, 'the original request is served');
   const before = probes.length;
-  const [a, b] = await Promise.all([
-    probe(ladder.port, [r], false),
-    probe((reference.address() as AddressInfo).port, [r], false),
-  ]);
+  const [a, b] = await probePair(
+    ladder.port,
+    (reference.address() as AddressInfo).port,
+    [r],
+    false,
+  );
   assert.deepEqual(a, b);
   assert.ok(probes.slice(before).includes('ERR_REPLAY_CLIENT'));
 });
@@ -254,12 +347,12 @@ test("Ladder's Shadowsocks clients on the one port: AEAD-2017, 2022, and every p
 });
 
 /**
- * A valid request whose first segment is only 5 bytes, the rest 300 ms later. Its salt starts with
+ * A valid request whose first segment is only 5 bytes, the rest (if `rest`) 300 ms later. Its salt starts with
  * 0x00, which no TLS record starts with (content type 0, and not an SSLv2 header), so that a TLS
  * server refuses those 5 bytes every time: with a random first byte, about one salt in 200 (0x16, or
  * an SSLv2-style length) makes a TLS server wait for more, and the test would be served by chance.
  */
-function trickle(port: number): Promise<Reaction> {
+function trickle(port: number, rest: boolean): Promise<Reaction> {
   const r = request(key2017, (n) => {
     const b = randomBytes(n);
     b[0] = 0x00;
@@ -274,10 +367,13 @@ function trickle(port: number): Promise<Reaction> {
       s.destroy();
       resolve({ end, reply: reply.toString('hex') });
     };
-    const timer = setTimeout(() => finish('TIMEOUT'), 2000);
+    // bounds a hung test; the strict port closes on the 5 bytes, the lenient one serves the request
+    const timer = setTimeout(() => finish('TIMEOUT'), 10_000);
     s.on('connect', () => {
       s.write(r.subarray(0, 5));
-      setTimeout(() => s.writable && s.write(r.subarray(5)), 300);
+      // Only the lenient port gets the rest (in its grace period): sent to the strict port, it could
+      // arrive before that server read the 5 bytes and make one segment of them.
+      if (rest) setTimeout(() => s.writable && s.write(r.subarray(5)), 300);
     });
     s.on('data', (d: Buffer) => {
       reply = Buffer.concat([reply, d]);
@@ -289,10 +385,10 @@ function trickle(port: number): Promise<Reaction> {
 }
 
 test('the cost: a request whose first segment cannot be decided is closed where a TLS server would close, unless the port allows a grace period', async () => {
-  const strict = await trickle(ladder.port);
+  const strict = await trickle(ladder.port, false);
   assert.equal(strict.end, 'FIN');
   assert.equal(strict.reply, '', 'refused: 5 random bytes are what a TLS server closes on');
-  const lenient = await trickle(graceful.port);
+  const lenient = await trickle(graceful.port, true);
   assert.ok(
     lenient.reply.length > 0,
     'with shortHeadGraceMs the rest arrives in time and is served',

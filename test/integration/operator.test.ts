@@ -4,6 +4,7 @@
 // `kill -9` under load that must lose no committed key and only seconds of usage.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startOrigin, type Origin } from '../helpers/origin.js';
@@ -59,6 +60,14 @@ async function until(
     await new Promise((r) => setTimeout(r, 50));
   }
   return Date.now() - start;
+}
+
+/** Bytes the server has counted for `id` so far (live, from the API). */
+async function usageOf(srv: OperatorServer, id: string): Promise<number> {
+  const t = (await srv.api('GET', '/metrics/transfer')).body as {
+    bytesTransferredByUserId: Record<string, number>;
+  };
+  return t.bytesTransferredByUserId[id] ?? 0;
 }
 
 describe('operator: key store, Outline API, enforcement', { timeout: 120_000 }, () => {
@@ -225,9 +234,10 @@ describe('operator: key store, Outline API, enforcement', { timeout: 120_000 }, 
       return (t.bytesTransferredByUserId[key.id] ?? 0) >= 300000;
     });
 
-    // An open, long download is closed when the key is disabled.
+    // An open, long download is closed when the key is disabled (once the server counts it flowing).
+    const counted = await usageOf(srv, key.id);
     const slow = fetchThrough(d, origin.port, '/bytes/4000000000');
-    await new Promise((r) => setTimeout(r, 300));
+    await until('the download to flow', async () => (await usageOf(srv, key.id)) > counted);
     const t0 = Date.now();
     assert.equal(
       (await srv.api('PATCH', `/ladder/v1/access-keys/${key.id}`, { disabled: true })).status,
@@ -280,12 +290,18 @@ describe('operator: key store, Outline API, enforcement', { timeout: 120_000 }, 
   });
 
   test('an expiry date ends the key', async () => {
-    const expiresMs = Date.now() + 1500;
-    const key = (await srv.api('POST', '/ladder/v1/access-keys', { name: 'expiring', expiresMs }))
-      .body as Key;
+    // The expiry is set once a download is flowing, so no request has to finish before a deadline.
+    const key = (await srv.api('POST', '/ladder/v1/access-keys', { name: 'expiring' })).body as Key;
     const d = dialerFor(srv.port, key);
     assert.match((await fetchThrough(d, origin.port, '/hello')).head, /^HTTP\/1\.1 200/);
+    const counted = await usageOf(srv, key.id);
     const slow = fetchThrough(d, origin.port, '/bytes/4000000000');
+    await until('the download to flow', async () => (await usageOf(srv, key.id)) > counted);
+    const expiresMs = Date.now() + 500;
+    assert.equal(
+      (await srv.api('PATCH', `/ladder/v1/access-keys/${key.id}`, { expiresMs })).status,
+      200,
+    );
     const cut = await slow;
     assert.ok(cut.bodyBytes < 4_000_000_000);
     assert.ok(Date.now() >= expiresMs, 'closed only once expired');
@@ -304,7 +320,7 @@ describe('operator: key store, Outline API, enforcement', { timeout: 120_000 }, 
     const a = dialerFor(srv.port, key, '127.0.0.1');
     const b = dialerFor(srv.port, key, '127.0.0.2');
     const hold = fetchThrough(a, origin.port, '/bytes/4000000000'); // device 1 stays connected
-    await new Promise((r) => setTimeout(r, 300));
+    await until('device 1 to be connected', async () => (await usageOf(srv, key.id)) > 0);
     // Same address: a second connection is fine. Another address: refused as a wrong key is.
     assert.match((await fetchThrough(a, origin.port, '/hello')).head, /^HTTP\/1\.1 200/);
     assert.deepEqual(
@@ -445,8 +461,17 @@ describe('operator: kill -9 under load', { timeout: 120_000 }, () => {
       }
     ).bytesTransferredByUserId;
     const seenTotal = Object.values(seen).reduce((a, b) => a + b, 0);
-    // Usage is flushed every second: after 2.5 s, what the API showed is on disk.
-    await new Promise((r) => setTimeout(r, 2500));
+    // Usage is flushed about once a second: wait until what the API showed is in the store on disk.
+    const db = new Database(join(data.dir, 'ladder.db'), { readonly: true, fileMustExist: true });
+    try {
+      const stored = db.prepare('SELECT COALESCE(SUM(bytes), 0) AS bytes FROM usage_daily');
+      await until(
+        'the usage the API showed to be on disk',
+        () => (stored.get() as { bytes: number }).bytes >= seenTotal,
+      );
+    } finally {
+      db.close();
+    }
     process.kill(srv.peer.pid, 'SIGKILL');
     stop = true;
     await Promise.all(loaders);

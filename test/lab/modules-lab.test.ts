@@ -105,7 +105,9 @@ describe('lab modules end to end', { skip: why ?? false, timeout: 300_000 }, () 
       events().slice(from).includes('probe/confirm'),
       'the echo sink answers R1: confirmed',
     );
-    await new Promise((r) => setTimeout(r, 2000)); // the FET residual (180 s x 0.01) runs out
+    // The FET residual (180 s x 0.01) runs out in the censor process, on its own clock: this wait is
+    // a lower bound (a slower machine only waits longer than needed), not a race.
+    await new Promise((r) => setTimeout(r, 2000));
     assert.ok(
       !(await connect('printable-prefix')).ok,
       'an exempt first packet still fails: the server is null-routed',

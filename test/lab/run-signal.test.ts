@@ -46,7 +46,9 @@ test(
     while (!out.includes('report card:') && Date.now() < deadline && child.exitCode === null)
       await new Promise((r) => setTimeout(r, 100));
     assert.match(out, /report card:/, out);
-    await new Promise((r) => setTimeout(r, 1500)); // into the first cell: the transports' servers run
+    // Into the first cell, so that the transports' servers run too. Not outcome-deciding: a SIGINT
+    // that comes earlier still must remove the lab and every process in it, which is what is checked.
+    await new Promise((r) => setTimeout(r, 1500));
     const inside = labNamespaces(plan.prefix).flatMap((n) => namespacePids(n));
     assert.ok(inside.length > 0, 'services run in the lab namespaces');
 

@@ -1,4 +1,4 @@
-// Pure tests (no root, no tor binary) of the Tor module (reference §12) on recorded bytes
+// Pure tests (no root, no tor binary) of the Tor module (docs/censorship-techniques.md §12) on recorded bytes
 // (test/vectors/tor.json): the Tor ClientHello classifier, the VERSIONS cell codec and the prober's
 // test, and the module in the engine with a scripted prober (flag, probe, null-route, re-probe,
 // unblock; not Tor: cleared, nothing dropped).

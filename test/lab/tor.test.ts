@@ -1,4 +1,4 @@
-// Tor in the lab (reference §12; root, /dev/net/tun and Debian's tor needed, skipped with the reason
+// Tor in the lab (docs/censorship-techniques.md §12; root, /dev/net/tun and Debian's tor needed, skipped with the reason
 // otherwise): a real Tor bridge in abroad and real Tor clients in client. With the `tor` module off
 // the client reaches the bridge; with it on the client is flagged by its ClientHello, the bridge is
 // probed with a VERSIONS cell, answers like Tor and is null-routed, and unblocked once Tor is gone.

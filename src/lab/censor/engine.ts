@@ -1,6 +1,6 @@
 /**
  * The censor's data plane: one call per packet read from the wall's TUN device. It parses the
- * packet, keeps the per-flow state the GFW keeps (reference §0 and §18), reassembles the client's
+ * packet, keeps the per-flow state the GFW keeps (docs/censorship-techniques.md §0 and §18), reassembles the client's
  * TCP payload in sequence order, asks the modules watching the flow for a verdict, and forwards,
  * drops, delays or injects.
  *

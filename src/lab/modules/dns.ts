@@ -1,5 +1,5 @@
 /**
- * DNS poisoning by on-path injection (reference §4; `gfw-report/ndss25-wallbleed:blackbox/
+ * DNS poisoning by on-path injection (docs/censorship-techniques.md §4; `gfw-report/ndss25-wallbleed:blackbox/
  * blackbox.c`). Any UDP datagram to port 53, towards any address, that is a query (QR=0) of at
  * least 12 bytes whose flattened QNAME matches the blocklist, with QCLASS IN (since the 2024 patch),
  * gets 1–3 forged answers from the queried address that race the genuine one; the genuine answer is

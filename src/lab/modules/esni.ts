@@ -1,5 +1,5 @@
 /**
- * ESNI and ECH (reference §7, EMULATOR SPEC tls.esni / tls.ech), as historical and foreign modes.
+ * ESNI and ECH (docs/censorship-techniques.md §7), as historical and foreign modes.
  *
  * - `esni` (the GFW, 2020-07-29 on, [P]): a ClientHello (first record, TCP reassembled) carrying the
  *   ESNI extension 0xffce, on any port, either direction: the flow's client→server packets are

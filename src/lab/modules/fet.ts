@@ -1,5 +1,5 @@
 /**
- * Passive detection of fully encrypted traffic and dynamic blocking (reference §1; Wu et al.,
+ * Passive detection of fully encrypted traffic and dynamic blocking (docs/censorship-techniques.md §1; Wu et al.,
  * USENIX Security 2023, Algorithm 1 as in `gfw-report/usenixsecurity23-artifact:
  * artifacts/utils/detect.py`). Deployed November 2021, ceased March 2023.
  *

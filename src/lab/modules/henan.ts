@@ -1,5 +1,5 @@
 /**
- * A regional firewall, Henan mode (reference §9, EMULATOR SPEC regional.henan; Wu et al., S&P 2025,
+ * A regional firewall, Henan mode (docs/censorship-techniques.md §9; Wu et al., S&P 2025,
  * `gfw-report/sp25-regional:paper/main.tex`): China Unicom Henan's device, a wall behind the wall.
  *
  * Trigger: a single client→server TCP segment leaving the region (client in `region`, server outside

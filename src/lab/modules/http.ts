@@ -1,5 +1,5 @@
 /**
- * HTTP Host and path keyword filtering (reference §5; Rambert et al., PETS 2021). Any TCP port.
+ * HTTP Host and path keyword filtering (docs/censorship-techniques.md §5; Rambert et al., PETS 2021). Any TCP port.
  * Only the request-line path and the Host header are read, after %-decoding. A match triggers with
  * probability 0.75: RSTs to both ends, then a 90 s penalty box on the 3-tuple that resets a
  * fraction (0.5–0.75) of later connections even without a keyword.

@@ -1,5 +1,5 @@
 /**
- * IP and IP:port blocking (reference §3): null routes of server-to-client traffic or of both
+ * IP and IP:port blocking (docs/censorship-techniques.md §3): null routes of server-to-client traffic or of both
  * directions, RST injection on any data to an IP:port (three RSTs with equal sequence numbers, as
  * as published for a public resolver's port 443), and resetting any TLS ClientHello to an address whatever its SNI.
  * Entries are static (from the policy) or added at run time by other modules (the prober, §2).

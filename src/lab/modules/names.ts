@@ -1,5 +1,5 @@
 /**
- * Blocklist matching in the GFW's regex styles (reference §6, sp25 Table "regex"): a plain entry
+ * Blocklist matching in the GFW's regex styles (docs/censorship-techniques.md §6, sp25 Table "regex"): a plain entry
  * `example.com` is the dominant style `^(.*\.)?example\.com$` (85% of GFW rules: the domain and
  * its subdomains); an entry starting `re:` is taken as a regular expression, so the rarer styles
  * (`^keyword$`, a missing end anchor, a bare `keyword`) can be reproduced exactly.

@@ -1,5 +1,5 @@
 /**
- * OpenVPN fingerprinting (reference §10; Xue et al., USENIX Security 2022, as re-implemented in
+ * OpenVPN fingerprinting (docs/censorship-techniques.md §10; Xue et al., USENIX Security 2022, as re-implemented in
  * stanford-esrg/iris `examples/open_vpn/src/{opcodes.rs,ack_timer.rs}`).
  *
  * Opcode fingerprint (Alg. 1): the opcode byte is the first byte after the 2-byte length on TCP

@@ -1,5 +1,5 @@
 /**
- * Active probing of suspected proxies (reference §2; Alice et al., IMC 2020,
+ * Active probing of suspected proxies (docs/censorship-techniques.md §2; Alice et al., IMC 2020,
  * `gfw-report/imc20-shadowsocks:paper/shadowsocks.tex` §3–§7).
  *
  * Trigger: a flow flagged by FET detection, or (configurable) a first client payload of 160–999

@@ -1,5 +1,5 @@
 /**
- * QUIC SNI filtering (reference §8; Zohaib et al., USENIX Security 2025, active since 2024-04-07).
+ * QUIC SNI filtering (docs/censorship-techniques.md §8; Zohaib et al., USENIX Security 2025, active since 2024-04-07).
  *
  * Trigger: the first UDP datagram of a 4-tuple flow (flow state lasts 60 s, engine UDP_IDLE_MS) is a
  * QUIC v1 Initial that decrypts and authenticates with the keys derived from its DCID, whose first

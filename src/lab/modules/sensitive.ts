@@ -1,5 +1,5 @@
 /**
- * Sensitive-period blanket measures (reference §17): `udp-drop` drops all UDP to outside addresses
+ * Sensitive-period blanket measures (docs/censorship-techniques.md §17): `udp-drop` drops all UDP to outside addresses
  * except port 53; `allowlist` lets TLS through only to allow-listed SNIs (and drops every other
  * outbound TCP flow once it shows its first payload); `port443-reset` reproduces 2025-08-20, when a
  * SYN (inside→out) or a SYN+ACK on port 443 drew three RST+ACK to both ends.

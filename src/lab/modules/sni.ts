@@ -1,5 +1,5 @@
 /**
- * TLS SNI filtering over TCP (reference §6; sp25 §4.3–4.4). The filter needs the client's SYN,
+ * TLS SNI filtering over TCP (docs/censorship-techniques.md §6; sp25 §4.3–4.4). The filter needs the client's SYN,
  * reassembles TCP but reads the ClientHello only from the first TLS record, on any port. On a match
  * it injects RSTs toward both ends (injector types I/II/III, §0) and resets every later connection
  * on the 3-tuple for 180 s at its first data packet.

@@ -1,5 +1,5 @@
 /**
- * TLS client fingerprinting (reference §13, and §12: the GFW matched Tor's ClientHello): the JA3 of
+ * TLS client fingerprinting (docs/censorship-techniques.md §13, and §12: the GFW matched Tor's ClientHello): the JA3 of
  * each outbound ClientHello (first record, TCP reassembled, SYN seen) — `SSLVersion,Ciphers,
  * Extensions,EllipticCurves,EllipticCurvePointFormats`, decimal, `-`-joined, GREASE values (RFC 8701)
  * left out — and its MD5. A ClientHello whose JA3 hash is on `deny` is reset (injector II) with the

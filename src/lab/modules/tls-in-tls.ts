@@ -1,5 +1,5 @@
 /**
- * TLS-in-TLS detection (reference §14) on an outer TLS flow (first client payload `16|17 03`).
+ * TLS-in-TLS detection (docs/censorship-techniques.md §14) on an outer TLS flow (first client payload `16|17 03`).
  *
  * From the client's ChangeCipherSpec record (14 03 03 00 01 01) on, the payload bytes are summed in
  * direction runs r0 (client→server, starting with the packet that carries the CCS, as both

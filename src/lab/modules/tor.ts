@@ -1,5 +1,5 @@
 /**
- * Tor's TLS fingerprint and the bridge prober (reference §12, EMULATOR SPEC fp.tor; Ensafi et al.
+ * Tor's TLS fingerprint and the bridge prober (docs/censorship-techniques.md §12; Ensafi et al.
  * 2015, Winter and Lindskog 2012).
  *
  * Trigger: an outbound ClientHello (first record, TCP reassembled, SYN seen) whose JA3 hash is in

@@ -1,5 +1,5 @@
 /**
- * WireGuard fingerprinting (reference §11; message formats from the WireGuard paper, §5.4, as
+ * WireGuard fingerprinting (docs/censorship-techniques.md §11; message formats from the WireGuard paper, §5.4, as
  * OpenGFW's `analyzer/udp/wireguard.go` checks them). Byte 0 is the message type and bytes 1–3 are
  * zero; initiation is exactly 148 bytes, response 92, cookie reply 64, transport data ≥ 32 and a
  * multiple of 16. Sender indexes (little-endian u32 at [4:8]) are remembered, and a flow is flagged

@@ -1,6 +1,6 @@
 /**
  * The parts of DNS (RFC 1035 §4.1) that the injector reads and writes, following the GFW's
- * injector as `gfw-report/ndss25-wallbleed:blackbox/blackbox.c` shows it (reference §4).
+ * injector as `gfw-report/ndss25-wallbleed:blackbox/blackbox.c` shows it (docs/censorship-techniques.md §4).
  *
  * ```text
  * header: | ID (16) | QR opcode AA TC RD | RA Z RCODE | QDCOUNT | ANCOUNT | NSCOUNT | ARCOUNT |
@@ -12,7 +12,10 @@
 import { CodecError } from '../../errors.js';
 
 export const DNS_HEADER_LENGTH = 12;
-export const DNS_TYPE = { A: 1, NS: 2, CNAME: 5, MX: 15, TXT: 16, AAAA: 28, HTTPS: 65 } as const;
+import { DNS_TYPE } from '../../codec/dns.js';
+
+/** The record types, from the one DNS codec (codec/dns.ts). */
+export { DNS_TYPE };
 export const DNS_CLASS_IN = 1;
 
 export interface DnsQuestion {

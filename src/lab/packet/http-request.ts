@@ -1,6 +1,6 @@
 /**
  * Reads the two places of an HTTP/1.x request the GFW's keyword filter inspects: the request-line
- * path and the Host header, after %-decoding (reference §5, Rambert et al. PETS 2021). Cookies,
+ * path and the Host header, after %-decoding (docs/censorship-techniques.md §5, Rambert et al. PETS 2021). Cookies,
  * other headers and bodies are not read.
  *
  * ```text

@@ -2,7 +2,7 @@
  * QUIC v1 Initial packets (RFC 9000 §17.2.2, RFC 9001 §5): the client's Initial keys come from its
  * Destination Connection ID and a published salt, so an on-path censor can remove header protection,
  * decrypt and authenticate the packet, and read the ClientHello in its CRYPTO frame — what the GFW
- * does since April 2024 (reference §8). Both directions are here: `openQuicInitial` for the censor,
+ * does since April 2024 (docs/censorship-techniques.md §8). Both directions are here: `openQuicInitial` for the censor,
  * `sealQuicInitial` to build test packets (Node 20 has no QUIC client).
  *
  * ```text

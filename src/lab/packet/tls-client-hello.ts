@@ -1,6 +1,6 @@
 /**
  * Reads a TLS ClientHello (RFC 8446 §4.1.2) from the start of a TCP stream, the way the GFW's SNI
- * filter does: from the FIRST TLS record only, with no reassembly across records (reference §0 and
+ * filter does: from the FIRST TLS record only, with no reassembly across records (docs/censorship-techniques.md §0 and
  * §6, sp25 "Parsing logic", checked 2024-04-04). A ClientHello split over several records is read
  * as far as the first record goes; a server_name beyond that point is not seen.
  *

@@ -7,7 +7,7 @@
  * ```text
  * | CircID (16) = 0 | Command (8) = 7 | Length (16) | Versions: Length / 2 × uint16 |
  * ```
- * The lab's Tor prober (src/lab/modules/tor.ts, reference §12) sends one inside TLS; a server that
+ * The lab's Tor prober (src/lab/modules/tor.ts, docs/censorship-techniques.md §12) sends one inside TLS; a server that
  * answers with a VERSIONS cell speaks Tor.
  * @module
  */
@@ -90,7 +90,7 @@ export function decodeVersionsCell(
 }
 
 /**
- * The prober's test (reference §12): does a server's reply inside TLS start with a whole VERSIONS
+ * The prober's test (docs/censorship-techniques.md §12): does a server's reply inside TLS start with a whole VERSIONS
  * cell? Returns its versions, or undefined (anything else, or too short to tell).
  */
 export function versionsReply(reply: Uint8Array): readonly number[] | undefined {

@@ -56,3 +56,47 @@ export class CountingGate implements AccessGate {
     };
   }
 }
+
+/**
+ * Caps the connections (and UDP sessions) one key holds at once (`--max-connections-per-key`): past
+ * the cap a new one is refused exactly as a wrong key is, so that one leaked or shared key cannot
+ * take every slot of the server. The key store's device limit counts client addresses instead; the
+ * two work together.
+ */
+export class PerKeyCapGate implements AccessGate {
+  readonly #inner: AccessGate;
+  readonly #max: number;
+  readonly #open = new Map<string, number>();
+
+  constructor(inner: AccessGate, maxPerKey: number) {
+    this.#inner = inner;
+    this.#max = maxPerKey;
+  }
+
+  /** Connections open now for `keyId` through this gate. */
+  openFor(keyId: string): number {
+    return this.#open.get(keyId) ?? 0;
+  }
+
+  open(keyId: string, client: string, transport: GateTransport): Lease | null {
+    const n = this.#open.get(keyId) ?? 0;
+    if (n >= this.#max) return null;
+    const lease = this.#inner.open(keyId, client, transport);
+    if (!lease) return null;
+    this.#open.set(keyId, n + 1);
+    let closed = false;
+    return {
+      up: (b) => lease.up(b),
+      down: (b) => lease.down(b),
+      onRevoke: (fn) => lease.onRevoke(fn),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        const left = (this.#open.get(keyId) ?? 1) - 1;
+        if (left <= 0) this.#open.delete(keyId);
+        else this.#open.set(keyId, left);
+        lease.close();
+      },
+    };
+  }
+}

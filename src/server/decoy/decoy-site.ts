@@ -21,6 +21,7 @@ import { mimeType } from './nginx-pages.js';
 import { relay } from '../../transport/relay.js';
 import { endedReplay } from '../../stream/ended-replay.js';
 import type { StreamDialer, Target } from '../../transport/types.js';
+import { settlePreAuth } from '../pre-auth.js';
 
 /** Takes over a connection whose first bytes (`head`) were already read. */
 export interface Fallback {
@@ -52,7 +53,11 @@ export class DecoySite implements Fallback {
     const { dir, builtinMtimeMs, now, onRequest, ...behaviour } = options;
     this.#behaviour = { ...NGINX_DEFAULTS, ...stripUndefined(behaviour) };
     this.#now = now ?? Date.now;
-    this.#onRequest = onRequest;
+    // A whole request head arrived: the connection is a web client's now, out of the pre-auth deadline.
+    this.#onRequest = (conn) => {
+      settlePreAuth(conn);
+      onRequest?.(conn);
+    };
     this.#lookup =
       dir !== undefined ? directoryLookup(dir) : builtinLookup(builtinMtimeMs ?? Date.now());
   }
@@ -112,7 +117,16 @@ export class ForwardFallback implements Fallback {
       (up) => {
         if (head.length > 0) up.write(head);
         from.resume();
-        void relay(from, up, { idleTimeoutMs: 120_000 });
+        // The web server's first answer byte means it took a request: the pre-auth deadline ends.
+        let answered = false;
+        void relay(from, up, {
+          idleTimeoutMs: 120_000,
+          onBToA: () => {
+            if (answered) return;
+            answered = true;
+            settlePreAuth(conn);
+          },
+        });
       },
       () => conn.destroy(),
     );

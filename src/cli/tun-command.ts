@@ -1,0 +1,201 @@
+/**
+ * `ladder client --tun`: the full-device tunnel's composition root. Flags to a plain config (pure),
+ * then: the TUN device, the front (proxy/tun/), the routing (tun-routing.ts), in an order that never
+ * leaves the machine half-routed: on any failure, everything done so far is undone.
+ * @module
+ */
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { ConfigError, LadderError } from '../errors.js';
+import { ipv4ToU32 } from '../codec/ip-packet.js';
+import { FakeDns } from '../proxy/tun/fake-dns.js';
+import { TunDevice } from '../proxy/tun/device.js';
+import { TunFront } from '../proxy/tun/tun-front.js';
+import { bypassSocketOptions, setBypassAddresses } from '../proxy/tun/bypass.js';
+import type { Socket as UdpSocket } from 'node:dgram';
+import type { PacketDialer, StreamDialer } from '../transport/types.js';
+import {
+  TUN_ADDRESS,
+  TUN_NAT_PEER,
+  hasNetAdmin,
+  type Endpoint,
+  localAddresses,
+  runningTunDevice,
+  tunCleanup,
+  tunLinkUp,
+  tunRoutingUp,
+} from './tun-routing.js';
+
+/**
+ * Hooks for a split-routing dialer's DIRECT connections under --tun: TCP binds to the machine's own
+ * IPv4 address (asked per connection, so it holds once the tunnel is up), UDP sockets likewise.
+ */
+export const tunBypass = {
+  bindAddress: (): string | undefined => bypassSocketOptions(4).localAddress,
+  onUdpSocket: (socket: UdpSocket): void => {
+    const address = bypassSocketOptions(4).localAddress;
+    // dgram keeps its family in an undocumented 'type'; IPv6 is blocked under --tun anyway
+    if (address && (socket as unknown as { type?: string }).type !== 'udp6')
+      socket.bind({ address, port: 0 });
+  },
+};
+
+export const DEFAULT_TUN_NAME = 'ladder0';
+/**
+ * The device only loops packets between apps and this process (both ends are this machine's own
+ * TCP), so its MTU sets the segment size of that loop alone: large means fewer packets to move.
+ */
+export const DEFAULT_TUN_MTU = 65520;
+/** RFC 791: every IPv4 host takes 576-byte datagrams; below that TCP and DNS break. */
+export const MIN_TUN_MTU = 576;
+export const MAX_TUN_MTU = 65535;
+
+export interface TunConfig {
+  name: string;
+  mtu: number;
+  killSwitch: boolean;
+}
+
+/** The --tun flags as a config; throws ConfigError (ERR_USAGE) naming the flag and the fix. */
+export function tunConfig(values: {
+  'tun-name'?: string | undefined;
+  'tun-mtu'?: string | undefined;
+  'no-kill-switch'?: boolean | undefined;
+}): TunConfig {
+  const name = values['tun-name'] ?? DEFAULT_TUN_NAME;
+  // IFNAMSIZ is 16 with the NUL; ip(8) takes no '/', ':' or spaces either.
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name) || name === '.' || name === '..')
+    throw new ConfigError(
+      'ERR_USAGE',
+      `--tun-name '${name.slice(0, 20)}' must be 1 to 15 letters, digits, '.', '-' or '_' (default ${DEFAULT_TUN_NAME})`,
+    );
+  const mtuText = values['tun-mtu'] ?? String(DEFAULT_TUN_MTU);
+  const mtu = Number(mtuText);
+  if (!/^[0-9]{3,5}$/.test(mtuText) || mtu < MIN_TUN_MTU || mtu > MAX_TUN_MTU)
+    throw new ConfigError(
+      'ERR_USAGE',
+      `--tun-mtu '${mtuText.slice(0, 20)}' must be ${MIN_TUN_MTU} to ${MAX_TUN_MTU} (default ${DEFAULT_TUN_MTU})`,
+    );
+  return { name, mtu, killSwitch: !values['no-kill-switch'] };
+}
+
+const NEEDS_ADMIN =
+  "--tun needs CAP_NET_ADMIN (to create the TUN device and change routing), which this process lacks: run it as root, e.g. 'sudo ladder client --server ... --tun'. (setcap cap_net_admin+ep on node alone is not enough: the routing is changed by the 'ip' command, which does not inherit file capabilities.)";
+
+/** `ladder client --tun-cleanup`: removes what a killed --tun left behind. Idempotent. */
+export function runTunCleanup(log: (line: string) => void): number {
+  if (!hasNetAdmin()) throw new ConfigError('ERR_TUN_NEEDS_ADMIN', NEEDS_ADMIN);
+  const running = runningTunDevice();
+  if (running)
+    throw new ConfigError(
+      'ERR_TUN',
+      `a 'ladder client --tun' is running on ${running}: stop it (Ctrl-C or kill) and it removes its routing itself`,
+    );
+  const n = tunCleanup();
+  log(
+    n > 0
+      ? `ladder client: removed ${n} rule${n === 1 ? '' : 's'} and route${n === 1 ? '' : 's'} left by --tun`
+      : 'ladder client: nothing left by --tun to remove',
+  );
+  return 0;
+}
+
+async function resolveServers(servers: readonly { host: string; port: number }[]): Promise<{
+  v4: Endpoint[];
+  v6: Endpoint[];
+  pinned: Map<string, string[]>;
+}> {
+  const v4: Endpoint[] = [];
+  const v6: Endpoint[] = [];
+  const pinned = new Map<string, string[]>();
+  for (const { host, port } of servers) {
+    let addrs: string[];
+    if (isIP(host)) addrs = [host];
+    else {
+      try {
+        addrs = (await lookup(host, { all: true })).map((a) => a.address);
+      } catch (err) {
+        throw new LadderError(
+          'ERR_SERVER_UNREACHABLE',
+          `--tun: the server name '${host.slice(0, 60)}' does not resolve (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the network, or use a key with the server's address`,
+        );
+      }
+      pinned.set(host.toLowerCase(), addrs);
+    }
+    for (const address of addrs) (isIP(address) === 4 ? v4 : v6).push({ address, port });
+  }
+  return { v4, v6, pinned };
+}
+
+/**
+ * Starts the full-device tunnel; resolves, once routing is in place, to the function that takes
+ * it all down again. `servers` are the key's (key-dialers.ts serverEndpointsOfKey).
+ */
+export async function startTun(
+  cfg: TunConfig,
+  dialers: { stream: StreamDialer; packet: PacketDialer },
+  servers: readonly { host: string; port: number }[],
+  log: (line: string) => void,
+): Promise<() => Promise<void>> {
+  if (!hasNetAdmin()) throw new ConfigError('ERR_TUN_NEEDS_ADMIN', NEEDS_ADMIN);
+  const running = runningTunDevice();
+  if (running)
+    throw new ConfigError(
+      'ERR_TUN',
+      `a 'ladder client --tun' is already running in this network namespace (device ${running}): stop it first`,
+    );
+  // Before routing changes: the server names still resolve the ordinary way.
+  const resolved = await resolveServers(servers);
+  const device = TunDevice.create(cfg.name);
+  let front: TunFront | undefined;
+  const down = async (): Promise<void> => {
+    setBypassAddresses({});
+    tunCleanup();
+    device.close();
+    await front?.close();
+  };
+  // An exit we did not plan (an uncaught error) still takes the routing down: the kill switch
+  // rule stays only after kill -9, which runs nothing.
+  const onExit = (): void => {
+    tunCleanup();
+  };
+  try {
+    tunCleanup(); // what a killed --tun left behind
+    tunLinkUp(cfg.name, cfg.mtu);
+    const serverSet = new Set(resolved.v4.map((s) => ipv4ToU32(s.address)));
+    front = new TunFront({
+      device,
+      dialer: dialers.stream,
+      packetDialer: dialers.packet,
+      fakeDns: new FakeDns({ pinned: resolved.pinned }),
+      tunAddress: ipv4ToU32(TUN_ADDRESS),
+      natPeer: ipv4ToU32(TUN_NAT_PEER),
+      excluded: (ip) => serverSet.has(ip),
+    });
+    await front.listen();
+    const f = front;
+    device.start((p) => f.handlePacket(p));
+    const own = localAddresses(cfg.name);
+    tunRoutingUp({
+      name: cfg.name,
+      mtu: cfg.mtu,
+      servers4: resolved.v4,
+      servers6: resolved.v6,
+      bypass4: own.v4,
+      killSwitch: cfg.killSwitch,
+    });
+    setBypassAddresses({ v4: own.v4[0] });
+    process.once('exit', onExit);
+  } catch (err) {
+    await down();
+    throw err;
+  }
+  log(
+    `ladder client: tunnel up on ${cfg.name} (mtu ${cfg.mtu}, kill switch ${cfg.killSwitch ? 'on' : 'off'}, IPv6 blocked)`,
+  );
+  return async () => {
+    process.off('exit', onExit);
+    await down();
+    log(`ladder client: tunnel down, routing restored`);
+  };
+}

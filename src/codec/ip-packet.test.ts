@@ -1,0 +1,157 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  IP_PROTO,
+  decodeIpv4Flow,
+  encodeIpv4Udp,
+  ipv4ChecksumsValid,
+  ipv4ToU32,
+  rewriteIpv4Flow,
+  u32ToIpv4,
+  udpPayload,
+} from './ip-packet.js';
+import { CodecError } from '../errors.js';
+
+// The IPv4 header of the worked example in Wikipedia's "Internet Protocol version 4" article
+// (Header checksum section): 192.168.0.1 → 192.168.0.199, UDP, checksum b861. Padded here with a
+// UDP header whose checksum is 0 (none) to the 0x73 bytes its total length says.
+const WIKI_HEADER_HEX = '450000730000400040 11b861c0a80001c0a800c7'.replace(/ /g, '');
+
+function tcpPacket(src: number, sp: number, dst: number, dp: number, payload = 0): Uint8Array {
+  const p = new Uint8Array(40 + payload);
+  p[0] = 0x45;
+  p[2] = (40 + payload) >> 8;
+  p[3] = (40 + payload) & 0xff;
+  p[6] = 0x40; // DF
+  p[8] = 64;
+  p[9] = IP_PROTO.TCP;
+  const dv = new DataView(p.buffer);
+  dv.setUint32(12, src);
+  dv.setUint32(16, dst);
+  dv.setUint16(20, sp);
+  dv.setUint16(22, dp);
+  dv.setUint32(24, 0xa4a7e1f6);
+  p[32] = 0x50;
+  p[33] = 0x02;
+  dv.setUint16(34, 64240);
+  for (let i = 0; i < payload; i++) p[40 + i] = (i * 7) & 0xff;
+  // full checksums, the slow way
+  const sum = (from: number, to: number, init: number): number => {
+    let s = init;
+    for (let i = from; i < to; i += 2) s += (p[i]! << 8) | (i + 1 < to ? p[i + 1]! : 0);
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    return s;
+  };
+  dv.setUint16(10, ~sum(0, 20, 0) & 0xffff);
+  const pseudo = (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff) + 6 + 20 + payload;
+  dv.setUint16(36, ~sum(20, 40 + payload, pseudo) & 0xffff);
+  return p;
+}
+
+test('a published IPv4 header: fields read, header checksum verifies', () => {
+  const p = Buffer.alloc(0x73);
+  Buffer.from(WIKI_HEADER_HEX, 'hex').copy(p);
+  p.writeUInt16BE(1234, 20);
+  p.writeUInt16BE(53, 22);
+  p.writeUInt16BE(0x73 - 20, 24);
+  const f = decodeIpv4Flow(p);
+  assert.ok(f);
+  assert.equal(u32ToIpv4(f.src), '192.168.0.1');
+  assert.equal(u32ToIpv4(f.dst), '192.168.0.199');
+  assert.equal(f.protocol, IP_PROTO.UDP);
+  assert.equal(f.srcPort, 1234);
+  assert.equal(f.dstPort, 53);
+  assert.ok(ipv4ChecksumsValid(p));
+  p[15] = p[15]! ^ 1; // a flipped bit in the source address
+  assert.ok(!ipv4ChecksumsValid(p));
+});
+
+test('rewrite keeps both checksums valid (TCP, odd payload lengths, any addresses and ports)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 4, maxLength: 4 }),
+      fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 4, maxLength: 4 }),
+      fc.integer({ min: 0, max: 41 }),
+      ([a, b, c, d], [p1, p2, p3, p4], n) => {
+        const pkt = tcpPacket(a!, p1!, b!, p2!, n);
+        assert.ok(ipv4ChecksumsValid(pkt));
+        const f = decodeIpv4Flow(pkt)!;
+        rewriteIpv4Flow(pkt, f, c!, p3!, d!, p4!);
+        const g = decodeIpv4Flow(pkt)!;
+        assert.deepEqual([g.src, g.srcPort, g.dst, g.dstPort], [c, p3, d, p4]);
+        assert.ok(ipv4ChecksumsValid(pkt));
+        // and back: the original bytes
+        rewriteIpv4Flow(pkt, g, a!, p1!, b!, p2!);
+        assert.deepEqual(pkt, tcpPacket(a!, p1!, b!, p2!, n));
+      },
+    ),
+  );
+});
+
+test('UDP: encode, read back, rewrite; checksum 0 (none) stays 0', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 0xffffffff }),
+      fc.integer({ min: 0, max: 0xffffffff }),
+      fc.uint8Array({ maxLength: 300 }),
+      (src, dst, payload) => {
+        const p = encodeIpv4Udp(src, 5353, dst, 53, payload);
+        assert.ok(ipv4ChecksumsValid(p));
+        const f = decodeIpv4Flow(p)!;
+        assert.equal(f.protocol, IP_PROTO.UDP);
+        assert.deepEqual(Buffer.from(udpPayload(p, f)), Buffer.from(payload));
+        rewriteIpv4Flow(p, f, dst, 1, src, 2);
+        assert.ok(ipv4ChecksumsValid(p));
+        p[26] = 0;
+        p[27] = 0;
+        rewriteIpv4Flow(p, decodeIpv4Flow(p)!, src, 3, dst, 4);
+        assert.equal(p.readUInt16BE(26), 0);
+      },
+    ),
+  );
+});
+
+test('what a NAT passes over is null; what cannot be right is a CodecError', () => {
+  const p = tcpPacket(1, 2, 3, 4);
+  const frag = Uint8Array.from(p);
+  frag[6] = 0x20; // MF
+  assert.equal(decodeIpv4Flow(frag), null);
+  const icmp = Uint8Array.from(p);
+  icmp[9] = IP_PROTO.ICMP;
+  assert.equal(decodeIpv4Flow(icmp), null);
+  assert.throws(() => decodeIpv4Flow(p.subarray(0, 19)), CodecError);
+  const badIhl = Uint8Array.from(p);
+  badIhl[0] = 0x44;
+  assert.throws(() => decodeIpv4Flow(badIhl), CodecError);
+  const long = Uint8Array.from(p);
+  long[3] = 41;
+  assert.throws(() => decodeIpv4Flow(long), CodecError);
+  assert.equal(decodeIpv4Flow(p.subarray(0, 30).map((x, i) => (i === 3 ? 30 : x))), null);
+});
+
+test('fuzz: any bytes give a flow, null or a CodecError, never another exception', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 80 }), fc.boolean(), (bytes, v4) => {
+      if (v4 && bytes.length > 0) bytes[0] = 0x40 | (bytes[0]! & 0x0f);
+      try {
+        const f = decodeIpv4Flow(bytes);
+        if (f) {
+          assert.ok(f.l4 + 8 <= f.length && f.length <= bytes.length);
+          rewriteIpv4Flow(bytes, f, 1, 2, 3, 4);
+          udpPayload(bytes, f);
+        }
+      } catch (err) {
+        if (!(err instanceof CodecError)) throw err;
+      }
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+test('IPv4 text and u32', () => {
+  assert.equal(ipv4ToU32('100.96.0.1'), 0x64600001);
+  assert.equal(u32ToIpv4(0xffffffff), '255.255.255.255');
+  assert.throws(() => ipv4ToU32('256.0.0.1'), CodecError);
+  assert.throws(() => ipv4ToU32('::1'), CodecError);
+});

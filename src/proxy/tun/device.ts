@@ -1,0 +1,136 @@
+/**
+ * A TUN device the client creates: the ladder_tun addon (native/tun) attaches to `/dev/net/tun`
+ * with TUNSETIFF (IFF_TUN | IFF_NO_PI, not persistent: the device disappears when the descriptor
+ * closes, so a killed client leaves no device behind), reads packet batches on a thread of its own,
+ * and packets are written back with one write(2) each.
+ * @module
+ */
+import { closeSync, existsSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { ConfigError, LadderError } from '../../errors.js';
+
+interface TunAddon {
+  open(name: string): number;
+  start(fd: number, onBatch: (batch: Buffer) => void): object;
+  stop(handle: object): void;
+  writeBatch?(fd: number, batch: Buffer): number;
+}
+
+let addon: TunAddon | undefined;
+
+function loadAddon(): TunAddon {
+  if (addon) return addon;
+  const require = createRequire(import.meta.url);
+  let why = 'not found';
+  // dist/src/proxy/tun/device.js and src/proxy/tun/device.ts sit four or three levels down.
+  for (const c of [
+    '../../../../native/tun/build/Release/ladder_tun.node',
+    '../../../native/tun/build/Release/ladder_tun.node',
+    join(process.cwd(), 'native/tun/build/Release/ladder_tun.node'),
+  ]) {
+    try {
+      addon = require(c) as TunAddon;
+      return addon;
+    } catch (err) {
+      why = (err as Error).message.split('\n')[0] ?? why;
+    }
+  }
+  throw new ConfigError(
+    'ERR_TUN',
+    `--tun needs the native TUN addon, which is not built: run 'node scripts/build-native.mjs' (needs a C compiler and node-gyp) (${why})`,
+  );
+}
+
+export class TunDevice {
+  readonly name: string;
+  readonly #fd: number;
+  #handle: object | undefined;
+  #closed = false;
+
+  private constructor(name: string, fd: number) {
+    this.name = name;
+    this.#fd = fd;
+  }
+
+  /** Creates the TUN device `name` (or attaches to a persistent one) in this network namespace. */
+  static create(name: string): TunDevice {
+    if (!existsSync('/dev/net/tun'))
+      throw new ConfigError(
+        'ERR_TUN',
+        '/dev/net/tun is missing: load the tun module (modprobe tun), or in a container give it the device (e.g. docker run --device /dev/net/tun --cap-add NET_ADMIN)',
+      );
+    const a = loadAddon();
+    try {
+      return new TunDevice(name, a.open(name));
+    } catch (err) {
+      const m = (err as Error).message;
+      if (/busy/i.test(m))
+        throw new ConfigError(
+          'ERR_TUN',
+          `the TUN device '${name}' is in use (another 'ladder client --tun' or another VPN): stop it, or pick another name with --tun-name`,
+        );
+      if (/not permitted|permission/i.test(m))
+        throw new ConfigError(
+          'ERR_TUN_NEEDS_ADMIN',
+          `creating the TUN device '${name}' was refused (${m}): run as root, e.g. with sudo`,
+        );
+      throw new LadderError('ERR_TUN', `cannot create the TUN device '${name}': ${m}`, {
+        cause: err,
+      });
+    }
+  }
+
+  /**
+   * Delivers packets; each is a view into a batch, valid only until `onPacket` returns. When
+   * `onPacket` returns true, the packet (rewritten in place) goes back into the stack: all of a
+   * batch's in one call to the addon after the batch, instead of a write from JavaScript each.
+   */
+  start(onPacket: (packet: Buffer) => boolean): void {
+    if (this.#handle || this.#closed) return;
+    const a = loadAddon();
+    const fd = this.#fd;
+    this.#handle = a.start(fd, (batch: Buffer) => {
+      let o = 0;
+      let back = 0;
+      while (o + 2 <= batch.length && !this.#closed) {
+        const len = (batch[o]! << 8) | batch[o + 1]!;
+        if (onPacket(batch.subarray(o + 2, o + 2 + len))) back++;
+        else batch[o] = batch[o + 1] = 0; // not written back
+        o += 2 + len;
+      }
+      if (back === 0 || this.#closed) return;
+      if (a.writeBatch) a.writeBatch(fd, batch);
+      else this.#writeEach(batch);
+    });
+  }
+
+  /** The same as the addon's writeBatch, for an addon built before it had one. */
+  #writeEach(batch: Buffer): void {
+    let o = 0;
+    while (o + 2 <= batch.length) {
+      const len = (batch[o]! << 8) | batch[o + 1]!;
+      if (len > 0) this.write(batch.subarray(o + 2, o + 2 + len));
+      o += 2 + len;
+    }
+  }
+
+  /** Writes one IP packet into the stack; false if the stack refused it (it is dropped). */
+  write(packet: Uint8Array): boolean {
+    if (this.#closed) return false;
+    try {
+      writeSync(this.#fd, packet);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Stops reading; the reader thread closes the descriptor (and so the device) within 100 ms. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#handle) loadAddon().stop(this.#handle);
+    else closeSync(this.#fd);
+  }
+}

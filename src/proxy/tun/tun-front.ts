@@ -1,0 +1,404 @@
+/**
+ * The TUN front: turns the IP packets every app sends into the TUN device into connections through
+ * the key's dialers, the way the "system" stacks of sing-box and Clash do — the kernel's own TCP
+ * does the TCP, reached by address translation at the device:
+ *
+ * ```text
+ *   app  A:sp ──▶ D:dp            (routed into the TUN device; read here)
+ *        rewritten to  P:np ──▶ T:lp   and written back: the kernel delivers it to our listener
+ *   listener T:lp ──▶ P:np        (read here: np names the session)
+ *        rewritten to  D:dp ──▶ A:sp   and written back: the app sees its peer answer
+ *   T = the device's address, P = the other address of its /30 (the "NAT peer"),
+ *   lp = the listener's port, np = a port handed out per session.
+ * ```
+ * Each accepted connection is dialled to D:dp (by name when D is a fake address, see fake-dns.ts)
+ * and relayed; a failed dial resets the app's connection (RST). MSS, windows, retransmission,
+ * half-close and memory bounds are the kernel's and relay()'s. TCP and UDP to port 53 are answered
+ * here by the fake DNS. Other UDP flows each get a PacketSession of the packet dialer, with an idle
+ * timeout and a bounded table. ICMP, IPv4 fragments and IPv6 are dropped (docs/tun.md).
+ * Nothing is logged with an address.
+ * @module
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { debuglog } from 'node:util';
+import {
+  IP_PROTO,
+  TCP_FLAG,
+  decodeIpv4Flow,
+  encodeIpv4Udp,
+  ipVersion,
+  rewriteIpv4Flow,
+  u32ToIpv4,
+  udpPayload,
+  type Ipv4Flow,
+} from '../../codec/ip-packet.js';
+import { decodeDnsTcpFrame } from '../../codec/dns.js';
+import { relay } from '../../transport/relay.js';
+import type { PacketDialer, PacketSession, StreamDialer, Target } from '../../transport/types.js';
+import type { FakeDns } from './fake-dns.js';
+
+const debug = debuglog('ladder:tun');
+
+/** NAT ports handed out per TCP session: [NAT_PORT_MIN, 65535]. */
+const NAT_PORT_MIN = 1024;
+/** A session whose connection has closed (or never came) is forgotten after this long without packets. */
+const TCP_LINGER_MS = 60_000;
+const SWEEP_MS = 5_000;
+const DIAL_TIMEOUT_MS = 20_000;
+/** A DNS-over-TCP connection answered here closes after this long without a query. */
+const DNS_TCP_IDLE_MS = 10_000;
+const MAX_DNS_TCP_BUFFER = 2 + 0xffff;
+
+/** Where packets go back into the stack. */
+export interface PacketDevice {
+  write(packet: Uint8Array): boolean;
+}
+
+export interface TunFrontOptions {
+  device: PacketDevice;
+  dialer: StreamDialer;
+  packetDialer: PacketDialer;
+  fakeDns: FakeDns;
+  /** The TUN device's own IPv4 address (u32) and the other address of its /30. */
+  tunAddress: number;
+  natPeer: number;
+  /** Destinations never carried (the client's own servers: a packet to them here is a loop). */
+  excluded?: (ip: number) => boolean;
+  /** TCP connections relayed or being dialled at once; more are reset (default 4096). */
+  maxConnections?: number;
+  /** UDP flows at once; the least recently used is closed for a new one (default 1024). */
+  maxUdpFlows?: number;
+  /** A UDP flow with no packet either way for this long is closed (default 60 s). */
+  udpIdleMs?: number;
+  /** Milliseconds now; injected in tests. */
+  now?: () => number;
+}
+
+interface TcpSession {
+  readonly src: number;
+  readonly srcPort: number;
+  readonly dst: number;
+  readonly dstPort: number;
+  readonly natPort: number;
+  last: number;
+  /** The accepted connection is open (its session must not expire). */
+  open: boolean;
+}
+
+interface UdpFlow {
+  session: PacketSession;
+  readonly target: Target;
+  last: number;
+}
+
+export interface TunFrontStats {
+  tcpSessions: number;
+  connections: number;
+  udpFlows: number;
+  dropped: number;
+}
+
+export class TunFront {
+  readonly #o: TunFrontOptions;
+  readonly #now: () => number;
+  readonly #maxConnections: number;
+  readonly #maxUdpFlows: number;
+  readonly #udpIdleMs: number;
+  /** App source port → sessions from that port (almost always one). */
+  readonly #byAppPort = new Map<number, TcpSession[]>();
+  readonly #byNatPort: (TcpSession | undefined)[] = new Array(65536);
+  #nextNatPort = NAT_PORT_MIN;
+  #tcpSessions = 0;
+  #connections = 0;
+  #dropped = 0;
+  readonly #udp = new Map<string, UdpFlow>();
+  readonly #sockets = new Set<Socket>();
+  #server: Server | undefined;
+  #listenPort = 0;
+  #sweep: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(o: TunFrontOptions) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+    this.#maxConnections = o.maxConnections ?? 4096;
+    this.#maxUdpFlows = o.maxUdpFlows ?? 1024;
+    this.#udpIdleMs = o.udpIdleMs ?? 60_000;
+  }
+
+  /** Listens on the device's address (which must be assigned and up) on a port of the kernel's choice. */
+  async listen(): Promise<number> {
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) =>
+      this.#onConnection(s),
+    );
+    server.on('error', (err) => debug('listener: %s', (err as NodeJS.ErrnoException).code));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: u32ToIpv4(this.#o.tunAddress), port: 0, backlog: 1024 }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#server = server;
+    this.#listenPort = (server.address() as { port: number }).port;
+    this.#sweep = setInterval(() => this.sweep(), SWEEP_MS);
+    this.#sweep.unref();
+    return this.#listenPort;
+  }
+
+  /** Uses `port` as the listener's port without listening (for tests that feed packets only). */
+  setListenPort(port: number): void {
+    this.#listenPort = port;
+  }
+
+  stats(): TunFrontStats {
+    return {
+      tcpSessions: this.#tcpSessions,
+      connections: this.#connections,
+      udpFlows: this.#udp.size,
+      dropped: this.#dropped,
+    };
+  }
+
+  /**
+   * One packet read from the device; the buffer is only valid during the call. Returns true when
+   * the packet, rewritten in place, is to be written back into the device (the caller does that,
+   * a batch at a time); replies that are new packets (DNS, UDP) are written here.
+   */
+  handlePacket(packet: Uint8Array): boolean {
+    if (this.#closed) return false;
+    if (ipVersion(packet) !== 4) return this.#drop('not IPv4');
+    let f: Ipv4Flow | null;
+    try {
+      f = decodeIpv4Flow(packet);
+    } catch {
+      return this.#drop('malformed');
+    }
+    if (!f) return this.#drop('not TCP/UDP, or a fragment');
+    return f.protocol === IP_PROTO.TCP ? this.#tcp(packet, f) : this.#udpPacket(packet, f);
+  }
+
+  #drop(why: string): false {
+    this.#dropped++;
+    if (debug.enabled) debug('drop: %s', why);
+    return false;
+  }
+
+  #tcp(packet: Uint8Array, f: Ipv4Flow): boolean {
+    const o = this.#o;
+    if (f.src === o.tunAddress && f.srcPort === this.#listenPort && f.dst === o.natPeer) {
+      // From our listener back to an app.
+      const s = this.#byNatPort[f.dstPort];
+      if (!s) return this.#drop('no session for a listener packet');
+      s.last = this.#now();
+      rewriteIpv4Flow(packet, f, s.dst, s.dstPort, s.src, s.srcPort);
+      return true;
+    }
+    if (f.dstPort !== 53 && o.excluded?.(f.dst)) return this.#drop('to a server of the client');
+    let s = this.#find(f);
+    if (!s) {
+      // Only a SYN opens a session; anything else for an unknown flow is a leftover.
+      if ((f.tcpFlags & (TCP_FLAG.SYN | TCP_FLAG.ACK)) !== TCP_FLAG.SYN)
+        return this.#drop('no session');
+      s = this.#open(f);
+      if (!s) return this.#drop('NAT table full');
+    }
+    s.last = this.#now();
+    rewriteIpv4Flow(packet, f, o.natPeer, s.natPort, o.tunAddress, this.#listenPort);
+    return true;
+  }
+
+  #find(f: Ipv4Flow): TcpSession | undefined {
+    const list = this.#byAppPort.get(f.srcPort);
+    if (!list) return undefined;
+    for (const s of list)
+      if (s.src === f.src && s.dst === f.dst && s.dstPort === f.dstPort) return s;
+    return undefined;
+  }
+
+  #open(f: Ipv4Flow): TcpSession | undefined {
+    const span = 65536 - NAT_PORT_MIN;
+    if (this.#tcpSessions >= span) return undefined;
+    let port = this.#nextNatPort;
+    while (this.#byNatPort[port]) port = port === 65535 ? NAT_PORT_MIN : port + 1;
+    this.#nextNatPort = port === 65535 ? NAT_PORT_MIN : port + 1;
+    const s: TcpSession = {
+      src: f.src,
+      srcPort: f.srcPort,
+      dst: f.dst,
+      dstPort: f.dstPort,
+      natPort: port,
+      last: this.#now(),
+      open: false,
+    };
+    this.#byNatPort[port] = s;
+    const list = this.#byAppPort.get(f.srcPort);
+    if (list) list.push(s);
+    else this.#byAppPort.set(f.srcPort, [s]);
+    this.#tcpSessions++;
+    return s;
+  }
+
+  #forget(s: TcpSession): void {
+    if (this.#byNatPort[s.natPort] !== s) return;
+    this.#byNatPort[s.natPort] = undefined;
+    const list = this.#byAppPort.get(s.srcPort);
+    if (list) {
+      const i = list.indexOf(s);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.#byAppPort.delete(s.srcPort);
+    }
+    this.#tcpSessions--;
+  }
+
+  /** Forgets closed TCP sessions and idle UDP flows; runs every few seconds on its own. */
+  sweep(): void {
+    const now = this.#now();
+    for (const list of [...this.#byAppPort.values()])
+      for (const s of [...list]) if (!s.open && now - s.last > TCP_LINGER_MS) this.#forget(s);
+    for (const [k, flow] of this.#udp)
+      if (now - flow.last > this.#udpIdleMs) {
+        flow.session.close();
+        this.#udp.delete(k);
+      }
+  }
+
+  #target(dst: number, port: number): Target | undefined {
+    if (this.#o.fakeDns.isFake(dst)) {
+      const name = this.#o.fakeDns.nameOf(dst);
+      return name === undefined ? undefined : { host: name, port };
+    }
+    return { host: u32ToIpv4(dst), port };
+  }
+
+  #onConnection(socket: Socket): void {
+    const s =
+      socket.remoteAddress === u32ToIpv4(this.#o.natPeer) && socket.remotePort !== undefined
+        ? this.#byNatPort[socket.remotePort]
+        : undefined;
+    const target = s ? this.#target(s.dst, s.dstPort) : undefined;
+    if (!s || !target || this.#closed || this.#connections >= this.#maxConnections) {
+      this.#drop(s ? 'connection limit, or an address no name stands for' : 'no session');
+      socket.resetAndDestroy();
+      return;
+    }
+    s.open = true;
+    this.#connections++;
+    this.#sockets.add(socket);
+    socket.once('close', () => {
+      s.open = false;
+      s.last = this.#now();
+      this.#connections--;
+      this.#sockets.delete(socket);
+    });
+    socket.on('error', () => {});
+    if (s.dstPort === 53) return this.#dnsOverTcp(socket);
+    void this.#carry(socket, target);
+  }
+
+  async #carry(socket: Socket, target: Target): Promise<void> {
+    const abort = new AbortController();
+    const onClose = (): void => abort.abort();
+    socket.once('close', onClose);
+    const timer = setTimeout(() => abort.abort(), DIAL_TIMEOUT_MS);
+    let up;
+    try {
+      up = await this.#o.dialer.dial(target, abort.signal);
+    } catch (err) {
+      debug('dial: %s', (err as { code?: string }).code ?? 'error');
+      if (!socket.destroyed) socket.resetAndDestroy();
+      return;
+    } finally {
+      clearTimeout(timer);
+      socket.off('close', onClose);
+    }
+    if (socket.destroyed) {
+      up.destroy();
+      return;
+    }
+    const done = relay(socket, up);
+    socket.resume();
+    const r = await done;
+    if (r.error) debug('relay: %s', r.error.code);
+  }
+
+  /** DNS over TCP to any address: answered here (RFC 7766 framing), never sent anywhere. */
+  #dnsOverTcp(socket: Socket): void {
+    let buf: Buffer = Buffer.alloc(0);
+    socket.setTimeout(DNS_TCP_IDLE_MS, () => socket.destroy());
+    socket.on('data', (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      if (buf.length > MAX_DNS_TCP_BUFFER) return socket.destroy();
+      for (;;) {
+        const frame = decodeDnsTcpFrame(buf, 0);
+        if (!frame) break;
+        buf = buf.subarray(frame.bytesRead);
+        const answer = this.#o.fakeDns.answer(frame.value);
+        if (!answer) return socket.destroy();
+        const len = Buffer.alloc(2);
+        len.writeUInt16BE(answer.length);
+        socket.write(Buffer.concat([len, answer]));
+      }
+    });
+    socket.on('end', () => socket.end());
+    socket.resume();
+  }
+
+  /** UDP: always false, a reply is a new packet written here. */
+  #udpPacket(packet: Uint8Array, f: Ipv4Flow): false {
+    const o = this.#o;
+    const payload = udpPayload(packet, f);
+    if (f.dstPort === 53) {
+      const answer = o.fakeDns.answer(payload);
+      if (answer) o.device.write(encodeIpv4Udp(f.dst, 53, f.src, f.srcPort, answer));
+      else this.#drop('not a DNS query');
+      return false;
+    }
+    if (o.excluded?.(f.dst)) return this.#drop('to a server of the client');
+    const key = `${f.src}:${f.srcPort}>${f.dst}:${f.dstPort}`;
+    let flow = this.#udp.get(key);
+    if (flow) {
+      this.#udp.delete(key); // Map order is recency
+      this.#udp.set(key, flow);
+    } else {
+      const target = this.#target(f.dst, f.dstPort);
+      if (!target) return this.#drop('an address no name stands for');
+      if (this.#udp.size >= this.#maxUdpFlows) {
+        const [k, oldest] = this.#udp.entries().next().value as [string, UdpFlow];
+        oldest.session.close();
+        this.#udp.delete(k);
+      }
+      const { src, srcPort, dst, dstPort } = f;
+      const created = { target, last: this.#now() } as UdpFlow;
+      created.session = o.packetDialer.open((reply) => {
+        if (this.#closed) return;
+        created.last = this.#now();
+        // Replies come from the flow's own destination, whatever address the server reports: a
+        // connected UDP socket in the app accepts nothing else.
+        try {
+          o.device.write(encodeIpv4Udp(dst, dstPort, src, srcPort, reply));
+        } catch {
+          this.#drop('reply too large');
+        }
+      });
+      flow = created;
+      this.#udp.set(key, flow);
+    }
+    flow.last = this.#now();
+    // The payload is a view into the device's batch: the dialer may keep it past this call.
+    flow.session.send(Buffer.from(payload), flow.target);
+    return false;
+  }
+
+  /** Stops listening, resets every connection and closes every UDP flow. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#sweep) clearInterval(this.#sweep);
+    for (const flow of this.#udp.values()) flow.session.close();
+    this.#udp.clear();
+    for (const s of this.#sockets) s.destroy();
+    const server = this.#server;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
