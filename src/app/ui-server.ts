@@ -67,8 +67,8 @@ export class UiServer {
     this.#server.on('upgrade', (req: IncomingMessage, socket) => {
       socket.on('error', () => socket.destroy());
       if (!this.#hostOk(req)) return socket.destroy();
-      const url = new URL(req.url ?? '/', 'http://ui.invalid');
-      if (!this.#api.upgrade(req, socket, url)) socket.destroy();
+      const url = requestUrl(req);
+      if (!url || !this.#api.upgrade(req, socket, url)) socket.destroy();
     });
     this.#server.headersTimeout = 10_000;
     this.#server.requestTimeout = 30_000;
@@ -106,7 +106,8 @@ export class UiServer {
         .end('this page answers only on its own address\n');
       return;
     }
-    const url = new URL(req.url ?? '/', 'http://ui.invalid');
+    const url = requestUrl(req);
+    if (!url) return json(res, 400, { message: 'the request target must be a path' });
     const asset = req.method === 'GET' ? ASSETS[url.pathname] : undefined;
     if (asset) {
       let body: Buffer;
@@ -175,6 +176,18 @@ export class UiServer {
         return json(res, 200, c.state());
     }
     json(res, 404, { message: `no route ${path.slice(0, 100)}` });
+  }
+}
+
+/** The request's path and query; null for a target that is not an origin-form path. */
+export function requestUrl(req: IncomingMessage): URL | null {
+  const target = req.url ?? '';
+  if (!target.startsWith('/')) return null;
+  try {
+    // Prefixing keeps "//host/x" a path here, never a URL naming another host.
+    return new URL(`http://ui.invalid${target}`);
+  } catch {
+    return null;
   }
 }
 
