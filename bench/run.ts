@@ -1,5 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--only=ladder,libev,floor,direct,tls,operator,tun] [--setups=<name part>,...]`:
+ * (`npm run bench -- --path <profile>` runs the path benchmark instead: bench/path.ts)
  * Ladder against shadowsocks-libev with
  * the same cipher, Ladder's TLS transports against trojan-gfw and v2ray (trojan, vless over TLS:
  * tls-setups.ts), and no proxy, in one run on loopback. Never run as a test.
@@ -43,6 +44,7 @@ import {
   setupV2ray,
   v2rayPluginBinary,
 } from './tls-setups.js';
+import { pathOptions, runPathBench } from './path.js';
 import { runTunBench } from './tun.js';
 import { printOperatorBench, runOperatorBench, type OperatorBenchResult } from './operator.js';
 
@@ -693,4 +695,7 @@ function print(results: Result[]): void {
   }
 }
 
-await main();
+// --path <profile>: the user-level benchmark through the lab's path emulator (bench/path.ts)
+const pathBench = pathOptions();
+if (pathBench) process.exitCode = await runPathBench(pathBench);
+else await main();

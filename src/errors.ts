@@ -59,6 +59,7 @@ export type ErrorCode =
   | 'ERR_NOT_FOUND'
   | 'ERR_CONFLICT'
   | 'ERR_API'
+  | 'ERR_STORE_UNAVAILABLE'
   // lab
   | 'ERR_LAB'
   | 'ERR_LAB_NEEDS_ROOT'

@@ -403,6 +403,7 @@ export class ManagementApi implements ApiConnectionHandler {
         },
       };
     });
+    r('GET', `${v1}/fleet`, () => ({ status: 200, json: s.fleetJson() }));
     r('GET', `${v1}/usage`, (_p, _b, q) => ({
       status: 200,
       json: { days: keys.history(undefined, parseDays(q.get('days'))) },
@@ -503,6 +504,8 @@ function errorReply(err: unknown): Reply {
         return { status: 404, json: { code: 'NotFoundError', message: err.message } };
       case 'ERR_CONFLICT':
         return { status: 409, json: { code: 'Conflict', message: err.message } };
+      case 'ERR_STORE_UNAVAILABLE':
+        return { status: 503, json: { code: 'StoreUnavailable', message: err.message } };
       case 'ERR_USAGE':
       case 'ERR_UNKNOWN_METHOD':
       case 'ERR_KEY_URI':

@@ -10,8 +10,9 @@ import { LadderError } from '../errors.js';
 import { formatSsUri } from '../codec/access-key-uri.js';
 import { formatTrojanUri, parseTrojanUri } from '../codec/trojan-uri.js';
 
-import { formatLadderKey } from '../codec/ladder-key.js';
-import type { KeyStore } from '../store/key-store.js';
+import { formatLadderKey, MAX_LADDER_KEY_LENGTH, MAX_TRANSPORTS } from '../codec/ladder-key.js';
+import type { AccessKeyStore } from '../store/key-store.js';
+import type { FleetNode } from '../store/pg-fleet.js';
 import {
   checkDataLimit,
   checkExpiry,
@@ -65,13 +66,26 @@ export interface ApiKey {
   };
 }
 
+/** A node's view of its fleet (fleet-store.ts), when the store is shared. */
+export interface FleetView {
+  readonly nodeId: string;
+  readonly up: boolean | null;
+  nodes(): readonly FleetNode[];
+  usageByNode(): { nodeId: string; keyId: string; bytes: number }[];
+}
+
+/** A node not heard from for this long is shown as down and left out of new bundles. */
+const NODE_STALE_MS = 15_000;
+
 export class AdminService {
-  readonly store: KeyStore;
+  readonly store: AccessKeyStore;
   readonly keys: KeyManager;
   readonly metrics: Metrics | undefined;
+  readonly fleet: FleetView | undefined;
 
-  constructor(store: KeyStore, keys: KeyManager, metrics?: Metrics) {
+  constructor(store: AccessKeyStore, keys: KeyManager, metrics?: Metrics, fleet?: FleetView) {
     this.store = store;
+    this.fleet = fleet;
     this.keys = keys;
     this.metrics = metrics;
     store.settingOnce('server_id', () => randomUUID());
@@ -243,12 +257,16 @@ export class AdminService {
     return this.keys.get(id);
   }
 
-  keyJson(k: KeyView): ApiKey {
-    const r = this.reachability();
+  /** A key's URIs on one server: ss://, trojan:// when served, and the bundle's transports. */
+  #urlsOn(
+    k: KeyView,
+    host: string,
+    r: Reachability,
+  ): { accessUrl: string; trojanUrl: string | undefined; bundled: string[] } {
     const accessUrl = formatSsUri({
       method: k.method,
       password: k.secret,
-      host: this.hostname,
+      host,
       port: r.port,
       ...(k.name ? { tag: k.name } : {}),
     });
@@ -256,14 +274,13 @@ export class AdminService {
       r.trojan && k.transports.includes('trojan')
         ? formatTrojanUri({
             password: k.secret,
-            host: this.hostname,
+            host,
             port: r.port,
             sni: r.trojan.sni,
             ...(r.trojan.pinSha256 ? { pinSha256: r.trojan.pinSha256 } : {}),
             ...(k.name ? { tag: k.name } : {}),
           })
         : undefined;
-    const limit = k.dataLimit;
     const transports = [
       ...(trojanUrl ? [trojanUrl] : []),
       ...(k.transports.includes('ss') ? [accessUrl] : []),
@@ -274,8 +291,46 @@ export class AdminService {
     const bundled = transports.map((t) =>
       t === trojanUrl ? formatTrojanUri({ ...parseTrojanUri(t), mux: BUNDLE_MUX }) : t,
     );
+    return { accessUrl, trojanUrl, bundled: bundled.length > 0 ? bundled : [accessUrl] };
+  }
+
+  /** The other live servers of the fleet, as (host, reachability), oldest first. */
+  #otherServers(): { host: string; reach: Reachability }[] {
+    if (!this.fleet) return [];
+    const now = Date.now();
+    const out: { host: string; reach: Reachability }[] = [];
+    for (const n of this.fleet.nodes()) {
+      if (n.nodeId === this.fleet.nodeId || now - n.seenMs > NODE_STALE_MS) continue;
+      try {
+        const reach = JSON.parse(n.reach) as Reachability;
+        if (typeof reach.port === 'number') out.push({ host: n.publicHost, reach });
+      } catch {
+        // a node that has not said how to reach it yet
+      }
+    }
+    return out;
+  }
+
+  keyJson(k: KeyView): ApiKey {
+    const r = this.reachability();
+    const { accessUrl, trojanUrl, bundled } = this.#urlsOn(k, this.hostname, r);
+    const limit = k.dataLimit;
+    // In a fleet the bundle lists this server first, then the others (the client measures them
+    // and uses the fastest that works), as many as fit the key's size limits.
+    const all = [...bundled];
+    for (const o of this.#otherServers()) {
+      const more = this.#urlsOn(k, o.host, o.reach).bundled;
+      if (all.length + more.length > MAX_TRANSPORTS) break;
+      const next = [...all, ...more];
+      if (
+        formatLadderKey({ transports: next, ...(k.name ? { name: k.name } : {}) }).length >
+        MAX_LADDER_KEY_LENGTH
+      )
+        break;
+      all.push(...more);
+    }
     const bundleUrl = formatLadderKey({
-      transports: bundled.length > 0 ? bundled : [accessUrl],
+      transports: all,
       ...(k.name ? { name: k.name } : {}),
     });
     return {
@@ -303,6 +358,44 @@ export class AdminService {
         ...(trojanUrl ? { trojanUrl } : {}),
         bundleUrl,
       },
+    };
+  }
+
+  /** The fleet as this node sees it: servers, their health, usage per server and key. */
+  fleetJson(): Record<string, unknown> {
+    if (!this.fleet)
+      return {
+        fleet: false,
+        servers: [
+          { id: this.store.getSetting('server_id'), name: this.name, self: true, healthy: true },
+        ],
+      };
+    const now = Date.now();
+    const perNode = new Map<string, Record<string, number>>();
+    for (const u of this.fleet.usageByNode()) {
+      let m = perNode.get(u.nodeId);
+      if (!m) perNode.set(u.nodeId, (m = {}));
+      m[u.keyId] = (m[u.keyId] ?? 0) + u.bytes;
+    }
+    return {
+      fleet: true,
+      storeReachable: this.fleet.up === true,
+      servers: this.fleet.nodes().map((n) => {
+        const byKey = perNode.get(n.nodeId) ?? {};
+        return {
+          id: n.nodeId,
+          name: n.name,
+          host: n.publicHost,
+          port: n.port,
+          self: n.nodeId === this.fleet!.nodeId,
+          healthy: now - n.seenMs <= NODE_STALE_MS,
+          lastSeenMs: n.seenMs,
+          startedMs: n.startedMs,
+          activeConnections: n.connections,
+          bytes: Object.values(byKey).reduce((a, b) => a + b, 0),
+          bytesByKey: byKey,
+        };
+      }),
     };
   }
 }

@@ -1,7 +1,7 @@
 /**
  * `ladder lab`: the adversary lab (src/lab, docs/lab.md).
  *
- *   up [--prefix P] [--profile NAME | --policy FILE] [--time-factor F]
+ *   up [--prefix P] [--profile NAME[,path-NAME] | --policy FILE] [--path NAME] [--time-factor F]
  *   down [--prefix P]
  *   status [--prefix P]
  *   exec <client|wall|abroad|domestic> [--prefix P] -- <cmd...>
@@ -19,7 +19,10 @@ import { parseFlags } from './args.js';
 const USAGE = `ladder lab <subcommand>
 
   up      build the lab (root): namespaces <prefix>client|wall|abroad|domestic, services, censor
-          --prefix P (default ldr-)  --profile gfw-2022|gfw-2025|sensitive-period|none  --policy FILE
+          --prefix P (default ldr-)  --policy FILE
+          --profile gfw-2022|gfw-2025|henan-2024|sensitive-period|ru-2026|ru-2026-mobile|ir-2026|tm-2025|none
+          --path path-good|path-cn-us|path-cn-peak (delay, jitter, loss and a bandwidth cap in the
+          wall; also as --profile gfw-2022,path-cn-us)
           --time-factor F (multiplies published durations; default 1)  --mtu M (default 9000)
   down    remove everything the lab created (idempotent, also after a crash)
   status  show what is up
@@ -78,10 +81,19 @@ async function policyFrom(
   profile: string | undefined,
   file: string | undefined,
   timeFactor: string | undefined,
+  path?: string,
 ): Promise<import('../lab/policy.js').Policy> {
   const pol = await import('../lab/policy.js');
   const p = file ? pol.loadPolicy(file) : pol.profilePolicy(profile ?? 'none', plan);
   if (timeFactor !== undefined) p.timeFactor = Number(timeFactor);
+  if (path !== undefined) {
+    if (p.path !== undefined)
+      throw new LadderError(
+        'ERR_USAGE',
+        'lab up: the path is given twice; use either --path or a path-* name in --profile',
+      );
+    p.path = (await import('../lab/path.js')).pathProfile(path);
+  }
   return pol.checkPolicy(p);
 }
 
@@ -90,6 +102,7 @@ async function up(argv: string[]): Promise<number> {
     prefix: { type: 'string' },
     profile: { type: 'string' },
     policy: { type: 'string' },
+    path: { type: 'string' },
     'time-factor': { type: 'string' },
     mtu: { type: 'string' },
   });
@@ -99,7 +112,13 @@ async function up(argv: string[]): Promise<number> {
     undefined,
     values.mtu !== undefined ? Number(values.mtu) : undefined,
   );
-  const policy = await policyFrom(plan, values.profile, values.policy, values['time-factor']);
+  const policy = await policyFrom(
+    plan,
+    values.profile,
+    values.policy,
+    values['time-factor'],
+    values.path,
+  );
   await lab.labUp(plan, { policy });
   console.log(`lab '${plan.prefix}' is up: ${Object.values(plan.ns).join(', ')}`);
   console.log(

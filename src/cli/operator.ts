@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { snakeoilCertificate } from '../server/certificates.js';
 import type { SsServerKey } from '../codec/ss-tcp.js';
-import { KeyStore } from '../store/key-store.js';
+import { KeyStore, type AccessKeyStore } from '../store/key-store.js';
+import { FleetStore } from '../store/fleet-store.js';
 import { KeyManager } from '../server/access/key-manager.js';
 import { CountingGate, type AccessGate } from '../server/access/gate.js';
 import type { Metrics } from '../server/metrics.js';
@@ -69,6 +70,8 @@ function keptCertificate(dir: string, name: string): KeptCertificate {
 
 export interface OperatorOptions {
   dataDir: string;
+  /** The fleet's store (`--store`), already open on `dataDir`; default: SQLite in `dataDir`. */
+  fleet?: FleetStore;
   metrics: Metrics;
   staticSs: readonly SsServerKey[];
   staticTrojan: readonly TrojanUser[];
@@ -78,14 +81,16 @@ export interface OperatorOptions {
 
 /** The key store and its manager; `gate` admits managed keys by their limits and static keys always. */
 export class Operator {
-  readonly store: KeyStore;
+  readonly store: AccessKeyStore;
+  readonly fleet: FleetStore | undefined;
   readonly keys: KeyManager;
   readonly service: AdminService;
   readonly gate: AccessGate;
   #api: ManagementApi | null = null;
 
   constructor(o: OperatorOptions) {
-    this.store = KeyStore.open(o.dataDir);
+    this.fleet = o.fleet;
+    this.store = o.fleet ?? KeyStore.open(o.dataDir);
     const staticIds = new Set([...o.staticSs, ...o.staticTrojan].map((k) => k.id));
     this.keys = new KeyManager({
       store: this.store,
@@ -99,7 +104,7 @@ export class Operator {
           'ERR_USAGE',
           `a --key is named '${k.id}', the id of a stored key in ${o.dataDir}; give the URI another #tag`,
         );
-    this.service = new AdminService(this.store, this.keys, o.metrics);
+    this.service = new AdminService(this.store, this.keys, o.metrics, o.fleet);
     const counting = new CountingGate(o.metrics);
     this.gate = {
       open: (id, client, transport) =>
@@ -118,6 +123,13 @@ export class Operator {
     this.service.setReachability(reach);
     this.service.defaultHostname(publicHost);
     this.keys.start();
+    this.fleet?.setNodeInfo({
+      name: this.service.name,
+      publicHost: this.service.hostname,
+      port: reach.port,
+      connections: () => this.service.metrics?.snapshot().active ?? 0,
+      reach: () => JSON.stringify(this.service.reachability()),
+    });
   }
 
   /**
@@ -190,6 +202,7 @@ export class Operator {
   async close(): Promise<void> {
     await this.#api?.close();
     this.keys.stop();
+    await this.fleet?.drain();
     this.store.close();
   }
 }
@@ -209,4 +222,9 @@ export async function startMetricsServer(metrics: Metrics, at: HostPort): Promis
   });
   await listenTcp(server, at.host, at.port, 'TCP', '--metrics');
   return server;
+}
+
+/** Opens the fleet's store (`--store`) with its cache in `dataDir`, reporting health as a metric. */
+export function openFleet(url: string, dataDir: string, metrics: Metrics): Promise<FleetStore> {
+  return FleetStore.open(url, dataDir, { onHealth: (up) => metrics.setStoreUp(up) });
 }

@@ -17,6 +17,7 @@ import {
 } from '../probe/dns-client.js';
 import { ConnectionBudget, mapLimit, sleep } from '../probe/manners.js';
 import {
+  formatServerTable,
   formatTransportTable,
   formatWebSummary,
   formatWebTable,
@@ -25,6 +26,7 @@ import {
 } from '../probe/report.js';
 import { parseTestList, type TestListEntry } from '../probe/test-list.js';
 import { checkTransports, type CheckEnv, type TransportCheck } from '../probe/transport-check.js';
+import { formatFindings, recognise } from '../probe/censors.js';
 import { keyTransports, type ProbeTransport } from '../probe/transports.js';
 import {
   checkProbeUrl,
@@ -74,6 +76,8 @@ options:
   --parallel <n>                 URLs measured at once (default 4)
   --timeout <s>                  timeout of each step (default 10)
   --max-connections <n>          cap on the connections of the whole run (default 400)
+  --concurrent <n>               also open n connections at once through each working transport,
+                                 to spot connection-count policing (off unless given; 2 to 32)
   --json [file]                  OONI-style JSON lines to stdout (the tables then go to stderr),
                                  or to a file`;
 
@@ -170,6 +174,7 @@ export async function run(argv: string[]): Promise<number> {
       parallel: { type: 'string' },
       timeout: { type: 'string' },
       'max-connections': { type: 'string' },
+      concurrent: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     true,
@@ -210,6 +215,13 @@ export async function run(argv: string[]): Promise<number> {
   const timeoutMs = parseSeconds(values.timeout, '--timeout', 10_000);
   const parallel = parseCount(values.parallel, '--parallel', 4);
   const attempts = parseCount(values.attempts, '--attempts', 3);
+  const concurrency =
+    values.concurrent === undefined ? undefined : parseCount(values.concurrent, '--concurrent', 0);
+  if (concurrency !== undefined && (concurrency < 2 || concurrency > 32))
+    throw new LadderError(
+      'ERR_USAGE',
+      `--concurrent '${values.concurrent}' must be 2 to 32 connections at once`,
+    );
   const backoffBaseMs = values.backoff === undefined ? 2000 : parseSecondsOrZero(values.backoff);
   const budget = new ConnectionBudget(
     parseCount(values['max-connections'], '--max-connections', 400),
@@ -286,6 +298,7 @@ export async function run(argv: string[]): Promise<number> {
     controlResolver,
     ...(caPem ? { ca: caPem } : {}),
     budget,
+    ...(concurrency !== undefined && only !== 'web' ? { concurrency } : {}),
     ...(only === 'web' ? {} : { onProgress: (l: string) => tty && tty.write(`\r\x1b[2K${l}`) }),
   };
 
@@ -295,6 +308,12 @@ export async function run(argv: string[]): Promise<number> {
   if (only !== 'web') {
     say('\nTransports');
     say(formatTransportTable(checks));
+    const findings = formatFindings(recognise(checks));
+    if (findings) say(findings);
+    if (new Set(transports.map((t) => formatHostPort(t.server.host, t.server.port))).size > 1) {
+      say('\nServers');
+      say(formatServerTable(checks));
+    }
     for (const c of checks)
       emit(
         transportMeasurement(c, {

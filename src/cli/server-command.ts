@@ -73,6 +73,9 @@ options:
 operator (docs/operator.md):
   --data <dir>               keep access keys, limits and usage in <dir> (SQLite, mode 0600); manage
                              them with 'ladder keys ... --data <dir>', the API or the dashboard
+  --store <postgres-url>     a fleet: keys, limits and usage shared with every server on this
+                             PostgreSQL database (postgres://user:password@host:port/db); <dir> of
+                             --data then holds this server's cache, certificates and usage buffer
   --api <host:port>          management API and dashboard over HTTPS (with --data; default: the
                              --listen host, a port kept from the first start). Its URL is printed
                              as {"apiUrl":...,"certSha256":...} and kept in <dir>/access.txt.
@@ -101,6 +104,7 @@ export async function run(argv: string[]): Promise<number> {
     'decoy-dir': { type: 'string' },
     fallback: { type: 'string' },
     data: { type: 'string' },
+    store: { type: 'string' },
     api: { type: 'string' },
     'no-api': { type: 'boolean' },
     'public-host': { type: 'string' },
@@ -167,7 +171,7 @@ export async function run(argv: string[]): Promise<number> {
     ids.add(k.id);
   }
   if (!values.data)
-    for (const f of ['api', 'no-api', 'public-host', 'trojan'] as const)
+    for (const f of ['api', 'no-api', 'public-host', 'trojan', 'store'] as const)
       if (values[f] !== undefined)
         throw new LadderError('ERR_USAGE', `--${f} needs --data <dir> (the key store it works on)`);
   const metrics = new Metrics();
@@ -176,9 +180,14 @@ export async function run(argv: string[]): Promise<number> {
   // Loaded only when used: a plain Shadowsocks server does not pay for SQLite, TLS and the web
   // front in memory (a few MiB of a process that should stay small).
   const op = values.data || values.metrics ? await import('./operator.js') : null;
+  const fleet =
+    values.data && values.store
+      ? await op!.openFleet(values.store, values.data, metrics)
+      : undefined;
   const operator = values.data
     ? new op!.Operator({
         dataDir: values.data,
+        ...(fleet ? { fleet } : {}),
         metrics,
         staticSs: keys,
         staticTrojan: trojanUsers,

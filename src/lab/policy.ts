@@ -11,6 +11,22 @@
  * - `henan-2024`: gfw-2025 behind Henan's regional firewall (§9, since August 2023).
  * - `sensitive-period`: gfw-2025 plus all outbound UDP dropped and TLS allowed only to allow-listed
  *   SNIs (§17).
+ *
+ * Profiles from the 2024–2026 findings (reference censorship-2024-2026.md; module files cite each
+ * source):
+ * - `ru-2026`: Russia's TSPU on a home ISP: WireGuard and OpenVPN by protocol (n4p#274), ECH with
+ *   cloudflare-ech.com frozen (n4p#417), the TLS-in-TLS rule of 3 packets ≥ 411 bytes (n4p#363),
+ *   the 14–32 KB byte budget to the lab's "foreign hosting" prefix with the allowed SNI exempt
+ *   (n4p#490, #662), connection-count policing (n4p#546), ClientHello scoring (Xray-core#6293), a
+ *   reassembling SNI filter (teleproxy#39) and QUIC SNI (n4p#654).
+ * - `ru-2026-mobile`: ru-2026 plus whitelist mode, as on mobile networks (n4p#516, #579, #650).
+ * - `ir-2026`: Iran after June 2025: ServerHello dropped, UDP other than DNS, QUIC and IPv6 blocked
+ *   (n4p#489), over SNI, DNS and HTTP filtering (n4p#586). The 2026 client allowlist is the `iran
+ *   allowlist` column: with it on, the lab's client (not on the list) reaches nothing abroad.
+ * - `tm-2025`: Turkmenistan's volume bans (n4p#523) over SNI, DNS and HTTP filtering.
+ * - `gfw-2025` gains the multiplexing classifier in score mode (NDSS 2025: a feature researchers
+ *   showed, not a rule the GFW is known to enforce) and QUIC load shedding stays off (a property
+ *   of load the lab does not generate).
  * @module
  */
 import { readFileSync } from 'node:fs';
@@ -35,12 +51,28 @@ import {
   type ThrottleParams,
 } from './modules/sensitive.js';
 import { SniModule, type SniParams } from './modules/sni.js';
+import { IranModule, type IranParams } from './modules/iran.js';
+import { MuxModule, type MuxParams } from './modules/mux.js';
+import {
+  ByteBudgetModule,
+  ConnCountModule,
+  HelloScoreModule,
+  RuTlsInTlsModule,
+  WhitelistModule,
+  type ByteBudgetParams,
+  type ConnCountParams,
+  type HelloScoreParams,
+  type RuTlsInTlsParams,
+  type WhitelistParams,
+} from './modules/tspu.js';
+import { VolumeBanModule, type VolumeBanParams } from './modules/volume-ban.js';
 import { QuicModule, type QuicParams } from './modules/quic.js';
 import { TlsInTlsModule, type TlsInTlsParams } from './modules/tls-in-tls.js';
 import { TlsFingerprintModule, type TlsFingerprintParams } from './modules/tls-fingerprint.js';
 import { TorModule, type TorParams } from './modules/tor.js';
 import { WireGuardModule, type WireGuardParams } from './modules/wireguard.js';
 import type { LabPlan } from './topology.js';
+import { checkPathParams, PATH_PROFILES, pathProfile, type PathParams } from './path.js';
 
 /** Module parameters by module name; every field optional. */
 export interface ModuleConfigs {
@@ -65,6 +97,14 @@ export interface ModuleConfigs {
   'port443-reset'?: Record<string, never>;
   throttle?: Partial<ThrottleParams>;
   blockpage?: Partial<BlockPageParams>;
+  'byte-budget'?: Partial<ByteBudgetParams>;
+  whitelist?: Partial<WhitelistParams>;
+  'conn-count'?: Partial<ConnCountParams>;
+  'hello-score'?: Partial<HelloScoreParams>;
+  'tls-in-tls-ru'?: Partial<RuTlsInTlsParams>;
+  iran?: Partial<IranParams>;
+  'volume-ban'?: Partial<VolumeBanParams>;
+  mux?: Partial<MuxParams>;
 }
 
 export type ModuleName = keyof ModuleConfigs;
@@ -72,16 +112,21 @@ export type ModuleName = keyof ModuleConfigs;
 /** Module names in the order packets visit them. */
 export const MODULE_NAMES = [
   'egress',
+  'volume-ban',
+  'iran',
   'ipblock',
   'udp-drop',
   'port443-reset',
   'allowlist',
+  'whitelist',
   'dns',
   'henan',
   'sni',
   'esni',
   'ech',
   'tls-fingerprint',
+  'hello-score',
+  'conn-count',
   'tor',
   'quic',
   'http',
@@ -90,6 +135,9 @@ export const MODULE_NAMES = [
   'openvpn',
   'wireguard',
   'tls-in-tls',
+  'tls-in-tls-ru',
+  'mux',
+  'byte-budget',
   'throttle',
   'probe',
 ] as const satisfies readonly ModuleName[];
@@ -102,9 +150,32 @@ export interface Policy {
   /** Prefixes of the censored network; the lab's by default. */
   inside?: string[];
   modules: ModuleConfigs;
+  /** The path emulator's parameters (path.ts); absent = the wall adds no delay, loss or cap. */
+  path?: PathParams;
 }
 
-export const PROFILES = ['gfw-2022', 'gfw-2025', 'henan-2024', 'sensitive-period'] as const;
+export const PROFILES = [
+  'gfw-2022',
+  'gfw-2025',
+  'henan-2024',
+  'sensitive-period',
+  'ru-2026',
+  'ru-2026-mobile',
+  'ir-2026',
+  'tm-2025',
+] as const;
+
+/** The TSPU's modules as the lab configures them (ru-2026 and the single-module columns). */
+function tspu(plan: LabPlan): ModuleConfigs {
+  const allowed = [plan.names.allowed];
+  return {
+    'byte-budget': { ranges: [plan.vpsPrefix] },
+    'conn-count': { maxConnections: 6 },
+    'hello-score': { ranges: [{ cidr: plan.vpsPrefix, score: 1 }], allowedSni: allowed },
+    'tls-in-tls-ru': {},
+    whitelist: { sni: allowed },
+  };
+}
 
 /** The lab's "Henan": the client namespace's prefixes (§9: only traffic leaving it is censored). */
 function henanRegion(plan: LabPlan): string[] {
@@ -112,8 +183,30 @@ function henanRegion(plan: LabPlan): string[] {
 }
 export type ProfileName = (typeof PROFILES)[number];
 
-/** The module configuration of a profile, with the lab's names and prefixes filled in. */
+/**
+ * The policy of a profile list: at most one censor profile and at most one path profile, joined by
+ * commas (`gfw-2022,path-cn-us`); a path profile alone means no censor modules.
+ */
 export function profilePolicy(profile: string, plan: LabPlan): Policy {
+  const parts = profile
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  const paths = parts.filter((p) => p.startsWith('path-'));
+  const censors = parts.filter((p) => !p.startsWith('path-'));
+  if (paths.length > 1 || censors.length > 1 || parts.length === 0)
+    throw new ConfigError(
+      'ERR_CONFIG',
+      `profile '${profile}': name one censor profile (${PROFILES.join(', ')}, none) and at most ` +
+        `one path profile (${PATH_PROFILES.join(', ')}), e.g. 'gfw-2022,path-cn-us'`,
+    );
+  const p = censorProfilePolicy(censors[0] ?? 'none', plan);
+  if (paths[0] !== undefined) p.path = pathProfile(paths[0]);
+  return p;
+}
+
+/** The module configuration of a censor profile, with the lab's names and prefixes filled in. */
+function censorProfilePolicy(profile: string, plan: LabPlan): Policy {
   const blocked = [plan.names.blocked];
   const base: ModuleConfigs = {
     sni: { blocklist: blocked },
@@ -143,13 +236,14 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
           tor: { proberAddresses: plan.prober },
           // replay-based probing of high-entropy first packets (§2) outlived FET blocking
           probe: { proberAddresses: plan.prober, trigger: 'entropy' },
+          mux: { action: 'score' },
         },
       };
     case 'henan-2024':
       // §9: the regional firewall in front of the GFW (gfw-2025)
       return {
         modules: {
-          ...profilePolicy('gfw-2025', plan).modules,
+          ...censorProfilePolicy('gfw-2025', plan).modules,
           henan: { blocklist: blocked, region: henanRegion(plan) },
         },
       };
@@ -166,10 +260,37 @@ export function profilePolicy(profile: string, plan: LabPlan): Policy {
           allowlist: { sni: [plan.names.allowed] },
         },
       };
+    case 'ru-2026': {
+      const t = tspu(plan);
+      return {
+        modules: {
+          ...base,
+          sni: { blocklist: blocked, reassemble: true },
+          quic: { blocklist: blocked },
+          openvpn: {},
+          wireguard: {},
+          ech: { mode: 'tspu-ru' },
+          'tls-in-tls-ru': t['tls-in-tls-ru']!,
+          // n4p#662: a few SNIs (sites the TSPU spares) are exempt from the budget
+          'byte-budget': { ...t['byte-budget'], exemptSni: [plan.names.allowed] },
+          'conn-count': t['conn-count']!,
+          'hello-score': t['hello-score']!,
+        },
+      };
+    }
+    case 'ru-2026-mobile':
+      return {
+        modules: { ...profilePolicy('ru-2026', plan).modules, whitelist: tspu(plan).whitelist! },
+      };
+    case 'ir-2026':
+      return { modules: { ...base, iran: {} } };
+    case 'tm-2025':
+      return { modules: { ...base, 'volume-ban': {} } };
     default:
       throw new ConfigError(
         'ERR_CONFIG',
-        `unknown profile '${profile}' (known: ${PROFILES.join(', ')}, none)`,
+        `unknown profile '${profile}' (known: ${PROFILES.join(', ')}, none; ` +
+          `paths: ${PATH_PROFILES.join(', ')})`,
       );
   }
 }
@@ -195,6 +316,10 @@ export function modulePolicy(name: ModuleName, plan: LabPlan, overrides: object 
     esni: {},
     ech: {},
     henan: { blocklist: [plan.names.blocked], region: henanRegion(plan) },
+    ...tspu(plan),
+    iran: {},
+    'volume-ban': {},
+    mux: { action: 'reset' },
   };
   return { modules: { [name]: { ...(lab[name] as object), ...overrides } } };
 }
@@ -224,6 +349,7 @@ export function checkPolicy(raw: unknown, where = 'policy'): Policy {
       );
   if (p.timeFactor !== undefined && !(p.timeFactor > 0))
     throw new ConfigError('ERR_CONFIG', `${where}: timeFactor must be > 0`);
+  if (p.path !== undefined) checkPathParams(p.path, `${where}: path`);
   return p;
 }
 
@@ -297,6 +423,30 @@ export function buildModules(policy: Policy): CensorModule[] {
         break;
       case 'blockpage':
         out.push(new BlockPageModule(m.blockpage));
+        break;
+      case 'byte-budget':
+        out.push(new ByteBudgetModule(m['byte-budget']));
+        break;
+      case 'whitelist':
+        out.push(new WhitelistModule(m.whitelist));
+        break;
+      case 'conn-count':
+        out.push(new ConnCountModule(m['conn-count']));
+        break;
+      case 'hello-score':
+        out.push(new HelloScoreModule(m['hello-score']));
+        break;
+      case 'tls-in-tls-ru':
+        out.push(new RuTlsInTlsModule(m['tls-in-tls-ru']));
+        break;
+      case 'iran':
+        out.push(new IranModule(m.iran));
+        break;
+      case 'volume-ban':
+        out.push(new VolumeBanModule(m['volume-ban']));
+        break;
+      case 'mux':
+        out.push(new MuxModule(m.mux));
         break;
     }
   }

@@ -58,6 +58,8 @@ export interface TransportEntry {
   readonly unverified?: string;
   /** Slow rows run only when `--only` names them. */
   readonly optIn?: boolean;
+  /** The local SOCKS5 port in the client namespace, for rows that run a proxy client there. */
+  readonly socksPort?: number;
   /** Why it cannot run on this machine, or undefined. */
   unavailable?(): string | undefined;
   /** Starts what the transport needs (servers, local clients); returns how to stop it. */
@@ -214,6 +216,7 @@ export const TRANSPORTS: TransportEntry[] = [
   {
     name: 'shadowsocks-libev',
     description: "Debian's ss-local → ss-server (chacha20-ietf-poly1305), curl through SOCKS5",
+    socksPort: SS_LOCAL_PORT,
     unavailable: () =>
       hasCommand('ss-server') && hasCommand('ss-local')
         ? undefined
@@ -437,6 +440,7 @@ function ladderEntry(
   return {
     name,
     description,
+    socksPort,
     unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
     async setup(plan) {
       await startLadderServer(plan);
@@ -559,6 +563,160 @@ function ladderTransports(): TransportEntry[] {
     ),
     naiveTunnelEntry(),
     ladderRulesEntry(),
+    ...censorsEntries(),
+  ];
+}
+
+/**
+ * A page of the lab's sites larger than every byte budget (14–32 KB, reference
+ * censorship-2024-2026.md): page 2 is 54,547 bytes (services.ts pageSize).
+ */
+export const LARGE_PAGE = '/page/2';
+
+/** Parallel fetches of the connection-count rows: more than the 6 connections policed. */
+export const PARALLEL_FETCHES = 8;
+
+/** Sequential fetches over one multiplexed connection in the `mux-many` rows. */
+export const MANY_FETCHES = 50;
+
+/**
+ * Control and answer rows for the 2024–2026 techniques: a large page (the byte budget), parallel
+ * fetches (connection-count policing), many fetches (the multiplexing classifier), and Trojan whose
+ * SNI is the allowed name (whitelist mode, ClientHello scoring, the budget's SNI exemption).
+ */
+function censorsEntries(): TransportEntry[] {
+  const large = (
+    name: string,
+    description: string,
+    uri: ((p: LabPlan) => string) | undefined,
+    opts: { https?: boolean; fetches?: number; parallel?: boolean; clientArgs?: string[] } = {},
+  ): TransportEntry => {
+    const socksPort = nextSocksPort++;
+    const fetches = opts.fetches ?? 1;
+    return {
+      name,
+      description,
+      unavailable: () => (hasCommand('curl') ? undefined : 'curl is not installed'),
+      ...(uri
+        ? {
+            async setup(plan: LabPlan) {
+              await startLadderServer(plan);
+              const child = spawnInNamespace(plan, 'client', `ladder-client-${name}`, [
+                process.execPath,
+                CLI_PATH,
+                'client',
+                '--server',
+                uri(plan),
+                '--socks',
+                `127.0.0.1:${socksPort}`,
+                '--no-http',
+                ...(opts.clientArgs ?? []),
+              ]);
+              started.push(child);
+              await waitForLog(plan, `ladder-client-${name}`, child, /SOCKS5 listening/);
+            },
+          }
+        : {}),
+      async attempt(plan, timeoutS) {
+        const scheme = opts.https || !uri ? 'https' : 'http';
+        const url = `${scheme}://${plan.names.allowed}${LARGE_PAGE}`;
+        const r = await runIn(
+          plan,
+          plan.ns.client,
+          [
+            'curl',
+            '-sS',
+            '--max-time',
+            String(timeoutS),
+            ...(opts.parallel ? ['--parallel', '--parallel-immediate'] : []),
+            // a fresh connection per fetch: no HTTP keep-alive over one SOCKS connection
+            ...(fetches > 1 ? ['-H', 'Connection: close'] : []),
+            ...(uri ? ['--socks5-hostname', `127.0.0.1:${socksPort}`] : []),
+            ...(scheme === 'https' ? ['--cacert', caPath(plan)] : []),
+            ...Array.from({ length: fetches }, () => url),
+          ],
+          (timeoutS + 2) * 1000,
+        );
+        const got = r.out.split(`site ${plan.names.allowed}, page 2`).length - 1;
+        const ok = r.status === 0 && got === fetches;
+        return {
+          ok,
+          detail: ok ? 'ok' : `${got}/${fetches} pages; ${r.out.trim().split('\n').pop() ?? ''}`,
+        };
+      },
+    };
+  };
+  return [
+    ladderEntry(
+      'ladder-ss-https',
+      `Shadowsocks ${LADDER_SS_METHOD} carrying HTTPS (a fully encrypted tunnel with TLS inside: the tls-in-tls-ru control)`,
+      () => ladderSsUri(undefined, LADDER_CONTROL_PORT),
+      true,
+    ),
+    large(
+      'https-large',
+      `curl to https://allowed.lab${LARGE_PAGE} (54,547 bytes): the byte-budget control`,
+      undefined,
+    ),
+    large(
+      'https-parallel',
+      `${PARALLEL_FETCHES} parallel curl fetches of it: the connection-count control`,
+      undefined,
+      { fetches: PARALLEL_FETCHES, parallel: true },
+    ),
+    large('ladder-trojan-large', 'Trojan over TLS (SNI ladder.lab) fetching the large page', (p) =>
+      ladderTrojanUri(p),
+    ),
+    large(
+      'ladder-trojan-allowed-sni',
+      'the same with the allowed name as SNI (fronting through an allowed SNI; the certificate is pinned)',
+      (p) => ladderTrojanUri(p, undefined, false, LADDER_NAME, p.names.allowed),
+    ),
+    large(
+      'ladder-trojan-parallel',
+      `Trojan over TLS, ${PARALLEL_FETCHES} parallel fetches: a connection each`,
+      (p) => ladderTrojanUri(p),
+      { fetches: PARALLEL_FETCHES, parallel: true },
+    ),
+    large(
+      'ladder-trojan-mux-parallel',
+      `Trojan with Mux.Cool, ${PARALLEL_FETCHES} parallel fetches over one connection (the answer to connection policing)`,
+      (p) => ladderTrojanUri(p, { padding: true }),
+      { fetches: PARALLEL_FETCHES, parallel: true, clientArgs: ['--mux-sessions', '128'] },
+    ),
+    large(
+      'ladder-trojan-mux-many',
+      `Trojan with Mux.Cool, ${MANY_FETCHES} fetches one after another over one connection (the multiplexing control)`,
+      (p) => ladderTrojanUri(p, { padding: true }),
+      { fetches: MANY_FETCHES, clientArgs: ['--mux-sessions', '128'] },
+    ),
+    large(
+      'ladder-trojan-many',
+      `plain Trojan, ${MANY_FETCHES} fetches one after another, a connection each (the answer to the multiplexing classifier)`,
+      (p) => ladderTrojanUri(p),
+      { fetches: MANY_FETCHES },
+    ),
+  ];
+}
+
+/**
+ * Ladder's transports as a user runs them, for the path benchmark (bench/path.ts): every transport
+ * once, Trojan also over Mux.Cool with the client's default session count. Not report-card rows.
+ */
+export function ladderBenchTransports(): TransportEntry[] {
+  return [
+    ladderEntry('ladder-ss', 'Shadowsocks 2022 without a prefix', () =>
+      ladderSsUri(undefined, LADDER_CONTROL_PORT),
+    ),
+    ladderEntry(`ladder-ss-${PREFIX_PRESETS[0]!.name}`, 'Shadowsocks 2022 with a prefix', () =>
+      ladderSsUri(PREFIX_PRESETS[0]!.bytes),
+    ),
+    ladderEntry('ladder-trojan', 'Trojan over TLS', (p) => ladderTrojanUri(p)),
+    ladderEntry('ladder-trojan-mux', 'Trojan over TLS with Mux.Cool (default sessions)', (p) =>
+      ladderTrojanUri(p, { padding: true }),
+    ),
+    ladderEntry('ladder-ws-ss', 'Shadowsocks in a WebSocket over TLS', (p) => ladderWsSsUri(p)),
+    ladderEntry('ladder-ws-trojan', 'Trojan in a WebSocket over TLS', (p) => ladderWsTrojanUri(p)),
   ];
 }
 
@@ -868,6 +1026,20 @@ export function columns(): Column[] {
     mod('quic'),
     mod('tls-in-tls'),
     mod('allowlist'),
+    // 2024–2026 techniques (reference censorship-2024-2026.md)
+    mod('byte-budget'),
+    mod('whitelist'),
+    mod('conn-count'),
+    mod('hello-score'),
+    mod('sni', 'sni reassembled', { reassemble: true }),
+    mod('iran'),
+    mod('iran', 'iran allowlist', { clientAllowlist: [] }),
+    // the published threshold is not known; a lower one shows the ban inside a cell's few pages
+    mod('volume-ban', 'volume-ban', { bytes: 200 * 1024 }),
+    mod('mux'),
+    mod('tls-in-tls-ru'),
+    mod('ech'),
+    mod('port443-reset'),
     ...PROFILES.map((name) => ({ name, policy: (p: LabPlan) => profilePolicy(name, p) })),
   ];
 }

@@ -115,6 +115,55 @@ export function formatTransportTable(checks: readonly TransportCheck[]): string 
   return lines.join('\n');
 }
 
+/** One server of a key (a fleet's ladder:// key lists several): how its transports fared. */
+export interface ServerSummary {
+  readonly server: string;
+  readonly transports: number;
+  readonly through: number;
+  /** Median TCP connect time over the successful connects, or null if none connected. */
+  readonly connectMs: number | null;
+}
+
+/** Per server: transports that get through, and the median connect time; fastest first. */
+export function summarizeServers(checks: readonly TransportCheck[]): ServerSummary[] {
+  const by = new Map<string, { transports: number; through: number; times: number[] }>();
+  for (const c of checks) {
+    const name = endpoint(c.transport.server.host, c.transport.server.port);
+    let e = by.get(name);
+    if (!e) by.set(name, (e = { transports: 0, through: 0, times: [] }));
+    e.transports++;
+    if (c.verdict.status === 'ok') e.through++;
+    for (const a of c.attempts) if (a.tcp.failure === null) e.times.push(a.tcp.t - a.tcp.t0);
+  }
+  const out = [...by].map(([server, e]) => {
+    const t = e.times.sort((a, b) => a - b);
+    return {
+      server,
+      transports: e.transports,
+      through: e.through,
+      connectMs: t.length ? t[(t.length - 1) >> 1]! : null,
+    };
+  });
+  // Servers that get through first, fastest first; the rest after, in key order.
+  return out.sort(
+    (a, b) =>
+      Number(b.through > 0) - Number(a.through > 0) ||
+      (a.connectMs ?? Infinity) - (b.connectMs ?? Infinity) ||
+      0,
+  );
+}
+
+export function formatServerTable(checks: readonly TransportCheck[]): string {
+  return summarizeServers(checks)
+    .map(
+      (s, i) =>
+        `${s.server}: ${s.through > 0 ? 'GETS THROUGH' : 'BLOCKED'} (${s.through}/${s.transports} transports)` +
+        (s.connectMs !== null ? `, connects in ${s.connectMs.toFixed(0)} ms` : '') +
+        (i === 0 && s.through > 0 ? ' ← the client will prefer this one' : ''),
+    )
+    .join('\n');
+}
+
 function attemptJson(a: Attempt, t0: number): object {
   const step = (s: { t0: number; t: number; failure: string | null }) => ({
     failure: s.failure,

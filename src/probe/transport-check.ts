@@ -57,6 +57,8 @@ export interface CheckEnv {
   /** PEM of extra CAs for TLS transports. */
   readonly ca?: string;
   readonly budget: ConnectionBudget;
+  /** Open this many attempts at once through each working transport (connection policing). */
+  readonly concurrency?: number;
   readonly onProgress?: (line: string) => void;
 }
 
@@ -107,6 +109,10 @@ export interface Throughput {
   /** Bytes received when the rate last stood at half the early rate or more. */
   readonly kneeBytes: number | null;
   readonly failure: Failure | null;
+  /** How the download ended: the server's end, the byte or time cap, or an error. */
+  readonly end?: 'eof' | 'bytes' | 'timer' | 'error';
+  /** Time from the last byte received to the end of the download. */
+  readonly silentMs?: number;
 }
 
 export type Technique =
@@ -165,6 +171,8 @@ export interface TransportCheck {
   /** One attempt to the control's address, when the local answer looked poisoned. */
   readonly realAddressAttempt?: Attempt;
   readonly throughput?: Throughput;
+  /** Attempts opened at once (`concurrency`), in the order they were started. */
+  readonly concurrent?: readonly Attempt[];
   readonly verdict: TransportVerdict;
 }
 
@@ -359,7 +367,11 @@ export async function checkTransports(
       };
     }
     const timedOut = c.attempts.length > 0 && c.attempts.every((a) => a.kind === 'tcp-timeout');
-    if (timedOut && c.address !== undefined)
+    // Every SYN reset: is it the port (an unconditional port reset) or the address?
+    const reset =
+      c.attempts.length > 0 &&
+      c.attempts.every((a) => a.kind === 'tcp-reset' || a.kind === 'tcp-refused');
+    if ((timedOut || reset) && c.address !== undefined)
       c.otherPort = await checkOtherPort(c.address, c.transport.server.port, env);
     const real = c.dns?.control?.addresses.find((x) => isIP(x) === 4);
     if (
@@ -371,6 +383,18 @@ export async function checkTransports(
       c.realAddressAttempt = await attemptOnce(c.transport, real, c.attempts.length + 1, env);
     if (env.throughputUrl && c.address !== undefined && c.attempts.some((a) => a.kind === 'ok'))
       c.throughput = await sampleThroughput(c.transport, c.address, env.throughputUrl, env);
+    if (env.concurrency && c.address !== undefined && c.attempts.every((a) => a.kind === 'ok')) {
+      const at = c.address;
+      const base = c.attempts.length;
+      c.concurrent = await Promise.all(
+        Array.from({ length: env.concurrency }, (_, i) =>
+          attemptOnce(c.transport, at, base + 1 + i, env),
+        ),
+      );
+      env.onProgress?.(
+        `  ${env.concurrency} at once: ${c.concurrent.filter((a) => a.kind === 'ok').length} ok`,
+      );
+    }
     c.verdict = transportVerdict(c);
   }
   return partial;
@@ -671,14 +695,20 @@ async function sampleThroughput(
     const samples: Sample[] = [];
     let bytes = 0;
     let done = false;
-    const end = (failure: Failure | null): void => {
+    const end = (failure: Failure | null, how: NonNullable<Throughput['end']>): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       stream.destroy();
-      resolve({ ...analyzeThroughput(samples, t0), failure });
+      const lastT = samples[samples.length - 1]?.t ?? t0;
+      resolve({
+        ...analyzeThroughput(samples, t0),
+        failure,
+        end: how,
+        silentMs: env.now() - lastT,
+      });
     };
-    const timer = setTimeout(() => end(null), env.throughputMaxMs);
+    const timer = setTimeout(() => end(null, 'timer'), env.throughputMaxMs);
     stream.on('data', (c: Buffer) => {
       bytes += c.length;
       const now = env.now();
@@ -686,10 +716,10 @@ async function sampleThroughput(
       // One sample per 10 ms keeps the list short on fast links.
       if (prev && now - prev.t < 10) samples[samples.length - 1] = { t: now, bytes };
       else samples.push({ t: now, bytes });
-      if (bytes >= env.throughputMaxBytes) end(null);
+      if (bytes >= env.throughputMaxBytes) end(null, 'bytes');
     });
-    stream.on('end', () => end(null));
-    stream.on('error', (err) => end(bytes > 0 ? null : dialFailure(err)));
+    stream.on('end', () => end(null, 'eof'));
+    stream.on('error', (err) => end(bytes > 0 ? null : dialFailure(err), 'error'));
     stream.write(checkRequest(url));
   });
 }

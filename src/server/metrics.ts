@@ -30,6 +30,7 @@ export class Metrics {
   #handshakeCount = 0;
   #handshakeSumS = 0;
   #keyStates: Record<string, number> = {};
+  #storeUp: boolean | undefined;
 
   constructor(startedMs = Date.now()) {
     this.#startedMs = startedMs;
@@ -70,6 +71,11 @@ export class Metrics {
   /** Keys by state (active, disabled, expired, over-limit), from the key manager. */
   setKeyStates(states: Record<string, number>): void {
     this.#keyStates = states;
+  }
+
+  /** Whether the fleet's database answers (`--store`); unset without one. */
+  setStoreUp(up: boolean): void {
+    this.#storeUp = up;
   }
 
   /** Totals for the dashboard's health panel. */
@@ -141,6 +147,10 @@ export class Metrics {
     head('ladder_access_keys', 'gauge', 'Access keys by state.');
     for (const [state, n] of Object.entries(this.#keyStates))
       out.push(`ladder_access_keys{state="${esc(state)}"} ${n}`);
+    if (this.#storeUp !== undefined) {
+      head('ladder_store_up', 'gauge', "1 if the fleet's database (--store) answers, else 0.");
+      out.push(`ladder_store_up ${this.#storeUp ? 1 : 0}`);
+    }
     return out.join('\n') + '\n';
   }
 }

@@ -55,9 +55,59 @@ export const MIGRATIONS: readonly string[] = [
    ) WITHOUT ROWID;`,
   // 2: which transports accept each key (existing keys keep all of them)
   `ALTER TABLE access_keys ADD COLUMN transports TEXT NOT NULL DEFAULT 'ss,trojan';`,
+  // 3: a fleet node's cache (fleet-store.ts): usage counted here and not yet in the fleet's
+  // database (the outbox, in numbered batches), and the fleet's usage per node as last read from it
+  `CREATE TABLE usage_outbox (
+     batch  INTEGER NOT NULL,
+     key_id TEXT NOT NULL,
+     day    INTEGER NOT NULL,
+     bytes  INTEGER NOT NULL,
+     PRIMARY KEY (batch, key_id, day)
+   ) WITHOUT ROWID;
+   CREATE TABLE usage_fleet (
+     key_id  TEXT NOT NULL,
+     day     INTEGER NOT NULL,
+     node_id TEXT NOT NULL,
+     bytes   INTEGER NOT NULL,
+     PRIMARY KEY (key_id, day, node_id)
+   ) WITHOUT ROWID;`,
 ];
 
-interface KeyRow {
+/**
+ * What the key manager, the admin service and the operator need from a store. Reads are
+ * synchronous and local; `KeyStore` (SQLite, one server) and `FleetStore` (PostgreSQL shared by a
+ * fleet, with a SQLite cache) implement it.
+ */
+export interface AccessKeyStore {
+  /** The node's own directory (certificates, access.txt, the SQLite file or cache). */
+  readonly dir: string;
+  close(): void;
+  /** Changes when keys, settings or usage changed other than through this object. */
+  dataVersion(): number;
+  getSetting(name: string): string | undefined;
+  setSetting(name: string, value: string | undefined): void;
+  settingOnce(name: string, make: () => string): string;
+  getDefaultLimit(): DataLimit | null;
+  setDefaultLimit(limit: DataLimit | null): void;
+  listKeys(): AccessKeyRecord[];
+  getKey(id: string): AccessKeyRecord | undefined;
+  insertKey(key: AccessKeyRecord): void;
+  insertKeyWithNextId(make: (id: string) => AccessKeyRecord): AccessKeyRecord;
+  updateKey(key: AccessKeyRecord): boolean;
+  deleteKey(id: string): boolean;
+  addUsage(deltas: readonly UsageDelta[]): void;
+  loadUsage(fromDay: number): Map<string, Map<number, number>>;
+}
+
+/** One row of the fleet's usage: bytes a node counted for a key on a day. */
+export interface NodeUsage {
+  readonly keyId: string;
+  readonly day: number;
+  readonly nodeId: string;
+  readonly bytes: number;
+}
+
+export interface KeyRow {
   id: string;
   name: string;
   secret: string;
@@ -72,7 +122,7 @@ interface KeyRow {
   transports: string;
 }
 
-function fromRow(r: KeyRow): AccessKeyRecord {
+export function fromRow(r: KeyRow): AccessKeyRecord {
   return {
     id: r.id,
     name: r.name,
@@ -91,7 +141,7 @@ function fromRow(r: KeyRow): AccessKeyRecord {
   };
 }
 
-function toRow(k: AccessKeyRecord): KeyRow {
+export function toRow(k: AccessKeyRecord): KeyRow {
   return {
     id: k.id,
     name: k.name,
@@ -115,7 +165,7 @@ export interface UsageDelta {
   readonly bytes: number;
 }
 
-export class KeyStore {
+export class KeyStore implements AccessKeyStore {
   readonly dir: string;
   readonly #db: Database.Database;
   readonly #stmts;
@@ -195,6 +245,38 @@ export class KeyStore {
       ),
       usageBefore: db.prepare<[number], { key_id: string; bytes: number }>(
         'SELECT key_id, SUM(bytes) AS bytes FROM usage_daily WHERE day < ? GROUP BY key_id',
+      ),
+      upsertKey: db.prepare<KeyRow>(
+        `INSERT INTO access_keys (id, name, secret, method, created_ms, expires_ms, limit_bytes, limit_period, speed_bps, device_limit, disabled, transports)
+         VALUES (@id, @name, @secret, @method, @created_ms, @expires_ms, @limit_bytes, @limit_period, @speed_bps, @device_limit, @disabled, @transports)
+         ON CONFLICT(id) DO UPDATE SET name = excluded.name, secret = excluded.secret, method = excluded.method,
+           created_ms = excluded.created_ms, expires_ms = excluded.expires_ms, limit_bytes = excluded.limit_bytes,
+           limit_period = excluded.limit_period, speed_bps = excluded.speed_bps, device_limit = excluded.device_limit,
+           disabled = excluded.disabled, transports = excluded.transports`,
+      ),
+      queueUsage: db.prepare<{ batch: number; key: string; day: number; bytes: number }>(
+        `INSERT INTO usage_outbox (batch, key_id, day, bytes) VALUES (@batch, @key, @day, @bytes)
+         ON CONFLICT(batch, key_id, day) DO UPDATE SET bytes = bytes + excluded.bytes`,
+      ),
+      outbox: db.prepare<[], { batch: number; key_id: string; day: number; bytes: number }>(
+        'SELECT batch, key_id, day, bytes FROM usage_outbox ORDER BY batch',
+      ),
+      dropOutbox: db.prepare<[number]>('DELETE FROM usage_outbox WHERE batch <= ?'),
+      putFleetUsage: db.prepare<{ key: string; day: number; node: string; bytes: number }>(
+        `INSERT INTO usage_fleet (key_id, day, node_id, bytes) VALUES (@key, @day, @node, @bytes)
+         ON CONFLICT(key_id, day, node_id) DO UPDATE SET bytes = excluded.bytes`,
+      ),
+      fleetUsageSince: db.prepare<{ d: number }, { key_id: string; day: number; bytes: number }>(
+        `SELECT key_id, day, SUM(bytes) AS bytes FROM (
+           SELECT key_id, day, bytes FROM usage_fleet WHERE day >= @d
+           UNION ALL SELECT key_id, day, bytes FROM usage_outbox WHERE day >= @d)
+         GROUP BY key_id, day`,
+      ),
+      fleetUsageBefore: db.prepare<{ d: number }, { key_id: string; bytes: number }>(
+        `SELECT key_id, SUM(bytes) AS bytes FROM (
+           SELECT key_id, bytes FROM usage_fleet WHERE day < @d
+           UNION ALL SELECT key_id, bytes FROM usage_outbox WHERE day < @d)
+         GROUP BY key_id`,
       ),
     };
   }
@@ -303,6 +385,89 @@ export class KeyStore {
     } finally {
       this.#db.pragma('synchronous = FULL');
     }
+  }
+
+  // --------------------------------------------------------------------- fleet cache
+
+  /** Inserts or overwrites a key as the fleet's database has it. */
+  cachePutKey(key: AccessKeyRecord): void {
+    this.#stmts.upsertKey.run(toRow(key));
+  }
+
+  /** Makes the cached keys exactly `keys` (deleted ones go, with their cached usage). */
+  cacheReplaceKeys(keys: readonly AccessKeyRecord[]): void {
+    this.#db.transaction(() => {
+      const keep = new Set(keys.map((k) => k.id));
+      for (const r of this.#stmts.listKeys.all()) if (!keep.has(r.id)) this.deleteKey(r.id);
+      for (const k of keys) this.#stmts.upsertKey.run(toRow(k));
+    })();
+  }
+
+  /**
+   * Queues usage for the fleet's database in batch `batch` (the disk buffer that outlives the
+   * process and outages). Same synchronous=NORMAL reasoning as addUsage.
+   */
+  queueUsage(batch: number, deltas: readonly UsageDelta[]): void {
+    if (deltas.length === 0) return;
+    this.#db.pragma('synchronous = NORMAL');
+    try {
+      this.#db.transaction(() => {
+        for (const d of deltas)
+          this.#stmts.queueUsage.run({ batch, key: d.keyId, day: d.day, bytes: d.bytes });
+      })();
+    } finally {
+      this.#db.pragma('synchronous = FULL');
+    }
+  }
+
+  /** The queued usage, oldest batch first. */
+  outbox(): { batch: number; keyId: string; day: number; bytes: number }[] {
+    return this.#stmts.outbox
+      .all()
+      .map((r) => ({ batch: r.batch, keyId: r.key_id, day: r.day, bytes: r.bytes }));
+  }
+
+  /**
+   * In one transaction: drops the batches up to `batch` (now in the fleet's database) and records
+   * the fleet's per-node usage rows read back from it.
+   */
+  settleUsage(batch: number | null, rows: readonly NodeUsage[]): void {
+    if (batch === null && rows.length === 0) return;
+    this.#db.transaction(() => {
+      if (batch !== null) this.#stmts.dropOutbox.run(batch);
+      for (const r of rows)
+        this.#stmts.putFleetUsage.run({
+          key: r.keyId,
+          day: r.day,
+          node: r.nodeId,
+          bytes: r.bytes,
+        });
+    })();
+  }
+
+  /** Like loadUsage, over the fleet's usage plus this node's queue. */
+  loadFleetUsage(fromDay: number): Map<string, Map<number, number>> {
+    const out = new Map<string, Map<number, number>>();
+    const get = (id: string): Map<number, number> => {
+      let m = out.get(id);
+      if (!m) out.set(id, (m = new Map()));
+      return m;
+    };
+    for (const r of this.#stmts.fleetUsageBefore.all({ d: fromDay }))
+      get(r.key_id).set(fromDay - 1, r.bytes);
+    for (const r of this.#stmts.fleetUsageSince.all({ d: fromDay }))
+      get(r.key_id).set(r.day, r.bytes);
+    return out;
+  }
+
+  /** Per-key usage of one node, or of every node (the dashboard's per-server view). */
+  fleetUsageByNode(): { nodeId: string; keyId: string; bytes: number }[] {
+    return this.#db
+      .prepare<[], { node_id: string; key_id: string; bytes: number }>(
+        'SELECT node_id, key_id, SUM(bytes) AS bytes FROM usage_fleet GROUP BY node_id, key_id',
+      )
+      .all()
+      .map((r) => ({ nodeId: r.node_id, keyId: r.key_id, bytes: r.bytes }));
   }
 
   /**

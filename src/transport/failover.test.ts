@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { PassThrough, type Duplex } from 'node:stream';
 import { DialError } from '../errors.js';
 import { FailoverDialer } from './failover.js';
 import type { StreamDialer } from './types.js';
@@ -60,7 +60,8 @@ test('a transport whose dial fails is passed over at once, and the one that work
       { name: 'dead', stream: to(1, log, 'dead') },
       { name: 'good', stream: to(good.port, log, 'good') },
     ],
-    { onSwitch: (to) => switches.push(to) },
+    // Speed measurement off: these tests read the exact sequence of dials.
+    { onSwitch: (to) => switches.push(to), remeasureMs: 0 },
   );
   assert.equal(await roundTrip(await f.dial(T)), 'ping');
   assert.deepEqual(log, ['dead', 'good']);
@@ -84,7 +85,7 @@ test('silence after the first data (as FET blocking does) moves to the next tran
       { name: 'blocked', stream: to(silent.port, log, 'blocked') },
       { name: 'good', stream: to(good.port, log, 'good') },
     ],
-    { silentLimit: 2 },
+    { silentLimit: 2, remeasureMs: 0 },
   );
   assert.equal(await roundTrip(await f.dial(T)), '');
   assert.equal(f.current, 'blocked', 'one silent close is not yet a verdict');
@@ -104,7 +105,7 @@ test('after the cooldown the first transport is tried again; all down: the last 
       { name: 'a', stream: to(1, log, 'a') },
       { name: 'b', stream: to(2, log, 'b') },
     ],
-    { cooldownMs: 1000, now: () => now },
+    { cooldownMs: 1000, now: () => now, remeasureMs: 0 },
   );
   await assert.rejects(f.dial(T), { code: 'ERR_SERVER_UNREACHABLE' });
   assert.deepEqual(log, ['a', 'b'], 'each tried once per request, no loop');
@@ -123,4 +124,71 @@ test('after the cooldown the first transport is tried again; all down: the last 
     ['a', 'b'],
     'the preferred one (the last switched to: a, when b failed) first',
   );
+});
+
+test('with several servers, the fastest that works is measured and used; a blocked one is left', async () => {
+  // Each fake dial waits until the test releases it, and the clock is the test's: connect times
+  // are exactly what the test sets, whatever the machine's load.
+  let clock = 0;
+  const pending: { name: string; done: (ok: boolean) => void }[] = [];
+  const fake = (name: string): StreamDialer => ({
+    dial: () =>
+      new Promise<Duplex>((resolve, reject) =>
+        pending.push({
+          name,
+          done: (ok) =>
+            ok
+              ? resolve(new PassThrough())
+              : reject(new DialError('ERR_SERVER_UNREACHABLE', `${name}: refused`)),
+        }),
+      ),
+  });
+  const settle = () => new Promise((r) => setImmediate(r));
+  const release = async (name: string, at: number, ok = true): Promise<void> => {
+    for (let i = 0; i < 50 && !pending.some((p) => p.name === name); i++) await settle();
+    const j = pending.findIndex((p) => p.name === name);
+    assert.ok(j >= 0, `${name} was dialled`);
+    clock = at;
+    pending.splice(j, 1)[0]!.done(ok);
+    await settle();
+  };
+  const switches: string[] = [];
+  const f = new FailoverDialer(
+    [
+      { name: 'slow', stream: fake('slow') },
+      { name: 'mid', stream: fake('mid') },
+      { name: 'fast', stream: fake('fast') },
+    ],
+    { now: () => clock, onSwitch: (to, why) => switches.push(`${to}: ${why}`) },
+  );
+  const first = f.dial(T);
+  await release('slow', 200); // started at 0: 200 ms
+  (await first).destroy();
+  // The first dial measures the others alongside, on the same target.
+  await release('fast', 210); // started at 200: 10 ms
+  await release('mid', 240); // 40 ms
+  assert.deepEqual(
+    f.stats().map((x) => [x.name, x.connectMs]),
+    [
+      ['slow', 200],
+      ['mid', 40],
+      ['fast', 10],
+    ],
+  );
+  assert.equal(f.current, 'fast', 'the fastest is preferred');
+  assert.match(switches.at(-1)!, /^fast: faster: connects in 10 ms/);
+  const second = f.dial(T);
+  await release('fast', 245);
+  (await second).destroy();
+  assert.equal(pending.length, 0, 'measured once, not on every dial');
+
+  // Blocked: its dial fails, it is counted and cooled down, and the next fastest takes over.
+  const third = f.dial(T);
+  await release('fast', 250, false);
+  await release('mid', 290);
+  (await third).destroy();
+  assert.equal(f.current, 'mid');
+  const st = f.stats();
+  assert.equal(st[2]!.failures, 1);
+  assert.equal(st[2]!.down, true);
 });

@@ -12,6 +12,14 @@
  *   sent nothing, so it takes `silentLimit` of them in a row, counted on the wire.
  *
  * Nothing is retried in a loop: each request tries each transport at most once.
+ *
+ * Speed: with several servers (a fleet's `ladder://` key), the client should use the fastest that
+ * works. Every dial's connect time (until the transport hands back a stream: TCP connect, plus the
+ * TLS handshake for TLS transports) is kept as a moving average per transport. Transports not yet
+ * measured, or measured longer ago than `remeasureMs`, are measured alongside a real dial: the same
+ * target is dialled through them too and the stream closed unused. New connections then use the
+ * fastest transport that is not cooling down, switching only when another is clearly faster
+ * (`switchRatio`), so two close servers do not flap.
  * @module
  */
 import type { Duplex } from 'node:stream';
@@ -34,6 +42,10 @@ export interface FailoverOptions {
   /** Silent closes in a row that count as a failure (default 2). */
   silentLimit?: number;
   now?: () => number;
+  /** Measure each transport again after this long (default 10 min); 0 turns measuring off. */
+  remeasureMs?: number;
+  /** Switch to a faster transport when its connect time is below this share of the current one's (default 0.7). */
+  switchRatio?: number;
   /** Told when the transport in use changes. */
   onSwitch?: (to: string, why: string) => void;
 }
@@ -42,7 +54,22 @@ interface State {
   readonly e: FailoverEntry;
   downUntil: number;
   silent: number;
+  /** Moving average of the connect time (ms), or null before the first success. */
+  connectMs: number | null;
+  measuredAt: number;
+  failures: number;
 }
+
+/** What the client knows of one transport (`ladder client` logs it; tests read it). */
+export interface TransportStats {
+  readonly name: string;
+  readonly connectMs: number | null;
+  readonly failures: number;
+  readonly down: boolean;
+}
+
+/** Weight of the newest sample in the connect-time average. */
+const EWMA_NEW = 0.3;
 
 /** Bytes on the wire of a dialled stream: ours (CodecDuplex keeps its socket) or a socket's own. */
 function wireCounts(s: Duplex): { read: number; written: number } | null {
@@ -60,11 +87,20 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
   constructor(entries: readonly FailoverEntry[], options: FailoverOptions = {}) {
     if (entries.length === 0)
       throw new LadderError('ERR_CONFIG', 'failover needs at least one transport');
-    this.#states = entries.map((e) => ({ e, downUntil: 0, silent: 0 }));
+    this.#states = entries.map((e) => ({
+      e,
+      downUntil: 0,
+      silent: 0,
+      connectMs: null,
+      measuredAt: 0,
+      failures: 0,
+    }));
     this.#o = {
       cooldownMs: options.cooldownMs ?? 60_000,
       silentLimit: options.silentLimit ?? 2,
       now: options.now ?? Date.now,
+      remeasureMs: options.remeasureMs ?? 600_000,
+      switchRatio: options.switchRatio ?? 0.7,
       onSwitch: options.onSwitch,
     };
   }
@@ -74,14 +110,97 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
     return this.#states[this.#current]!.e.name;
   }
 
-  /** The preferred transport first, then the others in key order; those cooling down go last. */
+  /**
+   * The preferred transport first, then the others fastest first (unmeasured ones after, in key
+   * order from the preferred one); those cooling down go last.
+   */
   #order(): number[] {
     const now = this.#o.now();
-    const idx = this.#states.map((_, i) => (i + this.#current) % this.#states.length);
-    return [
-      ...idx.filter((i) => this.#states[i]!.downUntil <= now),
-      ...idx.filter((i) => this.#states[i]!.downUntil > now),
-    ];
+    const n = this.#states.length;
+    const idx = this.#states.map((_, i) => (i + this.#current) % n);
+    const speed = (i: number): number =>
+      i === this.#current ? -1 : (this.#states[i]!.connectMs ?? Number.POSITIVE_INFINITY);
+    const up = idx.filter((i) => this.#states[i]!.downUntil <= now);
+    up.sort((a, b) => speed(a) - speed(b) || 0);
+    return [...up, ...idx.filter((i) => this.#states[i]!.downUntil > now)];
+  }
+
+  /** Each transport's connect time and failures, in key order. */
+  stats(): TransportStats[] {
+    const now = this.#o.now();
+    return this.#states.map((s) => ({
+      name: s.e.name,
+      connectMs: s.connectMs,
+      failures: s.failures,
+      down: s.downUntil > now,
+    }));
+  }
+
+  #record(i: number, ms: number): void {
+    const s = this.#states[i]!;
+    s.connectMs = s.connectMs === null ? ms : s.connectMs * (1 - EWMA_NEW) + ms * EWMA_NEW;
+    s.measuredAt = this.#o.now();
+  }
+
+  /** Moves to the fastest transport that is up, if it is clearly faster than the current one. */
+  #preferFastest(): void {
+    const now = this.#o.now();
+    const cur = this.#states[this.#current]!;
+    let best = -1;
+    for (let i = 0; i < this.#states.length; i++) {
+      const s = this.#states[i]!;
+      if (s.downUntil > now || s.connectMs === null) continue;
+      if (best < 0 || s.connectMs < this.#states[best]!.connectMs!) best = i;
+    }
+    if (best < 0 || best === this.#current) return;
+    const b = this.#states[best]!.connectMs!;
+    if (cur.downUntil > now || cur.connectMs === null || b < cur.connectMs * this.#o.switchRatio)
+      this.#use(
+        best,
+        `faster: connects in ${Math.round(b)} ms${cur.connectMs === null ? '' : ` (was ${Math.round(cur.connectMs)} ms)`}`,
+      );
+  }
+
+  /** Dials `target` through every other transport due a measurement, timing each, closing each unused. */
+  #measureOthers(target: Target, except: number): void {
+    if (this.#o.remeasureMs <= 0) return;
+    const now = this.#o.now();
+    const due = this.#states
+      .map((s, i) => ({ s, i }))
+      .filter(
+        ({ s, i }) =>
+          i !== except &&
+          s.downUntil <= now &&
+          (s.connectMs === null || now - s.measuredAt >= this.#o.remeasureMs),
+      );
+    if (due.length === 0) return;
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 10_000);
+    timer.unref?.();
+    let left = due.length;
+    for (const { s, i } of due) {
+      s.measuredAt = now; // one measurement at a time per transport
+      const t0 = this.#o.now();
+      s.e.stream
+        .dial(target, ac.signal)
+        .then(
+          (stream) => {
+            this.#record(i, this.#o.now() - t0);
+            stream.destroy();
+          },
+          (err: unknown) => {
+            if (ac.signal.aborted) return;
+            s.failures++;
+            this.#markDown(i, err instanceof LadderError ? err.code : 'dial failed');
+          },
+        )
+        .finally(() => {
+          if (--left === 0) {
+            clearTimeout(timer);
+            this.#preferFastest();
+          }
+        });
+    }
   }
 
   #markDown(i: number, why: string): void {
@@ -106,17 +225,24 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
     for (const i of this.#order()) {
       const s = this.#states[i]!;
       let stream: Duplex;
+      const t0 = this.#o.now();
       try {
         stream = await s.e.stream.dial(target, signal);
       } catch (err) {
         if (signal?.aborted || (err instanceof LadderError && err.code === 'ERR_ABORTED'))
           throw err;
         last = err;
+        s.failures++;
         this.#markDown(i, err instanceof LadderError ? err.code : 'dial failed');
         continue;
       }
+      this.#record(i, this.#o.now() - t0);
       this.#use(i, 'it answered');
       this.#watch(stream, i);
+      if (this.#states.length > 1) {
+        this.#measureOthers(target, i);
+        this.#preferFastest();
+      }
       return stream;
     }
     if (last instanceof DialError) throw last;
@@ -141,8 +267,10 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
       }
       if (c.written === 0) return;
       s.silent++;
-      if (s.silent >= this.#o.silentLimit)
+      if (s.silent >= this.#o.silentLimit) {
+        s.failures++;
         this.#markDown(i, `${s.silent} connections in a row closed without an answer`);
+      }
     });
   }
 

@@ -24,6 +24,7 @@ import {
 } from '../codec/ss-udp.js';
 import { CodecDuplex, type SocketLike, type StreamCodec } from '../stream/codec-duplex.js';
 import { connectRecycling } from '../stream/recycled-reads.js';
+import { serverLookup } from './server-lookup.js';
 import {
   systemClock,
   type Clock,
@@ -162,6 +163,8 @@ export function connectTo(
       host: server.host,
       port: server.port,
       noDelay: true,
+      // the server's name resolved once a minute, not once per connection (server-lookup.ts)
+      lookup: serverLookup,
       ...(localAddress ? { localAddress } : {}),
     };
     const socket = recycleReads ? connectRecycling(options) : connect(options);

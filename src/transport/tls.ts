@@ -29,6 +29,7 @@ import type { Target } from './types.js';
 import { formatHostPort } from '../core/host-port.js';
 import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import { chromeTlsConnect, type ChromeTlsSocket } from './chrome-tls.js';
+import { serverLookup } from './server-lookup.js';
 
 /** Chrome's cipher suites, in Chrome's order (TLS 1.3 first), in OpenSSL's names. */
 export const BROWSER_CIPHERS = [
@@ -172,6 +173,8 @@ export function nodeTlsConnect(
     allowHalfOpen: true,
     host: server.host,
     port: server.port,
+    // the server's name resolved once a minute, not once per connection (server-lookup.ts)
+    ...(o.socket ? {} : { lookup: serverLookup }),
     // RFC 6066 §3: no IP literals in SNI (a browser sends none for an address); the name is then
     // checked against the address.
     ...(isIP(o.sni) ? {} : { servername: o.sni }),

@@ -39,6 +39,7 @@ export async function startOperatorServer(
   extra: string[] = [],
   port?: number,
   env?: NodeJS.ProcessEnv,
+  timeoutMs?: number,
 ): Promise<OperatorServer> {
   const p = port ?? (await freePort());
   const peer = await startLadder(
@@ -56,7 +57,7 @@ export async function startOperatorServer(
       ...extra,
     ],
     /metrics at (http:\/\/\S+)/,
-    env ? { env } : {},
+    { ...(env ? { env } : {}), ...(timeoutMs ? { timeoutMs } : {}) },
   );
   const m = /\{"apiUrl":"([^"]+)","certSha256":"([0-9A-F]{64})"\}/.exec(peer.output());
   if (!m) throw new Error(`no apiUrl line in:\n${peer.output()}`);

@@ -176,7 +176,7 @@ async function clientHelloRecord(servername: string): Promise<Buffer> {
   return Buffer.concat([Buffer.of(0x16, 0x03, 0x01, hs.length >> 8, hs.length & 0xff), hs]);
 }
 
-test('profiles bundle the modules: gfw-2022 (FET + prober, Tor), gfw-2025 (QUIC, TLS-in-TLS score, VPNs, Tor, prober), sensitive-period', () => {
+test('profiles bundle the modules: gfw-2022 (FET + prober, Tor), gfw-2025 (QUIC, TLS-in-TLS and multiplexing scores, VPNs, Tor, prober), sensitive-period', () => {
   const plan = planLab('ldrx-');
   const names = (p: string) => buildModules(profilePolicy(p, plan)).map((m) => m.name);
   assert.deepEqual(names('gfw-2022'), ['dns', 'sni', 'tor', 'http', 'fet', 'probe']);
@@ -189,6 +189,7 @@ test('profiles bundle the modules: gfw-2022 (FET + prober, Tor), gfw-2025 (QUIC,
     'openvpn',
     'wireguard',
     'tls-in-tls',
+    'mux',
     'probe',
   ]);
   const sp = profilePolicy('sensitive-period', plan).modules;

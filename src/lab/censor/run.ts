@@ -9,10 +9,13 @@ import { CensorEngine } from './engine.js';
 import type { CensorEvent, CensorModule } from './types.js';
 import { buildModules, type Policy } from '../policy.js';
 import { TunDevice } from '../tun.js';
+import { PathEmulator } from '../path-emulator.js';
 
 export interface RunningCensor {
   readonly engine: CensorEngine;
   readonly modules: readonly CensorModule[];
+  /** The path emulator between the engine and the TUN, when the policy has a path. */
+  readonly path: PathEmulator | undefined;
   close(): void;
 }
 
@@ -36,19 +39,31 @@ export function runCensor(
 ): RunningCensor {
   const tun = TunDevice.open(tunName);
   const modules = buildModules(policy);
+  const random = policy.seed !== undefined ? seededRandom(policy.seed) : Math.random;
+  const path = policy.path
+    ? new PathEmulator({
+        params: policy.path,
+        send: (p) => tun.write(p),
+        inside: policy.inside ?? inside,
+        // its own stream, so the censor's sampled choices stay as they were for a given seed
+        random: policy.seed !== undefined ? seededRandom(policy.seed ^ 0x9e3779b9) : Math.random,
+      })
+    : undefined;
   const engine = new CensorEngine({
     modules,
-    send: (p) => tun.write(p),
+    send: path ? (p) => path.handle(p) : (p) => tun.write(p),
     inside: policy.inside ?? inside,
     timeFactor: policy.timeFactor ?? 1,
-    random: policy.seed !== undefined ? seededRandom(policy.seed) : Math.random,
+    random,
     onEvent,
   });
   tun.start((p) => engine.handle(p));
   return {
     engine,
     modules,
+    path,
     close: () => {
+      path?.close();
       tun.close();
       for (const m of modules) (m as { close?: () => void }).close?.();
     },

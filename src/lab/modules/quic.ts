@@ -7,6 +7,11 @@
  * source port > destination port, travelling inside→outside (only outbound since 2025-03-13).
  * Action: the Initial itself is delivered; every later UDP datagram on the 3-tuple (src IP, dst IP,
  * dst port) from the client is dropped for 180 s, whatever its source port.
+ *
+ * Load shedding (§8; gfw-report/usenixsecurity25-quic-sni: blocking degrades under load): with
+ * `capacityPerSecond`, Initials beyond that many in one second of the engine's clock are not
+ * inspected. QUIC v2 (another version number) and ECH (the outer SNI is the public name) pass by
+ * construction: only v1 Initials are opened, and the SNI read is the outer one.
  * @module
  */
 import type { CensorContext, CensorModule, Flow, Packet, Verdict } from '../censor/types.js';
@@ -21,6 +26,8 @@ export interface QuicParams {
   readonly requireCryptoFirst: boolean;
   /** Inspect outside→inside too (before 2025-03-13). */
   readonly bidirectional: boolean;
+  /** Initials inspected per second at most; the rest pass (load shedding). */
+  readonly capacityPerSecond: number;
 }
 
 export const QUIC_DEFAULTS: QuicParams = {
@@ -29,6 +36,7 @@ export const QUIC_DEFAULTS: QuicParams = {
   requireSportGtDport: true,
   requireCryptoFirst: true,
   bidirectional: false,
+  capacityPerSecond: Infinity,
 };
 
 /** The SNI of a QUIC v1 client Initial as the GFW reads it (§8), or undefined. */
@@ -50,6 +58,8 @@ export class QuicModule implements CensorModule {
   readonly name = 'quic';
   readonly #p: QuicParams;
   readonly #match: (n: string) => boolean;
+  #second = -1;
+  #inspected = 0;
 
   constructor(params: Partial<QuicParams> = {}) {
     this.#p = { ...QUIC_DEFAULTS, ...params };
@@ -65,6 +75,16 @@ export class QuicModule implements CensorModule {
   onPacket(p: Packet, flow: Flow, ctx: CensorContext): Verdict {
     flow.watchers.delete(this); // only the flow's first datagram is inspected (§8)
     if (!p.c2s) return undefined;
+    const second = Math.floor(ctx.now() / 1000);
+    if (second !== this.#second) {
+      this.#second = second;
+      this.#inspected = 0;
+    }
+    if (++this.#inspected > this.#p.capacityPerSecond) {
+      if (this.#inspected === Math.floor(this.#p.capacityPerSecond) + 1)
+        ctx.emit({ module: this.name, action: 'shed' }, flow);
+      return undefined;
+    }
     const sni = quicInitialSni(p.payload, this.#p.requireCryptoFirst);
     if (sni === undefined || !this.#match(sni)) return undefined;
     ctx.addResidual(flow.key3, this.name, this.#p.residualSeconds, 'drop', 'c2s');

@@ -3,9 +3,14 @@
  * reassembles TCP but reads the ClientHello only from the first TLS record, on any port. On a match
  * it injects RSTs toward both ends (injector types I/II/III, §0) and resets every later connection
  * on the 3-tuple for 180 s at its first data packet.
+ *
+ * With `reassemble` the filter is stateful the way Russia's TSPU became in mid-2026 (teleproxy#39:
+ * an MSS clamped to 88 bytes was still blocked) and China's CERNET is (n4p#550: a first record split
+ * into 400 fragments was still reset): TLS records are joined before the ClientHello is read, so
+ * record fragmentation no longer hides the SNI.
  * @module
  */
-import { parseClientHello } from '../packet/tls-client-hello.js';
+import { joinHandshakeRecords, parseClientHello } from '../packet/tls-client-hello.js';
 import type {
   CensorContext,
   CensorModule,
@@ -23,6 +28,8 @@ export interface SniParams {
   readonly requireSyn: boolean;
   /** Trigger on traffic from outside to inside too (§0: mostly bidirectional). */
   readonly bidirectional: boolean;
+  /** Join the ClientHello's TLS records before reading it (a stateful filter). */
+  readonly reassemble: boolean;
 }
 
 export const SNI_DEFAULTS: SniParams = {
@@ -31,6 +38,7 @@ export const SNI_DEFAULTS: SniParams = {
   injector: 'II',
   requireSyn: true,
   bidirectional: true,
+  reassemble: false,
 };
 
 export class SniModule implements CensorModule {
@@ -51,7 +59,8 @@ export class SniModule implements CensorModule {
 
   onPacket(p: Packet, flow: Flow, ctx: CensorContext): Verdict {
     if (!p.c2s || p.payload.length === 0) return undefined;
-    const ch = parseClientHello(flow.c2sData);
+    const joined = this.#p.reassemble ? joinHandshakeRecords(flow.c2sData) : flow.c2sData;
+    const ch = joined ? parseClientHello(joined) : joined;
     if (ch === null && flow.c2sData.length < 16 * 1024) return undefined; // first record incomplete
     flow.watchers.delete(this);
     if (!ch || ch.sni === undefined || !this.#match(ch.sni)) return undefined;

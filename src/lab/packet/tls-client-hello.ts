@@ -140,3 +140,38 @@ export function withExtension(
   out.writeUInt16BE(out.readUInt16BE(extLenAt) + ext.length, extLenAt);
   return out;
 }
+
+/**
+ * The handshake bytes of consecutive handshake records at the start of `d`, joined and re-framed as
+ * one record, the way a reassembling filter reads a ClientHello that a client split over several
+ * records (TLS record fragmentation, RFC 8446 §5.1 allows it). Returns null while the ClientHello's
+ * declared length is not yet covered by whole records, undefined if `d` does not start with a
+ * handshake record. Reads at most `maxRecords` records (a cap against a stream of tiny records).
+ */
+export function joinHandshakeRecords(d: Uint8Array, maxRecords = 512): Buffer | null | undefined {
+  if (d.length < TLS_RECORD_HEADER_LENGTH)
+    return d.length === 0 || d[0] === 0x16 ? null : undefined;
+  if (!looksLikeTlsHandshake(d)) return undefined;
+  const parts: Uint8Array[] = [];
+  let have = 0;
+  let hsLen = -1;
+  let o = 0;
+  for (let n = 0; n < maxRecords; n++) {
+    if (o + TLS_RECORD_HEADER_LENGTH > d.length) return null;
+    if (d[o] !== 0x16 || d[o + 1] !== 0x03) break; // another content type ends the handshake
+    const len = (d[o + 3]! << 8) | d[o + 4]!;
+    if (o + TLS_RECORD_HEADER_LENGTH + len > d.length) return null;
+    parts.push(d.subarray(o + TLS_RECORD_HEADER_LENGTH, o + TLS_RECORD_HEADER_LENGTH + len));
+    have += len;
+    o += TLS_RECORD_HEADER_LENGTH + len;
+    if (have >= 4 && hsLen < 0) {
+      const h = Buffer.concat(parts).subarray(0, 4); // once: the handshake header
+      hsLen = (h[1]! << 16) | (h[2]! << 8) | h[3]!;
+    }
+    if (hsLen >= 0 && have >= 4 + hsLen) break;
+  }
+  if (have === 0) return undefined;
+  const body = Buffer.concat(parts).subarray(0, Math.min(have, 0xffff));
+  const head = Buffer.of(0x16, d[1]!, d[2]!, body.length >> 8, body.length & 0xff);
+  return Buffer.concat([head, body]);
+}

@@ -22,7 +22,7 @@ import { trojanPasswordHash } from '../../codec/trojan.js';
 import type { SsServerKey } from '../../codec/ss-tcp.js';
 import type { SsMethod } from '../../crypto/methods.js';
 import type { TrojanUser } from '../trojan-server.js';
-import type { KeyStore, UsageDelta } from '../../store/key-store.js';
+import type { AccessKeyStore, UsageDelta } from '../../store/key-store.js';
 import type { Metrics } from '../metrics.js';
 import { systemClock, type Clock } from '../../core/clock.js';
 import type { AccessGate, GateTransport, Lease } from './gate.js';
@@ -102,7 +102,7 @@ interface LeaseEntry {
 }
 
 export interface KeyManagerOptions {
-  store: KeyStore;
+  store: AccessKeyStore;
   clock?: Clock;
   metrics?: Metrics;
   /** Called with the active keys whenever they change (and once from start()). */
@@ -117,12 +117,12 @@ export interface KeyManagerOptions {
 }
 
 export class KeyManager implements AccessGate {
-  readonly #store: KeyStore;
+  readonly #store: AccessKeyStore;
   readonly #clock: Clock;
   readonly #o: KeyManagerOptions;
   readonly #keys = new Map<string, AccessKeyRecord>();
   readonly #states = new Map<string, KeyState>();
-  readonly #usage: Map<string, Map<number, number>>;
+  #usage: Map<string, Map<number, number>>;
   /** Usage counted since the last flush: key id -> UTC day -> bytes. */
   readonly #pending = new Map<string, Map<number, number>>();
   readonly #leases = new Map<string, Set<LeaseEntry>>();
@@ -151,8 +151,9 @@ export class KeyManager implements AccessGate {
   }
 
   /**
-   * Picks up keys changed by another process (`ladder keys --data DIR` while the server runs):
-   * SQLite's data_version moves only for other connections' commits.
+   * Picks up keys and usage changed by another process (`ladder keys --data DIR` while the server
+   * runs) or, in a fleet, by other nodes: SQLite's data_version moves only for other connections'
+   * commits. The store holds every flushed byte, so its usage plus what is pending is the total.
    */
   #syncFromStore(): boolean {
     const v = this.#store.dataVersion();
@@ -163,6 +164,12 @@ export class KeyManager implements AccessGate {
     this.#keys.clear();
     for (const [id, k] of fresh) this.#keys.set(id, k);
     this.#defaultLimit = this.#store.getDefaultLimit();
+    this.#usage = this.#store.loadUsage(this.#memDay - USAGE_DAYS_IN_MEMORY);
+    for (const [id, days] of this.#pending) {
+      let u = this.#usage.get(id);
+      if (!u) this.#usage.set(id, (u = new Map()));
+      for (const [day, bytes] of days) u.set(day, (u.get(day) ?? 0) + bytes);
+    }
     return true;
   }
 

@@ -1,0 +1,286 @@
+/**
+ * `npm run bench -- --path <profile>` (root): what a user feels on a long, lossy path. Builds a lab
+ * (its own prefix), puts the wall's path emulator on the profile (src/lab/path.ts), starts every
+ * setup's server in abroad and its client in the client namespace, and measures in rounds across
+ * the setups (A B C, A B C, …), from bench/path-client.ts run in the client namespace:
+ *
+ *   ttfb   a fresh request's time to first byte (median of --ttfb-n per round)
+ *   page   a page load to the last byte, HTTP and HTTPS origins (1 document + 30 resources, ≤ 6
+ *          connections)
+ *   bulk   a download of --bulk-mb MB, cut at --bulk-s seconds (Mbit/s)
+ * and each setup's server RSS after the rounds. Medians over --reps rounds (3). Never run as a test.
+ * Every process is stopped and the lab removed at the end, also on failure or a signal.
+ */
+import { writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadavg } from 'node:os';
+import { caPath, destroyLab, labUp, startCensor } from '../src/lab/lab.js';
+import { labUnavailable, namespacePids, planLab } from '../src/lab/topology.js';
+import { PATH_PROFILES, pathProfile } from '../src/lab/path.js';
+import {
+  ladderBenchTransports,
+  runIn,
+  stopTransports,
+  TRANSPORTS,
+  type TransportEntry,
+} from '../src/lab/report.js';
+
+const CLIENT = fileURLToPath(new URL('./path-client.js', import.meta.url));
+
+interface Options {
+  path: string;
+  reps: number;
+  ttfbN: number;
+  bulkMb: number;
+  bulkS: number;
+  setups: string[] | undefined;
+  prefix: string;
+  mtu: number;
+}
+
+interface Sample {
+  ttfbMs: number[];
+  /** When the SOCKS5 reply arrived, within the ttfb request. */
+  socksReplyMs: number[];
+  pageHttpMs: number[];
+  pageHttpsMs: number[];
+  bulkMbps: number[];
+  errors: string[];
+}
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i >= 0) return process.argv[i + 1];
+  return process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+}
+
+export function pathOptions(): Options | undefined {
+  const path = arg('path');
+  if (path === undefined) return undefined;
+  if (!(PATH_PROFILES as readonly string[]).includes(path)) {
+    console.error(`bench: --path must be one of ${PATH_PROFILES.join(', ')}`);
+    process.exit(2);
+  }
+  return {
+    path,
+    reps: Number(arg('reps') ?? 3),
+    ttfbN: Number(arg('ttfb-n') ?? 5),
+    bulkMb: Number(arg('bulk-mb') ?? 100),
+    bulkS: Number(arg('bulk-s') ?? 30),
+    setups: arg('setups')?.split(','),
+    prefix: arg('prefix') ?? 'bpath-',
+    mtu: Number(arg('mtu') ?? 1500),
+  };
+}
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+async function client(
+  plan: ReturnType<typeof planLab>,
+  socksPort: number,
+  args: string[],
+  timeoutS: number,
+): Promise<Record<string, number>> {
+  const r = await runIn(
+    plan,
+    plan.ns.client,
+    [
+      process.execPath,
+      CLIENT,
+      '--socks',
+      `127.0.0.1:${socksPort}`,
+      '--ca',
+      caPath(plan),
+      '--timeout-s',
+      String(timeoutS),
+      ...args,
+    ],
+    (timeoutS + 10) * 1000,
+  );
+  const line = r.out.trim().split('\n').pop() ?? '';
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    throw new Error(`client said: ${r.out.trim().slice(-300) || `exit ${r.status}`}`);
+  }
+  if (typeof parsed.error === 'string') throw new Error(parsed.error);
+  return parsed as Record<string, number>;
+}
+
+/** RSS in KiB of the server processes a setup runs in abroad, by the names its logs carry. */
+function serverRssKb(plan: ReturnType<typeof planLab>, names: string[]): number {
+  let kb = 0;
+  for (const pid of namespacePids(plan.ns.abroad)) {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (!names.some((n) => cmd.includes(n))) continue;
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    if (m) kb += Number(m[1]);
+  }
+  return kb;
+}
+
+export async function runPathBench(o: Options): Promise<number> {
+  const why = labUnavailable();
+  if (why) {
+    console.error(`bench --path: ${why}`);
+    return 2;
+  }
+  const plan = planLab(o.prefix, undefined, o.mtu);
+  const all: TransportEntry[] = [
+    ...TRANSPORTS.filter((t) => t.name === 'shadowsocks-libev'),
+    ...ladderBenchTransports(),
+  ];
+  const setups = all.filter((t) => !o.setups || o.setups.some((s) => t.name.includes(s)));
+  const onSignal = (signal: NodeJS.Signals): void => {
+    stopTransports();
+    destroyLab(plan);
+    console.error(`bench --path: stopped by ${signal}; lab removed`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const results: Record<string, Sample> = {};
+  const started = Date.now();
+  try {
+    destroyLab(plan);
+    await labUp(plan);
+    await startCensor(plan, { modules: {}, path: pathProfile(o.path) });
+    const ready: TransportEntry[] = [];
+    for (const t of setups) {
+      results[t.name] = {
+        ttfbMs: [],
+        socksReplyMs: [],
+        pageHttpMs: [],
+        pageHttpsMs: [],
+        bulkMbps: [],
+        errors: [],
+      };
+      const why = t.unavailable?.();
+      if (why) {
+        results[t.name]!.errors.push(why);
+        continue;
+      }
+      try {
+        await t.setup?.(plan);
+        ready.push(t);
+      } catch (err) {
+        results[t.name]!.errors.push(`setup: ${(err as Error).message}`);
+      }
+    }
+    console.log(
+      `path bench on ${o.path} (MTU ${o.mtu}): ${ready.map((t) => t.name).join(', ')}; ` +
+        `${o.reps} rounds`,
+    );
+    for (let rep = 0; rep < o.reps; rep++) {
+      for (const t of ready) {
+        const s = results[t.name]!;
+        const port = t.socksPort!;
+        const step = async (what: string, fn: () => Promise<void>) => {
+          try {
+            await fn();
+          } catch (err) {
+            s.errors.push(`${what}: ${(err as Error).message}`);
+          }
+        };
+        await step('ttfb', async () => {
+          const xs: number[] = [];
+          const socks: number[] = [];
+          for (let i = 0; i < o.ttfbN; i++) {
+            const r = await client(plan, port, ['--mode', 'ttfb'], 20);
+            xs.push(r.ttfbMs!);
+            socks.push(r.socksMs!);
+          }
+          s.ttfbMs.push(median(xs));
+          s.socksReplyMs.push(median(socks));
+        });
+        await step('page http', async () => {
+          s.pageHttpMs.push((await client(plan, port, ['--mode', 'page'], 120)).pageMs!);
+        });
+        await step('page https', async () => {
+          s.pageHttpsMs.push(
+            (await client(plan, port, ['--mode', 'page', '--https'], 120)).pageMs!,
+          );
+        });
+        await step('bulk', async () => {
+          const r = await client(
+            plan,
+            port,
+            ['--mode', 'bulk', '--bytes', String(o.bulkMb * 1e6), '--bulk-s', String(o.bulkS)],
+            o.bulkS + 60,
+          );
+          s.bulkMbps.push(r.mbps!);
+        });
+        console.log(
+          `  round ${rep + 1} ${t.name}: ttfb ${s.ttfbMs.at(-1)?.toFixed(0)} ms ` +
+            `(SOCKS reply at ${s.socksReplyMs.at(-1)?.toFixed(0)}), page ` +
+            `${s.pageHttpMs.at(-1)?.toFixed(0)}/${s.pageHttpsMs.at(-1)?.toFixed(0)} ms, bulk ` +
+            `${s.bulkMbps.at(-1)?.toFixed(2)} Mbit/s`,
+        );
+      }
+    }
+    const rss = {
+      libev: serverRssKb(plan, ['ss-server']),
+      ladder: serverRssKb(plan, ['server']) - serverRssKb(plan, ['ss-server']),
+    };
+    const rows = Object.entries(results).map(([name, s]) => ({
+      name,
+      ttfbMs: median(s.ttfbMs),
+      pageHttpMs: median(s.pageHttpMs),
+      pageHttpsMs: median(s.pageHttpsMs),
+      bulkMbps: median(s.bulkMbps),
+      runs: s,
+    }));
+    console.log(
+      `\n${'setup'.padEnd(22)} ${'ttfb ms'.padStart(8)} ${'page http'.padStart(10)} ` +
+        `${'page https'.padStart(10)} ${'bulk Mbit/s'.padStart(12)}  errors`,
+    );
+    for (const r of rows)
+      console.log(
+        `${r.name.padEnd(22)} ${r.ttfbMs.toFixed(0).padStart(8)} ${r.pageHttpMs.toFixed(0).padStart(10)} ` +
+          `${r.pageHttpsMs.toFixed(0).padStart(10)} ${r.bulkMbps.toFixed(2).padStart(12)}  ` +
+          `${r.runs.errors.length ? r.runs.errors.slice(0, 2).join('; ') : ''}`,
+      );
+    console.log(
+      `server RSS after the rounds: ss-server ${rss.libev} KiB, ladder servers ${rss.ladder} KiB`,
+    );
+    const out = join(fileURLToPath(new URL('.', import.meta.url)), '../../bench');
+    writeFileSync(
+      join(out, `path-results-${o.path}.json`),
+      JSON.stringify(
+        {
+          date: new Date().toISOString(),
+          path: o.path,
+          params: pathProfile(o.path),
+          mtu: o.mtu,
+          reps: o.reps,
+          bulk: { mb: o.bulkMb, capS: o.bulkS },
+          loadavg1: loadavg()[0],
+          minutes: (Date.now() - started) / 60_000,
+          rows,
+          rss,
+        },
+        null,
+        2,
+      ),
+    );
+    return rows.some((r) => r.runs.errors.length > 0) ? 1 : 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    stopTransports();
+    destroyLab(plan);
+  }
+}

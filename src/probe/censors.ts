@@ -1,0 +1,207 @@
+/**
+ * Names the 2024–2026 techniques (docs/lab.md "2024–2026 modules") in a transport check's evidence,
+ * and says which of the key's transports to use instead. Pure: it reads what `checkTransports`
+ * recorded, so it is tested on recorded observations.
+ *
+ * - `byte-budget` (Russia, n4p#490): a download through a working transport goes silent after
+ *   8–40 KiB and never resumes, with no reset and no end.
+ * - `whitelist` (Russia's mobile networks, n4p#516): every transport fails silently (connects time
+ *   out, handshakes and first data go unanswered) while a site on the allowlist answers.
+ * - `serverhello-drop` (Iran on MCI and TCI, n4p#489): TCP connects and the ClientHello leaves,
+ *   but the TLS handshake is never answered on every attempt, while a non-TLS transport to the same
+ *   address gets through. A client cannot see which packet was dropped, so the finding names both
+ *   a dropped ServerHello and a dropped ClientHello.
+ * - `conn-count` (Russia's home ISPs, n4p#546): one connection at a time gets through, several at
+ *   once are cut beyond some number.
+ * - `port-reset` (China, 2025-08-20): the SYN to the server's port is answered by a reset on every
+ *   attempt while another port of the same address answers.
+ * @module
+ */
+import type { AttemptKind, TransportCheck } from './transport-check.js';
+
+export type CensorTechnique =
+  'byte-budget' | 'whitelist' | 'serverhello-drop' | 'conn-count' | 'port-reset';
+
+export interface Finding {
+  readonly technique: CensorTechnique;
+  /** The transports whose evidence shows it. */
+  readonly transports: readonly string[];
+  /** What was observed, in numbers. */
+  readonly evidence: string;
+  /** The key's transports to use instead (checked to work here), or empty. */
+  readonly useInstead: readonly string[];
+  /** What to do when no transport of the key answers it. */
+  readonly advice: string;
+}
+
+/** Several connections of one transport opened at once (the conn-count check). */
+export interface ConcurrencyObservation {
+  readonly transport: string;
+  /** Attempt kinds in the order the connections were opened. */
+  readonly kinds: readonly AttemptKind[];
+}
+
+/** A site that only an allowlist would let through (e.g. a domestic or allow-listed site). */
+export interface AllowlistControl {
+  readonly name: string;
+  readonly ok: boolean;
+}
+
+export interface RecogniseOptions {
+  readonly concurrency?: readonly ConcurrencyObservation[];
+  readonly allowlistControl?: AllowlistControl;
+}
+
+/** Bytes between which a silent stop is read as a byte budget (the reported 14–32 KB, widened). */
+export const BUDGET_MIN_BYTES = 8 * 1024;
+export const BUDGET_MAX_BYTES = 40 * 1024;
+/** A download that got no byte for this long before the probe's time ran out has stalled. */
+export const STALL_SILENCE_MS = 2000;
+
+const SILENT: readonly AttemptKind[] = ['tcp-timeout', 'tls-timeout', 'data-timeout'];
+
+/** The findings for one run (pure). */
+export function recognise(checks: readonly TransportCheck[], o: RecogniseOptions = {}): Finding[] {
+  const out: Finding[] = [];
+  const working = checks.filter((c) => c.verdict.status === 'ok').map((c) => c.transport.name);
+  const isTls = (c: TransportCheck) => c.transport.tlsServerName !== undefined;
+
+  // byte budget: a working transport whose download went silent at a few tens of KB
+  const stalled = checks.filter((c) => {
+    const th = c.throughput;
+    return (
+      th !== undefined &&
+      th.end === 'timer' &&
+      th.bytes >= BUDGET_MIN_BYTES &&
+      th.bytes <= BUDGET_MAX_BYTES &&
+      th.silentMs !== undefined &&
+      th.silentMs >= STALL_SILENCE_MS
+    );
+  });
+  if (stalled.length > 0) {
+    const names = stalled.map((c) => c.transport.name);
+    out.push({
+      technique: 'byte-budget',
+      transports: names,
+      evidence: stalled
+        .map(
+          (c) =>
+            `${c.transport.name}: the download stopped after ${c.throughput!.bytes} bytes and stayed silent for ${Math.round(c.throughput!.silentMs! / 1000)} s, no reset`,
+        )
+        .join('; '),
+      useInstead: checks
+        .filter(
+          (c) => c.throughput && !stalled.includes(c) && c.throughput.bytes > BUDGET_MAX_BYTES,
+        )
+        .map((c) => c.transport.name),
+      advice:
+        'connections to this server freeze after a byte budget (a "16 KB" stall of foreign hosting): use a server outside the big hosting networks, or an SNI the censor spares; short requests still work',
+    });
+  }
+
+  // port reset: RST to every SYN while another port of the address answers
+  const reset = checks.filter(
+    (c) =>
+      c.attempts.length > 0 &&
+      c.attempts.every((a) => a.kind === 'tcp-reset' || a.kind === 'tcp-refused') &&
+      c.otherPort?.answered === true &&
+      c.otherPort.failure === null,
+  );
+  if (reset.length > 0) {
+    const ports = new Set(reset.map((c) => c.transport.server.port));
+    out.push({
+      technique: 'port-reset',
+      transports: reset.map((c) => c.transport.name),
+      evidence: reset
+        .map(
+          (c) =>
+            `${c.transport.name}: every SYN to port ${c.transport.server.port} was answered by a reset (${c.attempts.length}/${c.attempts.length}), while port ${c.otherPort!.port} of ${c.address} accepted a connection`,
+        )
+        .join('; '),
+      useInstead: checks
+        .filter((c) => c.verdict.status === 'ok' && !ports.has(c.transport.server.port))
+        .map((c) => c.transport.name),
+      advice: `port ${[...ports].join(', ')} is reset unconditionally (as port 443 was on 2025-08-20): use a transport on another port`,
+    });
+  }
+
+  // dropped ServerHello: TLS handshakes never answered, a non-TLS transport to the address works
+  const hsDrop = checks.filter(
+    (c) =>
+      isTls(c) &&
+      c.attempts.length > 0 &&
+      c.attempts.every((a) => a.kind === 'tls-timeout') &&
+      checks.some((x) => !isTls(x) && x.address === c.address && x.verdict.status === 'ok'),
+  );
+  if (hsDrop.length > 0) {
+    const plain = checks.filter((x) => !isTls(x) && x.verdict.status === 'ok');
+    out.push({
+      technique: 'serverhello-drop',
+      transports: hsDrop.map((c) => c.transport.name),
+      evidence: hsDrop
+        .map(
+          (c) =>
+            `${c.transport.name}: TCP to ${c.address} connects, the TLS handshake (SNI ${c.transport.tlsServerName}) times out ${c.attempts.length}/${c.attempts.length} times, while ${plain.map((x) => x.transport.name).join(', ')} to the same address gets through`,
+        )
+        .join('; '),
+      useInstead: plain.map((c) => c.transport.name),
+      advice:
+        "TLS to this server is cut at the handshake: the server's ServerHello is dropped (as in Iran on MCI and TCI) or the ClientHello is; use a transport that does not start with TLS",
+    });
+  }
+
+  // connection-count: one at a time works, several at once are cut after the first few
+  const observed: ConcurrencyObservation[] = [
+    ...(o.concurrency ?? []),
+    ...checks
+      .filter((c) => c.concurrent !== undefined)
+      .map((c) => ({ transport: c.transport.name, kinds: c.concurrent!.map((a) => a.kind) })),
+  ];
+  for (const obs of observed) {
+    const firstFail = obs.kinds.findIndex((k) => k !== 'ok');
+    const check = checks.find((c) => c.transport.name === obs.transport);
+    if (firstFail <= 0 || check?.verdict.status !== 'ok') continue;
+    const after = obs.kinds.slice(firstFail);
+    if (after.some((k) => k === 'ok')) continue;
+    out.push({
+      technique: 'conn-count',
+      transports: [obs.transport],
+      evidence: `${obs.transport}: one connection at a time gets through, but of ${obs.kinds.length} opened at once only the first ${firstFail} did; the rest failed (${[...new Set(after)].join(', ')})`,
+      useInstead: checks
+        .filter((c) => c.verdict.status === 'ok' && /mux/i.test(c.transport.name))
+        .map((c) => c.transport.name),
+      advice: `the censor cuts more than about ${firstFail} connections at once to one server: use a multiplexing transport (trojan with mux=), or keep the client's connections to this server at ${firstFail} or fewer`,
+    });
+  }
+
+  // whitelist: everything fails silently while an allow-listed site answers
+  const silentAll =
+    checks.length > 0 &&
+    working.length === 0 &&
+    checks.every((c) => c.attempts.length > 0 && c.attempts.every((a) => SILENT.includes(a.kind)));
+  if (silentAll && o.allowlistControl?.ok) {
+    out.push({
+      technique: 'whitelist',
+      transports: checks.map((c) => c.transport.name),
+      evidence: `all ${checks.length} transports fail silently (${[...new Set(checks.flatMap((c) => c.attempts.map((a) => a.kind)))].join(', ')}), while ${o.allowlistControl.name} answers`,
+      useInstead: [],
+      advice:
+        'only allow-listed names and addresses pass (whitelist mode): a server reached through an allowed SNI or a CDN on the list is needed; none of this key’s transports is one',
+    });
+  }
+  // Every finding names only transports that worked, so advice never points to a blocked one.
+  return out.map((f) => ({ ...f, useInstead: f.useInstead.filter((n) => working.includes(n)) }));
+}
+
+/** The findings as text for the probe's report. */
+export function formatFindings(findings: readonly Finding[]): string {
+  if (findings.length === 0) return '';
+  const lines = ['censorship techniques recognised:'];
+  for (const f of findings) {
+    lines.push(`  [${f.technique}] ${f.evidence}`);
+    lines.push(
+      f.useInstead.length > 0 ? `    use instead: ${f.useInstead.join(', ')}` : `    ${f.advice}`,
+    );
+  }
+  return lines.join('\n');
+}

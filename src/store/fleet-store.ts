@@ -1,0 +1,461 @@
+/**
+ * A fleet node's store (`ladder server --store postgres://... --data DIR`): the fleet's keys, fleet
+ * settings and usage live in one PostgreSQL database shared by every node; each node keeps a SQLite
+ * cache of them in its data directory, and everything the data plane reads comes from that cache.
+ *
+ * - **Key changes** made on this node are written to PostgreSQL first, synchronously (pg-worker.ts),
+ *   then to the cache; if the database is unreachable they are refused (ERR_STORE_UNAVAILABLE) and
+ *   nothing changes anywhere. Changes made elsewhere arrive by LISTEN/NOTIFY and are copied into
+ *   the cache through a second SQLite connection, which moves the key manager's `dataVersion()`: it
+ *   re-reads the keys at its next tick (250 ms). A full resync runs on every (re)connection and every
+ *   `resyncMs` as a safety net.
+ * - **Usage** flushed by the key manager goes into an outbox table on disk in numbered batches; the
+ *   replicator adds them to PostgreSQL (pg-fleet.ts, exactly once per batch), reads back the rows
+ *   of every node that changed, and records both in one cache transaction. What the key manager
+ *   sees is the fleet's usage plus this node's outbox, so limits hold across nodes up to the
+ *   replication delay (docs/operator.md).
+ * - **Outages**: the node keeps serving the cached keys; usage waits in the outbox; a log line and
+ *   the `ladder_store_up` metric say the store is unreachable. A node started while the database is
+ *   down serves from its cache if it was ever synced, and refuses to start otherwise.
+ *
+ * No log line carries the database's address or credentials: errors are reported by code only.
+ * @module
+ */
+import {
+  receiveMessageOnPort,
+  MessageChannel,
+  Worker,
+  type MessagePort,
+} from 'node:worker_threads';
+import pg from 'pg';
+import { LadderError } from '../errors.js';
+import type { AccessKeyRecord, DataLimit } from '../access/access-key.js';
+import { KeyStore, type AccessKeyStore, type UsageDelta } from './key-store.js';
+import {
+  addUsageBatchPg,
+  CHANGES_CHANNEL,
+  getDefaultLimitPg,
+  getKeyPg,
+  heartbeatPg,
+  listKeysPg,
+  migratePg,
+  usageSincePg,
+  type FleetNode,
+} from './pg-fleet.js';
+
+/** How far back each usage read starts before the newest change seen (late commits). */
+const USAGE_LOOKBACK_US = 10_000_000;
+
+export interface FleetStoreOptions {
+  /** Log lines for the operator (no addresses); default: stderr. */
+  log?: (line: string) => void;
+  /** Told when the database becomes reachable or unreachable. */
+  onHealth?: (up: boolean) => void;
+  /** Replication period: usage pushed and read, heartbeat (default 1000 ms). */
+  syncMs?: number;
+  /** Full resync of the keys (default 30 s). */
+  resyncMs?: number;
+  /** Connection and statement timeout (default 3000 ms). */
+  timeoutMs?: number;
+}
+
+/** What a node says about itself in the fleet list. */
+export interface NodeInfo {
+  name: string;
+  publicHost: string;
+  port: number;
+  connections(): number;
+  /** Opaque JSON: how clients reach this node's transports. */
+  reach(): string;
+}
+
+/** `--store` must be a PostgreSQL URL; the message names the fix. Never echoes the URL (it may hold a password). */
+export function checkStoreUrl(url: string): string {
+  if (!/^postgres(ql)?:\/\/./i.test(url))
+    throw new LadderError(
+      'ERR_USAGE',
+      '--store: give a PostgreSQL URL, postgres://user:password@host:port/database (or postgresql://...; a Unix socket: postgres:///db?host=/run/postgresql)',
+    );
+  return url;
+}
+
+/** Blocking calls into pg-worker.ts (see there). */
+class SyncPg {
+  readonly #worker: Worker;
+  readonly #port: MessagePort;
+  readonly #flag: Int32Array;
+  readonly #timeoutMs: number;
+  #seq = 0;
+
+  constructor(url: string, timeoutMs: number) {
+    const flag = new SharedArrayBuffer(4);
+    this.#flag = new Int32Array(flag);
+    const { port1, port2 } = new MessageChannel();
+    this.#port = port1;
+    this.#timeoutMs = timeoutMs;
+    this.#worker = new Worker(new URL('./pg-worker.js', import.meta.url), {
+      workerData: { url, flag, port: port2, connectTimeoutMs: timeoutMs },
+      transferList: [port2],
+    });
+    this.#worker.unref();
+    this.#worker.on('error', () => undefined);
+  }
+
+  call<T>(op: string, ...args: unknown[]): T {
+    const seq = ++this.#seq;
+    Atomics.store(this.#flag, 0, 0);
+    this.#port.postMessage({
+      seq,
+      op,
+      args,
+    });
+    const deadline = Date.now() + this.#timeoutMs * 2 + 500;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw unavailable('timeout');
+      Atomics.wait(this.#flag, 0, 0, left);
+      Atomics.store(this.#flag, 0, 0);
+      for (;;) {
+        const m = receiveMessageOnPort(this.#port);
+        if (!m) break;
+        const r = m.message as { seq: number; ok: boolean; value?: unknown; code?: string };
+        if (r.seq !== seq) continue; // the late reply of a call that timed out
+        if (!r.ok) throw unavailable(r.code ?? 'unknown');
+        return r.value as T;
+      }
+    }
+  }
+
+  close(): Promise<number> {
+    return this.#worker.terminate();
+  }
+}
+
+function unavailable(code: string): LadderError {
+  return new LadderError(
+    'ERR_STORE_UNAVAILABLE',
+    `the fleet database is unreachable (${code}): key changes are refused until it is back; every server keeps serving the keys it has`,
+  );
+}
+
+export class FleetStore implements AccessKeyStore {
+  readonly dir: string;
+  readonly nodeId: string;
+  /** The cache, through the key manager's connection. */
+  readonly #cache: KeyStore;
+  /** The cache, through the replicator's connection (its commits move the other's dataVersion). */
+  readonly #replica: KeyStore;
+  readonly #url: string;
+  readonly #o: FleetStoreOptions;
+  readonly #log: (line: string) => void;
+  #sync: SyncPg | null = null;
+  #client: pg.Client | null = null;
+  #up: boolean | null = null;
+  #chain: Promise<unknown> = Promise.resolve();
+  #timer: NodeJS.Timeout | null = null;
+  #closed = false;
+  #lastResync = 0;
+  #usageSinceUs = 0;
+  #batch: number;
+  #info: NodeInfo | null = null;
+  readonly #startedMs = Date.now();
+  #nodes: FleetNode[] = [];
+
+  /**
+   * Opens the cache in `dir` and connects to the fleet's database. If the database cannot be
+   * reached, a cache that was synced before is served (with a log line); without one, ERR_STORE_UNAVAILABLE.
+   */
+  static async open(url: string, dir: string, o: FleetStoreOptions = {}): Promise<FleetStore> {
+    checkStoreUrl(url);
+    const s = new FleetStore(url, dir, o);
+    try {
+      await s.#connect();
+    } catch (err) {
+      const synced = s.#cache.getSetting('fleet_synced_ms');
+      if (synced === undefined) {
+        s.close();
+        throw new LadderError(
+          'ERR_STORE_UNAVAILABLE',
+          `--store: cannot reach the fleet database (${codeOf(err)}) and ${dir} holds no copy of the fleet's keys yet; start this server once while the database is reachable, or check the URL, the network and the database's pg_hba.conf`,
+        );
+      }
+      s.#log(
+        `ladder server: fleet store unreachable at start (${codeOf(err)}); serving the ${s.#cache.listKeys().length} keys cached ${new Date(Number(synced)).toISOString()}, retrying`,
+      );
+      s.#health(false, err);
+    }
+    s.#timer = setInterval(() => s.#queue(() => s.#tick()), o.syncMs ?? 1000);
+    s.#timer.unref();
+    return s;
+  }
+
+  private constructor(url: string, dir: string, o: FleetStoreOptions) {
+    this.#url = url;
+    this.#o = o;
+    this.#log = o.log ?? ((l) => console.error(l));
+    this.#cache = KeyStore.open(dir);
+    this.#replica = KeyStore.open(dir);
+    this.dir = dir;
+    this.nodeId = this.#cache.settingOnce('server_id', () => crypto.randomUUID());
+    this.#batch = Number(this.#cache.getSetting('fleet_usage_batch') ?? '0');
+    for (const r of this.#cache.outbox()) this.#batch = Math.max(this.#batch, r.batch);
+  }
+
+  /** Whether the database answered last time (null before the first attempt). */
+  get up(): boolean | null {
+    return this.#up;
+  }
+
+  /** The fleet's servers as of the last heartbeat. */
+  nodes(): readonly FleetNode[] {
+    return this.#nodes;
+  }
+
+  /** What this node reports in the fleet list; set once the server listens. */
+  setNodeInfo(info: NodeInfo): void {
+    this.#info = info;
+  }
+
+  /** Per-node, per-key usage from the cache (the dashboard's fleet view). */
+  usageByNode(): { nodeId: string; keyId: string; bytes: number }[] {
+    return this.#cache.fleetUsageByNode();
+  }
+
+  #queue(fn: () => Promise<unknown>): Promise<unknown> {
+    const p = this.#chain.then(fn, fn);
+    this.#chain = p.catch(() => undefined);
+    return p;
+  }
+
+  async #connect(): Promise<void> {
+    const timeoutMs = this.#o.timeoutMs ?? 3000;
+    const c = new pg.Client({
+      connectionString: this.#url,
+      connectionTimeoutMillis: timeoutMs,
+      query_timeout: timeoutMs * 3,
+    });
+    c.on('error', (err) => this.#lost(c, err));
+    c.on('end', () => this.#lost(c, new Error('connection ended')));
+    c.on('notification', (n) => {
+      if (n.channel === CHANGES_CHANNEL && n.payload)
+        void this.#queue(() => this.#applyChange(c, n.payload!));
+    });
+    try {
+      await c.connect();
+      await migratePg(c);
+      await c.query(`LISTEN ${CHANGES_CHANNEL}`);
+      this.#client = c;
+      await this.#fullSync(c);
+    } catch (err) {
+      this.#client = null;
+      await c.end().catch(() => undefined);
+      throw err;
+    }
+    this.#sync ??= new SyncPg(this.#url, timeoutMs);
+    this.#health(true);
+  }
+
+  #lost(c: pg.Client, err: unknown): void {
+    if (this.#client !== c) return;
+    this.#client = null;
+    c.end().catch(() => undefined);
+    if (!this.#closed) this.#health(false, err);
+  }
+
+  #health(up: boolean, err?: unknown): void {
+    if (this.#up === up) return;
+    const was = this.#up;
+    this.#up = up;
+    this.#o.onHealth?.(up);
+    if (!up)
+      this.#log(
+        `ladder server: fleet store unreachable (${codeOf(err)}); serving the keys known, usage kept on disk until it is back`,
+      );
+    else if (was === false)
+      this.#log('ladder server: fleet store reachable again; caught up with the fleet');
+  }
+
+  async #fullSync(c: pg.Client): Promise<void> {
+    const keys = await listKeysPg(c);
+    const limit = await getDefaultLimitPg(c);
+    this.#replica.cacheReplaceKeys(keys);
+    if (JSON.stringify(this.#replica.getDefaultLimit()) !== JSON.stringify(limit))
+      this.#replica.setDefaultLimit(limit);
+    this.#lastResync = Date.now();
+    this.#replica.setSetting('fleet_synced_ms', String(this.#lastResync));
+    if (this.#usageSinceUs === 0) {
+      const u = await usageSincePg(c, 0);
+      this.#replica.settleUsage(null, u.rows);
+      this.#usageSinceUs = u.newestUs;
+    }
+  }
+
+  async #applyChange(c: pg.Client, what: string): Promise<void> {
+    if (this.#client !== c) return;
+    if (what.startsWith('key:')) {
+      const id = what.slice(4);
+      const k = await getKeyPg(c, id);
+      if (k) this.#replica.cachePutKey(k);
+      else if (this.#replica.getKey(id)) this.#replica.deleteKey(id);
+    } else if (what === 'setting:access_key_data_limit') {
+      this.#replica.setDefaultLimit(await getDefaultLimitPg(c));
+    }
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#closed) return;
+    let c = this.#client;
+    if (!c) {
+      try {
+        await this.#connect();
+      } catch (err) {
+        this.#health(false, err);
+        return;
+      }
+      c = this.#client;
+      if (!c) return;
+    }
+    try {
+      await this.#pushUsage(c);
+      if (this.#info)
+        this.#nodes = await heartbeatPg(c, {
+          nodeId: this.nodeId,
+          name: this.#info.name,
+          publicHost: this.#info.publicHost,
+          port: this.#info.port,
+          startedMs: this.#startedMs,
+          seenMs: Date.now(),
+          connections: this.#info.connections(),
+          reach: this.#info.reach(),
+        });
+      if (Date.now() - this.#lastResync >= (this.#o.resyncMs ?? 30_000)) await this.#fullSync(c);
+    } catch (err) {
+      this.#lost(c, err);
+    }
+  }
+
+  /** Adds the outbox to the database, reads back what changed, and settles both in the cache. */
+  async #pushUsage(c: pg.Client): Promise<void> {
+    const box = this.#cache.outbox();
+    let last: number | null = null;
+    if (box.length > 0) {
+      last = box[box.length - 1]!.batch;
+      const sum = new Map<string, UsageDelta>();
+      for (const r of box) {
+        const k = `${r.keyId}\u0000${r.day}`;
+        const d = sum.get(k);
+        sum.set(k, { keyId: r.keyId, day: r.day, bytes: (d?.bytes ?? 0) + r.bytes });
+      }
+      await addUsageBatchPg(c, this.nodeId, last, [...sum.values()]);
+    }
+    const u = await usageSincePg(c, Math.max(0, this.#usageSinceUs - USAGE_LOOKBACK_US));
+    this.#usageSinceUs = u.newestUs;
+    // Rows read again unchanged are not written: the cache's commits wake the key manager.
+    this.#replica.settleUsage(last, u.rows);
+  }
+
+  /** Pushes what is queued (graceful shutdown); gives up quietly when the database is away. */
+  async drain(): Promise<void> {
+    await this.#queue(async () => {
+      if (this.#client) await this.#pushUsage(this.#client).catch(() => undefined);
+    });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    const c = this.#client;
+    this.#client = null;
+    c?.end().catch(() => undefined);
+    void this.#sync?.close();
+    this.#cache.close();
+    this.#replica.close();
+  }
+
+  // ------------------------------------------------------------------ AccessKeyStore
+
+  dataVersion(): number {
+    return this.#cache.dataVersion();
+  }
+
+  /** Settings other than the default data limit belong to the node (its name, API port, ...). */
+  getSetting(name: string): string | undefined {
+    return this.#cache.getSetting(name);
+  }
+
+  setSetting(name: string, value: string | undefined): void {
+    this.#cache.setSetting(name, value);
+  }
+
+  settingOnce(name: string, make: () => string): string {
+    return this.#cache.settingOnce(name, make);
+  }
+
+  getDefaultLimit(): DataLimit | null {
+    return this.#cache.getDefaultLimit();
+  }
+
+  setDefaultLimit(limit: DataLimit | null): void {
+    this.#write<void>('setDefaultLimit', limit);
+    this.#cache.setDefaultLimit(limit);
+  }
+
+  listKeys(): AccessKeyRecord[] {
+    return this.#cache.listKeys();
+  }
+
+  getKey(id: string): AccessKeyRecord | undefined {
+    return this.#cache.getKey(id);
+  }
+
+  insertKey(key: AccessKeyRecord): void {
+    if (!this.#write<boolean>('insertKey', key))
+      throw new LadderError('ERR_CONFLICT', `an access key with id ${key.id} already exists`);
+    this.#cache.cachePutKey(key);
+  }
+
+  insertKeyWithNextId(make: (id: string) => AccessKeyRecord): AccessKeyRecord {
+    for (let i = 0; i < 8; i++) {
+      const key = make(this.#write<string>('nextKeyId'));
+      if (this.#write<boolean>('insertKey', key)) {
+        this.#cache.cachePutKey(key);
+        return key;
+      }
+    }
+    throw new LadderError('ERR_CONFLICT', 'could not take a free key id; try again');
+  }
+
+  updateKey(key: AccessKeyRecord): boolean {
+    const ok = this.#write<boolean>('updateKey', key);
+    if (ok) this.#cache.cachePutKey(key);
+    return ok;
+  }
+
+  deleteKey(id: string): boolean {
+    const ok = this.#write<boolean>('deleteKey', id);
+    this.#cache.deleteKey(id);
+    return ok;
+  }
+
+  addUsage(deltas: readonly UsageDelta[]): void {
+    if (deltas.length === 0) return;
+    this.#batch++;
+    this.#cache.queueUsage(this.#batch, deltas);
+    this.#cache.setSetting('fleet_usage_batch', String(this.#batch));
+  }
+
+  loadUsage(fromDay: number): Map<string, Map<number, number>> {
+    return this.#cache.loadFleetUsage(fromDay);
+  }
+
+  #write<T>(op: string, ...args: unknown[]): T {
+    if (this.#up !== true || !this.#sync) throw unavailable('not connected');
+    return this.#sync.call<T>(op, ...args);
+  }
+}
+
+function codeOf(err: unknown): string {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && /^[A-Z0-9_]{1,20}$/.test(code) ? code : 'no answer';
+}

@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { LookupAddress } from 'node:dns';
+import { cachedLookup, MAX_SERVER_NAMES } from './server-lookup.js';
+
+type Cb = (err: unknown, a?: unknown, f?: number) => void;
+
+function call(
+  lookup: ReturnType<typeof cachedLookup>,
+  host: string,
+  options: { all?: boolean; family?: number },
+): Promise<{ err: unknown; a: unknown; f: number | undefined }> {
+  return new Promise((resolve) =>
+    (lookup as unknown as (h: string, o: object, cb: Cb) => void)(host, options, (err, a, f) =>
+      resolve({ err, a, f }),
+    ),
+  );
+}
+
+const answer: LookupAddress[] = [
+  { address: '198.19.2.20', family: 4 },
+  { address: '2001:2:0:2::20', family: 6 },
+];
+
+test('a name is resolved once per TTL, concurrent lookups share one query', async () => {
+  let queries = 0;
+  let t = 0;
+  const lookup = cachedLookup(
+    async () => {
+      queries++;
+      return answer;
+    },
+    () => t,
+    1000,
+  );
+  const [a, b] = await Promise.all([
+    call(lookup, 'ladder.lab', { all: true }),
+    call(lookup, 'ladder.lab', {}),
+  ]);
+  assert.deepEqual(a.a, answer);
+  assert.equal(b.a, '198.19.2.20');
+  assert.equal(b.f, 4);
+  assert.equal(queries, 1);
+  t = 999;
+  assert.equal((await call(lookup, 'ladder.lab', { family: 6 })).a, '2001:2:0:2::20');
+  assert.equal(queries, 1);
+  t = 1000;
+  await call(lookup, 'ladder.lab', {});
+  assert.equal(queries, 2, 'asked again once the TTL is over');
+});
+
+test('failures are passed on and not cached; a missing family is ENOTFOUND', async () => {
+  let fail = true;
+  let queries = 0;
+  const lookup = cachedLookup(async () => {
+    queries++;
+    if (fail) throw Object.assign(new Error('getaddrinfo ENOTFOUND x'), { code: 'ENOTFOUND' });
+    return [answer[0]!];
+  });
+  assert.match(String((await call(lookup, 'x', {})).err), /ENOTFOUND/);
+  fail = false;
+  assert.equal((await call(lookup, 'x', {})).a, '198.19.2.20');
+  assert.equal(queries, 2);
+  const v6 = await call(lookup, 'x', { family: 6, all: true });
+  assert.equal((v6.err as { code: string }).code, 'ENOTFOUND');
+});
+
+test('the cache holds a bounded number of names', async () => {
+  let queries = 0;
+  const lookup = cachedLookup(async () => {
+    queries++;
+    return answer;
+  });
+  for (let i = 0; i <= MAX_SERVER_NAMES; i++) await call(lookup, `s${i}.example`, {});
+  assert.equal(queries, MAX_SERVER_NAMES + 1);
+  await call(lookup, 's0.example', {}); // the oldest was evicted
+  assert.equal(queries, MAX_SERVER_NAMES + 2);
+  await call(lookup, `s${MAX_SERVER_NAMES}.example`, {});
+  assert.equal(queries, MAX_SERVER_NAMES + 2);
+});

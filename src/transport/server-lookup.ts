@@ -1,0 +1,80 @@
+/**
+ * Name resolution for the client's own Ladder server, cached: every fresh connection to the server
+ * used to resolve its name again through the system resolver, which costs a round trip to the
+ * resolver before the TCP handshake can start (on a long path with a resolver across it, a whole
+ * path round trip per connection). The server's address changes rarely; ss-local resolves it once
+ * at start. Here a successful answer is reused for {@link SERVER_LOOKUP_TTL_MS}, concurrent lookups
+ * of one name share one query, and the cache holds at most {@link MAX_SERVER_NAMES} names.
+ *
+ * Only for the proxy server's name (a name the user configured), never for destinations: those are
+ * resolved by the server.
+ * @module
+ */
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import type { LookupFunction } from 'node:net';
+
+export const SERVER_LOOKUP_TTL_MS = 60_000;
+export const MAX_SERVER_NAMES = 64;
+
+type Resolve = (host: string) => Promise<LookupAddress[]>;
+
+const systemResolve: Resolve = (host) =>
+  new Promise((resolve, reject) =>
+    dnsLookup(host, { all: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))),
+  );
+
+/** A `net.connect` lookup with a cache; `resolve` and `now` are injectable for tests. */
+export function cachedLookup(
+  resolve: Resolve = systemResolve,
+  now: () => number = Date.now,
+  ttlMs = SERVER_LOOKUP_TTL_MS,
+): LookupFunction {
+  const cache = new Map<string, { addresses: LookupAddress[]; expires: number }>();
+  const inflight = new Map<string, Promise<LookupAddress[]>>();
+  const get = (host: string): Promise<LookupAddress[]> => {
+    const hit = cache.get(host);
+    if (hit && hit.expires > now()) return Promise.resolve(hit.addresses);
+    let p = inflight.get(host);
+    if (!p) {
+      p = resolve(host).then(
+        (addresses) => {
+          inflight.delete(host);
+          cache.delete(host);
+          if (cache.size >= MAX_SERVER_NAMES) cache.delete(cache.keys().next().value!);
+          cache.set(host, { addresses, expires: now() + ttlMs });
+          return addresses;
+        },
+        (err: unknown) => {
+          inflight.delete(host);
+          throw err;
+        },
+      );
+      inflight.set(host, p);
+    }
+    return p;
+  };
+  return ((
+    host: string,
+    options: { all?: boolean; family?: number },
+    callback: (err: unknown, address?: unknown, family?: number) => void,
+  ) => {
+    get(host).then(
+      (all) => {
+        const fam = options.family === 4 || options.family === 6 ? options.family : 0;
+        const list = fam ? all.filter((a) => a.family === fam) : all;
+        if (list.length === 0) {
+          const err = Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), {
+            code: 'ENOTFOUND',
+          });
+          return callback(err, options.all ? [] : '', 0);
+        }
+        if (options.all) callback(null, list);
+        else callback(null, list[0]!.address, list[0]!.family);
+      },
+      (err: unknown) => callback(err, options.all ? [] : '', 0),
+    );
+  }) as unknown as LookupFunction;
+}
+
+/** The process's cache for proxy server names. */
+export const serverLookup: LookupFunction = cachedLookup();

@@ -1,0 +1,286 @@
+/**
+ * A fleet: three real `ladder server` processes on one real PostgreSQL (test/helpers/postgres.ts),
+ * each with its own data directory (its cache). Key changes made through one node's API take
+ * effect on every node within 1 s.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPostgres, postgresBin, type TestPostgres } from '../helpers/postgres.js';
+import {
+  dialerFor,
+  fetchThrough,
+  startOperatorServer,
+  tempDataDir,
+  type OperatorServer,
+} from '../helpers/operator.js';
+import { startOrigin, type Origin } from '../helpers/origin.js';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pgLib from 'pg';
+import { parseLadderKey } from '../../src/codec/ladder-key.js';
+
+/** Request and response headers of one fetchThrough: usage counts them too. */
+const HEADERS_SLACK = 2_000;
+
+interface Key {
+  id: string;
+  method: string;
+  password: string;
+  ladder: { state: string; usedBytes: number; totalBytes: number };
+}
+
+/** Polls `check` every 20 ms until it is true; returns how long it took, or throws at the deadline. */
+async function within(what: string, ms: number, check: () => Promise<boolean>): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    if (await check()) return performance.now() - t0;
+    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const skip = postgresBin() ? false : 'PostgreSQL is not installed (.ci/run installs postgresql)';
+
+describe('fleet: three servers on one PostgreSQL', { skip }, () => {
+  let pg: TestPostgres;
+  let origin: Origin;
+  const dirs: { dir: string; remove(): void }[] = [];
+  const nodes: OperatorServer[] = [];
+
+  before(async () => {
+    pg = await startPostgres();
+    origin = await startOrigin();
+    for (let i = 0; i < 3; i++) dirs.push(tempDataDir());
+    // Started together: the migrations must take turns (advisory lock).
+    nodes.push(
+      ...(await Promise.all(dirs.map((d) => startOperatorServer(d.dir, ['--store', pg.url])))),
+    );
+  });
+
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.peer.stop()));
+    await origin?.close();
+    await pg?.remove();
+    for (const d of dirs) d.remove();
+  });
+
+  /** The fleet's total for a key, read from PostgreSQL itself. */
+  const pgTotal = async (id: string): Promise<number> => {
+    const c = new pgLib.Client({ connectionString: pg.url });
+    await c.connect();
+    try {
+      const r = await c.query<{ s: string | null }>(
+        'SELECT SUM(bytes) AS s FROM ladder_usage WHERE key_id = $1',
+        [id],
+      );
+      return Number(r.rows[0]?.s ?? 0);
+    } finally {
+      await c.end();
+    }
+  };
+  /** Bytes of a key waiting in a node's on-disk outbox. */
+  const outbox = (dir: string, id: string): number => {
+    const db = new Database(join(dir, 'ladder.db'), { readonly: true });
+    try {
+      const r = db
+        .prepare<[string], { s: number | null }>(
+          'SELECT SUM(bytes) AS s FROM usage_outbox WHERE key_id = ?',
+        )
+        .get(id);
+      return r?.s ?? 0;
+    } finally {
+      db.close();
+    }
+  };
+  const metric = async (n: OperatorServer, name: string): Promise<string | undefined> => {
+    const text = await (await fetch(`${n.metricsUrl!}`)).text();
+    return new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1];
+  };
+
+  const state = async (n: OperatorServer, id: string): Promise<string | null> => {
+    const r = await n.api('GET', `/access-keys/${encodeURIComponent(id)}`);
+    return r.status === 200 ? (r.body as Key).ladder.state : null;
+  };
+
+  test('a key created, disabled, enabled and deleted on one node takes effect on all within 1 s', async () => {
+    const made = await nodes[0]!.api('POST', '/access-keys', { name: 'fleet' });
+    assert.equal(made.status, 201);
+    const key = made.body as Key;
+    for (const n of nodes) {
+      await within('created key seen', 1000, async () => (await state(n, key.id)) === 'active');
+      const r = await fetchThrough(dialerFor(n.port, key), origin.port, '/hello');
+      assert.match(r.head, /^HTTP\/1\.1 200/, 'the key works on every node');
+    }
+
+    const patch = (n: OperatorServer, body: object) =>
+      n.api('PATCH', `/ladder/v1/access-keys/${key.id}`, body);
+    assert.equal((await patch(nodes[1]!, { disabled: true })).status, 200);
+    for (const n of nodes)
+      await within('disable seen', 1000, async () => (await state(n, key.id)) === 'disabled');
+
+    assert.equal((await patch(nodes[2]!, { disabled: false })).status, 200);
+    for (const n of nodes)
+      await within('enable seen', 1000, async () => (await state(n, key.id)) === 'active');
+
+    assert.equal((await nodes[1]!.api('DELETE', `/access-keys/${key.id}`)).status, 204);
+    for (const n of nodes)
+      await within('delete seen', 1000, async () => (await state(n, key.id)) === null);
+  });
+
+  test('ids are unique across the fleet when nodes create keys at once', async () => {
+    const made = await Promise.all(
+      nodes.flatMap((n) => [1, 2, 3].map(() => n.api('POST', '/access-keys', {}))),
+    );
+    const ids = made.map((m) => (m.body as Key).id);
+    assert.equal(new Set(ids).size, ids.length);
+    for (const id of ids)
+      for (const n of nodes)
+        await within('key seen', 1000, async () => (await state(n, id)) === 'active');
+  });
+
+  test('a data limit holds across two nodes, and usage is counted once', async () => {
+    const key = (await nodes[0]!.api('POST', '/access-keys', { name: 'limited' })).body as Key;
+    assert.equal(
+      (
+        await nodes[0]!.api('PUT', `/access-keys/${key.id}/data-limit`, {
+          limit: { bytes: 4_000_000 },
+        })
+      ).status,
+      204,
+    );
+    await within('key seen', 1000, async () => (await state(nodes[1]!, key.id)) === 'active');
+    const first = await fetchThrough(dialerFor(nodes[0]!.port, key), origin.port, '/bytes/3000000');
+    assert.equal(first.bodyBytes, 3_000_000);
+    // Node 1 learns node 0's usage from the database (flush, push, read: a few seconds at most).
+    await within('usage seen on the other node', 5000, async () => {
+      const r = await nodes[1]!.api('GET', `/access-keys/${key.id}`);
+      return (r.body as Key).ladder.usedBytes >= 3_000_000;
+    });
+    const second = await fetchThrough(
+      dialerFor(nodes[1]!.port, key),
+      origin.port,
+      '/bytes/3000000',
+    );
+    assert.ok(second.bodyBytes < 3_000_000, 'node 1 cut the key off at the fleet-wide limit');
+    const carried = first.bodyBytes + second.bodyBytes;
+    // Node 1 stops within one read of crossing the limit (its own counting is live).
+    assert.ok(carried <= 4_000_000 + 1_100_000, `carried ${carried}`);
+    for (const n of nodes)
+      await within(
+        'over-limit everywhere',
+        5000,
+        async () => (await state(n, key.id)) === 'over-limit',
+      );
+    await within('usage in the database', 5000, async () => (await pgTotal(key.id)) >= carried);
+    const total = await pgTotal(key.id);
+    assert.ok(
+      total <= carried + 2 * HEADERS_SLACK,
+      `database total ${total} vs carried ${carried}`,
+    );
+  });
+
+  test('database restart under load and kill -9 of a node: serving goes on, usage is caught up exactly', async () => {
+    const a = (await nodes[0]!.api('POST', '/access-keys', { name: 'load' })).body as Key;
+    const b = (await nodes[2]!.api('POST', '/access-keys', { name: 'killed' })).body as Key;
+    assert.equal(
+      (await nodes[0]!.api('PATCH', `/ladder/v1/access-keys/${a.id}`, { speedLimitBps: 1_500_000 }))
+        .status,
+      200,
+    );
+    for (const n of nodes) {
+      await within('keys seen', 1000, async () => (await state(n, a.id)) === 'active');
+      await within('keys seen', 1000, async () => (await state(n, b.id)) === 'active');
+    }
+    await within(
+      'store up',
+      5000,
+      async () => (await metric(nodes[0]!, 'ladder_store_up')) === '1',
+    );
+    // A capped download runs through node 0 across the whole outage.
+    const load = fetchThrough(dialerFor(nodes[0]!.port, a), origin.port, '/bytes/6000000');
+
+    await pg.stop();
+    await within(
+      'outage seen',
+      10_000,
+      async () => (await metric(nodes[0]!, 'ladder_store_up')) === '0',
+    );
+    assert.match(nodes[0]!.peer.output(), /fleet store unreachable/);
+    assert.doesNotMatch(
+      nodes[0]!.peer.output(),
+      new RegExp(`:${pg.port}\\b`),
+      'no database address in logs',
+    );
+    // Key changes are refused while the database is away, with a clear status.
+    const refused = await nodes[1]!.api('POST', '/access-keys', {});
+    assert.equal(refused.status, 503);
+
+    // Node 2 carries bytes while the database is down, buffers them on disk, and is killed.
+    const during = await fetchThrough(dialerFor(nodes[2]!.port, b), origin.port, '/bytes/2000000');
+    assert.equal(during.bodyBytes, 2_000_000);
+    await within('usage on disk', 5000, async () => outbox(dirs[2]!.dir, b.id) >= 2_000_000);
+    process.kill(nodes[2]!.peer.pid, 'SIGKILL');
+    await nodes[2]!.peer.stop();
+    // Started again while the database is still down: it serves from its cache.
+    nodes[2] = await startOperatorServer(dirs[2]!.dir, ['--store', pg.url], nodes[2]!.port);
+    assert.match(nodes[2]!.peer.output(), /unreachable at start.*serving the \d+ keys cached/);
+    const cached = await fetchThrough(dialerFor(nodes[2]!.port, b), origin.port, '/bytes/1000000');
+    assert.equal(cached.bodyBytes, 1_000_000);
+
+    await pg.start();
+    for (const n of nodes)
+      await within('store back', 10_000, async () => (await metric(n, 'ladder_store_up')) === '1');
+    const loaded = await load;
+    assert.equal(loaded.bodyBytes, 6_000_000, 'the download ran through the outage');
+
+    for (const [id, carried, dir] of [
+      [a.id, loaded.bodyBytes, dirs[0]!.dir],
+      [b.id, during.bodyBytes + cached.bodyBytes, dirs[2]!.dir],
+    ] as const) {
+      await within(
+        'outbox drained',
+        10_000,
+        async () => outbox(dir, id) === 0 && (await pgTotal(id)) >= carried,
+      );
+      const total = await pgTotal(id);
+      assert.ok(
+        total <= carried + 2 * HEADERS_SLACK,
+        `key ${id}: database ${total}, carried ${carried}`,
+      );
+    }
+    assert.equal(
+      (await nodes[1]!.api('POST', '/access-keys', {})).status,
+      201,
+      'changes work again',
+    );
+  });
+
+  test('every node shows the fleet, and bundles list every server', async () => {
+    interface Fleet {
+      fleet: boolean;
+      storeReachable: boolean;
+      servers: { id: string; port: number; self: boolean; healthy: boolean; bytes: number }[];
+    }
+    let fleet: Fleet | undefined;
+    await within('three healthy servers listed', 10_000, async () => {
+      fleet = (await nodes[1]!.api('GET', '/ladder/v1/fleet')).body as Fleet;
+      return fleet.servers.filter((x) => x.healthy).length === 3;
+    });
+    assert.equal(fleet!.fleet, true);
+    assert.equal(fleet!.storeReachable, true);
+    assert.equal(fleet!.servers.filter((x) => x.self).length, 1);
+    assert.deepEqual(new Set(fleet!.servers.map((x) => x.port)), new Set(nodes.map((n) => n.port)));
+    assert.ok(
+      fleet!.servers.some((x) => x.bytes > 0),
+      'per-server usage',
+    );
+    const key = (await nodes[0]!.api('POST', '/access-keys', { name: 'bundle' })).body as Key & {
+      ladder: { bundleUrl: string };
+    };
+    const ports = parseLadderKey(key.ladder.bundleUrl).transports.map((t) =>
+      Number(/:(\d+)(?:[/?#]|$)/.exec(t.replace(/^[a-z]+:\/\/[^@]*@/, 'x://'))?.[1]),
+    );
+    assert.equal(ports[0], nodes[0]!.port, 'this server first');
+    assert.deepEqual(new Set(ports), new Set(nodes.map((n) => n.port)));
+  });
+});
