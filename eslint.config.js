@@ -54,7 +54,7 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     // The dashboard runs in the browser, as plain ES modules without a build.
-    files: ['assets/dashboard/**/*.js'],
+    files: ['assets/dashboard/**/*.js', 'assets/client-ui/**/*.js'],
     languageOptions: {
       globals: {
         document: 'readonly',
@@ -65,6 +65,9 @@ export default tseslint.config(
         setInterval: 'readonly',
         FormData: 'readonly',
         URL: 'readonly',
+        URLSearchParams: 'readonly',
+        history: 'readonly',
+        performance: 'readonly',
         console: 'readonly',
       },
     },

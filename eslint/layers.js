@@ -21,6 +21,7 @@ export const LAYERS = [
   ['server'],
   ['admin'],
   ['lab', 'probe'],
+  ['app'],
   ['cli'],
 ];
 

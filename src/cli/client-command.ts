@@ -3,6 +3,7 @@
  * @module
  */
 import { LadderError } from '../errors.js';
+import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
 import { runTunCleanup, startTun, tunBypass, tunConfig } from './tun-command.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
@@ -15,6 +16,7 @@ import {
   ROUTING_HELP,
   routingConfig,
 } from './routing-setup.js';
+import { buildClientApp, UI_FLAGS, UI_HELP, uiConfig } from './client-app.js';
 
 const HELP = `ladder client --server <key> [--socks <host:port>] [--http <host:port>] [options]
 
@@ -40,7 +42,9 @@ options:
                          carries in its life before a fresh one is opened (default 128, as v2ray;
                          1: a connection per session, each padded from its start)
 
-${ROUTING_HELP}`;
+${ROUTING_HELP}
+
+${UI_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags('client', argv, {
@@ -57,6 +61,7 @@ export async function run(argv: string[]): Promise<number> {
     'no-kill-switch': { type: 'boolean' },
     'tun-cleanup': { type: 'boolean' },
     ...ROUTING_FLAGS,
+    ...UI_FLAGS,
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -64,7 +69,13 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   if (values['tun-cleanup']) return runTunCleanup((l) => console.log(l));
-  if (!values.server)
+  const ui = uiConfig(values);
+  if (ui && values.tun)
+    throw new LadderError(
+      'ERR_USAGE',
+      '--ui and --tun cannot be combined yet (the page may switch to a server the device routes through the tunnel); drop one',
+    );
+  if (!values.server && !ui)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
   let muxSessionsPerConnection: number | undefined;
   if (values['mux-sessions'] !== undefined) {
@@ -80,23 +91,40 @@ export async function run(argv: string[]): Promise<number> {
         `--mux-sessions '${text.slice(0, 20)}' must be the sessions per connection, 1 to 1024 (default 128)`,
       );
   }
-  const keyDialers = dialersForKey(
-    values.server,
-    (to, why) => console.log(`ladder client: now using ${to} (${why})`),
-    muxSessionsPerConnection ? { muxSessionsPerConnection } : {},
-  );
-  for (const s of keyDialers.skipped) console.log(`ladder client: skipping ${s}`);
   const routing = routingConfig(values);
-  const routed = routing
-    ? buildRoutedDialer(routing, keyDialers, {
-        log: (line) => console.log(line),
-        // Under --tun, DIRECT connections bind to the machine's own address: routing sends those
-        // around the device (docs/tun.md, "DIRECT connections").
-        ...(values.tun ? { direct: tunBypass } : {}),
+  const keyOptions = muxSessionsPerConnection ? { muxSessionsPerConnection } : {};
+  const app = ui
+    ? buildClientApp(ui, {
+        routing,
+        keyOptions,
+        serverKey: values.server,
+        print: (l) => console.log(l),
       })
     : undefined;
-  const dialer = routed ?? keyDialers.stream;
-  const packetDialer = routed ?? keyDialers.packet;
+  let dialer: StreamDialer;
+  let packetDialer: PacketDialer;
+  const started: string[] = [];
+  if (app) ({ dialer, packetDialer } = app.controller);
+  else {
+    const keyDialers = dialersForKey(
+      values.server!,
+      (to, why) => console.log(`ladder client: now using ${to} (${why})`),
+      keyOptions,
+    );
+    for (const s of keyDialers.skipped) console.log(`ladder client: skipping ${s}`);
+    const routed = routing
+      ? buildRoutedDialer(routing, keyDialers, {
+          log: (line) => console.log(line),
+          // Under --tun, DIRECT connections bind to the machine's own address: routing sends those
+          // around the device (docs/tun.md, "DIRECT connections").
+          ...(values.tun ? { direct: tunBypass } : {}),
+        })
+      : undefined;
+    dialer = routed ?? keyDialers.stream;
+    packetDialer = routed ?? keyDialers.packet;
+    started.push(`ladder client: carrying traffic through ${keyDialers.what}`);
+    if (routed) started.push(`ladder client: routing by ${routing!.rules}`);
+  }
   let users: Map<string, string> | undefined;
   if (values.user !== undefined) {
     const i = values.user.indexOf(':');
@@ -105,6 +133,7 @@ export async function run(argv: string[]): Promise<number> {
     users = new Map([[values.user.slice(0, i), values.user.slice(i + 1)]]);
   }
   const closers: (() => Promise<void>)[] = [];
+  const ports: { socks?: number; http?: number } = {};
   // With --tun, a proxy runs only when its flag is given.
   const tun = values.tun
     ? {
@@ -118,7 +147,7 @@ export async function run(argv: string[]): Promise<number> {
       await startTun(
         tun,
         { stream: dialer, packet: packetDialer },
-        serverEndpointsOfKey(values.server),
+        serverEndpointsOfKey(values.server!),
         (l) => console.log(l),
       ),
     );
@@ -126,6 +155,7 @@ export async function run(argv: string[]): Promise<number> {
     const at = parseHostPort(values.socks ?? '127.0.0.1:1080', '--socks');
     const socks = new Socks5Server({ dialer, packetDialer, ...(users ? { users } : {}) });
     const a = await socks.listen(at.host, at.port);
+    ports.socks = a.port;
     closers.push(() => socks.close());
     console.log(`ladder client: SOCKS5 listening on ${formatHostPort(a.address, a.port)}`);
   }
@@ -133,6 +163,7 @@ export async function run(argv: string[]): Promise<number> {
     const at = parseHostPort(values.http ?? '127.0.0.1:8080', '--http');
     const http = new HttpProxyServer({ dialer, ...(users ? { users } : {}) });
     const a = await http.listen(at.host, at.port);
+    ports.http = a.port;
     closers.push(() => http.close());
     console.log(`ladder client: HTTP proxy listening on ${formatHostPort(a.address, a.port)}`);
   }
@@ -141,9 +172,10 @@ export async function run(argv: string[]): Promise<number> {
       'ERR_USAGE',
       'client: with both --no-socks and --no-http there is nothing to run',
     );
-  console.log(`ladder client: carrying traffic through ${keyDialers.what}`);
-  if (routed) console.log(`ladder client: routing by ${routing!.rules}`);
+  for (const line of started) console.log(line);
+  await app?.start(ports);
   await untilSignal();
+  await app?.close();
   await Promise.all(closers.map((c) => c()));
   return 0;
 }

@@ -12,7 +12,7 @@ import type { Socket as UdpSocket } from 'node:dgram';
 import { DialError, LadderError } from '../errors.js';
 import { parseRules, type RuleFiles, type RuleTable } from '../routing/rules.js';
 import { MmdbReader } from '../routing/mmdb.js';
-import { RoutedDialer } from '../routing/routed-dialer.js';
+import { RoutedDialer, type RoutedDialerOptions } from '../routing/routed-dialer.js';
 import type { NameAnswer, NameLookup } from '../routing/dns-cache.js';
 import { DirectDialer, DirectPacketDialer, type DirectDialerOptions } from '../transport/direct.js';
 import { StreamResolver, udpResolver, type Resolver } from '../probe/dns-client.js';
@@ -228,6 +228,8 @@ export interface RoutedDialerSetup {
   };
   /** Where --log-connections lines go. */
   readonly log: (line: string) => void;
+  /** Each TCP connection's decision, for the control page's connection list (never logged). */
+  readonly onDecision?: RoutedDialerOptions['onDecision'];
 }
 
 /** The RoutedDialer for `cfg` over the key's dialers. */
@@ -253,6 +255,7 @@ export function buildRoutedDialer(
     transports: key.transports,
     resolveDirect: directNameLookup(cfg, setup.direct?.onUdpSocket),
     resolveRemote: lookupWith(new StreamResolver(tunnel, cfg.dnsRemote, ' (tunnel)')),
+    ...(setup.onDecision ? { onDecision: setup.onDecision } : {}),
     ...(cfg.logConnections
       ? { log: (line: string) => setup.log(`ladder client: route ${line}`) }
       : {}),

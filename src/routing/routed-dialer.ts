@@ -47,6 +47,8 @@ export interface RoutedDialerOptions {
   readonly now?: () => number;
   /** --log-connections: one line per connection (or UDP destination). Off by default. */
   readonly log?: (line: string) => void;
+  /** Each TCP connection's decision, for a local view of open connections (never logged). */
+  readonly onDecision?: (target: Target, decision: RouteDecision) => void;
   /** Names kept by each DNS cache (default 4096). */
   readonly cacheEntries?: number;
 }
@@ -165,6 +167,7 @@ export class RoutedDialer implements StreamDialer, PacketDialer {
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     const d = await this.decide(target, 'tcp');
     this.#log('tcp', target, d);
+    this.#o.onDecision?.(target, d);
     if (d.action.kind === 'reject')
       throw new DialError('ERR_RULE_REJECT', `refused by the rule at ${d.rule?.where ?? '?'}`);
     if (signal?.aborted) throw new DialError('ERR_ABORTED', 'target: aborted');

@@ -236,7 +236,9 @@ export function nodeTlsConnect(
       if (pin && !socket.isSessionReused()) {
         const peer = socket.getPeerX509Certificate();
         if (!peer || new X509Certificate(peer.raw).fingerprint256 !== pin) {
-          fail(new DialError('ERR_DIAL', `${what}: the certificate does not match the key's pin`));
+          fail(
+            new DialError('ERR_TLS_CERT', `${what}: the certificate does not match the key's pin`),
+          );
           return;
         }
       }

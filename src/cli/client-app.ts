@@ -1,0 +1,201 @@
+/**
+ * `ladder client --ui <host:port>`: the composition root of the client as an app. Builds the
+ * controller (src/app/client-controller.ts) whose dialers the local proxies use, the control page and
+ * Clash API server (src/app/ui-server.ts), and how a key becomes dialers (key-dialers.ts, with the
+ * routing rules of routing-setup.ts). Kept apart so client-command.ts only calls it.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { LadderError } from '../errors.js';
+import { ClientController, type DialersBuilder } from '../app/client-controller.js';
+import { UiServer } from '../app/ui-server.js';
+import { parseLadderKey } from '../codec/ladder-key.js';
+import type { Target } from '../transport/types.js';
+import { dialersForKey, type KeyDialerOptions } from './key-dialers.js';
+import { buildRoutedDialer, loadRules, type RoutingConfig } from './routing-setup.js';
+import { formatHostPort, parseHostPort } from './args.js';
+
+/** The client's app flags (joined into its parseFlags options). */
+export const UI_FLAGS = {
+  ui: { type: 'string' },
+  'ui-allow-remote': { type: 'boolean' },
+  'ui-keys': { type: 'string' },
+} as const;
+
+export const UI_HELP = `control page (docs/client.md):
+  --ui <host:port>       a local page and a Clash-compatible API to import keys, connect, choose the
+                         transport and watch traffic; prints its URL with a random access token.
+                         --server is then optional (the page's keys are used)
+  --ui-allow-remote      let --ui listen on an address other than loopback (anyone who can reach it
+                         and holds the token controls the client)
+  --ui-keys <file>       where the page keeps keys, mode 0600 (default ~/.ladder-client-keys.json)`;
+
+export interface UiConfig {
+  readonly at: Target;
+  readonly allowRemote: boolean;
+  readonly keyFile: string;
+}
+
+const isLoopback = (host: string): boolean =>
+  host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+
+/** Checks the --ui flags (pure). Undefined without --ui. */
+export function uiConfig(
+  v: {
+    ui?: string | undefined;
+    'ui-allow-remote'?: boolean | undefined;
+    'ui-keys'?: string | undefined;
+  },
+  home = homedir(),
+): UiConfig | undefined {
+  if (v.ui === undefined) {
+    const stray = (['ui-allow-remote', 'ui-keys'] as const).find((f) => v[f] !== undefined);
+    if (stray)
+      throw new LadderError('ERR_USAGE', `--${stray} takes effect only with --ui <host:port>`);
+    return undefined;
+  }
+  const at = parseHostPort(v.ui, '--ui');
+  if (!isLoopback(at.host) && !v['ui-allow-remote'])
+    throw new LadderError(
+      'ERR_USAGE',
+      `--ui ${v.ui.slice(0, 60)} is not a loopback address: the page controls the client and shows where it connects. Use 127.0.0.1:<port>, or add --ui-allow-remote if you mean it`,
+    );
+  return {
+    at,
+    allowRemote: v['ui-allow-remote'] === true,
+    keyFile: v['ui-keys'] ?? join(home, '.ladder-client-keys.json'),
+  };
+}
+
+function packageVersion(): string {
+  try {
+    const p = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
+    return String((p as { version?: unknown }).version ?? 'unknown');
+  } catch {
+    return 'unknown';
+  }
+}
+
+function clashType(uri: string): string {
+  if (/^trojan:/i.test(uri)) return 'Trojan';
+  if (/^ss:/i.test(uri)) return 'Shadowsocks';
+  return 'Unknown';
+}
+
+/** How a key URI becomes the app's dialers. */
+export function appDialersBuilder(
+  routing: RoutingConfig | undefined,
+  opts: KeyDialerOptions,
+  log: (line: string) => void,
+): DialersBuilder {
+  return (uri, hooks) => {
+    const kd = dialersForKey(uri, (to, why) => log(`now using ${to} (${why})`), opts);
+    const types = new Map<string, string>();
+    if (/^ladder:/i.test(uri.trim()))
+      for (const t of parseLadderKey(uri.trim()).transports) {
+        const i = t.indexOf('#');
+        if (i >= 0) {
+          try {
+            types.set(decodeURIComponent(t.slice(i + 1)), clashType(t));
+          } catch {
+            // an undecodable tag is listed without a type
+          }
+        }
+      }
+    const transports = [...kd.transports].map(([name, d]) => ({
+      name,
+      type: types.get(name) ?? clashType(uri.trim()),
+      udp: true,
+      stream: d.stream,
+      packet: d.packet,
+    }));
+    const over = hooks.over({ stream: kd.stream, packet: kd.packet });
+    const base = {
+      what: kd.what,
+      stream: over.stream,
+      packet: over.packet,
+      ...(kd.failover ? { current: () => kd.failover!.current } : {}),
+      transports,
+      skipped: kd.skipped,
+    };
+    if (!routing) return { ...base, rules: [] };
+    const keyed = { ...kd, stream: over.stream, packet: over.packet };
+    const routed = buildRoutedDialer(routing, keyed, {
+      log,
+      onDecision: (t, d) =>
+        hooks.onRoute(t, {
+          rule: d.rule ? d.rule.text : 'MATCH',
+          chain:
+            d.action.kind === 'direct'
+              ? 'DIRECT'
+              : d.action.kind === 'reject'
+                ? 'REJECT'
+                : (d.action.transport ?? 'PROXY'),
+        }),
+    });
+    const rules = loadRules(routing, new Set(kd.transports.keys())).rules.map((r) => {
+      const parts = r.text.split(',');
+      return {
+        type: parts[0] ?? r.text,
+        payload: parts.length > 2 ? (parts[1] ?? '') : '',
+        proxy: parts[parts.length - 1] ?? '',
+      };
+    });
+    return { ...base, rules, routed: { stream: routed, packet: routed } };
+  };
+}
+
+export interface ClientApp {
+  readonly controller: ClientController;
+  /** Starts the page once the proxies listen; prints its URL. */
+  start(ports: { socks?: number; http?: number }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Builds the app for `cfg`; `serverKey` (--server), if given, is imported and connected. */
+export function buildClientApp(
+  cfg: UiConfig,
+  o: {
+    routing: RoutingConfig | undefined;
+    keyOptions: KeyDialerOptions;
+    serverKey?: string | undefined;
+    print: (line: string) => void;
+  },
+): ClientApp {
+  let controller: ClientController | undefined = undefined;
+  const build = appDialersBuilder(o.routing, o.keyOptions, (line) => {
+    o.print(`ladder client: ${line}`);
+    controller?.logs.log('info', line.replace(/^route .*/, 'route decided'));
+  });
+  controller = new ClientController({ keyFile: cfg.keyFile, build });
+  const c = controller;
+  if (o.serverKey) c.connect(c.importKey(o.serverKey));
+  let server: UiServer | undefined;
+  return {
+    controller: c,
+    async start(ports) {
+      const token = randomBytes(24).toString('base64url');
+      server = new UiServer({
+        controller: c,
+        token,
+        version: packageVersion(),
+        assetsDir: new URL('../../../assets/client-ui/', import.meta.url),
+        allowRemote: cfg.allowRemote,
+        ports,
+      });
+      const a = await server.listen(cfg.at.host, cfg.at.port);
+      o.print(
+        `ladder client: control page at http://${formatHostPort(a.address, a.port)}/#token=${token}`,
+      );
+      o.print(`ladder client: Clash API on the same port, secret: the token above`);
+    },
+    async close() {
+      c.disconnect();
+      await server?.close();
+    },
+  };
+}
