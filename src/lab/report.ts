@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { formatSsUri } from '../codec/access-key-uri.js';
 import { PREFIX_PRESETS } from '../codec/ss-prefix.js';
 import { formatTrojanUri } from '../codec/trojan-uri.js';
+import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import {
   caPath,
   AGENT_PATH,
@@ -324,6 +325,7 @@ function ladderTrojanUri(
   split = false,
   host = LADDER_NAME,
   sni = LADDER_NAME,
+  fp?: TlsFingerprint,
 ): string {
   const pem = readFileSync(join(plan.stateDir, 'ladder-cert.pem'), 'utf8');
   return formatTrojanUri({
@@ -335,6 +337,7 @@ function ladderTrojanUri(
     // Mux.Cool inside Trojan (v1.mux.cool), as in Ladder's own ladder:// bundles
     ...(mux ? { mux: 8, ...(mux.padding ? {} : { muxPadding: false as const }) } : {}),
     ...(split ? { split: true as const } : {}),
+    ...(fp ? { fp } : {}),
   });
 }
 
@@ -544,8 +547,11 @@ function ladderTransports(): TransportEntry[] {
     ),
     ladderEntry(
       'ladder-trojan-mux-nopad-https',
-      'the same without padding (pad=0), the reference',
-      (p) => ladderTrojanUri(p, { padding: false }),
+      "the same without padding (pad=0) and with Node's TLS (fp=node, which resumes), the reference",
+      // fp=node: a client that resumes its TLS session, as a browser does, so that no session
+      // tickets from the server end the first run before the inner ClientHello (the chrome client
+      // does not resume yet: every handshake is full, and the tickets split the flight by chance)
+      (p) => ladderTrojanUri(p, { padding: false }, false, LADDER_NAME, LADDER_NAME, 'node'),
       true,
       ['--mux-sessions', '1'],
     ),
