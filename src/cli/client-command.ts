@@ -8,7 +8,13 @@ import { runTunCleanup, startTun, tunBypass, tunConfig } from './tun-command.js'
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
-import { buildRoutedDialer, ROUTING_FLAGS, ROUTING_HELP, routingConfig } from './routing-setup.js';
+import {
+  directNameServer,
+  buildRoutedDialer,
+  ROUTING_FLAGS,
+  ROUTING_HELP,
+  routingConfig,
+} from './routing-setup.js';
 
 const HELP = `ladder client --server <key> [--socks <host:port>] [--http <host:port>] [options]
 
@@ -100,7 +106,13 @@ export async function run(argv: string[]): Promise<number> {
   }
   const closers: (() => Promise<void>)[] = [];
   // With --tun, a proxy runs only when its flag is given.
-  const tun = values.tun ? tunConfig(values) : undefined;
+  const tun = values.tun
+    ? {
+        ...tunConfig(values),
+        // DIRECT names are resolved at the domestic resolver, around the device (tun-routing.ts)
+        ...(routing ? { dnsDirect: directNameServer(routing) } : {}),
+      }
+    : undefined;
   if (tun)
     closers.push(
       await startTun(

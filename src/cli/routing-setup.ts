@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { createRequire } from 'node:module';
 import { lookup as systemLookup } from 'node:dns/promises';
+import { getServers } from 'node:dns';
 import type { Socket as UdpSocket } from 'node:dgram';
 import { DialError, LadderError } from '../errors.js';
 import { parseRules, type RuleFiles, type RuleTable } from '../routing/rules.js';
@@ -187,6 +188,39 @@ const systemNameLookup: NameLookup = async (name) => {
   }
 };
 
+/**
+ * How DIRECT names are resolved: by --dns-direct, or else by the system. Under --tun the system's
+ * resolver would be answered by the tunnel's own fake DNS (every query to port 53 enters the
+ * device), so there the queries go to --dns-direct, or else to the system's first configured name
+ * server, from a socket that bypasses the tunnel (docs/tun.md, "DIRECT connections").
+ */
+function directNameLookup(
+  cfg: RoutingConfig,
+  onUdpSocket: ((socket: UdpSocket) => void) | undefined,
+): NameLookup {
+  if (!onUdpSocket)
+    return cfg.dnsDirect ? lookupWith(udpResolver(cfg.dnsDirect)) : systemNameLookup;
+  return lookupWith(udpResolver(directNameServer(cfg), onUdpSocket));
+}
+
+/** The resolver of DIRECT names under --tun: --dns-direct, or the system's first name server. */
+export function directNameServer(cfg: RoutingConfig): Target {
+  return cfg.dnsDirect ?? systemNameServer();
+}
+
+/** The first name server the system is configured with (resolv.conf), as a Target. */
+function systemNameServer(): Target {
+  const first = getServers()[0];
+  if (first === undefined)
+    throw new LadderError(
+      'ERR_USAGE',
+      'the system has no name server configured for DIRECT names under --tun; give one with --dns-direct <ip:port>',
+    );
+  // getServers() gives '1.2.3.4', '1.2.3.4:5353', '::1' or '[::1]:5353'
+  const m = /^\[(.+)\]:(\d+)$/.exec(first) ?? /^([\d.]+):(\d+)$/.exec(first);
+  return m ? { host: m[1]!, port: Number(m[2]) } : { host: first, port: 53 };
+}
+
 export interface RoutedDialerSetup {
   /** Socket hooks for direct connections (under --tun they must bypass the tunnel). */
   readonly direct?: Pick<DirectDialerOptions, 'onSocket' | 'bindAddress'> & {
@@ -217,7 +251,7 @@ export function buildRoutedDialer(
     },
     proxy: { stream: key.stream, packet: key.packet },
     transports: key.transports,
-    resolveDirect: cfg.dnsDirect ? lookupWith(udpResolver(cfg.dnsDirect)) : systemNameLookup,
+    resolveDirect: directNameLookup(cfg, setup.direct?.onUdpSocket),
     resolveRemote: lookupWith(new StreamResolver(tunnel, cfg.dnsRemote, ' (tunnel)')),
     ...(cfg.logConnections
       ? { log: (line: string) => setup.log(`ladder client: route ${line}`) }

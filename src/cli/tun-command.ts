@@ -5,7 +5,7 @@
  * @module
  */
 import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
 import { ConfigError, LadderError } from '../errors.js';
 import { ipv4ToU32 } from '../codec/ip-packet.js';
 import { FakeDns } from '../proxy/tun/fake-dns.js';
@@ -54,6 +54,8 @@ export interface TunConfig {
   name: string;
   mtu: number;
   killSwitch: boolean;
+  /** With --rules: the domestic resolver that DIRECT names are resolved at, around the tunnel. */
+  dnsDirect?: { host: string; port: number };
 }
 
 /** The --tun flags as a config; throws ConfigError (ERR_USAGE) naming the flag and the fix. */
@@ -182,6 +184,10 @@ export async function startTun(
       servers4: resolved.v4,
       servers6: resolved.v6,
       bypass4: own.v4,
+      dnsDirect4:
+        cfg.dnsDirect && isIPv4(cfg.dnsDirect.host)
+          ? [{ address: cfg.dnsDirect.host, port: cfg.dnsDirect.port }]
+          : [],
       killSwitch: cfg.killSwitch,
     });
     setBypassAddresses({ v4: own.v4[0] });

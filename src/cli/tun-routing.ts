@@ -6,7 +6,9 @@
  * ```text
  *   link   <name>: TUN, mtu, 100.95.255.253/30, up           (gone with the process)
  *   table  7714:   default dev <name>                          (gone with the device)
- *   rules  7699  ipproto udp/tcp dport 53 lookup 7714           (DNS to any address, the servers' too)
+ *   rules  7698  from <this machine's address> to <domestic resolver> ipproto udp dport <its port>
+ *                lookup main          (with --rules: the client's own queries for DIRECT names)
+ *          7699  ipproto udp/tcp dport 53 lookup 7714           (DNS to any address, the servers' too)
  *          7700  to <server> ipproto tcp/udp dport <its port> lookup main   (the client's own flows)
  *          7701  from <this machine's address> lookup main    (sockets bound to it: DIRECT, bypass.ts)
  *          7702  lookup 7714                                   (everything else: into the TUN)
@@ -27,7 +29,14 @@ import { ConfigError, LadderError } from '../errors.js';
 /** Routing protocol number tagging Ladder's rules and routes (ip rule ... protocol 231). */
 export const TUN_PROTO = '231';
 export const TUN_TABLE = '7714';
-export const PREF = { dns: 7699, server: 7700, bypass: 7701, tun: 7702, kill: 7703 } as const;
+export const PREF = {
+  dnsDirect: 7698,
+  dns: 7699,
+  server: 7700,
+  bypass: 7701,
+  tun: 7702,
+  kill: 7703,
+} as const;
 /** The device's /30: its own address, and the NAT peer (tun-front.ts). */
 export const TUN_ADDRESS = '100.95.255.253';
 export const TUN_NAT_PEER = '100.95.255.254';
@@ -66,6 +75,8 @@ export interface TunRouting {
   servers4: readonly Endpoint[];
   servers6: readonly Endpoint[];
   bypass4: readonly string[];
+  /** Domestic resolvers that the client's own bypassing sockets query for DIRECT names. */
+  dnsDirect4?: readonly Endpoint[];
   killSwitch: boolean;
 }
 
@@ -159,6 +170,26 @@ export function tunLinkUp(name: string, mtu: number): void {
 export function tunRoutingUp(r: TunRouting): void {
   const tag = ['protocol', TUN_PROTO];
   ip(['route', 'add', 'default', 'dev', r.name, 'table', TUN_TABLE, 'proto', TUN_PROTO]);
+  for (const b of r.bypass4)
+    for (const d of r.dnsDirect4 ?? [])
+      ip([
+        '-4',
+        'rule',
+        'add',
+        'from',
+        `${b}/32`,
+        'to',
+        `${d.address}/32`,
+        'ipproto',
+        'udp',
+        'dport',
+        `${d.port}`,
+        'lookup',
+        'main',
+        'pref',
+        `${PREF.dnsDirect}`,
+        ...tag,
+      ]);
   for (const proto of ['udp', 'tcp'])
     ip([
       '-4',

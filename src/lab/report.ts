@@ -726,6 +726,22 @@ export function ladderBenchTransports(): TransportEntry[] {
   ];
 }
 
+let trojanNode: TransportEntry | undefined;
+
+/**
+ * Trojan over TLS with Node's TLS client (`fp=node`), for lab tests that need a client whose JA3
+ * stays the same from one connection to the next: the default client (fp=chrome) permutes its
+ * extensions as Chrome does, so each of its ClientHellos has another JA3. Not a report-card row.
+ */
+export function ladderTrojanNodeTransport(): TransportEntry {
+  trojanNode ??= ladderEntry(
+    'ladder-trojan-node',
+    `ladder client → ladder server, Trojan over TLS with Node's TLS client (fp=node)`,
+    (p) => ladderTrojanUri(p, undefined, false, LADDER_NAME, LADDER_NAME, 'node'),
+  );
+  return trojanNode;
+}
+
 /** The rules of the `ladder-rules` row (docs/routing.md): one of each decision. */
 export function labRules(plan: LabPlan): string {
   return `# ladder lab: split routing (issue #15)

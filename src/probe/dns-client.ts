@@ -207,10 +207,16 @@ export class DatagramResolver implements Resolver {
 }
 
 /** UDP from this machine to `server`. */
-export function udpResolver(server: Target): DatagramResolver {
+export function udpResolver(
+  server: Target,
+  onSocket?: (socket: ReturnType<typeof createSocket>) => void,
+): DatagramResolver {
   return new DatagramResolver(formatTarget(server), (onMessage, onError) => {
     const sock = createSocket(isIPv6(server.host) ? 'udp6' : 'udp4');
     sock.on('error', onError);
+    // A socket hook (under --tun: bind to the machine's own address, around the tunnel) runs before
+    // the first send; dgram queues sends while the bind is under way.
+    onSocket?.(sock);
     sock.on('message', (msg, rinfo) => {
       if (rinfo.port === server.port) onMessage(msg);
     });

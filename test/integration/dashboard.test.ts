@@ -36,6 +36,7 @@ describe('dashboard in headless Chromium', { skip: why ?? false, timeout: 150_00
   const data = tempDataDir();
   const profile = mkdtempSync(join(tmpdir(), 'ladder-chromium-'));
   const foreign: string[] = [];
+  const seen: string[] = [];
 
   before(async () => {
     origin = await startOrigin();
@@ -59,6 +60,17 @@ describe('dashboard in headless Chromium', { skip: why ?? false, timeout: 150_00
       if (!r.url().startsWith(apiOrigin) && !r.url().startsWith('data:')) foreign.push(r.url());
     });
     page.on('dialog', (d) => void d.accept());
+    // What the page saw, printed when the test fails, so that a failure names its cause.
+    page.on('response', (r) => {
+      if (r.status() >= 400) seen.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+    });
+    page.on('requestfailed', (r) =>
+      seen.push(`failed ${r.method()} ${r.url()}: ${r.failure()?.errorText ?? '?'}`),
+    );
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') seen.push(`console ${m.text()}`);
+    });
+    page.on('pageerror', (e) => seen.push(`page error ${e.message}`));
   });
   after(async () => {
     await client?.stop();
@@ -70,6 +82,20 @@ describe('dashboard in headless Chromium', { skip: why ?? false, timeout: 150_00
   });
 
   test('create a key in the page, use it, watch its usage rise, disable it, see the client refused', async () => {
+    try {
+      await keyLifecycle();
+    } catch (err) {
+      const status = await page
+        .locator('#status')
+        .textContent({ timeout: 2000 })
+        .catch((e: Error) => `(unreadable: ${e.message})`);
+      console.log(`page #status: ${JSON.stringify(status)}`);
+      for (const line of seen) console.log(`page: ${line}`);
+      throw err;
+    }
+  });
+
+  async function keyLifecycle(): Promise<void> {
     await page.goto(`${srv.apiUrl}/`); // redirects to the dashboard
     assert.match(page.url(), /\/dashboard\/$/);
     await page.getByTestId('uptime').filter({ hasNotText: '–' }).waitFor();
@@ -163,5 +189,5 @@ describe('dashboard in headless Chromium', { skip: why ?? false, timeout: 150_00
     await renamed.getByTestId('delete').click(); // the confirm() is accepted
     await renamed.waitFor({ state: 'detached' });
     assert.deepEqual(foreign, [], 'the page asked for nothing outside the API');
-  });
+  }
 });

@@ -22,9 +22,19 @@ import type { Policy } from '../../src/lab/policy.js';
 import { ja3Hash } from '../../src/lab/modules/tls-fingerprint.js';
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { modulePolicy, profilePolicy } from '../../src/lab/policy.js';
-import { runIn, stopTransports, TRANSPORTS, LADDER_PORT } from '../../src/lab/report.js';
+import {
+  runIn,
+  stopTransports,
+  ladderTrojanNodeTransport,
+  TRANSPORTS,
+  LADDER_PORT,
+} from '../../src/lab/report.js';
 import { DECOY_REFERENCE_PORT } from '../../src/lab/services.js';
 import { PREFIX_PRESETS } from '../../src/codec/ss-prefix.js';
+import {
+  DEFAULT_TLS_FINGERPRINT,
+  type TlsFingerprint,
+} from '../../src/codec/tls-fingerprint-param.js';
 import { TrojanDialer } from '../../src/transport/trojan-dialer.js';
 import { parseClientHello } from '../../src/lab/packet/tls-client-hello.js';
 
@@ -35,7 +45,7 @@ const base = process.env.LADDER_LAB_TEST_PREFIX ?? 'lab1-';
 const plan = planLab(`${base.slice(0, -1).slice(0, 7)}2-`);
 
 const transport = (name: string) => {
-  const t = TRANSPORTS.find((x) => x.name === name);
+  const t = [...TRANSPORTS, ladderTrojanNodeTransport()].find((x) => x.name === name);
   assert.ok(t, name);
   return t;
 };
@@ -89,8 +99,8 @@ async function probeCampaign(port: number, firstHex: string, seed: number) {
   return { probes: lines.filter((l) => l.probe), verdict: lines.find((l) => l.verdict)! };
 }
 
-/** The ClientHello Ladder's Trojan client sends to the lab server (recorded on loopback). */
-async function recordTrojanClientHello(): Promise<Buffer> {
+/** The ClientHello Ladder's Trojan client sends with the TLS client `fp` (recorded on loopback). */
+async function recordTrojanClientHello(fp: TlsFingerprint): Promise<Buffer> {
   const pem = readFileSync(join(plan.stateDir, 'ladder-cert.pem'), 'utf8');
   return new Promise((resolve, reject) => {
     const server = createServer((s) => {
@@ -108,6 +118,7 @@ async function recordTrojanClientHello(): Promise<Buffer> {
           password: 'x',
           sni: LADDER_NAME,
           pinSha256: new X509Certificate(pem).fingerprint256,
+          fp,
         },
       )
         .dial({ host: 'allowed.lab', port: 80 })
@@ -134,6 +145,7 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
     for (const name of [
       'ladder-ss',
       'ladder-trojan',
+      'ladder-trojan-node',
       ...PREFIX_PRESETS.map((p) => `ladder-ss-${p.name}`),
     ])
       await transport(name).setup!(plan);
@@ -146,15 +158,25 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
 
   // First: the client keeps TLS sessions to resume (src/transport/tls.ts), and a resumed ClientHello
   // (pre_shared_key) has another JA3. This test denies the fresh hello's JA3, so it runs before any
-  // test has given the lab's Ladder client a session to resume.
-  test("tls-fingerprint: denying Node's JA3 resets Ladder's Trojan client, curl's HTTPS is untouched (§13)", async () => {
-    const hello = await recordTrojanClientHello();
+  // test has given the lab's fp=node client a session to resume.
+  test("tls-fingerprint: denying Node's JA3 resets Ladder's fp=node Trojan client, not the default (Chrome's) one nor curl's HTTPS (§13)", async () => {
+    const hello = await recordTrojanClientHello('node');
     const hash = ja3Hash(parseClientHello(hello)!);
     await startCensor(plan, {
       ...modulePolicy('tls-fingerprint', plan, { deny: [hash] }),
       timeFactor: 0.01,
     });
-    assert.equal(await attempts('ladder-trojan', 2), 0, "Ladder's Trojan ClientHello is Node's");
+    // the default client first: a reset leaves a residual block on the 3-tuple both clients share
+    assert.equal(
+      await attempts('ladder-trojan', 2),
+      2,
+      "the default client (fp=chrome) does not send Node's ClientHello",
+    );
+    assert.equal(
+      await attempts('ladder-trojan-node', 2),
+      0,
+      "the fp=node client's ClientHello is Node's",
+    );
     const curl = await runIn(
       plan,
       plan.ns.client,
@@ -207,12 +229,14 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
 
   test("inside TLS and as ClientHello replays, the prober's probes get from the Trojan server what they get from the decoy site alone", async () => {
     await startCensor(plan, { modules: {} });
-    const hello = await recordTrojanClientHello();
+    const hello = await recordTrojanClientHello(DEFAULT_TLS_FINGERPRINT);
     assert.equal(parseClientHello(hello)?.sni, LADDER_NAME);
     const hex = hello.toString('hex');
     for (const seed of [1, 2]) {
       const ladder = await probeCampaign(LADDER_PORT, hex, seed);
       const decoy = await probeCampaign(DECOY_REFERENCE_PORT, hex, seed);
+      // the raw TCP probes are judged by the next test, whatever this one finds inside TLS
+      campaigns.push({ seed, ladder, decoy });
       assert.deepEqual(
         ladder.probes.map((p) => `${p.layer} ${p.probe} ${p.length}`),
         decoy.probes.map((p) => `${p.layer} ${p.probe} ${p.length}`),
@@ -245,14 +269,13 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
         }
       }
       assert.equal(ladder.verdict.verdict, 'cleared', ladder.verdict.reason);
-      campaigns.push({ seed, ladder, decoy });
     }
   });
 
   // The one-port tell, closed (docs/lab.md, docs/probe-resistance.md "One port with TLS"): bytes
   // that are not a ClientHello and fail Shadowsocks go to the same TLS stack as the decoy site.
   test('raw TCP probes that are not a ClientHello get the same reaction as from the decoy site alone', () => {
-    assert.ok(campaigns.length > 0);
+    assert.ok(campaigns.length > 0, 'the previous test collected no probe campaign');
     for (const { seed, ladder, decoy } of campaigns) {
       const raw = (c: typeof ladder) =>
         c.probes

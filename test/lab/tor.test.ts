@@ -21,7 +21,13 @@ import {
 } from '../../src/lab/lab.js';
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import type { Policy } from '../../src/lab/policy.js';
-import { runIn, stopTransports, TRANSPORTS, LADDER_PORT } from '../../src/lab/report.js';
+import {
+  runIn,
+  stopTransports,
+  ladderTrojanNodeTransport,
+  TRANSPORTS,
+  LADDER_PORT,
+} from '../../src/lab/report.js';
 import { DECOY_REFERENCE_PORT } from '../../src/lab/services.js';
 import { TOR_JA3_HASHES } from '../../src/lab/modules/tor.js';
 import { inAddressSpace } from '../../src/lab/modules/egress.js';
@@ -122,7 +128,7 @@ async function connectFromClient(): Promise<string> {
 }
 
 const transport = (name: string) => {
-  const t = TRANSPORTS.find((x) => x.name === name);
+  const t = [...TRANSPORTS, ladderTrojanNodeTransport()].find((x) => x.name === name);
   assert.ok(t, name);
   return t;
 };
@@ -149,6 +155,7 @@ describe('Tor in the lab (§12)', { skip: why ?? false, timeout: 300_000 }, () =
     bridge = await startTorBridge(plan);
     peers.push(bridge);
     await transport('ladder-trojan').setup!(plan);
+    await transport('ladder-trojan-node').setup!(plan);
   });
   after(() => {
     for (const p of peers) stopTor(p);
@@ -176,12 +183,19 @@ describe('Tor in the lab (§12)', { skip: why ?? false, timeout: 300_000 }, () =
 
   test('the Tor prober gets from the Ladder server what it gets from the decoy site alone: no VERSIONS cell, and the server is cleared and stays reachable', async () => {
     await censor({ 'tls-fingerprint': { measure: true } });
+    const measured = (from: number) =>
+      allEvents()
+        .slice(from)
+        .filter((e) => e.module === 'tls-fingerprint')
+        .map((e) => e.detail!);
     assert.equal(await attempts('ladder-trojan', 2), 2);
-    // the fresh and the resumed ClientHello of Ladder's client (a resumed one has another JA3)
-    const ladderJa3 = allEvents()
-      .slice(eventsFrom)
-      .filter((e) => e.module === 'tls-fingerprint')
-      .map((e) => e.detail!);
+    // the default client's (fp=chrome) ClientHellos: Chrome's permuted extensions, a JA3 each
+    const chromeJa3 = measured(eventsFrom);
+    const nodeFrom = allEvents().length;
+    assert.equal(await attempts('ladder-trojan-node', 2), 2);
+    // the fresh and the resumed ClientHello of the fp=node client (a resumed one has another JA3)
+    const ladderJa3 = measured(nodeFrom);
+    assert.ok(chromeJa3.length > 0 && chromeJa3.every((h) => !TOR_JA3_HASHES.includes(h)));
     assert.ok(ladderJa3.length > 0 && ladderJa3.every((h) => !TOR_JA3_HASHES.includes(h)));
     const ladder = await torProbeFrom(
       plan.ns.wall,
@@ -198,11 +212,13 @@ describe('Tor in the lab (§12)', { skip: why ?? false, timeout: 300_000 }, () =
     assert.equal(ladder.verdict, 'not-tor');
     assert.equal(ladder.reaction, decoy.reaction);
     assert.equal(normalise(ladder.reply), normalise(decoy.reply));
-    // the module, told that Ladder's ClientHello is Tor's, probes the server and clears it
+    // the module, told that the fp=node client's ClientHellos are Tor's (the default client's JA3
+    // is new on each connection, no list names it), probes the server and clears it
     await censor({ tor: { proberAddresses: [...plan.prober], fingerprints: ladderJa3 } }, 0.001);
-    assert.equal(await attempts('ladder-trojan', 1), 1);
-    assert.ok(await waitForEvent('tor/clear'), labEvents().join(' '));
-    assert.equal(await attempts('ladder-trojan', 3), 3, 'not blocked');
+    assert.equal(await attempts('ladder-trojan-node', 1), 1);
+    assert.ok(await waitForEvent('tor/clear'), `no tor/clear in: ${labEvents().join(' ')}`);
+    assert.equal(await attempts('ladder-trojan-node', 3), 3, 'not blocked');
+    assert.equal(await attempts('ladder-trojan', 2), 2, 'not blocked');
     assert.ok(!labEvents().includes('tor/confirm') && !labEvents().includes('tor/drop'));
   });
 

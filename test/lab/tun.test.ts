@@ -41,7 +41,20 @@ https.createServer({ cert: readFileSync(dir + '/cert.pem'), key: readFileSync(di
   .listen(443, '${ORIGIN_ADDR}');
 const u = dgram.createSocket('udp4');
 u.on('message', (m, ri) => u.send(Buffer.concat([Buffer.from('echo:'), m]), ri.port, ri.address));
-u.bind(7, '${ORIGIN_ADDR}', () => console.log('origin ready'));
+// A domestic name server for --dns-direct: every A query is answered with the origin's address.
+const ns = dgram.createSocket('udp4');
+ns.on('message', (q, ri) => {
+  let i = 12;
+  while (i < q.length && q[i] !== 0) i += q[i] + 1;
+  i += 5;
+  const a = q.readUInt16BE(i - 4) === 1;
+  const h = Buffer.from(q.subarray(0, 12));
+  h[2] = 0x81; h[3] = 0x80; h.writeUInt16BE(1, 4); h.writeUInt16BE(a ? 1 : 0, 6); h.fill(0, 8);
+  const rr = Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, ...'${ORIGIN_ADDR}'.split('.').map(Number)]);
+  ns.send(Buffer.concat([h, q.subarray(12, i), a ? rr : Buffer.alloc(0)]), ri.port, ri.address);
+});
+ns.bind(53, '${ORIGIN_ADDR}', () =>
+  u.bind(7, '${ORIGIN_ADDR}', () => console.log('origin ready')));
 `;
 
 // DNS over UDP (node's resolver) and over TCP (by hand: RFC 1035 §4.2.2 framing) to an address
@@ -271,6 +284,29 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
       const proxied = curl('http://origin.test/proxied');
       assert.equal(proxied.stdout, 'origin says /proxied\n', proxied.stderr);
       assert.equal(watch().other, mid.other, 'the name went through the tunnel');
+    } finally {
+      await c.stop();
+    }
+    assert.equal(routingSnapshot(net.client), before0);
+  });
+
+  test('--rules: a DIRECT name is resolved by --dns-direct and reached, both around the tunnel', async () => {
+    // The app's own lookup is answered by the tunnel's fake DNS; the client then resolves the name
+    // for DIRECT at the domestic name server, from a socket that bypasses the device.
+    writeFileSync(join(dir, 'rules-name'), 'DOMAIN,origin.test,DIRECT\nMATCH,PROXY\n');
+    const c = await startClient([
+      '--rules',
+      join(dir, 'rules-name'),
+      '--dns-direct',
+      `${ORIGIN_ADDR}:53`,
+      '--dns-remote',
+      `${ORIGIN_ADDR}:53`,
+    ]);
+    try {
+      const before = watch();
+      const r = curl('http://origin.test/direct-by-name');
+      assert.equal(r.stdout, 'origin says /direct-by-name\n', `${r.stderr}\n${c.output()}`);
+      assert.ok(watch().other > before.other, 'the DIRECT name went around the tunnel');
     } finally {
       await c.stop();
     }

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { DecoySite } from './decoy-site.js';
+import { statSync } from 'node:fs';
+import { builtinPagesMtimeMs, DecoySite } from './decoy-site.js';
 import { duplexPair } from '../../../test/helpers/duplex-pair.js';
 
 /** Feeds `chunks` then the client's end; resolves with what came back once the decoy closed. */
@@ -70,4 +71,27 @@ test('a burst of 999 pipelined requests (past the 64 KiB pending-bytes cap) is a
   } finally {
     site.close();
   }
+});
+
+test("two sites of one install, made at different times, give the built-in pages the pages module's mtime", async (t) => {
+  const get = [Buffer.from('GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n', 'latin1')];
+  const validators = async (site: DecoySite) => {
+    try {
+      const out = await exchange(site, get);
+      return out.split('\r\n').filter((l) => /^(Last-Modified|ETag):/.test(l));
+    } finally {
+      site.close();
+    }
+  };
+  t.mock.timers.enable({ apis: ['Date'], now: Date.UTC(2030, 0, 1) });
+  const first = new DecoySite();
+  t.mock.timers.setTime(Date.UTC(2031, 5, 1));
+  const second = new DecoySite();
+  t.mock.timers.reset();
+  const [a, b] = [await validators(first), await validators(second)];
+  assert.equal(a.length, 2);
+  assert.deepEqual(a, b);
+  const mtime = statSync(new URL('./pages.js', import.meta.url)).mtimeMs;
+  assert.equal(builtinPagesMtimeMs(), mtime);
+  assert.ok(a.includes(`Last-Modified: ${new Date(mtime).toUTCString()}`), a.join(' '));
 });

@@ -7,6 +7,7 @@
  * answers (nginx-responder.ts); or a forward to another address (a real web server), byte for byte.
  * @module
  */
+import { statSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { DECOY_PAGES } from './pages.js';
 import {
@@ -32,7 +33,7 @@ export interface Fallback {
 export interface DecoySiteOptions extends Partial<NginxBehaviour> {
   /** Serve the files under this directory instead of the built-in pages. */
   dir?: string;
-  /** Modification time of the built-in pages (default: when the site is made, as a fresh install). */
+  /** Modification time of the built-in pages (default: the installed pages module's, `builtinPagesMtimeMs`). */
   builtinMtimeMs?: number;
   /** Wall clock for the Date header (default Date.now). */
   now?: () => number;
@@ -59,7 +60,9 @@ export class DecoySite implements Fallback {
       onRequest?.(conn);
     };
     this.#lookup =
-      dir !== undefined ? directoryLookup(dir) : builtinLookup(builtinMtimeMs ?? Date.now());
+      dir !== undefined
+        ? directoryLookup(dir)
+        : builtinLookup(builtinMtimeMs ?? builtinPagesMtimeMs());
   }
 
   handle(conn: Duplex, head: Buffer): void {
@@ -83,6 +86,25 @@ export class DecoySite implements Fallback {
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+let installedMtimeMs: number | undefined;
+
+/**
+ * The built-in pages' modification time: that of the installed module they come from (pages.js),
+ * read once per process. Every process of one installation then sends the same Last-Modified and
+ * ETag, as two nginx serving the same files do; a fresh install or upgrade moves it, as copying new
+ * files would. Where the module has no file to stat (a bundle), the time of the first call.
+ */
+export function builtinPagesMtimeMs(): number {
+  if (installedMtimeMs === undefined) {
+    try {
+      installedMtimeMs = statSync(new URL('./pages.js', import.meta.url)).mtimeMs;
+    } catch {
+      installedMtimeMs = Date.now();
+    }
+  }
+  return installedMtimeMs;
 }
 
 function builtinLookup(mtimeMs: number): SiteLookup {
