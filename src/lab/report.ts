@@ -547,8 +547,11 @@ function ladderTransports(): TransportEntry[] {
     ),
     ladderEntry(
       'ladder-trojan-mux-nopad-https',
-      'the same without padding (pad=0), the reference',
-      (p) => ladderTrojanUri(p, { padding: false }),
+      "the same without padding (pad=0) and with Node's TLS (fp=node, which resumes), the reference",
+      // fp=node: a client that resumes its TLS session, as a browser does, so that no session
+      // tickets from the server end the first run before the inner ClientHello (the chrome client
+      // does not resume yet: every handshake is full, and the tickets split the flight by chance)
+      (p) => ladderTrojanUri(p, { padding: false }, false, LADDER_NAME, LADDER_NAME, 'node'),
       true,
       ['--mux-sessions', '1'],
     ),

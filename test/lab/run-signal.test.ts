@@ -46,11 +46,18 @@ test(
     while (!out.includes('report card:') && Date.now() < deadline && child.exitCode === null)
       await new Promise((r) => setTimeout(r, 100));
     assert.match(out, /report card:/, out);
-    // Into the first cell, so that the transports' servers run too. Not outcome-deciding: a SIGINT
-    // that comes earlier still must remove the lab and every process in it, which is what is checked.
-    await new Promise((r) => setTimeout(r, 1500));
+    // Into the first cell: wait until the transport's own process (the ladder client, the only
+    // kind of process the client namespace holds) runs, so that the SIGINT meets the lab's
+    // services, the Ladder servers and the client. Bounded, and it ends early if `lab run` exits.
+    while (
+      namespacePids(plan.ns.client).length === 0 &&
+      Date.now() < deadline &&
+      child.exitCode === null
+    )
+      await new Promise((r) => setTimeout(r, 100));
     const inside = labNamespaces(plan.prefix).flatMap((n) => namespacePids(n));
-    assert.ok(inside.length > 0, 'services run in the lab namespaces');
+    assert.ok(namespacePids(plan.ns.client).length > 0, `the transport's client runs:\n${out}`);
+    assert.ok(inside.length > 0, `services run in the lab namespaces:\n${out}`);
 
     child.kill('SIGINT');
     assert.equal(await exited, 130, out);

@@ -77,10 +77,10 @@ async function browse(name: string, n: number): Promise<Rates> {
   let ok = 0;
   for (let i = 0; i < n; i++) if ((await transport(name).attempt(plan, 5, `/page/${i}`)).ok) ok++;
   // A flow is measured when it ends: wait for the last flows' FINs (a WebSocket lingers before its
-  // Close), up to 10 s, rather than a fixed moment that a loaded machine may miss.
+  // Close), up to 30 s, rather than a fixed moment that a loaded machine may miss.
   const measures = () =>
     events().filter((e) => e.module === 'tls-in-tls' && e.action === 'measure');
-  for (let t = Date.now(); measures().length < n && Date.now() - t < 10_000;)
+  for (let t = Date.now(); measures().length < n && Date.now() - t < 30_000;)
     await new Promise((r) => setTimeout(r, 200));
   const m = measures();
   const runs = [...new Set(m.map((e) => /runs ([\d/]+)/.exec(e.detail ?? '')?.[1] ?? '?'))];
@@ -163,8 +163,10 @@ describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 600_000 
       assert.ok(within(name, 'b'), `${name}: rule B`);
     }
     // The reference for the padding: the same Mux.Cool transport with pad=0 is flagged (its first
-    // run is the Trojan request, a New frame and the inner ClientHello, ~703 bytes), so it is the
-    // padding that keeps the padded row at the baseline.
+    // run is the Finished, the Trojan request, a New frame and the inner ClientHello, ~703 bytes),
+    // so it is the padding that keeps the padded row at the baseline. Its key is fp=node, a client
+    // that resumes: after a full handshake (the chrome client's, which does not resume yet) the
+    // server's tickets can end the first run before the inner ClientHello, by chance.
     const nopad = 'ladder-trojan-mux-nopad-https';
     assert.ok(!within(nopad, 'a') && !within(nopad, 'b'), `${nopad} is flagged without padding`);
   });
@@ -172,7 +174,7 @@ describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 600_000 
   test(
     "Ladder's Trojan carrying HTTPS: flag rate within baseline + 2 pp (rules A and B)",
     {
-      todo: "fails: Ladder's plain Trojan client (no mux, no split) sends the Trojan request and the inner ClientHello with its outer Finished, so rule A sees an inner handshake (docs/lab.md 'TLS in TLS'); the default is unchanged: Mux.Cool keys are padded, split=1 is opt-in",
+      todo: "Ladder's plain Trojan client (no mux, no split) sends the Trojan request and the inner ClientHello with its outer Finished when it resumes (fp=node), so rule A sees an inner handshake; fp=chrome does not resume yet, and the server's tickets split its first flight by chance in the lab (docs/lab.md 'TLS in TLS'); Mux.Cool keys are padded, split=1 is opt-in",
     },
     () => {
       const baseline = measured.get(BASELINE)!;
