@@ -1,8 +1,7 @@
 /**
- * Name resolution for the client's own Ladder server, cached: every fresh connection to the server
- * used to resolve its name again through the system resolver, which costs a round trip to the
- * resolver before the TCP handshake can start (on a long path with a resolver across it, a whole
- * path round trip per connection). The server's address changes rarely; ss-local resolves it once
+ * Name resolution for the client's own Ladder server, cached: resolving the name again for every
+ * fresh connection would cost a round trip to the resolver before the TCP handshake can start (on
+ * a long path with a resolver across it, a whole path round trip per connection). The server's address changes rarely; ss-local resolves it once
  * at start. Here a successful answer is reused for {@link SERVER_LOOKUP_TTL_MS}, concurrent lookups
  * of one name share one query, and the cache holds at most {@link MAX_SERVER_NAMES} names.
  *
