@@ -55,9 +55,10 @@ interface Generation {
 }
 
 /**
- * Remembers salts for a window stated in time, in fixed memory. Probes come from SHA-256 of a
- * secret and the salt (Kirsch–Mitzenmacher double hashing), so that a sender cannot aim salts at
- * chosen bits. Bit arrays are allocated when the first salt arrives, so an idle filter costs nothing.
+ * Remembers salts for a window stated in time, in fixed memory. Each probe is its own 32-bit word of
+ * SHAKE256 over a secret and the salt, so that a sender cannot aim salts at chosen bits and the
+ * probes are independent, as the false-positive formula assumes. (Double hashing, h1 + i·h2, would
+ * be cheaper, but two salts that share both words modulo the array size collide on every probe.) Bit arrays are allocated when the first salt arrives, so an idle filter costs nothing.
  *
  * Guarantee: `has` (and `add`'s replay answer) is true for every salt added less than `windowMs`
  * earlier, as long as fewer than `capacity` salts were added after it. It is false for a fresh salt
@@ -71,7 +72,7 @@ export class RotatingSaltFilter {
   readonly #secret: Uint8Array;
   #current: Generation;
   #previous: Generation;
-  readonly #probe = new Uint32Array(2);
+  readonly #probe: Uint32Array;
 
   constructor(secret: Uint8Array, options: RotatingSaltFilterOptions = {}) {
     this.windowMs = options.windowMs ?? REPLAY_WINDOW_MS;
@@ -83,6 +84,7 @@ export class RotatingSaltFilter {
     if (this.#hashes < 1 || this.capacity < 1 || this.windowMs <= 0)
       throw new RangeError('RotatingSaltFilter: hashes, capacity and windowMs must be positive');
     this.#secret = Uint8Array.from(secret);
+    this.#probe = new Uint32Array(this.#hashes);
     this.#current = { bits: null, count: 0, startedAt: -Infinity };
     this.#previous = { bits: null, count: 0, startedAt: -Infinity };
   }
@@ -120,14 +122,7 @@ export class RotatingSaltFilter {
       g.bits = new Uint32Array(this.#bits / 32);
       g.startedAt = nowMs;
     }
-    const mask = this.#bits - 1;
-    let h1 = this.#probe[0]!;
-    const h2 = this.#probe[1]!;
-    for (let i = 0; i < this.#hashes; i++) {
-      const b = h1 & mask;
-      g.bits[b >>> 5]! |= 1 << (b & 31);
-      h1 = (h1 + h2) >>> 0;
-    }
+    for (const b of this.#probe) g.bits[b >>> 5]! |= 1 << (b & 31);
     g.count++;
     return true;
   }
@@ -153,22 +148,17 @@ export class RotatingSaltFilter {
   }
 
   #hash(salt: Uint8Array): void {
-    const d = createHash('sha256').update(this.#secret).update(salt).digest();
-    this.#probe[0] = d.readUInt32LE(0);
-    // Odd, so that the probe sequence visits distinct bits of the power-of-two array.
-    this.#probe[1] = d.readUInt32LE(4) | 1;
+    const d = createHash('shake256', { outputLength: 4 * this.#hashes })
+      .update(this.#secret)
+      .update(salt)
+      .digest();
+    const mask = this.#bits - 1;
+    for (let i = 0; i < this.#hashes; i++) this.#probe[i] = d.readUInt32LE(4 * i) & mask;
   }
 
   #test(g: Generation): boolean {
     if (g.bits === null || g.count === 0) return false;
-    const mask = this.#bits - 1;
-    let h1 = this.#probe[0]!;
-    const h2 = this.#probe[1]!;
-    for (let i = 0; i < this.#hashes; i++) {
-      const b = h1 & mask;
-      if ((g.bits[b >>> 5]! & (1 << (b & 31))) === 0) return false;
-      h1 = (h1 + h2) >>> 0;
-    }
+    for (const b of this.#probe) if ((g.bits[b >>> 5]! & (1 << (b & 31))) === 0) return false;
     return true;
   }
 }
