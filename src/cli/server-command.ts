@@ -9,6 +9,7 @@ import type { TrojanHandler, TrojanUser } from '../server/trojan-server.js';
 import type { WsListener } from '../server/ws-front.js';
 import { v2rayPluginOptions } from '../codec/v2ray-plugin.js';
 import type { Fallback } from '../server/decoy/decoy-site.js';
+import { publishedFiles } from './publish-flag.js';
 import { LadderError } from '../errors.js';
 import { makeCipherKey } from '../crypto/ss-key.js';
 import { parseSsUri } from '../codec/access-key-uri.js';
@@ -51,6 +52,8 @@ options:
                              in keys with ?pin=...)
   --decoy-dir <dir>          serve these files to TLS visitors without a key (default: built-in site)
   --fallback <host:port>     or forward TLS visitors without a key to this web server
+  --publish <path>=<file>    serve a file at a secret path of the decoy site (repeat): a signed key
+                             document (ladder keys publish) or a client release (ladder build-client)
   --ws-listen <host:port>    also serve the WebSocket keys as plain HTTP here (no TLS), for a CDN or
                              reverse proxy that terminates TLS in front of the server. WebSocket keys:
                              ss:// with plugin=v2ray-plugin;path=...; trojan:// with type=ws&path=...
@@ -103,6 +106,7 @@ export async function run(argv: string[]): Promise<number> {
     'tls-key': { type: 'string' },
     'decoy-dir': { type: 'string' },
     fallback: { type: 'string' },
+    publish: { type: 'string', multiple: true },
     data: { type: 'string' },
     store: { type: 'string' },
     api: { type: 'string' },
@@ -338,7 +342,11 @@ export async function run(argv: string[]): Promise<number> {
         parseHostPort(values.fallback, '--fallback'),
         new DirectDialer(),
       );
-    else fallback = new decoy.DecoySite(values['decoy-dir'] ? { dir: values['decoy-dir'] } : {});
+    else
+      fallback = new decoy.DecoySite({
+        ...(values['decoy-dir'] ? { dir: values['decoy-dir'] } : {}),
+        ...publishedFiles(values.publish, values.fallback),
+      });
     siteFallback = fallback;
     if (apiOnMain && operator) {
       // The API under its secret prefix on this port; everything else still reaches the decoy.
