@@ -141,7 +141,7 @@ export function outlineDocumentKey(text: string, tag?: string): string {
   let doc: unknown;
   try {
     // JSON is YAML; aliases are capped by the parser (maxAliasCount) so a document cannot balloon.
-    doc = parseYaml(t, { maxAliasCount: 50, merge: true });
+    doc = parseYaml(t, { maxAliasCount: 50, merge: true, logLevel: 'error' });
   } catch {
     throw bad('the answer is neither an ss:// key, JSON nor YAML: is the URL right?');
   }
