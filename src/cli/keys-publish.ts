@@ -23,7 +23,8 @@ import { formatLadderOnlineKey } from '../codec/online-key.js';
 import { parseFlags } from './args.js';
 
 export const PUBLISH_HELP = `ladder keys publish --operator-key <file> --key <uri> [--key <uri> ...] --url <https://...>
-                   [--mirror <https://...> ...] [--out <file>] [--serial <n>] [--name <name>]
+                   [--mirror <https://...> ...] [--client-url <https://...> ...] [--out <file>]
+                   [--serial <n>] [--name <name>]
 
 keys publish  writes a signed key document (docs/client.md, "Online keys") and prints the online
               key to hand to users: the first --url with #ladder-pub=<the operator's public key>.
@@ -36,6 +37,8 @@ keys publish  writes a signed key document (docs/client.md, "Online keys") and p
               clients try them)
   --url       where the document is served (https://; a secret path keeps it from scanners)
   --mirror    another place serving the same document (repeat)
+  --client-url  where the single-file client is served (ladder build-client; repeat): users run
+              ladder update --from <it, as printed>
   --out       the document file (default: stdout); an existing one sets the next serial
   --serial    the serial (default: the one in --out plus 1, else 1)
   --name      the name clients show`;
@@ -89,6 +92,7 @@ export function keysPublish(argv: string[]): number {
     key: { type: 'string', multiple: true },
     url: { type: 'string' },
     mirror: { type: 'string', multiple: true },
+    'client-url': { type: 'string', multiple: true },
     out: { type: 'string' },
     serial: { type: 'string' },
     name: { type: 'string' },
@@ -144,6 +148,15 @@ export function keysPublish(argv: string[]): number {
     keys: values.key,
     mirrors,
     ...(values.name ? { name: values.name } : {}),
+    ...(values['client-url']?.length
+      ? {
+          client: {
+            urls: values['client-url'].map((u) =>
+              formatLadderOnlineKey(httpsUrl(u, '--client-url'), pub),
+            ),
+          },
+        }
+      : {}),
   });
   const text = signKeyDocument(body, privateKey);
   if (values.out) {

@@ -12,6 +12,7 @@ import { LadderError } from '../../src/errors.js';
 import { openKeyDocument, rawPublicKey, signKeyDocument } from '../../src/codec/key-document.js';
 import { outlineDocumentKey, parseOnlineKeyUri } from '../../src/codec/online-key.js';
 import { checkKeyFile } from '../../src/app/key-file.js';
+import { checkClientRelease, openClientRelease } from '../../src/codec/client-release.js';
 
 function valueOrLadderError(f: () => unknown): void {
   try {
@@ -98,6 +99,17 @@ test('key files: random JSON values give content or a LadderError', () => {
     fc.property(fc.jsonValue({ maxDepth: 4 }), (v) =>
       valueOrLadderError(() => checkKeyFile(v, '/tmp/k.json')),
     ),
+    { numRuns: 1000, seed: 21 },
+  );
+});
+
+test('client releases: random text and JSON give a release or a LadderError', () => {
+  const pub = rawPublicKey(generateKeyPairSync('ed25519').publicKey);
+  fc.assert(
+    fc.property(fc.string({ maxLength: 300 }), fc.jsonValue({ maxDepth: 3 }), (s, v) => {
+      valueOrLadderError(() => openClientRelease(s, pub));
+      valueOrLadderError(() => checkClientRelease(v));
+    }),
     { numRuns: 1000, seed: 21 },
   );
 });
