@@ -24,3 +24,9 @@ export const DEFAULT_SERVER_LISTEN = '0.0.0.0:8388';
 
 /** The host a server flag's `host:port` takes when only `:port` is given. */
 export const DEFAULT_SERVER_HOST = '0.0.0.0';
+
+/** Where `ladder client` runs its SOCKS5 proxy without --socks. */
+export const DEFAULT_SOCKS_LISTEN = '127.0.0.1:1080';
+
+/** Where `ladder client` runs its HTTP proxy without --http. */
+export const DEFAULT_HTTP_LISTEN = '127.0.0.1:8080';
