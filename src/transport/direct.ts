@@ -3,6 +3,7 @@
  * destinations; tests use them as the reference implementation of the dialer suite.
  * @module
  */
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import { connect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
@@ -50,7 +51,7 @@ export class DirectDialer implements StreamDialer {
   constructor(options: DirectDialerOptions = {}) {
     this.#onSocket = options.onSocket;
     this.#bindAddress = options.bindAddress;
-    this.#timeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.#timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#allow = options.allow;
     this.#recycle = options.recycleReads ?? false;
     this.#lookup = options.lookup;

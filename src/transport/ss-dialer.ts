@@ -7,6 +7,7 @@
  * `firstPayloadWaitMs` (a server-speaks-first protocol), the header leaves alone, padded in 2022.
  * @module
  */
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import { connect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
@@ -111,7 +112,7 @@ export class SsStreamDialer implements StreamDialer {
     this.#key = key;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? randomBytes;
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#waitMs = options.firstPayloadWaitMs ?? 50;
     this.#connect = options.connect;
     this.#recycle = options.recycleReads ?? false;

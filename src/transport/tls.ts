@@ -14,6 +14,7 @@
  * certificate pin that an access key carries for self-signed servers.
  * @module
  */
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import {
   connect,
   createSecureContext,
@@ -206,10 +207,10 @@ export function nodeTlsConnect(
         fail(
           new DialError(
             'ERR_SERVER_UNREACHABLE',
-            `${what}: no handshake within ${o.timeoutMs ?? 10_000} ms`,
+            `${what}: no handshake within ${o.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS} ms`,
           ),
         ),
-      o.timeoutMs ?? 10_000,
+      o.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     );
     const onAbort = (): void => fail(new DialError('ERR_ABORTED', `${what}: aborted`));
     signal?.addEventListener('abort', onAbort, { once: true });

@@ -14,6 +14,7 @@
  * has been checked, so a wrong path is reported as such rather than as a dead tunnel.
  * @module
  */
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { DialError } from '../errors.js';
@@ -43,7 +44,7 @@ export async function wsConnect(
   o: WsClientOptions,
   signal?: AbortSignal,
 ): Promise<WebSocketStream> {
-  const timeoutMs = o.timeoutMs ?? 10_000;
+  const timeoutMs = o.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const socket: Duplex = o.tls
     ? await tlsConnect(server, { ...o.tls, alpn: ['http/1.1'], timeoutMs }, signal)
     : await connectTo(server, timeoutMs, signal);
