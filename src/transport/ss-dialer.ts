@@ -7,6 +7,7 @@
  * `firstPayloadWaitMs` (a server-speaks-first protocol), the header leaves alone, padded in 2022.
  * @module
  */
+import { deadline } from './deadline.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import { connect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -169,16 +170,15 @@ export function connectTo(
       ...(localAddress ? { localAddress } : {}),
     };
     const socket = recycleReads ? connectRecycling(options) : connect(options);
-    const timer = setTimeout(
+    const clear = deadline(
+      timeoutMs,
+      signal,
       () =>
         fail(new DialError('ERR_SERVER_UNREACHABLE', `${what}: no answer within ${timeoutMs} ms`)),
-      timeoutMs,
+      () => fail(new DialError('ERR_ABORTED', `${what}: aborted`)),
     );
-    const onAbort = (): void => fail(new DialError('ERR_ABORTED', `${what}: aborted`));
-    signal?.addEventListener('abort', onAbort, { once: true });
     const done = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      clear();
       socket.off('error', onError);
     };
     const fail = (err: DialError): void => {
