@@ -14,6 +14,7 @@ import { v2rayPluginOptions } from '../codec/v2ray-plugin.js';
 import { wsConnector } from '../transport/ws-dialer.js';
 import { readFileSync } from 'node:fs';
 import { FailoverDialer, type FailoverEntry } from '../transport/failover.js';
+import { CappedDialer } from '../transport/capped-dialer.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { LadderError } from '../errors.js';
 import { formatHostPort } from './args.js';
@@ -39,6 +40,23 @@ export interface KeyDialerOptions {
   muxSessionsPerConnection?: number;
   /** The TLS client for keys that name none (a ladder:// key's `fp`; default chrome). */
   fp?: TlsFingerprint;
+  /**
+   * How long a new connection's request header waits for the application's first bytes, to leave
+   * in one record with them, before it leaves alone (default 50 ms; `--first-payload-wait`).
+   */
+  firstPayloadWaitMs?: number;
+  /**
+   * Connections a transport without Mux.Cool holds open to its server at once; more dials wait
+   * for one to close (transport/capped-dialer.ts; `--max-connections-per-server`). Unset: no cap.
+   */
+  maxConnectionsPerServer?: number;
+}
+
+/** The stream dialer under the per-server cap, unless there is none or the key multiplexes. */
+function capped(d: StreamDialer, o: KeyDialerOptions, multiplexed: boolean): StreamDialer {
+  return o.maxConnectionsPerServer && !multiplexed
+    ? new CappedDialer(d, { max: o.maxConnectionsPerServer })
+    : d;
 }
 
 function single(
@@ -48,6 +66,8 @@ function single(
   const perConnection = o.muxSessionsPerConnection
     ? { muxSessionsPerConnection: o.muxSessionsPerConnection }
     : {};
+  const firstWait =
+    o.firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs: o.firstPayloadWaitMs } : {};
   if (/^trojan:/i.test(uri)) {
     const t = parseTrojanUri(uri);
     const server = { host: t.host, port: t.port };
@@ -59,6 +79,7 @@ function single(
     const d = new TrojanDialer(server, {
       password: t.password,
       ...tls,
+      ...firstWait,
       // Mux.Cool inside Trojan, as v2ray's trojan outbound with mux enabled (mux-pool.ts).
       ...(t.mux ? { mux: t.mux, ...perConnection } : {}),
       ...(t.muxPadding === false ? { muxPadding: false } : {}),
@@ -80,7 +101,7 @@ function single(
         : 'trojan over TLS';
     return {
       name: `${formatHostPort(t.host, t.port)} with ${how}${t.fp === 'node' ? ' (fp=node)' : ''}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
-      stream: d,
+      stream: capped(d, o, Boolean(t.mux)),
       packet: d,
       ...(t.tag ? { tag: t.tag } : {}),
     };
@@ -102,6 +123,7 @@ function single(
     // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts).
     const stream = new SsStreamDialer(server, key, {
       ...(k.prefix ? { prefix: k.prefix } : {}),
+      ...firstWait,
       // These dialers serve the client's SOCKS5 and HTTP fronts, whose relay() and MessageReader
       // honour borrowed chunks: the tunnel's reads can use recycled memory.
       ...(ws ? {} : { recycleReads: true }),
@@ -131,7 +153,7 @@ function single(
       : `${k.method}${k.prefix ? ` and a ${k.prefix.length}-byte prefix` : ''}`;
     return {
       name: `${formatHostPort(k.host, k.port)} with ${how}`,
-      stream,
+      stream: capped(stream, o, Boolean(ws?.mux)),
       // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
       packet: new SsPacketDialer(server, key),
       ...(k.tag ? { tag: k.tag } : {}),
