@@ -5,6 +5,8 @@
  * @module
  */
 import { readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, LadderError } from '../errors.js';
 import type { Target } from '../transport/types.js';
@@ -78,6 +80,10 @@ options:
   --max-connections <n>          cap on the connections of the whole run (default 400)
   --concurrent <n>               also open n connections at once through each working transport,
                                  to spot connection-count policing (off unless given; 2 to 32)
+  --allowlist-control <url>      an http:// or https:// site you expect an allowlist to let
+                                 through (a big domestic site), fetched directly, not through the
+                                 tunnel: if it answers while every transport is silent, the probe
+                                 names whitelist mode (off unless given)
   --json [file]                  OONI-style JSON lines to stdout (the tables then go to stderr),
                                  or to a file`;
 
@@ -111,6 +117,50 @@ function readText(path: string, what: string): string {
       cause: err,
     });
   }
+}
+
+/** An http:// or https:// URL for a flag, or a usage error naming it. */
+function webUrl(text: string, flag: string): URL {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new LadderError(
+      'ERR_USAGE',
+      `${flag} '${text.slice(0, 80)}' is not a URL; give http://… or https://…`,
+    );
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new LadderError(
+      'ERR_USAGE',
+      `${flag} '${text.slice(0, 80)}' must be an http:// or https:// URL`,
+    );
+  return u;
+}
+
+/**
+ * Whether a site answers a GET made directly (not through a tunnel) within `timeoutMs`: any HTTP
+ * status counts, since the question is only whether the path to it is open. The body is not read.
+ */
+export function answersDirectly(url: URL, timeoutMs: number, ca?: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = request(
+      url,
+      {
+        method: 'GET',
+        signal: AbortSignal.timeout(timeoutMs),
+        headers: { connection: 'close' },
+        ...(ca && url.protocol === 'https:' ? { ca } : {}),
+      },
+      (res) => {
+        res.destroy();
+        resolve(true);
+      },
+    );
+    req.on('error', () => resolve(false));
+    req.end();
+  });
 }
 
 function httpUrl(text: string, flag: string): URL {
@@ -175,6 +225,7 @@ export async function run(argv: string[]): Promise<number> {
       timeout: { type: 'string' },
       'max-connections': { type: 'string' },
       concurrent: { type: 'string' },
+      'allowlist-control': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     true,
@@ -235,6 +286,10 @@ export async function run(argv: string[]): Promise<number> {
     values['throughput-url'] !== undefined
       ? httpUrl(values['throughput-url'], '--throughput-url')
       : undefined;
+  const allowlistUrl =
+    values['allowlist-control'] !== undefined
+      ? webUrl(values['allowlist-control'], '--allowlist-control')
+      : undefined;
   const caPem = values.ca !== undefined ? readText(values.ca, '--ca') : undefined;
   const resolver = localResolver(values.resolver);
 
@@ -271,6 +326,7 @@ export async function run(argv: string[]): Promise<number> {
   const servers = [...new Set(transports.map((t) => formatHostPort(t.server.host, t.server.port)))];
   say(
     `ladder probe: reaching ${servers.join(', ')} (the key${keys.length > 1 ? 's' : ''}), the local resolver ${resolver.address}` +
+      (allowlistUrl && only !== 'web' ? `, directly ${allowlistUrl.href}` : '') +
       (only === 'transports'
         ? `, and through the tunnel ${checkUrl.href}`
         : `, and through the tunnel ${formatHostPort(controlResolver.host, controlResolver.port)}, ${checkUrl.href} and ${entries.length} URL${entries.length === 1 ? '' : 's'} from ${listName}`) +
@@ -308,7 +364,16 @@ export async function run(argv: string[]): Promise<number> {
   if (only !== 'web') {
     say('\nTransports');
     say(formatTransportTable(checks));
-    const findings = formatFindings(recognise(checks));
+    const allowlistControl =
+      allowlistUrl && budget.reserve(1)
+        ? {
+            name: allowlistUrl.href,
+            ok: await answersDirectly(allowlistUrl, timeoutMs, caPem),
+          }
+        : undefined;
+    const findings = formatFindings(
+      recognise(checks, allowlistControl ? { allowlistControl } : {}),
+    );
     if (findings) say(findings);
     if (new Set(transports.map((t) => formatHostPort(t.server.host, t.server.port))).size > 1) {
       say('\nServers');
