@@ -739,7 +739,7 @@ function censorsEntries(): TransportEntry[] {
     ),
     ladderEntry(
       'ladder-ss-https',
-      `Shadowsocks ${LADDER_SS_METHOD} carrying HTTPS (a fully encrypted tunnel with TLS inside: the tls-in-tls-ru control)`,
+      `Shadowsocks ${LADDER_SS_METHOD} carrying one HTTPS request (TLS inside a fully encrypted tunnel, one client packet of ≥ 411 bytes: passes tls-in-tls-ru)`,
       () => ladderSsUri(undefined, LADDER_CONTROL_PORT),
       true,
     ),

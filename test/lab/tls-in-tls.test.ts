@@ -183,7 +183,8 @@ describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 600_000 
     //   (629 / 639): 21 / 11 bytes under 650 (two records would add 22 and reach 651 / 661).
     // - padded Mux.Cool: r0 is the Finished alone (64), or holds the padded flight; a flight under
     //   892 bytes is padded to 900..1399 (codec/mux-cool.ts), so r2 ≥ 922 > 750.
-    // - split=1: r2 615 when the tickets came first (most flows: fp=chrome never resumes); when
+    // - split=1: r2 615 when the tickets came first (most flows: fp=chrome never resumes), 637
+    //   when the TLS client put the request and the ClientHello in two records; when
     //   split, r0 ≤ 64 + 22 + 76 + 516 = 678 but r1 is the tickets alone (478), r2 ≤ 539. The one
     //   way to a flag: the server's tickets later than the client's wait for them (the handshake's
     //   duration, 50 ms at least) in a flow that was split; the 2 pp allow two such flows.
