@@ -128,7 +128,7 @@ export class TunFront {
 
   /** Listens on the device's address (which must be assigned and up) on a port of the kernel's choice. */
   async listen(): Promise<number> {
-    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) =>
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) =>
       this.#onConnection(s),
     );
     server.on('error', (err) => debug('listener: %s', (err as NodeJS.ErrnoException).code));
