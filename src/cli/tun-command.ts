@@ -8,7 +8,8 @@ import { lookup } from 'node:dns/promises';
 import { isIP, isIPv4 } from 'node:net';
 import { ConfigError, LadderError } from '../errors.js';
 import { ipv4ToU32 } from '../codec/ip-packet.js';
-import { FakeDns } from '../proxy/tun/fake-dns.js';
+import { DEFAULT_FAKE_RANGE6, FakeDns } from '../proxy/tun/fake-dns.js';
+import { bytesToIPv6, ipv6ToBytes } from '../codec/socks-addr.js';
 import { TunDevice } from '../proxy/tun/device.js';
 import { TunFront } from '../proxy/tun/tun-front.js';
 import { bypassSocketOptions, setBypassAddresses } from '../proxy/tun/bypass.js';
@@ -16,7 +17,9 @@ import type { Socket as UdpSocket } from 'node:dgram';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import {
   TUN_ADDRESS,
+  TUN_ADDRESS6,
   TUN_NAT_PEER,
+  TUN_NAT_PEER6,
   hasNetAdmin,
   type Endpoint,
   localAddresses,
@@ -34,7 +37,7 @@ export const tunBypass = {
   bindAddress: (): string | undefined => bypassSocketOptions(4).localAddress,
   onUdpSocket: (socket: UdpSocket): void => {
     const address = bypassSocketOptions(4).localAddress;
-    // dgram keeps its family in an undocumented 'type'; IPv6 is blocked under --tun anyway
+    // dgram keeps its family in an undocumented 'type'; IPv6 has no bypass under --tun (tun-routing.ts)
     if (address && (socket as unknown as { type?: string }).type !== 'udp6')
       socket.bind({ address, port: 0 });
   },
@@ -150,6 +153,7 @@ export async function startTun(
   const resolved = await resolveServers(servers);
   const device = TunDevice.create(cfg.name);
   let front: TunFront | undefined;
+  let ipv6: boolean;
   const down = async (): Promise<void> => {
     setBypassAddresses({});
     tunCleanup();
@@ -163,16 +167,27 @@ export async function startTun(
   };
   try {
     tunCleanup(); // what a killed --tun left behind
-    tunLinkUp(cfg.name, cfg.mtu);
+    ipv6 = tunLinkUp(cfg.name, cfg.mtu);
     const serverSet = new Set(resolved.v4.map((s) => ipv4ToU32(s.address)));
+    const serverSet6 = new Set(resolved.v6.map((s) => bytesToIPv6(ipv6ToBytes(s.address))));
     front = new TunFront({
       device,
       dialer: dialers.stream,
       packetDialer: dialers.packet,
-      fakeDns: new FakeDns({ pinned: resolved.pinned }),
+      fakeDns: new FakeDns({
+        pinned: resolved.pinned,
+        ...(ipv6 ? { range6: DEFAULT_FAKE_RANGE6 } : {}),
+      }),
       tunAddress: ipv4ToU32(TUN_ADDRESS),
       natPeer: ipv4ToU32(TUN_NAT_PEER),
       excluded: (ip) => serverSet.has(ip),
+      ...(ipv6
+        ? {
+            tunAddress6: ipv6ToBytes(TUN_ADDRESS6),
+            natPeer6: ipv6ToBytes(TUN_NAT_PEER6),
+            excluded6: (ip: Uint8Array) => serverSet6.has(bytesToIPv6(ip)),
+          }
+        : {}),
     });
     await front.listen();
     const f = front;
@@ -189,6 +204,7 @@ export async function startTun(
           ? [{ address: cfg.dnsDirect.host, port: cfg.dnsDirect.port }]
           : [],
       killSwitch: cfg.killSwitch,
+      ipv6,
     });
     setBypassAddresses({ v4: own.v4[0] });
     process.once('exit', onExit);
@@ -197,7 +213,7 @@ export async function startTun(
     throw err;
   }
   log(
-    `ladder client: tunnel up on ${cfg.name} (mtu ${cfg.mtu}, kill switch ${cfg.killSwitch ? 'on' : 'off'}, IPv6 blocked)`,
+    `ladder client: tunnel up on ${cfg.name} (mtu ${cfg.mtu}, kill switch ${cfg.killSwitch ? 'on' : 'off'}, IPv6 ${ipv6 ? 'carried' : 'blocked'})`,
   );
   return async () => {
     process.off('exit', onExit);

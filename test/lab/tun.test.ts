@@ -14,6 +14,7 @@ import { LADDER_CLI, startProcess, type Peer } from '../helpers/peers.js';
 import {
   LADDER_PORT,
   ORIGIN_ADDR,
+  ORIGIN_ADDR6,
   RESOLVER_ADDR,
   SERVER_ADDR,
   SERVER_ADDR6,
@@ -37,6 +38,10 @@ import { readFileSync } from 'node:fs';
 const dir = process.argv[2];
 const h = (q, r) => r.end('origin says ' + q.url + '\\n');
 http.createServer(h).listen(80, '${ORIGIN_ADDR}');
+http.createServer(h).listen(80, '${ORIGIN_ADDR6}');
+const u6 = dgram.createSocket('udp6');
+u6.on('message', (m, ri) => u6.send(Buffer.concat([Buffer.from('echo6:'), m]), ri.port, ri.address));
+u6.bind(7, '${ORIGIN_ADDR6}');
 https.createServer({ cert: readFileSync(dir + '/cert.pem'), key: readFileSync(dir + '/key.pem') }, h)
   .listen(443, '${ORIGIN_ADDR}');
 const u = dgram.createSocket('udp4');
@@ -65,6 +70,7 @@ const out = {};
 const r = new dns.promises.Resolver({ timeout: 2000, tries: 1 });
 r.setServers(['${RESOLVER_ADDR}']);
 try { out.udpDns = await r.resolve4('blocked.test'); } catch (e) { out.udpDns = e.code; }
+try { out.aaaa = await r.resolve6('origin6.test'); } catch (e) { out.aaaa = e.code; }
 const q = Buffer.from('12340100000100000000000007626c6f636b6564047465737400000100 01'.replace(/ /g, ''), 'hex');
 out.tcpDns = await new Promise((res) => {
   const s = net.connect(53, '${RESOLVER_ADDR}');
@@ -82,11 +88,22 @@ out.udp = await new Promise((res) => {
   u.on('error', (e) => { clearTimeout(t); u.close(); res(e.code); });
   u.send('ping', 7, 'origin.test');
 });
+// UDP over IPv6 by name: the name's fake IPv6 address, through the tunnel to the origin's IPv6.
+out.udp6 = await new Promise((res) => {
+  const u = dgram.createSocket('udp6');
+  const t = setTimeout(() => { u.close(); res('timeout'); }, 3000);
+  u.on('message', (m) => { clearTimeout(t); u.close(); res(String(m)); });
+  u.on('error', (e) => { clearTimeout(t); u.close(); res(e.code); });
+  dns.promises.lookup('origin6.test', { family: 6 }).then(
+    (a) => u.send('ping', 7, a.address), (e) => { clearTimeout(t); u.close(); res(e.code); });
+});
 console.log(JSON.stringify(out));
 `;
 
 interface ProbeResult {
   udpDns: string[] | string;
+  aaaa: string[] | string;
+  udp6: string;
   tcpDns: string;
   udp: string;
 }
@@ -152,7 +169,10 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
     assert.equal(cert.status, 0, String(cert.stderr));
     writeFileSync(join(dir, 'origin.mjs'), ORIGIN);
     writeFileSync(join(dir, 'probe.mjs'), PROBE);
-    writeFileSync(join(dir, 'hosts'), `${ORIGIN_ADDR} origin.test blocked.test\n`);
+    writeFileSync(
+      join(dir, 'hosts'),
+      `${ORIGIN_ADDR} origin.test blocked.test\n${ORIGIN_ADDR6} origin6.test\n`,
+    );
     await tunNetSettled(net);
     assert.equal(curl(`http://[${SERVER_ADDR6}]:1/`).status, 7, 'IPv6 reaches the server side');
     before0 = routingSnapshot(net.client);
@@ -209,9 +229,16 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
     );
     assert.ok(inFakeRange(r.tcpDns), `DNS over TCP answered with a fake address: ${r.tcpDns}`);
     assert.equal(r.udp, 'echo:ping');
-    // IPv6 is blocked, not leaked: refused at once by the rule, never sent.
-    const v6 = curl(`http://[${SERVER_ADDR6}]/`);
-    assert.notEqual(v6.status, 0);
+    // IPv6 is carried: a fake IPv6 address for a name, by name and as a literal, TCP and UDP.
+    assert.ok(
+      Array.isArray(r.aaaa) && r.aaaa.length === 1 && r.aaaa[0]!.startsWith('fd4c:6164:6472:1:'),
+      probe.stdout,
+    );
+    const byName6 = curl('http://origin6.test/v6', '-6');
+    assert.equal(byName6.stdout, 'origin says /v6\n', byName6.stderr);
+    const literal6 = curl(`http://[${ORIGIN_ADDR6}]/v6lit`);
+    assert.equal(literal6.stdout, 'origin says /v6lit\n', literal6.stderr);
+    assert.equal(r.udp6, 'echo6:ping');
     const seen = watch();
     assert.ok(seen.ladder > 0, 'the Ladder flow is seen');
     assert.equal(
@@ -239,6 +266,8 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
     const otherBefore = watch().other;
     assert.notEqual(curl(`http://${ORIGIN_ADDR}/leak`).status, 0);
     assert.notEqual(curl(`http://${SERVER_ADDR}/leak`).status, 0);
+    assert.notEqual(curl(`http://[${ORIGIN_ADDR6}]/leak`).status, 0);
+    assert.notEqual(curl(`http://[${SERVER_ADDR6}]/leak`).status, 0);
     const probe = JSON.parse(
       inNs(net.client, [process.execPath, join(dir, 'probe.mjs')]).stdout,
     ) as ProbeResult;
