@@ -6,7 +6,13 @@ import {
   decodeIpv4Flow,
   decodeIpv6Flow,
   encodeIpv4Udp,
+  encodeIpv4Unreachable,
   encodeIpv6Udp,
+  encodeIpv6Unreachable,
+  ipv4Fragmented,
+  ipv4IcmpType,
+  ipv6Fragmented,
+  ipv6IcmpType,
   ipv4ChecksumsValid,
   ipv6ChecksumsValid,
   rewriteIpv6Flow,
@@ -272,4 +278,66 @@ test('fuzz IPv6: any bytes give a flow, null or a CodecError, never another exce
     }),
     { numRuns: 5000 },
   );
+});
+
+/** One's-complement sum folded, the slow way, for checking checksums. */
+function folded(b: Uint8Array, from: number, to: number, init = 0): number {
+  let s = init;
+  for (let i = from; i < to; i += 2) s += (b[i]! << 8) | (i + 1 < to ? b[i + 1]! : 0);
+  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+  return s;
+}
+
+test('ICMP: a ping is recognised; the unreachable answer quotes it, swapped, checksums right', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 0xffffffff }),
+      fc.integer({ min: 0, max: 0xffffffff }),
+      fc.integer({ min: 0, max: 56 }),
+      (src, dst, n) => {
+        const ping = tcpPacket(src, 0, dst, 0, n); // then made an ICMP echo request
+        ping[9] = IP_PROTO.ICMP;
+        ping[20] = 8;
+        assert.equal(ipv4IcmpType(ping), 8);
+        const r = encodeIpv4Unreachable(ping, 13);
+        assert.equal(folded(r, 0, 20), 0xffff, 'IPv4 header checksum');
+        assert.equal(folded(r, 20, r.length), 0xffff, 'ICMP checksum');
+        assert.deepEqual([r.readUInt32BE(12), r.readUInt32BE(16), r[20], r[21]], [dst, src, 3, 13]);
+        assert.deepEqual(r.subarray(28), Buffer.from(ping.subarray(0, 28)));
+      },
+    ),
+  );
+  const frag = tcpPacket(1, 2, 3, 4);
+  frag[6] = 0x20;
+  assert.ok(ipv4Fragmented(frag));
+  frag[9] = IP_PROTO.ICMP;
+  assert.equal(ipv4IcmpType(frag), -1, 'a fragment is not read as a ping');
+  assert.equal(ipv4IcmpType(tcpPacket(1, 2, 3, 4)), -1);
+  assert.equal(ipv4IcmpType(new Uint8Array(3)), -1);
+});
+
+test('ICMPv6: the unreachable answer quotes the ping, at most 1280 bytes, checksum right', () => {
+  fc.assert(
+    fc.property(addr16, addr16, fc.integer({ min: 0, max: 1500 }), (src, dst, n) => {
+      const ping = tcp6Packet(src, 0, dst, 0, n);
+      ping[6] = IP_PROTO.ICMPV6;
+      ping[40] = 128;
+      assert.equal(ipv6IcmpType(ping), 128);
+      assert.ok(!ipv6Fragmented(ping));
+      const r = encodeIpv6Unreachable(ping, 1);
+      assert.ok(r.length <= 1280);
+      const len = r.length - 40;
+      assert.equal(folded(r, 40, r.length, folded(r, 8, 40) + len + IP_PROTO.ICMPV6), 0xffff);
+      assert.deepEqual(
+        [Buffer.from(r.subarray(8, 24)), Buffer.from(r.subarray(24, 40))],
+        [Buffer.from(dst), Buffer.from(src)],
+      );
+      assert.deepEqual([r[40], r[41]], [1, 1]);
+    }),
+    { numRuns: 200 },
+  );
+  const frag = tcp6Packet(new Uint8Array(16), 1, new Uint8Array(16), 2);
+  frag[6] = 44;
+  assert.ok(ipv6Fragmented(frag));
+  assert.equal(ipv6IcmpType(frag), -1);
 });

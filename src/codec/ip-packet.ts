@@ -13,6 +13,7 @@
  * TCP (RFC 9293 §3.1)  | SRC PORT | DST PORT | SEQ (32) | ACK (32) | OFF(4) .. FLAGS(8) | WINDOW |
  *                      | CHECKSUM (16) @16 | URG (16) | options |
  * UDP (RFC 768)        | SRC PORT | DST PORT | LENGTH (16) | CHECKSUM (16) @6 |
+ * ICMP (RFC 792), ICMPv6 (RFC 4443) | TYPE | CODE | CHECKSUM (16) | 4 bytes by type | body |
  * ```
  * Checksums are the one's-complement sum of RFC 1071; a rewrite adjusts them by the words it changes
  * (RFC 1624 eqn. 3) instead of summing the packet again. The TCP and UDP checksums cover a pseudo
@@ -27,6 +28,11 @@ export const IPV6_HEADER_BYTES = 40;
 export const UDP_HEADER_BYTES = 8;
 export const TCP_HEADER_BYTES = 20;
 export const IP_PROTO = { ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58 } as const;
+/** ICMP types the TUN front reads or writes (RFC 792, RFC 4443 §2.1). */
+export const ICMP_TYPE = { ECHO_REQUEST: 8, UNREACHABLE: 3 } as const;
+export const ICMPV6_TYPE = { ECHO_REQUEST: 128, UNREACHABLE: 1 } as const;
+/** IPv6 next header of a fragment header (RFC 8200 §4.5). */
+export const IPV6_FRAGMENT_HEADER = 44;
 export const TCP_FLAG = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
 
 /** The fields of an IPv4 packet carrying TCP or UDP that a NAT needs; addresses as u32. */
@@ -284,6 +290,85 @@ export function ipv6ChecksumsValid(packet: Uint8Array): boolean {
   if (!f) return true;
   const len = f.length - f.l4;
   return fold(sum16(packet, f.l4, f.length, sumWords(packet, 8, 40) + len + f.protocol)) === 0xffff;
+}
+
+/**
+ * The ICMP type of an IPv4 packet that is ICMP, unfragmented and long enough for an ICMP header;
+ * -1 for anything else. Never throws.
+ */
+export function ipv4IcmpType(packet: Uint8Array): number {
+  if (packet.length < IPV4_HEADER_BYTES || packet[0]! >> 4 !== 4) return -1;
+  const ihl = (packet[0]! & 0x0f) * 4;
+  if (ihl < IPV4_HEADER_BYTES || packet[9] !== IP_PROTO.ICMP || ipv4Fragmented(packet)) return -1;
+  return packet.length >= ihl + 8 && u16(packet, 2) >= ihl + 8 ? packet[ihl]! : -1;
+}
+
+/** True if an IPv4 packet is a fragment (MF set, or an offset): the header alone says so. */
+export function ipv4Fragmented(packet: Uint8Array): boolean {
+  return packet.length >= IPV4_HEADER_BYTES && (u16(packet, 6) & 0x3fff) !== 0;
+}
+
+/** True if an IPv6 packet's first next header is a fragment header (RFC 8200 §4.5). */
+export function ipv6Fragmented(packet: Uint8Array): boolean {
+  return packet.length >= IPV6_HEADER_BYTES && packet[6] === IPV6_FRAGMENT_HEADER;
+}
+
+/** The ICMPv6 type of an IPv6 packet whose next header is ICMPv6; -1 otherwise. Never throws. */
+export function ipv6IcmpType(packet: Uint8Array): number {
+  if (packet.length < IPV6_HEADER_BYTES + 8 || packet[0]! >> 4 !== 6) return -1;
+  return packet[6] === IP_PROTO.ICMPV6 ? packet[IPV6_HEADER_BYTES]! : -1;
+}
+
+/**
+ * The ICMP "destination unreachable" (type 3) answering the IPv4 packet `original`, from its
+ * destination to its source: the original IP header and the first 8 bytes of its data, as RFC 792
+ * says. `original` must hold a whole IPv4 header.
+ */
+export function encodeIpv4Unreachable(original: Uint8Array, code: number): Buffer {
+  const ihl = (original[0]! & 0x0f) * 4;
+  const quoted = original.subarray(0, Math.min(original.length, ihl + 8));
+  const total = IPV4_HEADER_BYTES + 8 + quoted.length;
+  const p = Buffer.alloc(total);
+  p[0] = 0x45;
+  put16(p, 2, total);
+  p[8] = 64;
+  p[9] = IP_PROTO.ICMP;
+  p.set(original.subarray(16, 20), 12);
+  p.set(original.subarray(12, 16), 16);
+  put16(p, 10, ~sum16(p, 0, IPV4_HEADER_BYTES, 0) & 0xffff);
+  const i = IPV4_HEADER_BYTES;
+  p[i] = ICMP_TYPE.UNREACHABLE;
+  p[i + 1] = code;
+  p.set(quoted, i + 8);
+  put16(p, i + 2, ~sum16(p, i, total, 0) & 0xffff);
+  return p;
+}
+
+/**
+ * The ICMPv6 "destination unreachable" (type 1) answering the IPv6 packet `original`, from its
+ * destination to its source: as much of the original as fits in 1280 bytes (RFC 4443 §3.1).
+ */
+export function encodeIpv6Unreachable(original: Uint8Array, code: number): Buffer {
+  const quoted = original.subarray(0, Math.min(original.length, 1280 - IPV6_HEADER_BYTES - 8));
+  const icmpLength = 8 + quoted.length;
+  const p = Buffer.alloc(IPV6_HEADER_BYTES + icmpLength);
+  p[0] = 0x60;
+  put16(p, 4, icmpLength);
+  p[6] = IP_PROTO.ICMPV6;
+  p[7] = 64;
+  p.set(original.subarray(24, 40), 8);
+  p.set(original.subarray(8, 24), 24);
+  const i = IPV6_HEADER_BYTES;
+  p[i] = ICMPV6_TYPE.UNREACHABLE;
+  p[i + 1] = code;
+  p.set(quoted, i + 8);
+  // RFC 4443 §2.3: the checksum covers the IPv6 pseudo-header too.
+  put16(
+    p,
+    i + 2,
+    ~sum16(p, i, p.length, sumWords(p, 8, 40) + icmpLength + IP_PROTO.ICMPV6) & 0xffff,
+  );
+  return p;
 }
 
 /** IPv4 text to u32 ('100.96.0.1' → 0x64600001); throws CodecError for anything else. */

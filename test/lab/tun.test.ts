@@ -239,6 +239,15 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
     const literal6 = curl(`http://[${ORIGIN_ADDR6}]/v6lit`);
     assert.equal(literal6.stdout, 'origin says /v6lit\n', literal6.stderr);
     assert.equal(r.udp6, 'echo6:ping');
+    // ping through the tunnel: refused at once (no transport carries ICMP), not left to time out.
+    for (const [family, name] of [
+      ['-4', 'origin.test'],
+      ['-6', 'origin6.test'],
+    ] as const) {
+      const ping = inNs(net.client, ['ping', family, '-c', '1', '-W', '10', name]);
+      assert.notEqual(ping.status, 0);
+      assert.match(ping.stdout, /filtered|prohibited/i, `${name}: ${ping.stdout}${ping.stderr}`);
+    }
     const seen = watch();
     assert.ok(seen.ladder > 0, 'the Ladder flow is seen');
     assert.equal(

@@ -413,3 +413,42 @@ test('the IPv6 fake range: a /64 or a message saying what is wanted', () => {
   ])
     assert.throws(() => parseIpv6Prefix64(bad), /x:x:x:x::\/64/, bad);
 });
+
+test('ping: answered "administratively prohibited" at once, within a rate; fragments counted', () => {
+  const r = rig({ v6: true });
+  const fake = r.dns.addressOf('blocked.example');
+  const ping = Buffer.from(syn(APP, 0, fake, 0));
+  ping[9] = IP_PROTO.ICMP;
+  ping[20] = 8; // echo request
+  feed(r, ping);
+  const err = r.written.shift()!;
+  assert.deepEqual(
+    [err[9], err.readUInt32BE(12), err.readUInt32BE(16), err[20], err[21]],
+    [IP_PROTO.ICMP, fake, APP, 3, 13],
+  );
+  const ping6 = Buffer.from(syn6(APP6, 0, r.dns.addressOf6('blocked.example'), 0));
+  ping6[6] = IP_PROTO.ICMPV6;
+  ping6[40] = 128;
+  feed(r, ping6);
+  const err6 = r.written.shift()!;
+  assert.deepEqual([err6[6], err6[40], err6[41]], [IP_PROTO.ICMPV6, 1, 1]);
+  // an error is never answered: only echo requests are
+  const reply = Buffer.from(ping);
+  reply[20] = 0;
+  feed(r, reply);
+  assert.equal(r.written.length, 0);
+  for (let i = 0; i < 150; i++) feed(r, ping);
+  assert.equal(r.written.length, 98, 'at most 100 a second');
+  r.written.length = 0;
+  r.clock.now += 1_000;
+  feed(r, ping);
+  assert.equal(r.written.length, 1);
+  assert.equal(r.front.stats().pingsRefused, 101);
+  const frag = Buffer.from(syn(APP, 40000, fake, 443));
+  frag[6] = 0x20; // more fragments
+  feed(r, frag);
+  const frag6 = Buffer.from(syn6(APP6, 40000, APP6, 443));
+  frag6[6] = 44;
+  feed(r, frag6);
+  assert.equal(r.front.stats().fragments, 2);
+});

@@ -17,7 +17,12 @@
  * here by the fake DNS. Other UDP flows each get a PacketSession of the packet dialer, with an idle
  * timeout and a bounded table. IPv6 is translated the same way, with the device's IPv6 address and
  * NAT peer and a listener of its own, when `tunAddress6` is given; the NAT ports are shared by both
- * families. ICMP, IPv4 fragments and IPv6 extension headers are dropped (docs/tun.md).
+ * families. A ping (ICMP or ICMPv6 echo request) is answered at once with "destination unreachable,
+ * administratively prohibited": no transport carries ICMP, so an echo reply would claim a
+ * reachability nobody checked, and silence would make the app wait for its timeout. Fragments
+ * (IPv4, or an IPv6 fragment header) are dropped and counted: the kernel never fragments the TCP
+ * here, and a UDP datagram larger than the MTU is lost as on a link that drops it. Other IPv6
+ * extension headers and other ICMP are dropped (docs/tun.md).
  * Nothing is logged with an address.
  * @module
  */
@@ -30,6 +35,14 @@ import {
   decodeIpv6Flow,
   encodeIpv4Udp,
   encodeIpv6Udp,
+  encodeIpv4Unreachable,
+  encodeIpv6Unreachable,
+  ICMP_TYPE,
+  ICMPV6_TYPE,
+  ipv4Fragmented,
+  ipv4IcmpType,
+  ipv6Fragmented,
+  ipv6IcmpType,
   ipVersion,
   rewriteIpv4Flow,
   rewriteIpv6Flow,
@@ -55,6 +68,11 @@ const DIAL_TIMEOUT_MS = 20_000;
 /** A DNS-over-TCP connection answered here closes after this long without a query. */
 const DNS_TCP_IDLE_MS = 10_000;
 const MAX_DNS_TCP_BUFFER = 2 + 0xffff;
+/** ICMP errors written back per second at most (an app flooding pings gets no more). */
+const ICMP_ERRORS_PER_S = 100;
+/** RFC 1812 §5.2.7.1 and RFC 4443 §3.1: communication administratively prohibited. */
+const ICMP_PROHIBITED = 13;
+const ICMPV6_PROHIBITED = 1;
 
 /** Where packets go back into the stack. */
 export interface PacketDevice {
@@ -115,7 +133,12 @@ export interface TunFrontStats {
   tcpSessions: number;
   connections: number;
   udpFlows: number;
+  /** Packets dropped, every reason (fragments and pings among them). */
   dropped: number;
+  /** IP fragments dropped. */
+  fragments: number;
+  /** Pings answered "administratively prohibited". */
+  pingsRefused: number;
 }
 
 export class TunFront {
@@ -131,6 +154,10 @@ export class TunFront {
   #tcpSessions = 0;
   #connections = 0;
   #dropped = 0;
+  #fragments = 0;
+  #pingsRefused = 0;
+  #icmpSecond = -1;
+  #icmpInSecond = 0;
   readonly #udp = new Map<string, UdpFlow>();
   readonly #sockets = new Set<Socket>();
   readonly #servers: Server[] = [];
@@ -189,6 +216,8 @@ export class TunFront {
       connections: this.#connections,
       udpFlows: this.#udp.size,
       dropped: this.#dropped,
+      fragments: this.#fragments,
+      pingsRefused: this.#pingsRefused,
     };
   }
 
@@ -208,7 +237,12 @@ export class TunFront {
     } catch {
       return this.#drop('malformed');
     }
-    if (!f) return this.#drop('not TCP/UDP, or a fragment');
+    if (!f) {
+      if (ipv4Fragmented(packet)) return this.#fragment();
+      if (ipv4IcmpType(packet) === ICMP_TYPE.ECHO_REQUEST)
+        return this.#refusePing(() => encodeIpv4Unreachable(packet, ICMP_PROHIBITED));
+      return this.#drop('not TCP/UDP');
+    }
     return f.protocol === IP_PROTO.TCP ? this.#tcp(packet, f) : this.#udpPacket(packet, f);
   }
 
@@ -220,7 +254,12 @@ export class TunFront {
     } catch {
       return this.#drop('malformed');
     }
-    if (!f) return this.#drop('not TCP/UDP, or IPv6 extension headers');
+    if (!f) {
+      if (ipv6Fragmented(packet)) return this.#fragment();
+      if (ipv6IcmpType(packet) === ICMPV6_TYPE.ECHO_REQUEST)
+        return this.#refusePing(() => encodeIpv6Unreachable(packet, ICMPV6_PROHIBITED));
+      return this.#drop('not TCP/UDP, or IPv6 extension headers');
+    }
     return f.protocol === IP_PROTO.TCP ? this.#tcp6(packet, f) : this.#udp6(packet, f);
   }
 
@@ -263,6 +302,25 @@ export class TunFront {
       )
         return s;
     return undefined;
+  }
+
+  #fragment(): false {
+    this.#fragments++;
+    return this.#drop('a fragment');
+  }
+
+  /** Writes the ICMP error `reply()` builds for a ping, within {@link ICMP_ERRORS_PER_S}. */
+  #refusePing(reply: () => Buffer): false {
+    const second = Math.floor(this.#now() / 1000);
+    if (second !== this.#icmpSecond) {
+      this.#icmpSecond = second;
+      this.#icmpInSecond = 0;
+    }
+    if (this.#icmpInSecond >= ICMP_ERRORS_PER_S) return this.#drop('ping, over the ICMP rate');
+    this.#icmpInSecond++;
+    this.#pingsRefused++;
+    this.#o.device.write(reply());
+    return this.#drop('ping, refused');
   }
 
   #drop(why: string): false {
