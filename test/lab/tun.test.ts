@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labUnavailable } from '../../src/lab/topology.js';
+import { formatTrojanUri } from '../../src/codec/trojan-uri.js';
 import { LADDER_CLI, startProcess, type Peer } from '../helpers/peers.js';
 import {
   LADDER_PORT,
@@ -347,6 +348,71 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
       assert.ok(watch().other > before.other, 'the DIRECT name went around the tunnel');
     } finally {
       await c.stop();
+    }
+    assert.equal(routingSnapshot(net.client), before0);
+  });
+
+  test('UDP through Trojan and through Trojan with Mux.Cool, over IPv4 and IPv6', async () => {
+    const password = 'tun-trojan-secret';
+    const trojanPort = LADDER_PORT + 1;
+    const server = await startProcess(
+      [
+        'ip',
+        'netns',
+        'exec',
+        net.server,
+        process.execPath,
+        LADDER_CLI,
+        'server',
+        '--listen',
+        `${SERVER_ADDR}:${trojanPort}`,
+        '--key',
+        formatTrojanUri({ password, host: SERVER_ADDR, port: trojanPort, sni: 'localhost' }),
+        '--hosts',
+        join(dir, 'hosts'),
+        '--allow-private-targets',
+      ],
+      /listening/,
+    );
+    try {
+      const pin = /pin=([0-9a-f]{64})/.exec(server.output())?.[1];
+      assert.ok(pin, server.output());
+      for (const mux of [0, 4]) {
+        const key = formatTrojanUri({
+          password,
+          host: SERVER_ADDR,
+          port: trojanPort,
+          sni: 'localhost',
+          pinSha256: pin,
+          ...(mux ? { mux } : {}),
+        });
+        const c = await startProcess(
+          [
+            'ip',
+            'netns',
+            'exec',
+            net.client,
+            process.execPath,
+            LADDER_CLI,
+            'client',
+            '--server',
+            key,
+            '--tun',
+          ],
+          /tunnel up/,
+          { timeoutMs: 20_000 },
+        );
+        try {
+          const probe = inNs(net.client, [process.execPath, join(dir, 'probe.mjs')]);
+          const r = JSON.parse(probe.stdout) as ProbeResult;
+          assert.equal(r.udp, 'echo:ping', `mux ${mux}: ${probe.stdout}`);
+          assert.equal(r.udp6, 'echo6:ping', `mux ${mux}: ${probe.stdout}`);
+        } finally {
+          await c.stop();
+        }
+      }
+    } finally {
+      await server.stop();
     }
     assert.equal(routingSnapshot(net.client), before0);
   });
