@@ -92,6 +92,7 @@ export class ClientController {
   readonly logs = new LogHub();
   readonly #keyFile: string;
   readonly #build: DialersBuilder;
+  readonly #beforeConnect: ((uri: string) => void) | undefined;
   #content: KeyFileContent;
   #active:
     (AppDialers & { key: string; routed?: { stream: StreamDialer; packet: PacketDialer } }) | null =
@@ -99,9 +100,15 @@ export class ClientController {
   #selected = AUTO;
   readonly #routes = new WeakMap<Target, RouteNote>();
 
-  constructor(o: { keyFile: string; build: DialersBuilder }) {
+  /** `beforeConnect` may refuse a key by throwing (under --tun: a server it cannot route around). */
+  constructor(o: {
+    keyFile: string;
+    build: DialersBuilder;
+    beforeConnect?: (uri: string) => void;
+  }) {
     this.#keyFile = o.keyFile;
     this.#build = o.build;
+    this.#beforeConnect = o.beforeConnect;
     this.#content = readKeyFile(o.keyFile);
   }
 
@@ -206,6 +213,7 @@ export class ClientController {
         keyName ? `no key named '${keyName.slice(0, 64)}'` : 'no key yet: import one first',
       );
     const built = this.#buildFor(k.uri);
+    this.#beforeConnect?.(k.uri);
     this.connections.closeAll();
     this.#active = { ...built, key: k.name };
     this.#selected = AUTO;

@@ -24,6 +24,7 @@ import {
   type Endpoint,
   localAddresses,
   runningTunDevice,
+  tunAddServers,
   tunCleanup,
   tunLinkUp,
   tunRoutingUp,
@@ -133,15 +134,24 @@ async function resolveServers(servers: readonly { host: string; port: number }[]
 }
 
 /**
- * Starts the full-device tunnel; resolves, once routing is in place, to the function that takes
- * it all down again. `servers` are the key's (key-dialers.ts serverEndpointsOfKey).
+ * The running tunnel: calling it takes it all down again; `addServers` routes another key's
+ * servers around the device (the control page connecting a key), or throws ConfigError naming why
+ * it cannot.
+ */
+export type TunHandle = (() => Promise<void>) & {
+  addServers(servers: readonly { host: string; port: number }[]): void;
+};
+
+/**
+ * Starts the full-device tunnel; resolves, once routing is in place, to its {@link TunHandle}.
+ * `servers` are the key's (key-dialers.ts serverEndpointsOfKey).
  */
 export async function startTun(
   cfg: TunConfig,
   dialers: { stream: StreamDialer; packet: PacketDialer },
   servers: readonly { host: string; port: number }[],
   log: (line: string) => void,
-): Promise<() => Promise<void>> {
+): Promise<TunHandle> {
   if (!hasNetAdmin()) throw new ConfigError('ERR_TUN_NEEDS_ADMIN', NEEDS_ADMIN);
   const running = runningTunDevice();
   if (running)
@@ -154,6 +164,9 @@ export async function startTun(
   const device = TunDevice.create(cfg.name);
   let front: TunFront | undefined;
   let ipv6: boolean;
+  const serverSet = new Set(resolved.v4.map((s) => ipv4ToU32(s.address)));
+  const serverSet6 = new Set(resolved.v6.map((s) => bytesToIPv6(ipv6ToBytes(s.address))));
+  const routed = new Set([...resolved.v4, ...resolved.v6].map((s) => `${s.address} ${s.port}`));
   const down = async (): Promise<void> => {
     setBypassAddresses({});
     tunCleanup();
@@ -168,8 +181,6 @@ export async function startTun(
   try {
     tunCleanup(); // what a killed --tun left behind
     ipv6 = tunLinkUp(cfg.name, cfg.mtu);
-    const serverSet = new Set(resolved.v4.map((s) => ipv4ToU32(s.address)));
-    const serverSet6 = new Set(resolved.v6.map((s) => bytesToIPv6(ipv6ToBytes(s.address))));
     front = new TunFront({
       device,
       dialer: dialers.stream,
@@ -215,9 +226,34 @@ export async function startTun(
   log(
     `ladder client: tunnel up on ${cfg.name} (mtu ${cfg.mtu}, kill switch ${cfg.killSwitch ? 'on' : 'off'}, IPv6 ${ipv6 ? 'carried' : 'blocked'})`,
   );
-  return async () => {
+  const close = async (): Promise<void> => {
     process.off('exit', onExit);
     await down();
     log(`ladder client: tunnel down, routing restored`);
   };
+  const addServers = (more: readonly { host: string; port: number }[]): void => {
+    // Names cannot be resolved now (the system's lookups get fake answers): only addresses, or
+    // names resolved at start.
+    const endpoints: Endpoint[] = [];
+    for (const { host, port } of more) {
+      const addrs = isIP(host) ? [host] : resolved.pinned.get(host.toLowerCase());
+      if (!addrs)
+        throw new ConfigError(
+          'ERR_TUN',
+          `under --tun, a server named '${host.slice(0, 60)}' that the client did not resolve at start cannot be routed around the tunnel: use a key with the server's address, or restart the client with this key in --server`,
+        );
+      for (const address of addrs) endpoints.push({ address, port });
+    }
+    const fresh = endpoints.filter((e) => !routed.has(`${e.address} ${e.port}`));
+    tunAddServers(
+      fresh.filter((e) => isIPv4(e.address)),
+      fresh.filter((e) => !isIPv4(e.address)),
+    );
+    for (const e of fresh) {
+      routed.add(`${e.address} ${e.port}`);
+      if (isIPv4(e.address)) serverSet.add(ipv4ToU32(e.address));
+      else serverSet6.add(bytesToIPv6(ipv6ToBytes(e.address)));
+    }
+  };
+  return Object.assign(close, { addServers });
 }

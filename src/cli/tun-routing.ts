@@ -265,6 +265,13 @@ export function tunRoutingUp(r: TunRouting): void {
   ip(['-4', 'rule', 'add', 'lookup', TUN_TABLE, 'pref', `${PREF.tun}`, ...tag]);
 }
 
+/** Routes more servers' flows around the device (rule 7700), once the tunnel is up. */
+export function tunAddServers(servers4: readonly Endpoint[], servers6: readonly Endpoint[]): void {
+  const tag = ['protocol', TUN_PROTO];
+  serverRules('-4', servers4, tag);
+  if (servers6.length > 0) serverRules('-6', servers6, tag);
+}
+
 /** Global addresses of this namespace outside the device, for the bypass rules. */
 export function localAddresses(exceptDevice: string): { v4: string[]; v6: string[] } {
   const list = JSON.parse(ip(['-j', 'addr', 'show']) || '[]') as {

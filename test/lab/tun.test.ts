@@ -5,7 +5,7 @@
 // kill switch holds), --tun-cleanup and SIGTERM (routing exactly as before), and bad input.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -413,6 +413,68 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
       }
     } finally {
       await server.stop();
+    }
+    assert.equal(routingSnapshot(net.client), before0);
+  });
+
+  test("--ui with --tun: the page and the Clash API show the tunnel's connections", async () => {
+    const c = await startProcess(
+      [
+        'ip',
+        'netns',
+        'exec',
+        net.client,
+        process.execPath,
+        LADDER_CLI,
+        'client',
+        '--server',
+        KEY,
+        '--tun',
+        '--ui',
+        '127.0.0.1:9090',
+        '--ui-keys',
+        join(dir, 'ui-keys.json'),
+      ],
+      /control page at/,
+      { timeoutMs: 20_000 },
+    );
+    // An app's connection through the tunnel, held open until its stdin closes (bounded: 20 s).
+    const holder = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        net.client,
+        process.execPath,
+        '-e',
+        "const s = require('net').connect(80, 'origin.test', () => console.log('open')); s.on('error', () => process.exit(1)); process.stdin.on('end', () => process.exit(0)); process.stdin.resume(); setTimeout(() => process.exit(2), 20000);",
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    try {
+      assert.match(c.output(), /tunnel up/);
+      const token = /#token=([A-Za-z0-9_-]+)/.exec(c.output())?.[1];
+      assert.ok(token, c.output());
+      const http = curl('http://origin.test/ui');
+      assert.equal(http.stdout, 'origin says /ui\n', http.stderr);
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout!.on('data', (d: Buffer) => String(d).includes('open') && resolve());
+        holder.once('exit', (code) => reject(new Error(`the app's connection ended: ${code}`)));
+      });
+      const api = curl('http://127.0.0.1:9090/connections', '-H', `Authorization: Bearer ${token}`);
+      const body = JSON.parse(api.stdout) as {
+        downloadTotal: number;
+        connections: { metadata: { host: string; destinationPort: string } }[];
+      };
+      assert.ok(body.downloadTotal > 0, api.stdout);
+      assert.ok(
+        body.connections.some((x) => x.metadata.host === 'origin.test'),
+        `the app's open connection is listed: ${api.stdout}`,
+      );
+    } finally {
+      holder.stdin!.end();
+      if (holder.exitCode === null) await new Promise((r) => holder.once('exit', r));
+      await c.stop();
     }
     assert.equal(routingSnapshot(net.client), before0);
   });
