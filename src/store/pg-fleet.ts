@@ -12,8 +12,13 @@
  *   counted twice.
  * - `ladder_nodes`: each node's name, address, port and last heartbeat (the dashboard's fleet view).
  *
- * Every change to a key or a fleet setting sends `NOTIFY ladder_changes` with `key:<id>` or
- * `setting:<name>` in the same transaction, so listeners hear of it once it is committed.
+ * - `ladder_presence`: per node and key, the devices connected now (only keys with a device limit or
+ *   a speed cap), rewritten by each node every sync; rows not refreshed lately are ignored.
+ *
+ * Every change to a key or a fleet setting sends `NOTIFY ladder_changes` in the same transaction,
+ * so listeners hear of it once it is committed: `row:<json>` carries the key's row as written (the
+ * listener applies it without reading the table), `key:<id>` says "read key <id> again" (a
+ * deletion, or a row too long for a notification's 8000 bytes), `setting:<name>` a fleet setting.
  * @module
  */
 import type pg from 'pg';
@@ -72,7 +77,86 @@ export const PG_MIGRATIONS: readonly string[] = [
      connections INTEGER NOT NULL DEFAULT 0,
      reach       TEXT NOT NULL DEFAULT '{}'
    );`,
+  `CREATE TABLE ladder_presence (
+     node_id    TEXT NOT NULL,
+     key_id     TEXT NOT NULL,
+     devices    INTEGER NOT NULL,
+     updated_us BIGINT NOT NULL,
+     PRIMARY KEY (node_id, key_id)
+   );`,
 ];
+
+/** Longest `row:` notification sent; PostgreSQL refuses payloads of 8000 bytes or more. */
+const MAX_ROW_NOTICE = 7900;
+
+/** A change heard on the channel: a key's new row, a key to read again, or a setting. */
+export type ChangeNotice =
+  | { kind: 'row'; key: AccessKeyRecord }
+  | { kind: 'key'; id: string }
+  | { kind: 'setting'; name: string };
+
+const str = (v: unknown): v is string => typeof v === 'string';
+const intOrNull = (v: unknown): v is number | null =>
+  v === null || (typeof v === 'number' && Number.isSafeInteger(v));
+
+/**
+ * Decodes a `ladder_changes` payload; null for anything malformed (the caller then resyncs). The
+ * payload comes from the fleet's own database, but is checked field by field all the same.
+ */
+export function parseChangeNotice(payload: string): ChangeNotice | null {
+  if (payload.startsWith('key:'))
+    return payload.length > 4 ? { kind: 'key', id: payload.slice(4) } : null;
+  if (payload.startsWith('setting:')) return { kind: 'setting', name: payload.slice(8) };
+  if (!payload.startsWith('row:')) return null;
+  let r: unknown;
+  try {
+    r = JSON.parse(payload.slice(4));
+  } catch {
+    return null;
+  }
+  if (typeof r !== 'object' || r === null) return null;
+  const o = r as Record<string, unknown>;
+  if (
+    !str(o.id) ||
+    o.id === '' ||
+    !str(o.name) ||
+    !str(o.secret) ||
+    !str(o.method) ||
+    !str(o.transports) ||
+    typeof o.created_ms !== 'number' ||
+    !Number.isSafeInteger(o.created_ms) ||
+    !intOrNull(o.expires_ms) ||
+    !intOrNull(o.limit_bytes) ||
+    !(o.limit_period === null || str(o.limit_period)) ||
+    !intOrNull(o.speed_bps) ||
+    !intOrNull(o.device_limit) ||
+    (o.disabled !== 0 && o.disabled !== 1)
+  )
+    return null;
+  return {
+    kind: 'row',
+    key: fromRow({
+      id: o.id,
+      name: o.name,
+      secret: o.secret,
+      method: o.method,
+      created_ms: o.created_ms,
+      expires_ms: o.expires_ms,
+      limit_bytes: o.limit_bytes,
+      limit_period: o.limit_period,
+      speed_bps: o.speed_bps,
+      device_limit: o.device_limit,
+      disabled: o.disabled,
+      transports: o.transports,
+    }),
+  };
+}
+
+/** The notification of a key written as `k`. */
+export function keyNotice(k: AccessKeyRecord): string {
+  const row = `row:${JSON.stringify(toRow(k))}`;
+  return Buffer.byteLength(row) <= MAX_ROW_NOTICE ? row : `key:${k.id}`;
+}
 
 /** Runs pending migrations under an advisory lock, so nodes starting together take turns. */
 export async function migratePg(c: pg.ClientBase): Promise<number> {
@@ -168,7 +252,7 @@ export function insertKeyPg(c: pg.ClientBase, k: AccessKeyRecord): Promise<boole
       keyParams(k),
     );
     if (r.rowCount !== 1) return false;
-    await notify(c, `key:${k.id}`);
+    await notify(c, keyNotice(k));
     return true;
   });
 }
@@ -182,7 +266,7 @@ export function updateKeyPg(c: pg.ClientBase, k: AccessKeyRecord): Promise<boole
       keyParams(k),
     );
     if (r.rowCount !== 1) return false;
-    await notify(c, `key:${k.id}`);
+    await notify(c, keyNotice(k));
     return true;
   });
 }
@@ -336,9 +420,46 @@ export async function heartbeatPg(c: pg.ClientBase, n: FleetNode): Promise<Fleet
   }));
 }
 
+/**
+ * Replaces this node's presence rows with `devices` (key id -> devices connected here), and
+ * returns the other nodes' rows refreshed within `staleMs`, summed per key.
+ */
+export async function presencePg(
+  c: pg.ClientBase,
+  nodeId: string,
+  devices: ReadonlyMap<string, number>,
+  staleMs: number,
+): Promise<Map<string, { devices: number; nodes: number }>> {
+  const ids = [...devices.keys()];
+  await c.query(
+    'DELETE FROM ladder_presence WHERE node_id = $1 AND NOT (key_id = ANY($2::text[]))',
+    [nodeId, ids],
+  );
+  if (ids.length > 0)
+    await c.query(
+      `INSERT INTO ladder_presence (node_id, key_id, devices, updated_us)
+       SELECT $1, d.key_id, d.devices, (extract(epoch FROM clock_timestamp()) * 1e6)::bigint
+       FROM unnest($2::text[], $3::int[]) AS d(key_id, devices)
+       ON CONFLICT (node_id, key_id) DO UPDATE
+         SET devices = excluded.devices, updated_us = excluded.updated_us`,
+      [nodeId, ids, ids.map((id) => devices.get(id)!)],
+    );
+  const r = await c.query<{ key_id: string; devices: string; nodes: string }>(
+    `SELECT key_id, SUM(devices) AS devices, COUNT(*) AS nodes FROM ladder_presence
+     WHERE node_id <> $1 AND devices > 0
+       AND updated_us > (extract(epoch FROM clock_timestamp()) * 1e6)::bigint - $2::bigint * 1000
+     GROUP BY key_id`,
+    [nodeId, staleMs],
+  );
+  return new Map(
+    r.rows.map((x) => [x.key_id, { devices: Number(x.devices), nodes: Number(x.nodes) }]),
+  );
+}
+
 /** Removes a node from the fleet list (a blocked server that was replaced). */
 export async function forgetNodePg(c: pg.ClientBase, nodeId: string): Promise<boolean> {
   const r = await c.query('DELETE FROM ladder_nodes WHERE node_id = $1', [nodeId]);
   await c.query('DELETE FROM ladder_usage_batches WHERE node_id = $1', [nodeId]);
+  await c.query('DELETE FROM ladder_presence WHERE node_id = $1', [nodeId]);
   return r.rowCount === 1;
 }

@@ -10,8 +10,11 @@
  *   its data limit is dropped from the tables and its open connections are closed, well within a
  *   second. Device limits count distinct client addresses with open connections (kept in memory,
  *   never written). Speed caps are token buckets per key and direction, shared by its connections.
+ *   In a fleet (a store with `remotePresence`), the devices on other nodes count too, and a key's
+ *   cap is split evenly between the nodes it is connected to.
  * - **Accounting.** Bytes are counted in memory per UTC day and flushed to the store about once a
- *   second in one transaction, so a crash loses at most that much usage.
+ *   second, and at once when `flushBytes` are pending, in one transaction: a crash (kill -9) loses
+ *   at most `flushBytes` plus one counted read, whatever the rate or the load.
  * @module
  */
 import { randomBytes } from 'node:crypto';
@@ -22,7 +25,7 @@ import { trojanPasswordHash } from '../../codec/trojan.js';
 import type { SsServerKey } from '../../codec/ss-tcp.js';
 import type { SsMethod } from '../../crypto/methods.js';
 import type { TrojanUser } from '../trojan-server.js';
-import type { AccessKeyStore, UsageDelta } from '../../store/key-store.js';
+import type { AccessKeyStore, StoreChanges, UsageDelta } from '../../store/key-store.js';
 import type { Metrics } from '../metrics.js';
 import { systemClock, type Clock } from '../../core/clock.js';
 import type { AccessGate, GateTransport, Lease } from './gate.js';
@@ -49,6 +52,9 @@ const debug = debuglog('ladder:keys');
 
 /** Days of per-day usage kept in memory; older days are folded into one total. */
 const USAGE_DAYS_IN_MEMORY = 62;
+
+/** Usage pending in memory that is flushed at once rather than at the next flush tick. */
+export const USAGE_FLUSH_BYTES = 4 * 1024 * 1024;
 
 /** A token bucket: `rate` bytes per second, bursts up to `burst`. */
 export class Pace {
@@ -93,6 +99,7 @@ export interface KeyView extends AccessKeyRecord {
   readonly totalBytes: number;
   readonly limit: DataLimit | null;
   readonly connections: number;
+  /** Devices connected now (distinct client addresses; in a fleet, summed over its nodes). */
   readonly devices: number;
 }
 
@@ -111,6 +118,8 @@ export interface KeyManagerOptions {
   tickMs?: number;
   /** Usage flush period (default 1000 ms). */
   flushMs?: number;
+  /** Pending usage that is flushed at once (default USAGE_FLUSH_BYTES). */
+  flushBytes?: number;
   /** Default method for new keys (Outline's: chacha20-ietf-poly1305). */
   defaultMethod?: SsMethod;
   random?: (n: number) => Uint8Array;
@@ -125,6 +134,7 @@ export class KeyManager implements AccessGate {
   #usage: Map<string, Map<number, number>>;
   /** Usage counted since the last flush: key id -> UTC day -> bytes. */
   readonly #pending = new Map<string, Map<number, number>>();
+  #pendingBytes = 0;
   readonly #leases = new Map<string, Set<LeaseEntry>>();
   readonly #paces = new Map<string, { up: Pace; down: Pace }>();
   /** Compiled keys, reused while the secret and method stay the same (key derivation is not free). */
@@ -148,6 +158,7 @@ export class KeyManager implements AccessGate {
     this.#memDay = dayOf(this.#clock.now());
     this.#usage = this.#store.loadUsage(this.#memDay - USAGE_DAYS_IN_MEMORY);
     this.#dataVersion = this.#store.dataVersion();
+    this.#store.takeChanges?.();
   }
 
   /**
@@ -159,6 +170,11 @@ export class KeyManager implements AccessGate {
     const v = this.#store.dataVersion();
     if (v === this.#dataVersion) return false;
     this.#dataVersion = v;
+    const ch = this.#store.takeChanges?.() ?? null;
+    if (ch && this.#store.loadUsageOf && ch.keys.size + ch.usage.size <= this.#keys.size / 4 + 64) {
+      this.#applyChanges(ch, this.#store.loadUsageOf.bind(this.#store));
+      return true;
+    }
     const fresh = new Map(this.#store.listKeys().map((k) => [k.id, k]));
     for (const id of this.#keys.keys()) if (!fresh.has(id)) this.#forget(id);
     this.#keys.clear();
@@ -173,6 +189,27 @@ export class KeyManager implements AccessGate {
     return true;
   }
 
+  /** Re-reads the keys a store says changed, and the usage of those and of the keys it names. */
+  #applyChanges(
+    ch: StoreChanges,
+    loadUsageOf: (ids: Iterable<string>, fromDay: number) => Map<string, Map<number, number>>,
+  ): void {
+    for (const id of ch.keys) {
+      const k = this.#store.getKey(id);
+      if (k) this.#keys.set(id, k);
+      else if (this.#keys.has(id)) this.#forget(id);
+    }
+    if (ch.defaultLimit) this.#defaultLimit = this.#store.getDefaultLimit();
+    const ids = new Set([...ch.keys, ...ch.usage].filter((id) => this.#keys.has(id)));
+    const fresh = loadUsageOf(ids, this.#memDay - USAGE_DAYS_IN_MEMORY);
+    for (const id of ids) {
+      const u = fresh.get(id) ?? new Map<number, number>();
+      for (const [day, bytes] of this.#pending.get(id) ?? []) u.set(day, (u.get(day) ?? 0) + bytes);
+      if (u.size > 0) this.#usage.set(id, u);
+      else this.#usage.delete(id);
+    }
+  }
+
   /** Readers see another process's changes at once, not at the next tick. */
   #fresh(): void {
     if (this.#store.dataVersion() !== this.#dataVersion) this.#evaluate(false);
@@ -185,6 +222,18 @@ export class KeyManager implements AccessGate {
     this.#tick.unref();
     this.#flush = setInterval(() => this.flush(), this.#o.flushMs ?? 1000);
     this.#flush.unref();
+    this.#store.setLocalPresence?.(() => this.#localPresence());
+  }
+
+  /** Devices connected here per key that has a device limit or a speed cap (for the fleet). */
+  #localPresence(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [id, set] of this.#leases) {
+      const k = this.#keys.get(id);
+      if (!k || (k.deviceLimit === null && !k.speedLimitBps) || set.size === 0) continue;
+      out.set(id, new Set([...set].map((l) => l.client)).size);
+    }
+    return out;
   }
 
   /** Writes counted usage to the store. */
@@ -194,6 +243,7 @@ export class KeyManager implements AccessGate {
     for (const [keyId, days] of this.#pending)
       for (const [day, bytes] of days) deltas.push({ keyId, day, bytes });
     this.#pending.clear();
+    this.#pendingBytes = 0;
     try {
       this.#store.addUsage(deltas);
     } catch (err) {
@@ -220,7 +270,8 @@ export class KeyManager implements AccessGate {
     if (key.deviceLimit !== null) {
       const devices = new Set<string>();
       if (set) for (const l of set) devices.add(l.client);
-      if (!devices.has(client) && devices.size >= key.deviceLimit) {
+      const elsewhere = this.#store.remotePresence?.().get(keyId)?.devices ?? 0;
+      if (!devices.has(client) && devices.size + elsewhere >= key.deviceLimit) {
         debug('key %s refused: device limit', keyId);
         return null;
       }
@@ -235,6 +286,7 @@ export class KeyManager implements AccessGate {
       const now = this.#clock.now();
       const day = dayOf(now);
       this.#addPending(keyId, day, n);
+      if (this.#pendingBytes >= (this.#o.flushBytes ?? USAGE_FLUSH_BYTES)) this.flush();
       let u = this.#usage.get(keyId);
       if (!u) this.#usage.set(keyId, (u = new Map()));
       u.set(day, (u.get(day) ?? 0) + n);
@@ -250,8 +302,10 @@ export class KeyManager implements AccessGate {
           });
         }
       }
-      const cap = this.#keys.get(keyId)?.speedLimitBps;
-      if (!cap) return 0;
+      const keyCap = this.#keys.get(keyId)?.speedLimitBps;
+      if (!keyCap) return 0;
+      // Split evenly with the other nodes where the key is connected now.
+      const cap = keyCap / (1 + (this.#store.remotePresence?.().get(keyId)?.nodes ?? 0));
       let p = this.#paces.get(keyId);
       if (!p || p.up.rate !== cap)
         this.#paces.set(keyId, (p = { up: new Pace(cap, now), down: new Pace(cap, now) }));
@@ -275,6 +329,7 @@ export class KeyManager implements AccessGate {
   }
 
   #addPending(keyId: string, day: number, n: number): void {
+    this.#pendingBytes += n;
     let days = this.#pending.get(keyId);
     if (!days) this.#pending.set(keyId, (days = new Map()));
     days.set(day, (days.get(day) ?? 0) + n);
@@ -541,7 +596,7 @@ export class KeyManager implements AccessGate {
       totalBytes: usageInPeriod(usage, 'total', now),
       limit,
       connections: leases?.size ?? 0,
-      devices: devices.size,
+      devices: devices.size + (this.#store.remotePresence?.().get(k.id)?.devices ?? 0),
     };
   }
 }
