@@ -117,9 +117,20 @@ async function main(): Promise<void> {
       [METHOD, Date.now(), KEYS],
     );
     await c.query(`SELECT pg_notify('ladder_changes', 'key:b1')`);
+    const prof = process.env.FLEET_BENCH_PROF; // a directory: node 1 runs with --cpu-prof there
     nodes.push(
       ...(await Promise.all(
-        [1, 2].map((i) => startOperatorServer(dirs[i]!.dir, extra, undefined, undefined, 120_000)),
+        [1, 2].map((i) =>
+          startOperatorServer(
+            dirs[i]!.dir,
+            extra,
+            undefined,
+            prof && i === 1
+              ? { ...process.env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${prof}` }
+              : undefined,
+            120_000,
+          ),
+        ),
       )),
     );
     // Node 0 learns the bulk insert at its next full resync; wait until every node has every key.
@@ -135,12 +146,14 @@ async function main(): Promise<void> {
 
     // Propagation
     const times: number[] = [];
+    const patchTimes: number[] = [];
     for (let i = 0; i < CHANGES; i++) {
       const id = `b${1 + ((i * 7919) % KEYS)}`;
       const disabled = i % 2 === 0;
       const want = disabled ? 'disabled' : 'active';
       const t0 = performance.now();
       await nodes[0]!.api('PATCH', `/ladder/v1/access-keys/${id}`, { disabled });
+      patchTimes.push(performance.now() - t0);
       for (const n of nodes.slice(1))
         for (const deadline = Date.now() + 10_000; ;) {
           const r = await n.api('GET', `/access-keys/${id}`);
@@ -218,6 +231,8 @@ async function main(): Promise<void> {
         p50: pct(times, 50),
         p99: pct(times, 99),
         max: Math.max(...times),
+        patchP50: pct(patchTimes, 50),
+        patchP99: pct(patchTimes, 99),
       },
       database: {
         transactionsPerS: (s1.x - s0.x) / ws,
