@@ -12,7 +12,7 @@
  *                (pg_stat_database), and the nodes' CPU (% of one core) and peak RSS
  * Every load is bounded in count and time; every process is stopped by its PID.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import pg from 'pg';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -117,7 +117,8 @@ async function main(): Promise<void> {
       [METHOD, Date.now(), KEYS],
     );
     await c.query(`SELECT pg_notify('ladder_changes', 'key:b1')`);
-    const prof = process.env.FLEET_BENCH_PROF; // a directory: node 1 runs with --cpu-prof there
+    // FLEET_BENCH_DEBUG=file: node 1 runs with NODE_DEBUG=ladder:fleet,ladder:keys, its output kept there.
+    const prof = process.env.FLEET_BENCH_DEBUG;
     nodes.push(
       ...(await Promise.all(
         [1, 2].map((i) =>
@@ -125,9 +126,7 @@ async function main(): Promise<void> {
             dirs[i]!.dir,
             extra,
             undefined,
-            prof && i === 1
-              ? { ...process.env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${prof}` }
-              : undefined,
+            prof && i === 1 ? { ...process.env, NODE_DEBUG: 'ladder:fleet,ladder:keys' } : undefined,
             120_000,
           ),
         ),
@@ -186,6 +185,7 @@ async function main(): Promise<void> {
       nodes.map((n) => n.peer.pid),
     );
     const s1 = await stat();
+    if (prof) writeFileSync(prof, nodes[1]!.peer.output());
     const ws = (performance.now() - w0) / 1000;
     await c.end();
     for (const n of nodes) await n.peer.stop();

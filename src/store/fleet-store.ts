@@ -31,6 +31,7 @@ import {
   Worker,
   type MessagePort,
 } from 'node:worker_threads';
+import { debuglog } from 'node:util';
 import pg from 'pg';
 import { LadderError } from '../errors.js';
 import type { AccessKeyRecord, DataLimit } from '../access/access-key.js';
@@ -39,9 +40,10 @@ import {
   addUsageBatchPg,
   CHANGES_CHANNEL,
   getDefaultLimitPg,
-  getKeyPg,
   heartbeatPg,
-  listKeysPg,
+  keyRevsPg,
+  keysPg,
+  keysSummaryPg,
   migratePg,
   parseChangeNotice,
   presencePg,
@@ -49,6 +51,8 @@ import {
   type FleetNode,
 } from './pg-fleet.js';
 import type { RemotePresence, StoreChanges } from './key-store.js';
+
+const debug = debuglog('ladder:fleet');
 
 /** How far back each usage read starts before the newest change seen (late commits). */
 const USAGE_LOOKBACK_US = 10_000_000;
@@ -172,6 +176,8 @@ export class FleetStore implements AccessKeyStore {
   #localPresence: (() => ReadonlyMap<string, number>) | null = null;
   #remote: ReadonlyMap<string, RemotePresence> = new Map();
   #remoteAtMs = 0;
+  /** Each cached key's revision in the database, as of the last sync (null before the first). */
+  #revs: Map<string, number> | null = null;
 
   /**
    * Opens the cache in `dir` and connects to the fleet's database. If the database cannot be
@@ -249,8 +255,14 @@ export class FleetStore implements AccessKeyStore {
     c.on('error', (err) => this.#lost(c, err));
     c.on('end', () => this.#lost(c, new Error('connection ended')));
     c.on('notification', (n) => {
-      if (n.channel === CHANGES_CHANNEL && n.payload)
-        void this.#queue(() => this.#applyChange(c, n.payload!));
+      if (n.channel === CHANGES_CHANNEL && n.payload) {
+        const heard = performance.now();
+        void this.#queue(async () => {
+          const t = performance.now();
+          await this.#applyChange(c, n.payload!);
+          debug('change applied: waited %d ms, took %d ms', t - heard, performance.now() - t);
+        });
+      }
     });
     try {
       await c.connect();
@@ -295,10 +307,40 @@ export class FleetStore implements AccessKeyStore {
     ch.defaultLimit ||= defaultLimit;
   }
 
+  /**
+   * Brings the cache in line with the database. After the first time, it compares the count and
+   * the sum of revisions with what this node knows (one row read) and, only if they differ, the
+   * (id, revision) pairs, then reads the rows that differ.
+   */
   async #fullSync(c: pg.Client): Promise<void> {
-    const keys = await listKeysPg(c);
+    let changed: string[];
+    if (this.#revs === null) {
+      const rows = await keysPg(c);
+      changed = this.#replica.cacheReplaceKeys(rows.map((r) => r.key));
+      this.#revs = new Map(rows.map((r) => [r.key.id, r.rev]));
+    } else {
+      const known = this.#revs;
+      const sum = await keysSummaryPg(c);
+      let local = 0n;
+      for (const rev of known.values()) local += BigInt(rev);
+      changed = [];
+      if (sum.count !== known.size || sum.revSum !== local) {
+        const revs = await keyRevsPg(c);
+        const stale = [...revs].filter(([id, rev]) => known.get(id) !== rev).map(([id]) => id);
+        for (const r of stale.length > 0 ? await keysPg(c, stale) : []) {
+          this.#replica.cachePutKey(r.key);
+          revs.set(r.key.id, r.rev);
+          changed.push(r.key.id);
+        }
+        for (const id of known.keys())
+          if (!revs.has(id)) {
+            if (this.#replica.getKey(id)) this.#replica.deleteKey(id);
+            changed.push(id);
+          }
+        this.#revs = revs;
+      }
+    }
     const limit = await getDefaultLimitPg(c);
-    const changed = this.#replica.cacheReplaceKeys(keys);
     const limitChanged = JSON.stringify(this.#replica.getDefaultLimit()) !== JSON.stringify(limit);
     if (limitChanged) this.#replica.setDefaultLimit(limit);
     this.#changed(changed, [], limitChanged);
@@ -320,11 +362,17 @@ export class FleetStore implements AccessKeyStore {
     }
     if (n.kind === 'row') {
       this.#replica.cachePutKey(n.key);
+      if (n.rev !== null) this.#revs?.set(n.key.id, n.rev);
       this.#changed([n.key.id], []);
     } else if (n.kind === 'key') {
-      const k = await getKeyPg(c, n.id);
-      if (k) this.#replica.cachePutKey(k);
-      else if (this.#replica.getKey(n.id)) this.#replica.deleteKey(n.id);
+      const [r] = await keysPg(c, [n.id]);
+      if (r) {
+        this.#replica.cachePutKey(r.key);
+        this.#revs?.set(n.id, r.rev);
+      } else {
+        if (this.#replica.getKey(n.id)) this.#replica.deleteKey(n.id);
+        this.#revs?.delete(n.id);
+      }
       this.#changed([n.id], []);
     } else if (n.name === 'access_key_data_limit') {
       this.#replica.setDefaultLimit(await getDefaultLimitPg(c));
@@ -345,6 +393,7 @@ export class FleetStore implements AccessKeyStore {
       c = this.#client;
       if (!c) return;
     }
+    const t0 = performance.now();
     try {
       await this.#pushUsage(c);
       if (this.#info)
@@ -362,7 +411,12 @@ export class FleetStore implements AccessKeyStore {
         this.#remote = await presencePg(c, this.nodeId, this.#localPresence(), this.#staleMs());
         this.#remoteAtMs = Date.now();
       }
-      if (Date.now() - this.#lastResync >= (this.#o.resyncMs ?? 30_000)) await this.#fullSync(c);
+      if (Date.now() - this.#lastResync >= (this.#o.resyncMs ?? 30_000)) {
+        const t = performance.now();
+        await this.#fullSync(c);
+        debug('full resync: %d ms', performance.now() - t);
+      }
+      debug('sync tick: %d ms', performance.now() - t0);
     } catch (err) {
       this.#lost(c, err);
     }

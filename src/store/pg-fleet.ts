@@ -22,7 +22,13 @@
  * @module
  */
 import type pg from 'pg';
-import type { AccessKeyRecord, DataLimit } from '../access/access-key.js';
+import {
+  checkMethod,
+  checkTransports,
+  LIMIT_PERIODS,
+  type AccessKeyRecord,
+  type DataLimit,
+} from '../access/access-key.js';
 import { fromRow, toRow, type KeyRow, type NodeUsage, type UsageDelta } from './key-store.js';
 
 /** The NOTIFY channel of key and setting changes. */
@@ -84,6 +90,14 @@ export const PG_MIGRATIONS: readonly string[] = [
      updated_us BIGINT NOT NULL,
      PRIMARY KEY (node_id, key_id)
    );`,
+  // Every write of a key takes a new revision, so a resync can tell whether anything changed from
+  // the count and the sum of revisions alone, and which rows changed from (id, rev) pairs.
+  `CREATE SEQUENCE ladder_keys_rev;
+   ALTER TABLE ladder_keys ADD COLUMN rev BIGINT NOT NULL DEFAULT nextval('ladder_keys_rev');
+   CREATE FUNCTION ladder_keys_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN NEW.rev := nextval('ladder_keys_rev'); RETURN NEW; END $$;
+   CREATE TRIGGER ladder_keys_rev BEFORE UPDATE ON ladder_keys
+     FOR EACH ROW EXECUTE FUNCTION ladder_keys_bump();`,
 ];
 
 /** Longest `row:` notification sent; PostgreSQL refuses payloads of 8000 bytes or more. */
@@ -91,7 +105,7 @@ const MAX_ROW_NOTICE = 7900;
 
 /** A change heard on the channel: a key's new row, a key to read again, or a setting. */
 export type ChangeNotice =
-  | { kind: 'row'; key: AccessKeyRecord }
+  | { kind: 'row'; key: AccessKeyRecord; rev: number | null }
   | { kind: 'key'; id: string }
   | { kind: 'setting'; name: string };
 
@@ -127,14 +141,22 @@ export function parseChangeNotice(payload: string): ChangeNotice | null {
     !Number.isSafeInteger(o.created_ms) ||
     !intOrNull(o.expires_ms) ||
     !intOrNull(o.limit_bytes) ||
-    !(o.limit_period === null || str(o.limit_period)) ||
+    !(o.limit_period === null || (LIMIT_PERIODS as readonly unknown[]).includes(o.limit_period)) ||
     !intOrNull(o.speed_bps) ||
     !intOrNull(o.device_limit) ||
-    (o.disabled !== 0 && o.disabled !== 1)
+    (o.disabled !== 0 && o.disabled !== 1) ||
+    !(o.rev === undefined || (typeof o.rev === 'number' && Number.isSafeInteger(o.rev)))
   )
     return null;
+  try {
+    checkMethod(o.method);
+    checkTransports(o.transports.split(','));
+  } catch {
+    return null;
+  }
   return {
     kind: 'row',
+    rev: typeof o.rev === 'number' ? o.rev : null,
     key: fromRow({
       id: o.id,
       name: o.name,
@@ -143,7 +165,7 @@ export function parseChangeNotice(payload: string): ChangeNotice | null {
       created_ms: o.created_ms,
       expires_ms: o.expires_ms,
       limit_bytes: o.limit_bytes,
-      limit_period: o.limit_period,
+      limit_period: o.limit_period as string | null,
       speed_bps: o.speed_bps,
       device_limit: o.device_limit,
       disabled: o.disabled,
@@ -152,9 +174,9 @@ export function parseChangeNotice(payload: string): ChangeNotice | null {
   };
 }
 
-/** The notification of a key written as `k`. */
-export function keyNotice(k: AccessKeyRecord): string {
-  const row = `row:${JSON.stringify(toRow(k))}`;
+/** The notification of a key written as `k` with revision `rev`. */
+export function keyNotice(k: AccessKeyRecord, rev: number): string {
+  const row = `row:${JSON.stringify({ ...toRow(k), rev })}`;
   return Buffer.byteLength(row) <= MAX_ROW_NOTICE ? row : `key:${k.id}`;
 }
 
@@ -233,14 +255,30 @@ async function inTransaction<T>(c: pg.ClientBase, fn: () => Promise<T>): Promise
 const notify = (c: pg.ClientBase, what: string): Promise<unknown> =>
   c.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, what]);
 
-export async function listKeysPg(c: pg.ClientBase): Promise<AccessKeyRecord[]> {
-  return (await c.query('SELECT * FROM ladder_keys')).rows.map(keyFromPg);
+/** Keys with their revisions: all of them, or those of `ids`. */
+export async function keysPg(
+  c: pg.ClientBase,
+  ids?: readonly string[],
+): Promise<{ key: AccessKeyRecord; rev: number }[]> {
+  const r =
+    ids === undefined
+      ? await c.query('SELECT * FROM ladder_keys')
+      : await c.query('SELECT * FROM ladder_keys WHERE id = ANY($1::text[])', [ids]);
+  return r.rows.map((x: Record<string, unknown>) => ({ key: keyFromPg(x), rev: Number(x.rev) }));
 }
 
-export async function getKeyPg(c: pg.ClientBase, id: string): Promise<AccessKeyRecord | undefined> {
-  const r = (await c.query('SELECT * FROM ladder_keys WHERE id = $1', [id])).rows[0] as
-    Record<string, unknown> | undefined;
-  return r ? keyFromPg(r) : undefined;
+/** How many keys there are and the sum of their revisions: equal sums mean nothing changed. */
+export async function keysSummaryPg(c: pg.ClientBase): Promise<{ count: number; revSum: bigint }> {
+  const r = await c.query<{ n: string; s: string }>(
+    'SELECT count(*) AS n, coalesce(sum(rev), 0)::text AS s FROM ladder_keys',
+  );
+  return { count: Number(r.rows[0]!.n), revSum: BigInt(r.rows[0]!.s) };
+}
+
+/** Every key's id and revision. */
+export async function keyRevsPg(c: pg.ClientBase): Promise<Map<string, number>> {
+  const r = await c.query<{ id: string; rev: string }>('SELECT id, rev FROM ladder_keys');
+  return new Map(r.rows.map((x) => [x.id, Number(x.rev)]));
 }
 
 /** Inserts a key; false if its id is taken. */
@@ -248,11 +286,12 @@ export function insertKeyPg(c: pg.ClientBase, k: AccessKeyRecord): Promise<boole
   return inTransaction(c, async () => {
     const r = await c.query(
       `INSERT INTO ladder_keys (id, name, secret, method, created_ms, expires_ms, limit_bytes, limit_period, speed_bps, device_limit, disabled, transports)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING
+       RETURNING rev`,
       keyParams(k),
     );
     if (r.rowCount !== 1) return false;
-    await notify(c, keyNotice(k));
+    await notify(c, keyNotice(k, Number((r.rows[0] as { rev: string }).rev)));
     return true;
   });
 }
@@ -262,11 +301,11 @@ export function updateKeyPg(c: pg.ClientBase, k: AccessKeyRecord): Promise<boole
     const r = await c.query(
       `UPDATE ladder_keys SET name = $2, secret = $3, method = $4, created_ms = $5, expires_ms = $6,
          limit_bytes = $7, limit_period = $8, speed_bps = $9, device_limit = $10, disabled = $11,
-         transports = $12 WHERE id = $1`,
+         transports = $12 WHERE id = $1 RETURNING rev`,
       keyParams(k),
     );
     if (r.rowCount !== 1) return false;
-    await notify(c, keyNotice(k));
+    await notify(c, keyNotice(k, Number((r.rows[0] as { rev: string }).rev)));
     return true;
   });
 }

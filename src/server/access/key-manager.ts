@@ -53,6 +53,12 @@ const debug = debuglog('ladder:keys');
 /** Days of per-day usage kept in memory; older days are folded into one total. */
 const USAGE_DAYS_IN_MEMORY = 62;
 
+/**
+ * How often every key is evaluated; between, a tick evaluates only the keys that changed, crossed
+ * their budget or have an expiry (a state changes only by those, or when the UTC day changes).
+ */
+const FULL_EVALUATE_MS = 5000;
+
 /** Usage pending in memory that is flushed at once rather than at the next flush tick. */
 export const USAGE_FLUSH_BYTES = 4 * 1024 * 1024;
 
@@ -148,6 +154,11 @@ export class KeyManager implements AccessGate {
   /** Bytes each active key with a data limit may still use; crossing 0 re-evaluates at once. */
   readonly #budget = new Map<string, number>();
   #evaluateSoon = false;
+  /** Keys to evaluate at the next tick even when it is not a full one. */
+  readonly #dirty = new Set<string>();
+  /** Keys with an expiry: evaluated at every tick. */
+  readonly #timed = new Set<string>();
+  #lastFullMs = -Infinity;
 
   constructor(options: KeyManagerOptions) {
     this.#o = options;
@@ -166,14 +177,14 @@ export class KeyManager implements AccessGate {
    * runs) or, in a fleet, by other nodes: SQLite's data_version moves only for other connections'
    * commits. The store holds every flushed byte, so its usage plus what is pending is the total.
    */
-  #syncFromStore(): boolean {
+  #syncFromStore(): 'none' | 'usage' | 'keys' | 'all' {
     const v = this.#store.dataVersion();
-    if (v === this.#dataVersion) return false;
+    if (v === this.#dataVersion) return 'none';
     this.#dataVersion = v;
     const ch = this.#store.takeChanges?.() ?? null;
     if (ch && this.#store.loadUsageOf && ch.keys.size + ch.usage.size <= this.#keys.size / 4 + 64) {
       this.#applyChanges(ch, this.#store.loadUsageOf.bind(this.#store));
-      return true;
+      return ch.defaultLimit ? 'all' : ch.keys.size > 0 ? 'keys' : 'usage';
     }
     const fresh = new Map(this.#store.listKeys().map((k) => [k.id, k]));
     for (const id of this.#keys.keys()) if (!fresh.has(id)) this.#forget(id);
@@ -186,7 +197,7 @@ export class KeyManager implements AccessGate {
       if (!u) this.#usage.set(id, (u = new Map()));
       for (const [day, bytes] of days) u.set(day, (u.get(day) ?? 0) + bytes);
     }
-    return true;
+    return 'all';
   }
 
   /** Re-reads the keys a store says changed, and the usage of those and of the keys it names. */
@@ -200,6 +211,8 @@ export class KeyManager implements AccessGate {
       else if (this.#keys.has(id)) this.#forget(id);
     }
     if (ch.defaultLimit) this.#defaultLimit = this.#store.getDefaultLimit();
+    for (const id of ch.keys) this.#dirty.add(id);
+    for (const id of ch.usage) this.#dirty.add(id);
     const ids = new Set([...ch.keys, ...ch.usage].filter((id) => this.#keys.has(id)));
     const fresh = loadUsageOf(ids, this.#memDay - USAGE_DAYS_IN_MEMORY);
     for (const id of ids) {
@@ -217,7 +230,7 @@ export class KeyManager implements AccessGate {
 
   /** Publishes the active keys and starts enforcement and accounting. */
   start(): void {
-    this.#evaluate(true);
+    this.#evaluate(true, true);
     this.#tick = setInterval(() => this.#evaluate(false), this.#o.tickMs ?? 250);
     this.#tick.unref();
     this.#flush = setInterval(() => this.flush(), this.#o.flushMs ?? 1000);
@@ -293,6 +306,7 @@ export class KeyManager implements AccessGate {
       const left = this.#budget.get(keyId);
       if (left !== undefined) {
         this.#budget.set(keyId, left - n);
+        if (left - n <= 0) this.#dirty.add(keyId);
         if (left - n <= 0 && !this.#evaluateSoon) {
           // Over the limit: enforce now rather than at the next tick (a fast link moves a lot in 250 ms).
           this.#evaluateSoon = true;
@@ -337,36 +351,73 @@ export class KeyManager implements AccessGate {
 
   // ------------------------------------------------------------------- enforcement
 
-  #evaluate(force: boolean): void {
+  /**
+   * Re-derives key states: every key when `full` (or every FULL_EVALUATE_MS, or when the store
+   * changed wholesale, or on a new UTC day), else only the dirty and the timed ones. Publishes the
+   * active keys when a state or a key changed, or when `force`.
+   */
+  #evaluate(force: boolean, full = false): void {
+    const t0 = performance.now();
     const synced = this.#syncFromStore();
+    const t1 = performance.now();
     const now = this.#clock.now();
-    this.#foldOldUsage(now);
-    const counts: Record<KeyState, number> = {
-      active: 0,
-      disabled: 0,
-      expired: 0,
-      'over-limit': 0,
-    };
+    const newDay = this.#foldOldUsage(now);
+    const all = full || synced === 'all' || newDay || now - this.#lastFullMs >= FULL_EVALUATE_MS;
     // A key's transports or secret may change without its state: publish compares what it sends.
-    let changed = force || synced;
-    this.#budget.clear();
-    for (const [id, key] of this.#keys) {
+    let changed = force || synced === 'keys' || synced === 'all';
+    let ids: Iterable<string>;
+    if (all) {
+      this.#lastFullMs = now;
+      this.#budget.clear();
+      this.#timed.clear();
+      ids = this.#keys.keys();
+    } else ids = new Set([...this.#dirty, ...this.#timed]);
+    this.#dirty.clear();
+    let moved = all;
+    for (const id of ids) {
+      const key = this.#keys.get(id);
+      if (!key) {
+        this.#timed.delete(id);
+        this.#budget.delete(id);
+        if (this.#states.delete(id)) changed = moved = true;
+        continue;
+      }
+      if (key.expiresMs !== null) this.#timed.add(id);
+      else this.#timed.delete(id);
       const usage = this.#usage.get(id);
       const state = keyState(key, usage, this.#defaultLimit, now);
-      counts[state]++;
       const limit = effectiveLimit(key, this.#defaultLimit);
       if (state === 'active' && limit)
         this.#budget.set(id, limit.bytes - usageInPeriod(usage, limit.period, now));
+      else this.#budget.delete(id);
       const before = this.#states.get(id);
       if (before !== state) {
         this.#states.set(id, state);
-        changed = true;
+        changed = moved = true;
         if (state !== 'active') this.#revoke(id);
       }
     }
-    for (const id of this.#states.keys()) if (!this.#keys.has(id)) this.#states.delete(id);
-    this.#o.metrics?.setKeyStates(counts);
+    if (all) for (const id of this.#states.keys()) if (!this.#keys.has(id)) this.#states.delete(id);
+    if (moved) {
+      const counts: Record<KeyState, number> = {
+        active: 0,
+        disabled: 0,
+        expired: 0,
+        'over-limit': 0,
+      };
+      for (const st of this.#states.values()) counts[st]++;
+      this.#o.metrics?.setKeyStates(counts);
+    }
+    const t2 = performance.now();
     if (changed) this.#publish();
+    if (synced !== 'none' || changed)
+      debug(
+        'evaluate (%s): store %d ms, states %d ms, publish %d ms',
+        all ? 'all' : 'changed',
+        t1 - t0,
+        t2 - t1,
+        performance.now() - t2,
+      );
   }
 
   /** Closes every open connection of a key. */
@@ -407,9 +458,9 @@ export class KeyManager implements AccessGate {
   }
 
   /** Once a day, folds per-day usage older than the window into one bucket per key. */
-  #foldOldUsage(now: number): void {
+  #foldOldUsage(now: number): boolean {
     const today = dayOf(now);
-    if (today === this.#memDay) return;
+    if (today === this.#memDay) return false;
     this.#memDay = today;
     const cutoff = today - USAGE_DAYS_IN_MEMORY;
     for (const u of this.#usage.values()) {
@@ -421,6 +472,7 @@ export class KeyManager implements AccessGate {
         }
       if (old > 0) u.set(cutoff - 1, (u.get(cutoff - 1) ?? 0) + old);
     }
+    return true;
   }
 
   // ------------------------------------------------------------------- control plane
@@ -433,7 +485,7 @@ export class KeyManager implements AccessGate {
     const l = limit === null ? null : checkDataLimit(limit);
     this.#store.setDefaultLimit(l);
     this.#defaultLimit = l;
-    this.#evaluate(false);
+    this.#evaluate(false, true);
   }
 
   list(): KeyView[] {
@@ -510,6 +562,7 @@ export class KeyManager implements AccessGate {
       });
     }
     this.#keys.set(key.id, key);
+    this.#dirty.add(key.id);
     this.#evaluate(false);
     return this.#view(key);
   }
@@ -548,6 +601,7 @@ export class KeyManager implements AccessGate {
     this.#must(id);
     this.#store.deleteKey(id);
     this.#forget(id);
+    this.#dirty.add(id);
     this.#evaluate(false);
   }
 
@@ -563,6 +617,7 @@ export class KeyManager implements AccessGate {
     const next = { ...this.#must(id), ...patch };
     this.#store.updateKey(next);
     this.#keys.set(id, next);
+    this.#dirty.add(id);
     this.#evaluate(true);
   }
 
