@@ -126,7 +126,9 @@ async function main(): Promise<void> {
             dirs[i]!.dir,
             extra,
             undefined,
-            prof && i === 1 ? { ...process.env, NODE_DEBUG: 'ladder:fleet,ladder:keys' } : undefined,
+            prof && i === 1
+              ? { ...process.env, NODE_DEBUG: 'ladder:fleet,ladder:keys' }
+              : undefined,
             120_000,
           ),
         ),

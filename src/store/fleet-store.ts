@@ -327,16 +327,17 @@ export class FleetStore implements AccessKeyStore {
       if (sum.count !== known.size || sum.revSum !== local) {
         const revs = await keyRevsPg(c);
         const stale = [...revs].filter(([id, rev]) => known.get(id) !== rev).map(([id]) => id);
-        for (const r of stale.length > 0 ? await keysPg(c, stale) : []) {
-          this.#replica.cachePutKey(r.key);
+        const rows = stale.length > 0 ? await keysPg(c, stale) : [];
+        const gone = [...known.keys()].filter((id) => !revs.has(id));
+        this.#replica.cacheApply(
+          rows.map((r) => r.key),
+          gone,
+        );
+        for (const r of rows) {
           revs.set(r.key.id, r.rev);
           changed.push(r.key.id);
         }
-        for (const id of known.keys())
-          if (!revs.has(id)) {
-            if (this.#replica.getKey(id)) this.#replica.deleteKey(id);
-            changed.push(id);
-          }
+        changed.push(...gone);
         this.#revs = revs;
       }
     }

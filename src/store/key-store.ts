@@ -439,6 +439,14 @@ export class KeyStore implements AccessKeyStore {
     this.#stmts.upsertKey.run(toRow(key));
   }
 
+  /** Writes keys as the fleet's database has them and drops `gone`, in one transaction. */
+  cacheApply(keys: readonly AccessKeyRecord[], gone: readonly string[]): void {
+    this.#db.transaction(() => {
+      for (const k of keys) this.#stmts.upsertKey.run(toRow(k));
+      for (const id of gone) this.#stmts.deleteKey.run(id);
+    })();
+  }
+
   /**
    * Makes the cached keys exactly `keys` (deleted ones go, with their cached usage), writing only
    * the rows that differ; returns the ids of those.

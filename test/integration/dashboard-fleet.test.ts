@@ -133,11 +133,11 @@ describe(
         assert.deepEqual(foreign, [], 'the page asked for nothing outside the API');
       } catch (err) {
         for (const line of seen) console.log(`page: ${line}`);
-      const panel = await page
-        .getByTestId('fleet')
-        .textContent({ timeout: 2000 })
-        .catch((e: Error) => `(unreadable: ${e.message})`);
-      console.log(`fleet panel: ${JSON.stringify(panel)}`);
+        const panel = await page
+          .getByTestId('fleet')
+          .textContent({ timeout: 2000 })
+          .catch((e: Error) => `(unreadable: ${e.message})`);
+        console.log(`fleet panel: ${JSON.stringify(panel)}`);
         throw err;
       }
     });

@@ -146,7 +146,9 @@ export class KeyManager implements AccessGate {
   /** Compiled keys, reused while the secret and method stay the same (key derivation is not free). */
   readonly #compiled = new Map<string, { secret: string; ss: SsServerKey; trojan: TrojanUser }>();
   #defaultLimit: DataLimit | null;
-  #activeSignature = '';
+  /** Moves whenever what the key tables hold may have changed; published when it differs. */
+  #tableVersion = 0;
+  #publishedVersion = -1;
   #tick: NodeJS.Timeout | null = null;
   #flush: NodeJS.Timeout | null = null;
   #memDay: number;
@@ -190,6 +192,7 @@ export class KeyManager implements AccessGate {
     for (const id of this.#keys.keys()) if (!fresh.has(id)) this.#forget(id);
     this.#keys.clear();
     for (const [id, k] of fresh) this.#keys.set(id, k);
+    this.#tableVersion++;
     this.#defaultLimit = this.#store.getDefaultLimit();
     this.#usage = this.#store.loadUsage(this.#memDay - USAGE_DAYS_IN_MEMORY);
     for (const [id, days] of this.#pending) {
@@ -207,7 +210,7 @@ export class KeyManager implements AccessGate {
   ): void {
     for (const id of ch.keys) {
       const k = this.#store.getKey(id);
-      if (k) this.#keys.set(id, k);
+      if (k) this.#setKey(k);
       else if (this.#keys.has(id)) this.#forget(id);
     }
     if (ch.defaultLimit) this.#defaultLimit = this.#store.getDefaultLimit();
@@ -393,6 +396,7 @@ export class KeyManager implements AccessGate {
       const before = this.#states.get(id);
       if (before !== state) {
         this.#states.set(id, state);
+        this.#tableVersion++;
         changed = moved = true;
         if (state !== 'active') this.#revoke(id);
       }
@@ -431,10 +435,24 @@ export class KeyManager implements AccessGate {
     }
   }
 
+  /** Stores a key's record; the tables change if its secret, method or transports did. */
+  #setKey(k: AccessKeyRecord): void {
+    const old = this.#keys.get(k.id);
+    this.#keys.set(k.id, k);
+    if (
+      !old ||
+      old.secret !== k.secret ||
+      old.method !== k.method ||
+      old.transports.join() !== k.transports.join()
+    )
+      this.#tableVersion++;
+  }
+
   #publish(): void {
+    if (this.#tableVersion === this.#publishedVersion) return;
+    this.#publishedVersion = this.#tableVersion;
     const ss: SsServerKey[] = [];
     const trojan: TrojanUser[] = [];
-    const ids: string[] = [];
     for (const [id, key] of this.#keys) {
       if (this.#states.get(id) !== 'active') continue;
       let c = this.#compiled.get(id);
@@ -448,12 +466,8 @@ export class KeyManager implements AccessGate {
       }
       if (key.transports.includes('ss')) ss.push(c.ss);
       if (key.transports.includes('trojan')) trojan.push(c.trojan);
-      ids.push(`${id}\u0000${c.secret}\u0000${key.transports.join(',')}`);
     }
     for (const id of this.#compiled.keys()) if (!this.#keys.has(id)) this.#compiled.delete(id);
-    const sig = ids.join('\u0001');
-    if (sig === this.#activeSignature) return;
-    this.#activeSignature = sig;
     this.#o.onKeysChanged(ss, trojan);
   }
 
@@ -561,7 +575,7 @@ export class KeyManager implements AccessGate {
         return k;
       });
     }
-    this.#keys.set(key.id, key);
+    this.#setKey(key);
     this.#dirty.add(key.id);
     this.#evaluate(false);
     return this.#view(key);
@@ -606,6 +620,7 @@ export class KeyManager implements AccessGate {
   }
 
   #forget(id: string): void {
+    this.#tableVersion++;
     this.#keys.delete(id);
     this.#usage.delete(id);
     this.#pending.delete(id);
@@ -616,7 +631,7 @@ export class KeyManager implements AccessGate {
   #update(id: string, patch: Partial<AccessKeyRecord>): void {
     const next = { ...this.#must(id), ...patch };
     this.#store.updateKey(next);
-    this.#keys.set(id, next);
+    this.#setKey(next);
     this.#dirty.add(id);
     this.#evaluate(true);
   }
