@@ -104,7 +104,14 @@ async function main(): Promise<void> {
   const dirs = [tempDataDir(), tempDataDir(), tempDataDir(), tempDataDir()];
   const nodes: OperatorServer[] = [];
   try {
-    const extra = ['--store', pgs.url, '--no-udp', '--max-connections', String(USERS + 100)];
+    // Every user comes from 127.0.0.1: the per-source pre-authentication cap must let them all in.
+    const caps = [
+      '--max-connections',
+      String(USERS + 100),
+      '--max-unauthenticated-per-source',
+      String(USERS + 100),
+    ];
+    const extra = ['--store', pgs.url, '--no-udp', ...caps];
     nodes.push(await startOperatorServer(dirs[0]!.dir, extra, undefined, undefined, 120_000));
     // The keys go straight into PostgreSQL (as a migration from another panel would).
     const c = new pg.Client({ connectionString: pgs.url });
@@ -210,7 +217,7 @@ async function main(): Promise<void> {
     }
     const lite = await startOperatorServer(
       dirs[3]!.dir,
-      ['--no-udp', '--max-connections', String(USERS + 100)],
+      ['--no-udp', ...caps],
       undefined,
       undefined,
       120_000,

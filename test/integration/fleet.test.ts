@@ -220,7 +220,7 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
     const hold = fetchThrough(dialerFor(nodes[0]!.port, key), origin.port, '/bytes/4000000000');
     await within(
       'node 1 hears of the device on node 0',
-      10_000,
+      20_000,
       async () => (await devices(nodes[1]!)) === 1,
     );
     assert.deepEqual(
@@ -238,7 +238,7 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
         .status,
       200,
     );
-    await within('the device has gone', 10_000, async () => (await devices(nodes[1]!)) === 0);
+    await within('the device has gone', 20_000, async () => (await devices(nodes[1]!)) === 0);
     await within(
       'enabled on node 1',
       5000,
