@@ -218,7 +218,12 @@ export async function run(argv: string[]): Promise<number> {
       '--max-unauthenticated-per-source',
       DEFAULT_MAX_PRE_AUTH_PER_SOURCE,
     ),
+    events: {
+      refused: (cap) => metrics.preAuthRefused(cap),
+      expired: () => metrics.preAuthExpired(),
+    },
   });
+  metrics.watchPreAuth(() => preAuth.pending);
   // The guard is on unless asked otherwise: behind a reverse proxy --listen is a loopback address,
   // and the key holders are still strangers to this machine's own services.
   const allowPrivate = values['allow-private-targets'] === true;
@@ -227,20 +232,26 @@ export async function run(argv: string[]): Promise<number> {
       'ladder server: warning: --allow-private-targets: key holders can reach services of this machine that listen on loopback (management API, metrics, databases), its LAN and link-local cloud metadata through the server',
     );
   // The relay honours borrowed chunks, so the server's upstream reads can use recycled memory.
+  const udpGuard = { onRefused: () => metrics.privateTargetRefused('udp') };
   let dialer: StreamDialer = allowPrivate
     ? new DirectDialer({ recycleReads: true })
-    : new PublicOnlyDialer({ recycleReads: true });
+    : new PublicOnlyDialer({
+        recycleReads: true,
+        onRefused: () => metrics.privateTargetRefused('tcp'),
+      });
   let packetDialer: PacketDialer | undefined = values['no-udp']
     ? undefined
     : allowPrivate
       ? new DirectPacketDialer()
-      : new PublicOnlyPacketDialer(new DirectPacketDialer());
+      : new PublicOnlyPacketDialer(new DirectPacketDialer(), udpGuard);
   // Each UDP session resolves a destination name once (for a bounded time), not per datagram;
   // with the guard on, through the guard's own resolution, so the cached address is an allowed one.
   if (packetDialer)
     packetDialer = new NameCachingPacketDialer(
       packetDialer,
-      allowPrivate ? {} : { lookup: async (host) => (await resolveAllowed(host))[0]!.address },
+      allowPrivate
+        ? {}
+        : { lookup: async (host) => (await resolveAllowed(host, udpGuard))[0]!.address },
     );
   if (values.hosts) {
     let text: string;

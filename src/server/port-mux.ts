@@ -106,18 +106,15 @@ export class PortMux {
     // Fed the first bytes while they cannot be classified: would a TLS server react already?
     let shadow: TlsHandover | null = null;
     let fed = 0;
+    // No stage timer: the connection's pre-auth ticket closes it at the deadline, in any stage.
+    socket.once('close', () => shadow?.abandon());
     readFirstBytes(socket, {
-      stageTimeoutMs: this.#o.authTimeoutMs ?? 60_000,
-      onTimeout: () => {
-        shadow?.abandon();
-        socket.destroy();
-      },
       onEnd: (fb) => {
         this.#sockets.delete(socket);
         const h = shadow ?? this.#handover();
         h.feed(fb.q.takeAll().subarray(fed));
         h.feedEnd();
-        this.#commit(h, socket, startedAt);
+        this.#commit(h, socket);
       },
       onBytes: (fb) => {
         // At most 11 bytes are ever held here before the choice, plus the chunk that decides it.
@@ -128,7 +125,7 @@ export class PortMux {
             const h = (shadow = this.#handover(() => {
               fb.stop();
               this.#sockets.delete(socket);
-              this.#commit(h, socket, startedAt);
+              this.#commit(h, socket);
             }));
           }
           shadow.feed(head.subarray(fed));
@@ -195,7 +192,7 @@ export class PortMux {
         const x = h ?? this.#handover();
         if (!h) for (const b of seen) x.feed(b);
         if (ended) x.feedEnd();
-        this.#commit(x, sock, startedAt);
+        this.#commit(x, sock);
       },
     });
   }
@@ -208,15 +205,11 @@ export class PortMux {
     });
   }
 
-  /** The connection is TLS's, with the handshake time left of the authentication timeout. */
-  #commit(h: TlsHandover, socket: Duplex, startedAt: number): void {
+  /** The connection is TLS's; its pre-auth ticket still ends it at the deadline. */
+  #commit(h: TlsHandover, socket: Duplex): void {
     const front = this.#o.tls!;
     linkPreAuth(socket, h.tls);
-    h.commit(
-      socket,
-      (tls) => front.handler.handle(tls),
-      (this.#o.authTimeoutMs ?? 60_000) - (this.#o.ss.clock.now() - startedAt),
-    );
+    h.commit(socket, (tls) => front.handler.handle(tls));
   }
 
   #tls(socket: Socket, head: Buffer): void {
@@ -233,11 +226,7 @@ export class PortMux {
       tls.destroy();
     });
     tls.once('secure', () => front.handler.handle(tls));
+    // A handshake that never completes is closed at the socket's pre-auth deadline.
     closeOnEndBeforeHandshake(tls);
-    // A handshake that never completes is closed like any other silent connection.
-    const t = setTimeout(() => tls.destroy(), this.#o.authTimeoutMs ?? 60_000);
-    t.unref();
-    tls.once('secure', () => clearTimeout(t));
-    tls.once('close', () => clearTimeout(t));
   }
 }
