@@ -389,6 +389,8 @@ export async function run(argv: string[]): Promise<number> {
       tls: {
         secureContext: decoySecureContext(cert, key),
         handler: web ? new TlsInnerFront({ trojan, web }) : trojan,
+        // Plain HTTP that Shadowsocks refuses gets nginx's "plain HTTP to HTTPS port" page.
+        ...(fallback.handlePlainOnTlsPort ? { plainHttp: fallback.handlePlainOnTlsPort } : {}),
       },
       authTimeoutMs,
       maxConnections,

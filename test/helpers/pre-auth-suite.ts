@@ -251,6 +251,21 @@ export function preAuthSuite(name: string, traits: PreAuthTraits, start: PreAuth
     );
 
     test(
+      'a plain HTTP head trickled into the TLS port is closed at the deadline',
+      { skip: noTls },
+      () =>
+        withFront({}, async (f, guard, timers) => {
+          const c = await openTcp(f.port);
+          for (const piece of ['GET / HTTP/1.1\r\n', 'Host: localhost\r\n', 'Accept: */']) {
+            c.sock.write(piece);
+            await new Promise((r) => setImmediate(r));
+          }
+          await expectClosedAtDeadline(c, guard, timers);
+          assert.equal(c.received().length, 0, 'nginx answers only a whole head');
+        }),
+    );
+
+    test(
       'a TLS connection that goes silent after its handshake is closed at the deadline',
       { skip: noTls },
       () =>

@@ -21,6 +21,14 @@ import { DECOY_PAGES } from '../../src/server/decoy/pages.js';
 import { issueCertificate } from '../../src/server/certificates.js';
 import { decoySecureContext } from '../../src/server/decoy/tls-context.js';
 import { startNginx, type RunningNginx } from '../helpers/nginx.js';
+import { makeCipherKey } from '../../src/crypto/ss-key.js';
+import { SsServer } from '../../src/server/ss-server.js';
+import { PortMux } from '../../src/server/port-mux.js';
+import { PreAuthGuard } from '../../src/server/pre-auth.js';
+import { TrojanHandler } from '../../src/server/trojan-server.js';
+import { TlsInnerFront, WsFront } from '../../src/server/ws-front.js';
+import { DirectDialer } from '../../src/transport/direct.js';
+import { trojanPasswordHash } from '../../src/codec/trojan.js';
 
 const MTIME_S = 1_767_225_600; // the files' modification time, the same for both servers
 const SHORT = {
@@ -43,6 +51,57 @@ let plain: Server;
 let tls: Server;
 let builtin: DecoySite;
 let builtinPlain: Server;
+/** Ladder's one port (Shadowsocks + TLS): Trojan behind TLS, and Trojan with WebSockets. */
+let ports: { trojan: number; web: number; close(): Promise<void> } | undefined;
+
+/** The one port as `ladder server` builds it, with nginx's client_header_timeout as its deadline. */
+async function onePort(site: DecoySite, secureContext: ReturnType<typeof decoySecureContext>) {
+  const key = makeCipherKey('chacha20-ietf-poly1305', 'decoy-nginx');
+  const dialer = new DirectDialer({ allow: () => false });
+  const make = (
+    handler: (
+      ss: SsServer,
+      trojan: TrojanHandler,
+    ) => { handle(c: import('node:stream').Duplex): void },
+  ): { mux: PortMux; ss: SsServer } => {
+    const preAuth = new PreAuthGuard({ deadlineMs: SHORT.headerTimeoutMs });
+    const ss = new SsServer({
+      keys: [{ id: 'k', key }],
+      dialer,
+      preAuth,
+      authTimeoutMs: SHORT.headerTimeoutMs,
+    });
+    const trojan = new TrojanHandler({
+      users: [{ id: 't', hash: trojanPasswordHash('decoy-nginx') }],
+      dialer,
+      fallback: site,
+    });
+    const mux = new PortMux({
+      ss,
+      preAuth,
+      authTimeoutMs: SHORT.headerTimeoutMs,
+      tls: { secureContext, handler: handler(ss, trojan), plainHttp: site.handlePlainOnTlsPort },
+    });
+    return { mux, ss };
+  };
+  let webFront: WsFront | undefined;
+  const trojanOnly = make((_ss, trojan) => trojan);
+  const web = make((ss, trojan) => {
+    webFront = new WsFront({ paths: ['/decoy-nginx-ws'], ss, trojan, fallback: site });
+    return new TlsInnerFront({ trojan, web: webFront });
+  });
+  const a = await trojanOnly.mux.listen('127.0.0.1', 0);
+  const b = await web.mux.listen('127.0.0.1', 0);
+  return {
+    trojan: a.port,
+    web: b.port,
+    close: async () => {
+      await trojanOnly.mux.close(0);
+      await web.mux.close(0);
+      webFront?.close();
+    },
+  };
+}
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ladder-nginx-'));
@@ -78,9 +137,11 @@ before(async () => {
   });
   await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
   await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+  ports = await onePort(decoy, secureContext);
 });
 
 after(async () => {
+  await ports?.close();
   decoy?.close();
   builtin?.close();
   builtinPlain?.close();
@@ -305,8 +366,12 @@ function normalise(o: Outcome, port: number): string {
   return `${o.how}\n${text}`;
 }
 
-async function battery(useTls: boolean, list: Probe[], site = useTls ? tls : plain): Promise<void> {
-  const nginxPort = useTls ? nginx.tlsPort! : nginx.port;
+async function battery(
+  useTls: boolean,
+  list: Probe[],
+  site: { address(): AddressInfo | string | null } = useTls ? tls : plain,
+  nginxPort = useTls ? nginx.tlsPort! : nginx.port,
+): Promise<void> {
   const decoyPort = site.address() as AddressInfo;
   const results = await Promise.all(
     list.map(async (p) => {
@@ -431,4 +496,72 @@ test('odd ClientHellos get the alert nginx with OpenSSL sends, and the same clos
     assert.equal(b, a, name);
     assert.match(a, /^FIN 15/, name);
   }
+});
+
+/** Plain HTTP (and other bytes that do not start TLS) sent to the TLS port. */
+function plainToTlsPortProbes(): Probe[] {
+  const pick = new Set([
+    'GET /',
+    'GET missing',
+    'HEAD /',
+    'HTTP/1.0',
+    'HTTP/1.0 keep-alive',
+    'HTTP/0.9',
+    'HTTP/0.9 HEAD',
+    'no Host',
+    'two Hosts',
+    'absolute URI',
+    'lower-case method',
+    'leading empty lines',
+    'HTTP/2 preface',
+    'Chrome 404 padding',
+    'POST with a body',
+    'body still coming',
+    'body over the limit',
+    'Transfer-Encoding gzip',
+    'pipelined',
+    'CONNECT authority',
+    'CONNECT path',
+    'TRACE',
+    'request line 9000 B',
+    '5 headers of 7000 B',
+    'random bytes',
+    'partial request, then FIN',
+    'request, then FIN',
+    'bad request, then FIN',
+    'nothing sent (header timeout)',
+    'trickled header stops (header timeout)',
+    'request in pieces',
+  ]);
+  const chosen = probes().filter((p) => pick.has(p.name));
+  assert.equal(chosen.length, pick.size, 'every picked probe exists');
+  return [
+    ...chosen,
+    { name: 'garbage first line', send: ['\x01\x02garbage\r\n\r\n'] },
+    { name: 'one letter, then silence (header timeout)', send: ['G'] },
+    { name: 'request line without its end (header timeout)', send: ['GET / HTTP/1.1'] },
+    {
+      name: 'a long plain request Shadowsocks must refuse first',
+      send: [`GET /${'x'.repeat(300)} HTTP/1.1\r\n${H}\r\n`],
+    },
+    { name: 'an alert record', send: [Buffer.from('15030100020230', 'hex')] },
+  ];
+}
+
+test('plain HTTP to the Trojan TLS port is answered as nginx answers it on its ssl port', async () => {
+  await battery(
+    false,
+    plainToTlsPortProbes(),
+    { address: () => ({ port: ports!.trojan }) as AddressInfo },
+    nginx.tlsPort!,
+  );
+});
+
+test('plain HTTP to the TLS port with WebSockets is answered as nginx answers it', async () => {
+  await battery(
+    false,
+    plainToTlsPortProbes(),
+    { address: () => ({ port: ports!.web }) as AddressInfo },
+    nginx.tlsPort!,
+  );
 });

@@ -81,6 +81,11 @@ export interface ResponderContext {
   readonly now: () => number;
   /** The next multipart/byteranges boundary number (nginx counts them per worker from 1). */
   nextBoundary(): number;
+  /**
+   * Plain HTTP on a TLS port: a request that passes the header checks is refused with nginx's 497
+   * page ("The plain HTTP request was sent to HTTPS port"), as ngx_http_process_request does.
+   */
+  readonly plainOnTlsPort?: boolean;
   /** A complete request head arrived (the pre-authentication deadline may stop here). */
   readonly onRequest?: ((conn: Duplex) => void) | undefined;
   /** Called once when the connection is gone. */
@@ -329,6 +334,7 @@ export class NginxConnection {
     };
     this.#body = body;
     if (head.method === 'CONNECT' || head.method === 'TRACE') return this.#sendError(405, p, false);
+    if (this.#ctx.plainOnTlsPort) return this.#sendError(497, p, false);
     // The request proper: keep-alive as nginx decides it (ngx_http_handler, find_config phase).
     p.keepalive =
       head.version !== 9 &&
