@@ -18,6 +18,7 @@ import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { DecoySite } from '../../src/server/decoy/decoy-site.js';
 import { DECOY_PAGES } from '../../src/server/decoy/pages.js';
+import { systemZlibVersion } from '../../src/server/decoy/nginx-gzip.js';
 import { issueCertificate } from '../../src/server/certificates.js';
 import { decoySecureContext } from '../../src/server/decoy/tls-context.js';
 import { startNginx, type RunningNginx } from '../helpers/nginx.js';
@@ -38,6 +39,8 @@ const SHORT = {
   keepaliveRequests: 3,
 };
 const NGINX_SHORT = [
+  // Debian's /etc/nginx/nginx.conf has `gzip on;` (every other gzip setting at its default).
+  'gzip on;',
   'keepalive_timeout 2s;',
   'client_header_timeout 2s;',
   'lingering_timeout 1s;',
@@ -111,7 +114,12 @@ before(async () => {
   for (const [path, page] of DECOY_PAGES) writeFileSync(join(www, path), page.body);
   writeFileSync(join(www, 'notes', 'index.html'), '<p>notes</p>\n');
   writeFileSync(join(www, 'logo.png'), randomBytes(100_000));
-  for (const f of [...DECOY_PAGES.keys(), '/notes/index.html', '/logo.png'])
+  // Large enough that nginx's gzip sends it in several chunks.
+  writeFileSync(
+    join(www, 'big.html'),
+    Array.from({ length: 20_000 }, (_, i) => `<p>line ${i} ${(i * i) % 997}</p>`).join('\n'),
+  );
+  for (const f of [...DECOY_PAGES.keys(), '/notes/index.html', '/logo.png', '/big.html'])
     utimesSync(join(www, f), MTIME_S, MTIME_S);
   const made = issueCertificate({ commonName: 'decoy.test', serial: randomBytes(16) });
   writeFileSync(join(dir, 'cert.pem'), made.cert);
@@ -563,5 +571,78 @@ test('plain HTTP to the TLS port with WebSockets is answered as nginx answers it
     plainToTlsPortProbes(),
     { address: () => ({ port: ports!.web }) as AddressInfo },
     nginx.tlsPort!,
+  );
+});
+
+/** Requests with Accept-Encoding (Debian's `gzip on;`): what is compressed, and what is not. */
+function gzipProbes(): Probe[] {
+  const gz = 'Accept-Encoding: gzip, deflate, br\r\n';
+  const one = (name: string, s: string): Probe => ({ name, send: [s] });
+  const chrome =
+    'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36\r\n';
+  return [
+    one('gzip GET /', `GET / HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip GET /about.html', `GET /about.html HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip large page in chunks', `GET /big.html HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip 404 page', `GET /nope HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip 404 page, Chrome padding', `GET /nope HTTP/1.1\r\n${H}${chrome}${gz}\r\n`),
+    one('gzip 403 page', `GET /empty/ HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip 405 not compressed', `DELETE / HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip 301 not compressed', `GET /notes HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip HEAD /', `HEAD / HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip HEAD missing', `HEAD /nope HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip HTTP/1.0: not compressed', `GET / HTTP/1.0\r\n${gz}\r\n`),
+    one('gzip HTTP/0.9', 'GET /\r\n'),
+    one('gzip Range ignored', `GET /about.html HTTP/1.1\r\n${H}${gz}Range: bytes=0-3\r\n\r\n`),
+    one(
+      'gzip If-Modified-Since exact: 304',
+      `GET /about.html HTTP/1.1\r\n${H}${gz}If-Modified-Since: ${LAST_MODIFIED}\r\n\r\n`,
+    ),
+    one(
+      'gzip If-Modified-Since older',
+      `GET /about.html HTTP/1.1\r\n${H}${gz}If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n`,
+    ),
+    one(
+      'gzip If-None-Match weak',
+      `GET /about.html HTTP/1.1\r\n${H}${gz}If-None-Match: W/${etagOf('about.html')}\r\n\r\n`,
+    ),
+    one('gzip text/plain not compressed', `GET /robots.txt HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip image not compressed', `GET /logo.png HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip q=0 refused', `GET / HTTP/1.1\r\n${H}Accept-Encoding: gzip;q=0\r\n\r\n`),
+    one('gzip q=0.5', `GET / HTTP/1.1\r\n${H}Accept-Encoding: deflate, gzip;q=0.5\r\n\r\n`),
+    one('gzip upper case', `GET / HTTP/1.1\r\n${H}Accept-Encoding: GZIP\r\n\r\n`),
+    one('gzip x-gzip only', `GET / HTTP/1.1\r\n${H}Accept-Encoding: x-gzip\r\n\r\n`),
+    one('gzip br only', `GET / HTTP/1.1\r\n${H}Accept-Encoding: br\r\n\r\n`),
+    one('gzip with Via', `GET / HTTP/1.1\r\n${H}${gz}Via: 1.1 proxy\r\n\r\n`),
+    one(
+      'gzip keep-alive, two requests',
+      `GET /about.html HTTP/1.1\r\n${H}${gz}\r\nGET /nope HTTP/1.1\r\n${H}${gz}\r\n`,
+    ),
+  ];
+}
+
+test("with Accept-Encoding the decoy answers as Debian's nginx with gzip on, byte for byte", async () => {
+  // Equal compressed bytes need the system's zlib, which nginx links (src/server/decoy/nginx-gzip.ts).
+  assert.ok(systemZlibVersion(), 'native/gzip is not built (npm ci builds it): bytes would differ');
+  await battery(false, gzipProbes());
+});
+
+test('gzip over TLS and on the built-in pages, as nginx serves the same files', async () => {
+  const pick = new Set(['gzip GET /', 'gzip 404 page', 'gzip large page in chunks', 'gzip HEAD /']);
+  await battery(
+    true,
+    gzipProbes().filter((p) => pick.has(p.name)),
+  );
+  const builtinPick = new Set([
+    'gzip GET /',
+    'gzip GET /about.html',
+    'gzip 404 page',
+    'gzip Range ignored',
+    'gzip If-Modified-Since exact: 304',
+  ]);
+  await battery(
+    false,
+    gzipProbes().filter((p) => builtinPick.has(p.name)),
+    builtinPlain,
   );
 });

@@ -95,3 +95,15 @@ test("two sites of one install, made at different times, give the built-in pages
   assert.equal(builtinPagesMtimeMs(), mtime);
   assert.ok(a.includes(`Last-Modified: ${new Date(mtime).toUTCString()}`), a.join(' '));
 });
+
+test("gzip: Debian's `gzip on;` by default, nginx's own default (off) with gzip: false", async () => {
+  const req = Buffer.from(
+    'GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n',
+  );
+  const on = await exchange(new DecoySite(), [req]);
+  assert.match(on, /^HTTP\/1\.1 200 OK\r\n[^]*\r\nTransfer-Encoding: chunked\r\n/);
+  assert.match(on, /\r\nETag: W\/"[0-9a-f]+-[0-9a-f]+"\r\nContent-Encoding: gzip\r\n\r\n/);
+  const off = await exchange(new DecoySite({ gzip: false }), [req]);
+  assert.doesNotMatch(off, /Content-Encoding|Transfer-Encoding/);
+  assert.match(off, /\r\nContent-Length: \d+\r\n/);
+});
