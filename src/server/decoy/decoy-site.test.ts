@@ -11,7 +11,9 @@ function exchange(site: DecoySite, chunks: Uint8Array[]): Promise<string> {
     const [client, server] = duplexPair();
     const got: Buffer[] = [];
     client.on('data', (d: Buffer) => got.push(d));
-    const guard = setTimeout(() => reject(new Error('the decoy did not close')), 5000);
+    // The decoy closes after the client's end without a timer of its own; this bound, far past
+    // any loaded machine's delay, only turns a hang into a failure.
+    const guard = setTimeout(() => reject(new Error('the decoy did not close')), 60_000);
     server.once('close', () => {
       clearTimeout(guard);
       resolve(Buffer.concat(got).toString('latin1'));
