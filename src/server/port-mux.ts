@@ -16,6 +16,11 @@
  * A port without TLS treats every unauthenticated connection with Shadowsocks' probe rule.
  * @module
  */
+import {
+  DEFAULT_AUTH_TIMEOUT_MS,
+  DEFAULT_CLOSE_GRACE_MS,
+  DEFAULT_MAX_CONNECTIONS,
+} from '../core/defaults.js';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { debuglog } from 'node:util';
@@ -79,12 +84,13 @@ export class PortMux {
   constructor(options: PortMuxOptions) {
     this.#o = options;
     this.#preAuth =
-      options.preAuth ?? new PreAuthGuard({ deadlineMs: options.authTimeoutMs ?? 60_000 });
+      options.preAuth ??
+      new PreAuthGuard({ deadlineMs: options.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS });
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
     const server = createServer({ allowHalfOpen: true }, (s) => this.#onConnection(s));
-    server.maxConnections = this.#o.maxConnections ?? 8192;
+    server.maxConnections = this.#o.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     await listenTcp(server, host, port, 'TCP', '--listen');
     server.on('error', (e) => debug('listener error %s', e.message));
     this.#server = server;
@@ -98,7 +104,7 @@ export class PortMux {
     return addr;
   }
 
-  async close(graceMs = 5_000): Promise<void> {
+  async close(graceMs = DEFAULT_CLOSE_GRACE_MS): Promise<void> {
     const s = this.#server;
     this.#server = null;
     const closed = s ? new Promise<void>((r) => s.close(() => r())) : Promise.resolve();
