@@ -90,14 +90,14 @@ export async function run(argv: string[]): Promise<number> {
   const opened = await openOperator(config, metrics, live);
   const operator = opened?.operator;
   const gate = buildGate(config, metrics, operator);
-  const preAuth = buildPreAuthGuard(config);
+  const preAuth = buildPreAuthGuard(config, metrics);
   // The guard is on unless asked otherwise: behind a reverse proxy --listen is a loopback address,
   // and the key holders are still strangers to this machine's own services.
   if (config.allowPrivateTargets)
     console.error(
       'ladder server: warning: --allow-private-targets: key holders can reach services of this machine that listen on loopback (management API, metrics, databases), its LAN and link-local cloud metadata through the server',
     );
-  const dialers = buildUpstreamDialers(config);
+  const dialers = buildUpstreamDialers(config, metrics);
   const server = (live.server = buildSsServer(config, { gate, metrics, preAuth, ...dialers }));
   let tls: TlsPort | undefined;
   let listening: Listening;
