@@ -14,8 +14,14 @@
  * handshake messages ≤ {@link MAX_HANDSHAKE_MESSAGE}, ≤ {@link MAX_CHAIN} certificates, a
  * compressed certificate decompressed to at most its declared size (itself capped).
  *
- * Not done (docs/tls-fingerprint.md): TLS 1.2 (a server that chooses it is refused with a message
- * naming `fp=node`), PSK resumption (tickets are announced but not offered back), verifying ML-DSA
+ * A server that chooses TLS 1.2 gets Chrome's TLS 1.2 (RFC 5246): ServerHello → Certificate →
+ * [CertificateStatus] → ServerKeyExchange (ECDHE, signed) → [CertificateRequest] → ServerHelloDone;
+ * the client's [empty Certificate], ClientKeyExchange, ChangeCipherSpec and Finished in one write;
+ * then [NewSessionTicket], the server's ChangeCipherSpec and Finished. ECDHE + AEAD suites only,
+ * the extended master secret required (RFC 7627), renegotiation refused (RFC 5746).
+ *
+ * Not done (docs/tls-fingerprint.md): PSK resumption (tickets are announced but not offered back),
+ * TLS 1.2 False Start and session resumption, verifying ML-DSA
  * CertificateVerify signatures, ALPS settings (a server that negotiates ALPS gets an empty
  * client EncryptedExtensions).
  * @module
