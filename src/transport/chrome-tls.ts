@@ -20,8 +20,10 @@
  * then [NewSessionTicket], the server's ChangeCipherSpec and Finished. ECDHE + AEAD suites only,
  * the extended master secret required (RFC 7627), renegotiation refused (RFC 5746).
  *
- * Not done (docs/tls-fingerprint.md): PSK resumption (tickets are announced but not offered back),
- * TLS 1.2 False Start and session resumption, verifying ML-DSA
+ * Resumption (TLS 1.3, chrome-sessions.ts): tickets become sessions kept per server and trust; the
+ * next connection offers one (psk_dhe_ke) once, and a server that accepts skips the certificate.
+ *
+ * Not done (docs/tls-fingerprint.md): TLS 1.2 False Start and session resumption, verifying ML-DSA
  * CertificateVerify signatures, ALPS settings (a server that negotiates ALPS gets an empty
  * client EncryptedExtensions).
  * @module
@@ -67,7 +69,8 @@ import {
   type Tls12Suite,
 } from '../crypto/tls12-keys.js';
 import { ecdhShare, x25519Mlkem768Shared, x25519Pair, x25519Shared } from '../crypto/tls-kex.js';
-import { chromeClientHello } from './chrome-hello.js';
+import { chromeClientHello, type ChromeHelloResume } from './chrome-hello.js';
+import { chromeSessions, type ChromeSession, type ChromeSessionCache } from './chrome-sessions.js';
 import type { Target } from './types.js';
 
 /** The largest handshake message accepted (a certificate chain of a few ordinary certificates fits). */
@@ -150,8 +153,10 @@ export interface ChromeTlsOptions {
   timeoutMs?: number;
   /** An open connection to run TLS over (default: a new TCP connection). */
   socket?: Duplex;
-  /** The time certificates are checked at (tests). */
+  /** The time certificates are checked at and tickets aged by (tests). */
   now?: () => Date;
+  /** Where TLS 1.3 sessions are kept and taken (default: the process's); null: no resumption. */
+  sessions?: ChromeSessionCache | null;
 }
 
 let systemRoots: Map<string, X509Certificate[]> | null = null;
@@ -373,13 +378,36 @@ export class ChromeTlsSocket extends Duplex {
   #onOpen: ((err?: Error) => void) | null = null;
   #resMaster: Buffer | null = null;
   #closedByAlert = false;
+  readonly #sessions: ChromeSessionCache | null;
+  readonly #sessionKey: string;
+  /** The session offered in the hello, and whether the server took it. */
+  #offered: ChromeSession | undefined;
+  #resumed = false;
 
   constructor(o: ChromeTlsOptions, sock: Duplex, what: string) {
     super({ allowHalfOpen: true });
     this.#o = o;
     this.#sock = sock;
     this.#what = what;
-    this.#hello = chromeClientHello(o.sni, o.alpn ?? ['h2', 'http/1.1']);
+    const alpn = o.alpn ?? ['h2', 'http/1.1'];
+    // Sessions are kept per server, name, ALPN offer and trust: one is resumed only where it was
+    // made and checked.
+    this.#sessions = o.sessions === undefined ? chromeSessions : o.sessions;
+    this.#sessionKey = [what, o.sni, alpn.join(','), o.pinSha256 ?? '', o.ca ?? ''].join('\0');
+    const nowMs = this.#nowMs();
+    this.#offered = this.#sessions?.take(this.#sessionKey, nowMs);
+    let resume: ChromeHelloResume | undefined;
+    const offeredSuite = this.#offered && TLS13_SUITES.get(this.#offered.suite);
+    if (this.#offered && offeredSuite)
+      resume = {
+        identity: this.#offered.ticket,
+        // §4.2.11.1: the age in milliseconds plus ticket_age_add, modulo 2^32.
+        obfuscatedAge: (nowMs - this.#offered.receivedMs + this.#offered.ageAdd) >>> 0,
+        psk: this.#offered.psk,
+        suite: offeredSuite,
+      };
+    else this.#offered = undefined;
+    this.#hello = chromeClientHello(o.sni, alpn, resume);
     this.#ch1 = this.#hello.record.subarray(5);
     sock.on('data', (d: Buffer) => this.#onData(d));
     sock.on('end', () => this.#onEnd());
@@ -416,7 +444,11 @@ export class ChromeTlsSocket extends Duplex {
   }
 
   isSessionReused(): boolean {
-    return false;
+    return this.#resumed;
+  }
+
+  #nowMs(): number {
+    return (this.#o.now?.() ?? new Date()).getTime();
   }
 
   getProtocol(): string {
@@ -633,7 +665,8 @@ export class ChromeTlsSocket extends Duplex {
           this.#expect(type, HS.encrypted_extensions, 'EncryptedExtensions');
           this.#encryptedExtensions(r);
           this.#transcript.push(raw);
-          this.#state = 'certificate';
+          // §2.2: a resumed handshake authenticates through the PSK; no Certificate follows.
+          this.#state = this.#resumed ? 'finished' : 'certificate';
           return;
         case 'certificate':
           if (type === HS.certificate_request && this.#certRequestContext === null) {
@@ -806,7 +839,9 @@ export class ChromeTlsSocket extends Duplex {
     for (const t of exts.keys()) {
       const allowed = isHrr
         ? [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE, EXT.COOKIE]
-        : [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE];
+        : this.#offered
+          ? [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE, EXT.PRE_SHARED_KEY]
+          : [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE];
       if (!allowed.includes(t as never))
         throw new Abort(
           'unsupported_extension',
@@ -854,12 +889,34 @@ export class ChromeTlsSocket extends Duplex {
     }
     if (!shared)
       throw new Abort('illegal_parameter', 'ERR_TLS_PROTOCOL', 'the server key share is malformed');
+    const pskExt = exts.get(EXT.PRE_SHARED_KEY);
+    if (pskExt) {
+      // §4.2.11: the one identity offered, and a suite with the PSK's hash.
+      const selected = new TlsReader(pskExt, 'pre_shared_key');
+      const index = selected.u16('selected_identity');
+      selected.done();
+      if (index !== 0)
+        throw new Abort(
+          'illegal_parameter',
+          'ERR_TLS_PROTOCOL',
+          `the server selected PSK identity ${index}, not offered`,
+        );
+      if (TLS13_SUITES.get(this.#offered!.suite)!.hash !== suite.hash)
+        throw new Abort(
+          'illegal_parameter',
+          'ERR_TLS_PROTOCOL',
+          "the server resumed with a suite whose hash is not the PSK's",
+        );
+      this.#resumed = true;
+      this.#chain = this.#offered!.chain;
+      if (this.#offered!.alpn) this.alpnProtocol = this.#offered!.alpn;
+    }
     if (!this.#retried) {
       this.#suite = suite;
       this.#transcript = [this.#ch1];
     }
     this.#transcript.push(raw);
-    const { derived } = earlySecrets(suite);
+    const { derived } = earlySecrets(suite, this.#resumed ? this.#offered!.psk : undefined);
     this.#hsSecret = hkdfExtract(suite.hash, derived, shared);
     const th = this.#th();
     this.#cHs = deriveSecret(suite.hash, this.#hsSecret, 'c hs traffic', th);
@@ -900,7 +957,7 @@ export class ChromeTlsSocket extends Duplex {
     // §4.4.1: ClientHello1 is replaced by message_hash(Hash(ClientHello1)).
     const h1 = hashOf(suite.hash, this.#ch1);
     const synthetic = Buffer.concat([Uint8Array.of(HS.message_hash, 0, 0, h1.length), h1]);
-    const ch2 = this.#hello.retry(group, e.pub, c);
+    const ch2 = this.#hello.retry(group, e.pub, c, [synthetic, raw]);
     this.#transcript = [synthetic, raw, ch2.subarray(5)];
     this.#keyChangeBoundary();
     // Middlebox compatibility (§D.4): the client's ChangeCipherSpec precedes its second hello.
@@ -1419,14 +1476,28 @@ export class ChromeTlsSocket extends Duplex {
     done?.();
   }
 
+  /** §4.6.1: a ticket and its PSK, kept for one later connection to the same server. */
   #ticket(r: TlsReader): void {
-    r.bytes(8, 'ticket_lifetime and ticket_age_add');
-    r.vec(1, 'ticket_nonce');
-    const ticket = r.vec(2, 'ticket', 1).rest();
+    const lifetimeS = r.u32('ticket_lifetime');
+    const ageAdd = r.u32('ticket_age_add');
+    const nonce = r.vec(1, 'ticket_nonce').rest();
+    const ticket = Buffer.from(r.vec(2, 'ticket', 1).rest());
     r.vec(2, 'extensions');
     r.done();
-    // Announced as Node's TLSSocket does; resumption with it is not implemented yet.
-    if (this.#resMaster) this.emit('session', Buffer.from(ticket));
+    if (!this.#resMaster) return;
+    const s = this.#suite!;
+    this.#sessions?.add(this.#sessionKey, {
+      ticket,
+      psk: expandLabel(s.hash, this.#resMaster, 'resumption', nonce, s.hashLength),
+      suite: s.id,
+      ageAdd,
+      receivedMs: this.#nowMs(),
+      lifetimeS,
+      chain: this.#chain,
+      alpn: this.alpnProtocol,
+    });
+    // Announced as Node's TLSSocket does.
+    this.emit('session', ticket);
   }
 
   #keyUpdate(r: TlsReader): void {
