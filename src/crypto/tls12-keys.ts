@@ -143,9 +143,9 @@ export class Tls12RecordProtection {
     this.#encrypt = encrypt;
   }
 
-  /** Bytes a record adds to its plaintext. */
+  /** Bytes a record adds to its content (header, explicit nonce, tag). */
   get overhead(): number {
-    return (this.suite.ivLength === 4 ? EXPLICIT_NONCE : 0) + TAG;
+    return 5 + (this.suite.ivLength === 4 ? EXPLICIT_NONCE : 0) + TAG;
   }
 
   #next(): bigint {
@@ -182,12 +182,15 @@ export class Tls12RecordProtection {
     return (this.#ctx ??= n.create(NATIVE_CIPHER_ID[this.suite.cipher], this.#key, this.#encrypt));
   }
 
-  /** TLSCiphertext for one record of `type` (5-byte header included). */
-  seal(content: Uint8Array, type: number): Buffer {
+  /**
+   * TLSCiphertext for one record of `type` (5-byte header included). Written at `into[offset]` when
+   * given (room for content + {@link overhead} bytes), else to a new buffer.
+   */
+  seal(content: Uint8Array, type: number, into?: Buffer, offset = 0): Buffer {
     const seq = this.#next();
     const ex = this.suite.ivLength === 4 ? EXPLICIT_NONCE : 0;
     const len = ex + content.length + TAG;
-    const out = Buffer.allocUnsafe(5 + len);
+    const out = into ? into.subarray(offset, offset + 5 + len) : Buffer.allocUnsafe(5 + len);
     out[0] = type;
     out[1] = 3;
     out[2] = 3;

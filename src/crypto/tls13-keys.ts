@@ -145,10 +145,16 @@ export class RecordProtection {
   }
 
   // (The casts pick @types/node's AEAD overload; ChaCha20-Poly1305 takes the same options.)
-  /** TLSCiphertext for one TLSInnerPlaintext (content || type): the 5-byte header included. */
-  seal(content: Uint8Array, type: number): Buffer {
+  /** Bytes a record adds to its content (header, content type, tag). */
+  readonly overhead = 5 + 1 + 16;
+
+  /**
+   * TLSCiphertext for one TLSInnerPlaintext (content || type): the 5-byte header included. Written
+   * at `into[offset]` when given (room for content + {@link overhead} bytes), else to a new buffer.
+   */
+  seal(content: Uint8Array, type: number, into?: Buffer, offset = 0): Buffer {
     const len = content.length + 1 + 16;
-    const out = Buffer.allocUnsafe(5 + len);
+    const out = into ? into.subarray(offset, offset + 5 + len) : Buffer.allocUnsafe(5 + len);
     out[0] = 23;
     out[1] = 3;
     out[2] = 3;

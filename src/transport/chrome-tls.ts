@@ -1575,11 +1575,17 @@ export class ChromeTlsSocket extends Duplex {
 
   // --- writing -------------------------------------------------------------------------------
 
+  /** Application data as records of up to 2^14 bytes, sealed side by side into one buffer. */
   #seal(data: Buffer): Buffer[] {
-    const out: Buffer[] = [];
-    for (let i = 0; i < data.length; i += MAX_PLAINTEXT)
-      out.push(this.#write!.seal(data.subarray(i, i + MAX_PLAINTEXT), 23));
-    return out;
+    const w = this.#write!;
+    const records = Math.ceil(data.length / MAX_PLAINTEXT);
+    const out = Buffer.allocUnsafe(data.length + records * w.overhead);
+    let at = 0;
+    for (let i = 0; i < records; i++) {
+      const part = data.subarray(i * MAX_PLAINTEXT, (i + 1) * MAX_PLAINTEXT);
+      at += w.seal(part, 23, out, at).length;
+    }
+    return [out];
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -1587,7 +1593,7 @@ export class ChromeTlsSocket extends Duplex {
       this.#pending.push({ data: chunk, cb });
       return;
     }
-    this.#sock.write(Buffer.concat(this.#seal(chunk)), cb);
+    this.#sock.write(this.#seal(chunk)[0]!, cb);
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
