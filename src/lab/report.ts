@@ -567,8 +567,8 @@ function ladderTransports(): TransportEntry[] {
       'ladder-trojan-mux-nopad-https',
       "the same without padding (pad=0) and with Node's TLS (fp=node, which resumes), the reference",
       // fp=node: a client that resumes its TLS session, as a browser does, so that no session
-      // tickets from the server end the first run before the inner ClientHello (the chrome client
-      // does not resume yet: every handshake is full, and the tickets split the flight by chance)
+      // tickets from the server end the first run before the inner ClientHello (kept on Node's
+      // client as the reference row)
       (p) => ladderTrojanUri(p, { padding: false }, false, LADDER_NAME, LADDER_NAME, 'node'),
       true,
       ['--mux-sessions', '1'],
@@ -1147,6 +1147,8 @@ export function columns(): Column[] {
     mod('whitelist'),
     mod('conn-count'),
     mod('hello-score'),
+    // only browser ClientHellos pass (JA4 allow-list, GREASE, the post-quantum share)
+    mod('tls-fingerprint', 'browser-only', { browserOnly: true }),
     mod('sni', 'sni reassembled', { reassemble: true }),
     mod('iran'),
     mod('iran', 'iran allowlist', { clientAllowlist: [] }),

@@ -150,6 +150,7 @@ export function tlsConnect(
         ...(o.alpn ? { alpn: o.alpn } : {}),
         ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
         ...(o.socket ? { socket: o.socket } : {}),
+        ...(o.resume === false ? { sessions: null } : {}),
       },
       signal,
     );
