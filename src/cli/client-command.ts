@@ -3,6 +3,7 @@
  * @module
  */
 import { LadderError } from '../errors.js';
+import { useCongestionControl } from '../transport/congestion.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
 import { runTunCleanup, startTun, tunBypass, tunConfig } from './tun-command.js';
@@ -41,6 +42,10 @@ options:
   --mux-sessions <n>     with a Mux.Cool key (trojan mux=n, v2ray-plugin): sessions one connection
                          carries in its life before a fresh one is opened (default 128, as v2ray;
                          1: a connection per session, each padded from its start)
+  --tcp-congestion <name>
+                         TCP congestion control of the client's connections to the server, e.g.
+                         bbr (default: the system's, net.ipv4.tcp_congestion_control); an error
+                         if the kernel lacks it
 
 ${ROUTING_HELP}
 
@@ -60,6 +65,7 @@ export async function run(argv: string[]): Promise<number> {
     'tun-mtu': { type: 'string' },
     'no-kill-switch': { type: 'boolean' },
     'tun-cleanup': { type: 'boolean' },
+    'tcp-congestion': { type: 'string' },
     ...ROUTING_FLAGS,
     ...UI_FLAGS,
     help: { type: 'boolean', short: 'h' },
@@ -91,6 +97,7 @@ export async function run(argv: string[]): Promise<number> {
         `--mux-sessions '${text.slice(0, 20)}' must be the sessions per connection, 1 to 1024 (default 128)`,
       );
   }
+  await useCongestionControl(values['tcp-congestion']);
   const routing = routingConfig(values);
   const keyOptions = muxSessionsPerConnection ? { muxSessionsPerConnection } : {};
   const app = ui

@@ -10,6 +10,7 @@ import type { WsListener } from '../server/ws-front.js';
 import { v2rayPluginOptions } from '../codec/v2ray-plugin.js';
 import type { Fallback } from '../server/decoy/decoy-site.js';
 import { LadderError } from '../errors.js';
+import { useCongestionControl } from '../transport/congestion.js';
 import { makeCipherKey } from '../crypto/ss-key.js';
 import { parseSsUri } from '../codec/access-key-uri.js';
 import type { SsServerKey } from '../codec/ss-tcp.js';
@@ -65,6 +66,9 @@ options:
   --max-connections <n>      connections at once, on every listener (default 8192)
   --max-unauthenticated <n>  connections without a key yet, all sources together (default: half of
                              --max-connections), closed at --auth-timeout (docs/probe-resistance.md)
+  --tcp-congestion <name>    TCP congestion control of the server's connections, e.g. bbr on a
+                             lossy long path (default: the system's, net.ipv4.tcp_congestion_control);
+                             an error if the kernel lacks it (docs/benchmarks.md, "Path benchmark")
   --max-unauthenticated-per-source <n>
                              the same from one IPv4 address or IPv6 /64 (default 256)
   --max-connections-per-key <n>
@@ -112,6 +116,7 @@ export async function run(argv: string[]): Promise<number> {
     metrics: { type: 'string' },
     hosts: { type: 'string' },
     'ws-listen': { type: 'string' },
+    'tcp-congestion': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -119,6 +124,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const listen = parseHostPort(values.listen ?? '0.0.0.0:8388', '--listen', '0.0.0.0');
+  await useCongestionControl(values['tcp-congestion']);
   const uris = values.key ?? [];
   if (uris.length === 0 && !values.data) {
     throw new LadderError(

@@ -48,6 +48,8 @@ import {
 } from '../crypto/tls13-keys.js';
 import { ecdhShare, x25519Mlkem768Shared, x25519Shared } from '../crypto/tls-kex.js';
 import { chromeClientHello } from './chrome-hello.js';
+import { applyCongestion } from './congestion.js';
+import { serverLookup } from './server-lookup.js';
 import type { Target } from './types.js';
 
 /** The largest handshake message accepted (a certificate chain of a few ordinary certificates fits). */
@@ -1134,11 +1136,20 @@ export function chromeTlsConnect(
       sock.on('error', early);
       begin();
     } else {
-      const s = netConnect({ host: server.host, port: server.port, allowHalfOpen: true });
+      const s = netConnect({
+        host: server.host,
+        port: server.port,
+        allowHalfOpen: true,
+        // the server's name resolved once a minute, not once per connection (server-lookup.ts)
+        lookup: serverLookup,
+      });
       s.setNoDelay(true);
       sock = s;
       s.on('error', early);
-      s.once('connect', begin);
+      s.once('connect', () => {
+        applyCongestion(s);
+        begin();
+      });
     }
   });
 }
