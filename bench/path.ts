@@ -26,6 +26,33 @@ import {
   TRANSPORTS,
   type TransportEntry,
 } from '../src/lab/report.js';
+import { pathPeers, stopPeers } from './path-peers.js';
+import type { LabPlan } from '../src/lab/topology.js';
+
+/** One setup of the bench: a local SOCKS5 port in the client namespace, or a routed VPN. */
+interface Setup {
+  readonly name: string;
+  readonly socksPort?: number;
+  /** The origin's address when the setup is a full-device tunnel (no SOCKS5). */
+  readonly direct?: () => string | undefined;
+  /** Command-line parts of its server processes in abroad, for their RSS. */
+  readonly serverNames: readonly string[];
+  unavailable?(): string | undefined;
+  setup?(plan: LabPlan): Promise<void>;
+}
+
+/** The Ladder servers: `ladder server` processes (every Ladder row shares them). */
+const LADDER_SERVER = ['main.js server'];
+
+function fromEntry(t: TransportEntry, serverNames: readonly string[]): Setup {
+  return {
+    name: t.name,
+    ...(t.socksPort !== undefined ? { socksPort: t.socksPort } : {}),
+    serverNames,
+    ...(t.unavailable ? { unavailable: () => t.unavailable!() } : {}),
+    ...(t.setup ? { setup: (p: LabPlan) => t.setup!(p) } : {}),
+  };
+}
 
 const CLIENT = fileURLToPath(new URL('./path-client.js', import.meta.url));
 
@@ -84,18 +111,18 @@ function median(xs: number[]): number {
 
 async function client(
   plan: ReturnType<typeof planLab>,
-  socksPort: number,
+  t: Setup,
   args: string[],
   timeoutS: number,
 ): Promise<Record<string, number>> {
+  const direct = t.direct?.();
   const r = await runIn(
     plan,
     plan.ns.client,
     [
       process.execPath,
       CLIENT,
-      '--socks',
-      `127.0.0.1:${socksPort}`,
+      ...(direct ? ['--direct', direct] : ['--socks', `127.0.0.1:${t.socksPort}`]),
       '--ca',
       caPath(plan),
       '--timeout-s',
@@ -115,13 +142,13 @@ async function client(
   return parsed as Record<string, number>;
 }
 
-/** RSS in KiB of the server processes a setup runs in abroad, by the names its logs carry. */
-function serverRssKb(plan: ReturnType<typeof planLab>, names: string[]): number {
+/** RSS in KiB of the server processes a setup runs in abroad, by parts of their command lines. */
+function serverRssKb(plan: ReturnType<typeof planLab>, names: readonly string[]): number {
   let kb = 0;
   for (const pid of namespacePids(plan.ns.abroad)) {
     let cmd = '';
     try {
-      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
     } catch {
       continue;
     }
@@ -139,13 +166,18 @@ export async function runPathBench(o: Options): Promise<number> {
     return 2;
   }
   const plan = planLab(o.prefix, undefined, o.mtu);
-  const all: TransportEntry[] = [
-    ...TRANSPORTS.filter((t) => t.name === 'shadowsocks-libev'),
-    ...ladderBenchTransports(),
+  const peers = pathPeers();
+  const all: Setup[] = [
+    ...TRANSPORTS.filter((t) => t.name === 'shadowsocks-libev').map((t) =>
+      fromEntry(t, ['ss-server']),
+    ),
+    ...peers.map((p) => ({ ...p, direct: () => p.direct })),
+    ...ladderBenchTransports().map((t) => fromEntry(t, LADDER_SERVER)),
   ];
   const setups = all.filter((t) => !o.setups || o.setups.some((s) => t.name.includes(s)));
   const onSignal = (signal: NodeJS.Signals): void => {
     stopTransports();
+    stopPeers();
     destroyLab(plan);
     console.error(`bench --path: stopped by ${signal}; lab removed`);
     process.exit(signal === 'SIGINT' ? 130 : 143);
@@ -158,7 +190,7 @@ export async function runPathBench(o: Options): Promise<number> {
     destroyLab(plan);
     await labUp(plan);
     await startCensor(plan, { modules: {}, path: pathProfile(o.path) });
-    const ready: TransportEntry[] = [];
+    const ready: Setup[] = [];
     for (const t of setups) {
       results[t.name] = {
         ttfbMs: [],
@@ -187,7 +219,6 @@ export async function runPathBench(o: Options): Promise<number> {
     for (let rep = 0; rep < o.reps; rep++) {
       for (const t of ready) {
         const s = results[t.name]!;
-        const port = t.socksPort!;
         const step = async (what: string, fn: () => Promise<void>) => {
           try {
             await fn();
@@ -199,7 +230,7 @@ export async function runPathBench(o: Options): Promise<number> {
           const xs: number[] = [];
           const socks: number[] = [];
           for (let i = 0; i < o.ttfbN; i++) {
-            const r = await client(plan, port, ['--mode', 'ttfb'], 20);
+            const r = await client(plan, t, ['--mode', 'ttfb'], 20);
             xs.push(r.ttfbMs!);
             socks.push(r.socksMs!);
           }
@@ -207,17 +238,15 @@ export async function runPathBench(o: Options): Promise<number> {
           s.socksReplyMs.push(median(socks));
         });
         await step('page http', async () => {
-          s.pageHttpMs.push((await client(plan, port, ['--mode', 'page'], 120)).pageMs!);
+          s.pageHttpMs.push((await client(plan, t, ['--mode', 'page'], 120)).pageMs!);
         });
         await step('page https', async () => {
-          s.pageHttpsMs.push(
-            (await client(plan, port, ['--mode', 'page', '--https'], 120)).pageMs!,
-          );
+          s.pageHttpsMs.push((await client(plan, t, ['--mode', 'page', '--https'], 120)).pageMs!);
         });
         await step('bulk', async () => {
           const r = await client(
             plan,
-            port,
+            t,
             ['--mode', 'bulk', '--bytes', String(o.bulkMb * 1e6), '--bulk-s', String(o.bulkS)],
             o.bulkS + 60,
           );
@@ -231,12 +260,11 @@ export async function runPathBench(o: Options): Promise<number> {
         );
       }
     }
-    const rss = {
-      libev: serverRssKb(plan, ['ss-server']),
-      ladder: serverRssKb(plan, ['server']) - serverRssKb(plan, ['ss-server']),
-    };
+    // Per setup; the Ladder rows share their servers, so each shows the same figure.
+    const rssKb = Object.fromEntries(ready.map((t) => [t.name, serverRssKb(plan, t.serverNames)]));
     const rows = Object.entries(results).map(([name, s]) => ({
       name,
+      serverRssKb: rssKb[name],
       ttfbMs: median(s.ttfbMs),
       pageHttpMs: median(s.pageHttpMs),
       pageHttpsMs: median(s.pageHttpsMs),
@@ -245,17 +273,15 @@ export async function runPathBench(o: Options): Promise<number> {
     }));
     console.log(
       `\n${'setup'.padEnd(22)} ${'ttfb ms'.padStart(8)} ${'page http'.padStart(10)} ` +
-        `${'page https'.padStart(10)} ${'bulk Mbit/s'.padStart(12)}  errors`,
+        `${'page https'.padStart(10)} ${'bulk Mbit/s'.padStart(12)} ${'srv MiB'.padStart(8)}  errors`,
     );
     for (const r of rows)
       console.log(
         `${r.name.padEnd(22)} ${r.ttfbMs.toFixed(0).padStart(8)} ${r.pageHttpMs.toFixed(0).padStart(10)} ` +
-          `${r.pageHttpsMs.toFixed(0).padStart(10)} ${r.bulkMbps.toFixed(2).padStart(12)}  ` +
+          `${r.pageHttpsMs.toFixed(0).padStart(10)} ${r.bulkMbps.toFixed(2).padStart(12)} ` +
+          `${r.serverRssKb === undefined ? '-'.padStart(8) : (r.serverRssKb / 1024).toFixed(0).padStart(8)}  ` +
           `${r.runs.errors.length ? r.runs.errors.slice(0, 2).join('; ') : ''}`,
       );
-    console.log(
-      `server RSS after the rounds: ss-server ${rss.libev} KiB, ladder servers ${rss.ladder} KiB`,
-    );
     const out = join(fileURLToPath(new URL('.', import.meta.url)), '../../bench');
     writeFileSync(
       join(out, `path-results-${o.path}.json`),
@@ -270,7 +296,6 @@ export async function runPathBench(o: Options): Promise<number> {
           loadavg1: loadavg()[0],
           minutes: (Date.now() - started) / 60_000,
           rows,
-          rss,
         },
         null,
         2,
@@ -281,6 +306,7 @@ export async function runPathBench(o: Options): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     stopTransports();
+    stopPeers();
     destroyLab(plan);
   }
 }
