@@ -9,6 +9,9 @@
  *          connections)
  *   bulk   a download of --bulk-mb MB, cut at --bulk-s seconds (Mbit/s)
  * and each setup's server RSS after the rounds. Medians over --reps rounds (3). Never run as a test.
+ * `--cc <name>` sets the abroad namespace's default congestion control (a server whose system
+ * default is, e.g., cubic) and `--ladder-cc <name>` passes `--tcp-congestion` to the Ladder servers.
+ * Setups: ss-libev, the peers of bench/path-peers.ts and every Ladder transport.
  * Every process is stopped and the lab removed at the end, also on failure or a signal.
  */
 import { writeFileSync } from 'node:fs';
@@ -22,6 +25,7 @@ import { PATH_PROFILES, pathProfile } from '../src/lab/path.js';
 import {
   ladderBenchTransports,
   runIn,
+  setLadderServerArgs,
   stopTransports,
   TRANSPORTS,
   type TransportEntry,
@@ -65,6 +69,10 @@ interface Options {
   setups: string[] | undefined;
   prefix: string;
   mtu: number;
+  /** The congestion control every socket in abroad defaults to (its namespace's sysctl). */
+  cc: string | undefined;
+  /** `--tcp-congestion` for the Ladder servers. */
+  ladderCc: string | undefined;
 }
 
 interface Sample {
@@ -99,6 +107,8 @@ export function pathOptions(): Options | undefined {
     setups: arg('setups')?.split(','),
     prefix: arg('prefix') ?? 'bpath-',
     mtu: Number(arg('mtu') ?? 1500),
+    cc: arg('cc'),
+    ladderCc: arg('ladder-cc'),
   };
 }
 
@@ -189,6 +199,18 @@ export async function runPathBench(o: Options): Promise<number> {
   try {
     destroyLab(plan);
     await labUp(plan);
+    // A server whose system default is another congestion control (e.g. cubic, most distributions'),
+    // to weigh Ladder's --tcp-congestion against it.
+    if (o.cc) {
+      const r = await runIn(
+        plan,
+        plan.ns.abroad,
+        ['sysctl', '-w', `net.ipv4.tcp_congestion_control=${o.cc}`],
+        10_000,
+      );
+      if (r.status !== 0) throw new Error(`--cc ${o.cc}: ${r.out.trim()}`);
+    }
+    setLadderServerArgs(o.ladderCc ? ['--tcp-congestion', o.ladderCc] : []);
     await startCensor(plan, { modules: {}, path: pathProfile(o.path) });
     const ready: Setup[] = [];
     for (const t of setups) {
@@ -284,13 +306,18 @@ export async function runPathBench(o: Options): Promise<number> {
       );
     const out = join(fileURLToPath(new URL('.', import.meta.url)), '../../bench');
     writeFileSync(
-      join(out, `path-results-${o.path}.json`),
+      join(
+        out,
+        `path-results-${o.path}${o.cc ? `-cc-${o.cc}` : ''}${o.ladderCc ? `-ladder-${o.ladderCc}` : ''}.json`,
+      ),
       JSON.stringify(
         {
           date: new Date().toISOString(),
           path: o.path,
           params: pathProfile(o.path),
           mtu: o.mtu,
+          cc: o.cc ?? 'the kernel default',
+          ladderCc: o.ladderCc ?? null,
           reps: o.reps,
           bulk: { mb: o.bulkMb, capS: o.bulkS },
           loadavg1: loadavg()[0],
