@@ -179,7 +179,7 @@ export async function runPathBench(o: Options): Promise<number> {
   const peers = pathPeers();
   const all: Setup[] = [
     ...TRANSPORTS.filter((t) => t.name === 'shadowsocks-libev').map((t) =>
-      fromEntry(t, ['ss-server']),
+      fromEntry(t, ['ss-server -s']),
     ),
     ...peers.map((p) => ({ ...p, direct: () => p.direct })),
     ...ladderBenchTransports().map((t) => fromEntry(t, LADDER_SERVER)),
@@ -282,7 +282,8 @@ export async function runPathBench(o: Options): Promise<number> {
         );
       }
     }
-    // Per setup; the Ladder rows share their servers, so each shows the same figure.
+    // Per setup; the Ladder rows share their servers, so each shows the same figure. (libev's
+  // server is matched by its argv, as the config files of v2ray's SS server also name ss-server.)
     const rssKb = Object.fromEntries(ready.map((t) => [t.name, serverRssKb(plan, t.serverNames)]));
     const rows = Object.entries(results).map(([name, s]) => ({
       name,
