@@ -264,11 +264,25 @@ export class ManagementApi implements ApiConnectionHandler {
   }
 
   #defineRoutes(): void {
+    this.#defineServerRoutes();
+    this.#defineKeyRoutes();
+    this.#defineLadderRoutes();
+  }
+
+  /** A new key: `id` from the path (PUT) or none (POST); a body may not name its own id. */
+  #createKey(id: string | undefined, body: Record<string, unknown>): Reply {
+    const s = this.#o.service;
+    if (body.id !== undefined)
+      throw new HttpError(400, 'InvalidArgument', 'Parameter `id` is not allowed');
+    const k = s.createKey(body, id);
+    return { status: 201, json: s.keyJson(k) };
+  }
+
+  /** Outline's API: the server's settings and metrics. */
+  #defineServerRoutes(): void {
     const s = this.#o.service;
     const keys = s.keys;
     const r = this.#route.bind(this);
-
-    // ---------------------------------------------------------------- Outline's API
     r('GET', '/server', () => ({ status: 200, json: s.serverJson() }));
     r('PUT', '/name', async (_p, body) => {
       const { name } = await body();
@@ -315,52 +329,23 @@ export class ManagementApi implements ApiConnectionHandler {
       status: 200,
       json: { bytesTransferredByUserId: keys.transferByKey() },
     }));
-    r('GET', '/experimental/server/metrics', (_p, _b, q) => {
-      const since = q.get('since');
-      if (!since) throw new HttpError(400, 'MissingParameter', 'Parameter `since` is missing');
-      const days = parseSince(since);
-      // Outline's ids are integers and so is this field: keys with ids of their own are left out.
-      const perKey = keys
-        .list()
-        .filter((k) => /^\d+$/.test(k.id))
-        .map((k) => {
-          const bytes = keys.history(k.id, days).reduce((a, d) => a + d.bytes, 0);
-          return {
-            accessKeyId: Number(k.id),
-            dataTransferred: { bytes },
-            // Ladder keeps no per-connection timing or location history (docs/privacy.md).
-            tunnelTime: { seconds: 0 },
-            connection: {
-              lastTrafficSeen: null,
-              peakDeviceCount: { data: k.devices, timestamp: null },
-            },
-          };
-        });
-      return {
-        status: 200,
-        json: {
-          server: {
-            dataTransferred: { bytes: perKey.reduce((a, k) => a + k.dataTransferred.bytes, 0) },
-            tunnelTime: { seconds: 0 },
-            locations: [],
-          },
-          accessKeys: perKey,
-        },
-      };
-    });
+    r('GET', '/experimental/server/metrics', (_p, _b, q) => ({
+      status: 200,
+      json: experimentalServerMetrics(keys, q.get('since')),
+    }));
+  }
+
+  /** Outline's API: access keys. */
+  #defineKeyRoutes(): void {
+    const s = this.#o.service;
+    const keys = s.keys;
+    const r = this.#route.bind(this);
+    const create = async (id: string | undefined, body: Record<string, unknown>): Promise<Reply> =>
+      this.#createKey(id, body);
     r('GET', '/access-keys', () => ({
       status: 200,
       json: { accessKeys: keys.list().map((k) => s.keyJson(k)) },
     }));
-    const create = async (
-      id: string | undefined,
-      body: Record<string, unknown>,
-    ): Promise<Reply> => {
-      if (body.id !== undefined)
-        throw new HttpError(400, 'InvalidArgument', 'Parameter `id` is not allowed');
-      const k = s.createKey(body, id);
-      return { status: 201, json: s.keyJson(k) };
-    };
     r('POST', '/access-keys', async (_p, body) => create(undefined, await body()));
     r('PUT', '/access-keys/{id}', async ([id], body) => create(id!, await body()));
     r('GET', '/access-keys/{id}', ([id]) => ({ status: 200, json: s.keyJson(keys.get(id!)) }));
@@ -383,8 +368,15 @@ export class ManagementApi implements ApiConnectionHandler {
       keys.setDataLimit(id!, null);
       return NO_CONTENT;
     });
+  }
 
-    // ---------------------------------------------------------------- Ladder's additions
+  /** Ladder's additions under /ladder/v1: health, fleet, usage, key patches and QR codes. */
+  #defineLadderRoutes(): void {
+    const s = this.#o.service;
+    const keys = s.keys;
+    const r = this.#route.bind(this);
+    const create = async (id: string | undefined, body: Record<string, unknown>): Promise<Reply> =>
+      this.#createKey(id, body);
     const v1 = '/ladder/v1';
     r('GET', `${v1}/server/health`, () => {
       const m = s.metrics?.snapshot();
@@ -428,6 +420,37 @@ export class ManagementApi implements ApiConnectionHandler {
       return { status: 200, raw: { type: 'image/svg+xml', body: svg } };
     });
   }
+}
+
+/** Outline's /experimental/server/metrics: bytes per key since `since` (no timing or location). */
+function experimentalServerMetrics(keys: AdminService['keys'], since: string | null): object {
+  if (!since) throw new HttpError(400, 'MissingParameter', 'Parameter `since` is missing');
+  const days = parseSince(since);
+  // Outline's ids are integers and so is this field: keys with ids of their own are left out.
+  const perKey = keys
+    .list()
+    .filter((k) => /^\d+$/.test(k.id))
+    .map((k) => {
+      const bytes = keys.history(k.id, days).reduce((a, d) => a + d.bytes, 0);
+      return {
+        accessKeyId: Number(k.id),
+        dataTransferred: { bytes },
+        // Ladder keeps no per-connection timing or location history (docs/privacy.md).
+        tunnelTime: { seconds: 0 },
+        connection: {
+          lastTrafficSeen: null,
+          peakDeviceCount: { data: k.devices, timestamp: null },
+        },
+      };
+    });
+  return {
+    server: {
+      dataTransferred: { bytes: perKey.reduce((a, k) => a + k.dataTransferred.bytes, 0) },
+      tunnelTime: { seconds: 0 },
+      locations: [],
+    },
+    accessKeys: perKey,
+  };
 }
 
 function parseDays(v: string | null): number {

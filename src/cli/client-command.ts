@@ -2,6 +2,7 @@
  * `ladder client --server <ss-uri> --socks <host:port> --http <host:port>`
  * @module
  */
+import { DEFAULT_HTTP_LISTEN, DEFAULT_SOCKS_LISTEN } from '../core/defaults.js';
 import { LadderError } from '../errors.js';
 import { useCongestionControl } from '../transport/congestion.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
@@ -83,20 +84,7 @@ export async function run(argv: string[]): Promise<number> {
     );
   if (!values.server && !ui)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
-  let muxSessionsPerConnection: number | undefined;
-  if (values['mux-sessions'] !== undefined) {
-    const text = values['mux-sessions'];
-    muxSessionsPerConnection = Number(text);
-    if (
-      !/^[0-9]{1,4}$/.test(text) ||
-      muxSessionsPerConnection < 1 ||
-      muxSessionsPerConnection > 1024
-    )
-      throw new LadderError(
-        'ERR_USAGE',
-        `--mux-sessions '${text.slice(0, 20)}' must be the sessions per connection, 1 to 1024 (default 128)`,
-      );
-  }
+  const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
   await useCongestionControl(values['tcp-congestion']);
   const routing = routingConfig(values);
   const keyOptions = muxSessionsPerConnection ? { muxSessionsPerConnection } : {};
@@ -108,39 +96,11 @@ export async function run(argv: string[]): Promise<number> {
         print: (l) => console.log(l),
       })
     : undefined;
-  let dialer: StreamDialer;
-  let packetDialer: PacketDialer;
-  const started: string[] = [];
-  if (app) ({ dialer, packetDialer } = app.controller);
-  else {
-    const keyDialers = dialersForKey(
-      values.server!,
-      (to, why) => console.log(`ladder client: now using ${to} (${why})`),
-      keyOptions,
-    );
-    for (const s of keyDialers.skipped) console.log(`ladder client: skipping ${s}`);
-    const routed = routing
-      ? buildRoutedDialer(routing, keyDialers, {
-          log: (line) => console.log(line),
-          // Under --tun, DIRECT connections bind to the machine's own address: routing sends those
-          // around the device (docs/tun.md, "DIRECT connections").
-          ...(values.tun ? { direct: tunBypass } : {}),
-        })
-      : undefined;
-    dialer = routed ?? keyDialers.stream;
-    packetDialer = routed ?? keyDialers.packet;
-    started.push(`ladder client: carrying traffic through ${keyDialers.what}`);
-    if (routed) started.push(`ladder client: routing by ${routing!.rules}`);
-  }
-  let users: Map<string, string> | undefined;
-  if (values.user !== undefined) {
-    const i = values.user.indexOf(':');
-    if (i <= 0)
-      throw new LadderError('ERR_USAGE', '--user takes name:password, e.g. --user alice:secret');
-    users = new Map([[values.user.slice(0, i), values.user.slice(i + 1)]]);
-  }
+  const { dialer, packetDialer, started } = app
+    ? { ...app.controller, started: [] }
+    : keyDialers(values.server!, routing, keyOptions, values.tun === true);
+  const users = parseUser(values.user);
   const closers: (() => Promise<void>)[] = [];
-  const ports: { socks?: number; http?: number } = {};
   // With --tun, a proxy runs only when its flag is given.
   const tun = values.tun
     ? {
@@ -158,8 +118,77 @@ export async function run(argv: string[]): Promise<number> {
         (l) => console.log(l),
       ),
     );
+  const proxies = await startProxies(values, tun !== undefined, { dialer, packetDialer, users });
+  closers.push(...proxies.closers);
+  if (closers.length === 0)
+    throw new LadderError(
+      'ERR_USAGE',
+      'client: with both --no-socks and --no-http there is nothing to run',
+    );
+  for (const line of started) console.log(line);
+  await app?.start(proxies.ports);
+  await untilSignal();
+  await app?.close();
+  await Promise.all(closers.map((c) => c()));
+  return 0;
+}
+
+function parseMuxSessions(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^[0-9]{1,4}$/.test(text) || n < 1 || n > 1024)
+    throw new LadderError(
+      'ERR_USAGE',
+      `--mux-sessions '${text.slice(0, 20)}' must be the sessions per connection, 1 to 1024 (default 128)`,
+    );
+  return n;
+}
+
+function parseUser(text: string | undefined): Map<string, string> | undefined {
+  if (text === undefined) return undefined;
+  const i = text.indexOf(':');
+  if (i <= 0)
+    throw new LadderError('ERR_USAGE', '--user takes name:password, e.g. --user alice:secret');
+  return new Map([[text.slice(0, i), text.slice(i + 1)]]);
+}
+
+/** The dialers of the key (with --rules, routed), and the lines to print once proxies run. */
+function keyDialers(
+  serverKey: string,
+  routing: ReturnType<typeof routingConfig>,
+  keyOptions: Parameters<typeof dialersForKey>[2],
+  tun: boolean,
+): { dialer: StreamDialer; packetDialer: PacketDialer; started: string[] } {
+  const d = dialersForKey(
+    serverKey,
+    (to, why) => console.log(`ladder client: now using ${to} (${why})`),
+    keyOptions,
+  );
+  for (const s of d.skipped) console.log(`ladder client: skipping ${s}`);
+  const routed = routing
+    ? buildRoutedDialer(routing, d, {
+        log: (line) => console.log(line),
+        // Under --tun, DIRECT connections bind to the machine's own address: routing sends those
+        // around the device (docs/tun.md, "DIRECT connections").
+        ...(tun ? { direct: tunBypass } : {}),
+      })
+    : undefined;
+  const started = [`ladder client: carrying traffic through ${d.what}`];
+  if (routed) started.push(`ladder client: routing by ${routing!.rules}`);
+  return { dialer: routed ?? d.stream, packetDialer: routed ?? d.packet, started };
+}
+
+/** The SOCKS5 and HTTP proxies asked for (with --tun, only those whose flag is given). */
+async function startProxies(
+  values: { socks?: string; http?: string; 'no-socks'?: boolean; 'no-http'?: boolean },
+  tun: boolean,
+  d: { dialer: StreamDialer; packetDialer: PacketDialer; users: Map<string, string> | undefined },
+): Promise<{ closers: (() => Promise<void>)[]; ports: { socks?: number; http?: number } }> {
+  const { dialer, packetDialer, users } = d;
+  const closers: (() => Promise<void>)[] = [];
+  const ports: { socks?: number; http?: number } = {};
   if (!values['no-socks'] && (!tun || values.socks !== undefined)) {
-    const at = parseHostPort(values.socks ?? '127.0.0.1:1080', '--socks');
+    const at = parseHostPort(values.socks ?? DEFAULT_SOCKS_LISTEN, '--socks');
     const socks = new Socks5Server({ dialer, packetDialer, ...(users ? { users } : {}) });
     const a = await socks.listen(at.host, at.port);
     ports.socks = a.port;
@@ -167,22 +196,12 @@ export async function run(argv: string[]): Promise<number> {
     console.log(`ladder client: SOCKS5 listening on ${formatHostPort(a.address, a.port)}`);
   }
   if (!values['no-http'] && (!tun || values.http !== undefined)) {
-    const at = parseHostPort(values.http ?? '127.0.0.1:8080', '--http');
+    const at = parseHostPort(values.http ?? DEFAULT_HTTP_LISTEN, '--http');
     const http = new HttpProxyServer({ dialer, ...(users ? { users } : {}) });
     const a = await http.listen(at.host, at.port);
     ports.http = a.port;
     closers.push(() => http.close());
     console.log(`ladder client: HTTP proxy listening on ${formatHostPort(a.address, a.port)}`);
   }
-  if (closers.length === 0)
-    throw new LadderError(
-      'ERR_USAGE',
-      'client: with both --no-socks and --no-http there is nothing to run',
-    );
-  for (const line of started) console.log(line);
-  await app?.start(ports);
-  await untilSignal();
-  await app?.close();
-  await Promise.all(closers.map((c) => c()));
-  return 0;
+  return { closers, ports };
 }

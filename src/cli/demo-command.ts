@@ -32,15 +32,7 @@ export async function run(argv: string[]): Promise<number> {
     );
     return 0;
   }
-  const web = createServer((_req, res) => {
-    res.writeHead(200, {
-      'content-type': 'text/html; charset=utf-8',
-      'content-length': Buffer.byteLength(PAGE),
-    });
-    res.end(PAGE);
-  });
-  await listen(web);
-  const webPort = (web.address() as AddressInfo).port;
+  const { web, port: webPort } = await startDemoPage();
 
   const psk = randomBytes(32).toString('base64');
   const key = makeCipherKey(METHOD, psk);
@@ -79,20 +71,7 @@ export async function run(argv: string[]): Promise<number> {
   );
 
   const url = `http://127.0.0.1:${webPort}/`;
-  let ok: boolean;
-  try {
-    const viaSocks = await fetchViaSocks(socksAddr.port, webPort);
-    const viaHttp = await fetchViaHttpProxy(httpAddr.port, url);
-    ok =
-      viaSocks.includes('Hello through the Ladder tunnel') &&
-      viaHttp.includes('Hello through the Ladder tunnel');
-    console.log(
-      `ladder demo: fetched ${url} through the tunnel: SOCKS5 ${viaSocks.length} bytes, HTTP proxy ${viaHttp.length} bytes: ${ok ? 'OK' : 'WRONG CONTENT'}`,
-    );
-  } catch (err) {
-    ok = false;
-    console.error(`ladder demo: fetching through the tunnel failed: ${(err as Error).message}`);
-  }
+  const ok = await checkPath(socksAddr.port, httpAddr.port, webPort, url);
   if (ok && !values['exit-after-check']) {
     console.log(`\nTry it:  curl --socks5-hostname 127.0.0.1:${socksAddr.port} ${url}`);
     console.log(`         curl -x http://127.0.0.1:${httpAddr.port} ${url}`);
@@ -107,6 +86,42 @@ export async function run(argv: string[]): Promise<number> {
   ]);
   web.closeAllConnections();
   return ok ? 0 : 1;
+}
+
+/** The page the demo fetches through the tunnel, on a loopback port. */
+async function startDemoPage(): Promise<{ web: Server; port: number }> {
+  const web = createServer((_req, res) => {
+    res.writeHead(200, {
+      'content-type': 'text/html; charset=utf-8',
+      'content-length': Buffer.byteLength(PAGE),
+    });
+    res.end(PAGE);
+  });
+  await listen(web);
+  return { web, port: (web.address() as AddressInfo).port };
+}
+
+/** Fetches the page through both proxies; true if both brought it back. */
+async function checkPath(
+  socksPort: number,
+  httpPort: number,
+  webPort: number,
+  url: string,
+): Promise<boolean> {
+  try {
+    const viaSocks = await fetchViaSocks(socksPort, webPort);
+    const viaHttp = await fetchViaHttpProxy(httpPort, url);
+    const ok =
+      viaSocks.includes('Hello through the Ladder tunnel') &&
+      viaHttp.includes('Hello through the Ladder tunnel');
+    console.log(
+      `ladder demo: fetched ${url} through the tunnel: SOCKS5 ${viaSocks.length} bytes, HTTP proxy ${viaHttp.length} bytes: ${ok ? 'OK' : 'WRONG CONTENT'}`,
+    );
+    return ok;
+  } catch (err) {
+    console.error(`ladder demo: fetching through the tunnel failed: ${(err as Error).message}`);
+    return false;
+  }
 }
 
 function listen(s: Server): Promise<void> {

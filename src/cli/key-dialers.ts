@@ -41,106 +41,115 @@ export interface KeyDialerOptions {
   fp?: TlsFingerprint;
 }
 
-function single(
-  uri: string,
-  o: KeyDialerOptions,
-): FailoverEntry & { packet: PacketDialer; tag?: string } {
-  const perConnection = o.muxSessionsPerConnection
-    ? { muxSessionsPerConnection: o.muxSessionsPerConnection }
-    : {};
-  if (/^trojan:/i.test(uri)) {
-    const t = parseTrojanUri(uri);
-    const server = { host: t.host, port: t.port };
-    const tls = {
-      sni: t.sni ?? t.wsHost ?? t.host,
-      ...(t.pinSha256 ? { pinSha256: t.pinSha256 } : {}),
-      fp: t.fp ?? o.fp ?? DEFAULT_TLS_FINGERPRINT,
-    };
-    const d = new TrojanDialer(server, {
-      password: t.password,
-      ...tls,
-      // Mux.Cool inside Trojan, as v2ray's trojan outbound with mux enabled (mux-pool.ts).
-      ...(t.mux ? { mux: t.mux, ...perConnection } : {}),
-      ...(t.muxPadding === false ? { muxPadding: false } : {}),
-      ...(t.split ? { split: true } : {}),
-      // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
-      ...(t.type === 'ws'
-        ? {
-            connect: wsConnector(server, {
-              path: t.path ?? '/',
-              host: t.wsHost ?? t.sni ?? t.host,
-              ...(t.security === 'none' ? {} : { tls }),
-            }),
-          }
-        : {}),
-    });
-    const how =
-      t.type === 'ws'
-        ? `trojan over WebSocket${t.security === 'none' ? '' : ' over TLS'}`
-        : 'trojan over TLS';
-    return {
-      name: `${formatHostPort(t.host, t.port)} with ${how}${t.fp === 'node' ? ' (fp=node)' : ''}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
-      stream: d,
-      packet: d,
-      ...(t.tag ? { tag: t.tag } : {}),
-    };
-  }
-  if (/^ss:/i.test(uri)) {
-    const k = parseSsUri(uri);
-    const key = makeCipherKey(k.method, k.password);
-    const server = { host: k.host, port: k.port };
-    if (k.prefix) {
-      const weak = prefixWeakness(k.method, k.prefix);
-      if (weak) console.error(`ladder client: warning: ${weak}`);
-    }
-    const ws = v2rayPluginOptions(k.plugin);
-    if (k.plugin && !ws)
-      throw new LadderError(
-        'ERR_KEY_URI',
-        `ss:// key: the plugin '${k.plugin.name}' is not built in (Ladder speaks v2ray-plugin's WebSocket mode); remove plugin= to use plain Shadowsocks`,
-      );
-    // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts).
-    const stream = new SsStreamDialer(server, key, {
-      ...(k.prefix ? { prefix: k.prefix } : {}),
-      // These dialers serve the client's SOCKS5 and HTTP fronts, whose relay() and MessageReader
-      // honour borrowed chunks: the tunnel's reads can use recycled memory.
-      ...(ws ? {} : { recycleReads: true }),
-      ...(ws
-        ? {
-            connect: wsConnector(server, {
-              path: ws.path,
-              host: ws.host,
-              mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
-              ...perConnection,
-              ...(ws.tls
-                ? {
-                    tls: {
-                      sni: ws.host,
-                      ...(ws.pinSha256 ? { pinSha256: ws.pinSha256 } : {}),
-                      fp: ws.fp ?? o.fp ?? DEFAULT_TLS_FINGERPRINT,
-                      ...(ws.cert ? { ca: readPem(ws.cert) } : {}),
-                    },
-                  }
-                : {}),
-            }),
-          }
-        : {}),
-    });
-    const how = ws
-      ? `${k.method} over WebSocket${ws.tls ? ' over TLS' : ''}${ws.mux ? ' (Mux.Cool)' : ''}`
-      : `${k.method}${k.prefix ? ` and a ${k.prefix.length}-byte prefix` : ''}`;
-    return {
-      name: `${formatHostPort(k.host, k.port)} with ${how}`,
-      stream,
-      // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
-      packet: new SsPacketDialer(server, key),
-      ...(k.tag ? { tag: k.tag } : {}),
-    };
-  }
+type KeyEntry = FailoverEntry & { packet: PacketDialer; tag?: string };
+
+/** Sessions per Mux.Cool connection, when the client asks for a number of its own. */
+function perConnectionOf(o: KeyDialerOptions): { muxSessionsPerConnection?: number } {
+  return o.muxSessionsPerConnection ? { muxSessionsPerConnection: o.muxSessionsPerConnection } : {};
+}
+
+function single(uri: string, o: KeyDialerOptions): KeyEntry {
+  if (/^trojan:/i.test(uri)) return trojanEntry(uri, o);
+  if (/^ss:/i.test(uri)) return ssEntry(uri, o);
   throw new LadderError(
     'ERR_KEY_URI',
     `unsupported key '${uri.slice(0, uri.indexOf(':') + 1) || uri.slice(0, 12)}'; Ladder takes ss://, trojan:// and ladder:// keys`,
   );
+}
+
+/** A trojan:// key: Trojan over TLS, optionally inside a WebSocket or with Mux.Cool. */
+function trojanEntry(uri: string, o: KeyDialerOptions): KeyEntry {
+  const perConnection = perConnectionOf(o);
+  const t = parseTrojanUri(uri);
+  const server = { host: t.host, port: t.port };
+  const tls = {
+    sni: t.sni ?? t.wsHost ?? t.host,
+    ...(t.pinSha256 ? { pinSha256: t.pinSha256 } : {}),
+    fp: t.fp ?? o.fp ?? DEFAULT_TLS_FINGERPRINT,
+  };
+  const d = new TrojanDialer(server, {
+    password: t.password,
+    ...tls,
+    // Mux.Cool inside Trojan, as v2ray's trojan outbound with mux enabled (mux-pool.ts).
+    ...(t.mux ? { mux: t.mux, ...perConnection } : {}),
+    ...(t.muxPadding === false ? { muxPadding: false } : {}),
+    ...(t.split ? { split: true } : {}),
+    // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
+    ...(t.type === 'ws'
+      ? {
+          connect: wsConnector(server, {
+            path: t.path ?? '/',
+            host: t.wsHost ?? t.sni ?? t.host,
+            ...(t.security === 'none' ? {} : { tls }),
+          }),
+        }
+      : {}),
+  });
+  const how =
+    t.type === 'ws'
+      ? `trojan over WebSocket${t.security === 'none' ? '' : ' over TLS'}`
+      : 'trojan over TLS';
+  return {
+    name: `${formatHostPort(t.host, t.port)} with ${how}${t.fp === 'node' ? ' (fp=node)' : ''}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
+    stream: d,
+    packet: d,
+    ...(t.tag ? { tag: t.tag } : {}),
+  };
+}
+
+/** An ss:// key: Shadowsocks, optionally inside v2ray-plugin's WebSocket. */
+function ssEntry(uri: string, o: KeyDialerOptions): KeyEntry {
+  const perConnection = perConnectionOf(o);
+  const k = parseSsUri(uri);
+  const key = makeCipherKey(k.method, k.password);
+  const server = { host: k.host, port: k.port };
+  if (k.prefix) {
+    const weak = prefixWeakness(k.method, k.prefix);
+    if (weak) console.error(`ladder client: warning: ${weak}`);
+  }
+  const ws = v2rayPluginOptions(k.plugin);
+  if (k.plugin && !ws)
+    throw new LadderError(
+      'ERR_KEY_URI',
+      `ss:// key: the plugin '${k.plugin.name}' is not built in (Ladder speaks v2ray-plugin's WebSocket mode); remove plugin= to use plain Shadowsocks`,
+    );
+  // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts).
+  const stream = new SsStreamDialer(server, key, {
+    ...(k.prefix ? { prefix: k.prefix } : {}),
+    // These dialers serve the client's SOCKS5 and HTTP fronts, whose relay() and MessageReader
+    // honour borrowed chunks: the tunnel's reads can use recycled memory.
+    ...(ws ? {} : { recycleReads: true }),
+    ...(ws
+      ? {
+          connect: wsConnector(server, {
+            path: ws.path,
+            host: ws.host,
+            mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
+            ...perConnection,
+            ...(ws.tls
+              ? {
+                  tls: {
+                    sni: ws.host,
+                    ...(ws.pinSha256 ? { pinSha256: ws.pinSha256 } : {}),
+                    fp: ws.fp ?? o.fp ?? DEFAULT_TLS_FINGERPRINT,
+                    ...(ws.cert ? { ca: readPem(ws.cert) } : {}),
+                  },
+                }
+              : {}),
+          }),
+        }
+      : {}),
+  });
+  const how = ws
+    ? `${k.method} over WebSocket${ws.tls ? ' over TLS' : ''}${ws.mux ? ' (Mux.Cool)' : ''}`
+    : `${k.method}${k.prefix ? ` and a ${k.prefix.length}-byte prefix` : ''}`;
+  return {
+    name: `${formatHostPort(k.host, k.port)} with ${how}`,
+    stream,
+    // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
+    packet: new SsPacketDialer(server, key),
+    ...(k.tag ? { tag: k.tag } : {}),
+  };
 }
 
 function readPem(file: string): string {
@@ -175,7 +184,7 @@ export function dialersForKey(
     };
   }
   const key = parseLadderKey(text);
-  const entries: (FailoverEntry & { packet: PacketDialer; tag?: string })[] = [];
+  const entries: KeyEntry[] = [];
   const skipped: string[] = [];
   key.transports.forEach((t, i) => {
     try {

@@ -78,6 +78,8 @@ keys parse   shows what a key holds: method (or protocol), address, tag, prefix 
   --json         one JSON line
   --show-secret  include the password (it is the key: anyone who has it can use the server)
 
+keys publish  writes a signed key document for online keys (ladder keys publish --help)
+
 Formats accepted and written: docs/access-keys.md`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -94,6 +96,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (sub === 'new') return keysNew(rest);
   if (sub === 'parse') return keysParse(rest);
+  if (sub === 'publish') return (await import('./keys-publish.js')).keysPublish(rest);
   const admin = await import('./keys-admin.js');
   if ((admin.ADMIN_SUBCOMMANDS as readonly string[]).includes(sub))
     return admin.runAdmin(sub as (typeof admin.ADMIN_SUBCOMMANDS)[number], rest);
@@ -122,30 +125,72 @@ function randomPath(): string {
   return `/${randomBytes(12).toString('base64url')}`;
 }
 
+/** The flags of `ladder keys new`. */
+const KEYS_NEW_FLAGS = {
+  method: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  name: { type: 'string' },
+  prefix: { type: 'string' },
+  'prefix-preset': { type: 'string' },
+  protocol: { type: 'string' },
+  transport: { type: 'string' },
+  path: { type: 'string' },
+  'ws-host': { type: 'string' },
+  sni: { type: 'string' },
+  'no-tls': { type: 'boolean' },
+  'no-mux': { type: 'boolean' },
+  mux: { type: 'string' },
+  pin: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type KeysNewFlags = ReturnType<typeof parseFlags<typeof KEYS_NEW_FLAGS>>['values'];
+
+/** The checked options of `keys new`: what kind of key, where it points, how it is carried. */
+interface NewKeyOptions {
+  values: KeysNewFlags;
+  protocol: 'ss' | 'trojan';
+  transport: string;
+  ws: boolean;
+  mux: number | undefined;
+  port: number;
+  host: string;
+  pin: string | undefined;
+  path: string;
+  tls: boolean;
+  wsHost: string;
+  sni: string | undefined;
+}
+
+/** A new key as a URI, and its fields for --json. */
+interface NewKey {
+  uri: string;
+  info: Record<string, unknown>;
+}
+
+const keysNewUsage = (msg: string): LadderError => new LadderError('ERR_USAGE', `keys new: ${msg}`);
+
 async function keysNew(argv: string[]): Promise<number> {
-  const { values } = parseFlags('keys new', argv, {
-    method: { type: 'string' },
-    host: { type: 'string' },
-    port: { type: 'string' },
-    name: { type: 'string' },
-    prefix: { type: 'string' },
-    'prefix-preset': { type: 'string' },
-    protocol: { type: 'string' },
-    transport: { type: 'string' },
-    path: { type: 'string' },
-    'ws-host': { type: 'string' },
-    sni: { type: 'string' },
-    'no-tls': { type: 'boolean' },
-    'no-mux': { type: 'boolean' },
-    mux: { type: 'string' },
-    pin: { type: 'string' },
-    json: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-  });
+  const { values } = parseFlags('keys new', argv, KEYS_NEW_FLAGS);
   if (values.help) {
     console.log(HELP);
     return 0;
   }
+  const o = parseKeysNewOptions(values);
+  const { uri, info } = o.protocol === 'trojan' ? newTrojanKey(o) : newSsKey(o);
+  if (values.json) {
+    console.log(JSON.stringify(info));
+    return 0;
+  }
+  console.log(uri);
+  await printQr(uri);
+  return 0;
+}
+
+/** Checks the flags of `keys new` against each other; usage errors name the flag. */
+function parseKeysNewOptions(values: KeysNewFlags): NewKeyOptions {
   const protocol = values.protocol ?? 'ss';
   if (protocol !== 'ss' && protocol !== 'trojan')
     throw new LadderError(
@@ -160,7 +205,7 @@ async function keysNew(argv: string[]): Promise<number> {
       `keys new: --transport '${transport}' is not one of ${allowed.join(', ')} for ${protocol} keys`,
     );
   const ws = transport === 'ws';
-  const usage = (msg: string): LadderError => new LadderError('ERR_USAGE', `keys new: ${msg}`);
+  const usage = keysNewUsage;
   if (!ws) {
     for (const f of ['path', 'ws-host', 'no-tls', 'no-mux'] as const)
       if (values[f] !== undefined) throw usage(`--${f} is for WebSocket keys (--transport ws)`);
@@ -171,27 +216,7 @@ async function keysNew(argv: string[]): Promise<number> {
     throw usage(
       '--no-mux is for ss keys over WebSocket (v2ray-plugin); a trojan key has Mux.Cool only when --mux <n> asks for it',
     );
-  let mux: number | undefined;
-  if (values.mux !== undefined) {
-    if (protocol !== 'trojan')
-      throw usage(
-        '--mux is for trojan keys; ss keys over WebSocket use Mux.Cool already (v2ray-plugin), --no-mux turns it off',
-      );
-    mux = Number(values.mux);
-    if (!/^[0-9]{1,4}$/.test(values.mux) || mux < 1 || mux > MAX_MUX_CONCURRENCY)
-      throw usage(
-        `--mux '${values.mux.slice(0, 20)}' must be the sessions per connection, 1 to ${MAX_MUX_CONCURRENCY} (v2ray's default is 8)`,
-      );
-  }
-  if (values['prefix-preset'] !== undefined) {
-    if (values.prefix !== undefined) throw usage('give --prefix or --prefix-preset, not both');
-    const preset = prefixPreset(values['prefix-preset']);
-    if (!preset)
-      throw usage(
-        `--prefix-preset: unknown preset '${values['prefix-preset']}'; presets: ${PREFIX_PRESETS.map((p) => p.name).join(', ')}`,
-      );
-    values.prefix = encodePrefix(preset.bytes);
-  }
+  const mux = parseMuxAndPrefix(values, protocol);
   if (protocol === 'trojan' && (values.method !== undefined || values.prefix !== undefined))
     throw usage('--method and --prefix are for ss keys; a trojan key has a password only');
   if (ws && values.prefix !== undefined)
@@ -217,91 +242,114 @@ async function keysNew(argv: string[]): Promise<number> {
   if (!tls && pin) throw usage('--pin needs TLS; drop --no-tls or --pin');
   const wsHost = values['ws-host'] ?? values.sni ?? host;
   const sni = values.sni ?? values['ws-host'];
+  return { values, protocol, transport, ws, mux, port, host, pin, path, tls, wsHost, sni };
+}
 
+/** --mux (trojan keys) and --prefix-preset (turned into --prefix). */
+function parseMuxAndPrefix(values: KeysNewFlags, protocol: 'ss' | 'trojan'): number | undefined {
+  const usage = keysNewUsage;
+  let mux: number | undefined;
+  if (values.mux !== undefined) {
+    if (protocol !== 'trojan')
+      throw usage(
+        '--mux is for trojan keys; ss keys over WebSocket use Mux.Cool already (v2ray-plugin), --no-mux turns it off',
+      );
+    mux = Number(values.mux);
+    if (!/^[0-9]{1,4}$/.test(values.mux) || mux < 1 || mux > MAX_MUX_CONCURRENCY)
+      throw usage(
+        `--mux '${values.mux.slice(0, 20)}' must be the sessions per connection, 1 to ${MAX_MUX_CONCURRENCY} (v2ray's default is 8)`,
+      );
+  }
+  if (values['prefix-preset'] !== undefined) {
+    if (values.prefix !== undefined) throw usage('give --prefix or --prefix-preset, not both');
+    const preset = prefixPreset(values['prefix-preset']);
+    if (!preset)
+      throw usage(
+        `--prefix-preset: unknown preset '${values['prefix-preset']}'; presets: ${PREFIX_PRESETS.map((p) => p.name).join(', ')}`,
+      );
+    values.prefix = encodePrefix(preset.bytes);
+  }
+  return mux;
+}
+
+function newTrojanKey(o: NewKeyOptions): NewKey {
+  const { values, protocol, transport, ws, mux, port, host, pin, path, tls, wsHost, sni } = o;
+  const key: TrojanAccessKey = {
+    password: randomBytes(24).toString('base64url'),
+    host,
+    port,
+    ...(sni ? { sni } : {}),
+    ...(pin ? { pinSha256: pin } : {}),
+    ...(values.name ? { tag: values.name } : {}),
+    ...(ws
+      ? { type: 'ws' as const, path, wsHost, ...(tls ? {} : { security: 'none' as const }) }
+      : {}),
+    ...(mux ? { mux } : {}),
+  };
+  const uri = formatTrojanUri(key);
+  const info = {
+    uri,
+    protocol,
+    transport,
+    host,
+    port,
+    ...(key.tag ? { tag: key.tag } : {}),
+    ...(ws ? { path, tls } : {}),
+    ...(mux ? { mux } : {}),
+  };
+  return { uri, info };
+}
+
+function newSsKey(o: NewKeyOptions): NewKey {
+  const { values, transport, ws, port, host, pin, path, tls, wsHost } = o;
+  const usage = keysNewUsage;
   let uri: string;
-  let info: Record<string, unknown>;
-  if (protocol === 'trojan') {
-    const key: TrojanAccessKey = {
-      password: randomBytes(24).toString('base64url'),
-      host,
-      port,
-      ...(sni ? { sni } : {}),
+  const method = usageMethod(values.method ?? DEFAULT_METHOD);
+  const key: SsAccessKey = {
+    method,
+    password: generateSsPassword(method, (n) => randomBytes(n)),
+    host,
+    port,
+  };
+  if (values.name) key.tag = values.name;
+  if (values.prefix) {
+    key.prefix = decodePrefix(values.prefix);
+    const max = maxPrefixLength(method);
+    if (key.prefix.length > max) {
+      throw usage(
+        `--prefix is ${key.prefix.length} bytes; with ${method} (a ${SS_METHODS[method].saltSize}-byte salt) keep it to ${max} or fewer so that salts stay unique`,
+      );
+    }
+    const weak = prefixWeakness(method, key.prefix);
+    if (weak) console.error(`ladder keys new: warning: ${weak}`);
+  }
+  if (ws)
+    key.plugin = v2rayPlugin({
+      path,
+      host: wsHost,
+      tls,
+      mux: !values['no-mux'],
       ...(pin ? { pinSha256: pin } : {}),
-      ...(values.name ? { tag: values.name } : {}),
-      ...(ws
-        ? { type: 'ws' as const, path, wsHost, ...(tls ? {} : { security: 'none' as const }) }
-        : {}),
-      ...(mux ? { mux } : {}),
-    };
-    uri = formatTrojanUri(key);
-    info = {
-      uri,
-      protocol,
-      transport,
-      host,
-      port,
-      ...(key.tag ? { tag: key.tag } : {}),
-      ...(ws ? { path, tls } : {}),
-      ...(mux ? { mux } : {}),
-    };
-  } else {
-    const method = usageMethod(values.method ?? DEFAULT_METHOD);
-    const key: SsAccessKey = {
-      method,
-      password: generateSsPassword(method, (n) => randomBytes(n)),
-      host,
-      port,
-    };
-    if (values.name) key.tag = values.name;
-    if (values.prefix) {
-      key.prefix = decodePrefix(values.prefix);
-      const max = maxPrefixLength(method);
-      if (key.prefix.length > max) {
-        throw usage(
-          `--prefix is ${key.prefix.length} bytes; with ${method} (a ${SS_METHODS[method].saltSize}-byte salt) keep it to ${max} or fewer so that salts stay unique`,
-        );
-      }
-      const weak = prefixWeakness(method, key.prefix);
-      if (weak) console.error(`ladder keys new: warning: ${weak}`);
-    }
-    if (ws)
-      key.plugin = v2rayPlugin({
-        path,
-        host: wsHost,
-        tls,
-        mux: !values['no-mux'],
-        ...(pin ? { pinSha256: pin } : {}),
+    });
+  try {
+    uri = formatSsUri(key);
+  } catch (err) {
+    // Only --host can be wrong here (the rest is checked above): a usage mistake, named as such.
+    if (err instanceof LadderError)
+      throw new LadderError('ERR_USAGE', `keys new: ${err.message.replace(/^ss:\/\/ key: /, '')}`, {
+        cause: err,
       });
-    try {
-      uri = formatSsUri(key);
-    } catch (err) {
-      // Only --host can be wrong here (the rest is checked above): a usage mistake, named as such.
-      if (err instanceof LadderError)
-        throw new LadderError(
-          'ERR_USAGE',
-          `keys new: ${err.message.replace(/^ss:\/\/ key: /, '')}`,
-          {
-            cause: err,
-          },
-        );
-      throw err;
-    }
-    info = {
-      uri,
-      method,
-      host,
-      port,
-      ...(key.tag ? { tag: key.tag } : {}),
-      ...(ws ? { transport, path, tls } : {}),
-    };
+    throw err;
   }
-  if (values.json) {
-    console.log(JSON.stringify(info));
-    return 0;
-  }
-  console.log(uri);
-  await printQr(uri);
-  return 0;
+  const info = {
+    uri,
+    method,
+    host,
+    port,
+    ...(key.tag ? { tag: key.tag } : {}),
+    ...(ws ? { transport, path, tls } : {}),
+  };
+  return { uri, info };
 }
 
 async function keysParse(argv: string[]): Promise<number> {

@@ -36,6 +36,7 @@ import {
   type WebEnv,
   type WebResult,
 } from '../probe/web-connectivity.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import { formatHostPort, parseCount, parseFlags, parseHostPort, parseSeconds } from './args.js';
 
 /** The list that ships with Ladder (a handful of well-known sites, Citizen Lab format). */
@@ -155,34 +156,46 @@ function controlFrom(
   return { name: check.transport.name, resolvers, dialer: d.stream };
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const { rest, json } = takeJsonFlag(argv);
-  const { values, positionals } = parseFlags(
-    'probe',
-    rest,
-    {
-      key: { type: 'string', multiple: true },
-      list: { type: 'string' },
-      only: { type: 'string' },
-      resolver: { type: 'string' },
-      'control-resolver': { type: 'string' },
-      'check-url': { type: 'string' },
-      'throughput-url': { type: 'string' },
-      ca: { type: 'string' },
-      attempts: { type: 'string' },
-      backoff: { type: 'string' },
-      parallel: { type: 'string' },
-      timeout: { type: 'string' },
-      'max-connections': { type: 'string' },
-      concurrent: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    true,
-  );
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+/** The flags of `ladder probe` (besides --json, which takes an optional value). */
+const PROBE_FLAGS = {
+  key: { type: 'string', multiple: true },
+  list: { type: 'string' },
+  only: { type: 'string' },
+  resolver: { type: 'string' },
+  'control-resolver': { type: 'string' },
+  'check-url': { type: 'string' },
+  'throughput-url': { type: 'string' },
+  ca: { type: 'string' },
+  attempts: { type: 'string' },
+  backoff: { type: 'string' },
+  parallel: { type: 'string' },
+  timeout: { type: 'string' },
+  'max-connections': { type: 'string' },
+  concurrent: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type ProbeFlags = ReturnType<typeof parseFlags<typeof PROBE_FLAGS>>['values'];
+
+/** The checked options of one probe run (no file read yet). */
+interface ProbeOptions {
+  only: 'web' | 'transports' | undefined;
+  keys: string[];
+  transports: ProbeTransport[];
+  skippedTransports: string[];
+  timeoutMs: number;
+  parallel: number;
+  attempts: number;
+  concurrency: number | undefined;
+  backoffBaseMs: number;
+  maxConnections: number;
+  controlResolver: Target;
+  checkUrl: URL;
+  throughputUrl: URL | undefined;
+}
+
+/** Checks the flags of `ladder probe`; usage errors name the flag. */
+function parseProbeOptions(values: ProbeFlags, positionals: string[]): ProbeOptions {
   const only = values.only;
   if (only !== undefined && only !== 'web' && only !== 'transports')
     throw new LadderError('ERR_USAGE', `probe: --only takes 'web' or 'transports', not '${only}'`);
@@ -211,8 +224,14 @@ export async function run(argv: string[]): Promise<number> {
     );
   if (positionals.length > 0 && values.list !== undefined)
     throw new LadderError('ERR_USAGE', 'probe: give URLs on the command line or --list, not both');
+  return { only, keys, transports, skippedTransports, ...parseProbeLimits(values) };
+}
 
-  const timeoutMs = parseSeconds(values.timeout, '--timeout', 10_000);
+/** Timeouts, counts and the URLs and resolver of the tunnel check. */
+function parseProbeLimits(
+  values: ProbeFlags,
+): Omit<ProbeOptions, 'only' | 'keys' | 'transports' | 'skippedTransports'> {
+  const timeoutMs = parseSeconds(values.timeout, '--timeout', DEFAULT_CONNECT_TIMEOUT_MS);
   const parallel = parseCount(values.parallel, '--parallel', 4);
   const attempts = parseCount(values.attempts, '--attempts', 3);
   const concurrency =
@@ -223,9 +242,7 @@ export async function run(argv: string[]): Promise<number> {
       `--concurrent '${values.concurrent}' must be 2 to 32 connections at once`,
     );
   const backoffBaseMs = values.backoff === undefined ? 2000 : parseSecondsOrZero(values.backoff);
-  const budget = new ConnectionBudget(
-    parseCount(values['max-connections'], '--max-connections', 400),
-  );
+  const maxConnections = parseCount(values['max-connections'], '--max-connections', 400);
   const controlResolver = parseHostPort(
     values['control-resolver'] ?? DEFAULT_CONTROL_RESOLVER,
     '--control-resolver',
@@ -235,103 +252,106 @@ export async function run(argv: string[]): Promise<number> {
     values['throughput-url'] !== undefined
       ? httpUrl(values['throughput-url'], '--throughput-url')
       : undefined;
+  return {
+    timeoutMs,
+    parallel,
+    attempts,
+    concurrency,
+    backoffBaseMs,
+    maxConnections,
+    controlResolver,
+    checkUrl,
+    throughputUrl,
+  };
+}
+
+/** The URLs of the web part: the command line's, --list's or the built-in list's, checked. */
+function loadEntries(
+  o: ProbeOptions,
+  positionals: string[],
+  list: string | undefined,
+): { entries: TestListEntry[]; listName: string } {
+  if (o.only === 'transports') return { entries: [], listName: '' };
+  let entries: TestListEntry[];
+  let listName: string;
+  if (positionals.length > 0) {
+    entries = positionals.map((url) => ({ url }));
+    listName = 'the command line';
+  } else {
+    const path = list ?? DEFAULT_LIST_PATH;
+    entries = parseTestList(readText(path, 'test list'), path);
+    listName = list ? path : `the built-in list (${path})`;
+  }
+  for (const e of entries) {
+    const u = checkProbeUrl(e.url);
+    if (typeof u === 'string') throw new LadderError('ERR_USAGE', `probe: ${u}`);
+  }
+  return { entries, listName };
+}
+
+/** Where the output goes: lines for people, JSON lines, and the progress line on a terminal. */
+interface ProbeOutput {
+  say(line: string): void;
+  emit(obj: object): void;
+  tty: NodeJS.WriteStream | undefined;
+}
+
+function probeOutput(json: ReturnType<typeof takeJsonFlag>['json']): ProbeOutput {
+  // JSON lines to stdout means the people's part goes to stderr.
+  const human = json?.to === 'stdout' ? process.stderr : process.stdout;
+  if (json?.to === 'file') writeFileSync(json.path, '');
+  return {
+    say: (line) => {
+      human.write(`${line}\n`);
+    },
+    emit: (obj) => {
+      const line = `${JSON.stringify(obj)}\n`;
+      if (json?.to === 'stdout') process.stdout.write(line);
+      else if (json?.to === 'file') appendFileSync(json.path, line);
+    },
+    tty: process.stdout.isTTY && process.stderr.isTTY ? process.stderr : undefined,
+  };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { rest, json } = takeJsonFlag(argv);
+  const { values, positionals } = parseFlags('probe', rest, PROBE_FLAGS, true);
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const o = parseProbeOptions(values, positionals);
+  const budget = new ConnectionBudget(o.maxConnections);
   const caPem = values.ca !== undefined ? readText(values.ca, '--ca') : undefined;
   const resolver = localResolver(values.resolver);
-
-  let entries: TestListEntry[] = [];
-  let listName = '';
-  if (only !== 'transports') {
-    if (positionals.length > 0) {
-      entries = positionals.map((url) => ({ url }));
-      listName = 'the command line';
-    } else {
-      const path = values.list ?? DEFAULT_LIST_PATH;
-      entries = parseTestList(readText(path, 'test list'), path);
-      listName = values.list ? path : `the built-in list (${path})`;
-    }
-    for (const e of entries) {
-      const u = checkProbeUrl(e.url);
-      if (typeof u === 'string') throw new LadderError('ERR_USAGE', `probe: ${u}`);
-    }
-  }
-
-  // Where the output goes: JSON lines to stdout means the people's part goes to stderr.
-  const human = json?.to === 'stdout' ? process.stderr : process.stdout;
-  const say = (line: string): void => {
-    human.write(`${line}\n`);
-  };
-  const emit = (obj: object): void => {
-    const line = `${JSON.stringify(obj)}\n`;
-    if (json?.to === 'stdout') process.stdout.write(line);
-    else if (json?.to === 'file') appendFileSync(json.path, line);
-  };
-  if (json?.to === 'file') writeFileSync(json.path, '');
-  const tty = process.stdout.isTTY && process.stderr.isTTY ? process.stderr : undefined;
-
-  const servers = [...new Set(transports.map((t) => formatHostPort(t.server.host, t.server.port)))];
-  say(
-    `ladder probe: reaching ${servers.join(', ')} (the key${keys.length > 1 ? 's' : ''}), the local resolver ${resolver.address}` +
-      (only === 'transports'
-        ? `, and through the tunnel ${checkUrl.href}`
-        : `, and through the tunnel ${formatHostPort(controlResolver.host, controlResolver.port)}, ${checkUrl.href} and ${entries.length} URL${entries.length === 1 ? '' : 's'} from ${listName}`) +
+  const { entries, listName } = loadEntries(o, positionals, values.list);
+  const out = probeOutput(json);
+  const servers = [
+    ...new Set(o.transports.map((t) => formatHostPort(t.server.host, t.server.port))),
+  ];
+  out.say(
+    `ladder probe: reaching ${servers.join(', ')} (the key${o.keys.length > 1 ? 's' : ''}), the local resolver ${resolver.address}` +
+      (o.only === 'transports'
+        ? `, and through the tunnel ${o.checkUrl.href}`
+        : `, and through the tunnel ${formatHostPort(o.controlResolver.host, o.controlResolver.port)}, ${o.checkUrl.href} and ${entries.length} URL${entries.length === 1 ? '' : 's'} from ${listName}`) +
       `; at most ${budget.max} connections`,
   );
-
-  for (const s of skippedTransports) say(`skipped: ${s}`);
-
+  for (const s of o.skippedTransports) out.say(`skipped: ${s}`);
   const testStartTime = new Date();
   const now = (): number => performance.now();
-  const checkEnv: CheckEnv = {
-    now,
-    timeoutMs,
-    attempts,
-    // --only web: the check only picks the control, so the first success is enough
-    ...(only === 'web' ? { stopAtFirstSuccess: true } : {}),
-    backoffBaseMs,
-    sleep: (ms) => sleep(ms),
-    resolver,
-    dnsGraceMs: Math.min(500, timeoutMs),
-    checkUrl,
-    ...(throughputUrl && only !== 'web' ? { throughputUrl } : {}),
-    throughputMaxBytes: 64 * 1024 * 1024,
-    throughputMaxMs: 20_000,
-    controlResolver,
-    ...(caPem ? { ca: caPem } : {}),
-    budget,
-    ...(concurrency !== undefined && only !== 'web' ? { concurrency } : {}),
-    ...(only === 'web' ? {} : { onProgress: (l: string) => tty && tty.write(`\r\x1b[2K${l}`) }),
-  };
-
   const t0 = now();
-  const checks = await checkTransports(transports, checkEnv);
-  if (tty) tty.write('\r\x1b[2K');
-  if (only !== 'web') {
-    say('\nTransports');
-    say(formatTransportTable(checks));
-    const findings = formatFindings(recognise(checks));
-    if (findings) say(findings);
-    if (new Set(transports.map((t) => formatHostPort(t.server.host, t.server.port))).size > 1) {
-      say('\nServers');
-      say(formatServerTable(checks));
-    }
-    for (const c of checks)
-      emit(
-        transportMeasurement(c, {
-          testStartTime,
-          measurementStartTime: testStartTime,
-          t0,
-          runtimeS: (now() - t0) / 1000,
-          resolver: resolver.address,
-        }),
-      );
-  }
-  if (only === 'transports') return 0;
-
+  const checks = await checkTransports(
+    o.transports,
+    checkEnvFor(o, { now, resolver, budget, caPem, tty: out.tty }),
+  );
+  if (out.tty) out.tty.write('\r\x1b[2K');
+  if (o.only !== 'web') reportTransports(o, checks, out, { testStartTime, t0, now, resolver });
+  if (o.only === 'transports') return 0;
   const working = checks.find((c) => c.verdict.okAttempts > 0 && c.address !== undefined);
-  const control = working ? controlFrom(working, controlResolver, caPem, timeoutMs) : undefined;
+  const control = working ? controlFrom(working, o.controlResolver, caPem, o.timeoutMs) : undefined;
   const env: WebEnv = {
     now,
-    timeoutMs,
+    timeoutMs: o.timeoutMs,
     resolver,
     control,
     ...(control
@@ -341,20 +361,93 @@ export async function run(argv: string[]): Promise<number> {
         }),
     ...(caPem ? { extraCa: [caPem] } : {}),
     maxBodyBytes: 256 * 1024,
-    dnsGraceMs: Math.min(300, timeoutMs),
+    dnsGraceMs: Math.min(300, o.timeoutMs),
     testStartTime,
   };
-  say(
+  await runWebPart(entries, env, { parallel: o.parallel, budget, out });
+  return 0;
+}
+
+/** What the transport check needs: the options, the clock, the resolver and the budget. */
+function checkEnvFor(
+  o: ProbeOptions,
+  d: {
+    now: () => number;
+    resolver: Resolver;
+    budget: ConnectionBudget;
+    caPem: string | undefined;
+    tty: NodeJS.WriteStream | undefined;
+  },
+): CheckEnv {
+  const { only, timeoutMs, throughputUrl, concurrency } = o;
+  return {
+    now: d.now,
+    timeoutMs,
+    attempts: o.attempts,
+    // --only web: the check only picks the control, so the first success is enough
+    ...(only === 'web' ? { stopAtFirstSuccess: true } : {}),
+    backoffBaseMs: o.backoffBaseMs,
+    sleep: (ms) => sleep(ms),
+    resolver: d.resolver,
+    dnsGraceMs: Math.min(500, timeoutMs),
+    checkUrl: o.checkUrl,
+    ...(throughputUrl && only !== 'web' ? { throughputUrl } : {}),
+    throughputMaxBytes: 64 * 1024 * 1024,
+    throughputMaxMs: 20_000,
+    controlResolver: o.controlResolver,
+    ...(d.caPem ? { ca: d.caPem } : {}),
+    budget: d.budget,
+    ...(concurrency !== undefined && only !== 'web' ? { concurrency } : {}),
+    ...(only === 'web' ? {} : { onProgress: (l: string) => d.tty && d.tty.write(`\r\x1b[2K${l}`) }),
+  };
+}
+
+/** The transport table, the techniques recognised, and one JSON measurement per transport. */
+function reportTransports(
+  o: ProbeOptions,
+  checks: TransportCheck[],
+  out: ProbeOutput,
+  m: { testStartTime: Date; t0: number; now: () => number; resolver: Resolver },
+): void {
+  out.say('\nTransports');
+  out.say(formatTransportTable(checks));
+  const findings = formatFindings(recognise(checks));
+  if (findings) out.say(findings);
+  if (new Set(o.transports.map((t) => formatHostPort(t.server.host, t.server.port))).size > 1) {
+    out.say('\nServers');
+    out.say(formatServerTable(checks));
+  }
+  for (const c of checks)
+    out.emit(
+      transportMeasurement(c, {
+        testStartTime: m.testStartTime,
+        measurementStartTime: m.testStartTime,
+        t0: m.t0,
+        runtimeS: (m.now() - m.t0) / 1000,
+        resolver: m.resolver.address,
+      }),
+    );
+}
+
+/** Web Connectivity for each URL, within the connection budget, then the table and summary. */
+async function runWebPart(
+  entries: TestListEntry[],
+  env: WebEnv,
+  d: { parallel: number; budget: ConnectionBudget; out: ProbeOutput },
+): Promise<void> {
+  const { budget, out } = d;
+  const control = env.control;
+  out.say(
     `\nWeb connectivity: ${entries.length} URL${entries.length === 1 ? '' : 's'}, control ${
       control
         ? `through ${control.name}`
         : 'NONE (no transport got through: nothing can be concluded)'
     }`,
   );
-  const bar = new ProgressBar(tty, entries.length, 'URLs');
+  const bar = new ProgressBar(out.tty, entries.length, 'URLs');
   const skipped: { url: string; reason: string }[] = [];
   const results = (
-    await mapLimit(entries, parallel, async (e): Promise<WebResult | undefined> => {
+    await mapLimit(entries, d.parallel, async (e): Promise<WebResult | undefined> => {
       const r = budget.reserve(CONNECTIONS_PER_URL);
       if (!r) {
         skipped.push({
@@ -366,7 +459,7 @@ export async function run(argv: string[]): Promise<number> {
       }
       try {
         const m = await measureUrl(e.url, env, r);
-        emit(m.json);
+        out.emit(m.json);
         return m;
       } finally {
         r.release();
@@ -375,9 +468,8 @@ export async function run(argv: string[]): Promise<number> {
     })
   ).filter((r): r is WebResult => r !== undefined);
   bar.end();
-  say(formatWebTable(results, skipped));
-  say(`\n${formatWebSummary(results, skipped.length)}`);
-  return 0;
+  out.say(formatWebTable(results, skipped));
+  out.say(`\n${formatWebSummary(results, skipped.length)}`);
 }
 
 function parseSecondsOrZero(text: string): number {

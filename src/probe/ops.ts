@@ -5,6 +5,7 @@
  * never retries, and reports an OONI failure string (failure.ts) and times on the caller's clock.
  * @module
  */
+import { deadline } from '../transport/deadline.js';
 import { connect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tls';
 import { request, type IncomingMessage } from 'node:http';
@@ -43,8 +44,7 @@ export function tcpConnect(ip: string, port: number, o: StepOptions): Promise<Tc
     const finish = (failure: Failure | null): void => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
-      o.signal?.removeEventListener('abort', onAbort);
+      clear();
       socket.off('error', onError);
       if (failure) {
         socket.destroy();
@@ -54,10 +54,13 @@ export function tcpConnect(ip: string, port: number, o: StepOptions): Promise<Tc
         resolve({ ip, port, t0, t: o.now(), failure: null, socket });
       }
     };
-    const timer = setTimeout(() => finish('generic_timeout_error'), o.timeoutMs);
     const onError = (err: Error): void => finish(failureOf(err));
-    const onAbort = (): void => finish('interrupted');
-    o.signal?.addEventListener('abort', onAbort, { once: true });
+    const clear = deadline(
+      o.timeoutMs,
+      o.signal,
+      () => finish('generic_timeout_error'),
+      () => finish('interrupted'),
+    );
     socket.once('error', onError);
     socket.once('connect', () => finish(null));
   });
@@ -104,8 +107,7 @@ export function tlsHandshake(stream: Duplex, o: TlsOptions): Promise<TlsResult> 
     const finish = (failure: Failure | null): void => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
-      o.signal?.removeEventListener('abort', onAbort);
+      clear();
       tls.off('error', onError);
       if (failure) {
         tls.destroy();
@@ -126,10 +128,13 @@ export function tlsHandshake(stream: Duplex, o: TlsOptions): Promise<TlsResult> 
         peerCertificates: peerChain(tls),
       });
     };
-    const timer = setTimeout(() => finish('generic_timeout_error'), o.timeoutMs);
     const onError = (err: Error): void => finish(failureOf(err));
-    const onAbort = (): void => finish('interrupted');
-    o.signal?.addEventListener('abort', onAbort, { once: true });
+    const clear = deadline(
+      o.timeoutMs,
+      o.signal,
+      () => finish('generic_timeout_error'),
+      () => finish('interrupted'),
+    );
     tls.once('error', onError);
     // A stream through the tunnel that ends without a handshake: the server could not reach the site.
     stream.once('end', () =>
@@ -195,8 +200,7 @@ export function httpGet(stream: Duplex, url: URL, o: HttpOptions): Promise<HttpR
     const finish = (failure: Failure | null, truncated = false): void => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
-      o.signal?.removeEventListener('abort', onAbort);
+      clear();
       req.destroy();
       stream.destroy();
       resolve({
@@ -217,9 +221,12 @@ export function httpGet(stream: Duplex, url: URL, o: HttpOptions): Promise<HttpR
       headers: requestHeaders.flat(),
       setHost: false,
     });
-    const timer = setTimeout(() => finish('generic_timeout_error'), o.timeoutMs);
-    const onAbort = (): void => finish('interrupted');
-    o.signal?.addEventListener('abort', onAbort, { once: true });
+    const clear = deadline(
+      o.timeoutMs,
+      o.signal,
+      () => finish('generic_timeout_error'),
+      () => finish('interrupted'),
+    );
     req.on('error', (err) => finish(failureOf(err)));
     req.on('response', (r) => {
       res = r;
@@ -285,8 +292,7 @@ export function exchange(
     const finish = (outcome: ExchangeResult['outcome'], failure: Failure | null): void => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
-      o.signal?.removeEventListener('abort', onAbort);
+      clear();
       stream.off('data', onData);
       stream.off('end', onEnd);
       stream.off('error', onError);
@@ -302,16 +308,16 @@ export function exchange(
     const onEnd = (): void => finish(size > 0 ? 'data' : 'eof', size > 0 ? null : 'eof_error');
     const onError = (err: Error): void =>
       finish(size > 0 ? 'data' : 'error', size > 0 ? null : failureOf(err));
-    const onAbort = (): void => finish('error', 'interrupted');
-    const timer = setTimeout(
+    const clear = deadline(
+      o.timeoutMs,
+      o.signal,
       () =>
         finish(
           size > 0 ? 'data' : 'timeout',
           size > 0 ? null : failureOf(new TimeoutFailure('answer')),
         ),
-      o.timeoutMs,
+      () => finish('error', 'interrupted'),
     );
-    o.signal?.addEventListener('abort', onAbort, { once: true });
     stream.on('data', onData);
     stream.once('end', onEnd);
     stream.once('error', onError);

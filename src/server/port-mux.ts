@@ -14,6 +14,11 @@
  * A port without TLS treats every unauthenticated connection with Shadowsocks' probe rule.
  * @module
  */
+import {
+  DEFAULT_AUTH_TIMEOUT_MS,
+  DEFAULT_CLOSE_GRACE_MS,
+  DEFAULT_MAX_CONNECTIONS,
+} from '../core/defaults.js';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { debuglog } from 'node:util';
@@ -64,12 +69,13 @@ export class PortMux {
   constructor(options: PortMuxOptions) {
     this.#o = options;
     this.#preAuth =
-      options.preAuth ?? new PreAuthGuard({ deadlineMs: options.authTimeoutMs ?? 60_000 });
+      options.preAuth ??
+      new PreAuthGuard({ deadlineMs: options.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS });
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
     const server = createServer({ allowHalfOpen: true }, (s) => this.#onConnection(s));
-    server.maxConnections = this.#o.maxConnections ?? 8192;
+    server.maxConnections = this.#o.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     await listenTcp(server, host, port, 'TCP', '--listen');
     server.on('error', (e) => debug('listener error %s', e.message));
     this.#server = server;
@@ -83,7 +89,7 @@ export class PortMux {
     return addr;
   }
 
-  async close(graceMs = 5_000): Promise<void> {
+  async close(graceMs = DEFAULT_CLOSE_GRACE_MS): Promise<void> {
     const s = this.#server;
     this.#server = null;
     const closed = s ? new Promise<void>((r) => s.close(() => r())) : Promise.resolve();
@@ -108,7 +114,7 @@ export class PortMux {
     let shadow: TlsHandover | null = null;
     let fed = 0;
     readFirstBytes(socket, {
-      stageTimeoutMs: this.#o.authTimeoutMs ?? 60_000,
+      stageTimeoutMs: this.#o.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS,
       onTimeout: () => {
         shadow?.abandon();
         socket.destroy();
@@ -216,7 +222,7 @@ export class PortMux {
     h.commit(
       socket,
       (tls) => front.handler.handle(tls),
-      (this.#o.authTimeoutMs ?? 60_000) - (this.#o.ss.clock.now() - startedAt),
+      (this.#o.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS) - (this.#o.ss.clock.now() - startedAt),
     );
   }
 
@@ -239,7 +245,7 @@ export class PortMux {
     tls.once('secure', () => front.handler.handle(tls));
     closeOnEndBeforeHandshake(tls);
     // A handshake that never completes is closed like any other silent connection.
-    const t = setTimeout(() => tls.destroy(), this.#o.authTimeoutMs ?? 60_000);
+    const t = setTimeout(() => tls.destroy(), this.#o.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS);
     t.unref();
     tls.once('secure', () => clearTimeout(t));
     tls.once('close', () => clearTimeout(t));

@@ -18,6 +18,7 @@
  * bytes (buffer, a stage timer, try to decide on each read, then hand the bytes on).
  * @module
  */
+import { DEFAULT_AUTH_TIMEOUT_MS } from '../core/defaults.js';
 import type { Duplex } from 'node:stream';
 import { isIPv4, isIPv6 } from 'node:net';
 import { ByteQueue } from '../codec/ss-stream.js';
@@ -40,7 +41,7 @@ export const systemTimers: Timers = {
 };
 
 /** Default deadline: nginx's `client_header_timeout`, what a web server does with silence. */
-export const DEFAULT_PRE_AUTH_DEADLINE_MS = 60_000;
+export const DEFAULT_PRE_AUTH_DEADLINE_MS = DEFAULT_AUTH_TIMEOUT_MS;
 /** Default cap on connections without a key, all sources together. */
 export const DEFAULT_MAX_PRE_AUTH = 4096;
 /** Default cap on connections without a key from one source (an IPv4 /32 or an IPv6 /64). */

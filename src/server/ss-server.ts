@@ -12,6 +12,12 @@
  * memory, for the "key that last matched" hint and UDP return paths, and are never written out.
  * @module
  */
+import {
+  DEFAULT_AUTH_TIMEOUT_MS,
+  DEFAULT_CLOSE_GRACE_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+} from '../core/defaults.js';
 import { createServer, type Server, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSocket, type Socket as UdpSocket, type RemoteInfo } from 'node:dgram';
@@ -203,9 +209,9 @@ export class SsServer {
       clock: options.clock ?? systemClock,
       monotonicNow: options.monotonicNow ?? (() => performance.now()),
       random: options.random ?? randomBytes,
-      authTimeoutMs: options.authTimeoutMs ?? 60_000,
-      idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
-      maxConnections: options.maxConnections ?? 8192,
+      authTimeoutMs: options.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS,
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
       udpTimeoutMs: Math.max(options.udpTimeoutMs ?? 120_000, 1_000),
       maxUdpSessions: options.maxUdpSessions ?? 4096,
     };
@@ -303,7 +309,7 @@ export class SsServer {
   /**
    * Stops accepting, lets open connections finish for up to `graceMs`, then closes the rest.
    */
-  async close(graceMs = 5_000): Promise<void> {
+  async close(graceMs = DEFAULT_CLOSE_GRACE_MS): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
     const tcp = this.#tcp;

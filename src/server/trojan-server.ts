@@ -12,6 +12,7 @@
  * count against the one lease the connection took.
  * @module
  */
+import { DEFAULT_IDLE_TIMEOUT_MS } from '../core/defaults.js';
 import { timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
@@ -186,7 +187,7 @@ export class TrojanHandler {
     let upBytes = rest.length;
     let downBytes = 0;
     await relay(conn, up, {
-      idleTimeoutMs: this.#o.idleTimeoutMs ?? 300_000,
+      idleTimeoutMs: this.#o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       onAToB: (n: number) => {
         upBytes += n;
       },
@@ -211,7 +212,7 @@ export class TrojanHandler {
       maxSessions: this.#o.maxMuxSessions ?? 256,
       // Over TLS directly (not inside a WebSocket): the socket's write callback frees a frame.
       reuseFrames: conn instanceof Socket,
-      idleTimeoutMs: this.#o.idleTimeoutMs ?? 300_000,
+      idleTimeoutMs: this.#o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       onSession: (s, target) => {
         void this.#serveSession(s, target, lease).then(([u, d]) => {
           up += u;
@@ -249,7 +250,7 @@ export class TrojanHandler {
     let up = 0;
     let down = 0;
     await relay(s, out, {
-      idleTimeoutMs: this.#o.idleTimeoutMs ?? 300_000,
+      idleTimeoutMs: this.#o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       onAToB: (n: number) => {
         up += n;
       },
@@ -272,7 +273,7 @@ export class TrojanHandler {
     let up = 0;
     let down = 0;
     // An association with no datagram either way for the idle timeout is closed, as a relay is.
-    const idleMs = this.#o.idleTimeoutMs ?? 300_000;
+    const idleMs = this.#o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     const idle = setTimeout(() => conn.destroy(), idleMs);
     idle.unref();
     const touch = (): void => {

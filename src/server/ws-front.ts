@@ -16,6 +16,11 @@
  * the secret path, and a web site does not answer inside a WebSocket.
  * @module
  */
+import {
+  DEFAULT_AUTH_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+} from '../core/defaults.js';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
@@ -171,7 +176,7 @@ export class WsFront implements Fallback {
     const trojan = this.#o.trojan;
     ws.on('error', (e) => debug('websocket error %s', e.message));
     readFirstBytes(ws, {
-      stageTimeoutMs: this.#o.authTimeoutMs ?? 60_000,
+      stageTimeoutMs: this.#o.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS,
       onTimeout: () => ws.destroy(),
       // Closed before a word: closed back, as the Shadowsocks rule does.
       onEnd: () => ws.destroy(),
@@ -192,7 +197,7 @@ export class WsFront implements Fallback {
             new MuxCool(ws, {
               role: 'server',
               head: first,
-              idleTimeoutMs: this.#o.idleTimeoutMs ?? 300_000,
+              idleTimeoutMs: this.#o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
               onSession: (s) => ss.handleConnection(s),
             });
             ws.resume();
@@ -265,7 +270,11 @@ export class WsListener {
     this.#preAuth = preAuth;
   }
 
-  async listen(host: string, port: number, maxConnections = 8192): Promise<AddressInfo> {
+  async listen(
+    host: string,
+    port: number,
+    maxConnections = DEFAULT_MAX_CONNECTIONS,
+  ): Promise<AddressInfo> {
     const server = createServer({ allowHalfOpen: true }, (s) => {
       if (!this.#preAuth.admit(s, s.remoteAddress)) return;
       s.setNoDelay(true);

@@ -3,6 +3,8 @@
  * destinations; tests use them as the reference implementation of the dialer suite.
  * @module
  */
+import { deadline } from './deadline.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import { connect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
@@ -51,7 +53,7 @@ export class DirectDialer implements StreamDialer {
   constructor(options: DirectDialerOptions = {}) {
     this.#onSocket = options.onSocket;
     this.#bindAddress = options.bindAddress;
-    this.#timeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.#timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#allow = options.allow;
     this.#recycle = options.recycleReads ?? false;
     this.#lookup = options.lookup;
@@ -79,19 +81,18 @@ export class DirectDialer implements StreamDialer {
       };
       const socket: Socket = this.#recycle ? connectRecycling(options) : connect(options);
       this.#onSocket?.(socket);
-      const timer = setTimeout(
+      const clear = deadline(
+        this.#timeoutMs,
+        signal,
         () =>
           fail(
             new DialError('ERR_DIAL_TIMEOUT', `${what}: no answer within ${this.#timeoutMs} ms`),
           ),
-        this.#timeoutMs,
+        () => fail(new DialError('ERR_ABORTED', `${what}: aborted`)),
       );
-      const onAbort = (): void => fail(new DialError('ERR_ABORTED', `${what}: aborted`));
-      signal?.addEventListener('abort', onAbort, { once: true });
       const onError = (err: Error): void => fail(dialErrorFromSystem(err, what));
       function cleanup(): void {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
+        clear();
         socket.off('error', onError);
       }
       function fail(err: DialError): void {

@@ -22,6 +22,7 @@
  * (`switchRatio`), so two close servers do not flap.
  * @module
  */
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import type { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
 import { DialError, LadderError } from '../errors.js';
@@ -175,7 +176,7 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
       );
     if (due.length === 0) return;
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), 10_000);
+    const timer = setTimeout(() => ac.abort(), DEFAULT_CONNECT_TIMEOUT_MS);
     timer.unref?.();
     let left = due.length;
     for (const { s, i } of due) {

@@ -7,6 +7,8 @@
  * `firstPayloadWaitMs` (a server-speaks-first protocol), the header leaves alone, padded in 2022.
  * @module
  */
+import { deadline } from './deadline.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import { connect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
@@ -112,7 +114,7 @@ export class SsStreamDialer implements StreamDialer {
     this.#key = key;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? randomBytes;
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#waitMs = options.firstPayloadWaitMs ?? 50;
     this.#connect = options.connect;
     this.#recycle = options.recycleReads ?? false;
@@ -169,16 +171,15 @@ export function connectTo(
       ...(localAddress ? { localAddress } : {}),
     };
     const socket = recycleReads ? connectRecycling(options) : connect(options);
-    const timer = setTimeout(
+    const clear = deadline(
+      timeoutMs,
+      signal,
       () =>
         fail(new DialError('ERR_SERVER_UNREACHABLE', `${what}: no answer within ${timeoutMs} ms`)),
-      timeoutMs,
+      () => fail(new DialError('ERR_ABORTED', `${what}: aborted`)),
     );
-    const onAbort = (): void => fail(new DialError('ERR_ABORTED', `${what}: aborted`));
-    signal?.addEventListener('abort', onAbort, { once: true });
     const done = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      clear();
       socket.off('error', onError);
     };
     const fail = (err: DialError): void => {

@@ -14,6 +14,8 @@
  * certificate pin that an access key carries for self-signed servers.
  * @module
  */
+import { deadline } from './deadline.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import {
   connect,
   createSecureContext,
@@ -203,21 +205,18 @@ export function nodeTlsConnect(
     socket.on('session', (s: Buffer) => {
       if (checked) remember(sessionKey, s);
     });
-    const timer = setTimeout(
+    const timeoutMs = o.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const clear = deadline(
+      timeoutMs,
+      signal,
       () =>
         fail(
-          new DialError(
-            'ERR_SERVER_UNREACHABLE',
-            `${what}: no handshake within ${o.timeoutMs ?? 10_000} ms`,
-          ),
+          new DialError('ERR_SERVER_UNREACHABLE', `${what}: no handshake within ${timeoutMs} ms`),
         ),
-      o.timeoutMs ?? 10_000,
+      () => fail(new DialError('ERR_ABORTED', `${what}: aborted`)),
     );
-    const onAbort = (): void => fail(new DialError('ERR_ABORTED', `${what}: aborted`));
-    signal?.addEventListener('abort', onAbort, { once: true });
     function fail(err: DialError): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      clear();
       socket.destroy();
       reject(err);
     }
@@ -245,8 +244,7 @@ export function nodeTlsConnect(
         }
       }
       checked = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      clear();
       socket.removeAllListeners('error');
       resolve(socket);
     });

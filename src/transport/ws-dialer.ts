@@ -14,6 +14,8 @@
  * has been checked, so a wrong path is reported as such rather than as a dead tunnel.
  * @module
  */
+import { deadline } from './deadline.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { DialError } from '../errors.js';
@@ -43,7 +45,7 @@ export async function wsConnect(
   o: WsClientOptions,
   signal?: AbortSignal,
 ): Promise<WebSocketStream> {
-  const timeoutMs = o.timeoutMs ?? 10_000;
+  const timeoutMs = o.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const socket: Duplex = o.tls
     ? await tlsConnect(server, { ...o.tls, alpn: ['http/1.1'], timeoutMs }, signal)
     : await connectTo(server, timeoutMs, signal);
@@ -57,16 +59,15 @@ export async function wsConnect(
   }
   return new Promise((resolve, reject) => {
     const q = new ByteQueue();
-    const timer = setTimeout(
+    const clear = deadline(
+      timeoutMs,
+      signal,
       () =>
         fail(new DialError('ERR_SERVER_UNREACHABLE', `${what}: no answer within ${timeoutMs} ms`)),
-      timeoutMs,
+      () => fail(new DialError('ERR_ABORTED', `${what}: aborted`)),
     );
-    const onAbort = (): void => fail(new DialError('ERR_ABORTED', `${what}: aborted`));
-    signal?.addEventListener('abort', onAbort, { once: true });
     const cleanup = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      clear();
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('error', onError);
