@@ -283,7 +283,7 @@ export async function runPathBench(o: Options): Promise<number> {
       }
     }
     // Per setup; the Ladder rows share their servers, so each shows the same figure. (libev's
-  // server is matched by its argv, as the config files of v2ray's SS server also name ss-server.)
+    // server is matched by its argv, as the config files of v2ray's SS server also name ss-server.)
     const rssKb = Object.fromEntries(ready.map((t) => [t.name, serverRssKb(plan, t.serverNames)]));
     const rows = Object.entries(results).map(([name, s]) => ({
       name,
