@@ -7,7 +7,7 @@ import { LadderError } from '../errors.js';
 import { useCongestionControl } from '../transport/congestion.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
-import { runTunCleanup, startTun, tunBypass, tunConfig } from './tun-command.js';
+import { runTunCleanup, startTun, tunBypass, tunConfig, type TunHandle } from './tun-command.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
@@ -43,6 +43,16 @@ options:
   --mux-sessions <n>     with a Mux.Cool key (trojan mux=n, v2ray-plugin): sessions one connection
                          carries in its life before a fresh one is opened (default 128, as v2ray;
                          1: a connection per session, each padded from its start)
+  --first-payload-wait <ms>
+                         how long a new connection's request header waits for the app's first
+                         bytes, to leave in one record with them, 1 to 60000 (default 50); raise
+                         it on a slow device so that the header never leaves alone (docs/lab.md,
+                         "TLS in TLS"); a server-speaks-first protocol waits this long once
+  --max-connections-per-server <n>
+                         hold at most n connections open to each server at once, 1 to 1024 (no
+                         cap by default); more wait for one to close. Against connection-count
+                         policing (Russia: about 6); keys with Mux.Cool are not capped (their
+                         sessions share a few connections already)
   --tcp-congestion <name>
                          TCP congestion control of the client's connections to the server, e.g.
                          bbr (default: the system's, net.ipv4.tcp_congestion_control); an error
@@ -61,6 +71,8 @@ export async function run(argv: string[]): Promise<number> {
     'no-http': { type: 'boolean' },
     user: { type: 'string' },
     'mux-sessions': { type: 'string' },
+    'first-payload-wait': { type: 'string' },
+    'max-connections-per-server': { type: 'string' },
     tun: { type: 'boolean' },
     'tun-name': { type: 'string' },
     'tun-mtu': { type: 'string' },
@@ -77,23 +89,34 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (values['tun-cleanup']) return runTunCleanup((l) => console.log(l));
   const ui = uiConfig(values);
-  if (ui && values.tun)
-    throw new LadderError(
-      'ERR_USAGE',
-      '--ui and --tun cannot be combined yet (the page may switch to a server the device routes through the tunnel); drop one',
-    );
   if (!values.server && !ui)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
   const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
+  const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
+  const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
   await useCongestionControl(values['tcp-congestion']);
   const routing = routingConfig(values);
-  const keyOptions = muxSessionsPerConnection ? { muxSessionsPerConnection } : {};
+  const keyOptions = {
+    ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
+    ...(muxSessionsPerConnection ? { muxSessionsPerConnection } : {}),
+    ...(firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs } : {}),
+  };
+  // Under --tun, a key the page connects has its servers routed around the device first.
+  let tunHandle: TunHandle | undefined;
   const app = ui
     ? buildClientApp(ui, {
         routing,
         keyOptions,
         serverKey: values.server,
         print: (l) => console.log(l),
+        ...(values.tun
+          ? {
+              tun: {
+                direct: tunBypass,
+                beforeConnect: (uri: string) => tunHandle?.addServers(serverEndpointsOfKey(uri)),
+              },
+            }
+          : {}),
       })
     : undefined;
   const { dialer, packetDialer, started } = app
@@ -109,15 +132,15 @@ export async function run(argv: string[]): Promise<number> {
         ...(routing ? { dnsDirect: directNameServer(routing) } : {}),
       }
     : undefined;
-  if (tun)
-    closers.push(
-      await startTun(
-        tun,
-        { stream: dialer, packet: packetDialer },
-        serverEndpointsOfKey(values.server!),
-        (l) => console.log(l),
-      ),
+  if (tun) {
+    tunHandle = await startTun(
+      tun,
+      { stream: dialer, packet: packetDialer },
+      values.server ? serverEndpointsOfKey(values.server) : [],
+      (l) => console.log(l),
     );
+    closers.push(tunHandle);
+  }
   const proxies = await startProxies(values, tun !== undefined, { dialer, packetDialer, users });
   closers.push(...proxies.closers);
   if (closers.length === 0)
@@ -140,6 +163,28 @@ function parseMuxSessions(text: string | undefined): number | undefined {
     throw new LadderError(
       'ERR_USAGE',
       `--mux-sessions '${text.slice(0, 20)}' must be the sessions per connection, 1 to 1024 (default 128)`,
+    );
+  return n;
+}
+
+function parseFirstPayloadWait(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^[0-9]{1,5}$/.test(text) || n < 1 || n > 60_000)
+    throw new LadderError(
+      'ERR_USAGE',
+      `--first-payload-wait '${text.slice(0, 20)}' must be milliseconds, 1 to 60000 (default 50)`,
+    );
+  return n;
+}
+
+function parseConnectionCap(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^[0-9]{1,4}$/.test(text) || n < 1 || n > 1024)
+    throw new LadderError(
+      'ERR_USAGE',
+      `--max-connections-per-server '${text.slice(0, 20)}' must be a number of connections, 1 to 1024`,
     );
   return n;
 }

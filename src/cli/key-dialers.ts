@@ -14,6 +14,7 @@ import { v2rayPluginOptions } from '../codec/v2ray-plugin.js';
 import { wsConnector } from '../transport/ws-dialer.js';
 import { readFileSync } from 'node:fs';
 import { FailoverDialer, type FailoverEntry } from '../transport/failover.js';
+import { CappedDialer } from '../transport/capped-dialer.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { LadderError } from '../errors.js';
 import { formatHostPort } from './args.js';
@@ -39,6 +40,16 @@ export interface KeyDialerOptions {
   muxSessionsPerConnection?: number;
   /** The TLS client for keys that name none (a ladder:// key's `fp`; default chrome). */
   fp?: TlsFingerprint;
+  /**
+   * How long a new connection's request header waits for the application's first bytes, to leave
+   * in one record with them, before it leaves alone (default 50 ms; `--first-payload-wait`).
+   */
+  firstPayloadWaitMs?: number;
+  /**
+   * Connections a transport without Mux.Cool holds open to its server at once; more dials wait
+   * for one to close (transport/capped-dialer.ts; `--max-connections-per-server`). Unset: no cap.
+   */
+  maxConnectionsPerServer?: number;
 }
 
 type KeyEntry = FailoverEntry & { packet: PacketDialer; tag?: string };
@@ -46,6 +57,18 @@ type KeyEntry = FailoverEntry & { packet: PacketDialer; tag?: string };
 /** Sessions per Mux.Cool connection, when the client asks for a number of its own. */
 function perConnectionOf(o: KeyDialerOptions): { muxSessionsPerConnection?: number } {
   return o.muxSessionsPerConnection ? { muxSessionsPerConnection: o.muxSessionsPerConnection } : {};
+}
+
+/** The first payload's wait, when the client asks for one of its own. */
+function firstWaitOf(o: KeyDialerOptions): { firstPayloadWaitMs?: number } {
+  return o.firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs: o.firstPayloadWaitMs } : {};
+}
+
+/** The stream dialer under the per-server cap, unless there is none or the key multiplexes. */
+function capped(d: StreamDialer, o: KeyDialerOptions, multiplexed: boolean): StreamDialer {
+  return o.maxConnectionsPerServer && !multiplexed
+    ? new CappedDialer(d, { max: o.maxConnectionsPerServer })
+    : d;
 }
 
 function single(uri: string, o: KeyDialerOptions): KeyEntry {
@@ -70,6 +93,7 @@ function trojanEntry(uri: string, o: KeyDialerOptions): KeyEntry {
   const d = new TrojanDialer(server, {
     password: t.password,
     ...tls,
+    ...firstWaitOf(o),
     // Mux.Cool inside Trojan, as v2ray's trojan outbound with mux enabled (mux-pool.ts).
     ...(t.mux ? { mux: t.mux, ...perConnection } : {}),
     ...(t.muxPadding === false ? { muxPadding: false } : {}),
@@ -91,7 +115,7 @@ function trojanEntry(uri: string, o: KeyDialerOptions): KeyEntry {
       : 'trojan over TLS';
   return {
     name: `${formatHostPort(t.host, t.port)} with ${how}${t.fp === 'node' ? ' (fp=node)' : ''}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
-    stream: d,
+    stream: capped(d, o, Boolean(t.mux)),
     packet: d,
     ...(t.tag ? { tag: t.tag } : {}),
   };
@@ -116,6 +140,7 @@ function ssEntry(uri: string, o: KeyDialerOptions): KeyEntry {
   // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts).
   const stream = new SsStreamDialer(server, key, {
     ...(k.prefix ? { prefix: k.prefix } : {}),
+    ...firstWaitOf(o),
     // These dialers serve the client's SOCKS5 and HTTP fronts, whose relay() and MessageReader
     // honour borrowed chunks: the tunnel's reads can use recycled memory.
     ...(ws ? {} : { recycleReads: true }),
@@ -145,7 +170,7 @@ function ssEntry(uri: string, o: KeyDialerOptions): KeyEntry {
     : `${k.method}${k.prefix ? ` and a ${k.prefix.length}-byte prefix` : ''}`;
   return {
     name: `${formatHostPort(k.host, k.port)} with ${how}`,
-    stream,
+    stream: capped(stream, o, Boolean(ws?.mux)),
     // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
     packet: new SsPacketDialer(server, key),
     ...(k.tag ? { tag: k.tag } : {}),
