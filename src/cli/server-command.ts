@@ -6,6 +6,7 @@
  */
 import { DEFAULT_CLOSE_GRACE_MS } from '../core/defaults.js';
 import { Metrics } from '../server/metrics.js';
+import { useCongestionControl } from '../transport/congestion.js';
 import { untilSignal } from './args.js';
 import {
   buildGate,
@@ -55,6 +56,9 @@ options:
   --max-connections <n>      connections at once, on every listener (default 8192)
   --max-unauthenticated <n>  connections without a key yet, all sources together (default: half of
                              --max-connections), closed at --auth-timeout (docs/probe-resistance.md)
+  --tcp-congestion <name>    TCP congestion control of the server's connections, e.g. bbr on a
+                             lossy long path (default: the system's, net.ipv4.tcp_congestion_control);
+                             an error if the kernel lacks it (docs/benchmarks.md, "Path benchmark")
   --max-unauthenticated-per-source <n>
                              the same from one IPv4 address or IPv6 /64 (default 256)
   --max-connections-per-key <n>
@@ -84,6 +88,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const config = parseServerConfig(values);
+  await useCongestionControl(values['tcp-congestion']);
   const metrics = new Metrics();
   // The operator publishes keys to servers made below: it reaches them through this holder.
   const live: LiveServers = {};

@@ -318,6 +318,13 @@ const ladderSecrets = {
   wsTrojanPath: `/${randomBytes(9).toString('base64url')}`,
 };
 let ladderServer: Promise<void> | undefined;
+/** Extra flags for the lab's `ladder server` processes (the path bench's `--ladder-cc`). */
+let ladderServerArgs: readonly string[] = [];
+
+/** Sets extra flags for the Ladder servers the next setups start (e.g. `--tcp-congestion bbr`). */
+export function setLadderServerArgs(args: readonly string[]): void {
+  ladderServerArgs = args;
+}
 
 function ladderSsUri(prefix?: Uint8Array, port = LADDER_PORT): string {
   return formatSsUri({
@@ -413,6 +420,7 @@ function startLadderServer(plan: LabPlan): Promise<void> {
       join(plan.stateDir, 'ladder-key.pem'),
       // the lab's sites live in 198.18.0.0/15, which a public server refuses to reach by default
       '--allow-private-targets',
+      ...ladderServerArgs,
     ]);
     started.push(child);
     const control = spawnInNamespace(plan, 'abroad', 'ladder-server-control', [
@@ -424,6 +432,7 @@ function startLadderServer(plan: LabPlan): Promise<void> {
       '--key',
       ladderSsUri(undefined, LADDER_CONTROL_PORT),
       '--allow-private-targets',
+      ...ladderServerArgs,
     ]);
     started.push(control);
     await waitForLog(plan, 'ladder-server', child, /listening/);

@@ -28,6 +28,7 @@ import { CLIENT_HELLO_PREFIX_LENGTH, classifyFirstBytes } from '../codec/tls-hel
 import type { Duplex } from 'node:stream';
 import type { PreAuthControl, SsServer } from './ss-server.js';
 import { listenTcp } from '../transport/listen.js';
+import { markEncryptsOnWrite } from '../stream/recycled-reads.js';
 import { TlsHandover, closeOnEndBeforeHandshake } from './tls-handover.js';
 import {
   PlainHttpHandover,
@@ -246,11 +247,14 @@ export class PortMux {
   #tls(socket: Socket, head: Buffer): void {
     const front = this.#o.tls!;
     socket.unshift(head);
-    const tls = new TLSSocket(socket, {
-      isServer: true,
-      secureContext: front.secureContext,
-      ALPNProtocols: ALPN,
-    } as never);
+    // what the relay writes to it is encrypted at once: reads from targets need not be held
+    const tls = markEncryptsOnWrite(
+      new TLSSocket(socket, {
+        isServer: true,
+        secureContext: front.secureContext,
+        ALPNProtocols: ALPN,
+      } as never),
+    );
     linkPreAuth(socket, tls);
     tls.on('error', (e) => {
       debug('tls error %s', e.message);

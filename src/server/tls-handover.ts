@@ -16,6 +16,7 @@
 import { Duplex } from 'node:stream';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { debuglog } from 'node:util';
+import { markEncryptsOnWrite } from '../stream/recycled-reads.js';
 
 const debug = debuglog('ladder:mux');
 
@@ -108,11 +109,14 @@ export class TlsHandover {
   constructor(o: TlsHandoverOptions) {
     this.#onReact = o.onReact;
     this.#bridge = new Bridge(() => this.#react());
-    this.tls = new TLSSocket(this.#bridge, {
-      isServer: true,
-      secureContext: o.secureContext,
-      ALPNProtocols: o.alpn,
-    } as never);
+    // what the relay writes to it is encrypted at once: reads from targets need not be held
+    this.tls = markEncryptsOnWrite(
+      new TLSSocket(this.#bridge, {
+        isServer: true,
+        secureContext: o.secureContext,
+        ALPNProtocols: o.alpn,
+      } as never),
+    );
     this.tls.on('error', (e) => {
       debug('tls error %s', e.message);
       this.#react();

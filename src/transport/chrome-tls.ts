@@ -71,6 +71,8 @@ import {
 import { ecdhShare, x25519Mlkem768Shared, x25519Pair, x25519Shared } from '../crypto/tls-kex.js';
 import { chromeClientHello, type ChromeHelloResume } from './chrome-hello.js';
 import { chromeSessions, type ChromeSession, type ChromeSessionCache } from './chrome-sessions.js';
+import { applyCongestion } from './congestion.js';
+import { serverLookup } from './server-lookup.js';
 import type { Target } from './types.js';
 
 /** The largest handshake message accepted (a certificate chain of a few ordinary certificates fits). */
@@ -1672,11 +1674,20 @@ export function chromeTlsConnect(
       sock.on('error', early);
       begin();
     } else {
-      const s = netConnect({ host: server.host, port: server.port, allowHalfOpen: true });
+      const s = netConnect({
+        host: server.host,
+        port: server.port,
+        allowHalfOpen: true,
+        // the server's name resolved once a minute, not once per connection (server-lookup.ts)
+        lookup: serverLookup,
+      });
       s.setNoDelay(true);
       sock = s;
       s.on('error', early);
-      s.once('connect', begin);
+      s.once('connect', () => {
+        applyCongestion(s);
+        begin();
+      });
     }
   });
 }
