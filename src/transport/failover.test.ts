@@ -2,17 +2,29 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { PassThrough, type Duplex } from 'node:stream';
-import { DialError } from '../errors.js';
+import { AuthError, DialError } from '../errors.js';
+import { makeCipherKey } from '../crypto/ss-key.js';
 import { FailoverDialer } from './failover.js';
+import { SsStreamDialer } from './ss-dialer.js';
 import type { StreamDialer } from './types.js';
 
-/** A loopback server: `echo` answers what it gets; `silent` reads and closes without a byte. */
-async function server(kind: 'echo' | 'silent'): Promise<{ port: number; close(): Promise<void> }> {
+/**
+ * A loopback server: `echo` answers what it gets; `silent` reads and closes without a byte; `web`
+ * answers as a web server does to bytes it cannot parse (what a server that does not know the key
+ * sends back when it imitates one).
+ */
+async function server(
+  kind: 'echo' | 'silent' | 'web',
+): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   const s: Server = createServer((c) => {
     sockets.add(c);
     c.on('error', () => {});
-    c.on('data', (d) => (kind === 'echo' ? c.write(d) : c.end()));
+    c.on('data', (d) => {
+      if (kind === 'echo') c.write(d);
+      else if (kind === 'silent') c.end();
+      else c.end(WEB_400);
+    });
   });
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   return {
@@ -50,6 +62,10 @@ async function roundTrip(d: Duplex): Promise<string> {
 }
 
 const T = { host: '198.18.0.1', port: 80 };
+
+const WEB_400 =
+  'HTTP/1.1 400 Bad Request\r\nServer: nginx\r\nContent-Type: text/html\r\nContent-Length: 44\r\n' +
+  'Connection: close\r\n\r\n<html><body>400 Bad Request</body></html>\r\n';
 
 test('a transport whose dial fails is passed over at once, and the one that works is kept', async () => {
   const good = await server('echo');
@@ -96,6 +112,52 @@ test('silence after the first data (as FET blocking does) moves to the next tran
   await silent.close();
   await good.close();
 });
+
+test(
+  'answers that fail authentication count as silence: a Shadowsocks key the server does not know',
+  { timeout: 20_000 },
+  async () => {
+    const web = await server('web');
+    const good = await server('echo');
+    const log: string[] = [];
+    const wrongKey = new SsStreamDialer(
+      { host: '127.0.0.1', port: web.port },
+      makeCipherKey('chacha20-ietf-poly1305', 'not-a-key-of-this-server'),
+      { firstPayloadWaitMs: 0 },
+    );
+    const f = new FailoverDialer(
+      [
+        {
+          name: 'refused',
+          stream: {
+            dial: (t, signal) => {
+              log.push('refused');
+              return wrongKey.dial(t, signal);
+            },
+          },
+        },
+        { name: 'good', stream: to(good.port, log, 'good') },
+      ],
+      { silentLimit: 2, remeasureMs: 0 },
+    );
+    for (let i = 0; i < 2; i++) {
+      const d = await f.dial(T);
+      const errors: Error[] = [];
+      d.on('error', (e) => errors.push(e));
+      assert.equal(await roundTrip(d), '', 'no plaintext comes out of the answer');
+      assert.ok(
+        errors.some((e) => e instanceof AuthError),
+        `an AuthError (got ${String(errors)})`,
+      );
+    }
+    await new Promise((r) => setImmediate(r));
+    assert.equal(f.current, 'good', 'two garbled answers in a row: the next transport');
+    assert.equal(await roundTrip(await f.dial(T)), 'ping');
+    assert.deepEqual(log, ['refused', 'refused', 'good']);
+    await web.close();
+    await good.close();
+  },
+);
 
 test('after the cooldown the first transport is tried again; all down: the last error', async () => {
   let now = 0;

@@ -25,7 +25,7 @@
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import type { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
-import { DialError, LadderError } from '../errors.js';
+import { AuthError, CodecError, DialError, LadderError } from '../errors.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
 
 const debug = debuglog('ladder:failover');
@@ -256,13 +256,21 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
     );
   }
 
-  /** Counts silent closes (bytes sent, none received) of a transport's connections. */
+  /**
+   * Counts silent closes of a transport's connections: bytes sent and none received, or only bytes
+   * that are not the transport's protocol (an answer that fails authentication: a server that does
+   * not know the key answers as the web server it imitates, or a middlebox injects its own reply).
+   */
   #watch(stream: Duplex, i: number): void {
+    let garbled = false;
+    stream.on('error', (err) => {
+      if (err instanceof AuthError || err instanceof CodecError) garbled = true;
+    });
     stream.once('close', () => {
       const c = wireCounts(stream);
       if (!c) return;
       const s = this.#states[i]!;
-      if (c.read > 0) {
+      if (c.read > 0 && !garbled) {
         s.silent = 0;
         return;
       }
