@@ -159,8 +159,16 @@ describe('ss over WebSocket with Mux.Cool (v2ray-plugin default)', () => {
 
   test('20 connections at once, 1 MiB echoed each, then 20 more one after another on the same WebSockets', async () => {
     const s = await server;
+    // Twenty TLS handshakes at once: on a loaded 2-core machine they can take longer than the
+    // default connect timeout, which this test is not about.
     const dialer = new SsStreamDialer(s.tls, ssKey, {
-      connect: wsConnector(s.tls, { path: SS_PATH, host: 'localhost', tls: tlsOptions, mux: true }),
+      connect: wsConnector(s.tls, {
+        path: SS_PATH,
+        host: 'localhost',
+        tls: tlsOptions,
+        mux: true,
+        timeoutMs: 120_000,
+      }),
     });
     const before = upgraded.filter((k) => k === 'mux').length;
     await Promise.all(
