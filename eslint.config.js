@@ -69,6 +69,8 @@ export default tseslint.config(
         history: 'readonly',
         performance: 'readonly',
         console: 'readonly',
+        createImageBitmap: 'readonly',
+        globalThis: 'readonly',
       },
     },
   },

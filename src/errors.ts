@@ -50,6 +50,8 @@ export type ErrorCode =
   // configuration and CLI
   | 'ERR_CONFIG'
   | 'ERR_KEY_URI'
+  | 'ERR_ONLINE_KEY'
+  | 'ERR_KEY_DOCUMENT'
   | 'ERR_UNKNOWN_METHOD'
   | 'ERR_LISTEN'
   | 'ERR_USAGE'

@@ -85,7 +85,51 @@ function render(s) {
       return tr;
     }),
   );
+  renderProbe(s.probe);
   $('log').textContent = s.logs.map((l) => `${l.time.slice(11, 19)} ${l.text}`).join('\n');
+}
+
+function renderProbe(p) {
+  $('probe').disabled = p.running;
+  $('probe-status').textContent = p.running
+    ? `probing ${p.key}…`
+    : p.error
+      ? `the probe of ${p.key} failed: ${p.error}`
+      : p.summary
+        ? `probe of ${p.key}`
+        : '';
+  const sum = p.summary;
+  $('probe-recommended').textContent = sum
+    ? sum.recommended
+      ? `Recommended transport: ${sum.recommended} (${sum.reason})`
+      : sum.reason
+    : '';
+  $('probe-transports').replaceChildren(
+    ...(sum?.transports ?? []).map((t) => {
+      const tr = document.createElement('tr');
+      tr.dataset.testid = 'probe-transport';
+      for (const v of [
+        t.name,
+        `${t.status} (${t.okAttempts}/${t.attempts})`,
+        t.technique,
+        t.explanation,
+      ]) {
+        const td = document.createElement('td');
+        td.textContent = v;
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+  $('probe-findings').replaceChildren(
+    ...(sum?.findings ?? []).map((f) => {
+      const li = document.createElement('li');
+      li.textContent = `${f.technique} on ${f.transports.join(', ')}: ${f.evidence}. ${
+        f.useInstead.length ? `Use ${f.useInstead.join(' or ')} instead.` : f.advice
+      }`;
+      return li;
+    }),
+  );
 }
 
 async function refresh() {
@@ -115,6 +159,57 @@ $('import').addEventListener(
     $('key-uri').value = '';
   }),
 );
+/** Largest image file read, and largest side decoded (a QR code needs far less). */
+const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
+const MAX_IMAGE_SIDE = 2048;
+const KEY_SCHEMES = /^(ss|trojan|ladder|ssconf|https):\/\//i;
+
+/** The text of the QR code in an image file, checked to be a key; a clear message otherwise. */
+async function keyFromImage(file) {
+  if (typeof globalThis.jsQR !== 'function')
+    throw new Error('the QR decoder did not load (npm package jsqr): reinstall ladder');
+  if (file.size > MAX_IMAGE_BYTES)
+    throw new Error(`${file.name} is larger than 20 MB: crop the picture to the QR code`);
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    throw new Error(`${file.name} is not an image this browser can read: use a PNG or JPEG`);
+  }
+  const scale = Math.min(1, MAX_IMAGE_SIDE / Math.max(bitmap.width, bitmap.height));
+  const w = Math.max(1, Math.round(bitmap.width * scale));
+  const h = Math.max(1, Math.round(bitmap.height * scale));
+  const canvas = document.createElement('canvas');
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0, w, h);
+  bitmap.close();
+  const code = globalThis.jsQR(ctx.getImageData(0, 0, w, h).data, w, h, {
+    inversionAttempts: 'attemptBoth',
+  });
+  if (!code)
+    throw new Error(
+      `no QR code could be read in ${file.name}: take a sharper picture with the whole code in it`,
+    );
+  const text = code.data.trim();
+  if (!KEY_SCHEMES.test(text))
+    throw new Error(
+      `the QR code in ${file.name} holds no key (a key starts with ss://, trojan://, ladder://, ssconf:// or https://)`,
+    );
+  return text;
+}
+
+$('qr-file').addEventListener(
+  'change',
+  action(async () => {
+    const input = $('qr-file');
+    const file = input.files?.[0];
+    input.value = '';
+    if (!file) return;
+    await call('/ladder/keys', { uri: await keyFromImage(file) });
+  }),
+);
 $('connect').addEventListener(
   'click',
   action(() => call('/ladder/connect', { name: $('keys').value })),
@@ -122,6 +217,10 @@ $('connect').addEventListener(
 $('disconnect').addEventListener(
   'click',
   action(() => call('/ladder/disconnect', {})),
+);
+$('probe').addEventListener(
+  'click',
+  action(() => call('/ladder/probe', { name: $('keys').value })),
 );
 $('transport').addEventListener(
   'change',

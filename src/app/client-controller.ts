@@ -10,8 +10,17 @@ import { DialError, LadderError } from '../errors.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from '../transport/types.js';
 import { ConnectionTable, type RouteNote } from './connection-table.js';
 import { LogHub } from './log-hub.js';
-import { readKeyFile, withKey, writeKeyFile, type KeyFileContent } from './key-file.js';
+import {
+  readKeyFile,
+  withKey,
+  writeKeyFile,
+  type KeyFileContent,
+  type StoredKey,
+} from './key-file.js';
 import { AUTO, type ClashProxy } from './clash-api.js';
+import { isOnlineKeyUri, parseOnlineKeyUri } from '../codec/online-key.js';
+import { resolveOnlineKey } from './online-keys.js';
+import type { ProbeSummary } from './probe-summary.js';
 
 /** One transport of a key, for showing and for choosing by hand. */
 export interface AppTransport extends ClashProxy {
@@ -48,8 +57,22 @@ export type DialersBuilder = (
   },
 ) => AppDialers & { routed?: { stream: StreamDialer; packet: PacketDialer } };
 
+/** Fetches a URL's text with caps; `via` is the tunnel when one is up (cli/: capped-fetch.ts). */
+export type OnlineFetch = (url: string, via: StreamDialer | undefined) => Promise<string>;
+
+/** The probe as the page shows it: running, or its last result or failure. */
+export interface ProbeState {
+  readonly running: boolean;
+  readonly key?: string;
+  readonly summary?: ProbeSummary;
+  readonly error?: string;
+}
+
 export interface ControllerState {
   readonly connected: boolean;
+  readonly probe: ProbeState;
+  /** Names of the keys that are online keys (fetched at each connect). */
+  readonly online: readonly string[];
   readonly key?: string;
   readonly what?: string;
   readonly selected: string;
@@ -98,10 +121,22 @@ export class ClientController {
     null;
   #selected = AUTO;
   readonly #routes = new WeakMap<Target, RouteNote>();
+  readonly #fetch: OnlineFetch | undefined;
+  readonly #probe: ((uri: string) => Promise<ProbeSummary>) | undefined;
+  #probeState: ProbeState = { running: false };
 
-  constructor(o: { keyFile: string; build: DialersBuilder }) {
+  constructor(o: {
+    keyFile: string;
+    build: DialersBuilder;
+    /** How online keys are fetched; without it they are refused. */
+    fetch?: OnlineFetch;
+    /** Runs the probe on an access key; without it the page cannot run one. */
+    probe?: (uri: string) => Promise<ProbeSummary>;
+  }) {
     this.#keyFile = o.keyFile;
     this.#build = o.build;
+    this.#fetch = o.fetch;
+    this.#probe = o.probe;
     this.#content = readKeyFile(o.keyFile);
   }
 
@@ -149,6 +184,8 @@ export class ClientController {
     const a = this.#active;
     return {
       connected: a !== null,
+      probe: this.#probeState,
+      online: this.#content.keys.filter((k) => isOnlineKeyUri(k.uri)).map((k) => k.name),
       ...(a ? { key: a.key, what: a.what } : {}),
       selected: this.#selected,
       ...(a?.current ? { current: a.current() } : {}),
@@ -169,20 +206,77 @@ export class ClientController {
     };
   }
 
-  /** Checks a key by building its dialers, then keeps it (mode 0600) and selects it. */
-  importKey(uri: string, name?: string): string {
+  /**
+   * Checks a key by building its dialers, then keeps it (mode 0600) and selects it. An online key is
+   * fetched first (through the tunnel if one is up) and its access key checked and kept with it.
+   */
+  async importKey(uri: string, name?: string): Promise<string> {
     const text = uri.trim();
-    this.#buildFor(text); // throws a message naming the problem for a key that does not parse
+    let stored: Omit<StoredKey, 'name'> = { uri: text };
+    let fallbackName: string | undefined;
+    if (isOnlineKeyUri(text)) {
+      const k = parseOnlineKeyUri(text);
+      const r = await this.#resolve(text, undefined);
+      this.#buildFor(r.resolved);
+      stored = { uri: text, resolved: r.resolved, ...(r.doc ? { doc: r.doc } : {}) };
+      fallbackName = k.name ?? r.body?.name;
+    } else this.#buildFor(text); // throws a message naming the problem for a key that does not parse
+    const taken = this.#content.keys.map((k) => k.name);
     const keyName =
       name?.trim().slice(0, 64) ||
-      keyNameOf(
-        text,
-        this.#content.keys.map((k) => k.name),
-      );
-    this.#content = withKey(this.#content, { name: keyName, uri: text });
+      (fallbackName !== undefined
+        ? keyNameOf(`#${encodeURIComponent(fallbackName)}`, taken)
+        : isOnlineKeyUri(text)
+          ? keyNameOf('', taken)
+          : keyNameOf(text, taken));
+    this.#content = withKey(this.#content, { name: keyName, ...stored });
     writeKeyFile(this.#keyFile, this.#content);
     this.logs.log('info', `key '${keyName}' imported`);
     return keyName;
+  }
+
+  /** Fetches an online key: through the tunnel when connected, then directly if that fails. */
+  async #resolve(uri: string, cache: StoredKey | undefined) {
+    const fetch = this.#fetch;
+    if (!fetch)
+      throw new LadderError('ERR_ONLINE_KEY', 'online keys are not enabled in this client');
+    const a = this.#active;
+    const via = a ? this.#tunnel(a).stream : undefined;
+    return resolveOnlineKey(uri, cache, async (url) => {
+      if (!via) return fetch(url, undefined);
+      try {
+        return await fetch(url, via);
+      } catch {
+        return fetch(url, undefined);
+      }
+    });
+  }
+
+  /** The access key to connect with: an online key is fetched again, else its last good key. */
+  async #currentUri(k: StoredKey): Promise<string> {
+    if (!isOnlineKeyUri(k.uri)) return k.uri;
+    try {
+      const r = await this.#resolve(k.uri, k);
+      this.#buildFor(r.resolved);
+      if (r.resolved !== k.resolved || r.doc !== k.doc) {
+        this.#content = withKey(this.#content, {
+          name: k.name,
+          uri: k.uri,
+          resolved: r.resolved,
+          ...(r.doc ? { doc: r.doc } : {}),
+        });
+        writeKeyFile(this.#keyFile, this.#content);
+      }
+      this.logs.log('info', `online key '${k.name}': ${r.note}`);
+      return r.resolved;
+    } catch (err) {
+      if (!k.resolved) throw err;
+      this.logs.log(
+        'warning',
+        `online key '${k.name}': ${(err as Error).message}; using the last good key`,
+      );
+      return k.resolved;
+    }
   }
 
   #buildFor(uri: string) {
@@ -196,8 +290,8 @@ export class ClientController {
     });
   }
 
-  /** Connects with the named key (default: the selected one). */
-  connect(name?: string): void {
+  /** Connects with the named key (default: the selected one); an online key is fetched first. */
+  async connect(name?: string): Promise<void> {
     const keyName = name ?? this.#content.selected ?? this.#content.keys[0]?.name;
     const k = this.#content.keys.find((x) => x.name === keyName);
     if (!k)
@@ -205,12 +299,53 @@ export class ClientController {
         'ERR_CONFIG',
         keyName ? `no key named '${keyName.slice(0, 64)}'` : 'no key yet: import one first',
       );
-    const built = this.#buildFor(k.uri);
+    const built = this.#buildFor(await this.#currentUri(k));
     this.connections.closeAll();
     this.#active = { ...built, key: k.name };
     this.#selected = AUTO;
     for (const s of built.skipped) this.logs.log('warning', `skipping ${s}`);
     this.logs.log('info', `connected with '${k.name}': ${built.what}`);
+  }
+
+  /**
+   * Starts the probe on the named key (default: the connected or selected one); its progress and
+   * result are in state().probe. One run at a time.
+   */
+  async startProbe(name?: string): Promise<void> {
+    const run = this.#probe;
+    if (!run) throw new LadderError('ERR_CONFIG', 'the probe is not available in this client');
+    if (this.#probeState.running)
+      throw new LadderError('ERR_CONFIG', 'the probe is already running');
+    const keyName =
+      name || this.#active?.key || this.#content.selected || this.#content.keys[0]?.name;
+    const k = this.#content.keys.find((x) => x.name === keyName);
+    if (!k)
+      throw new LadderError(
+        'ERR_CONFIG',
+        keyName ? `no key named '${keyName.slice(0, 64)}'` : 'no key yet: import one first',
+      );
+    this.#probeState = { running: true, key: k.name };
+    let uri: string;
+    try {
+      uri = await this.#currentUri(k);
+    } catch (err) {
+      this.#probeState = { running: false, key: k.name, error: (err as Error).message };
+      return;
+    }
+    this.logs.log('info', `probe of '${k.name}' started`);
+    run(uri).then(
+      (summary) => {
+        this.#probeState = { running: false, key: k.name, summary };
+        this.logs.log(
+          'info',
+          `probe of '${k.name}' done: ${summary.recommended ? `use ${summary.recommended}` : 'no transport got through'}`,
+        );
+      },
+      (err: unknown) => {
+        this.#probeState = { running: false, key: k.name, error: (err as Error).message };
+        this.logs.log('warning', `probe of '${k.name}' failed: ${(err as Error).message}`);
+      },
+    );
   }
 
   disconnect(): void {

@@ -9,7 +9,12 @@ import { ConfigError } from '../errors.js';
 
 export interface StoredKey {
   readonly name: string;
+  /** The key as imported: an access key, or an online key (ssconf://, https://). */
   readonly uri: string;
+  /** An online key's access key as last fetched (used when no fetch succeeds). */
+  readonly resolved?: string;
+  /** An online key's last good signed document. */
+  readonly doc?: string;
 }
 
 export interface KeyFileContent {
@@ -21,6 +26,8 @@ export interface KeyFileContent {
 /** Keys kept at most, and the longest key URI accepted. */
 export const MAX_KEYS = 64;
 export const MAX_KEY_URI_CHARS = 16 * 1024;
+/** The longest signed key document kept (the fetch cap). */
+export const MAX_DOC_CHARS = 64 * 1024;
 
 function bad(path: string, what: string): ConfigError {
   return new ConfigError(
@@ -40,7 +47,7 @@ export function checkKeyFile(value: unknown, path: string): KeyFileContent {
   const v = value as { keys: unknown[]; selected?: unknown };
   if (v.keys.length > MAX_KEYS) throw bad(path, `holds more than ${MAX_KEYS} keys`);
   const keys = v.keys.map((k, i) => {
-    const o = k as { name?: unknown; uri?: unknown } | null;
+    const o = k as { name?: unknown; uri?: unknown; resolved?: unknown; doc?: unknown } | null;
     if (
       !o ||
       typeof o.name !== 'string' ||
@@ -48,7 +55,21 @@ export function checkKeyFile(value: unknown, path: string): KeyFileContent {
       o.uri.length > MAX_KEY_URI_CHARS
     )
       throw bad(path, `has a bad entry ${i + 1} (each needs a name and a uri)`);
-    return { name: o.name, uri: o.uri };
+    const optional = (f: 'resolved' | 'doc', max: number): string | undefined => {
+      const v = o[f];
+      if (v === undefined) return undefined;
+      if (typeof v !== 'string' || v.length > max)
+        throw bad(path, `has a bad "${f}" in entry ${i + 1}`);
+      return v;
+    };
+    const resolved = optional('resolved', MAX_KEY_URI_CHARS);
+    const doc = optional('doc', MAX_DOC_CHARS);
+    return {
+      name: o.name,
+      uri: o.uri,
+      ...(resolved !== undefined ? { resolved } : {}),
+      ...(doc !== undefined ? { doc } : {}),
+    };
   });
   if (v.selected !== undefined && typeof v.selected !== 'string')
     throw bad(path, 'has a "selected" that is not a key name');

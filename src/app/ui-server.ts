@@ -10,17 +10,31 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { LadderError } from '../errors.js';
 import { ClashApi, readBody } from './clash-api.js';
 import type { ClientController } from './client-controller.js';
 
-const ASSETS: Record<string, { file: string; type: string }> = {
+/** The page's files; `vendor` ones come from an installed npm package instead of assets/. */
+const ASSETS: Record<string, { file: string; type: string; vendor?: true }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
   '/app.css': { file: 'app.css', type: 'text/css; charset=utf-8' },
+  // The QR decoder the page runs on an uploaded image (npm package jsqr, served from this machine).
+  '/vendor/jsQR.js': { file: 'jsqr', type: 'text/javascript; charset=utf-8', vendor: true },
 };
+
+/** Where an installed package's main file is, or undefined if it is not installed. */
+function vendorFile(pkg: string): URL | undefined {
+  try {
+    return pathToFileURL(createRequire(import.meta.url).resolve(pkg));
+  } catch {
+    return undefined;
+  }
+}
 
 /** The page may load only its own files and talk only to this port. */
 const CSP =
@@ -112,7 +126,9 @@ export class UiServer {
     if (asset) {
       let body: Buffer;
       try {
-        body = readFileSync(new URL(asset.file, this.#o.assetsDir));
+        const file = asset.vendor ? vendorFile(asset.file) : new URL(asset.file, this.#o.assetsDir);
+        if (!file) throw new Error(`${asset.file} is not installed`);
+        body = readFileSync(file);
       } catch {
         res.writeHead(500).end('the page is missing from this installation\n');
         return;
@@ -161,13 +177,20 @@ export class UiServer {
     switch (path) {
       case '/ladder/keys': {
         const uri = str('uri');
-        if (!uri) return json(res, 400, { message: 'paste a key: ss://, trojan:// or ladder://' });
-        const name = c.importKey(uri, str('name'));
+        if (!uri)
+          return json(res, 400, {
+            message:
+              'paste a key: ss://, trojan://, ladder://, or an online key ssconf:// or https://',
+          });
+        const name = await c.importKey(uri, str('name'));
         return json(res, 200, { name });
       }
       case '/ladder/connect':
-        c.connect(str('name'));
+        await c.connect(str('name'));
         return json(res, 200, c.state());
+      case '/ladder/probe':
+        await c.startProbe(str('name'));
+        return json(res, 202, c.state().probe);
       case '/ladder/disconnect':
         c.disconnect();
         return json(res, 200, c.state());

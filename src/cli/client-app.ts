@@ -18,12 +18,16 @@ import type { Target } from '../transport/types.js';
 import { dialersForKey, type KeyDialerOptions } from './key-dialers.js';
 import { buildRoutedDialer, loadRules, type RoutingConfig } from './routing-setup.js';
 import { formatHostPort, parseHostPort } from './args.js';
+import { cappedFetch } from '../app/capped-fetch.js';
+import { DirectDialer } from '../transport/direct.js';
+import { runPageProbe } from './page-probe.js';
 
 /** The client's app flags (joined into its parseFlags options). */
 export const UI_FLAGS = {
   ui: { type: 'string' },
   'ui-allow-remote': { type: 'boolean' },
   'ui-keys': { type: 'string' },
+  'probe-check-url': { type: 'string' },
 } as const;
 
 export const UI_HELP = `control page (docs/client.md):
@@ -32,12 +36,16 @@ export const UI_HELP = `control page (docs/client.md):
                          --server is then optional (the page's keys are used)
   --ui-allow-remote      let --ui listen on an address other than loopback (anyone who can reach it
                          and holds the token controls the client)
-  --ui-keys <file>       where the page keeps keys, mode 0600 (default ~/.ladder-client-keys.json)`;
+  --ui-keys <file>       where the page keeps keys, mode 0600 (default ~/.ladder-client-keys.json)
+  --probe-check-url <url>
+                         the plain-HTTP URL the page's probe fetches through each transport
+                         (default http://example.com/)`;
 
 export interface UiConfig {
   readonly at: Target;
   readonly allowRemote: boolean;
   readonly keyFile: string;
+  readonly probeCheckUrl?: string;
 }
 
 const isLoopback = (host: string): boolean =>
@@ -49,11 +57,14 @@ export function uiConfig(
     ui?: string | undefined;
     'ui-allow-remote'?: boolean | undefined;
     'ui-keys'?: string | undefined;
+    'probe-check-url'?: string | undefined;
   },
   home = homedir(),
 ): UiConfig | undefined {
   if (v.ui === undefined) {
-    const stray = (['ui-allow-remote', 'ui-keys'] as const).find((f) => v[f] !== undefined);
+    const stray = (['ui-allow-remote', 'ui-keys', 'probe-check-url'] as const).find(
+      (f) => v[f] !== undefined,
+    );
     if (stray)
       throw new LadderError('ERR_USAGE', `--${stray} takes effect only with --ui <host:port>`);
     return undefined;
@@ -68,7 +79,25 @@ export function uiConfig(
     at,
     allowRemote: v['ui-allow-remote'] === true,
     keyFile: v['ui-keys'] ?? join(home, '.ladder-client-keys.json'),
+    ...(v['probe-check-url'] !== undefined
+      ? { probeCheckUrl: checkHttpUrl(v['probe-check-url'], '--probe-check-url') }
+      : {}),
   };
+}
+
+function checkHttpUrl(text: string, flag: string): string {
+  let u: URL | undefined;
+  try {
+    u = new URL(text);
+  } catch {
+    u = undefined;
+  }
+  if (u?.protocol !== 'http:')
+    throw new LadderError(
+      'ERR_USAGE',
+      `${flag} '${text.slice(0, 80)}' must be a plain http:// URL`,
+    );
+  return u.href;
 }
 
 function packageVersion(): string {
@@ -171,13 +200,20 @@ export function buildClientApp(
     o.print(`ladder client: ${line}`);
     controller?.logs.log('info', line.replace(/^route .*/, 'route decided'));
   });
-  controller = new ClientController({ keyFile: cfg.keyFile, build });
+  controller = new ClientController({
+    keyFile: cfg.keyFile,
+    build,
+    fetch: async (url, via) =>
+      (await cappedFetch(url, { dialer: via ?? new DirectDialer() })).body.toString('utf8'),
+    probe: (uri) =>
+      runPageProbe(uri, cfg.probeCheckUrl !== undefined ? { checkUrl: cfg.probeCheckUrl } : {}),
+  });
   const c = controller;
-  if (o.serverKey) c.connect(c.importKey(o.serverKey));
   let server: UiServer | undefined;
   return {
     controller: c,
     async start(ports) {
+      if (o.serverKey) await c.connect(await c.importKey(o.serverKey));
       const token = randomBytes(24).toString('base64url');
       server = new UiServer({
         controller: c,

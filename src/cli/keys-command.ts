@@ -78,6 +78,8 @@ keys parse   shows what a key holds: method (or protocol), address, tag, prefix 
   --json         one JSON line
   --show-secret  include the password (it is the key: anyone who has it can use the server)
 
+keys publish  writes a signed key document for online keys (ladder keys publish --help)
+
 Formats accepted and written: docs/access-keys.md`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -94,6 +96,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (sub === 'new') return keysNew(rest);
   if (sub === 'parse') return keysParse(rest);
+  if (sub === 'publish') return (await import('./keys-publish.js')).keysPublish(rest);
   const admin = await import('./keys-admin.js');
   if ((admin.ADMIN_SUBCOMMANDS as readonly string[]).includes(sub))
     return admin.runAdmin(sub as (typeof admin.ADMIN_SUBCOMMANDS)[number], rest);

@@ -16,6 +16,8 @@ commands:
   demo     start a server and a client on loopback with a fresh key (what npm start runs)
   lab      the adversary lab: ladder lab up | down | run | exec <ns> -- <cmd>
   probe    what is blocked from here, and how: ladder probe --key <uri> [URL ...]
+  build-client  make a signed single-file client: ladder build-client --operator-key <file> --out <file>
+  update   replace this single-file client with a newer signed one: ladder update --from <url>
 
 Run 'ladder <command> --help' for a command's options.`;
 
@@ -28,6 +30,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo-command.js')).run,
   lab: async () => (await import('./lab-command.js')).run,
   probe: async () => (await import('./probe-command.js')).run,
+  'build-client': async () => (await import('./build-client-command.js')).run,
+  update: async () => (await import('./update-command.js')).run,
 };
 
 async function main(argv: string[]): Promise<number> {

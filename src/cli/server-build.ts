@@ -393,7 +393,10 @@ export async function startOperatorSurfaces(
 /** The decoy site alone (the API's answer outside its secret path when there is no TLS port). */
 async function buildFallbackSite(config: ServerConfig): Promise<Fallback> {
   const { DecoySite } = await import('../server/decoy/decoy-site.js');
-  return new DecoySite(config.decoyDir ? { dir: config.decoyDir } : {});
+  return new DecoySite({
+    ...(config.decoyDir ? { dir: config.decoyDir } : {}),
+    ...(config.published ? { published: config.published } : {}),
+  });
 }
 
 /** Prometheus metrics over HTTP (--metrics). */

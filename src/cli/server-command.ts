@@ -39,6 +39,8 @@ options:
                              in keys with ?pin=...)
   --decoy-dir <dir>          serve these files to TLS visitors without a key (default: built-in site)
   --fallback <host:port>     or forward TLS visitors without a key to this web server
+  --publish <path>=<file>    serve a file at a secret path of the decoy site (repeat): a signed key
+                             document (ladder keys publish) or a client release (ladder build-client)
   --ws-listen <host:port>    also serve the WebSocket keys as plain HTTP here (no TLS), for a CDN or
                              reverse proxy that terminates TLS in front of the server. WebSocket keys:
                              ss:// with plugin=v2ray-plugin;path=...; trojan:// with type=ws&path=...

@@ -22,6 +22,7 @@ import { LadderError } from '../errors.js';
 import type { TrojanUser } from '../server/trojan-server.js';
 import { DEFAULT_MAX_PRE_AUTH_PER_SOURCE } from '../server/pre-auth.js';
 import { formatHostPort, parseCount, parseFlags, parseHostPort, parseSeconds } from './args.js';
+import { publishedFiles } from './publish-flag.js';
 
 /** The flags of `ladder server`, in node:util parseArgs form. */
 export const SERVER_FLAGS = {
@@ -39,6 +40,7 @@ export const SERVER_FLAGS = {
   'tls-key': { type: 'string' },
   'decoy-dir': { type: 'string' },
   fallback: { type: 'string' },
+  publish: { type: 'string', multiple: true },
   data: { type: 'string' },
   store: { type: 'string' },
   api: { type: 'string' },
@@ -103,6 +105,8 @@ export interface ServerConfig {
   /** What TLS visitors without a key get: a web server to forward to, or the decoy site's files. */
   fallback?: Target;
   decoyDir?: string;
+  /** Files the decoy site serves at secret paths (--publish): path → file. */
+  published?: ReadonlyMap<string, string>;
   /** Where the plain WebSocket listener goes (--ws-listen). */
   wsListen?: Target;
   operator?: OperatorConfig;
@@ -169,6 +173,7 @@ export function parseServerConfig(values: ServerFlags): ServerConfig {
     ...(tlsFiles ? { tlsFiles } : {}),
     ...(fallback ? { fallback } : {}),
     ...(values['decoy-dir'] ? { decoyDir: values['decoy-dir'] } : {}),
+    ...publishedFiles(values.publish, values.fallback),
     ...(wsListen ? { wsListen } : {}),
     ...(operator ? { operator } : {}),
     ...(values.metrics ? { metrics: parseHostPort(values.metrics, '--metrics') } : {}),

@@ -8,6 +8,7 @@
  * @module
  */
 import { statSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
 import { DECOY_PAGES } from './pages.js';
 import {
@@ -39,6 +40,11 @@ export interface DecoySiteOptions extends Partial<NginxBehaviour> {
   now?: () => number;
   /** Called when a complete request head has arrived on a connection. */
   onRequest?: (conn: Duplex) => void;
+  /**
+   * Files served at secret paths (`ladder server --publish`): a signed key document, a client
+   * release. Read at each request, so publishing again needs no restart.
+   */
+  published?: ReadonlyMap<string, string>;
 }
 
 /** The built-in decoy pages, or the files under `dir` when given, served as nginx serves them. */
@@ -51,7 +57,7 @@ export class DecoySite implements Fallback {
   #boundary = 0;
 
   constructor(options: DecoySiteOptions = {}) {
-    const { dir, builtinMtimeMs, now, onRequest, ...behaviour } = options;
+    const { dir, builtinMtimeMs, now, onRequest, published, ...behaviour } = options;
     this.#behaviour = { ...NGINX_DEFAULTS, ...stripUndefined(behaviour) };
     this.#now = now ?? Date.now;
     // A whole request head arrived: the connection is a web client's now, out of the pre-auth deadline.
@@ -59,10 +65,11 @@ export class DecoySite implements Fallback {
       settlePreAuth(conn);
       onRequest?.(conn);
     };
-    this.#lookup =
+    const site =
       dir !== undefined
         ? directoryLookup(dir)
         : builtinLookup(builtinMtimeMs ?? builtinPagesMtimeMs());
+    this.#lookup = published && published.size > 0 ? publishedLookup(site, published) : site;
   }
 
   handle(conn: Duplex, head: Buffer): void {
@@ -118,6 +125,27 @@ function builtinLookup(mtimeMs: number): SiteLookup {
       kind: 'file',
       file: { size: body.length, mtimeMs, type: mimeType(path), body },
     });
+  };
+}
+
+/** `site`, with the files of `published` at their paths (a missing file answers as none). */
+export function publishedLookup(
+  site: SiteLookup,
+  published: ReadonlyMap<string, string>,
+): SiteLookup {
+  return async (path: string): Promise<Lookup> => {
+    const file = published.get(path);
+    if (file === undefined) return site(path);
+    try {
+      const st = await stat(file);
+      if (!st.isFile()) return { kind: 'none' };
+      return {
+        kind: 'file',
+        file: { size: st.size, mtimeMs: st.mtimeMs, type: 'application/octet-stream', path: file },
+      };
+    } catch {
+      return { kind: 'none' };
+    }
   };
 }
 
