@@ -42,6 +42,16 @@ options:
   --mux-sessions <n>     with a Mux.Cool key (trojan mux=n, v2ray-plugin): sessions one connection
                          carries in its life before a fresh one is opened (default 128, as v2ray;
                          1: a connection per session, each padded from its start)
+  --first-payload-wait <ms>
+                         how long a new connection's request header waits for the app's first
+                         bytes, to leave in one record with them, 1 to 60000 (default 50); raise
+                         it on a slow device so that the header never leaves alone (docs/lab.md,
+                         "TLS in TLS"); a server-speaks-first protocol waits this long once
+  --max-connections-per-server <n>
+                         hold at most n connections open to each server at once, 1 to 1024 (no
+                         cap by default); more wait for one to close. Against connection-count
+                         policing (Russia: about 6); keys with Mux.Cool are not capped (their
+                         sessions share a few connections already)
 
 ${ROUTING_HELP}
 
@@ -56,6 +66,8 @@ export async function run(argv: string[]): Promise<number> {
     'no-http': { type: 'boolean' },
     user: { type: 'string' },
     'mux-sessions': { type: 'string' },
+    'first-payload-wait': { type: 'string' },
+    'max-connections-per-server': { type: 'string' },
     tun: { type: 'boolean' },
     'tun-name': { type: 'string' },
     'tun-mtu': { type: 'string' },
@@ -79,8 +91,14 @@ export async function run(argv: string[]): Promise<number> {
   if (!values.server && !ui)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
   const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
+  const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
+  const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
   const routing = routingConfig(values);
-  const keyOptions = muxSessionsPerConnection ? { muxSessionsPerConnection } : {};
+  const keyOptions = {
+    ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
+    ...(muxSessionsPerConnection ? { muxSessionsPerConnection } : {}),
+    ...(firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs } : {}),
+  };
   const app = ui
     ? buildClientApp(ui, {
         routing,
@@ -133,6 +151,28 @@ function parseMuxSessions(text: string | undefined): number | undefined {
     throw new LadderError(
       'ERR_USAGE',
       `--mux-sessions '${text.slice(0, 20)}' must be the sessions per connection, 1 to 1024 (default 128)`,
+    );
+  return n;
+}
+
+function parseFirstPayloadWait(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^[0-9]{1,5}$/.test(text) || n < 1 || n > 60_000)
+    throw new LadderError(
+      'ERR_USAGE',
+      `--first-payload-wait '${text.slice(0, 20)}' must be milliseconds, 1 to 60000 (default 50)`,
+    );
+  return n;
+}
+
+function parseConnectionCap(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^[0-9]{1,4}$/.test(text) || n < 1 || n > 1024)
+    throw new LadderError(
+      'ERR_USAGE',
+      `--max-connections-per-server '${text.slice(0, 20)}' must be a number of connections, 1 to 1024`,
     );
   return n;
 }

@@ -5,6 +5,8 @@
  * @module
  */
 import { readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, LadderError } from '../errors.js';
 import type { Target } from '../transport/types.js';
@@ -26,7 +28,7 @@ import {
 } from '../probe/report.js';
 import { parseTestList, type TestListEntry } from '../probe/test-list.js';
 import { checkTransports, type CheckEnv, type TransportCheck } from '../probe/transport-check.js';
-import { formatFindings, recognise } from '../probe/censors.js';
+import { formatFindings, recognise, type AllowlistControl } from '../probe/censors.js';
 import { keyTransports, type ProbeTransport } from '../probe/transports.js';
 import {
   checkProbeUrl,
@@ -79,6 +81,10 @@ options:
   --max-connections <n>          cap on the connections of the whole run (default 400)
   --concurrent <n>               also open n connections at once through each working transport,
                                  to spot connection-count policing (off unless given; 2 to 32)
+  --allowlist-control <url>      an http:// or https:// site you expect an allowlist to let
+                                 through (a big domestic site), fetched directly, not through the
+                                 tunnel: if it answers while every transport is silent, the probe
+                                 names whitelist mode (off unless given)
   --json [file]                  OONI-style JSON lines to stdout (the tables then go to stderr),
                                  or to a file`;
 
@@ -112,6 +118,50 @@ function readText(path: string, what: string): string {
       cause: err,
     });
   }
+}
+
+/** An http:// or https:// URL for a flag, or a usage error naming it. */
+function webUrl(text: string, flag: string): URL {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new LadderError(
+      'ERR_USAGE',
+      `${flag} '${text.slice(0, 80)}' is not a URL; give http://… or https://…`,
+    );
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new LadderError(
+      'ERR_USAGE',
+      `${flag} '${text.slice(0, 80)}' must be an http:// or https:// URL`,
+    );
+  return u;
+}
+
+/**
+ * Whether a site answers a GET made directly (not through a tunnel) within `timeoutMs`: any HTTP
+ * status counts, since the question is only whether the path to it is open. The body is not read.
+ */
+export function answersDirectly(url: URL, timeoutMs: number, ca?: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = request(
+      url,
+      {
+        method: 'GET',
+        signal: AbortSignal.timeout(timeoutMs),
+        headers: { connection: 'close' },
+        ...(ca && url.protocol === 'https:' ? { ca } : {}),
+      },
+      (res) => {
+        res.destroy();
+        resolve(true);
+      },
+    );
+    req.on('error', () => resolve(false));
+    req.end();
+  });
 }
 
 function httpUrl(text: string, flag: string): URL {
@@ -172,6 +222,7 @@ const PROBE_FLAGS = {
   timeout: { type: 'string' },
   'max-connections': { type: 'string' },
   concurrent: { type: 'string' },
+  'allowlist-control': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -192,6 +243,8 @@ interface ProbeOptions {
   controlResolver: Target;
   checkUrl: URL;
   throughputUrl: URL | undefined;
+  /** A site an allowlist would carry, fetched directly (`--allowlist-control`). */
+  allowlistUrl: URL | undefined;
 }
 
 /** Checks the flags of `ladder probe`; usage errors name the flag. */
@@ -252,6 +305,10 @@ function parseProbeLimits(
     values['throughput-url'] !== undefined
       ? httpUrl(values['throughput-url'], '--throughput-url')
       : undefined;
+  const allowlistUrl =
+    values['allowlist-control'] !== undefined
+      ? webUrl(values['allowlist-control'], '--allowlist-control')
+      : undefined;
   return {
     timeoutMs,
     parallel,
@@ -262,6 +319,7 @@ function parseProbeLimits(
     controlResolver,
     checkUrl,
     throughputUrl,
+    allowlistUrl,
   };
 }
 
@@ -331,6 +389,7 @@ export async function run(argv: string[]): Promise<number> {
   ];
   out.say(
     `ladder probe: reaching ${servers.join(', ')} (the key${o.keys.length > 1 ? 's' : ''}), the local resolver ${resolver.address}` +
+      (o.allowlistUrl && o.only !== 'web' ? `, directly ${o.allowlistUrl.href}` : '') +
       (o.only === 'transports'
         ? `, and through the tunnel ${o.checkUrl.href}`
         : `, and through the tunnel ${formatHostPort(o.controlResolver.host, o.controlResolver.port)}, ${o.checkUrl.href} and ${entries.length} URL${entries.length === 1 ? '' : 's'} from ${listName}`) +
@@ -345,7 +404,16 @@ export async function run(argv: string[]): Promise<number> {
     checkEnvFor(o, { now, resolver, budget, caPem, tty: out.tty }),
   );
   if (out.tty) out.tty.write('\r\x1b[2K');
-  if (o.only !== 'web') reportTransports(o, checks, out, { testStartTime, t0, now, resolver });
+  if (o.only !== 'web') {
+    const allowlistControl =
+      o.allowlistUrl && budget.reserve(1)
+        ? {
+            name: o.allowlistUrl.href,
+            ok: await answersDirectly(o.allowlistUrl, o.timeoutMs, caPem),
+          }
+        : undefined;
+    reportTransports(o, checks, out, { testStartTime, t0, now, resolver, allowlistControl });
+  }
   if (o.only === 'transports') return 0;
   const working = checks.find((c) => c.verdict.okAttempts > 0 && c.address !== undefined);
   const control = working ? controlFrom(working, o.controlResolver, caPem, o.timeoutMs) : undefined;
@@ -407,11 +475,19 @@ function reportTransports(
   o: ProbeOptions,
   checks: TransportCheck[],
   out: ProbeOutput,
-  m: { testStartTime: Date; t0: number; now: () => number; resolver: Resolver },
+  m: {
+    testStartTime: Date;
+    t0: number;
+    now: () => number;
+    resolver: Resolver;
+    allowlistControl: AllowlistControl | undefined;
+  },
 ): void {
   out.say('\nTransports');
   out.say(formatTransportTable(checks));
-  const findings = formatFindings(recognise(checks));
+  const findings = formatFindings(
+    recognise(checks, m.allowlistControl ? { allowlistControl: m.allowlistControl } : {}),
+  );
   if (findings) out.say(findings);
   if (new Set(o.transports.map((t) => formatHostPort(t.server.host, t.server.port))).size > 1) {
     out.say('\nServers');

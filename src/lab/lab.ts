@@ -184,21 +184,29 @@ export async function startCensor(plan: LabPlan, policy: Policy): Promise<void> 
   await waitForLog(plan, 'censor', child, /listening/);
 }
 
-/** Stops the censor this lab started (by its recorded PID, checked to be in the wall namespace). */
-export function stopCensor(plan: LabPlan): void {
+/**
+ * Stops the censor this lab started (by its recorded PID, checked to be in the wall namespace):
+ * SIGTERM, then SIGKILL if it has not exited within `graceMs`. On SIGTERM the censor closes its
+ * modules, which write what they still hold (tls-in-tls's open flows) before it exits; a caller
+ * that reads those waits with a long `graceMs`. Returns false when the censor had to be killed
+ * (its close-time events may be missing), true otherwise.
+ */
+export function stopCensor(plan: LabPlan, graceMs = 3000): boolean {
   const pidFile = join(plan.stateDir, 'censor.pid');
-  if (!existsSync(pidFile)) return;
+  if (!existsSync(pidFile)) return true;
   const pid = Number(readFileSync(pidFile, 'utf8'));
+  let clean = true;
   if (Number.isInteger(pid) && namespacePids(plan.ns.wall).includes(pid)) {
     try {
       process.kill(pid, 'SIGTERM');
     } catch {
       // gone
     }
-    const deadline = Date.now() + 3000;
+    const deadline = Date.now() + graceMs;
     while (namespacePids(plan.ns.wall).includes(pid) && Date.now() < deadline)
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
     if (namespacePids(plan.ns.wall).includes(pid)) {
+      clean = false;
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
@@ -207,6 +215,7 @@ export function stopCensor(plan: LabPlan): void {
     }
   }
   spawnSync('rm', ['-f', pidFile]);
+  return clean;
 }
 
 /** Runs a command in a lab namespace, inheriting stdio; returns its exit status. */

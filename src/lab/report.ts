@@ -214,6 +214,16 @@ export const TRANSPORTS: TransportEntry[] = [
     'printable-prefix',
     'TCP, the same with a 6-byte printable prefix (FET exemption Ex2)',
   ),
+  rawEntry(
+    'ech-hello',
+    'hello:cloudflare-ech.com:fe0d',
+    'TCP, a ClientHello with SNI cloudflare-ech.com and the ECH extension 0xfe0d to the echo sink (the ech control, n4p#417)',
+  ),
+  rawEntry(
+    'ech-sni-only',
+    'hello:cloudflare-ech.com',
+    'the same ClientHello without the ECH extension (the TSPU freezes only both together)',
+  ),
   {
     name: 'shadowsocks-libev',
     description: "Debian's ss-local → ss-server (chacha20-ietf-poly1305), curl through SOCKS5",
@@ -428,6 +438,13 @@ function startLadderServer(plan: LabPlan): Promise<void> {
 let nextSocksPort = 1081;
 
 /**
+ * `--first-payload-wait` of the rows carrying HTTPS: longer than any attempt's time limit, so the
+ * request header always leaves in one record with curl's ClientHello (curl speaks first) and the
+ * outer sizes the TLS-in-TLS rules see do not depend on how fast a loaded machine runs curl.
+ */
+export const HTTPS_ROW_FIRST_PAYLOAD_WAIT_MS = 30_000;
+
+/**
  * One Ladder transport: the real server in abroad and the real `ladder client` in the client
  * namespace with this key; each attempt is a fresh curl through the client's SOCKS5 port, which
  * makes a fresh connection to the server.
@@ -456,6 +473,7 @@ function ladderEntry(
         '--socks',
         `127.0.0.1:${socksPort}`,
         '--no-http',
+        ...(https ? ['--first-payload-wait', String(HTTPS_ROW_FIRST_PAYLOAD_WAIT_MS)] : []),
         ...clientArgs,
       ]);
       started.push(child);
@@ -582,8 +600,18 @@ export const LARGE_PAGE = '/page/2';
 /** Parallel fetches of the connection-count rows: more than the 6 connections policed. */
 export const PARALLEL_FETCHES = 8;
 
+/** The client's cap in the capped row: the connections the TSPU allows (n4p#546, Xray's advice). */
+export const CONN_CAP = 6;
+
 /** Sequential fetches over one multiplexed connection in the `mux-many` rows. */
 export const MANY_FETCHES = 50;
+
+/**
+ * Requests one browsing connection makes in the `-browse` rows: with a browser's request headers
+ * each is a client packet of over 411 bytes, so with the ClientHello there are 3 or more, the
+ * TSPU's TLS-in-TLS pattern (n4p#363); a single curl request with curl's own headers is 1.
+ */
+export const BROWSE_FETCHES = 3;
 
 /**
  * Control and answer rows for the 2024–2026 techniques: a large page (the byte budget), parallel
@@ -595,7 +623,17 @@ function censorsEntries(): TransportEntry[] {
     name: string,
     description: string,
     uri: ((p: LabPlan) => string) | undefined,
-    opts: { https?: boolean; fetches?: number; parallel?: boolean; clientArgs?: string[] } = {},
+    opts: {
+      https?: boolean;
+      fetches?: number;
+      parallel?: boolean;
+      clientArgs?: string[];
+      /**
+       * Parallel fetches keep their connections until curl exits: all of them are open at once
+       * whatever the machine's speed (the connection-count controls).
+       */
+      keepAlive?: boolean;
+    } = {},
   ): TransportEntry => {
     const socksPort = nextSocksPort++;
     const fetches = opts.fetches ?? 1;
@@ -636,7 +674,7 @@ function censorsEntries(): TransportEntry[] {
             String(timeoutS),
             ...(opts.parallel ? ['--parallel', '--parallel-immediate'] : []),
             // a fresh connection per fetch: no HTTP keep-alive over one SOCKS connection
-            ...(fetches > 1 ? ['-H', 'Connection: close'] : []),
+            ...(fetches > 1 && !opts.keepAlive ? ['-H', 'Connection: close'] : []),
             ...(uri ? ['--socks5-hostname', `127.0.0.1:${socksPort}`] : []),
             ...(scheme === 'https' ? ['--cacert', caPath(plan)] : []),
             ...Array.from({ length: fetches }, () => url),
@@ -652,10 +690,56 @@ function censorsEntries(): TransportEntry[] {
       },
     };
   };
+  /** HTTPS browsing through a key: BROWSE_FETCHES small pages on one connection, browser headers. */
+  const browse = (name: string, description: string, uri: (p: LabPlan) => string) => {
+    const entry = ladderEntry(name, description, uri, true);
+    const socksPort = entry.socksPort!;
+    return {
+      ...entry,
+      async attempt(plan: LabPlan, timeoutS: number): Promise<AttemptResult> {
+        const url = `https://${plan.names.allowed}/`;
+        const r = await runIn(
+          plan,
+          plan.ns.client,
+          [
+            'curl',
+            '-sS',
+            '--max-time',
+            String(timeoutS),
+            '--socks5-hostname',
+            `127.0.0.1:${socksPort}`,
+            '--cacert',
+            caPath(plan),
+            ...BROWSER_HEADERS.flatMap((h) => ['-H', h]),
+            ...Array.from({ length: BROWSE_FETCHES }, () => url),
+          ],
+          (timeoutS + 2) * 1000,
+        );
+        const got = r.out.split(`site ${plan.names.allowed}`).length - 1;
+        const ok = r.status === 0 && got === BROWSE_FETCHES;
+        return {
+          ok,
+          detail: ok
+            ? 'ok'
+            : `${got}/${BROWSE_FETCHES} pages; ${r.out.trim().split('\n').pop() ?? ''}`,
+        };
+      },
+    };
+  };
   return [
+    browse(
+      'ladder-ss-https-browse',
+      `Shadowsocks ${LADDER_SS_METHOD} carrying HTTPS browsing (${BROWSE_FETCHES} requests with a browser's headers on one connection): the tls-in-tls-ru control`,
+      () => ladderSsUri(undefined, LADDER_CONTROL_PORT),
+    ),
+    browse(
+      'ladder-trojan-https-browse',
+      'the same browsing over Trojan (TLS outside: the answer to tls-in-tls-ru)',
+      (p) => ladderTrojanUri(p),
+    ),
     ladderEntry(
       'ladder-ss-https',
-      `Shadowsocks ${LADDER_SS_METHOD} carrying HTTPS (a fully encrypted tunnel with TLS inside: the tls-in-tls-ru control)`,
+      `Shadowsocks ${LADDER_SS_METHOD} carrying one HTTPS request (TLS inside a fully encrypted tunnel, one client packet of ≥ 411 bytes: passes tls-in-tls-ru)`,
       () => ladderSsUri(undefined, LADDER_CONTROL_PORT),
       true,
     ),
@@ -668,7 +752,7 @@ function censorsEntries(): TransportEntry[] {
       'https-parallel',
       `${PARALLEL_FETCHES} parallel curl fetches of it: the connection-count control`,
       undefined,
-      { fetches: PARALLEL_FETCHES, parallel: true },
+      { fetches: PARALLEL_FETCHES, parallel: true, keepAlive: true },
     ),
     large('ladder-trojan-large', 'Trojan over TLS (SNI ladder.lab) fetching the large page', (p) =>
       ladderTrojanUri(p),
@@ -680,9 +764,19 @@ function censorsEntries(): TransportEntry[] {
     ),
     large(
       'ladder-trojan-parallel',
-      `Trojan over TLS, ${PARALLEL_FETCHES} parallel fetches: a connection each`,
+      `Trojan over TLS, ${PARALLEL_FETCHES} parallel fetches: a connection each, all open until the last ends`,
       (p) => ladderTrojanUri(p),
-      { fetches: PARALLEL_FETCHES, parallel: true },
+      { fetches: PARALLEL_FETCHES, parallel: true, keepAlive: true },
+    ),
+    large(
+      'ladder-trojan-parallel-capped',
+      `the same with the client's --max-connections-per-server ${CONN_CAP}: the fetches beyond it wait for a connection to close (the answer to connection policing without Mux.Cool)`,
+      (p) => ladderTrojanUri(p),
+      {
+        fetches: PARALLEL_FETCHES,
+        parallel: true,
+        clientArgs: ['--max-connections-per-server', String(CONN_CAP)],
+      },
     ),
     large(
       'ladder-trojan-mux-parallel',

@@ -21,6 +21,7 @@ import { SsPacketDialer, SsStreamDialer } from './ss-dialer.js';
 import { TrojanDialer } from './trojan-dialer.js';
 import { wsConnector } from './ws-dialer.js';
 import { FailoverDialer } from './failover.js';
+import { CappedDialer } from './capped-dialer.js';
 import type { PacketDialer, StreamDialer, Target } from './types.js';
 
 export interface KeyDialers {
@@ -48,6 +49,16 @@ export interface KeyDialerOptions {
    * for callers whose every consumer honours borrowed chunks (the client's relay and fronts).
    */
   recycleReads?: boolean;
+  /**
+   * How long a new connection's request header waits for the application's first bytes, to leave
+   * in one record with them, before it leaves alone (default 50 ms; `--first-payload-wait`).
+   */
+  firstPayloadWaitMs?: number;
+  /**
+   * Connections a transport without Mux.Cool holds open to its server at once; more dials wait
+   * for one to close (transport/capped-dialer.ts; `--max-connections-per-server`). Unset: no cap.
+   */
+  maxConnectionsPerServer?: number;
 }
 
 /** What the builder needs from outside: files and a place for warnings. */
@@ -105,6 +116,18 @@ function perConnectionOf(o: KeyDialerOptions): { muxSessionsPerConnection?: numb
   return o.muxSessionsPerConnection ? { muxSessionsPerConnection: o.muxSessionsPerConnection } : {};
 }
 
+/** The first payload's wait, when the caller asks for one of its own. */
+function firstWaitOf(o: KeyDialerOptions): { firstPayloadWaitMs?: number } {
+  return o.firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs: o.firstPayloadWaitMs } : {};
+}
+
+/** The stream dialer under the per-server cap, unless there is none or the key multiplexes. */
+function capped(d: StreamDialer, o: KeyDialerOptions, multiplexed: boolean): StreamDialer {
+  return o.maxConnectionsPerServer && !multiplexed
+    ? new CappedDialer(d, { max: o.maxConnectionsPerServer })
+    : d;
+}
+
 /** One ss:// or trojan:// URI. Throws a LadderError (ERR_KEY_URI) for any other scheme. */
 export function keyTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTransport {
   const text = uri.trim();
@@ -145,14 +168,16 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
           ...each,
           ...pin,
           fp,
+          ...firstWaitOf(o),
           ...(over.socket ? { socket: over.socket } : {}),
         });
-        return { stream: d, packet: d };
+        return { stream: capped(d, o, false), packet: d };
       }
       const tls = { sni: t.sni ?? t.wsHost ?? t.host, ...pin, fp, ...each };
       const d = new TrojanDialer(server, {
         password: t.password,
         ...tls,
+        ...firstWaitOf(o),
         ...(over.socket ? { socket: over.socket } : {}),
         // Mux.Cool inside Trojan, as v2ray's trojan outbound with mux enabled (mux-pool.ts).
         ...(t.mux ? { mux: t.mux, ...perConnection } : {}),
@@ -169,7 +194,7 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
             }
           : {}),
       });
-      return { stream: d, packet: d };
+      return { stream: capped(d, o, Boolean(t.mux)), packet: d };
     },
   };
 }
@@ -208,6 +233,7 @@ function ssTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTranspor
       // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts).
       const stream = new SsStreamDialer(server, key, {
         ...(k.prefix ? { prefix: k.prefix } : {}),
+        ...firstWaitOf(o),
         ...(over.timeoutMs !== undefined ? { connectTimeoutMs: over.timeoutMs } : {}),
         ...(plain && o.recycleReads ? { recycleReads: true } : {}),
         ...(socket ? { connect: () => Promise.resolve(socket) } : {}),
@@ -233,7 +259,10 @@ function ssTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTranspor
           : {}),
       });
       // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
-      return { stream, packet: new SsPacketDialer(server, key) };
+      return {
+        stream: capped(stream, o, !plain && Boolean(ws?.mux)),
+        packet: new SsPacketDialer(server, key),
+      };
     },
   };
 }

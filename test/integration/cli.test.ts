@@ -92,6 +92,40 @@ test('client --mux-sessions outside 1..1024: exit 2, naming the flag and the ran
   }
 });
 
+test('client --first-payload-wait outside 1..60000 ms: exit 2, naming the flag and the range', async () => {
+  for (const bad of ['0', '60001', '1.5', 'long']) {
+    const r = await ladder([
+      'client',
+      '--server',
+      'trojan://pw@127.0.0.1:1',
+      '--first-payload-wait',
+      bad,
+      '--no-http',
+    ]);
+    assert.equal(r.code, 2, bad);
+    assert.match(r.stderr, /--first-payload-wait '.*' must be milliseconds, 1 to 60000/);
+  }
+});
+
+test('probe --allowlist-control that is not an http(s) URL: exit 2, naming the flag', async () => {
+  for (const bad of ['allowed.example', 'ftp://allowed.example/']) {
+    const r = await ladder([
+      'probe',
+      '--key',
+      'ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpw@127.0.0.1:1',
+      '--only',
+      'transports',
+      '--allowlist-control',
+      bad,
+    ]);
+    assert.equal(r.code, 2, bad);
+    assert.match(
+      r.stderr,
+      /--allowlist-control '.*' (is not a URL|must be an http:\/\/ or https:\/\/ URL)/,
+    );
+  }
+});
+
 test('server: no key, a bad key, a port in use — each says what is wrong', async () => {
   const none = await ladder(['server', '--listen', '127.0.0.1:0']);
   assert.equal(none.code, 2);

@@ -47,14 +47,15 @@ function lab(policy: Policy, seed = 1): Lab {
 
 /** A TCP connection through the engine: handshake, then payloads either way; counts what passed. */
 class Conn {
-  #cseq = 1000;
+  #cseq: number;
   #sseq = 5000;
   readonly l: Lab;
   readonly sport: number;
   readonly server: string;
   readonly dport: number;
   readonly client: string;
-  constructor(l: Lab, sport: number, server = S, dport = 443, client = C) {
+  constructor(l: Lab, sport: number, server = S, dport = 443, client = C, isn = 1000) {
+    this.#cseq = isn;
     this.l = l;
     this.sport = sport;
     this.server = server;
@@ -120,6 +121,30 @@ function udp(l: Lab, sport: number, dport: number, payload: Buffer, dst = S, src
 
 const serverHello = () =>
   Buffer.concat([Buffer.from('160303007a02000076', 'hex'), randomBytes(118)]);
+
+test('engine: a new connection on a reused 4-tuple (a fresh SYN, another ISN) is a new flow that modules see from its start; a retransmitted SYN is not', async () => {
+  const l = lab({
+    modules: { 'tls-in-tls': { action: 'score', rules: ['A', 'B'], measure: true } },
+  });
+  const hello = await nodeClientHelloRecord('allowed.lab');
+  const ccs = Buffer.concat([Buffer.from('140303000101', 'hex'), randomBytes(53)]);
+  for (const isn of [1000, 700_000]) {
+    const c = new Conn(l, 40_000, S, 443, C, isn);
+    c.send(true, TCP_FLAG.SYN); // a first SYN, unanswered; open() sends it again: the same flow
+    c.open();
+    c.data(true, hello);
+    c.data(false, randomBytes(1200));
+    c.data(true, ccs);
+    c.fin();
+  }
+  assert.equal(l.engine.stats.flows, 2, 'two connections, two flows');
+  const measured = l.events.filter((e) => e.module === 'tls-in-tls' && e.action === 'measure');
+  assert.deepEqual(
+    measured.map((e) => e.detail),
+    ['runs 59; A -; B -', 'runs 59; A -; B -'],
+    'both measured from their CCS',
+  );
+});
 
 test('byte-budget (n4p#490): server→client data to a foreign-hosting range stalls silently after a budget drawn from 14–32 KB; other ranges and exempt SNIs pass', async () => {
   for (let u = 0; u < 1; u += 0.1) {

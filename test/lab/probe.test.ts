@@ -404,6 +404,31 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
     assert.ok(eventsFrom(from).includes('ipblock/reset'));
   });
 
+  test('transports × whitelist: every transport silent while the allow-listed control answers directly: whitelist mode named', async () => {
+    const from = await censor('whitelist'); // only the SNI allowed.lab passes
+    const args = [
+      '--key',
+      keys.ss,
+      '--key',
+      keys.trojanBlockedSni,
+      '--only',
+      'transports',
+      '--attempts',
+      '1',
+    ];
+    const without = await probe(args);
+    assert.doesNotMatch(without.out, /\[whitelist\]/, 'with no control site the probe cannot tell');
+    const r = await probe([...args, '--allowlist-control', `https://${plan.names.allowed}/`]);
+    assert.match(
+      r.out,
+      new RegExp(
+        `\\[whitelist\\] all 2 transports fail silently \\(.*\\), while https://${plan.names.allowed}/ answers`,
+      ),
+      r.out,
+    );
+    assert.ok(eventsFrom(from).includes('whitelist/drop'));
+  });
+
   test('transports × throttle: a throughput sample is taken (the verdict is printed, not asserted: it is a rate)', async () => {
     const from = await censor('throttle', { bytesThreshold: 4 * 1024 * 1024 });
     const { lines } = await probe([

@@ -10,20 +10,35 @@ import { labNamespaces, labUnavailable, namespacePids, planLab } from '../../src
 const why = labUnavailable();
 const base = process.env.LADDER_LAB_TEST_PREFIX ?? 'lab1-';
 const plan = planLab(`${base.slice(0, -1).slice(0, 7)}8-`);
+const TEST_TIMEOUT_MS = 120_000;
 
-/** Whether `pid` still runs (a zombie waiting to be reaped does not). */
-function running(pid: number): boolean {
+/** A process by PID and start time (field 22 of /proc/PID/stat), so a reused PID is not it. */
+interface Proc {
+  pid: number;
+  start: string | undefined;
+}
+
+function stat(pid: number): string[] | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after "pid (comm) ": state is field 3, start time field 22
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+const proc = (pid: number): Proc => ({ pid, start: stat(pid)?.[19] });
+
+/** Whether the process still runs (a zombie waiting to be reaped does not; nor a reused PID). */
+function running(p: Proc): boolean {
+  const f = stat(p.pid);
+  return f !== undefined && f[0] !== 'Z' && f[19] === p.start;
 }
 
 test(
   'lab run: SIGINT mid-run removes the namespaces and the processes in them, and exits 130',
-  { skip: why ?? false, timeout: 120_000 },
+  { skip: why ?? false, timeout: TEST_TIMEOUT_MS },
   async (t) => {
     destroyLab(plan); // a crashed earlier run
     t.after(() => destroyLab(plan));
@@ -35,14 +50,16 @@ test(
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    // 'close', not 'exit': 'exit' can come before the last of stdout and stderr has been read
     const exited = new Promise<number | string>((r) =>
-      child.once('exit', (code, signal) => r(code ?? signal ?? 'unknown')),
+      child.once('close', (code, signal) => r(code ?? signal ?? 'unknown')),
     );
     t.after(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
-    // The header line is printed once the lab is up; the first cell runs right after it.
-    const deadline = Date.now() + 90_000;
+    // The header line is printed once the lab is up; the first cell runs right after it. Each
+    // wait below ends on its event; the deadline is only the test's own time limit.
+    const deadline = Date.now() + TEST_TIMEOUT_MS;
     while (!out.includes('report card:') && Date.now() < deadline && child.exitCode === null)
       await new Promise((r) => setTimeout(r, 100));
     assert.match(out, /report card:/, out);
@@ -55,7 +72,7 @@ test(
       child.exitCode === null
     )
       await new Promise((r) => setTimeout(r, 100));
-    const inside = labNamespaces(plan.prefix).flatMap((n) => namespacePids(n));
+    const inside = labNamespaces(plan.prefix).flatMap((n) => namespacePids(n).map(proc));
     assert.ok(namespacePids(plan.ns.client).length > 0, `the transport's client runs:\n${out}`);
     assert.ok(inside.length > 0, `services run in the lab namespaces:\n${out}`);
 
@@ -63,9 +80,9 @@ test(
     assert.equal(await exited, 130, out);
     assert.match(out, /stopped by SIGINT; lab removed/);
     assert.deepEqual(labNamespaces(plan.prefix), []);
-    // They were sent SIGTERM; give them a moment to act on it.
-    const until = Date.now() + 5000;
-    while (inside.some(running) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    // They were sent SIGTERM, then SIGKILL after 3 s (destroyLab): wait until each has exited.
+    while (inside.some(running) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(inside.filter(running), [], 'processes from the lab still run');
   },
 );

@@ -56,6 +56,8 @@ export interface EngineOptions {
 interface FlowRecord extends Flow {
   c2sData: Buffer;
   sawSyn: boolean;
+  /** The client's initial sequence number when the record began with its SYN; -1 otherwise. */
+  isn: number;
   /** Next expected client sequence number, or -1 while resynchronising. */
   expectSeq: number;
   ooo: Map<number, Buffer>;
@@ -243,11 +245,19 @@ export class CensorEngine {
       if (flow) c2s = false;
     }
     const payload = raw.subarray(payloadStart, end);
+    // A SYN without ACK names the client.
+    const isSyn = tcp !== undefined && (tcp.flags & (TCP_FLAG.SYN | TCP_FLAG.ACK)) === TCP_FLAG.SYN;
+    // The client's SYN with a new initial sequence number on a record that exists is a new
+    // connection on a reused 4-tuple (a kernel picks an ephemeral port again once the old
+    // connection is gone): a fresh record, so modules see it from its start. A retransmitted SYN
+    // (the same number) stays on its record.
+    if (flow && c2s && isSyn && flow.isn !== tcp!.seq) {
+      this.#flows.delete(fwdKey);
+      flow = undefined;
+    }
     if (!flow) {
-      // A SYN without ACK names the client. Otherwise (mid-flow, or the censor restarted) the
-      // inside endpoint is taken as the client and the flow is marked as not having seen a SYN.
-      const isSyn =
-        tcp !== undefined && (tcp.flags & (TCP_FLAG.SYN | TCP_FLAG.ACK)) === TCP_FLAG.SYN;
+      // Otherwise (mid-flow, or the censor restarted) the inside endpoint is taken as the client
+      // and the flow is marked as not having seen a SYN.
       let clientIsSrc = true;
       if (tcp && !isSyn) clientIsSrc = this.#isInside(ip.src) || !this.#isInside(ip.dst);
       const client = clientIsSrc
@@ -266,6 +276,7 @@ export class CensorEngine {
         key3: `${proto} ${client.addr} ${server.addr} ${server.port}`,
         outbound: this.#isInside(client.addr) && !this.#isInside(server.addr),
         sawSyn: isSyn,
+        isn: isSyn ? tcp!.seq : -1,
         firstSeen: now,
         lastSeen: now,
         c2sData: Buffer.alloc(0),

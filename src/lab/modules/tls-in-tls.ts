@@ -18,7 +18,9 @@
  *
  * Action on a match of a rule in `rules`: `score` only reports (the authors advise against blocking
  * on it alone, and the GFW is not known to), `reset` resets the flow as in the October 2022 TLS-proxy
- * sweep (§17, sp.tls-sweep). `measure` reports every decided flow's runs and both rules' verdicts.
+ * sweep (§17, sp.tls-sweep). `measure` reports every decided flow's runs and both rules' verdicts,
+ * and, when the censor stops, the runs of every flow still open (`measure` with `open`), so that a
+ * measurement counts every flow whether or not it ended while the censor ran.
  * @module
  */
 import { TCP_FLAG } from '../packet/l4.js';
@@ -113,9 +115,14 @@ interface State {
   acted: boolean;
 }
 
+/** Open flows `measure` keeps for the report at close; beyond it the oldest is reported at once. */
+const MAX_OPEN_MEASURED = 65_536;
+
 export class TlsInTlsModule implements CensorModule {
   readonly name = 'tls-in-tls';
   readonly #p: TlsInTlsParams;
+  /** With `measure`: flows not decided yet, reported at close. */
+  readonly #open = new Map<Flow, { st: State; ctx: CensorContext }>();
 
   constructor(params: Partial<TlsInTlsParams> = {}) {
     this.#p = { ...TLS_IN_TLS_DEFAULTS, ...params };
@@ -137,6 +144,14 @@ export class TlsInTlsModule implements CensorModule {
       }
       st = { t: new TlsInTlsTracker(), acted: false };
       flow.scratch.set(this.name, st);
+      if (this.#p.measure) {
+        if (this.#open.size >= MAX_OPEN_MEASURED) {
+          const [oldest, o] = this.#open.entries().next().value!;
+          this.#open.delete(oldest);
+          this.#report(oldest, o.st, o.ctx, undefined, 'open');
+        }
+        this.#open.set(flow, { st, ctx });
+      }
     }
     st.t.push(p.c2s, p.payload);
     let hit: TlsInTlsRule | undefined;
@@ -149,15 +164,10 @@ export class TlsInTlsModule implements CensorModule {
     const decided = b !== undefined || ending;
     if (decided) {
       flow.watchers.delete(this);
-      if (this.#p.measure)
-        ctx.emit(
-          {
-            module: this.name,
-            action: 'measure',
-            detail: `runs ${st.t.counted.join('/')}; A ${verdict(st.a)}; B ${verdict(b)}`,
-          },
-          flow,
-        );
+      if (this.#p.measure) {
+        this.#open.delete(flow);
+        this.#report(flow, st, ctx, b);
+      }
     }
     if (!hit || st.acted) return undefined;
     st.acted = true;
@@ -173,9 +183,28 @@ export class TlsInTlsModule implements CensorModule {
       ctx.resetBoth(flow, p, 'II');
       ctx.blockFlow(flow, 'both');
       flow.watchers.delete(this);
+      this.#open.delete(flow);
       return 'drop';
     }
     return undefined;
+  }
+
+  /** Reports the flows still open (with `measure`), as they stand: the censor is stopping. */
+  close(): void {
+    for (const [flow, o] of this.#open)
+      this.#report(flow, o.st, o.ctx, o.st.t.ruleB(this.#p), 'open');
+    this.#open.clear();
+  }
+
+  #report(flow: Flow, st: State, ctx: CensorContext, b: boolean | undefined, open?: 'open'): void {
+    ctx.emit(
+      {
+        module: this.name,
+        action: 'measure',
+        detail: `runs ${st.t.counted.join('/')}; A ${verdict(st.a)}; B ${verdict(b)}${open ? '; open' : ''}`,
+      },
+      flow,
+    );
   }
 }
 
