@@ -17,6 +17,14 @@
  *       into the device, one write(2) each, skipping entries whose length is 0 (the caller zeroes
  *       those it drops); one call per batch instead of one per packet. Returns the packets the
  *       stack took (a refused packet, e.g. ENOBUFS, is dropped as the network would).
+ *   poll(fd, onBatch(batch: Buffer, length: number) -> boolean) -> handle
+ *       the same batches without the reader thread: the descriptor joins the event loop (uv_poll),
+ *       is drained on the JavaScript thread when readable, and `batch` is one buffer reused for
+ *       every call (valid only during the call; bytes past `length` are stale). When onBatch
+ *       returns true, the batch's entries whose length is not 0 are written back into the device
+ *       at once, as writeBatch does. No thread hop per batch: a packet that a short request waits
+ *       for is read by the thread that handles it, in the same wake-up.
+ *   unpoll(handle)                      stops polling and closes fd
  */
 #include <node_api.h>
 #include <errno.h>
@@ -32,6 +40,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #define BATCH_BYTES (512 * 1024)
 #define MAX_PACKET 65535
@@ -220,6 +229,19 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Writes back the entries of a batch whose length is not 0 (the format of writeBatch). */
+static int32_t write_entries(int fd, const unsigned char *b, size_t len) {
+  size_t o = 0;
+  int32_t written = 0;
+  while (o + 2 <= len) {
+    size_t n = ((size_t)b[o] << 8) | b[o + 1];
+    if (o + 2 + n > len) break;
+    if (n > 0 && write(fd, b + o + 2, n) == (ssize_t)n) written++;
+    o += 2 + n;
+  }
+  return written;
+}
+
 static napi_value js_write_batch(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -232,18 +254,161 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_TUN", "writeBatch(fd, batch)");
     return NULL;
   }
-  const unsigned char *b = (const unsigned char *)data;
-  size_t o = 0;
-  int32_t written = 0;
-  while (o + 2 <= len) {
-    size_t n = ((size_t)b[o] << 8) | b[o + 1];
-    if (o + 2 + n > len) break; /* a malformed batch: stop, never read past it */
-    if (n > 0 && write(fd, b + o + 2, n) == (ssize_t)n) written++;
-    o += 2 + n;
-  }
+  int32_t written = write_entries(fd, (const unsigned char *)data, len);
   napi_value out;
   napi_create_int32(env, written, &out);
   return out;
+}
+
+/* The poll API: the descriptor in the event loop, the batch read on the JavaScript thread. */
+typedef struct {
+  uv_poll_t poll; /* first: the uv handle's address is the Poller's */
+  int fd;
+  napi_env env;
+  napi_ref cb;
+  napi_ref buffer; /* the JS Buffer over `buf`; the Buffer's finalizer frees `buf` */
+  napi_async_context ctx;
+  unsigned char *buf;
+  int stopped;
+  /* Freed when both have happened: the uv handle is closed and the JS handle is collected. */
+  int closed;
+  int finalized;
+} Poller;
+
+static void free_scratch(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static void poller_closed(uv_handle_t *h) {
+  Poller *p = (Poller *)h;
+  close(p->fd);
+  p->closed = 1;
+  if (p->finalized) free(p);
+}
+
+static void finalize_poller(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  Poller *p = (Poller *)data;
+  p->finalized = 1;
+  if (p->closed) free(p);
+}
+
+static void poller_stop(Poller *p) {
+  if (p->stopped) return;
+  p->stopped = 1;
+  uv_poll_stop(&p->poll);
+  napi_delete_reference(p->env, p->cb);
+  napi_delete_reference(p->env, p->buffer);
+  napi_async_destroy(p->env, p->ctx);
+  uv_close((uv_handle_t *)&p->poll, poller_closed);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  Poller *p = (Poller *)h;
+  if (p->stopped) return;
+  if (status < 0 || !(events & UV_READABLE)) return;
+  size_t off = 0;
+  int count = 0;
+  while (count < MAX_PER_BATCH && BATCH_BYTES - off >= MAX_PACKET + 2) {
+    ssize_t n = read(p->fd, p->buf + off + 2, MAX_PACKET);
+    if (n <= 0) break; /* EAGAIN: drained; the poll wakes again when more arrive */
+    p->buf[off] = (unsigned char)(n >> 8);
+    p->buf[off + 1] = (unsigned char)(n & 0xff);
+    off += 2 + (size_t)n;
+    count++;
+  }
+  if (off == 0) return;
+  napi_env env = p->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, buffer, argv[2], recv, result;
+  napi_get_reference_value(env, p->cb, &cb);
+  napi_get_reference_value(env, p->buffer, &buffer);
+  napi_get_global(env, &recv); /* make_callback converts its receiver to an object */
+  argv[0] = buffer;
+  napi_create_uint32(env, (uint32_t)off, &argv[1]);
+  /* make_callback, not call_function: the microtasks and nextTicks the callback queues run after it,
+     as for any other I/O callback. */
+  napi_status s = napi_make_callback(env, p->ctx, recv, cb, 2, argv, &result);
+  bool pending = false;
+  if (s != napi_ok && napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  } else if (s == napi_ok && !p->stopped) {
+    bool back = false;
+    if (napi_get_value_bool(env, result, &back) == napi_ok && back) write_entries(p->fd, p->buf, off);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static napi_value js_poll(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, "ERR_TUN", "poll(fd, onBatch)");
+    return NULL;
+  }
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    napi_throw_error(env, "ERR_TUN", "no event loop");
+    return NULL;
+  }
+  Poller *p = calloc(1, sizeof *p);
+  unsigned char *buf = malloc(BATCH_BYTES);
+  if (p == NULL || buf == NULL) {
+    free(p);
+    free(buf);
+    return throw_errno(env, "malloc");
+  }
+  napi_value buffer, name, resource;
+  if (napi_create_external_buffer(env, BATCH_BYTES, buf, free_scratch, NULL, &buffer) != napi_ok) {
+    free(p);
+    free(buf);
+    napi_throw_error(env, "ERR_TUN", "could not create the batch buffer");
+    return NULL;
+  }
+  p->fd = fd;
+  p->env = env;
+  p->buf = buf;
+  napi_create_reference(env, argv[1], 1, &p->cb);
+  napi_create_reference(env, buffer, 1, &p->buffer);
+  napi_create_string_utf8(env, "ladder_tun_poll", NAPI_AUTO_LENGTH, &name);
+  napi_create_object(env, &resource);
+  napi_async_init(env, resource, name, &p->ctx);
+  int e = uv_poll_init(loop, &p->poll, fd);
+  if (e == 0) e = uv_poll_start(&p->poll, UV_READABLE, on_readable);
+  if (e != 0) {
+    napi_delete_reference(env, p->cb);
+    napi_delete_reference(env, p->buffer);
+    napi_async_destroy(env, p->ctx);
+    free(p); /* uv_poll_init failed or the handle is inactive: nothing in the loop refers to it */
+    char msg[128];
+    snprintf(msg, sizeof msg, "uv_poll: %s", uv_strerror(e));
+    napi_throw_error(env, "ERR_TUN", msg);
+    return NULL;
+  }
+  napi_value handle;
+  napi_create_external(env, p, finalize_poller, NULL, &handle);
+  return handle;
+}
+
+static napi_value js_unpoll(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *data = NULL;
+  if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, "ERR_TUN", "unpoll(handle)");
+    return NULL;
+  }
+  poller_stop((Poller *)data);
+  return NULL;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -252,8 +417,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
       {"stop", NULL, js_stop, NULL, NULL, NULL, napi_default, NULL},
       {"writeBatch", NULL, js_write_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"poll", NULL, js_poll, NULL, NULL, NULL, napi_default, NULL},
+      {"unpoll", NULL, js_unpoll, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, 4, props);
+  napi_define_properties(env, exports, 6, props);
   return exports;
 }
 

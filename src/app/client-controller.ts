@@ -115,6 +115,7 @@ export class ClientController {
   readonly logs = new LogHub();
   readonly #keyFile: string;
   readonly #build: DialersBuilder;
+  readonly #beforeConnect: ((uri: string) => void) | undefined;
   #content: KeyFileContent;
   #active:
     (AppDialers & { key: string; routed?: { stream: StreamDialer; packet: PacketDialer } }) | null =
@@ -125,6 +126,7 @@ export class ClientController {
   readonly #probe: ((uri: string) => Promise<ProbeSummary>) | undefined;
   #probeState: ProbeState = { running: false };
 
+  /** `beforeConnect` may refuse a key by throwing (under --tun: a server it cannot route around). */
   constructor(o: {
     keyFile: string;
     build: DialersBuilder;
@@ -132,11 +134,13 @@ export class ClientController {
     fetch?: OnlineFetch;
     /** Runs the probe on an access key; without it the page cannot run one. */
     probe?: (uri: string) => Promise<ProbeSummary>;
+    beforeConnect?: (uri: string) => void;
   }) {
     this.#keyFile = o.keyFile;
     this.#build = o.build;
     this.#fetch = o.fetch;
     this.#probe = o.probe;
+    this.#beforeConnect = o.beforeConnect;
     this.#content = readKeyFile(o.keyFile);
   }
 
@@ -299,7 +303,9 @@ export class ClientController {
         'ERR_CONFIG',
         keyName ? `no key named '${keyName.slice(0, 64)}'` : 'no key yet: import one first',
       );
-    const built = this.#buildFor(await this.#currentUri(k));
+    const uri = await this.#currentUri(k);
+    const built = this.#buildFor(uri);
+    this.#beforeConnect?.(uri);
     this.connections.closeAll();
     this.#active = { ...built, key: k.name };
     this.#selected = AUTO;

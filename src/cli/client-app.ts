@@ -16,7 +16,12 @@ import { UiServer } from '../app/ui-server.js';
 import { parseLadderKey } from '../codec/ladder-key.js';
 import type { Target } from '../transport/types.js';
 import { dialersForKey, type KeyDialerOptions } from './key-dialers.js';
-import { buildRoutedDialer, loadRules, type RoutingConfig } from './routing-setup.js';
+import {
+  buildRoutedDialer,
+  loadRules,
+  type RoutedDialerSetup,
+  type RoutingConfig,
+} from './routing-setup.js';
 import { formatHostPort, parseHostPort } from './args.js';
 import { cappedFetch } from '../app/capped-fetch.js';
 import { DirectDialer } from '../transport/direct.js';
@@ -120,6 +125,7 @@ export function appDialersBuilder(
   routing: RoutingConfig | undefined,
   opts: KeyDialerOptions,
   log: (line: string) => void,
+  direct?: RoutedDialerSetup['direct'],
 ): DialersBuilder {
   return (uri, hooks) => {
     const kd = dialersForKey(uri, (to, why) => log(`now using ${to} (${why})`), opts);
@@ -155,6 +161,7 @@ export function appDialersBuilder(
     const keyed = { ...kd, stream: over.stream, packet: over.packet };
     const routed = buildRoutedDialer(routing, keyed, {
       log,
+      ...(direct ? { direct } : {}),
       onDecision: (t, d) =>
         hooks.onRoute(t, {
           rule: d.rule ? d.rule.text : 'MATCH',
@@ -193,13 +200,20 @@ export function buildClientApp(
     keyOptions: KeyDialerOptions;
     serverKey?: string | undefined;
     print: (line: string) => void;
+    /** Under --tun: how DIRECT connections go around the device, and the check of a new key. */
+    tun?: { direct: RoutedDialerSetup['direct']; beforeConnect: (uri: string) => void };
   },
 ): ClientApp {
   let controller: ClientController | undefined = undefined;
-  const build = appDialersBuilder(o.routing, o.keyOptions, (line) => {
-    o.print(`ladder client: ${line}`);
-    controller?.logs.log('info', line.replace(/^route .*/, 'route decided'));
-  });
+  const build = appDialersBuilder(
+    o.routing,
+    o.keyOptions,
+    (line) => {
+      o.print(`ladder client: ${line}`);
+      controller?.logs.log('info', line.replace(/^route .*/, 'route decided'));
+    },
+    o.tun?.direct,
+  );
   controller = new ClientController({
     keyFile: cfg.keyFile,
     build,
@@ -207,6 +221,7 @@ export function buildClientApp(
       (await cappedFetch(url, { dialer: via ?? new DirectDialer() })).body.toString('utf8'),
     probe: (uri) =>
       runPageProbe(uri, cfg.probeCheckUrl !== undefined ? { checkUrl: cfg.probeCheckUrl } : {}),
+    ...(o.tun ? { beforeConnect: o.tun.beforeConnect } : {}),
   });
   const c = controller;
   let server: UiServer | undefined;

@@ -6,7 +6,7 @@ import { DEFAULT_HTTP_LISTEN, DEFAULT_SOCKS_LISTEN } from '../core/defaults.js';
 import { LadderError } from '../errors.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
-import { runTunCleanup, startTun, tunBypass, tunConfig } from './tun-command.js';
+import { runTunCleanup, startTun, tunBypass, tunConfig, type TunHandle } from './tun-command.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
@@ -83,11 +83,6 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (values['tun-cleanup']) return runTunCleanup((l) => console.log(l));
   const ui = uiConfig(values);
-  if (ui && values.tun)
-    throw new LadderError(
-      'ERR_USAGE',
-      '--ui and --tun cannot be combined yet (the page may switch to a server the device routes through the tunnel); drop one',
-    );
   if (!values.server && !ui)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
   const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
@@ -99,12 +94,22 @@ export async function run(argv: string[]): Promise<number> {
     ...(muxSessionsPerConnection ? { muxSessionsPerConnection } : {}),
     ...(firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs } : {}),
   };
+  // Under --tun, a key the page connects has its servers routed around the device first.
+  let tunHandle: TunHandle | undefined;
   const app = ui
     ? buildClientApp(ui, {
         routing,
         keyOptions,
         serverKey: values.server,
         print: (l) => console.log(l),
+        ...(values.tun
+          ? {
+              tun: {
+                direct: tunBypass,
+                beforeConnect: (uri: string) => tunHandle?.addServers(serverEndpointsOfKey(uri)),
+              },
+            }
+          : {}),
       })
     : undefined;
   const { dialer, packetDialer, started } = app
@@ -120,15 +125,15 @@ export async function run(argv: string[]): Promise<number> {
         ...(routing ? { dnsDirect: directNameServer(routing) } : {}),
       }
     : undefined;
-  if (tun)
-    closers.push(
-      await startTun(
-        tun,
-        { stream: dialer, packet: packetDialer },
-        serverEndpointsOfKey(values.server!),
-        (l) => console.log(l),
-      ),
+  if (tun) {
+    tunHandle = await startTun(
+      tun,
+      { stream: dialer, packet: packetDialer },
+      values.server ? serverEndpointsOfKey(values.server) : [],
+      (l) => console.log(l),
     );
+    closers.push(tunHandle);
+  }
   const proxies = await startProxies(values, tun !== undefined, { dialer, packetDialer, users });
   closers.push(...proxies.closers);
   if (closers.length === 0)

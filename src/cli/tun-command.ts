@@ -8,7 +8,8 @@ import { lookup } from 'node:dns/promises';
 import { isIP, isIPv4 } from 'node:net';
 import { ConfigError, LadderError } from '../errors.js';
 import { ipv4ToU32 } from '../codec/ip-packet.js';
-import { FakeDns } from '../proxy/tun/fake-dns.js';
+import { DEFAULT_FAKE_RANGE6, FakeDns } from '../proxy/tun/fake-dns.js';
+import { bytesToIPv6, ipv6ToBytes } from '../codec/socks-addr.js';
 import { TunDevice } from '../proxy/tun/device.js';
 import { TunFront } from '../proxy/tun/tun-front.js';
 import { bypassSocketOptions, setBypassAddresses } from '../proxy/tun/bypass.js';
@@ -16,11 +17,14 @@ import type { Socket as UdpSocket } from 'node:dgram';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import {
   TUN_ADDRESS,
+  TUN_ADDRESS6,
   TUN_NAT_PEER,
+  TUN_NAT_PEER6,
   hasNetAdmin,
   type Endpoint,
   localAddresses,
   runningTunDevice,
+  tunAddServers,
   tunCleanup,
   tunLinkUp,
   tunRoutingUp,
@@ -34,7 +38,7 @@ export const tunBypass = {
   bindAddress: (): string | undefined => bypassSocketOptions(4).localAddress,
   onUdpSocket: (socket: UdpSocket): void => {
     const address = bypassSocketOptions(4).localAddress;
-    // dgram keeps its family in an undocumented 'type'; IPv6 is blocked under --tun anyway
+    // dgram keeps its family in an undocumented 'type'; IPv6 has no bypass under --tun (tun-routing.ts)
     if (address && (socket as unknown as { type?: string }).type !== 'udp6')
       socket.bind({ address, port: 0 });
   },
@@ -130,15 +134,24 @@ async function resolveServers(servers: readonly { host: string; port: number }[]
 }
 
 /**
- * Starts the full-device tunnel; resolves, once routing is in place, to the function that takes
- * it all down again. `servers` are the key's (key-dialers.ts serverEndpointsOfKey).
+ * The running tunnel: calling it takes it all down again; `addServers` routes another key's
+ * servers around the device (the control page connecting a key), or throws ConfigError naming why
+ * it cannot.
+ */
+export type TunHandle = (() => Promise<void>) & {
+  addServers(servers: readonly { host: string; port: number }[]): void;
+};
+
+/**
+ * Starts the full-device tunnel; resolves, once routing is in place, to its {@link TunHandle}.
+ * `servers` are the key's (key-dialers.ts serverEndpointsOfKey).
  */
 export async function startTun(
   cfg: TunConfig,
   dialers: { stream: StreamDialer; packet: PacketDialer },
   servers: readonly { host: string; port: number }[],
   log: (line: string) => void,
-): Promise<() => Promise<void>> {
+): Promise<TunHandle> {
   if (!hasNetAdmin()) throw new ConfigError('ERR_TUN_NEEDS_ADMIN', NEEDS_ADMIN);
   const running = runningTunDevice();
   if (running)
@@ -150,6 +163,10 @@ export async function startTun(
   const resolved = await resolveServers(servers);
   const device = TunDevice.create(cfg.name);
   let front: TunFront | undefined;
+  let ipv6: boolean;
+  const serverSet = new Set(resolved.v4.map((s) => ipv4ToU32(s.address)));
+  const serverSet6 = new Set(resolved.v6.map((s) => bytesToIPv6(ipv6ToBytes(s.address))));
+  const routed = new Set([...resolved.v4, ...resolved.v6].map((s) => `${s.address} ${s.port}`));
   const down = async (): Promise<void> => {
     setBypassAddresses({});
     tunCleanup();
@@ -163,16 +180,25 @@ export async function startTun(
   };
   try {
     tunCleanup(); // what a killed --tun left behind
-    tunLinkUp(cfg.name, cfg.mtu);
-    const serverSet = new Set(resolved.v4.map((s) => ipv4ToU32(s.address)));
+    ipv6 = tunLinkUp(cfg.name, cfg.mtu);
     front = new TunFront({
       device,
       dialer: dialers.stream,
       packetDialer: dialers.packet,
-      fakeDns: new FakeDns({ pinned: resolved.pinned }),
+      fakeDns: new FakeDns({
+        pinned: resolved.pinned,
+        ...(ipv6 ? { range6: DEFAULT_FAKE_RANGE6 } : {}),
+      }),
       tunAddress: ipv4ToU32(TUN_ADDRESS),
       natPeer: ipv4ToU32(TUN_NAT_PEER),
       excluded: (ip) => serverSet.has(ip),
+      ...(ipv6
+        ? {
+            tunAddress6: ipv6ToBytes(TUN_ADDRESS6),
+            natPeer6: ipv6ToBytes(TUN_NAT_PEER6),
+            excluded6: (ip: Uint8Array) => serverSet6.has(bytesToIPv6(ip)),
+          }
+        : {}),
     });
     await front.listen();
     const f = front;
@@ -189,6 +215,7 @@ export async function startTun(
           ? [{ address: cfg.dnsDirect.host, port: cfg.dnsDirect.port }]
           : [],
       killSwitch: cfg.killSwitch,
+      ipv6,
     });
     setBypassAddresses({ v4: own.v4[0] });
     process.once('exit', onExit);
@@ -197,11 +224,36 @@ export async function startTun(
     throw err;
   }
   log(
-    `ladder client: tunnel up on ${cfg.name} (mtu ${cfg.mtu}, kill switch ${cfg.killSwitch ? 'on' : 'off'}, IPv6 blocked)`,
+    `ladder client: tunnel up on ${cfg.name} (mtu ${cfg.mtu}, kill switch ${cfg.killSwitch ? 'on' : 'off'}, IPv6 ${ipv6 ? 'carried' : 'blocked'})`,
   );
-  return async () => {
+  const close = async (): Promise<void> => {
     process.off('exit', onExit);
     await down();
     log(`ladder client: tunnel down, routing restored`);
   };
+  const addServers = (more: readonly { host: string; port: number }[]): void => {
+    // Names cannot be resolved now (the system's lookups get fake answers): only addresses, or
+    // names resolved at start.
+    const endpoints: Endpoint[] = [];
+    for (const { host, port } of more) {
+      const addrs = isIP(host) ? [host] : resolved.pinned.get(host.toLowerCase());
+      if (!addrs)
+        throw new ConfigError(
+          'ERR_TUN',
+          `under --tun, a server named '${host.slice(0, 60)}' that the client did not resolve at start cannot be routed around the tunnel: use a key with the server's address, or restart the client with this key in --server`,
+        );
+      for (const address of addrs) endpoints.push({ address, port });
+    }
+    const fresh = endpoints.filter((e) => !routed.has(`${e.address} ${e.port}`));
+    tunAddServers(
+      fresh.filter((e) => isIPv4(e.address)),
+      fresh.filter((e) => !isIPv4(e.address)),
+    );
+    for (const e of fresh) {
+      routed.add(`${e.address} ${e.port}`);
+      if (isIPv4(e.address)) serverSet.add(ipv4ToU32(e.address));
+      else serverSet6.add(bytesToIPv6(ipv6ToBytes(e.address)));
+    }
+  };
+  return Object.assign(close, { addServers });
 }

@@ -13,10 +13,12 @@
  *          7701  from <this machine's address> lookup main    (sockets bound to it: DIRECT, bypass.ts)
  *          7702  lookup 7714                                   (everything else: into the TUN)
  *          7703  unreachable                                   (kill switch: outlives the process)
- *   IPv6:  7700 to <server v6> ... dport <port> lookup main, 7703 unreachable
- *          (IPv6 is not carried; it is blocked, with or without the kill switch. No bypass rule:
- *          an IPv6 connect whose first lookup fails is looked up again with a source address
- *          chosen, which a 'from' rule would match, so every app would bypass.)
+ *   IPv6, carried (the device takes fd4c:6164:6472::1/126): table 7714 default dev <name>, and
+ *          7699, 7700, 7702 and 7703 as for IPv4. No bypass rule: an IPv6 connect whose first
+ *          lookup fails (after kill -9, at 7703) is looked up again with a source address chosen,
+ *          which a 'from' rule would match, so every app would go around the dead tunnel.
+ *   IPv6, where the device cannot take an IPv6 address (IPv6 off): 7700 to <server v6> and
+ *          7703 unreachable: blocked, with or without the kill switch.
  * ```
  * Nothing else: no nftables or iptables rules, no sysctl, no change to the main table or to
  * /etc/resolv.conf (DNS to any address is caught at the device, fake-dns.ts).
@@ -41,6 +43,10 @@ export const PREF = {
 export const TUN_ADDRESS = '100.95.255.253';
 export const TUN_NAT_PEER = '100.95.255.254';
 export const TUN_PREFIX_LEN = 30;
+/** The device's IPv6 /126 (a unique local range, fake-dns.ts DEFAULT_FAKE_RANGE6 says why). */
+export const TUN_ADDRESS6 = 'fd4c:6164:6472::1';
+export const TUN_NAT_PEER6 = 'fd4c:6164:6472::2';
+export const TUN_PREFIX_LEN6 = 126;
 
 export interface Endpoint {
   address: string;
@@ -78,6 +84,8 @@ export interface TunRouting {
   /** Domestic resolvers that the client's own bypassing sockets query for DIRECT names. */
   dnsDirect4?: readonly Endpoint[];
   killSwitch: boolean;
+  /** IPv6 goes into the device (tunLinkUp gave it its IPv6 address); otherwise it is blocked. */
+  ipv6: boolean;
 }
 
 function ip(args: string[]): string {
@@ -159,11 +167,20 @@ export function tunCleanup(deviceName?: string): number {
   return removed;
 }
 
-/** Assigns the device its address and MTU and brings it up. */
-export function tunLinkUp(name: string, mtu: number): void {
+/**
+ * Assigns the device its addresses and MTU and brings it up. Returns whether it took its IPv6
+ * address (false where IPv6 is off: IPv6 is then blocked, not carried). `nodad`: the address is
+ * usable at once, and nothing else is on this link to collide with.
+ */
+export function tunLinkUp(name: string, mtu: number): boolean {
   ip(['link', 'set', 'dev', name, 'mtu', String(mtu)]);
   ip(['addr', 'add', `${TUN_ADDRESS}/${TUN_PREFIX_LEN}`, 'dev', name]);
+  // IPv6 needs an MTU of at least 1280 (RFC 8200 §5).
+  const v6 =
+    mtu >= 1280 &&
+    tryIp(['-6', 'addr', 'add', `${TUN_ADDRESS6}/${TUN_PREFIX_LEN6}`, 'dev', name, 'nodad']);
   ip(['link', 'set', 'dev', name, 'up']);
+  return v6;
 }
 
 /** Sends the namespace's traffic into the device (see the module comment). */
@@ -220,12 +237,39 @@ export function tunRoutingUp(r: TunRouting): void {
       ...tag,
     ]);
   if (r.killSwitch) ip(['-4', 'rule', 'add', 'unreachable', 'pref', `${PREF.kill}`, ...tag]);
-  // IPv6: blocked whatever the kill switch says; skipped only where the kernel has no IPv6.
-  if (tryIp(['-6', 'rule', 'add', 'unreachable', 'pref', `${PREF.kill}`, ...tag])) {
+  if (r.ipv6) {
+    ip(['-6', 'route', 'add', 'default', 'dev', r.name, 'table', TUN_TABLE, 'proto', TUN_PROTO]);
+    for (const proto of ['udp', 'tcp'])
+      ip([
+        '-6',
+        'rule',
+        'add',
+        'ipproto',
+        proto,
+        'dport',
+        '53',
+        'lookup',
+        TUN_TABLE,
+        'pref',
+        `${PREF.dns}`,
+        ...tag,
+      ]);
+    serverRules('-6', r.servers6, tag);
+    if (r.killSwitch) ip(['-6', 'rule', 'add', 'unreachable', 'pref', `${PREF.kill}`, ...tag]);
+  } else if (tryIp(['-6', 'rule', 'add', 'unreachable', 'pref', `${PREF.kill}`, ...tag])) {
+    // IPv6 not carried: blocked whatever the kill switch says; skipped where the kernel has none.
     serverRules('-6', r.servers6, tag);
   }
   // Last: from here on, new connections enter the device.
+  if (r.ipv6) ip(['-6', 'rule', 'add', 'lookup', TUN_TABLE, 'pref', `${PREF.tun}`, ...tag]);
   ip(['-4', 'rule', 'add', 'lookup', TUN_TABLE, 'pref', `${PREF.tun}`, ...tag]);
+}
+
+/** Routes more servers' flows around the device (rule 7700), once the tunnel is up. */
+export function tunAddServers(servers4: readonly Endpoint[], servers6: readonly Endpoint[]): void {
+  const tag = ['protocol', TUN_PROTO];
+  serverRules('-4', servers4, tag);
+  if (servers6.length > 0) serverRules('-6', servers6, tag);
 }
 
 /** Global addresses of this namespace outside the device, for the bypass rules. */

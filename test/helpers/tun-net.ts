@@ -6,6 +6,7 @@
  *   <prefix>c  198.18.60.2/24 ──veth── 198.18.60.1/24  <prefix>s   (ladder server :8388)
  *   2001:2:0:60::2/64 ───────── 2001:2:0:60::1/64
  *   default via 198.18.60.1                             198.18.61.1/32 on lo: the "origin" host
+ *   default via 2001:2:0:60::1                          2001:2:0:61::1/128 on lo: its IPv6
  *   /etc/netns/<prefix>c/resolv.conf: nameserver 198.18.62.53 (nothing there: every query must be
  *   answered by the tunnel)
  * ```
@@ -24,6 +25,8 @@ export const LADDER_PORT = 8388;
 /** IPv6 on the link too, so a test sees that none of it leaves around the tunnel. */
 export const SERVER_ADDR6 = '2001:2:0:60::1';
 export const CLIENT_ADDR6 = '2001:2:0:60::2';
+/** The origin host's IPv6 address (server namespace, on lo). */
+export const ORIGIN_ADDR6 = '2001:2:0:61::1';
 
 export interface TunNet {
   client: string;
@@ -86,6 +89,7 @@ export function tunNetUp(prefix: string): TunNet {
     net.serverVeth,
     'nodad',
   ]);
+  run(['ip', '-n', net.server, '-6', 'addr', 'add', `${ORIGIN_ADDR6}/128`, 'dev', 'lo', 'nodad']);
   run(['ip', '-n', net.client, 'route', 'add', 'default', 'via', SERVER_ADDR]);
   run(['ip', '-n', net.client, '-6', 'route', 'add', 'default', 'via', SERVER_ADDR6]);
   return net;

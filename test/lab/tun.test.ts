@@ -5,15 +5,17 @@
 // kill switch holds), --tun-cleanup and SIGTERM (routing exactly as before), and bad input.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labUnavailable } from '../../src/lab/topology.js';
+import { formatTrojanUri } from '../../src/codec/trojan-uri.js';
 import { LADDER_CLI, startProcess, type Peer } from '../helpers/peers.js';
 import {
   LADDER_PORT,
   ORIGIN_ADDR,
+  ORIGIN_ADDR6,
   RESOLVER_ADDR,
   SERVER_ADDR,
   SERVER_ADDR6,
@@ -37,6 +39,10 @@ import { readFileSync } from 'node:fs';
 const dir = process.argv[2];
 const h = (q, r) => r.end('origin says ' + q.url + '\\n');
 http.createServer(h).listen(80, '${ORIGIN_ADDR}');
+http.createServer(h).listen(80, '${ORIGIN_ADDR6}');
+const u6 = dgram.createSocket('udp6');
+u6.on('message', (m, ri) => u6.send(Buffer.concat([Buffer.from('echo6:'), m]), ri.port, ri.address));
+u6.bind(7, '${ORIGIN_ADDR6}');
 https.createServer({ cert: readFileSync(dir + '/cert.pem'), key: readFileSync(dir + '/key.pem') }, h)
   .listen(443, '${ORIGIN_ADDR}');
 const u = dgram.createSocket('udp4');
@@ -65,6 +71,7 @@ const out = {};
 const r = new dns.promises.Resolver({ timeout: 2000, tries: 1 });
 r.setServers(['${RESOLVER_ADDR}']);
 try { out.udpDns = await r.resolve4('blocked.test'); } catch (e) { out.udpDns = e.code; }
+try { out.aaaa = await r.resolve6('origin6.test'); } catch (e) { out.aaaa = e.code; }
 const q = Buffer.from('12340100000100000000000007626c6f636b6564047465737400000100 01'.replace(/ /g, ''), 'hex');
 out.tcpDns = await new Promise((res) => {
   const s = net.connect(53, '${RESOLVER_ADDR}');
@@ -82,11 +89,22 @@ out.udp = await new Promise((res) => {
   u.on('error', (e) => { clearTimeout(t); u.close(); res(e.code); });
   u.send('ping', 7, 'origin.test');
 });
+// UDP over IPv6 by name: the name's fake IPv6 address, through the tunnel to the origin's IPv6.
+out.udp6 = await new Promise((res) => {
+  const u = dgram.createSocket('udp6');
+  const t = setTimeout(() => { u.close(); res('timeout'); }, 3000);
+  u.on('message', (m) => { clearTimeout(t); u.close(); res(String(m)); });
+  u.on('error', (e) => { clearTimeout(t); u.close(); res(e.code); });
+  dns.promises.lookup('origin6.test', { family: 6 }).then(
+    (a) => u.send('ping', 7, a.address), (e) => { clearTimeout(t); u.close(); res(e.code); });
+});
 console.log(JSON.stringify(out));
 `;
 
 interface ProbeResult {
   udpDns: string[] | string;
+  aaaa: string[] | string;
+  udp6: string;
   tcpDns: string;
   udp: string;
 }
@@ -152,7 +170,10 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
     assert.equal(cert.status, 0, String(cert.stderr));
     writeFileSync(join(dir, 'origin.mjs'), ORIGIN);
     writeFileSync(join(dir, 'probe.mjs'), PROBE);
-    writeFileSync(join(dir, 'hosts'), `${ORIGIN_ADDR} origin.test blocked.test\n`);
+    writeFileSync(
+      join(dir, 'hosts'),
+      `${ORIGIN_ADDR} origin.test blocked.test\n${ORIGIN_ADDR6} origin6.test\n`,
+    );
     await tunNetSettled(net);
     assert.equal(curl(`http://[${SERVER_ADDR6}]:1/`).status, 7, 'IPv6 reaches the server side');
     before0 = routingSnapshot(net.client);
@@ -209,9 +230,25 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
     );
     assert.ok(inFakeRange(r.tcpDns), `DNS over TCP answered with a fake address: ${r.tcpDns}`);
     assert.equal(r.udp, 'echo:ping');
-    // IPv6 is blocked, not leaked: refused at once by the rule, never sent.
-    const v6 = curl(`http://[${SERVER_ADDR6}]/`);
-    assert.notEqual(v6.status, 0);
+    // IPv6 is carried: a fake IPv6 address for a name, by name and as a literal, TCP and UDP.
+    assert.ok(
+      Array.isArray(r.aaaa) && r.aaaa.length === 1 && r.aaaa[0]!.startsWith('fd4c:6164:6472:1:'),
+      probe.stdout,
+    );
+    const byName6 = curl('http://origin6.test/v6', '-6');
+    assert.equal(byName6.stdout, 'origin says /v6\n', byName6.stderr);
+    const literal6 = curl(`http://[${ORIGIN_ADDR6}]/v6lit`);
+    assert.equal(literal6.stdout, 'origin says /v6lit\n', literal6.stderr);
+    assert.equal(r.udp6, 'echo6:ping');
+    // ping through the tunnel: refused at once (no transport carries ICMP), not left to time out.
+    for (const [family, name] of [
+      ['-4', 'origin.test'],
+      ['-6', 'origin6.test'],
+    ] as const) {
+      const ping = inNs(net.client, ['ping', family, '-c', '1', '-W', '10', name]);
+      assert.notEqual(ping.status, 0);
+      assert.match(ping.stdout, /filtered|prohibited/i, `${name}: ${ping.stdout}${ping.stderr}`);
+    }
     const seen = watch();
     assert.ok(seen.ladder > 0, 'the Ladder flow is seen');
     assert.equal(
@@ -239,6 +276,8 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
     const otherBefore = watch().other;
     assert.notEqual(curl(`http://${ORIGIN_ADDR}/leak`).status, 0);
     assert.notEqual(curl(`http://${SERVER_ADDR}/leak`).status, 0);
+    assert.notEqual(curl(`http://[${ORIGIN_ADDR6}]/leak`).status, 0);
+    assert.notEqual(curl(`http://[${SERVER_ADDR6}]/leak`).status, 0);
     const probe = JSON.parse(
       inNs(net.client, [process.execPath, join(dir, 'probe.mjs')]).stdout,
     ) as ProbeResult;
@@ -308,6 +347,133 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
       assert.equal(r.stdout, 'origin says /direct-by-name\n', `${r.stderr}\n${c.output()}`);
       assert.ok(watch().other > before.other, 'the DIRECT name went around the tunnel');
     } finally {
+      await c.stop();
+    }
+    assert.equal(routingSnapshot(net.client), before0);
+  });
+
+  test('UDP through Trojan and through Trojan with Mux.Cool, over IPv4 and IPv6', async () => {
+    const password = 'tun-trojan-secret';
+    const trojanPort = LADDER_PORT + 1;
+    const server = await startProcess(
+      [
+        'ip',
+        'netns',
+        'exec',
+        net.server,
+        process.execPath,
+        LADDER_CLI,
+        'server',
+        '--listen',
+        `${SERVER_ADDR}:${trojanPort}`,
+        '--key',
+        formatTrojanUri({ password, host: SERVER_ADDR, port: trojanPort, sni: 'localhost' }),
+        '--hosts',
+        join(dir, 'hosts'),
+        '--allow-private-targets',
+      ],
+      /listening/,
+    );
+    try {
+      const pin = /pin=([0-9a-f]{64})/.exec(server.output())?.[1];
+      assert.ok(pin, server.output());
+      for (const mux of [0, 4]) {
+        const key = formatTrojanUri({
+          password,
+          host: SERVER_ADDR,
+          port: trojanPort,
+          sni: 'localhost',
+          pinSha256: pin,
+          ...(mux ? { mux } : {}),
+        });
+        const c = await startProcess(
+          [
+            'ip',
+            'netns',
+            'exec',
+            net.client,
+            process.execPath,
+            LADDER_CLI,
+            'client',
+            '--server',
+            key,
+            '--tun',
+          ],
+          /tunnel up/,
+          { timeoutMs: 20_000 },
+        );
+        try {
+          const probe = inNs(net.client, [process.execPath, join(dir, 'probe.mjs')]);
+          const r = JSON.parse(probe.stdout) as ProbeResult;
+          assert.equal(r.udp, 'echo:ping', `mux ${mux}: ${probe.stdout}`);
+          assert.equal(r.udp6, 'echo6:ping', `mux ${mux}: ${probe.stdout}`);
+        } finally {
+          await c.stop();
+        }
+      }
+    } finally {
+      await server.stop();
+    }
+    assert.equal(routingSnapshot(net.client), before0);
+  });
+
+  test("--ui with --tun: the page and the Clash API show the tunnel's connections", async () => {
+    const c = await startProcess(
+      [
+        'ip',
+        'netns',
+        'exec',
+        net.client,
+        process.execPath,
+        LADDER_CLI,
+        'client',
+        '--server',
+        KEY,
+        '--tun',
+        '--ui',
+        '127.0.0.1:9090',
+        '--ui-keys',
+        join(dir, 'ui-keys.json'),
+      ],
+      /control page at/,
+      { timeoutMs: 20_000 },
+    );
+    // An app's connection through the tunnel, held open until its stdin closes (bounded: 20 s).
+    const holder = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        net.client,
+        process.execPath,
+        '-e',
+        "const s = require('net').connect(80, 'origin.test', () => console.log('open')); s.on('error', () => process.exit(1)); process.stdin.on('end', () => process.exit(0)); process.stdin.resume(); setTimeout(() => process.exit(2), 20000);",
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    try {
+      assert.match(c.output(), /tunnel up/);
+      const token = /#token=([A-Za-z0-9_-]+)/.exec(c.output())?.[1];
+      assert.ok(token, c.output());
+      const http = curl('http://origin.test/ui');
+      assert.equal(http.stdout, 'origin says /ui\n', http.stderr);
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout!.on('data', (d: Buffer) => String(d).includes('open') && resolve());
+        holder.once('exit', (code) => reject(new Error(`the app's connection ended: ${code}`)));
+      });
+      const api = curl('http://127.0.0.1:9090/connections', '-H', `Authorization: Bearer ${token}`);
+      const body = JSON.parse(api.stdout) as {
+        downloadTotal: number;
+        connections: { metadata: { host: string; destinationPort: string } }[];
+      };
+      assert.ok(body.downloadTotal > 0, api.stdout);
+      assert.ok(
+        body.connections.some((x) => x.metadata.host === 'origin.test'),
+        `the app's open connection is listed: ${api.stdout}`,
+      );
+    } finally {
+      holder.stdin!.end();
+      if (holder.exitCode === null) await new Promise((r) => holder.once('exit', r));
       await c.stop();
     }
     assert.equal(routingSnapshot(net.client), before0);

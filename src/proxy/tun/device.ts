@@ -1,8 +1,11 @@
 /**
  * A TUN device the client creates: the ladder_tun addon (native/tun) attaches to `/dev/net/tun`
  * with TUNSETIFF (IFF_TUN | IFF_NO_PI, not persistent: the device disappears when the descriptor
- * closes, so a killed client leaves no device behind), reads packet batches on a thread of its own,
- * and packets are written back with one write(2) each.
+ * closes, so a killed client leaves no device behind). The descriptor joins the event loop and is
+ * drained into one reused batch on the JavaScript thread when it is readable: a short request's
+ * handful of packets each cost a wake-up of this thread only, where a reader thread of its own
+ * would add a second thread to schedule per packet (which a loaded machine makes slow). Packets
+ * are written back with one write(2) each, the batch's in one call.
  * @module
  */
 import { closeSync, existsSync, writeSync } from 'node:fs';
@@ -15,6 +18,8 @@ interface TunAddon {
   start(fd: number, onBatch: (batch: Buffer) => void): object;
   stop(handle: object): void;
   writeBatch?(fd: number, batch: Buffer): number;
+  poll?(fd: number, onBatch: (batch: Buffer, length: number) => boolean): object;
+  unpoll?(handle: object): void;
 }
 
 let addon: TunAddon | undefined;
@@ -46,6 +51,7 @@ export class TunDevice {
   readonly name: string;
   readonly #fd: number;
   #handle: object | undefined;
+  #polled = false;
   #closed = false;
 
   private constructor(name: string, fd: number) {
@@ -90,6 +96,14 @@ export class TunDevice {
     if (this.#handle || this.#closed) return;
     const a = loadAddon();
     const fd = this.#fd;
+    if (a.poll && a.unpoll) {
+      this.#polled = true;
+      this.#handle = a.poll(fd, (batch: Buffer, length: number) =>
+        this.#onBatch(batch, length, onPacket),
+      );
+      return;
+    }
+    // An addon built before it could poll: its reader thread hands over batches.
     this.#handle = a.start(fd, (batch: Buffer) => {
       let o = 0;
       let back = 0;
@@ -103,6 +117,19 @@ export class TunDevice {
       if (a.writeBatch) a.writeBatch(fd, batch);
       else this.#writeEach(batch);
     });
+  }
+
+  /** Delivers a batch's packets; true when some are to be written back (the addon does that). */
+  #onBatch(batch: Buffer, length: number, onPacket: (packet: Buffer) => boolean): boolean {
+    let o = 0;
+    let back = 0;
+    while (o + 2 <= length && !this.#closed) {
+      const len = (batch[o]! << 8) | batch[o + 1]!;
+      if (onPacket(batch.subarray(o + 2, o + 2 + len))) back++;
+      else batch[o] = batch[o + 1] = 0; // not written back
+      o += 2 + len;
+    }
+    return back > 0 && !this.#closed;
   }
 
   /** The same as the addon's writeBatch, for an addon built before it had one. */
@@ -126,11 +153,14 @@ export class TunDevice {
     }
   }
 
-  /** Stops reading; the reader thread closes the descriptor (and so the device) within 100 ms. */
+  /** Stops reading and closes the descriptor (and so the device): in the next turn of the event loop, or within 100 ms when a
+   * reader thread of an older addon does it. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#handle) loadAddon().stop(this.#handle);
+    const a = loadAddon();
+    if (this.#handle && this.#polled) a.unpoll!(this.#handle);
+    else if (this.#handle) a.stop(this.#handle);
     else closeSync(this.#fd);
   }
 }

@@ -15,7 +15,14 @@
  * and relayed; a failed dial resets the app's connection (RST). MSS, windows, retransmission,
  * half-close and memory bounds are the kernel's and relay()'s. TCP and UDP to port 53 are answered
  * here by the fake DNS. Other UDP flows each get a PacketSession of the packet dialer, with an idle
- * timeout and a bounded table. ICMP, IPv4 fragments and IPv6 are dropped (docs/tun.md).
+ * timeout and a bounded table. IPv6 is translated the same way, with the device's IPv6 address and
+ * NAT peer and a listener of its own, when `tunAddress6` is given; the NAT ports are shared by both
+ * families. A ping (ICMP or ICMPv6 echo request) is answered at once with "destination unreachable,
+ * administratively prohibited": no transport carries ICMP, so an echo reply would claim a
+ * reachability nobody checked, and silence would make the app wait for its timeout. Fragments
+ * (IPv4, or an IPv6 fragment header) are dropped and counted: the kernel never fragments the TCP
+ * here, and a UDP datagram larger than the MTU is lost as on a link that drops it. Other IPv6
+ * extension headers and other ICMP are dropped (docs/tun.md).
  * Nothing is logged with an address.
  * @module
  */
@@ -25,13 +32,26 @@ import {
   IP_PROTO,
   TCP_FLAG,
   decodeIpv4Flow,
+  decodeIpv6Flow,
   encodeIpv4Udp,
+  encodeIpv6Udp,
+  encodeIpv4Unreachable,
+  encodeIpv6Unreachable,
+  ICMP_TYPE,
+  ICMPV6_TYPE,
+  ipv4Fragmented,
+  ipv4IcmpType,
+  ipv6Fragmented,
+  ipv6IcmpType,
   ipVersion,
   rewriteIpv4Flow,
+  rewriteIpv6Flow,
   u32ToIpv4,
   udpPayload,
   type Ipv4Flow,
+  type Ipv6Flow,
 } from '../../codec/ip-packet.js';
+import { bytesToIPv6 } from '../../codec/socks-addr.js';
 import { decodeDnsTcpFrame } from '../../codec/dns.js';
 import { relay } from '../../transport/relay.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from '../../transport/types.js';
@@ -48,6 +68,11 @@ const DIAL_TIMEOUT_MS = 20_000;
 /** A DNS-over-TCP connection answered here closes after this long without a query. */
 const DNS_TCP_IDLE_MS = 10_000;
 const MAX_DNS_TCP_BUFFER = 2 + 0xffff;
+/** ICMP errors written back per second at most (an app flooding pings gets no more). */
+const ICMP_ERRORS_PER_S = 100;
+/** RFC 1812 §5.2.7.1 and RFC 4443 §3.1: communication administratively prohibited. */
+const ICMP_PROHIBITED = 13;
+const ICMPV6_PROHIBITED = 1;
 
 /** Where packets go back into the stack. */
 export interface PacketDevice {
@@ -64,6 +89,11 @@ export interface TunFrontOptions {
   natPeer: number;
   /** Destinations never carried (the client's own servers: a packet to them here is a loop). */
   excluded?: (ip: number) => boolean;
+  /** The device's IPv6 address and the other address of its /126; without them IPv6 is dropped. */
+  tunAddress6?: Uint8Array;
+  natPeer6?: Uint8Array;
+  /** IPv6 destinations never carried (16 bytes each). */
+  excluded6?: (ip: Uint8Array) => boolean;
   /** TCP connections relayed or being dialled at once; more are reset (default 4096). */
   maxConnections?: number;
   /** UDP flows at once; the least recently used is closed for a new one (default 1024). */
@@ -80,9 +110,17 @@ interface TcpSession {
   readonly dst: number;
   readonly dstPort: number;
   readonly natPort: number;
+  /** An IPv6 session's addresses (copies); src and dst are 0 then. */
+  readonly v6: { readonly src: Uint8Array; readonly dst: Uint8Array } | undefined;
   last: number;
   /** The accepted connection is open (its session must not expire). */
   open: boolean;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 interface UdpFlow {
@@ -95,7 +133,12 @@ export interface TunFrontStats {
   tcpSessions: number;
   connections: number;
   udpFlows: number;
+  /** Packets dropped, every reason (fragments and pings among them). */
   dropped: number;
+  /** IP fragments dropped. */
+  fragments: number;
+  /** Pings answered "administratively prohibited". */
+  pingsRefused: number;
 }
 
 export class TunFront {
@@ -111,10 +154,16 @@ export class TunFront {
   #tcpSessions = 0;
   #connections = 0;
   #dropped = 0;
+  #fragments = 0;
+  #pingsRefused = 0;
+  #icmpSecond = -1;
+  #icmpInSecond = 0;
   readonly #udp = new Map<string, UdpFlow>();
   readonly #sockets = new Set<Socket>();
-  #server: Server | undefined;
+  readonly #servers: Server[] = [];
   #listenPort = 0;
+  #listenPort6 = 0;
+  readonly #natPeer6Text: string | undefined;
   #sweep: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -124,31 +173,41 @@ export class TunFront {
     this.#maxConnections = o.maxConnections ?? 4096;
     this.#maxUdpFlows = o.maxUdpFlows ?? 1024;
     this.#udpIdleMs = o.udpIdleMs ?? 60_000;
+    this.#natPeer6Text = o.natPeer6 ? bytesToIPv6(o.natPeer6) : undefined;
   }
 
-  /** Listens on the device's address (which must be assigned and up) on a port of the kernel's choice. */
-  async listen(): Promise<number> {
-    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) =>
+  #listenOn(host: string): Promise<number> {
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) =>
       this.#onConnection(s),
     );
     server.on('error', (err) => debug('listener: %s', (err as NodeJS.ErrnoException).code));
-    await new Promise<void>((resolve, reject) => {
+    this.#servers.push(server);
+    return new Promise<number>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: u32ToIpv4(this.#o.tunAddress), port: 0, backlog: 1024 }, () => {
+      server.listen({ host, port: 0, backlog: 1024 }, () => {
         server.off('error', reject);
-        resolve();
+        resolve((server.address() as { port: number }).port);
       });
     });
-    this.#server = server;
-    this.#listenPort = (server.address() as { port: number }).port;
+  }
+
+  /**
+   * Listens on the device's address (which must be assigned and up) on a port of the kernel's
+   * choice, and on its IPv6 address when one is given. Returns the IPv4 listener's port.
+   */
+  async listen(): Promise<number> {
+    this.#listenPort = await this.#listenOn(u32ToIpv4(this.#o.tunAddress));
+    if (this.#o.tunAddress6)
+      this.#listenPort6 = await this.#listenOn(bytesToIPv6(this.#o.tunAddress6));
     this.#sweep = setInterval(() => this.sweep(), SWEEP_MS);
     this.#sweep.unref();
     return this.#listenPort;
   }
 
   /** Uses `port` as the listener's port without listening (for tests that feed packets only). */
-  setListenPort(port: number): void {
+  setListenPort(port: number, port6 = port): void {
     this.#listenPort = port;
+    this.#listenPort6 = port6;
   }
 
   stats(): TunFrontStats {
@@ -157,6 +216,8 @@ export class TunFront {
       connections: this.#connections,
       udpFlows: this.#udp.size,
       dropped: this.#dropped,
+      fragments: this.#fragments,
+      pingsRefused: this.#pingsRefused,
     };
   }
 
@@ -167,15 +228,99 @@ export class TunFront {
    */
   handlePacket(packet: Uint8Array): boolean {
     if (this.#closed) return false;
-    if (ipVersion(packet) !== 4) return this.#drop('not IPv4');
+    const version = ipVersion(packet);
+    if (version === 6) return this.#handle6(packet);
+    if (version !== 4) return this.#drop('not IP');
     let f: Ipv4Flow | null;
     try {
       f = decodeIpv4Flow(packet);
     } catch {
       return this.#drop('malformed');
     }
-    if (!f) return this.#drop('not TCP/UDP, or a fragment');
+    if (!f) {
+      if (ipv4Fragmented(packet)) return this.#fragment();
+      if (ipv4IcmpType(packet) === ICMP_TYPE.ECHO_REQUEST)
+        return this.#refusePing(() => encodeIpv4Unreachable(packet, ICMP_PROHIBITED));
+      return this.#drop('not TCP/UDP');
+    }
     return f.protocol === IP_PROTO.TCP ? this.#tcp(packet, f) : this.#udpPacket(packet, f);
+  }
+
+  #handle6(packet: Uint8Array): boolean {
+    if (!this.#o.tunAddress6) return this.#drop('IPv6, not carried');
+    let f: Ipv6Flow | null;
+    try {
+      f = decodeIpv6Flow(packet);
+    } catch {
+      return this.#drop('malformed');
+    }
+    if (!f) {
+      if (ipv6Fragmented(packet)) return this.#fragment();
+      if (ipv6IcmpType(packet) === ICMPV6_TYPE.ECHO_REQUEST)
+        return this.#refusePing(() => encodeIpv6Unreachable(packet, ICMPV6_PROHIBITED));
+      return this.#drop('not TCP/UDP, or IPv6 extension headers');
+    }
+    return f.protocol === IP_PROTO.TCP ? this.#tcp6(packet, f) : this.#udp6(packet, f);
+  }
+
+  #tcp6(packet: Uint8Array, f: Ipv6Flow): boolean {
+    const o = this.#o;
+    const t6 = o.tunAddress6!;
+    const p6 = o.natPeer6!;
+    if (f.srcPort === this.#listenPort6 && sameBytes(f.src, t6) && sameBytes(f.dst, p6)) {
+      const s = this.#byNatPort[f.dstPort];
+      if (!s?.v6) return this.#drop('no session for a listener packet');
+      s.last = this.#now();
+      rewriteIpv6Flow(packet, f, s.v6.dst, s.dstPort, s.v6.src, s.srcPort);
+      return true;
+    }
+    let s = this.#find6(f);
+    if (!s) {
+      if ((f.tcpFlags & (TCP_FLAG.SYN | TCP_FLAG.ACK)) !== TCP_FLAG.SYN)
+        return this.#drop('no session');
+      if (f.dstPort !== 53 && o.excluded6?.(f.dst)) return this.#drop('to a server of the client');
+      s = this.#open(0, f.srcPort, 0, f.dstPort, {
+        src: new Uint8Array(f.src),
+        dst: new Uint8Array(f.dst),
+      });
+      if (!s) return this.#drop('NAT table full');
+    }
+    s.last = this.#now();
+    rewriteIpv6Flow(packet, f, p6, s.natPort, t6, this.#listenPort6);
+    return true;
+  }
+
+  #find6(f: Ipv6Flow): TcpSession | undefined {
+    const list = this.#byAppPort.get(f.srcPort);
+    if (!list) return undefined;
+    for (const s of list)
+      if (
+        s.v6 &&
+        s.dstPort === f.dstPort &&
+        sameBytes(s.v6.src, f.src) &&
+        sameBytes(s.v6.dst, f.dst)
+      )
+        return s;
+    return undefined;
+  }
+
+  #fragment(): false {
+    this.#fragments++;
+    return this.#drop('a fragment');
+  }
+
+  /** Writes the ICMP error `reply()` builds for a ping, within {@link ICMP_ERRORS_PER_S}. */
+  #refusePing(reply: () => Buffer): false {
+    const second = Math.floor(this.#now() / 1000);
+    if (second !== this.#icmpSecond) {
+      this.#icmpSecond = second;
+      this.#icmpInSecond = 0;
+    }
+    if (this.#icmpInSecond >= ICMP_ERRORS_PER_S) return this.#drop('ping, over the ICMP rate');
+    this.#icmpInSecond++;
+    this.#pingsRefused++;
+    this.#o.device.write(reply());
+    return this.#drop('ping, refused');
   }
 
   #drop(why: string): false {
@@ -200,7 +345,7 @@ export class TunFront {
       // Only a SYN opens a session; anything else for an unknown flow is a leftover.
       if ((f.tcpFlags & (TCP_FLAG.SYN | TCP_FLAG.ACK)) !== TCP_FLAG.SYN)
         return this.#drop('no session');
-      s = this.#open(f);
+      s = this.#open(f.src, f.srcPort, f.dst, f.dstPort, undefined);
       if (!s) return this.#drop('NAT table full');
     }
     s.last = this.#now();
@@ -212,29 +357,36 @@ export class TunFront {
     const list = this.#byAppPort.get(f.srcPort);
     if (!list) return undefined;
     for (const s of list)
-      if (s.src === f.src && s.dst === f.dst && s.dstPort === f.dstPort) return s;
+      if (!s.v6 && s.src === f.src && s.dst === f.dst && s.dstPort === f.dstPort) return s;
     return undefined;
   }
 
-  #open(f: Ipv4Flow): TcpSession | undefined {
+  #open(
+    src: number,
+    srcPort: number,
+    dst: number,
+    dstPort: number,
+    v6: TcpSession['v6'],
+  ): TcpSession | undefined {
     const span = 65536 - NAT_PORT_MIN;
     if (this.#tcpSessions >= span) return undefined;
     let port = this.#nextNatPort;
     while (this.#byNatPort[port]) port = port === 65535 ? NAT_PORT_MIN : port + 1;
     this.#nextNatPort = port === 65535 ? NAT_PORT_MIN : port + 1;
     const s: TcpSession = {
-      src: f.src,
-      srcPort: f.srcPort,
-      dst: f.dst,
-      dstPort: f.dstPort,
+      src,
+      srcPort,
+      dst,
+      dstPort,
       natPort: port,
+      v6,
       last: this.#now(),
       open: false,
     };
     this.#byNatPort[port] = s;
-    const list = this.#byAppPort.get(f.srcPort);
+    const list = this.#byAppPort.get(srcPort);
     if (list) list.push(s);
-    else this.#byAppPort.set(f.srcPort, [s]);
+    else this.#byAppPort.set(srcPort, [s]);
     this.#tcpSessions++;
     return s;
   }
@@ -263,6 +415,14 @@ export class TunFront {
       }
   }
 
+  #target6(dst: Uint8Array, port: number): Target | undefined {
+    if (this.#o.fakeDns.isFake6(dst)) {
+      const name = this.#o.fakeDns.nameOf6(dst);
+      return name === undefined ? undefined : { host: name, port };
+    }
+    return { host: bytesToIPv6(dst), port };
+  }
+
   #target(dst: number, port: number): Target | undefined {
     if (this.#o.fakeDns.isFake(dst)) {
       const name = this.#o.fakeDns.nameOf(dst);
@@ -272,11 +432,18 @@ export class TunFront {
   }
 
   #onConnection(socket: Socket): void {
-    const s =
-      socket.remoteAddress === u32ToIpv4(this.#o.natPeer) && socket.remotePort !== undefined
-        ? this.#byNatPort[socket.remotePort]
+    const peer = socket.remoteAddress;
+    const fromPeer =
+      socket.remotePort !== undefined &&
+      (peer === u32ToIpv4(this.#o.natPeer) || (peer !== undefined && peer === this.#natPeer6Text));
+    const s = fromPeer ? this.#byNatPort[socket.remotePort!] : undefined;
+    // The session must be of the listener's family: a v4 session's port reached over v6 is no match.
+    const target =
+      s && (s.v6 !== undefined) === (peer === this.#natPeer6Text)
+        ? s.v6
+          ? this.#target6(s.v6.dst, s.dstPort)
+          : this.#target(s.dst, s.dstPort)
         : undefined;
-    const target = s ? this.#target(s.dst, s.dstPort) : undefined;
     if (!s || !target || this.#closed || this.#connections >= this.#maxConnections) {
       this.#drop(s ? 'connection limit, or an address no name stands for' : 'no session');
       socket.resetAndDestroy();
@@ -355,28 +522,63 @@ export class TunFront {
       return false;
     }
     if (o.excluded?.(f.dst)) return this.#drop('to a server of the client');
-    const key = `${f.src}:${f.srcPort}>${f.dst}:${f.dstPort}`;
+    const { src, srcPort, dst, dstPort } = f;
+    return this.#udpSend(`${src}:${srcPort}>${dst}:${dstPort}`, payload, () => {
+      const target = this.#target(dst, dstPort);
+      // Replies come from the flow's own destination, whatever address the server reports: a
+      // connected UDP socket in the app accepts nothing else.
+      return target && { target, wrap: (r) => encodeIpv4Udp(dst, dstPort, src, srcPort, r) };
+    });
+  }
+
+  #udp6(packet: Uint8Array, f: Ipv6Flow): false {
+    const o = this.#o;
+    const payload = udpPayload(packet, f);
+    if (f.dstPort === 53) {
+      const answer = o.fakeDns.answer(payload);
+      if (answer) o.device.write(encodeIpv6Udp(f.dst, 53, f.src, f.srcPort, answer));
+      else this.#drop('not a DNS query');
+      return false;
+    }
+    const { srcPort, dstPort } = f;
+    const key = `${Buffer.from(f.src.buffer, f.src.byteOffset, 16).toString('hex')}:${srcPort}>${Buffer.from(f.dst.buffer, f.dst.byteOffset, 16).toString('hex')}:${dstPort}`;
+    return this.#udpSend(key, payload, () => {
+      if (o.excluded6?.(f.dst)) return undefined;
+      const src = new Uint8Array(f.src); // copies: f.src is a view into the batch
+      const dst = new Uint8Array(f.dst);
+      const target = this.#target6(dst, dstPort);
+      return target && { target, wrap: (r) => encodeIpv6Udp(dst, dstPort, src, srcPort, r) };
+    });
+  }
+
+  /**
+   * Sends a UDP payload on the flow `key`, opening it with what `create` says (the target, and how
+   * a reply becomes a packet) when there is none; `create` returning undefined drops the packet.
+   */
+  #udpSend(
+    key: string,
+    payload: Uint8Array,
+    create: () => { target: Target; wrap: (reply: Buffer) => Buffer } | undefined,
+  ): false {
+    const o = this.#o;
     let flow = this.#udp.get(key);
     if (flow) {
       this.#udp.delete(key); // Map order is recency
       this.#udp.set(key, flow);
     } else {
-      const target = this.#target(f.dst, f.dstPort);
-      if (!target) return this.#drop('an address no name stands for');
+      const c = create();
+      if (!c) return this.#drop('to a server of the client, or an address no name stands for');
       if (this.#udp.size >= this.#maxUdpFlows) {
         const [k, oldest] = this.#udp.entries().next().value as [string, UdpFlow];
         oldest.session.close();
         this.#udp.delete(k);
       }
-      const { src, srcPort, dst, dstPort } = f;
-      const created = { target, last: this.#now() } as UdpFlow;
+      const created = { target: c.target, last: this.#now() } as UdpFlow;
       created.session = o.packetDialer.open((reply) => {
         if (this.#closed) return;
         created.last = this.#now();
-        // Replies come from the flow's own destination, whatever address the server reports: a
-        // connected UDP socket in the app accepts nothing else.
         try {
-          o.device.write(encodeIpv4Udp(dst, dstPort, src, srcPort, reply));
+          o.device.write(c.wrap(reply));
         } catch {
           this.#drop('reply too large');
         }
@@ -398,7 +600,8 @@ export class TunFront {
     for (const flow of this.#udp.values()) flow.session.close();
     this.#udp.clear();
     for (const s of this.#sockets) s.destroy();
-    const server = this.#server;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await Promise.all(
+      this.#servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
+    );
   }
 }
