@@ -12,7 +12,7 @@
  *                (pg_stat_database), and the nodes' CPU (% of one core) and peak RSS
  * Every load is bounded in count and time; every process is stopped by its PID.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import pg from 'pg';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -104,7 +104,14 @@ async function main(): Promise<void> {
   const dirs = [tempDataDir(), tempDataDir(), tempDataDir(), tempDataDir()];
   const nodes: OperatorServer[] = [];
   try {
-    const extra = ['--store', pgs.url, '--no-udp', '--max-connections', String(USERS + 100)];
+    // Every user comes from 127.0.0.1: the per-source pre-authentication cap must let them all in.
+    const caps = [
+      '--max-connections',
+      String(USERS + 100),
+      '--max-unauthenticated-per-source',
+      String(USERS + 100),
+    ];
+    const extra = ['--store', pgs.url, '--no-udp', ...caps];
     nodes.push(await startOperatorServer(dirs[0]!.dir, extra, undefined, undefined, 120_000));
     // The keys go straight into PostgreSQL (as a migration from another panel would).
     const c = new pg.Client({ connectionString: pgs.url });
@@ -117,9 +124,21 @@ async function main(): Promise<void> {
       [METHOD, Date.now(), KEYS],
     );
     await c.query(`SELECT pg_notify('ladder_changes', 'key:b1')`);
+    // FLEET_BENCH_DEBUG=file: node 1 runs with NODE_DEBUG=ladder:fleet,ladder:keys, its output kept there.
+    const prof = process.env.FLEET_BENCH_DEBUG;
     nodes.push(
       ...(await Promise.all(
-        [1, 2].map((i) => startOperatorServer(dirs[i]!.dir, extra, undefined, undefined, 120_000)),
+        [1, 2].map((i) =>
+          startOperatorServer(
+            dirs[i]!.dir,
+            extra,
+            undefined,
+            prof && i === 1
+              ? { ...process.env, NODE_DEBUG: 'ladder:fleet,ladder:keys' }
+              : undefined,
+            120_000,
+          ),
+        ),
       )),
     );
     // Node 0 learns the bulk insert at its next full resync; wait until every node has every key.
@@ -135,12 +154,14 @@ async function main(): Promise<void> {
 
     // Propagation
     const times: number[] = [];
+    const patchTimes: number[] = [];
     for (let i = 0; i < CHANGES; i++) {
       const id = `b${1 + ((i * 7919) % KEYS)}`;
       const disabled = i % 2 === 0;
       const want = disabled ? 'disabled' : 'active';
       const t0 = performance.now();
       await nodes[0]!.api('PATCH', `/ladder/v1/access-keys/${id}`, { disabled });
+      patchTimes.push(performance.now() - t0);
       for (const n of nodes.slice(1))
         for (const deadline = Date.now() + 10_000; ;) {
           const r = await n.api('GET', `/access-keys/${id}`);
@@ -173,6 +194,7 @@ async function main(): Promise<void> {
       nodes.map((n) => n.peer.pid),
     );
     const s1 = await stat();
+    if (prof) writeFileSync(prof, nodes[1]!.peer.output());
     const ws = (performance.now() - w0) / 1000;
     await c.end();
     for (const n of nodes) await n.peer.stop();
@@ -195,7 +217,7 @@ async function main(): Promise<void> {
     }
     const lite = await startOperatorServer(
       dirs[3]!.dir,
-      ['--no-udp', '--max-connections', String(USERS + 100)],
+      ['--no-udp', ...caps],
       undefined,
       undefined,
       120_000,
@@ -218,6 +240,8 @@ async function main(): Promise<void> {
         p50: pct(times, 50),
         p99: pct(times, 99),
         max: Math.max(...times),
+        patchP50: pct(patchTimes, 50),
+        patchP99: pct(patchTimes, 99),
       },
       database: {
         transactionsPerS: (s1.x - s0.x) / ws,

@@ -140,11 +140,12 @@ let openKey = null;
 
 async function refresh() {
   try {
-    const [server, health, list, usage] = await Promise.all([
+    const [server, health, list, usage, fleet] = await Promise.all([
       api('GET', '/server'),
       api('GET', '/ladder/v1/server/health'),
       api('GET', '/access-keys'),
       api('GET', '/ladder/v1/usage?days=30'),
+      api('GET', '/ladder/v1/fleet'),
     ]);
     $('server-name').textContent = server.name;
     $('server-version').textContent = `Ladder ${server.version}`;
@@ -163,12 +164,48 @@ async function refresh() {
         .join(', ') || '0';
     chart($('server-chart'), usage.days);
     keys = new Map(list.accessKeys.map((/** @type {any} */ k) => [k.id, k]));
+    renderFleet(fleet);
     renderKeys();
     if (openKey && keys.has(openKey)) await refreshDialogChart(openKey);
     if ($('status').textContent?.startsWith('Cannot reach')) status('');
   } catch (err) {
     status(`Cannot reach the server: ${/** @type {Error} */ (err).message}`, true);
   }
+}
+
+/**
+ * The fleet's servers (shown only when this server shares a PostgreSQL store with others).
+ * @param {any} fleet
+ */
+function renderFleet(fleet) {
+  $('fleet').hidden = !fleet.fleet;
+  if (!fleet.fleet) return;
+  const healthy = fleet.servers.filter((/** @type {any} */ s) => s.healthy).length;
+  $('fleet-servers').replaceChildren(
+    ...fleet.servers.map((/** @type {any} */ s) => {
+      const used = Object.values(s.bytesByKey).filter((b) => Number(b) > 0).length;
+      const ago = Math.max(0, Math.round((Date.now() - s.lastSeenMs) / 1000));
+      return el('tr', { 'data-server-id': s.id, 'data-testid': 'fleet-server' }, [
+        el('td', {}, [s.self ? `${s.name} (this server)` : s.name]),
+        el('td', {}, [`${s.host}:${s.port}`]),
+        el('td', {}, [
+          el(
+            'span',
+            { class: `state ${s.healthy ? 'active' : 'disabled'}`, 'data-testid': 'fleet-health' },
+            [s.healthy ? 'up' : `down (last seen ${duration(ago)} ago)`],
+          ),
+        ]),
+        el('td', {}, [String(s.activeConnections)]),
+        el('td', { 'data-testid': 'fleet-bytes' }, [bytes(s.bytes)]),
+        el('td', {}, [String(used)]),
+      ]);
+    }),
+  );
+  $('fleet-summary').textContent =
+    `${healthy} of ${fleet.servers.length} servers up · ${fleet.keys} keys shared by all · `;
+  const store = $('fleet-store');
+  store.textContent = fleet.storeReachable ? 'database reachable' : 'database unreachable';
+  store.className = `state ${fleet.storeReachable ? 'active' : 'over-limit'}`;
 }
 
 function renderKeys() {

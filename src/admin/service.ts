@@ -380,6 +380,7 @@ export class AdminService {
     return {
       fleet: true,
       storeReachable: this.fleet.up === true,
+      keys: this.store.listKeys().length,
       servers: this.fleet.nodes().map((n) => {
         const byKey = perNode.get(n.nodeId) ?? {};
         return {

@@ -5,10 +5,14 @@
  *
  * - **Key changes** made on this node are written to PostgreSQL first, synchronously (pg-worker.ts),
  *   then to the cache; if the database is unreachable they are refused (ERR_STORE_UNAVAILABLE) and
- *   nothing changes anywhere. Changes made elsewhere arrive by LISTEN/NOTIFY and are copied into
- *   the cache through a second SQLite connection, which moves the key manager's `dataVersion()`: it
- *   re-reads the keys at its next tick (250 ms). A full resync runs on every (re)connection and every
- *   `resyncMs` as a safety net.
+ *   nothing changes anywhere. Changes made elsewhere arrive by LISTEN/NOTIFY, carrying the key's
+ *   row, and are copied into the cache through a second SQLite connection, which moves the key
+ *   manager's `dataVersion()`; `takeChanges()` tells it which keys and which keys' usage moved, so
+ *   it re-reads those alone at its next tick (250 ms), whatever the number of keys. A full resync
+ *   (which writes only the rows that differ) runs on every (re)connection and every `resyncMs` as
+ *   a safety net for notifications missed while disconnected.
+ * - **Device limits and speed caps** hold across the fleet through `ladder_presence`: every sync a
+ *   node writes its device count per limited or capped key and reads the others' (pg-fleet.ts).
  * - **Usage** flushed by the key manager goes into an outbox table on disk in numbered batches; the
  *   replicator adds them to PostgreSQL (pg-fleet.ts, exactly once per batch), reads back the rows
  *   of every node that changed, and records both in one cache transaction. What the key manager
@@ -27,6 +31,7 @@ import {
   Worker,
   type MessagePort,
 } from 'node:worker_threads';
+import { debuglog } from 'node:util';
 import pg from 'pg';
 import { LadderError } from '../errors.js';
 import type { AccessKeyRecord, DataLimit } from '../access/access-key.js';
@@ -35,13 +40,19 @@ import {
   addUsageBatchPg,
   CHANGES_CHANNEL,
   getDefaultLimitPg,
-  getKeyPg,
   heartbeatPg,
-  listKeysPg,
+  keyRevsPg,
+  keysPg,
+  keysSummaryPg,
   migratePg,
+  parseChangeNotice,
+  presencePg,
   usageSincePg,
   type FleetNode,
 } from './pg-fleet.js';
+import type { RemotePresence, StoreChanges } from './key-store.js';
+
+const debug = debuglog('ladder:fleet');
 
 /** How far back each usage read starts before the newest change seen (late commits). */
 const USAGE_LOOKBACK_US = 10_000_000;
@@ -160,6 +171,13 @@ export class FleetStore implements AccessKeyStore {
   #info: NodeInfo | null = null;
   readonly #startedMs = Date.now();
   #nodes: FleetNode[] = [];
+  /** What the replicator changed in the cache since the key manager last asked; null: too much. */
+  #changes: { keys: Set<string>; usage: Set<string>; defaultLimit: boolean } | null = null;
+  #localPresence: (() => ReadonlyMap<string, number>) | null = null;
+  #remote: ReadonlyMap<string, RemotePresence> = new Map();
+  #remoteAtMs = 0;
+  /** Each cached key's revision in the database, as of the last sync (null before the first). */
+  #revs: Map<string, number> | null = null;
 
   /**
    * Opens the cache in `dir` and connects to the fleet's database. If the database cannot be
@@ -237,8 +255,14 @@ export class FleetStore implements AccessKeyStore {
     c.on('error', (err) => this.#lost(c, err));
     c.on('end', () => this.#lost(c, new Error('connection ended')));
     c.on('notification', (n) => {
-      if (n.channel === CHANGES_CHANNEL && n.payload)
-        void this.#queue(() => this.#applyChange(c, n.payload!));
+      if (n.channel === CHANGES_CHANNEL && n.payload) {
+        const heard = performance.now();
+        void this.#queue(async () => {
+          const t = performance.now();
+          await this.#applyChange(c, n.payload!);
+          debug('change applied: waited %d ms, took %d ms', t - heard, performance.now() - t);
+        });
+      }
     });
     try {
       await c.connect();
@@ -275,30 +299,85 @@ export class FleetStore implements AccessKeyStore {
       this.#log('ladder server: fleet store reachable again; caught up with the fleet');
   }
 
+  /** Records what the replicator changed, for takeChanges(). */
+  #changed(keys: Iterable<string>, usage: Iterable<string>, defaultLimit = false): void {
+    const ch = (this.#changes ??= { keys: new Set(), usage: new Set(), defaultLimit: false });
+    for (const id of keys) ch.keys.add(id);
+    for (const id of usage) ch.usage.add(id);
+    ch.defaultLimit ||= defaultLimit;
+  }
+
+  /**
+   * Brings the cache in line with the database. After the first time, it compares the count and
+   * the sum of revisions with what this node knows (one row read) and, only if they differ, the
+   * (id, revision) pairs, then reads the rows that differ.
+   */
   async #fullSync(c: pg.Client): Promise<void> {
-    const keys = await listKeysPg(c);
+    let changed: string[];
+    if (this.#revs === null) {
+      const rows = await keysPg(c);
+      changed = this.#replica.cacheReplaceKeys(rows.map((r) => r.key));
+      this.#revs = new Map(rows.map((r) => [r.key.id, r.rev]));
+    } else {
+      const known = this.#revs;
+      const sum = await keysSummaryPg(c);
+      let local = 0n;
+      for (const rev of known.values()) local += BigInt(rev);
+      changed = [];
+      if (sum.count !== known.size || sum.revSum !== local) {
+        const revs = await keyRevsPg(c);
+        const stale = [...revs].filter(([id, rev]) => known.get(id) !== rev).map(([id]) => id);
+        const rows = stale.length > 0 ? await keysPg(c, stale) : [];
+        const gone = [...known.keys()].filter((id) => !revs.has(id));
+        this.#replica.cacheApply(
+          rows.map((r) => r.key),
+          gone,
+        );
+        for (const r of rows) {
+          revs.set(r.key.id, r.rev);
+          changed.push(r.key.id);
+        }
+        changed.push(...gone);
+        this.#revs = revs;
+      }
+    }
     const limit = await getDefaultLimitPg(c);
-    this.#replica.cacheReplaceKeys(keys);
-    if (JSON.stringify(this.#replica.getDefaultLimit()) !== JSON.stringify(limit))
-      this.#replica.setDefaultLimit(limit);
+    const limitChanged = JSON.stringify(this.#replica.getDefaultLimit()) !== JSON.stringify(limit);
+    if (limitChanged) this.#replica.setDefaultLimit(limit);
+    this.#changed(changed, [], limitChanged);
     this.#lastResync = Date.now();
     this.#replica.setSetting('fleet_synced_ms', String(this.#lastResync));
     if (this.#usageSinceUs === 0) {
       const u = await usageSincePg(c, 0);
-      this.#replica.settleUsage(null, u.rows);
+      this.#changed([], this.#replica.settleUsage(null, u.rows));
       this.#usageSinceUs = u.newestUs;
     }
   }
 
-  async #applyChange(c: pg.Client, what: string): Promise<void> {
+  async #applyChange(c: pg.Client, payload: string): Promise<void> {
     if (this.#client !== c) return;
-    if (what.startsWith('key:')) {
-      const id = what.slice(4);
-      const k = await getKeyPg(c, id);
-      if (k) this.#replica.cachePutKey(k);
-      else if (this.#replica.getKey(id)) this.#replica.deleteKey(id);
-    } else if (what === 'setting:access_key_data_limit') {
+    const n = parseChangeNotice(payload);
+    if (n === null) {
+      this.#lastResync = 0; // not understood: resync at the next tick
+      return;
+    }
+    if (n.kind === 'row') {
+      this.#replica.cachePutKey(n.key);
+      if (n.rev !== null) this.#revs?.set(n.key.id, n.rev);
+      this.#changed([n.key.id], []);
+    } else if (n.kind === 'key') {
+      const [r] = await keysPg(c, [n.id]);
+      if (r) {
+        this.#replica.cachePutKey(r.key);
+        this.#revs?.set(n.id, r.rev);
+      } else {
+        if (this.#replica.getKey(n.id)) this.#replica.deleteKey(n.id);
+        this.#revs?.delete(n.id);
+      }
+      this.#changed([n.id], []);
+    } else if (n.name === 'access_key_data_limit') {
       this.#replica.setDefaultLimit(await getDefaultLimitPg(c));
+      this.#changed([], [], true);
     }
   }
 
@@ -315,6 +394,7 @@ export class FleetStore implements AccessKeyStore {
       c = this.#client;
       if (!c) return;
     }
+    const t0 = performance.now();
     try {
       await this.#pushUsage(c);
       if (this.#info)
@@ -328,7 +408,16 @@ export class FleetStore implements AccessKeyStore {
           connections: this.#info.connections(),
           reach: this.#info.reach(),
         });
-      if (Date.now() - this.#lastResync >= (this.#o.resyncMs ?? 30_000)) await this.#fullSync(c);
+      if (this.#localPresence) {
+        this.#remote = await presencePg(c, this.nodeId, this.#localPresence(), this.#staleMs());
+        this.#remoteAtMs = Date.now();
+      }
+      if (Date.now() - this.#lastResync >= (this.#o.resyncMs ?? 30_000)) {
+        const t = performance.now();
+        await this.#fullSync(c);
+        debug('full resync: %d ms', performance.now() - t);
+      }
+      debug('sync tick: %d ms', performance.now() - t0);
     } catch (err) {
       this.#lost(c, err);
     }
@@ -350,8 +439,13 @@ export class FleetStore implements AccessKeyStore {
     }
     const u = await usageSincePg(c, Math.max(0, this.#usageSinceUs - USAGE_LOOKBACK_US));
     this.#usageSinceUs = u.newestUs;
-    // Rows read again unchanged are not written: the cache's commits wake the key manager.
-    this.#replica.settleUsage(last, u.rows);
+    // Rows read again unchanged are not written, nor reported to the key manager.
+    this.#changed([], this.#replica.settleUsage(last, u.rows));
+  }
+
+  /** Presence rows older than this are a node that stopped (killed, cut off). */
+  #staleMs(): number {
+    return Math.max(5000, 5 * (this.#o.syncMs ?? 1000));
   }
 
   /** Pushes what is queued (graceful shutdown); gives up quietly when the database is away. */
@@ -447,6 +541,36 @@ export class FleetStore implements AccessKeyStore {
 
   loadUsage(fromDay: number): Map<string, Map<number, number>> {
     return this.#cache.loadFleetUsage(fromDay);
+  }
+
+  loadUsageOf(ids: Iterable<string>, fromDay: number): Map<string, Map<number, number>> {
+    return this.#cache.loadFleetUsageOf(ids, fromDay);
+  }
+
+  /**
+   * The cache is written only by this object: through the key manager's own connection (which
+   * does not move its dataVersion) and by the replicator, which records what it wrote.
+   */
+  takeChanges(): StoreChanges | null {
+    const ch = this.#changes ?? {
+      keys: new Set<string>(),
+      usage: new Set<string>(),
+      defaultLimit: false,
+    };
+    this.#changes = null;
+    return ch;
+  }
+
+  /**
+   * The other nodes' devices per key, as of the last sync; empty once that is older than the
+   * staleness limit (the database is away: each node then enforces on its own devices only).
+   */
+  remotePresence(): ReadonlyMap<string, RemotePresence> {
+    return Date.now() - this.#remoteAtMs > this.#staleMs() ? new Map() : this.#remote;
+  }
+
+  setLocalPresence(source: () => ReadonlyMap<string, number>): void {
+    this.#localPresence = source;
   }
 
   #write<T>(op: string, ...args: unknown[]): T {

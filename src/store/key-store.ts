@@ -97,6 +97,36 @@ export interface AccessKeyStore {
   deleteKey(id: string): boolean;
   addUsage(deltas: readonly UsageDelta[]): void;
   loadUsage(fromDay: number): Map<string, Map<number, number>>;
+  /**
+   * What moved `dataVersion()` since the last call, when the store knows it (a fleet node's cache,
+   * written only by its replicator): the key manager then re-reads those keys and their usage
+   * alone. `null`: unknown, re-read everything. Stores without the method are always re-read.
+   */
+  takeChanges?(): StoreChanges | null;
+  /** Like loadUsage, for the given keys only. */
+  loadUsageOf?(ids: Iterable<string>, fromDay: number): Map<string, Map<number, number>>;
+  /**
+   * A fleet's other nodes: per key, the devices connected on them and on how many nodes, as last
+   * reported (empty when unknown or too old, so an outage falls back to per-node limits).
+   */
+  remotePresence?(): ReadonlyMap<string, RemotePresence>;
+  /** Gives a fleet store this node's devices per key (keys with a device limit or speed cap). */
+  setLocalPresence?(source: () => ReadonlyMap<string, number>): void;
+}
+
+/** Keys and usage changed in a store since the key manager last looked. */
+export interface StoreChanges {
+  readonly keys: ReadonlySet<string>;
+  readonly usage: ReadonlySet<string>;
+  readonly defaultLimit: boolean;
+}
+
+/** One key on the fleet's other nodes. */
+export interface RemotePresence {
+  /** Devices (distinct client addresses, counted per node) connected with the key. */
+  readonly devices: number;
+  /** Nodes where the key has at least one connection. */
+  readonly nodes: number;
 }
 
 /** One row of the fleet's usage: bytes a node counted for a key on a day. */
@@ -264,13 +294,28 @@ export class KeyStore implements AccessKeyStore {
       dropOutbox: db.prepare<[number]>('DELETE FROM usage_outbox WHERE batch <= ?'),
       putFleetUsage: db.prepare<{ key: string; day: number; node: string; bytes: number }>(
         `INSERT INTO usage_fleet (key_id, day, node_id, bytes) VALUES (@key, @day, @node, @bytes)
-         ON CONFLICT(key_id, day, node_id) DO UPDATE SET bytes = excluded.bytes`,
+         ON CONFLICT(key_id, day, node_id) DO UPDATE SET bytes = excluded.bytes
+         WHERE bytes != excluded.bytes`,
+      ),
+      outboxKeys: db.prepare<[number], { key_id: string }>(
+        'SELECT DISTINCT key_id FROM usage_outbox WHERE batch <= ?',
       ),
       fleetUsageSince: db.prepare<{ d: number }, { key_id: string; day: number; bytes: number }>(
         `SELECT key_id, day, SUM(bytes) AS bytes FROM (
            SELECT key_id, day, bytes FROM usage_fleet WHERE day >= @d
            UNION ALL SELECT key_id, day, bytes FROM usage_outbox WHERE day >= @d)
          GROUP BY key_id, day`,
+      ),
+      fleetUsageOfSince: db.prepare<{ d: number; k: string }, { day: number; bytes: number }>(
+        `SELECT day, SUM(bytes) AS bytes FROM (
+           SELECT day, bytes FROM usage_fleet WHERE key_id = @k AND day >= @d
+           UNION ALL SELECT day, bytes FROM usage_outbox WHERE key_id = @k AND day >= @d)
+         GROUP BY day`,
+      ),
+      fleetUsageOfBefore: db.prepare<{ d: number; k: string }, { bytes: number | null }>(
+        `SELECT SUM(bytes) AS bytes FROM (
+           SELECT bytes FROM usage_fleet WHERE key_id = @k AND day < @d
+           UNION ALL SELECT bytes FROM usage_outbox WHERE key_id = @k AND day < @d)`,
       ),
       fleetUsageBefore: db.prepare<{ d: number }, { key_id: string; bytes: number }>(
         `SELECT key_id, SUM(bytes) AS bytes FROM (
@@ -394,12 +439,36 @@ export class KeyStore implements AccessKeyStore {
     this.#stmts.upsertKey.run(toRow(key));
   }
 
-  /** Makes the cached keys exactly `keys` (deleted ones go, with their cached usage). */
-  cacheReplaceKeys(keys: readonly AccessKeyRecord[]): void {
+  /** Writes keys as the fleet's database has them and drops `gone`, in one transaction. */
+  cacheApply(keys: readonly AccessKeyRecord[], gone: readonly string[]): void {
     this.#db.transaction(() => {
-      const keep = new Set(keys.map((k) => k.id));
-      for (const r of this.#stmts.listKeys.all()) if (!keep.has(r.id)) this.deleteKey(r.id);
       for (const k of keys) this.#stmts.upsertKey.run(toRow(k));
+      for (const id of gone) this.#stmts.deleteKey.run(id);
+    })();
+  }
+
+  /**
+   * Makes the cached keys exactly `keys` (deleted ones go, with their cached usage), writing only
+   * the rows that differ; returns the ids of those.
+   */
+  cacheReplaceKeys(keys: readonly AccessKeyRecord[]): string[] {
+    return this.#db.transaction(() => {
+      const have = new Map<string, string>();
+      for (const r of this.#stmts.listKeys.all()) have.set(r.id, JSON.stringify(fromRow(r)));
+      const changed: string[] = [];
+      for (const k of keys) {
+        const row = toRow(k);
+        if (have.get(k.id) !== JSON.stringify(fromRow(row))) {
+          this.#stmts.upsertKey.run(row);
+          changed.push(k.id);
+        }
+        have.delete(k.id);
+      }
+      for (const id of have.keys()) {
+        this.deleteKey(id);
+        changed.push(id);
+      }
+      return changed;
     })();
   }
 
@@ -431,18 +500,39 @@ export class KeyStore implements AccessKeyStore {
    * In one transaction: drops the batches up to `batch` (now in the fleet's database) and records
    * the fleet's per-node usage rows read back from it.
    */
-  settleUsage(batch: number | null, rows: readonly NodeUsage[]): void {
-    if (batch === null && rows.length === 0) return;
+  settleUsage(batch: number | null, rows: readonly NodeUsage[]): Set<string> {
+    const changed = new Set<string>();
+    if (batch === null && rows.length === 0) return changed;
     this.#db.transaction(() => {
-      if (batch !== null) this.#stmts.dropOutbox.run(batch);
+      if (batch !== null) {
+        for (const r of this.#stmts.outboxKeys.all(batch)) changed.add(r.key_id);
+        this.#stmts.dropOutbox.run(batch);
+      }
       for (const r of rows)
-        this.#stmts.putFleetUsage.run({
-          key: r.keyId,
-          day: r.day,
-          node: r.nodeId,
-          bytes: r.bytes,
-        });
+        if (
+          this.#stmts.putFleetUsage.run({
+            key: r.keyId,
+            day: r.day,
+            node: r.nodeId,
+            bytes: r.bytes,
+          }).changes > 0
+        )
+          changed.add(r.keyId);
     })();
+    return changed;
+  }
+
+  /** loadFleetUsage for the given keys only. */
+  loadFleetUsageOf(ids: Iterable<string>, fromDay: number): Map<string, Map<number, number>> {
+    const out = new Map<string, Map<number, number>>();
+    for (const k of ids) {
+      const m = new Map<number, number>();
+      const before = this.#stmts.fleetUsageOfBefore.get({ d: fromDay, k })?.bytes;
+      if (before) m.set(fromDay - 1, before);
+      for (const r of this.#stmts.fleetUsageOfSince.all({ d: fromDay, k })) m.set(r.day, r.bytes);
+      if (m.size > 0) out.set(k, m);
+    }
+    return out;
   }
 
   /** Like loadUsage, over the fleet's usage plus this node's queue. */

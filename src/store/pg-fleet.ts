@@ -12,12 +12,23 @@
  *   counted twice.
  * - `ladder_nodes`: each node's name, address, port and last heartbeat (the dashboard's fleet view).
  *
- * Every change to a key or a fleet setting sends `NOTIFY ladder_changes` with `key:<id>` or
- * `setting:<name>` in the same transaction, so listeners hear of it once it is committed.
+ * - `ladder_presence`: per node and key, the devices connected now (only keys with a device limit or
+ *   a speed cap), rewritten by each node every sync; rows not refreshed lately are ignored.
+ *
+ * Every change to a key or a fleet setting sends `NOTIFY ladder_changes` in the same transaction,
+ * so listeners hear of it once it is committed: `row:<json>` carries the key's row as written (the
+ * listener applies it without reading the table), `key:<id>` says "read key <id> again" (a
+ * deletion, or a row too long for a notification's 8000 bytes), `setting:<name>` a fleet setting.
  * @module
  */
 import type pg from 'pg';
-import type { AccessKeyRecord, DataLimit } from '../access/access-key.js';
+import {
+  checkMethod,
+  checkTransports,
+  LIMIT_PERIODS,
+  type AccessKeyRecord,
+  type DataLimit,
+} from '../access/access-key.js';
 import { fromRow, toRow, type KeyRow, type NodeUsage, type UsageDelta } from './key-store.js';
 
 /** The NOTIFY channel of key and setting changes. */
@@ -72,7 +83,102 @@ export const PG_MIGRATIONS: readonly string[] = [
      connections INTEGER NOT NULL DEFAULT 0,
      reach       TEXT NOT NULL DEFAULT '{}'
    );`,
+  `CREATE TABLE ladder_presence (
+     node_id    TEXT NOT NULL,
+     key_id     TEXT NOT NULL,
+     devices    INTEGER NOT NULL,
+     updated_us BIGINT NOT NULL,
+     PRIMARY KEY (node_id, key_id)
+   );`,
+  // Every write of a key takes a new revision, so a resync can tell whether anything changed from
+  // the count and the sum of revisions alone, and which rows changed from (id, rev) pairs.
+  `CREATE SEQUENCE ladder_keys_rev;
+   ALTER TABLE ladder_keys ADD COLUMN rev BIGINT NOT NULL DEFAULT nextval('ladder_keys_rev');
+   CREATE FUNCTION ladder_keys_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN NEW.rev := nextval('ladder_keys_rev'); RETURN NEW; END $$;
+   CREATE TRIGGER ladder_keys_rev BEFORE UPDATE ON ladder_keys
+     FOR EACH ROW EXECUTE FUNCTION ladder_keys_bump();`,
 ];
+
+/** Longest `row:` notification sent; PostgreSQL refuses payloads of 8000 bytes or more. */
+const MAX_ROW_NOTICE = 7900;
+
+/** A change heard on the channel: a key's new row, a key to read again, or a setting. */
+export type ChangeNotice =
+  | { kind: 'row'; key: AccessKeyRecord; rev: number | null }
+  | { kind: 'key'; id: string }
+  | { kind: 'setting'; name: string };
+
+const str = (v: unknown): v is string => typeof v === 'string';
+const intOrNull = (v: unknown): v is number | null =>
+  v === null || (typeof v === 'number' && Number.isSafeInteger(v));
+
+/**
+ * Decodes a `ladder_changes` payload; null for anything malformed (the caller then resyncs). The
+ * payload comes from the fleet's own database, but is checked field by field all the same.
+ */
+export function parseChangeNotice(payload: string): ChangeNotice | null {
+  if (payload.startsWith('key:'))
+    return payload.length > 4 ? { kind: 'key', id: payload.slice(4) } : null;
+  if (payload.startsWith('setting:')) return { kind: 'setting', name: payload.slice(8) };
+  if (!payload.startsWith('row:')) return null;
+  let r: unknown;
+  try {
+    r = JSON.parse(payload.slice(4));
+  } catch {
+    return null;
+  }
+  if (typeof r !== 'object' || r === null) return null;
+  const o = r as Record<string, unknown>;
+  if (
+    !str(o.id) ||
+    o.id === '' ||
+    !str(o.name) ||
+    !str(o.secret) ||
+    !str(o.method) ||
+    !str(o.transports) ||
+    typeof o.created_ms !== 'number' ||
+    !Number.isSafeInteger(o.created_ms) ||
+    !intOrNull(o.expires_ms) ||
+    !intOrNull(o.limit_bytes) ||
+    !(o.limit_period === null || (LIMIT_PERIODS as readonly unknown[]).includes(o.limit_period)) ||
+    !intOrNull(o.speed_bps) ||
+    !intOrNull(o.device_limit) ||
+    (o.disabled !== 0 && o.disabled !== 1) ||
+    !(o.rev === undefined || (typeof o.rev === 'number' && Number.isSafeInteger(o.rev)))
+  )
+    return null;
+  try {
+    checkMethod(o.method);
+    checkTransports(o.transports.split(','));
+  } catch {
+    return null;
+  }
+  return {
+    kind: 'row',
+    rev: typeof o.rev === 'number' ? o.rev : null,
+    key: fromRow({
+      id: o.id,
+      name: o.name,
+      secret: o.secret,
+      method: o.method,
+      created_ms: o.created_ms,
+      expires_ms: o.expires_ms,
+      limit_bytes: o.limit_bytes,
+      limit_period: o.limit_period as string | null,
+      speed_bps: o.speed_bps,
+      device_limit: o.device_limit,
+      disabled: o.disabled,
+      transports: o.transports,
+    }),
+  };
+}
+
+/** The notification of a key written as `k` with revision `rev`. */
+export function keyNotice(k: AccessKeyRecord, rev: number): string {
+  const row = `row:${JSON.stringify({ ...toRow(k), rev })}`;
+  return Buffer.byteLength(row) <= MAX_ROW_NOTICE ? row : `key:${k.id}`;
+}
 
 /** Runs pending migrations under an advisory lock, so nodes starting together take turns. */
 export async function migratePg(c: pg.ClientBase): Promise<number> {
@@ -149,14 +255,30 @@ async function inTransaction<T>(c: pg.ClientBase, fn: () => Promise<T>): Promise
 const notify = (c: pg.ClientBase, what: string): Promise<unknown> =>
   c.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, what]);
 
-export async function listKeysPg(c: pg.ClientBase): Promise<AccessKeyRecord[]> {
-  return (await c.query('SELECT * FROM ladder_keys')).rows.map(keyFromPg);
+/** Keys with their revisions: all of them, or those of `ids`. */
+export async function keysPg(
+  c: pg.ClientBase,
+  ids?: readonly string[],
+): Promise<{ key: AccessKeyRecord; rev: number }[]> {
+  const r =
+    ids === undefined
+      ? await c.query('SELECT * FROM ladder_keys')
+      : await c.query('SELECT * FROM ladder_keys WHERE id = ANY($1::text[])', [ids]);
+  return r.rows.map((x: Record<string, unknown>) => ({ key: keyFromPg(x), rev: Number(x.rev) }));
 }
 
-export async function getKeyPg(c: pg.ClientBase, id: string): Promise<AccessKeyRecord | undefined> {
-  const r = (await c.query('SELECT * FROM ladder_keys WHERE id = $1', [id])).rows[0] as
-    Record<string, unknown> | undefined;
-  return r ? keyFromPg(r) : undefined;
+/** How many keys there are and the sum of their revisions: equal sums mean nothing changed. */
+export async function keysSummaryPg(c: pg.ClientBase): Promise<{ count: number; revSum: bigint }> {
+  const r = await c.query<{ n: string; s: string }>(
+    'SELECT count(*) AS n, coalesce(sum(rev), 0)::text AS s FROM ladder_keys',
+  );
+  return { count: Number(r.rows[0]!.n), revSum: BigInt(r.rows[0]!.s) };
+}
+
+/** Every key's id and revision. */
+export async function keyRevsPg(c: pg.ClientBase): Promise<Map<string, number>> {
+  const r = await c.query<{ id: string; rev: string }>('SELECT id, rev FROM ladder_keys');
+  return new Map(r.rows.map((x) => [x.id, Number(x.rev)]));
 }
 
 /** Inserts a key; false if its id is taken. */
@@ -164,11 +286,12 @@ export function insertKeyPg(c: pg.ClientBase, k: AccessKeyRecord): Promise<boole
   return inTransaction(c, async () => {
     const r = await c.query(
       `INSERT INTO ladder_keys (id, name, secret, method, created_ms, expires_ms, limit_bytes, limit_period, speed_bps, device_limit, disabled, transports)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING
+       RETURNING rev`,
       keyParams(k),
     );
     if (r.rowCount !== 1) return false;
-    await notify(c, `key:${k.id}`);
+    await notify(c, keyNotice(k, Number((r.rows[0] as { rev: string }).rev)));
     return true;
   });
 }
@@ -178,11 +301,11 @@ export function updateKeyPg(c: pg.ClientBase, k: AccessKeyRecord): Promise<boole
     const r = await c.query(
       `UPDATE ladder_keys SET name = $2, secret = $3, method = $4, created_ms = $5, expires_ms = $6,
          limit_bytes = $7, limit_period = $8, speed_bps = $9, device_limit = $10, disabled = $11,
-         transports = $12 WHERE id = $1`,
+         transports = $12 WHERE id = $1 RETURNING rev`,
       keyParams(k),
     );
     if (r.rowCount !== 1) return false;
-    await notify(c, `key:${k.id}`);
+    await notify(c, keyNotice(k, Number((r.rows[0] as { rev: string }).rev)));
     return true;
   });
 }
@@ -336,9 +459,46 @@ export async function heartbeatPg(c: pg.ClientBase, n: FleetNode): Promise<Fleet
   }));
 }
 
+/**
+ * Replaces this node's presence rows with `devices` (key id -> devices connected here), and
+ * returns the other nodes' rows refreshed within `staleMs`, summed per key.
+ */
+export async function presencePg(
+  c: pg.ClientBase,
+  nodeId: string,
+  devices: ReadonlyMap<string, number>,
+  staleMs: number,
+): Promise<Map<string, { devices: number; nodes: number }>> {
+  const ids = [...devices.keys()];
+  await c.query(
+    'DELETE FROM ladder_presence WHERE node_id = $1 AND NOT (key_id = ANY($2::text[]))',
+    [nodeId, ids],
+  );
+  if (ids.length > 0)
+    await c.query(
+      `INSERT INTO ladder_presence (node_id, key_id, devices, updated_us)
+       SELECT $1, d.key_id, d.devices, (extract(epoch FROM clock_timestamp()) * 1e6)::bigint
+       FROM unnest($2::text[], $3::int[]) AS d(key_id, devices)
+       ON CONFLICT (node_id, key_id) DO UPDATE
+         SET devices = excluded.devices, updated_us = excluded.updated_us`,
+      [nodeId, ids, ids.map((id) => devices.get(id)!)],
+    );
+  const r = await c.query<{ key_id: string; devices: string; nodes: string }>(
+    `SELECT key_id, SUM(devices) AS devices, COUNT(*) AS nodes FROM ladder_presence
+     WHERE node_id <> $1 AND devices > 0
+       AND updated_us > (extract(epoch FROM clock_timestamp()) * 1e6)::bigint - $2::bigint * 1000
+     GROUP BY key_id`,
+    [nodeId, staleMs],
+  );
+  return new Map(
+    r.rows.map((x) => [x.key_id, { devices: Number(x.devices), nodes: Number(x.nodes) }]),
+  );
+}
+
 /** Removes a node from the fleet list (a blocked server that was replaced). */
 export async function forgetNodePg(c: pg.ClientBase, nodeId: string): Promise<boolean> {
   const r = await c.query('DELETE FROM ladder_nodes WHERE node_id = $1', [nodeId]);
   await c.query('DELETE FROM ladder_usage_batches WHERE node_id = $1', [nodeId]);
+  await c.query('DELETE FROM ladder_presence WHERE node_id = $1', [nodeId]);
   return r.rowCount === 1;
 }

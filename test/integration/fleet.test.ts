@@ -9,6 +9,7 @@ import { startPostgres, postgresBin, type TestPostgres } from '../helpers/postgr
 import {
   dialerFor,
   fetchThrough,
+  rawExchange,
   startOperatorServer,
   tempDataDir,
   type OperatorServer,
@@ -18,9 +19,29 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pgLib from 'pg';
 import { parseLadderKey } from '../../src/codec/ladder-key.js';
+import { randomBytes } from 'node:crypto';
+import { SsTcpClientSession } from '../../src/codec/ss-tcp.js';
+import { makeCipherKey } from '../../src/crypto/ss-key.js';
+import { USAGE_FLUSH_BYTES } from '../../src/server/access/key-manager.js';
 
 /** Request and response headers of one fetchThrough: usage counts them too. */
 const HEADERS_SLACK = 2_000;
+/** How long a server may take to start on a loaded machine (a deadline, not a measurement). */
+const START_MS = 60_000;
+/**
+ * Bytes a server has counted but not yet written to the client when it dies: what the relay
+ * holds between reading the origin and the client's socket (a few reads of 64 KiB at most).
+ */
+const RELAY_SLACK = 1024 * 1024;
+
+function requestBytes(key: { method: string; password: string }, originPort: number): Buffer {
+  const s = new SsTcpClientSession(makeCipherKey(key.method, key.password), randomBytes);
+  return s.encodeRequest(
+    { host: '127.0.0.1', port: originPort },
+    Buffer.from('GET /hello HTTP/1.1\r\nHost: x\r\n\r\n'),
+    Date.now(),
+  );
+}
 
 interface Key {
   id: string;
@@ -53,7 +74,11 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
     for (let i = 0; i < 3; i++) dirs.push(tempDataDir());
     // Started together: the migrations must take turns (advisory lock).
     nodes.push(
-      ...(await Promise.all(dirs.map((d) => startOperatorServer(d.dir, ['--store', pg.url])))),
+      ...(await Promise.all(
+        dirs.map((d) =>
+          startOperatorServer(d.dir, ['--store', pg.url], undefined, undefined, START_MS),
+        ),
+      )),
     );
   });
 
@@ -179,6 +204,103 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
     );
   });
 
+  test('a device limit counts the devices on every node', async () => {
+    const key = (
+      await nodes[0]!.api('POST', '/ladder/v1/access-keys', {
+        name: 'one device',
+        deviceLimit: 1,
+        speedLimitBps: 200_000,
+      })
+    ).body as Key & { ladder: { devices: number } };
+    const devices = async (n: OperatorServer): Promise<number> =>
+      ((await n.api('GET', `/access-keys/${key.id}`)).body as typeof key).ladder.devices;
+    for (const n of nodes)
+      await within('key seen', 5000, async () => (await state(n, key.id)) === 'active');
+    // One device stays connected to node 0 (a capped download that outlasts the test).
+    const hold = fetchThrough(dialerFor(nodes[0]!.port, key), origin.port, '/bytes/4000000000');
+    await within(
+      'node 1 hears of the device on node 0',
+      20_000,
+      async () => (await devices(nodes[1]!)) === 1,
+    );
+    assert.deepEqual(
+      await rawExchange(nodes[1]!.port, requestBytes(key, origin.port), 800),
+      { received: 0, serverClosed: false },
+      'node 1 refuses a second device as a wrong key is refused',
+    );
+    assert.equal(
+      (await nodes[0]!.api('PATCH', `/ladder/v1/access-keys/${key.id}`, { disabled: true })).status,
+      200,
+    );
+    await hold;
+    assert.equal(
+      (await nodes[0]!.api('PATCH', `/ladder/v1/access-keys/${key.id}`, { disabled: false }))
+        .status,
+      200,
+    );
+    await within('the device has gone', 20_000, async () => (await devices(nodes[1]!)) === 0);
+    await within(
+      'enabled on node 1',
+      5000,
+      async () => (await state(nodes[1]!, key.id)) === 'active',
+    );
+    assert.match(
+      (await fetchThrough(dialerFor(nodes[1]!.port, key), origin.port, '/hello')).head,
+      /^HTTP\/1\.1 200/,
+      'node 1 lets a device in once the other has gone',
+    );
+  });
+
+  test('kill -9 mid-transfer loses at most the documented bound of usage', async (t) => {
+    const key = (await nodes[1]!.api('POST', '/access-keys', { name: 'kill mid-transfer' }))
+      .body as Key;
+    await within('key seen', 5000, async () => (await state(nodes[1]!, key.id)) === 'active');
+    const pid = nodes[1]!.peer.pid;
+    const KILL_AT = 3 * USAGE_FLUSH_BYTES;
+    // A download far longer than the test; the node is killed once the client has 3 flushes' worth.
+    const s = await dialerFor(nodes[1]!.port, key).dial({ host: '127.0.0.1', port: origin.port });
+    s.write('GET /bytes/4000000000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const carried = await new Promise<number>((resolve) => {
+      let n = 0;
+      let killed = false;
+      s.on('data', (c: Buffer) => {
+        n += c.length;
+        if (!killed && n >= KILL_AT) {
+          killed = true;
+          process.kill(pid, 'SIGKILL');
+        }
+      });
+      s.on('error', () => undefined);
+      s.on('close', () => resolve(n));
+    });
+    await nodes[1]!.peer.stop();
+    nodes[1] = await startOperatorServer(
+      dirs[1]!.dir,
+      ['--store', pg.url],
+      nodes[1]!.port,
+      undefined,
+      START_MS,
+    );
+    // Once the outbox the killed node left on disk is empty, all it kept is in the database.
+    await within(
+      'outbox pushed',
+      20_000,
+      async () =>
+        (await metric(nodes[1]!, 'ladder_store_up')) === '1' && outbox(dirs[1]!.dir, key.id) === 0,
+    );
+    const total = await pgTotal(key.id);
+    const lost = carried - total;
+    t.diagnostic(`carried ${carried}, database ${total}, lost ${lost} bytes`);
+    assert.ok(
+      lost <= USAGE_FLUSH_BYTES + 65_536 + HEADERS_SLACK,
+      `carried ${carried}, database ${total}: lost ${lost} bytes`,
+    );
+    assert.ok(
+      total <= carried + RELAY_SLACK + HEADERS_SLACK,
+      `counted twice? ${total} > ${carried}`,
+    );
+  });
+
   test('database restart under load and kill -9 of a node: serving goes on, usage is caught up exactly', async () => {
     const a = (await nodes[0]!.api('POST', '/access-keys', { name: 'load' })).body as Key;
     const b = (await nodes[2]!.api('POST', '/access-keys', { name: 'killed' })).body as Key;
@@ -222,7 +344,13 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
     process.kill(nodes[2]!.peer.pid, 'SIGKILL');
     await nodes[2]!.peer.stop();
     // Started again while the database is still down: it serves from its cache.
-    nodes[2] = await startOperatorServer(dirs[2]!.dir, ['--store', pg.url], nodes[2]!.port);
+    nodes[2] = await startOperatorServer(
+      dirs[2]!.dir,
+      ['--store', pg.url],
+      nodes[2]!.port,
+      undefined,
+      START_MS,
+    );
     assert.match(nodes[2]!.peer.output(), /unreachable at start.*serving the \d+ keys cached/);
     const cached = await fetchThrough(dialerFor(nodes[2]!.port, b), origin.port, '/bytes/1000000');
     assert.equal(cached.bodyBytes, 1_000_000);

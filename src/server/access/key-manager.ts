@@ -10,8 +10,11 @@
  *   its data limit is dropped from the tables and its open connections are closed, well within a
  *   second. Device limits count distinct client addresses with open connections (kept in memory,
  *   never written). Speed caps are token buckets per key and direction, shared by its connections.
+ *   In a fleet (a store with `remotePresence`), the devices on other nodes count too, and a key's
+ *   cap is split evenly between the nodes it is connected to.
  * - **Accounting.** Bytes are counted in memory per UTC day and flushed to the store about once a
- *   second in one transaction, so a crash loses at most that much usage.
+ *   second, and at once when `flushBytes` are pending, in one transaction: a crash (kill -9) loses
+ *   at most `flushBytes` plus one counted read, whatever the rate or the load.
  * @module
  */
 import { randomBytes } from 'node:crypto';
@@ -22,7 +25,7 @@ import { trojanPasswordHash } from '../../codec/trojan.js';
 import type { SsServerKey } from '../../codec/ss-tcp.js';
 import type { SsMethod } from '../../crypto/methods.js';
 import type { TrojanUser } from '../trojan-server.js';
-import type { AccessKeyStore, UsageDelta } from '../../store/key-store.js';
+import type { AccessKeyStore, StoreChanges, UsageDelta } from '../../store/key-store.js';
 import type { Metrics } from '../metrics.js';
 import { systemClock, type Clock } from '../../core/clock.js';
 import type { AccessGate, GateTransport, Lease } from './gate.js';
@@ -49,6 +52,15 @@ const debug = debuglog('ladder:keys');
 
 /** Days of per-day usage kept in memory; older days are folded into one total. */
 const USAGE_DAYS_IN_MEMORY = 62;
+
+/**
+ * How often every key is evaluated; between, a tick evaluates only the keys that changed, crossed
+ * their budget or have an expiry (a state changes only by those, or when the UTC day changes).
+ */
+const FULL_EVALUATE_MS = 5000;
+
+/** Usage pending in memory that is flushed at once rather than at the next flush tick. */
+export const USAGE_FLUSH_BYTES = 4 * 1024 * 1024;
 
 /** A token bucket: `rate` bytes per second, bursts up to `burst`. */
 export class Pace {
@@ -93,6 +105,7 @@ export interface KeyView extends AccessKeyRecord {
   readonly totalBytes: number;
   readonly limit: DataLimit | null;
   readonly connections: number;
+  /** Devices connected now (distinct client addresses; in a fleet, summed over its nodes). */
   readonly devices: number;
 }
 
@@ -111,6 +124,8 @@ export interface KeyManagerOptions {
   tickMs?: number;
   /** Usage flush period (default 1000 ms). */
   flushMs?: number;
+  /** Pending usage that is flushed at once (default USAGE_FLUSH_BYTES). */
+  flushBytes?: number;
   /** Default method for new keys (Outline's: chacha20-ietf-poly1305). */
   defaultMethod?: SsMethod;
   random?: (n: number) => Uint8Array;
@@ -125,12 +140,15 @@ export class KeyManager implements AccessGate {
   #usage: Map<string, Map<number, number>>;
   /** Usage counted since the last flush: key id -> UTC day -> bytes. */
   readonly #pending = new Map<string, Map<number, number>>();
+  #pendingBytes = 0;
   readonly #leases = new Map<string, Set<LeaseEntry>>();
   readonly #paces = new Map<string, { up: Pace; down: Pace }>();
   /** Compiled keys, reused while the secret and method stay the same (key derivation is not free). */
   readonly #compiled = new Map<string, { secret: string; ss: SsServerKey; trojan: TrojanUser }>();
   #defaultLimit: DataLimit | null;
-  #activeSignature = '';
+  /** Moves whenever what the key tables hold may have changed; published when it differs. */
+  #tableVersion = 0;
+  #publishedVersion = -1;
   #tick: NodeJS.Timeout | null = null;
   #flush: NodeJS.Timeout | null = null;
   #memDay: number;
@@ -138,6 +156,11 @@ export class KeyManager implements AccessGate {
   /** Bytes each active key with a data limit may still use; crossing 0 re-evaluates at once. */
   readonly #budget = new Map<string, number>();
   #evaluateSoon = false;
+  /** Keys to evaluate at the next tick even when it is not a full one. */
+  readonly #dirty = new Set<string>();
+  /** Keys with an expiry: evaluated at every tick. */
+  readonly #timed = new Set<string>();
+  #lastFullMs = -Infinity;
 
   constructor(options: KeyManagerOptions) {
     this.#o = options;
@@ -148,6 +171,7 @@ export class KeyManager implements AccessGate {
     this.#memDay = dayOf(this.#clock.now());
     this.#usage = this.#store.loadUsage(this.#memDay - USAGE_DAYS_IN_MEMORY);
     this.#dataVersion = this.#store.dataVersion();
+    this.#store.takeChanges?.();
   }
 
   /**
@@ -155,14 +179,20 @@ export class KeyManager implements AccessGate {
    * runs) or, in a fleet, by other nodes: SQLite's data_version moves only for other connections'
    * commits. The store holds every flushed byte, so its usage plus what is pending is the total.
    */
-  #syncFromStore(): boolean {
+  #syncFromStore(): 'none' | 'usage' | 'keys' | 'all' {
     const v = this.#store.dataVersion();
-    if (v === this.#dataVersion) return false;
+    if (v === this.#dataVersion) return 'none';
     this.#dataVersion = v;
+    const ch = this.#store.takeChanges?.() ?? null;
+    if (ch && this.#store.loadUsageOf && ch.keys.size + ch.usage.size <= this.#keys.size / 4 + 64) {
+      this.#applyChanges(ch, this.#store.loadUsageOf.bind(this.#store));
+      return ch.defaultLimit ? 'all' : ch.keys.size > 0 ? 'keys' : 'usage';
+    }
     const fresh = new Map(this.#store.listKeys().map((k) => [k.id, k]));
     for (const id of this.#keys.keys()) if (!fresh.has(id)) this.#forget(id);
     this.#keys.clear();
     for (const [id, k] of fresh) this.#keys.set(id, k);
+    this.#tableVersion++;
     this.#defaultLimit = this.#store.getDefaultLimit();
     this.#usage = this.#store.loadUsage(this.#memDay - USAGE_DAYS_IN_MEMORY);
     for (const [id, days] of this.#pending) {
@@ -170,7 +200,30 @@ export class KeyManager implements AccessGate {
       if (!u) this.#usage.set(id, (u = new Map()));
       for (const [day, bytes] of days) u.set(day, (u.get(day) ?? 0) + bytes);
     }
-    return true;
+    return 'all';
+  }
+
+  /** Re-reads the keys a store says changed, and the usage of those and of the keys it names. */
+  #applyChanges(
+    ch: StoreChanges,
+    loadUsageOf: (ids: Iterable<string>, fromDay: number) => Map<string, Map<number, number>>,
+  ): void {
+    for (const id of ch.keys) {
+      const k = this.#store.getKey(id);
+      if (k) this.#setKey(k);
+      else if (this.#keys.has(id)) this.#forget(id);
+    }
+    if (ch.defaultLimit) this.#defaultLimit = this.#store.getDefaultLimit();
+    for (const id of ch.keys) this.#dirty.add(id);
+    for (const id of ch.usage) this.#dirty.add(id);
+    const ids = new Set([...ch.keys, ...ch.usage].filter((id) => this.#keys.has(id)));
+    const fresh = loadUsageOf(ids, this.#memDay - USAGE_DAYS_IN_MEMORY);
+    for (const id of ids) {
+      const u = fresh.get(id) ?? new Map<number, number>();
+      for (const [day, bytes] of this.#pending.get(id) ?? []) u.set(day, (u.get(day) ?? 0) + bytes);
+      if (u.size > 0) this.#usage.set(id, u);
+      else this.#usage.delete(id);
+    }
   }
 
   /** Readers see another process's changes at once, not at the next tick. */
@@ -180,11 +233,23 @@ export class KeyManager implements AccessGate {
 
   /** Publishes the active keys and starts enforcement and accounting. */
   start(): void {
-    this.#evaluate(true);
+    this.#evaluate(true, true);
     this.#tick = setInterval(() => this.#evaluate(false), this.#o.tickMs ?? 250);
     this.#tick.unref();
     this.#flush = setInterval(() => this.flush(), this.#o.flushMs ?? 1000);
     this.#flush.unref();
+    this.#store.setLocalPresence?.(() => this.#localPresence());
+  }
+
+  /** Devices connected here per key that has a device limit or a speed cap (for the fleet). */
+  #localPresence(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [id, set] of this.#leases) {
+      const k = this.#keys.get(id);
+      if (!k || (k.deviceLimit === null && !k.speedLimitBps) || set.size === 0) continue;
+      out.set(id, new Set([...set].map((l) => l.client)).size);
+    }
+    return out;
   }
 
   /** Writes counted usage to the store. */
@@ -194,6 +259,7 @@ export class KeyManager implements AccessGate {
     for (const [keyId, days] of this.#pending)
       for (const [day, bytes] of days) deltas.push({ keyId, day, bytes });
     this.#pending.clear();
+    this.#pendingBytes = 0;
     try {
       this.#store.addUsage(deltas);
     } catch (err) {
@@ -220,7 +286,8 @@ export class KeyManager implements AccessGate {
     if (key.deviceLimit !== null) {
       const devices = new Set<string>();
       if (set) for (const l of set) devices.add(l.client);
-      if (!devices.has(client) && devices.size >= key.deviceLimit) {
+      const elsewhere = this.#store.remotePresence?.().get(keyId)?.devices ?? 0;
+      if (!devices.has(client) && devices.size + elsewhere >= key.deviceLimit) {
         debug('key %s refused: device limit', keyId);
         return null;
       }
@@ -235,12 +302,14 @@ export class KeyManager implements AccessGate {
       const now = this.#clock.now();
       const day = dayOf(now);
       this.#addPending(keyId, day, n);
+      if (this.#pendingBytes >= (this.#o.flushBytes ?? USAGE_FLUSH_BYTES)) this.flush();
       let u = this.#usage.get(keyId);
       if (!u) this.#usage.set(keyId, (u = new Map()));
       u.set(day, (u.get(day) ?? 0) + n);
       const left = this.#budget.get(keyId);
       if (left !== undefined) {
         this.#budget.set(keyId, left - n);
+        if (left - n <= 0) this.#dirty.add(keyId);
         if (left - n <= 0 && !this.#evaluateSoon) {
           // Over the limit: enforce now rather than at the next tick (a fast link moves a lot in 250 ms).
           this.#evaluateSoon = true;
@@ -250,8 +319,10 @@ export class KeyManager implements AccessGate {
           });
         }
       }
-      const cap = this.#keys.get(keyId)?.speedLimitBps;
-      if (!cap) return 0;
+      const keyCap = this.#keys.get(keyId)?.speedLimitBps;
+      if (!keyCap) return 0;
+      // Split evenly with the other nodes where the key is connected now.
+      const cap = keyCap / (1 + (this.#store.remotePresence?.().get(keyId)?.nodes ?? 0));
       let p = this.#paces.get(keyId);
       if (!p || p.up.rate !== cap)
         this.#paces.set(keyId, (p = { up: new Pace(cap, now), down: new Pace(cap, now) }));
@@ -275,6 +346,7 @@ export class KeyManager implements AccessGate {
   }
 
   #addPending(keyId: string, day: number, n: number): void {
+    this.#pendingBytes += n;
     let days = this.#pending.get(keyId);
     if (!days) this.#pending.set(keyId, (days = new Map()));
     days.set(day, (days.get(day) ?? 0) + n);
@@ -282,36 +354,74 @@ export class KeyManager implements AccessGate {
 
   // ------------------------------------------------------------------- enforcement
 
-  #evaluate(force: boolean): void {
+  /**
+   * Re-derives key states: every key when `full` (or every FULL_EVALUATE_MS, or when the store
+   * changed wholesale, or on a new UTC day), else only the dirty and the timed ones. Publishes the
+   * active keys when a state or a key changed, or when `force`.
+   */
+  #evaluate(force: boolean, full = false): void {
+    const t0 = performance.now();
     const synced = this.#syncFromStore();
+    const t1 = performance.now();
     const now = this.#clock.now();
-    this.#foldOldUsage(now);
-    const counts: Record<KeyState, number> = {
-      active: 0,
-      disabled: 0,
-      expired: 0,
-      'over-limit': 0,
-    };
+    const newDay = this.#foldOldUsage(now);
+    const all = full || synced === 'all' || newDay || now - this.#lastFullMs >= FULL_EVALUATE_MS;
     // A key's transports or secret may change without its state: publish compares what it sends.
-    let changed = force || synced;
-    this.#budget.clear();
-    for (const [id, key] of this.#keys) {
+    let changed = force || synced === 'keys' || synced === 'all';
+    let ids: Iterable<string>;
+    if (all) {
+      this.#lastFullMs = now;
+      this.#budget.clear();
+      this.#timed.clear();
+      ids = this.#keys.keys();
+    } else ids = new Set([...this.#dirty, ...this.#timed]);
+    this.#dirty.clear();
+    let moved = all;
+    for (const id of ids) {
+      const key = this.#keys.get(id);
+      if (!key) {
+        this.#timed.delete(id);
+        this.#budget.delete(id);
+        if (this.#states.delete(id)) changed = moved = true;
+        continue;
+      }
+      if (key.expiresMs !== null) this.#timed.add(id);
+      else this.#timed.delete(id);
       const usage = this.#usage.get(id);
       const state = keyState(key, usage, this.#defaultLimit, now);
-      counts[state]++;
       const limit = effectiveLimit(key, this.#defaultLimit);
       if (state === 'active' && limit)
         this.#budget.set(id, limit.bytes - usageInPeriod(usage, limit.period, now));
+      else this.#budget.delete(id);
       const before = this.#states.get(id);
       if (before !== state) {
         this.#states.set(id, state);
-        changed = true;
+        this.#tableVersion++;
+        changed = moved = true;
         if (state !== 'active') this.#revoke(id);
       }
     }
-    for (const id of this.#states.keys()) if (!this.#keys.has(id)) this.#states.delete(id);
-    this.#o.metrics?.setKeyStates(counts);
+    if (all) for (const id of this.#states.keys()) if (!this.#keys.has(id)) this.#states.delete(id);
+    if (moved) {
+      const counts: Record<KeyState, number> = {
+        active: 0,
+        disabled: 0,
+        expired: 0,
+        'over-limit': 0,
+      };
+      for (const st of this.#states.values()) counts[st]++;
+      this.#o.metrics?.setKeyStates(counts);
+    }
+    const t2 = performance.now();
     if (changed) this.#publish();
+    if (synced !== 'none' || changed)
+      debug(
+        'evaluate (%s): store %d ms, states %d ms, publish %d ms',
+        all ? 'all' : 'changed',
+        t1 - t0,
+        t2 - t1,
+        performance.now() - t2,
+      );
   }
 
   /** Closes every open connection of a key. */
@@ -325,10 +435,24 @@ export class KeyManager implements AccessGate {
     }
   }
 
+  /** Stores a key's record; the tables change if its secret, method or transports did. */
+  #setKey(k: AccessKeyRecord): void {
+    const old = this.#keys.get(k.id);
+    this.#keys.set(k.id, k);
+    if (
+      !old ||
+      old.secret !== k.secret ||
+      old.method !== k.method ||
+      old.transports.join() !== k.transports.join()
+    )
+      this.#tableVersion++;
+  }
+
   #publish(): void {
+    if (this.#tableVersion === this.#publishedVersion) return;
+    this.#publishedVersion = this.#tableVersion;
     const ss: SsServerKey[] = [];
     const trojan: TrojanUser[] = [];
-    const ids: string[] = [];
     for (const [id, key] of this.#keys) {
       if (this.#states.get(id) !== 'active') continue;
       let c = this.#compiled.get(id);
@@ -342,19 +466,15 @@ export class KeyManager implements AccessGate {
       }
       if (key.transports.includes('ss')) ss.push(c.ss);
       if (key.transports.includes('trojan')) trojan.push(c.trojan);
-      ids.push(`${id}\u0000${c.secret}\u0000${key.transports.join(',')}`);
     }
     for (const id of this.#compiled.keys()) if (!this.#keys.has(id)) this.#compiled.delete(id);
-    const sig = ids.join('\u0001');
-    if (sig === this.#activeSignature) return;
-    this.#activeSignature = sig;
     this.#o.onKeysChanged(ss, trojan);
   }
 
   /** Once a day, folds per-day usage older than the window into one bucket per key. */
-  #foldOldUsage(now: number): void {
+  #foldOldUsage(now: number): boolean {
     const today = dayOf(now);
-    if (today === this.#memDay) return;
+    if (today === this.#memDay) return false;
     this.#memDay = today;
     const cutoff = today - USAGE_DAYS_IN_MEMORY;
     for (const u of this.#usage.values()) {
@@ -366,6 +486,7 @@ export class KeyManager implements AccessGate {
         }
       if (old > 0) u.set(cutoff - 1, (u.get(cutoff - 1) ?? 0) + old);
     }
+    return true;
   }
 
   // ------------------------------------------------------------------- control plane
@@ -378,7 +499,7 @@ export class KeyManager implements AccessGate {
     const l = limit === null ? null : checkDataLimit(limit);
     this.#store.setDefaultLimit(l);
     this.#defaultLimit = l;
-    this.#evaluate(false);
+    this.#evaluate(false, true);
   }
 
   list(): KeyView[] {
@@ -454,7 +575,8 @@ export class KeyManager implements AccessGate {
         return k;
       });
     }
-    this.#keys.set(key.id, key);
+    this.#setKey(key);
+    this.#dirty.add(key.id);
     this.#evaluate(false);
     return this.#view(key);
   }
@@ -493,10 +615,12 @@ export class KeyManager implements AccessGate {
     this.#must(id);
     this.#store.deleteKey(id);
     this.#forget(id);
+    this.#dirty.add(id);
     this.#evaluate(false);
   }
 
   #forget(id: string): void {
+    this.#tableVersion++;
     this.#keys.delete(id);
     this.#usage.delete(id);
     this.#pending.delete(id);
@@ -507,7 +631,8 @@ export class KeyManager implements AccessGate {
   #update(id: string, patch: Partial<AccessKeyRecord>): void {
     const next = { ...this.#must(id), ...patch };
     this.#store.updateKey(next);
-    this.#keys.set(id, next);
+    this.#setKey(next);
+    this.#dirty.add(id);
     this.#evaluate(true);
   }
 
@@ -541,7 +666,7 @@ export class KeyManager implements AccessGate {
       totalBytes: usageInPeriod(usage, 'total', now),
       limit,
       connections: leases?.size ?? 0,
-      devices: devices.size,
+      devices: devices.size + (this.#store.remotePresence?.().get(k.id)?.devices ?? 0),
     };
   }
 }
