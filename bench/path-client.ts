@@ -12,6 +12,8 @@
  *   --mode bulk   one download of --bytes, cut at --bulk-s seconds after the first byte (on a lossy
  *                 path a loss-based sender may need far longer than that); Mbit/s of the body read
  *                 over the time from the first byte to the last one read
+ * With --direct <address> instead of --socks (a full-device VPN), it connects to the origin's
+ * address itself (its route leads through the tunnel) and sends the name only in Host and SNI.
  * Every operation is bounded by --timeout-s; a failure prints {"error": …} and exits 1.
  * @module
  */
@@ -23,6 +25,7 @@ import { parseArgs } from 'node:util';
 const { values } = parseArgs({
   options: {
     socks: { type: 'string' },
+    direct: { type: 'string' },
     host: { type: 'string', default: 'allowed.lab' },
     mode: { type: 'string', default: 'ttfb' },
     https: { type: 'boolean', default: false },
@@ -141,15 +144,19 @@ interface Conn {
   reader: Reader;
 }
 
-/** A TCP connection through the SOCKS5 proxy to host:port (the name resolved by the proxy). */
+/**
+ * A TCP connection through the SOCKS5 proxy to host:port (the name resolved by the proxy), or with
+ * --direct straight to that address and port.
+ */
 async function socksConnect(host: string, port: number): Promise<Conn> {
-  const [ph, pp] = values.socks!.split(':');
+  const [ph, pp] = values.direct ? [values.direct, String(port)] : values.socks!.split(':');
   const s = connect({ host: ph, port: Number(pp), noDelay: true });
   const r = new Reader(s);
   await new Promise<void>((res, rej) => {
     s.once('connect', res);
     s.once('error', rej);
   });
+  if (values.direct) return { socket: s, reader: r };
   const name = Buffer.from(host);
   // greeting, then the request (the proxy answers the greeting on loopback: no path round trip)
   s.write(Buffer.from([5, 1, 0]));
@@ -275,4 +282,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (values.socks) void main();
+if (values.socks || values.direct) void main();

@@ -9,6 +9,9 @@
  *          connections)
  *   bulk   a download of --bulk-mb MB, cut at --bulk-s seconds (Mbit/s)
  * and each setup's server RSS after the rounds. Medians over --reps rounds (3). Never run as a test.
+ * `--cc <name>` sets the abroad namespace's default congestion control (a server whose system
+ * default is, e.g., cubic) and `--ladder-cc <name>` passes `--tcp-congestion` to the Ladder servers.
+ * Setups: ss-libev, the peers of bench/path-peers.ts and every Ladder transport.
  * Every process is stopped and the lab removed at the end, also on failure or a signal.
  */
 import { writeFileSync } from 'node:fs';
@@ -22,10 +25,38 @@ import { PATH_PROFILES, pathProfile } from '../src/lab/path.js';
 import {
   ladderBenchTransports,
   runIn,
+  setLadderServerArgs,
   stopTransports,
   TRANSPORTS,
   type TransportEntry,
 } from '../src/lab/report.js';
+import { pathPeers, stopPeers } from './path-peers.js';
+import type { LabPlan } from '../src/lab/topology.js';
+
+/** One setup of the bench: a local SOCKS5 port in the client namespace, or a routed VPN. */
+interface Setup {
+  readonly name: string;
+  readonly socksPort?: number;
+  /** The origin's address when the setup is a full-device tunnel (no SOCKS5). */
+  readonly direct?: () => string | undefined;
+  /** Command-line parts of its server processes in abroad, for their RSS. */
+  readonly serverNames: readonly string[];
+  unavailable?(): string | undefined;
+  setup?(plan: LabPlan): Promise<void>;
+}
+
+/** The Ladder servers: `ladder server` processes (every Ladder row shares them). */
+const LADDER_SERVER = ['main.js server'];
+
+function fromEntry(t: TransportEntry, serverNames: readonly string[]): Setup {
+  return {
+    name: t.name,
+    ...(t.socksPort !== undefined ? { socksPort: t.socksPort } : {}),
+    serverNames,
+    ...(t.unavailable ? { unavailable: () => t.unavailable!() } : {}),
+    ...(t.setup ? { setup: (p: LabPlan) => t.setup!(p) } : {}),
+  };
+}
 
 const CLIENT = fileURLToPath(new URL('./path-client.js', import.meta.url));
 
@@ -38,6 +69,10 @@ interface Options {
   setups: string[] | undefined;
   prefix: string;
   mtu: number;
+  /** The congestion control every socket in abroad defaults to (its namespace's sysctl). */
+  cc: string | undefined;
+  /** `--tcp-congestion` for the Ladder servers. */
+  ladderCc: string | undefined;
 }
 
 interface Sample {
@@ -72,6 +107,8 @@ export function pathOptions(): Options | undefined {
     setups: arg('setups')?.split(','),
     prefix: arg('prefix') ?? 'bpath-',
     mtu: Number(arg('mtu') ?? 1500),
+    cc: arg('cc'),
+    ladderCc: arg('ladder-cc'),
   };
 }
 
@@ -84,18 +121,18 @@ function median(xs: number[]): number {
 
 async function client(
   plan: ReturnType<typeof planLab>,
-  socksPort: number,
+  t: Setup,
   args: string[],
   timeoutS: number,
 ): Promise<Record<string, number>> {
+  const direct = t.direct?.();
   const r = await runIn(
     plan,
     plan.ns.client,
     [
       process.execPath,
       CLIENT,
-      '--socks',
-      `127.0.0.1:${socksPort}`,
+      ...(direct ? ['--direct', direct] : ['--socks', `127.0.0.1:${t.socksPort}`]),
       '--ca',
       caPath(plan),
       '--timeout-s',
@@ -115,13 +152,13 @@ async function client(
   return parsed as Record<string, number>;
 }
 
-/** RSS in KiB of the server processes a setup runs in abroad, by the names its logs carry. */
-function serverRssKb(plan: ReturnType<typeof planLab>, names: string[]): number {
+/** RSS in KiB of the server processes a setup runs in abroad, by parts of their command lines. */
+function serverRssKb(plan: ReturnType<typeof planLab>, names: readonly string[]): number {
   let kb = 0;
   for (const pid of namespacePids(plan.ns.abroad)) {
     let cmd = '';
     try {
-      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
     } catch {
       continue;
     }
@@ -139,13 +176,18 @@ export async function runPathBench(o: Options): Promise<number> {
     return 2;
   }
   const plan = planLab(o.prefix, undefined, o.mtu);
-  const all: TransportEntry[] = [
-    ...TRANSPORTS.filter((t) => t.name === 'shadowsocks-libev'),
-    ...ladderBenchTransports(),
+  const peers = pathPeers();
+  const all: Setup[] = [
+    ...TRANSPORTS.filter((t) => t.name === 'shadowsocks-libev').map((t) =>
+      fromEntry(t, ['ss-server -s']),
+    ),
+    ...peers.map((p) => ({ ...p, direct: () => p.direct })),
+    ...ladderBenchTransports().map((t) => fromEntry(t, LADDER_SERVER)),
   ];
   const setups = all.filter((t) => !o.setups || o.setups.some((s) => t.name.includes(s)));
   const onSignal = (signal: NodeJS.Signals): void => {
     stopTransports();
+    stopPeers();
     destroyLab(plan);
     console.error(`bench --path: stopped by ${signal}; lab removed`);
     process.exit(signal === 'SIGINT' ? 130 : 143);
@@ -157,8 +199,20 @@ export async function runPathBench(o: Options): Promise<number> {
   try {
     destroyLab(plan);
     await labUp(plan);
+    // A server whose system default is another congestion control (e.g. cubic, most distributions'),
+    // to weigh Ladder's --tcp-congestion against it.
+    if (o.cc) {
+      const r = await runIn(
+        plan,
+        plan.ns.abroad,
+        ['sysctl', '-w', `net.ipv4.tcp_congestion_control=${o.cc}`],
+        10_000,
+      );
+      if (r.status !== 0) throw new Error(`--cc ${o.cc}: ${r.out.trim()}`);
+    }
+    setLadderServerArgs(o.ladderCc ? ['--tcp-congestion', o.ladderCc] : []);
     await startCensor(plan, { modules: {}, path: pathProfile(o.path) });
-    const ready: TransportEntry[] = [];
+    const ready: Setup[] = [];
     for (const t of setups) {
       results[t.name] = {
         ttfbMs: [],
@@ -187,7 +241,6 @@ export async function runPathBench(o: Options): Promise<number> {
     for (let rep = 0; rep < o.reps; rep++) {
       for (const t of ready) {
         const s = results[t.name]!;
-        const port = t.socksPort!;
         const step = async (what: string, fn: () => Promise<void>) => {
           try {
             await fn();
@@ -199,7 +252,7 @@ export async function runPathBench(o: Options): Promise<number> {
           const xs: number[] = [];
           const socks: number[] = [];
           for (let i = 0; i < o.ttfbN; i++) {
-            const r = await client(plan, port, ['--mode', 'ttfb'], 20);
+            const r = await client(plan, t, ['--mode', 'ttfb'], 20);
             xs.push(r.ttfbMs!);
             socks.push(r.socksMs!);
           }
@@ -207,17 +260,15 @@ export async function runPathBench(o: Options): Promise<number> {
           s.socksReplyMs.push(median(socks));
         });
         await step('page http', async () => {
-          s.pageHttpMs.push((await client(plan, port, ['--mode', 'page'], 120)).pageMs!);
+          s.pageHttpMs.push((await client(plan, t, ['--mode', 'page'], 120)).pageMs!);
         });
         await step('page https', async () => {
-          s.pageHttpsMs.push(
-            (await client(plan, port, ['--mode', 'page', '--https'], 120)).pageMs!,
-          );
+          s.pageHttpsMs.push((await client(plan, t, ['--mode', 'page', '--https'], 120)).pageMs!);
         });
         await step('bulk', async () => {
           const r = await client(
             plan,
-            port,
+            t,
             ['--mode', 'bulk', '--bytes', String(o.bulkMb * 1e6), '--bulk-s', String(o.bulkS)],
             o.bulkS + 60,
           );
@@ -231,12 +282,12 @@ export async function runPathBench(o: Options): Promise<number> {
         );
       }
     }
-    const rss = {
-      libev: serverRssKb(plan, ['ss-server']),
-      ladder: serverRssKb(plan, ['server']) - serverRssKb(plan, ['ss-server']),
-    };
+    // Per setup; the Ladder rows share their servers, so each shows the same figure. (libev's
+    // server is matched by its argv, as the config files of v2ray's SS server also name ss-server.)
+    const rssKb = Object.fromEntries(ready.map((t) => [t.name, serverRssKb(plan, t.serverNames)]));
     const rows = Object.entries(results).map(([name, s]) => ({
       name,
+      serverRssKb: rssKb[name],
       ttfbMs: median(s.ttfbMs),
       pageHttpMs: median(s.pageHttpMs),
       pageHttpsMs: median(s.pageHttpsMs),
@@ -245,32 +296,34 @@ export async function runPathBench(o: Options): Promise<number> {
     }));
     console.log(
       `\n${'setup'.padEnd(22)} ${'ttfb ms'.padStart(8)} ${'page http'.padStart(10)} ` +
-        `${'page https'.padStart(10)} ${'bulk Mbit/s'.padStart(12)}  errors`,
+        `${'page https'.padStart(10)} ${'bulk Mbit/s'.padStart(12)} ${'srv MiB'.padStart(8)}  errors`,
     );
     for (const r of rows)
       console.log(
         `${r.name.padEnd(22)} ${r.ttfbMs.toFixed(0).padStart(8)} ${r.pageHttpMs.toFixed(0).padStart(10)} ` +
-          `${r.pageHttpsMs.toFixed(0).padStart(10)} ${r.bulkMbps.toFixed(2).padStart(12)}  ` +
+          `${r.pageHttpsMs.toFixed(0).padStart(10)} ${r.bulkMbps.toFixed(2).padStart(12)} ` +
+          `${r.serverRssKb === undefined ? '-'.padStart(8) : (r.serverRssKb / 1024).toFixed(0).padStart(8)}  ` +
           `${r.runs.errors.length ? r.runs.errors.slice(0, 2).join('; ') : ''}`,
       );
-    console.log(
-      `server RSS after the rounds: ss-server ${rss.libev} KiB, ladder servers ${rss.ladder} KiB`,
-    );
     const out = join(fileURLToPath(new URL('.', import.meta.url)), '../../bench');
     writeFileSync(
-      join(out, `path-results-${o.path}.json`),
+      join(
+        out,
+        `path-results-${o.path}${o.cc ? `-cc-${o.cc}` : ''}${o.ladderCc ? `-ladder-${o.ladderCc}` : ''}.json`,
+      ),
       JSON.stringify(
         {
           date: new Date().toISOString(),
           path: o.path,
           params: pathProfile(o.path),
           mtu: o.mtu,
+          cc: o.cc ?? 'the kernel default',
+          ladderCc: o.ladderCc ?? null,
           reps: o.reps,
           bulk: { mb: o.bulkMb, capS: o.bulkS },
           loadavg1: loadavg()[0],
           minutes: (Date.now() - started) / 60_000,
           rows,
-          rss,
         },
         null,
         2,
@@ -281,6 +334,7 @@ export async function runPathBench(o: Options): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     stopTransports();
+    stopPeers();
     destroyLab(plan);
   }
 }

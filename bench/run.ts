@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only=ladder,libev,floor,direct,tls,operator,tun] [--setups=<name part>,...]`:
+ * `npm run bench [-- --quick] [--conc=N] [--only=ladder,libev,floor,direct,tls,operator,tun] [--setups=<name part>,...]`:
  * (`npm run bench -- --path <profile>` runs the path benchmark instead: bench/path.ts)
  * Ladder against shadowsocks-libev with
  * the same cipher, Ladder's TLS transports against trojan-gfw and v2ray (trojan, vless over TLS:
@@ -64,7 +64,9 @@ const SEQ = quick ? 50 : 200;
  * past that; the cold figure says what the first requests cost.
  */
 const WARM_REQUESTS = quick ? 300 : 3000;
-const CONC = quick ? 50 : 200;
+/** `--conc=N`: concurrent connections of the concurrency phase (the issue's RSS figure is at 200). */
+const concArg = process.argv.find((a) => a.startsWith('--conc='))?.slice(7);
+const CONC = concArg ? Number(concArg) : quick ? 50 : 200;
 const CONC_BYTES = 1024 * 1024;
 const MB = 1e6;
 

@@ -40,6 +40,8 @@ export class SecretPrefixFront implements Fallback {
   readonly #fallback: Fallback;
 
   readonly #headerTimeoutMs: number;
+  /** Plain HTTP to the TLS port is the site's to answer: the API is never reached that way. */
+  readonly handlePlainOnTlsPort: Fallback['handlePlainOnTlsPort'];
 
   /**
    * `headerTimeoutMs`: a first request head not complete by then closes the connection without a
@@ -55,6 +57,7 @@ export class SecretPrefixFront implements Fallback {
     this.#api = api;
     this.#fallback = fallback;
     this.#headerTimeoutMs = headerTimeoutMs;
+    this.handlePlainOnTlsPort = fallback.handlePlainOnTlsPort;
   }
 
   handle(conn: Duplex, head: Buffer): void {

@@ -15,8 +15,8 @@ import {
   type Server as HttpServer,
   type ServerResponse,
 } from 'node:http';
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
-import type { Socket } from 'node:net';
+import { TLSSocket, createSecureContext } from 'node:tls';
+import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
@@ -32,9 +32,12 @@ import { SecretPrefixFront, type ApiConnectionHandler } from './api-front.js';
 import { DecoySite, type Fallback } from '../server/decoy/decoy-site.js';
 import { endedReplay } from '../stream/ended-replay.js';
 import { DECOY_TLS_OPTIONS } from '../server/decoy/tls-context.js';
+import { splitByFirstByte } from '../server/plain-http-handover.js';
 
 const debug = debuglog('ladder:api');
 const MAX_BODY_BYTES = 64 * 1024;
+/** A connection that has not finished its TLS handshake by then is closed (nginx: 60 s). */
+const HANDSHAKE_TIMEOUT_MS = 60_000;
 
 /** The dashboard's files, shipped in the package beside dist/. */
 export const DASHBOARD_DIR = join(
@@ -100,7 +103,7 @@ export class ManagementApi implements ApiConnectionHandler {
   readonly #routes: { method: string; pattern: RegExp; handler: Handler }[] = [];
   /** Serves connections handed over by a SecretPrefixFront; never listens itself. */
   readonly #http: HttpServer;
-  #server: TlsServer | null = null;
+  #server: TcpServer | null = null;
   #front: SecretPrefixFront | null = null;
   /** Connections handed to #http (a server that never listens does not track them itself). */
   readonly #conns = new Set<Duplex>();
@@ -164,14 +167,34 @@ export class ManagementApi implements ApiConnectionHandler {
    */
   async listen(host: string, port: number, fallback?: Fallback): Promise<AddressInfo> {
     const front = this.front(fallback ?? new DecoySite());
-    const server = createTlsServer(
-      { cert: this.#o.cert, key: this.#o.key, handshakeTimeout: 60_000, ...DECOY_TLS_OPTIONS },
-      (socket) => {
-        socket.on('error', () => socket.destroy());
-        front.handle(socket, Buffer.alloc(0));
-      },
-    );
-    server.on('tlsClientError', () => {});
+    const secureContext = createSecureContext({
+      cert: this.#o.cert,
+      key: this.#o.key,
+      ...DECOY_TLS_OPTIONS,
+    });
+    // As nginx's ssl port: the first byte picks TLS or plain HTTP, and plain HTTP gets the site's
+    // "plain HTTP request was sent to HTTPS port" page (never the API: its prefix is a secret).
+    const plain = front.handlePlainOnTlsPort;
+    const server = createTcpServer((raw) => {
+      raw.on('error', () => raw.destroy());
+      // Silence and a handshake that never completes end here, as tls.Server's handshakeTimeout.
+      const timer = setTimeout(() => raw.destroy(), HANDSHAKE_TIMEOUT_MS);
+      timer.unref();
+      raw.once('close', () => clearTimeout(timer));
+      const tls = (conn: Duplex): void => {
+        const s = new TLSSocket(conn as Socket, { isServer: true, secureContext } as never);
+        s.on('error', () => s.destroy());
+        s.once('secure', () => {
+          clearTimeout(timer);
+          front.handle(s, Buffer.alloc(0));
+        });
+      };
+      if (!plain) return tls(raw);
+      splitByFirstByte(raw, tls, (conn, head) => {
+        clearTimeout(timer); // the site's own header timeout applies from here
+        plain(conn, head);
+      });
+    });
     await listenTcp(server, host, port, 'TCP', '--api');
     this.#server = server;
     this.#front = front;

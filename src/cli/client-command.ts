@@ -4,6 +4,7 @@
  */
 import { DEFAULT_HTTP_LISTEN, DEFAULT_SOCKS_LISTEN } from '../core/defaults.js';
 import { LadderError } from '../errors.js';
+import { useCongestionControl } from '../transport/congestion.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
 import { runTunCleanup, startTun, tunBypass, tunConfig, type TunHandle } from './tun-command.js';
@@ -52,6 +53,10 @@ options:
                          cap by default); more wait for one to close. Against connection-count
                          policing (Russia: about 6); keys with Mux.Cool are not capped (their
                          sessions share a few connections already)
+  --tcp-congestion <name>
+                         TCP congestion control of the client's connections to the server, e.g.
+                         bbr (default: the system's, net.ipv4.tcp_congestion_control); an error
+                         if the kernel lacks it
 
 ${ROUTING_HELP}
 
@@ -73,6 +78,7 @@ export async function run(argv: string[]): Promise<number> {
     'tun-mtu': { type: 'string' },
     'no-kill-switch': { type: 'boolean' },
     'tun-cleanup': { type: 'boolean' },
+    'tcp-congestion': { type: 'string' },
     ...ROUTING_FLAGS,
     ...UI_FLAGS,
     help: { type: 'boolean', short: 'h' },
@@ -88,6 +94,7 @@ export async function run(argv: string[]): Promise<number> {
   const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
   const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
   const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
+  await useCongestionControl(values['tcp-congestion']);
   const routing = routingConfig(values);
   const keyOptions = {
     ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),

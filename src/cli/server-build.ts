@@ -48,23 +48,30 @@ export interface UpstreamDialers {
  * The dialers to the key holders' destinations: guarded to public addresses unless
  * --allow-private-targets, UDP names cached per session, and --hosts looked up first.
  */
-export function buildUpstreamDialers(config: ServerConfig): UpstreamDialers {
+export function buildUpstreamDialers(config: ServerConfig, metrics: Metrics): UpstreamDialers {
   const allowPrivate = config.allowPrivateTargets;
+  // Each target the guard refuses is counted (never named) in the metrics.
+  const udpGuard = { onRefused: () => metrics.privateTargetRefused('udp') };
   // The relay honours borrowed chunks, so the server's upstream reads can use recycled memory.
   let dialer: StreamDialer = allowPrivate
     ? new DirectDialer({ recycleReads: true })
-    : new PublicOnlyDialer({ recycleReads: true });
+    : new PublicOnlyDialer({
+        recycleReads: true,
+        onRefused: () => metrics.privateTargetRefused('tcp'),
+      });
   let packetDialer: PacketDialer | undefined = !config.udp
     ? undefined
     : allowPrivate
       ? new DirectPacketDialer()
-      : new PublicOnlyPacketDialer(new DirectPacketDialer());
+      : new PublicOnlyPacketDialer(new DirectPacketDialer(), udpGuard);
   // Each UDP session resolves a destination name once (for a bounded time), not per datagram;
   // with the guard on, through the guard's own resolution, so the cached address is an allowed one.
   if (packetDialer)
     packetDialer = new NameCachingPacketDialer(
       packetDialer,
-      allowPrivate ? {} : { lookup: async (host) => (await resolveAllowed(host))[0]!.address },
+      allowPrivate
+        ? {}
+        : { lookup: async (host) => (await resolveAllowed(host, udpGuard))[0]!.address },
     );
   if (config.hostsFile) {
     const hosts = parseHosts(readHostsFile(config.hostsFile), `--hosts ${config.hostsFile}`);
@@ -115,12 +122,18 @@ export function buildGate(
 }
 
 /** One deadline and one set of caps for every connection without a key, on every listener. */
-export function buildPreAuthGuard(config: ServerConfig): PreAuthGuard {
-  return new PreAuthGuard({
+export function buildPreAuthGuard(config: ServerConfig, metrics: Metrics): PreAuthGuard {
+  const guard = new PreAuthGuard({
     deadlineMs: config.authTimeoutMs,
     maxTotal: config.maxUnauthenticated,
     maxPerSource: config.maxUnauthenticatedPerSource,
+    events: {
+      refused: (cap) => metrics.preAuthRefused(cap),
+      expired: () => metrics.preAuthExpired(),
+    },
   });
+  metrics.watchPreAuth(() => guard.pending);
+  return guard;
 }
 
 /** The Shadowsocks server every listener hands authenticated Shadowsocks streams to. */
@@ -273,6 +286,8 @@ export async function startTlsPort(
     tls: {
       secureContext: decoySecureContext(cert, key),
       handler: web ? new TlsInnerFront({ trojan, web }) : trojan,
+      // Plain HTTP that Shadowsocks refuses gets nginx's "plain HTTP to HTTPS port" page.
+      ...(fallback.handlePlainOnTlsPort ? { plainHttp: fallback.handlePlainOnTlsPort } : {}),
     },
     authTimeoutMs: config.authTimeoutMs,
     maxConnections: config.maxConnections,

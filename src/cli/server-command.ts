@@ -6,6 +6,7 @@
  */
 import { DEFAULT_CLOSE_GRACE_MS } from '../core/defaults.js';
 import { Metrics } from '../server/metrics.js';
+import { useCongestionControl } from '../transport/congestion.js';
 import { untilSignal } from './args.js';
 import {
   buildGate,
@@ -55,6 +56,9 @@ options:
   --max-connections <n>      connections at once, on every listener (default 8192)
   --max-unauthenticated <n>  connections without a key yet, all sources together (default: half of
                              --max-connections), closed at --auth-timeout (docs/probe-resistance.md)
+  --tcp-congestion <name>    TCP congestion control of the server's connections, e.g. bbr on a
+                             lossy long path (default: the system's, net.ipv4.tcp_congestion_control);
+                             an error if the kernel lacks it (docs/benchmarks.md, "Path benchmark")
   --max-unauthenticated-per-source <n>
                              the same from one IPv4 address or IPv6 /64 (default 256)
   --max-connections-per-key <n>
@@ -84,20 +88,21 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const config = parseServerConfig(values);
+  await useCongestionControl(values['tcp-congestion']);
   const metrics = new Metrics();
   // The operator publishes keys to servers made below: it reaches them through this holder.
   const live: LiveServers = {};
   const opened = await openOperator(config, metrics, live);
   const operator = opened?.operator;
   const gate = buildGate(config, metrics, operator);
-  const preAuth = buildPreAuthGuard(config);
+  const preAuth = buildPreAuthGuard(config, metrics);
   // The guard is on unless asked otherwise: behind a reverse proxy --listen is a loopback address,
   // and the key holders are still strangers to this machine's own services.
   if (config.allowPrivateTargets)
     console.error(
       'ladder server: warning: --allow-private-targets: key holders can reach services of this machine that listen on loopback (management API, metrics, databases), its LAN and link-local cloud metadata through the server',
     );
-  const dialers = buildUpstreamDialers(config);
+  const dialers = buildUpstreamDialers(config, metrics);
   const server = (live.server = buildSsServer(config, { gate, metrics, preAuth, ...dialers }));
   let tls: TlsPort | undefined;
   let listening: Listening;

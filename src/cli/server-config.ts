@@ -50,6 +50,7 @@ export const SERVER_FLAGS = {
   metrics: { type: 'string' },
   hosts: { type: 'string' },
   'ws-listen': { type: 'string' },
+  'tcp-congestion': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

@@ -128,7 +128,21 @@ export interface ChromeHelloInput {
    * share, for the group the server asked for, and its cookie right after key_share.
    */
   retry?: { group: number; share: Uint8Array; cookie?: Uint8Array };
+  /**
+   * A resumption offer (RFC 8446 §4.2.11): pre_shared_key goes last, after the closing GREASE
+   * extension, as BoringSSL writes it, with one identity and a zero binder of `binderLength` bytes
+   * that the caller fills in (it is the last `binderLength` bytes of the record; the hello up to
+   * {@link pskBinderStart} is what it covers).
+   */
+  psk?: { identity: Uint8Array; obfuscatedAge: number; binderLength: number };
 }
+
+/**
+ * Where the binders list starts in a hello record with a PSK: the partial ClientHello the binder
+ * covers is `record.subarray(5, pskBinderStart(record, binderLength))` (RFC 8446 §4.2.11.2).
+ */
+export const pskBinderStart = (record: Uint8Array, binderLength: number): number =>
+  record.length - (2 + 1 + binderLength);
 
 /** Bytes of `entropy` the builder consumes. */
 export const CHROME_HELLO_ENTROPY = 6 + 40 + 1 + 1 + 32 + 240; // GREASE, permutation, ECH
@@ -242,6 +256,13 @@ export function encodeChromeClientHello(o: ChromeHelloInput): Buffer {
       x.u16(gExt1).u16(0);
       for (const [type, fill] of ordered) x.u16(type).vec(2, fill);
       x.u16(gExt2).vec(2, (d) => d.u8(0));
+      const psk = o.psk;
+      if (psk)
+        x.u16(EXT.PRE_SHARED_KEY).vec(2, (d) =>
+          d
+            .vec(2, (ids) => ids.vec(2, (i) => i.bytes(psk.identity)).u32(psk.obfuscatedAge))
+            .vec(2, (bs) => bs.vec(1, (b) => b.bytes(new Uint8Array(psk.binderLength)))),
+        );
     });
   });
   const body = hs.toBuffer();

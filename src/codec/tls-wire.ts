@@ -48,6 +48,11 @@ export class TlsReader {
     return v;
   }
 
+  u32(field = 'a u32'): number {
+    const hi = this.u16(field);
+    return hi * 0x10000 + this.u16(field);
+  }
+
   bytes(n: number, field = 'bytes'): Uint8Array {
     this.#need(n, field);
     const v = this.#b.subarray(this.#p, this.#p + n);
@@ -106,6 +111,12 @@ export class TlsWriter {
 
   u24(v: number): this {
     return this.#push(Uint8Array.of((v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff));
+  }
+
+  u32(v: number): this {
+    return this.#push(
+      Uint8Array.of((v >>> 24) & 0xff, (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff),
+    );
   }
 
   bytes(b: Uint8Array): this {

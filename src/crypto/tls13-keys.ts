@@ -75,11 +75,29 @@ export const deriveSecret = (
   transcriptHash: Uint8Array,
 ): Buffer => expandLabel(hash, secret, label, transcriptHash, transcriptHash.length);
 
-/** The early secret without a PSK, and the salt ("derived") for the handshake secret. */
-export function earlySecrets(suite: Tls13Suite): { early: Buffer; derived: Buffer } {
+/** The early secret (from a PSK, or none), and the salt ("derived") for the handshake secret. */
+export function earlySecrets(
+  suite: Pick<Tls13Suite, 'hash' | 'hashLength'>,
+  psk?: Uint8Array,
+): { early: Buffer; derived: Buffer } {
   const zero = Buffer.alloc(suite.hashLength);
-  const early = hkdfExtract(suite.hash, zero, zero);
+  const early = hkdfExtract(suite.hash, zero, psk ?? zero);
   return { early, derived: deriveSecret(suite.hash, early, 'derived', hashOf(suite.hash)) };
+}
+
+/**
+ * A resumption PSK's binder (RFC 8446 §4.2.11.2): the Finished-style HMAC, under the "res binder"
+ * key of the PSK's early secret, of the hash of the transcript up to the binders list.
+ */
+export function pskBinder(
+  suite: Pick<Tls13Suite, 'hash' | 'hashLength'>,
+  psk: Uint8Array,
+  transcriptHash: Uint8Array,
+): Buffer {
+  const { early } = earlySecrets(suite, psk);
+  const binderKey = deriveSecret(suite.hash, early, 'res binder', hashOf(suite.hash));
+  const key = expandLabel(suite.hash, binderKey, 'finished', new Uint8Array(0), suite.hashLength);
+  return createHmac(suite.hash, key).update(transcriptHash).digest();
 }
 
 /** Record protection for one direction: key, IV and the sequence number (RFC 8446 §5.3). */
@@ -127,10 +145,16 @@ export class RecordProtection {
   }
 
   // (The casts pick @types/node's AEAD overload; ChaCha20-Poly1305 takes the same options.)
-  /** TLSCiphertext for one TLSInnerPlaintext (content || type): the 5-byte header included. */
-  seal(content: Uint8Array, type: number): Buffer {
+  /** Bytes a record adds to its content (header, content type, tag). */
+  readonly overhead = 5 + 1 + 16;
+
+  /**
+   * TLSCiphertext for one TLSInnerPlaintext (content || type): the 5-byte header included. Written
+   * at `into[offset]` when given (room for content + {@link overhead} bytes), else to a new buffer.
+   */
+  seal(content: Uint8Array, type: number, into?: Buffer, offset = 0): Buffer {
     const len = content.length + 1 + 16;
-    const out = Buffer.allocUnsafe(5 + len);
+    const out = into ? into.subarray(offset, offset + 5 + len) : Buffer.allocUnsafe(5 + len);
     out[0] = 23;
     out[1] = 3;
     out[2] = 3;

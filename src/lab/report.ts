@@ -318,6 +318,13 @@ const ladderSecrets = {
   wsTrojanPath: `/${randomBytes(9).toString('base64url')}`,
 };
 let ladderServer: Promise<void> | undefined;
+/** Extra flags for the lab's `ladder server` processes (the path bench's `--ladder-cc`). */
+let ladderServerArgs: readonly string[] = [];
+
+/** Sets extra flags for the Ladder servers the next setups start (e.g. `--tcp-congestion bbr`). */
+export function setLadderServerArgs(args: readonly string[]): void {
+  ladderServerArgs = args;
+}
 
 function ladderSsUri(prefix?: Uint8Array, port = LADDER_PORT): string {
   return formatSsUri({
@@ -413,6 +420,7 @@ function startLadderServer(plan: LabPlan): Promise<void> {
       join(plan.stateDir, 'ladder-key.pem'),
       // the lab's sites live in 198.18.0.0/15, which a public server refuses to reach by default
       '--allow-private-targets',
+      ...ladderServerArgs,
     ]);
     started.push(child);
     const control = spawnInNamespace(plan, 'abroad', 'ladder-server-control', [
@@ -424,6 +432,7 @@ function startLadderServer(plan: LabPlan): Promise<void> {
       '--key',
       ladderSsUri(undefined, LADDER_CONTROL_PORT),
       '--allow-private-targets',
+      ...ladderServerArgs,
     ]);
     started.push(control);
     await waitForLog(plan, 'ladder-server', child, /listening/);
@@ -567,8 +576,8 @@ function ladderTransports(): TransportEntry[] {
       'ladder-trojan-mux-nopad-https',
       "the same without padding (pad=0) and with Node's TLS (fp=node, which resumes), the reference",
       // fp=node: a client that resumes its TLS session, as a browser does, so that no session
-      // tickets from the server end the first run before the inner ClientHello (the chrome client
-      // does not resume yet: every handshake is full, and the tickets split the flight by chance)
+      // tickets from the server end the first run before the inner ClientHello (kept on Node's
+      // client as the reference row)
       (p) => ladderTrojanUri(p, { padding: false }, false, LADDER_NAME, LADDER_NAME, 'node'),
       true,
       ['--mux-sessions', '1'],
@@ -1147,6 +1156,8 @@ export function columns(): Column[] {
     mod('whitelist'),
     mod('conn-count'),
     mod('hello-score'),
+    // only browser ClientHellos pass (JA4 allow-list, GREASE, the post-quantum share)
+    mod('tls-fingerprint', 'browser-only', { browserOnly: true }),
     mod('sni', 'sni reassembled', { reassemble: true }),
     mod('iran'),
     mod('iran', 'iran allowlist', { clientAllowlist: [] }),

@@ -22,10 +22,11 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect as connectTcp, createServer as createTcpServer } from 'node:net';
+import { connect as connectTcp, createServer as createTcpServer, type Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { DecoySite } from '../server/decoy/decoy-site.js';
 import { DECOY_TLS_OPTIONS } from '../server/decoy/tls-context.js';
+import { splitByFirstByte } from '../server/plain-http-handover.js';
 import { join } from 'node:path';
 import { buildAnswer, decodeDnsQuestion, DNS_TYPE, isQuery, type DnsRecord } from './packet/dns.js';
 import { ipv4Bytes, ipv6Bytes } from './packet/ip.js';
@@ -223,15 +224,25 @@ export async function startServices(
     cert: readFileSync(join(plan.stateDir, 'ladder-cert.pem')),
     ...DECOY_TLS_OPTIONS,
   });
+  // Bytes that do not start TLS are plain HTTP to the site, as nginx's ssl port reads them.
   const decoyTls = createTcpServer((raw) => {
     raw.on('error', () => raw.destroy());
-    const s = new TLSSocket(raw, {
-      isServer: true,
-      secureContext,
-      ALPNProtocols: ['http/1.1'],
-    } as never);
-    s.on('error', () => s.destroy());
-    s.once('secure', () => decoy.handle(s, Buffer.alloc(0)));
+    splitByFirstByte(
+      raw,
+      (conn) => {
+        const s = new TLSSocket(
+          conn as Socket,
+          {
+            isServer: true,
+            secureContext,
+            ALPNProtocols: ['http/1.1'],
+          } as never,
+        );
+        s.on('error', () => s.destroy());
+        s.once('secure', () => decoy.handle(s, Buffer.alloc(0)));
+      },
+      decoy.handlePlainOnTlsPort,
+    );
   });
   await listen(decoyTls, plan.addr.ladderIp, DECOY_REFERENCE_PORT);
   closers.push(

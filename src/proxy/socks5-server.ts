@@ -203,6 +203,8 @@ export class Socks5Server {
     try {
       up = await this.#o.dialer.dial(target, abort.signal);
     } catch (err) {
+      // the message names the server or says 'target', never the destination (errors.ts)
+      debug('dial failed: %s', (err as Error).message);
       this.#fail(codeOf(err));
       if (!socket.destroyed) endWith(socket, replyBytes(socksReplyFor(err)));
       return;

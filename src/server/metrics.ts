@@ -1,7 +1,9 @@
 /**
  * Prometheus metrics of a Ladder server, in the text exposition format (version 0.0.4): bytes and
  * connections per access key id, open connections, pre-authentication failures by code (as
- * outline-ss-server's `tcp_probes`), and a histogram of the time from accept to authentication.
+ * outline-ss-server's `tcp_probes`), a histogram of the time from accept to authentication, the
+ * pre-authentication guard's refusals (a cap reached) and expiries (the deadline), and targets the
+ * private-address guard refused.
  *
  * Privacy: labels are key ids, transports, directions and error codes, never a destination or a
  * client address (docs/privacy.md).
@@ -27,6 +29,10 @@ export class Metrics {
   readonly #active = { tcp: 0, udp: 0 };
   readonly #probes = new Map<string, number>();
   readonly #buckets = new Array<number>(HANDSHAKE_BUCKETS_S.length).fill(0);
+  readonly #preAuthRefused = { total: 0, source: 0 };
+  #preAuthExpired = 0;
+  #preAuthPending: (() => number) | undefined;
+  readonly #privateRefused = { tcp: 0, udp: 0 };
   #handshakeCount = 0;
   #handshakeSumS = 0;
   #keyStates: Record<string, number> = {};
@@ -64,6 +70,26 @@ export class Metrics {
   /** @deprecated the old name of {@link Metrics.rejected}. */
   probe(code: ErrorCode, transport: string): void {
     this.rejected(code, transport);
+  }
+
+  /** A connection without a key was closed at accept: the total cap or its source's was reached. */
+  preAuthRefused(cap: 'total' | 'source'): void {
+    this.#preAuthRefused[cap]++;
+  }
+
+  /** Where the number of connections without a key open now is read (the pre-auth guard). */
+  watchPreAuth(pending: () => number): void {
+    this.#preAuthPending = pending;
+  }
+
+  /** A connection without a key reached the pre-authentication deadline and was closed. */
+  preAuthExpired(): void {
+    this.#preAuthExpired++;
+  }
+
+  /** A key holder's target was in a private or special-purpose range and was refused. */
+  privateTargetRefused(transport: 'tcp' | 'udp'): void {
+    this.#privateRefused[transport]++;
   }
 
   handshake(ms: number): void {
@@ -150,6 +176,34 @@ export class Metrics {
     out.push(`ladder_handshake_seconds_bucket{le="+Inf"} ${this.#handshakeCount}`);
     out.push(`ladder_handshake_seconds_sum ${this.#handshakeSumS}`);
     out.push(`ladder_handshake_seconds_count ${this.#handshakeCount}`);
+    if (this.#preAuthPending) {
+      head(
+        'ladder_unauthenticated_connections',
+        'gauge',
+        'Connections open now that have not authenticated (nor sent the decoy a whole request).',
+      );
+      out.push(`ladder_unauthenticated_connections ${this.#preAuthPending()}`);
+    }
+    head(
+      'ladder_unauthenticated_refused_total',
+      'counter',
+      'Connections without a key closed at accept because a cap was reached (total: --max-unauthenticated; source: --max-unauthenticated-per-source).',
+    );
+    for (const cap of ['total', 'source'] as const)
+      out.push(`ladder_unauthenticated_refused_total{cap="${cap}"} ${this.#preAuthRefused[cap]}`);
+    head(
+      'ladder_unauthenticated_expired_total',
+      'counter',
+      'Connections without a key closed at the pre-authentication deadline (--auth-timeout).',
+    );
+    out.push(`ladder_unauthenticated_expired_total ${this.#preAuthExpired}`);
+    head(
+      'ladder_private_targets_refused_total',
+      'counter',
+      'Targets refused because they are private or special-purpose addresses (without --allow-private-targets).',
+    );
+    for (const t of ['tcp', 'udp'] as const)
+      out.push(`ladder_private_targets_refused_total{transport="${t}"} ${this.#privateRefused[t]}`);
     head('ladder_access_keys', 'gauge', 'Access keys by state.');
     for (const [state, n] of Object.entries(this.#keyStates))
       out.push(`ladder_access_keys{state="${esc(state)}"} ${n}`);

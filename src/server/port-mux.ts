@@ -7,9 +7,11 @@
  * connection that Shadowsocks refuses — bytes no key opens, a replay, a bad timestamp, a refused
  * key, a close before authenticating — is handed with every byte it sent to the same TLS stack
  * (tls-handover.ts), so that it meets what a TLS web server does with those bytes, not Shadowsocks'
- * silence. While too few bytes have come to decide (to classify, or for Shadowsocks to try its
- * keys), the TLS stack is fed them as a shadow: as soon as it would react (an alert, a close), the
- * connection is handed to it, at that moment; as long as it would wait, so does the port.
+ * silence; or, when its first byte is one nginx reads as plain HTTP on its ssl port and the site
+ * can answer that, to the site's plain-HTTP answer (plain-http-handover.ts). While too few bytes
+ * have come to decide (to classify, or for Shadowsocks to try its keys), the chosen handover is fed
+ * them as a shadow: as soon as it would react (an alert, an answer, a close), the connection is
+ * handed to it, at that moment; as long as it would wait, so does the port.
  * (docs/probe-resistance.md, "One port with TLS", says what this costs a Shadowsocks client.)
  * A port without TLS treats every unauthenticated connection with Shadowsocks' probe rule.
  * @module
@@ -26,7 +28,13 @@ import { CLIENT_HELLO_PREFIX_LENGTH, classifyFirstBytes } from '../codec/tls-hel
 import type { Duplex } from 'node:stream';
 import type { PreAuthControl, SsServer } from './ss-server.js';
 import { listenTcp } from '../transport/listen.js';
+import { markEncryptsOnWrite } from '../stream/recycled-reads.js';
 import { TlsHandover, closeOnEndBeforeHandshake } from './tls-handover.js';
+import {
+  PlainHttpHandover,
+  isPlainHttpStart,
+  type PlainHttpAnswer,
+} from './plain-http-handover.js';
 import { PreAuthGuard, linkPreAuth, readFirstBytes } from './pre-auth.js';
 
 const debug = debuglog('ladder:mux');
@@ -35,7 +43,16 @@ export interface TlsFront {
   secureContext: SecureContext;
   /** Takes each connection once its TLS handshake is done (a TrojanHandler, or a TlsInnerFront). */
   handler: { handle(conn: Duplex): void };
+  /**
+   * Answers plain HTTP sent to this port as nginx does (the decoy's 497 page), for what
+   * Shadowsocks refuses and nginx would read as plain HTTP (plain-http-handover.ts). Without it,
+   * such bytes go to the TLS stack too (a `--fallback` web server has no such page to give).
+   */
+  plainHttp?: PlainHttpAnswer;
 }
+
+/** What a connection Shadowsocks refuses is handed to: the TLS stack, or nginx's plain-HTTP answer. */
+type Handover = TlsHandover | PlainHttpHandover;
 
 export interface PortMuxOptions {
   ss: SsServer;
@@ -109,21 +126,19 @@ export class PortMux {
     }
     this.#sockets.add(socket);
     socket.on('close', () => this.#sockets.delete(socket));
-    // Fed the first bytes while they cannot be classified: would a TLS server react already?
-    let shadow: TlsHandover | null = null;
+    // Fed the first bytes while they cannot be classified: would a web server react already?
+    let shadow: Handover | null = null;
     let fed = 0;
+    // No stage timer: the connection's pre-auth ticket closes it at the deadline, in any stage.
+    socket.once('close', () => shadow?.abandon());
     readFirstBytes(socket, {
-      stageTimeoutMs: this.#o.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS,
-      onTimeout: () => {
-        shadow?.abandon();
-        socket.destroy();
-      },
       onEnd: (fb) => {
         this.#sockets.delete(socket);
-        const h = shadow ?? this.#handover();
-        h.feed(fb.q.takeAll().subarray(fed));
+        const all = fb.q.takeAll();
+        const h = shadow ?? this.#handover(all[0]);
+        h.feed(all.subarray(fed));
         h.feedEnd();
-        this.#commit(h, socket, startedAt);
+        this.#commit(h, socket);
       },
       onBytes: (fb) => {
         // At most 11 bytes are ever held here before the choice, plus the chunk that decides it.
@@ -131,10 +146,10 @@ export class PortMux {
         const kind = classifyFirstBytes(head);
         if (kind === null && head.length < CLIENT_HELLO_PREFIX_LENGTH) {
           if (!shadow) {
-            const h = (shadow = this.#handover(() => {
+            const h = (shadow = this.#handover(head[0], () => {
               fb.stop();
               this.#sockets.delete(socket);
-              this.#commit(h, socket, startedAt);
+              this.#commit(h, socket);
             }));
           }
           shadow.feed(head.subarray(fed));
@@ -157,10 +172,10 @@ export class PortMux {
   }
 
   /**
-   * Not a ClientHello: Shadowsocks, with TLS taking whatever Shadowsocks refuses. `shadow`, when
-   * set, has been fed `head` already.
+   * Not a ClientHello: Shadowsocks, with TLS (or nginx's plain-HTTP answer) taking whatever
+   * Shadowsocks refuses. `shadow`, when set, has been fed `head` already.
    */
-  #other(socket: Socket, head: Buffer, startedAt: number, shadow: TlsHandover | null): void {
+  #other(socket: Socket, head: Buffer, startedAt: number, shadow: Handover | null): void {
     const seen: Buffer[] = [];
     let h = shadow;
     let skipHead = shadow !== null;
@@ -188,7 +203,7 @@ export class PortMux {
       },
       undecided: () => {
         if (!h) {
-          h = this.#handover(release);
+          h = this.#handover(head[0], release);
           for (const b of seen) h.feed(b);
         } else if (h.reacted) release();
       },
@@ -198,15 +213,19 @@ export class PortMux {
       },
       take: (sock, ended) => {
         if (graceTimer) clearTimeout(graceTimer);
-        const x = h ?? this.#handover();
+        const x = h ?? this.#handover(head[0]);
         if (!h) for (const b of seen) x.feed(b);
         if (ended) x.feedEnd();
-        this.#commit(x, sock, startedAt);
+        this.#commit(x, sock);
       },
     });
   }
 
-  #handover(onReact?: () => void): TlsHandover {
+  /** The handover nginx would pick by the connection's first byte (`undefined`: none came). */
+  #handover(first: number | undefined, onReact?: () => void): Handover {
+    const plain = this.#o.tls!.plainHttp;
+    if (plain && first !== undefined && isPlainHttpStart(first))
+      return new PlainHttpHandover(plain, onReact);
     return new TlsHandover({
       secureContext: this.#o.tls!.secureContext,
       alpn: ALPN,
@@ -214,36 +233,35 @@ export class PortMux {
     });
   }
 
-  /** The connection is TLS's, with the handshake time left of the authentication timeout. */
-  #commit(h: TlsHandover, socket: Duplex, startedAt: number): void {
+  /** The connection is TLS's (or the site's); its pre-auth ticket still ends it at the deadline. */
+  #commit(h: Handover, socket: Duplex): void {
+    if (h instanceof PlainHttpHandover) {
+      h.commit(socket);
+      return;
+    }
     const front = this.#o.tls!;
     linkPreAuth(socket, h.tls);
-    h.commit(
-      socket,
-      (tls) => front.handler.handle(tls),
-      (this.#o.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS) - (this.#o.ss.clock.now() - startedAt),
-    );
+    h.commit(socket, (tls) => front.handler.handle(tls));
   }
 
   #tls(socket: Socket, head: Buffer): void {
     const front = this.#o.tls!;
     socket.unshift(head);
-    const tls = new TLSSocket(socket, {
-      isServer: true,
-      secureContext: front.secureContext,
-      ALPNProtocols: ALPN,
-    } as never);
+    // what the relay writes to it is encrypted at once: reads from targets need not be held
+    const tls = markEncryptsOnWrite(
+      new TLSSocket(socket, {
+        isServer: true,
+        secureContext: front.secureContext,
+        ALPNProtocols: ALPN,
+      } as never),
+    );
     linkPreAuth(socket, tls);
     tls.on('error', (e) => {
       debug('tls error %s', e.message);
       tls.destroy();
     });
     tls.once('secure', () => front.handler.handle(tls));
+    // A handshake that never completes is closed at the socket's pre-auth deadline.
     closeOnEndBeforeHandshake(tls);
-    // A handshake that never completes is closed like any other silent connection.
-    const t = setTimeout(() => tls.destroy(), this.#o.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS);
-    t.unref();
-    tls.once('secure', () => clearTimeout(t));
-    tls.once('close', () => clearTimeout(t));
   }
 }

@@ -16,6 +16,7 @@
 import { Duplex } from 'node:stream';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { debuglog } from 'node:util';
+import { markEncryptsOnWrite } from '../stream/recycled-reads.js';
 
 const debug = debuglog('ladder:mux');
 
@@ -108,11 +109,14 @@ export class TlsHandover {
   constructor(o: TlsHandoverOptions) {
     this.#onReact = o.onReact;
     this.#bridge = new Bridge(() => this.#react());
-    this.tls = new TLSSocket(this.#bridge, {
-      isServer: true,
-      secureContext: o.secureContext,
-      ALPNProtocols: o.alpn,
-    } as never);
+    // what the relay writes to it is encrypted at once: reads from targets need not be held
+    this.tls = markEncryptsOnWrite(
+      new TLSSocket(this.#bridge, {
+        isServer: true,
+        secureContext: o.secureContext,
+        ALPNProtocols: o.alpn,
+      } as never),
+    );
     this.tls.on('error', (e) => {
       debug('tls error %s', e.message);
       this.#react();
@@ -149,8 +153,10 @@ export class TlsHandover {
   /**
    * The connection is TLS's from now on: what TLS wrote so far leaves on `socket`, and what the
    * socket sends next reaches TLS. `onSecure` gets the TLS connection once its handshake is done.
+   * A handshake that never completes is the pre-authentication deadline's to end (pre-auth.ts): the
+   * socket's ticket closes it, whatever stage the connection is in.
    */
-  commit(socket: Duplex, onSecure: (tls: TLSSocket) => void, handshakeTimeoutMs: number): void {
+  commit(socket: Duplex, onSecure: (tls: TLSSocket) => void): void {
     const tls = this.tls;
     // The TLS connection runs over a stream, not the socket itself: answer for its peer.
     Object.defineProperty(tls, 'remoteAddress', {
@@ -158,10 +164,6 @@ export class TlsHandover {
       get: () => (socket as { remoteAddress?: string }).remoteAddress,
     });
     tls.once('secure', () => onSecure(tls));
-    const t = setTimeout(() => tls.destroy(), Math.max(0, handshakeTimeoutMs));
-    t.unref();
-    tls.once('secure', () => clearTimeout(t));
-    tls.once('close', () => clearTimeout(t));
     socket.on('error', () => socket.destroy());
     this.#bridge.attach(socket);
   }

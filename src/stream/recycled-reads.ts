@@ -15,7 +15,8 @@
  * @module
  */
 import { connect, type NetConnectOpts, type Socket } from 'node:net';
-import { HOLD } from '../core/lent-read.js';
+import type { Duplex } from 'node:stream';
+import { HOLD, KEEPS } from '../core/lent-read.js';
 
 export { HOLD, KEEPS, holdChunks, keepsWrites, lendsChunks } from '../core/lent-read.js';
 export type { LendingStream, LentChunk } from '../core/lent-read.js';
@@ -130,4 +131,25 @@ export function connectRecycling(options: NetConnectOpts): Socket {
     });
   });
   return socket;
+}
+
+/**
+ * Marks a TLS socket as one that is done with a chunk once its write is dispatched: Node's TLS
+ * encrypts what `_write` hands it at once (SSL_write into the socket's own output buffer; what
+ * OpenSSL cannot take yet is copied aside), so only chunks still queued in the writable (written
+ * while an earlier write was in flight, or corked) or parked while the socket connects are
+ * referenced. Without the mark, {@link keepsWrites} counts the chunk in flight as kept: a relay
+ * then holds every read while the client is slower than the target, and each held read pins a
+ * whole read buffer (headroom included) until the TLS bytes reach the kernel.
+ */
+export function markEncryptsOnWrite<T extends Duplex & { readonly connecting?: boolean }>(
+  tls: T,
+): T {
+  (tls as unknown as { [KEEPS]: () => boolean })[KEEPS] = function (this: T): boolean {
+    // writableBuffer: the chunks waiting behind the one in _write (Node's Writable API)
+    const queued = (this as unknown as { readonly writableBuffer: readonly unknown[] })
+      .writableBuffer;
+    return this.connecting === true || queued.length > 0;
+  };
+  return tls;
 }

@@ -7,6 +7,7 @@ import { WebSocketStream, WS_CLOSE } from './websocket-stream.js';
 import { WS_OPCODE, applyWsMask, encodeWsHeader, wsHeaderLength } from '../codec/websocket.js';
 import { duplexPair } from '../../test/helpers/duplex-pair.js';
 import { LadderError } from '../errors.js';
+import { KEEPS, keepsWrites } from '../core/lent-read.js';
 
 /** One frame as a peer would send it. */
 function frame(
@@ -221,4 +222,29 @@ test('fuzz: hostile bytes at a server stream never throw; they end in data, an e
     }),
     { numRuns: 2000 },
   );
+});
+
+test('keepsWrites: a server stream defers to its socket for the chunk it passed on, keeps a queued one', () => {
+  const never = (): Duplex =>
+    new Duplex({
+      read() {},
+      write(_c, _e, _cb) {
+        /* never completes: the write stays in flight */
+      },
+    });
+  // a socket that says it let go of what it took (as a marked TLS socket does)
+  const copying = never();
+  (copying as unknown as { [KEEPS]: () => boolean })[KEEPS] = () => false;
+  const ws = new WebSocketStream(copying, { role: 'server' });
+  ws.write(Buffer.alloc(64 * 1024, 1));
+  assert.ok(ws.writableLength > 0, 'the write is in flight');
+  assert.equal(keepsWrites(ws), false);
+  ws.write(Buffer.alloc(10, 2)); // queued in the stream itself
+  assert.equal(keepsWrites(ws), true);
+  ws.destroy();
+  // a plain socket below keeps what is queued in it: so does the stream
+  const plain = new WebSocketStream(never(), { role: 'server' });
+  plain.write(Buffer.alloc(64 * 1024, 1));
+  assert.equal(keepsWrites(plain), true);
+  plain.destroy();
 });

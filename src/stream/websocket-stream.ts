@@ -33,6 +33,7 @@ import {
   wsHeaderLength,
 } from '../codec/websocket.js';
 import { LadderError } from '../errors.js';
+import { KEEPS, keepsWrites } from '../core/lent-read.js';
 
 const debug = debuglog('ladder:ws');
 
@@ -397,6 +398,17 @@ export class WebSocketStream extends Duplex {
       }
     }
     return ok;
+  }
+
+  /**
+   * Whether a chunk written to this stream is still referenced (recycled-reads.ts keepsWrites):
+   * one queued behind a write in flight is; the one _write took went to the socket below, as
+   * frames that copy it or as itself, so the socket's answer stands for it.
+   */
+  [KEEPS](): boolean {
+    const queued = (this as unknown as { readonly writableBuffer: readonly unknown[] })
+      .writableBuffer;
+    return queued.length > 0 || keepsWrites(this.socket);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

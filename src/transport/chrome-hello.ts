@@ -1,12 +1,18 @@
 /**
  * A fresh Chrome ClientHello for one connection: new X25519 keys for the hybrid and plain shares, a
  * new ML-KEM-768 key pair (@noble/post-quantum), and fresh random bytes for everything Chrome
- * randomizes. Returns the record and the private parts the handshake needs to finish.
+ * randomizes; with a session to resume, its ticket in pre_shared_key and the binder computed over
+ * the hello (RFC 8446 §4.2.11.2). Returns the record and the private parts the handshake needs.
  * @module
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
-import { CHROME_HELLO_ENTROPY, encodeChromeClientHello } from '../codec/tls-client-hello.js';
+import {
+  CHROME_HELLO_ENTROPY,
+  encodeChromeClientHello,
+  pskBinderStart,
+} from '../codec/tls-client-hello.js';
+import { hashOf, pskBinder, type Tls13Suite } from '../crypto/tls13-keys.js';
 import { mlkem768Keygen, x25519Pair } from '../crypto/tls-kex.js';
 
 export interface ChromeHelloKeys {
@@ -15,20 +21,53 @@ export interface ChromeHelloKeys {
   mlkemSecret: Uint8Array;
 }
 
+/** A ticket to offer: its identity, obfuscated age, PSK and the suite the PSK belongs to. */
+export interface ChromeHelloResume {
+  identity: Uint8Array;
+  obfuscatedAge: number;
+  psk: Uint8Array;
+  suite: Pick<Tls13Suite, 'hash' | 'hashLength'>;
+}
+
+/** Fills the zero binder at the end of `record` with the binder over `prefix` + the partial hello. */
+function bind(record: Buffer, r: ChromeHelloResume, prefix: readonly Uint8Array[]): Buffer {
+  const n = r.suite.hashLength;
+  const partial = record.subarray(5, pskBinderStart(record, n));
+  const binder = pskBinder(r.suite, r.psk, hashOf(r.suite.hash, ...prefix, partial));
+  binder.copy(record, record.length - n);
+  return record;
+}
+
 export function chromeClientHello(
   serverName: string | undefined,
   alpn: readonly string[],
+  resume?: ChromeHelloResume,
 ): {
   record: Buffer;
   keys: ChromeHelloKeys;
   sessionId: Buffer;
-  /** The second hello after a HelloRetryRequest: same randomness, one share for `group`. */
-  retry(group: number, share: Uint8Array, cookie?: Uint8Array): Buffer;
+  /**
+   * The second hello after a HelloRetryRequest: same randomness, one share for `group`; a PSK's
+   * binder then covers `prefix` (message_hash(ClientHello1) and the HelloRetryRequest) too.
+   */
+  retry(
+    group: number,
+    share: Uint8Array,
+    cookie?: Uint8Array,
+    prefix?: readonly Uint8Array[],
+  ): Buffer;
 } {
   const plain = x25519Pair();
   const hybrid = x25519Pair();
   const kem = mlkem768Keygen();
   const sessionId = randomBytes(32);
+  const psk = resume
+    ? {
+        identity: resume.identity,
+        obfuscatedAge: resume.obfuscatedAge,
+        binderLength: resume.suite.hashLength,
+      }
+    : undefined;
   const input = {
     ...(serverName !== undefined && !isIP(serverName) ? { serverName } : {}),
     alpn,
@@ -38,11 +77,18 @@ export function chromeClientHello(
     hybridX25519Public: hybrid.pub,
     x25519Public: plain.pub,
     entropy: randomBytes(CHROME_HELLO_ENTROPY),
+    ...(psk ? { psk } : {}),
   };
+  const first = encodeChromeClientHello(input);
   return {
-    record: encodeChromeClientHello(input),
-    retry: (group, share, cookie) =>
-      encodeChromeClientHello({ ...input, retry: { group, share, ...(cookie ? { cookie } : {}) } }),
+    record: resume ? bind(first, resume, []) : first,
+    retry: (group, share, cookie, prefix = []) => {
+      const r = encodeChromeClientHello({
+        ...input,
+        retry: { group, share, ...(cookie ? { cookie } : {}) },
+      });
+      return resume ? bind(r, resume, prefix) : r;
+    },
     keys: { x25519: plain.priv, hybridX25519: hybrid.priv, mlkemSecret: kem.secretKey },
     sessionId,
   };

@@ -14,8 +14,16 @@
  * handshake messages ≤ {@link MAX_HANDSHAKE_MESSAGE}, ≤ {@link MAX_CHAIN} certificates, a
  * compressed certificate decompressed to at most its declared size (itself capped).
  *
- * Not done (docs/tls-fingerprint.md): TLS 1.2 (a server that chooses it is refused with a message
- * naming `fp=node`), PSK resumption (tickets are announced but not offered back), verifying ML-DSA
+ * A server that chooses TLS 1.2 gets Chrome's TLS 1.2 (RFC 5246): ServerHello → Certificate →
+ * [CertificateStatus] → ServerKeyExchange (ECDHE, signed) → [CertificateRequest] → ServerHelloDone;
+ * the client's [empty Certificate], ClientKeyExchange, ChangeCipherSpec and Finished in one write;
+ * then [NewSessionTicket], the server's ChangeCipherSpec and Finished. ECDHE + AEAD suites only,
+ * the extended master secret required (RFC 7627), renegotiation refused (RFC 5746).
+ *
+ * Resumption (TLS 1.3, chrome-sessions.ts): tickets become sessions kept per server and trust; the
+ * next connection offers one (psk_dhe_ke) once, and a server that accepts skips the certificate.
+ *
+ * Not done (docs/tls-fingerprint.md): TLS 1.2 False Start and session resumption, verifying ML-DSA
  * CertificateVerify signatures, ALPS settings (a server that negotiates ALPS gets an empty
  * client EncryptedExtensions).
  * @module
@@ -34,7 +42,13 @@ import { rootCertificates } from 'node:tls';
 import { brotliDecompressSync } from 'node:zlib';
 import { CodecError, DialError, LadderError, type ErrorCode } from '../errors.js';
 import { ByteQueue } from '../codec/ss-stream.js';
-import { CHROME_GROUPS, CHROME_SIGALGS, EXT, GROUP } from '../codec/tls-client-hello.js';
+import {
+  CHROME_CIPHERS,
+  CHROME_GROUPS,
+  CHROME_SIGALGS,
+  EXT,
+  GROUP,
+} from '../codec/tls-client-hello.js';
 import { TlsReader, TlsWriter } from '../codec/tls-wire.js';
 import {
   RecordProtection,
@@ -46,8 +60,19 @@ import {
   hkdfExtract,
   type Tls13Suite,
 } from '../crypto/tls13-keys.js';
-import { ecdhShare, x25519Mlkem768Shared, x25519Shared } from '../crypto/tls-kex.js';
-import { chromeClientHello } from './chrome-hello.js';
+import {
+  TLS12_SUITES,
+  Tls12RecordProtection,
+  extendedMasterSecret,
+  finishedData12,
+  keyBlock12,
+  type Tls12Suite,
+} from '../crypto/tls12-keys.js';
+import { ecdhShare, x25519Mlkem768Shared, x25519Pair, x25519Shared } from '../crypto/tls-kex.js';
+import { chromeClientHello, type ChromeHelloResume } from './chrome-hello.js';
+import { chromeSessions, type ChromeSession, type ChromeSessionCache } from './chrome-sessions.js';
+import { applyCongestion } from './congestion.js';
+import { serverLookup } from './server-lookup.js';
 import type { Target } from './types.js';
 
 /** The largest handshake message accepted (a certificate chain of a few ordinary certificates fits). */
@@ -76,6 +101,7 @@ export const ALERT = {
   internal_error: 80,
   user_canceled: 90,
   missing_extension: 109,
+  no_renegotiation: 100,
   unsupported_extension: 110,
   no_application_protocol: 120,
 } as const;
@@ -84,13 +110,18 @@ const alertName = (d: number): string =>
   (Object.entries(ALERT).find(([, v]) => v === d)?.[0] ?? `alert ${d}`) as string;
 
 const HS = {
+  hello_request: 0,
   server_hello: 2,
   new_session_ticket: 4,
   encrypted_extensions: 8,
   certificate: 11,
+  server_key_exchange: 12,
   certificate_request: 13,
+  server_hello_done: 14,
   certificate_verify: 15,
+  client_key_exchange: 16,
   finished: 20,
+  certificate_status: 22,
   key_update: 24,
   compressed_certificate: 25,
   message_hash: 254,
@@ -124,8 +155,10 @@ export interface ChromeTlsOptions {
   timeoutMs?: number;
   /** An open connection to run TLS over (default: a new TCP connection). */
   socket?: Duplex;
-  /** The time certificates are checked at (tests). */
+  /** The time certificates are checked at and tickets aged by (tests). */
   now?: () => Date;
+  /** Where TLS 1.3 sessions are kept and taken (default: the process's); null: no resumption. */
+  sessions?: ChromeSessionCache | null;
 }
 
 let systemRoots: Map<string, X509Certificate[]> | null = null;
@@ -246,13 +279,75 @@ export function verifyCertificateVerify(
   }
 }
 
+/**
+ * Verifies a TLS 1.2 ServerKeyExchange signature (RFC 5246 §7.4.3, RFC 8422 §5.4) over
+ * client_random || server_random || params with the leaf's key. The suite fixes the key type (ECDSA
+ * or RSA); unlike TLS 1.3 an ECDSA scheme does not bind the curve, and RSASSA-PKCS1-v1_5 is allowed.
+ */
+export function verifyServerKeyExchange(
+  key: KeyObject,
+  auth: 'ecdsa' | 'rsa',
+  scheme: number,
+  content: Uint8Array,
+  signature: Uint8Array,
+): boolean {
+  const hash = ({ 0x04: 'sha256', 0x05: 'sha384', 0x06: 'sha512' } as const)[
+    (scheme >> 8) as 4 | 5 | 6
+  ];
+  const sig = scheme & 0xff;
+  try {
+    if (auth === 'ecdsa') {
+      if (key.asymmetricKeyType !== 'ec' || sig !== 0x03 || !hash) return false;
+      return verifySignature(hash, content, { key, dsaEncoding: 'der' }, signature);
+    }
+    if (key.asymmetricKeyType !== 'rsa') return false;
+    if (sig === 0x01 && hash)
+      return verifySignature(
+        hash,
+        content,
+        { key, padding: constants.RSA_PKCS1_PADDING },
+        signature,
+      );
+    if (scheme >= 0x0804 && scheme <= 0x0806)
+      return verifyCertificateVerify(key, scheme, content, signature);
+    return false;
+  } catch {
+    return false;
+  }
+}
+
 type State =
   | 'server_hello'
   | 'encrypted_extensions'
   | 'certificate'
   | 'certificate_verify'
   | 'finished'
+  | 'certificate12'
+  | 'server_key_exchange'
+  | 'server_hello_done'
+  | 'change_cipher_spec'
+  | 'finished12'
   | 'open';
+
+/** What a TLS 1.2 handshake carries between its messages. */
+interface Tls12State {
+  suite: Tls12Suite;
+  clientRandom: Uint8Array;
+  serverRandom: Uint8Array;
+  /** The ServerHello announced a NewSessionTicket (RFC 5077) / a CertificateStatus (RFC 6066). */
+  ticket: boolean;
+  status: boolean;
+  master: Buffer | null;
+  serverKey: Buffer | null;
+  serverIv: Buffer | null;
+  /** The pre-master secret, once the ServerKeyExchange is checked, and the client's public share. */
+  preMaster: Buffer | null;
+  clientShare: Uint8Array | null;
+  certificateRequested: boolean;
+}
+
+/** The record protection of one direction, TLS 1.3 or 1.2: both seal and open whole records. */
+type Protection = RecordProtection | Tls12RecordProtection;
 
 export class ChromeTlsSocket extends Duplex {
   alpnProtocol: string | false = false;
@@ -269,8 +364,9 @@ export class ChromeTlsSocket extends Duplex {
   #suite: Tls13Suite | null = null;
   #retried: { group: number; cipher: number; finish: (share: Uint8Array) => Buffer | null } | null =
     null;
-  #read: RecordProtection | null = null;
-  #write: RecordProtection | null = null;
+  #read: Protection | null = null;
+  #write: Protection | null = null;
+  #v12: Tls12State | null = null;
   #hsSecret: Buffer | null = null;
   #cHs: Buffer | null = null;
   #sHs: Buffer | null = null;
@@ -284,13 +380,36 @@ export class ChromeTlsSocket extends Duplex {
   #onOpen: ((err?: Error) => void) | null = null;
   #resMaster: Buffer | null = null;
   #closedByAlert = false;
+  readonly #sessions: ChromeSessionCache | null;
+  readonly #sessionKey: string;
+  /** The session offered in the hello, and whether the server took it. */
+  #offered: ChromeSession | undefined;
+  #resumed = false;
 
   constructor(o: ChromeTlsOptions, sock: Duplex, what: string) {
     super({ allowHalfOpen: true });
     this.#o = o;
     this.#sock = sock;
     this.#what = what;
-    this.#hello = chromeClientHello(o.sni, o.alpn ?? ['h2', 'http/1.1']);
+    const alpn = o.alpn ?? ['h2', 'http/1.1'];
+    // Sessions are kept per server, name, ALPN offer and trust: one is resumed only where it was
+    // made and checked.
+    this.#sessions = o.sessions === undefined ? chromeSessions : o.sessions;
+    this.#sessionKey = [what, o.sni, alpn.join(','), o.pinSha256 ?? '', o.ca ?? ''].join('\0');
+    const nowMs = this.#nowMs();
+    this.#offered = this.#sessions?.take(this.#sessionKey, nowMs);
+    let resume: ChromeHelloResume | undefined;
+    const offeredSuite = this.#offered && TLS13_SUITES.get(this.#offered.suite);
+    if (this.#offered && offeredSuite)
+      resume = {
+        identity: this.#offered.ticket,
+        // §4.2.11.1: the age in milliseconds plus ticket_age_add, modulo 2^32.
+        obfuscatedAge: (nowMs - this.#offered.receivedMs + this.#offered.ageAdd) >>> 0,
+        psk: this.#offered.psk,
+        suite: offeredSuite,
+      };
+    else this.#offered = undefined;
+    this.#hello = chromeClientHello(o.sni, alpn, resume);
     this.#ch1 = this.#hello.record.subarray(5);
     sock.on('data', (d: Buffer) => this.#onData(d));
     sock.on('end', () => this.#onEnd());
@@ -327,11 +446,15 @@ export class ChromeTlsSocket extends Duplex {
   }
 
   isSessionReused(): boolean {
-    return false;
+    return this.#resumed;
+  }
+
+  #nowMs(): number {
+    return (this.#o.now?.() ?? new Date()).getTime();
   }
 
   getProtocol(): string {
-    return 'TLSv1.3';
+    return this.#v12 ? 'TLSv1.2' : 'TLSv1.3';
   }
 
   // --- reading -------------------------------------------------------------------------------
@@ -362,6 +485,7 @@ export class ChromeTlsSocket extends Duplex {
   }
 
   #record(type: number, header: Buffer, body: Buffer): void {
+    if (this.#v12) return this.#record12(type, header, body);
     if (type === 20) {
       // §5: a ChangeCipherSpec (0x01) may arrive during the handshake only, unencrypted.
       if (this.#state === 'open' || body.length !== 1 || body[0] !== 1)
@@ -401,8 +525,51 @@ export class ChromeTlsSocket extends Duplex {
         'ERR_TLS_PROTOCOL',
         'a record over 2^14 bytes of plaintext',
       );
-    const inner = plain[end]!;
-    const content = plain.subarray(0, end);
+    this.#content(plain[end]!, plain.subarray(0, end));
+  }
+
+  /**
+   * TLS 1.2 records (RFC 5246 §6.2): the ChangeCipherSpec turns the server's protection on, once,
+   * where the handshake expects it; after it every record is protected and typed by its header.
+   */
+  #record12(type: number, header: Buffer, body: Buffer): void {
+    if (type === 20) {
+      if (this.#state !== 'change_cipher_spec' || body.length !== 1 || body[0] !== 1)
+        throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', 'an unexpected ChangeCipherSpec');
+      this.#keyChangeBoundary();
+      const v = this.#v12!;
+      this.#read = new Tls12RecordProtection(v.suite, v.serverKey!, v.serverIv!, false);
+      this.#state = 'finished12';
+      return;
+    }
+    if (type !== 21 && type !== 22 && type !== 23)
+      throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', `a record of content type ${type}`);
+    if (!this.#read) {
+      if (type === 23)
+        throw new Abort(
+          'unexpected_message',
+          'ERR_TLS_PROTOCOL',
+          'application data before the handshake finished',
+        );
+      return this.#content(type, body);
+    }
+    const plain = this.#read.open(header, body);
+    if (!plain)
+      throw new Abort(
+        'bad_record_mac',
+        'ERR_TLS_PROTOCOL',
+        'a record failed its authentication tag',
+      );
+    if (plain.length > MAX_PLAINTEXT)
+      throw new Abort(
+        'record_overflow',
+        'ERR_TLS_PROTOCOL',
+        'a record over 2^14 bytes of plaintext',
+      );
+    this.#content(type, plain);
+  }
+
+  #content(inner: number, content: Buffer): void {
     if (inner === 21) return this.#alert(content);
     if (inner === 22) return this.#handshakeBytes(content);
     if (inner === 23) {
@@ -500,7 +667,8 @@ export class ChromeTlsSocket extends Duplex {
           this.#expect(type, HS.encrypted_extensions, 'EncryptedExtensions');
           this.#encryptedExtensions(r);
           this.#transcript.push(raw);
-          this.#state = 'certificate';
+          // §2.2: a resumed handshake authenticates through the PSK; no Certificate follows.
+          this.#state = this.#resumed ? 'finished' : 'certificate';
           return;
         case 'certificate':
           if (type === HS.certificate_request && this.#certRequestContext === null) {
@@ -528,7 +696,77 @@ export class ChromeTlsSocket extends Duplex {
         case 'finished':
           this.#expect(type, HS.finished, 'Finished');
           return this.#finished(r, raw);
+        case 'certificate12':
+          this.#expect(type, HS.certificate, 'Certificate');
+          this.#certificate12(r);
+          this.#transcript.push(raw);
+          this.#state = 'server_key_exchange';
+          return;
+        case 'server_key_exchange':
+          if (type === HS.certificate_status && this.#v12!.status) {
+            // RFC 6066 §8: status_type ocsp(1), then the OCSP response (not evaluated, as Chrome's
+            // default of no hard-fail revocation checking).
+            this.#v12!.status = false;
+            if (r.u8('status_type') !== 1)
+              throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', 'a CertificateStatus not OCSP');
+            r.vec(3, 'OCSPResponse', 1);
+            r.done();
+            this.#transcript.push(raw);
+            return;
+          }
+          this.#expect(type, HS.server_key_exchange, 'ServerKeyExchange');
+          this.#serverKeyExchange(r, body);
+          this.#transcript.push(raw);
+          this.#state = 'server_hello_done';
+          return;
+        case 'server_hello_done':
+          if (type === HS.certificate_request && !this.#v12!.certificateRequested) {
+            // RFC 5246 §7.4.4: the client answers with an empty Certificate.
+            r.vec(1, 'certificate_types', 1);
+            r.vec(2, 'supported_signature_algorithms', 2);
+            r.vec(2, 'certificate_authorities');
+            r.done();
+            this.#v12!.certificateRequested = true;
+            this.#transcript.push(raw);
+            return;
+          }
+          this.#expect(type, HS.server_hello_done, 'ServerHelloDone');
+          r.done();
+          this.#transcript.push(raw);
+          return this.#clientFlight12();
+        case 'change_cipher_spec':
+          if (type === HS.new_session_ticket && this.#v12!.ticket) {
+            // RFC 5077 §3.3: lifetime hint, then the ticket; kept for nothing yet (no resumption).
+            this.#v12!.ticket = false;
+            r.bytes(4, 'ticket_lifetime_hint');
+            r.vec(2, 'ticket');
+            r.done();
+            this.#transcript.push(raw);
+            return;
+          }
+          throw new Abort(
+            'unexpected_message',
+            'ERR_TLS_PROTOCOL',
+            `handshake message ${type} where ChangeCipherSpec was due`,
+          );
+        case 'finished12':
+          this.#expect(type, HS.finished, 'Finished');
+          return this.#finished12(r);
         case 'open':
+          if (this.#v12) {
+            // Chrome never renegotiates (RFC 5746 is for servers that ask; it declines).
+            if (type === HS.hello_request)
+              throw new Abort(
+                'no_renegotiation',
+                'ERR_TLS_PROTOCOL',
+                'the server asked to renegotiate, which is refused',
+              );
+            throw new Abort(
+              'unexpected_message',
+              'ERR_TLS_PROTOCOL',
+              `handshake message ${type} after the handshake`,
+            );
+          }
           if (type === HS.new_session_ticket) return this.#ticket(r);
           if (type === HS.key_update) return this.#keyUpdate(r);
           throw new Abort(
@@ -567,20 +805,7 @@ export class ChromeTlsSocket extends Duplex {
     }
     r.done();
     const sv = exts.get(EXT.SUPPORTED_VERSIONS);
-    if (!sv) {
-      // A TLS 1.2 (or older) answer: §4.1.3, a server that can do 1.3 marks a forced downgrade.
-      if (Buffer.from(random.subarray(24, 31)).equals(DOWNGRADE.subarray(0, 7)) && random[31]! <= 1)
-        throw new Abort(
-          'illegal_parameter',
-          'ERR_TLS_PROTOCOL',
-          'the ServerHello carries the TLS 1.3 downgrade sentinel: someone is forcing TLS 1.2',
-        );
-      throw new Abort(
-        'protocol_version',
-        'ERR_TLS_PROTOCOL',
-        `the server chose TLS ${legacy === 0x0303 ? '1.2' : 'older than 1.2'}, which fp=chrome does not speak; use fp=node for this server`,
-      );
-    }
+    if (!sv) return this.#serverHello12(legacy, random, echo, cipher, compression, exts, raw);
     if (sv.length !== 2 || ((sv[0]! << 8) | sv[1]!) !== 0x0304)
       throw new Abort(
         'illegal_parameter',
@@ -616,7 +841,9 @@ export class ChromeTlsSocket extends Duplex {
     for (const t of exts.keys()) {
       const allowed = isHrr
         ? [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE, EXT.COOKIE]
-        : [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE];
+        : this.#offered
+          ? [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE, EXT.PRE_SHARED_KEY]
+          : [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE];
       if (!allowed.includes(t as never))
         throw new Abort(
           'unsupported_extension',
@@ -664,12 +891,34 @@ export class ChromeTlsSocket extends Duplex {
     }
     if (!shared)
       throw new Abort('illegal_parameter', 'ERR_TLS_PROTOCOL', 'the server key share is malformed');
+    const pskExt = exts.get(EXT.PRE_SHARED_KEY);
+    if (pskExt) {
+      // §4.2.11: the one identity offered, and a suite with the PSK's hash.
+      const selected = new TlsReader(pskExt, 'pre_shared_key');
+      const index = selected.u16('selected_identity');
+      selected.done();
+      if (index !== 0)
+        throw new Abort(
+          'illegal_parameter',
+          'ERR_TLS_PROTOCOL',
+          `the server selected PSK identity ${index}, not offered`,
+        );
+      if (TLS13_SUITES.get(this.#offered!.suite)!.hash !== suite.hash)
+        throw new Abort(
+          'illegal_parameter',
+          'ERR_TLS_PROTOCOL',
+          "the server resumed with a suite whose hash is not the PSK's",
+        );
+      this.#resumed = true;
+      this.#chain = this.#offered!.chain;
+      if (this.#offered!.alpn) this.alpnProtocol = this.#offered!.alpn;
+    }
     if (!this.#retried) {
       this.#suite = suite;
       this.#transcript = [this.#ch1];
     }
     this.#transcript.push(raw);
-    const { derived } = earlySecrets(suite);
+    const { derived } = earlySecrets(suite, this.#resumed ? this.#offered!.psk : undefined);
     this.#hsSecret = hkdfExtract(suite.hash, derived, shared);
     const th = this.#th();
     this.#cHs = deriveSecret(suite.hash, this.#hsSecret, 'c hs traffic', th);
@@ -710,7 +959,7 @@ export class ChromeTlsSocket extends Duplex {
     // §4.4.1: ClientHello1 is replaced by message_hash(Hash(ClientHello1)).
     const h1 = hashOf(suite.hash, this.#ch1);
     const synthetic = Buffer.concat([Uint8Array.of(HS.message_hash, 0, 0, h1.length), h1]);
-    const ch2 = this.#hello.retry(group, e.pub, c);
+    const ch2 = this.#hello.retry(group, e.pub, c, [synthetic, raw]);
     this.#transcript = [synthetic, raw, ch2.subarray(5)];
     this.#keyChangeBoundary();
     // Middlebox compatibility (§D.4): the client's ChangeCipherSpec precedes its second hello.
@@ -734,20 +983,9 @@ export class ChromeTlsSocket extends Duplex {
         );
       seen.add(t);
       switch (t) {
-        case EXT.ALPN: {
-          const l = d.vec(2, 'protocol_name_list', 2);
-          const p = Buffer.from(l.vec(1, 'protocol', 1).rest()).toString('latin1');
-          l.done();
-          d.done();
-          if (!offered.includes(p))
-            throw new Abort(
-              'illegal_parameter',
-              'ERR_TLS_PROTOCOL',
-              `the server chose ALPN ${JSON.stringify(p)}, not offered`,
-            );
-          this.alpnProtocol = p;
+        case EXT.ALPN:
+          this.#alpnFrom(d);
           break;
-        }
         case EXT.ALPS:
           if (!offered.includes('h2'))
             throw new Abort('unsupported_extension', 'ERR_TLS_PROTOCOL', 'ALPS without h2 offered');
@@ -787,6 +1025,265 @@ export class ChromeTlsSocket extends Duplex {
       }
     }
     if (this.#alps && this.alpnProtocol !== 'h2') this.#alps = false;
+  }
+
+  /** RFC 7301 §3.1: one protocol, one of those offered. */
+  #alpnFrom(d: TlsReader): void {
+    const l = d.vec(2, 'protocol_name_list', 2);
+    const p = Buffer.from(l.vec(1, 'protocol', 1).rest()).toString('latin1');
+    l.done();
+    d.done();
+    if (!(this.#o.alpn ?? ['h2', 'http/1.1']).includes(p))
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `the server chose ALPN ${JSON.stringify(p)}, not offered`,
+      );
+    this.alpnProtocol = p;
+  }
+
+  // --- TLS 1.2 (RFC 5246 with RFC 8422 ECDHE, RFC 7627, RFC 5746) --------------------------
+
+  #serverHello12(
+    legacy: number,
+    random: Uint8Array,
+    echo: Uint8Array,
+    cipher: number,
+    compression: number,
+    exts: Map<number, Uint8Array>,
+    raw: Buffer,
+  ): void {
+    // RFC 8446 §4.1.3: a server that could do 1.3 marks a forced downgrade; the client MUST abort.
+    if (Buffer.from(random.subarray(24, 31)).equals(DOWNGRADE.subarray(0, 7)) && random[31]! <= 1)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'the ServerHello carries the TLS 1.3 downgrade sentinel: someone is forcing TLS 1.2',
+      );
+    if (legacy !== 0x0303)
+      throw new Abort(
+        'protocol_version',
+        'ERR_TLS_PROTOCOL',
+        'the server chose a TLS version older than 1.2, which Chrome refuses',
+      );
+    if (this.#retried)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'a TLS 1.2 ServerHello after a HelloRetryRequest',
+      );
+    // No session was offered for resumption: the random session id must not come back.
+    if (Buffer.from(echo).equals(this.#hello.sessionId))
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'the server resumed a TLS 1.2 session that was never offered',
+      );
+    const suite = TLS12_SUITES.get(cipher);
+    if (!suite) {
+      if (CHROME_CIPHERS.includes(cipher) && !TLS13_SUITES.has(cipher))
+        throw new Abort(
+          'handshake_failure',
+          'ERR_TLS_PROTOCOL',
+          `the server chose TLS 1.2 cipher suite 0x${cipher.toString(16)} (CBC or RSA key transport), which fp=chrome does not speak; use fp=node for this server`,
+        );
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `the server chose cipher suite 0x${cipher.toString(16)}, never offered for TLS 1.2`,
+      );
+    }
+    if (compression !== 0)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'the server chose a compression method',
+      );
+    const v: Tls12State = {
+      suite,
+      clientRandom: this.#ch1.subarray(6, 38),
+      serverRandom: Buffer.from(random),
+      ticket: false,
+      status: false,
+      master: null,
+      serverKey: null,
+      serverIv: null,
+      preMaster: null,
+      clientShare: null,
+      certificateRequested: false,
+    };
+    for (const [t, d] of exts) {
+      const x = new TlsReader(d, `extension ${t}`);
+      switch (t) {
+        case EXT.RENEGOTIATION_INFO:
+          // RFC 5746 §3.4: an initial handshake's renegotiated_connection is empty.
+          if (x.vec(1, 'renegotiated_connection').left !== 0 || x.left !== 0)
+            throw new Abort(
+              'handshake_failure',
+              'ERR_TLS_PROTOCOL',
+              'renegotiation_info is not empty in an initial handshake',
+            );
+          break;
+        case EXT.EXTENDED_MASTER_SECRET:
+        case EXT.SERVER_NAME:
+          x.done();
+          break;
+        case EXT.SESSION_TICKET:
+          x.done();
+          v.ticket = true;
+          break;
+        case EXT.STATUS_REQUEST:
+          x.done();
+          v.status = true;
+          break;
+        case EXT.SCT:
+          break;
+        case EXT.ALPN:
+          this.#alpnFrom(x);
+          break;
+        case EXT.EC_POINT_FORMATS:
+          // RFC 8422 §5.2: the server's list must include uncompressed (0).
+          if (!x.vec(1, 'ec_point_format_list', 1).rest().includes(0))
+            throw new Abort(
+              'illegal_parameter',
+              'ERR_TLS_PROTOCOL',
+              'the server does not accept uncompressed points',
+            );
+          x.done();
+          break;
+        default:
+          throw new Abort(
+            'unsupported_extension',
+            'ERR_TLS_PROTOCOL',
+            `the TLS 1.2 server answered with extension ${t}, not offered or not allowed there`,
+          );
+      }
+    }
+    // RFC 7627 §5.3: a client may refuse a server without the extended master secret; Chrome does.
+    if (!exts.has(EXT.EXTENDED_MASTER_SECRET))
+      throw new Abort(
+        'handshake_failure',
+        'ERR_TLS_PROTOCOL',
+        'the TLS 1.2 server does not use the extended master secret (RFC 7627), which is required',
+      );
+    this.#v12 = v;
+    this.#transcript = [this.#ch1, raw];
+    this.#state = 'certificate12';
+  }
+
+  #th12(): Buffer {
+    return hashOf(this.#v12!.suite.hash, ...this.#transcript);
+  }
+
+  /** RFC 8422 §5.4: ECParameters (named_curve) and the point, signed with the leaf's key. */
+  #serverKeyExchange(r: TlsReader, body: Buffer): void {
+    const v = this.#v12!;
+    const curveType = r.u8('curve_type');
+    const group = r.u16('namedcurve');
+    const point = r.vec(1, 'public', 1).rest();
+    const scheme = r.u16('signature_algorithm');
+    const sig = r.vec(2, 'signature', 1).rest();
+    r.done();
+    if (curveType !== 3)
+      throw new Abort('illegal_parameter', 'ERR_TLS_PROTOCOL', 'ECParameters not a named curve');
+    // Groups offered that TLS 1.2 can use: the hybrid is 1.3 only.
+    if (group !== GROUP.X25519 && group !== GROUP.SECP256R1 && group !== GROUP.SECP384R1)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `the server chose group 0x${group.toString(16)}, not offered for TLS 1.2`,
+      );
+    if (
+      !CHROME_SIGALGS.includes(scheme) ||
+      (scheme >= 0x0904 && scheme <= 0x0906) ||
+      (v.suite.auth === 'ecdsa') !== ((scheme & 0xff) === 0x03)
+    )
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `ServerKeyExchange signed with scheme 0x${scheme.toString(16)}, not allowed for this suite`,
+      );
+    // ServerECDHParams: curve_type, namedcurve, the point behind its 1-byte length.
+    const params = body.subarray(0, 1 + 2 + 1 + point.length);
+    const content = Buffer.concat([v.clientRandom, v.serverRandom, params]);
+    if (!verifyServerKeyExchange(this.#chain[0]!.publicKey, v.suite.auth, scheme, content, sig))
+      throw new Abort(
+        'decrypt_error',
+        'ERR_TLS_CERT',
+        'the ServerKeyExchange signature does not verify with the certificate',
+      );
+    let shared: Buffer | null;
+    if (group === GROUP.X25519) {
+      const k = x25519Pair();
+      shared = x25519Shared(k.priv, point);
+      v.clientShare = k.pub;
+    } else {
+      const e = ecdhShare(group);
+      shared = e.shared(point);
+      v.clientShare = e.pub;
+    }
+    if (!shared)
+      throw new Abort('illegal_parameter', 'ERR_TLS_PROTOCOL', 'the server key share is malformed');
+    v.preMaster = shared;
+  }
+
+  /** [Certificate], ClientKeyExchange, ChangeCipherSpec, Finished: one write. */
+  #clientFlight12(): void {
+    const v = this.#v12!;
+    const s = v.suite;
+    const msgs: Buffer[] = [];
+    if (v.certificateRequested)
+      msgs.push(
+        new TlsWriter()
+          .u8(HS.certificate)
+          .vec(3, (b) => b.vec(3, () => {}))
+          .toBuffer(),
+      );
+    msgs.push(
+      new TlsWriter()
+        .u8(HS.client_key_exchange)
+        .vec(3, (b) => b.vec(1, (p) => p.bytes(v.clientShare!)))
+        .toBuffer(),
+    );
+    this.#transcript.push(...msgs);
+    // RFC 7627 §3: the session hash covers every message through the ClientKeyExchange.
+    v.master = extendedMasterSecret(s.hash, v.preMaster!, this.#th12());
+    v.preMaster = null;
+    const k = keyBlock12(s, v.master, v.clientRandom, v.serverRandom);
+    v.serverKey = k.serverKey;
+    v.serverIv = k.serverIv;
+    const fin = new TlsWriter()
+      .u8(HS.finished)
+      .vec(3, (b) => b.bytes(finishedData12(s.hash, v.master!, true, this.#th12())))
+      .toBuffer();
+    this.#transcript.push(fin);
+    const hs = Buffer.concat(msgs);
+    const out: Buffer[] = [
+      Buffer.concat([Uint8Array.of(22, 3, 3, hs.length >> 8, hs.length & 0xff), hs]),
+      Buffer.from([20, 3, 3, 0, 1, 1]),
+    ];
+    this.#write = new Tls12RecordProtection(s, k.clientKey, k.clientIv, true);
+    out.push(this.#write.seal(fin, 22));
+    this.#sock.write(Buffer.concat(out));
+    this.#state = 'change_cipher_spec';
+  }
+
+  #finished12(r: TlsReader): void {
+    const v = this.#v12!;
+    const got = r.bytes(12, 'verify_data');
+    r.done();
+    const want = finishedData12(v.suite.hash, v.master!, false, this.#th12());
+    if (!timingSafeEqual(got, want))
+      throw new Abort('decrypt_error', 'ERR_TLS_PROTOCOL', 'the server Finished does not verify');
+    this.#state = 'open';
+    this.#transcript = [];
+    const out: Buffer[] = [];
+    const pending = this.#pending.splice(0);
+    for (const p of pending) out.push(...this.#seal(p.data));
+    if (out.length) this.#sock.write(Buffer.concat(out), (e) => pending.forEach((p) => p.cb(e)));
+    const done = this.#onOpen;
+    this.#onOpen = null;
+    done?.();
   }
 
   /** RFC 8879: brotli only, the declared size capped, decompression bounded by it. */
@@ -847,6 +1344,28 @@ export class ChromeTlsSocket extends Duplex {
       ders.push(list.vec(3, 'cert_data', 1).rest());
       list.vec(2, 'extensions');
     }
+    this.#acceptChain(ders);
+  }
+
+  /** RFC 5246 §7.4.2: the TLS 1.2 Certificate, a list of certificates without extensions. */
+  #certificate12(r: TlsReader): void {
+    const list = r.vec(3, 'certificate_list');
+    r.done();
+    const ders: Uint8Array[] = [];
+    while (list.left) {
+      if (ders.length === MAX_CHAIN)
+        throw new Abort(
+          'bad_certificate',
+          'ERR_TLS_CERT',
+          `a certificate chain of more than ${MAX_CHAIN} certificates`,
+        );
+      ders.push(list.vec(3, 'ASN.1Cert', 1).rest());
+    }
+    this.#acceptChain(ders);
+  }
+
+  /** The same checks for both versions: the pin alone, or the chain to an anchor and the host name. */
+  #acceptChain(ders: Uint8Array[]): void {
     if (ders.length === 0)
       throw new Abort('decode_error', 'ERR_TLS_CERT', 'the server sent no certificate');
     try {
@@ -951,21 +1470,36 @@ export class ChromeTlsSocket extends Duplex {
     this.#state = 'open';
     this.#transcript = [];
     // The client's Finished and any data written meanwhile leave together.
-    for (const p of this.#pending.splice(0)) out.push(...this.#seal(p.data));
-    this.#sock.write(Buffer.concat(out));
+    const pending = this.#pending.splice(0);
+    for (const p of pending) out.push(...this.#seal(p.data));
+    this.#sock.write(Buffer.concat(out), (e) => pending.forEach((p) => p.cb(e)));
     const done = this.#onOpen;
     this.#onOpen = null;
     done?.();
   }
 
+  /** §4.6.1: a ticket and its PSK, kept for one later connection to the same server. */
   #ticket(r: TlsReader): void {
-    r.bytes(8, 'ticket_lifetime and ticket_age_add');
-    r.vec(1, 'ticket_nonce');
-    const ticket = r.vec(2, 'ticket', 1).rest();
+    const lifetimeS = r.u32('ticket_lifetime');
+    const ageAdd = r.u32('ticket_age_add');
+    const nonce = r.vec(1, 'ticket_nonce').rest();
+    const ticket = Buffer.from(r.vec(2, 'ticket', 1).rest());
     r.vec(2, 'extensions');
     r.done();
-    // Announced as Node's TLSSocket does; resumption with it is not implemented yet.
-    if (this.#resMaster) this.emit('session', Buffer.from(ticket));
+    if (!this.#resMaster) return;
+    const s = this.#suite!;
+    this.#sessions?.add(this.#sessionKey, {
+      ticket,
+      psk: expandLabel(s.hash, this.#resMaster, 'resumption', nonce, s.hashLength),
+      suite: s.id,
+      ageAdd,
+      receivedMs: this.#nowMs(),
+      lifetimeS,
+      chain: this.#chain,
+      alpn: this.alpnProtocol,
+    });
+    // Announced as Node's TLSSocket does.
+    this.emit('session', ticket);
   }
 
   #keyUpdate(r: TlsReader): void {
@@ -1043,11 +1577,17 @@ export class ChromeTlsSocket extends Duplex {
 
   // --- writing -------------------------------------------------------------------------------
 
+  /** Application data as records of up to 2^14 bytes, sealed side by side into one buffer. */
   #seal(data: Buffer): Buffer[] {
-    const out: Buffer[] = [];
-    for (let i = 0; i < data.length; i += MAX_PLAINTEXT)
-      out.push(this.#write!.seal(data.subarray(i, i + MAX_PLAINTEXT), 23));
-    return out;
+    const w = this.#write!;
+    const records = Math.ceil(data.length / MAX_PLAINTEXT);
+    const out = Buffer.allocUnsafe(data.length + records * w.overhead);
+    let at = 0;
+    for (let i = 0; i < records; i++) {
+      const part = data.subarray(i * MAX_PLAINTEXT, (i + 1) * MAX_PLAINTEXT);
+      at += w.seal(part, 23, out, at).length;
+    }
+    return [out];
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -1055,7 +1595,7 @@ export class ChromeTlsSocket extends Duplex {
       this.#pending.push({ data: chunk, cb });
       return;
     }
-    this.#sock.write(Buffer.concat(this.#seal(chunk)), cb);
+    this.#sock.write(this.#seal(chunk)[0]!, cb);
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
@@ -1134,11 +1674,20 @@ export function chromeTlsConnect(
       sock.on('error', early);
       begin();
     } else {
-      const s = netConnect({ host: server.host, port: server.port, allowHalfOpen: true });
+      const s = netConnect({
+        host: server.host,
+        port: server.port,
+        allowHalfOpen: true,
+        // the server's name resolved once a minute, not once per connection (server-lookup.ts)
+        lookup: serverLookup,
+      });
       s.setNoDelay(true);
       sock = s;
       s.on('error', early);
-      s.once('connect', begin);
+      s.once('connect', () => {
+        applyCongestion(s);
+        begin();
+      });
     }
   });
 }

@@ -12,6 +12,7 @@ import type { Duplex } from 'node:stream';
 import { DialError, dialErrorFromSystem } from '../errors.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
 import { connectRecycling } from '../stream/recycled-reads.js';
+import { applyCongestion } from './congestion.js';
 
 export interface DirectDialerOptions {
   /** Give up connecting after this long (default 10 s). */
@@ -102,6 +103,7 @@ export class DirectDialer implements StreamDialer {
       socket.once('error', onError);
       socket.once('connect', () => {
         cleanup();
+        applyCongestion(socket);
         resolve(socket);
       });
     });

@@ -28,6 +28,8 @@ export interface GuardOptions {
   isBlocked?: (ip: string) => boolean;
   /** Name resolution (default: dns.lookup with all: true). */
   resolve?: ResolveAll;
+  /** Called once for each target refused (for a count: it is never told which target). */
+  onRefused?: () => void;
 }
 
 const systemResolve: ResolveAll = (host, options) =>
@@ -68,7 +70,7 @@ export async function resolveAllowed(
   const blocked = o.isBlocked ?? isBlockedAddress;
   const n = numeric(host);
   if (n) {
-    if (blocked(n.address)) throw forbiddenTarget();
+    if (blocked(n.address)) throw refused(o);
     return [n];
   }
   let all: LookupAddress[];
@@ -79,10 +81,13 @@ export async function resolveAllowed(
   }
   const allowed = all.filter((a) => !blocked(a.address));
   if (allowed.length === 0)
-    throw all.length === 0
-      ? dialErrorFromSystem({ code: 'ENOTFOUND' }, 'target')
-      : forbiddenTarget();
+    throw all.length === 0 ? dialErrorFromSystem({ code: 'ENOTFOUND' }, 'target') : refused(o);
   return allowed;
+}
+
+function refused(o: GuardOptions): DialError {
+  o.onRefused?.();
+  return forbiddenTarget();
 }
 
 /**
@@ -107,20 +112,23 @@ export function guardedLookup(o: GuardOptions = {}): LookupFunction {
 /** TCP to public targets only: a DirectDialer whose connect resolves through guardedLookup. */
 export class PublicOnlyDialer implements StreamDialer {
   readonly #inner: DirectDialer;
+  readonly #guard: GuardOptions;
   readonly #blocked: (ip: string) => boolean;
   constructor(options: DirectDialerOptions & GuardOptions = {}) {
-    const { isBlocked, resolve, ...direct } = options;
+    const { isBlocked, resolve, onRefused, ...direct } = options;
     const guard: GuardOptions = {
       ...(isBlocked ? { isBlocked } : {}),
       ...(resolve ? { resolve } : {}),
+      ...(onRefused ? { onRefused } : {}),
     };
+    this.#guard = guard;
     this.#blocked = isBlocked ?? isBlockedAddress;
     this.#inner = new DirectDialer({ ...direct, lookup: guardedLookup(guard) });
   }
   dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     // net.connect skips the lookup for an IP literal (a zone id included): judge it here.
     if (isIP(target.host) !== 0 && this.#blocked(target.host))
-      return Promise.reject(forbiddenTarget());
+      return Promise.reject(refused(this.#guard));
     return this.#inner.dial(target, signal);
   }
 }
@@ -141,6 +149,7 @@ export class PublicOnlyPacketDialer implements PacketDialer {
       send(payload, target) {
         if (isIP(target.host) !== 0) {
           if (!blocked(target.host)) s.send(payload, target);
+          else guard.onRefused?.();
           return;
         }
         resolveAllowed(target.host, guard).then(

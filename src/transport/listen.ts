@@ -6,6 +6,7 @@
  */
 import { isIPv6, type AddressInfo, type Server } from 'node:net';
 import { LadderError } from '../errors.js';
+import { applyCongestion } from './congestion.js';
 
 /** `what host:port` as people write it (IPv6 in brackets). */
 export function describeAddress(what: string, host: string, port: number): string {
@@ -52,6 +53,8 @@ export function listenTcp(
     server.once('error', onError);
     server.listen({ host, port, exclusive: true }, () => {
       server.off('error', onError);
+      // inherited by every connection the listener accepts (congestion.ts)
+      applyCongestion(server);
       resolve(server.address() as AddressInfo);
     });
   });

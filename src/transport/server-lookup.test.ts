@@ -78,3 +78,46 @@ test('the cache holds a bounded number of names', async () => {
   await call(lookup, `s${MAX_SERVER_NAMES}.example`, {});
   assert.equal(queries, MAX_SERVER_NAMES + 2);
 });
+
+/** The address a lookup answered with by the next turn of the event loop, or 'waiting'. */
+async function answerNow(p: ReturnType<typeof call>): Promise<unknown> {
+  let got: unknown = 'waiting';
+  void p.then((r) => (got = r.a));
+  await new Promise((r) => setImmediate(r));
+  return got;
+}
+
+test('past its TTL an answer is used at once while a fresh one is asked for', async () => {
+  let t = 0;
+  let queries = 0;
+  let release: ((a: LookupAddress[]) => void) | undefined;
+  const lookup = cachedLookup(
+    (): Promise<LookupAddress[]> => {
+      queries++;
+      if (queries === 1) return Promise.resolve([answer[0]!]);
+      // the second query hangs until the test lets it answer, as a lost UDP query does
+      return new Promise((r) => (release = r));
+    },
+    () => t,
+    1000,
+    10_000,
+  );
+  assert.equal((await call(lookup, 'ladder.lab', {})).a, '198.19.2.20');
+  t = 1500;
+  // (a lookup that waited for the hanging query would never answer: checked without awaiting it)
+  const early = answerNow(call(lookup, 'ladder.lab', {}));
+  assert.equal(await early, '198.19.2.20', 'stale, not waiting');
+  assert.equal(await answerNow(call(lookup, 'ladder.lab', {})), '198.19.2.20');
+  assert.equal(queries, 2, 'one refresh in flight');
+  release!([{ address: '198.19.2.99', family: 4 }]);
+  await new Promise((r) => setImmediate(r));
+  assert.equal((await call(lookup, 'ladder.lab', {})).a, '198.19.2.99', 'the refreshed answer');
+  t = 1500 + 1000 + 10_000;
+  const waited = call(lookup, 'ladder.lab', {});
+  let answered = false;
+  void waited.then(() => (answered = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(answered, false, 'too old to use: the lookup waits for the resolver');
+  release!([{ address: '198.19.2.98', family: 4 }]);
+  assert.equal((await waited).a, '198.19.2.98');
+});

@@ -5,6 +5,12 @@
  * at start. Here a successful answer is reused for {@link SERVER_LOOKUP_TTL_MS}, concurrent lookups
  * of one name share one query, and the cache holds at most {@link MAX_SERVER_NAMES} names.
  *
+ * Past its TTL an answer is still used, for up to {@link SERVER_LOOKUP_STALE_MS}, while a fresh
+ * query runs in the background: a connection never waits for the resolver once the name has been
+ * resolved. On a lossy path one lost UDP query costs the resolver's retry interval (glibc: 5 s), and
+ * a dial that waited for it ran into its own deadline: a SOCKS5 "network unreachable" for a server
+ * that was there all along.
+ *
  * Only for the proxy server's name (a name the user configured), never for destinations: those are
  * resolved by the server.
  * @module
@@ -14,6 +20,8 @@ import type { LookupFunction } from 'node:net';
 
 export const SERVER_LOOKUP_TTL_MS = 60_000;
 export const MAX_SERVER_NAMES = 64;
+/** How long past its TTL an answer is still used while it is being refreshed. */
+export const SERVER_LOOKUP_STALE_MS = 60 * 60_000;
 
 type Resolve = (host: string) => Promise<LookupAddress[]>;
 
@@ -27,12 +35,22 @@ export function cachedLookup(
   resolve: Resolve = systemResolve,
   now: () => number = Date.now,
   ttlMs = SERVER_LOOKUP_TTL_MS,
+  staleMs = SERVER_LOOKUP_STALE_MS,
 ): LookupFunction {
   const cache = new Map<string, { addresses: LookupAddress[]; expires: number }>();
   const inflight = new Map<string, Promise<LookupAddress[]>>();
   const get = (host: string): Promise<LookupAddress[]> => {
     const hit = cache.get(host);
-    if (hit && hit.expires > now()) return Promise.resolve(hit.addresses);
+    const t = now();
+    if (hit && hit.expires > t) return Promise.resolve(hit.addresses);
+    if (hit && hit.expires + staleMs > t) {
+      // stale: answer now, refresh behind it (a failed refresh keeps the old answer)
+      query(host).catch(() => undefined);
+      return Promise.resolve(hit.addresses);
+    }
+    return query(host);
+  };
+  const query = (host: string): Promise<LookupAddress[]> => {
     let p = inflight.get(host);
     if (!p) {
       p = resolve(host).then(

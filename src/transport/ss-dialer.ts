@@ -27,6 +27,7 @@ import {
 import { CodecDuplex, type SocketLike, type StreamCodec } from '../stream/codec-duplex.js';
 import { connectRecycling } from '../stream/recycled-reads.js';
 import { serverLookup } from './server-lookup.js';
+import { applyCongestion } from './congestion.js';
 import {
   systemClock,
   type Clock,
@@ -199,6 +200,7 @@ export function connectTo(
     socket.once('error', onError);
     socket.once('connect', () => {
       done();
+      applyCongestion(socket);
       resolve(socket);
     });
   });

@@ -32,6 +32,7 @@ import { formatHostPort } from '../core/host-port.js';
 import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import { chromeTlsConnect, type ChromeTlsSocket } from './chrome-tls.js';
 import { serverLookup } from './server-lookup.js';
+import { applyCongestion } from './congestion.js';
 
 /** Chrome's cipher suites, in Chrome's order (TLS 1.3 first), in OpenSSL's names. */
 export const BROWSER_CIPHERS = [
@@ -150,6 +151,7 @@ export function tlsConnect(
         ...(o.alpn ? { alpn: o.alpn } : {}),
         ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
         ...(o.socket ? { socket: o.socket } : {}),
+        ...(o.resume === false ? { sessions: null } : {}),
       },
       signal,
     );
@@ -197,6 +199,7 @@ export function nodeTlsConnect(
   return new Promise((resolve, reject) => {
     const socket = connect(options);
     socket.setNoDelay(true);
+    if (!o.socket) socket.once('connect', () => applyCongestion(socket));
     // TLS 1.3 tickets arrive after the handshake; the newest is the one to resume with next time,
     // kept only from a connection whose certificate passed the checks.
     let checked = false;

@@ -36,6 +36,8 @@ import { decodeUdp2017, decodeUdp2022Response, openUdpRequest } from '../../src/
 import { makeCipherKey } from '../../src/crypto/ss-key.js';
 import { SS_METHOD_NAMES, SS_METHODS } from '../../src/crypto/methods.js';
 import { RotatingSaltFilter, SaltPool } from '../../src/crypto/replay.js';
+import { acceptsGzip } from '../../src/server/decoy/nginx-gzip.js';
+import { PlainHttpHandover } from '../../src/server/plain-http-handover.js';
 
 function allowed(f: () => unknown): void {
   try {
@@ -75,6 +77,26 @@ test('fuzz: HTTP proxy target and header parsing', () => {
         allowed(() => forwardableHeaders(raw));
       },
     ),
+    RUNS,
+  );
+});
+
+test("fuzz: nginx's Accept-Encoding reading and the plain-HTTP shadow", () => {
+  const ae = fc.oneof(
+    fc.string({ maxLength: 80 }),
+    fc
+      .array(fc.constantFrom('gzip', 'GZIP', ';', ',', ' ', 'q', '=', '0', '1', '.', '5', 'x'), {
+        maxLength: 20,
+      })
+      .map((a) => a.join('')),
+  );
+  fc.assert(
+    fc.property(ae, fc.array(bytes, { maxLength: 5 }), (s, pieces) => {
+      assert.equal(typeof acceptsGzip(s), 'boolean');
+      const h = new PlainHttpHandover(() => {});
+      for (const p of pieces) h.feed(Buffer.from(p));
+      assert.equal(typeof h.reacted, 'boolean');
+    }),
     RUNS,
   );
 });

@@ -235,6 +235,37 @@ export function preAuthSuite(name: string, traits: PreAuthTraits, start: PreAuth
     );
 
     test(
+      'bytes Shadowsocks refuses, handed to a TLS handshake that waits, are closed at the deadline',
+      { skip: noTls },
+      () =>
+        withFront({}, async (f, guard, timers) => {
+          const c = await openTcp(f.port);
+          // An SSLv2-style record header announcing 256 bytes, and 80 of them: not a ClientHello
+          // to the port's classifier, no key opens them, and the TLS stack waits for the rest.
+          const bytes = randomBytes(80);
+          bytes.set([0x81, 0x00, 0x01, 0x03, 0x01], 0);
+          c.sock.write(bytes);
+          await expectClosedAtDeadline(c, guard, timers);
+          assert.equal(c.received().length, 0, 'the TLS stack sent nothing');
+        }),
+    );
+
+    test(
+      'a plain HTTP head trickled into the TLS port is closed at the deadline',
+      { skip: noTls },
+      () =>
+        withFront({}, async (f, guard, timers) => {
+          const c = await openTcp(f.port);
+          for (const piece of ['GET / HTTP/1.1\r\n', 'Host: localhost\r\n', 'Accept: */']) {
+            c.sock.write(piece);
+            await new Promise((r) => setImmediate(r));
+          }
+          await expectClosedAtDeadline(c, guard, timers);
+          assert.equal(c.received().length, 0, 'nginx answers only a whole head');
+        }),
+    );
+
+    test(
       'a TLS connection that goes silent after its handshake is closed at the deadline',
       { skip: noTls },
       () =>

@@ -20,7 +20,8 @@ export interface TestCert {
   remove(): void;
 }
 
-export function makeCert(): TestCert {
+/** The same for an RSA-2048 key (`algorithm: 'rsa'`). */
+export function makeCert(algorithm: 'ec' | 'rsa' = 'ec'): TestCert {
   const dir = mkdtempSync(join(tmpdir(), 'ladder-cert-'));
   const certFile = join(dir, 'cert.pem');
   const keyFile = join(dir, 'key.pem');
@@ -30,9 +31,7 @@ export function makeCert(): TestCert {
       'req',
       '-x509',
       '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
+      ...(algorithm === 'ec' ? ['ec', '-pkeyopt', 'ec_paramgen_curve:P-256'] : ['rsa:2048']),
       '-nodes',
       '-days',
       '2',

@@ -6,6 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:tls';
+import { connect as tcpConnect } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { startOperatorServer, tempDataDir, type OperatorServer } from '../helpers/operator.js';
 
@@ -24,6 +25,17 @@ function ask(port: number, bytes: string): Promise<{ text: string; cert: X509Cer
       if (!cert) return reject(new Error('no certificate'));
       resolve({ text: out.replace(/\r\nDate: [^\r]*\r\n/g, '\r\nDate: (date)\r\n'), cert });
     });
+  });
+}
+
+/** One raw exchange over plain TCP (to a TLS port): everything until the close, Date blanked. */
+function askPlain(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tcpConnect(port, '127.0.0.1', () => s.write(bytes));
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    s.on('error', reject);
+    s.on('close', () => resolve(out.replace(/\r\nDate: [^\r]*\r\n/g, '\r\nDate: (date)\r\n')));
   });
 }
 
@@ -57,6 +69,22 @@ describe('management API on its own port', { timeout: 60_000 }, () => {
     }
     const home = await ask(apiPort, PROBES[0]!);
     assert.match(home.text, /^HTTP\/1\.1 200 OK\r\nServer: nginx\/1\.22\.1\r\n/);
+  });
+
+  test("plain HTTP to the API port gets nginx's 497 page, as on the main port, even on the secret prefix", async () => {
+    const api = new URL(srv.apiUrl);
+    for (const path of ['/', `${api.pathname}/server`]) {
+      const req = `GET ${path} HTTP/1.1\r\nHost: a\r\n\r\n`;
+      const [main, onApi] = await Promise.all([
+        askPlain(srv.port, req),
+        askPlain(Number(api.port), req),
+      ]);
+      assert.equal(onApi, main, path);
+      assert.match(
+        onApi,
+        /^HTTP\/1\.1 400 Bad Request\r\n[^]*The plain HTTP request was sent to HTTPS port/,
+      );
+    }
   });
 
   test('the API certificate names what the main one names, and no address', async () => {

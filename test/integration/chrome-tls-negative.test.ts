@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { LadderError } from '../../src/errors.js';
 import { ALERT, chromeTlsConnect } from '../../src/transport/chrome-tls.js';
 import { TlsWriter } from '../../src/codec/tls-wire.js';
+import { ChromeSessionCache, type ChromeSession } from '../../src/transport/chrome-sessions.js';
 import { certificateBody, scriptServer, type Script } from '../helpers/tls13-script-server.js';
 import { makeCert, type TestCert } from '../helpers/tls-cert.js';
 
@@ -20,7 +21,7 @@ let base: Pick<Script, 'chain' | 'key'>;
 
 async function run(
   script: Partial<Script>,
-  opts: { pin?: string; now?: Date; ca?: string } = {},
+  opts: { pin?: string; now?: Date; ca?: string; sessions?: ChromeSessionCache } = {},
 ): Promise<{ err: (Error & { code?: string }) | null; alert: number | null }> {
   const srv = await scriptServer({ ...base, ...script });
   try {
@@ -32,6 +33,7 @@ async function run(
           sni: 'localhost',
           ...(opts.ca ? { ca: opts.ca } : { pinSha256: opts.pin ?? cert.pin }),
           ...(opts.now ? { now: () => opts.now! } : {}),
+          ...(opts.sessions ? { sessions: opts.sessions } : {}),
           timeoutMs: 5000,
         },
       );
@@ -211,6 +213,62 @@ describe('fp=chrome client: every MUST abort', { timeout: 120_000 }, () => {
       .toBuffer();
     const r = await run({ raw: Buffer.concat([Buffer.from([22, 3, 3, 0, sh.length]), sh]) });
     expectFailure(r, 'ERR_TLS_PROTOCOL', 'illegal_parameter', /downgrade/);
+  });
+
+  /** A cache that offers this session to any server. */
+  const offering = (suite: number): ChromeSessionCache => {
+    const fake: ChromeSession = {
+      ticket: Buffer.alloc(40, 1),
+      psk: Buffer.alloc(suite === 0x1302 ? 48 : 32, 2),
+      suite,
+      ageAdd: 0,
+      receivedMs: Date.now(),
+      lifetimeS: 3600,
+      chain: [],
+      alpn: false,
+    };
+    return new (class extends ChromeSessionCache {
+      override take(): ChromeSession {
+        return fake;
+      }
+    })();
+  };
+  const pskExt = (index: number): Buffer => Buffer.from([0x00, 0x29, 0, 2, 0, index]);
+
+  test('pre_shared_key when no PSK was offered: unsupported_extension', async () => {
+    const r = await run({ serverHello: (sh) => void (sh.extra = pskExt(0)) });
+    expectFailure(r, 'ERR_TLS_PROTOCOL', 'unsupported_extension');
+  });
+
+  test('a PSK identity never offered (1 of 1): illegal_parameter', async () => {
+    const r = await run(
+      { serverHello: (sh) => void (sh.extra = pskExt(1)) },
+      { sessions: offering(0x1301) },
+    );
+    expectFailure(r, 'ERR_TLS_PROTOCOL', 'illegal_parameter', /PSK identity 1/);
+  });
+
+  test("resumption with a suite of another hash than the PSK's: illegal_parameter", async () => {
+    const r = await run(
+      { serverHello: (sh) => void (sh.extra = pskExt(0)) },
+      { sessions: offering(0x1302) },
+    );
+    expectFailure(r, 'ERR_TLS_PROTOCOL', 'illegal_parameter', /hash/);
+  });
+
+  test('a server that claims the PSK without knowing it: its records fail (bad_record_mac)', async () => {
+    const r = await run(
+      { serverHello: (sh) => void (sh.extra = pskExt(0)) },
+      { sessions: offering(0x1301) },
+    );
+    // (The alert goes under keys this server cannot derive: not checked.)
+    expectFailure(r, 'ERR_TLS_PROTOCOL', null, /authentication tag/);
+  });
+
+  test('an offered PSK the server ignores: full handshake, certificate checked', async () => {
+    assert.equal((await run({}, { sessions: offering(0x1301) })).err, null);
+    const r = await run({}, { sessions: offering(0x1301), pin: 'ab'.repeat(32) });
+    expectFailure(r, 'ERR_TLS_CERT', 'bad_certificate', /pin/);
   });
 
   test('an oversized record: record_overflow', async () => {

@@ -1,7 +1,7 @@
 /**
  * fp=chrome against Debian's nginx (OpenSSL) on loopback: a TLS 1.3 server answers an HTTP/1.1
- * request over Ladder's client; a TLS 1.2-only nginx is refused with the message that names fp=node
- * (TLS 1.2 is not in the chrome client yet).
+ * request over Ladder's client, and the same from an nginx configured `ssl_protocols TLSv1.2`
+ * (ECDHE + AEAD, extended master secret); over TLS 1.3 the second connection resumes.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromeTlsConnect } from '../../src/transport/chrome-tls.js';
+import { ChromeSessionCache } from '../../src/transport/chrome-sessions.js';
 import { freePort, hasCommand, waitForPort } from '../helpers/peers.js';
 import { makeCert, type TestCert } from '../helpers/tls-cert.js';
 
@@ -69,39 +70,36 @@ describe('fp=chrome against nginx', { skip, timeout: 60_000 }, () => {
   });
   after(() => cert.remove());
 
-  test('TLS 1.3: an HTTP/1.1 request and nginx’s answer', async () => {
-    const n = await startNginx(cert, 'TLSv1.3');
-    try {
-      const tls = await chromeTlsConnect(
-        { host: '127.0.0.1', port: n.port },
-        { sni: 'localhost', ca: cert.cert, alpn: ['http/1.1'], timeoutMs: 5000 },
-      );
-      const body: Buffer[] = [];
-      const ended = new Promise<void>((r) => tls.on('end', r));
-      tls.on('data', (d: Buffer) => body.push(d));
-      tls.write('GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
-      await ended;
-      tls.destroy();
-      const text = Buffer.concat(body).toString();
-      assert.match(text, /^HTTP\/1\.1 200/);
-      assert.match(text, /hello from nginx/);
-    } finally {
-      await n.stop();
-    }
-  });
-
-  test('a TLS 1.2-only nginx: refused, naming fp=node', async () => {
-    const n = await startNginx(cert, 'TLSv1.2');
-    try {
-      await assert.rejects(
-        chromeTlsConnect(
-          { host: '127.0.0.1', port: n.port },
-          { sni: 'localhost', ca: cert.cert, timeoutMs: 5000 },
-        ),
-        /fp=node/,
-      );
-    } finally {
-      await n.stop();
-    }
-  });
+  for (const [name, protocols, version] of [
+    ['TLS 1.3', 'TLSv1.3', 'TLSv1.3'],
+    ['TLS 1.2 only', 'TLSv1.2', 'TLSv1.2'],
+  ] as const)
+    test(`${name}: an HTTP/1.1 request and nginx’s answer, twice`, async () => {
+      const n = await startNginx(cert, protocols);
+      const sessions = new ChromeSessionCache();
+      try {
+        const reused: boolean[] = [];
+        for (let i = 0; i < 2; i++) {
+          const tls = await chromeTlsConnect(
+            { host: '127.0.0.1', port: n.port },
+            { sni: 'localhost', ca: cert.cert, alpn: ['http/1.1'], timeoutMs: 5000, sessions },
+          );
+          assert.equal(tls.getProtocol(), version);
+          reused.push(tls.isSessionReused());
+          const body: Buffer[] = [];
+          const ended = new Promise<void>((r) => tls.on('end', r));
+          tls.on('data', (d: Buffer) => body.push(d));
+          tls.write('GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+          await ended;
+          tls.destroy();
+          const text = Buffer.concat(body).toString();
+          assert.match(text, /^HTTP\/1\.1 200/);
+          assert.match(text, /hello from nginx/);
+        }
+        // TLS 1.3: the second connection resumes with nginx's ticket (no TLS 1.2 resumption yet).
+        assert.deepEqual(reused, [false, version === 'TLSv1.3']);
+      } finally {
+        await n.stop();
+      }
+    });
 });

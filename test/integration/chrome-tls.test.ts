@@ -2,7 +2,7 @@
  * Ladder's fp=chrome TLS client (src/transport/chrome-tls.ts) against Node's TLS server (OpenSSL):
  * every TLS 1.3 suite, ECDSA and RSA-PSS certificates, a HelloRetryRequest, trust by pin, by CA
  * and the host name, bulk data both ways with half-close, and the refusals: wrong host, untrusted
- * chain, wrong pin, a TLS 1.2-only server.
+ * chain, wrong pin. TLS 1.2 servers: chrome-tls12.test.ts.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -173,13 +173,6 @@ describe('fp=chrome TLS client against Node TLS', () => {
       {},
       /pin/,
       'ERR_TLS_CERT',
-    ],
-    [
-      'a TLS 1.2-only server',
-      () => ({ sni: 'localhost', pinSha256: cert.pin }),
-      { maxVersion: 'TLSv1.2' },
-      /fp=node/,
-      'ERR_TLS_PROTOCOL',
     ],
   ];
   for (const [name, opts, serverOpts, message, code] of refusals)

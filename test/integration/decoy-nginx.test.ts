@@ -18,9 +18,18 @@ import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { DecoySite } from '../../src/server/decoy/decoy-site.js';
 import { DECOY_PAGES } from '../../src/server/decoy/pages.js';
+import { systemZlibVersion } from '../../src/server/decoy/nginx-gzip.js';
 import { issueCertificate } from '../../src/server/certificates.js';
 import { decoySecureContext } from '../../src/server/decoy/tls-context.js';
 import { startNginx, type RunningNginx } from '../helpers/nginx.js';
+import { makeCipherKey } from '../../src/crypto/ss-key.js';
+import { SsServer } from '../../src/server/ss-server.js';
+import { PortMux } from '../../src/server/port-mux.js';
+import { PreAuthGuard } from '../../src/server/pre-auth.js';
+import { TrojanHandler } from '../../src/server/trojan-server.js';
+import { TlsInnerFront, WsFront } from '../../src/server/ws-front.js';
+import { DirectDialer } from '../../src/transport/direct.js';
+import { trojanPasswordHash } from '../../src/codec/trojan.js';
 
 const MTIME_S = 1_767_225_600; // the files' modification time, the same for both servers
 const SHORT = {
@@ -30,6 +39,8 @@ const SHORT = {
   keepaliveRequests: 3,
 };
 const NGINX_SHORT = [
+  // Debian's /etc/nginx/nginx.conf has `gzip on;` (every other gzip setting at its default).
+  'gzip on;',
   'keepalive_timeout 2s;',
   'client_header_timeout 2s;',
   'lingering_timeout 1s;',
@@ -43,6 +54,57 @@ let plain: Server;
 let tls: Server;
 let builtin: DecoySite;
 let builtinPlain: Server;
+/** Ladder's one port (Shadowsocks + TLS): Trojan behind TLS, and Trojan with WebSockets. */
+let ports: { trojan: number; web: number; close(): Promise<void> } | undefined;
+
+/** The one port as `ladder server` builds it, with nginx's client_header_timeout as its deadline. */
+async function onePort(site: DecoySite, secureContext: ReturnType<typeof decoySecureContext>) {
+  const key = makeCipherKey('chacha20-ietf-poly1305', 'decoy-nginx');
+  const dialer = new DirectDialer({ allow: () => false });
+  const make = (
+    handler: (
+      ss: SsServer,
+      trojan: TrojanHandler,
+    ) => { handle(c: import('node:stream').Duplex): void },
+  ): { mux: PortMux; ss: SsServer } => {
+    const preAuth = new PreAuthGuard({ deadlineMs: SHORT.headerTimeoutMs });
+    const ss = new SsServer({
+      keys: [{ id: 'k', key }],
+      dialer,
+      preAuth,
+      authTimeoutMs: SHORT.headerTimeoutMs,
+    });
+    const trojan = new TrojanHandler({
+      users: [{ id: 't', hash: trojanPasswordHash('decoy-nginx') }],
+      dialer,
+      fallback: site,
+    });
+    const mux = new PortMux({
+      ss,
+      preAuth,
+      authTimeoutMs: SHORT.headerTimeoutMs,
+      tls: { secureContext, handler: handler(ss, trojan), plainHttp: site.handlePlainOnTlsPort },
+    });
+    return { mux, ss };
+  };
+  let webFront: WsFront | undefined;
+  const trojanOnly = make((_ss, trojan) => trojan);
+  const web = make((ss, trojan) => {
+    webFront = new WsFront({ paths: ['/decoy-nginx-ws'], ss, trojan, fallback: site });
+    return new TlsInnerFront({ trojan, web: webFront });
+  });
+  const a = await trojanOnly.mux.listen('127.0.0.1', 0);
+  const b = await web.mux.listen('127.0.0.1', 0);
+  return {
+    trojan: a.port,
+    web: b.port,
+    close: async () => {
+      await trojanOnly.mux.close(0);
+      await web.mux.close(0);
+      webFront?.close();
+    },
+  };
+}
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ladder-nginx-'));
@@ -52,7 +114,12 @@ before(async () => {
   for (const [path, page] of DECOY_PAGES) writeFileSync(join(www, path), page.body);
   writeFileSync(join(www, 'notes', 'index.html'), '<p>notes</p>\n');
   writeFileSync(join(www, 'logo.png'), randomBytes(100_000));
-  for (const f of [...DECOY_PAGES.keys(), '/notes/index.html', '/logo.png'])
+  // Large enough that nginx's gzip sends it in several chunks.
+  writeFileSync(
+    join(www, 'big.html'),
+    Array.from({ length: 20_000 }, (_, i) => `<p>line ${i} ${(i * i) % 997}</p>`).join('\n'),
+  );
+  for (const f of [...DECOY_PAGES.keys(), '/notes/index.html', '/logo.png', '/big.html'])
     utimesSync(join(www, f), MTIME_S, MTIME_S);
   const made = issueCertificate({ commonName: 'decoy.test', serial: randomBytes(16) });
   writeFileSync(join(dir, 'cert.pem'), made.cert);
@@ -78,9 +145,11 @@ before(async () => {
   });
   await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
   await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+  ports = await onePort(decoy, secureContext);
 });
 
 after(async () => {
+  await ports?.close();
   decoy?.close();
   builtin?.close();
   builtinPlain?.close();
@@ -305,8 +374,12 @@ function normalise(o: Outcome, port: number): string {
   return `${o.how}\n${text}`;
 }
 
-async function battery(useTls: boolean, list: Probe[], site = useTls ? tls : plain): Promise<void> {
-  const nginxPort = useTls ? nginx.tlsPort! : nginx.port;
+async function battery(
+  useTls: boolean,
+  list: Probe[],
+  site: { address(): AddressInfo | string | null } = useTls ? tls : plain,
+  nginxPort = useTls ? nginx.tlsPort! : nginx.port,
+): Promise<void> {
   const decoyPort = site.address() as AddressInfo;
   const results = await Promise.all(
     list.map(async (p) => {
@@ -431,4 +504,145 @@ test('odd ClientHellos get the alert nginx with OpenSSL sends, and the same clos
     assert.equal(b, a, name);
     assert.match(a, /^FIN 15/, name);
   }
+});
+
+/** Plain HTTP (and other bytes that do not start TLS) sent to the TLS port. */
+function plainToTlsPortProbes(): Probe[] {
+  const pick = new Set([
+    'GET /',
+    'GET missing',
+    'HEAD /',
+    'HTTP/1.0',
+    'HTTP/1.0 keep-alive',
+    'HTTP/0.9',
+    'HTTP/0.9 HEAD',
+    'no Host',
+    'two Hosts',
+    'absolute URI',
+    'lower-case method',
+    'leading empty lines',
+    'HTTP/2 preface',
+    'Chrome 404 padding',
+    'POST with a body',
+    'body still coming',
+    'body over the limit',
+    'Transfer-Encoding gzip',
+    'pipelined',
+    'CONNECT authority',
+    'CONNECT path',
+    'TRACE',
+    'request line 9000 B',
+    '5 headers of 7000 B',
+    'random bytes',
+    'partial request, then FIN',
+    'request, then FIN',
+    'bad request, then FIN',
+    'nothing sent (header timeout)',
+    'trickled header stops (header timeout)',
+    'request in pieces',
+  ]);
+  const chosen = probes().filter((p) => pick.has(p.name));
+  assert.equal(chosen.length, pick.size, 'every picked probe exists');
+  return [
+    ...chosen,
+    { name: 'garbage first line', send: ['\x01\x02garbage\r\n\r\n'] },
+    { name: 'one letter, then silence (header timeout)', send: ['G'] },
+    { name: 'request line without its end (header timeout)', send: ['GET / HTTP/1.1'] },
+    {
+      name: 'a long plain request Shadowsocks must refuse first',
+      send: [`GET /${'x'.repeat(300)} HTTP/1.1\r\n${H}\r\n`],
+    },
+    { name: 'an alert record', send: [Buffer.from('15030100020230', 'hex')] },
+  ];
+}
+
+test('plain HTTP to the Trojan TLS port is answered as nginx answers it on its ssl port', async () => {
+  await battery(
+    false,
+    plainToTlsPortProbes(),
+    { address: () => ({ port: ports!.trojan }) as AddressInfo },
+    nginx.tlsPort!,
+  );
+});
+
+test('plain HTTP to the TLS port with WebSockets is answered as nginx answers it', async () => {
+  await battery(
+    false,
+    plainToTlsPortProbes(),
+    { address: () => ({ port: ports!.web }) as AddressInfo },
+    nginx.tlsPort!,
+  );
+});
+
+/** Requests with Accept-Encoding (Debian's `gzip on;`): what is compressed, and what is not. */
+function gzipProbes(): Probe[] {
+  const gz = 'Accept-Encoding: gzip, deflate, br\r\n';
+  const one = (name: string, s: string): Probe => ({ name, send: [s] });
+  const chrome =
+    'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36\r\n';
+  return [
+    one('gzip GET /', `GET / HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip GET /about.html', `GET /about.html HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip large page in chunks', `GET /big.html HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip 404 page', `GET /nope HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip 404 page, Chrome padding', `GET /nope HTTP/1.1\r\n${H}${chrome}${gz}\r\n`),
+    one('gzip 403 page', `GET /empty/ HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip 405 not compressed', `DELETE / HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip 301 not compressed', `GET /notes HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip HEAD /', `HEAD / HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip HEAD missing', `HEAD /nope HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip HTTP/1.0: not compressed', `GET / HTTP/1.0\r\n${gz}\r\n`),
+    one('gzip HTTP/0.9', 'GET /\r\n'),
+    one('gzip Range ignored', `GET /about.html HTTP/1.1\r\n${H}${gz}Range: bytes=0-3\r\n\r\n`),
+    one(
+      'gzip If-Modified-Since exact: 304',
+      `GET /about.html HTTP/1.1\r\n${H}${gz}If-Modified-Since: ${LAST_MODIFIED}\r\n\r\n`,
+    ),
+    one(
+      'gzip If-Modified-Since older',
+      `GET /about.html HTTP/1.1\r\n${H}${gz}If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n`,
+    ),
+    one(
+      'gzip If-None-Match weak',
+      `GET /about.html HTTP/1.1\r\n${H}${gz}If-None-Match: W/${etagOf('about.html')}\r\n\r\n`,
+    ),
+    one('gzip text/plain not compressed', `GET /robots.txt HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip image not compressed', `GET /logo.png HTTP/1.1\r\n${H}${gz}\r\n`),
+    one('gzip q=0 refused', `GET / HTTP/1.1\r\n${H}Accept-Encoding: gzip;q=0\r\n\r\n`),
+    one('gzip q=0.5', `GET / HTTP/1.1\r\n${H}Accept-Encoding: deflate, gzip;q=0.5\r\n\r\n`),
+    one('gzip upper case', `GET / HTTP/1.1\r\n${H}Accept-Encoding: GZIP\r\n\r\n`),
+    one('gzip x-gzip only', `GET / HTTP/1.1\r\n${H}Accept-Encoding: x-gzip\r\n\r\n`),
+    one('gzip br only', `GET / HTTP/1.1\r\n${H}Accept-Encoding: br\r\n\r\n`),
+    one('gzip with Via', `GET / HTTP/1.1\r\n${H}${gz}Via: 1.1 proxy\r\n\r\n`),
+    one(
+      'gzip keep-alive, two requests',
+      `GET /about.html HTTP/1.1\r\n${H}${gz}\r\nGET /nope HTTP/1.1\r\n${H}${gz}\r\n`,
+    ),
+  ];
+}
+
+test("with Accept-Encoding the decoy answers as Debian's nginx with gzip on, byte for byte", async () => {
+  // Equal compressed bytes need the system's zlib, which nginx links (src/server/decoy/nginx-gzip.ts).
+  assert.ok(systemZlibVersion(), 'native/gzip is not built (npm ci builds it): bytes would differ');
+  await battery(false, gzipProbes());
+});
+
+test('gzip over TLS and on the built-in pages, as nginx serves the same files', async () => {
+  const pick = new Set(['gzip GET /', 'gzip 404 page', 'gzip large page in chunks', 'gzip HEAD /']);
+  await battery(
+    true,
+    gzipProbes().filter((p) => pick.has(p.name)),
+  );
+  const builtinPick = new Set([
+    'gzip GET /',
+    'gzip GET /about.html',
+    'gzip 404 page',
+    'gzip Range ignored',
+    'gzip If-Modified-Since exact: 304',
+  ]);
+  await battery(
+    false,
+    gzipProbes().filter((p) => builtinPick.has(p.name)),
+    builtinPlain,
+  );
 });

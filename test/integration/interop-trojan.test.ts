@@ -2,16 +2,26 @@
  * Interop (issue #4 item 7) with trojan-gfw 1.16 (Debian `trojan`), on loopback, certificate made
  * by openssl: trojan-gfw's client (its SOCKS5) against `ladder server`, and `ladder client` against
  * trojan-gfw's server. curl fetches through both and checks the bytes; a visitor without the
- * password reaches the fallback web server in both directions of the pairing.
+ * password reaches the fallback web server in both directions of the pairing. Then fp=chrome against
+ * a trojan-gfw server held to TLS 1.2.
  */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { freePort, hasCommand, startDaemon, startLadder, type Peer } from '../helpers/peers.js';
 import { startOrigin, expectedHash, type Origin } from '../helpers/origin.js';
 import { curl } from '../helpers/curl.js';
 import { makeCert, type TestCert } from '../helpers/tls-cert.js';
 import { trojanClientConfig, trojanServerConfig } from '../helpers/peer-configs.js';
 import { formatTrojanUri } from '../../src/codec/trojan-uri.js';
+import {
+  TROJAN_CMD,
+  encodeTrojanRequest,
+  trojanPasswordHash,
+  trojanRequestLength,
+} from '../../src/codec/trojan.js';
+import { chromeTlsConnect } from '../../src/transport/chrome-tls.js';
 
 const skip =
   !hasCommand('trojan') || !hasCommand('curl') || !hasCommand('openssl')
@@ -168,3 +178,60 @@ for (const split of [false, true])
     assert.equal(page.body.toString(), 'hello\n', page.stderr);
     await Promise.all([client.stop(), server.stop()]);
   });
+
+// trojan-gfw has no protocol-version setting; OpenSSL's system_default section (through
+// OPENSSL_CONF, read by libssl at start) limits it to TLS 1.2, so fp=chrome's TLS 1.2 path meets it.
+test('ladder client (fp=chrome) -> trojan-gfw server limited to TLS 1.2', { skip }, async () => {
+  origin ??= await startOrigin();
+  const port = await freePort();
+  const sslConf = [
+    'openssl_conf = default_conf',
+    '[default_conf]',
+    'ssl_conf = ssl_sect',
+    '[ssl_sect]',
+    'system_default = system_default_sect',
+    '[system_default_sect]',
+    'MaxProtocol = TLSv1.2',
+    '',
+  ].join('\n');
+  const confFile = join(cert.dir, 'openssl-tls12.cnf');
+  writeFileSync(confFile, sslConf);
+  const limited = await startDaemon(
+    (file) => ['trojan', '-c', file],
+    trojanServerConfig({
+      port,
+      fallbackPort: origin.port,
+      password: PASSWORD,
+      certFile: cert.certFile,
+      keyFile: cert.keyFile,
+    }),
+    port,
+    { env: { ...process.env, OPENSSL_CONF: confFile } },
+  );
+  peers.push(limited);
+  const tls = await chromeTlsConnect(
+    { host: '127.0.0.1', port },
+    { sni: 'localhost', pinSha256: cert.pin, alpn: ['http/1.1'], timeoutMs: 5000 },
+  );
+  assert.equal(tls.getProtocol(), 'TLSv1.2');
+  const target = { host: '127.0.0.1', port: origin.port };
+  const req = Buffer.alloc(trojanRequestLength(target));
+  encodeTrojanRequest(
+    { hash: trojanPasswordHash(PASSWORD), command: TROJAN_CMD.CONNECT, target },
+    req,
+    0,
+  );
+  const body: Buffer[] = [];
+  const ended = new Promise<void>((r) => tls.on('end', r));
+  tls.on('data', (d: Buffer) => body.push(d));
+  tls.write(
+    Buffer.concat([
+      req,
+      Buffer.from('GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+    ]),
+  );
+  await ended;
+  tls.destroy();
+  assert.match(Buffer.concat(body).toString(), /^HTTP\/1\.1 200[\s\S]*hello\n$/);
+  await limited.stop();
+});

@@ -132,6 +132,7 @@ preAuthSuite(
       tls: {
         secureContext: createSecureContext({ cert: cert.cert, key: cert.key }),
         handler: trojanHandler(decoy),
+        plainHttp: decoy.handlePlainOnTlsPort,
       },
     });
     const { port } = await mux.listen('127.0.0.1', 0);
@@ -165,6 +166,7 @@ preAuthSuite(
       tls: {
         secureContext: createSecureContext({ cert: cert.cert, key: cert.key }),
         handler: new TlsInnerFront({ trojan, web }),
+        plainHttp: decoy.handlePlainOnTlsPort,
       },
     });
     const { port } = await mux.listen('127.0.0.1', 0);

@@ -93,7 +93,7 @@ describe('ladder server: private targets', { timeout: 60_000 }, () => {
   after(() => new Promise<void>((r) => origin.close(() => r())));
 
   test('without the flag: loopback in every spelling is refused on every transport, no warning', async () => {
-    const srv = await startServer([]);
+    const srv = await startServer(['--metrics', '127.0.0.1:0']);
     try {
       assert.doesNotMatch(srv.peer.output(), WARNING);
       const before = accepted;
@@ -118,6 +118,13 @@ describe('ladder server: private targets', { timeout: 60_000 }, () => {
       assert.equal(accepted, before, 'nothing reached the listener on 127.0.0.1');
       // The server stays up and keeps serving after the refusals.
       assert.equal(await fetchVia(srv.ss, '127.0.0.1', originPort), '');
+      // Each refusal is counted, with no address in the metrics.
+      const url = /metrics at (http:\/\/\S+)/.exec(srv.peer.output())?.[1];
+      assert.ok(url, 'the server printed its metrics address');
+      const text = await (await fetch(url)).text();
+      assert.match(text, /^ladder_private_targets_refused_total\{transport="tcp"\} 17$/m);
+      assert.match(text, /^ladder_private_targets_refused_total\{transport="udp"\} 0$/m);
+      assert.doesNotMatch(text, /127\.0\.0\.|localhost|0x7f|::1/, 'no target in the metrics');
     } finally {
       await srv.peer.stop();
     }

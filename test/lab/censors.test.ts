@@ -451,6 +451,7 @@ test('profiles ru-2026, ru-2026-mobile, ir-2026, tm-2025 build; every profile an
     'whitelist',
     'conn-count',
     'hello-score',
+    'browser-only',
     'sni reassembled',
     'iran',
     'iran allowlist',

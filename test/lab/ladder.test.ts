@@ -26,6 +26,7 @@ import {
   runIn,
   stopTransports,
   ladderTrojanNodeTransport,
+  columns,
   TRANSPORTS,
   LADDER_PORT,
 } from '../../src/lab/report.js';
@@ -192,6 +193,24 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
       8000,
     );
     assert.match(curl.out, /site allowed\.lab/, 'another client fingerprint passes');
+  });
+
+  test('browser-only column (issue #16): every Ladder TLS transport with fp=chrome passes, fp=node and the naive tunnel are reset', async () => {
+    const chrome = ['ladder-trojan', 'ladder-ws-trojan', 'ladder-ws-ss', 'ladder-trojan-https'];
+    for (const name of [...chrome, 'naive-tunnel-https']) await transport(name).setup?.(plan);
+    const column = columns().find((c) => c.name === 'browser-only');
+    assert.ok(column, 'a report-card column');
+    await startCensor(plan, { ...column.policy(plan), timeFactor: 0.01 });
+    // the passing rows first: a reset leaves a residual block on a 3-tuple some rows share
+    for (const name of chrome) assert.equal(await attempts(name, 3), 3, `${name} passes`);
+    assert.equal(await attempts('naive-tunnel-https', 2), 0, 'the naive tunnel is not a browser');
+    assert.equal(await attempts('ladder-trojan-node', 2), 0, "fp=node's hello is Node's");
+    const resets = readFileSync(eventsPath(plan), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .slice(eventsFrom)
+      .filter((l) => l.includes('not a browser'));
+    assert.ok(resets.length >= 2, 'the resets name the rule');
   });
 
   test('fet p=1: every prefix preset passes, classic Shadowsocks is null-routed (§1, issue #4 item 3)', async () => {

@@ -15,6 +15,17 @@ test('fp=chrome hellos pass, for https (h2) and for WebSockets (http/1.1)', () =
   assert.equal(browserHelloVerdict(chromeClientHello('a.example', ['http/1.1']).record), null);
 });
 
+test('fp=chrome hellos that resume a session (pre_shared_key) pass too', () => {
+  const resume = {
+    identity: randomBytes(120),
+    obfuscatedAge: 12345,
+    psk: randomBytes(32),
+    suite: { hash: 'sha256', hashLength: 32 } as const,
+  };
+  for (const alpn of [['h2', 'http/1.1'], ['http/1.1']])
+    assert.equal(browserHelloVerdict(chromeClientHello('a.example', alpn, resume).record), null);
+});
+
 test("Node's hello (fp=node) is blocked: no GREASE", async () => {
   assert.equal(browserHelloVerdict(await nodeClientHelloRecord('a.example')), 'no GREASE');
 });

@@ -9,7 +9,7 @@
  *
  * `browserOnly` turns it into an allow-list, as the 2026 Russian rules are reported to work
  * (censorship-2024-2026.md): a ClientHello passes only if its JA4 is on `allowJa4` (default: the JA4s
- * of Chromium 156's hellos for https and for wss, which the parity test checks live), it carries
+ * of Chromium 156's hellos for https and for wss, fresh and resuming), it carries
  * GREASE (RFC 8701), and — since it claims to be Chrome — an X25519MLKEM768 key share. Anything else
  * that starts a TLS handshake is reset like a denied hash. {@link browserHelloVerdict} is the rule.
  * @module
@@ -19,10 +19,16 @@ import type { CensorContext, CensorModule, Flow, Packet, Verdict } from '../cens
 import { parseClientHello, type ClientHelloInfo } from '../packet/tls-client-hello.js';
 import { decodeClientHello, isGrease, ja4, GROUP } from '../../codec/tls-client-hello.js';
 
-/** Chromium 156's JA4: https (ALPN h2, http/1.1, ALPS) and wss (ALPN http/1.1 alone). */
+/**
+ * Chromium 156's JA4: https (ALPN h2, http/1.1, ALPS) and wss (ALPN http/1.1 alone), each fresh
+ * and resuming. The fresh ones are captured (the parity test checks them live); the resuming ones
+ * are those hellos with pre_shared_key added, as BoringSSL builds them, not yet captured.
+ */
 export const CHROME_JA4S = [
   't13d1517h2_8daaf6152771_cb7bf5808d99',
   't13d1516h1_8daaf6152771_5b37b36a67c0',
+  't13d1518h2_8daaf6152771_e2d80978ab2e',
+  't13d1517h1_8daaf6152771_c4a234726a38',
 ] as const;
 
 /**

@@ -11,7 +11,9 @@ function exchange(site: DecoySite, chunks: Uint8Array[]): Promise<string> {
     const [client, server] = duplexPair();
     const got: Buffer[] = [];
     client.on('data', (d: Buffer) => got.push(d));
-    const guard = setTimeout(() => reject(new Error('the decoy did not close')), 5000);
+    // The decoy closes after the client's end without a timer of its own; this bound, far past
+    // any loaded machine's delay, only turns a hang into a failure.
+    const guard = setTimeout(() => reject(new Error('the decoy did not close')), 60_000);
     server.once('close', () => {
       clearTimeout(guard);
       resolve(Buffer.concat(got).toString('latin1'));
@@ -94,4 +96,16 @@ test("two sites of one install, made at different times, give the built-in pages
   const mtime = statSync(new URL('./pages.js', import.meta.url)).mtimeMs;
   assert.equal(builtinPagesMtimeMs(), mtime);
   assert.ok(a.includes(`Last-Modified: ${new Date(mtime).toUTCString()}`), a.join(' '));
+});
+
+test("gzip: Debian's `gzip on;` by default, nginx's own default (off) with gzip: false", async () => {
+  const req = Buffer.from(
+    'GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n',
+  );
+  const on = await exchange(new DecoySite(), [req]);
+  assert.match(on, /^HTTP\/1\.1 200 OK\r\n[^]*\r\nTransfer-Encoding: chunked\r\n/);
+  assert.match(on, /\r\nETag: W\/"[0-9a-f]+-[0-9a-f]+"\r\nContent-Encoding: gzip\r\n\r\n/);
+  const off = await exchange(new DecoySite({ gzip: false }), [req]);
+  assert.doesNotMatch(off, /Content-Encoding|Transfer-Encoding/);
+  assert.match(off, /\r\nContent-Length: \d+\r\n/);
 });

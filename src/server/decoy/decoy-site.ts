@@ -28,6 +28,11 @@ import { settlePreAuth } from '../pre-auth.js';
 /** Takes over a connection whose first bytes (`head`) were already read. */
 export interface Fallback {
   handle(conn: Duplex, head: Buffer): void;
+  /**
+   * Answers plain HTTP sent to a TLS port as the imitated web server does (nginx: its 497 page);
+   * absent where there is no such answer to give (a forward to another web server).
+   */
+  readonly handlePlainOnTlsPort?: ((conn: Duplex, head: Buffer) => void) | undefined;
   close(): void;
 }
 
@@ -73,8 +78,17 @@ export class DecoySite implements Fallback {
   }
 
   handle(conn: Duplex, head: Buffer): void {
+    this.#serve(conn, head, false);
+  }
+
+  /** A plain HTTP connection to a TLS port, answered as nginx answers one (its 497 page). */
+  readonly handlePlainOnTlsPort = (conn: Duplex, head: Buffer): void =>
+    this.#serve(conn, head, true);
+
+  #serve(conn: Duplex, head: Buffer, plainOnTlsPort: boolean): void {
     const ended = conn.readableEnded;
     const c: NginxConnection = new NginxConnection(conn, head, ended, {
+      plainOnTlsPort,
       behaviour: this.#behaviour,
       lookup: this.#lookup,
       now: this.#now,

@@ -22,21 +22,31 @@ export const STATUS_LINES: Readonly<Record<number, string>> = {
   414: '414 Request-URI Too Large',
   416: '416 Requested Range Not Satisfiable',
   494: '400 Bad Request',
+  497: '400 Bad Request',
   500: '500 Internal Server Error',
   501: '501 Not Implemented',
   505: '505 HTTP Version Not Supported',
 };
 
 /** Statuses whose page nginx sends with `Connection: close` even on a keep-alive request. */
-export const CLOSING_STATUSES: ReadonlySet<number> = new Set([400, 413, 414, 494, 500, 501]);
+export const CLOSING_STATUSES: ReadonlySet<number> = new Set([400, 413, 414, 494, 497, 500, 501]);
 
-/** nginx's own error page for `status` (494: too large header, sent as 400), with its footer. */
+/**
+ * nginx's own error page for `status` (494: too large header, 497: plain HTTP to an HTTPS port,
+ * both sent as 400), with its footer.
+ */
 export function errorPage(status: number, serverToken: string): string {
   const tail = `<hr><center>${serverToken}</center>\r\n</body>\r\n</html>\r\n`;
   if (status === 494)
     return (
       '<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n<body>\r\n' +
       '<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n' +
+      tail
+    );
+  if (status === 497)
+    return (
+      '<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n<body>\r\n' +
+      '<center><h1>400 Bad Request</h1></center>\r\n<center>The plain HTTP request was sent to HTTPS port</center>\r\n' +
       tail
     );
   const title = STATUS_LINES[status] ?? '500 Internal Server Error';

@@ -24,6 +24,7 @@ import {
   MSIE_PADDING,
   STATUS_LINES,
 } from './nginx-pages.js';
+import { GZIP_INPUT_BLOCK_BYTES, NginxGzipBody, gzipApplies } from './nginx-gzip.js';
 
 const debug = debuglog('ladder:decoy');
 
@@ -63,6 +64,11 @@ export interface NginxBehaviour {
   readonly lingeringTimeMs: number;
   /** client_max_body_size (1 MiB): a larger Content-Length is 413. */
   readonly maxBodyBytes: number;
+  /**
+   * `gzip on;` as Debian's nginx.conf has it (default true): text/html answers compressed for
+   * clients that accept gzip (nginx-gzip.ts). False: nginx's own default, gzip off.
+   */
+  readonly gzip: boolean;
 }
 
 export const NGINX_DEFAULTS: NginxBehaviour = {
@@ -73,6 +79,7 @@ export const NGINX_DEFAULTS: NginxBehaviour = {
   lingeringTimeoutMs: 5_000,
   lingeringTimeMs: 30_000,
   maxBodyBytes: 1024 * 1024,
+  gzip: true,
 };
 
 export interface ResponderContext {
@@ -81,6 +88,11 @@ export interface ResponderContext {
   readonly now: () => number;
   /** The next multipart/byteranges boundary number (nginx counts them per worker from 1). */
   nextBoundary(): number;
+  /**
+   * Plain HTTP on a TLS port: a request that passes the header checks is refused with nginx's 497
+   * page ("The plain HTTP request was sent to HTTPS port"), as ngx_http_process_request does.
+   */
+  readonly plainOnTlsPort?: boolean;
   /** A complete request head arrived (the pre-authentication deadline may stop here). */
   readonly onRequest?: ((conn: Duplex) => void) | undefined;
   /** Called once when the connection is gone. */
@@ -329,6 +341,7 @@ export class NginxConnection {
     };
     this.#body = body;
     if (head.method === 'CONNECT' || head.method === 'TRACE') return this.#sendError(405, p, false);
+    if (this.#ctx.plainOnTlsPort) return this.#sendError(497, p, false);
     // The request proper: keep-alive as nginx decides it (ngx_http_handler, find_config phase).
     p.keepalive =
       head.version !== 9 &&
@@ -372,8 +385,11 @@ export class NginxConnection {
       ...fields,
     ];
     void p;
-    // Connection comes after Content-*, Last-Modified and Location; the rest after it.
-    const at = lines.findIndex((l) => /^(ETag|Accept-Ranges|Content-Range):/.test(l));
+    // Connection comes after Content-*, Last-Modified, Location and Transfer-Encoding; the rest
+    // (ETag, Accept-Ranges, Content-Range, Content-Encoding) after it.
+    const at = lines.findIndex((l) =>
+      /^(ETag|Accept-Ranges|Content-Range|Content-Encoding):/.test(l),
+    );
     const conn = `Connection: ${keepalive ? 'keep-alive' : 'close'}`;
     if (at < 0) lines.push(conn);
     else lines.splice(at, 0, conn);
@@ -397,6 +413,10 @@ export class NginxConnection {
     const version = this.#version;
     let page = errorPage(status, this.#b.serverToken);
     if (p && (p.msie || p.chrome) && version >= 1000 && status >= 300) page += MSIE_PADDING;
+    if (p && this.#gzips(p, status, 'text/html', Buffer.byteLength(page))) {
+      const fields = ['Content-Type: text/html'];
+      return this.#sendGzipped(status, p, fields, keepalive, Buffer.from(page, 'latin1'));
+    }
     const fields = ['Content-Type: text/html', `Content-Length: ${Buffer.byteLength(page)}`];
     if (location !== undefined) fields.push(`Location: ${this.#absolute(location, p)}`);
     if (contentRange !== undefined) fields.push(`Content-Range: ${contentRange}`);
@@ -456,6 +476,15 @@ export class NginxConnection {
       `ETag: ${etag}`,
     ];
     const sendBody = head.method !== 'HEAD';
+    if (this.#gzips(p, 200, file.type, file.size)) {
+      // gzip drops Content-Length and Accept-Ranges, so ranges no longer apply; the ETag is weak
+      const gzFields = [
+        `Content-Type: ${file.type}`,
+        `Last-Modified: ${lastModified}`,
+        `ETag: W/${etag}`,
+      ];
+      return this.#sendGzipped(200, p, gzFields, p.keepalive, file);
+    }
     // ngx_http_range_filter_module
     const rangeHeader = p.get('range');
     let ranges: [number, number][] | 'unsatisfiable' | null = null;
@@ -570,6 +599,96 @@ export class NginxConnection {
       conn.once('close', () => rs.destroy());
     };
     next(0);
+  }
+
+  /** Does Debian's nginx compress this answer (nginx-gzip.ts)? */
+  #gzips(p: Parsed, status: number, type: string, length: number): boolean {
+    return (
+      this.#b.gzip &&
+      gzipApplies(
+        {
+          version: p.head.version,
+          acceptEncoding: p.get('accept-encoding'),
+          via: p.get('via') !== undefined,
+        },
+        status,
+        type,
+        length,
+      )
+    );
+  }
+
+  /**
+   * A gzip answer: `fields` in nginx's order with Transfer-Encoding and Content-Encoding added,
+   * then (except for HEAD) the body compressed in nginx's pieces, one chunk per piece.
+   */
+  #sendGzipped(
+    status: number,
+    p: Parsed,
+    fields: string[],
+    keepalive: boolean,
+    body: Buffer | SiteFile,
+  ): void {
+    const head = p.head.method === 'HEAD';
+    const withTe = [...fields];
+    // Transfer-Encoding sits where Content-Length would be followed by Last-Modified: after both
+    const lm = withTe.findIndex((l) => l.startsWith('Last-Modified:'));
+    if (!head) withTe.splice(lm >= 0 ? lm + 1 : 1, 0, 'Transfer-Encoding: chunked');
+    withTe.push('Content-Encoding: gzip');
+    this.#conn.write(this.#headBytes(status, p, withTe, keepalive), 'latin1');
+    if (head) return this.#finish(keepalive);
+    this.#gzipBody(body).then(
+      () => this.#finish(keepalive),
+      (err: Error) => {
+        debug('gzip failed: %s', err.message);
+        this.#destroy();
+      },
+    );
+  }
+
+  /** Streams `body` through gzip as chunks, each block of input at most 32 KiB, with backpressure. */
+  async #gzipBody(body: Buffer | SiteFile): Promise<void> {
+    const conn = this.#conn;
+    const size = Buffer.isBuffer(body) ? body.length : body.size;
+    const gz = new NginxGzipBody(size);
+    const send = async (data: Buffer, last: boolean): Promise<void> => {
+      if (this.#state === 'closed') throw new Error('closed');
+      if (data.length === 0 && !last) return;
+      const ok = conn.write(
+        Buffer.concat([
+          Buffer.from(`${data.length.toString(16)}\r\n`, 'latin1'),
+          data,
+          Buffer.from(last ? '\r\n0\r\n\r\n' : '\r\n', 'latin1'),
+        ]),
+      );
+      if (!ok) await new Promise((r) => conn.once('drain', r));
+    };
+    let previous: Buffer | null = null;
+    const block = async (b: Buffer): Promise<void> => {
+      if (previous) await send(await gz.push(previous), false);
+      previous = b;
+    };
+    if (Buffer.isBuffer(body)) {
+      for (let i = 0; i < body.length; i += GZIP_INPUT_BLOCK_BYTES)
+        await block(body.subarray(i, i + GZIP_INPUT_BLOCK_BYTES));
+    } else if (body.body) {
+      for (let i = 0; i < body.body.length; i += GZIP_INPUT_BLOCK_BYTES)
+        await block(body.body.subarray(i, i + GZIP_INPUT_BLOCK_BYTES));
+    } else {
+      const rs = createReadStream(body.path!, { highWaterMark: GZIP_INPUT_BLOCK_BYTES });
+      conn.once('close', () => rs.destroy());
+      let read = 0;
+      for await (const chunk of rs) {
+        read += (chunk as Buffer).length;
+        await block(chunk as Buffer);
+      }
+      // a file that changed size since stat: the promised body cannot be given
+      if (read !== size) throw new Error('file changed');
+    }
+    // The last block goes with the end of the body: one chunk with everything left and the trailer.
+    const last = previous as Buffer | null;
+    const tail = last ? await gz.push(last) : Buffer.alloc(0);
+    await send(Buffer.concat([tail, await gz.finish()]), true);
   }
 
   /** After a response: discard the rest of the body, then keep alive or close. */
