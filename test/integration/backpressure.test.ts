@@ -1,6 +1,7 @@
 /**
  * Memory stays bounded with a slow reader: the origin may push at most what the kernel buffers and
- * the streams' high-water marks hold along the path, never all it offers (256 MiB or more) into our processes.
+ * the streams' high-water marks hold along the path, never all it offers (256 MiB or more) into
+ * our processes.
  * Measured in bytes the origin managed to write, not in time.
  */
 import { test } from 'node:test';
