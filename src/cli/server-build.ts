@@ -146,7 +146,7 @@ export function buildSsServer(
     keys: config.ssKeys,
     gate: deps.gate,
     events: {
-      probe: (code, transport) => metrics.probe(code, transport),
+      rejected: (code, transport) => metrics.rejected(code, transport),
       accepted: (_id, ms) => metrics.handshake(ms),
     },
     dialer: deps.dialer,
@@ -263,7 +263,7 @@ export async function startTlsPort(
   const trojan = (deps.live.trojan = new TrojanHandler({
     users: config.trojanUsers,
     gate: deps.gate,
-    events: { fallback: (code) => deps.metrics.probe(code, 'tls') },
+    events: { fallback: (code) => deps.metrics.rejected(code, 'tls') },
     dialer: deps.dialer,
     ...(deps.packetDialer ? { packetDialer: deps.packetDialer } : {}),
     fallback,

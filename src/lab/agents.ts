@@ -165,16 +165,16 @@ async function probeCmd(argv: string[]): Promise<number> {
       'ERR_USAGE',
       'lab probe: give the recorded first payload with --first-hex',
     );
-  const { runCampaign, PROBE_DEFAULTS, classifyServer } = await import('./modules/probe.js');
+  const { runCampaign, PROBER_DEFAULTS, classifyServer } = await import('./modules/prober.js');
   const { seededRandom } = await import('./censor/run.js');
   const count = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
   const results = await runCampaign(target, first, {
     random: seededRandom(count(values.seed, 1)),
     timeoutMs: count(values['timeout-ms'], 2000),
     params: {
-      randomProbes: count(values['random-probes'], PROBE_DEFAULTS.randomProbes),
-      randomLengthProbes: count(values['random-length-probes'], PROBE_DEFAULTS.randomLengthProbes),
-      tlsProbes: count(values['tls-probes'], PROBE_DEFAULTS.tlsProbes),
+      randomProbes: count(values['random-probes'], PROBER_DEFAULTS.randomProbes),
+      randomLengthProbes: count(values['random-length-probes'], PROBER_DEFAULTS.randomLengthProbes),
+      tlsProbes: count(values['tls-probes'], PROBER_DEFAULTS.tlsProbes),
     },
     ...(values.source ? { sourceAddresses: [values.source] } : {}),
     onResult: (r) =>

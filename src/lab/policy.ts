@@ -41,7 +41,7 @@ import { FetModule, type FetParams } from './modules/fet.js';
 import { HttpModule, type HttpParams } from './modules/http.js';
 import { IpBlockModule, type IpBlockParams } from './modules/ipblock.js';
 import { OpenVpnModule, type OpenVpnParams } from './modules/openvpn.js';
-import { ProbeModule, type ProbeParams } from './modules/probe.js';
+import { ProberModule, type ProberParams } from './modules/prober.js';
 import {
   AllowlistModule,
   Port443ResetModule,
@@ -89,7 +89,7 @@ export interface ModuleConfigs {
   dns?: Partial<DnsParams>;
   http?: Partial<HttpParams>;
   ipblock?: Partial<IpBlockParams>;
-  probe?: Partial<ProbeParams>;
+  probe?: Partial<ProberParams>;
   openvpn?: Partial<OpenVpnParams>;
   wireguard?: Partial<WireGuardParams>;
   'udp-drop'?: Record<string, never>;
@@ -419,7 +419,7 @@ export function buildModules(policy: Policy): CensorModule[] {
         out.push(new ThrottleModule(m.throttle));
         break;
       case 'probe':
-        out.push(new ProbeModule(m.probe));
+        out.push(new ProberModule(m.probe));
         break;
       case 'blockpage':
         out.push(new BlockPageModule(m.blockpage));

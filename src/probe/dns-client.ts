@@ -27,6 +27,7 @@ import {
   type DnsRecord,
 } from '../codec/dns.js';
 import type { PacketDialer, StreamDialer, Target } from '../transport/types.js';
+import { deadline, signalWithin } from '../transport/deadline.js';
 import { EofFailure, failureOf, rcodeFailure, TimeoutFailure, type Failure } from './failure.js';
 
 export interface DnsLookup {
@@ -165,9 +166,8 @@ export class DatagramResolver implements Resolver {
       const finish = (failure: Failure | null): void => {
         if (done) return;
         done = true;
-        clearTimeout(timer);
+        clear();
         if (grace) clearTimeout(grace);
-        o.signal?.removeEventListener('abort', onAbort);
         try {
           channel?.close();
         } catch {
@@ -176,9 +176,12 @@ export class DatagramResolver implements Resolver {
         resolve(result(base, first ? firstAt : now(), first, failure, late));
       };
       let grace: NodeJS.Timeout | undefined;
-      const timer = setTimeout(() => finish(first ? null : 'generic_timeout_error'), o.timeoutMs);
-      const onAbort = (): void => finish('interrupted');
-      o.signal?.addEventListener('abort', onAbort, { once: true });
+      const clear = deadline(
+        o.timeoutMs,
+        o.signal,
+        () => finish(first ? null : 'generic_timeout_error'),
+        () => finish('interrupted'),
+      );
       try {
         channel = this.#open(
           (msg) => {
@@ -257,28 +260,23 @@ export class StreamResolver implements Resolver {
     const now = o.now ?? (() => performance.now());
     const query = dnsQuery(randomInt(0x10000), hostname, qtype);
     const base = { hostname, qtype, engine: this.engine, resolverAddress: this.address, t0: now() };
-    const ac = new AbortController();
-    const onAbort = (): void => ac.abort();
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-    const timer = setTimeout(() => ac.abort(), o.timeoutMs);
+    const step = signalWithin(o.timeoutMs, o.signal);
     let stream: Duplex | undefined;
     try {
-      stream = await this.#dialer.dial(this.#server, ac.signal);
+      stream = await this.#dialer.dial(this.#server, step.signal);
       const q = dnsMessageBytes(query);
       const frame = Buffer.alloc(q.length + 2);
       encodeDnsTcpFrame(q, frame, 0);
-      const raw = await exchangeFrame(stream, frame, ac.signal);
+      const raw = await exchangeFrame(stream, frame, step.signal);
       const m = parse(raw);
       if (!m) return result(base, now(), undefined, 'dns_server_misbehaving');
       if (m.id !== query.id) return result(base, now(), undefined, 'dns_reply_with_wrong_query_id');
       return result(base, now(), { m, raw }, null);
     } catch (err) {
-      const f: Failure =
-        ac.signal.aborted && !o.signal?.aborted ? 'generic_timeout_error' : failureOf(err);
+      const f: Failure = step.timedOut() ? 'generic_timeout_error' : failureOf(err);
       return result(base, now(), undefined, f);
     } finally {
-      clearTimeout(timer);
-      o.signal?.removeEventListener('abort', onAbort);
+      step.clear();
       stream?.destroy();
     }
   }

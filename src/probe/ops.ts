@@ -5,7 +5,7 @@
  * never retries, and reports an OONI failure string (failure.ts) and times on the caller's clock.
  * @module
  */
-import { deadline } from '../transport/deadline.js';
+import { deadline, signalWithin } from '../transport/deadline.js';
 import { connect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tls';
 import { request, type IncomingMessage } from 'node:http';
@@ -344,14 +344,13 @@ export async function dialWithin(
   target: Target,
   timeoutMs: number,
 ): Promise<Duplex> {
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), timeoutMs);
+  const step = signalWithin(timeoutMs);
   try {
-    return await dialer.dial(target, ac.signal);
+    return await dialer.dial(target, step.signal);
   } catch (err) {
-    if (ac.signal.aborted) throw new TimeoutFailure('dial');
+    if (step.timedOut()) throw new TimeoutFailure('dial');
     throw err;
   } finally {
-    clearTimeout(timer);
+    step.clear();
   }
 }

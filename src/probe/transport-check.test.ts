@@ -9,6 +9,7 @@ import {
   dnsPoisoned,
   otherPorts,
   transportVerdict,
+  classifyTransport,
   type Attempt,
   type DnsEvidence,
   type StepRecord,
@@ -220,4 +221,25 @@ test('keys: ss and trojan give one transport each, ladder:// its list; anything 
   );
   assert.equal(k.skipped.length, 1);
   assert.match(k.skipped[0]!, /transport 2 .*'wss:'/);
+});
+
+test('classifyTransport: the case and fields without the prose, as the verdict has them', () => {
+  const timedOut = attempt(1, { tcp: fail('generic_timeout_error') });
+  const attempts = [good(1), timedOut];
+  const k = classifyTransport({
+    transport: ss,
+    address: '198.18.9.1',
+    attempts,
+    otherPort: { port: 22, failure: null, answered: true },
+  });
+  assert.equal(k.finding.case, 'failed');
+  assert.equal(k.finding.case === 'failed' && k.finding.first, timedOut);
+  assert.deepEqual(
+    { status: k.status, technique: k.technique, residual: k.residual, okAttempts: k.okAttempts },
+    { status: 'partial', technique: 'port', residual: false, okAttempts: 1 },
+  );
+  const v = verdict(ss, attempts, { otherPort: { port: 22, failure: null, answered: true } });
+  assert.equal(v.technique, k.technique);
+  assert.match(v.explanation, /^gets through 1\/2 times; the others: port blocked/);
+  assert.equal(classifyTransport({ transport: ss, attempts: [] }).finding.case, 'no-attempt');
 });

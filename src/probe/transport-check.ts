@@ -457,41 +457,46 @@ const TECHNIQUE_OF: Partial<Record<AttemptKind, Technique>> = {
   cap: 'cap',
 };
 
-/** The verdict for one transport from its evidence (pure). */
-export function transportVerdict(c: Omit<TransportCheck, 'verdict'>): TransportVerdict {
+/** A transport's evidence, before its verdict. */
+type Check = Omit<TransportCheck, 'verdict'>;
+
+/** What one transport's attempts show, before any words: the case, and the verdict's fields. */
+export type Classified = Omit<TransportVerdict, 'explanation'> & {
+  readonly finding:
+    | { readonly case: 'no-address' }
+    | { readonly case: 'ok'; readonly throttled: boolean }
+    | { readonly case: 'dns-poisoned' }
+    | { readonly case: 'no-attempt' }
+    | { readonly case: 'failed'; readonly first: Attempt };
+};
+
+/** Throughput that fell under a quarter of its start after a knee: throttling. */
+function throttled(c: Check): boolean {
+  const th = c.throughput;
+  return th !== undefined && th.ratio !== null && th.ratio < 0.25 && th.kneeBytes !== null;
+}
+
+/** The status, technique and residual blocking that one transport's attempts show. */
+export function classifyTransport(c: Check): Classified {
   const okAttempts = c.attempts.filter((a) => a.kind === 'ok').length;
-  const t = c.transport;
-  const where = `${c.address ?? t.server.host}:${t.server.port}`;
   if (c.dns && c.address === undefined) {
     const ctl = c.dns.control;
     return {
+      finding: { case: 'no-address' },
       status: 'blocked',
       technique: ctl && ctl.addresses.length > 0 ? 'dns' : 'unknown',
       residual: false,
       okAttempts: 0,
-      explanation:
-        `the local resolver gives no address for ${t.server.host} (${c.dns.failure})` +
-        (ctl && ctl.addresses.length > 0
-          ? `, while through ${ctl.via} it is ${ctl.addresses.join(' ')}: DNS blocking`
-          : ''),
     };
   }
   if (okAttempts === c.attempts.length && okAttempts > 0) {
-    const th = c.throughput;
-    if (th && th.ratio !== null && th.ratio < 0.25 && th.kneeBytes !== null)
-      return {
-        status: 'ok',
-        technique: 'throttled',
-        residual: false,
-        okAttempts,
-        explanation: `gets through, but throttled: the rate fell to ${Math.round(th.ratio * 100)}% of its start after about ${mib(th.kneeBytes)}`,
-      };
+    const slow = throttled(c);
     return {
+      finding: { case: 'ok', throttled: slow },
       status: 'ok',
-      technique: 'none',
+      technique: slow ? 'throttled' : 'none',
       residual: false,
       okAttempts,
-      explanation: `gets through (${okAttempts}/${c.attempts.length} attempts)`,
     };
   }
   const status = okAttempts > 0 ? 'partial' : 'blocked';
@@ -503,91 +508,130 @@ export function transportVerdict(c: Omit<TransportCheck, 'verdict'>): TransportV
     !first.kind.startsWith('tcp-') &&
     later.some((a) => a.kind === 'tcp-timeout') &&
     later.every((a) => a.kind !== 'ok');
-  if (c.dns && dnsPoisoned(c.dns) && okAttempts === 0) {
-    const ctl = c.dns.control;
-    const real = c.realAddressAttempt;
+  if (c.dns && dnsPoisoned(c.dns) && okAttempts === 0)
+    return { finding: { case: 'dns-poisoned' }, status, technique: 'dns', residual, okAttempts };
+  if (!first)
     return {
-      status,
-      technique: 'dns',
-      residual,
-      okAttempts,
-      explanation:
-        `DNS poisoned: the local resolver answers ${c.dns.addresses.join(' ') || c.dns.failure} for ${t.server.host}` +
-        (ctl && ctl.addresses.length > 0
-          ? `, through ${ctl.via} it is ${ctl.addresses.join(' ')}`
-          : '') +
-        (c.dns.injected.length > 0
-          ? `; extra answers raced the first (${c.dns.injected.join(' ')}): on-path injection`
-          : '') +
-        (real
-          ? real.kind === 'ok'
-            ? `; with the real address ${real.address} it gets through: put the address in the key`
-            : `; with the real address ${real.address} it fails too (${describeAttempt(real)})`
-          : ''),
-    };
-  }
-  if (!first) {
-    return {
+      finding: { case: 'no-attempt' },
       status: 'blocked',
       technique: 'unknown',
       residual: false,
       okAttempts,
-      explanation: 'no attempt could be made',
     };
+  const technique: Technique =
+    first.kind === 'tcp-timeout'
+      ? c.otherPort?.answered
+        ? 'port'
+        : 'ip'
+      : (TECHNIQUE_OF[first.kind] ?? 'unknown');
+  return { finding: { case: 'failed', first }, status, technique, residual, okAttempts };
+}
+
+/** The verdict for one transport from its evidence (pure): its classification, and its sentence. */
+export function transportVerdict(c: Check): TransportVerdict {
+  const k = classifyTransport(c);
+  return {
+    status: k.status,
+    technique: k.technique,
+    residual: k.residual,
+    okAttempts: k.okAttempts,
+    explanation: explainTransport(c, k),
+  };
+}
+
+/** The sentence for a classification, naming what was seen. */
+function explainTransport(c: Check, k: Classified): string {
+  const t = c.transport;
+  const f = k.finding;
+  switch (f.case) {
+    case 'no-address': {
+      const ctl = c.dns?.control;
+      return (
+        `the local resolver gives no address for ${t.server.host} (${c.dns?.failure})` +
+        (ctl && ctl.addresses.length > 0
+          ? `, while through ${ctl.via} it is ${ctl.addresses.join(' ')}: DNS blocking`
+          : '')
+      );
+    }
+    case 'ok': {
+      const th = c.throughput;
+      return f.throttled && th && th.ratio !== null && th.kneeBytes !== null
+        ? `gets through, but throttled: the rate fell to ${Math.round(th.ratio * 100)}% of its start after about ${mib(th.kneeBytes)}`
+        : `gets through (${k.okAttempts}/${c.attempts.length} attempts)`;
+    }
+    case 'dns-poisoned':
+      return dnsPoisonedExplanation(c);
+    case 'no-attempt':
+      return 'no attempt could be made';
+    case 'failed': {
+      let explanation = failureExplanation(c, f.first, k.residual);
+      if (k.residual)
+        explanation +=
+          '; then residual blocking: later connections to the same server port time out at the connect (the client-server-port triple is null-routed)';
+      if (k.status === 'partial')
+        explanation = `gets through ${k.okAttempts}/${c.attempts.length} times; the others: ${explanation}`;
+      return explanation;
+    }
   }
-  let technique: Technique = TECHNIQUE_OF[first.kind] ?? 'unknown';
-  let explanation: string;
+}
+
+function dnsPoisonedExplanation(c: Check): string {
+  const dns = c.dns!;
+  const ctl = dns.control;
+  const real = c.realAddressAttempt;
+  return (
+    `DNS poisoned: the local resolver answers ${dns.addresses.join(' ') || dns.failure} for ${c.transport.server.host}` +
+    (ctl && ctl.addresses.length > 0
+      ? `, through ${ctl.via} it is ${ctl.addresses.join(' ')}`
+      : '') +
+    (dns.injected.length > 0
+      ? `; extra answers raced the first (${dns.injected.join(' ')}): on-path injection`
+      : '') +
+    (real
+      ? real.kind === 'ok'
+        ? `; with the real address ${real.address} it gets through: put the address in the key`
+        : `; with the real address ${real.address} it fails too (${describeAttempt(real)})`
+      : '')
+  );
+}
+
+/** What the first failed attempt shows, in words. */
+function failureExplanation(c: Check, first: Attempt, residual: boolean): string {
+  const t = c.transport;
+  const where = `${c.address ?? t.server.host}:${t.server.port}`;
   switch (first.kind) {
     case 'tcp-timeout': {
       const o = c.otherPort;
-      technique = o?.answered ? 'port' : 'ip';
-      explanation = o?.answered
+      return o?.answered
         ? `port blocked: connections to ${where} time out while port ${o.port} of the same address answers (a port block, or the residual of an earlier block that lifts within minutes)`
         : `IP blocked: connections to ${where} time out${o ? `, and port ${o.port} of the address is silent too` : ''}: nothing from the address gets back (null route)`;
-      break;
     }
     case 'tcp-refused':
     case 'tcp-reset':
-      explanation = `refused: a reset answers the SYN to ${where} (no server on that port, or a censor resetting SYNs, as on port 443 on 2025-08-20)`;
-      break;
+      return `refused: a reset answers the SYN to ${where} (no server on that port, or a censor resetting SYNs, as on port 443 on 2025-08-20)`;
     case 'tcp-unreachable':
-      explanation = `unreachable: the network reports no route to ${where} (${first.tcp.failure})`;
-      break;
+      return `unreachable: the network reports no route to ${where} (${first.tcp.failure})`;
     case 'tls-reset':
-      explanation = `reset after the ClientHello: TCP connects, the TLS handshake is reset (SNI filtering of '${t.tlsServerName}', or TLS blocked to the address)`;
-      break;
+      return `reset after the ClientHello: TCP connects, the TLS handshake is reset (SNI filtering of '${t.tlsServerName}', or TLS blocked to the address)`;
     case 'tls-timeout':
-      explanation = `the ClientHello goes unanswered: TCP connects, the handshake times out (dropped: an SNI allowlist, or TLS blocked to the address)`;
-      break;
+      return `the ClientHello goes unanswered: TCP connects, the handshake times out (dropped: an SNI allowlist, or TLS blocked to the address)`;
     case 'tls-cert':
-      explanation = `the server's certificate does not verify (${first.tls?.failure}): a wrong pin or CA in the key, or a middlebox in the way`;
-      break;
+      return `the server's certificate does not verify (${first.tls?.failure}): a wrong pin or CA in the key, or a middlebox in the way`;
     case 'data-timeout':
-      explanation = residual
+      return residual
         ? 'silent drop after the first data packet: connects, sends, then nothing comes back (as fully-encrypted-traffic blocking does)'
         : 'silent drop after the first data packet: connects, sends, then nothing comes back (fully-encrypted-traffic blocking, or a wrong key: servers never answer unauthenticated data)';
-      break;
     case 'data-reset':
-      explanation = `reset after the first data packet (${first.data?.failure})`;
-      break;
+      return `reset after the first data packet (${first.data?.failure})`;
     case 'data-eof':
-      explanation = `the server closes without answering: the key may be wrong, or the server cannot reach the check URL`;
-      break;
+      return `the server closes without answering: the key may be wrong, or the server cannot reach the check URL`;
     case 'bad-answer':
-      explanation = `an answer came back that is not HTTP ('${first.statusLine ?? ''}'): a wrong key, or something answering in the server's place`;
-      break;
+      return `an answer came back that is not HTTP ('${first.statusLine ?? ''}'): a wrong key, or something answering in the server's place`;
     case 'cap':
-      explanation = 'not checked: the connection cap (--max-connections) was reached';
-      break;
+      return 'not checked: the connection cap (--max-connections) was reached';
     default:
-      explanation = `failed: ${first.tcp.failure ?? first.tls?.failure ?? first.data?.failure}`;
+      return `failed: ${first.tcp.failure ?? first.tls?.failure ?? first.data?.failure}`;
   }
-  if (residual)
-    explanation +=
-      '; then residual blocking: later connections to the same server port time out at the connect (the client-server-port triple is null-routed)';
-  if (status === 'partial')
-    explanation = `gets through ${okAttempts}/${c.attempts.length} times; the others: ${explanation}`;
-  return { status, technique, residual, okAttempts, explanation };
 }
 
 function mib(n: number): string {

@@ -7,13 +7,10 @@
  */
 import type { Socket } from 'node:net';
 import { parseSsUri } from '../codec/access-key-uri.js';
-import { parseTrojanUri } from '../codec/trojan-uri.js';
-import { DEFAULT_TLS_FINGERPRINT } from '../codec/tls-fingerprint-param.js';
-import { makeCipherKey } from '../crypto/ss-key.js';
 import { parseLadderKey } from '../codec/ladder-key.js';
+import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import { ConfigError, LadderError } from '../errors.js';
-import { SsPacketDialer, SsStreamDialer } from '../transport/ss-dialer.js';
-import { TrojanDialer } from '../transport/trojan-dialer.js';
+import { keyTransport, type KeyEnv } from '../transport/key-dialers.js';
 import type { PacketDialer, StreamDialer, Target } from '../transport/types.js';
 import { trustStore } from './ops.js';
 
@@ -40,19 +37,36 @@ export interface ProbeTransport {
 }
 
 /**
+ * The probe reads no files (a key with a plugin is refused before anything is read) and, unless
+ * the caller says where, keeps a key's warnings to itself: the report says what was checked.
+ */
+const quietEnv: KeyEnv = {
+  readFile: (path) => {
+    throw new ConfigError(
+      'ERR_KEY_URI',
+      `probe: the key names a file (${path}); give a key without one`,
+    );
+  },
+  warn: () => {},
+};
+
+/**
  * Every transport of one access key: one for ss:// and trojan://, each of the list of a ladder://
  * key (transports of schemes this Ladder cannot check are listed in `skipped`, as the client skips
  * them).
  */
-export function keyTransports(uri: string): { transports: ProbeTransport[]; skipped: string[] } {
+export function keyTransports(
+  uri: string,
+  env: KeyEnv = quietEnv,
+): { transports: ProbeTransport[]; skipped: string[] } {
   const text = uri.trim();
-  if (!/^ladder:/i.test(text)) return { transports: transportsFromKey(text), skipped: [] };
+  if (!/^ladder:/i.test(text)) return { transports: transportsFromKey(text, env), skipped: [] };
   const key = parseLadderKey(text);
   const transports: ProbeTransport[] = [];
   const skipped: string[] = [];
   key.transports.forEach((t, i) => {
     try {
-      for (const one of transportsFromKey(t))
+      for (const one of transportsFromKey(t, env, key.fp))
         transports.push(key.name && !one.tag ? { ...one, tag: key.name } : one);
     } catch (err) {
       if (err instanceof LadderError)
@@ -63,66 +77,54 @@ export function keyTransports(uri: string): { transports: ProbeTransport[]; skip
   return { transports, skipped };
 }
 
-/** The transport of one ss:// or trojan:// key URI. */
-export function transportsFromKey(uri: string): ProbeTransport[] {
+/**
+ * The transport of one ss:// or trojan:// key URI, built by the client's builder
+ * (transport/key-dialers.ts) on one plain connection per dial: no WebSocket, Mux.Cool or split, so
+ * each step of that connection can be timed. `fp` is a ladder:// key's TLS client.
+ */
+export function transportsFromKey(
+  uri: string,
+  env: KeyEnv = quietEnv,
+  fp?: TlsFingerprint,
+): ProbeTransport[] {
   const text = uri.trim();
-  if (/^trojan:/i.test(text)) {
-    const k = parseTrojanUri(text);
-    const sni = k.sni ?? k.host;
-    return [
-      {
-        name: `trojan (TLS, SNI ${sni})`,
-        kind: 'trojan',
-        server: { host: k.host, port: k.port },
-        tlsServerName: sni,
-        ...(k.tag ? { tag: k.tag } : {}),
-        dialers(address, o) {
-          const d = new TrojanDialer(
-            { host: address, port: k.port },
-            {
-              password: k.password,
-              sni,
-              timeoutMs: o.timeoutMs,
-              ...(k.pinSha256 ? { pinSha256: k.pinSha256 } : {}),
-              // The key's TLS client, as `ladder client` uses it: the censor sees the same hello.
-              fp: k.fp ?? DEFAULT_TLS_FINGERPRINT,
-              ...(o.ca ? { ca: trustStore([o.ca])!.join('\n') } : {}),
-              ...(o.socket ? { socket: o.socket } : {}),
-            },
-          );
-          return { stream: d, packet: d };
-        },
-      },
-    ];
-  }
   if (/^ss:/i.test(text)) {
-    const k = parseSsUri(text);
-    if (k.plugin)
+    const plugin = parseSsUri(text).plugin;
+    if (plugin)
       throw new ConfigError(
         'ERR_KEY_URI',
-        `probe: the key uses the plugin '${k.plugin.name}', which Ladder cannot run; give a key without a plugin`,
+        `probe: the key uses the plugin '${plugin.name}', which Ladder cannot run; give a key without a plugin`,
       );
-    const key = makeCipherKey(k.method, k.password);
+  } else if (!/^trojan:/i.test(text))
+    throw new ConfigError(
+      'ERR_KEY_URI',
+      `probe: '${text.slice(0, text.indexOf(':') + 1) || text.slice(0, 12)}' keys cannot be checked: give an ss://, trojan:// or ladder:// key`,
+    );
+  const k = keyTransport(text, fp ? { fp } : {}, env);
+  const dialers = (address: string, o: DialerOptions) =>
+    k.dialers({
+      address,
+      plain: true,
+      timeoutMs: o.timeoutMs,
+      // The key's TLS client, as `ladder client` uses it: the censor sees the same hello.
+      ...(o.ca && k.kind === 'trojan' ? { ca: trustStore([o.ca])!.join('\n') } : {}),
+      ...(o.socket ? { socket: o.socket } : {}),
+    });
+  const common = { server: k.server, ...(k.tag ? { tag: k.tag } : {}), dialers };
+  if (k.kind === 'trojan')
     return [
       {
-        name: `shadowsocks ${k.method}${k.prefix ? ' (prefix)' : ''}`,
-        kind: 'shadowsocks',
-        server: { host: k.host, port: k.port },
-        ...(k.tag ? { tag: k.tag } : {}),
-        dialers(address, o) {
-          const server = { host: address, port: k.port };
-          const socket = o.socket;
-          const stream = new SsStreamDialer(server, key, {
-            connectTimeoutMs: o.timeoutMs,
-            ...(socket ? { connect: () => Promise.resolve(socket) } : {}),
-          });
-          return { stream, packet: new SsPacketDialer(server, key) };
-        },
+        ...common,
+        name: `trojan (TLS, SNI ${k.tlsServerName})`,
+        kind: 'trojan',
+        tlsServerName: k.tlsServerName,
       },
     ];
-  }
-  throw new ConfigError(
-    'ERR_KEY_URI',
-    `probe: '${text.slice(0, text.indexOf(':') + 1) || text.slice(0, 12)}' keys cannot be checked: give an ss://, trojan:// or ladder:// key`,
-  );
+  return [
+    {
+      ...common,
+      name: `shadowsocks ${k.method}${k.prefixed ? ' (prefix)' : ''}`,
+      kind: 'shadowsocks',
+    },
+  ];
 }

@@ -138,29 +138,11 @@ export async function measureUrl(
   const host = hostOf(url);
   const port = portOf(url);
   const hostIsAddress = isIP(host) !== 0;
-  const step = { timeoutMs: env.timeoutMs, now: env.now };
-  let tx = 0;
 
   // 1. Local DNS.
-  let lookups: DnsLookup[] = [];
-  let addresses: string[];
-  let dnsFailure: Failure | null = null;
-  if (hostIsAddress) addresses = [host];
-  else {
-    lookups = await Promise.all(
-      [DNS_TYPE.A, DNS_TYPE.AAAA].map((qtype) =>
-        budget.take()
-          ? env.resolver.lookup(host, qtype, { ...step, graceMs: env.dnsGraceMs })
-          : Promise.resolve(capLookup(host, qtype, env)),
-      ),
-    );
-    addresses = [...new Set(lookups.flatMap((l) => l.addresses))];
-    if (addresses.length === 0) dnsFailure = lookups[0]!.failure ?? lookups[1]!.failure;
-  }
-  const endpoints = [
-    ...addresses.filter((a) => isIP(a) === 4),
-    ...addresses.filter((a) => isIP(a) === 6),
-  ].slice(0, MAX_ENDPOINTS);
+  const { lookups, addresses, dnsFailure, endpoints } = hostIsAddress
+    ? { lookups: [], addresses: [host], dnsFailure: null, endpoints: [host] }
+    : await localDns(host, env, budget);
 
   // 3a. The control's lookups and GET start now, in parallel with the probe's connects.
   const control = env.control;
@@ -175,53 +157,13 @@ export async function measureUrl(
     : undefined;
 
   // 2. Connects, handshakes, one GET.
-  const connects: TcpConnectResult[] = await Promise.all(
-    endpoints.map((ip) =>
-      budget.take()
-        ? tcpConnect(ip, port, step)
-        : Promise.resolve({ ip, port, t0: env.now(), t: env.now(), failure: CAP_FAILURE }),
-    ),
+  const { connects, handshakes, usable, http, httpFailure, failedStep } = await fetchDirect(
+    url,
+    endpoints,
+    dnsFailure,
+    env,
+    budget,
   );
-  const handshakes = new Map<string, TlsResult>();
-  if (scheme === 'https')
-    await Promise.all(
-      connects
-        .filter((c) => c.socket)
-        .map(async (c) => {
-          const h = await tlsHandshake(c.socket!, {
-            ...step,
-            serverName: host,
-            ...(env.extraCa ? { extraCa: env.extraCa } : {}),
-          });
-          handshakes.set(c.ip, h);
-        }),
-    );
-  const usable = connects.find((c) =>
-    scheme === 'https' ? handshakes.get(c.ip)?.socket !== undefined : c.socket !== undefined,
-  );
-  let http: HttpResult | undefined;
-  if (usable) {
-    const stream: Duplex = scheme === 'https' ? handshakes.get(usable.ip)!.socket! : usable.socket!;
-    http = await httpGet(stream, url, { ...step, maxBodyBytes: env.maxBodyBytes });
-  }
-  for (const c of connects) if (c !== usable) c.socket?.destroy();
-  for (const [ip, h] of handshakes) if (ip !== usable?.ip) h.socket?.destroy();
-  let httpFailure: Failure | null;
-  let failedStep: string;
-  if (http) {
-    httpFailure = http.failure;
-    failedStep = 'HTTP GET';
-  } else if (endpoints.length === 0) {
-    httpFailure = dnsFailure ?? 'dns_no_answer';
-    failedStep = 'DNS';
-  } else {
-    const tlsFailed = [...handshakes.values()].find((h) => h.failure !== null);
-    failedStep = tlsFailed ? 'TLS handshake' : 'TCP connect';
-    httpFailure =
-      tlsFailed?.failure ??
-      connects.find((c) => c.failure !== null)?.failure ??
-      'unknown_failure: no connection';
-  }
 
   // 3b. The control's view of the endpoints where the probe failed.
   const failedEndpoints = connects.filter(
@@ -271,21 +213,11 @@ export async function measureUrl(
     hostIsAddress,
   );
 
-  const tags = ['classic', 'depth=0'];
-  const queries = lookups.map((q) => queryEntry(q, t0, tags, ++tx));
-  const tcpEntries: object[] = [];
-  const tlsEntries: object[] = [];
-  const requests: object[] = [];
-  for (const c of connects) {
-    const id = ++tx;
-    tcpEntries.push(tcpConnectEntry(c, t0, tags, id));
-    const h = handshakes.get(c.ip);
-    if (h) tlsEntries.push(tlsEntry(h, endpoint(c.ip, port), host, t0, tags, id));
-    if (c === usable && http)
-      requests.push(
-        requestEntry(url.href, endpoint(c.ip, port), http, h?.negotiatedProtocol, t0, tags, id),
-      );
-  }
+  const { queries, tcpEntries, tlsEntries, requests } = ooniEntries(
+    { lookups, connects, handshakes, usable, http },
+    url,
+    t0,
+  );
   const testKeys = {
     agent: 'agent',
     client_resolver: env.resolver.address,
@@ -340,6 +272,136 @@ export async function measureUrl(
     ),
     json,
   };
+}
+
+/** Step 1: the local resolver's A and AAAA answers, and the endpoints to try (IPv4 first). */
+async function localDns(
+  host: string,
+  env: WebEnv,
+  budget: Reservation,
+): Promise<{
+  lookups: DnsLookup[];
+  addresses: string[];
+  dnsFailure: Failure | null;
+  endpoints: string[];
+}> {
+  const step = { timeoutMs: env.timeoutMs, now: env.now };
+  const lookups = await Promise.all(
+    [DNS_TYPE.A, DNS_TYPE.AAAA].map((qtype) =>
+      budget.take()
+        ? env.resolver.lookup(host, qtype, { ...step, graceMs: env.dnsGraceMs })
+        : Promise.resolve(capLookup(host, qtype, env)),
+    ),
+  );
+  const addresses = [...new Set(lookups.flatMap((l) => l.addresses))];
+  const dnsFailure = addresses.length === 0 ? (lookups[0]!.failure ?? lookups[1]!.failure) : null;
+  const endpoints = [
+    ...addresses.filter((a) => isIP(a) === 4),
+    ...addresses.filter((a) => isIP(a) === 6),
+  ].slice(0, MAX_ENDPOINTS);
+  return { lookups, addresses, dnsFailure, endpoints };
+}
+
+interface DirectFetch {
+  connects: TcpConnectResult[];
+  handshakes: Map<string, TlsResult>;
+  /** The connection the GET went over. */
+  usable: TcpConnectResult | undefined;
+  http: HttpResult | undefined;
+  httpFailure: Failure | null;
+  /** The step that failed, for the detail line. */
+  failedStep: string;
+}
+
+/** Step 2: connects to every endpoint, TLS handshakes (https), and one GET over the first usable. */
+async function fetchDirect(
+  url: URL,
+  endpoints: readonly string[],
+  dnsFailure: Failure | null,
+  env: WebEnv,
+  budget: Reservation,
+): Promise<DirectFetch> {
+  const scheme = url.protocol === 'https:' ? 'https' : 'http';
+  const host = hostOf(url);
+  const port = portOf(url);
+  const step = { timeoutMs: env.timeoutMs, now: env.now };
+  const connects: TcpConnectResult[] = await Promise.all(
+    endpoints.map((ip) =>
+      budget.take()
+        ? tcpConnect(ip, port, step)
+        : Promise.resolve({ ip, port, t0: env.now(), t: env.now(), failure: CAP_FAILURE }),
+    ),
+  );
+  const handshakes = new Map<string, TlsResult>();
+  if (scheme === 'https')
+    await Promise.all(
+      connects
+        .filter((c) => c.socket)
+        .map(async (c) => {
+          const h = await tlsHandshake(c.socket!, {
+            ...step,
+            serverName: host,
+            ...(env.extraCa ? { extraCa: env.extraCa } : {}),
+          });
+          handshakes.set(c.ip, h);
+        }),
+    );
+  const usable = connects.find((c) =>
+    scheme === 'https' ? handshakes.get(c.ip)?.socket !== undefined : c.socket !== undefined,
+  );
+  let http: HttpResult | undefined;
+  if (usable) {
+    const stream: Duplex = scheme === 'https' ? handshakes.get(usable.ip)!.socket! : usable.socket!;
+    http = await httpGet(stream, url, { ...step, maxBodyBytes: env.maxBodyBytes });
+  }
+  for (const c of connects) if (c !== usable) c.socket?.destroy();
+  for (const [ip, h] of handshakes) if (ip !== usable?.ip) h.socket?.destroy();
+  let httpFailure: Failure | null;
+  let failedStep: string;
+  if (http) {
+    httpFailure = http.failure;
+    failedStep = 'HTTP GET';
+  } else if (endpoints.length === 0) {
+    httpFailure = dnsFailure ?? 'dns_no_answer';
+    failedStep = 'DNS';
+  } else {
+    const tlsFailed = [...handshakes.values()].find((h) => h.failure !== null);
+    failedStep = tlsFailed ? 'TLS handshake' : 'TCP connect';
+    httpFailure =
+      tlsFailed?.failure ??
+      connects.find((c) => c.failure !== null)?.failure ??
+      'unknown_failure: no connection';
+  }
+
+  return { connects, handshakes, usable, http, httpFailure, failedStep };
+}
+
+/** The OONI entries of the probe's own steps, one transaction id per connection. */
+function ooniEntries(
+  m: Pick<DirectFetch, 'connects' | 'handshakes' | 'usable' | 'http'> & { lookups: DnsLookup[] },
+  url: URL,
+  t0: number,
+): { queries: object[]; tcpEntries: object[]; tlsEntries: object[]; requests: object[] } {
+  const { lookups, connects, handshakes, usable, http } = m;
+  const host = hostOf(url);
+  const port = portOf(url);
+  let tx = 0;
+  const tags = ['classic', 'depth=0'];
+  const queries = lookups.map((q) => queryEntry(q, t0, tags, ++tx));
+  const tcpEntries: object[] = [];
+  const tlsEntries: object[] = [];
+  const requests: object[] = [];
+  for (const c of connects) {
+    const id = ++tx;
+    tcpEntries.push(tcpConnectEntry(c, t0, tags, id));
+    const h = handshakes.get(c.ip);
+    if (h) tlsEntries.push(tlsEntry(h, endpoint(c.ip, port), host, t0, tags, id));
+    if (c === usable && http)
+      requests.push(
+        requestEntry(url.href, endpoint(c.ip, port), http, h?.negotiatedProtocol, t0, tags, id),
+      );
+  }
+  return { queries, tcpEntries, tlsEntries, requests };
 }
 
 function capLookup(host: string, qtype: number, env: WebEnv): DnsLookup {

@@ -13,7 +13,7 @@
  */
 import type { Duplex, Writable } from 'node:stream';
 import { LadderError } from '../errors.js';
-import { ChunkedBodyScanner, type BodyFraming } from '../codec/http-proxy.js';
+import { ChunkedBodyScanner, type BodyFraming } from '../codec/http1.js';
 import type { Decoded } from '../codec/socks-addr.js';
 import { holdChunks, keepsWrites } from '../stream/recycled-reads.js';
 

@@ -61,9 +61,15 @@ export class Metrics {
     this.#key(keyId)[dir] += n;
   }
 
-  probe(code: ErrorCode, transport: string): void {
+  /** A connection or datagram rejected before authentication (`ladder_probes_total`). */
+  rejected(code: ErrorCode, transport: string): void {
     const k = `${transport}\u0000${code}`;
     this.#probes.set(k, (this.#probes.get(k) ?? 0) + 1);
+  }
+
+  /** @deprecated the old name of {@link Metrics.rejected}. */
+  probe(code: ErrorCode, transport: string): void {
+    this.rejected(code, transport);
   }
 
   /** A connection without a key was closed at accept: the total cap or its source's was reached. */

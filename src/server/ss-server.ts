@@ -62,7 +62,12 @@ const debug = debuglog('ladder:server');
 
 /** What the server reports; the operator layer turns these into metrics. Never addresses. */
 export interface ServerEvents {
-  /** A connection or datagram failed before authentication, with the reason's code. */
+  /**
+   * A connection or datagram failed before authentication (a rejected probe, a stray, a replay),
+   * with the reason's code.
+   */
+  rejected?(code: ErrorCode, transport: 'tcp' | 'udp'): void;
+  /** @deprecated the old name of {@link ServerEvents.rejected}; called too when set. */
   probe?(code: ErrorCode, transport: 'tcp' | 'udp'): void;
   /** A TCP connection authenticated with `keyId` after `handshakeMs`. */
   accepted?(keyId: string, handshakeMs: number): void;
@@ -234,6 +239,12 @@ export class SsServer {
     };
   }
 
+  /** Reports a pre-authentication failure (ServerEvents.rejected, and the old name `probe`). */
+  #rejected(code: ErrorCode, transport: 'tcp' | 'udp'): void {
+    this.#events.rejected?.(code, transport);
+    this.#events.probe?.(code, transport);
+  }
+
   /** Replaces the set of keys; connections already open keep theirs. */
   setKeys(keys: readonly SsServerKey[]): void {
     this.#table = new SsKeyTable(keys);
@@ -362,7 +373,7 @@ export class SsServer {
     // The one timer a pre-auth connection has: it closes at this fixed time whatever happens.
     const authTimer = setTimeout(
       () => {
-        if (!failed) this.#events.probe?.('ERR_PROBE_TIMEOUT', 'tcp');
+        if (!failed) this.#rejected('ERR_PROBE_TIMEOUT', 'tcp');
         socket.destroy();
       },
       Math.max(0, this.#o.authTimeoutMs - (this.#o.clock.now() - started)),
@@ -383,7 +394,7 @@ export class SsServer {
     // until the fixed timer or the peer closes (or, with a handover, leave at once).
     const fail = (fb: FirstBytes, code: ErrorCode): void => {
       failed = true;
-      this.#events.probe?.(code, 'tcp');
+      this.#rejected(code, 'tcp');
       debug('pre-auth failure %s', code);
       if (handover) {
         handOver(fb, false);
@@ -434,7 +445,7 @@ export class SsServer {
       // A peer that closes before authenticating gets its close back, and nothing else (with a
       // handover: its end goes along with its bytes).
       onEnd: (fb) => {
-        if (!failed) this.#events.probe?.('ERR_PROBE_SHORT', 'tcp');
+        if (!failed) this.#rejected('ERR_PROBE_SHORT', 'tcp');
         if (handover) {
           handOver(fb, true);
           return;
@@ -526,7 +537,7 @@ export class SsServer {
     if (!header && !this.#replayUdp2017.add(msg.subarray(0, key.key.keySize), mono)) {
       // A datagram that opened once before (or our own response, reflected): neither forwarded
       // nor answered, from whatever address it comes.
-      this.#events.probe?.('ERR_REPLAY_CLIENT', 'udp');
+      this.#rejected('ERR_REPLAY_CLIENT', 'udp');
       return;
     }
     this.#udpHint.set(rinfo.address, key);
@@ -535,13 +546,13 @@ export class SsServer {
       : `${key.id}\u0000${rinfo.address}\u0000${rinfo.port}`;
     let s = this.#udpSessions.get(id);
     if (header && s?.window && !s.window.check(header.packetId)) {
-      this.#events.probe?.('ERR_REPLAY_CLIENT', 'udp');
+      this.#rejected('ERR_REPLAY_CLIENT', 'udp');
       return;
     }
     if (!s) {
       const lease = this.#gate.open(key.id, rinfo.address, 'udp');
       if (!lease) {
-        this.#events.probe?.('ERR_ACCESS_DENIED', 'udp');
+        this.#rejected('ERR_ACCESS_DENIED', 'udp');
         return;
       }
       if (this.#udpSessions.size >= this.#o.maxUdpSessions) this.#evictOldestUdp();
@@ -593,7 +604,7 @@ export class SsServer {
     try {
       if (hint) {
         if (!this.#budget.takeHinted(prefix, msg.length, mono)) {
-          this.#events.probe?.('ERR_UDP_BUDGET', 'udp');
+          this.#rejected('ERR_UDP_BUDGET', 'udp');
           return null;
         }
         const o = openTrialUdp(hint, msg, now);
@@ -605,14 +616,14 @@ export class SsServer {
       const rest = table.trial.length - (hint ? 1 : 0);
       // Identity-header keys (SIP023) cost two AES blocks each: not worth budgeting.
       if (rest > 0 && !this.#budget.takeFull(prefix, rest * msg.length, mono)) {
-        this.#events.probe?.('ERR_UDP_BUDGET', 'udp');
+        this.#rejected('ERR_UDP_BUDGET', 'udp');
         return null;
       }
       const o = openUdpRequest(table, msg, now, undefined, hint);
-      if (o === null) this.#events.probe?.('ERR_CIPHER', 'udp');
+      if (o === null) this.#rejected('ERR_CIPHER', 'udp');
       return o;
     } catch (err) {
-      this.#events.probe?.(err instanceof LadderError ? err.code : 'ERR_CODEC', 'udp');
+      this.#rejected(err instanceof LadderError ? err.code : 'ERR_CODEC', 'udp');
       return null;
     }
   }

@@ -24,7 +24,7 @@ import {
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
-import { decodeRequestHead, headerValue } from '../codec/http-proxy.js';
+import { decodeRequestHead, headerValue } from '../codec/http1.js';
 import {
   SecretPaths,
   acceptUpgradeRequest,

@@ -18,11 +18,55 @@ export function deadline(
   signal: AbortSignal | undefined,
   onTimeout: () => void,
   onAbort: () => void,
+  o: { unref?: boolean } = {},
 ): ClearDeadline {
   const timer = setTimeout(onTimeout, timeoutMs);
+  // A background step (a measurement nobody waits for) must not keep the process alive.
+  if (o.unref) timer.unref?.();
   signal?.addEventListener('abort', onAbort, { once: true });
   return () => {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
   };
+}
+
+/** A step's own AbortSignal: aborted at its deadline or when the caller's signal aborts. */
+export interface StepSignal {
+  readonly signal: AbortSignal;
+  /** True once the deadline (not the caller's signal) aborted the step. */
+  timedOut(): boolean;
+  /** Ends the deadline; the signal stays as it is. Safe to call more than once. */
+  readonly clear: ClearDeadline;
+}
+
+/**
+ * A signal for one step that aborts after `timeoutMs` or when `parent` aborts (at once if it
+ * already has), so a dial or an exchange takes one signal and the caller can tell a timeout from
+ * its own cancellation.
+ */
+export function signalWithin(
+  timeoutMs: number,
+  parent?: AbortSignal,
+  o: { unref?: boolean } = {},
+): StepSignal {
+  const ac = new AbortController();
+  let timedOut = false;
+  const clear = deadline(
+    timeoutMs,
+    parent,
+    () => {
+      timedOut = true;
+      ac.abort();
+    },
+    () => {
+      clear();
+      ac.abort();
+    },
+    o,
+  );
+  if (parent?.aborted) {
+    clear();
+    ac.abort();
+  }
+  return { signal: ac.signal, timedOut: () => timedOut, clear };
 }

@@ -27,6 +27,7 @@ import type { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
 import { AuthError, CodecError, DialError, LadderError } from '../errors.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
+import { signalWithin } from './deadline.js';
 
 const debug = debuglog('ladder:failover');
 
@@ -175,29 +176,27 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
           (s.connectMs === null || now - s.measuredAt >= this.#o.remeasureMs),
       );
     if (due.length === 0) return;
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), DEFAULT_CONNECT_TIMEOUT_MS);
-    timer.unref?.();
+    const step = signalWithin(DEFAULT_CONNECT_TIMEOUT_MS, undefined, { unref: true });
     let left = due.length;
     for (const { s, i } of due) {
       s.measuredAt = now; // one measurement at a time per transport
       const t0 = this.#o.now();
       s.e.stream
-        .dial(target, ac.signal)
+        .dial(target, step.signal)
         .then(
           (stream) => {
             this.#record(i, this.#o.now() - t0);
             stream.destroy();
           },
           (err: unknown) => {
-            if (ac.signal.aborted) return;
+            if (step.timedOut()) return;
             s.failures++;
             this.#markDown(i, err instanceof LadderError ? err.code : 'dial failed');
           },
         )
         .finally(() => {
           if (--left === 0) {
-            clearTimeout(timer);
+            step.clear();
             this.#preferFastest();
           }
         });

@@ -43,123 +43,138 @@ export interface RelayResult {
   error?: LadderError;
 }
 
+interface DirectionHooks {
+  /** Bytes read from the source, as they are read. */
+  readonly count: ((n: number) => void) | undefined;
+  /** A positive return pauses the source for that many ms (a speed cap). */
+  readonly pace: ((n: number) => number) | undefined;
+  /** Called on every chunk: the relay's idle timer counts them. */
+  readonly active: () => void;
+  /** True once the relay is over: nothing resumes then. */
+  readonly settled: () => boolean;
+  /** The source ended (its end has been passed on to the destination). */
+  readonly ended: () => void;
+}
+
+/**
+ * One direction of a relay: `src`'s chunks written to `dest`, with backpressure, pacing and write
+ * batching (see the module comment). The relay runs two, one each way, and owns what they share:
+ * the idle timer, errors, closing and the result.
+ */
+class Direction {
+  bytes = 0;
+  ended = false;
+  readonly #src: Duplex;
+  readonly #dest: Duplex;
+  readonly #hooks: DirectionHooks;
+  /** Why the source is paused: waiting for the destination to drain, or for the pace timer. */
+  #drain = false;
+  #pace: NodeJS.Timeout | undefined;
+  // A batch that leaves the destination over its high-water mark holds the source until 'drain'.
+  readonly #batch: (() => boolean) | null;
+
+  constructor(src: Duplex, dest: Duplex, hooks: DirectionHooks) {
+    this.#src = src;
+    this.#dest = dest;
+    this.#hooks = hooks;
+    this.#batch = lendsChunks(src)
+      ? null
+      : turnBatcher(dest, () => {
+          if (hooks.settled() || this.#drain) return;
+          this.#drain = true;
+          src.pause();
+        });
+  }
+
+  // Chunks may be borrowed (stream/recycled-reads.ts): when the destination keeps one queued,
+  // the source is told to leave that memory alone.
+  // A lent chunk (core/lent-read.ts) is valid in this handler only: held below if dest keeps it.
+  readonly onData = (chunk: Buffer | LentChunk): void => {
+    const src = this.#src;
+    const dest = this.#dest;
+    this.bytes += chunk.length;
+    this.#hooks.active();
+    this.#hooks.count?.(chunk.length);
+    const wait = this.#hooks.pace?.(chunk.length);
+    const corked = this.#batch !== null && this.#batch();
+    const ok = dest.write(chunk) || corked;
+    if (keepsWrites(dest)) holdChunks(src);
+    if (!ok) {
+      this.#drain = true;
+      src.pause();
+    }
+    if (wait && wait > 0 && !this.#pace) {
+      src.pause();
+      this.#pace = setTimeout(this.#resume, wait);
+    }
+  };
+
+  /** The destination drained. */
+  readonly onDrain = (): void => {
+    this.#drain = false;
+    if (!this.#pace) this.#src.resume();
+  };
+
+  /** The source ended: end the destination's writable (half-close). */
+  readonly onEnd = (): void => {
+    this.ended = true;
+    this.#dest.end();
+    this.#hooks.ended();
+  };
+
+  readonly #resume = (): void => {
+    this.#pace = undefined;
+    if (!this.#drain && !this.#hooks.settled()) this.#src.resume();
+  };
+
+  attach(): void {
+    this.#src.on('data', this.onData);
+    this.#dest.on('drain', this.onDrain);
+    this.#src.on('end', this.onEnd);
+  }
+
+  detach(): void {
+    if (this.#pace) clearTimeout(this.#pace);
+    this.#src.off('data', this.onData);
+    this.#dest.off('drain', this.onDrain);
+    this.#src.off('end', this.onEnd);
+  }
+}
+
 export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise<RelayResult> {
   return new Promise((resolve) => {
-    let aToB = 0;
-    let bToA = 0;
     let activity = 0;
     let lastSeenActivity = -1;
-    let aEnded = false;
-    let bEnded = false;
     let settled = false;
     let closedA = false;
     let closedB = false;
     let error: LadderError | undefined;
-    const { onAToB, onBToA, paceAToB, paceBToA } = options;
-    // Why each source is paused: waiting for the other side to drain, or for its pace timer.
-    let drainA = false;
-    let drainB = false;
-    let paceA: NodeJS.Timeout | undefined;
-    let paceB: NodeJS.Timeout | undefined;
-    const resumeA = (): void => {
-      paceA = undefined;
-      if (!drainA && !settled) a.resume();
+    const shared = {
+      active: () => void activity++,
+      settled: () => settled,
+      ended: () => maybeDone(),
     };
-    const resumeB = (): void => {
-      paceB = undefined;
-      if (!drainB && !settled) b.resume();
-    };
+    const aToB = new Direction(a, b, { ...shared, count: options.onAToB, pace: options.paceAToB });
+    const bToA = new Direction(b, a, { ...shared, count: options.onBToA, pace: options.paceBToA });
 
-    // Write batching (see the module comment), for sources that do not lend their chunks. A batch
-    // that leaves the destination over its high-water mark holds the source until 'drain'.
-    const batchToB = lendsChunks(a)
-      ? null
-      : turnBatcher(b, () => {
-          if (settled || drainA) return;
-          drainA = true;
-          a.pause();
-        });
-    const batchToA = lendsChunks(b)
-      ? null
-      : turnBatcher(a, () => {
-          if (settled || drainB) return;
-          drainB = true;
-          b.pause();
-        });
-
-    // Chunks may be borrowed (stream/recycled-reads.ts): when the destination keeps one queued,
-    // the source is told to leave that memory alone.
-    // A lent chunk (core/lent-read.ts) is valid in this handler only: held below if b keeps it.
-    const onDataA = (chunk: Buffer | LentChunk): void => {
-      aToB += chunk.length;
-      activity++;
-      onAToB?.(chunk.length);
-      const wait = paceAToB?.(chunk.length);
-      const corked = batchToB !== null && batchToB();
-      const ok = b.write(chunk) || corked;
-      if (keepsWrites(b)) holdChunks(a);
-      if (!ok) {
-        drainA = true;
-        a.pause();
-      }
-      if (wait && wait > 0 && !paceA) {
-        a.pause();
-        paceA = setTimeout(resumeA, wait);
-      }
-    };
-    const onDataB = (chunk: Buffer | LentChunk): void => {
-      bToA += chunk.length;
-      activity++;
-      onBToA?.(chunk.length);
-      const wait = paceBToA?.(chunk.length);
-      const corked = batchToA !== null && batchToA();
-      const ok = a.write(chunk) || corked;
-      if (keepsWrites(a)) holdChunks(b);
-      if (!ok) {
-        drainB = true;
-        b.pause();
-      }
-      if (wait && wait > 0 && !paceB) {
-        b.pause();
-        paceB = setTimeout(resumeB, wait);
-      }
-    };
-    const onDrainB = (): void => {
-      drainA = false;
-      if (!paceA) a.resume();
-    };
-    const onDrainA = (): void => {
-      drainB = false;
-      if (!paceB) b.resume();
-    };
-    const onEndA = (): void => {
-      aEnded = true;
-      b.end();
-      maybeDone();
-    };
-    const onEndB = (): void => {
-      bEnded = true;
-      a.end();
-      maybeDone();
-    };
     const onErrorA = (err: Error): void => fail(err);
     const onErrorB = (err: Error): void => fail(err);
     const onCloseA = (): void => {
       closedA = true;
       // A side that closed without ending cleanly takes the other with it.
-      if (!aEnded) fail(null);
+      if (!aToB.ended) fail(null);
       else maybeDone();
     };
     const onCloseB = (): void => {
       closedB = true;
-      if (!bEnded) fail(null);
+      if (!bToA.ended) fail(null);
       else maybeDone();
     };
     const onAbort = (): void => fail(new LadderError('ERR_ABORTED', 'relay aborted'));
 
     function maybeDone(): void {
       // Done when both directions have ended and both sides have closed (or been destroyed).
-      if (aEnded && bEnded) {
+      if (aToB.ended && bToA.ended) {
         if (
           (closedA || a.destroyed || a.writableFinished) &&
           (closedB || b.destroyed || b.writableFinished)
@@ -203,14 +218,8 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       if (settled) return;
       settled = true;
       if (timer) clearInterval(timer);
-      if (paceA) clearTimeout(paceA);
-      if (paceB) clearTimeout(paceB);
-      a.off('data', onDataA);
-      b.off('data', onDataB);
-      a.off('drain', onDrainA);
-      b.off('drain', onDrainB);
-      a.off('end', onEndA);
-      b.off('end', onEndB);
+      aToB.detach();
+      bToA.detach();
       a.off('error', onErrorA);
       b.off('error', onErrorB);
       a.off('close', onCloseA);
@@ -221,9 +230,11 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       // Errors that arrive after the relay is over are expected (late resets) and not ours to report.
       a.on('error', noop);
       b.on('error', noop);
-      if (!a.destroyed && aEnded && bEnded) a.destroy();
-      if (!b.destroyed && aEnded && bEnded) b.destroy();
-      resolve(error ? { aToB, bToA, error } : { aToB, bToA });
+      const bothEnded = aToB.ended && bToA.ended;
+      if (!a.destroyed && bothEnded) a.destroy();
+      if (!b.destroyed && bothEnded) b.destroy();
+      const counts = { aToB: aToB.bytes, bToA: bToA.bytes };
+      resolve(error ? { ...counts, error } : counts);
     }
 
     if (options.signal?.aborted) {
@@ -231,12 +242,8 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       return;
     }
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    a.on('data', onDataA);
-    b.on('data', onDataB);
-    a.on('drain', onDrainA);
-    b.on('drain', onDrainB);
-    a.on('end', onEndA);
-    b.on('end', onEndB);
+    aToB.attach();
+    bToA.attach();
     a.on('error', onErrorA);
     b.on('error', onErrorB);
     a.on('close', onCloseA);
@@ -245,8 +252,8 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
     b.on('finish', onFinish);
     // A side destroyed before we were called will never emit 'close' again: finish now.
     if (a.destroyed || b.destroyed) return fail(null);
-    if (a.readableEnded) onEndA();
-    if (b.readableEnded) onEndB();
+    if (a.readableEnded) aToB.onEnd();
+    if (b.readableEnded) bToA.onEnd();
   });
 }
 

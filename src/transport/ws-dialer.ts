@@ -19,7 +19,7 @@ import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { DialError } from '../errors.js';
-import { decodeResponseHead } from '../codec/http-proxy.js';
+import { decodeResponseHead } from '../codec/http1.js';
 import { checkUpgradeResponse, upgradeRequest } from '../codec/websocket-handshake.js';
 import { ByteQueue } from '../codec/ss-stream.js';
 import { WebSocketStream } from '../stream/websocket-stream.js';

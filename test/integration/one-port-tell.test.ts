@@ -71,7 +71,7 @@ function onePort(grace?: number): Promise<{ mux: PortMux; port: number }> {
     ],
     dialer: new DirectDialer(),
     authTimeoutMs: AUTH_TIMEOUT_MS,
-    events: { probe: (code) => probes.push(code) },
+    events: { rejected: (code) => probes.push(code) },
   });
   const mux = new PortMux({
     ss,

@@ -35,7 +35,7 @@ before(async () => {
     ],
     dialer: new DirectDialer(),
     authTimeoutMs: AUTH_TIMEOUT_MS,
-    events: { probe: (code) => probes.push(code) },
+    events: { rejected: (code) => probes.push(code) },
   });
   port = (await server.listen('127.0.0.1', 0)).port;
 });

@@ -31,7 +31,7 @@ test('2022 TCP: a replay after the wall clock stepped back is refused though 61 
     clock: { now: () => wall },
     monotonicNow: () => mono,
     authTimeoutMs: 30_000,
-    events: { accepted: () => record('accepted'), probe: (code) => record(code) },
+    events: { accepted: () => record('accepted'), rejected: (code) => record(code) },
   });
   const { port } = await server.listen('127.0.0.1', 0);
   const echo = await tcpEcho();

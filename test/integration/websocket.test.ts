@@ -62,7 +62,7 @@ before(async () => {
     dialer: new DirectDialer({ recycleReads: true }),
     packetDialer: new DirectPacketDialer(),
     authTimeoutMs: 1500,
-    events: { probe: (code) => probes.push(code) },
+    events: { rejected: (code) => probes.push(code) },
   });
   const decoy = new DecoySite();
   const trojan = new TrojanHandler({

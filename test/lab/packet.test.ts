@@ -23,7 +23,7 @@ import { fetExemption } from '../../src/lab/modules/fet.js';
 import { nameMatcher } from '../../src/lab/modules/names.js';
 import { wireGuardType, WireGuardScorer } from '../../src/lab/modules/wireguard.js';
 import { OpenVpnScorer } from '../../src/lab/modules/openvpn.js';
-import { classifyServer, replayProbes } from '../../src/lab/modules/probe.js';
+import { classifyServer, replayProbes } from '../../src/lab/modules/prober.js';
 import { CensorEngine, prefixMatcher } from '../../src/lab/censor/engine.js';
 import { seededRandom } from '../../src/lab/censor/run.js';
 import { buildModules, modulePolicy } from '../../src/lab/policy.js';

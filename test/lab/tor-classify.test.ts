@@ -24,7 +24,7 @@ import {
   TOR_JA3_HASHES,
 } from '../../src/lab/modules/tor.js';
 import { EgressModule, inAddressSpace } from '../../src/lab/modules/egress.js';
-import type { ProbeSender } from '../../src/lab/modules/probe.js';
+import type { ProbeSender } from '../../src/lab/modules/prober.js';
 import { CensorEngine } from '../../src/lab/censor/engine.js';
 import { buildTcpPacket, TCP_FLAG } from '../../src/lab/packet/l4.js';
 import { checkCodec } from '../helpers/codec-battery.js';

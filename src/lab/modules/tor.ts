@@ -19,7 +19,7 @@ import type { CensorContext, CensorModule, Flow, Packet, Verdict } from '../cens
 import { parseClientHello } from '../packet/tls-client-hello.js';
 import { versionsCell, versionsReply } from '../packet/tor-cell.js';
 import { ja3Hash } from './tls-fingerprint.js';
-import { tcpProbe, type ProbeOutcome, type ProbeSender } from './probe.js';
+import { tcpProbe, type ProbeOutcome, type ProbeSender } from './prober.js';
 
 /**
  * JA3 hashes of recorded Tor ClientHellos: Debian tor 0.4.9.11 with OpenSSL 3.0.19 (the

@@ -49,7 +49,7 @@ export type ProbeSender = (
   servername: string | undefined,
 ) => Promise<ProbeOutcome>;
 
-export interface ProbeParams {
+export interface ProberParams {
   /**
    * Which flows draw probes: `fet` only those FET flagged (§1, §2), `entropy` also 160–999 B first
    * payloads with entropy > 7 bits/byte (§2), `all` every outbound server's first flow (a stress
@@ -74,7 +74,7 @@ export interface ProbeParams {
   readonly maxDelayS: number;
 }
 
-export const PROBE_DEFAULTS: ProbeParams = {
+export const PROBER_DEFAULTS: ProberParams = {
   trigger: 'fet',
   entropyTrigger: false,
   proberAddresses: [],
@@ -139,7 +139,7 @@ export interface PlannedProbe {
 export function planProbes(
   first: Uint8Array,
   random: () => number,
-  params: Pick<ProbeParams, 'randomProbes' | 'randomLengthProbes' | 'tlsProbes'>,
+  params: Pick<ProberParams, 'randomProbes' | 'randomLengthProbes' | 'tlsProbes'>,
 ): PlannedProbe[] {
   const out: PlannedProbe[] = [];
   const replays = replayProbes(first, random);
@@ -291,7 +291,7 @@ export const tcpProbe: ProbeSender = (
 export interface CampaignOptions {
   readonly random: () => number;
   readonly timeoutMs: number;
-  readonly params: Pick<ProbeParams, 'randomProbes' | 'randomLengthProbes' | 'tlsProbes'>;
+  readonly params: Pick<ProberParams, 'randomProbes' | 'randomLengthProbes' | 'tlsProbes'>;
   readonly sourceAddresses?: readonly string[];
   readonly send?: ProbeSender;
   /** Waits between probes (the censor passes the published delays × time factor); none by default. */
@@ -331,16 +331,20 @@ export async function runCampaign(
   return results;
 }
 
-export class ProbeModule implements CensorModule {
+/**
+ * The lab's active prober as a censor module. Its name stays `probe`: the report card's column,
+ * the policy key `modules.probe` and `ladder lab probe` use it.
+ */
+export class ProberModule implements CensorModule {
   readonly name = 'probe';
-  readonly #p: ProbeParams;
+  readonly #p: ProberParams;
   readonly #send: ProbeSender;
   readonly #scheduled = new Set<string>();
   readonly #confirmed = new Set<string>();
   readonly #timers = new Set<NodeJS.Timeout>();
 
-  constructor(params: Partial<ProbeParams> = {}, send: ProbeSender = tcpProbe) {
-    this.#p = { ...PROBE_DEFAULTS, ...params };
+  constructor(params: Partial<ProberParams> = {}, send: ProbeSender = tcpProbe) {
+    this.#p = { ...PROBER_DEFAULTS, ...params };
     this.#send = send;
   }
 
