@@ -341,10 +341,15 @@ export class FleetStore implements AccessKeyStore {
         this.#revs = revs;
       }
     }
+    // Recorded before the next await: the key manager may read the cache (and take the changes)
+    // in between, and a key written but not named would not be read again.
+    this.#changed(changed, []);
     const limit = await getDefaultLimitPg(c);
     const limitChanged = JSON.stringify(this.#replica.getDefaultLimit()) !== JSON.stringify(limit);
-    if (limitChanged) this.#replica.setDefaultLimit(limit);
-    this.#changed(changed, [], limitChanged);
+    if (limitChanged) {
+      this.#replica.setDefaultLimit(limit);
+      this.#changed([], [], true);
+    }
     this.#lastResync = Date.now();
     this.#replica.setSetting('fleet_synced_ms', String(this.#lastResync));
     if (this.#usageSinceUs === 0) {

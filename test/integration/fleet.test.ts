@@ -1,7 +1,8 @@
 /**
  * A fleet: three real `ladder server` processes on one real PostgreSQL (test/helpers/postgres.ts),
  * each with its own data directory (its cache). Key changes made through one node's API take
- * effect on every node within 1 s.
+ * effect on every node. How fast is measured by bench/fleet.ts; the waits here are deadlines for a
+ * loaded machine (PROPAGATE_MS), not timings.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,6 +29,11 @@ import { USAGE_FLUSH_BYTES } from '../../src/server/access/key-manager.js';
 const HEADERS_SLACK = 2_000;
 /** How long a server may take to start on a loaded machine (a deadline, not a measurement). */
 const START_MS = 60_000;
+/**
+ * How long a change (a key, usage) may take to reach every node on a loaded machine: a deadline,
+ * not a measurement (bench/fleet.ts measures propagation).
+ */
+const PROPAGATE_MS = 20_000;
 /**
  * Bytes a server has counted but not yet written to the client when it dies: what the relay
  * holds between reading the origin and the client's socket (a few reads of 64 KiB at most).
@@ -127,12 +133,16 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
     return r.status === 200 ? (r.body as Key).ladder.state : null;
   };
 
-  test('a key created, disabled, enabled and deleted on one node takes effect on all within 1 s', async () => {
+  test('a key created, disabled, enabled and deleted on one node takes effect on all nodes', async () => {
     const made = await nodes[0]!.api('POST', '/access-keys', { name: 'fleet' });
     assert.equal(made.status, 201);
     const key = made.body as Key;
     for (const n of nodes) {
-      await within('created key seen', 1000, async () => (await state(n, key.id)) === 'active');
+      await within(
+        'created key seen',
+        PROPAGATE_MS,
+        async () => (await state(n, key.id)) === 'active',
+      );
       const r = await fetchThrough(dialerFor(n.port, key), origin.port, '/hello');
       assert.match(r.head, /^HTTP\/1\.1 200/, 'the key works on every node');
     }
@@ -141,15 +151,19 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
       n.api('PATCH', `/ladder/v1/access-keys/${key.id}`, body);
     assert.equal((await patch(nodes[1]!, { disabled: true })).status, 200);
     for (const n of nodes)
-      await within('disable seen', 1000, async () => (await state(n, key.id)) === 'disabled');
+      await within(
+        'disable seen',
+        PROPAGATE_MS,
+        async () => (await state(n, key.id)) === 'disabled',
+      );
 
     assert.equal((await patch(nodes[2]!, { disabled: false })).status, 200);
     for (const n of nodes)
-      await within('enable seen', 1000, async () => (await state(n, key.id)) === 'active');
+      await within('enable seen', PROPAGATE_MS, async () => (await state(n, key.id)) === 'active');
 
     assert.equal((await nodes[1]!.api('DELETE', `/access-keys/${key.id}`)).status, 204);
     for (const n of nodes)
-      await within('delete seen', 1000, async () => (await state(n, key.id)) === null);
+      await within('delete seen', PROPAGATE_MS, async () => (await state(n, key.id)) === null);
   });
 
   test('ids are unique across the fleet when nodes create keys at once', async () => {
@@ -160,7 +174,7 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
     assert.equal(new Set(ids).size, ids.length);
     for (const id of ids)
       for (const n of nodes)
-        await within('key seen', 1000, async () => (await state(n, id)) === 'active');
+        await within('key seen', PROPAGATE_MS, async () => (await state(n, id)) === 'active');
   });
 
   test('a data limit holds across two nodes, and usage is counted once', async () => {
@@ -173,13 +187,18 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
       ).status,
       204,
     );
-    await within('key seen', 1000, async () => (await state(nodes[1]!, key.id)) === 'active');
+    await within(
+      'key seen',
+      PROPAGATE_MS,
+      async () => (await state(nodes[1]!, key.id)) === 'active',
+    );
     const first = await fetchThrough(dialerFor(nodes[0]!.port, key), origin.port, '/bytes/3000000');
     assert.equal(first.bodyBytes, 3_000_000);
-    // Node 1 learns node 0's usage from the database (flush, push, read: a few seconds at most).
-    await within('usage seen on the other node', 5000, async () => {
+    // Node 1 learns the limit and node 0's usage from the database (flush, push, read).
+    await within('usage seen on the other node', PROPAGATE_MS, async () => {
       const r = await nodes[1]!.api('GET', `/access-keys/${key.id}`);
-      return (r.body as Key).ladder.usedBytes >= 3_000_000;
+      const k = r.body as Key & { dataLimit?: { bytes: number } };
+      return k.dataLimit?.bytes === 4_000_000 && k.ladder.usedBytes >= 3_000_000;
     });
     const second = await fetchThrough(
       dialerFor(nodes[1]!.port, key),
@@ -193,10 +212,14 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
     for (const n of nodes)
       await within(
         'over-limit everywhere',
-        5000,
+        PROPAGATE_MS,
         async () => (await state(n, key.id)) === 'over-limit',
       );
-    await within('usage in the database', 5000, async () => (await pgTotal(key.id)) >= carried);
+    await within(
+      'usage in the database',
+      PROPAGATE_MS,
+      async () => (await pgTotal(key.id)) >= carried,
+    );
     const total = await pgTotal(key.id);
     assert.ok(
       total <= carried + 2 * HEADERS_SLACK,
@@ -215,7 +238,7 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
     const devices = async (n: OperatorServer): Promise<number> =>
       ((await n.api('GET', `/access-keys/${key.id}`)).body as typeof key).ladder.devices;
     for (const n of nodes)
-      await within('key seen', 5000, async () => (await state(n, key.id)) === 'active');
+      await within('key seen', PROPAGATE_MS, async () => (await state(n, key.id)) === 'active');
     // One device stays connected to node 0 (a capped download that outlasts the test).
     const hold = fetchThrough(dialerFor(nodes[0]!.port, key), origin.port, '/bytes/4000000000');
     await within(
@@ -241,7 +264,7 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
     await within('the device has gone', 20_000, async () => (await devices(nodes[1]!)) === 0);
     await within(
       'enabled on node 1',
-      5000,
+      PROPAGATE_MS,
       async () => (await state(nodes[1]!, key.id)) === 'active',
     );
     assert.match(
@@ -254,7 +277,11 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
   test('kill -9 mid-transfer loses at most the documented bound of usage', async (t) => {
     const key = (await nodes[1]!.api('POST', '/access-keys', { name: 'kill mid-transfer' }))
       .body as Key;
-    await within('key seen', 5000, async () => (await state(nodes[1]!, key.id)) === 'active');
+    await within(
+      'key seen',
+      PROPAGATE_MS,
+      async () => (await state(nodes[1]!, key.id)) === 'active',
+    );
     const pid = nodes[1]!.peer.pid;
     const KILL_AT = 3 * USAGE_FLUSH_BYTES;
     // A download far longer than the test; the node is killed once the client has 3 flushes' worth.
@@ -310,12 +337,12 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
       200,
     );
     for (const n of nodes) {
-      await within('keys seen', 1000, async () => (await state(n, a.id)) === 'active');
-      await within('keys seen', 1000, async () => (await state(n, b.id)) === 'active');
+      await within('keys seen', PROPAGATE_MS, async () => (await state(n, a.id)) === 'active');
+      await within('keys seen', PROPAGATE_MS, async () => (await state(n, b.id)) === 'active');
     }
     await within(
       'store up',
-      5000,
+      PROPAGATE_MS,
       async () => (await metric(nodes[0]!, 'ladder_store_up')) === '1',
     );
     // A capped download runs through node 0 across the whole outage.
@@ -340,7 +367,11 @@ describe('fleet: three servers on one PostgreSQL', { skip }, () => {
     // Node 2 carries bytes while the database is down, buffers them on disk, and is killed.
     const during = await fetchThrough(dialerFor(nodes[2]!.port, b), origin.port, '/bytes/2000000');
     assert.equal(during.bodyBytes, 2_000_000);
-    await within('usage on disk', 5000, async () => outbox(dirs[2]!.dir, b.id) >= 2_000_000);
+    await within(
+      'usage on disk',
+      PROPAGATE_MS,
+      async () => outbox(dirs[2]!.dir, b.id) >= 2_000_000,
+    );
     process.kill(nodes[2]!.peer.pid, 'SIGKILL');
     await nodes[2]!.peer.stop();
     // Started again while the database is still down: it serves from its cache.

@@ -143,3 +143,48 @@ test('with takeChanges, only the keys the store names are read again', () => {
     remove();
   }
 });
+
+test('usage another node reports moves the budget, enforced in the read that crosses it', async () => {
+  let changes: StoreChanges | null = null;
+  const { s, ks, remove } = store({
+    takeChanges: () => {
+      const c = changes;
+      changes = null;
+      return c;
+    },
+    loadUsageOf: (ids, fromDay) => {
+      const all = ks.loadUsage(fromDay);
+      return new Map([...ids].filter((id) => all.has(id)).map((id) => [id, all.get(id)!]));
+    },
+  });
+  const m = manager(s);
+  const other = KeyStore.open(ks.dir);
+  try {
+    const k = m.create({ name: 'a', limit: { bytes: 4_000_000 } });
+    const day = Math.floor(clock.now() / 86_400_000);
+    const elsewhere = (bytes: number): void => {
+      other.addUsage([{ keyId: k.id, day, bytes }]);
+      changes = { keys: new Set(), usage: new Set([k.id]), defaultLimit: false };
+    };
+    elsewhere(1_800_000);
+    assert.equal(m.get(k.id).usedBytes, 1_800_000);
+    elsewhere(1_200_000);
+    assert.equal(m.get(k.id).usedBytes, 3_000_000, 'the view has the fleet usage');
+    const lease = m.open(k.id, '198.18.0.1', 'tcp')!;
+    let revoked = false;
+    lease.onRevoke(() => (revoked = true));
+    lease.down(999_000);
+    assert.ok(!revoked, 'within the fleet-wide limit');
+    lease.down(2_000);
+    // Before the next read is taken (a setImmediate lets every read already waiting through).
+    await new Promise((r) => process.nextTick(r));
+    assert.ok(revoked, 'cut off right after the read that crossed the fleet-wide limit');
+    assert.equal(m.get(k.id).state, 'over-limit');
+    assert.equal(m.open(k.id, '198.18.0.1', 'tcp'), null, 'and refused from then on');
+    lease.close();
+  } finally {
+    other.close();
+    m.stop();
+    remove();
+  }
+});

@@ -311,9 +311,11 @@ export class KeyManager implements AccessGate {
         this.#budget.set(keyId, left - n);
         if (left - n <= 0) this.#dirty.add(keyId);
         if (left - n <= 0 && !this.#evaluateSoon) {
-          // Over the limit: enforce now rather than at the next tick (a fast link moves a lot in 250 ms).
+          // Over the budget: enforce once this read is relayed (it is counted, so it is carried)
+          // and before the next. Not setImmediate: one poll phase relays every read already
+          // waiting (up to 32 of 64 KiB per socket), a megabyte or two over the limit.
           this.#evaluateSoon = true;
-          setImmediate(() => {
+          process.nextTick(() => {
             this.#evaluateSoon = false;
             this.#evaluate(false);
           });
