@@ -227,7 +227,7 @@ test("UDP: DNS to any address is answered here; other flows go by name, replies 
 
   feed(r, encodeIpv4Udp(APP, 5001, ipv4ToU32(addr), 3478, Buffer.from('hi')));
   assert.deepEqual(r.sent[0]!.target, { host: 'chat.example', port: 3478 });
-  r.replyTo[0]!(Buffer.from('yo'), { host: '203.0.113.7', port: 3478 });
+  r.replyTo[0]!(Buffer.from('yo'), { host: '198.18.0.7', port: 3478 });
   const g = decodeIpv4Flow(r.written.shift()!)!;
   assert.deepEqual([u32ToIpv4(g.src), g.srcPort, g.dstPort], [addr, 3478, 5001]);
 
@@ -291,7 +291,7 @@ test('IPv6 UDP: AAAA answered with fake addresses; flows go by name; not carried
   );
   feed(r, encodeIpv6Udp(APP6, 5001, ipv6ToBytes(addr), 3478, Buffer.from('hi')));
   assert.deepEqual(r.sent[0]!.target, { host: 'chat.example', port: 3478 });
-  r.replyTo[0]!(Buffer.from('yo'), { host: '203.0.113.7', port: 3478 });
+  r.replyTo[0]!(Buffer.from('yo'), { host: '198.18.0.7', port: 3478 });
   const reply = r.written.shift()!;
   assert.ok(ipv6ChecksumsValid(reply));
   const g = decodeIpv6Flow(reply)!;
