@@ -208,9 +208,9 @@ describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 600_000 
     }
     // The reference for the padding: the same Mux.Cool transport with pad=0 is flagged (its first
     // run is the Finished, the Trojan request, a New frame and the inner ClientHello, ~703 bytes),
-    // so it is the padding that keeps the padded row at the baseline. Its key is fp=node, a client
-    // that resumes: after a full handshake (the chrome client's, which does not resume yet) the
-    // server's tickets can end the first run before the inner ClientHello, by chance.
+    // so it is the padding that keeps the padded row at the baseline. Its key is fp=node: after a
+    // full handshake the server's tickets can end the first run before the inner ClientHello, by
+    // chance.
     const nopad = 'ladder-trojan-mux-nopad-https';
     assert.ok(!within(nopad, 'a') && !within(nopad, 'b'), `${nopad} is flagged without padding`);
   });
@@ -218,7 +218,7 @@ describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 600_000 
   test(
     "Ladder's Trojan carrying HTTPS: flag rate within baseline + 2 pp (rules A and B)",
     {
-      todo: "Ladder's plain Trojan client (no mux, no split) sends the Trojan request and the inner ClientHello with its outer Finished when it resumes (fp=node), so rule A sees an inner handshake; fp=chrome does not resume yet, and the server's tickets split its first flight by chance in the lab (docs/lab.md 'TLS in TLS'); Mux.Cool keys are padded, split=1 is opt-in",
+      todo: "Ladder's plain Trojan client (no mux, no split) sends the Trojan request and the inner ClientHello with its outer Finished when it resumes, so rule A sees an inner handshake; after a full handshake the server's tickets split its first flight by chance in the lab (docs/lab.md 'TLS in TLS'); Mux.Cool keys are padded, split=1 is opt-in",
     },
     () => {
       const baseline = measured.get(BASELINE)!;
