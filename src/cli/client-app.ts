@@ -6,7 +6,6 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +25,7 @@ import { formatHostPort, parseHostPort } from './args.js';
 import { cappedFetch } from '../app/capped-fetch.js';
 import { DirectDialer } from '../transport/direct.js';
 import { runPageProbe } from './page-probe.js';
+import { ladderVersion } from './version.js';
 
 /** The client's app flags (joined into its parseFlags options). */
 export const UI_FLAGS = {
@@ -103,15 +103,6 @@ function checkHttpUrl(text: string, flag: string): string {
       `${flag} '${text.slice(0, 80)}' must be a plain http:// URL`,
     );
   return u.href;
-}
-
-function packageVersion(): string {
-  try {
-    const p = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
-    return String((p as { version?: unknown }).version ?? 'unknown');
-  } catch {
-    return 'unknown';
-  }
 }
 
 function clashType(uri: string): string {
@@ -233,7 +224,7 @@ export function buildClientApp(
       server = new UiServer({
         controller: c,
         token,
-        version: packageVersion(),
+        version: ladderVersion(),
         assetsDir: new URL('../../../assets/client-ui/', import.meta.url),
         allowRemote: cfg.allowRemote,
         ports,
