@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { formatSsUri } from '../codec/access-key-uri.js';
 import { PREFIX_PRESETS } from '../codec/ss-prefix.js';
 import { formatTrojanUri } from '../codec/trojan-uri.js';
+import { formatLadderKey } from '../codec/ladder-key.js';
 import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import {
   caPath,
@@ -444,6 +445,55 @@ function startLadderServer(plan: LabPlan): Promise<void> {
   });
 }
 
+let ladderAltServers: Promise<void> | undefined;
+
+/**
+ * Ladder's server on each of abroad's other Ladder addresses (`plan.addr.ladderAltIps`), Trojan
+ * only: the addresses a rotating key moves among, one server process each (`--listen` takes one).
+ */
+function startLadderAltServers(plan: LabPlan): Promise<void> {
+  ladderAltServers ??= (async () => {
+    await Promise.all(
+      plan.addr.ladderAltIps.map(async (ip, i) => {
+        const name = `ladder-server-alt${i + 1}`;
+        const child = spawnInNamespace(plan, 'abroad', name, [
+          process.execPath,
+          CLI_PATH,
+          'server',
+          '--listen',
+          `${ip}:${LADDER_PORT}`,
+          '--key',
+          ladderTrojanUri(plan),
+          '--tls-cert',
+          join(plan.stateDir, 'ladder-cert.pem'),
+          '--tls-key',
+          join(plan.stateDir, 'ladder-key.pem'),
+          '--allow-private-targets',
+          ...ladderServerArgs,
+        ]);
+        started.push(child);
+        await waitForLog(plan, name, child, /listening/);
+      }),
+    );
+  })();
+  return ladderAltServers.catch((err: unknown) => {
+    ladderAltServers = undefined;
+    throw err;
+  });
+}
+
+/**
+ * A ladder:// key of Trojan to each of the server's addresses in turn (the same server name and
+ * pinned certificate): what an operator hands out against bans by volume per address.
+ */
+function ladderRotatingKey(plan: LabPlan): string {
+  return formatLadderKey({
+    transports: [plan.addr.ladderIp, ...plan.addr.ladderAltIps].map((ip) =>
+      ladderTrojanUri(plan, undefined, false, ip),
+    ),
+  });
+}
+
 let nextSocksPort = 1081;
 
 /**
@@ -612,6 +662,15 @@ export const PARALLEL_FETCHES = 8;
 /** The client's cap in the capped row: the connections the TSPU allows (n4p#546, Xray's advice). */
 export const CONN_CAP = 6;
 
+/**
+ * Sequential fetches of the large page in the rotation rows, a fresh connection each: about 58 KB
+ * on the wire each, so 3 fit under the card's 200 KiB volume ban and the 4th crosses it.
+ */
+export const ROTATE_FETCHES = 6;
+
+/** The rotating row's `--rotate-after`: 2 fetches per address, well under the card's ban. */
+export const ROTATE_AFTER = '100k';
+
 /** Sequential fetches over one multiplexed connection in the `mux-many` rows. */
 export const MANY_FETCHES = 50;
 
@@ -642,6 +701,8 @@ function censorsEntries(): TransportEntry[] {
        * whatever the machine's speed (the connection-count controls).
        */
       keepAlive?: boolean;
+      /** Also start the server on its other addresses (the rotation rows). */
+      altServers?: boolean;
     } = {},
   ): TransportEntry => {
     const socksPort = nextSocksPort++;
@@ -654,6 +715,7 @@ function censorsEntries(): TransportEntry[] {
         ? {
             async setup(plan: LabPlan) {
               await startLadderServer(plan);
+              if (opts.altServers) await startLadderAltServers(plan);
               const child = spawnInNamespace(plan, 'client', `ladder-client-${name}`, [
                 process.execPath,
                 CLI_PATH,
@@ -798,6 +860,18 @@ function censorsEntries(): TransportEntry[] {
       `Trojan with Mux.Cool, ${MANY_FETCHES} fetches one after another over one connection (the multiplexing control)`,
       (p) => ladderTrojanUri(p, { padding: true }),
       { fetches: MANY_FETCHES, clientArgs: ['--mux-sessions', '128'] },
+    ),
+    large(
+      'ladder-trojan-failover',
+      `a ladder:// key of Trojan to three server addresses, ${ROTATE_FETCHES} fetches one after another, a connection each; failover only (the volume-ban control)`,
+      (p) => ladderRotatingKey(p),
+      { fetches: ROTATE_FETCHES, altServers: true },
+    ),
+    large(
+      'ladder-trojan-rotate',
+      `the same with the client's --rotate-after ${ROTATE_AFTER}: new connections move to the next address after that volume (the answer to bans by volume per address)`,
+      (p) => ladderRotatingKey(p),
+      { fetches: ROTATE_FETCHES, altServers: true, clientArgs: ['--rotate-after', ROTATE_AFTER] },
     ),
     large(
       'ladder-trojan-many',
@@ -1201,6 +1275,7 @@ export async function runReportCard(plan: LabPlan, o: CardOptions): Promise<Cell
   } finally {
     stopTransports();
     ladderServer = undefined;
+    ladderAltServers = undefined;
   }
 }
 

@@ -9,6 +9,10 @@
 //   --max-connections-per-server 6 the last two wait for a connection to close, and all pass.
 // - ech, TSPU mode (n4p#417): a ClientHello with SNI cloudflare-ech.com and the ECH extension is
 //   frozen; the same without the extension passes.
+// - volume-ban (n4p#523, Turkmenistan; 200 KiB as on the card): a ladder:// key of Trojan to three
+//   server addresses, 6 fetches of a 54,547-byte page one after another: with failover alone the
+//   first address carries 3 and is banned during the 4th (frozen); with the client's
+//   --rotate-after 100k each address carries 2 and none reaches the ban.
 // One lab for the file, under its own prefix, removed in after() even on failure.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +21,7 @@ import { labUp, startCensor, destroyLab, eventsPath } from '../../src/lab/lab.js
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { modulePolicy, type ModuleName } from '../../src/lab/policy.js';
 import { stopTransports, TRANSPORTS } from '../../src/lab/report.js';
+import type { Policy } from '../../src/lab/policy.js';
 
 const why = labUnavailable();
 if (why) console.log(`lab answers tests skipped: ${why}`);
@@ -30,7 +35,11 @@ const ROWS = [
   'ladder-trojan-parallel-capped',
   'ech-hello',
   'ech-sni-only',
+  'ladder-trojan-failover',
+  'ladder-trojan-rotate',
 ];
+/** The card's volume-ban threshold: 3 of the rotation rows' fetches fit under it, 4 do not. */
+const VOLUME_BAN_BYTES = 200 * 1024;
 /** Seconds per attempt: a frozen flow fails by this timeout, a passing one ends long before. */
 const TIMEOUT_S = 5;
 
@@ -48,19 +57,23 @@ function events(): string[] {
     });
 }
 
-async function censor(name: ModuleName | 'none'): Promise<void> {
-  await startCensor(
-    plan,
-    name === 'none' ? { modules: {} } : { timeFactor: 0.01, seed: 17, ...modulePolicy(name, plan) },
-  );
+async function censor(name: ModuleName | 'none', overrides: object = {}): Promise<void> {
+  const policy: Policy =
+    name === 'none'
+      ? { modules: {} }
+      : { timeFactor: 0.01, seed: 17, ...modulePolicy(name, plan, overrides) };
+  await startCensor(plan, policy);
   const f = eventsPath(plan);
   eventsFrom = existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0;
 }
 
-async function attempt(name: string): Promise<{ ok: boolean; detail: string }> {
+async function attempt(
+  name: string,
+  timeoutS = TIMEOUT_S,
+): Promise<{ ok: boolean; detail: string }> {
   const t = TRANSPORTS.find((x) => x.name === name);
   assert.ok(t, name);
-  return t.attempt(plan, TIMEOUT_S);
+  return t.attempt(plan, timeoutS);
 }
 
 describe(
@@ -109,6 +122,18 @@ describe(
       const uncapped = await attempt('ladder-trojan-parallel');
       assert.equal(uncapped.ok, false, 'uncapped: cut');
       assert.ok(events().includes('conn-count/reset'));
+    });
+
+    test('volume-ban: a key of three addresses with failover alone is banned mid-download; rotating after 100 KiB, all 6 fetches pass', async () => {
+      // A fresh censor for each row: the volume counted per address starts at 0.
+      await censor('volume-ban', { bytes: VOLUME_BAN_BYTES });
+      const rotate = await attempt('ladder-trojan-rotate', 2 * TIMEOUT_S);
+      assert.ok(rotate.ok, `rotating: ${rotate.detail}`);
+      assert.deepEqual(events(), [], 'no address reached the ban');
+      await censor('volume-ban', { bytes: VOLUME_BAN_BYTES });
+      const failover = await attempt('ladder-trojan-failover', 2 * TIMEOUT_S);
+      assert.equal(failover.ok, false, 'failover alone: the first address is banned mid-download');
+      assert.deepEqual(events(), ['volume-ban/ban']);
     });
 
     test('ech (TSPU): cloudflare-ech.com with the ECH extension is frozen; without the extension it passes', async () => {
