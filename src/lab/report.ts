@@ -675,6 +675,13 @@ export const ROTATE_AFTER = '100k';
 export const MANY_FETCHES = 50;
 
 /**
+ * `--mux-sessions` of the renewing mux row: a fetch is one or two request/response pairs on the
+ * outer flow (the request and its answer; the session's End frames), the TLS handshake two more,
+ * so 8 sessions stay under half the `mux` module's 40 pairs.
+ */
+export const MUX_RENEW_SESSIONS = 8;
+
+/**
  * Requests one browsing connection makes in the `-browse` rows: with a browser's request headers
  * each is a client packet of over 411 bytes, so with the ClientHello there are 3 or more, the
  * TSPU's TLS-in-TLS pattern (n4p#363); a single curl request with curl's own headers is 1.
@@ -872,6 +879,12 @@ function censorsEntries(): TransportEntry[] {
       `the same with the client's --rotate-after ${ROTATE_AFTER}: new connections move to the next address after that volume (the answer to bans by volume per address)`,
       (p) => ladderRotatingKey(p),
       { fetches: ROTATE_FETCHES, altServers: true, clientArgs: ['--rotate-after', ROTATE_AFTER] },
+    ),
+    large(
+      'ladder-trojan-mux-renew',
+      `the same with the client's --mux-sessions ${MUX_RENEW_SESSIONS}: a fresh Mux.Cool connection after ${MUX_RENEW_SESSIONS} sessions, so no flow has the pair count of a long-lived mux (the answer to the multiplexing classifier that keeps mux)`,
+      (p) => ladderTrojanUri(p, { padding: true }),
+      { fetches: MANY_FETCHES, clientArgs: ['--mux-sessions', String(MUX_RENEW_SESSIONS)] },
     ),
     large(
       'ladder-trojan-many',

@@ -13,6 +13,9 @@
 //   server addresses, 6 fetches of a 54,547-byte page one after another: with failover alone the
 //   first address carries 3 and is banned during the 4th (frozen); with the client's
 //   --rotate-after 100k each address carries 2 and none reaches the ban.
+// - mux (NDSS 2025 via n4p#528; reset at 40 request/response pairs per flow): 50 fetches over one
+//   Mux.Cool connection are cut; with the client's --mux-sessions 8 each connection carries 8
+//   sessions, none reaches 40 pairs, and all 50 pass.
 // One lab for the file, under its own prefix, removed in after() even on failure.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,6 +40,8 @@ const ROWS = [
   'ech-sni-only',
   'ladder-trojan-failover',
   'ladder-trojan-rotate',
+  'ladder-trojan-mux-many',
+  'ladder-trojan-mux-renew',
 ];
 /** The card's volume-ban threshold: 3 of the rotation rows' fetches fit under it, 4 do not. */
 const VOLUME_BAN_BYTES = 200 * 1024;
@@ -97,7 +102,7 @@ describe(
     test('no censor: every row gets through', async () => {
       await censor('none');
       for (const name of ROWS) {
-        const r = await attempt(name);
+        const r = await attempt(name, 2 * TIMEOUT_S);
         assert.ok(r.ok, `${name}: ${r.detail}`);
       }
     });
@@ -134,6 +139,18 @@ describe(
       const failover = await attempt('ladder-trojan-failover', 2 * TIMEOUT_S);
       assert.equal(failover.ok, false, 'failover alone: the first address is banned mid-download');
       assert.deepEqual(events(), ['volume-ban/ban']);
+    });
+
+    test('mux: 50 fetches over one Mux.Cool connection are cut; renewing the connection every 8 sessions, all pass', async () => {
+      await censor('mux');
+      const renew = await attempt('ladder-trojan-mux-renew', 2 * TIMEOUT_S);
+      assert.ok(renew.ok, `renewing: ${renew.detail}`);
+      assert.deepEqual(events(), [], 'no flow reached the pair threshold');
+      const one = await attempt('ladder-trojan-mux-many', 2 * TIMEOUT_S);
+      assert.equal(one.ok, false, 'one connection for all 50: cut');
+      // curl goes on with the next fetches on a fresh connection, which may reach 40 pairs too
+      const ev = events();
+      assert.ok(ev.length > 0 && ev.every((e) => e === 'mux/reset'), ev.join(', '));
     });
 
     test('ech (TSPU): cloudflare-ech.com with the ECH extension is frozen; without the extension it passes', async () => {
