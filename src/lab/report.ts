@@ -647,6 +647,16 @@ function ladderTransports(): TransportEntry[] {
     naiveTunnelEntry(),
     ladderRulesEntry(),
     ...censorsEntries(),
+    dnsEntry(
+      'dns-isp-resolver',
+      "a DNS query for allowed.lab through the domestic ISP's resolver, which asks the abroad resolver: the path DNS tunnels take in Iran's shutdowns (n4p#561)",
+      (p) => p.addr.domestic,
+    ),
+    dnsEntry(
+      'dns-direct',
+      'the same query sent from the client to the abroad resolver itself',
+      (p) => p.addr.dnsIp,
+    ),
   ];
 }
 
@@ -687,6 +697,39 @@ export const MUX_RENEW_SESSIONS = 8;
  * TSPU's TLS-in-TLS pattern (n4p#363); a single curl request with curl's own headers is 1.
  */
 export const BROWSE_FETCHES = 3;
+
+/**
+ * A DNS query for the allowed site's A record from the client namespace, to `server(plan)`:53 over
+ * UDP, by Node's resolver (one try); passes when the answer is the site's address.
+ */
+function dnsEntry(
+  name: string,
+  description: string,
+  server: (p: LabPlan) => string,
+): TransportEntry {
+  return {
+    name,
+    description,
+    async attempt(plan, timeoutS) {
+      const script = [
+        "const { Resolver } = require('node:dns').promises;",
+        `const r = new Resolver({ timeout: ${timeoutS * 1000}, tries: 1 });`,
+        `r.setServers([${JSON.stringify(server(plan))}]);`,
+        `r.resolve4(${JSON.stringify(plan.names.allowed)}).then(`,
+        "  (a) => { console.log(a.join(',')); process.exit(0); },",
+        '  (e) => { console.log(e.code); process.exit(1); });',
+      ].join('\n');
+      const r = await runIn(
+        plan,
+        plan.ns.client,
+        [process.execPath, '-e', script],
+        (timeoutS + 2) * 1000,
+      );
+      const ok = r.status === 0 && r.out.trim() === plan.addr.allowedIp;
+      return { ok, detail: ok ? 'ok' : r.out.trim().split('\n').pop() || `exit ${r.status}` };
+    },
+  };
+}
 
 /**
  * Control and answer rows for the 2024–2026 techniques: a large page (the byte budget), parallel
@@ -1247,7 +1290,11 @@ export function columns(): Column[] {
     mod('tls-fingerprint', 'browser-only', { browserOnly: true }),
     mod('sni', 'sni reassembled', { reassemble: true }),
     mod('iran'),
-    mod('iran', 'iran allowlist', { clientAllowlist: [] }),
+    // the ISP's resolver is one of the few addresses that still reach abroad
+    {
+      name: 'iran allowlist',
+      policy: (p) => modulePolicy('iran', p, { clientAllowlist: [`${p.addr.domestic}/32`] }),
+    },
     // the published threshold is not known; a lower one shows the ban inside a cell's few pages
     mod('volume-ban', 'volume-ban', { bytes: 200 * 1024 }),
     mod('mux'),

@@ -16,6 +16,10 @@
 // - mux (NDSS 2025 via n4p#528; reset at 40 request/response pairs per flow): 50 fetches over one
 //   Mux.Cool connection are cut; with the client's --mux-sessions 8 each connection carries 8
 //   sessions, none reaches 40 pairs, and all 50 pass.
+// - iran with the 2026 allowlist (n4p#630, #586), the domestic ISP resolver its one listed
+//   address: Shadowsocks is blocked like everything from the client, and so is a DNS query sent
+//   abroad directly; the same query through the ISP resolver passes, the path DNS tunnels take
+//   (n4p#561). No Ladder transport answers this yet (docs/lab.md, "Ladder's answers").
 // One lab for the file, under its own prefix, removed in after() even on failure.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -42,6 +46,8 @@ const ROWS = [
   'ladder-trojan-rotate',
   'ladder-trojan-mux-many',
   'ladder-trojan-mux-renew',
+  'dns-isp-resolver',
+  'dns-direct',
 ];
 /** The card's volume-ban threshold: 3 of the rotation rows' fetches fit under it, 4 do not. */
 const VOLUME_BAN_BYTES = 200 * 1024;
@@ -151,6 +157,19 @@ describe(
       // curl goes on with the next fetches on a fresh connection, which may reach 40 pairs too
       const ev = events();
       assert.ok(ev.length > 0 && ev.every((e) => e === 'mux/reset'), ev.join(', '));
+    });
+
+    test("iran allowlist: Shadowsocks and a direct DNS query are blocked; DNS through the ISP's resolver passes", async () => {
+      await censor('iran', { clientAllowlist: [`${plan.addr.domestic}/32`] });
+      const viaIsp = await attempt('dns-isp-resolver');
+      assert.ok(viaIsp.ok, `through the ISP resolver: ${viaIsp.detail}`);
+      assert.deepEqual(events(), []);
+      const direct = await attempt('dns-direct');
+      assert.equal(direct.ok, false, 'the client itself reaches nothing abroad');
+      const ss = await attempt('ladder-ss-https');
+      assert.equal(ss.ok, false, 'Shadowsocks');
+      const ev = events();
+      assert.ok(ev.length >= 2 && ev.every((e) => e === 'iran/drop'), ev.join(', '));
     });
 
     test('ech (TSPU): cloudflare-ech.com with the ECH extension is frozen; without the extension it passes', async () => {
