@@ -116,7 +116,8 @@ export function transportsFromKey(
     ...(k.multiplexed ? { multiplexed: true } : {}),
     dialers,
   };
-  if (k.kind === 'trojan') return [{ ...common, name: `trojan (${over.join(', ')})`, kind: 'trojan' }];
+  if (k.kind === 'trojan')
+    return [{ ...common, name: `trojan (${over.join(', ')})`, kind: 'trojan' }];
   const what = `shadowsocks ${k.method}${k.prefixed ? ' (prefix)' : ''}`;
   return [
     {
