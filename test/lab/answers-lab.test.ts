@@ -163,7 +163,8 @@ describe(
       await censor('iran', { clientAllowlist: [`${plan.addr.domestic}/32`] });
       const viaIsp = await attempt('dns-isp-resolver');
       assert.ok(viaIsp.ok, `through the ISP resolver: ${viaIsp.detail}`);
-      assert.deepEqual(events(), []);
+      // no event check here: the earlier rows' idle connections from the client (Mux.Cool keeps
+      // one 16 s) are dropped too when they next send, whenever that is
       const direct = await attempt('dns-direct');
       assert.equal(direct.ok, false, 'the client itself reaches nothing abroad');
       const ss = await attempt('ladder-ss-https');
