@@ -23,9 +23,12 @@
  * Resumption (TLS 1.3, chrome-sessions.ts): tickets become sessions kept per server and trust; the
  * next connection offers one (psk_dhe_ke) once, and a server that accepts skips the certificate.
  *
- * Not done (docs/tls-fingerprint.md): TLS 1.2 False Start and session resumption, verifying ML-DSA
- * CertificateVerify signatures, ALPS settings (a server that negotiates ALPS gets an empty
- * client EncryptedExtensions).
+ * ML-DSA (offered as Chrome offers it): Node 20's OpenSSL cannot read ML-DSA keys, so the
+ * certificate's key is taken from its DER (codec/x509.ts) and @noble/post-quantum verifies the
+ * CertificateVerify and, in a chain, ML-DSA certificate signatures (crypto/ml-dsa.ts).
+ *
+ * Not done (docs/tls-fingerprint.md): TLS 1.2 False Start and session resumption, ALPS settings
+ * (a server that negotiates ALPS gets an empty client EncryptedExtensions).
  * @module
  */
 import {
@@ -50,6 +53,8 @@ import {
   GROUP,
 } from '../codec/tls-client-hello.js';
 import { TlsReader, TlsWriter } from '../codec/tls-wire.js';
+import { decodeCertificateParts, type CertificateParts } from '../codec/x509.js';
+import { mlDsaByOid, mlDsaByScheme, mlDsaVerify } from '../crypto/ml-dsa.js';
 import {
   RecordProtection,
   TLS13_SUITES,
@@ -188,6 +193,42 @@ function anchorsFor(ca: string | undefined): Map<string, X509Certificate[]> {
   return m;
 }
 
+/** The certificate's public key as node:crypto reads it, or null (an ML-DSA key on Node 20). */
+function keyOf(c: X509Certificate): KeyObject | null {
+  try {
+    return c.publicKey;
+  } catch {
+    return null;
+  }
+}
+
+function partsOf(c: X509Certificate): CertificateParts | null {
+  try {
+    return decodeCertificateParts(c.raw);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether `c` was issued by `issuer`: OpenSSL's check and signature for the keys it reads; for an
+ * ML-DSA issuer, the names and the pure ML-DSA signature over the TBSCertificate (RFC 9881: the
+ * same ML-DSA algorithm inside and outside it, parameters absent).
+ */
+export function issuedBy(c: X509Certificate, issuer: X509Certificate): boolean {
+  const key = keyOf(issuer);
+  if (key) return c.checkIssued(issuer) && c.verify(key);
+  if (c.issuer !== issuer.subject) return false;
+  const ip = partsOf(issuer);
+  const cp = partsOf(c);
+  const p = ip && mlDsaByOid(ip.keyAlgorithm.oid);
+  if (!ip || !cp || !p || ip.keyAlgorithm.params) return false;
+  const alg = cp.signatureAlgorithm;
+  const inner = cp.tbsSignatureAlgorithm;
+  if (alg.oid !== p.oid || alg.params || inner.oid !== p.oid || inner.params) return false;
+  return mlDsaVerify(p, ip.publicKey, cp.tbs, cp.signature);
+}
+
 /**
  * Checks a server chain (leaf first): every certificate valid at `now`, each signed by the next
  * (which must be a CA), ending at a trust anchor; the leaf names `host`. Throws an Abort with the
@@ -215,11 +256,10 @@ export function verifyChain(
         'ERR_TLS_CERT',
         `certificate ${i} of the chain is valid from ${c.validFrom} to ${c.validTo}, not now`,
       );
-    for (const a of anchors.get(c.issuer) ?? [])
-      if (a.raw.equals(c.raw) || (c.checkIssued(a) && c.verify(a.publicKey))) return;
+    for (const a of anchors.get(c.issuer) ?? []) if (a.raw.equals(c.raw) || issuedBy(c, a)) return;
     const next = chain[i + 1];
     if (!next) break;
-    if (!next.ca || !c.checkIssued(next) || !c.verify(next.publicKey))
+    if (!next.ca || !issuedBy(c, next))
       throw new Abort(
         'bad_certificate',
         'ERR_TLS_CERT',
@@ -233,8 +273,29 @@ export function verifyChain(
   );
 }
 
-/** Verifies a TLS 1.3 CertificateVerify signature (§4.4.3) with the leaf's key; false on mismatch. */
+/**
+ * Verifies a TLS 1.3 CertificateVerify signature (§4.4.3) with the leaf's key; false on mismatch,
+ * a scheme that does not fit the key, or a key neither node:crypto nor the ML-DSA check reads.
+ */
 export function verifyCertificateVerify(
+  leaf: X509Certificate,
+  scheme: number,
+  content: Uint8Array,
+  signature: Uint8Array,
+): boolean {
+  const mldsa = mlDsaByScheme(scheme);
+  if (mldsa) {
+    // draft-ietf-tls-mldsa: the leaf's key is that ML-DSA level's; pure ML-DSA, empty context.
+    const parts = partsOf(leaf);
+    if (!parts || parts.keyAlgorithm.oid !== mldsa.oid || parts.keyAlgorithm.params) return false;
+    return mlDsaVerify(mldsa, parts.publicKey, content, signature);
+  }
+  const key = keyOf(leaf);
+  return key !== null && verifyWithKey(key, scheme, content, signature);
+}
+
+/** The classical schemes of {@link verifyCertificateVerify} (and RSA-PSS in TLS 1.2). */
+function verifyWithKey(
   key: KeyObject,
   scheme: number,
   content: Uint8Array,
@@ -308,8 +369,7 @@ export function verifyServerKeyExchange(
         { key, padding: constants.RSA_PKCS1_PADDING },
         signature,
       );
-    if (scheme >= 0x0804 && scheme <= 0x0806)
-      return verifyCertificateVerify(key, scheme, content, signature);
+    if (scheme >= 0x0804 && scheme <= 0x0806) return verifyWithKey(key, scheme, content, signature);
     return false;
   } catch {
     return false;
@@ -1206,7 +1266,8 @@ export class ChromeTlsSocket extends Duplex {
     // ServerECDHParams: curve_type, namedcurve, the point behind its 1-byte length.
     const params = body.subarray(0, 1 + 2 + 1 + point.length);
     const content = Buffer.concat([v.clientRandom, v.serverRandom, params]);
-    if (!verifyServerKeyExchange(this.#chain[0]!.publicKey, v.suite.auth, scheme, content, sig))
+    const leafKey = keyOf(this.#chain[0]!);
+    if (!leafKey || !verifyServerKeyExchange(leafKey, v.suite.auth, scheme, content, sig))
       throw new Abort(
         'decrypt_error',
         'ERR_TLS_CERT',
@@ -1399,18 +1460,12 @@ export class ChromeTlsSocket extends Duplex {
         'ERR_TLS_PROTOCOL',
         `CertificateVerify with scheme 0x${scheme.toString(16)}, not allowed`,
       );
-    if (scheme >= 0x0904 && scheme <= 0x0906)
-      throw new Abort(
-        'handshake_failure',
-        'ERR_TLS_CERT',
-        'an ML-DSA CertificateVerify, which this client cannot verify yet',
-      );
     const content = Buffer.concat([
       Buffer.alloc(64, 0x20),
       Buffer.from('TLS 1.3, server CertificateVerify\0', 'latin1'),
       this.#th(),
     ]);
-    if (!verifyCertificateVerify(this.#chain[0]!.publicKey, scheme, content, sig))
+    if (!verifyCertificateVerify(this.#chain[0]!, scheme, content, sig))
       throw new Abort(
         'decrypt_error',
         'ERR_TLS_CERT',
