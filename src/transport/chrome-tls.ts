@@ -20,14 +20,15 @@
  * then [NewSessionTicket], the server's ChangeCipherSpec and Finished. ECDHE + AEAD suites only,
  * the extended master secret required (RFC 7627), renegotiation refused (RFC 5746).
  *
- * Resumption (TLS 1.3, chrome-sessions.ts): tickets become sessions kept per server and trust; the
- * next connection offers one (psk_dhe_ke) once, and a server that accepts skips the certificate.
+ * Resumption (chrome-sessions.ts): tickets become sessions kept per server and trust; the next
+ * connection offers a TLS 1.3 one (psk_dhe_ke) once, or a TLS 1.2 one (RFC 5077 session_ticket)
+ * until the server refuses it; a server that accepts skips the certificate.
  *
  * ML-DSA (offered as Chrome offers it): Node 20's OpenSSL cannot read ML-DSA keys, so the
  * certificate's key is taken from its DER (codec/x509.ts) and @noble/post-quantum verifies the
  * CertificateVerify and, in a chain, ML-DSA certificate signatures (crypto/ml-dsa.ts).
  *
- * Not done (docs/tls-fingerprint.md): TLS 1.2 False Start and session resumption, ALPS settings
+ * Not done (docs/tls-fingerprint.md): TLS 1.2 False Start, ALPS settings
  * (a server that negotiates ALPS gets an empty client EncryptedExtensions).
  * @module
  */
@@ -75,7 +76,12 @@ import {
 } from '../crypto/tls12-keys.js';
 import { ecdhShare, x25519Mlkem768Shared, x25519Pair, x25519Shared } from '../crypto/tls-kex.js';
 import { chromeClientHello, type ChromeHelloResume } from './chrome-hello.js';
-import { chromeSessions, type ChromeSession, type ChromeSessionCache } from './chrome-sessions.js';
+import {
+  chromeSessions,
+  type ChromeSession,
+  type ChromeSession12,
+  type ChromeSessionCache,
+} from './chrome-sessions.js';
 import { applyCongestion } from './congestion.js';
 import { serverLookup } from './server-lookup.js';
 import type { Target } from './types.js';
@@ -400,10 +406,17 @@ interface Tls12State {
   master: Buffer | null;
   serverKey: Buffer | null;
   serverIv: Buffer | null;
+  /** The client's write key and IV of an abbreviated handshake, used after the server's Finished. */
+  clientKey?: Buffer;
+  clientIv?: Buffer;
   /** The pre-master secret, once the ServerKeyExchange is checked, and the client's public share. */
   preMaster: Buffer | null;
   clientShare: Uint8Array | null;
   certificateRequested: boolean;
+  /** The offered session was taken (abbreviated handshake, RFC 5246 §7.3). */
+  resumed: boolean;
+  /** A NewSessionTicket's ticket and lifetime hint, kept once the server's Finished verifies. */
+  newTicket: { ticket: Buffer; lifetimeS: number } | null;
 }
 
 /** The record protection of one direction, TLS 1.3 or 1.2: both seal and open whole records. */
@@ -444,6 +457,8 @@ export class ChromeTlsSocket extends Duplex {
   readonly #sessionKey: string;
   /** The session offered in the hello, and whether the server took it. */
   #offered: ChromeSession | undefined;
+  /** The TLS 1.2 session offered in session_ticket (when no TLS 1.3 one is). */
+  #offered12: ChromeSession12 | undefined;
   #resumed = false;
 
   constructor(o: ChromeTlsOptions, sock: Duplex, what: string) {
@@ -469,7 +484,8 @@ export class ChromeTlsSocket extends Duplex {
         suite: offeredSuite,
       };
     else this.#offered = undefined;
-    this.#hello = chromeClientHello(o.sni, alpn, resume);
+    if (!resume) this.#offered12 = this.#sessions?.get12(this.#sessionKey, nowMs);
+    this.#hello = chromeClientHello(o.sni, alpn, resume, this.#offered12?.ticket);
     this.#ch1 = this.#hello.record.subarray(5);
     sock.on('data', (d: Buffer) => this.#onData(d));
     sock.on('end', () => this.#onEnd());
@@ -796,11 +812,14 @@ export class ChromeTlsSocket extends Duplex {
           return this.#clientFlight12();
         case 'change_cipher_spec':
           if (type === HS.new_session_ticket && this.#v12!.ticket) {
-            // RFC 5077 §3.3: lifetime hint, then the ticket; kept for nothing yet (no resumption).
-            this.#v12!.ticket = false;
-            r.bytes(4, 'ticket_lifetime_hint');
-            r.vec(2, 'ticket');
+            // RFC 5077 §3.3: lifetime hint, then the ticket (empty: none); kept once the
+            // server's Finished verifies.
+            const v = this.#v12!;
+            v.ticket = false;
+            const lifetimeS = r.u32('ticket_lifetime_hint');
+            const ticket = Buffer.from(r.vec(2, 'ticket').rest());
             r.done();
+            v.newTicket = { ticket, lifetimeS };
             this.#transcript.push(raw);
             return;
           }
@@ -811,7 +830,7 @@ export class ChromeTlsSocket extends Duplex {
           );
         case 'finished12':
           this.#expect(type, HS.finished, 'Finished');
-          return this.#finished12(r);
+          return this.#finished12(r, raw);
         case 'open':
           if (this.#v12) {
             // Chrome never renegotiates (RFC 5746 is for servers that ask; it declines).
@@ -1132,13 +1151,23 @@ export class ChromeTlsSocket extends Duplex {
         'ERR_TLS_PROTOCOL',
         'a TLS 1.2 ServerHello after a HelloRetryRequest',
       );
-    // No session was offered for resumption: the random session id must not come back.
-    if (Buffer.from(echo).equals(this.#hello.sessionId))
+    // RFC 5077 §3.4: the server takes the ticket by echoing the session id the hello sent.
+    const resumed = Buffer.from(echo).equals(this.#hello.sessionId);
+    const offered = this.#offered12;
+    if (resumed && !offered)
       throw new Abort(
         'illegal_parameter',
         'ERR_TLS_PROTOCOL',
         'the server resumed a TLS 1.2 session that was never offered',
       );
+    // RFC 5246 §7.4.1.3: a resumed session keeps its cipher suite.
+    if (resumed && cipher !== offered!.suite)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `the server resumed a TLS 1.2 session with cipher suite 0x${cipher.toString(16)}, not the session's`,
+      );
+    if (offered && !resumed) this.#sessions?.drop12(this.#sessionKey);
     const suite = TLS12_SUITES.get(cipher);
     if (!suite) {
       if (CHROME_CIPHERS.includes(cipher) && !TLS13_SUITES.has(cipher))
@@ -1171,6 +1200,8 @@ export class ChromeTlsSocket extends Duplex {
       preMaster: null,
       clientShare: null,
       certificateRequested: false,
+      resumed,
+      newTicket: null,
     };
     for (const [t, d] of exts) {
       const x = new TlsReader(d, `extension ${t}`);
@@ -1228,7 +1259,21 @@ export class ChromeTlsSocket extends Duplex {
       );
     this.#v12 = v;
     this.#transcript = [this.#ch1, raw];
-    this.#state = 'certificate12';
+    if (!resumed) {
+      this.#state = 'certificate12';
+      return;
+    }
+    // Abbreviated handshake: the session's master secret and chain; the server's [ticket], CCS
+    // and Finished come first, then the client's.
+    this.#resumed = true;
+    this.#chain = offered!.chain;
+    v.master = offered!.master;
+    const k = keyBlock12(suite, v.master, v.clientRandom, v.serverRandom);
+    v.serverKey = k.serverKey;
+    v.serverIv = k.serverIv;
+    v.clientKey = k.clientKey;
+    v.clientIv = k.clientIv;
+    this.#state = 'change_cipher_spec';
   }
 
   #th12(): Buffer {
@@ -1329,16 +1374,38 @@ export class ChromeTlsSocket extends Duplex {
     this.#state = 'change_cipher_spec';
   }
 
-  #finished12(r: TlsReader): void {
+  #finished12(r: TlsReader, raw: Buffer): void {
     const v = this.#v12!;
+    const s = v.suite;
     const got = r.bytes(12, 'verify_data');
     r.done();
-    const want = finishedData12(v.suite.hash, v.master!, false, this.#th12());
+    const want = finishedData12(s.hash, v.master!, false, this.#th12());
     if (!timingSafeEqual(got, want))
       throw new Abort('decrypt_error', 'ERR_TLS_PROTOCOL', 'the server Finished does not verify');
+    const out: Buffer[] = [];
+    if (v.resumed) {
+      // RFC 5246 §7.3: in an abbreviated handshake the client's CCS and Finished come last.
+      this.#transcript.push(raw);
+      const fin = new TlsWriter()
+        .u8(HS.finished)
+        .vec(3, (b) => b.bytes(finishedData12(s.hash, v.master!, true, this.#th12())))
+        .toBuffer();
+      this.#write = new Tls12RecordProtection(s, v.clientKey!, v.clientIv!, true);
+      out.push(Buffer.from([20, 3, 3, 0, 1, 1]), this.#write.seal(fin, 22));
+    }
+    if (v.newTicket && this.#sessions) {
+      this.#sessions.add12(this.#sessionKey, {
+        ticket: v.newTicket.ticket,
+        master: v.master!,
+        suite: s.id,
+        receivedMs: this.#nowMs(),
+        lifetimeS: v.newTicket.lifetimeS,
+        chain: this.#chain,
+      });
+      if (v.newTicket.ticket.length) this.emit('session', v.newTicket.ticket);
+    }
     this.#state = 'open';
     this.#transcript = [];
-    const out: Buffer[] = [];
     const pending = this.#pending.splice(0);
     for (const p of pending) out.push(...this.#seal(p.data));
     if (out.length) this.#sock.write(Buffer.concat(out), (e) => pending.forEach((p) => p.cb(e)));

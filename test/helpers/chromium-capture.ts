@@ -115,16 +115,20 @@ const CHROMIUM_ARGS = [
 export async function ticketServer(
   cert: string,
   key: string,
+  version: 'TLSv1.3' | 'TLSv1.2' = 'TLSv1.3',
 ): Promise<{ port: number; records: Buffer[]; close(): Promise<void> }> {
-  const https = createHttpsServer({ cert, key, minVersion: 'TLSv1.3' }, (req, res) => {
-    req.resume();
-    res.writeHead(200, {
-      connection: 'close',
-      'access-control-allow-origin': '*',
-      'content-type': 'text/plain',
-    });
-    res.end('ok');
-  });
+  const https = createHttpsServer(
+    { cert, key, minVersion: version, maxVersion: version },
+    (req, res) => {
+      req.resume();
+      res.writeHead(200, {
+        connection: 'close',
+        'access-control-allow-origin': '*',
+        'content-type': 'text/plain',
+      });
+      res.end('ok');
+    },
+  );
   https.on('tlsClientError', () => {});
   await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
   const backend = (https.address() as AddressInfo).port;

@@ -59,7 +59,7 @@ export function invariant(c: ClientHelloInfo): Record<string, unknown> {
     alps: c.alpsProtocols,
     statusRequest: ext(EXT.STATUS_REQUEST),
     renegotiationInfo: ext(EXT.RENEGOTIATION_INFO),
-    sessionTicket: ext(EXT.SESSION_TICKET),
+    sessionTicketLength: c.extensionData.get(EXT.SESSION_TICKET)?.length,
     pskModes: ext(EXT.PSK_KEY_EXCHANGE_MODES),
     trustAnchors: ext(0xca34),
     echHead: ext(EXT.ECH).slice(0, 10),

@@ -10,7 +10,7 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isGrease, type ClientHelloInfo } from '../../src/codec/tls-client-hello.js';
+import { EXT, isGrease, type ClientHelloInfo } from '../../src/codec/tls-client-hello.js';
 import { chromeClientHello } from '../../src/transport/chrome-hello.js';
 import { chromeTlsConnect } from '../../src/transport/chrome-tls.js';
 import { ChromeSessionCache } from '../../src/transport/chrome-sessions.js';
@@ -94,61 +94,94 @@ describe(
 );
 
 /**
- * Connections per side. Node's server gives two tickets on a full handshake and none on a resumed
+ * TLS 1.3 connections per side. Node's server gives two tickets on a full handshake and none on a resumed
  * one, and each ticket is offered once: full, resumed, resumed, full, ... so 36 give 24 resumption
  * hellos, enough for distinct orders and the ticket ages to show.
  */
 const CONNECTIONS = 36;
 
+/** Chromium's and Ladder's hellos to one name, each side reconnecting to its own ticket server. */
+async function reconnect(
+  version: 'TLSv1.3' | 'TLSv1.2',
+  connections: number,
+): Promise<{ chrome: Buffer[]; ladder: Buffer[] }> {
+  const cert = makeCert();
+  const name = 'resume.hello.test';
+  const chromeSrv = await ticketServer(cert.cert, cert.key, version);
+  const ladderSrv = await ticketServer(cert.cert, cert.key, version);
+  try {
+    await chromeSequentialFetches(name, chromeSrv.port, connections);
+    const sessions = new ChromeSessionCache();
+    for (let i = 0; i < connections; i++) {
+      const tls = await chromeTlsConnect(
+        { host: '127.0.0.1', port: ladderSrv.port },
+        { sni: name, pinSha256: cert.pin, sessions, timeoutMs: 10_000 },
+      );
+      const ended = new Promise<void>((r) => tls.on('end', r));
+      tls.on('data', () => {});
+      tls.write(`GET / HTTP/1.1\r\nHost: ${name}\r\n\r\n`);
+      await ended;
+      tls.destroy();
+    }
+    assert.equal(chromeSrv.records.length, connections, 'Chromium: one connection per fetch');
+    return { chrome: [...chromeSrv.records], ladder: [...ladderSrv.records] };
+  } finally {
+    await chromeSrv.close();
+    await ladderSrv.close();
+    cert.remove();
+  }
+}
+
+const orders = (xs: ClientHelloInfo[]): number =>
+  new Set(xs.map((c) => c.extensions.filter((t) => !isGrease(t)).join(','))).size;
+
 describe(
   'fp=chrome resumption ClientHello against Chromium reconnecting',
   { skip: why ?? false, timeout: 120_000 },
   () => {
-    test('field by field, pre_shared_key last with one identity, psk_dhe_ke, no early_data, ages obfuscated', async () => {
-      const cert = makeCert();
-      const name = 'resume.hello.test';
-      const chromeSrv = await ticketServer(cert.cert, cert.key);
-      const ladderSrv = await ticketServer(cert.cert, cert.key);
-      try {
-        await chromeSequentialFetches(name, chromeSrv.port, CONNECTIONS);
-        const sessions = new ChromeSessionCache();
-        for (let i = 0; i < CONNECTIONS; i++) {
-          const tls = await chromeTlsConnect(
-            { host: '127.0.0.1', port: ladderSrv.port },
-            { sni: name, pinSha256: cert.pin, sessions, timeoutMs: 10_000 },
-          );
-          const ended = new Promise<void>((r) => tls.on('end', r));
-          tls.on('data', () => {});
-          tls.write(`GET / HTTP/1.1\r\nHost: ${name}\r\n\r\n`);
-          await ended;
-          tls.destroy();
-        }
-        const resumed = (records: Buffer[]): ClientHelloInfo[] =>
-          records.map(parse).filter((h) => pskOffer(h) !== null);
-        const pattern = (records: Buffer[]): string =>
-          records.map((r) => (pskOffer(parse(r)) ? 'R' : '-')).join('');
-        assert.equal(chromeSrv.records.length, CONNECTIONS, 'Chromium: one connection per fetch');
-        // Which connections offer a ticket: how many are kept and how often each is used.
-        assert.equal(pattern(ladderSrv.records), pattern(chromeSrv.records));
-        const chrome = resumed(chromeSrv.records);
-        const ladder = resumed(ladderSrv.records);
-        const RESUMED = chrome.length;
-        assert.ok(RESUMED >= CONNECTIONS / 2, `Chromium resumed ${RESUMED} of ${CONNECTIONS}`);
-        assert.deepEqual(differences(chrome, ladder), []);
-        const orders = (xs: ClientHelloInfo[]): number =>
-          new Set(xs.map((c) => c.extensions.filter((t) => !isGrease(t)).join(','))).size;
-        assert.equal(orders(chrome), RESUMED, 'Chromium: a fresh order per resumption hello');
-        assert.equal(orders(ladder), RESUMED, 'Ladder: a fresh order per resumption hello');
-        // An age sent in clear is the milliseconds since the ticket came (well under 2^20 here);
-        // an obfuscated one adds a random 32-bit ticket_age_add, under 2^20 once in 4,096.
-        const obfuscated = (xs: ClientHelloInfo[]): boolean =>
-          xs.filter((h) => pskOffer(h)!.identities[0]!.age >= 2 ** 20).length >= xs.length / 2;
-        assert.ok(obfuscated(chrome), 'Chromium obfuscates the ticket age');
-        assert.ok(obfuscated(ladder), 'Ladder obfuscates the ticket age');
-      } finally {
-        await chromeSrv.close();
-        await ladderSrv.close();
-        cert.remove();
+    test('TLS 1.3: field by field, pre_shared_key last, psk_dhe_ke, no early_data, ages obfuscated', async () => {
+      const { chrome: c, ladder: l } = await reconnect('TLSv1.3', CONNECTIONS);
+      // Which connections offer a ticket: how many are kept and how often each is used.
+      const pattern = (records: Buffer[]): string =>
+        records.map((r) => (pskOffer(parse(r)) ? 'R' : '-')).join('');
+      assert.equal(pattern(l), pattern(c));
+      const resumed = (records: Buffer[]): ClientHelloInfo[] =>
+        records.map(parse).filter((h) => pskOffer(h) !== null);
+      const chrome = resumed(c);
+      const ladder = resumed(l);
+      const n = chrome.length;
+      assert.ok(n >= CONNECTIONS / 2, `Chromium resumed ${n} of ${CONNECTIONS}`);
+      assert.deepEqual(differences(chrome, ladder), []);
+      assert.equal(orders(chrome), n, 'Chromium: a fresh order per resumption hello');
+      assert.equal(orders(ladder), n, 'Ladder: a fresh order per resumption hello');
+      // An age sent in clear is the milliseconds since the ticket came (well under 2^20 here);
+      // an obfuscated one adds a random 32-bit ticket_age_add, under 2^20 once in 4,096.
+      const obfuscated = (xs: ClientHelloInfo[]): boolean =>
+        xs.filter((h) => pskOffer(h)!.identities[0]!.age >= 2 ** 20).length >= xs.length / 2;
+      assert.ok(obfuscated(chrome), 'Chromium obfuscates the ticket age');
+      assert.ok(obfuscated(ladder), 'Ladder obfuscates the ticket age');
+    });
+
+    test('TLS 1.2: the ticket in session_ticket on every reconnection, a fresh session id', async () => {
+      const connections = 13;
+      const { chrome: c, ladder: l } = await reconnect('TLSv1.2', connections);
+      const ticket = (r: Buffer): string =>
+        Buffer.from(parse(r).extensionData.get(EXT.SESSION_TICKET) ?? []).toString('hex');
+      const pattern = (records: Buffer[]): string =>
+        records.map((r) => (ticket(r) === '' ? '-' : 'R')).join('');
+      assert.equal(pattern(l), pattern(c));
+      assert.equal(pattern(c), `-${'R'.repeat(connections - 1)}`, 'Chromium resumes every time');
+      // The same ticket again and again (a TLS 1.2 session is not single-use).
+      for (const side of [c, l]) assert.equal(new Set(side.slice(1).map(ticket)).size, 1);
+      const chrome = c.slice(1).map(parse);
+      const ladder = l.slice(1).map(parse);
+      assert.deepEqual(differences(chrome, ladder), []);
+      for (const xs of [chrome, ladder]) {
+        assert.equal(
+          new Set(xs.map((h) => Buffer.from(h.sessionId).toString('hex'))).size,
+          xs.length,
+        );
+        assert.equal(orders(xs), xs.length);
       }
     });
   },
