@@ -192,19 +192,30 @@ test('client --rules: a bad line, a missing file, a bad --geoip and stray flags 
     const base = ['client', '--server', key, '--socks', '127.0.0.1:0', '--no-http'];
     writeFileSync(`${dir}/bad.txt`, 'DOMAIN,a.lab,DIRECT\nIP-CIDR,10.0.0.0/40,DIRECT\n');
     let r = await ladder([...base, '--rules', `${dir}/bad.txt`]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, 'a bad rule or database file is a usage error');
     assert.match(
       r.stderr,
       /bad\.txt:2: 'IP-CIDR,10\.0\.0\.0\/40,DIRECT': the prefix length '\/40' must be 0 to 32/,
     );
     r = await ladder([...base, '--rules', `${dir}/none.txt`]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, 'a bad rule or database file is a usage error');
     assert.match(r.stderr, /--rules .*none\.txt: cannot read it \(ENOENT\)/);
     writeFileSync(`${dir}/geo.txt`, 'GEOIP,CN,DIRECT\nMATCH,PROXY\n');
     writeFileSync(`${dir}/not.mmdb`, 'hello');
     r = await ladder([...base, '--rules', `${dir}/geo.txt`, '--geoip', `${dir}/not.mmdb`]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, 'a bad rule or database file is a usage error');
     assert.match(r.stderr, /not\.mmdb: not a usable MaxMind DB/);
+    writeFileSync(`${dir}/rs.txt`, 'RULE-SET,missing.yaml,DIRECT\n');
+    r = await ladder([...base, '--rules', `${dir}/rs.txt`]);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      /rs\.txt:1: 'RULE-SET,missing\.yaml,DIRECT': the rule-set file cannot be read/,
+    );
+    writeFileSync(`${dir}/and.txt`, 'AND,((DOMAIN,a.lab),(NETWORK,UDP)),REJECT\n');
+    r = await ladder([...base, '--rules', `${dir}/and.txt`]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /and\.txt:1: .*the rule type AND is not supported by Ladder/);
     r = await ladder([...base, '--geoip', `${dir}/not.mmdb`]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--geoip takes effect only with --rules/);
