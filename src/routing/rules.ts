@@ -239,8 +239,10 @@ function domainProblem(d: string): string | undefined {
     return `'${shown}': a leading '+.' or '.' belongs to rule-set entries; write DOMAIN-SUFFIX,${d.replace(/^\+?\./, '')} (it matches the name and every name below it)`;
   if (d.includes('*'))
     return `'${shown}': '*' is a wildcard only as the first label of a rule-set entry (*.example.com); write DOMAIN-SUFFIX with the name after it`;
-  if (isIP(d) !== 0 || isIP(d.replace(/^\[|\]$/g, '')) !== 0)
-    return `'${shown}' is an address, not a name: write IP-CIDR,${d}/${isIP(d) === 4 ? 32 : 128} (or IP-CIDR6)`;
+  const bare = d.replace(/^\[|\]$/g, '');
+  const family = d.includes(':') || /^[\d.]+$/.test(d) ? isIP(bare) : 0;
+  if (family !== 0)
+    return `'${shown}' is an address, not a name: write IP-CIDR,${bare}/${family === 4 ? 32 : 128}`;
   if (/[\s,/\\]/.test(d) || d.includes('..')) return `'${shown}' is not a domain name`;
   return undefined;
 }
@@ -794,7 +796,8 @@ export class RuleTable {
     const n = b.network[q.network];
     if (n >= 0 && n < best) best = n;
     let needs = Infinity; // the lowest sing-box conditional rule that needs the name's address
-    for (const c of b.conditional) {
+    for (let k = 0; k < b.conditional.length; k++) {
+      const c = b.conditional[k]!;
       if (c.index >= best) break;
       if (!(q.network === 'tcp' ? c.tcp : c.udp) || (c.ports && c.ports[q.port] !== 1)) continue;
       const m = c.destination ? c.destination.match(q) : 0;
