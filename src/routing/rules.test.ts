@@ -169,6 +169,9 @@ test('regexProblem refuses backtracking shapes and keeps ordinary ones', () => {
     '^.*\\.cn$',
     'ab{2,5}c',
     '^(www\\.)?example\\.(com|org)$',
+    '^.*a.*b.*$',
+    '.*.*x',
+    '^a{0,60}a{0,60}a{0,60}b$',
   ])
     assert.equal(regexProblem(ok), undefined, ok);
   for (const bad of [
@@ -182,6 +185,11 @@ test('regexProblem refuses backtracking shapes and keeps ordinary ones', () => {
     '(.*a){3}',
     '.*.*.*.*x',
     '(',
+    // Too many ways to try in all: unanchored with three unbounded, or many bounded ones.
+    '.*.*.*x',
+    '^a{0,60}a{0,60}a{0,60}a{0,60}b$',
+    '^a{0,250}a{0,250}a{0,250}b$',
+    `${'a?'.repeat(30)}${'a'.repeat(30)}`,
   ])
     assert.notEqual(regexProblem(bad), undefined, bad);
 });

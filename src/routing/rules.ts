@@ -123,6 +123,14 @@ const MAX_REGEX_CHARS = 512;
 const MAX_UNBOUNDED_QUANTIFIERS = 3;
 /** Longest name matched against regexes and keywords (DNS names are at most 253 characters). */
 const MAX_NAME_CHARS = 253;
+/**
+ * Most ways a DOMAIN-REGEX may try to match a name when it backtracks: for a name of n characters,
+ * n start positions unless it starts with `^`, times n^k/k! splits for k unbounded quantifiers,
+ * times m-n+1 for each `{n,m}` and 2 for each `?`. The limit, n³/2, admits three unbounded
+ * quantifiers anchored, or two not, and refuses bounded ones that add up to more (`a{0,60}` four
+ * times, `a?` thirty times).
+ */
+const MAX_WAYS = (MAX_NAME_CHARS + 1) ** 3 / 2;
 /** The private and special-use ranges that `GEOIP,LAN` stands for (RFC 1918, 6598, 3927, 4193, …). */
 export const LAN_CIDRS = [
   '0.0.0.0/8',
@@ -146,8 +154,8 @@ export const LAN_CIDRS = [
  * so a regex is accepted only in a form whose worst case is small: no backreferences or lookaround,
  * no repeating quantifier applied to a group that itself holds a quantifier or an alternation (the
  * `(a+)+` and `(a|a)*` families; `?` may apply, as it takes the group once at most), at most
- * MAX_UNBOUNDED_QUANTIFIERS unbounded quantifiers, and names longer than MAX_NAME_CHARS are never
- * matched.
+ * MAX_UNBOUNDED_QUANTIFIERS unbounded quantifiers and MAX_WAYS ways for all quantifiers together,
+ * and names longer than MAX_NAME_CHARS are never matched.
  */
 export function regexProblem(source: string): string | undefined {
   if (source.length > MAX_REGEX_CHARS) return `longer than ${MAX_REGEX_CHARS} characters`;
@@ -159,6 +167,8 @@ export function regexProblem(source: string): string | undefined {
   // Per open group: does it contain a quantifier or an alternation?
   const groups: { risky: boolean }[] = [];
   let unbounded = 0;
+  const n = MAX_NAME_CHARS + 1;
+  let ways = source.startsWith('^') ? 1 : n; // see MAX_WAYS
   let lastGroupRisky = false; // the thing just closed was a risky group
   let inClass = false;
   for (let i = 0; i < source.length; i++) {
@@ -209,13 +219,19 @@ export function regexProblem(source: string): string | undefined {
       if (lastGroupRisky && c !== '?')
         return 'a quantifier applies to a group that holds a quantifier or an alternation (nested quantifiers can backtrack without end); rewrite it without the outer quantifier';
       let unboundedHere = c === '*' || c === '+';
+      let choices = 2; // `?`: there or not
       if (c === '{') {
-        const m = /^\{\d+(,(\d*))?\}/.exec(source.slice(i))!;
-        unboundedHere = m[1] !== undefined && m[2] === '';
+        const m = /^\{(\d+)(,(\d*))?\}/.exec(source.slice(i))!;
+        unboundedHere = m[2] !== undefined && m[3] === '';
+        const hi = m[2] === undefined ? Number(m[1]) : Number(m[3]);
+        choices = Math.min(hi - Number(m[1]) + 1, n);
         i += m[0].length - 1;
       }
       if (unboundedHere && ++unbounded > MAX_UNBOUNDED_QUANTIFIERS)
         return `more than ${MAX_UNBOUNDED_QUANTIFIERS} unbounded quantifiers (* + {n,})`;
+      ways *= unboundedHere ? n / unbounded : choices;
+      if (ways > MAX_WAYS)
+        return `its quantifiers together may try too many ways to match a name (at most three unbounded quantifiers' worth when the regex starts with ^, two otherwise; each {n,m} counts as m-n+1 ways, each ? as 2): anchor it with ^, or use fewer or narrower quantifiers`;
       if (groups.length > 0) groups[groups.length - 1]!.risky = true;
       if (source[i + 1] === '?') i++; // lazy form
       lastGroupRisky = false;
