@@ -267,6 +267,9 @@ test('DOMAIN-REGEX may hold commas; an optional group with a quantifier inside i
     'DOMAIN-REGEX,^a{1,3}\\.lab$,DIRECT',
   );
   assert.equal(route('DOMAIN-REGEX,^a{1,3}\\.lab$,DIRECT', { host: 'aaaa.lab' }), 'none');
+  const f = files({ 're.yaml': "payload:\n  - 'DOMAIN-REGEX,^b{1,3}\\.lab$'\n" });
+  assert.equal(route('RULE-SET,re.yaml,REJECT', { host: 'bb.lab' }, f), 'RULE-SET,re.yaml,REJECT');
+  assert.equal(route('RULE-SET,re.yaml,REJECT', { host: 'bbbb.lab' }, f), 'none');
   const bili = 'DOMAIN-REGEX,^([a-z0-9-]+\\.)?bilibili\\.(com|tv)$,DIRECT';
   assert.equal(route(bili, { host: 'www.bilibili.com' }), bili);
   assert.equal(route(bili, { host: 'bilibili.tv' }), bili);

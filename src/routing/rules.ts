@@ -423,6 +423,11 @@ function addRuleSetEntry(
     const parts = entry.split(',').map((s) => s.trim());
     const type = parts[0]!.toUpperCase();
     if (type === 'RULE-SET' || type === 'MATCH') fail(`${type} is not allowed inside a rule set`);
+    if (type === 'DOMAIN-REGEX') {
+      // The regex may hold commas ({1,3}): it is everything after the type.
+      addTyped(b, type, entry.slice(comma + 1).trim(), index, noResolve, fail);
+      return;
+    }
     const extra = parts.slice(2);
     if (extra.some((x) => x !== 'no-resolve'))
       fail(`a rule-set entry is TYPE,VALUE[,no-resolve]; the action comes from the RULE-SET line`);
