@@ -386,6 +386,16 @@ export class ChromeTlsSocket extends Duplex {
   #offered: ChromeSession | undefined;
   #resumed = false;
 
+  /** Bytes read from the connection under TLS (records and all), as a net.Socket counts them. */
+  get bytesRead(): number {
+    return (this.#sock as { bytesRead?: number }).bytesRead ?? 0;
+  }
+
+  /** Bytes written to the connection under TLS. */
+  get bytesWritten(): number {
+    return (this.#sock as { bytesWritten?: number }).bytesWritten ?? 0;
+  }
+
   constructor(o: ChromeTlsOptions, sock: Duplex, what: string) {
     super({ allowHalfOpen: true });
     this.#o = o;
