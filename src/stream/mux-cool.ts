@@ -89,10 +89,23 @@ export const MUX_PADDED_FRAMES = 4;
 const WRITE_DATA_MAX = 2 * SEND_DATA_MAX;
 /** The largest header: u16 L, 512 bytes of metadata, u16 X. */
 const HEADER_MAX = 2 + MUX_MAX_METADATA + 2;
-/** Frame buffers: the frames of one write, {@link WRITE_DATA_MAX} bytes of data at most. */
-const FRAME_BUFFER_SIZE = 2 * HEADER_MAX + WRITE_DATA_MAX;
-/** Frame buffers kept for reuse per connection. */
-const FRAME_POOL_MAX = 8;
+/**
+ * Reused frame buffers: one frame of data and two headers, which holds the frames of one socket
+ * read (recycled-reads.ts READ_SIZE). A larger write gets a buffer of its own.
+ */
+const FRAME_BUFFER_SIZE = 2 * HEADER_MAX + SEND_DATA_MAX;
+/**
+ * Frame buffers kept for reuse, by all connections together. A pool per connection kept one buffer
+ * for each session that had a write in flight at once, on every connection until it closed: with
+ * many idle mux connections, megabytes of buffers nobody used.
+ */
+export const FRAME_POOL_MAX = 16;
+const framePool: Buffer[] = [];
+
+/** Buffers kept for reuse now (at most {@link FRAME_POOL_MAX}); for tests. */
+export function pooledFrameBuffers(): number {
+  return framePool.length;
+}
 
 type Conn = Duplex & { writableLength: number };
 
@@ -108,8 +121,6 @@ export class MuxCool {
   readonly #fullReaders = new Set<MuxSession>();
   readonly #waitingWriters = new Set<() => void>();
   #nextId = 1;
-  /** Frame buffers the connection is done with (reuseFrames). */
-  readonly #frames: Buffer[] = [];
   #idle: NodeJS.Timeout | null = null;
   #dead = false;
 
@@ -372,7 +383,7 @@ export class MuxCool {
         : null;
     if (padding) n += muxHeaderLength(padding) + padding.dataLength!;
     const pooled = this.#o.reuseFrames === true && n > 1024 && n <= FRAME_BUFFER_SIZE;
-    const buf = pooled ? (this.#frames.pop() ?? Buffer.allocUnsafeSlow(FRAME_BUFFER_SIZE)) : null;
+    const buf = pooled ? (framePool.pop() ?? Buffer.allocUnsafeSlow(FRAME_BUFFER_SIZE)) : null;
     const out = buf ? buf.subarray(0, n) : Buffer.allocUnsafe(n);
     let p = 0;
     for (const h of headers) {
@@ -391,7 +402,7 @@ export class MuxCool {
     }
     const ok = buf
       ? this.conn.write(out, () => {
-          if (this.#frames.length < FRAME_POOL_MAX) this.#frames.push(buf);
+          if (framePool.length < FRAME_POOL_MAX) framePool.push(buf);
         })
       : this.conn.write(out);
     if (ok) done();
