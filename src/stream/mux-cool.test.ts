@@ -6,7 +6,9 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import {
+  FRAME_POOL_KEEP,
   FRAME_POOL_MAX,
+  FRAME_POOL_TRIM_MS,
   MUX_PADDED_FRAMES,
   MuxCool,
   pooledFrameBuffers,
@@ -515,7 +517,8 @@ test('server: KeepAlive data is discarded even when it names a live session', as
   assert.equal((await collect(t.sessions[0]!.s)).toString(), 'onetwo');
 });
 
-test('frame buffers kept for reuse are bounded for all connections together, not per connection', async () => {
+test('frame buffers in flight at once are reused, and let go once idle connections no longer need them', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
   const CONNECTIONS = 25;
@@ -554,7 +557,10 @@ test('frame buffers kept for reuse are bounded for all connections together, not
   }
   await Promise.all(allWritten);
   await tick();
-  assert.ok(pooledFrameBuffers() <= FRAME_POOL_MAX);
+  // every session's frame was in flight at once: their buffers wait in the pool for the next writes
+  assert.ok(pooledFrameBuffers() > FRAME_POOL_KEEP && pooledFrameBuffers() <= FRAME_POOL_MAX);
+  t.mock.timers.tick(2 * FRAME_POOL_TRIM_MS);
+  assert.equal(pooledFrameBuffers(), FRAME_POOL_KEEP);
   await settledGc(gc);
   // The connections stay open with their sessions idle: what they keep is reusable buffers only.
   const kept = process.memoryUsage().arrayBuffers - before;

@@ -95,14 +95,50 @@ const HEADER_MAX = 2 + MUX_MAX_METADATA + 2;
  */
 const FRAME_BUFFER_SIZE = 2 * HEADER_MAX + SEND_DATA_MAX;
 /**
- * Frame buffers kept for reuse, by all connections together. A pool per connection kept one buffer
- * for each session that had a write in flight at once, on every connection until it closed: with
- * many idle mux connections, megabytes of buffers nobody used.
+ * Frame buffers kept for reuse, by all connections together. The pool holds what is in flight at
+ * once (one buffer per session with a write under way), so that bulk transfers reuse their buffers
+ * rather than leave one to the garbage collector per write: V8 frees external memory late, and the
+ * dead buffers of 200 busy sessions reached tens of MiB. Buffers the pool did not need for
+ * {@link FRAME_POOL_TRIM_MS} are let go, down to {@link FRAME_POOL_KEEP}: a pool per connection
+ * kept them until the connection closed, megabytes on idle mux connections.
  */
-export const FRAME_POOL_MAX = 16;
+export const FRAME_POOL_MAX = 256;
+/** Buffers kept however long the pool has been idle. */
+export const FRAME_POOL_KEEP = 16;
+/** How often buffers the pool did not need are let go. */
+export const FRAME_POOL_TRIM_MS = 10_000;
 const framePool: Buffer[] = [];
+/** The fewest buffers the pool held since the last trim: as many were not needed. */
+let framePoolLow = 0;
+let framePoolTrim: NodeJS.Timeout | null = null;
 
-/** Buffers kept for reuse now (at most {@link FRAME_POOL_MAX}); for tests. */
+function takeFrameBuffer(): Buffer {
+  const b = framePool.pop() ?? Buffer.allocUnsafeSlow(FRAME_BUFFER_SIZE);
+  if (framePool.length < framePoolLow) framePoolLow = framePool.length;
+  return b;
+}
+
+function returnFrameBuffer(b: Buffer): void {
+  if (framePool.length >= FRAME_POOL_MAX) return;
+  framePool.push(b);
+  if (framePool.length > FRAME_POOL_KEEP && framePoolTrim === null) {
+    framePoolLow = framePool.length;
+    framePoolTrim = setInterval(trimFramePool, FRAME_POOL_TRIM_MS);
+    framePoolTrim.unref();
+  }
+}
+
+function trimFramePool(): void {
+  const drop = Math.min(framePoolLow, framePool.length - FRAME_POOL_KEEP);
+  if (drop > 0) framePool.length -= drop;
+  framePoolLow = framePool.length;
+  if (framePool.length <= FRAME_POOL_KEEP && framePoolTrim !== null) {
+    clearInterval(framePoolTrim);
+    framePoolTrim = null;
+  }
+}
+
+/** Buffers kept for reuse now; for tests. */
 export function pooledFrameBuffers(): number {
   return framePool.length;
 }
@@ -383,7 +419,7 @@ export class MuxCool {
         : null;
     if (padding) n += muxHeaderLength(padding) + padding.dataLength!;
     const pooled = this.#o.reuseFrames === true && n > 1024 && n <= FRAME_BUFFER_SIZE;
-    const buf = pooled ? (framePool.pop() ?? Buffer.allocUnsafeSlow(FRAME_BUFFER_SIZE)) : null;
+    const buf = pooled ? takeFrameBuffer() : null;
     const out = buf ? buf.subarray(0, n) : Buffer.allocUnsafe(n);
     let p = 0;
     for (const h of headers) {
@@ -401,9 +437,7 @@ export class MuxCool {
       debug('padded a frame of %d bytes to %d', flight, n);
     }
     const ok = buf
-      ? this.conn.write(out, () => {
-          if (framePool.length < FRAME_POOL_MAX) framePool.push(buf);
-        })
+      ? this.conn.write(out, () => returnFrameBuffer(buf))
       : this.conn.write(out);
     if (ok) done();
     else this.#waitingWriters.add(done);
