@@ -436,9 +436,7 @@ export class MuxCool {
       randomFillSync(out, p, n - p);
       debug('padded a frame of %d bytes to %d', flight, n);
     }
-    const ok = buf
-      ? this.conn.write(out, () => returnFrameBuffer(buf))
-      : this.conn.write(out);
+    const ok = buf ? this.conn.write(out, () => returnFrameBuffer(buf)) : this.conn.write(out);
     if (ok) done();
     else this.#waitingWriters.add(done);
   }
