@@ -10,7 +10,11 @@ import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { LadderError } from '../errors.js';
-import { ClientController, type DialersBuilder } from '../app/client-controller.js';
+import {
+  ClientController,
+  type DialersBuilder,
+  type RefreshOptions,
+} from '../app/client-controller.js';
 import { UiServer } from '../app/ui-server.js';
 import { parseLadderKey } from '../codec/ladder-key.js';
 import type { Target } from '../transport/types.js';
@@ -183,6 +187,65 @@ export interface ClientApp {
   close(): Promise<void>;
 }
 
+/** The controller of the app, and of `--server <online key>` without --ui (keys in memory). */
+function appController(
+  o: {
+    routing: RoutingConfig | undefined;
+    keyOptions: KeyDialerOptions;
+    keyFile?: string;
+    print: (line: string) => void;
+    tun?: { direct: RoutedDialerSetup['direct']; beforeConnect: (uri: string) => void };
+    refresh?: RefreshOptions;
+  },
+  probeCheckUrl?: string,
+): ClientController {
+  let controller: ClientController | undefined = undefined;
+  const build = appDialersBuilder(
+    o.routing,
+    o.keyOptions,
+    (line) => {
+      o.print(`ladder client: ${line}`);
+      controller?.logs.log('info', line.replace(/^route .*/, 'route decided'));
+    },
+    o.tun?.direct,
+  );
+  controller = new ClientController({
+    ...(o.keyFile !== undefined ? { keyFile: o.keyFile } : {}),
+    build,
+    fetch: async (url, via) =>
+      (await cappedFetch(url, { dialer: via ?? new DirectDialer() })).body.toString('utf8'),
+    probe: (uri) =>
+      runPageProbe(uri, probeCheckUrl !== undefined ? { checkUrl: probeCheckUrl } : {}),
+    ...(o.tun ? { beforeConnect: o.tun.beforeConnect } : {}),
+    ...(o.refresh ? { refresh: o.refresh } : {}),
+  });
+  return controller;
+}
+
+/**
+ * `ladder client --server <online key>` without --ui: the key is fetched before the proxies start
+ * (an error if no fetch succeeds), then fetched again on a schedule and when every transport fails;
+ * what happens is printed. Nothing is written to disk: the last good key lives as long as the
+ * process.
+ */
+export async function startOnlineKeyClient(
+  uri: string,
+  o: {
+    routing: RoutingConfig | undefined;
+    keyOptions: KeyDialerOptions;
+    print: (line: string) => void;
+    tun?: { direct: RoutedDialerSetup['direct']; beforeConnect: (uri: string) => void };
+    refresh?: RefreshOptions;
+  },
+): Promise<ClientController> {
+  const c = appController(o);
+  c.logs.subscribe((line) => {
+    if (/^online key|^skipping/.test(line.text)) o.print(`ladder client: ${line.text}`);
+  });
+  await c.connect(await c.importKey(uri));
+  return c;
+}
+
 /** Builds the app for `cfg`; `serverKey` (--server), if given, is imported and connected. */
 export function buildClientApp(
   cfg: UiConfig,
@@ -195,25 +258,7 @@ export function buildClientApp(
     tun?: { direct: RoutedDialerSetup['direct']; beforeConnect: (uri: string) => void };
   },
 ): ClientApp {
-  let controller: ClientController | undefined = undefined;
-  const build = appDialersBuilder(
-    o.routing,
-    o.keyOptions,
-    (line) => {
-      o.print(`ladder client: ${line}`);
-      controller?.logs.log('info', line.replace(/^route .*/, 'route decided'));
-    },
-    o.tun?.direct,
-  );
-  controller = new ClientController({
-    keyFile: cfg.keyFile,
-    build,
-    fetch: async (url, via) =>
-      (await cappedFetch(url, { dialer: via ?? new DirectDialer() })).body.toString('utf8'),
-    probe: (uri) =>
-      runPageProbe(uri, cfg.probeCheckUrl !== undefined ? { checkUrl: cfg.probeCheckUrl } : {}),
-    ...(o.tun ? { beforeConnect: o.tun.beforeConnect } : {}),
-  });
+  const controller = appController({ ...o, keyFile: cfg.keyFile }, cfg.probeCheckUrl);
   const c = controller;
   let server: UiServer | undefined;
   return {
