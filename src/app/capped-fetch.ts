@@ -7,6 +7,7 @@
  * adds more); a plain http:// URL is refused unless allowed, as the answer holds secrets.
  * @module
  */
+import { isIP } from 'node:net';
 import { request, type IncomingMessage, type RequestOptions } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import type { Duplex } from 'node:stream';
@@ -119,7 +120,8 @@ function getOnce(
             if (u.protocol !== 'https:') return cb(null, raw);
             const tls = tlsConnect({
               socket: raw,
-              servername: host,
+              // RFC 6066: no SNI for an address; the certificate is still checked against it.
+              ...(isIP(host) ? {} : { servername: host }),
               ALPNProtocols: ['http/1.1'],
               ...(o.ca ? { ca: [...(Array.isArray(o.ca) ? o.ca : [o.ca])] } : {}),
             });

@@ -156,6 +156,8 @@ export class ClientController {
   #refreshing: Promise<RefreshState> | undefined;
   #refreshState: RefreshState | undefined;
   #lastRefreshAt = Number.NEGATIVE_INFINITY;
+  /** When each online key was last fetched: a connect right after an import does not fetch again. */
+  readonly #fetchedAt = new Map<string, number>();
   #selected = AUTO;
   readonly #routes = new WeakMap<Target, RouteNote>();
   readonly #fetch: OnlineFetch | undefined;
@@ -276,11 +278,13 @@ export class ClientController {
     const text = uri.trim();
     let stored: Omit<StoredKey, 'name'> = { uri: text };
     let fallbackName: string | undefined;
+    let fetched: string | undefined;
     if (isOnlineKeyUri(text)) {
       const k = parseOnlineKeyUri(text);
       const r = await this.#resolve(text, undefined);
       this.#buildFor(r.resolved);
       stored = { uri: text, resolved: r.resolved, ...(r.doc ? { doc: r.doc } : {}) };
+      fetched = r.note;
       fallbackName = k.name ?? r.body?.name;
     } else this.#buildFor(text); // throws a message naming the problem for a key that does not parse
     const taken = this.#content.keys.map((k) => k.name);
@@ -293,6 +297,10 @@ export class ClientController {
           : keyNameOf(text, taken));
     this.#content = withKey(this.#content, { name: keyName, ...stored });
     this.#save();
+    if (fetched) {
+      this.#fetchedAt.set(keyName, this.#now());
+      this.logs.log('info', `online key '${keyName}': ${fetched}`);
+    }
     this.logs.log('info', `key '${keyName}' imported`);
     return keyName;
   }
@@ -317,6 +325,9 @@ export class ClientController {
   /** The access key to connect with: an online key is fetched again, else its last good key. */
   async #currentUri(k: StoredKey): Promise<string> {
     if (!isOnlineKeyUri(k.uri)) return k.uri;
+    const at = this.#fetchedAt.get(k.name);
+    if (k.resolved && at !== undefined && this.#now() - at < this.#refresh.minGapMs)
+      return k.resolved;
     try {
       const r = await this.#resolve(k.uri, k);
       this.#buildFor(r.resolved);
@@ -329,6 +340,7 @@ export class ClientController {
         });
         this.#save();
       }
+      this.#fetchedAt.set(k.name, this.#now());
       this.logs.log('info', `online key '${k.name}': ${r.note}`);
       return r.resolved;
     } catch (err) {
@@ -453,6 +465,7 @@ export class ClientController {
       };
       this.#save();
     }
+    this.#fetchedAt.set(k.name, this.#now());
     if (r.resolved === a.uri) return done(true, `online key '${k.name}': ${r.note}`);
     this.#active = { ...built, key: k.name, uri: r.resolved };
     if (!built.transports.some((t) => t.name === this.#selected)) this.#selected = AUTO;
