@@ -189,7 +189,7 @@ export class ClientController {
   }
 
   #save(): void {
-    if (this.#keyFile !== undefined) this.#save();
+    if (this.#keyFile !== undefined) writeKeyFile(this.#keyFile, this.#content);
   }
 
   /** The dialer the local proxies use (records each connection for the page). */

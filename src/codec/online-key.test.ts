@@ -184,11 +184,7 @@ test("Outline's endpoints: websocket becomes v2ray-plugin mux=0, dial and first-
   // The inner endpoint is where the client connects; the URL's host stays the name it asks for.
   const inner = parseSsUri(
     outlineDocumentKey(
-      withEndpoint([
-        '$type: websocket',
-        'url: wss://ws.example/p',
-        'endpoint: 198.18.0.9:8443',
-      ]),
+      withEndpoint(['$type: websocket', 'url: wss://ws.example/p', 'endpoint: 198.18.0.9:8443']),
     ),
   );
   assert.equal(inner.host, '198.18.0.9');
