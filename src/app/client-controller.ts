@@ -78,6 +78,37 @@ export interface RefreshState {
   readonly note: string;
 }
 
+/** A newer client release the operator signed, for this platform. */
+export interface ClientUpdate {
+  readonly version: string;
+  readonly size: number;
+  /** Where it is served (scheme and host), for people. */
+  readonly from: string;
+}
+
+/** Finds and applies client releases (cli/: client-release-fetch.ts, the checks of `ladder update`). */
+export interface Updater {
+  /** The first of `urls` that serves a validly signed release newer than this client, if any. */
+  check(
+    urls: readonly string[],
+    via: StreamDialer | undefined,
+  ): Promise<
+    | (ClientUpdate & { readonly apply: (via: StreamDialer | undefined) => Promise<string> })
+    | undefined
+  >;
+}
+
+/** The page's view of client updates. */
+export interface UpdateState {
+  /** Where the operator serves the single-file client (from the key document), for other devices. */
+  readonly clientUrls: readonly string[];
+  readonly available?: ClientUpdate;
+  readonly applying: boolean;
+  /** What the last apply did, or why it failed. */
+  readonly done?: string;
+  readonly error?: string;
+}
+
 /** How an online key in use is fetched again (docs/client.md, "Online keys"). */
 export interface RefreshOptions {
   /** Fetch again this long after each connect or refresh. */
@@ -95,6 +126,7 @@ export interface ControllerState {
   readonly probe: ProbeState;
   /** The last refresh of the connected online key, if one ran. */
   readonly refresh?: RefreshState;
+  readonly update: UpdateState;
   /** Names of the keys that are online keys (fetched at each connect). */
   readonly online: readonly string[];
   readonly key?: string;
@@ -156,6 +188,11 @@ export class ClientController {
   #refreshing: Promise<RefreshState> | undefined;
   #refreshState: RefreshState | undefined;
   #lastRefreshAt = Number.NEGATIVE_INFINITY;
+  readonly #updater: Updater | undefined;
+  #update: UpdateState = { clientUrls: [], applying: false };
+  #offer: ((via: StreamDialer | undefined) => Promise<string>) | undefined;
+  /** The client URLs last checked, so one document is checked once. */
+  #checkedUrls = '';
   /** When each online key was last fetched: a connect right after an import does not fetch again. */
   readonly #fetchedAt = new Map<string, number>();
   #selected = AUTO;
@@ -178,7 +215,10 @@ export class ClientController {
     beforeConnect?: (uri: string) => void;
     /** When a connected online key is fetched again (default {@link DEFAULT_REFRESH}). */
     refresh?: RefreshOptions;
+    /** Checks the client releases a key document names; without it none is offered. */
+    updater?: Updater;
   }) {
+    this.#updater = o.updater;
     this.#keyFile = o.keyFile;
     this.#build = o.build;
     this.#fetch = o.fetch;
@@ -249,6 +289,7 @@ export class ClientController {
       connected: a !== null,
       probe: this.#probeState,
       ...(this.#refreshState ? { refresh: this.#refreshState } : {}),
+      update: this.#update,
       online: this.#content.keys.filter((k) => isOnlineKeyUri(k.uri)).map((k) => k.name),
       ...(a ? { key: a.key, what: a.what } : {}),
       selected: this.#selected,
@@ -310,16 +351,72 @@ export class ClientController {
     const fetch = this.#fetch;
     if (!fetch)
       throw new LadderError('ERR_ONLINE_KEY', 'online keys are not enabled in this client');
+    const r = await resolveOnlineKey(uri, cache, (url) => this.#fetchText(fetch, url));
+    if (r.body?.client) this.#noteClientUrls(r.body.client.urls);
+    return r;
+  }
+
+  /** Through the tunnel when connected, then directly if that fails. */
+  async #fetchText(fetch: OnlineFetch, url: string): Promise<string> {
     const a = this.#active;
     const via = a ? this.#tunnel(a).stream : undefined;
-    return resolveOnlineKey(uri, cache, async (url) => {
-      if (!via) return fetch(url, undefined);
-      try {
-        return await fetch(url, via);
-      } catch {
-        return fetch(url, undefined);
-      }
-    });
+    if (!via) return fetch(url, undefined);
+    try {
+      return await fetch(url, via);
+    } catch {
+      return fetch(url, undefined);
+    }
+  }
+
+  /** A key document named where the client is served: show it, and look for a newer release. */
+  #noteClientUrls(urls: readonly string[]): void {
+    const list = urls.slice(0, 16);
+    this.#update = { ...this.#update, clientUrls: list };
+    const updater = this.#updater;
+    const key = list.join('\n');
+    if (!updater || list.length === 0 || key === this.#checkedUrls || this.#update.applying) return;
+    this.#checkedUrls = key;
+    const a = this.#active;
+    updater.check(list, a ? this.#tunnel(a).stream : undefined).then(
+      (found) => {
+        if (!found) return;
+        const { apply, ...offer } = found;
+        this.#offer = apply;
+        this.#update = { ...this.#update, available: offer };
+        this.logs.log('info', `client version ${offer.version} is available from ${offer.from}`);
+      },
+      (err: unknown) => {
+        this.#checkedUrls = '';
+        this.logs.log('warning', `checking for a newer client: ${(err as Error).message}`);
+      },
+    );
+  }
+
+  /**
+   * Applies the offered release (state().update.available) with the checks of `ladder update`:
+   * through the tunnel when connected. The result is in state().update; the new version runs at
+   * the next start.
+   */
+  async applyUpdate(): Promise<void> {
+    const apply = this.#offer;
+    const offer = this.#update.available;
+    if (!apply || !offer)
+      throw new LadderError('ERR_CONFIG', 'no newer client is known: nothing to apply');
+    if (this.#update.applying)
+      throw new LadderError('ERR_CONFIG', 'the update is already being applied');
+    const { done: _done, error: _error, ...rest } = this.#update;
+    this.#update = { ...rest, applying: true };
+    const a = this.#active;
+    try {
+      const done = await apply(a ? this.#tunnel(a).stream : undefined);
+      this.#offer = undefined;
+      const { available: _a, ...left } = this.#update;
+      this.#update = { ...left, applying: false, done };
+      this.logs.log('info', done);
+    } catch (err) {
+      this.#update = { ...this.#update, applying: false, error: (err as Error).message };
+      this.logs.log('warning', `update: ${(err as Error).message}`);
+    }
   }
 
   /** The access key to connect with: an online key is fetched again, else its last good key. */
