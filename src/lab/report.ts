@@ -940,7 +940,8 @@ function censorsEntries(): TransportEntry[] {
 
 /**
  * Ladder's transports as a user runs them, for the path benchmark (bench/path.ts): every transport
- * once, Trojan also over Mux.Cool with the client's default session count. Not report-card rows.
+ * once, Trojan also over Mux.Cool with the client's defaults and with every session on one
+ * connection (as v2ray). Not report-card rows.
  */
 export function ladderBenchTransports(): TransportEntry[] {
   return [
@@ -953,6 +954,13 @@ export function ladderBenchTransports(): TransportEntry[] {
     ladderEntry('ladder-trojan', 'Trojan over TLS', (p) => ladderTrojanUri(p)),
     ladderEntry('ladder-trojan-mux', 'Trojan over TLS with Mux.Cool (default sessions)', (p) =>
       ladderTrojanUri(p, { padding: true }),
+    ),
+    ladderEntry(
+      'ladder-trojan-mux1',
+      'the same with every session on one connection (--mux-connections 1, as v2ray)',
+      (p) => ladderTrojanUri(p, { padding: true }),
+      false,
+      ['--mux-connections', '1'],
     ),
     ladderEntry('ladder-ws-ss', 'Shadowsocks in a WebSocket over TLS', (p) => ladderWsSsUri(p)),
     ladderEntry('ladder-ws-trojan', 'Trojan in a WebSocket over TLS', (p) => ladderWsTrojanUri(p)),

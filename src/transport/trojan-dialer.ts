@@ -35,6 +35,12 @@ const debug = debuglog('ladder:trojan');
 export const SPLIT_WAIT_MIN_MS = 50;
 export const SPLIT_WAIT_MAX_MS = 1000;
 
+/**
+ * Mux.Cool connections a Trojan client spreads concurrent sessions over: on a lossy path a page's
+ * parallel requests on one TCP connection stall together at each loss (docs/benchmarks.md).
+ */
+export const TROJAN_MUX_CONNECTIONS = 3;
+
 export interface TrojanDialerOptions extends TlsClientOptions {
   password: string;
   firstPayloadWaitMs?: number;
@@ -49,6 +55,11 @@ export interface TrojanDialerOptions extends TlsClientOptions {
   muxPadding?: boolean;
   /** With `mux`: sessions one connection carries in its life (default 128, as v2ray). */
   muxSessionsPerConnection?: number;
+  /**
+   * With `mux`: connections that concurrent sessions are spread over (default
+   * {@link TROJAN_MUX_CONNECTIONS}; mux-pool.ts `connections`). 1: all on one, as v2ray.
+   */
+  muxConnections?: number;
   /**
    * Plain Trojan over TLS only (not with `mux` or `connect`): send the request with a random slice
    * of the first payload, and the rest once the server's session tickets have arrived (or after
@@ -92,6 +103,7 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
           return socket;
         },
         concurrency: options.mux,
+        connections: options.muxConnections ?? TROJAN_MUX_CONNECTIONS,
         padding: options.muxPadding ?? true,
         ...(options.muxSessionsPerConnection
           ? { sessionsPerConnection: options.muxSessionsPerConnection }
