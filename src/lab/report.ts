@@ -901,7 +901,7 @@ function censorsEntries(): TransportEntry[] {
     ),
     large(
       'ladder-trojan-mux-parallel',
-      `Trojan with Mux.Cool, ${PARALLEL_FETCHES} parallel fetches over one connection (the answer to connection policing)`,
+      `Trojan with Mux.Cool, ${PARALLEL_FETCHES} parallel fetches over the client's default 3 connections (the answer to connection policing)`,
       (p) => ladderTrojanUri(p, { padding: true }),
       { fetches: PARALLEL_FETCHES, parallel: true, clientArgs: ['--mux-sessions', '128'] },
     ),
