@@ -47,7 +47,7 @@ options:
                          carries in its life before a fresh one is opened (default 128, as v2ray;
                          1: a connection per session, each padded from its start)
   --mux-connections <n>  with a trojan Mux.Cool key: connections that sessions open at the same
-                         time are spread over, 1 to 16 (default 3; 1: all on one, as v2ray)
+                         time are spread over, 1 to 16 (default 1: all on one, as v2ray)
   --first-payload-wait <ms>
                          how long a new connection's request header waits for the app's first
                          bytes, to leave in one record with them, 1 to 60000 (default 50); raise
@@ -207,7 +207,7 @@ function parseMuxConnections(text: string | undefined): number | undefined {
   if (!/^[0-9]{1,2}$/.test(text) || n < 1 || n > 16)
     throw new LadderError(
       'ERR_USAGE',
-      `--mux-connections '${text.slice(0, 20)}' must be the connections to spread Mux.Cool sessions over, 1 to 16 (default 3)`,
+      `--mux-connections '${text.slice(0, 20)}' must be the connections to spread Mux.Cool sessions over, 1 to 16 (default 1)`,
     );
   return n;
 }

@@ -6,13 +6,13 @@
  * connection with no session is closed after 16 s. So most new sessions skip the TCP and TLS (and
  * WebSocket upgrade) round trips and the handshake's CPU.
  *
- * Unlike v2ray, concurrent sessions may be spread over up to `connections` connections: a new
- * session goes on the open connection with the fewest sessions, and when every open connection is
- * busy and there are fewer than `connections`, one more is opened ahead, for the sessions after it
- * (this one does not wait for its handshake). On a lossy path one TCP connection delivers nothing
- * to any of its sessions while it repairs a loss, and its one congestion window is shared by all of
- * them: a page's parallel requests stall together. Over a few connections a loss stalls only the
- * sessions of one (docs/benchmarks.md, "Path benchmark").
+ * With `connections` above 1 (not v2ray's way), concurrent sessions are spread: a new session goes
+ * on the open connection with the fewest sessions, and when every open connection is busy and there
+ * are fewer than `connections`, one more is opened ahead, for the sessions after it (this one does
+ * not wait for its handshake). On a lossy path a loss then stalls only the sessions of one
+ * connection instead of all; but the new connections start with a small congestion window, and on
+ * the lab's lossy paths that cost as much as it saved (docs/benchmarks.md, "Path benchmark"), so
+ * the default stays 1.
  *
  * What a connection is depends on the transport: a WebSocket that carries Mux.Cool directly
  * (v2ray-plugin), or a TLS connection (or WebSocket) whose Trojan request names v1.mux.cool

@@ -35,12 +35,6 @@ const debug = debuglog('ladder:trojan');
 export const SPLIT_WAIT_MIN_MS = 50;
 export const SPLIT_WAIT_MAX_MS = 1000;
 
-/**
- * Mux.Cool connections a Trojan client spreads concurrent sessions over: on a lossy path a page's
- * parallel requests on one TCP connection stall together at each loss (docs/benchmarks.md).
- */
-export const TROJAN_MUX_CONNECTIONS = 3;
-
 export interface TrojanDialerOptions extends TlsClientOptions {
   password: string;
   firstPayloadWaitMs?: number;
@@ -56,8 +50,8 @@ export interface TrojanDialerOptions extends TlsClientOptions {
   /** With `mux`: sessions one connection carries in its life (default 128, as v2ray). */
   muxSessionsPerConnection?: number;
   /**
-   * With `mux`: connections that concurrent sessions are spread over (default
-   * {@link TROJAN_MUX_CONNECTIONS}; mux-pool.ts `connections`). 1: all on one, as v2ray.
+   * With `mux`: connections that concurrent sessions are spread over (default 1: all on one, as
+   * v2ray; mux-pool.ts `connections`).
    */
   muxConnections?: number;
   /**
@@ -103,7 +97,7 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
           return socket;
         },
         concurrency: options.mux,
-        connections: options.muxConnections ?? TROJAN_MUX_CONNECTIONS,
+        ...(options.muxConnections ? { connections: options.muxConnections } : {}),
         padding: options.muxPadding ?? true,
         ...(options.muxSessionsPerConnection
           ? { sessionsPerConnection: options.muxSessionsPerConnection }
