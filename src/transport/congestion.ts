@@ -25,6 +25,8 @@ import { LadderError } from '../errors.js';
 interface SockoptAddon {
   setCongestion(fd: number, name: string): void;
   getCongestion(fd: number): string;
+  /** TCP_INFO's ca_state (0: open) and unacked segments; absent from an addon built before it. */
+  tcpState?(fd: number): [number, number];
 }
 
 let addon: SockoptAddon | undefined;
@@ -171,6 +173,8 @@ function mayUse(name: string): boolean {
   return restartAllowed(name);
 }
 
+/** linux/tcp.h `TCP_CA_Open`: no loss being repaired. */
+const TCP_CA_OPEN = 0;
 /** The algorithm a restart passes through; the kernel always has it (tcp(7)). */
 const RESTART_VIA = 'reno';
 
@@ -182,14 +186,18 @@ const RESTART_VIA = 'reno';
  * doubles it every round trip; on a lossy long path a download on a reused connection then ran at a
  * fraction of a fresh one's rate for its first ten seconds (docs/benchmarks.md, "Path benchmark").
  * Setting TCP_CONGESTION to another algorithm and back runs the algorithm's init again. Done only
- * where this process may set both, so a socket never stays on the other one; returns whether it
- * was done.
+ * on a quiet connection (TCP_INFO: nothing in flight, no loss being repaired): BBR's init takes its
+ * first pacing rate from the window of the moment, and a connection restarted in loss recovery
+ * (window 1) was seen to sit in retransmission back-off for seconds. And only where this process
+ * may set both algorithms, so a socket never stays on the other one. Returns whether it was done.
  */
 export function restartCongestion(s: Socket): boolean {
   const a = loadSockoptAddon();
   const fd = fdOf(s);
   if (typeof a === 'string' || fd === undefined) return false;
   try {
+    const state = a.tcpState?.(fd);
+    if (!state || state[0] !== TCP_CA_OPEN || state[1] !== 0) return false;
     const name = a.getCongestion(fd);
     if (name === RESTART_VIA || !mayUse(name) || !mayUse(RESTART_VIA)) return false;
     a.setCongestion(fd, RESTART_VIA);
