@@ -272,7 +272,8 @@ export class StreamResolver implements Resolver {
       const raw = await exchangeFrame(stream, frame, step.signal);
       const m = parseDnsMessage(raw);
       if (!m) return lookupResult(base, now(), undefined, 'dns_server_misbehaving');
-      if (m.id !== query.id) return lookupResult(base, now(), undefined, 'dns_reply_with_wrong_query_id');
+      if (m.id !== query.id)
+        return lookupResult(base, now(), undefined, 'dns_reply_with_wrong_query_id');
       return lookupResult(base, now(), { m, raw }, null);
     } catch (err) {
       const f: Failure = step.timedOut() ? 'generic_timeout_error' : failureOf(err);

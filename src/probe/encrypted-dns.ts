@@ -214,6 +214,8 @@ abstract class PersistentResolver<C extends Connection> implements Resolver {
           throw err;
         },
       );
+      // every waiting query may have given up by the time it fails: never an unhandled rejection
+      opening.catch(() => undefined);
       this.#opening = opening;
     }
     return this.#opening;
@@ -226,6 +228,8 @@ abstract class PersistentResolver<C extends Connection> implements Resolver {
     try {
       raw = await this.o.dialer.dial(this.o.server, step.signal);
       // A connection's bytes are kept across 'data' handlers (a partial answer): hold lent reads.
+      // an error below ends the TLS connection above, which reports it to the queries
+      raw.on('error', () => undefined);
       if (lendsChunks(raw)) {
         const r = raw;
         r.prependListener('data', () => holdChunks(r));
@@ -388,6 +392,7 @@ export class DotResolver extends PersistentResolver<DotConnection> {
         },
       };
       if (signal.aborted) return reject(new TimeoutFailure('DNS over TLS'));
+      if (conn.closed) return reject(new ClosedBeforeAnswer('DNS over TLS: closed'));
       signal.addEventListener('abort', onAbort, { once: true });
       conn.send(p);
     });

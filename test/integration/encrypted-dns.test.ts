@@ -182,3 +182,32 @@ test('a silent server: each query ends at its deadline, and the pending queries 
     assert.equal(await addresses(r, 'd.lab', 50), 'generic_timeout_error', kind.name);
   }
 });
+
+test('a query given up before its connection fails leaves no unhandled rejection', async () => {
+  const s = await dot();
+  const port = s.port;
+  await s.close(); // nothing listens there now
+  for (const kind of [DotResolver, DohResolver]) {
+    const direct = new DirectDialer();
+    let failed!: () => void;
+    const dialFailed = new Promise<void>((r) => (failed = r));
+    const r = resolver(kind, port, {
+      dialer: {
+        dial: (t, signal) =>
+          direct.dial(t, signal).catch((err: unknown) => {
+            failed();
+            throw err;
+          }),
+      },
+    });
+    const gaveUp = r.lookup('a.lab', DNS_TYPE.A, {
+      timeoutMs: TIMEOUT_MS,
+      signal: AbortSignal.abort(),
+    });
+    assert.equal((await gaveUp).failure, 'generic_timeout_error');
+    await dialFailed;
+    // an unhandled rejection would be reported once the microtasks have run
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(await addresses(r, 'a.lab'), 'connection_refused', kind.name);
+  }
+});
