@@ -16,7 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { labUp, startCensor, destroyLab, eventsPath } from '../../src/lab/lab.js';
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { modulePolicy, type ModuleName } from '../../src/lab/policy.js';
-import { stopTransports, TRANSPORTS } from '../../src/lab/report.js';
+import { stopTransports, transports } from '../../src/lab/card.js';
 
 const why = labUnavailable();
 if (why) console.log(`lab answers tests skipped: ${why}`);
@@ -58,7 +58,7 @@ async function censor(name: ModuleName | 'none'): Promise<void> {
 }
 
 async function attempt(name: string): Promise<{ ok: boolean; detail: string }> {
-  const t = TRANSPORTS.find((x) => x.name === name);
+  const t = transports().find((x) => x.name === name);
   assert.ok(t, name);
   return t.attempt(plan, TIMEOUT_S);
 }
@@ -73,7 +73,10 @@ describe(
     before(async () => {
       destroyLab(plan);
       await labUp(plan, { policy: { modules: {} } });
-      for (const name of ROWS) await TRANSPORTS.find((x) => x.name === name)!.setup?.(plan);
+      for (const name of ROWS)
+        await transports()
+          .find((x) => x.name === name)!
+          .setup?.(plan);
     });
     after(() => {
       stopTransports();
