@@ -6,17 +6,14 @@
  * nothing leaves the machine). playwright gives the browser a fresh temporary profile and removes it. The records are returned raw, with the sizes of the TCP reads that
  * carried them, for the parity test (tls-chrome-parity.test.ts) to parse and compare.
  */
-import { existsSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { chromium } from 'playwright-core';
+import { chromiumMissing as missing, launchChromium } from './chromium.js';
 
-export const CHROMIUM = '/usr/bin/chromium';
+export { CHROMIUM } from './chromium.js';
 
 /** Why Chromium cannot run here, or null. */
 export function chromiumMissing(): string | null {
-  return existsSync(CHROMIUM)
-    ? null
-    : `${CHROMIUM} is missing (Debian package chromium; .ci/run installs it)`;
+  return missing ?? null;
 }
 
 export interface CapturedHello {
@@ -100,19 +97,10 @@ export async function captureChromeHellos(
   kind: 'fetch' | 'websocket' = 'fetch',
 ): Promise<Buffer[]> {
   const sink = await helloSink();
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--host-resolver-rules=MAP *.hello.test 127.0.0.1, EXCLUDE localhost',
-    ],
-  });
+  const browser = await launchChromium([
+    '--disable-quic',
+    '--host-resolver-rules=MAP *.hello.test 127.0.0.1, EXCLUDE localhost',
+  ]);
   try {
     const page = await browser.newPage();
     const deadline = Date.now() + timeoutMs;
