@@ -18,7 +18,8 @@ import {
   ROUTING_HELP,
   routingConfig,
 } from './routing-setup.js';
-import { buildClientApp, UI_FLAGS, UI_HELP, uiConfig } from './client-app.js';
+import { buildClientApp, startOnlineKeyClient, UI_FLAGS, UI_HELP, uiConfig } from './client-app.js';
+import { isOnlineKeyUri } from '../codec/online-key.js';
 
 const HELP = `ladder client --server <key> [--socks <host:port>] [--http <host:port>] [options]
 
@@ -27,7 +28,9 @@ by the key URI.
 
 options:
   --server <key>         the access key of the server to use: ss://, trojan://, or ladder://
-                         (several transports, tried in order, moving on when one is blocked)
+                         (several transports, tried in order, moving on when one is blocked), or
+                         an online key (ssconf://, https://, a Ladder signed key document's URL):
+                         fetched at start, and again hourly and when no transport gets through
   --socks <host:port>    SOCKS5 proxy (CONNECT and UDP ASSOCIATE) (default 127.0.0.1:1080)
   --http <host:port>     HTTP proxy (CONNECT and plain requests) (default 127.0.0.1:8080)
   --no-socks, --no-http  do not start that proxy
@@ -53,6 +56,11 @@ options:
                          cap by default); more wait for one to close. Against connection-count
                          policing (Russia: about 6); keys with Mux.Cool are not capped (their
                          sessions share a few connections already)
+  --rotate-after <size>  with a ladder:// key of several transports: after the one in use has
+                         carried this many bytes (both ways; e.g. 512k, 2m), new connections use
+                         the next. Against bans by traffic volume per server address
+                         (Turkmenistan); give the key transports on different addresses, and a
+                         size below the ban less the largest single download (docs/lab.md)
   --tcp-congestion <name>
                          TCP congestion control of the client's connections to the server, e.g.
                          bbr (default: the system's, net.ipv4.tcp_congestion_control); an error
@@ -72,6 +80,7 @@ const CLIENT_FLAGS = {
   'mux-sessions': { type: 'string' },
   'first-payload-wait': { type: 'string' },
   'max-connections-per-server': { type: 'string' },
+  'rotate-after': { type: 'string' },
   tun: { type: 'boolean' },
   'tun-name': { type: 'string' },
   'tun-mtu': { type: 'string' },
@@ -83,21 +92,28 @@ const CLIENT_FLAGS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/** The options every key's dialers get: Mux.Cool sessions, first-payload wait, connection cap. */
+/**
+ * The options every key's dialers get: Mux.Cool sessions, first-payload wait, connection cap and
+ * rotation volume.
+ */
 function keyOptionsOf(values: {
   'mux-sessions'?: string | undefined;
   'first-payload-wait'?: string | undefined;
   'max-connections-per-server'?: string | undefined;
+  'rotate-after'?: string | undefined;
 }): {
   maxConnectionsPerServer?: number;
+  rotateAfterBytes?: number;
   muxSessionsPerConnection?: number;
   firstPayloadWaitMs?: number;
 } {
   const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
   const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
   const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
+  const rotateAfterBytes = parseRotateAfter(values['rotate-after']);
   return {
     ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
+    ...(rotateAfterBytes !== undefined ? { rotateAfterBytes } : {}),
     ...(muxSessionsPerConnection ? { muxSessionsPerConnection } : {}),
     ...(firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs } : {}),
   };
@@ -118,24 +134,41 @@ export async function run(argv: string[]): Promise<number> {
   const routing = routingConfig(values);
   // Under --tun, a key the page connects has its servers routed around the device first.
   let tunHandle: TunHandle | undefined;
+  const tunHooks = values.tun
+    ? {
+        tun: {
+          direct: tunBypass,
+          beforeConnect: (uri: string) => tunHandle?.addServers(serverEndpointsOfKey(uri)),
+        },
+      }
+    : {};
+  // An online key without the page: fetched now, and again while connected (client-app.ts).
+  const online =
+    !ui && values.server !== undefined && isOnlineKeyUri(values.server)
+      ? await startOnlineKeyClient(values.server, {
+          routing,
+          keyOptions,
+          print: (l) => console.log(l),
+          ...tunHooks,
+        })
+      : undefined;
+  const serverUri = online?.activeUri() ?? values.server;
   const app = ui
     ? buildClientApp(ui, {
         routing,
         keyOptions,
         serverKey: values.server,
         print: (l) => console.log(l),
-        ...(values.tun
-          ? {
-              tun: {
-                direct: tunBypass,
-                beforeConnect: (uri: string) => tunHandle?.addServers(serverEndpointsOfKey(uri)),
-              },
-            }
-          : {}),
+        ...tunHooks,
       })
     : undefined;
-  const { dialer, packetDialer, started } = app
-    ? { ...app.controller, started: [] }
+  const controller = app?.controller ?? online;
+  const { dialer, packetDialer, started } = controller
+    ? {
+        dialer: controller.dialer,
+        packetDialer: controller.packetDialer,
+        started: online ? [`ladder client: carrying traffic through ${online.state().what}`] : [],
+      }
     : keyDialers(values.server!, routing, keyOptions, values.tun === true);
   const users = parseUser(values.user);
   const closers: (() => Promise<void>)[] = [];
@@ -151,7 +184,7 @@ export async function run(argv: string[]): Promise<number> {
     tunHandle = await startTun(
       tun,
       { stream: dialer, packet: packetDialer },
-      values.server ? serverEndpointsOfKey(values.server) : [],
+      serverUri && !isOnlineKeyUri(serverUri) ? serverEndpointsOfKey(serverUri) : [],
       (l) => console.log(l),
     );
     closers.push(tunHandle);
@@ -167,6 +200,7 @@ export async function run(argv: string[]): Promise<number> {
   await app?.start(proxies.ports);
   await untilSignal();
   await app?.close();
+  online?.disconnect();
   await Promise.all(closers.map((c) => c()));
   return 0;
 }
@@ -200,6 +234,19 @@ function parseConnectionCap(text: string | undefined): number | undefined {
     throw new LadderError(
       'ERR_USAGE',
       `--max-connections-per-server '${text.slice(0, 20)}' must be a number of connections, 1 to 1024`,
+    );
+  return n;
+}
+
+/** `--rotate-after`: bytes, with an optional k, m or g (binary multiples). */
+export function parseRotateAfter(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const m = /^([0-9]{1,10})([kmg]?)$/i.exec(text.trim());
+  const n = m ? Number(m[1]) * 1024 ** ' kmg'.indexOf((m[2] || ' ').toLowerCase()) : NaN;
+  if (!m || !Number.isSafeInteger(n) || n < 1024 || n > 2 ** 40)
+    throw new LadderError(
+      'ERR_USAGE',
+      `--rotate-after '${text.slice(0, 20)}' must be a size from 1k to 1024g, e.g. 512k or 2m (bytes, or k, m, g)`,
     );
   return n;
 }

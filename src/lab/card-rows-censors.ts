@@ -7,8 +7,10 @@ import { caPath, CLI_PATH, LADDER_NAME, spawnInNamespace, waitForLog } from './l
 import {
   LADDER_CONTROL_PORT,
   LADDER_SS_METHOD,
+  ladderRotatingKey,
   ladderSsUri,
   ladderTrojanUri,
+  startLadderAltServers,
   startLadderServer,
 } from './ladder-server.js';
 import { hasCommand, runIn, trackProcess } from './process-runner.js';
@@ -33,6 +35,15 @@ export const PARALLEL_FETCHES = 8;
 /** The client's cap in the capped row: the connections the TSPU allows (n4p#546, Xray's advice). */
 export const CONN_CAP = 6;
 
+/**
+ * Sequential fetches of the large page in the rotation rows, a fresh connection each: about 58 KB
+ * on the wire each, so 3 fit under the card's 200 KiB volume ban and the 4th crosses it.
+ */
+export const ROTATE_FETCHES = 6;
+
+/** The rotating row's `--rotate-after`: 2 fetches per address, well under the card's ban. */
+export const ROTATE_AFTER = '100k';
+
 /** Sequential fetches over one multiplexed connection in the `mux-many` rows. */
 export const MANY_FETCHES = 50;
 
@@ -42,6 +53,46 @@ export const MANY_FETCHES = 50;
  * TSPU's TLS-in-TLS pattern (n4p#363); a single curl request with curl's own headers is 1.
  */
 export const BROWSE_FETCHES = 3;
+
+/**
+ * `--mux-sessions` of the renewing mux row: a fetch is one or two request/response pairs on the
+ * outer flow (the request and its answer; the session's End frames), the TLS handshake two more,
+ * so 8 sessions stay under half the `mux` module's 40 pairs.
+ */
+export const MUX_RENEW_SESSIONS = 8;
+
+/**
+ * A DNS query for the allowed site's A record from the client namespace, to `server(plan)`:53 over
+ * UDP, by Node's resolver (one try); passes when the answer is the site's address.
+ */
+export function dnsEntry(
+  name: string,
+  description: string,
+  server: (p: LabPlan) => string,
+): TransportEntry {
+  return {
+    name,
+    description,
+    async attempt(plan, timeoutS) {
+      const script = [
+        "const { Resolver } = require('node:dns').promises;",
+        `const r = new Resolver({ timeout: ${timeoutS * 1000}, tries: 1 });`,
+        `r.setServers([${JSON.stringify(server(plan))}]);`,
+        `r.resolve4(${JSON.stringify(plan.names.allowed)}).then(`,
+        "  (a) => { console.log(a.join(',')); process.exit(0); },",
+        '  (e) => { console.log(e.code); process.exit(1); });',
+      ].join('\n');
+      const r = await runIn(
+        plan,
+        plan.ns.client,
+        [process.execPath, '-e', script],
+        (timeoutS + 2) * 1000,
+      );
+      const ok = r.status === 0 && r.out.trim() === plan.addr.allowedIp;
+      return { ok, detail: ok ? 'ok' : r.out.trim().split('\n').pop() || `exit ${r.status}` };
+    },
+  };
+}
 
 /** A row that fetches LARGE_PAGE, directly (`uri` undefined) or through a Ladder client with that key. */
 function largePageRow(
@@ -58,6 +109,8 @@ function largePageRow(
      * whatever the machine's speed (the connection-count controls).
      */
     keepAlive?: boolean;
+    /** Also start the server on its other addresses (the rotation rows). */
+    altServers?: boolean;
   } = {},
 ): TransportEntry {
   const socksPort = allocSocksPort();
@@ -70,6 +123,7 @@ function largePageRow(
       ? {
           async setup(plan: LabPlan) {
             await startLadderServer(plan);
+            if (opts.altServers) await startLadderAltServers(plan);
             const child = spawnInNamespace(plan, 'client', `ladder-client-${name}`, [
               process.execPath,
               CLI_PATH,
@@ -224,6 +278,24 @@ export function censorsEntries(): TransportEntry[] {
       `Trojan with Mux.Cool, ${MANY_FETCHES} fetches one after another over one connection (the multiplexing control)`,
       (p) => ladderTrojanUri(p, { padding: true }),
       { fetches: MANY_FETCHES, clientArgs: ['--mux-sessions', '128'] },
+    ),
+    largePageRow(
+      'ladder-trojan-failover',
+      `a ladder:// key of Trojan to three server addresses, ${ROTATE_FETCHES} fetches one after another, a connection each; failover only (the volume-ban control)`,
+      (p) => ladderRotatingKey(p),
+      { fetches: ROTATE_FETCHES, altServers: true },
+    ),
+    largePageRow(
+      'ladder-trojan-rotate',
+      `the same with the client's --rotate-after ${ROTATE_AFTER}: new connections move to the next address after that volume (the answer to bans by volume per address)`,
+      (p) => ladderRotatingKey(p),
+      { fetches: ROTATE_FETCHES, altServers: true, clientArgs: ['--rotate-after', ROTATE_AFTER] },
+    ),
+    largePageRow(
+      'ladder-trojan-mux-renew',
+      `the same with the client's --mux-sessions ${MUX_RENEW_SESSIONS}: a fresh Mux.Cool connection after ${MUX_RENEW_SESSIONS} sessions, so no flow has the pair count of a long-lived mux (the answer to the multiplexing classifier that keeps mux)`,
+      (p) => ladderTrojanUri(p, { padding: true }),
+      { fetches: MANY_FETCHES, clientArgs: ['--mux-sessions', String(MUX_RENEW_SESSIONS)] },
     ),
     largePageRow(
       'ladder-trojan-many',

@@ -24,7 +24,7 @@ import {
   type AttemptResult,
   type TransportEntry,
 } from './card-transport.js';
-import { censorsEntries } from './card-rows-censors.js';
+import { censorsEntries, dnsEntry } from './card-rows-censors.js';
 import { NAIVE_TUNNEL_PORT } from './services.js';
 import type { LabPlan } from './topology.js';
 
@@ -104,6 +104,16 @@ export function ladderTransports(): TransportEntry[] {
     naiveTunnelEntry(),
     ladderRulesEntry(),
     ...censorsEntries(),
+    dnsEntry(
+      'dns-isp-resolver',
+      "a DNS query for allowed.lab through the domestic ISP's resolver, which asks the abroad resolver: the path DNS tunnels take in Iran's shutdowns (n4p#561)",
+      (p) => p.addr.domestic,
+    ),
+    dnsEntry(
+      'dns-direct',
+      'the same query sent from the client to the abroad resolver itself',
+      (p) => p.addr.dnsIp,
+    ),
   ];
 }
 

@@ -45,7 +45,11 @@ export function columns(): Column[] {
     mod('tls-fingerprint', 'browser-only', { browserOnly: true }),
     mod('sni', 'sni reassembled', { reassemble: true }),
     mod('iran'),
-    mod('iran', 'iran allowlist', { clientAllowlist: [] }),
+    // the ISP's resolver is one of the few addresses that still reach abroad
+    {
+      name: 'iran allowlist',
+      policy: (p) => modulePolicy('iran', p, { clientAllowlist: [`${p.addr.domestic}/32`] }),
+    },
     // the published threshold is not known; a lower one shows the ban inside a cell's few pages
     mod('volume-ban', 'volume-ban', { bytes: 200 * 1024 }),
     mod('mux'),

@@ -18,7 +18,10 @@ export {
   CONN_CAP,
   LARGE_PAGE,
   MANY_FETCHES,
+  MUX_RENEW_SESSIONS,
   PARALLEL_FETCHES,
+  ROTATE_AFTER,
+  ROTATE_FETCHES,
 } from './card-rows-censors.js';
 export {
   curlBlockedByName,

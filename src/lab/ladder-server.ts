@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatSsUri } from '../codec/access-key-uri.js';
 import { formatTrojanUri } from '../codec/trojan-uri.js';
+import { formatLadderKey } from '../codec/ladder-key.js';
 import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import { CLI_PATH, LADDER_NAME, spawnInNamespace, waitForLog } from './lab.js';
 import { trackProcess } from './process-runner.js';
@@ -175,7 +176,57 @@ export function startLadderServer(plan: LabPlan): Promise<void> {
   });
 }
 
+let ladderAltServers: Promise<void> | undefined;
+
+/**
+ * Ladder's server on each of abroad's other Ladder addresses (`plan.addr.ladderAltIps`), Trojan
+ * only: the addresses a rotating key moves among, one server process each (`--listen` takes one).
+ */
+export function startLadderAltServers(plan: LabPlan): Promise<void> {
+  ladderAltServers ??= (async () => {
+    await Promise.all(
+      plan.addr.ladderAltIps.map(async (ip, i) => {
+        const name = `ladder-server-alt${i + 1}`;
+        const child = spawnInNamespace(plan, 'abroad', name, [
+          process.execPath,
+          CLI_PATH,
+          'server',
+          '--listen',
+          `${ip}:${LADDER_PORT}`,
+          '--key',
+          ladderTrojanUri(plan),
+          '--tls-cert',
+          join(plan.stateDir, 'ladder-cert.pem'),
+          '--tls-key',
+          join(plan.stateDir, 'ladder-key.pem'),
+          '--allow-private-targets',
+          ...ladderServerArgs,
+        ]);
+        trackProcess(child);
+        await waitForLog(plan, name, child, /listening/);
+      }),
+    );
+  })();
+  return ladderAltServers.catch((err: unknown) => {
+    ladderAltServers = undefined;
+    throw err;
+  });
+}
+
+/**
+ * A ladder:// key of Trojan to each of the server's addresses in turn (the same server name and
+ * pinned certificate): what an operator hands out against bans by volume per address.
+ */
+export function ladderRotatingKey(plan: LabPlan): string {
+  return formatLadderKey({
+    transports: [plan.addr.ladderIp, ...plan.addr.ladderAltIps].map((ip) =>
+      ladderTrojanUri(plan, undefined, false, ip),
+    ),
+  });
+}
+
 /** The next setup starts the lab's Ladder servers anew (after a card has stopped them). */
 export function forgetLadderServer(): void {
   ladderServer = undefined;
+  ladderAltServers = undefined;
 }
