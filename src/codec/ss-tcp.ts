@@ -271,10 +271,16 @@ export class SsKeyTable {
     this.trial = trial;
     this.groups = [...groups.values()];
     this.size = keys.length;
+    this.#all = new Set(keys);
     // Built once per table, not per connection: with 1,000 keys, making a candidate per key for
-    // every connection cost more than the one trial decryption the per-client hint leaves.
+    // every connection cost more than the one trial decryption the per-client hint leaves. A
+    // key's candidate is also kept across tables, which are rebuilt whenever any key changes.
     this.candidates = [
-      ...trial.map((k) => trialCandidate(k)),
+      ...trial.map((k) => {
+        let c = trialCandidates.get(k);
+        if (!c) trialCandidates.set(k, (c = trialCandidate(k)));
+        return c;
+      }),
       ...this.groups.map((g) => identityCandidate(g)),
     ].sort((a, b) => a.need - b.need);
     this.#candidateIndex = new Map();
@@ -286,6 +292,12 @@ export class SsKeyTable {
   /** @internal Every way to open a TCP request, by the bytes each needs (fewest first). */
   readonly candidates: readonly Candidate[];
   readonly #candidateIndex: Map<SsServerKey, number>;
+  readonly #all: ReadonlySet<SsServerKey>;
+
+  /** True if `key` (the same object) is one of this table's keys. */
+  has(key: SsServerKey): boolean {
+    return this.#all.has(key);
+  }
 
   /** @internal The candidate of a trial key of this table, or -1. */
   candidateOf(key: SsServerKey | undefined): number {
@@ -491,6 +503,9 @@ export class SsTcpAcceptor {
     return { key: found.key, target: addr.value, initialPayload, stream };
   }
 }
+
+/** Each trial key's candidate, made once per key object (it holds no state of a connection). */
+const trialCandidates = new WeakMap<SsServerKey, Candidate>();
 
 function trialCandidate(k: SsServerKey): Candidate {
   const key = k.key;

@@ -166,8 +166,9 @@ class HintMap<V> {
     this.#map.set(k, v);
     if (this.#map.size > this.#cap) this.#map.delete(this.#map.keys().next().value!);
   }
-  clear(): void {
-    this.#map.clear();
+  /** Forgets the entries whose value fails `keep`. */
+  retain(keep: (v: V) => boolean): void {
+    for (const [k, v] of this.#map) if (!keep(v)) this.#map.delete(k);
   }
 }
 
@@ -247,9 +248,14 @@ export class SsServer {
 
   /** Replaces the set of keys; connections already open keep theirs. */
   setKeys(keys: readonly SsServerKey[]): void {
-    this.#table = new SsKeyTable(keys);
-    this.#tcpHint.clear();
-    this.#udpHint.clear();
+    const table = new SsKeyTable(keys);
+    this.#table = table;
+    // Each client keeps the key it last matched while that key is still served: a rebuild (any
+    // key's change, in a fleet many a minute) must not send every client's next connection
+    // through a trial over all the keys. A key that left the table is forgotten.
+    const served = (k: SsServerKey): boolean => table.has(k);
+    this.#tcpHint.retain(served);
+    this.#udpHint.retain(served);
   }
 
   /** The clock the server times connections by (`handleConnection`'s `startedAt` is on it). */

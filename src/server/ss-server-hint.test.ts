@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { makeCipherKey, type SsCipherKey } from '../crypto/ss-key.js';
+import { DialError } from '../errors.js';
+import type { SsServerKey } from '../codec/ss-tcp.js';
+import { SsStreamDialer } from '../transport/ss-dialer.js';
+import { SsServer } from './ss-server.js';
+
+const METHOD = 'chacha20-ietf-poly1305';
+
+/** Keys whose secret bytes record which keys a trial decryption touched. */
+function countingKeys(n: number): { keys: SsServerKey[]; tried: Set<string> } {
+  const tried = new Set<string>();
+  const keys = Array.from({ length: n }, (_, i) => {
+    const id = `k${i}`;
+    const real = makeCipherKey(METHOD, `hint-test-${i}`);
+    const key: SsCipherKey = {
+      ...real,
+      get key() {
+        tried.add(id);
+        return real.key;
+      },
+    };
+    return { id, key };
+  });
+  return { keys, tried };
+}
+
+/** A server whose accepted connections go nowhere: the test looks at authentication alone. */
+async function serve(keys: SsServerKey[]): Promise<{
+  server: SsServer;
+  port: number;
+  accepted: string[];
+  rejected: string[];
+}> {
+  const accepted: string[] = [];
+  const rejected: string[] = [];
+  const server = new SsServer({
+    keys,
+    dialer: { dial: () => Promise.reject(new DialError('ERR_DIAL_REFUSED', 'test')) },
+    events: {
+      accepted: (id) => accepted.push(id),
+      rejected: (code) => rejected.push(code),
+    },
+  });
+  const { port } = await server.listen('127.0.0.1', 0);
+  return { server, port, accepted, rejected };
+}
+
+/** Opens a connection with the i-th test password and waits for the server to decide. */
+async function connect(
+  s: { port: number; accepted: string[]; rejected: string[] },
+  i: number,
+): Promise<void> {
+  const before = s.accepted.length + s.rejected.length;
+  const d = new SsStreamDialer(
+    { host: '127.0.0.1', port: s.port },
+    makeCipherKey(METHOD, `hint-test-${i}`),
+  );
+  const c = await d.dial({ host: '198.18.0.1', port: 80 });
+  c.on('error', () => undefined);
+  c.write('GET / HTTP/1.1\r\n\r\n');
+  while (s.accepted.length + s.rejected.length === before)
+    await new Promise((r) => setImmediate(r));
+  c.destroy();
+  if (!c.closed) await once(c, 'close');
+}
+
+test('SsServer.setKeys: a client keeps the key it last matched when that key is still served', async () => {
+  const { keys, tried } = countingKeys(40);
+  const s = await serve(keys);
+  try {
+    await connect(s, 39);
+    assert.deepEqual(s.accepted, ['k39']);
+    assert.ok(tried.size >= 40, 'the first connection tries every key before the last');
+    // A rebuild, as any key's change in the store makes: same key objects, a new table.
+    s.server.setKeys(keys.slice());
+    tried.clear();
+    await connect(s, 39);
+    assert.deepEqual(s.accepted, ['k39', 'k39']);
+    assert.deepEqual([...tried], ['k39'], 'after the rebuild only the remembered key is tried');
+  } finally {
+    await s.server.close();
+  }
+});
+
+test('SsServer.setKeys: a remembered key that left the table opens nothing', async () => {
+  const { keys } = countingKeys(5);
+  const s = await serve(keys);
+  try {
+    await connect(s, 4);
+    assert.deepEqual(s.accepted, ['k4']);
+    s.server.setKeys(keys.slice(0, 4));
+    await connect(s, 4);
+    assert.deepEqual(s.accepted, ['k4'], 'not accepted again');
+    assert.deepEqual(s.rejected, ['ERR_CIPHER']);
+  } finally {
+    await s.server.close();
+  }
+});
