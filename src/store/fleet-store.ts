@@ -50,7 +50,7 @@ import {
   usageSincePg,
   type FleetNode,
 } from './pg-fleet.js';
-import type { RemotePresence, StoreChanges } from './key-store.js';
+import type { LocalPresence, RemotePresence, StoreChanges } from './key-store.js';
 
 const debug = debuglog('ladder:fleet');
 
@@ -173,7 +173,7 @@ export class FleetStore implements AccessKeyStore {
   #nodes: FleetNode[] = [];
   /** What the replicator changed in the cache since the key manager last asked; null: too much. */
   #changes: { keys: Set<string>; usage: Set<string>; defaultLimit: boolean } | null = null;
-  #localPresence: (() => ReadonlyMap<string, number>) | null = null;
+  #localPresence: (() => ReadonlyMap<string, LocalPresence>) | null = null;
   #remote: ReadonlyMap<string, RemotePresence> = new Map();
   #remoteAtMs = 0;
   /** Each cached key's revision in the database, as of the last sync (null before the first). */
@@ -574,7 +574,7 @@ export class FleetStore implements AccessKeyStore {
     return Date.now() - this.#remoteAtMs > this.#staleMs() ? new Map() : this.#remote;
   }
 
-  setLocalPresence(source: () => ReadonlyMap<string, number>): void {
+  setLocalPresence(source: () => ReadonlyMap<string, LocalPresence>): void {
     this.#localPresence = source;
   }
 
