@@ -271,32 +271,40 @@ export class SsKeyTable {
     this.trial = trial;
     this.groups = [...groups.values()];
     this.size = keys.length;
-    this.#all = new Set(keys);
     // Built once per table, not per connection: with 1,000 keys, making a candidate per key for
     // every connection cost more than the one trial decryption the per-client hint leaves. A
-    // key's candidate is also kept across tables, which are rebuilt whenever any key changes.
-    this.candidates = [
-      ...trial.map((k) => {
-        let c = trialCandidates.get(k);
-        if (!c) trialCandidates.set(k, (c = trialCandidate(k)));
-        return c;
-      }),
-      ...this.groups.map((g) => identityCandidate(g)),
-    ].sort((a, b) => a.need - b.need);
+    // key's candidate is also kept across tables, which are rebuilt whenever any key changes
+    // (so this loop is the whole cost of a change: no copies of the list, no sort when in order).
+    const candidates: Candidate[] = [];
+    for (const k of trial) {
+      let c = trialCandidates.get(k);
+      if (!c) trialCandidates.set(k, (c = trialCandidate(k)));
+      candidates.push(c);
+    }
+    for (const g of this.groups) candidates.push(identityCandidate(g));
+    let sorted = true;
+    for (let i = 1; i < candidates.length && sorted; i++)
+      sorted = candidates[i - 1]!.need <= candidates[i]!.need;
+    if (!sorted) candidates.sort((a, b) => a.need - b.need);
+    this.candidates = candidates;
     this.#candidateIndex = new Map();
-    this.candidates.forEach((c, i) => {
-      if (c.key) this.#candidateIndex.set(c.key, i);
-    });
+    for (let i = 0; i < candidates.length; i++) {
+      const key = candidates[i]!.key;
+      if (key) this.#candidateIndex.set(key, i);
+    }
   }
 
   /** @internal Every way to open a TCP request, by the bytes each needs (fewest first). */
   readonly candidates: readonly Candidate[];
   readonly #candidateIndex: Map<SsServerKey, number>;
-  readonly #all: ReadonlySet<SsServerKey>;
 
   /** True if `key` (the same object) is one of this table's keys. */
   has(key: SsServerKey): boolean {
-    return this.#all.has(key);
+    if (this.#candidateIndex.has(key)) return true;
+    if (key.key.identityKeys.length === 0) return false;
+    for (const g of this.groups)
+      if (g.users.get(pskHash16(key.key.key).toString('latin1')) === key) return true;
+    return false;
   }
 
   /** @internal The candidate of a trial key of this table, or -1. */

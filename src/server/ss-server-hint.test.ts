@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { makeCipherKey, type SsCipherKey } from '../crypto/ss-key.js';
 import { DialError } from '../errors.js';
-import type { SsServerKey } from '../codec/ss-tcp.js';
+import { SsKeyTable, type SsServerKey } from '../codec/ss-tcp.js';
 import { SsStreamDialer } from '../transport/ss-dialer.js';
 import { SsServer } from './ss-server.js';
 
@@ -98,4 +98,19 @@ test('SsServer.setKeys: a remembered key that left the table opens nothing', asy
   } finally {
     await s.server.close();
   }
+});
+
+test('SsKeyTable.has: trial keys and identity-header keys by object, absent keys not', () => {
+  const psk = (b: number): string => Buffer.alloc(16, b).toString('base64');
+  const trialKey = { id: 't', key: makeCipherKey(METHOD, 'has-test') };
+  const idKey = { id: 'i', key: makeCipherKey('2022-blake3-aes-128-gcm', `${psk(1)}:${psk(2)}`) };
+  const table = new SsKeyTable([trialKey, idKey]);
+  assert.equal(table.has(trialKey), true);
+  assert.equal(table.has(idKey), true);
+  assert.equal(table.has({ ...trialKey }), false, 'the same secret in another object');
+  assert.equal(
+    table.has({ id: 'j', key: makeCipherKey('2022-blake3-aes-128-gcm', `${psk(1)}:${psk(3)}`) }),
+    false,
+  );
+  assert.equal(new SsKeyTable([trialKey]).has(idKey), false);
 });

@@ -201,7 +201,10 @@ export class KeyManager implements AccessGate {
   readonly #demand = new Map<string, number>();
   #sampledMs: number;
   /** Compiled keys, reused while the secret and method stay the same (key derivation is not free). */
-  readonly #compiled = new Map<string, { secret: string; ss: SsServerKey; trojan: TrojanUser }>();
+  readonly #compiled = new Map<
+    string,
+    { method: string; secret: string; ss: SsServerKey; trojan: TrojanUser }
+  >();
   #defaultLimit: DataLimit | null;
   /** Moves whenever what the key tables hold may have changed; published when it differs. */
   #tableVersion = 0;
@@ -539,9 +542,10 @@ export class KeyManager implements AccessGate {
     for (const [id, key] of this.#keys) {
       if (this.#states.get(id) !== 'active') continue;
       let c = this.#compiled.get(id);
-      if (!c || c.secret !== `${key.method}\u0000${key.secret}`) {
+      if (!c || c.secret !== key.secret || c.method !== key.method) {
         c = {
-          secret: `${key.method}\u0000${key.secret}`,
+          method: key.method,
+          secret: key.secret,
           ss: { id, key: makeCipherKey(key.method, key.secret) },
           trojan: { id, hash: trojanPasswordHash(key.secret) },
         };
