@@ -371,12 +371,16 @@ export class SsTcpAcceptor {
   #found: Found | null = null;
   #plain: Buffer[] = [];
   #reader: ChunkReader | null = null;
+  readonly #triesPerCall: number;
+  #deferred = false;
 
   readonly #scratch: ScratchSlot | undefined;
 
   /**
    * `preferred` is tried first (the key that last matched for this client, as outline-ss-server
-   * does); `scratch` is the server's shared output buffer for the response stream.
+   * does); `scratch` is the server's shared output buffer for the response stream. At most
+   * `triesPerCall` keys are tried by one `push` or `resume`: the rest wait for `resume`
+   * (see {@link deferred}), so that a trial over many keys can be spread over several turns.
    */
   constructor(
     table: SsKeyTable,
@@ -384,7 +388,9 @@ export class SsTcpAcceptor {
     random: Random,
     preferred?: SsServerKey,
     scratch?: ScratchSlot,
+    triesPerCall = Infinity,
   ) {
+    this.#triesPerCall = Math.max(1, triesPerCall);
     this.#scratch = scratch;
     this.#replay = replay;
     this.#random = random;
@@ -397,9 +403,22 @@ export class SsTcpAcceptor {
     return this.#q.length;
   }
 
+  /**
+   * True when the last `push` or `resume` returned null because it tried its `triesPerCall` keys
+   * while others could still be tried with the bytes held: call `resume` (not only on new bytes).
+   */
+  get deferred(): boolean {
+    return this.#deferred;
+  }
+
   /** Takes ownership of `chunk` (it may be decrypted in place). */
   push(chunk: Buffer, nowMs: number): AcceptedTcp | null {
     this.#q.push(chunk);
+    return this.resume(nowMs);
+  }
+
+  /** Goes on with the bytes held: after a deferral, tries the next keys. */
+  resume(nowMs: number): AcceptedTcp | null {
     if (this.#found === null && !this.#identify()) return null;
     const found = this.#found!;
     const key = found.key.key;
@@ -411,13 +430,22 @@ export class SsTcpAcceptor {
     const q = this.#q;
     const cs = this.#candidates;
     const p = this.#preferred;
+    this.#deferred = false;
+    let tries = 0;
     if (p >= 0 && !this.#preferredTried && q.length >= cs[p]!.need) {
       this.#preferredTried = true;
+      tries++;
       if (this.#try(cs[p]!)) return true;
     }
     while (this.#next < cs.length && cs[this.#next]!.need <= q.length) {
+      if (tries >= this.#triesPerCall) {
+        this.#deferred = true;
+        return false;
+      }
       const i = this.#next++;
-      if (i !== p && this.#try(cs[i]!)) return true;
+      if (i === p) continue;
+      tries++;
+      if (this.#try(cs[i]!)) return true;
     }
     if (this.#next < cs.length || (p >= 0 && !this.#preferredTried)) return false;
     throw new AuthError('ERR_CIPHER', 'no key opens this request');

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { connect as connectRaw } from 'node:net';
 import { makeCipherKey, type SsCipherKey } from '../crypto/ss-key.js';
 import { DialError } from '../errors.js';
 import { SsKeyTable, type SsServerKey } from '../codec/ss-tcp.js';
@@ -113,4 +115,23 @@ test('SsKeyTable.has: trial keys and identity-header keys by object, absent keys
     false,
   );
   assert.equal(new SsKeyTable([trialKey]).has(idKey), false);
+});
+
+test('SsServer: a trial over more keys than one turn tries still finds the key, or refuses', async () => {
+  const { keys, tried } = countingKeys(600);
+  const s = await serve(keys);
+  try {
+    await connect(s, 599);
+    assert.deepEqual(s.accepted, ['k599']);
+    assert.equal(tried.size, 600);
+    // Bytes no key opens: refused once every key has been tried.
+    const raw = connectRaw(s.port, '127.0.0.1');
+    raw.on('error', () => undefined);
+    raw.write(randomBytes(200));
+    while (s.rejected.length === 0) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(s.rejected, ['ERR_CIPHER']);
+    raw.destroy();
+  } finally {
+    await s.server.close();
+  }
 });
