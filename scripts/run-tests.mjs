@@ -73,8 +73,9 @@ for (const tier of tiers) {
       '--test',
       // lab tests each build their own namespaces; one file at a time keeps two cores usable
       `--test-concurrency=${tier === 'lab' || tier === 'load' ? 1 : 2}`,
-      // a bound for a hung file, not a measurement: CLI-heavy files take minutes on a loaded machine
-      `--test-timeout=${tier === 'load' ? 600_000 : 300_000}`,
+      // a bound for a hung file, not a measurement: CLI-heavy files take minutes on a loaded machine,
+      // and a lab file that loads 100 pages per row through each transport several times that
+      `--test-timeout=${tier === 'lab' ? 900_000 : tier === 'load' ? 600_000 : 300_000}`,
       ...files,
     ],
     // Lent reads in debug mode (src/core/lent-read.ts): a chunk kept without a hold is poisoned at

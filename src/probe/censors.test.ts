@@ -83,7 +83,10 @@ function check(
 
 const ss = transport('shadowsocks', 8388);
 const trojan = transport('trojan (TLS, SNI ladder.lab)', 443, 'ladder.lab');
-const trojanMux = transport('trojan mux (TLS, SNI ladder.lab)', 443, 'ladder.lab');
+const trojanMux = {
+  ...transport('trojan (TLS, SNI ladder.lab, Mux.Cool)', 443, 'ladder.lab'),
+  multiplexed: true,
+};
 
 function throughput(bytes: number, end: Throughput['end'], silentMs: number): Throughput {
   return {
@@ -162,7 +165,7 @@ test('conn-count: one at a time works, at once only the first few; a mux transpo
   ]);
   assert.equal(f[0]?.technique, 'conn-count');
   assert.match(f[0]!.evidence, /of 8 opened at once only the first 6 did/);
-  assert.deepEqual(f[0]!.useInstead, ['trojan mux (TLS, SNI ladder.lab)']);
+  assert.deepEqual(f[0]!.useInstead, ['trojan (TLS, SNI ladder.lab, Mux.Cool)']);
   // failures spread among successes are not a count limit
   assert.deepEqual(
     recognise([], {

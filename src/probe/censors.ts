@@ -168,7 +168,7 @@ export function recognise(checks: readonly TransportCheck[], o: RecogniseOptions
       transports: [obs.transport],
       evidence: `${obs.transport}: one connection at a time gets through, but of ${obs.kinds.length} opened at once only the first ${firstFail} did; the rest failed (${[...new Set(after)].join(', ')})`,
       useInstead: checks
-        .filter((c) => c.verdict.status === 'ok' && /mux/i.test(c.transport.name))
+        .filter((c) => c.verdict.status === 'ok' && c.transport.multiplexed === true)
         .map((c) => c.transport.name),
       advice: `the censor cuts more than about ${firstFail} connections at once to one server: use a multiplexing transport (trojan with mux=), or keep the client's connections to this server at ${firstFail} or fewer`,
     });

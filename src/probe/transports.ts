@@ -6,7 +6,6 @@
  * @module
  */
 import type { Socket } from 'node:net';
-import { parseSsUri } from '../codec/access-key-uri.js';
 import { parseLadderKey } from '../codec/ladder-key.js';
 import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import { ConfigError, LadderError } from '../errors.js';
@@ -30,6 +29,8 @@ export interface ProbeTransport {
   readonly server: Target;
   /** TLS first (its handshake is a separate step of the check), with this SNI. */
   readonly tlsServerName?: string;
+  /** The client carries many streams on one connection with it (Mux.Cool). */
+  readonly multiplexed?: boolean;
   /** The key's display name, if it has one. */
   readonly tag?: string;
   /** Dialers to the server at `address` (the probe resolves names itself). */
@@ -79,8 +80,8 @@ export function keyTransports(
 
 /**
  * The transport of one ss:// or trojan:// key URI, built by the client's builder
- * (transport/key-dialers.ts) on one plain connection per dial: no WebSocket, Mux.Cool or split, so
- * each step of that connection can be timed. `fp` is a ladder:// key's TLS client.
+ * (transport/key-dialers.ts) on one connection per dial: a WebSocket goes over it, but no Mux.Cool
+ * pool or split, so each step of that connection can be timed. `fp` is a ladder:// key's TLS client.
  */
 export function transportsFromKey(
   uri: string,
@@ -88,14 +89,7 @@ export function transportsFromKey(
   fp?: TlsFingerprint,
 ): ProbeTransport[] {
   const text = uri.trim();
-  if (/^ss:/i.test(text)) {
-    const plugin = parseSsUri(text).plugin;
-    if (plugin)
-      throw new ConfigError(
-        'ERR_KEY_URI',
-        `probe: the key uses the plugin '${plugin.name}', which Ladder cannot run; give a key without a plugin`,
-      );
-  } else if (!/^trojan:/i.test(text))
+  if (!/^(ss|trojan):/i.test(text))
     throw new ConfigError(
       'ERR_KEY_URI',
       `probe: '${text.slice(0, text.indexOf(':') + 1) || text.slice(0, 12)}' keys cannot be checked: give an ss://, trojan:// or ladder:// key`,
@@ -107,23 +101,28 @@ export function transportsFromKey(
       plain: true,
       timeoutMs: o.timeoutMs,
       // The key's TLS client, as `ladder client` uses it: the censor sees the same hello.
-      ...(o.ca && k.kind === 'trojan' ? { ca: trustStore([o.ca])!.join('\n') } : {}),
+      ...(o.ca && k.tlsServerName ? { ca: trustStore([o.ca])!.join('\n') } : {}),
       ...(o.socket ? { socket: o.socket } : {}),
     });
-  const common = { server: k.server, ...(k.tag ? { tag: k.tag } : {}), dialers };
+  const over = [
+    k.webSocket ? 'WebSocket' : '',
+    k.tlsServerName ? `TLS, SNI ${k.tlsServerName}` : '',
+    k.multiplexed ? 'Mux.Cool' : '',
+  ].filter(Boolean);
+  const common = {
+    server: k.server,
+    ...(k.tag ? { tag: k.tag } : {}),
+    ...(k.tlsServerName ? { tlsServerName: k.tlsServerName } : {}),
+    ...(k.multiplexed ? { multiplexed: true } : {}),
+    dialers,
+  };
   if (k.kind === 'trojan')
-    return [
-      {
-        ...common,
-        name: `trojan (TLS, SNI ${k.tlsServerName})`,
-        kind: 'trojan',
-        tlsServerName: k.tlsServerName,
-      },
-    ];
+    return [{ ...common, name: `trojan (${over.join(', ')})`, kind: 'trojan' }];
+  const what = `shadowsocks ${k.method}${k.prefixed ? ' (prefix)' : ''}`;
   return [
     {
       ...common,
-      name: `shadowsocks ${k.method}${k.prefixed ? ' (prefix)' : ''}`,
+      name: over.length > 0 ? `${what} (${over.join(', ')})` : what,
       kind: 'shadowsocks',
     },
   ];

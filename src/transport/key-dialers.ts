@@ -8,6 +8,7 @@
  * @module
  */
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { makeCipherKey } from '../crypto/ss-key.js';
 import { parseSsUri } from '../codec/access-key-uri.js';
 import { parseTrojanUri } from '../codec/trojan-uri.js';
@@ -19,7 +20,7 @@ import { formatHostPort } from '../core/host-port.js';
 import { LadderError } from '../errors.js';
 import { SsPacketDialer, SsStreamDialer } from './ss-dialer.js';
 import { TrojanDialer } from './trojan-dialer.js';
-import { wsConnector } from './ws-dialer.js';
+import { wsConnect, wsConnector } from './ws-dialer.js';
 import { FailoverDialer } from './failover.js';
 import { CappedDialer } from './capped-dialer.js';
 import type { PacketDialer, StreamDialer, Target } from './types.js';
@@ -80,8 +81,8 @@ export interface DialOverrides {
   /** The whole trust store (PEM) for TLS, instead of Node's roots. */
   readonly ca?: string;
   /**
-   * The key's transport on one plain connection: no WebSocket, no Mux.Cool pool, no split first
-   * payload, so that the connection the caller opened is the one that carries the request.
+   * The key's transport on one connection: no Mux.Cool pool, no split first payload, so that the
+   * connection the caller opened is the one that carries the request (a WebSocket goes over it).
    */
   readonly plain?: boolean;
 }
@@ -93,17 +94,19 @@ interface KeyTransportBase {
   readonly tag?: string;
   /** For people: "198.18.0.1:443 with trojan over TLS". */
   readonly what: string;
+  /** The SNI of its TLS connection to the server; absent when the transport has no TLS. */
+  readonly tlsServerName?: string;
+  /** Carried inside a WebSocket (Trojan with type=ws, Shadowsocks with v2ray-plugin). */
+  readonly webSocket: boolean;
+  /** Many streams share one connection (Mux.Cool) when the client uses the key. */
+  readonly multiplexed: boolean;
   /** Fresh dialers for this transport. */
   dialers(over?: DialOverrides): { stream: StreamDialer; packet: PacketDialer };
 }
 
 /** One transport of a key, parsed and checked, ready to build dialers. */
 export type KeyTransport =
-  | (KeyTransportBase & {
-      readonly kind: 'trojan';
-      /** The SNI of its TLS connection to the server (plain Trojan over TLS). */
-      readonly tlsServerName: string;
-    })
+  | (KeyTransportBase & { readonly kind: 'trojan' })
   | (KeyTransportBase & {
       readonly kind: 'shadowsocks';
       readonly method: string;
@@ -152,7 +155,11 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
   return {
     kind: 'trojan',
     server: { host: t.host, port: t.port },
-    tlsServerName: t.sni ?? t.host,
+    ...(ws && t.security === 'none'
+      ? {}
+      : { tlsServerName: t.sni ?? (ws ? t.wsHost : undefined) ?? t.host }),
+    webSocket: ws,
+    multiplexed: Boolean(t.mux),
     ...(t.tag ? { tag: t.tag } : {}),
     what: `${formatHostPort(t.host, t.port)} with ${how}${t.fp === 'node' ? ' (fp=node)' : ''}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
     dialers(over = {}) {
@@ -161,19 +168,27 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
         ...(over.timeoutMs !== undefined ? { timeoutMs: over.timeoutMs } : {}),
         ...(over.ca ? { ca: over.ca } : {}),
       };
+      const tls = { sni: t.sni ?? t.wsHost ?? t.host, ...pin, fp, ...each };
+      const wsOptions = {
+        path: t.path ?? '/',
+        host: t.wsHost ?? t.sni ?? t.host,
+        ...(t.security === 'none' ? {} : { tls }),
+      };
       if (over.plain) {
+        const socket = over.socket;
         const d = new TrojanDialer(server, {
           password: t.password,
-          sni: t.sni ?? t.host,
-          ...each,
-          ...pin,
-          fp,
+          ...(ws
+            ? {
+                ...tls,
+                connect: (_s: Target, signal?: AbortSignal): Promise<Duplex> =>
+                  wsConnect(server, { ...wsOptions, ...(socket ? { socket } : {}) }, signal),
+              }
+            : { ...tls, sni: t.sni ?? t.host, ...(socket ? { socket } : {}) }),
           ...firstWaitOf(o),
-          ...(over.socket ? { socket: over.socket } : {}),
         });
         return { stream: capped(d, o, false), packet: d };
       }
-      const tls = { sni: t.sni ?? t.wsHost ?? t.host, ...pin, fp, ...each };
       const d = new TrojanDialer(server, {
         password: t.password,
         ...tls,
@@ -184,15 +199,7 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
         ...(t.muxPadding === false ? { muxPadding: false } : {}),
         ...(t.split ? { split: true } : {}),
         // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
-        ...(ws
-          ? {
-              connect: wsConnector(server, {
-                path: t.path ?? '/',
-                host: t.wsHost ?? t.sni ?? t.host,
-                ...(t.security === 'none' ? {} : { tls }),
-              }),
-            }
-          : {}),
+        ...(ws ? { connect: wsConnector(server, wsOptions) } : {}),
       });
       return { stream: capped(d, o, Boolean(t.mux)), packet: d };
     },
@@ -226,41 +233,49 @@ function ssTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTranspor
     server: { host: k.host, port: k.port },
     ...(k.tag ? { tag: k.tag } : {}),
     what: `${formatHostPort(k.host, k.port)} with ${how}`,
+    ...(ws?.tls ? { tlsServerName: ws.host } : {}),
+    webSocket: ws !== null,
+    multiplexed: Boolean(ws?.mux),
     dialers(over = {}) {
       const server = { host: over.address ?? k.host, port: k.port };
       const socket = over.socket;
-      const plain = !ws || over.plain === true;
-      // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts).
+      const wsOptions = ws && {
+        path: ws.path,
+        host: ws.host,
+        ...(ws.tls
+          ? {
+              tls: {
+                sni: ws.host,
+                ...(ws.pinSha256 ? { pinSha256: ws.pinSha256 } : {}),
+                fp: ws.fp ?? o.fp ?? DEFAULT_TLS_FINGERPRINT,
+                ...(over.ca ? { ca: over.ca } : wsCa),
+              },
+            }
+          : {}),
+      };
+      const pooled = wsOptions && !over.plain;
+      // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts); on the
+      // caller's connection, one WebSocket and no Mux.Cool.
+      const connect = !wsOptions
+        ? socket && (() => Promise.resolve(socket))
+        : pooled
+          ? wsConnector(server, {
+              ...wsOptions,
+              mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
+              ...perConnection,
+            })
+          : (_s: Target, signal?: AbortSignal): Promise<Duplex> =>
+              wsConnect(server, { ...wsOptions, ...(socket ? { socket } : {}) }, signal);
       const stream = new SsStreamDialer(server, key, {
         ...(k.prefix ? { prefix: k.prefix } : {}),
         ...firstWaitOf(o),
         ...(over.timeoutMs !== undefined ? { connectTimeoutMs: over.timeoutMs } : {}),
-        ...(plain && o.recycleReads ? { recycleReads: true } : {}),
-        ...(socket ? { connect: () => Promise.resolve(socket) } : {}),
-        ...(!plain && ws
-          ? {
-              connect: wsConnector(server, {
-                path: ws.path,
-                host: ws.host,
-                mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
-                ...perConnection,
-                ...(ws.tls
-                  ? {
-                      tls: {
-                        sni: ws.host,
-                        ...(ws.pinSha256 ? { pinSha256: ws.pinSha256 } : {}),
-                        fp: ws.fp ?? o.fp ?? DEFAULT_TLS_FINGERPRINT,
-                        ...(over.ca ? { ca: over.ca } : wsCa),
-                      },
-                    }
-                  : {}),
-              }),
-            }
-          : {}),
+        ...(!ws && o.recycleReads ? { recycleReads: true } : {}),
+        ...(connect ? { connect } : {}),
       });
       // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
       return {
-        stream: capped(stream, o, !plain && Boolean(ws?.mux)),
+        stream: capped(stream, o, Boolean(pooled && ws.mux)),
         packet: new SsPacketDialer(server, key),
       };
     },

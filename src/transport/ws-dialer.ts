@@ -37,6 +37,8 @@ export interface WsClientOptions {
   tls?: TlsClientOptions;
   /** For connecting and for the whole handshake (default 10 s). */
   timeoutMs?: number;
+  /** A connection to the server the caller opened: the WebSocket (and its TLS) goes over it. */
+  socket?: Duplex;
 }
 
 /** Opens a WebSocket: TCP (and TLS), the upgrade request, the 101 answer checked. */
@@ -46,9 +48,14 @@ export async function wsConnect(
   signal?: AbortSignal,
 ): Promise<WebSocketStream> {
   const timeoutMs = o.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const over = o.socket;
   const socket: Duplex = o.tls
-    ? await tlsConnect(server, { ...o.tls, alpn: ['http/1.1'], timeoutMs }, signal)
-    : await connectTo(server, timeoutMs, signal);
+    ? await tlsConnect(
+        server,
+        { ...o.tls, alpn: ['http/1.1'], timeoutMs, ...(over ? { socket: over } : {}) },
+        signal,
+      )
+    : (over ?? (await connectTo(server, timeoutMs, signal)));
   const what = `WebSocket ${o.tls ? 'wss' : 'ws'}://${o.host}${o.path} at ${server.host}:${server.port}`;
   const key = randomBytes(16).toString('base64');
   try {

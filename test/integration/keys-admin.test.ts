@@ -35,7 +35,8 @@ test('sizes, rates and dates as people write them', () => {
   assert.throws(() => parseWhen('soon'), /not a date/);
 });
 
-describe('ladder keys against a running server', { timeout: 90_000 }, () => {
+// Eighteen CLI processes one after another: a bound for a hang, loose enough for a loaded machine.
+describe('ladder keys against a running server', { timeout: 240_000 }, () => {
   let origin: Origin;
   let srv: OperatorServer;
   const data = tempDataDir();

@@ -5,16 +5,19 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { LADDER_CLI, freePort, hasCommand, startLadder, type Peer } from '../helpers/peers.js';
 import { startOrigin, expectedHash, type Origin } from '../helpers/origin.js';
 import { curl } from '../helpers/curl.js';
+import { closedPort } from '../helpers/echo.js';
 import { formatSsUri } from '../../src/codec/access-key-uri.js';
 import { formatTrojanUri } from '../../src/codec/trojan-uri.js';
 import { v2rayPlugin } from '../../src/codec/v2ray-plugin.js';
 
 const skip = hasCommand('curl') ? false : 'needs curl';
+const run = promisify(execFile);
 const peers: Peer[] = [];
 let origin: Origin | null = null;
 after(async () => {
@@ -101,6 +104,54 @@ test(
       assert.equal(r.sha256, expectedHash(2 << 20), key.slice(0, 12));
       await client.stop();
     }
+    // `ladder probe` checks the same four keys as the client uses them: inside the WebSocket.
+    const closed = await closedPort();
+    const keys = [
+      ssKey('127.0.0.1', port, pin),
+      trojanKey(port, pin),
+      ssKey('127.0.0.1', wsPort, undefined, false),
+      trojanKey(wsPort, undefined, false),
+    ];
+    // Not spawnSync: the origin answering the probe runs in this process.
+    const probe = await run(
+      process.execPath,
+      [
+        LADDER_CLI,
+        'probe',
+        ...keys.flatMap((k) => ['--key', k]),
+        '--only',
+        'transports',
+        '--attempts',
+        '1',
+        '--backoff',
+        '0',
+        '--timeout',
+        '10',
+        '--check-url',
+        `http://127.0.0.1:${origin.port}/hello`,
+        '--resolver',
+        `127.0.0.1:${closed}`,
+        '--control-resolver',
+        `127.0.0.1:${closed}`,
+        '--json',
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    const checks = probe.stdout
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as { test_keys: { status: string; transport: string } });
+    assert.deepEqual(
+      checks.map((c) => [c.test_keys.transport, c.test_keys.status]),
+      [
+        ['shadowsocks 2022-blake3-aes-256-gcm (WebSocket, TLS, SNI localhost)', 'ok'],
+        ['trojan (WebSocket, TLS, SNI localhost)', 'ok'],
+        ['shadowsocks 2022-blake3-aes-256-gcm (WebSocket)', 'ok'],
+        ['trojan (WebSocket)', 'ok'],
+      ],
+      probe.stderr,
+    );
+
     // The plain port is a web site to everyone else.
     const page = await curl([`http://127.0.0.1:${wsPort}/`]);
     assert.match(page.body.toString(), /Notes from the workshop/);

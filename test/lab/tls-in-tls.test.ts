@@ -119,7 +119,7 @@ async function browse(name: string, n: number): Promise<Rates> {
 const pct = (x: number) => (100 * x) / PAGES;
 const measured = new Map<string, Rates>();
 
-describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 600_000 }, () => {
+describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 840_000 }, () => {
   before(async () => {
     destroyLab(plan);
     await labUp(plan, { policy: { modules: {} } });
