@@ -53,6 +53,11 @@ options:
                          cap by default); more wait for one to close. Against connection-count
                          policing (Russia: about 6); keys with Mux.Cool are not capped (their
                          sessions share a few connections already)
+  --rotate-after <size>  with a ladder:// key of several transports: after the one in use has
+                         carried this many bytes (both ways; e.g. 512k, 2m), new connections use
+                         the next. Against bans by traffic volume per server address
+                         (Turkmenistan); give the key transports on different addresses, and a
+                         size below the ban less the largest single download (docs/lab.md)
   --tcp-congestion <name>
                          TCP congestion control of the client's connections to the server, e.g.
                          bbr (default: the system's, net.ipv4.tcp_congestion_control); an error
@@ -73,6 +78,7 @@ export async function run(argv: string[]): Promise<number> {
     'mux-sessions': { type: 'string' },
     'first-payload-wait': { type: 'string' },
     'max-connections-per-server': { type: 'string' },
+    'rotate-after': { type: 'string' },
     tun: { type: 'boolean' },
     'tun-name': { type: 'string' },
     'tun-mtu': { type: 'string' },
@@ -94,10 +100,12 @@ export async function run(argv: string[]): Promise<number> {
   const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
   const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
   const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
+  const rotateAfterBytes = parseRotateAfter(values['rotate-after']);
   await useCongestionControl(values['tcp-congestion']);
   const routing = routingConfig(values);
   const keyOptions = {
     ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
+    ...(rotateAfterBytes !== undefined ? { rotateAfterBytes } : {}),
     ...(muxSessionsPerConnection ? { muxSessionsPerConnection } : {}),
     ...(firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs } : {}),
   };
@@ -185,6 +193,19 @@ function parseConnectionCap(text: string | undefined): number | undefined {
     throw new LadderError(
       'ERR_USAGE',
       `--max-connections-per-server '${text.slice(0, 20)}' must be a number of connections, 1 to 1024`,
+    );
+  return n;
+}
+
+/** `--rotate-after`: bytes, with an optional k, m or g (binary multiples). */
+export function parseRotateAfter(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const m = /^([0-9]{1,10})([kmg]?)$/i.exec(text.trim());
+  const n = m ? Number(m[1]) * 1024 ** ' kmg'.indexOf((m[2] || ' ').toLowerCase()) : NaN;
+  if (!m || !Number.isSafeInteger(n) || n < 1024 || n > 2 ** 40)
+    throw new LadderError(
+      'ERR_USAGE',
+      `--rotate-after '${text.slice(0, 20)}' must be a size from 1k to 1024g, e.g. 512k or 2m (bytes, or k, m, g)`,
     );
   return n;
 }

@@ -5,8 +5,10 @@
  * (`--api URL --cert-sha256 HEX`). Output for people, or `--json` for scripts.
  * @module
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { LadderError } from '../errors.js';
-import { KeyStore } from '../store/key-store.js';
+import { DB_FILE, KeyStore } from '../store/key-store.js';
 import { KeyManager } from '../server/access/key-manager.js';
 import { AdminService, type ApiKey } from '../admin/service.js';
 import { ApiClient } from '../admin/api-client.js';
@@ -60,6 +62,12 @@ interface Backend {
 }
 
 function localBackend(dir: string): Backend {
+  // Opening would create the directory: a mistyped --data would show "no access keys yet".
+  if (!existsSync(join(dir, DB_FILE)))
+    throw new LadderError(
+      'ERR_USAGE',
+      `--data ${dir}: no server data there (no ${DB_FILE}); give the directory 'ladder server --data' uses, or start 'ladder server --data ${dir}' once`,
+    );
   const store = KeyStore.open(dir);
   const keys = new KeyManager({ store, onKeysChanged: () => {} });
   const svc = new AdminService(store, keys);

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { formatSsUri } from '../codec/access-key-uri.js';
 import { PREFIX_PRESETS } from '../codec/ss-prefix.js';
 import { formatTrojanUri } from '../codec/trojan-uri.js';
+import { formatLadderKey } from '../codec/ladder-key.js';
 import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import {
   caPath,
@@ -444,6 +445,55 @@ function startLadderServer(plan: LabPlan): Promise<void> {
   });
 }
 
+let ladderAltServers: Promise<void> | undefined;
+
+/**
+ * Ladder's server on each of abroad's other Ladder addresses (`plan.addr.ladderAltIps`), Trojan
+ * only: the addresses a rotating key moves among, one server process each (`--listen` takes one).
+ */
+function startLadderAltServers(plan: LabPlan): Promise<void> {
+  ladderAltServers ??= (async () => {
+    await Promise.all(
+      plan.addr.ladderAltIps.map(async (ip, i) => {
+        const name = `ladder-server-alt${i + 1}`;
+        const child = spawnInNamespace(plan, 'abroad', name, [
+          process.execPath,
+          CLI_PATH,
+          'server',
+          '--listen',
+          `${ip}:${LADDER_PORT}`,
+          '--key',
+          ladderTrojanUri(plan),
+          '--tls-cert',
+          join(plan.stateDir, 'ladder-cert.pem'),
+          '--tls-key',
+          join(plan.stateDir, 'ladder-key.pem'),
+          '--allow-private-targets',
+          ...ladderServerArgs,
+        ]);
+        started.push(child);
+        await waitForLog(plan, name, child, /listening/);
+      }),
+    );
+  })();
+  return ladderAltServers.catch((err: unknown) => {
+    ladderAltServers = undefined;
+    throw err;
+  });
+}
+
+/**
+ * A ladder:// key of Trojan to each of the server's addresses in turn (the same server name and
+ * pinned certificate): what an operator hands out against bans by volume per address.
+ */
+function ladderRotatingKey(plan: LabPlan): string {
+  return formatLadderKey({
+    transports: [plan.addr.ladderIp, ...plan.addr.ladderAltIps].map((ip) =>
+      ladderTrojanUri(plan, undefined, false, ip),
+    ),
+  });
+}
+
 let nextSocksPort = 1081;
 
 /**
@@ -597,6 +647,16 @@ function ladderTransports(): TransportEntry[] {
     naiveTunnelEntry(),
     ladderRulesEntry(),
     ...censorsEntries(),
+    dnsEntry(
+      'dns-isp-resolver',
+      "a DNS query for allowed.lab through the domestic ISP's resolver, which asks the abroad resolver: the path DNS tunnels take in Iran's shutdowns (n4p#561)",
+      (p) => p.addr.domestic,
+    ),
+    dnsEntry(
+      'dns-direct',
+      'the same query sent from the client to the abroad resolver itself',
+      (p) => p.addr.dnsIp,
+    ),
   ];
 }
 
@@ -612,8 +672,24 @@ export const PARALLEL_FETCHES = 8;
 /** The client's cap in the capped row: the connections the TSPU allows (n4p#546, Xray's advice). */
 export const CONN_CAP = 6;
 
+/**
+ * Sequential fetches of the large page in the rotation rows, a fresh connection each: about 58 KB
+ * on the wire each, so 3 fit under the card's 200 KiB volume ban and the 4th crosses it.
+ */
+export const ROTATE_FETCHES = 6;
+
+/** The rotating row's `--rotate-after`: 2 fetches per address, well under the card's ban. */
+export const ROTATE_AFTER = '100k';
+
 /** Sequential fetches over one multiplexed connection in the `mux-many` rows. */
 export const MANY_FETCHES = 50;
+
+/**
+ * `--mux-sessions` of the renewing mux row: a fetch is one or two request/response pairs on the
+ * outer flow (the request and its answer; the session's End frames), the TLS handshake two more,
+ * so 8 sessions stay under half the `mux` module's 40 pairs.
+ */
+export const MUX_RENEW_SESSIONS = 8;
 
 /**
  * Requests one browsing connection makes in the `-browse` rows: with a browser's request headers
@@ -621,6 +697,39 @@ export const MANY_FETCHES = 50;
  * TSPU's TLS-in-TLS pattern (n4p#363); a single curl request with curl's own headers is 1.
  */
 export const BROWSE_FETCHES = 3;
+
+/**
+ * A DNS query for the allowed site's A record from the client namespace, to `server(plan)`:53 over
+ * UDP, by Node's resolver (one try); passes when the answer is the site's address.
+ */
+function dnsEntry(
+  name: string,
+  description: string,
+  server: (p: LabPlan) => string,
+): TransportEntry {
+  return {
+    name,
+    description,
+    async attempt(plan, timeoutS) {
+      const script = [
+        "const { Resolver } = require('node:dns').promises;",
+        `const r = new Resolver({ timeout: ${timeoutS * 1000}, tries: 1 });`,
+        `r.setServers([${JSON.stringify(server(plan))}]);`,
+        `r.resolve4(${JSON.stringify(plan.names.allowed)}).then(`,
+        "  (a) => { console.log(a.join(',')); process.exit(0); },",
+        '  (e) => { console.log(e.code); process.exit(1); });',
+      ].join('\n');
+      const r = await runIn(
+        plan,
+        plan.ns.client,
+        [process.execPath, '-e', script],
+        (timeoutS + 2) * 1000,
+      );
+      const ok = r.status === 0 && r.out.trim() === plan.addr.allowedIp;
+      return { ok, detail: ok ? 'ok' : r.out.trim().split('\n').pop() || `exit ${r.status}` };
+    },
+  };
+}
 
 /**
  * Control and answer rows for the 2024–2026 techniques: a large page (the byte budget), parallel
@@ -642,6 +751,8 @@ function censorsEntries(): TransportEntry[] {
        * whatever the machine's speed (the connection-count controls).
        */
       keepAlive?: boolean;
+      /** Also start the server on its other addresses (the rotation rows). */
+      altServers?: boolean;
     } = {},
   ): TransportEntry => {
     const socksPort = nextSocksPort++;
@@ -654,6 +765,7 @@ function censorsEntries(): TransportEntry[] {
         ? {
             async setup(plan: LabPlan) {
               await startLadderServer(plan);
+              if (opts.altServers) await startLadderAltServers(plan);
               const child = spawnInNamespace(plan, 'client', `ladder-client-${name}`, [
                 process.execPath,
                 CLI_PATH,
@@ -798,6 +910,24 @@ function censorsEntries(): TransportEntry[] {
       `Trojan with Mux.Cool, ${MANY_FETCHES} fetches one after another over one connection (the multiplexing control)`,
       (p) => ladderTrojanUri(p, { padding: true }),
       { fetches: MANY_FETCHES, clientArgs: ['--mux-sessions', '128'] },
+    ),
+    large(
+      'ladder-trojan-failover',
+      `a ladder:// key of Trojan to three server addresses, ${ROTATE_FETCHES} fetches one after another, a connection each; failover only (the volume-ban control)`,
+      (p) => ladderRotatingKey(p),
+      { fetches: ROTATE_FETCHES, altServers: true },
+    ),
+    large(
+      'ladder-trojan-rotate',
+      `the same with the client's --rotate-after ${ROTATE_AFTER}: new connections move to the next address after that volume (the answer to bans by volume per address)`,
+      (p) => ladderRotatingKey(p),
+      { fetches: ROTATE_FETCHES, altServers: true, clientArgs: ['--rotate-after', ROTATE_AFTER] },
+    ),
+    large(
+      'ladder-trojan-mux-renew',
+      `the same with the client's --mux-sessions ${MUX_RENEW_SESSIONS}: a fresh Mux.Cool connection after ${MUX_RENEW_SESSIONS} sessions, so no flow has the pair count of a long-lived mux (the answer to the multiplexing classifier that keeps mux)`,
+      (p) => ladderTrojanUri(p, { padding: true }),
+      { fetches: MANY_FETCHES, clientArgs: ['--mux-sessions', String(MUX_RENEW_SESSIONS)] },
     ),
     large(
       'ladder-trojan-many',
@@ -1160,7 +1290,11 @@ export function columns(): Column[] {
     mod('tls-fingerprint', 'browser-only', { browserOnly: true }),
     mod('sni', 'sni reassembled', { reassemble: true }),
     mod('iran'),
-    mod('iran', 'iran allowlist', { clientAllowlist: [] }),
+    // the ISP's resolver is one of the few addresses that still reach abroad
+    {
+      name: 'iran allowlist',
+      policy: (p) => modulePolicy('iran', p, { clientAllowlist: [`${p.addr.domestic}/32`] }),
+    },
     // the published threshold is not known; a lower one shows the ban inside a cell's few pages
     mod('volume-ban', 'volume-ban', { bytes: 200 * 1024 }),
     mod('mux'),
@@ -1201,6 +1335,7 @@ export async function runReportCard(plan: LabPlan, o: CardOptions): Promise<Cell
   } finally {
     stopTransports();
     ladderServer = undefined;
+    ladderAltServers = undefined;
   }
 }
 

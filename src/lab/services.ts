@@ -1,7 +1,8 @@
 /**
  * What lives in the lab's namespaces besides the censor: the abroad side's DNS resolver for the
  * lab's names, the "blocked" and the innocuous web sites over HTTP and HTTPS (certificates from the
- * lab CA that the client trusts), and an echo sink; the domestic side's allowed site. Run by
+ * lab CA that the client trusts), and an echo sink; the domestic side's allowed site and its ISP
+ * resolver (a forwarder to the abroad resolver, {@link IspResolver}). Run by
  * `ladder lab serve --role abroad|domestic` inside the namespace; prints `listening` when ready.
  *
  * Sites answer `GET /` with a short page naming the site, `GET /page/<n>` with page n of a browsing
@@ -139,6 +140,84 @@ function listen(
   });
 }
 
+/** Queries the ISP resolver holds at once, and how long each waits for the upstream answer. */
+export const ISP_RESOLVER_MAX_PENDING = 256;
+export const ISP_RESOLVER_TIMEOUT_MS = 3000;
+
+/**
+ * The domestic ISP's recursive resolver, as far as the lab needs one: each UDP query is sent on to
+ * the abroad resolver from this address, and the answer goes back to whoever asked. It stands for
+ * the resolvers that still reach abroad under Iran's 2026 allowlist, the path DNS tunnels take
+ * (n4p#561, #586). Bounded: at most {@link ISP_RESOLVER_MAX_PENDING} queries wait, each at most
+ * {@link ISP_RESOLVER_TIMEOUT_MS}; an answer nobody waits for is dropped.
+ */
+export class IspResolver {
+  readonly #down = createSocket('udp4');
+  readonly #up = createSocket('udp4');
+  /** Upstream ID → who asked, with the ID they used. */
+  readonly #pending = new Map<
+    number,
+    { port: number; address: string; theirs: number; timer: NodeJS.Timeout }
+  >();
+  #nextId = 0;
+
+  readonly #listen: { address: string; port: number };
+  readonly #upstream: { address: string; port: number };
+
+  constructor(
+    listen: { address: string; port: number },
+    upstream: { address: string; port: number },
+  ) {
+    this.#listen = listen;
+    this.#upstream = upstream;
+    this.#down.on('message', (msg, from) => this.#query(msg, from));
+    this.#up.on('message', (msg) => this.#answer(msg));
+  }
+
+  async start(): Promise<void> {
+    const bind = (sock: ReturnType<typeof createSocket>, port: number) =>
+      new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.bind(port, this.#listen.address, () => resolve());
+      });
+    await bind(this.#down, this.#listen.port);
+    await bind(this.#up, 0);
+  }
+
+  close(): void {
+    for (const p of this.#pending.values()) clearTimeout(p.timer);
+    this.#pending.clear();
+    this.#down.close();
+    this.#up.close();
+  }
+
+  #query(msg: Buffer, from: { port: number; address: string }): void {
+    if (msg.length < 12 || this.#pending.size >= ISP_RESOLVER_MAX_PENDING) return;
+    // A fresh ID upstream: two clients may use the same one.
+    let id = this.#nextId;
+    while (this.#pending.has(id)) id = (id + 1) & 0xffff;
+    this.#nextId = (id + 1) & 0xffff;
+    const out = Buffer.from(msg);
+    const theirs = out.readUInt16BE(0);
+    out.writeUInt16BE(id, 0);
+    const timer = setTimeout(() => this.#pending.delete(id), ISP_RESOLVER_TIMEOUT_MS);
+    this.#pending.set(id, { port: from.port, address: from.address, theirs, timer });
+    this.#up.send(out, this.#upstream.port, this.#upstream.address);
+  }
+
+  #answer(msg: Buffer): void {
+    if (msg.length < 12) return;
+    const id = msg.readUInt16BE(0);
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    clearTimeout(p.timer);
+    const back = Buffer.from(msg);
+    back.writeUInt16BE(p.theirs, 0);
+    this.#down.send(back, p.port, p.address);
+  }
+}
+
 /** Starts the abroad or domestic services; resolves once every socket listens. */
 export async function startServices(
   plan: LabPlan,
@@ -149,6 +228,12 @@ export async function startServices(
     const s = createHttpServer(site(plan.names.domestic));
     await listen(s, plan.addr.domestic, 80);
     closers.push(() => s.close());
+    const resolver = new IspResolver(
+      { address: plan.addr.domestic, port: 53 },
+      { address: plan.addr.dnsIp, port: 53 },
+    );
+    await resolver.start();
+    closers.push(() => resolver.close());
     return () => closers.forEach((c) => c());
   }
   const zone = labZone(plan);

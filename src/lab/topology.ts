@@ -41,6 +41,8 @@ export interface LabPlan {
     readonly blockedIp: string;
     readonly allowedIp: string;
     readonly ladderIp: string;
+    /** More addresses of Ladder's server, for keys that rotate among addresses (`ladder-trojan-rotate`). */
+    readonly ladderAltIps: readonly string[];
     readonly ssIp: string;
     readonly sinkIp: string;
     /** A Tor bridge (test/lab/tor.test.ts, the report card's `tor` row). */
@@ -88,6 +90,7 @@ export function planLab(
       blockedIp: '198.19.2.10',
       allowedIp: '198.19.2.11',
       ladderIp: '198.19.2.20',
+      ladderAltIps: ['198.19.2.22', '198.19.2.23'],
       ssIp: '198.19.2.21',
       sinkIp: '198.19.2.30',
       torIp: '198.19.2.40',
@@ -161,7 +164,16 @@ export function upCommands(plan: LabPlan): string[][] {
   cmds.push(addr(wall, 'wd', '198.18.3.1/24'), addr(wall, 'wd', '2001:2:0:3::1/64'));
   cmds.push(addr(wall, 'wa', '198.19.2.1/24'), addr(wall, 'wa', '2001:2:0:2::1/64'));
   cmds.push(addr(abroad, 'a0', `${a.abroad}/24`), addr(abroad, 'a0', `${a.abroad6}/64`));
-  for (const extra of [a.blockedIp, a.allowedIp, a.ladderIp, a.ssIp, a.sinkIp, a.torIp, a.dnsIp])
+  for (const extra of [
+    a.blockedIp,
+    a.allowedIp,
+    a.ladderIp,
+    ...a.ladderAltIps,
+    a.ssIp,
+    a.sinkIp,
+    a.torIp,
+    a.dnsIp,
+  ])
     cmds.push(addr(abroad, 'a0', `${extra}/32`));
   for (const p of plan.prober) cmds.push(addr(wall, 'lo', `${p}/32`));
   for (const [n, devs] of [

@@ -254,3 +254,74 @@ test('with several servers, the fastest that works is measured and used; a block
   assert.equal(st[2]!.failures, 1);
   assert.equal(st[2]!.down, true);
 });
+
+test('rotation: after the one in use carried rotateAfterBytes, new connections take the next transport that is up', async () => {
+  // Streams whose wire counts the test sets: the volume is exactly what the test says.
+  const wire = (read: number, written: number): Duplex =>
+    Object.assign(new PassThrough(), { bytesRead: read, bytesWritten: written });
+  let next = { read: 0, written: 0 };
+  let refuse = new Set<string>();
+  const used: string[] = [];
+  const fake = (name: string): StreamDialer => ({
+    dial: () => {
+      if (refuse.has(name))
+        return Promise.reject(new DialError('ERR_SERVER_UNREACHABLE', `${name}: refused`));
+      used.push(name);
+      return Promise.resolve(wire(next.read, next.written));
+    },
+  });
+  const switches: string[] = [];
+  const make = (rotateAfterBytes?: number) =>
+    new FailoverDialer(
+      ['a', 'b', 'c'].map((name) => ({ name, stream: fake(name) })),
+      {
+        remeasureMs: 0,
+        ...(rotateAfterBytes !== undefined ? { rotateAfterBytes } : {}),
+        onSwitch: (to, why) => switches.push(`${to}: ${why}`),
+      },
+    );
+  const closed = (d: Duplex) =>
+    new Promise<void>((r) => {
+      d.once('close', () => r());
+      d.destroy();
+    });
+
+  const f = make(1000);
+  next = { read: 600, written: 100 };
+  const a1 = await f.dial(T); // a: 700, open
+  next = { read: 250, written: 0 };
+  const a2 = await f.dial(T); // a: 950 < 1000, still a; its open streams count
+  next = { read: 50, written: 0 };
+  const a3 = await f.dial(T); // a: 1000
+  assert.deepEqual(used, ['a', 'a', 'a']);
+  next = { read: 900, written: 100 };
+  const b1 = await f.dial(T); // a reached 1000 with its streams open: b
+  assert.equal(used.at(-1), 'b');
+  assert.match(switches.at(-1)!, /^b: rotation: 1000 bytes/);
+  await Promise.all([a1, a2, a3].map(closed)); // closed, their bytes stay counted
+  next = { read: 0, written: 0 };
+  await closed(b1); // b carried 1000 too
+  const b2 = await f.dial(T);
+  assert.equal(used.at(-1), 'c', 'b carried its share');
+  refuse = new Set(['a']);
+  await closed(b2);
+  next = { read: 2000, written: 0 };
+  await closed(await f.dial(T)); // c: 2000
+  next = { read: 0, written: 0 };
+  const after = await f.dial(T); // rotation to a: refused, so a cools down and b takes it
+  assert.deepEqual(used.slice(-2), ['c', 'b']);
+  await closed(after);
+  refuse = new Set();
+  assert.equal(f.current, 'b');
+  assert.equal(f.stats()[0]!.down, true);
+  await closed(await f.dial(T)); // b counts from when it became current again: stays
+  assert.equal(used.at(-1), 'b');
+
+  // Without rotation every connection stays on the first that works, whatever it carried.
+  used.length = 0;
+  const g = make();
+  next = { read: 1_000_000, written: 0 };
+  for (let i = 0; i < 4; i++) await closed(await g.dial(T));
+  assert.deepEqual(used, ['a', 'a', 'a', 'a']);
+  assert.throws(() => make(0), /rotateAfterBytes 0 must be a positive integer/);
+});

@@ -20,6 +20,14 @@
  * target is dialled through them too and the stream closed unused. New connections then use the
  * fastest transport that is not cooling down, switching only when another is clearly faster
  * (`switchRatio`), so two close servers do not flap.
+ *
+ * Rotation (`rotateAfterBytes`): against a censor that bans a server address once it has carried a
+ * volume of traffic (Turkmenistan, net4people/bbs#523), new connections move to the key's next
+ * transport (key order, skipping those cooling down) once the current one has carried this many
+ * bytes on the wire, both ways, since it became current. With transports on different addresses,
+ * each address carries about this much per turn; connections already open stay where they are, so
+ * the figure must leave room below the ban for the largest transfer one connection makes. Rotation
+ * decides the order then: the speed measurements no longer move new connections.
  * @module
  */
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../core/defaults.js';
@@ -48,6 +56,8 @@ export interface FailoverOptions {
   remeasureMs?: number;
   /** Switch to a faster transport when its connect time is below this share of the current one's (default 0.7). */
   switchRatio?: number;
+  /** Move new connections to the next transport after the current one carried this many bytes. */
+  rotateAfterBytes?: number;
   /** Told when the transport in use changes. */
   onSwitch?: (to: string, why: string) => void;
 }
@@ -60,6 +70,12 @@ interface State {
   connectMs: number | null;
   measuredAt: number;
   failures: number;
+  /** Bytes on the wire of this transport's closed connections. */
+  carried: number;
+  /** Its connections still open (their bytes are read when needed). */
+  readonly open: Set<Duplex>;
+  /** `#volume()` when it last became current: rotation counts from there. */
+  volumeAtUse: number;
 }
 
 /** What the client knows of one transport (`ladder client` logs it; tests read it). */
@@ -83,7 +99,8 @@ function wireCounts(s: Duplex): { read: number; written: number } | null {
 
 export class FailoverDialer implements StreamDialer, PacketDialer {
   readonly #states: State[];
-  readonly #o: Required<Omit<FailoverOptions, 'onSwitch'>> & Pick<FailoverOptions, 'onSwitch'>;
+  readonly #o: Required<Omit<FailoverOptions, 'onSwitch' | 'rotateAfterBytes'>> &
+    Pick<FailoverOptions, 'onSwitch' | 'rotateAfterBytes'>;
   #current = 0;
 
   constructor(entries: readonly FailoverEntry[], options: FailoverOptions = {}) {
@@ -96,7 +113,13 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
       connectMs: null,
       measuredAt: 0,
       failures: 0,
+      carried: 0,
+      open: new Set(),
+      volumeAtUse: 0,
     }));
+    const rotate = options.rotateAfterBytes;
+    if (rotate !== undefined && !(Number.isSafeInteger(rotate) && rotate > 0))
+      throw new LadderError('ERR_CONFIG', `rotateAfterBytes ${rotate} must be a positive integer`);
     this.#o = {
       cooldownMs: options.cooldownMs ?? 60_000,
       silentLimit: options.silentLimit ?? 2,
@@ -104,6 +127,7 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
       remeasureMs: options.remeasureMs ?? 600_000,
       switchRatio: options.switchRatio ?? 0.7,
       onSwitch: options.onSwitch,
+      rotateAfterBytes: rotate,
     };
   }
 
@@ -144,8 +168,36 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
     s.measuredAt = this.#o.now();
   }
 
+  /** Bytes a transport's connections carried on the wire, closed and open, both ways. */
+  #volume(s: State): number {
+    let v = s.carried;
+    for (const c of s.open) {
+      const w = wireCounts(c);
+      if (w) v += w.read + w.written;
+    }
+    return v;
+  }
+
+  /** With rotation on: the next transport in key order that is up, once the current one carried its share. */
+  #rotate(): void {
+    const limit = this.#o.rotateAfterBytes;
+    if (limit === undefined || this.#states.length < 2) return;
+    const cur = this.#states[this.#current]!;
+    const carried = this.#volume(cur) - cur.volumeAtUse;
+    if (carried < limit) return;
+    const now = this.#o.now();
+    const n = this.#states.length;
+    for (let k = 1; k < n; k++) {
+      const i = (this.#current + k) % n;
+      if (this.#states[i]!.downUntil > now) continue;
+      this.#use(i, `rotation: ${carried} bytes carried by the last`);
+      return;
+    }
+  }
+
   /** Moves to the fastest transport that is up, if it is clearly faster than the current one. */
   #preferFastest(): void {
+    if (this.#o.rotateAfterBytes !== undefined) return; // rotation decides the order
     const now = this.#o.now();
     const cur = this.#states[this.#current]!;
     let best = -1;
@@ -217,11 +269,14 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
   #use(i: number, why: string): void {
     if (i === this.#current) return;
     this.#current = i;
+    const s = this.#states[i]!;
+    s.volumeAtUse = this.#volume(s);
     this.#o.onSwitch?.(this.#states[i]!.e.name, why);
   }
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     let last: unknown;
+    this.#rotate();
     for (const i of this.#order()) {
       const s = this.#states[i]!;
       let stream: Duplex;
@@ -262,13 +317,15 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
    */
   #watch(stream: Duplex, i: number): void {
     let garbled = false;
+    const s = this.#states[i]!;
+    if (this.#o.rotateAfterBytes !== undefined) s.open.add(stream);
     stream.on('error', (err) => {
       if (err instanceof AuthError || err instanceof CodecError) garbled = true;
     });
     stream.once('close', () => {
       const c = wireCounts(stream);
+      if (s.open.delete(stream) && c) s.carried += c.read + c.written;
       if (!c) return;
-      const s = this.#states[i]!;
       if (c.read > 0 && !garbled) {
         s.silent = 0;
         return;

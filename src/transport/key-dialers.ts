@@ -60,6 +60,12 @@ export interface KeyDialerOptions {
    * for one to close (transport/capped-dialer.ts; `--max-connections-per-server`). Unset: no cap.
    */
   maxConnectionsPerServer?: number;
+  /**
+   * In a ladder:// key with several transports: new connections move to the next transport once
+   * the current one has carried this many bytes (transport/failover.ts; `--rotate-after`). Unset:
+   * no rotation.
+   */
+  rotateAfterBytes?: number;
 }
 
 /** What the builder needs from outside: files and a place for warnings. */
@@ -331,6 +337,10 @@ export function dialersFromKey(
   const text = uri.trim();
   const { onSwitch, ...options } = o;
   if (!/^ladder:/i.test(text)) {
+    if (options.rotateAfterBytes !== undefined)
+      env.warn(
+        'rotation (--rotate-after) needs a ladder:// key with several transports; it is off',
+      );
     const one = keyTransport(text, options, env);
     const d = one.dialers();
     return {
@@ -348,7 +358,15 @@ export function dialersFromKey(
       `ladder:// key: no transport this Ladder can use (${skipped.join('; ')})`,
     );
   const entries = all.transports.map((t) => ({ name: t.what, tag: t.tag, ...t.dialers() }));
-  const failover = new FailoverDialer(entries, onSwitch ? { onSwitch } : {});
+  const rotate = options.rotateAfterBytes;
+  if (rotate !== undefined && entries.length < 2)
+    env.warn(
+      'rotation (--rotate-after) needs a ladder:// key with two or more transports this Ladder can use; it is off',
+    );
+  const failover = new FailoverDialer(entries, {
+    ...(onSwitch ? { onSwitch } : {}),
+    ...(rotate !== undefined ? { rotateAfterBytes: rotate } : {}),
+  });
   return {
     stream: failover,
     packet: failover,

@@ -3,6 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { LADDER_CLI } from '../helpers/peers.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import {
@@ -162,5 +163,10 @@ describe('ladder keys against a running server', { timeout: 240_000 }, () => {
     assert.match(bad.err, /'lots' is not a size/);
     const noPin = await ladder(['keys', 'list', '--api', srv.apiUrl]);
     assert.equal(noPin.code, 2);
+    const typo = `${data.dir}-typo`;
+    const missing = await ladder(['keys', 'list', '--data', typo]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.err, /no server data there .*start 'ladder server --data/);
+    assert.equal(existsSync(typo), false, 'a mistyped --data is not created');
   });
 });

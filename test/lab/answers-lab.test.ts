@@ -9,6 +9,17 @@
 //   --max-connections-per-server 6 the last two wait for a connection to close, and all pass.
 // - ech, TSPU mode (n4p#417): a ClientHello with SNI cloudflare-ech.com and the ECH extension is
 //   frozen; the same without the extension passes.
+// - volume-ban (n4p#523, Turkmenistan; 200 KiB as on the card): a ladder:// key of Trojan to three
+//   server addresses, 6 fetches of a 54,547-byte page one after another: with failover alone the
+//   first address carries 3 and is banned during the 4th (frozen); with the client's
+//   --rotate-after 100k each address carries 2 and none reaches the ban.
+// - mux (NDSS 2025 via n4p#528; reset at 40 request/response pairs per flow): 50 fetches over one
+//   Mux.Cool connection are cut; with the client's --mux-sessions 8 each connection carries 8
+//   sessions, none reaches 40 pairs, and all 50 pass.
+// - iran with the 2026 allowlist (n4p#630, #586), the domestic ISP resolver its one listed
+//   address: Shadowsocks is blocked like everything from the client, and so is a DNS query sent
+//   abroad directly; the same query through the ISP resolver passes, the path DNS tunnels take
+//   (n4p#561). No Ladder transport answers this yet (docs/lab.md, "Ladder's answers").
 // One lab for the file, under its own prefix, removed in after() even on failure.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +28,7 @@ import { labUp, startCensor, destroyLab, eventsPath } from '../../src/lab/lab.js
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { modulePolicy, type ModuleName } from '../../src/lab/policy.js';
 import { stopTransports, TRANSPORTS } from '../../src/lab/report.js';
+import type { Policy } from '../../src/lab/policy.js';
 
 const why = labUnavailable();
 if (why) console.log(`lab answers tests skipped: ${why}`);
@@ -30,7 +42,15 @@ const ROWS = [
   'ladder-trojan-parallel-capped',
   'ech-hello',
   'ech-sni-only',
+  'ladder-trojan-failover',
+  'ladder-trojan-rotate',
+  'ladder-trojan-mux-many',
+  'ladder-trojan-mux-renew',
+  'dns-isp-resolver',
+  'dns-direct',
 ];
+/** The card's volume-ban threshold: 3 of the rotation rows' fetches fit under it, 4 do not. */
+const VOLUME_BAN_BYTES = 200 * 1024;
 /** Seconds per attempt: a frozen flow fails by this timeout, a passing one ends long before. */
 const TIMEOUT_S = 5;
 
@@ -48,19 +68,23 @@ function events(): string[] {
     });
 }
 
-async function censor(name: ModuleName | 'none'): Promise<void> {
-  await startCensor(
-    plan,
-    name === 'none' ? { modules: {} } : { timeFactor: 0.01, seed: 17, ...modulePolicy(name, plan) },
-  );
+async function censor(name: ModuleName | 'none', overrides: object = {}): Promise<void> {
+  const policy: Policy =
+    name === 'none'
+      ? { modules: {} }
+      : { timeFactor: 0.01, seed: 17, ...modulePolicy(name, plan, overrides) };
+  await startCensor(plan, policy);
   const f = eventsPath(plan);
   eventsFrom = existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0;
 }
 
-async function attempt(name: string): Promise<{ ok: boolean; detail: string }> {
+async function attempt(
+  name: string,
+  timeoutS = TIMEOUT_S,
+): Promise<{ ok: boolean; detail: string }> {
   const t = TRANSPORTS.find((x) => x.name === name);
   assert.ok(t, name);
-  return t.attempt(plan, TIMEOUT_S);
+  return t.attempt(plan, timeoutS);
 }
 
 describe(
@@ -84,7 +108,7 @@ describe(
     test('no censor: every row gets through', async () => {
       await censor('none');
       for (const name of ROWS) {
-        const r = await attempt(name);
+        const r = await attempt(name, 2 * TIMEOUT_S);
         assert.ok(r.ok, `${name}: ${r.detail}`);
       }
     });
@@ -109,6 +133,44 @@ describe(
       const uncapped = await attempt('ladder-trojan-parallel');
       assert.equal(uncapped.ok, false, 'uncapped: cut');
       assert.ok(events().includes('conn-count/reset'));
+    });
+
+    test('volume-ban: a key of three addresses with failover alone is banned mid-download; rotating after 100 KiB, all 6 fetches pass', async () => {
+      // A fresh censor for each row: the volume counted per address starts at 0.
+      await censor('volume-ban', { bytes: VOLUME_BAN_BYTES });
+      const rotate = await attempt('ladder-trojan-rotate', 2 * TIMEOUT_S);
+      assert.ok(rotate.ok, `rotating: ${rotate.detail}`);
+      assert.deepEqual(events(), [], 'no address reached the ban');
+      await censor('volume-ban', { bytes: VOLUME_BAN_BYTES });
+      const failover = await attempt('ladder-trojan-failover', 2 * TIMEOUT_S);
+      assert.equal(failover.ok, false, 'failover alone: the first address is banned mid-download');
+      assert.deepEqual(events(), ['volume-ban/ban']);
+    });
+
+    test('mux: 50 fetches over one Mux.Cool connection are cut; renewing the connection every 8 sessions, all pass', async () => {
+      await censor('mux');
+      const renew = await attempt('ladder-trojan-mux-renew', 2 * TIMEOUT_S);
+      assert.ok(renew.ok, `renewing: ${renew.detail}`);
+      assert.deepEqual(events(), [], 'no flow reached the pair threshold');
+      const one = await attempt('ladder-trojan-mux-many', 2 * TIMEOUT_S);
+      assert.equal(one.ok, false, 'one connection for all 50: cut');
+      // curl goes on with the next fetches on a fresh connection, which may reach 40 pairs too
+      const ev = events();
+      assert.ok(ev.length > 0 && ev.every((e) => e === 'mux/reset'), ev.join(', '));
+    });
+
+    test("iran allowlist: Shadowsocks and a direct DNS query are blocked; DNS through the ISP's resolver passes", async () => {
+      await censor('iran', { clientAllowlist: [`${plan.addr.domestic}/32`] });
+      const viaIsp = await attempt('dns-isp-resolver');
+      assert.ok(viaIsp.ok, `through the ISP resolver: ${viaIsp.detail}`);
+      // no event check here: the earlier rows' idle connections from the client (Mux.Cool keeps
+      // one 16 s) are dropped too when they next send, whenever that is
+      const direct = await attempt('dns-direct');
+      assert.equal(direct.ok, false, 'the client itself reaches nothing abroad');
+      const ss = await attempt('ladder-ss-https');
+      assert.equal(ss.ok, false, 'Shadowsocks');
+      const ev = events();
+      assert.ok(ev.length >= 2 && ev.every((e) => e === 'iran/drop'), ev.join(', '));
     });
 
     test('ech (TSPU): cloudflare-ech.com with the ECH extension is frozen; without the extension it passes', async () => {
