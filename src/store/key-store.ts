@@ -111,7 +111,9 @@ export interface AccessKeyStore {
    */
   remotePresence?(): ReadonlyMap<string, RemotePresence>;
   /** Gives a fleet store this node's devices per key (keys with a device limit or speed cap). */
-  setLocalPresence?(source: () => ReadonlyMap<string, LocalPresence>): void;
+  setLocalPresence?(source: (newPeriod: boolean) => ReadonlyMap<string, LocalPresence>): void;
+  /** Tells a fleet store that a new device was let in on a key with a device limit: write soon. */
+  presenceSoon?(): void;
 }
 
 /** Keys and usage changed in a store since the key manager last looked. */

@@ -130,7 +130,7 @@ test('speedShare: the floor split evenly, the rest by demand; the parts add up t
 test('a node tells the fleet what it carried, or the whole cap when the cap held it back', () => {
   let now = 1_700_000_000_000;
   const at = { now: () => now };
-  let local: (() => ReadonlyMap<string, LocalPresence>) | null = null;
+  let local: ((newPeriod: boolean) => ReadonlyMap<string, LocalPresence>) | null = null;
   const remote = new Map<string, RemotePresence>();
   const { s, remove } = store({
     remotePresence: () => remote,
@@ -157,7 +157,7 @@ test('a node tells the fleet what it carried, or the whole cap when the cap held
     assert.equal(lease.up(20_000), 0, 'each direction has its own bucket');
     now += 2000;
     assert.deepEqual(
-      local!(),
+      local!(true),
       new Map([[k.id, { devices: 1, demandBps: 20_000 }]]),
       'the busier direction over 2 s; a key without a cap or device limit is not reported',
     );
@@ -166,7 +166,40 @@ test('a node tells the fleet what it carried, or the whole cap when the cap held
     assert.equal(lease.down(35_536), 0);
     assert.equal(lease.down(65_000), 1000, 'one second of the new rate: held back');
     now += 1000;
-    assert.equal(local!().get(k.id)?.demandBps, 100_000, 'held back: asks for the whole cap');
+    assert.equal(local!(true).get(k.id)?.demandBps, 100_000, 'held back: asks for the whole cap');
+  } finally {
+    m.stop();
+    remove();
+  }
+});
+
+test('a new device on a key with a device limit asks the fleet store to write presence soon', () => {
+  let soon = 0;
+  let local: ((newPeriod: boolean) => ReadonlyMap<string, LocalPresence>) | null = null;
+  const { s, remove } = store({
+    remotePresence: () => new Map(),
+    presenceSoon: () => soon++,
+    setLocalPresence: (f) => {
+      local = f;
+    },
+  });
+  const m = manager(s);
+  try {
+    const k = m.create({ name: 'a', deviceLimit: 3, speedLimitBps: 1_000_000 });
+    const free = m.create({ name: 'b' });
+    const a = m.open(k.id, '198.18.0.1', 'tcp')!;
+    assert.equal(soon, 1, 'a new device');
+    m.open(k.id, '198.18.0.1', 'tcp');
+    assert.equal(soon, 1, 'the same device again');
+    m.open(free.id, '198.18.0.2', 'tcp');
+    assert.equal(soon, 1, 'a key without a device limit');
+    m.open(k.id, '198.18.0.2', 'tcp');
+    assert.equal(soon, 2, 'another device');
+    a.down(1000);
+    // Between syncs the write repeats the demand last measured and leaves the period running.
+    assert.equal(local!(false).get(k.id)?.devices, 2);
+    assert.equal(local!(false).get(k.id)?.demandBps, 0);
+    assert.ok(local!(true).get(k.id)!.demandBps > 0, 'the bytes are still in the period');
   } finally {
     m.stop();
     remove();

@@ -299,31 +299,35 @@ export class KeyManager implements AccessGate {
     this.#tick.unref();
     this.#flush = setInterval(() => this.flush(), this.#o.flushMs ?? 1000);
     this.#flush.unref();
-    this.#store.setLocalPresence?.(() => this.#localPresence());
+    this.#store.setLocalPresence?.((newPeriod) => this.#localPresence(newPeriod));
   }
 
   /**
    * Devices connected here per key that has a device limit or a speed cap, and what this node
-   * wants of each cap (for the fleet, once a sync). Starts the next demand period.
+   * wants of each cap (for the fleet, once a sync). With `newPeriod`, measures the demand of the
+   * period that ends now and starts the next; without, repeats the demand last measured.
    */
-  #localPresence(): Map<string, LocalPresence> {
+  #localPresence(newPeriod: boolean): Map<string, LocalPresence> {
     const now = this.#clock.now();
     const seconds = Math.max(1, now - this.#sampledMs) / 1000;
-    this.#sampledMs = now;
-    this.#demand.clear();
+    if (newPeriod) {
+      this.#sampledMs = now;
+      this.#demand.clear();
+    }
     const out = new Map<string, LocalPresence>();
     for (const [id, set] of this.#leases) {
       const k = this.#keys.get(id);
       if (!k || (k.deviceLimit === null && !k.speedLimitBps) || set.size === 0) continue;
       let demandBps = 0;
       const c = this.#carried.get(id);
-      if (k.speedLimitBps && c) {
+      if (!newPeriod) demandBps = this.#demand.get(id) ?? 0;
+      else if (k.speedLimitBps && c) {
         demandBps = c.held ? k.speedLimitBps : Math.max(c.up, c.down) / seconds;
         this.#demand.set(id, demandBps);
       }
       out.set(id, { devices: new Set([...set].map((l) => l.client)).size, demandBps });
     }
-    this.#carried.clear();
+    if (newPeriod) this.#carried.clear();
     return out;
   }
 
@@ -358,11 +362,13 @@ export class KeyManager implements AccessGate {
     const key = this.#keys.get(keyId);
     if (!key || this.#states.get(keyId) !== 'active') return null;
     let set = this.#leases.get(keyId);
+    let newDevice = false;
     if (key.deviceLimit !== null) {
       const devices = new Set<string>();
       if (set) for (const l of set) devices.add(l.client);
       const elsewhere = this.#store.remotePresence?.().get(keyId)?.devices ?? 0;
-      if (!devices.has(client) && devices.size + elsewhere >= key.deviceLimit) {
+      newDevice = !devices.has(client);
+      if (newDevice && devices.size + elsewhere >= key.deviceLimit) {
         debug('key %s refused: device limit', keyId);
         return null;
       }
@@ -370,6 +376,8 @@ export class KeyManager implements AccessGate {
     if (!set) this.#leases.set(keyId, (set = new Set()));
     const entry: LeaseEntry = { client, revoke: null };
     set.add(entry);
+    // The other nodes count this device after one round trip to the database, not a sync period.
+    if (newDevice) this.#store.presenceSoon?.();
     const m = this.#o.metrics;
     m?.opened(keyId, transport);
     const count = (dir: 'up' | 'down', n: number): number => {
