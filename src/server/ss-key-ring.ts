@@ -20,6 +20,13 @@ import type { ScratchSlot } from '../codec/ss-stream.js';
 /** Client addresses remembered per transport: beyond this the oldest is forgotten. */
 const HINTS_MAX = 10_000;
 
+/**
+ * Keys one connection tries per turn of the event loop before yielding: with thousands of keys, a
+ * crowd of new clients (or of probes) would otherwise hold the loop for seconds at a time, and
+ * every timer and read of the connections already served would wait.
+ */
+const TRIALS_PER_TURN = 256;
+
 /** A bounded map that forgets its oldest entries: the per-client "last key that matched" hint. */
 class HintMap<V> {
   readonly #map = new Map<string, V>();
@@ -35,8 +42,9 @@ class HintMap<V> {
     this.#map.set(k, v);
     if (this.#map.size > this.#cap) this.#map.delete(this.#map.keys().next().value!);
   }
-  clear(): void {
-    this.#map.clear();
+  /** Forgets the entries whose value fails `keep`. */
+  retain(keep: (v: V) => boolean): void {
+    for (const [k, v] of this.#map) if (!keep(v)) this.#map.delete(k);
   }
 }
 
@@ -74,16 +82,31 @@ export class SsKeyRing {
     return this.#table;
   }
 
-  /** Replaces the set of keys and forgets which key each client last used. */
+  /** Replaces the set of keys; each client's last key is remembered while it is still served. */
   setKeys(keys: readonly SsServerKey[]): void {
-    this.#table = new SsKeyTable(keys);
-    this.#tcpHint.clear();
-    this.#udpHint.clear();
+    const table = new SsKeyTable(keys);
+    this.#table = table;
+    // Each client keeps the key it last matched while that key is still served: a rebuild (any
+    // key's change, in a fleet many a minute) must not send every client's next connection
+    // through a trial over all the keys. A key that left the table is forgotten.
+    const served = (k: SsServerKey): boolean => table.has(k);
+    this.#tcpHint.retain(served);
+    this.#udpHint.retain(served);
   }
 
-  /** An acceptor for one TCP connection from `client`, trying the key it last matched first. */
+  /**
+   * An acceptor for one TCP connection from `client`, trying the key it last matched first and at
+   * most TRIALS_PER_TURN keys per call.
+   */
   tcpAcceptor(client: string, random: Random, scratch: ScratchSlot): SsTcpAcceptor {
-    return new SsTcpAcceptor(this.#table, this.#guard, random, this.#tcpHint.get(client), scratch);
+    return new SsTcpAcceptor(
+      this.#table,
+      this.#guard,
+      random,
+      this.#tcpHint.get(client),
+      scratch,
+      TRIALS_PER_TURN,
+    );
   }
 
   /** `client` authenticated over TCP with `key`. */

@@ -234,6 +234,10 @@ class TcpPreAuth {
   readonly #authTimer: NodeJS.Timeout;
   #failed = false;
   #handedOver = false;
+  /** The acceptor has authenticated the connection or refused it. */
+  #decided = false;
+  /** A turn of trials over more keys is scheduled. */
+  #resumeSoon = false;
 
   constructor(o: SsTcpHandlerOptions, c: TcpPreAuthConnection) {
     this.#o = o;
@@ -267,21 +271,31 @@ class TcpPreAuth {
   }
 
   #onChunk(fb: FirstBytes, chunk: Buffer): void {
+    this.#c.handover?.bytes(chunk);
+    this.#step(fb, chunk);
+  }
+
+  /** Gives the acceptor a new chunk, or (`null`) lets it try the next keys on what it holds. */
+  #step(fb: FirstBytes, chunk: Buffer | null): void {
+    if (this.#decided || this.#handedOver) return;
     const { socket, client, handover, acceptor } = this.#c;
     let accepted: AcceptedTcp | null;
-    handover?.bytes(chunk);
     try {
-      accepted = acceptor.push(chunk, this.#o.clock.now());
+      const now = this.#o.clock.now();
+      accepted = chunk ? acceptor.push(chunk, now) : acceptor.resume(now);
       if (accepted === null && acceptor.buffered > this.#limit)
         throw new LadderError('ERR_CIPHER', 'request too long');
     } catch (err) {
+      this.#decided = true;
       this.#fail(fb, err instanceof LadderError ? err.code : 'ERR_CODEC');
       return;
     }
     if (accepted === null) {
-      handover?.undecided();
+      if (acceptor.deferred) this.#resumeLater(fb);
+      else handover?.undecided();
       return;
     }
+    this.#decided = true;
     const lease = this.#o.gate.open(accepted.key.id, client, 'tcp');
     if (!lease) {
       this.#fail(fb, 'ERR_ACCESS_DENIED');
@@ -294,6 +308,19 @@ class TcpPreAuth {
     this.#o.keys.rememberTcp(client, accepted.key);
     this.#o.accepted(accepted.key.id, this.#o.clock.now() - this.#c.started);
     this.#c.serve(accepted, lease);
+  }
+
+  /**
+   * More keys to try with these bytes: the next ones after other work of this turn (other
+   * connections' reads, timers), so that trials over many keys never stall the server.
+   */
+  #resumeLater(fb: FirstBytes): void {
+    if (this.#resumeSoon) return;
+    this.#resumeSoon = true;
+    setImmediate(() => {
+      this.#resumeSoon = false;
+      if (!this.#c.socket.destroyed) this.#step(fb, null);
+    });
   }
 
   /**
