@@ -227,9 +227,10 @@ abstract class PersistentResolver<C extends Connection> implements Resolver {
     let raw: Duplex | undefined;
     try {
       raw = await this.o.dialer.dial(this.o.server, step.signal);
-      // A connection's bytes are kept across 'data' handlers (a partial answer): hold lent reads.
-      // an error below ends the TLS connection above, which reports it to the queries
+      // An error below ends the TLS connection above, which reports it to the queries.
       raw.on('error', () => undefined);
+      // Node's TLS copies each chunk of a JS stream as it arrives; holding lent reads anyway keeps
+      // this control connection correct whatever TLS does with them, at a few buffers a query.
       if (lendsChunks(raw)) {
         const r = raw;
         r.prependListener('data', () => holdChunks(r));

@@ -215,6 +215,9 @@ export async function startDohServer(
     });
   });
   server.on('connection', (s: Socket) => peers.push(s.remotePort ?? 0));
+  // Node closes idle keep-alive connections after 5 s by default: a loaded machine can pause that
+  // long between two queries, and the tests count connections.
+  server.keepAliveTimeout = 120_000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as AddressInfo).port,
