@@ -60,6 +60,13 @@ import {
 
 const debug = debuglog('ladder:server');
 
+/**
+ * Keys one connection tries per turn of the event loop before yielding: with thousands of keys, a
+ * crowd of new clients (or of probes) would otherwise hold the loop for seconds at a time, and
+ * every timer and read of the connections already served would wait.
+ */
+const TRIALS_PER_TURN = 256;
+
 /** What the server reports; the operator layer turns these into metrics. Never addresses. */
 export interface ServerEvents {
   /**
@@ -166,8 +173,9 @@ class HintMap<V> {
     this.#map.set(k, v);
     if (this.#map.size > this.#cap) this.#map.delete(this.#map.keys().next().value!);
   }
-  clear(): void {
-    this.#map.clear();
+  /** Forgets the entries whose value fails `keep`. */
+  retain(keep: (v: V) => boolean): void {
+    for (const [k, v] of this.#map) if (!keep(v)) this.#map.delete(k);
   }
 }
 
@@ -247,9 +255,14 @@ export class SsServer {
 
   /** Replaces the set of keys; connections already open keep theirs. */
   setKeys(keys: readonly SsServerKey[]): void {
-    this.#table = new SsKeyTable(keys);
-    this.#tcpHint.clear();
-    this.#udpHint.clear();
+    const table = new SsKeyTable(keys);
+    this.#table = table;
+    // Each client keeps the key it last matched while that key is still served: a rebuild (any
+    // key's change, in a fleet many a minute) must not send every client's next connection
+    // through a trial over all the keys. A key that left the table is forgotten.
+    const served = (k: SsServerKey): boolean => table.has(k);
+    this.#tcpHint.retain(served);
+    this.#udpHint.retain(served);
   }
 
   /** The clock the server times connections by (`handleConnection`'s `startedAt` is on it). */
@@ -368,6 +381,7 @@ export class SsServer {
       this.#o.random,
       this.#tcpHint.get(client),
       this.#scratch,
+      TRIALS_PER_TURN,
     );
     const limit = maxAcceptBytes();
     // The one timer a pre-auth connection has: it closes at this fixed time whatever happens.
@@ -408,21 +422,38 @@ export class SsServer {
       });
       socket.resume();
     };
-    const onChunk = (fb: FirstBytes, chunk: Buffer): void => {
+    let decided = false;
+    let resumeSoon = false;
+    const step = (fb: FirstBytes, chunk: Buffer | null): void => {
+      if (decided || handedOver) return;
       let accepted: AcceptedTcp | null;
-      handover?.bytes(chunk);
       try {
-        accepted = acceptor.push(chunk, this.#o.clock.now());
+        const now = this.#o.clock.now();
+        accepted = chunk ? acceptor.push(chunk, now) : acceptor.resume(now);
         if (accepted === null && acceptor.buffered > limit)
           throw new LadderError('ERR_CIPHER', 'request too long');
       } catch (err) {
+        decided = true;
         fail(fb, err instanceof LadderError ? err.code : 'ERR_CODEC');
         return;
       }
       if (accepted === null) {
+        // More keys to try with these bytes: the next ones after other work of this turn (other
+        // connections' reads, timers), so that trials over many keys never stall the server.
+        if (acceptor.deferred) {
+          if (!resumeSoon) {
+            resumeSoon = true;
+            setImmediate(() => {
+              resumeSoon = false;
+              if (!socket.destroyed) step(fb, null);
+            });
+          }
+          return;
+        }
         handover?.undecided();
         return;
       }
+      decided = true;
       const lease = this.#gate.open(accepted.key.id, client, 'tcp');
       if (!lease) {
         fail(fb, 'ERR_ACCESS_DENIED');
@@ -435,6 +466,10 @@ export class SsServer {
       this.#tcpHint.set(client, accepted.key);
       this.#events.accepted?.(accepted.key.id, this.#o.clock.now() - started);
       void this.#serve(socket, accepted, lease);
+    };
+    const onChunk = (fb: FirstBytes, chunk: Buffer): void => {
+      handover?.bytes(chunk);
+      step(fb, chunk);
     };
     // Still waiting to authenticate, the loop reads on; once `head` alone authenticated, #serve
     // resumes the socket after its reader is attached (resuming earlier would drop buffered bytes).
