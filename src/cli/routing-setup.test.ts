@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LadderError } from '../errors.js';
-import { DEFAULT_DNS_REMOTE, parseDnsRemote, routingConfig } from './routing-setup.js';
+import { DialError, LadderError } from '../errors.js';
+import type { DnsLookup, Resolver } from '../probe/dns-client.js';
+import {
+  DEFAULT_DNS_REMOTE,
+  parseDnsRemote,
+  reportingFailures,
+  routingConfig,
+} from './routing-setup.js';
 
 const usage = (re: RegExp) => (e: unknown) =>
   e instanceof LadderError && e.code === 'ERR_USAGE' && re.test(e.message);
@@ -92,4 +98,28 @@ test('parseDnsRemote: DNS over TCP, TLS and HTTPS as mihomo and sing-box write t
       text,
     );
   }
+});
+
+test('reportingFailures: one line when the remote resolver starts failing, one when it answers', async () => {
+  const lines: string[] = [];
+  let fail = true;
+  const inner: Resolver = {
+    engine: 'tcp',
+    address: '198.18.0.53:853',
+    lookup: () =>
+      fail
+        ? Promise.reject(new DialError('ERR_DIAL_TIMEOUT', 'no answer for secret-name.test'))
+        : Promise.resolve({ addresses: [], answers: [] } as unknown as DnsLookup),
+  };
+  const r = reportingFailures(inner, 'tls://198.18.0.53:853', (l) => lines.push(l));
+  for (let i = 0; i < 3; i++)
+    await assert.rejects(r.lookup('secret-name.test', 1, { timeoutMs: 10 }), /no answer/);
+  fail = false;
+  await r.lookup('secret-name.test', 1, { timeoutMs: 10 });
+  await r.lookup('secret-name.test', 1, { timeoutMs: 10 });
+  assert.deepEqual(lines, [
+    "ladder client: the remote resolver tls://198.18.0.53:853 failed (ERR_DIAL_TIMEOUT); rules that need an address decide by the domestic resolver's answer until it answers",
+    'ladder client: the remote resolver tls://198.18.0.53:853 answers again',
+  ]);
+  assert.ok(!lines.join('\n').includes('secret-name'), 'the name asked is never in a line');
 });

@@ -22,6 +22,7 @@ import { DNS_TYPE } from '../codec/dns.js';
 import type { StreamDialer, Target } from '../transport/types.js';
 import type { KeyDialers } from './key-dialers.js';
 import { parseHostPort } from './args.js';
+import { formatHostPort } from '../core/host-port.js';
 
 /** The client's routing flags (joined into its parseFlags options). */
 export const ROUTING_FLAGS = {
@@ -318,6 +319,45 @@ export function remoteResolver(r: RemoteDns, tunnel: StreamDialer): Resolver {
   return new StreamResolver(tunnel, r.server, label);
 }
 
+/** --dns-remote as people write it, for messages. */
+function formatDnsRemote(r: RemoteDns): string {
+  const at = formatHostPort(r.server.host, r.server.port);
+  return r.protocol === 'tcp' ? at : `${r.protocol}://${at}${r.protocol === 'https' ? r.path : ''}`;
+}
+
+/**
+ * Says once when the remote resolver starts failing (its lookups throw: no answer, TLS refused),
+ * and once when it answers again: meanwhile rules that need an address decide by the domestic
+ * resolver's answer. A name that does not resolve is an answer, not a failure. The line names the
+ * resolver and the error's code, never the name asked.
+ */
+export function reportingFailures(
+  r: Resolver,
+  what: string,
+  log: (line: string) => void,
+): Resolver {
+  let failing = false;
+  return {
+    engine: r.engine,
+    address: r.address,
+    async lookup(hostname, qtype, o) {
+      try {
+        const answer = await r.lookup(hostname, qtype, o);
+        if (failing) log(`ladder client: the remote resolver ${what} answers again`);
+        failing = false;
+        return answer;
+      } catch (err) {
+        if (!failing)
+          log(
+            `ladder client: the remote resolver ${what} failed (${err instanceof LadderError ? err.code : 'error'}); rules that need an address decide by the domestic resolver's answer until it answers`,
+          );
+        failing = true;
+        throw err;
+      }
+    },
+  };
+}
+
 export interface RoutedDialerSetup {
   /** Socket hooks for direct connections (under --tun they must bypass the tunnel). */
   readonly direct?: Pick<DirectDialerOptions, 'onSocket' | 'bindAddress'> & {
@@ -325,6 +365,8 @@ export interface RoutedDialerSetup {
   };
   /** Where --log-connections lines go. */
   readonly log: (line: string) => void;
+  /** Where warnings go (default: `log`). */
+  readonly warn?: (line: string) => void;
   /** Each TCP connection's decision, for the control page's connection list (never logged). */
   readonly onDecision?: RoutedDialerOptions['onDecision'];
 }
@@ -351,7 +393,13 @@ export function buildRoutedDialer(
     proxy: { stream: key.stream, packet: key.packet },
     transports: key.transports,
     resolveDirect: directNameLookup(cfg, setup.direct?.onUdpSocket),
-    resolveRemote: lookupWith(remoteResolver(cfg.dnsRemote, tunnel)),
+    resolveRemote: lookupWith(
+      reportingFailures(
+        remoteResolver(cfg.dnsRemote, tunnel),
+        formatDnsRemote(cfg.dnsRemote),
+        setup.warn ?? setup.log,
+      ),
+    ),
     ...(setup.onDecision ? { onDecision: setup.onDecision } : {}),
     ...(cfg.logConnections
       ? { log: (line: string) => setup.log(`ladder client: route ${line}`) }
