@@ -19,6 +19,7 @@ import { prefixWeakness } from '../codec/ss-prefix.js';
 import { formatHostPort } from '../core/host-port.js';
 import { LadderError } from '../errors.js';
 import { SsPacketDialer, SsStreamDialer } from './ss-dialer.js';
+import { CarrierDialer } from './carrier-dialer.js';
 import { TrojanDialer } from './trojan-dialer.js';
 import { wsConnect, wsConnector } from './ws-dialer.js';
 import { FailoverDialer } from './failover.js';
@@ -167,7 +168,7 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
     webSocket: ws,
     multiplexed: Boolean(t.mux),
     ...(t.tag ? { tag: t.tag } : {}),
-    what: `${formatHostPort(t.host, t.port)} with ${how}${t.fp === 'node' ? ' (fp=node)' : ''}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
+    what: `${formatHostPort(t.host, t.port)} with ${how}${t.fp === 'node' ? ' (fp=node)' : ''}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.carrierBytes ? ` (carriers of ${t.carrierBytes} bytes)` : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
     dialers(over = {}) {
       const server = { host: over.address ?? t.host, port: t.port };
       const each = {
@@ -207,7 +208,11 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
         // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
         ...(ws ? { connect: wsConnector(server, wsOptions) } : {}),
       });
-      return { stream: capped(d, o, Boolean(t.mux)), packet: d };
+      // Each stream spread over short connections under a censor's byte budget (carrier-dialer.ts).
+      const stream = t.carrierBytes
+        ? new CarrierDialer(capped(d, o, false), { carrierBytes: t.carrierBytes })
+        : capped(d, o, Boolean(t.mux));
+      return { stream, packet: d };
     },
   };
 }
