@@ -344,6 +344,7 @@ function ladderTrojanUri(
   host = LADDER_NAME,
   sni = LADDER_NAME,
   fp?: TlsFingerprint,
+  carrierBytes?: number,
 ): string {
   const pem = readFileSync(join(plan.stateDir, 'ladder-cert.pem'), 'utf8');
   return formatTrojanUri({
@@ -356,6 +357,7 @@ function ladderTrojanUri(
     ...(mux ? { mux: 8, ...(mux.padding ? {} : { muxPadding: false as const }) } : {}),
     ...(split ? { split: true as const } : {}),
     ...(fp ? { fp } : {}),
+    ...(carrierBytes ? { carrierBytes } : {}),
   });
 }
 
@@ -666,6 +668,12 @@ function ladderTransports(): TransportEntry[] {
  */
 export const LARGE_PAGE = '/page/2';
 
+/**
+ * Bytes per carrier in the carrier row: with the TLS handshake (about 2 KB from the server) and
+ * record overhead a carrier stays under the smallest byte budget (14,336 bytes, n4p#490).
+ */
+export const CARRIER_BYTES = 8192;
+
 /** Parallel fetches of the connection-count rows: more than the 6 connections policed. */
 export const PARALLEL_FETCHES = 8;
 
@@ -877,6 +885,12 @@ function censorsEntries(): TransportEntry[] {
     ),
     large('ladder-trojan-large', 'Trojan over TLS (SNI ladder.lab) fetching the large page', (p) =>
       ladderTrojanUri(p),
+    ),
+    large(
+      'ladder-trojan-carrier',
+      `the same over carriers of ${CARRIER_BYTES} bytes (trojan:// carrier=): each connection ends before the byte budget and the next takes the stream on (the answer to byte-budget)`,
+      (p) =>
+        ladderTrojanUri(p, undefined, false, LADDER_NAME, LADDER_NAME, undefined, CARRIER_BYTES),
     ),
     large(
       'ladder-trojan-allowed-sni',
