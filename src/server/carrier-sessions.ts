@@ -338,6 +338,7 @@ export class CarrierSessions {
     for (const b of s.early) t.write(b);
     s.early = [];
     s.earlyBytes = 0;
+    s.carrier?.conn.resume();
     if (s.upEnded) t.end();
     t.on('data', (chunk: Buffer) => {
       s.idle.refresh();

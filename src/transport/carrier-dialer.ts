@@ -42,6 +42,11 @@ export interface CarrierDialerOptions {
   maxFailures?: number;
   /** Client→server bytes held for the server's acknowledgement before writes wait (default 256 KiB). */
   maxUnackedBytes?: number;
+  /**
+   * Dial the next carrier once the current one is half spent, so its handshake overlaps the
+   * transfer (default true). A session then holds two connections for a moment.
+   */
+  prefetch?: boolean;
 }
 
 export class CarrierDialer implements StreamDialer {
@@ -77,6 +82,8 @@ export class CarrierStream extends Duplex {
   #downEnded = false;
   #failures = 0;
   #waitingWrite: (() => void) | null = null;
+  /** The next carrier, dialled while the current one is half spent (null: none yet). */
+  #spare: Promise<Duplex | null> | null = null;
   /** Carriers opened in the session's life. */
   carriers = 0;
 
@@ -84,7 +91,7 @@ export class CarrierStream extends Duplex {
     super();
     this.#inner = inner;
     this.#target = target;
-    this.#o = { maxFailures: 3, maxUnackedBytes: 256 * 1024, ...o };
+    this.#o = { maxFailures: 3, maxUnackedBytes: 256 * 1024, prefetch: true, ...o };
   }
 
   /** Opens the first carrier (the session); rejects if it cannot be dialled. */
@@ -93,7 +100,10 @@ export class CarrierStream extends Duplex {
   }
 
   async #openCarrier(signal?: AbortSignal): Promise<void> {
-    const conn = await this.#inner.dial(CARRIER_TARGET, signal);
+    const spare = this.#spare;
+    this.#spare = null;
+    const early = spare ? await spare : null;
+    const conn = early && !early.destroyed ? early : await this.#inner.dial(CARRIER_TARGET, signal);
     if (this.destroyed) {
       conn.destroy();
       return;
@@ -125,6 +135,7 @@ export class CarrierStream extends Duplex {
     const q = new ByteQueue();
     let over = false; // NEXT, FIN or RESET seen
     let progress = false;
+    let received = 0;
     conn.on('data', (chunk: Buffer) => {
       if (over) return;
       q.push(chunk);
@@ -145,6 +156,8 @@ export class CarrierStream extends Duplex {
           progress = true;
           this.#failures = 0;
           this.#downReceived += payload.length;
+          received += payload.length;
+          if (this.#o.prefetch && received >= this.#o.carrierBytes / 2) this.#prefetch();
           if (!this.push(Buffer.from(payload))) conn.pause();
         } else if (type === CARRIER_FRAME.ACK) {
           if (!this.#acked(carrierAckOffset(f.value))) return;
@@ -155,6 +168,7 @@ export class CarrierStream extends Duplex {
             this.destroy(new LadderError('ERR_CARRIER', 'the server reset the carrier session'));
           } else if (type === CARRIER_FRAME.FIN) {
             this.#downEnded = true;
+            this.#dropSpare();
             this.push(null);
             conn.end();
           } else {
@@ -177,6 +191,28 @@ export class CarrierStream extends Duplex {
       debug('carrier lost at down offset %d; resuming', this.#downReceived);
       this.#next(conn);
     });
+  }
+
+  /**
+   * Dials the next carrier ahead of time, so that its handshake overlaps this carrier's transfer.
+   * It waits, authenticated, for its open header (the server closes it after its open deadline).
+   */
+  #prefetch(): void {
+    if (this.#spare || this.#downEnded || this.destroyed) return;
+    const spare = this.#inner.dial(CARRIER_TARGET).then(
+      (c) => {
+        c.on('error', () => c.destroy());
+        if (this.destroyed || this.#downEnded) c.destroy();
+        return c;
+      },
+      () => null,
+    );
+    this.#spare = spare;
+  }
+
+  #dropSpare(): void {
+    void this.#spare?.then((c) => c?.destroy());
+    this.#spare = null;
   }
 
   /** Replaces `old` with a new carrier. */
@@ -249,6 +285,7 @@ export class CarrierStream extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#dropSpare();
     this.#carrier?.destroy();
     this.#carrier = null;
     cb(err);
