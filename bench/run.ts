@@ -461,10 +461,6 @@ async function main(): Promise<void> {
         { name: 'ladder trojan/tls fp=node', make: () => setupLadderTrojan({ fp: 'node' }) },
         { name: 'ladder trojan/tls mux', make: () => setupLadderTrojan({ mux: true }) },
         { name: 'ladder trojan/tls split', make: () => setupLadderTrojan({ split: true }) },
-        {
-          name: 'ladder trojan/tls carrier=8192',
-          make: () => setupLadderTrojan({ carrier: 8192 }),
-        },
         { name: 'ladder ws/tls trojan', make: () => setupLadderTrojan({ ws: true }) },
         {
           name: 'ladder ws/tls trojan mux',

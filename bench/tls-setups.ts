@@ -96,21 +96,14 @@ const MUX = 8;
 
 /** Ladder's Trojan, over TLS or inside a WebSocket over TLS, with or without Mux.Cool. */
 export function setupLadderTrojan(
-  o: {
-    ws?: boolean;
-    mux?: boolean;
-    split?: boolean;
-    fp?: 'chrome' | 'node';
-    /** Bytes per carrier connection (trojan:// carrier=). */
-    carrier?: number;
-  } = {},
+  o: { ws?: boolean; mux?: boolean; split?: boolean; fp?: 'chrome' | 'node' } = {},
 ): Promise<TlsSetup> {
   const c = certificate();
   const path = `/${randomBytes(12).toString('base64url')}`;
   let port = 0;
   const ws = o.ws ? { type: 'ws' as const, path, wsHost: 'localhost' } : {};
   return pair(
-    `ladder ${o.ws ? 'ws/tls trojan' : 'trojan/tls'}${o.mux ? ' mux' : ''}${o.split ? ' split' : ''}${o.fp ? ` fp=${o.fp}` : ''}${o.carrier ? ` carrier=${o.carrier}` : ''}`,
+    `ladder ${o.ws ? 'ws/tls trojan' : 'trojan/tls'}${o.mux ? ' mux' : ''}${o.split ? ' split' : ''}${o.fp ? ` fp=${o.fp}` : ''}`,
     'ladder-tls',
     async () => {
       port = await freePort();
@@ -146,7 +139,6 @@ export function setupLadderTrojan(
             ...(o.mux ? { mux: MUX } : {}),
             ...(o.split ? { split: true as const } : {}),
             ...(o.fp ? { fp: o.fp } : {}),
-            ...(o.carrier ? { carrierBytes: o.carrier } : {}),
           }),
           '--socks',
           `127.0.0.1:${socks}`,
