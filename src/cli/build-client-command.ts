@@ -143,6 +143,57 @@ export function packInstallation(root: string): Buffer {
   return Buffer.concat([len, head, ...bodies]);
 }
 
+/** Writes the application blob (`work`/sea.blob) of the installation at `root` with `node`. */
+function makeSeaBlob(work: string, node: string, root: string): void {
+  writeFileSync(join(work, 'app.bin'), packInstallation(root));
+  writeFileSync(join(work, 'main.cjs'), BOOTSTRAP);
+  writeFileSync(
+    join(work, 'sea-config.json'),
+    JSON.stringify({
+      main: join(work, 'main.cjs'),
+      output: join(work, 'sea.blob'),
+      disableExperimentalSEAWarning: true,
+      useCodeCache: false,
+      assets: { app: join(work, 'app.bin') },
+    }),
+  );
+  const made = spawnSync(node, ['--experimental-sea-config', join(work, 'sea-config.json')], {
+    encoding: 'utf8',
+  });
+  if (made.status !== 0)
+    throw new LadderError(
+      'ERR_CONFIG',
+      `build-client: ${node} could not make the application blob (Node 20.12 or later is needed): ${(made.stderr || made.stdout).trim().slice(0, 400)}`,
+    );
+}
+
+/** Puts the blob into the copy of node at `file` (postject); removes the copy if that fails. */
+async function injectBlob(file: string, blob: Buffer): Promise<void> {
+  const postject = 'postject'; // untyped package: imported by name so tsc does not look for types
+  const { inject } = (await import(postject)) as {
+    inject: (
+      file: string,
+      name: string,
+      data: Buffer,
+      o: { sentinelFuse: string },
+    ) => Promise<void>;
+  };
+  try {
+    await inject(file, 'NODE_SEA_BLOB', blob, {
+      sentinelFuse: SEA_FUSE,
+    });
+  } catch (err) {
+    rmSync(file, { force: true });
+    throw new LadderError(
+      'ERR_CONFIG',
+      `build-client: postject failed: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags('build-client', argv, {
     'operator-key': { type: 'string' },
@@ -162,52 +213,11 @@ export async function run(argv: string[]): Promise<number> {
   const { privateKey } = operatorSigningKey(values['operator-key']);
   const work = mkdtempSync(join(tmpdir(), 'ladder-build-client-'));
   try {
-    writeFileSync(join(work, 'app.bin'), packInstallation(root));
-    writeFileSync(join(work, 'main.cjs'), BOOTSTRAP);
-    writeFileSync(
-      join(work, 'sea-config.json'),
-      JSON.stringify({
-        main: join(work, 'main.cjs'),
-        output: join(work, 'sea.blob'),
-        disableExperimentalSEAWarning: true,
-        useCodeCache: false,
-        assets: { app: join(work, 'app.bin') },
-      }),
-    );
-    const made = spawnSync(node, ['--experimental-sea-config', join(work, 'sea-config.json')], {
-      encoding: 'utf8',
-    });
-    if (made.status !== 0)
-      throw new LadderError(
-        'ERR_CONFIG',
-        `build-client: ${node} could not make the application blob (Node 20.12 or later is needed): ${(made.stderr || made.stdout).trim().slice(0, 400)}`,
-      );
+    makeSeaBlob(work, node, root);
     const tmpOut = join(dirname(out), `.${Date.now()}.${process.pid}.build`);
     copyFileSync(node, tmpOut);
     chmodSync(tmpOut, 0o755);
-    const postject = 'postject'; // untyped package: imported by name so tsc does not look for types
-    const { inject } = (await import(postject)) as {
-      inject: (
-        file: string,
-        name: string,
-        data: Buffer,
-        o: { sentinelFuse: string },
-      ) => Promise<void>;
-    };
-    try {
-      await inject(tmpOut, 'NODE_SEA_BLOB', readFileSync(join(work, 'sea.blob')), {
-        sentinelFuse: SEA_FUSE,
-      });
-    } catch (err) {
-      rmSync(tmpOut, { force: true });
-      throw new LadderError(
-        'ERR_CONFIG',
-        `build-client: postject failed: ${(err as Error).message}`,
-        {
-          cause: err,
-        },
-      );
-    }
+    await injectBlob(tmpOut, readFileSync(join(work, 'sea.blob')));
     const bytes = readFileSync(tmpOut);
     const sig = signClientRelease(
       {

@@ -4,7 +4,7 @@
  * on demand so that `ladder keys new` does not pay for the server's imports.
  * @module
  */
-import { LadderError } from '../errors.js';
+import { LadderError, hasCode } from '../errors.js';
 import { configureNativeAead } from '../crypto/native-aead.js';
 
 const USAGE = `ladder <command> [options]
@@ -63,7 +63,8 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof LadderError) {
       console.error(`ladder: ${err.message}`);
-      process.exitCode = err.code === 'ERR_USAGE' ? 2 : 1;
+      // 2: the command line (or a file it names for --rules, --geoip) must change to start at all
+      process.exitCode = hasCode(err, 'ERR_USAGE', 'ERR_RULES', 'ERR_GEOIP') ? 2 : 1;
     } else {
       console.error('ladder: unexpected error:', err);
       process.exitCode = 70;

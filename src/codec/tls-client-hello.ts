@@ -135,6 +135,8 @@ export interface ChromeHelloInput {
    * {@link pskBinderStart} is what it covers).
    */
   psk?: { identity: Uint8Array; obfuscatedAge: number; binderLength: number };
+  /** A TLS 1.2 ticket to resume (RFC 5077 §3.2), carried in session_ticket (empty otherwise). */
+  ticket12?: Uint8Array;
 }
 
 /**
@@ -188,7 +190,7 @@ export function encodeChromeClientHello(o: ChromeHelloInput): Buffer {
     [EXT.RENEGOTIATION_INFO, (w) => w.u8(0)],
     [EXT.SUPPORTED_GROUPS, (w) => w.vec(2, (l) => l.u16(gGroup).u16s(CHROME_GROUPS))],
     [EXT.EC_POINT_FORMATS, (w) => w.vec(1, (l) => l.u8(0))],
-    [EXT.SESSION_TICKET, () => {}],
+    [EXT.SESSION_TICKET, (w) => w.bytes(o.ticket12 ?? new Uint8Array(0))],
     [
       EXT.ALPN,
       (w) =>

@@ -115,3 +115,26 @@ test('the default self-signed certificate looks like Debian snakeoil: host name,
     .join(':');
   assert.equal(ski, expected);
 });
+
+test('decodeCertificateParts: the TBSCertificate and signature it returns verify with the key', async () => {
+  const { decodeCertificateParts } = await import('./x509.js');
+  const { verify } = await import('node:crypto');
+  const c = issueCertificate({
+    commonName: 'ladder',
+    altNames: ['localhost'],
+    serial: randomBytes(16),
+  });
+  const x = new X509Certificate(c.cert);
+  const p = decodeCertificateParts(x.raw);
+  assert.equal(p.signatureAlgorithm.oid, '1.2.840.10045.4.3.2');
+  assert.deepEqual(p.tbsSignatureAlgorithm, p.signatureAlgorithm);
+  assert.equal(p.keyAlgorithm.oid, '1.2.840.10045.2.1');
+  assert.equal(p.keyAlgorithm.params, true);
+  assert.ok(verify('sha256', p.tbs, { key: x.publicKey, dsaEncoding: 'der' }, p.signature));
+  const spki = x.publicKey.export({ type: 'spki', format: 'der' });
+  assert.deepEqual(Buffer.from(p.publicKey), spki.subarray(spki.length - p.publicKey.length));
+  assert.throws(
+    () => decodeCertificateParts(Buffer.concat([x.raw, Buffer.from([0])])),
+    /after its end/,
+  );
+});

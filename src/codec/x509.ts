@@ -13,6 +13,7 @@
  */
 import { createHash, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
+import { CodecError } from '../errors.js';
 import { ipv6ToBytes } from './socks-addr.js';
 
 function len(n: number): Buffer {
@@ -198,4 +199,138 @@ function subjectOf(der: Buffer): Buffer {
   }
   const subject = fields[5]!;
   return der.subarray(subject.hdr, subject.end);
+}
+
+/** The largest certificate {@link decodeCertificateParts} reads (a handshake message's cap). */
+export const MAX_CERTIFICATE_BYTES = 128 * 1024;
+
+interface Der {
+  tag: number;
+  /** Offset of the whole TLV, of its contents, and the end of both. */
+  at: number;
+  start: number;
+  end: number;
+}
+
+/** One DER TLV at `p`, within `limit`: single-byte tags, definite lengths of at most 3 bytes. */
+function der(b: Uint8Array, p: number, limit: number, what: string): Der {
+  const bad = (why: string): CodecError =>
+    new CodecError('ERR_TLS_CERT', `a certificate whose ${what} is malformed (${why})`);
+  if (p + 2 > limit) throw bad('truncated');
+  const tag = b[p]!;
+  if ((tag & 0x1f) === 0x1f) throw bad('multi-byte tag');
+  let l = b[p + 1]!;
+  let q = p + 2;
+  if (l & 0x80) {
+    const n = l & 0x7f;
+    if (n === 0 || n > 3) throw bad('length form');
+    if (q + n > limit) throw bad('truncated');
+    l = 0;
+    for (let i = 0; i < n; i++) l = l * 256 + b[q + i]!;
+    q += n;
+  }
+  if (q + l > limit) throw bad('length past its end');
+  return { tag, at: p, start: q, end: q + l };
+}
+
+function expectTag(d: Der, tag: number, what: string): Der {
+  if (d.tag !== tag)
+    throw new CodecError(
+      'ERR_TLS_CERT',
+      `a certificate whose ${what} has tag 0x${d.tag.toString(16)}, not 0x${tag.toString(16)}`,
+    );
+  return d;
+}
+
+function oidText(b: Uint8Array): string {
+  if (b.length === 0 || b.length > 64)
+    throw new CodecError('ERR_TLS_CERT', 'a certificate with a malformed object identifier');
+  const parts = [Math.min(2, Math.floor(b[0]! / 40)), 0];
+  parts[1] = b[0]! - 40 * parts[0]!;
+  let v = 0;
+  for (let i = 1; i < b.length; i++) {
+    v = v * 128 + (b[i]! & 0x7f);
+    if (!(b[i]! & 0x80)) {
+      parts.push(v);
+      v = 0;
+    } else if (i === b.length - 1 || v > 2 ** 40)
+      throw new CodecError('ERR_TLS_CERT', 'a certificate with a malformed object identifier');
+  }
+  return parts.join('.');
+}
+
+/** AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL } */
+function algorithm(b: Uint8Array, d: Der, what: string): { oid: string; params: boolean } {
+  expectTag(d, 0x30, what);
+  const o = expectTag(der(b, d.start, d.end, what), 0x06, what);
+  return { oid: oidText(b.subarray(o.start, o.end)), params: o.end < d.end };
+}
+
+/** A BIT STRING's bits; only whole bytes (no unused bits), as keys and signatures are. */
+function bitString(b: Uint8Array, d: Der, what: string): Uint8Array {
+  expectTag(d, 0x03, what);
+  if (d.end === d.start || b[d.start] !== 0)
+    throw new CodecError('ERR_TLS_CERT', `a certificate whose ${what} has unused bits`);
+  return b.subarray(d.start + 1, d.end);
+}
+
+/** What a signature check needs from a DER certificate, as views into it. */
+export interface CertificateParts {
+  /** The TBSCertificate, tag and length included: what the issuer signed. */
+  tbs: Uint8Array;
+  /** signatureAlgorithm (outside) and signature (inside the TBSCertificate): RFC 5280 §4.1.1.2 wants them equal. */
+  signatureAlgorithm: { oid: string; params: boolean };
+  tbsSignatureAlgorithm: { oid: string; params: boolean };
+  signature: Uint8Array;
+  /** subjectPublicKeyInfo's algorithm and key bits. */
+  keyAlgorithm: { oid: string; params: boolean };
+  publicKey: Uint8Array;
+}
+
+/**
+ * Splits a DER certificate (RFC 5280 §4.1) into the parts a signature check needs, for keys
+ * node:crypto cannot read (ML-DSA on Node 20). Throws a CodecError (ERR_TLS_CERT) naming the part
+ * that is malformed; reads nothing past `der`'s end and at most {@link MAX_CERTIFICATE_BYTES}.
+ *
+ * ```
+ * Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }
+ * TBSCertificate ::= SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer, validity,
+ *                               subject, subjectPublicKeyInfo SEQUENCE { algorithm, BIT STRING }, ... }
+ * ```
+ */
+export function decodeCertificateParts(b: Uint8Array): CertificateParts {
+  if (b.length > MAX_CERTIFICATE_BYTES)
+    throw new CodecError('ERR_TLS_CERT', `a certificate over ${MAX_CERTIFICATE_BYTES} bytes`);
+  const cert = expectTag(der(b, 0, b.length, 'Certificate'), 0x30, 'Certificate');
+  if (cert.end !== b.length)
+    throw new CodecError('ERR_TLS_CERT', 'a certificate with bytes after its end');
+  const tbs = expectTag(der(b, cert.start, cert.end, 'TBSCertificate'), 0x30, 'TBSCertificate');
+  const sigAlg = der(b, tbs.end, cert.end, 'signatureAlgorithm');
+  const sig = der(b, sigAlg.end, cert.end, 'signatureValue');
+  if (sig.end !== cert.end)
+    throw new CodecError('ERR_TLS_CERT', 'a certificate with extra fields after its signature');
+  let p = tbs.start;
+  const next = (what: string): Der => {
+    const d = der(b, p, tbs.end, what);
+    p = d.end;
+    return d;
+  };
+  let first = next('serialNumber');
+  if (first.tag === 0xa0) first = next('serialNumber');
+  expectTag(first, 0x02, 'serialNumber');
+  const tbsSigAlg = next('signature');
+  expectTag(next('issuer'), 0x30, 'issuer');
+  expectTag(next('validity'), 0x30, 'validity');
+  expectTag(next('subject'), 0x30, 'subject');
+  const spki = expectTag(next('subjectPublicKeyInfo'), 0x30, 'subjectPublicKeyInfo');
+  const keyAlg = der(b, spki.start, spki.end, 'subjectPublicKeyInfo algorithm');
+  const key = der(b, keyAlg.end, spki.end, 'subjectPublicKey');
+  return {
+    tbs: b.subarray(tbs.at, tbs.end),
+    signatureAlgorithm: algorithm(b, sigAlg, 'signatureAlgorithm'),
+    tbsSignatureAlgorithm: algorithm(b, tbsSigAlg, 'signature'),
+    signature: bitString(b, sig, 'signatureValue'),
+    keyAlgorithm: algorithm(b, keyAlg, 'subjectPublicKeyInfo algorithm'),
+    publicKey: bitString(b, key, 'subjectPublicKey'),
+  };
 }

@@ -2,7 +2,7 @@
  * A fresh Chrome ClientHello for one connection: new X25519 keys for the hybrid and plain shares, a
  * new ML-KEM-768 key pair (@noble/post-quantum), and fresh random bytes for everything Chrome
  * randomizes; with a session to resume, its ticket in pre_shared_key and the binder computed over
- * the hello (RFC 8446 §4.2.11.2). Returns the record and the private parts the handshake needs.
+ * the hello (RFC 8446 §4.2.11.2), or a TLS 1.2 session's ticket in session_ticket (RFC 5077). Returns the record and the private parts the handshake needs.
  * @module
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
@@ -42,6 +42,8 @@ export function chromeClientHello(
   serverName: string | undefined,
   alpn: readonly string[],
   resume?: ChromeHelloResume,
+  /** A TLS 1.2 session's ticket, offered in session_ticket (RFC 5077 §3.2). */
+  ticket12?: Uint8Array,
 ): {
   record: Buffer;
   keys: ChromeHelloKeys;
@@ -78,6 +80,7 @@ export function chromeClientHello(
     x25519Public: plain.pub,
     entropy: randomBytes(CHROME_HELLO_ENTROPY),
     ...(psk ? { psk } : {}),
+    ...(ticket12 ? { ticket12 } : {}),
   };
   const first = encodeChromeClientHello(input);
   return {

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import {
   ChromeSessionCache,
   MAX_TICKET_LIFETIME_S,
+  MAX_TLS12_SESSION_S,
   type ChromeSession,
+  type ChromeSession12,
 } from './chrome-sessions.js';
 
 const session = (n: number, receivedMs = 0, lifetimeS = 3600): ChromeSession => ({
@@ -46,4 +48,38 @@ test('expired tickets are never offered: own lifetime, the 7-day cap, lifetime 0
   assert.equal(c.take('k', 1), undefined, 'lifetime 0: not kept');
   c.add('k', session(4, 1000, 10));
   assert.equal(c.take('k', 999), undefined, 'a clock that went back: not offered');
+});
+
+const session12 = (n: number, receivedMs = 0, lifetimeS = 0): ChromeSession12 => ({
+  ticket: Buffer.alloc(n === 0 ? 0 : 8, n),
+  master: Buffer.alloc(48, n),
+  suite: 0xc02f,
+  receivedMs,
+  lifetimeS,
+  chain: [],
+});
+
+test('TLS 1.2: reused until replaced, dropped, expired or displaced by a TLS 1.3 session', () => {
+  const c = new ChromeSessionCache();
+  c.add12('k', session12(1));
+  assert.equal(c.get12('k', 10)?.ticket[0], 1);
+  assert.equal(c.get12('k', 20)?.ticket[0], 1, 'not single-use');
+  c.add12('k', session12(2));
+  assert.equal(c.get12('k', 20)?.ticket[0], 2, 'a new ticket replaces the old');
+  c.add12('k', session12(0));
+  assert.equal(c.get12('k', 20), undefined, 'an empty ticket: none');
+  c.add12('k', session12(3));
+  c.drop12('k');
+  assert.equal(c.get12('k', 20), undefined);
+  // No hint (0): two hours; a longer hint is capped at two hours; a shorter one is kept.
+  c.add12('k', session12(4));
+  assert.ok(c.get12('k', MAX_TLS12_SESSION_S * 1000 - 1));
+  assert.equal(c.get12('k', MAX_TLS12_SESSION_S * 1000), undefined);
+  c.add12('k', session12(5, 0, 10 * MAX_TLS12_SESSION_S));
+  assert.equal(c.get12('k', MAX_TLS12_SESSION_S * 1000), undefined);
+  c.add12('k', session12(6, 0, 60));
+  assert.equal(c.get12('k', 60_000), undefined);
+  c.add12('k', session12(7));
+  c.add('k', session(1));
+  assert.equal(c.get12('k', 10), undefined, 'the server speaks TLS 1.3 now');
 });

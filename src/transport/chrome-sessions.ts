@@ -2,7 +2,8 @@
  * The fp=chrome client's TLS 1.3 sessions, kept as Chrome keeps them: by server and by everything
  * that decided the first handshake's checks (name, ALPN offer, pin or CA), at most two per key (the
  * newest first), each used once (a ticket offered is removed, as Chrome does with single-use TLS 1.3
- * sessions), none past its lifetime or past seven days (RFC 8446 §4.6.1). Bounded in keys.
+ * sessions), none past its lifetime or past seven days (RFC 8446 §4.6.1). TLS 1.2 sessions (RFC
+ * 5077 tickets) apart: one per key, reused until replaced. Bounded in keys.
  * @module
  */
 import type { X509Certificate } from 'node:crypto';
@@ -20,6 +21,26 @@ export interface ChromeSession {
   alpn: string | false;
 }
 
+/**
+ * A TLS 1.2 session resumed by its ticket (RFC 5077): unlike a TLS 1.3 ticket it is offered again
+ * and again until the server replaces or refuses it, as Chrome (BoringSSL) reuses TLS 1.2 sessions.
+ */
+export interface ChromeSession12 {
+  ticket: Buffer;
+  /** The (extended) master secret and the suite it was made with. */
+  master: Buffer;
+  suite: number;
+  receivedMs: number;
+  lifetimeS: number;
+  chain: X509Certificate[];
+}
+
+/**
+ * The longest a TLS 1.2 session is kept, whatever the server's lifetime hint: BoringSSL's default
+ * session timeout (SSL_DEFAULT_SESSION_TIMEOUT, two hours).
+ */
+export const MAX_TLS12_SESSION_S = 2 * 3600;
+
 /** RFC 8446 §4.6.1: a ticket lives at most seven days. */
 export const MAX_TICKET_LIFETIME_S = 7 * 24 * 3600;
 /** The largest ticket kept (RFC 8446 allows 2^16 - 1 bytes; Chrome keeps any). */
@@ -27,6 +48,7 @@ export const MAX_TICKET_BYTES = 0xffff;
 
 export class ChromeSessionCache {
   readonly #m = new Map<string, ChromeSession[]>();
+  readonly #m12 = new Map<string, ChromeSession12>();
   readonly #maxKeys: number;
   readonly #perKey: number;
 
@@ -36,11 +58,37 @@ export class ChromeSessionCache {
   }
 
   get size(): number {
-    return this.#m.size;
+    return this.#m.size + this.#m12.size;
+  }
+
+  /** Keeps the server's TLS 1.2 session for `key` (one per key, the newest). */
+  add12(key: string, s: ChromeSession12): void {
+    this.#m12.delete(key);
+    if (s.ticket.length === 0) return;
+    this.#m12.set(key, s);
+    if (this.#m12.size > this.#maxKeys) this.#m12.delete(this.#m12.keys().next().value!);
+  }
+
+  /** The TLS 1.2 session for `key` still alive at `nowMs` (kept: it may be offered again). */
+  get12(key: string, nowMs: number): ChromeSession12 | undefined {
+    const s = this.#m12.get(key);
+    if (!s) return undefined;
+    const ageMs = nowMs - s.receivedMs;
+    const lifetimeS = Math.min(s.lifetimeS || MAX_TLS12_SESSION_S, MAX_TLS12_SESSION_S);
+    if (ageMs >= 0 && ageMs < lifetimeS * 1000) return s;
+    this.#m12.delete(key);
+    return undefined;
+  }
+
+  /** Forgets the TLS 1.2 session for `key` (the server refused it). */
+  drop12(key: string): void {
+    this.#m12.delete(key);
   }
 
   add(key: string, s: ChromeSession): void {
     if (s.lifetimeS === 0) return;
+    // The server speaks TLS 1.3 now: a TLS 1.2 session it left is of no more use.
+    this.#m12.delete(key);
     const list = [s, ...(this.#m.get(key) ?? [])].slice(0, this.#perKey);
     this.#m.delete(key);
     this.#m.set(key, list);

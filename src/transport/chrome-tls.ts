@@ -20,12 +20,16 @@
  * then [NewSessionTicket], the server's ChangeCipherSpec and Finished. ECDHE + AEAD suites only,
  * the extended master secret required (RFC 7627), renegotiation refused (RFC 5746).
  *
- * Resumption (TLS 1.3, chrome-sessions.ts): tickets become sessions kept per server and trust; the
- * next connection offers one (psk_dhe_ke) once, and a server that accepts skips the certificate.
+ * Resumption (chrome-sessions.ts): tickets become sessions kept per server and trust; the next
+ * connection offers a TLS 1.3 one (psk_dhe_ke) once, or a TLS 1.2 one (RFC 5077 session_ticket)
+ * until the server refuses it; a server that accepts skips the certificate.
  *
- * Not done (docs/tls-fingerprint.md): TLS 1.2 False Start and session resumption, verifying ML-DSA
- * CertificateVerify signatures, ALPS settings (a server that negotiates ALPS gets an empty
- * client EncryptedExtensions).
+ * ML-DSA (offered as Chrome offers it): Node 20's OpenSSL cannot read ML-DSA keys, so the
+ * certificate's key is taken from its DER (codec/x509.ts) and @noble/post-quantum verifies the
+ * CertificateVerify and, in a chain, ML-DSA certificate signatures (crypto/ml-dsa.ts).
+ *
+ * Not done (docs/tls-fingerprint.md): TLS 1.2 False Start, ALPS settings
+ * (a server that negotiates ALPS gets an empty client EncryptedExtensions).
  * @module
  */
 import {
@@ -50,6 +54,8 @@ import {
   GROUP,
 } from '../codec/tls-client-hello.js';
 import { TlsReader, TlsWriter } from '../codec/tls-wire.js';
+import { decodeCertificateParts, type CertificateParts } from '../codec/x509.js';
+import { mlDsaByOid, mlDsaByScheme, mlDsaVerify } from '../crypto/ml-dsa.js';
 import {
   RecordProtection,
   TLS13_SUITES,
@@ -70,7 +76,12 @@ import {
 } from '../crypto/tls12-keys.js';
 import { ecdhShare, x25519Mlkem768Shared, x25519Pair, x25519Shared } from '../crypto/tls-kex.js';
 import { chromeClientHello, type ChromeHelloResume } from './chrome-hello.js';
-import { chromeSessions, type ChromeSession, type ChromeSessionCache } from './chrome-sessions.js';
+import {
+  chromeSessions,
+  type ChromeSession,
+  type ChromeSession12,
+  type ChromeSessionCache,
+} from './chrome-sessions.js';
 import { applyCongestion } from './congestion.js';
 import { serverLookup } from './server-lookup.js';
 import type { Target } from './types.js';
@@ -188,6 +199,42 @@ function anchorsFor(ca: string | undefined): Map<string, X509Certificate[]> {
   return m;
 }
 
+/** The certificate's public key as node:crypto reads it, or null (an ML-DSA key on Node 20). */
+function keyOf(c: X509Certificate): KeyObject | null {
+  try {
+    return c.publicKey;
+  } catch {
+    return null;
+  }
+}
+
+function partsOf(c: X509Certificate): CertificateParts | null {
+  try {
+    return decodeCertificateParts(c.raw);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether `c` was issued by `issuer`: OpenSSL's check and signature for the keys it reads; for an
+ * ML-DSA issuer, the names and the pure ML-DSA signature over the TBSCertificate (RFC 9881: the
+ * same ML-DSA algorithm inside and outside it, parameters absent).
+ */
+export function issuedBy(c: X509Certificate, issuer: X509Certificate): boolean {
+  const key = keyOf(issuer);
+  if (key) return c.checkIssued(issuer) && c.verify(key);
+  if (c.issuer !== issuer.subject) return false;
+  const ip = partsOf(issuer);
+  const cp = partsOf(c);
+  const p = ip && mlDsaByOid(ip.keyAlgorithm.oid);
+  if (!ip || !cp || !p || ip.keyAlgorithm.params) return false;
+  const alg = cp.signatureAlgorithm;
+  const inner = cp.tbsSignatureAlgorithm;
+  if (alg.oid !== p.oid || alg.params || inner.oid !== p.oid || inner.params) return false;
+  return mlDsaVerify(p, ip.publicKey, cp.tbs, cp.signature);
+}
+
 /**
  * Checks a server chain (leaf first): every certificate valid at `now`, each signed by the next
  * (which must be a CA), ending at a trust anchor; the leaf names `host`. Throws an Abort with the
@@ -215,11 +262,10 @@ export function verifyChain(
         'ERR_TLS_CERT',
         `certificate ${i} of the chain is valid from ${c.validFrom} to ${c.validTo}, not now`,
       );
-    for (const a of anchors.get(c.issuer) ?? [])
-      if (a.raw.equals(c.raw) || (c.checkIssued(a) && c.verify(a.publicKey))) return;
+    for (const a of anchors.get(c.issuer) ?? []) if (a.raw.equals(c.raw) || issuedBy(c, a)) return;
     const next = chain[i + 1];
     if (!next) break;
-    if (!next.ca || !c.checkIssued(next) || !c.verify(next.publicKey))
+    if (!next.ca || !issuedBy(c, next))
       throw new Abort(
         'bad_certificate',
         'ERR_TLS_CERT',
@@ -233,8 +279,29 @@ export function verifyChain(
   );
 }
 
-/** Verifies a TLS 1.3 CertificateVerify signature (§4.4.3) with the leaf's key; false on mismatch. */
+/**
+ * Verifies a TLS 1.3 CertificateVerify signature (§4.4.3) with the leaf's key; false on mismatch,
+ * a scheme that does not fit the key, or a key neither node:crypto nor the ML-DSA check reads.
+ */
 export function verifyCertificateVerify(
+  leaf: X509Certificate,
+  scheme: number,
+  content: Uint8Array,
+  signature: Uint8Array,
+): boolean {
+  const mldsa = mlDsaByScheme(scheme);
+  if (mldsa) {
+    // draft-ietf-tls-mldsa: the leaf's key is that ML-DSA level's; pure ML-DSA, empty context.
+    const parts = partsOf(leaf);
+    if (!parts || parts.keyAlgorithm.oid !== mldsa.oid || parts.keyAlgorithm.params) return false;
+    return mlDsaVerify(mldsa, parts.publicKey, content, signature);
+  }
+  const key = keyOf(leaf);
+  return key !== null && verifyWithKey(key, scheme, content, signature);
+}
+
+/** The classical schemes of {@link verifyCertificateVerify} (and RSA-PSS in TLS 1.2). */
+function verifyWithKey(
   key: KeyObject,
   scheme: number,
   content: Uint8Array,
@@ -308,8 +375,7 @@ export function verifyServerKeyExchange(
         { key, padding: constants.RSA_PKCS1_PADDING },
         signature,
       );
-    if (scheme >= 0x0804 && scheme <= 0x0806)
-      return verifyCertificateVerify(key, scheme, content, signature);
+    if (scheme >= 0x0804 && scheme <= 0x0806) return verifyWithKey(key, scheme, content, signature);
     return false;
   } catch {
     return false;
@@ -340,10 +406,17 @@ interface Tls12State {
   master: Buffer | null;
   serverKey: Buffer | null;
   serverIv: Buffer | null;
+  /** The client's write key and IV of an abbreviated handshake, used after the server's Finished. */
+  clientKey?: Buffer;
+  clientIv?: Buffer;
   /** The pre-master secret, once the ServerKeyExchange is checked, and the client's public share. */
   preMaster: Buffer | null;
   clientShare: Uint8Array | null;
   certificateRequested: boolean;
+  /** The offered session was taken (abbreviated handshake, RFC 5246 §7.3). */
+  resumed: boolean;
+  /** A NewSessionTicket's ticket and lifetime hint, kept once the server's Finished verifies. */
+  newTicket: { ticket: Buffer; lifetimeS: number } | null;
 }
 
 /** The record protection of one direction, TLS 1.3 or 1.2: both seal and open whole records. */
@@ -384,6 +457,8 @@ export class ChromeTlsSocket extends Duplex {
   readonly #sessionKey: string;
   /** The session offered in the hello, and whether the server took it. */
   #offered: ChromeSession | undefined;
+  /** The TLS 1.2 session offered in session_ticket (when no TLS 1.3 one is). */
+  #offered12: ChromeSession12 | undefined;
   #resumed = false;
 
   /** Bytes read from the connection under TLS (records and all), as a net.Socket counts them. */
@@ -419,7 +494,8 @@ export class ChromeTlsSocket extends Duplex {
         suite: offeredSuite,
       };
     else this.#offered = undefined;
-    this.#hello = chromeClientHello(o.sni, alpn, resume);
+    if (!resume) this.#offered12 = this.#sessions?.get12(this.#sessionKey, nowMs);
+    this.#hello = chromeClientHello(o.sni, alpn, resume, this.#offered12?.ticket);
     this.#ch1 = this.#hello.record.subarray(5);
     sock.on('data', (d: Buffer) => this.#onData(d));
     sock.on('end', () => this.#onEnd());
@@ -746,11 +822,14 @@ export class ChromeTlsSocket extends Duplex {
           return this.#clientFlight12();
         case 'change_cipher_spec':
           if (type === HS.new_session_ticket && this.#v12!.ticket) {
-            // RFC 5077 §3.3: lifetime hint, then the ticket; kept for nothing yet (no resumption).
-            this.#v12!.ticket = false;
-            r.bytes(4, 'ticket_lifetime_hint');
-            r.vec(2, 'ticket');
+            // RFC 5077 §3.3: lifetime hint, then the ticket (empty: none); kept once the
+            // server's Finished verifies.
+            const v = this.#v12!;
+            v.ticket = false;
+            const lifetimeS = r.u32('ticket_lifetime_hint');
+            const ticket = Buffer.from(r.vec(2, 'ticket').rest());
             r.done();
+            v.newTicket = { ticket, lifetimeS };
             this.#transcript.push(raw);
             return;
           }
@@ -761,7 +840,7 @@ export class ChromeTlsSocket extends Duplex {
           );
         case 'finished12':
           this.#expect(type, HS.finished, 'Finished');
-          return this.#finished12(r);
+          return this.#finished12(r, raw);
         case 'open':
           if (this.#v12) {
             // Chrome never renegotiates (RFC 5746 is for servers that ask; it declines).
@@ -1082,13 +1161,23 @@ export class ChromeTlsSocket extends Duplex {
         'ERR_TLS_PROTOCOL',
         'a TLS 1.2 ServerHello after a HelloRetryRequest',
       );
-    // No session was offered for resumption: the random session id must not come back.
-    if (Buffer.from(echo).equals(this.#hello.sessionId))
+    // RFC 5077 §3.4: the server takes the ticket by echoing the session id the hello sent.
+    const resumed = Buffer.from(echo).equals(this.#hello.sessionId);
+    const offered = this.#offered12;
+    if (resumed && !offered)
       throw new Abort(
         'illegal_parameter',
         'ERR_TLS_PROTOCOL',
         'the server resumed a TLS 1.2 session that was never offered',
       );
+    // RFC 5246 §7.4.1.3: a resumed session keeps its cipher suite.
+    if (resumed && cipher !== offered!.suite)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `the server resumed a TLS 1.2 session with cipher suite 0x${cipher.toString(16)}, not the session's`,
+      );
+    if (offered && !resumed) this.#sessions?.drop12(this.#sessionKey);
     const suite = TLS12_SUITES.get(cipher);
     if (!suite) {
       if (CHROME_CIPHERS.includes(cipher) && !TLS13_SUITES.has(cipher))
@@ -1121,6 +1210,8 @@ export class ChromeTlsSocket extends Duplex {
       preMaster: null,
       clientShare: null,
       certificateRequested: false,
+      resumed,
+      newTicket: null,
     };
     for (const [t, d] of exts) {
       const x = new TlsReader(d, `extension ${t}`);
@@ -1178,7 +1269,21 @@ export class ChromeTlsSocket extends Duplex {
       );
     this.#v12 = v;
     this.#transcript = [this.#ch1, raw];
-    this.#state = 'certificate12';
+    if (!resumed) {
+      this.#state = 'certificate12';
+      return;
+    }
+    // Abbreviated handshake: the session's master secret and chain; the server's [ticket], CCS
+    // and Finished come first, then the client's.
+    this.#resumed = true;
+    this.#chain = offered!.chain;
+    v.master = offered!.master;
+    const k = keyBlock12(suite, v.master, v.clientRandom, v.serverRandom);
+    v.serverKey = k.serverKey;
+    v.serverIv = k.serverIv;
+    v.clientKey = k.clientKey;
+    v.clientIv = k.clientIv;
+    this.#state = 'change_cipher_spec';
   }
 
   #th12(): Buffer {
@@ -1216,7 +1321,8 @@ export class ChromeTlsSocket extends Duplex {
     // ServerECDHParams: curve_type, namedcurve, the point behind its 1-byte length.
     const params = body.subarray(0, 1 + 2 + 1 + point.length);
     const content = Buffer.concat([v.clientRandom, v.serverRandom, params]);
-    if (!verifyServerKeyExchange(this.#chain[0]!.publicKey, v.suite.auth, scheme, content, sig))
+    const leafKey = keyOf(this.#chain[0]!);
+    if (!leafKey || !verifyServerKeyExchange(leafKey, v.suite.auth, scheme, content, sig))
       throw new Abort(
         'decrypt_error',
         'ERR_TLS_CERT',
@@ -1278,16 +1384,38 @@ export class ChromeTlsSocket extends Duplex {
     this.#state = 'change_cipher_spec';
   }
 
-  #finished12(r: TlsReader): void {
+  #finished12(r: TlsReader, raw: Buffer): void {
     const v = this.#v12!;
+    const s = v.suite;
     const got = r.bytes(12, 'verify_data');
     r.done();
-    const want = finishedData12(v.suite.hash, v.master!, false, this.#th12());
+    const want = finishedData12(s.hash, v.master!, false, this.#th12());
     if (!timingSafeEqual(got, want))
       throw new Abort('decrypt_error', 'ERR_TLS_PROTOCOL', 'the server Finished does not verify');
+    const out: Buffer[] = [];
+    if (v.resumed) {
+      // RFC 5246 §7.3: in an abbreviated handshake the client's CCS and Finished come last.
+      this.#transcript.push(raw);
+      const fin = new TlsWriter()
+        .u8(HS.finished)
+        .vec(3, (b) => b.bytes(finishedData12(s.hash, v.master!, true, this.#th12())))
+        .toBuffer();
+      this.#write = new Tls12RecordProtection(s, v.clientKey!, v.clientIv!, true);
+      out.push(Buffer.from([20, 3, 3, 0, 1, 1]), this.#write.seal(fin, 22));
+    }
+    if (v.newTicket && this.#sessions) {
+      this.#sessions.add12(this.#sessionKey, {
+        ticket: v.newTicket.ticket,
+        master: v.master!,
+        suite: s.id,
+        receivedMs: this.#nowMs(),
+        lifetimeS: v.newTicket.lifetimeS,
+        chain: this.#chain,
+      });
+      if (v.newTicket.ticket.length) this.emit('session', v.newTicket.ticket);
+    }
     this.#state = 'open';
     this.#transcript = [];
-    const out: Buffer[] = [];
     const pending = this.#pending.splice(0);
     for (const p of pending) out.push(...this.#seal(p.data));
     if (out.length) this.#sock.write(Buffer.concat(out), (e) => pending.forEach((p) => p.cb(e)));
@@ -1409,18 +1537,12 @@ export class ChromeTlsSocket extends Duplex {
         'ERR_TLS_PROTOCOL',
         `CertificateVerify with scheme 0x${scheme.toString(16)}, not allowed`,
       );
-    if (scheme >= 0x0904 && scheme <= 0x0906)
-      throw new Abort(
-        'handshake_failure',
-        'ERR_TLS_CERT',
-        'an ML-DSA CertificateVerify, which this client cannot verify yet',
-      );
     const content = Buffer.concat([
       Buffer.alloc(64, 0x20),
       Buffer.from('TLS 1.3, server CertificateVerify\0', 'latin1'),
       this.#th(),
     ]);
-    if (!verifyCertificateVerify(this.#chain[0]!.publicKey, scheme, content, sig))
+    if (!verifyCertificateVerify(this.#chain[0]!, scheme, content, sig))
       throw new Abort(
         'decrypt_error',
         'ERR_TLS_CERT',

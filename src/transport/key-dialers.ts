@@ -23,7 +23,7 @@ import { CarrierDialer } from './carrier-dialer.js';
 import { TrojanDialer } from './trojan-dialer.js';
 import { wsConnect, wsConnector } from './ws-dialer.js';
 import { FailoverDialer } from './failover.js';
-import { CappedDialer } from './capped-dialer.js';
+import { CappedDialer, handshakeCapped } from './capped-dialer.js';
 import type { PacketDialer, StreamDialer, Target } from './types.js';
 
 export interface KeyDialers {
@@ -131,11 +131,20 @@ function firstWaitOf(o: KeyDialerOptions): { firstPayloadWaitMs?: number } {
   return o.firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs: o.firstPayloadWaitMs } : {};
 }
 
-/** The stream dialer under the per-server cap, unless there is none or the key multiplexes. */
-function capped(d: StreamDialer, o: KeyDialerOptions, multiplexed: boolean): StreamDialer {
+/**
+ * The stream dialer under the per-server cap, unless there is none or the key multiplexes; a
+ * dialer whose every stream is a TLS handshake also runs few of them at once (handshakeCapped).
+ */
+function capped(
+  d: StreamDialer,
+  o: KeyDialerOptions,
+  multiplexed: boolean,
+  tls = false,
+): StreamDialer {
+  const paced = tls && !multiplexed ? handshakeCapped(d) : d;
   return o.maxConnectionsPerServer && !multiplexed
-    ? new CappedDialer(d, { max: o.maxConnectionsPerServer })
-    : d;
+    ? new CappedDialer(paced, { max: o.maxConnectionsPerServer })
+    : paced;
 }
 
 /** One ss:// or trojan:// URI. Throws a LadderError (ERR_KEY_URI) for any other scheme. */
@@ -208,10 +217,11 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
         // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
         ...(ws ? { connect: wsConnector(server, wsOptions) } : {}),
       });
+      const overTls = !ws || t.security !== 'none';
       // Each stream spread over short connections under a censor's byte budget (carrier-dialer.ts).
       const stream = t.carrierBytes
-        ? new CarrierDialer(capped(d, o, false), { carrierBytes: t.carrierBytes })
-        : capped(d, o, Boolean(t.mux));
+        ? new CarrierDialer(capped(d, o, false, overTls), { carrierBytes: t.carrierBytes })
+        : capped(d, o, Boolean(t.mux), overTls);
       return { stream, packet: d };
     },
   };
@@ -286,7 +296,7 @@ function ssTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTranspor
       });
       // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
       return {
-        stream: capped(stream, o, Boolean(pooled && ws.mux)),
+        stream: capped(stream, o, Boolean(pooled && ws.mux), Boolean(pooled && ws.tls)),
         packet: new SsPacketDialer(server, key),
       };
     },

@@ -39,6 +39,8 @@ import { SS_METHOD_NAMES, SS_METHODS } from '../../src/crypto/methods.js';
 import { RotatingSaltFilter, SaltPool } from '../../src/crypto/replay.js';
 import { acceptsGzip } from '../../src/server/decoy/nginx-gzip.js';
 import { PlainHttpHandover } from '../../src/server/plain-http-handover.js';
+import { decodeCertificateParts } from '../../src/codec/x509.js';
+import { mldsaCert } from '../helpers/mldsa-cert.js';
 
 function allowed(f: () => unknown): void {
   try {
@@ -206,6 +208,29 @@ for (const method of SS_METHOD_NAMES) {
     );
   });
 }
+
+test('fuzz: certificate DER split for ML-DSA checks (random, truncated, bit-flipped)', () => {
+  const der = mldsaCert({ level: 44, subject: 'localhost' }).der;
+  assert.ok(decodeCertificateParts(der).publicKey.length === 1312);
+  // Every strict prefix is refused with a CodecError (a DER length then runs past the end).
+  for (let n = 0; n < der.length; n += 7)
+    assert.throws(() => decodeCertificateParts(der.subarray(0, n)), LadderError);
+  fc.assert(
+    fc.property(
+      bytes,
+      fc.array(fc.nat({ max: der.length * 8 - 1 }), { minLength: 1, maxLength: 8 }),
+      (junk, flips) => {
+        allowed(() => decodeCertificateParts(Buffer.from(junk)));
+        allowed(() => decodeCertificateParts(Buffer.concat([Buffer.from([0x30, 0x82]), junk])));
+        const b = Buffer.from(der);
+        for (const f of flips) b[f >> 3]! ^= 1 << (f & 7);
+        allowed(() => decodeCertificateParts(b));
+        allowed(() => decodeCertificateParts(b.subarray(0, flips[0]! >> 3)));
+      },
+    ),
+    RUNS,
+  );
+});
 
 test('oversized: a 1 MiB random request is refused without buffering it all', () => {
   const keys = [

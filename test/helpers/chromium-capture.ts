@@ -6,17 +6,15 @@
  * nothing leaves the machine). playwright gives the browser a fresh temporary profile and removes it. The records are returned raw, with the sizes of the TCP reads that
  * carried them, for the parity test (tls-chrome-parity.test.ts) to parse and compare.
  */
-import { existsSync } from 'node:fs';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { chromium } from 'playwright-core';
+import { createServer as createHttpsServer } from 'node:https';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { chromiumMissing as missing, launchChromium } from './chromium.js';
 
-export const CHROMIUM = '/usr/bin/chromium';
+export { CHROMIUM } from './chromium.js';
 
 /** Why Chromium cannot run here, or null. */
 export function chromiumMissing(): string | null {
-  return existsSync(CHROMIUM)
-    ? null
-    : `${CHROMIUM} is missing (Debian package chromium; .ci/run installs it)`;
+  return missing ?? null;
 }
 
 export interface CapturedHello {
@@ -94,25 +92,104 @@ export async function helloSink(): Promise<{
  * Runs headless Chromium and captures `count` ClientHellos (one per fetch, each to a fresh name so
  * every one is a new connection). Bounded: `count` fetches, in batches, within `timeoutMs`.
  */
+/** Beyond launchChromium's own: no QUIC, and every *.hello.test name on loopback. */
+const CHROMIUM_ARGS = [
+  '--disable-quic',
+  '--host-resolver-rules=MAP *.hello.test 127.0.0.1, EXCLUDE localhost',
+];
+
+/**
+ * An HTTPS server of Node's (TLS 1.3, two session tickets per connection, as OpenSSL issues them)
+ * that answers every request with `Connection: close`, behind a loopback relay that keeps each
+ * connection's first record (the ClientHello). Every connection after the first to the same name
+ * is then a resumption attempt.
+ */
+export async function ticketServer(
+  cert: string,
+  key: string,
+  version: 'TLSv1.3' | 'TLSv1.2' = 'TLSv1.3',
+): Promise<{ port: number; records: Buffer[]; close(): Promise<void> }> {
+  const https = createHttpsServer(
+    { cert, key, minVersion: version, maxVersion: version },
+    (req, res) => {
+      req.resume();
+      res.writeHead(200, {
+        connection: 'close',
+        'access-control-allow-origin': '*',
+        'content-type': 'text/plain',
+      });
+      res.end('ok');
+    },
+  );
+  https.on('tlsClientError', () => {});
+  await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
+  const backend = (https.address() as AddressInfo).port;
+  const records: Buffer[] = [];
+  const sockets = new Set<Socket>();
+  const relay = createServer((c) => {
+    const up = connect({ host: '127.0.0.1', port: backend });
+    for (const s of [c, up]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
+    let head = Buffer.alloc(0);
+    const first = (d: Buffer): void => {
+      head = Buffer.concat([head, d]);
+      if (head.length >= 5 && head.length >= 5 + head.readUInt16BE(3)) {
+        records.push(Buffer.from(head.subarray(0, 5 + head.readUInt16BE(3))));
+        c.off('data', first);
+      } else if (head.length > MAX_RECORD) c.off('data', first);
+    };
+    c.on('data', first);
+    c.on('error', () => up.destroy());
+    up.on('error', () => c.destroy());
+    c.pipe(up).pipe(c);
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  return {
+    port: (relay.address() as AddressInfo).port,
+    records,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => relay.close(() => r()));
+      https.closeAllConnections();
+      await new Promise<void>((r) => https.close(() => r()));
+    },
+  };
+}
+
+/**
+ * Has headless Chromium fetch `https://<name>:<port>/` `count` times, one after the other, each on
+ * a new connection (the server closes every one), so that every fetch after the first resumes the
+ * session the one before left. The certificate's errors are ignored (the relay's certificate is
+ * self-signed); Chromium still keeps and offers its sessions then.
+ */
+export async function chromeSequentialFetches(
+  name: string,
+  port: number,
+  count: number,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const browser = await launchChromium([...CHROMIUM_ARGS, '--ignore-certificate-errors']);
+  try {
+    const page = await browser.newPage();
+    const deadline = Date.now() + timeoutMs;
+    for (let i = 0; i < count && Date.now() < deadline; i++)
+      await page.evaluate(async (url) => {
+        await (await fetch(url)).text();
+      }, `https://${name}:${port}/`);
+  } finally {
+    await browser.close();
+  }
+}
+
 export async function captureChromeHellos(
   count: number,
   timeoutMs = 60_000,
   kind: 'fetch' | 'websocket' = 'fetch',
 ): Promise<Buffer[]> {
   const sink = await helloSink();
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--host-resolver-rules=MAP *.hello.test 127.0.0.1, EXCLUDE localhost',
-    ],
-  });
+  const browser = await launchChromium(CHROMIUM_ARGS);
   try {
     const page = await browser.newPage();
     const deadline = Date.now() + timeoutMs;

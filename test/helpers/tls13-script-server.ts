@@ -29,6 +29,8 @@ export interface Script {
   /** DER certificates, leaf first, and the leaf's private key. */
   chain: Buffer[];
   key: KeyObject;
+  /** Signs the CertificateVerify instead of `key` with ECDSA P-256 (an ML-DSA key, a wrong scheme). */
+  signer?: { scheme: number; sign(content: Buffer): Uint8Array };
   /** Changes the ServerHello fields before it is written. */
   serverHello?: (sh: {
     random: Buffer;
@@ -171,11 +173,13 @@ export async function scriptServer(script: Script): Promise<{
         Buffer.from('TLS 1.3, server CertificateVerify\0', 'latin1'),
         hashOf('sha256', ...transcript, ...before.map(hsMsg)),
       ]);
-      const sig = sign('sha256', content, { key: script.key, dsaEncoding: 'der' });
+      const sig = script.signer
+        ? script.signer.sign(content)
+        : sign('sha256', content, { key: script.key, dsaEncoding: 'der' });
       return {
         type: 15,
         body: new TlsWriter()
-          .u16(0x0403)
+          .u16(script.signer?.scheme ?? 0x0403)
           .vec(2, (v) => v.bytes(sig))
           .toBuffer(),
       };

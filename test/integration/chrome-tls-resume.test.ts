@@ -1,10 +1,12 @@
 /**
- * TLS 1.3 resumption in the fp=chrome client (RFC 8446 §2.2, §4.2.11, §4.6.1) against Node's TLS
+ * TLS 1.3 and TLS 1.2 resumption in the fp=chrome client (RFC 8446 §2.2, §4.2.11, §4.6.1) against Node's TLS
  * server: the first connection's ticket is offered on the next one (psk_dhe_ke, binder, obfuscated
  * age), the server accepts it and skips the certificate, each ticket is offered once, and an
  * impostor at the same address, which cannot open the ticket, gets a full handshake and fails the
  * pin. The hellos are read on the wire by a loopback relay: the resumption hello is the fresh one
- * with pre_shared_key added last.
+ * with pre_shared_key added last. TLS 1.2 (RFC 5077): the ticket goes in session_ticket, the
+ * server takes it by echoing the hello's session id, and the session is offered again and again
+ * (as Chromium does, see the parity test) until the server refuses or replaces it.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -187,6 +189,92 @@ describe('fp=chrome TLS 1.3 resumption against Node TLS', () => {
           false,
         );
       assert.ok(srv.hellos.every((h) => psk(h) === null));
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+function ticket12(h: ClientHelloInfo): string {
+  return Buffer.from(h.extensionData.get(EXT.SESSION_TICKET) ?? []).toString('hex');
+}
+
+describe('fp=chrome TLS 1.2 resumption (session tickets) against Node TLS', () => {
+  let a: TestCert;
+  let b: TestCert;
+  before(() => {
+    a = makeCert();
+    b = makeCert();
+  });
+  after(() => {
+    a.remove();
+    b.remove();
+  });
+  const v12 = { maxVersion: 'TLSv1.2' as const };
+
+  test('the ticket is offered in session_ticket on every later connection and taken', async () => {
+    const srv = await serverWithRelay({ cert: a.cert, key: a.key, ...v12 });
+    const sessions = new ChromeSessionCache();
+    const o = { sni: 'localhost', pinSha256: a.pin, sessions };
+    try {
+      const first = await once(srv.port, o);
+      const second = await once(srv.port, o);
+      const third = await once(srv.port, o);
+      assert.deepEqual(
+        [first.reused, second.reused, third.reused],
+        [false, true, true],
+        'resumed twice',
+      );
+      assert.equal(second.cert, first.cert, 'the resumed connection reports the checked chain');
+      const [h1, h2, h3] = srv.hellos;
+      assert.equal(ticket12(h1!), '', 'an empty session_ticket without a session');
+      assert.notEqual(ticket12(h2!), '');
+      assert.equal(ticket12(h3!), ticket12(h2!), 'a TLS 1.2 ticket is offered again');
+      assert.equal(psk(h2!), null, 'no pre_shared_key for a TLS 1.2 session');
+      assert.notDeepEqual(h2!.sessionId, h3!.sessionId, 'a fresh session id each time');
+      assert.equal(h2!.sessionId.length, 32);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('a server that cannot open the ticket: full handshake, pin checked, session dropped', async () => {
+    const sessions = new ChromeSessionCache();
+    const srv = await serverWithRelay({ cert: a.cert, key: a.key, ...v12 });
+    const o = { sni: 'localhost', pinSha256: a.pin, sessions };
+    await once(srv.port, o);
+    const port = srv.port;
+    await srv.close();
+    const impostor = await serverWithRelay({ cert: b.cert, key: b.key, ...v12 }, port);
+    try {
+      await assert.rejects(
+        chromeTlsConnect({ host: '127.0.0.1', port }, { ...o, timeoutMs: 5000 }),
+        /does not match the key's pin/,
+      );
+      assert.notEqual(ticket12(impostor.hellos[0]!), '', 'the ticket was offered');
+    } finally {
+      await impostor.close();
+    }
+    // The right server again, with new ticket keys (a restart): the refused session was dropped.
+    const restarted = await serverWithRelay({ cert: a.cert, key: a.key, ...v12 }, port);
+    try {
+      assert.equal((await once(port, o)).reused, false);
+      assert.equal((await once(port, o)).reused, true);
+      assert.equal(ticket12(restarted.hellos[0]!), '', 'the refused ticket is not offered again');
+    } finally {
+      await restarted.close();
+    }
+  });
+
+  test('resume=false (sessions: null): session_ticket stays empty', async () => {
+    const srv = await serverWithRelay({ cert: a.cert, key: a.key, ...v12 });
+    try {
+      for (let i = 0; i < 2; i++)
+        assert.equal(
+          (await once(srv.port, { sni: 'localhost', pinSha256: a.pin, sessions: null })).reused,
+          false,
+        );
+      assert.ok(srv.hellos.every((h) => ticket12(h) === ''));
     } finally {
       await srv.close();
     }

@@ -11,6 +11,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import fc from 'fast-check';
 import { LadderError } from '../../src/errors.js';
 import { ALERT, chromeTlsConnect } from '../../src/transport/chrome-tls.js';
+import { ChromeSessionCache, type ChromeSession12 } from '../../src/transport/chrome-sessions.js';
 import { scriptServer12, type Script12 } from '../helpers/tls12-script-server.js';
 import { makeCert, type TestCert } from '../helpers/tls-cert.js';
 
@@ -19,7 +20,7 @@ let base: Pick<Script12, 'chain' | 'key'>;
 
 async function run(
   script: Partial<Script12>,
-  opts: { ca?: string } = {},
+  opts: { ca?: string; sessions?: ChromeSessionCache } = {},
 ): Promise<{ err: (Error & { code?: string }) | null; alert: number | null; echo?: string }> {
   const srv = await scriptServer12({ ...base, ...script });
   try {
@@ -31,6 +32,7 @@ async function run(
         {
           sni: 'localhost',
           ...(opts.ca ? { ca: opts.ca } : { pinSha256: cert.pin }),
+          ...(opts.sessions ? { sessions: opts.sessions } : {}),
           timeoutMs: 5000,
         },
       );
@@ -151,6 +153,33 @@ describe('fp=chrome client, TLS 1.2: every MUST abort', { timeout: 120_000 }, ()
   test('our random session id echoed (a resumption never offered): illegal_parameter', async () => {
     const r = await run({ serverHello: (sh) => void (sh.sessionId = sh.clientSessionId) });
     expectFailure(r, 'ERR_TLS_PROTOCOL', 'illegal_parameter', /never offered/);
+  });
+
+  test('a TLS 1.2 session resumed with another cipher suite: illegal_parameter', async () => {
+    // A session held for any server (its ticket is never opened: the server just echoes the id).
+    const held: ChromeSession12 = {
+      ticket: Buffer.alloc(100, 7),
+      master: Buffer.alloc(48, 9),
+      suite: 0xc02f,
+      receivedMs: Date.now(),
+      lifetimeS: 3600,
+      chain: [],
+    };
+    class Held extends ChromeSessionCache {
+      override get12(): ChromeSession12 {
+        return held;
+      }
+    }
+    const r = await run(
+      {
+        serverHello: (sh) => {
+          sh.sessionId = sh.clientSessionId;
+          sh.cipher = 0xc02b;
+        },
+      },
+      { sessions: new Held() },
+    );
+    expectFailure(r, 'ERR_TLS_PROTOCOL', 'illegal_parameter', /not the session's/);
   });
 
   test('an empty session id (no session to resume later): accepted', async () => {

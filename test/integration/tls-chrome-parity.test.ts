@@ -4,90 +4,28 @@
  * as many hellos for the same name; the two sets are compared field by field, by JA4, and by the
  * distribution of extension orders. Every difference is collected and named, so when Chromium
  * changes the failure says what changed (then update src/codec/tls-client-hello.ts and
- * docs/tls-fingerprint.md from the new capture).
+ * docs/tls-fingerprint.md from the new capture). The resumption hello is compared the same way:
+ * Chromium and Ladder each connect again and again to one HTTPS server of Node's that issues
+ * tickets, and the hellos that offer a ticket are compared.
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  decodeClientHello,
-  isGrease,
-  ja4,
-  type ClientHelloInfo,
-} from '../../src/codec/tls-client-hello.js';
+import { EXT, isGrease, type ClientHelloInfo } from '../../src/codec/tls-client-hello.js';
 import { chromeClientHello } from '../../src/transport/chrome-hello.js';
-import { captureChromeHellos, chromiumMissing } from '../helpers/chromium-capture.js';
+import { chromeTlsConnect } from '../../src/transport/chrome-tls.js';
+import { ChromeSessionCache } from '../../src/transport/chrome-sessions.js';
+import {
+  captureChromeHellos,
+  chromeSequentialFetches,
+  chromiumMissing,
+  ticketServer,
+} from '../helpers/chromium-capture.js';
+import { differences, hex, parseHello as parse, pskOffer } from '../helpers/hello-compare.js';
+import { makeCert } from '../helpers/tls-cert.js';
 
 const N = 300;
 const why = chromiumMissing();
 if (why) console.log(`Chromium parity tests skipped: ${why}`);
-
-const hex = (n: number): string => `0x${n.toString(16).padStart(4, '0')}`;
-const G = (n: number): string => (isGrease(n) ? 'GREASE' : hex(n));
-const parse = (b: Buffer): ClientHelloInfo => decodeClientHello(b)!.value;
-
-/** What must be the same in every hello of a set: the fields with GREASE values named as such. */
-function invariant(c: ClientHelloInfo): Record<string, unknown> {
-  const ext = (t: number): string => Buffer.from(c.extensionData.get(t) ?? []).toString('hex');
-  return {
-    recordVersion: hex(c.recordVersion),
-    legacyVersion: hex(c.legacyVersion),
-    sessionIdLength: c.sessionId.length,
-    compression: c.compression,
-    ciphers: c.ciphers.map(G),
-    extensionSet: c.extensions.map(G).sort(),
-    greaseExtensionPositions: c.extensions.flatMap((x, i) => (isGrease(x) ? [i] : [])),
-    greaseExtensionBodies: c.extensions.filter(isGrease).map((x) => ext(x)),
-    greaseExtensionsDiffer: new Set(c.extensions.filter(isGrease)).size === 2,
-    sni: c.sni,
-    alpn: c.alpn,
-    groups: c.groups?.map(G),
-    sigAlgs: c.sigAlgs?.map(G),
-    versions: c.versions?.map(G),
-    keyShares: c.keyShares?.map((k) => `${G(k.group)}:${k.length}`),
-    greaseGroupHeadsKeyShares: c.groups?.[0] === c.keyShares?.[0]?.group,
-    pointFormats: c.pointFormats,
-    certCompression: c.certCompression,
-    alps: c.alpsProtocols,
-    statusRequest: ext(0x0005),
-    renegotiationInfo: ext(0xff01),
-    pskModes: ext(0x002d),
-    trustAnchors: ext(0xca34),
-    echHead: ext(0xfe0d).slice(0, 10),
-    padding: c.extensionData.has(0x0015),
-    ja4: ja4(c),
-  };
-}
-
-/** The differences between two sets of hellos, as sentences. */
-function differences(chrome: ClientHelloInfo[], ladder: ClientHelloInfo[]): string[] {
-  const out: string[] = [];
-  const ci = chrome.map(invariant);
-  const li = ladder.map(invariant);
-  for (const [name, set] of [
-    ['Chromium', ci],
-    ['Ladder', li],
-  ] as const)
-    for (const k of Object.keys(set[0]!)) {
-      const vals = new Set(set.map((v) => JSON.stringify(v[k])));
-      if (vals.size > 1 && k !== 'sni') out.push(`${name}: ${k} varies: ${[...vals].join(' | ')}`);
-    }
-  for (const k of Object.keys(ci[0]!)) {
-    const a = JSON.stringify(ci[0]![k]);
-    const b = JSON.stringify(li[0]![k]);
-    if (a !== b) out.push(`${k}: Chromium ${a}, Ladder ${b}`);
-  }
-  const set = (xs: ClientHelloInfo[], f: (c: ClientHelloInfo) => number | undefined): string =>
-    JSON.stringify([...new Set(xs.map(f))].sort((a, b) => (a ?? 0) - (b ?? 0)));
-  for (const [what, f] of [
-    ['record lengths', (c: ClientHelloInfo) => c.length],
-    ['GREASE ECH payload lengths', (c: ClientHelloInfo) => c.echPayloadLength],
-  ] as const) {
-    const a = set(chrome, f);
-    const b = set(ladder, f);
-    if (a !== b) out.push(`${what}: Chromium ${a}, Ladder ${b}`);
-  }
-  return out;
-}
 
 /** Mean position of each non-GREASE extension over a set of hellos. */
 function meanPositions(xs: ClientHelloInfo[]): Map<number, number> {
@@ -151,6 +89,100 @@ describe(
       const ladder = chrome.map((c) => parse(chromeClientHello(c.sni, ['http/1.1']).record));
       assert.deepEqual(differences(chrome, ladder), []);
       assert.deepEqual(chrome[0]!.alpn, ['http/1.1']);
+    });
+  },
+);
+
+/**
+ * TLS 1.3 connections per side. Node's server gives two tickets on a full handshake and none on a resumed
+ * one, and each ticket is offered once: full, resumed, resumed, full, ... so 36 give 24 resumption
+ * hellos, enough for distinct orders and the ticket ages to show.
+ */
+const CONNECTIONS = 36;
+
+/** Chromium's and Ladder's hellos to one name, each side reconnecting to its own ticket server. */
+async function reconnect(
+  version: 'TLSv1.3' | 'TLSv1.2',
+  connections: number,
+): Promise<{ chrome: Buffer[]; ladder: Buffer[] }> {
+  const cert = makeCert();
+  const name = 'resume.hello.test';
+  const chromeSrv = await ticketServer(cert.cert, cert.key, version);
+  const ladderSrv = await ticketServer(cert.cert, cert.key, version);
+  try {
+    await chromeSequentialFetches(name, chromeSrv.port, connections);
+    const sessions = new ChromeSessionCache();
+    for (let i = 0; i < connections; i++) {
+      const tls = await chromeTlsConnect(
+        { host: '127.0.0.1', port: ladderSrv.port },
+        { sni: name, pinSha256: cert.pin, sessions, timeoutMs: 10_000 },
+      );
+      const ended = new Promise<void>((r) => tls.on('end', r));
+      tls.on('data', () => {});
+      tls.write(`GET / HTTP/1.1\r\nHost: ${name}\r\n\r\n`);
+      await ended;
+      tls.destroy();
+    }
+    assert.equal(chromeSrv.records.length, connections, 'Chromium: one connection per fetch');
+    return { chrome: [...chromeSrv.records], ladder: [...ladderSrv.records] };
+  } finally {
+    await chromeSrv.close();
+    await ladderSrv.close();
+    cert.remove();
+  }
+}
+
+const orders = (xs: ClientHelloInfo[]): number =>
+  new Set(xs.map((c) => c.extensions.filter((t) => !isGrease(t)).join(','))).size;
+
+describe(
+  'fp=chrome resumption ClientHello against Chromium reconnecting',
+  { skip: why ?? false, timeout: 120_000 },
+  () => {
+    test('TLS 1.3: field by field, pre_shared_key last, psk_dhe_ke, no early_data, ages obfuscated', async () => {
+      const { chrome: c, ladder: l } = await reconnect('TLSv1.3', CONNECTIONS);
+      // Which connections offer a ticket: how many are kept and how often each is used.
+      const pattern = (records: Buffer[]): string =>
+        records.map((r) => (pskOffer(parse(r)) ? 'R' : '-')).join('');
+      assert.equal(pattern(l), pattern(c));
+      const resumed = (records: Buffer[]): ClientHelloInfo[] =>
+        records.map(parse).filter((h) => pskOffer(h) !== null);
+      const chrome = resumed(c);
+      const ladder = resumed(l);
+      const n = chrome.length;
+      assert.ok(n >= CONNECTIONS / 2, `Chromium resumed ${n} of ${CONNECTIONS}`);
+      assert.deepEqual(differences(chrome, ladder), []);
+      assert.equal(orders(chrome), n, 'Chromium: a fresh order per resumption hello');
+      assert.equal(orders(ladder), n, 'Ladder: a fresh order per resumption hello');
+      // An age sent in clear is the milliseconds since the ticket came (well under 2^20 here);
+      // an obfuscated one adds a random 32-bit ticket_age_add, under 2^20 once in 4,096.
+      const obfuscated = (xs: ClientHelloInfo[]): boolean =>
+        xs.filter((h) => pskOffer(h)!.identities[0]!.age >= 2 ** 20).length >= xs.length / 2;
+      assert.ok(obfuscated(chrome), 'Chromium obfuscates the ticket age');
+      assert.ok(obfuscated(ladder), 'Ladder obfuscates the ticket age');
+    });
+
+    test('TLS 1.2: the ticket in session_ticket on every reconnection, a fresh session id', async () => {
+      const connections = 13;
+      const { chrome: c, ladder: l } = await reconnect('TLSv1.2', connections);
+      const ticket = (r: Buffer): string =>
+        Buffer.from(parse(r).extensionData.get(EXT.SESSION_TICKET) ?? []).toString('hex');
+      const pattern = (records: Buffer[]): string =>
+        records.map((r) => (ticket(r) === '' ? '-' : 'R')).join('');
+      assert.equal(pattern(l), pattern(c));
+      assert.equal(pattern(c), `-${'R'.repeat(connections - 1)}`, 'Chromium resumes every time');
+      // The same ticket again and again (a TLS 1.2 session is not single-use).
+      for (const side of [c, l]) assert.equal(new Set(side.slice(1).map(ticket)).size, 1);
+      const chrome = c.slice(1).map(parse);
+      const ladder = l.slice(1).map(parse);
+      assert.deepEqual(differences(chrome, ladder), []);
+      for (const xs of [chrome, ladder]) {
+        assert.equal(
+          new Set(xs.map((h) => Buffer.from(h.sessionId).toString('hex'))).size,
+          xs.length,
+        );
+        assert.equal(orders(xs), xs.length);
+      }
     });
   },
 );
