@@ -407,9 +407,17 @@ export class CarrierSessions {
     }
   }
 
-  /** Sends an ACK when it fits with the closing frame still to come. */
+  /**
+   * Sends an ACK if it fits with the closing frame still to come; if not, ends the carrier (NEXT):
+   * the next one opens with an ACK. Without that, a client waiting for an ACK (its unacknowledged
+   * bytes at their cap) and a server with nothing to send would wait for each other.
+   */
   #ack(s: Session, c: Carrier): void {
-    if (c.ended || c.written + ACK_FRAME_LENGTH + END_FRAME_LENGTH > c.cap) return;
+    if (c.ended) return;
+    if (c.written + ACK_FRAME_LENGTH + END_FRAME_LENGTH > c.cap) {
+      this.#endCarrier(s, c, CARRIER_FRAME.NEXT);
+      return;
+    }
     c.conn.write(carrierFrame(CARRIER_FRAME.ACK, null, s.upReceived));
     c.written += ACK_FRAME_LENGTH;
     s.upAcked = s.upReceived;

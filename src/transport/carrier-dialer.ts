@@ -170,10 +170,13 @@ export class CarrierStream extends Duplex {
             this.#downEnded = true;
             this.#dropSpare();
             this.push(null);
+            // resumed so that it reads the server's end and closes, even if paused for backpressure
             conn.end();
+            conn.resume();
           } else {
             debug('carrier spent after %d bytes in all', this.#downReceived);
             conn.end();
+            conn.resume();
             this.#next(conn);
           }
           return;

@@ -13,7 +13,7 @@ import {
   type TLSSocket,
 } from 'node:tls';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { issueCertificate } from '../../src/server/certificates.js';
 import { trojanPasswordHash } from '../../src/codec/trojan.js';
@@ -233,4 +233,33 @@ test('a session left without a carrier is closed at its deadline', async () => {
   while (handler.carrierSessions > before && Date.now() < until)
     await new Promise((r) => setTimeout(r, 20));
   assert.equal(handler.carrierSessions, before);
+});
+
+test('an upload with nothing coming back: ACKs that no longer fit end the carrier, no deadlock', async () => {
+  await listening;
+  // a sink that answers only at the end, with the hash of what it got
+  const sink = createServer({ allowHalfOpen: true }, (s) => {
+    const h = createHash('sha256');
+    s.on('data', (b: Buffer) => h.update(b));
+    s.on('end', () => s.end(h.digest('hex')));
+    s.on('error', () => s.destroy());
+  });
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+  try {
+    // A 1,024-byte carrier holds 112 ACKs, one per DATA frame of 64 KiB here; 12 MiB needs 192.
+    const d = new CarrierDialer(trojan(), { carrierBytes: 1024 });
+    const s = (await d.dial({
+      host: '127.0.0.1',
+      port: (sink.address() as AddressInfo).port,
+    })) as CarrierStream;
+    const up = randomBytes(12 << 20);
+    const got = readAll(s);
+    Readable.from(Array.from({ length: 192 }, (_, i) => up.subarray(i << 16, (i + 1) << 16))).pipe(
+      s,
+    );
+    assert.equal((await got).toString(), sha(up));
+    assert.ok(s.carriers >= 2, `${s.carriers} carriers`);
+  } finally {
+    sink.close();
+  }
 });
