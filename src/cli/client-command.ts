@@ -72,29 +72,62 @@ ${ROUTING_HELP}
 
 ${UI_HELP}`;
 
+const CLIENT_FLAGS = {
+  server: { type: 'string' },
+  socks: { type: 'string' },
+  http: { type: 'string' },
+  'no-socks': { type: 'boolean' },
+  'no-http': { type: 'boolean' },
+  user: { type: 'string' },
+  'mux-sessions': { type: 'string' },
+  'mux-connections': { type: 'string' },
+  'first-payload-wait': { type: 'string' },
+  'max-connections-per-server': { type: 'string' },
+  'rotate-after': { type: 'string' },
+  tun: { type: 'boolean' },
+  'tun-name': { type: 'string' },
+  'tun-mtu': { type: 'string' },
+  'no-kill-switch': { type: 'boolean' },
+  'tun-cleanup': { type: 'boolean' },
+  'tcp-congestion': { type: 'string' },
+  ...ROUTING_FLAGS,
+  ...UI_FLAGS,
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/**
+ * The options every key's dialers get: Mux.Cool sessions and connections, first-payload wait,
+ * connection cap and rotation volume.
+ */
+function keyOptionsOf(values: {
+  'mux-sessions'?: string | undefined;
+  'mux-connections'?: string | undefined;
+  'first-payload-wait'?: string | undefined;
+  'max-connections-per-server'?: string | undefined;
+  'rotate-after'?: string | undefined;
+}): {
+  maxConnectionsPerServer?: number;
+  rotateAfterBytes?: number;
+  muxSessionsPerConnection?: number;
+  muxConnections?: number;
+  firstPayloadWaitMs?: number;
+} {
+  const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
+  const muxConnections = parseMuxConnections(values['mux-connections']);
+  const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
+  const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
+  const rotateAfterBytes = parseRotateAfter(values['rotate-after']);
+  return {
+    ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
+    ...(rotateAfterBytes !== undefined ? { rotateAfterBytes } : {}),
+    ...(muxSessionsPerConnection ? { muxSessionsPerConnection } : {}),
+    ...(muxConnections ? { muxConnections } : {}),
+    ...(firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs } : {}),
+  };
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags('client', argv, {
-    server: { type: 'string' },
-    socks: { type: 'string' },
-    http: { type: 'string' },
-    'no-socks': { type: 'boolean' },
-    'no-http': { type: 'boolean' },
-    user: { type: 'string' },
-    'mux-sessions': { type: 'string' },
-    'mux-connections': { type: 'string' },
-    'first-payload-wait': { type: 'string' },
-    'max-connections-per-server': { type: 'string' },
-    'rotate-after': { type: 'string' },
-    tun: { type: 'boolean' },
-    'tun-name': { type: 'string' },
-    'tun-mtu': { type: 'string' },
-    'no-kill-switch': { type: 'boolean' },
-    'tun-cleanup': { type: 'boolean' },
-    'tcp-congestion': { type: 'string' },
-    ...ROUTING_FLAGS,
-    ...UI_FLAGS,
-    help: { type: 'boolean', short: 'h' },
-  });
+  const { values } = parseFlags('client', argv, CLIENT_FLAGS);
   if (values.help) {
     console.log(HELP);
     return 0;
@@ -103,20 +136,9 @@ export async function run(argv: string[]): Promise<number> {
   const ui = uiConfig(values);
   if (!values.server && !ui)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
-  const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
-  const muxConnections = parseMuxConnections(values['mux-connections']);
-  const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
-  const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
-  const rotateAfterBytes = parseRotateAfter(values['rotate-after']);
+  const keyOptions = keyOptionsOf(values);
   await useCongestionControl(values['tcp-congestion']);
   const routing = routingConfig(values);
-  const keyOptions = {
-    ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
-    ...(rotateAfterBytes !== undefined ? { rotateAfterBytes } : {}),
-    ...(muxSessionsPerConnection ? { muxSessionsPerConnection } : {}),
-    ...(muxConnections ? { muxConnections } : {}),
-    ...(firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs } : {}),
-  };
   // Under --tun, a key the page connects has its servers routed around the device first.
   let tunHandle: TunHandle | undefined;
   const tunHooks = values.tun

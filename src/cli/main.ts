@@ -16,7 +16,7 @@ commands:
   demo     start a server and a client on loopback with a fresh key (what npm start runs)
   lab      the adversary lab: ladder lab up | down | run | exec <ns> -- <cmd>
   probe    what is blocked from here, and how: ladder probe --key <uri> [URL ...]
-  build-client  make a signed single-file client: ladder build-client --operator-key <file> --out <file>
+  build-client  make a signed single-file client: ladder build-client --operator-key <file> --out <file> [--platform <name>]
   update   replace this single-file client with a newer signed one: ladder update --from <url>
 
 Run 'ladder <command> --help' for a command's options.`;

@@ -20,6 +20,7 @@ import {
   SERVER_ADDR,
   SERVER_ADDR6,
   inNs,
+  startLadderClientIn,
   routingSnapshot,
   tunNetDown,
   tunNetSettled,
@@ -143,23 +144,7 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
   const cli = (args: string[], timeoutMs = 20_000) =>
     inNs(net.client, [process.execPath, LADDER_CLI, 'client', ...args], timeoutMs);
   const startClient = async (extra: string[] = []): Promise<Peer> =>
-    startProcess(
-      [
-        'ip',
-        'netns',
-        'exec',
-        net.client,
-        process.execPath,
-        LADDER_CLI,
-        'client',
-        '--server',
-        KEY,
-        '--tun',
-        ...extra,
-      ],
-      /tunnel up/,
-      { timeoutMs: 20_000 },
-    );
+    startLadderClientIn(net.client, ['--server', KEY, '--tun', ...extra], /tunnel up/, 20_000);
   const curl = (url: string, ...args: string[]) =>
     inNs(net.client, ['curl', '-sS', '--max-time', '5', ...args, url]);
 
@@ -418,21 +403,11 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
           pinSha256: pin,
           ...(mux ? { mux } : {}),
         });
-        const c = await startProcess(
-          [
-            'ip',
-            'netns',
-            'exec',
-            net.client,
-            process.execPath,
-            LADDER_CLI,
-            'client',
-            '--server',
-            key,
-            '--tun',
-          ],
+        const c = await startLadderClientIn(
+          net.client,
+          ['--server', key, '--tun'],
           /tunnel up/,
-          { timeoutMs: 20_000 },
+          20_000,
         );
         try {
           const probe = inNs(net.client, [process.execPath, join(dir, 'probe.mjs')]);
@@ -450,25 +425,11 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
   });
 
   test("--ui with --tun: the page and the Clash API show the tunnel's connections", async () => {
-    const c = await startProcess(
-      [
-        'ip',
-        'netns',
-        'exec',
-        net.client,
-        process.execPath,
-        LADDER_CLI,
-        'client',
-        '--server',
-        KEY,
-        '--tun',
-        '--ui',
-        '127.0.0.1:9090',
-        '--ui-keys',
-        join(dir, 'ui-keys.json'),
-      ],
+    const c = await startLadderClientIn(
+      net.client,
+      ['--server', KEY, '--tun', '--ui', '127.0.0.1:9090', '--ui-keys', join(dir, 'ui-keys.json')],
       /control page at/,
-      { timeoutMs: 20_000 },
+      20_000,
     );
     // An app's connection through the tunnel, held open until its stdin closes (bounded: 20 s).
     const holder = spawn(
