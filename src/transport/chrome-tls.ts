@@ -28,6 +28,11 @@
  * certificate's key is taken from its DER (codec/x509.ts) and @noble/post-quantum verifies the
  * CertificateVerify and, in a chain, ML-DSA certificate signatures (crypto/ml-dsa.ts).
  *
+ * Reads: its own TCP connection reads into recycled memory (stream/recycled-reads.ts); each read's
+ * records are opened out of it into one plaintext batch, passed on as one 'data' chunk before the
+ * read's handler returns. With `lendReads` that chunk is lent (core/lent-read.ts) and its memory
+ * reused by the next read unless held; without it each chunk is a copy of its own.
+ *
  * Not done (docs/tls-fingerprint.md): TLS 1.2 False Start, ALPS settings
  * (a server that negotiates ALPS gets an empty client EncryptedExtensions).
  * @module
