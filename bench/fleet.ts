@@ -3,8 +3,9 @@
  * three `ladder server --store` nodes on one throwaway PostgreSQL (test/helpers/postgres.ts) against
  * one `ladder server --data` node (SQLite), with the same keys. Never run as a test.
  *
- *   propagation: a key disabled or enabled through node 0's API, timed until nodes 1 and 2 show it
- *                (their API polled every 5 ms: the figure includes up to 5 ms of polling); p50/p99
+ *   propagation: a key disabled or enabled through node 0's API, timed from the PATCH sent until
+ *                nodes 1 and 2 show it (their APIs polled every 5 ms from the start, each on its
+ *                own: the figure includes up to 5 ms of polling); p50/p99
  *   load:        `users` Shadowsocks connections at once, each with its own key, spread over the
  *                three nodes, each fetching 256 KB again and again for `seconds`; the same per-node
  *                share (users / 3) against the SQLite node
@@ -26,7 +27,8 @@ import {
   tempDataDir,
   type OperatorServer,
 } from '../test/helpers/operator.js';
-import { startOrigin } from '../test/helpers/origin.js';
+import { startProcess } from '../test/helpers/peers.js';
+import { fileURLToPath } from 'node:url';
 
 const arg = (name: string, def: number): number =>
   Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? def);
@@ -34,6 +36,12 @@ const KEYS = arg('keys', 10_000);
 const USERS = arg('users', 1000);
 const SECONDS = arg('seconds', 20);
 const CHANGES = arg('changes', 100);
+/** Distinct client addresses the users come from (127.1.x.y), as users behind that many NATs. */
+const SOURCES = arg('sources', USERS);
+const sourceOf = (i: number): string => {
+  const n = i % SOURCES;
+  return `127.1.${Math.floor(n / 250)}.${1 + (n % 250)}`;
+};
 const METHOD = 'chacha20-ietf-poly1305';
 
 function cpuTicks(pid: number): number {
@@ -59,11 +67,19 @@ interface Key {
 
 /** `users` loops, each on its own key and node, fetching 256 KB until the deadline. */
 async function load(
-  targets: { node: OperatorServer; key: Key }[],
+  targets: { node: OperatorServer; key: Key; localAddress?: string }[],
   originPort: number,
   seconds: number,
   pids: number[],
-): Promise<{ bytes: number; errors: number; cpuPct: number[]; peakRssMb: number[] }> {
+): Promise<{
+  bytes: number;
+  fetches: number;
+  errors: number;
+  errorKinds: Record<string, number>;
+  fetchMs: { p50: number; p99: number };
+  cpuPct: number[];
+  peakRssMb: number[];
+}> {
   const end = Date.now() + seconds * 1000;
   const cpu0 = pids.map(cpuTicks);
   const t0 = performance.now();
@@ -74,17 +90,26 @@ async function load(
   );
   let bytes = 0;
   let errors = 0;
+  const errorKinds: Record<string, number> = {};
+  const failed = (kind: string): void => {
+    errors++;
+    errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+  };
+  const fetchMs: number[] = [];
   await Promise.all(
-    targets.map(async ({ node, key }) => {
-      const d = dialerFor(node.port, key);
+    targets.map(async ({ node, key, localAddress }) => {
+      const d = dialerFor(node.port, key, localAddress);
       while (Date.now() < end) {
+        const f0 = performance.now();
         try {
           const r = await fetchThrough(d, originPort, '/bytes/262144');
           bytes += r.bodyBytes;
-          if (r.bodyBytes !== 262144) errors++;
-        } catch {
-          errors++;
+          // What went wrong: no answer at all, a head but a short body, and how the stream ended.
+          if (r.bodyBytes !== 262144) failed(`${r.head ? 'short body' : 'no answer'}, ${r.ended}`);
+        } catch (err) {
+          failed(`dial: ${(err as { code?: string }).code ?? (err as Error).message}`);
         }
+        fetchMs.push(performance.now() - f0);
       }
     }),
   );
@@ -92,7 +117,10 @@ async function load(
   const s = (performance.now() - t0) / 1000;
   return {
     bytes,
+    fetches: fetchMs.length,
     errors,
+    errorKinds,
+    fetchMs: { p50: Math.round(pct(fetchMs, 50)), p99: Math.round(pct(fetchMs, 99)) },
     cpuPct: pids.map((p, i) => ((cpuTicks(p) - cpu0[i]!) / 100 / s) * 100),
     peakRssMb: peak,
   };
@@ -100,7 +128,14 @@ async function load(
 
 async function main(): Promise<void> {
   const pgs = await startPostgres();
-  const origin = await startOrigin();
+  // The origin in its own process: in this one, 1,000 client loops kept it from accepting in
+  // time, its listen queue overflowed and the nodes' dials to it hit their 10 s deadline.
+  const originScript = fileURLToPath(new URL('./origin-process.js', import.meta.url));
+  const originProc = await startProcess(
+    [process.execPath, originScript],
+    /origin listening on (\d+)/,
+  );
+  const origin = { port: Number(originProc.match[1]), close: () => originProc.stop() };
   const dirs = [tempDataDir(), tempDataDir(), tempDataDir(), tempDataDir()];
   const nodes: OperatorServer[] = [];
   try {
@@ -124,7 +159,8 @@ async function main(): Promise<void> {
       [METHOD, Date.now(), KEYS],
     );
     await c.query(`SELECT pg_notify('ladder_changes', 'key:b1')`);
-    // FLEET_BENCH_DEBUG=file: node 1 runs with NODE_DEBUG=ladder:fleet,ladder:keys, its output kept there.
+    // FLEET_BENCH_DEBUG=file: node 1 runs with NODE_DEBUG=ladder:fleet,ladder:keys (or
+    // FLEET_BENCH_DEBUG_NS), its output kept there.
     const prof = process.env.FLEET_BENCH_DEBUG;
     nodes.push(
       ...(await Promise.all(
@@ -134,7 +170,10 @@ async function main(): Promise<void> {
             extra,
             undefined,
             prof && i === 1
-              ? { ...process.env, NODE_DEBUG: 'ladder:fleet,ladder:keys' }
+              ? {
+                  ...process.env,
+                  NODE_DEBUG: process.env.FLEET_BENCH_DEBUG_NS ?? 'ladder:fleet,ladder:keys',
+                }
               : undefined,
             120_000,
           ),
@@ -160,16 +199,23 @@ async function main(): Promise<void> {
       const disabled = i % 2 === 0;
       const want = disabled ? 'disabled' : 'active';
       const t0 = performance.now();
-      await nodes[0]!.api('PATCH', `/ladder/v1/access-keys/${id}`, { disabled });
-      patchTimes.push(performance.now() - t0);
-      for (const n of nodes.slice(1))
-        for (const deadline = Date.now() + 10_000; ;) {
-          const r = await n.api('GET', `/access-keys/${id}`);
-          if ((r.body as Key).ladder?.state === want) break;
-          if (Date.now() > deadline) throw new Error(`change ${i} not seen in 10 s`);
-          await new Promise((r) => setTimeout(r, 5));
-        }
+      // Nodes 1 and 2 are polled from the moment the PATCH leaves, each on its own: they hear of
+      // the change at node 0's commit, not when node 0 answers.
+      const patched = nodes[0]!
+        .api('PATCH', `/ladder/v1/access-keys/${id}`, { disabled })
+        .then(() => patchTimes.push(performance.now() - t0));
+      await Promise.all(
+        nodes.slice(1).map(async (n) => {
+          for (const deadline = Date.now() + 10_000; ;) {
+            const r = await n.api('GET', `/access-keys/${id}`);
+            if ((r.body as Key).ladder?.state === want) return;
+            if (Date.now() > deadline) throw new Error(`change ${i} not seen in 10 s`);
+            await new Promise((r) => setTimeout(r, 5));
+          }
+        }),
+      );
       times.push(performance.now() - t0);
+      await patched;
       if (disabled)
         await nodes[0]!.api('PATCH', `/ladder/v1/access-keys/${id}`, { disabled: false });
     }
@@ -184,6 +230,7 @@ async function main(): Promise<void> {
     const targets = keys.map((k, i) => ({
       node: nodes[i % 3]!,
       key: { id: k.id, method: METHOD, password: k.secret, ladder: { state: 'active' } },
+      localAddress: sourceOf(i),
     }));
     const s0 = await stat();
     const w0 = performance.now();
@@ -228,12 +275,14 @@ async function main(): Promise<void> {
       liteKeys.push({
         node: lite,
         key: (await lite.api('GET', `/access-keys/b${i + 1}`)).body as Key,
+        localAddress: sourceOf(i * 3),
       });
     const sqlite = await load(liteKeys, origin.port, SECONDS, [lite.peer.pid]);
 
     const out = {
       keys: KEYS,
       users: USERS,
+      sources: SOURCES,
       seconds: SECONDS,
       propagationMs: {
         changes: CHANGES,
@@ -249,14 +298,20 @@ async function main(): Promise<void> {
       },
       fleet: {
         mbPerS: fleet.bytes / 1e6 / SECONDS,
+        fetches: fleet.fetches,
         errors: fleet.errors,
+        errorKinds: fleet.errorKinds,
+        fetchMs: fleet.fetchMs,
         cpuPctPerNode: fleet.cpuPct.map((x) => Math.round(x)),
         peakRssMbPerNode: fleet.peakRssMb.map((x) => Math.round(x)),
       },
       sqliteOneNode: {
         users: liteKeys.length,
         mbPerS: sqlite.bytes / 1e6 / SECONDS,
+        fetches: sqlite.fetches,
         errors: sqlite.errors,
+        errorKinds: sqlite.errorKinds,
+        fetchMs: sqlite.fetchMs,
         cpuPct: Math.round(sqlite.cpuPct[0]!),
         peakRssMb: Math.round(sqlite.peakRssMb[0]!),
       },

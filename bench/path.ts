@@ -27,9 +27,9 @@ import {
   runIn,
   setLadderServerArgs,
   stopTransports,
-  TRANSPORTS,
+  transports,
   type TransportEntry,
-} from '../src/lab/report.js';
+} from '../src/lab/card.js';
 import { pathPeers, stopPeers } from './path-peers.js';
 import type { LabPlan } from '../src/lab/topology.js';
 
@@ -178,9 +178,9 @@ export async function runPathBench(o: Options): Promise<number> {
   const plan = planLab(o.prefix, undefined, o.mtu);
   const peers = pathPeers();
   const all: Setup[] = [
-    ...TRANSPORTS.filter((t) => t.name === 'shadowsocks-libev').map((t) =>
-      fromEntry(t, ['ss-server -s']),
-    ),
+    ...transports()
+      .filter((t) => t.name === 'shadowsocks-libev')
+      .map((t) => fromEntry(t, ['ss-server -s'])),
     ...peers.map((p) => ({ ...p, direct: () => p.direct })),
     ...ladderBenchTransports().map((t) => fromEntry(t, LADDER_SERVER)),
   ];

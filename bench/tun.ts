@@ -20,6 +20,7 @@ import {
   ORIGIN_ADDR,
   SERVER_ADDR,
   inNs,
+  startLadderClientIn,
   tunNetDown,
   tunNetSettled,
   tunNetUp,
@@ -389,22 +390,11 @@ export async function runTunBench(quick: boolean): Promise<Row[]> {
       {
         name: 'ladder --tun',
         run: async () => {
-          const c = await startProcess(
-            [
-              'ip',
-              'netns',
-              'exec',
-              net.client,
-              process.execPath,
-              LADDER_CLI,
-              'client',
-              '--server',
-              KEY,
-              '--tun',
-              ...mtuArg,
-            ],
+          const c = await startLadderClientIn(
+            net.client,
+            ['--server', KEY, '--tun', ...mtuArg],
             /tunnel up/,
-            { timeoutMs: 20_000 },
+            20_000,
           );
           try {
             return measure(net, dir, () => [server.pid, c.pid], bytes, seq);
@@ -416,21 +406,9 @@ export async function runTunBench(quick: boolean): Promise<Row[]> {
       {
         name: 'ladder SOCKS (same key)',
         run: async () => {
-          const c = await startProcess(
-            [
-              'ip',
-              'netns',
-              'exec',
-              net.client,
-              process.execPath,
-              LADDER_CLI,
-              'client',
-              '--server',
-              KEY,
-              '--socks',
-              '127.0.0.1:1080',
-              '--no-http',
-            ],
+          const c = await startLadderClientIn(
+            net.client,
+            ['--server', KEY, '--socks', '127.0.0.1:1080', '--no-http'],
             /SOCKS5 listening/,
           );
           try {
@@ -443,25 +421,11 @@ export async function runTunBench(quick: boolean): Promise<Row[]> {
       {
         name: 'interleaved: --tun and SOCKS in one client',
         run: async () => {
-          const c = await startProcess(
-            [
-              'ip',
-              'netns',
-              'exec',
-              net.client,
-              process.execPath,
-              LADDER_CLI,
-              'client',
-              '--server',
-              KEY,
-              '--tun',
-              ...mtuArg,
-              '--socks',
-              '127.0.0.1:1080',
-              '--no-http',
-            ],
+          const c = await startLadderClientIn(
+            net.client,
+            ['--server', KEY, '--tun', ...mtuArg, '--socks', '127.0.0.1:1080', '--no-http'],
             /tunnel up/,
-            { timeoutMs: 20_000 },
+            20_000,
           );
           try {
             const req = inNs(

@@ -86,7 +86,34 @@ function render(s) {
     }),
   );
   renderProbe(s.probe);
+  renderUpdate(s.update, s.version);
   $('log').textContent = s.logs.map((l) => `${l.time.slice(11, 19)} ${l.text}`).join('\n');
+}
+
+function renderUpdate(u, version) {
+  $('version').textContent = version ? `Version ${version}` : '';
+  const a = u.available;
+  $('update').hidden = !a || u.applying;
+  $('update-status').textContent = u.applying
+    ? `Updating to version ${a?.version ?? ''}…`
+    : u.error
+      ? `The update failed: ${u.error}`
+      : u.done
+        ? u.done
+        : a
+          ? `Version ${a.version} is available (${bytes(a.size)}, from ${a.from}, signed by the operator)`
+          : '';
+  $('client-urls-intro').hidden = u.clientUrls.length === 0;
+  $('client-urls').replaceChildren(
+    ...u.clientUrls.map((url) => {
+      const li = document.createElement('li');
+      li.dataset.testid = 'client-url';
+      const code = document.createElement('code');
+      code.textContent = url;
+      li.append(code);
+      return li;
+    }),
+  );
 }
 
 function renderProbe(p) {
@@ -152,6 +179,12 @@ function action(fn) {
   };
 }
 
+$('update').addEventListener(
+  'click',
+  action(async () => {
+    await call('/ladder/update', {});
+  }),
+);
 $('import').addEventListener(
   'click',
   action(async () => {

@@ -7,6 +7,7 @@
  * adds more); a plain http:// URL is refused unless allowed, as the answer holds secrets.
  * @module
  */
+import { isIP } from 'node:net';
 import { request, type IncomingMessage, type RequestOptions } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import type { Duplex } from 'node:stream';
@@ -20,6 +21,8 @@ export interface CappedFetchOptions {
   readonly timeoutMs?: number;
   readonly maxRedirects?: number;
   readonly maxBytes?: number;
+  /** The message when the body is over maxBytes (default: says how large it may be). */
+  readonly tooLarge?: string;
   /** Accept plain http:// (for a signed document, whose signature is what is trusted). */
   readonly allowHttp?: boolean;
   /** Extra CA certificates (PEM) for HTTPS. */
@@ -82,7 +85,7 @@ export async function cappedFetch(url: string, o: CappedFetchOptions): Promise<F
       res.destroy();
       throw fail(`${urlOrigin(at)} answered HTTP ${status}, not the document`);
     }
-    const body = await readCapped(res, maxBytes, at, signal, timeoutMs);
+    const body = await readCapped(res, maxBytes, o.tooLarge, at, signal, timeoutMs);
     return { body, url: at };
   }
 }
@@ -119,7 +122,8 @@ function getOnce(
             if (u.protocol !== 'https:') return cb(null, raw);
             const tls = tlsConnect({
               socket: raw,
-              servername: host,
+              // RFC 6066: no SNI for an address; the certificate is still checked against it.
+              ...(isIP(host) ? {} : { servername: host }),
               ALPNProtocols: ['http/1.1'],
               ...(o.ca ? { ca: [...(Array.isArray(o.ca) ? o.ca : [o.ca])] } : {}),
             });
@@ -146,9 +150,17 @@ function getOnce(
   });
 }
 
+/** A byte count for messages: KiB or MiB when it is a whole number of them. */
+function sizeText(n: number): string {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / 1024 / 1024} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
+}
+
 function readCapped(
   res: IncomingMessage,
   maxBytes: number,
+  tooLarge: string | undefined,
   url: string,
   signal: AbortSignal,
   timeoutMs: number,
@@ -156,7 +168,7 @@ function readCapped(
   return new Promise<Buffer>((resolve, reject) => {
     const tooBig = () =>
       fail(
-        `${urlOrigin(url)}: the answer is over ${Math.round(maxBytes / 1024)} KiB, more than a key document`,
+        `${urlOrigin(url)}: ${tooLarge ?? `the answer is over ${sizeText(maxBytes)}, more than expected`}`,
       );
     const declared = Number(res.headers['content-length']);
     if (Number.isFinite(declared) && declared > maxBytes) {

@@ -1,7 +1,7 @@
 /**
  * The client's local control page and its API on one HTTP port: the page's files (assets/client-ui/,
  * no resource from outside the machine), Ladder's own calls under /ladder/ (state, import a key,
- * connect, disconnect, choose a transport), and the Clash-compatible API (clash-api.ts). Every call
+ * connect, disconnect, choose a transport, run the probe, apply a client update), and the Clash-compatible API (clash-api.ts). Every call
  * but the page's files needs the access token (`Authorization: Bearer`), the same as the Clash
  * secret; the page reads it from the URL's #fragment, which browsers never send to a server.
  * A Host header other than the address listened on is refused (DNS rebinding), unless remote use
@@ -166,6 +166,7 @@ export class UiServer {
     if (path === '/ladder/state' && m === 'GET')
       return json(res, 200, {
         ...c.state(),
+        version: this.#o.version,
         logs: c.logs.recent(),
       });
     if (m !== 'POST') return json(res, 405, { message: `${m} is not offered on ${path}` });
@@ -194,6 +195,15 @@ export class UiServer {
       case '/ladder/disconnect':
         c.disconnect();
         return json(res, 200, c.state());
+      case '/ladder/update': {
+        if (!c.state().update.available)
+          return json(res, 400, {
+            message: 'no newer client is known: nothing to apply (the key document names none)',
+          });
+        // Runs on; its progress and result are in state().update.
+        c.applyUpdate().catch(() => {});
+        return json(res, 202, c.state().update);
+      }
       case '/ladder/select':
         c.select(str('name') ?? '');
         return json(res, 200, c.state());

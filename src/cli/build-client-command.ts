@@ -31,16 +31,34 @@ import { signClientRelease } from '../codec/client-release.js';
 import { parseFlags } from './args.js';
 import { operatorPublicKey, operatorSigningKey } from './keys-publish.js';
 import { ladderVersion } from './version.js';
+import {
+  CLIENT_PLATFORMS,
+  DEFAULT_NODE_REGISTRY,
+  checkTargetBinary,
+  clientPlatform,
+  fetchNodeBinary,
+  hostPlatformName,
+  type ClientPlatform,
+} from './client-platforms.js';
+import { MAX_RELEASE_BYTES } from '../codec/client-release.js';
 
-const HELP = `ladder build-client --operator-key <file> --out <file> [--node <file>]
+const HELP = `ladder build-client --operator-key <file> --out <file> [--platform <name>] [--node <file>]
 
-Makes a single-file client for ${process.platform}-${process.arch} (Node's single executable
-applications) and its signature <out>.sig, signed with the operator key. Serve both with
-'ladder server --publish /<secret>/ladder=<out> --publish /<secret>/ladder.sig=<out>.sig'; users
-run it as './ladder client --ui 127.0.0.1:9090' and update it with 'ladder update --from <url>'.
+Makes a single-file client (Node's single executable applications) and its signature <out>.sig,
+signed with the operator key. Serve both with 'ladder server --publish /<secret>/ladder=<out>
+--publish /<secret>/ladder.sig=<out>.sig'; users run it as './ladder client --ui 127.0.0.1:9090'
+and update it with 'ladder update --from <url>'.
   --operator-key  the Ed25519 signing key (PEM; made with mode 0600 if missing)
-  --out           the executable to write
-  --node          the Node binary to build from (default: the one running)`;
+  --out           the executable to write (ending in .exe for win-x64)
+  --platform      ${CLIENT_PLATFORMS.map((p) => p.name).join(', ')}
+                  (default: this machine's, ${hostPlatformName()}); another platform's Node binary
+                  of the same version as --node comes from the npm registry (node-<platform>)
+  --registry      the npm registry to fetch it from (default ${DEFAULT_NODE_REGISTRY})
+  --node-binary   the target's Node binary to use instead of fetching one
+  --node          the Node binary that makes the application blob, and for this machine's
+                  platform also the one the client is built from (default: the one running)
+A macOS client is unsigned: sign it on a Mac with 'codesign --force --sign - <out>' before
+running it (Apple silicon runs no unsigned code). See docs/client.md, "Other platforms".`;
 
 /**
  * The SEA fuse every Node binary carries (Node's single-executable-applications docs), written in
@@ -115,12 +133,13 @@ function runtimePackages(root: string): string[] {
 }
 
 /** The archive: a 4-byte length, a JSON index of [path, size, mode], then the files in order. */
-export function packInstallation(root: string): Buffer {
+export function packInstallation(root: string, o: { nativeAddons?: boolean } = {}): Buffer {
   const files: string[] = [];
   for (const f of ['package.json', 'LICENSE']) if (existsSync(join(root, f))) files.push(f);
   for (const d of ['dist/src', 'assets', 'data'])
     if (existsSync(join(root, d))) walk(root, join(root, d), files);
-  for (const addon of ['aead', 'tun']) {
+  // Compiled for this machine: another platform cannot load them (and does not need them).
+  for (const addon of o.nativeAddons === false ? [] : ['aead', 'tun']) {
     const f = join(root, 'native', addon, 'build', 'Release', `ladder_${addon}.node`);
     if (existsSync(f)) files.push(relative(root, f));
   }
@@ -143,76 +162,170 @@ export function packInstallation(root: string): Buffer {
   return Buffer.concat([len, head, ...bodies]);
 }
 
+/** What to build: the target and where its Node binary comes from (pure). */
+export interface BuildClientPlan {
+  readonly out: string;
+  readonly operatorKey: string;
+  /** The Node binary that makes the blob (and, for this machine's platform, the base). */
+  readonly node: string;
+  /** Undefined: this machine's platform, from `node` itself. */
+  readonly target?: ClientPlatform;
+  /** For another target: a file, or the registry to fetch the binary from. */
+  readonly nodeBinary?: string;
+  readonly registry: string;
+}
+
+export function planBuildClient(values: {
+  readonly 'operator-key'?: string | undefined;
+  readonly out?: string | undefined;
+  readonly node?: string | undefined;
+  readonly platform?: string | undefined;
+  readonly registry?: string | undefined;
+  readonly 'node-binary'?: string | undefined;
+}): BuildClientPlan {
+  if (!values['operator-key'] || !values.out)
+    throw new LadderError('ERR_USAGE', 'build-client: give --operator-key <file> and --out <file>');
+  const host = `${process.platform}-${process.arch}`;
+  const named = values.platform === undefined ? undefined : clientPlatform(values.platform);
+  const foreign =
+    (named !== undefined && named.release !== host) ||
+    values.registry !== undefined ||
+    values['node-binary'] !== undefined;
+  const target = foreign ? (named ?? clientPlatform(hostPlatformName())) : undefined;
+  if (target?.format === 'pe' && !/\.exe$/i.test(values.out))
+    throw new LadderError(
+      'ERR_USAGE',
+      `build-client: Windows runs only a file named *.exe: give --out ${values.out}.exe`,
+    );
+  return {
+    out: values.out,
+    operatorKey: values['operator-key'],
+    node: values.node ?? process.execPath,
+    ...(target ? { target } : {}),
+    ...(values['node-binary'] !== undefined ? { nodeBinary: values['node-binary'] } : {}),
+    registry: values.registry ?? DEFAULT_NODE_REGISTRY,
+  };
+}
+
+/** The Node version of the binary that makes the blob. */
+function blobMakerVersion(node: string): string {
+  if (node === process.execPath) return process.version;
+  const r = spawnSync(node, ['--version'], { encoding: 'utf8', timeout: 60_000 });
+  const v = /^v\d+\.\d+\.\d+$/.exec((r.stdout ?? '').trim());
+  if (!v)
+    throw new LadderError('ERR_CONFIG', `build-client: --node ${node} does not run here as Node`);
+  return v[0];
+}
+
+/** The target's Node binary: the given file or the registry's, checked for format and version. */
+async function targetNodeBinary(plan: BuildClientPlan, target: ClientPlatform): Promise<Buffer> {
+  const version = blobMakerVersion(plan.node);
+  if (plan.nodeBinary === undefined) {
+    console.log(
+      `ladder build-client: fetching Node ${version} for ${target.name} (${target.npmPackage}) from ${plan.registry}`,
+    );
+    return fetchNodeBinary(target, version, { registry: plan.registry });
+  }
+  const size = statSync(plan.nodeBinary).size;
+  if (size > MAX_RELEASE_BYTES)
+    throw new LadderError(
+      'ERR_CONFIG',
+      `build-client: --node-binary ${plan.nodeBinary} is over ${MAX_RELEASE_BYTES >> 20} MiB, not a Node binary`,
+    );
+  const bin = readFileSync(plan.nodeBinary);
+  checkTargetBinary(bin, target, version, `--node-binary ${plan.nodeBinary}`);
+  return bin;
+}
+
+/** Runs `node --experimental-sea-config` on the packed installation; the blob's bytes. */
+function makeBlob(node: string, work: string, app: Buffer): Buffer {
+  writeFileSync(join(work, 'app.bin'), app);
+  writeFileSync(join(work, 'main.cjs'), BOOTSTRAP);
+  writeFileSync(
+    join(work, 'sea-config.json'),
+    JSON.stringify({
+      main: join(work, 'main.cjs'),
+      output: join(work, 'sea.blob'),
+      disableExperimentalSEAWarning: true,
+      // Both off: code cache and snapshot load only on the platform that made them.
+      useCodeCache: false,
+      useSnapshot: false,
+      assets: { app: join(work, 'app.bin') },
+    }),
+  );
+  const made = spawnSync(node, ['--experimental-sea-config', join(work, 'sea-config.json')], {
+    encoding: 'utf8',
+  });
+  if (made.status !== 0)
+    throw new LadderError(
+      'ERR_CONFIG',
+      `build-client: ${node} could not make the application blob (Node 20.12 or later is needed): ${(made.stderr || made.stdout).trim().slice(0, 400)}`,
+    );
+  return readFileSync(join(work, 'sea.blob'));
+}
+
+/** Injects the blob with postject (ELF, PE, or Mach-O in its own NODE_SEA segment). */
+async function injectBlob(file: string, blob: Buffer, macho: boolean): Promise<void> {
+  const postject = 'postject'; // untyped package: imported by name so tsc does not look for types
+  const { inject } = (await import(postject)) as {
+    inject: (
+      file: string,
+      name: string,
+      data: Buffer,
+      o: { sentinelFuse: string; machoSegmentName?: string },
+    ) => Promise<void>;
+  };
+  try {
+    await inject(file, 'NODE_SEA_BLOB', blob, {
+      sentinelFuse: SEA_FUSE,
+      // Node looks for the blob of a Mach-O binary in this segment (single-executable docs)
+      ...(macho ? { machoSegmentName: 'NODE_SEA' } : {}),
+    });
+  } catch (err) {
+    throw new LadderError(
+      'ERR_CONFIG',
+      `build-client: postject failed: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags('build-client', argv, {
     'operator-key': { type: 'string' },
     out: { type: 'string' },
     node: { type: 'string' },
+    platform: { type: 'string' },
+    registry: { type: 'string' },
+    'node-binary': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
     console.log(HELP);
     return 0;
   }
-  if (!values['operator-key'] || !values.out)
-    throw new LadderError('ERR_USAGE', 'build-client: give --operator-key <file> and --out <file>');
-  const out = values.out;
-  const node = values.node ?? process.execPath;
+  const plan = planBuildClient(values);
+  const { out, target } = plan;
   const root = fileURLToPath(new URL('../../../', import.meta.url));
-  const { privateKey } = operatorSigningKey(values['operator-key']);
+  const { privateKey } = operatorSigningKey(plan.operatorKey);
+  const base = target ? await targetNodeBinary(plan, target) : undefined;
   const work = mkdtempSync(join(tmpdir(), 'ladder-build-client-'));
+  const tmpOut = join(dirname(out), `.${Date.now()}.${process.pid}.build`);
   try {
-    writeFileSync(join(work, 'app.bin'), packInstallation(root));
-    writeFileSync(join(work, 'main.cjs'), BOOTSTRAP);
-    writeFileSync(
-      join(work, 'sea-config.json'),
-      JSON.stringify({
-        main: join(work, 'main.cjs'),
-        output: join(work, 'sea.blob'),
-        disableExperimentalSEAWarning: true,
-        useCodeCache: false,
-        assets: { app: join(work, 'app.bin') },
-      }),
-    );
-    const made = spawnSync(node, ['--experimental-sea-config', join(work, 'sea-config.json')], {
-      encoding: 'utf8',
-    });
-    if (made.status !== 0)
-      throw new LadderError(
-        'ERR_CONFIG',
-        `build-client: ${node} could not make the application blob (Node 20.12 or later is needed): ${(made.stderr || made.stdout).trim().slice(0, 400)}`,
-      );
-    const tmpOut = join(dirname(out), `.${Date.now()}.${process.pid}.build`);
-    copyFileSync(node, tmpOut);
+    const sameHost = !target || target.release === `${process.platform}-${process.arch}`;
+    const blob = makeBlob(plan.node, work, packInstallation(root, { nativeAddons: sameHost }));
+    if (base) writeFileSync(tmpOut, base);
+    else copyFileSync(plan.node, tmpOut);
     chmodSync(tmpOut, 0o755);
-    const postject = 'postject'; // untyped package: imported by name so tsc does not look for types
-    const { inject } = (await import(postject)) as {
-      inject: (
-        file: string,
-        name: string,
-        data: Buffer,
-        o: { sentinelFuse: string },
-      ) => Promise<void>;
-    };
-    try {
-      await inject(tmpOut, 'NODE_SEA_BLOB', readFileSync(join(work, 'sea.blob')), {
-        sentinelFuse: SEA_FUSE,
-      });
-    } catch (err) {
-      rmSync(tmpOut, { force: true });
-      throw new LadderError(
-        'ERR_CONFIG',
-        `build-client: postject failed: ${(err as Error).message}`,
-        {
-          cause: err,
-        },
-      );
-    }
+    await injectBlob(tmpOut, blob, target?.format === 'macho');
     const bytes = readFileSync(tmpOut);
+    const platform = target?.release ?? `${process.platform}-${process.arch}`;
     const sig = signClientRelease(
       {
         version: ladderVersion(),
-        platform: `${process.platform}-${process.arch}`,
+        platform,
         size: bytes.length,
         sha256: createHash('sha256').update(bytes).digest('hex'),
         issued: new Date().toISOString(),
@@ -221,16 +334,20 @@ export async function run(argv: string[]): Promise<number> {
     );
     copyFileSync(tmpOut, out);
     chmodSync(out, 0o755);
-    rmSync(tmpOut, { force: true });
     writeFileSync(`${out}.sig`, sig);
     console.log(
-      `ladder build-client: ${out} (${bytes.length} bytes, version ${ladderVersion()}) and ${out}.sig`,
+      `ladder build-client: ${out} for ${platform} (${bytes.length} bytes, version ${ladderVersion()}) and ${out}.sig`,
     );
+    if (target?.format === 'macho')
+      console.log(
+        `ladder build-client: the macOS client is unsigned: on a Mac, run 'codesign --force --sign - ${out}' before starting it`,
+      );
     console.log(
       `ladder build-client: operator public key ${operatorPublicKey(privateKey).toString('base64url')} (users' --from URLs end in #ladder-pub=<it>)`,
     );
     return 0;
   } finally {
+    rmSync(tmpOut, { force: true });
     rmSync(work, { recursive: true, force: true });
   }
 }

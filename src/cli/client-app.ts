@@ -10,7 +10,12 @@ import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { LadderError } from '../errors.js';
-import { ClientController, type DialersBuilder } from '../app/client-controller.js';
+import {
+  ClientController,
+  type DialersBuilder,
+  type RefreshOptions,
+  type Updater,
+} from '../app/client-controller.js';
 import { UiServer } from '../app/ui-server.js';
 import { parseLadderKey } from '../codec/ladder-key.js';
 import type { Target } from '../transport/types.js';
@@ -25,7 +30,15 @@ import { formatHostPort, parseHostPort } from './args.js';
 import { cappedFetch } from '../app/capped-fetch.js';
 import { DirectDialer } from '../transport/direct.js';
 import { runPageProbe } from './page-probe.js';
-import { ladderVersion } from './version.js';
+import { ladderVersion, runningAsSea } from './version.js';
+import type { StreamDialer } from '../transport/types.js';
+import {
+  applySignedRelease,
+  fetchSignedRelease,
+  isNewer,
+  releaseOrigin,
+  type SignedRelease,
+} from './client-release-fetch.js';
 
 /** The client's app flags (joined into its parseFlags options). */
 export const UI_FLAGS = {
@@ -33,6 +46,7 @@ export const UI_FLAGS = {
   'ui-allow-remote': { type: 'boolean' },
   'ui-keys': { type: 'string' },
   'probe-check-url': { type: 'string' },
+  'update-exe': { type: 'string' },
 } as const;
 
 export const UI_HELP = `control page (docs/client.md):
@@ -44,13 +58,16 @@ export const UI_HELP = `control page (docs/client.md):
   --ui-keys <file>       where the page keeps keys, mode 0600 (default ~/.ladder-client-keys.json)
   --probe-check-url <url>
                          the plain-HTTP URL the page's probe fetches through each transport
-                         (default http://example.com/)`;
+                         (default http://example.com/)
+  --update-exe <file>    the single-file client the page's update replaces (default: this one,
+                         when it runs as one; from npm, the page offers no update to apply)`;
 
 export interface UiConfig {
   readonly at: Target;
   readonly allowRemote: boolean;
   readonly keyFile: string;
   readonly probeCheckUrl?: string;
+  readonly updateExe?: string;
 }
 
 const isLoopback = (host: string): boolean =>
@@ -63,11 +80,12 @@ export function uiConfig(
     'ui-allow-remote'?: boolean | undefined;
     'ui-keys'?: string | undefined;
     'probe-check-url'?: string | undefined;
+    'update-exe'?: string | undefined;
   },
   home = homedir(),
 ): UiConfig | undefined {
   if (v.ui === undefined) {
-    const stray = (['ui-allow-remote', 'ui-keys', 'probe-check-url'] as const).find(
+    const stray = (['ui-allow-remote', 'ui-keys', 'probe-check-url', 'update-exe'] as const).find(
       (f) => v[f] !== undefined,
     );
     if (stray)
@@ -87,6 +105,7 @@ export function uiConfig(
     ...(v['probe-check-url'] !== undefined
       ? { probeCheckUrl: checkHttpUrl(v['probe-check-url'], '--probe-check-url') }
       : {}),
+    ...(v['update-exe'] !== undefined ? { updateExe: v['update-exe'] } : {}),
   };
 }
 
@@ -183,6 +202,126 @@ export interface ClientApp {
   close(): Promise<void>;
 }
 
+/** The controller of the app, and of `--server <online key>` without --ui (keys in memory). */
+function appController(
+  o: {
+    routing: RoutingConfig | undefined;
+    keyOptions: KeyDialerOptions;
+    keyFile?: string;
+    print: (line: string) => void;
+    tun?: { direct: RoutedDialerSetup['direct']; beforeConnect: (uri: string) => void };
+    refresh?: RefreshOptions;
+    updater?: Updater;
+  },
+  probeCheckUrl?: string,
+): ClientController {
+  let controller: ClientController | undefined = undefined;
+  const build = appDialersBuilder(
+    o.routing,
+    o.keyOptions,
+    (line) => {
+      o.print(`ladder client: ${line}`);
+      controller?.logs.log('info', line.replace(/^route .*/, 'route decided'));
+    },
+    o.tun?.direct,
+  );
+  controller = new ClientController({
+    ...(o.keyFile !== undefined ? { keyFile: o.keyFile } : {}),
+    build,
+    fetch: async (url, via) =>
+      (await cappedFetch(url, { dialer: via ?? new DirectDialer() })).body.toString('utf8'),
+    probe: (uri) =>
+      runPageProbe(uri, probeCheckUrl !== undefined ? { checkUrl: probeCheckUrl } : {}),
+    ...(o.tun ? { beforeConnect: o.tun.beforeConnect } : {}),
+    ...(o.refresh ? { refresh: o.refresh } : {}),
+    ...(o.updater ? { updater: o.updater } : {}),
+  });
+  return controller;
+}
+
+/** How long the page's update may take to download the client. */
+const UPDATE_TIMEOUT_MS = 300_000;
+
+/**
+ * The page's updates: each client URL of the key document is checked as `ladder update` checks
+ * it (signature, platform, newer version), through the tunnel and then directly; applying
+ * replaces `exe` (this single-file client by default) after checking size and SHA-256.
+ */
+export function releaseUpdater(exe: string | undefined): Updater {
+  const attempt = async <T>(
+    via: StreamDialer | undefined,
+    f: (d: StreamDialer) => Promise<T>,
+  ): Promise<T> => {
+    if (!via) return f(new DirectDialer());
+    try {
+      return await f(via);
+    } catch {
+      return f(new DirectDialer());
+    }
+  };
+  return {
+    async check(urls, via) {
+      const failures: string[] = [];
+      let found = false;
+      for (const u of urls) {
+        let signed: SignedRelease;
+        try {
+          signed = await attempt(via, (d) =>
+            fetchSignedRelease(u, d, "the key document's client URL"),
+          );
+        } catch (err) {
+          failures.push((err as Error).message);
+          continue;
+        }
+        found = true;
+        if (!isNewer(signed.release, ladderVersion())) continue;
+        const version = signed.release.version;
+        return {
+          version,
+          size: signed.release.size,
+          from: releaseOrigin(signed),
+          apply: async (v) => {
+            if (!exe)
+              throw new LadderError(
+                'ERR_USAGE',
+                'this ladder runs from npm, not as a single-file client: update it with npm, or start the client with --update-exe <file>',
+              );
+            await attempt(v, (d) => applySignedRelease(signed, d, exe, UPDATE_TIMEOUT_MS));
+            return `client updated to version ${version} (${exe}): restart it to run the new version`;
+          },
+        };
+      }
+      if (!found && failures.length > 0)
+        throw new LadderError('ERR_KEY_DOCUMENT', failures.join('; '));
+      return undefined;
+    },
+  };
+}
+
+/**
+ * `ladder client --server <online key>` without --ui: the key is fetched before the proxies start
+ * (an error if no fetch succeeds), then fetched again on a schedule and when every transport fails;
+ * what happens is printed. Nothing is written to disk: the last good key lives as long as the
+ * process.
+ */
+export async function startOnlineKeyClient(
+  uri: string,
+  o: {
+    routing: RoutingConfig | undefined;
+    keyOptions: KeyDialerOptions;
+    print: (line: string) => void;
+    tun?: { direct: RoutedDialerSetup['direct']; beforeConnect: (uri: string) => void };
+    refresh?: RefreshOptions;
+  },
+): Promise<ClientController> {
+  const c = appController(o);
+  c.logs.subscribe((line) => {
+    if (/^online key|^skipping/.test(line.text)) o.print(`ladder client: ${line.text}`);
+  });
+  await c.connect(await c.importKey(uri));
+  return c;
+}
+
 /** Builds the app for `cfg`; `serverKey` (--server), if given, is imported and connected. */
 export function buildClientApp(
   cfg: UiConfig,
@@ -195,25 +334,14 @@ export function buildClientApp(
     tun?: { direct: RoutedDialerSetup['direct']; beforeConnect: (uri: string) => void };
   },
 ): ClientApp {
-  let controller: ClientController | undefined = undefined;
-  const build = appDialersBuilder(
-    o.routing,
-    o.keyOptions,
-    (line) => {
-      o.print(`ladder client: ${line}`);
-      controller?.logs.log('info', line.replace(/^route .*/, 'route decided'));
+  const controller = appController(
+    {
+      ...o,
+      keyFile: cfg.keyFile,
+      updater: releaseUpdater(cfg.updateExe ?? (runningAsSea() ? process.execPath : undefined)),
     },
-    o.tun?.direct,
+    cfg.probeCheckUrl,
   );
-  controller = new ClientController({
-    keyFile: cfg.keyFile,
-    build,
-    fetch: async (url, via) =>
-      (await cappedFetch(url, { dialer: via ?? new DirectDialer() })).body.toString('utf8'),
-    probe: (uri) =>
-      runPageProbe(uri, cfg.probeCheckUrl !== undefined ? { checkUrl: cfg.probeCheckUrl } : {}),
-    ...(o.tun ? { beforeConnect: o.tun.beforeConnect } : {}),
-  });
   const c = controller;
   let server: UiServer | undefined;
   return {

@@ -18,7 +18,8 @@ import {
   ROUTING_HELP,
   routingConfig,
 } from './routing-setup.js';
-import { buildClientApp, UI_FLAGS, UI_HELP, uiConfig } from './client-app.js';
+import { buildClientApp, startOnlineKeyClient, UI_FLAGS, UI_HELP, uiConfig } from './client-app.js';
+import { isOnlineKeyUri } from '../codec/online-key.js';
 
 const HELP = `ladder client --server <key> [--socks <host:port>] [--http <host:port>] [options]
 
@@ -27,7 +28,9 @@ by the key URI.
 
 options:
   --server <key>         the access key of the server to use: ss://, trojan://, or ladder://
-                         (several transports, tried in order, moving on when one is blocked)
+                         (several transports, tried in order, moving on when one is blocked), or
+                         an online key (ssconf://, https://, a Ladder signed key document's URL):
+                         fetched at start, and again hourly and when no transport gets through
   --socks <host:port>    SOCKS5 proxy (CONNECT and UDP ASSOCIATE) (default 127.0.0.1:1080)
   --http <host:port>     HTTP proxy (CONNECT and plain requests) (default 127.0.0.1:8080)
   --no-socks, --no-http  do not start that proxy
@@ -67,28 +70,57 @@ ${ROUTING_HELP}
 
 ${UI_HELP}`;
 
+const CLIENT_FLAGS = {
+  server: { type: 'string' },
+  socks: { type: 'string' },
+  http: { type: 'string' },
+  'no-socks': { type: 'boolean' },
+  'no-http': { type: 'boolean' },
+  user: { type: 'string' },
+  'mux-sessions': { type: 'string' },
+  'first-payload-wait': { type: 'string' },
+  'max-connections-per-server': { type: 'string' },
+  'rotate-after': { type: 'string' },
+  tun: { type: 'boolean' },
+  'tun-name': { type: 'string' },
+  'tun-mtu': { type: 'string' },
+  'no-kill-switch': { type: 'boolean' },
+  'tun-cleanup': { type: 'boolean' },
+  'tcp-congestion': { type: 'string' },
+  ...ROUTING_FLAGS,
+  ...UI_FLAGS,
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/**
+ * The options every key's dialers get: Mux.Cool sessions, first-payload wait, connection cap and
+ * rotation volume.
+ */
+function keyOptionsOf(values: {
+  'mux-sessions'?: string | undefined;
+  'first-payload-wait'?: string | undefined;
+  'max-connections-per-server'?: string | undefined;
+  'rotate-after'?: string | undefined;
+}): {
+  maxConnectionsPerServer?: number;
+  rotateAfterBytes?: number;
+  muxSessionsPerConnection?: number;
+  firstPayloadWaitMs?: number;
+} {
+  const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
+  const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
+  const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
+  const rotateAfterBytes = parseRotateAfter(values['rotate-after']);
+  return {
+    ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
+    ...(rotateAfterBytes !== undefined ? { rotateAfterBytes } : {}),
+    ...(muxSessionsPerConnection ? { muxSessionsPerConnection } : {}),
+    ...(firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs } : {}),
+  };
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags('client', argv, {
-    server: { type: 'string' },
-    socks: { type: 'string' },
-    http: { type: 'string' },
-    'no-socks': { type: 'boolean' },
-    'no-http': { type: 'boolean' },
-    user: { type: 'string' },
-    'mux-sessions': { type: 'string' },
-    'first-payload-wait': { type: 'string' },
-    'max-connections-per-server': { type: 'string' },
-    'rotate-after': { type: 'string' },
-    tun: { type: 'boolean' },
-    'tun-name': { type: 'string' },
-    'tun-mtu': { type: 'string' },
-    'no-kill-switch': { type: 'boolean' },
-    'tun-cleanup': { type: 'boolean' },
-    'tcp-congestion': { type: 'string' },
-    ...ROUTING_FLAGS,
-    ...UI_FLAGS,
-    help: { type: 'boolean', short: 'h' },
-  });
+  const { values } = parseFlags('client', argv, CLIENT_FLAGS);
   if (values.help) {
     console.log(HELP);
     return 0;
@@ -97,38 +129,46 @@ export async function run(argv: string[]): Promise<number> {
   const ui = uiConfig(values);
   if (!values.server && !ui)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
-  const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
-  const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
-  const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
-  const rotateAfterBytes = parseRotateAfter(values['rotate-after']);
+  const keyOptions = keyOptionsOf(values);
   await useCongestionControl(values['tcp-congestion']);
   const routing = routingConfig(values);
-  const keyOptions = {
-    ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
-    ...(rotateAfterBytes !== undefined ? { rotateAfterBytes } : {}),
-    ...(muxSessionsPerConnection ? { muxSessionsPerConnection } : {}),
-    ...(firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs } : {}),
-  };
   // Under --tun, a key the page connects has its servers routed around the device first.
   let tunHandle: TunHandle | undefined;
+  const tunHooks = values.tun
+    ? {
+        tun: {
+          direct: tunBypass,
+          beforeConnect: (uri: string) => tunHandle?.addServers(serverEndpointsOfKey(uri)),
+        },
+      }
+    : {};
+  // An online key without the page: fetched now, and again while connected (client-app.ts).
+  const online =
+    !ui && values.server !== undefined && isOnlineKeyUri(values.server)
+      ? await startOnlineKeyClient(values.server, {
+          routing,
+          keyOptions,
+          print: (l) => console.log(l),
+          ...tunHooks,
+        })
+      : undefined;
+  const serverUri = online?.activeUri() ?? values.server;
   const app = ui
     ? buildClientApp(ui, {
         routing,
         keyOptions,
         serverKey: values.server,
         print: (l) => console.log(l),
-        ...(values.tun
-          ? {
-              tun: {
-                direct: tunBypass,
-                beforeConnect: (uri: string) => tunHandle?.addServers(serverEndpointsOfKey(uri)),
-              },
-            }
-          : {}),
+        ...tunHooks,
       })
     : undefined;
-  const { dialer, packetDialer, started } = app
-    ? { ...app.controller, started: [] }
+  const controller = app?.controller ?? online;
+  const { dialer, packetDialer, started } = controller
+    ? {
+        dialer: controller.dialer,
+        packetDialer: controller.packetDialer,
+        started: online ? [`ladder client: carrying traffic through ${online.state().what}`] : [],
+      }
     : keyDialers(values.server!, routing, keyOptions, values.tun === true);
   const users = parseUser(values.user);
   const closers: (() => Promise<void>)[] = [];
@@ -144,7 +184,7 @@ export async function run(argv: string[]): Promise<number> {
     tunHandle = await startTun(
       tun,
       { stream: dialer, packet: packetDialer },
-      values.server ? serverEndpointsOfKey(values.server) : [],
+      serverUri && !isOnlineKeyUri(serverUri) ? serverEndpointsOfKey(serverUri) : [],
       (l) => console.log(l),
     );
     closers.push(tunHandle);
@@ -160,6 +200,7 @@ export async function run(argv: string[]): Promise<number> {
   await app?.start(proxies.ports);
   await untilSignal();
   await app?.close();
+  online?.disconnect();
   await Promise.all(closers.map((c) => c()));
   return 0;
 }

@@ -86,6 +86,28 @@ function httpsUrl(text: string, flag: string): string {
   return u.href;
 }
 
+/**
+ * The document's serial: `--serial` when given, else one more than the document at `out` (signed
+ * with this operator key), else 1.
+ */
+function nextSerial(given: string | undefined, out: string | undefined, pub: Buffer): number {
+  if (given !== undefined) {
+    const serial = Number(given);
+    if (!Number.isSafeInteger(serial) || serial < 1)
+      throw new LadderError('ERR_USAGE', `--serial '${given}' must be a whole number from 1 up`);
+    return serial;
+  }
+  if (!out || !existsSync(out)) return 1;
+  try {
+    return openKeyDocument(readFileSync(out, 'utf8'), pub).serial + 1;
+  } catch {
+    throw new ConfigError(
+      'ERR_KEY_DOCUMENT',
+      `--out ${out} holds no document signed with this operator key: give --serial, or another --out`,
+    );
+  }
+}
+
 export function keysPublish(argv: string[]): number {
   const { values } = parseFlags('keys publish', argv, {
     'operator-key': { type: 'string' },
@@ -121,27 +143,7 @@ export function keysPublish(argv: string[]): number {
   const mirrors = [url, ...(values.mirror ?? []).map((m) => httpsUrl(m, '--mirror'))];
   const { privateKey, made } = operatorSigningKey(values['operator-key']);
   const pub = operatorPublicKey(privateKey);
-  let serial: number;
-  if (values.serial !== undefined) {
-    serial = Number(values.serial);
-    if (!Number.isSafeInteger(serial) || serial < 1)
-      throw new LadderError(
-        'ERR_USAGE',
-        `--serial '${values.serial}' must be a whole number from 1 up`,
-      );
-  } else {
-    serial = 1;
-    if (values.out && existsSync(values.out)) {
-      try {
-        serial = openKeyDocument(readFileSync(values.out, 'utf8'), pub).serial + 1;
-      } catch {
-        throw new ConfigError(
-          'ERR_KEY_DOCUMENT',
-          `--out ${values.out} holds no document signed with this operator key: give --serial, or another --out`,
-        );
-      }
-    }
-  }
+  const serial = nextSerial(values.serial, values.out, pub);
   const body = checkKeyDocumentBody({
     serial,
     issued: new Date().toISOString(),

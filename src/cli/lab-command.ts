@@ -180,7 +180,7 @@ async function report(argv: string[]): Promise<number> {
     columns: { type: 'string' },
   });
   const lab = await needLab();
-  const card = await import('../lab/report.js');
+  const card = await import('../lab/card.js');
   const plan = lab.planLab(values.prefix);
   const wasUp = lab.labNamespaces(plan.prefix).length > 0;
   if (!wasUp) await lab.labUp(plan);

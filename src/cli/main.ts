@@ -4,7 +4,7 @@
  * on demand so that `ladder keys new` does not pay for the server's imports.
  * @module
  */
-import { LadderError } from '../errors.js';
+import { LadderError, hasCode } from '../errors.js';
 import { configureNativeAead } from '../crypto/native-aead.js';
 
 const USAGE = `ladder <command> [options]
@@ -16,7 +16,7 @@ commands:
   demo     start a server and a client on loopback with a fresh key (what npm start runs)
   lab      the adversary lab: ladder lab up | down | run | exec <ns> -- <cmd>
   probe    what is blocked from here, and how: ladder probe --key <uri> [URL ...]
-  build-client  make a signed single-file client: ladder build-client --operator-key <file> --out <file>
+  build-client  make a signed single-file client: ladder build-client --operator-key <file> --out <file> [--platform <name>]
   update   replace this single-file client with a newer signed one: ladder update --from <url>
 
 Run 'ladder <command> --help' for a command's options.`;
@@ -63,7 +63,8 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof LadderError) {
       console.error(`ladder: ${err.message}`);
-      process.exitCode = err.code === 'ERR_USAGE' ? 2 : 1;
+      // 2: the command line (or a file it names for --rules, --geoip) must change to start at all
+      process.exitCode = hasCode(err, 'ERR_USAGE', 'ERR_RULES', 'ERR_GEOIP') ? 2 : 1;
     } else {
       console.error('ladder: unexpected error:', err);
       process.exitCode = 70;

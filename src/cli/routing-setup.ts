@@ -87,6 +87,11 @@ export function routingConfig(v: RoutingValues): RoutingConfig | undefined {
       `--rules ${v.rules.slice(0, 30)}: the presets are: preset:cn`,
     );
   const ipPort = (flag: string, text: string): Target => {
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text))
+      throw new LadderError(
+        'ERR_USAGE',
+        `${flag} '${text.slice(0, 60)}': give an IP address and port, e.g. 223.5.5.5:53; ${flag === '--dns-remote' ? 'the query is DNS over TCP inside the tunnel (DoT and DoH are not offered)' : 'the query is plain DNS over UDP'}`,
+      );
     const t = parseHostPort(text, flag);
     if (!/^[0-9.]+$|:/.test(t.host))
       throw new LadderError(

@@ -207,21 +207,7 @@ export function tunRoutingUp(r: TunRouting): void {
         `${PREF.dnsDirect}`,
         ...tag,
       ]);
-  for (const proto of ['udp', 'tcp'])
-    ip([
-      '-4',
-      'rule',
-      'add',
-      'ipproto',
-      proto,
-      'dport',
-      '53',
-      'lookup',
-      TUN_TABLE,
-      'pref',
-      `${PREF.dns}`,
-      ...tag,
-    ]);
+  dnsRules('-4', tag);
   serverRules('-4', r.servers4, tag);
   for (const b of r.bypass4)
     ip([
@@ -239,21 +225,7 @@ export function tunRoutingUp(r: TunRouting): void {
   if (r.killSwitch) ip(['-4', 'rule', 'add', 'unreachable', 'pref', `${PREF.kill}`, ...tag]);
   if (r.ipv6) {
     ip(['-6', 'route', 'add', 'default', 'dev', r.name, 'table', TUN_TABLE, 'proto', TUN_PROTO]);
-    for (const proto of ['udp', 'tcp'])
-      ip([
-        '-6',
-        'rule',
-        'add',
-        'ipproto',
-        proto,
-        'dport',
-        '53',
-        'lookup',
-        TUN_TABLE,
-        'pref',
-        `${PREF.dns}`,
-        ...tag,
-      ]);
+    dnsRules('-6', tag);
     serverRules('-6', r.servers6, tag);
     if (r.killSwitch) ip(['-6', 'rule', 'add', 'unreachable', 'pref', `${PREF.kill}`, ...tag]);
   } else if (tryIp(['-6', 'rule', 'add', 'unreachable', 'pref', `${PREF.kill}`, ...tag])) {
@@ -263,6 +235,25 @@ export function tunRoutingUp(r: TunRouting): void {
   // Last: from here on, new connections enter the device.
   if (r.ipv6) ip(['-6', 'rule', 'add', 'lookup', TUN_TABLE, 'pref', `${PREF.tun}`, ...tag]);
   ip(['-4', 'rule', 'add', 'lookup', TUN_TABLE, 'pref', `${PREF.tun}`, ...tag]);
+}
+
+/** DNS (UDP and TCP port 53) of one family goes to the device, whatever the destination. */
+function dnsRules(family: '-4' | '-6', tag: readonly string[]): void {
+  for (const proto of ['udp', 'tcp'])
+    ip([
+      family,
+      'rule',
+      'add',
+      'ipproto',
+      proto,
+      'dport',
+      '53',
+      'lookup',
+      TUN_TABLE,
+      'pref',
+      `${PREF.dns}`,
+      ...tag,
+    ]);
 }
 
 /** Routes more servers' flows around the device (rule 7700), once the tunnel is up. */

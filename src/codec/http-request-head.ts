@@ -162,6 +162,113 @@ function latin1(buf: Uint8Array, from: number, to: number): string {
   return Buffer.from(buf.buffer, buf.byteOffset + from, to - from).toString('latin1');
 }
 
+/**
+ * An absolute-form target's `scheme "://" host [":" port]` at `p` (its first byte is not '/'):
+ * where the path starts and the host, 'more' when the buffer ends first, 'bad' at a byte nginx
+ * refuses.
+ */
+function parseAbsolutePrefix(
+  buf: Uint8Array,
+  start: number,
+): { p: number; uriHost: string } | 'more' | 'bad' {
+  let p = start;
+  if (!isAlpha(buf[p]!)) return 'bad';
+  // scheme ":" "//" host [":" port]
+  while (
+    p < buf.length &&
+    (isAlpha(buf[p]!) || isDigit(buf[p]!) || buf[p] === 0x2b || buf[p] === 0x2d || buf[p] === 0x2e)
+  )
+    p++;
+  if (p >= buf.length) return 'more';
+  if (buf[p] !== 0x3a) return 'bad';
+  for (let k = 1; k <= 2; k++) {
+    if (p + k >= buf.length) return 'more';
+    if (buf[p + k] !== 0x2f) return 'bad';
+  }
+  p += 3;
+  const hostStart = p;
+  if (p >= buf.length) return 'more';
+  if (buf[p] === 0x5b) {
+    while (p < buf.length && buf[p] !== 0x5d) {
+      const d = buf[p]!;
+      if (!(
+        isDigit(d) ||
+        isAlpha(d) ||
+        d === 0x3a ||
+        d === 0x2e ||
+        d === 0x5b ||
+        d === 0x25 ||
+        d === 0x5f ||
+        d === 0x2d ||
+        d === 0x7e
+      ))
+        return 'bad';
+      p++;
+    }
+    if (p >= buf.length) return 'more';
+    p++;
+  } else {
+    while (
+      p < buf.length &&
+      (isAlpha(buf[p]!) || isDigit(buf[p]!) || buf[p] === 0x2e || buf[p] === 0x2d)
+    )
+      p++;
+  }
+  if (p >= buf.length) return 'more';
+  const hostEnd = p;
+  if (buf[p] === 0x3a) {
+    p++;
+    while (p < buf.length && isDigit(buf[p]!)) p++;
+    if (p >= buf.length) return 'more';
+  }
+  const c = buf[p]!;
+  if (c !== 0x2f && c !== 0x3f && c !== SP && c !== CR && c !== LF) return 'bad';
+  return { p, uriHost: latin1(buf, hostStart, hostEnd) };
+}
+
+/**
+ * `"HTTP/" major "." minor` at `start`, spaces, then the line's end: where the line ends and the
+ * version (major × 1000 + minor); 505 for a major version above 1.
+ */
+function parseVersionEnd(
+  buf: Uint8Array,
+  start: number,
+): { end: number; version: number } | 'more' | 'bad' | 505 {
+  let p = start;
+  const proto = 'HTTP/';
+  for (let k = 0; k < proto.length; k++, p++) {
+    if (p >= buf.length) return 'more';
+    if (buf[p] !== proto.charCodeAt(k)) return 'bad';
+  }
+  if (p >= buf.length) return 'more';
+  if (buf[p]! < 0x31 || buf[p]! > 0x39) return 'bad';
+  let major = 0;
+  while (p < buf.length && isDigit(buf[p]!)) {
+    if (major > 99) return 'bad'; // nginx tests the value before each digit: 100 passes, 1000 not
+    major = major * 10 + buf[p]! - 0x30;
+    p++;
+  }
+  if (p >= buf.length) return 'more';
+  if (buf[p] !== 0x2e) return 'bad';
+  if (major > 1) return 505;
+  p++;
+  if (p >= buf.length) return 'more';
+  if (!isDigit(buf[p]!)) return 'bad';
+  let minor = 0;
+  while (p < buf.length && isDigit(buf[p]!)) {
+    if (minor > 99) return 'bad';
+    minor = minor * 10 + buf[p]! - 0x30;
+    p++;
+  }
+  while (p < buf.length && buf[p] === SP) p++;
+  if (p >= buf.length) return 'more';
+  const version = major * 1000 + minor;
+  if (buf[p] === LF) return { end: p + 1, version };
+  if (buf[p] !== CR) return 'bad';
+  if (p + 1 >= buf.length) return 'more';
+  return buf[p + 1] === LF ? { end: p + 2, version } : 'bad';
+}
+
 /** The request line, byte by byte, refusing at the first byte nginx refuses. */
 function parseRequestLine(buf: Uint8Array): LineResult {
   let p = 0;
@@ -184,62 +291,11 @@ function parseRequestLine(buf: Uint8Array): LineResult {
   let uriHost: string | null = null;
   let c = buf[p]!;
   if (c !== 0x2f) {
-    if (!isAlpha(c)) return bad;
-    // scheme ":" "//" host [":" port]
-    while (
-      p < buf.length &&
-      (isAlpha(buf[p]!) ||
-        isDigit(buf[p]!) ||
-        buf[p] === 0x2b ||
-        buf[p] === 0x2d ||
-        buf[p] === 0x2e)
-    )
-      p++;
-    if (p >= buf.length) return more;
-    if (buf[p] !== 0x3a) return bad;
-    for (let k = 1; k <= 2; k++) {
-      if (p + k >= buf.length) return more;
-      if (buf[p + k] !== 0x2f) return bad;
-    }
-    p += 3;
-    const hostStart = p;
-    if (p >= buf.length) return more;
-    if (buf[p] === 0x5b) {
-      while (p < buf.length && buf[p] !== 0x5d) {
-        const d = buf[p]!;
-        if (!(
-          isDigit(d) ||
-          isAlpha(d) ||
-          d === 0x3a ||
-          d === 0x2e ||
-          d === 0x5b ||
-          d === 0x25 ||
-          d === 0x5f ||
-          d === 0x2d ||
-          d === 0x7e
-        ))
-          return bad;
-        p++;
-      }
-      if (p >= buf.length) return more;
-      p++;
-    } else {
-      while (
-        p < buf.length &&
-        (isAlpha(buf[p]!) || isDigit(buf[p]!) || buf[p] === 0x2e || buf[p] === 0x2d)
-      )
-        p++;
-    }
-    if (p >= buf.length) return more;
-    const hostEnd = p;
-    if (buf[p] === 0x3a) {
-      p++;
-      while (p < buf.length && isDigit(buf[p]!)) p++;
-      if (p >= buf.length) return more;
-    }
-    uriHost = latin1(buf, hostStart, hostEnd);
-    c = buf[p]!;
-    if (c !== 0x2f && c !== 0x3f && c !== SP && c !== CR && c !== LF) return bad;
+    const abs = parseAbsolutePrefix(buf, p);
+    if (abs === 'more') return more;
+    if (abs === 'bad') return bad;
+    p = abs.p;
+    uriHost = abs.uriHost;
     uriStart = p;
   }
   // path and query: no controls, no DEL; SP, CR or LF ends it
@@ -273,37 +329,11 @@ function parseRequestLine(buf: Uint8Array): LineResult {
   while (p < buf.length && buf[p] === SP) p++;
   if (p >= buf.length) return more;
   if (buf[p] === CR || buf[p] === LF) return end09(p);
-  const proto = 'HTTP/';
-  for (let k = 0; k < proto.length; k++, p++) {
-    if (p >= buf.length) return more;
-    if (buf[p] !== proto.charCodeAt(k)) return bad;
-  }
-  if (p >= buf.length) return more;
-  if (buf[p]! < 0x31 || buf[p]! > 0x39) return bad;
-  let major = 0;
-  while (p < buf.length && isDigit(buf[p]!)) {
-    if (major > 99) return bad; // nginx tests the value before each digit: 100 passes, 1000 not
-    major = major * 10 + buf[p]! - 0x30;
-    p++;
-  }
-  if (p >= buf.length) return more;
-  if (buf[p] !== 0x2e) return bad;
-  if (major > 1) return { kind: 'error', status: 505 };
-  p++;
-  if (p >= buf.length) return more;
-  if (!isDigit(buf[p]!)) return bad;
-  let minor = 0;
-  while (p < buf.length && isDigit(buf[p]!)) {
-    if (minor > 99) return bad;
-    minor = minor * 10 + buf[p]! - 0x30;
-    p++;
-  }
-  while (p < buf.length && buf[p] === SP) p++;
-  if (p >= buf.length) return more;
-  if (buf[p] === LF) return line(p + 1, major * 1000 + minor);
-  if (buf[p] !== CR) return bad;
-  if (p + 1 >= buf.length) return more;
-  return buf[p + 1] === LF ? line(p + 2, major * 1000 + minor) : bad;
+  const v = parseVersionEnd(buf, p);
+  if (v === 'more') return more;
+  if (v === 'bad') return bad;
+  if (v === 505) return { kind: 'error', status: 505 };
+  return line(v.end, v.version);
 }
 
 type HeaderLineResult =

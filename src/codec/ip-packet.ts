@@ -93,6 +93,30 @@ export function decodeIpv4Flow(packet: Uint8Array): Ipv4Flow | null {
 }
 
 /**
+ * Writes a TCP or UDP header's new ports at `f.l4` and adjusts its checksum by the changed address
+ * words (`addrOld` → `addrNew`, one's-complement sums) and ports (RFC 1624). A UDP checksum of 0
+ * (none) stays 0.
+ */
+function rewritePorts(
+  packet: Uint8Array,
+  f: { protocol: number; l4: number; srcPort: number; dstPort: number },
+  addrOld: number,
+  addrNew: number,
+  srcPort: number,
+  dstPort: number,
+): void {
+  const at = f.l4 + (f.protocol === IP_PROTO.TCP ? 16 : 6);
+  const old = u16(packet, at);
+  put16(packet, f.l4, srcPort);
+  put16(packet, f.l4 + 2, dstPort);
+  if (f.protocol === IP_PROTO.UDP && old === 0) return;
+  let c = adjust(old, addrOld + f.srcPort + f.dstPort, addrNew + srcPort + dstPort);
+  // RFC 768: a computed UDP checksum of 0 is sent as all ones.
+  if (f.protocol === IP_PROTO.UDP && c === 0) c = 0xffff;
+  put16(packet, at, c);
+}
+
+/**
  * Rewrites an IPv4 TCP or UDP packet's addresses and ports in place, adjusting the IPv4 header
  * checksum and the TCP/UDP checksum by the changed words (RFC 1624). `f` is the packet's own
  * {@link decodeIpv4Flow}. A UDP checksum of 0 (none, RFC 768) stays 0.
@@ -110,15 +134,7 @@ export function rewriteIpv4Flow(
   put32(packet, 12, src);
   put32(packet, 16, dst);
   put16(packet, 10, adjust(u16(packet, 10), addrOld, addrNew));
-  put16(packet, f.l4, srcPort);
-  put16(packet, f.l4 + 2, dstPort);
-  const at = f.l4 + (f.protocol === IP_PROTO.TCP ? 16 : 6);
-  const old = u16(packet, at);
-  if (f.protocol === IP_PROTO.UDP && old === 0) return;
-  let c = adjust(old, addrOld + f.srcPort + f.dstPort, addrNew + srcPort + dstPort);
-  // RFC 768: a computed UDP checksum of 0 is sent as all ones.
-  if (f.protocol === IP_PROTO.UDP && c === 0) c = 0xffff;
-  put16(packet, at, c);
+  rewritePorts(packet, f, addrOld, addrNew, srcPort, dstPort);
 }
 
 /** The bytes of an IPv4/UDP packet around `payload` (TTL 64, DF clear, both checksums set). */
@@ -243,15 +259,7 @@ export function rewriteIpv6Flow(
   packet.set(src, 8);
   packet.set(dst, 24);
   const addrNew = sumWords(packet, 8, 40);
-  const at = f.l4 + (f.protocol === IP_PROTO.TCP ? 16 : 6);
-  const old = u16(packet, at);
-  const oldPorts = f.srcPort + f.dstPort;
-  put16(packet, f.l4, srcPort);
-  put16(packet, f.l4 + 2, dstPort);
-  if (f.protocol === IP_PROTO.UDP && old === 0) return;
-  let c = adjust(old, addrOld + oldPorts, addrNew + srcPort + dstPort);
-  if (f.protocol === IP_PROTO.UDP && c === 0) c = 0xffff;
-  put16(packet, at, c);
+  rewritePorts(packet, f, addrOld, addrNew, srcPort, dstPort);
 }
 
 /** The bytes of an IPv6/UDP packet around `payload` (hop limit 64, the UDP checksum set). */

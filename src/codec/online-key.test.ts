@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { parseSsUri } from './access-key-uri.js';
 import { parseLadderKey } from './ladder-key.js';
+import { v2rayPluginOptions } from './v2ray-plugin.js';
 import {
   checkKeyDocumentBody,
   openKeyDocument,
@@ -98,13 +99,6 @@ test("Outline's answers: ss:// text, legacy JSON, YAML, YAML with anchors, error
       outlineDocumentKey('error:\n  message: Quota exceeded\n  details: Used 100GB out of 100GB'),
     /the operator's server says: Quota exceeded \(Used 100GB/,
   );
-  assert.throws(
-    () =>
-      outlineDocumentKey(
-        'transport:\n  $type: tcpudp\n  tcp:\n    $type: shadowsocks\n    endpoint:\n      $type: websocket\n      url: wss://x/y\n    cipher: chacha20-ietf-poly1305\n    secret: S',
-      ),
-    /only a host:port endpoint/,
-  );
   assert.throws(() => outlineDocumentKey('<html>blocked</html>'), /not a key document|neither/);
   assert.throws(() => outlineDocumentKey('{"server": "h"}'), /server_port/);
 });
@@ -154,4 +148,116 @@ test("a document's keys become one access key: the only one, or a ladder:// key 
   const lk = parseLadderKey(two);
   assert.equal(lk.transports.length, 2);
   assert.equal(lk.name, 'Team');
+});
+
+/** Outline's YAML with `endpoint` indented under a tcpudp transport's tcp dialer. */
+function withEndpoint(endpoint: string[]): string {
+  return [
+    'transport:',
+    '  $type: tcpudp',
+    '  tcp:',
+    '    $type: shadowsocks',
+    '    endpoint:',
+    ...endpoint.map((l) => `      ${l}`),
+    '    cipher: chacha20-ietf-poly1305',
+    '    secret: SS_SECRET',
+  ].join('\n');
+}
+
+// Outline Config Reference, "Shadowsocks over WebSockets" and "Endpoints" (dial, websocket with an
+// inner endpoint, first-supported).
+test("Outline's endpoints: websocket becomes v2ray-plugin mux=0, dial and first-supported", () => {
+  const ws = parseSsUri(
+    outlineDocumentKey(withEndpoint(['$type: websocket', 'url: wss://ws.example/SECRET_PATH/tcp'])),
+  );
+  assert.equal(ws.host, 'ws.example');
+  assert.equal(ws.port, 443);
+  assert.equal(ws.password, 'SS_SECRET');
+  assert.deepEqual(ws.plugin, {
+    name: 'v2ray-plugin',
+    options: { path: '/SECRET_PATH/tcp', host: 'ws.example', tls: '', mux: '0' },
+  });
+  const plugin = v2rayPluginOptions(ws.plugin);
+  assert.equal(plugin?.mux, false);
+  assert.equal(plugin?.tls, true);
+
+  // The inner endpoint is where the client connects; the URL's host stays the name it asks for.
+  const inner = parseSsUri(
+    outlineDocumentKey(
+      withEndpoint(['$type: websocket', 'url: wss://ws.example/p', 'endpoint: 198.18.0.9:8443']),
+    ),
+  );
+  assert.equal(inner.host, '198.18.0.9');
+  assert.equal(inner.port, 8443);
+  assert.equal(inner.plugin?.options.host, 'ws.example');
+
+  const plain = parseSsUri(
+    outlineDocumentKey(withEndpoint(['$type: websocket', 'url: ws://198.18.0.3:8080/x?y=1'])),
+  );
+  assert.equal(plain.port, 8080);
+  assert.equal(plain.plugin?.options.path, '/x?y=1');
+  assert.equal(plain.plugin?.options.tls, undefined);
+
+  const dial = parseSsUri(
+    outlineDocumentKey(withEndpoint(['$type: dial', 'address: 198.18.0.4:4321'])),
+  );
+  assert.equal(dial.host, '198.18.0.4');
+  assert.equal(dial.plugin, undefined);
+
+  const first = parseSsUri(
+    outlineDocumentKey(
+      withEndpoint([
+        '$type: first-supported',
+        'endpoints:',
+        '  - $type: quic',
+        '    address: 198.18.0.5:443',
+        '  - $type: websocket',
+        '    url: wss://ws.example/f',
+      ]),
+    ),
+  );
+  assert.equal(first.plugin?.options.path, '/f');
+});
+
+test("Outline's endpoints Ladder cannot carry are refused, saying what they were", () => {
+  const refused: [string[], RegExp][] = [
+    [
+      [
+        '$type: dial',
+        'address: exit.example:4321',
+        'dialer:',
+        '  $type: shadowsocks',
+        '  address: entry.example:4321',
+      ],
+      /multi-hop/,
+    ],
+    [['$type: quic', 'address: h:1'], /endpoint type 'quic' is not supported/],
+    [['$type: websocket', 'url: https://h/p'], /must start with wss:\/\/ or ws:\/\//],
+    [['$type: websocket'], /needs "url: wss:/],
+    [['$type: first-supported', 'endpoints: []'], /it lists none/],
+    [
+      ['$type: first-supported', 'endpoints:', '  - $type: tls', '    address: h:1'],
+      /no endpoint of first-supported.*'tls'/,
+    ],
+    [
+      ['$type: websocket', 'url: wss://a/p', 'endpoint:', '  $type: websocket', '  url: wss://b/q'],
+      /inside a websocket/,
+    ],
+    [['- h:1'], /host:port or an object/],
+  ];
+  for (const [endpoint, why] of refused)
+    assert.throws(() => outlineDocumentKey(withEndpoint(endpoint)), why, endpoint.join(' '));
+  // Nesting is bounded: a deep chain of first-supported is refused, not followed.
+  const deep = ['$type: first-supported', 'endpoints:'];
+  let indent = '  ';
+  for (let i = 0; i < 8; i++) {
+    deep.push(`${indent}- $type: first-supported`, `${indent}  endpoints:`);
+    indent += '    ';
+  }
+  deep.push(`${indent}- h.example:1`);
+  assert.throws(() => outlineDocumentKey(withEndpoint(deep)), /no endpoint of first-supported/);
+  assert.throws(
+    () => outlineDocumentKey('transport:\n  $type: tcpudp\n  tcp:\n    $type: tls\n'),
+    /only a Shadowsocks TCP transport.*'tls'/,
+  );
 });

@@ -6,8 +6,9 @@
  *   `https://...` as itself. The answer is one of Outline's tunnel configs (Outline Config
  *   Reference, "TunnelConfig"): a Shadowsocks URI (`ss://...`), the legacy JSON
  *   `{"server", "server_port", "password", "method", "prefix"?}`, or the YAML form
- *   `transport: {$type: tcpudp, tcp: {$type: shadowsocks, endpoint: host:port, cipher, secret,
- *   prefix?}, udp: ...}`, or `error: {message, details}` (shown to the user).
+ *   `transport: {$type: tcpudp, tcp: {$type: shadowsocks, endpoint, cipher, secret, prefix?},
+ *   udp: ...}` whose endpoint is host:port, a dial, a websocket (Shadowsocks over WebSocket) or a
+ *   first-supported list of them, or `error: {message, details}` (shown to the user).
  * - Ladder's signed key documents (key-document.ts): an `https://` URL whose fragment carries the
  *   operator's public key, `#ladder-pub=<base64url 32 bytes>[&name=...]`.
  *
@@ -16,7 +17,7 @@
  */
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
-import { formatSsUri, resolveMethod } from './access-key-uri.js';
+import { formatSsUri, resolveMethod, type SsPlugin } from './access-key-uri.js';
 import { formatLadderKey, parseLadderKey } from './ladder-key.js';
 import { ED25519_PUBLIC_KEY_BYTES, type KeyDocumentBody } from './key-document.js';
 
@@ -97,19 +98,95 @@ function prefixBytes(text: unknown): Uint8Array | undefined {
   return out;
 }
 
-function splitEndpoint(endpoint: unknown): { host: string; port: number } {
-  if (typeof endpoint !== 'string')
-    throw bad(
-      'only a host:port endpoint is supported (not a websocket, dial or first-supported endpoint)',
-    );
+function splitEndpoint(endpoint: string): { host: string; port: number } {
   const m = /^\[?([^[\]]+?)\]?:(\d{1,5})$/.exec(endpoint.trim());
   if (!m) throw bad(`the endpoint '${endpoint.slice(0, 80)}' is not host:port`);
   return { host: m[1]!, port: Number(m[2]) };
 }
 
+/** Where a Shadowsocks stream goes: a TCP address, and the WebSocket it rides in, if any. */
+interface SsEndpoint {
+  readonly host: string;
+  readonly port: number;
+  readonly plugin?: SsPlugin;
+}
+
+/** Nesting Outline's endpoints may use before the document is refused (first-supported in dial). */
+const MAX_ENDPOINT_DEPTH = 4;
+
+/**
+ * An Outline stream endpoint (Outline Config Reference, "EndpointConfig") as Ladder can dial it:
+ * - `host:port`, or `{$type: dial, address: host:port}` without a dialer of its own;
+ * - `{$type: websocket, url: wss://host/path, endpoint?: ...}`: the Shadowsocks stream in WebSocket
+ *   binary messages, as outline-ss-server serves it, which is v2ray-plugin's WebSocket mode without
+ *   Mux.Cool (`mux=0`); the inner endpoint, if given, is the address connected to instead of the
+ *   URL's host (which stays the Host header and TLS server name);
+ * - `{$type: first-supported, endpoints: [...]}`: the first of them Ladder can dial.
+ * Anything else (a dial through another dialer, a multi-hop Shadowsocks, an unknown `$type`) is
+ * refused with what it was.
+ */
+function streamEndpoint(e: unknown, depth = 0): SsEndpoint {
+  if (typeof e === 'string') return splitEndpoint(e);
+  if (!e || typeof e !== 'object' || Array.isArray(e) || depth >= MAX_ENDPOINT_DEPTH)
+    throw bad('the endpoint must be host:port or an object with a $type');
+  const o = e as Record<string, unknown>;
+  switch (o.$type) {
+    case 'dial':
+      if (o.dialer !== undefined && o.dialer !== null)
+        throw bad(
+          'a dial endpoint through another dialer (a multi-hop) is not supported: Ladder connects to one server directly',
+        );
+      if (typeof o.address !== 'string') throw bad('a dial endpoint needs "address: host:port"');
+      return splitEndpoint(o.address);
+    case 'websocket': {
+      if (typeof o.url !== 'string') throw bad('a websocket endpoint needs "url: wss://host/path"');
+      let u: URL;
+      try {
+        u = new URL(o.url);
+      } catch {
+        throw bad(`the websocket url '${o.url.slice(0, 80)}' is not a URL`);
+      }
+      if (u.protocol !== 'wss:' && u.protocol !== 'ws:')
+        throw bad(`the websocket url '${o.url.slice(0, 80)}' must start with wss:// or ws://`);
+      if (u.username || u.password)
+        throw bad('a user name or password in the websocket url is not supported');
+      const tls = u.protocol === 'wss:';
+      const name = u.hostname.replace(/^\[|\]$/g, '');
+      const at =
+        o.endpoint === undefined || o.endpoint === null
+          ? { host: name, port: u.port ? Number(u.port) : tls ? 443 : 80 }
+          : streamEndpoint(o.endpoint, depth + 1);
+      if (at.plugin) throw bad('a websocket endpoint inside a websocket endpoint is not supported');
+      const options: Record<string, string> = { path: `${u.pathname}${u.search}`, host: name };
+      if (tls) options.tls = '';
+      options.mux = '0';
+      return { host: at.host, port: at.port, plugin: { name: 'v2ray-plugin', options } };
+    }
+    case 'first-supported': {
+      const list = Array.isArray(o.endpoints) ? o.endpoints.slice(0, 16) : [];
+      const why: string[] = [];
+      for (const x of list) {
+        try {
+          return streamEndpoint(x, depth + 1);
+        } catch (err) {
+          why.push((err as Error).message.replace(/^online key: /, ''));
+        }
+      }
+      throw bad(
+        `no endpoint of first-supported can be used${why.length ? ` (${why.join('; ')})` : ': it lists none'}`,
+      );
+    }
+    default:
+      throw bad(
+        `the endpoint type '${String(o.$type).slice(0, 40)}' is not supported (Ladder takes host:port, dial, websocket and first-supported)`,
+      );
+  }
+}
+
 function ssKey(o: {
   host: string;
   port: number;
+  plugin?: SsPlugin | undefined;
   method: unknown;
   password: unknown;
   prefix?: unknown;
@@ -124,6 +201,7 @@ function ssKey(o: {
     host: o.host,
     port: o.port,
     ...(prefix ? { prefix } : {}),
+    ...(o.plugin ? { plugin: o.plugin } : {}),
     ...(o.tag ? { tag: o.tag } : {}),
   });
 }
@@ -171,8 +249,10 @@ export function outlineDocumentKey(text: string, tag?: string): string {
   if (tr && typeof tr === 'object') {
     const tcp = (tr.$type === 'tcpudp' ? tr.tcp : tr) as Record<string, unknown> | undefined;
     if (!tcp || typeof tcp !== 'object' || tcp.$type !== 'shadowsocks')
-      throw bad('only a Shadowsocks TCP transport is supported in the YAML form');
-    const at = splitEndpoint(tcp.endpoint);
+      throw bad(
+        `only a Shadowsocks TCP transport is supported in the YAML form (this one is '${String(tcp && typeof tcp === 'object' ? tcp.$type : tcp).slice(0, 40)}')`,
+      );
+    const at = streamEndpoint(tcp.endpoint);
     return ssKey({ ...at, method: tcp.cipher, password: tcp.secret, prefix: tcp.prefix, tag });
   }
   throw bad('the document has neither "server" (JSON) nor "transport" (YAML)');

@@ -165,3 +165,56 @@ test('trial decryption: the preferred key (the last match for a client) is tried
   );
   assert.equal(trials, 200);
 });
+
+test('trial decryption in slices: at most triesPerCall keys per push or resume, same outcome', () => {
+  let trials = 0;
+  const keys = Array.from({ length: 100 }, (_, i) => {
+    const key = makeCipherKey('aes-256-gcm', `slice-${i}`);
+    return {
+      id: `k${i}`,
+      key: new Proxy(key, {
+        get(t, p, r): unknown {
+          if (p === 'key') trials++;
+          return Reflect.get(t, p, r) as unknown;
+        },
+      }),
+    };
+  });
+  const table = new SsKeyTable(keys);
+  const now = Date.now();
+  const req = new SsTcpClientSession(
+    makeCipherKey('aes-256-gcm', 'slice-95'),
+    randomBytes,
+  ).encodeRequest({ host: 'example.com', port: 443 }, Buffer.from('hello'), now);
+  // A wrong hint (k3) first: 1 + 29 in the first call, then 30, 30, and k95 is the 6th of the 4th.
+  const acc = new SsTcpAcceptor(table, guard(), randomBytes, keys[3], undefined, 30);
+  const perCall: number[] = [];
+  trials = 0;
+  let got = acc.push(Buffer.from(req), now);
+  perCall.push(trials);
+  while (got === null) {
+    assert.equal(acc.deferred, true, 'null only while keys are left for these bytes');
+    trials = 0;
+    got = acc.resume(now);
+    perCall.push(trials);
+  }
+  assert.equal(got.key.id, 'k95');
+  assert.equal(acc.deferred, false);
+  assert.deepEqual(perCall.slice(0, 3), [30, 30, 30]);
+  assert.ok(perCall[3]! >= 6, 'the last call finds k95 (and reads its key again to serve it)');
+  // Bytes too few for any key: not deferred, just waiting for more.
+  const short = new SsTcpAcceptor(table, guard(), randomBytes, undefined, undefined, 30);
+  assert.equal(short.push(randomBytes(10), now), null);
+  assert.equal(short.deferred, false);
+  // A request no key opens still fails once every key has been tried, in slices.
+  const bad = new SsTcpAcceptor(table, guard(), randomBytes, undefined, undefined, 30);
+  trials = 0;
+  assert.equal(bad.push(randomBytes(200), now), null);
+  assert.equal(bad.resume(now), null);
+  assert.equal(bad.resume(now), null);
+  assert.throws(
+    () => bad.resume(now),
+    (e: unknown) => hasCode(e, 'ERR_CIPHER'),
+  );
+  assert.equal(trials, 100);
+});

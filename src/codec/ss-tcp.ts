@@ -272,20 +272,40 @@ export class SsKeyTable {
     this.groups = [...groups.values()];
     this.size = keys.length;
     // Built once per table, not per connection: with 1,000 keys, making a candidate per key for
-    // every connection cost more than the one trial decryption the per-client hint leaves.
-    this.candidates = [
-      ...trial.map((k) => trialCandidate(k)),
-      ...this.groups.map((g) => identityCandidate(g)),
-    ].sort((a, b) => a.need - b.need);
+    // every connection cost more than the one trial decryption the per-client hint leaves. A
+    // key's candidate is also kept across tables, which are rebuilt whenever any key changes
+    // (so this loop is the whole cost of a change: no copies of the list, no sort when in order).
+    const candidates: Candidate[] = [];
+    for (const k of trial) {
+      let c = trialCandidates.get(k);
+      if (!c) trialCandidates.set(k, (c = trialCandidate(k)));
+      candidates.push(c);
+    }
+    for (const g of this.groups) candidates.push(identityCandidate(g));
+    let sorted = true;
+    for (let i = 1; i < candidates.length && sorted; i++)
+      sorted = candidates[i - 1]!.need <= candidates[i]!.need;
+    if (!sorted) candidates.sort((a, b) => a.need - b.need);
+    this.candidates = candidates;
     this.#candidateIndex = new Map();
-    this.candidates.forEach((c, i) => {
-      if (c.key) this.#candidateIndex.set(c.key, i);
-    });
+    for (let i = 0; i < candidates.length; i++) {
+      const key = candidates[i]!.key;
+      if (key) this.#candidateIndex.set(key, i);
+    }
   }
 
   /** @internal Every way to open a TCP request, by the bytes each needs (fewest first). */
   readonly candidates: readonly Candidate[];
   readonly #candidateIndex: Map<SsServerKey, number>;
+
+  /** True if `key` (the same object) is one of this table's keys. */
+  has(key: SsServerKey): boolean {
+    if (this.#candidateIndex.has(key)) return true;
+    if (key.key.identityKeys.length === 0) return false;
+    for (const g of this.groups)
+      if (g.users.get(pskHash16(key.key.key).toString('latin1')) === key) return true;
+    return false;
+  }
 
   /** @internal The candidate of a trial key of this table, or -1. */
   candidateOf(key: SsServerKey | undefined): number {
@@ -351,12 +371,16 @@ export class SsTcpAcceptor {
   #found: Found | null = null;
   #plain: Buffer[] = [];
   #reader: ChunkReader | null = null;
+  readonly #triesPerCall: number;
+  #deferred = false;
 
   readonly #scratch: ScratchSlot | undefined;
 
   /**
    * `preferred` is tried first (the key that last matched for this client, as outline-ss-server
-   * does); `scratch` is the server's shared output buffer for the response stream.
+   * does); `scratch` is the server's shared output buffer for the response stream. At most
+   * `triesPerCall` keys are tried by one `push` or `resume`: the rest wait for `resume`
+   * (see {@link deferred}), so that a trial over many keys can be spread over several turns.
    */
   constructor(
     table: SsKeyTable,
@@ -364,7 +388,9 @@ export class SsTcpAcceptor {
     random: Random,
     preferred?: SsServerKey,
     scratch?: ScratchSlot,
+    triesPerCall = Infinity,
   ) {
+    this.#triesPerCall = Math.max(1, triesPerCall);
     this.#scratch = scratch;
     this.#replay = replay;
     this.#random = random;
@@ -377,9 +403,22 @@ export class SsTcpAcceptor {
     return this.#q.length;
   }
 
+  /**
+   * True when the last `push` or `resume` returned null because it tried its `triesPerCall` keys
+   * while others could still be tried with the bytes held: call `resume` (not only on new bytes).
+   */
+  get deferred(): boolean {
+    return this.#deferred;
+  }
+
   /** Takes ownership of `chunk` (it may be decrypted in place). */
   push(chunk: Buffer, nowMs: number): AcceptedTcp | null {
     this.#q.push(chunk);
+    return this.resume(nowMs);
+  }
+
+  /** Goes on with the bytes held: after a deferral, tries the next keys. */
+  resume(nowMs: number): AcceptedTcp | null {
     if (this.#found === null && !this.#identify()) return null;
     const found = this.#found!;
     const key = found.key.key;
@@ -391,13 +430,22 @@ export class SsTcpAcceptor {
     const q = this.#q;
     const cs = this.#candidates;
     const p = this.#preferred;
+    this.#deferred = false;
+    let tries = 0;
     if (p >= 0 && !this.#preferredTried && q.length >= cs[p]!.need) {
       this.#preferredTried = true;
+      tries++;
       if (this.#try(cs[p]!)) return true;
     }
     while (this.#next < cs.length && cs[this.#next]!.need <= q.length) {
+      if (tries >= this.#triesPerCall) {
+        this.#deferred = true;
+        return false;
+      }
       const i = this.#next++;
-      if (i !== p && this.#try(cs[i]!)) return true;
+      if (i === p) continue;
+      tries++;
+      if (this.#try(cs[i]!)) return true;
     }
     if (this.#next < cs.length || (p >= 0 && !this.#preferredTried)) return false;
     throw new AuthError('ERR_CIPHER', 'no key opens this request');
@@ -491,6 +539,9 @@ export class SsTcpAcceptor {
     return { key: found.key, target: addr.value, initialPayload, stream };
   }
 }
+
+/** Each trial key's candidate, made once per key object (it holds no state of a connection). */
+const trialCandidates = new WeakMap<SsServerKey, Candidate>();
 
 function trialCandidate(k: SsServerKey): Candidate {
   const key = k.key;

@@ -4,42 +4,16 @@
  * with one write(2) each (a TUN write enters the network stack at once and never blocks).
  * @module
  */
-import { writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import { LadderError } from '../errors.js';
-
-interface TunAddon {
-  open(name: string): number;
-  start(fd: number, onBatch: (batch: Buffer) => void): object;
-  stop(handle: object): void;
-}
-
-let addon: TunAddon | undefined;
-let loadError: string | undefined;
+import { tryLoadTunAddon, writeTunPacket, type TunAddon } from '../proxy/tun/addon.js';
 
 /** Loads native/tun's addon, or explains why it is unavailable. */
 export function loadTunAddon(): TunAddon {
-  if (addon) return addon;
-  const require = createRequire(import.meta.url);
-  // dist/src/lab/tun.js and src/lab/tun.ts both sit three levels below the repository root
-  const candidates = [
-    '../../../native/tun/build/Release/ladder_tun.node',
-    '../../native/tun/build/Release/ladder_tun.node',
-    // a build into another output directory (tsc --outDir) run from the repository root
-    join(process.cwd(), 'native/tun/build/Release/ladder_tun.node'),
-  ];
-  for (const c of candidates) {
-    try {
-      addon = require(c) as TunAddon;
-      return addon;
-    } catch (err) {
-      loadError = (err as Error).message;
-    }
-  }
+  const a = tryLoadTunAddon();
+  if (typeof a !== 'string') return a;
   throw new LadderError(
     'ERR_LAB',
-    `the TUN addon is not built (run 'node scripts/build-native.mjs'): ${loadError ?? 'not found'}`,
+    `the TUN addon is not built (run 'node scripts/build-native.mjs'): ${a}`,
   );
 }
 
@@ -82,13 +56,7 @@ export class TunDevice {
 
   /** Writes one IP packet into the stack. Errors (e.g. a packet the stack refuses) are dropped. */
   write(packet: Uint8Array): boolean {
-    if (this.#closed) return false;
-    try {
-      writeSync(this.#fd, packet);
-      return true;
-    } catch {
-      return false;
-    }
+    return !this.#closed && writeTunPacket(this.#fd, packet);
   }
 
   /** Stops reading; the reader thread closes the descriptor within 100 ms. */

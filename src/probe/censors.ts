@@ -62,11 +62,20 @@ const SILENT: readonly AttemptKind[] = ['tcp-timeout', 'tls-timeout', 'data-time
 
 /** The findings for one run (pure). */
 export function recognise(checks: readonly TransportCheck[], o: RecogniseOptions = {}): Finding[] {
-  const out: Finding[] = [];
   const working = checks.filter((c) => c.verdict.status === 'ok').map((c) => c.transport.name);
-  const isTls = (c: TransportCheck) => c.transport.tlsServerName !== undefined;
+  const found = [
+    byteBudget(checks),
+    portReset(checks),
+    serverHelloDrop(checks),
+    ...connCount(checks, o),
+    whitelist(checks, o),
+  ].filter((f): f is Finding => f !== undefined);
+  // Every finding names only transports that worked, so advice never points to a blocked one.
+  return found.map((f) => ({ ...f, useInstead: f.useInstead.filter((n) => working.includes(n)) }));
+}
 
-  // byte budget: a working transport whose download went silent at a few tens of KB
+/** A working transport whose download went silent at a few tens of KB: a byte budget. */
+function byteBudget(checks: readonly TransportCheck[]): Finding | undefined {
   const stalled = checks.filter((c) => {
     const th = c.throughput;
     return (
@@ -78,28 +87,27 @@ export function recognise(checks: readonly TransportCheck[], o: RecogniseOptions
       th.silentMs >= STALL_SILENCE_MS
     );
   });
-  if (stalled.length > 0) {
-    const names = stalled.map((c) => c.transport.name);
-    out.push({
-      technique: 'byte-budget',
-      transports: names,
-      evidence: stalled
-        .map(
-          (c) =>
-            `${c.transport.name}: the download stopped after ${c.throughput!.bytes} bytes and stayed silent for ${Math.round(c.throughput!.silentMs! / 1000)} s, no reset`,
-        )
-        .join('; '),
-      useInstead: checks
-        .filter(
-          (c) => c.throughput && !stalled.includes(c) && c.throughput.bytes > BUDGET_MAX_BYTES,
-        )
-        .map((c) => c.transport.name),
-      advice:
-        'connections to this server freeze after a byte budget (a "16 KB" stall of foreign hosting): use a server outside the big hosting networks, or an SNI the censor spares; short requests still work',
-    });
-  }
+  if (stalled.length === 0) return undefined;
+  const names = stalled.map((c) => c.transport.name);
+  return {
+    technique: 'byte-budget',
+    transports: names,
+    evidence: stalled
+      .map(
+        (c) =>
+          `${c.transport.name}: the download stopped after ${c.throughput!.bytes} bytes and stayed silent for ${Math.round(c.throughput!.silentMs! / 1000)} s, no reset`,
+      )
+      .join('; '),
+    useInstead: checks
+      .filter((c) => c.throughput && !stalled.includes(c) && c.throughput.bytes > BUDGET_MAX_BYTES)
+      .map((c) => c.transport.name),
+    advice:
+      'connections to this server freeze after a byte budget (a "16 KB" stall of foreign hosting): use a server outside the big hosting networks, or an SNI the censor spares; short requests still work',
+  };
+}
 
-  // port reset: RST to every SYN while another port of the address answers
+/** RST to every SYN while another port of the address answers: the port is reset. */
+function portReset(checks: readonly TransportCheck[]): Finding | undefined {
   const reset = checks.filter(
     (c) =>
       c.attempts.length > 0 &&
@@ -107,25 +115,27 @@ export function recognise(checks: readonly TransportCheck[], o: RecogniseOptions
       c.otherPort?.answered === true &&
       c.otherPort.failure === null,
   );
-  if (reset.length > 0) {
-    const ports = new Set(reset.map((c) => c.transport.server.port));
-    out.push({
-      technique: 'port-reset',
-      transports: reset.map((c) => c.transport.name),
-      evidence: reset
-        .map(
-          (c) =>
-            `${c.transport.name}: every SYN to port ${c.transport.server.port} was answered by a reset (${c.attempts.length}/${c.attempts.length}), while port ${c.otherPort!.port} of ${c.address} accepted a connection`,
-        )
-        .join('; '),
-      useInstead: checks
-        .filter((c) => c.verdict.status === 'ok' && !ports.has(c.transport.server.port))
-        .map((c) => c.transport.name),
-      advice: `port ${[...ports].join(', ')} is reset unconditionally (as port 443 was on 2025-08-20): use a transport on another port`,
-    });
-  }
+  if (reset.length === 0) return undefined;
+  const ports = new Set(reset.map((c) => c.transport.server.port));
+  return {
+    technique: 'port-reset',
+    transports: reset.map((c) => c.transport.name),
+    evidence: reset
+      .map(
+        (c) =>
+          `${c.transport.name}: every SYN to port ${c.transport.server.port} was answered by a reset (${c.attempts.length}/${c.attempts.length}), while port ${c.otherPort!.port} of ${c.address} accepted a connection`,
+      )
+      .join('; '),
+    useInstead: checks
+      .filter((c) => c.verdict.status === 'ok' && !ports.has(c.transport.server.port))
+      .map((c) => c.transport.name),
+    advice: `port ${[...ports].join(', ')} is reset unconditionally (as port 443 was on 2025-08-20): use a transport on another port`,
+  };
+}
 
-  // dropped ServerHello: TLS handshakes never answered, a non-TLS transport to the address works
+/** TLS handshakes unanswered while a non-TLS transport to the address works: ServerHello dropped. */
+function serverHelloDrop(checks: readonly TransportCheck[]): Finding | undefined {
+  const isTls = (c: TransportCheck) => c.transport.tlsServerName !== undefined;
   const hsDrop = checks.filter(
     (c) =>
       isTls(c) &&
@@ -133,24 +143,29 @@ export function recognise(checks: readonly TransportCheck[], o: RecogniseOptions
       c.attempts.every((a) => a.kind === 'tls-timeout') &&
       checks.some((x) => !isTls(x) && x.address === c.address && x.verdict.status === 'ok'),
   );
-  if (hsDrop.length > 0) {
-    const plain = checks.filter((x) => !isTls(x) && x.verdict.status === 'ok');
-    out.push({
-      technique: 'serverhello-drop',
-      transports: hsDrop.map((c) => c.transport.name),
-      evidence: hsDrop
-        .map(
-          (c) =>
-            `${c.transport.name}: TCP to ${c.address} connects, the TLS handshake (SNI ${c.transport.tlsServerName}) times out ${c.attempts.length}/${c.attempts.length} times, while ${plain.map((x) => x.transport.name).join(', ')} to the same address gets through`,
-        )
-        .join('; '),
-      useInstead: plain.map((c) => c.transport.name),
-      advice:
-        "TLS to this server is cut at the handshake: the server's ServerHello is dropped (as in Iran on MCI and TCI) or the ClientHello is; use a transport that does not start with TLS",
-    });
-  }
+  if (hsDrop.length === 0) return undefined;
+  const plain = checks.filter((x) => !isTls(x) && x.verdict.status === 'ok');
+  return {
+    technique: 'serverhello-drop',
+    transports: hsDrop.map((c) => c.transport.name),
+    evidence: hsDrop
+      .map(
+        (c) =>
+          `${c.transport.name}: TCP to ${c.address} connects, the TLS handshake (SNI ${c.transport.tlsServerName}) times out ${c.attempts.length}/${c.attempts.length} times, while ${plain.map((x) => x.transport.name).join(', ')} to the same address gets through`,
+      )
+      .join('; '),
+    useInstead: plain.map((c) => c.transport.name),
+    advice:
+      "TLS to this server is cut at the handshake: the server's ServerHello is dropped (as in Iran on MCI and TCI) or the ClientHello is; use a transport that does not start with TLS",
+  };
+}
 
-  // connection-count: one at a time works, several at once are cut after the first few
+/**
+ * One connection at a time works, several at once are cut after the first few: connection-count
+ * policing.
+ */
+function connCount(checks: readonly TransportCheck[], o: RecogniseOptions): Finding[] {
+  const out: Finding[] = [];
   const observed: ConcurrencyObservation[] = [
     ...(o.concurrency ?? []),
     ...checks
@@ -173,24 +188,25 @@ export function recognise(checks: readonly TransportCheck[], o: RecogniseOptions
       advice: `the censor cuts more than about ${firstFail} connections at once to one server: use a multiplexing transport (trojan with mux=), or keep the client's connections to this server at ${firstFail} or fewer`,
     });
   }
+  return out;
+}
 
-  // whitelist: everything fails silently while an allow-listed site answers
+/** Everything fails silently while an allow-listed site answers: whitelist mode. */
+function whitelist(checks: readonly TransportCheck[], o: RecogniseOptions): Finding | undefined {
+  const working = checks.some((c) => c.verdict.status === 'ok');
   const silentAll =
     checks.length > 0 &&
-    working.length === 0 &&
+    !working &&
     checks.every((c) => c.attempts.length > 0 && c.attempts.every((a) => SILENT.includes(a.kind)));
-  if (silentAll && o.allowlistControl?.ok) {
-    out.push({
-      technique: 'whitelist',
-      transports: checks.map((c) => c.transport.name),
-      evidence: `all ${checks.length} transports fail silently (${[...new Set(checks.flatMap((c) => c.attempts.map((a) => a.kind)))].join(', ')}), while ${o.allowlistControl.name} answers`,
-      useInstead: [],
-      advice:
-        'only allow-listed names and addresses pass (whitelist mode): a server reached through an allowed SNI or a CDN on the list is needed; none of this key’s transports is one',
-    });
-  }
-  // Every finding names only transports that worked, so advice never points to a blocked one.
-  return out.map((f) => ({ ...f, useInstead: f.useInstead.filter((n) => working.includes(n)) }));
+  if (!silentAll || !o.allowlistControl?.ok) return undefined;
+  return {
+    technique: 'whitelist',
+    transports: checks.map((c) => c.transport.name),
+    evidence: `all ${checks.length} transports fail silently (${[...new Set(checks.flatMap((c) => c.attempts.map((a) => a.kind)))].join(', ')}), while ${o.allowlistControl.name} answers`,
+    useInstead: [],
+    advice:
+      'only allow-listed names and addresses pass (whitelist mode): a server reached through an allowed SNI or a CDN on the list is needed; none of this key’s transports is one',
+  };
 }
 
 /** The findings as text for the probe's report. */

@@ -147,13 +147,7 @@ export async function measureUrl(
   // 3a. The control's lookups and GET start now, in parallel with the probe's connects.
   const control = env.control;
   const controlView = control
-    ? (async () => {
-        const dns = await controlLookup(control, host, hostIsAddress, env, budget);
-        // The control resolver says the name has no address: there is no page to fetch.
-        if (dns.addresses.length === 0 && dns.answered)
-          return { dns, http: { failure: dns.failure ?? 'dns_no_answer', headers: {} } };
-        return { dns, http: await controlGet(control, url, dns.addresses, env, budget) };
-      })()
+    ? controlFetch(control, url, host, hostIsAddress, env, budget)
     : undefined;
 
   // 2. Connects, handshakes, one GET.
@@ -171,33 +165,12 @@ export async function measureUrl(
   );
   const view = await controlView;
   const cDns = view?.dns;
-  const cHttp = view?.http;
-  const controlEndpoints: Record<string, { ok: boolean; failure: Failure | null }> = {};
-  const controlTcp: Record<string, object> = {};
-  const controlTls: Record<string, object> = {};
-  if (control)
-    await Promise.all(
-      failedEndpoints.map(async (c) => {
-        const key = endpoint(c.ip, port);
-        const r = budget.take()
-          ? await controlEndpoint(control, c.ip, port, scheme, host, url, env)
-          : { tcp: { ok: false, failure: CAP_FAILURE }, tls: undefined };
-        controlEndpoints[key] = r.tcp; // reached: a TLS answer counts even if it did not verify
-        controlTcp[key] = { status: r.tcp.ok, failure: r.tcp.failure };
-        if (r.tls)
-          controlTls[key] = { server_name: host, status: r.tls.ok, failure: r.tls.failure };
-      }),
-    );
+  const { controlEndpoints, controlTcp, controlTls } = control
+    ? await controlConnects(control, failedEndpoints, url, env, budget)
+    : { controlEndpoints: {}, controlTcp: {}, controlTls: {} };
   budget.release();
 
-  const controlSide: ControlSide = {
-    failure: control ? null : (env.controlFailure ?? 'no working transport for the control'),
-    dnsFailure: cDns?.failure ?? null,
-    addresses: cDns?.addresses ?? [],
-    endpoints: controlEndpoints,
-    httpFailure: cHttp?.failure ?? null,
-    ...(cHttp?.summary ? { response: cHttp.summary } : {}),
-  };
+  const controlSide = controlSideOf(env, view, controlEndpoints);
   const probeResponse = http ? summarize(http) : undefined;
   const verdict = analyzeWeb(
     {
@@ -213,52 +186,21 @@ export async function measureUrl(
     hostIsAddress,
   );
 
-  const { queries, tcpEntries, tlsEntries, requests } = ooniEntries(
-    { lookups, connects, handshakes, usable, http },
-    url,
-    t0,
-  );
+  const entries = ooniEntries({ lookups, connects, handshakes, usable, http }, url, t0);
   const testKeys = {
     agent: 'agent',
     client_resolver: env.resolver.address,
     retries: null,
     socksproxy: null,
-    queries,
-    tcp_connect: tcpEntries,
-    tls_handshakes: tlsEntries,
-    requests,
-    control: control
-      ? {
-          tcp_connect: controlTcp,
-          tls_handshake: controlTls,
-          http_request: {
-            body_length: cHttp?.summary?.bodyLength ?? -1,
-            failure: cHttp?.failure ?? null,
-            title: cHttp?.summary?.title ?? '',
-            headers: cHttp?.headers ?? {},
-            status_code: cHttp?.summary?.status ?? -1,
-          },
-          dns: { failure: cDns?.failure ?? null, addrs: cDns?.addresses ?? [] },
-        }
-      : {},
+    ...ooniTestEntries(entries),
+    control: control ? controlKeys(controlTcp, controlTls, view) : {},
     control_failure: controlSide.failure,
     dns_experiment_failure: hostIsAddress ? null : dnsFailure,
     http_experiment_failure: httpFailure,
     x_control_transport: control?.name ?? null,
     ...verdict,
   };
-  const json = measurement({
-    testName: 'web_connectivity',
-    testVersion: TEST_VERSION,
-    input,
-    testStartTime: env.testStartTime,
-    measurementStartTime: started,
-    runtimeS: secondsSince(t0, env.now()),
-    resolverIp: env.resolver.address.replace(/:\d+$/, '').replace(/^\[|\]$/g, ''),
-    testHelper: control ? { address: `ladder tunnel: ${control.name}`, type: 'ladder' } : null,
-    annotations: {},
-    testKeys,
-  });
+  const json = webMeasurement(input, env, started, t0, testKeys);
   return {
     input,
     verdict,
@@ -271,6 +213,132 @@ export async function measureUrl(
       http,
     ),
     json,
+  };
+}
+
+/** The probe's own steps under OONI's key names, in OONI's order. */
+function ooniTestEntries(e: ReturnType<typeof ooniEntries>): object {
+  return {
+    queries: e.queries,
+    tcp_connect: e.tcpEntries,
+    tls_handshakes: e.tlsEntries,
+    requests: e.requests,
+  };
+}
+
+/** The control's side of the verdict: what it resolved, reached and fetched. */
+function controlSideOf(
+  env: WebEnv,
+  view: ControlView | undefined,
+  endpoints: ControlSide['endpoints'],
+): ControlSide {
+  const cHttp = view?.http;
+  return {
+    failure: env.control ? null : (env.controlFailure ?? 'no working transport for the control'),
+    dnsFailure: view?.dns.failure ?? null,
+    addresses: view?.dns.addresses ?? [],
+    endpoints,
+    httpFailure: cHttp?.failure ?? null,
+    ...(cHttp?.summary ? { response: cHttp.summary } : {}),
+  };
+}
+
+/** The OONI measurement of one URL around its test keys. */
+function webMeasurement(
+  input: string,
+  env: WebEnv,
+  started: Date,
+  t0: number,
+  testKeys: object,
+): ReturnType<typeof measurement> {
+  const control = env.control;
+  return measurement({
+    testName: 'web_connectivity',
+    testVersion: TEST_VERSION,
+    input,
+    testStartTime: env.testStartTime,
+    measurementStartTime: started,
+    runtimeS: secondsSince(t0, env.now()),
+    resolverIp: env.resolver.address.replace(/:\d+$/, '').replace(/^\[|\]$/g, ''),
+    testHelper: control ? { address: `ladder tunnel: ${control.name}`, type: 'ladder' } : null,
+    annotations: {},
+    testKeys,
+  });
+}
+
+/** What the control sees of a URL: its lookups and its GET (step 3a). */
+interface ControlView {
+  dns: { failure: Failure | null; addresses: string[]; answered: boolean };
+  http: ControlHttp;
+}
+
+/** Step 3a: the control's lookups, then its GET unless the name has no address there. */
+async function controlFetch(
+  control: Control,
+  url: URL,
+  host: string,
+  hostIsAddress: boolean,
+  env: WebEnv,
+  budget: Reservation,
+): Promise<ControlView> {
+  const dns = await controlLookup(control, host, hostIsAddress, env, budget);
+  // The control resolver says the name has no address: there is no page to fetch.
+  if (dns.addresses.length === 0 && dns.answered)
+    return { dns, http: { failure: dns.failure ?? 'dns_no_answer', headers: {} } };
+  return { dns, http: await controlGet(control, url, dns.addresses, env, budget) };
+}
+
+/** Step 3b: the control connects (and handshakes) to each endpoint where the probe failed. */
+async function controlConnects(
+  control: Control,
+  failed: readonly { ip: string }[],
+  url: URL,
+  env: WebEnv,
+  budget: Reservation,
+): Promise<{
+  controlEndpoints: Record<string, { ok: boolean; failure: Failure | null }>;
+  controlTcp: Record<string, object>;
+  controlTls: Record<string, object>;
+}> {
+  const scheme = url.protocol === 'https:' ? 'https' : 'http';
+  const host = hostOf(url);
+  const port = portOf(url);
+  const controlEndpoints: Record<string, { ok: boolean; failure: Failure | null }> = {};
+  const controlTcp: Record<string, object> = {};
+  const controlTls: Record<string, object> = {};
+  await Promise.all(
+    failed.map(async (c) => {
+      const key = endpoint(c.ip, port);
+      const r = budget.take()
+        ? await controlEndpoint(control, c.ip, port, scheme, host, url, env)
+        : { tcp: { ok: false, failure: CAP_FAILURE }, tls: undefined };
+      controlEndpoints[key] = r.tcp; // reached: a TLS answer counts even if it did not verify
+      controlTcp[key] = { status: r.tcp.ok, failure: r.tcp.failure };
+      if (r.tls) controlTls[key] = { server_name: host, status: r.tls.ok, failure: r.tls.failure };
+    }),
+  );
+  return { controlEndpoints, controlTcp, controlTls };
+}
+
+/** The measurement's `control` key, as OONI's web_connectivity writes it. */
+function controlKeys(
+  controlTcp: Record<string, object>,
+  controlTls: Record<string, object>,
+  view: ControlView | undefined,
+): object {
+  const cDns = view?.dns;
+  const cHttp = view?.http;
+  return {
+    tcp_connect: controlTcp,
+    tls_handshake: controlTls,
+    http_request: {
+      body_length: cHttp?.summary?.bodyLength ?? -1,
+      failure: cHttp?.failure ?? null,
+      title: cHttp?.summary?.title ?? '',
+      headers: cHttp?.headers ?? {},
+      status_code: cHttp?.summary?.status ?? -1,
+    },
+    dns: { failure: cDns?.failure ?? null, addrs: cDns?.addresses ?? [] },
   };
 }
 

@@ -379,48 +379,17 @@ export class HttpProxyServer {
     }
   }
 
-  async #forward(
-    client: MessageReader,
-    req: HttpRequestHead,
-    route: { target: Target; path: string; hostHeader: string },
-    framing: BodyFraming,
+  /**
+   * Reads response heads until the final one, forwarding 1xx responses to a 1.1 client;
+   * `responseStarted` says whether the client has had bytes of a response already.
+   */
+  async #finalResponse(
     upstream: Upstream,
-  ): Promise<{ clientPersists: boolean; upstream: Upstream | null }> {
-    const socket = client.stream as Socket;
-    const up = upstream.reader.stream;
-    const where = `the server at ${route.hostHeader}`;
-
-    // RFC 9112 §3.2.2: the Host field is replaced by the target URI's authority. No Via field is
-    // added (RFC 9110 §7.6.3 asks for one): announcing a proxy to every origin defeats its purpose.
-    const head: HttpRequestHead = {
-      method: req.method,
-      target: route.path,
-      version: req.version,
-      headers: [
-        ['Host', route.hostHeader],
-        ...forwardHeaders(req.headers, { keepFraming: true, drop: ['host'] }),
-      ],
-    };
-    const headBytes = Buffer.alloc(requestHeadLength(head));
-    encodeRequestHead(head, headBytes, 0);
-    // The head and the body bytes that came with it leave together (one write down the tunnel).
-    up.cork();
-    up.write(headBytes);
-
-    // The request body goes up while the response may already be coming down.
-    let bodySent = framing.kind === 'none';
-    let bodyError: unknown = null;
-    const body = client.pumpBody(framing, up).then(
-      () => {
-        bodySent = true;
-      },
-      (err: unknown) => {
-        bodyError = err;
-        up.destroy(); // the upstream cannot get a whole request now; stop waiting for its answer
-      },
-    );
-    process.nextTick(() => up.uncork());
-
+    req: HttpRequestHead,
+    socket: Socket,
+    where: string,
+    bodyError: () => unknown,
+  ): Promise<{ res: HttpResponseHead; responseStarted: boolean }> {
     let res: HttpResponseHead;
     let responseStarted = false;
     for (;;) {
@@ -431,33 +400,7 @@ export class HttpProxyServer {
           this.#o.responseTimeoutMs ?? 300_000,
         );
       } catch (err) {
-        if (err instanceof HeadTimeout)
-          throw new ExchangeFailure(
-            responseStarted ? 0 : 504,
-            'ERR_DIAL_TIMEOUT',
-            `${where} did not answer in time`,
-          );
-        if (err instanceof CodecError)
-          throw new ExchangeFailure(
-            502,
-            err.code,
-            `${where} sent a malformed response: ${err.message} (${err.code})`,
-          );
-        const clean = err instanceof StreamGone && err.clean;
-        if (bodyError instanceof CodecError)
-          throw new ExchangeFailure(
-            400,
-            bodyError.code,
-            `the request body is malformed: ${bodyError.message} (${bodyError.code})`,
-          );
-        if (bodyError !== null)
-          throw new ExchangeFailure(0, 'ERR_DIAL', 'the request body broke off');
-        throw new ExchangeFailure(
-          responseStarted ? 0 : 502,
-          'ERR_DIAL',
-          `${where} closed the connection without a response`,
-          clean && !responseStarted,
-        );
+        throw headFailure(err, where, responseStarted, bodyError());
       }
       if (decoded === null)
         throw new ExchangeFailure(
@@ -479,6 +422,46 @@ export class HttpProxyServer {
         responseStarted = true;
       }
     }
+    return { res, responseStarted };
+  }
+
+  async #forward(
+    client: MessageReader,
+    req: HttpRequestHead,
+    route: { target: Target; path: string; hostHeader: string },
+    framing: BodyFraming,
+    upstream: Upstream,
+  ): Promise<{ clientPersists: boolean; upstream: Upstream | null }> {
+    const socket = client.stream as Socket;
+    const up = upstream.reader.stream;
+    const where = `the server at ${route.hostHeader}`;
+
+    const headBytes = forwardedRequestHead(req, route);
+    // The head and the body bytes that came with it leave together (one write down the tunnel).
+    up.cork();
+    up.write(headBytes);
+
+    // The request body goes up while the response may already be coming down.
+    let bodySent = framing.kind === 'none';
+    let bodyError: unknown = null;
+    const body = client.pumpBody(framing, up).then(
+      () => {
+        bodySent = true;
+      },
+      (err: unknown) => {
+        bodyError = err;
+        up.destroy(); // the upstream cannot get a whole request now; stop waiting for its answer
+      },
+    );
+    process.nextTick(() => up.uncork());
+
+    const { res, responseStarted } = await this.#finalResponse(
+      upstream,
+      req,
+      socket,
+      where,
+      () => bodyError,
+    );
 
     let resFraming: BodyFraming;
     try {
@@ -492,17 +475,7 @@ export class HttpProxyServer {
     }
     const clientPersists =
       persists(req.version, req.headers) && resFraming.kind !== 'close' && !socket.destroyed;
-    const out: HttpResponseHead = {
-      version: '1.1',
-      status: res.status,
-      reason: res.reason,
-      headers: [
-        ...forwardHeaders(res.headers, { keepFraming: true }),
-        ['Connection', clientPersists ? 'keep-alive' : 'close'],
-      ],
-    };
-    const outBytes = Buffer.alloc(responseHeadLength(out));
-    encodeResponseHead(out, outBytes, 0);
+    const outBytes = forwardedResponseHead(res, clientPersists);
     socket.write(outBytes);
     try {
       await upstream.reader.pumpBody(resFraming, socket);
@@ -530,6 +503,80 @@ export class HttpProxyServer {
     }
     return { clientPersists, upstream: keepUpstream ? upstream : null };
   }
+}
+
+/**
+ * The request head sent upstream. RFC 9112 §3.2.2: the Host field is replaced by the target URI's
+ * authority. No Via field is added (RFC 9110 §7.6.3 asks for one): announcing a proxy to every
+ * origin defeats its purpose.
+ */
+function forwardedRequestHead(
+  req: HttpRequestHead,
+  route: { path: string; hostHeader: string },
+): Buffer {
+  const head: HttpRequestHead = {
+    method: req.method,
+    target: route.path,
+    version: req.version,
+    headers: [
+      ['Host', route.hostHeader],
+      ...forwardHeaders(req.headers, { keepFraming: true, drop: ['host'] }),
+    ],
+  };
+  const headBytes = Buffer.alloc(requestHeadLength(head));
+  encodeRequestHead(head, headBytes, 0);
+  return headBytes;
+}
+
+/** The response head sent to the client: the upstream's fields and our own Connection field. */
+function forwardedResponseHead(res: HttpResponseHead, clientPersists: boolean): Buffer {
+  const out: HttpResponseHead = {
+    version: '1.1',
+    status: res.status,
+    reason: res.reason,
+    headers: [
+      ...forwardHeaders(res.headers, { keepFraming: true }),
+      ['Connection', clientPersists ? 'keep-alive' : 'close'],
+    ],
+  };
+  const outBytes = Buffer.alloc(responseHeadLength(out));
+  encodeResponseHead(out, outBytes, 0);
+  return outBytes;
+}
+
+/** What failed when no response head could be read: the upstream, or the request body going up. */
+function headFailure(
+  err: unknown,
+  where: string,
+  responseStarted: boolean,
+  bodyError: unknown,
+): ExchangeFailure {
+  if (err instanceof HeadTimeout)
+    return new ExchangeFailure(
+      responseStarted ? 0 : 504,
+      'ERR_DIAL_TIMEOUT',
+      `${where} did not answer in time`,
+    );
+  if (err instanceof CodecError)
+    return new ExchangeFailure(
+      502,
+      err.code,
+      `${where} sent a malformed response: ${err.message} (${err.code})`,
+    );
+  const clean = err instanceof StreamGone && err.clean;
+  if (bodyError instanceof CodecError)
+    return new ExchangeFailure(
+      400,
+      bodyError.code,
+      `the request body is malformed: ${bodyError.message} (${bodyError.code})`,
+    );
+  if (bodyError !== null) return new ExchangeFailure(0, 'ERR_DIAL', 'the request body broke off');
+  return new ExchangeFailure(
+    responseStarted ? 0 : 502,
+    'ERR_DIAL',
+    `${where} closed the connection without a response`,
+    clean && !responseStarted,
+  );
 }
 
 function hasBody(req: HttpRequestHead): boolean {

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { LadderError } from '../errors.js';
 import { NEEDS_ADDRESS, parseRules, regexProblem, type RuleFiles } from './rules.js';
 import { IntervalTable, parseCidr } from './ip.js';
@@ -152,7 +153,7 @@ test('bad lines are refused with file:line, the rule and what is wrong', () => {
   refused(
     'RULE-SET,bad.json,DIRECT',
     /bad\.json: rules\[0\]: the field process_name/,
-    files({ 'bad.json': '{"rules":[{"process_name":["x"]}]}' }),
+    files({ 'bad.json': '{"version":2,"rules":[{"process_name":["x"]}]}' }),
   );
   refused('MATCH,PROXY\nDOMAIN,a,DIRECT', /r\.txt:2: .*after MATCH/);
   refused('DOMAIN-REGEX,(a+)+$,DIRECT', /nested quantifiers/);
@@ -168,6 +169,9 @@ test('regexProblem refuses backtracking shapes and keeps ordinary ones', () => {
     '^.*\\.cn$',
     'ab{2,5}c',
     '^(www\\.)?example\\.(com|org)$',
+    '^.*a.*b.*$',
+    '.*.*x',
+    '^a{0,60}a{0,60}a{0,60}b$',
   ])
     assert.equal(regexProblem(ok), undefined, ok);
   for (const bad of [
@@ -181,6 +185,11 @@ test('regexProblem refuses backtracking shapes and keeps ordinary ones', () => {
     '(.*a){3}',
     '.*.*.*.*x',
     '(',
+    // Too many ways to try in all: unanchored with three unbounded, or many bounded ones.
+    '.*.*.*x',
+    '^a{0,60}a{0,60}a{0,60}a{0,60}b$',
+    '^a{0,250}a{0,250}a{0,250}b$',
+    `${'a?'.repeat(30)}${'a'.repeat(30)}`,
   ])
     assert.notEqual(regexProblem(bad), undefined, bad);
 });
@@ -207,4 +216,146 @@ test('IntervalTable: lowest covering index, and parseCidr masks host bits', () =
   assert.equal(t.lookup(c('11.0.0.0').first), 9);
   assert.equal(t.lookup(c('255.255.255.255').first), 9);
   assert.deepEqual(c('10.1.2.3/8'), { family: 4, first: 167772160, last: 184549375 });
+});
+
+test('rules as Clash users paste them: BOM, CRLF, trailing blanks, comments, IPv6, LAN, no-resolve', () => {
+  const r =
+    '\uFEFF# pasted\r\nDOMAIN-SUFFIX,cn,DIRECT  \r\nIP-CIDR6,2001:2::/48,DIRECT,no-resolve\t\r\n' +
+    'GEOIP,LAN,DIRECT\r\nIP-CIDR,198.18.0.0/15,REJECT,no-resolve # lab\r\nMATCH,PROXY\r\n';
+  assert.equal(route(r, { host: 'www.gov.cn' }), 'DOMAIN-SUFFIX,cn,DIRECT');
+  assert.equal(route(r, { host: 'cn.lab' }), 'needs-address'); // GEOIP,LAN resolves
+  assert.equal(route(r, { host: 'cn.lab', ip: '198.18.0.1' }), 'MATCH,PROXY'); // no-resolve
+  assert.equal(route(r, { host: '198.18.0.1' }), 'IP-CIDR,198.18.0.0/15,REJECT,no-resolve');
+  assert.equal(route(r, { host: '2001:2::1' }), 'IP-CIDR6,2001:2::/48,DIRECT,no-resolve');
+  assert.equal(route(r, { host: '192.168.1.1' }), 'GEOIP,LAN,DIRECT');
+  assert.equal(route(r, { host: 'x.lab', ip: '10.1.2.3' }), 'GEOIP,LAN,DIRECT');
+});
+
+test('what Clash or mihomo accept and Ladder does not is refused naming the line and the fix', () => {
+  refused(
+    'DOMAIN,a.lab,DIRECT\nAND,((DOMAIN,a.lab),(NETWORK,UDP)),REJECT',
+    /^r\.txt:2: .*the rule type AND is not supported by Ladder/,
+  );
+  refused('OR,((DOMAIN,a.lab),(DST-PORT,53)),DIRECT', /the rule type OR is not supported/);
+  refused('PROCESS-NAME-REGEX,.*,DIRECT', /PROCESS-NAME-REGEX is not supported/);
+  refused(
+    'IP-CIDR,198.18.0.0/15,no-resolve,DIRECT',
+    /no-resolve goes after the action: IP-CIDR,198\.18\.0\.0\/15,DIRECT,no-resolve/,
+  );
+  refused('DOMAIN-SUFFIX,a.lab,direct', /the action 'direct' is written in capitals: DIRECT/);
+  refused('DOMAIN-SUFFIX,a.lab,Proxy', /written in capitals: PROXY/);
+  refused(
+    'DOMAIN-SUFFIX,a.lab,REJECT-DROP',
+    /REJECT-DROP is not supported by Ladder: write REJECT/,
+  );
+  refused('DOMAIN-SUFFIX,a.lab,🚀 节点选择', /Clash proxy-group names are not read/);
+  refused('DOMAIN-SUFFIX,+.a.lab,DIRECT', /write DOMAIN-SUFFIX,a\.lab/);
+  refused('DOMAIN-SUFFIX,.a.lab,DIRECT', /write DOMAIN-SUFFIX,a\.lab/);
+  refused('DOMAIN,*.a.lab,DIRECT', /'\*' is a wildcard only/);
+  refused('DOMAIN,198.18.0.1,DIRECT', /is an address, not a name: write IP-CIDR,198\.18\.0\.1\/32/);
+  refused('DOMAIN,a..lab,DIRECT', /is not a domain name/);
+  refused(
+    'RULE-SET,flow.yaml,DIRECT',
+    /flow\.yaml:1: write the payload as a block list/,
+    files({ 'flow.yaml': "payload: ['+.a.lab']\n" }),
+  );
+});
+
+test('DOMAIN-REGEX may hold commas; an optional group with a quantifier inside is accepted', () => {
+  assert.equal(
+    route('DOMAIN-REGEX,^a{1,3}\\.lab$,DIRECT', { host: 'aa.lab' }),
+    'DOMAIN-REGEX,^a{1,3}\\.lab$,DIRECT',
+  );
+  assert.equal(route('DOMAIN-REGEX,^a{1,3}\\.lab$,DIRECT', { host: 'aaaa.lab' }), 'none');
+  const f = files({ 're.yaml': "payload:\n  - 'DOMAIN-REGEX,^b{1,3}\\.lab$'\n" });
+  assert.equal(route('RULE-SET,re.yaml,REJECT', { host: 'bb.lab' }, f), 'RULE-SET,re.yaml,REJECT');
+  assert.equal(route('RULE-SET,re.yaml,REJECT', { host: 'bbbb.lab' }, f), 'none');
+  const bili = 'DOMAIN-REGEX,^([a-z0-9-]+\\.)?bilibili\\.(com|tv)$,DIRECT';
+  assert.equal(route(bili, { host: 'www.bilibili.com' }), bili);
+  assert.equal(route(bili, { host: 'bilibili.tv' }), bili);
+  assert.equal(route(bili, { host: 'bilibili.tv.lab' }), 'none');
+  assert.equal(regexProblem('^([a-z]+\\.)?x$'), undefined);
+  assert.notEqual(regexProblem('^(([a-z]+\\.)?)+x$'), undefined);
+  assert.notEqual(regexProblem('^([a-z]+\\.)*x$'), undefined);
+});
+
+test('YAML rule providers: a document marker and comments before payload', () => {
+  const f = files({
+    'p.yaml': "# NAME: lab\r\n---\r\npayload:\r\n  # entries\r\n  - '+.a.lab'\r\n",
+  });
+  assert.equal(route('RULE-SET,p.yaml,DIRECT', { host: 'x.a.lab' }, f), 'RULE-SET,p.yaml,DIRECT');
+});
+
+test('sing-box sources: destination fields are an OR, port, port_range and network an AND', () => {
+  const f = files({
+    'v1.json': `\uFEFF${JSON.stringify({
+      version: 1,
+      rules: [{ domain: 'exact.lab', domain_keyword: ['kw'], ip_cidr: ['198.18.5.0/24'] }],
+    })}`,
+    'v2.json': JSON.stringify({
+      version: 2,
+      rules: [
+        { domain_suffix: ['web.lab'], port: [443, 8443] },
+        { network: 'udp', port_range: ['5000:5010', '6000:'] },
+        { type: 'default', ip_cidr: ['198.18.6.0/24'], network: ['tcp'] },
+      ],
+    }),
+  });
+  const r = 'RULE-SET,v1.json,REJECT\nRULE-SET,v2.json,DIRECT,no-resolve\nMATCH,PROXY';
+  const m = (host: string, port = 443, network: 'tcp' | 'udp' = 'tcp', ip?: string): string =>
+    route(r, { host, port, network, ...(ip ? { ip } : {}) }, f);
+  assert.equal(m('exact.lab'), 'RULE-SET,v1.json,REJECT');
+  assert.equal(m('a-kw-b.lab'), 'RULE-SET,v1.json,REJECT');
+  assert.equal(m('198.18.5.7'), 'RULE-SET,v1.json,REJECT');
+  assert.equal(m('other.lab', 443, 'tcp', '198.18.5.7'), 'RULE-SET,v1.json,REJECT');
+  assert.equal(m('x.web.lab', 443, 'tcp', '198.18.9.9'), 'RULE-SET,v2.json,DIRECT,no-resolve');
+  assert.equal(m('x.web.lab', 8443, 'tcp', '198.18.9.9'), 'RULE-SET,v2.json,DIRECT,no-resolve');
+  assert.equal(m('x.web.lab', 80, 'tcp', '198.18.9.9'), 'MATCH,PROXY');
+  assert.equal(m('198.18.9.9', 5005, 'udp'), 'RULE-SET,v2.json,DIRECT,no-resolve');
+  assert.equal(m('198.18.9.9', 65000, 'udp'), 'RULE-SET,v2.json,DIRECT,no-resolve');
+  assert.equal(m('198.18.9.9', 5005, 'tcp'), 'MATCH,PROXY');
+  assert.equal(m('198.18.9.9', 5011, 'udp'), 'MATCH,PROXY');
+  assert.equal(m('198.18.6.1', 1, 'tcp'), 'RULE-SET,v2.json,DIRECT,no-resolve');
+  assert.equal(m('198.18.6.1', 1, 'udp'), 'MATCH,PROXY');
+  // A conditional rule that needs the address of a name asks for it, on its port only.
+  const c = files({
+    'c.json': JSON.stringify({ version: 2, rules: [{ ip_cidr: ['198.18.7.0/24'], port: 53 }] }),
+  });
+  const rc = 'RULE-SET,c.json,DIRECT\nMATCH,PROXY';
+  assert.equal(route(rc, { host: 'dns.lab', port: 53 }, c), 'needs-address');
+  assert.equal(route(rc, { host: 'dns.lab', port: 80 }, c), 'MATCH,PROXY');
+  assert.equal(
+    route(rc, { host: 'dns.lab', port: 53, ip: '198.18.7.1' }, c),
+    'RULE-SET,c.json,DIRECT',
+  );
+  assert.equal(route(rc, { host: 'dns.lab', port: 53, ip: '198.18.8.1' }, c), 'MATCH,PROXY');
+  assert.ok(parseRules(rc, 'r.txt', c).resolves);
+  const bad = (json: unknown, re: RegExp): void =>
+    refused('RULE-SET,b.json,DIRECT', re, files({ 'b.json': JSON.stringify(json) }));
+  bad({ rules: [{ domain: 'a.lab' }] }, /b\.json: .*"version"/);
+  bad(
+    { version: 2, rules: [{ type: 'logical', mode: 'and', rules: [] }] },
+    /rules\[0\]: logical rules/,
+  );
+  bad({ version: 2, rules: [{ domain: 'a.lab', invert: true }] }, /"invert" is not supported/);
+  bad({ version: 2, rules: [{ port: [70000] }] }, /port: '70000' is not a port number/);
+  bad({ version: 2, rules: [{ port_range: ['9:1'] }] }, /port_range: '9:1' is not a range/);
+  bad({ version: 2, rules: [{ network: 'icmp' }] }, /network must be "tcp" or "udp"/);
+  bad({ version: 2, rules: [{}] }, /rules\[0\]: the rule has no field/);
+});
+
+test("docs/routing.md's example file for China parses as written", () => {
+  const doc = readFileSync(new URL('../../../docs/routing.md', import.meta.url), 'utf8');
+  const example = /## An example file for China\s+```\n([\s\S]*?)```/.exec(doc)?.[1];
+  assert.ok(example, 'the example is in the document');
+  const f = files({
+    'reject.yaml': "payload:\n  - '+.ads.lab'\n",
+    'proxy.list': 'DOMAIN-SUFFIX,blocked.lab\n',
+    'direct.json': '{"version": 2, "rules": [{"domain_suffix": ["domestic.lab"]}]}',
+  });
+  const t = parseRules(example, 'rules.txt', f, { transports: new Set(['tokyo']) });
+  const q = (host: string): string | undefined =>
+    t.rules[t.match({ host, port: 443, network: 'tcp' })]?.text;
+  assert.match(q('www.bilibili.com') ?? '', /^DOMAIN-REGEX,/);
+  assert.equal(q('www.youtube.com'), 'DOMAIN-SUFFIX,youtube.com,tokyo');
 });

@@ -73,6 +73,8 @@ export const RULE_TYPES = [
   'MATCH',
 ] as const;
 
+const KNOWN_TYPES: ReadonlySet<string> = new Set(RULE_TYPES);
+
 /** Clash types Ladder does not implement, named as such in the error. */
 const UNSUPPORTED = new Set([
   'SRC-IP-CIDR',
@@ -92,7 +94,28 @@ const UNSUPPORTED = new Set([
   'SUB-RULE',
   'DOMAIN-WILDCARD',
   'IP-SUFFIX',
+  'SRC-IP-SUFFIX',
+  'SRC-IP-ASN',
+  'PROCESS-NAME-REGEX',
+  'PROCESS-PATH-REGEX',
+  'PROCESS-NAME-WILDCARD',
+  'PROCESS-PATH-WILDCARD',
+  'IN-USER',
+  'IN-NAME',
+  'USER-AGENT',
+  'URL-REGEX',
+  'SCRIPT',
 ]);
+
+/** Clash and mihomo actions Ladder does not have, with what to write instead. */
+const UNSUPPORTED_ACTIONS: Readonly<Record<string, string>> = {
+  'REJECT-DROP': 'REJECT (Ladder refuses at once; it never holds a connection open)',
+  'REJECT-TINYGIF': 'REJECT',
+  'REJECT-NO-DROP': 'REJECT',
+  PASS: 'the action of the rule the connection should meet next',
+  COMPATIBLE: 'DIRECT or PROXY',
+  GLOBAL: 'PROXY',
+};
 
 /** Longest DOMAIN-REGEX source accepted. */
 const MAX_REGEX_CHARS = 512;
@@ -100,6 +123,14 @@ const MAX_REGEX_CHARS = 512;
 const MAX_UNBOUNDED_QUANTIFIERS = 3;
 /** Longest name matched against regexes and keywords (DNS names are at most 253 characters). */
 const MAX_NAME_CHARS = 253;
+/**
+ * Most ways a DOMAIN-REGEX may try to match a name when it backtracks: for a name of n characters,
+ * n start positions unless it starts with `^`, times n^k/k! splits for k unbounded quantifiers,
+ * times m-n+1 for each `{n,m}` and 2 for each `?`. The limit, n³/2, admits three unbounded
+ * quantifiers anchored, or two not, and refuses bounded ones that add up to more (`a{0,60}` four
+ * times, `a?` thirty times).
+ */
+const MAX_WAYS = (MAX_NAME_CHARS + 1) ** 3 / 2;
 /** The private and special-use ranges that `GEOIP,LAN` stands for (RFC 1918, 6598, 3927, 4193, …). */
 export const LAN_CIDRS = [
   '0.0.0.0/8',
@@ -121,9 +152,10 @@ export const LAN_CIDRS = [
  * Why a DOMAIN-REGEX source could backtrack badly, or undefined if it is acceptable. V8's regex
  * engine backtracks, and a name is attacker-chosen (any web page can make the browser ask for one),
  * so a regex is accepted only in a form whose worst case is small: no backreferences or lookaround,
- * no quantifier applied to a group that itself holds a quantifier or an alternation (the `(a+)+` and
- * `(a|a)*` families), at most MAX_UNBOUNDED_QUANTIFIERS unbounded quantifiers, and names longer
- * than MAX_NAME_CHARS are never matched.
+ * no repeating quantifier applied to a group that itself holds a quantifier or an alternation (the
+ * `(a+)+` and `(a|a)*` families; `?` may apply, as it takes the group once at most), at most
+ * MAX_UNBOUNDED_QUANTIFIERS unbounded quantifiers and MAX_WAYS ways for all quantifiers together,
+ * and names longer than MAX_NAME_CHARS are never matched.
  */
 export function regexProblem(source: string): string | undefined {
   if (source.length > MAX_REGEX_CHARS) return `longer than ${MAX_REGEX_CHARS} characters`;
@@ -135,6 +167,8 @@ export function regexProblem(source: string): string | undefined {
   // Per open group: does it contain a quantifier or an alternation?
   const groups: { risky: boolean }[] = [];
   let unbounded = 0;
+  const n = MAX_NAME_CHARS + 1;
+  let ways = source.startsWith('^') ? 1 : n; // see MAX_WAYS
   let lastGroupRisky = false; // the thing just closed was a risky group
   let inClass = false;
   for (let i = 0; i < source.length; i++) {
@@ -181,16 +215,23 @@ export function regexProblem(source: string): string | undefined {
     const quantifier =
       c === '*' || c === '+' || c === '?' || (c === '{' && /^\{\d+(,\d*)?\}/.test(source.slice(i)));
     if (quantifier) {
-      if (lastGroupRisky)
+      // `?` takes a group at most once: a factor of two, not a nesting ((www\.)?, ([a-z]+\.)?).
+      if (lastGroupRisky && c !== '?')
         return 'a quantifier applies to a group that holds a quantifier or an alternation (nested quantifiers can backtrack without end); rewrite it without the outer quantifier';
       let unboundedHere = c === '*' || c === '+';
+      let choices = 2; // `?`: there or not
       if (c === '{') {
-        const m = /^\{\d+(,(\d*))?\}/.exec(source.slice(i))!;
-        unboundedHere = m[1] !== undefined && m[2] === '';
+        const m = /^\{(\d+)(,(\d*))?\}/.exec(source.slice(i))!;
+        unboundedHere = m[2] !== undefined && m[3] === '';
+        const hi = m[2] === undefined ? Number(m[1]) : Number(m[3]);
+        choices = Math.min(hi - Number(m[1]) + 1, n);
         i += m[0].length - 1;
       }
       if (unboundedHere && ++unbounded > MAX_UNBOUNDED_QUANTIFIERS)
         return `more than ${MAX_UNBOUNDED_QUANTIFIERS} unbounded quantifiers (* + {n,})`;
+      ways *= unboundedHere ? n / unbounded : choices;
+      if (ways > MAX_WAYS)
+        return `its quantifiers together may try too many ways to match a name (at most three unbounded quantifiers' worth when the regex starts with ^, two otherwise; each {n,m} counts as m-n+1 ways, each ? as 2): anchor it with ^, or use fewer or narrower quantifiers`;
       if (groups.length > 0) groups[groups.length - 1]!.risky = true;
       if (source[i + 1] === '?') i++; // lazy form
       lastGroupRisky = false;
@@ -209,13 +250,33 @@ function normalizeName(name: string): string {
 function domainProblem(d: string): string | undefined {
   if (d.length === 0) return 'the domain is empty';
   if (d.length > MAX_NAME_CHARS) return `the domain is longer than ${MAX_NAME_CHARS} characters`;
-  if (/[\s,/\\]/.test(d)) return `'${d.slice(0, 60)}' is not a domain name`;
+  const shown = d.slice(0, 60);
+  if (d.startsWith('+.') || d.startsWith('.'))
+    return `'${shown}': a leading '+.' or '.' belongs to rule-set entries; write DOMAIN-SUFFIX,${d.replace(/^\+?\./, '')} (it matches the name and every name below it)`;
+  if (d.includes('*'))
+    return `'${shown}': '*' is a wildcard only as the first label of a rule-set entry (*.example.com); write DOMAIN-SUFFIX with the name after it`;
+  const bare = d.replace(/^\[|\]$/g, '');
+  const family = d.includes(':') || /^[\d.]+$/.test(d) ? isIP(bare) : 0;
+  if (family !== 0)
+    return `'${shown}' is an address, not a name: write IP-CIDR,${bare}/${family === 4 ? 32 : 128}`;
+  if (/[\s,/\\]/.test(d) || d.includes('..')) return `'${shown}' is not a domain name`;
   return undefined;
 }
 
 /** Sets a map entry only if absent: entries arrive in rule order, so the first is the lowest. */
 function putFirst<K>(m: Map<K, number>, k: K, index: number): void {
   if (!m.has(k)) m.set(k, index);
+}
+
+/** A sing-box rule whose destinations count only on some ports or one network. */
+interface Conditional {
+  readonly index: number;
+  /** 1 for each port the rule applies to; undefined: every port. */
+  readonly ports: Uint8Array | undefined;
+  readonly tcp: boolean;
+  readonly udp: boolean;
+  /** The rule's destination fields (matching at index 0); undefined: every destination. */
+  readonly destination: RuleTable | undefined;
 }
 
 /** Where each kind of rule is indexed while parsing; compiled into a RuleTable at the end. */
@@ -235,6 +296,8 @@ class Builder {
   readonly geoipLiteral = new Map<string, number>();
   readonly ports = new Int32Array(65536).fill(-1);
   readonly network = { tcp: -1, udp: -1 };
+  /** sing-box rules with port or network conditions, in rule order. */
+  readonly conditional: Conditional[] = [];
   matchAll = -1;
   /** The lowest index of a rule that needs an address for a name (CIDR or GEOIP, resolving). */
   firstResolving = Infinity;
@@ -360,6 +423,11 @@ function addRuleSetEntry(
     const parts = entry.split(',').map((s) => s.trim());
     const type = parts[0]!.toUpperCase();
     if (type === 'RULE-SET' || type === 'MATCH') fail(`${type} is not allowed inside a rule set`);
+    if (type === 'DOMAIN-REGEX') {
+      // The regex may hold commas ({1,3}): it is everything after the type.
+      addTyped(b, type, entry.slice(comma + 1).trim(), index, noResolve, fail);
+      return;
+    }
     const extra = parts.slice(2);
     if (extra.some((x) => x !== 'no-resolve'))
       fail(`a rule-set entry is TYPE,VALUE[,no-resolve]; the action comes from the RULE-SET line`);
@@ -370,15 +438,51 @@ function addRuleSetEntry(
   else addDomainEntry(b, entry, index, fail);
 }
 
-const SING_BOX_FIELDS = new Set([
+/** sing-box headless-rule fields of the destination group: any one matching is enough (an OR). */
+const SING_BOX_DESTINATION = [
   'domain',
   'domain_suffix',
   'domain_keyword',
   'domain_regex',
   'ip_cidr',
+] as const;
+/** The other fields read; each group given must match too (an AND with the destination group). */
+const SING_BOX_CONDITIONS = ['port', 'port_range', 'network'] as const;
+const SING_BOX_FIELDS: ReadonlySet<string> = new Set([
+  ...SING_BOX_DESTINATION,
+  ...SING_BOX_CONDITIONS,
 ]);
 
-/** A sing-box rule-set source (JSON): `{"version": n, "rules": [{"domain_suffix": [...]}, ...]}`. */
+/** Ports of a sing-box `port` list and `port_range` ("1000:2000", ":99", "8000:") as a table. */
+function singBoxPorts(
+  ports: readonly unknown[],
+  ranges: readonly string[],
+  fail: Fail,
+): Uint8Array {
+  const table = new Uint8Array(65536);
+  for (const p of ports) {
+    if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p > 65535)
+      fail(`port: '${String(p).slice(0, 20)}' is not a port number (0 to 65535)`);
+    table[p] = 1;
+  }
+  for (const r of ranges) {
+    const m = /^(\d{0,5}):(\d{0,5})$/.exec(r);
+    const lo = m?.[1] ? Number(m[1]) : 0;
+    const hi = m?.[2] ? Number(m[2]) : 65535;
+    if (!m || (m[1] === '' && m[2] === '') || hi > 65535 || hi < lo)
+      fail(
+        `port_range: '${r.slice(0, 20)}' is not a range (write e.g. "1000:2000", ":99" or "8000:")`,
+      );
+    table.fill(1, lo, hi + 1);
+  }
+  return table;
+}
+
+/**
+ * A sing-box rule-set source (JSON, versions 1 to 3): `{"version": 2, "rules": [{...}, ...]}`.
+ * As in sing-box, a rule matches when one of its destination fields matches (or it has none) and
+ * its port and network fields, where given, match too.
+ */
 function addSingBox(
   b: Builder,
   text: string,
@@ -388,43 +492,70 @@ function addSingBox(
 ): void {
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    doc = JSON.parse(text.replace(/^\uFEFF/, ''));
   } catch (err) {
     failAt(0, `not valid JSON (${(err as Error).message})`);
   }
+  const version = (doc as { version?: unknown } | null)?.version;
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1)
+    failAt(
+      0,
+      'a sing-box rule-set source starts with its "version" (1, 2 or 3), e.g. {"version": 2, "rules": [...]}',
+    );
   const rules = (doc as { rules?: unknown } | null)?.rules;
   if (!Array.isArray(rules)) failAt(0, 'a sing-box rule-set source has a "rules" array');
   rules.forEach((r: unknown, i) => {
     const fail: Fail = (why) => failAt(0, `rules[${i}]: ${why}`);
     if (typeof r !== 'object' || r === null || Array.isArray(r)) fail('not an object');
     const o = r as Record<string, unknown>;
-    const fields = Object.keys(o);
+    if (o['type'] === 'logical')
+      fail(
+        'logical rules (type "logical") are not supported; write each of its rules as a rule of its own',
+      );
+    if (o['invert'] !== undefined) fail('"invert" is not supported; route the other names instead');
+    const fields = Object.keys(o).filter((f) => !(f === 'type' && o[f] === 'default'));
     const unknown = fields.filter((f) => !SING_BOX_FIELDS.has(f));
     if (unknown.length > 0)
       fail(
         `the field ${unknown[0]!.slice(0, 30)} is not supported (Ladder reads ${[...SING_BOX_FIELDS].join(', ')})`,
       );
-    if (o['ip_cidr'] !== undefined && fields.some((f) => f.startsWith('domain')))
-      fail(
-        'a rule with both domain and ip_cidr fields (an AND in sing-box) is not supported; split it into two rules',
-      );
-    const list = (f: string): string[] => {
+    if (fields.length === 0) fail('the rule has no field');
+    const list = (f: string): unknown[] => {
       const v = o[f];
       if (v === undefined) return [];
-      const a = typeof v === 'string' ? [v] : v;
-      if (!Array.isArray(a) || a.some((x) => typeof x !== 'string'))
-        fail(`${f} must be a string or a list of strings`);
+      return Array.isArray(v) ? v : [v];
+    };
+    const strings = (f: string): string[] => {
+      const a = list(f);
+      if (a.some((x) => typeof x !== 'string')) fail(`${f} must be a string or a list of strings`);
       return a as string[];
     };
-    for (const d of list('domain')) addTyped(b, 'DOMAIN', d, index, false, fail);
-    for (const d of list('domain_suffix')) {
+    const conditional = SING_BOX_CONDITIONS.some((f) => o[f] !== undefined);
+    // A rule with port or network fields matches its destinations in a table of its own.
+    const into = conditional ? new Builder() : b;
+    const at = conditional ? 0 : index;
+    for (const d of strings('domain')) addTyped(into, 'DOMAIN', d, at, false, fail);
+    for (const d of strings('domain_suffix')) {
       // sing-box: a leading dot matches subdomains only; otherwise the name and its subdomains.
-      if (d.startsWith('.')) addDomainEntry(b, d, index, fail);
-      else addTyped(b, 'DOMAIN-SUFFIX', d, index, false, fail);
+      if (d.startsWith('.')) addDomainEntry(into, d, at, fail);
+      else addTyped(into, 'DOMAIN-SUFFIX', d, at, false, fail);
     }
-    for (const d of list('domain_keyword')) addTyped(b, 'DOMAIN-KEYWORD', d, index, false, fail);
-    for (const d of list('domain_regex')) addTyped(b, 'DOMAIN-REGEX', d, index, false, fail);
-    for (const c of list('ip_cidr')) addCidr(b, c, index, noResolve, fail);
+    for (const d of strings('domain_keyword')) addTyped(into, 'DOMAIN-KEYWORD', d, at, false, fail);
+    for (const d of strings('domain_regex')) addTyped(into, 'DOMAIN-REGEX', d, at, false, fail);
+    for (const c of strings('ip_cidr')) addCidr(into, c, at, noResolve, fail);
+    if (!conditional) return;
+    const networks = strings('network').map((n) => n.toLowerCase());
+    if (networks.some((n) => n !== 'tcp' && n !== 'udp')) fail('network must be "tcp" or "udp"');
+    const hasDestination = SING_BOX_DESTINATION.some((f) => o[f] !== undefined);
+    const hasPorts = o['port'] !== undefined || o['port_range'] !== undefined;
+    const sub = hasDestination ? new RuleTable(into) : undefined;
+    b.conditional.push({
+      index,
+      ports: hasPorts ? singBoxPorts(list('port'), strings('port_range'), fail) : undefined,
+      tcp: networks.length === 0 || networks.includes('tcp'),
+      udp: networks.length === 0 || networks.includes('udp'),
+      destination: sub,
+    });
   });
 }
 
@@ -443,6 +574,17 @@ function addProviderText(
     const line = raw.replace(/(^|\s)#.*$/, '').trim();
     if (line.length === 0) return;
     if (yaml === undefined) {
+      if (line === '---') return; // a YAML document marker
+      const flow = /^payload:\s*(.+)$/.exec(line);
+      if (flow) {
+        if (flow[1] === '[]') {
+          yaml = true;
+          return;
+        }
+        fail(
+          `write the payload as a block list: 'payload:' alone on its line, then one '- entry' a line`,
+        );
+      }
       yaml = line === 'payload:';
       if (yaml) return;
     }
@@ -462,12 +604,20 @@ function parseAction(text: string, o: RuleParseOptions, fail: Fail): RouteAction
   if (text === 'REJECT') return { kind: 'reject' };
   if (text === 'PROXY') return { kind: 'proxy' };
   if (o.transports?.has(text)) return { kind: 'proxy', transport: text };
+  const upper = text.toUpperCase();
+  if (upper === 'DIRECT' || upper === 'PROXY' || upper === 'REJECT')
+    fail(`the action '${text}' is written in capitals: ${upper}`);
+  const instead = UNSUPPORTED_ACTIONS[upper];
+  if (instead !== undefined)
+    fail(`the action ${upper} is not supported by Ladder: write ${instead}`);
   const names =
     o.transports && o.transports.size > 0
       ? `, or a transport of the key: ${[...o.transports].join(', ')}`
       : '';
   if (text === '') fail(`the rule has no action (DIRECT, PROXY or REJECT${names})`);
-  fail(`unknown action or transport name '${text.slice(0, 40)}' (DIRECT, PROXY or REJECT${names})`);
+  fail(
+    `unknown action or transport name '${text.slice(0, 40)}': write DIRECT, PROXY or REJECT${names} (Clash proxy-group names are not read: a rule file from Clash needs its group names replaced)`,
+  );
 }
 
 /**
@@ -504,8 +654,17 @@ export function parseRules(
       b.rules.push({ index, where, text: line, action });
       return;
     }
+    if (!KNOWN_TYPES.has(type)) addTyped(b, type, '', index, false, fail); // names the type
+    if (type === 'DOMAIN-REGEX' && parts.length > 3) {
+      // A regex may hold commas ({1,3}): the action is the last field (before a no-resolve).
+      const raw = line.split(',');
+      if (raw[raw.length - 1]!.trim() === 'no-resolve') raw.pop();
+      parts.splice(1, parts.length, raw.slice(1, -1).join(',').trim(), raw[raw.length - 1]!.trim());
+    }
     if (parts.length < 3)
       fail(`a rule is TYPE,VALUE,ACTION (e.g. DOMAIN-SUFFIX,example.com,DIRECT)`);
+    if (parts[2] === 'no-resolve' && parts.length === 4)
+      fail(`no-resolve goes after the action: ${type},${parts[1]!},${parts[3]!},no-resolve`);
     const extra = parts.slice(3);
     if (extra.some((x) => x !== 'no-resolve'))
       fail(
@@ -558,7 +717,8 @@ export class RuleTable {
     this.#b = b;
     this.rules = b.rules;
     this.usesGeoip = b.geoip.size + b.geoipLiteral.size > 0;
-    this.resolves = b.firstResolving !== Infinity;
+    this.resolves =
+      b.firstResolving !== Infinity || b.conditional.some((c) => c.destination?.resolves === true);
     this.#v4 = new IntervalTable(b.v4, 1);
     this.#v6 = new IntervalTable(b.v6, 1n);
     this.#v4Literal = new IntervalTable(b.v4Literal, 1);
@@ -656,11 +816,20 @@ export class RuleTable {
     if (p >= 0 && p < best) best = p;
     const n = b.network[q.network];
     if (n >= 0 && n < best) best = n;
+    let needs = Infinity; // the lowest sing-box conditional rule that needs the name's address
+    for (let k = 0; k < b.conditional.length; k++) {
+      const c = b.conditional[k]!;
+      if (c.index >= best) break;
+      if (!(q.network === 'tcp' ? c.tcp : c.udp) || (c.ports && c.ports[q.port] !== 1)) continue;
+      const m = c.destination ? c.destination.match(q) : 0;
+      if (m === 0) best = c.index;
+      else if (m === NEEDS_ADDRESS && c.index < needs) needs = c.index;
+    }
     const family = isIP(q.host);
     if (family !== 0) best = this.#addressIndex(q.host, family, true, best);
     else {
       best = this.#nameIndex(normalizeName(q.host), best);
-      if (b.firstResolving < best) {
+      if (Math.min(b.firstResolving, needs) < best) {
         if (q.ip === undefined) return NEEDS_ADDRESS;
         if (q.ip !== null) {
           const f = isIP(q.ip);

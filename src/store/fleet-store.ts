@@ -50,7 +50,7 @@ import {
   usageSincePg,
   type FleetNode,
 } from './pg-fleet.js';
-import type { RemotePresence, StoreChanges } from './key-store.js';
+import type { LocalPresence, RemotePresence, StoreChanges } from './key-store.js';
 
 const debug = debuglog('ladder:fleet');
 
@@ -173,7 +173,8 @@ export class FleetStore implements AccessKeyStore {
   #nodes: FleetNode[] = [];
   /** What the replicator changed in the cache since the key manager last asked; null: too much. */
   #changes: { keys: Set<string>; usage: Set<string>; defaultLimit: boolean } | null = null;
-  #localPresence: (() => ReadonlyMap<string, number>) | null = null;
+  #localPresence: ((newPeriod: boolean) => ReadonlyMap<string, LocalPresence>) | null = null;
+  #presencePending = false;
   #remote: ReadonlyMap<string, RemotePresence> = new Map();
   #remoteAtMs = 0;
   /** Each cached key's revision in the database, as of the last sync (null before the first). */
@@ -414,7 +415,7 @@ export class FleetStore implements AccessKeyStore {
           reach: this.#info.reach(),
         });
       if (this.#localPresence) {
-        this.#remote = await presencePg(c, this.nodeId, this.#localPresence(), this.#staleMs());
+        this.#remote = await presencePg(c, this.nodeId, this.#localPresence(true), this.#staleMs());
         this.#remoteAtMs = Date.now();
       }
       if (Date.now() - this.#lastResync >= (this.#o.resyncMs ?? 30_000)) {
@@ -574,8 +575,35 @@ export class FleetStore implements AccessKeyStore {
     return Date.now() - this.#remoteAtMs > this.#staleMs() ? new Map() : this.#remote;
   }
 
-  setLocalPresence(source: () => ReadonlyMap<string, number>): void {
+  setLocalPresence(source: (newPeriod: boolean) => ReadonlyMap<string, LocalPresence>): void {
     this.#localPresence = source;
+  }
+
+  /**
+   * Writes this node's presence (and reads the others') now rather than at the next sync: a new
+   * device on a key with a device limit, so that another node admitting one at about the same
+   * time hears of it after one round trip, not a second.
+   */
+  presenceSoon(): void {
+    if (this.#presencePending || !this.#localPresence || this.#closed) return;
+    this.#presencePending = true;
+    void this.#queue(async () => {
+      this.#presencePending = false;
+      const c = this.#client;
+      if (!c || !this.#localPresence) return;
+      try {
+        this.#remote = await presencePg(
+          c,
+          this.nodeId,
+          this.#localPresence(false),
+          this.#staleMs(),
+        );
+        this.#remoteAtMs = Date.now();
+      } catch (err) {
+        // The next sync tick writes it again and reports the store's health.
+        debug('presence write failed: %s', codeOf(err));
+      }
+    });
   }
 
   #write<T>(op: string, ...args: unknown[]): T {

@@ -111,7 +111,9 @@ export interface AccessKeyStore {
    */
   remotePresence?(): ReadonlyMap<string, RemotePresence>;
   /** Gives a fleet store this node's devices per key (keys with a device limit or speed cap). */
-  setLocalPresence?(source: () => ReadonlyMap<string, number>): void;
+  setLocalPresence?(source: (newPeriod: boolean) => ReadonlyMap<string, LocalPresence>): void;
+  /** Tells a fleet store that a new device was let in on a key with a device limit: write soon. */
+  presenceSoon?(): void;
 }
 
 /** Keys and usage changed in a store since the key manager last looked. */
@@ -127,6 +129,19 @@ export interface RemotePresence {
   readonly devices: number;
   /** Nodes where the key has at least one connection. */
   readonly nodes: number;
+  /** What those nodes want of the key's speed cap, bytes per second, summed (LocalPresence). */
+  readonly demandBps: number;
+}
+
+/** What this node tells the fleet about a key with a device limit or a speed cap. */
+export interface LocalPresence {
+  /** Devices (distinct client addresses) connected here. */
+  readonly devices: number;
+  /**
+   * Bytes per second this node wants of the key's speed cap: what it carried in the last period
+   * (the busier direction), or the whole cap when the cap held a read back (it wants more).
+   */
+  readonly demandBps: number;
 }
 
 /** One row of the fleet's usage: bytes a node counted for a key on a day. */

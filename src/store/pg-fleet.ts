@@ -12,8 +12,9 @@
  *   counted twice.
  * - `ladder_nodes`: each node's name, address, port and last heartbeat (the dashboard's fleet view).
  *
- * - `ladder_presence`: per node and key, the devices connected now (only keys with a device limit or
- *   a speed cap), rewritten by each node every sync; rows not refreshed lately are ignored.
+ * - `ladder_presence`: per node and key, the devices connected now and the speed the node wants of
+ *   the key's cap (only keys with a device limit or a speed cap), rewritten by each node every sync;
+ *   rows not refreshed lately are ignored.
  *
  * Every change to a key or a fleet setting sends `NOTIFY ladder_changes` in the same transaction,
  * so listeners hear of it once it is committed: `row:<json>` carries the key's row as written (the
@@ -29,7 +30,15 @@ import {
   type AccessKeyRecord,
   type DataLimit,
 } from '../access/access-key.js';
-import { fromRow, toRow, type KeyRow, type NodeUsage, type UsageDelta } from './key-store.js';
+import {
+  fromRow,
+  toRow,
+  type KeyRow,
+  type LocalPresence,
+  type NodeUsage,
+  type RemotePresence,
+  type UsageDelta,
+} from './key-store.js';
 
 /** The NOTIFY channel of key and setting changes. */
 export const CHANGES_CHANNEL = 'ladder_changes';
@@ -98,6 +107,8 @@ export const PG_MIGRATIONS: readonly string[] = [
      BEGIN NEW.rev := nextval('ladder_keys_rev'); RETURN NEW; END $$;
    CREATE TRIGGER ladder_keys_rev BEFORE UPDATE ON ladder_keys
      FOR EACH ROW EXECUTE FUNCTION ladder_keys_bump();`,
+  // What each node wants of a key's speed cap, so the cap is split by demand (key-manager.ts).
+  `ALTER TABLE ladder_presence ADD COLUMN demand_bps BIGINT NOT NULL DEFAULT 0;`,
 ];
 
 /** Longest `row:` notification sent; PostgreSQL refuses payloads of 8000 bytes or more. */
@@ -460,38 +471,48 @@ export async function heartbeatPg(c: pg.ClientBase, n: FleetNode): Promise<Fleet
 }
 
 /**
- * Replaces this node's presence rows with `devices` (key id -> devices connected here), and
- * returns the other nodes' rows refreshed within `staleMs`, summed per key.
+ * Replaces this node's presence rows with `local` (key id -> devices connected here and the speed
+ * it wants), and returns the other nodes' rows refreshed within `staleMs`, summed per key.
  */
 export async function presencePg(
   c: pg.ClientBase,
   nodeId: string,
-  devices: ReadonlyMap<string, number>,
+  local: ReadonlyMap<string, LocalPresence>,
   staleMs: number,
-): Promise<Map<string, { devices: number; nodes: number }>> {
-  const ids = [...devices.keys()];
+): Promise<Map<string, RemotePresence>> {
+  const ids = [...local.keys()];
   await c.query(
     'DELETE FROM ladder_presence WHERE node_id = $1 AND NOT (key_id = ANY($2::text[]))',
     [nodeId, ids],
   );
   if (ids.length > 0)
     await c.query(
-      `INSERT INTO ladder_presence (node_id, key_id, devices, updated_us)
-       SELECT $1, d.key_id, d.devices, (extract(epoch FROM clock_timestamp()) * 1e6)::bigint
-       FROM unnest($2::text[], $3::int[]) AS d(key_id, devices)
+      `INSERT INTO ladder_presence (node_id, key_id, devices, demand_bps, updated_us)
+       SELECT $1, d.key_id, d.devices, d.demand, (extract(epoch FROM clock_timestamp()) * 1e6)::bigint
+       FROM unnest($2::text[], $3::int[], $4::bigint[]) AS d(key_id, devices, demand)
        ON CONFLICT (node_id, key_id) DO UPDATE
-         SET devices = excluded.devices, updated_us = excluded.updated_us`,
-      [nodeId, ids, ids.map((id) => devices.get(id)!)],
+         SET devices = excluded.devices, demand_bps = excluded.demand_bps,
+             updated_us = excluded.updated_us`,
+      [
+        nodeId,
+        ids,
+        ids.map((id) => local.get(id)!.devices),
+        ids.map((id) => Math.max(0, Math.round(local.get(id)!.demandBps))),
+      ],
     );
-  const r = await c.query<{ key_id: string; devices: string; nodes: string }>(
-    `SELECT key_id, SUM(devices) AS devices, COUNT(*) AS nodes FROM ladder_presence
+  const r = await c.query<{ key_id: string; devices: string; nodes: string; demand: string }>(
+    `SELECT key_id, SUM(devices) AS devices, COUNT(*) AS nodes, SUM(demand_bps) AS demand
+     FROM ladder_presence
      WHERE node_id <> $1 AND devices > 0
        AND updated_us > (extract(epoch FROM clock_timestamp()) * 1e6)::bigint - $2::bigint * 1000
      GROUP BY key_id`,
     [nodeId, staleMs],
   );
   return new Map(
-    r.rows.map((x) => [x.key_id, { devices: Number(x.devices), nodes: Number(x.nodes) }]),
+    r.rows.map((x) => [
+      x.key_id,
+      { devices: Number(x.devices), nodes: Number(x.nodes), demandBps: Number(x.demand) },
+    ]),
   );
 }
 

@@ -2,8 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Duplex } from 'node:stream';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
-import { MUX_PADDED_FRAMES, MuxCool, type MuxSession } from './mux-cool.js';
+import {
+  FRAME_POOL_KEEP,
+  FRAME_POOL_MAX,
+  FRAME_POOL_TRIM_MS,
+  MUX_PADDED_FRAMES,
+  MuxCool,
+  pooledFrameBuffers,
+  type MuxSession,
+} from './mux-cool.js';
 import {
   MUX_OPTION,
   MUX_STATUS,
@@ -506,3 +516,61 @@ test('server: KeepAlive data is discarded even when it names a live session', as
   await tick();
   assert.equal((await collect(t.sessions[0]!.s)).toString(), 'onetwo');
 });
+
+test('frame buffers in flight at once are reused, and let go once idle connections no longer need them', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const CONNECTIONS = 25;
+  const SESSIONS = 8;
+  const conns: Duplex[] = [];
+  const allWritten: Promise<void>[] = [];
+  await settledGc(gc);
+  const before = process.memoryUsage().arrayBuffers;
+  for (let c = 0; c < CONNECTIONS; c++) {
+    let calls = 0;
+    let done: () => void;
+    allWritten.push(new Promise((r) => (done = r)));
+    // A socket whose writes complete on a later turn: every session's frame is in flight at once.
+    const conn = new Duplex({
+      read() {},
+      write(_c: Buffer, _e, cb) {
+        setImmediate(() => {
+          cb();
+          if (++calls === SESSIONS) done();
+        });
+      },
+    });
+    conns.push(conn);
+    new MuxCool(conn, {
+      role: 'server',
+      padding: false,
+      reuseFrames: true,
+      onSession: (s) => {
+        s.on('error', () => {}); // destroyed with its connection at the end
+        s.resume();
+        s.write(Buffer.alloc(60_000, 7));
+      },
+    });
+    for (let id = 1; id <= SESSIONS; id++)
+      conn.push(newFrame(id, { host: 'example.com', port: 80 }));
+  }
+  await Promise.all(allWritten);
+  await tick();
+  // every session's frame was in flight at once: their buffers wait in the pool for the next writes
+  assert.ok(pooledFrameBuffers() > FRAME_POOL_KEEP && pooledFrameBuffers() <= FRAME_POOL_MAX);
+  t.mock.timers.tick(2 * FRAME_POOL_TRIM_MS);
+  assert.equal(pooledFrameBuffers(), FRAME_POOL_KEEP);
+  await settledGc(gc);
+  // The connections stay open with their sessions idle: what they keep is reusable buffers only.
+  const kept = process.memoryUsage().arrayBuffers - before;
+  assert.ok(kept < 4 * 1024 * 1024, `${(kept / 1048576).toFixed(1)} MiB kept by idle connections`);
+  for (const conn of conns) conn.destroy();
+});
+
+/** A full collection, and a second once V8's sweeper has had a turn to free what the first found. */
+async function settledGc(gc: () => void): Promise<void> {
+  gc();
+  await tick();
+  gc();
+}

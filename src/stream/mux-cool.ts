@@ -89,10 +89,59 @@ export const MUX_PADDED_FRAMES = 4;
 const WRITE_DATA_MAX = 2 * SEND_DATA_MAX;
 /** The largest header: u16 L, 512 bytes of metadata, u16 X. */
 const HEADER_MAX = 2 + MUX_MAX_METADATA + 2;
-/** Frame buffers: the frames of one write, {@link WRITE_DATA_MAX} bytes of data at most. */
-const FRAME_BUFFER_SIZE = 2 * HEADER_MAX + WRITE_DATA_MAX;
-/** Frame buffers kept for reuse per connection. */
-const FRAME_POOL_MAX = 8;
+/**
+ * Reused frame buffers: one frame of data and two headers, which holds the frames of one socket
+ * read (recycled-reads.ts READ_SIZE). A larger write gets a buffer of its own.
+ */
+const FRAME_BUFFER_SIZE = 2 * HEADER_MAX + SEND_DATA_MAX;
+/**
+ * Frame buffers kept for reuse, by all connections together. The pool holds what is in flight at
+ * once (one buffer per session with a write under way), so that bulk transfers reuse their buffers
+ * rather than leave one to the garbage collector per write: V8 frees external memory late, and the
+ * dead buffers of 200 busy sessions reached tens of MiB. Buffers the pool did not need for
+ * {@link FRAME_POOL_TRIM_MS} are let go, down to {@link FRAME_POOL_KEEP}: a pool per connection
+ * kept them until the connection closed, megabytes on idle mux connections.
+ */
+export const FRAME_POOL_MAX = 256;
+/** Buffers kept however long the pool has been idle. */
+export const FRAME_POOL_KEEP = 16;
+/** How often buffers the pool did not need are let go. */
+export const FRAME_POOL_TRIM_MS = 10_000;
+const framePool: Buffer[] = [];
+/** The fewest buffers the pool held since the last trim: as many were not needed. */
+let framePoolLow = 0;
+let framePoolTrim: NodeJS.Timeout | null = null;
+
+function takeFrameBuffer(): Buffer {
+  const b = framePool.pop() ?? Buffer.allocUnsafeSlow(FRAME_BUFFER_SIZE);
+  if (framePool.length < framePoolLow) framePoolLow = framePool.length;
+  return b;
+}
+
+function returnFrameBuffer(b: Buffer): void {
+  if (framePool.length >= FRAME_POOL_MAX) return;
+  framePool.push(b);
+  if (framePool.length > FRAME_POOL_KEEP && framePoolTrim === null) {
+    framePoolLow = framePool.length;
+    framePoolTrim = setInterval(trimFramePool, FRAME_POOL_TRIM_MS);
+    framePoolTrim.unref();
+  }
+}
+
+function trimFramePool(): void {
+  const drop = Math.min(framePoolLow, framePool.length - FRAME_POOL_KEEP);
+  if (drop > 0) framePool.length -= drop;
+  framePoolLow = framePool.length;
+  if (framePool.length <= FRAME_POOL_KEEP && framePoolTrim !== null) {
+    clearInterval(framePoolTrim);
+    framePoolTrim = null;
+  }
+}
+
+/** Buffers kept for reuse now; for tests. */
+export function pooledFrameBuffers(): number {
+  return framePool.length;
+}
 
 type Conn = Duplex & { writableLength: number };
 
@@ -108,8 +157,6 @@ export class MuxCool {
   readonly #fullReaders = new Set<MuxSession>();
   readonly #waitingWriters = new Set<() => void>();
   #nextId = 1;
-  /** Frame buffers the connection is done with (reuseFrames). */
-  readonly #frames: Buffer[] = [];
   #idle: NodeJS.Timeout | null = null;
   #dead = false;
 
@@ -372,7 +419,7 @@ export class MuxCool {
         : null;
     if (padding) n += muxHeaderLength(padding) + padding.dataLength!;
     const pooled = this.#o.reuseFrames === true && n > 1024 && n <= FRAME_BUFFER_SIZE;
-    const buf = pooled ? (this.#frames.pop() ?? Buffer.allocUnsafeSlow(FRAME_BUFFER_SIZE)) : null;
+    const buf = pooled ? takeFrameBuffer() : null;
     const out = buf ? buf.subarray(0, n) : Buffer.allocUnsafe(n);
     let p = 0;
     for (const h of headers) {
@@ -389,11 +436,7 @@ export class MuxCool {
       randomFillSync(out, p, n - p);
       debug('padded a frame of %d bytes to %d', flight, n);
     }
-    const ok = buf
-      ? this.conn.write(out, () => {
-          if (this.#frames.length < FRAME_POOL_MAX) this.#frames.push(buf);
-        })
-      : this.conn.write(out);
+    const ok = buf ? this.conn.write(out, () => returnFrameBuffer(buf)) : this.conn.write(out);
     if (ok) done();
     else this.#waitingWriters.add(done);
   }

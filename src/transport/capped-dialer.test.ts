@@ -129,3 +129,52 @@ test('a cap that is not a whole number of 1 or more is refused', () => {
   for (const max of [0, -1, 1.5, Number.NaN])
     assert.throws(() => new CappedDialer(inner.dialer, { max }), RangeError);
 });
+
+test("holds 'dial': at most max dials under way; a finished dial frees its slot while its stream stays open", async () => {
+  const pending: ((s: Duplex) => void)[] = [];
+  let started = 0;
+  const inner: StreamDialer = {
+    dial: () => {
+      started++;
+      return new Promise<Duplex>((resolve) => pending.push(resolve));
+    },
+  };
+  const d = new CappedDialer(inner, { max: 2, holds: 'dial', what: 'handshakes at once' });
+  const dials = [d.dial(target), d.dial(target), d.dial(target), d.dial(target)];
+  await turn();
+  assert.equal(started, 2, 'two handshakes under way, two wait');
+  assert.equal(d.waiting, 2);
+  pending.shift()!(new PassThrough());
+  const first = await dials[0]!;
+  await turn();
+  assert.equal(started, 3, 'the finished dial gave its slot to the next, its stream still open');
+  assert.equal(first.destroyed, false);
+  while (pending.length > 0) {
+    pending.shift()!(new PassThrough());
+    await turn();
+  }
+  const streams = await Promise.all(dials);
+  assert.equal(started, 4);
+  assert.equal(d.open, 0);
+  for (const s of streams) s.destroy();
+});
+
+test("holds 'dial': beyond maxWaiting a dial fails at once, naming the cap", async () => {
+  const inner: StreamDialer = { dial: () => new Promise<Duplex>(() => {}) };
+  const d = new CappedDialer(inner, {
+    max: 1,
+    maxWaiting: 1,
+    holds: 'dial',
+    what: 'TLS handshakes this client runs at once',
+  });
+  void d.dial(target);
+  const ac = new AbortController();
+  const waiting = d.dial(target, ac.signal);
+  await assert.rejects(d.dial(target), (e: unknown) => {
+    assert.ok(hasCode(e, 'ERR_DIAL'));
+    assert.match((e as Error).message, /TLS handshakes this client runs at once/);
+    return true;
+  });
+  ac.abort();
+  await assert.rejects(waiting, (e: unknown) => hasCode(e, 'ERR_ABORTED'));
+});

@@ -19,6 +19,13 @@ export interface CappedDialerOptions {
   readonly max: number;
   /** Dials waiting for a slot before more fail at once (default 1024). */
   readonly maxWaiting?: number;
+  /**
+   * What holds a slot: each stream until it closes (default), or each dial until it is done, so
+   * that only that many handshakes run at once ({@link handshakeCapped}).
+   */
+  readonly holds?: 'stream' | 'dial';
+  /** The cap as an error names it (default: the per-server connection cap's flag). */
+  readonly what?: string;
 }
 
 interface Waiter {
@@ -29,6 +36,8 @@ export class CappedDialer implements StreamDialer {
   readonly #inner: StreamDialer;
   readonly #max: number;
   readonly #maxWaiting: number;
+  readonly #holds: 'stream' | 'dial';
+  readonly #what: string;
   #open = 0;
   readonly #queue = new Set<Waiter>();
 
@@ -38,6 +47,8 @@ export class CappedDialer implements StreamDialer {
     this.#inner = inner;
     this.#max = o.max;
     this.#maxWaiting = o.maxWaiting ?? 1024;
+    this.#holds = o.holds ?? 'stream';
+    this.#what = o.what ?? 'connections this server is capped at (--max-connections-per-server)';
   }
 
   /** Streams open now (each holds a slot until it closes). */
@@ -58,6 +69,10 @@ export class CappedDialer implements StreamDialer {
     } catch (err) {
       this.#release();
       throw err;
+    }
+    if (this.#holds === 'dial') {
+      this.#release();
+      return stream;
     }
     let held = true;
     const release = (): void => {
@@ -81,7 +96,7 @@ export class CappedDialer implements StreamDialer {
       return Promise.reject(
         new DialError(
           'ERR_DIAL',
-          `${this.#queue.size} connections already wait for one of the ${this.#max} this server is capped at (--max-connections-per-server)`,
+          `${this.#queue.size} connections already wait for one of the ${this.#max} ${this.#what}`,
         ),
       );
     return new Promise<void>((resolve, reject) => {
@@ -120,4 +135,21 @@ function aborted(signal: AbortSignal): DialError {
       cause: signal.reason,
     },
   );
+}
+
+/**
+ * TLS handshakes to one server at once, from one client. Hundreds of dials started together (a
+ * browser's burst, a download manager) otherwise run their handshakes side by side on one busy
+ * CPU and finish together, late, so that all of them can meet the dial deadline at once; in
+ * turns, the first finish early and later ones wait their turn within the same deadline.
+ */
+export const CLIENT_HANDSHAKES_AT_ONCE = 16;
+
+/** `d` with at most {@link CLIENT_HANDSHAKES_AT_ONCE} of its dials under way at once. */
+export function handshakeCapped(d: StreamDialer): CappedDialer {
+  return new CappedDialer(d, {
+    max: CLIENT_HANDSHAKES_AT_ONCE,
+    holds: 'dial',
+    what: 'TLS handshakes this client runs at once',
+  });
 }

@@ -22,7 +22,7 @@ import { SsPacketDialer, SsStreamDialer } from './ss-dialer.js';
 import { TrojanDialer } from './trojan-dialer.js';
 import { wsConnect, wsConnector } from './ws-dialer.js';
 import { FailoverDialer } from './failover.js';
-import { CappedDialer } from './capped-dialer.js';
+import { CappedDialer, handshakeCapped } from './capped-dialer.js';
 import type { PacketDialer, StreamDialer, Target } from './types.js';
 
 export interface KeyDialers {
@@ -131,11 +131,20 @@ function firstWaitOf(o: KeyDialerOptions): { firstPayloadWaitMs?: number } {
   return o.firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs: o.firstPayloadWaitMs } : {};
 }
 
-/** The stream dialer under the per-server cap, unless there is none or the key multiplexes. */
-function capped(d: StreamDialer, o: KeyDialerOptions, multiplexed: boolean): StreamDialer {
+/**
+ * The stream dialer under the per-server cap, unless there is none or the key multiplexes; a
+ * dialer whose every stream is a TLS handshake also runs few of them at once (handshakeCapped).
+ */
+function capped(
+  d: StreamDialer,
+  o: KeyDialerOptions,
+  multiplexed: boolean,
+  tls = false,
+): StreamDialer {
+  const paced = tls && !multiplexed ? handshakeCapped(d) : d;
   return o.maxConnectionsPerServer && !multiplexed
-    ? new CappedDialer(d, { max: o.maxConnectionsPerServer })
-    : d;
+    ? new CappedDialer(paced, { max: o.maxConnectionsPerServer })
+    : paced;
 }
 
 /** One ss:// or trojan:// URI. Throws a LadderError (ERR_KEY_URI) for any other scheme. */
@@ -209,7 +218,8 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
         // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
         ...(ws ? { connect: wsConnector(server, wsOptions) } : {}),
       });
-      return { stream: capped(d, o, Boolean(t.mux)), packet: d };
+      const overTls = !ws || t.security !== 'none';
+      return { stream: capped(d, o, Boolean(t.mux), overTls), packet: d };
     },
   };
 }
@@ -283,7 +293,7 @@ function ssTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTranspor
       });
       // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
       return {
-        stream: capped(stream, o, Boolean(pooled && ws.mux)),
+        stream: capped(stream, o, Boolean(pooled && ws.mux), Boolean(pooled && ws.tls)),
         packet: new SsPacketDialer(server, key),
       };
     },

@@ -12,6 +12,8 @@ import { LadderError } from '../../src/errors.js';
 import { openKeyDocument, rawPublicKey, signKeyDocument } from '../../src/codec/key-document.js';
 import { outlineDocumentKey, parseOnlineKeyUri } from '../../src/codec/online-key.js';
 import { checkKeyFile } from '../../src/app/key-file.js';
+import { parseSsUri } from '../../src/codec/access-key-uri.js';
+import { v2rayPluginOptions } from '../../src/codec/v2ray-plugin.js';
 import { checkClientRelease, openClientRelease } from '../../src/codec/client-release.js';
 
 function valueOrLadderError(f: () => unknown): void {
@@ -43,6 +45,57 @@ test('Outline answers: random and mutated text gives a key or a LadderError', ()
         valueOrLadderError(() => outlineDocumentKey(noise));
       },
     ),
+    { numRuns: 1500, seed: 21 },
+  );
+});
+
+/** Outline endpoint values built from the types the parser knows and some it does not. */
+const endpointArb: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+  endpoint: fc.oneof(
+    { depthSize: 'small' },
+    fc.string({ maxLength: 40 }),
+    fc.constantFrom('h:1', '[::1]:443', 'h', ':1'),
+    fc.record(
+      {
+        $type: fc.constantFrom('websocket', 'dial', 'first-supported', 'quic', 1),
+        url: fc.oneof(
+          fc.constantFrom(
+            'wss://h/p',
+            'ws://h:8/p?q',
+            'https://h/',
+            'wss://u:p@h/',
+            'wss://[::1]/',
+          ),
+          fc.string({ maxLength: 40 }),
+        ),
+        address: fc.oneof(fc.constant('h:1'), fc.string({ maxLength: 20 })),
+        dialer: fc.oneof(fc.constant(null), fc.object({ maxDepth: 1 })),
+        endpoint: tie('endpoint'),
+        endpoints: fc.oneof(fc.array(tie('endpoint'), { maxLength: 4 }), fc.string()),
+      },
+      { requiredKeys: ['$type'] },
+    ),
+  ),
+})).endpoint;
+
+test('Outline endpoints: any shape gives an ss:// key or a LadderError', () => {
+  fc.assert(
+    fc.property(endpointArb, (endpoint) => {
+      const doc = JSON.stringify({
+        transport: {
+          $type: 'tcpudp',
+          tcp: { $type: 'shadowsocks', endpoint, cipher: 'chacha20-ietf-poly1305', secret: 'S' },
+        },
+      });
+      try {
+        const key = outlineDocumentKey(doc);
+        // What it makes must read back, with its WebSocket options intact.
+        const back = parseSsUri(key);
+        if (back.plugin) assert.ok(v2rayPluginOptions(back.plugin));
+      } catch (err) {
+        if (!(err instanceof LadderError)) throw err;
+      }
+    }),
     { numRuns: 1500, seed: 21 },
   );
 });

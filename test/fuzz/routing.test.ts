@@ -57,7 +57,8 @@ const TOKENS = [
 const files: RuleFiles = {
   read(path) {
     if (path === 'set.list') return { text: 'payload:\n - +.x.lab\n - 1.2.3.0/24\n', name: path };
-    if (path === 'set.json') return { text: '{"rules":[{"domain":["y.lab"]}]}', name: path };
+    if (path === 'set.json')
+      return { text: '{"version":2,"rules":[{"domain":["y.lab"],"port":[443]}]}', name: path };
     throw new Error('no such file');
   },
 };
@@ -82,6 +83,58 @@ test('rule-set texts: random content parses or throws ERR_RULES', () => {
       const f: RuleFiles = { read: (p) => ({ text, name: json ? `${p}.json` : p }) };
       only(() => parseRules('RULE-SET,s,DIRECT', 'f', f));
     }),
+    RUNS,
+  );
+});
+
+test('sing-box sources: random rules parse or throw ERR_RULES; matching them never throws', () => {
+  const value = fc.oneof(
+    fc.constantFrom('a.lab', '.a.lab', '198.18.0.0/15', 'tcp', 'udp', '53', '10:20', ':9', 'x:'),
+    fc.string({ maxLength: 8 }),
+    fc.integer({ min: -2, max: 70_000 }),
+    fc.constant(null),
+  );
+  const field = fc.constantFrom(
+    'domain',
+    'domain_suffix',
+    'domain_keyword',
+    'domain_regex',
+    'ip_cidr',
+    'port',
+    'port_range',
+    'network',
+    'type',
+    'invert',
+    'process_name',
+  );
+  const rule = fc.dictionary(field, fc.oneof(value, fc.array(value, { maxLength: 3 })), {
+    maxKeys: 4,
+  });
+  fc.assert(
+    fc.property(
+      fc.oneof(fc.constantFrom(1, 2, 3), value),
+      fc.array(rule, { maxLength: 4 }),
+      fc.string({ maxLength: 12 }),
+      fc.integer({ min: 0, max: 65535 }),
+      fc.boolean(),
+      (version, rules, host, port, udp) => {
+        const text = JSON.stringify({ version, rules });
+        const f: RuleFiles = { read: (p) => ({ text, name: `${p}.json` }) };
+        let table;
+        try {
+          table = parseRules('RULE-SET,s,DIRECT\nMATCH,PROXY', 'f', f);
+        } catch (err) {
+          if (!(err instanceof LadderError)) throw err;
+          return;
+        }
+        const network = udp ? 'udp' : 'tcp';
+        for (const h of [host, 'a.lab', '198.18.0.1'])
+          for (const ip of [undefined, null, '198.18.0.1']) {
+            const i = table.match({ host: h, port, network, ...(ip !== undefined ? { ip } : {}) });
+            assert.ok(i === -2 || i === 0 || i === 1, `index ${i}`);
+          }
+      },
+    ),
     RUNS,
   );
 });

@@ -6,18 +6,15 @@
  * nothing leaves the machine). playwright gives the browser a fresh temporary profile and removes it. The records are returned raw, with the sizes of the TCP reads that
  * carried them, for the parity test (tls-chrome-parity.test.ts) to parse and compare.
  */
-import { existsSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { chromium } from 'playwright-core';
+import { chromiumMissing as missing, launchChromium } from './chromium.js';
 
-export const CHROMIUM = '/usr/bin/chromium';
+export { CHROMIUM } from './chromium.js';
 
 /** Why Chromium cannot run here, or null. */
 export function chromiumMissing(): string | null {
-  return existsSync(CHROMIUM)
-    ? null
-    : `${CHROMIUM} is missing (Debian package chromium; .ci/run installs it)`;
+  return missing ?? null;
 }
 
 export interface CapturedHello {
@@ -95,14 +92,9 @@ export async function helloSink(): Promise<{
  * Runs headless Chromium and captures `count` ClientHellos (one per fetch, each to a fresh name so
  * every one is a new connection). Bounded: `count` fetches, in batches, within `timeoutMs`.
  */
+/** Beyond launchChromium's own: no QUIC, and every *.hello.test name on loopback. */
 const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
   '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
   '--host-resolver-rules=MAP *.hello.test 127.0.0.1, EXCLUDE localhost',
 ];
 
@@ -178,10 +170,7 @@ export async function chromeSequentialFetches(
   count: number,
   timeoutMs = 60_000,
 ): Promise<void> {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [...CHROMIUM_ARGS, '--ignore-certificate-errors'],
-  });
+  const browser = await launchChromium([...CHROMIUM_ARGS, '--ignore-certificate-errors']);
   try {
     const page = await browser.newPage();
     const deadline = Date.now() + timeoutMs;
@@ -200,10 +189,7 @@ export async function captureChromeHellos(
   kind: 'fetch' | 'websocket' = 'fetch',
 ): Promise<Buffer[]> {
   const sink = await helloSink();
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: CHROMIUM_ARGS,
-  });
+  const browser = await launchChromium(CHROMIUM_ARGS);
   try {
     const page = await browser.newPage();
     const deadline = Date.now() + timeoutMs;

@@ -15,6 +15,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { LADDER_CLI, startProcess } from './peers.js';
 
 export const SERVER_ADDR = '198.18.60.1';
 export const CLIENT_ADDR = '198.18.60.2';
@@ -175,4 +176,21 @@ export function watchServerSide(
     }
     return counts;
   };
+}
+
+/**
+ * Starts `ladder client <args>` in namespace `ns` and resolves once its output matches `ready`
+ * (within `timeoutMs`, or startProcess's default).
+ */
+export function startLadderClientIn(
+  ns: string,
+  args: string[],
+  ready: RegExp,
+  timeoutMs?: number,
+): ReturnType<typeof startProcess> {
+  return startProcess(
+    ['ip', 'netns', 'exec', ns, process.execPath, LADDER_CLI, 'client', ...args],
+    ready,
+    timeoutMs === undefined ? {} : { timeoutMs },
+  );
 }

@@ -8,6 +8,8 @@ import { spawn } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import { parseSsUri } from '../../src/codec/access-key-uri.js';
 import { LADDER_CLI, startLadder, freePort } from '../helpers/peers.js';
+import { socksRequest } from '../helpers/socks5-client.js';
+import { SOCKS_CMD, SOCKS_REPLY } from '../../src/codec/socks5.js';
 
 function ladder(
   args: string[],
@@ -192,23 +194,109 @@ test('client --rules: a bad line, a missing file, a bad --geoip and stray flags 
     const base = ['client', '--server', key, '--socks', '127.0.0.1:0', '--no-http'];
     writeFileSync(`${dir}/bad.txt`, 'DOMAIN,a.lab,DIRECT\nIP-CIDR,10.0.0.0/40,DIRECT\n');
     let r = await ladder([...base, '--rules', `${dir}/bad.txt`]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, 'a bad rule or database file is a usage error');
     assert.match(
       r.stderr,
       /bad\.txt:2: 'IP-CIDR,10\.0\.0\.0\/40,DIRECT': the prefix length '\/40' must be 0 to 32/,
     );
     r = await ladder([...base, '--rules', `${dir}/none.txt`]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, 'a bad rule or database file is a usage error');
     assert.match(r.stderr, /--rules .*none\.txt: cannot read it \(ENOENT\)/);
     writeFileSync(`${dir}/geo.txt`, 'GEOIP,CN,DIRECT\nMATCH,PROXY\n');
     writeFileSync(`${dir}/not.mmdb`, 'hello');
     r = await ladder([...base, '--rules', `${dir}/geo.txt`, '--geoip', `${dir}/not.mmdb`]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, 'a bad rule or database file is a usage error');
     assert.match(r.stderr, /not\.mmdb: not a usable MaxMind DB/);
+    writeFileSync(`${dir}/rs.txt`, 'RULE-SET,missing.yaml,DIRECT\n');
+    r = await ladder([...base, '--rules', `${dir}/rs.txt`]);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      /rs\.txt:1: 'RULE-SET,missing\.yaml,DIRECT': the rule-set file cannot be read/,
+    );
+    writeFileSync(`${dir}/and.txt`, 'AND,((DOMAIN,a.lab),(NETWORK,UDP)),REJECT\n');
+    r = await ladder([...base, '--rules', `${dir}/and.txt`]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /and\.txt:1: .*the rule type AND is not supported by Ladder/);
     r = await ladder([...base, '--geoip', `${dir}/not.mmdb`]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--geoip takes effect only with --rules/);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('client --rules: no output line names a destination unless --log-connections', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(`${tmpdir()}/ladder-rules-log-`);
+  const echo = createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  const echoPort = (echo.address() as AddressInfo).port;
+  // The server is never dialled: every connection here is DIRECT or REJECT.
+  const key = `ss://2022-blake3-aes-128-gcm:${encodeURIComponent(Buffer.alloc(16, 7).toString('base64'))}@127.0.0.1:9`;
+  writeFileSync(
+    `${dir}/rules.txt`,
+    'DOMAIN-SUFFIX,reject.lab,REJECT\nIP-CIDR,127.0.0.0/8,DIRECT,no-resolve\nMATCH,PROXY\n',
+  );
+  try {
+    for (const logging of [false, true]) {
+      const c = spawn(
+        process.execPath,
+        [
+          LADDER_CLI,
+          'client',
+          '--server',
+          key,
+          '--socks',
+          '127.0.0.1:0',
+          '--no-http',
+          '--rules',
+          `${dir}/rules.txt`,
+          ...(logging ? ['--log-connections'] : []),
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      c.stdout.on('data', (d) => (out += d));
+      c.stderr.on('data', (d) => (out += d));
+      const closed = new Promise((r) => c.on('close', r));
+      try {
+        let port: string | undefined;
+        for (let i = 0; i < 4000 && port === undefined && c.exitCode === null; i++) {
+          port = /SOCKS5 listening on 127\.0\.0\.1:(\d+)/.exec(out)?.[1];
+          if (port === undefined) await new Promise((r) => setTimeout(r, 5));
+        }
+        assert.ok(port, out);
+        const direct = await socksRequest(Number(port), SOCKS_CMD.CONNECT, {
+          host: '127.0.0.1',
+          port: echoPort,
+        });
+        direct.socket.destroy();
+        assert.equal(direct.code, SOCKS_REPLY.SUCCEEDED);
+        const refused = await socksRequest(Number(port), SOCKS_CMD.CONNECT, {
+          host: 'www.reject.lab',
+          port: 443,
+        });
+        refused.socket.destroy();
+        assert.equal(refused.code, SOCKS_REPLY.NOT_ALLOWED);
+      } finally {
+        c.kill('SIGTERM');
+        await closed; // every line the client wrote has been read
+      }
+      if (logging) {
+        assert.match(
+          out,
+          new RegExp(`route tcp 127\\.0\\.0\\.1:${echoPort} → DIRECT \\(.*rules\\.txt:2 `),
+        );
+        assert.match(out, /route tcp www\.reject\.lab:443 → REJECT \(.*rules\.txt:1 /);
+      } else {
+        assert.doesNotMatch(out, /reject\.lab/, out);
+        assert.ok(!out.includes(`:${echoPort}`), out);
+      }
+    }
+  } finally {
+    echo.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

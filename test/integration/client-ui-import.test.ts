@@ -5,21 +5,19 @@
 // Screenshots go to test-output/ (LADDER_TEST_OUTPUT overrides).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import QRCode from 'qrcode';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { chromiumMissing, launchChromium, recordForeignRequests } from '../helpers/chromium.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import { freePort, startLadder, type Peer } from '../helpers/peers.js';
 import { makeCert, type TestCert } from '../helpers/tls-cert.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const why = existsSync(CHROMIUM)
-  ? null
-  : `${CHROMIUM} is missing (Debian package chromium; .ci/run installs it)`;
+const why = chromiumMissing;
 if (why) console.log(`client page import tests skipped: ${why}`);
 const OUT = process.env.LADDER_TEST_OUTPUT ?? join(process.cwd(), 'test-output');
 const PASSWORD = 'client-ui-import-password';
@@ -86,22 +84,9 @@ describe(
         { env: { ...process.env, NODE_EXTRA_CA_CERTS: cert.certFile } },
       );
       pageUrl = /control page at (http:\/\/\S+)/.exec(client.output())![1]!;
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--no-sandbox',
-          '--disable-gpu',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-        ],
-      });
+      browser = await launchChromium();
       page = await browser.newPage();
-      const own = new URL(pageUrl).origin;
-      page.on('request', (r) => {
-        if (!r.url().startsWith(own)) foreign.push(r.url());
-      });
+      recordForeignRequests(page, pageUrl, foreign);
       mkdirSync(OUT, { recursive: true });
       await page.goto(pageUrl);
       await page.getByTestId('status').filter({ hasText: 'disconnected' }).waitFor();

@@ -10,14 +10,12 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, readFileSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { chromiumMissing, launchChromium, recordForeignRequests } from '../helpers/chromium.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import { freePort, startLadder, type Peer } from '../helpers/peers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const why = existsSync(CHROMIUM)
-  ? null
-  : `${CHROMIUM} is missing (Debian package chromium; .ci/run installs it)`;
+const why = chromiumMissing;
 if (why) console.log(`client page tests skipped: ${why}`);
 const OUT = process.env.LADDER_TEST_OUTPUT ?? join(process.cwd(), 'test-output');
 
@@ -70,22 +68,9 @@ describe(
         /control page at (http:\/\/\S+)/,
       );
       pageUrl = /control page at (http:\/\/\S+)/.exec(client.output())![1]!;
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--no-sandbox',
-          '--disable-gpu',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-        ],
-      });
+      browser = await launchChromium();
       page = await browser.newPage();
-      const own = new URL(pageUrl).origin;
-      page.on('request', (r) => {
-        if (!r.url().startsWith(own)) foreign.push(r.url());
-      });
+      recordForeignRequests(page, pageUrl, foreign);
       mkdirSync(OUT, { recursive: true });
     });
     after(async () => {

@@ -4,10 +4,11 @@
 // database's state. A single server's page has no fleet panel (dashboard.test.ts covers that page).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createHash, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { chromiumMissing, launchChromium } from '../helpers/chromium.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import {
   dialerFor,
@@ -18,9 +19,8 @@ import {
 } from '../helpers/operator.js';
 import { postgresBin, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const why = !existsSync(CHROMIUM)
-  ? `${CHROMIUM} is missing (Debian package chromium; .ci/run installs it)`
+const why = chromiumMissing
+  ? chromiumMissing
   : !postgresBin()
     ? 'PostgreSQL is not installed (.ci/run installs postgresql)'
     : null;
@@ -58,19 +58,10 @@ describe(
             60_000,
           ),
         );
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          `--ignore-certificate-errors-spki-list=${spkiPin(readFileSync(join(dirs[0]!.dir, 'api-cert.pem'), 'utf8'))}`,
-        ],
-      });
+      browser = await launchChromium([
+        '--disable-quic',
+        `--ignore-certificate-errors-spki-list=${spkiPin(readFileSync(join(dirs[0]!.dir, 'api-cert.pem'), 'utf8'))}`,
+      ]);
       page = await browser.newPage();
       const apiOrigin = new URL(nodes[0]!.apiUrl).origin;
       page.on('request', (r) => {

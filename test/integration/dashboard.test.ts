@@ -5,20 +5,18 @@
 // any other origin.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createHash, X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { chromiumMissing, launchChromium } from '../helpers/chromium.js';
 import { startOrigin, expectedHash, type Origin } from '../helpers/origin.js';
 import { startOperatorServer, tempDataDir, type OperatorServer } from '../helpers/operator.js';
 import { freePort, startLadder, type Peer } from '../helpers/peers.js';
 import { curl } from '../helpers/curl.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const why = existsSync(CHROMIUM)
-  ? null
-  : `${CHROMIUM} is missing (Debian package chromium; .ci/run installs it)`;
+const why = chromiumMissing;
 if (why) console.log(`dashboard tests skipped: ${why}`);
 
 /** Chromium's --ignore-certificate-errors-spki-list takes base64 SHA-256 of the SubjectPublicKeyInfo. */
@@ -41,19 +39,10 @@ describe('dashboard in headless Chromium', { skip: why ?? false, timeout: 150_00
   before(async () => {
     origin = await startOrigin();
     srv = await startOperatorServer(data.dir);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        `--ignore-certificate-errors-spki-list=${spkiPin(readFileSync(join(data.dir, 'api-cert.pem'), 'utf8'))}`,
-      ],
-    });
+    browser = await launchChromium([
+      '--disable-quic',
+      `--ignore-certificate-errors-spki-list=${spkiPin(readFileSync(join(data.dir, 'api-cert.pem'), 'utf8'))}`,
+    ]);
     page = await browser.newPage();
     const apiOrigin = new URL(srv.apiUrl).origin;
     page.on('request', (r) => {

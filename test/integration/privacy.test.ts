@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { startOrigin, type Origin } from '../helpers/origin.js';
 import {
   dialerFor,
@@ -79,10 +80,13 @@ describe(
       assert.match(direct.head, /^HTTP\/1\.1 200/);
       // A failed dial too (nothing listens on port 1): errors must not name the target either.
       await fetchThrough(dialerFor(srv.port, key, CLIENT_ADDR), 1, '/', NAME);
-      // Let usage flush to the database, then stop the server so the WAL is complete.
-      await new Promise((res) => setTimeout(res, 1500));
+      // Stopping the server writes the pending usage and completes the WAL.
       await client.stop();
       await srv.peer.stop();
+      const db = new Database(join(data.dir, 'ladder.db'), { readonly: true });
+      const used = db.prepare('SELECT SUM(bytes) AS n FROM usage_daily').get() as { n: number };
+      db.close();
+      assert.ok(used.n > 0, 'the usage rows are in the database searched below');
 
       const haystacks: [string, Buffer][] = [
         ['server output', Buffer.from(srv.peer.output())],

@@ -27,7 +27,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { labUp, startCensor, destroyLab, eventsPath } from '../../src/lab/lab.js';
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { modulePolicy, type ModuleName } from '../../src/lab/policy.js';
-import { stopTransports, TRANSPORTS } from '../../src/lab/report.js';
+import { stopTransports, transports } from '../../src/lab/card.js';
 import type { Policy } from '../../src/lab/policy.js';
 
 const why = labUnavailable();
@@ -82,7 +82,7 @@ async function attempt(
   name: string,
   timeoutS = TIMEOUT_S,
 ): Promise<{ ok: boolean; detail: string }> {
-  const t = TRANSPORTS.find((x) => x.name === name);
+  const t = transports().find((x) => x.name === name);
   assert.ok(t, name);
   return t.attempt(plan, timeoutS);
 }
@@ -97,7 +97,10 @@ describe(
     before(async () => {
       destroyLab(plan);
       await labUp(plan, { policy: { modules: {} } });
-      for (const name of ROWS) await TRANSPORTS.find((x) => x.name === name)!.setup?.(plan);
+      for (const name of ROWS)
+        await transports()
+          .find((x) => x.name === name)!
+          .setup?.(plan);
     });
     after(() => {
       stopTransports();

@@ -18,7 +18,7 @@ import { drawBudget, helloScore, ruTlsInTls } from '../../src/lab/modules/tspu.j
 import { isServerHello } from '../../src/lab/modules/iran.js';
 import { PairCounter } from '../../src/lab/modules/mux.js';
 import { ja3Hash } from '../../src/lab/modules/tls-fingerprint.js';
-import { columns } from '../../src/lab/report.js';
+import { columns } from '../../src/lab/card.js';
 
 const C = '198.18.1.2';
 const S = '198.19.2.20';

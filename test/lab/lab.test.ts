@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { labUp, startCensor, caPath, destroyLab } from '../../src/lab/lab.js';
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { modulePolicy } from '../../src/lab/policy.js';
-import { runIn } from '../../src/lab/report.js';
+import { runIn } from '../../src/lab/card.js';
 import { CLI_PATH } from '../../src/lab/lab.js';
 
 const why = labUnavailable();

@@ -27,9 +27,9 @@ import {
   stopTransports,
   ladderTrojanNodeTransport,
   columns,
-  TRANSPORTS,
+  transports,
   LADDER_PORT,
-} from '../../src/lab/report.js';
+} from '../../src/lab/card.js';
 import { DECOY_REFERENCE_PORT } from '../../src/lab/services.js';
 import { PREFIX_PRESETS } from '../../src/codec/ss-prefix.js';
 import {
@@ -46,7 +46,7 @@ const base = process.env.LADDER_LAB_TEST_PREFIX ?? 'lab1-';
 const plan = planLab(`${base.slice(0, -1).slice(0, 7)}2-`);
 
 const transport = (name: string) => {
-  const t = [...TRANSPORTS, ladderTrojanNodeTransport()].find((x) => x.name === name);
+  const t = [...transports(), ladderTrojanNodeTransport()].find((x) => x.name === name);
   assert.ok(t, name);
   return t;
 };

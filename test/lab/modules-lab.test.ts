@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { labUp, startCensor, caPath, destroyLab, eventsPath, CLI_PATH } from '../../src/lab/lab.js';
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { modulePolicy, type Policy } from '../../src/lab/policy.js';
-import { runIn } from '../../src/lab/report.js';
+import { runIn } from '../../src/lab/card.js';
 import { SINK_PORT } from '../../src/lab/services.js';
 
 const why = labUnavailable();

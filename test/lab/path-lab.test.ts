@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { destroyLab, labUp, startCensor } from '../../src/lab/lab.js';
 import { labNamespaces, labUnavailable, planLab } from '../../src/lab/topology.js';
 import { pathProfile, type PathParams } from '../../src/lab/path.js';
-import { runIn } from '../../src/lab/report.js';
+import { runIn } from '../../src/lab/card.js';
 
 const why = labUnavailable();
 if (why) console.log(`path lab tests skipped: ${why}`);

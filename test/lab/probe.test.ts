@@ -20,7 +20,7 @@ import {
 } from '../../src/lab/lab.js';
 import { labNamespaces, labUnavailable, planLab } from '../../src/lab/topology.js';
 import { modulePolicy, type ModuleName } from '../../src/lab/policy.js';
-import { runIn } from '../../src/lab/report.js';
+import { runIn } from '../../src/lab/card.js';
 import { formatLadderKey } from '../../src/codec/ladder-key.js';
 
 const why = labUnavailable();

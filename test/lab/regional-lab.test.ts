@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { labUp, startCensor, caPath, destroyLab, eventsPath, CLI_PATH } from '../../src/lab/lab.js';
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { modulePolicy, type Policy } from '../../src/lab/policy.js';
-import { runIn } from '../../src/lab/report.js';
+import { runIn } from '../../src/lab/card.js';
 
 const why = labUnavailable();
 if (why) console.log(`lab regional tests skipped: ${why}`);

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { labUp, startCensor, destroyLab } from '../../src/lab/lab.js';
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { profilePolicy } from '../../src/lab/policy.js';
-import { runIn, stopTransports, TRANSPORTS, RULES_CLIENT } from '../../src/lab/report.js';
+import { runIn, stopTransports, transports, RULES_CLIENT } from '../../src/lab/card.js';
 import { DNS_DEFAULTS } from '../../src/lab/modules/dns.js';
 
 const why = labUnavailable();
@@ -21,7 +21,7 @@ const plan = planLab(`${base.slice(0, -1).slice(0, 6)}rt-`);
 const UDP_DNS = fileURLToPath(new URL('../helpers/socks-udp-dns.js', import.meta.url));
 
 const row = () => {
-  const t = TRANSPORTS.find((x) => x.name === 'ladder-rules');
+  const t = transports().find((x) => x.name === 'ladder-rules');
   assert.ok(t);
   return t;
 };

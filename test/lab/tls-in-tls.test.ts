@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { labUp, startCensor, stopCensor, destroyLab, eventsPath } from '../../src/lab/lab.js';
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { modulePolicy, type Policy } from '../../src/lab/policy.js';
-import { stopTransports, TRANSPORTS } from '../../src/lab/report.js';
+import { stopTransports, transports } from '../../src/lab/card.js';
 
 const why = labUnavailable();
 if (why) console.log(`lab TLS-in-TLS tests skipped: ${why}`);
@@ -66,7 +66,7 @@ function stopAndFlush(): void {
 }
 
 const transport = (name: string) => {
-  const t = TRANSPORTS.find((x) => x.name === name);
+  const t = transports().find((x) => x.name === name);
   assert.ok(t, name);
   return t;
 };
@@ -174,7 +174,7 @@ describe('TLS-in-TLS in the lab (§14)', { skip: why ?? false, timeout: 840_000 
     }
     // Why no run crosses a line (windows: up 650..750; down 170..180 or 3000..7500). Sizes are fixed
     // by curl's 517-byte ClientHello, the requests and the records, and the Ladder rows run with
-    // --first-payload-wait longer than an attempt (src/lab/report.ts), so the Trojan or Shadowsocks
+    // --first-payload-wait longer than an attempt (src/lab/card-transport.ts), so the Trojan or Shadowsocks
     // request always leaves in one record with the ClientHello, whatever the load:
     // - baseline: r0 80 or 598, r2 518: under 650 (52 bytes or more); 0 flagged.
     // - naive tunnel: r0 733 (Finished, CONNECT head and ClientHello), r1 3814: every flow flagged.

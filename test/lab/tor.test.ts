@@ -25,9 +25,9 @@ import {
   runIn,
   stopTransports,
   ladderTrojanNodeTransport,
-  TRANSPORTS,
+  transports,
   LADDER_PORT,
-} from '../../src/lab/report.js';
+} from '../../src/lab/card.js';
 import { DECOY_REFERENCE_PORT } from '../../src/lab/services.js';
 import { TOR_JA3_HASHES } from '../../src/lab/modules/tor.js';
 import { inAddressSpace } from '../../src/lab/modules/egress.js';
@@ -128,7 +128,7 @@ async function connectFromClient(): Promise<string> {
 }
 
 const transport = (name: string) => {
-  const t = [...TRANSPORTS, ladderTrojanNodeTransport()].find((x) => x.name === name);
+  const t = [...transports(), ladderTrojanNodeTransport()].find((x) => x.name === name);
   assert.ok(t, name);
   return t;
 };

@@ -1,5 +1,5 @@
 // Issue #14 item 7, the lab proof: the lab's client namespace runs `ladder client --tun` (Trojan over
-// TLS, padded Mux.Cool, the allowed site's SNI: report.ts ladderTunEntry) under the gfw-2022, gfw-2025 and sensitive-period profiles; plain programs with no proxy
+// TLS, padded Mux.Cool, the allowed site's SNI: card-rows-ladder.ts ladderTunEntry) under the gfw-2022, gfw-2025 and sensitive-period profiles; plain programs with no proxy
 // setting reach the blocked site by name (curl over HTTP and HTTPS, a DNS query for the blocked
 // name). The censor's events show no DNS poisoning (no query for a blocked name reached it), and a
 // counter on the wall sees no packet from the client to anything but the Ladder server. After
@@ -12,14 +12,14 @@ import { labUp, startCensor, destroyLab, eventsPath, caPath, CLI_PATH } from '..
 import { labUnavailable, planLab, labNamespaces } from '../../src/lab/topology.js';
 import { profilePolicy } from '../../src/lab/policy.js';
 import {
-  TRANSPORTS,
+  transports,
   curlBlockedByName,
   runIn,
   stopTransports,
   tunAttempt,
   LADDER_PORT,
   type AttemptResult,
-} from '../../src/lab/report.js';
+} from '../../src/lab/card.js';
 import type { LabPlan } from '../../src/lab/topology.js';
 import { routingSnapshot } from '../helpers/tun-net.js';
 
@@ -112,7 +112,7 @@ describe(
     before(async () => {
       destroyLab(plan);
       await labUp(plan, { policy: { modules: {} } });
-      const t = TRANSPORTS.find((x) => x.name === 'ladder-tun');
+      const t = transports().find((x) => x.name === 'ladder-tun');
       assert.ok(t?.setup);
       await t.setup(plan);
       before0 = routingSnapshot(plan.ns.client);

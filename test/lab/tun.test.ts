@@ -20,6 +20,7 @@ import {
   SERVER_ADDR,
   SERVER_ADDR6,
   inNs,
+  startLadderClientIn,
   routingSnapshot,
   tunNetDown,
   tunNetSettled,
@@ -101,6 +102,24 @@ out.udp6 = await new Promise((res) => {
 console.log(JSON.stringify(out));
 `;
 
+// One UDP exchange with argv[1] port 7 over argv[2] (udp4 or udp6), by name: the app's lookup is
+// answered by the tunnel's fake DNS.
+const UDP_PING = `
+const u = require('node:dgram').createSocket(process.argv[2]);
+const t = setTimeout(() => { u.close(); console.log('timeout'); }, 3000);
+u.on('message', (m) => { clearTimeout(t); u.close(); console.log(String(m)); });
+u.send('ping', 7, process.argv[1]);
+`;
+
+/** Waits for `cond`, one event-loop turn at a time; fails after `limit` turns of a few ms. */
+async function until(cond: () => boolean, what: string, limit = 2000): Promise<void> {
+  for (let i = 0; i < limit; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
 interface ProbeResult {
   udpDns: string[] | string;
   aaaa: string[] | string;
@@ -125,23 +144,7 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
   const cli = (args: string[], timeoutMs = 20_000) =>
     inNs(net.client, [process.execPath, LADDER_CLI, 'client', ...args], timeoutMs);
   const startClient = async (extra: string[] = []): Promise<Peer> =>
-    startProcess(
-      [
-        'ip',
-        'netns',
-        'exec',
-        net.client,
-        process.execPath,
-        LADDER_CLI,
-        'client',
-        '--server',
-        KEY,
-        '--tun',
-        ...extra,
-      ],
-      /tunnel up/,
-      { timeoutMs: 20_000 },
-    );
+    startLadderClientIn(net.client, ['--server', KEY, '--tun', ...extra], /tunnel up/, 20_000);
   const curl = (url: string, ...args: string[]) =>
     inNs(net.client, ['curl', '-sS', '--max-time', '5', ...args, url]);
 
@@ -340,12 +343,26 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
       `${ORIGIN_ADDR}:53`,
       '--dns-remote',
       `${ORIGIN_ADDR}:53`,
+      '--log-connections',
     ]);
     try {
       const before = watch();
       const r = curl('http://origin.test/direct-by-name');
       assert.equal(r.stdout, 'origin says /direct-by-name\n', `${r.stderr}\n${c.output()}`);
       assert.ok(watch().other > before.other, 'the DIRECT name went around the tunnel');
+      // UDP follows the rules too: origin.test direct, origin6.test (MATCH) through the tunnel.
+      const mid = watch();
+      const u = inNs(net.client, [process.execPath, '-e', UDP_PING, 'origin.test', 'udp4']);
+      assert.equal(u.stdout.trim(), 'echo:ping', `${u.stderr}\n${c.output()}`);
+      assert.ok(watch().other > mid.other, 'the DIRECT UDP flow went around the tunnel');
+      const after6 = watch();
+      const u6 = inNs(net.client, [process.execPath, '-e', UDP_PING, 'origin6.test', 'udp6']);
+      assert.equal(u6.stdout.trim(), 'echo6:ping', `${u6.stderr}\n${c.output()}`);
+      assert.equal(watch().other, after6.other, 'the PROXY UDP flow went through the tunnel');
+      // inNs blocked this loop: the client's lines are read now.
+      await until(() => /route udp origin6\.test:7 → PROXY /.test(c.output()), 'the log');
+      assert.match(c.output(), /route udp origin\.test:7 → DIRECT via /);
+      assert.match(c.output(), /route udp origin6\.test:7 → PROXY \(.*rules-name:2 MATCH,PROXY\)/);
     } finally {
       await c.stop();
     }
@@ -386,21 +403,11 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
           pinSha256: pin,
           ...(mux ? { mux } : {}),
         });
-        const c = await startProcess(
-          [
-            'ip',
-            'netns',
-            'exec',
-            net.client,
-            process.execPath,
-            LADDER_CLI,
-            'client',
-            '--server',
-            key,
-            '--tun',
-          ],
+        const c = await startLadderClientIn(
+          net.client,
+          ['--server', key, '--tun'],
           /tunnel up/,
-          { timeoutMs: 20_000 },
+          20_000,
         );
         try {
           const probe = inNs(net.client, [process.execPath, join(dir, 'probe.mjs')]);
@@ -418,25 +425,11 @@ describe('ladder client --tun in namespaces', { skip: why ?? false, timeout: 180
   });
 
   test("--ui with --tun: the page and the Clash API show the tunnel's connections", async () => {
-    const c = await startProcess(
-      [
-        'ip',
-        'netns',
-        'exec',
-        net.client,
-        process.execPath,
-        LADDER_CLI,
-        'client',
-        '--server',
-        KEY,
-        '--tun',
-        '--ui',
-        '127.0.0.1:9090',
-        '--ui-keys',
-        join(dir, 'ui-keys.json'),
-      ],
+    const c = await startLadderClientIn(
+      net.client,
+      ['--server', KEY, '--tun', '--ui', '127.0.0.1:9090', '--ui-keys', join(dir, 'ui-keys.json')],
       /control page at/,
-      { timeoutMs: 20_000 },
+      20_000,
     );
     // An app's connection through the tunnel, held open until its stdin closes (bounded: 20 s).
     const holder = spawn(

@@ -8,42 +8,16 @@
  * are written back with one write(2) each, the batch's in one call.
  * @module
  */
-import { closeSync, existsSync, writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { closeSync, existsSync } from 'node:fs';
 import { ConfigError, LadderError } from '../../errors.js';
-
-interface TunAddon {
-  open(name: string): number;
-  start(fd: number, onBatch: (batch: Buffer) => void): object;
-  stop(handle: object): void;
-  writeBatch?(fd: number, batch: Buffer): number;
-  poll?(fd: number, onBatch: (batch: Buffer, length: number) => boolean): object;
-  unpoll?(handle: object): void;
-}
-
-let addon: TunAddon | undefined;
+import { tryLoadTunAddon, writeTunPacket, type TunAddon } from './addon.js';
 
 function loadAddon(): TunAddon {
-  if (addon) return addon;
-  const require = createRequire(import.meta.url);
-  let why = 'not found';
-  // dist/src/proxy/tun/device.js and src/proxy/tun/device.ts sit four or three levels down.
-  for (const c of [
-    '../../../../native/tun/build/Release/ladder_tun.node',
-    '../../../native/tun/build/Release/ladder_tun.node',
-    join(process.cwd(), 'native/tun/build/Release/ladder_tun.node'),
-  ]) {
-    try {
-      addon = require(c) as TunAddon;
-      return addon;
-    } catch (err) {
-      why = (err as Error).message.split('\n')[0] ?? why;
-    }
-  }
+  const a = tryLoadTunAddon();
+  if (typeof a !== 'string') return a;
   throw new ConfigError(
     'ERR_TUN',
-    `--tun needs the native TUN addon, which is not built: run 'node scripts/build-native.mjs' (needs a C compiler and node-gyp) (${why})`,
+    `--tun needs the native TUN addon, which is not built: run 'node scripts/build-native.mjs' (needs a C compiler and node-gyp) (${a})`,
   );
 }
 
@@ -144,13 +118,7 @@ export class TunDevice {
 
   /** Writes one IP packet into the stack; false if the stack refused it (it is dropped). */
   write(packet: Uint8Array): boolean {
-    if (this.#closed) return false;
-    try {
-      writeSync(this.#fd, packet);
-      return true;
-    } catch {
-      return false;
-    }
+    return !this.#closed && writeTunPacket(this.#fd, packet);
   }
 
   /** Stops reading and closes the descriptor (and so the device): in the next turn of the event loop, or within 100 ms when a

@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KeyManager } from './key-manager.js';
+import { KeyManager, speedShare } from './key-manager.js';
 import {
   KeyStore,
   type AccessKeyStore,
+  type LocalPresence,
   type RemotePresence,
   type StoreChanges,
 } from '../../store/key-store.js';
@@ -76,7 +77,7 @@ test('a device limit counts the devices the fleet reports on other nodes', () =>
     const k = m.create({ name: 'a', deviceLimit: 2 });
     const a = m.open(k.id, '198.18.0.1', 'tcp');
     assert.ok(a, 'first device');
-    remote.set(k.id, { devices: 1, nodes: 1 });
+    remote.set(k.id, { devices: 1, nodes: 1, demandBps: 0 });
     assert.equal(m.open(k.id, '198.18.0.2', 'tcp'), null, 'one here + one elsewhere = the limit');
     assert.ok(m.open(k.id, '198.18.0.1', 'tcp'), 'a device already counted here is let in');
     assert.equal(m.get(k.id).devices, 2, 'the view counts the fleet');
@@ -88,18 +89,117 @@ test('a device limit counts the devices the fleet reports on other nodes', () =>
   }
 });
 
-test('a speed cap is split evenly with the other nodes where the key is connected', () => {
+test('a speed cap is split evenly with the other nodes while no node has measured its demand', () => {
   const remote = new Map<string, RemotePresence>();
   const { s, remove } = store({ remotePresence: () => remote });
   const m = manager(s);
   try {
     const k = m.create({ name: 'a', speedLimitBps: 100_000 });
-    remote.set(k.id, { devices: 1, nodes: 1 });
+    remote.set(k.id, { devices: 1, nodes: 1, demandBps: 0 });
     const lease = m.open(k.id, '198.18.0.1', 'tcp')!;
     // The bucket starts full (64 KiB); 50,000 bytes more at 50,000 B/s is a 1 s wait.
     assert.equal(lease.down(65_536), 0);
     assert.equal(lease.down(50_000), 1000);
     lease.close();
+  } finally {
+    m.stop();
+    remove();
+  }
+});
+
+test('speedShare: the floor split evenly, the rest by demand; the parts add up to the cap', () => {
+  const cap = 100_000;
+  assert.equal(speedShare(cap, 5, undefined), cap, 'alone: the whole cap');
+  assert.equal(speedShare(cap, 0, { devices: 1, nodes: 1, demandBps: 0 }), cap / 2);
+  // Two nodes: 10% of the cap split evenly (5,000 each), 90,000 by demand 90:10.
+  const a = speedShare(cap, 90_000, { devices: 1, nodes: 1, demandBps: 10_000 });
+  const b = speedShare(cap, 10_000, { devices: 1, nodes: 1, demandBps: 90_000 });
+  assert.equal(a, 5_000 + 81_000);
+  assert.equal(b, 5_000 + 9_000);
+  assert.equal(a + b, cap);
+  // Three nodes, one of them idle: it keeps its floor.
+  const idle = speedShare(cap, 0, { devices: 2, nodes: 2, demandBps: 200_000 });
+  assert.ok(Math.abs(idle - (cap * 0.1) / 3) < 1e-9);
+  assert.equal(
+    speedShare(cap, undefined, { devices: 1, nodes: 1, demandBps: 100_000 }),
+    5_000,
+    'not measured yet: the floor, so the fleet never hands out more than the cap',
+  );
+});
+
+test('a node tells the fleet what it carried, or the whole cap when the cap held it back', () => {
+  let now = 1_700_000_000_000;
+  const at = { now: () => now };
+  let local: ((newPeriod: boolean) => ReadonlyMap<string, LocalPresence>) | null = null;
+  const remote = new Map<string, RemotePresence>();
+  const { s, remove } = store({
+    remotePresence: () => remote,
+    setLocalPresence: (f) => {
+      local = f;
+    },
+  });
+  const m = new KeyManager({
+    store: s,
+    clock: at,
+    onKeysChanged: () => undefined,
+    tickMs: 3_600_000,
+    flushMs: 3_600_000,
+  });
+  m.start();
+  try {
+    const k = m.create({ name: 'a', speedLimitBps: 100_000 });
+    const other = m.create({ name: 'b' });
+    const lease = m.open(k.id, '198.18.0.1', 'tcp')!;
+    m.open(other.id, '198.18.0.1', 'tcp')!.down(1000);
+    remote.set(k.id, { devices: 1, nodes: 1, demandBps: 10_000 });
+    // Not measured yet: this node starts at the floor, 5,000 B/s, with a full 64 KiB bucket.
+    assert.equal(lease.down(40_000), 0);
+    assert.equal(lease.up(20_000), 0, 'each direction has its own bucket');
+    now += 2000;
+    assert.deepEqual(
+      local!(true),
+      new Map([[k.id, { devices: 1, demandBps: 20_000 }]]),
+      'the busier direction over 2 s; a key without a cap or device limit is not reported',
+    );
+    // The bucket keeps its 25,536 bytes and what 2 s at 5,000 B/s refilled (it is not a new, full
+    // bucket); from now on this node's part is 5,000 + 90,000 × 20,000 / 30,000 = 65,000 B/s.
+    assert.equal(lease.down(35_536), 0);
+    assert.equal(lease.down(65_000), 1000, 'one second of the new rate: held back');
+    now += 1000;
+    assert.equal(local!(true).get(k.id)?.demandBps, 100_000, 'held back: asks for the whole cap');
+  } finally {
+    m.stop();
+    remove();
+  }
+});
+
+test('a new device on a key with a device limit asks the fleet store to write presence soon', () => {
+  let soon = 0;
+  let local: ((newPeriod: boolean) => ReadonlyMap<string, LocalPresence>) | null = null;
+  const { s, remove } = store({
+    remotePresence: () => new Map(),
+    presenceSoon: () => soon++,
+    setLocalPresence: (f) => {
+      local = f;
+    },
+  });
+  const m = manager(s);
+  try {
+    const k = m.create({ name: 'a', deviceLimit: 3, speedLimitBps: 1_000_000 });
+    const free = m.create({ name: 'b' });
+    const a = m.open(k.id, '198.18.0.1', 'tcp')!;
+    assert.equal(soon, 1, 'a new device');
+    m.open(k.id, '198.18.0.1', 'tcp');
+    assert.equal(soon, 1, 'the same device again');
+    m.open(free.id, '198.18.0.2', 'tcp');
+    assert.equal(soon, 1, 'a key without a device limit');
+    m.open(k.id, '198.18.0.2', 'tcp');
+    assert.equal(soon, 2, 'another device');
+    a.down(1000);
+    // Between syncs the write repeats the demand last measured and leaves the period running.
+    assert.equal(local!(false).get(k.id)?.devices, 2);
+    assert.equal(local!(false).get(k.id)?.demandBps, 0);
+    assert.ok(local!(true).get(k.id)!.demandBps > 0, 'the bytes are still in the period');
   } finally {
     m.stop();
     remove();

@@ -11,7 +11,7 @@
  *   second. Device limits count distinct client addresses with open connections (kept in memory,
  *   never written). Speed caps are token buckets per key and direction, shared by its connections.
  *   In a fleet (a store with `remotePresence`), the devices on other nodes count too, and a key's
- *   cap is split evenly between the nodes it is connected to.
+ *   cap is split between the nodes it is connected to by what each wants ({@link speedShare}).
  * - **Accounting.** Bytes are counted in memory per UTC day and flushed to the store about once a
  *   second, and at once when `flushBytes` are pending, in one transaction: a crash (kill -9) loses
  *   at most `flushBytes` plus one counted read, whatever the rate or the load.
@@ -25,7 +25,13 @@ import { trojanPasswordHash } from '../../codec/trojan.js';
 import type { SsServerKey } from '../../codec/ss-tcp.js';
 import type { SsMethod } from '../../crypto/methods.js';
 import type { TrojanUser } from '../trojan-server.js';
-import type { AccessKeyStore, StoreChanges, UsageDelta } from '../../store/key-store.js';
+import type {
+  AccessKeyStore,
+  LocalPresence,
+  RemotePresence,
+  StoreChanges,
+  UsageDelta,
+} from '../../store/key-store.js';
 import type { Metrics } from '../metrics.js';
 import { systemClock, type Clock } from '../../core/clock.js';
 import type { AccessGate, GateTransport, Lease } from './gate.js';
@@ -66,22 +72,68 @@ export const USAGE_FLUSH_BYTES = 4 * 1024 * 1024;
 export class Pace {
   #tokens: number;
   #last: number;
-  readonly rate: number;
-  readonly burst: number;
+  #rate: number;
+  #burst: number;
   constructor(rate: number, nowMs: number) {
-    this.rate = rate;
-    // A burst of at least one 64 KiB read, so a capped connection never stalls on a single chunk.
-    this.burst = Math.max(65_536, rate / 4);
-    this.#tokens = this.burst;
+    this.#rate = rate;
+    this.#burst = Pace.#burstOf(rate);
+    this.#tokens = this.#burst;
+    this.#last = nowMs;
+  }
+  /** A burst of at least one 64 KiB read, so a capped connection never stalls on a single chunk. */
+  static #burstOf(rate: number): number {
+    return Math.max(65_536, rate / 4);
+  }
+  get rate(): number {
+    return this.#rate;
+  }
+  get burst(): number {
+    return this.#burst;
+  }
+  /** Changes the rate from now on; the tokens held stay (a new bucket would start full again). */
+  setRate(rate: number, nowMs: number): void {
+    this.#refill(nowMs);
+    this.#rate = rate;
+    this.#burst = Pace.#burstOf(rate);
+    this.#tokens = Math.min(this.#tokens, this.#burst);
+  }
+  #refill(nowMs: number): void {
+    this.#tokens = Math.min(this.#burst, this.#tokens + ((nowMs - this.#last) * this.#rate) / 1000);
     this.#last = nowMs;
   }
   /** Takes `n` bytes' worth; returns how long (ms) the sender should wait before the next. */
   take(n: number, nowMs: number): number {
-    this.#tokens = Math.min(this.burst, this.#tokens + ((nowMs - this.#last) * this.rate) / 1000);
-    this.#last = nowMs;
+    this.#refill(nowMs);
     this.#tokens -= n;
-    return this.#tokens >= 0 ? 0 : Math.ceil((-this.#tokens * 1000) / this.rate);
+    return this.#tokens >= 0 ? 0 : Math.ceil((-this.#tokens * 1000) / this.#rate);
   }
+}
+
+/** Part of a speed cap every node where the key is connected keeps, whatever the others want. */
+export const SPEED_SHARE_FLOOR = 0.1;
+
+/**
+ * This node's part of a key's speed cap (bytes per second) in a fleet: `floor` of the cap split
+ * evenly among the nodes where the key is connected, the rest in proportion to what each wants
+ * (`local` here, `others.demandBps` summed over the other nodes, both as of the last sync). The
+ * parts of all nodes add up to the cap when they see the same demands. A node that has not
+ * measured its demand yet (`local` undefined) starts at the floor and asks for more at the next
+ * sync if the floor held it back: the fleet never hands out more than the cap for it.
+ */
+export function speedShare(
+  cap: number,
+  local: number | undefined,
+  others: RemotePresence | undefined,
+  floor = SPEED_SHARE_FLOOR,
+): number {
+  const n = 1 + (others?.nodes ?? 0);
+  if (n === 1) return cap;
+  const each = (cap * floor) / n;
+  const mine = Math.max(0, local ?? 0);
+  const total = mine + Math.max(0, others!.demandBps);
+  // Nobody measured anything yet: split evenly.
+  if (total <= 0) return cap / n;
+  return each + ((cap - n * each) * mine) / total;
 }
 
 /** What callers may set when making a key; everything is optional. */
@@ -143,8 +195,16 @@ export class KeyManager implements AccessGate {
   #pendingBytes = 0;
   readonly #leases = new Map<string, Set<LeaseEntry>>();
   readonly #paces = new Map<string, { up: Pace; down: Pace }>();
+  /** Per capped key, bytes carried each way since the last presence sample, and whether the cap held a read back. */
+  readonly #carried = new Map<string, { up: number; down: number; held: boolean }>();
+  /** Per capped key, what this node last told the fleet it wants (bytes per second). */
+  readonly #demand = new Map<string, number>();
+  #sampledMs: number;
   /** Compiled keys, reused while the secret and method stay the same (key derivation is not free). */
-  readonly #compiled = new Map<string, { secret: string; ss: SsServerKey; trojan: TrojanUser }>();
+  readonly #compiled = new Map<
+    string,
+    { method: string; secret: string; ss: SsServerKey; trojan: TrojanUser }
+  >();
   #defaultLimit: DataLimit | null;
   /** Moves whenever what the key tables hold may have changed; published when it differs. */
   #tableVersion = 0;
@@ -169,6 +229,7 @@ export class KeyManager implements AccessGate {
     for (const k of this.#store.listKeys()) this.#keys.set(k.id, k);
     this.#defaultLimit = this.#store.getDefaultLimit();
     this.#memDay = dayOf(this.#clock.now());
+    this.#sampledMs = this.#clock.now();
     this.#usage = this.#store.loadUsage(this.#memDay - USAGE_DAYS_IN_MEMORY);
     this.#dataVersion = this.#store.dataVersion();
     this.#store.takeChanges?.();
@@ -238,17 +299,35 @@ export class KeyManager implements AccessGate {
     this.#tick.unref();
     this.#flush = setInterval(() => this.flush(), this.#o.flushMs ?? 1000);
     this.#flush.unref();
-    this.#store.setLocalPresence?.(() => this.#localPresence());
+    this.#store.setLocalPresence?.((newPeriod) => this.#localPresence(newPeriod));
   }
 
-  /** Devices connected here per key that has a device limit or a speed cap (for the fleet). */
-  #localPresence(): Map<string, number> {
-    const out = new Map<string, number>();
+  /**
+   * Devices connected here per key that has a device limit or a speed cap, and what this node
+   * wants of each cap (for the fleet, once a sync). With `newPeriod`, measures the demand of the
+   * period that ends now and starts the next; without, repeats the demand last measured.
+   */
+  #localPresence(newPeriod: boolean): Map<string, LocalPresence> {
+    const now = this.#clock.now();
+    const seconds = Math.max(1, now - this.#sampledMs) / 1000;
+    if (newPeriod) {
+      this.#sampledMs = now;
+      this.#demand.clear();
+    }
+    const out = new Map<string, LocalPresence>();
     for (const [id, set] of this.#leases) {
       const k = this.#keys.get(id);
       if (!k || (k.deviceLimit === null && !k.speedLimitBps) || set.size === 0) continue;
-      out.set(id, new Set([...set].map((l) => l.client)).size);
+      let demandBps = 0;
+      const c = this.#carried.get(id);
+      if (!newPeriod) demandBps = this.#demand.get(id) ?? 0;
+      else if (k.speedLimitBps && c) {
+        demandBps = c.held ? k.speedLimitBps : Math.max(c.up, c.down) / seconds;
+        this.#demand.set(id, demandBps);
+      }
+      out.set(id, { devices: new Set([...set].map((l) => l.client)).size, demandBps });
     }
+    if (newPeriod) this.#carried.clear();
     return out;
   }
 
@@ -283,11 +362,13 @@ export class KeyManager implements AccessGate {
     const key = this.#keys.get(keyId);
     if (!key || this.#states.get(keyId) !== 'active') return null;
     let set = this.#leases.get(keyId);
+    let newDevice = false;
     if (key.deviceLimit !== null) {
       const devices = new Set<string>();
       if (set) for (const l of set) devices.add(l.client);
       const elsewhere = this.#store.remotePresence?.().get(keyId)?.devices ?? 0;
-      if (!devices.has(client) && devices.size + elsewhere >= key.deviceLimit) {
+      newDevice = !devices.has(client);
+      if (newDevice && devices.size + elsewhere >= key.deviceLimit) {
         debug('key %s refused: device limit', keyId);
         return null;
       }
@@ -295,6 +376,8 @@ export class KeyManager implements AccessGate {
     if (!set) this.#leases.set(keyId, (set = new Set()));
     const entry: LeaseEntry = { client, revoke: null };
     set.add(entry);
+    // The other nodes count this device after one round trip to the database, not a sync period.
+    if (newDevice) this.#store.presenceSoon?.();
     const m = this.#o.metrics;
     m?.opened(keyId, transport);
     const count = (dir: 'up' | 'down', n: number): number => {
@@ -323,12 +406,21 @@ export class KeyManager implements AccessGate {
       }
       const keyCap = this.#keys.get(keyId)?.speedLimitBps;
       if (!keyCap) return 0;
-      // Split evenly with the other nodes where the key is connected now.
-      const cap = keyCap / (1 + (this.#store.remotePresence?.().get(keyId)?.nodes ?? 0));
+      let c = this.#carried.get(keyId);
+      if (!c) this.#carried.set(keyId, (c = { up: 0, down: 0, held: false }));
+      c[dir] += n;
+      // Split with the other nodes where the key is connected now, by what each wants.
+      const remote = this.#store.remotePresence?.().get(keyId);
+      const cap = speedShare(keyCap, this.#demand.get(keyId), remote);
       let p = this.#paces.get(keyId);
-      if (!p || p.up.rate !== cap)
-        this.#paces.set(keyId, (p = { up: new Pace(cap, now), down: new Pace(cap, now) }));
-      return p[dir].take(n, now);
+      if (!p) this.#paces.set(keyId, (p = { up: new Pace(cap, now), down: new Pace(cap, now) }));
+      else if (p.up.rate !== cap) {
+        p.up.setRate(cap, now);
+        p.down.setRate(cap, now);
+      }
+      const wait = p[dir].take(n, now);
+      if (wait > 0) c.held = true;
+      return wait;
     };
     let closed = false;
     return {
@@ -458,9 +550,10 @@ export class KeyManager implements AccessGate {
     for (const [id, key] of this.#keys) {
       if (this.#states.get(id) !== 'active') continue;
       let c = this.#compiled.get(id);
-      if (!c || c.secret !== `${key.method}\u0000${key.secret}`) {
+      if (!c || c.secret !== key.secret || c.method !== key.method) {
         c = {
-          secret: `${key.method}\u0000${key.secret}`,
+          method: key.method,
+          secret: key.secret,
           ss: { id, key: makeCipherKey(key.method, key.secret) },
           trojan: { id, hash: trojanPasswordHash(key.secret) },
         };
@@ -628,6 +721,8 @@ export class KeyManager implements AccessGate {
     this.#pending.delete(id);
     this.#revoke(id);
     this.#paces.delete(id);
+    this.#carried.delete(id);
+    this.#demand.delete(id);
   }
 
   #update(id: string, patch: Partial<AccessKeyRecord>): void {
