@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'ERR_TROJAN'
   | 'ERR_WEBSOCKET'
   | 'ERR_MUX_COOL'
+  | 'ERR_CARRIER'
   | 'ERR_TLS_PROTOCOL'
   | 'ERR_TLS_ALERT'
   | 'ERR_TLS_CERT'

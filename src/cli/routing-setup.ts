@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { lookup as systemLookup } from 'node:dns/promises';
 import { getServers } from 'node:dns';
 import type { Socket as UdpSocket } from 'node:dgram';
+import { isIP } from 'node:net';
 import { DialError, LadderError } from '../errors.js';
 import { parseRules, type RuleFiles, type RuleTable } from '../routing/rules.js';
 import { MmdbReader } from '../routing/mmdb.js';
@@ -16,10 +17,12 @@ import { RoutedDialer, type RoutedDialerOptions } from '../routing/routed-dialer
 import type { NameAnswer, NameLookup } from '../routing/dns-cache.js';
 import { DirectDialer, DirectPacketDialer, type DirectDialerOptions } from '../transport/direct.js';
 import { StreamResolver, udpResolver, type Resolver } from '../probe/dns-client.js';
+import { DotResolver, DohResolver } from '../probe/encrypted-dns.js';
 import { DNS_TYPE } from '../codec/dns.js';
 import type { StreamDialer, Target } from '../transport/types.js';
 import type { KeyDialers } from './key-dialers.js';
 import { parseHostPort } from './args.js';
+import { formatHostPort } from '../core/host-port.js';
 
 /** The client's routing flags (joined into its parseFlags options). */
 export const ROUTING_FLAGS = {
@@ -40,8 +43,10 @@ export const ROUTING_HELP = `routing (docs/routing.md):
   --geoip <file.mmdb>    MaxMind-format country database for GEOIP rules (default: the one the
                          @ip-location-db/geo-whois-asn-country-mmdb package ships)
   --dns-direct <ip:port> resolver for names routed direct (default: the system's)
-  --dns-remote <ip:port> resolver asked through the tunnel (DNS over TCP) when a rule needs a name's
-                         address (default ${DEFAULT_DNS_REMOTE})
+  --dns-remote <ip:port|tls://host[:853]|https://host[:443]/path>
+                         resolver asked through the tunnel when a rule needs a name's address: DNS
+                         over TCP, TLS (DoT) or HTTPS (DoH); the server resolves its name
+                         (default ${DEFAULT_DNS_REMOTE})
   --log-connections      print each connection's rule and route (names destinations; off by default)`;
 
 /** The rules `--rules preset:cn` stands for (docs/routing.md explains each line). */
@@ -56,7 +61,7 @@ export interface RoutingConfig {
   readonly rules: string;
   readonly geoip?: string;
   readonly dnsDirect?: Target;
-  readonly dnsRemote: Target;
+  readonly dnsRemote: RemoteDns;
   readonly logConnections: boolean;
 }
 
@@ -67,6 +72,91 @@ type RoutingValues = {
   'dns-remote'?: string | undefined;
   'log-connections'?: boolean | undefined;
 };
+
+/**
+ * Where --dns-remote sends its queries, through the tunnel: DNS over TCP (`<ip:port>`, or
+ * `tcp://<ip>[:53]`), DNS over TLS (`tls://<host>[:853]`, RFC 7858) or DNS over HTTPS
+ * (`https://<host>[:443]/<path>`, RFC 8484). A host name is resolved by the tunnel's server.
+ */
+export type RemoteDns =
+  | { readonly protocol: 'tcp'; readonly server: Target }
+  | { readonly protocol: 'tls'; readonly server: Target }
+  | { readonly protocol: 'https'; readonly server: Target; readonly path: string };
+
+const DNS_REMOTE_FORMS =
+  'give <ip:port> (DNS over TCP), tls://<host>[:853] (DNS over TLS) or https://<host>[:443]/<path> (DNS over HTTPS), e.g. tls://1.1.1.1 or https://dns.google/dns-query';
+
+/** RFC 1123 host names: letters, digits and hyphens in labels of at most 63, 253 in all. */
+const HOST_NAME =
+  /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+
+function ipAndPort(flag: string, text: string): Target {
+  const t = parseHostPort(text, flag);
+  if (isIP(t.host) === 0)
+    throw new LadderError(
+      'ERR_USAGE',
+      `${flag} '${text}' takes an IP address and port, e.g. 223.5.5.5:53`,
+    );
+  return t;
+}
+
+/** Parses --dns-remote (pure): the forms mihomo and sing-box write, see {@link RemoteDns}. */
+export function parseDnsRemote(text: string): RemoteDns {
+  const shown = text.slice(0, 80);
+  const bad = (why: string): LadderError =>
+    new LadderError('ERR_USAGE', `--dns-remote '${shown}': ${why}; ${DNS_REMOTE_FORMS}`);
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
+  if (scheme === undefined) {
+    if (isIP(text) !== 0) throw bad('the port is missing (53 for DNS over TCP)');
+    try {
+      return { protocol: 'tcp', server: ipAndPort('--dns-remote', text) };
+    } catch {
+      throw bad('not an IP address and port');
+    }
+  }
+  const protocol =
+    scheme === 'tcp' ? 'tcp' : scheme === 'tls' ? 'tls' : scheme === 'https' ? 'https' : undefined;
+  if (protocol === undefined)
+    throw bad(
+      `${scheme}:// is not offered (the query travels inside the tunnel, which carries streams)`,
+    );
+  const rest = text.slice(scheme.length + 3);
+  if (rest.includes('#'))
+    throw bad(
+      'a #fragment (a proxy or option in mihomo) is not taken: Ladder always asks through the tunnel',
+    );
+  // authority [/path[?query]]
+  const slash = rest.indexOf('/');
+  const authority = slash < 0 ? rest : rest.slice(0, slash);
+  const path = slash < 0 ? '' : rest.slice(slash);
+  if (authority.includes('@')) throw bad('a user name or password is not taken');
+  const m = /^(?:\[([^\]]*)\]|([^:[\]]*))(?::(\d{1,5}))?$/.exec(authority);
+  const host = m?.[1] ?? m?.[2] ?? '';
+  const port = m?.[3] !== undefined ? Number(m[3]) : { tcp: 53, tls: 853, https: 443 }[protocol];
+  if (!m || host === '') throw bad('the host is missing or malformed');
+  if (m[1] !== undefined && isIP(host) !== 6)
+    throw bad(`'${host.slice(0, 40)}' in brackets is not an IPv6 address`);
+  if (m[1] === undefined && isIP(host) === 0 && !HOST_NAME.test(host))
+    throw bad(`'${host.slice(0, 60)}' is not a host name or IP address`);
+  if (port < 1 || port > 65535) throw bad(`the port ${port} is not from 1 to 65535`);
+  const server = { host: host.replace(/\.$/, '').toLowerCase(), port };
+  if (protocol === 'tcp') {
+    if (isIP(host) === 0)
+      throw bad('tcp:// takes an IP address (use tls:// or https:// for a name)');
+    if (path !== '' && path !== '/') throw bad('tcp:// takes no path');
+    return { protocol, server };
+  }
+  if (protocol === 'tls') {
+    if (path !== '' && path !== '/') throw bad('tls:// takes no path');
+    return { protocol, server };
+  }
+  // RFC 3986 path and query characters only: the request line carries them as they are
+  if (!/^[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*$/.test(path))
+    throw bad(
+      'the path has characters a URL does not (spaces, quotes, controls): percent-encode them',
+    );
+  return { protocol, server, path: path === '' || path === '/' ? '/dns-query' : path };
+}
 
 /** Checks the routing flags (pure). Undefined when --rules is absent: today's behaviour. */
 export function routingConfig(v: RoutingValues): RoutingConfig | undefined {
@@ -90,15 +180,9 @@ export function routingConfig(v: RoutingValues): RoutingConfig | undefined {
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text))
       throw new LadderError(
         'ERR_USAGE',
-        `${flag} '${text.slice(0, 60)}': give an IP address and port, e.g. 223.5.5.5:53; ${flag === '--dns-remote' ? 'the query is DNS over TCP inside the tunnel (DoT and DoH are not offered)' : 'the query is plain DNS over UDP'}`,
+        `${flag} '${text.slice(0, 60)}': give an IP address and port, e.g. 223.5.5.5:53; the query is plain DNS over UDP`,
       );
-    const t = parseHostPort(text, flag);
-    if (!/^[0-9.]+$|:/.test(t.host))
-      throw new LadderError(
-        'ERR_USAGE',
-        `${flag} '${text}' takes an IP address and port, e.g. 223.5.5.5:53`,
-      );
-    return t;
+    return ipAndPort(flag, text);
   };
   return {
     rules: v.rules,
@@ -106,7 +190,7 @@ export function routingConfig(v: RoutingValues): RoutingConfig | undefined {
     ...(v['dns-direct'] !== undefined
       ? { dnsDirect: ipPort('--dns-direct', v['dns-direct']) }
       : {}),
-    dnsRemote: ipPort('--dns-remote', v['dns-remote'] ?? DEFAULT_DNS_REMOTE),
+    dnsRemote: parseDnsRemote(v['dns-remote'] ?? DEFAULT_DNS_REMOTE),
     logConnections: v['log-connections'] ?? false,
   };
 }
@@ -226,6 +310,54 @@ function systemNameServer(): Target {
   return m ? { host: m[1]!, port: Number(m[2]) } : { host: first, port: 53 };
 }
 
+/** The --dns-remote resolver, reached through `tunnel`. */
+export function remoteResolver(r: RemoteDns, tunnel: StreamDialer): Resolver {
+  const label = ' (tunnel)';
+  if (r.protocol === 'tls') return new DotResolver({ dialer: tunnel, server: r.server, label });
+  if (r.protocol === 'https')
+    return new DohResolver({ dialer: tunnel, server: r.server, path: r.path, label });
+  return new StreamResolver(tunnel, r.server, label);
+}
+
+/** --dns-remote as people write it, for messages. */
+function formatDnsRemote(r: RemoteDns): string {
+  const at = formatHostPort(r.server.host, r.server.port);
+  return r.protocol === 'tcp' ? at : `${r.protocol}://${at}${r.protocol === 'https' ? r.path : ''}`;
+}
+
+/**
+ * Says once when the remote resolver starts failing (its lookups throw: no answer, TLS refused),
+ * and once when it answers again: meanwhile rules that need an address decide by the domestic
+ * resolver's answer. A name that does not resolve is an answer, not a failure. The line names the
+ * resolver and the error's code, never the name asked.
+ */
+export function reportingFailures(
+  r: Resolver,
+  what: string,
+  log: (line: string) => void,
+): Resolver {
+  let failing = false;
+  return {
+    engine: r.engine,
+    address: r.address,
+    async lookup(hostname, qtype, o) {
+      try {
+        const answer = await r.lookup(hostname, qtype, o);
+        if (failing) log(`ladder client: the remote resolver ${what} answers again`);
+        failing = false;
+        return answer;
+      } catch (err) {
+        if (!failing)
+          log(
+            `ladder client: the remote resolver ${what} failed (${err instanceof LadderError ? err.code : 'error'}); rules that need an address decide by the domestic resolver's answer until it answers`,
+          );
+        failing = true;
+        throw err;
+      }
+    },
+  };
+}
+
 export interface RoutedDialerSetup {
   /** Socket hooks for direct connections (under --tun they must bypass the tunnel). */
   readonly direct?: Pick<DirectDialerOptions, 'onSocket' | 'bindAddress'> & {
@@ -233,6 +365,8 @@ export interface RoutedDialerSetup {
   };
   /** Where --log-connections lines go. */
   readonly log: (line: string) => void;
+  /** Where warnings go (default: `log`). */
+  readonly warn?: (line: string) => void;
   /** Each TCP connection's decision, for the control page's connection list (never logged). */
   readonly onDecision?: RoutedDialerOptions['onDecision'];
 }
@@ -259,7 +393,13 @@ export function buildRoutedDialer(
     proxy: { stream: key.stream, packet: key.packet },
     transports: key.transports,
     resolveDirect: directNameLookup(cfg, setup.direct?.onUdpSocket),
-    resolveRemote: lookupWith(new StreamResolver(tunnel, cfg.dnsRemote, ' (tunnel)')),
+    resolveRemote: lookupWith(
+      reportingFailures(
+        remoteResolver(cfg.dnsRemote, tunnel),
+        formatDnsRemote(cfg.dnsRemote),
+        setup.warn ?? setup.log,
+      ),
+    ),
     ...(setup.onDecision ? { onDecision: setup.onDecision } : {}),
     ...(cfg.logConnections
       ? { log: (line: string) => setup.log(`ladder client: route ${line}`) }

@@ -106,6 +106,31 @@ test('mux=<n>: Mux.Cool sessions per connection, 1..1024; 0 or absent is none', 
   );
 });
 
+test('carrier=<size>: bytes per carrier connection, 1024 to 16 MiB; 0 or absent is off; not with mux', () => {
+  const base = 'trojan://s@198.18.0.1';
+  assert.equal(parseTrojanUri(`${base}?carrier=8k`).carrierBytes, 8000);
+  assert.equal(parseTrojanUri(`${base}?carrier=12KiB`).carrierBytes, 12 * 1024);
+  assert.equal(parseTrojanUri(`${base}?carrier=8192`).carrierBytes, 8192);
+  assert.equal(parseTrojanUri(`${base}?carrier=16MiB`).carrierBytes, 16 * 1024 * 1024);
+  assert.equal(parseTrojanUri(`${base}?carrier=0`).carrierBytes, undefined);
+  assert.equal(parseTrojanUri(base).carrierBytes, undefined);
+  assert.equal(parseTrojanUri(`${base}?type=ws&carrier=8k`).carrierBytes, 8000);
+  for (const [bad, msg] of [
+    ['carrier=1023', /1024 to 16777216/],
+    ['carrier=17MiB', /1024 to 16777216/],
+    ['carrier=lots', /bytes per carrier/],
+    ['carrier=-5', /bytes per carrier/],
+    ['carrier=8k&mux=4', /mux cannot be combined/],
+  ] as const)
+    assert.throws(
+      () => parseTrojanUri(`${base}?${bad}`),
+      (e: unknown) => e instanceof ConfigError && msg.test(e.message),
+      bad,
+    );
+  const k = parseTrojanUri(`${base}?carrier=12KiB`);
+  assert.deepEqual(parseTrojanUri(formatTrojanUri(k)), k);
+});
+
 test('what is written parses back to the same key', () => {
   fc.assert(
     fc.property(

@@ -20,10 +20,15 @@
  * `split=1` (Ladder's addition, plain Trojan over TLS only) sends the request with a random slice of
  * the first payload and the rest after the server's session tickets, at about one round trip's
  * cost per connection (trojan-dialer.ts `split`).
+ * `carrier=<size>` (Ladder's addition; e.g. `8k`, `12KiB`; 1024 bytes to 16 MiB; not with `mux`)
+ * carries each stream over a sequence of short connections, the server ending each after that many
+ * bytes to the client (codec/trojan-carrier.ts): the answer to a per-connection byte budget such
+ * as Russia's TSPU freezing flows after about 14–32 KB. Only Ladder servers take it.
  * @module
  */
 import { isIPv6 } from 'node:net';
 import { ConfigError } from '../errors.js';
+import { CARRIER_MAX_BYTES, CARRIER_MIN_BYTES } from './trojan-carrier.js';
 import {
   parseTlsFingerprint,
   unknownFingerprint,
@@ -53,6 +58,26 @@ export interface TrojanAccessKey {
   split?: true;
   /** `fp`: the TLS client (absent: chrome, tls-fingerprint-param.ts). */
   fp?: TlsFingerprint;
+  /** `carrier`: bytes the server writes per carrier connection (absent: one connection per stream). */
+  carrierBytes?: number;
+}
+
+const CARRIER_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1000,
+  kb: 1000,
+  kib: 1024,
+  m: 1e6,
+  mb: 1e6,
+  mib: 1024 ** 2,
+};
+
+/** `8k`, `12KiB`, `8192` → bytes; null when it is not such a size. */
+export function parseCarrierSize(text: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)([a-z]*)$/i.exec(text.trim());
+  const unit = m ? CARRIER_UNITS[m[2]!.toLowerCase()] : undefined;
+  return m && unit !== undefined ? Math.round(Number(m[1]) * unit) : null;
 }
 
 /** v2ray-core refuses a mux concurrency outside 1..1024 (app/proxyman/outbound/handler.go). */
@@ -144,6 +169,21 @@ export function parseTrojanUri(uri: string): TrojanAccessKey {
     if (!f) throw bad('fp', unknownFingerprint(fp));
     key.fp = f;
   }
+  const carrier = u.searchParams.get('carrier');
+  if (carrier !== null && carrier !== '' && carrier !== '0') {
+    const n = parseCarrierSize(carrier);
+    if (n === null || n < CARRIER_MIN_BYTES || n > CARRIER_MAX_BYTES)
+      throw bad(
+        'carrier',
+        `'${carrier.slice(0, 20)}' must be the bytes per carrier connection, ${CARRIER_MIN_BYTES} to ${CARRIER_MAX_BYTES} (e.g. 8k; 0 or absent: off)`,
+      );
+    if (key.mux)
+      throw bad(
+        'carrier',
+        'and mux cannot be combined: remove one (carriers are short connections, Mux.Cool shares long ones)',
+      );
+    key.carrierBytes = n;
+  }
   const security = (u.searchParams.get('security') ?? 'tls').toLowerCase();
   if (security === 'none' || security === '') {
     if (key.type !== 'ws')
@@ -173,6 +213,7 @@ export function formatTrojanUri(k: TrojanAccessKey): string {
   if (k.mux && k.muxPadding === false) q.set('pad', '0');
   if (k.split) q.set('split', '1');
   if (k.fp) q.set('fp', k.fp);
+  if (k.carrierBytes) q.set('carrier', String(k.carrierBytes));
   const query = [...q].length > 0 ? `?${q.toString()}` : '';
   return `trojan://${encodeURIComponent(k.password)}@${host}:${k.port}${query}${k.tag ? `#${encodeURIComponent(k.tag)}` : ''}`;
 }

@@ -29,6 +29,12 @@ import type { LabPlan } from './topology.js';
  */
 export const LARGE_PAGE = '/page/2';
 
+/**
+ * Bytes per carrier in the carrier row: with the TLS handshake (about 2 KB from the server) and
+ * record overhead a carrier stays under the smallest byte budget (14,336 bytes, n4p#490).
+ */
+export const CARRIER_BYTES = 8192;
+
 /** Parallel fetches of the connection-count rows: more than the 6 connections policed. */
 export const PARALLEL_FETCHES = 8;
 
@@ -245,6 +251,12 @@ export function censorsEntries(): TransportEntry[] {
       'ladder-trojan-large',
       'Trojan over TLS (SNI ladder.lab) fetching the large page',
       (p) => ladderTrojanUri(p),
+    ),
+    largePageRow(
+      'ladder-trojan-carrier',
+      `the same over carriers of ${CARRIER_BYTES} bytes (trojan:// carrier=): each connection ends before the byte budget and the next takes the stream on (the answer to byte-budget)`,
+      (p) =>
+        ladderTrojanUri(p, undefined, false, LADDER_NAME, LADDER_NAME, undefined, CARRIER_BYTES),
     ),
     largePageRow(
       'ladder-trojan-allowed-sni',

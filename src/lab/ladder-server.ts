@@ -75,6 +75,7 @@ export function ladderTrojanUri(
   host = LADDER_NAME,
   sni = LADDER_NAME,
   fp?: TlsFingerprint,
+  carrierBytes?: number,
 ): string {
   const pem = readFileSync(join(plan.stateDir, 'ladder-cert.pem'), 'utf8');
   return formatTrojanUri({
@@ -87,6 +88,7 @@ export function ladderTrojanUri(
     ...(mux ? { mux: 8, ...(mux.padding ? {} : { muxPadding: false as const }) } : {}),
     ...(split ? { split: true as const } : {}),
     ...(fp ? { fp } : {}),
+    ...(carrierBytes ? { carrierBytes } : {}),
   });
 }
 

@@ -75,7 +75,7 @@ function formatTarget(t: Target): string {
 }
 
 /** True if `m` answers `q` (same ID, QR set, same question). */
-function answersQuery(m: DnsMessage, q: DnsMessage): boolean {
+export function answersQuery(m: DnsMessage, q: DnsMessage): boolean {
   const a = m.questions[0];
   const b = q.questions[0]!;
   return (
@@ -87,7 +87,8 @@ function answersQuery(m: DnsMessage, q: DnsMessage): boolean {
   );
 }
 
-function parse(raw: Uint8Array): DnsMessage | undefined {
+/** The message in `raw`, or undefined if it does not decode (never throws). */
+export function parseDnsMessage(raw: Uint8Array): DnsMessage | undefined {
   try {
     return decodeDnsMessage(raw, 0)?.value;
   } catch {
@@ -95,7 +96,8 @@ function parse(raw: Uint8Array): DnsMessage | undefined {
   }
 }
 
-function result(
+/** A DnsLookup from the first acceptable answer, or from the failure when there is none. */
+export function lookupResult(
   base: Pick<DnsLookup, 'hostname' | 'qtype' | 'engine' | 'resolverAddress' | 't0'>,
   t: number,
   first: { m: DnsMessage; raw: Buffer } | undefined,
@@ -173,7 +175,7 @@ export class DatagramResolver implements Resolver {
         } catch {
           // already closed
         }
-        resolve(result(base, first ? firstAt : now(), first, failure, late));
+        resolve(lookupResult(base, first ? firstAt : now(), first, failure, late));
       };
       let grace: NodeJS.Timeout | undefined;
       const clear = deadline(
@@ -186,7 +188,7 @@ export class DatagramResolver implements Resolver {
         channel = this.#open(
           (msg) => {
             if (done) return;
-            const m = parse(msg);
+            const m = parseDnsMessage(msg);
             if (!m || !answersQuery(m, query)) return;
             if (!first) {
               first = { m, raw: Buffer.from(msg) };
@@ -268,13 +270,14 @@ export class StreamResolver implements Resolver {
       const frame = Buffer.alloc(q.length + 2);
       encodeDnsTcpFrame(q, frame, 0);
       const raw = await exchangeFrame(stream, frame, step.signal);
-      const m = parse(raw);
-      if (!m) return result(base, now(), undefined, 'dns_server_misbehaving');
-      if (m.id !== query.id) return result(base, now(), undefined, 'dns_reply_with_wrong_query_id');
-      return result(base, now(), { m, raw }, null);
+      const m = parseDnsMessage(raw);
+      if (!m) return lookupResult(base, now(), undefined, 'dns_server_misbehaving');
+      if (m.id !== query.id)
+        return lookupResult(base, now(), undefined, 'dns_reply_with_wrong_query_id');
+      return lookupResult(base, now(), { m, raw }, null);
     } catch (err) {
       const f: Failure = step.timedOut() ? 'generic_timeout_error' : failureOf(err);
-      return result(base, now(), undefined, f);
+      return lookupResult(base, now(), undefined, f);
     } finally {
       step.clear();
       stream?.destroy();

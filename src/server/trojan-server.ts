@@ -10,6 +10,10 @@
  * `mux` enabled (v2ray-core common/mux/server.go dispatches it so for every inbound): each session's
  * New frame names its own target, which is dialled as a Trojan CONNECT's would be; the sessions
  * count against the one lease the connection took.
+ *
+ * A request for carrier.ladder.invalid carries one connection of a carrier session
+ * (codec/trojan-carrier.ts, carrier-sessions.ts): a stream spread over short connections, each under
+ * a censor's per-connection byte budget. Each carrier takes its own lease.
  * @module
  */
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../core/defaults.js';
@@ -30,6 +34,8 @@ import {
 import { ByteQueue } from '../codec/ss-stream.js';
 import { MUX_COOL_TARGET } from '../codec/mux-cool.js';
 import { MuxCool, type MuxSession } from '../stream/mux-cool.js';
+import { CARRIER_TARGET } from '../codec/trojan-carrier.js';
+import { CarrierSessions, type CarrierSessionsOptions } from './carrier-sessions.js';
 import { relay } from '../transport/relay.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import type { Fallback } from './decoy/decoy-site.js';
@@ -68,6 +74,8 @@ export interface TrojanHandlerOptions {
   /** Mux.Cool sessions at once on one connection; more are refused with End (default 256). */
   maxMuxSessions?: number;
   events?: TrojanEvents;
+  /** Caps and deadlines of carrier sessions (carrier-sessions.ts CARRIER_DEFAULTS). */
+  carrier?: Omit<CarrierSessionsOptions, 'dialer' | 'idleTimeoutMs'>;
   /** Admits authenticated users and takes their byte counts (default: admit all). */
   gate?: AccessGate;
 }
@@ -76,11 +84,17 @@ export class TrojanHandler {
   #users: readonly TrojanUser[];
   readonly #o: TrojanHandlerOptions;
   readonly #gate: AccessGate;
+  #carriers: CarrierSessions | null = null;
 
   constructor(options: TrojanHandlerOptions) {
     this.#users = options.users;
     this.#o = options;
     this.#gate = options.gate ?? new CountingGate();
+  }
+
+  /** Carrier sessions open now. */
+  get carrierSessions(): number {
+    return this.#carriers?.size ?? 0;
   }
 
   setUsers(users: readonly TrojanUser[]): void {
@@ -161,6 +175,16 @@ export class TrojanHandler {
     }
     if (req.target.host.toLowerCase() === MUX_COOL_TARGET.host) {
       this.#serveMux(conn, user, rest, lease);
+      return;
+    }
+    if (req.target.host.toLowerCase() === CARRIER_TARGET.host) {
+      this.#carriers ??= new CarrierSessions({
+        dialer: this.#o.dialer,
+        idleTimeoutMs: this.#o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+        ...this.#o.carrier,
+      });
+      conn.once('close', () => this.#o.events?.closed?.(user.id, 0, 0));
+      this.#carriers.attach(conn, user.id, rest, lease);
       return;
     }
     let up: Duplex;

@@ -19,6 +19,7 @@ import { prefixWeakness } from '../codec/ss-prefix.js';
 import { formatHostPort } from '../core/host-port.js';
 import { LadderError } from '../errors.js';
 import { SsPacketDialer, SsStreamDialer } from './ss-dialer.js';
+import { CarrierDialer } from './carrier-dialer.js';
 import { TrojanDialer } from './trojan-dialer.js';
 import { wsConnect, wsConnector } from './ws-dialer.js';
 import { FailoverDialer } from './failover.js';
@@ -177,7 +178,7 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
     webSocket: ws,
     multiplexed: Boolean(t.mux),
     ...(t.tag ? { tag: t.tag } : {}),
-    what: `${formatHostPort(t.host, t.port)} with ${how}${t.fp === 'node' ? ' (fp=node)' : ''}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
+    what: `${formatHostPort(t.host, t.port)} with ${how}${t.fp === 'node' ? ' (fp=node)' : ''}${t.mux ? ' (Mux.Cool)' : ''}${t.split ? ' (first payload split)' : ''}${t.carrierBytes ? ` (carriers of ${t.carrierBytes} bytes)` : ''}${t.pinSha256 ? ' (pinned certificate)' : ''}`,
     dialers(over = {}) {
       const server = { host: over.address ?? t.host, port: t.port };
       const each = {
@@ -219,7 +220,11 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
         ...(ws ? { connect: wsConnector(server, wsOptions) } : {}),
       });
       const overTls = !ws || t.security !== 'none';
-      return { stream: capped(d, o, Boolean(t.mux), overTls), packet: d };
+      // Each stream spread over short connections under a censor's byte budget (carrier-dialer.ts).
+      const stream = t.carrierBytes
+        ? new CarrierDialer(capped(d, o, false, overTls), { carrierBytes: t.carrierBytes })
+        : capped(d, o, Boolean(t.mux), overTls);
+      return { stream, packet: d };
     },
   };
 }

@@ -25,6 +25,7 @@ import {
 import { parseSsUri } from '../../src/codec/access-key-uri.js';
 import { decodeTrojanRequest, decodeTrojanUdpPacket } from '../../src/codec/trojan.js';
 import { decodeWsHeader } from '../../src/codec/websocket.js';
+import { decodeCarrierFrame, decodeCarrierOpen } from '../../src/codec/trojan-carrier.js';
 import {
   SsKeyTable,
   SsTcpAcceptor,
@@ -113,6 +114,34 @@ test('fuzz: ss:// key URIs', () => {
       },
     ),
     { numRuns: 1000 },
+  );
+});
+
+test('fuzz: carrier open headers and frames', () => {
+  fc.assert(
+    fc.property(bytes, fc.nat(8), (b, off) => {
+      const o = Math.min(off, b.length);
+      allowed(() => decodeCarrierOpen(b, o));
+      allowed(() => decodeCarrierFrame(b, o));
+      // a plausible header: version 1, flags 0..1, then random
+      const h = Buffer.concat([Buffer.from([1, b[0] === undefined ? 1 : b[0] & 1]), b]);
+      allowed(() => decodeCarrierOpen(h, 0));
+      // a frame stream: decode until null or error, never past the input
+      let p = 0;
+      for (let i = 0; i < 1000 && p < b.length; i++) {
+        let d;
+        try {
+          d = decodeCarrierFrame(b, p);
+        } catch (e) {
+          if (!(e instanceof LadderError)) throw e;
+          break;
+        }
+        if (d === null) break;
+        assert.ok(d.bytesRead >= 3 && p + d.bytesRead <= b.length);
+        p += d.bytesRead;
+      }
+    }),
+    { numRuns: 3000, seed: 23 },
   );
 });
 

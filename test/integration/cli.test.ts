@@ -218,6 +218,12 @@ test('client --rules: a bad line, a missing file, a bad --geoip and stray flags 
     r = await ladder([...base, '--rules', `${dir}/and.txt`]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /and\.txt:1: .*the rule type AND is not supported by Ladder/);
+    r = await ladder([...base, '--rules', 'preset:cn', '--dns-remote', 'quic://dns.lab']);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      /--dns-remote 'quic:\/\/dns\.lab': quic:\/\/ is not offered .*; give <ip:port> \(DNS over TCP\), tls:\/\/<host>\[:853\] \(DNS over TLS\) or https:\/\/<host>\[:443\]\/<path>/,
+    );
     r = await ladder([...base, '--geoip', `${dir}/not.mmdb`]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--geoip takes effect only with --rules/);

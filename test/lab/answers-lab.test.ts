@@ -16,6 +16,9 @@
 // - mux (NDSS 2025 via n4p#528; reset at 40 request/response pairs per flow): 50 fetches over one
 //   Mux.Cool connection are cut; with the client's --mux-sessions 8 each connection carries 8
 //   sessions, none reaches 40 pairs, and all 50 pass.
+// - byte-budget (n4p#490; 14–32 KB server→client to the abroad /24, then silence): Trojan fetching
+//   a 54,547-byte page over one connection is frozen; the same key with carrier=8192 spreads the
+//   stream over connections the server ends before the budget, and the page arrives.
 // - iran with the 2026 allowlist (n4p#630, #586), the domestic ISP resolver its one listed
 //   address: Shadowsocks is blocked like everything from the client, and so is a DNS query sent
 //   abroad directly; the same query through the ISP resolver passes, the path DNS tunnels take
@@ -44,6 +47,8 @@ const ROWS = [
   'ech-sni-only',
   'ladder-trojan-failover',
   'ladder-trojan-rotate',
+  'ladder-trojan-large',
+  'ladder-trojan-carrier',
   'ladder-trojan-mux-many',
   'ladder-trojan-mux-renew',
   'dns-isp-resolver',
@@ -148,6 +153,16 @@ describe(
       const failover = await attempt('ladder-trojan-failover', 2 * TIMEOUT_S);
       assert.equal(failover.ok, false, 'failover alone: the first address is banned mid-download');
       assert.deepEqual(events(), ['volume-ban/ban']);
+    });
+
+    test('byte-budget: Trojan over one connection is frozen mid-page; over carriers of 8 KiB the page arrives', async () => {
+      await censor('byte-budget');
+      const carrier = await attempt('ladder-trojan-carrier', 2 * TIMEOUT_S);
+      assert.ok(carrier.ok, `carriers: ${carrier.detail}`);
+      assert.deepEqual(events(), [], 'no carrier reached a budget');
+      const one = await attempt('ladder-trojan-large');
+      assert.equal(one.ok, false, 'one connection: frozen');
+      assert.ok(events().includes('byte-budget/stall'));
     });
 
     test('mux: 50 fetches over one Mux.Cool connection are cut; renewing the connection every 8 sessions, all pass', async () => {
