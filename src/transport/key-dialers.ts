@@ -215,7 +215,8 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
         ...(t.mux ? { mux: t.mux, ...perConnection } : {}),
         ...(t.muxPadding === false ? { muxPadding: false } : {}),
         ...(t.split ? { split: true } : {}),
-        ...(!ws && !t.mux && o.recycleReads ? { recycleReads: true } : {}),
+        // Lent reads only where the relay reads the stream (carrier-dialer.ts keeps what it reads).
+        ...(!ws && !t.mux && !t.carrierBytes && o.recycleReads ? { recycleReads: true } : {}),
         // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
         ...(ws ? { connect: wsConnector(server, wsOptions) } : {}),
       });
