@@ -8,6 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Duplex } from 'node:stream';
+import { HOLD, holdChunks, lendsChunks } from '../core/lent-read.js';
 import type { StreamDialer, Target } from '../transport/types.js';
 
 /** Connections listed at most; more still work but are counted, not listed. */
@@ -44,9 +45,14 @@ class CountingDuplex extends Duplex {
     this.#inner = inner;
     this.#onUp = onUp;
     this.#onDown = onDown;
+    // An inner stream that lends its chunks (core/lent-read.ts) lends them through this one: a
+    // consumer's hold reaches it, and so does a chunk left buffered here past its handler.
+    const lending = lendsChunks(inner);
+    if (lending) (this as unknown as { [HOLD]: () => void })[HOLD] = () => holdChunks(inner);
     inner.on('data', (chunk: Buffer) => {
       this.#onDown(chunk.length);
       if (!this.push(chunk)) inner.pause();
+      if (lending && this.readableLength > 0) holdChunks(inner);
     });
     inner.once('end', () => this.push(null));
     inner.once('error', (err) => this.destroy(err));

@@ -217,10 +217,11 @@ export class Tls12RecordProtection {
   }
 
   /**
-   * Opens a record body given its 5-byte header; null when it is too short or the tag fails. With the
-   * native addon the plaintext is written over `body` and returned as a view of it.
+   * Opens a record body given its 5-byte header; null when it is too short or the tag fails. The
+   * plaintext is written to `out` at `offset` when given (room for the body less nonce and tag),
+   * else over `body` with the native addon; it is returned as a view of where it lies.
    */
-  open(header: Uint8Array, body: Buffer): Buffer | null {
+  open(header: Uint8Array, body: Buffer, out?: Buffer, offset = 0): Buffer | null {
     const ex = this.suite.ivLength === 4 ? EXPLICIT_NONCE : 0;
     if (body.length < ex + TAG) return null;
     const seq = this.#next();
@@ -229,8 +230,10 @@ export class Tls12RecordProtection {
     const aad = Tls12RecordProtection.#aad(seq, header[0]!, sealed.length - TAG);
     const ctx = this.#native();
     if (ctx) {
-      const n = this.#addon!.openTls!(ctx, nonce, aad, sealed, sealed, 0);
-      return n < 0 ? null : sealed.subarray(0, n);
+      const dst = out ?? sealed;
+      const at = out ? offset : 0;
+      const n = this.#addon!.openTls!(ctx, nonce, aad, sealed, dst, at);
+      return n < 0 ? null : dst.subarray(at, at + n);
     }
     const d = createDecipheriv(this.suite.cipher as 'aes-128-gcm', this.#key, nonce, {
       authTagLength: TAG,
@@ -240,6 +243,11 @@ export class Tls12RecordProtection {
     const a = d.update(sealed.subarray(0, sealed.length - TAG));
     try {
       const b = d.final();
+      if (out) {
+        a.copy(out, offset);
+        b.copy(out, offset + a.length);
+        return out.subarray(offset, offset + a.length + b.length);
+      }
       return b.length ? Buffer.concat([a, b]) : a;
     } catch {
       return null;

@@ -187,15 +187,19 @@ export class RecordProtection {
   }
 
   /**
-   * Opens a record body with its 5-byte header as AAD; null when the tag fails. With the native
-   * addon the plaintext is written over `body` and returned as a view of it.
+   * Opens a record body with its 5-byte header as AAD; null when the tag fails. The plaintext
+   * (TLSInnerPlaintext) is written to `out` at `offset` when given (room for `body.length - 16`
+   * bytes), else over `body` with the native addon; it is returned as a view of where it lies. On a
+   * failed tag, what was written there is not plaintext to use.
    */
-  open(header: Uint8Array, body: Buffer): Buffer | null {
+  open(header: Uint8Array, body: Buffer, out?: Buffer, offset = 0): Buffer | null {
     if (body.length < 17) return null;
     const ctx = this.#native(false);
     if (ctx) {
-      const n = this.#addon!.openTls!(ctx, this.#nonce(), header, body, body, 0);
-      return n < 0 ? null : body.subarray(0, n);
+      const dst = out ?? body;
+      const at = out ? offset : 0;
+      const n = this.#addon!.openTls!(ctx, this.#nonce(), header, body, dst, at);
+      return n < 0 ? null : dst.subarray(at, at + n);
     }
     const d = createDecipheriv(this.suite.cipher as 'aes-128-gcm', this.#key, this.#nonce(), {
       authTagLength: 16,
@@ -205,6 +209,11 @@ export class RecordProtection {
     const a = d.update(body.subarray(0, body.length - 16));
     try {
       const b = d.final();
+      if (out) {
+        a.copy(out, offset);
+        b.copy(out, offset + a.length);
+        return out.subarray(offset, offset + a.length + b.length);
+      }
       return b.length ? Buffer.concat([a, b]) : a;
     } catch {
       return null;

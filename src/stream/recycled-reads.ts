@@ -81,6 +81,11 @@ export function configureLentReads(options: { readonly poison: boolean }): void 
   poison = options.poison;
 }
 
+/** Whether debug mode poisons lent chunks that were not held (for lenders other than sockets). */
+export function lentReadsPoisoned(): boolean {
+  return poison;
+}
+
 /**
  * The recycler every socket made by {@link connectRecycling} reads into: libuv reads one socket at a
  * time and the chunk is consumed (or held) within its 'data' handler, so one buffer serves every

@@ -28,6 +28,11 @@
  * certificate's key is taken from its DER (codec/x509.ts) and @noble/post-quantum verifies the
  * CertificateVerify and, in a chain, ML-DSA certificate signatures (crypto/ml-dsa.ts).
  *
+ * Reads: its own TCP connection reads into recycled memory (stream/recycled-reads.ts); each read's
+ * records are opened out of it into one plaintext batch, passed on as one 'data' chunk before the
+ * read's handler returns. With `lendReads` that chunk is lent (core/lent-read.ts) and its memory
+ * reused by the next read unless held; without it each chunk is a copy of its own.
+ *
  * Not done (docs/tls-fingerprint.md): TLS 1.2 False Start, ALPS settings
  * (a server that negotiates ALPS gets an empty client EncryptedExtensions).
  * @module
@@ -40,11 +45,12 @@ import {
   verify as verifySignature,
   type KeyObject,
 } from 'node:crypto';
-import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { brotliDecompressSync } from 'node:zlib';
 import { CodecError, DialError, LadderError, type ErrorCode } from '../errors.js';
+import { HOLD, lendsChunks } from '../core/lent-read.js';
 import { ByteQueue } from '../codec/ss-stream.js';
 import {
   CHROME_CIPHERS,
@@ -82,6 +88,12 @@ import {
   type ChromeSession12,
   type ChromeSessionCache,
 } from './chrome-sessions.js';
+import {
+  POISON_BYTE,
+  READ_SIZE,
+  connectRecycling,
+  lentReadsPoisoned,
+} from '../stream/recycled-reads.js';
 import { applyCongestion } from './congestion.js';
 import { serverLookup } from './server-lookup.js';
 import type { Target } from './types.js';
@@ -92,6 +104,26 @@ export const MAX_HANDSHAKE_MESSAGE = 128 * 1024;
 export const MAX_CHAIN = 10;
 const MAX_PLAINTEXT = 16384;
 const MAX_CIPHERTEXT = 16384 + 256;
+
+/**
+ * Room of one plaintext batch: the records of one recycled socket read, plus the record that
+ * began in the read before it (stream/recycled-reads.ts READ_SIZE).
+ */
+const PLAIN_BATCH = READ_SIZE + 5 + MAX_CIPHERTEXT;
+
+/**
+ * A batch buffer no connection uses now, reused by the next batch: each socket read's records are
+ * decrypted into one batch and passed on within the read's handler, so one buffer serves every
+ * connection whose batches are not kept. A batch that is kept (buffered, or held by its consumer)
+ * is not returned here; a batch taken while another is being filled gets memory of its own.
+ */
+let spareBatch: Buffer | null = null;
+
+function takeBatch(): Buffer {
+  const b = spareBatch ?? Buffer.allocUnsafeSlow(PLAIN_BATCH); // written before it is read
+  spareBatch = null;
+  return b;
+}
 
 /** Alert descriptions (RFC 8446 §6). */
 export const ALERT = {
@@ -170,6 +202,12 @@ export interface ChromeTlsOptions {
   now?: () => Date;
   /** Where TLS 1.3 sessions are kept and taken (default: the process's); null: no resumption. */
   sessions?: ChromeSessionCache | null;
+  /**
+   * Lend the decrypted 'data' chunks (core/lent-read.ts): each is valid during its handler only,
+   * unless the handler holds it. Only for consumers that honour holdChunks, such as `relay()`;
+   * without it every chunk is memory of its own.
+   */
+  lendReads?: boolean;
 }
 
 let systemRoots: Map<string, X509Certificate[]> | null = null;
@@ -460,6 +498,15 @@ export class ChromeTlsSocket extends Duplex {
   /** The TLS 1.2 session offered in session_ticket (when no TLS 1.3 one is). */
   #offered12: ChromeSession12 | undefined;
   #resumed = false;
+  /** Whether the socket below lends its reads (then no byte of a read is kept past its handler). */
+  readonly #lentIn: boolean;
+  /** Whether this socket lends its 'data' chunks ({@link ChromeTlsOptions.lendReads}). */
+  readonly #lend: boolean;
+  /** The plaintext batch of the socket read being handled, and the bytes of it taken so far. */
+  #plain: Buffer | null = null;
+  #plainAt = 0;
+  /** The consumer held the lent chunk it was handed (core/lent-read.ts). */
+  #held = false;
 
   /** Bytes read from the connection under TLS (records and all), as a net.Socket counts them. */
   get bytesRead(): number {
@@ -497,6 +544,12 @@ export class ChromeTlsSocket extends Duplex {
     if (!resume) this.#offered12 = this.#sessions?.get12(this.#sessionKey, nowMs);
     this.#hello = chromeClientHello(o.sni, alpn, resume, this.#offered12?.ticket);
     this.#ch1 = this.#hello.record.subarray(5);
+    this.#lentIn = lendsChunks(sock);
+    this.#lend = o.lendReads === true;
+    if (this.#lend)
+      (this as unknown as { [HOLD]: () => void })[HOLD] = () => {
+        this.#held = true;
+      };
     sock.on('data', (d: Buffer) => this.#onData(d));
     sock.on('end', () => this.#onEnd());
     sock.on('error', (e: Error) =>
@@ -545,29 +598,83 @@ export class ChromeTlsSocket extends Duplex {
 
   // --- reading -------------------------------------------------------------------------------
 
+  /**
+   * One socket read: its complete records are opened, their application data decrypted side by
+   * side into one batch (no copy of a record that spans two reads: the read's headroom takes its
+   * first part), and the batch is passed on as one chunk before the handler returns. What is left
+   * is one unfinished record, moved out of the read (ByteQueue.detach) when the read is lent.
+   */
   #onData(d: Buffer): void {
     if (this.destroyed) return;
-    this.#in.push(d);
+    this.#in.push(d, this.#lentIn);
     try {
-      while (this.#in.length >= 5 && !this.destroyed) {
-        const h = this.#in.peek(5);
-        const type = h[0]!;
-        const len = (h[3]! << 8) | h[4]!;
-        if (len > (this.#read ? MAX_CIPHERTEXT : MAX_PLAINTEXT))
-          throw new Abort(
-            'record_overflow',
-            'ERR_TLS_PROTOCOL',
-            `a record of ${len} bytes (more than TLS allows)`,
-          );
-        if (h[1] !== 3)
-          throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', 'not a TLS record (bad version)');
-        if (this.#in.length < 5 + len) return;
-        const rec = this.#in.take(5 + len);
-        this.#record(type, rec.subarray(0, 5), rec.subarray(5));
-      }
+      this.#records();
     } catch (err) {
       this.#abort(err);
     }
+    this.#flushPlain();
+    if (this.#lentIn) this.#in.detach();
+  }
+
+  /** Opens every complete record queued. */
+  #records(): void {
+    while (this.#in.length >= 5 && !this.destroyed) {
+      const h = this.#in.peek(5);
+      const type = h[0]!;
+      const len = (h[3]! << 8) | h[4]!;
+      if (len > (this.#read ? MAX_CIPHERTEXT : MAX_PLAINTEXT))
+        throw new Abort(
+          'record_overflow',
+          'ERR_TLS_PROTOCOL',
+          `a record of ${len} bytes (more than TLS allows)`,
+        );
+      if (h[1] !== 3)
+        throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', 'not a TLS record (bad version)');
+      if (this.#in.length < 5 + len) return;
+      const rec = this.#in.take(5 + len);
+      this.#record(type, rec.subarray(0, 5), rec.subarray(5));
+    }
+  }
+
+  /** The batch to decrypt a record body of `n` bytes into, at {@link #plainAt}. */
+  #plainRoom(n: number): Buffer {
+    if (this.#plain !== null && this.#plain.length - this.#plainAt < n) this.#flushPlain();
+    if (this.#plain === null) {
+      this.#plain = takeBatch();
+      this.#plainAt = 0;
+    }
+    return this.#plain;
+  }
+
+  /**
+   * Passes the batch's application data on as one chunk: lent (valid in the 'data' handler only,
+   * unless held) with `lendReads`, else a copy of its own. A lent chunk that stays buffered in
+   * this readable is kept; one that was handled and not held goes back to be reused.
+   */
+  #flushPlain(): void {
+    const b = this.#plain;
+    const n = this.#plainAt;
+    this.#plain = null;
+    this.#plainAt = 0;
+    if (b === null) return;
+    if (n === 0 || this.destroyed) {
+      spareBatch = b;
+      return;
+    }
+    if (!this.#lend) {
+      const own = Buffer.allocUnsafe(n); // every byte is copied in
+      b.copy(own, 0, 0, n);
+      spareBatch = b;
+      if (!this.push(own)) this.#sock.pause();
+      return;
+    }
+    const chunk = b.subarray(0, n);
+    this.#held = false;
+    if (!this.push(chunk)) this.#sock.pause();
+    // Still in our readable buffer (nobody reading yet, or paused): it outlives this read.
+    if (this.#held || this.readableLength > 0) return;
+    if (lentReadsPoisoned()) chunk.fill(POISON_BYTE); // handled and not held: nobody may read it
+    spareBatch = b;
   }
 
   #record(type: number, header: Buffer, body: Buffer): void {
@@ -594,7 +701,7 @@ export class ChromeTlsSocket extends Duplex {
         'ERR_TLS_PROTOCOL',
         `an unencrypted record of type ${type} after the keys changed`,
       );
-    const plain = this.#read.open(header, body);
+    const plain = this.#read.open(header, body, this.#plainRoom(body.length), this.#plainAt);
     if (!plain)
       throw new Abort(
         'bad_record_mac',
@@ -639,7 +746,7 @@ export class ChromeTlsSocket extends Duplex {
         );
       return this.#content(type, body);
     }
-    const plain = this.#read.open(header, body);
+    const plain = this.#read.open(header, body, this.#plainRoom(body.length), this.#plainAt);
     if (!plain)
       throw new Abort(
         'bad_record_mac',
@@ -671,7 +778,8 @@ export class ChromeTlsSocket extends Duplex {
           'ERR_TLS_PROTOCOL',
           'application data inside a handshake message',
         );
-      if (content.length && !this.push(content)) this.#sock.pause();
+      // Protected records are opened at the batch's end (#plainRoom): taking the bytes keeps them.
+      this.#plainAt += content.length;
       return;
     }
     throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', `a record of content type ${inner}`);
@@ -688,6 +796,7 @@ export class ChromeTlsSocket extends Duplex {
           'ERR_TLS_ALERT',
           'the server closed (close_notify) during the handshake',
         );
+      this.#flushPlain(); // the data before the alert first
       this.push(null);
       return;
     }
@@ -1806,7 +1915,8 @@ export function chromeTlsConnect(
       sock.on('error', early);
       begin();
     } else {
-      const s = netConnect({
+      // Reads into recycled memory: records are opened out of it within each read's handler.
+      const s = connectRecycling({
         host: server.host,
         port: server.port,
         allowHalfOpen: true,

@@ -49,8 +49,9 @@ export interface KeyDialerOptions {
   /** The TLS client for keys that name none (a ladder:// key's `fp`; default chrome). */
   fp?: TlsFingerprint;
   /**
-   * Plain Shadowsocks reads into recycled memory (transport/types.ts, the lent-read contract). Only
-   * for callers whose every consumer honours borrowed chunks (the client's relay and fronts).
+   * Plain Shadowsocks, and plain Trojan over fp=chrome TLS, read into recycled memory
+   * (transport/types.ts, the lent-read contract). Only for callers whose every consumer honours
+   * borrowed chunks (the client's relay and fronts).
    */
   recycleReads?: boolean;
   /**
@@ -222,6 +223,8 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
         ...(t.mux ? { mux: t.mux, ...perConnection } : {}),
         ...(t.muxPadding === false ? { muxPadding: false } : {}),
         ...(t.split ? { split: true } : {}),
+        // Lent reads only where the relay reads the stream (carrier-dialer.ts keeps what it reads).
+        ...(!ws && !t.mux && !t.carrierBytes && o.recycleReads ? { recycleReads: true } : {}),
         // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
         ...(ws ? { connect: wsConnector(server, wsOptions) } : {}),
       });

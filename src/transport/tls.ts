@@ -91,6 +91,11 @@ export interface TlsClientOptions {
    * file's OpenSSL path). Absent: 'node' here; the key parsers default keys to 'chrome'.
    */
   fp?: TlsFingerprint;
+  /**
+   * With fp=chrome: the socket lends its 'data' chunks (chrome-tls.ts `lendReads`; the contract is
+   * core/lent-read.ts). Only for consumers that honour holdChunks, such as `relay()`.
+   */
+  lendReads?: boolean;
 }
 
 export function normalizeFingerprint(fp: string): string {
@@ -152,6 +157,7 @@ export function tlsConnect(
         ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
         ...(o.socket ? { socket: o.socket } : {}),
         ...(o.resume === false ? { sessions: null } : {}),
+        ...(o.lendReads ? { lendReads: true } : {}),
       },
       signal,
     );

@@ -62,6 +62,12 @@ export interface TrojanDialerOptions extends TlsClientOptions {
    * per connection, and a full TLS handshake each time (resumed, Node's server sends no tickets).
    */
   split?: boolean;
+  /**
+   * Plain Trojan over TLS with fp=chrome (not with `mux` or `connect`): the streams `dial` returns
+   * lend their 'data' chunks (core/lent-read.ts), so that records are decrypted into recycled
+   * memory. Only for consumers that honour `holdChunks`, such as `relay()`.
+   */
+  recycleReads?: boolean;
 }
 
 function header(hash: Buffer, command: 1 | 3, target: Target): Buffer {
@@ -111,7 +117,10 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     if (this.#pool) return this.#pool.open(target, signal);
     if (this.#o.split && !this.#o.connect) return this.#dialSplit(target, signal);
-    const socket = await this.#connect(signal);
+    const socket =
+      this.#o.recycleReads && !this.#o.connect
+        ? await tlsConnect(this.#server, { ...this.#o, lendReads: true }, signal)
+        : await this.#connect(signal);
     socket.cork();
     socket.write(header(this.#hash, TROJAN_CMD.CONNECT, target));
     uncorkOnFirstWrite(socket, this.#o.firstPayloadWaitMs ?? 50);
@@ -120,7 +129,8 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
 
   async #dialSplit(target: Target, signal?: AbortSignal): Promise<Duplex> {
     const started = performance.now();
-    const socket = await tlsConnect(this.#server, { ...this.#o, resume: false }, signal);
+    const lend = this.#o.recycleReads ? { lendReads: true } : {};
+    const socket = await tlsConnect(this.#server, { ...this.#o, ...lend, resume: false }, signal);
     const handshakeMs = performance.now() - started;
     socket.cork();
     socket.write(header(this.#hash, TROJAN_CMD.CONNECT, target));
