@@ -82,7 +82,10 @@ describe('--tcp-congestion', { skip }, () => {
       // as root, or with both in tcp_allowed_congestion_control, it is done; either way unchanged
       const done = restartCongestion(inbound);
       assert.equal(typeof done, 'boolean');
-      if (process.getuid?.() === 0 && before !== 'reno') assert.equal(done, true);
+      // (an addon built before tcpState never restarts: `node scripts/build-native.mjs` updates it)
+      const addon = loadSockoptAddon();
+      const hasState = typeof addon !== 'string' && typeof addon.tcpState === 'function';
+      if (hasState && process.getuid?.() === 0 && before !== 'reno') assert.equal(done, true);
       assert.equal(socketCongestion(inbound), before);
       out.destroy();
       inbound.destroy();
