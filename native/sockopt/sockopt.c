@@ -7,6 +7,8 @@
  * JS API (fd: a socket's descriptor, from its libuv handle):
  *   setCongestion(fd: number, name: string) -> void   throws Error with .code = errno name
  *   getCongestion(fd: number) -> string
+ *   tcpState(fd: number) -> [caState, unacked]   TCP_INFO's tcpi_ca_state (0: open, no loss being
+ *                                                 repaired) and tcpi_unacked (segments in flight)
  */
 #include <node_api.h>
 #include <errno.h>
@@ -90,10 +92,35 @@ static napi_value get_congestion(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value tcp_state(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int fd;
+  if (argc < 1) {
+    napi_throw_type_error(env, "EINVAL", "tcpState(fd)");
+    return NULL;
+  }
+  if (!get_fd(env, argv[0], &fd)) return NULL;
+  struct tcp_info ti;
+  memset(&ti, 0, sizeof ti);
+  socklen_t len = sizeof ti;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+    return throw_errno(env, "getsockopt TCP_INFO", errno);
+  napi_value out, ca, unacked;
+  napi_create_array_with_length(env, 2, &out);
+  napi_create_uint32(env, ti.tcpi_ca_state, &ca);
+  napi_create_uint32(env, ti.tcpi_unacked, &unacked);
+  napi_set_element(env, out, 0, ca);
+  napi_set_element(env, out, 1, unacked);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"setCongestion", NULL, set_congestion, NULL, NULL, NULL, napi_default, NULL},
       {"getCongestion", NULL, get_congestion, NULL, NULL, NULL, napi_default, NULL},
+      {"tcpState", NULL, tcp_state, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -46,6 +46,8 @@ options:
   --mux-sessions <n>     with a Mux.Cool key (trojan mux=n, v2ray-plugin): sessions one connection
                          carries in its life before a fresh one is opened (default 128, as v2ray;
                          1: a connection per session, each padded from its start)
+  --mux-connections <n>  with a trojan Mux.Cool key: connections that sessions open at the same
+                         time are spread over, 1 to 16 (default 1: all on one, as v2ray)
   --first-payload-wait <ms>
                          how long a new connection's request header waits for the app's first
                          bytes, to leave in one record with them, 1 to 60000 (default 50); raise
@@ -78,6 +80,7 @@ const CLIENT_FLAGS = {
   'no-http': { type: 'boolean' },
   user: { type: 'string' },
   'mux-sessions': { type: 'string' },
+  'mux-connections': { type: 'string' },
   'first-payload-wait': { type: 'string' },
   'max-connections-per-server': { type: 'string' },
   'rotate-after': { type: 'string' },
@@ -93,11 +96,12 @@ const CLIENT_FLAGS = {
 } as const;
 
 /**
- * The options every key's dialers get: Mux.Cool sessions, first-payload wait, connection cap and
- * rotation volume.
+ * The options every key's dialers get: Mux.Cool sessions and connections, first-payload wait,
+ * connection cap and rotation volume.
  */
 function keyOptionsOf(values: {
   'mux-sessions'?: string | undefined;
+  'mux-connections'?: string | undefined;
   'first-payload-wait'?: string | undefined;
   'max-connections-per-server'?: string | undefined;
   'rotate-after'?: string | undefined;
@@ -105,9 +109,11 @@ function keyOptionsOf(values: {
   maxConnectionsPerServer?: number;
   rotateAfterBytes?: number;
   muxSessionsPerConnection?: number;
+  muxConnections?: number;
   firstPayloadWaitMs?: number;
 } {
   const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
+  const muxConnections = parseMuxConnections(values['mux-connections']);
   const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
   const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
   const rotateAfterBytes = parseRotateAfter(values['rotate-after']);
@@ -115,6 +121,7 @@ function keyOptionsOf(values: {
     ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
     ...(rotateAfterBytes !== undefined ? { rotateAfterBytes } : {}),
     ...(muxSessionsPerConnection ? { muxSessionsPerConnection } : {}),
+    ...(muxConnections ? { muxConnections } : {}),
     ...(firstPayloadWaitMs !== undefined ? { firstPayloadWaitMs } : {}),
   };
 }
@@ -212,6 +219,17 @@ function parseMuxSessions(text: string | undefined): number | undefined {
     throw new LadderError(
       'ERR_USAGE',
       `--mux-sessions '${text.slice(0, 20)}' must be the sessions per connection, 1 to 1024 (default 128)`,
+    );
+  return n;
+}
+
+function parseMuxConnections(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^[0-9]{1,2}$/.test(text) || n < 1 || n > 16)
+    throw new LadderError(
+      'ERR_USAGE',
+      `--mux-connections '${text.slice(0, 20)}' must be the connections to spread Mux.Cool sessions over, 1 to 16 (default 1)`,
     );
   return n;
 }

@@ -119,7 +119,8 @@ export function ladderTransports(): TransportEntry[] {
 
 /**
  * Ladder's transports as a user runs them, for the path benchmark (bench/path.ts): every transport
- * once, Trojan also over Mux.Cool with the client's default session count. Not report-card rows.
+ * once, Trojan also over Mux.Cool with the client's defaults and with its sessions spread over 3
+ * connections (`--mux-connections 3`). Not report-card rows.
  */
 export function ladderBenchTransports(): TransportEntry[] {
   return [
@@ -132,6 +133,13 @@ export function ladderBenchTransports(): TransportEntry[] {
     ladderEntry('ladder-trojan', 'Trojan over TLS', (p) => ladderTrojanUri(p)),
     ladderEntry('ladder-trojan-mux', 'Trojan over TLS with Mux.Cool (default sessions)', (p) =>
       ladderTrojanUri(p, { padding: true }),
+    ),
+    ladderEntry(
+      'ladder-trojan-mux3',
+      'the same with concurrent sessions spread over 3 connections (--mux-connections 3)',
+      (p) => ladderTrojanUri(p, { padding: true }),
+      false,
+      ['--mux-connections', '3'],
     ),
     ladderEntry('ladder-ws-ss', 'Shadowsocks in a WebSocket over TLS', (p) => ladderWsSsUri(p)),
     ladderEntry('ladder-ws-trojan', 'Trojan in a WebSocket over TLS', (p) => ladderWsTrojanUri(p)),

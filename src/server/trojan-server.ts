@@ -37,6 +37,7 @@ import { MuxCool, type MuxSession } from '../stream/mux-cool.js';
 import { CARRIER_TARGET } from '../codec/trojan-carrier.js';
 import { CarrierSessions, type CarrierSessionsOptions } from './carrier-sessions.js';
 import { relay } from '../transport/relay.js';
+import { restartCongestion } from '../transport/congestion.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import type { Fallback } from './decoy/decoy-site.js';
 import { CountingGate, type AccessGate, type Lease } from './access/gate.js';
@@ -229,6 +230,8 @@ export class TrojanHandler {
   #serveMux(conn: Duplex, user: TrojanUser, rest: Buffer, lease: Lease): void {
     let up = 0;
     let down = 0;
+    let live = 0;
+    let served = 0;
     // UDP sessions (network 2) are refused with End by MuxCool: UDP goes over UDP ASSOCIATE.
     new MuxCool(conn, {
       role: 'server',
@@ -238,6 +241,12 @@ export class TrojanHandler {
       reuseFrames: conn instanceof Socket,
       idleTimeoutMs: this.#o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       onSession: (s, target) => {
+        // A session on a connection that has carried others and now carries none: the download
+        // it may be starts with the congestion control's start-up, as on a fresh connection.
+        if (live === 0 && served > 0 && conn instanceof Socket) restartCongestion(conn);
+        live++;
+        served++;
+        s.once('close', () => live--);
         void this.#serveSession(s, target, lease).then(([u, d]) => {
           up += u;
           down += d;

@@ -5,6 +5,7 @@ import { createServer, type Socket } from 'node:net';
 import { LadderError } from '../errors.js';
 import {
   congestionControl,
+  restartCongestion,
   loadSockoptAddon,
   socketCongestion,
   useCongestionControl,
@@ -63,6 +64,32 @@ describe('--tcp-congestion', { skip }, () => {
       direct.destroy();
     } finally {
       for (const s of accepted) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it('restarts a connection on its own algorithm, never leaving it on the one passed through', async () => {
+    await useCongestionControl(undefined);
+    const server = createServer();
+    const onAccept = new Promise<Socket>((resolve) =>
+      server.once('connection', (s: Socket) => resolve(s)),
+    );
+    const at = await listenTcp(server, '127.0.0.1', 0, 'TCP', '--listen');
+    try {
+      const out = await connectTo({ host: '127.0.0.1', port: at.port }, 5_000);
+      const inbound = await onAccept;
+      const before = socketCongestion(inbound);
+      // as root, or with both in tcp_allowed_congestion_control, it is done; either way unchanged
+      const done = restartCongestion(inbound);
+      assert.equal(typeof done, 'boolean');
+      // (an addon built before tcpState never restarts: `node scripts/build-native.mjs` updates it)
+      const addon = loadSockoptAddon();
+      const hasState = typeof addon !== 'string' && typeof addon.tcpState === 'function';
+      if (hasState && process.getuid?.() === 0 && before !== 'reno') assert.equal(done, true);
+      assert.equal(socketCongestion(inbound), before);
+      out.destroy();
+      inbound.destroy();
+    } finally {
       await new Promise<void>((r) => server.close(() => r()));
     }
   });

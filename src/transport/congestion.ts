@@ -25,6 +25,8 @@ import { LadderError } from '../errors.js';
 interface SockoptAddon {
   setCongestion(fd: number, name: string): void;
   getCongestion(fd: number): string;
+  /** TCP_INFO's ca_state (0: open) and unacked segments; absent from an addon built before it. */
+  tcpState?(fd: number): [number, number];
 }
 
 let addon: SockoptAddon | undefined;
@@ -157,4 +159,52 @@ export function socketCongestion(s: Socket | Server): string | undefined {
   const fd = fdOf(s);
   if (typeof a === 'string' || fd === undefined) return undefined;
   return a.getCongestion(fd);
+}
+
+let restartAllowed: ((name: string) => boolean) | undefined;
+
+/** Whether this process may set `name` on a socket: root, or listed in tcp_allowed_congestion_control. */
+function mayUse(name: string): boolean {
+  if (!restartAllowed) {
+    const allowed = readList('/proc/sys/net/ipv4/tcp_allowed_congestion_control') ?? [];
+    const root = process.getuid?.() === 0;
+    restartAllowed = (n) => root || allowed.includes(n);
+  }
+  return restartAllowed(name);
+}
+
+/** linux/tcp.h `TCP_CA_Open`: no loss being repaired. */
+const TCP_CA_OPEN = 0;
+/** The algorithm a restart passes through; the kernel always has it (tcp(7)). */
+const RESTART_VIA = 'reno';
+
+/**
+ * Starts a connection's congestion control afresh, for a connection about to carry a new transfer
+ * after carrying little: a Mux.Cool connection whose sessions have all ended. BBR otherwise keeps
+ * the bandwidth it measured on the light traffic before (a page's requests) and, in its steady
+ * state, raises it by a quarter once every eight round trips, where a fresh connection's start-up
+ * doubles it every round trip; on a lossy long path a download on a reused connection then ran at a
+ * fraction of a fresh one's rate for its first ten seconds (docs/benchmarks.md, "Path benchmark").
+ * Setting TCP_CONGESTION to another algorithm and back runs the algorithm's init again. Done only
+ * on a quiet connection (TCP_INFO: nothing in flight, no loss being repaired): BBR's init takes its
+ * first pacing rate from the window of the moment, and a connection restarted in loss recovery
+ * (window 1) was seen to sit in retransmission back-off for seconds. And only where this process
+ * may set both algorithms, so a socket never stays on the other one. Returns whether it was done.
+ */
+export function restartCongestion(s: Socket): boolean {
+  const a = loadSockoptAddon();
+  const fd = fdOf(s);
+  if (typeof a === 'string' || fd === undefined) return false;
+  try {
+    const state = a.tcpState?.(fd);
+    if (!state || state[0] !== TCP_CA_OPEN || state[1] !== 0) return false;
+    const name = a.getCongestion(fd);
+    if (name === RESTART_VIA || !mayUse(name) || !mayUse(RESTART_VIA)) return false;
+    a.setCongestion(fd, RESTART_VIA);
+    a.setCongestion(fd, name);
+    return true;
+  } catch {
+    // the socket went away meanwhile
+    return false;
+  }
 }

@@ -44,6 +44,8 @@ export interface KeyDialers {
 export interface KeyDialerOptions {
   /** Mux.Cool sessions one connection carries in its life (default 128, as v2ray). */
   muxSessionsPerConnection?: number;
+  /** Mux.Cool connections a trojan key's concurrent sessions are spread over (default 1). */
+  muxConnections?: number;
   /** The TLS client for keys that name none (a ladder:// key's `fp`; default chrome). */
   fp?: TlsFingerprint;
   /**
@@ -122,9 +124,15 @@ export type KeyTransport =
       readonly prefixed: boolean;
     });
 
-/** Sessions per Mux.Cool connection, when the caller asks for a number of its own. */
-function perConnectionOf(o: KeyDialerOptions): { muxSessionsPerConnection?: number } {
-  return o.muxSessionsPerConnection ? { muxSessionsPerConnection: o.muxSessionsPerConnection } : {};
+/** Sessions per Mux.Cool connection and connections per pool, when the caller asks for its own. */
+function perConnectionOf(o: KeyDialerOptions): {
+  muxSessionsPerConnection?: number;
+  muxConnections?: number;
+} {
+  return {
+    ...(o.muxSessionsPerConnection ? { muxSessionsPerConnection: o.muxSessionsPerConnection } : {}),
+    ...(o.muxConnections ? { muxConnections: o.muxConnections } : {}),
+  };
 }
 
 /** The first payload's wait, when the caller asks for one of its own. */

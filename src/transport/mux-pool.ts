@@ -6,6 +6,14 @@
  * connection with no session is closed after 16 s. So most new sessions skip the TCP and TLS (and
  * WebSocket upgrade) round trips and the handshake's CPU.
  *
+ * With `connections` above 1 (not v2ray's way), concurrent sessions are spread: a new session goes
+ * on the open connection with the fewest sessions, and when every open connection is busy and there
+ * are fewer than `connections`, one more is opened ahead, for the sessions after it (this one does
+ * not wait for its handshake). On a lossy path a loss then stalls only the sessions of one
+ * connection instead of all; but the new connections start with a small congestion window, and on
+ * the lab's lossy paths that cost as much as it saved (docs/benchmarks.md, "Path benchmark"), so
+ * the default stays 1.
+ *
  * What a connection is depends on the transport: a WebSocket that carries Mux.Cool directly
  * (v2ray-plugin), or a TLS connection (or WebSocket) whose Trojan request names v1.mux.cool
  * (v2ray's trojan outbound with `mux` enabled). The pool only needs a function that opens one.
@@ -29,6 +37,8 @@ const debug = debuglog('ladder:mux');
 export const MUX_SESSIONS_PER_CONNECTION = 128;
 /** v2ray-core's client closes a connection without sessions at its next 16 s tick (16 to 32 s). */
 export const MUX_IDLE_MS = 16_000;
+/** Connections concurrent sessions are spread over unless `connections` says otherwise. */
+export const MUX_CONNECTIONS = 1;
 
 export interface MuxPoolOptions {
   /** Opens one connection for Mux.Cool frames (resolves once frames may be written, or rejects in bounded time). */
@@ -37,6 +47,12 @@ export interface MuxPoolOptions {
   concurrency: number;
   /** Sessions in one connection's life (default 128, as v2ray). */
   sessionsPerConnection?: number;
+  /**
+   * Connections to spread concurrent sessions over (default {@link MUX_CONNECTIONS}): a session
+   * that finds every open connection busy opens one more ahead, up to this many. More are opened
+   * only when these have no room (`concurrency`).
+   */
+  connections?: number;
   /** Close a connection that has had no session for this long (default 16 s). */
   idleMs?: number;
   /**
@@ -68,11 +84,13 @@ export class MuxPool {
   readonly #entries = new Set<Entry>();
   readonly #concurrency: number;
   readonly #perConnection: number;
+  readonly #spread: number;
 
   constructor(options: MuxPoolOptions) {
     this.#o = options;
     this.#concurrency = Math.max(1, Math.floor(options.concurrency));
     this.#perConnection = options.sessionsPerConnection ?? MUX_SESSIONS_PER_CONNECTION;
+    this.#spread = Math.max(1, Math.floor(options.connections ?? MUX_CONNECTIONS));
   }
 
   /** Connections open or opening now (for tests and reports). */
@@ -81,9 +99,11 @@ export class MuxPool {
   }
 
   /**
-   * Opens a session to `target` on a connection with room, opening one if needed. Callers that
-   * arrive while a connection is being opened wait for it (up to `concurrency` of them), so a
-   * burst opens as few connections as a steady stream would.
+   * Opens a session to `target` on the connection with room that has the fewest sessions (an open
+   * one before one still opening), opening one if none has room. Callers that arrive while a
+   * connection is being opened wait for it (up to `concurrency` of them), so a burst opens as few
+   * connections as a steady stream would. When the chosen connection is busy and the pool has
+   * fewer than `connections`, one more is opened for later sessions.
    */
   async open(
     target: Target,
@@ -91,7 +111,8 @@ export class MuxPool {
     network: MuxNetwork = MUX_NETWORK.TCP,
   ): Promise<MuxSession> {
     let e: Entry | undefined;
-    for (const x of this.#entries) if (this.#hasRoom(x)) e = x;
+    for (const x of this.#entries) if (this.#hasRoom(x) && (!e || fewer(x, e))) e = x;
+    if (e && e.active > 0 && this.#entries.size < this.#spread) this.#connect();
     e ??= this.#connect();
     e.opened++;
     e.active++;
@@ -129,6 +150,8 @@ export class MuxPool {
         conn.once('end', drop);
         conn.once('finish', drop);
         if (!this.#usable(e)) drop();
+        // Opened ahead, no session yet: it does not keep the process alive.
+        if (e.active === 0) ref(conn, false);
       },
       (err: unknown) => {
         this.#entries.delete(e);
@@ -178,6 +201,14 @@ export class MuxPool {
     }
     return s;
   }
+}
+
+/** Whether `a` is the better home for a new session: open before opening, then fewer sessions. */
+function fewer(a: Entry, b: Entry): boolean {
+  const aOpen = a.conn !== null;
+  const bOpen = b.conn !== null;
+  if (aOpen !== bOpen) return aOpen;
+  return a.active < b.active;
 }
 
 /** `ready`, or ERR_ABORTED as soon as `signal` aborts. */

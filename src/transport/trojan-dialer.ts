@@ -50,6 +50,11 @@ export interface TrojanDialerOptions extends TlsClientOptions {
   /** With `mux`: sessions one connection carries in its life (default 128, as v2ray). */
   muxSessionsPerConnection?: number;
   /**
+   * With `mux`: connections that concurrent sessions are spread over (default 1: all on one, as
+   * v2ray; mux-pool.ts `connections`).
+   */
+  muxConnections?: number;
+  /**
    * Plain Trojan over TLS only (not with `mux` or `connect`): send the request with a random slice
    * of the first payload, and the rest once the server's session tickets have arrived (or after
    * the handshake's duration, 50 ms to 1 s), so that an inner handshake does not start in the
@@ -98,6 +103,7 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
           return socket;
         },
         concurrency: options.mux,
+        ...(options.muxConnections ? { connections: options.muxConnections } : {}),
         padding: options.muxPadding ?? true,
         ...(options.muxSessionsPerConnection
           ? { sessionsPerConnection: options.muxSessionsPerConnection }

@@ -94,6 +94,21 @@ test('client --mux-sessions outside 1..1024: exit 2, naming the flag and the ran
   }
 });
 
+test('client --mux-connections outside 1..16: exit 2, naming the flag and the range', async () => {
+  for (const bad of ['0', '17', 'two']) {
+    const r = await ladder([
+      'client',
+      '--server',
+      'trojan://pw@127.0.0.1:1?mux=8',
+      '--mux-connections',
+      bad,
+      '--no-http',
+    ]);
+    assert.equal(r.code, 2, bad);
+    assert.match(r.stderr, /--mux-connections '.*' must be the connections .*, 1 to 16/);
+  }
+});
+
 test('client --first-payload-wait outside 1..60000 ms: exit 2, naming the flag and the range', async () => {
   for (const bad of ['0', '60001', '1.5', 'long']) {
     const r = await ladder([

@@ -1,0 +1,153 @@
+/**
+ * MuxPool's placement of sessions over in-memory connections (no sockets): with `connections`, a
+ * session that finds every open connection busy opens one more ahead without waiting for it, later
+ * sessions go on the open connection with the fewest, and no more than `connections` are opened
+ * while they have room; with the default (1) every session rides one connection, as in v2ray.
+ * The tests decide when each connection opens, so nothing depends on timing.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { duplexPair } from '../../test/helpers/duplex-pair.js';
+import { MuxCool, type MuxSession } from '../stream/mux-cool.js';
+import { MuxPool } from './mux-pool.js';
+
+const TARGET = { host: 'origin.example', port: 443 };
+
+interface Conn {
+  /** Lets the pool have this connection. */
+  open(): void;
+  /** Fails its opening. */
+  fail(err: Error): void;
+  client: Duplex;
+}
+
+/** A pool whose connections open when the test says so; `arrived()` names the next session's connection. */
+function harness(connections?: number) {
+  const conns: Conn[] = [];
+  const arrivals: number[] = [];
+  const waiters: ((i: number) => void)[] = [];
+  const pool = new MuxPool({
+    concurrency: 8,
+    ...(connections !== undefined ? { connections } : {}),
+    connect: () =>
+      new Promise<Duplex>((resolve, reject) => {
+        const index = conns.length;
+        const [client, server] = duplexPair();
+        new MuxCool(server, {
+          role: 'server',
+          onSession: (s) => {
+            s.on('error', () => {}); // the connection's end, when the test closes it
+            s.resume();
+            const w = waiters.shift();
+            if (w) w(index);
+            else arrivals.push(index);
+          },
+        });
+        conns.push({ open: () => resolve(client), fail: reject, client });
+      }),
+  });
+  /** Writes a byte on `s` (its New frame leaves with data) and resolves with the connection it reached. */
+  const sessions: MuxSession[] = [];
+  const placed = (s: MuxSession): Promise<number> => {
+    sessions.push(s);
+    s.write('x');
+    const got = arrivals.shift();
+    if (got !== undefined) return Promise.resolve(got);
+    return new Promise((resolve) => waiters.push(resolve));
+  };
+  const close = (): void => {
+    for (const s of sessions) s.destroy();
+    for (const c of conns) c.client.destroy();
+  };
+  return { pool, conns, placed, close };
+}
+
+/** Lets the pool see a connection that has just opened (its promise settles in microtasks). */
+const settled = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test('connections 3: a busy connection gets one opened ahead; later sessions go on the least busy', async () => {
+  const h = harness(3);
+  try {
+    const p1 = h.pool.open(TARGET);
+    assert.equal(h.conns.length, 1);
+    h.conns[0]!.open();
+    const s1 = await p1;
+    assert.equal(await h.placed(s1), 0);
+
+    // Connection 0 is busy: this session still goes on it now, and connection 1 opens for later.
+    const s2 = await h.pool.open(TARGET);
+    assert.equal(h.conns.length, 2, 'a second connection opened ahead');
+    assert.equal(await h.placed(s2), 0, 'without waiting for the new one');
+
+    h.conns[1]!.open();
+    await settled();
+    const s3 = await h.pool.open(TARGET);
+    assert.equal(await h.placed(s3), 1, 'the idle connection takes the next session');
+    assert.equal(h.conns.length, 2, 'an idle connection was there: none opened');
+
+    const s4 = await h.pool.open(TARGET);
+    assert.equal(await h.placed(s4), 1, 'fewest sessions: connection 1 (1) before 0 (2)');
+    assert.equal(h.conns.length, 3, 'every open connection busy: a third opened ahead');
+
+    const s5 = await h.pool.open(TARGET);
+    assert.equal(await h.placed(s5), 0, 'an open connection before one still opening');
+    assert.equal(h.conns.length, 3, 'never more than `connections` while they have room');
+    assert.equal(h.pool.connections, 3);
+  } finally {
+    h.close();
+  }
+});
+
+test('connections 3: sessions one after another stay on one connection', async () => {
+  const h = harness(3);
+  try {
+    for (let i = 0; i < 5; i++) {
+      const p = h.pool.open(TARGET);
+      h.conns[0]?.open();
+      const s = await p;
+      assert.equal(await h.placed(s), 0);
+      s.destroy();
+      await once(s, 'close');
+    }
+    assert.equal(h.conns.length, 1);
+  } finally {
+    h.close();
+  }
+});
+
+test('default: concurrent sessions share one connection, as in v2ray', async () => {
+  const h = harness();
+  try {
+    const p = h.pool.open(TARGET);
+    h.conns[0]!.open();
+    const sessions = [await p];
+    for (let i = 0; i < 5; i++) sessions.push(await h.pool.open(TARGET));
+    for (const s of sessions) assert.equal(await h.placed(s), 0);
+    assert.equal(h.conns.length, 1);
+  } finally {
+    h.close();
+  }
+});
+
+test('a connection opened ahead that fails costs no session; the next busy moment tries again', async () => {
+  const h = harness(2);
+  try {
+    const p1 = h.pool.open(TARGET);
+    h.conns[0]!.open();
+    const s1 = await p1;
+    assert.equal(await h.placed(s1), 0);
+    const s2 = await h.pool.open(TARGET);
+    assert.equal(h.conns.length, 2);
+    h.conns[1]!.fail(new Error('refused'));
+    await settled();
+    assert.equal(await h.placed(s2), 0);
+    assert.equal(h.pool.connections, 1, 'the failed one left the pool');
+    const s3 = await h.pool.open(TARGET);
+    assert.equal(h.conns.length, 3, 'opened ahead again');
+    assert.equal(await h.placed(s3), 0);
+  } finally {
+    h.close();
+  }
+});
