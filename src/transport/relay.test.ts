@@ -127,6 +127,32 @@ test('a side that is destroyed without an error takes the other with it', async 
   assert.equal(r.aToB, 0);
 });
 
+test(
+  'a side that ends and is destroyed while the other still sends: the other is destroyed',
+  { timeout: 30_000 },
+  async () => {
+    // A Mux.Cool session the client ended (End): its readable ends, then it is destroyed, while the
+    // origin still has a download to send. Nobody can take those bytes: the origin goes too, at once,
+    // not at the idle timeout with its socket unread.
+    const { a, b, origin } = await chain();
+    const done = relay(a, b);
+    const originClosed = new Promise((r) => origin.once('close', r));
+    const sending = setInterval(() => origin.write(Buffer.alloc(64 * 1024)), 5);
+    try {
+      a.end();
+      a.push(null); // what the session does on End: its readable ends...
+      await new Promise((r) => setImmediate(r));
+      a.destroy(); // ...and then it is destroyed
+      const r = await done;
+      assert.ok(b.destroyed, 'the origin side is destroyed with it');
+      assert.equal(r.error, undefined);
+      await originClosed;
+    } finally {
+      clearInterval(sending);
+    }
+  },
+);
+
 test('a side already destroyed when relay() is called: both end at once, no hang', async () => {
   const { a, b } = await chain();
   a.destroy();

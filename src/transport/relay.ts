@@ -159,15 +159,17 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
 
     const onErrorA = (err: Error): void => fail(err);
     const onErrorB = (err: Error): void => fail(err);
+    // A side that closed takes the other with it unless both directions had ended: it closed
+    // without ending cleanly, or what the other side still sends towards it has nowhere to go (a
+    // Mux.Cool session ended by the peer's End is destroyed while the origin may still be sending).
     const onCloseA = (): void => {
       closedA = true;
-      // A side that closed without ending cleanly takes the other with it.
-      if (!aToB.ended) fail(null);
+      if (!aToB.ended || !bToA.ended) fail(null);
       else maybeDone();
     };
     const onCloseB = (): void => {
       closedB = true;
-      if (!bToA.ended) fail(null);
+      if (!bToA.ended || !aToB.ended) fail(null);
       else maybeDone();
     };
     const onAbort = (): void => fail(new LadderError('ERR_ABORTED', 'relay aborted'));
