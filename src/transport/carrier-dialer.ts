@@ -11,6 +11,10 @@
  * Client→server bytes are kept until the server acknowledges them, at most `maxUnackedBytes`
  * (writes wait beyond that). A carrier that stalls silently is not detected: the carrier size must
  * stay under the censor's budget (the server ends every carrier itself).
+ *
+ * The carriers' chunks are queued as views until whole frames arrive, so `inner` must give streams
+ * whose chunks are the reader's own, not lent reads (transport/types.ts): key-dialers.ts never
+ * turns recycled reads on under carriers.
  * @module
  */
 import { randomBytes } from 'node:crypto';
