@@ -579,6 +579,17 @@ export class ChromeTlsSocket extends Duplex {
     return this;
   }
 
+  /** As net.Socket's: whether the connection below keeps the process alive (pools unref idle ones). */
+  ref(): this {
+    (this.#sock as Partial<Socket>).ref?.();
+    return this;
+  }
+
+  unref(): this {
+    (this.#sock as Partial<Socket>).unref?.();
+    return this;
+  }
+
   /** The server's leaf certificate (after the handshake). */
   getPeerX509Certificate(): X509Certificate | undefined {
     return this.#chain[0];

@@ -6,7 +6,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import { randomBytes, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,6 +16,10 @@ import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TlsOptions } from 'node:tls';
 import { chromeTlsConnect } from '../../src/transport/chrome-tls.js';
 import { makeCert, type TestCert } from '../helpers/tls-cert.js';
+
+const CHROME_TLS_MODULE = fileURLToPath(
+  new URL('../../src/transport/chrome-tls.js', import.meta.url),
+);
 
 async function nodeServer(
   opts: TlsOptions,
@@ -121,6 +127,35 @@ describe('fp=chrome TLS client against Node TLS', () => {
       assert.ok(Buffer.isBuffer(await ticket));
       tls.destroy();
     } finally {
+      await srv.close();
+    }
+  });
+
+  test('unref(): an open connection no longer keeps the process alive (idle pools rely on it)', async () => {
+    // The server holds the connection open; a child process connects, unrefs and should then end
+    // on its own, as it does with a net.Socket. Without the forwarding it would stay until killed.
+    const srv = await nodeServer({ cert: cert.cert, key: cert.key }, () => {});
+    const script = `
+      import { chromeTlsConnect } from ${JSON.stringify(CHROME_TLS_MODULE)};
+      const tls = await chromeTlsConnect({ host: '127.0.0.1', port: ${srv.port} },
+        { sni: 'localhost', pinSha256: ${JSON.stringify(cert.pin)} });
+      tls.unref();
+      console.log('unref');
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    // A hang bound, not a timing: the child has nothing left to do once it prints.
+    const bound = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    try {
+      const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+      assert.equal(out.trim(), 'unref');
+      assert.deepEqual([code, signal], [0, null], 'the child ended by itself');
+    } finally {
+      clearTimeout(bound);
+      child.kill('SIGKILL');
       await srv.close();
     }
   });
