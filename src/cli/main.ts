@@ -21,6 +21,9 @@ commands:
 
 Run 'ladder <command> --help' for a command's options.`;
 
+/** How long a finished command's process may linger on open handles before it exits. */
+const EXIT_GRACE_MS = 5_000;
+
 type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
@@ -59,6 +62,10 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     if (code !== 0) process.exitCode = code;
+    // Every command awaits its own work and closes what it opened before it returns, so the
+    // process ends now; should something still hold the event loop (a pooled connection, a
+    // stuck socket), it ends anyway shortly after, as a stopped service must.
+    setTimeout(() => process.exit(), EXIT_GRACE_MS).unref();
   },
   (err: unknown) => {
     if (err instanceof LadderError) {

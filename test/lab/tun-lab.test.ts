@@ -26,7 +26,7 @@ import { routingSnapshot } from '../helpers/tun-net.js';
 const why = labUnavailable() ?? (spawnSync('nft', ['-v']).status === 0 ? undefined : 'no nft');
 if (why) console.log(`--tun lab proof skipped: ${why}`);
 const base = process.env.LADDER_LAB_TEST_PREFIX ?? 'lab1-';
-const plan = planLab(`${base.slice(0, -1).slice(0, 7)}5-`);
+const plan = planLab(`${base.slice(0, -1).slice(0, 7)}9-`);
 
 function eventModules(from: number): string[] {
   if (!existsSync(eventsPath(plan))) return [];
