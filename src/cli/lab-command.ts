@@ -42,6 +42,13 @@ export async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return sub === undefined ? 2 : 0;
   }
+  // `ladder lab down --help`: the help of every subcommand is this one page (what follows `--` in
+  // exec is the command's own).
+  const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (own.includes('--help') || own.includes('-h')) {
+    console.log(USAGE);
+    return 0;
+  }
   switch (sub) {
     case 'up':
       return up(rest);

@@ -79,6 +79,19 @@ test('an unknown flag and an unknown command: exit 2, naming them', async () => 
   assert.match(b.stderr, /unknown command 'serve'/);
 });
 
+test('--help after a subcommand: its options, exit 0, for lab and keys alike', async () => {
+  // Every `Run '... --help'` message must lead somewhere: lab's subcommands once refused it.
+  for (const args of [
+    ['lab', 'down', '--help'],
+    ['lab', 'up', '-h'],
+    ['keys', '--help'],
+  ]) {
+    const r = await ladder(args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stdout, /--prefix|--data/, args.join(' '));
+  }
+});
+
 test('client --mux-sessions outside 1..1024: exit 2, naming the flag and the range', async () => {
   for (const bad of ['0', '1025', 'many']) {
     const r = await ladder([
