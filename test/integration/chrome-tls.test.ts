@@ -136,9 +136,10 @@ describe('fp=chrome TLS client against Node TLS', () => {
     // on its own, as it does with a net.Socket. Without the forwarding it would stay until killed.
     // It ends its side when the child's ends: a half-open socket that no longer reads keeps no event
     // loop alive, so srv.close() would wait for it while nothing else runs (the test cancelled).
-    const srv = await nodeServer({ cert: cert.cert, key: cert.key }, (s) =>
-      s.on('end', () => s.end()),
-    );
+    const srv = await nodeServer({ cert: cert.cert, key: cert.key }, (s) => {
+      s.on('end', () => s.end());
+      s.resume();
+    });
     const script = `
       import { chromeTlsConnect } from ${JSON.stringify(CHROME_TLS_MODULE)};
       const tls = await chromeTlsConnect({ host: '127.0.0.1', port: ${srv.port} },
