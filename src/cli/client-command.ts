@@ -127,10 +127,30 @@ function keyOptionsOf(values: {
   muxConnections?: number;
   firstPayloadWaitMs?: number;
 } {
-  const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
-  const muxConnections = parseMuxConnections(values['mux-connections']);
-  const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
-  const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
+  const muxSessionsPerConnection = wholeInRange(
+    values['mux-sessions'],
+    '--mux-sessions',
+    1024,
+    'the sessions per connection, 1 to 1024 (default 128)',
+  );
+  const muxConnections = wholeInRange(
+    values['mux-connections'],
+    '--mux-connections',
+    16,
+    'the connections to spread Mux.Cool sessions over, 1 to 16 (default 1)',
+  );
+  const firstPayloadWaitMs = wholeInRange(
+    values['first-payload-wait'],
+    '--first-payload-wait',
+    60_000,
+    'milliseconds, 1 to 60000 (default 50)',
+  );
+  const maxConnectionsPerServer = wholeInRange(
+    values['max-connections-per-server'],
+    '--max-connections-per-server',
+    1024,
+    'a number of connections, 1 to 1024',
+  );
   const rotateAfterBytes = parseRotateAfter(values['rotate-after']);
   return {
     ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
@@ -265,47 +285,20 @@ export async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-function parseMuxSessions(text: string | undefined): number | undefined {
+/**
+ * A whole number from 1 to `max` (no more digits than `max` has), or ERR_USAGE saying what the
+ * flag must be.
+ */
+function wholeInRange(
+  text: string | undefined,
+  flag: string,
+  max: number,
+  what: string,
+): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
-  if (!/^[0-9]{1,4}$/.test(text) || n < 1 || n > 1024)
-    throw new LadderError(
-      'ERR_USAGE',
-      `--mux-sessions '${text.slice(0, 20)}' must be the sessions per connection, 1 to 1024 (default 128)`,
-    );
-  return n;
-}
-
-function parseMuxConnections(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^[0-9]{1,2}$/.test(text) || n < 1 || n > 16)
-    throw new LadderError(
-      'ERR_USAGE',
-      `--mux-connections '${text.slice(0, 20)}' must be the connections to spread Mux.Cool sessions over, 1 to 16 (default 1)`,
-    );
-  return n;
-}
-
-function parseFirstPayloadWait(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^[0-9]{1,5}$/.test(text) || n < 1 || n > 60_000)
-    throw new LadderError(
-      'ERR_USAGE',
-      `--first-payload-wait '${text.slice(0, 20)}' must be milliseconds, 1 to 60000 (default 50)`,
-    );
-  return n;
-}
-
-function parseConnectionCap(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^[0-9]{1,4}$/.test(text) || n < 1 || n > 1024)
-    throw new LadderError(
-      'ERR_USAGE',
-      `--max-connections-per-server '${text.slice(0, 20)}' must be a number of connections, 1 to 1024`,
-    );
+  if (!new RegExp(`^[0-9]{1,${String(max).length}}$`).test(text) || n < 1 || n > max)
+    throw new LadderError('ERR_USAGE', `${flag} '${text.slice(0, 20)}' must be ${what}`);
   return n;
 }
 

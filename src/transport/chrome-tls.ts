@@ -1667,6 +1667,14 @@ export class ChromeTlsSocket extends Duplex {
         'ERR_TLS_PROTOCOL',
         'a server Certificate with a request context',
       );
+    this.#chainFrom(r, true);
+  }
+
+  /**
+   * The certificate_list of a Certificate, at most MAX_CHAIN long: TLS 1.3 entries carry
+   * extensions (§4.4.2), TLS 1.2 ones do not (RFC 5246 §7.4.2).
+   */
+  #chainFrom(r: TlsReader, tls13: boolean): void {
     const list = r.vec(3, 'certificate_list');
     r.done();
     const ders: Uint8Array[] = [];
@@ -1677,27 +1685,15 @@ export class ChromeTlsSocket extends Duplex {
           'ERR_TLS_CERT',
           `a certificate chain of more than ${MAX_CHAIN} certificates`,
         );
-      ders.push(list.vec(3, 'cert_data', 1).rest());
-      list.vec(2, 'extensions');
+      ders.push(list.vec(3, tls13 ? 'cert_data' : 'ASN.1Cert', 1).rest());
+      if (tls13) list.vec(2, 'extensions');
     }
     this.#acceptChain(ders);
   }
 
   /** RFC 5246 §7.4.2: the TLS 1.2 Certificate, a list of certificates without extensions. */
   #certificate12(r: TlsReader): void {
-    const list = r.vec(3, 'certificate_list');
-    r.done();
-    const ders: Uint8Array[] = [];
-    while (list.left) {
-      if (ders.length === MAX_CHAIN)
-        throw new Abort(
-          'bad_certificate',
-          'ERR_TLS_CERT',
-          `a certificate chain of more than ${MAX_CHAIN} certificates`,
-        );
-      ders.push(list.vec(3, 'ASN.1Cert', 1).rest());
-    }
-    this.#acceptChain(ders);
+    this.#chainFrom(r, false);
   }
 
   /** The same checks for both versions: the pin alone, or the chain to an anchor and the host name. */
