@@ -26,7 +26,7 @@ import {
   TROJAN_CMD,
   TROJAN_HASH_LENGTH,
   decodeTrojanRequest,
-  decodeTrojanUdpPacket,
+  takeTrojanUdpPacket,
   encodeTrojanUdpPacket,
   trojanUdpPacketLength,
   type TrojanRequest,
@@ -301,24 +301,21 @@ export class TrojanHandler {
       touch();
       q.push(chunk);
       for (;;) {
-        if (q.length === 0) return;
-        const head = q.peek(q.length);
-        let d;
+        let p;
         try {
-          d = decodeTrojanUdpPacket(head, 0);
+          p = takeTrojanUdpPacket(q);
         } catch (err) {
           debug('bad UDP frame %s', err instanceof CodecError ? err.code : 'ERR_TROJAN');
           conn.destroy();
           return;
         }
-        if (d === null) {
+        if (p === null) {
           if (q.length > 0xffff + 300) conn.destroy();
           return;
         }
-        q.take(d.bytesRead);
-        up += d.value.payload.length;
-        if (lease.up(d.value.payload.length) > 0) continue;
-        session.send(d.value.payload, d.value.target);
+        up += p.payload.length;
+        if (lease.up(p.payload.length) > 0) continue;
+        session.send(p.payload, p.target);
       }
     };
     conn.on('data', onData);
