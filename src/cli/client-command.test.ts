@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRotateAfter } from './client-command.js';
+import { clientConfig, parseRotateAfter } from './client-command.js';
 
 test('--rotate-after: bytes or k, m, g (binary); anything else names the flag and the form', () => {
   assert.equal(parseRotateAfter(undefined), undefined);
@@ -10,4 +10,18 @@ test('--rotate-after: bytes or k, m, g (binary); anything else names the flag an
   assert.equal(parseRotateAfter('65536'), 65536);
   for (const bad of ['', '0', '1023', '1.5m', '-1k', '2t', 'k', '1025g', '99999999999'])
     assert.throws(() => parseRotateAfter(bad), /--rotate-after .* must be a size from 1k to 1024g/);
+});
+
+test('clientConfig: the flags as a plain config, errors naming the flag', () => {
+  assert.throws(() => clientConfig({}), /give the server's key with --server/);
+  assert.throws(
+    () => clientConfig({ server: 'ss://x', user: 'bob' }),
+    /--user takes name:password/,
+  );
+  const cfg = clientConfig({ server: 'ss://x', user: 'a:b:c', tun: true, 'tun-mtu': '1500' });
+  assert.equal(cfg.server, 'ss://x');
+  assert.deepEqual([...cfg.users!], [['a', 'b:c']]);
+  assert.deepEqual(cfg.tun, { name: 'ladder0', mtu: 1500, killSwitch: true });
+  assert.equal(cfg.routing, undefined);
+  assert.equal(clientConfig({ server: 'ss://x' }).tun, undefined);
 });

@@ -7,7 +7,14 @@ import { LadderError } from '../errors.js';
 import { useCongestionControl } from '../transport/congestion.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
-import { runTunCleanup, startTun, tunBypass, tunConfig, type TunHandle } from './tun-command.js';
+import {
+  runTunCleanup,
+  startTun,
+  tunBypass,
+  tunConfig,
+  type TunConfig,
+  type TunHandle,
+} from './tun-command.js';
 import { Socks5Server } from '../proxy/socks5-server.js';
 import { HttpProxyServer } from '../proxy/http-proxy.js';
 import { formatHostPort, parseFlags, parseHostPort, untilSignal } from './args.js';
@@ -18,7 +25,15 @@ import {
   ROUTING_HELP,
   routingConfig,
 } from './routing-setup.js';
-import { buildClientApp, startOnlineKeyClient, UI_FLAGS, UI_HELP, uiConfig } from './client-app.js';
+import {
+  buildClientApp,
+  startOnlineKeyClient,
+  UI_FLAGS,
+  UI_HELP,
+  uiConfig,
+  type ClientApp,
+} from './client-app.js';
+import type { ClientController } from '../app/client-controller.js';
 import { isOnlineKeyUri } from '../codec/online-key.js';
 
 const HELP = `ladder client --server <key> [--socks <host:port>] [--http <host:port>] [options]
@@ -112,10 +127,30 @@ function keyOptionsOf(values: {
   muxConnections?: number;
   firstPayloadWaitMs?: number;
 } {
-  const muxSessionsPerConnection = parseMuxSessions(values['mux-sessions']);
-  const muxConnections = parseMuxConnections(values['mux-connections']);
-  const firstPayloadWaitMs = parseFirstPayloadWait(values['first-payload-wait']);
-  const maxConnectionsPerServer = parseConnectionCap(values['max-connections-per-server']);
+  const muxSessionsPerConnection = wholeInRange(
+    values['mux-sessions'],
+    '--mux-sessions',
+    1024,
+    'the sessions per connection, 1 to 1024 (default 128)',
+  );
+  const muxConnections = wholeInRange(
+    values['mux-connections'],
+    '--mux-connections',
+    16,
+    'the connections to spread Mux.Cool sessions over, 1 to 16 (default 1)',
+  );
+  const firstPayloadWaitMs = wholeInRange(
+    values['first-payload-wait'],
+    '--first-payload-wait',
+    60_000,
+    'milliseconds, 1 to 60000 (default 50)',
+  );
+  const maxConnectionsPerServer = wholeInRange(
+    values['max-connections-per-server'],
+    '--max-connections-per-server',
+    1024,
+    'a number of connections, 1 to 1024',
+  );
   const rotateAfterBytes = parseRotateAfter(values['rotate-after']);
   return {
     ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
@@ -126,60 +161,28 @@ function keyOptionsOf(values: {
   };
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags('client', argv, CLIENT_FLAGS);
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (values['tun-cleanup']) return runTunCleanup((l) => console.log(l));
+type ClientFlags = ReturnType<typeof parseFlags<typeof CLIENT_FLAGS>>['values'];
+
+/** What `ladder client` runs, from its flags; throws ERR_USAGE naming the flag and the fix. */
+export interface ClientConfig {
+  /** The --server key (absent with the control page and no key yet). */
+  server: string | undefined;
+  ui: ReturnType<typeof uiConfig>;
+  keyOptions: ReturnType<typeof keyOptionsOf>;
+  routing: ReturnType<typeof routingConfig>;
+  users: Map<string, string> | undefined;
+  /** With --tun; DIRECT names then resolve at the domestic resolver, around the device. */
+  tun: TunConfig | undefined;
+}
+
+/** The client's flags as a config: pure, no I/O. */
+export function clientConfig(values: ClientFlags): ClientConfig {
   const ui = uiConfig(values);
   if (!values.server && !ui)
     throw new LadderError('ERR_USAGE', "client: give the server's key with --server <ss-uri>");
   const keyOptions = keyOptionsOf(values);
-  await useCongestionControl(values['tcp-congestion']);
   const routing = routingConfig(values);
-  // Under --tun, a key the page connects has its servers routed around the device first.
-  let tunHandle: TunHandle | undefined;
-  const tunHooks = values.tun
-    ? {
-        tun: {
-          direct: tunBypass,
-          beforeConnect: (uri: string) => tunHandle?.addServers(serverEndpointsOfKey(uri)),
-        },
-      }
-    : {};
-  // An online key without the page: fetched now, and again while connected (client-app.ts).
-  const online =
-    !ui && values.server !== undefined && isOnlineKeyUri(values.server)
-      ? await startOnlineKeyClient(values.server, {
-          routing,
-          keyOptions,
-          print: (l) => console.log(l),
-          ...tunHooks,
-        })
-      : undefined;
-  const serverUri = online?.activeUri() ?? values.server;
-  const app = ui
-    ? buildClientApp(ui, {
-        routing,
-        keyOptions,
-        serverKey: values.server,
-        print: (l) => console.log(l),
-        ...tunHooks,
-      })
-    : undefined;
-  const controller = app?.controller ?? online;
-  const { dialer, packetDialer, started } = controller
-    ? {
-        dialer: controller.dialer,
-        packetDialer: controller.packetDialer,
-        started: online ? [`ladder client: carrying traffic through ${online.state().what}`] : [],
-      }
-    : keyDialers(values.server!, routing, keyOptions, values.tun === true);
   const users = parseUser(values.user);
-  const closers: (() => Promise<void>)[] = [];
-  // With --tun, a proxy runs only when its flag is given.
   const tun = values.tun
     ? {
         ...tunConfig(values),
@@ -187,23 +190,93 @@ export async function run(argv: string[]): Promise<number> {
         ...(routing ? { dnsDirect: directNameServer(routing) } : {}),
       }
     : undefined;
-  if (tun) {
+  return { server: values.server, ui, keyOptions, routing, users, tun };
+}
+
+/** Where the client's connections go: the control page's or the online key's, or the key's. */
+interface ClientDialers {
+  dialer: StreamDialer;
+  packetDialer: PacketDialer;
+  /** Lines to print once the proxies run. */
+  started: string[];
+  app: ClientApp | undefined;
+  online: ClientController | undefined;
+  /** The key in use at start, if any. */
+  serverUri: string | undefined;
+}
+
+/**
+ * The control page (--ui) or an online key's controller, which switch keys while running, or else
+ * the one key's dialers. `beforeConnect` (under --tun) routes a key's servers around the device.
+ */
+async function clientDialers(
+  cfg: ClientConfig,
+  beforeConnect: ((uri: string) => void) | undefined,
+): Promise<ClientDialers> {
+  const { routing, keyOptions } = cfg;
+  const print = (l: string): void => console.log(l);
+  const tunHooks = beforeConnect ? { tun: { direct: tunBypass, beforeConnect } } : {};
+  // An online key without the page: fetched now, and again while connected (client-app.ts).
+  const online =
+    !cfg.ui && cfg.server !== undefined && isOnlineKeyUri(cfg.server)
+      ? await startOnlineKeyClient(cfg.server, { routing, keyOptions, print, ...tunHooks })
+      : undefined;
+  const serverUri = online?.activeUri() ?? cfg.server;
+  const app = cfg.ui
+    ? buildClientApp(cfg.ui, { routing, keyOptions, serverKey: cfg.server, print, ...tunHooks })
+    : undefined;
+  const controller = app?.controller ?? online;
+  if (!controller)
+    return {
+      ...keyDialers(cfg.server!, routing, keyOptions, cfg.tun !== undefined),
+      app,
+      online,
+      serverUri,
+    };
+  const started = online ? [`ladder client: carrying traffic through ${online.state().what}`] : [];
+  const { dialer, packetDialer } = controller;
+  return { dialer, packetDialer, started, app, online, serverUri };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags('client', argv, CLIENT_FLAGS);
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (values['tun-cleanup']) return runTunCleanup((l) => console.log(l));
+  const cfg = clientConfig(values);
+  await useCongestionControl(values['tcp-congestion']);
+  // Under --tun, a key the page connects has its servers routed around the device first.
+  let tunHandle: TunHandle | undefined;
+  const d = await clientDialers(
+    cfg,
+    cfg.tun ? (uri) => tunHandle?.addServers(serverEndpointsOfKey(uri)) : undefined,
+  );
+  const { dialer, packetDialer, app, online } = d;
+  const closers: (() => Promise<void>)[] = [];
+  if (cfg.tun) {
     tunHandle = await startTun(
-      tun,
+      cfg.tun,
       { stream: dialer, packet: packetDialer },
-      serverUri && !isOnlineKeyUri(serverUri) ? serverEndpointsOfKey(serverUri) : [],
+      d.serverUri && !isOnlineKeyUri(d.serverUri) ? serverEndpointsOfKey(d.serverUri) : [],
       (l) => console.log(l),
     );
     closers.push(tunHandle);
   }
-  const proxies = await startProxies(values, tun !== undefined, { dialer, packetDialer, users });
+  // With --tun, a proxy runs only when its flag is given.
+  const proxies = await startProxies(values, cfg.tun !== undefined, {
+    dialer,
+    packetDialer,
+    users: cfg.users,
+  });
   closers.push(...proxies.closers);
   if (closers.length === 0)
     throw new LadderError(
       'ERR_USAGE',
       'client: with both --no-socks and --no-http there is nothing to run',
     );
-  for (const line of started) console.log(line);
+  for (const line of d.started) console.log(line);
   await app?.start(proxies.ports);
   await untilSignal();
   await app?.close();
@@ -212,47 +285,20 @@ export async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-function parseMuxSessions(text: string | undefined): number | undefined {
+/**
+ * A whole number from 1 to `max` (no more digits than `max` has), or ERR_USAGE saying what the
+ * flag must be.
+ */
+function wholeInRange(
+  text: string | undefined,
+  flag: string,
+  max: number,
+  what: string,
+): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
-  if (!/^[0-9]{1,4}$/.test(text) || n < 1 || n > 1024)
-    throw new LadderError(
-      'ERR_USAGE',
-      `--mux-sessions '${text.slice(0, 20)}' must be the sessions per connection, 1 to 1024 (default 128)`,
-    );
-  return n;
-}
-
-function parseMuxConnections(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^[0-9]{1,2}$/.test(text) || n < 1 || n > 16)
-    throw new LadderError(
-      'ERR_USAGE',
-      `--mux-connections '${text.slice(0, 20)}' must be the connections to spread Mux.Cool sessions over, 1 to 16 (default 1)`,
-    );
-  return n;
-}
-
-function parseFirstPayloadWait(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^[0-9]{1,5}$/.test(text) || n < 1 || n > 60_000)
-    throw new LadderError(
-      'ERR_USAGE',
-      `--first-payload-wait '${text.slice(0, 20)}' must be milliseconds, 1 to 60000 (default 50)`,
-    );
-  return n;
-}
-
-function parseConnectionCap(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^[0-9]{1,4}$/.test(text) || n < 1 || n > 1024)
-    throw new LadderError(
-      'ERR_USAGE',
-      `--max-connections-per-server '${text.slice(0, 20)}' must be a number of connections, 1 to 1024`,
-    );
+  if (!new RegExp(`^[0-9]{1,${String(max).length}}$`).test(text) || n < 1 || n > max)
+    throw new LadderError('ERR_USAGE', `${flag} '${text.slice(0, 20)}' must be ${what}`);
   return n;
 }
 

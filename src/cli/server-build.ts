@@ -15,7 +15,8 @@ import { Metrics } from '../server/metrics.js';
 import { PreAuthGuard } from '../server/pre-auth.js';
 import { SsServer } from '../server/ss-server.js';
 import type { TrojanHandler } from '../server/trojan-server.js';
-import type { WsFront, WsListener } from '../server/ws-front.js';
+import type { TlsInnerFront, WsFront, WsListener } from '../server/ws-front.js';
+import type { PortMux } from '../server/port-mux.js';
 import { DirectDialer, DirectPacketDialer } from '../transport/direct.js';
 import {
   PublicOnlyDialer,
@@ -229,70 +230,30 @@ export interface TlsPort extends Listening {
   mainApi?: { api: ManagementApi; certSha256: string };
 }
 
+/** What the TLS port is built from besides its config. */
+type TlsPortDeps = {
+  server: SsServer;
+  gate: AccessGate;
+  metrics: Metrics;
+  preAuth: PreAuthGuard;
+  operator: Operator | undefined;
+  live: LiveServers;
+} & UpstreamDialers;
+
 /**
  * The shared port: Shadowsocks and TLS told apart by their first bytes; behind TLS, Trojan and the
  * WebSockets on the keys' secret paths, everything else the decoy (or the API under --api main).
  * With --ws-listen, the same WebSockets as plain HTTP on their own port.
  */
-export async function startTlsPort(
-  config: ServerConfig,
-  deps: {
-    server: SsServer;
-    gate: AccessGate;
-    metrics: Metrics;
-    preAuth: PreAuthGuard;
-    operator: Operator | undefined;
-    live: LiveServers;
-  } & UpstreamDialers,
-): Promise<TlsPort> {
-  const [{ X509Certificate }, { decoySecureContext }, { PortMux }] = await Promise.all([
-    import('node:crypto'),
-    import('../server/decoy/tls-context.js'),
-    import('../server/port-mux.js'),
-  ]);
-  const [{ TrojanHandler }, { TlsInnerFront, WsFront }] = await Promise.all([
-    import('../server/trojan-server.js'),
-    import('../server/ws-front.js'),
-  ]);
+export async function startTlsPort(config: ServerConfig, deps: TlsPortDeps): Promise<TlsPort> {
   const { cert, key, pinSha256, note } = await loadTlsCertificate(config, deps.operator);
   const { siteFallback, fallback, mainApi } = await buildTlsFallback(config, deps.operator, {
     cert,
     key,
   });
-  const sni = (cert && new X509Certificate(cert).subject.match(/CN=([^\n]+)/)?.[1]) || 'localhost';
-  const trojan = (deps.live.trojan = new TrojanHandler({
-    users: config.trojanUsers,
-    gate: deps.gate,
-    events: { fallback: (code) => deps.metrics.rejected(code, 'tls') },
-    dialer: deps.dialer,
-    ...(deps.packetDialer ? { packetDialer: deps.packetDialer } : {}),
-    fallback,
-    idleTimeoutMs: config.idleTimeoutMs,
-  }));
-  // WebSockets on the secret paths of the keys; every other request is the decoy (ws-front.ts).
-  const web =
-    config.wsPaths.length > 0
-      ? new WsFront({
-          paths: config.wsPaths,
-          ss: deps.server,
-          trojan,
-          fallback,
-          authTimeoutMs: config.authTimeoutMs,
-          idleTimeoutMs: config.idleTimeoutMs,
-        })
-      : undefined;
-  const mux = new PortMux({
-    ss: deps.server,
-    tls: {
-      secureContext: decoySecureContext(cert, key),
-      handler: web ? new TlsInnerFront({ trojan, web }) : trojan,
-      // Plain HTTP that Shadowsocks refuses gets nginx's "plain HTTP to HTTPS port" page.
-      ...(fallback.handlePlainOnTlsPort ? { plainHttp: fallback.handlePlainOnTlsPort } : {}),
-    },
-    authTimeoutMs: config.authTimeoutMs,
-    maxConnections: config.maxConnections,
-    preAuth: deps.preAuth,
-  });
+  const sni = (await certificateCn(cert)) || 'localhost';
+  const { trojan, web, handler } = await tlsHandlers(config, deps, fallback);
+  const mux = await portMux(config, deps, { cert, key, handler, fallback });
   const address = await mux.listen(config.listen.host, config.listen.port);
   let wsListener: WsListener | null;
   let wsNote: string;
@@ -317,6 +278,77 @@ export async function startTlsPort(
       fallback.close();
     },
   };
+}
+
+/** The certificate's subject CN, the SNI the keys handed out carry (none without a certificate). */
+async function certificateCn(cert: string): Promise<string | undefined> {
+  if (!cert) return undefined;
+  const { X509Certificate } = await import('node:crypto');
+  return new X509Certificate(cert).subject.match(/CN=([^\n]+)/)?.[1];
+}
+
+/** Behind TLS: Trojan, and the WebSockets on the keys' secret paths (ws-front.ts) when any. */
+async function tlsHandlers(
+  config: ServerConfig,
+  deps: TlsPortDeps,
+  fallback: Fallback,
+): Promise<{
+  trojan: TrojanHandler;
+  web: WsFront | undefined;
+  handler: TrojanHandler | TlsInnerFront;
+}> {
+  const [{ TrojanHandler }, { TlsInnerFront, WsFront }] = await Promise.all([
+    import('../server/trojan-server.js'),
+    import('../server/ws-front.js'),
+  ]);
+  const trojan = (deps.live.trojan = new TrojanHandler({
+    users: config.trojanUsers,
+    gate: deps.gate,
+    events: { fallback: (code) => deps.metrics.rejected(code, 'tls') },
+    dialer: deps.dialer,
+    ...(deps.packetDialer ? { packetDialer: deps.packetDialer } : {}),
+    fallback,
+    idleTimeoutMs: config.idleTimeoutMs,
+  }));
+  // Every request off the secret paths is the decoy.
+  const web =
+    config.wsPaths.length > 0
+      ? new WsFront({
+          paths: config.wsPaths,
+          ss: deps.server,
+          trojan,
+          fallback,
+          authTimeoutMs: config.authTimeoutMs,
+          idleTimeoutMs: config.idleTimeoutMs,
+        })
+      : undefined;
+  return { trojan, web, handler: web ? new TlsInnerFront({ trojan, web }) : trojan };
+}
+
+/** The port mux, not yet listening: Shadowsocks, or TLS with the decoy's certificate. */
+async function portMux(
+  config: ServerConfig,
+  deps: TlsPortDeps,
+  tls: { cert: string; key: string; handler: TrojanHandler | TlsInnerFront; fallback: Fallback },
+): Promise<PortMux> {
+  const [{ decoySecureContext }, { PortMux }] = await Promise.all([
+    import('../server/decoy/tls-context.js'),
+    import('../server/port-mux.js'),
+  ]);
+  return new PortMux({
+    ss: deps.server,
+    tls: {
+      secureContext: decoySecureContext(tls.cert, tls.key),
+      handler: tls.handler,
+      // Plain HTTP that Shadowsocks refuses gets nginx's "plain HTTP to HTTPS port" page.
+      ...(tls.fallback.handlePlainOnTlsPort
+        ? { plainHttp: tls.fallback.handlePlainOnTlsPort }
+        : {}),
+    },
+    authTimeoutMs: config.authTimeoutMs,
+    maxConnections: config.maxConnections,
+    preAuth: deps.preAuth,
+  });
 }
 
 /** The TLS port's answer to visitors without a key, with the API in front of it under --api main. */

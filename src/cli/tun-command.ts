@@ -143,6 +143,114 @@ export type TunHandle = (() => Promise<void>) & {
 };
 
 /**
+ * The server endpoints routed around the tunnel, and the same addresses as the front's exclusion
+ * sets (packets to them never enter the tunnel).
+ */
+class RoutedServers {
+  readonly v4 = new Set<number>();
+  readonly v6 = new Set<string>();
+  readonly #routed = new Set<string>();
+
+  constructor(endpoints: readonly Endpoint[]) {
+    this.add(endpoints);
+  }
+
+  /** The endpoints not routed yet. */
+  fresh(endpoints: readonly Endpoint[]): Endpoint[] {
+    return endpoints.filter((e) => !this.#routed.has(`${e.address} ${e.port}`));
+  }
+
+  add(endpoints: readonly Endpoint[]): void {
+    for (const e of endpoints) {
+      this.#routed.add(`${e.address} ${e.port}`);
+      if (isIPv4(e.address)) this.v4.add(ipv4ToU32(e.address));
+      else this.v6.add(bytesToIPv6(ipv6ToBytes(e.address)));
+    }
+  }
+}
+
+/**
+ * Endpoints of servers added while the tunnel runs. Names cannot be resolved now (the system's
+ * lookups get fake answers): only addresses, or names resolved at start.
+ */
+function pinnedEndpoints(
+  servers: readonly { host: string; port: number }[],
+  pinned: ReadonlyMap<string, string[]>,
+): Endpoint[] {
+  const endpoints: Endpoint[] = [];
+  for (const { host, port } of servers) {
+    const addrs = isIP(host) ? [host] : pinned.get(host.toLowerCase());
+    if (!addrs)
+      throw new ConfigError(
+        'ERR_TUN',
+        `under --tun, a server named '${host.slice(0, 60)}' that the client did not resolve at start cannot be routed around the tunnel: use a key with the server's address, or restart the client with this key in --server`,
+      );
+    for (const address of addrs) endpoints.push({ address, port });
+  }
+  return endpoints;
+}
+
+/** Refuses to start without CAP_NET_ADMIN or beside another --tun in this namespace. */
+function assertTunCanStart(): void {
+  if (!hasNetAdmin()) throw new ConfigError('ERR_TUN_NEEDS_ADMIN', NEEDS_ADMIN);
+  const running = runningTunDevice();
+  if (running)
+    throw new ConfigError(
+      'ERR_TUN',
+      `a 'ladder client --tun' is already running in this network namespace (device ${running}): stop it first`,
+    );
+}
+
+/** The front on the device: dials through the key, fake DNS that answers the servers' names. */
+function tunFront(
+  device: TunDevice,
+  dialers: { stream: StreamDialer; packet: PacketDialer },
+  pinned: Map<string, string[]>,
+  servers: RoutedServers,
+  ipv6: boolean,
+): TunFront {
+  return new TunFront({
+    device,
+    dialer: dialers.stream,
+    packetDialer: dialers.packet,
+    fakeDns: new FakeDns({ pinned, ...(ipv6 ? { range6: DEFAULT_FAKE_RANGE6 } : {}) }),
+    tunAddress: ipv4ToU32(TUN_ADDRESS),
+    natPeer: ipv4ToU32(TUN_NAT_PEER),
+    excluded: (ip) => servers.v4.has(ip),
+    ...(ipv6
+      ? {
+          tunAddress6: ipv6ToBytes(TUN_ADDRESS6),
+          natPeer6: ipv6ToBytes(TUN_NAT_PEER6),
+          excluded6: (ip: Uint8Array) => servers.v6.has(bytesToIPv6(ip)),
+        }
+      : {}),
+  });
+}
+
+/** Routes everything into the device but the servers, this machine's own addresses and DNS. */
+function routingUp(
+  cfg: TunConfig,
+  resolved: { v4: Endpoint[]; v6: Endpoint[] },
+  ipv6: boolean,
+): void {
+  const own = localAddresses(cfg.name);
+  tunRoutingUp({
+    name: cfg.name,
+    mtu: cfg.mtu,
+    servers4: resolved.v4,
+    servers6: resolved.v6,
+    bypass4: own.v4,
+    dnsDirect4:
+      cfg.dnsDirect && isIPv4(cfg.dnsDirect.host)
+        ? [{ address: cfg.dnsDirect.host, port: cfg.dnsDirect.port }]
+        : [],
+    killSwitch: cfg.killSwitch,
+    ipv6,
+  });
+  setBypassAddresses({ v4: own.v4[0] });
+}
+
+/**
  * Starts the full-device tunnel; resolves, once routing is in place, to its {@link TunHandle}.
  * `servers` are the key's (key-dialers.ts serverEndpointsOfKey).
  */
@@ -152,21 +260,13 @@ export async function startTun(
   servers: readonly { host: string; port: number }[],
   log: (line: string) => void,
 ): Promise<TunHandle> {
-  if (!hasNetAdmin()) throw new ConfigError('ERR_TUN_NEEDS_ADMIN', NEEDS_ADMIN);
-  const running = runningTunDevice();
-  if (running)
-    throw new ConfigError(
-      'ERR_TUN',
-      `a 'ladder client --tun' is already running in this network namespace (device ${running}): stop it first`,
-    );
+  assertTunCanStart();
   // Before routing changes: the server names still resolve the ordinary way.
   const resolved = await resolveServers(servers);
   const device = TunDevice.create(cfg.name);
+  const routed = new RoutedServers([...resolved.v4, ...resolved.v6]);
   let front: TunFront | undefined;
   let ipv6: boolean;
-  const serverSet = new Set(resolved.v4.map((s) => ipv4ToU32(s.address)));
-  const serverSet6 = new Set(resolved.v6.map((s) => bytesToIPv6(ipv6ToBytes(s.address))));
-  const routed = new Set([...resolved.v4, ...resolved.v6].map((s) => `${s.address} ${s.port}`));
   const down = async (): Promise<void> => {
     setBypassAddresses({});
     tunCleanup();
@@ -181,43 +281,11 @@ export async function startTun(
   try {
     tunCleanup(); // what a killed --tun left behind
     ipv6 = tunLinkUp(cfg.name, cfg.mtu);
-    front = new TunFront({
-      device,
-      dialer: dialers.stream,
-      packetDialer: dialers.packet,
-      fakeDns: new FakeDns({
-        pinned: resolved.pinned,
-        ...(ipv6 ? { range6: DEFAULT_FAKE_RANGE6 } : {}),
-      }),
-      tunAddress: ipv4ToU32(TUN_ADDRESS),
-      natPeer: ipv4ToU32(TUN_NAT_PEER),
-      excluded: (ip) => serverSet.has(ip),
-      ...(ipv6
-        ? {
-            tunAddress6: ipv6ToBytes(TUN_ADDRESS6),
-            natPeer6: ipv6ToBytes(TUN_NAT_PEER6),
-            excluded6: (ip: Uint8Array) => serverSet6.has(bytesToIPv6(ip)),
-          }
-        : {}),
-    });
+    front = tunFront(device, dialers, resolved.pinned, routed, ipv6);
     await front.listen();
     const f = front;
     device.start((p) => f.handlePacket(p));
-    const own = localAddresses(cfg.name);
-    tunRoutingUp({
-      name: cfg.name,
-      mtu: cfg.mtu,
-      servers4: resolved.v4,
-      servers6: resolved.v6,
-      bypass4: own.v4,
-      dnsDirect4:
-        cfg.dnsDirect && isIPv4(cfg.dnsDirect.host)
-          ? [{ address: cfg.dnsDirect.host, port: cfg.dnsDirect.port }]
-          : [],
-      killSwitch: cfg.killSwitch,
-      ipv6,
-    });
-    setBypassAddresses({ v4: own.v4[0] });
+    routingUp(cfg, resolved, ipv6);
     process.once('exit', onExit);
   } catch (err) {
     await down();
@@ -232,28 +300,12 @@ export async function startTun(
     log(`ladder client: tunnel down, routing restored`);
   };
   const addServers = (more: readonly { host: string; port: number }[]): void => {
-    // Names cannot be resolved now (the system's lookups get fake answers): only addresses, or
-    // names resolved at start.
-    const endpoints: Endpoint[] = [];
-    for (const { host, port } of more) {
-      const addrs = isIP(host) ? [host] : resolved.pinned.get(host.toLowerCase());
-      if (!addrs)
-        throw new ConfigError(
-          'ERR_TUN',
-          `under --tun, a server named '${host.slice(0, 60)}' that the client did not resolve at start cannot be routed around the tunnel: use a key with the server's address, or restart the client with this key in --server`,
-        );
-      for (const address of addrs) endpoints.push({ address, port });
-    }
-    const fresh = endpoints.filter((e) => !routed.has(`${e.address} ${e.port}`));
+    const fresh = routed.fresh(pinnedEndpoints(more, resolved.pinned));
     tunAddServers(
       fresh.filter((e) => isIPv4(e.address)),
       fresh.filter((e) => !isIPv4(e.address)),
     );
-    for (const e of fresh) {
-      routed.add(`${e.address} ${e.port}`);
-      if (isIPv4(e.address)) serverSet.add(ipv4ToU32(e.address));
-      else serverSet6.add(bytesToIPv6(ipv6ToBytes(e.address)));
-    }
+    routed.add(fresh);
   };
   return Object.assign(close, { addServers });
 }

@@ -6,6 +6,7 @@ import {
   TROJAN_CMD,
   decodeTrojanRequest,
   decodeTrojanUdpPacket,
+  takeTrojanUdpPacket,
   encodeTrojanRequest,
   encodeTrojanUdpPacket,
   trojanPasswordHash,
@@ -14,6 +15,7 @@ import {
   type TrojanRequest,
 } from './trojan.js';
 import { CodecError } from '../errors.js';
+import { ByteQueue } from './ss-stream.js';
 
 // SHA-224("abc") from FIPS 180-2 Appendix B (SHA-224 example): 23097d22 3405d822 8642a477 bda255b3 2aadbce4 bda0b3f7 e36c9da7
 test('password hash is hex(SHA-224): FIPS 180-2 "abc" example', () => {
@@ -94,4 +96,35 @@ test('fuzz: random bytes decode to a value, null, or a CodecError, nothing else'
     }),
     { numRuns: 2000 },
   );
+});
+
+test('takeTrojanUdpPacket: whole packets off a queue fed a byte at a time; bad CRLF throws', () => {
+  const packets = [
+    { target: { host: '198.18.0.1', port: 53 }, payload: Buffer.from('first') },
+    { target: { host: 'example.com', port: 443 }, payload: Buffer.alloc(0) },
+  ];
+  const wire = Buffer.concat(
+    packets.map((p) => {
+      const b = Buffer.alloc(trojanUdpPacketLength(p));
+      encodeTrojanUdpPacket(p, b, 0);
+      return b;
+    }),
+  );
+  const q = new ByteQueue();
+  const got: { host: string; port: number; payload: string }[] = [];
+  for (let i = 0; i < wire.length; i++) {
+    q.push(wire.subarray(i, i + 1));
+    for (let p = takeTrojanUdpPacket(q); p !== null; p = takeTrojanUdpPacket(q))
+      got.push({ ...p.target, payload: Buffer.from(p.payload).toString() });
+  }
+  assert.deepEqual(got, [
+    { host: '198.18.0.1', port: 53, payload: 'first' },
+    { host: 'example.com', port: 443, payload: '' },
+  ]);
+  assert.equal(q.length, 0);
+  const bad = Buffer.from(wire.subarray(0, wire.length));
+  bad[1 + 4 + 2 + 2] = 0; // the CR after the first packet's length
+  const q2 = new ByteQueue();
+  q2.push(bad);
+  assert.throws(() => takeTrojanUdpPacket(q2), CodecError);
 });

@@ -25,6 +25,7 @@ import { createHash } from 'node:crypto';
 import { CodecError } from '../errors.js';
 import { decodeSocksAddr, encodeSocksAddr, socksAddrLength, type Decoded } from './socks-addr.js';
 import type { Target } from '../core/target.js';
+import type { ByteQueue } from './ss-stream.js';
 
 export const TROJAN_CMD = { CONNECT: 0x01, UDP_ASSOCIATE: 0x03 } as const;
 export type TrojanCommand = (typeof TROJAN_CMD)[keyof typeof TROJAN_CMD];
@@ -147,4 +148,17 @@ export function decodeTrojanUdpPacket(
     value: { target: addr.value, payload: buf.subarray(p, p + len) },
     bytesRead: p + len - offset,
   };
+}
+
+/**
+ * Takes the first whole UDP packet off a stream's queue; null (leaving a partial packet queued)
+ * when more bytes are needed. The payload is a view valid until the queue is pushed to again.
+ * Throws CodecError on a malformed packet.
+ */
+export function takeTrojanUdpPacket(q: ByteQueue): TrojanUdpPacket | null {
+  if (q.length === 0) return null;
+  const d = decodeTrojanUdpPacket(q.peek(q.length), 0);
+  if (d === null) return null;
+  q.take(d.bytesRead);
+  return d.value;
 }

@@ -15,7 +15,7 @@
  * after the outer handshake, which is what rule A looks for.
  * @module
  */
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import {
   createServer as createHttpServer,
@@ -23,7 +23,12 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect as connectTcp, createServer as createTcpServer, type Socket } from 'node:net';
+import {
+  connect as connectTcp,
+  createServer as createTcpServer,
+  type Server,
+  type Socket,
+} from 'node:net';
 import { createSecureContext, createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { DecoySite } from '../server/decoy/decoy-site.js';
 import { DECOY_TLS_OPTIONS } from '../server/decoy/tls-context.js';
@@ -175,13 +180,8 @@ export class IspResolver {
   }
 
   async start(): Promise<void> {
-    const bind = (sock: ReturnType<typeof createSocket>, port: number) =>
-      new Promise<void>((resolve, reject) => {
-        sock.once('error', reject);
-        sock.bind(port, this.#listen.address, () => resolve());
-      });
-    await bind(this.#down, this.#listen.port);
-    await bind(this.#up, 0);
+    await bindUdp(this.#down, this.#listen.port, this.#listen.address);
+    await bindUdp(this.#up, 0, this.#listen.address);
   }
 
   close(): void {
@@ -224,31 +224,56 @@ export async function startServices(
   role: 'abroad' | 'domestic',
 ): Promise<() => void> {
   const closers: (() => void)[] = [];
-  if (role === 'domestic') {
-    const s = createHttpServer(site(plan.names.domestic));
-    await listen(s, plan.addr.domestic, 80);
-    closers.push(() => s.close());
-    const resolver = new IspResolver(
-      { address: plan.addr.domestic, port: 53 },
-      { address: plan.addr.dnsIp, port: 53 },
-    );
-    await resolver.start();
-    closers.push(() => resolver.close());
-    return () => closers.forEach((c) => c());
+  if (role === 'domestic') await startDomesticServices(plan, closers);
+  else {
+    await startLabDns(plan, closers);
+    const key = readFileSync(join(plan.stateDir, 'site-key.pem'));
+    const cert = readFileSync(join(plan.stateDir, 'site-cert.pem'));
+    await startSites(plan, { key, cert }, closers);
+    await startSinks(plan, { key, cert }, closers);
+    await startDecoyReference(plan, closers);
   }
+  return () => closers.forEach((c) => c());
+}
+
+/** The domestic site and the ISP's resolver. */
+async function startDomesticServices(plan: LabPlan, closers: (() => void)[]): Promise<void> {
+  const s = createHttpServer(site(plan.names.domestic));
+  await listen(s, plan.addr.domestic, 80);
+  closers.push(() => s.close());
+  const resolver = new IspResolver(
+    { address: plan.addr.domestic, port: 53 },
+    { address: plan.addr.dnsIp, port: 53 },
+  );
+  await resolver.start();
+  closers.push(() => resolver.close());
+}
+
+function bindUdp(socket: UdpSocket, port: number, address: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(port, address, () => resolve());
+  });
+}
+
+/** The lab zone's authoritative server, over UDP and TCP. */
+async function startLabDns(plan: LabPlan, closers: (() => void)[]): Promise<void> {
   const zone = labZone(plan);
   const dns = createSocket('udp4');
   dns.on('message', (msg, rinfo) => {
     const out = answerQuery(zone, msg);
     if (out) dns.send(out, rinfo.port, rinfo.address);
   });
-  await new Promise<void>((resolve, reject) => {
-    dns.once('error', reject);
-    dns.bind(53, plan.addr.dnsIp, () => resolve());
-  });
+  await bindUdp(dns, 53, plan.addr.dnsIp);
   closers.push(() => dns.close());
-  // The same zone over TCP (RFC 7766): what a client asks through a tunnel (docs/routing.md).
-  const dnsTcp = createTcpServer((s) => {
+  const dnsTcp = dnsOverTcp(zone);
+  await listen(dnsTcp, plan.addr.dnsIp, 53);
+  closers.push(() => dnsTcp.close());
+}
+
+/** The same zone over TCP (RFC 7766): what a client asks through a tunnel (docs/routing.md). */
+function dnsOverTcp(zone: ReturnType<typeof labZone>): Server {
+  return createTcpServer((s) => {
     s.on('error', () => s.destroy());
     s.setTimeout(10_000, () => s.destroy());
     let buf = Buffer.alloc(0);
@@ -266,23 +291,35 @@ export async function startServices(
       }
     });
   });
-  await listen(dnsTcp, plan.addr.dnsIp, 53);
-  closers.push(() => dnsTcp.close());
-  const key = readFileSync(join(plan.stateDir, 'site-key.pem'));
-  const cert = readFileSync(join(plan.stateDir, 'site-cert.pem'));
+}
+
+/** The blocked and the allowed site, each over HTTP and HTTPS. */
+async function startSites(
+  plan: LabPlan,
+  tls: { key: Buffer; cert: Buffer },
+  closers: (() => void)[],
+): Promise<void> {
   for (const [ip, name] of [
     [plan.addr.blockedIp, plan.names.blocked],
     [plan.addr.allowedIp, plan.names.allowed],
   ] as const) {
     const h = createHttpServer(site(name));
     await listen(h, ip, 80);
-    const hs = createHttpsServer({ key, cert }, site(name));
+    const hs = createHttpsServer(tls, site(name));
     await listen(hs, ip, 443);
     closers.push(
       () => h.close(),
       () => hs.close(),
     );
   }
+}
+
+/** The echo sink over TCP and UDP, and the naive tunnel beside it. */
+async function startSinks(
+  plan: LabPlan,
+  tls: { key: Buffer; cert: Buffer },
+  closers: (() => void)[],
+): Promise<void> {
   // echo sink: reflects whatever arrives (FET controls send random first packets to it)
   const sink = createTcpServer((s) => {
     s.on('error', () => s.destroy());
@@ -290,19 +327,21 @@ export async function startServices(
   });
   await listen(sink, plan.addr.sinkIp, SINK_PORT);
   closers.push(() => sink.close());
-  const tunnel = naiveTunnelServer(key, cert);
+  const tunnel = naiveTunnelServer(tls.key, tls.cert);
   await listen(tunnel, plan.addr.sinkIp, NAIVE_TUNNEL_PORT);
   closers.push(() => tunnel.close());
   // and over UDP on the same port (QUIC and UDP controls)
   const udpSink = createSocket('udp4');
   udpSink.on('message', (msg, rinfo) => udpSink.send(msg, rinfo.port, rinfo.address));
-  await new Promise<void>((resolve, reject) => {
-    udpSink.once('error', reject);
-    udpSink.bind(SINK_PORT, plan.addr.sinkIp, () => resolve());
-  });
+  await bindUdp(udpSink, SINK_PORT, plan.addr.sinkIp);
   closers.push(() => udpSink.close());
-  // The same TLS front as Ladder's one-port server (src/server/port-mux.ts): a TLSSocket over the
-  // accepted socket with the same secure context options and ALPN.
+}
+
+/**
+ * The same TLS front as Ladder's one-port server (src/server/port-mux.ts): a TLSSocket over the
+ * accepted socket with the same secure context options and ALPN, in front of the decoy site.
+ */
+async function startDecoyReference(plan: LabPlan, closers: (() => void)[]): Promise<void> {
   const decoy = new DecoySite();
   const secureContext = createSecureContext({
     key: readFileSync(join(plan.stateDir, 'ladder-key.pem')),
@@ -334,7 +373,6 @@ export async function startServices(
     () => decoyTls.close(),
     () => decoy.close(),
   );
-  return () => closers.forEach((c) => c());
 }
 
 /** Longest CONNECT head the naive tunnel reads. */

@@ -25,7 +25,7 @@ import { CodecDuplex, type SocketLike } from '../stream/codec-duplex.js';
 import type { AccessGate, Lease } from './access/gate.js';
 import { readFirstBytes, settlePreAuth, type FirstBytes } from './pre-auth.js';
 import type { SsKeyRing } from './ss-key-ring.js';
-import { relay } from '../transport/relay.js';
+import { leasedRelay } from './access/leased-relay.js';
 import type { Clock, StreamDialer } from '../transport/types.js';
 
 const debug = debuglog('ladder:server');
@@ -169,26 +169,13 @@ export class SsTcpHandler {
     }
     const duplex = this.#codecDuplex(socket, a);
     sides = [duplex, up, socket];
-    if (a.initialPayload.length > 0) {
-      up.write(a.initialPayload);
-      lease.up(a.initialPayload.length);
-    }
-    socket.resume();
-    let upBytes = a.initialPayload.length;
-    let downBytes = 0;
-    const result = await relay(duplex, up, {
+    const t = await leasedRelay(duplex, up, lease, {
       idleTimeoutMs: this.#o.idleTimeoutMs,
-      onAToB: (n: number) => {
-        upBytes += n;
-      },
-      onBToA: (n: number) => {
-        downBytes += n;
-      },
-      paceAToB: (n: number) => lease.up(n),
-      paceBToA: (n: number) => lease.down(n),
+      first: a.initialPayload,
+      paused: socket,
     });
     lease.close();
-    this.#o.closed(keyId, upBytes, downBytes, result.error?.code);
+    this.#o.closed(keyId, t.up, t.down, t.error?.code);
   }
 
   /** The client's side of the relay: the authenticated stream, decrypted and encrypted. */

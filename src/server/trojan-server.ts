@@ -26,7 +26,7 @@ import {
   TROJAN_CMD,
   TROJAN_HASH_LENGTH,
   decodeTrojanRequest,
-  decodeTrojanUdpPacket,
+  takeTrojanUdpPacket,
   encodeTrojanUdpPacket,
   trojanUdpPacketLength,
   type TrojanRequest,
@@ -36,7 +36,7 @@ import { MUX_COOL_TARGET } from '../codec/mux-cool.js';
 import { MuxCool, type MuxSession } from '../stream/mux-cool.js';
 import { CARRIER_TARGET } from '../codec/trojan-carrier.js';
 import { CarrierSessions, type CarrierSessionsOptions } from './carrier-sessions.js';
-import { relay } from '../transport/relay.js';
+import { leasedRelay } from './access/leased-relay.js';
 import { restartCongestion } from '../transport/congestion.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import type { Fallback } from './decoy/decoy-site.js';
@@ -204,26 +204,13 @@ export class TrojanHandler {
       this.#o.events?.closed?.(user.id, 0, 0);
       return;
     }
-    if (rest.length > 0) {
-      up.write(rest);
-      lease.up(rest.length);
-    }
-    conn.resume();
-    let upBytes = rest.length;
-    let downBytes = 0;
-    await relay(conn, up, {
+    const t = await leasedRelay(conn, up, lease, {
       idleTimeoutMs: this.#o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-      onAToB: (n: number) => {
-        upBytes += n;
-      },
-      onBToA: (n: number) => {
-        downBytes += n;
-      },
-      paceAToB: (n: number) => lease.up(n),
-      paceBToA: (n: number) => lease.down(n),
+      first: rest,
+      paused: conn,
     });
     lease.close();
-    this.#o.events?.closed?.(user.id, upBytes, downBytes);
+    this.#o.events?.closed?.(user.id, t.up, t.down);
   }
 
   /** Mux.Cool inside the Trojan connection: every session is a CONNECT to the target its New names. */
@@ -280,20 +267,10 @@ export class TrojanHandler {
       out.destroy();
       return [0, 0];
     }
-    let up = 0;
-    let down = 0;
-    await relay(s, out, {
+    const t = await leasedRelay(s, out, lease, {
       idleTimeoutMs: this.#o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-      onAToB: (n: number) => {
-        up += n;
-      },
-      onBToA: (n: number) => {
-        down += n;
-      },
-      paceAToB: (n: number) => lease.up(n),
-      paceBToA: (n: number) => lease.down(n),
     });
-    return [up, down];
+    return [t.up, t.down];
   }
 
   #serveUdp(conn: Duplex, user: TrojanUser, rest: Buffer, lease: Lease): void {
@@ -324,24 +301,21 @@ export class TrojanHandler {
       touch();
       q.push(chunk);
       for (;;) {
-        if (q.length === 0) return;
-        const head = q.peek(q.length);
-        let d;
+        let p;
         try {
-          d = decodeTrojanUdpPacket(head, 0);
+          p = takeTrojanUdpPacket(q);
         } catch (err) {
           debug('bad UDP frame %s', err instanceof CodecError ? err.code : 'ERR_TROJAN');
           conn.destroy();
           return;
         }
-        if (d === null) {
+        if (p === null) {
           if (q.length > 0xffff + 300) conn.destroy();
           return;
         }
-        q.take(d.bytesRead);
-        up += d.value.payload.length;
-        if (lease.up(d.value.payload.length) > 0) continue;
-        session.send(d.value.payload, d.value.target);
+        up += p.payload.length;
+        if (lease.up(p.payload.length) > 0) continue;
+        session.send(p.payload, p.target);
       }
     };
     conn.on('data', onData);

@@ -464,6 +464,69 @@ interface Tls12State {
   newTicket: { ticket: Buffer; lifetimeS: number } | null;
 }
 
+/** A ServerHello's fields: TLS 1.3 (RFC 8446 §4.1.3) and 1.2 (RFC 5246 §7.4.1.3) share them. */
+interface ServerHelloFields {
+  legacy: number;
+  random: Uint8Array;
+  echo: Uint8Array;
+  cipher: number;
+  compression: number;
+  /** Extension bodies by type; a repeated type is refused. */
+  exts: Map<number, Uint8Array>;
+}
+
+function parseServerHello(r: TlsReader): ServerHelloFields {
+  const legacy = r.u16('legacy_version');
+  const random = r.bytes(32, 'random');
+  const echo = r.vec(1, 'legacy_session_id_echo', 0, 32).rest();
+  const cipher = r.u16('cipher_suite');
+  const compression = r.u8('legacy_compression_method');
+  const exts = new Map<number, Uint8Array>();
+  if (r.left) {
+    const xs = r.vec(2, 'extensions');
+    while (xs.left) {
+      const t = xs.u16();
+      const d = xs.vec(2, `extension ${t}`).rest();
+      if (exts.has(t))
+        throw new Abort(
+          'illegal_parameter',
+          'ERR_TLS_PROTOCOL',
+          `ServerHello repeats extension ${t}`,
+        );
+      exts.set(t, d);
+    }
+  }
+  r.done();
+  return { legacy, random, echo, cipher, compression, exts };
+}
+
+/** Both versions: the null compression method only. */
+function rejectCompression(sh: ServerHelloFields): void {
+  if (sh.compression !== 0)
+    throw new Abort(
+      'illegal_parameter',
+      'ERR_TLS_PROTOCOL',
+      'the server chose a compression method',
+    );
+}
+
+/** The TLS 1.2 suite chosen: one fp=chrome speaks, or a clear refusal of one it only offers. */
+function suite12(cipher: number): Tls12Suite {
+  const suite = TLS12_SUITES.get(cipher);
+  if (suite) return suite;
+  if (CHROME_CIPHERS.includes(cipher) && !TLS13_SUITES.has(cipher))
+    throw new Abort(
+      'handshake_failure',
+      'ERR_TLS_PROTOCOL',
+      `the server chose TLS 1.2 cipher suite 0x${cipher.toString(16)} (CBC or RSA key transport), which fp=chrome does not speak; use fp=node for this server`,
+    );
+  throw new Abort(
+    'illegal_parameter',
+    'ERR_TLS_PROTOCOL',
+    `the server chose cipher suite 0x${cipher.toString(16)}, never offered for TLS 1.2`,
+  );
+}
+
 /** The record protection of one direction, TLS 1.3 or 1.2: both seal and open whole records. */
 type Protection = RecordProtection | Tls12RecordProtection;
 
@@ -885,125 +948,7 @@ export class ChromeTlsSocket extends Duplex {
   #message(type: number, body: Buffer, raw: Buffer): void {
     const r = new TlsReader(body, `handshake message ${type}`);
     try {
-      switch (this.#state) {
-        case 'server_hello':
-          this.#expect(type, HS.server_hello, 'ServerHello');
-          return this.#serverHello(r, raw);
-        case 'encrypted_extensions':
-          this.#expect(type, HS.encrypted_extensions, 'EncryptedExtensions');
-          this.#encryptedExtensions(r);
-          this.#transcript.push(raw);
-          // §2.2: a resumed handshake authenticates through the PSK; no Certificate follows.
-          this.#state = this.#resumed ? 'finished' : 'certificate';
-          return;
-        case 'certificate':
-          if (type === HS.certificate_request && this.#certRequestContext === null) {
-            this.#certRequestContext = Buffer.from(r.vec(1, 'certificate_request_context').rest());
-            r.vec(2, 'extensions');
-            r.done();
-            this.#transcript.push(raw);
-            return;
-          }
-          if (type === HS.compressed_certificate) {
-            this.#certificate(new TlsReader(this.#decompress(r), 'Certificate'));
-          } else {
-            this.#expect(type, HS.certificate, 'Certificate');
-            this.#certificate(r);
-          }
-          this.#transcript.push(raw);
-          this.#state = 'certificate_verify';
-          return;
-        case 'certificate_verify':
-          this.#expect(type, HS.certificate_verify, 'CertificateVerify');
-          this.#certificateVerify(r);
-          this.#transcript.push(raw);
-          this.#state = 'finished';
-          return;
-        case 'finished':
-          this.#expect(type, HS.finished, 'Finished');
-          return this.#finished(r, raw);
-        case 'certificate12':
-          this.#expect(type, HS.certificate, 'Certificate');
-          this.#certificate12(r);
-          this.#transcript.push(raw);
-          this.#state = 'server_key_exchange';
-          return;
-        case 'server_key_exchange':
-          if (type === HS.certificate_status && this.#v12!.status) {
-            // RFC 6066 §8: status_type ocsp(1), then the OCSP response (not evaluated, as Chrome's
-            // default of no hard-fail revocation checking).
-            this.#v12!.status = false;
-            if (r.u8('status_type') !== 1)
-              throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', 'a CertificateStatus not OCSP');
-            r.vec(3, 'OCSPResponse', 1);
-            r.done();
-            this.#transcript.push(raw);
-            return;
-          }
-          this.#expect(type, HS.server_key_exchange, 'ServerKeyExchange');
-          this.#serverKeyExchange(r, body);
-          this.#transcript.push(raw);
-          this.#state = 'server_hello_done';
-          return;
-        case 'server_hello_done':
-          if (type === HS.certificate_request && !this.#v12!.certificateRequested) {
-            // RFC 5246 §7.4.4: the client answers with an empty Certificate.
-            r.vec(1, 'certificate_types', 1);
-            r.vec(2, 'supported_signature_algorithms', 2);
-            r.vec(2, 'certificate_authorities');
-            r.done();
-            this.#v12!.certificateRequested = true;
-            this.#transcript.push(raw);
-            return;
-          }
-          this.#expect(type, HS.server_hello_done, 'ServerHelloDone');
-          r.done();
-          this.#transcript.push(raw);
-          return this.#clientFlight12();
-        case 'change_cipher_spec':
-          if (type === HS.new_session_ticket && this.#v12!.ticket) {
-            // RFC 5077 §3.3: lifetime hint, then the ticket (empty: none); kept once the
-            // server's Finished verifies.
-            const v = this.#v12!;
-            v.ticket = false;
-            const lifetimeS = r.u32('ticket_lifetime_hint');
-            const ticket = Buffer.from(r.vec(2, 'ticket').rest());
-            r.done();
-            v.newTicket = { ticket, lifetimeS };
-            this.#transcript.push(raw);
-            return;
-          }
-          throw new Abort(
-            'unexpected_message',
-            'ERR_TLS_PROTOCOL',
-            `handshake message ${type} where ChangeCipherSpec was due`,
-          );
-        case 'finished12':
-          this.#expect(type, HS.finished, 'Finished');
-          return this.#finished12(r, raw);
-        case 'open':
-          if (this.#v12) {
-            // Chrome never renegotiates (RFC 5746 is for servers that ask; it declines).
-            if (type === HS.hello_request)
-              throw new Abort(
-                'no_renegotiation',
-                'ERR_TLS_PROTOCOL',
-                'the server asked to renegotiate, which is refused',
-              );
-            throw new Abort(
-              'unexpected_message',
-              'ERR_TLS_PROTOCOL',
-              `handshake message ${type} after the handshake`,
-            );
-          }
-          if (type === HS.new_session_ticket) return this.#ticket(r);
-          if (type === HS.key_update) return this.#keyUpdate(r);
-          throw new Abort(
-            'unexpected_message',
-            'ERR_TLS_PROTOCOL',
-            `handshake message ${type} after the handshake`,
-          );
-      }
+      this.#dispatch(type, r, body, raw);
     } catch (err) {
       if (err instanceof CodecError)
         throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', err.message);
@@ -1011,68 +956,205 @@ export class ChromeTlsSocket extends Duplex {
     }
   }
 
-  #serverHello(r: TlsReader, raw: Buffer): void {
-    const legacy = r.u16('legacy_version');
-    const random = r.bytes(32, 'random');
-    const echo = r.vec(1, 'legacy_session_id_echo', 0, 32).rest();
-    const cipher = r.u16('cipher_suite');
-    const compression = r.u8('legacy_compression_method');
-    const exts = new Map<number, Uint8Array>();
-    if (r.left) {
-      const xs = r.vec(2, 'extensions');
-      while (xs.left) {
-        const t = xs.u16();
-        const d = xs.vec(2, `extension ${t}`).rest();
-        if (exts.has(t))
-          throw new Abort(
-            'illegal_parameter',
-            'ERR_TLS_PROTOCOL',
-            `ServerHello repeats extension ${t}`,
-          );
-        exts.set(t, d);
-      }
+  /** The message is in the transcript; the handshake moves on to `next` (if given). */
+  #took(raw: Buffer, next?: State): void {
+    this.#transcript.push(raw);
+    if (next) this.#state = next;
+  }
+
+  /** Hands one handshake message to the step the state expects (TLS 1.3 first, then 1.2). */
+  #dispatch(type: number, r: TlsReader, body: Buffer, raw: Buffer): void {
+    switch (this.#state) {
+      case 'server_hello':
+        this.#expect(type, HS.server_hello, 'ServerHello');
+        return this.#serverHello(r, raw);
+      case 'encrypted_extensions':
+        this.#expect(type, HS.encrypted_extensions, 'EncryptedExtensions');
+        this.#encryptedExtensions(r);
+        // §2.2: a resumed handshake authenticates through the PSK; no Certificate follows.
+        return this.#took(raw, this.#resumed ? 'finished' : 'certificate');
+      case 'certificate':
+        return this.#certificateStep(type, r, raw);
+      case 'certificate_verify':
+        this.#expect(type, HS.certificate_verify, 'CertificateVerify');
+        this.#certificateVerify(r);
+        return this.#took(raw, 'finished');
+      case 'finished':
+        this.#expect(type, HS.finished, 'Finished');
+        return this.#finished(r, raw);
+      case 'certificate12':
+        this.#expect(type, HS.certificate, 'Certificate');
+        this.#certificate12(r);
+        return this.#took(raw, 'server_key_exchange');
+      case 'server_key_exchange':
+        return this.#serverKeyExchangeStep(type, r, body, raw);
+      case 'server_hello_done':
+        return this.#serverHelloDoneStep(type, r, raw);
+      case 'change_cipher_spec':
+        return this.#sessionTicket12(type, r, raw);
+      case 'finished12':
+        this.#expect(type, HS.finished, 'Finished');
+        return this.#finished12(r, raw);
+      case 'open':
+        return this.#afterHandshake(type, r);
     }
+  }
+
+  /** TLS 1.3: an optional CertificateRequest, then the (possibly compressed) Certificate. */
+  #certificateStep(type: number, r: TlsReader, raw: Buffer): void {
+    if (type === HS.certificate_request && this.#certRequestContext === null) {
+      this.#certRequestContext = Buffer.from(r.vec(1, 'certificate_request_context').rest());
+      r.vec(2, 'extensions');
+      r.done();
+      return this.#took(raw);
+    }
+    if (type === HS.compressed_certificate) {
+      this.#certificate(new TlsReader(this.#decompress(r), 'Certificate'));
+    } else {
+      this.#expect(type, HS.certificate, 'Certificate');
+      this.#certificate(r);
+    }
+    this.#took(raw, 'certificate_verify');
+  }
+
+  /** TLS 1.2: an announced CertificateStatus, then the ServerKeyExchange. */
+  #serverKeyExchangeStep(type: number, r: TlsReader, body: Buffer, raw: Buffer): void {
+    if (type === HS.certificate_status && this.#v12!.status) {
+      // RFC 6066 §8: status_type ocsp(1), then the OCSP response (not evaluated, as Chrome's
+      // default of no hard-fail revocation checking).
+      this.#v12!.status = false;
+      if (r.u8('status_type') !== 1)
+        throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', 'a CertificateStatus not OCSP');
+      r.vec(3, 'OCSPResponse', 1);
+      r.done();
+      return this.#took(raw);
+    }
+    this.#expect(type, HS.server_key_exchange, 'ServerKeyExchange');
+    this.#serverKeyExchange(r, body);
+    this.#took(raw, 'server_hello_done');
+  }
+
+  /** TLS 1.2: an optional CertificateRequest, then ServerHelloDone and the client's flight. */
+  #serverHelloDoneStep(type: number, r: TlsReader, raw: Buffer): void {
+    if (type === HS.certificate_request && !this.#v12!.certificateRequested) {
+      // RFC 5246 §7.4.4: the client answers with an empty Certificate.
+      r.vec(1, 'certificate_types', 1);
+      r.vec(2, 'supported_signature_algorithms', 2);
+      r.vec(2, 'certificate_authorities');
+      r.done();
+      this.#v12!.certificateRequested = true;
+      return this.#took(raw);
+    }
+    this.#expect(type, HS.server_hello_done, 'ServerHelloDone');
     r.done();
-    const sv = exts.get(EXT.SUPPORTED_VERSIONS);
-    if (!sv) return this.#serverHello12(legacy, random, echo, cipher, compression, exts, raw);
+    this.#took(raw);
+    this.#clientFlight12();
+  }
+
+  /** TLS 1.2, before the server's ChangeCipherSpec: only an announced NewSessionTicket. */
+  #sessionTicket12(type: number, r: TlsReader, raw: Buffer): void {
+    const v = this.#v12!;
+    if (type !== HS.new_session_ticket || !v.ticket)
+      throw new Abort(
+        'unexpected_message',
+        'ERR_TLS_PROTOCOL',
+        `handshake message ${type} where ChangeCipherSpec was due`,
+      );
+    // RFC 5077 §3.3: lifetime hint, then the ticket (empty: none); kept once the server's
+    // Finished verifies.
+    v.ticket = false;
+    const lifetimeS = r.u32('ticket_lifetime_hint');
+    const ticket = Buffer.from(r.vec(2, 'ticket').rest());
+    r.done();
+    v.newTicket = { ticket, lifetimeS };
+    this.#took(raw);
+  }
+
+  /** Post-handshake messages: TLS 1.3 tickets and key updates; TLS 1.2 none. */
+  #afterHandshake(type: number, r: TlsReader): void {
+    if (this.#v12) {
+      // Chrome never renegotiates (RFC 5746 is for servers that ask; it declines).
+      if (type === HS.hello_request)
+        throw new Abort(
+          'no_renegotiation',
+          'ERR_TLS_PROTOCOL',
+          'the server asked to renegotiate, which is refused',
+        );
+    } else {
+      if (type === HS.new_session_ticket) return this.#ticket(r);
+      if (type === HS.key_update) return this.#keyUpdate(r);
+    }
+    throw new Abort(
+      'unexpected_message',
+      'ERR_TLS_PROTOCOL',
+      `handshake message ${type} after the handshake`,
+    );
+  }
+
+  #serverHello(r: TlsReader, raw: Buffer): void {
+    const sh = parseServerHello(r);
+    if (!sh.exts.has(EXT.SUPPORTED_VERSIONS)) return this.#serverHello12(sh, raw);
+    const suite = this.#checkServerHello13(sh);
+    const isHrr = Buffer.from(sh.random).equals(HRR_RANDOM);
+    this.#checkExtensions13(sh.exts, isHrr);
+    const ks = sh.exts.get(EXT.KEY_SHARE);
+    if (!ks)
+      throw new Abort('missing_extension', 'ERR_TLS_PROTOCOL', 'the ServerHello has no key_share');
+    if (isHrr) return this.#helloRetry(suite, ks, sh.exts.get(EXT.COOKIE), raw);
+    if (this.#retried && this.#retried.cipher !== sh.cipher)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'the cipher suite changed after the HelloRetryRequest',
+      );
+    const shared = this.#keyShare13(ks);
+    const pskExt = sh.exts.get(EXT.PRE_SHARED_KEY);
+    if (pskExt) this.#acceptPsk(pskExt, suite);
+    if (!this.#retried) this.#suite = suite;
+    this.#startTranscript(raw);
+    this.#handshakeKeys(suite, shared);
+  }
+
+  /** §4.1.3, §4.2.1: version 1.3 as offered, our session id echoed, a TLS 1.3 suite offered. */
+  #checkServerHello13(sh: ServerHelloFields): Tls13Suite {
+    const sv = sh.exts.get(EXT.SUPPORTED_VERSIONS)!;
     if (sv.length !== 2 || ((sv[0]! << 8) | sv[1]!) !== 0x0304)
       throw new Abort(
         'illegal_parameter',
         'ERR_TLS_PROTOCOL',
         'the server selected a version it was not offered',
       );
-    if (legacy !== 0x0303)
+    if (sh.legacy !== 0x0303)
       throw new Abort(
         'illegal_parameter',
         'ERR_TLS_PROTOCOL',
         'ServerHello legacy_version is not 0x0303',
       );
-    if (!Buffer.from(echo).equals(this.#hello.sessionId))
+    if (!Buffer.from(sh.echo).equals(this.#hello.sessionId))
       throw new Abort(
         'illegal_parameter',
         'ERR_TLS_PROTOCOL',
         'the server did not echo our session id',
       );
-    const suite = TLS13_SUITES.get(cipher);
+    const suite = TLS13_SUITES.get(sh.cipher);
     if (!suite)
       throw new Abort(
         'illegal_parameter',
         'ERR_TLS_PROTOCOL',
-        `the server chose cipher suite 0x${cipher.toString(16)}, never offered for TLS 1.3`,
+        `the server chose cipher suite 0x${sh.cipher.toString(16)}, never offered for TLS 1.3`,
       );
-    if (compression !== 0)
-      throw new Abort(
-        'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
-        'the server chose a compression method',
-      );
-    const isHrr = Buffer.from(random).equals(HRR_RANDOM);
+    rejectCompression(sh);
+    return suite;
+  }
+
+  /** §4.2: a ServerHello (or HelloRetryRequest) carries only the extensions allowed there. */
+  #checkExtensions13(exts: Map<number, Uint8Array>, isHrr: boolean): void {
+    const allowed = isHrr
+      ? [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE, EXT.COOKIE]
+      : this.#offered
+        ? [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE, EXT.PRE_SHARED_KEY]
+        : [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE];
     for (const t of exts.keys()) {
-      const allowed = isHrr
-        ? [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE, EXT.COOKIE]
-        : this.#offered
-          ? [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE, EXT.PRE_SHARED_KEY]
-          : [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE];
       if (!allowed.includes(t as never))
         throw new Abort(
           'unsupported_extension',
@@ -1080,16 +1162,10 @@ export class ChromeTlsSocket extends Duplex {
           `the server answered with extension ${t}, not offered or not allowed there`,
         );
     }
-    const ks = exts.get(EXT.KEY_SHARE);
-    if (!ks)
-      throw new Abort('missing_extension', 'ERR_TLS_PROTOCOL', 'the ServerHello has no key_share');
-    if (isHrr) return this.#helloRetry(suite, ks, exts.get(EXT.COOKIE), raw);
-    if (this.#retried && this.#retried.cipher !== cipher)
-      throw new Abort(
-        'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
-        'the cipher suite changed after the HelloRetryRequest',
-      );
+  }
+
+  /** §4.2.8: the server's share, for a group a share was sent for; the shared secret. */
+  #keyShare13(ks: Uint8Array): Buffer {
     const kr = new TlsReader(ks, 'key_share');
     const group = kr.u16('group');
     const share = kr.vec(2, 'key_exchange', 1).rest();
@@ -1120,33 +1196,42 @@ export class ChromeTlsSocket extends Duplex {
     }
     if (!shared)
       throw new Abort('illegal_parameter', 'ERR_TLS_PROTOCOL', 'the server key share is malformed');
-    const pskExt = exts.get(EXT.PRE_SHARED_KEY);
-    if (pskExt) {
-      // §4.2.11: the one identity offered, and a suite with the PSK's hash.
-      const selected = new TlsReader(pskExt, 'pre_shared_key');
-      const index = selected.u16('selected_identity');
-      selected.done();
-      if (index !== 0)
-        throw new Abort(
-          'illegal_parameter',
-          'ERR_TLS_PROTOCOL',
-          `the server selected PSK identity ${index}, not offered`,
-        );
-      if (TLS13_SUITES.get(this.#offered!.suite)!.hash !== suite.hash)
-        throw new Abort(
-          'illegal_parameter',
-          'ERR_TLS_PROTOCOL',
-          "the server resumed with a suite whose hash is not the PSK's",
-        );
-      this.#resumed = true;
-      this.#chain = this.#offered!.chain;
-      if (this.#offered!.alpn) this.alpnProtocol = this.#offered!.alpn;
-    }
-    if (!this.#retried) {
-      this.#suite = suite;
-      this.#transcript = [this.#ch1];
-    }
+    return shared;
+  }
+
+  /** §4.2.11: the one identity offered, and a suite with the PSK's hash: a resumed session. */
+  #acceptPsk(pskExt: Uint8Array, suite: Tls13Suite): void {
+    const selected = new TlsReader(pskExt, 'pre_shared_key');
+    const index = selected.u16('selected_identity');
+    selected.done();
+    if (index !== 0)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `the server selected PSK identity ${index}, not offered`,
+      );
+    if (TLS13_SUITES.get(this.#offered!.suite)!.hash !== suite.hash)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        "the server resumed with a suite whose hash is not the PSK's",
+      );
+    this.#resumed = true;
+    this.#chain = this.#offered!.chain;
+    if (this.#offered!.alpn) this.alpnProtocol = this.#offered!.alpn;
+  }
+
+  /**
+   * The transcript from the ServerHello on: after a HelloRetryRequest it already holds the
+   * synthetic message_hash, the retry and the second ClientHello (§4.4.1).
+   */
+  #startTranscript(raw: Buffer): void {
+    if (!this.#retried) this.#transcript = [this.#ch1];
     this.#transcript.push(raw);
+  }
+
+  /** §7.1: the handshake secrets; the records from here on are protected with them. */
+  #handshakeKeys(suite: Tls13Suite, shared: Buffer): void {
     const { derived } = earlySecrets(suite, this.#resumed ? this.#offered!.psk : undefined);
     this.#hsSecret = hkdfExtract(suite.hash, derived, shared);
     const th = this.#th();
@@ -1273,23 +1358,59 @@ export class ChromeTlsSocket extends Duplex {
 
   // --- TLS 1.2 (RFC 5246 with RFC 8422 ECDHE, RFC 7627, RFC 5746) --------------------------
 
-  #serverHello12(
-    legacy: number,
-    random: Uint8Array,
-    echo: Uint8Array,
-    cipher: number,
-    compression: number,
-    exts: Map<number, Uint8Array>,
-    raw: Buffer,
-  ): void {
+  #serverHello12(sh: ServerHelloFields, raw: Buffer): void {
+    this.#checkServerHello12(sh);
+    const offered = this.#offered12;
+    const resumed = this.#resumption12(sh, offered);
+    const suite = suite12(sh.cipher);
+    rejectCompression(sh);
+    const v: Tls12State = {
+      suite,
+      clientRandom: this.#ch1.subarray(6, 38),
+      serverRandom: Buffer.from(sh.random),
+      ticket: false,
+      status: false,
+      master: null,
+      serverKey: null,
+      serverIv: null,
+      preMaster: null,
+      clientShare: null,
+      certificateRequested: false,
+      resumed,
+      sessionId: Buffer.from(sh.echo),
+      newTicket: null,
+    };
+    this.#extensions12(sh.exts, v);
+    this.#v12 = v;
+    this.#startTranscript(raw);
+    if (!resumed) {
+      this.#state = 'certificate12';
+      return;
+    }
+    // Abbreviated handshake: the session's master secret and chain; the server's [ticket], CCS
+    // and Finished come first, then the client's.
+    this.#resumed = true;
+    this.#chain = offered!.chain;
+    v.master = offered!.master;
+    const k = keyBlock12(suite, v.master, v.clientRandom, v.serverRandom);
+    v.serverKey = k.serverKey;
+    v.serverIv = k.serverIv;
+    v.clientKey = k.clientKey;
+    v.clientIv = k.clientIv;
+    this.#state = 'change_cipher_spec';
+  }
+
+  /** A TLS 1.2 answer is taken only when nothing shows a downgrade or a broken retry. */
+  #checkServerHello12(sh: ServerHelloFields): void {
     // RFC 8446 §4.1.3: a server that could do 1.3 marks a forced downgrade; the client MUST abort.
+    const random = sh.random;
     if (Buffer.from(random.subarray(24, 31)).equals(DOWNGRADE.subarray(0, 7)) && random[31]! <= 1)
       throw new Abort(
         'illegal_parameter',
         'ERR_TLS_PROTOCOL',
         'the ServerHello carries the TLS 1.3 downgrade sentinel: someone is forcing TLS 1.2',
       );
-    if (legacy !== 0x0303)
+    if (sh.legacy !== 0x0303)
       throw new Abort(
         'protocol_version',
         'ERR_TLS_PROTOCOL',
@@ -1301,10 +1422,16 @@ export class ChromeTlsSocket extends Duplex {
         'ERR_TLS_PROTOCOL',
         'a TLS 1.2 ServerHello after a HelloRetryRequest',
       );
+  }
+
+  /**
+   * RFC 5077 §3.4: the server takes the offered ticket by echoing the session id the hello sent;
+   * a session not taken is dropped from the cache.
+   */
+  #resumption12(sh: ServerHelloFields, offered: ChromeSession12 | undefined): boolean {
     // RFC 5077 §3.4, RFC 5246 §7.4.1.3: the server takes the session (by ticket or by id) by
     // echoing the session id the hello sent; any other id starts a full handshake.
-    const resumed = Buffer.from(echo).equals(this.#hello.sessionId);
-    const offered = this.#offered12;
+    const resumed = Buffer.from(sh.echo).equals(this.#hello.sessionId);
     // BoringSSL (crbug.com/796910): with no session offered the id was the TLS 1.3 compatibility
     // one, which no server can know.
     if (resumed && !offered)
@@ -1314,49 +1441,18 @@ export class ChromeTlsSocket extends Duplex {
         'the server resumed a TLS 1.2 session that was never offered',
       );
     // RFC 5246 §7.4.1.3: a resumed session keeps its cipher suite.
-    if (resumed && cipher !== offered!.suite)
+    if (resumed && sh.cipher !== offered!.suite)
       throw new Abort(
         'illegal_parameter',
         'ERR_TLS_PROTOCOL',
-        `the server resumed a TLS 1.2 session with cipher suite 0x${cipher.toString(16)}, not the session's`,
+        `the server resumed a TLS 1.2 session with cipher suite 0x${sh.cipher.toString(16)}, not the session's`,
       );
     if (offered && !resumed) this.#sessions?.drop12(this.#sessionKey);
-    const suite = TLS12_SUITES.get(cipher);
-    if (!suite) {
-      if (CHROME_CIPHERS.includes(cipher) && !TLS13_SUITES.has(cipher))
-        throw new Abort(
-          'handshake_failure',
-          'ERR_TLS_PROTOCOL',
-          `the server chose TLS 1.2 cipher suite 0x${cipher.toString(16)} (CBC or RSA key transport), which fp=chrome does not speak; use fp=node for this server`,
-        );
-      throw new Abort(
-        'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
-        `the server chose cipher suite 0x${cipher.toString(16)}, never offered for TLS 1.2`,
-      );
-    }
-    if (compression !== 0)
-      throw new Abort(
-        'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
-        'the server chose a compression method',
-      );
-    const v: Tls12State = {
-      suite,
-      clientRandom: this.#ch1.subarray(6, 38),
-      serverRandom: Buffer.from(random),
-      ticket: false,
-      status: false,
-      master: null,
-      serverKey: null,
-      serverIv: null,
-      preMaster: null,
-      clientShare: null,
-      certificateRequested: false,
-      resumed,
-      sessionId: Buffer.from(echo),
-      newTicket: null,
-    };
+    return resumed;
+  }
+
+  /** The TLS 1.2 ServerHello's extensions: each one offered, and the extended master secret. */
+  #extensions12(exts: Map<number, Uint8Array>, v: Tls12State): void {
     for (const [t, d] of exts) {
       const x = new TlsReader(d, `extension ${t}`);
       switch (t) {
@@ -1411,23 +1507,6 @@ export class ChromeTlsSocket extends Duplex {
         'ERR_TLS_PROTOCOL',
         'the TLS 1.2 server does not use the extended master secret (RFC 7627), which is required',
       );
-    this.#v12 = v;
-    this.#transcript = [this.#ch1, raw];
-    if (!resumed) {
-      this.#state = 'certificate12';
-      return;
-    }
-    // Abbreviated handshake: the session's master secret and chain; the server's [ticket], CCS
-    // and Finished come first, then the client's.
-    this.#resumed = true;
-    this.#chain = offered!.chain;
-    v.master = offered!.master;
-    const k = keyBlock12(suite, v.master, v.clientRandom, v.serverRandom);
-    v.serverKey = k.serverKey;
-    v.serverIv = k.serverIv;
-    v.clientKey = k.clientKey;
-    v.clientIv = k.clientIv;
-    this.#state = 'change_cipher_spec';
   }
 
   #th12(): Buffer {
@@ -1632,6 +1711,14 @@ export class ChromeTlsSocket extends Duplex {
         'ERR_TLS_PROTOCOL',
         'a server Certificate with a request context',
       );
+    this.#chainFrom(r, true);
+  }
+
+  /**
+   * The certificate_list of a Certificate, at most MAX_CHAIN long: TLS 1.3 entries carry
+   * extensions (§4.4.2), TLS 1.2 ones do not (RFC 5246 §7.4.2).
+   */
+  #chainFrom(r: TlsReader, tls13: boolean): void {
     const list = r.vec(3, 'certificate_list');
     r.done();
     const ders: Uint8Array[] = [];
@@ -1642,27 +1729,15 @@ export class ChromeTlsSocket extends Duplex {
           'ERR_TLS_CERT',
           `a certificate chain of more than ${MAX_CHAIN} certificates`,
         );
-      ders.push(list.vec(3, 'cert_data', 1).rest());
-      list.vec(2, 'extensions');
+      ders.push(list.vec(3, tls13 ? 'cert_data' : 'ASN.1Cert', 1).rest());
+      if (tls13) list.vec(2, 'extensions');
     }
     this.#acceptChain(ders);
   }
 
   /** RFC 5246 §7.4.2: the TLS 1.2 Certificate, a list of certificates without extensions. */
   #certificate12(r: TlsReader): void {
-    const list = r.vec(3, 'certificate_list');
-    r.done();
-    const ders: Uint8Array[] = [];
-    while (list.left) {
-      if (ders.length === MAX_CHAIN)
-        throw new Abort(
-          'bad_certificate',
-          'ERR_TLS_CERT',
-          `a certificate chain of more than ${MAX_CHAIN} certificates`,
-        );
-      ders.push(list.vec(3, 'ASN.1Cert', 1).rest());
-    }
-    this.#acceptChain(ders);
+    this.#chainFrom(r, false);
   }
 
   /** The same checks for both versions: the pin alone, or the chain to an anchor and the host name. */

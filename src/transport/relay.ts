@@ -54,16 +54,25 @@ interface DirectionHooks {
   readonly settled: () => boolean;
   /** The source ended (its end has been passed on to the destination). */
   readonly ended: () => void;
+  /** The source side errored. */
+  readonly failed: (err: Error) => void;
+  /** The source side closed. */
+  readonly closed: () => void;
+  /** The source side's writable finished. */
+  readonly finished: () => void;
 }
 
 /**
  * One direction of a relay: `src`'s chunks written to `dest`, with backpressure, pacing and write
- * batching (see the module comment). The relay runs two, one each way, and owns what they share:
- * the idle timer, errors, closing and the result.
+ * batching (see the module comment). It also watches its source side's life ('error', 'close',
+ * 'finish' of its writable) and reports it through the hooks. The relay runs two, one each way,
+ * and owns what they share: the idle timer, the decision to close and the result.
  */
 class Direction {
   bytes = 0;
   ended = false;
+  /** The source side emitted 'close'. */
+  closed = false;
   readonly #src: Duplex;
   readonly #dest: Duplex;
   readonly #hooks: DirectionHooks;
@@ -85,7 +94,6 @@ class Direction {
           src.pause();
         });
   }
-
   // Chunks may be borrowed (stream/recycled-reads.ts): when the destination keeps one queued,
   // the source is told to leave that memory alone.
   // A lent chunk (core/lent-read.ts) is valid in this handler only: held below if dest keeps it.
@@ -127,93 +135,105 @@ class Direction {
     if (!this.#drain && !this.#hooks.settled()) this.#src.resume();
   };
 
+  readonly #onError = (err: Error): void => this.#hooks.failed(err);
+
+  readonly #onClose = (): void => {
+    this.closed = true;
+    this.#hooks.closed();
+  };
+
+  readonly #onFinish = (): void => this.#hooks.finished();
+
+  /** The source side is over: closed, destroyed, or its writable finished. */
+  get sideDone(): boolean {
+    return this.closed || this.#src.destroyed || this.#src.writableFinished;
+  }
+
   attach(): void {
     this.#src.on('data', this.onData);
     this.#dest.on('drain', this.onDrain);
     this.#src.on('end', this.onEnd);
+    this.#src.on('error', this.#onError);
+    this.#src.on('close', this.#onClose);
+    this.#src.on('finish', this.#onFinish);
   }
 
+  /** Removes every listener; errors that arrive later (late resets) are not the relay's. */
   detach(): void {
     if (this.#pace) clearTimeout(this.#pace);
     this.#src.off('data', this.onData);
     this.#dest.off('drain', this.onDrain);
     this.#src.off('end', this.onEnd);
+    this.#src.off('error', this.#onError);
+    this.#src.off('close', this.#onClose);
+    this.#src.off('finish', this.#onFinish);
+    this.#src.on('error', noop);
   }
+}
+
+/**
+ * Calls `onIdle` when `activity()` has not changed for `idleMs`; one coarse interval that checks
+ * a counter, not a timer reset per chunk.
+ */
+function idleWatch(idleMs: number, activity: () => number, onIdle: () => void): NodeJS.Timeout {
+  const period = Math.max(100, Math.floor(idleMs / 4));
+  let lastSeen = -1;
+  let idleSince = Date.now();
+  const timer = setInterval(() => {
+    const now = activity();
+    if (now !== lastSeen) {
+      lastSeen = now;
+      idleSince = Date.now();
+      return;
+    }
+    if (Date.now() - idleSince >= idleMs) onIdle();
+  }, period);
+  timer.unref();
+  return timer;
+}
+
+function relayError(err: Error): LadderError {
+  return err instanceof LadderError
+    ? err
+    : new LadderError('ERR_DIAL', err.message, { cause: err });
 }
 
 export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise<RelayResult> {
   return new Promise((resolve) => {
     let activity = 0;
-    let lastSeenActivity = -1;
     let settled = false;
-    let closedA = false;
-    let closedB = false;
     let error: LadderError | undefined;
+    let timer: NodeJS.Timeout | undefined;
     const shared = {
       active: () => void activity++,
       settled: () => settled,
       ended: () => maybeDone(),
+      finished: () => maybeDone(),
+      failed: (err: Error) => fail(err),
+      // A side that closed takes the other with it unless both directions had ended: it closed
+      // without ending cleanly, or what the other side still sends towards it has nowhere to go
+      // (a Mux.Cool session ended by the peer's End is destroyed while the origin may still send).
+      closed: () => (bothEnded() ? maybeDone() : fail(null)),
     };
     const aToB = new Direction(a, b, { ...shared, count: options.onAToB, pace: options.paceAToB });
     const bToA = new Direction(b, a, { ...shared, count: options.onBToA, pace: options.paceBToA });
-
-    const onErrorA = (err: Error): void => fail(err);
-    const onErrorB = (err: Error): void => fail(err);
-    // A side that closed takes the other with it unless both directions had ended: it closed
-    // without ending cleanly, or what the other side still sends towards it has nowhere to go (a
-    // Mux.Cool session ended by the peer's End is destroyed while the origin may still be sending).
-    const onCloseA = (): void => {
-      closedA = true;
-      if (!aToB.ended || !bToA.ended) fail(null);
-      else maybeDone();
-    };
-    const onCloseB = (): void => {
-      closedB = true;
-      if (!bToA.ended || !aToB.ended) fail(null);
-      else maybeDone();
-    };
     const onAbort = (): void => fail(new LadderError('ERR_ABORTED', 'relay aborted'));
+
+    function bothEnded(): boolean {
+      return aToB.ended && bToA.ended;
+    }
 
     function maybeDone(): void {
       // Done when both directions have ended and both sides have closed (or been destroyed).
-      if (aToB.ended && bToA.ended) {
-        if (
-          (closedA || a.destroyed || a.writableFinished) &&
-          (closedB || b.destroyed || b.writableFinished)
-        )
-          finish();
-      }
+      if (bothEnded() && aToB.sideDone && bToA.sideDone) finish();
     }
-    const onFinish = (): void => maybeDone();
 
     function fail(err: Error | null): void {
       if (settled) return;
-      if (err && !error) {
-        error =
-          err instanceof LadderError
-            ? err
-            : new LadderError('ERR_DIAL', err.message, { cause: err });
-      }
+      if (err && !error) error = relayError(err);
       a.destroy();
       b.destroy();
       finish();
-    }
-
-    let timer: NodeJS.Timeout | undefined;
-    if (options.idleTimeoutMs && options.idleTimeoutMs > 0) {
-      const period = Math.max(100, Math.floor(options.idleTimeoutMs / 4));
-      let idleSince = Date.now();
-      timer = setInterval(() => {
-        if (activity !== lastSeenActivity) {
-          lastSeenActivity = activity;
-          idleSince = Date.now();
-          return;
-        }
-        if (Date.now() - idleSince >= options.idleTimeoutMs!) {
-          fail(new LadderError('ERR_IDLE_TIMEOUT', `no data for ${options.idleTimeoutMs} ms`));
-        }
-      }, period);
-      timer.unref();
     }
 
     function finish(): void {
@@ -222,36 +242,25 @@ export function relay(a: Duplex, b: Duplex, options: RelayOptions = {}): Promise
       if (timer) clearInterval(timer);
       aToB.detach();
       bToA.detach();
-      a.off('error', onErrorA);
-      b.off('error', onErrorB);
-      a.off('close', onCloseA);
-      b.off('close', onCloseB);
-      a.off('finish', onFinish);
-      b.off('finish', onFinish);
       options.signal?.removeEventListener('abort', onAbort);
-      // Errors that arrive after the relay is over are expected (late resets) and not ours to report.
-      a.on('error', noop);
-      b.on('error', noop);
-      const bothEnded = aToB.ended && bToA.ended;
-      if (!a.destroyed && bothEnded) a.destroy();
-      if (!b.destroyed && bothEnded) b.destroy();
+      if (!a.destroyed && bothEnded()) a.destroy();
+      if (!b.destroyed && bothEnded()) b.destroy();
       const counts = { aToB: aToB.bytes, bToA: bToA.bytes };
       resolve(error ? { ...counts, error } : counts);
     }
 
-    if (options.signal?.aborted) {
-      fail(new LadderError('ERR_ABORTED', 'relay aborted'));
-      return;
+    if (options.idleTimeoutMs && options.idleTimeoutMs > 0) {
+      const ms = options.idleTimeoutMs;
+      timer = idleWatch(
+        ms,
+        () => activity,
+        () => fail(new LadderError('ERR_IDLE_TIMEOUT', `no data for ${ms} ms`)),
+      );
     }
+    if (options.signal?.aborted) return onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     aToB.attach();
     bToA.attach();
-    a.on('error', onErrorA);
-    b.on('error', onErrorB);
-    a.on('close', onCloseA);
-    b.on('close', onCloseB);
-    a.on('finish', onFinish);
-    b.on('finish', onFinish);
     // A side destroyed before we were called will never emit 'close' again: finish now.
     if (a.destroyed || b.destroyed) return fail(null);
     if (a.readableEnded) aToB.onEnd();

@@ -16,7 +16,7 @@ import type { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
 import {
   TROJAN_CMD,
-  decodeTrojanUdpPacket,
+  takeTrojanUdpPacket,
   encodeTrojanRequest,
   encodeTrojanUdpPacket,
   trojanPasswordHash,
@@ -166,18 +166,15 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
         s.on('data', (chunk: Buffer) => {
           q.push(chunk);
           for (;;) {
-            if (q.length === 0) return;
-            const head = q.peek(q.length);
-            let d;
+            let p;
             try {
-              d = decodeTrojanUdpPacket(head, 0);
+              p = takeTrojanUdpPacket(q);
             } catch {
               s.destroy();
               return;
             }
-            if (d === null) return;
-            q.take(d.bytesRead);
-            onPacket(Buffer.from(d.value.payload), d.value.target);
+            if (p === null) return;
+            onPacket(Buffer.from(p.payload), p.target);
           }
         });
         s.on('error', () => s.destroy());

@@ -23,8 +23,13 @@ import {
   parseBasicAuth,
 } from '../../src/codec/http-proxy.js';
 import { parseSsUri } from '../../src/codec/access-key-uri.js';
-import { decodeTrojanRequest, decodeTrojanUdpPacket } from '../../src/codec/trojan.js';
+import {
+  decodeTrojanRequest,
+  decodeTrojanUdpPacket,
+  takeTrojanUdpPacket,
+} from '../../src/codec/trojan.js';
 import { decodeWsHeader } from '../../src/codec/websocket.js';
+import { ByteQueue } from '../../src/codec/ss-stream.js';
 import { decodeCarrierFrame, decodeCarrierOpen } from '../../src/codec/trojan-carrier.js';
 import {
   SsKeyTable,
@@ -150,6 +155,11 @@ test('fuzz: Trojan and WebSocket decoders', () => {
     fc.property(bytes, (b) => {
       allowed(() => decodeTrojanRequest(b, 0));
       allowed(() => decodeTrojanUdpPacket(b, 0));
+      allowed(() => {
+        const q = new ByteQueue();
+        q.push(Buffer.from(b));
+        while (takeTrojanUdpPacket(q) !== null);
+      });
       allowed(() => decodeWsHeader(b, 0));
     }),
     RUNS,

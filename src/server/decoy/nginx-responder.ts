@@ -440,73 +440,31 @@ export class NginxConnection {
   }
 
   #sendFile(file: SiteFile, p: Parsed): void {
-    const mtimeS = Math.floor(file.mtimeMs / 1000);
-    const etag = `"${mtimeS.toString(16)}-${file.size.toString(16)}"`;
-    const lastModified = new Date(mtimeS * 1000).toUTCString();
+    const v = validatorsOf(file);
+    if (this.#answeredConditional(p, v)) return;
     const head = p.head;
-    // ngx_http_not_modified_filter
-    const ius = p.get('if-unmodified-since');
-    if (ius !== undefined && !(parseHttpTime(ius) >= mtimeS)) return this.#sendError(412, p, true);
-    const im = p.get('if-match');
-    if (im !== undefined && !etagMatches(im, etag, false)) return this.#sendError(412, p, true);
-    const ims = p.get('if-modified-since');
-    const inm = p.get('if-none-match');
-    if (ims !== undefined || inm !== undefined) {
-      const modified = ims !== undefined && parseHttpTime(ims) !== mtimeS;
-      const noneMatch = inm !== undefined && !etagMatches(inm, etag, true);
-      if (!modified && !noneMatch) {
-        this.#conn.write(
-          head.version === 9
-            ? ''
-            : this.#headBytes(
-                304,
-                p,
-                [`Last-Modified: ${lastModified}`, `ETag: ${etag}`],
-                p.keepalive,
-              ),
-          'latin1',
-        );
-        return this.#finish(p.keepalive);
-      }
-    }
-    const fields = (type: string, length: number): string[] => [
-      `Content-Type: ${type}`,
-      `Content-Length: ${length}`,
-      `Last-Modified: ${lastModified}`,
-      `ETag: ${etag}`,
-    ];
     const sendBody = head.method !== 'HEAD';
     if (this.#gzips(p, 200, file.type, file.size)) {
       // gzip drops Content-Length and Accept-Ranges, so ranges no longer apply; the ETag is weak
       const gzFields = [
         `Content-Type: ${file.type}`,
-        `Last-Modified: ${lastModified}`,
-        `ETag: W/${etag}`,
+        `Last-Modified: ${v.lastModified}`,
+        `ETag: W/${v.etag}`,
       ];
       return this.#sendGzipped(200, p, gzFields, p.keepalive, file);
     }
-    // ngx_http_range_filter_module
-    const rangeHeader = p.get('range');
-    let ranges: [number, number][] | 'unsatisfiable' | null = null;
-    if (
-      head.version >= 1000 &&
-      rangeHeader !== undefined &&
-      rangeHeader.length >= 7 &&
-      /^bytes=/i.test(rangeHeader)
-    ) {
-      const ifRange = p.get('if-range');
-      let apply = true;
-      if (ifRange !== undefined) {
-        if (ifRange.length >= 2 && ifRange.endsWith('"')) apply = ifRange === etag;
-        else apply = parseHttpTime(ifRange) === mtimeS;
-      }
-      if (apply) ranges = parseRanges(rangeHeader.slice(6), file.size);
-    }
+    const ranges = requestedRanges(p, v, file.size);
     if (ranges === 'unsatisfiable')
       return this.#sendError(416, p, true, undefined, `bytes */${file.size}`);
     if (head.version === 9) {
       return this.#stream(file, '', sendBody ? [[0, file.size]] : [], [], p.keepalive);
     }
+    const fields = (type: string, length: number): string[] => [
+      `Content-Type: ${type}`,
+      `Content-Length: ${length}`,
+      `Last-Modified: ${v.lastModified}`,
+      `ETag: ${v.etag}`,
+    ];
     if (ranges === null) {
       const h = this.#headBytes(
         200,
@@ -526,6 +484,52 @@ export class NginxConnection {
       );
       return this.#stream(file, h, sendBody ? [[s, e]] : [], [], p.keepalive);
     }
+    return this.#sendByteRanges(file, p, v, ranges, sendBody);
+  }
+
+  /**
+   * ngx_http_not_modified_filter: a failed If-Unmodified-Since or If-Match is 412; an
+   * If-Modified-Since / If-None-Match that the file meets is 304. True when answered so.
+   */
+  #answeredConditional(p: Parsed, v: FileValidators): boolean {
+    const ius = p.get('if-unmodified-since');
+    const im = p.get('if-match');
+    if (
+      (ius !== undefined && !(parseHttpTime(ius) >= v.mtimeS)) ||
+      (im !== undefined && !etagMatches(im, v.etag, false))
+    ) {
+      this.#sendError(412, p, true);
+      return true;
+    }
+    const ims = p.get('if-modified-since');
+    const inm = p.get('if-none-match');
+    if (ims === undefined && inm === undefined) return false;
+    const modified = ims !== undefined && parseHttpTime(ims) !== v.mtimeS;
+    const noneMatch = inm !== undefined && !etagMatches(inm, v.etag, true);
+    if (modified || noneMatch) return false;
+    this.#conn.write(
+      p.head.version === 9
+        ? ''
+        : this.#headBytes(
+            304,
+            p,
+            [`Last-Modified: ${v.lastModified}`, `ETag: ${v.etag}`],
+            p.keepalive,
+          ),
+      'latin1',
+    );
+    this.#finish(p.keepalive);
+    return true;
+  }
+
+  /** Several ranges: a multipart/byteranges body, each part with its own Content-Range. */
+  #sendByteRanges(
+    file: SiteFile,
+    p: Parsed,
+    v: FileValidators,
+    ranges: [number, number][],
+    sendBody: boolean,
+  ): void {
     const boundary = String(this.#ctx.nextBoundary()).padStart(20, '0');
     const parts = ranges.map(
       ([s, e]) =>
@@ -542,8 +546,8 @@ export class NginxConnection {
       [
         `Content-Type: multipart/byteranges; boundary=${boundary}`,
         `Content-Length: ${length}`,
-        `Last-Modified: ${lastModified}`,
-        `ETag: ${etag}`,
+        `Last-Modified: ${v.lastModified}`,
+        `ETag: ${v.etag}`,
       ],
       p.keepalive,
     );
@@ -753,6 +757,50 @@ export class NginxConnection {
   destroy(): void {
     this.#destroy();
   }
+}
+
+/** What a file's conditional requests are judged by, as nginx forms them. */
+interface FileValidators {
+  mtimeS: number;
+  etag: string;
+  lastModified: string;
+}
+
+function validatorsOf(file: SiteFile): FileValidators {
+  const mtimeS = Math.floor(file.mtimeMs / 1000);
+  return {
+    mtimeS,
+    etag: `"${mtimeS.toString(16)}-${file.size.toString(16)}"`,
+    lastModified: new Date(mtimeS * 1000).toUTCString(),
+  };
+}
+
+/**
+ * ngx_http_range_filter_module: the ranges asked for (HTTP/1.0 on, `bytes=`, and an If-Range the
+ * file meets), null for the whole file.
+ */
+function requestedRanges(
+  p: Parsed,
+  v: FileValidators,
+  size: number,
+): [number, number][] | 'unsatisfiable' | null {
+  const rangeHeader = p.get('range');
+  if (
+    p.head.version < 1000 ||
+    rangeHeader === undefined ||
+    rangeHeader.length < 7 ||
+    !/^bytes=/i.test(rangeHeader)
+  )
+    return null;
+  const ifRange = p.get('if-range');
+  if (ifRange !== undefined) {
+    const apply =
+      ifRange.length >= 2 && ifRange.endsWith('"')
+        ? ifRange === v.etag
+        : parseHttpTime(ifRange) === v.mtimeS;
+    if (!apply) return null;
+  }
+  return parseRanges(rangeHeader.slice(6), size);
 }
 
 /** ngx_http_validate_host: lower-cased host without port or trailing dot, or null when invalid. */
