@@ -72,7 +72,8 @@ options:
   --control-resolver <host:port> resolver asked through the tunnel (default ${DEFAULT_CONTROL_RESOLVER})
   --check-url <url>              plain-HTTP URL each transport attempt fetches (default ${DEFAULT_CHECK_URL})
   --throughput-url <url>         plain-HTTP download through each working transport, to spot
-                                 throttling (off unless given; at most 64 MiB and 20 s)
+                                 throttling, a byte budget or a volume ban (off unless given;
+                                 at most 64 MiB and 20 s; ends once silent for --timeout)
   --ca <file>                    extra CA certificates (PEM) to trust for TLS
   --attempts <n>                 attempts per transport (default 3)
   --backoff <s>                  wait before the second attempt, doubling for each later one (default 2)
@@ -84,7 +85,8 @@ options:
   --allowlist-control <url>      an http:// or https:// site you expect an allowlist to let
                                  through (a big domestic site), fetched directly, not through the
                                  tunnel: if it answers while every transport is silent, the probe
-                                 names whitelist mode (off unless given)
+                                 names whitelist mode; if it answers while a server's address went
+                                 dark after a download, a volume ban (off unless given)
   --json [file]                  OONI-style JSON lines to stdout (the tables then go to stderr),
                                  or to a file`;
 

@@ -189,3 +189,118 @@ test('whitelist: every transport silent while an allow-listed site answers; with
   assert.deepEqual(recognise(checks), []);
   assert.deepEqual(recognise(checks, { allowlistControl: { name: 'x', ok: false } }), []);
 });
+
+const HOST2 = '198.19.2.21';
+const ssElsewhere: ProbeTransport = {
+  ...transport('shadowsocks (second server)', 8388),
+  server: { host: HOST2, port: 8388 },
+};
+
+/** The evidence of a volume ban: a download that stalled, then fresh attempts that time out. */
+function banned(after: AttemptKind = 'tcp-timeout', answered = false): TransportCheck[] {
+  return [
+    check(ss, ['ok', 'ok'], {
+      throughput: throughput(2_031_616, 'stall', 2000),
+      recheck: {
+        attempt: attempt(3, after, 8388),
+        otherPort: {
+          port: 80,
+          failure: answered ? 'connection_refused' : 'generic_timeout_error',
+          answered,
+        },
+      },
+    }),
+    check(trojan, ['ok', 'ok'], {
+      throughput: { ...throughput(0, 'error', 0), failure: 'generic_timeout_error' },
+      recheck: { attempt: attempt(3, after, 443) },
+    }),
+  ];
+}
+
+test('volume-ban: a transfer, then every port and protocol of the address silent, while the direct control answers', () => {
+  const control = { allowlistControl: { name: 'http://domestic.example/', ok: true } };
+  const f = recognise(banned(), control);
+  assert.deepEqual(
+    f.map((x) => x.technique),
+    ['volume-ban'],
+  );
+  assert.deepEqual(f[0]!.transports, ['shadowsocks', 'trojan (TLS, SNI ladder.lab)']);
+  assert.match(
+    f[0]!.evidence,
+    /^198\.19\.2\.20: shadowsocks, trojan \(TLS, SNI ladder\.lab\) got through and received 2032416 bytes \(the download through shadowsocks stopped after 2031616 bytes\); then every new connection to the address failed: shadowsocks to port 8388 \(tcp-timeout\), trojan \(TLS, SNI ladder\.lab\) to port 443 \(tcp-timeout\), port 80 \(generic_timeout_error\); while http:\/\/domestic\.example\/ answers$/,
+  );
+  assert.deepEqual(f[0]!.useInstead, []);
+  assert.match(
+    formatFindings(f),
+    /\[volume-ban\][^\n]*\n {4}this server address was banned .*--rotate-after/,
+  );
+});
+
+test('volume-ban: a transport on another address that still works is the control, and is advised', () => {
+  const f = recognise([
+    ...banned(),
+    check(ssElsewhere, ['ok', 'ok'], {
+      address: HOST2,
+      recheck: { attempt: attempt(3, 'ok', 8388) },
+    }),
+  ]);
+  assert.deepEqual(
+    f.map((x) => x.technique),
+    ['volume-ban'],
+  );
+  assert.match(
+    f[0]!.evidence,
+    /while shadowsocks \(second server\) \(another server address\) answers$/,
+  );
+  assert.deepEqual(f[0]!.useInstead, ['shadowsocks (second server)']);
+});
+
+test('volume-ban look-alikes: no control, a control that fails, a port that answers, a fresh connection that works, no transfer', () => {
+  const ok = { allowlistControl: { name: 'c', ok: true } };
+  // the whole network may be down: nothing is claimed
+  assert.deepEqual(recognise(banned()), []);
+  assert.deepEqual(recognise(banned(), { allowlistControl: { name: 'c', ok: false } }), []);
+  // the address answers on another port: not the whole address
+  assert.deepEqual(recognise(banned('tcp-timeout', true), ok), []);
+  // a reset is not a silent ban
+  assert.deepEqual(recognise(banned('tcp-reset'), ok), []);
+  // a fresh connection works: only the flow froze (a byte budget, if small; nothing named here)
+  assert.deepEqual(recognise(banned('ok'), ok), []);
+  // nothing ever got through: an IP block, not a ban after a volume
+  const blocked = banned().map((c) =>
+    check(c.transport, ['tcp-timeout', 'tcp-timeout'], {
+      ...(c.throughput ? { throughput: c.throughput } : {}),
+      ...(c.recheck ? { recheck: c.recheck } : {}),
+    }),
+  );
+  assert.deepEqual(
+    recognise(blocked, ok).map((x) => x.technique),
+    ['whitelist'],
+    'everything silent from the start, with the control answering, is whitelist mode',
+  );
+  // no download stalled: no recheck was asked for
+  const fine = banned().map((c) =>
+    check(c.transport, ['ok', 'ok'], { throughput: throughput(4 << 20, 'bytes', 0) }),
+  );
+  assert.deepEqual(recognise(fine, ok), []);
+});
+
+test('byte-budget: a stall ended by the silence cutoff is named; a fresh connection that also fails is not a byte budget', () => {
+  const stall = throughput(19_872, 'stall', 2000);
+  const f = recognise([
+    check(trojan, ['ok'], { throughput: stall, recheck: { attempt: attempt(2, 'ok', 443) } }),
+  ]);
+  assert.deepEqual(
+    f.map((x) => x.technique),
+    ['byte-budget'],
+  );
+  assert.deepEqual(
+    recognise([
+      check(trojan, ['ok'], {
+        throughput: stall,
+        recheck: { attempt: attempt(2, 'tcp-timeout', 443) },
+      }),
+    ]).map((x) => x.technique),
+    [],
+  );
+});

@@ -15,12 +15,17 @@
  *   once are cut beyond some number.
  * - `port-reset` (China, 2025-08-20): the SYN to the server's port is answered by a reset on every
  *   attempt while another port of the same address answers.
+ * - `volume-ban` (Turkmenistan, n4p#523): transports to an address get through and carry a
+ *   download, which stalls; then every new connection to the address fails silently (each of the
+ *   key's transports there, and a port none of them uses), while a control still answers: a site
+ *   fetched directly (`--allowlist-control`) or a transport on another address. A byte budget
+ *   freezes only the flow (new connections work), an IP block shows no transfer before it.
  * @module
  */
-import type { AttemptKind, TransportCheck } from './transport-check.js';
+import { downloadStalled, type AttemptKind, type TransportCheck } from './transport-check.js';
 
 export type CensorTechnique =
-  'byte-budget' | 'whitelist' | 'serverhello-drop' | 'conn-count' | 'port-reset';
+  'byte-budget' | 'whitelist' | 'serverhello-drop' | 'conn-count' | 'port-reset' | 'volume-ban';
 
 export interface Finding {
   readonly technique: CensorTechnique;
@@ -41,7 +46,11 @@ export interface ConcurrencyObservation {
   readonly kinds: readonly AttemptKind[];
 }
 
-/** A site that only an allowlist would let through (e.g. a domestic or allow-listed site). */
+/**
+ * A site fetched directly (not through a tunnel) after the transports were checked: one that only
+ * an allowlist would let through (e.g. a domestic or allow-listed site); it also shows that the
+ * network still works when a server's address has gone dark.
+ */
 export interface AllowlistControl {
   readonly name: string;
   readonly ok: boolean;
@@ -69,6 +78,7 @@ export function recognise(checks: readonly TransportCheck[], o: RecogniseOptions
     serverHelloDrop(checks),
     ...connCount(checks, o),
     whitelist(checks, o),
+    ...volumeBan(checks, o),
   ].filter((f): f is Finding => f !== undefined);
   // Every finding names only transports that worked, so advice never points to a blocked one.
   return found.map((f) => ({ ...f, useInstead: f.useInstead.filter((n) => working.includes(n)) }));
@@ -80,11 +90,13 @@ function byteBudget(checks: readonly TransportCheck[]): Finding | undefined {
     const th = c.throughput;
     return (
       th !== undefined &&
-      th.end === 'timer' &&
+      (th.end === 'stall' || th.end === 'timer') &&
       th.bytes >= BUDGET_MIN_BYTES &&
       th.bytes <= BUDGET_MAX_BYTES &&
       th.silentMs !== undefined &&
-      th.silentMs >= STALL_SILENCE_MS
+      th.silentMs >= STALL_SILENCE_MS &&
+      // a fresh connection failing too is the address, not the flow (see volumeBan)
+      (c.recheck === undefined || c.recheck.attempt.kind === 'ok')
     );
   });
   if (stalled.length === 0) return undefined;
@@ -207,6 +219,65 @@ function whitelist(checks: readonly TransportCheck[], o: RecogniseOptions): Find
     advice:
       'only allow-listed names and addresses pass (whitelist mode): a server reached through an allowed SNI or a CDN on the list is needed; none of this key’s transports is one',
   };
+}
+
+/**
+ * Transports to an address carried a transfer, then every new connection to it (every transport
+ * of the key there, and another port) failed silently, while a control answered: a volume ban.
+ */
+function volumeBan(checks: readonly TransportCheck[], o: RecogniseOptions): Finding[] {
+  const out: Finding[] = [];
+  const addresses = [...new Set(checks.map((c) => c.address))].filter(
+    (a): a is string => a !== undefined,
+  );
+  for (const address of addresses) {
+    const here = checks.filter((c) => c.address === address);
+    const stalled = here.filter((c) => downloadStalled(c.throughput));
+    const carried = here.filter((c) => c.attempts.some((a) => a.kind === 'ok'));
+    if (stalled.length === 0 || carried.length === 0) continue;
+    // every transport there was tried again, and every one failed silently
+    if (!here.every((c) => c.recheck && SILENT.includes(c.recheck.attempt.kind))) continue;
+    const other = here.find((c) => c.recheck?.otherPort)?.recheck?.otherPort;
+    if (other?.answered) continue;
+    const elsewhere = checks.filter(
+      (c) => c.address !== address && c.recheck?.attempt.kind === 'ok',
+    );
+    const control = o.allowlistControl?.ok
+      ? o.allowlistControl.name
+      : elsewhere.length > 0
+        ? `${elsewhere[0]!.transport.name} (another server address)`
+        : undefined;
+    if (control === undefined) continue;
+    const received = here.reduce(
+      (n, c) =>
+        n +
+        (c.throughput?.bytes ?? 0) +
+        c.attempts.reduce((m, a) => m + (a.kind === 'ok' ? (a.data?.bytes ?? 0) : 0), 0),
+      0,
+    );
+    const download = stalled.find((c) => c.throughput!.bytes > 0) ?? stalled[0]!;
+    const failedAfter = [
+      ...here.map(
+        (c) =>
+          `${c.transport.name} to port ${c.transport.server.port} (${c.recheck!.attempt.kind})`,
+      ),
+      ...(other ? [`port ${other.port} (${other.failure ?? 'no answer'})`] : []),
+    ];
+    out.push({
+      technique: 'volume-ban',
+      transports: here.map((c) => c.transport.name),
+      evidence:
+        `${address}: ${carried.map((c) => c.transport.name).join(', ')} got through and received ${received} bytes ` +
+        `(the download through ${download.transport.name} stopped after ${download.throughput!.bytes} bytes); ` +
+        `then every new connection to the address failed: ${failedAfter.join(', ')}; while ${control} answers`,
+      useInstead: checks
+        .filter((c) => c.address !== address && (c.recheck?.attempt.kind ?? 'ok') === 'ok')
+        .map((c) => c.transport.name),
+      advice:
+        'this server address was banned after carrying some volume of traffic, whatever the protocol (as Turkmenistan does): use a server on another address; with a ladder:// key of several addresses, `ladder client --rotate-after <size>` spreads the volume before any address reaches a ban (docs/lab.md)',
+    });
+  }
+  return out;
 }
 
 /** The findings as text for the probe's report. */

@@ -108,8 +108,17 @@ export function formatTransportTable(checks: readonly TransportCheck[]): string 
       lines.push(
         `  throughput: ${(t.bytesPerSecond / 1e6).toFixed(2)} MB/s over ${(t.bytes / 1e6).toFixed(1)} MB` +
           (t.ratio !== null ? `, late/early rate ${t.ratio.toFixed(2)}` : '') +
+          (t.end === 'stall' ? `, then silent for ${Math.round((t.silentMs ?? 0) / 1000)} s` : '') +
           (t.failure ? ` (${t.failure})` : ''),
       );
+    }
+    const r = c.recheck;
+    if (r) {
+      lines.push(`  again after a stalled download: ${describeAttempt(r.attempt)}`);
+      if (r.otherPort)
+        lines.push(
+          `  port ${r.otherPort.port} of the same address, then: ${r.otherPort.failure ?? 'connects'}${r.otherPort.answered ? ' (the address answers)' : ''}`,
+        );
     }
   }
   return lines.join('\n');
@@ -235,6 +244,13 @@ export function transportMeasurement(
             late_early_ratio: c.throughput.ratio,
             knee_bytes: c.throughput.kneeBytes,
             failure: c.throughput.failure,
+            end: c.throughput.end ?? null,
+          }
+        : null,
+      recheck: c.recheck
+        ? {
+            attempt: attemptJson(c.recheck.attempt, o.t0),
+            other_port: c.recheck.otherPort ?? null,
           }
         : null,
       status: c.verdict.status,

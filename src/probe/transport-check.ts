@@ -109,8 +109,11 @@ export interface Throughput {
   /** Bytes received when the rate last stood at half the early rate or more. */
   readonly kneeBytes: number | null;
   readonly failure: Failure | null;
-  /** How the download ended: the server's end, the byte or time cap, or an error. */
-  readonly end?: 'eof' | 'bytes' | 'timer' | 'error';
+  /**
+   * How the download ended: the server's end, the byte or time cap, an error, or a stall (no byte
+   * for {@link stallSilenceMs} while the server had not ended it).
+   */
+  readonly end?: 'eof' | 'bytes' | 'timer' | 'error' | 'stall';
   /** Time from the last byte received to the end of the download. */
   readonly silentMs?: number;
 }
@@ -173,7 +176,28 @@ export interface TransportCheck {
   readonly throughput?: Throughput;
   /** Attempts opened at once (`concurrency`), in the order they were started. */
   readonly concurrent?: readonly Attempt[];
+  /** A fresh attempt made after a download to some server stalled or failed (see {@link Recheck}). */
+  readonly recheck?: Recheck;
   readonly verdict: TransportVerdict;
+}
+
+/**
+ * What a fresh connection gets once a download has stalled or failed: whether only that flow froze
+ * (a byte budget: new connections still work) or the whole address went dark (a volume ban: every
+ * port fails, whatever the protocol). Made for every transport, so transports on other addresses
+ * show whether the network itself still works.
+ */
+export interface Recheck {
+  readonly attempt: Attempt;
+  /**
+   * A port of the address that no transport of the key uses, tried once per stalled address (on
+   * its first transport): a connect or a refusal means the address still answers.
+   */
+  readonly otherPort?: {
+    readonly port: number;
+    readonly failure: Failure | null;
+    readonly answered: boolean;
+  };
 }
 
 /** The request each attempt sends through the tunnel. */
@@ -397,7 +421,52 @@ export async function checkTransports(
     }
     c.verdict = transportVerdict(c);
   }
+  if (partial.some((c) => downloadStalled(c.throughput))) await recheckAll(partial, env);
   return partial;
+}
+
+/** A download that froze (no byte for a while, no end) or could not be made. */
+export function downloadStalled(th: Throughput | undefined): boolean {
+  return th !== undefined && (th.end === 'stall' || th.failure !== null);
+}
+
+/** Ports tried on a stalled address besides those of the key's transports. */
+const RECHECK_PORTS = [80, 443, 22] as const;
+
+/**
+ * After a stalled download: one fresh attempt through every transport, and one connect to another
+ * port of every address whose download stalled (sequential, within the connection budget).
+ */
+async function recheckAll(checks: Mutable<TransportCheck>[], env: CheckEnv): Promise<void> {
+  const probed = new Set<string>();
+  for (const c of checks) {
+    if (c.address === undefined) continue;
+    const address = c.address;
+    const n = c.attempts.length + (c.concurrent?.length ?? 0) + 1;
+    const attempt = await attemptOnce(c.transport, address, n, env);
+    env.onProgress?.(`  again after a stalled download: ${describeAttempt(attempt)}`);
+    let otherPort: Recheck['otherPort'];
+    const stalledHere = checks.some((x) => x.address === address && downloadStalled(x.throughput));
+    if (stalledHere && !probed.has(address)) {
+      probed.add(address);
+      const used = new Set(
+        checks.filter((x) => x.address === address).map((x) => x.transport.server.port),
+      );
+      const port = RECHECK_PORTS.find((p) => !used.has(p));
+      const r = port !== undefined ? env.budget.reserve(1) : undefined;
+      if (port !== undefined && r) {
+        r.take();
+        const t = await tcpConnect(address, port, { timeoutMs: env.timeoutMs, now: env.now });
+        t.socket?.destroy();
+        otherPort = {
+          port,
+          failure: t.failure,
+          answered: t.failure === null || t.failure === 'connection_refused',
+        };
+      }
+    }
+    c.recheck = { attempt, ...(otherPort ? { otherPort } : {}) };
+  }
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -715,7 +784,19 @@ export function analyzeThroughput(
   return { ...base, ratio: late / early, kneeBytes: knee };
 }
 
-/** Downloads `url` through the transport (bounded in bytes and time), sampling the rate. */
+/** Floor of {@link stallSilenceMs}: shorter silences happen on healthy, loaded paths. */
+export const MIN_STALL_SILENCE_MS = 2000;
+
+/** Silence after which a download counts as stalled: the step timeout, at least 2 s. */
+export function stallSilenceMs(timeoutMs: number): number {
+  return Math.max(timeoutMs, MIN_STALL_SILENCE_MS);
+}
+
+/**
+ * Downloads `url` through the transport (bounded in bytes and time), sampling the rate. A download
+ * that stays silent for {@link stallSilenceMs} ends there, as stalled: waiting longer tells nothing
+ * more, and a volume ban is then checked sooner.
+ */
 async function sampleThroughput(
   t: ProbeTransport,
   address: string,
@@ -743,6 +824,7 @@ async function sampleThroughput(
       if (done) return;
       done = true;
       clearTimeout(timer);
+      clearTimeout(quietTimer);
       stream.destroy();
       const lastT = samples[samples.length - 1]?.t ?? t0;
       resolve({
@@ -753,9 +835,22 @@ async function sampleThroughput(
       });
     };
     const timer = setTimeout(() => end(null, 'timer'), env.throughputMaxMs);
+    // Silence is checked by one timer that re-arms itself for the rest of the window, rather than
+    // by a timer per chunk.
+    const quietMs = stallSilenceMs(env.timeoutMs);
+    let lastAt = t0;
+    const checkQuiet = (): void => {
+      if (done) return;
+      const quiet = env.now() - lastAt;
+      if (quiet >= quietMs) end(null, 'stall');
+      else quietTimer = setTimeout(checkQuiet, quietMs - quiet);
+    };
+    let quietTimer = setTimeout(checkQuiet, quietMs);
+    stream.on('close', () => clearTimeout(quietTimer));
     stream.on('data', (c: Buffer) => {
       bytes += c.length;
       const now = env.now();
+      lastAt = now;
       const prev = samples[samples.length - 1];
       // One sample per 10 ms keeps the list short on fast links.
       if (prev && now - prev.t < 10) samples[samples.length - 1] = { t: now, bytes };

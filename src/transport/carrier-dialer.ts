@@ -9,8 +9,12 @@
  * delivering a byte end the stream with ERR_CARRIER.
  *
  * Client→server bytes are kept until the server acknowledges them, at most `maxUnackedBytes`
- * (writes wait beyond that). A carrier that stalls silently is not detected: the carrier size must
- * stay under the censor's budget (the server ends every carrier itself).
+ * (writes wait beyond that). A carrier that delivered bytes and then none for `stallMs` before its
+ * NEXT (frozen by a censor's byte budget below the carrier's cap, which a client cannot tell from a
+ * server with nothing to say) is given up and the next opened the same way, rather than waiting for
+ * the idle timeout. Resuming loses nothing either way, so a quiet session only costs one carrier:
+ * a carrier is watched only once it has delivered a byte, so an idle session is not churned, and
+ * the next carrier is the only one in flight (the stalled one is destroyed first).
  *
  * The carriers' chunks are queued as views until whole frames arrive, so `inner` must give streams
  * whose chunks are the reader's own, not lent reads (transport/types.ts): key-dialers.ts never
@@ -51,7 +55,15 @@ export interface CarrierDialerOptions {
    * transfer (default true). A session then holds two connections for a moment.
    */
   prefetch?: boolean;
+  /**
+   * A carrier that delivered a byte and then nothing for this long, before its NEXT, is replaced
+   * (default {@link CARRIER_STALL_MS}; 0: never). Time spent paused by the reader does not count.
+   */
+  stallMs?: number;
 }
+
+/** Silence after which a carrier that was delivering counts as stalled. */
+export const CARRIER_STALL_MS = 5000;
 
 export class CarrierDialer implements StreamDialer {
   readonly #inner: StreamDialer;
@@ -88,6 +100,8 @@ export class CarrierStream extends Duplex {
   #waitingWrite: (() => void) | null = null;
   /** The next carrier, dialled while the current one is half spent (null: none yet). */
   #spare: Promise<Duplex | null> | null = null;
+  /** When the reader last asked for more (a carrier paused for it is not stalled). */
+  #readAt = 0;
   /** Carriers opened in the session's life. */
   carriers = 0;
 
@@ -95,7 +109,13 @@ export class CarrierStream extends Duplex {
     super();
     this.#inner = inner;
     this.#target = target;
-    this.#o = { maxFailures: 3, maxUnackedBytes: 256 * 1024, prefetch: true, ...o };
+    this.#o = {
+      maxFailures: 3,
+      maxUnackedBytes: 256 * 1024,
+      prefetch: true,
+      stallMs: CARRIER_STALL_MS,
+      ...o,
+    };
   }
 
   /** Opens the first carrier (the session); rejects if it cannot be dialled. */
@@ -140,8 +160,40 @@ export class CarrierStream extends Duplex {
     let over = false; // NEXT, FIN or RESET seen
     let progress = false;
     let received = 0;
+    const { stallMs } = this.#o;
+    const now = Date.now;
+    /** When the carrier last delivered a byte, or the reader last let it deliver. */
+    let lastAt = 0;
+    let watch: ReturnType<typeof setTimeout> | undefined;
+    const arm = (ms: number): void => {
+      watch = setTimeout(checkStall, ms);
+      watch.unref();
+    };
+    const checkStall = (): void => {
+      watch = undefined;
+      if (over || this.destroyed || this.#carrier !== conn) return;
+      // paused for the reader's backpressure: that silence is ours, not the path's
+      if (conn.isPaused()) lastAt = now();
+      const quiet = now() - Math.max(lastAt, this.#readAt);
+      if (quiet < stallMs) {
+        arm(stallMs - quiet);
+        return;
+      }
+      over = true;
+      debug(
+        'carrier silent for %d ms after %d bytes, before its NEXT; opening the next',
+        quiet,
+        received,
+      );
+      conn.destroy();
+      this.#next(conn);
+    };
     conn.on('data', (chunk: Buffer) => {
       if (over) return;
+      if (stallMs > 0) {
+        lastAt = now();
+        if (watch === undefined) arm(stallMs);
+      }
       q.push(chunk);
       while (q.length > 0) {
         let f;
@@ -190,6 +242,7 @@ export class CarrierStream extends Duplex {
     });
     conn.on('error', () => conn.destroy());
     conn.once('close', () => {
+      clearTimeout(watch);
       if (over || this.destroyed) return;
       if (!progress && ++this.#failures > this.#o.maxFailures) {
         this.destroy(new LadderError('ERR_CARRIER', `${this.#failures} carriers failed in a row`));
@@ -288,6 +341,7 @@ export class CarrierStream extends Duplex {
   }
 
   override _read(): void {
+    this.#readAt = Date.now();
     this.#carrier?.resume();
   }
 

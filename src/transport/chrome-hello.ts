@@ -2,7 +2,10 @@
  * A fresh Chrome ClientHello for one connection: new X25519 keys for the hybrid and plain shares, a
  * new ML-KEM-768 key pair (@noble/post-quantum), and fresh random bytes for everything Chrome
  * randomizes; with a session to resume, its ticket in pre_shared_key and the binder computed over
- * the hello (RFC 8446 §4.2.11.2), or a TLS 1.2 session's ticket in session_ticket (RFC 5077). Returns the record and the private parts the handshake needs.
+ * the hello (RFC 8446 §4.2.11.2), or a TLS 1.2 session: its ticket in session_ticket (RFC 5077)
+ * beside a random session id, or, for a session the server keeps by id, that id as the hello's
+ * session id (BoringSSL's do_start_connect). Returns the record and the private parts the handshake
+ * needs.
  * @module
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
@@ -44,6 +47,11 @@ export function chromeClientHello(
   resume?: ChromeHelloResume,
   /** A TLS 1.2 session's ticket, offered in session_ticket (RFC 5077 §3.2). */
   ticket12?: Uint8Array,
+  /**
+   * A TLS 1.2 session's id (1 to 32 bytes), sent as legacy_session_id to resume it (RFC 5246
+   * §7.4.1.2) instead of the random 32 bytes of TLS 1.3 middlebox compatibility (RFC 8446 §D.4).
+   */
+  sessionId12?: Uint8Array,
 ): {
   record: Buffer;
   keys: ChromeHelloKeys;
@@ -62,7 +70,8 @@ export function chromeClientHello(
   const plain = x25519Pair();
   const hybrid = x25519Pair();
   const kem = mlkem768Keygen();
-  const sessionId = randomBytes(32);
+  const sessionId =
+    sessionId12 && sessionId12.length > 0 ? Buffer.from(sessionId12) : randomBytes(32);
   const psk = resume
     ? {
         identity: resume.identity,

@@ -50,8 +50,9 @@ test('expired tickets are never offered: own lifetime, the 7-day cap, lifetime 0
   assert.equal(c.take('k', 999), undefined, 'a clock that went back: not offered');
 });
 
-const session12 = (n: number, receivedMs = 0, lifetimeS = 0): ChromeSession12 => ({
+const session12 = (n: number, receivedMs = 0, lifetimeS = 0, id = 0): ChromeSession12 => ({
   ticket: Buffer.alloc(n === 0 ? 0 : 8, n),
+  sessionId: Buffer.alloc(id === 0 ? 0 : 32, id),
   master: Buffer.alloc(48, n),
   suite: 0xc02f,
   receivedMs,
@@ -67,7 +68,7 @@ test('TLS 1.2: reused until replaced, dropped, expired or displaced by a TLS 1.3
   c.add12('k', session12(2));
   assert.equal(c.get12('k', 20)?.ticket[0], 2, 'a new ticket replaces the old');
   c.add12('k', session12(0));
-  assert.equal(c.get12('k', 20), undefined, 'an empty ticket: none');
+  assert.equal(c.get12('k', 20), undefined, 'neither a ticket nor a session id: none');
   c.add12('k', session12(3));
   c.drop12('k');
   assert.equal(c.get12('k', 20), undefined);
@@ -82,4 +83,17 @@ test('TLS 1.2: reused until replaced, dropped, expired or displaced by a TLS 1.3
   c.add12('k', session12(7));
   c.add('k', session(1));
   assert.equal(c.get12('k', 10), undefined, 'the server speaks TLS 1.3 now');
+});
+
+test('TLS 1.2: a session the server keeps by id (no ticket) is kept and reused like a ticket', () => {
+  const c = new ChromeSessionCache();
+  c.add12('k', session12(0, 0, 0, 9));
+  assert.equal(c.get12('k', 10)?.sessionId[0], 9);
+  assert.equal(c.get12('k', 20)?.sessionId[0], 9, 'not single-use');
+  assert.equal(c.get12('k', 20)?.ticket.length, 0);
+  c.add12('k', session12(3, 0, 0, 9));
+  assert.equal(c.get12('k', 20)?.ticket[0], 3, 'a session with a ticket replaces it');
+  assert.ok(c.get12('k', MAX_TLS12_SESSION_S * 1000 - 1));
+  c.add12('k', session12(0, 0, 0, 9));
+  assert.equal(c.get12('k', MAX_TLS12_SESSION_S * 1000), undefined, 'two hours at most');
 });

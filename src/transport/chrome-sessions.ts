@@ -2,8 +2,9 @@
  * The fp=chrome client's TLS 1.3 sessions, kept as Chrome keeps them: by server and by everything
  * that decided the first handshake's checks (name, ALPN offer, pin or CA), at most two per key (the
  * newest first), each used once (a ticket offered is removed, as Chrome does with single-use TLS 1.3
- * sessions), none past its lifetime or past seven days (RFC 8446 §4.6.1). TLS 1.2 sessions (RFC
- * 5077 tickets) apart: one per key, reused until replaced. Bounded in keys.
+ * sessions), none past its lifetime or past seven days (RFC 8446 §4.6.1). TLS 1.2 sessions apart
+ * (an RFC 5077 ticket, or the server's session id when it issued no ticket): one per key, reused
+ * until replaced. Bounded in keys.
  * @module
  */
 import type { X509Certificate } from 'node:crypto';
@@ -22,11 +23,16 @@ export interface ChromeSession {
 }
 
 /**
- * A TLS 1.2 session resumed by its ticket (RFC 5077): unlike a TLS 1.3 ticket it is offered again
- * and again until the server replaces or refuses it, as Chrome (BoringSSL) reuses TLS 1.2 sessions.
+ * A TLS 1.2 session: unlike a TLS 1.3 ticket it is offered again and again until the server
+ * replaces or refuses it, as Chrome (BoringSSL) reuses TLS 1.2 sessions. BoringSSL's
+ * ssl_session_get_type: a session with a ticket is resumed by the ticket (RFC 5077, with a random
+ * session id in the hello), one with only the server's session id by that id (RFC 5246 §7.4.1.2).
  */
 export interface ChromeSession12 {
+  /** The RFC 5077 ticket; empty when the server issued none. */
   ticket: Buffer;
+  /** The server's session id (up to 32 bytes; empty when it gave none). */
+  sessionId: Buffer;
   /** The (extended) master secret and the suite it was made with. */
   master: Buffer;
   suite: number;
@@ -61,10 +67,13 @@ export class ChromeSessionCache {
     return this.#m.size + this.#m12.size;
   }
 
-  /** Keeps the server's TLS 1.2 session for `key` (one per key, the newest). */
+  /**
+   * Keeps the server's TLS 1.2 session for `key` (one per key, the newest); one with neither a
+   * ticket nor a session id cannot be resumed and leaves none.
+   */
   add12(key: string, s: ChromeSession12): void {
     this.#m12.delete(key);
-    if (s.ticket.length === 0) return;
+    if (s.ticket.length === 0 && s.sessionId.length === 0) return;
     this.#m12.set(key, s);
     if (this.#m12.size > this.#maxKeys) this.#m12.delete(this.#m12.keys().next().value!);
   }

@@ -18,11 +18,16 @@
  * [CertificateStatus] → ServerKeyExchange (ECDHE, signed) → [CertificateRequest] → ServerHelloDone;
  * the client's [empty Certificate], ClientKeyExchange, ChangeCipherSpec and Finished in one write;
  * then [NewSessionTicket], the server's ChangeCipherSpec and Finished. ECDHE + AEAD suites only,
- * the extended master secret required (RFC 7627), renegotiation refused (RFC 5746).
+ * the extended master secret required (RFC 7627), renegotiation refused (RFC 5746). False Start
+ * as BoringSSL allows it (can_false_start: TLS 1.2, ECDHE, AEAD, ALPN negotiated; a full
+ * handshake): the connection opens once the client's Finished is written, so the first data leaves
+ * without waiting a round trip for the server's Finished; that Finished is still checked before
+ * any data from the server is passed on, and a bad one fails the connection (RFC 7918).
  *
  * Resumption (chrome-sessions.ts): tickets become sessions kept per server and trust; the next
- * connection offers a TLS 1.3 one (psk_dhe_ke) once, or a TLS 1.2 one (RFC 5077 session_ticket)
- * until the server refuses it; a server that accepts skips the certificate.
+ * connection offers a TLS 1.3 one (psk_dhe_ke) once, or a TLS 1.2 one until the server refuses
+ * it: by its ticket (RFC 5077 session_ticket) or, when the server issued only a session id, by
+ * that id in the hello; a server that accepts skips the certificate.
  *
  * ML-DSA (offered as Chrome offers it): Node 20's OpenSSL cannot read ML-DSA keys, so the
  * certificate's key is taken from its DER (codec/x509.ts) and @noble/post-quantum verifies the
@@ -33,8 +38,8 @@
  * read's handler returns. With `lendReads` that chunk is lent (core/lent-read.ts) and its memory
  * reused by the next read unless held; without it each chunk is a copy of its own.
  *
- * Not done (docs/tls-fingerprint.md): TLS 1.2 False Start, ALPS settings
- * (a server that negotiates ALPS gets an empty client EncryptedExtensions).
+ * Not done (docs/tls-fingerprint.md): ALPS settings (a server that negotiates ALPS gets an empty
+ * client EncryptedExtensions).
  * @module
  */
 import {
@@ -200,7 +205,7 @@ export interface ChromeTlsOptions {
   socket?: Duplex;
   /** The time certificates are checked at and tickets aged by (tests). */
   now?: () => Date;
-  /** Where TLS 1.3 sessions are kept and taken (default: the process's); null: no resumption. */
+  /** Where TLS sessions are kept and taken (default: the process's); null: no resumption. */
   sessions?: ChromeSessionCache | null;
   /**
    * Lend the decrypted 'data' chunks (core/lent-read.ts): each is valid during its handler only,
@@ -453,6 +458,8 @@ interface Tls12State {
   certificateRequested: boolean;
   /** The offered session was taken (abbreviated handshake, RFC 5246 §7.3). */
   resumed: boolean;
+  /** The session id the server gave in its ServerHello (kept with a new session). */
+  sessionId: Buffer;
   /** A NewSessionTicket's ticket and lifetime hint, kept once the server's Finished verifies. */
   newTicket: { ticket: Buffer; lifetimeS: number } | null;
 }
@@ -488,6 +495,11 @@ export class ChromeTlsSocket extends Duplex {
   #alps = false;
   #sentCcs = false;
   #pending: { data: Buffer; cb: (err?: Error | null) => void }[] = [];
+  /**
+   * Application data may be written: the handshake is over, or in TLS 1.2 False Start the client's
+   * Finished is out and the server's is still due.
+   */
+  #canWrite = false;
   #onOpen: ((err?: Error) => void) | null = null;
   #resMaster: Buffer | null = null;
   #closedByAlert = false;
@@ -495,7 +507,7 @@ export class ChromeTlsSocket extends Duplex {
   readonly #sessionKey: string;
   /** The session offered in the hello, and whether the server took it. */
   #offered: ChromeSession | undefined;
-  /** The TLS 1.2 session offered in session_ticket (when no TLS 1.3 one is). */
+  /** The TLS 1.2 session offered by ticket or id (when no TLS 1.3 one is). */
   #offered12: ChromeSession12 | undefined;
   #resumed = false;
   /** Whether the socket below lends its reads (then no byte of a read is kept past its handler). */
@@ -542,7 +554,15 @@ export class ChromeTlsSocket extends Duplex {
       };
     else this.#offered = undefined;
     if (!resume) this.#offered12 = this.#sessions?.get12(this.#sessionKey, nowMs);
-    this.#hello = chromeClientHello(o.sni, alpn, resume, this.#offered12?.ticket);
+    // BoringSSL offers a session by its ticket when it has one, else by the server's session id.
+    const o12 = this.#offered12;
+    this.#hello = chromeClientHello(
+      o.sni,
+      alpn,
+      resume,
+      o12 && o12.ticket.length > 0 ? o12.ticket : undefined,
+      o12 && o12.ticket.length === 0 ? o12.sessionId : undefined,
+    );
     this.#ch1 = this.#hello.record.subarray(5);
     this.#lentIn = lendsChunks(sock);
     this.#lend = o.lendReads === true;
@@ -1281,9 +1301,12 @@ export class ChromeTlsSocket extends Duplex {
         'ERR_TLS_PROTOCOL',
         'a TLS 1.2 ServerHello after a HelloRetryRequest',
       );
-    // RFC 5077 §3.4: the server takes the ticket by echoing the session id the hello sent.
+    // RFC 5077 §3.4, RFC 5246 §7.4.1.3: the server takes the session (by ticket or by id) by
+    // echoing the session id the hello sent; any other id starts a full handshake.
     const resumed = Buffer.from(echo).equals(this.#hello.sessionId);
     const offered = this.#offered12;
+    // BoringSSL (crbug.com/796910): with no session offered the id was the TLS 1.3 compatibility
+    // one, which no server can know.
     if (resumed && !offered)
       throw new Abort(
         'illegal_parameter',
@@ -1331,6 +1354,7 @@ export class ChromeTlsSocket extends Duplex {
       clientShare: null,
       certificateRequested: false,
       resumed,
+      sessionId: Buffer.from(echo),
       newTicket: null,
     };
     for (const [t, d] of exts) {
@@ -1502,6 +1526,24 @@ export class ChromeTlsSocket extends Duplex {
     out.push(this.#write.seal(fin, 22));
     this.#sock.write(Buffer.concat(out));
     this.#state = 'change_cipher_spec';
+    // False Start (BoringSSL can_false_start, Chrome sets SSL_MODE_ENABLE_FALSE_START): every suite
+    // here is ECDHE + AEAD, so ALPN decides; the flight above leaves in a write of its own, as
+    // BoringSSL flushes it before it reports the handshake done.
+    if (this.alpnProtocol !== false) this.#open();
+  }
+
+  /**
+   * The connection takes application data: `out` (the client's last handshake records, if any) and
+   * the data written meanwhile leave in one write, and the dial resolves.
+   */
+  #open(out: Buffer[] = []): void {
+    this.#canWrite = true;
+    const pending = this.#pending.splice(0);
+    for (const p of pending) out.push(...this.#seal(p.data));
+    if (out.length) this.#sock.write(Buffer.concat(out), (e) => pending.forEach((p) => p.cb(e)));
+    const done = this.#onOpen;
+    this.#onOpen = null;
+    done?.();
   }
 
   #finished12(r: TlsReader, raw: Buffer): void {
@@ -1523,25 +1565,26 @@ export class ChromeTlsSocket extends Duplex {
       this.#write = new Tls12RecordProtection(s, v.clientKey!, v.clientIv!, true);
       out.push(Buffer.from([20, 3, 3, 0, 1, 1]), this.#write.seal(fin, 22));
     }
-    if (v.newTicket && this.#sessions) {
+    // The session is kept once the server's Finished verifies: a full handshake's (by ticket, or by
+    // the server's session id), or a resumed one the server gave a new ticket (BoringSSL keeps a
+    // resumed session as it was otherwise).
+    const ticket = v.newTicket?.ticket ?? Buffer.alloc(0);
+    if (this.#sessions && (!v.resumed || ticket.length > 0)) {
       this.#sessions.add12(this.#sessionKey, {
-        ticket: v.newTicket.ticket,
+        ticket,
+        sessionId: v.resumed ? this.#offered12!.sessionId : v.sessionId,
         master: v.master!,
         suite: s.id,
         receivedMs: this.#nowMs(),
-        lifetimeS: v.newTicket.lifetimeS,
+        lifetimeS: v.newTicket?.lifetimeS ?? 0,
         chain: this.#chain,
       });
-      if (v.newTicket.ticket.length) this.emit('session', v.newTicket.ticket);
     }
+    if (ticket.length) this.emit('session', ticket);
     this.#state = 'open';
     this.#transcript = [];
-    const pending = this.#pending.splice(0);
-    for (const p of pending) out.push(...this.#seal(p.data));
-    if (out.length) this.#sock.write(Buffer.concat(out), (e) => pending.forEach((p) => p.cb(e)));
-    const done = this.#onOpen;
-    this.#onOpen = null;
-    done?.();
+    // With False Start the connection opened at the client's Finished, and `out` is empty.
+    if (!this.#canWrite) this.#open(out);
   }
 
   /** RFC 8879: brotli only, the declared size capped, decompression bounded by it. */
@@ -1722,12 +1765,7 @@ export class ChromeTlsSocket extends Duplex {
     this.#state = 'open';
     this.#transcript = [];
     // The client's Finished and any data written meanwhile leave together.
-    const pending = this.#pending.splice(0);
-    for (const p of pending) out.push(...this.#seal(p.data));
-    this.#sock.write(Buffer.concat(out), (e) => pending.forEach((p) => p.cb(e)));
-    const done = this.#onOpen;
-    this.#onOpen = null;
-    done?.();
+    this.#open(out);
   }
 
   /** §4.6.1: a ticket and its PSK, kept for one later connection to the same server. */
@@ -1843,7 +1881,7 @@ export class ChromeTlsSocket extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (this.#state !== 'open') {
+    if (!this.#canWrite) {
       this.#pending.push({ data: chunk, cb });
       return;
     }
@@ -1860,7 +1898,7 @@ export class ChromeTlsSocket extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    if (this.#write && this.#state === 'open')
+    if (this.#write && this.#canWrite)
       this.#sock.write(this.#write.seal(Uint8Array.of(1, ALERT.close_notify), 21));
     this.#sock.end();
     cb();

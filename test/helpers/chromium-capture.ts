@@ -6,6 +6,7 @@
  * nothing leaves the machine). playwright gives the browser a fresh temporary profile and removes it. The records are returned raw, with the sizes of the TCP reads that
  * carried them, for the parity test (tls-chrome-parity.test.ts) to parse and compare.
  */
+import { constants } from 'node:crypto';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { chromiumMissing as missing, launchChromium } from './chromium.js';
@@ -102,15 +103,24 @@ const CHROMIUM_ARGS = [
  * An HTTPS server of Node's (TLS 1.3, two session tickets per connection, as OpenSSL issues them)
  * that answers every request with `Connection: close`, behind a loopback relay that keeps each
  * connection's first record (the ClientHello). Every connection after the first to the same name
- * is then a resumption attempt.
+ * is then a resumption attempt. With `tickets: false` (TLS 1.2) it issues no ticket and keeps its
+ * sessions by id instead (Node's newSession and resumeSession events over a Map); `sessionsMade`
+ * counts the sessions it kept.
  */
 export async function ticketServer(
   cert: string,
   key: string,
   version: 'TLSv1.3' | 'TLSv1.2' = 'TLSv1.3',
-): Promise<{ port: number; records: Buffer[]; close(): Promise<void> }> {
+  tickets = true,
+): Promise<{ port: number; records: Buffer[]; sessionsMade(): number; close(): Promise<void> }> {
   const https = createHttpsServer(
-    { cert, key, minVersion: version, maxVersion: version },
+    {
+      cert,
+      key,
+      minVersion: version,
+      maxVersion: version,
+      ...(tickets ? {} : { secureOptions: constants.SSL_OP_NO_TICKET }),
+    },
     (req, res) => {
       req.resume();
       res.writeHead(200, {
@@ -122,6 +132,16 @@ export async function ticketServer(
     },
   );
   https.on('tlsClientError', () => {});
+  const kept = new Map<string, Buffer>();
+  if (!tickets) {
+    https.on('newSession', (id: Buffer, data: Buffer, cb: () => void) => {
+      if (kept.size < 64) kept.set(id.toString('hex'), data);
+      cb();
+    });
+    https.on('resumeSession', (id: Buffer, cb: (e: null, d: Buffer | null) => void) =>
+      cb(null, kept.get(id.toString('hex')) ?? null),
+    );
+  }
   await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
   const backend = (https.address() as AddressInfo).port;
   const records: Buffer[] = [];
@@ -149,6 +169,7 @@ export async function ticketServer(
   return {
     port: (relay.address() as AddressInfo).port,
     records,
+    sessionsMade: () => kept.size,
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => relay.close(() => r()));

@@ -50,16 +50,20 @@ const name = (cn: string): Buffer =>
 const utc = (d: Date): Buffer =>
   tlv(0x17, Buffer.from(d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z', 'ascii'));
 
-/** A key that signs certificates: an ML-DSA secret key or a node:crypto ECDSA key. */
-export type CertSigner = { level: MlDsaLevel; secretKey: Uint8Array } | { ecdsa: KeyObject };
+/** A key that signs certificates: an ML-DSA secret key or a node:crypto ECDSA or RSA key. */
+export type CertSigner =
+  { level: MlDsaLevel; secretKey: Uint8Array } | { ecdsa: KeyObject } | { rsa: KeyObject };
 
 function algorithmOf(s: CertSigner): Buffer {
-  return 'ecdsa' in s ? seq(oid('1.2.840.10045.4.3.2')) : seq(oid(OID[s.level]));
+  // ecdsa-with-SHA256 (RFC 5758, parameters absent); sha256WithRSAEncryption (RFC 4055, NULL).
+  if ('ecdsa' in s) return seq(oid('1.2.840.10045.4.3.2'));
+  if ('rsa' in s) return seq(oid('1.2.840.113549.1.1.11'), tlv(0x05));
+  return seq(oid(OID[s.level]));
 }
 function signWith(s: CertSigner, tbs: Buffer): Uint8Array {
-  return 'ecdsa' in s
-    ? sign('sha256', tbs, { key: s.ecdsa, dsaEncoding: 'der' })
-    : IMPL[s.level].sign(tbs, s.secretKey);
+  if ('ecdsa' in s) return sign('sha256', tbs, { key: s.ecdsa, dsaEncoding: 'der' });
+  if ('rsa' in s) return sign('sha256', tbs, s.rsa); // RSASSA-PKCS1-v1_5
+  return IMPL[s.level].sign(tbs, s.secretKey);
 }
 
 export interface MlDsaCert {

@@ -35,6 +35,12 @@ export interface Peer {
   stop(): Promise<void>;
 }
 
+/**
+ * How long a process may take to print its ready line: a bound for a hang, not a measurement (a
+ * server that makes its certificate and opens its database took over 10 s at load 11).
+ */
+const READY_TIMEOUT_MS = 60_000;
+
 /** Spawns argv[0] with the rest (never through a shell); resolves when `ready` matches its output. */
 export function startProcess(
   argv: string[],
@@ -67,10 +73,10 @@ export function startProcess(
       void stop();
       reject(
         new Error(
-          `${argv[0]} did not print ${ready} within ${options.timeoutMs ?? 10_000} ms; output:\n${out}`,
+          `${argv[0]} did not print ${ready} within ${options.timeoutMs ?? READY_TIMEOUT_MS} ms; output:\n${out}`,
         ),
       );
-    }, options.timeoutMs ?? 10_000);
+    }, options.timeoutMs ?? READY_TIMEOUT_MS);
     const onOut = (d: Buffer): void => {
       out += d.toString();
       if (out.length > 200_000) out = out.slice(-100_000);

@@ -5,7 +5,10 @@
  * key; ServerHelloDone), checks the client's Finished and sends its own, then echoes data. Built
  * from src/crypto/tls12-keys.ts, which interop with OpenSSL and nginx vouches for; hooks break any
  * part: the ServerHello fields, the first flight's messages, the Finished, the final records. It
- * records the alert the client sends back.
+ * records the alert the client sends back. Given a session store it keeps each full handshake's
+ * session under the id its ServerHello gave, and answers a ClientHello that offers a known id with
+ * the abbreviated handshake (RFC 5246 §7.3: ServerHello echoing the id, its ChangeCipherSpec and
+ * Finished, then the client's).
  */
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { randomBytes, sign, type KeyObject } from 'node:crypto';
@@ -54,6 +57,8 @@ export interface Script12 {
   endAfterFlight?: boolean;
   /** Records sent after the echo of the client's first data. */
   afterEcho?: (seal: (content: Buffer, type: number) => Buffer) => Buffer[];
+  /** Master secrets by session id (hex): sessions made here, and resumed when offered. */
+  sessions?: Map<string, Buffer>;
 }
 
 const hsMsg = (m: Msg): Buffer =>
@@ -94,6 +99,7 @@ export async function scriptServer12(script: Script12): Promise<{
         const chMsg = buf.subarray(5, ch.bytesRead);
         buf = buf.subarray(ch.bytesRead);
         st = answer(s, ch.value.random, Buffer.from(ch.value.sessionId), chMsg);
+        serverWrite = st.abbreviatedWrite;
       }
       while (buf.length >= 5 && buf.length >= 5 + buf.readUInt16BE(3)) {
         const n = 5 + buf.readUInt16BE(3);
@@ -110,13 +116,15 @@ export async function scriptServer12(script: Script12): Promise<{
         else if (type === 20) {
           const k = keyBlock12(suite, st.master(), st.clientRandom, st.serverRandom);
           clientRead = new Tls12RecordProtection(suite, k.clientKey, k.clientIv, false);
-          serverWrite = new Tls12RecordProtection(suite, k.serverKey, k.serverIv, true);
+          serverWrite ??= new Tls12RecordProtection(suite, k.serverKey, k.serverIv, true);
         } else if (type === 22 && !clientRead) st.clientKeyExchange(body);
         else if (type === 22 && clientRead) {
-          // The client's Finished: checked, then ours.
+          // The client's Finished: checked, then ours (in a full handshake).
           const want = finishedData12('sha256', st.master(), true, st.th());
           if (!body.subarray(4).equals(want)) return void s.destroy();
           st.transcript.push(Buffer.from(body));
+          if (st.abbreviatedWrite) continue;
+          script.sessions?.set(st.sessionId.toString('hex'), st.master());
           const vd = finishedData12('sha256', st.master(), false, st.th());
           script.finished?.(vd);
           const w = serverWrite!;
@@ -150,6 +158,8 @@ export async function scriptServer12(script: Script12): Promise<{
       ]),
       clientSessionId,
     };
+    const known = script.sessions?.get(clientSessionId.toString('hex'));
+    if (known && clientSessionId.length > 0) sh.sessionId = Buffer.from(clientSessionId);
     script.serverHello?.(sh);
     const shMsg = hsMsg({
       type: 2,
@@ -195,6 +205,8 @@ export async function scriptServer12(script: Script12): Promise<{
         .vec(2, (v) => v.bytes(ske.signature))
         .toBuffer(),
     };
+    if (known && clientSessionId.length > 0)
+      return abbreviated(s, known, clientRandom, sh, chMsg, shMsg);
     let msgs: Msg[] = [cert, skeMsg, { type: 14, body: Buffer.alloc(0) }];
     if (script.flight) msgs = script.flight(msgs);
     const transcript: Buffer[] = [chMsg, shMsg, ...msgs.map(hsMsg)];
@@ -207,6 +219,8 @@ export async function scriptServer12(script: Script12): Promise<{
     return {
       clientRandom,
       serverRandom: sh.random,
+      sessionId: sh.sessionId,
+      abbreviatedWrite: null as Tls12RecordProtection | null,
       transcript,
       th,
       master: () => master!,
@@ -224,6 +238,41 @@ export async function scriptServer12(script: Script12): Promise<{
           }
         }
       },
+    };
+  }
+
+  /** RFC 5246 §7.3: ServerHello, ChangeCipherSpec and Finished under the session's secret. */
+  function abbreviated(
+    s: Socket,
+    master: Buffer,
+    clientRandom: Uint8Array,
+    sh: { random: Buffer; sessionId: Buffer },
+    chMsg: Buffer,
+    shMsg: Buffer,
+  ) {
+    const transcript: Buffer[] = [chMsg, shMsg];
+    const th = (): Buffer => hashOf('sha256', ...transcript);
+    const k = keyBlock12(suite, master, clientRandom, sh.random);
+    const w = new Tls12RecordProtection(suite, k.serverKey, k.serverIv, true);
+    const vd = finishedData12('sha256', master, false, th());
+    script.finished?.(vd);
+    const fin = hsMsg({ type: 20, body: vd });
+    transcript.push(fin);
+    let last = [Buffer.from([20, 3, 3, 0, 1, 1]), w.seal(fin, 22)];
+    if (script.last) last = script.last(last, (c, t) => w.seal(c, t));
+    let records = [record(22, shMsg), ...last];
+    if (script.wire) records = script.wire(records);
+    if (script.endAfterFlight) s.end(Buffer.concat(records));
+    else s.write(Buffer.concat(records));
+    return {
+      clientRandom,
+      serverRandom: sh.random,
+      sessionId: sh.sessionId,
+      abbreviatedWrite: w as Tls12RecordProtection | null,
+      transcript,
+      th,
+      master: () => master,
+      clientKeyExchange(): void {},
     };
   }
 

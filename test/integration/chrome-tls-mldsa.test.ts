@@ -2,7 +2,7 @@
  * ML-DSA in the fp=chrome client (Chrome 156 offers 0x0904–0x0906): a scripted TLS 1.3 server
  * signs its CertificateVerify with ML-DSA (keys made in the test by @noble/post-quantum, the
  * certificates' DER built by test/helpers/mldsa-cert.ts since Node 20's OpenSSL cannot), trusted
- * by pin or by a chain whose certificates are ML-DSA-signed. Negative cases: a bad signature, a
+ * by pin or by a chain to an ML-DSA, ECDSA or RSA root. Negative cases: a bad signature, a
  * scheme of another level or algorithm than the key's, a tampered certificate signature; each
  * ends with decrypt_error or a certificate error, never another exception.
  */
@@ -174,6 +174,39 @@ describe('fp=chrome client: ML-DSA servers', { timeout: 60_000 }, () => {
       'ERR_TLS_CERT',
       'unknown_ca',
       /trusted root/,
+    );
+  });
+
+  test('an ML-DSA-44 leaf under an RSA root CA (PKCS#1 v1.5, SHA-256)', async () => {
+    const rootKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const root = encodeCertificate({
+      commonName: 'Ladder RSA Root',
+      isCA: true,
+      notBefore: new Date(Date.now() - 3600_000),
+      days: 2,
+      serial: randomBytes(16),
+      subjectKey: rootKeys,
+    });
+    const issuer = { name: 'Ladder RSA Root', signer: { rsa: rootKeys.privateKey } };
+    const leaf = mldsaCert({ level: 44, subject: 'localhost', issuer });
+    assert.equal(
+      (await handshake({ chain: [leaf.der], signer: signerFor(leaf) }, { ca: root.cert })).err,
+      null,
+    );
+    const forged = mldsaCert({ level: 44, subject: 'localhost', issuer, tamper: true });
+    fails(
+      await handshake({ chain: [forged.der], signer: signerFor(forged) }, { ca: root.cert }),
+      'ERR_TLS_CERT',
+      'unknown_ca',
+      /trusted root/,
+    );
+    // The leaf's ML-DSA key still signs the handshake: a CertificateVerify of another key fails.
+    const other = mldsaCert({ level: 44, subject: 'localhost' });
+    fails(
+      await handshake({ chain: [leaf.der], signer: signerFor(other) }, { ca: root.cert }),
+      'ERR_TLS_CERT',
+      'decrypt_error',
+      /CertificateVerify/,
     );
   });
 

@@ -2,7 +2,8 @@
  * fp=chrome against Debian's nginx (OpenSSL) on loopback: a TLS 1.3 server answers an HTTP/1.1
  * request over Ladder's client, and the same from an nginx configured `ssl_protocols TLSv1.2`
  * (ECDHE + AEAD, extended master secret); the later connections resume (TLS 1.3: a new ticket
- * each time; TLS 1.2: nginx's session ticket, offered again).
+ * each time; TLS 1.2: nginx's session ticket, offered again; TLS 1.2 with tickets off and a shared
+ * session cache: the session id nginx gave, offered in the hello as Chrome does).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +25,7 @@ const NGINX = '/usr/sbin/nginx';
 async function startNginx(
   cert: TestCert,
   protocols: string,
+  extra: string,
 ): Promise<{ port: number; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'ladder-nginx-'));
   const port = await freePort();
@@ -44,6 +46,7 @@ http {
     ssl_certificate ${cert.certFile};
     ssl_certificate_key ${cert.keyFile};
     ssl_protocols ${protocols};
+    ${extra}
     location / { return 200 "hello from nginx\\n"; }
   }
 }
@@ -71,12 +74,18 @@ describe('fp=chrome against nginx', { skip, timeout: 60_000 }, () => {
   });
   after(() => cert.remove());
 
-  for (const [name, protocols, version] of [
-    ['TLS 1.3', 'TLSv1.3', 'TLSv1.3'],
-    ['TLS 1.2 only', 'TLSv1.2', 'TLSv1.2'],
+  for (const [name, protocols, version, extra] of [
+    ['TLS 1.3', 'TLSv1.3', 'TLSv1.3', ''],
+    ['TLS 1.2 only', 'TLSv1.2', 'TLSv1.2', ''],
+    [
+      'TLS 1.2, session ids (no tickets)',
+      'TLSv1.2',
+      'TLSv1.2',
+      'ssl_session_tickets off; ssl_session_cache shared:ladder:1m;',
+    ],
   ] as const)
     test(`${name}: an HTTP/1.1 request and nginx’s answer, three times`, async () => {
-      const n = await startNginx(cert, protocols);
+      const n = await startNginx(cert, protocols, extra);
       const sessions = new ChromeSessionCache();
       try {
         const reused: boolean[] = [];

@@ -134,7 +134,12 @@ describe('fp=chrome TLS client against Node TLS', () => {
   test('unref(): an open connection no longer keeps the process alive (idle pools rely on it)', async () => {
     // The server holds the connection open; a child process connects, unrefs and should then end
     // on its own, as it does with a net.Socket. Without the forwarding it would stay until killed.
-    const srv = await nodeServer({ cert: cert.cert, key: cert.key }, () => {});
+    // It ends its side when the child's ends: a half-open socket that no longer reads keeps no event
+    // loop alive, so srv.close() would wait for it while nothing else runs (the test cancelled).
+    const srv = await nodeServer({ cert: cert.cert, key: cert.key }, (s) => {
+      s.on('end', () => s.end());
+      s.resume();
+    });
     const script = `
       import { chromeTlsConnect } from ${JSON.stringify(CHROME_TLS_MODULE)};
       const tls = await chromeTlsConnect({ host: '127.0.0.1', port: ${srv.port} },

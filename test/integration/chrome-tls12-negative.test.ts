@@ -159,6 +159,7 @@ describe('fp=chrome client, TLS 1.2: every MUST abort', { timeout: 120_000 }, ()
     // A session held for any server (its ticket is never opened: the server just echoes the id).
     const held: ChromeSession12 = {
       ticket: Buffer.alloc(100, 7),
+      sessionId: Buffer.alloc(0),
       master: Buffer.alloc(48, 9),
       suite: 0xc02f,
       receivedMs: Date.now(),
@@ -285,3 +286,283 @@ describe('fp=chrome client, TLS 1.2: every MUST abort', { timeout: 120_000 }, ()
     );
   });
 });
+
+/** One connection to a running scripted server: 'ping' out, its echo back, or the failure. */
+async function once(
+  port: number,
+  sessions: ChromeSessionCache,
+  timeoutMs = 5000,
+): Promise<{ err: (Error & { code?: string }) | null; reused?: boolean; echo?: string }> {
+  try {
+    const tls = await chromeTlsConnect(
+      { host: '127.0.0.1', port },
+      { sni: 'localhost', pinSha256: cert.pin, sessions, timeoutMs },
+    );
+    try {
+      const echo = await new Promise<Buffer>((resolve, reject) => {
+        tls.once('data', resolve);
+        tls.on('error', reject);
+        tls.once('close', () => reject(new Error('closed before the echo')));
+        tls.write('ping');
+      });
+      return { err: null, reused: tls.isSessionReused(), echo: echo.toString() };
+    } finally {
+      tls.destroy();
+    }
+  } catch (e) {
+    return { err: e as Error };
+  }
+}
+
+/** A TLS 1.2 session held for any server, offered by its id (or its ticket, when it has one). */
+function held12(s: Partial<ChromeSession12>): ChromeSessionCache {
+  const session: ChromeSession12 = {
+    ticket: Buffer.alloc(0),
+    sessionId: Buffer.alloc(32, 5),
+    master: Buffer.alloc(48, 9),
+    suite: 0xc02b,
+    receivedMs: Date.now(),
+    lifetimeS: 3600,
+    chain: [],
+    ...s,
+  };
+  return new (class extends ChromeSessionCache {
+    override get12(): ChromeSession12 {
+      return session;
+    }
+  })();
+}
+
+describe(
+  'fp=chrome client, TLS 1.2 resumption by session id (no ticket)',
+  { timeout: 60_000 },
+  () => {
+    before(() => {
+      cert = makeCert();
+      base = { chain: [new X509Certificate(cert.cert).raw], key: createPrivateKey(cert.key) };
+    });
+    after(() => cert.remove());
+
+    test('the server’s id is offered again and again; the abbreviated handshake resumes', async () => {
+      const seen: { offered: Buffer; given: Buffer }[] = [];
+      const kept = new Map<string, Buffer>();
+      const srv = await scriptServer12({
+        ...base,
+        sessions: kept,
+        serverHello: (sh) =>
+          void seen.push({ offered: Buffer.from(sh.clientSessionId), given: sh.sessionId }),
+      });
+      try {
+        const sessions = new ChromeSessionCache();
+        const runs = [];
+        for (let i = 0; i < 3; i++) runs.push(await once(srv.port, sessions));
+        for (const r of runs) assert.equal(r.err, null, r.err?.message);
+        assert.deepEqual(
+          runs.map((r) => [r.reused, r.echo]),
+          [
+            [false, 'ping'],
+            [true, 'ping'],
+            [true, 'ping'],
+          ],
+        );
+        assert.equal(seen[0]!.offered.length, 32, 'a fresh hello: a random id');
+        assert.notDeepEqual(seen[0]!.offered, seen[0]!.given);
+        assert.deepEqual(
+          seen[1]!.offered,
+          seen[0]!.given,
+          'the second hello offers the server’s id',
+        );
+        assert.deepEqual(seen[2]!.offered, seen[0]!.given, 'a TLS 1.2 session is not single-use');
+        assert.deepEqual(seen[1]!.given, seen[1]!.offered, 'the server echoed it');
+        // The server forgets the session: a full handshake, whose new id is offered next.
+        kept.clear();
+        const full = await once(srv.port, sessions);
+        assert.equal(full.err, null);
+        assert.equal(full.reused, false);
+        const again = await once(srv.port, sessions);
+        assert.equal(again.reused, true);
+        assert.deepEqual(seen[4]!.offered, seen[3]!.given);
+        assert.notDeepEqual(seen[3]!.given, seen[0]!.given);
+      } finally {
+        await srv.close();
+      }
+    });
+
+    test('a tampered Finished in the abbreviated handshake: decrypt_error', async () => {
+      let tamper = false;
+      const seen: { offered: Buffer; given: Buffer }[] = [];
+      const srv = await scriptServer12({
+        ...base,
+        sessions: new Map(),
+        serverHello: (sh) =>
+          void seen.push({ offered: Buffer.from(sh.clientSessionId), given: sh.sessionId }),
+        finished: (vd) => void (tamper && (vd[0]! ^= 1)),
+      });
+      try {
+        const sessions = new ChromeSessionCache();
+        assert.equal((await once(srv.port, sessions)).err, null);
+        tamper = true;
+        const r = await once(srv.port, sessions);
+        assert.deepEqual(seen[1]!.offered, seen[0]!.given, 'the session was offered by its id');
+        // One server for both connections: the alert is read from the message.
+        expectFailure({ ...r, alert: null }, 'ERR_TLS_PROTOCOL', null, /Finished.*decrypt_error/);
+      } finally {
+        await srv.close();
+      }
+    });
+
+    test('the offered id echoed, then a full handshake: unexpected_message', async () => {
+      // BoringSSL: an echoed id is a resumption; a Certificate where the ChangeCipherSpec is due is
+      // an unexpected message.
+      const r = await run(
+        { serverHello: (sh) => void (sh.sessionId = sh.clientSessionId) },
+        { sessions: held12({}) },
+      );
+      expectFailure(r, 'ERR_TLS_PROTOCOL', 'unexpected_message', /ChangeCipherSpec was due/);
+    });
+
+    test('a session with a ticket and an id: the ticket is offered, beside a random id', async () => {
+      let offered: Buffer | null = null;
+      const r = await run(
+        { serverHello: (sh) => void (offered = Buffer.from(sh.clientSessionId)) },
+        { sessions: held12({ ticket: Buffer.alloc(64, 3) }) },
+      );
+      assert.equal(r.err, null);
+      assert.equal(offered!.length, 32);
+      assert.notDeepEqual(offered, Buffer.alloc(32, 5));
+    });
+
+    test('an id-only session offered: the hello carries that id, whatever its length', async () => {
+      let offered: Buffer | null = null;
+      const r = await run(
+        { serverHello: (sh) => void (offered = Buffer.from(sh.clientSessionId)) },
+        { sessions: held12({ sessionId: Buffer.from([1, 2, 3]) }) },
+      );
+      assert.equal(r.err, null, 'not resumed: a full handshake');
+      assert.deepEqual(
+        offered,
+        Buffer.from([1, 2, 3]),
+        'an id of any length up to 32 is sent as is',
+      );
+    });
+
+    test('fuzz: one flipped byte in an abbreviated answer fails cleanly or is harmless', async () => {
+      let flip: { at: number; x: number } | null = null;
+      const kept = new Map<string, Buffer>();
+      const srv = await scriptServer12({
+        ...base,
+        sessions: kept,
+        wire: (recs) => {
+          if (!flip) return recs;
+          const all = Buffer.concat(recs);
+          all[flip.at % all.length]! ^= flip.x;
+          return [all];
+        },
+      });
+      try {
+        assert.equal((await once(srv.port, new ChromeSessionCache())).err, null);
+        // Every run offers the session the server keeps, whatever the run before did to it.
+        const [id, master] = [...kept][0]!;
+        const offer = { sessionId: Buffer.from(id, 'hex'), master };
+        assert.equal((await once(srv.port, held12(offer))).reused, true);
+        await fc.assert(
+          fc.asyncProperty(fc.nat(), fc.integer({ min: 1, max: 255 }), async (at, x) => {
+            flip = { at, x };
+            // A flipped length leaves the client waiting for bytes that never come: its dial timeout
+            // (a LadderError, whatever the load) ends it sooner.
+            const r = await once(srv.port, held12(offer), 1000);
+            assert.ok(r.err === null || r.err instanceof LadderError, String(r.err));
+          }),
+          { numRuns: 40 },
+        );
+      } finally {
+        await srv.close();
+      }
+    });
+  },
+);
+
+/** ALPN "h2" in the ServerHello: with it the client does False Start. */
+const ALPN_H2: [number, Buffer] = [0x0010, Buffer.from([0, 3, 2, 0x68, 0x32])];
+
+/**
+ * A False Start connection: it must open before the server's Finished (the scripted server answers
+ * the client's Finished with its own, then echoes), then end as the server's Finished decides.
+ */
+async function falseStart(script: Partial<Script12>): Promise<{
+  opened: boolean;
+  err: (Error & { code?: string }) | null;
+  data: string;
+  alert: number | null;
+}> {
+  const srv = await scriptServer12({
+    ...base,
+    ...script,
+    serverHello: (sh) => void sh.exts.set(...ALPN_H2),
+  });
+  try {
+    let opened = false;
+    let data = '';
+    let err: (Error & { code?: string }) | null = null;
+    try {
+      const tls = await chromeTlsConnect(
+        { host: '127.0.0.1', port: srv.port },
+        { sni: 'localhost', pinSha256: cert.pin, sessions: null, timeoutMs: 5000 },
+      );
+      opened = true;
+      await new Promise<void>((resolve) => {
+        tls.on('data', (d: Buffer) => {
+          data += d.toString();
+          resolve();
+        });
+        tls.on('error', (e) => {
+          err = e;
+          resolve();
+        });
+        tls.once('close', () => resolve());
+        tls.write('ping');
+      });
+      tls.destroy();
+    } catch (e) {
+      err = e as Error;
+    }
+    return { opened, err, data, alert: err ? await srv.alert : null };
+  } finally {
+    await srv.close();
+  }
+}
+
+describe(
+  'fp=chrome client, TLS 1.2 False Start: the server’s Finished still decides',
+  { timeout: 60_000 },
+  () => {
+    before(() => {
+      cert = makeCert();
+      base = { chain: [new X509Certificate(cert.cert).raw], key: createPrivateKey(cert.key) };
+    });
+    after(() => cert.remove());
+
+    test('a good Finished: the echo arrives', async () => {
+      const r = await falseStart({});
+      assert.equal(r.err, null);
+      assert.equal(r.opened, true);
+      assert.equal(r.data, 'ping');
+    });
+
+    test('a bad Finished, the echo right behind it: decrypt_error, no data passed on', async () => {
+      const r = await falseStart({ finished: (vd) => void (vd[0]! ^= 1) });
+      assert.equal(r.opened, true, 'False Start: the connection opened before the Finished');
+      expectFailure({ ...r, err: r.err }, 'ERR_TLS_PROTOCOL', 'decrypt_error', /Finished/);
+      assert.equal(r.data, '', 'no data from a server whose Finished failed');
+    });
+
+    test('application data before the Finished: unexpected_message, none passed on', async () => {
+      const r = await falseStart({
+        last: (recs) => [Buffer.from([23, 3, 3, 0, 1, 0]), ...recs],
+      });
+      assert.equal(r.opened, true);
+      expectFailure(r, 'ERR_TLS_PROTOCOL', 'unexpected_message', /before the handshake finished/);
+      assert.equal(r.data, '');
+    });
+  },
+);

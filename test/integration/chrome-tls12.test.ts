@@ -3,14 +3,19 @@
  * TLSv1.2): every ECDHE + AEAD suite Chrome offers with an ECDSA or an RSA certificate, the groups
  * X25519, P-256 and P-384, RSA-PSS and PKCS#1 ServerKeyExchange signatures, a CertificateRequest
  * answered with no certificate, a session ticket, bulk data both ways through a half-close, and
- * the same trust checks as TLS 1.3 (pin, CA + host name, wrong host).
+ * the same trust checks as TLS 1.3 (pin, CA + host name, wrong host). Resumption as BoringSSL
+ * offers it: by the session id alone when the server issues no ticket, by the ticket (beside a
+ * random session id) when it issues both.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { constants, createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket, type TlsOptions } from 'node:tls';
+import { EXT, type ClientHelloInfo } from '../../src/codec/tls-client-hello.js';
 import { chromeTlsConnect } from '../../src/transport/chrome-tls.js';
+import { ChromeSessionCache } from '../../src/transport/chrome-sessions.js';
+import { tlsRelay } from '../helpers/tls-relay.js';
 import { makeCert, type TestCert } from '../helpers/tls-cert.js';
 
 async function tls12Server(
@@ -118,6 +123,78 @@ describe('fp=chrome TLS client against TLS 1.2 servers (Node TLS)', () => {
       await srv.close();
     }
   });
+
+  for (const tickets of [false, true])
+    test(`resumption with a session cache, tickets ${tickets ? 'on' : 'off'}: ${
+      tickets ? 'the ticket and a random id' : 'the server’s session id'
+    } offered`, async () => {
+      // Node's TLS server keeps sessions by id only through these two events (an external cache).
+      const kept = new Map<string, Buffer>();
+      const ids: Buffer[] = [];
+      const srv = await tls12Server({
+        cert: ec.cert,
+        key: ec.key,
+        ALPNProtocols: ['http/1.1'],
+        ...(tickets ? {} : { secureOptions: constants.SSL_OP_NO_TICKET }),
+      });
+      srv.server.on('newSession', (id: Buffer, data: Buffer, cb: () => void) => {
+        ids.push(Buffer.from(id));
+        kept.set(id.toString('hex'), data);
+        cb();
+      });
+      srv.server.on('resumeSession', (id: Buffer, cb: (e: null, d: Buffer | null) => void) =>
+        cb(null, kept.get(id.toString('hex')) ?? null),
+      );
+      const sessions = new ChromeSessionCache();
+      try {
+        const hellos: ClientHelloInfo[] = [];
+        const given: Buffer[] = [];
+        const reused: boolean[] = [];
+        for (let i = 0; i < 3; i++) {
+          const relay = await tlsRelay(srv.port);
+          try {
+            const tls = await chromeTlsConnect(
+              { host: '127.0.0.1', port: srv.port },
+              { sni: 'localhost', pinSha256: ec.pin, socket: relay.socket, sessions },
+            );
+            reused.push(tls.isSessionReused());
+            const echoed = new Promise<Buffer>((r) => tls.once('data', r));
+            tls.write('ping');
+            assert.equal((await echoed).toString(), 'ping');
+            tls.destroy();
+            hellos.push(relay.hello()!);
+            given.push(relay.serverSessionId()!);
+          } finally {
+            relay.close();
+          }
+        }
+        assert.deepEqual(reused, [false, true, true]);
+        if (!tickets) {
+          assert.equal(ids.length, 1, 'one session made, then resumed');
+          assert.deepEqual(given[0], ids[0]);
+        }
+        const ticketOf = (i: number): number =>
+          hellos[i]!.extensionData.get(EXT.SESSION_TICKET)!.length;
+        assert.equal(ticketOf(0), 0);
+        for (const i of [1, 2]) {
+          if (tickets) {
+            assert.ok(ticketOf(i) > 0, 'the ticket is offered');
+            assert.equal(hellos[i]!.sessionId.length, 32);
+            assert.notDeepEqual(Buffer.from(hellos[i]!.sessionId), given[0], 'beside a random id');
+            assert.notDeepEqual(hellos[i]!.sessionId, hellos[0]!.sessionId);
+          } else {
+            assert.equal(ticketOf(i), 0, 'session_ticket stays empty');
+            assert.deepEqual(
+              Buffer.from(hellos[i]!.sessionId),
+              given[0],
+              'the server’s id offered',
+            );
+          }
+        }
+      } finally {
+        await srv.close();
+      }
+    });
 
   type Opts = Parameters<typeof chromeTlsConnect>[1];
   const refusals: [string, () => Opts, () => TlsOptions, RegExp, string][] = [

@@ -206,6 +206,45 @@ describe('ladder probe on loopback', { timeout: 120_000 }, () => {
     );
   });
 
+  test('a download frozen after 20 KB: it ends as stalled, a fresh connection still works, byte-budget named', async () => {
+    // An origin that answers with 20,000 bytes of a longer body, then nothing: no byte, no end.
+    const held = new Set<Socket>();
+    const frozen = createServer((c) => {
+      held.add(c);
+      c.on('error', () => c.destroy());
+      c.once('data', () => {
+        c.write('HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n');
+        c.write(Buffer.alloc(20_000, 0x61));
+      });
+    });
+    await new Promise<void>((r) => frozen.listen(0, '127.0.0.1', r));
+    try {
+      const r = await probe([
+        '--key',
+        key(serverPort),
+        '--only',
+        'transports',
+        '--attempts',
+        '1',
+        ...common(),
+        '--throughput-url',
+        `http://127.0.0.1:${(frozen.address() as AddressInfo).port}/big`,
+        '--json',
+      ]);
+      assert.equal(r.code, 0, r.err);
+      const k = lines(r.out)[0]!.test_keys;
+      const th = k.throughput as { bytes: number; end: string };
+      assert.equal(th.end, 'stall', r.err);
+      assert.ok(th.bytes >= 20_000 && th.bytes < 20_200, `${th.bytes} bytes`);
+      assert.equal((k.recheck as { attempt: { kind: string } }).attempt.kind, 'ok');
+      assert.match(r.err, /\[byte-budget\] [^\n]*stopped after \d+ bytes and stayed silent/);
+      assert.doesNotMatch(r.err, /\[volume-ban\]/);
+    } finally {
+      for (const c of held) c.destroy();
+      frozen.close();
+    }
+  });
+
   test('usage errors name the fix', async () => {
     const noKey = await probe(['http://a.test/']);
     assert.equal(noKey.code, 2);

@@ -104,11 +104,12 @@ const CONNECTIONS = 36;
 async function reconnect(
   version: 'TLSv1.3' | 'TLSv1.2',
   connections: number,
-): Promise<{ chrome: Buffer[]; ladder: Buffer[] }> {
+  tickets = true,
+): Promise<{ chrome: Buffer[]; ladder: Buffer[]; made: [number, number] }> {
   const cert = makeCert();
   const name = 'resume.hello.test';
-  const chromeSrv = await ticketServer(cert.cert, cert.key, version);
-  const ladderSrv = await ticketServer(cert.cert, cert.key, version);
+  const chromeSrv = await ticketServer(cert.cert, cert.key, version, tickets);
+  const ladderSrv = await ticketServer(cert.cert, cert.key, version, tickets);
   try {
     await chromeSequentialFetches(name, chromeSrv.port, connections);
     const sessions = new ChromeSessionCache();
@@ -124,7 +125,11 @@ async function reconnect(
       tls.destroy();
     }
     assert.equal(chromeSrv.records.length, connections, 'Chromium: one connection per fetch');
-    return { chrome: [...chromeSrv.records], ladder: [...ladderSrv.records] };
+    return {
+      chrome: [...chromeSrv.records],
+      ladder: [...ladderSrv.records],
+      made: [chromeSrv.sessionsMade(), ladderSrv.sessionsMade()],
+    };
   } finally {
     await chromeSrv.close();
     await ladderSrv.close();
@@ -183,6 +188,20 @@ describe(
         );
         assert.equal(orders(xs), xs.length);
       }
+    });
+
+    test('TLS 1.2 by session id (no tickets): the server’s id on every reconnection', async () => {
+      const connections = 8;
+      const { chrome: c, ladder: l, made } = await reconnect('TLSv1.2', connections, false);
+      assert.deepEqual(made, [1, 1], 'one session each, resumed on every reconnection');
+      const id = (r: Buffer): string => Buffer.from(parse(r).sessionId).toString('hex');
+      for (const side of [c, l]) {
+        assert.equal(new Set(side.slice(1).map(id)).size, 1, 'the same id each time');
+        assert.notEqual(id(side[1]!), id(side[0]!), 'the server’s, not the first hello’s');
+        for (const r of side)
+          assert.equal(parse(r).extensionData.get(EXT.SESSION_TICKET)?.length, 0);
+      }
+      assert.deepEqual(differences(c.slice(1).map(parse), l.slice(1).map(parse)), []);
     });
   },
 );

@@ -2,8 +2,10 @@
  * Carrier sessions in process: Ladder's Trojan dialer wrapped in the carrier dialer, through
  * Ladder's Trojan handler on a TLS listener on loopback. The shared dialer suite; a 1 MB download
  * carried by ≥ 70 carriers of 12 KiB (hash equal); a carrier killed mid-way resumes from the
- * offset the client holds; a resumption of a session that does not exist, or at an offset the
- * server never sent, gets RESET; a session left without a carrier is closed at its deadline.
+ * offset the client holds; a carrier frozen mid-way by a middlebox (a censor's byte budget: no
+ * byte, no end) is replaced after the stall silence and the session resumes; a resumption of a
+ * session that does not exist, or at an offset the server never sent, gets RESET; a session left
+ * without a carrier is closed at its deadline.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +14,7 @@ import {
   type Server as TlsServer,
   type TLSSocket,
 } from 'node:tls';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Readable, type Duplex } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { issueCertificate } from '../../src/server/certificates.js';
@@ -43,6 +45,12 @@ const DOWNLOAD = randomBytes(1_000_000);
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 let handler: TrojanHandler;
+/**
+ * The handler the listener serves: `handler` (default deadlines: a loaded machine may take longer
+ * than 200 ms between two carriers), or for the deadline test one whose sessions without a carrier
+ * end after 200 ms.
+ */
+let serving: TrojanHandler;
 let tls: TlsServer;
 let port: number;
 /** An origin that sends DOWNLOAD to every connection and ends. */
@@ -59,14 +67,14 @@ before(async () => {
     dialer: new DirectDialer(),
     packetDialer: new DirectPacketDialer(),
     fallback: decoy,
-    carrier: { detachedTimeoutMs: 200 },
   });
+  serving = handler;
   tls = createTlsServer(
     { cert: cert.cert, key: cert.key, ALPNProtocols: ['http/1.1'], allowHalfOpen: true },
     (s) => {
       sockets.add(s);
       s.once('close', () => sockets.delete(s));
-      handler.handle(s);
+      serving.handle(s);
     },
   );
   await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
@@ -88,9 +96,9 @@ after(() => {
   decoy.close();
 });
 
-function trojan(): TrojanDialer {
+function trojan(to = port): TrojanDialer {
   return new TrojanDialer(
-    { host: '127.0.0.1', port },
+    { host: '127.0.0.1', port: to },
     { password: PASSWORD, sni: 'localhost', pinSha256: cert.fingerprint256 },
   );
 }
@@ -174,6 +182,87 @@ test('a carrier killed mid-way: the next resumes at the offset held, hash equal'
   assert.equal(sha(got), sha(DOWNLOAD));
 });
 
+/**
+ * A TCP middlebox in front of the Trojan listener that, on its `freezeConn`-th connection, passes
+ * the first `afterBytes` server→client bytes and then none, with no reset and no end (as a byte
+ * budget does); the client's bytes still pass. Resolves with its port and how many it froze.
+ */
+async function freezingMiddlebox(
+  to: number,
+  freezeConn: number,
+  afterBytes: number,
+): Promise<{ port: number; frozen: () => number; close: () => void }> {
+  let n = 0;
+  let frozen = 0;
+  const box = createServer((client) => {
+    const i = ++n;
+    const up = connect(to, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(up);
+    client.once('close', () => {
+      sockets.delete(client);
+      up.destroy();
+    });
+    up.once('close', () => sockets.delete(up));
+    client.on('error', () => client.destroy());
+    up.on('error', () => up.destroy());
+    client.pipe(up);
+    let passed = 0;
+    up.on('data', (b: Buffer) => {
+      if (i !== freezeConn) {
+        client.write(b);
+        return;
+      }
+      const room = afterBytes - passed;
+      if (room > 0) client.write(b.subarray(0, room));
+      if (room > 0 && b.length >= room) frozen++;
+      passed += b.length;
+    });
+    // the server's end is not passed on either: the client sees silence, not a close
+    up.on('end', () => {
+      if (i !== freezeConn) client.end();
+    });
+  });
+  await new Promise<void>((r) => box.listen(0, '127.0.0.1', r));
+  return {
+    port: (box.address() as AddressInfo).port,
+    frozen: () => frozen,
+    close: () => box.close(),
+  };
+}
+
+test('a carrier frozen mid-way (no byte, no end): the next opens after the stall silence and resumes, hash equal', async () => {
+  await listening;
+  // A server of its own: the shared one closes detached sessions after 200 ms, and the frozen
+  // carrier's NEXT, lost in the middlebox, leaves the session detached until the client notices.
+  const h = new TrojanHandler({
+    users: [{ id: 'alice', hash: trojanPasswordHash(PASSWORD) }],
+    dialer: new DirectDialer(),
+    packetDialer: new DirectPacketDialer(),
+    fallback: decoy,
+  });
+  const server = createTlsServer(
+    { cert: cert.cert, key: cert.key, ALPNProtocols: ['http/1.1'], allowHalfOpen: true },
+    (c) => {
+      sockets.add(c);
+      c.once('close', () => sockets.delete(c));
+      h.handle(c);
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const box = await freezingMiddlebox((server.address() as AddressInfo).port, 5, 8000);
+  try {
+    const d = new CarrierDialer(trojan(box.port), { carrierBytes: CARRIER_BYTES, stallMs: 1000 });
+    const s = (await d.dial({ host: '127.0.0.1', port: originPort })) as CarrierStream;
+    const got = await readAll(s);
+    assert.equal(box.frozen(), 1, 'the 5th connection was frozen');
+    assert.equal(sha(got), sha(DOWNLOAD));
+  } finally {
+    box.close();
+    server.close();
+  }
+});
+
 /** Opens a raw carrier and returns everything the server sends until it closes. */
 async function rawCarrier(head: Buffer): Promise<Buffer> {
   const c = (await trojan().dial(CARRIER_TARGET)) as Duplex;
@@ -219,20 +308,31 @@ test('resuming a session that does not exist, or past what was sent, gets RESET'
 
 test('a session left without a carrier is closed at its deadline', async () => {
   await listening;
-  const before = handler.carrierSessions;
-  const c = (await trojan().dial(CARRIER_TARGET)) as Duplex;
-  c.write(openHead(randomBytes(16), 0, 0, { host: '127.0.0.1', port: originPort }));
-  c.pause();
-  await new Promise<void>((r) => {
-    const check = (): void => (handler.carrierSessions > before ? r() : void setImmediate(check));
-    check();
+  const short = new TrojanHandler({
+    users: [{ id: 'alice', hash: trojanPasswordHash(PASSWORD) }],
+    dialer: new DirectDialer(),
+    packetDialer: new DirectPacketDialer(),
+    fallback: decoy,
+    carrier: { detachedTimeoutMs: 200 },
   });
-  c.destroy();
-  // detachedTimeoutMs is 200 ms here: wait for the event (the count reaching 0), bounded
-  const until = Date.now() + 20_000;
-  while (handler.carrierSessions > before && Date.now() < until)
-    await new Promise((r) => setTimeout(r, 20));
-  assert.equal(handler.carrierSessions, before);
+  serving = short;
+  try {
+    const c = (await trojan().dial(CARRIER_TARGET)) as Duplex;
+    c.write(openHead(randomBytes(16), 0, 0, { host: '127.0.0.1', port: originPort }));
+    c.pause();
+    await new Promise<void>((r) => {
+      const check = (): void => (short.carrierSessions > 0 ? r() : void setImmediate(check));
+      check();
+    });
+    c.destroy();
+    // detachedTimeoutMs is 200 ms here: wait for the event (the count reaching 0), bounded
+    const until = Date.now() + 20_000;
+    while (short.carrierSessions > 0 && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.equal(short.carrierSessions, 0);
+  } finally {
+    serving = handler;
+  }
 });
 
 test('an upload with nothing coming back: ACKs that no longer fit end the carrier, no deadlock', async () => {

@@ -2,7 +2,8 @@
 // probe names what each module does: a poisoned name gives `dns`, an IP block `tcp_ip`, an SNI reset
 // `http-failure` with `connection_reset`, a block page `http-diff`, an allowed site stays accessible;
 // and the transport check names the technique of the module that blocked each transport (checked
-// against the censor's own events). Also the block-page module's own test. Root and /dev/net/tun
+// against the censor's own events), and the 2024–2026 techniques the recogniser names (whitelist
+// mode, the tm-2025 volume ban). Also the block-page module's own test. Root and /dev/net/tun
 // needed (skipped with the reason otherwise); everything under this file's prefix, removed in after().
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,7 +20,7 @@ import {
   waitForLog,
 } from '../../src/lab/lab.js';
 import { labNamespaces, labUnavailable, planLab } from '../../src/lab/topology.js';
-import { modulePolicy, type ModuleName } from '../../src/lab/policy.js';
+import { modulePolicy, profilePolicy, type ModuleName } from '../../src/lab/policy.js';
 import { runIn } from '../../src/lab/card.js';
 import { formatLadderKey } from '../../src/codec/ladder-key.js';
 
@@ -427,6 +428,49 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
       r.out,
     );
     assert.ok(eventsFrom(from).includes('whitelist/drop'));
+  });
+
+  test('transports × tm-2025: a download carries the volume, then every port and protocol of the server is silent while the direct control answers: volume ban named', async () => {
+    await startCensor(plan, profilePolicy('tm-2025', plan)); // volume-ban at its 2 MiB default
+    const from = eventsSize();
+    const r = await probe([
+      '--key',
+      keys.ss,
+      '--key',
+      keys.trojan,
+      '--only',
+      'transports',
+      '--attempts',
+      '1',
+      '--throughput-url',
+      `http://${plan.names.allowed}/bytes/${4 * 1024 * 1024}`,
+      '--allowlist-control',
+      `https://${plan.names.allowed}/`,
+      // The download counts as stalled after one step timeout of silence: a longer one than the
+      // file's 2 s, so that a pause on a loaded machine is not read as the ban.
+      '--timeout',
+      '4',
+    ]);
+    console.log(
+      r.out
+        .split('\n')
+        .filter((l) => /volume-ban|banned|again after/.test(l))
+        .join('\n'),
+    );
+    assert.ok(eventsFrom(from).includes('volume-ban/ban'), 'the censor banned the address');
+    const ss = transport(r.lines, /shadowsocks/);
+    const th = ss.throughput as { bytes: number; end: string };
+    assert.equal(th.end, 'stall', r.out);
+    assert.ok(th.bytes > 1024 * 1024 && th.bytes < 2 * 1024 * 1024, `${th.bytes} bytes`);
+    for (const t of [ss, transport(r.lines, /trojan/)])
+      assert.equal((t.recheck as { attempt: { kind: string } }).attempt.kind, 'tcp-timeout');
+    assert.match(
+      r.out,
+      new RegExp(
+        `\\[volume-ban\\] ${plan.addr.ladderIp.replace(/\./g, '\\.')}: shadowsocks[^\\n]* got through and received \\d+ bytes \\(the download through shadowsocks[^)]* stopped after ${th.bytes} bytes\\); then every new connection to the address failed: [^\\n]*port 80 \\(generic_timeout_error\\); while https://${plan.names.allowed}/ answers\\n +this server address was banned[^\\n]*--rotate-after`,
+      ),
+      r.out,
+    );
   });
 
   test('transports × throttle: a throughput sample is taken (the verdict is printed, not asserted: it is a rate)', async () => {
