@@ -73,6 +73,9 @@ class Reader {
   #wake: (() => void) | undefined;
   #error: Error | undefined;
   #ended = false;
+  /** Bytes received so far, and when the last of them came (for an error's detail). */
+  received = 0;
+  lastByteAt = 0;
   onFirstByte: (() => void) | undefined;
 
   constructor(s: Socket) {
@@ -81,6 +84,8 @@ class Reader {
       this.onFirstByte = undefined;
       this.#chunks.push(d);
       this.#len += d.length;
+      this.received += d.length;
+      this.lastByteAt = performance.now();
       this.#wake?.();
     });
     s.on('end', () => {
@@ -142,6 +147,8 @@ class Reader {
 interface Conn {
   socket: Socket;
   reader: Reader;
+  /** Requests sent on it so far. */
+  requests?: number;
 }
 
 /**
@@ -195,15 +202,35 @@ async function originConn(): Promise<Conn> {
   return { socket: t as unknown as Socket, reader: r };
 }
 
-/** One request on a keep-alive connection; resolves when the whole body is read. */
+/**
+ * One request on a keep-alive connection; resolves when the whole body is read. A failure says
+ * which request of the connection it was, how much of its response had come and when the
+ * connection last delivered a byte, so that a stall can be told from a close.
+ */
 async function get(c: Conn, path: string): Promise<number> {
-  c.socket.write(`GET ${path} HTTP/1.1\r\nHost: ${values.host}\r\nAccept: */*\r\n\r\n`);
-  const head = (await c.reader.until('\r\n\r\n')).toString('latin1');
-  if (!/^HTTP\/1\.1 200/.test(head)) throw new Error(`origin said ${head.split('\r\n')[0]}`);
-  const len = Number(/content-length:\s*(\d+)/i.exec(head)?.[1] ?? NaN);
-  if (!Number.isFinite(len)) throw new Error('origin sent no Content-Length');
-  await c.reader.skip(len);
-  return len;
+  const n = (c.requests = (c.requests ?? 0) + 1);
+  const sent = performance.now();
+  const before = c.reader.received;
+  const lastBefore = c.reader.lastByteAt;
+  try {
+    c.socket.write(`GET ${path} HTTP/1.1\r\nHost: ${values.host}\r\nAccept: */*\r\n\r\n`);
+    const head = (await c.reader.until('\r\n\r\n')).toString('latin1');
+    if (!/^HTTP\/1\.1 200/.test(head)) throw new Error(`origin said ${head.split('\r\n')[0]}`);
+    const len = Number(/content-length:\s*(\d+)/i.exec(head)?.[1] ?? NaN);
+    if (!Number.isFinite(len)) throw new Error('origin sent no Content-Length');
+    await c.reader.skip(len);
+    return len;
+  } catch (err) {
+    const now = performance.now();
+    const r = c.reader;
+    throw new Error(
+      `${(err as Error).message} (request ${n} of its connection, ${path}: ` +
+        `${r.received - before} bytes of the response in ${(now - sent).toFixed(0)} ms; ` +
+        `the connection's previous byte ${lastBefore ? (sent - lastBefore).toFixed(0) : '-'} ms ` +
+        `before the request, its last ${r.lastByteAt ? (now - r.lastByteAt).toFixed(0) : '-'} ms before this)`,
+      { cause: err },
+    );
+  }
 }
 
 async function ttfb(): Promise<Record<string, number>> {

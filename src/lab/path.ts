@@ -16,7 +16,14 @@
  *   chain (Gilbert 1960, Elliott 1963; the "gemodel" of netem): good → bad with probability `p`, bad
  *   → good with `r`, per packet; a packet is lost with probability `lossBad` in the bad state and
  *   `lossGood` in the good. Mean loss is `π_bad·lossBad + π_good·lossGood` with `π_bad = p/(p+r)`;
- *   the mean bad run lasts `1/r` packets.
+ *   the mean bad run lasts `1/r` packets. With a bandwidth cap the chain also steps through the
+ *   time the link is idle, once per full-size packet's serialisation time ({@link GE_SLOT_BYTES}):
+ *   a burst is a congestion episode a few packet times long, so a packet sent after a pause meets
+ *   the chain's long-run state rather than the state the last packet left. A chain that steps per
+ *   packet only (netem's) keeps a burst on across any pause: a lone flow's retransmission after a
+ *   timeout is then lost with probability `1 − r` (2/3 for bursts of 3), so the timeout backs off
+ *   again and again (a stall, or a SYN retried past a dial's deadline) where a real path loses it
+ *   at the mean rate.
  * - The queue holds the bytes not yet serialised: `(linkFreeAt - now)·rate`. A packet that would
  *   take it past `queueBytes` is dropped (drop-tail).
  * - Delay is `delayMs` plus jitter uniform in ±`jitterMs`; packets keep their order (a packet leaves
@@ -181,11 +188,28 @@ export interface LinkStats {
   sent: number;
 }
 
+/**
+ * The Gilbert–Elliott chain's time step on a link with a bandwidth cap: one full-size Ethernet
+ * packet's serialisation time.
+ */
+export const GE_SLOT_BYTES = 1500;
+
+/**
+ * The chance that a two-state chain (good → bad `p`, bad → good `r`) is in its bad state `steps`
+ * steps after being in `bad`: `π + (x₀ − π)·(1 − p − r)^steps` with `π = p/(p+r)`.
+ */
+export function badAfter(bad: boolean, p: number, r: number, steps: number): number {
+  const pi = p / (p + r);
+  return pi + ((bad ? 1 : 0) - pi) * Math.pow(1 - p - r, steps);
+}
+
 /** One direction's state: the loss chain, the link's busy time and the last departure. */
 export class PathLink {
   readonly params: LinkParams;
   readonly #random: () => number;
   #bad = false;
+  /** When the loss chain last stepped (the last packet offered), or null before the first. */
+  #chainAt: number | null = null;
   #linkFreeAt = 0;
   #lastDeparture = 0;
   readonly stats: LinkStats = { packets: 0, lost: 0, queueDrops: 0, reordered: 0, sent: 0 };
@@ -211,7 +235,7 @@ export class PathLink {
   offer(now: number, size: number): LinkVerdict {
     const p = this.params;
     this.stats.packets++;
-    if (this.#lost()) {
+    if (this.#lost(now)) {
       this.stats.lost++;
       return { drop: 'loss' };
     }
@@ -238,10 +262,16 @@ export class PathLink {
     return { at };
   }
 
-  #lost(): boolean {
+  #lost(now: number): boolean {
     const m = this.params.loss;
     if (m.kind === 'none') return false;
     if (m.kind === 'random') return m.p > 0 && this.#random() < m.p;
+    // The slots the link sat idle since the last packet (that packet's own slot not counted).
+    const rate = this.params.rateBps;
+    const since = this.#chainAt === null ? 0 : now - this.#chainAt;
+    const idle = rate > 0 ? Math.floor((since * rate) / (GE_SLOT_BYTES * 8000)) - 1 : 0;
+    this.#chainAt = now;
+    if (idle > 0) this.#bad = this.#random() < badAfter(this.#bad, m.p, m.r, idle);
     // state transition first, then loss in the new state (netem's gemodel order)
     this.#bad = this.#bad ? this.#random() >= m.r : this.#random() < m.p;
     const pl = this.#bad ? m.lossBad : m.lossGood;

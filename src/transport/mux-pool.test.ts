@@ -23,8 +23,12 @@ interface Conn {
   client: Duplex;
 }
 
-/** A pool whose connections open when the test says so; `arrived()` names the next session's connection. */
-function harness(connections?: number) {
+/**
+ * A pool whose connections open when the test says so; `placed()` names a session's connection.
+ * With `answerEnd: false` the server never reads its sessions, so it never answers a client's End:
+ * an ended session stays open as it does for a round trip on a long path.
+ */
+function harness(connections?: number, { answerEnd = true } = {}) {
   const conns: Conn[] = [];
   const arrivals: number[] = [];
   const waiters: ((i: number) => void)[] = [];
@@ -39,7 +43,7 @@ function harness(connections?: number) {
           role: 'server',
           onSession: (s) => {
             s.on('error', () => {}); // the connection's end, when the test closes it
-            s.resume();
+            if (answerEnd) s.resume();
             const w = waiters.shift();
             if (w) w(index);
             else arrivals.push(index);
@@ -112,6 +116,40 @@ test('connections 3: sessions one after another stay on one connection', async (
       await once(s, 'close');
     }
     assert.equal(h.conns.length, 1);
+  } finally {
+    h.close();
+  }
+});
+
+test('connections 3: a session whose End has left is no load, though open until the peer answers', async () => {
+  const h = harness(3, { answerEnd: false });
+  try {
+    for (let i = 0; i < 4; i++) {
+      const p = h.pool.open(TARGET);
+      h.conns[0]?.open();
+      const s = await p;
+      assert.equal(await h.placed(s), 0, `session ${i} on the first connection`);
+      s.end();
+      await once(s, 'finish');
+      assert.ok(!s.destroyed, 'still open: the server has not answered End');
+    }
+    assert.equal(h.conns.length, 1, 'one after another: no connection opened ahead');
+
+    // A session still in use makes its connection busy: the next one opens another ahead, and
+    // once that is open the one after goes there; ended sessions weigh nothing there either.
+    const live = await h.pool.open(TARGET);
+    assert.equal(await h.placed(live), 0);
+    const second = await h.pool.open(TARGET);
+    assert.equal(await h.placed(second), 0, 'without waiting for the one opened ahead');
+    assert.equal(h.conns.length, 2, 'a live session: one more opened ahead');
+    h.conns[1]!.open();
+    await settled();
+    const third = await h.pool.open(TARGET);
+    assert.equal(await h.placed(third), 1, 'the idle connection, not the one with live sessions');
+    for (const s of [live, second, third]) s.end();
+    await Promise.all([live, second, third].map((s) => once(s, 'finish')));
+    const after = await h.pool.open(TARGET);
+    assert.equal(await h.placed(after), 0, 'a tie goes to the older, warmer connection');
   } finally {
     h.close();
   }

@@ -14,6 +14,12 @@
  * the lab's lossy paths that cost as much as it saved (docs/benchmarks.md, "Path benchmark"), so
  * the default stays 1.
  *
+ * A session counts as load only until its application is done with it (its End has left):
+ * Mux.Cool has no half-close, so it carries nothing more, though it stays open for the peer's End,
+ * a round trip. Counted until then, sessions one after another (a request per connection, as curl
+ * makes them, or a page's document right after the last request) would look concurrent on a long
+ * path: they would open connections ahead and go on them, cold, instead of on the warm one.
+ *
  * What a connection is depends on the transport: a WebSocket that carries Mux.Cool directly
  * (v2ray-plugin), or a TLS connection (or WebSocket) whose Trojan request names v1.mux.cool
  * (v2ray's trojan outbound with `mux` enabled). The pool only needs a function that opens one.
@@ -75,8 +81,10 @@ interface Entry {
   ready: Promise<void>;
   /** Sessions opened or promised to callers waiting for the connection. */
   opened: number;
-  /** Sessions live or promised. */
+  /** Sessions live or promised (what `concurrency` caps). */
   active: number;
+  /** Of those, the ones whose application side is still open: the load that spreading weighs. */
+  busy: number;
 }
 
 export class MuxPool {
@@ -112,10 +120,11 @@ export class MuxPool {
   ): Promise<MuxSession> {
     let e: Entry | undefined;
     for (const x of this.#entries) if (this.#hasRoom(x) && (!e || fewer(x, e))) e = x;
-    if (e && e.active > 0 && this.#entries.size < this.#spread) this.#connect();
+    if (e && e.busy > 0 && this.#entries.size < this.#spread) this.#connect();
     e ??= this.#connect();
     e.opened++;
     e.active++;
+    e.busy++;
     // Spent: no new sessions; it closes when its last one ends and it has been idle.
     if (e.opened >= this.#perConnection) this.#entries.delete(e);
     try {
@@ -123,6 +132,7 @@ export class MuxPool {
       if (!this.#usable(e)) throw new DialError('ERR_MUX_COOL', 'the Mux.Cool connection closed');
     } catch (err) {
       e.active--;
+      e.busy--;
       throw err;
     }
     return this.#session(e, target, network);
@@ -133,7 +143,14 @@ export class MuxPool {
    * connect function has its own time limit); each waiter stops waiting on its own signal.
    */
   #connect(): Entry {
-    const e: Entry = { conn: null, mux: null, ready: Promise.resolve(), opened: 0, active: 0 };
+    const e: Entry = {
+      conn: null,
+      mux: null,
+      ready: Promise.resolve(),
+      opened: 0,
+      active: 0,
+      busy: 0,
+    };
     e.ready = this.#o.connect().then(
       (conn) => {
         e.conn = conn;
@@ -185,11 +202,20 @@ export class MuxPool {
       s = mux.open(target, network);
     } catch (err) {
       e.active--;
+      e.busy--;
       throw err;
     }
     // A connection kept for later sessions does not keep the process alive (a client can exit).
     ref(conn, true);
+    let done = false;
+    const idle = (): void => {
+      if (done) return;
+      done = true;
+      e.busy--;
+    };
+    s.once('finish', idle);
     s.once('close', () => {
+      idle();
       e.active--;
       if (mux.sessions === 0) ref(conn, false);
     });
@@ -203,12 +229,15 @@ export class MuxPool {
   }
 }
 
-/** Whether `a` is the better home for a new session: open before opening, then fewer sessions. */
+/**
+ * Whether `a` is the better home for a new session: open before opening, then fewer busy sessions
+ * (on a tie the one found first, the older: its congestion window has grown).
+ */
 function fewer(a: Entry, b: Entry): boolean {
   const aOpen = a.conn !== null;
   const bOpen = b.conn !== null;
   if (aOpen !== bOpen) return aOpen;
-  return a.active < b.active;
+  return a.busy < b.busy;
 }
 
 /** `ready`, or ERR_ABORTED as soon as `signal` aborts. */

@@ -202,6 +202,57 @@ test('a dial whose caller gives up while the connection opens is aborted', async
   assert.equal(await echoOnce(d, 'next'), 'next');
 });
 
+test('muxConnections 3: six sessions spread two a connection; one killed mid-transfer fails only its own', async () => {
+  await listening;
+  const d = new TrojanDialer(
+    { host: '127.0.0.1', port },
+    {
+      password: PASSWORD,
+      sni: 'localhost',
+      pinSha256: cert.fingerprint256,
+      mux: 8,
+      muxConnections: 3,
+    },
+  );
+  const before = accepted;
+  const known = new Set(serverSockets);
+  // All six arrive while the connections are still opening: the first goes on the first
+  // connection, each busy moment opens one more ahead, and the fewest-busy rule spreads them.
+  const sessions = await Promise.all(
+    Array.from({ length: 6 }, () => d.dial({ host: '127.0.0.1', port: echo.port })),
+  );
+  for (const [i, s] of sessions.entries())
+    assert.equal(await roundTripKeepOpen(s, `live ${i}`), `live ${i}`);
+  assert.equal(accepted - before, 3, 'three Trojan connections');
+  const mine = [...serverSockets].filter((c) => !known.has(c));
+  assert.equal(mine.length, 3);
+
+  // A megabyte through each session's echo; one connection dies before any of it comes back.
+  const size = 1 << 20;
+  const outcomes = sessions.map(
+    (s) =>
+      new Promise<'done' | 'failed'>((resolve) => {
+        let got = 0;
+        s.on('data', (c: Buffer) => {
+          got += c.length;
+          if (got >= size) resolve('done');
+        });
+        s.on('error', () => {});
+        s.once('close', () => resolve(got >= size ? 'done' : 'failed'));
+      }),
+  );
+  for (const s of sessions) s.write(Buffer.alloc(size, 7));
+  mine[0]!.destroy();
+  const results = await Promise.all(outcomes);
+  assert.deepEqual(
+    [results.filter((r) => r === 'failed').length, results.filter((r) => r === 'done').length],
+    [2, 4],
+    "the killed connection's two sessions fail; the other four carry their megabyte",
+  );
+  for (const s of sessions) s.destroy();
+  assert.equal(await echoOnce(d, 'after'), 'after');
+});
+
 function roundTripKeepOpen(s: Duplex, msg: string): Promise<string> {
   return new Promise((resolve, reject) => {
     let got = '';

@@ -5,8 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
+  badAfter,
   burstyLoss,
   checkPathParams,
+  GE_SLOT_BYTES,
   meanLossRate,
   PathLink,
   pathProfile,
@@ -66,6 +68,49 @@ test('Gilbert–Elliott with loss in the good state and partial loss in the bad'
   const link = new PathLink({ ...plain, loss: m }, seededRandom(3));
   for (let i = 0; i < 400_000; i++) link.offer(i, 100);
   within(link.stats.lost / link.stats.packets, meanLossRate(m), 0.05, 'loss rate');
+});
+
+test('Gilbert–Elliott n-step chance of the bad state: 0 and 1 steps exact, the mean in the long run', () => {
+  const { p, r } = burstyLoss(0.05, 3) as { p: number; r: number };
+  assert.equal(badAfter(true, p, r, 0), 1);
+  assert.ok(Math.abs(badAfter(false, p, r, 0)) < 1e-12);
+  assert.ok(Math.abs(badAfter(true, p, r, 1) - (1 - r)) < 1e-12);
+  assert.ok(Math.abs(badAfter(false, p, r, 1) - p) < 1e-12);
+  assert.ok(Math.abs(badAfter(true, p, r, 1000) - 0.05) < 1e-12);
+  assert.ok(Math.abs(badAfter(false, p, r, 1000) - 0.05) < 1e-12);
+});
+
+test('Gilbert–Elliott on a capped link: bursts of back-to-back packets as configured, a packet after a pause lost at the mean rate', () => {
+  const rateBps = 20e6;
+  const slotMs = (GE_SLOT_BYTES * 8000) / rateBps;
+  const link = new PathLink(
+    { ...plain, loss: burstyLoss(0.05, 3), rateBps, queueBytes: 1e9 },
+    seededRandom(7),
+  );
+  let now = 0;
+  const bursts: number[] = [];
+  let afterPause = 0;
+  let lostAfterPause = 0;
+  for (let trial = 0; trial < 4000; trial++) {
+    // back to back, one slot apart, until a burst has begun and ended
+    let run = 0;
+    for (;;) {
+      const lost = link.offer(now, GE_SLOT_BYTES).drop === 'loss';
+      now += slotMs;
+      if (lost) run++;
+      else if (run > 0) break;
+    }
+    bursts.push(run);
+    // a burst begins again, then the sender pauses (a retransmission timeout) and sends one packet
+    while (link.offer(now, GE_SLOT_BYTES).drop !== 'loss') now += slotMs;
+    now += 1000;
+    afterPause++;
+    if (link.offer(now, GE_SLOT_BYTES).drop === 'loss') lostAfterPause++;
+    now += 1000;
+  }
+  within(bursts.reduce((a, b) => a + b, 0) / bursts.length, 3, 0.1, 'mean burst');
+  // a chain stepped per packet only would still be in the burst: lost with 1 − r = 2/3
+  within(lostAfterPause / afterPause, 0.05, 0.3, 'loss after a pause');
 });
 
 test('bandwidth cap: departures spaced at the link rate, drop-tail past the queue', () => {
