@@ -171,10 +171,14 @@ describe(
       assert.ok(renew.ok, `renewing: ${renew.detail}`);
       assert.deepEqual(events(), [], 'no flow reached the pair threshold');
       const one = await attempt('ladder-trojan-mux-many', 2 * TIMEOUT_S);
-      assert.equal(one.ok, false, 'one connection for all 50: cut');
-      // curl goes on with the next fetches on a fresh connection, which may reach 40 pairs too
+      // The classifier resets the one long-lived flow at its 40th pair. Whether a fetch is in
+      // flight then (it fails) or the reset falls between two (curl goes on over a fresh
+      // connection, which may reach 40 pairs too) is timing: the reset is the evidence.
       const ev = events();
-      assert.ok(ev.length > 0 && ev.every((e) => e === 'mux/reset'), ev.join(', '));
+      assert.ok(
+        ev.length > 0 && ev.every((e) => e === 'mux/reset'),
+        `one connection for all 50 (${one.ok ? 'every fetch passed' : one.detail}): ${ev.join(', ')}`,
+      );
     });
 
     test("iran allowlist: Shadowsocks and a direct DNS query are blocked; DNS through the ISP's resolver passes", async () => {
