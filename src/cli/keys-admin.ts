@@ -263,6 +263,24 @@ function period(p: string | undefined): string {
   return v;
 }
 
+/** The API body of `keys create` from its flags (the same fields the Outline API takes). */
+function createBody(v: Record<string, string | boolean | undefined>): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (typeof v.id === 'string') body.id = v.id;
+  if (typeof v.name === 'string') body.name = v.name;
+  if (typeof v.method === 'string') body.method = v.method;
+  if (typeof v.limit === 'string')
+    body.dataLimit = {
+      bytes: parseSize(v.limit, '--limit'),
+      period: period(v.period as string | undefined),
+    };
+  if (typeof v.expires === 'string') body.expiresMs = parseWhen(v.expires);
+  if (typeof v.speed === 'string') body.speedLimitBps = parseRate(v.speed);
+  if (typeof v.devices === 'string') body.deviceLimit = Number(v.devices);
+  if (typeof v.transports === 'string') body.transports = v.transports.split(',');
+  return body;
+}
+
 async function dispatch(
   sub: (typeof ADMIN_SUBCOMMANDS)[number],
   pos: string[],
@@ -291,20 +309,7 @@ async function dispatch(
     case 'show':
       return out(await b.get(id()), true);
     case 'create': {
-      const body: Record<string, unknown> = {};
-      if (typeof v.id === 'string') body.id = v.id;
-      if (typeof v.name === 'string') body.name = v.name;
-      if (typeof v.method === 'string') body.method = v.method;
-      if (typeof v.limit === 'string')
-        body.dataLimit = {
-          bytes: parseSize(v.limit, '--limit'),
-          period: period(v.period as string | undefined),
-        };
-      if (typeof v.expires === 'string') body.expiresMs = parseWhen(v.expires);
-      if (typeof v.speed === 'string') body.speedLimitBps = parseRate(v.speed);
-      if (typeof v.devices === 'string') body.deviceLimit = Number(v.devices);
-      if (typeof v.transports === 'string') body.transports = v.transports.split(',');
-      const k = await b.create(body);
+      const k = await b.create(createBody(v));
       if (json) console.log(JSON.stringify(k));
       else {
         console.log(k.accessUrl);
