@@ -262,8 +262,11 @@ test('rotation: after the one in use carried rotateAfterBytes, new connections t
   let next = { read: 0, written: 0 };
   let refuse = new Set<string>();
   const used: string[] = [];
+  // A fake clock: c connects faster than b, so an order by speed would differ from key order.
+  let clock = 0;
   const fake = (name: string): StreamDialer => ({
     dial: () => {
+      clock += name === 'b' ? 5 : 1;
       if (refuse.has(name))
         return Promise.reject(new DialError('ERR_SERVER_UNREACHABLE', `${name}: refused`));
       used.push(name);
@@ -276,6 +279,7 @@ test('rotation: after the one in use carried rotateAfterBytes, new connections t
       ['a', 'b', 'c'].map((name) => ({ name, stream: fake(name) })),
       {
         remeasureMs: 0,
+        now: () => clock,
         ...(rotateAfterBytes !== undefined ? { rotateAfterBytes } : {}),
         onSwitch: (to, why) => switches.push(`${to}: ${why}`),
       },
@@ -308,7 +312,7 @@ test('rotation: after the one in use carried rotateAfterBytes, new connections t
   next = { read: 2000, written: 0 };
   await closed(await f.dial(T)); // c: 2000
   next = { read: 0, written: 0 };
-  const after = await f.dial(T); // rotation to a: refused, so a cools down and b takes it
+  const after = await f.dial(T); // rotation to a: refused, so a cools down and b (next in key order) takes it
   assert.deepEqual(used.slice(-2), ['c', 'b']);
   await closed(after);
   refuse = new Set();

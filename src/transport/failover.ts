@@ -138,7 +138,8 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
 
   /**
    * The preferred transport first, then the others fastest first (unmeasured ones after, in key
-   * order from the preferred one); those cooling down go last.
+   * order from the preferred one); those cooling down go last. With rotation on, key order from
+   * the preferred one: rotation moves along the key, whatever the connect times.
    */
   #order(): number[] {
     const now = this.#o.now();
@@ -147,7 +148,7 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
     const speed = (i: number): number =>
       i === this.#current ? -1 : (this.#states[i]!.connectMs ?? Number.POSITIVE_INFINITY);
     const up = idx.filter((i) => this.#states[i]!.downUntil <= now);
-    up.sort((a, b) => speed(a) - speed(b) || 0);
+    if (this.#o.rotateAfterBytes === undefined) up.sort((a, b) => speed(a) - speed(b) || 0);
     return [...up, ...idx.filter((i) => this.#states[i]!.downUntil > now)];
   }
 
