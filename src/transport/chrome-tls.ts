@@ -6,7 +6,7 @@
  * Handshake: ClientHello (X25519MLKEM768 + X25519 shares) → ServerHello or one HelloRetryRequest →
  * EncryptedExtensions → [CertificateRequest] → Certificate or CompressedCertificate (brotli, RFC
  * 8879) → CertificateVerify → Finished; then the client's ChangeCipherSpec (middlebox
- * compatibility), [an empty Certificate], Finished. The server is authenticated by the key's pin
+ * compatibility), [EncryptedExtensions (ALPS)], [an empty Certificate], Finished. The server is authenticated by the key's pin
  * (SHA-256 of the leaf, no other check, as the Node path) or by a chain to the system's roots (or
  * the key's CA) plus the host name. Every "MUST abort" the client meets sends the alert RFC 8446
  * names and fails with a LadderError: ERR_TLS_PROTOCOL (malformed or out-of-order), ERR_TLS_CERT
@@ -38,8 +38,8 @@
  * read's handler returns. With `lendReads` that chunk is lent (core/lent-read.ts) and its memory
  * reused by the next read unless held; without it each chunk is a copy of its own.
  *
- * Not done (docs/tls-fingerprint.md): ALPS settings (a server that negotiates ALPS gets an empty
- * client EncryptedExtensions).
+ * ALPS (draft-vvv-tls-alps), as Chromium: a server that negotiates it for h2 gets the client's
+ * EncryptedExtensions with empty settings, packed with the client's Finished into one record.
  * @module
  */
 import {
@@ -1286,21 +1286,26 @@ export class ChromeTlsSocket extends Duplex {
     r.done();
     const seen = new Set<number>();
     const offered = this.#o.alpn ?? ['h2', 'http/1.1'];
+    let alpn: string | null = null;
     while (xs.left) {
       const t = xs.u16();
       const d = xs.vec(2, `extension ${t}`);
+      // BoringSSL (tls1_check_duplicate_extensions) answers a repeated extension here with
+      // decode_error; RFC 8446 §4.2 forbids it without naming the alert.
       if (seen.has(t))
         throw new Abort(
-          'illegal_parameter',
+          'decode_error',
           'ERR_TLS_PROTOCOL',
           `EncryptedExtensions repeats extension ${t}`,
         );
       seen.add(t);
       switch (t) {
         case EXT.ALPN:
-          this.#alpnFrom(d);
+          alpn = this.#alpnFrom(d);
           break;
         case EXT.ALPS:
+          // Offered only with h2 in the ALPN list (tls-client-hello.ts); the server's settings
+          // (HTTP/2 frames) are not used: no HTTP/2 runs over this connection.
           if (!offered.includes('h2'))
             throw new Abort('unsupported_extension', 'ERR_TLS_PROTOCOL', 'ALPS without h2 offered');
           this.#alps = true;
@@ -1338,11 +1343,24 @@ export class ChromeTlsSocket extends Duplex {
           );
       }
     }
-    if (this.#alps && this.alpnProtocol !== 'h2') this.#alps = false;
+    // draft-vvv-tls-alps §4, as BoringSSL checks it (ssl_check_serverhello_tlsext): ALPS comes
+    // with ALPN, for a protocol the client offered settings for (h2 only).
+    if (this.#alps && alpn === null)
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        'the server negotiated ALPS without ALPN',
+      );
+    if (this.#alps && alpn !== 'h2')
+      throw new Abort(
+        'illegal_parameter',
+        'ERR_TLS_PROTOCOL',
+        `the server negotiated ALPS for ${JSON.stringify(alpn)}, offered for h2 only`,
+      );
   }
 
-  /** RFC 7301 §3.1: one protocol, one of those offered. */
-  #alpnFrom(d: TlsReader): void {
+  /** RFC 7301 §3.1: one protocol, one of those offered; returned and kept. */
+  #alpnFrom(d: TlsReader): string {
     const l = d.vec(2, 'protocol_name_list', 2);
     const p = Buffer.from(l.vec(1, 'protocol', 1).rest()).toString('latin1');
     l.done();
@@ -1354,6 +1372,7 @@ export class ChromeTlsSocket extends Duplex {
         `the server chose ALPN ${JSON.stringify(p)}, not offered`,
       );
     this.alpnProtocol = p;
+    return p;
   }
 
   // --- TLS 1.2 (RFC 5246 with RFC 8422 ECDHE, RFC 7627, RFC 5746) --------------------------
@@ -1596,11 +1615,12 @@ export class ChromeTlsSocket extends Duplex {
       .vec(3, (b) => b.bytes(finishedData12(s.hash, v.master!, true, this.#th12())))
       .toBuffer();
     this.#transcript.push(fin);
-    const hs = Buffer.concat(msgs);
-    const out: Buffer[] = [
-      Buffer.concat([Uint8Array.of(22, 3, 3, hs.length >> 8, hs.length & 0xff), hs]),
-      Buffer.from([20, 3, 3, 0, 1, 1]),
-    ];
+    // Each unencrypted message in a record of its own, as BoringSSL writes them (tls_add_message
+    // packs messages together only under a cipher).
+    const out: Buffer[] = msgs.map((m) =>
+      Buffer.concat([Uint8Array.of(22, 3, 3, m.length >> 8, m.length & 0xff), m]),
+    );
+    out.push(Buffer.from([20, 3, 3, 0, 1, 1]));
     this.#write = new Tls12RecordProtection(s, k.clientKey, k.clientIv, true);
     out.push(this.#write.seal(fin, 22));
     this.#sock.write(Buffer.concat(out));
@@ -1812,29 +1832,39 @@ export class ChromeTlsSocket extends Duplex {
     const out: Buffer[] = [];
     if (!this.#sentCcs) out.push(Buffer.from([20, 3, 3, 0, 1, 1]));
     this.#sentCcs = true;
+    // The client's flight: [EncryptedExtensions (ALPS)], [Certificate], Finished.
+    const flight: Buffer[] = [];
     if (this.#alps) {
-      const ee = new TlsWriter()
-        .u8(HS.encrypted_extensions)
-        .vec(3, (b) => b.vec(2, (x) => x.u16(EXT.ALPS).vec(2, () => {})))
-        .toBuffer();
-      this.#transcript.push(ee);
-      out.push(this.#write!.seal(ee, 22));
+      // The client's ALPS settings for h2: empty, as Chromium's (HttpNetworkSession sets
+      // application_settings[h2] to no data); the extension is still sent (draft-vvv-tls-alps §4).
+      flight.push(
+        new TlsWriter()
+          .u8(HS.encrypted_extensions)
+          .vec(3, (b) => b.vec(2, (x) => x.u16(EXT.ALPS).vec(2, () => {})))
+          .toBuffer(),
+      );
     }
     if (this.#certRequestContext !== null) {
       const ctx = this.#certRequestContext;
-      const cert = new TlsWriter()
-        .u8(HS.certificate)
-        .vec(3, (b) => b.vec(1, (c) => c.bytes(ctx)).vec(3, () => {}))
-        .toBuffer();
-      this.#transcript.push(cert);
-      out.push(this.#write!.seal(cert, 22));
+      flight.push(
+        new TlsWriter()
+          .u8(HS.certificate)
+          .vec(3, (b) => b.vec(1, (c) => c.bytes(ctx)).vec(3, () => {}))
+          .toBuffer(),
+      );
     }
+    this.#transcript.push(...flight);
     const fin = new TlsWriter()
       .u8(HS.finished)
       .vec(3, (b) => b.bytes(this.#verifyData(this.#cHs!)))
       .toBuffer();
     this.#transcript.push(fin);
-    out.push(this.#write!.seal(fin, 22));
+    flight.push(fin);
+    // Packed into as few records as fit, as BoringSSL packs encrypted handshake messages
+    // (tls_add_message): one record for this flight.
+    const packed = Buffer.concat(flight);
+    for (let at = 0; at < packed.length; at += MAX_PLAINTEXT)
+      out.push(this.#write!.seal(packed.subarray(at, at + MAX_PLAINTEXT), 22));
     this.#resMaster = deriveSecret(s.hash, master, 'res master', this.#th());
     this.#write = new RecordProtection(s, this.#cAp);
     this.#state = 'open';
