@@ -5,8 +5,11 @@
  * ChangeCipherSpec, then one sealed record carrying the client's EncryptedExtensions (the ALPS
  * settings) and its Finished. Chromium's settings for h2 are empty (HttpNetworkSession gives h2
  * ALPS "with empty data"; BoringSSL copies them into the extension as they are), so the message
- * is the same bytes on both sides. Then what a server must not do with ALPS, each refused with
- * the alert BoringSSL sends.
+ * is the same bytes on both sides. The placement follows from the layout: the EncryptedExtensions
+ * share a record with the client's Finished, which covers the server's Finished, so both left after
+ * it, and the order inside the record puts them before the client's Finished (and before the
+ * empty Certificate a CertificateRequest asks for). Then what a server must not do with ALPS, each
+ * refused with the alert BoringSSL sends.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
