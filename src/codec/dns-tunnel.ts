@@ -10,6 +10,7 @@
  *            SESSION  the client's random session id
  *            FLAGS    0x01 FIN: the sender's stream ends after DATA (the FIN takes one offset)
  *                     0x02 RST: the session is unknown or refused (server → client only)
+ *                     0x04 GAP: the sender holds data past ACK (something before it was lost)
  *            SEQ      the stream offset of DATA's first byte
  *            ACK      the next offset the sender expects from its peer (cumulative; FIN counts 1)
  * query    QNAME = base32(NONCE (4) | packet), lower case, no padding, in labels of ≤ 63
@@ -43,8 +44,8 @@ import {
 export const TUNNEL_HEADER_BYTES = 4 + 1 + 4 + 4;
 /** Random bytes before the packet in each query name. */
 export const TUNNEL_NONCE_BYTES = 4;
-export const TUNNEL_FLAG = { FIN: 0x01, RST: 0x02 } as const;
-const KNOWN_FLAGS = TUNNEL_FLAG.FIN | TUNNEL_FLAG.RST;
+export const TUNNEL_FLAG = { FIN: 0x01, RST: 0x02, GAP: 0x04 } as const;
+const KNOWN_FLAGS = TUNNEL_FLAG.FIN | TUNNEL_FLAG.RST | TUNNEL_FLAG.GAP;
 /**
  * The UDP payload size the client offers in EDNS0: 1232 bytes, the size the DNS flag day 2020
  * settled on (fits a 1280-byte IPv6 MTU without fragmentation).

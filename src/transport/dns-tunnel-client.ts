@@ -3,8 +3,10 @@
  * queries sent to a recursive resolver, which forwards them to the tunnel domain's server. The
  * server can only answer, so the client keeps queries in flight: up to `window` while data moves
  * either way, one poll (held by the server) while the session is idle. A query unanswered after
- * `queryTimeoutMs` frees its place; the link (dns-tunnel-link.ts) sends again what was lost. A
- * session with no answer at all for `deadMs` fails with ERR_DIAL_TIMEOUT.
+ * `slotMs` (longer than the server holds a poll) no longer takes a place in the window, so that
+ * lost queries do not stall the session; its answer is still taken until `queryTimeoutMs`. The
+ * link (dns-tunnel-link.ts) sends again what was lost. A session with no answer at all for
+ * `deadMs` fails with ERR_DIAL_TIMEOUT.
  *
  * The stream carries a Shadowsocks stream (ss-dialer.ts `connect`), which authenticates and
  * encrypts; the DNS layer adds neither.
@@ -51,6 +53,8 @@ export interface DnsTunnelClientOptions {
   random?: (n: number) => Uint8Array;
   /** Queries in flight while data moves (default 8). */
   window?: number;
+  /** A query unanswered this long leaves the window (default 1 s; the server holds polls 0.4 s). */
+  slotMs?: number;
   /** A query unanswered this long is given up (default 3 s: resolvers retry within ~2 s). */
   queryTimeoutMs?: number;
   /** No answer at all for this long: the session fails (default 30 s). */
@@ -108,9 +112,12 @@ class ClientSession implements TunnelDriver {
   readonly #random: (n: number) => Uint8Array;
   readonly #window: number;
   readonly #queryTimeoutMs: number;
+  readonly #slotMs: number;
+  /** Queries in flight that still take a place in the window. */
+  #live = 0;
   readonly #deadMs: number;
   readonly #stream: TunnelStream;
-  readonly #inflight = new Map<number, unknown>();
+  readonly #inflight = new Map<number, { timer: unknown; live: boolean }>();
   #lastAnswerAt: number;
   /** The last answer brought data: keep the window full of polls for more. */
   #streaming = true;
@@ -131,6 +138,7 @@ class ClientSession implements TunnelDriver {
     this.#random = random;
     this.#window = Math.max(1, o.window ?? 8);
     this.#queryTimeoutMs = o.queryTimeoutMs ?? 3000;
+    this.#slotMs = Math.min(o.slotMs ?? 1000, this.#queryTimeoutMs);
     this.#deadMs = o.deadMs ?? 30_000;
     this.#stream = stream;
     this.#lastAnswerAt = this.#clock.now();
@@ -151,8 +159,8 @@ class ClientSession implements TunnelDriver {
     for (;;) {
       const wants = this.#link.wantsToSend(now);
       const target = wants || this.#streaming ? this.#window : 1;
-      if (this.#inflight.size >= target) break;
-      if (this.#inflight.size >= 1 && !wants && !this.#streaming) break;
+      if (this.#live >= target) break;
+      if (this.#live >= 1 && !wants && !this.#streaming) break;
       this.#send(now);
     }
   }
@@ -163,11 +171,20 @@ class ClientSession implements TunnelDriver {
     while (this.#inflight.has(id));
     const packet = this.#link.next(this.#maxUp, now);
     const msg = encodeTunnelQuery(this.#domain, packet, id, this.#random(TUNNEL_NONCE_BYTES));
-    this.#inflight.set(
-      id,
-      this.#timers.setTimeout(() => this.#lost(id), this.#queryTimeoutMs),
-    );
+    const q = { timer: this.#timers.setTimeout(() => this.#late(id), this.#slotMs), live: true };
+    this.#inflight.set(id, q);
+    this.#live++;
     this.#port.send(msg);
+  }
+
+  /** The query is late: its place in the window goes to a new one; its answer is still taken. */
+  #late(id: number): void {
+    const q = this.#inflight.get(id);
+    if (!q || this.#gone) return;
+    q.live = false;
+    this.#live--;
+    q.timer = this.#timers.setTimeout(() => this.#lost(id), this.#queryTimeoutMs - this.#slotMs);
+    this.kick();
   }
 
   #lost(id: number): void {
@@ -193,12 +210,13 @@ class ClientSession implements TunnelDriver {
       if (!(err instanceof CodecError)) throw err;
       return;
     }
-    const timer = this.#inflight.get(a.id);
-    if (timer === undefined) return;
+    const q = this.#inflight.get(a.id);
+    if (q === undefined) return;
     const p = a.packet;
     if (p && p.session !== this.#link.session) return;
     this.#inflight.delete(a.id);
-    this.#timers.clearTimeout(timer);
+    this.#timers.clearTimeout(q.timer);
+    if (q.live) this.#live--;
     const now = this.#clock.now();
     this.#lastAnswerAt = now;
     if (!p) return this.kick(); // a resolver's error: as if lost
@@ -232,8 +250,9 @@ class ClientSession implements TunnelDriver {
   #finish(): void {
     if (this.#gone) return;
     this.#gone = true;
-    for (const t of this.#inflight.values()) this.#timers.clearTimeout(t);
+    for (const q of this.#inflight.values()) this.#timers.clearTimeout(q.timer);
     this.#inflight.clear();
+    this.#live = 0;
     this.#port.close();
   }
 }

@@ -2,7 +2,9 @@
  * The DNS tunnel's reliable byte stream (codec/dns-tunnel.ts carries its packets): each side keeps
  * what it sent until the peer's cumulative ACK covers it, sends from where it left off, and goes
  * back to the first unacknowledged byte when no ACK has advanced for `rtoMs` (go-back-N: a lost
- * query or answer is only a gap, filled again). Packets are idempotent by offset, so a resolver
+ * query or answer is only a gap, filled again). Sooner than that, a receiver that holds data past
+ * a gap says so (the GAP flag); two such packets without the ACK moving make the sender resend the
+ * one segment at the gap (a fast retransmit, once per ACK value). Packets are idempotent by offset, so a resolver
  * that sends a query twice, or answers out of order, does no harm; segments that arrive early wait
  * (bounded) until the gap before them fills. FIN takes one offset, as in TCP, so that its ACK says
  * the peer has it.
@@ -90,6 +92,12 @@ export class TunnelLink {
   #peerEnded = false;
   readonly #early = new Map<number, Buffer>();
   #earlyBytes = 0;
+  /** Packets flagged GAP since the ACK last moved. */
+  #gaps = 0;
+  /** A fast retransmit from the first unacknowledged byte is due (-1: none). */
+  #resendAt = -1;
+  /** This ACK value has had its fast retransmit. */
+  #fastDoneAt = -1;
   /** The ACK last sent; more to acknowledge when it is behind. */
   #ackSent = 0;
 
@@ -124,6 +132,7 @@ export class TunnelLink {
       this.#sendNext < this.#acked + this.#buffered ||
       (this.#finQueued && !this.#finSent) ||
       this.#ackSent !== this.#ackValue() ||
+      this.#resendAt >= 0 ||
       this.#resendDue(now)
     );
   }
@@ -161,13 +170,26 @@ export class TunnelLink {
       this.#rtoStart = now;
     }
     if (!this.#outstanding()) this.#rtoStart = now;
+    const gap = this.#early.size > 0 ? TUNNEL_FLAG.GAP : 0;
+    if (this.#resendAt >= 0) {
+      // A fast retransmit: the segment at the gap alone; sending goes on where it was after.
+      const from = this.#resendAt;
+      this.#resendAt = -1;
+      if (from === this.#acked && this.#sendNext > from) {
+        const n = Math.min(maxData, this.#sendNext - from);
+        const ack = this.#ackValue();
+        this.#ackSent = ack;
+        const data = this.#slice(0, n);
+        return { session: this.session, flags: gap, seq: from % U32, ack: ack % U32, data };
+      }
+    }
     const seq = this.#sendNext;
     const end = this.#acked + this.#buffered;
     const n = Math.max(0, Math.min(maxData, end - seq));
     const data = this.#slice(seq - this.#acked, n);
     this.#sendNext += n;
     if (this.#sendNext > this.#sentMax) this.#sentMax = this.#sendNext;
-    let flags = 0;
+    let flags = gap;
     if (this.#finQueued && !this.#finAcked && this.#sendNext === end) {
       flags |= TUNNEL_FLAG.FIN;
       this.#finSent = true;
@@ -221,6 +243,14 @@ export class TunnelLink {
    */
   receive(p: TunnelPacket, now: number, accept = true): LinkReceipt {
     const acked = this.#takeAck(p.ack, now);
+    if (acked) this.#gaps = 0;
+    else if ((p.flags & TUNNEL_FLAG.GAP) !== 0 && this.#sendNext > this.#acked) {
+      // Two reports of a gap at the same ACK: resend the segment there, once for this ACK.
+      if (++this.#gaps >= 2 && this.#fastDoneAt !== this.#acked) {
+        this.#fastDoneAt = this.#acked;
+        this.#resendAt = this.#acked;
+      }
+    }
     const out: Buffer[] = [];
     if (this.#peerEnded || !accept) return { data: out, ended: false, acked };
     const seq = unwrapOffset(p.seq, this.#recvNext);
