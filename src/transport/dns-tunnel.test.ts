@@ -348,3 +348,44 @@ test('offsets wrap at 2^32 on the wire', () => {
   assert.equal(unwrapOffset(2 ** 32 - 3, 2 ** 32 + 5), 2 ** 32 - 3);
   assert.equal(unwrapOffset(10, 0), 10);
 });
+
+test('a reader that does not read: the writer waits, memory stays bounded, then all arrives', async () => {
+  const time = new FakeTime();
+  const path = new Path(time, {}, { maxBufferedBytes: 16 * 1024 });
+  const client = openDnsTunnel(path.port(), { domain: DOMAIN, clock: time.clock, timers: time });
+  client.pause();
+  client.write('go');
+  await run(time, () => path.sessions.length > 0, 5000);
+  const server = path.sessions[0]! as ReturnType<typeof openDnsTunnel>;
+  let written = false;
+  for (let i = 0; i < DOWN.length; i += 4096) server.write(DOWN.subarray(i, i + 4096));
+  server.end(() => (written = true));
+  await run(time, () => false, 20_000);
+  assert.ok(!written, 'the writer waits');
+  assert.ok(server.link.buffered <= 16 * 1024 + 4096, `${server.link.buffered} unacknowledged`);
+  assert.ok(client.readableLength <= 16 * 1024 + 1500, `${client.readableLength} bytes buffered`);
+  const got = collect(client);
+  client.resume();
+  await run(time, () => got.ended, 120_000);
+  assert.equal(sha(got.parts), sha([DOWN]));
+  assert.ok(written);
+});
+
+test('fast retransmit: two GAP reports at one ACK resend the segment there, once', () => {
+  const l = new TunnelLink(1, { rtoMs: 10_000, reorderBytes: 1000, reorderSegments: 8 });
+  l.write(Buffer.from('0123456789'));
+  const first = l.next(4, 0);
+  l.next(4, 0);
+  assert.equal(Buffer.from(first.data).toString(), '0123');
+  const gap = { session: 1, flags: TUNNEL_FLAG.GAP, seq: 0, ack: 0, data: new Uint8Array(0) };
+  l.receive(gap, 1);
+  assert.equal(l.wantsToSend(1), true, 'the rest is still unsent');
+  l.receive(gap, 1);
+  const again = l.next(4, 2);
+  assert.equal(again.seq, 0);
+  assert.equal(Buffer.from(again.data).toString(), '0123');
+  assert.equal(Buffer.from(l.next(4, 2).data).toString(), '89', 'then on where it was');
+  l.receive(gap, 3);
+  l.receive(gap, 3);
+  assert.equal(l.next(4, 3).data.length, 0, 'once per ACK value');
+});

@@ -13,6 +13,7 @@ import { LADDER_CLI, freePort, hasCommand, startLadder, type Peer } from '../hel
 import { startOrigin, expectedHash, type Origin } from '../helpers/origin.js';
 import { curl } from '../helpers/curl.js';
 import { formatSsUri } from '../../src/codec/access-key-uri.js';
+import { dnsTunnelConnect } from '../../src/transport/dns-tunnel-client.js';
 
 const skip = hasCommand('curl') ? false : 'needs curl';
 const peers: Peer[] = [];
@@ -113,6 +114,44 @@ test('200 KB through ladder server --dns-tunnel and a lossy resolver', { skip },
   assert.ok(resolver.queries() > SIZE / 1200, `${resolver.queries()} queries`);
   // No query name (nor the domain) in what the server or the client print.
   assert.doesNotMatch(server.output() + client.output(), /[a-z2-7]{40,}/);
+});
+
+test('a session that never authenticates: no byte back, closed at --auth-timeout', async () => {
+  const port = await freePort();
+  const dnsPort = await freePort();
+  const key = formatSsUri({
+    method: '2022-blake3-aes-256-gcm',
+    password: randomBytes(32).toString('base64'),
+    host: '127.0.0.1',
+    port,
+  });
+  const server = await startLadder(
+    [
+      'server',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--key',
+      key,
+      '--auth-timeout',
+      '2',
+      '--dns-tunnel',
+      't.lab',
+      '--dns-tunnel-listen',
+      `127.0.0.1:${dnsPort}`,
+    ],
+    /DNS tunnel for t\.lab/,
+  );
+  peers.push(server);
+  const s = dnsTunnelConnect({ host: '127.0.0.1', port: dnsPort }, { domain: 't.lab' });
+  let received = 0;
+  s.on('data', (c: Buffer) => (received += c.length));
+  s.write(randomBytes(300));
+  await new Promise<void>((resolve, reject) => {
+    s.once('end', resolve);
+    s.once('error', reject);
+  });
+  assert.equal(received, 0, 'the server wrote nothing before authentication');
+  s.destroy();
 });
 
 test('usage errors: --dns-tunnel, --dns-tunnel-listen, dns= and --dns-tunnel-resolver', () => {
