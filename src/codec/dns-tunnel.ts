@@ -255,14 +255,14 @@ export function decodeTunnelQuery(buf: Uint8Array, domain: string): TunnelQuery 
   if (!d) fail('a truncated DNS message');
   const m = d.value;
   // RFC 1035 §4.1.1: QR 0 and OPCODE 0 (a standard query), one question.
-  if ((m.flags & DNS_FLAG.QR) !== 0 || ((m.flags >>> 11) & 0xf) !== 0)
-    fail('not a standard query');
+  if ((m.flags & DNS_FLAG.QR) !== 0 || ((m.flags >>> 11) & 0xf) !== 0) fail('not a standard query');
   if (m.questions.length !== 1) fail('a query without exactly one question');
   const answerLimit = answerLimitOf(m);
   const q = m.questions[0]!;
   const name = q.name.toLowerCase();
   const suffix = `.${domain}`;
-  if (name !== domain && !name.endsWith(suffix)) return { kind: 'foreign', message: m, answerLimit };
+  if (name !== domain && !name.endsWith(suffix))
+    return { kind: 'foreign', message: m, answerLimit };
   if (q.type !== DNS_TYPE.TXT || name === domain) return { kind: 'other', message: m, answerLimit };
   const text = name.slice(0, -suffix.length).replaceAll('.', '');
   let raw: Uint8Array;
@@ -387,7 +387,7 @@ export function decodeTunnelAnswer(buf: Uint8Array): {
   const rd = txt.data;
   const body = new Uint8Array(rd.length);
   let n = 0;
-  for (let o = 0; o < rd.length; ) {
+  for (let o = 0; o < rd.length;) {
     const len = rd[o]!;
     if (o + 1 + len > rd.length) fail('a TXT string longer than its record');
     body.set(rd.subarray(o + 1, o + 1 + len), n);

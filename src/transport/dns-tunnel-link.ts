@@ -307,7 +307,7 @@ export class TunnelLink {
   }
 
   #drainEarly(out: Buffer[]): void {
-    for (let progress = true; progress && this.#early.size > 0; ) {
+    for (let progress = true; progress && this.#early.size > 0;) {
       progress = false;
       for (const [at, data] of this.#early) {
         if (at > this.#recvNext) continue;

@@ -202,9 +202,7 @@ function rst(q: TunnelQuery & { kind: 'tunnel' }): Buffer {
   return encodeTunnelAnswer(q.message, { ...p, data: new Uint8Array(0) });
 }
 
-type SessionLimits = Required<
-  Pick<DnsTunnelServerOptions, 'idleTimeoutMs' | 'holdMs' | 'maxHeld'>
->;
+type SessionLimits = Required<Pick<DnsTunnelServerOptions, 'idleTimeoutMs' | 'holdMs' | 'maxHeld'>>;
 
 /** One session: its link, its stream, the polls it holds and its idle deadline. */
 class ServerSession implements TunnelDriver {
