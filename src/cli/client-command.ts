@@ -79,7 +79,7 @@ options:
                          (Turkmenistan); give the key transports on different addresses, and a
                          size below the ban less the largest single download (docs/lab.md)
   --dns-tunnel-resolver <ip:port>
-                         with a key that has dns=<domain> (the DNS tunnel, docs/transports.md):
+                         with a key that has dns=<domain> (the DNS tunnel, docs/access-keys.md):
                          the recursive resolver its queries go through (default: the system's
                          first resolver, port 53)
   --tcp-congestion <name>

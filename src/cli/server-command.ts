@@ -82,7 +82,7 @@ operator (docs/operator.md):
   --trojan                   also serve the stored keys as Trojan over TLS on the same port
   --metrics <host:port>      Prometheus metrics at http://<host:port>/metrics (e.g. 127.0.0.1:9090)
 
-DNS tunnel (docs/transports.md, "DNS tunnel"):
+DNS tunnel (docs/access-keys.md, "DNS tunnel keys"):
   --dns-tunnel <domain>      also be the authoritative name server of <domain> (delegate it here with
                              an NS record) and carry Shadowsocks streams in its queries and answers,
                              for networks where only DNS through the ISP's resolver gets out; keys
