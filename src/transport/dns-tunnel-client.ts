@@ -221,6 +221,8 @@ class ClientSession implements TunnelDriver {
     this.#lastAnswerAt = now;
     if (!p) return this.kick(); // a resolver's error: as if lost
     if ((p.flags & TUNNEL_FLAG.RST) !== 0) {
+      // After the server's FIN, a RST only says it has finished too (our last ACK was lost).
+      if (this.#link.peerEnded && (this.#lingering || this.#link.finAcked)) return this.#finish();
       const err = new DialError(
         'ERR_DIAL_REFUSED',
         'DNS tunnel: the server refused or closed the session (it is full, or restarted)',

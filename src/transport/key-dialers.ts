@@ -8,7 +8,6 @@
  * @module
  */
 import { getServers } from 'node:dns';
-import { dnsTunnelConnect } from './dns-tunnel-client.js';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { makeCipherKey } from '../crypto/ss-key.js';
@@ -24,6 +23,7 @@ import { SsPacketDialer, SsStreamDialer } from './ss-dialer.js';
 import { CarrierDialer } from './carrier-dialer.js';
 import { TrojanDialer } from './trojan-dialer.js';
 import { wsConnect, wsConnector } from './ws-dialer.js';
+import { dnsTunnelConnect } from './dns-tunnel-client.js';
 import { FailoverDialer } from './failover.js';
 import { CappedDialer, handshakeCapped } from './capped-dialer.js';
 import type { PacketDialer, StreamDialer, Target } from './types.js';
@@ -303,27 +303,29 @@ function ssTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTranspor
       const pooled = wsOptions && !over.plain;
       // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts); on the
       // caller's connection, one WebSocket and no Mux.Cool.
-      const connect = dns
-        ? () =>
-            Promise.resolve(
-              dnsTunnelConnect(o.dnsTunnelResolver ?? systemResolver(), { domain: dns }),
-            )
-        : !wsOptions
-          ? socket && (() => Promise.resolve(socket))
-          : pooled
-            ? wsConnector(server, {
-                ...wsOptions,
-                mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
-                ...perConnection,
-              })
-            : (_s: Target, signal?: AbortSignal): Promise<Duplex> =>
-                wsConnect(server, { ...wsOptions, ...(socket ? { socket } : {}) }, signal);
+      const connect = !wsOptions
+        ? socket && (() => Promise.resolve(socket))
+        : pooled
+          ? wsConnector(server, {
+              ...wsOptions,
+              mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
+              ...perConnection,
+            })
+          : (_s: Target, signal?: AbortSignal): Promise<Duplex> =>
+              wsConnect(server, { ...wsOptions, ...(socket ? { socket } : {}) }, signal);
+      // Ladder's DNS tunnel: the Shadowsocks stream in queries through a resolver, not over TCP.
+      const tunnel =
+        dns &&
+        (() =>
+          Promise.resolve(
+            dnsTunnelConnect(o.dnsTunnelResolver ?? systemResolver(), { domain: dns }),
+          ));
       const stream = new SsStreamDialer(server, key, {
         ...(k.prefix ? { prefix: k.prefix } : {}),
         ...firstWaitOf(o),
         ...(over.timeoutMs !== undefined ? { connectTimeoutMs: over.timeoutMs } : {}),
-        ...(!ws && o.recycleReads ? { recycleReads: true } : {}),
-        ...(connect ? { connect } : {}),
+        ...(!ws && !dns && o.recycleReads ? { recycleReads: true } : {}),
+        ...(tunnel ? { connect: tunnel } : connect ? { connect } : {}),
       });
       // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
       return {
