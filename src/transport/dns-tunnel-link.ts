@@ -53,9 +53,14 @@ export interface TunnelLinkOptions {
   reorderSegments: number;
 }
 
+/**
+ * At most a window of queries is in flight (8 by default), so at most 8 answers (~7 KB) or 8
+ * queries (~1 KB) can arrive past a gap: 16 KiB of reordering is room to spare, and bounds what an
+ * unauthenticated sender can make a server session hold.
+ */
 export const DEFAULT_LINK_OPTIONS: TunnelLinkOptions = {
   rtoMs: 1000,
-  reorderBytes: 64 * 1024,
+  reorderBytes: 16 * 1024,
   reorderSegments: 64,
 };
 
