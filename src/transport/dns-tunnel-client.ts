@@ -51,7 +51,7 @@ export interface DnsTunnelClientOptions {
   clock?: Clock;
   timers?: TunnelTimers;
   random?: (n: number) => Uint8Array;
-  /** Queries in flight while data moves (default 8). */
+  /** Queries in flight while data moves (default 16). */
   window?: number;
   /** A query unanswered this long leaves the window (default 1 s; the server holds polls 0.4 s). */
   slotMs?: number;
@@ -136,7 +136,7 @@ class ClientSession implements TunnelDriver {
     this.#clock = o.clock ?? systemClock;
     this.#timers = o.timers ?? systemTunnelTimers;
     this.#random = random;
-    this.#window = Math.max(1, o.window ?? 8);
+    this.#window = Math.max(1, o.window ?? 16);
     this.#queryTimeoutMs = o.queryTimeoutMs ?? 3000;
     this.#slotMs = Math.min(o.slotMs ?? 1000, this.#queryTimeoutMs);
     this.#deadMs = o.deadMs ?? 30_000;

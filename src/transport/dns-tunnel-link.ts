@@ -54,13 +54,13 @@ export interface TunnelLinkOptions {
 }
 
 /**
- * At most a window of queries is in flight (8 by default), so at most 8 answers (~7 KB) or 8
- * queries (~1 KB) can arrive past a gap: 16 KiB of reordering is room to spare, and bounds what an
+ * About a window of queries is in flight (16 by default), so about 16 answers (~15 KB) or 16
+ * queries (~2 KB) can arrive past a gap: 32 KiB of reordering is room to spare, and bounds what an
  * unauthenticated sender can make a server session hold.
  */
 export const DEFAULT_LINK_OPTIONS: TunnelLinkOptions = {
   rtoMs: 1000,
-  reorderBytes: 16 * 1024,
+  reorderBytes: 32 * 1024,
   reorderSegments: 64,
 };
 
