@@ -62,6 +62,13 @@ export interface DnsTunnelServerOptions {
   link?: Partial<TunnelLinkOptions>;
 }
 
+/**
+ * How long a session closed by its owner waits for the client to take its last bytes and FIN: a
+ * client that is there polls several times a second; one that is gone must not hold a place under
+ * the caps for the whole idle deadline.
+ */
+const LINGER_MS = 10_000;
+
 /** Sessions remembered after they close, so that late queries get RST rather than a new session. */
 const CLOSED_REMEMBERED = 4096;
 
@@ -239,8 +246,7 @@ class ServerSession implements TunnelDriver {
 
   query(q: TunnelQuery & { kind: 'tunnel' }, reply: (msg: Buffer) => void): void {
     if (this.#gone) return reply(rst(q));
-    this.#timers.clearTimeout(this.#idle);
-    this.#idle = this.#timers.setTimeout(() => this.#expire(), this.#o.idleTimeoutMs);
+    this.#restartIdle();
     const now = this.#clock.now();
     const accept = this.#lingering || this.stream.accepting;
     const r = this.#link.receive(q.packet, now, accept);
@@ -254,6 +260,12 @@ class ServerSession implements TunnelDriver {
     }
     this.kick();
     this.#finishIfDone();
+  }
+
+  #restartIdle(): void {
+    this.#timers.clearTimeout(this.#idle);
+    const ms = this.#lingering ? Math.min(LINGER_MS, this.#o.idleTimeoutMs) : this.#o.idleTimeoutMs;
+    this.#idle = this.#timers.setTimeout(() => this.#expire(), ms);
   }
 
   #release(h: Held): void {
@@ -281,6 +293,7 @@ class ServerSession implements TunnelDriver {
     if (err === null && !this.#link.finAcked) {
       // As a TCP socket closed by its owner: what was written still goes out, then a FIN.
       this.#lingering = true;
+      this.#restartIdle();
       if (!this.stream.writableEnded) this.#link.end();
       this.kick();
       this.#finishIfDone();

@@ -389,3 +389,16 @@ test('fast retransmit: two GAP reports at one ACK resend the segment there, once
   l.receive(gap, 3);
   assert.equal(l.next(4, 3).data.length, 0, 'once per ACK value');
 });
+
+test('a session its owner closed waits at most 10 s for a client that is gone', async () => {
+  const time = new FakeTime();
+  const path = new Path(time, {}, { idleTimeoutMs: 300_000 });
+  openDnsTunnel(path.port(), { domain: DOMAIN, clock: time.clock, timers: time }).write('hi');
+  await run(time, () => path.sessions.length > 0, 5000);
+  path.blackhole = true;
+  path.sessions[0]!.destroy();
+  const at = time.now;
+  await run(time, () => path.server.sessions === 0, 60_000, 100);
+  assert.equal(path.server.sessions, 0);
+  assert.ok(time.now - at <= 10_000 + 3000, 'long before the idle deadline');
+});
