@@ -135,7 +135,7 @@ export class TunnelLink {
   wantsToSend(now: number): boolean {
     return (
       this.#sendNext < this.#acked + this.#buffered ||
-      (this.#finQueued && !this.#finSent) ||
+      (this.#finQueued && !this.#finSent && !this.#finAcked) ||
       this.#ackSent !== this.#ackValue() ||
       this.#resendAt >= 0 ||
       this.#resendDue(now)

@@ -402,3 +402,19 @@ test('a session its owner closed waits at most 10 s for a client that is gone', 
   assert.equal(path.server.sessions, 0);
   assert.ok(time.now - at <= 10_000 + 3000, 'long before the idle deadline');
 });
+
+test('link: a FIN acknowledged after a resend leaves nothing more to send', () => {
+  const l = new TunnelLink(1, { rtoMs: 100, reorderBytes: 1000, reorderSegments: 8 });
+  l.write(Buffer.from('ab'));
+  l.end();
+  const first = l.next(10, 0);
+  assert.equal(first.flags & TUNNEL_FLAG.FIN, TUNNEL_FLAG.FIN);
+  assert.equal(l.wantsToSend(150), true, 'a resend is due');
+  // The resend starts (one byte, no FIN yet), then the ACK of the first FIN arrives.
+  assert.equal(l.next(1, 150).flags & TUNNEL_FLAG.FIN, 0);
+  l.receive({ session: 1, flags: 0, seq: 0, ack: 3, data: new Uint8Array(0) }, 150);
+  assert.ok(l.finAcked);
+  assert.equal(l.wantsToSend(150), false);
+  l.next(10, 200);
+  assert.equal(l.wantsToSend(400), false);
+});
