@@ -2,7 +2,9 @@
  * The DNS tunnel's client: one session is a byte stream (a {@link TunnelStream}) carried in TXT
  * queries sent to a recursive resolver, which forwards them to the tunnel domain's server. The
  * server can only answer, so the client keeps queries in flight: up to `window` while data moves
- * either way, one poll (held by the server) while the session is idle. A query unanswered after
+ * either way, one poll (held by the server) while the session is idle, and after a few empty
+ * answers in a row a pause before each poll that doubles up to {@link MAX_POLL_DELAY_MS}, so that
+ * an idle session costs the resolver little. A query unanswered after
  * `slotMs` (longer than the server holds a poll) no longer takes a place in the window, so that
  * lost queries do not stall the session; its answer is still taken until `queryTimeoutMs`. The
  * link (dns-tunnel-link.ts) sends again what was lost. A session with no answer at all for
@@ -37,6 +39,12 @@ import {
 import { systemClock, type Clock } from './types.js';
 
 const debug = debuglog('ladder:dns-tunnel');
+
+/** The longest pause before a poll of an idle session: the delay data from the server can see. */
+export const MAX_POLL_DELAY_MS = 2000;
+/** The first pause, after {@link IDLE_POLLS} empty answers in a row. */
+const FIRST_POLL_DELAY_MS = 100;
+const IDLE_POLLS = 3;
 
 /** Where queries go and answers come from: a UDP socket to the resolver, or a test's channel. */
 export interface DatagramPort {
@@ -121,6 +129,10 @@ class ClientSession implements TunnelDriver {
   #lastAnswerAt: number;
   /** The last answer brought data: keep the window full of polls for more. */
   #streaming = true;
+  /** Empty answers in a row while there was nothing to send. */
+  #empty = 0;
+  /** A poll waits for this timer (an idle session's pause). */
+  #pollTimer: unknown = null;
   #lingering = false;
   #gone = false;
 
@@ -161,11 +173,30 @@ class ClientSession implements TunnelDriver {
       const target = wants || this.#streaming ? this.#window : 1;
       if (this.#live >= target) break;
       if (this.#live >= 1 && !wants && !this.#streaming) break;
+      if (!wants && !this.#streaming && this.#empty >= IDLE_POLLS) {
+        this.#pollLater();
+        break;
+      }
       this.#send(now);
     }
   }
 
+  /** An idle session's next poll, after a pause that doubles with each empty answer. */
+  #pollLater(): void {
+    if (this.#pollTimer !== null) return;
+    const delay = Math.min(
+      MAX_POLL_DELAY_MS,
+      FIRST_POLL_DELAY_MS * 2 ** Math.min(16, this.#empty - IDLE_POLLS),
+    );
+    this.#pollTimer = this.#timers.setTimeout(() => {
+      this.#pollTimer = null;
+      if (this.#gone || this.#live > 0) return;
+      this.#send(this.#clock.now());
+    }, delay);
+  }
+
   #send(now: number): void {
+    if (this.#link.wantsToSend(now)) this.#empty = 0;
     let id: number;
     do id = Buffer.from(this.#random(2)).readUInt16BE(0);
     while (this.#inflight.has(id));
@@ -234,6 +265,8 @@ class ClientSession implements TunnelDriver {
     const r = this.#link.receive(p, now, this.#lingering || this.#stream.accepting);
     if (!this.#lingering) this.#stream.deliver(r);
     this.#streaming = p.data.length > 0;
+    if (this.#streaming || this.#link.wantsToSend(now)) this.#empty = 0;
+    else this.#empty++;
     this.kick();
   }
 
@@ -252,6 +285,8 @@ class ClientSession implements TunnelDriver {
   #finish(): void {
     if (this.#gone) return;
     this.#gone = true;
+    if (this.#pollTimer !== null) this.#timers.clearTimeout(this.#pollTimer);
+    this.#pollTimer = null;
     for (const q of this.#inflight.values()) this.#timers.clearTimeout(q.timer);
     this.#inflight.clear();
     this.#live = 0;

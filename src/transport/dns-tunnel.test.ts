@@ -418,3 +418,25 @@ test('link: a FIN acknowledged after a resend leaves nothing more to send', () =
   l.next(10, 200);
   assert.equal(l.wantsToSend(400), false);
 });
+
+test('an idle session polls less and less, and still gets what the server writes', async () => {
+  const time = new FakeTime();
+  const path = new Path(time);
+  const client = openDnsTunnel(path.port(), { domain: DOMAIN, clock: time.clock, timers: time });
+  const got = collect(client);
+  client.write('hi');
+  await run(time, () => path.sessions.length > 0, 5000);
+  await run(time, () => false, 5000);
+  const before = path.queries;
+  await run(time, () => false, 60_000, 50);
+  const idle = path.queries - before;
+  // Without the pause: a poll each 0.4 s hold, 150 a minute; with it, about one each 2.4 s.
+  assert.ok(idle <= 30, `${idle} queries in an idle minute`);
+  const at = time.now;
+  path.sessions[0]!.write('news');
+  await run(time, () => got.parts.length > 0, 10_000, 50);
+  assert.equal(Buffer.concat(got.parts).toString(), 'news');
+  assert.ok(time.now - at <= 2000 + 400 + 100, 'within a pause and a hold');
+  path.server.close();
+  client.destroy();
+});
