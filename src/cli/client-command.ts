@@ -7,6 +7,8 @@ import { LadderError } from '../errors.js';
 import { useCongestionControl } from '../transport/congestion.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
+import { serverNamesOfKey } from '../transport/key-dialers.js';
+import { serverLookup, warmLookup } from '../transport/server-lookup.js';
 import {
   runTunCleanup,
   startTun,
@@ -265,6 +267,8 @@ export async function run(argv: string[]): Promise<number> {
     cfg.tun ? (uri) => tunHandle?.addServers(serverEndpointsOfKey(uri)) : undefined,
   );
   const { dialer, packetDialer, app, online } = d;
+  if (d.serverUri && !isOnlineKeyUri(d.serverUri))
+    warmLookup(serverLookup, serverNamesOfKey(d.serverUri));
   const closers: (() => Promise<void>)[] = [];
   if (cfg.tun) {
     tunHandle = await startTun(

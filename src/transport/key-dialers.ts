@@ -8,7 +8,7 @@
  * @module
  */
 import { getServers } from 'node:dns';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { makeCipherKey } from '../crypto/ss-key.js';
 import { parseSsUri } from '../codec/access-key-uri.js';
@@ -444,16 +444,34 @@ export function dialersFromKey(
  * use included), hosts as written: names or literals. `--tun` keeps exactly these out of the tunnel.
  */
 export function serverEndpointsOfKey(uri: string): Target[] {
+  const out = new Map<string, Target>();
+  for (const k of keyServers(uri)) out.set(`${k.host} ${k.port}`, { host: k.host, port: k.port });
+  return [...out.values()];
+}
+
+/**
+ * The server names (not address literals) that a key's transports connect to directly, to be
+ * resolved before the first connection needs them. A DNS-tunnel transport reaches its server
+ * through the resolver, never by its name: left out.
+ */
+export function serverNamesOfKey(uri: string): string[] {
+  const names = new Set<string>();
+  for (const k of keyServers(uri)) if (k.dns === undefined && isIP(k.host) === 0) names.add(k.host);
+  return [...names];
+}
+
+/** Each transport of a key that this Ladder can parse: its server and whether it is a DNS tunnel. */
+function keyServers(uri: string): { host: string; port: number; dns?: string | undefined }[] {
   const text = uri.trim();
   const uris = /^ladder:/i.test(text) ? parseLadderKey(text).transports : [text];
-  const out = new Map<string, Target>();
+  const out: { host: string; port: number; dns?: string | undefined }[] = [];
   for (const u of uris) {
     try {
-      const k = /^trojan:/i.test(u) ? parseTrojanUri(u) : /^ss:/i.test(u) ? parseSsUri(u) : null;
-      if (k) out.set(`${k.host} ${k.port}`, { host: k.host, port: k.port });
+      if (/^trojan:/i.test(u)) out.push(parseTrojanUri(u));
+      else if (/^ss:/i.test(u)) out.push(parseSsUri(u));
     } catch {
       // a transport dialersFromKey skips
     }
   }
-  return [...out.values()];
+  return out;
 }
