@@ -29,8 +29,11 @@
  * ```
  * DATA (0, both ways, LENGTH ≥ 1): stream bytes. NEXT (1, server, empty): this carrier is spent,
  * open the next. FIN (2, both ways, empty): the sender's side of the stream has ended. RESET (3,
- * server, empty): the session is gone (target failed, or expired). ACK (4, server, u48): the
- * client→server bytes the server has received, which the client may forget.
+ * server, empty): the session is gone (target failed, or expired). ACK (4, u48): from the server,
+ * the client→server bytes it has received, which the client may forget; from the client, only
+ * after the server's FIN, the server→client bytes it has received: the whole stream arrived and the
+ * server may forget the session (a server that sent FIN keeps the session until then, or until
+ * its deadline, in case that carrier never arrives and the client resumes).
  * @module
  */
 import { CodecError } from '../errors.js';

@@ -9,8 +9,11 @@
  * per user and in all. A session without a carrier is closed after `detachedTimeoutMs`; one with no
  * bytes either way after `idleTimeoutMs`. The target is paused while the unsent bytes are over a
  * bound, so memory per session stays under CARRIER BYTES plus that bound plus one read.
- * The session ends when the target's side ends (FIN sent): the server does not keep a half-closed
- * session for the client's upload after that.
+ * When the target's side ends the server sends FIN and closes the target: it does not keep a
+ * half-closed session for the client's upload after that. The session itself stays, finished, until
+ * the client acknowledges the whole stream (an ACK after FIN) or for `detachedTimeoutMs`: the
+ * carrier with the stream's tail may be frozen on the way (a byte budget), and the client then
+ * resumes from what it holds. A finished session gives way when a new one would pass a cap.
  * @module
  */
 import type { Duplex } from 'node:stream';
@@ -20,6 +23,7 @@ import {
   CARRIER_FRAME,
   CARRIER_FRAME_HEADER_LENGTH,
   CARRIER_MAX_PAYLOAD,
+  carrierAckOffset,
   carrierFrame,
   decodeCarrierFrame,
   decodeCarrierOpen,
@@ -137,6 +141,8 @@ interface Session {
   carrier: Carrier | null;
   readonly detached: NodeJS.Timeout;
   readonly idle: NodeJS.Timeout;
+  /** FIN sent: the target is gone, the tail kept for a resume until the client's ACK. */
+  finished: boolean;
   closed: boolean;
 }
 
@@ -223,11 +229,7 @@ export class CarrierSessions {
         reset();
         return;
       }
-      const mine = this.#perUser.get(user) ?? 0;
-      if (
-        mine >= (this.#o.maxSessionsPerUser ?? CARRIER_DEFAULTS.maxSessionsPerUser) ||
-        this.#sessions.size >= (this.#o.maxSessions ?? CARRIER_DEFAULTS.maxSessions)
-      ) {
+      if (!this.#roomFor(user)) {
         debug('session refused: cap');
         reset();
         return;
@@ -274,6 +276,7 @@ export class CarrierSessions {
     conn.on('data', (chunk: Buffer) => {
       q.push(chunk);
       this.#readFrames(session, c, q);
+      if (session.finished && session.carrier === null) this.#readAfterFin(session, q);
     });
     // The client never half-closes a carrier (its end of stream is a FIN frame): an end is the
     // carrier going away, and the connection may be half-open (allowHalfOpen) until we close it.
@@ -286,6 +289,45 @@ export class CarrierSessions {
     });
     this.#readFrames(session, c, q);
     this.#pump(session);
+  }
+
+  /**
+   * Whether a new session of `user` fits under the caps, after closing the oldest finished session
+   * (of that user, or any for the server's cap) where one is in the way.
+   */
+  #roomFor(user: string): boolean {
+    const perUser = this.#o.maxSessionsPerUser ?? CARRIER_DEFAULTS.maxSessionsPerUser;
+    const all = this.#o.maxSessions ?? CARRIER_DEFAULTS.maxSessions;
+    if ((this.#perUser.get(user) ?? 0) >= perUser) {
+      const old = [...this.#sessions.values()].find((x) => x.finished && x.user === user);
+      if (!old) return false;
+      this.#close(old);
+    }
+    if (this.#sessions.size >= all) {
+      const old = [...this.#sessions.values()].find((x) => x.finished);
+      if (!old) return false;
+      this.#close(old);
+    }
+    return true;
+  }
+
+  /** After FIN: the client's ACK of the whole stream ends the session; anything else is ignored. */
+  #readAfterFin(s: Session, q: ByteQueue): void {
+    while (q.length > 0 && !s.closed) {
+      let f;
+      try {
+        f = decodeCarrierFrame(
+          q.peek(Math.min(q.length, CARRIER_FRAME_HEADER_LENGTH + CARRIER_MAX_PAYLOAD)),
+          0,
+        );
+      } catch {
+        return;
+      }
+      if (f === null) return;
+      q.take(f.bytesRead);
+      if (f.value.type === CARRIER_FRAME.ACK && carrierAckOffset(f.value) === s.down.end)
+        this.#close(s);
+    }
   }
 
   #create(key: string, user: string, target: Target): Session {
@@ -311,6 +353,7 @@ export class CarrierSessions {
         debug('session idle');
         this.#fail(s);
       }, this.#o.idleTimeoutMs),
+      finished: false,
       closed: false,
     };
     s.detached.unref();
@@ -444,7 +487,7 @@ export class CarrierSessions {
         }
         if (s.downEnded) {
           this.#endCarrier(s, c, CARRIER_FRAME.FIN);
-          this.#close(s);
+          this.#finish(s);
         }
         break;
       }
@@ -472,6 +515,16 @@ export class CarrierSessions {
     s.detached.refresh();
     if (drop && c) c.conn.destroy();
     s.target?.pause();
+  }
+
+  /** FIN sent: the target and the upload are over; the tail stays for a resume (module doc). */
+  #finish(s: Session): void {
+    if (s.finished) return;
+    s.finished = true;
+    s.upEnded = true;
+    clearTimeout(s.idle);
+    s.target?.destroy();
+    s.target = null;
   }
 
   /** The session failed: RESET on its carrier, target destroyed. */

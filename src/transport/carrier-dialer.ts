@@ -226,8 +226,9 @@ export class CarrierStream extends Duplex {
             this.#downEnded = true;
             this.#dropSpare();
             this.push(null);
+            // the whole stream arrived: the server may forget the session (codec/trojan-carrier.ts);
             // resumed so that it reads the server's end and closes, even if paused for backpressure
-            conn.end();
+            conn.end(carrierFrame(CARRIER_FRAME.ACK, null, this.#downReceived));
             conn.resume();
           } else {
             debug('carrier spent after %d bytes in all', this.#downReceived);

@@ -271,10 +271,16 @@ async function rawCarrier(head: Buffer): Promise<Buffer> {
   return got;
 }
 
-function openHead(sessionId: Buffer, down: number, up: number, target?: Target): Buffer {
+function openHead(
+  sessionId: Buffer,
+  down: number,
+  up: number,
+  target?: Target,
+  carrierBytes = CARRIER_BYTES,
+): Buffer {
   const o = {
     sessionId,
-    carrierBytes: CARRIER_BYTES,
+    carrierBytes,
     downOffset: down,
     upOffset: up,
     ...(target ? { target } : {}),
@@ -362,4 +368,85 @@ test('an upload with nothing coming back: ACKs that no longer fit end the carrie
   } finally {
     sink.close();
   }
+});
+
+test('the carrier with the stream end frozen: the client resumes, gets the tail and the end', async () => {
+  await listening;
+  // A server of its own with default deadlines: the session must outlive the frozen carrier.
+  const h = new TrojanHandler({
+    users: [{ id: 'alice', hash: trojanPasswordHash(PASSWORD) }],
+    dialer: new DirectDialer(),
+    packetDialer: new DirectPacketDialer(),
+    fallback: decoy,
+  });
+  const server = createTlsServer(
+    { cert: cert.cert, key: cert.key, ALPNProtocols: ['http/1.1'], allowHalfOpen: true },
+    (c) => {
+      sockets.add(c);
+      c.once('close', () => sockets.delete(c));
+      h.handle(c);
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  // One carrier holds the whole download and its FIN; the middlebox passes 8000 bytes of it.
+  const box = await freezingMiddlebox((server.address() as AddressInfo).port, 1, 8000);
+  try {
+    const d = new CarrierDialer(trojan(box.port), { carrierBytes: 2 * 1024 * 1024, stallMs: 1000 });
+    const s = (await d.dial({ host: '127.0.0.1', port: originPort })) as CarrierStream;
+    const got = await readAll(s);
+    assert.equal(box.frozen(), 1, 'the first carrier was frozen');
+    assert.equal(sha(got), sha(DOWNLOAD));
+  } finally {
+    box.close();
+    server.close();
+  }
+});
+
+/** A handler of its own with `carrier` options, served for the length of `fn`. */
+async function withHandler(
+  carrier: ConstructorParameters<typeof TrojanHandler>[0]['carrier'],
+  fn: (h: TrojanHandler) => Promise<void>,
+): Promise<void> {
+  const h = new TrojanHandler({
+    users: [{ id: 'alice', hash: trojanPasswordHash(PASSWORD) }],
+    dialer: new DirectDialer(),
+    packetDialer: new DirectPacketDialer(),
+    fallback: decoy,
+    ...(carrier ? { carrier } : {}),
+  });
+  serving = h;
+  try {
+    await fn(h);
+  } finally {
+    serving = handler;
+  }
+}
+
+test("a finished session ends at the client's ACK of the whole stream, not at its deadline", async () => {
+  await listening;
+  // Sessions without a carrier would last ten minutes: only the ACK can end this one.
+  await withHandler({ detachedTimeoutMs: 600_000 }, async (h) => {
+    const d = new CarrierDialer(trojan(), { carrierBytes: 256 * 1024 });
+    const s = (await d.dial({ host: '127.0.0.1', port: originPort })) as CarrierStream;
+    assert.equal(sha(await readAll(s)), sha(DOWNLOAD));
+    // wait for the event (the count reaching 0), bounded well below the ten minutes
+    const until = Date.now() + 30_000;
+    while (h.carrierSessions > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(h.carrierSessions, 0);
+  });
+});
+
+test('finished sessions not acknowledged give way to new ones at the per-user cap', async () => {
+  await listening;
+  await withHandler({ detachedTimeoutMs: 600_000, maxSessionsPerUser: 1 }, async (h) => {
+    // a raw carrier reads the whole stream and its FIN but never acknowledges it
+    const raw = await rawCarrier(
+      openHead(randomBytes(16), 0, 0, { host: '127.0.0.1', port: originPort }, 2 * 1024 * 1024),
+    );
+    assert.equal(raw.at(-3), CARRIER_FRAME.FIN, 'the raw carrier ended with FIN');
+    assert.equal(h.carrierSessions, 1, 'the finished session is kept for a resume');
+    const d = new CarrierDialer(trojan(), { carrierBytes: 256 * 1024 });
+    const s = (await d.dial({ host: '127.0.0.1', port: originPort })) as CarrierStream;
+    assert.equal(sha(await readAll(s)), sha(DOWNLOAD));
+  });
 });
