@@ -27,7 +27,9 @@ function score(record: Uint8Array): { score: number; parts: string[] } {
 }
 
 test("Chrome's JA3 differs from hello to hello; its JA4 does not", () => {
-  const hellos = Array.from({ length: 4 }, () => chromeClientHello('ladder.lab', ['h2', 'http/1.1']));
+  const hellos = Array.from({ length: 4 }, () =>
+    chromeClientHello('ladder.lab', ['h2', 'http/1.1']),
+  );
   const ja3s = new Set(hellos.map((h) => ja3Hash(parseClientHello(h.record)!)));
   const ja4s = new Set(hellos.map((h) => ja4(decodeClientHello(h.record)!.value)));
   assert.ok(ja3s.size > 1, 'extensions permuted');
