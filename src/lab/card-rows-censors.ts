@@ -199,7 +199,8 @@ function largePageRow(
       const ok = r.status === 0 && got === fetches;
       return {
         ok,
-        detail: ok ? 'ok' : `${got}/${fetches} pages; ${r.out.trim().split('\n').pop() ?? ''}`,
+        // the end of the output: curl's error follows a partial page's body on its last line
+        detail: ok ? 'ok' : `${got}/${fetches} pages begun; …${r.out.trim().slice(-160)}`,
       };
     },
   };

@@ -86,6 +86,10 @@ async function probe(args: string[]): Promise<{ lines: Line[]; out: string }> {
 /** A string as a regular expression that matches it literally. */
 const literal = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
+/** Prints the techniques the probe recognised, as the CI log's record of what the lab showed. */
+const printFindings = (out: string) =>
+  console.log(out.slice(Math.max(0, out.indexOf('censorship techniques recognised:'))).trimEnd());
+
 const web = (lines: Line[], url: string) => {
   const m = lines.find((l) => l.test_name === 'web_connectivity' && l.input === url);
   assert.ok(m, `a measurement of ${url}`);
@@ -454,6 +458,7 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
       '--timeout',
       '4',
     ]);
+    printFindings(r.out);
     const ss = transport(r.lines, /shadowsocks/);
     const th = ss.throughput as { bytes: number; end: string };
     assert.equal(th.end, 'stall', r.out);
@@ -487,6 +492,7 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
       '--attempts',
       '2',
     ]);
+    printFindings(r.out);
     const ss = String(transport(r.lines, /shadowsocks/).transport);
     const trojan = transport(r.lines, /trojan/);
     // nothing listens on port 80 of the server: the other port refuses, which alone proves nothing
@@ -514,6 +520,7 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
       '--attempts',
       '2',
     ]);
+    printFindings(r.out);
     const ss = String(transport(r.lines, /shadowsocks/).transport);
     const trojan = transport(r.lines, /trojan/);
     assert.equal(trojan.technique, 'tls-drop');
@@ -548,6 +555,7 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
       '--timeout',
       '4',
     ]);
+    printFindings(r.out);
     const ss = transport(r.lines, /shadowsocks/);
     const trojan = transport(r.lines, /trojan/);
     const kinds = (t: Record<string, unknown>) =>
