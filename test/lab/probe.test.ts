@@ -87,8 +87,11 @@ async function probe(args: string[]): Promise<{ lines: Line[]; out: string }> {
 const literal = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Prints the techniques the probe recognised, as the CI log's record of what the lab showed. */
-const printFindings = (out: string) =>
-  console.log(out.slice(Math.max(0, out.indexOf('censorship techniques recognised:'))).trimEnd());
+const printFindings = (out: string) => {
+  const from = Math.max(0, out.indexOf('censorship techniques recognised:'));
+  const to = out.indexOf('\n\n', from);
+  console.log(out.slice(from, to < 0 ? undefined : to));
+};
 
 const web = (lines: Line[], url: string) => {
   const m = lines.find((l) => l.test_name === 'web_connectivity' && l.input === url);
