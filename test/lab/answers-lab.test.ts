@@ -174,9 +174,10 @@ describe(
     test(
       'byte-budget, carriers above the budget: each freezes below its cap, the stall watch opens the next at the held offset, and the page arrives',
       {
-        // Runs and reports, but does not fail the suite: in some runs the stream ends mid-page
-        // after a stall (curl sees the connection closed); not explained yet (docs/lab.md).
-        todo: 'a carrier session sometimes ends after a stall instead of resuming',
+        // Runs and reports, but does not fail the suite: the stream ends mid-page after a stall
+        // (curl sees the connection closed); likely the server closing a session once its FIN is
+        // written into the frozen carrier (docs/lab.md, "Ladder's answers").
+        todo: 'a carrier session ends after a stall instead of resuming',
       },
       async () => {
         await censor('byte-budget');
