@@ -35,6 +35,25 @@ export const LARGE_PAGE = '/page/2';
  */
 export const CARRIER_BYTES = 8192;
 
+/**
+ * Bytes per carrier in the carrier-stall row: above the largest byte budget (32,768 bytes), so every
+ * carrier freezes below its cap and only the client's stall watch (carrier-dialer.ts `stallMs`)
+ * moves the stream on.
+ */
+export const CARRIER_STALL_BYTES = 64 * 1024;
+
+/**
+ * The carrier-stall row's page, 36,232 bytes: more than one carrier can carry under any budget
+ * (at most 32,768 bytes less a TLS handshake), so at least one carrier freezes, and at most a few.
+ */
+export const STALL_PAGE = '/page/7';
+
+/**
+ * Seconds the carrier-stall row gives each attempt whatever the card's timeout: each frozen carrier
+ * costs the 5 s stall watch, and a page takes up to three of them under the smallest budgets.
+ */
+export const CARRIER_STALL_TIMEOUT_S = 30;
+
 /** Parallel fetches of the connection-count rows: more than the 6 connections policed. */
 export const PARALLEL_FETCHES = 8;
 
@@ -100,7 +119,10 @@ export function dnsEntry(
   };
 }
 
-/** A row that fetches LARGE_PAGE, directly (`uri` undefined) or through a Ladder client with that key. */
+/**
+ * A row that fetches LARGE_PAGE (or `page`), directly (`uri` undefined) or through a Ladder client
+ * with that key.
+ */
 function largePageRow(
   name: string,
   description: string,
@@ -117,6 +139,10 @@ function largePageRow(
     keepAlive?: boolean;
     /** Also start the server on its other addresses (the rotation rows). */
     altServers?: boolean;
+    /** Another page of the lab's sites (`/page/N`). */
+    page?: string;
+    /** Seconds an attempt gets at least, whatever the card's timeout. */
+    minTimeoutS?: number;
   } = {},
 ): TransportEntry {
   const socksPort = allocSocksPort();
@@ -146,9 +172,11 @@ function largePageRow(
           },
         }
       : {}),
-    async attempt(plan, timeoutS) {
+    async attempt(plan, cardTimeoutS) {
+      const timeoutS = Math.max(cardTimeoutS, opts.minTimeoutS ?? 0);
       const scheme = opts.https || !uri ? 'https' : 'http';
-      const url = `${scheme}://${plan.names.allowed}${LARGE_PAGE}`;
+      const page = opts.page ?? LARGE_PAGE;
+      const url = `${scheme}://${plan.names.allowed}${page}`;
       const r = await runIn(
         plan,
         plan.ns.client,
@@ -166,11 +194,13 @@ function largePageRow(
         ],
         (timeoutS + 2) * 1000,
       );
-      const got = r.out.split(`site ${plan.names.allowed}, page 2`).length - 1;
+      const got =
+        r.out.split(`site ${plan.names.allowed}, page ${page.slice('/page/'.length)}\n`).length - 1;
       const ok = r.status === 0 && got === fetches;
       return {
         ok,
-        detail: ok ? 'ok' : `${got}/${fetches} pages; ${r.out.trim().split('\n').pop() ?? ''}`,
+        // the end of the output: curl's error follows a partial page's body on its last line
+        detail: ok ? 'ok' : `${got}/${fetches} pages begun; …${r.out.trim().slice(-160)}`,
       };
     },
   };
@@ -257,6 +287,21 @@ export function censorsEntries(): TransportEntry[] {
       `the same over carriers of ${CARRIER_BYTES} bytes (trojan:// carrier=): each connection ends before the byte budget and the next takes the stream on (the answer to byte-budget)`,
       (p) =>
         ladderTrojanUri(p, undefined, false, LADDER_NAME, LADDER_NAME, undefined, CARRIER_BYTES),
+    ),
+    largePageRow(
+      'ladder-trojan-carrier-stall',
+      `the same over carriers of ${CARRIER_STALL_BYTES} bytes, above every byte budget, fetching ${STALL_PAGE} (36,232 bytes): each carrier freezes below its cap; after 5 s without a byte the client opens the next at the offset it holds (at least ${CARRIER_STALL_TIMEOUT_S} s per attempt)`,
+      (p) =>
+        ladderTrojanUri(
+          p,
+          undefined,
+          false,
+          LADDER_NAME,
+          LADDER_NAME,
+          undefined,
+          CARRIER_STALL_BYTES,
+        ),
+      { page: STALL_PAGE, minTimeoutS: CARRIER_STALL_TIMEOUT_S },
     ),
     largePageRow(
       'ladder-trojan-allowed-sni',

@@ -11,6 +11,7 @@ import { modulePolicy, profilePolicy, PROFILES, type ModuleName, type Policy } f
 import type { TransportEntry } from './card-transport.js';
 import { stopTransports, transports } from './card-registry.js';
 import type { LabPlan } from './topology.js';
+import { CHROME_JA4S } from './modules/tls-fingerprint.js';
 
 export interface Column {
   readonly name: string;
@@ -41,6 +42,8 @@ export function columns(): Column[] {
     mod('whitelist'),
     mod('conn-count'),
     mod('hello-score'),
+    // the same with today's Chrome known by its JA4s (its JA3 changes with every hello)
+    mod('hello-score', 'hello-score chrome-known', { knownFingerprints: [...CHROME_JA4S] }),
     // only browser ClientHellos pass (JA4 allow-list, GREASE, the post-quantum share)
     mod('tls-fingerprint', 'browser-only', { browserOnly: true }),
     mod('sni', 'sni reassembled', { reassemble: true }),

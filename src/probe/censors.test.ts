@@ -135,7 +135,32 @@ test('port-reset: every SYN reset while another port answers; the other-port tra
     /every SYN to port 443 was answered by a reset \(3\/3\), while port 80/,
   );
   assert.deepEqual(f[0]!.useInstead, ['shadowsocks']);
-  // the whole address refusing is not a port reset
+  // without a connect on port 80, a transport on another port of the address getting through
+  const beside = recognise([
+    check(trojan, ['tcp-reset', 'tcp-reset'], {
+      otherPort: { port: 80, failure: 'connection_refused', answered: true },
+    }),
+    check(ss, ['ok', 'ok']),
+  ]);
+  assert.deepEqual(
+    beside.map((x) => x.technique),
+    ['port-reset'],
+  );
+  assert.match(
+    beside[0]!.evidence,
+    /\(2\/2\), while shadowsocks on port 8388 of the same address gets through/,
+  );
+  assert.deepEqual(beside[0]!.useInstead, ['shadowsocks']);
+  // the whole address refusing is not a port reset, nor is a reset beside a failing transport
+  assert.deepEqual(
+    recognise([
+      check(trojan, ['tcp-reset', 'tcp-reset'], {
+        otherPort: { port: 80, failure: 'connection_refused', answered: true },
+      }),
+      check(ss, ['tcp-refused', 'tcp-refused']),
+    ]),
+    [],
+  );
   assert.deepEqual(
     recognise([
       check(trojan, ['tcp-reset', 'tcp-reset'], {
@@ -155,21 +180,41 @@ test('serverhello-drop: TLS handshakes unanswered while a non-TLS transport to t
   assert.deepEqual(recognise([check(trojan, ['tls-timeout', 'tls-timeout'])]), []);
 });
 
-test('conn-count: one at a time works, at once only the first few; a mux transport is advised', () => {
-  const kinds: AttemptKind[] = ['ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'tls-reset', 'tls-reset'];
+test('conn-count: one at a time works, of several held open together only some; a mux transport, or one that carried all at once, is advised', () => {
+  // the censor cuts by arrival order at the wall, not by opening order: only counts matter
+  const kinds: AttemptKind[] = ['ok', 'tls-reset', 'ok', 'ok', 'ok', 'tls-reset', 'ok', 'ok'];
   const f = recognise([
     check(trojan, ['ok', 'ok'], {
       concurrent: kinds.map((k, i) => attempt(10 + i, k, 443)),
     }),
     check(trojanMux, ['ok', 'ok']),
+    check(ss, ['ok'], {
+      concurrent: kinds.map((_, i) => attempt(10 + i, 'ok', 8388)),
+    }),
   ]);
-  assert.equal(f[0]?.technique, 'conn-count');
-  assert.match(f[0]!.evidence, /of 8 opened at once only the first 6 did/);
-  assert.deepEqual(f[0]!.useInstead, ['trojan (TLS, SNI ladder.lab, Mux.Cool)']);
-  // failures spread among successes are not a count limit
   assert.deepEqual(
-    recognise([], {
-      concurrency: [{ transport: 'x', kinds: ['ok', 'tls-reset', 'ok', 'tls-reset'] }],
+    f.map((x) => x.technique),
+    ['conn-count'],
+  );
+  assert.match(
+    f[0]!.evidence,
+    /of 8 held open together only 6 did; the other 2 failed \(tls-reset\)/,
+  );
+  assert.deepEqual(f[0]!.useInstead, ['trojan (TLS, SNI ladder.lab, Mux.Cool)', 'shadowsocks']);
+  assert.match(f[0]!.advice, /--max-connections-per-server 6/);
+  // look-alikes: the probe's own connection cap, every one failing, single attempts failing too
+  for (const obs of [
+    ['ok', 'ok', 'cap', 'cap'],
+    ['tls-reset', 'tls-reset', 'tls-reset'],
+  ] as AttemptKind[][])
+    assert.deepEqual(
+      recognise([check(trojan, ['ok'])], { concurrency: [{ transport: trojan.name, kinds: obs }] }),
+      [],
+      obs.join(' '),
+    );
+  assert.deepEqual(
+    recognise([check(trojan, ['ok', 'tls-reset'])], {
+      concurrency: [{ transport: trojan.name, kinds: ['ok', 'tls-reset'] }],
     }),
     [],
   );

@@ -11,10 +11,11 @@
  *   but the TLS handshake is never answered on every attempt, while a non-TLS transport to the same
  *   address gets through. A client cannot see which packet was dropped, so the finding names both
  *   a dropped ServerHello and a dropped ClientHello.
- * - `conn-count` (Russia's home ISPs, n4p#546): one connection at a time gets through, several at
- *   once are cut beyond some number.
+ * - `conn-count` (Russia's home ISPs, n4p#546): one connection at a time gets through; of several
+ *   held open together, some number get through and the rest are cut.
  * - `port-reset` (China, 2025-08-20): the SYN to the server's port is answered by a reset on every
- *   attempt while another port of the same address answers.
+ *   attempt while the same address takes connections on another port (a connect there, or another
+ *   of the key's transports getting through).
  * - `volume-ban` (Turkmenistan, n4p#523): transports to an address get through and carry a
  *   download, which stalls; then every new connection to the address fails silently (each of the
  *   key's transports there, and a port none of them uses), while a control still answers: a site
@@ -114,18 +115,35 @@ function byteBudget(checks: readonly TransportCheck[]): Finding | undefined {
       .filter((c) => c.throughput && !stalled.includes(c) && c.throughput.bytes > BUDGET_MAX_BYTES)
       .map((c) => c.transport.name),
     advice:
-      'connections to this server freeze after a byte budget (a "16 KB" stall of foreign hosting): use a server outside the big hosting networks, or an SNI the censor spares; short requests still work',
+      'connections to this server freeze after a byte budget (a "16 KB" stall of foreign hosting): a trojan:// key with carrier=8k carries each stream over short connections that end before the budget (docs/lab.md); or use a server outside the big hosting networks, or an SNI the censor spares; short requests still work',
   };
 }
 
-/** RST to every SYN while another port of the address answers: the port is reset. */
+/**
+ * RST to every SYN while the address still takes connections on another port: the port is reset.
+ * Either evidence shows the address answers: a connect to another port, or another of the key's
+ * transports on another port of the same address getting through. A refusal on the other port does
+ * not (the whole address may be refusing).
+ */
 function portReset(checks: readonly TransportCheck[]): Finding | undefined {
+  const answered = (c: TransportCheck): string | undefined => {
+    if (c.otherPort?.answered === true && c.otherPort.failure === null)
+      return `port ${c.otherPort.port} of ${c.address} accepted a connection`;
+    const beside = checks.find(
+      (x) =>
+        x.address === c.address &&
+        x.transport.server.port !== c.transport.server.port &&
+        x.verdict.status === 'ok',
+    );
+    return beside
+      ? `${beside.transport.name} on port ${beside.transport.server.port} of the same address gets through`
+      : undefined;
+  };
   const reset = checks.filter(
     (c) =>
       c.attempts.length > 0 &&
       c.attempts.every((a) => a.kind === 'tcp-reset' || a.kind === 'tcp-refused') &&
-      c.otherPort?.answered === true &&
-      c.otherPort.failure === null,
+      answered(c) !== undefined,
   );
   if (reset.length === 0) return undefined;
   const ports = new Set(reset.map((c) => c.transport.server.port));
@@ -135,7 +153,7 @@ function portReset(checks: readonly TransportCheck[]): Finding | undefined {
     evidence: reset
       .map(
         (c) =>
-          `${c.transport.name}: every SYN to port ${c.transport.server.port} was answered by a reset (${c.attempts.length}/${c.attempts.length}), while port ${c.otherPort!.port} of ${c.address} accepted a connection`,
+          `${c.transport.name}: every SYN to port ${c.transport.server.port} was answered by a reset (${c.attempts.length}/${c.attempts.length}), while ${answered(c)!}`,
       )
       .join('; '),
     useInstead: checks
@@ -173,8 +191,9 @@ function serverHelloDrop(checks: readonly TransportCheck[]): Finding | undefined
 }
 
 /**
- * One connection at a time works, several at once are cut after the first few: connection-count
- * policing.
+ * One connection at a time works; of several held open together, some get through and the rest are
+ * cut: connection-count policing. Which ones are cut depends on the order their handshakes reach
+ * the censor, not on the order they were opened, so only the counts are read.
  */
 function connCount(checks: readonly TransportCheck[], o: RecogniseOptions): Finding[] {
   const out: Finding[] = [];
@@ -184,24 +203,36 @@ function connCount(checks: readonly TransportCheck[], o: RecogniseOptions): Find
       .filter((c) => c.concurrent !== undefined)
       .map((c) => ({ transport: c.transport.name, kinds: c.concurrent!.map((a) => a.kind) })),
   ];
+  // Transports that carried every one of their connections at once.
+  const allThrough = observed
+    .filter((obs) => obs.kinds.length > 1 && obs.kinds.every((k) => k === 'ok'))
+    .map((obs) => obs.transport);
   for (const obs of observed) {
-    const firstFail = obs.kinds.findIndex((k) => k !== 'ok');
+    const through = obs.kinds.filter((k) => k === 'ok').length;
+    const failed = obs.kinds.filter((k) => k !== 'ok');
     const check = checks.find((c) => c.transport.name === obs.transport);
-    if (firstFail <= 0 || check?.verdict.status !== 'ok') continue;
-    const after = obs.kinds.slice(firstFail);
-    if (after.some((k) => k === 'ok')) continue;
+    if (through === 0 || failed.length === 0 || check?.verdict.status !== 'ok') continue;
+    // the probe's own connection cap, or failures a count does not cause
+    if (failed.some((k) => NOT_CUT.includes(k))) continue;
     out.push({
       technique: 'conn-count',
       transports: [obs.transport],
-      evidence: `${obs.transport}: one connection at a time gets through, but of ${obs.kinds.length} opened at once only the first ${firstFail} did; the rest failed (${[...new Set(after)].join(', ')})`,
+      evidence: `${obs.transport}: one connection at a time gets through, but of ${obs.kinds.length} held open together only ${through} did; the other ${failed.length} failed (${[...new Set(failed)].join(', ')})`,
       useInstead: checks
-        .filter((c) => c.verdict.status === 'ok' && c.transport.multiplexed === true)
+        .filter(
+          (c) =>
+            c.verdict.status === 'ok' &&
+            (c.transport.multiplexed === true || allThrough.includes(c.transport.name)),
+        )
         .map((c) => c.transport.name),
-      advice: `the censor cuts more than about ${firstFail} connections at once to one server: use a multiplexing transport (trojan with mux=), or keep the client's connections to this server at ${firstFail} or fewer`,
+      advice: `the censor cuts more than about ${through} connections at once to one server: use a multiplexing transport (trojan with mux=), or keep the client's connections to this server at ${through} or fewer (ladder client --max-connections-per-server ${through})`,
     });
   }
   return out;
 }
+
+/** Attempt kinds that say nothing of a connection count. */
+const NOT_CUT: readonly AttemptKind[] = ['cap', 'tls-cert', 'bad-answer'];
 
 /** Everything fails silently while an allow-listed site answers: whitelist mode. */
 function whitelist(checks: readonly TransportCheck[], o: RecogniseOptions): Finding | undefined {

@@ -247,6 +247,7 @@ export function transportMeasurement(
             end: c.throughput.end ?? null,
           }
         : null,
+      concurrent: c.concurrent ? c.concurrent.map((a) => attemptJson(a, o.t0)) : null,
       recheck: c.recheck
         ? {
             attempt: attemptJson(c.recheck.attempt, o.t0),

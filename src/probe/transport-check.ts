@@ -17,7 +17,7 @@
  * name is resolved through it to expose a poisoned answer.
  * @module
  */
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DNS_TYPE } from '../codec/dns.js';
 import type { Target } from '../transport/types.js';
@@ -57,7 +57,10 @@ export interface CheckEnv {
   /** PEM of extra CAs for TLS transports. */
   readonly ca?: string;
   readonly budget: ConnectionBudget;
-  /** Open this many attempts at once through each working transport (connection policing). */
+  /**
+   * Open this many attempts at once through each working transport, all held open until the last
+   * has its answer (connection-count policing, {@link attemptsAtOnce}).
+   */
   readonly concurrency?: number;
   readonly onProgress?: (line: string) => void;
 }
@@ -174,7 +177,7 @@ export interface TransportCheck {
   /** One attempt to the control's address, when the local answer looked poisoned. */
   readonly realAddressAttempt?: Attempt;
   readonly throughput?: Throughput;
-  /** Attempts opened at once (`concurrency`), in the order they were started. */
+  /** Attempts held open together (`concurrency`), in the order they were started. */
   readonly concurrent?: readonly Attempt[];
   /** A fresh attempt made after a download to some server stalled or failed (see {@link Recheck}). */
   readonly recheck?: Recheck;
@@ -200,11 +203,14 @@ export interface Recheck {
   };
 }
 
-/** The request each attempt sends through the tunnel. */
-export function checkRequest(url: URL): Buffer {
+/**
+ * The request each attempt sends through the tunnel. `keepAlive` asks the origin to keep the
+ * connection open after its answer (attempts held open together, see {@link attemptsAtOnce}).
+ */
+export function checkRequest(url: URL, keepAlive = false): Buffer {
   return Buffer.from(
     `GET ${url.pathname || '/'}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n` +
-      'User-Agent: ladder-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n',
+      `User-Agent: ladder-probe\r\nAccept: */*\r\nConnection: ${keepAlive ? 'keep-alive' : 'close'}\r\n\r\n`,
     'latin1',
   );
 }
@@ -239,15 +245,31 @@ export function attemptKind(a: Omit<Attempt, 'kind'>): AttemptKind {
   return a.statusLine?.startsWith('HTTP/') ? 'ok' : 'bad-answer';
 }
 
-/** One attempt: connect, (TLS,) first data, answer. */
-export async function attemptOnce(
+/** An attempt whose TCP connect is done: the socket when it connected, else the finished attempt. */
+type Connected =
+  | { readonly done: Attempt }
+  | {
+      readonly n: number;
+      readonly address: string;
+      readonly port: number;
+      readonly tcp: StepRecord;
+      readonly socket: Socket;
+    };
+
+/** An attempt whose streams are still open: close() ends them. */
+interface OpenAttempt {
+  readonly attempt: Attempt;
+  close(): void;
+}
+
+/** The first step of an attempt: the TCP connect (within the connection budget). */
+async function connectStep(
   t: ProbeTransport,
   address: string,
   n: number,
   env: CheckEnv,
-): Promise<Attempt> {
+): Promise<Connected> {
   const port = t.server.port;
-  const step = { timeoutMs: env.timeoutMs, now: env.now };
   const r = env.budget.reserve(1);
   if (!r) {
     const now = env.now();
@@ -256,15 +278,27 @@ export async function attemptOnce(
       t: now,
       failure: 'unknown_failure: connection cap reached (--max-connections)' as Failure,
     };
-    return { n, address, port, tcp, kind: 'cap' };
+    return { done: { n, address, port, tcp, kind: 'cap' } };
   }
   r.take();
-  const c = await tcpConnect(address, port, step);
+  const c = await tcpConnect(address, port, { timeoutMs: env.timeoutMs, now: env.now });
   const tcp: StepRecord = { t0: c.t0, t: c.t, failure: c.failure };
-  if (!c.socket) return finish({ n, address, port, tcp });
+  if (!c.socket) return { done: finish({ n, address, port, tcp }) };
+  return { n, address, port, tcp, socket: c.socket };
+}
+
+/** The rest of an attempt over its connected socket: (TLS,) first data, answer; left open. */
+async function exchangeStep(
+  t: ProbeTransport,
+  c: Connected,
+  env: CheckEnv,
+  keepAlive: boolean,
+): Promise<OpenAttempt> {
+  if ('done' in c) return { attempt: c.done, close: () => {} };
+  const { n, address, port, tcp, socket } = c;
   const d = t.dialers(address, {
     timeoutMs: env.timeoutMs,
-    socket: c.socket,
+    socket,
     ...(env.ca ? { ca: env.ca } : {}),
   });
   const tlsStart = env.now();
@@ -272,26 +306,27 @@ export async function attemptOnce(
   try {
     stream = await dialWithin(d.stream, targetOf(env.checkUrl), env.timeoutMs);
   } catch (err) {
-    c.socket.destroy();
+    socket.destroy();
     const failure = dialFailure(err);
     const tls = t.tlsServerName ? { t0: tlsStart, t: env.now(), failure } : undefined;
-    if (tls) return finish({ n, address, port, tcp, tls });
     const now = env.now();
-    return finish({
-      n,
-      address,
-      port,
-      tcp,
-      data: { t0: tlsStart, t: now, failure, outcome: 'error', bytes: 0 },
-    });
+    const attempt = tls
+      ? finish({ n, address, port, tcp, tls })
+      : finish({
+          n,
+          address,
+          port,
+          tcp,
+          data: { t0: tlsStart, t: now, failure, outcome: 'error', bytes: 0 },
+        });
+    return { attempt, close: () => {} };
   }
   const tls = t.tlsServerName ? { t0: tlsStart, t: env.now(), failure: null } : undefined;
-  const x = await exchange(stream, checkRequest(env.checkUrl), 12, step);
-  stream.destroy();
-  c.socket.destroy();
+  const step = { timeoutMs: env.timeoutMs, now: env.now };
+  const x = await exchange(stream, checkRequest(env.checkUrl, keepAlive), 12, step);
   const statusLine =
     x.head.length > 0 ? x.head.toString('latin1').split('\r\n')[0]!.slice(0, 80) : undefined;
-  return finish({
+  const attempt = finish({
     n,
     address,
     port,
@@ -300,6 +335,46 @@ export async function attemptOnce(
     data: { t0: x.t0, t: x.t, failure: x.failure, outcome: x.outcome, bytes: x.bytes },
     ...(statusLine !== undefined ? { statusLine } : {}),
   });
+  return {
+    attempt,
+    close: () => {
+      stream.destroy();
+      socket.destroy();
+    },
+  };
+}
+
+/** One attempt: connect, (TLS,) first data, answer. */
+export async function attemptOnce(
+  t: ProbeTransport,
+  address: string,
+  n: number,
+  env: CheckEnv,
+): Promise<Attempt> {
+  const open = await exchangeStep(t, await connectStep(t, address, n, env), env, false);
+  open.close();
+  return open.attempt;
+}
+
+/**
+ * `count` attempts open at the same time, numbered from `first`: every TCP connect first, then every
+ * handshake and request at once, each connection kept open (its request asks for keep-alive) until
+ * the last has its answer. A censor counting concurrent connections then sees all of them live
+ * together, whatever the order their handshakes reach it and however slow this machine is.
+ */
+export async function attemptsAtOnce(
+  t: ProbeTransport,
+  address: string,
+  first: number,
+  count: number,
+  env: CheckEnv,
+): Promise<Attempt[]> {
+  const connected = await Promise.all(
+    Array.from({ length: count }, (_, i) => connectStep(t, address, first + i, env)),
+  );
+  const open = await Promise.all(connected.map((c) => exchangeStep(t, c, env, true)));
+  for (const o of open) o.close();
+  return open.map((o) => o.attempt);
 }
 
 function finish(a: Omit<Attempt, 'kind'>): Attempt {
@@ -408,12 +483,12 @@ export async function checkTransports(
     if (env.throughputUrl && c.address !== undefined && c.attempts.some((a) => a.kind === 'ok'))
       c.throughput = await sampleThroughput(c.transport, c.address, env.throughputUrl, env);
     if (env.concurrency && c.address !== undefined && c.attempts.every((a) => a.kind === 'ok')) {
-      const at = c.address;
-      const base = c.attempts.length;
-      c.concurrent = await Promise.all(
-        Array.from({ length: env.concurrency }, (_, i) =>
-          attemptOnce(c.transport, at, base + 1 + i, env),
-        ),
+      c.concurrent = await attemptsAtOnce(
+        c.transport,
+        c.address,
+        c.attempts.length + 1,
+        env.concurrency,
+        env,
       );
       env.onProgress?.(
         `  ${env.concurrency} at once: ${c.concurrent.filter((a) => a.kind === 'ok').length} ok`,

@@ -2,8 +2,10 @@
 // probe names what each module does: a poisoned name gives `dns`, an IP block `tcp_ip`, an SNI reset
 // `http-failure` with `connection_reset`, a block page `http-diff`, an allowed site stays accessible;
 // and the transport check names the technique of the module that blocked each transport (checked
-// against the censor's own events), and the 2024–2026 techniques the recogniser names (whitelist
-// mode, the tm-2025 volume ban). Also the block-page module's own test. Root and /dev/net/tun
+// against the censor's own events), and the 2024–2026 techniques the recogniser names under their
+// modules (byte budget, port reset, dropped ServerHello, connection count, whitelist mode, the
+// tm-2025 volume ban), each with its evidence and the key's transport to use instead, checked
+// against the censor's events. Also the block-page module's own test. Root and /dev/net/tun
 // needed (skipped with the reason otherwise); everything under this file's prefix, removed in after().
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,6 +25,7 @@ import { labNamespaces, labUnavailable, planLab } from '../../src/lab/topology.j
 import { modulePolicy, profilePolicy, type ModuleName } from '../../src/lab/policy.js';
 import { runIn } from '../../src/lab/card.js';
 import { formatLadderKey } from '../../src/codec/ladder-key.js';
+import { BUDGET_MIN_BYTES } from '../../src/probe/censors.js';
 
 const why = labUnavailable();
 if (why) console.log(`probe lab tests skipped: ${why}`);
@@ -79,6 +82,16 @@ async function probe(args: string[]): Promise<{ lines: Line[]; out: string }> {
     .map((l) => JSON.parse(l) as Line);
   return { lines, out: r.out };
 }
+
+/** A string as a regular expression that matches it literally. */
+const literal = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** Prints the techniques the probe recognised, as the CI log's record of what the lab showed. */
+const printFindings = (out: string) => {
+  const from = Math.max(0, out.indexOf('censorship techniques recognised:'));
+  const to = out.indexOf('\n\n', from);
+  console.log(out.slice(from, to < 0 ? undefined : to));
+};
 
 const web = (lines: Line[], url: string) => {
   const m = lines.find((l) => l.test_name === 'web_connectivity' && l.input === url);
@@ -428,6 +441,138 @@ describe('ladder probe in the lab', { skip: why ?? false, timeout: 600_000 }, ()
       r.out,
     );
     assert.ok(eventsFrom(from).includes('whitelist/drop'));
+  });
+
+  test('transports × byte-budget: the download through Shadowsocks freezes after the budget while a fresh connection works; the exempt SNI carries on: byte budget named', async () => {
+    // n4p#662: allowed.lab is spared, as in ru-2026; the Trojan key's SNI is that name
+    const from = await censor('byte-budget', { exemptSni: [plan.names.allowed] });
+    const r = await probe([
+      '--key',
+      keys.ss,
+      '--key',
+      keys.trojan,
+      '--only',
+      'transports',
+      '--attempts',
+      '1',
+      '--throughput-url',
+      `http://${plan.names.allowed}/bytes/${256 * 1024}`,
+      // a stall is one step timeout of silence: longer than 2 s, so a pause under load is not one
+      '--timeout',
+      '4',
+    ]);
+    printFindings(r.out);
+    const ss = transport(r.lines, /shadowsocks/);
+    const th = ss.throughput as { bytes: number; end: string };
+    assert.equal(th.end, 'stall', r.out);
+    // the budget (14–32 KB of TCP payload) less the tunnel's framing
+    assert.ok(th.bytes >= BUDGET_MIN_BYTES && th.bytes <= 32 * 1024, `${th.bytes} bytes`);
+    assert.equal((ss.recheck as { attempt: { kind: string } }).attempt.kind, 'ok', 'a fresh one');
+    const trojan = transport(r.lines, /trojan/);
+    const tth = trojan.throughput as { bytes: number; end: string };
+    assert.equal(tth.end, 'eof', 'the whole download through the exempt SNI');
+    assert.ok(tth.bytes > 256 * 1024, `${tth.bytes} bytes`);
+    assert.match(
+      r.out,
+      new RegExp(
+        `\\[byte-budget\\] ${literal(String(ss.transport))}: the download stopped after ${th.bytes} bytes and stayed silent for \\d+ s, no reset\\n +use instead: ${literal(String(trojan.transport))}\\n`,
+      ),
+      r.out,
+    );
+    // one flow over its budget: the Shadowsocks download; the exempt SNI's never counted
+    assert.deepEqual(eventsFrom(from), ['byte-budget/stall']);
+  });
+
+  test('transports × port443-reset: every SYN to 443 reset while Shadowsocks on 8388 gets through: port reset named', async () => {
+    const from = await censor('port443-reset');
+    const r = await probe([
+      '--key',
+      keys.ss,
+      '--key',
+      keys.trojan,
+      '--only',
+      'transports',
+      '--attempts',
+      '2',
+    ]);
+    printFindings(r.out);
+    const ss = String(transport(r.lines, /shadowsocks/).transport);
+    const trojan = transport(r.lines, /trojan/);
+    // nothing listens on port 80 of the server: the other port refuses, which alone proves nothing
+    assert.equal((trojan.other_port as { failure: string }).failure, 'connection_refused');
+    assert.match(
+      r.out,
+      new RegExp(
+        `\\[port-reset\\] ${literal(String(trojan.transport))}: every SYN to port 443 was answered by a reset \\(2/2\\), while ${literal(ss)} on port ${SS_PORT} of the same address gets through\\n +use instead: ${literal(ss)}\\n`,
+      ),
+      r.out,
+    );
+    // one reset flow per attempt to 443
+    assert.deepEqual(eventsFrom(from), ['port443-reset/reset', 'port443-reset/reset']);
+  });
+
+  test('transports × iran: TCP connects, the TLS handshake is never answered, Shadowsocks to the same address gets through: dropped ServerHello named', async () => {
+    const from = await censor('iran');
+    const r = await probe([
+      '--key',
+      keys.ss,
+      '--key',
+      keys.trojan,
+      '--only',
+      'transports',
+      '--attempts',
+      '2',
+    ]);
+    printFindings(r.out);
+    const ss = String(transport(r.lines, /shadowsocks/).transport);
+    const trojan = transport(r.lines, /trojan/);
+    assert.equal(trojan.technique, 'tls-drop');
+    assert.match(
+      r.out,
+      new RegExp(
+        `\\[serverhello-drop\\] ${literal(String(trojan.transport))}: TCP to ${literal(plan.addr.ladderIp)} connects, the TLS handshake \\(SNI ${literal(plan.names.allowed)}\\) times out 2/2 times, while ${literal(ss)} to the same address gets through\\n +use instead: ${literal(ss)}\\n`,
+      ),
+      r.out,
+    );
+    // the censor dropped the ServerHello of each Trojan attempt (its other events are IPv6 and
+    // UDP the namespaces send by themselves)
+    assert.deepEqual(
+      eventsFrom(from).filter((e) => e !== 'iran/drop'),
+      ['iran/drop-serverhello', 'iran/drop-serverhello'],
+    );
+  });
+
+  test('transports × conn-count: of 10 Trojan connections held open together 6 get through, all 10 over Shadowsocks: connection count named', async () => {
+    const from = await censor('conn-count'); // 6 TLS connections per client and server address
+    const r = await probe([
+      '--key',
+      keys.ss,
+      '--key',
+      keys.trojan,
+      '--only',
+      'transports',
+      '--attempts',
+      '1',
+      '--concurrent',
+      '10',
+      '--timeout',
+      '4',
+    ]);
+    printFindings(r.out);
+    const ss = transport(r.lines, /shadowsocks/);
+    const trojan = transport(r.lines, /trojan/);
+    const kinds = (t: Record<string, unknown>) =>
+      (t.concurrent as { kind: string }[]).map((a) => a.kind);
+    assert.deepEqual(kinds(ss), Array(10).fill('ok'), 'Shadowsocks is not TLS: not counted');
+    assert.equal(kinds(trojan).filter((k) => k === 'ok').length, 6, kinds(trojan).join(' '));
+    assert.match(
+      r.out,
+      new RegExp(
+        `\\[conn-count\\] ${literal(String(trojan.transport))}: one connection at a time gets through, but of 10 held open together only 6 did; the other 4 failed \\([a-z-, ]+\\)\\n +use instead: ${literal(String(ss.transport))}\\n`,
+      ),
+      r.out,
+    );
+    assert.deepEqual(eventsFrom(from), Array(4).fill('conn-count/reset'));
   });
 
   test('transports × tm-2025: a download carries the volume, then every port and protocol of the server is silent while the direct control answers: volume ban named', async () => {

@@ -35,6 +35,7 @@ import { prefixMatcher } from '../censor/engine.js';
 import { nameMatcher } from './names.js';
 import { quicInitialSni } from './quic.js';
 import { ja3Hash } from './tls-fingerprint.js';
+import { decodeClientHello, ja4 } from '../../codec/tls-client-hello.js';
 
 /** A predicate over addresses for a list of CIDR prefixes. */
 export function rangeMatcher(cidrs: readonly string[]): (addr: string) => boolean {
@@ -274,10 +275,17 @@ export interface HelloScoreParams {
   readonly allowedSni: readonly string[];
   readonly allowedSniScore: number;
   readonly otherSniScore: number;
-  /** JA3 hashes of browsers as they are now: anything else adds `unknownFingerprintScore`. */
+  /**
+   * Browsers' fingerprints as they are now, JA3 hashes or JA4 strings: anything else adds
+   * `unknownFingerprintScore`. Chrome permutes its extensions in every hello, so its JA3 changes
+   * with each connection and only its JA4 (extensions sorted) can be listed.
+   */
   readonly knownFingerprints: readonly string[];
   readonly unknownFingerprintScore: number;
-  /** JA3 hashes known to stand out (a stale Chrome, a Chrome hello with its PQ share removed). */
+  /**
+   * Fingerprints (JA3 or JA4) known to stand out (a stale Chrome, a Chrome hello with its PQ share
+   * removed).
+   */
   readonly badFingerprints: readonly string[];
   readonly badFingerprintScore: number;
   readonly threshold: number;
@@ -295,13 +303,19 @@ export const HELLO_SCORE_DEFAULTS: HelloScoreParams = {
   threshold: 3,
 };
 
-/** The score of a ClientHello to a server address, with its parts (pure). */
+/**
+ * The score of a ClientHello to a server address, with its parts (pure). The fingerprint lists are
+ * matched against the hello's JA3 hash and, when given, its JA4.
+ */
 export function helloScore(
   sni: string | undefined,
   ja3: string,
   serverAddr: string,
   p: HelloScoreParams = HELLO_SCORE_DEFAULTS,
+  ja4?: string,
 ): { score: number; parts: string[] } {
+  const on = (list: readonly string[]) =>
+    list.includes(ja3) || (ja4 !== undefined && list.includes(ja4));
   const parts: string[] = [];
   let score = 0;
   for (const r of p.ranges)
@@ -313,10 +327,10 @@ export function helloScore(
   const s = allowed ? p.allowedSniScore : p.otherSniScore;
   score += s;
   parts.push(`${allowed ? 'allowed' : 'other'} SNI ${s}`);
-  if (p.badFingerprints.includes(ja3)) {
+  if (on(p.badFingerprints)) {
     score += p.badFingerprintScore;
     parts.push(`bad fingerprint ${p.badFingerprintScore}`);
-  } else if (!p.knownFingerprints.includes(ja3)) {
+  } else if (!on(p.knownFingerprints)) {
     score += p.unknownFingerprintScore;
     parts.push(`unknown fingerprint ${p.unknownFingerprintScore}`);
   }
@@ -343,7 +357,13 @@ export class HelloScoreModule implements CensorModule {
     if (ch === null && flow.c2sData.length < 16 * 1024) return undefined;
     flow.watchers.delete(this);
     if (!ch) return undefined;
-    const { score, parts } = helloScore(ch.sni, ja3Hash(ch), flow.server.addr, this.#p);
+    const { score, parts } = helloScore(
+      ch.sni,
+      ja3Hash(ch),
+      flow.server.addr,
+      this.#p,
+      joined ? helloJa4(joined) : undefined,
+    );
     if (score < this.#p.threshold) return undefined;
     ctx.blockFlow(flow, 'both');
     ctx.emit(
@@ -351,6 +371,16 @@ export class HelloScoreModule implements CensorModule {
       flow,
     );
     return 'drop';
+  }
+}
+
+/** The JA4 of a (joined) ClientHello record, or undefined when the codec cannot read it. */
+function helloJa4(record: Uint8Array): string | undefined {
+  try {
+    const ch = decodeClientHello(record)?.value;
+    return ch ? ja4(ch) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
