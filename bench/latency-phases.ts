@@ -1,6 +1,7 @@
 /**
  * A hand tool, not part of `npm run bench`: where one proxied request's time goes. For each setup
- * (the TLS rows of tls-setups.ts, chosen with --setups=<name part>,...), N requests one after
+ * (the node floor, the Shadowsocks rows of ss-setups.ts and the TLS rows of tls-setups.ts, chosen
+ * with --setups=<name part>,...), N requests one after
  * another, each on a fresh connection, with every step timed by a minimal SOCKS5 client:
  *
  *   connect   TCP connect to the SOCKS port
@@ -15,7 +16,9 @@
  * Ladder processes run with --cpu-prof and write their profiles there when stopped.
  * Heavy: run it under `flock /work/heavy.lock` on a shared machine.
  *
- *   node dist/bench/latency-phases.js [--n=200] [--setups=trojan-gfw,trojan/tls] [--profile-dir=DIR] [--gap-ms=0]
+ *   node dist/bench/latency-phases.js [--n=200] [--setups=trojan-gfw,trojan/tls] [--profile-dir=DIR] [--gap-ms=0] [--slowest]
+ *
+ * --slowest also prints the phases of each setup's five slowest requests.
  */
 import { connect } from 'node:net';
 import { mkdirSync } from 'node:fs';
@@ -29,6 +32,7 @@ import {
   setupV2ray,
   type TlsSetup,
 } from './tls-setups.js';
+import { setupFloor, setupLadderSs } from './ss-setups.js';
 
 const arg = (name: string): string | undefined =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -125,9 +129,15 @@ async function main(): Promise<void> {
     // Node flags for the Ladder processes started from here on (test/helpers/peers.ts).
     process.env.LADDER_NODE_ARGS = `--cpu-prof --cpu-prof-dir=${profileDir}`;
   }
-  const all: [string, () => Promise<TlsSetup>][] = [
+  type Setup = Pick<TlsSetup, 'name' | 'socksPort' | 'stop'>;
+  const all: [string, () => Promise<Setup>][] = [
+    ['node floor', () => setupFloor()],
+    ['ladder aes-256-gcm', () => setupLadderSs('aes-256-gcm')],
+    ['ladder chacha20-ietf-poly1305', () => setupLadderSs('chacha20-ietf-poly1305')],
+    ['ladder 2022-blake3-aes-256-gcm', () => setupLadderSs('2022-blake3-aes-256-gcm')],
     ['trojan-gfw', () => setupTrojanGfw(originPort)],
     ['ladder trojan/tls', () => setupLadderTrojan()],
+    ['ladder trojan/tls fp=node', () => setupLadderTrojan({ fp: 'node' })],
     ['ladder trojan/tls mux', () => setupLadderTrojan({ mux: true })],
     ['ladder ws/tls trojan', () => setupLadderTrojan({ ws: true })],
     ['ladder ws/tls ss', () => setupLadderWs(false)],
@@ -135,7 +145,7 @@ async function main(): Promise<void> {
     ['v2ray trojan/tls', () => setupV2ray('trojan')],
   ];
   const want = (arg('setups') ?? 'trojan-gfw,ladder trojan/tls').split(',');
-  const setups: TlsSetup[] = [];
+  const setups: Setup[] = [];
   try {
     for (const [name, make] of all)
       if (want.some((w) => name.includes(w))) setups.push(await make());
@@ -146,7 +156,7 @@ async function main(): Promise<void> {
       for (const s of setups)
         for (let i = 0; i < Math.min(ROUND, N - done); i++)
           got.get(s.name)!.push(await gap(await phases(s.socksPort, originPort)));
-    console.log(`medians of ${N} requests (ms); total: median / mean`);
+    console.log(`medians of ${N} requests (ms); total: median / mean / p90 / max`);
     console.log(['setup'.padEnd(24), ...PHASES.map((p) => p.padStart(13))].join(''));
     for (const [name, rows] of got) {
       const cols = PHASES.map((p) =>
@@ -155,7 +165,16 @@ async function main(): Promise<void> {
           .padStart(13),
       );
       const mean = rows.reduce((a, r) => a + r.total, 0) / rows.length;
-      console.log([name.padEnd(24), ...cols, ` / ${mean.toFixed(2)}`].join(''));
+      const totals = rows.map((r) => r.total).sort((a, b) => a - b);
+      const p90 = totals[Math.min(totals.length - 1, Math.ceil(0.9 * totals.length) - 1)]!;
+      const tail = [mean, p90, totals.at(-1)!].map((x) => x.toFixed(2)).join(' / ');
+      console.log([name.padEnd(24), ...cols, ` / ${tail}`].join(''));
+      // The slowest requests, phase by phase: where a tail comes from.
+      if (process.argv.includes('--slowest'))
+        for (const r of [...rows].sort((a, b) => b.total - a.total).slice(0, 5))
+          console.log(
+            ['  slow'.padEnd(24), ...PHASES.map((p) => r[p].toFixed(2).padStart(13))].join(''),
+          );
     }
   } finally {
     await Promise.all(setups.map((s) => s.stop()));
