@@ -11,6 +11,7 @@ import {
   createPublicKey,
   diffieHellman,
   generateKeyPairSync,
+  type JsonWebKey,
   type KeyObject,
 } from 'node:crypto';
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
@@ -30,12 +31,16 @@ export function x25519PrivateFromRaw(raw: Uint8Array): KeyObject {
 
 /** A fresh X25519 key pair: the private KeyObject and the raw 32-byte public key. */
 export function x25519Pair(): { priv: KeyObject; pub: Uint8Array } {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  // JWK, not DER: OpenSSL 3's DER encoder and decoder cost more than the key generation itself.
-  return {
-    priv: privateKey,
-    pub: Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url'),
-  };
+  // The public key as JWK, not DER: OpenSSL 3's DER encoder costs more than the generation
+  // itself. Encoded by the generation, not by a later publicKey.export({ format: 'jwk' }): in
+  // Node 20 that export can deadlock when a collection finalizes the key's generation job
+  // meanwhile (seen in a loop of key pairs).
+  const { privateKey, publicKey } = generateKeyPairSync('x25519', {
+    publicKeyEncoding: { format: 'jwk' },
+  });
+  // (@types/node has no overload for a JWK publicKeyEncoding: the object is a JsonWebKey)
+  const x = (publicKey as unknown as JsonWebKey).x!;
+  return { priv: privateKey, pub: Buffer.from(x, 'base64url') };
 }
 
 /**
