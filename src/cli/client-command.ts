@@ -7,6 +7,8 @@ import { LadderError } from '../errors.js';
 import { useCongestionControl } from '../transport/congestion.js';
 import type { PacketDialer, StreamDialer } from '../transport/types.js';
 import { dialersForKey, serverEndpointsOfKey } from './key-dialers.js';
+import { serverNamesOfKey } from '../transport/key-dialers.js';
+import { serverLookup, warmLookup } from '../transport/server-lookup.js';
 import {
   runTunCleanup,
   startTun,
@@ -78,6 +80,10 @@ options:
                          the next. Against bans by traffic volume per server address
                          (Turkmenistan); give the key transports on different addresses, and a
                          size below the ban less the largest single download (docs/lab.md)
+  --dns-tunnel-resolver <ip:port>
+                         with a key that has dns=<domain> (the DNS tunnel, docs/access-keys.md):
+                         the recursive resolver its queries go through (default: the system's
+                         first resolver, port 53)
   --tcp-congestion <name>
                          TCP congestion control of the client's connections to the server, e.g.
                          bbr (default: the system's, net.ipv4.tcp_congestion_control); an error
@@ -99,6 +105,7 @@ const CLIENT_FLAGS = {
   'first-payload-wait': { type: 'string' },
   'max-connections-per-server': { type: 'string' },
   'rotate-after': { type: 'string' },
+  'dns-tunnel-resolver': { type: 'string' },
   tun: { type: 'boolean' },
   'tun-name': { type: 'string' },
   'tun-mtu': { type: 'string' },
@@ -120,12 +127,14 @@ function keyOptionsOf(values: {
   'first-payload-wait'?: string | undefined;
   'max-connections-per-server'?: string | undefined;
   'rotate-after'?: string | undefined;
+  'dns-tunnel-resolver'?: string | undefined;
 }): {
   maxConnectionsPerServer?: number;
   rotateAfterBytes?: number;
   muxSessionsPerConnection?: number;
   muxConnections?: number;
   firstPayloadWaitMs?: number;
+  dnsTunnelResolver?: { host: string; port: number };
 } {
   const muxSessionsPerConnection = wholeInRange(
     values['mux-sessions'],
@@ -152,7 +161,11 @@ function keyOptionsOf(values: {
     'a number of connections, 1 to 1024',
   );
   const rotateAfterBytes = parseRotateAfter(values['rotate-after']);
+  const resolverText = values['dns-tunnel-resolver'];
+  const dnsTunnelResolver =
+    resolverText !== undefined ? parseHostPort(resolverText, '--dns-tunnel-resolver') : undefined;
   return {
+    ...(dnsTunnelResolver ? { dnsTunnelResolver } : {}),
     ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
     ...(rotateAfterBytes !== undefined ? { rotateAfterBytes } : {}),
     ...(muxSessionsPerConnection ? { muxSessionsPerConnection } : {}),
@@ -254,6 +267,8 @@ export async function run(argv: string[]): Promise<number> {
     cfg.tun ? (uri) => tunHandle?.addServers(serverEndpointsOfKey(uri)) : undefined,
   );
   const { dialer, packetDialer, app, online } = d;
+  if (d.serverUri && !isOnlineKeyUri(d.serverUri))
+    warmLookup(serverLookup, serverNamesOfKey(d.serverUri));
   const closers: (() => Promise<void>)[] = [];
   if (cfg.tun) {
     tunHandle = await startTun(

@@ -17,6 +17,7 @@ import { SsServer } from '../server/ss-server.js';
 import type { TrojanHandler } from '../server/trojan-server.js';
 import type { TlsInnerFront, WsFront, WsListener } from '../server/ws-front.js';
 import type { PortMux } from '../server/port-mux.js';
+import { DnsTunnelServer } from '../transport/dns-tunnel-server.js';
 import { DirectDialer, DirectPacketDialer } from '../transport/direct.js';
 import {
   PublicOnlyDialer,
@@ -501,4 +502,33 @@ function readHostsFile(file: string): string {
       `--hosts ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
     );
   }
+}
+
+/**
+ * The DNS tunnel (--dns-tunnel): each session's stream goes to the Shadowsocks server as a
+ * connection from the resolver's address, under the same pre-authentication deadline and caps.
+ */
+export async function startDnsTunnel(
+  config: ServerConfig,
+  server: SsServer,
+  preAuth: PreAuthGuard,
+): Promise<{ line: string; close: () => Promise<void> } | undefined> {
+  const t = config.dnsTunnel;
+  if (!t) return undefined;
+  const tunnel = new DnsTunnelServer({
+    domain: t.domain,
+    idleTimeoutMs: config.idleTimeoutMs,
+    onSession: (stream, source) => {
+      if (preAuth.admit(stream, source))
+        server.handleConnection(stream, undefined, server.clock.now());
+    },
+  });
+  const at = await tunnel.listen(t.listen.host, t.listen.port);
+  return {
+    line: `\nDNS tunnel for ${t.domain} on UDP ${formatHostPort(at.address, at.port)}`,
+    close: () => {
+      tunnel.close();
+      return Promise.resolve();
+    },
+  };
 }

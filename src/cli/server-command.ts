@@ -16,6 +16,7 @@ import {
   openOperator,
   startMetrics,
   startOperatorSurfaces,
+  startDnsTunnel,
   startTlsPort,
   summaryLine,
   type Listening,
@@ -79,7 +80,15 @@ operator (docs/operator.md):
   --no-api                   no management API
   --public-host <host>       the address put in access keys handed out (default: this machine's)
   --trojan                   also serve the stored keys as Trojan over TLS on the same port
-  --metrics <host:port>      Prometheus metrics at http://<host:port>/metrics (e.g. 127.0.0.1:9090)`;
+  --metrics <host:port>      Prometheus metrics at http://<host:port>/metrics (e.g. 127.0.0.1:9090)
+
+DNS tunnel (docs/access-keys.md, "DNS tunnel keys"):
+  --dns-tunnel <domain>      also be the authoritative name server of <domain> (delegate it here with
+                             an NS record) and carry Shadowsocks streams in its queries and answers,
+                             for networks where only DNS through the ISP's resolver gets out; keys
+                             for it: ss:// 2022 with dns=<domain>. Tens of KB/s.
+  --dns-tunnel-listen <host:port>
+                             its UDP address (default: the --listen host, port 53)`;
 
 export async function run(argv: string[]): Promise<number> {
   const values = parseServerFlags(argv);
@@ -136,6 +145,11 @@ export async function run(argv: string[]): Promise<number> {
     );
     closers.push(surfaces.close);
     lines += surfaces.line;
+  }
+  const dnsTunnel = await startDnsTunnel(config, server, preAuth);
+  if (dnsTunnel) {
+    lines += dnsTunnel.line;
+    closers.push(dnsTunnel.close);
   }
   const metricsServer = await startMetrics(config, metrics);
   if (metricsServer) {

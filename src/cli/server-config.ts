@@ -18,7 +18,8 @@ import {
 } from '../core/defaults.js';
 import type { Target } from '../core/target.js';
 import { makeCipherKey } from '../crypto/ss-key.js';
-import { LadderError } from '../errors.js';
+import { CodecError, LadderError } from '../errors.js';
+import { checkTunnelDomain } from '../codec/dns-tunnel.js';
 import type { TrojanUser } from '../server/trojan-server.js';
 import { DEFAULT_MAX_PRE_AUTH_PER_SOURCE } from '../server/pre-auth.js';
 import { formatHostPort, parseCount, parseFlags, parseHostPort, parseSeconds } from './args.js';
@@ -51,6 +52,8 @@ export const SERVER_FLAGS = {
   hosts: { type: 'string' },
   'ws-listen': { type: 'string' },
   'tcp-congestion': { type: 'string' },
+  'dns-tunnel': { type: 'string' },
+  'dns-tunnel-listen': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -112,6 +115,8 @@ export interface ServerConfig {
   wsListen?: Target;
   operator?: OperatorConfig;
   metrics?: Target;
+  /** The DNS tunnel (--dns-tunnel): its domain (canonical) and its UDP address. */
+  dnsTunnel?: { domain: string; listen: Target };
 }
 
 /** Checks the flags of `ladder server` and turns them into a {@link ServerConfig}. Pure. */
@@ -159,6 +164,7 @@ export function parseServerConfig(values: ServerFlags): ServerConfig {
     }
     if (values.fallback) fallback = parseHostPort(values.fallback, '--fallback');
   }
+  const dnsTunnel = parseDnsTunnel(values, listen);
   const operator = values.data ? parseOperator(values, values.data, listen, apiOnMain) : undefined;
   return {
     listen,
@@ -178,7 +184,33 @@ export function parseServerConfig(values: ServerFlags): ServerConfig {
     ...(wsListen ? { wsListen } : {}),
     ...(operator ? { operator } : {}),
     ...(values.metrics ? { metrics: parseHostPort(values.metrics, '--metrics') } : {}),
+    ...(dnsTunnel ? { dnsTunnel } : {}),
   };
+}
+
+/** --dns-tunnel <domain> and --dns-tunnel-listen (default: the --listen host, port 53). */
+function parseDnsTunnel(values: ServerFlags, listen: Target): ServerConfig['dnsTunnel'] {
+  const text = values['dns-tunnel'];
+  if (text === undefined) {
+    if (values['dns-tunnel-listen'] !== undefined)
+      throw new LadderError(
+        'ERR_USAGE',
+        '--dns-tunnel-listen needs --dns-tunnel <domain> (the domain delegated to this server)',
+      );
+    return undefined;
+  }
+  let domain: string;
+  try {
+    domain = checkTunnelDomain(text);
+  } catch (err) {
+    if (!(err instanceof CodecError)) throw err;
+    throw new LadderError(
+      'ERR_USAGE',
+      `--dns-tunnel: ${err.message.replace(/^DNS tunnel: /, '')}; give the domain whose NS record points at this server`,
+    );
+  }
+  const at = values['dns-tunnel-listen'] ?? formatHostPort(listen.host, 53);
+  return { domain, listen: parseHostPort(at, '--dns-tunnel-listen', listen.host) };
 }
 
 type Limits = Pick<

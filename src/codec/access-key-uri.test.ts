@@ -347,3 +347,20 @@ test('generateSsPassword: 2022 PSKs of the key size, 2017 passwords of 24 random
   const b = generateSsPassword('aes-256-gcm', (n) => new Uint8Array(n).fill(2));
   assert.notEqual(a, b);
 });
+
+test('dns=: the DNS tunnel domain, canonical, written back; a bad one refused with the reason', () => {
+  const psk = Buffer.alloc(32, 7).toString('base64');
+  const uri = `ss://2022-blake3-aes-256-gcm:${encodeURIComponent(psk)}@198.18.0.1:443/?dns=T.Example.COM.`;
+  const k = parseSsUri(uri);
+  assert.equal(k.dns, 't.example.com');
+  assert.match(formatSsUri(k), /\/\?dns=t\.example\.com$/);
+  assert.deepEqual(parseSsUri(formatSsUri(k)), k);
+  for (const bad of ['a..b', 'x_y.com', ''])
+    assert.throws(
+      () => parseSsUri(uri.replace(/dns=.*/, `dns=${bad}`)),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.code === 'ERR_KEY_URI' &&
+        /is not a tunnel domain: the domain .* is not a host name/.test(e.message),
+    );
+});

@@ -11,6 +11,7 @@
  *   host:                IPv4, DNS name, or [IPv6]
  *   plugin:              percent-encoded "name;opt=val;flag"               (SIP003, `\` escapes)
  *   prefix:              percent-encoded UTF-8 text, code points U+0000..U+00FF = bytes  (Outline)
+ *   dns:                 a domain: the stream goes in Ladder's DNS tunnel (codec/dns-tunnel.ts)
  *   tag:                 percent-encoded UTF-8 name of the key
  * ss://base64(method ":" password "@" host ":" port)[#tag]                 legacy
  * ```
@@ -24,7 +25,8 @@
  * @module
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { ConfigError } from '../errors.js';
+import { CodecError, ConfigError } from '../errors.js';
+import { checkTunnelDomain } from './dns-tunnel.js';
 import { SS_METHODS, SS_METHOD_NAMES, isSsMethod, type SsMethod } from '../crypto/methods.js';
 
 /** A SIP003 plugin and its options (`name;key=value;flag`; a flag has the value ''). */
@@ -45,6 +47,11 @@ export interface SsAccessKey {
   prefix?: Uint8Array;
   /** SIP003 plugin and its options. */
   plugin?: SsPlugin;
+  /**
+   * Ladder's DNS tunnel (`dns=<domain>`): the Shadowsocks stream goes in DNS queries for names
+   * under this domain, through a recursive resolver, to the server authoritative for it.
+   */
+  dns?: string;
 }
 
 /**
@@ -410,6 +417,8 @@ export function parseSsUri(uri: string): SsAccessKey {
         checkPrefix(key.method, prefix);
         key.prefix = prefix;
       }
+    } else if (name === 'dns') {
+      key.dns = parseDnsTunnelDomain(value);
     } else if (name === 'plugin' && value.length > 0) {
       key.plugin = parsePluginText(
         percentDecode(value.replace(/\+/g, ' '), 'the plugin parameter'),
@@ -418,6 +427,20 @@ export function parseSsUri(uri: string): SsAccessKey {
     // SIP002: unsupported arguments should be ignored (e.g. Outline's outline=1).
   }
   return key;
+}
+
+/** The `dns=` parameter: the DNS tunnel's domain, checked and in canonical form. */
+function parseDnsTunnelDomain(value: string): string {
+  const text = percentDecode(value, 'the dns parameter');
+  try {
+    return checkTunnelDomain(text);
+  } catch (err) {
+    if (!(err instanceof CodecError)) throw err;
+    throw bad(
+      `dns=${show(text)}`,
+      `is not a tunnel domain: ${err.message.replace(/^DNS tunnel: /, '')}`,
+    );
+  }
 }
 
 /** `ss://base64(method:password@host:port)`: base64 may hold '/', so a trailing one is tried both ways. */
@@ -465,6 +488,7 @@ export function formatSsUri(key: SsAccessKey): string {
     checkPrefix(method, key.prefix);
     params.push(`prefix=${encodePrefix(key.prefix)}`);
   }
+  if (key.dns !== undefined) params.push(`dns=${parseDnsTunnelDomain(key.dns)}`);
   const query = params.length > 0 ? `/?${params.join('&')}` : '';
   const tag = key.tag ? `#${encodePart(key.tag, 'the tag')}` : '';
   return `ss://${userinfo}@${host}:${key.port}${query}${tag}`;

@@ -110,7 +110,7 @@ export const greaseValue = (i: number): number =>
 export interface ChromeHelloInput {
   /** SNI; omitted for an IP literal (RFC 6066 §3) or when absent. */
   serverName?: string;
-  /** ALPN offer; ALPS (h2 settings) goes with it when h2 is offered, as Chrome does. */
+  /** ALPN offer; ALPS (for h2) goes with it when h2 is offered, as Chrome does. */
   alpn: readonly string[];
   /** 32 bytes. */
   random: Uint8Array;
@@ -161,25 +161,62 @@ function permute<T>(items: T[], rnd: Uint8Array): T[] {
   return out;
 }
 
-/** Builds Chrome's ClientHello record (header included). */
-export function encodeChromeClientHello(o: ChromeHelloInput): Buffer {
-  const e = o.entropy;
+/** An extension of the hello: its type and the writer of its body. */
+type Extension = [type: number, fill: (w: TlsWriter) => void];
+
+/** What one hello draws from its entropy (the layout of {@link CHROME_HELLO_ENTROPY}). */
+interface HelloDraws {
+  grease: {
+    cipher: number;
+    ext1: number;
+    ext2: number;
+    group: number;
+    version: number;
+    sig: number;
+  };
+  /** Two bytes per draw of the extension permutation, up to 20 extensions. */
+  permutation: Uint8Array;
+  ech: { configId: number; enc: Uint8Array; payload: Uint8Array };
+}
+
+function drawsFrom(e: Uint8Array): HelloDraws {
   if (e.length < CHROME_HELLO_ENTROPY)
     throw new CodecError('ERR_TLS_PROTOCOL', `need ${CHROME_HELLO_ENTROPY} bytes of entropy`);
-  const gCipher = greaseValue(e[0]!);
-  const gExt1 = greaseValue(e[1]!);
-  let gExt2 = greaseValue(e[2]!);
-  if (gExt2 === gExt1) gExt2 ^= 0x1010; // BoringSSL: the two GREASE extensions differ
-  const gGroup = greaseValue(e[3]!);
-  const gVersion = greaseValue(e[4]!);
-  const gSig = greaseValue(e[5]!);
-  const permutation = e.subarray(6, 46); // two bytes per draw, up to 20 extensions
+  const ext1 = greaseValue(e[1]!);
+  let ext2 = greaseValue(e[2]!);
+  if (ext2 === ext1) ext2 ^= 0x1010; // BoringSSL: the two GREASE extensions differ
   const echLength = GREASE_ECH_PAYLOAD_LENGTHS[e[46]! & 3]!;
-  const echConfigId = e[47]!;
-  const echEnc = e.subarray(48, 80);
-  const echPayload = e.subarray(80, 80 + echLength);
+  return {
+    grease: {
+      cipher: greaseValue(e[0]!),
+      ext1,
+      ext2,
+      group: greaseValue(e[3]!),
+      version: greaseValue(e[4]!),
+      sig: greaseValue(e[5]!),
+    },
+    permutation: e.subarray(6, 46),
+    ech: { configId: e[47]!, enc: e.subarray(48, 80), payload: e.subarray(80, 80 + echLength) },
+  };
+}
 
-  const exts: [number, (w: TlsWriter) => void][] = [];
+/** key_share: GREASE, X25519MLKEM768 and x25519; after a HelloRetryRequest the one share asked for. */
+function writeKeyShares(w: TlsWriter, o: ChromeHelloInput, greaseGroup: number): void {
+  w.vec(2, (l) => {
+    if (o.retry) {
+      l.u16(o.retry.group).vec(2, (k) => k.bytes(o.retry!.share));
+      return;
+    }
+    l.u16(greaseGroup).vec(2, (k) => k.u8(0));
+    l.u16(GROUP.X25519MLKEM768).vec(2, (k) => k.bytes(o.mlkemPublic).bytes(o.hybridX25519Public));
+    l.u16(GROUP.X25519).vec(2, (k) => k.bytes(o.x25519Public));
+  });
+}
+
+/** The extensions between the two GREASE ones, in Chrome's unpermuted order. */
+function chromeExtensions(o: ChromeHelloInput, d: HelloDraws): Extension[] {
+  const { grease, ech } = d;
+  const exts: Extension[] = [];
   if (o.serverName !== undefined)
     exts.push([
       EXT.SERVER_NAME,
@@ -188,7 +225,7 @@ export function encodeChromeClientHello(o: ChromeHelloInput): Buffer {
   exts.push(
     [EXT.EXTENDED_MASTER_SECRET, () => {}],
     [EXT.RENEGOTIATION_INFO, (w) => w.u8(0)],
-    [EXT.SUPPORTED_GROUPS, (w) => w.vec(2, (l) => l.u16(gGroup).u16s(CHROME_GROUPS))],
+    [EXT.SUPPORTED_GROUPS, (w) => w.vec(2, (l) => l.u16(grease.group).u16s(CHROME_GROUPS))],
     [EXT.EC_POINT_FORMATS, (w) => w.vec(1, (l) => l.u8(0))],
     [EXT.SESSION_TICKET, (w) => w.bytes(o.ticket12 ?? new Uint8Array(0))],
     [
@@ -199,25 +236,11 @@ export function encodeChromeClientHello(o: ChromeHelloInput): Buffer {
         }),
     ],
     [EXT.STATUS_REQUEST, (w) => w.u8(1).u16(0).u16(0)],
-    [EXT.SIGNATURE_ALGORITHMS, (w) => w.vec(2, (l) => l.u16(gSig).u16s(CHROME_SIGALGS))],
+    [EXT.SIGNATURE_ALGORITHMS, (w) => w.vec(2, (l) => l.u16(grease.sig).u16s(CHROME_SIGALGS))],
     [EXT.SCT, () => {}],
-    [
-      EXT.KEY_SHARE,
-      (w) =>
-        w.vec(2, (l) => {
-          if (o.retry) {
-            l.u16(o.retry.group).vec(2, (k) => k.bytes(o.retry!.share));
-            return;
-          }
-          l.u16(gGroup).vec(2, (k) => k.u8(0));
-          l.u16(GROUP.X25519MLKEM768).vec(2, (k) =>
-            k.bytes(o.mlkemPublic).bytes(o.hybridX25519Public),
-          );
-          l.u16(GROUP.X25519).vec(2, (k) => k.bytes(o.x25519Public));
-        }),
-    ],
+    [EXT.KEY_SHARE, (w) => writeKeyShares(w, o, grease.group)],
     [EXT.PSK_KEY_EXCHANGE_MODES, (w) => w.vec(1, (l) => l.u8(1))], // psk_dhe_ke
-    [EXT.SUPPORTED_VERSIONS, (w) => w.vec(1, (l) => l.u16(gVersion).u16(0x0304).u16(0x0303))],
+    [EXT.SUPPORTED_VERSIONS, (w) => w.vec(1, (l) => l.u16(grease.version).u16(0x0304).u16(0x0303))],
     [EXT.COMPRESS_CERTIFICATE, (w) => w.vec(1, (l) => l.u16(2))], // brotli
   );
   if (o.alpn.includes('h2'))
@@ -233,42 +256,57 @@ export function encodeChromeClientHello(o: ChromeHelloInput): Buffer {
           .u8(0)
           .u16(0x0001)
           .u16(0x0001)
-          .u8(echConfigId)
-          .vec(2, (k) => k.bytes(echEnc))
-          .vec(2, (k) => k.bytes(echPayload)),
+          .u8(ech.configId)
+          .vec(2, (k) => k.bytes(ech.enc))
+          .vec(2, (k) => k.bytes(ech.payload)),
     ],
   );
-  // Chrome since v110: a fresh permutation of all extensions but the two GREASE ones, which stay
-  // first and last.
-  const ordered = permute(exts, permutation);
-  const cookie = o.retry?.cookie;
+  return exts;
+}
+
+/**
+ * Chrome since v110: a fresh permutation of all extensions but the two GREASE ones (which stay
+ * first and last); a HelloRetryRequest's cookie goes right after key_share.
+ */
+function orderExtensions(exts: Extension[], d: HelloDraws, cookie?: Uint8Array): Extension[] {
+  const ordered = permute(exts, d.permutation);
   if (cookie) {
     const at = ordered.findIndex(([t]) => t === EXT.KEY_SHARE) + 1;
     ordered.splice(at, 0, [EXT.COOKIE, (w) => w.vec(2, (c) => c.bytes(cookie))]);
   }
+  return ordered;
+}
 
+/** pre_shared_key (RFC 8446 §4.2.11): one identity, a zero binder the caller fills in. */
+function writePsk(w: TlsWriter, psk: NonNullable<ChromeHelloInput['psk']>): void {
+  w.vec(2, (d) =>
+    d
+      .vec(2, (ids) => ids.vec(2, (i) => i.bytes(psk.identity)).u32(psk.obfuscatedAge))
+      .vec(2, (bs) => bs.vec(1, (b) => b.bytes(new Uint8Array(psk.binderLength)))),
+  );
+}
+
+/** Builds Chrome's ClientHello record (header included). */
+export function encodeChromeClientHello(o: ChromeHelloInput): Buffer {
+  const d = drawsFrom(o.entropy);
+  const ordered = orderExtensions(chromeExtensions(o, d), d, o.retry?.cookie);
   const hs = new TlsWriter();
   hs.u8(1).vec(3, (b) => {
     b.u16(0x0303)
       .bytes(o.random)
       .vec(1, (s) => s.bytes(o.sessionId));
-    b.vec(2, (c) => c.u16(gCipher).u16s(CHROME_CIPHERS));
+    b.vec(2, (c) => c.u16(d.grease.cipher).u16s(CHROME_CIPHERS));
     b.vec(1, (c) => c.u8(0));
     b.vec(2, (x) => {
-      x.u16(gExt1).u16(0);
+      x.u16(d.grease.ext1).u16(0);
       for (const [type, fill] of ordered) x.u16(type).vec(2, fill);
-      x.u16(gExt2).vec(2, (d) => d.u8(0));
-      const psk = o.psk;
-      if (psk)
-        x.u16(EXT.PRE_SHARED_KEY).vec(2, (d) =>
-          d
-            .vec(2, (ids) => ids.vec(2, (i) => i.bytes(psk.identity)).u32(psk.obfuscatedAge))
-            .vec(2, (bs) => bs.vec(1, (b) => b.bytes(new Uint8Array(psk.binderLength)))),
-        );
+      x.u16(d.grease.ext2).vec(2, (g) => g.u8(0));
+      // BoringSSL writes pre_shared_key last, after the closing GREASE extension.
+      if (o.psk) writePsk(x.u16(EXT.PRE_SHARED_KEY), o.psk);
     });
   });
   const body = hs.toBuffer();
-  const rec = Buffer.allocUnsafe(5 + body.length);
+  const rec = Buffer.allocUnsafe(5 + body.length); // every byte written below
   rec[0] = 0x16;
   rec.writeUInt16BE(0x0301, 1);
   rec.writeUInt16BE(body.length, 3);

@@ -10,6 +10,7 @@ import { AGENT_PATH, caPath, CLI_PATH, LADDER_NAME, spawnInNamespace, waitForLog
 import {
   LADDER_CONTROL_PORT,
   LADDER_SS_METHOD,
+  ladderSsDnsUri,
   ladderSsUri,
   ladderTrojanUri,
   ladderWsSsUri,
@@ -113,6 +114,13 @@ export function ladderTransports(): TransportEntry[] {
       'dns-direct',
       'the same query sent from the client to the abroad resolver itself',
       (p) => p.addr.dnsIp,
+    ),
+    ladderEntry(
+      'ladder-ss-dns',
+      "ladder client → ladder server, Shadowsocks 2022 in Ladder's DNS tunnel: queries through the domestic ISP's resolver, whose upstream delegates the tunnel's zone to the server",
+      () => ladderSsDnsUri(),
+      false,
+      (p) => ['--dns-tunnel-resolver', `${p.addr.domestic}:53`],
     ),
   ];
 }

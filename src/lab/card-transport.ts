@@ -75,7 +75,7 @@ export function ladderEntry(
   description: string,
   uri: (p: LabPlan) => string,
   https = false,
-  clientArgs: readonly string[] = [],
+  clientArgs: readonly string[] | ((p: LabPlan) => readonly string[]) = [],
 ): TransportEntry {
   const socksPort = allocSocksPort();
   return {
@@ -95,7 +95,7 @@ export function ladderEntry(
         `127.0.0.1:${socksPort}`,
         '--no-http',
         ...(https ? ['--first-payload-wait', String(HTTPS_ROW_FIRST_PAYLOAD_WAIT_MS)] : []),
-        ...clientArgs,
+        ...(typeof clientArgs === 'function' ? clientArgs(plan) : clientArgs),
       ]);
       trackProcess(child);
       await waitForLog(plan, `ladder-client-${name}`, child, /SOCKS5 listening/);

@@ -12,6 +12,7 @@ import { formatTrojanUri } from '../codec/trojan-uri.js';
 import { formatLadderKey } from '../codec/ladder-key.js';
 import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
 import { CLI_PATH, LADDER_NAME, spawnInNamespace, waitForLog } from './lab.js';
+import { LADDER_DNS_TUNNEL_DOMAIN } from './services.js';
 import { trackProcess } from './process-runner.js';
 import type { LabPlan } from './topology.js';
 
@@ -65,6 +66,17 @@ export function ladderSsUri(prefix?: Uint8Array, port = LADDER_PORT): string {
     host: LADDER_NAME,
     port,
     ...(prefix ? { prefix } : {}),
+  });
+}
+
+/** Shadowsocks in the DNS tunnel, under the zone the lab's resolver delegates to the server. */
+export function ladderSsDnsUri(): string {
+  return formatSsUri({
+    method: LADDER_SS_METHOD,
+    password: ladderSecrets().ss,
+    host: LADDER_NAME,
+    port: LADDER_PORT,
+    dns: LADDER_DNS_TUNNEL_DOMAIN,
   });
 }
 
@@ -154,6 +166,10 @@ export function startLadderServer(plan: LabPlan): Promise<void> {
       join(plan.stateDir, 'ladder-key.pem'),
       // the lab's sites live in 198.18.0.0/15, which a public server refuses to reach by default
       '--allow-private-targets',
+      '--dns-tunnel',
+      LADDER_DNS_TUNNEL_DOMAIN,
+      '--dns-tunnel-listen',
+      `${plan.addr.ladderIp}:53`,
       ...ladderServerArgs,
     ]);
     trackProcess(child);

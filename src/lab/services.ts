@@ -157,7 +157,9 @@ export const ISP_RESOLVER_TIMEOUT_MS = 3000;
  * {@link ISP_RESOLVER_TIMEOUT_MS}; an answer nobody waits for is dropped.
  */
 export class IspResolver {
-  readonly #down = createSocket('udp4');
+  readonly #down: UdpSocket;
+  /** The answering socket is the caller's (shared with other services): not bound nor closed here. */
+  readonly #sharedDown: boolean;
   readonly #up = createSocket('udp4');
   /** Upstream ID → who asked, with the ID they used. */
   readonly #pending = new Map<
@@ -169,25 +171,37 @@ export class IspResolver {
   readonly #listen: { address: string; port: number };
   readonly #upstream: { address: string; port: number };
 
+  /**
+   * With `down`, queries come from the caller through {@link forward} and answers leave by that
+   * socket; without, the resolver listens on `listen` itself.
+   */
   constructor(
     listen: { address: string; port: number },
     upstream: { address: string; port: number },
+    down?: UdpSocket,
   ) {
     this.#listen = listen;
     this.#upstream = upstream;
-    this.#down.on('message', (msg, from) => this.#query(msg, from));
+    this.#sharedDown = down !== undefined;
+    this.#down = down ?? createSocket('udp4');
+    if (!down) this.#down.on('message', (msg, from) => this.#query(msg, from));
     this.#up.on('message', (msg) => this.#answer(msg));
   }
 
   async start(): Promise<void> {
-    await bindUdp(this.#down, this.#listen.port, this.#listen.address);
+    if (!this.#sharedDown) await bindUdp(this.#down, this.#listen.port, this.#listen.address);
     await bindUdp(this.#up, 0, this.#listen.address);
+  }
+
+  /** Sends a query on upstream; its answer goes back to `from`. */
+  forward(msg: Buffer, from: { port: number; address: string }): void {
+    this.#query(msg, from);
   }
 
   close(): void {
     for (const p of this.#pending.values()) clearTimeout(p.timer);
     this.#pending.clear();
-    this.#down.close();
+    if (!this.#sharedDown) this.#down.close();
     this.#up.close();
   }
 
@@ -256,16 +270,48 @@ function bindUdp(socket: UdpSocket, port: number, address: string): Promise<void
   });
 }
 
-/** The lab zone's authoritative server, over UDP and TCP. */
+/**
+ * The zone Ladder's DNS tunnel runs under (`ladder server --dns-tunnel`), delegated by the lab's
+ * resolver to the Ladder server's address, port 53.
+ */
+export const LADDER_DNS_TUNNEL_DOMAIN = 'tunnel.ladder.lab';
+
+/** Whether a query asks for a name in the tunnel's zone (the resolver then asks the Ladder server). */
+function inTunnelZone(msg: Buffer): boolean {
+  let q;
+  try {
+    q = decodeDnsQuestion(msg, 0);
+  } catch {
+    return false;
+  }
+  const name = q?.value.name.toLowerCase() ?? '';
+  return name === LADDER_DNS_TUNNEL_DOMAIN || name.endsWith(`.${LADDER_DNS_TUNNEL_DOMAIN}`);
+}
+
+/**
+ * The lab zone's authoritative server, over UDP and TCP. Queries for the DNS tunnel's zone go on
+ * to the Ladder server, as a recursive resolver follows the zone's delegation (bounded as the ISP
+ * resolver is: {@link IspResolver}).
+ */
 async function startLabDns(plan: LabPlan, closers: (() => void)[]): Promise<void> {
   const zone = labZone(plan);
   const dns = createSocket('udp4');
+  const tunnel = new IspResolver(
+    { address: plan.addr.dnsIp, port: 0 },
+    { address: plan.addr.ladderIp, port: 53 },
+    dns,
+  );
   dns.on('message', (msg, rinfo) => {
+    if (inTunnelZone(msg)) return tunnel.forward(msg, rinfo);
     const out = answerQuery(zone, msg);
     if (out) dns.send(out, rinfo.port, rinfo.address);
   });
   await bindUdp(dns, 53, plan.addr.dnsIp);
-  closers.push(() => dns.close());
+  await tunnel.start();
+  closers.push(() => {
+    tunnel.close();
+    dns.close();
+  });
   const dnsTcp = dnsOverTcp(zone);
   await listen(dnsTcp, plan.addr.dnsIp, 53);
   closers.push(() => dnsTcp.close());

@@ -6,7 +6,7 @@
  * Handshake: ClientHello (X25519MLKEM768 + X25519 shares) → ServerHello or one HelloRetryRequest →
  * EncryptedExtensions → [CertificateRequest] → Certificate or CompressedCertificate (brotli, RFC
  * 8879) → CertificateVerify → Finished; then the client's ChangeCipherSpec (middlebox
- * compatibility), [an empty Certificate], Finished. The server is authenticated by the key's pin
+ * compatibility), [EncryptedExtensions (ALPS)], [an empty Certificate], Finished. The server is authenticated by the key's pin
  * (SHA-256 of the leaf, no other check, as the Node path) or by a chain to the system's roots (or
  * the key's CA) plus the host name. Every "MUST abort" the client meets sends the alert RFC 8446
  * names and fails with a LadderError: ERR_TLS_PROTOCOL (malformed or out-of-order), ERR_TLS_CERT
@@ -38,8 +38,8 @@
  * read's handler returns. With `lendReads` that chunk is lent (core/lent-read.ts) and its memory
  * reused by the next read unless held; without it each chunk is a copy of its own.
  *
- * Not done (docs/tls-fingerprint.md): ALPS settings (a server that negotiates ALPS gets an empty
- * client EncryptedExtensions).
+ * ALPS (draft-vvv-tls-alps), as Chromium: a server that negotiates it for h2 gets the client's
+ * EncryptedExtensions with empty settings, packed with the client's Finished into one record.
  * @module
  */
 import {
@@ -192,27 +192,43 @@ class Abort extends LadderError {
   }
 }
 
-export interface ChromeTlsOptions {
-  /** SNI and the name verified (none sent for an IP literal; the address is verified then). */
+/** A message that breaks the protocol (malformed, unexpected, never offered): ERR_TLS_PROTOCOL. */
+const protocolError = (alert: AlertName, message: string): Abort =>
+  new Abort(alert, 'ERR_TLS_PROTOCOL', message);
+
+/** A server that fails authentication (certificate, signature): ERR_TLS_CERT. */
+const certError = (alert: AlertName, message: string): Abort =>
+  new Abort(alert, 'ERR_TLS_CERT', message);
+
+/** What both TLS clients take (tls.ts adds the choice between them and `resume`). */
+export interface TlsOptionsBase {
+  /**
+   * Server Name Indication, and the name verified in the certificate unless pinned (none is sent
+   * for an IP literal, RFC 6066 §3; the address is verified then).
+   */
   sni: string;
-  /** PEM CA(s) to trust instead of the system roots. */
+  /** PEM CA(s) to trust instead of the system roots (the lab CA, tests). */
   ca?: string;
-  /** SHA-256 of the leaf certificate (hex, colons optional): trust by pin alone. */
+  /** SHA-256 of the leaf certificate (hex, any case, colons optional): trust by pin alone. */
   pinSha256?: string;
+  /** ALPN offer (default h2, http/1.1, as a browser). */
   alpn?: string[];
   timeoutMs?: number;
-  /** An open connection to run TLS over (default: a new TCP connection). */
+  /** An open connection to run TLS over (default: a new TCP connection); `ladder probe` measures its own. */
   socket?: Duplex;
+  /**
+   * fp=chrome: lend the decrypted 'data' chunks (core/lent-read.ts): each is valid during its
+   * handler only, unless the handler holds it. Only for consumers that honour holdChunks, such as
+   * `relay()`; without it every chunk is memory of its own. fp=node ignores it.
+   */
+  lendReads?: boolean;
+}
+
+export interface ChromeTlsOptions extends TlsOptionsBase {
   /** The time certificates are checked at and tickets aged by (tests). */
   now?: () => Date;
   /** Where TLS sessions are kept and taken (default: the process's); null: no resumption. */
   sessions?: ChromeSessionCache | null;
-  /**
-   * Lend the decrypted 'data' chunks (core/lent-read.ts): each is valid during its handler only,
-   * unless the handler holds it. Only for consumers that honour holdChunks, such as `relay()`;
-   * without it every chunk is memory of its own.
-   */
-  lendReads?: boolean;
 }
 
 let systemRoots: Map<string, X509Certificate[]> | null = null;
@@ -292,32 +308,28 @@ export function verifyChain(
   const leaf = chain[0]!;
   const named = isIP(host) ? leaf.checkIP(host) : leaf.checkHost(host, { subject: 'default' });
   if (named === undefined)
-    throw new Abort(
+    throw certError(
       'bad_certificate',
-      'ERR_TLS_CERT',
       `the certificate is not for ${host} (it names ${leaf.subjectAltName ?? leaf.subject})`,
     );
   for (let i = 0; i < chain.length; i++) {
     const c = chain[i]!;
     if (now < new Date(c.validFrom) || now > new Date(c.validTo))
-      throw new Abort(
+      throw certError(
         'certificate_expired',
-        'ERR_TLS_CERT',
         `certificate ${i} of the chain is valid from ${c.validFrom} to ${c.validTo}, not now`,
       );
     for (const a of anchors.get(c.issuer) ?? []) if (a.raw.equals(c.raw) || issuedBy(c, a)) return;
     const next = chain[i + 1];
     if (!next) break;
     if (!next.ca || !issuedBy(c, next))
-      throw new Abort(
+      throw certError(
         'bad_certificate',
-        'ERR_TLS_CERT',
         `certificate ${i} of the chain is not signed by certificate ${i + 1}`,
       );
   }
-  throw new Abort(
+  throw certError(
     'unknown_ca',
-    'ERR_TLS_CERT',
     "the chain does not lead to a trusted root (the system's, or the key's ca)",
   );
 }
@@ -488,11 +500,7 @@ function parseServerHello(r: TlsReader): ServerHelloFields {
       const t = xs.u16();
       const d = xs.vec(2, `extension ${t}`).rest();
       if (exts.has(t))
-        throw new Abort(
-          'illegal_parameter',
-          'ERR_TLS_PROTOCOL',
-          `ServerHello repeats extension ${t}`,
-        );
+        throw protocolError('illegal_parameter', `ServerHello repeats extension ${t}`);
       exts.set(t, d);
     }
   }
@@ -503,11 +511,7 @@ function parseServerHello(r: TlsReader): ServerHelloFields {
 /** Both versions: the null compression method only. */
 function rejectCompression(sh: ServerHelloFields): void {
   if (sh.compression !== 0)
-    throw new Abort(
-      'illegal_parameter',
-      'ERR_TLS_PROTOCOL',
-      'the server chose a compression method',
-    );
+    throw protocolError('illegal_parameter', 'the server chose a compression method');
 }
 
 /** The TLS 1.2 suite chosen: one fp=chrome speaks, or a clear refusal of one it only offers. */
@@ -515,14 +519,12 @@ function suite12(cipher: number): Tls12Suite {
   const suite = TLS12_SUITES.get(cipher);
   if (suite) return suite;
   if (CHROME_CIPHERS.includes(cipher) && !TLS13_SUITES.has(cipher))
-    throw new Abort(
+    throw protocolError(
       'handshake_failure',
-      'ERR_TLS_PROTOCOL',
       `the server chose TLS 1.2 cipher suite 0x${cipher.toString(16)} (CBC or RSA key transport), which fp=chrome does not speak; use fp=node for this server`,
     );
-  throw new Abort(
+  throw protocolError(
     'illegal_parameter',
-    'ERR_TLS_PROTOCOL',
     `the server chose cipher suite 0x${cipher.toString(16)}, never offered for TLS 1.2`,
   );
 }
@@ -717,13 +719,8 @@ export class ChromeTlsSocket extends Duplex {
       const type = h[0]!;
       const len = (h[3]! << 8) | h[4]!;
       if (len > (this.#read ? MAX_CIPHERTEXT : MAX_PLAINTEXT))
-        throw new Abort(
-          'record_overflow',
-          'ERR_TLS_PROTOCOL',
-          `a record of ${len} bytes (more than TLS allows)`,
-        );
-      if (h[1] !== 3)
-        throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', 'not a TLS record (bad version)');
+        throw protocolError('record_overflow', `a record of ${len} bytes (more than TLS allows)`);
+      if (h[1] !== 3) throw protocolError('decode_error', 'not a TLS record (bad version)');
       if (this.#in.length < 5 + len) return;
       const rec = this.#in.take(5 + len);
       this.#record(type, rec.subarray(0, 5), rec.subarray(5));
@@ -776,42 +773,27 @@ export class ChromeTlsSocket extends Duplex {
     if (type === 20) {
       // §5: a ChangeCipherSpec (0x01) may arrive during the handshake only, unencrypted.
       if (this.#state === 'open' || body.length !== 1 || body[0] !== 1)
-        throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', 'an unexpected ChangeCipherSpec');
+        throw protocolError('unexpected_message', 'an unexpected ChangeCipherSpec');
       return;
     }
     if (!this.#read) {
       if (type === 21) return this.#alert(body);
       if (type !== 22)
-        throw new Abort(
-          'unexpected_message',
-          'ERR_TLS_PROTOCOL',
-          `an unencrypted record of type ${type}`,
-        );
+        throw protocolError('unexpected_message', `an unencrypted record of type ${type}`);
       return this.#handshakeBytes(body);
     }
     if (type !== 23)
-      throw new Abort(
+      throw protocolError(
         'unexpected_message',
-        'ERR_TLS_PROTOCOL',
         `an unencrypted record of type ${type} after the keys changed`,
       );
     const plain = this.#read.open(header, body, this.#plainRoom(body.length), this.#plainAt);
-    if (!plain)
-      throw new Abort(
-        'bad_record_mac',
-        'ERR_TLS_PROTOCOL',
-        'a record failed its authentication tag',
-      );
+    if (!plain) throw protocolError('bad_record_mac', 'a record failed its authentication tag');
     let end = plain.length - 1;
     while (end >= 0 && plain[end] === 0) end--;
-    if (end < 0)
-      throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', 'a record with no content type');
+    if (end < 0) throw protocolError('unexpected_message', 'a record with no content type');
     if (end > MAX_PLAINTEXT)
-      throw new Abort(
-        'record_overflow',
-        'ERR_TLS_PROTOCOL',
-        'a record over 2^14 bytes of plaintext',
-      );
+      throw protocolError('record_overflow', 'a record over 2^14 bytes of plaintext');
     this.#content(plain[end]!, plain.subarray(0, end));
   }
 
@@ -822,7 +804,7 @@ export class ChromeTlsSocket extends Duplex {
   #record12(type: number, header: Buffer, body: Buffer): void {
     if (type === 20) {
       if (this.#state !== 'change_cipher_spec' || body.length !== 1 || body[0] !== 1)
-        throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', 'an unexpected ChangeCipherSpec');
+        throw protocolError('unexpected_message', 'an unexpected ChangeCipherSpec');
       this.#keyChangeBoundary();
       const v = this.#v12!;
       this.#read = new Tls12RecordProtection(v.suite, v.serverKey!, v.serverIv!, false);
@@ -830,29 +812,16 @@ export class ChromeTlsSocket extends Duplex {
       return;
     }
     if (type !== 21 && type !== 22 && type !== 23)
-      throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', `a record of content type ${type}`);
+      throw protocolError('unexpected_message', `a record of content type ${type}`);
     if (!this.#read) {
       if (type === 23)
-        throw new Abort(
-          'unexpected_message',
-          'ERR_TLS_PROTOCOL',
-          'application data before the handshake finished',
-        );
+        throw protocolError('unexpected_message', 'application data before the handshake finished');
       return this.#content(type, body);
     }
     const plain = this.#read.open(header, body, this.#plainRoom(body.length), this.#plainAt);
-    if (!plain)
-      throw new Abort(
-        'bad_record_mac',
-        'ERR_TLS_PROTOCOL',
-        'a record failed its authentication tag',
-      );
+    if (!plain) throw protocolError('bad_record_mac', 'a record failed its authentication tag');
     if (plain.length > MAX_PLAINTEXT)
-      throw new Abort(
-        'record_overflow',
-        'ERR_TLS_PROTOCOL',
-        'a record over 2^14 bytes of plaintext',
-      );
+      throw protocolError('record_overflow', 'a record over 2^14 bytes of plaintext');
     this.#content(type, plain);
   }
 
@@ -861,26 +830,18 @@ export class ChromeTlsSocket extends Duplex {
     if (inner === 22) return this.#handshakeBytes(content);
     if (inner === 23) {
       if (this.#state !== 'open')
-        throw new Abort(
-          'unexpected_message',
-          'ERR_TLS_PROTOCOL',
-          'application data before the handshake finished',
-        );
+        throw protocolError('unexpected_message', 'application data before the handshake finished');
       if (this.#hs.length)
-        throw new Abort(
-          'unexpected_message',
-          'ERR_TLS_PROTOCOL',
-          'application data inside a handshake message',
-        );
+        throw protocolError('unexpected_message', 'application data inside a handshake message');
       // Protected records are opened at the batch's end (#plainRoom): taking the bytes keeps them.
       this.#plainAt += content.length;
       return;
     }
-    throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', `a record of content type ${inner}`);
+    throw protocolError('unexpected_message', `a record of content type ${inner}`);
   }
 
   #alert(body: Uint8Array): void {
-    if (body.length !== 2) throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', 'a malformed alert');
+    if (body.length !== 2) throw protocolError('decode_error', 'a malformed alert');
     const d = body[1]!;
     if (d === ALERT.close_notify) {
       this.#closedByAlert = true;
@@ -904,16 +865,14 @@ export class ChromeTlsSocket extends Duplex {
   }
 
   #handshakeBytes(b: Uint8Array): void {
-    if (b.length === 0)
-      throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', 'an empty handshake record');
+    if (b.length === 0) throw protocolError('unexpected_message', 'an empty handshake record');
     this.#hs.push(Buffer.from(b));
     while (this.#hs.length >= 4 && !this.destroyed) {
       const h = this.#hs.peek(4);
       const len = (h[1]! << 16) | (h[2]! << 8) | h[3]!;
       if (len > MAX_HANDSHAKE_MESSAGE)
-        throw new Abort(
+        throw protocolError(
           'decode_error',
-          'ERR_TLS_PROTOCOL',
           `a handshake message of ${len} bytes (at most ${MAX_HANDSHAKE_MESSAGE})`,
         );
       if (this.#hs.length < 4 + len) return;
@@ -925,20 +884,12 @@ export class ChromeTlsSocket extends Duplex {
   /** §5.1: handshake messages must not span a key change. */
   #keyChangeBoundary(): void {
     if (this.#hs.length)
-      throw new Abort(
-        'unexpected_message',
-        'ERR_TLS_PROTOCOL',
-        'a handshake message spans a key change',
-      );
+      throw protocolError('unexpected_message', 'a handshake message spans a key change');
   }
 
   #expect(type: number, want: number, what: string): void {
     if (type !== want)
-      throw new Abort(
-        'unexpected_message',
-        'ERR_TLS_PROTOCOL',
-        `handshake message ${type} where ${what} was due`,
-      );
+      throw protocolError('unexpected_message', `handshake message ${type} where ${what} was due`);
   }
 
   #th(): Buffer {
@@ -950,8 +901,7 @@ export class ChromeTlsSocket extends Duplex {
     try {
       this.#dispatch(type, r, body, raw);
     } catch (err) {
-      if (err instanceof CodecError)
-        throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', err.message);
+      if (err instanceof CodecError) throw protocolError('decode_error', err.message);
       throw err;
     }
   }
@@ -1024,7 +974,7 @@ export class ChromeTlsSocket extends Duplex {
       // default of no hard-fail revocation checking).
       this.#v12!.status = false;
       if (r.u8('status_type') !== 1)
-        throw new Abort('decode_error', 'ERR_TLS_PROTOCOL', 'a CertificateStatus not OCSP');
+        throw protocolError('decode_error', 'a CertificateStatus not OCSP');
       r.vec(3, 'OCSPResponse', 1);
       r.done();
       return this.#took(raw);
@@ -1055,9 +1005,8 @@ export class ChromeTlsSocket extends Duplex {
   #sessionTicket12(type: number, r: TlsReader, raw: Buffer): void {
     const v = this.#v12!;
     if (type !== HS.new_session_ticket || !v.ticket)
-      throw new Abort(
+      throw protocolError(
         'unexpected_message',
-        'ERR_TLS_PROTOCOL',
         `handshake message ${type} where ChangeCipherSpec was due`,
       );
     // RFC 5077 §3.3: lifetime hint, then the ticket (empty: none); kept once the server's
@@ -1075,20 +1024,15 @@ export class ChromeTlsSocket extends Duplex {
     if (this.#v12) {
       // Chrome never renegotiates (RFC 5746 is for servers that ask; it declines).
       if (type === HS.hello_request)
-        throw new Abort(
+        throw protocolError(
           'no_renegotiation',
-          'ERR_TLS_PROTOCOL',
           'the server asked to renegotiate, which is refused',
         );
     } else {
       if (type === HS.new_session_ticket) return this.#ticket(r);
       if (type === HS.key_update) return this.#keyUpdate(r);
     }
-    throw new Abort(
-      'unexpected_message',
-      'ERR_TLS_PROTOCOL',
-      `handshake message ${type} after the handshake`,
-    );
+    throw protocolError('unexpected_message', `handshake message ${type} after the handshake`);
   }
 
   #serverHello(r: TlsReader, raw: Buffer): void {
@@ -1098,13 +1042,11 @@ export class ChromeTlsSocket extends Duplex {
     const isHrr = Buffer.from(sh.random).equals(HRR_RANDOM);
     this.#checkExtensions13(sh.exts, isHrr);
     const ks = sh.exts.get(EXT.KEY_SHARE);
-    if (!ks)
-      throw new Abort('missing_extension', 'ERR_TLS_PROTOCOL', 'the ServerHello has no key_share');
+    if (!ks) throw protocolError('missing_extension', 'the ServerHello has no key_share');
     if (isHrr) return this.#helloRetry(suite, ks, sh.exts.get(EXT.COOKIE), raw);
     if (this.#retried && this.#retried.cipher !== sh.cipher)
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         'the cipher suite changed after the HelloRetryRequest',
       );
     const shared = this.#keyShare13(ks);
@@ -1119,28 +1061,15 @@ export class ChromeTlsSocket extends Duplex {
   #checkServerHello13(sh: ServerHelloFields): Tls13Suite {
     const sv = sh.exts.get(EXT.SUPPORTED_VERSIONS)!;
     if (sv.length !== 2 || ((sv[0]! << 8) | sv[1]!) !== 0x0304)
-      throw new Abort(
-        'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
-        'the server selected a version it was not offered',
-      );
+      throw protocolError('illegal_parameter', 'the server selected a version it was not offered');
     if (sh.legacy !== 0x0303)
-      throw new Abort(
-        'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
-        'ServerHello legacy_version is not 0x0303',
-      );
+      throw protocolError('illegal_parameter', 'ServerHello legacy_version is not 0x0303');
     if (!Buffer.from(sh.echo).equals(this.#hello.sessionId))
-      throw new Abort(
-        'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
-        'the server did not echo our session id',
-      );
+      throw protocolError('illegal_parameter', 'the server did not echo our session id');
     const suite = TLS13_SUITES.get(sh.cipher);
     if (!suite)
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         `the server chose cipher suite 0x${sh.cipher.toString(16)}, never offered for TLS 1.3`,
       );
     rejectCompression(sh);
@@ -1156,9 +1085,8 @@ export class ChromeTlsSocket extends Duplex {
         : [EXT.SUPPORTED_VERSIONS, EXT.KEY_SHARE];
     for (const t of exts.keys()) {
       if (!allowed.includes(t as never))
-        throw new Abort(
+        throw protocolError(
           'unsupported_extension',
-          'ERR_TLS_PROTOCOL',
           `the server answered with extension ${t}, not offered or not allowed there`,
         );
     }
@@ -1173,9 +1101,8 @@ export class ChromeTlsSocket extends Duplex {
     let shared: Buffer | null;
     if (this.#retried) {
       if (group !== this.#retried.group)
-        throw new Abort(
+        throw protocolError(
           'illegal_parameter',
-          'ERR_TLS_PROTOCOL',
           'the server chose another group than it asked for',
         );
       shared = this.#retried.finish(share);
@@ -1188,14 +1115,12 @@ export class ChromeTlsSocket extends Duplex {
     } else if (group === GROUP.X25519) {
       shared = x25519Shared(this.#hello.keys.x25519, share);
     } else {
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         `the server chose group 0x${group.toString(16)}, for which no share was sent`,
       );
     }
-    if (!shared)
-      throw new Abort('illegal_parameter', 'ERR_TLS_PROTOCOL', 'the server key share is malformed');
+    if (!shared) throw protocolError('illegal_parameter', 'the server key share is malformed');
     return shared;
   }
 
@@ -1205,15 +1130,13 @@ export class ChromeTlsSocket extends Duplex {
     const index = selected.u16('selected_identity');
     selected.done();
     if (index !== 0)
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         `the server selected PSK identity ${index}, not offered`,
       );
     if (TLS13_SUITES.get(this.#offered!.suite)!.hash !== suite.hash)
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         "the server resumed with a suite whose hash is not the PSK's",
       );
     this.#resumed = true;
@@ -1250,20 +1173,14 @@ export class ChromeTlsSocket extends Duplex {
     cookie: Uint8Array | undefined,
     raw: Buffer,
   ): void {
-    if (this.#retried)
-      throw new Abort('unexpected_message', 'ERR_TLS_PROTOCOL', 'a second HelloRetryRequest');
+    if (this.#retried) throw protocolError('unexpected_message', 'a second HelloRetryRequest');
     if (ks.length !== 2)
-      throw new Abort(
-        'decode_error',
-        'ERR_TLS_PROTOCOL',
-        'a HelloRetryRequest key_share is one group',
-      );
+      throw protocolError('decode_error', 'a HelloRetryRequest key_share is one group');
     const group = (ks[0]! << 8) | ks[1]!;
     // §4.1.4: a group not offered, or one a share was sent for, MUST abort.
     if (!CHROME_GROUPS.includes(group) || group === GROUP.X25519 || group === GROUP.X25519MLKEM768)
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         `the HelloRetryRequest asks for group 0x${group.toString(16)}`,
       );
     const c = cookie ? new TlsReader(cookie, 'cookie').vec(2, 'cookie', 1).rest() : undefined;
@@ -1286,23 +1203,24 @@ export class ChromeTlsSocket extends Duplex {
     r.done();
     const seen = new Set<number>();
     const offered = this.#o.alpn ?? ['h2', 'http/1.1'];
+    let alpn: string | null = null;
     while (xs.left) {
       const t = xs.u16();
       const d = xs.vec(2, `extension ${t}`);
+      // BoringSSL (tls1_check_duplicate_extensions) answers a repeated extension here with
+      // decode_error; RFC 8446 §4.2 forbids it without naming the alert.
       if (seen.has(t))
-        throw new Abort(
-          'illegal_parameter',
-          'ERR_TLS_PROTOCOL',
-          `EncryptedExtensions repeats extension ${t}`,
-        );
+        throw protocolError('decode_error', `EncryptedExtensions repeats extension ${t}`);
       seen.add(t);
       switch (t) {
         case EXT.ALPN:
-          this.#alpnFrom(d);
+          alpn = this.#alpnFrom(d);
           break;
         case EXT.ALPS:
+          // Offered only with h2 in the ALPN list (tls-client-hello.ts); the server's settings
+          // (HTTP/2 frames) are not used: no HTTP/2 runs over this connection.
           if (!offered.includes('h2'))
-            throw new Abort('unsupported_extension', 'ERR_TLS_PROTOCOL', 'ALPS without h2 offered');
+            throw protocolError('unsupported_extension', 'ALPS without h2 offered');
           this.#alps = true;
           break;
         case EXT.SERVER_NAME:
@@ -1326,34 +1244,40 @@ export class ChromeTlsSocket extends Duplex {
               EXT.TRUST_ANCHORS,
             ].includes(t as never)
           )
-            throw new Abort(
+            throw protocolError(
               'illegal_parameter',
-              'ERR_TLS_PROTOCOL',
               `extension ${t} does not belong in EncryptedExtensions`,
             );
-          throw new Abort(
+          throw protocolError(
             'unsupported_extension',
-            'ERR_TLS_PROTOCOL',
             `the server answered with extension ${t}, never offered`,
           );
       }
     }
-    if (this.#alps && this.alpnProtocol !== 'h2') this.#alps = false;
+    // draft-vvv-tls-alps §4, as BoringSSL checks it (ssl_check_serverhello_tlsext): ALPS comes
+    // with ALPN, for a protocol the client offered settings for (h2 only).
+    if (this.#alps && alpn === null)
+      throw protocolError('illegal_parameter', 'the server negotiated ALPS without ALPN');
+    if (this.#alps && alpn !== 'h2')
+      throw protocolError(
+        'illegal_parameter',
+        `the server negotiated ALPS for ${JSON.stringify(alpn)}, offered for h2 only`,
+      );
   }
 
-  /** RFC 7301 §3.1: one protocol, one of those offered. */
-  #alpnFrom(d: TlsReader): void {
+  /** RFC 7301 §3.1: one protocol, one of those offered; returned and kept. */
+  #alpnFrom(d: TlsReader): string {
     const l = d.vec(2, 'protocol_name_list', 2);
     const p = Buffer.from(l.vec(1, 'protocol', 1).rest()).toString('latin1');
     l.done();
     d.done();
     if (!(this.#o.alpn ?? ['h2', 'http/1.1']).includes(p))
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         `the server chose ALPN ${JSON.stringify(p)}, not offered`,
       );
     this.alpnProtocol = p;
+    return p;
   }
 
   // --- TLS 1.2 (RFC 5246 with RFC 8422 ECDHE, RFC 7627, RFC 5746) --------------------------
@@ -1405,23 +1329,17 @@ export class ChromeTlsSocket extends Duplex {
     // RFC 8446 §4.1.3: a server that could do 1.3 marks a forced downgrade; the client MUST abort.
     const random = sh.random;
     if (Buffer.from(random.subarray(24, 31)).equals(DOWNGRADE.subarray(0, 7)) && random[31]! <= 1)
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         'the ServerHello carries the TLS 1.3 downgrade sentinel: someone is forcing TLS 1.2',
       );
     if (sh.legacy !== 0x0303)
-      throw new Abort(
+      throw protocolError(
         'protocol_version',
-        'ERR_TLS_PROTOCOL',
         'the server chose a TLS version older than 1.2, which Chrome refuses',
       );
     if (this.#retried)
-      throw new Abort(
-        'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
-        'a TLS 1.2 ServerHello after a HelloRetryRequest',
-      );
+      throw protocolError('illegal_parameter', 'a TLS 1.2 ServerHello after a HelloRetryRequest');
   }
 
   /**
@@ -1435,16 +1353,14 @@ export class ChromeTlsSocket extends Duplex {
     // BoringSSL (crbug.com/796910): with no session offered the id was the TLS 1.3 compatibility
     // one, which no server can know.
     if (resumed && !offered)
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         'the server resumed a TLS 1.2 session that was never offered',
       );
     // RFC 5246 §7.4.1.3: a resumed session keeps its cipher suite.
     if (resumed && sh.cipher !== offered!.suite)
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         `the server resumed a TLS 1.2 session with cipher suite 0x${sh.cipher.toString(16)}, not the session's`,
       );
     if (offered && !resumed) this.#sessions?.drop12(this.#sessionKey);
@@ -1459,9 +1375,8 @@ export class ChromeTlsSocket extends Duplex {
         case EXT.RENEGOTIATION_INFO:
           // RFC 5746 §3.4: an initial handshake's renegotiated_connection is empty.
           if (x.vec(1, 'renegotiated_connection').left !== 0 || x.left !== 0)
-            throw new Abort(
+            throw protocolError(
               'handshake_failure',
-              'ERR_TLS_PROTOCOL',
               'renegotiation_info is not empty in an initial handshake',
             );
           break;
@@ -1485,26 +1400,23 @@ export class ChromeTlsSocket extends Duplex {
         case EXT.EC_POINT_FORMATS:
           // RFC 8422 §5.2: the server's list must include uncompressed (0).
           if (!x.vec(1, 'ec_point_format_list', 1).rest().includes(0))
-            throw new Abort(
+            throw protocolError(
               'illegal_parameter',
-              'ERR_TLS_PROTOCOL',
               'the server does not accept uncompressed points',
             );
           x.done();
           break;
         default:
-          throw new Abort(
+          throw protocolError(
             'unsupported_extension',
-            'ERR_TLS_PROTOCOL',
             `the TLS 1.2 server answered with extension ${t}, not offered or not allowed there`,
           );
       }
     }
     // RFC 7627 §5.3: a client may refuse a server without the extended master secret; Chrome does.
     if (!exts.has(EXT.EXTENDED_MASTER_SECRET))
-      throw new Abort(
+      throw protocolError(
         'handshake_failure',
-        'ERR_TLS_PROTOCOL',
         'the TLS 1.2 server does not use the extended master secret (RFC 7627), which is required',
       );
   }
@@ -1522,13 +1434,11 @@ export class ChromeTlsSocket extends Duplex {
     const scheme = r.u16('signature_algorithm');
     const sig = r.vec(2, 'signature', 1).rest();
     r.done();
-    if (curveType !== 3)
-      throw new Abort('illegal_parameter', 'ERR_TLS_PROTOCOL', 'ECParameters not a named curve');
+    if (curveType !== 3) throw protocolError('illegal_parameter', 'ECParameters not a named curve');
     // Groups offered that TLS 1.2 can use: the hybrid is 1.3 only.
     if (group !== GROUP.X25519 && group !== GROUP.SECP256R1 && group !== GROUP.SECP384R1)
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         `the server chose group 0x${group.toString(16)}, not offered for TLS 1.2`,
       );
     if (
@@ -1536,9 +1446,8 @@ export class ChromeTlsSocket extends Duplex {
       (scheme >= 0x0904 && scheme <= 0x0906) ||
       (v.suite.auth === 'ecdsa') !== ((scheme & 0xff) === 0x03)
     )
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         `ServerKeyExchange signed with scheme 0x${scheme.toString(16)}, not allowed for this suite`,
       );
     // ServerECDHParams: curve_type, namedcurve, the point behind its 1-byte length.
@@ -1546,9 +1455,8 @@ export class ChromeTlsSocket extends Duplex {
     const content = Buffer.concat([v.clientRandom, v.serverRandom, params]);
     const leafKey = keyOf(this.#chain[0]!);
     if (!leafKey || !verifyServerKeyExchange(leafKey, v.suite.auth, scheme, content, sig))
-      throw new Abort(
+      throw certError(
         'decrypt_error',
-        'ERR_TLS_CERT',
         'the ServerKeyExchange signature does not verify with the certificate',
       );
     let shared: Buffer | null;
@@ -1561,8 +1469,7 @@ export class ChromeTlsSocket extends Duplex {
       shared = e.shared(point);
       v.clientShare = e.pub;
     }
-    if (!shared)
-      throw new Abort('illegal_parameter', 'ERR_TLS_PROTOCOL', 'the server key share is malformed');
+    if (!shared) throw protocolError('illegal_parameter', 'the server key share is malformed');
     v.preMaster = shared;
   }
 
@@ -1596,11 +1503,12 @@ export class ChromeTlsSocket extends Duplex {
       .vec(3, (b) => b.bytes(finishedData12(s.hash, v.master!, true, this.#th12())))
       .toBuffer();
     this.#transcript.push(fin);
-    const hs = Buffer.concat(msgs);
-    const out: Buffer[] = [
-      Buffer.concat([Uint8Array.of(22, 3, 3, hs.length >> 8, hs.length & 0xff), hs]),
-      Buffer.from([20, 3, 3, 0, 1, 1]),
-    ];
+    // Each unencrypted message in a record of its own, as BoringSSL writes them (tls_add_message
+    // packs messages together only under a cipher).
+    const out: Buffer[] = msgs.map((m) =>
+      Buffer.concat([Uint8Array.of(22, 3, 3, m.length >> 8, m.length & 0xff), m]),
+    );
+    out.push(Buffer.from([20, 3, 3, 0, 1, 1]));
     this.#write = new Tls12RecordProtection(s, k.clientKey, k.clientIv, true);
     out.push(this.#write.seal(fin, 22));
     this.#sock.write(Buffer.concat(out));
@@ -1632,7 +1540,7 @@ export class ChromeTlsSocket extends Duplex {
     r.done();
     const want = finishedData12(s.hash, v.master!, false, this.#th12());
     if (!timingSafeEqual(got, want))
-      throw new Abort('decrypt_error', 'ERR_TLS_PROTOCOL', 'the server Finished does not verify');
+      throw protocolError('decrypt_error', 'the server Finished does not verify');
     const out: Buffer[] = [];
     if (v.resumed) {
       // RFC 5246 §7.3: in an abbreviated handshake the client's CCS and Finished come last.
@@ -1673,31 +1581,27 @@ export class ChromeTlsSocket extends Duplex {
     const data = r.vec(3, 'compressed_certificate_message', 1).rest();
     r.done();
     if (algorithm !== 2)
-      throw new Abort(
+      throw certError(
         'bad_certificate',
-        'ERR_TLS_CERT',
         `certificate compressed with algorithm ${algorithm}, not offered`,
       );
     if (size > MAX_HANDSHAKE_MESSAGE)
-      throw new Abort(
+      throw certError(
         'bad_certificate',
-        'ERR_TLS_CERT',
         `a compressed certificate of ${size} bytes declared (at most ${MAX_HANDSHAKE_MESSAGE})`,
       );
     let out: Buffer;
     try {
       out = brotliDecompressSync(data, { maxOutputLength: Math.max(1, size) });
     } catch {
-      throw new Abort(
+      throw certError(
         'bad_certificate',
-        'ERR_TLS_CERT',
         'a compressed certificate that does not decompress to its declared size',
       );
     }
     if (out.length !== size)
-      throw new Abort(
+      throw certError(
         'bad_certificate',
-        'ERR_TLS_CERT',
         'a compressed certificate whose size differs from the declared one',
       );
     return out;
@@ -1706,11 +1610,7 @@ export class ChromeTlsSocket extends Duplex {
   #certificate(r: TlsReader): void {
     const ctx = r.vec(1, 'certificate_request_context');
     if (ctx.left)
-      throw new Abort(
-        'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
-        'a server Certificate with a request context',
-      );
+      throw protocolError('illegal_parameter', 'a server Certificate with a request context');
     this.#chainFrom(r, true);
   }
 
@@ -1724,9 +1624,8 @@ export class ChromeTlsSocket extends Duplex {
     const ders: Uint8Array[] = [];
     while (list.left) {
       if (ders.length === MAX_CHAIN)
-        throw new Abort(
+        throw certError(
           'bad_certificate',
-          'ERR_TLS_CERT',
           `a certificate chain of more than ${MAX_CHAIN} certificates`,
         );
       ders.push(list.vec(3, tls13 ? 'cert_data' : 'ASN.1Cert', 1).rest());
@@ -1742,23 +1641,18 @@ export class ChromeTlsSocket extends Duplex {
 
   /** The same checks for both versions: the pin alone, or the chain to an anchor and the host name. */
   #acceptChain(ders: Uint8Array[]): void {
-    if (ders.length === 0)
-      throw new Abort('decode_error', 'ERR_TLS_CERT', 'the server sent no certificate');
+    if (ders.length === 0) throw certError('decode_error', 'the server sent no certificate');
     try {
       this.#chain = ders.map((d) => new X509Certificate(d));
     } catch {
-      throw new Abort('bad_certificate', 'ERR_TLS_CERT', 'a certificate that does not parse');
+      throw certError('bad_certificate', 'a certificate that does not parse');
     }
     const pin = this.#o.pinSha256;
     if (pin) {
       const want = Buffer.from(pin.replace(/[:\s]/g, '').toLowerCase(), 'hex');
       const got = hashOf('sha256', this.#chain[0]!.raw);
       if (want.length !== 32 || !timingSafeEqual(want, got))
-        throw new Abort(
-          'bad_certificate',
-          'ERR_TLS_CERT',
-          "the certificate does not match the key's pin",
-        );
+        throw certError('bad_certificate', "the certificate does not match the key's pin");
       return;
     }
     verifyChain(this.#chain, this.#o.sni, anchorsFor(this.#o.ca), this.#o.now?.() ?? new Date());
@@ -1770,9 +1664,8 @@ export class ChromeTlsSocket extends Duplex {
     r.done();
     // §4.4.3: a scheme not offered, or RSASSA-PKCS1-v1_5 in TLS 1.3, MUST abort.
     if (!CHROME_SIGALGS.includes(scheme) || (scheme & 0xff) === 0x01)
-      throw new Abort(
+      throw protocolError(
         'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
         `CertificateVerify with scheme 0x${scheme.toString(16)}, not allowed`,
       );
     const content = Buffer.concat([
@@ -1781,9 +1674,8 @@ export class ChromeTlsSocket extends Duplex {
       this.#th(),
     ]);
     if (!verifyCertificateVerify(this.#chain[0]!, scheme, content, sig))
-      throw new Abort(
+      throw certError(
         'decrypt_error',
-        'ERR_TLS_CERT',
         'the CertificateVerify signature does not verify with the certificate',
       );
   }
@@ -1800,7 +1692,7 @@ export class ChromeTlsSocket extends Duplex {
     r.done();
     const want = this.#verifyData(this.#sHs!);
     if (!timingSafeEqual(got, want))
-      throw new Abort('decrypt_error', 'ERR_TLS_PROTOCOL', 'the server Finished does not verify');
+      throw protocolError('decrypt_error', 'the server Finished does not verify');
     this.#transcript.push(raw);
     const derived = deriveSecret(s.hash, this.#hsSecret!, 'derived', hashOf(s.hash));
     const master = hkdfExtract(s.hash, derived, Buffer.alloc(s.hashLength));
@@ -1812,29 +1704,39 @@ export class ChromeTlsSocket extends Duplex {
     const out: Buffer[] = [];
     if (!this.#sentCcs) out.push(Buffer.from([20, 3, 3, 0, 1, 1]));
     this.#sentCcs = true;
+    // The client's flight: [EncryptedExtensions (ALPS)], [Certificate], Finished.
+    const flight: Buffer[] = [];
     if (this.#alps) {
-      const ee = new TlsWriter()
-        .u8(HS.encrypted_extensions)
-        .vec(3, (b) => b.vec(2, (x) => x.u16(EXT.ALPS).vec(2, () => {})))
-        .toBuffer();
-      this.#transcript.push(ee);
-      out.push(this.#write!.seal(ee, 22));
+      // The client's ALPS settings for h2: empty, as Chromium's (HttpNetworkSession sets
+      // application_settings[h2] to no data); the extension is still sent (draft-vvv-tls-alps §4).
+      flight.push(
+        new TlsWriter()
+          .u8(HS.encrypted_extensions)
+          .vec(3, (b) => b.vec(2, (x) => x.u16(EXT.ALPS).vec(2, () => {})))
+          .toBuffer(),
+      );
     }
     if (this.#certRequestContext !== null) {
       const ctx = this.#certRequestContext;
-      const cert = new TlsWriter()
-        .u8(HS.certificate)
-        .vec(3, (b) => b.vec(1, (c) => c.bytes(ctx)).vec(3, () => {}))
-        .toBuffer();
-      this.#transcript.push(cert);
-      out.push(this.#write!.seal(cert, 22));
+      flight.push(
+        new TlsWriter()
+          .u8(HS.certificate)
+          .vec(3, (b) => b.vec(1, (c) => c.bytes(ctx)).vec(3, () => {}))
+          .toBuffer(),
+      );
     }
+    this.#transcript.push(...flight);
     const fin = new TlsWriter()
       .u8(HS.finished)
       .vec(3, (b) => b.bytes(this.#verifyData(this.#cHs!)))
       .toBuffer();
     this.#transcript.push(fin);
-    out.push(this.#write!.seal(fin, 22));
+    flight.push(fin);
+    // Packed into as few records as fit, as BoringSSL packs encrypted handshake messages
+    // (tls_add_message): one record for this flight.
+    const packed = Buffer.concat(flight);
+    for (let at = 0; at < packed.length; at += MAX_PLAINTEXT)
+      out.push(this.#write!.seal(packed.subarray(at, at + MAX_PLAINTEXT), 22));
     this.#resMaster = deriveSecret(s.hash, master, 'res master', this.#th());
     this.#write = new RecordProtection(s, this.#cAp);
     this.#state = 'open';
@@ -1871,11 +1773,7 @@ export class ChromeTlsSocket extends Duplex {
     const requested = r.u8('request_update');
     r.done();
     if (requested > 1)
-      throw new Abort(
-        'illegal_parameter',
-        'ERR_TLS_PROTOCOL',
-        'a KeyUpdate with a bad request_update',
-      );
+      throw protocolError('illegal_parameter', 'a KeyUpdate with a bad request_update');
     this.#keyChangeBoundary();
     const s = this.#suite!;
     this.#sAp = expandLabel(s.hash, this.#sAp!, 'traffic upd', new Uint8Array(0), s.hashLength);
@@ -1904,10 +1802,7 @@ export class ChromeTlsSocket extends Duplex {
 
   #abort(err: unknown): void {
     if (this.destroyed) return;
-    const a =
-      err instanceof Abort
-        ? err
-        : new Abort('internal_error', 'ERR_TLS_PROTOCOL', (err as Error).message);
+    const a = err instanceof Abort ? err : protocolError('internal_error', (err as Error).message);
     try {
       const alert = Uint8Array.of(2, ALERT[a.alert]);
       this.#sock.write(

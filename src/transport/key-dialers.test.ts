@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { formatLadderKey } from '../codec/ladder-key.js';
 import { LadderError } from '../errors.js';
-import { dialersFromKey, keyTransport, type KeyEnv } from './key-dialers.js';
+import { dialersFromKey, keyTransport, serverNamesOfKey, type KeyEnv } from './key-dialers.js';
 import { transportsFromKey } from '../probe/transports.js';
 
 function recordingEnv(files: Record<string, string> = {}): KeyEnv & {
@@ -116,4 +116,21 @@ test('the probe dials the key as it is: its prefix opens the connection it was g
     socket.destroy();
     server.close();
   }
+});
+
+test('serverNamesOfKey: the names the transports dial, not literals, not a DNS tunnel', () => {
+  const ss = Buffer.from('chacha20-ietf-poly1305:pw').toString('base64url');
+  const key = formatLadderKey({
+    transports: [
+      `trojan://pw@ladder.lab:443?sni=allowed.lab`,
+      `ss://${ss}@ladder.lab:8388`,
+      `ss://${ss}@198.19.2.20:8388`,
+      `trojan://pw@[2001:2::20]:443`,
+      `ss://${ss}@spare.lab:8388`,
+      `ss://${Buffer.from('2022-blake3-aes-128-gcm:' + Buffer.alloc(16).toString('base64')).toString('base64url')}@tunnel-server.lab:53?dns=t.ladder.lab`,
+      'vmess://abc',
+    ],
+  });
+  assert.deepEqual(serverNamesOfKey(key), ['ladder.lab', 'spare.lab']);
+  assert.deepEqual(serverNamesOfKey(`ss://${ss}@127.0.0.1:8388`), []);
 });

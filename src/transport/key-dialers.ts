@@ -7,7 +7,8 @@
  * option names a file) and `warn` (a key with a weak prefix still works, with a warning).
  * @module
  */
-import type { Socket } from 'node:net';
+import { getServers } from 'node:dns';
+import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { makeCipherKey } from '../crypto/ss-key.js';
 import { parseSsUri } from '../codec/access-key-uri.js';
@@ -22,6 +23,7 @@ import { SsPacketDialer, SsStreamDialer } from './ss-dialer.js';
 import { CarrierDialer } from './carrier-dialer.js';
 import { TrojanDialer } from './trojan-dialer.js';
 import { wsConnect, wsConnector } from './ws-dialer.js';
+import { dnsTunnelConnect } from './dns-tunnel-client.js';
 import { FailoverDialer } from './failover.js';
 import { CappedDialer, handshakeCapped } from './capped-dialer.js';
 import type { PacketDialer, StreamDialer, Target } from './types.js';
@@ -70,6 +72,11 @@ export interface KeyDialerOptions {
    * no rotation.
    */
   rotateAfterBytes?: number;
+  /**
+   * The recursive resolver that carries a `dns=` key's tunnel (`--dns-tunnel-resolver`; default:
+   * the system's first resolver).
+   */
+  dnsTunnelResolver?: Target;
 }
 
 /** What the builder needs from outside: files and a place for warnings. */
@@ -255,9 +262,17 @@ function ssTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTranspor
     );
   // Read once, when the key is taken: a missing file is a key error, not a dial error.
   const wsCa = ws?.cert ? { ca: readPem(env, ws.cert) } : {};
-  const how = ws
-    ? `${k.method} over WebSocket${ws.tls ? ' over TLS' : ''}${ws.mux ? ' (Mux.Cool)' : ''}`
-    : `${k.method}${k.prefix ? ` and a ${k.prefix.length}-byte prefix` : ''}`;
+  if (k.dns !== undefined && ws)
+    throw new LadderError(
+      'ERR_KEY_URI',
+      'ss:// key: dns= and plugin= cannot go together (the DNS tunnel carries plain Shadowsocks); remove one',
+    );
+  const dns = k.dns;
+  const how = dns
+    ? `${k.method} in a DNS tunnel under ${dns}`
+    : ws
+      ? `${k.method} over WebSocket${ws.tls ? ' over TLS' : ''}${ws.mux ? ' (Mux.Cool)' : ''}`
+      : `${k.method}${k.prefix ? ` and a ${k.prefix.length}-byte prefix` : ''}`;
   return {
     kind: 'shadowsocks',
     method: k.method,
@@ -298,12 +313,19 @@ function ssTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTranspor
             })
           : (_s: Target, signal?: AbortSignal): Promise<Duplex> =>
               wsConnect(server, { ...wsOptions, ...(socket ? { socket } : {}) }, signal);
+      // Ladder's DNS tunnel: the Shadowsocks stream in queries through a resolver, not over TCP.
+      const tunnel =
+        dns &&
+        (() =>
+          Promise.resolve(
+            dnsTunnelConnect(o.dnsTunnelResolver ?? systemResolver(), { domain: dns }),
+          ));
       const stream = new SsStreamDialer(server, key, {
         ...(k.prefix ? { prefix: k.prefix } : {}),
         ...firstWaitOf(o),
         ...(over.timeoutMs !== undefined ? { connectTimeoutMs: over.timeoutMs } : {}),
-        ...(!ws && o.recycleReads ? { recycleReads: true } : {}),
-        ...(connect ? { connect } : {}),
+        ...(!ws && !dns && o.recycleReads ? { recycleReads: true } : {}),
+        ...(tunnel ? { connect: tunnel } : connect ? { connect } : {}),
       });
       // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
       return {
@@ -312,6 +334,18 @@ function ssTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTranspor
       };
     },
   };
+}
+
+/** The system's first DNS resolver (node:dns, from /etc/resolv.conf), as a host and port. */
+function systemResolver(): Target {
+  const first = getServers()[0];
+  if (!first)
+    throw new LadderError(
+      'ERR_CONFIG',
+      'DNS tunnel: this system has no DNS resolver configured; give one with --dns-tunnel-resolver <ip:port>',
+    );
+  const m = /^\[(.+)\]:(\d+)$/.exec(first) ?? /^([^:]+):(\d+)$/.exec(first);
+  return m ? { host: m[1]!, port: Number(m[2]) } : { host: first, port: 53 };
 }
 
 function readPem(env: KeyEnv, file: string): string {
@@ -410,16 +444,34 @@ export function dialersFromKey(
  * use included), hosts as written: names or literals. `--tun` keeps exactly these out of the tunnel.
  */
 export function serverEndpointsOfKey(uri: string): Target[] {
+  const out = new Map<string, Target>();
+  for (const k of keyServers(uri)) out.set(`${k.host} ${k.port}`, { host: k.host, port: k.port });
+  return [...out.values()];
+}
+
+/**
+ * The server names (not address literals) that a key's transports connect to directly, to be
+ * resolved before the first connection needs them. A DNS-tunnel transport reaches its server
+ * through the resolver, never by its name: left out.
+ */
+export function serverNamesOfKey(uri: string): string[] {
+  const names = new Set<string>();
+  for (const k of keyServers(uri)) if (k.dns === undefined && isIP(k.host) === 0) names.add(k.host);
+  return [...names];
+}
+
+/** Each transport of a key that this Ladder can parse: its server and whether it is a DNS tunnel. */
+function keyServers(uri: string): { host: string; port: number; dns?: string | undefined }[] {
   const text = uri.trim();
   const uris = /^ladder:/i.test(text) ? parseLadderKey(text).transports : [text];
-  const out = new Map<string, Target>();
+  const out: { host: string; port: number; dns?: string | undefined }[] = [];
   for (const u of uris) {
     try {
-      const k = /^trojan:/i.test(u) ? parseTrojanUri(u) : /^ss:/i.test(u) ? parseSsUri(u) : null;
-      if (k) out.set(`${k.host} ${k.port}`, { host: k.host, port: k.port });
+      if (/^trojan:/i.test(u)) out.push(parseTrojanUri(u));
+      else if (/^ss:/i.test(u)) out.push(parseSsUri(u));
     } catch {
       // a transport dialersFromKey skips
     }
   }
-  return [...out.values()];
+  return out;
 }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LookupAddress } from 'node:dns';
-import { cachedLookup, MAX_SERVER_NAMES } from './server-lookup.js';
+import { cachedLookup, MAX_SERVER_NAMES, warmLookup } from './server-lookup.js';
 
 type Cb = (err: unknown, a?: unknown, f?: number) => void;
 
@@ -120,4 +120,30 @@ test('past its TTL an answer is used at once while a fresh one is asked for', as
   assert.equal(answered, false, 'too old to use: the lookup waits for the resolver');
   release!([{ address: '198.19.2.98', family: 4 }]);
   assert.equal((await waited).a, '198.19.2.98');
+});
+
+test('warmLookup resolves each name ahead; the first dial then asks no resolver', async () => {
+  const asked: string[] = [];
+  const lookup = cachedLookup(async (host) => {
+    asked.push(host);
+    return answer;
+  });
+  warmLookup(lookup, ['ladder.lab', 'other.lab']);
+  assert.deepEqual(asked, ['ladder.lab', 'other.lab']);
+  const r = await call(lookup, 'ladder.lab', {});
+  assert.equal(r.a, '198.19.2.20');
+  assert.deepEqual(asked, ['ladder.lab', 'other.lab']);
+});
+
+test('warmLookup: a failed lookup is left to the next dial, which queries again', async () => {
+  let n = 0;
+  const lookup = cachedLookup(async () => {
+    if (++n === 1) throw Object.assign(new Error('timeout'), { code: 'EAI_AGAIN' });
+    return answer;
+  });
+  warmLookup(lookup, ['ladder.lab']);
+  await new Promise((r) => setImmediate(r));
+  const r = await call(lookup, 'ladder.lab', {});
+  assert.equal(r.err, null);
+  assert.equal(n, 2);
 });

@@ -95,3 +95,13 @@ export function cachedLookup(
 
 /** The process's cache for proxy server names. */
 export const serverLookup: LookupFunction = cachedLookup();
+
+/**
+ * Starts resolving `names` into `lookup`'s cache and returns at once, as ss-local resolves its
+ * server at start: the first connection then does not wait for the resolver. A failure is left
+ * for that connection to meet (it queries again).
+ */
+export function warmLookup(lookup: LookupFunction, names: readonly string[]): void {
+  const call = lookup as unknown as (host: string, o: { all: true }, cb: () => void) => void;
+  for (const host of names) call(host, { all: true }, () => undefined);
+}

@@ -26,11 +26,10 @@ import {
 import { X509Certificate, constants } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ConfigError, DialError, dialErrorFromSystem } from '../errors.js';
-import type { Duplex } from 'node:stream';
 import type { Target } from './types.js';
 import { formatHostPort } from '../core/host-port.js';
 import type { TlsFingerprint } from '../codec/tls-fingerprint-param.js';
-import { chromeTlsConnect, type ChromeTlsSocket } from './chrome-tls.js';
+import { chromeTlsConnect, type ChromeTlsSocket, type TlsOptionsBase } from './chrome-tls.js';
 import { serverLookup } from './server-lookup.js';
 import { applyCongestion } from './congestion.js';
 
@@ -68,18 +67,7 @@ export const BROWSER_SIGALGS = [
 /** Chrome's groups (without its post-quantum hybrid, which Node 20's OpenSSL lacks). */
 export const BROWSER_GROUPS = 'X25519:P-256:P-384';
 
-export interface TlsClientOptions {
-  /** Server Name Indication; also the name verified in the certificate (unless pinned). */
-  sni: string;
-  /** PEM CA to trust instead of the system store (the lab CA, tests). */
-  ca?: string;
-  /** SHA-256 fingerprint of the server certificate (hex, any case, colons optional): verify by pin. */
-  pinSha256?: string;
-  /** ALPN offer (default h2, http/1.1, as a browser). */
-  alpn?: string[];
-  timeoutMs?: number;
-  /** An open connection to the server to run TLS over (default: a new one); `ladder probe` measures its own. */
-  socket?: Duplex;
+export interface TlsClientOptions extends TlsOptionsBase {
   /**
    * Offer a session to resume when one is kept (default true). false: a full handshake, after
    * which OpenSSL-based servers (Node's, trojan-gfw's) send their session tickets; on a resumed
@@ -91,11 +79,6 @@ export interface TlsClientOptions {
    * file's OpenSSL path). Absent: 'node' here; the key parsers default keys to 'chrome'.
    */
   fp?: TlsFingerprint;
-  /**
-   * With fp=chrome: the socket lends its 'data' chunks (chrome-tls.ts `lendReads`; the contract is
-   * core/lent-read.ts). Only for consumers that honour holdChunks, such as `relay()`.
-   */
-  lendReads?: boolean;
 }
 
 export function normalizeFingerprint(fp: string): string {

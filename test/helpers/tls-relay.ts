@@ -31,6 +31,8 @@ export interface TlsRelay {
   hello(): ClientHelloInfo | undefined;
   /** The session id of the server's ServerHello, once it came. */
   serverSessionId(): Buffer | undefined;
+  /** Every record the client sent: its content type and length (header excluded). */
+  clientRecords: { type: number; length: number }[];
   close(): void;
 }
 
@@ -62,6 +64,7 @@ export async function tlsRelay(
   mine.on('error', () => server.destroy());
   const log: RelayEvent[] = [];
   let hello: ClientHelloInfo | undefined;
+  const clientRecords: { type: number; length: number }[] = [];
   let serverSessionId: Buffer | undefined;
   let clientCcs = false;
   let clientFinished = false;
@@ -88,6 +91,7 @@ export async function tlsRelay(
     'data',
     recordSplitter((type, rec) => {
       if (!hello && type === 22) hello = decodeClientHello(rec)?.value;
+      clientRecords.push({ type, length: rec.length - 5 });
       server.write(rec);
       if (type === 20) clientCcs = true;
       else if (type === 22 && clientCcs && !clientFinished) {
@@ -130,6 +134,7 @@ export async function tlsRelay(
     log,
     hello: () => hello,
     serverSessionId: () => serverSessionId,
+    clientRecords,
     close() {
       server.destroy();
       mine.destroy();

@@ -3,7 +3,9 @@
  * ClientHello with X25519 and TLS_AES_128_GCM_SHA256, an ECDSA P-256 certificate chain, a
  * CertificateVerify and a Finished, built from the same key schedule (src/crypto/tls13-keys.ts, which
  * RFC 8448 and interop with OpenSSL vouch for), with hooks to break any part: the ServerHello, the
- * list of flight messages, the records. It records the alert the client sends back.
+ * list of flight messages, the records. It records the alert the client sends back, and the
+ * client's second flight (its records after the ClientHello up to its Finished, opened with the
+ * client's handshake key) so that Chromium's and Ladder's can be compared.
  */
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { createHmac, randomBytes, sign, type KeyObject } from 'node:crypto';
@@ -67,15 +69,27 @@ export function certificateBody(chain: Buffer[]): Buffer {
     .toBuffer();
 }
 
+/** The client's records after its ClientHello, through the one that carries its Finished. */
+export interface ClientFlight {
+  /** Each record's outer content type and length (a ChangeCipherSpec is 20, a sealed one 23). */
+  records: { type: number; length: number }[];
+  /** The handshake messages those records carry, opened with the client's handshake key. */
+  messages: Msg[];
+}
+
 export async function scriptServer(script: Script): Promise<{
   port: number;
   /** The alert description the client sent, once it did (or null when it closed without one). */
   alert: Promise<number | null>;
+  /** The second flight of the first client that sent its Finished. */
+  flight: Promise<ClientFlight>;
   close(): Promise<void>;
 }> {
   const suite = TLS13_SUITES.get(0x1301)!;
   let gotAlert!: (d: number | null) => void;
   const alert = new Promise<number | null>((r) => (gotAlert = r));
+  let gotFlight!: (f: ClientFlight) => void;
+  const flight = new Promise<ClientFlight>((r) => (gotFlight = r));
   const sockets = new Set<Socket>();
   const server = createServer((s) => {
     sockets.add(s);
@@ -87,6 +101,9 @@ export async function scriptServer(script: Script): Promise<{
     let buf = Buffer.alloc(0);
     let clientRead: RecordProtection | null = null;
     let answered = false;
+    const seen: ClientFlight = { records: [], messages: [] };
+    let hs = Buffer.alloc(0);
+    let finished = false;
     s.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
       if (!answered) {
@@ -107,9 +124,27 @@ export async function scriptServer(script: Script): Promise<{
         const rec = buf.subarray(0, n);
         buf = buf.subarray(n);
         if (rec[0] === 21) gotAlert(rec[6]!);
+        if (!finished) seen.records.push({ type: rec[0]!, length: rec.length - 5 });
         if (rec[0] === 23 && clientRead) {
-          const p = clientRead.open(rec.subarray(0, 5), rec.subarray(5));
+          // After the client's Finished its records are under the application key: not opened.
+          const sealed = finished ? null : clientRead.open(rec.subarray(0, 5), rec.subarray(5));
+          // TLSInnerPlaintext (RFC 8446 §5.2): content, the type, zero padding.
+          let end = sealed ? sealed.length - 1 : -1;
+          while (end > 0 && sealed![end] === 0) end--;
+          const p = sealed?.subarray(0, end + 1);
           if (p && p.at(-1) === 21) gotAlert(p[1]!);
+          if (p && p.at(-1) === 22) {
+            hs = Buffer.concat([hs, p.subarray(0, -1)]);
+            while (hs.length >= 4 && hs.length >= 4 + hs.readUIntBE(1, 3)) {
+              const n = 4 + hs.readUIntBE(1, 3);
+              seen.messages.push({ type: hs[0]!, body: Buffer.from(hs.subarray(4, n)) });
+              hs = hs.subarray(n);
+              if (seen.messages.at(-1)!.type === 20) {
+                finished = true;
+                gotFlight(seen);
+              }
+            }
+          }
         }
       }
     });
@@ -209,6 +244,7 @@ export async function scriptServer(script: Script): Promise<{
   return {
     port: (server.address() as AddressInfo).port,
     alert,
+    flight,
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();

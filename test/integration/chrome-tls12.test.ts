@@ -107,6 +107,34 @@ describe('fp=chrome TLS client against TLS 1.2 servers (Node TLS)', () => {
     }
   });
 
+  test('a CertificateRequest: the empty Certificate and the ClientKeyExchange in records of their own', async () => {
+    // BoringSSL packs handshake messages into shared records only once they are encrypted
+    // (tls_add_message): before the ChangeCipherSpec each message is a record of its own.
+    const srv = await tls12Server({
+      cert: ec.cert,
+      key: ec.key,
+      requestCert: true,
+      rejectUnauthorized: false,
+    });
+    const relay = await tlsRelay(srv.port);
+    try {
+      const tls = await chromeTlsConnect(
+        { host: '127.0.0.1', port: srv.port },
+        { sni: 'localhost', pinSha256: ec.pin, socket: relay.socket, sessions: null },
+      );
+      tls.destroy();
+      const [hello, cert, cke, ccs, fin] = relay.clientRecords;
+      assert.equal(hello?.type, 22);
+      assert.deepEqual(cert, { type: 22, length: 7 }, 'Certificate: 0b 000003 000000');
+      assert.equal(cke?.type, 22);
+      assert.deepEqual(ccs, { type: 20, length: 1 });
+      assert.equal(fin?.type, 22);
+    } finally {
+      relay.close();
+      await srv.close();
+    }
+  });
+
   test('the server speaks first, right after the handshake', async () => {
     const srv = await tls12Server({ cert: ec.cert, key: ec.key }, (s) => s.end('hello'));
     try {

@@ -22,7 +22,8 @@
 // - iran with the 2026 allowlist (n4p#630, #586), the domestic ISP resolver its one listed
 //   address: Shadowsocks is blocked like everything from the client, and so is a DNS query sent
 //   abroad directly; the same query through the ISP resolver passes, the path DNS tunnels take
-//   (n4p#561). No Ladder transport answers this yet (docs/lab.md, "Ladder's answers").
+//   (n4p#561), and so does Shadowsocks in Ladder's DNS tunnel through that resolver
+//   (ladder-ss-dns; the abroad resolver delegates the tunnel's zone to the Ladder server).
 // One lab for the file, under its own prefix, removed in after() even on failure.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -53,6 +54,7 @@ const ROWS = [
   'ladder-trojan-mux-renew',
   'dns-isp-resolver',
   'dns-direct',
+  'ladder-ss-dns',
 ];
 /** The card's volume-ban threshold: 3 of the rotation rows' fetches fit under it, 4 do not. */
 const VOLUME_BAN_BYTES = 200 * 1024;
@@ -181,10 +183,12 @@ describe(
       );
     });
 
-    test("iran allowlist: Shadowsocks and a direct DNS query are blocked; DNS through the ISP's resolver passes", async () => {
+    test("iran allowlist: Shadowsocks and a direct DNS query are blocked; DNS through the ISP's resolver, and the DNS tunnel, pass", async () => {
       await censor('iran', { clientAllowlist: [`${plan.addr.domestic}/32`] });
       const viaIsp = await attempt('dns-isp-resolver');
       assert.ok(viaIsp.ok, `through the ISP resolver: ${viaIsp.detail}`);
+      const tunnel = await attempt('ladder-ss-dns', 3 * TIMEOUT_S);
+      assert.ok(tunnel.ok, `Shadowsocks in the DNS tunnel: ${tunnel.detail}`);
       // no event check here: the earlier rows' idle connections from the client (Mux.Cool keeps
       // one 16 s) are dropped too when they next send, whenever that is
       const direct = await attempt('dns-direct');
