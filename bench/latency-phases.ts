@@ -1,6 +1,7 @@
 /**
  * A hand tool, not part of `npm run bench`: where one proxied request's time goes. For each setup
- * (the TLS rows of tls-setups.ts, chosen with --setups=<name part>,...), N requests one after
+ * (the node floor, the Shadowsocks rows of ss-setups.ts and the TLS rows of tls-setups.ts, chosen
+ * with --setups=<name part>,...), N requests one after
  * another, each on a fresh connection, with every step timed by a minimal SOCKS5 client:
  *
  *   connect   TCP connect to the SOCKS port
@@ -15,10 +16,15 @@
  * Ladder processes run with --cpu-prof and write their profiles there when stopped.
  * Heavy: run it under `flock /work/heavy.lock` on a shared machine.
  *
- *   node dist/bench/latency-phases.js [--n=200] [--setups=trojan-gfw,trojan/tls] [--profile-dir=DIR] [--gap-ms=0]
+ *   node dist/bench/latency-phases.js [--n=200] [--warm=20] [--setups=trojan-gfw,trojan/tls] [--profile-dir=DIR] [--gap-ms=0] [--slowest]
+ *
+ * Each row ends with the CPU time of the setup's server and client per timed request (all their
+ * threads, from /proc/<pid>/stat): on a loaded machine a steadier figure than the wall time.
+ * --slowest also prints the phases of each setup's five slowest requests.
  */
 import { connect } from 'node:net';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startProcess } from '../test/helpers/peers.js';
 import {
@@ -29,6 +35,7 @@ import {
   setupV2ray,
   type TlsSetup,
 } from './tls-setups.js';
+import { setupFloor, setupLadderSs } from './ss-setups.js';
 
 const arg = (name: string): string | undefined =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -103,6 +110,19 @@ function phases(socksPort: number, originPort: number): Promise<Record<Phase, nu
   });
 }
 
+/** --warm=<n>: untimed requests per setup first (JIT and the kernel's paths; the bench uses 3000). */
+const WARM = Number(arg('warm') ?? 20);
+
+/** Clock ticks per second of /proc/<pid>/stat's utime and stime. */
+const TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU time a process has used, every thread, in clock ticks. */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
 /** --gap-ms=<ms>: a pause after each request, so that none meets the last one's teardown. */
 const GAP_MS = Number(arg('gap-ms') ?? 0);
 async function gap<T>(x: T): Promise<T> {
@@ -125,9 +145,15 @@ async function main(): Promise<void> {
     // Node flags for the Ladder processes started from here on (test/helpers/peers.ts).
     process.env.LADDER_NODE_ARGS = `--cpu-prof --cpu-prof-dir=${profileDir}`;
   }
-  const all: [string, () => Promise<TlsSetup>][] = [
+  type Setup = Pick<TlsSetup, 'name' | 'socksPort' | 'stop' | 'server' | 'client'>;
+  const all: [string, () => Promise<Setup>][] = [
+    ['node floor', () => setupFloor()],
+    ['ladder aes-256-gcm', () => setupLadderSs('aes-256-gcm')],
+    ['ladder chacha20-ietf-poly1305', () => setupLadderSs('chacha20-ietf-poly1305')],
+    ['ladder 2022-blake3-aes-256-gcm', () => setupLadderSs('2022-blake3-aes-256-gcm')],
     ['trojan-gfw', () => setupTrojanGfw(originPort)],
     ['ladder trojan/tls', () => setupLadderTrojan()],
+    ['ladder trojan/tls fp=node', () => setupLadderTrojan({ fp: 'node' })],
     ['ladder trojan/tls mux', () => setupLadderTrojan({ mux: true })],
     ['ladder ws/tls trojan', () => setupLadderTrojan({ ws: true })],
     ['ladder ws/tls ss', () => setupLadderWs(false)],
@@ -135,19 +161,27 @@ async function main(): Promise<void> {
     ['v2ray trojan/tls', () => setupV2ray('trojan')],
   ];
   const want = (arg('setups') ?? 'trojan-gfw,ladder trojan/tls').split(',');
-  const setups: TlsSetup[] = [];
+  const setups: Setup[] = [];
   try {
     for (const [name, make] of all)
       if (want.some((w) => name.includes(w))) setups.push(await make());
     const got = new Map<string, Record<Phase, number>[]>(setups.map((s) => [s.name, []]));
     // Warm-up: JIT and the kernel's connection paths, as the bench does.
-    for (const s of setups) for (let i = 0; i < 20; i++) await phases(s.socksPort, originPort);
+    for (const s of setups) for (let i = 0; i < WARM; i++) await phases(s.socksPort, originPort);
+    const cpu = new Map(setups.map((s) => [s.name, { server: 0, client: 0 }]));
     for (let done = 0; done < N; done += ROUND)
-      for (const s of setups)
+      for (const s of setups) {
+        const before = [cpuTicks(s.server.pid), cpuTicks(s.client.pid)];
         for (let i = 0; i < Math.min(ROUND, N - done); i++)
           got.get(s.name)!.push(await gap(await phases(s.socksPort, originPort)));
-    console.log(`medians of ${N} requests (ms); total: median / mean`);
-    console.log(['setup'.padEnd(24), ...PHASES.map((p) => p.padStart(13))].join(''));
+        const c = cpu.get(s.name)!;
+        c.server += cpuTicks(s.server.pid) - before[0]!;
+        c.client += cpuTicks(s.client.pid) - before[1]!;
+      }
+    console.log(
+      `medians of ${N} requests (ms); total: median / mean / p90 / max; cpu: server/client ms per request`,
+    );
+    console.log(['setup'.padEnd(32), ...PHASES.map((p) => p.padStart(13))].join(''));
     for (const [name, rows] of got) {
       const cols = PHASES.map((p) =>
         median(rows.map((r) => r[p]))
@@ -155,7 +189,26 @@ async function main(): Promise<void> {
           .padStart(13),
       );
       const mean = rows.reduce((a, r) => a + r.total, 0) / rows.length;
-      console.log([name.padEnd(24), ...cols, ` / ${mean.toFixed(2)}`].join(''));
+      const totals = rows.map((r) => r.total).sort((a, b) => a - b);
+      const p90 = totals[Math.min(totals.length - 1, Math.ceil(0.9 * totals.length) - 1)]!;
+      const tail = [mean, p90, totals.at(-1)!].map((x) => x.toFixed(2)).join(' / ');
+      const c = cpu.get(name)!;
+      const perRequest = (ticks: number): string =>
+        ((ticks * 1000) / TICKS / rows.length).toFixed(2);
+      console.log(
+        [
+          name.padEnd(32),
+          ...cols,
+          ` / ${tail}`,
+          `  cpu ${perRequest(c.server)}/${perRequest(c.client)}`,
+        ].join(''),
+      );
+      // The slowest requests, phase by phase: where a tail comes from.
+      if (process.argv.includes('--slowest'))
+        for (const r of [...rows].sort((a, b) => b.total - a.total).slice(0, 5))
+          console.log(
+            ['  slow'.padEnd(32), ...PHASES.map((p) => r[p].toFixed(2).padStart(13))].join(''),
+          );
     }
   } finally {
     await Promise.all(setups.map((s) => s.stop()));

@@ -19,21 +19,19 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { formatSsUri } from '../src/codec/access-key-uri.js';
-import { SS_METHODS, type SsMethod } from '../src/crypto/methods.js';
+import type { SsMethod } from '../src/crypto/methods.js';
 import { configureNativeAead, nativeAead } from '../src/crypto/native-aead.js';
 import {
   freePort,
   hasCommand,
-  startLadder,
   startLibev,
   startProcess,
   type Peer,
 } from '../test/helpers/peers.js';
 import { fetchOnce } from './socks-load.js';
+import { setupFloor, setupLadderSs } from './ss-setups.js';
 import {
   missingForTls,
   removeCert,
@@ -179,46 +177,6 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
-async function setupLadder(method: SsMethod): Promise<Setup> {
-  const sp = await freePort();
-  const socks = await freePort();
-  const http = await freePort();
-  const spec = SS_METHODS[method];
-  const password =
-    spec.edition === 2022
-      ? randomBytes(spec.keySize).toString('base64')
-      : 'ladder-bench-password-1';
-  const key = formatSsUri({ method, password, host: '127.0.0.1', port: sp });
-  const server = await startLadder([
-    'server',
-    '--allow-private-targets',
-    '--listen',
-    `127.0.0.1:${sp}`,
-    '--key',
-    key,
-    '--no-udp',
-  ]);
-  let client: Peer;
-  try {
-    client = await startLadder(
-      ['client', '--server', key, '--socks', `127.0.0.1:${socks}`, '--http', `127.0.0.1:${http}`],
-      /HTTP proxy listening/,
-    );
-  } catch (err) {
-    await server.stop();
-    throw err;
-  }
-  return {
-    name: `ladder ${method}`,
-    kind: 'ladder',
-    method,
-    socksPort: socks,
-    server,
-    client,
-    stop: async () => void (await Promise.all([client.stop(), server.stop()])),
-  };
-}
-
 async function setupLibev(method: SsMethod): Promise<Setup> {
   const sp = await freePort();
   const lp = await freePort();
@@ -244,33 +202,6 @@ async function setupLibev(method: SsMethod): Promise<Setup> {
     kind: 'libev',
     method,
     socksPort: lp,
-    server,
-    client,
-    stop: async () => void (await Promise.all([client.stop(), server.stop()])),
-  };
-}
-
-/**
- * The node floor (bench/node-floor.ts): Ladder's two hops in plain Node, no crypto and no checks —
- * what Node itself costs here, to read the latency and concurrency ratios against.
- */
-async function setupFloor(): Promise<Setup> {
-  const script = fileURLToPath(new URL('./node-floor.js', import.meta.url));
-  const server = await startProcess([process.execPath, script, 'server'], /listening (\d+)/);
-  let client;
-  try {
-    client = await startProcess(
-      [process.execPath, script, 'client', server.match[1]!],
-      /listening (\d+)/,
-    );
-  } catch (err) {
-    await server.stop();
-    throw err;
-  }
-  return {
-    name: 'node floor (no crypto)',
-    kind: 'floor',
-    socksPort: Number(client.match[1]),
     server,
     client,
     stop: async () => void (await Promise.all([client.stop(), server.stop()])),
@@ -441,13 +372,13 @@ async function main(): Promise<void> {
     });
   for (const m of ['aes-256-gcm', 'chacha20-ietf-poly1305'] as const) {
     if (want('libev')) plan.push({ name: `ss-libev ${m}`, make: () => setupLibev(m) });
-    if (want('ladder')) plan.push({ name: `ladder ${m}`, make: () => setupLadder(m) });
+    if (want('ladder')) plan.push({ name: `ladder ${m}`, make: () => setupLadderSs(m) });
   }
   if (want('floor')) plan.push({ name: 'node floor (no crypto)', make: setupFloor });
   if (want('ladder'))
     plan.push({
       name: 'ladder 2022-blake3-aes-256-gcm',
-      make: () => setupLadder('2022-blake3-aes-256-gcm'),
+      make: () => setupLadderSs('2022-blake3-aes-256-gcm'),
     });
   // The TLS transports, against trojan-gfw (the issue's yardstick) and v2ray.
   if (want('tls')) {

@@ -11,12 +11,12 @@ import {
   createPublicKey,
   diffieHellman,
   generateKeyPairSync,
+  type JsonWebKey,
   type KeyObject,
 } from 'node:crypto';
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
 
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
 export const MLKEM768_PUBLIC_LENGTH = 1184;
 export const MLKEM768_CIPHERTEXT_LENGTH = 1088;
 
@@ -31,9 +31,16 @@ export function x25519PrivateFromRaw(raw: Uint8Array): KeyObject {
 
 /** A fresh X25519 key pair: the private KeyObject and the raw 32-byte public key. */
 export function x25519Pair(): { priv: KeyObject; pub: Uint8Array } {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  const der = publicKey.export({ format: 'der', type: 'spki' });
-  return { priv: privateKey, pub: der.subarray(der.length - 32) };
+  // The public key as JWK, not DER: OpenSSL 3's DER encoder costs more than the generation
+  // itself. Encoded by the generation, not by a later publicKey.export({ format: 'jwk' }): in
+  // Node 20 that export can deadlock when a collection finalizes the key's generation job
+  // meanwhile (seen in a loop of key pairs).
+  const { privateKey, publicKey } = generateKeyPairSync('x25519', {
+    publicKeyEncoding: { format: 'jwk' },
+  });
+  // (@types/node has no overload for a JWK publicKeyEncoding: the object is a JsonWebKey)
+  const x = (publicKey as unknown as JsonWebKey).x!;
+  return { priv: privateKey, pub: Buffer.from(x, 'base64url') };
 }
 
 /**
@@ -43,15 +50,24 @@ export function x25519Pair(): { priv: KeyObject; pub: Uint8Array } {
 export function x25519Shared(priv: KeyObject, peer: Uint8Array): Buffer | null {
   if (peer.length !== 32) return null;
   const publicKey = createPublicKey({
-    key: Buffer.concat([X25519_SPKI_PREFIX, peer]),
-    format: 'der',
-    type: 'spki',
+    key: {
+      kty: 'OKP',
+      crv: 'X25519',
+      x: Buffer.from(peer.buffer, peer.byteOffset, peer.length).toString('base64url'),
+    },
+    format: 'jwk',
   });
-  const s = diffieHellman({ privateKey: priv, publicKey });
+  let s: Buffer;
+  try {
+    s = diffieHellman({ privateKey: priv, publicKey });
+  } catch {
+    // OpenSSL refuses a low-order point itself (its all-zero result) rather than returning zeros
+    return null;
+  }
   return s.every((b) => b === 0) ? null : s;
 }
 
-/** ML-KEM-768 key pair. */
+/** A fresh ML-KEM-768 key pair. */
 export const mlkem768Keygen = (): { publicKey: Uint8Array; secretKey: Uint8Array } =>
   ml_kem768.keygen();
 

@@ -16,7 +16,7 @@ import {
   pskBinderStart,
 } from '../codec/tls-client-hello.js';
 import { hashOf, pskBinder, type Tls13Suite } from '../crypto/tls13-keys.js';
-import { mlkem768Keygen, x25519Pair } from '../crypto/tls-kex.js';
+import { mlkem768Keygen, x25519Pair } from './key-shares.js';
 
 export interface ChromeHelloKeys {
   x25519: KeyObject;
