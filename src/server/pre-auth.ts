@@ -23,22 +23,8 @@ import type { Duplex } from 'node:stream';
 import { isIPv4, isIPv6 } from 'node:net';
 import { ByteQueue } from '../codec/ss-stream.js';
 
-/** The timer seam: the system's (unref'd) timers, or a test's manual ones. */
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemTimers: Timers = {
-  setTimeout(fn, ms) {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return t;
-  },
-  clearTimeout(handle) {
-    clearTimeout(handle as NodeJS.Timeout);
-  },
-};
+export { systemTimers, type Timers } from '../core/clock.js';
+import { systemTimers, type Timers } from '../core/clock.js';
 
 /** Default deadline: nginx's `client_header_timeout`, what a web server does with silence. */
 export const DEFAULT_PRE_AUTH_DEADLINE_MS = DEFAULT_AUTH_TIMEOUT_MS;

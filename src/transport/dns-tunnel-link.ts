@@ -17,25 +17,13 @@
  */
 import { Duplex } from 'node:stream';
 import { TUNNEL_FLAG, type TunnelPacket } from '../codec/dns-tunnel.js';
+import { systemTimers, type Timers } from '../core/clock.js';
 
 const U32 = 2 ** 32;
 
-/** The timer seam: the system's (unref'd) timers, or a test's manual ones. */
-export interface TunnelTimers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemTunnelTimers: TunnelTimers = {
-  setTimeout(fn, ms) {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return t;
-  },
-  clearTimeout(handle) {
-    clearTimeout(handle as NodeJS.Timeout);
-  },
-};
+/** The timer seam (core/clock.ts). */
+export type TunnelTimers = Timers;
+export const systemTunnelTimers: TunnelTimers = systemTimers;
 
 /** `v32` (an offset modulo 2^32 from the wire) as the full offset nearest to `ref`. */
 export function unwrapOffset(v32: number, ref: number): number {
