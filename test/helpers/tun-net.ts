@@ -127,8 +127,11 @@ export function routingSnapshot(ns: string): string {
   ]
     .map((argv) => {
       const r = inNs(ns, argv);
-      // iptables-save stamps its output with the time: drop comment lines
-      return `$ ${argv.join(' ')}\n${r.stdout.replace(/^#.*\n/gm, '')}${r.stderr}`;
+      // iptables-save stamps its output with the time: drop comment lines. `ip link show` says
+      // "Peer netns reference is invalid" while some other namespace on the host is being
+      // created or deleted (another lab's): not this namespace's state.
+      const stderr = r.stderr.replace(/^Error: Peer netns reference is invalid\.\n/gm, '');
+      return `$ ${argv.join(' ')}\n${r.stdout.replace(/^#.*\n/gm, '')}${stderr}`;
     })
     .join('\n');
 }
