@@ -44,8 +44,15 @@ const debug = debuglog('ladder:mux');
 export const MUX_SESSIONS_PER_CONNECTION = 128;
 /** v2ray-core's client closes a connection without sessions at its next 16 s tick (16 to 32 s). */
 export const MUX_IDLE_MS = 16_000;
-/** Connections concurrent sessions are spread over unless `connections` says otherwise. */
+/** Connections concurrent sessions are spread over unless `connections` says otherwise (v2ray's one). */
 export const MUX_CONNECTIONS = 1;
+/**
+ * Connections a Trojan key's Mux.Cool sessions are spread over by default (trojan-dialer.ts): a
+ * page's requests then share three connections' loss recovery instead of one's, well under the
+ * six connections to one server that connection-count policing tolerates (docs/benchmarks.md,
+ * "Path benchmark").
+ */
+export const TROJAN_MUX_CONNECTIONS = 3;
 
 export interface MuxPoolOptions {
   /** Opens one connection for Mux.Cool frames (resolves once frames may be written, or rejects in bounded time). */
