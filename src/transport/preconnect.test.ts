@@ -1,4 +1,4 @@
-// Connections opened ahead (preconnect.ts): opened only after a dial, at most one, closed unused
+// Connections opened ahead (preconnect.ts): opened only after a dial was answered, at most one, closed unused
 // after the idle bound and not replaced; a dead one is never handed out; a dial takes the one
 // being opened; measurements neither take nor leave one; close() closes it and opens no more; the
 // per-server cap holds, counted in sockets at a real loopback server. Time is a manual timer list
@@ -75,12 +75,20 @@ function preconnect(f: ReturnType<typeof fakeServer>, timers: ManualTimers): Pre
   return new Preconnect(f.open, { openIfRoom: (signal) => f.open(signal), timers });
 }
 
+/** A dial whose server answers (what opens the next one ahead), after which the opens run. */
+async function use(f: ReturnType<typeof fakeServer>, p: Preconnect, signal?: AbortSignal) {
+  const conn = await p.open(signal);
+  f.server[f.client.indexOf(conn)]!.write('answer');
+  await settle();
+  return conn;
+}
+
 /** Lets the opens and their continuations run. */
 async function settle(): Promise<void> {
   for (let i = 0; i < 4; i++) await turn();
 }
 
-test('nothing is opened until a dial; after one, one is opened ahead, closed unused after the idle bound and not replaced', async () => {
+test('nothing is opened until a dial is answered; then one is opened ahead, closed unused after the idle bound and not replaced', async () => {
   const f = fakeServer();
   const timers = new ManualTimers();
   const p = preconnect(f, timers);
@@ -89,6 +97,9 @@ test('nothing is opened until a dial; after one, one is opened ahead, closed unu
   assert.equal(timers.pending, 0, 'and starts no timer');
 
   const first = await p.open();
+  await settle();
+  assert.equal(f.client.length, 1, 'no answer yet: nothing opened ahead');
+  f.server[0]!.write('answer');
   await settle();
   assert.equal(f.client.length, 2, 'the dial, and one ahead');
   assert.equal(p.ahead, 1);
@@ -110,13 +121,11 @@ test('the next dial takes the connection opened ahead, and one more is opened be
   const f = fakeServer();
   const timers = new ManualTimers();
   const p = preconnect(f, timers);
-  await p.open();
-  await settle();
+  await use(f, p);
   const ahead = f.client[1]!;
-  const second = await p.open();
+  const second = await use(f, p);
   assert.equal(second, ahead);
   assert.equal(wasOpenedAhead(second), true);
-  await settle();
   assert.equal(f.client.length, 3, 'the dial used one: the next is opened ahead');
   timers.advance(3_000);
   assert.equal(second.destroyed, false, 'the idle bound no longer applies to the one taken');
@@ -127,12 +136,11 @@ test('a connection the server ended while it waited is not handed out: the dial 
   const f = fakeServer();
   const timers = new ManualTimers();
   const p = preconnect(f, timers);
-  await p.open();
-  await settle();
+  await use(f, p);
   const ahead = f.client[1]!;
   f.server[1]!.end(); // the server gives up on it; nobody reads the client side yet
   await settle();
-  const second = await p.open();
+  const second = await use(f, p);
   assert.notEqual(second, ahead);
   assert.equal(wasOpenedAhead(second), false);
   assert.equal(ahead.destroyed, true, 'the dead one is closed');
@@ -150,7 +158,7 @@ test('a dial while one is being opened takes that one; if its open fails the dia
   const f = fakeServer();
   const p = preconnect(f, new ManualTimers());
   const release = f.holdOpen(2);
-  await p.open();
+  await use(f, p);
   const second = p.open();
   await settle();
   assert.equal(f.opens(), 2, 'the dial waits for the one being opened, opening none of its own');
@@ -162,14 +170,16 @@ test('a dial while one is being opened takes that one; if its open fails the dia
   const g = fakeServer();
   const q = preconnect(g, new ManualTimers());
   const refuse = g.holdOpen(2, true);
-  await q.open();
+  await use(g, q);
   const fallback = q.open();
   await settle();
   refuse();
   const own = await fallback;
   assert.equal(wasOpenedAhead(own), false, 'the failed one is not handed out');
   assert.equal(own, g.client[1], 'the dial opened its own (the third open)');
-  assert.equal(g.opens(), 4, 'and, used, one more ahead');
+  g.server[1]!.write('answer');
+  await settle();
+  assert.equal(g.opens(), 4, 'and, answered, one more ahead');
 });
 
 test('a dial that fails opens nothing ahead', async () => {
@@ -188,12 +198,10 @@ test('a measurement dial neither takes a connection opened ahead nor leaves one'
   const p = preconnect(f, timers);
   const measuring = new AbortController();
   openNothingAhead(measuring.signal);
-  await p.open(measuring.signal);
-  await settle();
+  await use(f, p, measuring.signal);
   assert.equal(f.client.length, 1);
   assert.equal(p.ahead, 0);
-  await p.open();
-  await settle();
+  await use(f, p);
   const ahead = f.client[2]!;
   const measured = await p.open(measuring.signal);
   assert.notEqual(measured, ahead);
@@ -204,21 +212,19 @@ test('close() closes the connection opened ahead, one still opening included, an
   const f = fakeServer();
   const timers = new ManualTimers();
   const p = preconnect(f, timers);
-  await p.open();
-  await settle();
+  await use(f, p);
   const ahead = f.client[1]!;
   p.close();
   assert.equal(ahead.destroyed, true);
   assert.equal(timers.pending, 0);
-  await p.open();
-  await settle();
+  await use(f, p);
   assert.equal(f.client.length, 3, 'dials still work');
   assert.equal(p.ahead, 0, 'none opened ahead after close');
 
   const g = fakeServer();
   const q = preconnect(g, timers);
   const release = g.holdOpen(2);
-  await q.open();
+  await use(g, q);
   q.close(); // the open ahead is still under way
   release();
   await settle();
@@ -246,6 +252,7 @@ async function countingServer(): Promise<{
     total++;
     peak = Math.max(peak, sockets.size);
     s.on('error', () => {});
+    s.pipe(s); // each request answered
     s.once('close', () => sockets.delete(s));
     server.emit('counted');
   });
@@ -283,12 +290,17 @@ test('the per-server cap holds with a connection opened ahead: counted at a real
     timers: new ManualTimers(),
   });
   try {
-    const a = await p.open();
+    const answered = async (c: Duplex): Promise<Duplex> => {
+      c.write('request');
+      await once(c, 'data');
+      await settle();
+      return c;
+    };
+    const a = await answered(await p.open());
     await srv.accepted(2); // a, and one ahead: the cap is full
     assert.equal(caps.open, 2);
-    const b = await p.open(); // takes the one ahead; no room for another
+    const b = await answered(await p.open()); // takes the one ahead; no room for another
     assert.equal(wasOpenedAhead(b), true);
-    await settle();
     assert.equal(caps.open, 2);
     assert.equal(p.ahead, 0, 'the cap had no room: nothing opened ahead');
     const c = p.open(); // waits for a slot, as without preconnect
@@ -296,11 +308,10 @@ test('the per-server cap holds with a connection opened ahead: counted at a real
     assert.equal(srv.open(), 2);
     // Closed by the server, so that it has counted the close before the next accept.
     srv.sockets[0]!.destroy();
-    const got = await c;
+    const got = await answered(await c);
     assert.equal(a.destroyed, true);
     assert.equal(wasOpenedAhead(got), false);
     await srv.accepted(3);
-    await settle();
     assert.equal(p.ahead, 0, 'b and c hold both slots');
     assert.equal(srv.peak(), 2, 'never more sockets than the cap at the server');
   } finally {

@@ -5,9 +5,11 @@
  * once (one round trip to the first byte instead of three on a long path).
  *
  * The rules, each for a reason:
- * - **Only after use.** A connection is opened ahead only right after a dial got its connection,
- *   never on a timer: an idle client opens nothing, so a censor sees no stream of empty TLS
- *   connections from it, and a transport whose dials fail (blocked) warms nothing.
+ * - **Only after use.** A connection is opened ahead only once a dial's connection has brought the
+ *   server's answer, never on a timer: an idle client opens nothing, so a censor sees no stream of
+ *   empty TLS connections from it, and a transport whose dials fail or whose server never answers
+ *   (blocked) opens nothing ahead. Waiting for the answer also keeps the next handshake's CPU off
+ *   the request's own path, on the client and on the server.
  * - **Few, and short-lived.** At most `max` per server (default 1), each closed (not replaced)
  *   `idleMs` after it started opening if no dial took it. The bound is measured from the start of
  *   the open, so that the request reaches the server within that time of the server's accept.
@@ -112,12 +114,12 @@ export class Preconnect {
 
   /**
    * A connection for a dial: one opened ahead if one is ready or being opened (the oldest), else
-   * a fresh one; then, the dialer having been used, one more is opened ahead.
+   * a fresh one; then, once the server has answered on it, one more is opened ahead.
    */
   async open(signal?: AbortSignal): Promise<Duplex> {
     if (signal && coldSignals.has(signal)) return this.#open(signal);
     const conn = (await this.#take(signal)) ?? (await this.#open(signal));
-    this.#openAhead();
+    afterFirstAnswer(conn, () => this.#openAhead());
     return conn;
   }
 
@@ -145,11 +147,12 @@ export class Preconnect {
       this.#timers.clearTimeout(a.timer);
       a.unwatch();
       a.claimed = true;
+      const ready = a.conn !== null;
       const conn = a.conn ?? (await claimed(a.ready, signal));
       if (conn && alive(conn)) {
         ref(conn, true);
         takenAhead.add(conn);
-        debug('a dial took a connection opened ahead');
+        debug('a dial took a connection opened ahead (%s)', ready ? 'ready' : 'being opened');
         return conn;
       }
       conn?.destroy();
@@ -226,6 +229,22 @@ function claimed(ready: Promise<Duplex | null>, signal?: AbortSignal): Promise<D
       else resolve(conn);
     });
   });
+}
+
+/**
+ * Calls `then` on the turn after the first bytes from the server arrive on `conn` (its readable
+ * side's first push; a 'data' listener would start the stream flowing before its reader is
+ * there). The request went out and was answered before the next connection's handshake takes the
+ * CPU and the server's attention, and a transport whose server never answers (blocked: a flow
+ * dropped after its first packet) opens nothing ahead.
+ */
+function afterFirstAnswer(conn: Duplex, then: () => void): void {
+  const push = conn.push;
+  conn.push = function (this: Duplex, ...args: Parameters<Duplex['push']>): boolean {
+    conn.push = push;
+    if (args[0] !== null) setImmediate(then);
+    return push.apply(this, args);
+  } as Duplex['push'];
 }
 
 /**
