@@ -4,7 +4,8 @@
  * setup's server in abroad and its client in the client namespace, and measures in rounds across
  * the setups (A B C, A B C, …), from bench/path-client.ts run in the client namespace:
  *
- *   ttfb   a fresh request's time to first byte (median of --ttfb-n per round)
+ *   ttfb   a fresh request's time to first byte (median of --ttfb-n per round, and the round's first
+ *          request alone: the later ones may find a connection the client opened ahead)
  *   page   a page load to the last byte, HTTP and HTTPS origins (1 document + 30 resources, ≤ 6
  *          connections)
  *   bulk   a download of --bulk-mb MB, cut at --bulk-s seconds (Mbit/s)
@@ -93,6 +94,11 @@ interface TraceEntry {
 
 interface Sample {
   ttfbMs: number[];
+  /**
+   * The first request of each round's ttfb batch: no connection opened ahead can be waiting for
+   * it (the client's last request was minutes before), where the later ones may find one.
+   */
+  ttfbFirstMs: number[];
   /** When the SOCKS5 reply arrived, within the ttfb request. */
   socksReplyMs: number[];
   pageHttpMs: number[];
@@ -271,6 +277,7 @@ export async function runPathBench(o: Options): Promise<number> {
     for (const t of setups) {
       results[t.name] = {
         ttfbMs: [],
+        ttfbFirstMs: [],
         socksReplyMs: [],
         pageHttpMs: [],
         pageHttpsMs: [],
@@ -313,6 +320,7 @@ export async function runPathBench(o: Options): Promise<number> {
             socks.push(r.socksMs!);
           }
           s.ttfbMs.push(median(xs));
+          s.ttfbFirstMs.push(xs[0]!);
           s.socksReplyMs.push(median(socks));
         });
         // With --trace, the abroad namespace's counters around a step, and what the client saw.
@@ -361,6 +369,7 @@ export async function runPathBench(o: Options): Promise<number> {
         });
         console.log(
           `  round ${rep + 1} ${t.name}: ttfb ${s.ttfbMs.at(-1)?.toFixed(0)} ms ` +
+            `(first ${s.ttfbFirstMs.at(-1)?.toFixed(0)}) ` +
             `(SOCKS reply at ${s.socksReplyMs.at(-1)?.toFixed(0)}), page ` +
             `${s.pageHttpMs.at(-1)?.toFixed(0)}/${s.pageHttpsMs.at(-1)?.toFixed(0)} ms, bulk ` +
             `${s.bulkMbps.at(-1)?.toFixed(2)} Mbit/s`,
@@ -374,18 +383,19 @@ export async function runPathBench(o: Options): Promise<number> {
       name,
       serverRssKb: rssKb[name],
       ttfbMs: median(s.ttfbMs),
+      ttfbFirstMs: median(s.ttfbFirstMs),
       pageHttpMs: median(s.pageHttpMs),
       pageHttpsMs: median(s.pageHttpsMs),
       bulkMbps: median(s.bulkMbps),
       runs: s,
     }));
     console.log(
-      `\n${'setup'.padEnd(22)} ${'ttfb ms'.padStart(8)} ${'page http'.padStart(10)} ` +
+      `\n${'setup'.padEnd(22)} ${'ttfb ms'.padStart(8)} ${'1st'.padStart(6)} ${'page http'.padStart(10)} ` +
         `${'page https'.padStart(10)} ${'bulk Mbit/s'.padStart(12)} ${'srv MiB'.padStart(8)}  errors`,
     );
     for (const r of rows)
       console.log(
-        `${r.name.padEnd(22)} ${r.ttfbMs.toFixed(0).padStart(8)} ${r.pageHttpMs.toFixed(0).padStart(10)} ` +
+        `${r.name.padEnd(22)} ${r.ttfbMs.toFixed(0).padStart(8)} ${r.ttfbFirstMs.toFixed(0).padStart(6)} ${r.pageHttpMs.toFixed(0).padStart(10)} ` +
           `${r.pageHttpsMs.toFixed(0).padStart(10)} ${r.bulkMbps.toFixed(2).padStart(12)} ` +
           `${r.serverRssKb === undefined ? '-'.padStart(8) : (r.serverRssKb / 1024).toFixed(0).padStart(8)}  ` +
           `${r.runs.errors.length ? r.runs.errors.slice(0, 2).join('; ') : ''}`,

@@ -9,7 +9,8 @@
  *   latency:     200 sequential fresh requests of a small page (mean and p99 ms), after a warm-up of
  *                3000 requests that lets V8 finish optimizing the per-request path; "cold" is the
  *                mean of the first 200 requests after the setup started, before that warm-up
- *   concurrency: 200 connections at once, 1 MiB each (aggregate MB/s), with the peak RSS of server and client
+ *   concurrency: 200 connections at once, 1 MiB each (aggregate MB/s), with the peak RSS of server and
+ *                client, and their peak anonymous (private) memory
  * Each phase runs 3 times per setup, in rounds across all setups, and the median is reported (once
  * with --quick, which also shrinks the sizes and counts). docs/benchmarks.md says what every figure means.
  *
@@ -38,6 +39,7 @@ import {
   setupLadderTrojan,
   setupLadderWs,
   setupLibevV2rayPlugin,
+  setupTlsFloor,
   setupTrojanGfw,
   setupV2ray,
   v2rayPluginBinary,
@@ -70,7 +72,7 @@ const MB = 1e6;
 
 interface Setup {
   name: string;
-  kind: 'direct' | 'ladder' | 'libev' | 'floor' | 'ladder-tls' | 'peer-tls';
+  kind: 'direct' | 'ladder' | 'libev' | 'floor' | 'ladder-tls' | 'peer-tls' | 'floor-tls';
   method?: SsMethod;
   socksPort: number | null;
   server?: Peer;
@@ -88,6 +90,20 @@ function procStat(pid: number): { cpuTicks: number; rssHwmKb: number } | null {
     return { cpuTicks, rssHwmKb: hwm ? Number(hwm[1]) : 0 };
   } catch {
     return null;
+  }
+}
+
+/**
+ * Anonymous memory (kB) of a process from `/proc/<pid>/smaps_rollup`: the pages that are its own,
+ * not the file-backed pages of its executable and libraries, which RSS counts too and which the
+ * page cache shares with every process that maps the same file. 0 when it cannot be read.
+ */
+function anonKb(pid: number): number {
+  try {
+    const m = /^Anonymous:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
   }
 }
 
@@ -224,6 +240,9 @@ interface Result {
   concurrentRuns: number[];
   serverRssPeakMiB?: number;
   clientRssPeakMiB?: number;
+  /** Peak anonymous memory during the concurrency phase (sampled every 50 ms), highest of the rounds. */
+  serverAnonPeakMiB?: number;
+  clientAnonPeakMiB?: number;
   rssPeakScope?: 'concurrency phase' | 'whole run';
 }
 
@@ -235,6 +254,8 @@ interface Round {
   concurrentMBps: number;
   serverRssKb?: number;
   clientRssKb?: number;
+  serverAnonKb?: number;
+  clientAnonKb?: number;
   rssReset: boolean;
 }
 
@@ -288,13 +309,26 @@ async function measureRound(s: Setup, originPort: number, originPid: number): Pr
         return false;
       }
     });
+  // Anonymous memory has no kernel high-water mark: sample it while the transfers run.
+  const anonPeak = { server: 0, client: 0 };
+  const sampleAnon = (): void => {
+    if (s.server) anonPeak.server = Math.max(anonPeak.server, anonKb(s.server.pid));
+    if (s.client) anonPeak.client = Math.max(anonPeak.client, anonKb(s.client.pid));
+  };
+  const anonTimer = setInterval(sampleAnon, 50);
   const t0 = performance.now();
-  const sizes = await Promise.all(
-    Array.from({ length: CONC }, () =>
-      fetchOnce(s.socksPort, originPort, `/bytes/${CONC_BYTES}`, 120_000).then((r) => r[1]),
-    ),
-  );
+  let sizes: number[];
+  try {
+    sizes = await Promise.all(
+      Array.from({ length: CONC }, () =>
+        fetchOnce(s.socksPort, originPort, `/bytes/${CONC_BYTES}`, 120_000).then((r) => r[1]),
+      ),
+    );
+  } finally {
+    clearInterval(anonTimer);
+  }
   const secs = (performance.now() - t0) / 1000;
+  sampleAnon();
   if (sizes.some((n) => n < CONC_BYTES))
     throw new Error(`${s.name}: a concurrent transfer came back short`);
   const round: Round = {
@@ -306,6 +340,8 @@ async function measureRound(s: Setup, originPort: number, originPid: number): Pr
   };
   if (s.server) round.serverRssKb = procStat(s.server.pid)?.rssHwmKb ?? 0;
   if (s.client) round.clientRssKb = procStat(s.client.pid)?.rssHwmKb ?? 0;
+  if (s.server) round.serverAnonKb = anonPeak.server;
+  if (s.client) round.clientAnonKb = anonPeak.client;
   return round;
 }
 
@@ -334,11 +370,15 @@ function summarize(s: Setup, rounds: Round[], coldLatencyMs: number): Result {
     ...(s.server
       ? {
           serverRssPeakMiB: mib(Math.max(...rounds.map((r) => r.serverRssKb ?? 0))),
+          serverAnonPeakMiB: mib(Math.max(...rounds.map((r) => r.serverAnonKb ?? 0))),
           rssPeakScope: rounds.every((r) => r.rssReset) ? 'concurrency phase' : 'whole run',
         }
       : {}),
     ...(s.client
-      ? { clientRssPeakMiB: mib(Math.max(...rounds.map((r) => r.clientRssKb ?? 0))) }
+      ? {
+          clientRssPeakMiB: mib(Math.max(...rounds.map((r) => r.clientRssKb ?? 0))),
+          clientAnonPeakMiB: mib(Math.max(...rounds.map((r) => r.clientAnonKb ?? 0))),
+        }
       : {}),
   };
 }
@@ -386,6 +426,9 @@ async function main(): Promise<void> {
     if (missing) console.error(`bench: TLS setups skipped: ${missing}`);
     else
       plan.push(
+        // What any Node TLS relay pays: the yardstick of the Ladder rows' memory beside trojan-gfw.
+        { name: 'node tls floor', make: () => setupTlsFloor(true) },
+        { name: 'node tls floor pipe', make: () => setupTlsFloor(false) },
         { name: 'trojan-gfw', make: () => setupTrojanGfw(originPort) },
         { name: 'ladder trojan/tls', make: () => setupLadderTrojan() },
         // The same with Node's TLS client (fp=node) beside the default fp=chrome client.
@@ -514,6 +557,7 @@ async function main(): Promise<void> {
         failures,
         ratios: ratios(results),
         tlsRatios: tlsRatios(results),
+        memoryRatios: memoryRatios(results),
       },
       null,
       2,
@@ -572,6 +616,35 @@ function tlsRatios(results: Result[]): Record<string, Ratio> {
   return out;
 }
 
+interface MemoryRatio {
+  rssVsTrojanGfw?: number;
+  anonVsTrojanGfw?: number;
+  rssVsTlsFloor?: number;
+  anonVsTlsFloor?: number;
+}
+
+/** Every TLS setup's server memory / trojan-gfw's and / the node TLS floor's (issue #18 item 4). */
+function memoryRatios(results: Result[]): Record<string, MemoryRatio> {
+  const out: Record<string, MemoryRatio> = {};
+  const gfw = results.find((r) => r.name === 'trojan-gfw');
+  const floor = results.find((r) => r.name === 'node tls floor');
+  const ratio = (a?: number, b?: number): number | undefined =>
+    a !== undefined && b ? round2(a / b) : undefined;
+  for (const r of results.filter((x) => x.kind.endsWith('-tls'))) {
+    const m: MemoryRatio = {};
+    if (gfw && r !== gfw) {
+      m.rssVsTrojanGfw = ratio(r.serverRssPeakMiB, gfw.serverRssPeakMiB);
+      m.anonVsTrojanGfw = ratio(r.serverAnonPeakMiB, gfw.serverAnonPeakMiB);
+    }
+    if (floor && r !== floor) {
+      m.rssVsTlsFloor = ratio(r.serverRssPeakMiB, floor.serverRssPeakMiB);
+      m.anonVsTlsFloor = ratio(r.serverAnonPeakMiB, floor.serverAnonPeakMiB);
+    }
+    if (Object.keys(m).length > 0) out[r.name] = m;
+  }
+  return out;
+}
+
 function print(results: Result[]): void {
   const pad = (s: string, n: number): string => s.padEnd(n);
   const num = (x: number | undefined, d = 0): string =>
@@ -589,6 +662,7 @@ function print(results: Result[]): void {
       pad('cold', 6),
       pad('conc MB/s', 10),
       pad('RSS srv/cli MiB', 16),
+      pad('anon srv/cli MiB', 16),
     ].join(' '),
   );
   for (const r of results) {
@@ -603,6 +677,7 @@ function print(results: Result[]): void {
         pad(num(r.coldLatencyMeanMs, 2), 6),
         pad(num(r.concurrentMBps), 10),
         pad(`${num(r.serverRssPeakMiB)}/${num(r.clientRssPeakMiB)}`, 16),
+        pad(`${num(r.serverAnonPeakMiB)}/${num(r.clientAnonPeakMiB)}`, 16),
       ].join(' '),
     );
   }
@@ -614,6 +689,16 @@ function print(results: Result[]): void {
     for (const [name, r] of Object.entries(ts))
       console.log(
         `  ${pad(name, 32)} bulk ${r.bulk}x   latency ${r.latencyMean}x   concurrency ${r.concurrent}x   cold ${r.coldLatencyMean}x`,
+      );
+  }
+  const ms = memoryRatios(results);
+  if (Object.keys(ms).length > 0) {
+    console.log(
+      '\nserver memory at the concurrency phase: peak RSS and peak anonymous memory, / trojan-gfw (RSS ≤1.5 is the target) and / node tls floor',
+    );
+    for (const [name, r] of Object.entries(ms))
+      console.log(
+        `  ${pad(name, 32)} / trojan-gfw: RSS ${num(r.rssVsTrojanGfw, 2)}x anon ${num(r.anonVsTrojanGfw, 2)}x   / node tls floor: RSS ${num(r.rssVsTlsFloor, 2)}x anon ${num(r.anonVsTlsFloor, 2)}x`,
       );
   }
   const rs = ratios(results);

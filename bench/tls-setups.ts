@@ -12,12 +12,17 @@
  *                             ss-local + v2ray-plugin (tls, mux=0 / default) -> ss-server + v2ray-plugin (server;tls):
  *                             the same SS-in-WebSocket design in C and Go, the yardstick of the ws/tls ss rows
  *   trojan-gfw                trojan -c client.json                          -> trojan -c server.json
+ *   node tls floor            node-floor.js client --tls                     -> node-floor.js server --recycle --tls: what
+ *                             any Node TLS relay pays (tls.createServer, a 6-byte header, net.connect, reads
+ *                             from the target into one shared buffer)
+ *   node tls floor pipe       the same with `pipe()` both ways (a fresh 64 KiB buffer per read)
  *   v2ray trojan/tls          v2ray (socks in, trojan out, tls)              -> v2ray (trojan in, tls)
  *   v2ray vless/tls           v2ray (socks in, vless out, tls)               -> v2ray (vless in, tls)
  *
  * Configs of the Debian peers: test/helpers/peer-configs.ts (from the team's reference configs).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { formatSsUri } from '../src/codec/access-key-uri.js';
 import { formatTrojanUri } from '../src/codec/trojan-uri.js';
 import { v2rayPlugin } from '../src/codec/v2ray-plugin.js';
@@ -26,6 +31,7 @@ import {
   hasCommand,
   startDaemon,
   startLadder,
+  startProcess,
   type Peer,
 } from '../test/helpers/peers.js';
 import { makeCert, type TestCert } from '../test/helpers/tls-cert.js';
@@ -38,7 +44,7 @@ import {
 
 export interface TlsSetup {
   name: string;
-  kind: 'ladder-tls' | 'peer-tls';
+  kind: 'ladder-tls' | 'peer-tls' | 'floor-tls';
   socksPort: number;
   server: Peer;
   client: Peer;
@@ -261,6 +267,47 @@ export function setupLadderWs(mux: boolean): Promise<TlsSetup> {
         /carrying traffic/,
       ),
   );
+}
+
+/**
+ * The node TLS floor (bench/node-floor.ts with `--tls`): the smallest Trojan-like relay in Node, with
+ * the run's certificate, so that the TLS rows' memory and latency can be read against what any Node
+ * TLS server pays. `recycle`: the target's reads share one buffer (the floor); without it, `pipe()`
+ * both ways, as a first Node relay would be written.
+ */
+export async function setupTlsFloor(recycle: boolean): Promise<TlsSetup> {
+  const c = certificate();
+  const script = fileURLToPath(new URL('./node-floor.js', import.meta.url));
+  const server = await startProcess(
+    [
+      process.execPath,
+      script,
+      'server',
+      ...(recycle ? ['--recycle'] : []),
+      '--tls',
+      c.certFile,
+      c.keyFile,
+    ],
+    /listening (\d+)/,
+  );
+  let client;
+  try {
+    client = await startProcess(
+      [process.execPath, script, 'client', server.match[1]!, '--tls', c.certFile],
+      /listening (\d+)/,
+    );
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  return {
+    name: recycle ? 'node tls floor' : 'node tls floor pipe',
+    kind: 'floor-tls',
+    socksPort: Number(client.match[1]),
+    server,
+    client,
+    stop: async () => void (await Promise.all([client.stop(), server.stop()])),
+  };
 }
 
 export function setupTrojanGfw(originPort: number): Promise<TlsSetup> {

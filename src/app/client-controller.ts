@@ -41,6 +41,8 @@ export interface AppDialers {
   readonly transports: readonly AppTransport[];
   readonly skipped: readonly string[];
   readonly rules: readonly { type: string; payload: string; proxy: string }[];
+  /** Closes the connections its dialers opened ahead; called once they are no longer in use. */
+  close?(): void;
 }
 
 /**
@@ -475,6 +477,7 @@ export class ClientController {
     this.#beforeConnect?.(uri);
     this.connections.closeAll();
     this.#generation++;
+    this.#active?.close?.();
     this.#active = { ...built, key: k.name, uri };
     this.#selected = AUTO;
     this.#refreshState = undefined;
@@ -564,6 +567,7 @@ export class ClientController {
     }
     this.#fetchedAt.set(k.name, this.#now());
     if (r.resolved === a.uri) return done(true, `online key '${k.name}': ${r.note}`);
+    a.close?.();
     this.#active = { ...built, key: k.name, uri: r.resolved };
     if (!built.transports.some((t) => t.name === this.#selected)) this.#selected = AUTO;
     for (const s of built.skipped) this.logs.log('warning', `skipping ${s}`);
@@ -619,6 +623,7 @@ export class ClientController {
     this.#refreshTimer = undefined;
     if (!this.#active) return;
     this.#generation++;
+    this.#active.close?.();
     this.#active = null;
     this.connections.closeAll();
     this.logs.log('info', 'disconnected');

@@ -166,6 +166,7 @@ export function appDialersBuilder(
       ...(kd.failover ? { current: () => kd.failover!.current } : {}),
       transports,
       skipped: kd.skipped,
+      close: () => kd.close(),
     };
     if (!routing) return { ...base, rules: [] };
     const keyed = { ...kd, stream: over.stream, packet: over.packet };

@@ -25,3 +25,11 @@ test('clientConfig: the flags as a plain config, errors naming the flag', () => 
   assert.equal(cfg.routing, undefined);
   assert.equal(clientConfig({ server: 'ss://x' }).tun, undefined);
 });
+
+test('connections opened ahead: on by default, off with --no-preconnect', () => {
+  assert.equal(clientConfig({ server: 'ss://x' }).keyOptions.preconnect, true);
+  assert.equal(
+    clientConfig({ server: 'ss://x', 'no-preconnect': true }).keyOptions.preconnect,
+    false,
+  );
+});

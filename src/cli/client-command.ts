@@ -85,6 +85,10 @@ options:
                          with a key that has dns=<domain> (the DNS tunnel, docs/access-keys.md):
                          the recursive resolver its queries go through (default: the system's
                          first resolver, port 53)
+  --no-preconnect        do not open a connection ahead: by default, right after a connection to the
+                         server opens, a plain Trojan, split or WebSocket key (one TLS or WebSocket
+                         connection per request) opens the next request's connection too, closed
+                         unused after 3 s; an idle client opens nothing (docs/access-keys.md)
   --tcp-congestion <name>
                          TCP congestion control of the client's connections to the server, e.g.
                          bbr (default: the system's, net.ipv4.tcp_congestion_control); an error
@@ -107,6 +111,7 @@ const CLIENT_FLAGS = {
   'max-connections-per-server': { type: 'string' },
   'rotate-after': { type: 'string' },
   'dns-tunnel-resolver': { type: 'string' },
+  'no-preconnect': { type: 'boolean' },
   tun: { type: 'boolean' },
   'tun-name': { type: 'string' },
   'tun-mtu': { type: 'string' },
@@ -120,7 +125,7 @@ const CLIENT_FLAGS = {
 
 /**
  * The options every key's dialers get: Mux.Cool sessions and connections, first-payload wait,
- * connection cap and rotation volume.
+ * connection cap, rotation volume, the DNS tunnel's resolver and connections opened ahead.
  */
 function keyOptionsOf(values: {
   'mux-sessions'?: string | undefined;
@@ -129,6 +134,7 @@ function keyOptionsOf(values: {
   'max-connections-per-server'?: string | undefined;
   'rotate-after'?: string | undefined;
   'dns-tunnel-resolver'?: string | undefined;
+  'no-preconnect'?: boolean | undefined;
 }): {
   maxConnectionsPerServer?: number;
   rotateAfterBytes?: number;
@@ -136,6 +142,7 @@ function keyOptionsOf(values: {
   muxConnections?: number;
   firstPayloadWaitMs?: number;
   dnsTunnelResolver?: { host: string; port: number };
+  preconnect: boolean;
 } {
   const muxSessionsPerConnection = wholeInRange(
     values['mux-sessions'],
@@ -166,6 +173,7 @@ function keyOptionsOf(values: {
   const dnsTunnelResolver =
     resolverText !== undefined ? parseHostPort(resolverText, '--dns-tunnel-resolver') : undefined;
   return {
+    preconnect: values['no-preconnect'] !== true,
     ...(dnsTunnelResolver ? { dnsTunnelResolver } : {}),
     ...(maxConnectionsPerServer !== undefined ? { maxConnectionsPerServer } : {}),
     ...(rotateAfterBytes !== undefined ? { rotateAfterBytes } : {}),
@@ -217,6 +225,8 @@ interface ClientDialers {
   online: ClientController | undefined;
   /** The key in use at start, if any. */
   serverUri: string | undefined;
+  /** Closes what the key's dialers opened ahead (the page's and online keys' close their own). */
+  close(): void;
 }
 
 /**
@@ -249,7 +259,7 @@ async function clientDialers(
     };
   const started = online ? [`ladder client: carrying traffic through ${online.state().what}`] : [];
   const { dialer, packetDialer } = controller;
-  return { dialer, packetDialer, started, app, online, serverUri };
+  return { dialer, packetDialer, started, app, online, serverUri, close: () => {} };
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -297,6 +307,7 @@ export async function run(argv: string[]): Promise<number> {
   await untilSignal();
   await app?.close();
   online?.disconnect();
+  d.close();
   await Promise.all(closers.map((c) => c()));
   return 0;
 }
@@ -345,7 +356,7 @@ function keyDialers(
   routing: ReturnType<typeof routingConfig>,
   keyOptions: Parameters<typeof dialersForKey>[2],
   tun: boolean,
-): { dialer: StreamDialer; packetDialer: PacketDialer; started: string[] } {
+): { dialer: StreamDialer; packetDialer: PacketDialer; started: string[]; close(): void } {
   const d = dialersForKey(
     serverKey,
     (to, why) => console.log(`ladder client: now using ${to} (${why})`),
@@ -362,7 +373,12 @@ function keyDialers(
     : undefined;
   const started = [`ladder client: carrying traffic through ${d.what}`];
   if (routed) started.push(`ladder client: routing by ${routing!.rules}`);
-  return { dialer: routed ?? d.stream, packetDialer: routed ?? d.packet, started };
+  return {
+    dialer: routed ?? d.stream,
+    packetDialer: routed ?? d.packet,
+    started,
+    close: () => d.close(),
+  };
 }
 
 /** The SOCKS5 and HTTP proxies asked for (with --tun, only those whose flag is given). */

@@ -26,6 +26,7 @@ import {
 import { duplexPair } from '../../test/helpers/duplex-pair.js';
 import { LadderError } from '../errors.js';
 import type { Target } from '../core/target.js';
+import { KEEPS } from '../core/lent-read.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -574,3 +575,49 @@ async function settledGc(gc: () => void): Promise<void> {
   await tick();
   gc();
 }
+
+test('a connection that tells what it keeps (a WebSocket) gets its frame buffers back only when it keeps none', async () => {
+  // As a WebSocketStream: its write callback may come while the socket below still holds the
+  // bytes, so only its KEEPS answer says whether the frame is free.
+  let keeps = false;
+  const conn = new Duplex({
+    read() {},
+    write(_c: Buffer, _e, cb) {
+      cb();
+    },
+  });
+  (conn as unknown as Record<symbol, () => boolean>)[KEEPS] = () => keeps;
+  const sessions: MuxSession[] = [];
+  new MuxCool(conn, {
+    role: 'server',
+    padding: false,
+    onSession: (s) => {
+      s.on('error', () => {});
+      s.resume();
+      sessions.push(s);
+    },
+  });
+  conn.push(newFrame(1, { host: 'example.com', port: 80 }));
+  await tick();
+  const write = (): Promise<void> =>
+    new Promise((r) => sessions[0]!.write(Buffer.alloc(60_000, 1), () => r()));
+  keeps = false;
+  await write(); // the pool holds at least this one now
+  await tick();
+  const pooled = pooledFrameBuffers();
+  assert.ok(pooled >= 1);
+  keeps = true;
+  await write();
+  await tick();
+  assert.equal(pooledFrameBuffers(), pooled - 1, 'a frame the connection keeps is not pooled');
+  keeps = false;
+  await write();
+  await tick();
+  // taken from the pool (or made, if the pool was empty) and given back
+  assert.equal(
+    pooledFrameBuffers(),
+    Math.max(pooled - 1, 1),
+    'a frame it keeps no more is pooled again',
+  );
+  conn.destroy();
+});

@@ -40,7 +40,7 @@ import {
   type MuxNetwork,
 } from '../codec/mux-cool.js';
 import { ByteQueue } from '../codec/ss-stream.js';
-import { KEEPS } from './recycled-reads.js';
+import { KEEPS, keepsWrites } from './recycled-reads.js';
 import { LadderError } from '../errors.js';
 import type { Target } from '../core/target.js';
 
@@ -66,7 +66,9 @@ export interface MuxCoolOptions {
   /**
    * Reuse frame buffers once the connection's write callback says it is done with them. Only for a
    * connection whose write callback means that (a TCP or TLS socket), not a WebSocketStream, which
-   * may call back while its socket still holds the bytes.
+   * may call back while its socket still holds the bytes. Without it, frame buffers are still
+   * reused on a connection that tells whether it references a write (core/lent-read.ts KEEPS: a
+   * WebSocketStream does), whenever it says it does not.
    */
   reuseFrames?: boolean;
   /**
@@ -144,6 +146,11 @@ export function pooledFrameBuffers(): number {
 }
 
 type Conn = Duplex & { writableLength: number };
+
+/** Whether `conn` tells exactly whether it still references a write (core/lent-read.ts KEEPS). */
+function answersKeeps(conn: Conn): boolean {
+  return typeof (conn as { [KEEPS]?: unknown })[KEEPS] === 'function';
+}
 
 /** One Mux.Cool connection and its sessions. */
 export class MuxCool {
@@ -418,7 +425,8 @@ export class MuxCool {
         ? muxPaddingHeader(headers[0]!.sessionId, muxPaddingLength(flight, randomInt))
         : null;
     if (padding) n += muxHeaderLength(padding) + padding.dataLength!;
-    const pooled = this.#o.reuseFrames === true && n > 1024 && n <= FRAME_BUFFER_SIZE;
+    const exact = this.#o.reuseFrames === true;
+    const pooled = (exact || answersKeeps(this.conn)) && n > 1024 && n <= FRAME_BUFFER_SIZE;
     const buf = pooled ? takeFrameBuffer() : null;
     const out = buf ? buf.subarray(0, n) : Buffer.allocUnsafe(n);
     let p = 0;
@@ -436,7 +444,14 @@ export class MuxCool {
       randomFillSync(out, p, n - p);
       debug('padded a frame of %d bytes to %d', flight, n);
     }
-    const ok = buf ? this.conn.write(out, () => returnFrameBuffer(buf)) : this.conn.write(out);
+    // A frame buffer goes back to the pool when its write's callback comes, if that callback means
+    // the connection is done with it (reuseFrames) or the connection then says it keeps no write;
+    // one it may still reference is left to the garbage collector.
+    const ok = buf
+      ? this.conn.write(out, () => {
+          if (exact || !keepsWrites(this.conn)) returnFrameBuffer(buf);
+        })
+      : this.conn.write(out);
     if (ok) done();
     else this.#waitingWriters.add(done);
   }

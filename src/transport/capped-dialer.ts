@@ -63,9 +63,30 @@ export class CappedDialer implements StreamDialer {
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex | LendingStream> {
     await this.#slot(signal);
+    return this.#dialHolding(this.#inner.dial(target, signal));
+  }
+
+  /**
+   * A dial only if a slot is free now and nobody waits for one (here and in any cap inside):
+   * null otherwise, and nothing is opened. For connections opened ahead (preconnect.ts), which
+   * must never hold back a dial someone waits for.
+   */
+  dialIfRoom(target: Target, signal?: AbortSignal): Promise<Duplex | LendingStream> | null {
+    if (signal?.aborted || this.#open >= this.#max || this.#queue.size > 0) return null;
+    this.#open++;
+    const inner = dialIfRoom(this.#inner, target, signal);
+    if (inner === null) {
+      this.#release();
+      return null;
+    }
+    return this.#dialHolding(inner);
+  }
+
+  /** The dial under way with a slot held: the slot goes with the stream, or back on a failure. */
+  async #dialHolding(dialing: Promise<Duplex | LendingStream>): Promise<Duplex | LendingStream> {
     let stream: Duplex | LendingStream;
     try {
-      stream = await this.#inner.dial(target, signal);
+      stream = await dialing;
     } catch (err) {
       this.#release();
       throw err;
@@ -125,6 +146,18 @@ export class CappedDialer implements StreamDialer {
     this.#queue.delete(next.value);
     next.value.grant();
   }
+}
+
+/**
+ * `d.dial(...)`, or, when `d` is a CappedDialer, a dial only if every cap has room at once (null
+ * when one has none: see {@link CappedDialer.dialIfRoom}).
+ */
+export function dialIfRoom(
+  d: StreamDialer,
+  target: Target,
+  signal?: AbortSignal,
+): Promise<Duplex | LendingStream> | null {
+  return d instanceof CappedDialer ? d.dialIfRoom(target, signal) : d.dial(target, signal);
 }
 
 function aborted(signal: AbortSignal): DialError {

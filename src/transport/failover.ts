@@ -36,6 +36,7 @@ import { debuglog } from 'node:util';
 import { AuthError, CodecError, DialError, LadderError } from '../errors.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
 import { signalWithin } from './deadline.js';
+import { openNothingAhead, wasOpenedAhead } from './preconnect.js';
 
 const debug = debuglog('ladder:failover');
 
@@ -44,6 +45,8 @@ export interface FailoverEntry {
   readonly name: string;
   readonly stream: StreamDialer;
   readonly packet?: PacketDialer;
+  /** What its dialers opened ahead (preconnect.ts): closed when the transport is marked down. */
+  readonly ahead?: { drop(): void };
 }
 
 export interface FailoverOptions {
@@ -230,6 +233,8 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
       );
     if (due.length === 0) return;
     const step = signalWithin(DEFAULT_CONNECT_TIMEOUT_MS, undefined, { unref: true });
+    // A measurement times a fresh connection and leaves none opened ahead behind it.
+    openNothingAhead(step.signal);
     let left = due.length;
     for (const { s, i } of due) {
       s.measuredAt = now; // one measurement at a time per transport
@@ -260,6 +265,7 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
     const s = this.#states[i]!;
     s.downUntil = this.#o.now() + this.#o.cooldownMs;
     s.silent = 0;
+    s.e.ahead?.drop();
     debug('transport %d down: %s', i, why);
     if (i === this.#current) {
       const next = this.#order().find((j) => j !== i);
@@ -292,7 +298,8 @@ export class FailoverDialer implements StreamDialer, PacketDialer {
         this.#markDown(i, err instanceof LadderError ? err.code : 'dial failed');
         continue;
       }
-      this.#record(i, this.#o.now() - t0);
+      // A connection opened ahead took no time to connect: not a measure of the transport.
+      if (!wasOpenedAhead(stream)) this.#record(i, this.#o.now() - t0);
       this.#use(i, 'it answered');
       this.#watch(stream, i);
       if (this.#states.length > 1) {

@@ -25,7 +25,8 @@ import { TrojanDialer } from './trojan-dialer.js';
 import { wsConnect, wsConnector } from './ws-dialer.js';
 import { dnsTunnelConnect } from './dns-tunnel-client.js';
 import { FailoverDialer } from './failover.js';
-import { CappedDialer, handshakeCapped } from './capped-dialer.js';
+import { CappedDialer, dialIfRoom, handshakeCapped } from './capped-dialer.js';
+import { Preconnect, type Opener } from './preconnect.js';
 import type { PacketDialer, StreamDialer, Target } from './types.js';
 
 export interface KeyDialers {
@@ -40,6 +41,16 @@ export interface KeyDialers {
    * that name a transport. Transports without a tag are not listed.
    */
   transports: ReadonlyMap<string, { stream: StreamDialer; packet: PacketDialer }>;
+  /** Closes the connections opened ahead (`preconnect`) and opens none after: the client stops. */
+  close(): void;
+}
+
+/** The connections a transport's dialers opened ahead ({@link KeyDialerOptions.preconnect}). */
+export interface OpenedAhead {
+  /** Closes those open now; later dials may open more (the transport was found blocked). */
+  drop(): void;
+  /** Closes those open now and opens none after. */
+  close(): void;
 }
 
 /** Choices that are not part of a key. */
@@ -77,6 +88,14 @@ export interface KeyDialerOptions {
    * the system's first resolver).
    */
   dnsTunnelResolver?: Target;
+  /**
+   * Transports whose every stream is a fresh TLS or WebSocket connection (plain and `split`
+   * Trojan, WebSocket without Mux.Cool) open the next stream's connection while the current dial's
+   * is in use (transport/preconnect.ts; the client's default, off with `--no-preconnect`).
+   */
+  preconnect?: boolean;
+  /** How long a connection opened ahead waits for a dial (default preconnect.ts PRECONNECT_IDLE_MS). */
+  preconnectIdleMs?: number;
 }
 
 /** What the builder needs from outside: files and a place for warnings. */
@@ -117,8 +136,12 @@ interface KeyTransportBase {
   readonly webSocket: boolean;
   /** Many streams share one connection (Mux.Cool) when the client uses the key. */
   readonly multiplexed: boolean;
-  /** Fresh dialers for this transport. */
-  dialers(over?: DialOverrides): { stream: StreamDialer; packet: PacketDialer };
+  /** Fresh dialers for this transport, and what they open ahead. */
+  dialers(over?: DialOverrides): {
+    stream: StreamDialer;
+    packet: PacketDialer;
+    ahead: OpenedAhead;
+  };
 }
 
 /** One transport of a key, parsed and checked, ready to build dialers. */
@@ -161,6 +184,40 @@ function capped(
   return o.maxConnectionsPerServer && !multiplexed
     ? new CappedDialer(paced, { max: o.maxConnectionsPerServer })
     : paced;
+}
+
+/** Where a connector opens to: the caps pass it on, and the connector does not read it. */
+const THE_SERVER: Target = { host: '', port: 0 };
+
+/**
+ * For a transport whose every stream is a fresh connection: each connection opened through the
+ * per-server and handshake caps (as {@link capped}), and, with `preconnect`, one opened ahead
+ * after each dial; the Preconnects made are added to `aheads`.
+ */
+function connections(
+  o: KeyDialerOptions,
+  tls: boolean,
+  aheads: Preconnect[],
+): (open: Opener) => Opener {
+  return (open) => {
+    const caps = capped({ dial: (_t, signal) => open(signal) }, o, false, tls);
+    const viaCaps: Opener = (signal) => caps.dial(THE_SERVER, signal);
+    if (!o.preconnect) return viaCaps;
+    const ahead = new Preconnect(viaCaps, {
+      openIfRoom: (signal) => dialIfRoom(caps, THE_SERVER, signal),
+      ...(o.preconnectIdleMs !== undefined ? { idleMs: o.preconnectIdleMs } : {}),
+    });
+    aheads.push(ahead);
+    return (signal) => ahead.open(signal);
+  };
+}
+
+/** Drop and close for the Preconnects of one transport's dialers. */
+function openedAhead(aheads: readonly Preconnect[]): OpenedAhead {
+  return {
+    drop: () => aheads.forEach((a) => a.drop()),
+    close: () => aheads.forEach((a) => a.close()),
+  };
 }
 
 /** One ss:// or trojan:// URI. Throws a LadderError (ERR_KEY_URI) for any other scheme. */
@@ -219,8 +276,12 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
             : { ...tls, sni: t.sni ?? t.host, ...(socket ? { socket } : {}) }),
           ...firstWaitOf(o),
         });
-        return { stream: capped(d, o, false), packet: d };
+        return { stream: capped(d, o, false), packet: d, ahead: openedAhead([]) };
       }
+      const overTls = !ws || t.security !== 'none';
+      const aheads: Preconnect[] = [];
+      // Every stream a fresh connection: the caps (and preconnect) at the connection's seam.
+      const fresh = !t.mux && !t.carrierBytes;
       const d = new TrojanDialer(server, {
         password: t.password,
         ...tls,
@@ -234,13 +295,15 @@ function trojanTransport(uri: string, o: KeyDialerOptions): KeyTransport {
         ...(!ws && !t.mux && !t.carrierBytes && o.recycleReads ? { recycleReads: true } : {}),
         // Trojan inside a WebSocket, as v2ray's trojan outbound with network ws (ws-dialer.ts).
         ...(ws ? { connect: wsConnector(server, wsOptions) } : {}),
+        ...(fresh ? { through: connections(o, overTls, aheads) } : {}),
       });
-      const overTls = !ws || t.security !== 'none';
       // Each stream spread over short connections under a censor's byte budget (carrier-dialer.ts).
       const stream = t.carrierBytes
         ? new CarrierDialer(capped(d, o, false, overTls), { carrierBytes: t.carrierBytes })
-        : capped(d, o, Boolean(t.mux), overTls);
-      return { stream, packet: d };
+        : fresh
+          ? d
+          : capped(d, o, Boolean(t.mux), overTls);
+      return { stream, packet: d, ahead: openedAhead(aheads) };
     },
   };
 }
@@ -301,18 +364,26 @@ function ssTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTranspor
           : {}),
       };
       const pooled = wsOptions && !over.plain;
+      const aheads: Preconnect[] = [];
+      // A WebSocket per stream: the caps (and preconnect) at the connection's seam.
+      const fresh = pooled && !ws.mux;
+      const perStream =
+        fresh &&
+        connections(o, Boolean(ws.tls), aheads)((signal) => wsConnect(server, wsOptions, signal));
       // v2ray-plugin (SIP003): the Shadowsocks stream inside a WebSocket (ws-dialer.ts); on the
       // caller's connection, one WebSocket and no Mux.Cool.
       const connect = !wsOptions
         ? socket && (() => Promise.resolve(socket))
-        : pooled
-          ? wsConnector(server, {
-              ...wsOptions,
-              mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
-              ...perConnection,
-            })
-          : (_s: Target, signal?: AbortSignal): Promise<Duplex> =>
-              wsConnect(server, { ...wsOptions, ...(socket ? { socket } : {}) }, signal);
+        : perStream
+          ? (_s: Target, signal?: AbortSignal): Promise<Duplex> => perStream(signal)
+          : pooled
+            ? wsConnector(server, {
+                ...wsOptions,
+                mux: ws.mux ? (ws.muxConcurrency ?? 1) : 0,
+                ...perConnection,
+              })
+            : (_s: Target, signal?: AbortSignal): Promise<Duplex> =>
+                wsConnect(server, { ...wsOptions, ...(socket ? { socket } : {}) }, signal);
       // Ladder's DNS tunnel: the Shadowsocks stream in queries through a resolver, not over TCP.
       const tunnel =
         dns &&
@@ -329,8 +400,11 @@ function ssTransport(uri: string, o: KeyDialerOptions, env: KeyEnv): KeyTranspor
       });
       // SIP003: UDP does not go through the plugin; it goes to the server's own UDP port.
       return {
-        stream: capped(stream, o, Boolean(pooled && ws.mux), Boolean(pooled && ws.tls)),
+        stream: fresh
+          ? stream
+          : capped(stream, o, Boolean(pooled && ws.mux), Boolean(pooled && ws.tls)),
         packet: new SsPacketDialer(server, key),
+        ahead: openedAhead(aheads),
       };
     },
   };
@@ -402,9 +476,10 @@ export function dialersFromKey(
         'rotation (--rotate-after) needs a ladder:// key with several transports; it is off',
       );
     const one = keyTransport(text, options, env);
-    const d = one.dialers();
+    const { ahead, ...d } = one.dialers();
     return {
       ...d,
+      close: () => ahead.close(),
       what: one.what,
       skipped: [],
       transports: new Map(one.tag ? [[one.tag, d]] : []),
@@ -432,6 +507,7 @@ export function dialersFromKey(
     packet: failover,
     what: `${entries.length} transport${entries.length === 1 ? '' : 's'}, first ${entries[0]!.name}`,
     failover,
+    close: () => entries.forEach((e) => e.ahead.close()),
     skipped,
     transports: new Map(
       entries.flatMap((e) => (e.tag ? [[e.tag, { stream: e.stream, packet: e.packet }]] : [])),

@@ -27,6 +27,7 @@ import { ByteQueue } from '../codec/ss-stream.js';
 import { MUX_COOL_TARGET } from '../codec/mux-cool.js';
 import { tlsConnect, type TlsClientOptions } from './tls.js';
 import { MuxPool, TROJAN_MUX_CONNECTIONS } from './mux-pool.js';
+import type { Opener } from './preconnect.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
 
 const debug = debuglog('ladder:trojan');
@@ -68,7 +69,19 @@ export interface TrojanDialerOptions extends TlsClientOptions {
    * memory. Only for consumers that honour `holdChunks`, such as `relay()`.
    */
   recycleReads?: boolean;
+  /**
+   * Without `mux`: how each stream's connection is opened, around this dialer's own way (`open`):
+   * the per-server and handshake caps, connections opened ahead (key-dialers.ts, preconnect.ts).
+   */
+  through?: (open: Opener) => Opener;
 }
+
+/** The handshake of a `split` connection: its duration, and whether a session ticket came since. */
+interface SplitHandshake {
+  readonly ms: number;
+  ticket: boolean;
+}
+const splitHandshakes = new WeakMap<Duplex, SplitHandshake>();
 
 function header(hash: Buffer, command: 1 | 3, target: Target): Buffer {
   const out = Buffer.allocUnsafe(trojanRequestLength(target));
@@ -82,6 +95,8 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
   readonly #hash: Buffer;
   readonly #connect: (signal?: AbortSignal) => Promise<Duplex>;
   readonly #pool: MuxPool | null = null;
+  /** Opens a plain (not Mux.Cool) stream's connection: TLS or the `connect` option, then `through`. */
+  readonly #open: Opener;
 
   constructor(server: Target, options: TrojanDialerOptions) {
     this.#server = server;
@@ -91,6 +106,14 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
     this.#connect = connect
       ? (signal) => connect(server, signal)
       : (signal) => tlsConnect(this.#server, this.#o, signal);
+    const own: Opener = connect
+      ? this.#connect
+      : options.split
+        ? (signal) => this.#openSplit(signal)
+        : options.recycleReads
+          ? (signal) => tlsConnect(server, { ...options, lendReads: true }, signal)
+          : this.#connect;
+    this.#open = options.through && !(options.mux && options.mux > 0) ? options.through(own) : own;
     const wait = options.firstPayloadWaitMs ?? 50;
     if (options.mux && options.mux > 0)
       this.#pool = new MuxPool({
@@ -116,29 +139,32 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
 
   async dial(target: Target, signal?: AbortSignal): Promise<Duplex> {
     if (this.#pool) return this.#pool.open(target, signal);
-    if (this.#o.split && !this.#o.connect) return this.#dialSplit(target, signal);
-    const socket =
-      this.#o.recycleReads && !this.#o.connect
-        ? await tlsConnect(this.#server, { ...this.#o, lendReads: true }, signal)
-        : await this.#connect(signal);
+    const socket = await this.#open(signal);
     socket.cork();
     socket.write(header(this.#hash, TROJAN_CMD.CONNECT, target));
-    uncorkOnFirstWrite(socket, this.#o.firstPayloadWaitMs ?? 50);
+    const split = this.#o.split && !this.#o.connect ? splitHandshakes.get(socket) : undefined;
+    if (split)
+      splitFirstPayload(socket, {
+        firstPayloadWaitMs: this.#o.firstPayloadWaitMs ?? 50,
+        ticketWaitMs: Math.min(SPLIT_WAIT_MAX_MS, Math.max(SPLIT_WAIT_MIN_MS, split.ms)),
+        ticketCame: split.ticket,
+        rand: randomInt,
+      });
+    else uncorkOnFirstWrite(socket, this.#o.firstPayloadWaitMs ?? 50);
     return socket;
   }
 
-  async #dialSplit(target: Target, signal?: AbortSignal): Promise<Duplex> {
+  /**
+   * A `split` stream's connection: a full handshake (its tickets are what the split waits for),
+   * timed, with the tickets that come before a dial uses it (a connection opened ahead) noted.
+   */
+  async #openSplit(signal?: AbortSignal): Promise<Duplex> {
     const started = performance.now();
     const lend = this.#o.recycleReads ? { lendReads: true } : {};
     const socket = await tlsConnect(this.#server, { ...this.#o, ...lend, resume: false }, signal);
-    const handshakeMs = performance.now() - started;
-    socket.cork();
-    socket.write(header(this.#hash, TROJAN_CMD.CONNECT, target));
-    splitFirstPayload(socket, {
-      firstPayloadWaitMs: this.#o.firstPayloadWaitMs ?? 50,
-      ticketWaitMs: Math.min(SPLIT_WAIT_MAX_MS, Math.max(SPLIT_WAIT_MIN_MS, handshakeMs)),
-      rand: randomInt,
-    });
+    const h: SplitHandshake = { ms: performance.now() - started, ticket: false };
+    splitHandshakes.set(socket, h);
+    socket.once('session', () => (h.ticket = true));
     return socket;
   }
 
@@ -211,10 +237,12 @@ export function splitFirstPayload(
   o: {
     firstPayloadWaitMs: number;
     ticketWaitMs: number;
+    /** A ticket came already (on a connection opened ahead of its dial). */
+    ticketCame?: boolean;
     rand: (min: number, max: number) => number;
   },
 ): void {
-  let ticket = false;
+  let ticket = o.ticketCame === true;
   let release: (() => void) | null = null;
   const onTicket = (): void => {
     ticket = true;
