@@ -140,6 +140,7 @@ describe('restartWorthwhile', () => {
     assert.equal(restartWorthwhile(0, 0, 88), true, 'BBR draining (1/2.89)');
     assert.equal(restartWorthwhile(0, 0, 739), false, "BBR's start-up (2.89)");
     assert.equal(restartWorthwhile(3, 0, 256), false, 'loss being repaired');
-    assert.equal(restartWorthwhile(0, 2, 256), false, 'segments in flight');
+    assert.equal(restartWorthwhile(0, 2, 256), true, 'a few segments in flight (answers to End)');
+    assert.equal(restartWorthwhile(0, 9, 256), false, 'more segments in flight');
   });
 });
