@@ -8,7 +8,9 @@
  *   --mode page   a page load: the HTML document (50 KB), then 30 resources of 2–200 KB over at most
  *                 6 keep-alive connections to the host (the document's connection among them), as a
  *                 browser does over HTTP/1.1; ms to the last byte of the last resource. --https runs
- *                 TLS to the origin inside the tunnel.
+ *                 TLS to the origin inside the tunnel. Also each resource's connection, size and
+ *                 request and completion times (`trace`), to tell a stall of one connection from one
+ *                 of all.
  *   --mode bulk   one download of --bytes, cut at --bulk-s seconds after the first byte (on a lossy
  *                 path a loss-based sender may need far longer than that); Mbit/s of the body read
  *                 over the time from the first byte to the last one read
@@ -244,18 +246,25 @@ async function ttfb(): Promise<Record<string, number>> {
   return { ttfbMs: first - t0, socksMs };
 }
 
-async function page(): Promise<Record<string, number>> {
+async function page(): Promise<Record<string, unknown>> {
   const t0 = performance.now();
   const conns: Conn[] = [await originConn()];
   await get(conns[0]!, `/bytes/${HTML_BYTES}`);
+  const docMs = performance.now() - t0;
   const queue = resourceSizes();
   let bytes = HTML_BYTES;
+  // Per resource: [connection, size, ms from the page's start to its request, to its last byte].
+  const trace: [number, number, number, number][] = [];
   const worker = async (c: Conn | undefined): Promise<void> => {
     if (queue.length === 0) return;
     const conn = c ?? (await originConn());
     if (!c) conns.push(conn);
-    for (let size = queue.shift(); size !== undefined; size = queue.shift())
+    const k = conns.indexOf(conn);
+    for (let size = queue.shift(); size !== undefined; size = queue.shift()) {
+      const sent = performance.now() - t0;
       bytes += await get(conn, `/bytes/${size}`);
+      trace.push([k, size, Math.round(sent), Math.round(performance.now() - t0)]);
+    }
   };
   await Promise.all([
     worker(conns[0]),
@@ -263,7 +272,7 @@ async function page(): Promise<Record<string, number>> {
   ]);
   const ms = performance.now() - t0;
   for (const c of conns) c.socket.destroy();
-  return { pageMs: ms, bytes, connections: conns.length };
+  return { pageMs: ms, bytes, connections: conns.length, docMs: Math.round(docMs), trace };
 }
 
 async function bulk(): Promise<Record<string, number>> {
@@ -298,7 +307,8 @@ async function bulk(): Promise<Record<string, number>> {
 
 async function main(): Promise<void> {
   const ms = Number(values['timeout-s']) * 1000;
-  const work = values.mode === 'page' ? page : values.mode === 'bulk' ? bulk : ttfb;
+  const work: () => Promise<Record<string, unknown>> =
+    values.mode === 'page' ? page : values.mode === 'bulk' ? bulk : ttfb;
   try {
     const r = await deadline(work(), ms, values.mode!);
     console.log(JSON.stringify(r));

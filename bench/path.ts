@@ -12,6 +12,9 @@
  * and each setup's server RSS after the rounds. Medians over --reps rounds (3). Never run as a test.
  * `--cc <name>` sets the abroad namespace's default congestion control (a server whose system
  * default is, e.g., cubic) and `--ladder-cc <name>` passes `--tcp-congestion` to the Ladder servers.
+ * `--trace` adds, per page load and download, the abroad namespace's TCP loss-recovery counters
+ * (timeouts, tail-loss probes, fast retransmits: the senders of every download live there) and each
+ * resource's connection and completion time, in the results file and one line per step.
  * Setups: ss-libev, the peers of bench/path-peers.ts and every Ladder transport.
  * Every process is stopped and the lab removed at the end, also on failure or a signal.
  */
@@ -74,6 +77,19 @@ interface Options {
   cc: string | undefined;
   /** `--tcp-congestion` for the Ladder servers. */
   ladderCc: string | undefined;
+  /** Loss-recovery counters and per-resource times per step (`--trace`). */
+  trace: boolean;
+}
+
+/** One traced step of a round: the abroad namespace's counter deltas, and a page's resources. */
+interface TraceEntry {
+  round: number;
+  step: string;
+  ms: number;
+  tcp: Record<string, number>;
+  docMs?: number;
+  /** [connection, size, request sent, last byte] in ms from the page's start. */
+  resources?: unknown;
 }
 
 interface Sample {
@@ -89,6 +105,44 @@ interface Sample {
   pageHttpsMs: number[];
   bulkMbps: number[];
   errors: string[];
+  trace: TraceEntry[];
+}
+
+/**
+ * The TCP counters a trace reports (/proc/net/netstat TcpExt, /proc/net/snmp Tcp): retransmission
+ * timeouts, tail-loss probes, fast retransmits, recoveries, and the segments sent and resent.
+ */
+const TRACE_COUNTERS = [
+  'TCPTimeouts',
+  'TCPLossProbes',
+  'TCPLossProbeRecovery',
+  'TCPFastRetrans',
+  'TCPSlowStartRetrans',
+  'TCPLostRetransmit',
+  'TCPSackRecovery',
+  'TCPSpuriousRTOs',
+  'RetransSegs',
+  'OutSegs',
+] as const;
+
+/** A namespace's TCP counters, from the header and value line pairs of /proc/net/{netstat,snmp}. */
+async function tcpCounters(
+  plan: ReturnType<typeof planLab>,
+  ns: string,
+): Promise<Record<string, number>> {
+  const r = await runIn(plan, ns, ['cat', '/proc/net/netstat', '/proc/net/snmp'], 10_000);
+  const lines = r.out.split('\n');
+  const out: Record<string, number> = {};
+  for (let i = 0; i + 1 < lines.length; i++) {
+    const head = lines[i]!.split(/\s+/);
+    const vals = lines[i + 1]!.split(/\s+/);
+    if (head[0] !== vals[0] || !/^(TcpExt|Tcp):$/.test(head[0] ?? '')) continue;
+    head.forEach((k, j) => {
+      if ((TRACE_COUNTERS as readonly string[]).includes(k)) out[k] = Number(vals[j]);
+    });
+    i++;
+  }
+  return out;
 }
 
 function arg(name: string): string | undefined {
@@ -115,6 +169,7 @@ export function pathOptions(): Options | undefined {
     mtu: Number(arg('mtu') ?? 1500),
     cc: arg('cc'),
     ladderCc: arg('ladder-cc'),
+    trace: process.argv.includes('--trace'),
   };
 }
 
@@ -130,7 +185,7 @@ async function client(
   t: Setup,
   args: string[],
   timeoutS: number,
-): Promise<Record<string, number>> {
+): Promise<Record<string, number> & { trace?: unknown }> {
   const direct = t.direct?.();
   const r = await runIn(
     plan,
@@ -228,6 +283,7 @@ export async function runPathBench(o: Options): Promise<number> {
         pageHttpsMs: [],
         bulkMbps: [],
         errors: [],
+        trace: [],
       };
       const why = t.unavailable?.();
       if (why) {
@@ -267,16 +323,45 @@ export async function runPathBench(o: Options): Promise<number> {
           s.ttfbFirstMs.push(xs[0]!);
           s.socksReplyMs.push(median(socks));
         });
+        // With --trace, the abroad namespace's counters around a step, and what the client saw.
+        const traced = async (
+          what: string,
+          args: string[],
+          timeoutS: number,
+        ): Promise<Record<string, number>> => {
+          const before = o.trace ? await tcpCounters(plan, plan.ns.abroad) : undefined;
+          const r = await client(plan, t, args, timeoutS);
+          if (before) {
+            const after = await tcpCounters(plan, plan.ns.abroad);
+            const tcp = Object.fromEntries(
+              Object.keys(after).map((k) => [k, after[k]! - (before[k] ?? 0)]),
+            );
+            s.trace.push({
+              round: rep + 1,
+              step: what,
+              ms: r.pageMs ?? r.seconds! * 1000,
+              tcp,
+              ...(r.docMs !== undefined ? { docMs: r.docMs, resources: r.trace } : {}),
+            });
+            console.log(
+              `    ${what}: rto ${tcp.TCPTimeouts} tlp ${tcp.TCPLossProbes} fast ` +
+                `${tcp.TCPFastRetrans} recoveries ${tcp.TCPSackRecovery} retrans ` +
+                `${tcp.RetransSegs}/${tcp.OutSegs}`,
+            );
+          }
+          return r;
+        };
         await step('page http', async () => {
-          s.pageHttpMs.push((await client(plan, t, ['--mode', 'page'], 120)).pageMs!);
+          s.pageHttpMs.push((await traced('page http', ['--mode', 'page'], 120)).pageMs!);
         });
         await step('page https', async () => {
-          s.pageHttpsMs.push((await client(plan, t, ['--mode', 'page', '--https'], 120)).pageMs!);
+          s.pageHttpsMs.push(
+            (await traced('page https', ['--mode', 'page', '--https'], 120)).pageMs!,
+          );
         });
         await step('bulk', async () => {
-          const r = await client(
-            plan,
-            t,
+          const r = await traced(
+            'bulk',
             ['--mode', 'bulk', '--bytes', String(o.bulkMb * 1e6), '--bulk-s', String(o.bulkS)],
             o.bulkS + 60,
           );

@@ -9,11 +9,15 @@
  *   getCongestion(fd: number) -> string
  *   tcpState(fd: number) -> [caState, unacked]   TCP_INFO's tcpi_ca_state (0: open, no loss being
  *                                                 repaired) and tcpi_unacked (segments in flight)
+ *   bbrPacingGain(fd: number) -> number | null    TCP_CC_INFO's bbr_pacing_gain (256 = 1.0; about
+ *                                                 739 in BBR's start-up), null when the socket's
+ *                                                 congestion control is not BBR
  */
 #include <node_api.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/inet_diag.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -116,11 +120,44 @@ static napi_value tcp_state(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value bbr_pacing_gain(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int fd;
+  if (argc < 1) {
+    napi_throw_type_error(env, "EINVAL", "bbrPacingGain(fd)");
+    return NULL;
+  }
+  if (!get_fd(env, argv[0], &fd)) return NULL;
+  char name[CA_NAME_MAX] = {0};
+  socklen_t nlen = sizeof name;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &nlen) != 0)
+    return throw_errno(env, "getsockopt TCP_CONGESTION", errno);
+  napi_value out;
+  if (strncmp(name, "bbr", sizeof name) != 0) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  union tcp_cc_info cc;
+  memset(&cc, 0, sizeof cc);
+  socklen_t len = sizeof cc;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_CC_INFO, &cc, &len) != 0)
+    return throw_errno(env, "getsockopt TCP_CC_INFO", errno);
+  if (len < sizeof cc.bbr) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  napi_create_uint32(env, cc.bbr.bbr_pacing_gain, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"setCongestion", NULL, set_congestion, NULL, NULL, NULL, napi_default, NULL},
       {"getCongestion", NULL, get_congestion, NULL, NULL, NULL, napi_default, NULL},
       {"tcpState", NULL, tcp_state, NULL, NULL, NULL, napi_default, NULL},
+      {"bbrPacingGain", NULL, bbr_pacing_gain, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -64,7 +64,8 @@ options:
                          carries in its life before a fresh one is opened (default 128, as v2ray;
                          1: a connection per session, each padded from its start)
   --mux-connections <n>  with a trojan Mux.Cool key: connections that sessions open at the same
-                         time are spread over, 1 to 16 (default 1: all on one, as v2ray)
+                         time are spread over, opened together, 1 to 16 (default 3; 1: all on
+                         one, as v2ray)
   --first-payload-wait <ms>
                          how long a new connection's request header waits for the app's first
                          bytes, to leave in one record with them, 1 to 60000 (default 50); raise

@@ -127,8 +127,8 @@ export function ladderTransports(): TransportEntry[] {
 
 /**
  * Ladder's transports as a user runs them, for the path benchmark (bench/path.ts): every transport
- * once, Trojan also over Mux.Cool with the client's defaults and with its sessions spread over 3
- * connections (`--mux-connections 3`). Not report-card rows.
+ * once, Trojan also over Mux.Cool with the client's defaults (sessions spread over 3 connections)
+ * and with every session on one connection, as v2ray (`--mux-connections 1`). Not report-card rows.
  */
 export function ladderBenchTransports(): TransportEntry[] {
   return [
@@ -143,11 +143,11 @@ export function ladderBenchTransports(): TransportEntry[] {
       ladderTrojanUri(p, { padding: true }),
     ),
     ladderEntry(
-      'ladder-trojan-mux3',
-      'the same with concurrent sessions spread over 3 connections (--mux-connections 3)',
+      'ladder-trojan-mux1',
+      'the same with every session on one connection, as v2ray (--mux-connections 1)',
       (p) => ladderTrojanUri(p, { padding: true }),
       false,
-      ['--mux-connections', '3'],
+      ['--mux-connections', '1'],
     ),
     ladderEntry('ladder-ws-ss', 'Shadowsocks in a WebSocket over TLS', (p) => ladderWsSsUri(p)),
     ladderEntry('ladder-ws-trojan', 'Trojan in a WebSocket over TLS', (p) => ladderWsTrojanUri(p)),

@@ -27,6 +27,8 @@ interface SockoptAddon {
   getCongestion(fd: number): string;
   /** TCP_INFO's ca_state (0: open) and unacked segments; absent from an addon built before it. */
   tcpState?(fd: number): [number, number];
+  /** TCP_CC_INFO's BBR pacing gain (256 = 1.0), null when not BBR; absent from an older addon. */
+  bbrPacingGain?(fd: number): number | null;
 }
 
 let addon: SockoptAddon | undefined;
@@ -177,6 +179,30 @@ function mayUse(name: string): boolean {
 const TCP_CA_OPEN = 0;
 /** The algorithm a restart passes through; the kernel always has it (tcp(7)). */
 const RESTART_VIA = 'reno';
+/**
+ * A BBR pacing gain above this (2.0, in TCP_CC_INFO's units of 1/256) is start-up's (2.89): no
+ * other state of BBR v1 paces above 1.25.
+ */
+const BBR_STARTUP_GAIN_MIN = 2 * 256;
+/**
+ * Segments in flight that still count as quiet: the server's answers to the End frames of the
+ * sessions just closed (a page's, before its download's New) are in flight for a round trip.
+ */
+const RESTART_MAX_UNACKED = 8;
+
+/**
+ * Whether a restart has anything to give a connection: it is quiet (TCP_INFO's `caState` open, at
+ * most a few segments `unacked`) and, if it runs BBR, out of start-up (`bbrPacingGain` null for
+ * another algorithm, or undefined when the addon cannot tell).
+ */
+export function restartWorthwhile(
+  caState: number,
+  unacked: number,
+  bbrPacingGain: number | null | undefined,
+): boolean {
+  if (caState !== TCP_CA_OPEN || unacked > RESTART_MAX_UNACKED) return false;
+  return !(typeof bbrPacingGain === 'number' && bbrPacingGain > BBR_STARTUP_GAIN_MIN);
+}
 
 /**
  * Starts a connection's congestion control afresh, for a connection about to carry a new transfer
@@ -186,10 +212,15 @@ const RESTART_VIA = 'reno';
  * doubles it every round trip; on a lossy long path a download on a reused connection then ran at a
  * fraction of a fresh one's rate for its first ten seconds (docs/benchmarks.md, "Path benchmark").
  * Setting TCP_CONGESTION to another algorithm and back runs the algorithm's init again. Done only
- * on a quiet connection (TCP_INFO: nothing in flight, no loss being repaired): BBR's init takes its
- * first pacing rate from the window of the moment, and a connection restarted in loss recovery
- * (window 1) was seen to sit in retransmission back-off for seconds. And only where this process
- * may set both algorithms, so a socket never stays on the other one. Returns whether it was done.
+ * on a quiet connection (TCP_INFO: no loss being repaired, at most a few segments in flight, such
+ * as the answers to the last sessions' End): BBR's init takes its first pacing rate from the window
+ * of the moment, and a connection restarted in loss recovery (window 1) was seen to sit in
+ * retransmission back-off for seconds; with nothing at all in flight required, a download after a
+ * page's sessions was seen to miss its restart. And only where this process
+ * may set both algorithms, so a socket never stays on the other one. And not on a BBR connection
+ * still in its start-up (a connection opened ahead that carried only a part of a page): a restart
+ * there throws away the estimate start-up has built, and on the lossy peak path the new start-up
+ * was seen to end at once far below it. Returns whether it was done.
  */
 export function restartCongestion(s: Socket): boolean {
   const a = loadSockoptAddon();
@@ -197,7 +228,7 @@ export function restartCongestion(s: Socket): boolean {
   if (typeof a === 'string' || fd === undefined) return false;
   try {
     const state = a.tcpState?.(fd);
-    if (!state || state[0] !== TCP_CA_OPEN || state[1] !== 0) return false;
+    if (!state || !restartWorthwhile(state[0], state[1], a.bbrPacingGain?.(fd))) return false;
     const name = a.getCongestion(fd);
     if (name === RESTART_VIA || !mayUse(name) || !mayUse(RESTART_VIA)) return false;
     a.setCongestion(fd, RESTART_VIA);

@@ -57,7 +57,7 @@ export interface OpenedAhead {
 export interface KeyDialerOptions {
   /** Mux.Cool sessions one connection carries in its life (default 128, as v2ray). */
   muxSessionsPerConnection?: number;
-  /** Mux.Cool connections a trojan key's concurrent sessions are spread over (default 1). */
+  /** Mux.Cool connections a trojan key's concurrent sessions are spread over (default 3: trojan-dialer.ts). */
   muxConnections?: number;
   /** The TLS client for keys that name none (a ladder:// key's `fp`; default chrome). */
   fp?: TlsFingerprint;

@@ -1,9 +1,10 @@
 /**
- * MuxPool's placement of sessions over in-memory connections (no sockets): with `connections`, a
- * session that finds every open connection busy opens one more ahead without waiting for it, later
- * sessions go on the open connection with the fewest, and no more than `connections` are opened
- * while they have room; with the default (1) every session rides one connection, as in v2ray.
- * The tests decide when each connection opens, so nothing depends on timing.
+ * MuxPool's placement of sessions over in-memory connections (no sockets): with `connections`, the
+ * first session of a cold pool opens them all, going on the first without waiting for the others;
+ * a session that finds every open connection busy with fewer than `connections` left opens one more
+ * ahead; later sessions go on the open connection with the fewest, and no more than `connections`
+ * are opened while they have room; with the default (1) every session rides one connection, as in
+ * v2ray. The tests decide when each connection opens, so nothing depends on timing.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -71,32 +72,28 @@ function harness(connections?: number, { answerEnd = true } = {}) {
 /** Lets the pool see a connection that has just opened (its promise settles in microtasks). */
 const settled = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-test('connections 3: a busy connection gets one opened ahead; later sessions go on the least busy', async () => {
+test('connections 3: a cold start opens all three; sessions spread over the open ones', async () => {
   const h = harness(3);
   try {
     const p1 = h.pool.open(TARGET);
-    assert.equal(h.conns.length, 1);
+    assert.equal(h.conns.length, 3, 'the first session opens every connection');
     h.conns[0]!.open();
     const s1 = await p1;
     assert.equal(await h.placed(s1), 0);
 
-    // Connection 0 is busy: this session still goes on it now, and connection 1 opens for later.
+    // Connection 0 is busy, the others still opening: this session does not wait for them.
     const s2 = await h.pool.open(TARGET);
-    assert.equal(h.conns.length, 2, 'a second connection opened ahead');
-    assert.equal(await h.placed(s2), 0, 'without waiting for the new one');
+    assert.equal(await h.placed(s2), 0, 'an open connection before one still opening');
 
     h.conns[1]!.open();
+    h.conns[2]!.open();
     await settled();
     const s3 = await h.pool.open(TARGET);
-    assert.equal(await h.placed(s3), 1, 'the idle connection takes the next session');
-    assert.equal(h.conns.length, 2, 'an idle connection was there: none opened');
-
+    assert.equal(await h.placed(s3), 1, 'an idle connection takes the next session');
     const s4 = await h.pool.open(TARGET);
-    assert.equal(await h.placed(s4), 1, 'fewest sessions: connection 1 (1) before 0 (2)');
-    assert.equal(h.conns.length, 3, 'every open connection busy: a third opened ahead');
-
+    assert.equal(await h.placed(s4), 2, 'and the other idle one the one after');
     const s5 = await h.pool.open(TARGET);
-    assert.equal(await h.placed(s5), 0, 'an open connection before one still opening');
+    assert.equal(await h.placed(s5), 1, 'fewest sessions, the older on a tie');
     assert.equal(h.conns.length, 3, 'never more than `connections` while they have room');
     assert.equal(h.pool.connections, 3);
   } finally {
@@ -104,7 +101,7 @@ test('connections 3: a busy connection gets one opened ahead; later sessions go 
   }
 });
 
-test('connections 3: sessions one after another stay on one connection', async () => {
+test('connections 3: sessions one after another stay on the first connection', async () => {
   const h = harness(3);
   try {
     for (let i = 0; i < 5; i++) {
@@ -115,7 +112,16 @@ test('connections 3: sessions one after another stay on one connection', async (
       s.destroy();
       await once(s, 'close');
     }
-    assert.equal(h.conns.length, 1);
+    h.conns[1]!.open();
+    h.conns[2]!.open();
+    await settled();
+    for (let i = 0; i < 3; i++) {
+      const s = await h.pool.open(TARGET);
+      assert.equal(await h.placed(s), 0, 'a tie goes to the older, warmer connection');
+      s.destroy();
+      await once(s, 'close');
+    }
+    assert.equal(h.conns.length, 3, 'only the cold start opened connections');
   } finally {
     h.close();
   }
@@ -124,32 +130,32 @@ test('connections 3: sessions one after another stay on one connection', async (
 test('connections 3: a session whose End has left is no load, though open until the peer answers', async () => {
   const h = harness(3, { answerEnd: false });
   try {
-    for (let i = 0; i < 4; i++) {
-      const p = h.pool.open(TARGET);
-      h.conns[0]?.open();
-      const s = await p;
-      assert.equal(await h.placed(s), 0, `session ${i} on the first connection`);
+    const p = h.pool.open(TARGET);
+    for (const c of h.conns) c.open();
+    await settled();
+    const first = await p;
+    assert.equal(await h.placed(first), 0);
+    first.end();
+    await once(first, 'finish');
+    for (let i = 0; i < 3; i++) {
+      const s = await h.pool.open(TARGET);
+      assert.equal(await h.placed(s), 0, `session ${i + 2} on the first connection`);
       s.end();
       await once(s, 'finish');
       assert.ok(!s.destroyed, 'still open: the server has not answered End');
     }
-    assert.equal(h.conns.length, 1, 'one after another: no connection opened ahead');
 
-    // A session still in use makes its connection busy: the next one opens another ahead, and
-    // once that is open the one after goes there; ended sessions weigh nothing there either.
+    // A session still in use makes its connection busy: the next one goes on an idle connection;
+    // ended sessions weigh nothing there either.
     const live = await h.pool.open(TARGET);
     assert.equal(await h.placed(live), 0);
     const second = await h.pool.open(TARGET);
-    assert.equal(await h.placed(second), 0, 'without waiting for the one opened ahead');
-    assert.equal(h.conns.length, 2, 'a live session: one more opened ahead');
-    h.conns[1]!.open();
-    await settled();
+    assert.equal(await h.placed(second), 1, 'the idle connection, not the one with a live session');
+    second.end();
+    await once(second, 'finish');
     const third = await h.pool.open(TARGET);
-    assert.equal(await h.placed(third), 1, 'the idle connection, not the one with live sessions');
-    for (const s of [live, second, third]) s.end();
-    await Promise.all([live, second, third].map((s) => once(s, 'finish')));
-    const after = await h.pool.open(TARGET);
-    assert.equal(await h.placed(after), 0, 'a tie goes to the older, warmer connection');
+    assert.equal(await h.placed(third), 1, 'its ended session is no load: a tie, the older');
+    assert.equal(h.conns.length, 3);
   } finally {
     h.close();
   }
@@ -173,18 +179,20 @@ test('a connection opened ahead that fails costs no session; the next busy momen
   const h = harness(2);
   try {
     const p1 = h.pool.open(TARGET);
+    assert.equal(h.conns.length, 2, 'opened ahead at the cold start');
     h.conns[0]!.open();
     const s1 = await p1;
     assert.equal(await h.placed(s1), 0);
-    const s2 = await h.pool.open(TARGET);
-    assert.equal(h.conns.length, 2);
     h.conns[1]!.fail(new Error('refused'));
     await settled();
-    assert.equal(await h.placed(s2), 0);
     assert.equal(h.pool.connections, 1, 'the failed one left the pool');
+    const s2 = await h.pool.open(TARGET);
+    assert.equal(h.conns.length, 3, 'connection 0 busy: opened ahead again');
+    assert.equal(await h.placed(s2), 0, 'without waiting for it');
+    h.conns[2]!.open();
+    await settled();
     const s3 = await h.pool.open(TARGET);
-    assert.equal(h.conns.length, 3, 'opened ahead again');
-    assert.equal(await h.placed(s3), 0);
+    assert.equal(await h.placed(s3), 2);
   } finally {
     h.close();
   }

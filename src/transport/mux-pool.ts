@@ -7,12 +7,13 @@
  * WebSocket upgrade) round trips and the handshake's CPU.
  *
  * With `connections` above 1 (not v2ray's way), concurrent sessions are spread: a new session goes
- * on the open connection with the fewest sessions, and when every open connection is busy and there
- * are fewer than `connections`, one more is opened ahead, for the sessions after it (this one does
- * not wait for its handshake). On a lossy path a loss then stalls only the sessions of one
- * connection instead of all; but the new connections start with a small congestion window, and on
- * the lab's lossy paths that cost as much as it saved (docs/benchmarks.md, "Path benchmark"), so
- * the default stays 1.
+ * on the open connection with the fewest sessions. The pool opens all of them together, ahead: when
+ * a session finds no connection at all (a cold start, where a page's burst of requests comes one
+ * round trip later, after its document), it goes on the first and the others open beside it; and
+ * when every open connection is busy and there are fewer than `connections` (one failed or was
+ * spent), one more is opened for the sessions after it. No session waits for a handshake while a
+ * connection is open. On a lossy path a loss then stalls only the sessions of one connection
+ * instead of all (docs/benchmarks.md, "Path benchmark").
  *
  * A session counts as load only until its application is done with it (its End has left):
  * Mux.Cool has no half-close, so it carries nothing more, though it stays open for the peer's End,
@@ -43,8 +44,15 @@ const debug = debuglog('ladder:mux');
 export const MUX_SESSIONS_PER_CONNECTION = 128;
 /** v2ray-core's client closes a connection without sessions at its next 16 s tick (16 to 32 s). */
 export const MUX_IDLE_MS = 16_000;
-/** Connections concurrent sessions are spread over unless `connections` says otherwise. */
+/** Connections concurrent sessions are spread over unless `connections` says otherwise (v2ray's one). */
 export const MUX_CONNECTIONS = 1;
+/**
+ * Connections a Trojan key's Mux.Cool sessions are spread over by default (trojan-dialer.ts): a
+ * page's requests then share three connections' loss recovery instead of one's, well under the
+ * six connections to one server that connection-count policing tolerates (docs/benchmarks.md,
+ * "Path benchmark").
+ */
+export const TROJAN_MUX_CONNECTIONS = 3;
 
 export interface MuxPoolOptions {
   /** Opens one connection for Mux.Cool frames (resolves once frames may be written, or rejects in bounded time). */
@@ -121,7 +129,12 @@ export class MuxPool {
     let e: Entry | undefined;
     for (const x of this.#entries) if (this.#hasRoom(x) && (!e || fewer(x, e))) e = x;
     if (e && e.busy > 0 && this.#entries.size < this.#spread) this.#connect();
-    e ??= this.#connect();
+    if (!e) {
+      // A cold start: the others open beside this one, for the burst that tends to follow.
+      const cold = this.#entries.size === 0;
+      e = this.#connect();
+      while (cold && this.#entries.size < this.#spread) this.#connect();
+    }
     e.opened++;
     e.active++;
     e.busy++;

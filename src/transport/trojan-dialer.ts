@@ -26,7 +26,7 @@ import {
 import { ByteQueue } from '../codec/ss-stream.js';
 import { MUX_COOL_TARGET } from '../codec/mux-cool.js';
 import { tlsConnect, type TlsClientOptions } from './tls.js';
-import { MuxPool } from './mux-pool.js';
+import { MuxPool, TROJAN_MUX_CONNECTIONS } from './mux-pool.js';
 import type { Opener } from './preconnect.js';
 import type { PacketDialer, PacketSession, StreamDialer, Target } from './types.js';
 
@@ -51,8 +51,8 @@ export interface TrojanDialerOptions extends TlsClientOptions {
   /** With `mux`: sessions one connection carries in its life (default 128, as v2ray). */
   muxSessionsPerConnection?: number;
   /**
-   * With `mux`: connections that concurrent sessions are spread over (default 1: all on one, as
-   * v2ray; mux-pool.ts `connections`).
+   * With `mux`: connections that concurrent sessions are spread over (default 3, opened together
+   * at a cold start; 1: all on one, as v2ray; mux-pool.ts `connections`).
    */
   muxConnections?: number;
   /**
@@ -126,7 +126,7 @@ export class TrojanDialer implements StreamDialer, PacketDialer {
           return socket;
         },
         concurrency: options.mux,
-        ...(options.muxConnections ? { connections: options.muxConnections } : {}),
+        connections: options.muxConnections ?? TROJAN_MUX_CONNECTIONS,
         padding: options.muxPadding ?? true,
         ...(options.muxSessionsPerConnection
           ? { sessionsPerConnection: options.muxSessionsPerConnection }
