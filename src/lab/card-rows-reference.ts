@@ -87,7 +87,8 @@ function rawEntry(name: string, mode: string, description: string): TransportEnt
 }
 
 const SS_PASSWORD = 'ladder-lab-password';
-const SS_PORT = 8388;
+/** ss-server's port in abroad (the `shadowsocks-libev` row). */
+export const SS_PORT = 8388;
 const SS_LOCAL_PORT = 1080;
 
 /** The rows without Ladder: plain curl, raw first packets and shadowsocks-libev. */

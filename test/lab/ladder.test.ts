@@ -29,8 +29,10 @@ import {
   columns,
   transports,
   LADDER_PORT,
+  LADDER_CONTROL_PORT,
 } from '../../src/lab/card.js';
 import { DECOY_REFERENCE_PORT } from '../../src/lab/services.js';
+import { SS_PORT } from '../../src/lab/card-rows-reference.js';
 import { PREFIX_PRESETS } from '../../src/codec/ss-prefix.js';
 import {
   DEFAULT_TLS_FINGERPRINT,
@@ -229,13 +231,29 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
         timeFactor: 0.01,
       });
       assert.equal(await attempts(name, 1), 1, name);
+      // The verdict on this row's server (a flow to another server may be probed meanwhile).
+      const port =
+        { 'ladder-ss': LADDER_CONTROL_PORT, 'ladder-trojan': LADDER_PORT }[name] ?? SS_PORT;
       const deadline = Date.now() + 60_000;
-      let verdict: string | undefined;
+      let verdict: LabEvent | undefined;
       while (!verdict && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 250));
-        verdict = labEvents().find((e) => e === 'probe/clear' || e === 'probe/confirm');
+        verdict = labEventRecords().find(
+          (e) =>
+            e.module === 'probe' &&
+            (e.action === 'clear' || e.action === 'confirm') &&
+            e.serverPort === port,
+        );
       }
-      assert.equal(verdict, 'probe/clear', `${name}: the prober's verdict`);
+      const probes = labEventRecords()
+        .filter((e) => e.module === 'probe')
+        .map((e) => `${e.serverPort} ${e.action} ${e.detail ?? ''}`)
+        .join('; ');
+      assert.equal(
+        verdict?.action,
+        'clear',
+        `${name}: the prober's verdict on port ${port} (${probes})`,
+      );
       assert.equal(await attempts(name, 3), 3, `${name} after probing`);
     }
   });
@@ -327,14 +345,19 @@ describe('Ladder transports in the lab', { skip: why ?? false, timeout: 300_000 
 
 /** `module/action` of the events since the censor last started (startCensor keeps the file). */
 let eventsFrom = 0;
-function labEvents(): string[] {
+interface LabEvent {
+  readonly module: string;
+  readonly action: string;
+  readonly serverPort?: number;
+  readonly detail?: string;
+}
+
+/** The censor's events since it was started. */
+function labEventRecords(): LabEvent[] {
   const f = eventsPath(plan);
   if (!existsSync(f)) return [];
   const all = readFileSync(f, 'utf8').split('\n').filter(Boolean);
-  return all.slice(eventsFrom).map((l) => {
-    const e = JSON.parse(l) as { module: string; action: string };
-    return `${e.module}/${e.action}`;
-  });
+  return all.slice(eventsFrom).map((l) => JSON.parse(l) as LabEvent);
 }
 
 /** A reply with its Date header blanked (the only thing that may differ between two answers). */
