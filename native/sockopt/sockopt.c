@@ -55,6 +55,29 @@ static int get_fd(napi_env env, napi_value v, int *fd) {
   return 1;
 }
 
+/* The one argument of a getter: a socket's descriptor. 0 with a TypeError thrown when it is not. */
+static int fd_arg(napi_env env, napi_callback_info info, const char *usage, int *fd) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) {
+    napi_throw_type_error(env, "EINVAL", usage);
+    return 0;
+  }
+  return get_fd(env, argv[0], fd);
+}
+
+/* The socket's congestion control's name into name[CA_NAME_MAX]; 0 with an Error thrown on failure. */
+static int read_congestion(napi_env env, int fd, char *name) {
+  socklen_t len = CA_NAME_MAX;
+  memset(name, 0, CA_NAME_MAX);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) != 0) {
+    throw_errno(env, "getsockopt TCP_CONGESTION", errno);
+    return 0;
+  }
+  return 1;
+}
+
 static napi_value set_congestion(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -78,34 +101,17 @@ static napi_value set_congestion(napi_env env, napi_callback_info info) {
 }
 
 static napi_value get_congestion(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd;
-  if (argc < 1) {
-    napi_throw_type_error(env, "EINVAL", "getCongestion(fd)");
-    return NULL;
-  }
-  if (!get_fd(env, argv[0], &fd)) return NULL;
-  char name[CA_NAME_MAX] = {0};
-  socklen_t len = sizeof name;
-  if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) != 0)
-    return throw_errno(env, "getsockopt TCP_CONGESTION", errno);
+  char name[CA_NAME_MAX];
+  if (!fd_arg(env, info, "getCongestion(fd)", &fd) || !read_congestion(env, fd, name)) return NULL;
   napi_value out;
   napi_create_string_latin1(env, name, strnlen(name, sizeof name), &out);
   return out;
 }
 
 static napi_value tcp_state(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd;
-  if (argc < 1) {
-    napi_throw_type_error(env, "EINVAL", "tcpState(fd)");
-    return NULL;
-  }
-  if (!get_fd(env, argv[0], &fd)) return NULL;
+  if (!fd_arg(env, info, "tcpState(fd)", &fd)) return NULL;
   struct tcp_info ti;
   memset(&ti, 0, sizeof ti);
   socklen_t len = sizeof ti;
@@ -121,19 +127,9 @@ static napi_value tcp_state(napi_env env, napi_callback_info info) {
 }
 
 static napi_value bbr_pacing_gain(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd;
-  if (argc < 1) {
-    napi_throw_type_error(env, "EINVAL", "bbrPacingGain(fd)");
-    return NULL;
-  }
-  if (!get_fd(env, argv[0], &fd)) return NULL;
-  char name[CA_NAME_MAX] = {0};
-  socklen_t nlen = sizeof name;
-  if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &nlen) != 0)
-    return throw_errno(env, "getsockopt TCP_CONGESTION", errno);
+  char name[CA_NAME_MAX];
+  if (!fd_arg(env, info, "bbrPacingGain(fd)", &fd) || !read_congestion(env, fd, name)) return NULL;
   napi_value out;
   if (strncmp(name, "bbr", sizeof name) != 0) {
     napi_get_null(env, &out);

@@ -216,9 +216,9 @@ export function restartWorthwhile(
  * as the answers to the last sessions' End): BBR's init takes its first pacing rate from the window
  * of the moment, and a connection restarted in loss recovery (window 1) was seen to sit in
  * retransmission back-off for seconds; with nothing at all in flight required, a download after a
- * page's sessions was seen to miss its restart. And only where this process
- * may set both algorithms, so a socket never stays on the other one. And not on a BBR connection
- * still in its start-up (a connection opened ahead that carried only a part of a page): a restart
+ * page's sessions was seen to miss its restart. And only where this process may set both
+ * algorithms, so a socket never stays on the other one. And not on a BBR connection still in its
+ * start-up (a connection opened ahead that carried only a part of a page): a restart
  * there throws away the estimate start-up has built, and on the lossy peak path the new start-up
  * was seen to end at once far below it. Returns whether it was done.
  */
